@@ -1,0 +1,33 @@
+"""speechunits: self-supervised discrete speech units, end to end.
+
+Public API (imported lazily so that ``import speechunits`` stays cheap)::
+
+    from speechunits import Audio, load_encoder, Units, SpeechUnitsError
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Audio": "speechunits.audio",
+    "SpeechUnitsError": "speechunits.errors",
+    "Utterance": "speechunits.corpus",
+    "Corpus": "speechunits.corpus",
+    "open_corpus": "speechunits.corpus",
+    "Units": "speechunits.units.units",
+    "EncoderInfo": "speechunits.encoders.base",
+    "Encoder": "speechunits.encoders.base",
+    "load_encoder": "speechunits.encoders",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'speechunits' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

@@ -1,0 +1,56 @@
+"""``speechunits`` entry point.
+
+Every module in :mod:`speechunits.cli` that defines ``register(subparsers)`` adds its
+command(s); ``register`` sets ``func`` on its parser, called with the parsed args and
+returning an exit status. Library errors (:class:`SpeechUnitsError`) become a one-line
+message and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+import speechunits.cli as cli_package
+from speechunits import __version__
+from speechunits.errors import SpeechUnitsError
+
+log = logging.getLogger("speechunits")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speechunits", description="Self-supervised discrete speech units.")
+    parser.add_argument("--version", action="version", version=f"speechunits {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_info in sorted(pkgutil.iter_modules(cli_package.__path__), key=lambda m: m.name):
+        if module_info.name in ("main", "common"):
+            continue
+        module = importlib.import_module(f"speechunits.cli.{module_info.name}")
+        if hasattr(module, "register"):
+            module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except SpeechUnitsError as exc:
+        log.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Corpora: where utterances come from.
+
+Three inputs are understood (see :func:`open_corpus`):
+
+* an audio directory, scanned recursively in sorted order;
+* a fairseq ``.tsv`` manifest (first line: root dir; then ``relpath<TAB>num_samples``);
+* a JSONL manifest, one ``{"id": ..., "path": ...}`` object per line plus optional fields
+  (``num_samples``, ``speaker``, ``text`` ...); relative paths are relative to the file.
+
+A single audio file is a corpus of one. The utterance id is the path relative to the root
+without its extension (JSONL gives it explicitly); duplicate ids are an error. Iteration is
+lazy: manifests are read line by line. ``shard(i, n)`` keeps every n-th utterance starting
+at the i-th (0-based), so shards are disjoint, cover the corpus, and do not depend on timing.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from speechunits.audio import AUDIO_EXTENSIONS
+from speechunits.errors import SpeechUnitsError
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One entry of a corpus.
+
+    Attributes:
+        id: utterance id (relative path without extension, or the manifest's id).
+        path: absolute or working-dir-relative audio path.
+        num_samples: length at the file's own rate, when the manifest says so.
+        fields: any other manifest fields (speaker, text ...).
+    """
+
+    id: str
+    path: str
+    num_samples: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    """Parse ``"i/n"`` (0 <= i < n) into ``(i, n)``; ``None`` means ``(0, 1)``."""
+    if spec is None:
+        return 0, 1
+    try:
+        i_text, n_text = spec.split("/")
+        index, count = int(i_text), int(n_text)
+    except ValueError:
+        raise SpeechUnitsError(f"--shard: expected 'i/n' such as '0/4', got {spec!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise SpeechUnitsError(f"--shard: need 0 <= i < n, got {spec!r}")
+    return index, count
+
+
+class Corpus:
+    """A lazy, re-iterable sequence of :class:`Utterance` records."""
+
+    def __init__(self, source: str, make_iter: Callable[[], Iterator[Utterance]], shard: tuple[int, int] = (0, 1)):
+        self.source = source
+        self._make_iter = make_iter
+        self._shard = shard
+
+    def __iter__(self) -> Iterator[Utterance]:
+        index, count = self._shard
+        seen: set[str] = set()
+        for position, utt in enumerate(self._make_iter()):
+            if utt.id in seen:
+                raise SpeechUnitsError(f"{self.source}: duplicate utterance id {utt.id!r} ({utt.path})")
+            seen.add(utt.id)
+            if position % count == index:
+                yield utt
+
+    def shard(self, index: int, count: int) -> "Corpus":
+        """Return shard ``index`` of ``count`` (applied on top of any existing sharding)."""
+        if count < 1 or not 0 <= index < count:
+            raise SpeechUnitsError(f"shard: need 0 <= i < n, got {index}/{count}")
+        old_index, old_count = self._shard
+        # Shard of a shard: positions p with p % old_count == old_index, then every count-th of those.
+        return Corpus(self.source, self._make_iter, (old_index + index * old_count, old_count * count))
+
+    def filter(self, keep: Callable[[Utterance], bool]) -> "Corpus":
+        """Lazily keep only utterances for which ``keep`` is true."""
+        parent = self
+        return Corpus(self.source, lambda: (u for u in parent if keep(u)))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"Corpus({self.source!r}, shard={self._shard[0]}/{self._shard[1]})"
+
+
+def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | None = None) -> Corpus:
+    """Open an audio directory, a fairseq ``.tsv``, a ``.jsonl`` manifest or a single audio file."""
+    path = Path(source)
+    if not path.exists():
+        raise SpeechUnitsError(f"{path}: no such file or directory")
+    if path.is_dir():
+        corpus = Corpus(str(path), lambda: _iter_directory(path))
+    elif path.suffix == ".tsv":
+        corpus = Corpus(str(path), lambda: _iter_tsv(path))
+    elif path.suffix in (".jsonl", ".json"):
+        corpus = Corpus(str(path), lambda: _iter_jsonl(path))
+    elif path.suffix.lower() in AUDIO_EXTENSIONS:
+        corpus = Corpus(str(path), lambda: iter([Utterance(path.stem, str(path))]))
+    else:
+        raise SpeechUnitsError(f"{path}: not an audio directory, .tsv/.jsonl manifest or audio file")
+    index, count = parse_shard(shard) if (shard is None or isinstance(shard, str)) else shard
+    return corpus.shard(index, count) if count > 1 else corpus
+
+
+def _iter_directory(root: Path) -> Iterator[Utterance]:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in AUDIO_EXTENSIONS:
+                full = Path(dirpath) / name
+                rel = full.relative_to(root)
+                yield Utterance(rel.with_suffix("").as_posix(), str(full))
+
+
+def _iter_tsv(manifest: Path) -> Iterator[Utterance]:
+    with open(manifest, encoding="utf-8") as handle:
+        root_line = handle.readline()
+        if not root_line:
+            raise SpeechUnitsError(f"{manifest}: empty manifest (expected a root directory on line 1)")
+        root = Path(root_line.rstrip("\n"))
+        if not root.is_absolute():
+            root = manifest.parent / root
+        for line_no, line in enumerate(handle, start=2):
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            parts = line.split("\t")
+            rel = parts[0]
+            num_samples = None
+            if len(parts) > 1 and parts[1]:
+                try:
+                    num_samples = int(parts[1])
+                except ValueError:
+                    raise SpeechUnitsError(f"{manifest}:{line_no}: num_samples {parts[1]!r} is not an integer") from None
+            yield Utterance(Path(rel).with_suffix("").as_posix(), str(root / rel), num_samples)
+
+
+def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
+    with open(manifest, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SpeechUnitsError(f"{manifest}:{line_no}: invalid JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or "path" not in record:
+                raise SpeechUnitsError(f"{manifest}:{line_no}: each line needs an object with a 'path'")
+            audio_path = Path(record.pop("path"))
+            if not audio_path.is_absolute():
+                audio_path = manifest.parent / audio_path
+            utt_id = str(record.pop("id", audio_path.stem))
+            num_samples = record.pop("num_samples", None)
+            yield Utterance(utt_id, str(audio_path), int(num_samples) if num_samples is not None else None, record)
+
+
+def write_tsv(path: str | os.PathLike[str], root: str, rows: list[tuple[str, int]]) -> None:
+    """Write a fairseq manifest: ``root`` then ``relpath<TAB>num_samples`` per row."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"{root}\n")
+        for rel, num_samples in rows:
+            handle.write(f"{rel}\t{num_samples}\n")

@@ -1,0 +1,99 @@
+"""What every encoder declares and does.
+
+Layer numbering (used everywhere in speechunits): layer 0 is the input to the first
+transformer block (after feature projection and the positional convolution); layer n is
+the output of transformer block n. This equals fairseq's ``output_layer=n`` and Hugging
+Face's ``hidden_states[n]``. Encoders without layers (MFCC, log-mel) only have layer 0.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from speechunits.audio import Audio
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """Static facts about an encoder.
+
+    Attributes:
+        name: hub id, local directory or built-in name (``"mfcc"``, ``"logmel"``).
+        sample_rate: input sample rate in Hz.
+        hop_length: input samples per output frame (320 for HuBERT, 160 for MFCC).
+        receptive_field: input samples that produce the first frame (400 for HuBERT/MFCC).
+        num_layers: deepest selectable layer (0 for encoders without layers).
+        dim: feature dimension of every layer.
+        identity: short hash of the config and weights, stored with codebooks/unit stores
+            so that units from different encoders are never mixed.
+    """
+
+    name: str
+    sample_rate: int
+    hop_length: int
+    receptive_field: int
+    num_layers: int
+    dim: int
+    identity: str
+
+    @property
+    def frame_rate(self) -> float:
+        """Output frames per second."""
+        return self.sample_rate / self.hop_length
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames for ``num_samples`` input samples: ``(T - receptive_field) // hop + 1``, or 0 if shorter.
+
+        This is exact for a stack of unpadded strided convolutions (HuBERT/wav2vec 2.0's CNN)
+        and for framed features with ``snip_edges`` (Kaldi-style MFCC/log-mel).
+        """
+        if num_samples < self.receptive_field:
+            return 0
+        return (num_samples - self.receptive_field) // self.hop_length + 1
+
+
+class Encoder(ABC):
+    """Audio to per-layer frame features.
+
+    Subclasses implement :meth:`extract_batch`; batched results must equal one-at-a-time
+    results (within fp32 rounding).
+    """
+
+    info: EncoderInfo
+
+    @abstractmethod
+    def extract_batch(self, waves: Sequence[np.ndarray], layers: Sequence[int]) -> list[dict[int, np.ndarray]]:
+        """Features of several utterances at ``info.sample_rate``.
+
+        Args:
+            waves: float32 arrays ``[T_i]`` (already at the encoder's rate).
+            layers: layer numbers to return (see module docstring).
+
+        Returns:
+            One dict per wave, ``{layer: float32 [num_frames(T_i), dim]}``.
+        """
+
+    def extract(self, audio: Audio | np.ndarray, layers: Sequence[int] = (0,)) -> dict[int, np.ndarray]:
+        """Features of one utterance (resampled to the encoder's rate if an :class:`Audio`)."""
+        if isinstance(audio, Audio):
+            audio = audio.resample(self.info.sample_rate).samples
+        return self.extract_batch([np.asarray(audio, dtype=np.float32)], layers)[0]
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.info.num_frames(num_samples)
+
+    def check_layers(self, layers: Sequence[int]) -> list[int]:
+        """Validate and sort requested layers."""
+        from speechunits.errors import SpeechUnitsError
+
+        if not layers:
+            raise SpeechUnitsError("at least one layer must be requested")
+        bad = [layer for layer in layers if not 0 <= int(layer) <= self.info.num_layers]
+        if bad:
+            raise SpeechUnitsError(
+                f"{self.info.name}: layer(s) {bad} out of range 0..{self.info.num_layers}"
+            )
+        return sorted({int(layer) for layer in layers})

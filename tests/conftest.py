@@ -1,0 +1,97 @@
+"""Shared test fixtures: tiny random-initialised HF encoders and small audio files.
+
+No test touches the network: models are built from configs and saved to temp dirs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+def make_tiny_hf_model(out_dir: Path, family: str = "hubert", norm: str = "group", seed: int = 0,
+                       num_layers: int = 4, hidden: int = 32) -> Path:
+    """Save a tiny random-initialised SSL model + preprocessor_config.json to ``out_dir``.
+
+    Args:
+        family: "hubert", "wav2vec2", "wavlm" or "data2vec-audio".
+        norm: "group" (HuBERT/wav2vec2-base style: no attention mask, do_normalize False)
+            or "layer" (large-model style: stable layer norm, attention mask, do_normalize True).
+    """
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    common = dict(
+        hidden_size=hidden,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm=norm,
+        do_stable_layer_norm=(norm == "layer"),
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        feat_proj_dropout=0.0,
+        layerdrop=0.0,
+    )
+    config_cls, model_cls = {
+        "hubert": (tf.HubertConfig, tf.HubertModel),
+        "wav2vec2": (tf.Wav2Vec2Config, tf.Wav2Vec2Model),
+        "wavlm": (tf.WavLMConfig, tf.WavLMModel),
+        "data2vec-audio": (tf.Data2VecAudioConfig, tf.Data2VecAudioModel),
+    }[family]
+    if family == "data2vec-audio":
+        common.pop("do_stable_layer_norm")
+        common["num_conv_pos_embeddings"] = 5
+        common["conv_pos_kernel_size"] = 5
+    model = model_cls(config_cls(**common)).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tf.Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=16000,
+        padding_value=0.0,
+        do_normalize=(norm == "layer"),
+        return_attention_mask=(norm == "layer"),
+    ).save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_hubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Group-norm HuBERT (HuBERT-base style), 4 layers, dim 32."""
+    return make_tiny_hf_model(tmp_path_factory.mktemp("tiny_hubert"), "hubert", "group")
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2_layernorm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Layer-norm wav2vec 2.0 (large style: attention mask, do_normalize), 4 layers, dim 32."""
+    return make_tiny_hf_model(tmp_path_factory.mktemp("tiny_w2v2_ln"), "wav2vec2", "layer")
+
+
+def write_tone(path: Path, seconds: float, sample_rate: int = 16000, freq: float = 220.0,
+               channels: int = 1, seed: int = 0) -> Path:
+    """Write a noisy tone (deterministic) to ``path``; format from the extension."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    mono = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)
+    data = np.stack([mono * (1 + 0.1 * c) for c in range(channels)], axis=1) if channels > 1 else mono
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), data.astype(np.float32), sample_rate)
+    return path
+
+
+@pytest.fixture()
+def tone_dir(tmp_path: Path) -> Path:
+    """Five 16 kHz mono wavs of 0.5–3 s under ``tmp_path/audio`` (one in a subdirectory)."""
+    root = tmp_path / "audio"
+    for i, secs in enumerate([0.5, 1.2, 3.0, 0.8, 2.1]):
+        name = f"sub/utt{i}.wav" if i == 3 else f"utt{i}.wav"
+        write_tone(root / name, secs, freq=150 + 40 * i, seed=i)
+    return root
