@@ -1,0 +1,85 @@
+"""Corpus discovery, manifests, ids and sharding."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from speechunits.corpus import open_corpus, parse_shard, write_tsv
+from speechunits.errors import SpeechUnitsError
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_directory_is_recursive_sorted_with_relative_ids(tmp_path: Path) -> None:
+    for rel in ["b.wav", "a/z.flac", "a/b/c.mp3", "notes.txt", "c.ogg"]:
+        _touch(tmp_path / rel)
+    ids = [u.id for u in open_corpus(tmp_path)]
+    # Exact order: files of a directory (sorted) before its sorted subdirectories (os.walk top-down).
+    assert ids == ["b", "c", "a/z", "a/b/c"]
+
+
+def test_duplicate_ids_are_an_error(tmp_path: Path) -> None:
+    _touch(tmp_path / "x.wav")
+    _touch(tmp_path / "x.flac")
+    with pytest.raises(SpeechUnitsError, match="duplicate utterance id 'x'"):
+        list(open_corpus(tmp_path))
+
+
+def test_fairseq_tsv_relative_root_and_lengths(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "train.tsv", "audio", [("spk1/u1.flac", 16000), ("spk2/u2.wav", 32000)])
+    utts = list(open_corpus(tmp_path / "train.tsv"))
+    assert [(u.id, u.num_samples) for u in utts] == [("spk1/u1", 16000), ("spk2/u2", 32000)]
+    assert utts[0].path == str(tmp_path / "audio" / "spk1/u1.flac")
+
+
+def test_tsv_bad_length_names_line(tmp_path: Path) -> None:
+    (tmp_path / "m.tsv").write_text("/root\nfoo.wav\tabc\n")
+    with pytest.raises(SpeechUnitsError, match=r"m.tsv:2: num_samples 'abc'"):
+        list(open_corpus(tmp_path / "m.tsv"))
+
+
+def test_jsonl_manifest_with_extra_fields(tmp_path: Path) -> None:
+    lines = [
+        {"id": "u1", "path": "a/1.wav", "speaker": "s1", "num_samples": 10},
+        {"path": "/abs/2.wav", "text": "hello"},
+    ]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    utts = list(open_corpus(tmp_path / "m.jsonl"))
+    assert utts[0].id == "u1" and utts[0].path == str(tmp_path / "a/1.wav")
+    assert utts[0].fields == {"speaker": "s1"} and utts[0].num_samples == 10
+    assert utts[1].id == "2" and utts[1].path == "/abs/2.wav" and utts[1].fields == {"text": "hello"}
+    (tmp_path / "bad.jsonl").write_text('{"id": "x"}\n')
+    with pytest.raises(SpeechUnitsError, match="bad.jsonl:1: .*'path'"):
+        list(open_corpus(tmp_path / "bad.jsonl"))
+
+
+def test_shards_are_disjoint_cover_and_compose(tmp_path: Path) -> None:
+    for i in range(11):
+        _touch(tmp_path / f"u{i:02d}.wav")
+    everything = [u.id for u in open_corpus(tmp_path)]
+    shards = [[u.id for u in open_corpus(tmp_path, shard=f"{i}/3")] for i in range(3)]
+    assert sorted(sum(shards, [])) == sorted(everything)
+    assert shards[1] == everything[1::3]
+    # A shard of a shard is the matching shard of 6.
+    nested = [u.id for u in open_corpus(tmp_path, shard="1/3").shard(1, 2)]
+    assert nested == everything[4::6]
+
+
+@pytest.mark.parametrize("spec", ["3/3", "-1/2", "a/b", "1", "0/0"])
+def test_bad_shard_specs(spec: str) -> None:
+    with pytest.raises(SpeechUnitsError, match="--shard"):
+        parse_shard(spec)
+
+
+def test_missing_and_unknown_inputs(tmp_path: Path) -> None:
+    with pytest.raises(SpeechUnitsError, match="no such file"):
+        open_corpus(tmp_path / "nope")
+    (tmp_path / "x.csv").write_text("")
+    with pytest.raises(SpeechUnitsError, match="not an audio directory"):
+        open_corpus(tmp_path / "x.csv")
