@@ -1,0 +1,258 @@
+"""A directory of Parquet shards written atomically and resumably.
+
+Layout of a shard directory::
+
+    DIR/{prefix}-{i:05d}of{n:05d}-{seq:06d}.parquet   complete shards (one writer job "i/n" each)
+    DIR/.{final name}.tmp                              a shard being written (renamed when complete)
+    DIR/.{final name}.corrupt                          an unreadable shard moved aside on resume
+    DIR/.speechunits.json                              the directory's metadata (also in every shard)
+
+Every shard holds complete rows (whole utterances) and carries the metadata JSON under the
+Parquet file-metadata key ``speechunits``. Hidden names (``.``) are skipped by
+``pyarrow.dataset`` and by ``datasets.load_dataset("parquet", data_dir=...)``, so temp files,
+quarantined shards and the sidecar never disturb readers.
+
+A killed writer leaves at most a temp file; on restart :class:`ShardWriter` removes its own
+job's temp files, moves unreadable shards aside, and reports the keys already stored so the
+caller skips them. Jobs with different ``i/n`` never write the same file name.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from speechunits.errors import SpeechUnitsError
+
+log = logging.getLogger(__name__)
+
+#: Parquet file-metadata key holding the JSON metadata.
+META_KEY = b"speechunits"
+#: Sidecar with the same metadata, so an empty directory already knows what it holds.
+SIDECAR = ".speechunits.json"
+#: Rows per shard file unless told otherwise (a killed run loses at most this many rows).
+DEFAULT_ROWS_PER_FILE = 500
+COMPRESSION = "zstd"
+
+_SHARD_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9_]+)-(?P<i>\d+)of(?P<n>\d+)-(?P<seq>\d+)\.parquet$")
+
+
+class CorruptShardError(SpeechUnitsError):
+    """A shard file that cannot be read (e.g. truncated by a crash)."""
+
+
+def shard_files(directory: Path) -> list[Path]:
+    """Complete shard files of ``directory`` in name order (hidden files excluded)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
+
+
+def read_file_meta(path: Path) -> dict[str, Any]:
+    """The ``speechunits`` metadata of one shard.
+
+    Raises:
+        SpeechUnitsError: unreadable Parquet, or no/invalid ``speechunits`` metadata.
+    """
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptShardError(f"{path}: unreadable Parquet shard ({exc}); if a run was killed, "
+                                "run the same command again to recover") from exc
+    raw = (schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise SpeechUnitsError(f"{path}: Parquet file without 'speechunits' metadata (not written by speechunits)")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SpeechUnitsError(f"{path}: invalid 'speechunits' metadata ({exc.msg})") from exc
+
+
+def read_sidecar(directory: Path) -> dict[str, Any] | None:
+    path = directory / SIDECAR
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SpeechUnitsError(f"{path}: invalid JSON ({exc.msg})") from exc
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON through a temp name and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def directory_meta(directory: Path, shards: list[Path] | None = None) -> dict[str, Any] | None:
+    """Metadata of a shard directory (sidecar, else first shard); ``None`` if neither exists."""
+    meta = read_sidecar(directory)
+    if meta is not None:
+        return meta
+    shards = shard_files(directory) if shards is None else shards
+    return read_file_meta(shards[0]) if shards else None
+
+
+def check_same(expected: dict[str, Any], found: dict[str, Any], keys: Iterable[str], where: str) -> None:
+    """Refuse metadata that differs from ``expected`` in any of ``keys``."""
+    diffs = [f"{key}: {found.get(key)!r} != {expected.get(key)!r}" for key in keys if found.get(key) != expected.get(key)]
+    if diffs:
+        raise SpeechUnitsError(f"{where}: holds data made with different settings ({'; '.join(diffs)}); "
+                               "use another output directory")
+
+
+class ShardWriter:
+    """Appends rows to a shard directory, one atomically written Parquet file per ``rows_per_file`` rows.
+
+    Args:
+        directory: the shard directory (created if missing).
+        schema: Arrow schema of every shard (metadata is added here).
+        meta: JSON-able metadata; must agree with what the directory already holds on ``match_keys``.
+        match_keys: metadata keys that must be equal for an append to be allowed.
+        key_column: the column whose values identify rows (utterance ids).
+        job: ``(i, n)`` of this writer; files are named after it so concurrent jobs never clash.
+        prefix: file name prefix.
+        rows_per_file: rows buffered before a shard is written.
+
+    After construction, :attr:`done` holds the keys already stored (by any job).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], schema: pa.Schema, meta: dict[str, Any], *,
+                 match_keys: Iterable[str], key_column: str = "id", job: tuple[int, int] = (0, 1),
+                 prefix: str = "part", rows_per_file: int = DEFAULT_ROWS_PER_FILE):
+        if rows_per_file < 1:
+            raise SpeechUnitsError(f"rows per file must be >= 1, got {rows_per_file}")
+        if not re.fullmatch(r"[A-Za-z0-9_]+", prefix):
+            raise SpeechUnitsError(f"shard prefix must be alphanumeric, got {prefix!r}")
+        self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise SpeechUnitsError(f"{self.directory}: exists and is not a directory")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.schema = schema.with_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+        self.meta = meta
+        self.match_keys = list(match_keys)
+        self.key_column = key_column
+        self.job = job
+        self.prefix = prefix
+        self.rows_per_file = rows_per_file
+        self._rows: list[dict[str, Any]] = []
+        self.files_written = 0
+        self._stem = f"{prefix}-{job[0]:05d}of{job[1]:05d}"
+        self._remove_own_temps()
+        self.done: set[str] = self._recover()
+        self._seq = self._next_seq()
+
+    # -- start-up --------------------------------------------------------------------------------
+    def _remove_own_temps(self) -> None:
+        for path in self.directory.iterdir():
+            if path.name.startswith(f".{self._stem}-") and path.name.endswith(".tmp"):
+                log.warning("%s: removing a partial shard left by a killed run", path)
+                path.unlink(missing_ok=True)
+
+    def _recover(self) -> set[str]:
+        """Check metadata, quarantine unreadable shards, collect stored keys."""
+        where = str(self.directory)
+        sidecar = read_sidecar(self.directory)
+        if sidecar is not None:
+            check_same(sidecar, self.meta, self.match_keys, where)
+        done: set[str] = set()
+        for path in shard_files(self.directory):
+            try:
+                file_meta = read_file_meta(path)
+                keys = pq.read_table(path, columns=[self.key_column]).column(0).to_pylist()
+            except (CorruptShardError, OSError, pa.ArrowException) as exc:
+                self._quarantine(path, exc)
+                continue
+            check_same(file_meta, self.meta, self.match_keys, str(path))
+            done.update(keys)
+        if sidecar is None:
+            write_json_atomic(self.directory / SIDECAR, self.meta)
+        return done
+
+    def _quarantine(self, path: Path, exc: BaseException) -> None:
+        target = path.with_name(f".{path.name}.corrupt")
+        n = 1
+        while target.exists():
+            target = path.with_name(f".{path.name}.corrupt{n}")
+            n += 1
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:  # another job moved it first
+            return
+        log.warning("%s: unreadable shard (%s) moved to %s; its rows will be written again", path, exc, target.name)
+
+    def _next_seq(self) -> int:
+        seqs = [int(m["seq"]) for p in shard_files(self.directory)
+                if (m := _SHARD_RE.match(p.name)) and p.name.startswith(self._stem + "-")]
+        return max(seqs, default=-1) + 1
+
+    # -- writing ---------------------------------------------------------------------------------
+    def add(self, row: dict[str, Any]) -> None:
+        """Buffer one complete row; writes a shard when ``rows_per_file`` rows are buffered."""
+        key = row[self.key_column]
+        if key in self.done:
+            raise SpeechUnitsError(f"{self.directory}: {self.key_column} {key!r} is already stored")
+        self._rows.append(row)
+        self.done.add(key)
+        if len(self._rows) >= self.rows_per_file:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered rows as one shard (temp name, fsync, atomic rename)."""
+        if not self._rows:
+            return
+        table = pa.Table.from_pylist(self._rows, schema=self.schema)
+        final = self.directory / f"{self._stem}-{self._seq:06d}.parquet"
+        tmp = self.directory / f".{final.name}.tmp"
+        pq.write_table(table, tmp, compression=COMPRESSION)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        log.debug("wrote %s (%d rows)", final, table.num_rows)
+        self._seq += 1
+        self.files_written += 1
+        self._rows = []
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Buffered rows are complete, so they are worth keeping even when the caller failed.
+        self.close()
+
+
+def iter_record_batches(shards: list[Path], columns: list[str] | None = None,
+                        batch_size: int = 1024) -> Iterator[tuple[Path, pa.RecordBatch]]:
+    """Record batches of every shard in order, with clear errors for unreadable files."""
+    for path in shards:
+        try:
+            parquet = pq.ParquetFile(path)
+            for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
+                yield path, batch
+        except (OSError, pa.ArrowException) as exc:
+            raise CorruptShardError(f"{path}: unreadable Parquet shard ({exc}); if a run was killed, "
+                                    "run the same command again to recover") from exc
+
+
+def list_column(batch: pa.RecordBatch, name: str) -> Callable[[int], Any]:
+    """Fast row accessor for a ``list<int>`` column: ``get(i) -> int64 ndarray``."""
+    import numpy as np
+
+    column = batch.column(name)
+    offsets = column.offsets.to_numpy()
+    values = column.values.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def get(i: int) -> np.ndarray:
+        return values[offsets[i]:offsets[i + 1]]
+
+    return get

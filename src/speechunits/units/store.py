@@ -1,0 +1,223 @@
+"""The unit store: a directory of Parquet shards of units keyed by utterance id.
+
+Columns: ``id`` string, ``units`` list<int32>, ``durations`` list<int32> (deduplicated stores
+only), ``num_frames`` int64 (frames before dedup), ``duration_s`` float64 (audio seconds).
+Every shard's file metadata key ``speechunits`` holds the store metadata (:func:`store_meta`):
+the codebook's JSON and sha256, frame rate and offset, vocabulary size and the dedup flag.
+See :mod:`speechunits.units.parquet_dir` for the file layout and crash recovery.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.units.parquet_dir import (
+    DEFAULT_ROWS_PER_FILE,
+    ShardWriter,
+    check_same,
+    directory_meta,
+    iter_record_batches,
+    list_column,
+    read_file_meta,
+    shard_files,
+)
+from speechunits.units.units import Units
+
+STORE_FORMAT_VERSION = 1
+STORE_KIND = "units"
+#: Metadata keys that must agree between a store and anything appended to it.
+MATCH_KEYS = ("kind", "codebook_sha256", "dedup", "vocab_size", "frame_rate")
+SHARD_PREFIX = "units"
+
+
+def store_meta(codebook_meta: dict[str, Any], dedup: bool) -> dict[str, Any]:
+    """Store metadata from a codebook's JSON (``codebook.json`` contents)."""
+    missing = [key for key in ("k", "frame_rate") if codebook_meta.get(key) is None]
+    if missing:
+        raise SpeechUnitsError(f"codebook metadata lacks {missing} (is it a speechunits codebook.json?)")
+    offset = codebook_meta.get("frame_offset_s")
+    if offset is None and codebook_meta.get("receptive_field") and codebook_meta.get("sample_rate"):
+        offset = codebook_meta["receptive_field"] / (2 * codebook_meta["sample_rate"])
+    return {
+        "format_version": STORE_FORMAT_VERSION,
+        "kind": STORE_KIND,
+        "codebook": codebook_meta,
+        "codebook_sha256": codebook_meta.get("sha256"),
+        "frame_rate": float(codebook_meta["frame_rate"]),
+        "frame_offset_s": float(offset or 0.0),
+        "vocab_size": int(codebook_meta["k"]),
+        "dedup": bool(dedup),
+    }
+
+
+def store_schema(dedup: bool) -> pa.Schema:
+    fields = [pa.field("id", pa.string(), nullable=False), pa.field("units", pa.list_(pa.int32()), nullable=False)]
+    if dedup:
+        fields.append(pa.field("durations", pa.list_(pa.int32()), nullable=False))
+    fields += [pa.field("num_frames", pa.int64(), nullable=False), pa.field("duration_s", pa.float64(), nullable=False)]
+    return pa.schema(fields)
+
+
+class UnitStore:
+    """Read access to a unit store.
+
+    Iteration yields ``(utt_id, Units)`` in shard-name order, rows in written order.
+    """
+
+    def __init__(self, path: Path, meta: dict[str, Any], shards: list[Path]):
+        self.path = path
+        self.meta = meta
+        self.shards = shards
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "UnitStore":
+        """Open a store directory; every shard must carry the same codebook and settings.
+
+        Raises:
+            SpeechUnitsError: missing directory, no metadata, an unreadable shard, or shards
+                from different codebooks / dedup settings.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise SpeechUnitsError(f"{path}: no such unit store directory")
+        shards = shard_files(path)
+        meta = directory_meta(path, shards)
+        if meta is None:
+            raise SpeechUnitsError(f"{path}: not a unit store (no .parquet shards or .speechunits.json)")
+        if meta.get("kind") != STORE_KIND:
+            raise SpeechUnitsError(f"{path}: holds {meta.get('kind')!r} data, not a unit store")
+        for shard in shards:
+            check_same(meta, read_file_meta(shard), MATCH_KEYS, str(shard))
+        return cls(path, meta, shards)
+
+    @property
+    def dedup(self) -> bool:
+        return bool(self.meta["dedup"])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["vocab_size"])
+
+    @property
+    def frame_rate(self) -> float:
+        return float(self.meta["frame_rate"])
+
+    def __len__(self) -> int:
+        return sum(pq.ParquetFile(shard).metadata.num_rows for shard in self.shards)
+
+    def ids(self) -> list[str]:
+        """Utterance ids in store order (duplicates are an error: the store was tampered with)."""
+        ids: list[str] = []
+        for _, batch in iter_record_batches(self.shards, columns=["id"]):
+            ids.extend(batch.column(0).to_pylist())
+        if len(set(ids)) != len(ids):
+            raise SpeechUnitsError(f"{self.path}: some utterance ids are stored more than once")
+        return ids
+
+    def __iter__(self) -> Iterator[tuple[str, Units]]:
+        for utt_id, units, _ in self.iter_rows():
+            yield utt_id, units
+
+    def iter_rows(self) -> Iterator[tuple[str, Units, float]]:
+        """``(utt_id, Units, duration_s)`` for every stored utterance."""
+        for path, batch in iter_record_batches(self.shards):
+            ids = batch.column("id").to_pylist()
+            get_units = list_column(batch, "units")
+            get_durations = list_column(batch, "durations") if self.dedup else None
+            num_frames = batch.column("num_frames").to_numpy()
+            seconds = batch.column("duration_s").to_pylist()
+            for i, utt_id in enumerate(ids):
+                units = Units(get_units(i), self.frame_rate, self.vocab_size,
+                              get_durations(i) if get_durations is not None else None)
+                if units.num_frames != num_frames[i]:
+                    raise SpeechUnitsError(f"{path}: {utt_id!r}: num_frames {num_frames[i]} does not match "
+                                           f"its units ({units.num_frames} frames)")
+                yield utt_id, units, seconds[i]
+
+    def to_dict(self) -> dict[str, Units]:
+        """All utterances in memory, keyed by id."""
+        return dict(iter(self))
+
+
+class UnitWriter:
+    """Resumable writer of a unit store (used by ``speechunits encode``).
+
+    On construction it refuses a store made with another codebook or dedup setting, cleans
+    what a killed run of the same job left, and fills :attr:`done` with the ids already stored
+    (by any job); callers skip those.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], meta: dict[str, Any], *, job: tuple[int, int] = (0, 1),
+                 rows_per_file: int = DEFAULT_ROWS_PER_FILE):
+        self.meta = meta
+        self._writer = ShardWriter(path, store_schema(meta["dedup"]), meta, match_keys=MATCH_KEYS, job=job,
+                                   prefix=SHARD_PREFIX, rows_per_file=rows_per_file)
+        self.path = self._writer.directory
+
+    @property
+    def done(self) -> set[str]:
+        return self._writer.done
+
+    def add(self, utt_id: str, units: Units, duration_s: float | None = None) -> None:
+        """Buffer one utterance; ``duration_s`` defaults to frames / frame rate."""
+        if units.vocab_size != self.meta["vocab_size"] or units.frame_rate != self.meta["frame_rate"]:
+            raise SpeechUnitsError(f"{self.path}: {utt_id!r}: units (K={units.vocab_size}, {units.frame_rate} Hz) "
+                                   f"do not match the store (K={self.meta['vocab_size']}, {self.meta['frame_rate']} Hz)")
+        if units.is_deduplicated != self.meta["dedup"]:
+            raise SpeechUnitsError(f"{self.path}: {utt_id!r}: store dedup={self.meta['dedup']} but units "
+                                   f"are {'deduplicated' if units.is_deduplicated else 'frame-level'}")
+        row: dict[str, Any] = {"id": utt_id, "units": units.ids.astype(np.int32)}
+        if units.durations is not None:
+            row["durations"] = units.durations.astype(np.int32)
+        row["num_frames"] = units.num_frames
+        row["duration_s"] = float(units.duration_s if duration_s is None else duration_s)
+        self._writer.add(row)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> "UnitWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def write_units(path: str | os.PathLike[str], items: Iterable[tuple[str, Units]], codebook_meta: dict[str, Any], *,
+                dedup: bool | None = None, durations_s: dict[str, float] | None = None,
+                rows_per_file: int = DEFAULT_ROWS_PER_FILE) -> UnitStore:
+    """Write a complete store into a new (or empty) directory and open it.
+
+    Args:
+        items: ``(utt_id, Units)`` pairs; all deduplicated or all frame-level.
+        codebook_meta: the codebook's JSON.
+        dedup: store flag; default: from the first item (``False`` for no items).
+        durations_s: optional audio seconds per id (default: frames / frame rate).
+    """
+    path = Path(path)
+    if shard_files(path):
+        raise SpeechUnitsError(f"{path}: already holds a unit store; write into a new directory")
+    iterator = iter(items)
+    first = next(iterator, None)
+    if dedup is None:
+        dedup = bool(first is not None and first[1].is_deduplicated)
+    meta = store_meta(codebook_meta, dedup)
+    with UnitWriter(path, meta, rows_per_file=rows_per_file) as writer:
+        if first is not None:
+            for utt_id, units in _chain(first, iterator):
+                writer.add(utt_id, units, None if durations_s is None else durations_s.get(utt_id))
+    return UnitStore.open(path)
+
+
+def _chain(first: tuple[str, Units], rest: Iterator[tuple[str, Units]]) -> Iterator[tuple[str, Units]]:
+    yield first
+    yield from rest
