@@ -63,6 +63,12 @@ class Encoder(ABC):
     """
 
     info: EncoderInfo
+    #: True when memory grows only linearly with input length and frames have no long-range
+    #: context (spectral features): :func:`speechunits.features.iter_features` never chunks them.
+    supports_long_input: bool = False
+    #: Compute device (``"cpu"``, ``"cuda"`` ...) and precision (``"fp32"``, ``"bf16"``, ``"fp16"``).
+    device: str = "cpu"
+    dtype: str = "fp32"
 
     @abstractmethod
     def extract_batch(self, waves: Sequence[np.ndarray], layers: Sequence[int]) -> list[dict[int, np.ndarray]]:

@@ -1,0 +1,33 @@
+"""Encoders: audio to per-layer frame features (see :mod:`speechunits.encoders.base`)."""
+from __future__ import annotations
+
+from speechunits.encoders.base import Encoder, EncoderInfo
+from speechunits.encoders.runtime import resolve_device, resolve_dtype
+
+__all__ = ["Encoder", "EncoderInfo", "load_encoder", "BUILTIN_ENCODERS"]
+
+#: Names that select a built-in (parameter-free) encoder instead of a transformers model.
+BUILTIN_ENCODERS = ("mfcc", "logmel")
+
+
+def load_encoder(name: str, device: str = "auto", dtype: str = "fp32") -> Encoder:
+    """Load ``"mfcc"``, ``"logmel"``, a local directory or a Hugging Face hub id of a speech SSL model.
+
+    Args:
+        name: built-in name, local directory (``config.json`` + weights, optional
+            ``preprocessor_config.json``) or hub id such as ``facebook/hubert-base-ls960``.
+        device: ``"auto"`` (cuda if available), ``"cpu"`` or ``"cuda"``.
+        dtype: compute precision ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast); outputs are float32.
+
+    Raises:
+        SpeechUnitsError: unknown name, unloadable model, unavailable device or bad dtype.
+    """
+    resolve_dtype(dtype)
+    resolve_device(device)
+    if name in BUILTIN_ENCODERS:
+        from speechunits.encoders.spectral import BUILTIN_SPECTRAL, SpectralEncoder
+
+        return SpectralEncoder(BUILTIN_SPECTRAL[name])
+    from speechunits.encoders.hf import HFEncoder
+
+    return HFEncoder.from_pretrained(name, device=device, dtype=dtype)

@@ -1,0 +1,257 @@
+"""Any transformers speech SSL model (HuBERT, wav2vec 2.0, WavLM, data2vec-audio, UniSpeech-SAT, XLS-R ...).
+
+The model is run piece by piece rather than through ``model(...)`` so that
+
+* only the transformer blocks up to the deepest requested layer run (a forward hook stops
+  the encoder once that layer's output is captured); layer n is exactly what transformers
+  returns as ``hidden_states[n]`` (layer 0 = input of block 1; for stable-layer-norm models the
+  encoder's final LayerNorm is *not* applied to any layer, as in transformers 5 and fairseq's
+  ``output_layer``);
+* batching is exact: ``do_normalize`` is applied per utterance over its own samples; the
+  first CNN layer's GroupNorm (``feat_extract_norm="group"``), whose statistics run over
+  time, uses each utterance's valid frames only (later conv layers are unpadded and local, so
+  valid outputs depend only on valid inputs); an attention mask is always passed for padded
+  batches (even when the preprocessor says ``return_attention_mask=False``), which also zeroes
+  padded frames before the positional convolution; multi-layer positional convolutions
+  (data2vec-audio) re-zero padded frames between their layers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from speechunits.encoders.base import Encoder, EncoderInfo
+from speechunits.encoders.runtime import autocast, resolve_device, resolve_dtype
+from speechunits.errors import SpeechUnitsError
+
+log = logging.getLogger(__name__)
+
+#: Variance floor of transformers' ``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm``.
+NORMALIZE_EPS = 1e-7
+
+
+class _EnoughLayers(Exception):
+    """Raised by a forward hook once the deepest requested layer has been captured."""
+
+
+def conv_geometry(kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
+    """``(hop, receptive_field)`` of a stack of unpadded 1-D convolutions.
+
+    ``hop = prod(strides)``; ``receptive_field = 1 + sum_i (k_i - 1) * prod_{j<i} s_j``.
+    """
+    hop, field = 1, 1
+    for kernel, stride in zip(kernels, strides):
+        field += (kernel - 1) * hop
+        hop *= stride
+    return hop, field
+
+
+def model_identity(model: nn.Module, config_json: str) -> str:
+    """First 16 hex digits of sha256 over the config JSON and every state-dict tensor's bytes."""
+    digest = hashlib.sha256(config_json.encode())
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _read_preprocessor(name: str) -> dict[str, Any]:
+    """The feature-extractor settings of ``name`` ({} when it has none)."""
+    local = Path(name) / "preprocessor_config.json"
+    if local.is_file():
+        return json.loads(local.read_text())
+    if Path(name).is_dir():
+        return {}
+    try:
+        from transformers import AutoFeatureExtractor
+
+        return AutoFeatureExtractor.from_pretrained(name).to_dict()
+    except Exception as exc:  # noqa: BLE001 - no preprocessor is allowed; the reason is logged
+        log.warning("%s: no feature-extractor settings (%s); assuming do_normalize=False", name, exc)
+        return {}
+
+
+class HFEncoder(Encoder):
+    """A transformers speech SSL model as an :class:`Encoder`."""
+
+    def __init__(self, model: nn.Module, name: str, *, do_normalize: bool, sample_rate: int,
+                 device: str = "auto", dtype: str = "fp32", identity: str | None = None):
+        for part in ("feature_extractor", "feature_projection", "encoder"):
+            if not hasattr(model, part):
+                raise SpeechUnitsError(
+                    f"{name}: {type(model).__name__} is not a wav2vec 2.0-style speech SSL model (no {part})"
+                )
+        if not hasattr(model.encoder, "layers"):
+            raise SpeechUnitsError(f"{name}: {type(model).__name__} encoder has no transformer layers")
+        config = model.config
+        self.torch_device = resolve_device(device)
+        self.torch_dtype = resolve_dtype(dtype)
+        self.device, self.dtype = self.torch_device.type, dtype
+        self.model = model.eval().to(self.torch_device)
+        self.do_normalize = bool(do_normalize)
+        hop, field = conv_geometry(config.conv_kernel, config.conv_stride)
+        self._first_kernel, self._first_stride = int(config.conv_kernel[0]), int(config.conv_stride[0])
+        self.info = EncoderInfo(
+            name=name,
+            sample_rate=int(sample_rate),
+            hop_length=hop,
+            receptive_field=field,
+            num_layers=int(config.num_hidden_layers),
+            dim=int(config.hidden_size),
+            identity=identity or model_identity(model, config.to_json_string()),
+        )
+        self._pos_mask: torch.Tensor | None = None
+        self._install_pos_conv_masking()
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name: str, device: str = "auto", dtype: str = "fp32") -> "HFEncoder":
+        """Load a hub id or local directory with ``transformers.AutoModel``."""
+        from transformers import AutoModel
+
+        try:
+            model = AutoModel.from_pretrained(name)
+        except (OSError, ValueError, KeyError) as exc:
+            raise SpeechUnitsError(f"{name}: cannot load a transformers model ({exc})") from exc
+        prep = _read_preprocessor(name)
+        sample_rate = int(prep.get("sampling_rate", 16000))
+        return cls(model, name, do_normalize=bool(prep.get("do_normalize", False)), sample_rate=sample_rate,
+                   device=device, dtype=dtype)
+
+    def _install_pos_conv_masking(self) -> None:
+        """Zero padded frames before every layer of a multi-layer positional convolution."""
+        pos = getattr(self.model.encoder, "pos_conv_embed", None)
+        layers = getattr(pos, "layers", None)
+        if not isinstance(layers, nn.ModuleList):
+            return
+
+        def zero_padding(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+            if self._pos_mask is None:
+                return None
+            return (args[0] * self._pos_mask.to(args[0].dtype),) + tuple(args[1:])
+
+        for layer in layers:
+            layer.register_forward_pre_hook(zero_padding)
+
+    # -- extraction -----------------------------------------------------------------------------
+    def extract_batch(self, waves: Sequence[np.ndarray], layers: Sequence[int]) -> list[dict[int, np.ndarray]]:
+        """Features ``{layer: float32 [num_frames(T_i), dim]}`` of each wave ``[T_i]`` in one padded batch."""
+        layers = self.check_layers(layers)
+        if not waves:
+            return []
+        lengths = [int(np.asarray(w).shape[0]) for w in waves]
+        short = [n for n in lengths if n < self.info.receptive_field]
+        if short:
+            raise SpeechUnitsError(
+                f"{self.info.name}: input of {short[0]} samples is shorter than the receptive field "
+                f"({self.info.receptive_field} samples)"
+            )
+        batch = self._pad(waves, lengths)
+        frames = [self.info.num_frames(n) for n in lengths]
+        with torch.inference_mode(), autocast(self.torch_device, self.torch_dtype):
+            hidden = self.hidden_states(batch, lengths, layers)
+        out: list[dict[int, np.ndarray]] = [{} for _ in waves]
+        for layer in layers:
+            values = hidden[layer].float().cpu().numpy()
+            for i, count in enumerate(frames):
+                out[i][layer] = np.ascontiguousarray(values[i, :count])
+        return out
+
+    def _pad(self, waves: Sequence[np.ndarray], lengths: list[int]) -> torch.Tensor:
+        """Normalise each wave on its own (if ``do_normalize``) and right-pad with zeros: ``[B, T_max]``."""
+        batch = np.zeros((len(waves), max(lengths)), dtype=np.float32)
+        for i, wave in enumerate(waves):
+            wave = np.asarray(wave, dtype=np.float32)
+            if self.do_normalize:
+                wave = (wave - wave.mean()) / np.sqrt(wave.var() + NORMALIZE_EPS)
+            batch[i, : lengths[i]] = wave
+        return torch.from_numpy(batch).to(self.torch_device)
+
+    def conv_features(self, batch: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+        """CNN front end ``[B, T] -> [B, C, F_max]`` with per-utterance GroupNorm statistics."""
+        conv_layers = self.model.feature_extractor.conv_layers
+        hidden = batch[:, None]
+        first = conv_layers[0]
+        norm = getattr(first, "layer_norm", None)
+        if isinstance(norm, nn.GroupNorm) and len(set(lengths)) > 1:
+            hidden = first.conv(hidden)
+            valid = [(n - self._first_kernel) // self._first_stride + 1 for n in lengths]
+            hidden = first.activation(masked_group_norm(hidden, valid, norm))
+            rest = conv_layers[1:]
+        else:
+            rest = conv_layers
+        for layer in rest:
+            hidden = layer(hidden)
+        return hidden
+
+    def hidden_states(self, batch: torch.Tensor, lengths: Sequence[int], layers: Sequence[int]) -> dict[int, torch.Tensor]:
+        """``{layer: [B, F_max, dim]}`` for a padded batch; blocks past ``max(layers)`` never run."""
+        features = self.conv_features(batch, lengths).transpose(1, 2)
+        projected = self.model.feature_projection(features)
+        hidden = projected[0] if isinstance(projected, tuple) else projected
+        frames = torch.tensor([self.info.num_frames(n) for n in lengths], device=hidden.device)
+        mask = None
+        if len(set(lengths)) > 1:
+            mask = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < frames[:, None]
+        return self._run_encoder(hidden, mask, layers)
+
+    def _run_encoder(self, hidden: torch.Tensor, mask: torch.Tensor | None, layers: Sequence[int]) -> dict[int, torch.Tensor]:
+        blocks = self.model.encoder.layers
+        wanted, deepest = set(layers), max(layers)
+        captured: dict[int, torch.Tensor] = {}
+
+        def take_input(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            state = args[0] if args else kwargs["hidden_states"]
+            if 0 in wanted:
+                captured[0] = state.clone()
+            if deepest == 0:
+                raise _EnoughLayers
+
+        def make_output_hook(index: int):
+            def take_output(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+                state = output[0] if isinstance(output, tuple) else output
+                if index in wanted:
+                    captured[index] = state
+                if index == deepest:
+                    raise _EnoughLayers
+
+            return take_output
+
+        handles = [blocks[0].register_forward_pre_hook(take_input, with_kwargs=True)]
+        handles += [blocks[i - 1].register_forward_hook(make_output_hook(i)) for i in range(1, deepest + 1)]
+        self._pos_mask = None if mask is None else mask[:, None, :]
+        try:
+            self.model.encoder(hidden, attention_mask=mask)
+        except _EnoughLayers:
+            pass
+        finally:
+            self._pos_mask = None
+            for handle in handles:
+                handle.remove()
+        missing = wanted - set(captured)
+        if missing:  # pragma: no cover - would mean an unexpected encoder structure
+            raise RuntimeError(f"{self.info.name}: layers {sorted(missing)} were not produced")
+        return captured
+
+
+def masked_group_norm(hidden: torch.Tensor, valid: Sequence[int], norm: nn.GroupNorm) -> torch.Tensor:
+    """GroupNorm of ``[B, C, F]`` with statistics over each row's first ``valid[b]`` frames only (fp32)."""
+    batch, channels, total = hidden.shape
+    groups = norm.num_groups
+    x = hidden.float().reshape(batch, groups, channels // groups, total)
+    mask = (torch.arange(total, device=hidden.device)[None, :] < torch.tensor(valid, device=hidden.device)[:, None])
+    mask = mask[:, None, None, :].to(x.dtype)
+    count = mask.sum(dim=-1, keepdim=True) * (channels // groups)
+    mean = (x * mask).sum(dim=(-2, -1), keepdim=True) / count
+    var = (((x - mean) * mask) ** 2).sum(dim=(-2, -1), keepdim=True) / count
+    x = ((x - mean) / torch.sqrt(var + norm.eps)).reshape(batch, channels, total)
+    if norm.affine:
+        x = x * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
+    return x.to(hidden.dtype)
