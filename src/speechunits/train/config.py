@@ -1,0 +1,185 @@
+"""Model presets (tiny | small | base) and the training settings of a pretraining run.
+
+The model is a plain Hugging Face ``HubertModel``; a preset is a set of ``HubertConfig``
+fields. ``tiny`` is shaped for CPUs: on CPU the raw-waveform CNN dominates the step, so its
+convolutions are narrow (and narrowest at the 3200 Hz first layer); the transformer is small.
+``base`` is HuBERT-Base (fairseq ``hubert_base_librispeech``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from speechunits.errors import SpeechUnitsError
+
+#: HuBERT's CNN: kernel sizes and strides (receptive field 400 samples, hop 320 at 16 kHz).
+CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
+CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)
+
+#: ``HubertConfig`` fields per preset (anything not listed keeps transformers' default).
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        hidden_size=256,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        conv_dim=(64, 128, 128, 128, 128, 256, 256),
+        num_conv_pos_embeddings=64,
+        num_conv_pos_embedding_groups=16,
+    ),
+    "small": dict(
+        hidden_size=384,
+        num_hidden_layers=8,
+        num_attention_heads=6,
+        intermediate_size=1536,
+        conv_dim=(256,) * 7,
+        num_conv_pos_embeddings=128,
+        num_conv_pos_embedding_groups=16,
+    ),
+    "base": dict(
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        conv_dim=(512,) * 7,
+        num_conv_pos_embeddings=128,
+        num_conv_pos_embedding_groups=16,
+    ),
+}
+
+#: Embedding dimension of the prediction head (fairseq ``final_dim``) per preset.
+HEAD_DIM = {"tiny": 128, "small": 192, "base": 256}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a pretraining run (saved as JSON beside the model).
+
+    Masking follows HuBERT: every frame starts a masked span with probability ``mask_prob``
+    (0.08) and spans are ``mask_length`` (10) frames long, overlaps allowed, so about
+    ``1 - (1 - 0.08) ** 10`` = 57 % of frames end up masked.
+    """
+
+    model: str = "tiny"
+    targets: str = "mfcc:100"
+    steps: int = 1000
+    max_batch_seconds: float = 64.0
+    crop_seconds: float = 4.0
+    min_seconds: float = 1.0
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 10.0
+    accumulate: int = 1
+    bf16: bool = True
+    mask_prob: float = 0.08
+    mask_length: int = 10
+    min_masks: int = 2
+    temperature: float = 0.1
+    unmasked_weight: float = 0.0
+    head_dim: int | None = None
+    dropout: float = 0.05
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 250
+    extra_model: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_PRESETS:
+            raise SpeechUnitsError(f"--config: unknown preset {self.model!r} (choose from {', '.join(MODEL_PRESETS)})")
+        checks = [
+            ("--steps", self.steps >= 1),
+            ("--max-batch-seconds", self.max_batch_seconds > 0),
+            ("--crop-seconds", self.crop_seconds > 0),
+            ("--lr", self.lr > 0),
+            ("--warmup-steps", self.warmup_steps >= 0),
+            ("--accumulate", self.accumulate >= 1),
+            ("--mask-prob", 0.0 < self.mask_prob < 1.0),
+            ("--mask-length", self.mask_length >= 1),
+            ("--temperature", self.temperature > 0),
+            ("--unmasked-weight", self.unmasked_weight >= 0),
+            ("--grad-clip", self.grad_clip > 0),
+        ]
+        for option, ok in checks:
+            if not ok:
+                raise SpeechUnitsError(f"{option}: invalid value in training config {self.to_dict()}")
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    @property
+    def embed_dim(self) -> int:
+        return self.head_dim or HEAD_DIM[self.model]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["betas"] = list(self.betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise SpeechUnitsError(f"training config: unknown keys {sorted(unknown)}")
+        return cls(**data)
+
+
+def hubert_config(train: TrainConfig) -> "transformers.HubertConfig":  # noqa: F821
+    """The ``HubertConfig`` of a preset, with the run's dropout and masking settings.
+
+    ``mask_time_prob``/``mask_time_length`` are recorded so that ``masked_spec_embed`` exists
+    (transformers only creates it when ``mask_time_prob > 0``); the training loop always passes
+    its own ``mask_time_indices``, and in eval mode Hugging Face never masks.
+    """
+    import transformers
+
+    preset = dict(MODEL_PRESETS[train.model])
+    preset.update(train.extra_model)
+    conv_dim = tuple(preset.pop("conv_dim"))
+    if len(conv_dim) != len(CONV_KERNEL):
+        raise SpeechUnitsError(f"conv_dim needs {len(CONV_KERNEL)} entries, got {len(conv_dim)}")
+    return transformers.HubertConfig(
+        conv_dim=conv_dim,
+        conv_kernel=CONV_KERNEL,
+        conv_stride=CONV_STRIDE,
+        conv_bias=False,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+        hidden_dropout=train.dropout,
+        attention_dropout=train.dropout,
+        activation_dropout=0.0,
+        feat_proj_dropout=train.dropout,
+        final_dropout=0.0,
+        layerdrop=0.0,
+        apply_spec_augment=True,
+        mask_time_prob=train.mask_prob,
+        mask_time_length=train.mask_length,
+        mask_time_min_masks=train.min_masks,
+        mask_feature_prob=0.0,
+        **preset,
+    )
+
+
+def conv_frames(num_samples: int, kernels: tuple[int, ...] = CONV_KERNEL, strides: tuple[int, ...] = CONV_STRIDE) -> int:
+    """Frames out of a stack of unpadded strided convolutions (0 if too short)."""
+    frames = num_samples
+    for kernel, stride in zip(kernels, strides):
+        if frames < kernel:
+            return 0
+        frames = (frames - kernel) // stride + 1
+    return frames
+
+
+def receptive_field(kernels: tuple[int, ...] = CONV_KERNEL, strides: tuple[int, ...] = CONV_STRIDE) -> int:
+    """Input samples behind the first output frame (400 for HuBERT's CNN)."""
+    field, jump = 1, 1
+    for kernel, stride in zip(kernels, strides):
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+def hop_length(strides: tuple[int, ...] = CONV_STRIDE) -> int:
+    """Input samples per output frame (320 for HuBERT's CNN)."""
+    return math.prod(strides)

@@ -1,0 +1,136 @@
+"""Training audio: loading, length-bucketed batches by audio budget, random crops.
+
+The whole corpus is held in memory (an hour of 16 kHz audio is ~230 MB of float32).
+Batches are a pure function of ``(seed, epoch, position)``, so a resumed run sees exactly
+the batches an uninterrupted one would:
+
+* utterances sorted by length are cut into buckets: a bucket starting at the shortest
+  utterance ``u`` takes ``max(1, budget // min(len(u), crop))`` utterances;
+* the bucket order is shuffled per epoch;
+* each utterance of a bucket is cropped to the bucket's crop length at a random offset
+  that is a multiple of the model hop, so target frames stay aligned.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from speechunits.audio import Audio
+from speechunits.corpus import Corpus
+from speechunits.errors import SpeechUnitsError
+from speechunits.train.head import IGNORE
+
+log = logging.getLogger(__name__)
+
+
+def load_waves(corpus: Corpus, sample_rate: int, min_samples: int) -> list[tuple[str, np.ndarray]]:
+    """``(id, float32 [T])`` for every usable utterance; unreadable or too-short files are skipped.
+
+    Raises:
+        SpeechUnitsError: when no utterance is usable.
+    """
+    waves: list[tuple[str, np.ndarray]] = []
+    skipped: list[str] = []
+    for utt in corpus:
+        try:
+            audio = Audio.load(utt.path, sample_rate=sample_rate)
+        except SpeechUnitsError as exc:
+            skipped.append(str(exc))
+            continue
+        if audio.num_samples < min_samples:
+            skipped.append(f"{utt.path}: shorter than {min_samples} samples")
+            continue
+        waves.append((utt.id, audio.samples))
+    if skipped:
+        log.warning("%s: skipped %d unusable file(s), e.g. %s", corpus.source, len(skipped), skipped[0])
+    if not waves:
+        detail = f" ({len(skipped)} file(s) skipped, e.g. {skipped[0]})" if skipped else ""
+        raise SpeechUnitsError(
+            f"{corpus.source}: no usable audio for pretraining (need files of at least {min_samples} samples"
+            f" = {min_samples / sample_rate:.2f} s){detail}"
+        )
+    return waves
+
+
+@dataclass
+class Batch:
+    """``waves [B, L]`` float32, ``labels [B, F]`` int64 (IGNORE where none)."""
+
+    waves: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def audio_seconds(self) -> float:
+        return float(self.waves.numel())
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers (deterministic across runs and platforms)."""
+    seq = np.random.SeedSequence([int(v) & 0xFFFFFFFF for v in values])
+    return int(seq.generate_state(2, dtype=np.uint32).astype(np.uint64) @ np.array([1 << 31, 1], dtype=np.uint64)) & (
+        (1 << 63) - 1
+    )
+
+
+class CropBatches:
+    """Deterministic length-bucketed batches of random crops.
+
+    Args:
+        waves: ``(id, [T])`` training audio.
+        labels: id -> int64 ``[F]`` targets at the model rate (ids without labels are dropped).
+        crop_samples: longest crop.
+        budget_samples: audio per batch (sum over the batch of crop lengths, at most).
+        hop: model hop in samples (crop offsets are multiples of it).
+        model_frames: frames of the model for a number of samples.
+        seed: run seed.
+    """
+
+    def __init__(self, waves: Iterable[tuple[str, np.ndarray]], labels: dict[str, np.ndarray], crop_samples: int,
+                 budget_samples: int, hop: int, model_frames, seed: int):
+        items = [(utt_id, wave) for utt_id, wave in waves if utt_id in labels]
+        if not items:
+            raise SpeechUnitsError("no training utterance has targets")
+        items.sort(key=lambda item: (len(item[1]), item[0]))
+        self.ids = [utt_id for utt_id, _ in items]
+        self.waves = [wave for _, wave in items]
+        self.labels = [labels[utt_id] for utt_id in self.ids]
+        self.crop_samples = crop_samples
+        self.hop = hop
+        self.model_frames = model_frames
+        self.seed = seed
+        self.buckets: list[list[int]] = []
+        start = 0
+        while start < len(items):
+            length = min(len(self.waves[start]), crop_samples)
+            size = max(1, budget_samples // length)
+            self.buckets.append(list(range(start, min(start + size, len(items)))))
+            start += size
+        self.total_samples = sum(len(w) for w in self.waves)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return len(self.buckets)
+
+    def batch(self, index: int) -> Batch:
+        """Global batch ``index`` (epoch = index // len(self))."""
+        epoch, position = divmod(index, len(self.buckets))
+        order = np.random.default_rng(_mix(self.seed, epoch, 1)).permutation(len(self.buckets))
+        members = self.buckets[int(order[position])]
+        rng = np.random.default_rng(_mix(self.seed, epoch, position, 2))
+        length = min(min(len(self.waves[i]) for i in members), self.crop_samples)
+        frames = self.model_frames(length)
+        waves = np.empty((len(members), length), dtype=np.float32)
+        labels = np.full((len(members), frames), IGNORE, dtype=np.int64)
+        for row, i in enumerate(members):
+            wave = self.waves[i]
+            max_offset = (len(wave) - length) // self.hop
+            offset = int(rng.integers(0, max_offset + 1)) * self.hop
+            waves[row] = wave[offset : offset + length]
+            first = offset // self.hop
+            lab = self.labels[i][first : first + frames]
+            labels[row, : len(lab)] = lab
+        return Batch(torch.from_numpy(waves), torch.from_numpy(labels))
