@@ -1,0 +1,504 @@
+"""ABX phone discriminability (Libri-Light / ZeroSpeech protocol), batched DTW.
+
+Items are triphone occurrences: an item spans ``prev + centre + next`` phones and carries
+the centre phone, its context (prev, next) and the speaker. A triplet (A, B, X) has A, B
+and X in the same context, A and X with the same centre phone, B with another one; the
+error is ``[d(A, X) > d(B, X)] + 0.5 [d(A, X) = d(B, X)]``.
+
+* within speaker: A, B and X from one speaker (X != A);
+* across speakers: A and B from one speaker, X from another (at most ``max_x_across``
+  X speakers, sampled per (context, speaker, phone)).
+
+Errors are averaged per cell (context, speaker(s), phone a, phone b), then over contexts
+(and X speakers), then over speakers, then over phone pairs — Libri-Light's reduction.
+Groups (context, speaker, phone) larger than ``max_size_group`` are subsampled once,
+deterministically for a seed.
+
+d is the DTW-aligned average frame distance: the cumulative cost of the best path with
+moves (1,0), (0,1), (1,1) divided by the path's length; the frame distance is the angle
+``arccos(cos) / pi`` for dense features and ``[u != v]`` (0/1) for units. A frame belongs
+to an item when its centre time ``frame_offset_s + i / frame_rate`` lies in
+``[onset, offset)``.
+
+The Libri-Light ``.item`` format: a header line, then
+``file onset offset phone prev-phone next-phone speaker`` per line.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal, Mapping, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from speechunits.errors import SpeechUnitsError
+
+log = logging.getLogger(__name__)
+
+ITEM_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
+ITEM_COLUMNS = 7
+#: Labels treated as silence/non-speech: no triphone item contains them.
+SILENCE_LABELS = frozenset({"", "sil", "sp", "spn", "SIL", "SP", "SPN", "<sil>", "<eps>", "_", "_:", "_!", "pau", "h#"})
+DEFAULT_MAX_SIZE_GROUP = 10
+DEFAULT_MAX_X_ACROSS = 5
+#: Elements of one batched DTW cost tensor ``[pairs, N, M]`` (bounds memory).
+DTW_BATCH_ELEMENTS = 1 << 23
+#: Elements of one gathered feature batch ``[pairs, N + M, D]`` when computing frame distances.
+FEATURE_BATCH_ELEMENTS = 1 << 24
+#: Tolerance (s) when comparing frame centres with item boundaries (float rounding).
+TIME_EPS = 1e-6
+UNKNOWN_SPEAKER = "unknown"
+
+Distance = Literal["angular", "hamming"]
+
+
+class SegmentLike(Protocol):
+    start: float
+    end: float
+    label: str
+
+
+@dataclass(frozen=True)
+class AbxItem:
+    """One triphone occurrence: ``[onset, offset)`` spans prev + phone + next."""
+
+    utt_id: str
+    onset: float
+    offset: float
+    phone: str
+    prev: str
+    next: str
+    speaker: str
+
+
+@dataclass(frozen=True)
+class AbxResult:
+    """ABX error rates (fractions in [0, 1]; None when no triplet of that kind exists)."""
+
+    abx_within: float | None
+    abx_across: float | None
+    num_items: int
+    num_items_used: int
+    num_items_empty: int
+    num_items_missing_utterance: int
+    num_within_cells: int
+    num_across_cells: int
+    num_pairs: int
+    distance: str
+    missing_utterances: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------------- items
+
+
+def build_items(alignments: Mapping[str, Sequence[SegmentLike]], speakers: Mapping[str, str] | None = None,
+                silence_labels: frozenset[str] = SILENCE_LABELS) -> list[AbxItem]:
+    """Triphone items from phone alignments, in sorted utterance order then time.
+
+    Every run of three consecutive segments without silence gives one item centred on the
+    middle segment. Utterances without a speaker get ``"unknown"``.
+    """
+    items: list[AbxItem] = []
+    for utt_id in sorted(alignments):
+        segs = list(alignments[utt_id])
+        speaker = (speakers or {}).get(utt_id, UNKNOWN_SPEAKER)
+        for prev, mid, nxt in zip(segs, segs[1:], segs[2:]):
+            if prev.label in silence_labels or mid.label in silence_labels or nxt.label in silence_labels:
+                continue
+            items.append(AbxItem(utt_id, float(prev.start), float(nxt.end), mid.label, prev.label, nxt.label, speaker))
+    return items
+
+
+def write_items(path: str | Path, items: Iterable[AbxItem]) -> None:
+    """Write Libri-Light's ``.item`` format."""
+    lines = [ITEM_HEADER]
+    for it in items:
+        for name, value in (("file", it.utt_id), ("phone", it.phone), ("prev", it.prev), ("next", it.next), ("speaker", it.speaker)):
+            if not value or any(ch.isspace() for ch in value):
+                raise SpeechUnitsError(f"{path}: item {name} {value!r} is empty or holds whitespace")
+        lines.append(f"{it.utt_id} {it.onset:.6f} {it.offset:.6f} {it.phone} {it.prev} {it.next} {it.speaker}")
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_items(path: str | Path) -> list[AbxItem]:
+    """Read Libri-Light's ``.item`` format (first line is a header and is skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechUnitsError(f"{path}: item file not found")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or not lines[0].startswith("#"):
+        raise SpeechUnitsError(f"{path}: expected the header line {ITEM_HEADER!r}")
+    items = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cols = line.split()
+        if len(cols) != ITEM_COLUMNS:
+            raise SpeechUnitsError(f"{path}:{lineno}: expected {ITEM_COLUMNS} columns "
+                                   f"(file onset offset phone prev next speaker), got {len(cols)}")
+        try:
+            onset, offset = float(cols[1]), float(cols[2])
+        except ValueError:
+            raise SpeechUnitsError(f"{path}:{lineno}: onset/offset are not numbers: {cols[1]!r} {cols[2]!r}") from None
+        if not (math.isfinite(onset) and math.isfinite(offset)) or offset <= onset or onset < 0:
+            raise SpeechUnitsError(f"{path}:{lineno}: need 0 <= onset < offset, got {onset} {offset}")
+        items.append(AbxItem(cols[0], onset, offset, cols[3], cols[4], cols[5], cols[6]))
+    if not items:
+        raise SpeechUnitsError(f"{path}: no items")
+    return items
+
+
+# ------------------------------------------------------------------------------------------- DTW
+
+
+def dtw_batch(dist: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Path-length-normalised DTW cost of many padded distance matrices.
+
+    Args:
+        dist: float ``[P, N, M]`` frame distances; pair p uses ``dist[p, :n[p], :m[p]]``
+            (padding is never read by the cells that matter).
+        n, m: int64 ``[P]`` true lengths (>= 1).
+
+    Returns:
+        float ``[P]``: cost of the cheapest path from (0, 0) to (n-1, m-1) divided by its
+        number of cells. Ties prefer the diagonal, then (i, j-1), then (i-1, j) (the same
+        path a backtrack from the end would pick).
+
+    The recursion runs over anti-diagonals k = i + j, stored skewed as ``[P, N]`` rows indexed
+    by i, so every predecessor is a contiguous (shifted) slice of the previous two diagonals.
+    """
+    p, big_n, big_m = dist.shape
+    num_diag = big_n + big_m - 1
+    rows = torch.arange(big_n, device=dist.device)
+    diags = torch.arange(num_diag, device=dist.device)
+    cols = diags[:, None] - rows[None, :]  # [K, N]: j of cell (i, k - i)
+    valid = (cols >= 0) & (cols < big_m)
+    flat = (rows[None, :] * big_m + cols.clamp(0, big_m - 1)).reshape(-1)
+    # [K, P, N]: diagonal-major so that each step reads and writes contiguous blocks.
+    skew = dist.reshape(p, big_n * big_m)[:, flat].reshape(p, num_diag, big_n).transpose(0, 1).contiguous()
+    skew.masked_fill_(~valid[:, None, :], math.inf)
+
+    cost = torch.empty((num_diag, p, big_n), dtype=dist.dtype, device=dist.device)
+    length = torch.empty_like(cost)
+    inf_col = torch.full((p, 1), math.inf, dtype=dist.dtype, device=dist.device)
+    zero_col = torch.zeros((p, 1), dtype=dist.dtype, device=dist.device)
+    cost[0] = skew[0]
+    length[0] = 1.0
+    for k in range(1, num_diag):
+        left = cost[k - 1]
+        left_len = length[k - 1]
+        up = torch.cat((inf_col, left[:, :-1]), dim=1)
+        up_len = torch.cat((zero_col, left_len[:, :-1]), dim=1)
+        if k >= 2:
+            diag = torch.cat((inf_col, cost[k - 2, :, :-1]), dim=1)
+            diag_len = torch.cat((zero_col, length[k - 2, :, :-1]), dim=1)
+        else:
+            diag = torch.full_like(left, math.inf)
+            diag_len = torch.zeros_like(left)
+        take_left = left < diag
+        best = torch.where(take_left, left, diag)
+        best_len = torch.where(take_left, left_len, diag_len)
+        take_up = up < best
+        best = torch.where(take_up, up, best)
+        best_len = torch.where(take_up, up_len, best_len)
+        torch.add(skew[k], best, out=cost[k])
+        torch.add(best_len, 1.0, out=length[k])
+    idx = torch.arange(p, device=dist.device)
+    last_k = n + m - 2
+    return cost[last_k, idx, n - 1] / length[last_k, idx, n - 1]
+
+
+def dtw_reference(dist: np.ndarray) -> float:
+    """Straightforward per-pair DTW (python loops) with backtracking; the test/bench baseline."""
+    n, m = dist.shape
+    cost = np.empty((n, m))
+    cost[0, 0] = dist[0, 0]
+    for i in range(1, n):
+        cost[i, 0] = dist[i, 0] + cost[i - 1, 0]
+    for j in range(1, m):
+        cost[0, j] = dist[0, j] + cost[0, j - 1]
+    for i in range(1, n):
+        for j in range(1, m):
+            cost[i, j] = dist[i, j] + min(cost[i - 1, j], cost[i - 1, j - 1], cost[i, j - 1])
+    i, j, steps = n - 1, m - 1, 1
+    while i > 0 and j > 0:
+        diag, left, up = cost[i - 1, j - 1], cost[i, j - 1], cost[i - 1, j]
+        if diag <= left and diag <= up:
+            i, j = i - 1, j - 1
+        elif left <= up:
+            j -= 1
+        else:
+            i -= 1
+        steps += 1
+    steps += i + j
+    return float(cost[n - 1, m - 1] / steps)
+
+
+def angular_distance_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``arccos(cos(a_i, b_j)) / pi`` for ``a [N, D]``, ``b [M, D]`` (zero rows count as cos 0)."""
+    an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return np.arccos(np.clip(an @ bn.T, -1.0, 1.0)) / math.pi
+
+
+# --------------------------------------------------------------------------------- frame tables
+
+
+@dataclass
+class _ItemFrames:
+    """Concatenated frames of the utterances that hold items, and each item's frame span."""
+
+    data: torch.Tensor  # [F, D] unit-norm float32 (angular) or [F] int64 (hamming)
+    start: np.ndarray  # [I] int64 into data
+    size: np.ndarray  # [I] int64 frames (0 = empty item)
+    found: np.ndarray  # [I] bool: the item's utterance has frames
+    usable: np.ndarray  # [I] bool: found and item non-empty
+    missing: list[str]
+    num_missing_items: int
+
+
+def _slice_items(items: Sequence[AbxItem], frames: Iterable[tuple[str, np.ndarray]], frame_rate: float,
+                 frame_offset_s: float, distance: Distance) -> _ItemFrames:
+    by_utt: dict[str, list[int]] = defaultdict(list)
+    for idx, it in enumerate(items):
+        by_utt[it.utt_id].append(idx)
+    start = np.zeros(len(items), dtype=np.int64)
+    size = np.zeros(len(items), dtype=np.int64)
+    found = np.zeros(len(items), dtype=bool)
+    chunks: list[np.ndarray] = []
+    total = 0
+    for utt_id, arr in frames:
+        idxs = by_utt.get(utt_id)
+        if not idxs:
+            continue
+        arr = np.asarray(arr)
+        if distance == "angular" and arr.ndim != 2:
+            raise SpeechUnitsError(f"{utt_id}: angular ABX needs features [frames, dim], got shape {arr.shape}")
+        if distance == "hamming" and arr.ndim != 1:
+            raise SpeechUnitsError(f"{utt_id}: unit ABX needs ids [frames], got shape {arr.shape}")
+        num = arr.shape[0]
+        onsets = np.array([items[i].onset for i in idxs])
+        offsets = np.array([items[i].offset for i in idxs])
+        lo = np.clip(np.ceil((onsets - frame_offset_s) * frame_rate - TIME_EPS), 0, num).astype(np.int64)
+        hi = np.clip(np.ceil((offsets - frame_offset_s) * frame_rate - TIME_EPS), 0, num).astype(np.int64)
+        start[idxs] = total + lo
+        size[idxs] = np.maximum(hi - lo, 0)
+        found[idxs] = True
+        chunks.append(np.ascontiguousarray(arr, dtype=np.float32 if distance == "angular" else np.int64))
+        total += num
+        by_utt.pop(utt_id)
+    missing = sorted(by_utt)
+    if chunks:
+        data = torch.from_numpy(np.concatenate(chunks))
+    else:
+        data = torch.zeros((0, 1) if distance == "angular" else (0,), dtype=torch.float32 if distance == "angular" else torch.int64)
+    if distance == "angular" and data.numel():
+        data = data / data.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return _ItemFrames(data, start, size, found, found & (size > 0), missing, int(sum(len(v) for v in by_utt.values())))
+
+
+# ------------------------------------------------------------------------------------ distances
+
+
+def _gather(data: torch.Tensor, start: torch.Tensor, size: torch.Tensor, length: int) -> torch.Tensor:
+    """Padded ``[P, length, ...]`` frames of items (padding repeats the last frame)."""
+    offs = torch.arange(length)
+    idx = start[:, None] + torch.minimum(offs[None, :], (size - 1)[:, None])
+    return data[idx]
+
+
+def _pair_distances(frames: _ItemFrames, left: np.ndarray, right: np.ndarray, distance: Distance) -> np.ndarray:
+    """DTW distances of item pairs ``(left[q], right[q])``, batched by length buckets."""
+    out = np.empty(left.size, dtype=np.float64)
+    if left.size == 0:
+        return out
+    n_all = frames.size[left]
+    m_all = frames.size[right]
+    # Put the longer item first so buckets are tight, then sort by (n, m).
+    swap = m_all > n_all
+    a_idx = np.where(swap, right, left)
+    b_idx = np.where(swap, left, right)
+    n_all, m_all = np.maximum(n_all, m_all), np.minimum(n_all, m_all)
+    order = np.lexsort((m_all, n_all))
+    start_t = torch.from_numpy(frames.start)
+    size_t = torch.from_numpy(frames.size)
+    dim = frames.data.shape[1] if frames.data.ndim == 2 else 1
+    pos = 0
+    while pos < order.size:
+        # Largest batch whose padded [P, N+1, M+1] cost tensor fits the budget (n grows along `order`).
+        window = order[pos:pos + DTW_BATCH_ELEMENTS]
+        m_run = np.maximum.accumulate(m_all[window])
+        elements = np.arange(1, window.size + 1) * (n_all[window] + 1) * (m_run + 1)
+        hi = pos + max(1, int(np.searchsorted(elements, DTW_BATCH_ELEMENTS, side="right")))
+        sel = order[pos:hi]
+        n = torch.from_numpy(n_all[sel])
+        m = torch.from_numpy(m_all[sel])
+        big_n, big_m = int(n.max()), int(m.max())
+        a = torch.from_numpy(a_idx[sel])
+        b = torch.from_numpy(b_idx[sel])
+        dist = torch.empty((sel.size, big_n, big_m), dtype=torch.float32)
+        sub = max(1, FEATURE_BATCH_ELEMENTS // ((big_n + big_m) * dim))
+        for s in range(0, sel.size, sub):
+            fa = _gather(frames.data, start_t[a[s:s + sub]], size_t[a[s:s + sub]], big_n)
+            fb = _gather(frames.data, start_t[b[s:s + sub]], size_t[b[s:s + sub]], big_m)
+            if distance == "angular":
+                dist[s:s + sub] = torch.bmm(fa, fb.transpose(1, 2)).clamp_(-1.0, 1.0).acos_().div_(math.pi)
+            else:
+                dist[s:s + sub] = (fa[:, :, None] != fb[:, None, :]).float()
+        out[sel] = dtw_batch(dist, n, m).double().numpy()
+        pos = hi
+    return out
+
+
+# ----------------------------------------------------------------------------------------- ABX
+
+
+@dataclass
+class _Cell:
+    key: tuple  # (speaker, a, b, context[, x speaker])
+    x: np.ndarray
+    a: np.ndarray  # None-free: A items (== x for within)
+    b: np.ndarray
+    within: bool
+
+
+def _groups(items: Sequence[AbxItem], usable: np.ndarray, max_size_group: int,
+            rng: np.random.Generator) -> dict[tuple[str, str, str], np.ndarray]:
+    """(context, speaker, phone) -> item indices (subsampled to ``max_size_group``)."""
+    groups: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for idx, it in enumerate(items):
+        if usable[idx]:
+            groups[(f"{it.prev}+{it.next}", it.speaker, it.phone)].append(idx)
+    out = {}
+    for key in sorted(groups):
+        idxs = np.asarray(groups[key], dtype=np.int64)
+        if idxs.size > max_size_group:
+            idxs = np.sort(rng.choice(idxs, size=max_size_group, replace=False))
+        out[key] = idxs
+    return out
+
+
+def _cells(groups: dict[tuple[str, str, str], np.ndarray], max_x_across: int, rng: np.random.Generator,
+           within: bool, across: bool) -> list[_Cell]:
+    by_cs: dict[tuple[str, str], list[str]] = defaultdict(list)
+    speakers_of: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for context, speaker, phone in groups:
+        by_cs[(context, speaker)].append(phone)
+        speakers_of[(context, phone)].append(speaker)
+    cells = []
+    for (context, speaker), phones in by_cs.items():
+        if len(phones) < 2:
+            continue
+        for pa in phones:
+            ga = groups[(context, speaker, pa)]
+            x_speakers: list[str] = []
+            if across:
+                others = [s for s in speakers_of[(context, pa)] if s != speaker]
+                if len(others) > max_x_across:
+                    others = [others[i] for i in sorted(rng.choice(len(others), size=max_x_across, replace=False))]
+                x_speakers = others
+            for pb in phones:
+                if pb == pa:
+                    continue
+                gb = groups[(context, speaker, pb)]
+                if within and ga.size > 1:
+                    cells.append(_Cell((speaker, pa, pb, context), ga, ga, gb, True))
+                for sx in x_speakers:
+                    cells.append(_Cell((speaker, pa, pb, context, sx), groups[(context, sx, pa)], ga, gb, False))
+    return cells
+
+
+def _reduce(cell_scores: list[tuple[tuple, float]]) -> float | None:
+    """Libri-Light's reduction: mean over contexts (and X speakers), then speakers, then phone pairs."""
+    if not cell_scores:
+        return None
+    per_sab: dict[tuple, list[float]] = defaultdict(list)
+    for key, score in cell_scores:
+        per_sab[key[:3]].append(score)
+    per_ab: dict[tuple, list[float]] = defaultdict(list)
+    for (speaker, pa, pb), scores in per_sab.items():
+        per_ab[(pa, pb)].append(float(np.mean(scores)))
+    return float(np.mean([np.mean(v) for v in per_ab.values()]))
+
+
+def compute_abx(items: Sequence[AbxItem], frames: Iterable[tuple[str, np.ndarray]], frame_rate: float,
+                frame_offset_s: float, *, distance: Distance = "angular", max_size_group: int = DEFAULT_MAX_SIZE_GROUP,
+                max_x_across: int = DEFAULT_MAX_X_ACROSS, seed: int = 0, modes: Sequence[str] = ("within", "across"),
+                ) -> AbxResult:
+    """ABX error rates of ``items`` on per-utterance frames.
+
+    Args:
+        items: triphone items (from :func:`build_items` or :func:`read_items`).
+        frames: ``(utt_id, array)`` pairs: float features ``[T, D]`` (``distance="angular"``)
+            or unit ids ``[T]`` (``distance="hamming"``); utterances without items are skipped.
+        frame_rate, frame_offset_s: frame i is centred at ``frame_offset_s + i / frame_rate``.
+        max_size_group: items kept per (context, speaker, phone) group (subsampled with ``seed``).
+        max_x_across: X speakers sampled per (context, speaker, phone) for the across score.
+    """
+    if distance not in ("angular", "hamming"):
+        raise SpeechUnitsError(f"ABX distance must be 'angular' or 'hamming', got {distance!r}")
+    if frame_rate <= 0:
+        raise SpeechUnitsError(f"frame_rate must be > 0, got {frame_rate}")
+    if max_size_group < 2 or max_x_across < 1:
+        raise SpeechUnitsError("max_size_group must be >= 2 and max_x_across >= 1")
+    bad_modes = set(modes) - {"within", "across"}
+    if bad_modes:
+        raise SpeechUnitsError(f"ABX modes must be 'within'/'across', got {sorted(bad_modes)}")
+    if not items:
+        raise SpeechUnitsError("ABX: no items (alignments with fewer than three non-silence phones in a row?)")
+    table = _slice_items(items, frames, frame_rate, frame_offset_s, distance)
+    if table.missing:
+        log.warning("ABX: %d utterance(s) with items have no frames (e.g. %s); their %d items are skipped",
+                    len(table.missing), table.missing[0], table.num_missing_items)
+    if not table.usable.any():
+        raise SpeechUnitsError("ABX: no item has frames: the features/units and the items share no utterance "
+                               "(or every item lies outside its utterance)")
+    rng = np.random.default_rng(seed)
+    groups = _groups(items, table.usable, max_size_group, rng)
+    cells = _cells(groups, max_x_across, rng, "within" in modes, "across" in modes)
+
+    # All item pairs needed, as unique (lo, hi) codes.
+    num = len(items)
+    codes = [np.minimum(c.x[:, None], arr[None, :]) * num + np.maximum(c.x[:, None], arr[None, :])
+             for c in cells for arr in (c.a, c.b)]
+    uniq = np.unique(np.concatenate([c.reshape(-1) for c in codes])) if codes else np.zeros(0, dtype=np.int64)
+    uniq = uniq[uniq // num != uniq % num]  # self-pairs (X == A) are never scored
+    dists = _pair_distances(table, uniq // num, uniq % num, distance)
+
+    def lookup(x: np.ndarray, other: np.ndarray) -> np.ndarray:
+        code = np.minimum(x[:, None], other[None, :]) * num + np.maximum(x[:, None], other[None, :])
+        pos = np.clip(np.searchsorted(uniq, code), 0, max(uniq.size - 1, 0))
+        return np.where(uniq[pos] == code, dists[pos] if dists.size else 0.0, np.nan)
+
+    within_scores: list[tuple[tuple, float]] = []
+    across_scores: list[tuple[tuple, float]] = []
+    for cell in cells:
+        dxa = lookup(cell.x, cell.a)  # [X, A]
+        dxb = lookup(cell.x, cell.b)  # [X, B]
+        err = (dxa[:, :, None] > dxb[:, None, :]) + 0.5 * (dxa[:, :, None] == dxb[:, None, :])
+        if cell.within:
+            mask = ~np.eye(cell.x.size, dtype=bool)  # X != A
+            score = float(err[mask].mean())
+            within_scores.append((cell.key, score))
+        else:
+            across_scores.append((cell.key, float(err.mean())))
+    return AbxResult(
+        abx_within=_reduce(within_scores),
+        abx_across=_reduce(across_scores),
+        num_items=len(items),
+        num_items_used=int(table.usable.sum()),
+        num_items_empty=int((table.found & (table.size == 0)).sum()),
+        num_items_missing_utterance=table.num_missing_items,
+        num_within_cells=len(within_scores),
+        num_across_cells=len(across_scores),
+        num_pairs=int(uniq.size),
+        distance=distance,
+        missing_utterances=table.missing,
+    )
