@@ -1,0 +1,219 @@
+"""Write a multi-speaker, phone-aligned synthetic corpus with espeak-ng.
+
+Layout of ``out_dir``::
+
+    wavs/{utt}.wav           16 kHz mono PCM_16
+    manifest.tsv             fairseq manifest (root = absolute wavs dir)
+    phones.tsv, words.tsv    utt_id<TAB>start_s<TAB>end_s<TAB>label (silence = "sil" in phones)
+    textgrids/{utt}.TextGrid Praat long format, tiers "words" and "phones" (silence = empty)
+    speakers.tsv             utt_id<TAB>speaker
+    speaker_info.tsv         speaker, language, voice, pitch, pitch_range, rate
+    text.tsv                 utt_id<TAB>sentence
+    corpus.json              the arguments, for the record
+
+Determinism: espeak-ng is initialised in this process and every utterance is synthesised
+in a fresh fork, so the same arguments give byte-identical files (whatever ``workers``).
+Utterances are planned in a fixed order (speakers round-robin, each language's sentences
+in a seeded shuffle) and synthesis stops at the first utterance that reaches ``minutes``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+from dataclasses import dataclass
+from itertools import count as count_from
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.measure.alignments import SILENCE, Segment, write_segments_tsv
+from speechunits.measure.textgrid import Tier, fill_tier, write_textgrid
+from speechunits.progress import AudioProgress
+from speechunits.synth.sentences import sentences
+from speechunits.synth.speakers import Speaker, sample_speakers
+
+log = logging.getLogger(__name__)
+
+#: Output sample rate of the corpus.
+SAMPLE_RATE = 16000
+#: Utterances handed to the pool per round (times the worker count).
+TASKS_PER_WORKER = 4
+CORPUS_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class _Task:
+    utt_id: str
+    speaker: Speaker
+    text: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class _Result:
+    utt_id: str
+    speaker: str
+    text: str
+    samples: np.ndarray  # int16 [T] at SAMPLE_RATE
+    phones: list[Segment]
+    words: list[Segment]
+
+
+def _plan(speakers: Sequence[Speaker], seed: int) -> Iterator[_Task]:
+    """Endless deterministic utterance plan: speakers round-robin, sentences shuffled per language."""
+    orders: dict[str, list[str]] = {}
+    positions: dict[str, int] = {}
+    rounds: dict[str, int] = {}
+    per_speaker = {s.name: 0 for s in speakers}
+    for n in count_from():
+        speaker = speakers[n % len(speakers)]
+        lang = speaker.language
+        if positions.get(lang, 0) >= len(orders.get(lang, [])):
+            pool = sentences(lang)
+            rng = np.random.default_rng([seed, rounds.get(lang, 0), sum(map(ord, lang))])
+            orders[lang] = [pool[i] for i in rng.permutation(len(pool))]
+            positions[lang] = 0
+            rounds[lang] = rounds.get(lang, 0) + 1
+        text = orders[lang][positions[lang]]
+        positions[lang] += 1
+        index = per_speaker[speaker.name]
+        per_speaker[speaker.name] += 1
+        yield _Task(f"{speaker.name}_{index:04d}", speaker, text, seed * 1_000_003 + n)
+
+
+def _synthesise_task(task: _Task) -> _Result:
+    """Run in a fresh fork: speak, align, resample to 16 kHz int16 (imports done by the parent)."""
+    import soxr
+
+    from speechunits.synth.align import segments_from_events
+    from speechunits.synth.espeak import synthesise
+
+    speaker = task.speaker
+    synthesis = synthesise(task.text, speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
+                           pitch_range=speaker.pitch_range, seed=task.seed)
+    phones, words = segments_from_events(synthesis, task.text)
+    audio = soxr.resample(synthesis.samples.astype(np.float32) / 32768.0, synthesis.sample_rate, SAMPLE_RATE, "HQ")
+    samples = np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
+    duration = samples.size / SAMPLE_RATE
+    phones = _clip(phones, duration)
+    if phones:  # phones cover the whole audio: end exactly where the 16 kHz audio ends
+        last = phones[-1]
+        phones[-1] = Segment(last.start, round(duration, 5), last.label)
+    words = _clip(words, duration)
+    return _Result(task.utt_id, speaker.name, task.text, samples, phones, words)
+
+
+def _clip(segments: list[Segment], duration: float) -> list[Segment]:
+    """Clamp segments to ``[0, duration]`` (resampling can shorten the audio by a sample)."""
+    out = []
+    for seg in segments:
+        end = min(seg.end, round(duration, 5))
+        if end > seg.start:
+            out.append(Segment(seg.start, end, seg.label))
+    return out
+
+
+def synthesize_corpus(
+    out_dir: str | os.PathLike[str],
+    minutes: float,
+    speakers: int,
+    languages: Sequence[str] = ("en",),
+    seed: int = 0,
+    workers: int | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Synthesise about ``minutes`` of speech by ``speakers`` voices into ``out_dir``.
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Raises:
+        SpeechUnitsError: bad arguments, unknown language, non-empty output directory,
+            or espeak-ng not installed.
+    """
+    import soundfile  # noqa: F401  (imported here so that forks do not import it again)
+    import soxr  # noqa: F401
+
+    from speechunits.synth.align import segments_from_events  # noqa: F401
+    from speechunits.synth.espeak import initialise
+
+    out = Path(out_dir)
+    if minutes <= 0:
+        raise SpeechUnitsError(f"--minutes must be positive, got {minutes}")
+    languages = list(languages)
+    if not languages:
+        raise SpeechUnitsError("--languages: empty list")
+    for lang in languages:
+        sentences(lang)  # raises for an unknown language
+    speaker_list = sample_speakers(speakers, languages, seed)
+    if out.exists() and any(out.iterdir()):
+        raise SpeechUnitsError(f"{out}: output directory exists and is not empty")
+    workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    (out / "wavs").mkdir(parents=True, exist_ok=True)
+    (out / "textgrids").mkdir(exist_ok=True)
+
+    initialise()  # in the parent, before any fork
+    target_s = minutes * 60.0
+    done_s = 0.0
+    results: list[_Result] = []
+    plan = _plan(speaker_list, seed)
+    context = multiprocessing.get_context("fork")
+    with AudioProgress(target_s, desc="synth", quiet=quiet) as progress, \
+            context.Pool(workers, maxtasksperchild=1) as pool:
+        while done_s < target_s:
+            batch = [next(plan) for _ in range(workers * TASKS_PER_WORKER)]
+            for result in pool.imap(_synthesise_task, batch):
+                if done_s >= target_s:
+                    break
+                _write_utterance(out, result)
+                results.append(result)
+                seconds = result.samples.size / SAMPLE_RATE
+                done_s += seconds
+                progress.update(seconds)
+        speed = progress.realtime_factor
+    _write_tables(out, results, speaker_list, dict(minutes=minutes, speakers=speakers, languages=languages,
+                                                   seed=seed))
+    log.info("synth: %d utterances, %.1f min of audio, %d speakers in %s (%.0fx real time)",
+             len(results), done_s / 60.0, len(speaker_list), out, speed)
+    return out
+
+
+def _write_utterance(out: Path, result: _Result) -> None:
+    import soundfile as sf
+
+    sf.write(str(out / "wavs" / f"{result.utt_id}.wav"), result.samples, SAMPLE_RATE, subtype="PCM_16")
+    duration = round(result.samples.size / SAMPLE_RATE, 5)
+    tiers = [
+        Tier("words", 0.0, duration, fill_tier([(s.start, s.end, s.label) for s in result.words], 0.0, duration)),
+        Tier("phones", 0.0, duration, fill_tier(
+            [(s.start, s.end, s.label) for s in result.phones if s.label != SILENCE], 0.0, duration)),
+    ]
+    write_textgrid(out / "textgrids" / f"{result.utt_id}.TextGrid", tiers)
+
+
+def _write_tables(out: Path, results: list[_Result], speakers: list[Speaker], args: dict[str, object]) -> None:
+    from speechunits.corpus import write_tsv
+
+    write_tsv(out / "manifest.tsv", str((out / "wavs").resolve()),
+              [(f"{r.utt_id}.wav", int(r.samples.size)) for r in results])
+    write_segments_tsv(out / "phones.tsv", {r.utt_id: r.phones for r in results})
+    write_segments_tsv(out / "words.tsv", {r.utt_id: r.words for r in results})
+    with open(out / "speakers.tsv", "w", encoding="utf-8") as handle:
+        for r in results:
+            handle.write(f"{r.utt_id}\t{r.speaker}\n")
+    with open(out / "speaker_info.tsv", "w", encoding="utf-8") as handle:
+        handle.write("speaker\tlanguage\tvoice\tpitch\tpitch_range\trate\n")
+        for s in speakers:
+            handle.write(f"{s.name}\t{s.language}\t{s.voice}\t{s.pitch}\t{s.pitch_range}\t{s.rate}\n")
+    with open(out / "text.tsv", "w", encoding="utf-8") as handle:
+        for r in results:
+            handle.write(f"{r.utt_id}\t{r.text}\n")
+    meta = {"format_version": CORPUS_FORMAT_VERSION, "sample_rate": SAMPLE_RATE, "utterances": len(results),
+            "duration_s": round(sum(r.samples.size for r in results) / SAMPLE_RATE, 3), **args}
+    (out / "corpus.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if not results:
+        raise SpeechUnitsError(f"{out}: no utterance was synthesised")
