@@ -70,13 +70,23 @@ class Encoder(ABC):
     device: str = "cpu"
     dtype: str = "fp32"
 
+    def prepare(self, wave: np.ndarray) -> np.ndarray:
+        """Per-utterance input normalisation (e.g. ``do_normalize``); identity by default.
+
+        :meth:`extract_batch` applies it unless ``prepared=True``; callers that cut an
+        utterance into pieces prepare the whole utterance first.
+        """
+        return wave
+
     @abstractmethod
-    def extract_batch(self, waves: Sequence[np.ndarray], layers: Sequence[int]) -> list[dict[int, np.ndarray]]:
+    def extract_batch(self, waves: Sequence[np.ndarray], layers: Sequence[int], *,
+                      prepared: bool = False) -> list[dict[int, np.ndarray]]:
         """Features of several utterances at ``info.sample_rate``.
 
         Args:
             waves: float32 arrays ``[T_i]`` (already at the encoder's rate).
             layers: layer numbers to return (see module docstring).
+            prepared: the waves already went through :meth:`prepare`.
 
         Returns:
             One dict per wave, ``{layer: float32 [num_frames(T_i), dim]}``.

@@ -141,7 +141,15 @@ class HFEncoder(Encoder):
             layer.register_forward_pre_hook(zero_padding)
 
     # -- extraction -----------------------------------------------------------------------------
-    def extract_batch(self, waves: Sequence[np.ndarray], layers: Sequence[int]) -> list[dict[int, np.ndarray]]:
+    def prepare(self, wave: np.ndarray) -> np.ndarray:
+        """``do_normalize``: zero mean, unit variance over this utterance (as transformers' feature extractor)."""
+        wave = np.asarray(wave, dtype=np.float32)
+        if not self.do_normalize:
+            return wave
+        return ((wave - wave.mean()) / np.sqrt(wave.var() + NORMALIZE_EPS)).astype(np.float32, copy=False)
+
+    def extract_batch(self, waves: Sequence[np.ndarray], layers: Sequence[int], *,
+                      prepared: bool = False) -> list[dict[int, np.ndarray]]:
         """Features ``{layer: float32 [num_frames(T_i), dim]}`` of each wave ``[T_i]`` in one padded batch."""
         layers = self.check_layers(layers)
         if not waves:
@@ -153,7 +161,7 @@ class HFEncoder(Encoder):
                 f"{self.info.name}: input of {short[0]} samples is shorter than the receptive field "
                 f"({self.info.receptive_field} samples)"
             )
-        batch = self._pad(waves, lengths)
+        batch = self._pad(waves if prepared else [self.prepare(w) for w in waves], lengths)
         frames = [self.info.num_frames(n) for n in lengths]
         with torch.inference_mode(), autocast(self.torch_device, self.torch_dtype):
             hidden = self.hidden_states(batch, lengths, layers)
@@ -165,12 +173,9 @@ class HFEncoder(Encoder):
         return out
 
     def _pad(self, waves: Sequence[np.ndarray], lengths: list[int]) -> torch.Tensor:
-        """Normalise each wave on its own (if ``do_normalize``) and right-pad with zeros: ``[B, T_max]``."""
+        """Right-pad with zeros: ``[B, T_max]``."""
         batch = np.zeros((len(waves), max(lengths)), dtype=np.float32)
         for i, wave in enumerate(waves):
-            wave = np.asarray(wave, dtype=np.float32)
-            if self.do_normalize:
-                wave = (wave - wave.mean()) / np.sqrt(wave.var() + NORMALIZE_EPS)
             batch[i, : lengths[i]] = wave
         return torch.from_numpy(batch).to(self.torch_device)
 

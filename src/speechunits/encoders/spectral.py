@@ -166,7 +166,8 @@ class SpectralEncoder(Encoder):
             parts.append(deltas(parts[-1], self.config.delta_window))
         return torch.cat(parts, dim=1)
 
-    def extract_batch(self, waves: Sequence[np.ndarray], layers: Sequence[int] = (0,)) -> list[dict[int, np.ndarray]]:
+    def extract_batch(self, waves: Sequence[np.ndarray], layers: Sequence[int] = (0,), *,
+                      prepared: bool = False) -> list[dict[int, np.ndarray]]:
         """Features of each wave (computed one by one: cheap and trivially exact)."""
         layers = self.check_layers(layers)
         out = []

@@ -128,14 +128,23 @@ def iter_features(
             yield from _run_window(encoder, window, layers, budget, batch_size, chunk, context, on_error, progress)
 
 
+def _extract(encoder: Encoder, waves: list[np.ndarray], layers: list[int]) -> list[dict[int, np.ndarray]]:
+    """``extract_batch`` of already-prepared waves (encoders without ``prepare`` get the plain call)."""
+    if type(encoder).prepare is Encoder.prepare:
+        return encoder.extract_batch(waves, layers)
+    return encoder.extract_batch(waves, layers, prepared=True)
+
+
 def _run_window(encoder: Encoder, window: list[LoadedAudio], layers: list[int], budget: int,
                 batch_size: int | None, chunk: int | None, context: int, on_error: str,
                 progress: AudioProgress) -> Iterator[FeatureItem]:
     info = encoder.info
     pieces: list[tuple[int, Piece]] = []  # (window index, piece)
+    prepared: dict[int, np.ndarray] = {}
     for index, item in enumerate(window):
         if item.audio is None:
             continue
+        prepared[index] = encoder.prepare(item.audio.samples)
         n = item.audio.num_samples
         spans = plan_pieces(n, info, chunk, context) if chunk is not None else [Piece(0, n, 0, info.num_frames(n))]
         pieces.extend((index, span) for span in spans)
@@ -143,9 +152,9 @@ def _run_window(encoder: Encoder, window: list[LoadedAudio], layers: list[int], 
     errors: dict[int, str] = {}
     lengths = [p.end - p.start for _, p in pieces]
     for batch in plan_batches(lengths, budget, batch_size):
-        waves = [window[pieces[i][0]].audio.samples[pieces[i][1].start: pieces[i][1].end] for i in batch]
+        waves = [prepared[pieces[i][0]][pieces[i][1].start: pieces[i][1].end] for i in batch]
         try:
-            results = encoder.extract_batch(waves, layers)
+            results = _extract(encoder, waves, layers)
         except Exception as exc:  # noqa: BLE001 - retried one by one to find the culprit
             if len(batch) == 1:
                 results = [None]
@@ -155,7 +164,7 @@ def _run_window(encoder: Encoder, window: list[LoadedAudio], layers: list[int], 
                 results = []
                 for i, wave in zip(batch, waves):
                     try:
-                        results.extend(encoder.extract_batch([wave], layers))
+                        results.extend(_extract(encoder, [wave], layers))
                     except Exception as single_exc:  # noqa: BLE001
                         results.append(None)
                         errors[pieces[i][0]] = f"{window[pieces[i][0]].utt.path}: encoder failed ({single_exc})"
