@@ -9,8 +9,9 @@ Rules (measured, see ``docs/measure-synth.md``):
 * espeak emits a stop's closure as exact digital silence *before* the stop's event: the
   boundary is moved back over that run of zero samples, so the closure belongs to the stop
   (not after a pause, where closure and pause cannot be told apart);
-* a word spans its first to its last non-silent phone; its label is the text at the word
-  event's character position.
+* a word spans its first to its last non-silent phone; its label is the text from the word
+  event's character position to the next word event (espeak glues some short words to the
+  previous one, e.g. "of the" gets one event, so such labels hold two words).
 """
 from __future__ import annotations
 
@@ -100,7 +101,11 @@ def segments_from_events(synthesis: Synthesis, text: str) -> tuple[list[Segment]
         begin = starts[spans[0]]
         end_index = spans[-1] + 1
         end = starts[end_index] if end_index < len(starts) else total
-        label = text[word.text_position - 1 : word.text_position - 1 + word.length].strip(WORD_PUNCTUATION + " ")
+        # espeak may glue short words to the previous one ("of the" has one event): the label is
+        # all text up to the next word event.
+        text_end = word_events[w + 1].text_position - 1 if w + 1 < len(word_events) else len(text)
+        text_end = max(text_end, word.text_position - 1 + word.length)
+        label = " ".join(text[word.text_position - 1 : text_end].split()).strip(WORD_PUNCTUATION + " ")
         if end <= begin or not label:
             continue
         start_s, end_s = _seconds(begin, rate), _seconds(end, rate)
