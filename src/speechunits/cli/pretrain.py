@@ -1,0 +1,87 @@
+"""``speechunits pretrain``: HuBERT-style masked prediction from raw audio (see docs/train.md)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from speechunits.cli.common import add_quiet
+from speechunits.errors import SpeechUnitsError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from speechunits.train.config import MODEL_PRESETS, TrainConfig
+
+    d = TrainConfig()
+    p = subparsers.add_parser(
+        "pretrain",
+        help="train a HuBERT-style model (HF HubertModel directory) by masked unit prediction",
+        description="Masked prediction of unit targets (HuBERT). MODEL is a Hugging Face HubertModel "
+        "directory usable by every other command; training state lives in MODEL/training/.",
+    )
+    p.add_argument("input", help="audio directory, .tsv or .jsonl manifest")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL", help="output model directory")
+    p.add_argument("--config", default=d.model, choices=sorted(MODEL_PRESETS), help="model size preset")
+    p.add_argument("--targets", default=d.targets,
+                   help="mfcc:K | random-projection:K | CODEBOOK directory | unit store (default %(default)s)")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (default %(default)s)")
+    p.add_argument("--max-batch-seconds", type=float, default=d.max_batch_seconds,
+                   help="audio per batch in seconds (default %(default)s)")
+    p.add_argument("--crop-seconds", type=float, default=d.crop_seconds, help="longest random crop")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--accumulate", type=int, default=d.accumulate, help="micro-batches per optimizer step")
+    p.add_argument("--mask-prob", type=float, default=d.mask_prob, help="probability that a frame starts a span")
+    p.add_argument("--mask-length", type=int, default=d.mask_length, help="masked span length in frames")
+    p.add_argument("--unmasked-weight", type=float, default=d.unmasked_weight,
+                   help="weight of the loss on unmasked frames (0 = masked frames only)")
+    p.add_argument("--no-bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue the checkpoint in MODEL")
+    p.add_argument("--iterate", type=int, default=1,
+                   help="HuBERT iterations to chain: after each, fit K-means on --iterate-layer of the model "
+                   "and train the next from scratch on those targets (intermediate models: MODEL.iterN)")
+    p.add_argument("--iterate-layer", type=int, default=None,
+                   help="layer clustered for the next iteration (default: the middle layer)")
+    p.add_argument("--iterate-k", type=int, default=None, help="K of the next iteration (default: same K)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechunits.train.config import TrainConfig
+    from speechunits.train.iterate import pretrain_iterations
+
+    if args.iterate < 1:
+        raise SpeechUnitsError(f"--iterate: must be >= 1, got {args.iterate}")
+    if args.resume and args.iterate > 1:
+        raise SpeechUnitsError("--resume: resume one iteration at a time (without --iterate)")
+    train = TrainConfig(
+        model=args.config, targets=args.targets, steps=args.steps, max_batch_seconds=args.max_batch_seconds,
+        crop_seconds=args.crop_seconds, lr=args.lr, warmup_steps=args.warmup_steps, accumulate=args.accumulate,
+        mask_prob=args.mask_prob, mask_length=args.mask_length, unmasked_weight=args.unmasked_weight,
+        bf16=not args.no_bf16, seed=args.seed, checkpoint_every=args.checkpoint_every,
+    )
+    results = pretrain_iterations(args.input, Path(args.output), train, iterations=args.iterate,
+                                  layer=args.iterate_layer, k=args.iterate_k, resume=args.resume,
+                                  device=args.device, quiet=args.quiet)
+    last = results[-1]
+    summary = {
+        "model": str(last.model_dir),
+        "iterations": [str(r.model_dir) for r in results],
+        "targets": last.targets.spec,
+        "steps": train.steps,
+    }
+    if last.history:
+        tail = last.history[-min(len(last.history), train.log_every):]
+        summary["final_loss"] = sum(h.loss for h in tail) / len(tail)
+        summary["final_masked_acc"] = sum(h.masked_acc for h in tail) / len(tail)
+        summary["audio_per_second"] = sum(h.audio_seconds for h in last.history) / max(
+            sum(h.wall_seconds for h in last.history), 1e-9)
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,304 @@
+"""HuBERT-style pretraining: masking, head/loss, targets alignment, batches, loop, checkpoints, HF export."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from conftest import write_tone
+from speechunits.errors import SpeechUnitsError
+from speechunits.train.config import TrainConfig, conv_frames, hop_length, hubert_config, receptive_field
+from speechunits.train.data import CropBatches, load_waves
+from speechunits.train.head import IGNORE, PredictionHead, masked_prediction_loss
+from speechunits.train.masking import span_mask
+from speechunits.train.targets import align_labels, frame_ratio, parse_spec
+
+#: A model small enough for CI (the structure of the presets, fewer/narrower layers).
+SMALL_MODEL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                   conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+
+
+def small_config(**overrides) -> TrainConfig:
+    base = dict(targets="random-projection:16", steps=4, max_batch_seconds=4.0, crop_seconds=1.0, warmup_steps=1,
+                log_every=1, checkpoint_every=100, dropout=0.1, extra_model=SMALL_MODEL)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+# -- geometry ------------------------------------------------------------------------------------
+
+def test_conv_geometry_matches_hubert():
+    assert receptive_field() == 400 and hop_length() == 320
+    # (T - 400) // 320 + 1, the written rule; and what the real CNN produces.
+    for samples in (399, 400, 719, 720, 16000, 16321):
+        expected = 0 if samples < 400 else (samples - 400) // 320 + 1
+        assert conv_frames(samples) == expected
+    import transformers
+
+    cfg = hubert_config(TrainConfig(extra_model=SMALL_MODEL))
+    model = transformers.HubertModel(cfg).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 16321)).last_hidden_state
+    assert out.shape[1] == conv_frames(16321)
+
+
+# -- masking -------------------------------------------------------------------------------------
+
+def test_span_mask_counts_spans_and_determinism():
+    gen = torch.Generator().manual_seed(3)
+    mask = span_mask(4, 200, mask_prob=0.08, mask_length=10, generator=gen)
+    again = span_mask(4, 200, mask_prob=0.08, mask_length=10, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(mask, again)
+    assert mask.shape == (4, 200) and mask.dtype == torch.bool
+    for row in mask:
+        # every masked run is at least one whole span long
+        runs, current = [], 0
+        for value in row.tolist() + [False]:
+            if value:
+                current += 1
+            elif current:
+                runs.append(current)
+                current = 0
+        assert runs and min(runs) >= 10
+        # int(0.08 * 200 + u) = 16 starts, spans of 10: between 10 and 160 frames masked
+        assert 10 <= int(row.sum()) <= 160
+    # span length 1: exactly int(p * F + u) distinct frames (u < 1) -> 16
+    single = span_mask(3, 200, mask_prob=0.08, mask_length=1, generator=gen)
+    assert single.sum(1).tolist() == [16, 16, 16]
+
+
+def test_span_mask_short_and_bad():
+    assert not span_mask(2, 5, mask_prob=0.08, mask_length=10).any()
+    # min_masks applies to short utterances: 12 frames, 3 positions, 2 starts at least
+    assert span_mask(1, 12, mask_prob=0.01, mask_length=10, min_masks=2).sum() >= 10
+    with pytest.raises(SpeechUnitsError):
+        span_mask(1, 10, mask_prob=1.5, mask_length=2)
+    with pytest.raises(SpeechUnitsError):
+        span_mask(1, 10, mask_prob=0.1, mask_length=0)
+
+
+# -- head and loss ------------------------------------------------------------------------------
+
+def test_cosine_logits_by_hand():
+    head = PredictionHead(3, 2, 4, temperature=0.1)
+    with torch.no_grad():
+        head.final_proj.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
+        head.final_proj.bias.zero_()
+        head.unit_embeddings.copy_(torch.tensor([[1.0, 0], [0, 2.0], [1.0, 1.0], [-1.0, 0]]))
+    logits = head(torch.tensor([[[3.0, 0.0, 5.0]]]))  # projected: (3, 0) -> unit vector (1, 0)
+    expected = torch.tensor([1.0, 0.0, 2 ** -0.5, -1.0]) / 0.1
+    assert torch.allclose(logits[0, 0], expected, atol=1e-5)
+
+
+def test_loss_counts_masked_frames_only():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    targets = torch.randint(0, 7, (2, 5))
+    targets[1, 4] = IGNORE
+    mask = torch.tensor([[True, False, True, False, False], [False, True, True, False, True]])
+    loss, stats = masked_prediction_loss(logits, targets, mask)
+    sel = mask & (targets != IGNORE)
+    expected = F.cross_entropy(logits[sel], targets[sel], reduction="sum")
+    assert torch.allclose(loss, expected)
+    assert stats.masked_frames == 4 and stats.unmasked_frames == 5
+    assert stats.masked_correct == int((logits.argmax(-1) == targets)[sel].sum())
+    weighted, _ = masked_prediction_loss(logits, targets, mask, unmasked_weight=0.5)
+    unsel = ~mask & (targets != IGNORE)
+    extra = 0.5 * F.cross_entropy(logits[unsel], targets[unsel], reduction="sum")
+    assert torch.allclose(weighted, expected + extra)
+
+
+# -- targets ---------------------------------------------------------------------------------------
+
+def test_frame_ratio_and_alignment():
+    assert frame_ratio(100.0, 50.0, "x") == 2
+    assert frame_ratio(50.0, 50.0, "x") == 1
+    for bad in (75.0, 25.0, 49.0):
+        with pytest.raises(SpeechUnitsError, match="neither the model's"):
+            frame_ratio(bad, 50.0, "codebook")
+    # MFCC 100 Hz frame 2i covers the same samples [320 i, 320 i + 400) as model frame i
+    labels = np.arange(9)
+    assert align_labels(labels, 2, 5).tolist() == [0, 2, 4, 6, 8]
+    assert align_labels(labels, 2, 6).tolist() == [0, 2, 4, 6, 8, IGNORE]
+
+
+def test_parse_spec_errors(tmp_path):
+    assert parse_spec("mfcc:100") == ("mfcc", 100)
+    assert parse_spec("random-projection:64") == ("random-projection", 64)
+    for bad in ("mfcc:abc", "mfcc:1", "nonexistent/dir"):
+        with pytest.raises(SpeechUnitsError, match="--targets"):
+            parse_spec(bad)
+
+
+def test_store_targets_with_wrong_frame_rate(tmp_path, tone_dir):
+    from speechunits.train.targets import build_targets
+    from speechunits.units.store import write_units
+    from speechunits.units.units import Units
+
+    waves = load_waves(__import__("speechunits.corpus", fromlist=["open_corpus"]).open_corpus(tone_dir), 16000, 400)
+    meta = {"k": 10, "frame_rate": 75.0, "sample_rate": 16000, "receptive_field": 400, "sha256": "x"}
+    items = [(u, Units(np.zeros(conv_frames(len(w)) * 3 // 2, dtype=np.int64), 75.0, 10)) for u, w in waves]
+    write_units(tmp_path / "store75", items, meta)
+    with pytest.raises(SpeechUnitsError, match="75 Hz is neither the model's 50 Hz"):
+        build_targets(str(tmp_path / "store75"), waves, conv_frames, 50.0)
+    # a 50 Hz store is read as is
+    meta50 = dict(meta, frame_rate=50.0)
+    items50 = [(u, Units(np.arange(conv_frames(len(w))) % 10, 50.0, 10)) for u, w in waves]
+    write_units(tmp_path / "store50", items50, meta50)
+    targets = build_targets(str(tmp_path / "store50"), waves, conv_frames, 50.0)
+    assert targets.vocab_size == 10
+    first_id, first_wave = waves[0]
+    assert targets.labels[first_id].tolist() == (np.arange(conv_frames(len(first_wave))) % 10).tolist()
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+def test_crop_batches_budget_alignment_determinism():
+    hop = 320
+    lengths = [16000, 24000, 9000, 40000, 12000, 30000]
+    # each sample's value encodes its hop index, so crops can be checked against labels
+    waves = [(f"u{i}", (np.arange(n) // hop).astype(np.float32)) for i, n in enumerate(lengths)]
+    labels = {u: np.arange(conv_frames(len(w))) for u, w in waves}
+    batches = CropBatches(waves, labels, crop_samples=16000, budget_samples=32000, hop=hop,
+                          model_frames=conv_frames, seed=5)
+    seen = set()
+    for index in range(len(batches)):
+        batch = batches.batch(index)
+        b, length = batch.waves.shape
+        assert b * length <= 32000 or b == 1
+        assert length <= 16000
+        assert batch.labels.shape == (b, conv_frames(length))
+        for row in range(b):
+            first_hop = int(batch.waves[row, 0])
+            assert batch.waves[row, 0] == batch.waves[row, hop - 1]  # offset is a multiple of the hop
+            assert batch.labels[row].tolist() == list(range(first_hop, first_hop + conv_frames(length)))
+        seen.add(index % len(batches))
+        again = batches.batch(index)
+        assert torch.equal(again.waves, batch.waves) and torch.equal(again.labels, batch.labels)
+    assert len(seen) == len(batches)
+    # another epoch: another crop somewhere (random offsets differ)
+    epoch0 = [batches.batch(i).waves for i in range(len(batches))]
+    epoch1 = [batches.batch(i + len(batches)).waves for i in range(len(batches))]
+    assert any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(epoch0, epoch1))
+
+
+def test_no_usable_audio(tmp_path):
+    from speechunits.corpus import open_corpus
+
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "broken.wav").write_bytes(b"not a wav")
+    write_tone(root / "short.wav", 0.01)
+    with pytest.raises(SpeechUnitsError, match="no usable audio"):
+        load_waves(open_corpus(root), 16000, 16000)
+
+
+# -- loop ------------------------------------------------------------------------------------------
+
+def test_tiny_config_loss_falls_on_fixed_batch():
+    from speechunits.train.loop import make_optimizer
+    from speechunits.train.model import HubertPretrainer
+
+    torch.manual_seed(0)
+    train = TrainConfig(model="tiny", lr=1e-3, dropout=0.0)
+    model = HubertPretrainer.build(train, num_units=20).train()
+    opt = make_optimizer(model, train)
+    waves = torch.randn(2, 16000) * 0.1
+    frames = conv_frames(16000)
+    labels = torch.randint(0, 20, (2, frames))
+    mask = span_mask(2, frames, mask_prob=0.08, mask_length=10, generator=torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(waves, mask)
+        loss, stats = masked_prediction_loss(logits, labels, mask)
+        (loss / stats.masked_frames).backward()
+        opt.step()
+        losses.append(float(loss.detach()) / stats.masked_frames)
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def _final_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_checkpoint_resume_equals_uninterrupted(tmp_path, tone_dir):
+    from speechunits.train.checkpoint import read_state
+    from speechunits.train.pretrain import pretrain
+
+    full = pretrain(tone_dir, tmp_path / "full", small_config(steps=4), quiet=True)
+    part = pretrain(tone_dir, tmp_path / "part", small_config(steps=2), quiet=True)
+    assert read_state(tmp_path / "part")["step"] == 2
+    resumed = pretrain(tone_dir, tmp_path / "part", small_config(steps=4), resume=True, quiet=True)
+    full_losses = [h.loss for h in full.history]
+    resumed_losses = [h.loss for h in part.history] + [h.loss for h in resumed.history]
+    assert len(resumed_losses) == 4
+    np.testing.assert_allclose(resumed_losses, full_losses, rtol=1e-5, atol=1e-6)
+    a, b = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "part")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    state = read_state(tmp_path / "part")
+    assert state["step"] == 4 and state["targets"]["kind"] == "random-projection"
+    # an existing checkpoint is not silently overwritten
+    with pytest.raises(SpeechUnitsError, match="--resume"):
+        pretrain(tone_dir, tmp_path / "full", small_config(steps=4), quiet=True)
+    with pytest.raises(SpeechUnitsError, match="no checkpoint"):
+        pretrain(tone_dir, tmp_path / "none", small_config(steps=4), resume=True, quiet=True)
+
+
+def test_checkpoint_round_trip_and_hf_load(tmp_path, tone_dir):
+    import transformers
+
+    from speechunits.encoders import load_encoder
+    from speechunits.train.checkpoint import load_weights
+    from speechunits.train.model import HubertPretrainer
+    from speechunits.train.pretrain import pretrain
+
+    result = pretrain(tone_dir, tmp_path / "m", small_config(steps=2), quiet=True)
+    model_dir = tmp_path / "m"
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        assert (model_dir / name).is_file()
+    # round trip: a fresh model loaded from the checkpoint equals the saved weights exactly
+    fresh = HubertPretrainer.build(small_config(), result.targets.vocab_size)
+    load_weights(model_dir, fresh)
+    saved = _final_weights(model_dir)
+    hf = transformers.HubertModel.from_pretrained(str(model_dir)).eval()
+    for key, value in hf.state_dict().items():
+        torch.testing.assert_close(value, fresh.encoder.state_dict()[key], rtol=0, atol=0)
+    assert len(saved) > 0
+    # load_encoder(MODEL) gives HF's hidden_states[n] for layer n
+    wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    with torch.no_grad():
+        hidden = hf(torch.from_numpy(wave)[None], output_hidden_states=True).hidden_states
+    encoder = load_encoder(str(model_dir), device="cpu")
+    assert encoder.info.num_layers == SMALL_MODEL["num_hidden_layers"]
+    assert encoder.info.frame_rate == 50.0
+    feats = encoder.extract(wave, [0, 2])
+    np.testing.assert_allclose(feats[2], hidden[2][0].numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(feats[0], hidden[0][0].numpy(), rtol=1e-4, atol=1e-4)
+    log_lines = (model_dir / "training" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log_lines] == [1, 2]
+
+
+def test_cli_pretrain(tmp_path, tone_dir, capsys):
+    from speechunits.cli.main import main
+
+    out = tmp_path / "cli_model"
+    extra = ["--steps", "1", "--max-batch-seconds", "3", "--crop-seconds", "1", "--quiet",
+             "--targets", "random-projection:8"]
+    # the tiny preset through the CLI
+    assert main(["pretrain", str(tone_dir), "-o", str(out), *extra]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["model"] == str(out) and summary["targets"]["k"] == 8
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["pretrain", str(empty), "-o", str(tmp_path / "x"), *extra]) == 2
+    assert main(["pretrain", str(tone_dir), "-o", str(tmp_path / "y"), "--targets", "bogus:3", "--quiet"]) == 2
