@@ -140,3 +140,15 @@ def test_bad_input(tmp_path: Path) -> None:
     with pytest.raises(SpeechUnitsError, match="not a BPE token directory"):
         list(iter_tokens(tmp_path / "units"))
     assert json.loads((tmp_path / "bpe/bpe.json").read_text())["unit_vocab_size"] == K
+
+
+def test_cli_train_encode_decode(tmp_path: Path) -> None:
+    from speechunits.cli.main import main
+
+    store = corpus_store(tmp_path / "units", dedup=False)
+    assert main(["bpe", "train", str(store.path), "--vocab", str(K + 5), "-o", str(tmp_path / "bpe")]) == 0
+    assert main(["bpe", "encode", str(store.path), "--bpe", str(tmp_path / "bpe"), "-o", str(tmp_path / "tok")]) == 0
+    assert main(["bpe", "decode", str(tmp_path / "tok"), "--bpe", str(tmp_path / "bpe"), "-o", str(tmp_path / "b")]) == 0
+    back = UnitStore.open(tmp_path / "b")
+    assert [(u, x.ids.tolist()) for u, x in back] == [(u, x.ids.tolist()) for u, x in store]
+    assert main(["bpe", "train", str(store.path), "--vocab", "3", "-o", str(tmp_path / "bad")]) == 2

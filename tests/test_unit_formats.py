@@ -127,3 +127,25 @@ def test_unrepresentable_ids_are_refused(tmp_path: Path) -> None:
     store = write_units(tmp_path / "p", [("a|b", Units(np.array([1]), RATE, K))], codebook_meta())
     with pytest.raises(SpeechUnitsError, match=r"'\|'"):
         export_units(store, "gslm", tmp_path / "g")
+
+
+def test_cli_export_import_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from speechunits.cli.main import main
+
+    store = small_store(tmp_path / "s", dedup=True)
+    assert main(["units", "export", str(store.path), "--format", "textless", "-o", str(tmp_path / "t")]) == 0
+    assert main(["units", "import", str(tmp_path / "t"), "--format", "textless", "-o", str(tmp_path / "b")]) == 0
+    assert rows(UnitStore.open(tmp_path / "b")) == rows(store)
+    capsys.readouterr()
+    assert main(["units", "info", str(tmp_path / "b")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["utterances"] == 3 and info["units"] == 4 and info["frames"] == 7 and info["dedup"] is True
+    cb = tmp_path / "cb"
+    cb.mkdir()
+    (cb / "codebook.json").write_text(json.dumps(codebook_meta()))
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k/my.text").write_text("x 1 1 2\n")
+    assert main(["units", "import", str(tmp_path / "k"), "--format", "kaldi", "--codebook", str(cb),
+                 "--dedup", "-o", str(tmp_path / "kk")]) == 0
+    assert rows(UnitStore.open(tmp_path / "kk")) == [("x", [1, 2], [2, 1], 0.06)]
+    assert main(["units", "import", str(tmp_path / "k"), "--format", "kaldi", "-o", str(tmp_path / "k2")]) == 2

@@ -1,0 +1,70 @@
+"""``speechunits encode``: audio corpus to a resumable Parquet unit store."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from speechunits.cli.common import add_device, add_on_error, add_quiet, add_shard
+from speechunits.errors import SpeechUnitsError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE
+
+    parser = subparsers.add_parser(
+        "encode",
+        help="encode a corpus into units (resumable Parquet unit store)",
+        description="Encode every utterance of INPUT with the codebook's encoder and layer and write a "
+        "Parquet unit store to OUT. Run the same command again after an interruption to finish the job. "
+        "Several --codebook options give one store per codebook under OUT/stream{j}-layer{L}-k{K}, "
+        "from one encoder pass.",
+    )
+    parser.add_argument("input", help="audio directory, fairseq .tsv, .jsonl manifest or one audio file")
+    parser.add_argument("--codebook", action="append", required=True, metavar="CB",
+                        help="codebook directory (repeat for several streams of the same encoder)")
+    parser.add_argument("--dedup", action="store_true", help="merge repeated units, keeping durations")
+    parser.add_argument("-o", "--out", required=True, help="unit store directory")
+    parser.add_argument("--max-batch-seconds", type=float, default=None,
+                        help="padded audio seconds per encoder call (default: as for `features`)")
+    parser.add_argument("--rows-per-file", type=int, default=DEFAULT_ROWS_PER_FILE,
+                        help="utterances per Parquet shard; an interruption loses at most this many "
+                        "(default %(default)s)")
+    parser.add_argument("--channel", type=int, default=None, help="use channel N (0-based) instead of the downmix")
+    add_device(parser)
+    add_shard(parser)
+    add_on_error(parser)
+    add_quiet(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechunits.corpus import open_corpus, parse_shard
+    from speechunits.encoders import load_encoder
+    from speechunits.quantize import Codebook
+    from speechunits.units.encode_corpus import encode_corpus
+    from speechunits.units.tokenizer import UnitTokenizer
+
+    if args.max_batch_seconds is not None and args.max_batch_seconds <= 0:
+        raise SpeechUnitsError(f"--max-batch-seconds must be positive, got {args.max_batch_seconds}")
+    if args.channel is not None and args.channel < 0:
+        raise SpeechUnitsError(f"--channel must be >= 0, got {args.channel}")
+    job = parse_shard(args.shard)
+    codebooks = [Codebook.load(path) for path in args.codebook]
+    first = codebooks[0]
+    for path, codebook in zip(args.codebook[1:], codebooks[1:]):
+        if codebook.encoder_identity != first.encoder_identity:
+            raise SpeechUnitsError(f"--codebook {path}: made for encoder {codebook.encoder_name} "
+                                   f"({codebook.encoder_identity}), but {args.codebook[0]} for "
+                                   f"{first.encoder_name} ({first.encoder_identity}); one encoder per run")
+    corpus = open_corpus(args.input, shard=args.shard)
+    encoder = load_encoder(first.encoder_name, device=args.device, dtype=args.dtype)
+    tokenizer = UnitTokenizer(encoder, codebooks, dedup=args.dedup)
+    report = encode_corpus(corpus, tokenizer, args.out, job=job, rows_per_file=args.rows_per_file,
+                           max_batch_seconds=args.max_batch_seconds, on_error=args.on_error,
+                           channel=args.channel, quiet=args.quiet)
+    log.info("%s: %d utterances encoded (%.1f s of audio, %.1fx real time), %d already stored, %d failed%s",
+             args.out, report.encoded, report.audio_seconds, report.realtime_factor, report.already_stored,
+             report.failed, f" (see {report.errors_path})" if report.failed else "")
+    return 0

@@ -1,0 +1,103 @@
+"""``speechunits units export|import|info``: unit stores to and from the field's text formats."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from speechunits.errors import SpeechUnitsError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from speechunits.units.formats import FORMATS
+
+    parser = subparsers.add_parser("units", help="export/import unit text formats, store info",
+                                   description="Convert unit stores to and from fairseq .km, GSLM, textless "
+                                   ".units/.durations and Kaldi text; round trips are exact.")
+    commands = parser.add_subparsers(dest="units_command", metavar="ACTION", required=True)
+
+    export = commands.add_parser("export", help="unit store to text files",
+                                 description="Write UNITS_DIR as text into the directory OUT.")
+    export.add_argument("store", metavar="UNITS_DIR")
+    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument("-o", "--out", required=True, help="output directory")
+    export.add_argument("--name", default=None, help="file name stem (default: the --order file's stem or 'units')")
+    export.add_argument("--order", default=None, metavar="FILE",
+                        help="write lines in this order: a fairseq .tsv / .jsonl manifest or a list of ids")
+    export.set_defaults(func=run_export)
+
+    imp = commands.add_parser("import", help="text files to a unit store",
+                              description="Read text written by `units export` (or another tool, with "
+                              "--codebook) from the directory SRC into a new unit store.")
+    imp.add_argument("src", metavar="SRC", help="directory holding the text files")
+    imp.add_argument("--format", required=True, choices=FORMATS)
+    imp.add_argument("-o", "--out", required=True, help="new unit store directory")
+    imp.add_argument("--name", default=None, help="file name stem (default: the only file of the format)")
+    imp.add_argument("--codebook", default=None, metavar="CB",
+                     help="codebook the units come from (needed when SRC has no speechunits.json)")
+    imp.add_argument("--dedup", default=None, action=argparse.BooleanOptionalAction,
+                     help="deduplicate (default: as exported, or when durations are present)")
+    imp.set_defaults(func=run_import)
+
+    info = commands.add_parser("info", help="print a unit store's summary as JSON")
+    info.add_argument("store", metavar="UNITS_DIR")
+    info.set_defaults(func=run_info)
+
+
+def read_codebook_meta(path: str) -> dict[str, Any]:
+    """``codebook.json`` of a codebook directory (or the file itself)."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / "codebook.json"
+    if not file.is_file():
+        raise SpeechUnitsError(f"--codebook {path}: no codebook.json")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SpeechUnitsError(f"{file}: invalid JSON ({exc.msg})") from None
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from speechunits.units.formats import export_units, read_order
+    from speechunits.units.store import UnitStore
+
+    store = UnitStore.open(args.store)
+    order = read_order(args.order) if args.order else None
+    name = args.name or (Path(args.order).stem if args.order else "units")
+    files = export_units(store, args.format, args.out, name=name, order=order)
+    log.info("%s: wrote %s", args.out, ", ".join(f.name for f in files))
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from speechunits.units.formats import import_units
+
+    meta = read_codebook_meta(args.codebook) if args.codebook else None
+    store = import_units(args.format, args.src, args.out, name=args.name, codebook_meta=meta, dedup=args.dedup)
+    log.info("%s: %d utterances imported", args.out, len(store))
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from speechunits.units.store import UnitStore
+
+    store = UnitStore.open(args.store)
+    utterances = units = frames = 0
+    seconds = 0.0
+    for _, unit_seq, secs in store.iter_rows():
+        utterances += 1
+        units += len(unit_seq)
+        frames += unit_seq.num_frames
+        seconds += secs
+    summary = {"path": str(store.path), "utterances": utterances, "units": units, "frames": frames,
+               "audio_seconds": round(seconds, 3), "shards": len(store.shards), "dedup": store.dedup,
+               "vocab_size": store.vocab_size, "frame_rate": store.frame_rate,
+               "codebook_sha256": store.meta.get("codebook_sha256"),
+               "encoder": store.meta.get("codebook", {}).get("encoder"),
+               "layer": store.meta.get("codebook", {}).get("layer")}
+    print(json.dumps(summary, indent=2))
+    return 0
