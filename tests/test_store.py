@@ -147,6 +147,9 @@ def test_refuses_other_codebook_or_dedup_setting(tmp_path: Path) -> None:
         UnitWriter(path, store_meta(codebook_meta(sha="b" * 64), dedup=False))
     with pytest.raises(SpeechUnitsError, match="dedup"):
         UnitWriter(path, store_meta(codebook_meta(), dedup=True))
+    with pytest.raises(SpeechUnitsError, match="not of the expected codebook"):
+        UnitStore.open(path, codebook_sha256="b" * 64)
+    assert len(UnitStore.open(path, codebook_sha256="a" * 64)) == 3
     with pytest.raises(SpeechUnitsError, match="already holds"):
         write_units(path, make_items(3), codebook_meta())
     # A shard copied in from a store of another codebook is refused on open.

@@ -76,12 +76,15 @@ class UnitStore:
         self.shards = shards
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> "UnitStore":
+    def open(cls, path: str | os.PathLike[str], *, codebook_sha256: str | None = None) -> "UnitStore":
         """Open a store directory; every shard must carry the same codebook and settings.
 
+        Args:
+            codebook_sha256: if given, the store must hold units of this codebook.
+
         Raises:
-            SpeechUnitsError: missing directory, no metadata, an unreadable shard, or shards
-                from different codebooks / dedup settings.
+            SpeechUnitsError: missing directory, no metadata, an unreadable shard, shards
+                from different codebooks / dedup settings, or units of another codebook.
         """
         path = Path(path)
         if not path.is_dir():
@@ -94,6 +97,9 @@ class UnitStore:
             raise SpeechUnitsError(f"{path}: holds {meta.get('kind')!r} data, not a unit store")
         for shard in shards:
             check_same(meta, read_file_meta(shard), MATCH_KEYS, str(shard))
+        if codebook_sha256 is not None and meta.get("codebook_sha256") != codebook_sha256:
+            raise SpeechUnitsError(f"{path}: holds units of codebook {meta.get('codebook_sha256')}, "
+                                   f"not of the expected codebook {codebook_sha256}")
         return cls(path, meta, shards)
 
     @property
