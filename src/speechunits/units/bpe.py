@@ -274,7 +274,8 @@ def open_tokens(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Path
     if meta is None or meta.get("kind") != TOKENS_KIND:
         raise SpeechUnitsError(f"{path}: not a BPE token directory (written by `speechunits bpe encode`)")
     for shard in shards:
-        check_same(meta, read_file_meta(shard), TOKENS_MATCH_KEYS, str(shard))
+        check_same(meta, read_file_meta(shard), TOKENS_MATCH_KEYS, str(shard),
+                       hint="shards of different token stores were mixed in one directory")
     return meta, shards
 
 

@@ -100,12 +100,12 @@ def directory_meta(directory: Path, shards: list[Path] | None = None) -> dict[st
     return read_file_meta(shards[0]) if shards else None
 
 
-def check_same(expected: dict[str, Any], found: dict[str, Any], keys: Iterable[str], where: str) -> None:
+def check_same(expected: dict[str, Any], found: dict[str, Any], keys: Iterable[str], where: str,
+               hint: str = "use another output directory") -> None:
     """Refuse metadata that differs from ``expected`` in any of ``keys``."""
     diffs = [f"{key}: {found.get(key)!r} != {expected.get(key)!r}" for key in keys if found.get(key) != expected.get(key)]
     if diffs:
-        raise SpeechUnitsError(f"{where}: holds data made with different settings ({'; '.join(diffs)}); "
-                               "use another output directory")
+        raise SpeechUnitsError(f"{where}: holds data made with different settings ({'; '.join(diffs)}); {hint}")
 
 
 class ShardWriter:

@@ -96,7 +96,8 @@ class UnitStore:
         if meta.get("kind") != STORE_KIND:
             raise SpeechUnitsError(f"{path}: holds {meta.get('kind')!r} data, not a unit store")
         for shard in shards:
-            check_same(meta, read_file_meta(shard), MATCH_KEYS, str(shard))
+            check_same(meta, read_file_meta(shard), MATCH_KEYS, str(shard),
+                       hint="shards of different stores were mixed in one directory")
         if codebook_sha256 is not None and meta.get("codebook_sha256") != codebook_sha256:
             raise SpeechUnitsError(f"{path}: holds units of codebook {meta.get('codebook_sha256')}, "
                                    f"not of the expected codebook {codebook_sha256}")
