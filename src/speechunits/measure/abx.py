@@ -502,3 +502,75 @@ def compute_abx(items: Sequence[AbxItem], frames: Iterable[tuple[str, np.ndarray
         distance=distance,
         missing_utterances=table.missing,
     )
+
+
+# --------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class FrameSource:
+    """Per-utterance frames of a features directory or a unit store, with their timing."""
+
+    path: Path
+    frames: Iterable[tuple[str, np.ndarray]]
+    frame_rate: float
+    frame_offset_s: float
+    distance: Distance
+
+
+def open_frame_source(path: str | Path, layer: int | None = None, frame_rate: float | None = None,
+                      frame_offset_s: float | None = None) -> FrameSource:
+    """Open a features directory (angular distance) or a unit store (0/1 distance).
+
+    Timing comes from ``features.json`` / the store metadata; ``frame_rate`` and
+    ``frame_offset_s`` override it (and are required for a bare fairseq ``.npy``/``.len`` dump).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise SpeechUnitsError(f"{path}: not a directory (expected a features directory or a unit store)")
+    if any(path.glob("layer*.npy")):
+        from speechunits.features import read_features_dir
+
+        meta_path = path / "features.json"
+        meta = {}
+        if meta_path.is_file():
+            import json
+
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        rate = frame_rate if frame_rate is not None else meta.get("frame_rate")
+        if frame_offset_s is not None:
+            offset = frame_offset_s
+        elif meta.get("receptive_field") and meta.get("sample_rate"):
+            offset = meta["receptive_field"] / (2 * meta["sample_rate"])
+        else:
+            offset = None
+        if rate is None or offset is None:
+            raise SpeechUnitsError(f"{path}: no features.json with frame timing; give --frame-rate and --frame-offset")
+        if layer is None and meta.get("layers") and len(meta["layers"]) > 1:
+            raise SpeechUnitsError(f"{path}: holds layers {meta['layers']}; choose one with --layer")
+        return FrameSource(path, read_features_dir(path, layer), float(rate), float(offset), "angular")
+    from speechunits.units.store import UnitStore
+
+    store = UnitStore.open(path)
+    if layer is not None and store.meta.get("codebook", {}).get("layer") not in (None, layer):
+        raise SpeechUnitsError(f"{path}: units are from layer {store.meta['codebook']['layer']}, not --layer {layer}")
+    frames = ((utt_id, units.expand().ids) for utt_id, units in store)
+    rate = frame_rate if frame_rate is not None else store.frame_rate
+    offset = frame_offset_s if frame_offset_s is not None else float(store.meta.get("frame_offset_s") or 0.0)
+    return FrameSource(path, frames, float(rate), float(offset), "hamming")
+
+
+def read_speakers(path: str | Path) -> dict[str, str]:
+    """``utt_id<TAB>speaker`` lines (synth ``speakers.tsv``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechUnitsError(f"{path}: speakers file not found")
+    speakers = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) != 2 or not cols[0] or not cols[1].strip():
+            raise SpeechUnitsError(f"{path}:{lineno}: expected utt_id<TAB>speaker")
+        speakers[cols[0]] = cols[1].strip()
+    return speakers
