@@ -1,0 +1,153 @@
+"""Layer x K sweep: results, plots, report, resumability, bad input, and metric sanity on synth speech."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechunits.cli.main import main
+from speechunits.errors import SpeechUnitsError
+from speechunits.measure.alignments import Segment, load_alignments
+from speechunits.measure import sweep as sweep_module
+from speechunits.measure.sweep import SweepSettings, read_results, run_sweep, sample_frames, score_units
+from speechunits.synth.testing import small_corpus
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_corpus(tmp_path_factory.mktemp("sweep"), minutes=0.5, speakers=3)
+
+
+def _settings(corpus: Path, **kw: object) -> SweepSettings:
+    base = SweepSettings(input=str(corpus / "manifest.tsv"), encoder="mfcc", alignments=str(corpus),
+                         layers=[0], ks=[8, 16], max_frames=2000, iters=5, device="cpu")
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def test_score_units_hand_cases() -> None:
+    """Units that copy phones give PNMI 1 and purities 1; one unit everywhere gives PNMI 0."""
+    segs = {"u": [Segment(0.0, 0.04, "a"), Segment(0.04, 0.1, "b"), Segment(0.1, 0.2, "c")]}
+    # 100 Hz, offset 0.005: frames 0-3 'a', 4-9 'b', 10-19 'c'
+    copy = {"u": np.array([0] * 4 + [1] * 6 + [2] * 10)}
+    scores = score_units(copy, segs, 3, 100.0, 0.005)
+    assert scores["pnmi"] == pytest.approx(1.0)
+    assert scores["phone_purity"] == pytest.approx(1.0) and scores["cluster_purity"] == pytest.approx(1.0)
+    assert scores["tokens_per_s"] == pytest.approx(3 / 0.2)
+    assert scores["bitrate_uniform"] == pytest.approx(15 * np.log2(3))
+    constant = score_units({"u": np.zeros(20, dtype=np.int64)}, segs, 3, 100.0, 0.005)
+    assert constant["pnmi"] == pytest.approx(0.0, abs=1e-12)
+    assert constant["used_units"] == 1
+
+
+def test_sample_frames_is_seeded_subset() -> None:
+    feats = {"a": np.arange(10, dtype=np.float32).reshape(5, 2), "b": np.arange(10, 20, dtype=np.float32).reshape(5, 2)}
+    x = sample_frames(feats, 4, seed=1)
+    assert x.shape == (4, 2) and np.array_equal(x, sample_frames(feats, 4, seed=1))
+    rows = {tuple(r) for r in np.concatenate(list(feats.values())).tolist()}
+    assert {tuple(r) for r in x.tolist()} <= rows and len({tuple(r) for r in x.tolist()}) == 4
+    assert sample_frames(feats, 100, seed=0).shape == (10, 2)
+
+
+def test_mfcc_units_beat_random_units_and_shifted_alignments(corpus: Path) -> None:
+    """On synth speech: k-means MFCC units >> random units; alignments shifted 60 ms score lower."""
+    from speechunits.encoders import load_encoder
+    from speechunits.features import iter_features
+    from speechunits.corpus import open_corpus
+
+    encoder = load_encoder("mfcc", device="cpu")
+    info = encoder.info
+    offset = info.receptive_field / (2 * info.sample_rate)
+    feats = {it.utt.id: it.features[0] for it in iter_features(encoder, open_corpus(corpus / "manifest.tsv"), [0],
+                                                                quiet=True)}
+    alignments = load_alignments(corpus)
+    centroids, _ = sweep_module.fit_centroids(sample_frames(feats, 5000, 0), 32, iters=10, seed=0, device="cpu")
+    units = sweep_module.assign_units(feats, centroids, "cpu")
+    good = score_units(units, alignments, 32, info.frame_rate, offset)["pnmi"]
+    rng = np.random.default_rng(0)
+    random_units = {u: rng.integers(0, 32, size=v.size) for u, v in units.items()}
+    chance = score_units(random_units, alignments, 32, info.frame_rate, offset)["pnmi"]
+    shifted = {u: [Segment(s.start + 0.06, s.end + 0.06, s.label) for s in segs] for u, segs in alignments.items()}
+    late = score_units(units, shifted, 32, info.frame_rate, offset)["pnmi"]
+    assert good > 0.3 and chance < 0.1 and good > 3 * chance
+    assert late < good - 0.05
+
+
+def test_sweep_writes_results_plots_report_and_resumes(corpus: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "report"
+    rows = run_sweep(_settings(corpus, abx=True), out, quiet=True)
+    assert [(r["layer"], r["k"]) for r in rows] == [(0, 8), (0, 16)]
+    for r in rows:
+        assert 0.0 < r["pnmi"] <= 1.0 and r["used_units"] <= r["k"]
+        assert r["abx_across"] is not None and 0.0 <= r["abx_across"] <= 1.0
+        assert r["abx_across_features"] is not None
+    assert rows[1]["bitrate_uniform"] > 0
+    for name in ("pnmi.png", "abx.png", "bitrate.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| 0 | 16 |" in report and "Best PNMI" in report
+    first_csv = (out / "results.csv").read_text(encoding="utf-8")
+
+    calls: list[int] = []
+    real_fit = sweep_module.fit_centroids
+
+    def counting_fit(x: np.ndarray, k: int, **kw: object) -> tuple[np.ndarray, float]:
+        calls.append(k)
+        return real_fit(x, k, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sweep_module, "fit_centroids", counting_fit)
+    again = run_sweep(_settings(corpus, abx=True), out, quiet=True)  # nothing left to do
+    assert calls == [] and (out / "results.csv").read_text(encoding="utf-8") == first_csv
+    assert [(r["layer"], r["k"]) for r in again] == [(0, 8), (0, 16)]
+    more = run_sweep(_settings(corpus, abx=True, ks=[4, 8, 16]), out, quiet=True)  # only the new cell
+    assert calls == [4]
+    assert [(r["layer"], r["k"]) for r in more] == [(0, 4), (0, 8), (0, 16)]
+    assert read_results(out)[1] == read_results(out)[1] and more[1]["pnmi"] == rows[0]["pnmi"]
+
+
+def test_sweep_refuses_other_settings_and_bad_input(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    run_sweep(_settings(corpus, ks=[4]), out, quiet=True)
+    with pytest.raises(SpeechUnitsError, match="different settings.*max_frames"):
+        run_sweep(_settings(corpus, ks=[4], max_frames=1000), out, quiet=True)
+    other = tmp_path / "other.tsv"
+    other.write_text("nobody\t0\t1\ta\n", encoding="utf-8")
+    with pytest.raises(SpeechUnitsError, match="no utterance in common"):
+        run_sweep(_settings(corpus, alignments=str(other)), tmp_path / "r2", quiet=True)
+    with pytest.raises(SpeechUnitsError, match="smaller than the largest K"):
+        run_sweep(_settings(corpus, ks=[50], max_frames=10), tmp_path / "r3", quiet=True)
+    with pytest.raises(SpeechUnitsError, match="out of range"):
+        run_sweep(_settings(corpus, layers=[3]), tmp_path / "r4", quiet=True)
+
+
+def test_sweep_hf_layers_extract_once_per_layer(corpus: Path, tmp_path: Path, tiny_hubert_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import speechunits.features as features_pkg
+
+    passes: list[list[int]] = []
+    real = features_pkg.iter_features
+
+    def counting(encoder: object, utts: object, layers: list[int], **kw: object):  # type: ignore[no-untyped-def]
+        passes.append(list(layers))
+        return real(encoder, utts, layers, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(features_pkg, "iter_features", counting)
+    rows = run_sweep(_settings(corpus, encoder=str(tiny_hubert_dir), layers=[0, 2], ks=[4, 8]), tmp_path / "hf",
+                     quiet=True)
+    assert passes == [[0], [2]]
+    assert [(r["layer"], r["k"]) for r in rows] == [(0, 4), (0, 8), (2, 4), (2, 8)]
+    assert all(0.0 <= r["pnmi"] <= 1.0 for r in rows)
+
+
+def test_cli_sweep(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["sweep", str(corpus / "manifest.tsv"), "--encoder", "mfcc", "--k", "4", "--alignments",
+                 str(corpus), "-o", str(tmp_path / "cli"), "--max-frames", "1000", "--iters", "3", "--device",
+                 "cpu", "--quiet"])
+    assert code == 0
+    assert "| 0 | 4 |" in capsys.readouterr().out
+    assert main(["sweep", str(corpus / "manifest.tsv"), "--encoder", "mfcc", "--k", "x", "--alignments",
+                 str(corpus), "-o", str(tmp_path / "bad")]) == 2
