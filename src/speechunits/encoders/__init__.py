@@ -17,7 +17,8 @@ def load_encoder(name: str, device: str = "auto", dtype: str = "fp32") -> Encode
         name: built-in name, local directory (``config.json`` + weights, optional
             ``preprocessor_config.json``) or hub id such as ``facebook/hubert-base-ls960``.
         device: ``"auto"`` (cuda if available), ``"cpu"`` or ``"cuda"``.
-        dtype: compute precision ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast); outputs are float32.
+        dtype: compute precision ``"fp32"``, ``"bf16"`` or ``"fp16"`` (weights and activations in
+            that precision, normalisation statistics in fp32); outputs are float32.
 
     Raises:
         SpeechUnitsError: unknown name, unloadable model, unavailable device or bad dtype.

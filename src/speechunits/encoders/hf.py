@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from speechunits.encoders.base import Encoder, EncoderInfo
-from speechunits.encoders.runtime import autocast, resolve_device, resolve_dtype
+from speechunits.encoders.runtime import resolve_device, resolve_dtype
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ class HFEncoder(Encoder):
         self.torch_device = resolve_device(device)
         self.torch_dtype = resolve_dtype(dtype)
         self.device, self.dtype = self.torch_device.type, dtype
-        self.model = model.eval().to(self.torch_device)
+        identity = identity or model_identity(model, config.to_json_string())
+        self.model = prepare_model(model, self.torch_device, self.torch_dtype)
         self.do_normalize = bool(do_normalize)
         hop, field = conv_geometry(config.conv_kernel, config.conv_stride)
         self._first_kernel, self._first_stride = int(config.conv_kernel[0]), int(config.conv_stride[0])
@@ -105,7 +106,7 @@ class HFEncoder(Encoder):
             receptive_field=field,
             num_layers=int(config.num_hidden_layers),
             dim=int(config.hidden_size),
-            identity=identity or model_identity(model, config.to_json_string()),
+            identity=identity,
         )
         self._pos_mask: torch.Tensor | None = None
         self._install_pos_conv_masking()
@@ -163,7 +164,7 @@ class HFEncoder(Encoder):
             )
         batch = self._pad(waves if prepared else [self.prepare(w) for w in waves], lengths)
         frames = [self.info.num_frames(n) for n in lengths]
-        with torch.inference_mode(), autocast(self.torch_device, self.torch_dtype):
+        with torch.inference_mode():
             hidden = self.hidden_states(batch, lengths, layers)
         out: list[dict[int, np.ndarray]] = [{} for _ in waves]
         for layer in layers:
@@ -177,7 +178,7 @@ class HFEncoder(Encoder):
         batch = np.zeros((len(waves), max(lengths)), dtype=np.float32)
         for i, wave in enumerate(waves):
             batch[i, : lengths[i]] = wave
-        return torch.from_numpy(batch).to(self.torch_device)
+        return torch.from_numpy(batch).to(self.torch_device, self.torch_dtype)
 
     def conv_features(self, batch: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
         """CNN front end ``[B, T] -> [B, C, F_max]`` with per-utterance GroupNorm statistics."""
@@ -244,6 +245,22 @@ class HFEncoder(Encoder):
         if missing:  # pragma: no cover - would mean an unexpected encoder structure
             raise RuntimeError(f"{self.info.name}: layers {sorted(missing)} were not produced")
         return captured
+
+
+def prepare_model(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """Inference copy of the weights: eval mode, on ``device``, in ``dtype``, weight norm folded in.
+
+    Low precision stores the weights in ``dtype`` (faster on CPU than autocast, which re-casts
+    every weight at every call: measured 1.3x); LayerNorm/GroupNorm statistics are still
+    accumulated in fp32 by torch's kernels and by :func:`masked_group_norm`.
+    """
+    from torch.nn.utils import parametrize
+
+    model = model.eval()
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return model.to(device=device, dtype=dtype)
 
 
 def masked_group_norm(hidden: torch.Tensor, valid: Sequence[int], norm: nn.GroupNorm) -> torch.Tensor:

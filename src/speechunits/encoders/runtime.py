@@ -1,9 +1,6 @@
 """Device and precision choices shared by the neural encoders."""
 from __future__ import annotations
 
-import contextlib
-from typing import ContextManager
-
 import torch
 
 from speechunits.errors import SpeechUnitsError
@@ -30,9 +27,3 @@ def resolve_dtype(dtype: str) -> torch.dtype:
         raise SpeechUnitsError(f"--dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]
 
-
-def autocast(device: torch.device, dtype: torch.dtype) -> ContextManager[object]:
-    """Mixed-precision context for ``dtype`` on ``device`` (a no-op for fp32)."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
