@@ -1,0 +1,87 @@
+"""Invariance: edit distance by hand and vs a second implementation, UED on a toy encoder."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.measure import invariance as inv
+from speechunits.measure.augment import Augmentation, standard_augmentations
+
+SR = 16000
+HOP = 320
+
+
+def test_edit_distance_by_hand() -> None:
+    kitten = [ord(c) for c in "kitten"]
+    sitting = [ord(c) for c in "sitting"]
+    for fn in (inv.edit_distance, inv._edit_distance_numpy):
+        assert fn(np.array(kitten), np.array(sitting)) == 3
+        assert fn(np.array([1, 2, 3]), np.array([], dtype=np.int64)) == 3
+        assert fn(np.array([], dtype=np.int64), np.array([4, 5])) == 2
+        assert fn(np.array([7, 8]), np.array([7, 8])) == 0
+        assert fn(np.array([1, 2, 3, 4]), np.array([2, 3, 4, 1])) == 2
+
+
+def test_numpy_edit_distance_matches_rapidfuzz() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a = rng.integers(0, 4, size=rng.integers(0, 30))
+        b = rng.integers(0, 4, size=rng.integers(0, 30))
+        assert inv._edit_distance_numpy(a, b) == inv.edit_distance(a, b)
+
+
+def test_unit_edit_distance_dedups_first() -> None:
+    assert inv.unit_edit_distance(np.array([1, 1, 2, 2, 3]), np.array([1, 2, 2, 2, 3, 3])) == (0, 3)
+    assert inv.unit_edit_distance(np.array([1, 1, 2, 3]), np.array([1, 4, 3])) == (1, 3)
+
+
+def toy_encode(samples: np.ndarray) -> np.ndarray:
+    """Frame-level 'units': the loudest of 16 frequency bands per 20 ms frame."""
+    n = samples.size // HOP
+    frames = samples[: n * HOP].reshape(n, HOP) * np.hanning(HOP)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    bands = power[:, 1:161].reshape(n, 16, 10).sum(axis=2)
+    return bands.argmax(axis=1)
+
+
+def melody(seconds: float = 2.0, seed: int = 0) -> np.ndarray:
+    """Tones changing every 100 ms (a stand-in for phones); every other one quiet (a stand-in for silence)."""
+    rng = np.random.default_rng(seed)
+    step = int(0.1 * SR)
+    freqs = rng.choice([300.0, 700.0, 1200.0, 1900.0, 2800.0, 3700.0], size=int(seconds / 0.1))
+    t = np.arange(step) / SR
+    levels = np.where(np.arange(freqs.size) % 2, 0.03, 0.4)
+    return np.concatenate([a * np.sin(2 * np.pi * f * t) for a, f in zip(levels, freqs)]).astype(np.float32)
+
+
+def test_ued_on_toy_encoder_orders_noise_levels_and_is_deterministic() -> None:
+    audio = [(f"u{i}", melody(seed=i)) for i in range(3)]
+    identity = Augmentation("none", 0.0, "identity", lambda x, sr, seed: x)
+    grid = [identity] + standard_augmentations(["noise", "stretch"])
+    report = inv.measure_invariance(audio, SR, toy_encode, grid, seed=1)
+    by_label = {row.label: row for row in report.rows}
+    assert by_label["identity"].ued == 0.0 and by_label["identity"].edits == 0
+    assert by_label["noise 20 dB"].ued <= by_label["noise 5 dB"].ued
+    assert by_label["noise 5 dB"].ued > 0.0
+    assert report.utterances == 3 and report.audio_seconds == pytest.approx(6.0)
+    # Per-utterance lengths: UED is the ratio of sums.
+    row = by_label["stretch x1.2"]
+    assert row.ued == pytest.approx(row.edits / row.reference_length)
+    assert report == inv.measure_invariance(audio, SR, toy_encode, grid, seed=1)
+
+
+def test_too_short_utterances_are_skipped_and_empty_input_raises() -> None:
+    grid = standard_augmentations(["noise"])
+    report = inv.measure_invariance([("short", np.ones(10, dtype=np.float32)), ("ok", melody(0.5))], SR, toy_encode, grid)
+    assert report.skipped == ["short"] and report.utterances == 1
+    with pytest.raises(SpeechUnitsError, match="no utterance"):
+        inv.measure_invariance([("short", np.ones(10, dtype=np.float32))], SR, toy_encode, grid)
+    with pytest.raises(SpeechUnitsError, match="no augmentation"):
+        inv.measure_invariance([], SR, toy_encode, [])
+
+
+def test_utterance_seed_depends_on_id_not_order() -> None:
+    assert inv.utterance_seed(0, "a") == inv.utterance_seed(0, "a")
+    assert inv.utterance_seed(0, "a") != inv.utterance_seed(0, "b")
+    assert inv.utterance_seed(0, "a") != inv.utterance_seed(1, "a")
