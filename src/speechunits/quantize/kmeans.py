@@ -1,0 +1,283 @@
+"""k-means: greedy k-means++ or random init, then exact Lloyd iterations.
+
+* **Init.** Greedy k-means++ as in sklearn (``2 + int(ln K)`` candidates per step, the one
+  that lowers the potential most wins), run on a random subsample of the frames (sklearn's
+  MiniBatchKMeans seeds on ``3 * batch_size`` frames too). The subsample is held in bf16
+  (where fast) so each of the K sequential steps is one cheap ``[L, D] x [D, m]`` matmul.
+* **Lloyd.** Assignment through :mod:`speechunits.quantize.assign` (bf16 matmuls with an
+  fp32 re-check of near ties, so labels are exact), centroid sums with ``index_add_``,
+  empty clusters moved to the frames farthest from their centroid. Inertia per iteration
+  is logged. Stops after ``iters`` iterations, when no label changes, or when the relative
+  inertia improvement drops below ``tol``.
+* Deterministic for the seed on CPU (one torch generator; no atomics).
+
+Inertia here is always the *mean* squared distance per frame (sklearn's ``inertia_`` / N).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.quantize.assign import (
+    DEFAULT_CHUNK,
+    Precision,
+    _assign_chunk,
+    as_tensor,
+    bf16_supported,
+    exact_distances,
+    prepare_centroids,
+    resolve_device,
+)
+
+log = logging.getLogger(__name__)
+
+Init = Literal["kmeans++", "random"]
+#: Frames per cluster used to seed k-means++ when ``init_sample`` is not given.
+INIT_FRAMES_PER_CLUSTER = 40
+#: Lower bound on the k-means++ subsample (when the data has that many frames).
+INIT_MIN_FRAMES = 10_000
+
+
+@dataclass
+class KMeansResult:
+    """Outcome of :func:`fit_kmeans`.
+
+    Attributes:
+        centroids: float32 ``[K, D]`` on the CPU.
+        inertia: final mean squared distance per frame (exact fp32 distances).
+        history: mean squared distance per frame after each Lloyd iteration's assignment.
+        iterations: Lloyd iterations run.
+        counts: int64 ``[K]`` frames per cluster in the final assignment.
+        init_seconds / lloyd_seconds: wall time of the two phases.
+    """
+
+    centroids: torch.Tensor
+    inertia: float
+    history: list[float] = field(default_factory=list)
+    iterations: int = 0
+    counts: torch.Tensor | None = None
+    init_seconds: float = 0.0
+    lloyd_seconds: float = 0.0
+
+
+def _generator(seed: int) -> torch.Generator:
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def default_init_sample(n: int, k: int) -> int:
+    """Frames used to seed k-means++: ``max(40 K, 10000)``, at most ``n``."""
+    return min(n, max(INIT_FRAMES_PER_CLUSTER * k, INIT_MIN_FRAMES))
+
+
+def kmeans_plus_plus(
+    x: torch.Tensor,
+    k: int,
+    *,
+    gen: torch.Generator,
+    n_local_trials: int | None = None,
+    low_precision: bool = True,
+) -> torch.Tensor:
+    """Greedy k-means++ seeds (sklearn's algorithm) chosen among the rows of ``x``.
+
+    Args:
+        x: float32 ``[m, D]`` frames (any device); should be roughly centred.
+        k: number of seeds (``<= m``).
+        gen: CPU generator (all random draws come from it, in a fixed order).
+        n_local_trials: candidates per step (default ``2 + int(ln k)``).
+        low_precision: compute candidate distances with bf16 matmuls.
+
+    Returns:
+        float32 ``[k, D]`` seeds (rows of ``x``).
+    """
+    m = x.shape[0]
+    trials = n_local_trials or 2 + int(math.log(k))
+    dev = x.device
+    xm = x.to(torch.bfloat16) if low_precision else x
+    sq = (x * x).sum(1)  # [m]
+    chosen = torch.empty(k, dtype=torch.int64)
+    first = int(torch.randint(m, (1,), generator=gen))
+    chosen[0] = first
+
+    def dist_to(idx: torch.Tensor) -> torch.Tensor:
+        """Squared distances ``[len(idx), m]`` from rows ``idx`` to every row."""
+        dots = torch.mm(xm.index_select(0, idx), xm.T).float()
+        return dots.mul_(-2.0).add_(sq.unsqueeze(0)).add_(sq[idx].unsqueeze(1)).clamp_min_(0.0)
+
+    closest = dist_to(torch.tensor([first], device=dev))[0]
+    potential = float(closest.double().sum())
+    for c in range(1, k):
+        cum = torch.cumsum(closest.double(), 0).cpu()
+        draws = torch.rand(trials, generator=gen, dtype=torch.float64) * cum[-1]
+        cand = torch.searchsorted(cum, draws).clamp_(max=m - 1)
+        d = dist_to(cand.to(dev))
+        torch.minimum(d, closest.unsqueeze(0), out=d)
+        pots = d.double().sum(1)
+        best = int(torch.argmin(pots))
+        closest = d[best]
+        potential = float(pots[best])
+        chosen[c] = cand[best]
+    log.debug("k-means++: %d seeds, potential per frame %.4g", k, potential / m)
+    return x[chosen.to(dev)].float()
+
+
+def _lloyd_step(
+    x: torch.Tensor,
+    centroids: torch.Tensor,
+    precision: Precision,
+    chunk_size: int,
+    exact: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One assignment pass: labels ``[N]``, distances ``[N]``, sums ``[K, D]`` (float64),
+    counts ``[K]`` and the centroid mean used for centring."""
+    dev = centroids.device
+    pc = prepare_centroids(centroids, dev, precision)
+    k, dim = centroids.shape
+    n = x.shape[0]
+    labels = torch.empty(n, dtype=torch.int64, device=dev)
+    dist = torch.empty(n, dtype=torch.float32, device=dev)
+    sums = torch.zeros(k, dim, dtype=torch.float32, device=dev)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        xc = x[start:stop].to(dev, non_blocking=True) - pc.mean
+        lab, d, _ = _assign_chunk(xc, pc)
+        if exact and pc.low is not None:
+            d = exact_distances(xc, pc.centred, lab)
+        labels[start:stop] = lab
+        dist[start:stop] = d
+        sums.index_add_(0, lab, xc)
+    counts = torch.bincount(labels, minlength=k)
+    return labels, dist, sums, counts, pc.mean
+
+
+def _repair_empty(
+    x: torch.Tensor, labels: torch.Tensor, dist: torch.Tensor, sums: torch.Tensor,
+    counts: torch.Tensor, mean: torch.Tensor,
+) -> int:
+    """Move empty clusters to the frames farthest from their centroid (in place).
+
+    Each chosen frame leaves its old cluster (sums/counts updated) and becomes the only
+    member of the empty one. Returns the number of repaired clusters.
+    """
+    empty = torch.nonzero(counts == 0).squeeze(1)
+    if empty.numel() == 0:
+        return 0
+    far = torch.topk(dist, min(int(empty.numel()), dist.numel())).indices
+    for e, i in zip(empty.tolist(), far.tolist()):
+        old = int(labels[i])
+        if counts[old] <= 1:
+            continue
+        row = x[i].to(sums.device) - mean
+        sums[old] -= row
+        counts[old] -= 1
+        sums[e] = row
+        counts[e] = 1
+        labels[i] = e
+        dist[i] = 0.0
+    return int(empty.numel())
+
+
+def fit_kmeans(
+    x: torch.Tensor | np.ndarray,
+    k: int,
+    *,
+    iters: int = 20,
+    init: Init = "kmeans++",
+    seed: int = 0,
+    device: str | torch.device | None = "auto",
+    tol: float = 1e-4,
+    init_sample: int | None = None,
+    precision: Precision = "auto",
+    chunk_size: int = DEFAULT_CHUNK,
+) -> KMeansResult:
+    """k-means on the rows of ``x``.
+
+    Args:
+        x: float32 ``[N, D]`` frames (CPU numpy/tensor; moved to ``device`` chunk by chunk).
+        k: number of clusters (``1 <= k <= N``).
+        iters: maximum Lloyd iterations (0: init only).
+        init: ``"kmeans++"`` (greedy, on a subsample) or ``"random"`` (k distinct frames).
+        seed: all random choices derive from it; same seed, same result on CPU.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        tol: stop when the relative inertia improvement of an iteration is below this.
+        init_sample: frames used to seed k-means++ (default :func:`default_init_sample`).
+        precision: assignment matmul precision (labels are exact either way).
+        chunk_size: frames per assignment matmul.
+
+    Returns:
+        :class:`KMeansResult` (inertia = mean squared distance per frame).
+    """
+    xt = as_tensor(x)
+    n = xt.shape[0]
+    if k < 1:
+        raise SpeechUnitsError(f"k must be >= 1, got {k}")
+    if n < k:
+        raise SpeechUnitsError(f"k-means: K={k} clusters need at least {k} frames, got {n}")
+    if init not in ("kmeans++", "random"):
+        raise SpeechUnitsError(f"--init must be 'kmeans++' or 'random', got {init!r}")
+    if iters < 0:
+        raise SpeechUnitsError(f"--iters must be >= 0, got {iters}")
+    if not torch.isfinite(xt[: min(n, 100_000)]).all():
+        raise SpeechUnitsError("k-means: features contain NaN or Inf")
+    dev = resolve_device(device)
+    gen = _generator(seed)
+    low = precision == "bf16" or (precision == "auto" and bf16_supported(dev))
+    prec: Precision = "bf16" if low else "fp32"
+
+    t0 = time.perf_counter()
+    if init == "random":
+        idx = torch.randperm(n, generator=gen)[:k].sort().values
+        centroids = xt[idx].to(dev)
+    else:
+        m = min(n, init_sample or default_init_sample(n, k))
+        if m < k:
+            raise SpeechUnitsError(f"init_sample={m} must be >= K={k}")
+        idx = torch.randperm(n, generator=gen)[:m].sort().values if m < n else torch.arange(n)
+        sample = xt[idx].to(dev)
+        centre = sample.mean(0)
+        sample -= centre
+        centroids = kmeans_plus_plus(sample, k, gen=gen, low_precision=low) + centre
+        del sample
+    init_seconds = time.perf_counter() - t0
+    log.info("k-means init (%s, K=%d, N=%d, D=%d): %.2f s", init, k, n, xt.shape[1], init_seconds)
+
+    history: list[float] = []
+    prev_labels: torch.Tensor | None = None
+    t1 = time.perf_counter()
+    it = 0
+    for it in range(1, iters + 1):
+        labels, dist, sums, counts, mean = _lloyd_step(xt, centroids, prec, chunk_size, exact=False)
+        inertia = float(dist.double().sum()) / n
+        history.append(inertia)
+        changed = n if prev_labels is None else int((labels != prev_labels).sum())
+        repaired = _repair_empty(xt, labels, dist, sums, counts, mean)
+        centroids = sums / counts.clamp_min(1).unsqueeze(1).to(sums.dtype) + mean
+        log.info("k-means iter %d: inertia %.6g per frame, %d labels changed%s", it, inertia, changed,
+                 f", {repaired} empty clusters repaired" if repaired else "")
+        prev_labels = labels
+        if changed == 0 and not repaired:
+            break
+        if len(history) > 1 and history[-2] > 0 and (history[-2] - inertia) / history[-2] < tol and not repaired:
+            break
+    # Final E-step: exact labels and fp32 distances for the returned centroids.
+    _, dist, _, counts, _ = _lloyd_step(xt, centroids, prec, chunk_size, exact=True)
+    inertia = float(dist.double().sum()) / n
+    lloyd_seconds = time.perf_counter() - t1
+    log.info("k-means done: %d iterations, inertia %.6g per frame, %.2f s", it, inertia, lloyd_seconds)
+    return KMeansResult(
+        centroids=centroids.float().cpu().contiguous(),
+        inertia=inertia,
+        history=history,
+        iterations=it if iters else 0,
+        counts=counts.cpu(),
+        init_seconds=init_seconds,
+        lloyd_seconds=lloyd_seconds,
+    )
