@@ -1,0 +1,360 @@
+"""Ray Data backend for ``features`` and ``encode`` (and the frame sampling of ``fit``).
+
+Pipeline (one Ray Data dataset per run)::
+
+    driver: corpus -> plan rows (idx, id, path), skipping what the output already holds
+      -> map_batches(decode_batch)        CPU tasks: read + downmix + resample (--loader-workers)
+      -> map_batches(<Worker> actor pool) encoder (+ codebooks) per actor (--num-workers,
+                                          --gpus-per-worker); Ray Data restarts a dead actor
+                                          and retries its calls (max_restarts=-1,
+                                          max_task_retries=-1 are its defaults)
+      -> driver: results put back in corpus order (keyed by idx; a retried task's duplicate
+         output is dropped) and written by the same writers as the local backend.
+
+Why the driver writes: units are ~1000x smaller than audio, so one writer keeps up with a
+large cluster, and writing in corpus order through the local backend's own resumable writer
+gives the same shard layout, metadata and content, and the same resume guarantee (kill the
+driver, run the command again: finished shards are kept, their utterances are not sent to
+the cluster again). Output URIs are staged through :mod:`speechunits.scale.remote`.
+
+The functions here mirror the local ones (:func:`speechunits.features.iter_features`,
+:func:`speechunits.units.encode_corpus.encode_corpus`) and take the same arguments plus
+:class:`RayOptions`.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from speechunits.corpus import Utterance
+from speechunits.encoders.base import Encoder
+from speechunits.errors import SpeechUnitsError
+from speechunits.progress import AudioProgress
+from speechunits.scale import ray_workers
+from speechunits.scale.ray_session import cluster_resources, ray_session
+
+log = logging.getLogger(__name__)
+
+#: Utterances per decode task and per encoder-actor call (small: keeps every actor busy and
+#: bounds what a killed actor loses; the encoder still batches inside a call).
+DEFAULT_ROWS_PER_CALL = 8
+#: Actor classes per job (a table, so tests can substitute a worker that misbehaves).
+WORKERS: dict[str, type] = {"features": ray_workers.FeaturesWorker, "units": ray_workers.UnitsWorker}
+#: Seconds between uploads of finished shards when the output is a URI.
+SYNC_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How to run on Ray.
+
+    Attributes:
+        address: existing cluster (``auto``, ``ray://host:10001``, ``host:6379``); ``None`` starts
+            a local Ray with this machine's cores (``num_cpus`` to override).
+        num_workers: encoder actors (default: cluster GPUs / ``gpus_per_worker``, else
+            cluster CPUs / ``cpus_per_worker``).
+        gpus_per_worker: GPUs per encoder actor (``None``: 1 when the cluster has GPUs and the
+            device is not ``cpu``, else 0; fractions share a GPU).
+        cpus_per_worker: CPUs per encoder actor (its torch threads).
+        loader_workers: decode tasks in flight (default: CPUs left by GPU actors, else one per
+            actor). On CPU-only runs decode tasks reserve no CPU: decoding costs ~1 % of an SSL
+            encoder and rides along with the actors.
+        rows_per_call: utterances per decode task and per actor call.
+        num_cpus: size of an embedded Ray (ignored with ``address``).
+        verbose: let Ray's logs through.
+    """
+
+    address: str | None = None
+    num_workers: int | None = None
+    gpus_per_worker: float | None = None
+    cpus_per_worker: float = 1.0
+    loader_workers: int | None = None
+    rows_per_call: int = DEFAULT_ROWS_PER_CALL
+    num_cpus: int | None = None
+    verbose: bool = False
+
+    def check(self) -> None:
+        """Raise :class:`SpeechUnitsError` naming the bad option."""
+        if self.num_workers is not None and self.num_workers < 1:
+            raise SpeechUnitsError(f"--num-workers must be >= 1, got {self.num_workers}")
+        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
+            raise SpeechUnitsError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker}")
+        if self.cpus_per_worker <= 0:
+            raise SpeechUnitsError(f"--cpus-per-worker must be > 0, got {self.cpus_per_worker}")
+        if self.loader_workers is not None and self.loader_workers < 1:
+            raise SpeechUnitsError(f"--loader-workers must be >= 1 with --backend ray, got {self.loader_workers}")
+        if self.rows_per_call < 1:
+            raise SpeechUnitsError(f"rows per call must be >= 1, got {self.rows_per_call}")
+
+
+@dataclass
+class RunStats:
+    """What the last Ray run of this process did (for logs and tests)."""
+
+    planned: int = 0
+    results: int = 0
+    duplicates_dropped: int = 0
+    workers: int = 0
+    gpus_per_worker: float = 0.0
+    loader_workers: int = 0
+    startup_s: float = 0.0
+    wall_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: Statistics of the most recent run (read by tests and bench/scale.py).
+LAST_RUN = RunStats()
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    workers: int
+    gpus: float
+    loaders: int
+    decode_cpus: float
+    device: str
+
+
+def _resolve(options: RayOptions, device: str) -> _Resolved:
+    """Worker counts and resources from the options and the connected cluster."""
+    resources = cluster_resources()
+    cpus, gpus_total = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
+    gpus = options.gpus_per_worker
+    if gpus is None:
+        gpus = 1.0 if gpus_total > 0 and device != "cpu" else 0.0
+    if gpus > 0 and gpus_total < gpus:
+        raise SpeechUnitsError(f"--gpus-per-worker {gpus}: the Ray cluster has {gpus_total:g} GPU(s)")
+    if gpus == 0 and device == "cuda":
+        raise SpeechUnitsError("--device cuda with --backend ray needs --gpus-per-worker > 0")
+    if options.num_workers is not None:
+        workers = options.num_workers
+    elif gpus > 0:
+        workers = max(1, int(gpus_total // gpus))
+    else:
+        workers = max(1, int(cpus // options.cpus_per_worker))
+    if gpus > 0:
+        loaders = options.loader_workers or max(1, int(cpus - workers * options.cpus_per_worker))
+        decode_cpus = 1.0
+    else:
+        loaders = options.loader_workers or workers
+        decode_cpus = 0.0
+    return _Resolved(workers, gpus, loaders, decode_cpus, "cuda" if gpus > 0 else "cpu")
+
+
+def _build(ray: Any, utts: Sequence[Utterance], worker_cls: type, worker_kwargs: dict[str, Any], *,
+           sample_rate: int, min_samples: int, channel: int | None, options: RayOptions,
+           resolved: _Resolved) -> Any:
+    """The Ray Data dataset: plan rows -> decode tasks -> encoder actor pool."""
+    import ray.data
+
+    rows = [{"idx": i, "id": u.id, "path": u.path} for i, u in enumerate(utts)]
+    per_call = options.rows_per_call
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / per_call)))
+    ds = ds.map_batches(
+        ray_workers.decode_batch,
+        fn_kwargs={"sample_rate": sample_rate, "min_samples": min_samples, "channel": channel},
+        batch_size=per_call, batch_format="numpy",
+        compute=ray.data.TaskPoolStrategy(size=resolved.loaders), num_cpus=resolved.decode_cpus,
+    )
+    return ds.map_batches(
+        worker_cls, fn_constructor_kwargs=worker_kwargs,
+        batch_size=per_call, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=resolved.workers),
+        num_cpus=options.cpus_per_worker, num_gpus=resolved.gpus or None,
+    )
+
+
+def _rows(batch: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
+    names = list(batch)
+    for values in zip(*(batch[name] for name in names)):
+        yield dict(zip(names, values))
+
+
+def _in_order(batches: Iterable[dict[str, np.ndarray]], count: int, stats: RunStats) -> Iterator[dict[str, Any]]:
+    """Rows with ``idx`` 0..count-1 in order; duplicates (a retried task's output) are dropped."""
+    buffer: dict[int, dict[str, Any]] = {}
+    next_idx = 0
+    for batch in batches:
+        for row in _rows(batch):
+            idx = int(row["idx"])
+            if idx < next_idx or idx in buffer:
+                stats.duplicates_dropped += 1
+                log.debug("dropping a duplicate result for row %d", idx)
+                continue
+            buffer[idx] = row
+            while next_idx in buffer:
+                stats.results += 1
+                yield buffer.pop(next_idx)
+                next_idx += 1
+    if next_idx != count:
+        raise SpeechUnitsError(f"the Ray pipeline returned {next_idx} of {count} utterances in order "
+                               f"({len(buffer)} out of order); run the command again to finish")
+
+
+def _execute(utts: Sequence[Utterance], worker_cls: type, worker_kwargs: dict[str, Any], *, sample_rate: int,
+             min_samples: int, channel: int | None, options: RayOptions, device: str) -> Iterator[dict[str, Any]]:
+    """Start/join Ray, run the pipeline, yield result rows in plan order."""
+    global LAST_RUN
+    options.check()
+    stats = RunStats(planned=len(utts))
+    LAST_RUN = stats
+    started = time.perf_counter()
+    with ray_session(options.address, num_cpus=options.num_cpus, verbose=options.verbose) as ray:
+        resolved = _resolve(options, device)
+        stats.workers, stats.gpus_per_worker, stats.loader_workers = resolved.workers, resolved.gpus, resolved.loaders
+        stats.startup_s = time.perf_counter() - started
+        log.info("Ray: %d encoder worker(s) (%g GPU, %g CPU each), %d loader task(s), %d utterance(s)",
+                 resolved.workers, resolved.gpus, options.cpus_per_worker, resolved.loaders, len(utts))
+        if not utts:
+            return
+        worker_kwargs = {**worker_kwargs, "device": resolved.device,
+                         "threads": max(1, int(round(options.cpus_per_worker)))}
+        ds = _build(ray, utts, worker_cls, worker_kwargs, sample_rate=sample_rate, min_samples=min_samples,
+                    channel=channel, options=options, resolved=resolved)
+        try:
+            yield from _in_order(ds.iter_batches(batch_size=None, batch_format="numpy"), len(utts), stats)
+        finally:
+            stats.wall_s = time.perf_counter() - started
+
+
+def _extract_kwargs(max_batch_seconds: float | None, batch_size: int | None, chunk_seconds: float | None,
+                    chunk_context_seconds: float | None) -> dict[str, Any]:
+    kwargs = {"max_batch_seconds": max_batch_seconds, "batch_size": batch_size, "chunk_seconds": chunk_seconds,
+              "chunk_context_seconds": chunk_context_seconds}
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+# -- features ------------------------------------------------------------------------------------
+def ray_iter_features(encoder: Encoder, corpus: Iterable[Utterance], layers: Sequence[int], *,
+                      options: RayOptions, max_batch_seconds: float | None = None, batch_size: int | None = None,
+                      chunk_seconds: float | None = None, chunk_context_seconds: float | None = None,
+                      on_error: str = "skip", channel: int | None = None, quiet: bool = False,
+                      total_seconds: float | None = None) -> Iterator[Any]:
+    """Ray counterpart of :func:`speechunits.features.iter_features`: the same
+    :class:`~speechunits.features.FeatureItem` stream, in corpus order, computed by actors.
+
+    ``encoder`` (loaded on the driver) names the model the actors load; they refuse a model
+    with a different identity.
+    """
+    from speechunits.features import FeatureItem
+
+    if on_error not in ("skip", "fail"):
+        raise SpeechUnitsError(f"--on-error: expected skip or fail, got {on_error!r}")
+    info = encoder.info
+    layers = encoder.check_layers(layers)
+    utts = list(corpus)
+    kwargs = {"encoder_name": info.name, "encoder_identity": info.identity, "dtype": encoder.dtype,
+              "layers": layers,
+              "extract_kwargs": _extract_kwargs(max_batch_seconds, batch_size, chunk_seconds, chunk_context_seconds)}
+    rows = _execute(utts, WORKERS["features"], kwargs, sample_rate=info.sample_rate,
+                    min_samples=info.receptive_field, channel=channel, options=options, device=encoder.device)
+    with AudioProgress(total_seconds, desc="features (ray)", quiet=quiet) as progress:
+        for row in rows:
+            utt = utts[int(row["idx"])]
+            error = str(row["error"]) or None
+            if error is not None:
+                if on_error == "fail":
+                    raise SpeechUnitsError(error)
+                yield FeatureItem(utt, None, error, float(row["duration_s"]), int(row["num_samples"]))
+                continue
+            features = {layer: ray_workers.float32_frames(row[f"f{layer}"], info.dim) for layer in layers}
+            progress.update(float(row["duration_s"]))
+            yield FeatureItem(utt, features, None, float(row["duration_s"]), int(row["num_samples"]))
+
+
+# -- encode --------------------------------------------------------------------------------------
+def ray_encode_corpus(corpus: Iterable[Utterance], tokenizer: Any, out_dir: str | os.PathLike[str], *,
+                      options: RayOptions, job: tuple[int, int] = (0, 1), rows_per_file: int | None = None,
+                      max_batch_seconds: float | None = None, on_error: str = "skip", channel: int | None = None,
+                      quiet: bool = False, total_seconds: float | None = None) -> Any:
+    """Ray counterpart of :func:`speechunits.units.encode_corpus.encode_corpus` (same stores, same
+    report); ``out_dir`` may also be a filesystem URI (``s3://...``, ``file://...``).
+
+    ``tokenizer`` (a :class:`~speechunits.units.tokenizer.UnitTokenizer` on the driver) supplies
+    the encoder to load on the actors, the codebooks (shipped to them) and the dedup flag.
+    """
+    from speechunits.scale.remote import StagedDirectory, is_uri
+
+    if on_error not in ("skip", "fail"):
+        raise SpeechUnitsError(f"--on-error: expected skip or fail, got {on_error!r}")
+    if is_uri(out_dir):
+        with StagedDirectory(str(out_dir)) as staged:
+            report = _encode_into(corpus, tokenizer, staged.local, options=options, job=job,
+                                  rows_per_file=rows_per_file, max_batch_seconds=max_batch_seconds,
+                                  on_error=on_error, channel=channel, quiet=quiet, total_seconds=total_seconds,
+                                  sync=staged.sync)
+        rel = [p.relative_to(staged.local).as_posix() for p in report.stores]
+        stores = [staged.uri if r == "." else f"{staged.uri}/{r}" for r in rel]
+        return dataclasses.replace(report, stores=stores, errors_path=f"{staged.uri}/{report.errors_path.name}")
+    return _encode_into(corpus, tokenizer, Path(out_dir), options=options, job=job, rows_per_file=rows_per_file,
+                        max_batch_seconds=max_batch_seconds, on_error=on_error, channel=channel, quiet=quiet,
+                        total_seconds=total_seconds, sync=None)
+
+
+def _encode_into(corpus: Iterable[Utterance], tokenizer: Any, out_dir: Path, *, options: RayOptions,
+                 job: tuple[int, int], rows_per_file: int | None, max_batch_seconds: float | None, on_error: str,
+                 channel: int | None, quiet: bool, total_seconds: float | None, sync: Any) -> Any:
+    from speechunits.units.encode_corpus import ERRORS_FILE, EncodeReport, stream_dirs
+    from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE
+    from speechunits.units.store import UnitWriter, store_meta
+    from speechunits.units.units import Units
+
+    encoder: Encoder = tokenizer.encoder
+    codebooks = list(tokenizer.codebooks)
+    dirs = stream_dirs(out_dir, SimpleNamespace(codebooks=codebooks))
+    errors_path = Path(out_dir) / ERRORS_FILE
+    encoded = failed = 0
+    seconds = 0.0
+    last_sync = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(UnitWriter(d, store_meta(cb.meta, tokenizer.dedup), job=job,
+                                                  rows_per_file=rows_per_file or DEFAULT_ROWS_PER_FILE))
+                   for d, cb in zip(dirs, codebooks)]
+        complete = set.intersection(*(w.done for w in writers))
+        utts = [utt for utt in corpus]
+        todo = [utt for utt in utts if utt.id not in complete]
+        kwargs = {"encoder_name": encoder.info.name, "encoder_identity": encoder.info.identity,
+                  "dtype": encoder.dtype, "codebooks": codebooks, "dedup": tokenizer.dedup,
+                  "extract_kwargs": _extract_kwargs(max_batch_seconds, None, None, None)}
+        start = time.perf_counter()
+        rows = _execute(todo, WORKERS["units"], kwargs, sample_rate=encoder.info.sample_rate,
+                        min_samples=encoder.info.receptive_field, channel=channel, options=options,
+                        device=encoder.device)
+        with AudioProgress(total_seconds, desc="encode (ray)", quiet=quiet) as progress:
+            for row in rows:
+                utt = todo[int(row["idx"])]
+                error = str(row["error"]) or None
+                if error is not None:
+                    if on_error == "fail":
+                        raise SpeechUnitsError(error)
+                    failed += 1
+                    log.warning("skipped %s", error)
+                    with open(errors_path, "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps({"id": utt.id, "path": utt.path, "error": error}) + "\n")
+                    continue
+                duration = float(row["duration_s"])
+                for j, (writer, codebook) in enumerate(zip(writers, codebooks)):
+                    raw_durations = row[f"d{j}"]
+                    units = Units(ray_workers.int32s(row[f"u{j}"]), float(codebook.frame_rate), int(codebook.k),
+                                  ray_workers.int32s(raw_durations) if tokenizer.dedup else None)
+                    if utt.id not in writer.done:
+                        writer.add(utt.id, units, duration)
+                encoded += 1
+                seconds += duration
+                progress.update(duration)
+                if sync is not None and time.perf_counter() - last_sync > SYNC_INTERVAL_S:
+                    sync()
+                    last_sync = time.perf_counter()
+        wall = time.perf_counter() - start
+    return EncodeReport(encoded, len(utts) - len(todo), failed, seconds, wall, dirs, errors_path)

@@ -1,0 +1,189 @@
+"""Ray backend on a local 2-CPU Ray with a tiny model: same results as the local backend,
+URI outputs, worker and driver kills."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+from conftest import write_tone  # noqa: E402
+from speechunits.corpus import open_corpus  # noqa: E402
+from speechunits.scale import ray_backend  # noqa: E402
+from speechunits.scale.ray_backend import RayOptions, ray_encode_corpus, ray_iter_features  # noqa: E402
+from speechunits.scale.ray_workers import UnitsWorker  # noqa: E402
+from speechunits.units.encode_corpus import encode_corpus  # noqa: E402
+from speechunits.units.store import UnitStore  # noqa: E402
+from speechunits.units.tokenizer import UnitTokenizer  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+NUM_CPUS = 2
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray for the module (the pipelines join it instead of starting their own)."""
+    from speechunits.scale.ray_session import ray_session
+
+    with ray_session(num_cpus=NUM_CPUS) as ray:
+        yield ray
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 short utterances at mixed rates plus a corrupt file."""
+    root = tmp_path_factory.mktemp("ray_corpus")
+    for i in range(12):
+        write_tone(root / f"spk{i % 3}" / f"u{i:02d}.wav", 0.4 + 0.15 * (i % 5),
+                   sample_rate=(16000, 22050)[i % 2], freq=120 + 30 * i, seed=i)
+    (root / "spk0" / "bad.wav").write_bytes(b"RIFF broken")
+    return root
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_hubert_dir: Path):
+    import torch
+
+    from speechunits.encoders import load_encoder
+
+    torch.set_num_threads(1)
+    return load_encoder(str(tiny_hubert_dir), device="cpu")
+
+
+class TinyCodebook:
+    """Nearest-centroid codebook with the attributes the tokenizer and store use."""
+
+    def __init__(self, centroids: np.ndarray, layer: int, info) -> None:
+        self.centroids = centroids.astype(np.float32)
+        self.k, self.dim = self.centroids.shape
+        self.layer = layer
+        self.frame_rate = info.frame_rate
+        self.encoder_identity = info.identity
+        self.meta = {"k": self.k, "dim": self.dim, "layer": layer, "frame_rate": info.frame_rate,
+                     "encoder": info.name, "encoder_identity": info.identity, "sha256": "1" * 64,
+                     "sample_rate": info.sample_rate, "receptive_field": info.receptive_field}
+
+    def assign(self, features: np.ndarray) -> np.ndarray:
+        d = ((features[:, None, :] - self.centroids[None]) ** 2).sum(-1)
+        return d.argmin(1)
+
+    def check_compatible(self, encoder_info, layer: int) -> None:
+        assert encoder_info.identity == self.encoder_identity and layer == self.layer
+
+
+@pytest.fixture(scope="module")
+def tokenizer(encoder, corpus_dir: Path) -> UnitTokenizer:
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    rng = np.random.default_rng(0)
+    wave = (0.3 * np.sin(np.arange(24000) / 7.0) + 0.05 * rng.standard_normal(24000)).astype(np.float32)
+    feats = encoder.extract(wave, [3])[3]
+    codebook = TinyCodebook(feats[rng.choice(len(feats), 7, replace=False)], 3, encoder.info)
+    return UnitTokenizer(encoder, [codebook], dedup=True)
+
+
+def _stored(path: Path) -> list[tuple[str, list[int], list[int] | None, float]]:
+    return [(u, x.ids.tolist(), None if x.durations is None else x.durations.tolist(), s)
+            for u, x, s in UnitStore.open(path).iter_rows()]
+
+
+OPTS = RayOptions(num_workers=2, rows_per_call=2)
+
+
+def test_ray_features_equal_local(ray_cluster, encoder, corpus_dir: Path) -> None:
+    from speechunits.features import iter_features
+
+    corpus = open_corpus(corpus_dir)
+    local = list(iter_features(encoder, corpus, [1, 4], quiet=True))
+    remote = list(ray_iter_features(encoder, corpus, [1, 4], options=OPTS, quiet=True))
+    assert [(i.utt.id, i.error, i.num_samples) for i in remote] == [(i.utt.id, i.error, i.num_samples) for i in local]
+    assert sum(i.error is not None for i in remote) == 1
+    for a, b in zip(remote, local):
+        if b.features is not None:
+            for layer in (1, 4):
+                np.testing.assert_allclose(a.features[layer], b.features[layer], rtol=0, atol=1e-5)
+    assert ray_backend.LAST_RUN.workers == 2 and ray_backend.LAST_RUN.results == len(local)
+
+
+@pytest.fixture(scope="module")
+def local_reference(tokenizer, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local backend's store of the corpus (the reference for every Ray run)."""
+    out = tmp_path_factory.mktemp("local_ref") / "units"
+    report = encode_corpus(open_corpus(corpus_dir), tokenizer, out, rows_per_file=ROWS_PER_FILE, quiet=True)
+    assert (report.encoded, report.failed) == (12, 1)
+    return out
+
+
+ROWS_PER_FILE = 2
+
+
+def test_ray_encode_to_file_uri_equals_local_store(ray_cluster, tokenizer, corpus_dir: Path, local_reference: Path,
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "ray"
+    report = ray_encode_corpus(open_corpus(corpus_dir), tokenizer, out.as_uri(), options=OPTS,
+                               rows_per_file=ROWS_PER_FILE, quiet=True)
+    assert (report.encoded, report.failed, report.already_stored) == (12, 1, 0)
+    assert report.stores == [out.as_uri()]
+    assert _stored(out) == _stored(local_reference)
+    assert UnitStore.open(out).meta == UnitStore.open(local_reference).meta
+    names = lambda d: sorted(p.name for p in d.iterdir())  # noqa: E731
+    assert names(out) == names(local_reference)  # same shard names, sidecar and errors file; no temp files
+    errors = [json.loads(line) for line in (out / ".errors.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in errors] == ["spk0/bad"]
+
+
+class StallOnceWorker(UnitsWorker):
+    """Writes its pid to ``PID_FILE`` and waits (to be killed) on its first call, unless
+    ``MARKER`` exists; after a restart it behaves normally."""
+
+    PID_FILE = ""
+    MARKER = ""
+
+    def __call__(self, batch):
+        if not os.path.exists(self.MARKER):
+            Path(self.PID_FILE + ".tmp").write_text(str(os.getpid()))
+            os.replace(self.PID_FILE + ".tmp", self.PID_FILE)
+            time.sleep(120)
+        return super().__call__(batch)
+
+
+def test_killed_worker_is_restarted_and_store_is_complete(ray_cluster, tokenizer, corpus_dir: Path,
+                                                          local_reference: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    pid_file, marker = tmp_path / "actor.pid", tmp_path / "killed"
+    worker = type("StallOnceWorkerT", (StallOnceWorker,), {"PID_FILE": str(pid_file), "MARKER": str(marker)})
+    monkeypatch.setitem(ray_backend.WORKERS, "units", worker)
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.time() + 240
+        while not pid_file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        pid = int(pid_file.read_text())
+        marker.write_text("x")
+        os.kill(pid, signal.SIGKILL)  # the actor process dies mid-call
+        killed.append(pid)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    report = ray_encode_corpus(open_corpus(corpus_dir), tokenizer, tmp_path / "out",
+                               options=RayOptions(num_workers=1, rows_per_call=3),
+                               rows_per_file=ROWS_PER_FILE, quiet=True)
+    thread.join(timeout=5)
+    assert killed and report.encoded == 12 and report.failed == 1
+    store = UnitStore.open(tmp_path / "out")
+    assert len(store.ids()) == 12  # ids() refuses duplicates
+    assert _stored(tmp_path / "out") == _stored(local_reference)
