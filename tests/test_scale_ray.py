@@ -83,16 +83,21 @@ class TinyCodebook:
         assert encoder_info.identity == self.encoder_identity and layer == self.layer
 
 
-@pytest.fixture(scope="module")
-def tokenizer(encoder, corpus_dir: Path) -> UnitTokenizer:
+def make_tokenizer(encoder) -> UnitTokenizer:
+    """A deterministic 7-unit codebook on layer 3 (the same in this process and in a child driver)."""
     import ray.cloudpickle
 
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
     rng = np.random.default_rng(0)
     wave = (0.3 * np.sin(np.arange(24000) / 7.0) + 0.05 * rng.standard_normal(24000)).astype(np.float32)
     feats = encoder.extract(wave, [3])[3]
     codebook = TinyCodebook(feats[rng.choice(len(feats), 7, replace=False)], 3, encoder.info)
     return UnitTokenizer(encoder, [codebook], dedup=True)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(encoder) -> UnitTokenizer:
+    return make_tokenizer(encoder)
 
 
 def _stored(path: Path) -> list[tuple[str, list[int], list[int] | None, float]]:
@@ -187,3 +192,62 @@ def test_killed_worker_is_restarted_and_store_is_complete(ray_cluster, tokenizer
     store = UnitStore.open(tmp_path / "out")
     assert len(store.ids()) == 12  # ids() refuses duplicates
     assert _stored(tmp_path / "out") == _stored(local_reference)
+
+
+class StallOnUttWorker(UnitsWorker):
+    """Hangs on utterance ``STALL_ID`` until ``MARKER`` exists (so a driver can be killed mid-run)."""
+
+    STALL_ID = ""
+    MARKER = ""
+
+    def __call__(self, batch):
+        while self.STALL_ID in list(batch["id"]) and not os.path.exists(self.MARKER):
+            time.sleep(0.2)
+        return super().__call__(batch)
+
+
+DRIVER_SCRIPT = """
+import sys, logging
+sys.path[:0] = [{tests!r}, {src!r}]
+import torch
+torch.set_num_threads(1)
+import test_scale_ray as t
+from speechunits.corpus import open_corpus
+from speechunits.encoders import load_encoder
+from speechunits.scale import ray_backend
+worker = type("StallT", (t.StallOnUttWorker,), {{"STALL_ID": "spk2/u11", "MARKER": {marker!r}}})
+ray_backend.WORKERS["units"] = worker
+tok = t.make_tokenizer(load_encoder({model!r}, device="cpu"))
+ray_backend.ray_encode_corpus(open_corpus({corpus!r}), tok, {out!r}, rows_per_file=t.ROWS_PER_FILE, quiet=True,
+                              options=ray_backend.RayOptions(address={address!r}, num_workers=1, rows_per_call=2))
+"""
+
+
+def test_killed_driver_rerun_resumes_from_finished_shards(ray_cluster, tokenizer, corpus_dir: Path,
+                                                          local_reference: Path, tiny_hubert_dir: Path,
+                                                          tmp_path: Path) -> None:
+    out, marker = tmp_path / "out", tmp_path / "release"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER_SCRIPT.format(
+        tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"), marker=str(marker),
+        model=str(tiny_hubert_dir), corpus=str(corpus_dir), out=str(out),
+        address=ray_cluster.get_runtime_context().gcs_address))
+    log_path = tmp_path / "driver.log"
+    with open(log_path, "wb") as log_file:
+        driver = subprocess.Popen([sys.executable, str(script)], stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 240
+            while len(list(out.glob("*.parquet"))) < 2:
+                assert driver.poll() is None, log_path.read_text()[-3000:]
+                assert time.time() < deadline, "the driver wrote no shards in time"
+                time.sleep(0.2)
+            driver.send_signal(signal.SIGKILL)
+        finally:
+            driver.wait(timeout=30)
+    finished = len(list(out.glob("*.parquet")))
+    assert 2 <= finished < 6  # killed mid-run: the shard holding spk2/u11 was never written
+    report = ray_encode_corpus(open_corpus(corpus_dir), tokenizer, out, options=RayOptions(num_workers=1),
+                               rows_per_file=ROWS_PER_FILE, quiet=True)
+    assert report.already_stored >= 2 * 2 and report.encoded == 12 - report.already_stored
+    assert len(UnitStore.open(out).ids()) == 12
+    assert _stored(out) == _stored(local_reference)

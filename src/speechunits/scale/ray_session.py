@@ -43,7 +43,11 @@ def require_ray() -> Any:
 
 
 def _quiet_python_loggers(verbose: bool) -> None:
+    import warnings
+
     level = logging.INFO if verbose else logging.ERROR
+    if not verbose:  # Ray Data warns about its own deprecated settings on every run
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.data\.")
     for name in RAY_LOGGERS:
         logging.getLogger(name).setLevel(level)
 
