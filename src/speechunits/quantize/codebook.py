@@ -84,6 +84,29 @@ class Codebook:
         self.meta = base
         self._prepared: dict[tuple[str, str], PreparedCentroids] = {}
 
+    @classmethod
+    def from_fit(cls, result: Any, encoder_info: Any, layer: int | None, *, training_frames: int | None = None,
+                 seed: int | None = None, iters: int | None = None, init: str | None = None) -> "Codebook":
+        """A codebook from a :class:`~speechunits.quantize.kmeans.KMeansResult` and the encoder it quantises."""
+        meta: dict[str, Any] = {
+            "layer": None if layer is None else int(layer),
+            "training_frames": None if training_frames is None else int(training_frames),
+            "inertia": float(result.inertia),
+            "seed": seed,
+            "init": None if init is None else ("kmeans++" if init == "k-means++" else init),
+            "iters": iters,
+        }
+        if encoder_info is not None:
+            meta.update(encoder_meta(encoder_info))
+            if int(encoder_info.dim) != int(result.centroids.shape[1]):
+                raise SpeechUnitsError(
+                    f"centroid dim {result.centroids.shape[1]} does not match encoder {encoder_info.name} dim {encoder_info.dim}"
+                )
+        return cls(result.centroids, meta)
+
+    #: Alias of :meth:`from_fit`.
+    from_kmeans = from_fit
+
     # -- identity -------------------------------------------------------------------------
     @property
     def k(self) -> int:

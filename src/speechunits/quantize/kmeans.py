@@ -204,7 +204,8 @@ def fit_kmeans(
         x: float32 ``[N, D]`` frames (CPU numpy/tensor; moved to ``device`` chunk by chunk).
         k: number of clusters (``1 <= k <= N``).
         iters: maximum Lloyd iterations (0: init only).
-        init: ``"kmeans++"`` (greedy, on a subsample) or ``"random"`` (k distinct frames).
+        init: ``"kmeans++"`` (alias ``"k-means++"``; greedy, on a subsample) or ``"random"``
+            (k distinct frames).
         seed: all random choices derive from it; same seed, same result on CPU.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         tol: stop when the relative inertia improvement of an iteration is below this.
@@ -221,6 +222,8 @@ def fit_kmeans(
         raise SpeechUnitsError(f"k must be >= 1, got {k}")
     if n < k:
         raise SpeechUnitsError(f"k-means: K={k} clusters need at least {k} frames, got {n}")
+    if init == "k-means++":
+        init = "kmeans++"
     if init not in ("kmeans++", "random"):
         raise SpeechUnitsError(f"--init must be 'kmeans++' or 'random', got {init!r}")
     if iters < 0:
@@ -254,7 +257,7 @@ def fit_kmeans(
     t1 = time.perf_counter()
     it = 0
     for it in range(1, iters + 1):
-        labels, dist, sums, counts, mean = _lloyd_step(xt, centroids, prec, chunk_size, exact=False)
+        labels, dist, sums, counts, mean = _lloyd_step(xt, centroids, prec, chunk_size, exact=True)
         inertia = float(dist.double().sum()) / n
         history.append(inertia)
         changed = n if prev_labels is None else int((labels != prev_labels).sum())

@@ -1,0 +1,64 @@
+"""``speechunits fit``: learn a k-means codebook from a corpus or a features directory."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from speechunits.cli.common import add_device, add_on_error, add_quiet, add_shard
+from speechunits.errors import SpeechUnitsError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from speechunits.quantize.fit import DEFAULT_MAX_FRAMES
+
+    parser = subparsers.add_parser(
+        "fit",
+        help="fit a k-means codebook (CODEBOOK/codebook.safetensors + codebook.json)",
+        description="Sample up to --max-frames frames of one layer (uniformly, seeded) from the features of "
+        "INPUT, streamed through the encoder, or from a features directory (--from-features), and fit k-means.",
+    )
+    parser.add_argument("input", nargs="?", default=None,
+                        help="audio directory, fairseq .tsv, .jsonl manifest or audio file (omit with --from-features)")
+    parser.add_argument("--encoder", default=None,
+                        help="mfcc, logmel, a local model directory or a hub id (optional with --from-features)")
+    parser.add_argument("--layer", type=int, default=None,
+                        help="layer to quantise (default: the only layer of mfcc/logmel or of the features dir)")
+    parser.add_argument("--k", type=int, required=True, help="number of clusters")
+    parser.add_argument("-o", "--out", required=True, metavar="CODEBOOK", help="output codebook directory")
+    parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES,
+                        help="frames sampled for k-means; bounds memory (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (sampling and init)")
+    parser.add_argument("--init", default="kmeans++", choices=["kmeans++", "random"], help="centroid init")
+    parser.add_argument("--iters", type=int, default=20, help="maximum Lloyd iterations (default %(default)s)")
+    parser.add_argument("--from-features", default=None, metavar="DIR",
+                        help="read frames from a `speechunits features` directory instead of INPUT")
+    add_device(parser)
+    add_shard(parser)
+    add_on_error(parser)
+    add_quiet(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechunits.quantize.fit import corpus_source, features_dir_source, fit_codebook
+
+    if args.from_features is not None:
+        if args.input is not None:
+            raise SpeechUnitsError("give either INPUT or --from-features DIR, not both")
+        source = features_dir_source(args.from_features, args.layer, args.encoder)
+    else:
+        if args.input is None or args.encoder is None:
+            raise SpeechUnitsError("fit needs INPUT and --encoder (or --from-features DIR)")
+        from speechunits.encoders import load_encoder
+
+        encoder = load_encoder(args.encoder, device=args.device, dtype=args.dtype)
+        source = corpus_source(args.input, encoder, args.layer, on_error=args.on_error, quiet=args.quiet,
+                               shard=args.shard)
+    codebook = fit_codebook(source, args.k, max_frames=args.max_frames, seed=args.seed, init=args.init,
+                            iters=args.iters, device=args.device)
+    codebook.save(args.out)
+    log.info("%s: K=%d, D=%d, layer %s, inertia %.6g per frame on %s frames", args.out, codebook.k, codebook.dim,
+             codebook.layer, codebook.meta["inertia"], codebook.meta["training_frames"])
+    return 0

@@ -1,0 +1,252 @@
+"""Fit a codebook from a corpus (features streamed, never dumped) or a features directory.
+
+Frames are sampled with *bottom-k* reservoir sampling: every frame of the stream gets a
+uniform random key from one generator seeded with ``seed`` (drawn utterance by utterance,
+in corpus order), and the ``max_frames`` frames with the smallest keys are kept. That is a
+uniform sample without replacement, the same for a given seed and corpus whatever the
+batching, and memory stays at about ``1.25 x max_frames x D`` floats however long the corpus.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.quantize.codebook import Codebook
+
+log = logging.getLogger(__name__)
+
+#: Default cap on frames held for k-means (200k x 768 float32 = 614 MB).
+DEFAULT_MAX_FRAMES = 200_000
+#: Pending candidates are merged into the reservoir when they reach this share of it.
+PENDING_FRACTION = 0.25
+
+
+class FrameReservoir:
+    """Uniform sample of at most ``capacity`` rows from a stream of ``[n_i, D]`` blocks.
+
+    Deterministic for ``seed`` and the sequence of block lengths (keys come from one
+    ``numpy.random.Generator`` in stream order).
+    """
+
+    def __init__(self, capacity: int, seed: int):
+        if capacity < 1:
+            raise SpeechUnitsError(f"--max-frames must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.rng = np.random.default_rng(seed)
+        self.seen = 0
+        self.dim: int | None = None
+        self._x: np.ndarray | None = None  # [capacity, D]
+        self._key = np.full(self.capacity, np.inf)
+        self._pos = np.full(self.capacity, -1, dtype=np.int64)
+        self._filled = 0
+        self._pend_x: list[np.ndarray] = []
+        self._pend_key: list[np.ndarray] = []
+        self._pend_pos: list[np.ndarray] = []
+        self._pending = 0
+        self._threshold = np.inf
+
+    def add(self, block: np.ndarray, source: str = "features") -> None:
+        """Offer the rows of ``block`` ``[n, D]`` to the sample."""
+        if block.ndim != 2:
+            raise SpeechUnitsError(f"{source}: expected [frames, dim] features, got shape {block.shape}")
+        n = block.shape[0]
+        if self.dim is None:
+            self.dim = int(block.shape[1])
+            self._x = np.empty((self.capacity, self.dim), dtype=np.float32)
+        elif block.shape[1] != self.dim:
+            raise SpeechUnitsError(f"{source}: feature dim {block.shape[1]} differs from earlier frames ({self.dim})")
+        if n == 0:
+            return
+        keys = self.rng.random(n)
+        pos = np.arange(self.seen, self.seen + n, dtype=np.int64)
+        self.seen += n
+        take = keys < self._threshold
+        if not take.any():
+            return
+        rows = np.asarray(block[take], dtype=np.float32)
+        if not np.isfinite(rows).all():
+            raise SpeechUnitsError(f"{source}: features contain NaN or Inf")
+        self._pend_x.append(rows)
+        self._pend_key.append(keys[take])
+        self._pend_pos.append(pos[take])
+        self._pending += rows.shape[0]
+        if self._pending >= max(1, int(PENDING_FRACTION * self.capacity)):
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        assert self._x is not None
+        cand_x = np.concatenate(self._pend_x)
+        cand_key = np.concatenate(self._pend_key)
+        cand_pos = np.concatenate(self._pend_pos)
+        self._pend_x, self._pend_key, self._pend_pos, self._pending = [], [], [], 0
+        free = self.capacity - self._filled
+        if free:  # fill empty slots with the smallest-key candidates first
+            order = np.argsort(cand_key, kind="stable")
+            first, cand_rest = order[:free], order[free:]
+            sl = slice(self._filled, self._filled + first.size)
+            self._x[sl], self._key[sl], self._pos[sl] = cand_x[first], cand_key[first], cand_pos[first]
+            self._filled += first.size
+            cand_x, cand_key, cand_pos = cand_x[cand_rest], cand_key[cand_rest], cand_pos[cand_rest]
+        if cand_key.size:
+            all_key = np.concatenate([self._key, cand_key])
+            keep = np.argpartition(all_key, self.capacity - 1)[: self.capacity]
+            incoming = np.sort(keep[keep >= self.capacity]) - self.capacity
+            kept_old = np.zeros(self.capacity, dtype=bool)
+            kept_old[keep[keep < self.capacity]] = True
+            slots = np.flatnonzero(~kept_old)
+            self._x[slots] = cand_x[incoming]
+            self._key[slots] = cand_key[incoming]
+            self._pos[slots] = cand_pos[incoming]
+        if self._filled == self.capacity:
+            self._threshold = float(self._key.max())
+
+    def sample(self) -> np.ndarray:
+        """The sampled rows ``[min(seen, capacity), D]`` float32, in stream order."""
+        self._merge()
+        if self._x is None or self._filled == 0:
+            return np.empty((0, self.dim or 0), dtype=np.float32)
+        order = np.argsort(self._pos[: self._filled], kind="stable")
+        if self._filled == self.capacity and np.array_equal(order, np.arange(self.capacity)):
+            return self._x
+        out = self._x[: self._filled][order]
+        self._x = None  # free the reservoir; the sample is the only copy now
+        return np.ascontiguousarray(out)
+
+
+def sample_stream(blocks: Iterable[tuple[str, np.ndarray]], max_frames: int, seed: int) -> tuple[np.ndarray, int]:
+    """Uniform sample of ``max_frames`` rows from ``(source, [n, D])`` blocks; returns ``(sample, frames_seen)``."""
+    reservoir = FrameReservoir(max_frames, seed)
+    for source, block in blocks:
+        reservoir.add(block, source)
+    return reservoir.sample(), reservoir.seen
+
+
+@dataclass
+class FeatureSource:
+    """Where training frames come from and the encoder facts that go into the codebook."""
+
+    blocks: Iterator[tuple[str, np.ndarray]]
+    encoder_info: Any
+    layer: int
+
+
+def _default_layer(info: Any, layer: int | None, option: str = "--layer") -> int:
+    if layer is not None:
+        if not 0 <= int(layer) <= int(info.num_layers):
+            raise SpeechUnitsError(f"{option} {layer}: out of range 0..{info.num_layers} for {info.name}")
+        return int(layer)
+    if int(info.num_layers) == 0:
+        return 0
+    raise SpeechUnitsError(f"{option} is required for {info.name} (layers 0..{info.num_layers})")
+
+
+def corpus_source(input_path: str | Path, encoder: Any, layer: int | None, *, on_error: str = "skip",
+                  quiet: bool = False, shard: str | None = None) -> FeatureSource:
+    """Features of ``layer`` streamed from ``iter_features`` over a corpus."""
+    from speechunits.corpus import open_corpus
+    from speechunits.features import iter_features
+
+    info = encoder.info
+    chosen = _default_layer(info, layer)
+    corpus = open_corpus(str(input_path), shard=shard)
+
+    def blocks() -> Iterator[tuple[str, np.ndarray]]:
+        skipped = 0
+        for item in iter_features(encoder, corpus, [chosen], on_error=on_error, quiet=quiet):
+            if item.features is None:
+                skipped += 1
+                log.warning("%s: skipped (%s)", item.utt.path, item.error)
+                continue
+            yield str(item.utt.path), item.features[chosen]
+        if skipped:
+            log.warning("%d utterance(s) skipped", skipped)
+
+    return FeatureSource(blocks(), info, chosen)
+
+
+def features_dir_source(features_dir: str | Path, layer: int | None, encoder: str | None = None) -> FeatureSource:
+    """Frames of a ``features`` output dir (or a fairseq ``.npy``/``.len`` dump with ``encoder``)."""
+    from speechunits.encoders.base import EncoderInfo
+    from speechunits.features import read_features_dir
+
+    root = Path(features_dir)
+    if not root.is_dir():
+        raise SpeechUnitsError(f"--from-features {root}: not a directory")
+    meta_path = root / "features.json"
+    info: Any
+    if meta_path.is_file():
+        from speechunits.features import read_features_meta
+
+        meta = read_features_meta(root)
+        try:
+            info = EncoderInfo(name=meta["encoder"], sample_rate=int(meta["sample_rate"]),
+                               hop_length=int(meta["hop_length"]), receptive_field=int(meta["receptive_field"]),
+                               num_layers=max(int(x) for x in meta["layers"]), dim=int(meta["dim"]),
+                               identity=meta.get("encoder_identity") or "")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpeechUnitsError(f"{meta_path}: missing or bad field ({exc})") from None
+        layers = [int(x) for x in meta["layers"]]
+        if encoder is not None:
+            from speechunits.encoders import load_encoder
+
+            real = load_encoder(encoder, device="cpu").info
+            if real.identity != info.identity:
+                raise SpeechUnitsError(f"--from-features {root}: made with {info.name} (identity {info.identity}), "
+                                       f"not --encoder {encoder} (identity {real.identity})")
+        if layer is None:
+            if len(layers) != 1:
+                raise SpeechUnitsError(f"--from-features {root}: holds layers {layers}; pass --layer")
+            layer = layers[0]
+        if int(layer) not in layers:
+            raise SpeechUnitsError(f"--from-features {root}: no layer {layer} (has {layers})")
+    else:
+        if encoder is None:
+            raise SpeechUnitsError(f"--from-features {root}: no features.json; pass --encoder to describe the features")
+        from speechunits.encoders import load_encoder
+
+        info = load_encoder(encoder, device="cpu").info
+        if layer is None:
+            found = sorted(int(p.stem[5:]) for p in root.glob("layer*.npy") if p.stem[5:].isdigit())
+            if len(found) != 1:
+                raise SpeechUnitsError(f"--from-features {root}: pass --layer (found layers {found})")
+            layer = found[0]
+    chosen = int(layer)
+    rows = read_features_dir(root, chosen)
+
+    def blocks() -> Iterator[tuple[str, np.ndarray]]:
+        for utt_id, feats in rows:
+            if feats.shape[1] != info.dim:
+                raise SpeechUnitsError(f"--from-features {root}: {utt_id} has dim {feats.shape[1]}, encoder dim {info.dim}")
+            yield f"{root}:{utt_id}", feats
+
+    return FeatureSource(blocks(), info, chosen)
+
+
+def fit_codebook(source: FeatureSource, k: int, *, max_frames: int = DEFAULT_MAX_FRAMES, seed: int = 0,
+                 init: str = "kmeans++", iters: int = 20, device: str = "auto") -> Codebook:
+    """Sample frames from ``source``, run k-means and return the codebook (not saved).
+
+    Raises:
+        SpeechUnitsError: K larger than the frames available, bad options.
+    """
+    from speechunits.quantize.kmeans import fit_kmeans
+
+    if k < 1:
+        raise SpeechUnitsError(f"--k must be >= 1, got {k}")
+    if max_frames < k:
+        raise SpeechUnitsError(f"--max-frames {max_frames} is smaller than --k {k}")
+    sample, seen = sample_stream(source.blocks, max_frames, seed)
+    if sample.shape[0] < k:
+        raise SpeechUnitsError(f"--k {k}: only {sample.shape[0]} frames available (K must not exceed the number of frames)")
+    log.info("k-means on %d of %d frames (layer %d, D=%d, K=%d)", sample.shape[0], seen, source.layer,
+             sample.shape[1], k)
+    result = fit_kmeans(sample, k, iters=iters, init=init, seed=seed, device=device)  # type: ignore[arg-type]
+    return Codebook.from_fit(result, source.encoder_info, source.layer, training_frames=int(sample.shape[0]),
+                             seed=seed, iters=iters, init=init)
