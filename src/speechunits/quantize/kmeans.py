@@ -252,6 +252,35 @@ def fit_kmeans(
     init_seconds = time.perf_counter() - t0
     log.info("k-means init (%s, K=%d, N=%d, D=%d): %.2f s", init, k, n, xt.shape[1], init_seconds)
 
+    result = lloyd(xt, centroids, iters=iters, tol=tol, precision=prec, device=dev, chunk_size=chunk_size)
+    result.init_seconds = init_seconds
+    return result
+
+
+def lloyd(
+    x: torch.Tensor,
+    centroids: torch.Tensor,
+    *,
+    iters: int = 20,
+    tol: float = 1e-4,
+    precision: Precision = "auto",
+    device: str | torch.device | None = "auto",
+    chunk_size: int = DEFAULT_CHUNK,
+) -> KMeansResult:
+    """Lloyd iterations from ``centroids`` ``[K, D]`` on frames ``x`` ``[N, D]`` (float32).
+
+    Each iteration assigns every frame (exact labels, exact fp32 distances), repairs empty
+    clusters and moves each centroid to the mean of its frames. Stops after ``iters``,
+    when no label changes, or when the relative inertia improvement is below ``tol``.
+    A final assignment gives the returned inertia and counts.
+    """
+    xt = as_tensor(x)
+    dev = resolve_device(device)
+    prec: Precision = precision
+    if prec == "auto":
+        prec = "bf16" if bf16_supported(dev) else "fp32"
+    centroids = centroids.to(dev, torch.float32)
+    n = xt.shape[0]
     history: list[float] = []
     prev_labels: torch.Tensor | None = None
     t1 = time.perf_counter()
@@ -281,6 +310,5 @@ def fit_kmeans(
         history=history,
         iterations=it if iters else 0,
         counts=counts.cpu(),
-        init_seconds=init_seconds,
         lloyd_seconds=lloyd_seconds,
     )
