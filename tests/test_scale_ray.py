@@ -251,3 +251,22 @@ def test_killed_driver_rerun_resumes_from_finished_shards(ray_cluster, tokenizer
     assert report.already_stored >= 2 * 2 and report.encoded == 12 - report.already_stored
     assert len(UnitStore.open(out).ids()) == 12
     assert _stored(out) == _stored(local_reference)
+
+
+def test_ray_fit_samples_the_same_frames_as_local(ray_cluster, encoder, corpus_dir: Path) -> None:
+    from speechunits.quantize.fit import corpus_source, fit_codebook, sample_stream
+    from speechunits.scale.ray_backend import ray_fit_source
+
+    max_frames, seed = 100, 3
+    local, seen = sample_stream(corpus_source(corpus_dir, encoder, 2, quiet=True).blocks, max_frames, seed)
+    assert seen > 3 * max_frames  # the sample really is a subset
+    source = ray_fit_source(encoder, open_corpus(corpus_dir), 2, options=RayOptions(num_workers=1),
+                            max_frames=max_frames, seed=seed, quiet=True)
+    blocks = list(source.blocks)
+    assert len(blocks) == 1 and source.layer == 2 and source.encoder_info == encoder.info
+    np.testing.assert_allclose(blocks[0][1], local, rtol=0, atol=1e-5)
+    codebook_local = fit_codebook(corpus_source(corpus_dir, encoder, 2, quiet=True), 5, max_frames=max_frames,
+                                  seed=seed, iters=10, device="cpu")
+    codebook_ray = fit_codebook(type(source)(iter(blocks), source.encoder_info, 2), 5, max_frames=max_frames,
+                                seed=seed, iters=10, device="cpu")
+    np.testing.assert_allclose(codebook_ray.centroids.numpy(), codebook_local.centroids.numpy(), atol=1e-4)

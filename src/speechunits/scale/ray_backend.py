@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 #: bounds what a killed actor loses; the encoder still batches inside a call).
 DEFAULT_ROWS_PER_CALL = 8
 #: Actor classes per job (a table, so tests can substitute a worker that misbehaves).
-WORKERS: dict[str, type] = {"features": ray_workers.FeaturesWorker, "units": ray_workers.UnitsWorker}
+WORKERS: dict[str, type] = {"features": ray_workers.FeaturesWorker, "units": ray_workers.UnitsWorker,
+                             "sample": ray_workers.SampleWorker}
 #: Seconds between uploads of finished shards when the output is a URI.
 SYNC_INTERVAL_S = 10.0
 
@@ -152,21 +153,22 @@ def _resolve(options: RayOptions, device: str) -> _Resolved:
     return _Resolved(workers, gpus, loaders, decode_cpus, "cuda" if gpus > 0 else "cpu")
 
 
-def _build(ray: Any, utts: Sequence[Utterance], worker_cls: type, worker_kwargs: dict[str, Any], *,
-           sample_rate: int, min_samples: int, channel: int | None, options: RayOptions,
+def _build(ray: Any, rows: list[dict[str, Any]], worker_cls: type | None, worker_kwargs: dict[str, Any], *,
+           decoder: Any, sample_rate: int, min_samples: int, channel: int | None, options: RayOptions,
            resolved: _Resolved) -> Any:
-    """The Ray Data dataset: plan rows -> decode tasks -> encoder actor pool."""
+    """The Ray Data dataset: plan rows -> decode tasks -> encoder actor pool (if ``worker_cls``)."""
     import ray.data
 
-    rows = [{"idx": i, "id": u.id, "path": u.path} for i, u in enumerate(utts)]
     per_call = options.rows_per_call
     ds = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / per_call)))
     ds = ds.map_batches(
-        ray_workers.decode_batch,
+        decoder,
         fn_kwargs={"sample_rate": sample_rate, "min_samples": min_samples, "channel": channel},
         batch_size=per_call, batch_format="numpy",
         compute=ray.data.TaskPoolStrategy(size=resolved.loaders), num_cpus=resolved.decode_cpus,
     )
+    if worker_cls is None:
+        return ds
     return ds.map_batches(
         worker_cls, fn_constructor_kwargs=worker_kwargs,
         batch_size=per_call, batch_format="numpy",
@@ -202,9 +204,15 @@ def _in_order(batches: Iterable[dict[str, np.ndarray]], count: int, stats: RunSt
                                f"({len(buffer)} out of order); run the command again to finish")
 
 
-def _execute(utts: Sequence[Utterance], worker_cls: type, worker_kwargs: dict[str, Any], *, sample_rate: int,
-             min_samples: int, channel: int | None, options: RayOptions, device: str) -> Iterator[dict[str, Any]]:
-    """Start/join Ray, run the pipeline, yield result rows in plan order."""
+def _execute(utts: Sequence[Utterance], worker_cls: type | None, worker_kwargs: dict[str, Any], *,
+             sample_rate: int, min_samples: int, channel: int | None, options: RayOptions, device: str,
+             decoder: Any = ray_workers.decode_batch,
+             extra: Sequence[dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
+    """Start/join Ray, run the pipeline, yield result rows in plan order.
+
+    ``extra``: additional plan columns per utterance (passed through decoding to the workers).
+    ``worker_cls=None`` runs the decode stage only (``decoder`` decides what it returns).
+    """
     global LAST_RUN
     options.check()
     stats = RunStats(planned=len(utts))
@@ -215,13 +223,16 @@ def _execute(utts: Sequence[Utterance], worker_cls: type, worker_kwargs: dict[st
         stats.workers, stats.gpus_per_worker, stats.loader_workers = resolved.workers, resolved.gpus, resolved.loaders
         stats.startup_s = time.perf_counter() - started
         log.info("Ray: %d encoder worker(s) (%g GPU, %g CPU each), %d loader task(s), %d utterance(s)",
-                 resolved.workers, resolved.gpus, options.cpus_per_worker, resolved.loaders, len(utts))
+                 resolved.workers if worker_cls else 0, resolved.gpus, options.cpus_per_worker, resolved.loaders,
+                 len(utts))
         if not utts:
             return
         worker_kwargs = {**worker_kwargs, "device": resolved.device,
                          "threads": max(1, int(round(options.cpus_per_worker)))}
-        ds = _build(ray, utts, worker_cls, worker_kwargs, sample_rate=sample_rate, min_samples=min_samples,
-                    channel=channel, options=options, resolved=resolved)
+        rows = [{"idx": i, "id": u.id, "path": u.path, **(extra[i] if extra is not None else {})}
+                for i, u in enumerate(utts)]
+        ds = _build(ray, rows, worker_cls, worker_kwargs, decoder=decoder, sample_rate=sample_rate,
+                    min_samples=min_samples, channel=channel, options=options, resolved=resolved)
         try:
             yield from _in_order(ds.iter_batches(batch_size=None, batch_format="numpy"), len(utts), stats)
         finally:
@@ -358,3 +369,76 @@ def _encode_into(corpus: Iterable[Utterance], tokenizer: Any, out_dir: Path, *, 
                     last_sync = time.perf_counter()
         wall = time.perf_counter() - start
     return EncodeReport(encoded, len(utts) - len(todo), failed, seconds, wall, dirs, errors_path)
+
+
+# -- fit -----------------------------------------------------------------------------------------
+#: Frame positions travel through the sampler as float32, exact up to 2**24.
+_MAX_EXACT_POSITION = 2 ** 24
+
+
+def ray_fit_source(encoder: Encoder, corpus: Iterable[Utterance], layer: int | None, *, options: RayOptions,
+                   max_frames: int, seed: int = 0, on_error: str = "skip", channel: int | None = None,
+                   quiet: bool = False) -> Any:
+    """Ray counterpart of :func:`speechunits.quantize.fit.corpus_source`: the *same* frame sample.
+
+    Pass 1 (decode tasks only) counts every utterance's frames; the driver then runs the local
+    sampler (:class:`~speechunits.quantize.fit.FrameReservoir`, same seed and stream order) on
+    frame *positions*, so it picks exactly the frames the local backend would. Pass 2 (encoder
+    actors) returns only those frames. The driver receives ``max_frames x D`` floats, never the
+    corpus' features. Feed the result to :func:`~speechunits.quantize.fit.fit_codebook` with the
+    same ``max_frames`` and ``seed``; k-means runs on the driver (``--device`` there).
+    """
+    from speechunits.quantize.fit import FeatureSource, FrameReservoir
+
+    if on_error not in ("skip", "fail"):
+        raise SpeechUnitsError(f"--on-error: expected skip or fail, got {on_error!r}")
+    info = encoder.info
+    if layer is None:
+        if info.num_layers != 0:
+            raise SpeechUnitsError(f"--layer is required for {info.name} (layers 0..{info.num_layers})")
+        layer = 0
+    chosen = encoder.check_layers([layer])[0]
+    utts = list(corpus)
+    if len(utts) >= _MAX_EXACT_POSITION:
+        raise SpeechUnitsError(f"fit --backend ray: at most {_MAX_EXACT_POSITION - 1} utterances per run")
+    common = dict(sample_rate=info.sample_rate, min_samples=info.receptive_field, channel=channel,
+                  options=options, device=encoder.device)
+    with ray_session(options.address, num_cpus=options.num_cpus, verbose=options.verbose):
+        reservoir = FrameReservoir(max_frames, seed)
+        expected: dict[int, int] = {}
+        for row in _execute(utts, None, {}, decoder=ray_workers.count_batch, **common):
+            idx, error = int(row["idx"]), str(row["error"])
+            if error:
+                if on_error == "fail":
+                    raise SpeechUnitsError(error)
+                log.warning("%s: skipped (%s)", utts[idx].path, error)
+                continue
+            frames = info.num_frames(int(row["num_samples"]))
+            if frames >= _MAX_EXACT_POSITION:
+                raise SpeechUnitsError(f"{utts[idx].path}: too long for the Ray sampler ({frames} frames)")
+            expected[idx] = frames
+            positions = np.stack([np.full(frames, idx), np.arange(frames)], axis=1).astype(np.float32)
+            reservoir.add(positions, utts[idx].path)
+        picked = reservoir.sample().astype(np.int64)  # [m, 2] (utterance, frame) in stream order
+        owners, starts = np.unique(picked[:, 0], return_index=True) if picked.size else (np.empty(0, int), [])
+        bounds = list(starts) + [len(picked)]
+        subset = [utts[int(i)] for i in owners]
+        extra = [{"select": picked[bounds[j]:bounds[j + 1], 1].tobytes(), "frames": expected[int(i)]}
+                 for j, i in enumerate(owners)]
+        log.info("fit (ray): %d frames picked from %d utterances (%d frames in all)", len(picked), len(subset),
+                 reservoir.seen)
+        kwargs = {"encoder_name": info.name, "encoder_identity": info.identity, "dtype": encoder.dtype,
+                  "layer": chosen, "extract_kwargs": {}}
+        parts = []
+        with AudioProgress(None, desc="fit sample (ray)", quiet=quiet) as progress:
+            for row in _execute(subset, WORKERS["sample"], kwargs, extra=extra, **common):
+                error = str(row["error"])
+                if error:
+                    if on_error == "fail":
+                        raise SpeechUnitsError(error)
+                    log.warning("%s; the sample now differs from the local backend's", error)
+                    continue
+                parts.append(ray_workers.float32_frames(row["x"], info.dim))
+                progress.update(float(row["duration_s"]))
+    sample = np.concatenate(parts) if parts else np.empty((0, info.dim), dtype=np.float32)
+    return FeatureSource(iter([("ray frame sample", sample)]), info, chosen)

@@ -44,8 +44,17 @@ def decode_batch(batch: Batch, *, sample_rate: int, min_samples: int, channel: i
         item = load_one(Utterance(str(utt_id), str(path)), sample_rate, min_samples, channel)
         samples.append(b"" if item.audio is None else item.audio.samples.tobytes())
         errors.append(item.error or "")
-    return {"idx": np.asarray(batch["idx"], dtype=np.int64), "id": batch["id"], "path": batch["path"],
-            "samples": _objects(samples), "error": _objects(errors)}
+    out = dict(batch)  # extra plan columns (e.g. the frames a sampler wants) pass through
+    out.update({"idx": np.asarray(batch["idx"], dtype=np.int64), "samples": _objects(samples),
+                "error": _objects(errors)})
+    return out
+
+
+def count_batch(batch: Batch, *, sample_rate: int, min_samples: int, channel: int | None) -> Batch:
+    """Ray task: samples at the encoder rate of every utterance (0 and ``error`` when unusable)."""
+    decoded = decode_batch(batch, sample_rate=sample_rate, min_samples=min_samples, channel=channel)
+    return {"idx": decoded["idx"], "error": decoded["error"],
+            "num_samples": np.asarray([len(raw) // 4 for raw in decoded["samples"]], dtype=np.int64)}
 
 
 class EncoderWorker:
@@ -154,3 +163,37 @@ def int32s(raw: bytes) -> np.ndarray:
 def float32_frames(raw: bytes, dim: int) -> np.ndarray:
     """float32 ``[frames, dim]`` from bytes (a writable copy)."""
     return np.frombuffer(raw, dtype=np.float32).reshape(-1, dim).copy()
+
+
+class SampleWorker(EncoderWorker):
+    """Actor for ``fit``: returns only the frames the driver selected.
+
+    Plan columns ``select`` (int64 frame indices, bytes) and ``frames`` (the frame count the
+    driver expects); output column ``x`` (float32 ``[len(select), dim]`` bytes). A frame count
+    that differs from the expectation becomes an error row.
+    """
+
+    def __init__(self, encoder_name: str, encoder_identity: str | None, device: str, dtype: str, layer: int,
+                 threads: int = 1, extract_kwargs: dict[str, Any] | None = None):
+        super().__init__(encoder_name, encoder_identity, device, dtype, [layer], threads, extract_kwargs)
+        self.layer = int(layer)
+
+    def __call__(self, batch: Batch) -> Batch:
+        items = self.feature_items(batch)
+        errors, frames = [], []
+        for item, raw, expected in zip(items, batch["select"], batch["frames"]):
+            if item.features is None:
+                errors.append(item.error or "unknown error")
+                frames.append(b"")
+                continue
+            feats = item.features[self.layer]
+            if feats.shape[0] != int(expected):
+                errors.append(f"{item.utt.path}: {feats.shape[0]} frames, expected {int(expected)}")
+                frames.append(b"")
+                continue
+            errors.append("")
+            frames.append(np.ascontiguousarray(feats[np.frombuffer(raw, dtype=np.int64)], dtype=np.float32).tobytes())
+        out = self.common_columns(batch, items)
+        out["error"] = _objects(errors)
+        out["x"] = _objects(frames)
+        return out
