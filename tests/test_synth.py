@@ -153,3 +153,46 @@ def test_cli_synth_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["synth", str(tmp_path / "x"), "--languages", "xx", "--quiet"]) == 2
     assert main(["synth", str(tmp_path / "y"), "--minutes", "0", "--quiet"]) == 2
     assert main(["synth", str(tmp_path / "z"), "--workers", "0", "--quiet"]) == 2
+
+
+def _square_or_fail(x: int) -> int:
+    if x == 3:
+        raise RuntimeError("boom")
+    return x * x
+
+
+def test_map_forked_keeps_order_and_reports_failures() -> None:
+    from itertools import count
+
+    from speechunits.synth.forking import map_forked
+
+    assert list(map_forked(lambda x: x * x, range(7), workers=3)) == [x * x for x in range(7)]
+    endless = map_forked(lambda x: x + 1, count(), workers=2)
+    assert [next(endless) for _ in range(5)] == [1, 2, 3, 4, 5]
+    endless.close()  # stops the running forks
+    with pytest.raises(SpeechUnitsError, match="RuntimeError: boom"):
+        list(map_forked(_square_or_fail, range(5), workers=2))
+    with pytest.raises(SpeechUnitsError, match="workers"):
+        list(map_forked(_square_or_fail, range(5), workers=0))
+
+
+def test_forks_do_not_leak_state_between_utterances(tmp_path: Path) -> None:
+    """The same utterance gives the same samples whatever was synthesised before it."""
+    from speechunits.synth.corpus import _plan, _synthesise_task
+    from speechunits.synth.forking import map_forked
+    from itertools import islice
+
+    speakers = sample_speakers(2, ["en"], seed=0)
+    tasks = list(islice(_plan(speakers, 0), 4))
+    (tmp_path / "a" / "wavs").mkdir(parents=True)
+    (tmp_path / "a" / "textgrids").mkdir()
+    (tmp_path / "b" / "wavs").mkdir(parents=True)
+    (tmp_path / "b" / "textgrids").mkdir()
+    from functools import partial
+
+    forward = list(map_forked(partial(_synthesise_task, out=tmp_path / "a"), tasks, 1))
+    backward = list(map_forked(partial(_synthesise_task, out=tmp_path / "b"), tasks[::-1], 1))
+    assert forward == backward[::-1]
+    for task in tasks:
+        name = f"wavs/{task.utt_id}.wav"
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

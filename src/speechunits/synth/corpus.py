@@ -11,16 +11,20 @@ Layout of ``out_dir``::
     text.tsv                 utt_id<TAB>sentence
     corpus.json              the arguments, for the record
 
-Determinism: espeak-ng is initialised in this process and every utterance is synthesised
-in a fresh fork, so the same arguments give byte-identical files (whatever ``workers``).
-Utterances are planned in a fixed order (speakers round-robin, each language's sentences
-in a seeded shuffle) and synthesis stops at the first utterance that reaches ``minutes``.
+Determinism: espeak-ng is initialised (and warmed up the same way) in one process and every
+utterance is synthesised in a fresh fork of it, so the same arguments give byte-identical
+files whatever ``workers``. Utterances are planned in a fixed order (speakers round-robin,
+each language's sentences in a seeded shuffle) and synthesis stops at the first utterance
+that reaches ``minutes``.
+
+Speed: that process is a fresh, lean interpreter (``python -m speechunits.synth``), since
+forking a process that has loaded torch costs several times more than the synthesis of a
+short utterance; each fork writes its own wav and TextGrid.
 """
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 from dataclasses import dataclass
 from itertools import count as count_from
@@ -33,6 +37,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import SILENCE, Segment, write_segments_tsv
 from speechunits.measure.textgrid import Tier, fill_tier, write_textgrid
 from speechunits.progress import AudioProgress
+from speechunits.synth.forking import map_forked
 from speechunits.synth.sentences import sentences
 from speechunits.synth.speakers import Speaker, sample_speakers
 
@@ -40,9 +45,11 @@ log = logging.getLogger(__name__)
 
 #: Output sample rate of the corpus.
 SAMPLE_RATE = 16000
-#: Utterances handed to the pool per round (times the worker count).
-TASKS_PER_WORKER = 4
 CORPUS_FORMAT_VERSION = 1
+#: The parent's warm-up synthesis (see :func:`_warm_up`).
+WARM_UP_TEXT = "a e i o u"
+WARM_UP_RATE = 175
+WARM_UP_PITCH = 50
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class _Result:
     utt_id: str
     speaker: str
     text: str
-    samples: np.ndarray  # int16 [T] at SAMPLE_RATE
+    num_samples: int  # at SAMPLE_RATE
     phones: list[Segment]
     words: list[Segment]
 
@@ -85,8 +92,8 @@ def _plan(speakers: Sequence[Speaker], seed: int) -> Iterator[_Task]:
         yield _Task(f"{speaker.name}_{index:04d}", speaker, text, seed * 1_000_003 + n)
 
 
-def _synthesise_task(task: _Task) -> _Result:
-    """Run in a fresh fork: speak, align, resample to 16 kHz int16 (imports done by the parent)."""
+def _synthesise_task(task: _Task, out: Path) -> _Result:
+    """Run in a fresh fork: speak, align, resample to 16 kHz int16, write wav and TextGrid."""
     import soxr
 
     from speechunits.synth.align import segments_from_events
@@ -104,7 +111,9 @@ def _synthesise_task(task: _Task) -> _Result:
         last = phones[-1]
         phones[-1] = Segment(last.start, round(duration, 5), last.label)
     words = _clip(words, duration)
-    return _Result(task.utt_id, speaker.name, task.text, samples, phones, words)
+    result = _Result(task.utt_id, speaker.name, task.text, int(samples.size), phones, words)
+    _write_utterance(out, result, samples)
+    return result
 
 
 def _clip(segments: list[Segment], duration: float) -> list[Segment]:
@@ -128,65 +137,129 @@ def synthesize_corpus(
 ) -> Path:
     """Synthesise about ``minutes`` of speech by ``speakers`` voices into ``out_dir``.
 
+    The work runs in a fresh ``python -m speechunits.synth`` process (see module docstring).
+
     Returns:
         ``out_dir`` as a Path.
 
     Raises:
         SpeechUnitsError: bad arguments, unknown language, non-empty output directory,
-            or espeak-ng not installed.
+            espeak-ng not installed, or a failure inside the synthesis process.
     """
-    import soundfile  # noqa: F401  (imported here so that forks do not import it again)
-    import soxr  # noqa: F401
-
-    from speechunits.synth.align import segments_from_events  # noqa: F401
-    from speechunits.synth.espeak import initialise
+    import subprocess
+    import sys
 
     out = Path(out_dir)
-    if minutes <= 0:
+    _validate(out, minutes, speakers, list(languages), seed, workers)
+    request = dict(out_dir=str(out), minutes=minutes, speakers=speakers, languages=list(languages), seed=seed,
+                   workers=workers, quiet=quiet)
+    proc = subprocess.run([sys.executable, "-m", "speechunits.synth", json.dumps(request)],
+                          stdout=subprocess.PIPE, text=True, check=False)
+    try:
+        reply = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        reply = {"error": f"synthesis process exited with status {proc.returncode} (see messages above)"}
+    if proc.returncode != 0 or "error" in reply:
+        raise SpeechUnitsError(str(reply.get("error", f"synthesis process exited with status {proc.returncode}")))
+    log.info("synth: %d utterances, %.1f min of audio, %d speakers in %s (%.0fx real time)",
+             reply["utterances"], reply["duration_s"] / 60.0, reply["speakers"], out, reply["realtime_factor"])
+    return out
+
+
+def _validate(out: Path, minutes: float, speakers: int, languages: list[str], seed: int,
+              workers: int | None) -> list[Speaker]:
+    if not minutes > 0 or not np.isfinite(minutes):
         raise SpeechUnitsError(f"--minutes must be positive, got {minutes}")
-    languages = list(languages)
+    if workers is not None and workers < 1:
+        raise SpeechUnitsError(f"--workers must be >= 1, got {workers}")
     if not languages:
         raise SpeechUnitsError("--languages: empty list")
     for lang in languages:
         sentences(lang)  # raises for an unknown language
     speaker_list = sample_speakers(speakers, languages, seed)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SpeechUnitsError(f"{out}: output directory exists and is not empty")
-    workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    return speaker_list
+
+
+def synthesize_here(out_dir: str | os.PathLike[str], minutes: float, speakers: int, languages: Sequence[str],
+                    seed: int, workers: int | None, quiet: bool) -> dict[str, float]:
+    """The synthesis itself, in this process (called by ``python -m speechunits.synth``).
+
+    Returns:
+        A summary: utterances, duration_s, speakers, realtime_factor.
+    """
+    from functools import partial
+
+    import soxr  # noqa: F401  (imported before forking, so that forks do not import it)
+
+    from speechunits.synth.align import segments_from_events  # noqa: F401
+    from speechunits.synth.espeak import initialise
+
+    out = Path(out_dir)
+    speaker_list = _validate(out, minutes, speakers, list(languages), seed, workers)
+    workers = workers if workers is not None else (os.cpu_count() or 1)
     (out / "wavs").mkdir(parents=True, exist_ok=True)
     (out / "textgrids").mkdir(exist_ok=True)
 
-    initialise()  # in the parent, before any fork
+    initialise()  # before any fork
+    _warm_up(speaker_list)
     target_s = minutes * 60.0
     done_s = 0.0
     results: list[_Result] = []
-    plan = _plan(speaker_list, seed)
-    context = multiprocessing.get_context("fork")
-    with AudioProgress(target_s, desc="synth", quiet=quiet) as progress, \
-            context.Pool(workers, maxtasksperchild=1) as pool:
-        while done_s < target_s:
-            batch = [next(plan) for _ in range(workers * TASKS_PER_WORKER)]
-            for result in pool.imap(_synthesise_task, batch):
-                if done_s >= target_s:
-                    break
-                _write_utterance(out, result)
-                results.append(result)
-                seconds = result.samples.size / SAMPLE_RATE
-                done_s += seconds
-                progress.update(seconds)
+    results_iter = map_forked(partial(_synthesise_task, out=out), _plan(speaker_list, seed), workers)
+    with AudioProgress(target_s, desc="synth", quiet=quiet) as progress:
+        for result in results_iter:
+            results.append(result)
+            seconds = result.num_samples / SAMPLE_RATE
+            done_s += seconds
+            progress.update(seconds)
+            if done_s >= target_s:
+                break
+        results_iter.close()  # stops the forks still running
         speed = progress.realtime_factor
-    _write_tables(out, results, speaker_list, dict(minutes=minutes, speakers=speakers, languages=languages,
+    _remove_extra_files(out, {r.utt_id for r in results})
+    _write_tables(out, results, speaker_list, dict(minutes=minutes, speakers=speakers, languages=list(languages),
                                                    seed=seed))
-    log.info("synth: %d utterances, %.1f min of audio, %d speakers in %s (%.0fx real time)",
-             len(results), done_s / 60.0, len(speaker_list), out, speed)
-    return out
+    return {"utterances": len(results), "duration_s": done_s, "speakers": len(speaker_list),
+            "realtime_factor": speed}
 
 
-def _write_utterance(out: Path, result: _Result) -> None:
-    import soundfile as sf
+def _remove_extra_files(out: Path, keep: set[str]) -> None:
+    """Delete wavs/TextGrids of utterances synthesised past the target (and any partial file)."""
+    for folder in (out / "wavs", out / "textgrids"):
+        for path in folder.iterdir():
+            if path.stem not in keep or path.name.startswith("."):
+                path.unlink()
 
-    sf.write(str(out / "wavs" / f"{result.utt_id}.wav"), result.samples, SAMPLE_RATE, subtype="PCM_16")
-    duration = round(result.samples.size / SAMPLE_RATE, 5)
+
+def _warm_up(speakers: Sequence[Speaker]) -> None:
+    """Synthesise a fixed phrase per language in the parent, so that forks start warm.
+
+    A fresh process spends about half of its first synthesis on one-off set-up; doing it
+    once here, always the same way, halves the per-utterance cost and keeps every fork's
+    starting state identical (so output stays byte-identical).
+    """
+    import soxr
+
+    from speechunits.synth.espeak import synthesise
+
+    for language in dict.fromkeys(s.language for s in speakers):
+        voice = next(s.voice for s in speakers if s.language == language)
+        result = synthesise(WARM_UP_TEXT, voice, rate=WARM_UP_RATE, pitch=WARM_UP_PITCH, pitch_range=WARM_UP_PITCH)
+        soxr.resample(result.samples.astype(np.float32), result.sample_rate, SAMPLE_RATE, "HQ")
+
+
+def _write_utterance(out: Path, result: _Result, samples: np.ndarray) -> None:
+    import wave
+
+    # The stdlib writer: soundfile's close() fsyncs every file (about 10 ms each here).
+    with wave.open(str(out / "wavs" / f"{result.utt_id}.wav"), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(SAMPLE_RATE)
+        handle.writeframes(samples.astype("<i2").tobytes())
+    duration = round(samples.size / SAMPLE_RATE, 5)
     tiers = [
         Tier("words", 0.0, duration, fill_tier([(s.start, s.end, s.label) for s in result.words], 0.0, duration)),
         Tier("phones", 0.0, duration, fill_tier(
@@ -199,7 +272,7 @@ def _write_tables(out: Path, results: list[_Result], speakers: list[Speaker], ar
     from speechunits.corpus import write_tsv
 
     write_tsv(out / "manifest.tsv", str((out / "wavs").resolve()),
-              [(f"{r.utt_id}.wav", int(r.samples.size)) for r in results])
+              [(f"{r.utt_id}.wav", r.num_samples) for r in results])
     write_segments_tsv(out / "phones.tsv", {r.utt_id: r.phones for r in results})
     write_segments_tsv(out / "words.tsv", {r.utt_id: r.words for r in results})
     with open(out / "speakers.tsv", "w", encoding="utf-8") as handle:
@@ -213,7 +286,7 @@ def _write_tables(out: Path, results: list[_Result], speakers: list[Speaker], ar
         for r in results:
             handle.write(f"{r.utt_id}\t{r.text}\n")
     meta = {"format_version": CORPUS_FORMAT_VERSION, "sample_rate": SAMPLE_RATE, "utterances": len(results),
-            "duration_s": round(sum(r.samples.size for r in results) / SAMPLE_RATE, 3), **args}
+            "duration_s": round(sum(r.num_samples for r in results) / SAMPLE_RATE, 3), **args}
     (out / "corpus.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if not results:
         raise SpeechUnitsError(f"{out}: no utterance was synthesised")
