@@ -47,8 +47,8 @@ DEFAULT_MAX_SIZE_GROUP = 10
 DEFAULT_MAX_X_ACROSS = 5
 #: Elements of one batched DTW cost tensor ``[pairs, N, M]`` (bounds memory).
 DTW_BATCH_ELEMENTS = 1 << 23
-#: Elements of one gathered feature batch ``[pairs, N + M, D]`` when computing frame distances.
-FEATURE_BATCH_ELEMENTS = 1 << 24
+#: Entries of the per-context frame distance matrices held at once (bounds memory).
+GRAM_BUDGET_ELEMENTS = 1 << 25
 #: Tolerance (s) when comparing frame centres with item boundaries (float rounding).
 TIME_EPS = 1e-6
 UNKNOWN_SPEAKER = "unknown"
@@ -185,34 +185,31 @@ def dtw_batch(dist: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Ten
     skew = dist.reshape(p, big_n * big_m)[:, flat].reshape(p, num_diag, big_n).transpose(0, 1).contiguous()
     skew.masked_fill_(~valid[:, None, :], math.inf)
 
-    cost = torch.empty((num_diag, p, big_n), dtype=dist.dtype, device=dist.device)
+    # Column 0 is a sentinel (cost inf, length 0) so that "row i - 1" is a plain shifted view.
+    cost = torch.empty((num_diag, p, big_n + 1), dtype=dist.dtype, device=dist.device)
     length = torch.empty_like(cost)
-    inf_col = torch.full((p, 1), math.inf, dtype=dist.dtype, device=dist.device)
-    zero_col = torch.zeros((p, 1), dtype=dist.dtype, device=dist.device)
-    cost[0] = skew[0]
-    length[0] = 1.0
+    cost[:, :, 0] = math.inf
+    length[:, :, 0] = 0.0
+    cost[0, :, 1:] = skew[0]
+    length[0, :, 1:] = 1.0
+    no_diag = torch.full((p, big_n), math.inf, dtype=dist.dtype, device=dist.device)
+    zeros = torch.zeros((p, big_n), dtype=dist.dtype, device=dist.device)
     for k in range(1, num_diag):
-        left = cost[k - 1]
-        left_len = length[k - 1]
-        up = torch.cat((inf_col, left[:, :-1]), dim=1)
-        up_len = torch.cat((zero_col, left_len[:, :-1]), dim=1)
+        left, left_len = cost[k - 1, :, 1:], length[k - 1, :, 1:]  # (i, j - 1)
+        up, up_len = cost[k - 1, :, :-1], length[k - 1, :, :-1]  # (i - 1, j)
         if k >= 2:
-            diag = torch.cat((inf_col, cost[k - 2, :, :-1]), dim=1)
-            diag_len = torch.cat((zero_col, length[k - 2, :, :-1]), dim=1)
+            diag, diag_len = cost[k - 2, :, :-1], length[k - 2, :, :-1]  # (i - 1, j - 1)
         else:
-            diag = torch.full_like(left, math.inf)
-            diag_len = torch.zeros_like(left)
-        take_left = left < diag
-        best = torch.where(take_left, left, diag)
-        best_len = torch.where(take_left, left_len, diag_len)
-        take_up = up < best
-        best = torch.where(take_up, up, best)
-        best_len = torch.where(take_up, up_len, best_len)
-        torch.add(skew[k], best, out=cost[k])
-        torch.add(best_len, 1.0, out=length[k])
+            diag, diag_len = no_diag, zeros
+        best = torch.minimum(diag, left)
+        best_len = torch.where(left < diag, left_len, diag_len)
+        best_len = torch.where(up < best, up_len, best_len)
+        torch.minimum(best, up, out=best)
+        torch.add(skew[k], best, out=cost[k, :, 1:])
+        torch.add(best_len, 1.0, out=length[k, :, 1:])
     idx = torch.arange(p, device=dist.device)
     last_k = n + m - 2
-    return cost[last_k, idx, n - 1] / length[last_k, idx, n - 1]
+    return cost[last_k, idx, n] / length[last_k, idx, n]
 
 
 def dtw_reference(dist: np.ndarray) -> float:
@@ -307,52 +304,98 @@ def _slice_items(items: Sequence[AbxItem], frames: Iterable[tuple[str, np.ndarra
 # ------------------------------------------------------------------------------------ distances
 
 
-def _gather(data: torch.Tensor, start: torch.Tensor, size: torch.Tensor, length: int) -> torch.Tensor:
-    """Padded ``[P, length, ...]`` frames of items (padding repeats the last frame)."""
-    offs = torch.arange(length)
-    idx = start[:, None] + torch.minimum(offs[None, :], (size - 1)[:, None])
-    return data[idx]
+def _context_grams(frames: _ItemFrames, items: np.ndarray, context: np.ndarray, distance: Distance
+                   ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+    """Frame distance matrices of all frames of ``items`` within each context, flattened.
+
+    Returns:
+        buffer: float32 ``[sum_c f_c ** 2]`` (context blocks ``[f_c, f_c]`` one after another),
+        and per item (indexed like ``frames.size``): ``base`` (its context block's offset),
+        ``row`` (its first frame's row within the block) and ``width`` (``f_c``).
+    """
+    base = np.zeros(frames.size.size, dtype=np.int64)
+    row = np.zeros(frames.size.size, dtype=np.int64)
+    width = np.zeros(frames.size.size, dtype=np.int64)
+    order = items[np.argsort(context[items], kind="stable")]
+    bounds = np.flatnonzero(np.diff(context[order])) + 1
+    blocks: list[torch.Tensor] = []
+    offset = 0
+    for group in np.split(order, bounds):
+        sizes = frames.size[group]
+        rows = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        f_c = int(sizes.sum())
+        frame_idx = np.repeat(frames.start[group] - rows, sizes) + np.arange(f_c)
+        x = frames.data[torch.from_numpy(frame_idx)]
+        if distance == "angular":
+            block = (x @ x.T).clamp_(-1.0, 1.0).acos_().div_(math.pi)
+        else:
+            block = (x[:, None] != x[None, :]).float()
+        blocks.append(block.reshape(-1))
+        base[group], row[group], width[group] = offset, rows, f_c
+        offset += f_c * f_c
+    return torch.cat(blocks), base, row, width
 
 
-def _pair_distances(frames: _ItemFrames, left: np.ndarray, right: np.ndarray, distance: Distance) -> np.ndarray:
-    """DTW distances of item pairs ``(left[q], right[q])``, batched by length buckets."""
+def _pair_distances(frames: _ItemFrames, left: np.ndarray, right: np.ndarray, context: np.ndarray,
+                    distance: Distance) -> np.ndarray:
+    """DTW distances of item pairs ``(left[q], right[q])`` from the same context.
+
+    Frame distances come from one Gram matrix per context (big matmuls); contexts are
+    processed in chunks of at most ``GRAM_BUDGET_ELEMENTS`` matrix entries, and each chunk's
+    pairs run through :func:`dtw_batch` in length-sorted batches.
+    """
     out = np.empty(left.size, dtype=np.float64)
     if left.size == 0:
         return out
-    n_all = frames.size[left]
-    m_all = frames.size[right]
-    # Put the longer item first so buckets are tight, then sort by (n, m).
-    swap = m_all > n_all
-    a_idx = np.where(swap, right, left)
-    b_idx = np.where(swap, left, right)
+    if np.any(context[left] != context[right]):
+        raise ValueError("ABX pairs must share their context")  # internal invariant
+    pair_ctx = context[left]
+    ctx_order = np.argsort(pair_ctx, kind="stable")
+    uniq_ctx, first = np.unique(pair_ctx[ctx_order], return_index=True)
+    # Gram entries per context (an upper bound: all items of the context that occur in pairs).
+    item_list = np.unique(np.concatenate((left, right)))
+    f_per_ctx = np.bincount(context[item_list], weights=frames.size[item_list], minlength=int(context.max()) + 1)
+    cost = f_per_ctx[uniq_ctx] ** 2
+    start = 0
+    while start < uniq_ctx.size:
+        stop = start + max(1, int(np.searchsorted(np.cumsum(cost[start:]), GRAM_BUDGET_ELEMENTS, side="right")))
+        stop = min(stop, uniq_ctx.size)
+        lo = first[start]
+        hi = first[stop] if stop < uniq_ctx.size else ctx_order.size
+        chunk = ctx_order[lo:hi]
+        chunk_items = np.unique(np.concatenate((left[chunk], right[chunk])))
+        buffer, base, row, width = _context_grams(frames, chunk_items, context, distance)
+        out[chunk] = _dtw_pairs(frames.size, buffer, base, row, width, left[chunk], right[chunk])
+        start = stop
+    return out
+
+
+def _dtw_pairs(size: np.ndarray, buffer: torch.Tensor, base: np.ndarray, row: np.ndarray, width: np.ndarray,
+               left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """DTW of pairs whose frame distances lie in ``buffer`` (see :func:`_context_grams`)."""
+    out = np.empty(left.size, dtype=np.float64)
+    n_all, m_all = size[left], size[right]
+    swap = m_all > n_all  # longer item first: tighter length buckets
+    a_idx, b_idx = np.where(swap, right, left), np.where(swap, left, right)
     n_all, m_all = np.maximum(n_all, m_all), np.minimum(n_all, m_all)
     order = np.lexsort((m_all, n_all))
-    start_t = torch.from_numpy(frames.start)
-    size_t = torch.from_numpy(frames.size)
-    dim = frames.data.shape[1] if frames.data.ndim == 2 else 1
     pos = 0
     while pos < order.size:
-        # Largest batch whose padded [P, N+1, M+1] cost tensor fits the budget (n grows along `order`).
+        # Largest batch whose padded [P, N, M] fits the budget (n grows along `order`).
         window = order[pos:pos + DTW_BATCH_ELEMENTS]
         m_run = np.maximum.accumulate(m_all[window])
         elements = np.arange(1, window.size + 1) * (n_all[window] + 1) * (m_run + 1)
         hi = pos + max(1, int(np.searchsorted(elements, DTW_BATCH_ELEMENTS, side="right")))
         sel = order[pos:hi]
-        n = torch.from_numpy(n_all[sel])
-        m = torch.from_numpy(m_all[sel])
+        n, m = n_all[sel], m_all[sel]
         big_n, big_m = int(n.max()), int(m.max())
-        a = torch.from_numpy(a_idx[sel])
-        b = torch.from_numpy(b_idx[sel])
-        dist = torch.empty((sel.size, big_n, big_m), dtype=torch.float32)
-        sub = max(1, FEATURE_BATCH_ELEMENTS // ((big_n + big_m) * dim))
-        for s in range(0, sel.size, sub):
-            fa = _gather(frames.data, start_t[a[s:s + sub]], size_t[a[s:s + sub]], big_n)
-            fb = _gather(frames.data, start_t[b[s:s + sub]], size_t[b[s:s + sub]], big_m)
-            if distance == "angular":
-                dist[s:s + sub] = torch.bmm(fa, fb.transpose(1, 2)).clamp_(-1.0, 1.0).acos_().div_(math.pi)
-            else:
-                dist[s:s + sub] = (fa[:, :, None] != fb[:, None, :]).float()
-        out[sel] = dtw_batch(dist, n, m).double().numpy()
+        a, b = a_idx[sel], b_idx[sel]
+        r = np.minimum(np.arange(big_n)[None, :], (n - 1)[:, None])  # [P, N] (padding repeats the last frame)
+        c = np.minimum(np.arange(big_m)[None, :], (m - 1)[:, None])  # [P, M]
+        flat = (base[a][:, None, None] + (row[a][:, None] + r)[:, :, None] * width[a][:, None, None]
+                + (row[b][:, None] + c)[:, None, :])
+        dist = buffer[torch.from_numpy(flat)]
+        out[sel] = dtw_batch(dist, torch.from_numpy(n), torch.from_numpy(m)).double().numpy()
         pos = hi
     return out
 
@@ -470,7 +513,10 @@ def compute_abx(items: Sequence[AbxItem], frames: Iterable[tuple[str, np.ndarray
              for c in cells for arr in (c.a, c.b)]
     uniq = np.unique(np.concatenate([c.reshape(-1) for c in codes])) if codes else np.zeros(0, dtype=np.int64)
     uniq = uniq[uniq // num != uniq % num]  # self-pairs (X == A) are never scored
-    dists = _pair_distances(table, uniq // num, uniq % num, distance)
+    context_names: dict[str, int] = {}
+    context = np.array([context_names.setdefault(f"{it.prev}+{it.next}", len(context_names)) for it in items],
+                       dtype=np.int64)
+    dists = _pair_distances(table, uniq // num, uniq % num, context, distance)
 
     def lookup(x: np.ndarray, other: np.ndarray) -> np.ndarray:
         code = np.minimum(x[:, None], other[None, :]) * num + np.maximum(x[:, None], other[None, :])
