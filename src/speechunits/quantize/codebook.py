@@ -199,7 +199,8 @@ class Codebook:
         if self.norm_std is not None:
             tensors["norm_std"] = self.norm_std.contiguous()
         tmp = out / (CENTROIDS_FILE + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": "speechunits-codebook", "sha256": self.sha256})
+        # One metadata key only: safetensors writes metadata in hash order, and saves must be byte-identical.
+        save_file(tensors, str(tmp), metadata={"format": "speechunits-codebook"})
         os.replace(tmp, out / CENTROIDS_FILE)
         tmp_meta = out / (META_FILE + ".tmp")
         tmp_meta.write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
