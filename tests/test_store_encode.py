@@ -15,7 +15,8 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.units.encode_corpus import ERRORS_FILE, encode_corpus
 from speechunits.units.store import UnitStore
 from speechunits.units.tokenizer import UnitTokenizer
-from test_tokenizer import StandInCodebook
+from speechunits.quantize import Codebook
+from test_tokenizer import make_codebook
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +26,13 @@ def encoder(tiny_hubert_dir: Path):
 
 
 @pytest.fixture(scope="module")
-def codebooks(encoder) -> list[StandInCodebook]:
+def codebooks(encoder) -> list[Codebook]:
     rng = np.random.default_rng(0)
     wave = (0.3 * np.sin(np.arange(32000) / 9.0) + 0.05 * rng.standard_normal(32000)).astype(np.float32)
     out = []
     for layer, k in ((2, 6), (4, 9)):
         feats = encoder.extract(wave, [layer])[layer]
-        out.append(StandInCodebook(feats[rng.choice(len(feats), k, replace=False)], layer, encoder.info))
+        out.append(make_codebook(feats[rng.choice(len(feats), k, replace=False)], layer, encoder.info))
     return out
 
 

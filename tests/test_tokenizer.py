@@ -3,8 +3,6 @@ streams in one pass, dedup, batched == single, and refusal of mismatched codeboo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pytest
 import torch
@@ -13,32 +11,16 @@ from speechunits.audio import Audio
 from speechunits.encoders import load_encoder
 from speechunits.encoders.base import EncoderInfo
 from speechunits.errors import SpeechUnitsError
+from speechunits.quantize import Codebook
 from speechunits.units.tokenizer import UnitTokenizer
 
 
-class StandInCodebook:
-    """A minimal codebook (numpy nearest centroid) with the real Codebook's checks."""
-
-    def __init__(self, centroids: np.ndarray, layer: int, info: EncoderInfo):
-        self.centroids = centroids.astype(np.float32)
-        self.k, self.dim = centroids.shape
-        self.layer = layer
-        self.frame_rate = info.frame_rate
-        self.encoder_identity = info.identity
-        self.meta: dict[str, Any] = {"k": self.k, "dim": self.dim, "layer": layer, "frame_rate": info.frame_rate,
-                                     "encoder": info.name, "encoder_identity": info.identity, "sha256": "0" * 64}
-
-    def assign(self, features: np.ndarray) -> np.ndarray:
-        d = ((features[:, None, :] - self.centroids[None]) ** 2).sum(-1)
-        return d.argmin(1)
-
-    def check_compatible(self, encoder_info: EncoderInfo, layer: int) -> None:
-        if encoder_info.identity != self.encoder_identity:
-            raise SpeechUnitsError("codebook was made for another encoder")
-        if encoder_info.dim != self.dim:
-            raise SpeechUnitsError(f"codebook dim {self.dim} != encoder dim {encoder_info.dim}")
-        if layer != self.layer:
-            raise SpeechUnitsError(f"codebook is for layer {self.layer}, not {layer}")
+def make_codebook(centroids: np.ndarray, layer: int | None, info: EncoderInfo) -> Codebook:
+    """A real Codebook for ``info``'s encoder and ``layer`` (no k-means needed)."""
+    meta = {"layer": layer, "encoder": info.name, "encoder_identity": info.identity,
+            "sample_rate": info.sample_rate, "frame_rate": info.frame_rate, "hop_length": info.hop_length,
+            "receptive_field": info.receptive_field, "frame_offset_s": info.receptive_field / (2 * info.sample_rate)}
+    return Codebook(np.asarray(centroids, dtype=np.float32), meta)
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +36,10 @@ def waves(seconds=(0.5, 1.3, 0.9)) -> list[np.ndarray]:
             for i, x in enumerate(t)]
 
 
-def codebook_from(encoder, layer: int, k: int, seed: int = 0) -> StandInCodebook:
+def codebook_from(encoder, layer: int, k: int, seed: int = 0) -> Codebook:
     feats = np.concatenate([encoder.extract(w, [layer])[layer] for w in waves()])
     rng = np.random.default_rng(seed)
-    return StandInCodebook(feats[rng.choice(len(feats), size=k, replace=False)], layer, encoder.info)
+    return make_codebook(feats[rng.choice(len(feats), size=k, replace=False)], layer, encoder.info)
 
 
 def test_units_are_nearest_centroids_of_the_layer(encoder) -> None:
@@ -65,7 +47,7 @@ def test_units_are_nearest_centroids_of_the_layer(encoder) -> None:
     wave = waves()[1]
     units = UnitTokenizer(encoder, [cb]).encode(wave)
     feats = encoder.extract(wave, [2])[2]
-    expected = torch.cdist(torch.from_numpy(feats), torch.from_numpy(cb.centroids)).argmin(1).numpy()
+    expected = torch.cdist(torch.from_numpy(feats).double(), cb.centroids.double()).argmin(1).numpy()
     assert np.array_equal(units.ids, expected)
     assert units.num_frames == encoder.info.num_frames(wave.size)
     assert units.vocab_size == 6 and units.frame_rate == encoder.info.frame_rate
@@ -82,7 +64,8 @@ def test_streams_dedup_and_batched_equals_single(encoder) -> None:
         assert len(streams) == len(single) == 3
         for a, b, cb in zip(streams, single, cbs):
             assert np.array_equal(a.ids, b.ids) and np.array_equal(a.durations, b.durations)
-            frames = cb.assign(encoder.extract(wave, [cb.layer])[cb.layer])
+            feats = torch.from_numpy(encoder.extract(wave, [cb.layer])[cb.layer]).double()
+            frames = torch.cdist(feats, cb.centroids.double()).argmin(1).numpy()
             unique, counts = torch.unique_consecutive(torch.from_numpy(frames), return_counts=True)
             assert np.array_equal(a.ids, unique.numpy()) and np.array_equal(a.durations, counts.numpy())
             assert np.array_equal(a.expand().ids, frames)
@@ -94,14 +77,16 @@ def test_streams_dedup_and_batched_equals_single(encoder) -> None:
 def test_refuses_mismatched_codebooks(encoder, tiny_wav2vec2_layernorm_dir: Path) -> None:
     other = load_encoder(str(tiny_wav2vec2_layernorm_dir), device="cpu")
     foreign = codebook_from(other, 2, 4)
-    with pytest.raises(SpeechUnitsError, match="another encoder"):
+    with pytest.raises(SpeechUnitsError, match="was trained on encoder"):
         UnitTokenizer(encoder, [foreign])
     cb = codebook_from(encoder, 2, 4)
-    wrong_dim = StandInCodebook(np.zeros((4, encoder.info.dim + 1)), 2, encoder.info)
+    wrong_dim = make_codebook(np.zeros((4, encoder.info.dim + 1)), 2, encoder.info)
     with pytest.raises(SpeechUnitsError, match="dim"):
         UnitTokenizer(encoder, [cb, wrong_dim])
-    too_deep = StandInCodebook(cb.centroids, encoder.info.num_layers + 1, encoder.info)
+    too_deep = make_codebook(cb.centroids, encoder.info.num_layers + 1, encoder.info)
     with pytest.raises(SpeechUnitsError, match="out of range"):
         UnitTokenizer(encoder, [too_deep])
+    with pytest.raises(SpeechUnitsError, match="re-import it with --layer"):
+        UnitTokenizer(encoder, [make_codebook(cb.centroids, None, encoder.info)])
     with pytest.raises(SpeechUnitsError, match="at least one"):
         UnitTokenizer(encoder, [])

@@ -59,7 +59,8 @@ def stream_dirs(out_dir: str | os.PathLike[str], tokenizer: UnitTokenizer) -> li
     out = Path(out_dir)
     if len(tokenizer.codebooks) == 1:
         return [out]
-    return [out / f"stream{j}-layer{cb.layer}-k{cb.k}" for j, cb in enumerate(tokenizer.codebooks)]
+    return [out / f"stream{j}-layer{layer}-k{cb.k}"
+            for j, (cb, layer) in enumerate(zip(tokenizer.codebooks, tokenizer.stream_layers))]
 
 
 def encode_corpus(corpus: Corpus, tokenizer: UnitTokenizer, out_dir: str | os.PathLike[str], *,
@@ -86,9 +87,9 @@ def encode_corpus(corpus: Corpus, tokenizer: UnitTokenizer, out_dir: str | os.Pa
     seconds = 0.0
     with ExitStack() as stack:
         writers: Sequence[UnitWriter] = [
-            stack.enter_context(UnitWriter(d, store_meta(cb.meta, tokenizer.dedup), job=job,
+            stack.enter_context(UnitWriter(d, store_meta(tokenizer.store_codebook_meta(j), tokenizer.dedup), job=job,
                                            rows_per_file=rows_per_file))
-            for d, cb in zip(dirs, tokenizer.codebooks)
+            for j, d in enumerate(dirs)
         ]
         complete = set.intersection(*(w.done for w in writers))
         skipped = [0]

@@ -19,9 +19,9 @@ from speechunits.units.units import Units
 class CodebookLike(Protocol):
     """What the tokenizer needs from :class:`speechunits.quantize.Codebook`."""
 
-    layer: int
+    layer: int | None
     k: int
-    frame_rate: float
+    frame_rate: float | None
     meta: dict[str, Any]
 
     def assign(self, features: np.ndarray) -> np.ndarray: ...
@@ -44,24 +44,53 @@ class UnitTokenizer:
     def __init__(self, encoder: Encoder, codebooks: Sequence[CodebookLike], *, dedup: bool = False):
         if not codebooks:
             raise SpeechUnitsError("UnitTokenizer needs at least one codebook")
-        for codebook in codebooks:
-            codebook.check_compatible(encoder.info, codebook.layer)
+        info = encoder.info
+        #: The layer each codebook quantises (a codebook without a layer only fits layer-less encoders).
+        self.stream_layers: list[int] = []
+        for j, codebook in enumerate(codebooks):
+            layer = codebook.layer
+            if layer is None:
+                if info.num_layers != 0:
+                    raise SpeechUnitsError(f"codebook {j} ({codebook.meta.get('sha256', '?')[:12]}) does not say "
+                                           f"which layer of {info.name} it quantises; re-import it with --layer")
+                layer = 0
+            codebook.check_compatible(info, layer)
+            self.stream_layers.append(int(layer))
         self.encoder = encoder
         self.codebooks = list(codebooks)
         self.dedup = dedup
         #: Layers the encoder is asked for (sorted, unique).
-        self.layers = encoder.check_layers([cb.layer for cb in self.codebooks])
+        self.layers = encoder.check_layers(self.stream_layers)
 
     def units_from_features(self, features: dict[int, np.ndarray]) -> list[Units]:
         """Units of every stream from one utterance's features ``{layer: [frames, dim]}``."""
         streams = []
-        for codebook in self.codebooks:
-            if codebook.layer not in features:
-                raise SpeechUnitsError(f"features lack layer {codebook.layer} needed by a codebook")
-            labels = np.asarray(codebook.assign(features[codebook.layer]), dtype=np.int64)
-            units = Units(labels, float(codebook.frame_rate), int(codebook.k))
+        for codebook, layer in zip(self.codebooks, self.stream_layers):
+            if layer not in features:
+                raise SpeechUnitsError(f"features lack layer {layer} needed by a codebook")
+            labels = np.asarray(codebook.assign(features[layer]), dtype=np.int64)
+            units = Units(labels, self.frame_rate, int(codebook.k))
             streams.append(units.dedup() if self.dedup else units)
         return streams
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second of every stream (the encoder's)."""
+        return float(self.encoder.info.frame_rate)
+
+    def store_codebook_meta(self, index: int) -> dict[str, Any]:
+        """Codebook ``index``'s JSON, with the layer and frame timing filled from the encoder when the
+        codebook lacks them (foreign codebooks): what a unit store records."""
+        info = self.encoder.info
+        meta = dict(self.codebooks[index].meta)
+        defaults = {"layer": self.stream_layers[index], "encoder": info.name, "encoder_identity": info.identity,
+                    "sample_rate": info.sample_rate, "frame_rate": info.frame_rate, "hop_length": info.hop_length,
+                    "receptive_field": info.receptive_field,
+                    "frame_offset_s": info.receptive_field / (2.0 * info.sample_rate)}
+        for key, value in defaults.items():
+            if meta.get(key) is None:
+                meta[key] = value
+        return meta
 
     def encode_streams(self, audio: Audio | np.ndarray) -> list[Units]:
         """Units of every stream for one utterance (an :class:`Audio` is resampled; an array must
