@@ -264,16 +264,30 @@ def prepare_model(model: nn.Module, device: torch.device, dtype: torch.dtype) ->
 
 
 def masked_group_norm(hidden: torch.Tensor, valid: Sequence[int], norm: nn.GroupNorm) -> torch.Tensor:
-    """GroupNorm of ``[B, C, F]`` with statistics over each row's first ``valid[b]`` frames only (fp32)."""
-    batch, channels, total = hidden.shape
-    groups = norm.num_groups
-    x = hidden.float().reshape(batch, groups, channels // groups, total)
-    mask = (torch.arange(total, device=hidden.device)[None, :] < torch.tensor(valid, device=hidden.device)[:, None])
-    mask = mask[:, None, None, :].to(x.dtype)
-    count = mask.sum(dim=-1, keepdim=True) * (channels // groups)
-    mean = (x * mask).sum(dim=(-2, -1), keepdim=True) / count
-    var = (((x - mean) * mask) ** 2).sum(dim=(-2, -1), keepdim=True) / count
-    x = ((x - mean) / torch.sqrt(var + norm.eps)).reshape(batch, channels, total)
-    if norm.affine:
-        x = x * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
-    return x.to(hidden.dtype)
+    """GroupNorm of ``[B, C, F]`` with statistics over each row's first ``valid[b]`` frames only.
+
+    Statistics are accumulated in fp32 without copying the (large) first-layer activations:
+    a two-pass ``var_mean`` for fp32 inputs, fp32-accumulated sums of x and x^2 for
+    low-precision ones. Normalisation and affine are folded into one per-(utterance, channel)
+    scale and shift, applied in a single pass. Padded frames get some finite value that no
+    valid output frame depends on.
+    """
+    batch, channels, _ = hidden.shape
+    groups, per_group = norm.num_groups, channels // norm.num_groups
+    means, variances = [], []
+    for b in range(batch):
+        row = hidden[b, :, : valid[b]].reshape(groups, -1)
+        if hidden.dtype == torch.float32:
+            var, mean = torch.var_mean(row, dim=1, correction=0)
+        else:
+            count = row.shape[1]
+            mean = torch.sum(row, dim=1, dtype=torch.float32) / count
+            square = torch.linalg.vector_norm(row, dim=1, dtype=torch.float32) ** 2 / count
+            var = (square - mean * mean).clamp_min(0.0)
+        means.append(mean)
+        variances.append(var)
+    mean = torch.stack(means).repeat_interleave(per_group, dim=1)  # [B, C]
+    inv_std = torch.rsqrt(torch.stack(variances) + norm.eps).repeat_interleave(per_group, dim=1)
+    scale = inv_std * norm.weight.float() if norm.affine else inv_std
+    shift = (norm.bias.float() if norm.affine else 0.0) - mean * scale
+    return torch.addcmul(shift.to(hidden.dtype)[:, :, None], hidden, scale.to(hidden.dtype)[:, :, None])

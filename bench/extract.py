@@ -1,0 +1,213 @@
+"""Feature extraction speed: speechunits vs the fairseq/textlesslib-style baseline, same run, same corpus.
+
+Baseline: the transformers model in fp32, one utterance at a time, all layers computed
+(``model(x, output_hidden_states=True)``), taking ``hidden_states[layer]``.
+Ours: :func:`speechunits.features.iter_features` (length-sorted batches, blocks past the
+layer never run) in fp32 and bf16.
+
+The model is HuBERT-base sized with random weights (``HubertConfig()`` defaults; nothing is
+downloaded). Printed: x real time, speed-up over the baseline, achieved GFLOP/s (useful
+FLOPs of the unpadded utterances, counted analytically) as a share of a large matmul's
+GFLOP/s measured in the same run and dtype, bf16's effect on features and on k-means units,
+and peak RSS of a features run over 50 vs 500 utterances (in subprocesses, with a small
+model and short utterances so that it is quick; the point is that memory does not grow).
+
+    python bench/extract.py --num-utts 40            # a few minutes on 2 loaded cores
+    python bench/extract.py --num-utts 200 --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+
+def make_corpus(root: Path, count: int, min_s: float, max_s: float, seed: int, sample_rate: int = 16000) -> float:
+    """Noisy chirps of uniform random length; returns total seconds."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    total = 0.0
+    for i in range(count):
+        secs = float(rng.uniform(min_s, max_s))
+        t = np.arange(int(secs * sample_rate)) / sample_rate
+        f0 = rng.uniform(80, 300)
+        wave = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + 0.2 * t)) + 0.05 * rng.standard_normal(t.size)
+        sf.write(str(root / f"utt{i:05d}.wav"), wave.astype(np.float32), sample_rate)
+        total += secs
+    return total
+
+
+def model_flops(config, num_samples: int, num_layers: int) -> float:
+    """Multiply-add FLOPs (x2) of the CNN, projection, positional conv and ``num_layers`` blocks."""
+    flops, length, c_in = 0.0, num_samples, 1
+    for c_out, kernel, stride in zip(config.conv_dim, config.conv_kernel, config.conv_stride):
+        length = (length - kernel) // stride + 1
+        flops += 2.0 * length * c_out * c_in * kernel
+        c_in = c_out
+    frames, dim = length, config.hidden_size
+    flops += 2.0 * frames * c_in * dim
+    flops += 2.0 * frames * dim * (dim // config.num_conv_pos_embedding_groups) * config.num_conv_pos_embeddings
+    per_layer = 2.0 * frames * (4 * dim * dim + 2 * dim * config.intermediate_size) + 4.0 * frames * frames * dim
+    return flops + num_layers * per_layer
+
+
+def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2.0 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def run_baseline(model, paths: list[Path], layer: int) -> tuple[float, list[np.ndarray]]:
+    outs = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for path in paths:
+            wave = torch.from_numpy(sf.read(str(path), dtype="float32")[0])[None]
+            outs.append(model(wave, output_hidden_states=True).hidden_states[layer][0].numpy())
+    return time.perf_counter() - start, outs
+
+
+def run_ours(model_dir: str, corpus_dir: Path, layer: int, dtype: str, max_batch_seconds: float) -> tuple[float, list[np.ndarray]]:
+    from speechunits.corpus import open_corpus
+    from speechunits.encoders import load_encoder
+    from speechunits.features import iter_features
+
+    encoder = load_encoder(model_dir, device="cpu", dtype=dtype)
+    start = time.perf_counter()
+    outs = [item.features[layer] for item in iter_features(encoder, open_corpus(corpus_dir), [layer],
+                                                           max_batch_seconds=max_batch_seconds, quiet=True)]
+    return time.perf_counter() - start, outs
+
+
+def kmeans_agreement(reference: np.ndarray, other: np.ndarray, k: int = 100, iters: int = 15, seed: int = 0) -> float:
+    """Share of frames whose nearest centroid (k-means fit on ``reference``) is the same for ``other``."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(reference)
+    centroids = x[torch.randperm(len(x), generator=gen)[:k]].clone()
+    for _ in range(iters):
+        assign = torch.cdist(x, centroids).argmin(1)
+        for j in range(k):
+            members = x[assign == j]
+            if len(members):
+                centroids[j] = members.mean(0)
+    a = torch.cdist(x, centroids).argmin(1)
+    b = torch.cdist(torch.from_numpy(other), centroids).argmin(1)
+    return float((a == b).float().mean())
+
+
+def rss_child(count: int, workdir: Path, max_batch_seconds: float) -> None:
+    """Subprocess body: a features run over ``count`` short utterances; prints peak RSS (MiB)."""
+    from speechunits.cli.main import main
+
+    code = main(["features", str(workdir / f"corpus{count}"), "--encoder", str(workdir / "small_model"), "--layer", "2",
+                 "-o", str(workdir / f"out{count}"), "--quiet", "--device", "cpu",
+                 "--max-batch-seconds", str(max_batch_seconds)])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"code": code, "peak_rss_mib": peak}))
+
+
+def measure_rss(workdir: Path, counts: list[int], max_batch_seconds: float) -> dict[int, float]:
+    import transformers as tf
+
+    torch.manual_seed(0)
+    config = tf.HubertConfig(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=1024,
+                             conv_dim=(128,) * 7)
+    tf.HubertModel(config).save_pretrained(workdir / "small_model")
+    result = {}
+    for count in counts:
+        make_corpus(workdir / f"corpus{count}", count, 1.0, 3.0, seed=count)
+        out = subprocess.run([sys.executable, __file__, "--rss-child", str(count), "--workdir", str(workdir),
+                              "--max-batch-seconds", str(max_batch_seconds)],
+                             capture_output=True, text=True, check=True)
+        result[count] = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-utts", type=int, default=40)
+    parser.add_argument("--min-seconds", type=float, default=2.0)
+    parser.add_argument("--max-seconds", type=float, default=15.0)
+    parser.add_argument("--layer", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--max-batch-seconds", type=float, default=None, help="default: the library default")
+    parser.add_argument("--rss-counts", default="50,500", help="utterance counts for the peak-RSS check ('' to skip)")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    from speechunits.features.extract import DEFAULT_MAX_BATCH_SECONDS
+
+    mbs = args.max_batch_seconds or DEFAULT_MAX_BATCH_SECONDS
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.rss_child is not None:
+        rss_child(args.rss_child, Path(args.workdir), mbs)
+        return
+
+    import transformers as tf
+
+    work = Path(tempfile.mkdtemp(prefix="bench_extract_"))
+    total_s = make_corpus(work / "corpus", args.num_utts, args.min_seconds, args.max_seconds, seed=0)
+    paths = sorted((work / "corpus").glob("*.wav"))
+    torch.manual_seed(0)
+    config = tf.HubertConfig()
+    model = tf.HubertModel(config).eval()
+    model.save_pretrained(work / "model")
+    lengths = [sf.info(str(p)).frames for p in paths]
+    useful = sum(model_flops(config, n, args.layer) for n in lengths)
+    baseline_flops = sum(model_flops(config, n, config.num_hidden_layers) for n in lengths)
+    print(f"corpus: {len(paths)} utterances, {total_s:.0f} s of audio ({args.min_seconds}-{args.max_seconds} s); "
+          f"HuBERT-base size, random init; layer {args.layer}; torch threads {torch.get_num_threads()}; "
+          f"max_batch_seconds {mbs}")
+    peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    rows = []
+    if not args.skip_baseline:
+        base_t, base_out = run_baseline(model, paths, args.layer)
+        rows.append(("baseline HF fp32, 1 at a time, all layers", "fp32", base_t, baseline_flops))
+    else:
+        base_t, base_out = None, None
+    results = {}
+    for dtype in ("fp32", "bf16"):
+        elapsed, outs = run_ours(str(work / "model"), work / "corpus", args.layer, dtype, mbs)
+        results[dtype] = outs
+        rows.append((f"speechunits {dtype}, batched, layers 1-{args.layer}", dtype, elapsed, useful))
+    peak_after = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    peak = {k: (peak[k] + peak_after[k]) / 2 for k in peak}
+    print(f"large matmul (2048^3, mean of before/after): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+    print(f"{'run':48s} {'seconds':>8s} {'x real time':>12s} {'vs baseline':>12s} {'GFLOP/s':>8s} {'% matmul':>9s}")
+    for name, dtype, elapsed, flops in rows:
+        ratio = f"{base_t / elapsed:.2f}x" if base_t else "-"
+        gflops = flops / elapsed / 1e9
+        print(f"{name:48s} {elapsed:8.1f} {total_s / elapsed:12.2f} {ratio:>12s} {gflops:8.1f} {100 * gflops / peak[dtype]:8.0f}%")
+    fp32, bf16 = np.concatenate(results["fp32"]), np.concatenate(results["bf16"])
+    if base_out is not None:
+        diff = max(np.abs(a - b).max() / np.abs(a).max() for a, b in zip(base_out, results["fp32"]))
+        print(f"ours fp32 vs baseline: max |diff| / max |feature| = {diff:.1e}")
+    rel = np.linalg.norm(bf16 - fp32) / np.linalg.norm(fp32)
+    cos = float(np.mean(np.sum(fp32 * bf16, 1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(bf16, axis=1))))
+    agree = kmeans_agreement(fp32, bf16)
+    print(f"bf16 vs fp32 features: relative L2 error {rel:.2e}, mean frame cosine {cos:.5f}; "
+          f"same k-means (K=100) unit for {100 * agree:.1f}% of {len(fp32)} frames")
+    if args.rss_counts:
+        counts = [int(c) for c in args.rss_counts.split(",")]
+        rss = measure_rss(work / "rss", counts, mbs)
+        print("peak RSS of `speechunits features` (small HuBERT, 2 layers, 1-3 s utterances): "
+              + ", ".join(f"{c} utts {m:.0f} MiB" for c, m in rss.items()))
+
+
+if __name__ == "__main__":
+    main()
