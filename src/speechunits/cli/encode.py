@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
             raise SpeechUnitsError(f"--codebook {path}: made for encoder {codebook.encoder_name} "
                                    f"({codebook.encoder_identity}), but {args.codebook[0]} for "
                                    f"{first.encoder_name} ({first.encoder_identity}); one encoder per run")
+    if not first.encoder_name:
+        raise SpeechUnitsError(f"--codebook {args.codebook[0]}: the codebook does not name its encoder; "
+                               "re-import it with `speechunits codebook import ... --encoder E`")
     corpus = open_corpus(args.input, shard=args.shard)
     encoder = load_encoder(first.encoder_name, device=args.device, dtype=args.dtype)
     tokenizer = UnitTokenizer(encoder, codebooks, dedup=args.dedup)
