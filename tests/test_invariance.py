@@ -85,3 +85,47 @@ def test_utterance_seed_depends_on_id_not_order() -> None:
     assert inv.utterance_seed(0, "a") == inv.utterance_seed(0, "a")
     assert inv.utterance_seed(0, "a") != inv.utterance_seed(0, "b")
     assert inv.utterance_seed(0, "a") != inv.utterance_seed(1, "a")
+
+
+def _mfcc_codebook(tmp_path, tone_dir):
+    from speechunits.audio import Audio
+    from speechunits.encoders import load_encoder
+    from speechunits.quantize import Codebook
+    from speechunits.quantize.codebook import encoder_meta
+
+    encoder = load_encoder("mfcc", device="cpu")
+    feats = np.concatenate([encoder.extract(Audio.load(p), [0])[0] for p in sorted(tone_dir.rglob("*.wav"))])
+    rng = np.random.default_rng(0)
+    meta = dict(encoder_meta(encoder.info), layer=None)
+    out = tmp_path / "cb"
+    Codebook(feats[rng.choice(len(feats), size=8, replace=False)], meta).save(out)
+    return out
+
+
+def test_invariance_cli_json(tmp_path, tone_dir, capsys) -> None:
+    import json
+
+    from speechunits.cli.main import main
+
+    cb = _mfcc_codebook(tmp_path, tone_dir)
+    args = ["invariance", str(tone_dir), "--codebook", str(cb), "--augment", "noise,stretch", "--quiet", "--json",
+            "--device", "cpu", "--max-utterances", "2"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in out["rows"]] == ["noise 20 dB", "noise 10 dB", "noise 5 dB", "stretch x0.8",
+                                                 "stretch x0.9", "stretch x1.1", "stretch x1.2"]
+    assert out["utterances"] == 2 and all(r["ued"] >= 0 for r in out["rows"])
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out) == out  # deterministic
+    assert main(["invariance", str(tone_dir), "--codebook", str(cb), "--quiet", "--max-utterances", "1",
+                 "--augment", "reverb"]) == 0
+    assert "reverb rt60 0.3 s" in capsys.readouterr().out
+
+
+def test_invariance_cli_errors(tmp_path, tone_dir) -> None:
+    from speechunits.cli.main import main
+
+    cb = _mfcc_codebook(tmp_path, tone_dir)
+    assert main(["invariance", str(tone_dir), "--codebook", str(cb), "--augment", "chorus", "--quiet"]) == 2
+    assert main(["invariance", str(tone_dir), "--codebook", str(tmp_path / "nope"), "--quiet"]) == 2
+    assert main(["invariance", str(tmp_path / "no_audio"), "--codebook", str(cb), "--quiet"]) == 2
