@@ -102,11 +102,22 @@ def _mfcc_codebook(tmp_path, tone_dir):
     return out
 
 
-def test_invariance_cli_json(tmp_path, tone_dir, capsys) -> None:
+@pytest.fixture()
+def short_dir(tmp_path):
+    """Three 0.6 s tones: the CLI runs the encoder 1 + 7 times per utterance."""
+    from conftest import write_tone
+
+    for i in range(3):
+        write_tone(tmp_path / "short" / f"s{i}.wav", 0.6, freq=180 + 70 * i, seed=i)
+    return tmp_path / "short"
+
+
+def test_invariance_cli_json(tmp_path, short_dir, capsys) -> None:
     import json
 
     from speechunits.cli.main import main
 
+    tone_dir = short_dir
     cb = _mfcc_codebook(tmp_path, tone_dir)
     args = ["invariance", str(tone_dir), "--codebook", str(cb), "--augment", "noise,stretch", "--quiet", "--json",
             "--device", "cpu", "--max-utterances", "2"]
@@ -122,9 +133,10 @@ def test_invariance_cli_json(tmp_path, tone_dir, capsys) -> None:
     assert "reverb rt60 0.3 s" in capsys.readouterr().out
 
 
-def test_invariance_cli_errors(tmp_path, tone_dir) -> None:
+def test_invariance_cli_errors(tmp_path, short_dir) -> None:
     from speechunits.cli.main import main
 
+    tone_dir = short_dir
     cb = _mfcc_codebook(tmp_path, tone_dir)
     assert main(["invariance", str(tone_dir), "--codebook", str(cb), "--augment", "chorus", "--quiet"]) == 2
     assert main(["invariance", str(tone_dir), "--codebook", str(tmp_path / "nope"), "--quiet"]) == 2
