@@ -6,8 +6,12 @@ import json
 import logging
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from speechunits.errors import SpeechUnitsError
-from speechunits.measure import abx
+
+if TYPE_CHECKING:
+    from speechunits.measure.abx import AbxItem
 
 log = logging.getLogger(__name__)
 SPEAKERS_NAME = "speakers.tsv"
@@ -31,10 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layer", type=int, default=None, help="layer of a multi-layer features directory")
     parser.add_argument("--mode", default="within,across", help="within, across or both (default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of group subsampling (default 0)")
-    parser.add_argument("--max-size-group", type=int, default=abx.DEFAULT_MAX_SIZE_GROUP,
-                        help="items kept per (context, speaker, phone) group")
-    parser.add_argument("--max-x-across", type=int, default=abx.DEFAULT_MAX_X_ACROSS,
-                        help="X speakers sampled per A/B group for the across score")
+    parser.add_argument("--max-size-group", type=int, default=None,
+                        help="items kept per (context, speaker, phone) group (default: Libri-Light's 10)")
+    parser.add_argument("--max-x-across", type=int, default=None,
+                        help="X speakers sampled per A/B group for the across score (default: Libri-Light's 5)")
     parser.add_argument("--frame-rate", type=float, default=None, help="override the input's frame rate")
     parser.add_argument("--frame-offset", type=float, default=None,
                         help="override the input's first frame centre time (s)")
@@ -53,7 +57,9 @@ def _speakers_path(args: argparse.Namespace) -> Path | None:
     return None
 
 
-def _items(args: argparse.Namespace) -> list[abx.AbxItem]:
+def _items(args: argparse.Namespace) -> list[AbxItem]:
+    from speechunits.measure import abx
+
     if args.items:
         return abx.read_items(args.items)
     if not args.alignments:
@@ -72,6 +78,8 @@ def _items(args: argparse.Namespace) -> list[abx.AbxItem]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from speechunits.measure import abx
+
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
     items = _items(args)
     if args.write_items:
@@ -79,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         log.info("wrote %d items to %s", len(items), args.write_items)
     source = abx.open_frame_source(args.input, args.layer, args.frame_rate, args.frame_offset)
     result = abx.compute_abx(items, source.frames, source.frame_rate, source.frame_offset_s, distance=source.distance,
-                             max_size_group=args.max_size_group, max_x_across=args.max_x_across, seed=args.seed,
+                             max_size_group=abx.DEFAULT_MAX_SIZE_GROUP if args.max_size_group is None else args.max_size_group,
+                             max_x_across=abx.DEFAULT_MAX_X_ACROSS if args.max_x_across is None else args.max_x_across,
+                             seed=args.seed,
                              modes=modes)
     if args.json:
         print(json.dumps(result.to_dict(), sort_keys=True))

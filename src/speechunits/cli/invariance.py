@@ -5,14 +5,15 @@ import argparse
 import itertools
 import json
 import logging
-from typing import Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterator
 
 from speechunits.cli.common import add_device, add_quiet
 from speechunits.errors import SpeechUnitsError
-from speechunits.measure.augment import standard_augmentations
-from speechunits.measure.invariance import InvarianceReport, measure_invariance
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from speechunits.measure.invariance import InvarianceReport
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from speechunits.corpus import open_corpus
     from speechunits.encoders import load_encoder
     from speechunits.features import load_audio_items
+    from speechunits.measure.augment import standard_augmentations
+    from speechunits.measure.invariance import measure_invariance
     from speechunits.progress import AudioProgress
     from speechunits.quantize import Codebook
     from speechunits.units.tokenizer import UnitTokenizer
