@@ -270,3 +270,18 @@ def test_ray_fit_samples_the_same_frames_as_local(ray_cluster, encoder, corpus_d
     codebook_ray = fit_codebook(type(source)(iter(blocks), source.encoder_info, 2), 5, max_frames=max_frames,
                                 seed=seed, iters=10, device="cpu")
     np.testing.assert_allclose(codebook_ray.centroids.numpy(), codebook_local.centroids.numpy(), atol=1e-4)
+
+
+def test_local_overlapped_encode_equals_encode_corpus(tokenizer, corpus_dir: Path, local_reference: Path,
+                                                      tmp_path: Path) -> None:
+    """The scale-out writer loop with the local overlapped loader (no Ray) gives the same store."""
+    from speechunits.scale.encode_job import local_results, run_encode
+
+    results = local_results(tokenizer, loader_workers=2)
+    report = run_encode(results, open_corpus(corpus_dir), tokenizer, tmp_path / "out", rows_per_file=ROWS_PER_FILE,
+                        quiet=True)
+    assert (report.encoded, report.failed, report.already_stored) == (12, 1, 0)
+    assert _stored(tmp_path / "out") == _stored(local_reference)
+    again = run_encode(results, open_corpus(corpus_dir), tokenizer, tmp_path / "out", rows_per_file=ROWS_PER_FILE,
+                       quiet=True)
+    assert (again.encoded, again.already_stored) == (0, 12)

@@ -23,16 +23,11 @@ The functions here mirror the local ones (:func:`speechunits.features.iter_featu
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import logging
 import math
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -52,8 +47,6 @@ DEFAULT_ROWS_PER_CALL = 8
 #: Actor classes per job (a table, so tests can substitute a worker that misbehaves).
 WORKERS: dict[str, type] = {"features": ray_workers.FeaturesWorker, "units": ray_workers.UnitsWorker,
                              "sample": ray_workers.SampleWorker}
-#: Seconds between uploads of finished shards when the output is a URI.
-SYNC_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -285,90 +278,53 @@ def ray_iter_features(encoder: Encoder, corpus: Iterable[Utterance], layers: Seq
 
 
 # -- encode --------------------------------------------------------------------------------------
-def ray_encode_corpus(corpus: Iterable[Utterance], tokenizer: Any, out_dir: str | os.PathLike[str], *,
-                      options: RayOptions, job: tuple[int, int] = (0, 1), rows_per_file: int | None = None,
-                      max_batch_seconds: float | None = None, on_error: str = "skip", channel: int | None = None,
-                      quiet: bool = False, total_seconds: float | None = None) -> Any:
-    """Ray counterpart of :func:`speechunits.units.encode_corpus.encode_corpus` (same stores, same
-    report); ``out_dir`` may also be a filesystem URI (``s3://...``, ``file://...``).
+def ray_results(tokenizer: Any, *, options: RayOptions, max_batch_seconds: float | None = None,
+                channel: int | None = None) -> Any:
+    """A :data:`~speechunits.scale.encode_job.ResultsFn` whose units come from Ray actors.
 
     ``tokenizer`` (a :class:`~speechunits.units.tokenizer.UnitTokenizer` on the driver) supplies
-    the encoder to load on the actors, the codebooks (shipped to them) and the dedup flag.
+    the encoder the actors load (checked by identity), the codebooks (shipped to them) and the
+    dedup flag; the actors run the same :meth:`UnitTokenizer.units_from_features`.
     """
-    from speechunits.scale.remote import StagedDirectory, is_uri
-
-    if on_error not in ("skip", "fail"):
-        raise SpeechUnitsError(f"--on-error: expected skip or fail, got {on_error!r}")
-    if is_uri(out_dir):
-        with StagedDirectory(str(out_dir)) as staged:
-            report = _encode_into(corpus, tokenizer, staged.local, options=options, job=job,
-                                  rows_per_file=rows_per_file, max_batch_seconds=max_batch_seconds,
-                                  on_error=on_error, channel=channel, quiet=quiet, total_seconds=total_seconds,
-                                  sync=staged.sync)
-        rel = [p.relative_to(staged.local).as_posix() for p in report.stores]
-        stores = [staged.uri if r == "." else f"{staged.uri}/{r}" for r in rel]
-        return dataclasses.replace(report, stores=stores, errors_path=f"{staged.uri}/{report.errors_path.name}")
-    return _encode_into(corpus, tokenizer, Path(out_dir), options=options, job=job, rows_per_file=rows_per_file,
-                        max_batch_seconds=max_batch_seconds, on_error=on_error, channel=channel, quiet=quiet,
-                        total_seconds=total_seconds, sync=None)
-
-
-def _encode_into(corpus: Iterable[Utterance], tokenizer: Any, out_dir: Path, *, options: RayOptions,
-                 job: tuple[int, int], rows_per_file: int | None, max_batch_seconds: float | None, on_error: str,
-                 channel: int | None, quiet: bool, total_seconds: float | None, sync: Any) -> Any:
-    from speechunits.units.encode_corpus import ERRORS_FILE, EncodeReport, stream_dirs
-    from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE
-    from speechunits.units.store import UnitWriter, store_meta
+    from speechunits.scale.encode_job import UnitResult
     from speechunits.units.units import Units
 
     encoder: Encoder = tokenizer.encoder
     codebooks = list(tokenizer.codebooks)
-    dirs = stream_dirs(out_dir, SimpleNamespace(codebooks=codebooks))
-    errors_path = Path(out_dir) / ERRORS_FILE
-    encoded = failed = 0
-    seconds = 0.0
-    last_sync = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        writers = [stack.enter_context(UnitWriter(d, store_meta(cb.meta, tokenizer.dedup), job=job,
-                                                  rows_per_file=rows_per_file or DEFAULT_ROWS_PER_FILE))
-                   for d, cb in zip(dirs, codebooks)]
-        complete = set.intersection(*(w.done for w in writers))
-        utts = [utt for utt in corpus]
-        todo = [utt for utt in utts if utt.id not in complete]
-        kwargs = {"encoder_name": encoder.info.name, "encoder_identity": encoder.info.identity,
-                  "dtype": encoder.dtype, "codebooks": codebooks, "dedup": tokenizer.dedup,
-                  "extract_kwargs": _extract_kwargs(max_batch_seconds, None, None, None)}
-        start = time.perf_counter()
+    kwargs = {"encoder_name": encoder.info.name, "encoder_identity": encoder.info.identity,
+              "dtype": encoder.dtype, "codebooks": codebooks, "dedup": tokenizer.dedup,
+              "extract_kwargs": _extract_kwargs(max_batch_seconds, None, None, None)}
+
+    def results(todo: Sequence[Utterance]) -> Iterator[Any]:
         rows = _execute(todo, WORKERS["units"], kwargs, sample_rate=encoder.info.sample_rate,
                         min_samples=encoder.info.receptive_field, channel=channel, options=options,
                         device=encoder.device)
-        with AudioProgress(total_seconds, desc="encode (ray)", quiet=quiet) as progress:
-            for row in rows:
-                utt = todo[int(row["idx"])]
-                error = str(row["error"]) or None
-                if error is not None:
-                    if on_error == "fail":
-                        raise SpeechUnitsError(error)
-                    failed += 1
-                    log.warning("skipped %s", error)
-                    with open(errors_path, "a", encoding="utf-8") as handle:
-                        handle.write(json.dumps({"id": utt.id, "path": utt.path, "error": error}) + "\n")
-                    continue
-                duration = float(row["duration_s"])
-                for j, (writer, codebook) in enumerate(zip(writers, codebooks)):
-                    raw_durations = row[f"d{j}"]
-                    units = Units(ray_workers.int32s(row[f"u{j}"]), float(codebook.frame_rate), int(codebook.k),
-                                  ray_workers.int32s(raw_durations) if tokenizer.dedup else None)
-                    if utt.id not in writer.done:
-                        writer.add(utt.id, units, duration)
-                encoded += 1
-                seconds += duration
-                progress.update(duration)
-                if sync is not None and time.perf_counter() - last_sync > SYNC_INTERVAL_S:
-                    sync()
-                    last_sync = time.perf_counter()
-        wall = time.perf_counter() - start
-    return EncodeReport(encoded, len(utts) - len(todo), failed, seconds, wall, dirs, errors_path)
+        for row in rows:
+            utt = todo[int(row["idx"])]
+            error = str(row["error"]) or None
+            duration = float(row["duration_s"])
+            if error is not None:
+                yield UnitResult(utt, None, error, duration)
+                continue
+            streams = [Units(ray_workers.int32s(row[f"u{j}"]), tokenizer.frame_rate, int(cb.k),
+                             ray_workers.int32s(row[f"d{j}"]) if tokenizer.dedup else None)
+                       for j, cb in enumerate(codebooks)]
+            yield UnitResult(utt, streams, None, duration)
+
+    return results
+
+
+def ray_encode_corpus(corpus: Iterable[Utterance], tokenizer: Any, out_dir: str | os.PathLike[str], *,
+                      options: RayOptions, job: tuple[int, int] = (0, 1), rows_per_file: int | None = None,
+                      max_batch_seconds: float | None = None, on_error: str = "skip", channel: int | None = None,
+                      quiet: bool = False, total_seconds: float | None = None) -> Any:
+    """Ray counterpart of :func:`speechunits.units.encode_corpus.encode_corpus`: the same stores
+    and report; ``out_dir`` may also be a filesystem URI (``s3://...``, ``file://...``)."""
+    from speechunits.scale.encode_job import run_encode
+
+    results = ray_results(tokenizer, options=options, max_batch_seconds=max_batch_seconds, channel=channel)
+    return run_encode(results, corpus, tokenizer, out_dir, job=job, rows_per_file=rows_per_file,
+                      on_error=on_error, quiet=quiet, total_seconds=total_seconds, desc="encode (ray)")
 
 
 # -- fit -----------------------------------------------------------------------------------------
