@@ -87,7 +87,7 @@ def test_readable_by_pyarrow_dataset_and_hf_datasets(tmp_path: Path, monkeypatch
     items = make_items(5, dedup=True)
     path = tmp_path / "u"
     write_units(path, items, codebook_meta(), rows_per_file=2)
-    (path / ".units-00000of00001-000009.parquet.tmp").write_bytes(b"left by a killed run")
+    (path / ".units-00000of00001-000009.parquet.99999999.tmp").write_bytes(b"left by a killed run")
     table = pds.dataset(path, format="parquet").to_table()
     assert sorted(table.column("id").to_pylist()) == sorted(u for u, _ in items)
 
@@ -119,7 +119,9 @@ def test_resume_skips_stored_and_recovers_from_crash_leftovers(tmp_path: Path) -
     # "killed": the 5th row is only buffered; simulate a partial temp and a truncated last shard.
     shards = sorted(path.glob("*.parquet"))
     assert len(shards) == 2
-    (path / f".{shards[-1].name.replace('000001', '000002')}.tmp").write_bytes(b"PAR1 partial")
+    (path / ".units-00000of00001-000002.parquet.99999999.tmp").write_bytes(b"PAR1 partial")
+    live = path / f".units-00000of00001-000002.parquet.{os.getppid()}.tmp"  # a live duplicate job's
+    live.write_bytes(b"PAR1 in progress")
     data = shards[-1].read_bytes()
     shards[-1].write_bytes(data[: len(data) // 2])
     with pytest.raises(SpeechUnitsError, match="unreadable"):
@@ -127,7 +129,7 @@ def test_resume_skips_stored_and_recovers_from_crash_leftovers(tmp_path: Path) -
 
     resumed = UnitWriter(path, meta, rows_per_file=2)
     assert resumed.done == {items[0][0], items[1][0]}  # the truncated shard's rows are gone
-    assert not list(path.glob(".*.tmp"))
+    assert list(path.glob(".*.tmp")) == [live]
     assert len(list(path.glob(".*.corrupt"))) == 1
     with resumed:
         for utt, units in items:
@@ -197,3 +199,18 @@ def test_open_errors(tmp_path: Path) -> None:
         UnitStore.open(foreign)
     with pytest.raises(SpeechUnitsError, match="lacks"):
         store_meta({"sha256": "x"}, dedup=False)
+
+
+def test_duplicate_job_never_overwrites(tmp_path: Path) -> None:
+    meta = store_meta(codebook_meta(), dedup=False)
+    items = make_items(4)
+    a = UnitWriter(tmp_path / "u", meta, rows_per_file=10)
+    b = UnitWriter(tmp_path / "u", meta, rows_per_file=10)  # same job spec, by mistake
+    for utt, units in items[:2]:
+        a.add(utt, units)
+    for utt, units in items[2:]:
+        b.add(utt, units)
+    a.close()
+    b.close()
+    store = UnitStore.open(tmp_path / "u")
+    assert len(store.shards) == 2 and sorted(store.ids()) == sorted(u for u, _ in items)

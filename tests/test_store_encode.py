@@ -69,10 +69,11 @@ def test_rerun_after_crash_equals_uninterrupted_run(tmp_path: Path, tone_dir: Pa
                   tok, crashed, rows_per_file=2, quiet=True)
     shards = sorted(crashed.glob("*.parquet"))
     shards[-1].write_bytes(shards[-1].read_bytes()[:50])
-    (crashed / ".units-00000of00001-000002.parquet.tmp").write_bytes(b"partial")
+    (crashed / ".units-00000of00001-000002.parquet.99999999.tmp").write_bytes(b"partial")
     report = encode_corpus(open_corpus(tone_dir), tok, crashed, rows_per_file=2, quiet=True)
     assert report.already_stored == 2 and report.encoded == 3
     assert stored(crashed) == reference
+    assert not list(crashed.glob(".*.tmp"))
     again = encode_corpus(open_corpus(tone_dir), tok, crashed, rows_per_file=2, quiet=True)
     assert again.encoded == 0 and again.already_stored == 5
 
@@ -106,3 +107,19 @@ def test_bad_files_and_other_codebook(tmp_path: Path, tone_dir: Path, encoder, c
     with pytest.raises(SpeechUnitsError, match="codebook_sha256|dedup"):
         encode_corpus(open_corpus(tone_dir), UnitTokenizer(encoder, codebooks[:1], dedup=True), tmp_path / "u",
                       quiet=True)
+
+
+def test_streams_out_of_step_after_crash(tmp_path: Path, tone_dir: Path, encoder, codebooks) -> None:
+    tok = UnitTokenizer(encoder, codebooks)
+    encode_corpus(open_corpus(tone_dir), tok, tmp_path / "ref", rows_per_file=2, quiet=True)
+    out = tmp_path / "u"
+    encode_corpus(open_corpus(tone_dir), tok, out, rows_per_file=2, quiet=True)
+    # Killed between the two streams' renames: stream 1 lost its last shard, stream 0 did not.
+    last = sorted((out / "stream1-layer4-k9").glob("*.parquet"))[-1]
+    lost = set(UnitStore.open(out / "stream1-layer4-k9").ids())
+    last.unlink()
+    missing = lost - set(UnitStore.open(out / "stream1-layer4-k9").ids())
+    report = encode_corpus(open_corpus(tone_dir), tok, out, rows_per_file=2, quiet=True)
+    assert report.encoded == len(missing) == 1
+    for name in ("stream0-layer2-k6", "stream1-layer4-k9"):
+        assert stored(out / name) == stored(tmp_path / "ref" / name)

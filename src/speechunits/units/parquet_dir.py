@@ -3,7 +3,7 @@
 Layout of a shard directory::
 
     DIR/{prefix}-{i:05d}of{n:05d}-{seq:06d}.parquet   complete shards (one writer job "i/n" each)
-    DIR/.{final name}.tmp                              a shard being written (renamed when complete)
+    DIR/.{final name}.{pid}.tmp                        a shard being written (linked to its name when complete)
     DIR/.{final name}.corrupt                          an unreadable shard moved aside on resume
     DIR/.speechunits.json                              the directory's metadata (also in every shard)
 
@@ -41,6 +41,34 @@ DEFAULT_ROWS_PER_FILE = 500
 COMPRESSION = "zstd"
 
 _SHARD_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9_]+)-(?P<i>\d+)of(?P<n>\d+)-(?P<seq>\d+)\.parquet$")
+
+
+_TEMP_RE = re.compile(r"^\..+\.parquet\.(?P<pid>\d+)\.tmp$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _publish(tmp: Path, final: Path) -> bool:
+    """Atomically give ``tmp`` the name ``final`` unless ``final`` exists; False if it does."""
+    try:
+        os.link(tmp, final)  # fails instead of overwriting
+    except FileExistsError:
+        return False
+    except OSError:  # file systems without hard links: rename (atomic, but may overwrite)
+        if final.exists():
+            return False
+        os.replace(tmp, final)
+        return True
+    tmp.unlink()
+    return True
 
 
 class CorruptShardError(SpeechUnitsError):
@@ -151,10 +179,18 @@ class ShardWriter:
 
     # -- start-up --------------------------------------------------------------------------------
     def _remove_own_temps(self) -> None:
+        """Delete this job's temp files, except those of a live process on this host (a duplicate job)."""
         for path in self.directory.iterdir():
-            if path.name.startswith(f".{self._stem}-") and path.name.endswith(".tmp"):
-                log.warning("%s: removing a partial shard left by a killed run", path)
-                path.unlink(missing_ok=True)
+            match = _TEMP_RE.match(path.name)
+            if not match or not path.name.startswith(f".{self._stem}-"):
+                continue
+            pid = int(match["pid"])
+            if pid != os.getpid() and _process_alive(pid):
+                log.warning("%s: another live process (%d) is writing job %d/%d into this directory",
+                            path, pid, *self.job)
+                continue
+            log.warning("%s: removing a partial shard left by a killed run", path)
+            path.unlink(missing_ok=True)
 
     def _recover(self) -> set[str]:
         """Check metadata, quarantine unreadable shards, collect stored keys."""
@@ -209,14 +245,16 @@ class ShardWriter:
         if not self._rows:
             return
         table = pa.Table.from_pylist(self._rows, schema=self.schema)
-        final = self.directory / f"{self._stem}-{self._seq:06d}.parquet"
-        tmp = self.directory / f".{final.name}.tmp"
+        tmp = self.directory / f".{self._stem}-{self._seq:06d}.parquet.{os.getpid()}.tmp"
         pq.write_table(table, tmp, compression=COMPRESSION)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, final)
+        while True:  # never overwrite a shard (a duplicate job may have taken the name)
+            final = self.directory / f"{self._stem}-{self._seq:06d}.parquet"
+            self._seq += 1
+            if _publish(tmp, final):
+                break
         log.debug("wrote %s (%d rows)", final, table.num_rows)
-        self._seq += 1
         self.files_written += 1
         self._rows = []
 
