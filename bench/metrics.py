@@ -144,8 +144,19 @@ def bench_evaluate(num_frames: int, baseline_frames: int) -> None:
                 units_all.append(u)
     mutual_info_score(labels, units_all)
     sk_rate = frames / (time.perf_counter() - t0)
+    # End to end from a Parquet unit store (reading included).
+    from speechunits.measure.evaluate import evaluate_store
+    from speechunits.units.store import write_units
+
+    with tempfile.TemporaryDirectory() as tmp:
+        meta = {"k": k, "frame_rate": FRAME_RATE, "frame_offset_s": offset, "sha256": "0" * 64}
+        write_units(Path(tmp) / "store", rows, meta)
+        t0 = time.perf_counter()
+        evaluate_store(Path(tmp) / "store", alignments)
+        store_rate = report.frames / (time.perf_counter() - t0)
     print(f"evaluate  {report.frames} frames (K={k}, {report.num_phones} phones): ours {ours / 1e6:.2f} M frames/s "
-          f"(target >= 1 M/s: {'met' if ours >= 1e6 else 'MISSED'})")
+          f"in memory, {store_rate / 1e6:.2f} M frames/s from a unit store "
+          f"(target >= 1 M/s: {'met' if min(ours, store_rate) >= 1e6 else 'MISSED'})")
     print(f"          baseline per-frame loop {loop_rate / 1e6:.3f} M frames/s -> x{ours / loop_rate:.0f}; "
           f"per-frame lookup + sklearn mutual_info_score {sk_rate / 1e6:.3f} M frames/s -> x{ours / sk_rate:.0f}")
 

@@ -88,3 +88,8 @@ def test_abx_cli_errors(tmp_path: Path) -> None:
     other = tmp_path / "other.tsv"
     other.write_text("zz\t0\t0.1\ta\nzz\t0.1\t0.2\tb\nzz\t0.2\t0.3\tc\n")
     assert main(["abx", str(feats), "--alignments", str(other)]) == 2  # no utterance in common
+    assert main(["abx", str(feats), "--alignments", str(ali_dir), "--max-size-group", "1"]) == 2
+    assert main(["abx", str(feats), "--alignments", str(ali_dir), "--mode", "sideways"]) == 2
+    bad_items = tmp_path / "bad.item"
+    bad_items.write_text("#file onset offset #phone prev-phone next-phone speaker\ns0u0 0.5 0.2 a b c spk0\n")
+    assert main(["abx", str(feats), "--items", str(bad_items)]) == 2

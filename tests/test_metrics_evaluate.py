@@ -141,3 +141,22 @@ def test_cli_errors(tmp_path: Path) -> None:
     overlapping = tmp_path / "overlap.tsv"
     overlapping.write_text("u1\t0\t0.3\ta\nu1\t0.2\t0.5\tb\n")
     assert main(["evaluate", str(store), "--alignments", str(overlapping)]) == 2
+
+
+def test_labelling_agrees_with_alignments_frame_label_ids() -> None:
+    from speechunits.measure.alignments import frame_label_ids
+    from speechunits.measure.evaluate import _label_frames
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        # Boundaries on the 0.1 s grid put frame centres exactly on segment edges; gaps included.
+        edges = np.sort(rng.choice(np.arange(0, 30), size=12, replace=False)) / 10
+        segs = [Segment(float(a), float(b), "p%d" % rng.integers(0, 4)) for a, b in zip(edges[0::2], edges[1::2])]
+        vocab_a: dict[str, int] = {}
+        vocab_b: dict[str, int] = {}
+        ours, beyond = _label_frames(segs, 40, FR, 0.05 * (trial % 3), vocab_a)
+        ref = frame_label_ids(segs, 40, FR, 0.05 * (trial % 3), vocab_b)
+        assert vocab_a == vocab_b
+        np.testing.assert_array_equal(ours, ref)
+        centres = 0.05 * (trial % 3) + np.arange(40) / FR
+        assert beyond == int((centres >= segs[-1].end).sum())

@@ -106,6 +106,11 @@ def build_items(alignments: Mapping[str, Sequence[SegmentLike]], speakers: Mappi
     middle segment. Utterances without a speaker get ``"unknown"``.
     """
     items: list[AbxItem] = []
+    if speakers is not None:
+        unknown = [u for u in alignments if u not in speakers]
+        if unknown:
+            log.warning("%d aligned utterance(s) have no speaker (e.g. %s): they count as speaker %r",
+                        len(unknown), unknown[0], UNKNOWN_SPEAKER)
     for utt_id in sorted(alignments):
         segs = list(alignments[utt_id])
         speaker = (speakers or {}).get(utt_id, UNKNOWN_SPEAKER)

@@ -28,7 +28,7 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure import metrics
-from speechunits.measure.alignments import Segment, frame_segment_indices
+from speechunits.measure.alignments import Segment
 from speechunits.units.units import Units
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,25 @@ class EvaluationReport:
         return asdict(self)
 
 
+def _label_frames(segments: Sequence[Segment], num_frames: int, frame_rate: float, frame_offset_s: float,
+                  vocabulary: dict[str, int]) -> tuple[np.ndarray, int]:
+    """Phone id at each frame centre (-1 = none) ``[num_frames]`` and the number of frames past the last segment.
+
+    Same rule as :func:`speechunits.measure.alignments.frame_segment_indices` (``start <= t < end``,
+    a centre on a boundary belongs to the later segment), in one pass over the segments.
+    """
+    if not segments:
+        return np.full(num_frames, -1, dtype=np.int64), 0
+    table = np.array([(s.start, s.end, vocabulary.setdefault(s.label, len(vocabulary))) for s in segments],
+                     dtype=np.float64)
+    starts, ends, seg_ids = table[:, 0], table[:, 1], table[:, 2].astype(np.int64)
+    centres = frame_offset_s + np.arange(num_frames, dtype=np.float64) / frame_rate
+    index = np.searchsorted(starts, centres, side="right") - 1
+    inside = (index >= 0) & (centres < ends[np.maximum(index, 0)])
+    labels = np.where(inside, seg_ids[np.maximum(index, 0)], -1)
+    return labels, int(np.count_nonzero(centres >= ends[-1]))
+
+
 def evaluate_units(
     units: Iterable[tuple[str, Units]] | Iterable[tuple[str, Units, float]],
     alignments: Mapping[str, Sequence[Segment]],
@@ -117,12 +136,8 @@ def evaluate_units(
         if ids.size and (ids.max() >= vocab_size):
             raise SpeechUnitsError(f"{utt_id}: unit id {ids.max()} >= vocab size {vocab_size}")
         seconds += float(row[2]) if len(row) > 2 else ids.size / frame_rate
-        index = frame_segment_indices(segments, ids.size, frame_rate, frame_offset_s)
-        seg_ids = np.fromiter((vocabulary.setdefault(s.label, len(vocabulary)) for s in segments),
-                              dtype=np.int64, count=len(segments))
-        labels = np.where(index >= 0, seg_ids[index] if seg_ids.size else -1, -1)
-        if segments:
-            past_end += int(np.count_nonzero(frame_offset_s + np.arange(ids.size) / frame_rate >= segments[-1].end))
+        labels, beyond = _label_frames(segments, ids.size, frame_rate, frame_offset_s, vocabulary)
+        past_end += beyond
         label_chunks.append(labels)
         unit_chunks.append(ids)
         token_chunks.append(ids[metrics.run_starts(ids)])
