@@ -57,6 +57,10 @@ def test_encode_cli_streams_and_rerun(tmp_path: Path, tone_dir: Path, saved_code
     assert main(["encode", str(tone_dir), "--codebook", str(saved_codebooks[0]), "-o", str(out / stores[0]),
                  "--quiet"]) == 2
     assert contents(out / stores[0]) == first[stores[0]]
+    # A codebook of another layer than the one asked for is refused before anything is written.
+    assert main(["encode", str(tone_dir), "--codebook", str(saved_codebooks[0]), "--layer", "2",
+                 "-o", str(tmp_path / "x"), "--quiet"]) == 2
+    assert not (tmp_path / "x").exists()
 
 
 def _encode_command(corpus: Path, codebook: Path, out: Path) -> list[str]:

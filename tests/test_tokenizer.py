@@ -86,7 +86,11 @@ def test_refuses_mismatched_codebooks(encoder, tiny_wav2vec2_layernorm_dir: Path
     too_deep = make_codebook(cb.centroids, encoder.info.num_layers + 1, encoder.info)
     with pytest.raises(SpeechUnitsError, match="out of range"):
         UnitTokenizer(encoder, [too_deep])
+    layerless = make_codebook(cb.centroids, None, encoder.info)
     with pytest.raises(SpeechUnitsError, match="re-import it with --layer"):
-        UnitTokenizer(encoder, [make_codebook(cb.centroids, None, encoder.info)])
+        UnitTokenizer(encoder, [layerless])
+    assert UnitTokenizer(encoder, [layerless], layers=[2]).layers == [2]
+    with pytest.raises(SpeechUnitsError, match="trained on layer 2, not layer 3"):
+        UnitTokenizer(encoder, [cb], layers=[3])
     with pytest.raises(SpeechUnitsError, match="at least one"):
         UnitTokenizer(encoder, [])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from speechunits.cli.common import add_device, add_on_error, add_quiet, add_shard
+from speechunits.cli.common import add_device, add_on_error, add_quiet, add_shard, parse_int_list
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--codebook", action="append", required=True, metavar="CB",
                         help="codebook directory (repeat for several streams of the same encoder)")
     parser.add_argument("--dedup", action="store_true", help="merge repeated units, keeping durations")
+    parser.add_argument("--layer", "--layers", dest="layer", default=None,
+                        help="expected layer of each codebook, e.g. 6 or 6,9 (refuses codebooks of other "
+                        "layers; gives the layer of imported codebooks that lack one)")
     parser.add_argument("-o", "--out", required=True, help="unit store directory")
     parser.add_argument("--max-batch-seconds", type=float, default=None,
                         help="padded audio seconds per encoder call (default: as for `features`)")
@@ -51,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
     if args.channel is not None and args.channel < 0:
         raise SpeechUnitsError(f"--channel must be >= 0, got {args.channel}")
     job = parse_shard(args.shard)
+    layers = None
+    if args.layer is not None:
+        layers = parse_int_list(args.layer, "--layer")
+        if len(layers) == 1:
+            layers = layers * len(args.codebook)
+        if len(layers) != len(args.codebook):
+            raise SpeechUnitsError(f"--layer: {len(layers)} layers for {len(args.codebook)} codebooks")
     codebooks = [Codebook.load(path) for path in args.codebook]
     first = codebooks[0]
     for path, codebook in zip(args.codebook[1:], codebooks[1:]):
@@ -63,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                                "re-import it with `speechunits codebook import ... --encoder E`")
     corpus = open_corpus(args.input, shard=args.shard)
     encoder = load_encoder(first.encoder_name, device=args.device, dtype=args.dtype)
-    tokenizer = UnitTokenizer(encoder, codebooks, dedup=args.dedup)
+    tokenizer = UnitTokenizer(encoder, codebooks, dedup=args.dedup, layers=layers)
     report = encode_corpus(corpus, tokenizer, args.out, job=job, rows_per_file=args.rows_per_file,
                            max_batch_seconds=args.max_batch_seconds, on_error=args.on_error,
                            channel=args.channel, quiet=args.quiet)

@@ -36,19 +36,24 @@ class UnitTokenizer:
         encoder: a loaded encoder.
         codebooks: one or more codebooks for this encoder (possibly different layers).
         dedup: merge repeated units and keep durations (``torch.unique_consecutive`` semantics).
+        layers: the layer wanted from each codebook (default: each codebook's own layer); a
+            codebook trained on another layer is refused, one without a recorded layer uses it.
 
     Raises:
         SpeechUnitsError: no codebook, or a codebook made for another encoder, layer or dim.
     """
 
-    def __init__(self, encoder: Encoder, codebooks: Sequence[CodebookLike], *, dedup: bool = False):
+    def __init__(self, encoder: Encoder, codebooks: Sequence[CodebookLike], *, dedup: bool = False,
+                 layers: Sequence[int | None] | None = None):
         if not codebooks:
             raise SpeechUnitsError("UnitTokenizer needs at least one codebook")
+        if layers is not None and len(layers) != len(codebooks):
+            raise SpeechUnitsError(f"{len(layers)} layers given for {len(codebooks)} codebooks")
         info = encoder.info
         #: The layer each codebook quantises (a codebook without a layer only fits layer-less encoders).
         self.stream_layers: list[int] = []
         for j, codebook in enumerate(codebooks):
-            layer = codebook.layer
+            layer = codebook.layer if layers is None or layers[j] is None else layers[j]
             if layer is None:
                 if info.num_layers != 0:
                     raise SpeechUnitsError(f"codebook {j} ({codebook.meta.get('sha256', '?')[:12]}) does not say "
