@@ -115,8 +115,18 @@ def rss_child(count: int, workdir: Path, max_batch_seconds: float) -> None:
     code = main(["features", str(workdir / f"corpus{count}"), "--encoder", str(workdir / "small_model"), "--layer", "2",
                  "-o", str(workdir / f"out{count}"), "--quiet", "--device", "cpu",
                  "--max-batch-seconds", str(max_batch_seconds)])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"code": code, "peak_rss_mib": peak}))
+    print(json.dumps({"code": code, "peak_rss_mib": peak_rss_mib()}))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS: VmHWM (reset at exec, unlike ru_maxrss, which a child inherits)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure_rss(workdir: Path, counts: list[int], max_batch_seconds: float) -> dict[int, float]:
