@@ -8,7 +8,7 @@
    (a) a per-frame python loop with dict counts and (b) label lookup per frame + sklearn's
    ``mutual_info_score`` — both on a subset, as frames/s.
 
-    python bench/metrics.py [--minutes 10] [--dim 768] [--eval-frames 2000000] [--threads 1]
+    python bench/metrics.py [--minutes 10] [--dim 768] [--eval-frames 2000000] [--threads N]
 
 The machine is shared: absolute seconds are noisy, ratios hold better.
 """
@@ -170,12 +170,13 @@ def main() -> None:
     parser.add_argument("--eval-frames", type=int, default=2_000_000)
     parser.add_argument("--baseline-frames", type=int, default=50_000)
     parser.add_argument("--workdir", default=None, help="where the synth corpus goes (default: a temp dir)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: on a shared 2-core machine 2 threads contend badly)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's; ABX itself runs its distances on one thread)")
     args = parser.parse_args()
     import torch
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
         bench_abx(args.minutes, args.dim, args.baseline_pairs, Path(args.workdir or tmp), args.repeats)

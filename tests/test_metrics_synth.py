@@ -16,6 +16,17 @@ K = 30
 SHIFT_S = 0.06
 
 
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The DTW runs many small ops: one thread avoids contention on the shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 def _mfcc_corpus(tmp: Path, minutes: float, speakers: int):
     pytest.importorskip("espeakng_loader")
     from speechunits.audio import Audio
