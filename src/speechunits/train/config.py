@@ -3,7 +3,9 @@
 The model is a plain Hugging Face ``HubertModel``; a preset is a set of ``HubertConfig``
 fields. ``tiny`` is shaped for CPUs: on CPU the raw-waveform CNN dominates the step, so its
 convolutions are narrow (and narrowest at the 3200 Hz first layer); the transformer is small.
-``base`` is HuBERT-Base (fairseq ``hubert_base_librispeech``).
+``tiny`` and ``small`` use pre-LayerNorm transformer blocks (``do_stable_layer_norm``, as
+HuBERT-Large), which train stably with short warmups and small batches; ``base`` is
+HuBERT-Base (fairseq ``hubert_base_librispeech``, post-LN). All keep the group-norm CNN.
 """
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         num_hidden_layers=6,
         num_attention_heads=4,
         intermediate_size=1024,
-        conv_dim=(64, 128, 128, 128, 128, 256, 256),
+        conv_dim=(32, 64, 128, 128, 128, 128, 128),
         num_conv_pos_embeddings=64,
         num_conv_pos_embedding_groups=16,
+        do_stable_layer_norm=True,
     ),
     "small": dict(
         hidden_size=384,
@@ -36,6 +39,7 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         conv_dim=(256,) * 7,
         num_conv_pos_embeddings=128,
         num_conv_pos_embedding_groups=16,
+        do_stable_layer_norm=True,
     ),
     "base": dict(
         hidden_size=768,
@@ -59,6 +63,10 @@ class TrainConfig:
     Masking follows HuBERT: every frame starts a masked span with probability ``mask_prob``
     (0.08) and spans are ``mask_length`` (10) frames long, overlaps allowed, so about
     ``1 - (1 - 0.08) ** 10`` = 57 % of frames end up masked.
+
+    ``max_minutes`` (optional) is a wall-clock budget: training stops at ``steps`` or when the
+    budget is spent, and the learning-rate decay follows whichever is further along. Such a
+    run depends on the machine's speed, so it is not reproducible step for step.
     """
 
     model: str = "tiny"
@@ -84,6 +92,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 250
+    max_minutes: float | None = None
     extra_model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -101,6 +110,7 @@ class TrainConfig:
             ("--temperature", self.temperature > 0),
             ("--unmasked-weight", self.unmasked_weight >= 0),
             ("--grad-clip", self.grad_clip > 0),
+            ("--max-minutes", self.max_minutes is None or self.max_minutes > 0),
         ]
         for option, ok in checks:
             if not ok:
@@ -134,7 +144,7 @@ def hubert_config(train: TrainConfig) -> "transformers.HubertConfig":  # noqa: F
     """
     import transformers
 
-    preset = dict(MODEL_PRESETS[train.model])
+    preset = {"do_stable_layer_norm": False, **MODEL_PRESETS[train.model]}
     preset.update(train.extra_model)
     conv_dim = tuple(preset.pop("conv_dim"))
     if len(conv_dim) != len(CONV_KERNEL):
@@ -145,7 +155,6 @@ def hubert_config(train: TrainConfig) -> "transformers.HubertConfig":  # noqa: F
         conv_stride=CONV_STRIDE,
         conv_bias=False,
         feat_extract_norm="group",
-        do_stable_layer_norm=False,
         hidden_dropout=train.dropout,
         attention_dropout=train.dropout,
         activation_dropout=0.0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,22 +27,29 @@ log = logging.getLogger(__name__)
 EXTRACT_BATCH_SECONDS = 40.0
 
 
-def layer_features(model_dir: Path, waves: list[tuple[str, np.ndarray]], layer: int) -> list[np.ndarray]:
-    """Layer ``layer`` features ``[F_i, D]`` of every wave, through ``load_encoder(model_dir)``."""
+def layer_features(model_dir: Path, waves: list[tuple[str, np.ndarray]], layers: Sequence[int]
+                   ) -> dict[int, list[np.ndarray]]:
+    """Features ``[F_i, D]`` of every wave at each of ``layers``, through ``load_encoder(model_dir)``."""
     from speechunits.encoders import load_encoder
 
     encoder = load_encoder(str(model_dir), device="cpu")
-    encoder.check_layers([layer])
-    out: list[np.ndarray] = []
-    group: list[np.ndarray] = []
+    layers = encoder.check_layers(list(layers))
+    out: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
     budget = int(EXTRACT_BATCH_SECONDS * SAMPLE_RATE)
+    group: list[np.ndarray] = []
+
+    def flush() -> None:
+        for item in encoder.extract_batch(group, layers):
+            for layer in layers:
+                out[layer].append(item[layer])
+        group.clear()
+
     for _, wave in waves:
         group.append(wave)
         if sum(len(w) for w in group) >= budget:
-            out.extend(item[layer] for item in encoder.extract_batch(group, [layer]))
-            group = []
+            flush()
     if group:
-        out.extend(item[layer] for item in encoder.extract_batch(group, [layer]))
+        flush()
     return out
 
 
@@ -52,7 +60,7 @@ def fit_layer_codebook(model_dir: Path, waves: list[tuple[str, np.ndarray]], lay
     from speechunits.quantize import Codebook
     from speechunits.quantize.kmeans import fit_kmeans
 
-    feats = torch.from_numpy(np.concatenate(layer_features(model_dir, waves, layer)))
+    feats = torch.from_numpy(np.concatenate(layer_features(model_dir, waves, [layer])[layer]))
     if feats.shape[0] > MAX_KMEANS_FRAMES:
         gen = torch.Generator().manual_seed(seed)
         feats = feats[torch.randperm(feats.shape[0], generator=gen)[:MAX_KMEANS_FRAMES]]

@@ -29,13 +29,16 @@ from speechunits.train.model import HubertPretrainer
 log = logging.getLogger(__name__)
 
 
-def learning_rate(step: int, train: TrainConfig) -> float:
-    """Linear warmup to ``lr`` over ``warmup_steps``, then linear decay to 0 at ``steps``."""
+def learning_rate(step: int, train: TrainConfig, time_fraction: float = 0.0) -> float:
+    """Linear warmup to ``lr`` over ``warmup_steps``, then linear decay to 0 at ``steps``.
+
+    ``time_fraction`` (elapsed / ``max_minutes``) takes over the decay when it is further along.
+    """
     if train.warmup_steps > 0 and step < train.warmup_steps:
         return train.lr * (step + 1) / train.warmup_steps
-    remaining = max(train.steps - step, 0)
     span = max(train.steps - train.warmup_steps, 1)
-    return train.lr * remaining / span
+    left = max(train.steps - step, 0) / span
+    return train.lr * max(0.0, min(left, 1.0 - time_fraction))
 
 
 def make_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.AdamW:
@@ -104,7 +107,7 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def step(self, step: int) -> StepLog:
+    def step(self, step: int, time_fraction: float = 0.0) -> StepLog:
         """One optimizer step over ``accumulate`` micro-batches."""
         start = time.perf_counter()
         self.model.train()
@@ -127,7 +130,7 @@ class Trainer:
                                     stats.unmasked_frames, stats.unmasked_correct, batch.waves.numel()],
                                    dtype=torch.float64)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip))
-        lr = learning_rate(step, self.train)
+        lr = learning_rate(step, self.train, time_fraction)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if math.isfinite(grad_norm):
@@ -171,9 +174,20 @@ class Trainer:
         bar = tqdm(total=self.train.steps, initial=start_step, desc="pretrain", unit="step", file=sys.stderr,
                    disable=self.quiet or not main, dynamic_ncols=True, mininterval=1.0)
         window: list[StepLog] = []
+        budget = None if self.train.max_minutes is None else self.train.max_minutes * 60.0
+        started = time.perf_counter()
         try:
             for step in range(start_step, self.train.steps):
-                entry = self.step(step)
+                fraction = 0.0 if budget is None else (time.perf_counter() - started) / budget
+                if self.dist.enabled and budget is not None:  # every rank stops at the same step
+                    shared = torch.tensor([fraction], dtype=torch.float64)
+                    torch.distributed.broadcast(shared, 0)
+                    fraction = float(shared[0])
+                if fraction >= 1.0:
+                    log.info("time budget of %.1f min spent at step %d", self.train.max_minutes, step)
+                    self.checkpoint(step)
+                    break
+                entry = self.step(step, fraction)
                 history.append(entry)
                 window.append(entry)
                 if on_step is not None:
