@@ -48,6 +48,7 @@ def _quiet_python_loggers(verbose: bool) -> None:
     level = logging.INFO if verbose else logging.ERROR
     if not verbose:  # Ray Data warns about its own deprecated settings on every run
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.data\.")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data\.")
     for name in RAY_LOGGERS:
         logging.getLogger(name).setLevel(level)
 

@@ -1,0 +1,89 @@
+"""The --backend option family: validation, and the local backend never importing Ray."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.scale.cli import add_scale_options, backend, ray_options
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_scale_options(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_defaults_are_local_and_overlapped() -> None:
+    args = parse()
+    assert backend(args) == "local" and args.loader_workers is None
+
+
+@pytest.mark.parametrize("argv, match", [
+    (("--ray-address", "auto"), "--ray-address: only with --backend ray"),
+    (("--num-workers", "2"), "--num-workers: only with --backend ray"),
+    (("--gpus-per-worker", "1"), "--gpus-per-worker"),
+    (("--loader-workers", "-1"), "--loader-workers must be >= 0"),
+])
+def test_bad_local_options_are_refused(argv: tuple[str, ...], match: str) -> None:
+    with pytest.raises(SpeechUnitsError, match=match):
+        backend(parse(*argv))
+
+
+@pytest.mark.parametrize("argv, match", [
+    (("--backend", "ray", "--num-workers", "0"), "--num-workers must be >= 1"),
+    (("--backend", "ray", "--gpus-per-worker", "-0.5"), "--gpus-per-worker must be >= 0"),
+    (("--backend", "ray", "--cpus-per-worker", "0"), "--cpus-per-worker must be > 0"),
+])
+def test_bad_ray_options_are_refused(argv: tuple[str, ...], match: str) -> None:
+    with pytest.raises(SpeechUnitsError, match=match):
+        ray_options(parse(*argv))
+
+
+def test_ray_options_are_carried() -> None:
+    opts = ray_options(parse("--backend", "ray", "--ray-address", "head:6379", "--num-workers", "3",
+                             "--gpus-per-worker", "0.5", "--cpus-per-worker", "2", "--loader-workers", "4"))
+    assert (opts.address, opts.num_workers, opts.gpus_per_worker, opts.cpus_per_worker, opts.loader_workers) == \
+        ("head:6379", 3, 0.5, 2.0, 4)
+
+
+LOCAL_SCRIPT = """
+import json, sys
+from types import SimpleNamespace
+import numpy as np
+import torch
+torch.set_num_threads(1)
+from speechunits.corpus import open_corpus
+from speechunits.encoders import load_encoder
+from speechunits.features import iter_features
+from speechunits.quantize.fit import fit_codebook
+from speechunits.scale import cli
+from speechunits.units.store import UnitStore
+from speechunits.units.tokenizer import UnitTokenizer
+
+args = SimpleNamespace(backend="local", loader_workers=2, max_frames=200, seed=0)
+encoder = load_encoder({model!r}, device="cpu")
+corpus = open_corpus({corpus!r})
+serial = [i.features[2] for i in iter_features(encoder, corpus, [2], quiet=True) if i.features is not None]
+overlapped = [i.features[2] for i in cli.feature_items(args, encoder, corpus, [2], quiet=True)
+              if i.features is not None]
+same_features = all(np.array_equal(a, b) for a, b in zip(serial, overlapped)) and len(serial) == len(overlapped)
+codebook = fit_codebook(cli.fit_source(args, {corpus!r}, encoder, 2, quiet=True), 4, max_frames=200, iters=5,
+                        device="cpu")
+report = cli.encode_corpus(args, corpus, UnitTokenizer(encoder, [codebook]), {out!r}, quiet=True)
+print(json.dumps({{"ray": "ray" in sys.modules, "same_features": bool(same_features),
+                   "encoded": report.encoded, "stored": len(UnitStore.open({out!r}))}}))
+"""
+
+
+def test_local_backend_never_imports_ray(tiny_hubert_dir: Path, tone_dir: Path, tmp_path: Path) -> None:
+    script = LOCAL_SCRIPT.format(model=str(tiny_hubert_dir), corpus=str(tone_dir), out=str(tmp_path / "units"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"ray": False, "same_features": True, "encoded": 5, "stored": 5}
