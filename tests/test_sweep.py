@@ -64,8 +64,8 @@ def test_mfcc_units_beat_random_units_and_shifted_alignments(corpus: Path) -> No
     feats = {it.utt.id: it.features[0] for it in iter_features(encoder, open_corpus(corpus / "manifest.tsv"), [0],
                                                                 quiet=True)}
     alignments = load_alignments(corpus)
-    centroids, _ = sweep_module.fit_centroids(sample_frames(feats, 5000, 0), 32, iters=10, seed=0, device="cpu")
-    units = sweep_module.assign_units(feats, centroids, "cpu")
+    codebook = sweep_module.fit_cell(sample_frames(feats, 5000, 0), 32, info, 0, iters=10, seed=0, device="cpu")
+    units = sweep_module.assign_units(feats, codebook, "cpu")
     good = score_units(units, alignments, 32, info.frame_rate, offset)["pnmi"]
     rng = np.random.default_rng(0)
     random_units = {u: rng.integers(0, 32, size=v.size) for u, v in units.items()}
@@ -88,18 +88,22 @@ def test_sweep_writes_results_plots_report_and_resumes(corpus: Path, tmp_path: P
     assert rows[1]["bitrate_uniform"] > 0
     for name in ("pnmi.png", "abx.png", "bitrate.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    from speechunits.quantize import Codebook
+
+    codebook = Codebook.load(out / "codebooks" / "layer0-k16")
+    assert codebook.k == 16 and codebook.layer == 0 and codebook.encoder_name == "mfcc"
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| 0 | 16 |" in report and "Best PNMI" in report
     first_csv = (out / "results.csv").read_text(encoding="utf-8")
 
     calls: list[int] = []
-    real_fit = sweep_module.fit_centroids
+    real_fit = sweep_module.fit_cell
 
-    def counting_fit(x: np.ndarray, k: int, **kw: object) -> tuple[np.ndarray, float]:
+    def counting_fit(x: np.ndarray, k: int, *args: object, **kw: object) -> object:
         calls.append(k)
-        return real_fit(x, k, **kw)  # type: ignore[arg-type]
+        return real_fit(x, k, *args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sweep_module, "fit_centroids", counting_fit)
+    monkeypatch.setattr(sweep_module, "fit_cell", counting_fit)
     again = run_sweep(_settings(corpus, abx=True), out, quiet=True)  # nothing left to do
     assert calls == [] and (out / "results.csv").read_text(encoding="utf-8") == first_csv
     assert [(r["layer"], r["k"]) for r in again] == [(0, 8), (0, 16)]

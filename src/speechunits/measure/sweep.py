@@ -11,6 +11,7 @@ Outputs in the report directory:
 * ``results.csv`` — one row per (layer, K), appended as each cell finishes;
 * ``pnmi.png``, ``bitrate.png`` and (with ABX) ``abx.png`` — the metric by layer, one line per K;
 * ``report.md`` — the table, the best cell and how the sweep was run;
+* ``codebooks/layer{L}-k{K}/`` — each cell's codebook, usable by ``speechunits encode``;
 * ``sweep.json`` — the settings; a rerun with the same settings skips finished cells
   (resumable), a rerun with different settings is refused.
 """
@@ -35,9 +36,14 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "results.csv"
 SETTINGS_FILE = "sweep.json"
 REPORT_FILE = "report.md"
+#: Each cell's codebook is saved under ``codebooks/layer{L}-k{K}/`` (ready for ``speechunits encode``).
+CODEBOOKS_DIR = "codebooks"
 #: Default cap on the frames used to fit each codebook.
 DEFAULT_MAX_FRAMES = 100_000
 DEFAULT_KMEANS_ITERS = 20
+#: Matmul precision of k-means and assignment (labels are exact either way). "fp32": on these
+#: machines the bf16 path ("auto") was 2-16x slower per Lloyd step, small K/D worst.
+KMEANS_PRECISION = "fp32"
 #: Columns of results.csv, in order.
 COLUMNS = (
     "layer", "k", "pnmi", "phone_purity", "cluster_purity", "h_phone", "h_phone_given_unit",
@@ -132,30 +138,23 @@ def sample_frames(features: Mapping[str, np.ndarray], max_frames: int, seed: int
 # --------------------------------------------------------------------------------- quantizing
 
 
-def fit_centroids(x: np.ndarray, k: int, *, iters: int, seed: int, device: str) -> tuple[np.ndarray, float]:
-    """k-means centroids ``[K, D]`` float32 and inertia, through :mod:`speechunits.quantize`."""
-    import torch
-
-    from speechunits.quantize.kmeans import fit_kmeans
+def fit_cell(x: np.ndarray, k: int, encoder_info: Any, layer: int, *, iters: int, seed: int, device: str) -> Any:
+    """A :class:`~speechunits.quantize.Codebook` fitted by k-means on the rows of ``x [N, D]``."""
+    from speechunits.quantize import Codebook, fit_kmeans
 
     if x.shape[0] < k:
         raise SpeechUnitsError(f"--k {k}: only {x.shape[0]} frames to fit on (need at least K)")
-    result = fit_kmeans(torch.from_numpy(np.ascontiguousarray(x)), k, iters=iters, seed=seed, device=device)
-    centroids = result.centroids
-    centroids = centroids.detach().cpu().numpy() if hasattr(centroids, "detach") else np.asarray(centroids)
-    return centroids.astype(np.float32), float(result.inertia)
+    result = fit_kmeans(np.ascontiguousarray(x), k, iters=iters, seed=seed, device=device, precision=KMEANS_PRECISION)
+    return Codebook.from_fit(result, encoder_info, layer, training_frames=int(x.shape[0]), seed=seed, iters=iters,
+                             init="kmeans++")
 
 
-def assign_units(features: Mapping[str, np.ndarray], centroids: np.ndarray, device: str) -> dict[str, np.ndarray]:
+def assign_units(features: Mapping[str, np.ndarray], codebook: Any, device: str) -> dict[str, np.ndarray]:
     """Nearest-centroid ids ``{utt: int64 [T]}`` (one batched assignment over all frames)."""
-    import torch
-
-    from speechunits.quantize.assign import assign
-
     utts = list(features)
     sizes = np.array([features[u].shape[0] for u in utts], dtype=np.int64)
     stacked = np.concatenate([features[u] for u in utts]).astype(np.float32, copy=False)
-    ids = np.asarray(assign(stacked, torch.from_numpy(centroids), device=device))
+    ids = np.asarray(codebook.assign(stacked, device=device, precision=KMEANS_PRECISION))
     bounds = np.concatenate(([0], np.cumsum(sizes)))
     return {u: ids[bounds[i]: bounds[i + 1]] for i, u in enumerate(utts)}
 
@@ -312,10 +311,12 @@ def run_sweep(settings: SweepSettings, out_dir: str | os.PathLike[str], *, quiet
             feature_abx = _abx(items, features, info.frame_rate, frame_offset_s, "angular", settings.seed)
         sample = sample_frames(features, settings.max_frames, settings.seed)
         for k in ks:
-            centroids, inertia = fit_centroids(sample, k, iters=settings.iters, seed=settings.seed,
-                                               device=settings.device)
-            units = assign_units(features, centroids, settings.device)
-            row: dict[str, Any] = {"layer": layer, "k": k, "fit_frames": int(sample.shape[0]), "inertia": inertia}
+            codebook = fit_cell(sample, k, info, layer, iters=settings.iters, seed=settings.seed,
+                                device=settings.device)
+            codebook.save(out / CODEBOOKS_DIR / f"layer{layer}-k{k}")
+            units = assign_units(features, codebook, settings.device)
+            row: dict[str, Any] = {"layer": layer, "k": k, "fit_frames": int(sample.shape[0]),
+                                   "inertia": float(codebook.meta["inertia"])}
             row.update(score_units(units, alignments, k, info.frame_rate, frame_offset_s))
             if items is not None:
                 row["abx_within"], row["abx_across"] = _abx(items, units, info.frame_rate, frame_offset_s,
@@ -435,7 +436,8 @@ def write_report(out: Path, settings: SweepSettings, rows: list[dict[str, Any]],
         lines += [f"Best PNMI: **{best['pnmi']:.3f}** at layer {best['layer']}, K={best['k']}.", ""]
     lines += [results_table(rows), ""]
     lines += [f"![{p[:-4]}]({p})" for p in plots]
-    lines += ["", "All columns are in `results.csv`. ABX is in percent (unit ABX, 0/1 frame distance)."]
+    lines += ["", "All columns are in `results.csv`; each cell's codebook is in `codebooks/layer{L}-k{K}/`. "
+              "ABX is in percent (unit ABX, 0/1 frame distance)."]
     path = out / REPORT_FILE
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
