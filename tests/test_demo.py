@@ -1,0 +1,52 @@
+"""The offline demo end to end: a small fast run, and the full CLI run (slow)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from speechunits import demo
+from speechunits.cli.main import main
+from speechunits.errors import SpeechUnitsError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_small_run(tmp_path: Path) -> None:
+    result = demo.run_demo(tmp_path / "d", minutes=0.4, speakers=3, k=12, hf_layers=[0, 4], quiet=True)
+    names = [r.name for r in result.rows]
+    assert names[:4] == ["MFCC features", "MFCC k-means K=12", "random units K=12", "MFCC K=12, alignments +60 ms"]
+    assert [n for n in names[4:]] == ["tiny HuBERT (random weights) L0 K=12", "tiny HuBERT (random weights) L4 K=12"]
+    main_row, chance, late = result.rows[1], result.rows[2], result.rows[3]
+    assert main_row.pnmi > 0.3 and chance.pnmi < 0.15 and late.pnmi < main_row.pnmi
+    demo.check_rows(result.rows)
+    assert main_row.abx_across is not None and 0.0 <= main_row.abx_across < 0.5
+    assert all(0.0 <= r.pnmi <= 1.0 for r in result.rows if not math.isnan(r.pnmi))
+    out = result.out_dir
+    assert (out / "demo.png").read_bytes()[:8] == PNG_MAGIC
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "random weights" in report and "| MFCC k-means K=12 |" in report
+    assert (out / "tiny-hubert-random" / "config.json").is_file()
+    assert (out / "units-mfcc-k12").is_dir() and (out / "codebook-mfcc-k12" / "codebook.json").is_file()
+    assert (out / "sweep-tiny-hubert" / "results.csv").is_file()
+    table = demo.format_table(result.rows)
+    assert table.splitlines()[0].startswith("units") and "MFCC k-means K=12" in table
+
+    # A second run reuses everything and gives the same numbers.
+    again = demo.run_demo(tmp_path / "d", minutes=0.4, speakers=3, k=12, hf_layers=[0, 4], quiet=True)
+    assert [(r.name, r.pnmi) for r in again.rows] == [(r.name, r.pnmi) for r in result.rows]
+
+
+def test_check_rows_catches_a_broken_pipeline() -> None:
+    rows = [demo.DemoRow("f", math.nan), demo.DemoRow("u", 0.1), demo.DemoRow("r", 0.2), demo.DemoRow("s", 0.05)]
+    with pytest.raises(SpeechUnitsError, match="sanity check failed"):
+        demo.check_rows(rows)
+
+
+@pytest.mark.slow
+def test_demo_cli_full(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "-o", str(tmp_path / "demo"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "random weights" in out and "MFCC k-means K=50" in out and "tiny HuBERT" in out
+    assert (tmp_path / "demo" / "report.md").is_file() and (tmp_path / "demo" / "demo.png").is_file()
