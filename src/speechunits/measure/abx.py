@@ -47,7 +47,7 @@ DEFAULT_MAX_SIZE_GROUP = 10
 DEFAULT_MAX_X_ACROSS = 5
 #: Elements of one batched DTW cost tensor ``[pairs, N, M]`` (bounds memory).
 DTW_BATCH_ELEMENTS = 1 << 23
-#: Entries of the per-context frame distance matrices held at once (bounds memory).
+#: Entries of the per-group-pair frame distance matrices held at once (bounds memory).
 GRAM_BUDGET_ELEMENTS = 1 << 25
 #: torch threads while computing ABX distances (restored afterwards): the DTW's many small
 #: elementwise ops gain nothing from intra-op threads, and on a busy shared machine the thread
@@ -313,80 +313,92 @@ def _slice_items(items: Sequence[AbxItem], frames: Iterable[tuple[str, np.ndarra
 # ------------------------------------------------------------------------------------ distances
 
 
-def _context_grams(frames: _ItemFrames, items: np.ndarray, context: np.ndarray, distance: Distance
-                   ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
-    """Frame distance matrices of all frames of ``items`` within each context, flattened.
-
-    Returns:
-        buffer: float32 ``[sum_c f_c ** 2]`` (context blocks ``[f_c, f_c]`` one after another),
-        and per item (indexed like ``frames.size``): ``base`` (its context block's offset),
-        ``row`` (its first frame's row within the block) and ``width`` (``f_c``).
-    """
-    base = np.zeros(frames.size.size, dtype=np.int64)
-    row = np.zeros(frames.size.size, dtype=np.int64)
-    width = np.zeros(frames.size.size, dtype=np.int64)
-    order = items[np.argsort(context[items], kind="stable")]
-    bounds = np.flatnonzero(np.diff(context[order])) + 1
-    blocks: list[torch.Tensor] = []
-    offset = 0
-    for group in np.split(order, bounds):
-        sizes = frames.size[group]
-        rows = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        f_c = int(sizes.sum())
-        frame_idx = np.repeat(frames.start[group] - rows, sizes) + np.arange(f_c)
-        x = frames.data[torch.from_numpy(frame_idx)]
-        if distance == "angular":
-            block = (x @ x.T).clamp_(-1.0, 1.0).acos_().div_(math.pi)
-        else:
-            block = (x[:, None] != x[None, :]).float()
-        blocks.append(block.reshape(-1))
-        base[group], row[group], width[group] = offset, rows, f_c
-        offset += f_c * f_c
-    return torch.cat(blocks), base, row, width
-
-
-def _pair_distances(frames: _ItemFrames, left: np.ndarray, right: np.ndarray, context: np.ndarray,
+def _pair_distances(frames: _ItemFrames, left: np.ndarray, right: np.ndarray, group: np.ndarray,
                     distance: Distance) -> np.ndarray:
-    """DTW distances of item pairs ``(left[q], right[q])`` from the same context.
+    """DTW distances of item pairs ``(left[q], right[q])``.
 
-    Frame distances come from one Gram matrix per context (big matmuls); contexts are
-    processed in chunks of at most ``GRAM_BUDGET_ELEMENTS`` matrix entries, and each chunk's
-    pairs run through :func:`dtw_batch` in length-sorted batches.
+    Items are grouped (ABX uses one group per (context, speaker)); frame distances come from
+    one matrix product per pair of groups that some item pair needs (big matmuls, only the
+    blocks needed), processed in chunks of at most ``GRAM_BUDGET_ELEMENTS`` matrix entries;
+    each chunk's pairs run through :func:`dtw_batch` in length-sorted batches.
     """
     out = np.empty(left.size, dtype=np.float64)
     if left.size == 0:
         return out
-    if np.any(context[left] != context[right]):
-        raise ValueError("ABX pairs must share their context")  # internal invariant
-    pair_ctx = context[left]
-    ctx_order = np.argsort(pair_ctx, kind="stable")
-    uniq_ctx, first = np.unique(pair_ctx[ctx_order], return_index=True)
-    # Gram entries per context (an upper bound: all items of the context that occur in pairs).
-    item_list = np.unique(np.concatenate((left, right)))
-    f_per_ctx = np.bincount(context[item_list], weights=frames.size[item_list], minlength=int(context.max()) + 1)
-    cost = f_per_ctx[uniq_ctx] ** 2
+    # Orient every pair so that its left group id is the smaller one.
+    swap = group[left] > group[right]
+    left, right = np.where(swap, right, left), np.where(swap, left, right)
+    # Members of each group (items in some pair) and their first-frame row inside the group.
+    members = np.unique(np.concatenate((left, right)))
+    members = members[np.lexsort((members, group[members]))]
+    sizes = frames.size[members]
+    group_of = group[members]
+    firsts = np.flatnonzero(np.r_[True, group_of[1:] != group_of[:-1]])
+    group_frames = np.add.reduceat(sizes, firsts)  # [G'] frames per group
+    cum = np.cumsum(sizes) - sizes
+    row = np.zeros(frames.size.size, dtype=np.int64)
+    row[members] = cum - np.repeat(cum[firsts], np.diff(np.r_[firsts, members.size]))
+    width_of_group = np.zeros(int(group.max()) + 1, dtype=np.int64)
+    width_of_group[group_of[firsts]] = group_frames
+    member_slices = {int(group_of[f]): members[f:e] for f, e in zip(firsts, np.r_[firsts[1:], members.size])}
+
+    num_groups = int(group.max()) + 1
+    block = group[left] * num_groups + group[right]
+    order = np.argsort(block, kind="stable")
+    blocks, first = np.unique(block[order], return_index=True)
+    cost = width_of_group[blocks // num_groups] * width_of_group[blocks % num_groups]
     start = 0
-    while start < uniq_ctx.size:
+    while start < blocks.size:
         stop = start + max(1, int(np.searchsorted(np.cumsum(cost[start:]), GRAM_BUDGET_ELEMENTS, side="right")))
-        stop = min(stop, uniq_ctx.size)
-        lo = first[start]
-        hi = first[stop] if stop < uniq_ctx.size else ctx_order.size
-        chunk = ctx_order[lo:hi]
-        chunk_items = np.unique(np.concatenate((left[chunk], right[chunk])))
-        buffer, base, row, width = _context_grams(frames, chunk_items, context, distance)
-        out[chunk] = _dtw_pairs(frames.size, buffer, base, row, width, left[chunk], right[chunk])
+        stop = min(stop, blocks.size)
+        chunk = order[first[start]:(first[stop] if stop < blocks.size else order.size)]
+        buffer, base = _block_distances(frames, blocks[start:stop], num_groups, member_slices, distance)
+        pair_base = base[np.searchsorted(blocks[start:stop], block[chunk])]
+        out[chunk] = _dtw_pairs(frames.size, buffer, pair_base, width_of_group[group[right[chunk]]], row,
+                                left[chunk], right[chunk])
         start = stop
     return out
 
 
-def _dtw_pairs(size: np.ndarray, buffer: torch.Tensor, base: np.ndarray, row: np.ndarray, width: np.ndarray,
-               left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """DTW of pairs whose frame distances lie in ``buffer`` (see :func:`_context_grams`)."""
+def _block_distances(frames: _ItemFrames, blocks: np.ndarray, num_groups: int,
+                     member_slices: dict[int, np.ndarray], distance: Distance) -> tuple[torch.Tensor, np.ndarray]:
+    """Frame distance matrices ``[f_g1, f_g2]`` of group pairs ``blocks`` (``g1 * num_groups + g2``), flattened.
+
+    Returns:
+        The flat buffer and each block's offset in it.
+    """
+    cache: dict[int, torch.Tensor] = {}
+
+    def group_frames(g: int) -> torch.Tensor:
+        if g not in cache:
+            items = member_slices[g]
+            sizes = frames.size[items]
+            rows = np.cumsum(sizes) - sizes
+            idx = np.repeat(frames.start[items] - rows, sizes) + np.arange(int(sizes.sum()))
+            cache[g] = frames.data[torch.from_numpy(idx)]
+        return cache[g]
+
+    pieces: list[torch.Tensor] = []
+    base = np.zeros(blocks.size, dtype=np.int64)
+    offset = 0
+    for k, code in enumerate(blocks.tolist()):
+        x, y = group_frames(code // num_groups), group_frames(code % num_groups)
+        if distance == "angular":
+            mat = (x @ y.T).clamp_(-1.0, 1.0).acos_().div_(math.pi)
+        else:
+            mat = (x[:, None] != y[None, :]).float()
+        pieces.append(mat.reshape(-1))
+        base[k] = offset
+        offset += mat.numel()
+    return torch.cat(pieces), base
+
+
+def _dtw_pairs(size: np.ndarray, buffer: torch.Tensor, pair_base: np.ndarray, pair_width: np.ndarray,
+               row: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """DTW of pairs whose frame distances lie in ``buffer``: frame (r, c) of pair q is at
+    ``pair_base[q] + (row[left[q]] + r) * pair_width[q] + row[right[q]] + c``."""
     out = np.empty(left.size, dtype=np.float64)
     n_all, m_all = size[left], size[right]
-    swap = m_all > n_all  # longer item first: tighter length buckets
-    a_idx, b_idx = np.where(swap, right, left), np.where(swap, left, right)
-    n_all, m_all = np.maximum(n_all, m_all), np.minimum(n_all, m_all)
     order = np.lexsort((m_all, n_all))
     pos = 0
     while pos < order.size:
@@ -398,11 +410,10 @@ def _dtw_pairs(size: np.ndarray, buffer: torch.Tensor, base: np.ndarray, row: np
         sel = order[pos:hi]
         n, m = n_all[sel], m_all[sel]
         big_n, big_m = int(n.max()), int(m.max())
-        a, b = a_idx[sel], b_idx[sel]
         r = np.minimum(np.arange(big_n)[None, :], (n - 1)[:, None])  # [P, N] (padding repeats the last frame)
         c = np.minimum(np.arange(big_m)[None, :], (m - 1)[:, None])  # [P, M]
-        flat = (base[a][:, None, None] + (row[a][:, None] + r)[:, :, None] * width[a][:, None, None]
-                + (row[b][:, None] + c)[:, None, :])
+        flat = (pair_base[sel][:, None, None] + (row[left[sel]][:, None] + r)[:, :, None] * pair_width[sel][:, None, None]
+                + (row[right[sel]][:, None] + c)[:, None, :])
         dist = buffer[torch.from_numpy(flat)]
         out[sel] = dtw_batch(dist, torch.from_numpy(n), torch.from_numpy(m)).double().numpy()
         pos = hi
@@ -516,39 +527,41 @@ def compute_abx(items: Sequence[AbxItem], frames: Iterable[tuple[str, np.ndarray
     groups = _groups(items, table.usable, max_size_group, rng)
     cells = _cells(groups, max_x_across, rng, "within" in modes, "across" in modes)
 
-    # All item pairs needed, as unique (lo, hi) codes.
+    # All item pairs needed, as unique (lo, hi) codes; each cell keeps its [X, A] and [X, B] codes.
     num = len(items)
     codes = [np.minimum(c.x[:, None], arr[None, :]) * num + np.maximum(c.x[:, None], arr[None, :])
              for c in cells for arr in (c.a, c.b)]
-    uniq = np.unique(np.concatenate([c.reshape(-1) for c in codes])) if codes else np.zeros(0, dtype=np.int64)
-    uniq = uniq[uniq // num != uniq % num]  # self-pairs (X == A) are never scored
-    context_names: dict[str, int] = {}
-    context = np.array([context_names.setdefault(f"{it.prev}+{it.next}", len(context_names)) for it in items],
-                       dtype=np.int64)
+    flat_codes = np.concatenate([c.reshape(-1) for c in codes]) if codes else np.zeros(0, dtype=np.int64)
+    uniq, inverse = np.unique(flat_codes, return_inverse=True)
+    keep = uniq // num != uniq % num  # self-pairs (X == A) are never scored
+    group_names: dict[tuple[str, str, str], int] = {}
+    group = np.array([group_names.setdefault((it.prev, it.next, it.speaker), len(group_names)) for it in items],
+                     dtype=np.int64)
     before = torch.get_num_threads()
     torch.set_num_threads(min(before, ABX_TORCH_THREADS))
     try:
-        dists = _pair_distances(table, uniq // num, uniq % num, context, distance)
+        dists = np.full(uniq.size, np.nan)
+        dists[keep] = _pair_distances(table, uniq[keep] // num, uniq[keep] % num, group, distance)
     finally:
         torch.set_num_threads(before)
-
-    def lookup(x: np.ndarray, other: np.ndarray) -> np.ndarray:
-        code = np.minimum(x[:, None], other[None, :]) * num + np.maximum(x[:, None], other[None, :])
-        pos = np.clip(np.searchsorted(uniq, code), 0, max(uniq.size - 1, 0))
-        return np.where(uniq[pos] == code, dists[pos] if dists.size else 0.0, np.nan)
+    flat_dists = dists[inverse]
 
     within_scores: list[tuple[tuple, float]] = []
     across_scores: list[tuple[tuple, float]] = []
-    for cell in cells:
-        dxa = lookup(cell.x, cell.a)  # [X, A]
-        dxb = lookup(cell.x, cell.b)  # [X, B]
+    pos = 0
+    for k, cell in enumerate(cells):
+        shape_a, shape_b = codes[2 * k].shape, codes[2 * k + 1].shape
+        dxa = flat_dists[pos:pos + codes[2 * k].size].reshape(shape_a)  # [X, A]
+        pos += codes[2 * k].size
+        dxb = flat_dists[pos:pos + codes[2 * k + 1].size].reshape(shape_b)  # [X, B]
+        pos += codes[2 * k + 1].size
         err = (dxa[:, :, None] > dxb[:, None, :]) + 0.5 * (dxa[:, :, None] == dxb[:, None, :])
         if cell.within:
-            mask = ~np.eye(cell.x.size, dtype=bool)  # X != A
-            score = float(err[mask].mean())
-            within_scores.append((cell.key, score))
+            # X != A: drop the diagonal (its distance is NaN and never compares true anyway).
+            total = err.sum() - err[np.arange(cell.x.size), np.arange(cell.x.size)].sum()
+            within_scores.append((cell.key, float(total) / (cell.x.size * (cell.x.size - 1) * cell.b.size)))
         else:
-            across_scores.append((cell.key, float(err.mean())))
+            across_scores.append((cell.key, float(err.sum()) / err.size))
     return AbxResult(
         abx_within=_reduce(within_scores),
         abx_across=_reduce(across_scores),
@@ -558,7 +571,7 @@ def compute_abx(items: Sequence[AbxItem], frames: Iterable[tuple[str, np.ndarray
         num_items_missing_utterance=table.num_missing_items,
         num_within_cells=len(within_scores),
         num_across_cells=len(across_scores),
-        num_pairs=int(uniq.size),
+        num_pairs=int(keep.sum()),
         distance=distance,
         missing_utterances=table.missing,
     )
