@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 import torch
@@ -65,6 +66,20 @@ class KMeansResult:
     counts: torch.Tensor | None = None
     init_seconds: float = 0.0
     lloyd_seconds: float = 0.0
+
+
+@contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """Temporarily run torch CPU ops on ``count`` threads (None: unchanged)."""
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -247,7 +262,16 @@ def fit_kmeans(
         sample = xt[idx].to(dev)
         centre = sample.mean(0)
         sample -= centre
-        centroids = kmeans_plus_plus(sample, k, gen=gen, low_precision=low) + centre
+        with _threads(1 if dev.type == "cpu" else None):
+            # K sequential steps of small ops: thread start-up/barriers cost more than they save.
+            centroids = kmeans_plus_plus(sample, k, gen=gen, low_precision=low)
+        if m < n and iters > 0:
+            # Coarse-to-fine: converge on the seeding sample first (m/N of the cost per
+            # iteration), so the full-data iterations start close to a minimum.
+            centroids = lloyd(sample, centroids, iters=iters, tol=tol, precision=prec, device=dev,
+                              chunk_size=chunk_size, final_pass=False,
+                              name="k-means (seeding sample)").centroids.to(dev)
+        centroids = centroids + centre
         del sample
     init_seconds = time.perf_counter() - t0
     log.info("k-means init (%s, K=%d, N=%d, D=%d): %.2f s", init, k, n, xt.shape[1], init_seconds)
@@ -266,13 +290,16 @@ def lloyd(
     precision: Precision = "auto",
     device: str | torch.device | None = "auto",
     chunk_size: int = DEFAULT_CHUNK,
+    final_pass: bool = True,
+    name: str = "k-means",
 ) -> KMeansResult:
     """Lloyd iterations from ``centroids`` ``[K, D]`` on frames ``x`` ``[N, D]`` (float32).
 
     Each iteration assigns every frame (exact labels, exact fp32 distances), repairs empty
     clusters and moves each centroid to the mean of its frames. Stops after ``iters``,
     when no label changes, or when the relative inertia improvement is below ``tol``.
-    A final assignment gives the returned inertia and counts.
+    A final assignment gives the returned inertia and counts (``final_pass=False``: the
+    returned inertia/counts are those of the last iteration's assignment).
     """
     xt = as_tensor(x)
     dev = resolve_device(device)
@@ -285,6 +312,7 @@ def lloyd(
     prev_labels: torch.Tensor | None = None
     t1 = time.perf_counter()
     it = 0
+    converged = False
     for it in range(1, iters + 1):
         labels, dist, sums, counts, mean = _lloyd_step(xt, centroids, prec, chunk_size, exact=True)
         inertia = float(dist.double().sum()) / n
@@ -292,18 +320,22 @@ def lloyd(
         changed = n if prev_labels is None else int((labels != prev_labels).sum())
         repaired = _repair_empty(xt, labels, dist, sums, counts, mean)
         centroids = sums / counts.clamp_min(1).unsqueeze(1).to(sums.dtype) + mean
-        log.info("k-means iter %d: inertia %.6g per frame, %d labels changed%s", it, inertia, changed,
+        log.info("%s iter %d: inertia %.6g per frame, %d labels changed%s", name, it, inertia, changed,
                  f", {repaired} empty clusters repaired" if repaired else "")
         prev_labels = labels
-        if changed == 0 and not repaired:
+        converged = changed == 0 and not repaired
+        if converged:
             break
         if len(history) > 1 and history[-2] > 0 and (history[-2] - inertia) / history[-2] < tol and not repaired:
             break
-    # Final E-step: exact labels and fp32 distances for the returned centroids.
-    _, dist, _, counts, _ = _lloyd_step(xt, centroids, prec, chunk_size, exact=True)
-    inertia = float(dist.double().sum()) / n
+    if (final_pass and not converged) or not history:
+        # Final E-step: exact labels and fp32 distances for the returned centroids. (After
+        # convergence the labels did not change, so the returned centroids are the means
+        # of the clusters just measured: no extra pass.)
+        _, dist, _, counts, _ = _lloyd_step(xt, centroids, prec, chunk_size, exact=True)
+        inertia = float(dist.double().sum()) / n
     lloyd_seconds = time.perf_counter() - t1
-    log.info("k-means done: %d iterations, inertia %.6g per frame, %.2f s", it, inertia, lloyd_seconds)
+    log.log(logging.INFO if final_pass else logging.DEBUG, "%s done: %d iterations, inertia %.6g per frame, %.2f s", name, it, inertia, lloyd_seconds)
     return KMeansResult(
         centroids=centroids.float().cpu().contiguous(),
         inertia=inertia,
