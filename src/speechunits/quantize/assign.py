@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 Precision = Literal["auto", "fp32", "bf16"]
 
-#: bf16 unit roundoff (8 significant bits).
+#: bf16 unit roundoff: 8 significant bits, round to nearest -> relative error <= 2^-8.
 _BF16_U = 2.0**-8
 #: Relative slack for fp32 accumulation over the feature dimension (per element).
 _FP32_EPS = 2.0**-23
@@ -124,8 +124,8 @@ def prepare_centroids(centroids: torch.Tensor, device: torch.device, precision: 
     low_norms = low_f.norm(dim=1)
     round_err = (centred - low_f).norm(dim=1)
     dim = c.shape[1]
-    # |x.c - x~.c~| <= |x| |dc| + |dx| |c~| + fp32 accumulation, with |dx| <= 2^-9 |x|.
-    err_scale = float((round_err + low_norms * (_BF16_U / 2 + 2 * dim * _FP32_EPS)).max())
+    # |x.c - x~.c~| <= |x| |dc| + |dx| |c~| + fp32 accumulation, with |dx| <= u |x|.
+    err_scale = float((round_err + low_norms * (_BF16_U + 2 * dim * _FP32_EPS)).max())
     return PreparedCentroids(c, mean, centred, sq_norms, low, low_norms, round_err, err_scale)
 
 
