@@ -196,3 +196,17 @@ def test_forks_do_not_leak_state_between_utterances(tmp_path: Path) -> None:
     for task in tasks:
         name = f"wavs/{task.utt_id}.wav"
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_languages_have_their_own_voices_and_words(tmp_path: Path) -> None:
+    out = synthesize_corpus(tmp_path / "ml", 0.12, 3, languages=["es", "de", "fr"], quiet=True)
+    info = {r[0]: r for r in _read_tsv(out / "speaker_info.tsv")[1:]}
+    assert {r[1] for r in info.values()} == {"es", "de", "fr"}
+    assert all(r[2].startswith(r[1] + "+") for r in info.values())
+    words = load_alignments(out, tier="words")
+    texts = dict(_read_tsv(out / "text.tsv"))
+    speakers = dict(_read_tsv(out / "speakers.tsv"))
+    assert len({info[speakers[u]][1] for u in texts}) == 3
+    for utt, segs in words.items():
+        expected = [w.strip(".,;:!?") for w in texts[utt].split()]
+        assert " ".join(s.label for s in segs).split() == expected
