@@ -14,6 +14,7 @@ import pytest
 from conftest import write_tone
 from speechunits.cli.main import main
 from speechunits.encoders import load_encoder
+from speechunits.errors import SpeechUnitsError
 from speechunits.quantize import Codebook
 from speechunits.units.store import UnitStore
 from test_tokenizer import make_codebook
@@ -47,6 +48,8 @@ def test_encode_cli_streams_and_rerun(tmp_path: Path, tone_dir: Path, saved_code
     assert stores == ["stream0-layer3-k7", "stream1-layer1-k5"]
     first = {name: contents(out / name) for name in stores}
     assert all(len(c) == 5 for c in first.values())
+    with pytest.raises(SpeechUnitsError, match="open one of stream0-layer3-k7, stream1-layer1-k5"):
+        UnitStore.open(out)
     store = UnitStore.open(out / "stream0-layer3-k7")
     assert store.meta["codebook"] == Codebook.load(saved_codebooks[0]).meta and store.dedup
     assert main(args) == 0  # nothing left to do, nothing changes

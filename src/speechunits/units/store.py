@@ -92,6 +92,10 @@ class UnitStore:
         shards = shard_files(path)
         meta = directory_meta(path, shards)
         if meta is None:
+            streams = sorted(p.name for p in path.iterdir() if p.is_dir() and p.name.startswith("stream"))
+            if streams:
+                raise SpeechUnitsError(f"{path}: holds one unit store per codebook stream; open one of "
+                                       f"{', '.join(streams)}")
             raise SpeechUnitsError(f"{path}: not a unit store (no .parquet shards or .speechunits.json)")
         if meta.get("kind") != STORE_KIND:
             raise SpeechUnitsError(f"{path}: holds {meta.get('kind')!r} data, not a unit store")
