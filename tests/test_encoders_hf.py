@@ -191,3 +191,29 @@ def test_hf_encoder_from_model_object(tiny_hubert_dir: Path) -> None:
     enc = HFEncoder(model, "tiny", do_normalize=False, sample_rate=16000, device="cpu")
     wave = _waves((3000,))[0]
     np.testing.assert_array_equal(enc.extract(wave, [2])[2], load_encoder(str(tiny_hubert_dir), "cpu").extract(wave, [2])[2])
+
+
+@pytest.mark.parametrize("kind", ["unispeech-sat", "conformer-relative"])
+def test_other_families_match_transformers_and_batch_exactly(tmp_path: Path, kind: str) -> None:
+    """UniSpeech-SAT loads as is; conformer blocks' depthwise convolutions need padded frames zeroed."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                  conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    if kind == "unispeech-sat":
+        model = tf.UniSpeechSatModel(tf.UniSpeechSatConfig(**common))
+    else:
+        model = tf.Wav2Vec2ConformerModel(tf.Wav2Vec2ConformerConfig(**common, position_embeddings_type="relative"))
+    model.eval().save_pretrained(tmp_path / kind)
+    enc = load_encoder(str(tmp_path / kind), device="cpu")
+    waves = _waves((3000, 9000))
+    layers = [0, 1, 2]
+    batched = enc.extract_batch(waves, layers)
+    for wave, got in zip(waves, batched):
+        with torch.no_grad():
+            reference = model(torch.from_numpy(wave)[None], output_hidden_states=True).hidden_states
+        for layer in layers:
+            np.testing.assert_allclose(enc.extract(wave, [layer])[layer], reference[layer][0].numpy(), atol=1e-5)
+            scale = np.abs(reference[layer][0].numpy()).max()
+            assert np.abs(got[layer] - reference[layer][0].numpy()).max() <= 1e-4 * scale

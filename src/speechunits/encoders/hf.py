@@ -11,9 +11,9 @@ The model is run piece by piece rather than through ``model(...)`` so that
   first CNN layer's GroupNorm (``feat_extract_norm="group"``), whose statistics run over
   time, uses each utterance's valid frames only (later conv layers are unpadded and local, so
   valid outputs depend only on valid inputs); an attention mask is always passed for padded
-  batches (even when the preprocessor says ``return_attention_mask=False``), which also zeroes
-  padded frames before the positional convolution; multi-layer positional convolutions
-  (data2vec-audio) re-zero padded frames between their layers.
+  batches (even when the preprocessor says ``return_attention_mask=False``), and padded
+  frames are zeroed at the input of every zero-padded temporal convolution (the positional
+  convolution, each layer of data2vec-audio's, conformer depthwise convolutions).
 """
 from __future__ import annotations
 
@@ -127,19 +127,22 @@ class HFEncoder(Encoder):
                    device=device, dtype=dtype)
 
     def _install_pos_conv_masking(self) -> None:
-        """Zero padded frames before every layer of a multi-layer positional convolution."""
-        pos = getattr(self.model.encoder, "pos_conv_embed", None)
-        layers = getattr(pos, "layers", None)
-        if not isinstance(layers, nn.ModuleList):
-            return
+        """Zero padded frames at the input of every zero-padded temporal convolution of the encoder.
+
+        Such convolutions (the positional convolution, each layer of data2vec-audio's
+        multi-layer one, conformer blocks' depthwise convolutions) see zeros beyond the end of
+        a lone utterance; in a padded batch they must see zeros there too.
+        """
 
         def zero_padding(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
-            if self._pos_mask is None:
+            mask = self._pos_mask
+            if mask is None or args[0].shape[-1] != mask.shape[-1]:
                 return None
-            return (args[0] * self._pos_mask.to(args[0].dtype),) + tuple(args[1:])
+            return (args[0] * mask.to(args[0].dtype),) + tuple(args[1:])
 
-        for layer in layers:
-            layer.register_forward_pre_hook(zero_padding)
+        for module in self.model.encoder.modules():
+            if isinstance(module, nn.Conv1d) and module.padding not in (0, (0,), "valid"):
+                module.register_forward_pre_hook(zero_padding)
 
     # -- extraction -----------------------------------------------------------------------------
     def prepare(self, wave: np.ndarray) -> np.ndarray:
