@@ -72,7 +72,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
 
     Args:
         address: an existing cluster (``"auto"``, ``"ray://head:10001"``, ``"head:6379"``);
-            ``None`` starts a local Ray with this machine's cores (or ``num_cpus``).
+            ``None``: the ``RAY_ADDRESS`` cluster if that variable is set, else a local Ray with
+            this machine's cores (or ``num_cpus``).
         num_cpus, num_gpus, object_store_memory: sizes of an embedded Ray (ignored with ``address``).
         verbose: let Ray's own logs through (otherwise only errors).
 
@@ -89,6 +90,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
     if not verbose:
         for key, value in QUIET_ENV.items():
             os.environ.setdefault(key, value)
+    address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict[str, Any] = dict(
         include_dashboard=False,
         log_to_driver=verbose,

@@ -59,7 +59,11 @@ class StagedDirectory:
 
     # -- life cycle ------------------------------------------------------------------------------
     def __enter__(self) -> "StagedDirectory":
-        self.download()
+        try:
+            self.download()
+        except BaseException:
+            shutil.rmtree(self.local, ignore_errors=True)
+            raise
         return self
 
     def __exit__(self, exc_type: type | None, *rest: object) -> None:
