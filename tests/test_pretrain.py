@@ -302,3 +302,78 @@ def test_cli_pretrain(tmp_path, tone_dir, capsys):
     empty.mkdir()
     assert main(["pretrain", str(empty), "-o", str(tmp_path / "x"), *extra]) == 2
     assert main(["pretrain", str(tone_dir), "-o", str(tmp_path / "y"), "--targets", "bogus:3", "--quiet"]) == 2
+
+
+# -- schedule, codebook targets and iterations --------------------------------------------------------
+
+def test_learning_rate_schedule():
+    from speechunits.train.loop import learning_rate
+
+    train = TrainConfig(steps=10, warmup_steps=2, lr=1.0)
+    assert [round(learning_rate(s, train), 4) for s in range(10)] == [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5,
+                                                                    0.375, 0.25, 0.125]
+    # a spent time budget decays further than the step count says
+    assert learning_rate(3, train, time_fraction=0.5) == pytest.approx(0.5)
+    assert learning_rate(3, train, time_fraction=1.0) == 0.0
+
+
+def test_time_budget_stops_training(tmp_path, tone_dir):
+    from speechunits.train.checkpoint import read_state
+    from speechunits.train.pretrain import pretrain
+
+    result = pretrain(tone_dir, tmp_path / "m", small_config(steps=50, max_minutes=1e-6), quiet=True)
+    assert len(result.history) == 1  # the budget is checked before each step after the first
+    assert read_state(tmp_path / "m")["step"] == 1
+
+
+def _codebook(k: int, dim: int, frame_rate: float, encoder: str, layer: int):
+    from speechunits.quantize import Codebook
+
+    meta = {"encoder": encoder, "layer": layer, "frame_rate": frame_rate, "sample_rate": 16000,
+            "hop_length": int(16000 / frame_rate), "receptive_field": 400}
+    return Codebook(torch.randn(k, dim, generator=torch.Generator().manual_seed(0)), meta)
+
+
+def test_codebook_targets_frame_rate_mismatch(tmp_path, tone_dir):
+    from speechunits.corpus import open_corpus
+    from speechunits.train.targets import build_targets
+
+    waves = load_waves(open_corpus(tone_dir), 16000, 400)
+    _codebook(8, 39, 75.0, "mfcc", 0).save(tmp_path / "cb75")
+    with pytest.raises(SpeechUnitsError, match="75 Hz is neither the model's 50 Hz nor an integer multiple"):
+        build_targets(str(tmp_path / "cb75"), waves, conv_frames, 50.0)
+
+
+def test_codebook_targets_from_mfcc_codebook(tmp_path, tone_dir):
+    """A 100 Hz MFCC codebook as targets: model frame i gets the unit of MFCC frame 2 i."""
+    from speechunits.corpus import open_corpus
+    from speechunits.encoders import load_encoder
+    from speechunits.quantize import Codebook
+    from speechunits.train.targets import build_targets
+
+    waves = load_waves(open_corpus(tone_dir), 16000, 400)
+    mfcc = load_encoder("mfcc")
+    feats = mfcc.extract(waves[0][1], [0])[0]
+    Codebook(torch.from_numpy(feats[:8].copy()), {"encoder": "mfcc", "encoder_identity": mfcc.info.identity,
+                                                  "layer": 0, "frame_rate": 100.0, "sample_rate": 16000,
+                                                  "hop_length": 160, "receptive_field": 400}).save(tmp_path / "cb")
+    targets = build_targets(str(tmp_path / "cb"), waves, conv_frames, 50.0)
+    assert targets.spec["ratio"] == 2 and targets.vocab_size == 8
+    expected = Codebook.load(tmp_path / "cb").assign(feats)[::2][: conv_frames(len(waves[0][1]))]
+    assert targets.labels[waves[0][0]].tolist() == expected.tolist()
+
+
+def test_two_iterations(tmp_path, tone_dir):
+    from speechunits.quantize import Codebook
+    from speechunits.train.checkpoint import read_state
+    from speechunits.train.iterate import pretrain_iterations
+
+    results = pretrain_iterations(tone_dir, tmp_path / "model", small_config(steps=1), iterations=2, layer=1, k=6,
+                                  quiet=True)
+    first, second = results
+    assert first.model_dir == tmp_path / "model.iter1" and second.model_dir == tmp_path / "model"
+    codebook = Codebook.load(tmp_path / "model.iter1" / "codebook-L1-K6")
+    assert codebook.k == 6 and codebook.layer == 1 and codebook.frame_rate == 50.0
+    state = read_state(tmp_path / "model")
+    assert state["targets"]["kind"] == "codebook" and state["targets"]["layer"] == 1
+    assert second.targets.vocab_size == 6

@@ -183,7 +183,7 @@ class Trainer:
                     shared = torch.tensor([fraction], dtype=torch.float64)
                     torch.distributed.broadcast(shared, 0)
                     fraction = float(shared[0])
-                if fraction >= 1.0:
+                if fraction >= 1.0 and step > start_step:
                     log.info("time budget of %.1f min spent at step %d", self.train.max_minutes, step)
                     self.checkpoint(step)
                     break

@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 RPQ_CODE_DIM = 16
 RPQ_FEATURE = "logmel"
 #: Frames fed to k-means when fitting MFCC targets (a random subset beyond this).
-MAX_KMEANS_FRAMES = 400_000
-KMEANS_ITERS = 50
+MAX_KMEANS_FRAMES = 100_000
+KMEANS_ITERS = 20
 
 
 def frame_ratio(target_rate: float, model_rate: float, source: str) -> int:
