@@ -153,8 +153,13 @@ def synthesize_corpus(
     _validate(out, minutes, speakers, list(languages), seed, workers)
     request = dict(out_dir=str(out), minutes=minutes, speakers=speakers, languages=list(languages), seed=seed,
                    workers=workers, quiet=quiet)
+    import speechunits
+
+    env = dict(os.environ)  # the child must import this very copy of speechunits
+    package_root = str(Path(speechunits.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     proc = subprocess.run([sys.executable, "-m", "speechunits.synth", json.dumps(request)],
-                          stdout=subprocess.PIPE, text=True, check=False)
+                          stdout=subprocess.PIPE, text=True, check=False, env=env)
     try:
         reply = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
