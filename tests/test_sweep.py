@@ -113,6 +113,15 @@ def test_sweep_writes_results_plots_report_and_resumes(corpus: Path, tmp_path: P
     assert read_results(out)[1] == read_results(out)[1] and more[1]["pnmi"] == rows[0]["pnmi"]
 
 
+def test_sweep_counts_utterances_without_alignments(corpus: Path, tmp_path: Path) -> None:
+    lines = (corpus / "phones.tsv").read_text(encoding="utf-8").splitlines()
+    first = lines[0].split("\t")[0]
+    partial = tmp_path / "partial.tsv"
+    partial.write_text("\n".join(line for line in lines if not line.startswith(first + "\t")) + "\n", encoding="utf-8")
+    run_sweep(_settings(corpus, alignments=str(partial), ks=[4]), tmp_path / "p", quiet=True)
+    assert "1 utterances without alignments skipped" in (tmp_path / "p" / "report.md").read_text(encoding="utf-8")
+
+
 def test_sweep_refuses_other_settings_and_bad_input(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     run_sweep(_settings(corpus, ks=[4]), out, quiet=True)

@@ -328,7 +328,8 @@ def run_sweep(settings: SweepSettings, out_dir: str | os.PathLike[str], *, quiet
                      row["bitrate_uniform"])
         del features
     rows = read_results(out)
-    write_report(out, settings, rows, encoder_info=asdict(info), num_utterances=len(aligned))
+    write_report(out, settings, rows, encoder_info=asdict(info), num_utterances=len(aligned),
+                 num_unaligned=len(utts) - len(aligned))
     return rows
 
 
@@ -411,7 +412,8 @@ def _pct(value: Any) -> float | None:
 
 
 def write_report(out: Path, settings: SweepSettings, rows: list[dict[str, Any]], *,
-                 encoder_info: dict[str, Any] | None = None, num_utterances: int | None = None) -> Path:
+                 encoder_info: dict[str, Any] | None = None, num_utterances: int | None = None,
+                 num_unaligned: int = 0) -> Path:
     """Plots and ``report.md`` from the rows."""
     plots = []
     if plot_metric(rows, "pnmi", "PNMI", out / "pnmi.png", "PNMI by layer"):
@@ -423,7 +425,8 @@ def write_report(out: Path, settings: SweepSettings, rows: list[dict[str, Any]],
     lines = [
         "# Layer × K sweep",
         "",
-        f"- input: `{settings.input}`" + (f" ({num_utterances} aligned utterances)" if num_utterances else ""),
+        f"- input: `{settings.input}`" + (f" ({num_utterances} aligned utterances)" if num_utterances else "")
+        + (f"; {num_unaligned} utterances without alignments skipped" if num_unaligned else ""),
         f"- encoder: `{settings.encoder}`" + (f" (frame rate {encoder_info['sample_rate'] / encoder_info['hop_length']:g} Hz, "
                                              f"dim {encoder_info['dim']})" if encoder_info else ""),
         f"- alignments: `{settings.alignments}` (tier {settings.tier!r})",
