@@ -219,3 +219,40 @@ def test_reads_plain_fairseq_dump(tmp_path: Path) -> None:
     (tmp_path / "layer6.len").write_text("4\n7\n")
     with pytest.raises(SpeechUnitsError, match="does not match"):
         list(read_features_dir(tmp_path, 6))
+
+
+def test_reads_lazily_within_a_bounded_window(tiny_hubert_dir: Path) -> None:
+    """Memory stays flat: results come out before the whole corpus has been read."""
+    from speechunits.audio import Audio
+
+    pulled = []
+
+    def items():
+        for i in range(40):
+            pulled.append(i)
+            wave = (0.1 * np.random.default_rng(i).standard_normal(4000 + 100 * i)).astype(np.float32)
+            yield LoadedAudio(Utterance(f"u{i}", f"u{i}.wav"), Audio(wave, 16000))
+
+    enc = load_encoder(str(tiny_hubert_dir), device="cpu")
+    stream = iter_features(enc, None, [1], audio_items=items(), max_batch_seconds=1.0, window_utterances=6, quiet=True)
+    first = next(stream)
+    assert first.utt.id == "u0" and len(pulled) <= 6
+    rest = list(stream)
+    assert [x.utt.id for x in rest] == [f"u{i}" for i in range(1, 40)]
+    # window by audio: 8 batches of 0.5 s = 4 s of audio, i.e. at most 16 of these 0.25 s+ utterances
+    pulled.clear()
+    next(iter_features(enc, None, [1], audio_items=items(), max_batch_seconds=0.5, quiet=True))
+    assert len(pulled) <= 16
+
+
+def test_cli_channel_and_dtype(tmp_path: Path) -> None:
+    stereo = write_tone(tmp_path / "a" / "st.wav", 0.5, channels=2, seed=7)
+    out = tmp_path / "o"
+    assert main(["features", str(stereo.parent), "--encoder", "logmel", "-o", str(out), "--channel", "1",
+                 "--quiet", "--dtype", "bf16"]) == 0
+    data = sf.read(stereo, dtype="float32")[0]
+    got = dict(read_features_dir(out, 0))["st"]
+    np.testing.assert_array_equal(got, load_encoder("logmel").extract(data[:, 1])[0])
+    assert read_features_meta(out)["dtype"] == "fp32"  # spectral features are always computed in fp32
+    assert main(["features", str(stereo.parent), "--encoder", "logmel", "-o", str(out), "--channel", "2",
+                 "--quiet", "--on-error", "fail"]) == 2
