@@ -141,6 +141,15 @@ def main() -> int:
               f"{two['first']:.1f} s (2 workers) vs {rows[0]['first']:.1f} s local")
         print(f"per-worker efficiency, 2 workers: {two['rtf'] / (2 * one['rtf']):.2f} (end to end), "
               f"{two['steady'] / (2 * one['steady']):.2f} (steady state); target >= 0.9 where cores allow")
+    # The same two local loops with a cheap encoder (MFCC): decoding is then most of the work, as
+    # for a GPU encoder that is faster than the audio files can be read and resampled.
+    mfcc = load_encoder("mfcc")
+    light = [run_config(f"mfcc, local {label}", SimpleNamespace(backend="local", loader_workers=n, **base),
+                        mfcc, corpus, 0, audio_s)
+             for label, n in (("serial", 0), (f"overlapped ({args.loader_workers} threads)", args.loader_workers))]
+    print(f"\n{'cheap encoder (decode-bound)':<38} {'wall s':>7} {'x RT':>7} {'vs serial':>9}")
+    for row in light:
+        print(f"{row['name']:<38} {row['wall']:>7.1f} {row['rtf']:>7.2f} {row['rtf'] / light[0]['rtf']:>9.2f}")
     load = os.getloadavg()[0]
     print(f"load average during the run: {load:.1f} on {os.cpu_count()} cores (other jobs share the machine)")
     return 0

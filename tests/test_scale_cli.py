@@ -87,3 +87,33 @@ def test_local_backend_never_imports_ray(tiny_hubert_dir: Path, tone_dir: Path, 
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"ray": False, "same_features": True, "encoded": 5, "stored": 5}
+
+
+@pytest.mark.parametrize("resources, kwargs, expected", [
+    ({"CPU": 8.0}, {}, (8, 0.0, 8, 0.0, "cpu")),
+    ({"CPU": 8.0}, {"cpus_per_worker": 2.0}, (4, 0.0, 4, 0.0, "cpu")),
+    ({"CPU": 16.0, "GPU": 4.0}, {}, (4, 1.0, 12, 1.0, "cuda")),
+    ({"CPU": 16.0, "GPU": 4.0}, {"gpus_per_worker": 0.5}, (8, 0.5, 8, 1.0, "cuda")),
+    ({"CPU": 16.0, "GPU": 4.0}, {"device": "cpu"}, (16, 0.0, 16, 0.0, "cpu")),
+    ({"CPU": 16.0, "GPU": 4.0}, {"num_workers": 2, "loader_workers": 3}, (2, 1.0, 3, 1.0, "cuda")),
+])
+def test_worker_counts_follow_the_cluster(monkeypatch: pytest.MonkeyPatch, resources: dict, kwargs: dict,
+                                          expected: tuple) -> None:
+    from speechunits.scale import ray_backend
+
+    monkeypatch.setattr(ray_backend, "cluster_resources", lambda: resources)
+    got = ray_backend._resolve(ray_backend.RayOptions(**kwargs))
+    assert (got.workers, got.gpus, got.loaders, got.decode_cpus, got.device) == expected
+
+
+@pytest.mark.parametrize("resources, kwargs, match", [
+    ({"CPU": 8.0, "GPU": 1.0}, {"gpus_per_worker": 2.0}, "has 1 GPU"),
+    ({"CPU": 8.0}, {"device": "cuda"}, "no GPU"),
+])
+def test_impossible_resources_are_refused(monkeypatch: pytest.MonkeyPatch, resources: dict, kwargs: dict,
+                                          match: str) -> None:
+    from speechunits.scale import ray_backend
+
+    monkeypatch.setattr(ray_backend, "cluster_resources", lambda: resources)
+    with pytest.raises(SpeechUnitsError, match=match):
+        ray_backend._resolve(ray_backend.RayOptions(**kwargs))

@@ -71,6 +71,7 @@ def ray_options(args: argparse.Namespace) -> Any:
                          cpus_per_worker=1.0 if cpus is None else cpus,
                          loader_workers=getattr(args, "loader_workers", None) or None,
                          rows_per_call=getattr(args, "rows_per_call", None) or DEFAULT_ROWS_PER_CALL,
+                         device=getattr(args, "device", None) or "auto",
                          verbose=bool(getattr(args, "verbose", False)))
     options.check()
     return options

@@ -58,8 +58,11 @@ class RayOptions:
             a local Ray with this machine's cores (``num_cpus`` to override).
         num_workers: encoder actors (default: cluster GPUs / ``gpus_per_worker``, else
             cluster CPUs / ``cpus_per_worker``).
-        gpus_per_worker: GPUs per encoder actor (``None``: 1 when the cluster has GPUs and the
-            device is not ``cpu``, else 0; fractions share a GPU).
+        gpus_per_worker: GPUs per encoder actor (``None``: 1 when the cluster has GPUs and
+            ``device`` is not ``cpu``, else 0; fractions share a GPU).
+        device: the requested device (``auto``/``cpu``/``cuda``, as ``--device``); actors run on
+            ``cuda`` when they hold a GPU, else on ``cpu``. (The driver's own encoder may sit on a
+            CPU-only head node; it only names the model.)
         cpus_per_worker: CPUs per encoder actor (its torch threads).
         loader_workers: decode tasks in flight (default: CPUs left by GPU actors, else one per
             actor). On CPU-only runs decode tasks reserve no CPU: decoding costs ~1 % of an SSL
@@ -76,6 +79,7 @@ class RayOptions:
     loader_workers: int | None = None
     rows_per_call: int = DEFAULT_ROWS_PER_CALL
     num_cpus: int | None = None
+    device: str = "auto"
     verbose: bool = False
 
     def check(self) -> None:
@@ -88,6 +92,8 @@ class RayOptions:
             raise SpeechUnitsError(f"--cpus-per-worker must be > 0, got {self.cpus_per_worker}")
         if self.loader_workers is not None and self.loader_workers < 1:
             raise SpeechUnitsError(f"--loader-workers must be >= 1 with --backend ray, got {self.loader_workers}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise SpeechUnitsError(f"--device: expected auto, cpu or cuda, got {self.device!r}")
         if self.rows_per_call < 1:
             raise SpeechUnitsError(f"rows per call must be >= 1, got {self.rows_per_call}")
 
@@ -120,8 +126,9 @@ class _Resolved:
     device: str
 
 
-def _resolve(options: RayOptions, device: str) -> _Resolved:
+def _resolve(options: RayOptions) -> _Resolved:
     """Worker counts and resources from the options and the connected cluster."""
+    device = options.device
     resources = cluster_resources()
     cpus, gpus_total = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
     gpus = options.gpus_per_worker
@@ -129,6 +136,8 @@ def _resolve(options: RayOptions, device: str) -> _Resolved:
         gpus = 1.0 if gpus_total > 0 and device != "cpu" else 0.0
     if gpus > 0 and gpus_total < gpus:
         raise SpeechUnitsError(f"--gpus-per-worker {gpus}: the Ray cluster has {gpus_total:g} GPU(s)")
+    if device == "cuda" and gpus_total == 0:
+        raise SpeechUnitsError("--device cuda: the Ray cluster has no GPU")
     if gpus == 0 and device == "cuda":
         raise SpeechUnitsError("--device cuda with --backend ray needs --gpus-per-worker > 0")
     if options.num_workers is not None:
@@ -198,7 +207,7 @@ def _in_order(batches: Iterable[dict[str, np.ndarray]], count: int, stats: RunSt
 
 
 def _execute(utts: Sequence[Utterance], worker_cls: type | None, worker_kwargs: dict[str, Any], *,
-             sample_rate: int, min_samples: int, channel: int | None, options: RayOptions, device: str,
+             sample_rate: int, min_samples: int, channel: int | None, options: RayOptions,
              decoder: Any = ray_workers.decode_batch,
              extra: Sequence[dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
     """Start/join Ray, run the pipeline, yield result rows in plan order.
@@ -212,7 +221,7 @@ def _execute(utts: Sequence[Utterance], worker_cls: type | None, worker_kwargs: 
     LAST_RUN = stats
     started = time.perf_counter()
     with ray_session(options.address, num_cpus=options.num_cpus, verbose=options.verbose) as ray:
-        resolved = _resolve(options, device)
+        resolved = _resolve(options)
         stats.workers, stats.gpus_per_worker, stats.loader_workers = resolved.workers, resolved.gpus, resolved.loaders
         stats.startup_s = time.perf_counter() - started
         log.info("Ray: %d encoder worker(s) (%g GPU, %g CPU each), %d loader task(s), %d utterance(s)",
@@ -262,7 +271,7 @@ def ray_iter_features(encoder: Encoder, corpus: Iterable[Utterance], layers: Seq
               "layers": layers,
               "extract_kwargs": _extract_kwargs(max_batch_seconds, batch_size, chunk_seconds, chunk_context_seconds)}
     rows = _execute(utts, WORKERS["features"], kwargs, sample_rate=info.sample_rate,
-                    min_samples=info.receptive_field, channel=channel, options=options, device=encoder.device)
+                    min_samples=info.receptive_field, channel=channel, options=options)
     with AudioProgress(total_seconds, desc="features (ray)", quiet=quiet) as progress:
         for row in rows:
             utt = utts[int(row["idx"])]
@@ -297,8 +306,7 @@ def ray_results(tokenizer: Any, *, options: RayOptions, max_batch_seconds: float
 
     def results(todo: Sequence[Utterance]) -> Iterator[Any]:
         rows = _execute(todo, WORKERS["units"], kwargs, sample_rate=encoder.info.sample_rate,
-                        min_samples=encoder.info.receptive_field, channel=channel, options=options,
-                        device=encoder.device)
+                        min_samples=encoder.info.receptive_field, channel=channel, options=options)
         for row in rows:
             utt = todo[int(row["idx"])]
             error = str(row["error"]) or None
@@ -358,7 +366,7 @@ def ray_fit_source(encoder: Encoder, corpus: Iterable[Utterance], layer: int | N
     if len(utts) >= _MAX_EXACT_POSITION:
         raise SpeechUnitsError(f"fit --backend ray: at most {_MAX_EXACT_POSITION - 1} utterances per run")
     common = dict(sample_rate=info.sample_rate, min_samples=info.receptive_field, channel=channel,
-                  options=options, device=encoder.device)
+                  options=options)
     with ray_session(options.address, num_cpus=options.num_cpus, verbose=options.verbose):
         reservoir = FrameReservoir(max_frames, seed)
         expected: dict[int, int] = {}
