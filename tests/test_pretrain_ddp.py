@@ -1,0 +1,45 @@
+"""DDP via torchrun (2 CPU processes, gloo) equals one process accumulating 2 micro-batches."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = """
+import json, sys
+from speechunits.train.config import TrainConfig
+from speechunits.train.pretrain import pretrain
+cfg = TrainConfig.from_dict(json.loads(sys.argv[3]))
+pretrain(sys.argv[1], sys.argv[2], cfg, device="cpu", quiet=True)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_equals_accumulation(tmp_path: Path, tone_dir: Path):
+    from safetensors.torch import load_file
+
+    from speechunits.train.checkpoint import read_state
+    from speechunits.train.pretrain import pretrain
+    from test_pretrain import small_config
+
+    # no dropout: the ranks' dropout RNG streams differ from one process's stream
+    ddp_cfg = small_config(steps=2, dropout=0.0, bf16=False)
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           str(script), str(tone_dir), str(tmp_path / "ddp"), json.dumps(ddp_cfg.to_dict())]
+    subprocess.run(cmd, check=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert read_state(tmp_path / "ddp")["world_size"] == 2
+
+    single_cfg = small_config(steps=2, dropout=0.0, bf16=False, accumulate=2)
+    single = pretrain(tone_dir, tmp_path / "single", single_cfg, device="cpu", quiet=True)
+    ddp_log = [json.loads(line) for line in (tmp_path / "ddp" / "training" / "log.jsonl").read_text().splitlines()]
+    assert [round(e["loss"], 4) for e in ddp_log] == [round(h.loss, 4) for h in single.history]
+    a = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    b = load_file(str(tmp_path / "single" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
