@@ -1,8 +1,9 @@
 """Synth speed: ``speechunits synth`` (fork per utterance, alignment, 16 kHz wavs, TextGrids) vs a
 plain in-process espeak-ng loop over the same utterances (baseline: synthesis only, no files).
 
-Prints audio seconds per wall second (x real time) of both and their ratio. The machine is
-shared: compare the ratio, not the absolute numbers.
+Prints audio seconds per wall second (x real time) of both and their ratio, and audio seconds
+per CPU second (this process and all its children), which depends much less on what else runs
+on the shared machine. Compare ratios, not absolute numbers.
 
     python bench/synth.py --minutes 10 --speakers 8 --workers 2
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import resource
 import shutil
 import tempfile
 import time
@@ -28,9 +30,11 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-synth-"))
     try:
+        cpu0 = _cpu_seconds()
         start = time.perf_counter()
         out = synthesize_corpus(work / "corpus", args.minutes, args.speakers, workers=args.workers, quiet=True)
         ours_wall = time.perf_counter() - start
+        ours_cpu = _cpu_seconds() - cpu0
         lines = (out / "text.tsv").read_text(encoding="utf-8").splitlines()
         audio_s = sum(int(line.split("\t")[1]) for line in (out / "manifest.tsv").read_text().splitlines()[1:]) / 16000
 
@@ -39,6 +43,7 @@ def main() -> None:
 
         initialise()
         tasks = list(itertools.islice(_plan(sample_speakers(args.speakers, ["en"], 0), 0), len(lines)))
+        cpu0 = _cpu_seconds()
         start = time.perf_counter()
         base_audio = 0.0
         for task in tasks:
@@ -46,6 +51,7 @@ def main() -> None:
             result = synthesise(task.text, s.voice, rate=s.rate, pitch=s.pitch, pitch_range=s.pitch_range)
             base_audio += result.samples.size / result.sample_rate
         base_wall = time.perf_counter() - start
+        base_cpu = _cpu_seconds() - cpu0
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -55,6 +61,15 @@ def main() -> None:
     print(f"speechunits synth (workers={args.workers or 'all'}): {ours:7.1f}x real time ({ours_wall:.2f} s)")
     print(f"baseline in-process espeak-ng loop (1 core):   {base:7.1f}x real time ({base_wall:.2f} s)")
     print(f"ratio ours / baseline: {ours / base:.2f}")
+    print(f"audio s per CPU s: ours {audio_s / ours_cpu:.0f}, baseline {base_audio / base_cpu:.0f}, "
+          f"ratio {audio_s / ours_cpu / (base_audio / base_cpu):.2f}")
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its (waited-for) children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 if __name__ == "__main__":
