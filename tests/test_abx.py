@@ -1,7 +1,6 @@
 """ABX: batched DTW vs a loop reference, item files, known answers, a brute-force protocol check."""
 from __future__ import annotations
 
-import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass

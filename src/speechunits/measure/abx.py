@@ -427,18 +427,21 @@ def _dtw_pairs(size: np.ndarray, buffer: torch.Tensor, pair_base: np.ndarray, pa
 class _Cell:
     key: tuple  # (speaker, a, b, context[, x speaker])
     x: np.ndarray
-    a: np.ndarray  # None-free: A items (== x for within)
+    a: np.ndarray  # A items (the X group itself for within-speaker cells)
     b: np.ndarray
     within: bool
 
 
+Context = tuple[str, str]  # (prev, next)
+
+
 def _groups(items: Sequence[AbxItem], usable: np.ndarray, max_size_group: int,
-            rng: np.random.Generator) -> dict[tuple[str, str, str], np.ndarray]:
+            rng: np.random.Generator) -> dict[tuple[Context, str, str], np.ndarray]:
     """(context, speaker, phone) -> item indices (subsampled to ``max_size_group``)."""
-    groups: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    groups: dict[tuple[Context, str, str], list[int]] = defaultdict(list)
     for idx, it in enumerate(items):
         if usable[idx]:
-            groups[(f"{it.prev}+{it.next}", it.speaker, it.phone)].append(idx)
+            groups[((it.prev, it.next), it.speaker, it.phone)].append(idx)
     out = {}
     for key in sorted(groups):
         idxs = np.asarray(groups[key], dtype=np.int64)
@@ -448,10 +451,11 @@ def _groups(items: Sequence[AbxItem], usable: np.ndarray, max_size_group: int,
     return out
 
 
-def _cells(groups: dict[tuple[str, str, str], np.ndarray], max_x_across: int, rng: np.random.Generator,
+def _cells(groups: dict[tuple[Context, str, str], np.ndarray], max_x_across: int, rng: np.random.Generator,
            within: bool, across: bool) -> list[_Cell]:
-    by_cs: dict[tuple[str, str], list[str]] = defaultdict(list)
-    speakers_of: dict[tuple[str, str], list[str]] = defaultdict(list)
+    """Triplet cells: within (X and A from one group) and across (X from another speaker's group)."""
+    by_cs: dict[tuple[Context, str], list[str]] = defaultdict(list)
+    speakers_of: dict[tuple[Context, str], list[str]] = defaultdict(list)
     for context, speaker, phone in groups:
         by_cs[(context, speaker)].append(phone)
         speakers_of[(context, phone)].append(speaker)
