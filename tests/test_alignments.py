@@ -132,7 +132,8 @@ def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 
 
 @pytest.mark.parametrize("content,encoding", [(LONG_TEXTGRID, "utf-8"), (SHORT_TEXTGRID, "utf-8"),
-                                              (LONG_TEXTGRID, "utf-16"), (SHORT_TEXTGRID, "utf-16")])
+                                              (LONG_TEXTGRID, "utf-16"), (SHORT_TEXTGRID, "utf-16"),
+                                              (LONG_TEXTGRID.replace("\n", "\r\n"), "utf-8")])
 def test_textgrid_formats_read_the_same(tmp_path: Path, content: str, encoding: str) -> None:
     path = _write(tmp_path / "utt1.TextGrid", content, encoding)
     alignments = load_alignments(path)
