@@ -93,3 +93,29 @@ def test_abx_cli_errors(tmp_path: Path) -> None:
     bad_items = tmp_path / "bad.item"
     bad_items.write_text("#file onset offset #phone prev-phone next-phone speaker\ns0u0 0.5 0.2 a b c spk0\n")
     assert main(["abx", str(feats), "--items", str(bad_items)]) == 2
+
+
+def test_frame_source_timing_and_layers(tmp_path: Path) -> None:
+    from speechunits.errors import SpeechUnitsError
+    from speechunits.measure.abx import open_frame_source
+
+    _, frame_phones = _corpus(tmp_path)
+    feats = _features_dir(tmp_path, frame_phones)
+    src = open_frame_source(feats)
+    assert (src.frame_rate, src.frame_offset_s, src.distance) == (FRAME_RATE, RECEPTIVE_FIELD / (2 * SAMPLE_RATE), "angular")
+    assert sum(1 for _ in src.frames) == len(frame_phones)
+    # Two layers: --layer is required.
+    meta = json.loads((feats / "features.json").read_text())
+    (feats / "layer5.npy").write_bytes((feats / "layer3.npy").read_bytes())
+    (feats / "layer5.len").write_text((feats / "layer3.len").read_text())
+    (feats / "features.json").write_text(json.dumps(dict(meta, layers=[3, 5])))
+    with pytest.raises(SpeechUnitsError, match="--layer"):
+        open_frame_source(feats)
+    assert open_frame_source(feats, layer=5).frame_rate == FRAME_RATE
+    # A bare fairseq dump (no features.json) needs explicit timing.
+    (feats / "features.json").unlink()
+    with pytest.raises(SpeechUnitsError, match="--frame-rate"):
+        open_frame_source(feats, layer=3)
+    assert open_frame_source(feats, layer=3, frame_rate=100.0, frame_offset_s=0.0).frame_rate == 100.0
+    with pytest.raises(SpeechUnitsError, match="not a directory"):
+        open_frame_source(tmp_path / "missing")
