@@ -111,3 +111,21 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(tmp_path: Path, saved_codebo
     assert main(command[3:]) == 0
     assert contents(out) == expected
     assert sorted(UnitStore.open(out).ids()) == sorted(expected)
+
+
+@pytest.mark.slow
+def test_concurrent_shard_jobs_share_one_store(tmp_path: Path, tone_dir: Path, saved_codebooks: list[Path]) -> None:
+    reference = tmp_path / "reference"
+    assert main(["encode", str(tone_dir), "--codebook", str(saved_codebooks[0]), "--dedup", "-o", str(reference),
+                 "--quiet", "--device", "cpu"]) == 0
+    out = tmp_path / "sharded"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "speechunits.cli.main", "encode", str(tone_dir), "--codebook",
+                               str(saved_codebooks[0]), "--dedup", "-o", str(out), "--shard", f"{i}/2",
+                               "--rows-per-file", "1", "--quiet", "--device", "cpu"], env=env)
+             for i in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert contents(out) == contents(reference)
+    names = [p.name for p in UnitStore.open(out).shards]
+    assert sum(n.startswith("units-00000of00002") for n in names) == 3
+    assert sum(n.startswith("units-00001of00002") for n in names) == 2
