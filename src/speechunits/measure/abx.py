@@ -294,11 +294,19 @@ def _slice_items(items: Sequence[AbxItem], frames: Iterable[tuple[str, np.ndarra
         offsets = np.array([items[i].offset for i in idxs])
         lo = np.clip(np.ceil((onsets - frame_offset_s) * frame_rate - TIME_EPS), 0, num).astype(np.int64)
         hi = np.clip(np.ceil((offsets - frame_offset_s) * frame_rate - TIME_EPS), 0, num).astype(np.int64)
-        start[idxs] = total + lo
-        size[idxs] = np.maximum(hi - lo, 0)
+        hi = np.maximum(hi, lo)
+        # Keep only frames inside some item (drops silences; memory-mapped inputs stay on disk).
+        delta = np.zeros(num + 1, dtype=np.int64)
+        np.add.at(delta, lo, 1)
+        np.add.at(delta, hi, -1)
+        covered = np.cumsum(delta[:-1]) > 0
+        new_index = np.cumsum(covered) - 1
+        start[idxs] = total + np.where(hi > lo, new_index[np.minimum(lo, num - 1)] if num else 0, 0)
+        size[idxs] = hi - lo
         found[idxs] = True
-        chunks.append(np.ascontiguousarray(arr, dtype=np.float32 if distance == "angular" else np.int64))
-        total += num
+        kept = np.asarray(arr[covered], dtype=np.float32 if distance == "angular" else np.int64)
+        chunks.append(kept)
+        total += kept.shape[0]
         by_utt.pop(utt_id)
     missing = sorted(by_utt)
     if chunks:
