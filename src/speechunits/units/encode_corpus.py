@@ -15,9 +15,9 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
-from speechunits.corpus import Corpus
+from speechunits.corpus import Corpus, Utterance
 from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE
 from speechunits.units.store import UnitWriter, store_meta
 from speechunits.units.tokenizer import UnitTokenizer
@@ -25,6 +25,8 @@ from speechunits.units.tokenizer import UnitTokenizer
 log = logging.getLogger(__name__)
 
 ERRORS_FILE = ".errors.jsonl"
+#: Above this many utterances the progress bar does not read file headers for a total (ETA).
+MAX_PRESCAN = 50_000
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ def encode_corpus(corpus: Corpus, tokenizer: UnitTokenizer, out_dir: str | os.Pa
         max_batch_seconds: padded audio per encoder call (default: the features default).
         on_error: ``"skip"`` records bad files and goes on; ``"fail"`` raises at the first one
             (after writing what was complete).
+        total_seconds: audio still to encode, for the progress bar's ETA (default: read from
+            the file headers unless ``quiet``).
     """
     from speechunits.features import iter_features
     from speechunits.features.extract import DEFAULT_MAX_BATCH_SECONDS
@@ -101,6 +105,9 @@ def encode_corpus(corpus: Corpus, tokenizer: UnitTokenizer, out_dir: str | os.Pa
             return True
 
         todo = corpus.filter(lambda utt: needed(utt.id))
+        if total_seconds is None and not quiet:
+            total_seconds = _total_seconds(todo)
+            skipped[0] = 0  # counted again by the real pass
         start = time.perf_counter()
         for item in iter_features(tokenizer.encoder, todo, tokenizer.layers,
                                   max_batch_seconds=max_batch_seconds or DEFAULT_MAX_BATCH_SECONDS,
@@ -118,3 +125,19 @@ def encode_corpus(corpus: Corpus, tokenizer: UnitTokenizer, out_dir: str | os.Pa
             seconds += item.duration_s
         wall = time.perf_counter() - start
     return EncodeReport(encoded, skipped[0], failed, seconds, wall, dirs, errors_path)
+
+
+def _total_seconds(corpus: Iterable[Utterance]) -> float | None:
+    """Audio seconds of ``corpus`` from file headers, for the progress bar's ETA (None if too many)."""
+    import soundfile as sf
+
+    total = 0.0
+    for count, utt in enumerate(corpus):
+        if count >= MAX_PRESCAN:
+            return None
+        try:
+            info = sf.info(utt.path)
+        except Exception:  # noqa: BLE001 - bad files are reported by the encoding pass itself
+            continue
+        total += info.frames / info.samplerate
+    return total
