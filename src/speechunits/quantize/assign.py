@@ -129,50 +129,60 @@ def prepare_centroids(centroids: torch.Tensor, device: torch.device, precision: 
     return PreparedCentroids(c, mean, centred, sq_norms, low, low_norms, round_err, err_scale)
 
 
-def _assign_chunk(xc: torch.Tensor, pc: PreparedCentroids) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _assign_chunk(xc: torch.Tensor, pc: PreparedCentroids, recheck: bool = True,
+                  exact: bool = False) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Labels ``[n]`` int64, squared distances ``[n]`` float32 and the re-checked row count.
 
-    Labels are exact (fp32 nearest centroid). In bf16 mode the distances of rows that were
-    not re-checked carry the bf16 error (relative ~1e-3); see :func:`exact_distances`.
-
     ``xc``: float32 ``[n, D]`` rows already centred on ``pc.mean``, on ``pc.device``.
+    ``recheck`` (bf16 mode): re-check uncertain rows in fp32 so labels are exact; without
+    it labels may differ from fp32 on near ties (k-means' inner iterations use that).
+    ``exact``: fp32 distances to the chosen centroid (otherwise bf16-mode distances carry
+    the bf16 error, relative ~1e-3).
     """
     if pc.low is None:
-        x_sq = (xc * xc).sum(1)
+        x_sq = torch.linalg.vector_norm(xc, dim=1).square_()
         dist = torch.addmm(pc.sq_norms.unsqueeze(0), xc, pc.centred.T, beta=1.0, alpha=-2.0)
-        dist += x_sq.unsqueeze(1)
         best, labels = dist.min(1)
-        return labels, best.clamp_min_(0.0), 0
+        return labels, best.add_(x_sq).clamp_min_(0.0), 0
 
-    x_norm = torch.linalg.vector_norm(xc, dim=1)
+    x_sq = torch.linalg.vector_norm(xc, dim=1).square_()
     dots = (xc.to(torch.bfloat16) @ pc.low.T).float()  # [n, K]
-    lo, hi = torch.aminmax(dots, dim=1)
-    # Per-row bound on |approx - exact| distance for every centroid (module docstring).
-    err = 2.0 * (x_norm * pc.err_scale + _BF16_U * torch.maximum(hi, -lo))
-    # Approximate distance without ||x||^2 (the same for the whole row).
-    approx = torch.add(pc.sq_norms, dots, alpha=-2.0)
-    del dots
-    top2, top2_idx = torch.topk(approx, 2, dim=1, largest=False, sorted=True)
-    labels = top2_idx[:, 0].clone()
-    dist = (top2[:, 0] + x_norm * x_norm).clamp_min_(0.0)
-    # Another centroid may win if its approximate distance is within 2 err of the best.
-    unsure = torch.nonzero(top2[:, 1] - top2[:, 0] <= 2.0 * err).squeeze(1)
-    if unsure.numel():
-        sub = approx[unsure] <= (top2[unsure, 0] + 2.0 * err[unsure]).unsqueeze(1)
-        rows, cols = torch.nonzero(sub, as_tuple=True)
-        pair_x = torch.index_select(xc, 0, unsure[rows])
-        exact = pair_x.sub_(torch.index_select(pc.centred, 0, cols)).square_().sum(1)
-        exact_block = torch.full(sub.shape, float("inf"), device=xc.device)
-        exact_block[rows, cols] = exact
-        best, arg = exact_block.min(1)
-        labels[unsure] = arg
-        dist[unsure] = best
-    return labels, dist, int(unsure.numel())
+    unsure_count = 0
+    if not recheck:
+        approx = dots.mul_(-2.0).add_(pc.sq_norms)
+        best, labels = approx.min(1)
+        dist = best.add_(x_sq)
+    else:
+        lo, hi = torch.aminmax(dots, dim=1)
+        # Per-row bound on |approx - exact| distance for every centroid (module docstring).
+        err = 2.0 * (x_sq.sqrt() * pc.err_scale + _BF16_U * torch.maximum(hi, -lo))
+        # Approximate distance without ||x||^2 (the same for the whole row).
+        approx = dots.mul_(-2.0).add_(pc.sq_norms)
+        top2, top2_idx = torch.topk(approx, 2, dim=1, largest=False, sorted=True)
+        labels = top2_idx[:, 0].clone()
+        dist = top2[:, 0] + x_sq
+        # Another centroid may win if its approximate distance is within 2 err of the best.
+        unsure = torch.nonzero(top2[:, 1] - top2[:, 0] <= 2.0 * err).squeeze(1)
+        unsure_count = int(unsure.numel())
+        if unsure_count:
+            sub = approx[unsure] <= (top2[unsure, 0] + 2.0 * err[unsure]).unsqueeze(1)
+            rows, cols = torch.nonzero(sub, as_tuple=True)
+            # Direct differences: accurate however far the rows are from the origin.
+            pair = torch.index_select(xc, 0, unsure[rows]).sub_(torch.index_select(pc.centred, 0, cols))
+            exact_block = torch.full(sub.shape, float("inf"), device=xc.device)
+            exact_block[rows, cols] = torch.linalg.vector_norm(pair, dim=1).square_()
+            best, arg = exact_block.min(1)
+            labels[unsure] = arg
+            dist[unsure] = best
+    if exact:
+        dist = exact_distances(xc, pc.centred, labels)
+    return labels, dist.clamp_min_(0.0), unsure_count
 
 
 def exact_distances(xc: torch.Tensor, centred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """fp32 ``||x_i - c_{labels_i}||^2`` ``[n]`` for centred rows ``xc`` ``[n, D]``."""
-    return torch.index_select(centred, 0, labels).sub_(xc).square_().sum(1)
+    """fp32 ``||x_i - c_{labels_i}||^2`` ``[n]`` for centred rows ``xc`` ``[n, D]`` (direct differences)."""
+    diff = torch.index_select(centred, 0, labels).sub_(xc)
+    return torch.linalg.vector_norm(diff, dim=1).square_()
 
 
 def assign(
@@ -241,9 +251,7 @@ def assign_tensor(
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         xc = x[start:stop].to(pc.device, non_blocking=True).float() - pc.mean
-        lab, d, r = _assign_chunk(xc, pc)
-        if exact and pc.low is not None:
-            d = exact_distances(xc, pc.centred, lab)
+        lab, d, r = _assign_chunk(xc, pc, exact=exact)
         labels[start:stop] = lab
         dist[start:stop] = d
         rechecked += r

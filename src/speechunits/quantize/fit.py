@@ -112,12 +112,30 @@ class FrameReservoir:
         self._merge()
         if self._x is None or self._filled == 0:
             return np.empty((0, self.dim or 0), dtype=np.float32)
+        x = self._x[: self._filled]
         order = np.argsort(self._pos[: self._filled], kind="stable")
-        if self._filled == self.capacity and np.array_equal(order, np.arange(self.capacity)):
-            return self._x
-        out = self._x[: self._filled][order]
-        self._x = None  # free the reservoir; the sample is the only copy now
-        return np.ascontiguousarray(out)
+        _permute_rows_in_place(x, order)
+        self._pos[: self._filled] = self._pos[: self._filled][order]
+        self._key[: self._filled] = self._key[: self._filled][order]
+        return x
+
+
+def _permute_rows_in_place(x: np.ndarray, order: np.ndarray) -> None:
+    """``x[:] = x[order]`` with one spare row of memory (cycle following)."""
+    done = order == np.arange(order.size)
+    for start in np.flatnonzero(~done):
+        if done[start]:
+            continue
+        spare = x[start].copy()
+        i = start
+        while True:
+            j = order[i]
+            done[i] = True
+            if j == start:
+                x[i] = spare
+                break
+            x[i] = x[j]
+            i = j
 
 
 def sample_stream(blocks: Iterable[tuple[str, np.ndarray]], max_frames: int, seed: int) -> tuple[np.ndarray, int]:

@@ -6,9 +6,10 @@
   (where fast) so each of the K sequential steps is one cheap ``[L, D] x [D, m]`` matmul.
 * **Lloyd.** Assignment through :mod:`speechunits.quantize.assign` (bf16 matmuls with an
   fp32 re-check of near ties, so labels are exact), centroid sums with ``index_add_``,
-  empty clusters moved to the frames farthest from their centroid. Inertia per iteration
-  is logged. Stops after ``iters`` iterations, when no label changes, or when the relative
-  inertia improvement drops below ``tol``.
+  empty clusters moved to the frames farthest from their centroid. Inner iterations skip the
+  near-tie re-check (labels may differ from fp32 on near ties mid-way, which k-means does not
+  need); the final assignment is exact. Inertia per iteration is logged. Stops after
+  ``iters`` iterations or when at most ``tol * N`` labels changed.
 * Deterministic for the seed on CPU (one torch generator; no atomics).
 
 Inertia here is always the *mean* squared distance per frame (sklearn's ``inertia_`` / N).
@@ -32,7 +33,6 @@ from speechunits.quantize.assign import (
     _assign_chunk,
     as_tensor,
     bf16_supported,
-    exact_distances,
     prepare_centroids,
     resolve_device,
 )
@@ -150,6 +150,7 @@ def _lloyd_step(
     precision: Precision,
     chunk_size: int,
     exact: bool,
+    recheck: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One assignment pass: labels ``[N]``, distances ``[N]``, sums ``[K, D]`` (float64),
     counts ``[K]`` and the centroid mean used for centring."""
@@ -163,9 +164,7 @@ def _lloyd_step(
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         xc = x[start:stop].to(dev, non_blocking=True) - pc.mean
-        lab, d, _ = _assign_chunk(xc, pc)
-        if exact and pc.low is not None:
-            d = exact_distances(xc, pc.centred, lab)
+        lab, d, _ = _assign_chunk(xc, pc, recheck=recheck, exact=exact)
         labels[start:stop] = lab
         dist[start:stop] = d
         sums.index_add_(0, lab, xc)
@@ -223,7 +222,7 @@ def fit_kmeans(
             (k distinct frames).
         seed: all random choices derive from it; same seed, same result on CPU.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        tol: stop when the relative inertia improvement of an iteration is below this.
+        tol: stop when at most ``tol * N`` labels changed in an iteration (0: only when none did).
         init_sample: frames used to seed k-means++ (default :func:`default_init_sample`).
         precision: assignment matmul precision (labels are exact either way).
         chunk_size: frames per assignment matmul.
@@ -296,9 +295,10 @@ def lloyd(
 ) -> KMeansResult:
     """Lloyd iterations from ``centroids`` ``[K, D]`` on frames ``x`` ``[N, D]`` (float32).
 
-    Each iteration assigns every frame (exact labels, exact fp32 distances), repairs empty
-    clusters and moves each centroid to the mean of its frames. Stops after ``iters``,
-    when no label changes, or when the relative inertia improvement is below ``tol``.
+    Each iteration assigns every frame (bf16 matmuls without the near-tie re-check where
+    bf16 is fast; the logged inertia is then accurate to ~1e-3), repairs empty clusters
+    and moves each centroid to the mean of its frames. Stops after ``iters`` or when at
+    most ``tol * N`` labels changed. The final pass is exact (labels and fp32 distances).
     A final assignment gives the returned inertia and counts (``final_pass=False``: the
     returned inertia/counts are those of the last iteration's assignment).
     """
@@ -313,9 +313,10 @@ def lloyd(
     prev_labels: torch.Tensor | None = None
     t1 = time.perf_counter()
     it = 0
-    converged = False
     for it in range(1, iters + 1):
-        labels, dist, sums, counts, mean = _lloyd_step(xt, centroids, prec, chunk_size, exact=True)
+        # Inner iterations: bf16 labels without the fp32 re-check (near ties may go either
+        # way, which does not matter mid-way) and bf16 distances; the final pass is exact.
+        labels, dist, sums, counts, mean = _lloyd_step(xt, centroids, prec, chunk_size, exact=False, recheck=False)
         inertia = float(dist.double().sum()) / n
         history.append(inertia)
         changed = n if prev_labels is None else int((labels != prev_labels).sum())
@@ -324,15 +325,10 @@ def lloyd(
         log.info("%s iter %d: inertia %.6g per frame, %d labels changed%s", name, it, inertia, changed,
                  f", {repaired} empty clusters repaired" if repaired else "")
         prev_labels = labels
-        converged = changed == 0 and not repaired
-        if converged:
+        if changed <= tol * n and not repaired:
             break
-        if len(history) > 1 and history[-2] > 0 and (history[-2] - inertia) / history[-2] < tol and not repaired:
-            break
-    if (final_pass and not converged) or not history:
-        # Final E-step: exact labels and fp32 distances for the returned centroids. (After
-        # convergence the labels did not change, so the returned centroids are the means
-        # of the clusters just measured: no extra pass.)
+    if final_pass or not history:
+        # Final E-step: exact labels and fp32 distances for the returned centroids.
         _, dist, _, counts, _ = _lloyd_step(xt, centroids, prec, chunk_size, exact=True)
         inertia = float(dist.double().sum()) / n
     lloyd_seconds = time.perf_counter() - t1
