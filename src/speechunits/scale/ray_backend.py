@@ -301,7 +301,8 @@ def ray_results(tokenizer: Any, *, options: RayOptions, max_batch_seconds: float
     encoder: Encoder = tokenizer.encoder
     codebooks = list(tokenizer.codebooks)
     kwargs = {"encoder_name": encoder.info.name, "encoder_identity": encoder.info.identity,
-              "dtype": encoder.dtype, "codebooks": codebooks, "dedup": tokenizer.dedup,
+              "dtype": encoder.dtype, "codebooks": codebooks, "stream_layers": list(tokenizer.stream_layers),
+              "dedup": tokenizer.dedup,
               "extract_kwargs": _extract_kwargs(max_batch_seconds, None, None, None)}
 
     def results(todo: Sequence[Utterance]) -> Iterator[Any]:

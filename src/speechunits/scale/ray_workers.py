@@ -131,16 +131,17 @@ class UnitsWorker(EncoderWorker):
     :meth:`UnitTokenizer.units_from_features` the local ``encode`` uses.
 
     ``codebooks`` are the loaded :class:`~speechunits.quantize.Codebook` objects (shipped by
-    Ray from the driver, so workers need no access to the driver's codebook directories)."""
+    Ray from the driver, so workers need no access to the driver's codebook directories) and
+    ``stream_layers`` the driver tokenizer's layer per stream."""
 
     def __init__(self, encoder_name: str, encoder_identity: str | None, device: str, dtype: str,
-                 codebooks: Sequence[Any], dedup: bool, threads: int = 1,
+                 codebooks: Sequence[Any], stream_layers: Sequence[int], dedup: bool, threads: int = 1,
                  extract_kwargs: dict[str, Any] | None = None):
         from speechunits.units.tokenizer import UnitTokenizer
 
-        super().__init__(encoder_name, encoder_identity, device, dtype, [cb.layer for cb in codebooks],
+        super().__init__(encoder_name, encoder_identity, device, dtype, sorted(set(stream_layers)),
                          threads, extract_kwargs)
-        self.tokenizer = UnitTokenizer(self.encoder, codebooks, dedup=dedup)
+        self.tokenizer = UnitTokenizer(self.encoder, codebooks, dedup=dedup, layers=list(stream_layers))
         self.layers = self.tokenizer.layers
 
     def __call__(self, batch: Batch) -> Batch:
