@@ -19,9 +19,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -66,20 +65,6 @@ class KMeansResult:
     counts: torch.Tensor | None = None
     init_seconds: float = 0.0
     lloyd_seconds: float = 0.0
-
-
-@contextmanager
-def _threads(count: int | None) -> Iterator[None]:
-    """Temporarily run torch CPU ops on ``count`` threads (None: unchanged)."""
-    if count is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -135,7 +120,7 @@ def kmeans_plus_plus(
         cand = torch.searchsorted(cum, draws).clamp_(max=m - 1)
         d = dist_to(cand.to(dev))
         torch.minimum(d, closest.unsqueeze(0), out=d)
-        pots = d.double().sum(1)
+        pots = d.sum(1)
         best = int(torch.argmin(pots))
         closest = d[best]
         potential = float(pots[best])
@@ -262,9 +247,7 @@ def fit_kmeans(
         sample = xt[idx].to(dev)
         centre = sample.mean(0)
         sample -= centre
-        with _threads(1 if dev.type == "cpu" else None):
-            # K sequential steps of small ops: thread start-up/barriers cost more than they save.
-            centroids = kmeans_plus_plus(sample, k, gen=gen, low_precision=low)
+        centroids = kmeans_plus_plus(sample, k, gen=gen, low_precision=low)
         if m < n and iters > 0:
             # Coarse-to-fine: converge on the seeding sample first (m/N of the cost per
             # iteration), so the full-data iterations start close to a minimum.
@@ -328,8 +311,9 @@ def lloyd(
         if changed <= tol * n and not repaired:
             break
     if final_pass or not history:
-        # Final E-step: exact labels and fp32 distances for the returned centroids.
-        _, dist, _, counts, _ = _lloyd_step(xt, centroids, prec, chunk_size, exact=True)
+        # Final E-step: exact fp32 distances for the returned centroids (labels from the
+        # bf16 stage: a near tie going the other way changes the inertia by < 1e-6).
+        _, dist, _, counts, _ = _lloyd_step(xt, centroids, prec, chunk_size, exact=True, recheck=False)
         inertia = float(dist.double().sum()) / n
     lloyd_seconds = time.perf_counter() - t1
     log.log(logging.INFO if final_pass else logging.DEBUG, "%s done: %d iterations, inertia %.6g per frame, %.2f s", name, it, inertia, lloyd_seconds)
