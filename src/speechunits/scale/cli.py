@@ -158,3 +158,16 @@ def fit_source(args: argparse.Namespace, input_path: str, encoder: Any, layer: i
             yield str(item.utt.path), item.features[chosen_layer]
 
     return FeatureSource(blocks(), probe.encoder_info, chosen_layer)
+
+
+def fit_codebook(args: argparse.Namespace, source: Any, k: int, **kwargs: Any) -> Any:
+    """``speechunits.quantize.fit.fit_codebook(source, k, **kwargs)``; with ``--backend ray`` the
+    k-means runs on one GPU of the cluster when it has one (else on the driver, as locally)."""
+    if getattr(args, "backend", "local") == "ray" and getattr(args, "input", None) is not None \
+            and getattr(args, "from_features", None) is None:
+        from speechunits.scale.ray_backend import ray_fit_codebook
+
+        return ray_fit_codebook(source, k, options=ray_options(args), **kwargs)
+    from speechunits.quantize.fit import fit_codebook as local_fit_codebook
+
+    return local_fit_codebook(source, k, **kwargs)

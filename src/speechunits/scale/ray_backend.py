@@ -407,3 +407,32 @@ def ray_fit_source(encoder: Encoder, corpus: Iterable[Utterance], layer: int | N
                 progress.update(float(row["duration_s"]))
     sample = np.concatenate(parts) if parts else np.empty((0, info.dim), dtype=np.float32)
     return FeatureSource(iter([("ray frame sample", sample)]), info, chosen)
+
+
+def _fit_on_worker(sample: np.ndarray, encoder_info: Any, layer: int, k: int, fit_kwargs: dict[str, Any]) -> Any:
+    """Ray task body: k-means on the shipped sample (``fit_codebook`` with the caller's options)."""
+    from speechunits.quantize.fit import FeatureSource, fit_codebook
+
+    return fit_codebook(FeatureSource(iter([("ray frame sample", sample)]), encoder_info, layer), k, **fit_kwargs)
+
+
+def ray_fit_codebook(source: Any, k: int, *, options: RayOptions, **fit_kwargs: Any) -> Any:
+    """:func:`speechunits.quantize.fit.fit_codebook` for a :func:`ray_fit_source` sample: on one GPU
+    of the cluster when it has one (and ``options.device`` is not ``cpu``), else on the driver.
+    The result is the same codebook either way (up to the device's k-means arithmetic)."""
+    from speechunits.quantize.fit import fit_codebook
+
+    blocks = list(source.blocks)
+    sample = np.concatenate([block for _, block in blocks]) if blocks else np.empty((0, 0), dtype=np.float32)
+    with ray_session(options.address, num_cpus=options.num_cpus, verbose=options.verbose) as ray:
+        gpus = cluster_resources().get("GPU", 0.0)
+        if gpus < 1 or options.device == "cpu":
+            log.info("k-means on the driver (the Ray cluster has no GPU for it)")
+            from speechunits.quantize.fit import FeatureSource
+
+            local = FeatureSource(iter([("ray frame sample", sample)]), source.encoder_info, source.layer)
+            return fit_codebook(local, k, **fit_kwargs)
+        log.info("k-means on one GPU of the Ray cluster (%d x %d frames)", *sample.shape)
+        task = ray.remote(num_gpus=1)(_fit_on_worker)
+        kwargs = {**fit_kwargs, "device": "cuda"}
+        return ray.get(task.remote(sample, source.encoder_info, source.layer, k, kwargs))
