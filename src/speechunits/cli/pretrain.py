@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="weight of the loss on unmasked frames (0 = masked frames only)")
     p.add_argument("--no-bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="wall-clock budget: stop early and let the lr decay follow elapsed time (not reproducible)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in MODEL")
     p.add_argument("--iterate", type=int, default=1,
@@ -49,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="layer clustered for the next iteration (default: the middle layer)")
     p.add_argument("--iterate-k", type=int, default=None, help="K of the next iteration (default: same K)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's; use 1 on a shared, oversubscribed CPU)")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -57,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
     from speechunits.train.config import TrainConfig
     from speechunits.train.iterate import pretrain_iterations
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SpeechUnitsError(f"--threads: must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.iterate < 1:
         raise SpeechUnitsError(f"--iterate: must be >= 1, got {args.iterate}")
     if args.resume and args.iterate > 1:
@@ -65,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.config, targets=args.targets, steps=args.steps, max_batch_seconds=args.max_batch_seconds,
         crop_seconds=args.crop_seconds, lr=args.lr, warmup_steps=args.warmup_steps, accumulate=args.accumulate,
         mask_prob=args.mask_prob, mask_length=args.mask_length, unmasked_weight=args.unmasked_weight,
-        bf16=not args.no_bf16, seed=args.seed, checkpoint_every=args.checkpoint_every,
+        bf16=not args.no_bf16, seed=args.seed, checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes,
     )
     results = pretrain_iterations(args.input, Path(args.output), train, iterations=args.iterate,
                                   layer=args.iterate_layer, k=args.iterate_k, resume=args.resume,

@@ -63,12 +63,8 @@ class Batch:
     waves: torch.Tensor
     labels: torch.Tensor
 
-    @property
-    def audio_seconds(self) -> float:
-        return float(self.waves.numel())
 
-
-def _mix(*values: int) -> int:
+def mix_seed(*values: int) -> int:
     """A 63-bit seed from integers (deterministic across runs and platforms)."""
     seq = np.random.SeedSequence([int(v) & 0xFFFFFFFF for v in values])
     return int(seq.generate_state(2, dtype=np.uint32).astype(np.uint64) @ np.array([1 << 31, 1], dtype=np.uint64)) & (
@@ -118,9 +114,9 @@ class CropBatches:
     def batch(self, index: int) -> Batch:
         """Global batch ``index`` (epoch = index // len(self))."""
         epoch, position = divmod(index, len(self.buckets))
-        order = np.random.default_rng(_mix(self.seed, epoch, 1)).permutation(len(self.buckets))
+        order = np.random.default_rng(mix_seed(self.seed, epoch, 1)).permutation(len(self.buckets))
         members = self.buckets[int(order[position])]
-        rng = np.random.default_rng(_mix(self.seed, epoch, position, 2))
+        rng = np.random.default_rng(mix_seed(self.seed, epoch, position, 2))
         length = min(min(len(self.waves[i]) for i in members), self.crop_samples)
         frames = self.model_frames(length)
         waves = np.empty((len(members), length), dtype=np.float32)

@@ -87,7 +87,7 @@ def pretrain_iterations(input_path: str | Path, out_dir: Path, train: TrainConfi
         results.append(result)
         if i == iterations:
             break
-        num_layers = result.model_dir.joinpath("config.json").is_file() and _num_layers(result.model_dir)
+        num_layers = _num_layers(result.model_dir)
         chosen = layer if layer is not None else max(1, num_layers // 2)
         if not 0 <= chosen <= num_layers:
             raise SpeechUnitsError(f"--iterate-layer: {chosen} out of range 0..{num_layers}")

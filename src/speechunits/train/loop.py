@@ -21,7 +21,7 @@ import torch
 
 from speechunits.train.checkpoint import save_checkpoint
 from speechunits.train.config import TrainConfig
-from speechunits.train.data import CropBatches, _mix
+from speechunits.train.data import CropBatches, mix_seed
 from speechunits.train.head import masked_prediction_loss
 from speechunits.train.masking import span_mask
 from speechunits.train.model import HubertPretrainer
@@ -116,7 +116,7 @@ class Trainer:
         for micro in range(self.train.accumulate):
             index = (step * self.train.accumulate + micro) * self.dist.world + self.dist.rank
             batch = self.batches.batch(index)
-            gen = torch.Generator().manual_seed(_mix(self.train.seed, index, 3))
+            gen = torch.Generator().manual_seed(mix_seed(self.train.seed, index, 3))
             mask = span_mask(batch.labels.shape[0], batch.labels.shape[1], mask_prob=self.train.mask_prob,
                              mask_length=self.train.mask_length, min_masks=self.train.min_masks, generator=gen)
             waves, labels, mask = (t.to(self.device) for t in (batch.waves, batch.labels, mask))
