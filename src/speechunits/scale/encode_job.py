@@ -92,6 +92,7 @@ def run_encode(results: ResultsFn, corpus: Iterable[Utterance], tokenizer: Any, 
 def _encode_into(results: ResultsFn, corpus: Iterable[Utterance], tokenizer: Any, out_dir: Path, *,
                  job: tuple[int, int], rows_per_file: int | None, on_error: str, quiet: bool,
                  total_seconds: float | None, desc: str, sync: Callable[[], Any] | None) -> Any:
+    from speechunits.units import encode_corpus as encode_corpus_module
     from speechunits.units.encode_corpus import ERRORS_FILE, EncodeReport, stream_dirs
     from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE
     from speechunits.units.store import UnitWriter, store_meta
@@ -108,6 +109,9 @@ def _encode_into(results: ResultsFn, corpus: Iterable[Utterance], tokenizer: Any
         complete = set.intersection(*(w.done for w in writers))
         utts = list(corpus)
         todo = [utt for utt in utts if utt.id not in complete]
+        if total_seconds is None and not quiet:  # the ETA the local encode shows, from file headers
+            prescan = getattr(encode_corpus_module, "_total_seconds", None)
+            total_seconds = prescan(todo) if prescan is not None else None
         start = time.perf_counter()
         with AudioProgress(total_seconds, desc=desc, quiet=quiet) as progress:
             for result in results(todo):
