@@ -54,39 +54,50 @@ def test_ray_options_are_carried() -> None:
 
 LOCAL_SCRIPT = """
 import json, sys
-from types import SimpleNamespace
-import numpy as np
 import torch
 torch.set_num_threads(1)
-from speechunits.corpus import open_corpus
-from speechunits.encoders import load_encoder
-from speechunits.features import iter_features
-from speechunits.quantize.fit import fit_codebook
-from speechunits.scale import cli
+from speechunits.cli.main import main
 from speechunits.units.store import UnitStore
-from speechunits.units.tokenizer import UnitTokenizer
 
-args = SimpleNamespace(backend="local", loader_workers=2, max_frames=200, seed=0)
-encoder = load_encoder({model!r}, device="cpu")
-corpus = open_corpus({corpus!r})
-serial = [i.features[2] for i in iter_features(encoder, corpus, [2], quiet=True) if i.features is not None]
-overlapped = [i.features[2] for i in cli.feature_items(args, encoder, corpus, [2], quiet=True)
-              if i.features is not None]
-same_features = all(np.array_equal(a, b) for a, b in zip(serial, overlapped)) and len(serial) == len(overlapped)
-codebook = fit_codebook(cli.fit_source(args, {corpus!r}, encoder, 2, quiet=True), 4, max_frames=200, iters=5,
-                        device="cpu")
-report = cli.encode_corpus(args, corpus, UnitTokenizer(encoder, [codebook]), {out!r}, quiet=True)
-print(json.dumps({{"ray": "ray" in sys.modules, "same_features": bool(same_features),
-                   "encoded": report.encoded, "stored": len(UnitStore.open({out!r}))}}))
+common = ["--quiet"]
+codes = [
+    main(["features", {corpus!r}, "--encoder", {model!r}, "--layer", "2", "-o", {out!r} + "/f", *common]),
+    main(["fit", {corpus!r}, "--encoder", {model!r}, "--layer", "2", "--k", "4", "--max-frames", "300",
+          "--iters", "5", "-o", {out!r} + "/cb", *common]),
+    main(["encode", {corpus!r}, "--codebook", {out!r} + "/cb", "-o", {out!r} + "/u", *common]),
+]
+print(json.dumps({{"codes": codes, "ray": "ray" in sys.modules, "stored": len(UnitStore.open({out!r} + "/u"))}}))
 """
 
 
 def test_local_backend_never_imports_ray(tiny_hubert_dir: Path, tone_dir: Path, tmp_path: Path) -> None:
-    script = LOCAL_SCRIPT.format(model=str(tiny_hubert_dir), corpus=str(tone_dir), out=str(tmp_path / "units"))
+    """features, fit and encode with the default (local, overlapped) backend, in a fresh process."""
+    script = LOCAL_SCRIPT.format(model=str(tiny_hubert_dir), corpus=str(tone_dir), out=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"ray": False, "same_features": True, "encoded": 5, "stored": 5}
+    assert result == {"codes": [0, 0, 0], "ray": False, "stored": 5}
+
+
+def test_cli_overlapped_loader_writes_the_same_files(tiny_hubert_dir: Path, tone_dir: Path, tmp_path: Path) -> None:
+    from speechunits.cli.main import main
+
+    for workers in ("0", "3"):
+        assert main(["features", str(tone_dir), "--encoder", str(tiny_hubert_dir), "--layer", "1,3",
+                     "-o", str(tmp_path / workers), "--loader-workers", workers, "--quiet"]) == 0
+    serial = {p.name: p.read_bytes() for p in (tmp_path / "0").iterdir()}
+    overlapped = {p.name: p.read_bytes() for p in (tmp_path / "3").iterdir()}
+    assert serial.keys() == overlapped.keys() and "layer3.npy" in serial
+    for name in serial:  # arrays, lengths, manifest, errors and metadata: byte for byte
+        assert overlapped[name] == serial[name], name
+
+
+def test_cli_refuses_ray_options_without_ray_backend(tone_dir: Path, tmp_path: Path) -> None:
+    from speechunits.cli.main import main
+
+    assert main(["features", str(tone_dir), "--encoder", "mfcc", "-o", str(tmp_path / "f"),
+                 "--num-workers", "2", "--quiet"]) == 2
+    assert not (tmp_path / "f" / "features.json").exists()
 
 
 @pytest.mark.parametrize("resources, kwargs, expected", [

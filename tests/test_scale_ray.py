@@ -294,3 +294,21 @@ def test_local_overlapped_encode_equals_encode_corpus(tokenizer, corpus_dir: Pat
     again = run_encode(results, open_corpus(corpus_dir), tokenizer, tmp_path / "out", rows_per_file=ROWS_PER_FILE,
                        quiet=True)
     assert (again.encoded, again.already_stored) == (0, 12)
+
+
+def test_cli_fit_and_encode_with_ray_backend(ray_cluster, tiny_hubert_dir: Path, corpus_dir: Path,
+                                            tmp_path: Path) -> None:
+    """The commands themselves: --backend ray gives the local backend's codebook and store."""
+    from speechunits.cli.main import main
+    from speechunits.quantize import Codebook
+
+    fit = ["fit", str(corpus_dir), "--encoder", str(tiny_hubert_dir), "--layer", "2", "--k", "4",
+           "--max-frames", "150", "--iters", "5", "--device", "cpu", "--quiet"]
+    assert main([*fit, "-o", str(tmp_path / "cb_local")]) == 0
+    assert main([*fit, "-o", str(tmp_path / "cb_ray"), "--backend", "ray", "--num-workers", "1"]) == 0
+    local, remote = Codebook.load(tmp_path / "cb_local"), Codebook.load(tmp_path / "cb_ray")
+    np.testing.assert_allclose(remote.centroids.numpy(), local.centroids.numpy(), atol=1e-4)
+    encode = ["encode", str(corpus_dir), "--codebook", str(tmp_path / "cb_local"), "--dedup", "--quiet"]
+    assert main([*encode, "-o", str(tmp_path / "u_local"), "--loader-workers", "0"]) == 0
+    assert main([*encode, "-o", str(tmp_path / "u_ray"), "--backend", "ray", "--num-workers", "1"]) == 0
+    assert _stored(tmp_path / "u_ray") == _stored(tmp_path / "u_local")

@@ -25,7 +25,8 @@ from typing import Callable, Iterable, Iterator, Literal, TypeVar
 
 from speechunits.corpus import Utterance
 from speechunits.errors import SpeechUnitsError
-from speechunits.features.loading import LoadedAudio, load_one
+from speechunits.features import loading
+from speechunits.features.loading import LoadedAudio
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def prefetch_audio_items(
         item with ``error`` set, exactly like the serial loader.
     """
     count = default_loader_workers() if workers is None else workers
-    work = functools.partial(load_one, sample_rate=sample_rate, min_samples=min_samples, channel=channel)
+    # looked up at call time, so the loader in use is always the features package's current one
+    work = functools.partial(loading.load_one, sample_rate=sample_rate, min_samples=min_samples, channel=channel)
     log.debug("loading audio with %d %s worker(s), %s item(s) ahead", count, mode, prefetch)
     return ordered_map(work, corpus, workers=count, prefetch=prefetch, mode=mode)

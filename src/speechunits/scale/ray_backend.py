@@ -1,4 +1,4 @@
-"""Ray Data backend for ``features`` and ``encode`` (and the frame sampling of ``fit``).
+"""Ray Data backend for ``features``, ``encode`` and ``fit`` (frame sampling and k-means).
 
 Pipeline (one Ray Data dataset per run)::
 
