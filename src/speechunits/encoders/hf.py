@@ -108,6 +108,9 @@ class HFEncoder(Encoder):
             dim=int(config.hidden_size),
             identity=identity,
         )
+        #: Run the CNN front end on the padded batch (GPU) or one utterance at a time (CPU,
+        #: where the batched CNN measured ~1.4x slower in fp32: no padding and smaller tensors).
+        self.batch_cnn = self.torch_device.type != "cpu"
         self._pos_mask: torch.Tensor | None = None
         self._install_pos_conv_masking()
 
@@ -202,7 +205,11 @@ class HFEncoder(Encoder):
 
     def hidden_states(self, batch: torch.Tensor, lengths: Sequence[int], layers: Sequence[int]) -> dict[int, torch.Tensor]:
         """``{layer: [B, F_max, dim]}`` for a padded batch; blocks past ``max(layers)`` never run."""
-        features = self.conv_features(batch, lengths).transpose(1, 2)
+        if self.batch_cnn or len(lengths) == 1:
+            features = self.conv_features(batch, lengths).transpose(1, 2)
+        else:
+            per_utt = [self.conv_features(batch[i: i + 1, :n], [n])[0].transpose(0, 1) for i, n in enumerate(lengths)]
+            features = nn.utils.rnn.pad_sequence(per_utt, batch_first=True)
         projected = self.model.feature_projection(features)
         hidden = projected[0] if isinstance(projected, tuple) else projected
         frames = torch.tensor([self.info.num_frames(n) for n in lengths], device=hidden.device)

@@ -9,6 +9,7 @@ therefore depends on the window, not on the corpus size.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
@@ -129,6 +130,28 @@ def iter_features(
             yield from _run_window(encoder, window, layers, budget, batch_size, chunk, context, on_error, progress)
 
 
+def release_memory() -> None:
+    """Return freed heap memory to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Tensors of ever-changing sizes fragment glibc's heap: without this, peak RSS of a 500-utterance
+    run was 1.6x that of a 50-utterance run; with it, they are equal (``bench/extract.py``).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def _extract(encoder: Encoder, waves: list[np.ndarray], layers: list[int]) -> list[dict[int, np.ndarray]]:
     """``extract_batch`` of already-prepared waves (encoders without ``prepare`` get the plain call)."""
     if type(encoder).prepare is Encoder.prepare:
@@ -171,6 +194,7 @@ def _run_window(encoder: Encoder, window: list[LoadedAudio], layers: list[int], 
                         errors[pieces[i][0]] = f"{window[pieces[i][0]].utt.path}: encoder failed ({single_exc})"
         for i, result in zip(batch, results):
             outputs[i] = result
+        release_memory()
         progress.update(sum(lengths[i] for i in batch) / info.sample_rate)
     by_item: dict[int, list[tuple[Piece, dict[int, np.ndarray] | None]]] = {}
     for (index, piece), result in zip(pieces, outputs):
