@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -89,9 +88,18 @@ def real_features(path: Path, n: int, dim: int, seed: int = 0) -> str:
 
 # ------------------------------------------------------------------------------ workers
 
+def proc_status_mb(field: str) -> float:
+    """``VmRSS`` / ``VmHWM`` of this process in MiB (VmHWM is reset at exec, unlike ru_maxrss,
+    which a child inherits from its parent)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return proc_status_mb("VmRSS")
 
 
 def worker(method: str, data: Path, k: int, seed: int, ninit: int) -> dict:
@@ -124,7 +132,7 @@ def worker(method: str, data: Path, k: int, seed: int, ninit: int) -> dict:
         km.fit(x)
         centroids = km.cluster_centers_.astype(np.float32)
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = proc_status_mb("VmHWM")
     _, dist = assign(x, torch.from_numpy(np.ascontiguousarray(centroids)), return_distances=True)
     return {"method": method, "wall_s": wall, "inertia": float(dist.astype(np.float64).mean()),
             "rss_ratio": (peak - base) / (x.nbytes / 2**20), **extra}
