@@ -377,3 +377,32 @@ def test_two_iterations(tmp_path, tone_dir):
     state = read_state(tmp_path / "model")
     assert state["targets"]["kind"] == "codebook" and state["targets"]["layer"] == 1
     assert second.targets.vocab_size == 6
+
+
+def test_mfcc_and_random_projection_targets(tmp_path, tone_dir):
+    from speechunits.corpus import open_corpus
+    from speechunits.encoders import load_encoder
+    from speechunits.train.targets import build_targets, nearest
+
+    waves = load_waves(open_corpus(tone_dir), 16000, 400)
+    targets = build_targets("mfcc:4", waves, conv_frames, 50.0, seed=1)
+    assert targets.vocab_size == 4 and targets.spec["ratio"] == 2
+    mfcc = load_encoder("mfcc")
+    for utt, wave in waves:
+        feats = torch.from_numpy(mfcc.extract(wave, [0])[0])
+        # independent check: nearest centroid by explicit distances, every 2nd MFCC frame
+        dist = torch.cdist(feats[::2], targets.tensors["centroids"])
+        expected = dist.argmin(1).numpy()[: conv_frames(len(wave))]
+        assert targets.labels[utt].tolist() == expected.tolist()
+    # resuming reuses the saved centroids: same labels without fitting again
+    targets.save(tmp_path / "t")
+    again = build_targets("mfcc:4", waves, conv_frames, 50.0, seed=99, saved=tmp_path / "t")
+    assert all(np.array_equal(again.labels[u], targets.labels[u]) for u, _ in waves)
+    # random projection: deterministic for a seed, K ids, one per model frame
+    rp = build_targets("random-projection:8", waves, conv_frames, 50.0, seed=3)
+    rp2 = build_targets("random-projection:8", waves, conv_frames, 50.0, seed=3)
+    for utt, wave in waves:
+        assert len(rp.labels[utt]) == conv_frames(len(wave))
+        assert rp.labels[utt].min() >= 0 and rp.labels[utt].max() < 8
+        assert np.array_equal(rp.labels[utt], rp2.labels[utt])
+    assert nearest(torch.eye(2), torch.tensor([[0.0, 1.0], [1.0, 0.0]])).tolist() == [1, 0]
