@@ -9,7 +9,8 @@
   empty clusters moved to the frames farthest from their centroid. Inner iterations skip the
   near-tie re-check (labels may differ from fp32 on near ties mid-way, which k-means does not
   need); the final assignment is exact. Inertia per iteration is logged. Stops after
-  ``iters`` iterations or when at most ``tol * N`` labels changed.
+  ``iters`` iterations, when no label changes, or when an iteration improves the inertia by
+  less than ``tol`` (relative, default 1e-3).
 * Deterministic for the seed on CPU (one torch generator; no atomics).
 
 Inertia here is always the *mean* squared distance per frame (sklearn's ``inertia_`` / N).
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 Init = Literal["kmeans++", "random"]
 #: Frames per cluster used to seed k-means++ when ``init_sample`` is not given.
 INIT_FRAMES_PER_CLUSTER = 40
+#: Stop when a Lloyd iteration lowers the inertia by less than this fraction.
+DEFAULT_TOL = 1e-3
 #: Lower bound on the k-means++ subsample (when the data has that many frames).
 INIT_MIN_FRAMES = 10_000
 
@@ -136,9 +139,9 @@ def _lloyd_step(
     chunk_size: int,
     exact: bool,
     recheck: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One assignment pass: labels ``[N]``, distances ``[N]``, sums ``[K, D]`` (float64),
-    counts ``[K]`` and the centroid mean used for centring."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """One assignment pass: labels ``[N]``, distances ``[N]``, centred sums ``[K, D]``,
+    counts ``[K]``, the centroid mean used for centring, and the mean squared distance."""
     dev = centroids.device
     pc = prepare_centroids(centroids, dev, precision)
     k, dim = centroids.shape
@@ -146,6 +149,7 @@ def _lloyd_step(
     labels = torch.empty(n, dtype=torch.int64, device=dev)
     dist = torch.empty(n, dtype=torch.float32, device=dev)
     sums = torch.zeros(k, dim, dtype=torch.float32, device=dev)
+    sq_total = torch.zeros((), dtype=torch.float64, device=dev)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         xc = x[start:stop].to(dev, non_blocking=True) - pc.mean
@@ -153,8 +157,13 @@ def _lloyd_step(
         labels[start:stop] = lab
         dist[start:stop] = d
         sums.index_add_(0, lab, xc)
+        sq_total += torch.linalg.vector_norm(xc).double().square()
     counts = torch.bincount(labels, minlength=k)
-    return labels, dist, sums, counts, pc.mean
+    # Inertia of these labels from sufficient statistics (exact up to fp32 sums, whatever
+    # the precision of the distances): sum |x|^2 - 2 sum_k c_k.S_k + sum_k n_k |c_k|^2.
+    c64 = pc.centred.double()
+    inertia = float(sq_total - 2.0 * (c64 * sums.double()).sum() + (counts.double() * (c64 * c64).sum(1)).sum()) / max(n, 1)
+    return labels, dist, sums, counts, pc.mean, inertia
 
 
 def _repair_empty(
@@ -192,7 +201,7 @@ def fit_kmeans(
     init: Init = "kmeans++",
     seed: int = 0,
     device: str | torch.device | None = "auto",
-    tol: float = 1e-4,
+    tol: float = DEFAULT_TOL,
     init_sample: int | None = None,
     precision: Precision = "auto",
     chunk_size: int = DEFAULT_CHUNK,
@@ -207,7 +216,8 @@ def fit_kmeans(
             (k distinct frames).
         seed: all random choices derive from it; same seed, same result on CPU.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        tol: stop when at most ``tol * N`` labels changed in an iteration (0: only when none did).
+        tol: stop when an iteration lowers the inertia by less than this fraction (0: only
+            when no label changes).
         init_sample: frames used to seed k-means++ (default :func:`default_init_sample`).
         precision: assignment matmul precision (labels are exact either way).
         chunk_size: frames per assignment matmul.
@@ -269,7 +279,7 @@ def lloyd(
     centroids: torch.Tensor,
     *,
     iters: int = 20,
-    tol: float = 1e-4,
+    tol: float = DEFAULT_TOL,
     precision: Precision = "auto",
     device: str | torch.device | None = "auto",
     chunk_size: int = DEFAULT_CHUNK,
@@ -279,9 +289,10 @@ def lloyd(
     """Lloyd iterations from ``centroids`` ``[K, D]`` on frames ``x`` ``[N, D]`` (float32).
 
     Each iteration assigns every frame (bf16 matmuls without the near-tie re-check where
-    bf16 is fast; the logged inertia is then accurate to ~1e-3), repairs empty clusters
-    and moves each centroid to the mean of its frames. Stops after ``iters`` or when at
-    most ``tol * N`` labels changed. The final pass is exact (labels and fp32 distances).
+    bf16 is fast), logs the inertia of that assignment (from sufficient statistics, so
+    exact up to fp32 sums), repairs empty clusters and moves each centroid to the mean of
+    its frames. Stops after ``iters``, when no label changed, or when an iteration lowered
+    the inertia by less than ``tol`` (relative). The final pass measures exact fp32 distances.
     A final assignment gives the returned inertia and counts (``final_pass=False``: the
     returned inertia/counts are those of the last iteration's assignment).
     """
@@ -299,8 +310,8 @@ def lloyd(
     for it in range(1, iters + 1):
         # Inner iterations: bf16 labels without the fp32 re-check (near ties may go either
         # way, which does not matter mid-way) and bf16 distances; the final pass is exact.
-        labels, dist, sums, counts, mean = _lloyd_step(xt, centroids, prec, chunk_size, exact=False, recheck=False)
-        inertia = float(dist.double().sum()) / n
+        labels, dist, sums, counts, mean, inertia = _lloyd_step(xt, centroids, prec, chunk_size, exact=False,
+                                                                recheck=False)
         history.append(inertia)
         changed = n if prev_labels is None else int((labels != prev_labels).sum())
         repaired = _repair_empty(xt, labels, dist, sums, counts, mean)
@@ -308,12 +319,14 @@ def lloyd(
         log.info("%s iter %d: inertia %.6g per frame, %d labels changed%s", name, it, inertia, changed,
                  f", {repaired} empty clusters repaired" if repaired else "")
         prev_labels = labels
-        if changed <= tol * n and not repaired:
+        if repaired:
+            continue
+        if changed == 0 or (len(history) > 1 and history[-2] - inertia < tol * history[-2]):
             break
     if final_pass or not history:
         # Final E-step: exact fp32 distances for the returned centroids (labels from the
         # bf16 stage: a near tie going the other way changes the inertia by < 1e-6).
-        _, dist, _, counts, _ = _lloyd_step(xt, centroids, prec, chunk_size, exact=True, recheck=False)
+        _, dist, _, counts, _, _ = _lloyd_step(xt, centroids, prec, chunk_size, exact=True, recheck=False)
         inertia = float(dist.double().sum()) / n
     lloyd_seconds = time.perf_counter() - t1
     log.log(logging.INFO if final_pass else logging.DEBUG, "%s done: %d iterations, inertia %.6g per frame, %.2f s", name, it, inertia, lloyd_seconds)
