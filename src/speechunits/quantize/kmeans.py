@@ -316,7 +316,7 @@ def lloyd(
         changed = n if prev_labels is None else int((labels != prev_labels).sum())
         repaired = _repair_empty(xt, labels, dist, sums, counts, mean)
         centroids = sums / counts.clamp_min(1).unsqueeze(1).to(sums.dtype) + mean
-        log.info("%s iter %d: inertia %.6g per frame, %d labels changed%s", name, it, inertia, changed,
+        log.log(logging.INFO if final_pass else logging.DEBUG, "%s iter %d: inertia %.6g per frame, %d labels changed%s", name, it, inertia, changed,
                  f", {repaired} empty clusters repaired" if repaired else "")
         prev_labels = labels
         if repaired:
