@@ -155,6 +155,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--max-batch-seconds", type=float, default=None, help="default: the library default")
     parser.add_argument("--rss-counts", default="50,500", help="utterance counts for the peak-RSS check ('' to skip)")
+    parser.add_argument("--rss-max-batch-seconds", type=float, default=5.0,
+                        help="batch budget of the RSS runs (small, so that both corpora exceed one window)")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
@@ -214,8 +216,9 @@ def main() -> None:
           f"same k-means (K=100) unit for {100 * agree:.1f}% of {len(fp32)} frames")
     if args.rss_counts:
         counts = [int(c) for c in args.rss_counts.split(",")]
-        rss = measure_rss(work / "rss", counts, mbs)
-        print("peak RSS of `speechunits features` (small HuBERT, 2 layers, 1-3 s utterances): "
+        rss = measure_rss(work / "rss", counts, args.rss_max_batch_seconds)
+        print(f"peak RSS of `speechunits features` (small HuBERT, 2 layers, 1-3 s utterances, "
+              f"max_batch_seconds {args.rss_max_batch_seconds}): "
               + ", ".join(f"{c} utts {m:.0f} MiB" for c, m in rss.items()))
 
 
