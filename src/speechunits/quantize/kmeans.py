@@ -139,9 +139,10 @@ def _lloyd_step(
     chunk_size: int,
     exact: bool,
     recheck: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float, float]:
     """One assignment pass: labels ``[N]``, distances ``[N]``, centred sums ``[K, D]``,
-    counts ``[K]``, the centroid mean used for centring, and the mean squared distance."""
+    counts ``[K]``, the centroid mean used for centring, the mean squared distance, and
+    the mean squared distance of the same labels to their cluster means."""
     dev = centroids.device
     pc = prepare_centroids(centroids, dev, precision)
     k, dim = centroids.shape
@@ -157,13 +158,17 @@ def _lloyd_step(
         labels[start:stop] = lab
         dist[start:stop] = d
         sums.index_add_(0, lab, xc)
-        sq_total += torch.linalg.vector_norm(xc).double().square()
+        # Per-row fp32 norms, summed in float64 (one fp32 sum over the chunk loses ~1e-4).
+        sq_total += torch.linalg.vector_norm(xc, dim=1).double().square().sum()
     counts = torch.bincount(labels, minlength=k)
     # Inertia of these labels from sufficient statistics (exact up to fp32 sums, whatever
     # the precision of the distances): sum |x|^2 - 2 sum_k c_k.S_k + sum_k n_k |c_k|^2.
     c64 = pc.centred.double()
-    inertia = float(sq_total - 2.0 * (c64 * sums.double()).sum() + (counts.double() * (c64 * c64).sum(1)).sum()) / max(n, 1)
-    return labels, dist, sums, counts, pc.mean, inertia
+    s64 = sums.double()
+    inertia = float(sq_total - 2.0 * (c64 * s64).sum() + (counts.double() * (c64 * c64).sum(1)).sum()) / max(n, 1)
+    # Inertia of the same labels once each centroid moves to its cluster mean.
+    moved = float(sq_total - ((s64 * s64).sum(1) / counts.clamp_min(1).double()).sum()) / max(n, 1)
+    return labels, dist, sums, counts, pc.mean, inertia, moved
 
 
 def _repair_empty(
@@ -292,7 +297,9 @@ def lloyd(
     bf16 is fast), logs the inertia of that assignment (from sufficient statistics, so
     exact up to fp32 sums), repairs empty clusters and moves each centroid to the mean of
     its frames. Stops after ``iters``, when no label changed, or when an iteration lowered
-    the inertia by less than ``tol`` (relative). The final pass measures exact fp32 distances.
+    the inertia by less than ``tol`` (relative); the returned inertia is then that of the
+    last labels with the returned centroids (their means). Stopped by ``iters``, a final
+    pass measures exact fp32 distances to the returned centroids.
     A final assignment gives the returned inertia and counts (``final_pass=False``: the
     returned inertia/counts are those of the last iteration's assignment).
     """
@@ -307,11 +314,13 @@ def lloyd(
     prev_labels: torch.Tensor | None = None
     t1 = time.perf_counter()
     it = 0
+    converged = False
+    moved = float("nan")
     for it in range(1, iters + 1):
         # Inner iterations: bf16 labels without the fp32 re-check (near ties may go either
         # way, which does not matter mid-way) and bf16 distances; the final pass is exact.
-        labels, dist, sums, counts, mean, inertia = _lloyd_step(xt, centroids, prec, chunk_size, exact=False,
-                                                                recheck=False)
+        labels, dist, sums, counts, mean, inertia, moved = _lloyd_step(xt, centroids, prec, chunk_size,
+                                                                       exact=False, recheck=False)
         history.append(inertia)
         changed = n if prev_labels is None else int((labels != prev_labels).sum())
         repaired = _repair_empty(xt, labels, dist, sums, counts, mean)
@@ -322,11 +331,16 @@ def lloyd(
         if repaired:
             continue
         if changed == 0 or (len(history) > 1 and history[-2] - inertia < tol * history[-2]):
+            converged = True
             break
-    if final_pass or not history:
+    if converged:
+        # Labels settled: the returned centroids are the means of the last assignment,
+        # whose inertia the sufficient statistics give without another pass.
+        inertia = moved
+    elif final_pass or not history:
         # Final E-step: exact fp32 distances for the returned centroids (labels from the
         # bf16 stage: a near tie going the other way changes the inertia by < 1e-6).
-        _, dist, _, counts, _, _ = _lloyd_step(xt, centroids, prec, chunk_size, exact=True, recheck=False)
+        _, dist, _, counts, _, _, _ = _lloyd_step(xt, centroids, prec, chunk_size, exact=True, recheck=False)
         inertia = float(dist.double().sum()) / n
     lloyd_seconds = time.perf_counter() - t1
     log.log(logging.INFO if final_pass else logging.DEBUG, "%s done: %d iterations, inertia %.6g per frame, %.2f s", name, it, inertia, lloyd_seconds)
