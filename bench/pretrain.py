@@ -149,6 +149,7 @@ def main() -> int:
     parser.add_argument("--batch-seconds", type=float, default=16.0)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--unmasked-weight", type=float, default=0.0, help="loss weight of unmasked frames")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--fit-minutes", type=float, default=15.0, help="training audio for the evaluation k-means")
     parser.add_argument("--threads", type=int, default=1,
@@ -167,7 +168,8 @@ def main() -> int:
     if not (model1 / "training" / "state.json").is_file():
         cfg = TrainConfig(model="tiny", targets=f"mfcc:{args.k}", steps=args.steps, lr=args.lr,
                           warmup_steps=args.warmup, max_batch_seconds=args.batch_seconds,
-                          crop_seconds=4.0, max_minutes=args.train_minutes, log_every=10, checkpoint_every=500)
+                          crop_seconds=4.0, max_minutes=args.train_minutes, log_every=10, checkpoint_every=500,
+                          unmasked_weight=args.unmasked_weight)
         start = time.perf_counter()
         result = pretrain(train_dir / "manifest.tsv", model1, cfg, device="cpu", quiet=True)
         wall = time.perf_counter() - start
