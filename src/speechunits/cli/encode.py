@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_shard(parser)
     add_on_error(parser)
     add_quiet(parser)
+    from speechunits.scale.cli import add_scale_options
+
+    add_scale_options(parser)  # --backend local|ray, --ray-address, ... (docs/scaling.md)
     parser.set_defaults(func=run)
 
 
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from speechunits.corpus import open_corpus, parse_shard
     from speechunits.encoders import load_encoder
     from speechunits.quantize import Codebook
-    from speechunits.units.encode_corpus import encode_corpus
+    from speechunits.scale import cli as scale_cli
     from speechunits.units.tokenizer import UnitTokenizer
 
     if args.max_batch_seconds is not None and args.max_batch_seconds <= 0:
@@ -74,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
     corpus = open_corpus(args.input, shard=args.shard)
     encoder = load_encoder(first.encoder_name, device=args.device, dtype=args.dtype)
     tokenizer = UnitTokenizer(encoder, codebooks, dedup=args.dedup, layers=layers)
-    report = encode_corpus(corpus, tokenizer, args.out, job=job, rows_per_file=args.rows_per_file,
-                           max_batch_seconds=args.max_batch_seconds, on_error=args.on_error,
-                           channel=args.channel, quiet=args.quiet)
+    report = scale_cli.encode_corpus(args, corpus, tokenizer, args.out, job=job, rows_per_file=args.rows_per_file,
+                                     max_batch_seconds=args.max_batch_seconds, on_error=args.on_error,
+                                     channel=args.channel, quiet=args.quiet)
     log.info("%s: %d utterances encoded (%.1f s of audio, %.1fx real time), %d already stored, %d failed%s",
              args.out, report.encoded, report.audio_seconds, report.realtime_factor, report.already_stored,
              report.failed, f" (see {report.errors_path})" if report.failed else "")

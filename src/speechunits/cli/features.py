@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_shard(parser)
     add_on_error(parser)
     add_quiet(parser)
+    from speechunits.scale.cli import add_scale_options
+
+    add_scale_options(parser)  # --backend local|ray, --ray-address, ... (docs/scaling.md)
     parser.set_defaults(func=run)
 
 
@@ -66,7 +69,8 @@ def _total_seconds(corpus: Iterable[Utterance]) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     from speechunits.encoders import BUILTIN_ENCODERS, load_encoder
-    from speechunits.features import FeaturesWriter, iter_features
+    from speechunits.features import FeaturesWriter
+    from speechunits.scale import cli as scale_cli
 
     if args.layer is None:
         if args.encoder not in BUILTIN_ENCODERS:
@@ -84,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     done = skipped = 0
     seconds = 0.0
     try:
-        for item in iter_features(
-            encoder, corpus, layers,
+        for item in scale_cli.feature_items(
+            args, encoder, corpus, layers,
             max_batch_seconds=args.max_batch_seconds, batch_size=args.batch_size,
             chunk_seconds=args.chunk_seconds, chunk_context_seconds=args.chunk_context_seconds,
             on_error=args.on_error, channel=args.channel, quiet=args.quiet, total_seconds=total,

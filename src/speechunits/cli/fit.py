@@ -38,11 +38,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_shard(parser)
     add_on_error(parser)
     add_quiet(parser)
+    from speechunits.scale.cli import add_scale_options
+
+    add_scale_options(parser)  # --backend local|ray, --ray-address, ... (docs/scaling.md)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechunits.quantize.fit import corpus_source, features_dir_source, fit_codebook
+    from speechunits.quantize.fit import features_dir_source
+    from speechunits.scale import cli as scale_cli
 
     if args.from_features is not None:
         if args.input is not None:
@@ -54,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
         from speechunits.encoders import load_encoder
 
         encoder = load_encoder(args.encoder, device=args.device, dtype=args.dtype)
-        source = corpus_source(args.input, encoder, args.layer, on_error=args.on_error, quiet=args.quiet,
-                               shard=args.shard)
-    codebook = fit_codebook(source, args.k, max_frames=args.max_frames, seed=args.seed, init=args.init,
-                            iters=args.iters, device=args.device)
+        source = scale_cli.fit_source(args, args.input, encoder, args.layer, on_error=args.on_error,
+                                      quiet=args.quiet, shard=args.shard)
+    codebook = scale_cli.fit_codebook(args, source, args.k, max_frames=args.max_frames, seed=args.seed,
+                                      init=args.init, iters=args.iters, device=args.device)
     codebook.save(args.out)
     log.info("%s: K=%d, D=%d, layer %s, inertia %.6g per frame on %s frames", args.out, codebook.k, codebook.dim,
              codebook.layer, codebook.meta["inertia"], codebook.meta["training_frames"])

@@ -34,13 +34,13 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray-address", default=None, metavar="ADDR",
                        help="Ray cluster to join (auto, ray://head:10001, head:6379); default: the RAY_ADDRESS "
                        "cluster if set, else a local Ray with this machine's cores")
-    group.add_argument("--num-workers", type=int, default=None,
+    group.add_argument("--num-workers", type=int, default=None, metavar="N",
                        help="ray: encoder actors (default: GPUs / --gpus-per-worker, else CPUs / --cpus-per-worker)")
-    group.add_argument("--gpus-per-worker", type=float, default=None,
+    group.add_argument("--gpus-per-worker", type=float, default=None, metavar="G",
                        help="ray: GPUs per encoder actor (default 1 when the cluster has GPUs, else 0)")
-    group.add_argument("--cpus-per-worker", type=float, default=None,
+    group.add_argument("--cpus-per-worker", type=float, default=None, metavar="C",
                        help="ray: CPUs (torch threads) per encoder actor (default 1)")
-    group.add_argument("--loader-workers", type=int, default=None,
+    group.add_argument("--loader-workers", type=int, default=None, metavar="N",
                        help="local: threads decoding ahead of the encoder (default min(4, cores); 0 = serial); "
                        "ray: decode tasks in flight")
 
