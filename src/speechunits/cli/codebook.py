@@ -11,8 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from speechunits.quantize.exporters import EXPORT_FORMATS
-    from speechunits.quantize.importers import FORMATS
+    from speechunits.quantize.options import EXPORT_FORMATS, IMPORT_FORMATS as FORMATS
 
     parser = subparsers.add_parser("codebook", help="import/export foreign k-means files; show a codebook")
     sub = parser.add_subparsers(dest="codebook_command", metavar="ACTION", required=True)

@@ -16,7 +16,7 @@ MAX_PRESCAN = 50_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from speechunits.features.extract import (
+    from speechunits.features.defaults import (
         DEFAULT_CHUNK_CONTEXT_SECONDS,
         DEFAULT_CHUNK_SECONDS,
         DEFAULT_MAX_BATCH_SECONDS,

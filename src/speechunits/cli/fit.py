@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from speechunits.quantize.fit import DEFAULT_MAX_FRAMES
+    from speechunits.quantize.options import DEFAULT_MAX_FRAMES
 
     parser = subparsers.add_parser(
         "fit",

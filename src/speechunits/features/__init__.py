@@ -1,14 +1,27 @@
-"""Feature extraction over corpora and the fairseq-compatible features directory."""
-from speechunits.features.extract import FeatureItem, iter_features
-from speechunits.features.io import FeaturesWriter, read_features_dir, read_features_meta
-from speechunits.features.loading import LoadedAudio, load_audio_items
+"""Feature extraction over corpora and the fairseq-compatible features directory.
 
-__all__ = [
-    "FeatureItem",
-    "FeaturesWriter",
-    "LoadedAudio",
-    "iter_features",
-    "load_audio_items",
-    "read_features_dir",
-    "read_features_meta",
-]
+Names are imported lazily so that reading :mod:`speechunits.features.defaults` does not load torch.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "FeatureItem": "speechunits.features.extract",
+    "iter_features": "speechunits.features.extract",
+    "FeaturesWriter": "speechunits.features.io",
+    "read_features_dir": "speechunits.features.io",
+    "read_features_meta": "speechunits.features.io",
+    "LoadedAudio": "speechunits.features.loading",
+    "load_audio_items": "speechunits.features.loading",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'speechunits.features' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

@@ -21,17 +21,16 @@ from speechunits.encoders.base import Encoder
 from speechunits.errors import SpeechUnitsError
 from speechunits.features.batching import plan_batches
 from speechunits.features.chunking import Piece, plan_pieces
+from speechunits.features.defaults import (  # re-exported for callers
+    DEFAULT_CHUNK_CONTEXT_SECONDS,
+    DEFAULT_CHUNK_SECONDS,
+    DEFAULT_MAX_BATCH_SECONDS,
+)
 from speechunits.features.loading import LoadedAudio, load_audio_items
 from speechunits.progress import AudioProgress
 
 log = logging.getLogger(__name__)
 
-#: Default padded audio per encoder call (seconds). On CPU, throughput is flat above ~20 s
-#: while memory grows (HuBERT-base fp32 peaks at roughly 20 MB per batch second).
-DEFAULT_MAX_BATCH_SECONDS = 30.0
-#: Default chunk limit for long files (seconds) and the context kept around each chunk.
-DEFAULT_CHUNK_SECONDS = 100.0
-DEFAULT_CHUNK_CONTEXT_SECONDS = 5.0
 #: Windows hold this many batches' worth of audio (bounded memory, good length sorting).
 WINDOW_BATCHES = 8
 DEFAULT_WINDOW_UTTERANCES = 512

@@ -4,8 +4,24 @@
 init + exact Lloyd), ``assign`` (nearest centroid, bf16 matmuls with fp32 re-check),
 ``import_codebook`` / ``export_codebook`` (fairseq km.bin, SpeechBrain, bshall, faiss).
 """
-from speechunits.quantize.assign import assign
-from speechunits.quantize.codebook import Codebook
-from speechunits.quantize.kmeans import KMeansResult, fit_kmeans
+from __future__ import annotations
 
-__all__ = ["Codebook", "KMeansResult", "assign", "fit_kmeans"]
+from importlib import import_module
+from typing import Any
+
+# Imported lazily: torch loads only when one of these is used, so the CLI parser stays fast.
+_LAZY = {
+    "assign": "speechunits.quantize.assign",
+    "Codebook": "speechunits.quantize.codebook",
+    "KMeansResult": "speechunits.quantize.kmeans",
+    "fit_kmeans": "speechunits.quantize.kmeans",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'speechunits.quantize' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

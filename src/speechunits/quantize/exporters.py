@@ -11,7 +11,7 @@ from speechunits.quantize.codebook import Codebook
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("sklearn", "faiss")
+from speechunits.quantize.options import EXPORT_FORMATS
 
 
 def to_sklearn(codebook: Codebook):

@@ -17,11 +17,10 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.quantize.codebook import Codebook
+from speechunits.quantize.options import DEFAULT_MAX_FRAMES
 
 log = logging.getLogger(__name__)
 
-#: Default cap on frames held for k-means (200k x 768 float32 = 614 MB).
-DEFAULT_MAX_FRAMES = 200_000
 #: Pending candidates are merged into the reservoir when they reach this share of it.
 PENDING_FRACTION = 0.25
 

@@ -29,7 +29,7 @@ from speechunits.quantize.codebook import Codebook, encoder_meta
 log = logging.getLogger(__name__)
 
 Format = Literal["auto", "sklearn", "speechbrain", "bshall", "faiss"]
-FORMATS = ("auto", "sklearn", "speechbrain", "bshall", "faiss")
+from speechunits.quantize.options import IMPORT_FORMATS as FORMATS
 PICKLE_WARNING = "%s: loading a pickle runs code stored in the file; only import files you trust"
 _SPEECHBRAIN_NAME = re.compile(r"_k(\d+)_L(\d+)\.pt$")
 
