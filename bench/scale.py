@@ -147,8 +147,11 @@ def main() -> int:
         print(f"\nray.init (embedded, {os.cpu_count()} CPUs): {init_s:.1f} s once per process; fixed cost per run "
               f"(a 1-utterance run: planning, actor start, model load): {one['overhead']:.1f} s (1 worker), "
               f"{two['overhead']:.1f} s (2 workers)")
+        ceiling = machine_parallel_efficiency()
         print(f"per-worker efficiency, 2 workers: {two['rtf'] / (2 * one['rtf']):.2f} (end to end), "
               f"{two['steady'] / (2 * one['steady']):.2f} (steady state); target >= 0.9 where cores allow")
+        print(f"this machine's own 2-process efficiency now (plain processes, torch matmuls): {ceiling:.2f} "
+              "- the ceiling for the line above")
     # The same two local loops with a cheap encoder (MFCC): decoding is then most of the work, as
     # for a GPU encoder that is faster than the audio files can be read and resampled.
     mfcc = load_encoder("mfcc")
@@ -161,6 +164,36 @@ def main() -> int:
     load = os.getloadavg()[0]
     print(f"load average during the run: {load:.1f} on {os.cpu_count()} cores (other jobs share the machine)")
     return 0
+
+
+def _matmul_seconds(n: int) -> float:
+    """Seconds for ``n`` 768x768 matmuls on one torch thread (a pure-compute probe)."""
+    import torch
+
+    torch.set_num_threads(1)
+    a = torch.randn(768, 768)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(n):
+        a @ a
+    return time.perf_counter() - start
+
+
+def machine_parallel_efficiency(n: int = 200) -> float:
+    """What two plain processes get on this machine right now: time(1 x work) / time(2 x work in
+    parallel). 1.0 on two free cores; lower when other jobs hold the cores. The ceiling for Ray's
+    per-worker efficiency in the same run."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(2) as pool:
+        pool.map(_matmul_seconds, [1, 1])
+        start = time.perf_counter()
+        pool.map(_matmul_seconds, [n])
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        pool.map(_matmul_seconds, [n, n])
+        two = time.perf_counter() - start
+    return one / two
 
 
 def feature_items_warmup(encoder, corpus, layer: int):
