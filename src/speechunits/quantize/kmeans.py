@@ -317,10 +317,12 @@ def lloyd(
     converged = False
     moved = float("nan")
     for it in range(1, iters + 1):
-        # Inner iterations: bf16 labels without the fp32 re-check (near ties may go either
-        # way, which does not matter mid-way) and bf16 distances; the final pass is exact.
+        # Inner iterations: bf16 matmuls with the fp32 re-check of near ties, so labels are
+        # exact and the inertia cannot rise between iterations. Without the re-check, features
+        # whose norms are large next to the cluster gaps (trained SSL layers) flipped thousands
+        # of labels per iteration, never converged and ended ~6 % above the exact optimum.
         labels, dist, sums, counts, mean, inertia, moved = _lloyd_step(xt, centroids, prec, chunk_size,
-                                                                       exact=False, recheck=False)
+                                                                       exact=False, recheck=True)
         history.append(inertia)
         changed = n if prev_labels is None else int((labels != prev_labels).sum())
         repaired = _repair_empty(xt, labels, dist, sums, counts, mean)
