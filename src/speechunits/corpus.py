@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from speechunits.audio import AUDIO_EXTENSIONS
 from speechunits.errors import SpeechUnitsError
@@ -162,6 +162,29 @@ def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
             utt_id = str(record.pop("id", audio_path.stem))
             num_samples = record.pop("num_samples", None)
             yield Utterance(utt_id, str(audio_path), int(num_samples) if num_samples is not None else None, record)
+
+
+#: Above this many utterances :func:`total_audio_seconds` gives up (reading headers would take long).
+MAX_PRESCAN = 50_000
+
+
+def total_audio_seconds(utterances: Iterable[Utterance], limit: int = MAX_PRESCAN) -> float | None:
+    """Audio seconds from file headers, for progress bars' ETA; ``None`` above ``limit`` utterances.
+
+    Unreadable files are left out (the pass that processes them reports them).
+    """
+    import soundfile as sf
+
+    total = 0.0
+    for count, utt in enumerate(utterances):
+        if count >= limit:
+            return None
+        try:
+            info = sf.info(utt.path)
+        except Exception:  # noqa: BLE001 - libsndfile raises several types; reported later
+            continue
+        total += info.frames / info.samplerate
+    return total
 
 
 def write_tsv(path: str | os.PathLike[str], root: str, rows: list[tuple[str, int]]) -> None:

@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Iterable
 
 from speechunits.cli.common import add_device, add_on_error, add_quiet, add_shard, parse_layers
-from speechunits.corpus import Utterance, open_corpus
+from speechunits.corpus import open_corpus, total_audio_seconds
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
-
-#: Above this many utterances the progress bar does not pre-scan file headers for a total.
-MAX_PRESCAN = 50_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,22 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _total_seconds(corpus: Iterable[Utterance]) -> float | None:
-    """Total audio duration from file headers (None for very large or unreadable corpora)."""
-    import soundfile as sf
-
-    total = 0.0
-    for count, utt in enumerate(corpus):
-        if count >= MAX_PRESCAN:
-            return None
-        try:
-            info = sf.info(utt.path)
-            total += info.frames / info.samplerate
-        except Exception:  # noqa: BLE001 - bad files are reported by the extraction itself
-            continue
-    return total
-
-
 def run(args: argparse.Namespace) -> int:
     from speechunits.encoders import BUILTIN_ENCODERS, load_encoder
     from speechunits.features import FeaturesWriter
@@ -83,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     corpus = open_corpus(args.input, shard=args.shard)
     encoder = load_encoder(args.encoder, device=args.device, dtype=args.dtype)
     layers = encoder.check_layers(layers)
-    total = None if args.quiet else _total_seconds(corpus)
+    total = None if args.quiet else total_audio_seconds(corpus)
     writer = FeaturesWriter(args.out, encoder.info, layers)
     done = skipped = 0
     seconds = 0.0

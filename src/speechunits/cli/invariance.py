@@ -46,18 +46,8 @@ def format_table(report: InvarianceReport) -> str:
     return "\n".join(lines)
 
 
-def _total_seconds(corpus: list) -> float | None:
-    """Audio seconds of the corpus from file headers (for the progress bar), None if unreadable."""
-    import soundfile
-
-    try:
-        return float(sum(soundfile.info(u.path).duration for u in corpus))
-    except (RuntimeError, OSError, soundfile.LibsndfileError):
-        return None
-
-
 def run(args: argparse.Namespace) -> int:
-    from speechunits.corpus import open_corpus
+    from speechunits.corpus import open_corpus, total_audio_seconds
     from speechunits.encoders import load_encoder
     from speechunits.features import load_audio_items
     from speechunits.measure.augment import standard_augmentations
@@ -88,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             yield item.utt.id, item.audio.samples
 
-    total = _total_seconds(corpus)
+    total = total_audio_seconds(corpus)
     with AudioProgress(total, desc="invariance", quiet=args.quiet) as progress:
         report = measure_invariance(audio(), rate, lambda x: tokenizer.encode(x).ids, augmentations,
                                     seed=args.seed, on_progress=progress.update)

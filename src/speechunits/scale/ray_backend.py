@@ -295,7 +295,7 @@ def ray_results(tokenizer: Any, *, options: RayOptions, max_batch_seconds: float
     the encoder the actors load (checked by identity), the codebooks (shipped to them) and the
     dedup flag; the actors run the same :meth:`UnitTokenizer.units_from_features`.
     """
-    from speechunits.scale.encode_job import UnitResult
+    from speechunits.units.encode_corpus import UnitResult
     from speechunits.units.units import Units
 
     encoder: Encoder = tokenizer.encoder
@@ -305,7 +305,8 @@ def ray_results(tokenizer: Any, *, options: RayOptions, max_batch_seconds: float
               "dedup": tokenizer.dedup,
               "extract_kwargs": _extract_kwargs(max_batch_seconds, None, None, None)}
 
-    def results(todo: Sequence[Utterance]) -> Iterator[Any]:
+    def results(todo: Iterable[Utterance]) -> Iterator[Any]:
+        todo = list(todo)
         rows = _execute(todo, WORKERS["units"], kwargs, sample_rate=encoder.info.sample_rate,
                         min_samples=encoder.info.receptive_field, channel=channel, options=options)
         for row in rows:

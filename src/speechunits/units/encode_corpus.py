@@ -15,9 +15,11 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
-from speechunits.corpus import Corpus, Utterance
+from speechunits.corpus import Corpus, Utterance, total_audio_seconds
+from speechunits.errors import SpeechUnitsError
+from speechunits.progress import AudioProgress
 from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE
 from speechunits.units.store import UnitWriter, store_meta
 from speechunits.units.tokenizer import UnitTokenizer
@@ -25,8 +27,21 @@ from speechunits.units.tokenizer import UnitTokenizer
 log = logging.getLogger(__name__)
 
 ERRORS_FILE = ".errors.jsonl"
-#: Above this many utterances the progress bar does not read file headers for a total (ETA).
-MAX_PRESCAN = 50_000
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """Units of one utterance (one :class:`Units` per codebook stream), or why there are none."""
+
+    utt: Utterance
+    streams: list[Any] | None
+    error: str | None
+    duration_s: float
+
+
+#: ``results(todo) -> UnitResult`` for every utterance of ``todo``, in order. Where the units are
+#: computed (this process, worker threads feeding it, Ray actors) is the function's business.
+ResultsFn = Callable[[Iterable[Utterance]], Iterator[UnitResult]]
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,25 @@ def stream_dirs(out_dir: str | os.PathLike[str], tokenizer: UnitTokenizer) -> li
             for j, (cb, layer) in enumerate(zip(tokenizer.codebooks, tokenizer.stream_layers))]
 
 
+def local_results(tokenizer: UnitTokenizer, *, max_batch_seconds: float | None = None, on_error: str = "skip",
+                  channel: int | None = None,
+                  audio_items: Callable[[Iterable[Utterance]], Iterable[Any]] | None = None) -> ResultsFn:
+    """Units computed in this process; ``audio_items(todo)`` may supply decoded audio (e.g. a
+    prefetching loader), else audio is read serially."""
+    from speechunits.features import iter_features
+    from speechunits.features.defaults import DEFAULT_MAX_BATCH_SECONDS
+
+    def results(todo: Iterable[Utterance]) -> Iterator[UnitResult]:
+        items = None if audio_items is None else audio_items(todo)
+        for item in iter_features(tokenizer.encoder, todo, tokenizer.layers,
+                                  max_batch_seconds=max_batch_seconds or DEFAULT_MAX_BATCH_SECONDS,
+                                  on_error=on_error, channel=channel, quiet=True, audio_items=items):
+            streams = None if item.features is None else tokenizer.units_from_features(item.features)
+            yield UnitResult(item.utt, streams, item.error, item.duration_s)
+
+    return results
+
+
 def encode_corpus(corpus: Corpus, tokenizer: UnitTokenizer, out_dir: str | os.PathLike[str], *,
                   job: tuple[int, int] = (0, 1), rows_per_file: int = DEFAULT_ROWS_PER_FILE,
                   max_batch_seconds: float | None = None, on_error: str = "skip", channel: int | None = None,
@@ -82,62 +116,60 @@ def encode_corpus(corpus: Corpus, tokenizer: UnitTokenizer, out_dir: str | os.Pa
         total_seconds: audio still to encode, for the progress bar's ETA (default: read from
             the file headers unless ``quiet``).
     """
-    from speechunits.features import iter_features
-    from speechunits.features.extract import DEFAULT_MAX_BATCH_SECONDS
+    results = local_results(tokenizer, max_batch_seconds=max_batch_seconds, on_error=on_error, channel=channel)
+    return write_results(results, corpus, tokenizer, Path(out_dir), job=job, rows_per_file=rows_per_file,
+                         on_error=on_error, quiet=quiet, total_seconds=total_seconds)
 
+
+def write_results(results: ResultsFn, corpus: Iterable[Utterance], tokenizer: UnitTokenizer, out_dir: Path, *,
+                  job: tuple[int, int] = (0, 1), rows_per_file: int | None = None, on_error: str = "skip",
+                  quiet: bool = False, total_seconds: float | None = None, desc: str = "encode",
+                  sync: Callable[[], Any] | None = None, sync_interval_s: float = 10.0) -> EncodeReport:
+    """The write loop every backend shares: open one :class:`UnitWriter` per stream, skip what
+    every stream already holds, feed the rest to ``results`` and store what comes back.
+
+    ``sync`` (if given) is called every ``sync_interval_s`` seconds, e.g. to upload finished
+    shards of a staged remote output.
+    """
+    if on_error not in ("skip", "fail"):
+        raise SpeechUnitsError(f"--on-error: expected skip or fail, got {on_error!r}")
     dirs = stream_dirs(out_dir, tokenizer)
-    errors_path = Path(out_dir) / ERRORS_FILE
+    errors_path = out_dir / ERRORS_FILE
     encoded = failed = 0
     seconds = 0.0
+    last_sync = time.perf_counter()
     with ExitStack() as stack:
-        writers: Sequence[UnitWriter] = [
-            stack.enter_context(UnitWriter(d, store_meta(tokenizer.store_codebook_meta(j), tokenizer.dedup), job=job,
-                                           rows_per_file=rows_per_file))
-            for j, d in enumerate(dirs)
-        ]
+        writers = [stack.enter_context(UnitWriter(d, store_meta(tokenizer.store_codebook_meta(j), tokenizer.dedup),
+                                                  job=job, rows_per_file=rows_per_file or DEFAULT_ROWS_PER_FILE))
+                   for j, d in enumerate(dirs)]
         complete = set.intersection(*(w.done for w in writers))
-        skipped = [0]
-
-        def needed(utt_id: str) -> bool:
-            if utt_id in complete:
-                skipped[0] += 1
-                return False
-            return True
-
-        todo = corpus.filter(lambda utt: needed(utt.id))
+        if isinstance(corpus, Corpus):
+            todo: Iterable[Utterance] = corpus.filter(lambda utt: utt.id not in complete)
+        else:
+            todo = [utt for utt in corpus if utt.id not in complete]
+        already_stored = sum(1 for utt in corpus if utt.id in complete)
         if total_seconds is None and not quiet:
-            total_seconds = _total_seconds(todo)
-            skipped[0] = 0  # counted again by the real pass
+            total_seconds = total_audio_seconds(todo)
         start = time.perf_counter()
-        for item in iter_features(tokenizer.encoder, todo, tokenizer.layers,
-                                  max_batch_seconds=max_batch_seconds or DEFAULT_MAX_BATCH_SECONDS,
-                                  on_error=on_error, channel=channel, quiet=quiet, total_seconds=total_seconds):
-            if item.features is None:
-                failed += 1
-                log.warning("skipped %s", item.error)
-                with open(errors_path, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps({"id": item.utt.id, "path": item.utt.path, "error": item.error}) + "\n")
-                continue
-            for writer, units in zip(writers, tokenizer.units_from_features(item.features)):
-                if item.utt.id not in writer.done:
-                    writer.add(item.utt.id, units, item.duration_s)
-            encoded += 1
-            seconds += item.duration_s
+        with AudioProgress(total_seconds, desc=desc, quiet=quiet) as progress:
+            for result in results(todo):
+                if result.streams is None:
+                    if on_error == "fail":
+                        raise SpeechUnitsError(result.error or f"{result.utt.path}: failed")
+                    failed += 1
+                    log.warning("skipped %s", result.error)
+                    with open(errors_path, "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps({"id": result.utt.id, "path": result.utt.path,
+                                                 "error": result.error}) + "\n")
+                    continue
+                for writer, units in zip(writers, result.streams):
+                    if result.utt.id not in writer.done:
+                        writer.add(result.utt.id, units, result.duration_s)
+                encoded += 1
+                seconds += result.duration_s
+                progress.update(result.duration_s)
+                if sync is not None and time.perf_counter() - last_sync > sync_interval_s:
+                    sync()
+                    last_sync = time.perf_counter()
         wall = time.perf_counter() - start
-    return EncodeReport(encoded, skipped[0], failed, seconds, wall, dirs, errors_path)
-
-
-def _total_seconds(corpus: Iterable[Utterance]) -> float | None:
-    """Audio seconds of ``corpus`` from file headers, for the progress bar's ETA (None if too many)."""
-    import soundfile as sf
-
-    total = 0.0
-    for count, utt in enumerate(corpus):
-        if count >= MAX_PRESCAN:
-            return None
-        try:
-            info = sf.info(utt.path)
-        except Exception:  # noqa: BLE001 - bad files are reported by the encoding pass itself
-            continue
-        total += info.frames / info.samplerate
-    return total
+    return EncodeReport(encoded, already_stored, failed, seconds, wall, dirs, errors_path)
