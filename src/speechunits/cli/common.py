@@ -29,6 +29,20 @@ def add_shard(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", default=None, metavar="i/n", help="process only shard i of n (0-based)")
 
 
+def add_corpus_job_options(parser: argparse.ArgumentParser, channel: bool = True) -> None:
+    """The options of every command that runs an encoder over a corpus: [--channel], --device/--dtype,
+    --shard, --on-error, --quiet and the backend group (--backend local|ray, ..., docs/scaling.md)."""
+    from speechunits.scale.cli import add_scale_options
+
+    if channel:
+        parser.add_argument("--channel", type=int, default=None, help="use channel N (0-based) instead of the downmix")
+    add_device(parser)
+    add_shard(parser)
+    add_on_error(parser)
+    add_quiet(parser)
+    add_scale_options(parser)
+
+
 def parse_layers(text: str) -> list[int]:
     """``"6"``, ``"6,9"`` or ``"0-12"`` (inclusive ranges) into a sorted list of ints."""
     layers: set[int] = set()

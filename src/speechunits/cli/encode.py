@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from speechunits.cli.common import add_device, add_on_error, add_quiet, add_shard, parse_int_list
+from speechunits.cli.common import add_corpus_job_options, parse_int_list
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rows-per-file", type=int, default=DEFAULT_ROWS_PER_FILE,
                         help="utterances per Parquet shard; an interruption loses at most this many "
                         "(default %(default)s)")
-    parser.add_argument("--channel", type=int, default=None, help="use channel N (0-based) instead of the downmix")
-    add_device(parser)
-    add_shard(parser)
-    add_on_error(parser)
-    add_quiet(parser)
-    from speechunits.scale.cli import add_scale_options
-
-    add_scale_options(parser)  # --backend local|ray, --ray-address, ... (docs/scaling.md)
+    add_corpus_job_options(parser)
     parser.set_defaults(func=run)
 
 

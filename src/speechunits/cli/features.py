@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from speechunits.cli.common import add_device, add_on_error, add_quiet, add_shard, parse_layers
+from speechunits.cli.common import add_corpus_job_options, parse_layers
 from speechunits.corpus import open_corpus, total_audio_seconds
 from speechunits.errors import SpeechUnitsError
 
@@ -36,14 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="split files longer than this (default %(default)s)")
     parser.add_argument("--chunk-context-seconds", type=float, default=DEFAULT_CHUNK_CONTEXT_SECONDS,
                         help="context encoded around each chunk and dropped (default %(default)s)")
-    parser.add_argument("--channel", type=int, default=None, help="use channel N (0-based) instead of the downmix")
-    add_device(parser)
-    add_shard(parser)
-    add_on_error(parser)
-    add_quiet(parser)
-    from speechunits.scale.cli import add_scale_options
-
-    add_scale_options(parser)  # --backend local|ray, --ray-address, ... (docs/scaling.md)
+    add_corpus_job_options(parser)
     parser.set_defaults(func=run)
 
 

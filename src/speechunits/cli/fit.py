@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from speechunits.cli.common import add_device, add_on_error, add_quiet, add_shard
+from speechunits.cli.common import add_corpus_job_options
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iters", type=int, default=20, help="maximum Lloyd iterations (default %(default)s)")
     parser.add_argument("--from-features", default=None, metavar="DIR",
                         help="read frames from a `speechunits features` directory instead of INPUT")
-    add_device(parser)
-    add_shard(parser)
-    add_on_error(parser)
-    add_quiet(parser)
-    from speechunits.scale.cli import add_scale_options
-
-    add_scale_options(parser)  # --backend local|ray, --ray-address, ... (docs/scaling.md)
+    add_corpus_job_options(parser, channel=False)
     parser.set_defaults(func=run)
 
 
