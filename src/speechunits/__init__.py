@@ -6,8 +6,7 @@ Public API (imported lazily so that ``import speechunits`` stays cheap)::
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from speechunits._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -24,10 +23,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'speechunits' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["__version__", *_LAZY]

@@ -4,8 +4,7 @@ Names are imported lazily so that reading :mod:`speechunits.features.defaults` d
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from speechunits._lazy import lazy_getattr
 
 _LAZY = {
     "FeatureItem": "speechunits.features.extract",
@@ -18,10 +17,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'speechunits.features' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)

@@ -6,8 +6,7 @@ init + exact Lloyd), ``assign`` (nearest centroid, bf16 matmuls with fp32 re-che
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from speechunits._lazy import lazy_getattr
 
 # Imported lazily: torch loads only when one of these is used, so the CLI parser stays fast.
 _LAZY = {
@@ -18,10 +17,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'speechunits.quantize' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)
