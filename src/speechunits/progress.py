@@ -38,7 +38,11 @@ class AudioProgress:
     def update(self, audio_seconds: float) -> None:
         self.done_seconds += audio_seconds
         if self._bar is not None:
-            self._bar.update(audio_seconds / 3600.0)
+            step = audio_seconds / 3600.0
+            if self._bar.total:
+                # Totals come from file headers; resampling rounds lengths, so never run past them.
+                step = min(step, max(self._bar.total - self._bar.n, 0.0))
+            self._bar.update(step)
             self._bar.set_postfix_str(f"{self.realtime_factor:.1f}x real time", refresh=False)
 
     @property

@@ -23,8 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from speechunits import demo
 
+    if not args.verbose:
+        # The demo's table is the result; k-means' per-iteration inertia lines would bury it.
+        logging.getLogger("speechunits.quantize").setLevel(logging.WARNING)
     result = demo.run_demo(
         args.output,
         minutes=demo.DEFAULT_MINUTES if args.minutes is None else args.minutes,
