@@ -31,20 +31,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-
-def make_corpus(root: Path, count: int, min_s: float, max_s: float, seed: int, sample_rate: int = 16000) -> float:
-    """Noisy chirps of uniform random length; returns total seconds."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    total = 0.0
-    for i in range(count):
-        secs = float(rng.uniform(min_s, max_s))
-        t = np.arange(int(secs * sample_rate)) / sample_rate
-        f0 = rng.uniform(80, 300)
-        wave = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + 0.2 * t)) + 0.05 * rng.standard_normal(t.size)
-        sf.write(str(root / f"utt{i:05d}.wav"), wave.astype(np.float32), sample_rate)
-        total += secs
-    return total
+from chirp_corpus import make_corpus  # bench/ is on sys.path when run as a script
 
 
 def model_flops(config, num_samples: int, num_layers: int) -> float:
