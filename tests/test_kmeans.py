@@ -56,6 +56,27 @@ def test_assign_near_ties_are_rechecked_in_fp32() -> None:
     np.testing.assert_array_equal(got, expected)
 
 
+def test_assign_bf16_matches_float64_on_ssl_like_features() -> None:
+    """Large norms next to small cluster gaps (trained SSL layers): the bf16 bound must
+    send every doubtful row to the fp32 re-check, so labels equal a float64 search."""
+    rng = np.random.default_rng(7)
+    dim, k = 256, 300
+    base = rng.standard_normal(dim) * 30  # shared offset the centring removes
+    centres = base + rng.standard_normal((k, dim)) * 1.5
+    x = centres[rng.integers(0, k, 20000)] + rng.standard_normal((20000, dim)) * 1.2
+    # A tenth of the rows sit almost half-way between two centroids.
+    i, j = rng.integers(0, k, 2000), rng.integers(0, k, 2000)
+    t = 0.5 + rng.uniform(-5e-4, 5e-4, 2000)[:, None]
+    x[:2000] = centres[i] * t + centres[j] * (1 - t) + rng.standard_normal((2000, dim)) * 0.05
+    x = x.astype(np.float32)
+    c = centres.astype(np.float32)
+    x64, c64 = x.astype(np.float64), c.astype(np.float64)
+    dist = (x64 * x64).sum(1)[:, None] - 2 * x64 @ c64.T + (c64 * c64).sum(1)[None]
+    expected = dist.argmin(1)
+    got = assign(x, torch.from_numpy(c), precision="bf16", device="cpu", chunk_size=3001)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_assign_distances_are_exact_squared_l2() -> None:
     rng = np.random.default_rng(4)
     x = rng.standard_normal((500, 32)).astype(np.float32) + 5

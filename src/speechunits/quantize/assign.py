@@ -6,15 +6,30 @@ GPUs) and every row whose winner is not certain under a rigorous bound on the bf
 is re-checked in fp32 against the centroids that could still win, so the labels equal
 an fp32 nearest-centroid search (and sklearn's ``predict``) up to exact fp32 ties.
 
-Error bound used for the re-check (per row ``x`` and centroid ``c``, both centred on the
-centroid mean; ``x~ = bf16(x)``, ``dx = x - x~``, same for ``c``)::
+**Whole distances from one matmul.** Rows and centroids are centred on the centroid mean
+and augmented with a few columns so that the bf16 matmul (fp32 accumulation inside)
+returns the full squared distance, not just ``x.c``::
 
-    |x.c - bf16(x~ . c~)| <= |x| |dc| + |dx| |c~| + u |x~ . c~| + g |x~| |c~|
+    [x~, 1, 1, 1, s1(x), s2(x), s3(x)] . [-2 c~, s1(c), s2(c), s3(c), 1, 1, 1]
+        = ||x||^2 + ||c||^2 - 2 x~.c~
 
-(Cauchy-Schwarz on the input rounding, ``u = 2^-8`` for rounding the matmul's bf16
-output, ``g`` for fp32 accumulation inside the matmul). A row is certain when the
-approximate best distance beats every other approximate distance by more than the
-sum of both error bounds (times 2 for the ``-2 x.c`` term).
+where ``x~ = bf16(x)`` and ``s1 + s2 + s3`` splits an fp32 squared norm into three bf16
+numbers (exact to ~2^-24). The matmul's single bf16 rounding of its output then costs
+``u |d|`` of the *distance* (small for the winners that matter) instead of ``u |x.c|`` of
+a dot product, which on trained-SSL-like features (large norms, small gaps) made the
+error bound ~30 % looser and needed an extra pass over ``[n, K]`` to evaluate.
+
+Error bound (per row; ``dx = x - x~``, ``dc = c - c~``, ``u = 2^-8``, ``e = 2^-23``)::
+
+    |d~ - d| <= 2 (|x| |dc| + |dx| |c~|)                       # bf16 inputs (Cauchy-Schwarz)
+              + (D + 8) e (2 |x~| |c~| + |x|^2 + |c|^2)          # fp32 accumulation
+              + 2^-24 (|x|^2 + |c|^2)                             # the norm splits
+              + u (1 + 4u) |d~|                                   # bf16 output rounding
+
+with ``|dx| <= u |x|`` and the centroid terms maximised over the codebook. A row is
+certain when the runner-up's approximate distance exceeds the winner's by more than the
+two entries' bounds together; otherwise every centroid within that window is re-checked
+with direct fp32 differences.
 """
 from __future__ import annotations
 
@@ -88,28 +103,40 @@ class PreparedCentroids:
         mean: float32 ``[D]``; rows and centroids are centred on it (distances unchanged).
         centred: float32 ``[K, D]`` centred centroids.
         sq_norms: float32 ``[K]`` squared norms of ``centred``.
-        low: bf16 ``[K, D]`` centred centroids, or None in fp32 mode.
-        low_norms: float32 ``[K]`` norms of ``low`` (bf16 mode).
-        round_err: float32 ``[K]`` norms of ``centred - low`` (bf16 mode).
-        err_scale: bound on the bf16 input-rounding error of ``x.c`` per unit ``|x|``.
+        augmented: bf16 ``[D + 8, K]`` (bf16 mode): ``[-2 c~, s1, s2, s3, 1, 1, 1, 0]`` per
+            centroid, transposed for the matmul (module docstring); None in fp32 mode.
+        max_norm: largest ``|c|`` or ``|c~|`` over the codebook (bf16 mode).
+        max_round_err: largest ``|c - c~|`` over the codebook (bf16 mode).
     """
 
     centroids: torch.Tensor
     mean: torch.Tensor
     centred: torch.Tensor
     sq_norms: torch.Tensor
-    low: torch.Tensor | None
-    low_norms: torch.Tensor | None
-    round_err: torch.Tensor | None
-    err_scale: float = 0.0
+    augmented: torch.Tensor | None = None
+    max_norm: float = 0.0
+    max_round_err: float = 0.0
 
     @property
     def device(self) -> torch.device:
         return self.centroids.device
 
 
+#: Extra columns of the augmented matmul (3 ones, 3 norm parts, 2 zeros of padding).
+_AUG = 8
+
+
+def _split3(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three bf16 tensors whose fp32 sum equals float32 ``v`` to ~2^-24 relative."""
+    hi = v.to(torch.bfloat16)
+    rest = v - hi.float()
+    mid = rest.to(torch.bfloat16)
+    lo = (rest - mid.float()).to(torch.bfloat16)
+    return hi, mid, lo
+
+
 def prepare_centroids(centroids: torch.Tensor, device: torch.device, precision: Precision = "auto") -> PreparedCentroids:
-    """Centre, take norms and (bf16 mode) round the centroids once. ``centroids``: ``[K, D]``."""
+    """Centre, take norms and (bf16 mode) build the augmented bf16 matrix once. ``centroids``: ``[K, D]``."""
     c = centroids.detach().to(device=device, dtype=torch.float32).contiguous()
     if c.dim() != 2 or c.shape[0] == 0:
         raise SpeechUnitsError(f"centroids must be a non-empty [K, D] matrix, got shape {tuple(c.shape)}")
@@ -118,15 +145,18 @@ def prepare_centroids(centroids: torch.Tensor, device: torch.device, precision: 
     sq_norms = (centred * centred).sum(1)
     use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(device))
     if not use_bf16:
-        return PreparedCentroids(c, mean, centred, sq_norms, None, None, None)
+        return PreparedCentroids(c, mean, centred, sq_norms)
+    k, dim = c.shape
     low = centred.to(torch.bfloat16)
+    aug = torch.zeros(k, dim + _AUG, dtype=torch.bfloat16, device=device)
+    aug[:, :dim] = low * -2  # exact: a power of two
+    for j, part in enumerate(_split3(sq_norms)):
+        aug[:, dim + j] = part
+    aug[:, dim + 3:dim + 6] = 1
     low_f = low.float()
-    low_norms = low_f.norm(dim=1)
-    round_err = (centred - low_f).norm(dim=1)
-    dim = c.shape[1]
-    # |x.c - x~.c~| <= |x| |dc| + |dx| |c~| + fp32 accumulation, with |dx| <= u |x|.
-    err_scale = float((round_err + low_norms * (_BF16_U + 2 * dim * _FP32_EPS)).max())
-    return PreparedCentroids(c, mean, centred, sq_norms, low, low_norms, round_err, err_scale)
+    max_norm = float(torch.maximum(low_f.norm(dim=1), centred.norm(dim=1)).max())
+    max_round_err = float((centred - low_f).norm(dim=1).max())
+    return PreparedCentroids(c, mean, centred, sq_norms, aug.T.contiguous(), max_norm, max_round_err)
 
 
 def _assign_chunk(xc: torch.Tensor, pc: PreparedCentroids, recheck: bool = True,
@@ -135,37 +165,35 @@ def _assign_chunk(xc: torch.Tensor, pc: PreparedCentroids, recheck: bool = True,
 
     ``xc``: float32 ``[n, D]`` rows already centred on ``pc.mean``, on ``pc.device``.
     ``recheck`` (bf16 mode): re-check uncertain rows in fp32 so labels are exact; without
-    it labels may differ from fp32 on near ties (k-means' inner iterations use that).
+    it labels may differ from fp32 on near ties.
     ``exact``: fp32 distances to the chosen centroid (otherwise bf16-mode distances carry
-    the bf16 error, relative ~1e-3).
+    the bf16 error, relative ~4e-3).
     """
-    if pc.low is None:
-        x_sq = torch.linalg.vector_norm(xc, dim=1).square_()
+    x_sq = torch.linalg.vector_norm(xc, dim=1).square_()
+    if pc.augmented is None:
         dist = torch.addmm(pc.sq_norms.unsqueeze(0), xc, pc.centred.T, beta=1.0, alpha=-2.0)
         best, labels = dist.min(1)
         return labels, best.add_(x_sq).clamp_min_(0.0), 0
 
-    x_sq = torch.linalg.vector_norm(xc, dim=1).square_()
-    dots = (xc.to(torch.bfloat16) @ pc.low.T).float()  # [n, K]
+    n, dim = xc.shape
+    ones = torch.ones((), dtype=torch.bfloat16, device=xc.device).expand(n)
+    zeros = torch.zeros((), dtype=torch.bfloat16, device=xc.device).expand(n)
+    extra = torch.stack([ones, ones, ones, *_split3(x_sq), zeros, zeros], 1)
+    approx = torch.cat([xc.to(torch.bfloat16), extra], 1) @ pc.augmented  # bf16 [n, K] distances
     unsure_count = 0
     if not recheck:
-        approx = dots.mul_(-2.0).add_(pc.sq_norms)
         best, labels = approx.min(1)
-        dist = best.add_(x_sq)
+        dist = best.float()
     else:
-        lo, hi = torch.aminmax(dots, dim=1)
-        # Per-row bound on |approx - exact| distance for every centroid (module docstring).
-        err = 2.0 * (x_sq.sqrt() * pc.err_scale + _BF16_U * torch.maximum(hi, -lo))
-        # Approximate distance without ||x||^2 (the same for the whole row).
-        approx = dots.mul_(-2.0).add_(pc.sq_norms)
         top2, top2_idx = torch.topk(approx, 2, dim=1, largest=False, sorted=True)
+        top2 = top2.float()
         labels = top2_idx[:, 0].clone()
-        dist = top2[:, 0] + x_sq
-        # Another centroid may win if its approximate distance is within 2 err of the best.
-        unsure = torch.nonzero(top2[:, 1] - top2[:, 0] <= 2.0 * err).squeeze(1)
+        dist = top2[:, 0].clone()
+        window = _certainty_window(x_sq, dist, pc, dim)
+        unsure = torch.nonzero(top2[:, 1] - dist <= window).squeeze(1)
         unsure_count = int(unsure.numel())
         if unsure_count:
-            sub = approx[unsure] <= (top2[unsure, 0] + 2.0 * err[unsure]).unsqueeze(1)
+            sub = approx.index_select(0, unsure).float() <= (dist[unsure] + window[unsure]).unsqueeze(1)
             rows, cols = torch.nonzero(sub, as_tuple=True)
             # Direct differences: accurate however far the rows are from the origin.
             pair = torch.index_select(xc, 0, unsure[rows]).sub_(torch.index_select(pc.centred, 0, cols))
@@ -177,6 +205,24 @@ def _assign_chunk(xc: torch.Tensor, pc: PreparedCentroids, recheck: bool = True,
     if exact:
         dist = exact_distances(xc, pc.centred, labels)
     return labels, dist.clamp_min_(0.0), unsure_count
+
+
+def _certainty_window(x_sq: torch.Tensor, best: torch.Tensor, pc: PreparedCentroids, dim: int) -> torch.Tensor:
+    """Per row, how far above the best approximate distance ``best`` ``[n]`` another
+    centroid's approximate distance must lie to be certainly farther (module docstring).
+
+    With ``E = A + u' |d~|`` per entry (``A`` the row's input/accumulation terms) and
+    ``|d~_j| <= |best| + (d~_j - best)``, a competitor can win only if
+    ``d~_j - best <= (2 A + 2 u' |best|) / (1 - u')``.
+    """
+    x_norm = x_sq.sqrt()
+    cmax, cmax_sq = pc.max_norm, pc.max_norm * pc.max_norm
+    inputs = 2.0 * x_norm * (pc.max_round_err + _BF16_U * cmax)
+    accumulation = (dim + _AUG) * _FP32_EPS * (2.0 * (1.0 + _BF16_U) * x_norm * cmax + x_sq + cmax_sq)
+    splits = 2.0**-24 * (x_sq + cmax_sq)
+    a = inputs + accumulation + splits
+    u = _BF16_U * (1.0 + 4.0 * _BF16_U)
+    return (2.0 * a + 2.0 * u * best.abs()) / (1.0 - u)
 
 
 def exact_distances(xc: torch.Tensor, centred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -255,6 +301,6 @@ def assign_tensor(
         labels[start:stop] = lab
         dist[start:stop] = d
         rechecked += r
-    if pc.low is not None and n:
+    if pc.augmented is not None and n:
         log.debug("assign: %d of %d rows re-checked in fp32 (%.2f%%)", rechecked, n, 100.0 * rechecked / n)
     return labels, dist
