@@ -5,9 +5,10 @@
   frames (sklearn's MiniBatchKMeans seeds on ``3 * batch_size`` frames too). The subsample
   is held in bf16 (where fast) so each of the K sequential steps is one ``[L, D] x [D, m]``
   matmul. That matmul is memory-bound (it streams the whole subsample for a handful of
-  rows), so candidates are nearly free: we try ``3 (2 + int(ln K))``, three times sklearn's
-  count, which on 500 blobs lowered the final inertia from 796-808 to 782-783 per frame
-  (bench/kmeans.py, 4 seeds) and let the subsample shrink from 40 K to 30 K frames.
+  rows), so a few more candidates are nearly free: we try ``2 (2 + int(ln K))``, twice
+  sklearn's count, which on 500 blobs lowered the final inertia from 796-808 to 785-793 per
+  frame (bench/kmeans.py, 4 seeds; 3x: 782-783 but 0.5 s slower, as the step turns
+  compute-bound) and let the subsample shrink from 40 K to 30 K frames.
 * **Lloyd.** Assignment through :mod:`speechunits.quantize.assign` (bf16 matmuls with an
   fp32 re-check of near ties, so labels are exact), centroid sums with ``index_add_``,
   empty clusters moved to the frames farthest from their centroid. Every iteration's labels
@@ -99,14 +100,14 @@ def kmeans_plus_plus(
         x: float32 ``[m, D]`` frames (any device); should be roughly centred.
         k: number of seeds (``<= m``).
         gen: CPU generator (all random draws come from it, in a fixed order).
-        n_local_trials: candidates per step (default ``3 (2 + int(ln k))``, module docstring).
+        n_local_trials: candidates per step (default ``2 (2 + int(ln k))``, module docstring).
         low_precision: compute candidate distances with bf16 matmuls.
 
     Returns:
         float32 ``[k, D]`` seeds (rows of ``x``).
     """
     m = x.shape[0]
-    trials = n_local_trials or 3 * (2 + int(math.log(k)))
+    trials = n_local_trials or 2 * (2 + int(math.log(k)))
     dev = x.device
     xm = x.to(torch.bfloat16) if low_precision else x
     sq = (x * x).sum(1)  # [m]
