@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from speechunits.encoders.base import Encoder, EncoderInfo
+from speechunits.encoders.first_conv import first_conv_layer, is_plain_first_conv
 from speechunits.encoders.runtime import resolve_device, resolve_dtype
 from speechunits.errors import SpeechUnitsError
 
@@ -189,17 +190,15 @@ class HFEncoder(Encoder):
     def conv_features(self, batch: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
         """CNN front end ``[B, T] -> [B, C, F_max]`` with per-utterance GroupNorm statistics."""
         conv_layers = self.model.feature_extractor.conv_layers
-        hidden = batch[:, None]
         first = conv_layers[0]
-        norm = getattr(first, "layer_norm", None)
-        if isinstance(norm, nn.GroupNorm) and len(set(lengths)) > 1:
-            hidden = first.conv(hidden)
-            valid = [(n - self._first_kernel) // self._first_stride + 1 for n in lengths]
-            hidden = first.activation(masked_group_norm(hidden, valid, norm))
-            rest = conv_layers[1:]
+        valid = [(n - self._first_kernel) // self._first_stride + 1 for n in lengths]
+        if is_plain_first_conv(first):
+            hidden = first_conv_layer(first, batch, valid)
+        elif isinstance(getattr(first, "layer_norm", None), nn.GroupNorm):
+            hidden = first.activation(masked_group_norm(first.conv(batch[:, None]), valid, first.layer_norm))
         else:
-            rest = conv_layers
-        for layer in rest:
+            hidden = first(batch[:, None])
+        for layer in conv_layers[1:]:
             hidden = layer(hidden)
         return hidden
 
