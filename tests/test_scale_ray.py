@@ -217,6 +217,7 @@ from speechunits.encoders import load_encoder
 from speechunits.scale import ray_backend
 worker = type("StallT", (t.StallOnUttWorker,), {{"STALL_ID": "spk2/u11", "MARKER": {marker!r}}})
 ray_backend.WORKERS["units"] = worker
+ray_backend.SORT_WINDOW_CALLS = 1  # calls keep corpus order, so the stall lands after the first shards
 tok = t.make_tokenizer(load_encoder({model!r}, device="cpu"))
 ray_backend.ray_encode_corpus(open_corpus({corpus!r}), tok, {out!r}, rows_per_file=t.ROWS_PER_FILE, quiet=True,
                               options=ray_backend.RayOptions(address={address!r}, num_workers=1, rows_per_call=2))
@@ -313,3 +314,18 @@ def test_cli_fit_and_encode_with_ray_backend(ray_cluster, tiny_hubert_dir: Path,
     assert main([*encode, "-o", str(tmp_path / "u_local"), "--loader-workers", "0"]) == 0
     assert main([*encode, "-o", str(tmp_path / "u_ray"), "--backend", "ray", "--num-workers", "1"]) == 0
     assert _stored(tmp_path / "u_ray") == _stored(tmp_path / "u_local")
+
+
+def test_plan_is_length_sorted_within_windows_only(tmp_path: Path) -> None:
+    from speechunits.scale.ray_backend import length_sorted
+
+    sizes = [50, 10, 40, 30, 20, 60, 5]
+    rows = []
+    for i, size in enumerate(sizes):
+        path = tmp_path / f"u{i}.wav"
+        path.write_bytes(b"x" * size)
+        rows.append({"idx": i, "path": str(path)})
+    rows.append({"idx": 7, "path": str(tmp_path / "missing.wav")})  # unreadable: size 0, still planned
+    got = [row["idx"] for row in length_sorted(rows, 3)]
+    assert got == [1, 2, 0, 4, 3, 5, 7, 6]
+    assert [row["idx"] for row in length_sorted(rows, 1)] == list(range(8))
