@@ -16,7 +16,7 @@ time to the first result (actor start, model load), and per-worker efficiency
 (rate with N workers / (N x rate with 1 worker)), end to end and in the steady state (the wall
 time minus the fixed cost of a run, measured as a run of one utterance).
 
-    python bench/scale.py                         # ~50 s of audio; a few minutes on 2 loaded cores
+    python bench/scale.py                         # 96 utterances, ~300 s of audio; ~4 min on 2 cores
     python bench/scale.py --num-utts 48 --seconds 5 --layer 6 --loader-workers 2
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def run_config(name: str, args_ns: SimpleNamespace, encoder, corpus, layer: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-utts", type=int, default=16)
+    parser.add_argument("--num-utts", type=int, default=96)
     parser.add_argument("--seconds", type=float, default=3.0, help="mean utterance length")
     parser.add_argument("--rate", type=int, default=44100, help="corpus sample rate (resampled to 16 kHz)")
     parser.add_argument("--layer", type=int, default=6)
@@ -97,7 +97,8 @@ def main() -> int:
                         help="torch threads for local runs (1 = the same as one Ray worker; more threads on a "
                         "loaded machine suffer from OpenMP contention)")
     parser.add_argument("--loader-workers", type=int, default=2)
-    parser.add_argument("--rows-per-call", type=int, default=2, help="ray: utterances per actor call")
+    parser.add_argument("--rows-per-call", type=int, default=None,
+                        help="ray: utterances per actor call (default: the library's, 8)")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
