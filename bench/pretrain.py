@@ -145,19 +145,21 @@ def main() -> int:
     parser.add_argument("--train-corpus", type=Path, default=Path("bench/out/synth_train"))
     parser.add_argument("--heldout-corpus", type=Path, default=Path("bench/out/synth_heldout"))
     parser.add_argument("--train-minutes", type=float, default=40.0, help="wall-clock training budget")
-    parser.add_argument("--steps", type=int, default=4000, help="step cap (the time budget usually ends first)")
+    parser.add_argument("--steps", type=int, default=10000, help="step cap (the time budget usually ends first)")
     parser.add_argument("--batch-seconds", type=float, default=16.0)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--unmasked-weight", type=float, default=0.0, help="loss weight of unmasked frames")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--unmasked-weight", type=float, default=0.5,
+                        help="loss weight of unmasked frames (0: HuBERT's masked-only loss, run A in docs/train.md)")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--fit-minutes", type=float, default=15.0, help="training audio for the evaluation k-means")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: on a shared, oversubscribed CPU more threads spin and run slower)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's, all cores; use 1 on a shared, oversubscribed CPU)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
