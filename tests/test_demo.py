@@ -21,7 +21,10 @@ def test_demo_small_run(tmp_path: Path) -> None:
     main_row, chance, late = result.rows[1], result.rows[2], result.rows[3]
     assert main_row.pnmi > 0.3 and chance.pnmi < 0.15 and late.pnmi < main_row.pnmi
     demo.check_rows(result.rows)
-    assert main_row.abx_across is not None and 0.0 <= main_row.abx_across < 0.5
+    # 0.4 min of speech holds only a handful of across-speaker ABX triplets (scores move in
+    # steps of 0.25-0.5 with any change of the k-means), so only the row's presence is checked
+    # here; ABX values are tested in test_abx.py and on the full demo (slow test).
+    assert main_row.abx_across is not None and 0.0 <= main_row.abx_across <= 1.0
     assert all(0.0 <= r.pnmi <= 1.0 for r in result.rows if not math.isnan(r.pnmi))
     out = result.out_dir
     assert (out / "demo.png").read_bytes()[:8] == PNG_MAGIC
@@ -50,3 +53,8 @@ def test_demo_cli_full(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert "random weights" in out and "MFCC k-means K=50" in out and "tiny HuBERT" in out
     assert (tmp_path / "demo" / "report.md").is_file() and (tmp_path / "demo" / "demo.png").is_file()
+    # The full demo has enough speech for ABX to mean something: MFCC units discriminate
+    # phones well within and across speakers (the last two columns, in percent).
+    row = next(line for line in out.splitlines() if line.startswith("MFCC k-means K=50"))
+    abx_within, abx_across = (float(x) for x in row.split()[-2:])
+    assert 0.0 <= abx_within < 20.0 and 0.0 <= abx_across < 40.0
