@@ -199,3 +199,16 @@ def test_fit_bad_input() -> None:
     bad[1, 1] = np.nan
     with pytest.raises(SpeechUnitsError, match="NaN"):
         fit_kmeans(bad, 2)
+
+
+def test_cuda_bf16_matmuls_are_told_to_accumulate_in_fp32() -> None:
+    """The bf16 error bound assumes fp32 accumulation; cuBLAS may reduce in bf16 unless told not to."""
+    from speechunits.quantize.assign import _fp32_accumulation
+
+    flags = torch.backends.cuda.matmul
+    before = flags.allow_bf16_reduced_precision_reduction
+    with _fp32_accumulation(torch.device("cuda")):
+        assert flags.allow_bf16_reduced_precision_reduction is False
+    assert flags.allow_bf16_reduced_precision_reduction == before
+    with _fp32_accumulation(torch.device("cpu")):
+        assert flags.allow_bf16_reduced_precision_reduction == before

@@ -34,8 +34,9 @@ with direct fp32 differences.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 import torch
@@ -179,7 +180,8 @@ def _assign_chunk(xc: torch.Tensor, pc: PreparedCentroids, recheck: bool = True,
     ones = torch.ones((), dtype=torch.bfloat16, device=xc.device).expand(n)
     zeros = torch.zeros((), dtype=torch.bfloat16, device=xc.device).expand(n)
     extra = torch.stack([ones, ones, ones, *_split3(x_sq), zeros, zeros], 1)
-    approx = torch.cat([xc.to(torch.bfloat16), extra], 1) @ pc.augmented  # bf16 [n, K] distances
+    with _fp32_accumulation(xc.device):
+        approx = torch.cat([xc.to(torch.bfloat16), extra], 1) @ pc.augmented  # bf16 [n, K] distances
     unsure_count = 0
     if not recheck:
         best, labels = approx.min(1)
@@ -205,6 +207,22 @@ def _assign_chunk(xc: torch.Tensor, pc: PreparedCentroids, recheck: bool = True,
     if exact:
         dist = exact_distances(xc, pc.centred, labels)
     return labels, dist.clamp_min_(0.0), unsure_count
+
+
+@contextmanager
+def _fp32_accumulation(device: torch.device) -> Iterator[None]:
+    """On CUDA, forbid cuBLAS's reduced-precision (bf16) split-K reductions for the enclosed
+    bf16 matmuls: the error bound assumes fp32 accumulation. (CPU kernels accumulate in fp32.)"""
+    if device.type != "cuda":
+        yield
+        return
+    flags = torch.backends.cuda.matmul
+    saved = flags.allow_bf16_reduced_precision_reduction
+    flags.allow_bf16_reduced_precision_reduction = False
+    try:
+        yield
+    finally:
+        flags.allow_bf16_reduced_precision_reduction = saved
 
 
 def _certainty_window(x_sq: torch.Tensor, best: torch.Tensor, pc: PreparedCentroids, dim: int) -> torch.Tensor:
