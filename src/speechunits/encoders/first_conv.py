@@ -61,12 +61,12 @@ def first_conv_layer(layer: nn.Module, batch: torch.Tensor, valid: Sequence[int]
     conv: nn.Conv1d = layer.conv
     kernel, stride = conv.kernel_size[0], conv.stride[0]
     frames = batch.unfold(1, kernel, stride)  # [B, F, k] view of the waveform
-    weight = conv.weight[:, 0, :].float()  # [C, k]
-    bias = conv.bias.float() if conv.bias is not None else torch.zeros(weight.shape[0], device=weight.device)
+    weight = conv.weight[:, 0, :]  # [C, k]
     norm = getattr(layer, "layer_norm", None)
     if isinstance(norm, nn.GroupNorm):
         weights, biases = [], []
-        w64, b64 = weight.double(), bias.double()
+        w64 = weight.double()
+        b64 = conv.bias.double() if conv.bias is not None else torch.zeros_like(w64[:, 0])
         for b, count in enumerate(valid):
             mu, sigma = _window_stats(frames[b], int(count))
             mean = w64 @ mu + b64
