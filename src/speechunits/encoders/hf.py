@@ -100,6 +100,8 @@ class HFEncoder(Encoder):
         self.do_normalize = bool(do_normalize)
         hop, field = conv_geometry(config.conv_kernel, config.conv_stride)
         self._first_kernel, self._first_stride = int(config.conv_kernel[0]), int(config.conv_stride[0])
+        #: The first conv layer runs as one matmul (encoders/first_conv.py) when its shape allows.
+        self._plain_first_conv = is_plain_first_conv(self.model.feature_extractor.conv_layers[0])
         self.info = EncoderInfo(
             name=name,
             sample_rate=int(sample_rate),
@@ -192,7 +194,7 @@ class HFEncoder(Encoder):
         conv_layers = self.model.feature_extractor.conv_layers
         first = conv_layers[0]
         valid = [(n - self._first_kernel) // self._first_stride + 1 for n in lengths]
-        if is_plain_first_conv(first):
+        if self._plain_first_conv:
             hidden = first_conv_layer(first, batch, valid)
         elif isinstance(getattr(first, "layer_norm", None), nn.GroupNorm):
             hidden = first.activation(masked_group_norm(first.conv(batch[:, None]), valid, first.layer_norm))

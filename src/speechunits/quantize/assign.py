@@ -176,7 +176,7 @@ def _assign_chunk(xc: torch.Tensor, pc: PreparedCentroids, recheck: bool = True,
         best, labels = dist.min(1)
         return labels, best.add_(x_sq).clamp_min_(0.0), 0
 
-    n, dim = xc.shape
+    n = xc.shape[0]
     ones = torch.ones((), dtype=torch.bfloat16, device=xc.device).expand(n)
     zeros = torch.zeros((), dtype=torch.bfloat16, device=xc.device).expand(n)
     extra = torch.stack([ones, ones, ones, *_split3(x_sq), zeros, zeros], 1)
@@ -191,7 +191,7 @@ def _assign_chunk(xc: torch.Tensor, pc: PreparedCentroids, recheck: bool = True,
         top2 = top2.float()
         labels = top2_idx[:, 0].clone()
         dist = top2[:, 0].clone()
-        window = _certainty_window(x_sq, dist, pc, dim)
+        window = _certainty_window(x_sq, dist, pc)
         unsure = torch.nonzero(top2[:, 1] - dist <= window).squeeze(1)
         unsure_count = int(unsure.numel())
         if unsure_count:
@@ -225,7 +225,7 @@ def _fp32_accumulation(device: torch.device) -> Iterator[None]:
         flags.allow_bf16_reduced_precision_reduction = saved
 
 
-def _certainty_window(x_sq: torch.Tensor, best: torch.Tensor, pc: PreparedCentroids, dim: int) -> torch.Tensor:
+def _certainty_window(x_sq: torch.Tensor, best: torch.Tensor, pc: PreparedCentroids) -> torch.Tensor:
     """Per row, how far above the best approximate distance ``best`` ``[n]`` another
     centroid's approximate distance must lie to be certainly farther (module docstring).
 
@@ -233,6 +233,7 @@ def _certainty_window(x_sq: torch.Tensor, best: torch.Tensor, pc: PreparedCentro
     ``|d~_j| <= |best| + (d~_j - best)``, a competitor can win only if
     ``d~_j - best <= (2 A + 2 u' |best|) / (1 - u')``.
     """
+    dim = pc.centred.shape[1]
     x_norm = x_sq.sqrt()
     cmax, cmax_sq = pc.max_norm, pc.max_norm * pc.max_norm
     inputs = 2.0 * x_norm * (pc.max_round_err + _BF16_U * cmax)
