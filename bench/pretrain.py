@@ -99,24 +99,23 @@ def fit_and_assign(train_feats: list[np.ndarray], test_feats: dict[str, np.ndarr
     return {utt: nearest(torch.from_numpy(f), centroids) for utt, f in test_feats.items()}
 
 
-def profile_step(out: Path, batch_seconds: float) -> list[dict]:
+def profile_step(out: Path, batch_seconds: float, frame_rate: int) -> list[dict]:
     """Top ops (self CPU time) of 3 tiny-config training steps on a fixed batch."""
     from torch.profiler import ProfilerActivity, profile
 
-    from speechunits.train.config import conv_frames
     from speechunits.train.head import masked_prediction_loss
     from speechunits.train.loop import make_optimizer
     from speechunits.train.masking import span_mask
     from speechunits.train.model import HubertPretrainer
 
     torch.manual_seed(0)
-    train = TrainConfig(model="tiny")
+    train = TrainConfig(model="tiny", frame_rate=frame_rate)
     model = HubertPretrainer.build(train, 100).train()
     opt = make_optimizer(model, train)
     crop = 4 * SR
     batch = max(1, int(batch_seconds * SR) // crop)
     waves = torch.randn(batch, crop) * 0.1
-    frames = conv_frames(crop)
+    frames = train.num_frames(crop)
     labels = torch.randint(0, 100, (batch, frames))
 
     def one_step() -> None:
@@ -151,6 +150,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--unmasked-weight", type=float, default=0.5,
                         help="loss weight of unmasked frames (0: HuBERT's masked-only loss, run A in docs/train.md)")
+    parser.add_argument("--frame-rate", type=int, default=100, choices=(50, 100),
+                        help="model frame rate (100: MFCC's rate, so ABX compares equal frame rates; 50: run C)")
+    parser.add_argument("--mask-seconds", type=float, default=0.2,
+                        help="masked span length in seconds (HuBERT's 10 frames at 50 Hz); the start probability "
+                        "scales with it so that about 57 %% of frames are masked at either frame rate")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--fit-minutes", type=float, default=15.0, help="training audio for the evaluation k-means")
     parser.add_argument("--threads", type=int, default=None,
@@ -168,10 +172,12 @@ def main() -> int:
     held_dir = ensure_corpus(args.heldout_corpus, 12, 6, 1)
     model1 = out / "iter1"
     if not (model1 / "training" / "state.json").is_file():
-        cfg = TrainConfig(model="tiny", targets=f"mfcc:{args.k}", steps=args.steps, lr=args.lr,
-                          warmup_steps=args.warmup, max_batch_seconds=args.batch_seconds,
+        mask_length = max(1, round(args.mask_seconds * args.frame_rate))
+        cfg = TrainConfig(model="tiny", frame_rate=args.frame_rate, targets=f"mfcc:{args.k}", steps=args.steps,
+                          lr=args.lr, warmup_steps=args.warmup, max_batch_seconds=args.batch_seconds,
                           crop_seconds=4.0, max_minutes=args.train_minutes, log_every=10, checkpoint_every=500,
-                          unmasked_weight=args.unmasked_weight)
+                          unmasked_weight=args.unmasked_weight, mask_length=mask_length,
+                          mask_prob=0.08 * 10 / mask_length)
         start = time.perf_counter()
         result = pretrain(train_dir / "manifest.tsv", model1, cfg, device="cpu", quiet=True)
         wall = time.perf_counter() - start
@@ -247,7 +253,7 @@ def main() -> int:
               f"{t['audio_per_second']:.1f} audio s/s ({t['audio_per_second']:.1f}x real time), "
               f"wall {t['wall_seconds_total'] / 60:.1f} min incl. targets; loss {t['first_loss']:.3f} -> "
               f"{t['final_loss']:.3f}, masked acc {t['final_masked_acc']:.3f}")
-    prof = profile_step(out, args.batch_seconds)
+    prof = profile_step(out, args.batch_seconds, args.frame_rate)
     results["profile"] = prof
     print("profile of a tiny training step (top self-CPU ops):")
     for p in prof:

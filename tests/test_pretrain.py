@@ -46,6 +46,22 @@ def test_conv_geometry_matches_hubert():
     assert out.shape[1] == conv_frames(16321)
 
 
+
+def test_100hz_geometry_matches_mfcc_frames():
+    import transformers
+
+    train = TrainConfig(frame_rate=100, extra_model=SMALL_MODEL)
+    assert (train.receptive_field, train.hop_length) == (400, 160)
+    # hand-computed: the 50 Hz CNN's rule with hop 160, i.e. MFCC's frame count
+    for samples in (399, 400, 559, 560, 16000):
+        assert train.num_frames(samples) == (0 if samples < 400 else (samples - 400) // 160 + 1)
+    model = transformers.HubertModel(hubert_config(train)).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 16000)).last_hidden_state
+    assert out.shape[1] == train.num_frames(16000) == 98
+    with pytest.raises(SpeechUnitsError, match="--frame-rate"):
+        TrainConfig(frame_rate=75)
+
 # -- masking -------------------------------------------------------------------------------------
 
 def test_span_mask_counts_spans_and_determinism():
@@ -286,6 +302,23 @@ def test_checkpoint_round_trip_and_hf_load(tmp_path, tone_dir):
     np.testing.assert_allclose(feats[0], hidden[0][0].numpy(), rtol=1e-4, atol=1e-4)
     log_lines = (model_dir / "training" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in log_lines] == [1, 2]
+
+
+def test_100hz_model_trains_on_mfcc_frames_one_to_one(tmp_path, tone_dir):
+    from speechunits.encoders import load_encoder
+    from speechunits.train.pretrain import pretrain
+
+    result = pretrain(tone_dir, tmp_path / "m100", small_config(steps=2, frame_rate=100, targets="mfcc:8"),
+                      quiet=True)
+    assert result.targets.spec["ratio"] == 1
+    mfcc = load_encoder("mfcc")
+    for utt_id, labels in result.targets.labels.items():
+        # every model frame has the MFCC frame over the same 400 samples: none is IGNORE
+        assert (labels != IGNORE).all()
+    wave = np.random.default_rng(1).standard_normal(8000).astype(np.float32) * 0.1
+    encoder = load_encoder(str(tmp_path / "m100"), device="cpu")
+    assert (encoder.info.frame_rate, encoder.info.hop_length, encoder.info.receptive_field) == (100.0, 160, 400)
+    assert encoder.extract(wave, [1])[1].shape[0] == mfcc.extract(wave, [0])[0].shape[0] == 48
 
 
 def test_cli_pretrain(tmp_path, tone_dir, capsys):

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from speechunits.train.config import MODEL_PRESETS, TrainConfig
+    from speechunits.train.config import CONV_STRIDES, MODEL_PRESETS, TrainConfig
 
     d = TrainConfig()
     p = subparsers.add_parser(
@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="audio directory, .tsv or .jsonl manifest")
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="output model directory")
     p.add_argument("--config", default=d.model, choices=sorted(MODEL_PRESETS), help="model size preset")
+    p.add_argument("--frame-rate", type=int, default=d.frame_rate, choices=sorted(CONV_STRIDES),
+                   help="model frames per second: 50 (HuBERT's CNN) or 100 (last conv stride 1, MFCC's rate)")
     p.add_argument("--targets", default=d.targets,
                    help="mfcc:K | random-projection:K | CODEBOOK directory | unit store (default %(default)s)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (default %(default)s)")
@@ -38,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-length", type=int, default=d.mask_length, help="masked span length in frames")
     p.add_argument("--unmasked-weight", type=float, default=d.unmasked_weight,
                    help="weight of the loss on unmasked frames (0 = masked frames only)")
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout on hidden states")
+    p.add_argument("--attention-dropout", type=float, default=d.attention_dropout,
+                   help="dropout on attention weights (any value > 0 disables fused attention: slower)")
     p.add_argument("--no-bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-minutes", type=float, default=None,
@@ -72,10 +77,11 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.iterate > 1:
         raise SpeechUnitsError("--resume: resume one iteration at a time (without --iterate)")
     train = TrainConfig(
-        model=args.config, targets=args.targets, steps=args.steps, max_batch_seconds=args.max_batch_seconds,
-        crop_seconds=args.crop_seconds, lr=args.lr, warmup_steps=args.warmup_steps, accumulate=args.accumulate,
+        model=args.config, frame_rate=args.frame_rate, targets=args.targets, steps=args.steps,
+        max_batch_seconds=args.max_batch_seconds, crop_seconds=args.crop_seconds, lr=args.lr, warmup_steps=args.warmup_steps, accumulate=args.accumulate,
         mask_prob=args.mask_prob, mask_length=args.mask_length, unmasked_weight=args.unmasked_weight,
-        bf16=not args.no_bf16, seed=args.seed, checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes,
+        dropout=args.dropout, attention_dropout=args.attention_dropout, bf16=not args.no_bf16, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes,
     )
     results = pretrain_iterations(args.input, Path(args.output), train, iterations=args.iterate,
                                   layer=args.iterate_layer, k=args.iterate_k, resume=args.resume,

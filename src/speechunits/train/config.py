@@ -18,6 +18,10 @@ from speechunits.errors import SpeechUnitsError
 #: HuBERT's CNN: kernel sizes and strides (receptive field 400 samples, hop 320 at 16 kHz).
 CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
 CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)
+#: CNN strides per model frame rate (Hz). 100 Hz keeps HuBERT's kernels and makes the last
+#: convolution stride 1: receptive field still 400 samples, hop 160, so model frame ``i`` covers
+#: ``[160 i, 160 i + 400)``, exactly MFCC frame ``i`` (HuBERT's first-iteration targets).
+CONV_STRIDES = {50: CONV_STRIDE, 100: (5, 2, 2, 2, 2, 2, 1)}
 
 #: ``HubertConfig`` fields per preset (anything not listed keeps transformers' default).
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -64,12 +68,21 @@ class TrainConfig:
     (0.08) and spans are ``mask_length`` (10) frames long, overlaps allowed, so about
     ``1 - (1 - 0.08) ** 10`` = 57 % of frames end up masked.
 
+    ``frame_rate`` (50 or 100 Hz) picks the CNN strides (:data:`CONV_STRIDES`): 50 Hz is
+    HuBERT's; 100 Hz doubles the transformer's frames (about twice its cost) and matches the
+    frame rate of MFCC and log-mel features.
+
+    ``dropout`` applies to hidden states and the feature projection; ``attention_dropout`` (on
+    attention weights, 0.1 in HuBERT-Base) defaults to 0 because any value forces PyTorch's
+    unfused attention (measured: a 100 Hz ``tiny`` step takes 1.25x as long with 0.05).
+
     ``max_minutes`` (optional) is a wall-clock budget: training stops at ``steps`` or when the
     budget is spent, and the learning-rate decay follows whichever is further along. Such a
     run depends on the machine's speed, so it is not reproducible step for step.
     """
 
     model: str = "tiny"
+    frame_rate: int = 50
     targets: str = "mfcc:100"
     steps: int = 1000
     max_batch_seconds: float = 64.0
@@ -89,6 +102,7 @@ class TrainConfig:
     unmasked_weight: float = 0.0
     head_dim: int | None = None
     dropout: float = 0.05
+    attention_dropout: float = 0.0
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 250
@@ -98,6 +112,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.model not in MODEL_PRESETS:
             raise SpeechUnitsError(f"--config: unknown preset {self.model!r} (choose from {', '.join(MODEL_PRESETS)})")
+        if self.frame_rate not in CONV_STRIDES:
+            raise SpeechUnitsError(
+                f"--frame-rate: {self.frame_rate!r} Hz is not supported (choose from {', '.join(map(str, CONV_STRIDES))})"
+            )
         checks = [
             ("--steps", self.steps >= 1),
             ("--max-batch-seconds", self.max_batch_seconds > 0),
@@ -110,12 +128,38 @@ class TrainConfig:
             ("--temperature", self.temperature > 0),
             ("--unmasked-weight", self.unmasked_weight >= 0),
             ("--grad-clip", self.grad_clip > 0),
+            ("--dropout", 0.0 <= self.dropout < 1.0),
+            ("--attention-dropout", 0.0 <= self.attention_dropout < 1.0),
             ("--max-minutes", self.max_minutes is None or self.max_minutes > 0),
         ]
         for option, ok in checks:
             if not ok:
                 raise SpeechUnitsError(f"{option}: invalid value in training config {self.to_dict()}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    @property
+    def conv_kernel(self) -> tuple[int, ...]:
+        """Kernel sizes of the CNN layers."""
+        return CONV_KERNEL
+
+    @property
+    def conv_stride(self) -> tuple[int, ...]:
+        """Strides of the CNN layers (set by ``frame_rate``)."""
+        return CONV_STRIDES[self.frame_rate]
+
+    def num_frames(self, num_samples: int) -> int:
+        """Model frames for ``num_samples`` inputs at 16 kHz."""
+        return conv_frames(num_samples, self.conv_kernel, self.conv_stride)
+
+    @property
+    def hop_length(self) -> int:
+        """Input samples per model frame (320 at 50 Hz, 160 at 100 Hz)."""
+        return hop_length(self.conv_stride)
+
+    @property
+    def receptive_field(self) -> int:
+        """Input samples behind one model frame (400 at both rates)."""
+        return receptive_field(self.conv_kernel, self.conv_stride)
 
     @property
     def embed_dim(self) -> int:
@@ -149,14 +193,13 @@ def hubert_config(train: TrainConfig) -> "transformers.HubertConfig":  # noqa: F
     conv_dim = tuple(preset.pop("conv_dim"))
     if len(conv_dim) != len(CONV_KERNEL):
         raise SpeechUnitsError(f"conv_dim needs {len(CONV_KERNEL)} entries, got {len(conv_dim)}")
-    return transformers.HubertConfig(
-        conv_dim=conv_dim,
-        conv_kernel=CONV_KERNEL,
-        conv_stride=CONV_STRIDE,
+    fields_ = dict(
+        conv_kernel=train.conv_kernel,
+        conv_stride=train.conv_stride,
         conv_bias=False,
         feat_extract_norm="group",
         hidden_dropout=train.dropout,
-        attention_dropout=train.dropout,
+        attention_dropout=train.attention_dropout,
         activation_dropout=0.0,
         feat_proj_dropout=train.dropout,
         final_dropout=0.0,
@@ -166,8 +209,9 @@ def hubert_config(train: TrainConfig) -> "transformers.HubertConfig":  # noqa: F
         mask_time_length=train.mask_length,
         mask_time_min_masks=train.min_masks,
         mask_feature_prob=0.0,
-        **preset,
     )
+    fields_.update(preset)
+    return transformers.HubertConfig(conv_dim=conv_dim, **fields_)
 
 
 def conv_frames(num_samples: int, kernels: tuple[int, ...] = CONV_KERNEL, strides: tuple[int, ...] = CONV_STRIDE) -> int:

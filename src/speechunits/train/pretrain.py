@@ -11,7 +11,7 @@ import torch
 from speechunits.corpus import open_corpus
 from speechunits.errors import SpeechUnitsError
 from speechunits.train.checkpoint import TRAINING_DIR, load_optimizer, load_rng, load_weights, read_state
-from speechunits.train.config import TrainConfig, conv_frames, hop_length, receptive_field
+from speechunits.train.config import TrainConfig
 from speechunits.train.data import CropBatches, load_waves
 from speechunits.train.loop import Distributed, StepLog, Trainer, make_optimizer
 from speechunits.train.model import HubertPretrainer
@@ -71,14 +71,14 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: TrainConfig, *,
     dist, dev = _distributed(device)
 
     corpus = open_corpus(input_path)
-    min_samples = max(receptive_field(), int(train.min_seconds * SAMPLE_RATE))
+    min_samples = max(train.receptive_field, int(train.min_seconds * SAMPLE_RATE))
     waves = load_waves(corpus, SAMPLE_RATE, min_samples)
     seconds = sum(len(w) for _, w in waves) / SAMPLE_RATE
     log.info("%s: %d utterances, %.1f min of audio", input_path, len(waves), seconds / 60)
-    targets = build_targets(train.targets, waves, conv_frames, SAMPLE_RATE / hop_length(), seed=train.seed,
+    targets = build_targets(train.targets, waves, train.num_frames, SAMPLE_RATE / train.hop_length, seed=train.seed,
                             saved=out / TRAINING_DIR / "targets" if resume else None)
     batches = CropBatches(waves, targets.labels, int(train.crop_seconds * SAMPLE_RATE),
-                          int(train.max_batch_seconds * SAMPLE_RATE), hop_length(), conv_frames, train.seed)
+                          int(train.max_batch_seconds * SAMPLE_RATE), train.hop_length, train.num_frames, train.seed)
     log.info("targets %s (K=%d); %d batches per epoch", targets.spec.get("kind"), targets.vocab_size, len(batches))
 
     torch.manual_seed(train.seed)

@@ -10,10 +10,12 @@ A target spec is one of:
   projection and a fixed random codebook of K unit vectors (no k-means);
 * a unit store (``.parquet`` file or store directory) — labels read as they are.
 
-Targets come at their own frame rate ``r_t``; the model's is ``r_m`` (50 Hz). ``r_t`` must equal
-``r_m`` or be an integer multiple ``n`` of it: model frame ``i`` then takes target frame ``n*i``
-(fairseq's label rate / feature rate ratio; MFCC's 100 Hz gives ``n = 2``, and both frames
-cover the same samples ``[320 i, 320 i + 400)``). Anything else is a :class:`SpeechUnitsError`.
+Targets come at their own frame rate ``r_t``; the model's is ``r_m`` (50 Hz, or 100 Hz with
+``--frame-rate 100``). ``r_t`` must equal ``r_m`` or be an integer multiple ``n`` of it: model
+frame ``i`` then takes target frame ``n*i`` (fairseq's label rate / feature rate ratio; MFCC's
+100 Hz gives ``n = 2`` for a 50 Hz model, and both frames cover the same samples
+``[320 i, 320 i + 400)``; at 100 Hz ``n = 1`` and frame ``i`` covers ``[160 i, 160 i + 400)``).
+Anything else is a :class:`SpeechUnitsError`.
 Model frames past the end of the target sequence get ``IGNORE``.
 """
 from __future__ import annotations
