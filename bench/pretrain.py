@@ -138,6 +138,53 @@ def profile_step(out: Path, batch_seconds: float, frame_rate: int) -> list[dict]
     return [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count} for e in rows]
 
 
+def iteration1_config(args: argparse.Namespace) -> TrainConfig:
+    """The tiny config with MFCC K targets; masked spans of ``--mask-seconds`` at either frame rate."""
+    mask_length = max(1, round(args.mask_seconds * args.frame_rate))
+    return TrainConfig(model="tiny", frame_rate=args.frame_rate, targets=f"mfcc:{args.k}", steps=args.steps,
+                       lr=args.lr, warmup_steps=args.warmup, max_batch_seconds=args.batch_seconds,
+                       crop_seconds=4.0, max_minutes=args.train_minutes, log_every=10, checkpoint_every=500,
+                       unmasked_weight=args.unmasked_weight, mask_length=mask_length,
+                       mask_prob=0.08 * 10 / mask_length)
+
+
+def timed_pretrain(train_dir: Path, model_dir: Path, cfg: TrainConfig) -> dict:
+    """Train one iteration; its wall time, throughput and first/last losses."""
+    start = time.perf_counter()
+    result = pretrain(train_dir / "manifest.tsv", model_dir, cfg, device="cpu", quiet=True)
+    wall = time.perf_counter() - start
+    hist = result.history
+    return {
+        "wall_seconds_total": wall,
+        "wall_seconds_steps": sum(h.wall_seconds for h in hist),
+        "steps": len(hist),
+        "audio_seconds_seen": sum(h.audio_seconds for h in hist),
+        "audio_per_second": sum(h.audio_seconds for h in hist) / max(sum(h.wall_seconds for h in hist), 1e-9),
+        "first_loss": float(np.mean([h.loss for h in hist[:25]])),
+        "final_loss": float(np.mean([h.loss for h in hist[-25:]])),
+        "final_masked_acc": float(np.mean([h.masked_acc for h in hist[-25:]])),
+    }
+
+
+def train_iteration2(args: argparse.Namespace, train_dir: Path, model1: Path, model2: Path) -> dict:
+    """HuBERT's iteration 2: K-means on layer ``--iteration2-layer`` of iteration 1 over the training corpus."""
+    from speechunits.train.iterate import fit_layer_codebook
+
+    summary_path = model2.parent / "train2.json"
+    if (model2 / "training" / "state.json").is_file() and summary_path.is_file():
+        return json.loads(summary_path.read_text())
+    layer, start = args.iteration2_layer, time.perf_counter()
+    codebook = model1 / f"codebook-L{layer}-K{args.k}"
+    if not (codebook / "codebook.json").is_file():
+        waves = load_waves(open_corpus(train_dir / "manifest.tsv"), SR, SR)
+        fit_layer_codebook(model1, waves, layer, args.k, 0, codebook)
+    targets_seconds = time.perf_counter() - start
+    cfg = TrainConfig.from_dict({**iteration1_config(args).to_dict(), "targets": str(codebook)})
+    summary = {**timed_pretrain(train_dir, model2, cfg), "codebook_seconds": targets_seconds}
+    summary_path.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/out/pretrain"))
@@ -155,6 +202,9 @@ def main() -> int:
     parser.add_argument("--mask-seconds", type=float, default=0.2,
                         help="masked span length in seconds (HuBERT's 10 frames at 50 Hz); the start probability "
                         "scales with it so that about 57 %% of frames are masked at either frame rate")
+    parser.add_argument("--iteration2-layer", type=int, default=None,
+                        help="also run HuBERT's iteration 2: K-means on this layer of iteration 1 as targets "
+                        "(another --train-minutes of training)")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--fit-minutes", type=float, default=15.0, help="training audio for the evaluation k-means")
     parser.add_argument("--threads", type=int, default=None,
@@ -172,26 +222,7 @@ def main() -> int:
     held_dir = ensure_corpus(args.heldout_corpus, 12, 6, 1)
     model1 = out / "iter1"
     if not (model1 / "training" / "state.json").is_file():
-        mask_length = max(1, round(args.mask_seconds * args.frame_rate))
-        cfg = TrainConfig(model="tiny", frame_rate=args.frame_rate, targets=f"mfcc:{args.k}", steps=args.steps,
-                          lr=args.lr, warmup_steps=args.warmup, max_batch_seconds=args.batch_seconds,
-                          crop_seconds=4.0, max_minutes=args.train_minutes, log_every=10, checkpoint_every=500,
-                          unmasked_weight=args.unmasked_weight, mask_length=mask_length,
-                          mask_prob=0.08 * 10 / mask_length)
-        start = time.perf_counter()
-        result = pretrain(train_dir / "manifest.tsv", model1, cfg, device="cpu", quiet=True)
-        wall = time.perf_counter() - start
-        hist = result.history
-        results["train"] = {
-            "wall_seconds_total": wall,
-            "wall_seconds_steps": sum(h.wall_seconds for h in hist),
-            "steps": len(hist),
-            "audio_seconds_seen": sum(h.audio_seconds for h in hist),
-            "audio_per_second": sum(h.audio_seconds for h in hist) / max(sum(h.wall_seconds for h in hist), 1e-9),
-            "first_loss": float(np.mean([h.loss for h in hist[:25]])),
-            "final_loss": float(np.mean([h.loss for h in hist[-25:]])),
-            "final_masked_acc": float(np.mean([h.masked_acc for h in hist[-25:]])),
-        }
+        results["train"] = timed_pretrain(train_dir, model1, iteration1_config(args))
         (out / "train.json").write_text(json.dumps(results["train"], indent=2))
     elif (out / "train.json").is_file():
         results["train"] = json.loads((out / "train.json").read_text())
@@ -232,6 +263,9 @@ def main() -> int:
         return out_rows
 
     rows.extend(model_rows(model1, "tiny iter1"))
+    if args.iteration2_layer is not None:
+        results["train2"] = train_iteration2(args, train_dir, model1, out / "iter2")
+        rows.extend(model_rows(out / "iter2", f"tiny iter2 (L{args.iteration2_layer} targets)"))
     results["rows"] = rows
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
@@ -247,8 +281,11 @@ def main() -> int:
     best = max(model_only, key=lambda r: r["pnmi"])
     print(f"best layer by PNMI: {best['system']}")
 
-    if "train" in results:
-        t = results["train"]
+    for key in ("train", "train2"):
+        if key not in results:
+            continue
+        t = results[key]
+        print(f"{'iteration 2 ' if key == 'train2' else ''}", end="")
         print(f"training: {t['steps']} steps, {t['audio_seconds_seen'] / 3600:.2f} h audio seen, "
               f"{t['audio_per_second']:.1f} audio s/s ({t['audio_per_second']:.1f}x real time), "
               f"wall {t['wall_seconds_total'] / 60:.1f} min incl. targets; loss {t['first_loss']:.3f} -> "
