@@ -44,49 +44,69 @@ def is_plain_first_conv(layer: nn.Module) -> bool:
     return isinstance(norm, nn.LayerNorm)
 
 
-def first_conv_layer(layer: nn.Module, batch: torch.Tensor, valid: Sequence[int]) -> torch.Tensor:
-    """``layer`` (see :func:`is_plain_first_conv`) on a zero-padded waveform batch.
+class FirstLayerPlan:
+    """``layer`` (see :func:`is_plain_first_conv`) with its norm statistics fixed from a whole batch.
+
+    Calling the plan on any time slice ``[B, T']`` of that batch gives that slice's output frames
+    ``[B, C, (T' - kernel) // stride + 1]``, normalised with the whole utterances' statistics, so
+    the CNN can run over time in pieces (:mod:`speechunits.encoders.cnn_chunks`).
 
     Args:
         layer: transformers' first feature-extractor conv layer (``conv``, optional
             ``layer_norm``, ``activation``).
-        batch: ``[B, T]`` waveforms in the model's dtype.
+        batch: ``[B, T]`` zero-padded waveforms in the model's dtype.
         valid: valid output frames per utterance (``(T_b - kernel) // stride + 1``);
             GroupNorm statistics use only those.
-
-    Returns:
-        ``[B, C, F]`` with ``F = (T - kernel) // stride + 1``; padded frames hold finite
-        values that no valid later frame depends on.
     """
-    conv: nn.Conv1d = layer.conv
-    kernel, stride = conv.kernel_size[0], conv.stride[0]
-    frames = batch.unfold(1, kernel, stride)  # [B, F, k] view of the waveform
-    weight = conv.weight[:, 0, :]  # [C, k]
-    norm = getattr(layer, "layer_norm", None)
-    if isinstance(norm, nn.GroupNorm):
-        weights, biases = [], []
-        w64 = weight.double()
-        b64 = conv.bias.double() if conv.bias is not None else torch.zeros_like(w64[:, 0])
-        for b, count in enumerate(valid):
-            mu, sigma = _window_stats(frames[b], int(count))
-            mean = w64 @ mu + b64
-            var = ((w64 @ sigma) * w64).sum(1).clamp_min(0.0)
-            scale = torch.rsqrt(var + norm.eps)
-            if norm.affine:
-                scale = scale * norm.weight.double()
-            shift = (norm.bias.double() if norm.affine else 0.0) - mean * scale
-            weights.append(w64 * scale[:, None])
-            biases.append(b64 * scale + shift)
-        # The bias rides along as a (k+1)-th weight column against a column of ones: baddbmm
-        # would first copy the broadcast bias into the whole [B, C, F] output (measured ~2 %
-        # of a bf16 HuBERT-base extraction); the extra column costs F values per utterance.
-        folded = torch.cat([torch.stack(weights), torch.stack(biases)[:, :, None]], dim=2).to(batch.dtype)
-        ones = torch.ones(*frames.shape[:2], 1, dtype=batch.dtype, device=batch.device)
-        windows = torch.cat([frames, ones], dim=2)  # [B, F, k + 1]
-        return layer.activation(torch.bmm(folded, windows.transpose(1, 2)))  # [B, C, k+1] @ [B, k+1, F]
-    hidden = torch.matmul(weight.to(batch.dtype), frames.transpose(1, 2))  # [B, C, F]
-    if conv.bias is not None:
-        hidden = hidden + conv.bias[:, None]
-    if isinstance(norm, nn.LayerNorm):
-        hidden = norm(hidden.transpose(-2, -1)).transpose(-2, -1)
-    return layer.activation(hidden)
+
+    def __init__(self, layer: nn.Module, batch: torch.Tensor, valid: Sequence[int]):
+        conv: nn.Conv1d = layer.conv
+        self.layer = layer
+        self.kernel, self.stride = conv.kernel_size[0], conv.stride[0]
+        self.weight = conv.weight[:, 0, :]  # [C, k]
+        self.folded: torch.Tensor | None = None
+        norm = getattr(layer, "layer_norm", None)
+        if isinstance(norm, nn.GroupNorm):
+            frames = batch.unfold(1, self.kernel, self.stride)  # [B, F, k] view of the waveform
+            weights, biases = [], []
+            w64 = self.weight.double()
+            b64 = conv.bias.double() if conv.bias is not None else torch.zeros_like(w64[:, 0])
+            for b, count in enumerate(valid):
+                mu, sigma = _window_stats(frames[b], int(count))
+                mean = w64 @ mu + b64
+                var = ((w64 @ sigma) * w64).sum(1).clamp_min(0.0)
+                scale = torch.rsqrt(var + norm.eps)
+                if norm.affine:
+                    scale = scale * norm.weight.double()
+                shift = (norm.bias.double() if norm.affine else 0.0) - mean * scale
+                weights.append(w64 * scale[:, None])
+                biases.append(b64 * scale + shift)
+            # The bias rides along as a (k+1)-th weight column against a column of ones: baddbmm
+            # would first copy the broadcast bias into the whole [B, C, F] output (measured ~2 %
+            # of a bf16 HuBERT-base extraction); the extra column costs F values per utterance.
+            self.folded = torch.cat([torch.stack(weights), torch.stack(biases)[:, :, None]], dim=2).to(batch.dtype)
+
+    def __call__(self, waves: torch.Tensor) -> torch.Tensor:
+        """``[B, T']`` -> ``[B, C, F']``."""
+        layer, conv = self.layer, self.layer.conv
+        frames = waves.unfold(1, self.kernel, self.stride)  # [B, F', k]
+        if self.folded is not None:
+            ones = torch.ones(*frames.shape[:2], 1, dtype=waves.dtype, device=waves.device)
+            windows = torch.cat([frames, ones], dim=2)  # [B, F', k + 1]
+            return layer.activation(torch.bmm(self.folded, windows.transpose(1, 2)))  # [B, C, F']
+        hidden = torch.matmul(self.weight.to(waves.dtype), frames.transpose(1, 2))  # [B, C, F']
+        if conv.bias is not None:
+            hidden = hidden + conv.bias[:, None]
+        norm = getattr(layer, "layer_norm", None)
+        if isinstance(norm, nn.LayerNorm):
+            hidden = norm(hidden.transpose(-2, -1)).transpose(-2, -1)
+        return layer.activation(hidden)
+
+
+def first_conv_layer(layer: nn.Module, batch: torch.Tensor, valid: Sequence[int]) -> torch.Tensor:
+    """``layer`` on a zero-padded waveform batch ``[B, T]`` -> ``[B, C, F]`` (see :class:`FirstLayerPlan`).
+
+    ``F = (T - kernel) // stride + 1``; padded frames hold finite values that no valid later
+    frame depends on.
+    """
+    return FirstLayerPlan(layer, batch, valid)(batch)

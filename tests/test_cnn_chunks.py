@@ -1,0 +1,59 @@
+"""encoders/cnn_chunks.py: the CNN over time in pieces equals transformers' CNN on the whole utterance."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+
+from speechunits.encoders.cnn_chunks import cnn_in_chunks, stack_geometry
+from speechunits.encoders.first_conv import FirstLayerPlan
+
+
+def _model(norm: str) -> tf.HubertModel:
+    torch.manual_seed(0)
+    config = tf.HubertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                             conv_dim=(16,) * 7, feat_extract_norm=norm, conv_bias=norm == "layer")
+    return tf.HubertModel(config).eval()
+
+
+def test_stack_geometry_of_hubert_layers_2_to_7() -> None:
+    # hand-computed: hop 2^6 = 64; field 1 + 2 + 4 + 8 + 16 + 16 + 32 = 79 first-layer frames
+    assert stack_geometry((3, 3, 3, 3, 2, 2), (2, 2, 2, 2, 2, 2)) == (64, 79)
+    assert stack_geometry((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)) == (320, 400)
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+@pytest.mark.parametrize("samples", [400, 16000, 16000 * 3 + 1234, 16000 * 3 + 319])
+@pytest.mark.parametrize("chunk", [1, 7, 50])
+def test_pieces_equal_the_whole(norm: str, samples: int, chunk: int) -> None:
+    model = _model(norm)
+    layers = model.feature_extractor.conv_layers
+    wave = torch.randn(1, samples) * 0.2 + 0.01
+    cfg = model.config
+    with torch.inference_mode():
+        want = model.feature_extractor(wave)  # transformers, whole utterance
+        plan = FirstLayerPlan(layers[0], wave, [(samples - 10) // 5 + 1])
+        got = cnn_in_chunks(plan, layers[1:], wave, cfg.conv_kernel, cfg.conv_stride, chunk_frames=chunk)
+    assert got.shape == want.shape == (1, 16, (samples - 400) // 320 + 1)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_chunk_size() -> None:
+    with pytest.raises(ValueError, match="chunk_frames"):
+        cnn_in_chunks(lambda w: w, [], torch.zeros(1, 4000), (10,), (5,), chunk_frames=0)
+
+
+def test_encoder_uses_pieces_on_cpu_and_matches_transformers(tmp_path) -> None:
+    from speechunits.encoders import load_encoder
+
+    model = _model("group")
+    model.save_pretrained(tmp_path)
+    encoder = load_encoder(str(tmp_path), device="cpu")
+    assert encoder._chunk_cnn
+    wave = np.random.default_rng(0).standard_normal(16000 * 7).astype(np.float32) * 0.1  # 349 frames: 3 pieces
+    with torch.inference_mode():
+        hidden = model(torch.from_numpy(wave)[None], output_hidden_states=True).hidden_states
+    got = encoder.extract(wave, [0, 1])
+    np.testing.assert_allclose(got[0], hidden[0][0].numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got[1], hidden[1][0].numpy(), rtol=1e-4, atol=1e-4)
