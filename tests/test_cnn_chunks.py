@@ -6,7 +6,7 @@ import pytest
 import torch
 import transformers as tf
 
-from speechunits.encoders.cnn_chunks import cnn_in_chunks, stack_geometry
+from speechunits.encoders.cnn_chunks import cnn_in_chunks, conv_geometry
 from speechunits.encoders.first_conv import FirstLayerPlan
 
 
@@ -17,10 +17,10 @@ def _model(norm: str) -> tf.HubertModel:
     return tf.HubertModel(config).eval()
 
 
-def test_stack_geometry_of_hubert_layers_2_to_7() -> None:
+def test_conv_geometry_of_hubert_layers_2_to_7() -> None:
     # hand-computed: hop 2^6 = 64; field 1 + 2 + 4 + 8 + 16 + 16 + 32 = 79 first-layer frames
-    assert stack_geometry((3, 3, 3, 3, 2, 2), (2, 2, 2, 2, 2, 2)) == (64, 79)
-    assert stack_geometry((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)) == (320, 400)
+    assert conv_geometry((3, 3, 3, 3, 2, 2), (2, 2, 2, 2, 2, 2)) == (64, 79)
+    assert conv_geometry((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)) == (320, 400)
 
 
 @pytest.mark.parametrize("norm", ["group", "layer"])

@@ -25,8 +25,11 @@ from torch import nn
 CHUNK_FRAMES = 128
 
 
-def stack_geometry(kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
-    """``(hop, receptive_field)`` of stacked unpadded convolutions, in input frames."""
+def conv_geometry(kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
+    """``(hop, receptive_field)`` of a stack of unpadded 1-D convolutions, in input frames.
+
+    ``hop = prod(strides)``; ``receptive_field = 1 + sum_i (k_i - 1) * prod_{j<i} s_j``.
+    """
     hop, field = 1, 1
     for kernel, stride in zip(kernels, strides):
         field += (kernel - 1) * hop
@@ -46,7 +49,7 @@ def cnn_in_chunks(first: Callable[[torch.Tensor], torch.Tensor], rest: Sequence[
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
     first_kernel, first_stride = int(kernels[0]), int(strides[0])
-    hop, field = stack_geometry(kernels[1:], strides[1:])
+    hop, field = conv_geometry(kernels[1:], strides[1:])
     first_frames = (waves.shape[1] - first_kernel) // first_stride + 1
     total = (first_frames - field) // hop + 1
     if total <= chunk_frames:

@@ -29,7 +29,7 @@ from torch import nn
 
 from speechunits.encoders.base import Encoder, EncoderInfo
 from speechunits.encoders.cpu_attention import use_cpu_attention
-from speechunits.encoders.cnn_chunks import cnn_in_chunks
+from speechunits.encoders.cnn_chunks import cnn_in_chunks, conv_geometry
 from speechunits.encoders.first_conv import FirstLayerPlan, is_plain_first_conv
 from speechunits.encoders.runtime import resolve_device, resolve_dtype
 from speechunits.errors import SpeechUnitsError
@@ -42,18 +42,6 @@ NORMALIZE_EPS = 1e-7
 
 class _EnoughLayers(Exception):
     """Raised by a forward hook once the deepest requested layer has been captured."""
-
-
-def conv_geometry(kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
-    """``(hop, receptive_field)`` of a stack of unpadded 1-D convolutions.
-
-    ``hop = prod(strides)``; ``receptive_field = 1 + sum_i (k_i - 1) * prod_{j<i} s_j``.
-    """
-    hop, field = 1, 1
-    for kernel, stride in zip(kernels, strides):
-        field += (kernel - 1) * hop
-        hop *= stride
-    return hop, field
 
 
 def model_identity(model: nn.Module, config_json: str) -> str:
