@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise SpeechUnitsError("--resume: resume one iteration at a time (without --iterate)")
     train = TrainConfig(
         model=args.config, frame_rate=args.frame_rate, targets=args.targets, steps=args.steps,
-        max_batch_seconds=args.max_batch_seconds, crop_seconds=args.crop_seconds, lr=args.lr, warmup_steps=args.warmup_steps, accumulate=args.accumulate,
+        max_batch_seconds=args.max_batch_seconds, crop_seconds=args.crop_seconds, lr=args.lr,
+        warmup_steps=args.warmup_steps, accumulate=args.accumulate,
         mask_prob=args.mask_prob, mask_length=args.mask_length, unmasked_weight=args.unmasked_weight,
         dropout=args.dropout, attention_dropout=args.attention_dropout, bf16=not args.no_bf16, seed=args.seed,
         checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes,

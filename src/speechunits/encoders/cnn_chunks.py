@@ -52,17 +52,17 @@ def cnn_in_chunks(first: Callable[[torch.Tensor], torch.Tensor], rest: Sequence[
     hop, field = conv_geometry(kernels[1:], strides[1:])
     first_frames = (waves.shape[1] - first_kernel) // first_stride + 1
     total = (first_frames - field) // hop + 1
-    if total <= chunk_frames:
-        hidden = first(waves)
-        for layer in rest:
-            hidden = layer(hidden)
-        return hidden
+    spans = [(0, waves.shape[1])]  # one piece: the whole input
+    if total > chunk_frames:
+        spans = []
+        for start in range(0, total, chunk_frames):
+            stop = min(start + chunk_frames, total)
+            lo, hi = start * hop, (stop - 1) * hop + field  # first-layer frames
+            spans.append((lo * first_stride, (hi - 1) * first_stride + first_kernel))
     pieces = []
-    for start in range(0, total, chunk_frames):
-        stop = min(start + chunk_frames, total)
-        lo, hi = start * hop, (stop - 1) * hop + field  # first-layer frames
-        hidden = first(waves[:, lo * first_stride: (hi - 1) * first_stride + first_kernel])
+    for begin, end in spans:
+        hidden = first(waves[:, begin:end])
         for layer in rest:
             hidden = layer(hidden)
         pieces.append(hidden)
-    return torch.cat(pieces, dim=2)
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)

@@ -91,7 +91,6 @@ class HFEncoder(Encoder):
             use_cpu_attention(self.model)  # 1.35x faster than CPU flash attention in bf16
         self.do_normalize = bool(do_normalize)
         hop, field = conv_geometry(config.conv_kernel, config.conv_stride)
-        self._first_kernel, self._first_stride = int(config.conv_kernel[0]), int(config.conv_stride[0])
         #: The first conv layer runs as one matmul (encoders/first_conv.py) when its shape allows.
         conv_layers = self.model.feature_extractor.conv_layers
         self._plain_first_conv = is_plain_first_conv(conv_layers[0])
@@ -195,7 +194,7 @@ class HFEncoder(Encoder):
         """CNN front end ``[B, T] -> [B, C, F_max]`` with per-utterance GroupNorm statistics."""
         conv_layers = self.model.feature_extractor.conv_layers
         first = conv_layers[0]
-        valid = [(n - self._first_kernel) // self._first_stride + 1 for n in lengths]
+        valid = [(n - self._cnn_kernels[0]) // self._cnn_strides[0] + 1 for n in lengths]
         if self._plain_first_conv:
             plan = FirstLayerPlan(first, batch, valid)
             if self._chunk_cnn:
