@@ -69,3 +69,34 @@ def test_cpu_encoder_in_bf16_uses_it(tmp_path) -> None:
     _, model = _models(torch.float32)
     bf16 = HFEncoder(model, "m", do_normalize=False, sample_rate=16000, device="cpu", dtype="bf16", identity="x")
     assert bf16.model.config._attn_implementation == NAME
+
+
+def test_key_padding_masks_are_recognised_and_others_are_not() -> None:
+    from speechunits.encoders.cpu_attention import _key_lengths
+
+    lengths = torch.tensor([5, 3])
+    keys = torch.arange(5)[None] < lengths[:, None]  # [B, T]
+    padding = keys[:, None, None, :].expand(2, 1, 5, 5).clone()
+    assert _key_lengths(padding, 5) == [5, 3]
+    assert _key_lengths(None, 5) is None
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()[None, None].expand(2, 1, 5, 5).clone()
+    assert _key_lengths(causal, 5) is None
+    holes = padding.clone()
+    holes[0, 0, :, 1] = False  # a masked key in the middle is not padding
+    assert _key_lengths(holes, 5) is None
+    assert _key_lengths(padding.float(), 5) is None
+
+
+def test_general_masks_match_sdpa() -> None:
+    from speechunits.encoders.cpu_attention import cpu_math_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 6, 8, dtype=torch.bfloat16) for _ in range(3))
+    module = torch.nn.Module().eval()
+    for mask in (torch.ones(6, 6, dtype=torch.bool).tril()[None, None].expand(2, 1, 6, 6),  # causal: fallback
+                 (torch.arange(6)[None] < torch.tensor([6, 4])[:, None])[:, None, None, :].expand(2, 1, 6, 6)):
+        want = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+        got, _ = cpu_math_attention(module, q, k, v, mask.contiguous())
+        # rows whose keys are all valid; bf16 inputs, one bf16 rounding per matmul
+        torch.testing.assert_close(got.float().transpose(1, 2)[0], want[0], rtol=3e-2, atol=3e-2)
+        torch.testing.assert_close(got.float().transpose(1, 2)[1, :, :4], want[1, :, :4], rtol=3e-2, atol=3e-2)
