@@ -4,8 +4,10 @@ Steps (each skipped when its output already exists, so the script can be re-run)
 
 1. synthesise a training corpus (>= 60 min, 8 speakers, seed 0) and a held-out one
    (12 min, 6 other speakers: seed 1) with ``speechunits.synth``;
-2. pretrain the ``tiny`` config on the training corpus with MFCC K=100 targets (iteration 1)
-   under a wall-clock budget (default 40 min; the issue allows 45);
+2. pretrain the ``tiny`` config at 100 Hz (``--frame-rate``; MFCC's rate, so ABX compares equal
+   frame rates) on the training corpus with MFCC K=100 targets (iteration 1) under a wall-clock
+   budget (default 40 min; the issue allows 45); with ``--iteration2-layer L``, also HuBERT's
+   iteration 2 on K-means of iteration 1's layer L;
 3. on the held-out corpus, compare K=100 units of MFCC (the very targets the model was
    trained on) with K=100 units of every model layer (K-means fitted on a slice of the
    *training* corpus): PNMI against the phone alignments and ABX (hamming distance on units,
@@ -15,7 +17,7 @@ Steps (each skipped when its output already exists, so the script can be re-run)
 The machine is shared: throughput and wall time depend on what else runs; the PNMI/ABX
 comparison does not. Usage::
 
-    python bench/pretrain.py [--out bench/out/pretrain] [--train-minutes 40]
+    python bench/pretrain.py [--out bench/out/pretrain] [--train-minutes 40] [--iteration2-layer 3]
 """
 from __future__ import annotations
 
