@@ -5,7 +5,12 @@ import pytest
 import torch
 import transformers as tf
 
-from speechunits.encoders.first_conv import first_conv_layer, is_plain_first_conv
+from speechunits.encoders.first_conv import FirstLayerPlan, is_plain_first_conv
+
+
+def first_conv_layer(layer, batch, valid):
+    """The plan run on the whole batch it was made from."""
+    return FirstLayerPlan(layer, batch, valid)(batch)
 
 
 def first_layer(norm: str, conv_bias: bool) -> torch.nn.Module:

@@ -43,9 +43,10 @@ def cpu_math_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor
     lengths = _key_lengths(attention_mask, query.shape[2])
     if lengths is None:
         scores = torch.matmul(query * scale, key.transpose(-1, -2))  # [B, H, T, T]
-        if attention_mask is not None:
-            scores = scores.masked_fill(~attention_mask, float("-inf")) if attention_mask.dtype == torch.bool \
-                else scores + attention_mask
+        if attention_mask is not None and attention_mask.dtype == torch.bool:
+            scores.masked_fill_(~attention_mask, float("-inf"))
+        elif attention_mask is not None:
+            scores += attention_mask
         out = torch.matmul(torch.softmax(scores, dim=-1), value)  # [B, H, T, d]
         return out.transpose(1, 2).contiguous(), None
     # Key padding only: each utterance attends over its own frames, no mask pass, no padded work.

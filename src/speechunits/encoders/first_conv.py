@@ -49,7 +49,8 @@ class FirstLayerPlan:
 
     Calling the plan on any time slice ``[B, T']`` of that batch gives that slice's output frames
     ``[B, C, (T' - kernel) // stride + 1]``, normalised with the whole utterances' statistics, so
-    the CNN can run over time in pieces (:mod:`speechunits.encoders.cnn_chunks`).
+    the CNN can run over time in pieces (:mod:`speechunits.encoders.cnn_chunks`). Padded frames
+    hold finite values that no valid later frame depends on.
 
     Args:
         layer: transformers' first feature-extractor conv layer (``conv``, optional
@@ -102,11 +103,3 @@ class FirstLayerPlan:
             hidden = norm(hidden.transpose(-2, -1)).transpose(-2, -1)
         return layer.activation(hidden)
 
-
-def first_conv_layer(layer: nn.Module, batch: torch.Tensor, valid: Sequence[int]) -> torch.Tensor:
-    """``layer`` on a zero-padded waveform batch ``[B, T]`` -> ``[B, C, F]`` (see :class:`FirstLayerPlan`).
-
-    ``F = (T - kernel) // stride + 1``; padded frames hold finite values that no valid later
-    frame depends on.
-    """
-    return FirstLayerPlan(layer, batch, valid)(batch)

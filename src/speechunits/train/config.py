@@ -226,11 +226,9 @@ def conv_frames(num_samples: int, kernels: tuple[int, ...] = CONV_KERNEL, stride
 
 def receptive_field(kernels: tuple[int, ...] = CONV_KERNEL, strides: tuple[int, ...] = CONV_STRIDE) -> int:
     """Input samples behind the first output frame (400 for HuBERT's CNN)."""
-    field, jump = 1, 1
-    for kernel, stride in zip(kernels, strides):
-        field += (kernel - 1) * jump
-        jump *= stride
-    return field
+    from speechunits.encoders.cnn_chunks import conv_geometry
+
+    return conv_geometry(kernels, strides)[1]
 
 
 def hop_length(strides: tuple[int, ...] = CONV_STRIDE) -> int:
