@@ -1,6 +1,8 @@
 """encoders/cnn_chunks.py: the CNN over time in pieces equals transformers' CNN on the whole utterance."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ import transformers as tf
 
 from speechunits.encoders.cnn_chunks import cnn_in_chunks, conv_geometry
 from speechunits.encoders.first_conv import FirstLayerPlan
+from speechunits.encoders.time_major_conv import use_time_major_convs
 
 
 def _model(norm: str) -> tf.HubertModel:
@@ -26,17 +29,23 @@ def test_conv_geometry_of_hubert_layers_2_to_7() -> None:
 @pytest.mark.parametrize("norm", ["group", "layer"])
 @pytest.mark.parametrize("samples", [400, 16000, 16000 * 3 + 1234, 16000 * 3 + 319])
 @pytest.mark.parametrize("chunk", [1, 7, 50])
-def test_pieces_equal_the_whole(norm: str, samples: int, chunk: int) -> None:
+@pytest.mark.parametrize("time_major", [False, True])
+def test_pieces_equal_the_whole(norm: str, samples: int, chunk: int, time_major: bool) -> None:
     model = _model(norm)
-    layers = model.feature_extractor.conv_layers
+    layers = copy.deepcopy(model.feature_extractor.conv_layers)
+    if time_major:  # what a bf16 CPU encoder runs: layers 2.. as channels-last convolutions
+        for layer in layers[1:]:
+            use_time_major_convs(layer)
     wave = torch.randn(1, samples) * 0.2 + 0.01
     cfg = model.config
     with torch.inference_mode():
         want = model.feature_extractor(wave)  # transformers, whole utterance
-        plan = FirstLayerPlan(layers[0], wave, [(samples - 10) // 5 + 1])
+        plan = FirstLayerPlan(layers[0], wave, [(samples - 10) // 5 + 1], time_major=time_major)
         got = cnn_in_chunks(plan, layers[1:], wave, cfg.conv_kernel, cfg.conv_stride, chunk_frames=chunk)
     assert got.shape == want.shape == (1, 16, (samples - 400) // 320 + 1)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    if time_major and got.shape[2] > chunk:  # joined pieces come back time-major: no copy before the projection
+        assert got.transpose(1, 2).is_contiguous()
 
 
 def test_bad_chunk_size() -> None:

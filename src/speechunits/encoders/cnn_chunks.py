@@ -45,6 +45,9 @@ def cnn_in_chunks(first: Callable[[torch.Tensor], torch.Tensor], rest: Sequence[
         first: the first layer on a waveform slice, ``[B, T'] -> [B, C, F1']``.
         rest: the remaining layers, applied in order (unpadded convolutions).
         kernels, strides: of all layers, the first included.
+
+    Returns:
+        ``[B, C, F]``, stored time-major (a view of ``[B, F, C]``) when there is more than one piece.
     """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
@@ -65,4 +68,7 @@ def cnn_in_chunks(first: Callable[[torch.Tensor], torch.Tensor], rest: Sequence[
         for layer in rest:
             hidden = layer(hidden)
         pieces.append(hidden)
-    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
+    if len(pieces) == 1:
+        return pieces[0]
+    # Joined time-major: the encoder reads the result as [B, F, C], so no further copy is needed.
+    return torch.cat([piece.transpose(1, 2) for piece in pieces], dim=1).transpose(1, 2)

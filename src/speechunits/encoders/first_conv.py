@@ -58,11 +58,14 @@ class FirstLayerPlan:
         batch: ``[B, T]`` zero-padded waveforms in the model's dtype.
         valid: valid output frames per utterance (``(T_b - kernel) // stride + 1``);
             GroupNorm statistics use only those.
+        time_major: return ``[B, C, F']`` views of time-major (``[B, F', C]``) storage, the
+            layout that :mod:`speechunits.encoders.time_major_conv` convolutions take and give.
     """
 
-    def __init__(self, layer: nn.Module, batch: torch.Tensor, valid: Sequence[int]):
+    def __init__(self, layer: nn.Module, batch: torch.Tensor, valid: Sequence[int], *, time_major: bool = False):
         conv: nn.Conv1d = layer.conv
         self.layer = layer
+        self.time_major = time_major
         self.kernel, self.stride = conv.kernel_size[0], conv.stride[0]
         self.weight = conv.weight[:, 0, :]  # [C, k]
         self.folded: torch.Tensor | None = None
@@ -94,8 +97,13 @@ class FirstLayerPlan:
         if self.folded is not None:
             ones = torch.ones(*frames.shape[:2], 1, dtype=waves.dtype, device=waves.device)
             windows = torch.cat([frames, ones], dim=2)  # [B, F', k + 1]
+            if self.time_major:
+                return layer.activation(torch.bmm(windows, self.folded.transpose(1, 2))).transpose(1, 2)
             return layer.activation(torch.bmm(self.folded, windows.transpose(1, 2)))  # [B, C, F']
-        hidden = torch.matmul(self.weight.to(waves.dtype), frames.transpose(1, 2))  # [B, C, F']
+        if self.time_major:
+            hidden = torch.matmul(frames, self.weight.to(waves.dtype).T).transpose(1, 2)  # [B, C, F'] view
+        else:
+            hidden = torch.matmul(self.weight.to(waves.dtype), frames.transpose(1, 2))  # [B, C, F']
         if conv.bias is not None:
             hidden = hidden + conv.bias[:, None]
         norm = getattr(layer, "layer_norm", None)

@@ -32,6 +32,7 @@ from speechunits.encoders.cpu_attention import use_cpu_attention
 from speechunits.encoders.cnn_chunks import cnn_in_chunks, conv_geometry
 from speechunits.encoders.first_conv import FirstLayerPlan, is_plain_first_conv
 from speechunits.encoders.runtime import resolve_device, resolve_dtype
+from speechunits.encoders.time_major_conv import is_temporal_padded, use_time_major_convs
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,14 @@ class HFEncoder(Encoder):
             and self._plain_first_conv
             and all(_unpadded_conv(getattr(layer, "conv", None)) for layer in conv_layers[1:])
         )
+        #: On CPU, temporal convolutions run channels-last on time-major activations
+        #: (encoders/time_major_conv.py): the encoder's always, the CNN's in bf16/fp16 only.
+        self._time_major_cnn = self._chunk_cnn and self.torch_dtype != torch.float32
+        if self.torch_device.type == "cpu":
+            use_time_major_convs(self.model.encoder, padded_only=True)
+            if self._time_major_cnn:
+                for layer in conv_layers[1:]:
+                    use_time_major_convs(layer)
         self.info = EncoderInfo(
             name=name,
             sample_rate=int(sample_rate),
@@ -148,7 +157,7 @@ class HFEncoder(Encoder):
             return (args[0] * mask.to(args[0].dtype),) + tuple(args[1:])
 
         for module in self.model.encoder.modules():
-            if isinstance(module, nn.Conv1d) and module.padding not in (0, (0,), "valid"):
+            if is_temporal_padded(module):
                 module.register_forward_pre_hook(zero_padding)
 
     # -- extraction -----------------------------------------------------------------------------
@@ -196,7 +205,7 @@ class HFEncoder(Encoder):
         first = conv_layers[0]
         valid = [(n - self._cnn_kernels[0]) // self._cnn_strides[0] + 1 for n in lengths]
         if self._plain_first_conv:
-            plan = FirstLayerPlan(first, batch, valid)
+            plan = FirstLayerPlan(first, batch, valid, time_major=self._time_major_cnn)
             if self._chunk_cnn:
                 return cnn_in_chunks(plan, conv_layers[1:], batch, self._cnn_kernels, self._cnn_strides)
             hidden = plan(batch)

@@ -1,0 +1,85 @@
+"""encoders/time_major_conv.py: channels-last conv2d equals conv1d, keeps time-major layout, swaps modules."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+
+from speechunits.encoders.time_major_conv import TimeMajorConv1d, is_temporal_padded, use_time_major_convs
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(in_channels=32, out_channels=32, kernel_size=16, padding=8, groups=4),  # HuBERT's positional conv
+        dict(in_channels=24, out_channels=24, kernel_size=7, padding=3, groups=24),  # depthwise (conformer)
+        dict(in_channels=16, out_channels=8, kernel_size=3, stride=2, bias=False),  # CNN layers 2..
+        dict(in_channels=16, out_channels=16, kernel_size=5, padding="same", dilation=2),
+    ],
+)
+def test_equals_conv1d(kwargs: dict, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(**kwargs).to(dtype)
+    hidden = torch.randn(3, 41, kwargs["in_channels"], dtype=dtype).transpose(1, 2)  # [B, C, T] view, time-major
+    with torch.inference_mode():
+        want = conv(hidden)
+        got = TimeMajorConv1d(conv)(hidden)
+        from_channel_major = TimeMajorConv1d(conv)(hidden.contiguous())
+    assert got.shape == want.shape
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(got, want, **tol)
+    torch.testing.assert_close(from_channel_major, want, **tol)
+    assert got.transpose(1, 2).is_contiguous()  # output stored [B, T', C]: the encoder's layout
+
+
+def test_other_padding_modes_are_refused() -> None:
+    with pytest.raises(ValueError, match="reflect"):
+        TimeMajorConv1d(torch.nn.Conv1d(4, 4, 3, padding=1, padding_mode="reflect"))
+
+
+def test_replaces_padded_convolutions_only_when_asked() -> None:
+    block = torch.nn.Sequential(torch.nn.Conv1d(4, 4, 3, padding=1), torch.nn.Sequential(torch.nn.Conv1d(4, 4, 3)),
+                                torch.nn.Conv1d(4, 4, 3, padding=1, padding_mode="circular"))
+    assert use_time_major_convs(copy.deepcopy(block), padded_only=True) == 1
+    swapped = copy.deepcopy(block)
+    assert use_time_major_convs(swapped) == 2  # circular padding is not a zero-padded convolution: kept
+    assert isinstance(swapped[0], TimeMajorConv1d) and is_temporal_padded(swapped[0])
+    assert isinstance(swapped[1][0], TimeMajorConv1d) and not is_temporal_padded(swapped[1][0])
+    assert isinstance(swapped[2], torch.nn.Conv1d)
+
+
+def _tiny_hubert(tmp_path, norm: str = "group"):
+    torch.manual_seed(0)
+    config = tf.HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             conv_dim=(16,) * 7, feat_extract_norm=norm, conv_bias=norm == "layer",
+                             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    model = tf.HubertModel(config).eval()
+    model.save_pretrained(tmp_path)
+    return model
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_cpu_encoder_swaps_and_still_matches_transformers(tmp_path, norm: str) -> None:
+    from speechunits.encoders import load_encoder
+
+    model = _tiny_hubert(tmp_path, norm)
+    wave = np.random.default_rng(0).standard_normal(16000 * 6).astype(np.float32) * 0.1  # several CNN pieces
+    with torch.inference_mode():
+        want = model(torch.from_numpy(wave)[None], output_hidden_states=True).hidden_states
+    fp32 = load_encoder(str(tmp_path), device="cpu", dtype="fp32")
+    assert isinstance(fp32.model.encoder.pos_conv_embed.conv, TimeMajorConv1d)
+    assert isinstance(fp32.model.feature_extractor.conv_layers[1].conv, torch.nn.Conv1d)  # fp32 CNN: channel-major
+    got = fp32.extract(wave, [0, 2])
+    np.testing.assert_allclose(got[2], want[2][0].numpy(), rtol=1e-4, atol=1e-4)
+
+    bf16 = load_encoder(str(tmp_path), device="cpu", dtype="bf16")
+    assert isinstance(bf16.model.feature_extractor.conv_layers[1].conv, TimeMajorConv1d)
+    assert isinstance(bf16.model.feature_extractor.conv_layers[0].conv, torch.nn.Conv1d)  # the first layer: a matmul
+    low = bf16.extract(wave, [0, 2])
+    for layer in (0, 2):
+        rel = np.linalg.norm(low[layer] - want[layer][0].numpy()) / np.linalg.norm(want[layer][0].numpy())
+        assert rel < 3e-2, (layer, rel)
