@@ -36,6 +36,41 @@ def test_equals_conv1d(kwargs: dict, dtype: torch.dtype) -> None:
     assert got.transpose(1, 2).is_contiguous()  # output stored [B, T', C]: the encoder's layout
 
 
+@pytest.mark.parametrize("tiles", [(256, 32), (8, 3)])
+def test_tiles_over_time_equal_conv1d(monkeypatch, tiles: tuple[int, int]) -> None:
+    """Stride-1 padded convolutions run in fixed-size time tiles: many tiles, a short tail, a batch."""
+    import speechunits.encoders.time_major_conv as tmc
+
+    monkeypatch.setattr(tmc, "TILE_FRAMES", tiles[0])
+    monkeypatch.setattr(tmc, "TAIL_FRAMES", tiles[1])
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(32, 32, 16, padding=8, groups=4)  # even kernel: T + 1 output frames, as HuBERT's
+    module = TimeMajorConv1d(conv)
+    if torch.backends.mkldnn.is_available():
+        assert module._packed is not None  # the packed, tiled path is the one under test
+    hidden = torch.randn(3, 53, 32).transpose(1, 2)
+    with torch.inference_mode():
+        got, want = module(hidden), conv(hidden)
+    assert got.shape == want.shape == (3, 32, 54)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_moves_with_the_module_and_keeps_autograd() -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(16, 16, 5, padding=2, groups=2)
+    module = TimeMajorConv1d(conv).to(torch.bfloat16)  # packed again for the new dtype
+    hidden = torch.randn(2, 16, 40)
+    with torch.inference_mode():
+        got = module(hidden.bfloat16())
+    torch.testing.assert_close(got.float(), conv(hidden).detach(), rtol=2e-2, atol=2e-2)
+    module = TimeMajorConv1d(conv)
+    leaf = hidden.clone().requires_grad_()
+    module(leaf).sum().backward()  # grad mode: plain conv2d, differentiable
+    expected = hidden.clone().requires_grad_()
+    conv(expected).sum().backward()
+    torch.testing.assert_close(leaf.grad, expected.grad, rtol=1e-5, atol=1e-5)
+
+
 def test_other_padding_modes_are_refused() -> None:
     with pytest.raises(ValueError, match="reflect"):
         TimeMajorConv1d(torch.nn.Conv1d(4, 4, 3, padding=1, padding_mode="reflect"))
