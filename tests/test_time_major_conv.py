@@ -8,6 +8,7 @@ import pytest
 import torch
 import transformers as tf
 
+from speechunits.encoders import onednn
 from speechunits.encoders.time_major_conv import TimeMajorConv1d, is_temporal_padded, use_time_major_convs
 
 
@@ -113,6 +114,9 @@ def test_cpu_encoder_swaps_and_still_matches_transformers(tmp_path, norm: str) -
 
     bf16 = load_encoder(str(tmp_path), device="cpu", dtype="bf16")
     assert isinstance(bf16.model.feature_extractor.conv_layers[1].conv, TimeMajorConv1d)
+    if onednn.available():  # bf16 on CPU: packed linears, GELUs fused where nothing sits between
+        assert isinstance(bf16.model.encoder.layers[0].feed_forward.intermediate_dense, onednn.PackedLinear)
+        assert bf16.model.feature_extractor.conv_layers[1].conv.gelu is (norm == "group")
     assert isinstance(bf16.model.feature_extractor.conv_layers[0].conv, torch.nn.Conv1d)  # the first layer: a matmul
     low = bf16.extract(wave, [0, 2])
     for layer in (0, 2):

@@ -32,7 +32,9 @@ from speechunits.encoders.cpu_attention import use_cpu_attention
 from speechunits.encoders.cnn_chunks import cnn_in_chunks, conv_geometry
 from speechunits.encoders.first_conv import FirstLayerPlan, is_plain_first_conv
 from speechunits.encoders.runtime import resolve_device, resolve_dtype
-from speechunits.encoders.time_major_conv import is_temporal_padded, use_time_major_convs
+from speechunits.encoders import onednn
+from speechunits.encoders.onednn import use_packed_linears
+from speechunits.encoders.time_major_conv import is_temporal_padded, use_time_major_cnn_layer, use_time_major_convs
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -106,12 +108,17 @@ class HFEncoder(Encoder):
         )
         #: On CPU, temporal convolutions run channels-last on time-major activations
         #: (encoders/time_major_conv.py): the encoder's always, the CNN's in bf16/fp16 only.
+        #: In bf16, linears use packed weights and GELUs fuse into the op before them (onednn.py).
         self._time_major_cnn = self._chunk_cnn and self.torch_dtype != torch.float32
+        self._fuse_gelu = self.torch_device.type == "cpu" and self.torch_dtype == torch.bfloat16 and onednn.available()
         if self.torch_device.type == "cpu":
             use_time_major_convs(self.model.encoder, padded_only=True)
             if self._time_major_cnn:
                 for layer in conv_layers[1:]:
-                    use_time_major_convs(layer)
+                    use_time_major_cnn_layer(layer, fuse_gelu=self._fuse_gelu)
+            if self._fuse_gelu:
+                use_packed_linears(self.model.feature_projection)
+                use_packed_linears(self.model.encoder)
         self.info = EncoderInfo(
             name=name,
             sample_rate=int(sample_rate),
@@ -205,7 +212,7 @@ class HFEncoder(Encoder):
         first = conv_layers[0]
         valid = [(n - self._cnn_kernels[0]) // self._cnn_strides[0] + 1 for n in lengths]
         if self._plain_first_conv:
-            plan = FirstLayerPlan(first, batch, valid, time_major=self._time_major_cnn)
+            plan = FirstLayerPlan(first, batch, valid, time_major=self._time_major_cnn, fuse_gelu=self._fuse_gelu)
             if self._chunk_cnn:
                 return cnn_in_chunks(plan, conv_layers[1:], batch, self._cnn_kernels, self._cnn_strides)
             hidden = plan(batch)

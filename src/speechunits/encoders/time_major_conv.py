@@ -42,11 +42,13 @@ TAIL_FRAMES = 32
 class TimeMajorConv1d(nn.Module):
     """``conv``'s weights, applied channels-last: ``[B, C_in, T] -> [B, C_out, T']`` (inference).
 
-    The output is a ``[B, C_out, T']`` view of time-major (``[B, T', C_out]``) storage.
+    The output is a ``[B, C_out, T']`` view of time-major (``[B, T', C_out]``) storage. With
+    ``gelu``, an exact GELU follows the convolution, fused into oneDNN's kernel when packed.
     """
 
-    def __init__(self, conv: nn.Conv1d):
+    def __init__(self, conv: nn.Conv1d, *, gelu: bool = False):
         super().__init__()
+        self.gelu = gelu
         if conv.padding_mode != "zeros":
             raise ValueError(f"only zero padding is supported, not {conv.padding_mode!r}")
         weight = conv.weight.detach()[:, :, None, :].contiguous(memory_format=torch.channels_last)
@@ -92,15 +94,17 @@ class TimeMajorConv1d(nn.Module):
 
     def _call_packed(self, windows: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
         """Unpadded convolution of ``[N, C_in, 1, L]`` with the packed weight -> ``[N, C_out, 1, L']``."""
+        post, algorithm = ("gelu", "none") if self.gelu else ("none", "")
         return torch.ops.mkldnn._convolution_pointwise(
-            windows, packed, self.bias, [0, 0], [1, self.stride], [1, self.dilation], self.groups, "none", [], ""
+            windows, packed, self.bias, [0, 0], [1, self.stride], [1, self.dilation], self.groups, post, [], algorithm
         )
 
     def _unpadded(self, windows: torch.Tensor) -> torch.Tensor:
         if self._packed is not None and not torch.is_grad_enabled() and windows.dtype == self.weight.dtype:
             return self._call_packed(windows, self._packed)
-        return torch.nn.functional.conv2d(windows, self.weight, self.bias, (1, self.stride), 0, (1, self.dilation),
-                                          self.groups)
+        out = torch.nn.functional.conv2d(windows, self.weight, self.bias, (1, self.stride), 0, (1, self.dilation),
+                                         self.groups)
+        return torch.nn.functional.gelu(out) if self.gelu else out
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         batch, channels, length = hidden.shape
@@ -131,6 +135,20 @@ def is_temporal_padded(module: nn.Module) -> bool:
     if isinstance(module, TimeMajorConv1d):
         return module.padded
     return isinstance(module, nn.Conv1d) and module.padding not in (0, (0,), "valid")
+
+
+def use_time_major_cnn_layer(layer: nn.Module, *, fuse_gelu: bool) -> None:
+    """Swap the ``conv`` of a CNN layer (``conv`` [-> norm] -> ``activation``) for a :class:`TimeMajorConv1d`.
+
+    With ``fuse_gelu``, and when the layer has no norm and its activation is an exact GELU, the
+    GELU moves into the convolution and ``activation`` becomes ``nn.Identity``.
+    """
+    from speechunits.encoders.onednn import is_exact_gelu
+
+    fuse = fuse_gelu and getattr(layer, "layer_norm", None) is None and is_exact_gelu(layer.activation)
+    layer.conv = TimeMajorConv1d(layer.conv, gelu=fuse)
+    if fuse:
+        layer.activation = nn.Identity()
 
 
 def use_time_major_convs(root: nn.Module, *, padded_only: bool = False) -> int:
