@@ -5,6 +5,11 @@ Baseline: the transformers model in fp32, one utterance at a time, all layers co
 Ours: :func:`speechunits.features.iter_features` (length-sorted batches, blocks past the
 layer never run) in fp32 and bf16.
 
+Each system first runs once, untimed, on a couple of other utterances (thread pools, oneDNN
+kernels of fixed shapes: one-off costs a real corpus amortises). Every round then uses a fresh
+corpus, so no system sees an utterance length it has already run; with ``--repeats`` the
+medians over rounds are reported (this machine's timings wander by ~5-10 % between runs).
+
 The model is HuBERT-base sized with random weights (``HubertConfig()`` defaults; nothing is
 downloaded). Printed: x real time, speed-up over the baseline, achieved GFLOP/s (useful
 FLOPs of the unpadded utterances, counted analytically) as a share of a large matmul's
@@ -12,7 +17,8 @@ GFLOP/s measured in the same run and dtype, bf16's effect on features and on k-m
 and peak RSS of a features run over 50 vs 500 utterances (in subprocesses, with a small
 model and short utterances so that it is quick; the point is that memory does not grow).
 
-    python bench/extract.py --num-utts 40            # a few minutes on 2 loaded cores
+    python bench/extract.py --num-utts 40                # a few minutes on 2 cores
+    python bench/extract.py --num-utts 40 --repeats 3    # three fresh corpora, medians: steadier on a noisy machine
     python bench/extract.py --num-utts 200 --threads 2
 """
 from __future__ import annotations
@@ -67,12 +73,16 @@ def run_baseline(model, paths: list[Path], layer: int) -> tuple[float, list[np.n
     return time.perf_counter() - start, outs
 
 
-def run_ours(model_dir: str, corpus_dir: Path, layer: int, dtype: str, max_batch_seconds: float) -> tuple[float, list[np.ndarray]]:
-    from speechunits.corpus import open_corpus
+def load_ours(model_dir: str, dtype: str):
     from speechunits.encoders import load_encoder
+
+    return load_encoder(model_dir, device="cpu", dtype=dtype)
+
+
+def run_ours(encoder, corpus_dir: Path, layer: int, max_batch_seconds: float) -> tuple[float, list[np.ndarray]]:
+    from speechunits.corpus import open_corpus
     from speechunits.features import iter_features
 
-    encoder = load_encoder(model_dir, device="cpu", dtype=dtype)
     start = time.perf_counter()
     outs = [item.features[layer] for item in iter_features(encoder, open_corpus(corpus_dir), [layer],
                                                            max_batch_seconds=max_batch_seconds, quiet=True)]
@@ -139,6 +149,10 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--max-seconds", type=float, default=15.0)
     parser.add_argument("--layer", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds, each on a fresh corpus (new lengths); medians are reported")
+    parser.add_argument("--warmup-utts", type=int, default=2,
+                        help="utterances of a separate corpus each system runs once, untimed, before round 1")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--max-batch-seconds", type=float, default=None, help="default: the library default")
     parser.add_argument("--rss-counts", default="50,500", help="utterance counts for the peak-RSS check ('' to skip)")
@@ -160,41 +174,65 @@ def main() -> None:
     import transformers as tf
 
     work = Path(tempfile.mkdtemp(prefix="bench_extract_"))
-    total_s = make_corpus(work / "corpus", args.num_utts, args.min_seconds, args.max_seconds, seed=0)
-    paths = sorted((work / "corpus").glob("*.wav"))
     torch.manual_seed(0)
     config = tf.HubertConfig()
     model = tf.HubertModel(config).eval()
     model.save_pretrained(work / "model")
-    lengths = [sf.info(str(p)).frames for p in paths]
-    useful = sum(model_flops(config, n, args.layer) for n in lengths)
-    baseline_flops = sum(model_flops(config, n, config.num_hidden_layers) for n in lengths)
-    print(f"corpus: {len(paths)} utterances, {total_s:.0f} s of audio ({args.min_seconds}-{args.max_seconds} s); "
-          f"HuBERT-base size, random init; layer {args.layer}; torch threads {torch.get_num_threads()}; "
-          f"max_batch_seconds {mbs}")
+    rounds = []  # per round: corpus dir, seconds, useful FLOPs, baseline FLOPs
+    for r in range(args.repeats):
+        corpus = work / f"corpus{r}"
+        total_s = make_corpus(corpus, args.num_utts, args.min_seconds, args.max_seconds, seed=r)
+        lengths = [sf.info(str(p)).frames for p in sorted(corpus.glob("*.wav"))]
+        rounds.append((corpus, total_s, sum(model_flops(config, n, args.layer) for n in lengths),
+                       sum(model_flops(config, n, config.num_hidden_layers) for n in lengths)))
+    make_corpus(work / "warmup", max(args.warmup_utts, 1), args.min_seconds, args.max_seconds, seed=1000)
+    print(f"corpus: {args.repeats} round(s) of {args.num_utts} utterances ({args.min_seconds}-{args.max_seconds} s), "
+          f"{rounds[0][1]:.0f} s of audio in round 1, each round a fresh corpus; HuBERT-base size, random init; "
+          f"layer {args.layer}; torch threads {torch.get_num_threads()}; max_batch_seconds {mbs}; "
+          f"each system warmed up on {args.warmup_utts} other utterances")
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    rows = []
-    if not args.skip_baseline:
-        base_t, base_out = run_baseline(model, paths, args.layer)
-        rows.append(("baseline HF fp32, 1 at a time, all layers", "fp32", base_t, baseline_flops))
-    else:
-        base_t, base_out = None, None
-    results = {}
-    for dtype in ("fp32", "bf16"):
-        elapsed, outs = run_ours(str(work / "model"), work / "corpus", args.layer, dtype, mbs)
-        results[dtype] = outs
-        rows.append((f"speechunits {dtype}, batched, layers 1-{args.layer}", dtype, elapsed, useful))
+    systems = [] if args.skip_baseline else [("baseline HF fp32, 1 at a time, all layers", "fp32", None)]
+    short = {None: "baseline", "fp32": "ours fp32", "bf16": "ours bf16"}
+    systems += [(f"speechunits {d}, batched, layers 1-{args.layer}", d, d) for d in ("fp32", "bf16")]
+    encoders = {d: load_ours(str(work / "model"), d) for d in ("fp32", "bf16")}
+    if args.warmup_utts:
+        warm = sorted((work / "warmup").glob("*.wav"))
+        if not args.skip_baseline:
+            run_baseline(model, warm, args.layer)
+        for d in ("fp32", "bf16"):
+            run_ours(encoders[d], work / "warmup", args.layer, mbs)
+    times: dict[str, list[float]] = {name: [] for name, _, _ in systems}
+    outputs: dict[str, list[np.ndarray]] = {}
+    for r, (corpus, total_s, _, _) in enumerate(rounds):
+        line = []
+        for name, _, ours in systems:
+            if ours is None:
+                elapsed, outs = run_baseline(model, sorted(corpus.glob("*.wav")), args.layer)
+            else:
+                elapsed, outs = run_ours(encoders[ours], corpus, args.layer, mbs)
+            times[name].append(elapsed)
+            if r == 0:
+                outputs[ours or "baseline"] = outs
+            line.append(f"{short[ours]} {total_s / elapsed:.2f}")
+        print(f"round {r + 1} ({total_s:.0f} s of audio), x real time: " + ", ".join(line), flush=True)
     peak_after = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     peak = {k: (peak[k] + peak_after[k]) / 2 for k in peak}
     print(f"large matmul (2048^3, mean of before/after): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+    print(f"medians over {args.repeats} round(s); 'vs baseline' = median of the per-round ratios")
     print(f"{'run':48s} {'seconds':>8s} {'x real time':>12s} {'vs baseline':>12s} {'GFLOP/s':>8s} {'% matmul':>9s}")
-    for name, dtype, elapsed, flops in rows:
-        ratio = f"{base_t / elapsed:.2f}x" if base_t else "-"
-        gflops = flops / elapsed / 1e9
-        print(f"{name:48s} {elapsed:8.1f} {total_s / elapsed:12.2f} {ratio:>12s} {gflops:8.1f} {100 * gflops / peak[dtype]:8.0f}%")
-    fp32, bf16 = np.concatenate(results["fp32"]), np.concatenate(results["bf16"])
-    if base_out is not None:
-        diff = max(np.abs(a - b).max() / np.abs(a).max() for a, b in zip(base_out, results["fp32"]))
+    base_name = None if args.skip_baseline else systems[0][0]
+    for name, dtype, ours in systems:
+        speeds = [total_s / t for (_, total_s, _, _), t in zip(rounds, times[name])]
+        rates = [(useful if ours else full) / t / 1e9 for (_, _, useful, full), t in zip(rounds, times[name])]
+        ratio = "-"
+        if base_name:
+            ratio = f"{float(np.median([b / t for b, t in zip(times[base_name], times[name])])):.2f}x"
+        gflops = float(np.median(rates))
+        print(f"{name:48s} {float(np.median(times[name])):8.1f} {float(np.median(speeds)):12.2f} {ratio:>12s} "
+              f"{gflops:8.1f} {100 * gflops / peak[dtype]:8.0f}%")
+    fp32, bf16 = np.concatenate(outputs["fp32"]), np.concatenate(outputs["bf16"])
+    if "baseline" in outputs:
+        diff = max(np.abs(a - b).max() / np.abs(a).max() for a, b in zip(outputs["baseline"], outputs["fp32"]))
         print(f"ours fp32 vs baseline: max |diff| / max |feature| = {diff:.1e}")
     rel = np.linalg.norm(bf16 - fp32) / np.linalg.norm(fp32)
     cos = float(np.mean(np.sum(fp32 * bf16, 1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(bf16, axis=1))))

@@ -29,8 +29,8 @@ def test_conv_geometry_of_hubert_layers_2_to_7() -> None:
 @pytest.mark.parametrize("norm", ["group", "layer"])
 @pytest.mark.parametrize("samples", [400, 16000, 16000 * 3 + 1234, 16000 * 3 + 319])
 @pytest.mark.parametrize("chunk", [1, 7, 50])
-@pytest.mark.parametrize("time_major", [False, True])
-def test_pieces_equal_the_whole(norm: str, samples: int, chunk: int, time_major: bool) -> None:
+@pytest.mark.parametrize("time_major,round_frames", [(False, 1), (True, 1), (True, 8)])
+def test_pieces_equal_the_whole(norm: str, samples: int, chunk: int, time_major: bool, round_frames: int) -> None:
     model = _model(norm)
     layers = copy.deepcopy(model.feature_extractor.conv_layers)
     if time_major:  # what a bf16 CPU encoder runs: layers 2.. as channels-last convolutions
@@ -41,7 +41,8 @@ def test_pieces_equal_the_whole(norm: str, samples: int, chunk: int, time_major:
     with torch.inference_mode():
         want = model.feature_extractor(wave)  # transformers, whole utterance
         plan = FirstLayerPlan(layers[0], wave, [(samples - 10) // 5 + 1], time_major=time_major)
-        got = cnn_in_chunks(plan, layers[1:], wave, cfg.conv_kernel, cfg.conv_stride, chunk_frames=chunk)
+        got = cnn_in_chunks(plan, layers[1:], wave, cfg.conv_kernel, cfg.conv_stride, chunk_frames=chunk,
+                            round_frames=round_frames)
     assert got.shape == want.shape == (1, 16, (samples - 400) // 320 + 1)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     if time_major and got.shape[2] > chunk:  # joined pieces come back time-major: no copy before the projection
@@ -51,6 +52,24 @@ def test_pieces_equal_the_whole(norm: str, samples: int, chunk: int, time_major:
 def test_bad_chunk_size() -> None:
     with pytest.raises(ValueError, match="chunk_frames"):
         cnn_in_chunks(lambda w: w, [], torch.zeros(1, 4000), (10,), (5,), chunk_frames=0)
+    with pytest.raises(ValueError, match="round_frames"):
+        cnn_in_chunks(lambda w: w, [], torch.zeros(1, 4000), (10,), (5,), round_frames=0)
+
+
+def test_last_piece_is_rounded_up_from_zero_samples() -> None:
+    """With round_frames, every piece the layers see has a multiple of that many frames."""
+    model = _model("group")
+    layers = model.feature_extractor.conv_layers
+    wave = torch.randn(1, 16000 * 3 + 1234)  # 153 frames: pieces of 50, 50, 50 and 3 (rounded to 8)
+    cfg = model.config
+    seen = []
+    with torch.inference_mode():
+        want = model.feature_extractor(wave)
+        layers[-1].register_forward_hook(lambda module, args, out: seen.append(out.shape[2]))
+        plan = FirstLayerPlan(layers[0], wave, [(wave.shape[1] - 10) // 5 + 1])
+        got = cnn_in_chunks(plan, layers[1:], wave, cfg.conv_kernel, cfg.conv_stride, chunk_frames=50, round_frames=8)
+    assert seen == [50, 50, 50, 8] and got.shape[2] == 153
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_encoder_uses_pieces_on_cpu_and_matches_transformers(tmp_path) -> None:

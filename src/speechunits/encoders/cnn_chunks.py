@@ -23,6 +23,11 @@ from torch import nn
 
 #: Output frames per piece (2.56 s at 50 Hz; first-layer activations of ~4 MB in bf16).
 CHUNK_FRAMES = 128
+#: The encoder rounds each utterance's last piece up to a multiple of this many frames. oneDNN
+#: JIT-builds a kernel for every new shape (measured 0.5-0.9 ms per CNN layer here, ~5 ms per
+#: utterance whose last piece has a new length); with rounding only 16 last-piece shapes exist,
+#: at the cost of 3.5 frames of extra work per utterance on average.
+ROUND_FRAMES = 8
 
 
 def conv_geometry(kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
@@ -38,37 +43,47 @@ def conv_geometry(kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, 
 
 
 def cnn_in_chunks(first: Callable[[torch.Tensor], torch.Tensor], rest: Sequence[nn.Module], waves: torch.Tensor,
-                  kernels: Sequence[int], strides: Sequence[int], chunk_frames: int = CHUNK_FRAMES) -> torch.Tensor:
+                  kernels: Sequence[int], strides: Sequence[int], chunk_frames: int = CHUNK_FRAMES,
+                  round_frames: int = 1) -> torch.Tensor:
     """The CNN on ``waves [B, T]`` -> ``[B, C, F]``, ``chunk_frames`` output frames at a time.
 
     Args:
         first: the first layer on a waveform slice, ``[B, T'] -> [B, C, F1']``.
         rest: the remaining layers, applied in order (unpadded convolutions).
         kernels, strides: of all layers, the first included.
+        round_frames: the last piece computes a multiple of this many frames, from zero samples
+            past the end where needed, and the extra frames are dropped, so that piece sizes
+            repeat (oneDNN builds a kernel for every new shape: :data:`ROUND_FRAMES`).
 
     Returns:
         ``[B, C, F]``, stored time-major (a view of ``[B, F, C]``) when there is more than one piece.
     """
-    if chunk_frames < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    if chunk_frames < 1 or round_frames < 1:
+        raise ValueError(f"chunk_frames and round_frames must be >= 1, got {chunk_frames} and {round_frames}")
     first_kernel, first_stride = int(kernels[0]), int(strides[0])
     hop, field = conv_geometry(kernels[1:], strides[1:])
     first_frames = (waves.shape[1] - first_kernel) // first_stride + 1
     total = (first_frames - field) // hop + 1
-    spans = [(0, waves.shape[1])]  # one piece: the whole input
-    if total > chunk_frames:
+    if total <= chunk_frames and total % round_frames == 0:
+        spans = [(0, waves.shape[1])]  # one piece: the whole input
+    else:
         spans = []
         for start in range(0, total, chunk_frames):
             stop = min(start + chunk_frames, total)
+            if stop == total:  # the last piece: round up (past the end, frames are dropped below)
+                stop = start + -(-(stop - start) // round_frames) * round_frames
             lo, hi = start * hop, (stop - 1) * hop + field  # first-layer frames
             spans.append((lo * first_stride, (hi - 1) * first_stride + first_kernel))
     pieces = []
     for begin, end in spans:
-        hidden = first(waves[:, begin:end])
+        piece = waves[:, begin:end]
+        if end > waves.shape[1]:
+            piece = torch.nn.functional.pad(piece, (0, end - waves.shape[1]))
+        hidden = first(piece)
         for layer in rest:
             hidden = layer(hidden)
         pieces.append(hidden)
     if len(pieces) == 1:
-        return pieces[0]
+        return pieces[0][:, :, :total]
     # Joined time-major: the encoder reads the result as [B, F, C], so no further copy is needed.
-    return torch.cat([piece.transpose(1, 2) for piece in pieces], dim=1).transpose(1, 2)
+    return torch.cat([piece.transpose(1, 2) for piece in pieces], dim=1)[:, :total].transpose(1, 2)

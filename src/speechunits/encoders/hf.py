@@ -29,7 +29,7 @@ from torch import nn
 
 from speechunits.encoders.base import Encoder, EncoderInfo
 from speechunits.encoders.cpu_attention import use_cpu_attention
-from speechunits.encoders.cnn_chunks import cnn_in_chunks, conv_geometry
+from speechunits.encoders.cnn_chunks import ROUND_FRAMES, cnn_in_chunks, conv_geometry
 from speechunits.encoders.first_conv import FirstLayerPlan, is_plain_first_conv
 from speechunits.encoders.runtime import resolve_device, resolve_dtype
 from speechunits.encoders import onednn
@@ -214,7 +214,8 @@ class HFEncoder(Encoder):
         if self._plain_first_conv:
             plan = FirstLayerPlan(first, batch, valid, time_major=self._time_major_cnn, fuse_gelu=self._fuse_gelu)
             if self._chunk_cnn:
-                return cnn_in_chunks(plan, conv_layers[1:], batch, self._cnn_kernels, self._cnn_strides)
+                return cnn_in_chunks(plan, conv_layers[1:], batch, self._cnn_kernels, self._cnn_strides,
+                                     round_frames=ROUND_FRAMES)
             hidden = plan(batch)
         elif isinstance(getattr(first, "layer_norm", None), nn.GroupNorm):
             hidden = first.activation(masked_group_norm(first.conv(batch[:, None]), valid, first.layer_norm))
