@@ -100,3 +100,20 @@ def test_general_masks_match_sdpa() -> None:
         # rows whose keys are all valid; bf16 inputs, one bf16 rounding per matmul
         torch.testing.assert_close(got.float().transpose(1, 2)[0], want[0], rtol=3e-2, atol=3e-2)
         torch.testing.assert_close(got.float().transpose(1, 2)[1, :, :4], want[1, :, :4], rtol=3e-2, atol=3e-2)
+
+
+def test_mask_is_examined_once_per_forward_pass(monkeypatch) -> None:
+    import speechunits.encoders.cpu_attention as ca
+
+    calls = []
+    real = ca._padding_lengths
+    monkeypatch.setattr(ca, "_padding_lengths", lambda mask, frames: calls.append(1) or real(mask, frames))
+    _, ours = _models(torch.bfloat16)
+    use_cpu_attention(ours)
+    hidden = torch.randn(2, 30, SMALL["hidden_size"]).bfloat16()
+    for lengths in ([30, 12], [30, 20]):  # a new mask per forward: examined again, with its own answer
+        mask = torch.arange(30)[None] < torch.tensor(lengths)[:, None]
+        short = _encode(ours, hidden, mask)[1, : lengths[1]]
+        alone = _encode(ours, hidden[1:, : lengths[1]], torch.ones(1, lengths[1], dtype=torch.bool))[0]
+        torch.testing.assert_close(short, alone, rtol=3e-2, atol=3e-2)
+    assert len(calls) == 2  # two blocks, two forward passes

@@ -19,6 +19,7 @@ model to it. Anything else (fp32, CUDA, training) falls back to transformers' SD
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 import torch
@@ -50,18 +51,37 @@ def cpu_math_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor
         out = torch.matmul(torch.softmax(scores, dim=-1), value)  # [B, H, T, d]
         return out.transpose(1, 2).contiguous(), None
     # Key padding only: each utterance attends over its own frames, no mask pass, no padded work.
-    out = query.new_zeros(query.shape[0], query.shape[2], query.shape[1], query.shape[3])  # [B, T, H, d]
+    frames = query.shape[2]
+    out = query.new_empty(query.shape[0], frames, query.shape[1], query.shape[3])  # [B, T, H, d]
     for b, n in enumerate(lengths):
         q, k, v = query[b, :, :n], key[b, :, :n], value[b, :, :n]  # [H, n, d]
-        probs = torch.softmax(torch.matmul(q * scale, k.transpose(-1, -2)), dim=-1)
-        out[b, :n] = torch.matmul(probs, v).transpose(0, 1)
+        scores = torch.matmul(q * scale, k.transpose(-1, -2))  # [H, n, n]
+        torch.softmax(scores, dim=-1, out=scores)  # in place: one [H, n, n] buffer, not two
+        out[b, :n] = torch.matmul(scores, v).transpose(0, 1)
+        if n < frames:
+            out[b, n:] = 0  # padded query rows: read by nothing, but kept finite
     return out, None
+
+
+#: The last mask examined (weakly held, with its storage address) and its answer. transformers
+#: builds one mask per forward pass and passes that tensor to every block, so it is examined
+#: once per batch, not once per block; a mask is taken not to change while it is in use.
+_last_mask: tuple[weakref.ref, int, list[int] | None] | None = None
 
 
 def _key_lengths(mask: torch.Tensor | None, frames: int) -> list[int] | None:
     """Per-row valid lengths when ``mask`` ([B, 1, T, T] bool) only masks padded keys at the end, else None."""
+    global _last_mask
     if mask is None or mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1] != 1:
         return None
+    if _last_mask is not None and _last_mask[0]() is mask and _last_mask[1] == mask.data_ptr():
+        return _last_mask[2]
+    lengths = _padding_lengths(mask, frames)
+    _last_mask = (weakref.ref(mask), mask.data_ptr(), lengths)
+    return lengths
+
+
+def _padding_lengths(mask: torch.Tensor, frames: int) -> list[int] | None:
     keys = mask[:, 0, 0, :]  # [B, T]: what the first query may see
     lengths = keys.sum(-1)
     prefix = torch.arange(frames, device=mask.device)[None, :] < lengths[:, None]
