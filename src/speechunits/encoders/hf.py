@@ -73,7 +73,12 @@ def _read_preprocessor(name: str) -> dict[str, Any]:
 
 
 class HFEncoder(Encoder):
-    """A transformers speech SSL model as an :class:`Encoder`."""
+    """A transformers speech SSL model as an :class:`Encoder`.
+
+    ``model`` is converted in place for inference: eval mode, device and dtype, and on CPU faster
+    equivalents of some modules swapped in (``time_major_conv.py``, ``onednn.py``; they fall back
+    to the plain ops under autograd).
+    """
 
     def __init__(self, model: nn.Module, name: str, *, do_normalize: bool, sample_rate: int,
                  device: str = "auto", dtype: str = "fp32", identity: str | None = None):
