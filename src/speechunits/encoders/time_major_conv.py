@@ -17,8 +17,9 @@ output comes back time-major too. Two more things make it fast (``ONEDNN_VERBOSE
 
 Measured here (2 cores, AVX512-BF16), share of large-matmul speed: the positional convolution
 (768 channels, 16 groups, kernel 128) went from 42-53 % (``conv1d``) to 86-104 % in bf16 and
-from 53-72 % to 80-120 % in fp32; the CNN's 512 -> 512 layers ran 1.06x faster end to end
-in bf16 (and 0.85x in fp32 unpacked, hence bf16/fp16 only there: see ``hf.py``). Conformer
+from 53-72 % to 80-120 % in fp32 (1.5-1.6x, packed and tiled, 3 utterances of 300-750 frames);
+the CNN's 512 -> 512 layers ran 1.05-1.11x faster in bf16 but 0.81-0.88x in fp32, hence
+bf16/fp16 only there (see ``hf.py``). Conformer
 depthwise convolutions (1024 groups, kernel 31) ran 17x faster even unpacked.
 
 Without oneDNN (or for anything it refuses) the module falls back to ``conv2d``; results equal
