@@ -125,10 +125,9 @@ class FirstLayerPlan:
         return layer.activation(hidden)
 
 
-
 def _matmul_gelu(rows: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``gelu(rows[b] @ weights[b]^T + bias)`` per utterance, as oneDNN linear + GELU: ``[B, F, k], [B, C, k] -> [B, F, C]``."""
-    bias = None if bias is None else bias.detach()
-    outs = [torch.ops.mkldnn._linear_pointwise(rows[b].contiguous(), weights[b].contiguous(), bias, "gelu", [], "none")
-            for b in range(rows.shape[0])]
+    """``gelu(rows[b] @ weights[b]^T + bias)`` per utterance, one oneDNN call each: ``[B, F, k], [B, C, k] -> [B, F, C]``."""
+    from speechunits.encoders.onednn import linear
+
+    outs = [linear(rows[b].contiguous(), weights[b].contiguous(), bias, gelu=True) for b in range(rows.shape[0])]
     return outs[0][None] if len(outs) == 1 else torch.stack(outs)

@@ -55,6 +55,16 @@ def is_exact_gelu(module: nn.Module) -> bool:
     return type(module).__name__ == "GELUActivation" and getattr(module, "act", None) is F.gelu
 
 
+def linear(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, gelu: bool) -> torch.Tensor:
+    """oneDNN's ``rows @ weight^T + bias`` (then exact GELU, fused, if ``gelu``): ``[M, K], [N, K] -> [M, N]``.
+
+    ``weight`` is plain or packed (``torch.ops.mkldnn._reorder_linear_weight``); inference only.
+    """
+    bias = None if bias is None else bias.detach()
+    post, algorithm = ("gelu", "none") if gelu else ("none", "")
+    return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, post, [], algorithm)
+
+
 class PackedLinear(nn.Module):
     """``linear`` (then an exact GELU if ``gelu``) with its weight packed once for oneDNN: ``[..., in] -> [..., out]``.
 
@@ -90,10 +100,7 @@ class PackedLinear(nn.Module):
         return result
 
     def _fused(self, rows: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.detach()
-        if self.gelu:
-            return torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "gelu", [], "none")
-        return torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
+        return linear(rows, packed, self.bias, gelu=self.gelu)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         usable = (self._packed is not None and not torch.is_grad_enabled() and hidden.device.type == "cpu"
