@@ -65,6 +65,17 @@ def linear(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, post, [], algorithm)
 
 
+def convolution(windows: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, stride: int, dilation: int,
+                groups: int, *, gelu: bool) -> torch.Tensor:
+    """oneDNN's unpadded channels-last convolution over time (then exact GELU, fused, if ``gelu``).
+
+    ``windows [N, C_in, 1, L]``, ``packed`` from ``mkldnn_reorder_conv2d_weight`` -> ``[N, C_out, 1, L']``.
+    """
+    post, algorithm = ("gelu", "none") if gelu else ("none", "")
+    return torch.ops.mkldnn._convolution_pointwise(windows, packed, bias, [0, 0], [1, stride], [1, dilation], groups,
+                                                  post, [], algorithm)
+
+
 class PackedLinear(nn.Module):
     """``linear`` (then an exact GELU if ``gelu``) with its weight packed once for oneDNN: ``[..., in] -> [..., out]``.
 

@@ -32,6 +32,8 @@ import logging
 import torch
 from torch import nn
 
+from speechunits.encoders import onednn
+
 log = logging.getLogger(__name__)
 
 #: Output frames per tile of a stride-1 convolution, and per tile of the remainder: fixed
@@ -74,7 +76,7 @@ class TimeMajorConv1d(nn.Module):
         """oneDNN's blocked copy of the weight (None where oneDNN cannot take it)."""
         self._packed = None
         weight = self.weight
-        if weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        if weight.device.type != "cpu" or not onednn.available():
             return
         try:
             packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
@@ -95,10 +97,7 @@ class TimeMajorConv1d(nn.Module):
 
     def _call_packed(self, windows: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
         """Unpadded convolution of ``[N, C_in, 1, L]`` with the packed weight -> ``[N, C_out, 1, L']``."""
-        post, algorithm = ("gelu", "none") if self.gelu else ("none", "")
-        return torch.ops.mkldnn._convolution_pointwise(
-            windows, packed, self.bias, [0, 0], [1, self.stride], [1, self.dilation], self.groups, post, [], algorithm
-        )
+        return onednn.convolution(windows, packed, self.bias, self.stride, self.dilation, self.groups, gelu=self.gelu)
 
     def _unpadded(self, windows: torch.Tensor) -> torch.Tensor:
         if self._packed is not None and not torch.is_grad_enabled() and windows.dtype == self.weight.dtype:
@@ -144,9 +143,7 @@ def use_time_major_cnn_layer(layer: nn.Module, *, fuse_gelu: bool) -> None:
     With ``fuse_gelu``, and when the layer has no norm and its activation is an exact GELU, the
     GELU moves into the convolution and ``activation`` becomes ``nn.Identity``.
     """
-    from speechunits.encoders.onednn import is_exact_gelu
-
-    fuse = fuse_gelu and getattr(layer, "layer_norm", None) is None and is_exact_gelu(layer.activation)
+    fuse = fuse_gelu and getattr(layer, "layer_norm", None) is None and onednn.is_exact_gelu(layer.activation)
     layer.conv = TimeMajorConv1d(layer.conv, gelu=fuse)
     if fuse:
         layer.activation = nn.Identity()
