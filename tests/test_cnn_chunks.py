@@ -8,7 +8,8 @@ import pytest
 import torch
 import transformers as tf
 
-from speechunits.encoders.cnn_chunks import cnn_in_chunks, conv_geometry
+from speechunits.encoders.base import conv_geometry
+from speechunits.encoders.cnn_chunks import cnn_in_chunks
 from speechunits.encoders.first_conv import FirstLayerPlan
 from speechunits.encoders.time_major_conv import use_time_major_convs
 

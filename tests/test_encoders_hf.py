@@ -9,7 +9,8 @@ import torch
 
 from conftest import make_tiny_hf_model
 from speechunits.encoders import load_encoder
-from speechunits.encoders.hf import HFEncoder, conv_geometry
+from speechunits.encoders.base import conv_geometry
+from speechunits.encoders.hf import HFEncoder
 from speechunits.errors import SpeechUnitsError
 
 # Very different lengths: 1 frame (receptive field), short, and long utterances.

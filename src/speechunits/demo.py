@@ -145,7 +145,7 @@ def _mfcc_rows(out: Path, manifest: Path, alignments: Mapping[str, Sequence[Segm
 
     encoder = load_encoder("mfcc", device="cpu")
     info = encoder.info
-    offset = info.receptive_field / (2 * info.sample_rate)
+    offset = info.frame_offset_s
     corpus = open_corpus(manifest)
     features = {it.utt.id: it.features[0] for it in iter_features(encoder, corpus, [0], quiet=True)
                 if it.features is not None}

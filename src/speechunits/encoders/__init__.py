@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from speechunits.encoders.base import Encoder, EncoderInfo
-from speechunits.encoders.runtime import resolve_device, resolve_dtype
+from speechunits.device import resolve_device, resolve_dtype
 
 __all__ = ["Encoder", "EncoderInfo", "load_encoder", "BUILTIN_ENCODERS"]
 

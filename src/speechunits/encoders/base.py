@@ -44,6 +44,12 @@ class EncoderInfo:
         """Output frames per second."""
         return self.sample_rate / self.hop_length
 
+    @property
+    def frame_offset_s(self) -> float:
+        """Centre time of frame 0 in seconds: frame i covers samples ``[i*hop, i*hop + receptive_field)``,
+        so it is centred at ``frame_offset_s + i / frame_rate`` with ``frame_offset_s = receptive_field / (2 sr)``."""
+        return self.receptive_field / (2.0 * self.sample_rate)
+
     def num_frames(self, num_samples: int) -> int:
         """Frames for ``num_samples`` input samples: ``(T - receptive_field) // hop + 1``, or 0 if shorter.
 
@@ -53,6 +59,18 @@ class EncoderInfo:
         if num_samples < self.receptive_field:
             return 0
         return (num_samples - self.receptive_field) // self.hop_length + 1
+
+
+def conv_geometry(kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
+    """``(hop, receptive_field)`` of a stack of unpadded 1-D convolutions, in input samples.
+
+    ``hop = prod(strides)``; ``receptive_field = 1 + sum_i (k_i - 1) * prod_{j<i} s_j``.
+    """
+    hop, field = 1, 1
+    for kernel, stride in zip(kernels, strides):
+        field += (int(kernel) - 1) * hop
+        hop *= int(stride)
+    return hop, field
 
 
 class Encoder(ABC):

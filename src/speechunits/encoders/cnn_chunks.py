@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from speechunits.encoders.base import conv_geometry
+
 #: Output frames per piece (2.56 s at 50 Hz; first-layer activations of ~4 MB in bf16).
 CHUNK_FRAMES = 128
 #: The encoder rounds each utterance's last piece up to a multiple of this many frames. oneDNN
@@ -28,18 +30,6 @@ CHUNK_FRAMES = 128
 #: utterance whose last piece has a new length); with rounding only 16 last-piece shapes exist,
 #: at the cost of 3.5 frames of extra work per utterance on average.
 ROUND_FRAMES = 8
-
-
-def conv_geometry(kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
-    """``(hop, receptive_field)`` of a stack of unpadded 1-D convolutions, in input frames.
-
-    ``hop = prod(strides)``; ``receptive_field = 1 + sum_i (k_i - 1) * prod_{j<i} s_j``.
-    """
-    hop, field = 1, 1
-    for kernel, stride in zip(kernels, strides):
-        field += (kernel - 1) * hop
-        hop *= stride
-    return hop, field
 
 
 def cnn_in_chunks(first: Callable[[torch.Tensor], torch.Tensor], rest: Sequence[nn.Module], waves: torch.Tensor,

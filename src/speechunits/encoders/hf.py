@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from speechunits.encoders import onednn
-from speechunits.encoders.base import Encoder, EncoderInfo
 from speechunits.encoders.cpu_attention import use_cpu_attention
-from speechunits.encoders.cnn_chunks import ROUND_FRAMES, cnn_in_chunks, conv_geometry
+from speechunits.encoders.base import Encoder, EncoderInfo, conv_geometry
+from speechunits.encoders.cnn_chunks import ROUND_FRAMES, cnn_in_chunks
 from speechunits.encoders.first_conv import FirstLayerPlan, is_plain_first_conv
 from speechunits.encoders.onednn import use_packed_linears
-from speechunits.encoders.runtime import resolve_device, resolve_dtype
+from speechunits.device import resolve_device, resolve_dtype
 from speechunits.encoders.time_major_conv import is_temporal_padded, use_time_major_cnn_layer, use_time_major_convs
 from speechunits.errors import SpeechUnitsError
 

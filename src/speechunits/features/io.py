@@ -113,7 +113,7 @@ class FeaturesWriter:
             "frame_rate": self.info.frame_rate,
             "hop_length": self.info.hop_length,
             "receptive_field": self.info.receptive_field,
-            "frame_offset_s": self.info.receptive_field / (2 * self.info.sample_rate),
+            "frame_offset_s": self.info.frame_offset_s,
             "num_utterances": len(self.ids),
             "num_frames": self._frames,
             "num_errors": len(self.errors),

@@ -41,6 +41,7 @@ from typing import Iterator, Literal
 import numpy as np
 import torch
 
+from speechunits.device import resolve_device
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,6 @@ def as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     if t.dim() != 2:
         raise SpeechUnitsError(f"features must be 2-D [frames, dim], got shape {tuple(t.shape)}")
     return t
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None -> cuda if available else cpu."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def bf16_supported(device: torch.device) -> bool:

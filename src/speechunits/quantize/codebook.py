@@ -20,7 +20,8 @@ import torch
 
 from speechunits import __version__
 from speechunits.errors import SpeechUnitsError
-from speechunits.quantize.assign import Precision, PreparedCentroids, assign, prepare_centroids, resolve_device
+from speechunits.device import resolve_device
+from speechunits.quantize.assign import Precision, PreparedCentroids, assign, prepare_centroids
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def encoder_meta(info: Any) -> dict[str, Any]:
         "frame_rate": float(info.frame_rate),
         "hop_length": int(info.hop_length),
         "receptive_field": int(info.receptive_field),
-        "frame_offset_s": float(info.receptive_field) / (2.0 * info.sample_rate),
+        "frame_offset_s": info.frame_offset_s,
     }
 
 

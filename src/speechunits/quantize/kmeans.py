@@ -39,8 +39,8 @@ from speechunits.quantize.assign import (
     as_tensor,
     bf16_supported,
     prepare_centroids,
-    resolve_device,
 )
+from speechunits.device import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -226,7 +226,7 @@ def conv_frames(num_samples: int, kernels: tuple[int, ...] = CONV_KERNEL, stride
 
 def receptive_field(kernels: tuple[int, ...] = CONV_KERNEL, strides: tuple[int, ...] = CONV_STRIDE) -> int:
     """Input samples behind the first output frame (400 for HuBERT's CNN)."""
-    from speechunits.encoders.cnn_chunks import conv_geometry
+    from speechunits.encoders.base import conv_geometry
 
     return conv_geometry(kernels, strides)[1]
 

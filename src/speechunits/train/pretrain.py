@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from speechunits.corpus import open_corpus
+from speechunits.device import resolve_device
 from speechunits.errors import SpeechUnitsError
 from speechunits.train.checkpoint import TRAINING_DIR, load_optimizer, load_rng, load_weights, read_state
 from speechunits.train.config import TrainConfig
@@ -35,17 +36,12 @@ def _distributed(device: str) -> tuple[Distributed, torch.device]:
     """Join the torchrun process group when ``WORLD_SIZE > 1``; pick the device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SpeechUnitsError("--device cuda: no CUDA device available")
-    dev = torch.device(device)
-    if device == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        dev = torch.device("cuda", local)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
+        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return Distributed(rank=rank, world=world), dev
 
 

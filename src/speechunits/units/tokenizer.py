@@ -91,7 +91,7 @@ class UnitTokenizer:
         defaults = {"layer": self.stream_layers[index], "encoder": info.name, "encoder_identity": info.identity,
                     "sample_rate": info.sample_rate, "frame_rate": info.frame_rate, "hop_length": info.hop_length,
                     "receptive_field": info.receptive_field,
-                    "frame_offset_s": info.receptive_field / (2.0 * info.sample_rate)}
+                    "frame_offset_s": info.frame_offset_s}
         for key, value in defaults.items():
             if meta.get(key) is None:
                 meta[key] = value
