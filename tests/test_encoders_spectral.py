@@ -1,4 +1,5 @@
-"""Kaldi-style mfcc/logmel against a slow float64 numpy/scipy reference written from Kaldi's formulas."""
+"""Kaldi-style mfcc/logmel against kaldi-native-fbank (an independent C++ port of Kaldi) and a slow
+float64 numpy/scipy reference written from Kaldi's formulas."""
 from __future__ import annotations
 
 import math
@@ -92,6 +93,44 @@ def test_logmel_matches_kaldi_reference(wave: np.ndarray) -> None:
     ref = kaldi_reference(wave, num_bins=80, num_ceps=None)
     assert ours.shape == ref.shape
     np.testing.assert_allclose(ours, ref, atol=2e-4, rtol=1e-4)
+
+
+def _kaldi_native(options, wave: np.ndarray) -> np.ndarray:
+    """Features from kaldi-native-fbank (k2-fsa's C++ port of Kaldi's feature code): not our code."""
+    import kaldi_native_fbank as knf
+
+    computer = knf.OnlineMfcc(options) if isinstance(options, knf.MfccOptions) else knf.OnlineFbank(options)
+    computer.accept_waveform(SR, wave.tolist())
+    computer.input_finished()
+    return np.array([computer.get_frame(i) for i in range(computer.num_frames_ready)], dtype=np.float64)
+
+
+def test_mfcc_and_logmel_match_kaldi_native_fbank(wave: np.ndarray) -> None:
+    """An independent implementation: Kaldi's settings (snip_edges, Povey window, no dither,
+    use_energy=False as in fairseq's dump_mfcc_feature.py)."""
+    import kaldi_native_fbank as knf
+    import torch
+
+    mfcc_options = knf.MfccOptions()
+    mfcc_options.frame_opts.dither = 0.0
+    mfcc_options.use_energy = False
+    mfcc_options.mel_opts.num_bins = 23
+    mfcc_options.num_ceps = 13
+    ref = _kaldi_native(mfcc_options, wave)
+    ours = load_encoder("mfcc").extract(wave)[0]
+    assert ref.shape == (ours.shape[0], 13)
+    np.testing.assert_allclose(ours[:, :13], ref, atol=2e-4 * np.abs(ref).max(), rtol=0)
+    np.testing.assert_allclose(ours[:, 13:26], deltas(torch.from_numpy(ref).float(), 2).numpy(),
+                               atol=2e-4 * np.abs(ref).max(), rtol=0)
+
+    fbank_options = knf.FbankOptions()
+    fbank_options.frame_opts.dither = 0.0
+    fbank_options.use_energy = False
+    fbank_options.mel_opts.num_bins = 80
+    ref = _kaldi_native(fbank_options, wave)
+    ours = load_encoder("logmel").extract(wave)[0]
+    assert ref.shape == ours.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-3, rtol=1e-4)
 
 
 def test_deltas_hand_computed() -> None:

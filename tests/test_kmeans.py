@@ -104,8 +104,21 @@ def test_assign_bad_input() -> None:
         assign(np.zeros((3, 8), np.float32), torch.zeros(0, 8))
 
 
-def test_bf16_detection_is_a_bool() -> None:
-    assert bf16_supported(torch.device("cpu")) in (True, False)
+@pytest.mark.parametrize("capability, cpuinfo, expected", [
+    ("AVX512", "flags : fpu avx512f avx512_bf16", True),
+    ("AMX", "flags : fpu amx_bf16 amx_tile", True),
+    ("AVX512", "flags : fpu avx512f", False),  # AVX-512 without its bf16 instructions
+    ("AVX2", "flags : fpu avx2 avx512_bf16", False),  # torch's kernels would not use them
+])
+def test_bf16_detection_reads_capability_and_cpu_flags(monkeypatch, capability, cpuinfo, expected) -> None:
+    import io
+
+    import speechunits.quantize.assign as assign_module
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(assign_module, "open", lambda *a, **k: io.StringIO(cpuinfo), raising=False)
+    assert bf16_supported(torch.device("cpu")) is expected
+    assert bf16_supported(torch.device("meta")) is False
 
 
 # --------------------------------------------------------------------------------- k-means

@@ -1,7 +1,10 @@
 """features.extract.release_memory: trim glibc's heap only once enough freed memory has piled up."""
 from __future__ import annotations
 
+import ctypes
 from types import SimpleNamespace
+
+import pytest
 
 import speechunits.features.extract as extract
 
@@ -32,10 +35,40 @@ def test_trims_only_past_the_threshold(monkeypatch) -> None:
 
 
 def test_without_glibc_it_does_nothing(monkeypatch) -> None:
-    monkeypatch.setattr(extract, "_libc", lambda: None)
-    extract.release_memory()
+    calls = []
+    monkeypatch.setattr(extract, "_libc", lambda: calls.append("looked up"))  # returns None: no glibc
+    assert extract.release_memory(min_free_bytes=0) is None
+    assert calls == ["looked up"]
 
 
-def test_real_libc_call_is_harmless() -> None:
-    extract.release_memory()
-    extract.release_memory(min_free_bytes=0)
+def test_real_trim_returns_fragmented_heap_memory_to_the_os() -> None:
+    """Free most of ~125 MiB of heap blocks (the last one pins the heap top, so glibc cannot trim by
+    itself): RSS stays up below the threshold and falls once release_memory trims."""
+    psutil = pytest.importorskip("psutil")
+    libc = extract._libc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        pytest.skip("needs glibc >= 2.33 (malloc_trim and mallinfo2)")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    block, count = 64 * 1024, 2000
+    process = psutil.Process()
+    pointers = []
+    try:
+        for _ in range(count):
+            pointer = libc.malloc(block)
+            ctypes.memset(pointer, 1, block)  # touch every page
+            pointers.append(pointer)
+        for pointer in pointers[:-1]:
+            libc.free(pointer)
+        del pointers[:-1]
+        assert libc.mallinfo2().fordblks > (count - 1) * block // 2
+        before = process.memory_info().rss
+        extract.release_memory(min_free_bytes=1 << 40)  # far below the threshold: kept
+        kept = process.memory_info().rss
+        extract.release_memory(min_free_bytes=0)
+        after = process.memory_info().rss
+    finally:
+        for pointer in pointers:
+            libc.free(pointer)
+    assert kept > before - 16 * 2**20
+    assert after < kept - 60 * 2**20
