@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,20 +58,59 @@ def model_identity(model: nn.Module, config_json: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _read_preprocessor(name: str) -> dict[str, Any]:
-    """The feature-extractor settings of ``name`` ({} when it has none)."""
-    local = Path(name) / "preprocessor_config.json"
-    if local.is_file():
-        return json.loads(local.read_text())
-    if Path(name).is_dir():
-        return {}
-    try:
-        from transformers import AutoFeatureExtractor
+#: The feature-extractor file of a transformers speech model.
+PREPROCESSOR_FILE = "preprocessor_config.json"
+#: What a model without :data:`PREPROCESSOR_FILE` gets (transformers' defaults for wav2vec 2.0-style models).
+DEFAULT_SAMPLE_RATE = 16000
 
-        return AutoFeatureExtractor.from_pretrained(name).to_dict()
-    except Exception as exc:  # noqa: BLE001 - no preprocessor is allowed; the reason is logged
-        log.warning("%s: no feature-extractor settings (%s); assuming do_normalize=False", name, exc)
-        return {}
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """The settings of a model's :data:`PREPROCESSOR_FILE` that change its features."""
+
+    do_normalize: bool = False
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+
+
+def read_preprocessor(name: str) -> Preprocessor:
+    """The preprocessor settings of ``name`` (local directory or hub id).
+
+    A model without :data:`PREPROCESSOR_FILE` gets the defaults (``do_normalize=False``,
+    16 kHz), with a warning naming it.
+
+    Raises:
+        SpeechUnitsError: the file exists but cannot be read or fetched, is not a JSON object,
+            or holds a ``do_normalize`` that is not a boolean or a ``sampling_rate`` that is
+            not a positive integer.
+    """
+    if Path(name).is_dir():
+        path: Path | None = Path(name) / PREPROCESSOR_FILE
+        if not path.exists():
+            path = None
+    else:
+        from transformers.utils import cached_file
+
+        try:
+            found = cached_file(name, PREPROCESSOR_FILE, _raise_exceptions_for_missing_entries=False)
+        except Exception as exc:  # noqa: BLE001 - any failure to fetch an existing file is the user's to see
+            raise SpeechUnitsError(f"{name}/{PREPROCESSOR_FILE}: cannot fetch it ({exc})") from exc
+        path = None if found is None else Path(found)
+    if path is None:
+        log.warning("%s: no %s; assuming do_normalize=False and %d Hz", name, PREPROCESSOR_FILE, DEFAULT_SAMPLE_RATE)
+        return Preprocessor()
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SpeechUnitsError(f"{path}: cannot read the preprocessor settings ({exc})") from exc
+    if not isinstance(settings, dict):
+        raise SpeechUnitsError(f"{path}: expected a JSON object, got {type(settings).__name__}")
+    do_normalize = settings.get("do_normalize", False)
+    if not isinstance(do_normalize, bool):
+        raise SpeechUnitsError(f"{path}: do_normalize must be true or false, got {do_normalize!r}")
+    sample_rate = settings.get("sampling_rate", DEFAULT_SAMPLE_RATE)
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise SpeechUnitsError(f"{path}: sampling_rate must be a positive integer, got {sample_rate!r}")
+    return Preprocessor(do_normalize=do_normalize, sample_rate=sample_rate)
 
 
 class HFEncoder(Encoder):
@@ -130,9 +170,8 @@ class HFEncoder(Encoder):
             model = AutoModel.from_pretrained(name)
         except (OSError, ValueError, KeyError) as exc:
             raise SpeechUnitsError(f"{name}: cannot load a transformers model ({exc})") from exc
-        prep = _read_preprocessor(name)
-        sample_rate = int(prep.get("sampling_rate", 16000))
-        return cls(model, name, do_normalize=bool(prep.get("do_normalize", False)), sample_rate=sample_rate,
+        prep = read_preprocessor(name)
+        return cls(model, name, do_normalize=prep.do_normalize, sample_rate=prep.sample_rate,
                    device=device, dtype=dtype, cpu_kernels=cpu_kernels)
 
     def _install_pos_conv_masking(self) -> None:
