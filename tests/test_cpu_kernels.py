@@ -10,6 +10,7 @@ move it a little either way, but not make it grow.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,20 @@ def test_optimize_for_cpu_refuses_a_model_elsewhere() -> None:
     model = torch.nn.Linear(2, 2, device="meta")
     with pytest.raises(ValueError, match="not on the CPU"):
         optimize_for_cpu(model, torch.float32)
+
+
+def test_cli_flag_turns_them_off_for_the_run(tiny_hubert_dir, tone_dir, tmp_path, monkeypatch) -> None:
+    import speechunits.encoders.hf as hf
+    from speechunits.cli.main import NO_CPU_KERNELS_ENV, main
+
+    assert NO_CPU_KERNELS_ENV == DISABLE_ENV
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+
+    def refuse(model, dtype):
+        raise AssertionError("CPU kernels were installed despite --no-cpu-kernels")
+
+    monkeypatch.setattr(hf, "optimize_for_cpu", refuse)
+    code = main(["features", str(tone_dir), "--encoder", str(tiny_hubert_dir), "--layer", "1", "-o",
+                 str(tmp_path / "feats"), "--device", "cpu", "--dtype", "bf16", "--quiet", "--no-cpu-kernels"])
+    assert code == 0 and (tmp_path / "feats" / "features.json").is_file()
+    assert DISABLE_ENV not in os.environ  # the run's setting does not outlive it
