@@ -157,7 +157,7 @@ class HFEncoder(Encoder):
         #: padding and smaller tensors, measured faster there).
         self.batch_cnn = self.torch_device.type != "cpu"
         self._pos_mask: torch.Tensor | None = None
-        self._install_pos_conv_masking()
+        self._install_pos_conv_masking()  # after the swaps: on the modules that run
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
