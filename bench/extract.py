@@ -20,6 +20,7 @@ model and short utterances so that it is quick; the point is that memory does no
     python bench/extract.py --num-utts 40                # a few minutes on 2 cores
     python bench/extract.py --num-utts 40 --repeats 3    # three fresh corpora, medians: steadier on a noisy machine
     python bench/extract.py --num-utts 200 --threads 2
+    python bench/extract.py --num-utts 40 --no-cpu-kernels   # speechunits with transformers' own modules
 """
 from __future__ import annotations
 
@@ -77,10 +78,10 @@ def run_baseline(model, paths: list[Path], layer: int) -> tuple[float, list[np.n
     return time.perf_counter() - start, outs
 
 
-def load_ours(model_dir: str, dtype: str):
+def load_ours(model_dir: str, dtype: str, cpu_kernels: bool = True):
     from speechunits.encoders import load_encoder
 
-    return load_encoder(model_dir, device="cpu", dtype=dtype)
+    return load_encoder(model_dir, device="cpu", dtype=dtype, cpu_kernels=cpu_kernels)
 
 
 def run_ours(encoder, corpus_dir: Path, layer: int, max_batch_seconds: float) -> tuple[float, list[np.ndarray]]:
@@ -163,6 +164,8 @@ def main() -> None:
     parser.add_argument("--rss-max-batch-seconds", type=float, default=5.0,
                         help="batch budget of the RSS runs (small, so that both corpora exceed one window)")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--no-cpu-kernels", action="store_true",
+                        help="run speechunits with transformers' own modules (docs/performance.md)")
     parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -197,8 +200,9 @@ def main() -> None:
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     systems = [] if args.skip_baseline else [("baseline HF fp32, 1 at a time, all layers", "fp32", None)]
     short = {None: "baseline", "fp32": "ours fp32", "bf16": "ours bf16"}
-    systems += [(f"speechunits {d}, batched, layers 1-{args.layer}", d, d) for d in ("fp32", "bf16")]
-    encoders = {d: load_ours(str(work / "model"), d) for d in ("fp32", "bf16")}
+    plain = ", no CPU kernels" if args.no_cpu_kernels else ""
+    systems += [(f"speechunits {d}, batched, layers 1-{args.layer}{plain}", d, d) for d in ("fp32", "bf16")]
+    encoders = {d: load_ours(str(work / "model"), d, cpu_kernels=not args.no_cpu_kernels) for d in ("fp32", "bf16")}
     if args.warmup_utts:
         warm = sorted((work / "warmup").glob("*.wav"))
         if not args.skip_baseline:
@@ -223,7 +227,7 @@ def main() -> None:
     peak = {k: (peak[k] + peak_after[k]) / 2 for k in peak}
     print(f"large matmul (2048^3, best of 3 trials, mean of before/after): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
     print(f"medians over {args.repeats} round(s); 'vs baseline' = median of the per-round ratios")
-    print(f"{'run':48s} {'seconds':>8s} {'x real time':>12s} {'vs baseline':>12s} {'GFLOP/s':>8s} {'% matmul':>9s}")
+    print(f"{'run':56s} {'seconds':>8s} {'x real time':>12s} {'vs baseline':>12s} {'GFLOP/s':>8s} {'% matmul':>9s}")
     base_name = None if args.skip_baseline else systems[0][0]
     for name, dtype, ours in systems:
         speeds = [total_s / t for (_, total_s, _, _), t in zip(rounds, times[name])]
@@ -232,7 +236,7 @@ def main() -> None:
         if base_name:
             ratio = f"{float(np.median([b / t for b, t in zip(times[base_name], times[name])])):.2f}x"
         gflops = float(np.median(rates))
-        print(f"{name:48s} {float(np.median(times[name])):8.1f} {float(np.median(speeds)):12.2f} {ratio:>12s} "
+        print(f"{name:56s} {float(np.median(times[name])):8.1f} {float(np.median(speeds)):12.2f} {ratio:>12s} "
               f"{gflops:8.1f} {100 * gflops / peak[dtype]:8.0f}%")
     fp32, bf16 = np.concatenate(outputs["fp32"]), np.concatenate(outputs["bf16"])
     if "baseline" in outputs:

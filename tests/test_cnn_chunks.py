@@ -1,4 +1,4 @@
-"""encoders/cnn_chunks.py: the CNN over time in pieces equals transformers' CNN on the whole utterance."""
+"""encoders/cpu/cnn_chunks.py: the CNN over time in pieces equals transformers' CNN on the whole utterance."""
 from __future__ import annotations
 
 import copy
@@ -9,9 +9,9 @@ import torch
 import transformers as tf
 
 from speechunits.encoders.base import conv_geometry
-from speechunits.encoders.cnn_chunks import cnn_in_chunks
-from speechunits.encoders.first_conv import FirstLayerPlan
-from speechunits.encoders.time_major_conv import use_time_major_convs
+from speechunits.encoders.cpu.cnn_chunks import cnn_in_chunks
+from speechunits.encoders.cpu.first_conv import FirstLayerPlan
+from speechunits.encoders.cpu.time_major_conv import use_time_major_convs
 
 
 def _model(norm: str) -> tf.HubertModel:
@@ -79,7 +79,7 @@ def test_encoder_uses_pieces_on_cpu_and_matches_transformers(tmp_path) -> None:
     model = _model("group")
     model.save_pretrained(tmp_path)
     encoder = load_encoder(str(tmp_path), device="cpu")
-    assert encoder._chunk_cnn
+    assert encoder.cpu_kernels is not None and encoder.cpu_kernels.cnn_in_pieces
     wave = np.random.default_rng(0).standard_normal(16000 * 7).astype(np.float32) * 0.1  # 349 frames: 3 pieces
     with torch.inference_mode():
         hidden = model(torch.from_numpy(wave)[None], output_hidden_states=True).hidden_states

@@ -1,10 +1,10 @@
-"""encoders/cpu_attention.py: the matmul-softmax-matmul attention against transformers' SDPA path."""
+"""encoders/cpu/attention.py: the matmul-softmax-matmul attention against transformers' SDPA path."""
 from __future__ import annotations
 
 import torch
 import transformers as tf
 
-from speechunits.encoders.cpu_attention import NAME, use_cpu_attention
+from speechunits.encoders.cpu.attention import NAME, use_cpu_attention
 
 SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, conv_dim=(32,) * 7,
              num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
@@ -72,23 +72,23 @@ def test_cpu_encoder_in_bf16_uses_it(tmp_path) -> None:
 
 
 def test_key_padding_masks_are_recognised_and_others_are_not() -> None:
-    from speechunits.encoders.cpu_attention import _key_lengths
+    from speechunits.encoders.cpu.attention import key_lengths
 
     lengths = torch.tensor([5, 3])
     keys = torch.arange(5)[None] < lengths[:, None]  # [B, T]
     padding = keys[:, None, None, :].expand(2, 1, 5, 5).clone()
-    assert _key_lengths(padding, 5) == [5, 3]
-    assert _key_lengths(None, 5) is None
+    assert key_lengths(padding, 5) == [5, 3]
+    assert key_lengths(None, 5) is None
     causal = torch.ones(5, 5, dtype=torch.bool).tril()[None, None].expand(2, 1, 5, 5).clone()
-    assert _key_lengths(causal, 5) is None
+    assert key_lengths(causal, 5) is None
     holes = padding.clone()
     holes[0, 0, :, 1] = False  # a masked key in the middle is not padding
-    assert _key_lengths(holes, 5) is None
-    assert _key_lengths(padding.float(), 5) is None
+    assert key_lengths(holes, 5) is None
+    assert key_lengths(padding.float(), 5) is None
 
 
 def test_general_masks_match_sdpa() -> None:
-    from speechunits.encoders.cpu_attention import cpu_math_attention
+    from speechunits.encoders.cpu.attention import cpu_math_attention
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 6, 8, dtype=torch.bfloat16) for _ in range(3))
@@ -103,13 +103,13 @@ def test_general_masks_match_sdpa() -> None:
 
 
 def test_mask_is_examined_once_per_forward_pass(monkeypatch) -> None:
-    import speechunits.encoders.cpu_attention as ca
+    import speechunits.encoders.cpu.attention as ca
 
     calls = []
     real = ca._padding_lengths
     monkeypatch.setattr(ca, "_padding_lengths", lambda mask, frames: calls.append(1) or real(mask, frames))
     _, ours = _models(torch.bfloat16)
-    use_cpu_attention(ours)
+    memo = use_cpu_attention(ours)
     hidden = torch.randn(2, 30, SMALL["hidden_size"]).bfloat16()
     for lengths in ([30, 12], [30, 20]):  # a new mask per forward: examined again, with its own answer
         mask = torch.arange(30)[None] < torch.tensor(lengths)[:, None]
@@ -117,3 +117,8 @@ def test_mask_is_examined_once_per_forward_pass(monkeypatch) -> None:
         alone = _encode(ours, hidden[1:, : lengths[1]], torch.ones(1, lengths[1], dtype=torch.bool))[0]
         torch.testing.assert_close(short, alone, rtol=3e-2, atol=3e-2)
     assert len(calls) == 2  # two blocks, two forward passes
+    # the memo belongs to the model: shared by its two attention modules, not by another model
+    holders = [m for m in ours.modules() if getattr(m, ca.MEMO_ATTRIBUTE, None) is not None]
+    assert len(holders) == 2 and all(getattr(m, ca.MEMO_ATTRIBUTE) is memo for m in holders)
+    _, other = _models(torch.bfloat16)
+    assert use_cpu_attention(other) is not memo

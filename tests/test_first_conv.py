@@ -5,7 +5,7 @@ import pytest
 import torch
 import transformers as tf
 
-from speechunits.encoders.first_conv import FirstLayerPlan, is_plain_first_conv
+from speechunits.encoders.cpu.first_conv import FirstLayerPlan, is_plain_first_conv
 
 
 def first_conv_layer(layer, batch, valid):

@@ -1,4 +1,4 @@
-"""encoders/onednn.py: packed linears and fused GELUs equal the plain ops (to bf16 rounding), and fall back."""
+"""encoders/cpu/onednn.py: packed linears and fused GELUs equal the plain ops (to bf16 rounding), and fall back."""
 from __future__ import annotations
 
 import copy
@@ -7,10 +7,10 @@ import pytest
 import torch
 import transformers as tf
 
-from speechunits.encoders import onednn
-from speechunits.encoders.first_conv import FirstLayerPlan
-from speechunits.encoders.onednn import PackedLinear, is_exact_gelu, use_packed_linears
-from speechunits.encoders.time_major_conv import TimeMajorConv1d, use_time_major_cnn_layer
+from speechunits.encoders.cpu import onednn
+from speechunits.encoders.cpu.first_conv import FirstLayerPlan
+from speechunits.encoders.cpu.onednn import PackedLinear, is_exact_gelu, use_packed_linears
+from speechunits.encoders.cpu.time_major_conv import TimeMajorConv1d, use_time_major_cnn_layer
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason="torch built without oneDNN")
 BF16 = dict(rtol=2e-2, atol=2e-2)

@@ -1,4 +1,4 @@
-"""encoders/time_major_conv.py: channels-last conv2d equals conv1d, keeps time-major layout, swaps modules."""
+"""encoders/cpu/time_major_conv.py: channels-last conv2d equals conv1d, keeps time-major layout, swaps modules."""
 from __future__ import annotations
 
 import copy
@@ -8,8 +8,8 @@ import pytest
 import torch
 import transformers as tf
 
-from speechunits.encoders import onednn
-from speechunits.encoders.time_major_conv import TimeMajorConv1d, is_temporal_padded, use_time_major_convs
+from speechunits.encoders.cpu import onednn
+from speechunits.encoders.cpu.time_major_conv import TimeMajorConv1d, is_temporal_padded, use_time_major_convs
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -40,7 +40,7 @@ def test_equals_conv1d(kwargs: dict, dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("tiles", [(256, 32), (8, 3)])
 def test_tiles_over_time_equal_conv1d(monkeypatch, tiles: tuple[int, int]) -> None:
     """Stride-1 padded convolutions run in fixed-size time tiles: many tiles, a short tail, a batch."""
-    import speechunits.encoders.time_major_conv as tmc
+    import speechunits.encoders.cpu.time_major_conv as tmc
 
     monkeypatch.setattr(tmc, "TILE_FRAMES", tiles[0])
     monkeypatch.setattr(tmc, "TAIL_FRAMES", tiles[1])

@@ -14,6 +14,9 @@ def add_device(parser: argparse.ArgumentParser, dtype: bool = True) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="compute device (auto: cuda if available)")
     if dtype:
         parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="encoder compute precision")
+    parser.add_argument("--no-cpu-kernels", action="store_true",
+                        help="on CPU, run transformers' own modules instead of speechunits' faster ones "
+                             "(same as SPEECHUNITS_NO_CPU_KERNELS=1)")
 
 
 def add_on_error(parser: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -18,6 +19,8 @@ from speechunits import __version__
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger("speechunits")
+#: speechunits.encoders.cpu.DISABLE_ENV, spelled out so that building the parser imports no torch.
+NO_CPU_KERNELS_ENV = "SPEECHUNITS_NO_CPU_KERNELS"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    previous = os.environ.get(NO_CPU_KERNELS_ENV)
+    if getattr(args, "no_cpu_kernels", False):  # every encoder this run builds (a local Ray's workers too)
+        os.environ[NO_CPU_KERNELS_ENV] = "1"
     try:
         return int(args.func(args) or 0)
     except SpeechUnitsError as exc:
@@ -50,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    finally:  # in-process callers (tests, scripts) get their environment back
+        if previous is None:
+            os.environ.pop(NO_CPU_KERNELS_ENV, None)
+        else:
+            os.environ[NO_CPU_KERNELS_ENV] = previous
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ __all__ = ["Encoder", "EncoderInfo", "load_encoder", "BUILTIN_ENCODERS"]
 BUILTIN_ENCODERS = ("mfcc", "logmel")
 
 
-def load_encoder(name: str, device: str = "auto", dtype: str = "fp32") -> Encoder:
+def load_encoder(name: str, device: str = "auto", dtype: str = "fp32", cpu_kernels: bool | None = None) -> Encoder:
     """Load ``"mfcc"``, ``"logmel"``, a local directory or a Hugging Face hub id of a speech SSL model.
 
     Args:
@@ -19,6 +19,10 @@ def load_encoder(name: str, device: str = "auto", dtype: str = "fp32") -> Encode
         device: ``"auto"`` (cuda if available), ``"cpu"`` or ``"cuda"``.
         dtype: compute precision ``"fp32"``, ``"bf16"`` or ``"fp16"`` (weights and activations in
             that precision, normalisation statistics in fp32); outputs are float32.
+        cpu_kernels: on CPU, swap faster equivalents of some modules into a transformers model
+            (:mod:`speechunits.encoders.cpu`); None: yes unless the environment variable
+            ``SPEECHUNITS_NO_CPU_KERNELS`` is set to a non-empty value other than ``0``.
+            Ignored by the built-in encoders.
 
     Raises:
         SpeechUnitsError: unknown name, unloadable model, unavailable device or bad dtype.
@@ -31,4 +35,4 @@ def load_encoder(name: str, device: str = "auto", dtype: str = "fp32") -> Encode
         return SpectralEncoder(BUILTIN_SPECTRAL[name])
     from speechunits.encoders.hf import HFEncoder
 
-    return HFEncoder.from_pretrained(name, device=device, dtype=dtype)
+    return HFEncoder.from_pretrained(name, device=device, dtype=dtype, cpu_kernels=cpu_kernels)

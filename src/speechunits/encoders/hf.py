@@ -14,12 +14,18 @@ The model is run piece by piece rather than through ``model(...)`` so that
   batches (even when the preprocessor says ``return_attention_mask=False``), and padded
   frames are zeroed at the input of every zero-padded temporal convolution (the positional
   convolution, each layer of data2vec-audio's, conformer depthwise convolutions).
+
+On CPU, faster equivalents of some modules are swapped in through one call
+(:func:`speechunits.encoders.cpu.optimize_for_cpu`) unless ``cpu_kernels=False`` or the
+``SPEECHUNITS_NO_CPU_KERNELS`` environment variable says otherwise; everywhere else the model
+runs transformers' own modules.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,14 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from speechunits.encoders import onednn
-from speechunits.encoders.cpu_attention import use_cpu_attention
-from speechunits.encoders.base import Encoder, EncoderInfo, conv_geometry
-from speechunits.encoders.cnn_chunks import ROUND_FRAMES, cnn_in_chunks
-from speechunits.encoders.first_conv import FirstLayerPlan, is_plain_first_conv
-from speechunits.encoders.onednn import use_packed_linears
 from speechunits.device import resolve_device, resolve_dtype
-from speechunits.encoders.time_major_conv import is_temporal_padded, use_time_major_cnn_layer, use_time_major_convs
+from speechunits.encoders.base import Encoder, EncoderInfo, conv_geometry
+from speechunits.encoders.cpu import CpuKernels, cpu_kernels_wanted, is_temporal_padded, optimize_for_cpu
+from speechunits.encoders.front_end import cnn_features
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -56,32 +58,74 @@ def model_identity(model: nn.Module, config_json: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _read_preprocessor(name: str) -> dict[str, Any]:
-    """The feature-extractor settings of ``name`` ({} when it has none)."""
-    local = Path(name) / "preprocessor_config.json"
-    if local.is_file():
-        return json.loads(local.read_text())
-    if Path(name).is_dir():
-        return {}
-    try:
-        from transformers import AutoFeatureExtractor
+#: The feature-extractor file of a transformers speech model.
+PREPROCESSOR_FILE = "preprocessor_config.json"
+#: What a model without :data:`PREPROCESSOR_FILE` gets (transformers' defaults for wav2vec 2.0-style models).
+DEFAULT_SAMPLE_RATE = 16000
 
-        return AutoFeatureExtractor.from_pretrained(name).to_dict()
-    except Exception as exc:  # noqa: BLE001 - no preprocessor is allowed; the reason is logged
-        log.warning("%s: no feature-extractor settings (%s); assuming do_normalize=False", name, exc)
-        return {}
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """The settings of a model's :data:`PREPROCESSOR_FILE` that change its features."""
+
+    do_normalize: bool = False
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+
+
+def read_preprocessor(name: str) -> Preprocessor:
+    """The preprocessor settings of ``name`` (local directory or hub id).
+
+    A model without :data:`PREPROCESSOR_FILE` gets the defaults (``do_normalize=False``,
+    16 kHz), with a warning naming it.
+
+    Raises:
+        SpeechUnitsError: the file exists but cannot be read or fetched, is not a JSON object,
+            or holds a ``do_normalize`` that is not a boolean or a ``sampling_rate`` that is
+            not a positive integer.
+    """
+    if Path(name).is_dir():
+        path: Path | None = Path(name) / PREPROCESSOR_FILE
+        if not path.exists():
+            path = None
+    else:
+        from transformers.utils import cached_file
+
+        try:
+            found = cached_file(name, PREPROCESSOR_FILE, _raise_exceptions_for_missing_entries=False)
+        except Exception as exc:  # noqa: BLE001 - any failure to fetch an existing file is the user's to see
+            raise SpeechUnitsError(f"{name}/{PREPROCESSOR_FILE}: cannot fetch it ({exc})") from exc
+        path = None if found is None else Path(found)
+    if path is None:
+        log.warning("%s: no %s; assuming do_normalize=False and %d Hz", name, PREPROCESSOR_FILE, DEFAULT_SAMPLE_RATE)
+        return Preprocessor()
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SpeechUnitsError(f"{path}: cannot read the preprocessor settings ({exc})") from exc
+    if not isinstance(settings, dict):
+        raise SpeechUnitsError(f"{path}: expected a JSON object, got {type(settings).__name__}")
+    do_normalize = settings.get("do_normalize", False)
+    if not isinstance(do_normalize, bool):
+        raise SpeechUnitsError(f"{path}: do_normalize must be true or false, got {do_normalize!r}")
+    sample_rate = settings.get("sampling_rate", DEFAULT_SAMPLE_RATE)
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise SpeechUnitsError(f"{path}: sampling_rate must be a positive integer, got {sample_rate!r}")
+    return Preprocessor(do_normalize=do_normalize, sample_rate=sample_rate)
 
 
 class HFEncoder(Encoder):
     """A transformers speech SSL model as an :class:`Encoder`.
 
-    ``model`` is converted in place for inference: eval mode, device and dtype, and on CPU faster
-    equivalents of some modules swapped in (``time_major_conv.py``, ``onednn.py``; they fall back
-    to the plain ops under autograd).
+    ``model`` is converted in place for inference: eval mode, device and dtype, and on CPU, with
+    ``cpu_kernels`` (None: on unless ``SPEECHUNITS_NO_CPU_KERNELS`` is set), faster equivalents
+    of some modules swapped in (:mod:`speechunits.encoders.cpu`; they fall back to the plain ops
+    under autograd). :attr:`cpu_kernels` is then the :class:`~speechunits.encoders.cpu.CpuKernels`
+    object, else None.
     """
 
     def __init__(self, model: nn.Module, name: str, *, do_normalize: bool, sample_rate: int,
-                 device: str = "auto", dtype: str = "fp32", identity: str | None = None):
+                 device: str = "auto", dtype: str = "fp32", identity: str | None = None,
+                 cpu_kernels: bool | None = None):
         for part in ("feature_extractor", "feature_projection", "encoder"):
             if not hasattr(model, part):
                 raise SpeechUnitsError(
@@ -95,35 +139,11 @@ class HFEncoder(Encoder):
         self.device, self.dtype = self.torch_device.type, dtype
         identity = identity or model_identity(model, config.to_json_string())
         self.model = prepare_model(model, self.torch_device, self.torch_dtype)
-        if self.torch_device.type == "cpu" and self.torch_dtype != torch.float32:
-            use_cpu_attention(self.model)  # 1.35x faster than CPU flash attention in bf16
+        self.cpu_kernels: CpuKernels | None = None
+        if self.torch_device.type == "cpu" and cpu_kernels_wanted(cpu_kernels):
+            self.cpu_kernels = optimize_for_cpu(self.model, self.torch_dtype)
         self.do_normalize = bool(do_normalize)
         hop, field = conv_geometry(config.conv_kernel, config.conv_stride)
-        #: The first conv layer runs as one matmul (encoders/first_conv.py) when its shape allows.
-        conv_layers = self.model.feature_extractor.conv_layers
-        self._plain_first_conv = is_plain_first_conv(conv_layers[0])
-        self._cnn_kernels = [int(k) for k in config.conv_kernel]
-        self._cnn_strides = [int(s) for s in config.conv_stride]
-        #: On CPU the CNN runs over time in pieces (encoders/cnn_chunks.py: no page faults on
-        #: fresh 50 MB activations); only when every later layer is an unpadded convolution.
-        self._chunk_cnn = (
-            self.torch_device.type == "cpu"
-            and self._plain_first_conv
-            and all(_unpadded_conv(getattr(layer, "conv", None)) for layer in conv_layers[1:])
-        )
-        #: On CPU, temporal convolutions run channels-last on time-major activations
-        #: (encoders/time_major_conv.py): the encoder's always, the CNN's in bf16/fp16 only.
-        #: In bf16, linears use packed weights and GELUs fuse into the op before them (onednn.py).
-        self._time_major_cnn = self._chunk_cnn and self.torch_dtype != torch.float32
-        self._fuse_gelu = self.torch_device.type == "cpu" and self.torch_dtype == torch.bfloat16 and onednn.available()
-        if self.torch_device.type == "cpu":
-            use_time_major_convs(self.model.encoder, padded_only=True)
-            if self._time_major_cnn:
-                for layer in conv_layers[1:]:
-                    use_time_major_cnn_layer(layer, fuse_gelu=self._fuse_gelu)
-            if self._fuse_gelu:
-                use_packed_linears(self.model.feature_projection)
-                use_packed_linears(self.model.encoder)
         self.info = EncoderInfo(
             name=name,
             sample_rate=int(sample_rate),
@@ -133,26 +153,26 @@ class HFEncoder(Encoder):
             dim=int(config.hidden_size),
             identity=identity,
         )
-        #: Run the CNN front end on the padded batch (GPU) or one utterance at a time (CPU,
-        #: where the batched CNN measured ~1.4x slower in fp32: no padding and smaller tensors).
+        #: Run the CNN front end on the padded batch (GPU) or one utterance at a time (CPU: no
+        #: padding and smaller tensors, measured faster there).
         self.batch_cnn = self.torch_device.type != "cpu"
         self._pos_mask: torch.Tensor | None = None
-        self._install_pos_conv_masking()
+        self._install_pos_conv_masking()  # after the swaps: on the modules that run
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, name: str, device: str = "auto", dtype: str = "fp32") -> "HFEncoder":
-        """Load a hub id or local directory with ``transformers.AutoModel``."""
+    def from_pretrained(cls, name: str, device: str = "auto", dtype: str = "fp32",
+                        cpu_kernels: bool | None = None) -> "HFEncoder":
+        """Load a hub id or local directory with ``transformers.AutoModel`` (see :class:`HFEncoder`)."""
         from transformers import AutoModel
 
         try:
             model = AutoModel.from_pretrained(name)
         except (OSError, ValueError, KeyError) as exc:
             raise SpeechUnitsError(f"{name}: cannot load a transformers model ({exc})") from exc
-        prep = _read_preprocessor(name)
-        sample_rate = int(prep.get("sampling_rate", 16000))
-        return cls(model, name, do_normalize=bool(prep.get("do_normalize", False)), sample_rate=sample_rate,
-                   device=device, dtype=dtype)
+        prep = read_preprocessor(name)
+        return cls(model, name, do_normalize=prep.do_normalize, sample_rate=prep.sample_rate,
+                   device=device, dtype=dtype, cpu_kernels=cpu_kernels)
 
     def _install_pos_conv_masking(self) -> None:
         """Zero padded frames at the input of every zero-padded temporal convolution of the encoder.
@@ -213,22 +233,9 @@ class HFEncoder(Encoder):
 
     def conv_features(self, batch: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
         """CNN front end ``[B, T] -> [B, C, F_max]`` with per-utterance GroupNorm statistics."""
-        conv_layers = self.model.feature_extractor.conv_layers
-        first = conv_layers[0]
-        valid = [(n - self._cnn_kernels[0]) // self._cnn_strides[0] + 1 for n in lengths]
-        if self._plain_first_conv:
-            plan = FirstLayerPlan(first, batch, valid, time_major=self._time_major_cnn, fuse_gelu=self._fuse_gelu)
-            if self._chunk_cnn:
-                return cnn_in_chunks(plan, conv_layers[1:], batch, self._cnn_kernels, self._cnn_strides,
-                                     round_frames=ROUND_FRAMES)
-            hidden = plan(batch)
-        elif isinstance(getattr(first, "layer_norm", None), nn.GroupNorm):
-            hidden = first.activation(masked_group_norm(first.conv(batch[:, None]), valid, first.layer_norm))
-        else:
-            hidden = first(batch[:, None])
-        for layer in conv_layers[1:]:
-            hidden = layer(hidden)
-        return hidden
+        if self.cpu_kernels is not None:
+            return self.cpu_kernels.conv_features(batch, lengths)
+        return cnn_features(self.model.feature_extractor.conv_layers, batch, lengths)
 
     def hidden_states(self, batch: torch.Tensor, lengths: Sequence[int], layers: Sequence[int]) -> dict[int, torch.Tensor]:
         """``{layer: [B, F_max, dim]}`` for a padded batch; blocks past ``max(layers)`` never run."""
@@ -284,16 +291,12 @@ class HFEncoder(Encoder):
         return captured
 
 
-def _unpadded_conv(conv: nn.Module | None) -> bool:
-    return isinstance(conv, nn.Conv1d) and conv.padding in (0, (0,), "valid") and conv.dilation == (1,)
-
-
 def prepare_model(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """Inference copy of the weights: eval mode, on ``device``, in ``dtype``, weight norm folded in.
 
     Low precision stores the weights in ``dtype`` (faster on CPU than autocast, which re-casts
-    every weight at every call: measured 1.3x); LayerNorm/GroupNorm statistics are still
-    accumulated in fp32 by torch's kernels and by :func:`masked_group_norm`.
+    every weight at every call); LayerNorm/GroupNorm statistics are still accumulated in fp32
+    by torch's kernels and by :func:`~speechunits.encoders.front_end.masked_group_norm`.
     """
     from torch.nn.utils import parametrize
 
@@ -302,33 +305,3 @@ def prepare_model(model: nn.Module, device: torch.device, dtype: torch.dtype) ->
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
     return model.to(device=device, dtype=dtype)
-
-
-def masked_group_norm(hidden: torch.Tensor, valid: Sequence[int], norm: nn.GroupNorm) -> torch.Tensor:
-    """GroupNorm of ``[B, C, F]`` with statistics over each row's first ``valid[b]`` frames only.
-
-    Statistics are accumulated in fp32 without copying the (large) first-layer activations:
-    a two-pass ``var_mean`` for fp32 inputs, fp32-accumulated sums of x and x^2 for
-    low-precision ones. Normalisation and affine are folded into one per-(utterance, channel)
-    scale and shift, applied in a single pass. Padded frames get some finite value that no
-    valid output frame depends on.
-    """
-    batch, channels, _ = hidden.shape
-    groups, per_group = norm.num_groups, channels // norm.num_groups
-    means, variances = [], []
-    for b in range(batch):
-        row = hidden[b, :, : valid[b]].reshape(groups, -1)
-        if hidden.dtype == torch.float32:
-            var, mean = torch.var_mean(row, dim=1, correction=0)
-        else:
-            count = row.shape[1]
-            mean = torch.sum(row, dim=1, dtype=torch.float32) / count
-            square = torch.linalg.vector_norm(row, dim=1, dtype=torch.float32) ** 2 / count
-            var = (square - mean * mean).clamp_min(0.0)
-        means.append(mean)
-        variances.append(var)
-    mean = torch.stack(means).repeat_interleave(per_group, dim=1)  # [B, C]
-    inv_std = torch.rsqrt(torch.stack(variances) + norm.eps).repeat_interleave(per_group, dim=1)
-    scale = inv_std * norm.weight.float() if norm.affine else inv_std
-    shift = (norm.bias.float() if norm.affine else 0.0) - mean * scale
-    return torch.addcmul(shift.to(hidden.dtype)[:, :, None], hidden, scale.to(hidden.dtype)[:, :, None])

@@ -1,29 +1,20 @@
 """1-D convolutions run as oneDNN channels-last 2-D ones on time-major activations (CPU inference).
 
-A transformer encoder holds its activations time-major (``[B, T, C]``); transformers'
-temporal convolutions transpose them to ``[B, C, T]`` views and call ``conv1d``, which oneDNN
-runs in its channel-major layout. Seen as ``[B, C, 1, T]`` in the channels-last memory format
-(the same bytes: no copy), the same convolution takes oneDNN's channels-last kernels, and the
-output comes back time-major too. Two more things make it fast (``ONEDNN_VERBOSE=1`` shows both):
+A transformer encoder holds its activations time-major (``[B, T, C]``); transformers' temporal
+convolutions transpose them to ``[B, C, T]`` views and call ``conv1d``, which oneDNN runs in its
+channel-major layout. Seen as ``[B, C, 1, T]`` in the channels-last memory format (the same bytes:
+no copy), the same convolution takes oneDNN's channels-last kernels, and the output comes back
+time-major too. Two more things matter (``ONEDNN_VERBOSE=1`` shows both):
 
-* **Weights packed once.** Through ``conv2d``, oneDNN re-orders the weight into its blocked
-  layout at every call: 3.6-5.6 ms of a 10-12 ms HuBERT positional convolution. The weight is
-  packed once here (``mkldnn_reorder_conv2d_weight``) and passed to
-  ``torch.ops.mkldnn._convolution_pointwise``, the call torch.compile's CPU backend makes.
-* **Fixed shapes.** oneDNN builds (JIT-compiles) a kernel for every new input shape: ~12 ms for
-  the positional convolution, whose length changes with every batch. Stride-1 convolutions run
-  over time in tiles of fixed sizes (:data:`TILE_FRAMES`, then :data:`TAIL_FRAMES` for the
-  rest), one utterance at a time, so only a handful of kernels are ever built.
-
-Measured here (2 cores, AVX512-BF16), share of large-matmul speed: the positional convolution
-(768 channels, 16 groups, kernel 128) went from 42-53 % (``conv1d``) to 86-104 % in bf16 and
-from 53-72 % to 80-120 % in fp32 (1.5-1.6x, packed and tiled, 3 utterances of 300-750 frames);
-the CNN's 512 -> 512 layers ran 1.05-1.11x faster in bf16 but 0.81-0.88x in fp32, hence
-bf16/fp16 only there (see ``hf.py``). Conformer
-depthwise convolutions (1024 groups, kernel 31) ran 17x faster even unpacked.
+* **Weights packed once** (``mkldnn_reorder_conv2d_weight``) and passed to
+  ``torch.ops.mkldnn._convolution_pointwise`` (the call torch.compile's CPU backend makes);
+  through ``conv2d`` oneDNN would re-order the weight at every call.
+* **Fixed shapes.** oneDNN JIT-builds a kernel for every new input shape; stride-1 convolutions
+  run over time in tiles of fixed sizes (:data:`TILE_FRAMES`, then :data:`TAIL_FRAMES`), one
+  utterance at a time, so only a handful of kernels are ever built.
 
 Without oneDNN (or for anything it refuses) the module falls back to ``conv2d``; results equal
-``conv1d``'s up to summation order either way.
+``conv1d``'s up to summation order either way. Measured effects: docs/performance.md.
 """
 from __future__ import annotations
 
@@ -32,7 +23,7 @@ import logging
 import torch
 from torch import nn
 
-from speechunits.encoders import onednn
+from speechunits.encoders.cpu import onednn
 
 log = logging.getLogger(__name__)
 

@@ -1,22 +1,16 @@
 """oneDNN's pre-packed and GELU-fused CPU kernels, for bf16 inference.
 
-Two things cost a bf16 encoder on CPU more than its arithmetic (measured on this 2-core
-AVX512-BF16 machine; ``ONEDNN_VERBOSE=1`` shows the first):
-
-* **Weight re-ordering at every call.** ``nn.Linear`` in bf16 goes to oneDNN's matmul, which
-  copies the weight into its blocked layout each time. Packed once
-  (``torch.ops.mkldnn._reorder_linear_weight``), the HuBERT-base linears ran 7-13 % faster.
-* **GELU as a separate pass.** An exact (erf) GELU right after a linear or convolution is one
-  more pass over the largest activations of the model (the feed-forward's 3072 channels, the
-  CNN's 512 x 1600 frames per second). oneDNN applies it as a post-op while the output tile
-  is still in registers: the CNN's layers 2-7 ran 1.10-1.14x faster, its first layer (a matmul
-  here, see ``first_conv.py``) 4x faster.
+* **Packed weights.** ``nn.Linear`` in bf16 reaches oneDNN's matmul, which re-orders the weight
+  into its blocked layout at every call; :class:`PackedLinear` packs it once
+  (``torch.ops.mkldnn._reorder_linear_weight``).
+* **Fused GELU.** An exact (erf) GELU right after a linear or convolution is one more pass over
+  the model's largest activations; oneDNN applies it as a post-op on the output tile instead.
 
 ``torch.ops.mkldnn._linear_pointwise`` and ``_convolution_pointwise`` are the calls that
-torch.compile's CPU backend emits for the same patterns. Results equal the unfused fp32-exact
-ops up to the output dtype's rounding (oneDNN's erf differs from torch's in the last bf16
-bit), so these swaps are made for bf16 only; fp32 stays bit-for-bit transformers' arithmetic.
-Under autograd, or without oneDNN, every module falls back to the plain ops.
+torch.compile's CPU backend emits for the same patterns. Results equal the unfused ops up to the
+output dtype's rounding (oneDNN's erf differs from torch's in the last bf16 bit), so these swaps
+are made for bf16 only. Under autograd, or without oneDNN, every module falls back to the plain
+ops. Measured effects: docs/performance.md.
 """
 from __future__ import annotations
 

@@ -1,17 +1,16 @@
 """The first CNN layer of a wav2vec 2.0-style front end, as one matmul per batch.
 
 The first layer maps the raw waveform (1 channel) to C channels with a short kernel
-(HuBERT/wav2vec 2.0: C=512, kernel 10, stride 5). oneDNN runs that convolution at a few
-percent of the machine's matmul speed (measured 14 GFLOP/s against ~400 in bf16 here), so
-it cost as much as the next, 50x heavier, layer. As a matmul over strided windows of the
-waveform (``unfold``: no copy) it is ~7x faster.
+(HuBERT/wav2vec 2.0: C=512, kernel 10, stride 5). oneDNN runs that convolution far below the
+machine's matmul speed; as a matmul over strided windows of the waveform (``unfold``: no copy)
+it runs near it.
 
 Its GroupNorm (``feat_extract_norm="group"``: one group per channel, statistics over time)
 needs no pass over the ``[C, F]`` output either: the output is linear in the windows, so
 each channel's mean and variance follow from the windows' ``k``-vector mean and ``k x k``
 covariance (``mean_c = w_c.mu + b_c``, ``var_c = w_c Sigma w_c``), taken in float64 over each
 utterance's valid frames only. Normalisation and affine then fold into a per-utterance
-weight and bias, and conv + norm become one batched matmul.
+weight and bias, and conv + norm become one batched matmul. Measured effects: docs/performance.md.
 """
 from __future__ import annotations
 
@@ -19,6 +18,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+from speechunits.encoders.cpu import onednn
 
 
 def _window_stats(frames: torch.Tensor, valid: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +50,7 @@ class FirstLayerPlan:
 
     Calling the plan on any time slice ``[B, T']`` of that batch gives that slice's output frames
     ``[B, C, (T' - kernel) // stride + 1]``, normalised with the whole utterances' statistics, so
-    the CNN can run over time in pieces (:mod:`speechunits.encoders.cnn_chunks`). Padded frames
+    the CNN can run over time in pieces (:mod:`speechunits.encoders.cpu.cnn_chunks`). Padded frames
     hold finite values that no valid later frame depends on.
 
     Args:
@@ -59,20 +60,17 @@ class FirstLayerPlan:
         valid: valid output frames per utterance (``(T_b - kernel) // stride + 1``);
             GroupNorm statistics use only those.
         time_major: return ``[B, C, F']`` views of time-major (``[B, F', C]``) storage, the
-            layout that :mod:`speechunits.encoders.time_major_conv` convolutions take and give.
+            layout that :mod:`speechunits.encoders.cpu.time_major_conv` convolutions take and give.
         fuse_gelu: with ``time_major``, run matmul + exact GELU as one oneDNN call
-            (:mod:`speechunits.encoders.onednn`; 4x faster in bf16 here) when the layer's
-            activation is an exact GELU and no LayerNorm sits between them.
+            (:mod:`speechunits.encoders.cpu.onednn`) when the layer's activation is an exact GELU and no LayerNorm sits between them.
     """
 
     def __init__(self, layer: nn.Module, batch: torch.Tensor, valid: Sequence[int], *, time_major: bool = False,
                  fuse_gelu: bool = False):
-        from speechunits.encoders.onednn import available, is_exact_gelu
-
         conv: nn.Conv1d = layer.conv
         self.layer = layer
         self.time_major = time_major
-        self.fuse_gelu = (time_major and fuse_gelu and available() and is_exact_gelu(layer.activation)
+        self.fuse_gelu = (time_major and fuse_gelu and onednn.available() and onednn.is_exact_gelu(layer.activation)
                           and not isinstance(getattr(layer, "layer_norm", None), nn.LayerNorm))
         self.kernel, self.stride = conv.kernel_size[0], conv.stride[0]
         self.weight = conv.weight[:, 0, :]  # [C, k]
@@ -94,8 +92,7 @@ class FirstLayerPlan:
                 weights.append(w64 * scale[:, None])
                 biases.append(b64 * scale + shift)
             # The bias rides along as a (k+1)-th weight column against a column of ones: baddbmm
-            # would first copy the broadcast bias into the whole [B, C, F] output (measured ~2 %
-            # of a bf16 HuBERT-base extraction); the extra column costs F values per utterance.
+            # would first copy the broadcast bias into the whole [B, C, F] output.
             self.folded = torch.cat([torch.stack(weights), torch.stack(biases)[:, :, None]], dim=2).to(batch.dtype)
 
     def __call__(self, waves: torch.Tensor) -> torch.Tensor:
@@ -127,7 +124,5 @@ class FirstLayerPlan:
 
 def _matmul_gelu(rows: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``gelu(rows[b] @ weights[b]^T + bias)`` per utterance, one oneDNN call each: ``[B, F, k], [B, C, k] -> [B, F, C]``."""
-    from speechunits.encoders.onednn import linear
-
-    outs = [linear(rows[b].contiguous(), weights[b].contiguous(), bias, gelu=True) for b in range(rows.shape[0])]
+    outs = [onednn.linear(rows[b].contiguous(), weights[b].contiguous(), bias, gelu=True) for b in range(rows.shape[0])]
     return outs[0][None] if len(outs) == 1 else torch.stack(outs)

@@ -1,18 +1,14 @@
 """The CNN front end over time in pieces, so its large activations are never allocated whole.
 
-On CPU the CNN runs one utterance at a time. Whole, a 15 s utterance's first layer writes
-48,000 x 512 values (49 MB in bf16), and every layer's convolution and GELU write fresh tensors
-of that order: 200 MB of new memory per 14 s utterance here, which the allocator takes from and
-gives back to the kernel each time. Each new 4 KiB page then costs a page fault (measured
-2.5 us on this machine, ~50,000 per 14 s utterance): about a tenth of the CNN's time, spent
-zeroing pages rather than computing. In pieces of a few MB, the same buffers are reused from
-the heap and stay in cache.
+On CPU the CNN runs one utterance at a time; whole, a long utterance's layers write hundreds of
+MB of fresh activations, and every new page costs a page fault. In pieces of a few MB the same
+buffers are reused from the heap and stay in cache (figures: docs/performance.md).
 
 Layers 2.. of the CNN are unpadded strided convolutions, so output frames ``[o0, o1)`` depend
 only on first-layer frames ``[o0 * H, (o1 - 1) * H + R)`` (``H``, ``R``: hop and receptive field
 of layers 2.. in first-layer frames), and those on samples ``[a * s, (b - 1) * s + k)``. Each
 piece computes exactly the frames it keeps; the first layer's norm statistics come from the
-whole utterance (:class:`~speechunits.encoders.first_conv.FirstLayerPlan`).
+whole utterance (:class:`~speechunits.encoders.cpu.first_conv.FirstLayerPlan`).
 """
 from __future__ import annotations
 
@@ -25,10 +21,9 @@ from speechunits.encoders.base import conv_geometry
 
 #: Output frames per piece (2.56 s at 50 Hz; first-layer activations of ~4 MB in bf16).
 CHUNK_FRAMES = 128
-#: The encoder rounds each utterance's last piece up to a multiple of this many frames. oneDNN
-#: JIT-builds a kernel for every new shape (measured 0.5-0.9 ms per CNN layer here, ~5 ms per
-#: utterance whose last piece has a new length); with rounding only 16 last-piece shapes exist,
-#: at the cost of 3.5 frames of extra work per utterance on average.
+#: The encoder rounds each utterance's last piece up to a multiple of this many frames: oneDNN
+#: JIT-builds a kernel for every new shape, and with rounding only 16 last-piece shapes exist
+#: (at the cost of 3.5 frames of extra work per utterance on average).
 ROUND_FRAMES = 8
 
 

@@ -1,20 +1,19 @@
 """Attention for bf16/fp16 inference on CPU: two batched matmuls and a softmax.
 
-PyTorch's CPU flash-attention kernel (what ``scaled_dot_product_attention`` picks on CPU)
-reached ~110-125 GFLOP/s in bf16 here, about 30 % of this machine's bf16 matmul speed, for
-the shapes of speech encoders (12 heads of 64, 150-750 frames). Written out as
-``softmax(q k^T * scale + mask) v`` with two ``matmul`` calls it ran 1.35x faster on the
-same shapes: the T x T scores of one utterance (a few MB) fit in cache, which is the case
-flash attention's tiling is built for on GPUs and gains little from here.
+PyTorch's CPU flash-attention kernel (what ``scaled_dot_product_attention`` picks on CPU) is
+tiled for GPUs; for speech encoders' shapes (a few heads of 64, 150-750 frames) one utterance's
+``T x T`` scores fit in cache, and ``softmax(q k^T * scale + mask) v`` written as two ``matmul``
+calls runs faster (docs/performance.md).
 
 When the mask only pads keys at the end (what a padded batch of utterances gives), each
-utterance attends over its own frames: no mask pass over the T x T scores and no work on padded
-frames (measured 1.07x end to end on a bf16 HuBERT-base run); padded query rows get zeros,
-which nothing reads. Any other mask goes through ``masked_fill``.
+utterance attends over its own frames: no mask pass over the ``T x T`` scores and no work on
+padded frames; padded query rows get zeros, which nothing reads. Any other mask goes through
+``masked_fill``.
 
-:func:`use_cpu_attention` registers this function with transformers' attention interface
-(and the boolean padding mask that SDPA uses, so padded keys stay masked) and switches a
-model to it. Anything else (fp32, CUDA, training) falls back to transformers' SDPA path.
+:func:`use_cpu_attention` registers :func:`cpu_math_attention` with transformers' attention
+interface (with the boolean padding mask that SDPA uses, so padded keys stay masked; this
+registration is the only process-wide state) and switches one model to it. Anything else (fp32,
+CUDA, training) falls back to transformers' SDPA path.
 """
 from __future__ import annotations
 
@@ -29,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Name under which the function is registered with transformers.
 NAME = "speechunits_cpu_math"
+#: Attribute under which :func:`use_cpu_attention` gives a model's attention modules their
+#: shared :class:`MaskMemo`.
+MEMO_ATTRIBUTE = "_speechunits_mask_memo"
 
 
 def cpu_math_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -41,7 +43,9 @@ def cpu_math_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    lengths = _key_lengths(attention_mask, query.shape[2])
+    memo = getattr(module, MEMO_ATTRIBUTE, None)
+    frames = query.shape[2]
+    lengths = memo.key_lengths(attention_mask, frames) if memo is not None else key_lengths(attention_mask, frames)
     if lengths is None:
         scores = torch.matmul(query * scale, key.transpose(-1, -2))  # [B, H, T, T]
         if attention_mask is not None and attention_mask.dtype == torch.bool:
@@ -51,7 +55,6 @@ def cpu_math_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor
         out = torch.matmul(torch.softmax(scores, dim=-1), value)  # [B, H, T, d]
         return out.transpose(1, 2).contiguous(), None
     # Key padding only: each utterance attends over its own frames, no mask pass, no padded work.
-    frames = query.shape[2]
     out = query.new_empty(query.shape[0], frames, query.shape[1], query.shape[3])  # [B, T, H, d]
     for b, n in enumerate(lengths):
         q, k, v = query[b, :, :n], key[b, :, :n], value[b, :, :n]  # [H, n, d]
@@ -63,22 +66,36 @@ def cpu_math_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor
     return out, None
 
 
-#: The last mask examined (weakly held, with its storage address) and its answer. transformers
-#: builds one mask per forward pass and passes that tensor to every block, so it is examined
-#: once per batch, not once per block; a mask is taken not to change while it is in use.
-_last_mask: tuple[weakref.ref, int, list[int] | None] | None = None
+class MaskMemo:
+    """The key lengths of the last attention mask one model's blocks saw.
+
+    transformers builds one mask per forward pass and passes that tensor to every block, so with
+    this memo (shared by the blocks of one model, owned by that model) the mask is examined once
+    per pass, not once per block. The mask is held weakly, with its storage address; a mask is
+    taken not to change while it is in use.
+    """
+
+    def __init__(self) -> None:
+        self._mask: weakref.ref | None = None
+        self._address = 0
+        self._lengths: list[int] | None = None
+
+    def key_lengths(self, mask: torch.Tensor | None, frames: int) -> list[int] | None:
+        """:func:`key_lengths` of ``mask``, computed once per mask tensor."""
+        if mask is None:
+            return None
+        if self._mask is not None and self._mask() is mask and self._address == mask.data_ptr():
+            return self._lengths
+        lengths = key_lengths(mask, frames)
+        self._mask, self._address, self._lengths = weakref.ref(mask), mask.data_ptr(), lengths
+        return lengths
 
 
-def _key_lengths(mask: torch.Tensor | None, frames: int) -> list[int] | None:
+def key_lengths(mask: torch.Tensor | None, frames: int) -> list[int] | None:
     """Per-row valid lengths when ``mask`` ([B, 1, T, T] bool) only masks padded keys at the end, else None."""
-    global _last_mask
     if mask is None or mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1] != 1:
         return None
-    if _last_mask is not None and _last_mask[0]() is mask and _last_mask[1] == mask.data_ptr():
-        return _last_mask[2]
-    lengths = _padding_lengths(mask, frames)
-    _last_mask = (weakref.ref(mask), mask.data_ptr(), lengths)
-    return lengths
+    return _padding_lengths(mask, frames)
 
 
 def _padding_lengths(mask: torch.Tensor, frames: int) -> list[int] | None:
@@ -99,14 +116,24 @@ def _register() -> None:
         AttentionMaskInterface.register(NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
 
 
-def use_cpu_attention(model: nn.Module) -> bool:
-    """Switch a transformers model from SDPA to :func:`cpu_math_attention`; False when it cannot be."""
+def use_cpu_attention(model: nn.Module) -> MaskMemo | None:
+    """Switch a transformers model from SDPA to :func:`cpu_math_attention`.
+
+    Returns the :class:`MaskMemo` its attention modules now share, or None when the model keeps
+    its attention (not SDPA, or transformers refuses the switch).
+    """
     if getattr(model.config, "_attn_implementation", None) != "sdpa":
-        return False
+        return None
     try:
         _register()
         model.set_attn_implementation(NAME)
     except (AttributeError, ImportError, KeyError, ValueError) as exc:
         log.debug("%s: keeping SDPA attention (%s)", type(model).__name__, exc)
-        return False
-    return model.config._attn_implementation == NAME
+        return None
+    if model.config._attn_implementation != NAME:
+        return None
+    memo = MaskMemo()
+    for module in model.modules():
+        if all(hasattr(module, name) for name in ("q_proj", "k_proj", "v_proj")):
+            setattr(module, MEMO_ATTRIBUTE, memo)
+    return memo
