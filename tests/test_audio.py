@@ -96,3 +96,23 @@ def test_audio_is_immutable_and_validates_shape() -> None:
         audio.sample_rate = 8000  # type: ignore[misc]
     with pytest.raises(SpeechUnitsError, match="mono"):
         Audio(np.zeros((2, 10)), 16000)
+
+
+def test_audio_equality_compares_values_and_rate_and_is_unhashable() -> None:
+    x = np.linspace(-1, 1, 160, dtype=np.float32)
+    a = Audio(x, 16000, path="a.wav")
+    assert a == Audio(x.copy(), 16000, path="elsewhere.wav")  # path is not compared
+    assert not (a != Audio(x.copy(), 16000))
+    assert Audio(x.astype(np.float64), 16000) == a  # stored as float32 either way
+    assert a != Audio(x, 8000)
+    assert a != Audio(x[:-1], 16000)  # another length: no broadcasting error
+    changed = x.copy()
+    changed[3] += 1e-3
+    assert a != Audio(changed, 16000)
+    assert a != x and a != "a.wav" and a != None  # noqa: E711 - another type is never equal
+    nan = np.array([0.0, np.nan], np.float32)
+    assert Audio(nan, 16000) == Audio(nan.copy(), 16000)  # equality is reflexive even for NaN samples
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(a)
+    with pytest.raises(TypeError):
+        _ = {a}

@@ -17,9 +17,13 @@ from speechunits.errors import SpeechUnitsError
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Audio:
     """Mono float32 audio.
+
+    Two records are equal when their sample rates and samples (values, dtype, length) are;
+    ``path`` is not compared. Records are unhashable: the samples are a (writable) array and
+    hashing them would cost a pass over the audio; key dicts by utterance id instead.
 
     Attributes:
         samples: float32 array ``[T]``.
@@ -30,6 +34,14 @@ class Audio:
     samples: np.ndarray
     sample_rate: int
     path: str | None = field(default=None, compare=False)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Audio):
+            return False  # not NotImplemented: numpy would answer ``x == array`` elementwise
+        return (self.sample_rate == other.sample_rate and self.samples.dtype == other.samples.dtype
+                and np.array_equal(self.samples, other.samples, equal_nan=True))
 
     def __post_init__(self) -> None:
         samples = np.asarray(self.samples)
