@@ -7,7 +7,7 @@ from speechunits.errors import SpeechUnitsError
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar; log only warnings and errors")
 
 
 def add_device(parser: argparse.ArgumentParser, dtype: bool = True) -> None:

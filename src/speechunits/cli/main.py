@@ -37,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # --quiet: only warnings and errors; -v: debug (wins over --quiet).
+    level = logging.DEBUG if args.verbose else logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    saved_level = log.level
+    log.setLevel(level)  # also when logging was configured before main() (embedding, tests); restored below
     try:
         return int(args.func(args) or 0)
     except SpeechUnitsError as exc:
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    finally:
+        log.setLevel(saved_level)
 
 
 if __name__ == "__main__":
