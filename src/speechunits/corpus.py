@@ -70,11 +70,12 @@ class Corpus:
 
     def __iter__(self) -> Iterator[Utterance]:
         index, count = self._shard
-        seen: dict[str, str] = {}
+        seen: set[str] = set()
         for position, utt in enumerate(self._make_iter()):
             if utt.id in seen:
-                raise SpeechUnitsError(_duplicate_message(self.source, utt.id, seen[utt.id], utt.path))
-            seen[utt.id] = utt.path
+                first = next(u.path for u in self._make_iter() if u.id == utt.id)  # rare: look it up again
+                raise SpeechUnitsError(_duplicate_message(self.source, utt.id, first, utt.path))
+            seen.add(utt.id)
             if position % count == index:
                 yield utt
 
