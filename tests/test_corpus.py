@@ -38,6 +38,9 @@ def test_duplicate_ids_are_an_error_naming_both_files_and_the_fix(tmp_path: Path
                                       + json.dumps({"id": "u", "path": "other.flac"}) + "\n")
     with pytest.raises(SpeechUnitsError, match="'u' is claimed by two files.*own id"):
         list(open_corpus(tmp_path / "m.jsonl"))
+    write_tsv(tmp_path / "twice.tsv", str(tmp_path), [("sub/x.wav", 0), ("sub/x.wav", 0)])
+    with pytest.raises(SpeechUnitsError, match="lists the file twice"):
+        list(open_corpus(tmp_path / "twice.tsv"))
 
 
 def test_directory_scan_picks_up_sphere_and_raw(tmp_path: Path) -> None:

@@ -101,7 +101,9 @@ class Corpus:
 
 def _duplicate_message(source: str, utt_id: str, first: str, second: str) -> str:
     """Name both files that claim ``utt_id`` and say how to resolve it."""
-    if Path(first).with_suffix("") == Path(second).with_suffix(""):
+    if first == second:
+        fix = "the manifest lists the file twice; remove one line"
+    elif Path(first).with_suffix("") == Path(second).with_suffix(""):
         fix = ("the same recording in two formats? keep one of them (move the other out of the directory), "
                "or list the files to use in a .tsv/.jsonl manifest")
     else:
