@@ -64,9 +64,10 @@ class RawFormat:
         try:
             if len(parts) not in (2, 3):
                 raise ValueError
-            return cls(parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else 1)
+            rate, channels = int(parts[1]), int(parts[2]) if len(parts) == 3 else 1
         except ValueError:
-            raise SpeechUnitsError(f"--raw-format: expected {_RAW_HINT}, got {text!r}") from None
+            raise SpeechUnitsError(f"raw format {text!r}: expected {_RAW_HINT}") from None
+        return cls(parts[0], rate, channels)
 
     @property
     def frame_bytes(self) -> int:
