@@ -96,3 +96,148 @@ def test_audio_is_immutable_and_validates_shape() -> None:
         audio.sample_rate = 8000  # type: ignore[misc]
     with pytest.raises(SpeechUnitsError, match="mono"):
         Audio(np.zeros((2, 10)), 16000)
+
+
+def test_audio_equality_compares_values_and_rate_and_is_unhashable() -> None:
+    x = np.linspace(-1, 1, 160, dtype=np.float32)
+    a = Audio(x, 16000, path="a.wav")
+    assert a == Audio(x.copy(), 16000, path="elsewhere.wav")  # path is not compared
+    assert not (a != Audio(x.copy(), 16000))
+    assert Audio(x.astype(np.float64), 16000) == a  # stored as float32 either way
+    assert a != Audio(x, 8000)
+    assert a != Audio(x[:-1], 16000)  # another length: no broadcasting error
+    changed = x.copy()
+    changed[3] += 1e-3
+    assert a != Audio(changed, 16000)
+    assert a != x and a != "a.wav" and a != None  # noqa: E711 - another type is never equal
+    nan = np.array([0.0, np.nan], np.float32)
+    assert Audio(nan, 16000) == Audio(nan.copy(), 16000)  # equality is reflexive even for NaN samples
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(a)
+    with pytest.raises(TypeError):
+        _ = {a}
+
+
+# -- NIST SPHERE ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "ULAW"])
+def test_sphere_written_by_libsndfile_loads_and_is_scanned(tmp_path: Path, subtype: str) -> None:
+    assert "NIST" in sf.available_formats()
+    rng = np.random.default_rng(0)
+    pcm = rng.integers(-2**15, 2**15, 1600).astype(np.int16)
+    path = tmp_path / "spk" / "utt1.sph"
+    path.parent.mkdir()
+    sf.write(path, pcm, 16000, format="NIST", subtype=subtype)
+    assert path.read_bytes().startswith(b"NIST_1A")
+    audio = Audio.load(path)
+    assert audio.sample_rate == 16000 and audio.num_samples == 1600
+    if subtype == "ULAW":  # lossy: within a mu-law step of the input
+        np.testing.assert_allclose(audio.samples, pcm / 32768.0, atol=0.04)
+    else:
+        np.testing.assert_array_equal(audio.samples, (pcm / 32768.0).astype(np.float32))
+    from speechunits.audio import sphere_header
+    from speechunits.corpus import open_corpus
+    assert sphere_header(path)["sample_rate"] == "16000"
+    assert [u.id for u in open_corpus(tmp_path)] == ["spk/utt1"]
+    # TIMIT names its SPHERE files .WAV: libsndfile goes by the header.
+    timit = tmp_path / "SA1.WAV"
+    sf.write(timit, pcm, 16000, format="NIST", subtype="PCM_16")
+    np.testing.assert_array_equal(Audio.load(timit).samples, (pcm / 32768.0).astype(np.float32))
+
+
+def _sphere_bytes(fields: list[str], payload: bytes) -> bytes:
+    header = ("\n".join(["NIST_1A", "   1024", *fields, "end_head"]) + "\n").encode("ascii")
+    return header + b" " * (1024 - len(header)) + payload
+
+
+def test_shorten_sphere_is_refused_with_the_conversion(tmp_path: Path) -> None:
+    for coding in ("pcm,embedded-shorten-v2.00", "ulaw,embedded-shorten-v2.00"):  # TIMIT-style, Switchboard-style
+        path = tmp_path / "sw02001.sph"
+        path.write_bytes(_sphere_bytes(
+            ["database_id -s11 Switchboard", "channel_count -i 2", "sample_rate -i 8000", "sample_n_bytes -i 1",
+             f"sample_coding -s{len(coding)} {coding}", "sample_count -i 4000"], bytes(range(256)) * 4))
+        with pytest.raises(SpeechUnitsError, match=r"sw02001.sph: NIST SPHERE with shorten-compressed samples.*"
+                                                   r"sph2pipe -f wav sw02001.sph sw02001.wav"):
+            Audio.load(path)
+    # A hand-written uncompressed header (the byte layout TIMIT ships) reads through libsndfile.
+    pcm = np.arange(-400, 400, 3, dtype="<i2")
+    plain = tmp_path / "plain.sph"
+    plain.write_bytes(_sphere_bytes(
+        ["channel_count -i 1", "sample_rate -i 16000", "sample_n_bytes -i 2", "sample_byte_format -s2 01",
+         "sample_coding -s3 pcm", f"sample_count -i {pcm.size}"], pcm.tobytes()))
+    np.testing.assert_array_equal(Audio.load(plain).samples, (pcm / 32768.0).astype(np.float32))
+
+
+# -- headerless PCM --------------------------------------------------------------------------------
+
+def _mulaw_decode(codes: np.ndarray) -> np.ndarray:
+    """G.711 mu-law to 16-bit PCM, written out from the standard (an implementation that is not libsndfile's)."""
+    b = ~codes.astype(np.uint8)
+    exponent = (b >> 4) & 7
+    mantissa = (b & 0x0F).astype(np.int32)
+    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    return np.where(b & 0x80, -magnitude, magnitude).astype(np.int16)
+
+
+@pytest.mark.parametrize(("encoding", "dtype", "scale"), [
+    ("s16le", "<i2", 2.0**15), ("s16be", ">i2", 2.0**15), ("s32le", "<i4", 2.0**31), ("f32le", "<f4", 1.0),
+    ("f64le", "<f8", 1.0), ("s8", "i1", 2.0**7),
+])
+def test_raw_pcm_round_trip(tmp_path: Path, encoding: str, dtype: str, scale: float) -> None:
+    rng = np.random.default_rng(1)
+    if scale == 1.0:
+        values = rng.uniform(-1, 1, 800).astype(dtype)
+    else:
+        info = np.iinfo(np.dtype(dtype))
+        values = rng.integers(info.min, info.max, 800, endpoint=True).astype(dtype)
+    path = tmp_path / "x.raw"
+    path.write_bytes(values.tobytes())
+    audio = Audio.load(path, raw_format=f"{encoding}:8000")
+    assert audio.sample_rate == 8000 and audio.num_samples == 800
+    np.testing.assert_array_equal(audio.samples, (values.astype(np.float64) / scale).astype(np.float32))
+
+
+def test_raw_u8_s24_mulaw_and_channels(tmp_path: Path) -> None:
+    from speechunits.audio import RawFormat
+
+    codes = np.arange(256, dtype=np.uint8)
+    (tmp_path / "u.pcm").write_bytes(codes.tobytes())
+    np.testing.assert_array_equal(Audio.load(tmp_path / "u.pcm", raw_format="u8:8000").samples,
+                                  ((codes.astype(np.float32) - 128) / 128))
+    np.testing.assert_array_equal(Audio.load(tmp_path / "u.pcm", raw_format="mulaw:8000").samples,
+                                  _mulaw_decode(codes) / np.float32(32768))
+    # 24-bit little-endian: three bytes per sample, built by hand.
+    ints = np.array([0, 1, -1, 2**23 - 1, -2**23, 12345], dtype=np.int64)
+    packed = b"".join(int(v & 0xFFFFFF).to_bytes(3, "little") for v in ints)
+    (tmp_path / "s24.raw").write_bytes(packed)
+    np.testing.assert_array_equal(Audio.load(tmp_path / "s24.raw", raw_format="s24le:16000").samples,
+                                  (ints / 2.0**23).astype(np.float32))
+    # Two interleaved channels: downmix is the mean, channel=1 picks the second.
+    stereo = np.stack([np.full(100, 1000, np.int16), np.full(100, -3000, np.int16)], 1)
+    (tmp_path / "st.raw").write_bytes(stereo.astype("<i2").tobytes())
+    fmt = RawFormat.parse("s16le:16000:2")
+    assert fmt == RawFormat("s16le", 16000, 2) and str(fmt) == "s16le:16000:2" and fmt.frame_bytes == 4
+    np.testing.assert_array_equal(Audio.load(tmp_path / "st.raw", raw_format=fmt).samples,
+                                  np.full(100, -1000 / 32768, np.float32))
+    np.testing.assert_array_equal(Audio.load(tmp_path / "st.raw", raw_format=fmt, channel=1).samples,
+                                  np.full(100, -3000 / 32768, np.float32))
+    # A raw format does not change how files with a header are read.
+    wav = _write(tmp_path / "w.wav", np.full(50, 0.5, np.float32), 16000)
+    assert Audio.load(wav, raw_format="s8:8000") == Audio.load(wav)
+
+
+def test_raw_pcm_errors(tmp_path: Path) -> None:
+    path = tmp_path / "x.raw"
+    path.write_bytes(np.zeros(7, np.uint8).tobytes())
+    with pytest.raises(SpeechUnitsError, match=r"x.raw: headerless PCM .* pass --raw-format ENCODING:RATE"):
+        Audio.load(path)
+    with pytest.raises(SpeechUnitsError, match=r"x.raw: 7 bytes is not a whole number of s16le:16000 frames"):
+        Audio.load(path, raw_format="s16le:16000")
+    for bad in ("s16le", "s16le:abc", "s16le:0", "s16le:16000:2:9"):
+        with pytest.raises(SpeechUnitsError, match="raw format"):
+            Audio.load(path, raw_format=bad)
+    with pytest.raises(SpeechUnitsError, match="unknown encoding 'pcm16' \\(one of s8, u8, s16le"):
+        Audio.load(path, raw_format="pcm16:16000")
+    (tmp_path / "e.pcm").write_bytes(b"")
+    with pytest.raises(SpeechUnitsError, match="e.pcm: empty audio"):
+        Audio.load(tmp_path / "e.pcm", raw_format="s16le:16000")

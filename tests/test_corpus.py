@@ -24,11 +24,33 @@ def test_directory_is_recursive_sorted_with_relative_ids(tmp_path: Path) -> None
     assert ids == ["b", "c", "a/z", "a/b/c"]
 
 
-def test_duplicate_ids_are_an_error(tmp_path: Path) -> None:
-    _touch(tmp_path / "x.wav")
-    _touch(tmp_path / "x.flac")
-    with pytest.raises(SpeechUnitsError, match="duplicate utterance id 'x'"):
+def test_duplicate_ids_are_an_error_naming_both_files_and_the_fix(tmp_path: Path) -> None:
+    _touch(tmp_path / "sub" / "x.wav")
+    _touch(tmp_path / "sub" / "x.mp3")
+    with pytest.raises(SpeechUnitsError) as err:
         list(open_corpus(tmp_path))
+    message = str(err.value)
+    assert "utterance id 'sub/x' is claimed by two files" in message
+    assert str(tmp_path / "sub" / "x.mp3") in message and str(tmp_path / "sub" / "x.wav") in message
+    assert "keep one of them" in message and "manifest" in message
+    # Two different files given one id in a manifest: the fix is another id.
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "u", "path": "sub/x.wav"}) + "\n"
+                                      + json.dumps({"id": "u", "path": "other.flac"}) + "\n")
+    with pytest.raises(SpeechUnitsError, match="'u' is claimed by two files.*own id"):
+        list(open_corpus(tmp_path / "m.jsonl"))
+    write_tsv(tmp_path / "twice.tsv", str(tmp_path), [("sub/x.wav", 0), ("sub/x.wav", 0)])
+    with pytest.raises(SpeechUnitsError, match="lists the file twice"):
+        list(open_corpus(tmp_path / "twice.tsv"))
+
+
+def test_directory_scan_picks_up_sphere_and_raw(tmp_path: Path) -> None:
+    for rel in ["a.sph", "b.SPH", "c.raw", "d.pcm", "e.txt"]:
+        _touch(tmp_path / rel)
+    assert [u.id for u in open_corpus(tmp_path)] == ["a", "b", "c", "d"]
+    assert all(u.raw_format is None for u in open_corpus(tmp_path))
+    raw = list(open_corpus(tmp_path, raw_format="s16le:8000:2", shard="1/2"))
+    assert [u.id for u in raw] == ["b", "d"] and {str(u.raw_format) for u in raw} == {"s16le:8000:2"}
+    assert [u.id for u in open_corpus(tmp_path / "c.raw")] == ["c"]
 
 
 def test_fairseq_tsv_relative_root_and_lengths(tmp_path: Path) -> None:

@@ -44,3 +44,20 @@ def test_invalid_units_are_refused() -> None:
         Units(np.array([1, 2]), 50.0, 10, durations=np.array([1, 0]))
     with pytest.raises(SpeechUnitsError, match="non-integer"):
         Units.from_string("1 x 2", 50.0, 10)
+
+
+def test_units_equality_and_unhashable() -> None:
+    u = Units(np.array([3, 3, 1, 2]), 50.0, 4)
+    assert u == Units([3, 3, 1, 2], 50.0, 4) and not (u != Units([3, 3, 1, 2], 50.0, 4))
+    assert u != Units([3, 3, 1], 50.0, 4)  # another length
+    assert u != Units([3, 3, 1, 0], 50.0, 4)
+    assert u != Units([3, 3, 1, 2], 25.0, 4)  # frame rate
+    assert u != Units([3, 3, 1, 2], 50.0, 5)  # vocab
+    d = u.dedup()
+    assert d == Units([3, 1, 2], 50.0, 4, durations=[2, 1, 1])
+    assert d != Units([3, 1, 2], 50.0, 4, durations=[1, 1, 2])  # durations differ
+    assert d != Units([3, 1, 2], 50.0, 4)  # deduplicated vs not
+    assert d != u and d.expand() == u  # a representation is compared, not the frames it stands for
+    assert u != u.ids and u != "3 3 1 2"
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(u)

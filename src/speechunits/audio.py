@@ -3,9 +3,16 @@
 Multichannel files are downmixed by averaging the channels (``channel=None``)
 or reduced to one chosen channel (``channel=N``, 0-based). Resampling uses
 soxr's "HQ" quality, which is deterministic.
+
+Files are decoded by libsndfile, which recognises a format by its header, not its name:
+NIST SPHERE (``.sph``; also TIMIT's SPHERE files named ``.WAV``) with PCM, mu-law or A-law
+samples is read like any other file. Shorten-compressed SPHERE (Switchboard, Fisher, many
+LDC releases) is refused with the command that converts it. Headerless PCM (``.raw``,
+``.pcm``) carries no rate or encoding, so it needs a :class:`RawFormat`.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,13 +20,123 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 
-#: File extensions we read (through libsndfile). ``.opus`` is Ogg/Opus.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
+#: File extensions with a header (read through libsndfile). ``.opus`` is Ogg/Opus, ``.sph`` NIST SPHERE.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph")
+#: Extensions of headerless PCM: readable only with a :class:`RawFormat`.
+RAW_EXTENSIONS = (".raw", ".pcm")
+
+#: ``--raw-format`` sample encodings: name -> (libsndfile subtype, endianness, bytes per sample).
+RAW_ENCODINGS: dict[str, tuple[str, str, int]] = {
+    "s8": ("PCM_S8", "FILE", 1), "u8": ("PCM_U8", "FILE", 1),
+    "s16le": ("PCM_16", "LITTLE", 2), "s16be": ("PCM_16", "BIG", 2),
+    "s24le": ("PCM_24", "LITTLE", 3), "s24be": ("PCM_24", "BIG", 3),
+    "s32le": ("PCM_32", "LITTLE", 4), "s32be": ("PCM_32", "BIG", 4),
+    "f32le": ("FLOAT", "LITTLE", 4), "f32be": ("FLOAT", "BIG", 4),
+    "f64le": ("DOUBLE", "LITTLE", 8), "f64be": ("DOUBLE", "BIG", 8),
+    "mulaw": ("ULAW", "FILE", 1), "alaw": ("ALAW", "FILE", 1),
+}
+_RAW_HINT = "ENCODING:RATE[:CHANNELS], e.g. s16le:16000 or s16le:8000:2"
 
 
 @dataclass(frozen=True)
+class RawFormat:
+    """How to read headerless PCM: sample encoding (a key of :data:`RAW_ENCODINGS`), rate, channels.
+
+    Written ``ENCODING:RATE[:CHANNELS]`` (``s16le:16000``, ``mulaw:8000``, ``f32le:16000:2``),
+    the names ffmpeg and sox use; samples are interleaved by channel.
+    """
+
+    encoding: str
+    sample_rate: int
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.encoding not in RAW_ENCODINGS:
+            raise SpeechUnitsError(f"raw format: unknown encoding {self.encoding!r} "
+                                   f"(one of {', '.join(RAW_ENCODINGS)})")
+        if self.sample_rate <= 0 or self.channels <= 0:
+            raise SpeechUnitsError(f"raw format {self}: sample rate and channels must be positive")
+
+    @classmethod
+    def parse(cls, text: str) -> "RawFormat":
+        """``"s16le:16000"`` or ``"s16le:16000:2"`` into a :class:`RawFormat`."""
+        parts = text.strip().lower().split(":")
+        try:
+            if len(parts) not in (2, 3):
+                raise ValueError
+            rate, channels = int(parts[1]), int(parts[2]) if len(parts) == 3 else 1
+        except ValueError:
+            raise SpeechUnitsError(f"raw format {text!r}: expected {_RAW_HINT}") from None
+        return cls(parts[0], rate, channels)
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes per frame (one sample of every channel)."""
+        return RAW_ENCODINGS[self.encoding][2] * self.channels
+
+    def num_frames(self, path: str | Path) -> int:
+        """Frames in the headerless file ``path`` (its size must be a whole number of frames)."""
+        size = os.path.getsize(path)
+        if size % self.frame_bytes:
+            raise SpeechUnitsError(f"{path}: {size} bytes is not a whole number of {self} frames "
+                                   f"({self.frame_bytes} bytes each): wrong --raw-format?")
+        return size // self.frame_bytes
+
+    def __str__(self) -> str:
+        return f"{self.encoding}:{self.sample_rate}" + (f":{self.channels}" if self.channels != 1 else "")
+
+
+def _read_raw(path: Path, raw_format: RawFormat) -> tuple[np.ndarray, int]:
+    """float32 ``[T, C]`` and the rate of a headerless file."""
+    import soundfile as sf
+
+    if raw_format.num_frames(path) == 0:
+        raise SpeechUnitsError(f"{path}: empty audio (0 samples)")
+    subtype, endian, _ = RAW_ENCODINGS[raw_format.encoding]
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True, format="RAW", subtype=subtype, endian=endian,
+                         samplerate=raw_format.sample_rate, channels=raw_format.channels)
+    return data, int(rate)
+
+
+def sphere_header(path: str | Path) -> dict[str, str] | None:
+    """The fields of a NIST SPHERE header (``{"sample_coding": "pcm,embedded-shorten-v2.00", ...}``),
+    or None when ``path`` is not a SPHERE file."""
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    if not head.startswith(b"NIST_1A"):
+        return None
+    fields: dict[str, str] = {}
+    for line in head.decode("latin-1").splitlines()[2:]:
+        if line.strip() == "end_head":
+            break
+        parts = line.split(None, 2)
+        if len(parts) == 3:
+            fields[parts[0]] = parts[2].strip()
+    return fields
+
+
+def _sphere_problem(path: Path) -> str | None:
+    """Why libsndfile cannot read a SPHERE file (compressed samples), with the fix; None if not that."""
+    try:
+        header = sphere_header(path)
+    except OSError:
+        return None
+    coding = (header or {}).get("sample_coding", "")
+    if not any(word in coding for word in ("shorten", "wavpack", "shortpack")):
+        return None
+    kind = "shorten" if "shorten" in coding else coding.split(",")[-1]
+    return (f"{path}: NIST SPHERE with {kind}-compressed samples (sample_coding {coding!r}), which libsndfile "
+            f"cannot decode; convert it first, e.g. `sph2pipe -f wav {path.name} {path.stem}.wav` "
+            f"(LDC's sph2pipe; or `sox`, built with shorten support)")
+
+
+@dataclass(frozen=True, eq=False)
 class Audio:
     """Mono float32 audio.
+
+    Two records are equal when their sample rates and samples (values, dtype, length) are;
+    ``path`` is not compared. Records are unhashable: the samples are a (writable) array and
+    hashing them would cost a pass over the audio; key dicts by utterance id instead.
 
     Attributes:
         samples: float32 array ``[T]``.
@@ -30,6 +147,14 @@ class Audio:
     samples: np.ndarray
     sample_rate: int
     path: str | None = field(default=None, compare=False)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Audio):
+            return False  # not NotImplemented: numpy would answer ``x == array`` elementwise
+        return (self.sample_rate == other.sample_rate and self.samples.dtype == other.samples.dtype
+                and np.array_equal(self.samples, other.samples, equal_nan=True))
 
     def __post_init__(self) -> None:
         samples = np.asarray(self.samples)
@@ -43,26 +168,45 @@ class Audio:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, channel: int | None = None, sample_rate: int | None = None) -> "Audio":
+    def load(cls, path: str | Path, channel: int | None = None, sample_rate: int | None = None,
+             raw_format: RawFormat | str | None = None) -> "Audio":
         """Read ``path``, downmix (or pick ``channel``), validate, optionally resample.
 
+        ``raw_format`` (a :class:`RawFormat` or its ``"s16le:16000"`` spelling) reads every file
+        whose extension is not one of :data:`AUDIO_EXTENSIONS` as headerless PCM; ``.raw`` and
+        ``.pcm`` files need it.
+
         Raises:
-            SpeechUnitsError: unsupported extension, unreadable/corrupt file, empty file,
-                NaN/Inf samples, or a channel index the file does not have.
+            SpeechUnitsError: unsupported extension, raw PCM without ``raw_format``,
+                unreadable/corrupt or compressed-SPHERE file, empty file, NaN/Inf samples,
+                or a channel index the file does not have.
         """
         import soundfile as sf
 
         path = Path(path)
-        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+        if isinstance(raw_format, str):
+            raw_format = RawFormat.parse(raw_format)
+        suffix = path.suffix.lower()
+        is_raw = suffix not in AUDIO_EXTENSIONS and (raw_format is not None or suffix in RAW_EXTENSIONS)
+        if is_raw and raw_format is None:
+            raise SpeechUnitsError(f"{path}: headerless PCM does not say its encoding and rate; "
+                                   f"pass --raw-format {_RAW_HINT} (raw_format= in Python)")
+        if not is_raw and suffix not in AUDIO_EXTENSIONS:
             raise SpeechUnitsError(
-                f"{path}: unsupported audio extension {path.suffix!r} (supported: {', '.join(AUDIO_EXTENSIONS)})"
+                f"{path}: unsupported audio extension {path.suffix!r} (supported: {', '.join(AUDIO_EXTENSIONS)}; "
+                f"headerless PCM with --raw-format)"
             )
         if not path.is_file():
             raise SpeechUnitsError(f"{path}: no such file")
         try:
-            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+            if raw_format is not None and is_raw:
+                data, rate = _read_raw(path, raw_format)
+            else:
+                data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        except SpeechUnitsError:
+            raise
         except Exception as exc:  # libsndfile raises several types for corrupt data
-            raise SpeechUnitsError(f"{path}: unreadable or corrupt audio ({exc})") from exc
+            raise SpeechUnitsError(_sphere_problem(path) or f"{path}: unreadable or corrupt audio ({exc})") from exc
         if data.shape[0] == 0:
             raise SpeechUnitsError(f"{path}: empty audio (0 samples)")
         if channel is None:

@@ -8,7 +8,10 @@ Three inputs are understood (see :func:`open_corpus`):
   (``num_samples``, ``speaker``, ``text`` ...); relative paths are relative to the file.
 
 A single audio file is a corpus of one. The utterance id is the path relative to the root
-without its extension (JSONL gives it explicitly); duplicate ids are an error. Iteration is
+without its extension (JSONL gives it explicitly); duplicate ids are an error (naming both
+files). Directory scans pick up the extensions libsndfile reads (:data:`AUDIO_EXTENSIONS`,
+SPHERE ``.sph`` included) and headerless ``.raw``/``.pcm``, which load only when the corpus is
+opened with a :class:`~speechunits.audio.RawFormat` (``--raw-format``). Iteration is
 lazy: manifests are read line by line. ``shard(i, n)`` keeps every n-th utterance starting
 at the i-th (0-based), so shards are disjoint, cover the corpus, and do not depend on timing.
 """
@@ -16,11 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from speechunits.audio import AUDIO_EXTENSIONS
+from speechunits.audio import AUDIO_EXTENSIONS, RAW_EXTENSIONS, RawFormat
 from speechunits.errors import SpeechUnitsError
 
 
@@ -33,12 +36,14 @@ class Utterance:
         path: absolute or working-dir-relative audio path.
         num_samples: length at the file's own rate, when the manifest says so.
         fields: any other manifest fields (speaker, text ...).
+        raw_format: how to read the file if it is headerless PCM (``--raw-format``), else None.
     """
 
     id: str
     path: str
     num_samples: int | None = None
     fields: dict[str, Any] = field(default_factory=dict, compare=False)
+    raw_format: RawFormat | None = None
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:
@@ -68,7 +73,8 @@ class Corpus:
         seen: set[str] = set()
         for position, utt in enumerate(self._make_iter()):
             if utt.id in seen:
-                raise SpeechUnitsError(f"{self.source}: duplicate utterance id {utt.id!r} ({utt.path})")
+                first = next(u.path for u in self._make_iter() if u.id == utt.id)  # rare: look it up again
+                raise SpeechUnitsError(_duplicate_message(self.source, utt.id, first, utt.path))
             seen.add(utt.id)
             if position % count == index:
                 yield utt
@@ -93,30 +99,57 @@ class Corpus:
         return f"Corpus({self.source!r}, shard={self._shard[0]}/{self._shard[1]})"
 
 
-def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | None = None) -> Corpus:
-    """Open an audio directory, a fairseq ``.tsv``, a ``.jsonl`` manifest or a single audio file."""
+def _duplicate_message(source: str, utt_id: str, first: str, second: str) -> str:
+    """Name both files that claim ``utt_id`` and say how to resolve it."""
+    if first == second:
+        fix = "the manifest lists the file twice; remove one line"
+    elif Path(first).with_suffix("") == Path(second).with_suffix(""):
+        fix = ("the same recording in two formats? keep one of them (move the other out of the directory), "
+               "or list the files to use in a .tsv/.jsonl manifest")
+    else:
+        fix = "give every file its own id (the manifest's 'id' field, or rename one)"
+    return f"{source}: utterance id {utt_id!r} is claimed by two files, {first} and {second}; {fix}"
+
+
+def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | None = None,
+                raw_format: RawFormat | str | None = None) -> Corpus:
+    """Open an audio directory, a fairseq ``.tsv``, a ``.jsonl`` manifest or a single audio file.
+
+    ``raw_format`` (``"s16le:16000"`` or a :class:`RawFormat`) tells how to read the corpus's
+    headerless PCM files; it rides on every :class:`Utterance`.
+    """
     path = Path(source)
+    if isinstance(raw_format, str):
+        raw_format = RawFormat.parse(raw_format)
     if not path.exists():
         raise SpeechUnitsError(f"{path}: no such file or directory")
     if path.is_dir():
-        corpus = Corpus(str(path), lambda: _iter_directory(path))
+        make_iter: Callable[[], Iterator[Utterance]] = lambda: _iter_directory(path)  # noqa: E731
     elif path.suffix == ".tsv":
-        corpus = Corpus(str(path), lambda: _iter_tsv(path))
+        make_iter = lambda: _iter_tsv(path)  # noqa: E731
     elif path.suffix in (".jsonl", ".json"):
-        corpus = Corpus(str(path), lambda: _iter_jsonl(path))
-    elif path.suffix.lower() in AUDIO_EXTENSIONS:
-        corpus = Corpus(str(path), lambda: iter([Utterance(path.stem, str(path))]))
+        make_iter = lambda: _iter_jsonl(path)  # noqa: E731
+    elif path.suffix.lower() in _SCANNED_EXTENSIONS or raw_format is not None:
+        make_iter = lambda: iter([Utterance(path.stem, str(path))])  # noqa: E731
     else:
         raise SpeechUnitsError(f"{path}: not an audio directory, .tsv/.jsonl manifest or audio file")
+    if raw_format is not None:
+        plain_iter = make_iter
+        make_iter = lambda: (replace(utt, raw_format=raw_format) for utt in plain_iter())  # noqa: E731
+    corpus = Corpus(str(path), make_iter)
     index, count = parse_shard(shard) if (shard is None or isinstance(shard, str)) else shard
     return corpus.shard(index, count) if count > 1 else corpus
+
+
+#: What a directory scan picks up: files with a header, and headerless PCM (loadable with a raw format).
+_SCANNED_EXTENSIONS = AUDIO_EXTENSIONS + RAW_EXTENSIONS
 
 
 def _iter_directory(root: Path) -> Iterator[Utterance]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
         for name in sorted(filenames):
-            if Path(name).suffix.lower() in AUDIO_EXTENSIONS:
+            if Path(name).suffix.lower() in _SCANNED_EXTENSIONS:
                 full = Path(dirpath) / name
                 rel = full.relative_to(root)
                 yield Utterance(rel.with_suffix("").as_posix(), str(full))
@@ -180,6 +213,9 @@ def total_audio_seconds(utterances: Iterable[Utterance], limit: int = MAX_PRESCA
         if count >= limit:
             return None
         try:
+            if utt.raw_format is not None and Path(utt.path).suffix.lower() not in AUDIO_EXTENSIONS:
+                total += utt.raw_format.num_frames(utt.path) / utt.raw_format.sample_rate
+                continue
             info = sf.info(utt.path)
         except Exception:  # noqa: BLE001 - libsndfile raises several types; reported later
             continue

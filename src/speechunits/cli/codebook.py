@@ -20,13 +20,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "import",
         help="convert fairseq km.bin / SpeechBrain .pt / bshall .pt / faiss centroids.npy to a codebook",
         description="Convert a foreign k-means file into CODEBOOK (safetensors + json). sklearn/SpeechBrain "
-        "files are pickles: loading one runs code stored in it, so only import files you trust.",
+        "files are pickles: loading one runs code stored in it, so it is refused unless --allow-pickle is given; "
+        "only import files you trust.",
     )
     imp.add_argument("file", help="km.bin, *_k{K}_L{L}.pt, bshall k-means .pt or centroids.npy")
     imp.add_argument("--encoder", required=True, help="the encoder the centroids belong to (fills identity/frame rate)")
     imp.add_argument("--layer", type=int, default=None, help="feature layer (SpeechBrain: from the file name)")
     imp.add_argument("--format", default="auto", choices=list(FORMATS), help="foreign format (default: by name)")
     imp.add_argument("-o", "--out", required=True, metavar="CODEBOOK", help="output codebook directory")
+    imp.add_argument("--allow-pickle", action="store_true",
+                     help="permit a full unpickle (sklearn km.bin, SpeechBrain .pt, torch files the safe load refuses): "
+                     "this runs code stored in the file")
     imp.set_defaults(func=run_import)
 
     exp = sub.add_parser("export", help="write a codebook as sklearn km.bin (fairseq) or faiss centroids.npy")
@@ -46,7 +50,8 @@ def run_import(args: argparse.Namespace) -> int:
     from speechunits.quantize.importers import import_codebook
 
     encoder = load_encoder(args.encoder, device="cpu")
-    codebook = import_codebook(args.file, encoder_info=encoder.info, layer=args.layer, fmt=args.format)
+    codebook = import_codebook(args.file, encoder_info=encoder.info, layer=args.layer, fmt=args.format,
+                               allow_pickle=args.allow_pickle)
     if codebook.layer is None:
         if encoder.info.num_layers != 0:
             raise SpeechUnitsError(f"{args.file}: pass --layer (encoder {encoder.info.name} has layers 0..{encoder.info.num_layers})")

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from speechunits.errors import SpeechUnitsError
 
+if TYPE_CHECKING:
+    from speechunits.audio import RawFormat
+
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar; log only warnings and errors")
 
 
 def add_device(parser: argparse.ArgumentParser, dtype: bool = True) -> None:
@@ -32,13 +36,27 @@ def add_shard(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", default=None, metavar="i/n", help="process only shard i of n (0-based)")
 
 
+def parse_raw_format(text: str) -> "RawFormat":
+    """``--raw-format`` value into a :class:`~speechunits.audio.RawFormat` (argparse type)."""
+    from speechunits.audio import RawFormat
+
+    try:
+        return RawFormat.parse(text)
+    except SpeechUnitsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_corpus_job_options(parser: argparse.ArgumentParser, channel: bool = True) -> None:
-    """The options of every command that runs an encoder over a corpus: [--channel], --device/--dtype,
-    --shard, --on-error, --quiet and the backend group (--backend local|ray, ..., docs/scaling.md)."""
+    """The options of every command that runs an encoder over a corpus: [--channel], --raw-format,
+    --device/--dtype, --shard, --on-error, --quiet and the backend group (--backend local|ray, ...,
+    docs/scaling.md)."""
     from speechunits.scale.cli import add_scale_options
 
     if channel:
         parser.add_argument("--channel", type=int, default=None, help="use channel N (0-based) instead of the downmix")
+    parser.add_argument("--raw-format", type=parse_raw_format, default=None, metavar="ENC:RATE[:CH]",
+                        help="how to read headerless .raw/.pcm files, e.g. s16le:16000 (encodings: s8 u8 "
+                        "s16le/be s24le/be s32le/be f32le/be f64le/be mulaw alaw)")
     add_device(parser)
     add_shard(parser)
     add_on_error(parser)

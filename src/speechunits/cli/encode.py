@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if not first.encoder_name:
         raise SpeechUnitsError(f"--codebook {args.codebook[0]}: the codebook does not name its encoder; "
                                "re-import it with `speechunits codebook import ... --encoder E`")
-    corpus = open_corpus(args.input, shard=args.shard)
+    corpus = open_corpus(args.input, shard=args.shard, raw_format=args.raw_format)
     encoder = load_encoder(first.encoder_name, device=args.device, dtype=args.dtype)
     tokenizer = UnitTokenizer(encoder, codebooks, dedup=args.dedup, layers=layers)
     report = scale_cli.encode_corpus(args, corpus, tokenizer, args.out, job=job, rows_per_file=args.rows_per_file,

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         layers = parse_layers(args.layer)
     if args.channel is not None and args.channel < 0:
         raise SpeechUnitsError(f"--channel must be >= 0, got {args.channel}")
-    corpus = open_corpus(args.input, shard=args.shard)
+    corpus = open_corpus(args.input, shard=args.shard, raw_format=args.raw_format)
     encoder = load_encoder(args.encoder, device=args.device, dtype=args.dtype)
     layers = encoder.check_layers(layers)
     total = None if args.quiet else total_audio_seconds(corpus)

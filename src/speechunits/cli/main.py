@@ -40,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # --quiet: only warnings and errors; -v: debug (wins over --quiet).
+    level = logging.DEBUG if args.verbose else logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    saved_level = log.level
+    log.setLevel(level)  # also when logging was configured before main() (embedding, tests); restored below
     previous = os.environ.get(NO_CPU_KERNELS_ENV)
     if getattr(args, "no_cpu_kernels", False):  # every encoder this run builds (a local Ray's workers too)
         os.environ[NO_CPU_KERNELS_ENV] = "1"
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
-    finally:  # in-process callers (tests, scripts) get their environment back
+    finally:  # in-process callers (tests, scripts) get their logger and environment back
+        log.setLevel(saved_level)
         if previous is None:
             os.environ.pop(NO_CPU_KERNELS_ENV, None)
         else:

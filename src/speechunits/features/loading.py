@@ -22,9 +22,10 @@ class LoadedAudio:
 
 
 def load_one(utt: Utterance, sample_rate: int, min_samples: int, channel: int | None = None) -> LoadedAudio:
-    """Load, downmix/pick ``channel``, resample and check one utterance; errors become ``LoadedAudio.error``."""
+    """Load (headerless PCM by ``utt.raw_format``), downmix/pick ``channel``, resample and check one
+    utterance; errors become ``LoadedAudio.error``."""
     try:
-        audio = Audio.load(utt.path, channel=channel, sample_rate=sample_rate)
+        audio = Audio.load(utt.path, channel=channel, sample_rate=sample_rate, raw_format=utt.raw_format)
         audio.require_min_samples(min_samples)
     except SpeechUnitsError as exc:
         return LoadedAudio(utt, None, str(exc))

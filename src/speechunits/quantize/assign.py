@@ -177,7 +177,7 @@ def _assign_chunk(xc: torch.Tensor, pc: PreparedCentroids, recheck: bool = True,
     with _fp32_accumulation(xc.device):
         approx = torch.cat([xc.to(torch.bfloat16), extra], 1) @ pc.augmented  # bf16 [n, K] distances
     unsure_count = 0
-    if not recheck:
+    if not recheck or approx.shape[1] == 1:  # one centroid: nothing to re-check, every row is label 0
         best, labels = approx.min(1)
         dist = best.float()
     else:

@@ -165,14 +165,14 @@ def _default_layer(info: Any, layer: int | None, option: str = "--layer") -> int
 
 
 def corpus_source(input_path: str | Path, encoder: Any, layer: int | None, *, on_error: str = "skip",
-                  quiet: bool = False, shard: str | None = None) -> FeatureSource:
-    """Features of ``layer`` streamed from ``iter_features`` over a corpus."""
+                  quiet: bool = False, shard: str | None = None, raw_format: Any = None) -> FeatureSource:
+    """Features of ``layer`` streamed from ``iter_features`` over a corpus (``raw_format``: see ``open_corpus``)."""
     from speechunits.corpus import open_corpus
     from speechunits.features import iter_features
 
     info = encoder.info
     chosen = _default_layer(info, layer)
-    corpus = open_corpus(str(input_path), shard=shard)
+    corpus = open_corpus(str(input_path), shard=shard, raw_format=raw_format)
 
     def blocks() -> Iterator[tuple[str, np.ndarray]]:
         skipped = 0

@@ -134,12 +134,14 @@ def fit_source(args: argparse.Namespace, input_path: str, encoder: Any, layer: i
     from speechunits.quantize.fit import FeatureSource, corpus_source
 
     chosen = backend(args)
+    raw_format = getattr(args, "raw_format", None)
     if chosen == "local" and _loader_workers(args) == 0:
-        return corpus_source(input_path, encoder, layer, on_error=on_error, quiet=quiet, shard=shard)
+        return corpus_source(input_path, encoder, layer, on_error=on_error, quiet=quiet, shard=shard,
+                             raw_format=raw_format)
     from speechunits.corpus import open_corpus
     from speechunits.quantize.fit import DEFAULT_MAX_FRAMES
 
-    corpus = open_corpus(str(input_path), shard=shard)
+    corpus = open_corpus(str(input_path), shard=shard, raw_format=raw_format)
     if chosen == "ray":
         from speechunits.scale.ray_backend import ray_fit_source
 
@@ -147,7 +149,8 @@ def fit_source(args: argparse.Namespace, input_path: str, encoder: Any, layer: i
                               max_frames=getattr(args, "max_frames", DEFAULT_MAX_FRAMES),
                               seed=getattr(args, "seed", 0), on_error=on_error, quiet=quiet)
     # Local, overlapped: what corpus_source streams, with audio decoded ahead.
-    probe = corpus_source(input_path, encoder, layer, on_error=on_error, quiet=quiet, shard=shard)
+    probe = corpus_source(input_path, encoder, layer, on_error=on_error, quiet=quiet, shard=shard,
+                          raw_format=raw_format)
     chosen_layer = probe.layer
 
     def blocks() -> Iterator[tuple[str, Any]]:

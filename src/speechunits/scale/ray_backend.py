@@ -255,8 +255,8 @@ def _execute(utts: Sequence[Utterance], worker_cls: type | None, worker_kwargs: 
             return
         worker_kwargs = {**worker_kwargs, "device": resolved.device,
                          "threads": max(1, int(round(options.cpus_per_worker)))}
-        rows = [{"idx": i, "id": u.id, "path": u.path, **(extra[i] if extra is not None else {})}
-                for i, u in enumerate(utts)]
+        rows = [{"idx": i, "id": u.id, "path": u.path, **({"raw_format": str(u.raw_format)} if u.raw_format else {}),
+                 **(extra[i] if extra is not None else {})} for i, u in enumerate(utts)]
         rows = length_sorted(rows, options.rows_per_call * SORT_WINDOW_CALLS)
         ds = _build(ray, rows, worker_cls, worker_kwargs, decoder=decoder, sample_rate=sample_rate,
                     min_samples=min_samples, channel=channel, options=options, resolved=resolved)

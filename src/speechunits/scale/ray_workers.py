@@ -6,7 +6,7 @@ imports ray, so it is also exercised without a cluster.
 
 Row columns between stages (one row per utterance, ``idx`` = position in the job's plan):
 
-* plan: ``idx`` int64, ``id`` str, ``path`` str
+* plan: ``idx`` int64, ``id`` str, ``path`` str (+ ``raw_format`` str with ``--raw-format``)
 * decoded: plan + ``samples`` (float32 bytes at the encoder rate, empty on error),
   ``error`` str (empty when fine)
 * results: ``idx``, ``error``, ``duration_s``, ``num_samples`` + the worker's payload columns
@@ -37,11 +37,14 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
 
 def decode_batch(batch: Batch, *, sample_rate: int, min_samples: int, channel: int | None) -> Batch:
     """Ray task: load + resample every utterance of ``batch`` (same rules as the local loader)."""
+    from speechunits.audio import RawFormat
     from speechunits.features.loading import load_one
 
     samples, errors = [], []
-    for utt_id, path in zip(batch["id"], batch["path"]):
-        item = load_one(Utterance(str(utt_id), str(path)), sample_rate, min_samples, channel)
+    raw_formats = batch.get("raw_format")  # present when the corpus was opened with --raw-format
+    for i, (utt_id, path) in enumerate(zip(batch["id"], batch["path"])):
+        raw_format = RawFormat.parse(str(raw_formats[i])) if raw_formats is not None else None
+        item = load_one(Utterance(str(utt_id), str(path), raw_format=raw_format), sample_rate, min_samples, channel)
         samples.append(b"" if item.audio is None else item.audio.samples.tobytes())
         errors.append(item.error or "")
     out = dict(batch)  # extra plan columns (e.g. the frames a sampler wants) pass through

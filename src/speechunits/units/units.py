@@ -8,9 +8,13 @@ import numpy as np
 from speechunits.errors import SpeechUnitsError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Units:
     """Unit ids of one utterance.
+
+    Two records are equal when ids, durations (both absent or equal), frame rate and vocab
+    size are: a deduplicated record never equals its expanded form (compare ``a.expand() ==
+    b.expand()`` for that). Records are unhashable (array fields); key dicts by utterance id.
 
     Attributes:
         ids: int64 ``[N]`` unit ids in ``[0, vocab_size)``.
@@ -24,6 +28,18 @@ class Units:
     frame_rate: float
     vocab_size: int
     durations: np.ndarray | None = None
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Units):
+            return False  # not NotImplemented: numpy would answer ``x == array`` elementwise
+        if self.frame_rate != other.frame_rate or self.vocab_size != other.vocab_size:
+            return False
+        if (self.durations is None) != (other.durations is None):
+            return False
+        same_durations = self.durations is None or np.array_equal(self.durations, other.durations)
+        return same_durations and self.ids.dtype == other.ids.dtype and np.array_equal(self.ids, other.ids)
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids, dtype=np.int64).reshape(-1)
