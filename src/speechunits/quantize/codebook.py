@@ -233,7 +233,8 @@ class Codebook:
 
     @classmethod
     def load(cls, path: str | Path) -> "Codebook":
-        """Read a codebook directory; verifies the file structure and the centroid sha256."""
+        """Read a codebook directory of any kind (dispatching on ``kind``, see :data:`CODEBOOK_KINDS`);
+        verifies the file structure and the content sha256."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 

@@ -161,24 +161,26 @@ class UnitStore:
                                    f"({self.meta.get('codebook', {}).get('kind')}), not one unit sequence per "
                                    "utterance; read it with UnitStore.iter_multistream() or decode it with "
                                    "`speechunits units decode`")
-        for path, batch in iter_record_batches(self.shards):
-            ids = batch.column("id").to_pylist()
-            get_units = list_column(batch, "units")
-            get_durations = list_column(batch, "durations") if self.dedup else None
-            num_frames = batch.column("num_frames").to_numpy()
-            seconds = batch.column("duration_s").to_pylist()
-            for i, utt_id in enumerate(ids):
-                units = Units(get_units(i), self.frame_rate, self.vocab_size,
-                              get_durations(i) if get_durations is not None else None)
-                if units.num_frames != num_frames[i]:
-                    raise SpeechUnitsError(f"{path}: {utt_id!r}: num_frames {num_frames[i]} does not match "
-                                           f"its units ({units.num_frames} frames)")
-                yield utt_id, units, seconds[i]
+        for path, utt_id, ids, durations, num_frames, seconds in self._rows():
+            units = Units(ids, self.frame_rate, self.vocab_size, durations)
+            if units.num_frames != num_frames:
+                raise SpeechUnitsError(f"{path}: {utt_id!r}: num_frames {num_frames} does not match "
+                                       f"its units ({units.num_frames} frames)")
+            yield utt_id, units, seconds
 
     def iter_multistream(self) -> Iterator[tuple[str, MultiStreamUnits, float]]:
         """``(utt_id, MultiStreamUnits [T, streams], duration_s)`` for every stored utterance (any
         store; a deduplicated single-stream one is expanded to frames)."""
         streams = self.streams
+        for path, utt_id, ids, durations, num_frames, seconds in self._rows():
+            flat = np.asarray(ids) if durations is None else np.repeat(ids, durations)
+            if flat.size != num_frames * streams:
+                raise SpeechUnitsError(f"{path}: {utt_id!r}: {flat.size} ids do not fill {num_frames} "
+                                       f"frames of {streams} streams")
+            yield utt_id, MultiStreamUnits(flat.reshape(-1, streams), self.frame_rate, self.vocab_size), seconds
+
+    def _rows(self) -> Iterator[tuple[Path, str, Any, Any, int, float]]:
+        """``(shard, id, units, durations or None, num_frames, duration_s)`` of every stored row."""
         for path, batch in iter_record_batches(self.shards):
             ids = batch.column("id").to_pylist()
             get_units = list_column(batch, "units")
@@ -186,13 +188,8 @@ class UnitStore:
             num_frames = batch.column("num_frames").to_numpy()
             seconds = batch.column("duration_s").to_pylist()
             for i, utt_id in enumerate(ids):
-                flat = np.asarray(get_units(i))
-                if get_durations is not None:
-                    flat = np.repeat(flat, get_durations(i))
-                if flat.size != num_frames[i] * streams:
-                    raise SpeechUnitsError(f"{path}: {utt_id!r}: {flat.size} ids do not fill {num_frames[i]} "
-                                           f"frames of {streams} streams")
-                yield utt_id, MultiStreamUnits(flat.reshape(-1, streams), self.frame_rate, self.vocab_size), seconds[i]
+                yield (path, utt_id, get_units(i), None if get_durations is None else get_durations(i),
+                       int(num_frames[i]), seconds[i])
 
     def to_dict(self) -> dict[str, Units]:
         """All utterances in memory, keyed by id."""
@@ -221,10 +218,10 @@ class UnitWriter:
     def add(self, utt_id: str, units: Units | MultiStreamUnits, duration_s: float | None = None) -> None:
         """Buffer one utterance; ``duration_s`` defaults to frames / frame rate."""
         streams = int(self.meta.get("streams") or 1)
-        got = units.num_streams if isinstance(units, MultiStreamUnits) else 1
-        if got != streams or (streams > 1) != isinstance(units, MultiStreamUnits):
-            raise SpeechUnitsError(f"{self.path}: {utt_id!r}: units of {got} stream(s) do not match the "
-                                   f"store's {streams}")
+        multi = isinstance(units, MultiStreamUnits)
+        if multi != (streams > 1) or (multi and units.num_streams != streams):  # type: ignore[union-attr]
+            got = f"{units.num_streams}-stream units" if multi else "single-stream units"  # type: ignore[union-attr]
+            raise SpeechUnitsError(f"{self.path}: {utt_id!r}: {got} do not fit a store of {streams} stream(s)")
         if units.vocab_size != self.meta["vocab_size"] or units.frame_rate != self.meta["frame_rate"]:
             raise SpeechUnitsError(f"{self.path}: {utt_id!r}: units (K={units.vocab_size}, {units.frame_rate} Hz) "
                                    f"do not match the store (K={self.meta['vocab_size']}, {self.meta['frame_rate']} Hz)")
