@@ -186,3 +186,17 @@ def test_encode_evaluate_abx_on_a_tiny_corpus(tmp_path: Path) -> None:
     baseline = evaluate_units(shuffled.items(), load_alignments(root), frame_rate=100.0, frame_offset_s=0.0125,
                               vocab_size=100)
     assert evaluation["pnmi"] > 0.25 and evaluation["pnmi"] > 1.8 * baseline.pnmi  # measured 0.38 vs 0.15
+
+
+def test_statistics_from_a_features_directory(tmp_path: Path, tone_dir: Path) -> None:
+    from speechunits.features import read_features_dir
+
+    feats, out = tmp_path / "feats", tmp_path / "cb"
+    assert main(["features", str(tone_dir), "--encoder", "mfcc", "-o", str(feats), "--quiet"]) == 0
+    assert main(["codebook", "random-projection", "--from-features", str(feats), "--k", "8", "--dim", "4",
+                 "-o", str(out), "--quiet"]) == 0
+    every = np.concatenate([x for _, x in read_features_dir(feats, 0)]).astype(np.float64)  # all frames < max
+    cb = Codebook.load(out)
+    assert (cb.meta["encoder"], cb.meta["code_dim"], cb.meta["training_frames"]) == ("mfcc", 4, len(every))
+    np.testing.assert_allclose(cb.norm_mean.numpy(), every.mean(0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(cb.norm_std.numpy(), every.std(0), rtol=1e-5)
