@@ -1,4 +1,5 @@
-"""``speechunits units export|import|info``: unit stores to and from the field's text formats."""
+"""``speechunits units export|import|info|decode``: unit stores to and from the field's text formats;
+dMel stores back to log-mel (and a Griffin-Lim audio preview)."""
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("store", metavar="UNITS_DIR")
     info.set_defaults(func=run_info)
 
+    decode = commands.add_parser(
+        "decode", help="dMel unit store to log-mel (a features directory) and optionally audio",
+        description="Write the log-mel that UNITS_DIR's dMel tokens stand for (bin centres) as a features "
+        "directory OUT (layer0.npy/.len, features.json: usable by `abx` and `fit --from-features`); with "
+        "--audio also OUT/wavs/{id}.wav by Griffin-Lim, a low-quality preview until a unit vocoder exists.")
+    decode.add_argument("store", metavar="UNITS_DIR")
+    decode.add_argument("-o", "--out", required=True, help="output directory")
+    decode.add_argument("--audio", action="store_true", help="also write Griffin-Lim audio previews")
+    decode.add_argument("--iters", type=int, default=32, help="Griffin-Lim iterations (default %(default)s)")
+    decode.add_argument("--codebook", default=None, metavar="CB",
+                        help="refuse the store unless its units come from this dMel codebook directory")
+    decode.set_defaults(func=run_decode)
+
 
 def read_codebook_meta(path: str) -> dict[str, Any]:
     """``codebook.json`` of a codebook directory (or the file itself)."""
@@ -88,16 +102,31 @@ def run_info(args: argparse.Namespace) -> int:
     store = UnitStore.open(args.store)
     utterances = units = frames = 0
     seconds = 0.0
-    for _, unit_seq, secs in store.iter_rows():
+    rows = store.iter_rows() if store.streams == 1 else store.iter_multistream()
+    for _, unit_seq, secs in rows:
         utterances += 1
-        units += len(unit_seq)
+        units += unit_seq.ids.size
         frames += unit_seq.num_frames
         seconds += secs
     summary = {"path": str(store.path), "utterances": utterances, "units": units, "frames": frames,
                "audio_seconds": round(seconds, 3), "shards": len(store.shards), "dedup": store.dedup,
-               "vocab_size": store.vocab_size, "frame_rate": store.frame_rate,
+               "vocab_size": store.vocab_size, "frame_rate": store.frame_rate, "streams": store.streams,
                "codebook_sha256": store.meta.get("codebook_sha256"),
                "encoder": store.meta.get("codebook", {}).get("encoder"),
                "layer": store.meta.get("codebook", {}).get("layer")}
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    from speechunits.quantize.dmel import decode_store
+
+    expected = None
+    if args.codebook:
+        from speechunits.quantize import Codebook
+
+        expected = Codebook.load(args.codebook).sha256
+    report = decode_store(args.store, args.out, audio=args.audio, iters=args.iters, expected_sha256=expected)
+    log.info("%s: %d utterances, %d frames decoded%s", args.out, report.utterances, report.frames,
+             " (with Griffin-Lim audio previews)" if report.audio else "")
     return 0

@@ -5,6 +5,10 @@ features were normalised before k-means, the normalisation tensors (``norm_mean`
 ``norm_std``, float32 ``[D]``). ``CODEBOOK/codebook.json`` holds the metadata keys of
 :data:`META_KEYS`; ``sha256`` is the hex SHA-256 of the centroid bytes (C order,
 little-endian float32), checked on every load.
+
+``kind`` says which quantiser the directory holds (absent in files written before it existed:
+``"kmeans"``). :meth:`Codebook.load` dispatches on it (:data:`CODEBOOK_KINDS`), so every
+consumer of a codebook directory reads the other kinds (random projection, dMel) unchanged.
 """
 from __future__ import annotations
 
@@ -31,8 +35,25 @@ META_FILE = "codebook.json"
 META_KEYS = (
     "format_version", "encoder", "encoder_identity", "layer", "k", "dim", "sample_rate", "frame_rate",
     "hop_length", "receptive_field", "frame_offset_s", "normalisation", "training_frames", "inertia",
-    "seed", "init", "iters", "sha256", "speechunits_version",
+    "seed", "init", "iters", "sha256", "speechunits_version", "kind",
 )
+#: ``kind`` of codebook.json -> ``"module:Class"`` of the :class:`Codebook` subclass that reads it.
+CODEBOOK_KINDS = {
+    "kmeans": "speechunits.quantize.codebook:Codebook",
+    "random-projection": "speechunits.quantize.random_projection:RandomProjectionCodebook",
+    "dmel": "speechunits.quantize.dmel:DMel",
+}
+
+
+def codebook_class(kind: str, source: str = "codebook") -> type["Codebook"]:
+    """The :class:`Codebook` class for a codebook.json ``kind`` (SpeechUnitsError if unknown)."""
+    import importlib
+
+    target = CODEBOOK_KINDS.get(kind)
+    if target is None:
+        raise SpeechUnitsError(f"{source}: unknown codebook kind {kind!r} (known: {', '.join(CODEBOOK_KINDS)})")
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def centroid_sha256(centroids: torch.Tensor | np.ndarray) -> str:
@@ -62,7 +83,12 @@ class Codebook:
         meta: the codebook.json dict (:data:`META_KEYS`).
         norm_mean / norm_std: optional float32 ``[D]``: features are mapped to
             ``(x - norm_mean) / norm_std`` before assignment.
+        kind: codebook.json ``kind`` of the class (subclasses: other quantisers).
+        streams: unit streams per frame (1; dMel: one per mel channel).
     """
+
+    kind = "kmeans"
+    streams = 1
 
     def __init__(self, centroids: torch.Tensor | np.ndarray, meta: dict[str, Any] | None = None,
                  norm_mean: torch.Tensor | None = None, norm_std: torch.Tensor | None = None):
@@ -82,6 +108,7 @@ class Codebook:
         base["sha256"] = centroid_sha256(c)
         base["normalisation"] = base.get("normalisation") or ("meanstd" if self.norm_mean is not None else "none")
         base["speechunits_version"] = base.get("speechunits_version") or __version__
+        base["kind"] = self.kind
         self.meta = base
         self._prepared: dict[tuple[str, str], PreparedCentroids] = {}
 
@@ -194,11 +221,7 @@ class Codebook:
         if out.exists() and not out.is_dir():
             raise SpeechUnitsError(f"{out}: exists and is not a directory")
         out.mkdir(parents=True, exist_ok=True)
-        tensors = {"centroids": self.centroids}
-        if self.norm_mean is not None:
-            tensors["norm_mean"] = self.norm_mean.contiguous()
-        if self.norm_std is not None:
-            tensors["norm_std"] = self.norm_std.contiguous()
+        tensors = self.tensors()
         tmp = out / (CENTROIDS_FILE + ".tmp")
         # One metadata key only: safetensors writes metadata in hash order, and saves must be byte-identical.
         save_file(tensors, str(tmp), metadata={"format": "speechunits-codebook"})
@@ -210,7 +233,8 @@ class Codebook:
 
     @classmethod
     def load(cls, path: str | Path) -> "Codebook":
-        """Read a codebook directory; verifies the file structure and the centroid sha256."""
+        """Read a codebook directory of any kind (dispatching on ``kind``, see :data:`CODEBOOK_KINDS`);
+        verifies the file structure and the content sha256."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -232,29 +256,58 @@ class Codebook:
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
             raise SpeechUnitsError(f"{meta_path}: unsupported codebook format_version {version!r} (expected {FORMAT_VERSION})")
+        kind = meta.get("kind") or "kmeans"
+        if not isinstance(kind, str):
+            raise SpeechUnitsError(f"{meta_path}: 'kind' must be a string, got {kind!r}")
+        target = codebook_class(kind, str(meta_path))
         try:
             tensors = load_file(str(tensors_path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise SpeechUnitsError(f"{tensors_path}: unreadable or truncated safetensors file ({exc})") from None
-        if "centroids" not in tensors:
-            raise SpeechUnitsError(f"{tensors_path}: no 'centroids' tensor")
-        centroids = tensors["centroids"]
-        if centroids.dtype != torch.float32 or centroids.dim() != 2:
-            raise SpeechUnitsError(f"{tensors_path}: 'centroids' must be float32 [K, D], got {centroids.dtype} {tuple(centroids.shape)}")
-        digest = centroid_sha256(centroids)
-        if digest != meta.get("sha256"):
+        codebook = target.from_tensors(tensors, meta, str(tensors_path))
+        if codebook.sha256 != meta.get("sha256"):
             raise SpeechUnitsError(
-                f"{tensors_path}: centroid sha256 {digest[:12]}... does not match {meta_path} ({str(meta.get('sha256'))[:12]}...)"
+                f"{tensors_path}: content sha256 {codebook.sha256[:12]}... does not match {meta_path} "
+                f"({str(meta.get('sha256'))[:12]}...)"
             )
-        if (meta.get("k"), meta.get("dim")) != tuple(centroids.shape):
-            raise SpeechUnitsError(f"{meta_path}: k/dim {meta.get('k')}/{meta.get('dim')} disagree with centroids {tuple(centroids.shape)}")
+        if (meta.get("k"), meta.get("dim")) != (codebook.k, codebook.dim):
+            raise SpeechUnitsError(f"{meta_path}: k/dim {meta.get('k')}/{meta.get('dim')} disagree with "
+                                   f"{tensors_path} ({codebook.k}/{codebook.dim})")
+        return codebook
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> "Codebook":
+        """Build from the tensors of ``codebook.safetensors`` and the JSON (used by :meth:`load`;
+        subclasses read their own tensors). Raises SpeechUnitsError on a missing or malformed tensor."""
+        centroids = require_tensor(tensors, "centroids", source)
         return cls(centroids, meta, tensors.get("norm_mean"), tensors.get("norm_std"))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """What :meth:`save` writes to ``codebook.safetensors``."""
+        tensors = {"centroids": self.centroids}
+        if self.norm_mean is not None:
+            tensors["norm_mean"] = self.norm_mean.contiguous()
+        if self.norm_std is not None:
+            tensors["norm_std"] = self.norm_std.contiguous()
+        return tensors
 
     def info_text(self) -> str:
         """Human-readable summary (``speechunits codebook info``)."""
         keys = [k for k in META_KEYS if k not in ("format_version",)]
+        keys += sorted(k for k in self.meta if k not in META_KEYS)
         width = max(len(k) for k in keys)
         return "\n".join(f"{k:<{width}}  {self.meta.get(k)}" for k in keys)
 
     def __repr__(self) -> str:
-        return f"Codebook(k={self.k}, dim={self.dim}, encoder={self.encoder_name!r}, layer={self.layer})"
+        return f"{type(self).__name__}(k={self.k}, dim={self.dim}, encoder={self.encoder_name!r}, layer={self.layer})"
+
+
+def require_tensor(tensors: dict[str, torch.Tensor], name: str, source: str, ndim: int = 2) -> torch.Tensor:
+    """``tensors[name]``, which must be a float32 tensor of ``ndim`` dimensions (SpeechUnitsError)."""
+    if name not in tensors:
+        raise SpeechUnitsError(f"{source}: no {name!r} tensor")
+    tensor = tensors[name]
+    if tensor.dtype != torch.float32 or tensor.dim() != ndim:
+        raise SpeechUnitsError(f"{source}: {name!r} must be float32 with {ndim} dimensions, "
+                               f"got {tensor.dtype} {tuple(tensor.shape)}")
+    return tensor

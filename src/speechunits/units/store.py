@@ -5,6 +5,12 @@ only), ``num_frames`` int64 (frames before dedup), ``duration_s`` float64 (audio
 Every shard's file metadata key ``speechunits`` holds the store metadata (:func:`store_meta`):
 the codebook's JSON and sha256, frame rate and offset, vocabulary size and the dedup flag.
 See :mod:`speechunits.units.parquet_dir` for the file layout and crash recovery.
+
+A multi-stream store (dMel: one stream per mel channel) has the metadata key ``streams`` = S
+(absent: 1, as in every store written before it existed) and holds, per utterance, the
+``T x S`` ids frame-major in ``units`` (frame t's S ids at ``[t*S, (t+1)*S)``), with
+``num_frames`` = T; it is never deduplicated. Read it with :meth:`UnitStore.iter_multistream`;
+the single-stream readers (:meth:`UnitStore.iter_rows`, iteration) refuse it.
 """
 from __future__ import annotations
 
@@ -27,12 +33,13 @@ from speechunits.units.parquet_dir import (
     read_file_meta,
     shard_files,
 )
+from speechunits.units.multistream import MultiStreamUnits
 from speechunits.units.units import Units
 
 STORE_FORMAT_VERSION = 1
 STORE_KIND = "units"
 #: Metadata keys that must agree between a store and anything appended to it.
-MATCH_KEYS = ("kind", "codebook_sha256", "dedup", "vocab_size", "frame_rate")
+MATCH_KEYS = ("kind", "codebook_sha256", "dedup", "vocab_size", "frame_rate", "streams")
 SHARD_PREFIX = "units"
 
 
@@ -44,7 +51,7 @@ def store_meta(codebook_meta: dict[str, Any], dedup: bool) -> dict[str, Any]:
     offset = codebook_meta.get("frame_offset_s")
     if offset is None and codebook_meta.get("receptive_field") and codebook_meta.get("sample_rate"):
         offset = codebook_meta["receptive_field"] / (2 * codebook_meta["sample_rate"])
-    return {
+    meta = {
         "format_version": STORE_FORMAT_VERSION,
         "kind": STORE_KIND,
         "codebook": codebook_meta,
@@ -54,6 +61,13 @@ def store_meta(codebook_meta: dict[str, Any], dedup: bool) -> dict[str, Any]:
         "vocab_size": int(codebook_meta["k"]),
         "dedup": bool(dedup),
     }
+    streams = int(codebook_meta.get("streams") or 1)
+    if streams > 1:
+        if dedup:
+            raise SpeechUnitsError(f"a {streams}-stream codebook ({codebook_meta.get('kind')}) gives units that "
+                                   "are not deduplicated; drop --dedup")
+        meta["streams"] = streams
+    return meta
 
 
 def store_schema(dedup: bool) -> pa.Schema:
@@ -119,6 +133,11 @@ class UnitStore:
     def frame_rate(self) -> float:
         return float(self.meta["frame_rate"])
 
+    @property
+    def streams(self) -> int:
+        """Parallel unit streams per frame (1 unless the codebook is multi-stream, e.g. dMel)."""
+        return int(self.meta.get("streams") or 1)
+
     def __len__(self) -> int:
         return sum(pq.ParquetFile(shard).metadata.num_rows for shard in self.shards)
 
@@ -136,7 +155,32 @@ class UnitStore:
             yield utt_id, units
 
     def iter_rows(self) -> Iterator[tuple[str, Units, float]]:
-        """``(utt_id, Units, duration_s)`` for every stored utterance."""
+        """``(utt_id, Units, duration_s)`` for every stored utterance (single-stream stores only)."""
+        if self.streams > 1:
+            raise SpeechUnitsError(f"{self.path}: holds {self.streams} parallel unit streams "
+                                   f"({self.meta.get('codebook', {}).get('kind')}), not one unit sequence per "
+                                   "utterance; read it with UnitStore.iter_multistream() or decode it with "
+                                   "`speechunits units decode`")
+        for path, utt_id, ids, durations, num_frames, seconds in self._rows():
+            units = Units(ids, self.frame_rate, self.vocab_size, durations)
+            if units.num_frames != num_frames:
+                raise SpeechUnitsError(f"{path}: {utt_id!r}: num_frames {num_frames} does not match "
+                                       f"its units ({units.num_frames} frames)")
+            yield utt_id, units, seconds
+
+    def iter_multistream(self) -> Iterator[tuple[str, MultiStreamUnits, float]]:
+        """``(utt_id, MultiStreamUnits [T, streams], duration_s)`` for every stored utterance (any
+        store; a deduplicated single-stream one is expanded to frames)."""
+        streams = self.streams
+        for path, utt_id, ids, durations, num_frames, seconds in self._rows():
+            flat = np.asarray(ids) if durations is None else np.repeat(ids, durations)
+            if flat.size != num_frames * streams:
+                raise SpeechUnitsError(f"{path}: {utt_id!r}: {flat.size} ids do not fill {num_frames} "
+                                       f"frames of {streams} streams")
+            yield utt_id, MultiStreamUnits(flat.reshape(-1, streams), self.frame_rate, self.vocab_size), seconds
+
+    def _rows(self) -> Iterator[tuple[Path, str, Any, Any, int, float]]:
+        """``(shard, id, units, durations or None, num_frames, duration_s)`` of every stored row."""
         for path, batch in iter_record_batches(self.shards):
             ids = batch.column("id").to_pylist()
             get_units = list_column(batch, "units")
@@ -144,12 +188,8 @@ class UnitStore:
             num_frames = batch.column("num_frames").to_numpy()
             seconds = batch.column("duration_s").to_pylist()
             for i, utt_id in enumerate(ids):
-                units = Units(get_units(i), self.frame_rate, self.vocab_size,
-                              get_durations(i) if get_durations is not None else None)
-                if units.num_frames != num_frames[i]:
-                    raise SpeechUnitsError(f"{path}: {utt_id!r}: num_frames {num_frames[i]} does not match "
-                                           f"its units ({units.num_frames} frames)")
-                yield utt_id, units, seconds[i]
+                yield (path, utt_id, get_units(i), None if get_durations is None else get_durations(i),
+                       int(num_frames[i]), seconds[i])
 
     def to_dict(self) -> dict[str, Units]:
         """All utterances in memory, keyed by id."""
@@ -175,15 +215,20 @@ class UnitWriter:
     def done(self) -> set[str]:
         return self._writer.done
 
-    def add(self, utt_id: str, units: Units, duration_s: float | None = None) -> None:
+    def add(self, utt_id: str, units: Units | MultiStreamUnits, duration_s: float | None = None) -> None:
         """Buffer one utterance; ``duration_s`` defaults to frames / frame rate."""
+        streams = int(self.meta.get("streams") or 1)
+        multi = isinstance(units, MultiStreamUnits)
+        if multi != (streams > 1) or (multi and units.num_streams != streams):  # type: ignore[union-attr]
+            got = f"{units.num_streams}-stream units" if multi else "single-stream units"  # type: ignore[union-attr]
+            raise SpeechUnitsError(f"{self.path}: {utt_id!r}: {got} do not fit a store of {streams} stream(s)")
         if units.vocab_size != self.meta["vocab_size"] or units.frame_rate != self.meta["frame_rate"]:
             raise SpeechUnitsError(f"{self.path}: {utt_id!r}: units (K={units.vocab_size}, {units.frame_rate} Hz) "
                                    f"do not match the store (K={self.meta['vocab_size']}, {self.meta['frame_rate']} Hz)")
         if units.is_deduplicated != self.meta["dedup"]:
             raise SpeechUnitsError(f"{self.path}: {utt_id!r}: store dedup={self.meta['dedup']} but units "
                                    f"are {'deduplicated' if units.is_deduplicated else 'frame-level'}")
-        row: dict[str, Any] = {"id": utt_id, "units": units.ids.astype(np.int32)}
+        row: dict[str, Any] = {"id": utt_id, "units": units.ids.reshape(-1).astype(np.int32)}
         if units.durations is not None:
             row["durations"] = units.durations.astype(np.int32)
         row["num_frames"] = units.num_frames
@@ -203,13 +248,15 @@ class UnitWriter:
         self.close()
 
 
-def write_units(path: str | os.PathLike[str], items: Iterable[tuple[str, Units]], codebook_meta: dict[str, Any], *,
+def write_units(path: str | os.PathLike[str], items: Iterable[tuple[str, Units | MultiStreamUnits]],
+                codebook_meta: dict[str, Any], *,
                 dedup: bool | None = None, durations_s: dict[str, float] | None = None,
                 rows_per_file: int = DEFAULT_ROWS_PER_FILE) -> UnitStore:
     """Write a complete store into a new (or empty) directory and open it.
 
     Args:
-        items: ``(utt_id, Units)`` pairs; all deduplicated or all frame-level.
+        items: ``(utt_id, Units)`` pairs; all deduplicated or all frame-level (``MultiStreamUnits``
+            when the codebook's JSON has ``streams`` > 1).
         codebook_meta: the codebook's JSON.
         dedup: store flag; default: from the first item (``False`` for no items).
         durations_s: optional audio seconds per id (default: frames / frame rate).
@@ -229,6 +276,6 @@ def write_units(path: str | os.PathLike[str], items: Iterable[tuple[str, Units]]
     return UnitStore.open(path)
 
 
-def _chain(first: tuple[str, Units], rest: Iterator[tuple[str, Units]]) -> Iterator[tuple[str, Units]]:
+def _chain(first: tuple[str, Any], rest: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
     yield first
     yield from rest

@@ -3,6 +3,8 @@
 Several codebooks (each tied to one layer, DASB style) share one encoder pass that runs only
 up to the deepest layer any of them needs. Every codebook is checked against the encoder
 (identity, layer, dimension) before anything is encoded, so mismatched units are never made.
+A multi-stream codebook (``streams`` > 1, dMel) gives one :class:`MultiStreamUnits` per
+utterance through its ``assign_streams``.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 from speechunits.audio import Audio
 from speechunits.encoders.base import Encoder, EncoderInfo
 from speechunits.errors import SpeechUnitsError
+from speechunits.units.multistream import MultiStreamUnits
 from speechunits.units.units import Units
 
 
@@ -49,6 +52,8 @@ class UnitTokenizer:
             raise SpeechUnitsError("UnitTokenizer needs at least one codebook")
         if layers is not None and len(layers) != len(codebooks):
             raise SpeechUnitsError(f"{len(layers)} layers given for {len(codebooks)} codebooks")
+        if dedup and any(getattr(codebook, "streams", 1) > 1 for codebook in codebooks):
+            raise SpeechUnitsError("multi-stream codebooks (dMel) give frame-level units: dedup is not available")
         info = encoder.info
         #: The layer each codebook quantises (a codebook without a layer only fits layer-less encoders).
         self.stream_layers: list[int] = []
@@ -67,12 +72,17 @@ class UnitTokenizer:
         #: Layers the encoder is asked for (sorted, unique).
         self.layers = encoder.check_layers(self.stream_layers)
 
-    def units_from_features(self, features: dict[int, np.ndarray]) -> list[Units]:
-        """Units of every stream from one utterance's features ``{layer: [frames, dim]}``."""
-        streams = []
+    def units_from_features(self, features: dict[int, np.ndarray]) -> list[Any]:
+        """Units of every stream from one utterance's features ``{layer: [frames, dim]}``
+        (:class:`MultiStreamUnits` for a multi-stream codebook)."""
+        streams: list[Any] = []
         for codebook, layer in zip(self.codebooks, self.stream_layers):
             if layer not in features:
                 raise SpeechUnitsError(f"features lack layer {layer} needed by a codebook")
+            if getattr(codebook, "streams", 1) > 1:
+                tokens = codebook.assign_streams(features[layer])  # type: ignore[attr-defined]
+                streams.append(MultiStreamUnits(tokens, self.frame_rate, int(codebook.k)))
+                continue
             labels = np.asarray(codebook.assign(features[layer]), dtype=np.int64)
             units = Units(labels, self.frame_rate, int(codebook.k))
             streams.append(units.dedup() if self.dedup else units)
@@ -103,7 +113,9 @@ class UnitTokenizer:
         return self.units_from_features(self.encoder.extract(audio, self.layers))
 
     def encode(self, audio: Audio | np.ndarray) -> Units:
-        """Units of the first stream."""
+        """Units of the first stream (refused for a multi-stream codebook: use :meth:`encode_streams`)."""
+        if getattr(self.codebooks[0], "streams", 1) > 1:
+            raise SpeechUnitsError("the first codebook is multi-stream (dMel): use encode_streams()")
         return self.encode_streams(audio)[0]
 
     def encode_batch(self, waves: Sequence[Audio | np.ndarray]) -> list[list[Units]]:
