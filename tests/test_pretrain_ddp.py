@@ -11,9 +11,8 @@ import torch
 
 SCRIPT = """
 import json, sys
-from speechunits.train.config import TrainConfig
-from speechunits.train.pretrain import pretrain
-cfg = TrainConfig.from_dict(json.loads(sys.argv[3]))
+from speechunits.pretrain import PretrainConfig, pretrain
+cfg = PretrainConfig.from_dict(json.loads(sys.argv[3]))
 pretrain(sys.argv[1], sys.argv[2], cfg, device="cpu", quiet=True)
 """
 
@@ -22,8 +21,8 @@ pretrain(sys.argv[1], sys.argv[2], cfg, device="cpu", quiet=True)
 def test_ddp_equals_accumulation(tmp_path: Path, tone_dir: Path):
     from safetensors.torch import load_file
 
-    from speechunits.train.checkpoint import read_state
-    from speechunits.train.pretrain import pretrain
+    from speechunits.pretrain import pretrain
+    from speechunits.training.checkpoint import read_state
     from test_pretrain import small_config
 
     # no dropout: the ranks' dropout RNG streams differ from one process's stream
