@@ -53,12 +53,14 @@ class Task(Protocol):
 
 
 def move_to(obj: Any, device: torch.device) -> Any:
-    """``obj`` with every tensor inside (dicts, lists, tuples, dataclasses) on ``device``."""
+    """``obj`` with every tensor inside (dicts, lists, tuples, namedtuples, dataclasses) on ``device``."""
     if isinstance(obj, torch.Tensor):
         return obj.to(device, non_blocking=True)
     if isinstance(obj, dict):
         return {key: move_to(value, device) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return type(obj)(*(move_to(value, device) for value in obj))
+    if isinstance(obj, (list, tuple)):
         return type(obj)(move_to(value, device) for value in obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.replace(obj, **{f.name: move_to(getattr(obj, f.name), device)
