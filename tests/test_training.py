@@ -112,6 +112,8 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path: Path):
         Trainer(make_model(), Regression(), cfg(checkpoint_every=2), tmp_path / "part", device=CPU,
                 quiet=True).run(on_step=crash_at_3)
     assert read_state(tmp_path / "part")["step"] == 2
+    with open(training_dir(tmp_path / "part") / "log.jsonl", "a") as torn:  # a line cut by the crash
+        torn.write('{"step": 4, "lo')
     resumed_model = make_model(seed=99)  # other initial weights: the checkpoint must replace them
     trainer = Trainer(resumed_model, Regression(), cfg(checkpoint_every=2), tmp_path / "part", device=CPU,
                       quiet=True)

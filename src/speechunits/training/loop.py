@@ -197,8 +197,7 @@ class Trainer:
         path = training_dir(self.out_dir) / LOG_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_file():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= start_step]
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _logged_step(line) <= start_step]
             path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         return open(path, "a", encoding="utf-8")
 
@@ -277,3 +276,10 @@ class Trainer:
                      sum(e.loss for e in window) / n, metrics, entry.lr, entry.grad_norm, amount / max(wall, 1e-9),
                      self.amount_unit)
 
+
+def _logged_step(line: str) -> float:
+    """The step of a ``log.jsonl`` line; infinity for a blank or torn line (dropped on resume)."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
