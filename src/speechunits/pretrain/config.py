@@ -10,11 +10,11 @@ HuBERT-Base (fairseq ``hubert_base_librispeech``, post-LN). All keep the group-n
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.training.config import OptimConfig
+from speechunits.training.config import OptimConfig, config_from_dict, config_to_dict
 
 #: HuBERT's CNN: kernel sizes and strides (receptive field 400 samples, hop 320 at 16 kHz).
 CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
@@ -173,17 +173,11 @@ class PretrainConfig:
         return self.head_dim or HEAD_DIM[self.model]
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["betas"] = list(self.betas)
-        return out
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PretrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise SpeechUnitsError(f"pretraining config: unknown keys {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "pretraining config")
 
 
 def hubert_config(train: PretrainConfig) -> "transformers.HubertConfig":  # noqa: F821

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from speechunits.errors import SpeechUnitsError
+
+C = TypeVar("C")
 
 #: Learning-rate decay after warmup: to 0 at ``steps`` (linear, cosine) or none (constant).
 SCHEDULES = ("linear", "cosine", "constant")
@@ -56,13 +58,21 @@ class OptimConfig:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["betas"] = list(self.betas)
-        return out
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "OptimConfig":
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise SpeechUnitsError(f"optimisation config: unknown keys {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "optimisation config")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as JSON-ready values (tuples become lists)."""
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(config).items()}
+
+
+def config_from_dict(cls: type[C], data: dict[str, Any], what: str) -> C:
+    """``cls(**data)``, refusing keys ``cls`` does not have (``what`` names the config in the error)."""
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise SpeechUnitsError(f"{what}: unknown keys {sorted(unknown)}")
+    return cls(**data)
