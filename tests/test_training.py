@@ -137,6 +137,14 @@ def test_time_budget_reports_steps_done(tmp_path: Path):
     assert len(result.history) == 1 and read_state(tmp_path / "m")["step"] == 1
 
 
+def test_on_step_can_stop_the_run(tmp_path: Path):
+    """Early stopping: a callback (a dev evaluation, say) ends the run after step 3 with a checkpoint."""
+    result = Trainer(make_model(), Regression(), cfg(steps=10), tmp_path / "m", device=CPU, quiet=True).run(
+        on_step=lambda entry: entry.step == 3)
+    assert (result.steps_done, result.steps_max, result.stop_reason) == (3, 10, "requested")
+    assert read_state(tmp_path / "m")["step"] == 3
+
+
 def test_non_finite_gradient_skips_the_update(caplog):
     class Exploding(Regression):
         def loss(self, model, batch):

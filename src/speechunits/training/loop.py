@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 LOG_FILE = "log.jsonl"
 STOP_MAX_STEPS = "max_steps"
 STOP_TIME_BUDGET = "time_budget"
+STOP_REQUESTED = "requested"
 
 
 @dataclass
@@ -73,7 +74,7 @@ class TrainResult:
         history: the steps run by this call.
         steps_done: optimizer steps the model has had (including those before a resume).
         steps_max: the cap (``OptimConfig.steps``).
-        stop_reason: ``"max_steps"`` or ``"time_budget"``.
+        stop_reason: ``"max_steps"``, ``"time_budget"`` or ``"requested"`` (by ``on_step``).
     """
 
     history: list[StepLog]
@@ -212,11 +213,22 @@ class Trainer:
             fraction = float(shared[0])
         return fraction
 
-    def run(self, start_step: int = 0, on_step: Callable[[StepLog], None] | None = None) -> TrainResult:
+    def _shared_flag(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank."""
+        if not self.dist.enabled:
+            return flag
+        shared = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64)
+        torch.distributed.broadcast(shared, 0)
+        return bool(shared[0] > 0)
+
+    def run(self, start_step: int = 0, on_step: Callable[[StepLog], bool | None] | None = None) -> TrainResult:
         """Train from ``start_step`` (0, or the step :meth:`restore` returned) to ``cfg.steps``.
 
         A fresh run (``start_step == 0``) seeds the torch RNG with ``seed + rank``. Checkpoints
         every ``checkpoint_every`` steps and at the end (also when the time budget stops it).
+        ``on_step(entry)`` runs after every step on every rank (e.g. a dev-set evaluation every
+        N steps); when it returns True on rank 0, the run checkpoints and stops
+        (``stop_reason "requested"``: early stopping).
         """
         from tqdm import tqdm
 
@@ -244,12 +256,15 @@ class Trainer:
                 done = step + 1
                 history.append(entry)
                 window.append(entry)
-                if on_step is not None:
-                    on_step(entry)
                 if self.dist.is_main:
                     self._report(bar, log_file, entry, window)
                     if done % cfg.log_every == 0 or done == cfg.steps:
                         window = []
+                if on_step is not None and self._shared_flag(bool(on_step(entry))):
+                    log.info("stop requested after step %d of %d", done, cfg.steps)
+                    reason = STOP_REQUESTED
+                    self.checkpoint(done)
+                    break
                 if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                     self.checkpoint(done)
         finally:
