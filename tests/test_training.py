@@ -192,6 +192,30 @@ def test_checkpoint_files_state_and_export(tmp_path: Path):
         torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
 
 
+def test_a_crash_while_checkpointing_leaves_the_previous_checkpoint(tmp_path: Path):
+    calls = []
+
+    def export(model, out_dir):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed while writing the step-4 checkpoint
+
+    model = make_model()
+    trainer = Trainer(model, Regression(), cfg(steps=4, checkpoint_every=2), tmp_path / "m", device=CPU, quiet=True,
+                      export=export)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert read_state(tmp_path / "m")["step"] == 2
+    resumed = Trainer(make_model(seed=1), Regression(), cfg(steps=4, checkpoint_every=2), tmp_path / "m",
+                      device=CPU, quiet=True)
+    assert resumed.restore()["step"] == 2  # weights, optimizer and RNG of step 2 load
+    two_steps = make_model()
+    Trainer(two_steps, Regression(), cfg(steps=4), None, device=CPU, quiet=True).run(
+        on_step=lambda entry: entry.step == 2)
+    for key, value in weights(two_steps).items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
+
+
 def test_checkpoint_errors(tmp_path: Path):
     with pytest.raises(SpeechUnitsError, match="no checkpoint"):
         read_state(tmp_path / "none")

@@ -10,9 +10,9 @@ Layout::
     DIR/training/rng-rank{r}.safetensors    torch CPU (and CUDA) RNG state of rank r
     DIR/training/log.jsonl                  one line per optimizer step (written by the loop)
 
-Every file is written to a temporary name and renamed. ``state.json`` is removed when a
-checkpoint starts and renamed into place after every rank has written its files: a directory
-without it is not a resumable checkpoint. How the model is exported for use (for pretraining,
+Every file is written to a temporary name first; once all are written, ``state.json`` is
+removed, the files are renamed into place and ``state.json`` is written last: a directory
+without it is not a resumable checkpoint, and a crash while writing leaves the previous one. How the model is exported for use (for pretraining,
 a Hugging Face model in ``DIR`` itself) is the trainer's business, through the ``export`` hook.
 """
 from __future__ import annotations
@@ -44,10 +44,15 @@ def has_checkpoint(out_dir: str | Path) -> bool:
     return (training_dir(out_dir) / STATE_FILE).is_file()
 
 
-def _replace_into(path: Path, write: Callable[[Path], None]) -> None:
+def _write_tmp(path: Path, write: Callable[[Path], None]) -> Path:
+    """``write`` to ``path`` + ``.tmp``; that temporary path."""
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
-    os.replace(tmp, path)
+    return tmp
+
+
+def _replace_into(path: Path, write: Callable[[Path], None]) -> None:
+    os.replace(_write_tmp(path, write), path)
 
 
 def _rng_path(out_dir: Path, rank: int) -> Path:
@@ -58,9 +63,11 @@ def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, optimizer: torc
                     state: dict[str, Any], *, dist: Distributed | None = None, export: Export | None = None) -> None:
     """Write a resumable checkpoint of ``model`` (unwrapped, not the DDP wrapper) to ``out_dir``.
 
-    Every rank calls this (it synchronises them): each writes its RNG state, rank 0 the
-    weights, the optimizer state, ``export(model, out_dir)`` and finally ``state.json``
-    (``state`` plus ``format_version``).
+    Every rank calls this (it synchronises them). First everything is written under temporary
+    names (each rank its RNG state; rank 0 the weights, the optimizer state and
+    ``export(model, out_dir)``); then ``state.json`` is removed, the files are renamed into
+    place, and ``state.json`` (``state`` plus ``format_version``) is written last. The previous
+    checkpoint stays resumable until the renames, which take no time.
     """
     from safetensors.torch import save_file, save_model
 
@@ -68,19 +75,22 @@ def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, optimizer: torc
     out = Path(out_dir)
     training = training_dir(out)
     training.mkdir(parents=True, exist_ok=True)
-    if dist.is_main:
-        (training / STATE_FILE).unlink(missing_ok=True)
-    dist.barrier()
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         rng["cuda"] = torch.cuda.get_rng_state()
-    _replace_into(_rng_path(out, dist.rank), lambda p: save_file(rng, str(p)))
+    written = [_write_tmp(_rng_path(out, dist.rank), lambda p: save_file(rng, str(p)))]
     if dist.is_main:
-        _replace_into(training / MODEL_FILE, lambda p: save_model(model, str(p)))
+        written.append(_write_tmp(training / MODEL_FILE, lambda p: save_model(model, str(p))))
         if optimizer is not None:
-            _replace_into(training / OPTIMIZER_FILE, lambda p: torch.save(optimizer.state_dict(), p))
+            written.append(_write_tmp(training / OPTIMIZER_FILE, lambda p: torch.save(optimizer.state_dict(), p)))
         if export is not None:
             export(model, out)
+    dist.barrier()
+    if dist.is_main:
+        (training / STATE_FILE).unlink(missing_ok=True)
+    dist.barrier()
+    for tmp in written:
+        os.replace(tmp, tmp.with_suffix(""))
     dist.barrier()
     if dist.is_main:
         text = json.dumps({**state, "format_version": FORMAT_VERSION}, indent=2, sort_keys=True)
