@@ -37,11 +37,11 @@ from speechunits.measure.abx import build_items, compute_abx
 from speechunits.measure.alignments import frame_label_ids, load_alignments
 from speechunits.measure.metrics import contingency, phone_unit_scores
 from speechunits.quantize.kmeans import fit_kmeans
-from speechunits.train.config import TrainConfig
-from speechunits.train.data import load_waves
-from speechunits.train.iterate import layer_features
-from speechunits.train.pretrain import pretrain
-from speechunits.train.targets import nearest
+from speechunits.pretrain import pretrain
+from speechunits.pretrain.config import PretrainConfig
+from speechunits.pretrain.data import load_waves
+from speechunits.pretrain.iterate import layer_features
+from speechunits.pretrain.targets import nearest
 
 log = logging.getLogger("bench.pretrain")
 SR = 16000
@@ -105,15 +105,15 @@ def profile_step(out: Path, batch_seconds: float, frame_rate: int) -> list[dict]
     """Top ops (self CPU time) of 3 tiny-config training steps on a fixed batch."""
     from torch.profiler import ProfilerActivity, profile
 
-    from speechunits.train.head import masked_prediction_loss
-    from speechunits.train.loop import make_optimizer
-    from speechunits.train.masking import span_mask
-    from speechunits.train.model import HubertPretrainer
+    from speechunits.pretrain.head import masked_prediction_loss
+    from speechunits.pretrain.masking import span_mask
+    from speechunits.pretrain.model import HubertPretrainer
+    from speechunits.training.optim import make_optimizer
 
     torch.manual_seed(0)
-    train = TrainConfig(model="tiny", frame_rate=frame_rate)
+    train = PretrainConfig(model="tiny", frame_rate=frame_rate)
     model = HubertPretrainer.build(train, 100).train()
-    opt = make_optimizer(model, train)
+    opt = make_optimizer(model, train.optim())
     crop = 4 * SR
     batch = max(1, int(batch_seconds * SR) // crop)
     waves = torch.randn(batch, crop) * 0.1
@@ -140,17 +140,17 @@ def profile_step(out: Path, batch_seconds: float, frame_rate: int) -> list[dict]
     return [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count} for e in rows]
 
 
-def iteration1_config(args: argparse.Namespace) -> TrainConfig:
+def iteration1_config(args: argparse.Namespace) -> PretrainConfig:
     """The tiny config with MFCC K targets; masked spans of ``--mask-seconds`` at either frame rate."""
     mask_length = max(1, round(args.mask_seconds * args.frame_rate))
-    return TrainConfig(model="tiny", frame_rate=args.frame_rate, targets=f"mfcc:{args.k}", steps=args.steps,
+    return PretrainConfig(model="tiny", frame_rate=args.frame_rate, targets=f"mfcc:{args.k}", steps=args.steps,
                        lr=args.lr, warmup_steps=args.warmup, max_batch_seconds=args.batch_seconds,
                        crop_seconds=4.0, max_minutes=args.train_minutes, log_every=10, checkpoint_every=500,
                        unmasked_weight=args.unmasked_weight, mask_length=mask_length,
                        mask_prob=0.08 * 10 / mask_length)
 
 
-def timed_pretrain(train_dir: Path, model_dir: Path, cfg: TrainConfig) -> dict:
+def timed_pretrain(train_dir: Path, model_dir: Path, cfg: PretrainConfig) -> dict:
     """Train one iteration; its wall time, throughput and first/last losses."""
     start = time.perf_counter()
     result = pretrain(train_dir / "manifest.tsv", model_dir, cfg, device="cpu", quiet=True)
@@ -160,17 +160,18 @@ def timed_pretrain(train_dir: Path, model_dir: Path, cfg: TrainConfig) -> dict:
         "wall_seconds_total": wall,
         "wall_seconds_steps": sum(h.wall_seconds for h in hist),
         "steps": len(hist),
-        "audio_seconds_seen": sum(h.audio_seconds for h in hist),
-        "audio_per_second": sum(h.audio_seconds for h in hist) / max(sum(h.wall_seconds for h in hist), 1e-9),
+        "stop_reason": result.training.stop_reason,
+        "audio_seconds_seen": sum(h.amount for h in hist),
+        "audio_per_second": sum(h.amount for h in hist) / max(sum(h.wall_seconds for h in hist), 1e-9),
         "first_loss": float(np.mean([h.loss for h in hist[:25]])),
         "final_loss": float(np.mean([h.loss for h in hist[-25:]])),
-        "final_masked_acc": float(np.mean([h.masked_acc for h in hist[-25:]])),
+        "final_masked_acc": float(np.mean([h.metrics["masked_acc"] for h in hist[-25:]])),
     }
 
 
 def train_iteration2(args: argparse.Namespace, train_dir: Path, model1: Path, model2: Path) -> dict:
     """HuBERT's iteration 2: K-means on layer ``--iteration2-layer`` of iteration 1 over the training corpus."""
-    from speechunits.train.iterate import fit_layer_codebook
+    from speechunits.pretrain.iterate import fit_layer_codebook
 
     summary_path = model2.parent / "train2.json"
     if (model2 / "training" / "state.json").is_file() and summary_path.is_file():
@@ -181,7 +182,7 @@ def train_iteration2(args: argparse.Namespace, train_dir: Path, model1: Path, mo
         waves = load_waves(open_corpus(train_dir / "manifest.tsv"), SR, SR)
         fit_layer_codebook(model1, waves, layer, args.k, 0, codebook)
     targets_seconds = time.perf_counter() - start
-    cfg = TrainConfig.from_dict({**iteration1_config(args).to_dict(), "targets": str(codebook)})
+    cfg = PretrainConfig.from_dict({**iteration1_config(args).to_dict(), "targets": str(codebook)})
     summary = {**timed_pretrain(train_dir, model2, cfg), "codebook_seconds": targets_seconds}
     summary_path.write_text(json.dumps(summary, indent=2))
     return summary

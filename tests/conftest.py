@@ -1,14 +1,92 @@
 """Shared test fixtures: tiny random-initialised HF encoders and small audio files.
 
 No test touches the network: models are built from configs and saved to temp dirs.
+
+Tests leave no process-wide state behind:
+
+* ``HOME`` and every cache directory libraries derive from it (XDG, Hugging Face, torch,
+  matplotlib, the synthetic-corpus cache of :mod:`speechunits.synth.testing`) point into a
+  temporary directory for the session, set before collection (libraries read them at import)
+  and removed at the end. An explicitly set ``SPEECHUNITS_CACHE`` is kept (a persistent synth
+  cache across sessions is opt-in).
+* torch's intra-op thread count is restored after every test and every module (fixtures and
+  tests that call ``torch.set_num_threads`` would otherwise change it for all later tests).
 """
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+#: Environment variables pointed into the session's temporary home (see the module docstring).
+_HOME_VARS = ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "HF_HOME", "TORCH_HOME", "MPLCONFIGDIR",
+              "SPEECHUNITS_CACHE")
+_saved_env: dict[str, str | None] = {}
+_temp_home: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _temp_home
+    _temp_home = Path(tempfile.mkdtemp(prefix="speechunits-tests-home-"))
+    targets = {
+        "HOME": _temp_home,
+        "XDG_CACHE_HOME": _temp_home / ".cache",
+        "XDG_CONFIG_HOME": _temp_home / ".config",
+        "XDG_DATA_HOME": _temp_home / ".local" / "share",
+        "HF_HOME": _temp_home / ".cache" / "huggingface",
+        "TORCH_HOME": _temp_home / ".cache" / "torch",
+        "MPLCONFIGDIR": _temp_home / ".config" / "matplotlib",
+        "SPEECHUNITS_CACHE": _temp_home / ".cache" / "speechunits",
+    }
+    for name in _HOME_VARS:
+        _saved_env[name] = os.environ.get(name)
+        if name == "SPEECHUNITS_CACHE" and _saved_env[name]:
+            continue
+        os.environ[name] = str(targets[name])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if _temp_home is not None:
+        shutil.rmtree(_temp_home, ignore_errors=True)
+
+
+def _restore_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_torch_threads_per_module():
+    """Undo ``torch.set_num_threads`` in module-scoped fixtures once the module is done."""
+    yield from _restore_threads()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Undo ``torch.set_num_threads`` in a test (or its function-scoped fixtures)."""
+    yield from _restore_threads()
+
+
+def free_port() -> int:
+    """A TCP port on localhost that was free a moment ago (for torchrun's rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def make_tiny_hf_model(out_dir: Path, family: str = "hubert", norm: str = "group", seed: int = 0,

@@ -11,22 +11,22 @@ from torch.nn import functional as F
 
 from conftest import write_tone
 from speechunits.errors import SpeechUnitsError
-from speechunits.train.config import TrainConfig, conv_frames, hop_length, hubert_config, receptive_field
-from speechunits.train.data import CropBatches, load_waves
-from speechunits.train.head import IGNORE, PredictionHead, masked_prediction_loss
-from speechunits.train.masking import span_mask
-from speechunits.train.targets import align_labels, frame_ratio, parse_spec
+from speechunits.pretrain.config import PretrainConfig, conv_frames, hop_length, hubert_config, receptive_field
+from speechunits.pretrain.data import CropBatches, load_waves
+from speechunits.pretrain.head import IGNORE, PredictionHead, masked_prediction_loss
+from speechunits.pretrain.masking import span_mask
+from speechunits.pretrain.targets import align_labels, frame_ratio, parse_spec
 
 #: A model small enough for CI (the structure of the presets, fewer/narrower layers).
 SMALL_MODEL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                    conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
 
 
-def small_config(**overrides) -> TrainConfig:
+def small_config(**overrides) -> PretrainConfig:
     base = dict(targets="random-projection:16", steps=4, max_batch_seconds=4.0, crop_seconds=1.0, warmup_steps=1,
                 log_every=1, checkpoint_every=100, dropout=0.1, extra_model=SMALL_MODEL)
     base.update(overrides)
-    return TrainConfig(**base)
+    return PretrainConfig(**base)
 
 
 # -- geometry ------------------------------------------------------------------------------------
@@ -39,7 +39,7 @@ def test_conv_geometry_matches_hubert():
         assert conv_frames(samples) == expected
     import transformers
 
-    cfg = hubert_config(TrainConfig(extra_model=SMALL_MODEL))
+    cfg = hubert_config(PretrainConfig(extra_model=SMALL_MODEL))
     model = transformers.HubertModel(cfg).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 16321)).last_hidden_state
@@ -50,7 +50,7 @@ def test_conv_geometry_matches_hubert():
 def test_100hz_geometry_matches_mfcc_frames():
     import transformers
 
-    train = TrainConfig(frame_rate=100, extra_model=SMALL_MODEL)
+    train = PretrainConfig(frame_rate=100, extra_model=SMALL_MODEL)
     assert (train.receptive_field, train.hop_length) == (400, 160)
     # hand-computed: the 50 Hz CNN's rule with hop 160, i.e. MFCC's frame count
     for samples in (399, 400, 559, 560, 16000):
@@ -60,7 +60,7 @@ def test_100hz_geometry_matches_mfcc_frames():
         out = model(torch.randn(1, 16000)).last_hidden_state
     assert out.shape[1] == train.num_frames(16000) == 98
     with pytest.raises(SpeechUnitsError, match="--frame-rate"):
-        TrainConfig(frame_rate=75)
+        PretrainConfig(frame_rate=75)
 
 # -- masking -------------------------------------------------------------------------------------
 
@@ -151,7 +151,7 @@ def test_parse_spec_errors(tmp_path):
 
 
 def test_store_targets_with_wrong_frame_rate(tmp_path, tone_dir):
-    from speechunits.train.targets import build_targets
+    from speechunits.pretrain.targets import build_targets
     from speechunits.units.store import write_units
     from speechunits.units.units import Units
 
@@ -216,13 +216,13 @@ def test_no_usable_audio(tmp_path):
 # -- loop ------------------------------------------------------------------------------------------
 
 def test_tiny_config_loss_falls_on_fixed_batch():
-    from speechunits.train.loop import make_optimizer
-    from speechunits.train.model import HubertPretrainer
+    from speechunits.pretrain.model import HubertPretrainer
+    from speechunits.training.optim import make_optimizer
 
     torch.manual_seed(0)
-    train = TrainConfig(model="tiny", lr=1e-3, dropout=0.0)
+    train = PretrainConfig(model="tiny", lr=1e-3, dropout=0.0)
     model = HubertPretrainer.build(train, num_units=20).train()
-    opt = make_optimizer(model, train)
+    opt = make_optimizer(model, train.optim())
     waves = torch.randn(1, 16000) * 0.1
     frames = conv_frames(16000)
     labels = torch.randint(0, 20, (1, frames))
@@ -246,8 +246,8 @@ def _final_weights(model_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_checkpoint_resume_equals_uninterrupted(tmp_path, tone_dir):
-    from speechunits.train.checkpoint import read_state
-    from speechunits.train.pretrain import pretrain
+    from speechunits.pretrain import pretrain
+    from speechunits.training.checkpoint import read_state
 
     full = pretrain(tone_dir, tmp_path / "full", small_config(steps=4), quiet=True)
     part = pretrain(tone_dir, tmp_path / "part", small_config(steps=2), quiet=True)
@@ -274,9 +274,9 @@ def test_checkpoint_round_trip_and_hf_load(tmp_path, tone_dir):
     import transformers
 
     from speechunits.encoders import load_encoder
-    from speechunits.train.checkpoint import load_weights
-    from speechunits.train.model import HubertPretrainer
-    from speechunits.train.pretrain import pretrain
+    from speechunits.pretrain import pretrain
+    from speechunits.pretrain.model import HubertPretrainer
+    from speechunits.training.checkpoint import load_weights
 
     result = pretrain(tone_dir, tmp_path / "m", small_config(steps=2), quiet=True)
     model_dir = tmp_path / "m"
@@ -306,7 +306,7 @@ def test_checkpoint_round_trip_and_hf_load(tmp_path, tone_dir):
 
 def test_100hz_model_trains_on_mfcc_frames_one_to_one(tmp_path, tone_dir):
     from speechunits.encoders import load_encoder
-    from speechunits.train.pretrain import pretrain
+    from speechunits.pretrain import pretrain
 
     result = pretrain(tone_dir, tmp_path / "m100", small_config(steps=2, frame_rate=100, targets="mfcc:8"),
                       quiet=True)
@@ -331,6 +331,12 @@ def test_cli_pretrain(tmp_path, tone_dir, capsys):
     assert main(["pretrain", str(tone_dir), "-o", str(out), *extra]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["model"] == str(out) and summary["targets"]["k"] == 8
+    assert (summary["steps_done"], summary["steps_max"], summary["stop_reason"]) == (1, 1, "max_steps")
+    # a spent time budget: the summary reports the steps done beside the cap, not the cap
+    budget = ["--max-minutes", "1e-6", "--steps", "7"]
+    assert main(["pretrain", str(tone_dir), "-o", str(tmp_path / "budget"), *extra, *budget]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["steps_done"], summary["steps_max"], summary["stop_reason"]) == (1, 7, "time_budget")
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["pretrain", str(empty), "-o", str(tmp_path / "x"), *extra]) == 2
@@ -340,23 +346,28 @@ def test_cli_pretrain(tmp_path, tone_dir, capsys):
 # -- schedule, codebook targets and iterations --------------------------------------------------------
 
 def test_learning_rate_schedule():
-    from speechunits.train.loop import learning_rate
+    from speechunits.training.optim import learning_rate
 
-    train = TrainConfig(steps=10, warmup_steps=2, lr=1.0)
-    assert [round(learning_rate(s, train), 4) for s in range(10)] == [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5,
+    train = PretrainConfig(steps=10, warmup_steps=2, lr=1.0)
+    assert [round(learning_rate(s, train.optim()), 4) for s in range(10)] == [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5,
                                                                     0.375, 0.25, 0.125]
     # a spent time budget decays further than the step count says
-    assert learning_rate(3, train, time_fraction=0.5) == pytest.approx(0.5)
-    assert learning_rate(3, train, time_fraction=1.0) == 0.0
+    assert learning_rate(3, train.optim(), time_fraction=0.5) == pytest.approx(0.5)
+    assert learning_rate(3, train.optim(), time_fraction=1.0) == 0.0
 
 
 def test_time_budget_stops_training(tmp_path, tone_dir):
-    from speechunits.train.checkpoint import read_state
-    from speechunits.train.pretrain import pretrain
+    from speechunits.pretrain import pretrain
+    from speechunits.training.checkpoint import read_state
 
     result = pretrain(tone_dir, tmp_path / "m", small_config(steps=50, max_minutes=1e-6), quiet=True)
     assert len(result.history) == 1  # the budget is checked before each step after the first
     assert read_state(tmp_path / "m")["step"] == 1
+    # the steps done, beside the cap, and why it stopped (issue 12 point 10)
+    assert (result.training.steps_done, result.training.steps_max, result.training.stop_reason) == (
+        1, 50, "time_budget")
+    full = pretrain(tone_dir, tmp_path / "n", small_config(steps=2), quiet=True)
+    assert (full.training.steps_done, full.training.steps_max, full.training.stop_reason) == (2, 2, "max_steps")
 
 
 def _codebook(k: int, dim: int, frame_rate: float, encoder: str, layer: int):
@@ -369,7 +380,7 @@ def _codebook(k: int, dim: int, frame_rate: float, encoder: str, layer: int):
 
 def test_codebook_targets_frame_rate_mismatch(tmp_path, tone_dir):
     from speechunits.corpus import open_corpus
-    from speechunits.train.targets import build_targets
+    from speechunits.pretrain.targets import build_targets
 
     waves = load_waves(open_corpus(tone_dir), 16000, 400)
     _codebook(8, 39, 75.0, "mfcc", 0).save(tmp_path / "cb75")
@@ -382,7 +393,7 @@ def test_codebook_targets_from_mfcc_codebook(tmp_path, tone_dir):
     from speechunits.corpus import open_corpus
     from speechunits.encoders import load_encoder
     from speechunits.quantize import Codebook
-    from speechunits.train.targets import build_targets
+    from speechunits.pretrain.targets import build_targets
 
     waves = load_waves(open_corpus(tone_dir), 16000, 400)
     mfcc = load_encoder("mfcc")
@@ -398,8 +409,8 @@ def test_codebook_targets_from_mfcc_codebook(tmp_path, tone_dir):
 
 def test_two_iterations(tmp_path, tone_dir):
     from speechunits.quantize import Codebook
-    from speechunits.train.checkpoint import read_state
-    from speechunits.train.iterate import pretrain_iterations
+    from speechunits.pretrain.iterate import pretrain_iterations
+    from speechunits.training.checkpoint import read_state
 
     results = pretrain_iterations(tone_dir, tmp_path / "model", small_config(steps=1), iterations=2, layer=1, k=6,
                                   quiet=True)
@@ -415,7 +426,7 @@ def test_two_iterations(tmp_path, tone_dir):
 def test_mfcc_and_random_projection_targets(tmp_path, tone_dir):
     from speechunits.corpus import open_corpus
     from speechunits.encoders import load_encoder
-    from speechunits.train.targets import build_targets, nearest
+    from speechunits.pretrain.targets import build_targets, nearest
 
     waves = load_waves(open_corpus(tone_dir), 16000, 400)
     targets = build_targets("mfcc:4", waves, conv_frames, 50.0, seed=1)

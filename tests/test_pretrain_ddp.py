@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,8 @@ import torch
 
 SCRIPT = """
 import json, sys
-from speechunits.train.config import TrainConfig
-from speechunits.train.pretrain import pretrain
-cfg = TrainConfig.from_dict(json.loads(sys.argv[3]))
+from speechunits.pretrain import PretrainConfig, pretrain
+cfg = PretrainConfig.from_dict(json.loads(sys.argv[3]))
 pretrain(sys.argv[1], sys.argv[2], cfg, device="cpu", quiet=True)
 """
 
@@ -22,17 +22,18 @@ pretrain(sys.argv[1], sys.argv[2], cfg, device="cpu", quiet=True)
 def test_ddp_equals_accumulation(tmp_path: Path, tone_dir: Path):
     from safetensors.torch import load_file
 
-    from speechunits.train.checkpoint import read_state
-    from speechunits.train.pretrain import pretrain
+    from conftest import free_port
+    from speechunits.pretrain import pretrain
+    from speechunits.training.checkpoint import read_state
     from test_pretrain import small_config
 
     # no dropout: the ranks' dropout RNG streams differ from one process's stream
     ddp_cfg = small_config(steps=2, dropout=0.0, bf16=False)
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            str(script), str(tone_dir), str(tmp_path / "ddp"), json.dumps(ddp_cfg.to_dict())]
-    subprocess.run(cmd, check=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run(cmd, check=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert read_state(tmp_path / "ddp")["world_size"] == 2
 
     single_cfg = small_config(steps=2, dropout=0.0, bf16=False, accumulate=2)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 from pathlib import Path
+from typing import Iterator
 
 from speechunits.cli.common import add_quiet
 from speechunits.errors import SpeechUnitsError
@@ -13,9 +15,9 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from speechunits.train.config import CONV_STRIDES, MODEL_PRESETS, TrainConfig
+    from speechunits.pretrain.config import CONV_STRIDES, MODEL_PRESETS, PretrainConfig
 
-    d = TrainConfig()
+    d = PretrainConfig()
     p = subparsers.add_parser(
         "pretrain",
         help="train a HuBERT-style model (HF HubertModel directory) by masked unit prediction",
@@ -63,20 +65,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechunits.train.config import TrainConfig
-    from speechunits.train.iterate import pretrain_iterations
+    if args.threads is not None and args.threads < 1:
+        raise SpeechUnitsError(f"--threads: must be >= 1, got {args.threads}")
+    with _torch_threads(args.threads):
+        return _run(args)
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SpeechUnitsError(f"--threads: must be >= 1, got {args.threads}")
-        import torch
 
-        torch.set_num_threads(args.threads)
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` for the block, then restored."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from speechunits.pretrain.config import PretrainConfig
+    from speechunits.pretrain.iterate import pretrain_iterations
+
     if args.iterate < 1:
         raise SpeechUnitsError(f"--iterate: must be >= 1, got {args.iterate}")
     if args.resume and args.iterate > 1:
         raise SpeechUnitsError("--resume: resume one iteration at a time (without --iterate)")
-    train = TrainConfig(
+    train = PretrainConfig(
         model=args.config, frame_rate=args.frame_rate, targets=args.targets, steps=args.steps,
         max_batch_seconds=args.max_batch_seconds, crop_seconds=args.crop_seconds, lr=args.lr,
         warmup_steps=args.warmup_steps, accumulate=args.accumulate,
@@ -92,13 +111,15 @@ def run(args: argparse.Namespace) -> int:
         "model": str(last.model_dir),
         "iterations": [str(r.model_dir) for r in results],
         "targets": last.targets.spec,
-        "steps": train.steps,
+        "steps_done": last.training.steps_done,
+        "steps_max": last.training.steps_max,
+        "stop_reason": last.training.stop_reason,
     }
     if last.history:
         tail = last.history[-min(len(last.history), train.log_every):]
         summary["final_loss"] = sum(h.loss for h in tail) / len(tail)
-        summary["final_masked_acc"] = sum(h.masked_acc for h in tail) / len(tail)
-        summary["audio_per_second"] = sum(h.audio_seconds for h in last.history) / max(
+        summary["final_masked_acc"] = sum(h.metrics["masked_acc"] for h in tail) / len(tail)
+        summary["audio_per_second"] = sum(h.amount for h in last.history) / max(
             sum(h.wall_seconds for h in last.history), 1e-9)
     print(json.dumps(summary, indent=2))
     return 0

@@ -1,4 +1,4 @@
-"""Model presets (tiny | small | base) and the training settings of a pretraining run.
+"""Model presets (tiny | small | base) and the settings of a pretraining run.
 
 The model is a plain Hugging Face ``HubertModel``; a preset is a set of ``HubertConfig``
 fields. ``tiny`` is shaped for CPUs: on CPU the raw-waveform CNN dominates the step, so its
@@ -10,10 +10,11 @@ HuBERT-Base (fairseq ``hubert_base_librispeech``, post-LN). All keep the group-n
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.training.config import OptimConfig, config_from_dict, config_to_dict
 
 #: HuBERT's CNN: kernel sizes and strides (receptive field 400 samples, hop 320 at 16 kHz).
 CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
@@ -60,9 +61,16 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 HEAD_DIM = {"tiny": 128, "small": 192, "base": 256}
 
 
+#: The fields of :class:`PretrainConfig` that make its :class:`OptimConfig`.
+OPTIM_FIELDS = ("steps", "lr", "warmup_steps", "weight_decay", "betas", "grad_clip", "accumulate", "bf16",
+                "max_minutes", "seed", "log_every", "checkpoint_every")
+
+
 @dataclass
-class TrainConfig:
-    """Everything that defines a pretraining run (saved as JSON beside the model).
+class PretrainConfig:
+    """Everything that defines a pretraining run (saved in the checkpoint's ``state.json``).
+
+    Flat, as the CLI's options are; :meth:`optim` is the part the training loop reads.
 
     Masking follows HuBERT: every frame starts a masked span with probability ``mask_prob``
     (0.08) and spans are ``mask_length`` (10) frames long, overlaps allowed, so about
@@ -79,6 +87,7 @@ class TrainConfig:
     ``max_minutes`` (optional) is a wall-clock budget: training stops at ``steps`` or when the
     budget is spent, and the learning-rate decay follows whichever is further along. Such a
     run depends on the machine's speed, so it is not reproducible step for step.
+    ``bf16`` is autocast (weights and optimizer state stay fp32).
     """
 
     model: str = "tiny"
@@ -117,25 +126,23 @@ class TrainConfig:
                 f"--frame-rate: {self.frame_rate!r} Hz is not supported (choose from {', '.join(map(str, CONV_STRIDES))})"
             )
         checks = [
-            ("--steps", self.steps >= 1),
             ("--max-batch-seconds", self.max_batch_seconds > 0),
             ("--crop-seconds", self.crop_seconds > 0),
-            ("--lr", self.lr > 0),
-            ("--warmup-steps", self.warmup_steps >= 0),
-            ("--accumulate", self.accumulate >= 1),
             ("--mask-prob", 0.0 < self.mask_prob < 1.0),
             ("--mask-length", self.mask_length >= 1),
             ("--temperature", self.temperature > 0),
             ("--unmasked-weight", self.unmasked_weight >= 0),
-            ("--grad-clip", self.grad_clip > 0),
             ("--dropout", 0.0 <= self.dropout < 1.0),
             ("--attention-dropout", 0.0 <= self.attention_dropout < 1.0),
-            ("--max-minutes", self.max_minutes is None or self.max_minutes > 0),
         ]
         for option, ok in checks:
             if not ok:
-                raise SpeechUnitsError(f"{option}: invalid value in training config {self.to_dict()}")
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
+                raise SpeechUnitsError(f"{option}: invalid value in pretraining config {self.to_dict()}")
+        self.betas = self.optim().betas  # validates the optimisation fields
+
+    def optim(self) -> OptimConfig:
+        """The training loop's settings (AdamW, linear warmup and decay, eps 1e-6)."""
+        return OptimConfig(**{name: getattr(self, name) for name in OPTIM_FIELDS})
 
     @property
     def conv_kernel(self) -> tuple[int, ...]:
@@ -166,20 +173,14 @@ class TrainConfig:
         return self.head_dim or HEAD_DIM[self.model]
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["betas"] = list(self.betas)
-        return out
+        return config_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise SpeechUnitsError(f"training config: unknown keys {sorted(unknown)}")
-        return cls(**data)
+    def from_dict(cls, data: dict[str, Any]) -> "PretrainConfig":
+        return config_from_dict(cls, data, "pretraining config")
 
 
-def hubert_config(train: TrainConfig) -> "transformers.HubertConfig":  # noqa: F821
+def hubert_config(train: PretrainConfig) -> "transformers.HubertConfig":  # noqa: F821
     """The ``HubertConfig`` of a preset, with the run's dropout and masking settings.
 
     ``mask_time_prob``/``mask_time_length`` are recorded so that ``masked_spec_embed`` exists

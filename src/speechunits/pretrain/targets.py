@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.train.head import IGNORE
+from speechunits.pretrain.head import IGNORE
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from speechunits.train.config import TrainConfig, conv_frames, hubert_config
-from speechunits.train.head import PredictionHead
+from speechunits.pretrain.config import PretrainConfig, conv_frames, hubert_config
+from speechunits.pretrain.head import PredictionHead
 
 
 class HubertPretrainer(nn.Module):
@@ -20,7 +20,7 @@ class HubertPretrainer(nn.Module):
         self.head = head
 
     @classmethod
-    def build(cls, train: TrainConfig, num_units: int) -> "HubertPretrainer":
+    def build(cls, train: PretrainConfig, num_units: int) -> "HubertPretrainer":
         """Fresh random-initialised model (seeded by the caller)."""
         import transformers
 

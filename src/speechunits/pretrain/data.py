@@ -4,9 +4,10 @@ The whole corpus is held in memory (an hour of 16 kHz audio is ~230 MB of float3
 Batches are a pure function of ``(seed, epoch, position)``, so a resumed run sees exactly
 the batches an uninterrupted one would:
 
-* utterances sorted by length are cut into buckets: a bucket starting at the shortest
-  utterance ``u`` takes ``max(1, budget // min(len(u), crop))`` utterances;
-* the bucket order is shuffled per epoch;
+* utterances sorted by length are cut into buckets by
+  :class:`~speechunits.training.batching.LengthBucketSampler` with ``fit="crop"``: a bucket
+  starting at the shortest utterance ``u`` takes ``max(1, budget // min(len(u), crop))``
+  utterances; the bucket order is shuffled per epoch;
 * each utterance of a bucket is cropped to the bucket's crop length at a random offset
   that is a multiple of the model hop, so target frames stay aligned.
 """
@@ -19,32 +20,30 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from speechunits.audio import Audio
 from speechunits.corpus import Corpus
 from speechunits.errors import SpeechUnitsError
-from speechunits.train.head import IGNORE
+from speechunits.pretrain.head import IGNORE
+from speechunits.training.batching import LengthBucketSampler, mix_seed
 
 log = logging.getLogger(__name__)
 
 
 def load_waves(corpus: Corpus, sample_rate: int, min_samples: int) -> list[tuple[str, np.ndarray]]:
-    """``(id, float32 [T])`` for every usable utterance; unreadable or too-short files are skipped.
+    """``(id, float32 [T])`` for every usable utterance (read by the one loader,
+    :func:`speechunits.features.load_audio_items`); unreadable or too-short files are skipped.
 
     Raises:
         SpeechUnitsError: when no utterance is usable.
     """
+    from speechunits.features.loading import load_audio_items
+
     waves: list[tuple[str, np.ndarray]] = []
     skipped: list[str] = []
-    for utt in corpus:
-        try:
-            audio = Audio.load(utt.path, sample_rate=sample_rate)
-        except SpeechUnitsError as exc:
-            skipped.append(str(exc))
-            continue
-        if audio.num_samples < min_samples:
-            skipped.append(f"{utt.path}: shorter than {min_samples} samples")
-            continue
-        waves.append((utt.id, audio.samples))
+    for item in load_audio_items(corpus, sample_rate, min_samples):
+        if item.audio is None:
+            skipped.append(str(item.error))
+        else:
+            waves.append((item.utt.id, item.audio.samples))
     if skipped:
         log.warning("%s: skipped %d unusable file(s), e.g. %s", corpus.source, len(skipped), skipped[0])
     if not waves:
@@ -62,14 +61,6 @@ class Batch:
 
     waves: torch.Tensor
     labels: torch.Tensor
-
-
-def mix_seed(*values: int) -> int:
-    """A 63-bit seed from integers (deterministic across runs and platforms)."""
-    seq = np.random.SeedSequence([int(v) & 0xFFFFFFFF for v in values])
-    return int(seq.generate_state(2, dtype=np.uint32).astype(np.uint64) @ np.array([1 << 31, 1], dtype=np.uint64)) & (
-        (1 << 63) - 1
-    )
 
 
 class CropBatches:
@@ -98,24 +89,18 @@ class CropBatches:
         self.hop = hop
         self.model_frames = model_frames
         self.seed = seed
-        self.buckets: list[list[int]] = []
-        start = 0
-        while start < len(items):
-            length = min(len(self.waves[start]), crop_samples)
-            size = max(1, budget_samples // length)
-            self.buckets.append(list(range(start, min(start + size, len(items)))))
-            start += size
+        self.sampler = LengthBucketSampler([min(len(w), crop_samples) for w in self.waves], budget_samples,
+                                           fit="crop", seed=seed)
         self.total_samples = sum(len(w) for w in self.waves)
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        return len(self.buckets)
+        return len(self.sampler)
 
     def batch(self, index: int) -> Batch:
         """Global batch ``index`` (epoch = index // len(self))."""
-        epoch, position = divmod(index, len(self.buckets))
-        order = np.random.default_rng(mix_seed(self.seed, epoch, 1)).permutation(len(self.buckets))
-        members = self.buckets[int(order[position])]
+        epoch, position = self.sampler.locate(index)
+        members = self.sampler.batch(index)
         rng = np.random.default_rng(mix_seed(self.seed, epoch, position, 2))
         length = min(min(len(self.waves[i]) for i in members), self.crop_samples)
         frames = self.model_frames(length)

@@ -16,10 +16,11 @@ import torch
 
 from speechunits.corpus import open_corpus
 from speechunits.errors import SpeechUnitsError
-from speechunits.train.config import TrainConfig
-from speechunits.train.data import load_waves
-from speechunits.train.pretrain import SAMPLE_RATE, PretrainResult, pretrain
-from speechunits.train.targets import KMEANS_ITERS, MAX_KMEANS_FRAMES, parse_spec
+from speechunits.pretrain.config import PretrainConfig
+from speechunits.pretrain.data import load_waves
+from speechunits.pretrain.export import SAMPLE_RATE
+from speechunits.pretrain.run import PretrainResult, pretrain
+from speechunits.pretrain.targets import KMEANS_ITERS, MAX_KMEANS_FRAMES, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def fit_layer_codebook(model_dir: Path, waves: list[tuple[str, np.ndarray]], lay
     return out_dir
 
 
-def pretrain_iterations(input_path: str | Path, out_dir: Path, train: TrainConfig, *, iterations: int = 1,
+def pretrain_iterations(input_path: str | Path, out_dir: Path, train: PretrainConfig, *, iterations: int = 1,
                         layer: int | None = None, k: int | None = None, resume: bool = False,
                         device: str = "auto", quiet: bool = False) -> list[PretrainResult]:
     """Run ``iterations`` HuBERT iterations; returns one result per iteration."""
@@ -96,7 +97,7 @@ def pretrain_iterations(input_path: str | Path, out_dir: Path, train: TrainConfi
         codebook_dir = fit_layer_codebook(result.model_dir, waves, chosen, next_k, current.seed,
                                           result.model_dir / f"codebook-L{chosen}-K{next_k}")
         parse_spec(str(codebook_dir))
-        current = TrainConfig.from_dict({**current.to_dict(), "targets": str(codebook_dir)})
+        current = PretrainConfig.from_dict({**current.to_dict(), "targets": str(codebook_dir)})
     return results
 
 

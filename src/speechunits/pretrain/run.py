@@ -1,0 +1,97 @@
+"""``pretrain``: corpus + target spec -> a trained HubertModel directory (library entry point)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from speechunits.corpus import open_corpus
+from speechunits.errors import SpeechUnitsError
+from speechunits.pretrain.config import PretrainConfig
+from speechunits.pretrain.data import CropBatches, load_waves
+from speechunits.pretrain.export import SAMPLE_RATE, export_hubert
+from speechunits.pretrain.model import HubertPretrainer
+from speechunits.pretrain.targets import Targets, build_targets
+from speechunits.pretrain.task import MaskedPrediction
+from speechunits.training.checkpoint import has_checkpoint, read_state, training_dir
+from speechunits.training.distributed import init_distributed
+from speechunits.training.loop import StepLog, Trainer, TrainResult
+
+log = logging.getLogger(__name__)
+
+#: Where a pretraining checkpoint keeps its targets (``Targets.save``), under ``MODEL/training/``.
+TARGETS_DIR = "targets"
+
+
+@dataclass
+class PretrainResult:
+    """What a run produced: the model directory, its targets and how training went."""
+
+    model_dir: Path
+    targets: Targets
+    training: TrainResult
+
+    @property
+    def history(self) -> list[StepLog]:
+        """Every step's log of this call."""
+        return self.training.history
+
+
+def _resumed_config(out: Path, train: PretrainConfig) -> tuple[PretrainConfig, int]:
+    """The checkpoint's config (with the new ``steps``, which may grow) and its step."""
+    state = read_state(out)
+    if "pretrain" not in state:
+        raise SpeechUnitsError(f"{training_dir(out)}/state.json: not a pretraining checkpoint")
+    saved = PretrainConfig.from_dict(state["pretrain"])
+    saved.steps = train.steps
+    saved.optim()  # validates the new step count against the saved warmup
+    return saved, int(state["step"])
+
+
+def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig, *, resume: bool = False,
+             device: str = "auto", quiet: bool = False) -> PretrainResult:
+    """Train (or resume) one HuBERT iteration on ``input_path`` into ``out_dir``.
+
+    With ``resume``, the checkpoint's config is used except ``steps`` (which may grow) and its
+    target centroids/projection are reused. Training runs on :class:`speechunits.training.Trainer`;
+    every checkpoint also exports the ``HubertModel`` into ``out_dir`` (:func:`export_hubert`).
+    """
+    out = Path(out_dir)
+    if resume:
+        train, start_step = _resumed_config(out, train)
+        if start_step >= train.steps:
+            log.info("%s: already at step %d of %d", out, start_step, train.steps)
+    elif has_checkpoint(out):
+        raise SpeechUnitsError(f"{out}: already holds a checkpoint; pass --resume to continue it or pick another -o")
+    dist, dev = init_distributed(device)
+
+    corpus = open_corpus(input_path)
+    min_samples = max(train.receptive_field, int(train.min_seconds * SAMPLE_RATE))
+    waves = load_waves(corpus, SAMPLE_RATE, min_samples)
+    seconds = sum(len(w) for _, w in waves) / SAMPLE_RATE
+    log.info("%s: %d utterances, %.1f min of audio", input_path, len(waves), seconds / 60)
+    targets_dir = training_dir(out) / TARGETS_DIR
+    targets = build_targets(train.targets, waves, train.num_frames, SAMPLE_RATE / train.hop_length, seed=train.seed,
+                            saved=targets_dir if resume else None)
+    batches = CropBatches(waves, targets.labels, int(train.crop_seconds * SAMPLE_RATE),
+                          int(train.max_batch_seconds * SAMPLE_RATE), train.hop_length, train.num_frames, train.seed)
+    log.info("targets %s (K=%d); %d batches per epoch", targets.spec.get("kind"), targets.vocab_size, len(batches))
+
+    torch.manual_seed(train.seed)
+    model = HubertPretrainer.build(train, targets.vocab_size).to(dev)
+    state = {
+        "pretrain": train.to_dict(),
+        "targets": targets.spec,
+        "data": {"source": str(input_path), "utterances": len(waves), "seconds": seconds},
+        "consumes": {"kind": "waveform", "sample_rate": SAMPLE_RATE, "channels": 1},
+    }
+    trainer = Trainer(model, MaskedPrediction(batches, train, SAMPLE_RATE), train.optim(), out, device=dev,
+                      dist=dist, state=state, export=export_hubert, desc="pretrain", amount_unit="audio s",
+                      quiet=quiet)
+    start_step = int(trainer.restore()["step"]) if resume else 0
+    if dist.is_main:
+        targets.save(targets_dir)
+    result = trainer.run(start_step)
+    return PretrainResult(out, targets, result)

@@ -1,0 +1,300 @@
+"""The one training loop: AdamW steps over a :class:`~speechunits.training.task.Task`.
+
+Per optimizer step: ``accumulate`` micro-batches (each ``loss / count / accumulate``
+backpropagated, under bf16 autocast when asked), gradient clipping, the scheduled learning
+rate, an update (skipped with a warning when the gradient norm is not finite). Under
+torchrun, rank ``r`` of ``W`` takes micro-batches ``(step * accumulate + m) * W + r`` and
+``DistributedDataParallel`` averages gradients, so ``W`` ranks equal one process with
+``W * accumulate`` micro-batches. Rank 0 shows the progress bar, logs and writes the shared
+checkpoint files; every rank saves its RNG.
+
+Exact resume: batches come from the task's ``(seed, index)`` function, the torch RNG
+(dropout) of every rank is checkpointed, weights and optimizer state are saved exactly and
+the learning rate is a function of the step, so stopping after step ``n`` and resuming
+repeats the uninterrupted run. A ``max_minutes`` budget stops early (``stop_reason
+"time_budget"``) and is measured from the start of this invocation.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.training.checkpoint import (Export, load_optimizer, load_rng, load_weights, read_state,
+                                             save_checkpoint, training_dir)
+from speechunits.training.config import OptimConfig
+from speechunits.training.distributed import Distributed
+from speechunits.training.optim import learning_rate, make_optimizer
+from speechunits.training.task import Task, move_to
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "log.jsonl"
+STOP_MAX_STEPS = "max_steps"
+STOP_TIME_BUDGET = "time_budget"
+STOP_REQUESTED = "requested"
+
+
+@dataclass
+class StepLog:
+    """Figures of one optimizer step (summed over its micro-batches and ranks, then divided).
+
+    ``step`` counts steps done (1 after the first). ``metrics`` holds the task's ratios.
+    """
+
+    step: int
+    loss: float
+    lr: float
+    grad_norm: float
+    wall_seconds: float
+    amount: float
+    amount_per_second: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """One flat ``log.jsonl`` record (metrics beside the loop's figures)."""
+        out = asdict(self)
+        return {**out.pop("metrics"), **out}
+
+
+@dataclass
+class TrainResult:
+    """How a run ended.
+
+    Attributes:
+        history: the steps run by this call.
+        steps_done: optimizer steps the model has had (including those before a resume).
+        steps_max: the cap (``OptimConfig.steps``).
+        stop_reason: ``"max_steps"``, ``"time_budget"`` or ``"requested"`` (by ``on_step``).
+    """
+
+    history: list[StepLog]
+    steps_done: int
+    steps_max: int
+    stop_reason: str
+
+
+class Trainer:
+    """Trains ``model`` on ``task`` with ``cfg``, checkpointing to ``out_dir`` (None: no files).
+
+    Args:
+        state: JSON-able facts stored in every checkpoint's ``state.json`` beside the loop's own
+            (``step``, ``world_size``, ``optim``): the trainer's config, ``"consumes"`` (what the
+            model reads: e.g. 16 kHz waveforms, features of an encoder, units of a codebook).
+        export: called on rank 0 at every checkpoint with ``(model, out_dir)``, to write the
+            model in its usable form.
+        optimizer: defaults to :func:`~speechunits.training.optim.make_optimizer`.
+        desc, amount_unit: progress bar label and the unit of :attr:`LossOutput.amount`.
+    """
+
+    def __init__(self, model: torch.nn.Module, task: Task, cfg: OptimConfig, out_dir: str | Path | None, *,
+                 device: torch.device, dist: Distributed | None = None,
+                 optimizer: torch.optim.Optimizer | None = None, state: dict[str, Any] | None = None,
+                 export: Export | None = None, desc: str = "train", amount_unit: str = "items",
+                 quiet: bool = False):
+        self.model = model
+        self.task = task
+        self.cfg = cfg
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.device = device
+        self.dist = dist or Distributed()
+        self.optimizer = optimizer or make_optimizer(model, cfg)
+        self.state = dict(state or {})
+        self.export = export
+        self.desc = desc
+        self.amount_unit = amount_unit
+        self.quiet = quiet
+        self.wrapped: torch.nn.Module = model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def restore(self) -> dict[str, Any]:
+        """Load weights, optimizer and this rank's RNG from ``out_dir``; the checkpoint's state."""
+        if self.out_dir is None:
+            raise SpeechUnitsError("restore: this trainer has no checkpoint directory")
+        state = read_state(self.out_dir)
+        load_weights(self.out_dir, self.model)
+        load_optimizer(self.out_dir, self.optimizer)
+        if not load_rng(self.out_dir, self.dist.rank):
+            log.warning("%s: no RNG state for rank %d (another world size?): dropout is reseeded",
+                        self.out_dir, self.dist.rank)
+            torch.manual_seed(self.cfg.seed + self.dist.rank)
+        return state
+
+    def checkpoint(self, step: int) -> None:
+        """Write a checkpoint of ``step`` steps done (every rank calls this)."""
+        if self.out_dir is None:
+            return
+        state = {**self.state, "step": step, "world_size": self.dist.world, "optim": self.cfg.to_dict()}
+        save_checkpoint(self.out_dir, self.model, self.optimizer, state, dist=self.dist, export=self.export)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.cfg.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def step(self, step: int, time_fraction: float = 0.0) -> StepLog:
+        """Optimizer step ``step`` (0-based) over ``accumulate`` micro-batches."""
+        start = time.perf_counter()
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        accumulate, world = self.cfg.accumulate, self.dist.world
+        names: list[str] | None = None
+        totals: list[float] = []
+        for micro in range(accumulate):
+            index = (step * accumulate + micro) * world + self.dist.rank
+            batch = move_to(self.task.batch(index), self.device)
+            no_sync = self.dist.enabled and micro < accumulate - 1
+            with (self.wrapped.no_sync() if no_sync else contextlib.nullcontext()):
+                with self._autocast():
+                    out = self.task.loss(self.wrapped, batch)
+                (out.loss / (out.count if out.count > 0 else 1.0) / accumulate).backward()
+            if names is None:
+                names = sorted(out.metrics)
+                totals = [0.0] * (3 + 2 * len(names))
+            values = [float(out.loss.detach()), float(out.count), float(out.amount)]
+            for name in names:
+                values.extend(float(v) for v in out.metrics[name])
+            totals = [a + b for a, b in zip(totals, values)]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+        lr = learning_rate(step, self.cfg, time_fraction)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        else:
+            log.warning("step %d: non-finite gradient norm, update skipped", step + 1)
+        summed = torch.tensor(totals, dtype=torch.float64)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(summed)
+        loss_sum, count, amount, *pairs = summed.tolist()
+        wall = time.perf_counter() - start
+        metrics = {name: pairs[2 * i] / max(pairs[2 * i + 1], 1e-12) for i, name in enumerate(names or [])}
+        return StepLog(step=step + 1, loss=loss_sum / max(count, 1e-12), lr=lr, grad_norm=grad_norm,
+                       wall_seconds=wall, amount=amount, amount_per_second=amount / max(wall, 1e-9),
+                       metrics=metrics)
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    def _open_log(self, start_step: int):
+        """``log.jsonl`` for appending, without lines past ``start_step`` (steps redone after a resume)."""
+        if not self.dist.is_main or self.out_dir is None:
+            return None
+        path = training_dir(self.out_dir) / LOG_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _logged_step(line) <= start_step]
+            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        return open(path, "a", encoding="utf-8")
+
+    def _shared_fraction(self, started: float) -> float:
+        """Elapsed share of the time budget, as rank 0 sees it (every rank stops at the same step)."""
+        if self.cfg.max_minutes is None:
+            return 0.0
+        fraction = (time.perf_counter() - started) / (self.cfg.max_minutes * 60.0)
+        if self.dist.enabled:
+            shared = torch.tensor([fraction], dtype=torch.float64)
+            torch.distributed.broadcast(shared, 0)
+            fraction = float(shared[0])
+        return fraction
+
+    def _shared_flag(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank."""
+        if not self.dist.enabled:
+            return flag
+        shared = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64)
+        torch.distributed.broadcast(shared, 0)
+        return bool(shared[0] > 0)
+
+    def run(self, start_step: int = 0, on_step: Callable[[StepLog], bool | None] | None = None) -> TrainResult:
+        """Train from ``start_step`` (0, or the step :meth:`restore` returned) to ``cfg.steps``.
+
+        A fresh run (``start_step == 0``) seeds the torch RNG with ``seed + rank``. Checkpoints
+        every ``checkpoint_every`` steps and at the end (also when the time budget stops it).
+        ``on_step(entry)`` runs after every step on every rank (e.g. a dev-set evaluation every
+        N steps); when it returns True on rank 0, the run checkpoints and stops
+        (``stop_reason "requested"``: early stopping).
+        """
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        if start_step == 0:
+            torch.manual_seed(cfg.seed + self.dist.rank)
+        history: list[StepLog] = []
+        window: list[StepLog] = []
+        done = start_step
+        reason = STOP_MAX_STEPS
+        log_file = self._open_log(start_step)
+        bar = tqdm(total=cfg.steps, initial=min(start_step, cfg.steps), desc=self.desc, unit="step",
+                   file=sys.stderr, disable=self.quiet or not self.dist.is_main, dynamic_ncols=True,
+                   mininterval=1.0)
+        started = time.perf_counter()
+        try:
+            for step in range(start_step, cfg.steps):
+                fraction = self._shared_fraction(started)
+                if fraction >= 1.0 and step > start_step:
+                    log.info("time budget of %g min spent after step %d of %d", cfg.max_minutes, step, cfg.steps)
+                    reason = STOP_TIME_BUDGET
+                    self.checkpoint(step)
+                    break
+                entry = self.step(step, fraction)
+                done = step + 1
+                history.append(entry)
+                window.append(entry)
+                if self.dist.is_main:
+                    self._report(bar, log_file, entry, window)
+                    if done % cfg.log_every == 0 or done == cfg.steps:
+                        window = []
+                if on_step is not None and self._shared_flag(bool(on_step(entry))):
+                    log.info("stop requested after step %d of %d", done, cfg.steps)
+                    reason = STOP_REQUESTED
+                    self.checkpoint(done)
+                    break
+                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                    self.checkpoint(done)
+        finally:
+            bar.close()
+            if log_file is not None:
+                log_file.close()
+        return TrainResult(history=history, steps_done=done, steps_max=cfg.steps, stop_reason=reason)
+
+    def _report(self, bar: Any, log_file: Any, entry: StepLog, window: list[StepLog]) -> None:
+        shown = " ".join(f"{name} {value:.3f}" for name, value in entry.metrics.items())
+        bar.update(1)
+        bar.set_postfix_str(f"loss {entry.loss:.3f} {shown} {entry.amount_per_second:.1f} {self.amount_unit}/s",
+                            refresh=False)
+        if log_file is not None:
+            log_file.write(json.dumps(entry.to_json()) + "\n")
+            log_file.flush()
+        if entry.step % self.cfg.log_every == 0 or entry.step == self.cfg.steps:
+            n = len(window)
+            metrics = " ".join(f"{name} {sum(e.metrics.get(name, 0.0) for e in window) / n:.3f}"
+                               for name in entry.metrics)
+            amount = sum(e.amount for e in window)
+            wall = sum(e.wall_seconds for e in window)
+            log.info("step %d/%d loss %.4f %s lr %.2e grad %.2f %.1f %s/s", entry.step, self.cfg.steps,
+                     sum(e.loss for e in window) / n, metrics, entry.lr, entry.grad_norm, amount / max(wall, 1e-9),
+                     self.amount_unit)
+
+
+def _logged_step(line: str) -> float:
+    """The step of a ``log.jsonl`` line; infinity for a blank or torn line (dropped on resume)."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
