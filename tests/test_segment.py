@@ -139,3 +139,14 @@ def test_bad_probabilities_are_user_errors():
         find_segments(np.zeros((2, 3)), 0.032, 1.0)
     with pytest.raises(SpeechUnitsError, match="no speech inside"):
         find_segments(np.ones(10), 1.0, 10.0, SegmentOptions(max_seconds=1.5, pad_s=0.5))
+
+
+def test_missing_silero_vad_names_the_extra(monkeypatch):
+    from speechunits.segment import vad
+
+    def no_package(name: str):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    monkeypatch.setattr(vad.resources, "files", no_package)
+    with pytest.raises(SpeechUnitsError, match=r"speechunits\[vad\]"):
+        vad.model_path()
