@@ -144,9 +144,6 @@ def test_bad_probabilities_are_user_errors():
 def test_missing_silero_vad_names_the_extra(monkeypatch):
     from speechunits.segment import vad
 
-    def no_package(name: str):
-        raise ModuleNotFoundError(f"No module named {name!r}")
-
-    monkeypatch.setattr(vad.resources, "files", no_package)
+    monkeypatch.setattr(vad, "find_spec", lambda name: None)
     with pytest.raises(SpeechUnitsError, match=r"speechunits\[vad\]"):
         vad.model_path()

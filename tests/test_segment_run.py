@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-pytest.importorskip("silero_vad")
+if find_spec("silero_vad") is None:  # not importorskip: importing silero_vad sets torch to one thread
+    pytest.skip("needs the [vad] extra (silero-vad)", allow_module_level=True)
 pytest.importorskip("espeakng_loader")
 
 from speechunits.cli.main import main  # noqa: E402
@@ -164,3 +166,15 @@ def test_bad_options_are_user_errors(recordings, tmp_path):
     root, _ = recordings
     for extra in (["--threshold", "1.5"], ["--max-seconds", "-1"], ["--pad", "-0.1"], ["--channel", "-1"]):
         assert main(["segment", str(root), "-o", str(tmp_path / "o"), "--quiet", *extra]) == 2
+
+
+def test_a_source_that_fails_halfway_leaves_no_segment_files(recordings, tmp_path):
+    from speechunits.segment.run import SegmentRow, write_segment_audio
+
+    root, _ = recordings
+    frames = sf.info(str(root / "b.flac")).frames
+    rows = [SegmentRow("b/b_0", "b", 0, 1000, 22050, "b/b_0.flac"),
+            SegmentRow("b/b_1", "b", frames + 5000, frames + 6000, 22050, "b/b_1.flac")]  # past the end
+    with pytest.raises(SpeechUnitsError, match="cannot read"):
+        write_segment_audio(root / "b.flac", rows, tmp_path)
+    assert not list(tmp_path.rglob("*.flac"))

@@ -3,13 +3,15 @@ blocks, resampled input, tiny files, and speech found where the synthetic corpus
 from __future__ import annotations
 
 import warnings
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-pytest.importorskip("silero_vad")
+if find_spec("silero_vad") is None:  # not importorskip: importing silero_vad sets torch to one thread
+    pytest.skip("needs the [vad] extra (silero-vad)", allow_module_level=True)
 pytest.importorskip("espeakng_loader")
 
 from speechunits.audio import Audio  # noqa: E402
@@ -67,13 +69,18 @@ def test_batched_probabilities_equal_silero_vads_own_loop(vad, long_recording):
     import torch
 
     path, _ = long_recording
-    audio = Audio.load(path)
+    audio = Audio(Audio.load(path).samples[: 12 * 16000 + 300], 16000)  # two utterances and a partial window
     ours = vad.speech_probabilities(audio)
     # silero-vad's own whole-audio loop (window by window, its stateful forward) is the reference.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load is deprecated in torch 2.13
         module = torch.jit.load(str(model_path()), map_location="cpu").eval()
-    reference = module.audio_forward(torch.from_numpy(audio.samples)[None], 16000)[0].numpy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny per-window ops: extra threads only wait on each other
+    try:
+        reference = module.audio_forward(torch.from_numpy(audio.samples)[None], 16000)[0].numpy()
+    finally:
+        torch.set_num_threads(threads)
     assert ours.shape == reference.shape == (-(-audio.num_samples // WINDOW),)
     np.testing.assert_allclose(ours, reference, atol=1e-4)
     one_by_one = SileroVAD.load(batched=False).speech_probabilities(audio)
@@ -162,3 +169,17 @@ def test_bad_files_are_user_errors(vad, tmp_path):
         find_speech(vad, nan, channel=3)
     with pytest.raises(SpeechUnitsError, match="extension"):
         find_speech(vad, tmp_path / "x.txt")
+
+
+def test_the_vad_leaves_torch_threads_as_it_found_them():
+    import subprocess
+    import sys
+
+    # silero_vad's __init__ sets torch's thread count to 1: we must never import it.
+    # The VAD runs on one thread and puts the process's setting back.
+    code = ("import sys, numpy, torch; torch.set_num_threads(2); from speechunits.audio import Audio; "
+            "from speechunits.segment.vad import SileroVAD; "
+            "SileroVAD.load().speech_probabilities(Audio(numpy.zeros(2000, 'float32'), 16000)); "
+            "print(torch.get_num_threads(), 'silero_vad' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["2", "False"]

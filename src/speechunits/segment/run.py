@@ -162,19 +162,26 @@ def write_segment_audio(source: str | os.PathLike[str], rows: list[SegmentRow], 
         handle = sf.SoundFile(str(source))
     except Exception as exc:  # noqa: BLE001 - libsndfile raises several types
         raise SpeechUnitsError(f"{source}: unreadable or corrupt audio ({exc})") from exc
+    written: list[Path] = []
     with handle:
         subtype = "PCM_24" if handle.subtype in _DEEP_SUBTYPES else "PCM_16"
-        for row in rows:
-            try:
-                handle.seek(row.start_sample)
-                data = handle.read(row.end_sample - row.start_sample, dtype="float32", always_2d=True)
-            except Exception as exc:  # noqa: BLE001
-                raise SpeechUnitsError(f"{source}: cannot read {row.start_s:.3f}-{row.end_s:.3f} s ({exc})") from exc
-            if channel is not None:
-                data = data[:, [channel]]
-            target = out_dir / row.relpath
-            target.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(str(target), data, handle.samplerate, subtype=subtype, format="FLAC")
+        try:
+            for row in rows:
+                try:
+                    handle.seek(row.start_sample)
+                    data = handle.read(row.end_sample - row.start_sample, dtype="float32", always_2d=True)
+                except Exception as exc:  # noqa: BLE001
+                    raise SpeechUnitsError(f"{source}: cannot read {row.start_s:.3f}-{row.end_s:.3f} s ({exc})") from exc
+                if channel is not None:
+                    data = data[:, [channel]]
+                target = out_dir / row.relpath
+                target.parent.mkdir(parents=True, exist_ok=True)
+                written.append(target)
+                sf.write(str(target), data, handle.samplerate, subtype=subtype, format="FLAC")
+        except BaseException:
+            for path in written:  # no partial set of segments of a skipped source
+                path.unlink(missing_ok=True)
+            raise
 
 
 def segment_corpus(corpus: Corpus, out_dir: str | os.PathLike[str], vad: SileroVAD,
@@ -232,6 +239,7 @@ def _segment_all(corpus: Corpus, out: Path, vad: SileroVAD, options: SegmentOpti
                 already += 1
                 continue
             try:
+                _check_id(utt)
                 speech = find_speech(vad, utt.path, options, channel=channel, block_seconds=block_seconds,
                                      on_block=progress.update)
                 rows = segment_rows(utt, speech)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,12 +41,15 @@ MODEL_FILE = "silero_vad.jit"
 
 
 def model_path() -> Path:
-    """The TorchScript model inside the installed ``silero-vad`` package."""
-    try:
-        path = Path(str(resources.files("silero_vad.data").joinpath(MODEL_FILE)))
-    except ModuleNotFoundError:
-        raise SpeechUnitsError(
-            "segmenting needs silero-vad: pip install -c constraints.txt 'speechunits[vad]'") from None
+    """The TorchScript model inside the installed ``silero-vad`` package.
+
+    Found without importing the package: its ``__init__`` calls ``torch.set_num_threads(1)``,
+    which would slow every later torch op of this process.
+    """
+    spec = find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise SpeechUnitsError("segmenting needs silero-vad: pip install -c constraints.txt 'speechunits[vad]'")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / MODEL_FILE
     if not path.is_file():
         raise SpeechUnitsError(f"{path}: the installed silero-vad has no {MODEL_FILE}")
     return path
@@ -60,11 +63,14 @@ class SileroVAD:
     blocks (hour-long files).
     """
 
-    def __init__(self, module: "torch.jit.ScriptModule", identity: str, batched: bool = True):
+    def __init__(self, module: "torch.jit.ScriptModule", identity: str, batched: bool = True, threads: int = 1):
         import torch
 
+        if threads < 1:
+            raise SpeechUnitsError(f"VAD threads must be >= 1, got {threads}")
         self.identity = identity
         self.batched = batched
+        self.threads = threads
         try:  # the 16 kHz network: forward(x [B, 576], state [2, B, 128]) -> (p [B, 1], state)
             self._net = module._model
             cell = self._net.decoder.rnn
@@ -82,8 +88,13 @@ class SileroVAD:
         self.state_dim = cell.weight_hh.shape[1]
 
     @classmethod
-    def load(cls, batched: bool = True) -> "SileroVAD":
-        """Load the model shipped in the ``silero-vad`` wheel (``[vad]`` extra)."""
+    def load(cls, batched: bool = True, threads: int = 1) -> "SileroVAD":
+        """Load the model shipped in the ``silero-vad`` wheel (``[vad]`` extra).
+
+        ``threads``: torch threads while the model runs (the process's setting is restored
+        after each block). The network is small: more threads rarely help, and on a busy
+        machine they wait on each other (one file per process scales instead).
+        """
         import torch
 
         path = model_path()
@@ -95,7 +106,7 @@ class SileroVAD:
         from importlib.metadata import version
 
         identity = f"silero-vad {version('silero-vad')} {MODEL_FILE} sha256:{hashlib.sha256(data).hexdigest()[:16]}"
-        return cls(module, identity, batched)
+        return cls(module, identity, batched, threads)
 
     def stream(self) -> "VADStream":
         """A fresh stream (zero state, zero context)."""
@@ -114,6 +125,16 @@ class SileroVAD:
 
     def _windows(self, frames: "torch.Tensor", state: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
         """Probabilities of ``frames`` ``[N, CONTEXT + WINDOW]`` in order, from ``state`` ``[2, 1, H]``."""
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return self._run_windows(frames, state)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _run_windows(self, frames: "torch.Tensor", state: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
         import torch
 
         with torch.inference_mode():
