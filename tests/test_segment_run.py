@@ -164,6 +164,8 @@ def test_ids_that_would_leave_the_output_directory_are_refused(recordings, tmp_p
 
 def test_bad_options_are_user_errors(recordings, tmp_path):
     root, _ = recordings
+    assert main(["segment", str(root), "-o", str(root / "seg"), "--quiet"]) == 2  # OUT inside INPUT
+    assert not (root / "seg").exists()
     for extra in (["--threshold", "1.5"], ["--max-seconds", "-1"], ["--pad", "-0.1"], ["--channel", "-1"]):
         assert main(["segment", str(root), "-o", str(tmp_path / "o"), "--quiet", *extra]) == 2
 

@@ -203,6 +203,10 @@ def segment_corpus(corpus: Corpus, out_dir: str | os.PathLike[str], vad: SileroV
     if on_error not in ("skip", "fail"):
         raise SpeechUnitsError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     out = Path(out_dir)
+    source = Path(corpus.source)
+    if source.is_dir() and out.resolve().is_relative_to(source.resolve()):
+        raise SpeechUnitsError(
+            f"{out}: inside the input directory {source}, whose scan would then read the segments as input")
     out.mkdir(parents=True, exist_ok=True)
     settings = {
         "input": str(input_name if input_name is not None else corpus.source),
