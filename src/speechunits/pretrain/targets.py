@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -200,23 +199,22 @@ def _mfcc_targets(k: int, waves: Waves, model_frames: FramesFn, model_rate: floa
 def _random_projection_targets(k: int, waves: Waves, model_frames: FramesFn, model_rate: float,
                                seed: int) -> Targets:
     from speechunits.encoders import load_encoder
+    from speechunits.quantize.random_projection import project_and_assign, random_projection
 
     encoder = load_encoder(RPQ_FEATURE)
     info = encoder.info
     stack = frame_ratio(info.frame_rate, model_rate, f"random-projection targets ({RPQ_FEATURE})")
-    gen = torch.Generator().manual_seed(seed)
     in_dim = info.dim * stack
-    # Xavier-uniform projection and a standard-normal codebook, both frozen (BEST-RQ).
-    bound = math.sqrt(6.0 / (in_dim + RPQ_CODE_DIM))
-    projection = (torch.rand(in_dim, RPQ_CODE_DIM, generator=gen) * 2 - 1) * bound
-    codebook = torch.randn(k, RPQ_CODE_DIM, generator=gen)
+    # The quantizer of `speechunits codebook random-projection` (quantize/random_projection.py), over
+    # `stack` log-mel frames at a time; features are normalised per utterance here (BEST-RQ's instance
+    # normalisation), not with corpus statistics.
+    projection, codebook = random_projection(in_dim, RPQ_CODE_DIM, k, seed)
     labels = {}
     for utt_id, wave in waves:
         f = torch.from_numpy(encoder.extract_batch([wave], [0])[0][0])
         f = (f - f.mean(0)) / f.std(0).clamp_min(1e-5)
         usable = (f.shape[0] // stack) * stack
-        stacked = f[:usable].reshape(-1, in_dim)
-        ids = nearest(stacked @ projection, codebook, cosine=True)
+        ids = project_and_assign(f[:usable].reshape(-1, in_dim), projection, codebook)
         labels[utt_id] = align_labels(ids, 1, model_frames(len(wave)))
     spec = {"kind": "random-projection", "k": k, "feature": RPQ_FEATURE, "stack": stack, "code_dim": RPQ_CODE_DIM,
             "frame_rate": info.frame_rate / stack, "seed": seed}

@@ -56,6 +56,17 @@ def random_projection(in_dim: int, code_dim: int, k: int, seed: int) -> tuple[to
     return projection, codebook
 
 
+def project_and_assign(x: torch.Tensor, projection: torch.Tensor, codebook: torch.Tensor) -> np.ndarray:
+    """``argmax_k <C_k, xP / |xP|>`` for (already normalised) float32 frames ``x [N, D]``, in chunks of
+    :data:`CHUNK_FRAMES`: int64 ``[N]``. ``codebook`` ``[K, d]`` rows are unit vectors (cosine nearest)."""
+    out = np.empty(x.shape[0], dtype=np.int64)
+    codewords_t = codebook.T.contiguous()
+    for start in range(0, x.shape[0], CHUNK_FRAMES):
+        z = torch.nn.functional.normalize(x[start:start + CHUNK_FRAMES] @ projection, dim=1)
+        out[start:start + z.shape[0]] = (z @ codewords_t).argmax(dim=1).numpy()
+    return out
+
+
 def normalisation_stats(sample: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and standard deviation (floored at :data:`MIN_STD`) of frames ``[N, D]``,
     computed in float64, returned as float32 ``[D]``."""
@@ -136,11 +147,5 @@ class RandomProjectionCodebook(Codebook):
             else features.detach().to(torch.float32).cpu()
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise SpeechUnitsError(f"features of shape {tuple(x.shape)} do not match codebook dim {self.dim}")
-        out = np.empty(x.shape[0], dtype=np.int64)
-        codewords_t = self.centroids.T.contiguous()
         with torch.inference_mode():
-            for start in range(0, x.shape[0], CHUNK_FRAMES):
-                z = self.normalise(x[start:start + CHUNK_FRAMES]) @ self.projection
-                z = torch.nn.functional.normalize(z, dim=1)
-                out[start:start + z.shape[0]] = (z @ codewords_t).argmax(dim=1).numpy()
-        return out
+            return project_and_assign(self.normalise(x), self.projection, self.centroids)
