@@ -241,3 +241,20 @@ def test_raw_pcm_errors(tmp_path: Path) -> None:
     (tmp_path / "e.pcm").write_bytes(b"")
     with pytest.raises(SpeechUnitsError, match="e.pcm: empty audio"):
         Audio.load(tmp_path / "e.pcm", raw_format="s16le:16000")
+
+
+def test_stream_in_blocks_equals_load_for_raw_pcm_and_channels(tmp_path) -> None:
+    """Audio.stream concatenated equals Audio.load: headerless PCM (written by numpy), one channel."""
+    rng = np.random.default_rng(5)
+    stereo = (rng.uniform(-0.9, 0.9, size=(8000 * 3 + 17, 2)) * 32767).astype("<i2")
+    raw = tmp_path / "x.raw"
+    raw.write_bytes(stereo.tobytes())
+    for channel in (None, 1):
+        whole = Audio.load(raw, channel=channel, raw_format="s16le:8000:2")
+        blocks = list(Audio.stream(raw, 8000, channel=channel, block_seconds=0.7, raw_format="s16le:8000:2"))
+        assert len(blocks) == 5 and sum(b.source_frames for b in blocks) == stereo.shape[0]
+        np.testing.assert_array_equal(np.concatenate([b.samples for b in blocks]), whole.samples)
+    with pytest.raises(SpeechUnitsError, match="channel 2 requested"):
+        next(Audio.stream(raw, 8000, channel=2, raw_format="s16le:8000:2"))
+    with pytest.raises(SpeechUnitsError, match="--raw-format"):
+        next(Audio.stream(raw, 8000))

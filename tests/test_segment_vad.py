@@ -16,7 +16,6 @@ pytest.importorskip("espeakng_loader")
 
 from speechunits.audio import Audio  # noqa: E402
 from speechunits.errors import SpeechUnitsError  # noqa: E402
-from speechunits.segment.blocks import iter_blocks  # noqa: E402
 from speechunits.segment.run import find_speech  # noqa: E402
 from speechunits.segment.segments import SegmentOptions  # noqa: E402
 from speechunits.segment.vad import WINDOW, SileroVAD, model_path  # noqa: E402
@@ -130,7 +129,7 @@ def test_a_44k_stereo_file_is_resampled_in_blocks_like_audio_load(vad, long_reco
     wave44 = mono16.resample(44100).samples
     stereo = tmp_path / "stereo44k.flac"
     sf.write(str(stereo), np.stack([wave44 * 0.8, wave44 * 0.6], axis=1), 44100, subtype="PCM_24")
-    blocks = list(iter_blocks(stereo, 16000, block_seconds=1.3))
+    blocks = list(Audio.stream(stereo, 16000, block_seconds=1.3))
     loaded = Audio.load(stereo, sample_rate=16000)  # downmix then one-shot soxr
     np.testing.assert_array_equal(np.concatenate([b.samples for b in blocks]), loaded.samples)
     assert sum(b.source_frames for b in blocks) == wave44.size and {b.source_rate for b in blocks} == {44100}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -86,16 +87,59 @@ class RawFormat:
         return f"{self.encoding}:{self.sample_rate}" + (f":{self.channels}" if self.channels != 1 else "")
 
 
-def _read_raw(path: Path, raw_format: RawFormat) -> tuple[np.ndarray, int]:
-    """float32 ``[T, C]`` and the rate of a headerless file."""
+def _open_sound_file(path: Path, raw_format: RawFormat | str | None):
+    """Validate ``path`` and open it with libsndfile (headerless PCM through ``raw_format``).
+
+    Raises:
+        SpeechUnitsError: unsupported extension, raw PCM without ``raw_format`` or with a size that is
+            not a whole number of frames, missing, unreadable, corrupt or compressed-SPHERE file.
+    """
     import soundfile as sf
 
-    if raw_format.num_frames(path) == 0:
-        raise SpeechUnitsError(f"{path}: empty audio (0 samples)")
-    subtype, endian, _ = RAW_ENCODINGS[raw_format.encoding]
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True, format="RAW", subtype=subtype, endian=endian,
-                         samplerate=raw_format.sample_rate, channels=raw_format.channels)
-    return data, int(rate)
+    if isinstance(raw_format, str):
+        raw_format = RawFormat.parse(raw_format)
+    suffix = path.suffix.lower()
+    is_raw = suffix not in AUDIO_EXTENSIONS and (raw_format is not None or suffix in RAW_EXTENSIONS)
+    if is_raw and raw_format is None:
+        raise SpeechUnitsError(f"{path}: headerless PCM does not say its encoding and rate; "
+                               f"pass --raw-format {_RAW_HINT} (raw_format= in Python)")
+    if not is_raw and suffix not in AUDIO_EXTENSIONS:
+        raise SpeechUnitsError(
+            f"{path}: unsupported audio extension {path.suffix!r} (supported: {', '.join(AUDIO_EXTENSIONS)}; "
+            f"headerless PCM with --raw-format)"
+        )
+    if not path.is_file():
+        raise SpeechUnitsError(f"{path}: no such file")
+    try:
+        if is_raw:
+            raw_format.num_frames(path)  # a whole number of frames, or an error
+            subtype, endian, _ = RAW_ENCODINGS[raw_format.encoding]
+            return sf.SoundFile(str(path), format="RAW", subtype=subtype, endian=endian,
+                                samplerate=raw_format.sample_rate, channels=raw_format.channels)
+        return sf.SoundFile(str(path))
+    except SpeechUnitsError:
+        raise
+    except Exception as exc:  # libsndfile raises several types for corrupt data
+        raise SpeechUnitsError(_sphere_problem(path) or f"{path}: unreadable or corrupt audio ({exc})") from exc
+
+
+def _mono(data: np.ndarray, channel: int | None, path: Path) -> np.ndarray:
+    """``[t, C]`` float32 to ``[t]``: the mean of the channels, or channel ``channel``."""
+    if channel is None:
+        return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if not 0 <= channel < data.shape[1]:
+        raise SpeechUnitsError(f"{path}: channel {channel} requested but the file has {data.shape[1]}")
+    return data[:, channel]
+
+
+@dataclass(frozen=True)
+class AudioBlock:
+    """One block of :meth:`Audio.stream`: ``samples`` float32 mono ``[t]`` at the requested rate, and
+    the stretch of the file it came from (``source_frames`` frames at ``source_rate``)."""
+
+    samples: np.ndarray
+    source_frames: int
+    source_rate: int
 
 
 def sphere_header(path: str | Path) -> dict[str, str] | None:
@@ -181,45 +225,60 @@ class Audio:
                 unreadable/corrupt or compressed-SPHERE file, empty file, NaN/Inf samples,
                 or a channel index the file does not have.
         """
-        import soundfile as sf
-
         path = Path(path)
-        if isinstance(raw_format, str):
-            raw_format = RawFormat.parse(raw_format)
-        suffix = path.suffix.lower()
-        is_raw = suffix not in AUDIO_EXTENSIONS and (raw_format is not None or suffix in RAW_EXTENSIONS)
-        if is_raw and raw_format is None:
-            raise SpeechUnitsError(f"{path}: headerless PCM does not say its encoding and rate; "
-                                   f"pass --raw-format {_RAW_HINT} (raw_format= in Python)")
-        if not is_raw and suffix not in AUDIO_EXTENSIONS:
-            raise SpeechUnitsError(
-                f"{path}: unsupported audio extension {path.suffix!r} (supported: {', '.join(AUDIO_EXTENSIONS)}; "
-                f"headerless PCM with --raw-format)"
-            )
-        if not path.is_file():
-            raise SpeechUnitsError(f"{path}: no such file")
-        try:
-            if raw_format is not None and is_raw:
-                data, rate = _read_raw(path, raw_format)
-            else:
-                data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        except SpeechUnitsError:
-            raise
-        except Exception as exc:  # libsndfile raises several types for corrupt data
-            raise SpeechUnitsError(_sphere_problem(path) or f"{path}: unreadable or corrupt audio ({exc})") from exc
+        with _open_sound_file(path, raw_format) as handle:
+            rate = int(handle.samplerate)
+            try:
+                data = handle.read(dtype="float32", always_2d=True)
+            except Exception as exc:  # noqa: BLE001 - a corrupt stretch inside the file
+                raise SpeechUnitsError(f"{path}: unreadable or corrupt audio ({exc})") from exc
         if data.shape[0] == 0:
             raise SpeechUnitsError(f"{path}: empty audio (0 samples)")
-        if channel is None:
-            mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-        else:
-            if not 0 <= channel < data.shape[1]:
-                raise SpeechUnitsError(f"{path}: channel {channel} requested but the file has {data.shape[1]}")
-            mono = data[:, channel]
+        mono = _mono(data, channel, path)
         audio = cls(np.ascontiguousarray(mono), int(rate), str(path))
         audio.check_finite()
         if sample_rate is not None:
             audio = audio.resample(sample_rate)
         return audio
+
+    @staticmethod
+    def stream(path: str | Path, sample_rate: int, *, channel: int | None = None, block_seconds: float = 60.0,
+               raw_format: RawFormat | str | None = None) -> Iterator[AudioBlock]:
+        """:meth:`load` a block at a time, in memory that does not grow with the file's length.
+
+        soundfile reads ``block_seconds`` of the file at a time and soxr's ``ResampleStream`` carries
+        the filter state across blocks: concatenated, the blocks equal the whole file loaded and
+        resampled to ``sample_rate``, up to filter rounding at block edges. Same checks as :meth:`load`
+        (NaN/Inf are reported with the time they occur at).
+        """
+        import soxr
+
+        path = Path(path)
+        with _open_sound_file(path, raw_format) as handle:
+            rate = int(handle.samplerate)
+            if channel is not None and not 0 <= channel < handle.channels:
+                raise SpeechUnitsError(f"{path}: channel {channel} requested but the file has {handle.channels}")
+            resampler = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32",
+                                                                             quality="HQ")
+            block = max(int(block_seconds * rate), 1)
+            total = 0
+            while True:
+                try:
+                    data = handle.read(block, dtype="float32", always_2d=True)
+                except Exception as exc:  # noqa: BLE001 - a corrupt stretch inside the file
+                    raise SpeechUnitsError(
+                        f"{path}: unreadable or corrupt audio after {total / rate:.1f} s ({exc})") from exc
+                last = data.shape[0] < block
+                if data.shape[0] == 0 and total == 0:
+                    raise SpeechUnitsError(f"{path}: empty audio (0 samples)")
+                mono = _mono(data, channel, path)
+                if not np.isfinite(mono).all():
+                    raise SpeechUnitsError(f"{path}: contains NaN/Inf sample(s) after {total / rate:.1f} s")
+                total += mono.size
+                out = mono if resampler is None else resampler.resample_chunk(mono, last=last)
+                yield AudioBlock(np.ascontiguousarray(out, dtype=np.float32), mono.size, rate)
+                if last:
+                    return
 
     # -- operations (each returns a new Audio) ----------------------------------------------------
     def resample(self, sample_rate: int) -> "Audio":

@@ -31,12 +31,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from speechunits.audio import Audio
 from speechunits.corpus import Corpus, Utterance, total_audio_seconds
 from speechunits.errors import SpeechUnitsError
 from speechunits.progress import AudioProgress
-from speechunits.segment.blocks import DEFAULT_BLOCK_SECONDS, iter_blocks
 from speechunits.segment.segments import SegmentOptions, SpeechSegment, find_segments
 from speechunits.segment.vad import SAMPLE_RATE, WINDOW_S, SileroVAD
+
+#: Seconds of source audio read at a time.
+DEFAULT_BLOCK_SECONDS = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +123,12 @@ def find_speech(vad: SileroVAD, path: str | os.PathLike[str], options: SegmentOp
     """Run the VAD over ``path`` block by block and turn its probabilities into segments.
 
     ``on_block(source_seconds)`` is called after each block (progress). Raises
-    :class:`SpeechUnitsError` for bad input (see :func:`~speechunits.segment.blocks.iter_blocks`).
+    :class:`SpeechUnitsError` for bad input (see :meth:`speechunits.audio.Audio.stream`).
     """
     stream = vad.stream()
     probs: list[np.ndarray] = []
     frames, rate = 0, 0
-    for block in iter_blocks(path, SAMPLE_RATE, channel=channel, block_seconds=block_seconds):
+    for block in Audio.stream(path, SAMPLE_RATE, channel=channel, block_seconds=block_seconds):
         probs.append(stream.feed(block.samples))
         frames, rate = frames + block.source_frames, block.source_rate
         if on_block is not None:
