@@ -18,7 +18,7 @@ fixed defaults, not chosen on the results. Printed: x real time of each, speed-u
 the truncated baseline (headline) and over the full-depth one (extra), agreement of the units
 (must be 1.0), store bytes vs ``.km`` bytes.
 
-Headline command (about 3 minutes on 2 idle cores)::
+Headline command (about 2-3 minutes on 2 idle cores)::
 
     python bench/encode.py --num-utts 40 --threads 2
 """
