@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip install --quiet -c constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev demo test test-all bench
+.PHONY: install install-dev demo test test-all bench-deps
 
 install:
 	$(PYTHON) -m pip install --quiet torch==2.13.0
@@ -24,3 +24,9 @@ test: install-dev
 # Everything, slow end-to-end checks included.
 test-all: install-dev
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# The benchmarks' baselines (bench/*.py); Libri-Light's ABX without torchaudio (see pyproject's bench extra).
+bench-deps:
+	$(PYTHON) -m pip install --quiet torch==2.13.0
+	$(PIP) -e ".[bench]"
+	$(PIP) --no-deps "zerospeech-libriabx2>=0.9.8"

@@ -1,32 +1,58 @@
-"""Feature extraction speed: speechunits vs the fairseq/textlesslib-style baseline, same run, same corpus.
+"""Feature extraction speed: speechunits vs what a knowledgeable transformers user runs, same run, same corpora.
 
-Baseline: the transformers model in fp32, one utterance at a time, all layers computed
-(``model(x, output_hidden_states=True)``), taking ``hidden_states[layer]``.
-Ours: :func:`speechunits.features.iter_features` (length-sorted batches, blocks past the
-layer never run) in fp32 and bf16.
+Baselines (all on the same fresh corpora, all stopping at the requested layer, as fairseq's
+``dump_hubert_feature.py`` does with ``output_layer`` and textlesslib does):
 
-Each system first runs once, untimed, on a couple of other utterances (thread pools, oneDNN
-kernels of fixed shapes: one-off costs a real corpus amortises). Every round then uses a fresh
-corpus, so no system sees an utterance length it has already run; with ``--repeats`` the
-medians over rounds are reported (this machine's timings wander by ~5-10 % between runs).
+* ``HF fp32 1-by-1``: ``transformers.HubertModel`` with ``model.encoder.layers`` cut to the first
+  ``layer`` blocks, fp32, one utterance at a time; the output is ``last_hidden_state`` (for a
+  post-LN model such as HuBERT-base this equals the full model's ``hidden_states[layer]``;
+  checked at start-up). This is fairseq's real behaviour.
+* ``HF bf16 1-by-1``: the same truncated model under ``torch.autocast("cpu", torch.bfloat16)``.
+* ``HF fp32 batched`` / ``HF bf16 batched``: the truncated model on length-sorted, zero-padded
+  batches with an ``attention_mask``, batches filled up to the same padded-audio budget as ours
+  (``--max-batch-seconds``); each output cut to its utterance's frame count.
+  Caveat, printed with the results: HuBERT-base's first convolution ends in a GroupNorm over
+  time, which the padding's zeros enter, so padded utterances' features differ from the
+  unpadded ones (transformers' own docs advise not to batch such models with a mask). We
+  still run it on the same model, because a user who batches does exactly this, and timing
+  a different (layer-norm) model would not compare like with like; its feature deviation is
+  printed so that the reader sees what the speed buys.
+* extra row, labelled, never the headline: ``HF fp32 1-by-1, all 12 blocks``
+  (``output_hidden_states=True``, ``hidden_states[layer]``), what the previous version of this
+  bench compared against.
 
-The model is HuBERT-base sized with random weights (``HubertConfig()`` defaults; nothing is
-downloaded). Printed: x real time, speed-up over the baseline, achieved GFLOP/s (useful
-FLOPs of the unpadded utterances, counted analytically) as a share of a large matmul's
-GFLOP/s measured in the same run and dtype, bf16's effect on features and on k-means units,
-and peak RSS of a features run over 50 vs 500 utterances (in subprocesses, with a small
-model and short utterances so that it is quick; the point is that memory does not grow).
+Ours: :func:`speechunits.features.iter_features` (length-sorted batches, blocks past the layer
+never run) in fp32 and bf16. Printed: a table with seconds, x real time and achieved GFLOP/s
+of every system (the FLOPs of the blocks it runs on the unpadded utterances, counted
+analytically) as a share of a large matmul's GFLOP/s measured in the same run and dtype; then
+the ratio of each of ours to each baseline (median of per-round ratios), like-for-like pairs
+marked; each system's features against the HF fp32 1-by-1 reference; bf16's effect on k-means
+units; peak RSS of a features run over 50 vs 500 utterances (subprocesses, small model).
 
-    python bench/extract.py --num-utts 40                # a few minutes on 2 cores
-    python bench/extract.py --num-utts 40 --repeats 3    # three fresh corpora, medians: steadier on a noisy machine
-    python bench/extract.py --num-utts 200 --threads 2
-    python bench/extract.py --num-utts 40 --no-cpu-kernels   # speechunits with transformers' own modules
+Each system first runs once, untimed, on other utterances (thread pools, oneDNN kernels of
+fixed shapes: one-off costs a real corpus amortises). Every round uses a fresh corpus (new
+lengths) and runs the systems in a rotated order; medians over rounds are reported. The model
+is HuBERT-base sized with random weights (``HubertConfig()`` defaults, nothing downloaded);
+layer 6 and the corpus settings are fixed defaults, not chosen on the results.
+
+Headline command (on an otherwise idle machine; about 10-15 minutes on 2 cores: ~2.5 min per round, RSS runs ~2 min)::
+
+    python bench/extract.py --num-utts 40 --repeats 3
+
+Quick check that everything runs (a couple of minutes)::
+
+    python bench/extract.py --num-utts 3 --max-seconds 4 --rss-counts ''
+
+Ours with transformers' own modules instead of the CPU kernels (docs/performance.md)::
+
+    python bench/extract.py --num-utts 40 --repeats 3 --no-cpu-kernels
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -68,14 +94,72 @@ def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5, trials
     return 2.0 * size**3 * repeats / best / 1e9
 
 
-def run_baseline(model, paths: list[Path], layer: int) -> tuple[float, list[np.ndarray]]:
+def truncated_model(model, layer: int):
+    """A copy of ``model`` holding only its first ``layer`` transformer blocks (fairseq's ``output_layer``)."""
+    trunc = copy.deepcopy(model).eval()
+    trunc.encoder.layers = trunc.encoder.layers[:layer]
+    return trunc
+
+
+def read_wave(path: Path) -> torch.Tensor:
+    return torch.from_numpy(sf.read(str(path), dtype="float32")[0])
+
+
+def autocast(dtype: str):
+    """bf16: ``torch.autocast`` on CPU (what a torch user adds); fp32: nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
+
+
+def run_hf_single(model, paths: list[Path], dtype: str) -> tuple[float, list[np.ndarray]]:
+    """One utterance at a time through a truncated model; its ``last_hidden_state`` is the layer."""
+    outs = []
+    start = time.perf_counter()
+    with torch.inference_mode(), autocast(dtype):
+        for path in paths:
+            outs.append(model(read_wave(path)[None]).last_hidden_state[0].float().numpy())
+    return time.perf_counter() - start, outs
+
+
+def run_hf_full_depth(model, paths: list[Path], layer: int) -> tuple[float, list[np.ndarray]]:
+    """The extra row: all blocks run, ``hidden_states[layer]`` taken."""
     outs = []
     start = time.perf_counter()
     with torch.inference_mode():
         for path in paths:
-            wave = torch.from_numpy(sf.read(str(path), dtype="float32")[0])[None]
-            outs.append(model(wave, output_hidden_states=True).hidden_states[layer][0].numpy())
+            outs.append(model(read_wave(path)[None], output_hidden_states=True).hidden_states[layer][0].numpy())
     return time.perf_counter() - start, outs
+
+
+def run_hf_batched(model, paths: list[Path], dtype: str, max_batch_seconds: float,
+                   sample_rate: int = 16000) -> tuple[float, list[np.ndarray]]:
+    """Length-sorted, zero-padded batches with an attention mask, at most ``max_batch_seconds`` of
+    padded audio each (the same budget as ours); outputs cut to each utterance's frame count."""
+    budget = max_batch_seconds * sample_rate
+    outs: list[np.ndarray | None] = [None] * len(paths)
+    start = time.perf_counter()
+    waves = [read_wave(p) for p in paths]
+    order = sorted(range(len(waves)), key=lambda i: -waves[i].numel())
+    batches, current = [], []
+    for i in order:  # descending lengths: the first member of a batch is its longest
+        if current and (len(current) + 1) * waves[current[0]].numel() > budget:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    with torch.inference_mode(), autocast(dtype):
+        for batch in batches:
+            longest = waves[batch[0]].numel()
+            x = torch.zeros(len(batch), longest)
+            mask = torch.zeros(len(batch), longest, dtype=torch.long)
+            for row, i in enumerate(batch):
+                x[row, : waves[i].numel()] = waves[i]
+                mask[row, : waves[i].numel()] = 1
+            hidden = model(x, attention_mask=mask).last_hidden_state.float()
+            frames = model._get_feat_extract_output_lengths(mask.sum(1))
+            for row, i in enumerate(batch):
+                outs[i] = hidden[row, : int(frames[row])].numpy()
+    return time.perf_counter() - start, outs  # type: ignore[return-value]
 
 
 def load_ours(model_dir: str, dtype: str, cpu_kernels: bool = True):
@@ -180,12 +264,14 @@ def main() -> None:
 
     import transformers as tf
 
+    bench_start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench_extract_"))
     torch.manual_seed(0)
     config = tf.HubertConfig()
     model = tf.HubertModel(config).eval()
     model.save_pretrained(work / "model")
-    rounds = []  # per round: corpus dir, seconds, useful FLOPs, baseline FLOPs
+    trunc = truncated_model(model, args.layer)
+    rounds = []  # per round: corpus dir, seconds, FLOPs of blocks 1..layer, FLOPs of all blocks
     for r in range(args.repeats):
         corpus = work / f"corpus{r}"
         total_s = make_corpus(corpus, args.num_utts, args.min_seconds, args.max_seconds, seed=r)
@@ -197,55 +283,96 @@ def main() -> None:
           f"{rounds[0][1]:.0f} s of audio in round 1, each round a fresh corpus; HuBERT-base size, random init; "
           f"layer {args.layer}; torch threads {torch.get_num_threads()}; max_batch_seconds {mbs}; "
           f"each system warmed up on {args.warmup_utts} other utterances")
+    warm = sorted((work / "warmup").glob("*.wav"))
+    with torch.inference_mode():  # the truncated model's last_hidden_state is the full model's layer
+        x = read_wave(warm[0])[None]
+        check = float((trunc(x).last_hidden_state - model(x, output_hidden_states=True).hidden_states[args.layer])
+                      .abs().max())
+    print(f"truncated model check: max |last_hidden_state - full model's hidden_states[{args.layer}]| = {check:.1e}")
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    systems = [] if args.skip_baseline else [("baseline HF fp32, 1 at a time, all layers", "fp32", None)]
-    short = {None: "baseline", "fp32": "ours fp32", "bf16": "ours bf16"}
-    plain = ", no CPU kernels" if args.no_cpu_kernels else ""
-    systems += [(f"speechunits {d}, batched, layers 1-{args.layer}{plain}", d, d) for d in ("fp32", "bf16")]
     encoders = {d: load_ours(str(work / "model"), d, cpu_kernels=not args.no_cpu_kernels) for d in ("fp32", "bf16")}
-    if args.warmup_utts:
-        warm = sorted((work / "warmup").glob("*.wav"))
-        if not args.skip_baseline:
-            run_baseline(model, warm, args.layer)
+
+    # name -> (dtype, blocks it runs, run(corpus dir) -> (seconds, per-utterance features))
+    def files(corpus: Path) -> list[Path]:
+        return sorted(corpus.glob("*.wav"))
+
+    systems: dict[str, tuple[str, str, object]] = {}
+    if not args.skip_baseline:
         for d in ("fp32", "bf16"):
-            run_ours(encoders[d], work / "warmup", args.layer, mbs)
-    times: dict[str, list[float]] = {name: [] for name, _, _ in systems}
+            systems[f"HF {d} 1-by-1, blocks 1-{args.layer}"] = (
+                d, "layer", lambda c, d=d: run_hf_single(trunc, files(c), d))
+        for d in ("fp32", "bf16"):
+            systems[f"HF {d} batched+mask, blocks 1-{args.layer}"] = (
+                d, "layer", lambda c, d=d: run_hf_batched(trunc, files(c), d, mbs))
+        systems[f"extra: HF fp32 1-by-1, all {config.num_hidden_layers} blocks"] = (
+            "fp32", "all", lambda c: run_hf_full_depth(model, files(c), args.layer))
+    for d in ("fp32", "bf16"):
+        systems[f"speechunits {d}, batched, blocks 1-{args.layer}{', no CPU kernels' if args.no_cpu_kernels else ''}"] = (
+            d, "layer", lambda c, d=d: run_ours(encoders[d], c, args.layer, mbs))
+    names = list(systems)
+    ours_names = [n for n in names if n.startswith("speechunits")]
+    baseline_names = [n for n in names if n not in ours_names]
+    reference = baseline_names[0] if baseline_names else None
+    if args.warmup_utts:
+        for name in names:
+            systems[name][2](work / "warmup")
+    times: dict[str, list[float]] = {name: [] for name in names}
     outputs: dict[str, list[np.ndarray]] = {}
     for r, (corpus, total_s, _, _) in enumerate(rounds):
-        line = []
-        for name, _, ours in systems:
-            if ours is None:
-                elapsed, outs = run_baseline(model, sorted(corpus.glob("*.wav")), args.layer)
-            else:
-                elapsed, outs = run_ours(encoders[ours], corpus, args.layer, mbs)
+        order = names[r % len(names):] + names[: r % len(names)]  # rotate: no system always runs first
+        for name in order:
+            elapsed, outs = systems[name][2](corpus)
             times[name].append(elapsed)
             if r == 0:
-                outputs[ours or "baseline"] = outs
-            line.append(f"{short[ours]} {total_s / elapsed:.2f}")
-        print(f"round {r + 1} ({total_s:.0f} s of audio), x real time: " + ", ".join(line), flush=True)
+                outputs[name] = outs
+        print(f"round {r + 1} ({total_s:.0f} s of audio), x real time: "
+              + ", ".join(f"{name} {total_s / times[name][-1]:.2f}" for name in names), flush=True)
     peak_after = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     peak = {k: (peak[k] + peak_after[k]) / 2 for k in peak}
-    print(f"large matmul (2048^3, best of 3 trials, mean of before/after): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
-    print(f"medians over {args.repeats} round(s); 'vs baseline' = median of the per-round ratios")
-    print(f"{'run':56s} {'seconds':>8s} {'x real time':>12s} {'vs baseline':>12s} {'GFLOP/s':>8s} {'% matmul':>9s}")
-    base_name = None if args.skip_baseline else systems[0][0]
-    for name, dtype, ours in systems:
+    print(f"\nlarge matmul (2048^3, best of 3 trials, mean of before/after): fp32 {peak['fp32']:.0f} GFLOP/s, "
+          f"bf16 {peak['bf16']:.0f} GFLOP/s")
+    print(f"medians over {args.repeats} round(s). GFLOP/s counts the FLOPs of the blocks a system runs, on the "
+          f"unpadded utterances (a batched system's padding is not counted as useful work)")
+    width = max(len(n) for n in names) + 2
+    print(f"{'system':{width}s} {'seconds':>8s} {'x real time':>12s} {'GFLOP/s':>8s} {'% matmul':>9s}")
+    for name in names:
+        dtype, blocks = systems[name][0], systems[name][1]
         speeds = [total_s / t for (_, total_s, _, _), t in zip(rounds, times[name])]
-        rates = [(useful if ours else full) / t / 1e9 for (_, _, useful, full), t in zip(rounds, times[name])]
-        ratio = "-"
-        if base_name:
-            ratio = f"{float(np.median([b / t for b, t in zip(times[base_name], times[name])])):.2f}x"
+        rates = [(useful if blocks == "layer" else full) / t / 1e9
+                 for (_, _, useful, full), t in zip(rounds, times[name])]
         gflops = float(np.median(rates))
-        print(f"{name:56s} {float(np.median(times[name])):8.1f} {float(np.median(speeds)):12.2f} {ratio:>12s} "
+        print(f"{name:{width}s} {float(np.median(times[name])):8.1f} {float(np.median(speeds)):12.2f} "
               f"{gflops:8.1f} {100 * gflops / peak[dtype]:8.0f}%")
-    fp32, bf16 = np.concatenate(outputs["fp32"]), np.concatenate(outputs["bf16"])
-    if "baseline" in outputs:
-        diff = max(np.abs(a - b).max() / np.abs(a).max() for a, b in zip(outputs["baseline"], outputs["fp32"]))
-        print(f"ours fp32 vs baseline: max |diff| / max |feature| = {diff:.1e}")
+    if baseline_names:
+        print("\nours faster by (median over rounds of baseline seconds / ours seconds); * = same dtype, "
+              "the like-for-like comparison")
+        print(f"{'baseline':{width}s} " + " ".join(f"{n.split(',')[0]:>18s}" for n in ours_names))
+        for base in baseline_names:
+            cells = []
+            for ours in ours_names:
+                ratio = float(np.median([b / t for b, t in zip(times[base], times[ours])]))
+                mark = "*" if systems[base][0] == systems[ours][0] else " "
+                cells.append(f"{ratio:17.2f}x" + mark)
+            print(f"{base:{width}s} " + " ".join(f"{c:>18s}" for c in cells))
+        ref = outputs[reference]
+        print(f"\nfeatures of round 1 against {reference} (the reference): relative L2 error over all frames, "
+              "worst utterance's max |diff| / max |feature|")
+        for name in names:
+            if name == reference:
+                continue
+            out = outputs[name]
+            a, b = np.concatenate(ref), np.concatenate(out)
+            rel = float(np.linalg.norm(b - a) / np.linalg.norm(a))
+            worst = max(float(np.abs(x - y).max() / np.abs(x).max()) for x, y in zip(ref, out))
+            print(f"  {name:{width}s} rel L2 {rel:.2e}   worst max-diff {worst:.2e}")
+        print("  (the batched HF rows differ from 1-by-1 because HuBERT-base's front-end GroupNorm normalises "
+              "over the zero padding too; layer-norm front ends, e.g. HuBERT-large, batch exactly)")
+    fp32 = np.concatenate(outputs[ours_names[0]])
+    bf16 = np.concatenate(outputs[ours_names[1]])
     rel = np.linalg.norm(bf16 - fp32) / np.linalg.norm(fp32)
     cos = float(np.mean(np.sum(fp32 * bf16, 1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(bf16, axis=1))))
     agree = kmeans_agreement(fp32, bf16)
-    print(f"bf16 vs fp32 features: relative L2 error {rel:.2e}, mean frame cosine {cos:.5f}; "
+    print(f"ours bf16 vs ours fp32 features: relative L2 error {rel:.2e}, mean frame cosine {cos:.5f}; "
           f"same k-means (K=100) unit for {100 * agree:.1f}% of {len(fp32)} frames")
     if args.rss_counts:
         counts = [int(c) for c in args.rss_counts.split(",")]
@@ -253,6 +380,7 @@ def main() -> None:
         print(f"peak RSS of `speechunits features` (small HuBERT, 2 layers, 1-3 s utterances, "
               f"max_batch_seconds {args.rss_max_batch_seconds}): "
               + ", ".join(f"{c} utts {m:.0f} MiB" for c, m in rss.items()))
+    print(f"bench wall time: {time.perf_counter() - bench_start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,34 @@
-"""Scale-out speed: local serial vs local overlapped loader vs Ray with 1 and 2 encoder workers.
+"""Scale-out speed: Ray against the local backend at its defaults, end to end first, steady state second.
 
-All four run ``features`` extraction (``speechunits.scale.cli.feature_items``, the code path of
+All rows run ``features`` extraction (``speechunits.scale.cli.feature_items``, the code path of
 ``speechunits features --backend ...``) over the same corpus in the same process:
 
-* local serial      - ``--loader-workers 0``: decode + resample, then encode, one after the other
-* local overlapped  - ``--loader-workers N``: decoding runs ahead in threads (the default)
-* ray, 1 worker     - embedded Ray, one encoder actor with 1 CPU (torch threads = 1)
-* ray, 2 workers    - two actors with 1 CPU each
+* baseline - the local backend with its defaults: torch at its default threads (all cores) and
+  the default loader threads (decoding runs ahead in threads); what ``speechunits features``
+  does without ``--backend ray``;
+* extra    - the local backend with 1 torch thread (what one Ray worker gets), default loader;
+* ray, 1 worker x 1 CPU - embedded Ray, one encoder actor;
+* ray defaults - one actor per core, 1 CPU each (``--backend ray`` without options).
 
-The corpus is 44.1 kHz FLAC (so decoding and resampling to 16 kHz cost something, as with real
+End to end (the first table columns): wall seconds a user waits, including the model load for
+the local backend and ``ray.init`` + actor start + model load for Ray (a fresh
+``speechunits features --backend ray`` pays all of it). Steady state (the last columns): audio
+seconds / (wall - the fixed cost of a run), the fixed cost measured as a run over one
+utterance, for every row alike. Both are given as ratios to the baseline. Then: per-worker
+efficiency of Ray (defaults vs 1 worker), this machine's own 2-process efficiency (the ceiling),
+and a decode-bound check with a cheap encoder (MFCC): local serial vs default loader threads.
+
+The corpus is 44.1 kHz FLAC (decoding and resampling to 16 kHz cost something, as with real
 corpora); the encoder is HuBERT-base sized with random weights (``HubertConfig()``, nothing
-downloaded), run up to ``--layer``. Printed per configuration: wall seconds, x real time
-(audio seconds / wall second), the ratio to local serial, Ray's start-up (``ray.init``) and
-time to the first result (actor start, model load), and per-worker efficiency
-(rate with N workers / (N x rate with 1 worker)), end to end and in the steady state (the wall
-time minus the fixed cost of a run, measured as a run of one utterance).
+downloaded), run up to layer 6. Settings are fixed defaults, not chosen on the results.
 
-    python bench/scale.py                         # 96 utterances, ~300 s of audio; ~4 min on 2 cores
-    python bench/scale.py --num-utts 48 --seconds 5 --layer 6 --loader-workers 2
+Headline command (about 5 minutes on 2 idle cores)::
+
+    python bench/scale.py
+
+Quick check (a minute or two)::
+
+    python bench/scale.py --num-utts 6 --seconds 1
 """
 from __future__ import annotations
 
@@ -74,17 +85,26 @@ def timed(args_ns: SimpleNamespace, encoder, corpus, layer: int) -> tuple[float,
     return wall, first if first is not None else wall
 
 
-def run_config(name: str, args_ns: SimpleNamespace, encoder, corpus, layer: int, audio_s: float) -> dict:
-    """Time one configuration. Ray runs also time a run of the first utterance alone: that is the
-    fixed cost of a run (planning, actor start, model load), subtracted for the steady-state rate.
-    (Results reach the driver in corpus order, so arrival times cannot give that rate.)"""
-    overhead = 0.0
-    if args_ns.backend == "ray":
+def run_config(name: str, args_ns: SimpleNamespace, encoder, corpus, layer: int, audio_s: float,
+               startup_s: float, threads: int | None = None) -> dict:
+    """Time one configuration: a run over the first utterance alone (the fixed cost of a run:
+    planning, thread or actor start, model load in actors), then the full run. ``startup_s``
+    (model load, ``ray.init``) is added to the end-to-end wall time. (Results reach the driver
+    in corpus order, so arrival times cannot give the steady-state rate.)"""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
         overhead = timed(args_ns, encoder, list(corpus)[:1], layer)[0]
-    wall, first = timed(args_ns, encoder, corpus, layer)
-    steady = audio_s / max(wall - overhead, 1e-9)
-    return {"name": name, "wall": wall, "first": first, "overhead": overhead, "rtf": audio_s / wall,
-            "steady": steady}
+        wall, first = timed(args_ns, encoder, corpus, layer)
+    finally:
+        torch.set_num_threads(before)
+    e2e = wall + startup_s
+    return {"name": name, "wall": wall, "e2e": e2e, "first": first, "overhead": overhead, "startup": startup_s,
+            "rtf": audio_s / e2e, "steady": audio_s / (wall - overhead) if wall > 1.05 * overhead else None}
+    # (no steady-state rate when the full run barely outlasts the one-utterance run: corpus too small)
 
 
 def main() -> int:
@@ -93,12 +113,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="mean utterance length")
     parser.add_argument("--rate", type=int, default=44100, help="corpus sample rate (resampled to 16 kHz)")
     parser.add_argument("--layer", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for local runs (1 = the same as one Ray worker; more threads on a "
-                        "loaded machine suffer from OpenMP contention)")
-    parser.add_argument("--loader-workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the baseline (default: torch's default, all cores)")
     parser.add_argument("--rows-per-call", type=int, default=None,
-                        help="ray: utterances per actor call (default: the library's, 8)")
+                        help="ray: utterances per actor call (default: the library's)")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -107,24 +125,30 @@ def main() -> int:
 
     from speechunits.corpus import open_corpus
     from speechunits.encoders import load_encoder
+    from speechunits.scale.prefetch import default_loader_workers
 
-    torch.set_num_threads(args.threads)
+    threads = args.threads or torch.get_num_threads()
+    cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     audio_s = make_corpus(work / "corpus", args.num_utts, args.seconds, args.rate, seed=0)
     model_dir = make_model(work / "model")
+    t0 = time.perf_counter()
     encoder = load_encoder(str(model_dir), device="cpu")
+    load_s = time.perf_counter() - t0
     corpus = open_corpus(work / "corpus")
+    loaders = default_loader_workers()
     print(f"corpus: {args.num_utts} FLAC files, {audio_s:.1f} s at {args.rate} Hz; HuBERT-base (random) to layer "
-          f"{args.layer}; {os.cpu_count()} cores; local torch threads {args.threads}", flush=True)
+          f"{args.layer}; {cores} cores; baseline torch threads {threads}, loader threads {loaders} (defaults)",
+          flush=True)
     rows = []
     base = dict(ray_address=None, num_workers=None, gpus_per_worker=None, cpus_per_worker=None, verbose=False)
-    # warm-up (first model call allocations), not timed
-    list(feature_items_warmup(encoder, corpus, args.layer))
-    rows.append(run_config("local serial", SimpleNamespace(backend="local", loader_workers=0, **base),
-                           encoder, corpus, args.layer, audio_s))
-    rows.append(run_config(f"local overlapped ({args.loader_workers} loader threads)",
-                           SimpleNamespace(backend="local", loader_workers=args.loader_workers, **base),
-                           encoder, corpus, args.layer, audio_s))
+    local = SimpleNamespace(backend="local", loader_workers=None, **base)
+    torch.set_num_threads(threads)
+    list(feature_items_warmup(encoder, corpus, args.layer))  # first model call allocations, not timed
+    rows.append(run_config(f"baseline: local, defaults ({threads} threads)", local, encoder, corpus, args.layer,
+                           audio_s, load_s))
+    rows.append(run_config("extra: local, 1 torch thread", local, encoder, corpus, args.layer, audio_s, load_s,
+                           threads=1))
     init_s = None
     if not args.skip_ray:
         from speechunits.scale.ray_session import ray_session
@@ -132,38 +156,44 @@ def main() -> int:
         t0 = time.perf_counter()
         with ray_session(None):
             init_s = time.perf_counter() - t0
-            for workers in (1, 2):
+            for workers, label in ((1, "ray, 1 worker x 1 CPU"), (None, f"ray defaults ({cores} workers x 1 CPU)")):
                 ns = SimpleNamespace(backend="ray", loader_workers=None, rows_per_call=args.rows_per_call,
-                                     **{**base, "num_workers": workers, "cpus_per_worker": 1.0})
-                rows.append(run_config(f"ray, {workers} worker(s) x 1 CPU", ns, encoder, corpus, args.layer, audio_s))
-    serial = rows[0]["rtf"]
-    steady_serial = rows[0]["steady"]
-    print(f"\n{'configuration':<38} {'wall s':>7} {'x RT':>7} {'vs serial':>9} {'run overhead s':>14} "
-          f"{'steady x RT':>11} {'vs serial':>9}")
+                                     **{**base, "num_workers": workers})
+                rows.append(run_config(label, ns, encoder, corpus, args.layer, audio_s, init_s))
+    ref = rows[0]
+    print(f"\n{'configuration':<40} {'e2e wall s':>10} {'x RT':>6} {'vs baseline':>11} {'fixed cost s':>12} "
+          f"{'steady x RT':>11} {'vs baseline':>11}")
+    def steady(row: dict) -> tuple[str, str]:
+        if row["steady"] is None:
+            return "-", "-"
+        return f"{row['steady']:.2f}", f"{row['steady'] / ref['steady']:.2f}" if ref["steady"] else "-"
+
     for row in rows:
-        print(f"{row['name']:<38} {row['wall']:>7.1f} {row['rtf']:>7.2f} {row['rtf'] / serial:>9.2f} "
-              f"{row['overhead']:>14.1f} {row['steady']:>11.2f} {row['steady'] / steady_serial:>9.2f}")
+        rate, ratio = steady(row)
+        print(f"{row['name']:<40} {row['e2e']:>10.1f} {row['rtf']:>6.2f} {row['rtf'] / ref['rtf']:>11.2f} "
+              f"{row['overhead']:>12.1f} {rate:>11s} {ratio:>11s}")
+    print(f"(e2e wall includes the model load, {load_s:.1f} s, for local rows"
+          + (f", and ray.init, {init_s:.1f} s, for Ray rows, whose actors load the model inside the run)"
+             if init_s is not None else ")"))
     if init_s is not None:
-        one, two = rows[2], rows[3]
-        print(f"\nray.init (embedded, {os.cpu_count()} CPUs): {init_s:.1f} s once per process; fixed cost per run "
-              f"(a 1-utterance run: planning, actor start, model load): {one['overhead']:.1f} s (1 worker), "
-              f"{two['overhead']:.1f} s (2 workers)")
+        one, many = rows[2], rows[3]
         ceiling = machine_parallel_efficiency()
-        print(f"per-worker efficiency, 2 workers: {two['rtf'] / (2 * one['rtf']):.2f} (end to end), "
-              f"{two['steady'] / (2 * one['steady']):.2f} (steady state); target >= 0.9 where cores allow")
+        steady_eff = (f"{many['steady'] / (cores * one['steady']):.2f}" if many["steady"] and one["steady"] else "-")
+        print(f"Ray per-worker efficiency, {cores} workers vs 1: {many['rtf'] / (cores * one['rtf']):.2f} (end to end), "
+              f"{steady_eff} (steady state)")
         print(f"this machine's own 2-process efficiency now (plain processes, torch matmuls): {ceiling:.2f} "
               "- the ceiling for the line above")
-    # The same two local loops with a cheap encoder (MFCC): decoding is then most of the work, as
+    # The same local backend with a cheap encoder (MFCC): decoding is then most of the work, as
     # for a GPU encoder that is faster than the audio files can be read and resampled.
     mfcc = load_encoder("mfcc")
     light = [run_config(f"mfcc, local {label}", SimpleNamespace(backend="local", loader_workers=n, **base),
-                        mfcc, corpus, 0, audio_s)
-             for label, n in (("serial", 0), (f"overlapped ({args.loader_workers} threads)", args.loader_workers))]
-    print(f"\n{'cheap encoder (decode-bound)':<38} {'wall s':>7} {'x RT':>7} {'vs serial':>9}")
+                        mfcc, corpus, 0, audio_s, 0.0)
+             for label, n in (("serial (0 loader threads)", 0), (f"defaults ({loaders} loader threads)", None))]
+    print(f"\n{'cheap encoder (decode-bound)':<40} {'wall s':>10} {'x RT':>6} {'vs serial':>11}")
     for row in light:
-        print(f"{row['name']:<38} {row['wall']:>7.1f} {row['rtf']:>7.2f} {row['rtf'] / light[0]['rtf']:>9.2f}")
+        print(f"{row['name']:<40} {row['wall']:>10.1f} {row['rtf']:>6.2f} {row['rtf'] / light[0]['rtf']:>11.2f}")
     load = os.getloadavg()[0]
-    print(f"load average during the run: {load:.1f} on {os.cpu_count()} cores (other jobs share the machine)")
+    print(f"load average during the run: {load:.1f} on {cores} cores (other jobs share the machine)")
     return 0
 
 
