@@ -1,6 +1,6 @@
 """Scale-out speed: local serial vs local overlapped loader vs Ray with 1 and 2 encoder workers.
 
-All four run ``features`` extraction (``speechunits.scale.cli.feature_items``, the code path of
+All four run ``features`` extraction (``speechunits.scale.jobs.feature_items``, the code path of
 ``speechunits features --backend ...``) over the same corpus in the same process:
 
 * local serial      - ``--loader-workers 0``: decode + resample, then encode, one after the other
@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import soundfile as sf
@@ -61,20 +60,20 @@ def make_model(out: Path) -> Path:
     return out
 
 
-def timed(args_ns: SimpleNamespace, encoder, corpus, layer: int) -> tuple[float, float]:
-    """(wall seconds, seconds to the first result) of one run."""
-    from speechunits.scale.cli import feature_items
+def timed(options, encoder, corpus, layer: int) -> tuple[float, float]:
+    """(wall seconds, seconds to the first result) of one run with ``ScaleOptions`` ``options``."""
+    from speechunits.scale.jobs import feature_items
 
     start = time.perf_counter()
     first = None
-    for _ in feature_items(args_ns, encoder, corpus, [layer], quiet=True):
+    for _ in feature_items(encoder, corpus, [layer], options=options, device="cpu", quiet=True):
         if first is None:
             first = time.perf_counter() - start
     wall = time.perf_counter() - start
     return wall, first if first is not None else wall
 
 
-def run_config(name: str, args_ns: SimpleNamespace, encoder, corpus, layer: int, audio_s: float) -> dict:
+def run_config(name: str, args_ns, encoder, corpus, layer: int, audio_s: float) -> dict:
     """Time one configuration. Ray runs also time a run of the first utterance alone: that is the
     fixed cost of a run (planning, actor start, model load), subtracted for the steady-state rate.
     (Results reach the driver in corpus order, so arrival times cannot give that rate.)"""
@@ -117,13 +116,14 @@ def main() -> int:
     print(f"corpus: {args.num_utts} FLAC files, {audio_s:.1f} s at {args.rate} Hz; HuBERT-base (random) to layer "
           f"{args.layer}; {os.cpu_count()} cores; local torch threads {args.threads}", flush=True)
     rows = []
-    base = dict(ray_address=None, num_workers=None, gpus_per_worker=None, cpus_per_worker=None, verbose=False)
+    from speechunits.scale.options import ScaleOptions
+
     # warm-up (first model call allocations), not timed
     list(feature_items_warmup(encoder, corpus, args.layer))
-    rows.append(run_config("local serial", SimpleNamespace(backend="local", loader_workers=0, **base),
+    rows.append(run_config("local serial", ScaleOptions(loader_workers=0),
                            encoder, corpus, args.layer, audio_s))
     rows.append(run_config(f"local overlapped ({args.loader_workers} loader threads)",
-                           SimpleNamespace(backend="local", loader_workers=args.loader_workers, **base),
+                           ScaleOptions(loader_workers=args.loader_workers),
                            encoder, corpus, args.layer, audio_s))
     init_s = None
     if not args.skip_ray:
@@ -133,8 +133,8 @@ def main() -> int:
         with ray_session(None):
             init_s = time.perf_counter() - t0
             for workers in (1, 2):
-                ns = SimpleNamespace(backend="ray", loader_workers=None, rows_per_call=args.rows_per_call,
-                                     **{**base, "num_workers": workers, "cpus_per_worker": 1.0})
+                ns = ScaleOptions(backend="ray", rows_per_call=args.rows_per_call, num_workers=workers,
+                                  cpus_per_worker=1.0)
                 rows.append(run_config(f"ray, {workers} worker(s) x 1 CPU", ns, encoder, corpus, args.layer, audio_s))
     serial = rows[0]["rtf"]
     steady_serial = rows[0]["steady"]
@@ -156,7 +156,7 @@ def main() -> int:
     # The same two local loops with a cheap encoder (MFCC): decoding is then most of the work, as
     # for a GPU encoder that is faster than the audio files can be read and resampled.
     mfcc = load_encoder("mfcc")
-    light = [run_config(f"mfcc, local {label}", SimpleNamespace(backend="local", loader_workers=n, **base),
+    light = [run_config(f"mfcc, local {label}", ScaleOptions(loader_workers=n),
                         mfcc, corpus, 0, audio_s)
              for label, n in (("serial", 0), (f"overlapped ({args.loader_workers} threads)", args.loader_workers))]
     print(f"\n{'cheap encoder (decode-bound)':<38} {'wall s':>7} {'x RT':>7} {'vs serial':>9}")

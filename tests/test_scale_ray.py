@@ -273,9 +273,9 @@ def test_ray_fit_samples_the_same_frames_as_local(ray_cluster, encoder, corpus_d
     np.testing.assert_allclose(codebook_ray.centroids.numpy(), codebook_local.centroids.numpy(), atol=1e-4)
     # k-means through the Ray entry point (the driver here: no GPU in the cluster) and as a Ray task
     # (what a GPU cluster runs, here with device=cpu): the same codebook.
-    fit_kwargs = dict(max_frames=max_frames, seed=seed, iters=10, device="cpu")
-    on_driver = ray_backend.ray_fit_codebook(type(source)(iter(blocks), source.encoder_info, 2), 5,
-                                             options=RayOptions(), **fit_kwargs)
+    on_driver = ray_backend.ray_fit_sample(blocks[0][1], 5, source.encoder_info, 2, options=RayOptions(device="cpu"),
+                                           seed=seed, iters=10)
+    fit_kwargs = dict(seed=seed, iters=10, device="cpu")
     remote = ray_cluster.remote(ray_backend._fit_on_worker)
     in_task = ray_cluster.get(remote.remote(blocks[0][1], source.encoder_info, 2, 5, fit_kwargs))
     for codebook in (on_driver, in_task):
