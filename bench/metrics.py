@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speechunits.corpus import SPEAKERS_FILE, read_speakers
 from speechunits.measure import abx
 from speechunits.measure.alignments import Segment, load_alignments
 from speechunits.measure.evaluate import evaluate_units
@@ -39,7 +40,7 @@ def bench_abx(minutes: float, dim: int, baseline_pairs: int, workdir: Path, repe
 
     root = small_corpus(workdir, minutes=minutes, speakers=4)
     alignments = load_alignments(root)
-    speakers = abx.read_speakers(root / "speakers.tsv")
+    speakers = read_speakers(root / SPEAKERS_FILE)
     rng = np.random.default_rng(0)
     feats = {}
     for line in (root / "manifest.tsv").read_text().splitlines()[1:]:
