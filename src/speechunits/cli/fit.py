@@ -40,13 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechunits.quantize.fit import features_dir_source, sample_source
+    from speechunits.quantize.fit import check_fit_options, features_dir_source, sample_source
     from speechunits.scale.jobs import LOCAL, fit_sample, fit_source
 
-    if args.k < 1:
-        raise SpeechUnitsError(f"--k must be >= 1, got {args.k}")
-    if args.max_frames < args.k:
-        raise SpeechUnitsError(f"--max-frames {args.max_frames} is smaller than --k {args.k}")
+    check_fit_options(args.k, args.max_frames)
     options = scale_options(args)
     if args.from_features is not None:
         if args.input is not None:

@@ -282,6 +282,14 @@ def features_dir_source(features_dir: str | Path, layer: int | None, encoder: st
     return FeatureSource(blocks(), info, chosen)
 
 
+def check_fit_options(k: int, max_frames: int) -> None:
+    """Raise :class:`SpeechUnitsError` unless ``1 <= k <= max_frames``."""
+    if k < 1:
+        raise SpeechUnitsError(f"--k must be >= 1, got {k}")
+    if max_frames < k:
+        raise SpeechUnitsError(f"--max-frames {max_frames} is smaller than --k {k}")
+
+
 def fit_sample(sample: np.ndarray, k: int, encoder_info: Any, layer: int | None, *, seed: int = 0,
                init: str = "kmeans++", iters: int = 20, device: str = "auto", precision: str = "auto") -> Codebook:
     """k-means on the sampled frames ``sample [N, D]``; the codebook (not saved).
@@ -317,10 +325,7 @@ def fit_codebook(source: FeatureSource, k: int, *, max_frames: int = DEFAULT_MAX
     Raises:
         SpeechUnitsError: K larger than the frames available, bad options.
     """
-    if k < 1:
-        raise SpeechUnitsError(f"--k must be >= 1, got {k}")
-    if max_frames < k:
-        raise SpeechUnitsError(f"--max-frames {max_frames} is smaller than --k {k}")
+    check_fit_options(k, max_frames)
     sample = sample_source(source, max_frames, seed)
     return fit_sample(sample, k, source.encoder_info, source.layer, seed=seed, init=init, iters=iters,
                       device=device, precision=precision)

@@ -35,7 +35,8 @@ class ScaleOptions:
 
     Raises:
         SpeechUnitsError: on construction, for an unknown backend, a Ray-only field with the
-            local backend, or a negative ``loader_workers`` (option names as on the command line).
+            local backend, a negative ``loader_workers`` or a Ray number out of range (option
+            names as on the command line).
     """
 
     backend: str = "local"
@@ -57,6 +58,8 @@ class ScaleOptions:
                 raise SpeechUnitsError(f"{flags}: only with --backend ray")
         if self.loader_workers is not None and self.loader_workers < 0:
             raise SpeechUnitsError(f"--loader-workers must be >= 0, got {self.loader_workers}")
+        if self.is_ray:
+            self.ray_options()  # RayOptions.check: the Ray numbers, before any work starts
 
     @property
     def is_ray(self) -> bool:
