@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speechunits.corpus import SPEAKERS_FILE, read_speakers
 from speechunits.measure import abx
 from speechunits.measure.alignments import Segment, load_alignments
 from speechunits.measure.evaluate import evaluate_units
@@ -122,7 +123,7 @@ def bench_abx(minutes: float, dim: int, signal: float, workdir: Path, repeats: i
     eval_abx, import_note = import_libri_light_abx()
     root = small_corpus(workdir, minutes=minutes, speakers=4)
     alignments = load_alignments(root)
-    speakers = abx.read_speakers(root / "speakers.tsv")
+    speakers = read_speakers(root / SPEAKERS_FILE)
     feats = phone_structured_features(root, alignments, speakers, dim, signal)
     feat_dir = workdir / "abx_features"
     feat_dir.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechunits.corpus import open_corpus
+from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers
 from speechunits.encoders import load_encoder
 from speechunits.measure.abx import build_items, compute_abx
 from speechunits.measure.alignments import frame_label_ids, load_alignments
@@ -53,11 +53,6 @@ def ensure_corpus(path: Path, minutes: float, speakers: int, seed: int) -> Path:
 
         synthesize_corpus(path, minutes=minutes, speakers=speakers, seed=seed, quiet=True)
     return path
-
-
-def read_speakers(corpus: Path) -> dict[str, str]:
-    rows = (line.split("\t") for line in (corpus / "speakers.tsv").read_text().splitlines() if line)
-    return {utt: spk for utt, spk in rows}
 
 
 def subset(waves: list[tuple[str, np.ndarray]], minutes: float) -> list[tuple[str, np.ndarray]]:
@@ -233,7 +228,7 @@ def main() -> int:
 
     # -- evaluation -------------------------------------------------------------------------------
     alignments = load_alignments(held_dir / "phones.tsv")
-    items = build_items(alignments, read_speakers(held_dir))
+    items = build_items(alignments, read_speakers(held_dir / SPEAKERS_FILE))
     held = load_waves(open_corpus(held_dir / "manifest.tsv"), SR, 400)
     train_waves = subset(load_waves(open_corpus(train_dir / "manifest.tsv"), SR, 400), args.fit_minutes)
     rows = []
@@ -274,7 +269,7 @@ def main() -> int:
 
     base = rows[0]
     print(f"\nHeld-out synthetic set: {len(held)} utterances, {sum(len(w) for _, w in held) / SR / 60:.1f} min, "
-          f"{len(set(read_speakers(held_dir).values()))} speakers; {len(items)} ABX items")
+          f"{len(set(read_speakers(held_dir / SPEAKERS_FILE).values()))} speakers; {len(items)} ABX items")
     print(f"{'system':45s} {'PNMI':>7s} {'xMFCC':>6s} {'ABXw%':>6s} {'ABXa%':>6s} {'xMFCC(a)':>8s}")
     for row in rows:
         print(f"{row['system']:45s} {row['pnmi']:7.4f} {row['pnmi'] / base['pnmi']:6.2f} "

@@ -1,6 +1,6 @@
 """Scale-out speed: Ray against the local backend at its defaults, end to end first, steady state second.
 
-All rows run ``features`` extraction (``speechunits.scale.cli.feature_items``, the code path of
+All rows run ``features`` extraction (``speechunits.scale.jobs.feature_items``, the code path of
 ``speechunits features --backend ...``) over the same corpus in the same process:
 
 * baseline - the local backend with its defaults: torch at its default threads (all cores) and
@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import soundfile as sf
@@ -72,20 +71,20 @@ def make_model(out: Path) -> Path:
     return out
 
 
-def timed(args_ns: SimpleNamespace, encoder, corpus, layer: int) -> tuple[float, float]:
-    """(wall seconds, seconds to the first result) of one run."""
-    from speechunits.scale.cli import feature_items
+def timed(options, encoder, corpus, layer: int) -> tuple[float, float]:
+    """(wall seconds, seconds to the first result) of one run with ``ScaleOptions`` ``options``."""
+    from speechunits.scale.jobs import feature_items
 
     start = time.perf_counter()
     first = None
-    for _ in feature_items(args_ns, encoder, corpus, [layer], quiet=True):
+    for _ in feature_items(encoder, corpus, [layer], options=options, device="cpu", quiet=True):
         if first is None:
             first = time.perf_counter() - start
     wall = time.perf_counter() - start
     return wall, first if first is not None else wall
 
 
-def run_config(name: str, args_ns: SimpleNamespace, encoder, corpus, layer: int, audio_s: float,
+def run_config(name: str, options, encoder, corpus, layer: int, audio_s: float,
                startup_s: float, threads: int | None = None) -> dict:
     """Time one configuration: a run over the first utterance alone (the fixed cost of a run:
     planning, thread or actor start, model load in actors), then the full run. ``startup_s``
@@ -97,8 +96,8 @@ def run_config(name: str, args_ns: SimpleNamespace, encoder, corpus, layer: int,
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        overhead = timed(args_ns, encoder, list(corpus)[:1], layer)[0]
-        wall, first = timed(args_ns, encoder, corpus, layer)
+        overhead = timed(options, encoder, list(corpus)[:1], layer)[0]
+        wall, first = timed(options, encoder, corpus, layer)
     finally:
         torch.set_num_threads(before)
     e2e = wall + startup_s
@@ -141,8 +140,9 @@ def main() -> int:
           f"{args.layer}; {cores} cores; baseline torch threads {threads}, loader threads {loaders} (defaults)",
           flush=True)
     rows = []
-    base = dict(ray_address=None, num_workers=None, gpus_per_worker=None, cpus_per_worker=None, verbose=False)
-    local = SimpleNamespace(backend="local", loader_workers=None, **base)
+    from speechunits.scale.options import ScaleOptions
+
+    local = ScaleOptions()
     torch.set_num_threads(threads)
     list(feature_items_warmup(encoder, corpus, args.layer))  # first model call allocations, not timed
     rows.append(run_config(f"baseline: local, defaults ({threads} threads)", local, encoder, corpus, args.layer,
@@ -157,8 +157,7 @@ def main() -> int:
         with ray_session(None):
             init_s = time.perf_counter() - t0
             for workers, label in ((1, "ray, 1 worker x 1 CPU"), (None, f"ray defaults ({cores} workers x 1 CPU)")):
-                ns = SimpleNamespace(backend="ray", loader_workers=None, rows_per_call=args.rows_per_call,
-                                     **{**base, "num_workers": workers})
+                ns = ScaleOptions(backend="ray", rows_per_call=args.rows_per_call, num_workers=workers)
                 rows.append(run_config(label, ns, encoder, corpus, args.layer, audio_s, init_s))
     ref = rows[0]
     print(f"\n{'configuration':<40} {'e2e wall s':>10} {'x RT':>6} {'vs baseline':>11} {'fixed cost s':>12} "
@@ -186,7 +185,7 @@ def main() -> int:
     # The same local backend with a cheap encoder (MFCC): decoding is then most of the work, as
     # for a GPU encoder that is faster than the audio files can be read and resampled.
     mfcc = load_encoder("mfcc")
-    light = [run_config(f"mfcc, local {label}", SimpleNamespace(backend="local", loader_workers=n, **base),
+    light = [run_config(f"mfcc, local {label}", ScaleOptions(loader_workers=n),
                         mfcc, corpus, 0, audio_s, 0.0)
              for label, n in (("serial (0 loader threads)", 0), (f"defaults ({loaders} loader threads)", None))]
     print(f"\n{'cheap encoder (decode-bound)':<40} {'wall s':>10} {'x RT':>6} {'vs serial':>11}")

@@ -85,6 +85,9 @@ def test_abx_cli_errors(tmp_path: Path) -> None:
     assert main(["abx", str(feats)]) == 2  # neither alignments nor items
     assert main(["abx", str(tmp_path / "nothing"), "--alignments", str(ali_dir)]) == 2
     assert main(["abx", str(feats), "--alignments", str(ali_dir), "--speakers", str(tmp_path / "no.tsv")]) == 2
+    malformed = tmp_path / "malformed.tsv"
+    malformed.write_text("s0u0 spk0\n")  # a space where the tab belongs
+    assert main(["abx", str(feats), "--alignments", str(ali_dir), "--speakers", str(malformed)]) == 2
     other = tmp_path / "other.tsv"
     other.write_text("zz\t0\t0.1\ta\nzz\t0.1\t0.2\tb\nzz\t0.2\t0.3\tc\n")
     assert main(["abx", str(feats), "--alignments", str(other)]) == 2  # no utterance in common

@@ -258,3 +258,19 @@ def test_stream_in_blocks_equals_load_for_raw_pcm_and_channels(tmp_path) -> None
         next(Audio.stream(raw, 8000, channel=2, raw_format="s16le:8000:2"))
     with pytest.raises(SpeechUnitsError, match="--raw-format"):
         next(Audio.stream(raw, 8000))
+
+
+def test_running_out_of_memory_while_decoding_is_not_bad_input(tmp_path, monkeypatch) -> None:
+    """Only decoder errors become SpeechUnitsError (a skip in a corpus run); MemoryError propagates."""
+    path = tmp_path / "a.wav"
+    sf.write(path, np.zeros(1600, np.float32), 16000)
+
+    class Exhausted:
+        def __init__(self, *args, **kwargs):
+            raise MemoryError("no memory left")
+
+    monkeypatch.setattr(sf, "SoundFile", Exhausted)
+    with pytest.raises(MemoryError):
+        Audio.load(path)
+    with pytest.raises(MemoryError):
+        next(Audio.stream(path, 16000))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from speechunits import demo
+from speechunits.recipes import demo
 from speechunits.cli.main import main
 from speechunits.errors import SpeechUnitsError
 

@@ -71,12 +71,13 @@ def test_ued_on_toy_encoder_orders_noise_levels_and_is_deterministic() -> None:
     assert report == inv.measure_invariance(audio, SR, toy_encode, grid, seed=1)
 
 
-def test_too_short_utterances_are_skipped_and_empty_input_raises() -> None:
+def test_too_short_utterances_are_skipped_and_nothing_encoded_is_reported() -> None:
     grid = standard_augmentations(["noise"])
     report = inv.measure_invariance([("short", np.ones(10, dtype=np.float32)), ("ok", melody(0.5))], SR, toy_encode, grid)
     assert report.skipped == ["short"] and report.utterances == 1
-    with pytest.raises(SpeechUnitsError, match="no utterance"):
-        inv.measure_invariance([("short", np.ones(10, dtype=np.float32))], SR, toy_encode, grid)
+    empty = inv.measure_invariance([("short", np.ones(10, dtype=np.float32))], SR, toy_encode, grid)
+    assert empty.utterances == 0 and empty.skipped == ["short"] and len(empty.rows) == len(grid)
+    assert all(np.isnan(row.ued) and row.reference_length == 0 for row in empty.rows)
     with pytest.raises(SpeechUnitsError, match="no augmentation"):
         inv.measure_invariance([], SR, toy_encode, [])
 
@@ -141,3 +142,29 @@ def test_invariance_cli_errors(tmp_path, short_dir) -> None:
     assert main(["invariance", str(tone_dir), "--codebook", str(cb), "--augment", "chorus", "--quiet"]) == 2
     assert main(["invariance", str(tone_dir), "--codebook", str(tmp_path / "nope"), "--quiet"]) == 2
     assert main(["invariance", str(tmp_path / "no_audio"), "--codebook", str(cb), "--quiet"]) == 2
+
+
+def test_encoder_bug_propagates() -> None:
+    """A failing encode is a bug, not a skipped utterance: the exception reaches the caller."""
+    def broken(samples):
+        raise RuntimeError("model bug")
+
+    with pytest.raises(RuntimeError, match="model bug"):
+        inv.measure_invariance([("ok", melody(0.5))], SR, broken, standard_augmentations(["noise"]))
+
+
+def test_invariance_cli_all_corrupt_exits_1_some_corrupt_exits_0(tmp_path, short_dir, caplog) -> None:
+    from speechunits.cli.main import main
+
+    cb = _mfcc_codebook(tmp_path, short_dir)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("a.wav", "b.wav"):
+        (bad / name).write_bytes(b"RIFF broken")
+    args = ["--codebook", str(cb), "--augment", "noise", "--quiet", "--json", "--device", "cpu"]
+    assert main(["invariance", str(bad), *args]) == 1
+    assert "every utterance failed (2 unreadable" in caplog.text
+    (short_dir / "zz.wav").write_bytes(b"RIFF broken")
+    caplog.clear()
+    assert main(["invariance", str(short_dir), *args, "--max-utterances", "4"]) == 0
+    assert "1 utterance(s) skipped (1 unreadable" in caplog.text

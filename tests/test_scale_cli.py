@@ -1,4 +1,4 @@
-"""The --backend option family: validation, and the local backend never importing Ray."""
+"""The --backend option family: validation, ScaleOptions, and the local backend never importing Ray."""
 from __future__ import annotations
 
 import argparse
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from speechunits.cli.scale_options import add_scale_options, scale_options
 from speechunits.errors import SpeechUnitsError
-from speechunits.scale.cli import add_scale_options, backend, ray_options
+from speechunits.scale.options import ScaleOptions
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -20,8 +21,9 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_defaults_are_local_and_overlapped() -> None:
-    args = parse()
-    assert backend(args) == "local" and args.loader_workers is None
+    options = scale_options(parse())
+    assert options == ScaleOptions() and options.backend == "local" and options.loader_workers is None
+    assert options.local_loader_workers() >= 1
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -32,7 +34,16 @@ def test_defaults_are_local_and_overlapped() -> None:
 ])
 def test_bad_local_options_are_refused(argv: tuple[str, ...], match: str) -> None:
     with pytest.raises(SpeechUnitsError, match=match):
-        backend(parse(*argv))
+        scale_options(parse(*argv))
+
+
+def test_scale_options_check_themselves() -> None:
+    """The library type refuses what the CLI refuses, with the same option names."""
+    with pytest.raises(SpeechUnitsError, match="--backend: expected one of local, ray"):
+        ScaleOptions(backend="slurm")
+    with pytest.raises(SpeechUnitsError, match="--num-workers, --rows-per-call: only with --backend ray"):
+        ScaleOptions(num_workers=2, rows_per_call=4)
+    assert ScaleOptions(loader_workers=0).local_loader_workers() == 0
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -42,14 +53,24 @@ def test_bad_local_options_are_refused(argv: tuple[str, ...], match: str) -> Non
 ])
 def test_bad_ray_options_are_refused(argv: tuple[str, ...], match: str) -> None:
     with pytest.raises(SpeechUnitsError, match=match):
-        ray_options(parse(*argv))
+        scale_options(parse(*argv)).ray_options()
 
 
 def test_ray_options_are_carried() -> None:
-    opts = ray_options(parse("--backend", "ray", "--ray-address", "head:6379", "--num-workers", "3",
-                             "--gpus-per-worker", "0.5", "--cpus-per-worker", "2", "--loader-workers", "4"))
-    assert (opts.address, opts.num_workers, opts.gpus_per_worker, opts.cpus_per_worker, opts.loader_workers) == \
-        ("head:6379", 3, 0.5, 2.0, 4)
+    opts = scale_options(parse("--backend", "ray", "--ray-address", "head:6379", "--num-workers", "3",
+                               "--gpus-per-worker", "0.5", "--cpus-per-worker", "2", "--loader-workers", "4"))
+    ray = opts.ray_options(device="cuda")
+    assert (ray.address, ray.num_workers, ray.gpus_per_worker, ray.cpus_per_worker, ray.loader_workers,
+            ray.device) == ("head:6379", 3, 0.5, 2.0, 4, "cuda")
+
+
+def test_scale_package_has_no_argparse() -> None:
+    """Library code never parses argv: nothing under speechunits/scale imports argparse."""
+    import speechunits.scale
+
+    root = Path(speechunits.scale.__file__).parent
+    offenders = [p.name for p in root.glob("*.py") if "argparse" in p.read_text(encoding="utf-8")]
+    assert offenders == []
 
 
 LOCAL_SCRIPT = """

@@ -21,7 +21,7 @@ from conftest import write_tone  # noqa: E402
 from speechunits.corpus import open_corpus  # noqa: E402
 from speechunits.scale import ray_backend  # noqa: E402
 from speechunits.scale.ray_backend import RayOptions, ray_encode_corpus, ray_iter_features  # noqa: E402
-from speechunits.scale.ray_workers import UnitsWorker  # noqa: E402
+from speechunits.scale.ray_workers import FeaturesWorker, UnitsWorker  # noqa: E402
 from speechunits.units.encode_corpus import encode_corpus  # noqa: E402
 from speechunits.units.store import UnitStore  # noqa: E402
 from speechunits.units.tokenizer import UnitTokenizer  # noqa: E402
@@ -121,6 +121,39 @@ def test_ray_features_equal_local(ray_cluster, encoder, corpus_dir: Path) -> Non
             for layer in (1, 4):
                 np.testing.assert_allclose(a.features[layer], b.features[layer], rtol=0, atol=1e-5)
     assert ray_backend.LAST_RUN.workers == 1 and ray_backend.LAST_RUN.results == len(local)
+
+
+class BuggyEncoderWorker(FeaturesWorker):
+    """Its encoder raises RuntimeError (a bug, not bad input) on the batch holding ``BAD_ID``."""
+
+    BAD_ID = "spk1/u04"
+
+    def __call__(self, batch):
+        if self.BAD_ID in list(batch["id"]):
+            def broken(*args, **kwargs):
+                raise RuntimeError("a bug in the model")
+
+            self.encoder.extract_batch = broken
+        return super().__call__(batch)
+
+
+def test_encoder_bug_in_an_actor_fails_the_run(ray_cluster, encoder, corpus_dir: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only bad input becomes an error row; an actor's other exceptions end the run, with the
+    remote traceback in the error the driver raises."""
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setitem(ray_backend.WORKERS, "features", BuggyEncoderWorker)
+    from speechunits.errors import SpeechUnitsError
+
+    with pytest.raises(Exception) as raised:
+        list(ray_iter_features(encoder, open_corpus(corpus_dir), [1], options=RayOptions(num_workers=1, rows_per_call=3),
+                               quiet=True))
+    assert not isinstance(raised.value, SpeechUnitsError)
+    text = str(raised.value) + "".join(str(e) for e in (raised.value.__cause__, raised.value.__context__) if e)
+    # the remote traceback, through iter_features (which did not swallow it) to the failing call
+    assert "RuntimeError: a bug in the model" in text and "features/extract.py" in text and "in broken" in text
 
 
 @pytest.fixture(scope="module")
@@ -273,9 +306,9 @@ def test_ray_fit_samples_the_same_frames_as_local(ray_cluster, encoder, corpus_d
     np.testing.assert_allclose(codebook_ray.centroids.numpy(), codebook_local.centroids.numpy(), atol=1e-4)
     # k-means through the Ray entry point (the driver here: no GPU in the cluster) and as a Ray task
     # (what a GPU cluster runs, here with device=cpu): the same codebook.
-    fit_kwargs = dict(max_frames=max_frames, seed=seed, iters=10, device="cpu")
-    on_driver = ray_backend.ray_fit_codebook(type(source)(iter(blocks), source.encoder_info, 2), 5,
-                                             options=RayOptions(), **fit_kwargs)
+    on_driver = ray_backend.ray_fit_sample(blocks[0][1], 5, source.encoder_info, 2, options=RayOptions(device="cpu"),
+                                           seed=seed, iters=10)
+    fit_kwargs = dict(seed=seed, iters=10, device="cpu")
     remote = ray_cluster.remote(ray_backend._fit_on_worker)
     in_task = ray_cluster.get(remote.remote(blocks[0][1], source.encoder_info, 2, 5, fit_kwargs))
     for codebook in (on_driver, in_task):

@@ -11,7 +11,8 @@ from speechunits.cli.main import main
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import Segment, load_alignments
 from speechunits.measure import sweep as sweep_module
-from speechunits.measure.sweep import SweepSettings, read_results, run_sweep, sample_frames, score_units
+from speechunits.measure.sweep import SweepSettings, read_results, run_sweep, score_units
+from speechunits.quantize.fit import fit_sample, memory_source, sample_source
 from speechunits.synth.testing import small_corpus
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -43,13 +44,26 @@ def test_score_units_hand_cases() -> None:
     assert constant["used_units"] == 1
 
 
-def test_sample_frames_is_seeded_subset() -> None:
+def sample_frames(feats: dict[str, np.ndarray], max_frames: int, seed: int) -> np.ndarray:
+    """The sweep's sample: the one sampler of ``speechunits fit`` over in-memory features."""
+    from speechunits.encoders.base import EncoderInfo
+
+    info = EncoderInfo(name="test", sample_rate=100, hop_length=1, receptive_field=1, num_layers=0, dim=2, identity="t")
+    return sample_source(memory_source(feats, info, 0), max_frames, seed)
+
+
+def test_sweep_sample_is_the_fit_commands_sample() -> None:
+    """Seeded subset without replacement, and the same frames ``fit`` draws from a stream of blocks."""
+    from speechunits.quantize.fit import sample_stream
+
     feats = {"a": np.arange(10, dtype=np.float32).reshape(5, 2), "b": np.arange(10, 20, dtype=np.float32).reshape(5, 2)}
     x = sample_frames(feats, 4, seed=1)
     assert x.shape == (4, 2) and np.array_equal(x, sample_frames(feats, 4, seed=1))
     rows = {tuple(r) for r in np.concatenate(list(feats.values())).tolist()}
     assert {tuple(r) for r in x.tolist()} <= rows and len({tuple(r) for r in x.tolist()}) == 4
-    assert sample_frames(feats, 100, seed=0).shape == (10, 2)
+    assert np.array_equal(x, sample_stream(iter([("a", feats["a"]), ("b", feats["b"])]), 4, 1)[0])
+    everything = sample_frames(feats, 100, seed=0)
+    assert np.array_equal(everything, np.concatenate([feats["a"], feats["b"]]))  # all frames, in corpus order
 
 
 def test_mfcc_units_beat_random_units_and_shifted_alignments(corpus: Path) -> None:
@@ -60,11 +74,12 @@ def test_mfcc_units_beat_random_units_and_shifted_alignments(corpus: Path) -> No
 
     encoder = load_encoder("mfcc", device="cpu")
     info = encoder.info
-    offset = info.receptive_field / (2 * info.sample_rate)
+    offset = info.frame_offset_s
     feats = {it.utt.id: it.features[0] for it in iter_features(encoder, open_corpus(corpus / "manifest.tsv"), [0],
                                                                 quiet=True)}
     alignments = load_alignments(corpus)
-    codebook = sweep_module.fit_cell(sample_frames(feats, 5000, 0), 32, info, 0, iters=10, seed=0, device="cpu")
+    sample = sample_source(memory_source(feats, info, 0), 5000, 0)
+    codebook = fit_sample(sample, 32, info, 0, iters=10, seed=0, device="cpu", precision=sweep_module.KMEANS_PRECISION)
     units = sweep_module.assign_units(feats, codebook, "cpu")
     good = score_units(units, alignments, 32, info.frame_rate, offset)["pnmi"]
     rng = np.random.default_rng(0)
@@ -97,13 +112,13 @@ def test_sweep_writes_results_plots_report_and_resumes(corpus: Path, tmp_path: P
     first_csv = (out / "results.csv").read_text(encoding="utf-8")
 
     calls: list[int] = []
-    real_fit = sweep_module.fit_cell
+    real_fit = sweep_module.fit_sample
 
     def counting_fit(x: np.ndarray, k: int, *args: object, **kw: object) -> object:
         calls.append(k)
         return real_fit(x, k, *args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sweep_module, "fit_cell", counting_fit)
+    monkeypatch.setattr(sweep_module, "fit_sample", counting_fit)
     again = run_sweep(_settings(corpus, abx=True), out, quiet=True)  # nothing left to do
     assert calls == [] and (out / "results.csv").read_text(encoding="utf-8") == first_csv
     assert [(r["layer"], r["k"]) for r in again] == [(0, 8), (0, 16)]

@@ -37,6 +37,9 @@ RAW_ENCODINGS: dict[str, tuple[str, str, int]] = {
     "mulaw": ("ULAW", "FILE", 1), "alaw": ("ALAW", "FILE", 1),
 }
 _RAW_HINT = "ENCODING:RATE[:CHANNELS], e.g. s16le:16000 or s16le:8000:2"
+#: What libsndfile and soundfile raise for undecodable input (soundfile.LibsndfileError is a
+#: RuntimeError); anything else, MemoryError included, is not bad input and propagates.
+_DECODE_ERRORS = (RuntimeError, ValueError, TypeError, OSError, EOFError)
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ def _open_sound_file(path: Path, raw_format: RawFormat | str | None):
         return sf.SoundFile(str(path))
     except SpeechUnitsError:
         raise
-    except Exception as exc:  # libsndfile raises several types for corrupt data
+    except _DECODE_ERRORS as exc:  # not MemoryError: running out of memory is no bad input
         raise SpeechUnitsError(_sphere_problem(path) or f"{path}: unreadable or corrupt audio ({exc})") from exc
 
 
@@ -230,7 +233,7 @@ class Audio:
             rate = int(handle.samplerate)
             try:
                 data = handle.read(dtype="float32", always_2d=True)
-            except Exception as exc:  # noqa: BLE001 - a corrupt stretch inside the file
+            except _DECODE_ERRORS as exc:  # a corrupt stretch inside the file
                 raise SpeechUnitsError(f"{path}: unreadable or corrupt audio ({exc})") from exc
         if data.shape[0] == 0:
             raise SpeechUnitsError(f"{path}: empty audio (0 samples)")
@@ -265,7 +268,7 @@ class Audio:
             while True:
                 try:
                     data = handle.read(block, dtype="float32", always_2d=True)
-                except Exception as exc:  # noqa: BLE001 - a corrupt stretch inside the file
+                except _DECODE_ERRORS as exc:  # a corrupt stretch inside the file
                     raise SpeechUnitsError(
                         f"{path}: unreadable or corrupt audio after {total / rate:.1f} s ({exc})") from exc
                 last = data.shape[0] < block

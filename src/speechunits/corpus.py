@@ -229,3 +229,34 @@ def write_tsv(path: str | os.PathLike[str], root: str, rows: list[tuple[str, int
         handle.write(f"{root}\n")
         for rel, num_samples in rows:
             handle.write(f"{rel}\t{num_samples}\n")
+
+
+#: The speaker list a corpus may carry (``speechunits synth`` writes one): ``utt_id<TAB>speaker`` lines.
+SPEAKERS_FILE = "speakers.tsv"
+
+
+def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``{utt_id: speaker}`` from a ``utt_id<TAB>speaker`` file such as ``speakers.tsv``.
+
+    Blank lines are ignored; surrounding whitespace of the speaker is dropped.
+
+    Raises:
+        SpeechUnitsError: no such file, or a line that is not two non-empty tab-separated
+            fields, or an utterance listed twice (the message names the file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechUnitsError(f"{path}: speakers file not found")
+    speakers: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            cols = line.rstrip("\r\n").split("\t")
+            if len(cols) != 2 or not cols[0].strip() or not cols[1].strip():
+                raise SpeechUnitsError(f"{path}:{lineno}: expected utt_id<TAB>speaker, got {line.rstrip()!r}")
+            utt_id, speaker = cols[0].strip(), cols[1].strip()
+            if utt_id in speakers:
+                raise SpeechUnitsError(f"{path}:{lineno}: utterance {utt_id!r} listed twice")
+            speakers[utt_id] = speaker
+    return speakers

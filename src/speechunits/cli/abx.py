@@ -8,13 +8,13 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from speechunits.corpus import SPEAKERS_FILE, read_speakers
 from speechunits.errors import SpeechUnitsError
 
 if TYPE_CHECKING:
     from speechunits.measure.abx import AbxItem
 
 log = logging.getLogger(__name__)
-SPEAKERS_NAME = "speakers.tsv"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="phone alignments (TSV, TextGrid dir/file, synth corpus dir) to build items from")
     parser.add_argument("--tier", default="phones", help="TextGrid tier name (default: phones)")
     parser.add_argument("--speakers", default=None,
-                        help=f"utt_id<TAB>speaker file (default: {SPEAKERS_NAME} next to the alignments, if present)")
+                        help=f"utt_id<TAB>speaker file (default: {SPEAKERS_FILE} next to the alignments, if present)")
     parser.add_argument("--items", default=None, help="read a Libri-Light .item file instead of building items")
     parser.add_argument("--write-items", default=None, help="write the items used to this .item file")
     parser.add_argument("--layer", type=int, default=None, help="layer of a multi-layer features directory")
@@ -51,7 +51,7 @@ def _speakers_path(args: argparse.Namespace) -> Path | None:
         return Path(args.speakers)
     if args.alignments:
         ali = Path(args.alignments)
-        candidate = (ali if ali.is_dir() else ali.parent) / SPEAKERS_NAME
+        candidate = (ali if ali.is_dir() else ali.parent) / SPEAKERS_FILE
         if candidate.is_file():
             return candidate
     return None
@@ -68,7 +68,7 @@ def _items(args: argparse.Namespace) -> list[AbxItem]:
 
     alignments = load_alignments(args.alignments, tier=args.tier)
     speakers_path = _speakers_path(args)
-    speakers = abx.read_speakers(speakers_path) if speakers_path else None
+    speakers = read_speakers(speakers_path) if speakers_path else None
     if speakers is None:
         log.warning("no speakers file: every utterance counts as one speaker (no across-speaker score)")
     items = abx.build_items(alignments, speakers)

@@ -50,7 +50,7 @@ def add_corpus_job_options(parser: argparse.ArgumentParser, channel: bool = True
     """The options of every command that runs an encoder over a corpus: [--channel], --raw-format,
     --device/--dtype, --shard, --on-error, --quiet and the backend group (--backend local|ray, ...,
     docs/scaling.md)."""
-    from speechunits.scale.cli import add_scale_options
+    from speechunits.cli.scale_options import add_scale_options
 
     if channel:
         parser.add_argument("--channel", type=int, default=None, help="use channel N (0-based) instead of the downmix")

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from speechunits import demo
+    from speechunits.recipes import demo
 
     if not args.verbose:
         # The demo's table is the result; k-means' per-iteration inertia lines would bury it.

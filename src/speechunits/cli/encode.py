@@ -5,6 +5,7 @@ import argparse
 import logging
 
 from speechunits.cli.common import add_corpus_job_options, parse_int_list
+from speechunits.cli.scale_options import scale_options
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from speechunits.corpus import open_corpus, parse_shard
     from speechunits.encoders import load_encoder
     from speechunits.quantize import Codebook
-    from speechunits.scale import cli as scale_cli
+    from speechunits.scale.jobs import encode_corpus
     from speechunits.units.tokenizer import UnitTokenizer
 
     if args.max_batch_seconds is not None and args.max_batch_seconds <= 0:
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.channel is not None and args.channel < 0:
         raise SpeechUnitsError(f"--channel must be >= 0, got {args.channel}")
     job = parse_shard(args.shard)
+    options = scale_options(args)
     layers = None
     if args.layer is not None:
         layers = parse_int_list(args.layer, "--layer")
@@ -70,10 +72,14 @@ def run(args: argparse.Namespace) -> int:
     corpus = open_corpus(args.input, shard=args.shard, raw_format=args.raw_format)
     encoder = load_encoder(first.encoder_name, device=args.device, dtype=args.dtype)
     tokenizer = UnitTokenizer(encoder, codebooks, dedup=args.dedup, layers=layers)
-    report = scale_cli.encode_corpus(args, corpus, tokenizer, args.out, job=job, rows_per_file=args.rows_per_file,
-                                     max_batch_seconds=args.max_batch_seconds, on_error=args.on_error,
-                                     channel=args.channel, quiet=args.quiet)
-    log.info("%s: %d utterances encoded (%.1f s of audio, %.1fx real time), %d already stored, %d failed%s",
-             args.out, report.encoded, report.audio_seconds, report.realtime_factor, report.already_stored,
-             report.failed, f" (see {report.errors_path})" if report.failed else "")
+    report = encode_corpus(corpus, tokenizer, args.out, options=options, device=args.device, job=job,
+                           rows_per_file=args.rows_per_file, max_batch_seconds=args.max_batch_seconds,
+                           on_error=args.on_error, channel=args.channel, quiet=args.quiet)
+    if report.failed and not (report.encoded or report.already_stored):
+        log.error("%s: every utterance failed (%d); see %s", args.out, report.failed, report.errors_path)
+        return 1
+    summary = log.warning if report.failed else log.info
+    summary("%s: %d utterances encoded (%.1f s of audio, %.1fx real time), %d already stored, %d failed%s",
+            args.out, report.encoded, report.audio_seconds, report.realtime_factor, report.already_stored,
+            report.failed, f" (see {report.errors_path})" if report.failed else "")
     return 0

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from speechunits.cli.common import add_corpus_job_options, parse_layers
+from speechunits.cli.scale_options import scale_options
 from speechunits.corpus import open_corpus, total_audio_seconds
 from speechunits.errors import SpeechUnitsError
 
@@ -43,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from speechunits.encoders import BUILTIN_ENCODERS, load_encoder
     from speechunits.features import FeaturesWriter
-    from speechunits.scale import cli as scale_cli
+    from speechunits.scale.jobs import feature_items
 
     if args.layer is None:
         if args.encoder not in BUILTIN_ENCODERS:
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         layers = parse_layers(args.layer)
     if args.channel is not None and args.channel < 0:
         raise SpeechUnitsError(f"--channel must be >= 0, got {args.channel}")
+    options = scale_options(args)
     corpus = open_corpus(args.input, shard=args.shard, raw_format=args.raw_format)
     encoder = load_encoder(args.encoder, device=args.device, dtype=args.dtype)
     layers = encoder.check_layers(layers)
@@ -61,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     done = skipped = 0
     seconds = 0.0
     try:
-        for item in scale_cli.feature_items(
-            args, encoder, corpus, layers,
+        for item in feature_items(
+            encoder, corpus, layers, options=options, device=args.device,
             max_batch_seconds=args.max_batch_seconds, batch_size=args.batch_size,
             chunk_seconds=args.chunk_seconds, chunk_context_seconds=args.chunk_context_seconds,
             on_error=args.on_error, channel=args.channel, quiet=args.quiet, total_seconds=total,
@@ -80,5 +83,11 @@ def run(args: argparse.Namespace) -> int:
         raise
     writer.close({"device": encoder.device, "dtype": encoder.dtype, "input": str(args.input),
                   "shard": args.shard})
-    log.info("%s: %d utterances (%.1f s of audio) extracted, %d skipped", args.out, done, seconds, skipped)
+    errors_path = Path(args.out) / "errors.jsonl"
+    if skipped and not done:
+        log.error("%s: every utterance failed (%d); see %s", args.out, skipped, errors_path)
+        return 1
+    summary = log.warning if skipped else log.info
+    summary("%s: %d utterances (%.1f s of audio) extracted, %d skipped%s", args.out, done, seconds, skipped,
+            f" (see {errors_path})" if skipped else "")
     return 0

@@ -5,6 +5,7 @@ import argparse
 import logging
 
 from speechunits.cli.common import add_corpus_job_options
+from speechunits.cli.scale_options import scale_options
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -39,24 +40,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechunits.quantize.fit import features_dir_source
-    from speechunits.scale import cli as scale_cli
+    from speechunits.quantize.fit import check_fit_options, features_dir_source, sample_source
+    from speechunits.scale.jobs import LOCAL, fit_sample, fit_source
 
+    check_fit_options(args.k, args.max_frames)
+    options = scale_options(args)
     if args.from_features is not None:
         if args.input is not None:
             raise SpeechUnitsError("give either INPUT or --from-features DIR, not both")
         source = features_dir_source(args.from_features, args.layer, args.encoder)
+        options = LOCAL  # the frames are here: k-means runs here
     else:
         if args.input is None or args.encoder is None:
             raise SpeechUnitsError("fit needs INPUT and --encoder (or --from-features DIR)")
         from speechunits.encoders import load_encoder
 
         encoder = load_encoder(args.encoder, device=args.device, dtype=args.dtype)
-        source = scale_cli.fit_source(args, args.input, encoder, args.layer, on_error=args.on_error,
-                                      quiet=args.quiet, shard=args.shard)
-    codebook = scale_cli.fit_codebook(args, source, args.k, max_frames=args.max_frames, seed=args.seed,
-                                      init=args.init, iters=args.iters, device=args.device)
+        source = fit_source(args.input, encoder, args.layer, options=options, device=args.device,
+                            max_frames=args.max_frames, seed=args.seed, on_error=args.on_error, quiet=args.quiet,
+                            shard=args.shard, raw_format=args.raw_format)
+    sample = sample_source(source, args.max_frames, args.seed)
+    if source.all_failed:
+        log.error("%s: every utterance failed (%d); the first: %s", args.input, len(source.skipped),
+                  source.skipped[0][1])
+        return 1
+    codebook = fit_sample(sample, args.k, source.encoder_info, source.layer, options=options, device=args.device,
+                          seed=args.seed, init=args.init, iters=args.iters)
     codebook.save(args.out)
-    log.info("%s: K=%d, D=%d, layer %s, inertia %.6g per frame on %s frames", args.out, codebook.k, codebook.dim,
-             codebook.layer, codebook.meta["inertia"], codebook.meta["training_frames"])
+    log.info("%s: K=%d, D=%d, layer %s, inertia %.6g per frame on %s frames%s", args.out, codebook.k, codebook.dim,
+             codebook.layer, codebook.meta["inertia"], codebook.meta["training_frames"],
+             f"; {len(source.skipped)} utterance(s) skipped" if source.skipped else "")
     return 0

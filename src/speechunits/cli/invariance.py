@@ -71,10 +71,13 @@ def run(args: argparse.Namespace) -> int:
     if not corpus:
         raise SpeechUnitsError(f"{args.input}: no audio files")
 
+    unreadable: list[str] = []
+
     def audio() -> Iterator[tuple[str, np.ndarray]]:
         for item in load_audio_items(corpus, rate, encoder.info.receptive_field):
             if item.audio is None:
                 log.warning("%s: skipped (%s)", item.utt.id, item.error)
+                unreadable.append(item.error or item.utt.path)
                 continue
             yield item.utt.id, item.audio.samples
 
@@ -82,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
     with AudioProgress(total, desc="invariance", quiet=args.quiet) as progress:
         report = measure_invariance(audio(), rate, lambda x: tokenizer.encode(x).ids, augmentations,
                                     seed=args.seed, on_progress=progress.update)
+    if report.utterances == 0:
+        log.error("%s: every utterance failed (%d unreadable, %d too short for the encoder)%s", args.input,
+                  len(unreadable), len(report.skipped), f"; the first: {unreadable[0]}" if unreadable else "")
+        return 1
+    if unreadable or report.skipped:
+        log.warning("%d utterance(s) skipped (%d unreadable, %d too short for the encoder)",
+                    len(unreadable) + len(report.skipped), len(unreadable), len(report.skipped))
     if args.json:
         print(json.dumps(report.to_dict(), sort_keys=True))
     else:

@@ -83,6 +83,10 @@ def iter_features(
         chunk_seconds: files longer than this are split (not for spectral encoders).
         chunk_context_seconds: extra audio each side of a chunk, dropped after encoding.
         on_error: ``"skip"`` yields items with ``error`` set; ``"fail"`` raises at the first bad file.
+            Only bad input is skipped: files that cannot be decoded, are too short or hold
+            NaN/Inf, and :class:`SpeechUnitsError` the encoder raises for one input. Any other
+            exception from the encoder (a bug, ``torch.OutOfMemoryError``, ``MemoryError``)
+            propagates with its traceback and ends the run.
         channel: channel to use instead of the downmix.
         quiet: no progress bar.
         audio_items: pre-loaded :class:`LoadedAudio` (at the encoder rate) used instead of
@@ -92,6 +96,7 @@ def iter_features(
 
     Raises:
         SpeechUnitsError: bad options, or with ``on_error="fail"`` the first bad file.
+        Exception: whatever else the encoder raises, unchanged.
     """
     if on_error not in ("skip", "fail"):
         raise SpeechUnitsError(f"--on-error: expected skip or fail, got {on_error!r}")
@@ -203,19 +208,19 @@ def _run_window(encoder: Encoder, window: list[LoadedAudio], layers: list[int], 
         waves = [prepared[pieces[i][0]][pieces[i][1].start: pieces[i][1].end] for i in batch]
         try:
             results = _extract(encoder, waves, layers)
-        except Exception as exc:  # noqa: BLE001 - retried one by one to find the culprit
+        except SpeechUnitsError as exc:  # bad input (e.g. too short): retried one by one to find the culprit
             if len(batch) == 1:
                 results = [None]
-                errors[pieces[batch[0]][0]] = f"{window[pieces[batch[0]][0]].utt.path}: encoder failed ({exc})"
+                errors[pieces[batch[0]][0]] = f"{window[pieces[batch[0]][0]].utt.path}: encoder refused it ({exc})"
             else:
-                log.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
+                log.warning("batch of %d refused (%s); retrying one by one", len(batch), exc)
                 results = []
                 for i, wave in zip(batch, waves):
                     try:
                         results.extend(_extract(encoder, [wave], layers))
-                    except Exception as single_exc:  # noqa: BLE001
+                    except SpeechUnitsError as single_exc:
                         results.append(None)
-                        errors[pieces[i][0]] = f"{window[pieces[i][0]].utt.path}: encoder failed ({single_exc})"
+                        errors[pieces[i][0]] = f"{window[pieces[i][0]].utt.path}: encoder refused it ({single_exc})"
         for i, result in zip(batch, results):
             outputs[i] = result
         release_memory()

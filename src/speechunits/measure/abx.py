@@ -643,19 +643,3 @@ def open_frame_source(path: str | Path, layer: int | None = None, frame_rate: fl
     rate = frame_rate if frame_rate is not None else store.frame_rate
     offset = frame_offset_s if frame_offset_s is not None else float(store.meta.get("frame_offset_s") or 0.0)
     return FrameSource(path, frames, float(rate), float(offset), "hamming")
-
-
-def read_speakers(path: str | Path) -> dict[str, str]:
-    """``utt_id<TAB>speaker`` lines (synth ``speakers.tsv``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpeechUnitsError(f"{path}: speakers file not found")
-    speakers = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        cols = line.split("\t")
-        if len(cols) != 2 or not cols[0] or not cols[1].strip():
-            raise SpeechUnitsError(f"{path}:{lineno}: expected utt_id<TAB>speaker")
-        speakers[cols[0]] = cols[1].strip()
-    return speakers

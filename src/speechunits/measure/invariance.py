@@ -8,6 +8,7 @@ clean length), so long utterances weigh by their length, and also the mean per u
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -105,6 +106,13 @@ def measure_invariance(
         augmentations: e.g. :func:`speechunits.measure.augment.standard_augmentations`.
         seed: base seed; each utterance's augmentations use :func:`utterance_seed`.
         on_progress: called with audio seconds done after each utterance.
+
+    Returns:
+        The report; utterances too short to give a unit are listed in ``skipped``. When none
+        could be encoded, ``utterances`` is 0 and every row's UED is NaN.
+
+    Raises:
+        SpeechUnitsError: no augmentation. Exceptions of ``encode`` propagate unchanged.
     """
     if not augmentations:
         raise SpeechUnitsError("invariance: no augmentation given")
@@ -133,7 +141,9 @@ def measure_invariance(
         if on_progress is not None:
             on_progress(samples.size / sample_rate)
     if count == 0:
-        raise SpeechUnitsError("invariance: no utterance could be encoded")
+        log.warning("invariance: no utterance could be encoded")
+        rows = [InvarianceRow(aug.kind, aug.strength, aug.label, math.nan, math.nan, 0, 0, 0) for aug in augmentations]
+        return InvarianceReport(rows, 0, 0.0, skipped)
     rows = [InvarianceRow(aug.kind, aug.strength, aug.label, float(edits[k] / lengths[k]), float(np.mean(per_utt[k])),
                           int(edits[k]), int(lengths[k]), count) for k, aug in enumerate(augmentations)]
     return InvarianceReport(rows, count, seconds, skipped)

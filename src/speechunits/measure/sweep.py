@@ -2,7 +2,8 @@
 
 For every layer the features of the corpus are extracted once (one encoder pass, only up to
 that layer); for every K a k-means codebook is fitted on at most ``max_frames`` frames
-(a seeded sample), all frames are assigned, and the units are scored against the phone
+(the seeded sample of :mod:`speechunits.quantize.fit`, as ``speechunits fit`` draws it), all
+frames are assigned, and the units are scored against the phone
 alignments (PNMI, purities, entropies, bitrate, unit usage, mean segment length; with
 ``abx`` also unit ABX (0/1 frame distance) and, once per layer, feature ABX (angular)).
 
@@ -28,8 +29,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from speechunits.corpus import SPEAKERS_FILE, read_speakers
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import Segment, load_alignments
+from speechunits.quantize.fit import fit_sample, memory_source, sample_source
 
 log = logging.getLogger(__name__)
 
@@ -115,38 +118,7 @@ def score_units(
     }
 
 
-def sample_frames(features: Mapping[str, np.ndarray], max_frames: int, seed: int) -> np.ndarray:
-    """At most ``max_frames`` rows drawn without replacement (seeded) from all utterances, ``[N, D]``."""
-    sizes = np.array([features[u].shape[0] for u in features], dtype=np.int64)
-    total = int(sizes.sum())
-    if total == 0:
-        raise SpeechUnitsError("no frames to fit a codebook on")
-    if total <= max_frames:
-        return np.concatenate([features[u] for u in features]).astype(np.float32, copy=False)
-    rng = np.random.default_rng(seed)
-    picks = np.sort(rng.choice(total, size=max_frames, replace=False))
-    offsets = np.concatenate(([0], np.cumsum(sizes)))
-    arrays = list(features.values())
-    out = np.empty((max_frames, arrays[0].shape[1]), dtype=np.float32)
-    which = np.searchsorted(offsets, picks, side="right") - 1
-    for i in np.unique(which):
-        sel = which == i
-        out[sel] = arrays[i][picks[sel] - offsets[i]]
-    return out
-
-
 # --------------------------------------------------------------------------------- quantizing
-
-
-def fit_cell(x: np.ndarray, k: int, encoder_info: Any, layer: int, *, iters: int, seed: int, device: str) -> Any:
-    """A :class:`~speechunits.quantize.Codebook` fitted by k-means on the rows of ``x [N, D]``."""
-    from speechunits.quantize import Codebook, fit_kmeans
-
-    if x.shape[0] < k:
-        raise SpeechUnitsError(f"--k {k}: only {x.shape[0]} frames to fit on (need at least K)")
-    result = fit_kmeans(np.ascontiguousarray(x), k, iters=iters, seed=seed, device=device, precision=KMEANS_PRECISION)
-    return Codebook.from_fit(result, encoder_info, layer, training_frames=int(x.shape[0]), seed=seed, iters=iters,
-                             init="kmeans++")
 
 
 def assign_units(features: Mapping[str, np.ndarray], codebook: Any, device: str) -> dict[str, np.ndarray]:
@@ -230,22 +202,15 @@ def _absolute(settings: SweepSettings) -> SweepSettings:
 
 
 def find_speakers(input_path: Path, alignments: Path, explicit: str | None) -> dict[str, str] | None:
-    """``{utt: speaker}`` from ``explicit`` or a ``speakers.tsv`` next to the input or alignments."""
-    candidates = [Path(explicit)] if explicit else []
+    """``{utt: speaker}`` from ``explicit`` or a ``speakers.tsv`` next to the input or alignments
+    (or in their parent folders); ``None`` when there is none."""
+    if explicit:
+        return read_speakers(explicit)
     for base in (input_path, alignments):
         folder = base if base.is_dir() else base.parent
-        candidates += [folder / "speakers.tsv", folder.parent / "speakers.tsv"]
-    for path in candidates:
-        if path.is_file():
-            speakers = {}
-            for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                parts = line.split("\t")
-                if len(parts) != 2:
-                    raise SpeechUnitsError(f"{path}:{line_no}: expected utt_id<TAB>speaker")
-                speakers[parts[0]] = parts[1]
-            return speakers
-        if explicit:
-            raise SpeechUnitsError(f"--speakers {explicit}: no such file")
+        for path in (folder / SPEAKERS_FILE, folder.parent / SPEAKERS_FILE):
+            if path.is_file():
+                return read_speakers(path)
     return None
 
 
@@ -296,7 +261,7 @@ def run_sweep(settings: SweepSettings, out_dir: str | os.PathLike[str], *, quiet
     encoder = load_encoder(settings.encoder, device=settings.device, dtype=settings.dtype)
     encoder.check_layers(settings.layers)
     info = encoder.info
-    frame_offset_s = info.receptive_field / (2 * info.sample_rate)
+    frame_offset_s = info.frame_offset_s
     speakers = find_speakers(Path(settings.input), Path(settings.alignments), settings.speakers) if settings.abx else None
     items = None
     if settings.abx:
@@ -309,10 +274,10 @@ def run_sweep(settings: SweepSettings, out_dir: str | os.PathLike[str], *, quiet
         feature_abx: tuple[float | None, float | None] = (None, None)
         if items is not None:
             feature_abx = _abx(items, features, info.frame_rate, frame_offset_s, "angular", settings.seed)
-        sample = sample_frames(features, settings.max_frames, settings.seed)
+        sample = sample_source(memory_source(features, info, layer), settings.max_frames, settings.seed)
         for k in ks:
-            codebook = fit_cell(sample, k, info, layer, iters=settings.iters, seed=settings.seed,
-                                device=settings.device)
+            codebook = fit_sample(sample, k, info, layer, iters=settings.iters, seed=settings.seed,
+                                  device=settings.device, precision=KMEANS_PRECISION)
             codebook.save(out / CODEBOOKS_DIR / f"layer{layer}-k{k}")
             units = assign_units(features, codebook, settings.device)
             row: dict[str, Any] = {"layer": layer, "k": k, "fit_frames": int(sample.shape[0]),

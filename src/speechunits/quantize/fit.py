@@ -5,13 +5,18 @@ uniform random key from one generator seeded with ``seed`` (drawn utterance by u
 in corpus order), and the ``max_frames`` frames with the smallest keys are kept. That is a
 uniform sample without replacement, the same for a given seed and corpus whatever the
 batching, and memory stays at about ``1.25 x max_frames x D`` floats however long the corpus.
+
+One sampler (:func:`sample_stream`) and one fit path (:func:`fit_sample`) serve every caller:
+``speechunits fit`` (local or Ray), the layer x K sweep and the demo. Frames may come from a
+corpus (:func:`corpus_source`), a features directory (:func:`features_dir_source`) or memory
+(:func:`memory_source`).
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -147,14 +152,30 @@ def sample_stream(blocks: Iterable[tuple[str, np.ndarray]], max_frames: int, see
 
 @dataclass
 class FeatureSource:
-    """Where training frames come from and the encoder facts that go into the codebook."""
+    """Where training frames come from and the encoder facts that go into the codebook.
+
+    Attributes:
+        blocks: ``(source name, float32 [n, D])`` per utterance, consumed once.
+        encoder_info: the :class:`~speechunits.encoders.base.EncoderInfo` of the frames.
+        layer: the layer the frames come from.
+        used: utterances that gave frames so far (counted as ``blocks`` is consumed).
+        skipped: ``(path, reason)`` of the utterances skipped as bad input so far.
+    """
 
     blocks: Iterator[tuple[str, np.ndarray]]
     encoder_info: Any
     layer: int
+    used: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def all_failed(self) -> bool:
+        """True when utterances were skipped and none gave frames (after ``blocks`` is consumed)."""
+        return bool(self.skipped) and self.used == 0
 
 
-def _default_layer(info: Any, layer: int | None, option: str = "--layer") -> int:
+def choose_layer(info: Any, layer: int | None, option: str = "--layer") -> int:
+    """``layer`` checked against ``info``; ``None`` picks the only layer of a spectral encoder."""
     if layer is not None:
         if not 0 <= int(layer) <= int(info.num_layers):
             raise SpeechUnitsError(f"{option} {layer}: out of range 0..{info.num_layers} for {info.name}")
@@ -164,28 +185,44 @@ def _default_layer(info: Any, layer: int | None, option: str = "--layer") -> int
     raise SpeechUnitsError(f"{option} is required for {info.name} (layers 0..{info.num_layers})")
 
 
+def items_source(items: Iterable[Any], encoder_info: Any, layer: int) -> FeatureSource:
+    """Frames of ``layer`` from :class:`~speechunits.features.FeatureItem` records (any backend);
+    items with an error are logged and counted in ``skipped``."""
+    source = FeatureSource(iter(()), encoder_info, int(layer))
+
+    def blocks() -> Iterator[tuple[str, np.ndarray]]:
+        for item in items:
+            if item.features is None:
+                source.skipped.append((str(item.utt.path), str(item.error)))
+                log.warning("%s: skipped (%s)", item.utt.path, item.error)
+                continue
+            source.used += 1
+            yield str(item.utt.path), item.features[source.layer]
+        if source.skipped:
+            log.warning("%d utterance(s) skipped", len(source.skipped))
+
+    source.blocks = blocks()
+    return source
+
+
 def corpus_source(input_path: str | Path, encoder: Any, layer: int | None, *, on_error: str = "skip",
                   quiet: bool = False, shard: str | None = None, raw_format: Any = None) -> FeatureSource:
-    """Features of ``layer`` streamed from ``iter_features`` over a corpus (``raw_format``: see ``open_corpus``)."""
+    """Features of ``layer`` streamed from ``iter_features`` over a corpus (serial loader; ``raw_format``:
+    see ``open_corpus``)."""
     from speechunits.corpus import open_corpus
     from speechunits.features import iter_features
 
     info = encoder.info
-    chosen = _default_layer(info, layer)
+    chosen = choose_layer(info, layer)
     corpus = open_corpus(str(input_path), shard=shard, raw_format=raw_format)
+    return items_source(iter_features(encoder, corpus, [chosen], on_error=on_error, quiet=quiet), info, chosen)
 
-    def blocks() -> Iterator[tuple[str, np.ndarray]]:
-        skipped = 0
-        for item in iter_features(encoder, corpus, [chosen], on_error=on_error, quiet=quiet):
-            if item.features is None:
-                skipped += 1
-                log.warning("%s: skipped (%s)", item.utt.path, item.error)
-                continue
-            yield str(item.utt.path), item.features[chosen]
-        if skipped:
-            log.warning("%d utterance(s) skipped", skipped)
 
-    return FeatureSource(blocks(), info, chosen)
+def memory_source(features: Mapping[str, np.ndarray], encoder_info: Any, layer: int) -> FeatureSource:
+    """Frames held in memory, ``{utt_id: float32 [n, D]}``, in the mapping's order."""
+    source = FeatureSource(iter(()), encoder_info, int(layer), used=len(features))
+    source.blocks = iter(features.items())
+    return source
 
 
 def features_dir_source(features_dir: str | Path, layer: int | None, encoder: str | None = None) -> FeatureSource:
@@ -246,24 +283,50 @@ def features_dir_source(features_dir: str | Path, layer: int | None, encoder: st
     return FeatureSource(blocks(), info, chosen)
 
 
-def fit_codebook(source: FeatureSource, k: int, *, max_frames: int = DEFAULT_MAX_FRAMES, seed: int = 0,
-                 init: str = "kmeans++", iters: int = 20, device: str = "auto") -> Codebook:
-    """Sample frames from ``source``, run k-means and return the codebook (not saved).
+def check_fit_options(k: int, max_frames: int) -> None:
+    """Raise :class:`SpeechUnitsError` unless ``1 <= k <= max_frames``."""
+    if k < 1:
+        raise SpeechUnitsError(f"--k must be >= 1, got {k}")
+    if max_frames < k:
+        raise SpeechUnitsError(f"--max-frames {max_frames} is smaller than --k {k}")
+
+
+def fit_sample(sample: np.ndarray, k: int, encoder_info: Any, layer: int | None, *, seed: int = 0,
+               init: str = "kmeans++", iters: int = 20, device: str = "auto", precision: str = "auto") -> Codebook:
+    """k-means on the sampled frames ``sample [N, D]``; the codebook (not saved).
+
+    ``precision`` is the assignment matmul precision of :func:`~speechunits.quantize.kmeans.fit_kmeans`.
 
     Raises:
-        SpeechUnitsError: K larger than the frames available, bad options.
+        SpeechUnitsError: K < 1 or larger than the number of frames.
     """
     from speechunits.quantize.kmeans import fit_kmeans
 
     if k < 1:
         raise SpeechUnitsError(f"--k must be >= 1, got {k}")
-    if max_frames < k:
-        raise SpeechUnitsError(f"--max-frames {max_frames} is smaller than --k {k}")
-    sample, seen = sample_stream(source.blocks, max_frames, seed)
     if sample.shape[0] < k:
         raise SpeechUnitsError(f"--k {k}: only {sample.shape[0]} frames available (K must not exceed the number of frames)")
-    log.info("k-means on %d of %d frames (layer %d, D=%d, K=%d)", sample.shape[0], seen, source.layer,
-             sample.shape[1], k)
-    result = fit_kmeans(sample, k, iters=iters, init=init, seed=seed, device=device)  # type: ignore[arg-type]
-    return Codebook.from_fit(result, source.encoder_info, source.layer, training_frames=int(sample.shape[0]),
+    result = fit_kmeans(np.ascontiguousarray(sample, dtype=np.float32), k, iters=iters, init=init,  # type: ignore[arg-type]
+                        seed=seed, device=device, precision=precision)  # type: ignore[arg-type]
+    return Codebook.from_fit(result, encoder_info, layer, training_frames=int(sample.shape[0]),
                              seed=seed, iters=iters, init=init)
+
+
+def sample_source(source: FeatureSource, max_frames: int = DEFAULT_MAX_FRAMES, seed: int = 0) -> np.ndarray:
+    """The seeded uniform sample of at most ``max_frames`` frames of ``source`` (consumes it)."""
+    sample, seen = sample_stream(source.blocks, max_frames, seed)
+    log.info("k-means on %d of %d frames (layer %d, D=%d)", sample.shape[0], seen, source.layer, sample.shape[1])
+    return sample
+
+
+def fit_codebook(source: FeatureSource, k: int, *, max_frames: int = DEFAULT_MAX_FRAMES, seed: int = 0,
+                 init: str = "kmeans++", iters: int = 20, device: str = "auto", precision: str = "auto") -> Codebook:
+    """Sample frames from ``source`` (:func:`sample_source`) and fit k-means (:func:`fit_sample`).
+
+    Raises:
+        SpeechUnitsError: K larger than the frames available, bad options.
+    """
+    check_fit_options(k, max_frames)
+    sample = sample_source(source, max_frames, seed)
+    return fit_sample(sample, k, source.encoder_info, source.layer, seed=seed, init=init, iters=iters,
+                      device=device, precision=precision)

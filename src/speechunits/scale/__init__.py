@@ -1,8 +1,12 @@
-"""Scale-out: the overlapped local loader and the Ray Data backend.
+"""Scale-out: the corpus jobs on one machine or a Ray cluster.
 
+* :mod:`speechunits.scale.options` - :class:`ScaleOptions`, the typed backend choice.
+* :mod:`speechunits.scale.jobs` - ``feature_items``, ``encode_corpus``, ``fit_source``,
+  ``fit_sample``: the entry points the ``features`` / ``encode`` / ``fit`` commands call.
 * :mod:`speechunits.scale.prefetch` - decode + resample ahead of the encoder (threads or
   processes, bounded queue, corpus order). Never imports Ray.
-* :mod:`speechunits.scale.ray_backend` - ``features`` / ``encode`` / ``fit`` on a Ray cluster
-  (the optional ``[ray]`` extra), imported only when ``--backend ray`` is asked for.
-* :mod:`speechunits.scale.options` - the ``--backend`` family of CLI options.
+* :mod:`speechunits.scale.ray_backend` - the same jobs on a Ray cluster (the optional ``[ray]``
+  extra), imported only when ``backend="ray"`` is asked for.
+
+The command-line options (``--backend`` ...) live in :mod:`speechunits.cli.scale_options`.
 """

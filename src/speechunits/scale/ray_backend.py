@@ -376,19 +376,17 @@ def ray_fit_source(encoder: Encoder, corpus: Iterable[Utterance], layer: int | N
     sampler (:class:`~speechunits.quantize.fit.FrameReservoir`, same seed and stream order) on
     frame *positions*, so it picks exactly the frames the local backend would. Pass 2 (encoder
     actors) returns only those frames. The driver receives ``max_frames x D`` floats, never the
-    corpus' features. Feed the result to :func:`~speechunits.quantize.fit.fit_codebook` with the
-    same ``max_frames`` and ``seed``; k-means runs on the driver (``--device`` there).
+    corpus' features. Fit it with :func:`ray_fit_sample` (a cluster GPU) or
+    :func:`~speechunits.quantize.fit.fit_codebook` with the same ``max_frames`` and ``seed``.
+    Bad input is logged and listed in the source's ``skipped``.
     """
-    from speechunits.quantize.fit import FeatureSource, FrameReservoir
+    from speechunits.quantize.fit import FeatureSource, FrameReservoir, choose_layer
 
     if on_error not in ("skip", "fail"):
         raise SpeechUnitsError(f"--on-error: expected skip or fail, got {on_error!r}")
     info = encoder.info
-    if layer is None:
-        if info.num_layers != 0:
-            raise SpeechUnitsError(f"--layer is required for {info.name} (layers 0..{info.num_layers})")
-        layer = 0
-    chosen = encoder.check_layers([layer])[0]
+    chosen = encoder.check_layers([choose_layer(info, layer)])[0]
+    skipped: list[tuple[str, str]] = []
     utts = list(corpus)
     if len(utts) >= _MAX_EXACT_POSITION:
         raise SpeechUnitsError(f"fit --backend ray: at most {_MAX_EXACT_POSITION - 1} utterances per run")
@@ -403,6 +401,7 @@ def ray_fit_source(encoder: Encoder, corpus: Iterable[Utterance], layer: int | N
                 if on_error == "fail":
                     raise SpeechUnitsError(error)
                 log.warning("%s: skipped (%s)", utts[idx].path, error)
+                skipped.append((utts[idx].path, error))
                 continue
             frames = info.num_frames(int(row["num_samples"]))
             if frames >= _MAX_EXACT_POSITION:
@@ -410,6 +409,7 @@ def ray_fit_source(encoder: Encoder, corpus: Iterable[Utterance], layer: int | N
             expected[idx] = frames
             positions = np.stack([np.full(frames, idx), np.arange(frames)], axis=1).astype(np.float32)
             reservoir.add(positions, utts[idx].path)
+        first_pass_skips = len(skipped)
         picked = reservoir.sample().astype(np.int64)  # [m, 2] (utterance, frame) in stream order
         owners, starts = np.unique(picked[:, 0], return_index=True) if picked.size else (np.empty(0, int), [])
         bounds = list(starts) + [len(picked)]
@@ -428,37 +428,34 @@ def ray_fit_source(encoder: Encoder, corpus: Iterable[Utterance], layer: int | N
                     if on_error == "fail":
                         raise SpeechUnitsError(error)
                     log.warning("%s; the sample now differs from the local backend's", error)
+                    skipped.append((subset[int(row["idx"])].path, error))
                     continue
                 parts.append(ray_workers.float32_frames(row["x"], info.dim))
                 progress.update(float(row["duration_s"]))
     sample = np.concatenate(parts) if parts else np.empty((0, info.dim), dtype=np.float32)
-    return FeatureSource(iter([("ray frame sample", sample)]), info, chosen)
+    used = len(expected) - (len(skipped) - first_pass_skips)
+    return FeatureSource(iter([("ray frame sample", sample)]), info, chosen, used=used, skipped=skipped)
 
 
 def _fit_on_worker(sample: np.ndarray, encoder_info: Any, layer: int, k: int, fit_kwargs: dict[str, Any]) -> Any:
-    """Ray task body: k-means on the shipped sample (``fit_codebook`` with the caller's options)."""
-    from speechunits.quantize.fit import FeatureSource, fit_codebook
+    """Ray task body: :func:`~speechunits.quantize.fit.fit_sample` with the caller's options."""
+    from speechunits.quantize.fit import fit_sample
 
-    return fit_codebook(FeatureSource(iter([("ray frame sample", sample)]), encoder_info, layer), k, **fit_kwargs)
+    return fit_sample(sample, k, encoder_info, layer, **fit_kwargs)
 
 
-def ray_fit_codebook(source: Any, k: int, *, options: RayOptions, **fit_kwargs: Any) -> Any:
-    """:func:`speechunits.quantize.fit.fit_codebook` for a :func:`ray_fit_source` sample: on one GPU
+def ray_fit_sample(sample: np.ndarray, k: int, encoder_info: Any, layer: int, *, options: RayOptions,
+                   **fit_kwargs: Any) -> Any:
+    """:func:`speechunits.quantize.fit.fit_sample` of a :func:`ray_fit_source` sample: on one GPU
     of the cluster when it has one (and ``options.device`` is not ``cpu``), else on the driver.
     The result is the same codebook either way (up to the device's k-means arithmetic)."""
-    from speechunits.quantize.fit import fit_codebook
+    from speechunits.quantize.fit import fit_sample
 
-    blocks = list(source.blocks)
-    sample = np.concatenate([block for _, block in blocks]) if blocks else np.empty((0, 0), dtype=np.float32)
     with ray_session(options.address, num_cpus=options.num_cpus, verbose=options.verbose) as ray:
         gpus = cluster_resources().get("GPU", 0.0)
         if gpus < 1 or options.device == "cpu":
             log.info("k-means on the driver (the Ray cluster has no GPU for it)")
-            from speechunits.quantize.fit import FeatureSource
-
-            local = FeatureSource(iter([("ray frame sample", sample)]), source.encoder_info, source.layer)
-            return fit_codebook(local, k, **fit_kwargs)
+            return fit_sample(sample, k, encoder_info, layer, device=options.device, **fit_kwargs)
         log.info("k-means on one GPU of the Ray cluster (%d x %d frames)", *sample.shape)
         task = ray.remote(num_gpus=1)(_fit_on_worker)
-        kwargs = {**fit_kwargs, "device": "cuda"}
-        return ray.get(task.remote(sample, source.encoder_info, source.layer, k, kwargs))
+        return ray.get(task.remote(sample, encoder_info, layer, k, {**fit_kwargs, "device": "cuda"}))

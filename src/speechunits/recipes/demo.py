@@ -6,11 +6,13 @@
    Two sanity rows show the measurement means something: random units of the same K, and
    the same units scored against alignments shifted by 60 ms.
 3. Hugging Face path: a tiny HuBERT with *random* weights is saved to the output directory
-   and swept over all its layers (:mod:`speechunits.measure.sweep`) — this exercises the
-   real loading and layer code; random weights make no claim about HuBERT's quality.
-4. A table on stdout, ``report.md`` and ``demo.png`` in the output directory.
+   and swept over all its layers (:func:`speechunits.measure.sweep.run_sweep`) — this exercises
+   the real loading and layer code; random weights make no claim about HuBERT's quality.
+4. ``report.md`` and ``demo.png`` in the output directory; :func:`format_table` gives the
+   table that ``speechunits demo`` prints.
 
-Nothing touches the network. Rerunning reuses the corpus, codebook, units and sweep.
+Nothing touches the network. Rerunning reuses the corpus, codebook, units and sweep. Only
+public APIs are used: this is what a user's own script would look like.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from speechunits.corpus import SPEAKERS_FILE, read_speakers
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import Segment, load_alignments
 
@@ -38,6 +41,8 @@ TINY_HUBERT = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=2, i
                    conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
 KMEANS_ITERS = 20
 MAX_FIT_FRAMES = 50_000
+#: Matmul precision of the MFCC codebook's k-means (as the sweep's; labels are exact either way).
+KMEANS_PRECISION = "fp32"
 
 
 @dataclass
@@ -116,7 +121,7 @@ def run_demo(out_dir: str | Path = "speechunits-demo", *, minutes: float = DEFAU
     _timed(seconds, "synth", t)
     manifest = corpus_dir / "manifest.tsv"
     alignments = load_alignments(corpus_dir)
-    speaker_of = dict(line.split("\t") for line in (corpus_dir / "speakers.tsv").read_text("utf-8").splitlines())
+    speaker_of = read_speakers(corpus_dir / SPEAKERS_FILE)
     corpus_seconds = sum(u.num_samples or 0 for u in open_corpus(manifest)) / 16000.0
 
     rows: list[DemoRow] = []
@@ -137,11 +142,11 @@ def _mfcc_rows(out: Path, manifest: Path, alignments: Mapping[str, Sequence[Segm
     from speechunits.encoders import load_encoder
     from speechunits.features import iter_features
     from speechunits.measure.abx import build_items, compute_abx
-    from speechunits.measure.evaluate import evaluate_store
-    from speechunits.measure.sweep import score_units
+    from speechunits.measure.evaluate import evaluate_store, evaluate_units
     from speechunits.units.encode_corpus import encode_corpus
     from speechunits.units.store import UnitStore
     from speechunits.units.tokenizer import UnitTokenizer
+    from speechunits.units.units import Units
 
     encoder = load_encoder("mfcc", device="cpu")
     info = encoder.info
@@ -162,30 +167,32 @@ def _mfcc_rows(out: Path, manifest: Path, alignments: Mapping[str, Sequence[Segm
     unit_abx = compute_abx(items, units.items(), info.frame_rate, offset, distance="hamming", seed=seed)
     rng = np.random.default_rng(seed)
     random_units = {u: rng.integers(0, k, size=ids.size) for u, ids in units.items()}
-    chance = score_units(random_units, alignments, k, info.frame_rate, offset)
+    chance = evaluate_units(((u, Units(ids, info.frame_rate, k)) for u, ids in random_units.items()), alignments,
+                            frame_rate=info.frame_rate, frame_offset_s=offset, vocab_size=k)
     shifted = {u: [Segment(s.start + SHIFT_S, s.end + SHIFT_S, s.label) for s in segs] for u, segs in alignments.items()}
-    late = score_units(units, shifted, k, info.frame_rate, offset)
+    late = evaluate_units(((u, Units(ids, info.frame_rate, k)) for u, ids in units.items()), shifted,
+                          frame_rate=info.frame_rate, frame_offset_s=offset, vocab_size=k)
     return [
         DemoRow("MFCC features", math.nan, abx_within=feat_abx.abx_within, abx_across=feat_abx.abx_across,
                 note="continuous features (angular ABX)"),
         DemoRow(f"MFCC k-means K={k}", report.pnmi, report.phone_purity, report.cluster_purity, report.bitrate,
                 unit_abx.abx_within, unit_abx.abx_across, note=f"store {store_dir.name}"),
-        DemoRow(f"random units K={k}", chance["pnmi"], chance["phone_purity"], chance["cluster_purity"],
-                chance["bitrate_uniform"], note="sanity: PNMI should be near 0"),
-        DemoRow(f"MFCC K={k}, alignments +{int(SHIFT_S * 1000)} ms", late["pnmi"], late["phone_purity"],
-                late["cluster_purity"], late["bitrate_uniform"], note="sanity: PNMI should drop"),
+        DemoRow(f"random units K={k}", chance.pnmi, chance.phone_purity, chance.cluster_purity, chance.bitrate,
+                note="sanity: PNMI should be near 0"),
+        DemoRow(f"MFCC K={k}, alignments +{int(SHIFT_S * 1000)} ms", late.pnmi, late.phone_purity,
+                late.cluster_purity, late.bitrate, note="sanity: PNMI should drop"),
     ]
 
 
 def _fit_codebook(codebook_dir: Path, features: Mapping[str, np.ndarray], encoder: Any, k: int, seed: int) -> Any:
     """Fit (or reload) a k-means codebook on layer 0 of ``encoder`` and save it to ``codebook_dir``."""
-    from speechunits.measure.sweep import fit_cell, sample_frames
     from speechunits.quantize import Codebook
+    from speechunits.quantize.fit import fit_codebook, memory_source
 
     if (codebook_dir / "codebook.json").is_file():
         return Codebook.load(codebook_dir)
-    codebook = fit_cell(sample_frames(features, MAX_FIT_FRAMES, seed), k, encoder.info, 0, iters=KMEANS_ITERS,
-                        seed=seed, device="cpu")
+    codebook = fit_codebook(memory_source(features, encoder.info, 0), k, max_frames=MAX_FIT_FRAMES, seed=seed,
+                            iters=KMEANS_ITERS, device="cpu", precision=KMEANS_PRECISION)
     codebook.save(codebook_dir)
     return codebook
 
