@@ -166,10 +166,10 @@ def run_random_projection(args: argparse.Namespace) -> int:
             raise SpeechUnitsError("--no-normalise reads no corpus: drop INPUT / --from-features")
         if args.encoder is None:
             raise SpeechUnitsError("random-projection needs --encoder")
-        from speechunits.quantize.fit import _default_layer  # the layer rule of `fit`
+        from speechunits.quantize.fit import choose_layer  # the layer rule of `fit`
 
         info = load_encoder(args.encoder, device="cpu").info
-        layer = _default_layer(info, args.layer)
+        layer = choose_layer(info, args.layer)
     codebook = RandomProjectionCodebook.create(info, layer, args.k, code_dim=code_dim, seed=args.seed, stats=stats,
                                                training_frames=frames)
     codebook.save(args.out)

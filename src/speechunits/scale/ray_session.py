@@ -33,6 +33,16 @@ def ray_available() -> bool:
     return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.data") is not None
 
 
+#: Driver environment variables every Ray worker must see too (a remote cluster's workers do not
+#: inherit the driver's environment): the CPU-kernel opt-out of ``--no-cpu-kernels``.
+FORWARDED_ENV = ("SPEECHUNITS_NO_CPU_KERNELS",)
+
+
+def forwarded_env() -> dict[str, str]:
+    """The :data:`FORWARDED_ENV` variables set in this process, for Ray's ``runtime_env``."""
+    return {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}
+
+
 def require_ray() -> Any:
     """Import and return the ``ray`` module, or explain how to install it."""
     if not ray_available():
@@ -97,6 +107,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
         logging_level=logging.INFO if verbose else logging.ERROR,
         configure_logging=True,
     )
+    if forwarded_env():
+        kwargs["runtime_env"] = {"env_vars": forwarded_env()}
     if address:
         log.info("connecting to the Ray cluster at %s", address)
         try:
