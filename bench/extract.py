@@ -165,7 +165,8 @@ def run_hf_batched(model, paths: list[Path], dtype: str, max_batch_seconds: floa
 def load_ours(model_dir: str, dtype: str, cpu_kernels: bool = True):
     from speechunits.encoders import load_encoder
 
-    return load_encoder(model_dir, device="cpu", dtype=dtype, cpu_kernels=cpu_kernels)
+    plain = {} if cpu_kernels else {"cpu_kernels": False}  # the keyword is new: older versions run too
+    return load_encoder(model_dir, device="cpu", dtype=dtype, **plain)
 
 
 def run_ours(encoder, corpus_dir: Path, layer: int, max_batch_seconds: float) -> tuple[float, list[np.ndarray]]:
