@@ -142,14 +142,12 @@ RELEASE_FREE_BYTES = 64 << 20
 def release_memory(min_free_bytes: int = RELEASE_FREE_BYTES) -> None:
     """Return freed heap memory to the OS once more than ``min_free_bytes`` of it has piled up.
 
-    Tensors of ever-changing sizes fragment glibc's heap: without trimming, peak RSS of a
-    500-utterance run was 1.6x that of a 50-utterance run (``bench/extract.py``). Trimming after
-    every batch kept them equal but made the next batch fault its memory back in page by page
-    (~2.5 us per 4 KiB page here, a few percent of a bf16 run); trimming only past a threshold
-    bounds the extra RSS by ``min_free_bytes`` instead (64 MiB: peak RSS 517 MiB for 50
-    utterances, 571 MiB for 500; 256 MiB let it grow to 674). glibc only (``malloc_trim``,
+    Keeps peak RSS flat with corpus length (variable-size tensors fragment glibc's heap) without
+    trimming after every batch, which makes the next batch fault its pages back in; the threshold
+    bounds the extra RSS instead (figures: docs/performance.md). glibc only (``malloc_trim``,
     ``mallinfo2``); a no-op elsewhere.
     """
+"""
     libc = _libc()
     if libc is None:
         return
