@@ -147,7 +147,6 @@ def release_memory(min_free_bytes: int = RELEASE_FREE_BYTES) -> None:
     bounds the extra RSS instead (figures: docs/performance.md). glibc only (``malloc_trim``,
     ``mallinfo2``); a no-op elsewhere.
     """
-"""
     libc = _libc()
     if libc is None:
         return
