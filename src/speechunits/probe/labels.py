@@ -276,6 +276,7 @@ def load_task_labels(
     frame_rate: float | None = None,
     frame_offset_s: float | None = None,
     num_frames: Mapping[str, int] | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> LabelSet:
     """Read the labels ``task`` needs and match them to ``corpus_ids``.
 
@@ -284,7 +285,9 @@ def load_task_labels(
         ``labels`` as phone transcripts (``utt<TAB>p1 p2 ...``);
         ``asr``: ``transcripts``; ``speaker``: ``speakers`` (a path or ``{utt: speaker}``);
         ``classify``: ``labels``; ``frames``: ``alignments`` + ``frame_rate`` + ``frame_offset_s``
-        + ``num_frames`` (an utterance without a frame count counts as missing).
+        + ``num_frames`` (an utterance without a frame count counts as missing), ids of
+        ``vocabulary`` when given (a trained probe's), else of :func:`frame_vocabulary` over
+        the corpus's aligned utterances. ``vocabulary`` is used by ``frames`` only.
 
     Raises:
         SpeechUnitsError: unknown task, the needed input not given, unreadable label file, or
@@ -293,7 +296,7 @@ def load_task_labels(
     """
     if task not in TASKS:
         raise SpeechUnitsError(f"unknown probe task {task!r}; choose one of {', '.join(TASKS)}")
-    vocabulary = None
+    frame_vocab = None
     found: dict[str, Any]
     if task == "phones":
         if alignments is not None:
@@ -329,10 +332,11 @@ def load_task_labels(
             raise SpeechUnitsError("task 'frames' needs the input's frame rate, frame offset and frame counts")
         aligned, source = _as_alignments(alignments)
         ids = set(corpus_ids)
+        # (all of them when none matches, so that _match reports the id mismatch)
         aligned = {utt: segs for utt, segs in aligned.items() if utt in ids} or aligned
-        vocabulary = frame_vocabulary(aligned)
-        found = frame_targets(aligned, num_frames, frame_rate, frame_offset_s, vocabulary)
-    return _match(task, corpus_ids, found, source, vocabulary)
+        frame_vocab = vocabulary if vocabulary is not None else frame_vocabulary(aligned)
+        found = frame_targets(aligned, num_frames, frame_rate, frame_offset_s, frame_vocab)
+    return _match(task, corpus_ids, found, source, frame_vocab)
 
 
 def _match(task: str, corpus_ids: Sequence[str], found: dict[str, Any], source: str,

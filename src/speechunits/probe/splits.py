@@ -88,8 +88,10 @@ class Split:
             raise SpeechUnitsError(f"{path}: invalid JSON ({exc})") from None
         if not isinstance(data, dict) or not all(isinstance(data.get(n), list) for n in PARTS):
             raise SpeechUnitsError(f"{path}: not a split file (needs 'train', 'dev' and 'test' lists)")
-        if int(data.get("format_version", 0)) > SPLIT_FORMAT_VERSION:
-            raise SpeechUnitsError(f"{path}: split format {data['format_version']} is newer than this speechunits")
+        version = data.get("format_version", 0)
+        if not isinstance(version, int) or version > SPLIT_FORMAT_VERSION:
+            raise SpeechUnitsError(f"{path}: split format {version!r} is not one this speechunits reads "
+                                   f"(up to {SPLIT_FORMAT_VERSION})")
         try:
             return cls(*([str(u) for u in data[n]] for n in PARTS), info=dict(data.get("info") or {}))
         except SpeechUnitsError as exc:
