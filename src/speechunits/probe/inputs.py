@@ -175,6 +175,51 @@ def audio_corpus(paths: Sequence[str | Path]) -> Corpus:
     return as_corpus([Utterance(Path(p).stem, str(p)) for p in paths])
 
 
+class ArrayInput(ProbeInput):
+    """Features already in memory: ``{utt: float [L, T, D]}`` (or ``[T, D]`` for one layer).
+
+    For scripts and tests that compute features themselves; ``encoder``, ``encoder_identity``
+    and ``layers`` make up the identity, as for an encoder's features.
+    """
+
+    kind = FEATURES
+
+    def __init__(self, features: dict[str, np.ndarray], *, encoder: str, encoder_identity: str,
+                 layers: Sequence[int], frame_rate: float, frame_offset_s: float = 0.0,
+                 cache_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.layers = [int(layer) for layer in layers]
+        self.encoder, self.encoder_identity = encoder, encoder_identity
+        self.frame_rate, self.frame_offset_s = float(frame_rate), float(frame_offset_s)
+        self.features = {}
+        for utt_id, value in features.items():
+            array = np.asarray(value, dtype=np.float32)
+            array = array[None] if array.ndim == 2 else array
+            if array.ndim != 3 or array.shape[0] != len(self.layers):
+                raise SpeechUnitsError(f"{utt_id}: features of shape {array.shape} are not [{len(self.layers)}, T, D]")
+            self.features[utt_id] = torch.from_numpy(array).to(cache_dtype)
+        dims = {f.shape[2] for f in self.features.values()}
+        if len(dims) > 1:
+            raise SpeechUnitsError(f"features of different dimensions {sorted(dims)}")
+        self.dim = dims.pop() if dims else 0
+
+    def identity(self) -> dict[str, Any]:
+        return _features_identity(self.encoder, self.encoder_identity, self.layers, self.dim, self.frame_rate)
+
+    def model_spec(self) -> dict[str, Any]:
+        return {"kind": FEATURES, "num_layers": len(self.layers), "dim": int(self.dim)}
+
+    def available_ids(self) -> list[str]:
+        return list(self.features)
+
+    def _load(self, ids: set[str] | None) -> Iterable[tuple[str, Sample | None, str | None]]:
+        for utt_id in (self.features if ids is None else ids):
+            if utt_id in self.features:
+                yield utt_id, Sample(features=self.features[utt_id]), None
+            else:
+                yield utt_id, None, "not in the given features"
+
+
 class EncoderInput(ProbeInput):
     """Frozen features of ``encoder_name`` computed on the fly from ``corpus``.
 

@@ -1,0 +1,100 @@
+"""``speechunits probe train|eval`` and ``speechunits transcribe`` end to end on a small synthetic corpus (MFCC)."""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from speechunits.cli.main import main
+from speechunits.probe.labels import load_task_labels
+from speechunits.probe.metrics import error_rate
+from speechunits.probe.splits import Split
+from speechunits.synth.testing import small_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_corpus(tmp_path_factory.mktemp("probe-corpus"), minutes=1.5, speakers=3)
+
+
+@pytest.fixture(scope="module")
+def phones_probe(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("probe") / "phones"
+    rc = main(["probe", "train", "phones", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
+               "--lr", "1e-2", "--max-steps", "300", "--eval-every", "50", "--patience", "3", "--device", "cpu",
+               "--quiet"])
+    assert rc == 0
+    return out
+
+
+def _phone_labels(corpus: Path) -> dict[str, list[str]]:
+    ids = [line.split("\t")[0] for line in (corpus / "phones.tsv").read_text().splitlines()]
+    return load_task_labels("phones", list(dict.fromkeys(ids)), alignments=corpus / "phones.tsv").labels
+
+
+def test_phones_probe_beats_the_most_frequent_phone_baseline(phones_probe: Path, corpus: Path):
+    meta = json.loads((phones_probe / "probe.json").read_text())
+    assert meta["task"] == "phones" and meta["input"]["encoder"] == "mfcc" and meta["input"]["layers"] == [0]
+    split = Split.load(phones_probe / "split.json")
+    labels = _phone_labels(corpus)
+    common = Counter(p for utt in split.train for p in labels[utt]).most_common(1)[0][0]
+    refs = [labels[u] for u in split.test]
+    baseline = error_rate(refs, [[common] * len(r) for r in refs])
+    assert meta["test"]["per"]["mean"] < baseline
+    assert meta["layer_weights"] == [1.0]
+    assert (phones_probe / "head.safetensors").is_file() and (phones_probe / "vocab.json").is_file()
+
+
+def test_probe_eval_json_reproduces_the_test_figure(phones_probe: Path, corpus: Path, capsys):
+    capsys.readouterr()
+    rc = main(["probe", "eval", str(phones_probe), str(corpus / "manifest.tsv"), "--split", "test", "--json",
+               "--device", "cpu", "--quiet"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    meta = json.loads((phones_probe / "probe.json").read_text())
+    assert result["task"] == "phones"
+    assert result["utterances"] == meta["split"]["test"]
+    assert result["per"] == pytest.approx(meta["test"]["per"]["mean"], abs=1e-9)
+
+
+def test_transcribe_prints_phones_of_the_vocabulary(phones_probe: Path, corpus: Path, capsys):
+    wav = sorted((corpus / "wavs").glob("*.wav"))[0]
+    capsys.readouterr()
+    assert main(["transcribe", str(wav), "--probe", str(phones_probe), "--device", "cpu", "--quiet"]) == 0
+    line = capsys.readouterr().out.strip()
+    utt, phones = line.split("\t")
+    assert utt == wav.stem
+    vocab = json.loads((phones_probe / "vocab.json").read_text())["tokens"]
+    assert phones.split() and all(p in vocab[1:] for p in phones.split())
+
+
+def test_eval_refuses_features_of_another_encoder(phones_probe: Path, corpus: Path, tmp_path: Path, caplog):
+    features = tmp_path / "logmel"
+    assert main(["features", str(corpus / "manifest.tsv"), "--encoder", "logmel", "-o", str(features),
+                 "--quiet"]) == 0
+    with caplog.at_level(logging.ERROR):
+        rc = main(["probe", "eval", str(phones_probe), str(corpus / "manifest.tsv"), "--features", str(features),
+                   "--quiet"])
+    assert rc == 2
+    assert "mfcc" in caplog.text and "logmel" in caplog.text
+
+
+def test_train_needs_exactly_one_input(corpus: Path, tmp_path: Path, caplog):
+    with caplog.at_level(logging.ERROR):
+        rc = main(["probe", "train", "phones", str(corpus / "manifest.tsv"), "-o", str(tmp_path / "p"), "--quiet"])
+    assert rc == 2 and "--encoder" in caplog.text
+
+
+def test_transcribe_refuses_a_speaker_probe(corpus: Path, tmp_path: Path, caplog):
+    out = tmp_path / "spk"
+    assert main(["probe", "train", "speaker", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
+                 "--lr", "1e-2", "--max-steps", "30", "--eval-every", "10", "--device", "cpu", "--quiet"]) == 0
+    meta = json.loads((out / "probe.json").read_text())
+    assert 0.0 <= meta["test"]["accuracy"]["mean"] <= 1.0 and "chance" in meta["test"]
+    wav = sorted((corpus / "wavs").glob("*.wav"))[0]
+    with caplog.at_level(logging.ERROR):
+        assert main(["transcribe", str(wav), "--probe", str(out), "--quiet"]) == 2
+    assert "does not transcribe" in caplog.text
