@@ -98,3 +98,17 @@ def test_transcribe_refuses_a_speaker_probe(corpus: Path, tmp_path: Path, caplog
     with caplog.at_level(logging.ERROR):
         assert main(["transcribe", str(wav), "--probe", str(out), "--quiet"]) == 2
     assert "does not transcribe" in caplog.text
+
+
+def test_asr_probe_on_characters_round_trips(corpus: Path, tmp_path: Path, capsys):
+    out = tmp_path / "asr"
+    assert main(["probe", "train", "asr", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
+                 "--lr", "1e-2", "--max-steps", "20", "--eval-every", "10", "--device", "cpu", "--quiet"]) == 0
+    assert (out / "tokenizer" / "chars.json").is_file()
+    capsys.readouterr()
+    assert main(["probe", "eval", str(out), str(corpus / "manifest.tsv"), "--split", "dev", "--json",
+                 "--device", "cpu", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    meta = json.loads((out / "probe.json").read_text())
+    assert result["wer"] == pytest.approx(meta["dev"]["wer"]["mean"], abs=1e-9)
+    assert set(result) >= {"wer", "cer", "utterances", "missing_labels"}

@@ -58,6 +58,11 @@ class Sample:
         assert data is not None
         return int(data.shape[-2] if self.features is not None else data.shape[0])
 
+    @property
+    def input_frames(self) -> int:
+        """Frames before deduplication (what the audio duration is, at the input's frame rate)."""
+        return int(self.durations.sum()) if self.durations is not None else self.num_frames
+
 
 @dataclass
 class LoadResult:

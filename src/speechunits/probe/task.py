@@ -154,8 +154,8 @@ class ProbeTask:
 
     def loss(self, model: nn.Module, batch: ProbeBatch) -> LossOutput:
         loss, count, metrics = batch_loss(model, batch, self.objective)
-        return LossOutput(loss=loss, count=count, metrics=metrics,
-                          amount=float(batch.lengths.sum()) / self.frame_rate)
+        frames = batch.durations.sum() if batch.durations is not None else batch.lengths.sum()
+        return LossOutput(loss=loss, count=count, metrics=metrics, amount=float(frames) / self.frame_rate)
 
 
 @torch.no_grad()

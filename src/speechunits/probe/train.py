@@ -200,7 +200,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                       combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize)
     warmup = min(100, max_steps // 10) if warmup_steps is None else warmup_steps
     per_run_minutes = None if max_minutes is None else max_minutes / (len(lrs) * len(seeds))
-    train_audio = sum(samples[i].num_frames for i in split.train) / inputs.frame_rate
+    train_audio = sum(samples[i].input_frames for i in split.train) / inputs.frame_rate
 
     runs: list[RunResult] = []
     for lr in lrs:
