@@ -261,7 +261,9 @@ def test_ctc_probe_on_units_and_input_errors_reported(tmp_path):
     phones = ["a", "b", "c", "d"]
     items, labels = [], {}
     for i in range(24):
-        seq = list(rng.integers(0, 4, size=int(rng.integers(3, 7))))
+        seq, n = [int(rng.integers(0, 4))], int(rng.integers(3, 7))
+        while len(seq) < n:  # no phone twice in a row: dedup keeps every phone
+            seq.append(int((seq[-1] + rng.integers(1, 4)) % 4))
         frames = np.repeat(seq, rng.integers(2, 5, size=len(seq)))
         items.append((f"u{i:02d}", Units(frames, 50.0, 4)))
         labels[f"u{i:02d}"] = [phones[p] for p in seq]
