@@ -24,7 +24,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def phones_probe(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("probe") / "phones"
     rc = main(["probe", "train", "phones", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
-               "--lr", "1e-2", "--max-steps", "300", "--eval-every", "50", "--patience", "3", "--device", "cpu",
+               "--lr", "1e-2", "--max-steps", "150", "--eval-every", "50", "--device", "cpu",
                "--quiet"])
     assert rc == 0
     return out
@@ -112,3 +112,27 @@ def test_asr_probe_on_characters_round_trips(corpus: Path, tmp_path: Path, capsy
     meta = json.loads((out / "probe.json").read_text())
     assert result["wer"] == pytest.approx(meta["dev"]["wer"]["mean"], abs=1e-9)
     assert set(result) >= {"wer", "cer", "utterances", "missing_labels"}
+
+
+def test_unit_probe_with_bpe_transcribes_through_its_codebook(corpus: Path, tmp_path: Path, capsys, caplog):
+    """MFCC K=30 units, deduplicated + BPE: train, transcribe with the codebook, refuse without it."""
+    manifest = str(corpus / "manifest.tsv")
+    assert main(["fit", manifest, "--encoder", "mfcc", "--k", "30", "-o", str(tmp_path / "cb"), "--quiet"]) == 0
+    assert main(["encode", manifest, "--codebook", str(tmp_path / "cb"), "-o", str(tmp_path / "units"),
+                 "--quiet"]) == 0
+    assert main(["bpe", "train", str(tmp_path / "units"), "--vocab", "50", "-o", str(tmp_path / "bpe")]) == 0
+    out = tmp_path / "probe"
+    assert main(["probe", "train", "phones", manifest, "--units", str(tmp_path / "units"), "--dedup", "--bpe",
+                 str(tmp_path / "bpe"), "-o", str(out), "--lr", "1e-2", "--max-steps", "40", "--eval-every", "20",
+                 "--device", "cpu", "--quiet"]) == 0
+    identity = json.loads((out / "probe.json").read_text())["input"]
+    assert identity["dedup"] is True and identity["bpe_sha256"]
+    wav = str(sorted((corpus / "wavs").glob("*.wav"))[0])
+    capsys.readouterr()
+    assert main(["transcribe", wav, "--probe", str(out), "--codebook", str(tmp_path / "cb"), "--json",
+                 "--device", "cpu", "--quiet"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert set(record) == {"id", "text"}
+    with caplog.at_level(logging.ERROR):
+        assert main(["transcribe", wav, "--probe", str(out), "--device", "cpu", "--quiet"]) == 2
+    assert "--codebook" in caplog.text
