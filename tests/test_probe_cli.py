@@ -136,3 +136,56 @@ def test_unit_probe_with_bpe_transcribes_through_its_codebook(corpus: Path, tmp_
     with caplog.at_level(logging.ERROR):
         assert main(["transcribe", wav, "--probe", str(out), "--device", "cpu", "--quiet"]) == 2
     assert "--codebook" in caplog.text
+
+
+def test_hf_encoder_all_layers_and_its_features_directory(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path,
+                                                          capsys):
+    """A probe trained on the fly over all layers of a model reads a features dump of the same model and layers."""
+    manifest = str(corpus / "manifest.tsv")
+    out = tmp_path / "frames"
+    assert main(["probe", "train", "frames", manifest, "--encoder", str(tiny_hubert_dir), "--layers", "all",
+                 "-o", str(out), "--lr", "1e-2", "--max-steps", "20", "--eval-every", "10", "--device", "cpu",
+                 "--quiet"]) == 0
+    meta = json.loads((out / "probe.json").read_text())
+    assert meta["input"]["layers"] == [0, 1, 2, 3, 4]
+    assert len(meta["layer_weights"]) == 5 and sum(meta["layer_weights"]) == pytest.approx(1.0)
+    features = tmp_path / "feats"
+    assert main(["features", manifest, "--encoder", str(tiny_hubert_dir), "--layers", "0-4", "-o", str(features),
+                 "--device", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["probe", "eval", str(out), manifest, "--features", str(features), "--split", "dev", "--json",
+                 "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frame_accuracy"] == pytest.approx(meta["dev"]["frame_accuracy"]["mean"], abs=0.02)
+
+
+def test_hierarchical_conv_bilstm_speaker_probe(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path):
+    out = tmp_path / "spk"
+    assert main(["probe", "train", "speaker", str(corpus / "manifest.tsv"), "--encoder", str(tiny_hubert_dir),
+                 "--layers", "1-3", "--interface", "hierarchical-conv", "--head", "bilstm", "--hidden", "16",
+                 "-o", str(out), "--lr", "1e-3,1e-2", "--seeds", "2", "--max-steps", "6", "--eval-every", "3",
+                 "--batch-frames", "2000",
+                 "--device", "cpu", "--quiet"]) == 0
+    meta = json.loads((out / "probe.json").read_text())
+    assert meta["model"]["interface"] == "hierarchical-conv" and meta["model"]["head"] == "bilstm"
+    assert len(meta["runs"]) == 4 and meta["selection"]["lr"] in (1e-3, 1e-2)
+    assert len(meta["test"]["accuracy"]["values"]) == 2
+    assert meta["layer_weights"] is None
+
+
+def test_classify_split_by_speaker_reports_unlabelled_utterances(corpus: Path, tmp_path: Path, caplog):
+    speakers = dict(line.split("\t") for line in (corpus / "speakers.tsv").read_text().splitlines() if line)
+    ids = sorted(speakers)
+    labels = tmp_path / "labels.tsv"  # an utterance label: is the utterance id even? (not for the last three)
+    labels.write_text("".join(f"{u}\t{'even' if i % 2 == 0 else 'odd'}\n" for i, u in enumerate(ids[:-3])))
+    out = tmp_path / "cls"
+    with caplog.at_level(logging.WARNING):
+        assert main(["probe", "train", "classify", str(corpus / "manifest.tsv"), "--encoder", "mfcc", "--labels",
+                     str(labels), "--split-by", "speaker", "-o", str(out), "--max-steps", "5", "--eval-every", "5",
+                     "--device", "cpu", "--quiet"]) == 0
+    assert "3 of" in caplog.text and "no classify label" in caplog.text
+    meta = json.loads((out / "probe.json").read_text())
+    assert meta["missing_labels"] == 3 and meta["split"]["by"] == "speaker"
+    split = json.loads((out / "split.json").read_text())
+    train_speakers = {speakers[u] for u in split["train"]}
+    assert not train_speakers & {speakers[u] for u in split["dev"] + split["test"]}
