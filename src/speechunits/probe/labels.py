@@ -56,11 +56,11 @@ SYNTH_MARKER = "corpus.json"
 
 # -- readers -----------------------------------------------------------------------------------
 def _open_lines(path: Path, what: str) -> Iterator[tuple[int, str]]:
-    """``(line_no, line)`` of a UTF-8 text file without the line end; blank lines skipped."""
+    """``(line_no, line)`` of a UTF-8 text file (a leading BOM is dropped) without the line end; blank lines skipped."""
     if not path.is_file():
         raise SpeechUnitsError(f"{path}: {what} not found")
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             for line_no, line in enumerate(handle, start=1):
                 line = line.rstrip("\r\n")
                 if line.strip():
