@@ -246,7 +246,7 @@ class LabelSet:
             (``speaker``, ``classify``), int64 frame ids ``[T]`` (``frames``).
         missing: corpus utterances without a label, in corpus order (the probe skips them).
         source: the label file (or a description) the labels came from.
-        unused: labelled utterances that are not in the corpus (count only matters; sorted).
+        unused: labelled utterances that are not in the corpus, sorted (a sign of mismatched ids).
         vocabulary: for ``frames``, the class vocabulary of the ids; otherwise ``None`` (the
             probe builds its vocabulary on the training split).
     """
