@@ -85,7 +85,7 @@ def test_transcript_file_problems(tmp_path: Path) -> None:
 
 
 def test_read_utterance_labels(tmp_path: Path) -> None:
-    path = _write(tmp_path / "emotion.tsv", "u1\thappy\nu2\tsad \n\nu3\thappy\n")
+    path = _write(tmp_path / "emotion.tsv", "\ufeffu1\thappy\nu2\tsad \n\nu3\thappy\n")  # a spreadsheet's BOM
     assert read_utterance_labels(path) == {"u1": "happy", "u2": "sad", "u3": "happy"}
     _write(path, "u1\thappy\nu2\t\n")
     with pytest.raises(SpeechUnitsError, match=r":2: expected utt<TAB>label"):

@@ -56,11 +56,11 @@ SYNTH_MARKER = "corpus.json"
 
 # -- readers -----------------------------------------------------------------------------------
 def _open_lines(path: Path, what: str) -> Iterator[tuple[int, str]]:
-    """``(line_no, line)`` of a UTF-8 text file without the line end; blank lines skipped."""
+    """``(line_no, line)`` of a UTF-8 text file (a leading BOM is dropped) without the line end; blank lines skipped."""
     if not path.is_file():
         raise SpeechUnitsError(f"{path}: {what} not found")
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             for line_no, line in enumerate(handle, start=1):
                 line = line.rstrip("\r\n")
                 if line.strip():
@@ -246,7 +246,7 @@ class LabelSet:
             (``speaker``, ``classify``), int64 frame ids ``[T]`` (``frames``).
         missing: corpus utterances without a label, in corpus order (the probe skips them).
         source: the label file (or a description) the labels came from.
-        unused: labelled utterances that are not in the corpus (count only matters; sorted).
+        unused: labelled utterances that are not in the corpus, sorted (a sign of mismatched ids).
         vocabulary: for ``frames``, the class vocabulary of the ids; otherwise ``None`` (the
             probe builds its vocabulary on the training split).
     """

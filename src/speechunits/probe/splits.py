@@ -204,7 +204,7 @@ def split_from_file(path: str | os.PathLike[str]) -> Split:
         raise SpeechUnitsError(f"{path}: split file not found")
     parts: dict[str, list[str]] = {name: [] for name in PARTS}
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for line_no, line in enumerate(handle, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
