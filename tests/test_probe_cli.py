@@ -44,6 +44,7 @@ def test_phones_probe_beats_the_most_frequent_phone_baseline(phones_probe: Path,
     refs = [labels[u] for u in split.test]
     baseline = error_rate(refs, [[common] * len(r) for r in refs])
     assert meta["test"]["per"]["mean"] < baseline
+    assert meta["throughput"]["feature_x_realtime"] > 1 and meta["throughput"]["train_x_realtime"] > 0
     assert meta["layer_weights"] == [1.0]
     assert (phones_probe / "head.safetensors").is_file() and (phones_probe / "vocab.json").is_file()
 

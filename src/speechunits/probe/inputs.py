@@ -19,6 +19,7 @@ layers or read a features directory (memory-mapped on disk, cached only once loa
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,8 @@ class ProbeInput(ABC):
     def __init__(self) -> None:
         self._cache: dict[str, Sample] = {}
         self._errors: dict[str, str] = {}
+        #: Wall-clock seconds spent computing or reading samples so far (extraction throughput).
+        self.load_seconds = 0.0
 
     @abstractmethod
     def identity(self) -> dict[str, Any]:
@@ -102,21 +105,29 @@ class ProbeInput(ABC):
     def available_ids(self) -> list[str]:
         """Every utterance id this input can give."""
 
+    def cached_seconds(self) -> float:
+        """Audio seconds of the samples cached so far."""
+        return sum(sample.input_frames for sample in self._cache.values()) / self.frame_rate
+
     def check(self, other: dict[str, Any]) -> None:
         """Refuse to stand in for an input of identity ``other`` (SpeechUnitsError) unless equal
         in what matters (see :func:`check_identity`)."""
         check_identity(other, self.identity())
 
     def load(self, ids: Sequence[str] | None = None) -> LoadResult:
-        """Samples of ``ids`` (default: all), each computed once and cached for this object's life."""
+        """Samples of ``ids`` (default: all), each computed once and cached for this object's life.
+
+        ``load_seconds`` grows by the time spent; ``cached_seconds()`` is the audio cached so far."""
         wanted = None if ids is None else set(ids)
         todo = None if wanted is None else wanted - set(self._cache) - set(self._errors)
         if todo is None or todo:
+            started = time.perf_counter()
             for utt_id, sample, error in self._load(todo):
                 if sample is None:
                     self._errors[utt_id] = error or "no sample"
                 else:
                     self._cache[utt_id] = sample
+            self.load_seconds += time.perf_counter() - started
         keys = self.available_ids() if wanted is None else list(ids or [])
         samples = {i: self._cache[i] for i in keys if i in self._cache}
         errors = {i: self._errors.get(i, "not in this input") for i in keys if i not in self._cache}
