@@ -190,3 +190,28 @@ def test_classify_split_by_speaker_reports_unlabelled_utterances(corpus: Path, t
     split = json.loads((out / "split.json").read_text())
     train_speakers = {speakers[u] for u in split["train"]}
     assert not train_speakers & {speakers[u] for u in split["dev"] + split["test"]}
+
+
+def test_finetune_top_blocks(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path, capsys, caplog):
+    """--finetune top:2 caches layer 2 of a 4-block model, trains blocks 3-4 with the head; eval reloads them."""
+    manifest = str(corpus / "manifest.tsv")
+    out = tmp_path / "ft"
+    assert main(["probe", "train", "frames", manifest, "--encoder", str(tiny_hubert_dir), "--finetune", "top:2",
+                 "-o", str(out), "--lr", "1e-3", "--max-steps", "6", "--eval-every", "3", "--batch-frames", "3000",
+                 "--device", "cpu", "--quiet"]) == 0
+    meta = json.loads((out / "probe.json").read_text())
+    assert meta["input"]["layers"] == [2] and meta["layers"] == [2, 3, 4]
+    assert meta["finetune"] == {"kind": "top", "blocks": 2, "encoder": str(tiny_hubert_dir)}
+    assert len(meta["layer_weights"]) == 3
+    from safetensors import safe_open
+
+    with safe_open(str(out / "head.safetensors"), "pt") as handle:
+        assert any(name.startswith("top.layers.1.") for name in handle.keys())
+    capsys.readouterr()
+    assert main(["probe", "eval", str(out), manifest, "--split", "dev", "--json", "--device", "cpu", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frame_accuracy"] == pytest.approx(meta["dev"]["frame_accuracy"]["mean"], abs=0.02)
+    with caplog.at_level(logging.ERROR):
+        assert main(["probe", "train", "frames", manifest, "--encoder", "mfcc", "--finetune", "lora", "-o",
+                     str(tmp_path / "x"), "--quiet"]) == 2
+    assert "not available yet" in caplog.text

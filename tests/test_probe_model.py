@@ -311,3 +311,27 @@ def test_check_identity_refuses_units_for_a_features_probe():
         check_identity({"kind": "features", "encoder_identity": "x", "layers": [0], "dim": 3},
                        {"kind": "units", "codebook_sha256": ["y"]})
     assert phone_vocabulary([["a"]]).blank == 0
+
+
+def test_top_blocks_reproduce_the_encoders_upper_layers(tiny_hubert_dir):
+    """Blocks 3-4 re-run on layer 2 give the encoder's own layers 3 and 4, also inside a padded batch."""
+    from speechunits.encoders import load_encoder
+    from speechunits.probe.heads import TopBlocks, parse_finetune
+
+    encoder = load_encoder(str(tiny_hubert_dir), device="cpu")
+    rng = np.random.default_rng(0)
+    waves = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (8000, 12000)]
+    feats = encoder.extract_batch(waves, [2, 3, 4])
+    top = TopBlocks(str(tiny_hubert_dir), parse_finetune("top:2")).eval()
+    lengths = torch.tensor([f[2].shape[0] for f in feats])
+    x = torch.zeros(2, int(lengths.max()), feats[0][2].shape[1])
+    for i, f in enumerate(feats):
+        x[i, : f[2].shape[0]] = torch.from_numpy(f[2])
+    with torch.no_grad():
+        out = top(x, lengths)  # [B, 3, T, D]
+    for i, f in enumerate(feats):
+        n = f[2].shape[0]
+        for j, layer in enumerate((2, 3, 4)):
+            np.testing.assert_allclose(out[i, j, :n].numpy(), f[layer], rtol=1e-4, atol=1e-4)
+    with pytest.raises(SpeechUnitsError, match="top:N"):
+        parse_finetune("top:0")

@@ -19,6 +19,9 @@ Heads (SUPERB's two): :class:`LinearHead` and :class:`BiLSTMHead`, giving frame 
 ``[B, T, C]`` (CTC or frame classification) or utterance logits ``[B, C]`` through statistics
 pooling (mean and standard deviation over the valid frames).
 
+``--finetune top:N`` (:class:`TopBlocks`): the input caches layer ``K - N`` of a transformers model
+and the model trains a copy of its top N blocks with the featurizer and head.
+
 A :class:`ProbeModel` is built from a JSON *spec* (:func:`build_model`), stored in ``probe.json``.
 """
 from __future__ import annotations
@@ -189,6 +192,64 @@ class BiLSTMHead(nn.Module):
         return self.proj(y)
 
 
+# -- fine-tuning the top blocks --------------------------------------------------------------------
+
+FINETUNE_TOP = "top"
+
+
+def parse_finetune(text: str | None) -> int | None:
+    """``"top:N"`` -> N (None: no fine-tuning); adapters and LoRA are not available yet."""
+    if text is None:
+        return None
+    kind, _, count = text.partition(":")
+    if kind in ("adapters", "lora"):
+        raise SpeechUnitsError(f"--finetune {kind}: not available yet (it needs peft); use top:N, which trains "
+                               "the top N transformer blocks")
+    if kind != FINETUNE_TOP or not count.isdigit() or int(count) < 1:
+        raise SpeechUnitsError(f"--finetune: expected top:N with N >= 1, got {text!r}")
+    return int(count)
+
+
+class TopBlocks(nn.Module):
+    """The top ``blocks`` transformer blocks of a transformers SSL model, trained with the probe.
+
+    Reads layer ``first = num_layers - blocks`` of the model (what the input caches: the
+    frozen part runs once per utterance) and returns layers ``first..num_layers`` stacked,
+    ``[B, blocks + 1, T, D]``, as the encoder defines them (block outputs, no final norm).
+    Padded frames are masked in attention. ``pretrained=False`` builds the blocks from the
+    model's config only (their weights then come from the probe's ``head.safetensors``).
+    """
+
+    def __init__(self, encoder: str, blocks: int, pretrained: bool = True):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        try:
+            model = AutoModel.from_pretrained(encoder) if pretrained else AutoModel.from_config(
+                AutoConfig.from_pretrained(encoder))
+        except (OSError, ValueError) as exc:
+            raise SpeechUnitsError(f"--finetune: cannot load the transformers model {encoder!r} ({exc})") from None
+        layers = getattr(getattr(model, "encoder", None), "layers", None)
+        if layers is None:
+            raise SpeechUnitsError(f"--finetune: {encoder!r} has no encoder.layers to fine-tune")
+        if not 1 <= blocks <= len(layers):
+            raise SpeechUnitsError(f"--finetune top:{blocks}: {encoder!r} has {len(layers)} blocks")
+        self.config = model.config
+        self.layers = nn.ModuleList(layers[len(layers) - blocks:])
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask = valid_mask(lengths, x.shape[1])
+        attention = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=mask)
+        states, hidden = [x], x
+        for layer in self.layers:
+            out = layer(hidden, attention_mask=attention)
+            hidden = out[0] if isinstance(out, tuple) else out
+            states.append(hidden)
+        return torch.stack(states, dim=1)
+
+
 # -- the probe model -------------------------------------------------------------------------------
 
 class ProbeModel(nn.Module):
@@ -198,23 +259,30 @@ class ProbeModel(nn.Module):
     ``lengths [B]`` -> logits ``[B, T, C]`` (frame level) or ``[B, C]`` (utterance level).
     """
 
-    def __init__(self, spec: dict[str, Any]):
+    def __init__(self, spec: dict[str, Any], pretrained: bool = False):
         super().__init__()
         self.spec = spec
         source = spec["input"]
+        finetune = spec.get("finetune")
+        self.top = None
+        if finetune is not None:
+            if source["kind"] != FEATURES or source["num_layers"] != 1:
+                raise SpeechUnitsError("--finetune reads one layer of encoder features (the input of the top blocks)")
+            self.top = TopBlocks(finetune["encoder"], int(finetune["blocks"]), pretrained)
         if source["kind"] == FEATURES:
             interface = spec.get("interface", "weighted-sum")
+            num_layers = int(finetune["blocks"]) + 1 if finetune is not None else source["num_layers"]
             if interface == "weighted-sum":
-                self.featurizer: nn.Module = WeightedSum(source["num_layers"], bool(spec.get("normalize", False)))
+                self.featurizer: nn.Module = WeightedSum(num_layers, bool(spec.get("normalize", False)))
                 dim = source["dim"]
             elif interface == "hierarchical-conv":
-                self.featurizer = HierarchicalConv(source["num_layers"], source["dim"], spec.get("conv_hidden"))
+                self.featurizer = HierarchicalConv(num_layers, source["dim"], spec.get("conv_hidden"))
                 dim = self.featurizer.out_dim
             elif interface == "single":
                 index = int(spec.get("layer_index", 0))
-                if not 0 <= index < source["num_layers"]:
+                if not 0 <= index < num_layers:
                     raise SpeechUnitsError(f"--interface single: layer index {index} outside the "
-                                           f"{source['num_layers']} layers read")
+                                           f"{num_layers} layers read")
                 self.featurizer, dim = Single(index), source["dim"]
             else:
                 raise SpeechUnitsError(f"--interface: expected one of {INTERFACES}, got {interface!r}")
@@ -241,6 +309,8 @@ class ProbeModel(nn.Module):
         return self.featurizer(x.float() if not torch.is_floating_point(x) else x)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, durations: torch.Tensor | None = None) -> torch.Tensor:
+        if self.top is not None:
+            x = self.top(x[:, 0].float(), lengths)
         return self.head(self.features(x, durations), lengths)
 
     def layer_weights(self) -> list[float] | None:
@@ -250,6 +320,7 @@ class ProbeModel(nn.Module):
         return None
 
 
-def build_model(spec: dict[str, Any]) -> ProbeModel:
-    """A fresh :class:`ProbeModel` from its JSON spec (see :class:`ProbeModel`)."""
-    return ProbeModel(spec)
+def build_model(spec: dict[str, Any], pretrained: bool = False) -> ProbeModel:
+    """A fresh :class:`ProbeModel` from its JSON spec (see :class:`ProbeModel`); ``pretrained``: fine-tuned
+    blocks start from the model's weights (training) rather than from its config (loading a probe)."""
+    return ProbeModel(spec, pretrained)

@@ -25,8 +25,8 @@ import torch
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.evaluate import PRIMARY, corpus_labels, decode_logits, score_predictions, selection_score
-from speechunits.probe.heads import INTERFACES, ProbeModel, build_model
-from speechunits.probe.inputs import FEATURES, ProbeInput, Sample, as_corpus
+from speechunits.probe.heads import INTERFACES, ProbeModel, build_model, parse_finetune
+from speechunits.probe.inputs import FEATURES, EncoderInput, ProbeInput, Sample, as_corpus
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
 from speechunits.probe.task import CTC, UTTERANCE, ProbeTask, objective_of, predict_logits
 from speechunits.training.checkpoint import training_dir
@@ -106,18 +106,38 @@ def make_coder(task: str, train_labels: Sequence[Any], *, tokenizer: str | int =
     return LabelCoder(task, vocabulary=vocab.class_vocabulary(str(label) for label in train_labels))
 
 
+def finetune_input(encoder_name: str, finetune: str, *, corpus: Any, device: str = "auto", dtype: str = "fp32",
+                   quiet: bool = False) -> EncoderInput:
+    """The input of a ``--finetune top:N`` probe: layer ``K - N`` of the model, cached (the frozen part)."""
+    from speechunits.encoders import load_encoder
+
+    blocks = parse_finetune(finetune)
+    encoder = load_encoder(encoder_name, device=device, dtype=dtype)
+    if blocks is None or not 1 <= blocks <= encoder.info.num_layers:
+        raise SpeechUnitsError(f"--finetune {finetune}: {encoder_name} has {encoder.info.num_layers} blocks")
+    return EncoderInput(encoder_name, [encoder.info.num_layers - blocks], corpus=corpus, encoder=encoder,
+                        quiet=quiet)
+
+
 def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: str = "weighted-sum",
                head: str = "linear", layer: int | None = None, combine: str = "sum", embed_dim: int = 256,
-               hidden: int = 256, normalize: bool = False) -> dict[str, Any]:
+               hidden: int = 256, normalize: bool = False, finetune: str | None = None) -> dict[str, Any]:
     """The JSON spec of the probe model (see :class:`speechunits.probe.heads.ProbeModel`)."""
     source = inputs.model_spec()
     spec: dict[str, Any] = {"input": source, "head": head, "num_classes": int(num_classes), "hidden": int(hidden),
                             "level": "utterance" if objective_of(task) == UTTERANCE else "frame"}
+    blocks = parse_finetune(finetune)
+    if blocks is not None and (source["kind"] != FEATURES or source["num_layers"] != 1):
+        raise SpeechUnitsError("--finetune top:N reads encoder features of one layer (see finetune_input)")
     if source["kind"] == FEATURES:
         if interface not in INTERFACES:
             raise SpeechUnitsError(f"--interface: expected one of {INTERFACES}, got {interface!r}")
         spec.update(interface=interface, normalize=bool(normalize))
         layers = list(getattr(inputs, "layers", range(source["num_layers"])))
+        if blocks is not None:
+            spec["finetune"] = {"kind": "top", "blocks": blocks, "encoder": inputs.identity()["encoder"]}
+            layers = list(range(layers[0], layers[0] + blocks + 1))
+        spec["layers"] = layers
         if interface == "single":
             chosen = layers[0] if layer is None and len(layers) == 1 else layer
             if chosen not in layers:
@@ -141,7 +161,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 tokenizer: str | int = "chars", lrs: Sequence[float] = (1e-3,), seeds: Sequence[int] = (0,),
                 max_steps: int = 2000, max_minutes: float | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
                 patience: int = DEFAULT_PATIENCE, batch_frames: int = 20000, warmup_steps: int | None = None,
-                bf16: bool = False, device: str = "auto", quiet: bool = False) -> ProbeResult:
+                bf16: bool = False, finetune: str | None = None, device: str = "auto",
+                quiet: bool = False) -> ProbeResult:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
 
     Args:
@@ -154,6 +175,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         lrs, seeds: the sweep. max_steps, max_minutes: per-run step cap, whole-sweep time budget.
         eval_every, patience: dev evaluation period (steps) and early-stopping patience (evaluations).
         batch_frames: padded frames per batch. warmup_steps: default ``min(100, max_steps // 10)``.
+        finetune: ``"top:N"``: also train the top N blocks of the model (``inputs`` from
+            :func:`finetune_input`); the probe then holds those blocks too.
 
     Raises:
         SpeechUnitsError: an existing probe in ``out_dir``, no labelled training or dev utterance,
@@ -194,7 +217,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             log.warning("%d training utterances have fewer input frames than targets (CTC cannot emit them; "
                         "their loss is zeroed), e.g. %s", len(short), short[0])
     spec = model_spec(task, inputs, coder.num_classes, interface=interface, head=head, layer=layer,
-                      combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize)
+                      combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune)
     warmup = min(100, max_steps // 10) if warmup_steps is None else warmup_steps
     per_run_minutes = None if max_minutes is None else max_minutes / (len(lrs) * len(seeds))
     train_audio = sum(samples[i].input_frames for i in split.train) / inputs.frame_rate
@@ -204,7 +227,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         for seed in seeds:
             run_dir = out / RUNS_DIR / f"lr{lr:g}-seed{seed}"
             torch.manual_seed(seed)
-            model = build_model(spec).to(dev)
+            model = build_model(spec, pretrained=True).to(dev)
             cfg = OptimConfig(steps=max_steps, lr=float(lr), warmup_steps=warmup, schedule="linear", bf16=bf16,
                               max_minutes=per_run_minutes, seed=int(seed), log_every=eval_every,
                               checkpoint_every=max_steps)
@@ -276,7 +299,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                       "dev_by_lr": {f"{lr:g}": summarize([r.dev for r in rs]) for lr, rs in by_lr.items()}},
         "dev": dev_summary,
         "test": test_summary,
-        "layers": identity.get("layers"),
+        "layers": spec.get("layers"),
+        "finetune": spec.get("finetune"),
         "layer_weights": chosen.layer_weights,
         "layer_weights_by_seed": {str(r.seed): r.layer_weights for r in finalists},
         "runs": [r.record() for r in runs],
