@@ -335,3 +335,16 @@ def test_top_blocks_reproduce_the_encoders_upper_layers(tiny_hubert_dir):
             np.testing.assert_allclose(out[i, j, :n].numpy(), f[layer], rtol=1e-4, atol=1e-4)
     with pytest.raises(SpeechUnitsError, match="top:N"):
         parse_finetune("top:0")
+
+
+def test_time_budget_stops_runs_and_still_scores_them(tmp_path):
+    features, labels = _separable_frames(10, seed=2)
+    inputs = ArrayInput(features, encoder="toy", encoder_identity="enc-a", layers=[0], frame_rate=100.0)
+    ids = sorted(features)
+    result = train_probe("frames", inputs, LabelSet("frames", labels, vocabulary=class_vocabulary(["a", "b", "c"])),
+                         Split(ids[:6], ids[6:8], ids[8:]), tmp_path / "p", lrs=(1e-2,), seeds=(0, 1),
+                         max_steps=100_000, max_minutes=1e-4, eval_every=1000, batch_frames=100, quiet=True,
+                         device="cpu")
+    assert [r.stop_reason for r in result.runs] == ["time_budget", "time_budget"]
+    assert all(r.steps_done < 100_000 and "frame_accuracy" in r.dev for r in result.runs)
+    assert len(result.test["frame_accuracy"]["values"]) == 2
