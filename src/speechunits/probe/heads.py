@@ -306,11 +306,13 @@ class ProbeModel(nn.Module):
         """The featurizer's ``[B, T, D']``."""
         if isinstance(self.featurizer, UnitEmbedding):
             return self.featurizer(x, durations)
-        return self.featurizer(x.float() if not torch.is_floating_point(x) else x)
+        return self.featurizer(x if torch.is_floating_point(x) else x.float())
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, durations: torch.Tensor | None = None) -> torch.Tensor:
+        if torch.is_floating_point(x):
+            x = x.float()  # features may arrive as float16 (the input cache)
         if self.top is not None:
-            x = self.top(x[:, 0].float(), lengths)
+            x = self.top(x[:, 0], lengths)
         return self.head(self.features(x, durations), lengths)
 
     def layer_weights(self) -> list[float] | None:
