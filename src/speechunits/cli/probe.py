@@ -1,0 +1,169 @@
+"""``speechunits probe train|eval``: SUPERB-style probes on features or units (see docs/probe.md)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from speechunits.cli.common import add_device, add_quiet, parse_layers
+from speechunits.errors import SpeechUnitsError
+
+log = logging.getLogger(__name__)
+
+TASK_CHOICES = ("phones", "asr", "speaker", "classify", "frames")
+
+
+def _add_input_options(parser: argparse.ArgumentParser, training: bool) -> None:
+    group = parser.add_argument_group("what the probe reads" if training else "where its input comes from")
+    if training:
+        group.add_argument("--encoder", help="frozen features computed on the fly: a model directory, hub id, "
+                           "mfcc or logmel")
+        group.add_argument("--layers", default="all", help="all | 6 | 0-12 | 3,6,9 (default %(default)s)")
+        group.add_argument("--finetune", metavar="top:N", default=None,
+                           help="also train the top N transformer blocks of --encoder (the frozen part's output is "
+                           "cached; adapters and LoRA are not available yet)")
+        group.add_argument("--interface", default="weighted-sum",
+                           choices=["weighted-sum", "hierarchical-conv", "single"],
+                           help="how layers are combined (single: the one layer of --layers)")
+    else:
+        group.add_argument("--encoder", help="the encoder's name or directory, if it moved since training")
+    group.add_argument("--features", metavar="DIR", help="a `speechunits features` directory")
+    group.add_argument("--units", metavar="STORE", action="append",
+                       help="a unit store (repeat for several streams, one embedding table each)")
+    group.add_argument("--bpe", metavar="DIR", help="BPE tokens of the deduplicated units (`speechunits bpe train`)")
+    if training:
+        group.add_argument("--dedup", action="store_true", help="deduplicate the units, keeping durations")
+        group.add_argument("--combine", default="sum", choices=["sum", "attention"],
+                           help="how the streams' embeddings are combined (default %(default)s)")
+
+
+def _add_label_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("labels (default: the files the corpus carries)")
+    group.add_argument("--labels", metavar="FILE", help="utt<TAB>label (classify), transcripts (asr), "
+                       "phone transcripts utt<TAB>p1 p2 ... (phones), speakers (speaker)")
+    group.add_argument("--alignments", metavar="PATH", help="phones.tsv or TextGrids (phones, frames)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("probe", help="train and evaluate SUPERB-style probes on features or units",
+                                   description="Small models (linear, BiLSTM) trained on frozen features or "
+                                   "units: phones (PER), asr (WER/CER), speaker, classify (accuracy), frames.")
+    actions = parser.add_subparsers(dest="probe_command", metavar="ACTION", required=True)
+
+    train = actions.add_parser("train", help="train a probe (lr x seed sweep, best by dev, test once)")
+    train.add_argument("task", choices=TASK_CHOICES)
+    train.add_argument("input", help="the corpus: audio directory, .tsv or .jsonl manifest (labels are found "
+                       "beside it: phones.tsv, text.tsv, speakers.tsv ...)")
+    train.add_argument("-o", "--output", required=True, metavar="PROBE", help="probe directory")
+    _add_input_options(train, training=True)
+    _add_label_options(train)
+    train.add_argument("--speakers", metavar="FILE", help="utt<TAB>speaker (default: the corpus's speakers.tsv)")
+    train.add_argument("--head", default="linear", choices=["linear", "bilstm"])
+    train.add_argument("--hidden", type=int, default=256, help="BiLSTM units per direction (default %(default)s)")
+    train.add_argument("--tokenizer", default="chars", help="asr targets: chars, or a BPE vocabulary size")
+    train.add_argument("--split-by", default="utterance", choices=["utterance", "speaker"])
+    train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test")
+    train.add_argument("--lr", default="1e-3", help="learning rates to sweep, e.g. 1e-4,1e-3,1e-2")
+    train.add_argument("--seeds", type=int, default=1, help="seeds per learning rate (0..N-1)")
+    train.add_argument("--max-steps", type=int, default=2000, help="steps per run (default %(default)s)")
+    train.add_argument("--max-minutes", type=float, default=None, help="time budget of the whole sweep")
+    train.add_argument("--eval-every", type=int, default=50, help="steps between dev evaluations")
+    train.add_argument("--patience", type=int, default=5, help="dev evaluations without improvement before stopping")
+    train.add_argument("--batch-frames", type=int, default=20000, help="padded frames per batch")
+    add_device(train)
+    add_quiet(train)
+    train.set_defaults(func=run_train)
+
+    evaluate = actions.add_parser("eval", help="score a probe on a labelled corpus")
+    evaluate.add_argument("probe", metavar="PROBE")
+    evaluate.add_argument("input", help="the corpus (audio directory, .tsv or .jsonl manifest)")
+    _add_input_options(evaluate, training=False)
+    _add_label_options(evaluate)
+    evaluate.add_argument("--split", choices=["train", "dev", "test"], default=None,
+                          help="only the utterances of this part of the probe's split")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    add_device(evaluate)
+    add_quiet(evaluate)
+    evaluate.set_defaults(func=run_eval)
+
+
+def _parse_lrs(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SpeechUnitsError(f"--lr: expected comma-separated numbers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise SpeechUnitsError(f"--lr: expected positive learning rates, got {text!r}")
+    return values
+
+
+def _make_input(args: argparse.Namespace):
+    from speechunits.probe.inputs import EncoderInput, FeaturesDirInput, UnitInput
+
+    chosen = [name for name in ("encoder", "features", "units") if getattr(args, name)]
+    if len(chosen) != 1:
+        raise SpeechUnitsError("give exactly one of --encoder, --features and --units")
+    layers = None if args.layers == "all" else parse_layers(args.layers)
+    if args.units:
+        if args.finetune:
+            raise SpeechUnitsError("--finetune needs --encoder (the blocks to train come from the model)")
+        return UnitInput(args.units, dedup=args.dedup, bpe_dir=args.bpe)
+    if args.bpe or args.dedup:
+        raise SpeechUnitsError("--dedup and --bpe apply to --units")
+    if args.features:
+        if args.finetune:
+            raise SpeechUnitsError("--finetune needs --encoder (the blocks to train come from the model)")
+        return FeaturesDirInput(args.features, layers)
+    if args.finetune:
+        from speechunits.probe.train import finetune_input
+
+        if args.layers != "all":
+            raise SpeechUnitsError("--finetune top:N reads layer K-N and weighs layers K-N..K; drop --layers")
+        return finetune_input(args.encoder, args.finetune, corpus=args.input, device=args.device, dtype=args.dtype,
+                              quiet=args.quiet)
+    return EncoderInput(args.encoder, layers, corpus=args.input, device=args.device, dtype=args.dtype,
+                        quiet=args.quiet)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from speechunits.probe.train import train_probe_on_corpus
+
+    if args.seeds < 1:
+        raise SpeechUnitsError(f"--seeds: must be >= 1, got {args.seeds}")
+    tokenizer: str | int = args.tokenizer
+    if tokenizer != "chars":
+        if not str(tokenizer).isdigit():
+            raise SpeechUnitsError(f"--tokenizer: chars or a BPE vocabulary size, got {tokenizer!r}")
+        tokenizer = int(tokenizer)
+    inputs = _make_input(args)
+    result = train_probe_on_corpus(
+        args.task, args.input, inputs, args.output, labels=args.labels, alignments=args.alignments,
+        speakers=args.speakers, split_by=args.split_by, split_file=args.split_file,
+        interface=args.interface, head=args.head, combine=args.combine, hidden=args.hidden, tokenizer=tokenizer,
+        lrs=_parse_lrs(args.lr), seeds=list(range(args.seeds)), max_steps=args.max_steps,
+        max_minutes=args.max_minutes, eval_every=args.eval_every, patience=args.patience,
+        batch_frames=args.batch_frames, finetune=args.finetune, device=args.device, quiet=args.quiet)
+    summary = {"probe": str(result.probe_dir), "task": result.task, "lr": result.lr, "seed": result.seed,
+               "dev": {k: v["mean"] for k, v in result.dev.items()},
+               "test": {k: {"mean": v["mean"], "std": v["std"]} for k, v in result.test.items()},
+               "layer_weights": result.layer_weights, "missing_labels": len(result.missing_labels),
+               "input_errors": len(result.input_errors)}
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from speechunits.probe.evaluate import evaluate_probe
+
+    result = evaluate_probe(args.probe, args.input, features=args.features, units=args.units, bpe=args.bpe,
+                            labels=args.labels, alignments=args.alignments, subset=args.split,
+                            encoder=args.encoder, device=args.device, quiet=args.quiet)
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            sys.stdout.write(f"{key:<{width}}  {shown}\n")
+    return 0

@@ -1,0 +1,47 @@
+"""SUPERB-style probes and unit ASR on frozen features or unit stores.
+
+Data side: :mod:`~speechunits.probe.labels` (task labels and their readers),
+:mod:`~speechunits.probe.vocab` (label vocabularies, character/BPE text tokenizers),
+:mod:`~speechunits.probe.splits` (train/dev/test, by utterance or speaker),
+:mod:`~speechunits.probe.metrics` (CTC greedy decoding, PER, WER/CER, accuracy, speaker leakage).
+
+Model side: :mod:`~speechunits.probe.inputs` (what a probe reads: encoder features on the fly,
+a features directory, unit stores; identities), :mod:`~speechunits.probe.heads` (weighted-sum /
+hierarchical-conv / single featurizers, unit embeddings, linear and BiLSTM heads),
+:mod:`~speechunits.probe.task` (the training-loop task of each objective),
+:mod:`~speechunits.probe.train` (lr x seed sweep, early stopping), :mod:`~speechunits.probe.model_dir`
+(the probe directory) and :mod:`~speechunits.probe.evaluate` (metrics, ``evaluate_probe``, ``transcribe``).
+Names below are imported on first use, so ``import speechunits.probe`` stays light.
+"""
+from __future__ import annotations
+
+from speechunits._lazy import lazy_getattr
+
+_LAZY = {
+    "TASKS": "speechunits.probe.labels",
+    "IGNORE_INDEX": "speechunits.probe.labels",
+    "LabelSet": "speechunits.probe.labels",
+    "load_task_labels": "speechunits.probe.labels",
+    "find_label_files": "speechunits.probe.labels",
+    "Vocabulary": "speechunits.probe.vocab",
+    "TextTokenizer": "speechunits.probe.vocab",
+    "normalize_text": "speechunits.probe.vocab",
+    "Split": "speechunits.probe.splits",
+    "make_split": "speechunits.probe.splits",
+    "split_from_file": "speechunits.probe.splits",
+    "EncoderInput": "speechunits.probe.inputs",
+    "FeaturesDirInput": "speechunits.probe.inputs",
+    "UnitInput": "speechunits.probe.inputs",
+    "ArrayInput": "speechunits.probe.inputs",
+    "ProbeModel": "speechunits.probe.heads",
+    "WeightedSum": "speechunits.probe.heads",
+    "train_probe": "speechunits.probe.train",
+    "train_probe_on_corpus": "speechunits.probe.train",
+    "ProbeResult": "speechunits.probe.train",
+    "load_probe": "speechunits.probe.model_dir",
+    "Probe": "speechunits.probe.model_dir",
+    "evaluate_probe": "speechunits.probe.evaluate",
+    "transcribe": "speechunits.probe.evaluate",
+}
+
+__getattr__ = lazy_getattr(__name__, _LAZY)

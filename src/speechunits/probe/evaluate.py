@@ -1,0 +1,315 @@
+"""Scoring probes: decoding, each task's metrics, ``evaluate_probe`` and ``transcribe``.
+
+Metrics (:func:`score`; the first of each is the one dev selection and ``probe.json`` use):
+
+* ``phones``: ``per`` (total phone edits / total reference phones, greedy CTC);
+* ``asr``: ``wer`` and ``cer`` (jiwer, corpus level) on :func:`normalize_text`-ed references;
+* ``frames``: ``frame_accuracy`` over labelled frames;
+* ``speaker``, ``classify``: ``accuracy`` (a speaker probe also reports ``chance`` and
+  ``majority``, the speaker-leakage figures of :func:`speechunits.probe.metrics.speaker_leakage`).
+
+Labels of a corpus come from the files it carries (:func:`speechunits.probe.labels.find_label_files`:
+``phones.tsv``/TextGrids, ``text.tsv``/Kaldi ``text``/JSONL ``text``, ``speakers.tsv``) or from
+the files given.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.probe.inputs import (FEATURES, UNITS, EncoderInput, FeaturesDirInput, ProbeInput, Sample,
+                                      UnitInput, as_corpus, describe_identity, unit_sample)
+from speechunits.probe.task import CTC, FRAME, objective_of
+
+log = logging.getLogger(__name__)
+
+#: Task -> (primary metric, lower is better).
+PRIMARY = {"phones": ("per", True), "asr": ("wer", True), "frames": ("frame_accuracy", False),
+           "speaker": ("accuracy", False), "classify": ("accuracy", False)}
+
+
+# -- decoding and metrics --------------------------------------------------------------------------
+
+def decode_logits(coder: Any, logits: np.ndarray) -> Any:
+    """One utterance's logits (``[T, C]`` or ``[C]``) to its prediction through ``coder``
+    (a :class:`~speechunits.probe.model_dir.LabelCoder`): greedy CTC, per-frame or class argmax."""
+    from speechunits.probe.metrics import ctc_greedy
+
+    if coder.objective == CTC:
+        return coder.decode(ctc_greedy(logits, blank=0))
+    if coder.objective == FRAME:
+        return np.asarray(logits).argmax(-1).astype(np.int64)
+    return coder.decode(int(np.asarray(logits).argmax()))
+
+
+def reference(task: str, label: Any) -> Any:
+    """A label in the form predictions are compared with (normalised text for ``asr``)."""
+    if task == "asr":
+        from speechunits.probe.vocab import normalize_text
+
+        return normalize_text(label)
+    if task == "phones":
+        return list(label)
+    return label
+
+
+def score(task: str, refs: Sequence[Any], hyps: Sequence[Any]) -> dict[str, float]:
+    """The metrics of ``task`` over paired references and predictions (see the module docstring)."""
+    from speechunits.probe import metrics
+
+    if task == "phones":
+        return {"per": metrics.error_rate(refs, hyps)}
+    if task == "asr":
+        kept = [(r, h) for r, h in zip(refs, hyps) if r.strip()]
+        if len(kept) < len(refs):
+            log.warning("%d utterances with empty transcripts are left out of WER/CER", len(refs) - len(kept))
+        r, h = [k[0] for k in kept], [k[1] for k in kept]
+        return {"wer": metrics.wer(r, h), "cer": metrics.cer(r, h)}
+    if task == "frames":
+        return {"frame_accuracy": metrics.frame_accuracy(list(refs), list(hyps))}
+    if task == "speaker":
+        leakage = metrics.speaker_leakage(list(refs), list(hyps))
+        return {"accuracy": float(leakage["accuracy"]), "chance": float(leakage["chance"]),
+                "majority": float(leakage["majority"])}
+    objective_of(task)
+    return {"accuracy": metrics.accuracy(refs, hyps)}
+
+
+def selection_score(task: str, metrics: Mapping[str, float]) -> float:
+    """The primary metric with "higher is better" (errors negated): what dev selection maximises."""
+    name, lower = PRIMARY[task]
+    return -float(metrics[name]) if lower else float(metrics[name])
+
+
+def _fit_frames(ref: np.ndarray, hyp: np.ndarray) -> np.ndarray:
+    """Frame targets cut or padded (ignored) to the prediction's length."""
+    from speechunits.probe.labels import IGNORE_INDEX
+
+    out = np.full(hyp.shape[0], IGNORE_INDEX, dtype=np.int64)
+    n = min(hyp.shape[0], ref.shape[0])
+    out[:n] = ref[:n]
+    return out
+
+
+def score_predictions(task: str, labels: Mapping[str, Any], predictions: Mapping[str, Any]) -> dict[str, float]:
+    """:func:`score` over the ids present in both ``labels`` and ``predictions``."""
+    ids = [i for i in predictions if i in labels]
+    if not ids:
+        raise SpeechUnitsError("nothing to score: no utterance has both a prediction and a label")
+    refs = [reference(task, labels[i]) for i in ids]
+    hyps = [predictions[i] for i in ids]
+    if task == "frames":
+        refs = [_fit_frames(np.asarray(r), np.asarray(h)) for r, h in zip(refs, hyps)]
+    return score(task, refs, hyps)
+
+
+# -- labels of a corpus ----------------------------------------------------------------------------
+
+def corpus_labels(task: str, corpus: str | Path, ids: Sequence[str], *, labels: str | Path | None = None,
+                  alignments: str | Path | None = None, speakers: str | Path | None = None,
+                  inputs: ProbeInput | None = None, samples: Mapping[str, Sample] | None = None,
+                  vocabulary: Any = None) -> Any:
+    """The :class:`~speechunits.probe.labels.LabelSet` of ``task`` for ``ids`` of ``corpus``.
+
+    Files given win over those the corpus carries. ``phones``: ``alignments`` or ``labels``
+    (phone transcripts ``utt<TAB>p1 p2 ...``); ``asr``: ``labels`` or the corpus's transcripts;
+    ``speaker``: ``labels``/``speakers``; ``classify``: ``labels`` (required); ``frames``:
+    alignments, with frame counts and timing from ``inputs``/``samples``, ids in ``vocabulary``
+    when given (a probe's; labels it lacks count as wrong, never as ignored).
+    """
+    from speechunits.probe.labels import IGNORE_INDEX, find_label_files, load_task_labels
+
+    found = find_label_files(corpus)
+    kwargs: dict[str, Any] = {}
+    if task == "phones":
+        if labels is not None:
+            kwargs["labels"] = labels
+        elif alignments is not None or "alignments" in found:
+            kwargs["alignments"] = alignments or found["alignments"]
+    elif task == "asr":
+        if labels is not None or "transcripts" in found:
+            kwargs["transcripts"] = labels or found["transcripts"]
+    elif task == "speaker":
+        source = labels or speakers or found.get("speakers")
+        if source is not None:
+            kwargs["speakers"] = source
+    elif task == "classify":
+        if labels is not None:
+            kwargs["labels"] = labels
+    elif task == "frames":
+        if alignments is not None or labels is not None or "alignments" in found:
+            kwargs["alignments"] = alignments or labels or found["alignments"]
+        if inputs is None or samples is None:
+            raise SpeechUnitsError("frame labels need the input's frame counts")
+        if getattr(inputs, "dedup", False):
+            raise SpeechUnitsError("task 'frames' needs frame-level input; deduplicated units have no frame timing")
+        kwargs.update(frame_rate=inputs.frame_rate, frame_offset_s=inputs.frame_offset_s,
+                      num_frames={i: s.num_frames for i, s in samples.items()})
+    label_set = load_task_labels(task, list(ids), **kwargs)
+    if task == "frames" and vocabulary is not None and label_set.vocabulary is not None:
+        own = label_set.vocabulary.tokens
+        remap = np.array([vocabulary.index(t) if t in vocabulary else -1 for t in own] + [IGNORE_INDEX],
+                         dtype=np.int64)
+        label_set.labels = {u: remap[np.where(y == IGNORE_INDEX, len(own), y)] for u, y in label_set.labels.items()}
+        label_set.vocabulary = vocabulary
+    return label_set
+
+
+# -- inputs of a saved probe -----------------------------------------------------------------------
+
+def probe_input(identity: Mapping[str, Any], corpus: Any = None, *, features: str | Path | None = None,
+                units: str | Path | Sequence[str | Path] | None = None, bpe: str | Path | None = None,
+                encoder: str | None = None, device: str = "auto", quiet: bool = False) -> ProbeInput:
+    """An input that gives what a probe of ``identity`` reads, checked against it.
+
+    Features: from ``features`` (a features directory) or computed from ``corpus`` with the
+    recorded encoder (``encoder`` overrides its name, e.g. a moved model directory). Units:
+    ``units`` store(s) (default: those recorded at training) and ``bpe`` (default: recorded).
+    """
+    if identity.get("kind") == FEATURES:
+        layers = identity["layers"]
+        if features is not None:
+            made: ProbeInput = FeaturesDirInput(features, layers)
+        else:
+            made = EncoderInput(encoder or identity["encoder"], layers, corpus=corpus, device=device, quiet=quiet)
+    elif identity.get("kind") == UNITS:
+        stores = units if units is not None else identity.get("stores")
+        if not stores:
+            raise SpeechUnitsError("this probe reads units: give the unit store(s) (--units)")
+        bpe_dir = bpe if bpe is not None else identity.get("bpe_dir")
+        made = UnitInput(stores, dedup=bool(identity.get("dedup")), bpe_dir=bpe_dir)
+    else:
+        raise SpeechUnitsError(f"unknown probe input {describe_identity(dict(identity))}")
+    made.check(dict(identity))
+    return made
+
+
+def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str | Path | None = None,
+                   units: str | Path | Sequence[str | Path] | None = None, bpe: str | Path | None = None,
+                   labels: str | Path | None = None, alignments: str | Path | None = None,
+                   subset: str | None = None, encoder: str | None = None, device: str = "auto",
+                   quiet: bool = False) -> dict[str, Any]:
+    """Score the probe in ``probe_dir`` on the labelled utterances of ``corpus``.
+
+    Args:
+        corpus: the audio corpus (a directory, ``.tsv`` or ``.jsonl``); its label files are found
+            by convention unless ``labels``/``alignments`` are given.
+        features, units, bpe, encoder: where the input comes from (see :func:`probe_input`).
+        subset: ``"train"``, ``"dev"`` or ``"test"``: only the utterances of that part of the
+            probe's split (None: every labelled utterance of the corpus).
+
+    Returns:
+        ``{"probe", "task", "input", "utterances", <metrics>, "missing_labels", "input_errors"}``.
+    """
+    from speechunits.device import resolve_device
+    from speechunits.probe.model_dir import load_probe, read_split
+
+    probe = load_probe(probe_dir)
+    dev = resolve_device(device)
+    made = probe_input(probe.identity, corpus, features=features, units=units, bpe=bpe, encoder=encoder,
+                       device=device, quiet=quiet)
+    ids = [utt.id for utt in as_corpus(corpus)]
+    if subset is not None:
+        wanted = set(read_split(probe_dir).part(subset))
+        ids = [i for i in ids if i in wanted]
+        if not ids:
+            raise SpeechUnitsError(f"{corpus}: none of its utterances is in the probe's {subset} part")
+    if probe.task == "frames":
+        loaded = made.load(ids)
+        label_set = corpus_labels("frames", corpus, list(loaded.samples), labels=labels, alignments=alignments,
+                                  inputs=made, samples=loaded.samples, vocabulary=probe.coder.vocabulary)
+    else:
+        label_set = corpus_labels(probe.task, corpus, ids, labels=labels, alignments=alignments)
+        loaded = made.load(list(label_set.labels))
+    if loaded.errors:
+        log.warning("%d utterances have no input and are skipped (first: %s)", len(loaded.errors),
+                    "; ".join(f"{k}: {v}" for k, v in list(loaded.errors.items())[:3]))
+    scored = [i for i in label_set.labels if i in loaded.samples]
+    predictions = probe.predict(loaded.samples, scored, device=dev)
+    metrics = score_predictions(probe.task, label_set.labels, predictions)
+    return {"probe": str(probe_dir), "task": probe.task, "input": describe_identity(probe.identity),
+            "utterances": len(scored), **metrics, "missing_labels": len(label_set.missing),
+            "input_errors": len(loaded.errors)}
+
+
+# -- audio -> text ---------------------------------------------------------------------------------
+
+def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks: Sequence[str | Path] | None = None,
+               bpe: str | Path | None = None, encoder: str | None = None, device: str = "auto",
+               quiet: bool = False) -> list[str]:
+    """Audio files to text (``asr`` probes) or space-separated phones (``phones`` probes), in order.
+
+    A probe on encoder features runs its encoder on the audio. A probe on units needs the
+    codebook(s) its unit store was encoded with (``codebooks``; checked by sha256) and, for BPE
+    units, the BPE directory (default: the one recorded at training).
+
+    Raises:
+        SpeechUnitsError: another task, a unit probe without its codebooks, unreadable audio.
+    """
+    from speechunits.device import resolve_device
+    from speechunits.probe.model_dir import load_probe
+
+    probe = load_probe(probe_dir)
+    if probe.task not in ("asr", "phones"):
+        raise SpeechUnitsError(f"{probe_dir}: a {probe.task!r} probe does not transcribe (asr and phones probes do)")
+    dev = resolve_device(device)
+    identity = probe.identity
+    from speechunits.corpus import Utterance
+
+    corpus = as_corpus([Utterance(str(i), str(p)) for i, p in enumerate(paths)])
+    ids = [str(i) for i in range(len(paths))]
+    if identity.get("kind") == FEATURES:
+        made = probe_input(identity, corpus, encoder=encoder, device=device, quiet=quiet)
+        loaded = made.load(ids)
+        if loaded.errors:
+            first = next(iter(loaded.errors))
+            raise SpeechUnitsError(f"{paths[int(first)]}: {loaded.errors[first]}")
+        samples = loaded.samples
+    else:
+        samples = _unit_samples(identity, paths, codebooks, bpe, encoder, device)
+    predictions = probe.predict(samples, ids, device=dev)
+    return [p if isinstance(p, str) else " ".join(p) for p in (predictions[i] for i in ids)]
+
+
+def _unit_samples(identity: Mapping[str, Any], paths: Sequence[str | Path], codebooks: Sequence[str | Path] | None,
+                  bpe: str | Path | None, encoder: str | None, device: str) -> dict[str, Sample]:
+    """Units of audio files through the probe's codebooks (checked by sha256), as samples."""
+    from speechunits.audio import Audio
+    from speechunits.encoders import load_encoder
+    from speechunits.quantize import Codebook
+    from speechunits.units.tokenizer import UnitTokenizer
+
+    expected = list(identity.get("codebook_sha256") or [])
+    if not codebooks:
+        shas = ", ".join(str(s)[:12] for s in expected)
+        raise SpeechUnitsError(f"this probe reads units of codebook(s) {shas}: give the codebook directory of each "
+                               "stream (--codebook DIR) to turn audio into those units")
+    loaded = [Codebook.load(path) for path in codebooks]
+    got = [c.sha256 for c in loaded]
+    if got != expected:
+        raise SpeechUnitsError(f"the codebooks given ({', '.join(s[:12] for s in got)}) are not the ones this probe's "
+                               f"units came from ({', '.join(str(s)[:12] for s in expected)})")
+    name = encoder or loaded[0].encoder_name
+    if not name:
+        raise SpeechUnitsError(f"{codebooks[0]}: the codebook does not name its encoder; pass --encoder")
+    tokenizer = UnitTokenizer(load_encoder(name, device=device), loaded)
+    bpe_model = None
+    bpe_dir = bpe if bpe is not None else identity.get("bpe_dir")
+    if identity.get("bpe_sha256"):
+        from speechunits.units.bpe import UnitBPE
+
+        if bpe_dir is None:
+            raise SpeechUnitsError("this probe reads BPE tokens of units: give the BPE directory (--bpe)")
+        bpe_model = UnitBPE.load(bpe_dir)
+        if bpe_model.sha256 != identity["bpe_sha256"]:
+            raise SpeechUnitsError(f"{bpe_dir}: BPE {bpe_model.sha256[:12]} is not the probe's "
+                                   f"{str(identity['bpe_sha256'])[:12]}")
+    samples = {}
+    for i, path in enumerate(paths):
+        streams = tokenizer.encode_streams(Audio.load(path))
+        samples[str(i)] = unit_sample(streams, dedup=bool(identity.get("dedup")), bpe=bpe_model)
+    return samples

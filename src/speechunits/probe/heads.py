@@ -1,0 +1,328 @@
+"""Probe models: a featurizer (layers or units -> one frame sequence) and a small head.
+
+Featurizers of continuous features ``x [B, L, T, D]`` (the L requested layers stacked):
+
+* :class:`WeightedSum` (s3prl's featurizer): ``sum_l softmax(w)_l x_l`` with learned ``w``
+  (zeros at start: the plain mean); :meth:`WeightedSum.weights` are the reported layer weights.
+* :class:`HierarchicalConv` (our reading of "Interface Design for Self-Supervised Speech
+  Models", Wu et al., 2024): the layer axis is treated as a sequence with D channels and
+  reduced by a stack of kernel-2, stride-2 convolutions (GELU between them) until one position
+  is left: ``ceil(log2 L)`` convolutions of ``D x hidden x 2`` weights, so neighbouring layers
+  are merged first and deeper merges see the whole stack. Output dimension ``hidden``.
+* :class:`Single`: one of the stacked layers, unchanged.
+
+Units ``ids [B, T, S]`` go through :class:`UnitEmbedding`: one ``nn.Embedding`` per stream,
+combined by sum or by attention over streams (DASB), plus a duration embedding when the units
+are deduplicated (durations clamped to :data:`~speechunits.probe.inputs.MAX_DURATION`).
+
+Heads (SUPERB's two): :class:`LinearHead` and :class:`BiLSTMHead`, giving frame logits
+``[B, T, C]`` (CTC or frame classification) or utterance logits ``[B, C]`` through statistics
+pooling (mean and standard deviation over the valid frames).
+
+``--finetune top:N`` (:class:`TopBlocks`): the input caches layer ``K - N`` of a transformers model
+and the model trains a copy of its top N blocks with the featurizer and head.
+
+A :class:`ProbeModel` is built from a JSON *spec* (:func:`build_model`), stored in ``probe.json``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.probe.inputs import FEATURES, MAX_DURATION, UNITS
+
+INTERFACES = ("weighted-sum", "hierarchical-conv", "single")
+COMBINES = ("sum", "attention")
+HEADS = ("linear", "bilstm")
+LEVELS = ("frame", "utterance")
+
+
+# -- featurizers -----------------------------------------------------------------------------------
+
+class WeightedSum(nn.Module):
+    """Softmax-normalised learned weights over ``num_layers`` layers: ``[B, L, T, D] -> [B, T, D]``.
+
+    Args:
+        normalize: layer-normalise each layer (no affine) before weighting, as s3prl can.
+    """
+
+    def __init__(self, num_layers: int, normalize: bool = False):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(num_layers))
+        self.normalize = normalize
+
+    def weights(self) -> torch.Tensor:
+        """The layer weights ``[L]`` (non-negative, summing to one)."""
+        return torch.softmax(self.logits.detach().float(), dim=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.logits.numel():
+            raise SpeechUnitsError(f"weighted sum over {self.logits.numel()} layers got {x.shape[1]}")
+        if self.normalize:
+            x = nn.functional.layer_norm(x, x.shape[-1:])
+        weights = torch.softmax(self.logits, dim=0).to(x.dtype)
+        return torch.einsum("l,bltd->btd", weights, x)
+
+
+class HierarchicalConv(nn.Module):
+    """Convolutions over the layer axis, halving it until one position is left (module docstring)."""
+
+    def __init__(self, num_layers: int, dim: int, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or dim
+        self.num_layers = num_layers
+        self.out_dim = hidden if num_layers > 1 else dim
+        convs = []
+        channels, length = dim, num_layers
+        while length > 1:
+            convs.append(nn.Conv1d(channels, hidden, kernel_size=2, stride=2))
+            channels, length = hidden, math.ceil(length / 2)
+        self.convs = nn.ModuleList(convs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, layers, t, d = x.shape
+        y = x.permute(0, 2, 3, 1).reshape(b * t, d, layers)  # [B*T, D, L]
+        for i, conv in enumerate(self.convs):
+            if y.shape[-1] % 2:  # odd: repeat the deepest layer so the pairs cover it
+                y = torch.cat([y, y[..., -1:]], dim=-1)
+            y = conv(y)
+            if i < len(self.convs) - 1:
+                y = nn.functional.gelu(y)
+        return y.reshape(b, t, -1)
+
+
+class Single(nn.Module):
+    """Layer ``index`` of the stacked input (an index into the requested layers, not a layer number)."""
+
+    def __init__(self, index: int):
+        super().__init__()
+        self.index = int(index)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.index]
+
+
+class UnitEmbedding(nn.Module):
+    """Unit ids ``[B, T, S]`` (+ durations ``[B, T]``) -> ``[B, T, dim]``.
+
+    Args:
+        vocab_sizes: K of each stream.
+        combine: "sum" of the stream embeddings, or "attention": per frame, softmax over
+            streams of a learned score of each stream's embedding (DASB's attention combiner).
+        durations: add an embedding of each unit's duration (deduplicated units).
+    """
+
+    def __init__(self, vocab_sizes: list[int], dim: int, combine: str = "sum", durations: bool = False):
+        super().__init__()
+        if combine not in COMBINES:
+            raise SpeechUnitsError(f"--combine: expected one of {COMBINES}, got {combine!r}")
+        self.tables = nn.ModuleList(nn.Embedding(int(k), dim) for k in vocab_sizes)
+        self.combine = combine
+        self.score = nn.Linear(dim, 1) if combine == "attention" else None
+        self.duration = nn.Embedding(MAX_DURATION + 1, dim) if durations else None
+        self.out_dim = dim
+
+    def forward(self, ids: torch.Tensor, durations: torch.Tensor | None = None) -> torch.Tensor:
+        if ids.shape[-1] != len(self.tables):
+            raise SpeechUnitsError(f"unit embedding of {len(self.tables)} streams got {ids.shape[-1]}")
+        stacked = torch.stack([table(ids[..., s]) for s, table in enumerate(self.tables)], dim=2)  # [B, T, S, dim]
+        if self.score is not None:
+            weights = torch.softmax(self.score(stacked).squeeze(-1), dim=-1)  # [B, T, S]
+            out = (weights.unsqueeze(-1) * stacked).sum(2)
+        else:
+            out = stacked.sum(2)
+        if self.duration is not None:
+            if durations is None:
+                raise SpeechUnitsError("this probe reads deduplicated units: durations are missing")
+            out = out + self.duration(durations.clamp(0, MAX_DURATION))
+        return out
+
+
+# -- heads -----------------------------------------------------------------------------------------
+
+def valid_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
+    """``[B, T]`` bool, True on the first ``lengths[b]`` frames."""
+    return torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def statistics_pooling(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean and standard deviation over the valid frames: ``[B, T, D] -> [B, 2D]``."""
+    mask = valid_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
+    count = mask.sum(1).clamp_min(1.0)
+    mean = (x * mask).sum(1) / count
+    var = (((x - mean.unsqueeze(1)) ** 2) * mask).sum(1) / count
+    return torch.cat([mean, torch.sqrt(var + 1e-6)], dim=-1)
+
+
+class LinearHead(nn.Module):
+    """A linear map per frame, or of the pooled statistics (``level="utterance"``)."""
+
+    def __init__(self, in_dim: int, num_classes: int, level: str = "frame"):
+        super().__init__()
+        self.level = level
+        self.proj = nn.Linear(in_dim * (2 if level == "utterance" else 1), num_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.level == "utterance":
+            return self.proj(statistics_pooling(x, lengths))
+        return self.proj(x)
+
+
+class BiLSTMHead(nn.Module):
+    """A bidirectional LSTM (padding ignored) then a linear map per frame or of pooled statistics."""
+
+    def __init__(self, in_dim: int, num_classes: int, level: str = "frame", hidden: int = 256, num_layers: int = 2):
+        super().__init__()
+        self.level = level
+        self.lstm = nn.LSTM(in_dim, hidden, num_layers=num_layers, batch_first=True, bidirectional=True)
+        self.proj = nn.Linear(2 * hidden * (2 if level == "utterance" else 1), num_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
+        if self.level == "utterance":
+            return self.proj(statistics_pooling(y, lengths))
+        return self.proj(y)
+
+
+# -- fine-tuning the top blocks --------------------------------------------------------------------
+
+FINETUNE_TOP = "top"
+
+
+def parse_finetune(text: str | None) -> int | None:
+    """``"top:N"`` -> N (None: no fine-tuning); adapters and LoRA are not available yet."""
+    if text is None:
+        return None
+    kind, _, count = text.partition(":")
+    if kind in ("adapters", "lora"):
+        raise SpeechUnitsError(f"--finetune {kind}: not available yet (it needs peft); use top:N, which trains "
+                               "the top N transformer blocks")
+    if kind != FINETUNE_TOP or not count.isdigit() or int(count) < 1:
+        raise SpeechUnitsError(f"--finetune: expected top:N with N >= 1, got {text!r}")
+    return int(count)
+
+
+class TopBlocks(nn.Module):
+    """The top ``blocks`` transformer blocks of a transformers SSL model, trained with the probe.
+
+    Reads layer ``first = num_layers - blocks`` of the model (what the input caches: the
+    frozen part runs once per utterance) and returns layers ``first..num_layers`` stacked,
+    ``[B, blocks + 1, T, D]``, as the encoder defines them (block outputs, no final norm).
+    Padded frames are masked in attention. ``pretrained=False`` builds the blocks from the
+    model's config only (their weights then come from the probe's ``head.safetensors``).
+    """
+
+    def __init__(self, encoder: str, blocks: int, pretrained: bool = True):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        try:
+            model = AutoModel.from_pretrained(encoder) if pretrained else AutoModel.from_config(
+                AutoConfig.from_pretrained(encoder))
+        except (OSError, ValueError) as exc:
+            raise SpeechUnitsError(f"--finetune: cannot load the transformers model {encoder!r} ({exc})") from None
+        layers = getattr(getattr(model, "encoder", None), "layers", None)
+        if layers is None:
+            raise SpeechUnitsError(f"--finetune: {encoder!r} has no encoder.layers to fine-tune")
+        if not 1 <= blocks <= len(layers):
+            raise SpeechUnitsError(f"--finetune top:{blocks}: {encoder!r} has {len(layers)} blocks")
+        self.config = model.config
+        self.layers = nn.ModuleList(layers[len(layers) - blocks:])
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask = valid_mask(lengths, x.shape[1])
+        attention = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=mask)
+        states, hidden = [x], x
+        for layer in self.layers:
+            out = layer(hidden, attention_mask=attention)
+            hidden = out[0] if isinstance(out, tuple) else out
+            states.append(hidden)
+        return torch.stack(states, dim=1)
+
+
+# -- the probe model -------------------------------------------------------------------------------
+
+class ProbeModel(nn.Module):
+    """Featurizer (or unit embedding) + head; what a probe trains and saves.
+
+    ``forward(x, lengths, durations=None)``: ``x`` float ``[B, L, T, D]`` or int64 ``[B, T, S]``,
+    ``lengths [B]`` -> logits ``[B, T, C]`` (frame level) or ``[B, C]`` (utterance level).
+    """
+
+    def __init__(self, spec: dict[str, Any], pretrained: bool = False):
+        super().__init__()
+        self.spec = spec
+        source = spec["input"]
+        finetune = spec.get("finetune")
+        self.top = None
+        if finetune is not None:
+            if source["kind"] != FEATURES or source["num_layers"] != 1:
+                raise SpeechUnitsError("--finetune reads one layer of encoder features (the input of the top blocks)")
+            self.top = TopBlocks(finetune["encoder"], int(finetune["blocks"]), pretrained)
+        if source["kind"] == FEATURES:
+            interface = spec.get("interface", "weighted-sum")
+            num_layers = int(finetune["blocks"]) + 1 if finetune is not None else source["num_layers"]
+            if interface == "weighted-sum":
+                self.featurizer: nn.Module = WeightedSum(num_layers, bool(spec.get("normalize", False)))
+                dim = source["dim"]
+            elif interface == "hierarchical-conv":
+                self.featurizer = HierarchicalConv(num_layers, source["dim"], spec.get("conv_hidden"))
+                dim = self.featurizer.out_dim
+            elif interface == "single":
+                index = int(spec.get("layer_index", 0))
+                if not 0 <= index < num_layers:
+                    raise SpeechUnitsError(f"--interface single: layer index {index} outside the "
+                                           f"{num_layers} layers read")
+                self.featurizer, dim = Single(index), source["dim"]
+            else:
+                raise SpeechUnitsError(f"--interface: expected one of {INTERFACES}, got {interface!r}")
+        elif source["kind"] == UNITS:
+            self.featurizer = UnitEmbedding(source["vocab_sizes"], int(spec.get("embed_dim", 256)),
+                                            spec.get("combine", "sum"), bool(source.get("durations")))
+            dim = self.featurizer.out_dim
+        else:
+            raise SpeechUnitsError(f"probe input kind {source['kind']!r} is not features or units")
+        level, head, classes = spec["level"], spec.get("head", "linear"), int(spec["num_classes"])
+        if level not in LEVELS:
+            raise SpeechUnitsError(f"probe level {level!r} is not one of {LEVELS}")
+        if head == "linear":
+            self.head: nn.Module = LinearHead(dim, classes, level)
+        elif head == "bilstm":
+            self.head = BiLSTMHead(dim, classes, level, int(spec.get("hidden", 256)), int(spec.get("lstm_layers", 2)))
+        else:
+            raise SpeechUnitsError(f"--head: expected one of {HEADS}, got {head!r}")
+
+    def features(self, x: torch.Tensor, durations: torch.Tensor | None = None) -> torch.Tensor:
+        """The featurizer's ``[B, T, D']``."""
+        if isinstance(self.featurizer, UnitEmbedding):
+            return self.featurizer(x, durations)
+        return self.featurizer(x if torch.is_floating_point(x) else x.float())
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, durations: torch.Tensor | None = None) -> torch.Tensor:
+        if torch.is_floating_point(x):
+            x = x.float()  # features may arrive as float16 (the input cache)
+        if self.top is not None:
+            x = self.top(x[:, 0], lengths)
+        return self.head(self.features(x, durations), lengths)
+
+    def layer_weights(self) -> list[float] | None:
+        """The learned layer weights (weighted sum only)."""
+        if isinstance(self.featurizer, WeightedSum):
+            return [float(w) for w in self.featurizer.weights()]
+        return None
+
+
+def build_model(spec: dict[str, Any], pretrained: bool = False) -> ProbeModel:
+    """A fresh :class:`ProbeModel` from its JSON spec (see :class:`ProbeModel`); ``pretrained``: fine-tuned
+    blocks start from the model's weights (training) rather than from its config (loading a probe)."""
+    return ProbeModel(spec, pretrained)

@@ -1,0 +1,396 @@
+"""Labels of the probe tasks: readers, and which utterances of a corpus have them.
+
+Tasks (:data:`TASKS`) and where their labels come from:
+
+* ``phones``: phone sequences from alignments (``phones.tsv``, TextGrids, a synth corpus
+  directory; read by :func:`speechunits.measure.alignments.load_alignments`, silences dropped,
+  see :func:`phone_sequences`) or phone transcripts ``utt<TAB>p1 p2 ...``
+  (:func:`read_phone_transcripts`);
+* ``asr``: transcripts (:func:`read_transcripts`): ``text.tsv`` (``utt<TAB>text``), a JSONL
+  manifest with ``id`` and ``text`` fields, or a Kaldi ``text`` file (``uttid word word ...``);
+* ``speaker``: ``speakers.tsv`` (:func:`speechunits.corpus.read_speakers`);
+* ``classify``: any utterance label, ``utt<TAB>label`` (:func:`read_utterance_labels`);
+* ``frames``: one label per frame from alignments (:func:`frame_targets`), silence included
+  as a class; frames no segment covers get :data:`IGNORE_INDEX`.
+
+:func:`load_task_labels` reads what a task needs and keeps the corpus's utterances that have a
+label; those without one are listed in :attr:`LabelSet.missing` (and skipped by the probe); a
+corpus none of whose utterances has a label is an error naming the label file.
+:func:`find_label_files` finds the files a corpus carries by convention (what ``speechunits
+synth`` writes).
+
+Two-column files (``utt<TAB>value``) have no header line; blank lines are skipped; an
+utterance listed twice is an error (file:line).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
+from speechunits.probe.vocab import Vocabulary, class_vocabulary
+
+log = logging.getLogger(__name__)
+
+TASKS = ("phones", "asr", "speaker", "classify", "frames")
+#: Labels dropped from phone sequences (compared after strip and lower-casing): the empty
+#: label, ``sil``/``sp``/``spn`` (Kaldi, MFA, PocketSphinx), espeak-ng's pauses and ``<eps>``.
+SILENCE_LABELS = frozenset({"", "sil", "sp", "spn", "_", "_:", "_!", "<sil>", "<eps>"})
+#: Target of frames without a label (PyTorch's ``cross_entropy`` default ``ignore_index``).
+IGNORE_INDEX = -100
+#: Files a corpus may carry, looked up by :func:`find_label_files` in this order.
+ALIGNMENT_FILES = ("phones.tsv", "textgrids")
+TRANSCRIPT_FILES = ("text.tsv", "text")
+SPEAKER_FILES = ("speakers.tsv",)
+MANIFEST_SUFFIXES = (".jsonl", ".json")
+#: The file that marks a ``speechunits synth`` corpus directory.
+SYNTH_MARKER = "corpus.json"
+
+
+# -- readers -----------------------------------------------------------------------------------
+def _open_lines(path: Path, what: str) -> Iterator[tuple[int, str]]:
+    """``(line_no, line)`` of a UTF-8 text file (a leading BOM is dropped) without the line end; blank lines skipped."""
+    if not path.is_file():
+        raise SpeechUnitsError(f"{path}: {what} not found")
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            for line_no, line in enumerate(handle, start=1):
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield line_no, line
+    except UnicodeDecodeError as exc:
+        raise SpeechUnitsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _add(result: dict[str, Any], path: Path, line_no: int, utt: str, value: Any) -> None:
+    if utt in result:
+        raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt!r} listed twice")
+    result[utt] = value
+
+
+def _read_two_columns(path: Path, what: str, value_name: str, allow_empty: bool) -> dict[str, str]:
+    """``utt<TAB>value`` lines: exactly two tab-separated fields, a non-empty id."""
+    result: dict[str, str] = {}
+    for line_no, line in _open_lines(path, what):
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0].strip() or (not allow_empty and not parts[1].strip()):
+            raise SpeechUnitsError(f"{path}:{line_no}: expected utt<TAB>{value_name}, got {line[:80]!r}")
+        _add(result, path, line_no, parts[0].strip(), parts[1].strip())
+    return result
+
+
+def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``{utt: text}`` from ``text.tsv``, a JSONL manifest or a Kaldi ``text`` file.
+
+    Format: ``.jsonl``/``.json`` → JSONL (one object per line, ``text`` field; the id is ``id``,
+    else the stem of ``path`` as in :func:`speechunits.corpus.open_corpus`; lines without
+    ``text`` are utterances without a transcript); otherwise ``utt<TAB>text`` when the first
+    non-blank line holds a tab (or the name ends in ``.tsv``), else Kaldi ``uttid word ...``
+    (split at the first whitespace; a line with only an id is an empty transcript).
+    Text is returned as written (stripped); normalisation is the tokenizer's job.
+
+    Raises:
+        SpeechUnitsError: missing file, not UTF-8, bad JSON, a ``.tsv`` line without exactly one
+            tab, a non-string ``text``, an utterance twice (all naming ``file:line``), no transcript.
+    """
+    path = Path(path)
+    if path.suffix.lower() in MANIFEST_SUFFIXES:
+        result = _read_jsonl_text(path)
+    else:
+        lines = _open_lines(path, "transcripts")
+        first = next(lines, None)
+        if first is None:
+            raise SpeechUnitsError(f"{path}: empty transcript file")
+        tsv = path.suffix.lower() == ".tsv" or "\t" in first[1]
+        result = {}
+        for line_no, line in (first, *lines):
+            if tsv:
+                parts = line.split("\t")
+                if len(parts) != 2 or not parts[0].strip():
+                    raise SpeechUnitsError(f"{path}:{line_no}: expected utt<TAB>text (one tab), got {line[:80]!r}")
+                utt, text = parts
+            else:  # Kaldi: fields separated by any whitespace
+                fields = line.split(None, 1)
+                utt, text = fields[0], (fields[1] if len(fields) > 1 else "")
+            _add(result, path, line_no, utt.strip(), " ".join(text.split()))
+    if not result:
+        raise SpeechUnitsError(f"{path}: no transcripts")
+    return result
+
+
+def _read_jsonl_text(path: Path) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for line_no, line in _open_lines(path, "JSONL manifest"):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SpeechUnitsError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise SpeechUnitsError(f"{path}:{line_no}: expected a JSON object")
+        if "id" in record:
+            utt = str(record["id"])
+        elif "path" in record:
+            utt = Path(str(record["path"])).stem
+        else:
+            raise SpeechUnitsError(f"{path}:{line_no}: object has neither 'id' nor 'path'")
+        if "text" not in record or record["text"] is None:
+            continue
+        if not isinstance(record["text"], str):
+            raise SpeechUnitsError(f"{path}:{line_no}: 'text' must be a string, got {type(record['text']).__name__}")
+        _add(result, path, line_no, utt, " ".join(record["text"].split()))
+    return result
+
+
+def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``{utt: label}`` from ``utt<TAB>label`` lines (``classify``: keyword, emotion, caller ...).
+
+    Raises:
+        SpeechUnitsError: missing file, a line that is not two non-empty tab-separated fields,
+            an utterance listed twice (naming ``file:line``), no label at all.
+    """
+    path = Path(path)
+    result = _read_two_columns(path, "label file", "label", allow_empty=False)
+    if not result:
+        raise SpeechUnitsError(f"{path}: no labels")
+    return result
+
+
+def _is_silence(label: str, drop: frozenset[str]) -> bool:
+    return label.strip().lower() in drop
+
+
+def _lowered(drop: Sequence[str] | frozenset[str]) -> frozenset[str]:
+    return frozenset(d.strip().lower() for d in drop)
+
+
+def phone_sequences(alignments: Mapping[str, Sequence[Segment]],
+                    drop: Sequence[str] | frozenset[str] = SILENCE_LABELS) -> dict[str, list[str]]:
+    """Phone sequence of each utterance from ``load_alignments`` output.
+
+    Segments whose label is in ``drop`` (after strip and lower-casing) are silences and left
+    out; consecutive equal phones are kept (they are real phones, e.g. across a word boundary).
+    An utterance of silence only gets an empty sequence.
+    """
+    drop = _lowered(drop)
+    return {utt: [s.label.strip() for s in segments if not _is_silence(s.label, drop)]
+            for utt, segments in alignments.items()}
+
+
+def read_phone_transcripts(path: str | os.PathLike[str],
+                           drop: Sequence[str] | frozenset[str] = SILENCE_LABELS) -> dict[str, list[str]]:
+    """``{utt: [phone, ...]}`` from ``utt<TAB>p1 p2 ...`` lines (phones split on whitespace).
+
+    Labels in ``drop`` are left out, as in :func:`phone_sequences`.
+
+    Raises:
+        SpeechUnitsError: missing file, a line without exactly one tab, an utterance twice
+            (naming ``file:line``), no line at all.
+    """
+    path = Path(path)
+    lowered = _lowered(drop)
+    columns = _read_two_columns(path, "phone transcripts", "p1 p2 ...", allow_empty=True)
+    if not columns:
+        raise SpeechUnitsError(f"{path}: no phone transcripts")
+    return {utt: [p for p in text.split() if not _is_silence(p, lowered)] for utt, text in columns.items()}
+
+
+def frame_vocabulary(alignments: Mapping[str, Sequence[Segment]]) -> Vocabulary:
+    """Class vocabulary of every segment label of ``alignments`` (silence included), sorted."""
+    return class_vocabulary(s.label for segments in alignments.values() for s in segments)
+
+
+def frame_targets(alignments: Mapping[str, Sequence[Segment]], num_frames: Mapping[str, int], frame_rate: float,
+                  frame_offset_s: float, vocabulary: Vocabulary | None = None) -> dict[str, np.ndarray]:
+    """Label id of every frame, int64 ``[num_frames[utt]]``; :data:`IGNORE_INDEX` where no segment covers it.
+
+    Frame ``i`` is labelled with the segment covering its centre ``frame_offset_s + i / frame_rate``
+    (the rule of :func:`speechunits.measure.alignments.frame_segment_indices`, shared with PNMI).
+    Only utterances in both ``alignments`` and ``num_frames`` are returned.
+
+    Args:
+        num_frames: frames per utterance of the probe's input (``EncoderInfo`` frame counts).
+        frame_rate: frames per second; frame_offset_s: centre of frame 0 (``EncoderInfo.frame_offset_s``).
+        vocabulary: a class vocabulary (default :func:`frame_vocabulary` of ``alignments``);
+            a label outside it raises :class:`SpeechUnitsError`.
+    """
+    vocabulary = vocabulary if vocabulary is not None else frame_vocabulary(alignments)
+    result: dict[str, np.ndarray] = {}
+    for utt, segments in alignments.items():
+        if utt not in num_frames:
+            continue
+        count = int(num_frames[utt])
+        if count < 0:
+            raise SpeechUnitsError(f"utterance {utt!r}: negative frame count {count}")
+        index = frame_segment_indices(segments, count, frame_rate, frame_offset_s)
+        segment_ids = np.array(vocabulary.encode(s.label for s in segments) + [IGNORE_INDEX], dtype=np.int64)
+        result[utt] = segment_ids[index]
+    return result
+
+
+# -- one task's labels for a corpus ------------------------------------------------------------
+@dataclass
+class LabelSet:
+    """The labels of one task for a corpus.
+
+    Attributes:
+        task: one of :data:`TASKS`.
+        labels: ``{utt: label}`` in corpus order, only for utterances that have one: a phone
+            list (``phones``), a transcript string (``asr``), a speaker or class string
+            (``speaker``, ``classify``), int64 frame ids ``[T]`` (``frames``).
+        missing: corpus utterances without a label, in corpus order (the probe skips them).
+        source: the label file (or a description) the labels came from.
+        unused: labelled utterances that are not in the corpus, sorted (a sign of mismatched ids).
+        vocabulary: for ``frames``, the class vocabulary of the ids; otherwise ``None`` (the
+            probe builds its vocabulary on the training split).
+    """
+
+    task: str
+    labels: dict[str, Any]
+    missing: list[str] = field(default_factory=list)
+    source: str = ""
+    unused: list[str] = field(default_factory=list)
+    vocabulary: Vocabulary | None = None
+
+
+def _as_alignments(alignments: Alignments | str | os.PathLike[str]) -> tuple[Alignments, str]:
+    if isinstance(alignments, Mapping):
+        return dict(alignments), "the given alignments"
+    return load_alignments(alignments), str(alignments)
+
+
+def load_task_labels(
+    task: str,
+    corpus_ids: Sequence[str],
+    *,
+    alignments: Alignments | str | os.PathLike[str] | None = None,
+    transcripts: str | os.PathLike[str] | None = None,
+    labels: str | os.PathLike[str] | None = None,
+    speakers: str | os.PathLike[str] | Mapping[str, str] | None = None,
+    frame_rate: float | None = None,
+    frame_offset_s: float | None = None,
+    num_frames: Mapping[str, int] | None = None,
+    vocabulary: Vocabulary | None = None,
+) -> LabelSet:
+    """Read the labels ``task`` needs and match them to ``corpus_ids``.
+
+    What each task reads:
+        ``phones``: ``alignments`` (a path for ``load_alignments`` or its output), or else
+        ``labels`` as phone transcripts (``utt<TAB>p1 p2 ...``);
+        ``asr``: ``transcripts``; ``speaker``: ``speakers`` (a path or ``{utt: speaker}``);
+        ``classify``: ``labels``; ``frames``: ``alignments`` + ``frame_rate`` + ``frame_offset_s``
+        + ``num_frames`` (an utterance without a frame count counts as missing), ids of
+        ``vocabulary`` when given (a trained probe's), else of :func:`frame_vocabulary` over
+        the corpus's aligned utterances. ``vocabulary`` is used by ``frames`` only.
+
+    Raises:
+        SpeechUnitsError: unknown task, the needed input not given, unreadable label file, or
+            none of the corpus's utterances labelled (the message names the label file and
+            shows ids of both sides, since mismatched ids are the usual cause).
+    """
+    if task not in TASKS:
+        raise SpeechUnitsError(f"unknown probe task {task!r}; choose one of {', '.join(TASKS)}")
+    frame_vocab = None
+    found: dict[str, Any]
+    if task == "phones":
+        if alignments is not None:
+            aligned, source = _as_alignments(alignments)
+            found = phone_sequences(aligned)
+        elif labels is not None:
+            found, source = read_phone_transcripts(labels), str(labels)
+        else:
+            raise SpeechUnitsError("task 'phones' needs alignments (phones.tsv, TextGrids) or phone transcripts "
+                                   "(utt<TAB>p1 p2 ...)")
+    elif task == "asr":
+        if transcripts is None:
+            raise SpeechUnitsError("task 'asr' needs transcripts (text.tsv, a JSONL manifest with 'text', or a "
+                                   "Kaldi text file)")
+        found, source = read_transcripts(transcripts), str(transcripts)
+    elif task == "speaker":
+        if speakers is None:
+            raise SpeechUnitsError("task 'speaker' needs a speakers file (utt<TAB>speaker, e.g. speakers.tsv)")
+        if isinstance(speakers, Mapping):
+            found, source = dict(speakers), "the given speakers"
+        else:
+            from speechunits.corpus import read_speakers
+
+            found, source = read_speakers(speakers), str(speakers)
+    elif task == "classify":
+        if labels is None:
+            raise SpeechUnitsError("task 'classify' needs a label file (utt<TAB>label)")
+        found, source = read_utterance_labels(labels), str(labels)
+    else:  # frames
+        if alignments is None:
+            raise SpeechUnitsError("task 'frames' needs alignments (phones.tsv, TextGrids)")
+        if frame_rate is None or frame_offset_s is None or num_frames is None:
+            raise SpeechUnitsError("task 'frames' needs the input's frame rate, frame offset and frame counts")
+        aligned, source = _as_alignments(alignments)
+        ids = set(corpus_ids)
+        # (all of them when none matches, so that _match reports the id mismatch)
+        aligned = {utt: segs for utt, segs in aligned.items() if utt in ids} or aligned
+        frame_vocab = vocabulary if vocabulary is not None else frame_vocabulary(aligned)
+        found = frame_targets(aligned, num_frames, frame_rate, frame_offset_s, frame_vocab)
+    return _match(task, corpus_ids, found, source, frame_vocab)
+
+
+def _match(task: str, corpus_ids: Sequence[str], found: dict[str, Any], source: str,
+           vocabulary: Vocabulary | None) -> LabelSet:
+    matched = {utt: found[utt] for utt in corpus_ids if utt in found}
+    missing = [utt for utt in corpus_ids if utt not in found]
+    corpus_set = set(corpus_ids)
+    unused = sorted(utt for utt in found if utt not in corpus_set)
+    if not matched:
+        corpus_shown = ", ".join(repr(u) for u in list(corpus_ids)[:3]) or "none"
+        file_shown = ", ".join(repr(u) for u in list(found)[:3]) or "none"
+        raise SpeechUnitsError(
+            f"{source}: none of the corpus's {len(corpus_ids)} utterances has a {task} label "
+            f"(corpus ids such as {corpus_shown}; label file ids such as {file_shown})")
+    if missing:
+        log.warning("%s: %d of %d utterances have no %s label and are skipped (first: %s)", source, len(missing),
+                    len(corpus_ids), task, ", ".join(missing[:5]))
+    return LabelSet(task, matched, missing, source, unused, vocabulary)
+
+
+def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
+    """Label files a corpus carries by convention, as ``{"alignments", "transcripts", "speakers": path}``.
+
+    Where: ``corpus_root`` itself when it is a directory, else the manifest's directory; also
+    the parent of an audio directory whose parent is a synth corpus (holds ``corpus.json``),
+    so that ``CORPUS/wavs`` finds ``CORPUS/text.tsv``. What: ``phones.tsv`` or ``textgrids/``
+    (alignments); a JSONL manifest whose first record has ``text``, else ``text.tsv``, else a
+    Kaldi ``text`` file (transcripts); ``speakers.tsv``. Keys without a file are left out.
+    """
+    root = Path(corpus_root)
+    if root.is_dir():
+        places = [root] + ([root.parent] if (root.parent / SYNTH_MARKER).is_file() else [])
+    else:
+        places = [root.parent]
+    found: dict[str, Path] = {}
+    if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES and _jsonl_has_text(root):
+        found["transcripts"] = root
+    for key, names in (("alignments", ALIGNMENT_FILES), ("transcripts", TRANSCRIPT_FILES),
+                       ("speakers", SPEAKER_FILES)):
+        if key in found:
+            continue
+        for place in places:
+            hit = next((place / n for n in names if (place / n).exists()), None)
+            if hit is not None:
+                found[key] = hit
+                break
+    return found
+
+
+def _jsonl_has_text(path: Path) -> bool:
+    for _, line in _open_lines(path, "JSONL manifest"):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            return False
+        return isinstance(record, dict) and "text" in record
+    return False

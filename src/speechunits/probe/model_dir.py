@@ -1,0 +1,209 @@
+"""A probe is one directory.
+
+Layout::
+
+    PROBE/probe.json          format_version, task, what it reads (the input identity), the model
+                              spec (interface, head, sizes), the label coder (vocabulary or
+                              tokenizer file), split summary, chosen lr and seed, dev and test
+                              metrics (mean and std over seeds), learned layer weights, every run
+    PROBE/head.safetensors    the chosen run's best weights (featurizer + head; never the encoder)
+    PROBE/vocab.json          label vocabulary (phones, classes, frame labels), or
+    PROBE/tokenizer/          the ``asr`` text tokenizer (chars.json or tokenizer.json)
+    PROBE/split.json          the train/dev/test utterance ids
+    PROBE/training/           the chosen run's training-loop checkpoint (its last step; resumable
+                              with :class:`speechunits.training.Trainer`)
+    PROBE/runs/lr*-seed*/     every run's checkpoint and log.jsonl
+
+``probe.json`` is written last: a directory without it is not a probe. :func:`load_probe`
+rebuilds the model from the spec, loads the weights exactly and gives the same predictions.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.probe.heads import ProbeModel, build_model
+from speechunits.probe.inputs import Sample, check_identity
+from speechunits.probe.task import CTC, FRAME, objective_of, predict_logits
+
+PROBE_FORMAT_VERSION = 1
+PROBE_KIND = "speechunits-probe"
+PROBE_FILE = "probe.json"
+HEAD_FILE = "head.safetensors"
+VOCAB_FILE = "vocab.json"
+TOKENIZER_DIR = "tokenizer"
+SPLIT_FILE = "split.json"
+
+
+class LabelCoder:
+    """Labels <-> model ids: a :class:`~speechunits.probe.vocab.Vocabulary` or, for ``asr``, a
+    :class:`~speechunits.probe.vocab.TextTokenizer`.
+
+    ``encode(label)``: a target (id list for CTC, the ids array for frames, an int per utterance);
+    ``decode(output)``: CTC: collapsed ids -> phone list or text; utterance: class id -> label string.
+    """
+
+    def __init__(self, task: str, vocabulary: Any = None, tokenizer: Any = None):
+        if (vocabulary is None) == (tokenizer is None):
+            raise SpeechUnitsError("LabelCoder: give exactly one of vocabulary and tokenizer")
+        self.task = task
+        self.objective = objective_of(task)
+        self.vocabulary = vocabulary
+        self.tokenizer = tokenizer
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.tokenizer.vocab_size if self.tokenizer is not None else len(self.vocabulary))
+
+    def encode(self, label: Any) -> Any:
+        if self.tokenizer is not None:
+            return self.tokenizer.encode(label)
+        if self.objective == CTC:
+            return self.vocabulary.encode(label)
+        if self.objective == FRAME:
+            return np.asarray(label, dtype=np.int64)  # frame labels arrive as ids of this vocabulary
+        return self.vocabulary.index(label)
+
+    def decode(self, ids: Any) -> Any:
+        if self.tokenizer is not None:
+            return self.tokenizer.decode(ids)
+        if self.objective == CTC:
+            return self.vocabulary.decode(ids)
+        if self.objective == FRAME:
+            return np.asarray(ids, dtype=np.int64)
+        return self.vocabulary.tokens[int(ids)]
+
+    def record(self) -> dict[str, Any]:
+        """What ``probe.json`` says about the labels."""
+        if self.tokenizer is not None:
+            return {"tokenizer": TOKENIZER_DIR, "kind": self.tokenizer.kind, "sha256": self.tokenizer.sha256,
+                    "num_classes": self.num_classes}
+        return {"vocabulary": VOCAB_FILE, "kind": self.vocabulary.kind, "sha256": self.vocabulary.sha256,
+                "num_classes": self.num_classes}
+
+    def save(self, directory: Path) -> None:
+        if self.tokenizer is not None:
+            self.tokenizer.save(directory / TOKENIZER_DIR)
+        else:
+            self.vocabulary.save(directory / VOCAB_FILE)
+
+    @classmethod
+    def load(cls, directory: Path, task: str, record: Mapping[str, Any]) -> "LabelCoder":
+        from speechunits.probe.vocab import TextTokenizer, Vocabulary
+
+        if "tokenizer" in record:
+            coder = cls(task, tokenizer=TextTokenizer.load(directory / record["tokenizer"]))
+        else:
+            coder = cls(task, vocabulary=Vocabulary.load(directory / record.get("vocabulary", VOCAB_FILE)))
+        if record.get("sha256") and record["sha256"] != (coder.tokenizer or coder.vocabulary).sha256:
+            raise SpeechUnitsError(f"{directory}: the label files do not match {PROBE_FILE} (sha256 differs)")
+        return coder
+
+
+@dataclass
+class Probe:
+    """A loaded probe: the model (eval mode, on CPU unless moved), its labels and its record."""
+
+    model: ProbeModel
+    coder: LabelCoder
+    meta: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def task(self) -> str:
+        return str(self.meta["task"])
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What the probe reads (see :mod:`speechunits.probe.inputs`)."""
+        return dict(self.meta["input"])
+
+    def check_input(self, identity: Mapping[str, Any]) -> None:
+        """Refuse an input of another encoder, layers or codebook (SpeechUnitsError)."""
+        try:
+            check_identity(self.identity, dict(identity))
+        except SpeechUnitsError as exc:
+            raise SpeechUnitsError(f"{self.path or 'probe'}: {exc}") from None
+
+    def logits(self, samples: Mapping[str, Sample], ids: Sequence[str] | None = None, *,
+               device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+        """Raw logits per utterance (see :func:`speechunits.probe.task.predict_logits`)."""
+        self.model.to(device)
+        return predict_logits(self.model, samples, list(samples) if ids is None else ids, device=device)
+
+    def predict(self, samples: Mapping[str, Sample], ids: Sequence[str] | None = None, *,
+                device: torch.device | str = "cpu") -> dict[str, Any]:
+        """Decoded predictions: phone lists (``phones``), text (``asr``), frame id arrays
+        (``frames``), label strings (``speaker``, ``classify``)."""
+        from speechunits.probe.evaluate import decode_logits
+
+        return {utt: decode_logits(self.coder, out) for utt, out in self.logits(samples, ids, device=device).items()}
+
+
+def save_probe(directory: str | os.PathLike[str], model: ProbeModel, coder: LabelCoder, meta: dict[str, Any],
+               split: Any = None) -> Path:
+    """Write ``head.safetensors`` (``model`` ends on the CPU), the label files, ``split.json`` (a
+    :class:`~speechunits.probe.splits.Split`) and ``probe.json`` (last)."""
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / PROBE_FILE).unlink(missing_ok=True)
+    save_model(model.cpu(), str(directory / HEAD_FILE))
+    coder.save(directory)
+    if split is not None:
+        split.save(directory / SPLIT_FILE)
+    record = {"format_version": PROBE_FORMAT_VERSION, "kind": PROBE_KIND, **meta, "model": model.spec,
+              "labels": coder.record(), "head": HEAD_FILE}
+    tmp = directory / (PROBE_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, directory / PROBE_FILE)
+    return directory
+
+
+def read_probe_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """``probe.json`` of a probe directory (SpeechUnitsError when missing, invalid or too new)."""
+    path = Path(directory) / PROBE_FILE
+    if not path.is_file():
+        raise SpeechUnitsError(f"{directory}: not a probe directory (no {PROBE_FILE})")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SpeechUnitsError(f"{path}: unreadable ({exc})") from None
+    if meta.get("kind") != PROBE_KIND:
+        raise SpeechUnitsError(f"{path}: not a speechunits probe")
+    if int(meta.get("format_version", 0)) > PROBE_FORMAT_VERSION:
+        raise SpeechUnitsError(f"{path}: probe format {meta.get('format_version')} is newer than this "
+                               f"speechunits ({PROBE_FORMAT_VERSION})")
+    return meta
+
+
+def load_probe(directory: str | os.PathLike[str]) -> Probe:
+    """The probe in ``directory``: model rebuilt from its spec with its exact weights, in eval mode."""
+    from safetensors.torch import load_model
+
+    directory = Path(directory)
+    meta = read_probe_meta(directory)
+    model = build_model(meta["model"])
+    try:
+        load_model(model, str(directory / meta.get("head", HEAD_FILE)), strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise SpeechUnitsError(f"{directory / HEAD_FILE}: does not match the model in {PROBE_FILE} "
+                               f"({str(exc)[:300]})") from None
+    model.eval()
+    coder = LabelCoder.load(directory, meta["task"], meta["labels"])
+    return Probe(model, coder, meta, directory)
+
+
+def read_split(directory: str | os.PathLike[str]) -> Any:
+    """The :class:`~speechunits.probe.splits.Split` a probe was trained with (``split.json``)."""
+    from speechunits.probe.splits import Split
+
+    return Split.load(Path(directory) / SPLIT_FILE)

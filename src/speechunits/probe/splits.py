@@ -1,0 +1,224 @@
+"""Train/dev/test splits of a corpus for probes.
+
+:func:`make_split` is deterministic: the parts depend only on the set of ids (and speakers),
+the fractions and the seed, not on the order the ids come in; each part lists its ids in the
+order they were given. Two ways:
+
+* ``by="speaker"``: whole speakers go to one part, so dev and test speakers are unseen in
+  training; the fractions count speakers; every part gets at least one speaker.
+* ``by="utterance"``: utterances are split; with ``speakers`` given, each speaker's utterances
+  are split separately (stratified, so that every speaker is in training, as a speaker-ID
+  probe needs; a speaker with fewer than three utterances may miss from dev or test).
+
+Counts per part: dev = ``max(1, round(n * f_dev))``, test = ``max(1, round(n * f_test))``,
+train = the rest (at least one), for ``n`` speakers (``by="speaker"``) or utterances
+(``by="utterance"`` without speakers). Stratified splits use ``round`` per speaker without the
+minimum and only require each part non-empty overall.
+
+:func:`split_from_file` reads a user's own split (``utt<TAB>train|dev|test``); :meth:`Split.save`
+and :meth:`Split.load` keep a split as JSON in the probe directory.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from speechunits.errors import SpeechUnitsError
+
+SPLIT_FORMAT_VERSION = 1
+PARTS = ("train", "dev", "test")
+SPLIT_BY = ("utterance", "speaker")
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Utterance ids of the three parts (disjoint); ``info`` records how the split was made."""
+
+    train: list[str]
+    dev: list[str]
+    test: list[str]
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for name in PARTS:
+            for utt in getattr(self, name):
+                if utt in seen:
+                    raise SpeechUnitsError(f"split: utterance {utt!r} is in both {seen[utt]} and {name}")
+                seen[utt] = name
+
+    def part(self, name: str) -> list[str]:
+        """The ids of ``"train"``, ``"dev"`` or ``"test"``."""
+        if name not in PARTS:
+            raise SpeechUnitsError(f"unknown split part {name!r}; choose one of {', '.join(PARTS)}")
+        return list(getattr(self, name))
+
+    def restrict(self, keep: Sequence[str] | set[str]) -> "Split":
+        """The same split with only the ids in ``keep`` (e.g. the labelled utterances)."""
+        keep = set(keep)
+        return Split(*([u for u in getattr(self, name) if u in keep] for name in PARTS), info=dict(self.info))
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in PARTS}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the split as JSON (``format_version``, ``info``, and the three id lists)."""
+        path = Path(path)
+        data = {"format_version": SPLIT_FORMAT_VERSION, "info": self.info,
+                **{name: list(getattr(self, name)) for name in PARTS}}
+        path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "Split":
+        """Read a split written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise SpeechUnitsError(f"{path}: split file not found")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SpeechUnitsError(f"{path}: invalid JSON ({exc})") from None
+        if not isinstance(data, dict) or not all(isinstance(data.get(n), list) for n in PARTS):
+            raise SpeechUnitsError(f"{path}: not a split file (needs 'train', 'dev' and 'test' lists)")
+        version = data.get("format_version", 0)
+        if not isinstance(version, int) or version > SPLIT_FORMAT_VERSION:
+            raise SpeechUnitsError(f"{path}: split format {version!r} is not one this speechunits reads "
+                                   f"(up to {SPLIT_FORMAT_VERSION})")
+        try:
+            return cls(*([str(u) for u in data[n]] for n in PARTS), info=dict(data.get("info") or {}))
+        except SpeechUnitsError as exc:
+            raise SpeechUnitsError(f"{path}: {exc}") from None
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    if len(fractions) != 3:
+        raise SpeechUnitsError(f"split fractions: need three (train, dev, test), got {list(fractions)}")
+    values = tuple(float(f) for f in fractions)
+    if not all(math.isfinite(f) and f > 0 for f in values) or abs(sum(values) - 1.0) > 1e-6:
+        raise SpeechUnitsError(f"split fractions must be positive and sum to 1, got {list(fractions)}")
+    return values  # type: ignore[return-value]
+
+
+def _counts(n: int, fractions: tuple[float, float, float], minimum: int) -> tuple[int, int, int]:
+    dev = max(minimum, round(n * fractions[1]))
+    test = max(minimum, round(n * fractions[2]))
+    return n - dev - test, dev, test
+
+
+def _shuffled(items: Sequence[str], seed: int, *salt: int) -> list[str]:
+    ordered = sorted(items)
+    rng = np.random.default_rng([seed, *salt])
+    return [ordered[i] for i in rng.permutation(len(ordered))]
+
+
+def make_split(ids: Sequence[str], *, by: str = "utterance", speakers: Mapping[str, str] | None = None,
+               fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0) -> Split:
+    """Split ``ids`` into train/dev/test (see the module docstring for the rules).
+
+    Args:
+        ids: utterance ids (unique).
+        by: ``"speaker"`` (needs ``speakers``) or ``"utterance"``.
+        speakers: ``{utt: speaker}``; with ``by="utterance"`` it stratifies by speaker.
+        fractions: train, dev, test shares, positive, summing to 1.
+        seed: the shuffle's seed.
+
+    Raises:
+        SpeechUnitsError: unknown ``by``, bad fractions, duplicate ids, utterances without a
+            speaker, too few speakers/utterances for three non-empty parts.
+    """
+    if by not in SPLIT_BY:
+        raise SpeechUnitsError(f"split by {by!r}? choose one of {', '.join(SPLIT_BY)}")
+    shares = _check_fractions(fractions)
+    ids = list(ids)
+    seen: set[str] = set()
+    for utt in ids:
+        if utt in seen:
+            raise SpeechUnitsError(f"split: utterance {utt!r} given twice")
+        seen.add(utt)
+    if by == "speaker" and speakers is None:
+        raise SpeechUnitsError("split by speaker needs the speakers of the utterances (speakers.tsv)")
+    if speakers is not None:
+        unknown = [u for u in ids if u not in speakers]
+        if unknown:
+            raise SpeechUnitsError(f"split: {len(unknown)} utterances have no speaker (first: "
+                                   f"{', '.join(repr(u) for u in unknown[:3])})")
+    part_of: dict[str, str] = {}
+    if by == "speaker" and speakers is not None:
+        names = _shuffled(list({speakers[u] for u in ids}), seed)
+        train, dev, test = _counts(len(names), shares, 1)
+        if train < 1:
+            raise SpeechUnitsError(f"split by speaker: {len(names)} speakers cannot fill train, dev and test "
+                                   f"(fractions {list(shares)}); need at least 3, and more for these fractions")
+        speaker_part = {s: _part_at(i, train, dev) for i, s in enumerate(names)}
+        part_of = {u: speaker_part[speakers[u]] for u in ids}
+    elif speakers is None:
+        train, dev, test = _counts(len(ids), shares, 1)
+        if train < 1:
+            raise SpeechUnitsError(f"split: {len(ids)} utterances cannot fill train, dev and test "
+                                   f"(fractions {list(shares)})")
+        part_of = {u: _part_at(i, train, dev) for i, u in enumerate(_shuffled(ids, seed))}
+    else:
+        groups: dict[str, list[str]] = {}
+        for u in ids:
+            groups.setdefault(speakers[u], []).append(u)
+        for number, name in enumerate(sorted(groups)):
+            members = _shuffled(groups[name], seed, number)
+            train, dev, test = _counts(len(members), shares, 0)
+            if train < 1:  # tiny group: training first
+                train, dev, test = 1, max(0, min(dev, len(members) - 1)), 0
+                test = len(members) - train - dev
+            part_of.update({u: _part_at(i, train, dev) for i, u in enumerate(members)})
+    split = Split(*([u for u in ids if part_of[u] == name] for name in PARTS),
+                  info={"by": by, "fractions": list(shares), "seed": seed,
+                        "stratified": by == "utterance" and speakers is not None})
+    empty = [name for name, size in split.sizes().items() if size == 0]
+    if empty:
+        raise SpeechUnitsError(f"split by utterance within speakers left {', '.join(empty)} empty "
+                               f"(speakers have too few utterances); split without speakers or by speaker")
+    return split
+
+
+def _part_at(position: int, train: int, dev: int) -> str:
+    if position < train:
+        return "train"
+    return "dev" if position < train + dev else "test"
+
+
+def split_from_file(path: str | os.PathLike[str]) -> Split:
+    """A user's split from ``utt<TAB>train|dev|test`` lines (no header; blank lines skipped).
+
+    Raises:
+        SpeechUnitsError: missing file, a line that is not ``utt<TAB>part``, an unknown part, an
+            utterance twice (naming ``file:line``), or no training utterance.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechUnitsError(f"{path}: split file not found")
+    parts: dict[str, list[str]] = {name: [] for name in PARTS}
+    seen: set[str] = set()
+    with open(path, encoding="utf-8-sig") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            cols = line.split("\t")
+            if len(cols) != 2 or not cols[0].strip():
+                raise SpeechUnitsError(f"{path}:{line_no}: expected utt<TAB>train|dev|test, got {line[:80]!r}")
+            utt, name = cols[0].strip(), cols[1].strip()
+            if name not in PARTS:
+                raise SpeechUnitsError(f"{path}:{line_no}: unknown part {name!r} (train, dev or test)")
+            if utt in seen:
+                raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt!r} listed twice")
+            seen.add(utt)
+            parts[name].append(utt)
+    if not parts["train"]:
+        raise SpeechUnitsError(f"{path}: no training utterance")
+    return Split(parts["train"], parts["dev"], parts["test"], info={"by": "file", "file": str(path)})

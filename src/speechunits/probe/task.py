@@ -1,0 +1,187 @@
+"""Probe objectives as :class:`speechunits.training.task.Task` objects, and batched inference.
+
+Task kinds and their objective (:data:`OBJECTIVES`):
+
+* ``phones``, ``asr``: CTC over a label vocabulary whose id 0 is the blank; targets are id
+  sequences; the loss is summed over utterances and counted per target token.
+* ``frames``: cross-entropy per frame; targets ``[T]`` with -100 where a frame has no label
+  (the targets are cut or padded with -100 to the input's frame count).
+* ``speaker``, ``classify``: cross-entropy per utterance (statistics pooling in the head).
+
+Batches are length-bucketed (:class:`LengthBucketSampler`, ``fit="pad"``) under a budget of
+padded frames, a pure function of ``(seed, index)``. The task holds the (already computed,
+cached) inputs: the frozen encoder never enters the model, so the loop's checkpoints hold
+only the featurizer and head.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.probe.inputs import Sample
+from speechunits.training.batching import LengthBucketSampler
+from speechunits.training.task import LossOutput, move_to
+
+CTC = "ctc"
+FRAME = "frame"
+UTTERANCE = "utterance"
+#: Task kind -> objective.
+OBJECTIVES = {"phones": CTC, "asr": CTC, "frames": FRAME, "speaker": UTTERANCE, "classify": UTTERANCE}
+IGNORE = -100
+#: Padded frames per batch unless told otherwise.
+DEFAULT_BATCH_FRAMES = 20000
+
+
+def objective_of(task: str) -> str:
+    """The objective of task kind ``task`` (SpeechUnitsError for an unknown one)."""
+    if task not in OBJECTIVES:
+        raise SpeechUnitsError(f"unknown probe task {task!r}: expected one of {sorted(OBJECTIVES)}")
+    return OBJECTIVES[task]
+
+
+@dataclass
+class ProbeBatch:
+    """Padded inputs and targets of a few utterances.
+
+    Attributes:
+        x: floating ``[B, L, T, D]`` features (the cache's dtype) or int64 ``[B, T, S]`` unit ids (zero padded).
+        lengths: int64 ``[B]`` valid frames.
+        durations: int64 ``[B, T]`` (deduplicated units) or None.
+        targets: CTC: int64 ``[B, U]`` (padded with 0); frame: ``[B, T]`` (IGNORE padded);
+            utterance: ``[B]``; None when predicting.
+        target_lengths: int64 ``[B]`` (CTC) or None.
+    """
+
+    x: torch.Tensor
+    lengths: torch.Tensor
+    durations: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    target_lengths: torch.Tensor | None = None
+
+
+def collate(samples: Sequence[Sample], objective: str, targets: Sequence[Any] | None = None) -> ProbeBatch:
+    """Pad ``samples`` (and their encoded ``targets``) into one :class:`ProbeBatch`."""
+    lengths = torch.tensor([s.num_frames for s in samples], dtype=torch.int64)
+    t = int(lengths.max()) if len(samples) else 0
+    if samples[0].features is not None:
+        first = samples[0].features
+        x = torch.zeros(len(samples), first.shape[0], t, first.shape[2], dtype=first.dtype)  # the cache's dtype:
+        for i, s in enumerate(samples):  # half the bytes to move for a float16 cache; the model reads float32
+            x[i, :, : s.num_frames] = s.features  # type: ignore[union-attr]
+    else:
+        x = torch.zeros(len(samples), t, samples[0].units.shape[1], dtype=torch.int64)  # type: ignore[union-attr]
+        for i, s in enumerate(samples):
+            x[i, : s.num_frames] = s.units  # type: ignore[index]
+    durations = None
+    if samples[0].durations is not None:
+        durations = torch.zeros(len(samples), t, dtype=torch.int64)
+        for i, s in enumerate(samples):
+            durations[i, : s.num_frames] = s.durations  # type: ignore[index]
+    batch = ProbeBatch(x, lengths, durations)
+    if targets is None:
+        return batch
+    if objective == CTC:
+        seqs = [torch.as_tensor(np.asarray(y, dtype=np.int64)) for y in targets]
+        batch.target_lengths = torch.tensor([len(y) for y in seqs], dtype=torch.int64)
+        batch.targets = torch.zeros(len(seqs), max(1, int(batch.target_lengths.max())), dtype=torch.int64)
+        for i, y in enumerate(seqs):
+            batch.targets[i, : len(y)] = y
+    elif objective == FRAME:
+        batch.targets = torch.full((len(samples), t), IGNORE, dtype=torch.int64)
+        for i, (s, y) in enumerate(zip(samples, targets)):
+            n = min(s.num_frames, len(y))
+            batch.targets[i, :n] = torch.as_tensor(np.asarray(y[:n], dtype=np.int64))
+    else:
+        batch.targets = torch.tensor([int(y) for y in targets], dtype=torch.int64)
+    return batch
+
+
+def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str) -> tuple[torch.Tensor, float, dict]:
+    """Summed loss, its count and the metrics (``{name: (num, den)}``) of one batch."""
+    logits = model(batch.x, batch.lengths, batch.durations).float()
+    assert batch.targets is not None
+    if objective == CTC:
+        log_probs = torch.log_softmax(logits, dim=-1).transpose(0, 1)  # [T, B, C]
+        loss = nn.functional.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths,
+                                      blank=0, reduction="sum", zero_infinity=True)
+        return loss, float(batch.target_lengths.sum()), {}  # type: ignore[union-attr]
+    if objective == FRAME:
+        flat = logits.reshape(-1, logits.shape[-1])
+        targets = batch.targets.reshape(-1)
+        loss = nn.functional.cross_entropy(flat, targets, ignore_index=IGNORE, reduction="sum")
+        valid = targets != IGNORE
+        correct = float((flat.argmax(-1)[valid] == targets[valid]).sum())
+        count = float(valid.sum())
+        return loss, count, {"acc": (correct, count)}
+    loss = nn.functional.cross_entropy(logits, batch.targets, reduction="sum")
+    correct = float((logits.argmax(-1) == batch.targets).sum())
+    return loss, float(len(batch.targets)), {"acc": (correct, float(len(batch.targets)))}
+
+
+class ProbeTask:
+    """Training batches of ``ids`` and the loss of ``task`` (see the module docstring).
+
+    Args:
+        task: task kind (``phones``, ``asr``, ``frames``, ``speaker``, ``classify``).
+        samples: cached inputs by utterance id.
+        targets: encoded targets by id (id sequences, per-frame ids or a class id).
+        ids: the training utterances.
+        frame_rate: input frames per second (for the amount logged: audio seconds).
+        batch_frames: padded frames per batch. seed: batch order.
+    """
+
+    def __init__(self, task: str, samples: Mapping[str, Sample], targets: Mapping[str, Any], ids: Sequence[str], *,
+                 frame_rate: float, batch_frames: int = DEFAULT_BATCH_FRAMES, seed: int = 0,
+                 max_batch_size: int | None = None):
+        self.objective = objective_of(task)
+        self.ids = [i for i in ids if i in samples and i in targets]
+        if not self.ids:
+            raise SpeechUnitsError("no training utterance has both an input and a label")
+        self.samples = samples
+        self.targets = targets
+        self.frame_rate = frame_rate
+        self.sampler = LengthBucketSampler([samples[i].num_frames for i in self.ids], batch_frames, fit="pad",
+                                           max_batch_size=max_batch_size, seed=seed)
+
+    def batch(self, index: int) -> ProbeBatch:
+        chosen = [self.ids[i] for i in self.sampler.batch(index)]
+        return collate([self.samples[i] for i in chosen], self.objective, [self.targets[i] for i in chosen])
+
+    def loss(self, model: nn.Module, batch: ProbeBatch) -> LossOutput:
+        loss, count, metrics = batch_loss(model, batch, self.objective)
+        frames = batch.durations.sum() if batch.durations is not None else batch.lengths.sum()
+        return LossOutput(loss=loss, count=count, metrics=metrics, amount=float(frames) / self.frame_rate)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, samples: Mapping[str, Sample], ids: Sequence[str], *,
+                   device: torch.device | str = "cpu", batch_frames: int = DEFAULT_BATCH_FRAMES
+                   ) -> dict[str, np.ndarray]:
+    """Logits of every id in ``ids``: float32 ``[T, C]`` (frame level, valid frames only) or ``[C]``.
+
+    Batches are length-bucketed like training; results do not depend on the batching (padding
+    is masked), up to float rounding.
+    """
+    ids = [i for i in ids if i in samples]
+    if not ids:
+        return {}
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    sampler = LengthBucketSampler([samples[i].num_frames for i in ids], batch_frames, fit="pad", shuffle=False)
+    out: dict[str, np.ndarray] = {}
+    try:
+        for index in range(len(sampler)):
+            chosen = [ids[i] for i in sampler.batch(index)]
+            batch = move_to(collate([samples[i] for i in chosen], FRAME), device)
+            logits = model(batch.x, batch.lengths, batch.durations).float().cpu().numpy()
+            for row, utt_id in enumerate(chosen):
+                out[utt_id] = logits[row, : samples[utt_id].num_frames] if logits.ndim == 3 else logits[row]
+    finally:
+        model.train(was_training)
+    return out

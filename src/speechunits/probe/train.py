@@ -1,0 +1,358 @@
+"""Training a probe: a learning-rate x seed sweep on the one training loop, best by dev, test once.
+
+For every ``lr`` in ``lrs`` and ``seed`` in ``seeds`` a fresh model (featurizer + head) trains on
+:class:`speechunits.training.Trainer` over the training part of the split, evaluating on dev
+every ``eval_every`` steps (through ``on_step``) and keeping the best weights; ``patience``
+evaluations without improvement stop the run (early stopping). The learning rate with the best
+mean dev metric over seeds is chosen; only then is the test part read, once per seed of that lr,
+and reported as mean and standard deviation over seeds (s3prl users' most common complaint:
+one hand-tuned learning rate per model and task). The best seed's weights become the probe
+(:mod:`speechunits.probe.model_dir`), with the learned layer weights of every seed.
+
+``max_minutes`` is the budget of the whole sweep, shared equally by its runs.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.probe.evaluate import PRIMARY, corpus_labels, decode_logits, score_predictions, selection_score
+from speechunits.probe.heads import INTERFACES, ProbeModel, build_model, parse_finetune
+from speechunits.probe.inputs import FEATURES, EncoderInput, ProbeInput, Sample, as_corpus
+from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
+from speechunits.probe.task import CTC, UTTERANCE, ProbeTask, objective_of, predict_logits
+from speechunits.training.checkpoint import training_dir
+
+log = logging.getLogger(__name__)
+
+RUNS_DIR = "runs"
+DEFAULT_EVAL_EVERY = 50
+DEFAULT_PATIENCE = 5
+
+
+@dataclass
+class RunResult:
+    """One ``(lr, seed)`` run: its best dev metrics and where it stopped."""
+
+    lr: float
+    seed: int
+    dev: dict[str, float]
+    dev_score: float
+    best_step: int
+    steps_done: int
+    stop_reason: str
+    train_seconds: float
+    audio_seconds: float
+    layer_weights: list[float] | None
+    state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    test: dict[str, float] | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {"lr": self.lr, "seed": self.seed, "dev": self.dev, "test": self.test, "best_step": self.best_step,
+                "steps_done": self.steps_done, "stop_reason": self.stop_reason, "layer_weights": self.layer_weights,
+                "train_seconds": round(self.train_seconds, 3),
+                "x_realtime": self.audio_seconds / max(self.train_seconds, 1e-9)}
+
+
+@dataclass
+class ProbeResult:
+    """What :func:`train_probe` produced (``probe.json`` holds the same facts)."""
+
+    probe_dir: Path
+    task: str
+    lr: float
+    seed: int
+    dev: dict[str, dict[str, Any]]
+    test: dict[str, dict[str, Any]]
+    layer_weights: list[float] | None
+    runs: list[RunResult]
+    missing_labels: list[str]
+    input_errors: dict[str, str]
+    meta: dict[str, Any]
+
+
+def summarize(values: Sequence[Mapping[str, float]]) -> dict[str, dict[str, Any]]:
+    """``{metric: {"mean", "std", "values"}}`` over runs (population std; 0 for one run)."""
+    names = list(values[0]) if values else []
+    return {name: {"mean": float(np.mean([v[name] for v in values])),
+                   "std": float(np.std([v[name] for v in values])),
+                   "values": [float(v[name]) for v in values]} for name in names}
+
+
+def make_coder(task: str, train_labels: Sequence[Any], *, tokenizer: str | int = "chars",
+               frame_vocabulary: Any = None) -> LabelCoder:
+    """The label coder built on the training part's labels (``tokenizer``: ``"chars"`` or a BPE size)."""
+    from speechunits.probe import vocab
+
+    if task == "phones":
+        return LabelCoder(task, vocabulary=vocab.phone_vocabulary(train_labels))
+    if task == "asr":
+        if tokenizer == "chars":
+            return LabelCoder(task, tokenizer=vocab.char_tokenizer(train_labels))
+        return LabelCoder(task, tokenizer=vocab.bpe_tokenizer(train_labels, int(tokenizer)))
+    if task == "frames":
+        if frame_vocabulary is None:
+            raise SpeechUnitsError("task 'frames': the labels carry no frame vocabulary")
+        return LabelCoder(task, vocabulary=frame_vocabulary)
+    objective_of(task)
+    return LabelCoder(task, vocabulary=vocab.class_vocabulary(str(label) for label in train_labels))
+
+
+def finetune_input(encoder_name: str, finetune: str, *, corpus: Any, device: str = "auto", dtype: str = "fp32",
+                   quiet: bool = False) -> EncoderInput:
+    """The input of a ``--finetune top:N`` probe: layer ``K - N`` of the model, cached (the frozen part)."""
+    from speechunits.encoders import load_encoder
+
+    blocks = parse_finetune(finetune)
+    encoder = load_encoder(encoder_name, device=device, dtype=dtype)
+    if blocks is None or not 1 <= blocks <= encoder.info.num_layers:
+        raise SpeechUnitsError(f"--finetune {finetune}: {encoder_name} has {encoder.info.num_layers} blocks")
+    return EncoderInput(encoder_name, [encoder.info.num_layers - blocks], corpus=corpus, encoder=encoder,
+                        quiet=quiet)
+
+
+def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: str = "weighted-sum",
+               head: str = "linear", layer: int | None = None, combine: str = "sum", embed_dim: int = 256,
+               hidden: int = 256, normalize: bool = False, finetune: str | None = None) -> dict[str, Any]:
+    """The JSON spec of the probe model (see :class:`speechunits.probe.heads.ProbeModel`)."""
+    source = inputs.model_spec()
+    spec: dict[str, Any] = {"input": source, "head": head, "num_classes": int(num_classes), "hidden": int(hidden),
+                            "level": "utterance" if objective_of(task) == UTTERANCE else "frame"}
+    blocks = parse_finetune(finetune)
+    if blocks is not None and (source["kind"] != FEATURES or source["num_layers"] != 1):
+        raise SpeechUnitsError("--finetune top:N reads encoder features of one layer (see finetune_input)")
+    if source["kind"] == FEATURES:
+        if interface not in INTERFACES:
+            raise SpeechUnitsError(f"--interface: expected one of {INTERFACES}, got {interface!r}")
+        spec.update(interface=interface, normalize=bool(normalize))
+        layers = list(getattr(inputs, "layers", range(source["num_layers"])))
+        if blocks is not None:
+            spec["finetune"] = {"kind": "top", "blocks": blocks, "encoder": inputs.identity()["encoder"]}
+            layers = list(range(layers[0], layers[0] + blocks + 1))
+        spec["layers"] = layers
+        if interface == "single":
+            chosen = layers[0] if layer is None and len(layers) == 1 else layer
+            if chosen not in layers:
+                raise SpeechUnitsError(f"--interface single: pick one layer of {layers} (--layers N)")
+            spec["layer_index"] = layers.index(chosen)
+    else:
+        spec.update(interface="embedding", combine=combine, embed_dim=int(embed_dim))
+    return spec
+
+
+def _dev_metrics(task: str, model: ProbeModel, coder: LabelCoder, samples: Mapping[str, Sample],
+                 labels: Mapping[str, Any], ids: Sequence[str], device: torch.device,
+                 batch_frames: int) -> dict[str, float]:
+    logits = predict_logits(model, samples, ids, device=device, batch_frames=batch_frames)
+    return score_predictions(task, labels, {i: decode_logits(coder, out) for i, out in logits.items()})
+
+
+def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir: str | Path, *,
+                interface: str = "weighted-sum", head: str = "linear", layer: int | None = None,
+                combine: str = "sum", embed_dim: int = 256, hidden: int = 256, normalize: bool = False,
+                tokenizer: str | int = "chars", lrs: Sequence[float] = (1e-3,), seeds: Sequence[int] = (0,),
+                max_steps: int = 2000, max_minutes: float | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
+                patience: int = DEFAULT_PATIENCE, batch_frames: int = 20000, warmup_steps: int | None = None,
+                bf16: bool = False, finetune: str | None = None, device: str = "auto",
+                quiet: bool = False) -> ProbeResult:
+    """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
+
+    Args:
+        labels: a :class:`~speechunits.probe.labels.LabelSet` (or ``{utt: label}``).
+        split: a :class:`~speechunits.probe.splits.Split`; utterances without a label or an
+            input are dropped from it (and reported).
+        interface, head, layer, combine, embed_dim, hidden, normalize: the model (see
+            :mod:`speechunits.probe.heads`); ``layer`` is the layer number of ``single``.
+        tokenizer: ``asr`` targets: ``"chars"`` or a BPE vocabulary size.
+        lrs, seeds: the sweep. max_steps, max_minutes: per-run step cap, whole-sweep time budget.
+        eval_every, patience: dev evaluation period (steps) and early-stopping patience (evaluations).
+        batch_frames: padded frames per batch. warmup_steps: default ``min(100, max_steps // 10)``.
+        finetune: ``"top:N"``: also train the top N blocks of the model (``inputs`` from
+            :func:`finetune_input`); the probe then holds those blocks too.
+
+    Raises:
+        SpeechUnitsError: an existing probe in ``out_dir``, no labelled training or dev utterance,
+            bad options.
+    """
+    from speechunits import __version__
+    from speechunits.device import resolve_device
+    from speechunits.training.config import OptimConfig
+    from speechunits.training.loop import Trainer
+
+    out = Path(out_dir)
+    if (out / PROBE_FILE).exists():
+        raise SpeechUnitsError(f"{out}: already holds a probe; pick another -o")
+    if not lrs or not seeds:
+        raise SpeechUnitsError("--lr and --seeds: at least one of each")
+    if eval_every < 1 or patience < 1 or max_steps < 1:
+        raise SpeechUnitsError("--max-steps, --eval-every and --patience must be >= 1")
+    objective = objective_of(task)
+    dev = resolve_device(device)
+    label_map: dict[str, Any] = dict(getattr(labels, "labels", labels))
+    missing = list(getattr(labels, "missing", []))
+    split = split.restrict(set(label_map))
+    loaded = inputs.load(split.train + split.dev + split.test)
+    if loaded.errors:
+        log.warning("%d utterances have no input and are skipped (first: %s)", len(loaded.errors),
+                    "; ".join(f"{k}: {v}" for k, v in list(loaded.errors.items())[:3]))
+    samples = loaded.samples
+    split = split.restrict(set(samples))
+    if not split.train or not split.dev:
+        raise SpeechUnitsError(f"probe {task}: the split has {len(split.train)} training and {len(split.dev)} dev "
+                               "utterances with labels and inputs; both must be non-empty")
+    coder = make_coder(task, [label_map[i] for i in split.train], tokenizer=tokenizer,
+                       frame_vocabulary=getattr(labels, "vocabulary", None))
+    targets = {i: coder.encode(label_map[i]) for i in split.train}
+    if objective == CTC:
+        short = [i for i in split.train if samples[i].num_frames < len(targets[i])]
+        if short:
+            log.warning("%d training utterances have fewer input frames than targets (CTC cannot emit them; "
+                        "their loss is zeroed), e.g. %s", len(short), short[0])
+    spec = model_spec(task, inputs, coder.num_classes, interface=interface, head=head, layer=layer,
+                      combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune)
+    warmup = min(100, max_steps // 10) if warmup_steps is None else warmup_steps
+    per_run_minutes = None if max_minutes is None else max_minutes / (len(lrs) * len(seeds))
+    train_audio = sum(samples[i].input_frames for i in split.train) / inputs.frame_rate
+
+    runs: list[RunResult] = []
+    for lr in lrs:
+        for seed in seeds:
+            run_dir = out / RUNS_DIR / f"lr{lr:g}-seed{seed}"
+            torch.manual_seed(seed)
+            model = build_model(spec, pretrained=True).to(dev)
+            cfg = OptimConfig(steps=max_steps, lr=float(lr), warmup_steps=warmup, schedule="linear", bf16=bf16,
+                              max_minutes=per_run_minutes, seed=int(seed), log_every=eval_every,
+                              checkpoint_every=max_steps)
+            probe_task = ProbeTask(task, samples, targets, split.train, frame_rate=inputs.frame_rate,
+                                   batch_frames=batch_frames, seed=int(seed))
+            trainer = Trainer(model, probe_task, cfg, run_dir, device=dev,
+                              state={"probe": {"task": task, "spec": spec}, "consumes": inputs.identity()},
+                              desc=f"probe {task} lr {lr:g} seed {seed}", amount_unit="audio s", quiet=quiet)
+            best: dict[str, Any] = {"score": -math.inf, "step": 0, "metrics": {}, "state": {}, "bad": 0}
+
+            def evaluate(step: int) -> bool:
+                metrics = _dev_metrics(task, model, coder, samples, label_map, split.dev, dev, batch_frames)
+                value = selection_score(task, metrics)
+                log.info("lr %g seed %d step %d dev %s", lr, seed, step,
+                         " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                if value > best["score"]:
+                    best.update(score=value, step=step, metrics=metrics, bad=0,
+                                state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+                else:
+                    best["bad"] += 1
+                best["last"] = step
+                return best["bad"] >= patience
+
+            def on_step(entry: Any) -> bool:
+                if entry.step % eval_every and entry.step != max_steps:
+                    return False
+                return evaluate(entry.step)
+
+            result = trainer.run(0, on_step)
+            if best.get("last") != result.steps_done:
+                evaluate(result.steps_done)
+            model.load_state_dict(best["state"])
+            wall = sum(h.wall_seconds for h in result.history)
+            runs.append(RunResult(lr=float(lr), seed=int(seed), dev=best["metrics"], dev_score=best["score"],
+                                  best_step=best["step"], steps_done=result.steps_done,
+                                  stop_reason=result.stop_reason, train_seconds=wall,
+                                  audio_seconds=sum(h.amount for h in result.history),
+                                  layer_weights=model.layer_weights(), state=best["state"]))
+
+    by_lr: dict[float, list[RunResult]] = {}
+    for run in runs:
+        by_lr.setdefault(run.lr, []).append(run)
+    chosen_lr = max(by_lr, key=lambda lr: float(np.mean([r.dev_score for r in by_lr[lr]])))
+    finalists = by_lr[chosen_lr]
+    test_ids = split.test
+    model = build_model(spec).to(dev)
+    for run in finalists:  # the test part is read here, once per seed of the chosen lr
+        model.load_state_dict(run.state)
+        if test_ids:
+            run.test = _dev_metrics(task, model, coder, samples, label_map, test_ids, dev, batch_frames)
+    chosen = max(finalists, key=lambda r: r.dev_score)
+    model.load_state_dict(chosen.state)
+    name, lower = PRIMARY[task]
+    chosen_dir = out / RUNS_DIR / f"lr{chosen.lr:g}-seed{chosen.seed}"
+    if training_dir(chosen_dir).is_dir():
+        shutil.copytree(training_dir(chosen_dir), training_dir(out), dirs_exist_ok=True)
+    dev_summary = summarize([r.dev for r in finalists])
+    test_summary = summarize([r.test for r in finalists if r.test is not None]) if test_ids else {}
+    identity = inputs.identity()
+    total_train = sum(r.train_seconds for r in runs)
+    meta = {
+        "task": task,
+        "input": identity,
+        "interface": spec.get("interface"),
+        "head": head,
+        "split": {**split.info, **split.sizes()},
+        "selection": {"metric": name, "lower_is_better": lower, "lr": chosen.lr, "seed": chosen.seed,
+                      "lrs": [float(x) for x in lrs], "seeds": [int(s) for s in seeds],
+                      "dev_by_lr": {f"{lr:g}": summarize([r.dev for r in rs]) for lr, rs in by_lr.items()}},
+        "dev": dev_summary,
+        "test": test_summary,
+        "layers": spec.get("layers"),
+        "finetune": spec.get("finetune"),
+        "layer_weights": chosen.layer_weights,
+        "layer_weights_by_seed": {str(r.seed): r.layer_weights for r in finalists},
+        "runs": [r.record() for r in runs],
+        "missing_labels": len(missing),
+        "input_errors": len(loaded.errors),
+        "throughput": {"feature_seconds": round(inputs.load_seconds, 3),
+                       "feature_x_realtime": inputs.cached_seconds() / max(inputs.load_seconds, 1e-9),
+                       "train_x_realtime": sum(r.audio_seconds for r in runs) / max(total_train, 1e-9),
+                       "train_utterances_per_s": (sum(r.audio_seconds for r in runs) / max(total_train, 1e-9))
+                       * len(split.train) / max(train_audio, 1e-9)},
+        "training": {"max_steps": max_steps, "max_minutes": max_minutes, "eval_every": eval_every,
+                     "patience": patience, "batch_frames": batch_frames, "warmup_steps": warmup, "bf16": bf16},
+        "speechunits_version": __version__,
+    }
+    save_probe(out, model, coder, meta, split)
+    return ProbeResult(out, task, chosen.lr, chosen.seed, dev_summary, test_summary, chosen.layer_weights, runs,
+                       missing, dict(loaded.errors), meta)
+
+
+def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out_dir: str | Path, *,
+                          labels: str | Path | None = None, alignments: str | Path | None = None,
+                          speakers: str | Path | None = None, split_by: str = "utterance",
+                          split_file: str | Path | None = None, split_seed: int = 0,
+                          fractions: Sequence[float] = (0.8, 0.1, 0.1), **options: Any) -> ProbeResult:
+    """Labels and split from ``corpus`` (its conventional files unless given), then :func:`train_probe`.
+
+    A ``speaker`` probe splits by utterance within each speaker (every speaker is in training);
+    ``split_by="speaker"`` keeps dev and test speakers out of training (other tasks).
+    """
+    from speechunits.corpus import read_speakers
+    from speechunits.probe.labels import find_label_files
+    from speechunits.probe.splits import make_split, split_from_file
+
+    if task == "speaker" and split_by == "speaker":
+        raise SpeechUnitsError("task 'speaker' needs every speaker in training: use --split-by utterance")
+    ids = [utt.id for utt in as_corpus(corpus)]
+    if task == "frames":
+        loaded = inputs.load(ids)
+        label_set = corpus_labels(task, corpus, list(loaded.samples), labels=labels, alignments=alignments,
+                                  inputs=inputs, samples=loaded.samples)
+        label_set.missing = [i for i in ids if i not in label_set.labels]
+    else:
+        label_set = corpus_labels(task, corpus, ids, labels=labels, alignments=alignments, speakers=speakers)
+    if split_file is not None:
+        split = split_from_file(split_file)
+    else:
+        speaker_map = None
+        if split_by == "speaker" or task == "speaker":
+            source = speakers or find_label_files(corpus).get("speakers")
+            if source is None:
+                raise SpeechUnitsError(f"{corpus}: no speakers.tsv to split by speaker (give --speakers)")
+            speaker_map = read_speakers(source)
+        split = make_split(list(label_set.labels), by=split_by, speakers=speaker_map, fractions=fractions,
+                           seed=split_seed)
+    return train_probe(task, inputs, label_set, split, out_dir, **options)

@@ -1,0 +1,217 @@
+"""``speechunits probe train|eval`` and ``speechunits transcribe`` end to end on a small synthetic corpus (MFCC)."""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from speechunits.cli.main import main
+from speechunits.probe.labels import load_task_labels
+from speechunits.probe.metrics import error_rate
+from speechunits.probe.splits import Split
+from speechunits.synth.testing import small_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_corpus(tmp_path_factory.mktemp("probe-corpus"), minutes=1.5, speakers=3)
+
+
+@pytest.fixture(scope="module")
+def phones_probe(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("probe") / "phones"
+    rc = main(["probe", "train", "phones", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
+               "--lr", "1e-2", "--max-steps", "150", "--eval-every", "50", "--device", "cpu",
+               "--quiet"])
+    assert rc == 0
+    return out
+
+
+def _phone_labels(corpus: Path) -> dict[str, list[str]]:
+    ids = [line.split("\t")[0] for line in (corpus / "phones.tsv").read_text().splitlines()]
+    return load_task_labels("phones", list(dict.fromkeys(ids)), alignments=corpus / "phones.tsv").labels
+
+
+def test_phones_probe_beats_the_most_frequent_phone_baseline(phones_probe: Path, corpus: Path):
+    meta = json.loads((phones_probe / "probe.json").read_text())
+    assert meta["task"] == "phones" and meta["input"]["encoder"] == "mfcc" and meta["input"]["layers"] == [0]
+    split = Split.load(phones_probe / "split.json")
+    labels = _phone_labels(corpus)
+    common = Counter(p for utt in split.train for p in labels[utt]).most_common(1)[0][0]
+    refs = [labels[u] for u in split.test]
+    baseline = error_rate(refs, [[common] * len(r) for r in refs])
+    assert meta["test"]["per"]["mean"] < baseline
+    assert meta["throughput"]["feature_x_realtime"] > 1 and meta["throughput"]["train_x_realtime"] > 0
+    assert meta["layer_weights"] == [1.0]
+    assert (phones_probe / "head.safetensors").is_file() and (phones_probe / "vocab.json").is_file()
+
+
+def test_probe_eval_json_reproduces_the_test_figure(phones_probe: Path, corpus: Path, capsys):
+    capsys.readouterr()
+    rc = main(["probe", "eval", str(phones_probe), str(corpus / "manifest.tsv"), "--split", "test", "--json",
+               "--device", "cpu", "--quiet"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    meta = json.loads((phones_probe / "probe.json").read_text())
+    assert result["task"] == "phones"
+    assert result["utterances"] == meta["split"]["test"]
+    assert result["per"] == pytest.approx(meta["test"]["per"]["mean"], abs=1e-9)
+
+
+def test_transcribe_prints_phones_of_the_vocabulary(phones_probe: Path, corpus: Path, capsys):
+    wav = sorted((corpus / "wavs").glob("*.wav"))[0]
+    capsys.readouterr()
+    assert main(["transcribe", str(wav), "--probe", str(phones_probe), "--device", "cpu", "--quiet"]) == 0
+    line = capsys.readouterr().out.strip()
+    utt, phones = line.split("\t")
+    assert utt == wav.stem
+    vocab = json.loads((phones_probe / "vocab.json").read_text())["tokens"]
+    assert phones.split() and all(p in vocab[1:] for p in phones.split())
+
+
+def test_eval_refuses_features_of_another_encoder(phones_probe: Path, corpus: Path, tmp_path: Path, caplog):
+    features = tmp_path / "logmel"
+    assert main(["features", str(corpus / "manifest.tsv"), "--encoder", "logmel", "-o", str(features),
+                 "--quiet"]) == 0
+    with caplog.at_level(logging.ERROR):
+        rc = main(["probe", "eval", str(phones_probe), str(corpus / "manifest.tsv"), "--features", str(features),
+                   "--quiet"])
+    assert rc == 2
+    assert "mfcc" in caplog.text and "logmel" in caplog.text
+
+
+def test_train_needs_exactly_one_input(corpus: Path, tmp_path: Path, caplog):
+    with caplog.at_level(logging.ERROR):
+        rc = main(["probe", "train", "phones", str(corpus / "manifest.tsv"), "-o", str(tmp_path / "p"), "--quiet"])
+    assert rc == 2 and "--encoder" in caplog.text
+
+
+def test_transcribe_refuses_a_speaker_probe(corpus: Path, tmp_path: Path, caplog):
+    out = tmp_path / "spk"
+    assert main(["probe", "train", "speaker", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
+                 "--lr", "1e-2", "--max-steps", "30", "--eval-every", "10", "--device", "cpu", "--quiet"]) == 0
+    meta = json.loads((out / "probe.json").read_text())
+    assert 0.0 <= meta["test"]["accuracy"]["mean"] <= 1.0 and "chance" in meta["test"]
+    wav = sorted((corpus / "wavs").glob("*.wav"))[0]
+    with caplog.at_level(logging.ERROR):
+        assert main(["transcribe", str(wav), "--probe", str(out), "--quiet"]) == 2
+    assert "does not transcribe" in caplog.text
+
+
+def test_asr_probe_on_characters_round_trips(corpus: Path, tmp_path: Path, capsys):
+    out = tmp_path / "asr"
+    assert main(["probe", "train", "asr", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
+                 "--lr", "1e-2", "--max-steps", "20", "--eval-every", "10", "--device", "cpu", "--quiet"]) == 0
+    assert (out / "tokenizer" / "chars.json").is_file()
+    capsys.readouterr()
+    assert main(["probe", "eval", str(out), str(corpus / "manifest.tsv"), "--split", "dev", "--json",
+                 "--device", "cpu", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    meta = json.loads((out / "probe.json").read_text())
+    assert result["wer"] == pytest.approx(meta["dev"]["wer"]["mean"], abs=1e-9)
+    assert set(result) >= {"wer", "cer", "utterances", "missing_labels"}
+
+
+def test_unit_probe_with_bpe_transcribes_through_its_codebook(corpus: Path, tmp_path: Path, capsys, caplog):
+    """MFCC K=30 units, deduplicated + BPE: train, transcribe with the codebook, refuse without it."""
+    manifest = str(corpus / "manifest.tsv")
+    assert main(["fit", manifest, "--encoder", "mfcc", "--k", "30", "-o", str(tmp_path / "cb"), "--quiet"]) == 0
+    assert main(["encode", manifest, "--codebook", str(tmp_path / "cb"), "-o", str(tmp_path / "units"),
+                 "--quiet"]) == 0
+    assert main(["bpe", "train", str(tmp_path / "units"), "--vocab", "50", "-o", str(tmp_path / "bpe")]) == 0
+    out = tmp_path / "probe"
+    assert main(["probe", "train", "phones", manifest, "--units", str(tmp_path / "units"), "--dedup", "--bpe",
+                 str(tmp_path / "bpe"), "-o", str(out), "--lr", "1e-2", "--max-steps", "40", "--eval-every", "20",
+                 "--device", "cpu", "--quiet"]) == 0
+    identity = json.loads((out / "probe.json").read_text())["input"]
+    assert identity["dedup"] is True and identity["bpe_sha256"]
+    wav = str(sorted((corpus / "wavs").glob("*.wav"))[0])
+    capsys.readouterr()
+    assert main(["transcribe", wav, "--probe", str(out), "--codebook", str(tmp_path / "cb"), "--json",
+                 "--device", "cpu", "--quiet"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert set(record) == {"id", "text"}
+    with caplog.at_level(logging.ERROR):
+        assert main(["transcribe", wav, "--probe", str(out), "--device", "cpu", "--quiet"]) == 2
+    assert "--codebook" in caplog.text
+
+
+def test_hf_encoder_all_layers_and_its_features_directory(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path,
+                                                          capsys):
+    """A probe trained on the fly over all layers of a model reads a features dump of the same model and layers."""
+    manifest = str(corpus / "manifest.tsv")
+    out = tmp_path / "frames"
+    assert main(["probe", "train", "frames", manifest, "--encoder", str(tiny_hubert_dir), "--layers", "all",
+                 "-o", str(out), "--lr", "1e-2", "--max-steps", "20", "--eval-every", "10", "--device", "cpu",
+                 "--quiet"]) == 0
+    meta = json.loads((out / "probe.json").read_text())
+    assert meta["input"]["layers"] == [0, 1, 2, 3, 4]
+    assert len(meta["layer_weights"]) == 5 and sum(meta["layer_weights"]) == pytest.approx(1.0)
+    features = tmp_path / "feats"
+    assert main(["features", manifest, "--encoder", str(tiny_hubert_dir), "--layers", "0-4", "-o", str(features),
+                 "--device", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["probe", "eval", str(out), manifest, "--features", str(features), "--split", "dev", "--json",
+                 "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frame_accuracy"] == pytest.approx(meta["dev"]["frame_accuracy"]["mean"], abs=0.02)
+
+
+def test_hierarchical_conv_bilstm_speaker_probe(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path):
+    out = tmp_path / "spk"
+    assert main(["probe", "train", "speaker", str(corpus / "manifest.tsv"), "--encoder", str(tiny_hubert_dir),
+                 "--layers", "1-3", "--interface", "hierarchical-conv", "--head", "bilstm", "--hidden", "16",
+                 "-o", str(out), "--lr", "1e-3,1e-2", "--seeds", "2", "--max-steps", "6", "--eval-every", "3",
+                 "--batch-frames", "2000",
+                 "--device", "cpu", "--quiet"]) == 0
+    meta = json.loads((out / "probe.json").read_text())
+    assert meta["model"]["interface"] == "hierarchical-conv" and meta["model"]["head"] == "bilstm"
+    assert len(meta["runs"]) == 4 and meta["selection"]["lr"] in (1e-3, 1e-2)
+    assert len(meta["test"]["accuracy"]["values"]) == 2
+    assert meta["layer_weights"] is None
+
+
+def test_classify_split_by_speaker_reports_unlabelled_utterances(corpus: Path, tmp_path: Path, caplog):
+    speakers = dict(line.split("\t") for line in (corpus / "speakers.tsv").read_text().splitlines() if line)
+    ids = sorted(speakers)
+    labels = tmp_path / "labels.tsv"  # an utterance label: is the utterance id even? (not for the last three)
+    labels.write_text("".join(f"{u}\t{'even' if i % 2 == 0 else 'odd'}\n" for i, u in enumerate(ids[:-3])))
+    out = tmp_path / "cls"
+    with caplog.at_level(logging.WARNING):
+        assert main(["probe", "train", "classify", str(corpus / "manifest.tsv"), "--encoder", "mfcc", "--labels",
+                     str(labels), "--split-by", "speaker", "-o", str(out), "--max-steps", "5", "--eval-every", "5",
+                     "--device", "cpu", "--quiet"]) == 0
+    assert "3 of" in caplog.text and "no classify label" in caplog.text
+    meta = json.loads((out / "probe.json").read_text())
+    assert meta["missing_labels"] == 3 and meta["split"]["by"] == "speaker"
+    split = json.loads((out / "split.json").read_text())
+    train_speakers = {speakers[u] for u in split["train"]}
+    assert not train_speakers & {speakers[u] for u in split["dev"] + split["test"]}
+
+
+def test_finetune_top_blocks(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path, capsys, caplog):
+    """--finetune top:2 caches layer 2 of a 4-block model, trains blocks 3-4 with the head; eval reloads them."""
+    manifest = str(corpus / "manifest.tsv")
+    out = tmp_path / "ft"
+    assert main(["probe", "train", "frames", manifest, "--encoder", str(tiny_hubert_dir), "--finetune", "top:2",
+                 "-o", str(out), "--lr", "1e-3", "--max-steps", "6", "--eval-every", "3", "--batch-frames", "3000",
+                 "--device", "cpu", "--quiet"]) == 0
+    meta = json.loads((out / "probe.json").read_text())
+    assert meta["input"]["layers"] == [2] and meta["layers"] == [2, 3, 4]
+    assert meta["finetune"] == {"kind": "top", "blocks": 2, "encoder": str(tiny_hubert_dir)}
+    assert len(meta["layer_weights"]) == 3
+    from safetensors import safe_open
+
+    with safe_open(str(out / "head.safetensors"), "pt") as handle:
+        assert any(name.startswith("top.layers.1.") for name in handle.keys())
+    capsys.readouterr()
+    assert main(["probe", "eval", str(out), manifest, "--split", "dev", "--json", "--device", "cpu", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frame_accuracy"] == pytest.approx(meta["dev"]["frame_accuracy"]["mean"], abs=0.02)
+    with caplog.at_level(logging.ERROR):
+        assert main(["probe", "train", "frames", manifest, "--encoder", "mfcc", "--finetune", "lora", "-o",
+                     str(tmp_path / "x"), "--quiet"]) == 2
+    assert "not available yet" in caplog.text
