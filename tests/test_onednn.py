@@ -44,7 +44,10 @@ def test_packed_linear_falls_back_under_autograd_and_keeps_parameters() -> None:
     assert packed.weight is linear.weight and set(dict(packed.named_parameters())) == {"weight", "bias"}
     x = torch.randn(5, 8)
     packed(x).sum().backward()
-    assert linear.weight.grad is not None
+    plain = copy.deepcopy(linear)
+    plain.weight.grad = None
+    torch.nn.functional.gelu(plain(x)).sum().backward()
+    torch.testing.assert_close(linear.weight.grad, plain.weight.grad)  # the GELU's gradient too
     torch.testing.assert_close(packed(x), torch.nn.functional.gelu(linear(x)))
 
 
