@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cli_error
 from speechunits.cli.main import main
 from speechunits.measure.alignments import Segment, write_segments_tsv
 
@@ -79,23 +80,28 @@ def test_abx_cli_unit_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert out["distance"] == "hamming"
 
 
-def test_abx_cli_errors(tmp_path: Path) -> None:
+def test_abx_cli_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ali_dir, frame_phones = _corpus(tmp_path)
     feats = _features_dir(tmp_path, frame_phones)
-    assert main(["abx", str(feats)]) == 2  # neither alignments nor items
-    assert main(["abx", str(tmp_path / "nothing"), "--alignments", str(ali_dir)]) == 2
-    assert main(["abx", str(feats), "--alignments", str(ali_dir), "--speakers", str(tmp_path / "no.tsv")]) == 2
+    assert "give --alignments" in cli_error(["abx", str(feats)], caplog)  # neither alignments nor items
+    assert "nothing: not a directory" in cli_error(["abx", str(tmp_path / "nothing"), "--alignments",
+                                                    str(ali_dir)], caplog)
+    assert "no.tsv: speakers file not found" in cli_error(["abx", str(feats), "--alignments", str(ali_dir),
+                                                           "--speakers", str(tmp_path / "no.tsv")], caplog)
     malformed = tmp_path / "malformed.tsv"
     malformed.write_text("s0u0 spk0\n")  # a space where the tab belongs
-    assert main(["abx", str(feats), "--alignments", str(ali_dir), "--speakers", str(malformed)]) == 2
+    assert "expected utt_id<TAB>speaker" in cli_error(["abx", str(feats), "--alignments", str(ali_dir), "--speakers",
+                                                       str(malformed)], caplog)
     other = tmp_path / "other.tsv"
     other.write_text("zz\t0\t0.1\ta\nzz\t0.1\t0.2\tb\nzz\t0.2\t0.3\tc\n")
-    assert main(["abx", str(feats), "--alignments", str(other)]) == 2  # no utterance in common
-    assert main(["abx", str(feats), "--alignments", str(ali_dir), "--max-size-group", "1"]) == 2
-    assert main(["abx", str(feats), "--alignments", str(ali_dir), "--mode", "sideways"]) == 2
+    assert "share no utterance" in cli_error(["abx", str(feats), "--alignments", str(other)], caplog)
+    assert "max_size_group must be >= 2" in cli_error(["abx", str(feats), "--alignments", str(ali_dir),
+                                                       "--max-size-group", "1"], caplog)
+    assert "got ['sideways']" in cli_error(["abx", str(feats), "--alignments", str(ali_dir), "--mode",
+                                            "sideways"], caplog)
     bad_items = tmp_path / "bad.item"
     bad_items.write_text("#file onset offset #phone prev-phone next-phone speaker\ns0u0 0.5 0.2 a b c spk0\n")
-    assert main(["abx", str(feats), "--items", str(bad_items)]) == 2
+    assert "need 0 <= onset < offset" in cli_error(["abx", str(feats), "--items", str(bad_items)], caplog)
 
 
 def test_frame_source_timing_and_layers(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cli_error
 from speechunits.errors import SpeechUnitsError
 from speechunits.units import Units
 from speechunits.units.bpe import (
@@ -142,7 +143,7 @@ def test_bad_input(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "bpe/bpe.json").read_text())["unit_vocab_size"] == K
 
 
-def test_cli_train_encode_decode(tmp_path: Path) -> None:
+def test_cli_train_encode_decode(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from speechunits.cli.main import main
 
     store = corpus_store(tmp_path / "units", dedup=False)
@@ -151,4 +152,5 @@ def test_cli_train_encode_decode(tmp_path: Path) -> None:
     assert main(["bpe", "decode", str(tmp_path / "tok"), "--bpe", str(tmp_path / "bpe"), "-o", str(tmp_path / "b")]) == 0
     back = UnitStore.open(tmp_path / "b")
     assert [(u, x.ids.tolist()) for u, x in back] == [(u, x.ids.tolist()) for u, x in store]
-    assert main(["bpe", "train", str(store.path), "--vocab", "3", "-o", str(tmp_path / "bad")]) == 2
+    assert "--vocab 3 must be >= the number of units" in cli_error(["bpe", "train", str(store.path), "--vocab", "3",
+                                                                    "-o", str(tmp_path / "bad")], caplog)

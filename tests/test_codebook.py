@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file as np_load_file
 
+from conftest import cli_error
 from speechunits.cli.main import main
 from speechunits.encoders import load_encoder
 from speechunits.errors import SpeechUnitsError
@@ -162,8 +163,8 @@ def test_fit_cli_mfcc_and_info(tone_dir: Path, tmp_path: Path, capsys: pytest.Ca
     assert cb.meta["inertia"] > 0
     # Same command, same bytes.
     again = tmp_path / "cb2"
-    main(["fit", str(tone_dir), "--encoder", "mfcc", "--k", "8", "-o", str(again), "--max-frames", "300",
-          "--seed", "1", "--iters", "5", "--quiet", "--device", "cpu"])
+    assert main(["fit", str(tone_dir), "--encoder", "mfcc", "--k", "8", "-o", str(again), "--max-frames", "300",
+                 "--seed", "1", "--iters", "5", "--quiet", "--device", "cpu"]) == 0
     assert (again / "codebook.safetensors").read_bytes() == (out / "codebook.safetensors").read_bytes()
     capsys.readouterr()
     assert main(["codebook", "info", str(out)]) == 0
@@ -173,7 +174,8 @@ def test_fit_cli_mfcc_and_info(tone_dir: Path, tmp_path: Path, capsys: pytest.Ca
     assert json.loads(capsys.readouterr().out)["k"] == 8
 
 
-def test_fit_cli_from_features_dir_matches_streaming(tone_dir: Path, tmp_path: Path) -> None:
+def test_fit_cli_from_features_dir_matches_streaming(tone_dir: Path, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     feats = tmp_path / "feats"
     assert main(["features", str(tone_dir), "--encoder", "mfcc", "-o", str(feats), "--quiet", "--device", "cpu"]) == 0
     common = ["--k", "5", "--max-frames", "200", "--seed", "2", "--iters", "4", "--quiet", "--device", "cpu"]
@@ -182,18 +184,22 @@ def test_fit_cli_from_features_dir_matches_streaming(tone_dir: Path, tmp_path: P
     a, b = Codebook.load(tmp_path / "a"), Codebook.load(tmp_path / "b")
     assert a.encoder_identity == b.encoder_identity and a.layer == b.layer == 0
     np.testing.assert_allclose(a.centroids.numpy(), b.centroids.numpy(), rtol=1e-5, atol=1e-4)
-    assert main(["fit", "--from-features", str(feats), "--layer", "3", "-o", str(tmp_path / "c"), *common]) == 2
+    assert "no layer 3" in cli_error(["fit", "--from-features", str(feats), "--layer", "3", "-o", str(tmp_path / "c"),
+                                      *common], caplog)
 
 
 def test_fit_cli_bad_input(tone_dir: Path, tmp_path: Path, tiny_hubert_dir: Path,
                            caplog: pytest.LogCaptureFixture) -> None:
     out = str(tmp_path / "cb")
-    assert main(["fit", str(tone_dir), "--encoder", "mfcc", "--k", "100000", "-o", out, "--quiet"]) == 2
+    assert "K must not exceed the number of frames" in cli_error(["fit", str(tone_dir), "--encoder", "mfcc", "--k",
+                                                                  "100000", "-o", out, "--quiet"], caplog)
     assert "K must not exceed the number of frames" in caplog.text
-    assert main(["fit", str(tone_dir), "--encoder", str(tiny_hubert_dir), "--k", "4", "-o", out, "--quiet"]) == 2
+    assert "--layer is required" in cli_error(["fit", str(tone_dir), "--encoder", str(tiny_hubert_dir), "--k", "4",
+                                               "-o", out, "--quiet"], caplog)
     assert "--layer is required" in caplog.text
-    assert main(["fit", str(tone_dir), "--encoder", "mfcc", "--layer", "3", "--k", "4", "-o", out, "--quiet"]) == 2
-    assert main(["fit", "--k", "4", "-o", out]) == 2
+    assert "--layer 3: out of range" in cli_error(["fit", str(tone_dir), "--encoder", "mfcc", "--layer", "3", "--k",
+                                                   "4", "-o", out, "--quiet"], caplog)
+    assert "fit needs INPUT and --encoder" in cli_error(["fit", "--k", "4", "-o", out], caplog)
     assert not (tmp_path / "cb").exists()
 
 

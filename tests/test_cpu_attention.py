@@ -39,9 +39,11 @@ def test_bf16_padded_batch_matches_sdpa_and_fp32() -> None:
         err_sdpa = (sdpa[b, :n] - want[b, :n]).norm() / want[b, :n].norm()
         # bf16 rounding only: padded keys are masked (unmasked, the short row's error is ~3x)
         assert err_ours < 1.5 * err_sdpa + 1e-3, (b, float(err_ours), float(err_sdpa))
-    # the short utterance alone, without padding or mask, gives the same frames
+    # the short utterance alone, without padding or mask, gives the same frames: measured 0 (its rows
+    # are computed alone); the bound leaves room for other kernels' summation order, far below what
+    # attending to the padded keys does (4.6-5.5 %; the bound was 2e-2)
     alone = _encode(ours, hidden[1:, :77].bfloat16(), torch.ones(1, 77, dtype=torch.bool))
-    assert ((alone[0] - got[1, :77]).norm() / alone[0].norm()) < 2e-2
+    assert ((alone[0] - got[1, :77]).norm() / alone[0].norm()) < 2e-3
 
 
 def test_fp32_keeps_sdpa_exactly() -> None:

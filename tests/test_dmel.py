@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import cli_error
 from speechunits.audio import Audio
 from speechunits.cli.main import main
 from speechunits.encoders import load_encoder
@@ -158,7 +159,7 @@ def test_tokenizer_gives_multistream_units_and_refuses_dedup(logmel) -> None:
 
 # ------------------------------------------------------------------------------ CLI end to end
 
-def test_cli_make_encode_decode(tmp_path: Path, tone_dir: Path, logmel) -> None:
+def test_cli_make_encode_decode(tmp_path: Path, tone_dir: Path, logmel, caplog: pytest.LogCaptureFixture) -> None:
     assert main(["codebook", "dmel", "-o", str(tmp_path / "dmel"), "--quiet"]) == 0
     assert main(["codebook", "dmel", str(tone_dir), "--bits", "3", "-o", str(tmp_path / "dmel3"), "--quiet"]) == 0
     corpus_meta = json.loads((tmp_path / "dmel3" / "codebook.json").read_text())
@@ -182,12 +183,13 @@ def test_cli_make_encode_decode(tmp_path: Path, tone_dir: Path, logmel) -> None:
         assert rate == 16000 and wav.shape == ((n - 1) * 160 + 400,)
         start += n
     # Units of another dMel (other range or bit depth) are refused.
-    assert main(["units", "decode", str(store), "-o", str(tmp_path / "d2"), "--codebook",
-                 str(tmp_path / "dmel3")]) == 2
+    assert "not of the expected codebook" in cli_error(["units", "decode", str(store), "-o", str(tmp_path / "d2"),
+                                                        "--codebook", str(tmp_path / "dmel3")], caplog)
     with pytest.raises(SpeechUnitsError, match="expected codebook"):
         decode_store(store, tmp_path / "d3", expected_sha256=Codebook.load(tmp_path / "dmel3").sha256)
     # dMel stores refuse single-stream readers.
-    assert main(["units", "export", str(store), "--format", "kaldi", "-o", str(tmp_path / "x")]) == 2
+    assert "80 parallel unit streams" in cli_error(["units", "export", str(store), "--format", "kaldi", "-o",
+                                                    str(tmp_path / "x")], caplog)
 
 
 def test_decode_refuses_a_kmeans_store(tmp_path: Path) -> None:

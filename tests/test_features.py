@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import write_tone
+from conftest import write_tone, cli_error
 from speechunits.cli.main import main
 from speechunits.corpus import Utterance, open_corpus
 from speechunits.encoders import load_encoder
@@ -99,9 +99,36 @@ def test_chunking_with_full_context_equals_single_pass(tmp_path: Path, tiny_wav2
                                  quiet=True)).features[2]
     assert chunked.shape == whole.shape == (enc.num_frames(len(sf.read(path)[0])), 32)
     assert np.abs(chunked - whole).max() <= 1e-4 * np.abs(whole).max()
-    # without context the frame count is still exact and the features stay close
+    # Without context the frame count is still exact, and every chunk is what transformers gives
+    # for that chunk's samples alone (do_normalize over the whole file, as the single pass does).
     bare = next(iter_features(enc, corpus, [2], chunk_seconds=0.3, chunk_context_seconds=0.0, quiet=True)).features[2]
     assert bare.shape == whole.shape
+    wave = sf.read(path, dtype="float32")[0]
+    reference = _transformers_chunks(tiny_wav2vec2_layernorm_dir, wave, chunk_samples=4800, layer=2)
+    assert reference.shape == whole.shape
+    assert np.abs(bare - reference).max() <= 1e-4 * np.abs(reference).max()
+    # ... which is not the single pass (so the context above did real work), yet close to it: the
+    # transformer sees 0.3 s instead of 2 s. Measured relative L2 on this random model: 0.145 (mean
+    # frame cosine 0.990); another file's features are 0.86 away.
+    assert 0.05 < np.linalg.norm(bare - whole) / np.linalg.norm(whole) < 0.25
+
+
+def _transformers_chunks(model_dir: Path, wave: np.ndarray, chunk_samples: int, layer: int) -> np.ndarray:
+    """Layer ``layer`` of consecutive chunks of ``wave`` by transformers alone, hop 320 / field 400 by hand."""
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    normalised = AutoFeatureExtractor.from_pretrained(str(model_dir))(wave, sampling_rate=16000).input_values[0]
+    total = (len(wave) - 400) // 320 + 1
+    per_chunk = (chunk_samples - 400) // 320 + 1
+    parts = []
+    for first in range(0, total, per_chunk):
+        last = min(first + per_chunk, total)
+        piece = torch.from_numpy(np.asarray(normalised[first * 320: (last - 1) * 320 + 400], dtype=np.float32))
+        with torch.no_grad():
+            parts.append(model(piece[None], output_hidden_states=True).hidden_states[layer][0].numpy())
+    return np.concatenate(parts)
 
 
 def test_long_file_with_tiny_last_chunk(tmp_path: Path, tiny_hubert_dir: Path) -> None:
@@ -112,7 +139,12 @@ def test_long_file_with_tiny_last_chunk(tmp_path: Path, tiny_hubert_dir: Path) -
         chunk = 100.0 if n > 100_000 else 0.5
         out = next(iter_features(enc, None, [1], audio_items=items, chunk_seconds=chunk,
                                  chunk_context_seconds=0.0, quiet=True))
-        assert out.features[1].shape[0] == (n - 400) // 320 + 1
+        frames = (n - 400) // 320 + 1
+        assert out.features[1].shape[0] == frames
+        # The samples after the last full frame make no piece of their own: one piece, ending at the
+        # last frame's last sample, whose features are the encoder's on exactly those samples.
+        single = enc.extract(wave[: (frames - 1) * 320 + 400], [1])[1]
+        assert np.abs(out.features[1] - single).max() <= 1e-4 * np.abs(single).max()
 
 
 def test_audio_items_and_serial_loader(tmp_path: Path) -> None:
@@ -193,7 +225,7 @@ def test_cli_bad_inputs_fail(tmp_path: Path, tiny_hubert_dir: Path, caplog: pyte
         read_features_meta(out)
 
 
-def test_cli_mfcc_shard_and_reader(tmp_path: Path) -> None:
+def test_cli_mfcc_shard_and_reader(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     corpus = _corpus_dir(tmp_path / "a", [0.5, 0.6, 0.7, 0.8])
     out = tmp_path / "o"
     assert main(["features", str(corpus), "--encoder", "mfcc", "-o", str(out), "--shard", "1/2", "--quiet"]) == 0
@@ -204,8 +236,10 @@ def test_cli_mfcc_shard_and_reader(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got["u03"], enc.extract(sf.read(corpus / "u03.wav", dtype="float32")[0])[0])
     with pytest.raises(SpeechUnitsError, match="layer 3"):
         list(read_features_dir(out, 3))
-    assert main(["features", str(corpus), "--encoder", "mfcc", "--layer", "1", "-o", str(out), "--quiet"]) == 2
-    assert main(["features", str(corpus), "--encoder", str(tmp_path), "-o", str(out), "--quiet"]) == 2
+    assert "layer(s) [1] out of range" in cli_error(["features", str(corpus), "--encoder", "mfcc", "--layer", "1", "-o",
+                                                     str(out), "--quiet"], caplog)
+    assert "--layer is required" in cli_error(["features", str(corpus), "--encoder", str(tmp_path), "-o", str(out),
+                                               "--quiet"], caplog)
 
 
 def test_reads_plain_fairseq_dump(tmp_path: Path) -> None:
@@ -245,7 +279,7 @@ def test_reads_lazily_within_a_bounded_window(tiny_hubert_dir: Path) -> None:
     assert len(pulled) <= 16
 
 
-def test_cli_channel_and_dtype(tmp_path: Path) -> None:
+def test_cli_channel_and_dtype(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     stereo = write_tone(tmp_path / "a" / "st.wav", 0.5, channels=2, seed=7)
     out = tmp_path / "o"
     assert main(["features", str(stereo.parent), "--encoder", "logmel", "-o", str(out), "--channel", "1",
@@ -254,5 +288,7 @@ def test_cli_channel_and_dtype(tmp_path: Path) -> None:
     got = dict(read_features_dir(out, 0))["st"]
     np.testing.assert_array_equal(got, load_encoder("logmel").extract(data[:, 1])[0])
     assert read_features_meta(out)["dtype"] == "fp32"  # spectral features are always computed in fp32
-    assert main(["features", str(stereo.parent), "--encoder", "logmel", "-o", str(out), "--channel", "2",
-                 "--quiet", "--on-error", "fail"]) == 2
+    assert "channel 2 requested but the file has channels 0..1" in cli_error(["features", str(stereo.parent),
+                                                                              "--encoder", "logmel", "-o", str(out),
+                                                                              "--channel", "2", "--quiet", "--on-error",
+                                                                              "fail"], caplog)

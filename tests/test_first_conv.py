@@ -61,7 +61,7 @@ def test_bf16_close_to_fp32() -> None:
         got = first_conv_layer(layer.to(torch.bfloat16), wave.to(torch.bfloat16), [(8000 - 10) // 5 + 1])
     assert got.dtype == torch.bfloat16
     rel = (got.float() - expected).norm() / expected.norm()
-    assert rel < 2e-2
+    assert 1e-3 < rel < 1e-2  # measured 0.37-0.45 % (bf16's unit: 2^-8 = 0.39 %); was < 2e-2
 
 
 def test_unusual_first_layers_are_not_claimed() -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
+from conftest import cli_error
 from speechunits.cli.main import main
 from speechunits.encoders import load_encoder
 from speechunits.errors import SpeechUnitsError
@@ -119,12 +120,13 @@ def test_bad_foreign_files(tmp_path: Path) -> None:
 
 
 def test_codebook_cli_import_export(data: np.ndarray, queries: np.ndarray, tmp_path: Path,
-                                    tiny_hubert_dir: Path) -> None:
+                                    tiny_hubert_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     km = MiniBatchKMeans(n_clusters=8, n_init=1, random_state=0, batch_size=100, max_iter=5).fit(data)
     joblib.dump(km, tmp_path / "km.bin")
     out = tmp_path / "cb"
     # Without --allow-pickle the pickle is refused (exit 2, nothing written); with it, imported.
-    assert main(["codebook", "import", str(tmp_path / "km.bin"), "--encoder", "mfcc", "-o", str(out)]) == 2
+    assert "pass --allow-pickle" in cli_error(["codebook", "import", str(tmp_path / "km.bin"), "--encoder", "mfcc",
+                                               "-o", str(out)], caplog)
     assert not out.exists()
     assert main(["codebook", "import", str(tmp_path / "km.bin"), "--encoder", "mfcc", "-o", str(out),
                  "--allow-pickle"]) == 0
@@ -133,8 +135,9 @@ def test_codebook_cli_import_export(data: np.ndarray, queries: np.ndarray, tmp_p
     assert main(["codebook", "export", str(out), "--format", "sklearn", "-o", str(tmp_path / "again.bin")]) == 0
     np.testing.assert_array_equal(joblib.load(tmp_path / "again.bin").predict(queries), km.predict(queries))
     # Wrong encoder: the dim check names the file.
-    assert main(["codebook", "import", str(tmp_path / "km.bin"), "--encoder", str(tiny_hubert_dir),
-                 "--layer", "1", "-o", str(tmp_path / "bad"), "--allow-pickle"]) == 2
+    assert "dim 39 but encoder" in cli_error(["codebook", "import", str(tmp_path / "km.bin"), "--encoder",
+                                              str(tiny_hubert_dir), "--layer", "1", "-o", str(tmp_path / "bad"),
+                                              "--allow-pickle"], caplog)
     assert not (tmp_path / "bad").exists()
 
 

@@ -1,9 +1,14 @@
 """Invariance: edit distance by hand and vs a second implementation, UED on a toy encoder."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+from conftest import cli_error
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure import invariance as inv
 from speechunits.measure.augment import Augmentation, standard_augmentations
@@ -83,7 +88,11 @@ def test_too_short_utterances_are_skipped_and_nothing_encoded_is_reported() -> N
 
 
 def test_utterance_seed_depends_on_id_not_order() -> None:
-    assert inv.utterance_seed(0, "a") == inv.utterance_seed(0, "a")
+    # the same in another process with another string-hash seed: a rerun augments identically
+    code = "from speechunits.measure.invariance import utterance_seed as s; print(s(0, 'a'), s(3, 'spk/utt-7'))"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert [int(x) for x in other.stdout.split()] == [inv.utterance_seed(0, "a"), inv.utterance_seed(3, "spk/utt-7")]
     assert inv.utterance_seed(0, "a") != inv.utterance_seed(0, "b")
     assert inv.utterance_seed(0, "a") != inv.utterance_seed(1, "a")
 
@@ -134,14 +143,15 @@ def test_invariance_cli_json(tmp_path, short_dir, capsys) -> None:
     assert "reverb rt60 0.3 s" in capsys.readouterr().out
 
 
-def test_invariance_cli_errors(tmp_path, short_dir) -> None:
-    from speechunits.cli.main import main
-
+def test_invariance_cli_errors(tmp_path, short_dir, caplog: pytest.LogCaptureFixture) -> None:
     tone_dir = short_dir
     cb = _mfcc_codebook(tmp_path, tone_dir)
-    assert main(["invariance", str(tone_dir), "--codebook", str(cb), "--augment", "chorus", "--quiet"]) == 2
-    assert main(["invariance", str(tone_dir), "--codebook", str(tmp_path / "nope"), "--quiet"]) == 2
-    assert main(["invariance", str(tmp_path / "no_audio"), "--codebook", str(cb), "--quiet"]) == 2
+    assert "unknown augmentation(s) ['chorus']" in cli_error(["invariance", str(tone_dir), "--codebook", str(cb),
+                                                              "--augment", "chorus", "--quiet"], caplog)
+    assert "nope: codebook directory not found" in cli_error(["invariance", str(tone_dir), "--codebook",
+                                                              str(tmp_path / "nope"), "--quiet"], caplog)
+    assert "no_audio: no such file or directory" in cli_error(["invariance", str(tmp_path / "no_audio"), "--codebook",
+                                                               str(cb), "--quiet"], caplog)
 
 
 def test_encoder_bug_propagates() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cli_error
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import Segment, write_segments_tsv
 from speechunits.measure.evaluate import evaluate_store, evaluate_units
@@ -130,17 +131,16 @@ def test_evaluate_store_and_cli_json(tmp_path: Path, dedup: bool, capsys: pytest
     assert "PNMI" in capsys.readouterr().out
 
 
-def test_cli_errors(tmp_path: Path) -> None:
-    from speechunits.cli.main import main
-
+def test_cli_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store, ali = _store_and_alignments(tmp_path, False)
     other = tmp_path / "other.tsv"
     other.write_text("zz\t0\t1\ta\nzz\t1\t2\tb\n")
-    assert main(["evaluate", str(store), "--alignments", str(other)]) == 2
-    assert main(["evaluate", str(store), "--alignments", str(tmp_path / "missing.tsv")]) == 2
+    assert "no utterance in common" in cli_error(["evaluate", str(store), "--alignments", str(other)], caplog)
+    assert "missing.tsv: alignments not found" in cli_error(["evaluate", str(store), "--alignments",
+                                                             str(tmp_path / "missing.tsv")], caplog)
     overlapping = tmp_path / "overlap.tsv"
     overlapping.write_text("u1\t0\t0.3\ta\nu1\t0.2\t0.5\tb\n")
-    assert main(["evaluate", str(store), "--alignments", str(overlapping)]) == 2
+    assert "overlapping segments" in cli_error(["evaluate", str(store), "--alignments", str(overlapping)], caplog)
 
 
 def test_labelling_agrees_with_alignments_frame_label_ids() -> None:

@@ -14,6 +14,9 @@ from speechunits.encoders.cpu.time_major_conv import TimeMajorConv1d, use_time_m
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason="torch built without oneDNN")
 BF16 = dict(rtol=2e-2, atol=2e-2)
+#: bf16 module against its plain bf16 twin (relative L2): a rounding or two apart, measured 0.07-0.37 %
+#: (bf16's unit is 2^-8 = 0.39 %); the bound is ~2.5x that (was 2e-2).
+BF16_MODULE_REL_L2 = 1e-2
 
 
 def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -44,7 +47,10 @@ def test_packed_linear_falls_back_under_autograd_and_keeps_parameters() -> None:
     assert packed.weight is linear.weight and set(dict(packed.named_parameters())) == {"weight", "bias"}
     x = torch.randn(5, 8)
     packed(x).sum().backward()
-    assert linear.weight.grad is not None
+    plain = copy.deepcopy(linear)
+    plain.weight.grad = None
+    torch.nn.functional.gelu(plain(x)).sum().backward()
+    torch.testing.assert_close(linear.weight.grad, plain.weight.grad)  # the GELU's gradient too
     torch.testing.assert_close(packed(x), torch.nn.functional.gelu(linear(x)))
 
 
@@ -82,7 +88,7 @@ def test_use_packed_linears_on_a_hubert_encoder() -> None:
     with torch.inference_mode():
         got = model.encoder(hidden).last_hidden_state
         want = reference.encoder(hidden).last_hidden_state
-    assert _relative(got, want) < 2e-2
+    assert _relative(got, want) < BF16_MODULE_REL_L2
 
 
 @needs_onednn
@@ -101,7 +107,7 @@ def test_conv_layer_gelu_fused_only_without_norm() -> None:
         assert isinstance(layer.activation, torch.nn.Identity) is fused
         hidden = torch.randn(2, 90, 16, dtype=torch.bfloat16).transpose(1, 2)
         with torch.inference_mode():
-            assert _relative(layer(hidden), reference(hidden)) < 2e-2
+            assert _relative(layer(hidden), reference(hidden)) < BF16_MODULE_REL_L2
 
 
 @needs_onednn
@@ -125,4 +131,4 @@ def test_first_layer_with_fused_gelu(norm: str | None) -> None:
         got = fused(waves)
     assert got.shape == want.shape and got.transpose(1, 2).is_contiguous()
     for b, count in enumerate(valid):
-        assert _relative(got[b, :, :count], want[b, :, :count]) < 2e-2
+        assert _relative(got[b, :, :count], want[b, :, :count]) < BF16_MODULE_REL_L2

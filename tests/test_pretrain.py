@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from conftest import write_tone
+from conftest import write_tone, cli_error
 from speechunits.errors import SpeechUnitsError
 from speechunits.pretrain.config import PretrainConfig, conv_frames, hop_length, hubert_config, receptive_field
 from speechunits.pretrain.data import CropBatches, load_waves
@@ -289,7 +289,9 @@ def test_checkpoint_round_trip_and_hf_load(tmp_path, tone_dir):
     hf = transformers.HubertModel.from_pretrained(str(model_dir)).eval()
     for key, value in hf.state_dict().items():
         torch.testing.assert_close(value, fresh.encoder.state_dict()[key], rtol=0, atol=0)
-    assert len(saved) > 0
+    # the exported file holds exactly the HubertModel's weights: none left for transformers to
+    # initialise at random, no training-only head
+    assert set(saved) == set(hf.state_dict())
     # load_encoder(MODEL) gives HF's hidden_states[n] for layer n
     wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
     with torch.no_grad():
@@ -321,7 +323,7 @@ def test_100hz_model_trains_on_mfcc_frames_one_to_one(tmp_path, tone_dir):
     assert encoder.extract(wave, [1])[1].shape[0] == mfcc.extract(wave, [0])[0].shape[0] == 48
 
 
-def test_cli_pretrain(tmp_path, tone_dir, capsys):
+def test_cli_pretrain(tmp_path, tone_dir, capsys, caplog):
     from speechunits.cli.main import main
 
     out = tmp_path / "cli_model"
@@ -339,8 +341,9 @@ def test_cli_pretrain(tmp_path, tone_dir, capsys):
     assert (summary["steps_done"], summary["steps_max"], summary["stop_reason"]) == (1, 7, "time_budget")
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["pretrain", str(empty), "-o", str(tmp_path / "x"), *extra]) == 2
-    assert main(["pretrain", str(tone_dir), "-o", str(tmp_path / "y"), "--targets", "bogus:3", "--quiet"]) == 2
+    assert "no usable audio" in cli_error(["pretrain", str(empty), "-o", str(tmp_path / "x"), *extra], caplog)
+    assert "'bogus:3' is not" in cli_error(["pretrain", str(tone_dir), "-o", str(tmp_path / "y"), "--targets",
+                                            "bogus:3", "--quiet"], caplog)
 
 
 # -- schedule, codebook targets and iterations --------------------------------------------------------
@@ -449,4 +452,7 @@ def test_mfcc_and_random_projection_targets(tmp_path, tone_dir):
         assert len(rp.labels[utt]) == conv_frames(len(wave))
         assert rp.labels[utt].min() >= 0 and rp.labels[utt].max() < 8
         assert np.array_equal(rp.labels[utt], rp2.labels[utt])
+    # ... and the seed is used: another seed, another projection
+    rp3 = build_targets("random-projection:8", waves, conv_frames, 50.0, seed=4)
+    assert any(not np.array_equal(rp.labels[u], rp3.labels[u]) for u, _ in waves)
     assert nearest(torch.eye(2), torch.tensor([[0.0, 1.0], [1.0, 0.0]])).tolist() == [1, 0]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file as np_load_file
 
+from conftest import cli_error
 from speechunits.cli.main import main
 from speechunits.encoders import load_encoder
 from speechunits.encoders.base import EncoderInfo
@@ -147,15 +148,17 @@ def test_mismatched_encoder_or_layer_is_refused(tiny_hubert_dir: Path) -> None:
         cb.assign(np.zeros((4, 80), np.float32))
 
 
-def test_cli_errors(tmp_path: Path, tone_dir: Path) -> None:
+def test_cli_errors(tmp_path: Path, tone_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = str(tmp_path / "cb")
-    assert main(["codebook", "random-projection", "--encoder", "mfcc", "--k", "8", "-o", out]) == 2  # no stats source
-    assert main(["codebook", "random-projection", str(tone_dir), "--encoder", "mfcc", "--k", "0", "-o", out]) == 2
-    assert main(["codebook", "random-projection", str(tone_dir), "--encoder", "mfcc", "--k", "8", "--no-normalise",
-                 "-o", out]) == 2
+    assert "give INPUT and --encoder" in cli_error(["codebook", "random-projection", "--encoder", "mfcc", "--k", "8",
+                                                    "-o", out], caplog)  # no stats source
+    assert "--k must be >= 1" in cli_error(["codebook", "random-projection", str(tone_dir), "--encoder", "mfcc", "--k",
+                                            "0", "-o", out], caplog)
+    assert "--no-normalise reads no corpus" in cli_error(["codebook", "random-projection", str(tone_dir), "--encoder",
+                                                          "mfcc", "--k", "8", "--no-normalise", "-o", out], caplog)
     assert main(["codebook", "random-projection", "--encoder", "mfcc", "--k", "8", "--no-normalise", "-o", out]) == 0
     assert Codebook.load(out).meta["normalisation"] == "none"
-    assert main(["codebook", "export", out, "-o", str(tmp_path / "km.bin")]) == 2
+    assert "has no k-means equivalent" in cli_error(["codebook", "export", out, "-o", str(tmp_path / "km.bin")], caplog)
 
 
 def test_encode_evaluate_abx_on_a_tiny_corpus(tmp_path: Path) -> None:

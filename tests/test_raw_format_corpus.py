@@ -57,8 +57,9 @@ def test_cli_features_with_raw_format(raw_corpus: tuple[Path, dict[str, np.ndarr
     assert len(lengths) == 2  # both utterances extracted (resampled to the encoder's 16 kHz)
     with pytest.raises(SystemExit):
         main(["features", str(root), "--encoder", "mfcc", "--raw-format", "s16:8000", "-o", str(tmp_path / "x")])
-    # Without the option nothing is readable: the run reports each file, no features are written.
-    main(["features", str(root), "--encoder", "mfcc", "-o", str(tmp_path / "none"), "--quiet"])
+    # Without the option nothing is readable: the run reports each file and exits 1, with no features.
+    assert main(["features", str(root), "--encoder", "mfcc", "-o", str(tmp_path / "none"), "--quiet"]) == 1
+    assert json.loads((tmp_path / "none" / "features.json").read_text())["ids"] == []  # an empty, complete directory
     errors = [json.loads(line) for line in (tmp_path / "none" / "errors.jsonl").read_text().splitlines()]
     assert len(errors) == 2 and all("--raw-format" in json.dumps(e) for e in errors)
 

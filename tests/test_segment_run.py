@@ -13,6 +13,7 @@ if find_spec("silero_vad") is None:  # not importorskip: importing silero_vad se
     pytest.skip("needs the [vad] extra (silero-vad)", allow_module_level=True)
 pytest.importorskip("espeakng_loader")
 
+from conftest import cli_error
 from speechunits.cli.main import main  # noqa: E402
 from speechunits.corpus import open_corpus  # noqa: E402
 from speechunits.errors import SpeechUnitsError  # noqa: E402
@@ -137,7 +138,7 @@ def test_a_rerun_resumes_after_a_crash_and_equals_one_run(recordings, tmp_path):
         segment_corpus(open_corpus(root), out, vad, SegmentOptions(pad_s=0.2), quiet=True)
 
 
-def test_bad_files_are_skipped_or_stop_the_run(recordings, tmp_path):
+def test_bad_files_are_skipped_or_stop_the_run(recordings, tmp_path, caplog):
     root, _ = recordings
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -148,7 +149,8 @@ def test_bad_files_are_skipped_or_stop_the_run(recordings, tmp_path):
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
     assert [e["id"] for e in errors] == ["bad"] and "unreadable" in errors[0]["reason"]
     assert {r[1] for r in read_segments(out)} == {"good"}
-    assert main(["segment", str(corpus), "-o", str(tmp_path / "fail"), "--quiet", "--on-error", "fail"]) == 2
+    assert "bad.wav: unreadable" in cli_error(["segment", str(corpus), "-o", str(tmp_path / "fail"), "--quiet",
+                                               "--on-error", "fail"], caplog)
     assert main(["segment", str(corpus / "bad.wav"), "-o", str(tmp_path / "all_bad"), "--quiet"]) == 1
 
 
@@ -162,12 +164,13 @@ def test_ids_that_would_leave_the_output_directory_are_refused(recordings, tmp_p
     assert not (tmp_path / "escape").exists()
 
 
-def test_bad_options_are_user_errors(recordings, tmp_path):
+def test_bad_options_are_user_errors(recordings, tmp_path, caplog):
     root, _ = recordings
-    assert main(["segment", str(root), "-o", str(root / "seg"), "--quiet"]) == 2  # OUT inside INPUT
+    # OUT inside INPUT
+    assert "inside the input directory" in cli_error(["segment", str(root), "-o", str(root / "seg"), "--quiet"], caplog)
     assert not (root / "seg").exists()
-    for extra in (["--threshold", "1.5"], ["--max-seconds", "-1"], ["--pad", "-0.1"], ["--channel", "-1"]):
-        assert main(["segment", str(root), "-o", str(tmp_path / "o"), "--quiet", *extra]) == 2
+    for flag, value in (("--threshold", "1.5"), ("--max-seconds", "-1"), ("--pad", "-0.1"), ("--channel", "-1")):
+        assert flag in cli_error(["segment", str(root), "-o", str(tmp_path / "o"), "--quiet", flag, value], caplog)
 
 
 def test_a_source_that_fails_halfway_leaves_no_segment_files(recordings, tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cli_error
 from speechunits.cli.main import main
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import Segment, load_alignments
@@ -125,7 +126,13 @@ def test_sweep_writes_results_plots_report_and_resumes(corpus: Path, tmp_path: P
     more = run_sweep(_settings(corpus, abx=True, ks=[4, 8, 16]), out, quiet=True)  # only the new cell
     assert calls == [4]
     assert [(r["layer"], r["k"]) for r in more] == [(0, 4), (0, 8), (0, 16)]
-    assert read_results(out)[1] == read_results(out)[1] and more[1]["pnmi"] == rows[0]["pnmi"]
+    # The finished cells are kept as the first run wrote them, every column to the byte; the new
+    # cell is a real result, not a copy of its neighbour.
+    header, *first_lines = first_csv.splitlines()
+    header_again, new_line, *kept_lines = (out / "results.csv").read_text(encoding="utf-8").splitlines()
+    assert header_again == header and kept_lines == first_lines
+    assert more == read_results(out) and more[1:] == rows
+    assert new_line.startswith("0,4,") and 0.0 < more[0]["pnmi"] < more[1]["pnmi"] and more[0]["used_units"] <= 4
 
 
 def test_sweep_counts_utterances_without_alignments(corpus: Path, tmp_path: Path) -> None:
@@ -171,11 +178,13 @@ def test_sweep_hf_layers_extract_once_per_layer(corpus: Path, tmp_path: Path, ti
     assert all(0.0 <= r["pnmi"] <= 1.0 for r in rows)
 
 
-def test_cli_sweep(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_sweep(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                   caplog: pytest.LogCaptureFixture) -> None:
     code = main(["sweep", str(corpus / "manifest.tsv"), "--encoder", "mfcc", "--k", "4", "--alignments",
                  str(corpus), "-o", str(tmp_path / "cli"), "--max-frames", "1000", "--iters", "3", "--device",
                  "cpu", "--quiet"])
     assert code == 0
     assert "| 0 | 4 |" in capsys.readouterr().out
-    assert main(["sweep", str(corpus / "manifest.tsv"), "--encoder", "mfcc", "--k", "x", "--alignments",
-                 str(corpus), "-o", str(tmp_path / "bad")]) == 2
+    assert "--k: expected comma-separated integers" in cli_error(["sweep", str(corpus / "manifest.tsv"), "--encoder",
+                                                                  "mfcc", "--k", "x", "--alignments", str(corpus), "-o",
+                                                                  str(tmp_path / "bad")], caplog)

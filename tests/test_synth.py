@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import cli_error
 from speechunits.cli.main import main
 from speechunits.corpus import open_corpus
 from speechunits.errors import SpeechUnitsError
@@ -145,14 +146,18 @@ def test_sentence_lists_are_large_and_distinct() -> None:
         sentences("xx")
 
 
-def test_cli_synth_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_synth_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "cli"
     assert main(["synth", str(out), "--minutes", "0.05", "--speakers", "1", "--quiet"]) == 0
     assert (out / "phones.tsv").is_file() and len(list((out / "wavs").glob("*.wav"))) >= 1
-    assert main(["synth", str(out), "--minutes", "0.05", "--speakers", "1", "--quiet"]) == 2  # not empty
-    assert main(["synth", str(tmp_path / "x"), "--languages", "xx", "--quiet"]) == 2
-    assert main(["synth", str(tmp_path / "y"), "--minutes", "0", "--quiet"]) == 2
-    assert main(["synth", str(tmp_path / "z"), "--workers", "0", "--quiet"]) == 2
+    assert "exists and is not empty" in cli_error(["synth", str(out), "--minutes", "0.05", "--speakers", "1",
+                                                   "--quiet"], caplog)
+    assert "no built-in sentences for 'xx'" in cli_error(["synth", str(tmp_path / "x"), "--languages", "xx",
+                                                          "--quiet"], caplog)
+    assert "--minutes must be positive" in cli_error(["synth", str(tmp_path / "y"), "--minutes", "0",
+                                                      "--quiet"], caplog)
+    assert "--workers must be >= 1" in cli_error(["synth", str(tmp_path / "z"), "--workers", "0", "--quiet"], caplog)
 
 
 def _square_or_fail(x: int) -> int:

@@ -8,6 +8,7 @@ import pytest
 import torch
 import transformers as tf
 
+from conftest import BF16_MAX_REL_L2, BF16_MIN_REL_L2
 from speechunits.encoders.cpu import onednn
 from speechunits.encoders.cpu.time_major_conv import TimeMajorConv1d, is_temporal_padded, use_time_major_convs
 
@@ -37,6 +38,10 @@ def test_equals_conv1d(kwargs: dict, dtype: torch.dtype) -> None:
     assert got.transpose(1, 2).is_contiguous()  # output stored [B, T', C]: the encoder's layout
 
 
+needs_onednn = pytest.mark.skipif(not onednn.available(), reason="torch built without oneDNN: no packed path")
+
+
+@needs_onednn
 @pytest.mark.parametrize("tiles", [(256, 32), (8, 3)])
 def test_tiles_over_time_equal_conv1d(monkeypatch, tiles: tuple[int, int]) -> None:
     """Stride-1 padded convolutions run in fixed-size time tiles: many tiles, a short tail, a batch."""
@@ -47,8 +52,7 @@ def test_tiles_over_time_equal_conv1d(monkeypatch, tiles: tuple[int, int]) -> No
     torch.manual_seed(0)
     conv = torch.nn.Conv1d(32, 32, 16, padding=8, groups=4)  # even kernel: T + 1 output frames, as HuBERT's
     module = TimeMajorConv1d(conv)
-    if torch.backends.mkldnn.is_available():
-        assert module._packed is not None  # the packed, tiled path is the one under test
+    assert module._packed is not None  # the packed, tiled path is the one under test (tiles exist only there)
     hidden = torch.randn(3, 53, 32).transpose(1, 2)
     with torch.inference_mode():
         got, want = module(hidden), conv(hidden)
@@ -114,11 +118,22 @@ def test_cpu_encoder_swaps_and_still_matches_transformers(tmp_path, norm: str) -
 
     bf16 = load_encoder(str(tmp_path), device="cpu", dtype="bf16")
     assert isinstance(bf16.model.feature_extractor.conv_layers[1].conv, TimeMajorConv1d)
-    if onednn.available():  # bf16 on CPU: packed linears, GELUs fused where nothing sits between
-        assert isinstance(bf16.model.encoder.layers[0].feed_forward.intermediate_dense, onednn.PackedLinear)
-        assert bf16.model.feature_extractor.conv_layers[1].conv.gelu is (norm == "group")
     assert isinstance(bf16.model.feature_extractor.conv_layers[0].conv, torch.nn.Conv1d)  # the first layer: a matmul
     low = bf16.extract(wave, [0, 2])
     for layer in (0, 2):
         rel = np.linalg.norm(low[layer] - want[layer][0].numpy()) / np.linalg.norm(want[layer][0].numpy())
-        assert rel < 3e-2, (layer, rel)
+        assert BF16_MIN_REL_L2 < rel < BF16_MAX_REL_L2, (layer, rel)
+
+
+@needs_onednn
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_cpu_encoder_bf16_packs_linears_and_fuses_gelus(tmp_path, norm: str) -> None:
+    """bf16 on CPU with oneDNN: packed linears and packed CNN convolutions, GELUs fused where nothing sits between."""
+    from speechunits.encoders import load_encoder
+
+    _tiny_hubert(tmp_path, norm)
+    bf16 = load_encoder(str(tmp_path), device="cpu", dtype="bf16")
+    assert isinstance(bf16.model.encoder.layers[0].feed_forward.intermediate_dense, onednn.PackedLinear)
+    conv = bf16.model.feature_extractor.conv_layers[1].conv
+    assert conv._packed is not None
+    assert conv.gelu is (norm == "group")  # layer-norm CNN layers: the norm sits between conv and GELU

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cli_error
 from speechunits.errors import SpeechUnitsError
 from speechunits.units import Units
 from speechunits.units.formats import FORMATS, export_units, import_units
@@ -129,7 +130,8 @@ def test_unrepresentable_ids_are_refused(tmp_path: Path) -> None:
         export_units(store, "gslm", tmp_path / "g")
 
 
-def test_cli_export_import_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_export_import_info(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                caplog: pytest.LogCaptureFixture) -> None:
     from speechunits.cli.main import main
 
     store = small_store(tmp_path / "s", dedup=True)
@@ -148,4 +150,5 @@ def test_cli_export_import_info(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["units", "import", str(tmp_path / "k"), "--format", "kaldi", "--codebook", str(cb),
                  "--dedup", "-o", str(tmp_path / "kk")]) == 0
     assert rows(UnitStore.open(tmp_path / "kk")) == [("x", [1, 2], [2, 1], 0.06)]
-    assert main(["units", "import", str(tmp_path / "k"), "--format", "kaldi", "-o", str(tmp_path / "k2")]) == 2
+    assert "no speechunits.json" in cli_error(["units", "import", str(tmp_path / "k"), "--format", "kaldi", "-o",
+                                               str(tmp_path / "k2")], caplog)

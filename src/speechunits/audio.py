@@ -131,7 +131,8 @@ def _mono(data: np.ndarray, channel: int | None, path: Path) -> np.ndarray:
     if channel is None:
         return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not 0 <= channel < data.shape[1]:
-        raise SpeechUnitsError(f"{path}: channel {channel} requested but the file has {data.shape[1]}")
+        raise SpeechUnitsError(
+            f"{path}: channel {channel} requested but the file has channels 0..{data.shape[1] - 1}")
     return data[:, channel]
 
 
@@ -260,7 +261,8 @@ class Audio:
         with _open_sound_file(path, raw_format) as handle:
             rate = int(handle.samplerate)
             if channel is not None and not 0 <= channel < handle.channels:
-                raise SpeechUnitsError(f"{path}: channel {channel} requested but the file has {handle.channels}")
+                raise SpeechUnitsError(
+                    f"{path}: channel {channel} requested but the file has channels 0..{handle.channels - 1}")
             resampler = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32",
                                                                              quality="HQ")
             block = max(int(block_seconds * rate), 1)

@@ -54,10 +54,10 @@ class SegmentOptions:
         if self.neg_threshold is not None and not 0.0 < self.neg_threshold <= self.threshold:
             raise SpeechUnitsError(
                 f"--neg-threshold must be in (0, threshold={self.threshold}], got {self.neg_threshold}")
-        for name in ("min_speech_s", "min_silence_s", "pad_s"):
+        for name, flag in (("min_speech_s", "--min-speech"), ("min_silence_s", "--min-silence"), ("pad_s", "--pad")):
             value = getattr(self, name)
             if not (value >= 0.0 and math.isfinite(value)):
-                raise SpeechUnitsError(f"{name} must be a finite number >= 0, got {value}")
+                raise SpeechUnitsError(f"{flag} must be a finite number >= 0, got {value}")
         if self.max_seconds is not None and not (self.max_seconds > 2 * self.pad_s and math.isfinite(self.max_seconds)):
             raise SpeechUnitsError(
                 f"--max-seconds must exceed twice the padding ({2 * self.pad_s} s), got {self.max_seconds}")
