@@ -25,7 +25,7 @@ import torch
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.evaluate import PRIMARY, corpus_labels, decode_logits, score_predictions, selection_score
-from speechunits.probe.heads import INTERFACES, ProbeModel, build_model, parse_finetune
+from speechunits.probe.heads import FINETUNE_TOP, INTERFACES, Finetune, ProbeModel, build_model, parse_finetune
 from speechunits.probe.inputs import FEATURES, EncoderInput, ProbeInput, Sample, as_corpus
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
 from speechunits.probe.task import CTC, UTTERANCE, ProbeTask, objective_of, predict_logits
@@ -108,35 +108,68 @@ def make_coder(task: str, train_labels: Sequence[Any], *, tokenizer: str | int =
 
 def finetune_input(encoder_name: str, finetune: str, *, corpus: Any, device: str = "auto", dtype: str = "fp32",
                    quiet: bool = False) -> EncoderInput:
-    """The input of a ``--finetune top:N`` probe: layer ``K - N`` of the model, cached (the frozen part)."""
+    """The input of a fine-tuning probe, cached (the frozen part): layer ``K - N`` of the model for
+    ``top:N``; layer 0 (the transformer's input) for ``lora`` and ``adapters``."""
     from speechunits.encoders import load_encoder
 
-    blocks = parse_finetune(finetune)
+    parsed = parse_finetune(finetune)
     encoder = load_encoder(encoder_name, device=device, dtype=dtype)
-    if blocks is None or not 1 <= blocks <= encoder.info.num_layers:
-        raise SpeechUnitsError(f"--finetune {finetune}: {encoder_name} has {encoder.info.num_layers} blocks")
-    return EncoderInput(encoder_name, [encoder.info.num_layers - blocks], corpus=corpus, encoder=encoder,
-                        quiet=quiet)
+    num_layers = encoder.info.num_layers
+    if num_layers < 1:
+        raise SpeechUnitsError(f"--finetune {finetune}: {encoder_name} has no transformer blocks to fine-tune")
+    if parsed is None or (parsed.kind == FINETUNE_TOP and not 1 <= parsed.blocks <= num_layers):
+        raise SpeechUnitsError(f"--finetune {finetune}: {encoder_name} has {num_layers} blocks")
+    first = 0 if parsed.low_rank else num_layers - parsed.blocks
+    return EncoderInput(encoder_name, [first], corpus=corpus, encoder=encoder, quiet=quiet)
+
+
+def _finetune_spec(parsed: Finetune, identity: Mapping[str, Any], first: int, read_layers: Sequence[int] | None,
+                   num_layers: int | None) -> tuple[dict[str, Any], list[int]]:
+    """``spec["finetune"]`` and the layers the featurizer weighs, for an input caching layer ``first``
+    of an encoder of ``num_layers`` blocks (``read_layers`` None: all of them)."""
+    record: dict[str, Any] = {"kind": parsed.kind, "blocks": parsed.blocks, "encoder": identity["encoder"]}
+    if not parsed.low_rank:
+        if read_layers is not None:
+            raise SpeechUnitsError("--finetune top:N weighs layers K-N..K; drop --layers")
+        return record, list(range(first, first + parsed.blocks + 1))
+    if first != 0:
+        raise SpeechUnitsError(f"--finetune {parsed.kind} reads layer 0 of the encoder (see finetune_input)")
+    if read_layers is None and num_layers is not None:
+        read_layers = range(num_layers + 1)
+    layers = sorted({int(x) for x in read_layers}) if read_layers is not None else None
+    if layers is not None and (not layers or layers[0] < 0):
+        raise SpeechUnitsError(f"--layers {read_layers}: expected layer numbers >= 0")
+    deepest = layers[-1] if layers is not None else None
+    if deepest is None or deepest < 1:
+        raise SpeechUnitsError(f"--finetune {parsed.kind}: give the layers to read (--layers), the deepest >= 1; "
+                               "blocks 1..deepest are adapted")
+    record.update(blocks=deepest, first=0, rank=parsed.rank, targets=list(parsed.targets), select=layers,
+                  encoder_identity=identity.get("encoder_identity"))
+    return record, layers
 
 
 def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: str = "weighted-sum",
                head: str = "linear", layer: int | None = None, combine: str = "sum", embed_dim: int = 256,
-               hidden: int = 256, normalize: bool = False, finetune: str | None = None) -> dict[str, Any]:
-    """The JSON spec of the probe model (see :class:`speechunits.probe.heads.ProbeModel`)."""
+               hidden: int = 256, normalize: bool = False, finetune: str | None = None,
+               finetune_layers: Sequence[int] | None = None) -> dict[str, Any]:
+    """The JSON spec of the probe model (see :class:`speechunits.probe.heads.ProbeModel`).
+
+    ``finetune_layers``: the layers a ``lora``/``adapters`` probe weighs (blocks 1..max adapted)."""
     source = inputs.model_spec()
     spec: dict[str, Any] = {"input": source, "head": head, "num_classes": int(num_classes), "hidden": int(hidden),
                             "level": "utterance" if objective_of(task) == UTTERANCE else "frame"}
-    blocks = parse_finetune(finetune)
-    if blocks is not None and (source["kind"] != FEATURES or source["num_layers"] != 1):
-        raise SpeechUnitsError("--finetune top:N reads encoder features of one layer (see finetune_input)")
+    parsed = parse_finetune(finetune)
+    if parsed is not None and (source["kind"] != FEATURES or source["num_layers"] != 1):
+        raise SpeechUnitsError("--finetune reads encoder features of one layer (see finetune_input)")
     if source["kind"] == FEATURES:
         if interface not in INTERFACES:
             raise SpeechUnitsError(f"--interface: expected one of {INTERFACES}, got {interface!r}")
         spec.update(interface=interface, normalize=bool(normalize))
         layers = list(getattr(inputs, "layers", range(source["num_layers"])))
-        if blocks is not None:
-            spec["finetune"] = {"kind": "top", "blocks": blocks, "encoder": inputs.identity()["encoder"]}
-            layers = list(range(layers[0], layers[0] + blocks + 1))
+        if parsed is not None:
+            encoder = getattr(inputs, "encoder", None)
+            spec["finetune"], layers = _finetune_spec(parsed, inputs.identity(), layers[0], finetune_layers,
+                                                      None if encoder is None else encoder.info.num_layers)
         spec["layers"] = layers
         if interface == "single":
             chosen = layers[0] if layer is None and len(layers) == 1 else layer
@@ -161,8 +194,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 tokenizer: str | int = "chars", lrs: Sequence[float] = (1e-3,), seeds: Sequence[int] = (0,),
                 max_steps: int = 2000, max_minutes: float | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
                 patience: int = DEFAULT_PATIENCE, batch_frames: int = 20000, warmup_steps: int | None = None,
-                bf16: bool = False, finetune: str | None = None, device: str = "auto",
-                quiet: bool = False) -> ProbeResult:
+                bf16: bool = False, finetune: str | None = None, finetune_layers: Sequence[int] | None = None,
+                device: str = "auto", quiet: bool = False) -> ProbeResult:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
 
     Args:
@@ -176,7 +209,10 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         eval_every, patience: dev evaluation period (steps) and early-stopping patience (evaluations).
         batch_frames: padded frames per batch. warmup_steps: default ``min(100, max_steps // 10)``.
         finetune: ``"top:N"``: also train the top N blocks of the model (``inputs`` from
-            :func:`finetune_input`); the probe then holds those blocks too.
+            :func:`finetune_input`); the probe then holds those blocks too. ``"lora[:R]"`` /
+            ``"adapters[:R]"``: rank-R peft LoRA updates of blocks 1..max(``finetune_layers``)
+            (attention or feed-forward); the probe holds only the updates and the base's identity.
+        finetune_layers: the layers a ``lora``/``adapters`` probe weighs.
 
     Raises:
         SpeechUnitsError: an existing probe in ``out_dir``, no labelled training or dev utterance,
@@ -217,7 +253,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             log.warning("%d training utterances have fewer input frames than targets (CTC cannot emit them; "
                         "their loss is zeroed), e.g. %s", len(short), short[0])
     spec = model_spec(task, inputs, coder.num_classes, interface=interface, head=head, layer=layer,
-                      combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune)
+                      combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune,
+                      finetune_layers=finetune_layers)
     warmup = min(100, max_steps // 10) if warmup_steps is None else warmup_steps
     per_run_minutes = None if max_minutes is None else max_minutes / (len(lrs) * len(seeds))
     train_audio = sum(samples[i].input_frames for i in split.train) / inputs.frame_rate
