@@ -147,6 +147,8 @@ def run_train(args: argparse.Namespace) -> int:
         batch_frames=args.batch_frames, finetune=args.finetune,
         finetune_layers=None if args.layers == "all" or not args.finetune else parse_layers(args.layers),
         device=args.device, quiet=args.quiet)
+    if result is None:  # a torchrun rank other than 0: rank 0 wrote the probe and reports
+        return 0
     summary = {"probe": str(result.probe_dir), "task": result.task, "lr": result.lr, "seed": result.seed,
                "dev": {k: v["mean"] for k, v in result.dev.items()},
                "test": {k: {"mean": v["mean"], "std": v["std"]} for k, v in result.test.items()},

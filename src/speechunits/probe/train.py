@@ -195,7 +195,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 max_steps: int = 2000, max_minutes: float | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
                 patience: int = DEFAULT_PATIENCE, batch_frames: int = 20000, warmup_steps: int | None = None,
                 bf16: bool = False, finetune: str | None = None, finetune_layers: Sequence[int] | None = None,
-                device: str = "auto", quiet: bool = False) -> ProbeResult:
+                device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
 
     Args:
@@ -214,13 +214,18 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             (attention or feed-forward); the probe holds only the updates and the base's identity.
         finetune_layers: the layers a ``lora``/``adapters`` probe weighs.
 
+    Under torchrun (``WORLD_SIZE > 1``) every rank loads the input and trains on its share of
+    each step's batches (:class:`~speechunits.training.Trainer`'s DDP); rank 0 alone evaluates
+    on dev (its early-stopping decision is broadcast, so the ranks stop together), reads the
+    test part and writes the probe. Other ranks return None.
+
     Raises:
         SpeechUnitsError: an existing probe in ``out_dir``, no labelled training or dev utterance,
             bad options.
     """
     from speechunits import __version__
-    from speechunits.device import resolve_device
     from speechunits.training.config import OptimConfig
+    from speechunits.training.distributed import init_distributed
     from speechunits.training.loop import Trainer
 
     out = Path(out_dir)
@@ -231,7 +236,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     if eval_every < 1 or patience < 1 or max_steps < 1:
         raise SpeechUnitsError("--max-steps, --eval-every and --patience must be >= 1")
     objective = objective_of(task)
-    dev = resolve_device(device)
+    dist, dev = init_distributed(device)
     label_map: dict[str, Any] = dict(getattr(labels, "labels", labels))
     missing = list(getattr(labels, "missing", []))
     split = split.restrict(set(label_map))
@@ -270,7 +275,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                               checkpoint_every=max_steps)
             probe_task = ProbeTask(task, samples, targets, split.train, frame_rate=inputs.frame_rate,
                                    batch_frames=batch_frames, seed=int(seed))
-            trainer = Trainer(model, probe_task, cfg, run_dir, device=dev,
+            trainer = Trainer(model, probe_task, cfg, run_dir, device=dev, dist=dist,
                               state={"probe": {"task": task, "spec": spec}, "consumes": inputs.identity()},
                               desc=f"probe {task} lr {lr:g} seed {seed}", amount_unit="audio s", quiet=quiet)
             best: dict[str, Any] = {"score": -math.inf, "step": 0, "metrics": {}, "state": {}, "bad": 0}
@@ -288,12 +293,14 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 best["last"] = step
                 return best["bad"] >= patience
 
-            def on_step(entry: Any) -> bool:
-                if entry.step % eval_every and entry.step != max_steps:
+            def on_step(entry: Any) -> bool:  # rank 0 evaluates; the trainer broadcasts its decision
+                if not dist.is_main or (entry.step % eval_every and entry.step != max_steps):
                     return False
                 return evaluate(entry.step)
 
             result = trainer.run(0, on_step)
+            if not dist.is_main:
+                continue
             if best.get("last") != result.steps_done:
                 evaluate(result.steps_done)
             model.load_state_dict(best["state"])
@@ -304,6 +311,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                                   audio_seconds=sum(h.amount for h in result.history),
                                   layer_weights=model.layer_weights(), state=best["state"]))
 
+    if not dist.is_main:
+        return None
     by_lr: dict[float, list[RunResult]] = {}
     for run in runs:
         by_lr.setdefault(run.lr, []).append(run)
@@ -349,7 +358,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                        "train_utterances_per_s": (sum(r.audio_seconds for r in runs) / max(total_train, 1e-9))
                        * len(split.train) / max(train_audio, 1e-9)},
         "training": {"max_steps": max_steps, "max_minutes": max_minutes, "eval_every": eval_every,
-                     "patience": patience, "batch_frames": batch_frames, "warmup_steps": warmup, "bf16": bf16},
+                     "patience": patience, "batch_frames": batch_frames, "warmup_steps": warmup, "bf16": bf16, "world_size": dist.world},
         "speechunits_version": __version__,
     }
     save_probe(out, model, coder, meta, split)
@@ -361,7 +370,7 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
                           labels: str | Path | None = None, alignments: str | Path | None = None,
                           speakers: str | Path | None = None, split_by: str = "utterance",
                           split_file: str | Path | None = None, split_seed: int = 0,
-                          fractions: Sequence[float] = (0.8, 0.1, 0.1), **options: Any) -> ProbeResult:
+                          fractions: Sequence[float] = (0.8, 0.1, 0.1), **options: Any) -> ProbeResult | None:
     """Labels and split from ``corpus`` (its conventional files unless given), then :func:`train_probe`.
 
     A ``speaker`` probe splits by utterance within each speaker (every speaker is in training);
