@@ -107,3 +107,25 @@ def test_lora_needs_a_layer_above_zero(corpus, tiny_hubert_dir, tmp_path):
     with pytest.raises(SpeechUnitsError, match="deepest >= 1"):
         train_probe_on_corpus("frames", corpus / "manifest.tsv", inputs, tmp_path / "p", finetune="adapters",
                               finetune_layers=[0], max_steps=2, device="cpu", quiet=True)
+
+
+def test_cli_lora_probe_trains_and_evaluates_against_a_moved_base(corpus, tiny_hubert_dir, tmp_path, capsys):
+    from speechunits.cli.main import main
+
+    manifest = str(corpus / "manifest.tsv")
+    base = tmp_path / "base"
+    shutil.copytree(tiny_hubert_dir, base)
+    out = tmp_path / "lora"
+    assert main(["probe", "train", "frames", manifest, "--encoder", str(base), "--layers", "1-2", "--finetune",
+                 "adapters:2", "-o", str(out), "--max-steps", "4", "--eval-every", "2", "--batch-frames", "3000",
+                 "--device", "cpu", "--quiet"]) == 0
+    meta = json.loads((out / "probe.json").read_text())
+    assert meta["finetune"]["kind"] == "adapters" and meta["finetune"]["select"] == [1, 2]
+    assert meta["finetune"]["targets"] == list(ADAPTER_TARGETS) and meta["finetune"]["blocks"] == 2
+    moved = tmp_path / "moved"
+    base.rename(moved)
+    capsys.readouterr()
+    assert main(["probe", "eval", str(out), manifest, "--split", "dev", "--json", "--encoder", str(moved),
+                 "--device", "cpu", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frame_accuracy"] == pytest.approx(meta["dev"]["frame_accuracy"]["mean"], abs=0.02)
