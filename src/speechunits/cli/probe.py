@@ -137,6 +137,10 @@ def run_train(args: argparse.Namespace) -> int:
         if not str(tokenizer).isdigit():
             raise SpeechUnitsError(f"--tokenizer: chars or a BPE vocabulary size, got {tokenizer!r}")
         tokenizer = int(tokenizer)
+    from speechunits.training.distributed import init_distributed
+
+    _, rank_device = init_distributed(args.device)  # under torchrun: this rank's device, for the encoder too
+    args.device = str(rank_device)
     inputs = _make_input(args)
     result = train_probe_on_corpus(
         args.task, args.input, inputs, args.output, labels=args.labels, alignments=args.alignments,
