@@ -129,3 +129,30 @@ def test_cli_lora_probe_trains_and_evaluates_against_a_moved_base(corpus, tiny_h
                  "--device", "cpu", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["frame_accuracy"] == pytest.approx(meta["dev"]["frame_accuracy"]["mean"], abs=0.02)
+
+
+@pytest.mark.parametrize("family,norm", [("wav2vec2", "layer"), ("wavlm", "group")])
+def test_adapted_and_top_blocks_reproduce_the_encoders_layers(family, norm, tmp_path):
+    """Before training (updates at zero) blocks 1-4 on layer 0, and blocks 3-4 on layer 2, give the
+    encoder's own layers inside a padded batch; WavLM's relative position bias is carried along."""
+    from speechunits.encoders import load_encoder
+
+    model_dir = make_tiny_hf_model(tmp_path / family, family, norm)
+    encoder = load_encoder(str(model_dir), device="cpu")
+    rng = np.random.default_rng(0)
+    waves = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (8000, 12000)]
+    feats = encoder.extract_batch(waves, [0, 1, 2, 3, 4])
+    for first, low_rank in ((0, ("adapters", 4)), (2, None)):
+        blocks = TopBlocks(str(model_dir), 4 - first, first=first, low_rank=low_rank).eval()
+        lengths = torch.tensor([f[first].shape[0] for f in feats])
+        x = torch.zeros(2, int(lengths.max()), 32)
+        for i, f in enumerate(feats):
+            x[i, : f[first].shape[0]] = torch.from_numpy(f[first])
+        with torch.no_grad():
+            out = blocks(x, lengths)
+        for i, f in enumerate(feats):
+            for j in range(5 - first):
+                np.testing.assert_allclose(out[i, j, : lengths[i]].numpy(), f[first + j], rtol=1e-4, atol=1e-4)
+    if family == "wavlm":  # its attention reads the projection weights directly: LoRA would do nothing
+        with pytest.raises(SpeechUnitsError, match="adapters"):
+            TopBlocks(str(model_dir), 4, first=0, low_rank=("lora", 4))

@@ -252,6 +252,11 @@ def add_low_rank(layers: nn.Module, kind: str, rank: int) -> None:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
         raise SpeechUnitsError(f"--finetune {kind}: needs peft (pip install 'speechunits[finetune]')") from None
+    if kind == FINETUNE_LORA and any(hasattr(getattr(layer, "attention", None), "gru_rel_pos_linear")
+                                     for layer in layers):
+        raise SpeechUnitsError("--finetune lora: this model's attention (WavLM's gated relative position "
+                               "attention) reads its projection weights directly, so LoRA there would have no "
+                               "effect; use --finetune adapters (feed-forward) or top:N")
     targets = Finetune(kind).targets
     pattern = r".*\.(" + "|".join(t.replace(".", r"\.") for t in targets) + ")"
     inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=pattern),
@@ -296,6 +301,14 @@ class TopBlocks(nn.Module):
             self.identity = model_identity(model, model.config.to_json_string())
         self.config = model.config
         self.layers = nn.ModuleList(layers[first:first + blocks])
+        # WavLM: block 1 computes a relative position bias that the later blocks take along; a
+        # copy that starts higher borrows block 1's (frozen) bias table, and attention takes the
+        # [B, T] mask of valid frames.
+        self.relative = hasattr(layers[0].attention, "rel_attn_embed")
+        if self.relative and first > 0:
+            table = layers[0].attention.rel_attn_embed
+            table.weight.requires_grad = False
+            self.layers[0].attention.rel_attn_embed = table
         if low_rank is not None:
             add_low_rank(self.layers, *low_rank)
 
@@ -303,8 +316,14 @@ class TopBlocks(nn.Module):
         from transformers.masking_utils import create_bidirectional_mask
 
         mask = valid_mask(lengths, x.shape[1])
-        attention = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=mask)
         states, hidden = [x], x
+        if self.relative:
+            bias = None
+            for layer in self.layers:
+                hidden, bias = layer(hidden, attention_mask=mask, position_bias=bias)
+                states.append(hidden)
+            return torch.stack(states, dim=1)
+        attention = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=mask)
         for layer in self.layers:
             out = layer(hidden, attention_mask=attention)
             hidden = out[0] if isinstance(out, tuple) else out
