@@ -86,7 +86,11 @@ def test_lora_probe_trains_saves_only_updates_and_checks_its_base(corpus, tiny_h
     first = probe.logits(samples)
     again = load_probe(out).logits(samples)
     assert all(np.array_equal(first[k], again[k]) for k in samples)
-    trained = load_probe(out).model.top.layers[0].attention.q_proj.lora_B["default"].weight
+    loaded = load_probe(out).model
+    trainable = {n for n, p in loaded.named_parameters() if p.requires_grad}
+    assert {n for n in trainable if n.startswith("top.")} == set(top)  # encoder: only the updates train
+    assert {n for n in names if not n.startswith("top.")} <= trainable  # featurizer and head train
+    trained = loaded.top.layers[0].attention.q_proj.lora_B["default"].weight
     assert trained.abs().sum() > 0  # the updates moved from their zero start
 
     other = make_tiny_hf_model(tmp_path / "other", "hubert", "group", seed=1)

@@ -9,7 +9,8 @@ and reported as mean and standard deviation over seeds (s3prl users' most common
 one hand-tuned learning rate per model and task). The best seed's weights become the probe
 (:mod:`speechunits.probe.model_dir`), with the learned layer weights of every seed.
 
-``max_minutes`` is the budget of the whole sweep, shared equally by its runs.
+``max_minutes`` is the budget of the whole sweep, shared equally by its runs. Under torchrun the
+runs are data-parallel (DDP); rank 0 evaluates, decides early stopping for all and writes the probe.
 """
 from __future__ import annotations
 
