@@ -214,4 +214,4 @@ def test_finetune_top_blocks(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path
     with caplog.at_level(logging.ERROR):
         assert main(["probe", "train", "frames", manifest, "--encoder", "mfcc", "--finetune", "lora", "-o",
                      str(tmp_path / "x"), "--quiet"]) == 2
-    assert "not available yet" in caplog.text
+    assert "no transformer blocks" in caplog.text

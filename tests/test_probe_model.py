@@ -322,7 +322,7 @@ def test_top_blocks_reproduce_the_encoders_upper_layers(tiny_hubert_dir):
     rng = np.random.default_rng(0)
     waves = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (8000, 12000)]
     feats = encoder.extract_batch(waves, [2, 3, 4])
-    top = TopBlocks(str(tiny_hubert_dir), parse_finetune("top:2")).eval()
+    top = TopBlocks(str(tiny_hubert_dir), parse_finetune("top:2").blocks).eval()
     lengths = torch.tensor([f[2].shape[0] for f in feats])
     x = torch.zeros(2, int(lengths.max()), feats[0][2].shape[1])
     for i, f in enumerate(feats):

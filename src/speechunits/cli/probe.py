@@ -20,9 +20,10 @@ def _add_input_options(parser: argparse.ArgumentParser, training: bool) -> None:
         group.add_argument("--encoder", help="frozen features computed on the fly: a model directory, hub id, "
                            "mfcc or logmel")
         group.add_argument("--layers", default="all", help="all | 6 | 0-12 | 3,6,9 (default %(default)s)")
-        group.add_argument("--finetune", metavar="top:N", default=None,
-                           help="also train the top N transformer blocks of --encoder (the frozen part's output is "
-                           "cached; adapters and LoRA are not available yet)")
+        group.add_argument("--finetune", metavar="top:N|lora[:R]|adapters[:R]", default=None,
+                           help="top:N: also train the top N transformer blocks of --encoder (the frozen part's "
+                           "output is cached); lora / adapters: rank-R (default 8) peft LoRA updates of the "
+                           "attention / feed-forward of blocks 1..max(--layers), the encoder frozen (needs peft)")
         group.add_argument("--interface", default="weighted-sum",
                            choices=["weighted-sum", "hierarchical-conv", "single"],
                            help="how layers are combined (single: the one layer of --layers)")
@@ -118,7 +119,7 @@ def _make_input(args: argparse.Namespace):
     if args.finetune:
         from speechunits.probe.train import finetune_input
 
-        if args.layers != "all":
+        if args.layers != "all" and args.finetune.startswith("top"):
             raise SpeechUnitsError("--finetune top:N reads layer K-N and weighs layers K-N..K; drop --layers")
         return finetune_input(args.encoder, args.finetune, corpus=args.input, device=args.device, dtype=args.dtype,
                               quiet=args.quiet)
@@ -136,6 +137,10 @@ def run_train(args: argparse.Namespace) -> int:
         if not str(tokenizer).isdigit():
             raise SpeechUnitsError(f"--tokenizer: chars or a BPE vocabulary size, got {tokenizer!r}")
         tokenizer = int(tokenizer)
+    from speechunits.training.distributed import init_distributed
+
+    _, rank_device = init_distributed(args.device)  # under torchrun: this rank's device, for the encoder too
+    args.device = str(rank_device)
     inputs = _make_input(args)
     result = train_probe_on_corpus(
         args.task, args.input, inputs, args.output, labels=args.labels, alignments=args.alignments,
@@ -143,7 +148,11 @@ def run_train(args: argparse.Namespace) -> int:
         interface=args.interface, head=args.head, combine=args.combine, hidden=args.hidden, tokenizer=tokenizer,
         lrs=_parse_lrs(args.lr), seeds=list(range(args.seeds)), max_steps=args.max_steps,
         max_minutes=args.max_minutes, eval_every=args.eval_every, patience=args.patience,
-        batch_frames=args.batch_frames, finetune=args.finetune, device=args.device, quiet=args.quiet)
+        batch_frames=args.batch_frames, finetune=args.finetune,
+        finetune_layers=None if args.layers == "all" or not args.finetune else parse_layers(args.layers),
+        device=args.device, quiet=args.quiet)
+    if result is None:  # a torchrun rank other than 0: rank 0 wrote the probe and reports
+        return 0
     summary = {"probe": str(result.probe_dir), "task": result.task, "lr": result.lr, "seed": result.seed,
                "dev": {k: v["mean"] for k, v in result.dev.items()},
                "test": {k: {"mean": v["mean"], "std": v["std"]} for k, v in result.test.items()},

@@ -17,35 +17,9 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.augment import Augmentation
-from speechunits.measure.metrics import run_starts
+from speechunits.measure.metrics import edit_distance, run_starts
 
 log = logging.getLogger(__name__)
-
-
-def _edit_distance_numpy(a: np.ndarray, b: np.ndarray) -> int:
-    """Levenshtein distance, one DP row at a time (insertions via a running minimum)."""
-    if a.size == 0 or b.size == 0:
-        return int(max(a.size, b.size))
-    cols = np.arange(b.size + 1)
-    row = cols.copy()
-    for i in range(1, a.size + 1):
-        sub = row[:-1] + (b != a[i - 1])
-        best = np.minimum(row[1:] + 1, sub)  # deletion or substitution, j = 1..m
-        t = np.concatenate(([i], best))
-        # Insertions: row[j] = min_k<=j t[k] + (j - k)
-        row = np.minimum.accumulate(t - cols) + cols
-    return int(row[-1])
-
-
-def edit_distance(a: Sequence[int] | np.ndarray, b: Sequence[int] | np.ndarray) -> int:
-    """Levenshtein distance between two id sequences (rapidfuzz when installed, else numpy)."""
-    a = np.asarray(a, dtype=np.int64).reshape(-1)
-    b = np.asarray(b, dtype=np.int64).reshape(-1)
-    try:
-        from rapidfuzz.distance import Levenshtein
-    except ImportError:  # pragma: no cover - rapidfuzz is optional
-        return _edit_distance_numpy(a, b)
-    return int(Levenshtein.distance(a.tolist(), b.tolist()))
 
 
 def dedup_ids(ids: np.ndarray) -> np.ndarray:

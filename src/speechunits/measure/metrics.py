@@ -9,6 +9,7 @@ Definitions (all entropies in bits, over frames):
 * H(phone | unit) = H(phone) - I(phone; unit).
 * unit usage: perplexity = 2 ** H(unit); dead units = codebook entries never used.
 * mean segment length = mean run length of equal consecutive units (frames and seconds).
+* edit distance: Levenshtein distance between two sequences (PER/WER numerators, unit edit distance).
 * bitrate (Speech Resynthesis paper): tokens/s × log2(K) ("uniform") and tokens/s × H(token)
   ("entropy"), where tokens are the deduplicated units (runs) — what a unit LM sees.
   ``frame_bitrate`` is the same with one token per frame (frame_rate × log2 K).
@@ -18,10 +19,26 @@ Everything is vectorised: the joint counts come from one ``np.bincount`` over jo
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Hashable, Sequence
 
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
+
+
+def edit_distance(ref: Sequence[Hashable] | np.ndarray, hyp: Sequence[Hashable] | np.ndarray) -> int:
+    """Levenshtein distance (substitutions, deletions, insertions, each 1) between two sequences
+    (strings, lists of hashables, or 1-D id arrays), by ``rapidfuzz``."""
+    from rapidfuzz.distance import Levenshtein
+
+    if isinstance(ref, str) and isinstance(hyp, str):
+        return int(Levenshtein.distance(ref, hyp))
+    return int(Levenshtein.distance(_as_list(ref), _as_list(hyp)))
+
+
+def _as_list(seq: Sequence[Hashable] | np.ndarray) -> list:
+    """A list of plain Python items (numpy ids as ints)."""
+    return np.asarray(seq).reshape(-1).tolist() if isinstance(seq, np.ndarray) else list(seq)
 
 
 def contingency(labels: np.ndarray, units: np.ndarray, num_labels: int, num_units: int) -> np.ndarray:

@@ -208,7 +208,7 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
     from speechunits.device import resolve_device
     from speechunits.probe.model_dir import load_probe, read_split
 
-    probe = load_probe(probe_dir)
+    probe = load_probe(probe_dir, base=encoder)
     dev = resolve_device(device)
     made = probe_input(probe.identity, corpus, features=features, units=units, bpe=bpe, encoder=encoder,
                        device=device, quiet=quiet)
@@ -253,7 +253,7 @@ def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks:
     from speechunits.device import resolve_device
     from speechunits.probe.model_dir import load_probe
 
-    probe = load_probe(probe_dir)
+    probe = load_probe(probe_dir, base=encoder)
     if probe.task not in ("asr", "phones"):
         raise SpeechUnitsError(f"{probe_dir}: a {probe.task!r} probe does not transcribe (asr and phones probes do)")
     dev = resolve_device(device)

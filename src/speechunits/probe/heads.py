@@ -20,13 +20,17 @@ Heads (SUPERB's two): :class:`LinearHead` and :class:`BiLSTMHead`, giving frame 
 pooling (mean and standard deviation over the valid frames).
 
 ``--finetune top:N`` (:class:`TopBlocks`): the input caches layer ``K - N`` of a transformers model
-and the model trains a copy of its top N blocks with the featurizer and head.
+and the model trains a copy of its top N blocks with the featurizer and head. ``--finetune lora``
+and ``adapters``: the input caches layer 0 (the transformer's input), blocks ``1..deepest read
+layer`` run in the training step with frozen weights plus trained peft LoRA updates on their
+attention projections (``lora``) or feed-forward (``adapters``); see docs/probe.md.
 
 A :class:`ProbeModel` is built from a JSON *spec* (:func:`build_model`), stored in ``probe.json``.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -192,35 +196,89 @@ class BiLSTMHead(nn.Module):
         return self.proj(y)
 
 
-# -- fine-tuning the top blocks --------------------------------------------------------------------
+# -- fine-tuning blocks of the encoder ------------------------------------------------------------
 
 FINETUNE_TOP = "top"
+FINETUNE_LORA = "lora"
+FINETUNE_ADAPTERS = "adapters"
+FINETUNE_KINDS = (FINETUNE_TOP, FINETUNE_LORA, FINETUNE_ADAPTERS)
+#: Default rank of the low-rank updates of ``lora`` and ``adapters``.
+DEFAULT_RANK = 8
+#: Parameter names of the low-rank updates (what a LoRA/adapters probe saves of the encoder).
+LOW_RANK_MARK = "lora_"
+#: Linear layers of a wav2vec 2.0-style block (HuBERT, wav2vec 2.0, WavLM) that ``lora`` adapts ...
+LORA_TARGETS = ("attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.out_proj")
+#: ... and that ``adapters`` adapts (the feed-forward; see docs/probe.md).
+ADAPTER_TARGETS = ("feed_forward.intermediate_dense", "feed_forward.output_dense")
 
 
-def parse_finetune(text: str | None) -> int | None:
-    """``"top:N"`` -> N (None: no fine-tuning); adapters and LoRA are not available yet."""
+@dataclass(frozen=True)
+class Finetune:
+    """A parsed ``--finetune``: ``top:N`` (``blocks``) or ``lora[:R]`` / ``adapters[:R]`` (``rank``)."""
+
+    kind: str
+    blocks: int = 0
+    rank: int = DEFAULT_RANK
+
+    @property
+    def low_rank(self) -> bool:
+        """LoRA or adapters: the encoder's weights stay frozen; only low-rank updates train."""
+        return self.kind in (FINETUNE_LORA, FINETUNE_ADAPTERS)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return LORA_TARGETS if self.kind == FINETUNE_LORA else ADAPTER_TARGETS
+
+
+def parse_finetune(text: str | None) -> Finetune | None:
+    """``"top:N"``, ``"lora"``, ``"lora:R"``, ``"adapters"``, ``"adapters:R"`` (None: no fine-tuning)."""
     if text is None:
         return None
-    kind, _, count = text.partition(":")
-    if kind in ("adapters", "lora"):
-        raise SpeechUnitsError(f"--finetune {kind}: not available yet (it needs peft); use top:N, which trains "
-                               "the top N transformer blocks")
+    kind, colon, count = text.partition(":")
+    if kind in (FINETUNE_LORA, FINETUNE_ADAPTERS):
+        if colon and (not count.isdigit() or int(count) < 1):
+            raise SpeechUnitsError(f"--finetune: expected {kind} or {kind}:RANK with RANK >= 1, got {text!r}")
+        return Finetune(kind, rank=int(count) if colon else DEFAULT_RANK)
     if kind != FINETUNE_TOP or not count.isdigit() or int(count) < 1:
-        raise SpeechUnitsError(f"--finetune: expected top:N with N >= 1, got {text!r}")
-    return int(count)
+        raise SpeechUnitsError(f"--finetune: expected top:N with N >= 1, lora[:RANK] or adapters[:RANK], got {text!r}")
+    return Finetune(FINETUNE_TOP, blocks=int(count))
+
+
+def add_low_rank(layers: nn.Module, kind: str, rank: int) -> None:
+    """Wrap the :data:`LORA_TARGETS` (``lora``) or :data:`ADAPTER_TARGETS` (``adapters``) linear layers
+    of ``layers`` with peft LoRA modules of ``rank`` (alpha ``2 * rank``, no dropout; the update
+    starts at zero, so the blocks start as the encoder's). Only the ``lora_`` parameters train."""
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ImportError:
+        raise SpeechUnitsError(f"--finetune {kind}: needs peft (pip install 'speechunits[finetune]')") from None
+    if kind == FINETUNE_LORA and any(hasattr(getattr(layer, "attention", None), "gru_rel_pos_linear")
+                                     for layer in layers):
+        raise SpeechUnitsError("--finetune lora: this model's attention (WavLM's gated relative position "
+                               "attention) reads its projection weights directly, so LoRA there would have no "
+                               "effect; use --finetune adapters (feed-forward) or top:N")
+    targets = Finetune(kind).targets
+    pattern = r".*\.(" + "|".join(t.replace(".", r"\.") for t in targets) + ")"
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=pattern),
+                            layers)
+    for name, param in layers.named_parameters():
+        param.requires_grad = LOW_RANK_MARK in name
 
 
 class TopBlocks(nn.Module):
-    """The top ``blocks`` transformer blocks of a transformers SSL model, trained with the probe.
+    """Transformer blocks ``first + 1 .. first + blocks`` of a transformers SSL model, trained with the probe.
 
-    Reads layer ``first = num_layers - blocks`` of the model (what the input caches: the
-    frozen part runs once per utterance) and returns layers ``first..num_layers`` stacked,
-    ``[B, blocks + 1, T, D]``, as the encoder defines them (block outputs, no final norm).
-    Padded frames are masked in attention. ``pretrained=False`` builds the blocks from the
-    model's config only (their weights then come from the probe's ``head.safetensors``).
+    Reads layer ``first`` of the model (default ``num_layers - blocks``: the top blocks; what the
+    input caches: the frozen part runs once per utterance) and returns layers
+    ``first..first + blocks`` stacked, ``[B, blocks + 1, T, D]``, as the encoder defines them
+    (block outputs, no final norm). Padded frames are masked in attention. ``pretrained=False``
+    builds the blocks from the model's config only (their weights then come from the probe's
+    ``head.safetensors``). ``low_rank=(kind, rank)`` freezes the blocks and adds LoRA updates
+    (:func:`add_low_rank`). :attr:`identity` is the base model's identity (pretrained only).
     """
 
-    def __init__(self, encoder: str, blocks: int, pretrained: bool = True):
+    def __init__(self, encoder: str, blocks: int, pretrained: bool = True, *, first: int | None = None,
+                 low_rank: tuple[str, int] | None = None):
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
@@ -232,17 +290,40 @@ class TopBlocks(nn.Module):
         layers = getattr(getattr(model, "encoder", None), "layers", None)
         if layers is None:
             raise SpeechUnitsError(f"--finetune: {encoder!r} has no encoder.layers to fine-tune")
-        if not 1 <= blocks <= len(layers):
-            raise SpeechUnitsError(f"--finetune top:{blocks}: {encoder!r} has {len(layers)} blocks")
+        first = len(layers) - blocks if first is None else first
+        if not 1 <= blocks or not 0 <= first or first + blocks > len(layers):
+            raise SpeechUnitsError(f"--finetune: blocks {first + 1}..{first + blocks} of {encoder!r}, which has "
+                                   f"{len(layers)} blocks")
+        self.identity: str | None = None
+        if pretrained:
+            from speechunits.encoders.hf import model_identity
+
+            self.identity = model_identity(model, model.config.to_json_string())
         self.config = model.config
-        self.layers = nn.ModuleList(layers[len(layers) - blocks:])
+        self.layers = nn.ModuleList(layers[first:first + blocks])
+        # WavLM: block 1 computes a relative position bias that the later blocks take along; a
+        # copy that starts higher borrows block 1's (frozen) bias table, and attention takes the
+        # [B, T] mask of valid frames.
+        self.relative = hasattr(layers[0].attention, "rel_attn_embed")
+        if self.relative and first > 0:
+            table = layers[0].attention.rel_attn_embed
+            table.weight.requires_grad = False
+            self.layers[0].attention.rel_attn_embed = table
+        if low_rank is not None:
+            add_low_rank(self.layers, *low_rank)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
 
         mask = valid_mask(lengths, x.shape[1])
-        attention = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=mask)
         states, hidden = [x], x
+        if self.relative:
+            bias = None
+            for layer in self.layers:
+                hidden, bias = layer(hidden, attention_mask=mask, position_bias=bias)
+                states.append(hidden)
+            return torch.stack(states, dim=1)
+        attention = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=mask)
         for layer in self.layers:
             out = layer(hidden, attention_mask=attention)
             hidden = out[0] if isinstance(out, tuple) else out
@@ -259,19 +340,31 @@ class ProbeModel(nn.Module):
     ``lengths [B]`` -> logits ``[B, T, C]`` (frame level) or ``[B, C]`` (utterance level).
     """
 
-    def __init__(self, spec: dict[str, Any], pretrained: bool = False):
+    def __init__(self, spec: dict[str, Any], pretrained: bool = False, base: str | None = None):
         super().__init__()
         self.spec = spec
         source = spec["input"]
         finetune = spec.get("finetune")
         self.top = None
+        self.select: list[int] | None = None
         if finetune is not None:
             if source["kind"] != FEATURES or source["num_layers"] != 1:
-                raise SpeechUnitsError("--finetune reads one layer of encoder features (the input of the top blocks)")
-            self.top = TopBlocks(finetune["encoder"], int(finetune["blocks"]), pretrained)
+                raise SpeechUnitsError("--finetune reads one layer of encoder features (the input of the blocks)")
+            low_rank = finetune["kind"] in (FINETUNE_LORA, FINETUNE_ADAPTERS)
+            self.top = TopBlocks(base or finetune["encoder"], int(finetune["blocks"]), pretrained or low_rank,
+                                 first=finetune.get("first"),
+                                 low_rank=(finetune["kind"], int(finetune["rank"])) if low_rank else None)
+            recorded = finetune.get("encoder_identity")
+            if low_rank and recorded and self.top.identity != recorded:
+                raise SpeechUnitsError(f"{base or finetune['encoder']}: base encoder identity {self.top.identity} is "
+                                       f"not the {recorded} this probe's adapters were trained on")
+            self.select = finetune.get("select")
         if source["kind"] == FEATURES:
             interface = spec.get("interface", "weighted-sum")
-            num_layers = int(finetune["blocks"]) + 1 if finetune is not None else source["num_layers"]
+            if finetune is None:
+                num_layers = source["num_layers"]
+            else:
+                num_layers = len(self.select) if self.select is not None else int(finetune["blocks"]) + 1
             if interface == "weighted-sum":
                 self.featurizer: nn.Module = WeightedSum(num_layers, bool(spec.get("normalize", False)))
                 dim = source["dim"]
@@ -313,6 +406,8 @@ class ProbeModel(nn.Module):
             x = x.float()  # features may arrive as float16 (the input cache)
         if self.top is not None:
             x = self.top(x[:, 0], lengths)
+            if self.select is not None:
+                x = x[:, self.select]
         return self.head(self.features(x, durations), lengths)
 
     def layer_weights(self) -> list[float] | None:
@@ -322,7 +417,33 @@ class ProbeModel(nn.Module):
         return None
 
 
-def build_model(spec: dict[str, Any], pretrained: bool = False) -> ProbeModel:
+    @property
+    def low_rank(self) -> bool:
+        """LoRA or adapters: the encoder blocks are frozen and not saved, only their updates."""
+        return self.top is not None and self.spec["finetune"]["kind"] in (FINETUNE_LORA, FINETUNE_ADAPTERS)
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """What ``head.safetensors`` holds: every weight, except the frozen encoder weights of a
+        LoRA/adapters probe (those come from the base encoder, checked by identity)."""
+        state = self.state_dict()
+        if self.low_rank:
+            state = {k: v for k, v in state.items() if not k.startswith("top.") or LOW_RANK_MARK in k}
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def load_saved(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`saved_state` exactly (RuntimeError naming missing or unexpected weights)."""
+        if not self.low_rank:
+            self.load_state_dict(state, strict=True)
+            return
+        result = self.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("top.") or LOW_RANK_MARK in k]
+        if missing or result.unexpected_keys:
+            raise RuntimeError(f"missing weights {missing[:5]}, unexpected weights {result.unexpected_keys[:5]}")
+
+
+def build_model(spec: dict[str, Any], pretrained: bool = False, base: str | None = None) -> ProbeModel:
     """A fresh :class:`ProbeModel` from its JSON spec (see :class:`ProbeModel`); ``pretrained``: fine-tuned
-    blocks start from the model's weights (training) rather than from its config (loading a probe)."""
-    return ProbeModel(spec, pretrained)
+    blocks start from the model's weights (training) rather than from its config (loading a probe).
+    LoRA/adapters probes always load their base encoder (``base``: from another place than the one
+    recorded; its identity must be the recorded one)."""
+    return ProbeModel(spec, pretrained, base)

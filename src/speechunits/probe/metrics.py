@@ -1,7 +1,7 @@
 """Metrics of the probe tasks: CTC decoding, PER, WER/CER, accuracy, speaker leakage.
 
 * :func:`ctc_greedy`: best path (argmax per frame), repeats collapsed, blanks dropped.
-* :func:`edit_distance` (Levenshtein over any sequences of hashables, by ``rapidfuzz``) and
+* :func:`edit_distance` (Levenshtein by ``rapidfuzz``; :func:`speechunits.measure.metrics.edit_distance`) and
   :func:`error_rate` = total edits / total reference length over a set: the PER of ``phones``.
 * :func:`wer`, :func:`cer`: ``jiwer`` over strings, corpus-level (total edits / total
   reference words or characters). No normalisation happens here: pass references through
@@ -19,6 +19,7 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.measure.metrics import edit_distance  # re-exported: the one Levenshtein distance
 from speechunits.probe.labels import IGNORE_INDEX
 
 
@@ -56,15 +57,6 @@ def ctc_greedy(log_probs: Any, blank: int = 0, length: int | None = None) -> lis
     keep[1:] = path[1:] != path[:-1]
     keep &= path != blank
     return [int(i) for i in path[keep]]
-
-
-def edit_distance(ref: Sequence[Hashable], hyp: Sequence[Hashable]) -> int:
-    """Levenshtein distance (substitutions, deletions, insertions, each 1) between two sequences."""
-    from rapidfuzz.distance import Levenshtein
-
-    if isinstance(ref, str) and isinstance(hyp, str):
-        return int(Levenshtein.distance(ref, hyp))
-    return int(Levenshtein.distance(list(ref), list(hyp)))
 
 
 def _check_pairs(refs: Sequence[Any], hyps: Sequence[Any], what: str) -> None:

@@ -6,7 +6,9 @@ Layout::
                               spec (interface, head, sizes), the label coder (vocabulary or
                               tokenizer file), split summary, chosen lr and seed, dev and test
                               metrics (mean and std over seeds), learned layer weights, every run
-    PROBE/head.safetensors    the chosen run's best weights (featurizer + head; never the encoder)
+    PROBE/head.safetensors    the chosen run's best weights (featurizer + head; never the frozen
+                              encoder: a top:N probe holds its trained blocks, a lora/adapters
+                              probe only the low-rank updates, its base checked by identity)
     PROBE/vocab.json          label vocabulary (phones, classes, frame labels), or
     PROBE/tokenizer/          the ``asr`` text tokenizer (chars.json or tokenizer.json)
     PROBE/split.json          the train/dev/test utterance ids
@@ -151,12 +153,15 @@ def save_probe(directory: str | os.PathLike[str], model: ProbeModel, coder: Labe
                split: Any = None) -> Path:
     """Write ``head.safetensors`` (``model`` ends on the CPU), the label files, ``split.json`` (a
     :class:`~speechunits.probe.splits.Split`) and ``probe.json`` (last)."""
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file, save_model
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / PROBE_FILE).unlink(missing_ok=True)
-    save_model(model.cpu(), str(directory / HEAD_FILE))
+    if model.low_rank:  # only the updates of the frozen encoder blocks, beside featurizer and head
+        save_file(model.cpu().saved_state(), str(directory / HEAD_FILE))
+    else:
+        save_model(model.cpu(), str(directory / HEAD_FILE))
     coder.save(directory)
     if split is not None:
         split.save(directory / SPLIT_FILE)
@@ -185,15 +190,24 @@ def read_probe_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
-def load_probe(directory: str | os.PathLike[str]) -> Probe:
-    """The probe in ``directory``: model rebuilt from its spec with its exact weights, in eval mode."""
-    from safetensors.torch import load_model
+def load_probe(directory: str | os.PathLike[str], base: str | None = None) -> Probe:
+    """The probe in ``directory``: model rebuilt from its spec with its exact weights, in eval mode.
+
+    A LoRA/adapters probe loads its base encoder (``base``: from there instead of the recorded
+    name) and refuses one whose identity is not the recorded one (SpeechUnitsError)."""
+    from safetensors.torch import load_file, load_model
 
     directory = Path(directory)
     meta = read_probe_meta(directory)
-    model = build_model(meta["model"])
     try:
-        load_model(model, str(directory / meta.get("head", HEAD_FILE)), strict=True)
+        model = build_model(meta["model"], base=base)
+    except SpeechUnitsError as exc:
+        raise SpeechUnitsError(f"{directory}: {exc}") from None
+    try:
+        if model.low_rank:
+            model.load_saved(load_file(str(directory / meta.get("head", HEAD_FILE))))
+        else:
+            load_model(model, str(directory / meta.get("head", HEAD_FILE)), strict=True)
     except (OSError, RuntimeError) as exc:
         raise SpeechUnitsError(f"{directory / HEAD_FILE}: does not match the model in {PROBE_FILE} "
                                f"({str(exc)[:300]})") from None

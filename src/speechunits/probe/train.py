@@ -9,7 +9,8 @@ and reported as mean and standard deviation over seeds (s3prl users' most common
 one hand-tuned learning rate per model and task). The best seed's weights become the probe
 (:mod:`speechunits.probe.model_dir`), with the learned layer weights of every seed.
 
-``max_minutes`` is the budget of the whole sweep, shared equally by its runs.
+``max_minutes`` is the budget of the whole sweep, shared equally by its runs. Under torchrun the
+runs are data-parallel (DDP); rank 0 evaluates, decides early stopping for all and writes the probe.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import torch
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.evaluate import PRIMARY, corpus_labels, decode_logits, score_predictions, selection_score
-from speechunits.probe.heads import INTERFACES, ProbeModel, build_model, parse_finetune
+from speechunits.probe.heads import FINETUNE_TOP, INTERFACES, Finetune, ProbeModel, build_model, parse_finetune
 from speechunits.probe.inputs import FEATURES, EncoderInput, ProbeInput, Sample, as_corpus
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
 from speechunits.probe.task import CTC, UTTERANCE, ProbeTask, objective_of, predict_logits
@@ -108,35 +109,68 @@ def make_coder(task: str, train_labels: Sequence[Any], *, tokenizer: str | int =
 
 def finetune_input(encoder_name: str, finetune: str, *, corpus: Any, device: str = "auto", dtype: str = "fp32",
                    quiet: bool = False) -> EncoderInput:
-    """The input of a ``--finetune top:N`` probe: layer ``K - N`` of the model, cached (the frozen part)."""
+    """The input of a fine-tuning probe, cached (the frozen part): layer ``K - N`` of the model for
+    ``top:N``; layer 0 (the transformer's input) for ``lora`` and ``adapters``."""
     from speechunits.encoders import load_encoder
 
-    blocks = parse_finetune(finetune)
+    parsed = parse_finetune(finetune)
     encoder = load_encoder(encoder_name, device=device, dtype=dtype)
-    if blocks is None or not 1 <= blocks <= encoder.info.num_layers:
-        raise SpeechUnitsError(f"--finetune {finetune}: {encoder_name} has {encoder.info.num_layers} blocks")
-    return EncoderInput(encoder_name, [encoder.info.num_layers - blocks], corpus=corpus, encoder=encoder,
-                        quiet=quiet)
+    num_layers = encoder.info.num_layers
+    if num_layers < 1:
+        raise SpeechUnitsError(f"--finetune {finetune}: {encoder_name} has no transformer blocks to fine-tune")
+    if parsed is None or (parsed.kind == FINETUNE_TOP and not 1 <= parsed.blocks <= num_layers):
+        raise SpeechUnitsError(f"--finetune {finetune}: {encoder_name} has {num_layers} blocks")
+    first = 0 if parsed.low_rank else num_layers - parsed.blocks
+    return EncoderInput(encoder_name, [first], corpus=corpus, encoder=encoder, quiet=quiet)
+
+
+def _finetune_spec(parsed: Finetune, identity: Mapping[str, Any], first: int, read_layers: Sequence[int] | None,
+                   num_layers: int | None) -> tuple[dict[str, Any], list[int]]:
+    """``spec["finetune"]`` and the layers the featurizer weighs, for an input caching layer ``first``
+    of an encoder of ``num_layers`` blocks (``read_layers`` None: all of them)."""
+    record: dict[str, Any] = {"kind": parsed.kind, "blocks": parsed.blocks, "encoder": identity["encoder"]}
+    if not parsed.low_rank:
+        if read_layers is not None:
+            raise SpeechUnitsError("--finetune top:N weighs layers K-N..K; drop --layers")
+        return record, list(range(first, first + parsed.blocks + 1))
+    if first != 0:
+        raise SpeechUnitsError(f"--finetune {parsed.kind} reads layer 0 of the encoder (see finetune_input)")
+    if read_layers is None and num_layers is not None:
+        read_layers = range(num_layers + 1)
+    layers = sorted({int(x) for x in read_layers}) if read_layers is not None else None
+    if layers is not None and (not layers or layers[0] < 0):
+        raise SpeechUnitsError(f"--layers {read_layers}: expected layer numbers >= 0")
+    deepest = layers[-1] if layers is not None else None
+    if deepest is None or deepest < 1:
+        raise SpeechUnitsError(f"--finetune {parsed.kind}: give the layers to read (--layers), the deepest >= 1; "
+                               "blocks 1..deepest are adapted")
+    record.update(blocks=deepest, first=0, rank=parsed.rank, targets=list(parsed.targets), select=layers,
+                  encoder_identity=identity.get("encoder_identity"))
+    return record, layers
 
 
 def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: str = "weighted-sum",
                head: str = "linear", layer: int | None = None, combine: str = "sum", embed_dim: int = 256,
-               hidden: int = 256, normalize: bool = False, finetune: str | None = None) -> dict[str, Any]:
-    """The JSON spec of the probe model (see :class:`speechunits.probe.heads.ProbeModel`)."""
+               hidden: int = 256, normalize: bool = False, finetune: str | None = None,
+               finetune_layers: Sequence[int] | None = None) -> dict[str, Any]:
+    """The JSON spec of the probe model (see :class:`speechunits.probe.heads.ProbeModel`).
+
+    ``finetune_layers``: the layers a ``lora``/``adapters`` probe weighs (blocks 1..max adapted)."""
     source = inputs.model_spec()
     spec: dict[str, Any] = {"input": source, "head": head, "num_classes": int(num_classes), "hidden": int(hidden),
                             "level": "utterance" if objective_of(task) == UTTERANCE else "frame"}
-    blocks = parse_finetune(finetune)
-    if blocks is not None and (source["kind"] != FEATURES or source["num_layers"] != 1):
-        raise SpeechUnitsError("--finetune top:N reads encoder features of one layer (see finetune_input)")
+    parsed = parse_finetune(finetune)
+    if parsed is not None and (source["kind"] != FEATURES or source["num_layers"] != 1):
+        raise SpeechUnitsError("--finetune reads encoder features of one layer (see finetune_input)")
     if source["kind"] == FEATURES:
         if interface not in INTERFACES:
             raise SpeechUnitsError(f"--interface: expected one of {INTERFACES}, got {interface!r}")
         spec.update(interface=interface, normalize=bool(normalize))
         layers = list(getattr(inputs, "layers", range(source["num_layers"])))
-        if blocks is not None:
-            spec["finetune"] = {"kind": "top", "blocks": blocks, "encoder": inputs.identity()["encoder"]}
-            layers = list(range(layers[0], layers[0] + blocks + 1))
+        if parsed is not None:
+            encoder = getattr(inputs, "encoder", None)
+            spec["finetune"], layers = _finetune_spec(parsed, inputs.identity(), layers[0], finetune_layers,
+                                                      None if encoder is None else encoder.info.num_layers)
         spec["layers"] = layers
         if interface == "single":
             chosen = layers[0] if layer is None and len(layers) == 1 else layer
@@ -161,8 +195,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 tokenizer: str | int = "chars", lrs: Sequence[float] = (1e-3,), seeds: Sequence[int] = (0,),
                 max_steps: int = 2000, max_minutes: float | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
                 patience: int = DEFAULT_PATIENCE, batch_frames: int = 20000, warmup_steps: int | None = None,
-                bf16: bool = False, finetune: str | None = None, device: str = "auto",
-                quiet: bool = False) -> ProbeResult:
+                bf16: bool = False, finetune: str | None = None, finetune_layers: Sequence[int] | None = None,
+                device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
 
     Args:
@@ -176,15 +210,23 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         eval_every, patience: dev evaluation period (steps) and early-stopping patience (evaluations).
         batch_frames: padded frames per batch. warmup_steps: default ``min(100, max_steps // 10)``.
         finetune: ``"top:N"``: also train the top N blocks of the model (``inputs`` from
-            :func:`finetune_input`); the probe then holds those blocks too.
+            :func:`finetune_input`); the probe then holds those blocks too. ``"lora[:R]"`` /
+            ``"adapters[:R]"``: rank-R peft LoRA updates of blocks 1..max(``finetune_layers``)
+            (attention or feed-forward); the probe holds only the updates and the base's identity.
+        finetune_layers: the layers a ``lora``/``adapters`` probe weighs.
+
+    Under torchrun (``WORLD_SIZE > 1``) every rank loads the input and trains on its share of
+    each step's batches (:class:`~speechunits.training.Trainer`'s DDP); rank 0 alone evaluates
+    on dev (its early-stopping decision is broadcast, so the ranks stop together), reads the
+    test part and writes the probe. Other ranks return None.
 
     Raises:
         SpeechUnitsError: an existing probe in ``out_dir``, no labelled training or dev utterance,
             bad options.
     """
     from speechunits import __version__
-    from speechunits.device import resolve_device
     from speechunits.training.config import OptimConfig
+    from speechunits.training.distributed import init_distributed
     from speechunits.training.loop import Trainer
 
     out = Path(out_dir)
@@ -195,7 +237,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     if eval_every < 1 or patience < 1 or max_steps < 1:
         raise SpeechUnitsError("--max-steps, --eval-every and --patience must be >= 1")
     objective = objective_of(task)
-    dev = resolve_device(device)
+    dist, dev = init_distributed(device)
     label_map: dict[str, Any] = dict(getattr(labels, "labels", labels))
     missing = list(getattr(labels, "missing", []))
     split = split.restrict(set(label_map))
@@ -217,7 +259,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             log.warning("%d training utterances have fewer input frames than targets (CTC cannot emit them; "
                         "their loss is zeroed), e.g. %s", len(short), short[0])
     spec = model_spec(task, inputs, coder.num_classes, interface=interface, head=head, layer=layer,
-                      combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune)
+                      combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune,
+                      finetune_layers=finetune_layers)
     warmup = min(100, max_steps // 10) if warmup_steps is None else warmup_steps
     per_run_minutes = None if max_minutes is None else max_minutes / (len(lrs) * len(seeds))
     train_audio = sum(samples[i].input_frames for i in split.train) / inputs.frame_rate
@@ -233,7 +276,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                               checkpoint_every=max_steps)
             probe_task = ProbeTask(task, samples, targets, split.train, frame_rate=inputs.frame_rate,
                                    batch_frames=batch_frames, seed=int(seed))
-            trainer = Trainer(model, probe_task, cfg, run_dir, device=dev,
+            trainer = Trainer(model, probe_task, cfg, run_dir, device=dev, dist=dist,
                               state={"probe": {"task": task, "spec": spec}, "consumes": inputs.identity()},
                               desc=f"probe {task} lr {lr:g} seed {seed}", amount_unit="audio s", quiet=quiet)
             best: dict[str, Any] = {"score": -math.inf, "step": 0, "metrics": {}, "state": {}, "bad": 0}
@@ -251,12 +294,14 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 best["last"] = step
                 return best["bad"] >= patience
 
-            def on_step(entry: Any) -> bool:
-                if entry.step % eval_every and entry.step != max_steps:
+            def on_step(entry: Any) -> bool:  # rank 0 evaluates; the trainer broadcasts its decision
+                if not dist.is_main or (entry.step % eval_every and entry.step != max_steps):
                     return False
                 return evaluate(entry.step)
 
             result = trainer.run(0, on_step)
+            if not dist.is_main:
+                continue
             if best.get("last") != result.steps_done:
                 evaluate(result.steps_done)
             model.load_state_dict(best["state"])
@@ -267,6 +312,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                                   audio_seconds=sum(h.amount for h in result.history),
                                   layer_weights=model.layer_weights(), state=best["state"]))
 
+    if not dist.is_main:
+        return None
     by_lr: dict[float, list[RunResult]] = {}
     for run in runs:
         by_lr.setdefault(run.lr, []).append(run)
@@ -312,7 +359,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                        "train_utterances_per_s": (sum(r.audio_seconds for r in runs) / max(total_train, 1e-9))
                        * len(split.train) / max(train_audio, 1e-9)},
         "training": {"max_steps": max_steps, "max_minutes": max_minutes, "eval_every": eval_every,
-                     "patience": patience, "batch_frames": batch_frames, "warmup_steps": warmup, "bf16": bf16},
+                     "patience": patience, "batch_frames": batch_frames, "warmup_steps": warmup, "bf16": bf16, "world_size": dist.world},
         "speechunits_version": __version__,
     }
     save_probe(out, model, coder, meta, split)
@@ -324,7 +371,7 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
                           labels: str | Path | None = None, alignments: str | Path | None = None,
                           speakers: str | Path | None = None, split_by: str = "utterance",
                           split_file: str | Path | None = None, split_seed: int = 0,
-                          fractions: Sequence[float] = (0.8, 0.1, 0.1), **options: Any) -> ProbeResult:
+                          fractions: Sequence[float] = (0.8, 0.1, 0.1), **options: Any) -> ProbeResult | None:
     """Labels and split from ``corpus`` (its conventional files unless given), then :func:`train_probe`.
 
     A ``speaker`` probe splits by utterance within each speaker (every speaker is in training);
