@@ -77,11 +77,15 @@ QUICK = dict(minutes=3.0, speakers=6, pretrain_minutes=0.5, probe_minutes=0.15, 
              patience=3, hidden=32, max_frames=20_000, pretrain_steps=20)
 
 
-def cli(*argv: str) -> None:
+def cli(*argv: str, stdout: Path | None = None) -> None:
     """Run a ``speechunits`` command in a child process (this very copy of the package)."""
     cmd = [sys.executable, "-m", "speechunits.cli.main", *argv]
-    log.info("$ %s", " ".join(cmd))
-    subprocess.run(cmd, check=True)
+    log.info("$ %s%s", " ".join(cmd), f" > {stdout}" if stdout else "")
+    if stdout is None:
+        subprocess.run(cmd, check=True)
+    else:
+        with open(stdout, "w", encoding="utf-8") as handle:
+            subprocess.run(cmd, check=True, stdout=handle)
 
 
 def ensure_corpus(out: Path, minutes: float, speakers: int) -> Path:
@@ -116,7 +120,7 @@ def ensure_pretrained(args: argparse.Namespace, out: Path, cfg: dict[str, Any]) 
     if not (model / "config.json").is_file():
         cli("pretrain", str(out / "train.tsv"), "-o", str(model), "--config", "tiny", "--steps",
             str(cfg["pretrain_steps"]), "--max-minutes", str(cfg["pretrain_minutes"]), "--device", args.device,
-            "--quiet")
+            "--quiet", stdout=out / "pretrain.json")
     return model
 
 
