@@ -50,6 +50,23 @@ def test_layout_and_manifest(corpus: Path) -> None:
     assert len(set(texts.values())) == len(texts)  # no sentence repeated in a small corpus
 
 
+def test_transcripts_in_three_formats_agree(corpus: Path) -> None:
+    """text.tsv, Kaldi ``text`` and manifest.jsonl hold the same transcripts; the JSONL is a corpus too."""
+    from speechunits.probe.labels import read_transcripts
+
+    expected = {utt: " ".join(text.split()) for utt, text in _read_tsv(corpus / "text.tsv")}
+    assert read_transcripts(corpus / "text.tsv") == expected
+    assert read_transcripts(corpus / "text") == expected
+    assert read_transcripts(corpus / "manifest.jsonl") == expected
+    kaldi_ids = [line.split(" ", 1)[0] for line in (corpus / "text").read_text(encoding="utf-8").splitlines()]
+    assert kaldi_ids == sorted(expected)  # Kaldi wants sorted ids
+    from_tsv = [(u.id, Path(u.path).resolve(), u.num_samples) for u in open_corpus(corpus / "manifest.tsv")]
+    from_jsonl = list(open_corpus(corpus / "manifest.jsonl"))
+    assert [(u.id, Path(u.path).resolve(), u.num_samples) for u in from_jsonl] == from_tsv
+    speakers = dict(_read_tsv(corpus / "speakers.tsv"))
+    assert all(u.fields["speaker"] == speakers[u.id] for u in from_jsonl)
+
+
 def test_phones_cover_audio_and_agree_with_textgrids(corpus: Path) -> None:
     phones = load_alignments(corpus)
     assert phones == load_alignments(corpus / "textgrids")

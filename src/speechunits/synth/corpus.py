@@ -9,6 +9,8 @@ Layout of ``out_dir``::
     speakers.tsv             utt_id<TAB>speaker
     speaker_info.tsv         speaker, language, voice, pitch, pitch_range, rate
     text.tsv                 utt_id<TAB>sentence
+    text                     Kaldi transcripts: ``utt_id sentence`` (sorted by id, as Kaldi wants)
+    manifest.jsonl           one ``{"id", "path" (relative to the file), "num_samples", "speaker", "text"}`` per line
     corpus.json              the arguments, for the record
 
 Determinism: espeak-ng is initialised (and warmed up the same way) in one process and every
@@ -290,8 +292,26 @@ def _write_tables(out: Path, results: list[_Result], speakers: list[Speaker], ar
     with open(out / "text.tsv", "w", encoding="utf-8") as handle:
         for r in results:
             handle.write(f"{r.utt_id}\t{r.text}\n")
+    _write_other_transcripts(out, results)
     meta = {"format_version": CORPUS_FORMAT_VERSION, "sample_rate": SAMPLE_RATE, "utterances": len(results),
             "duration_s": round(sum(r.num_samples for r in results) / SAMPLE_RATE, 3), **args}
     (out / "corpus.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if not results:
         raise SpeechUnitsError(f"{out}: no utterance was synthesised")
+
+
+def _write_other_transcripts(out: Path, results: list[_Result]) -> None:
+    """The same transcripts as ``text.tsv`` as a Kaldi ``text`` file and a JSONL manifest.
+
+    Kaldi's file is sorted by utterance id (``LC_ALL=C`` order, what its tools check); the
+    JSONL's ``path`` is relative to the manifest, so both files are byte-identical wherever the
+    corpus is written.
+    """
+    with open(out / "text", "w", encoding="utf-8") as handle:
+        for r in sorted(results, key=lambda r: r.utt_id.encode("utf-8")):
+            handle.write(f"{r.utt_id} {' '.join(r.text.split())}\n")
+    with open(out / "manifest.jsonl", "w", encoding="utf-8") as handle:
+        for r in results:
+            record = {"id": r.utt_id, "path": f"wavs/{r.utt_id}.wav", "num_samples": r.num_samples,
+                      "speaker": r.speaker, "text": r.text}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")

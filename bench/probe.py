@@ -1,0 +1,393 @@
+"""Must-show of issue 14: SUPERB-style probes on features and on units, in one script.
+
+Headline command (one seed per learning rate; what the README table comes from)::
+
+    python bench/probe.py --out bench/out/probe --minutes 60 --speakers 20 \\
+        --pretrain-minutes 20 --probe-minutes 15 --seeds 1 \\
+        --librispeech ../shared/data/librispeech-sample
+
+Honest duration on one CPU core of this (shared, loaded) machine: synthesis ~1 min, pretraining
+20 min (its budget), features, k-means and two encodings ~10-15 min, then 30 probe sweeps
+(10 inputs x 3 tasks) + 2 LibriSpeech ones. The 20 phones/asr sweeps use a BiLSTM (hidden 128),
+and one training step on 20,000 padded frames costs ~5 s on one loaded core (measured for the
+LSTM alone), so each sweep spends its whole ``--probe-minutes`` budget (3 lrs: 5 min, ~60 steps,
+~7 epochs of the 60-min corpus per run): **about 6 hours** in all, with probes that are
+budget-bound rather than converged. The speaker sweeps (linear head on pooled statistics) take
+a minute or two each (MFCC and log-mel run at 100 Hz: half the epochs). On a GPU
+(``--device cuda``, not measured here) a step is far cheaper and the same budgets buy converged
+probes; ``--seeds 3`` (the issue's setting) splits each
+budget over three times the runs (give ``--probe-minutes 45`` for the same training per run).
+
+What it does, with every setting fixed here (nothing is chosen on test data):
+
+1. ``speechunits synth`` corpus (>= 60 min) split **by speaker** (80/10/10 of the speakers: dev
+   and test speakers unseen in training), written as ``split.tsv`` and used by every phones/asr
+   probe; ``speaker`` probes split each speaker's utterances 80/10/10 (a speaker probe needs every
+   speaker in training), on the same corpus.
+2. ``speechunits pretrain --config tiny`` on the training speakers' audio only, for
+   ``--pretrain-minutes`` (or ``--pretrained DIR``).
+3. Probes (``phones`` -> PER, ``asr`` chars -> WER/CER, ``speaker`` -> accuracy and the
+   speaker-leakage figures chance/majority) on: MFCC, log-mel, the tiny model's weighted sum of all
+   layers, its layer L alone (L = the layer with the largest learned weight of the weighted-sum
+   phones probe: chosen on train/dev), and its K=100 / K=500 units of layer L raw, deduplicated
+   and deduplicated + BPE (vocabulary 4K). Codebooks are fitted (``speechunits.quantize.fit``) and
+   BPE trained on the training split's utterances only; every utterance is then encoded with
+   ``speechunits encode``.
+   Heads (fixed): BiLSTM (hidden 128) for phones/asr (units need context: a BPE token spans
+   several phones), linear (mean+std pooling) for speaker. Every probe
+   sweeps ``--lr 1e-4,1e-3,1e-2`` x ``--seeds``; dev picks the lr and the best step; the test
+   part is read once per seed of the chosen lr (mean +- std reported when seeds > 1).
+4. Bitrate beside each row: units: frame rate x log2 K (raw), deduplicated tokens/s x log2 K
+   (dedup), BPE tokens/s x log2 V (dedup+BPE), from ``speechunits.measure.metrics.bitrate``;
+   continuous features: what the probe reads, frame rate x dim x 16 bits (float16).
+5. Layer weights plot (``layer_weights.png``), throughput of the on-the-fly features probe,
+   sequence-length reduction of dedup+BPE vs raw units with the relative PER/WER change, the
+   issue's targets as PASS/FAIL lines, and a markdown table (also ``OUT/table.md``, with
+   ``OUT/results.json``).
+6. ``--librispeech DIR`` (e.g. ``../shared/data/librispeech-sample``): speaker probes on its
+   10 speakers x 10 utterances of test-other, split by utterance, MFCC vs the tiny model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechunits.corpus import open_corpus, read_speakers, write_tsv
+from speechunits.probe import EncoderInput, UnitInput, make_split, train_probe_on_corpus
+
+log = logging.getLogger("bench.probe")
+
+LRS = (1e-4, 1e-3, 1e-2)
+KS = (100, 500)
+BPE_FACTOR = 4  # BPE vocabulary = 4 K
+HEADS = {"phones": "bilstm", "asr": "bilstm", "speaker": "linear"}
+TASKS = ("phones", "asr", "speaker")
+FULL = dict(minutes=60.0, speakers=20, pretrain_minutes=20.0, probe_minutes=15.0, max_steps=3000, eval_every=25,
+            patience=5, hidden=128, max_frames=200_000, pretrain_steps=100_000)
+QUICK = dict(minutes=3.0, speakers=6, pretrain_minutes=0.5, probe_minutes=0.15, max_steps=30, eval_every=10,
+             patience=3, hidden=32, max_frames=20_000, pretrain_steps=20)
+
+
+def cli(*argv: str, stdout: Path | None = None) -> None:
+    """Run a ``speechunits`` command in a child process (this very copy of the package)."""
+    cmd = [sys.executable, "-m", "speechunits.cli.main", *argv]
+    log.info("$ %s%s", " ".join(cmd), f" > {stdout}" if stdout else "")
+    if stdout is None:
+        subprocess.run(cmd, check=True)
+    else:
+        with open(stdout, "w", encoding="utf-8") as handle:
+            subprocess.run(cmd, check=True, stdout=handle)
+
+
+def ensure_corpus(out: Path, minutes: float, speakers: int) -> Path:
+    corpus = out / "corpus"
+    if not (corpus / "corpus.json").is_file():
+        from speechunits.synth import synthesize_corpus
+
+        synthesize_corpus(corpus, minutes=minutes, speakers=speakers, seed=0, quiet=True)
+    return corpus
+
+
+def write_split(corpus: Path, out: Path) -> dict[str, list[str]]:
+    """Speaker split of the corpus, ``split.tsv`` (utt<TAB>part) and a train-only manifest."""
+    speakers = read_speakers(corpus / "speakers.tsv")
+    utts = list(open_corpus(corpus / "manifest.tsv"))
+    split = make_split([u.id for u in utts], by="speaker", speakers=speakers, seed=0)
+    parts = {"train": split.train, "dev": split.dev, "test": split.test}
+    with open(out / "split.tsv", "w", encoding="utf-8") as handle:
+        for name, ids in parts.items():
+            for utt in ids:
+                handle.write(f"{utt}\t{name}\n")
+    train = set(split.train)
+    write_tsv(out / "train.tsv", str((corpus / "wavs").resolve()),
+              [(Path(u.path).name, int(u.num_samples or 0)) for u in utts if u.id in train])
+    return parts
+
+
+def ensure_pretrained(args: argparse.Namespace, out: Path, cfg: dict[str, Any]) -> Path:
+    if args.pretrained:
+        return Path(args.pretrained)
+    model = out / "tiny"
+    if not (model / "config.json").is_file():
+        cli("pretrain", str(out / "train.tsv"), "-o", str(model), "--config", "tiny", "--steps",
+            str(cfg["pretrain_steps"]), "--max-minutes", str(cfg["pretrain_minutes"]), "--device", args.device,
+            "--quiet", stdout=out / "pretrain.json")
+    return model
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, cfg: dict[str, Any], out: Path, corpus: Path):
+        self.args, self.cfg, self.out, self.corpus = args, cfg, out, corpus
+        self.results: dict[str, dict[str, Any]] = {}
+        self.configurations = 0
+
+    def probe(self, row: str, task: str, inputs: Any, manifest: Path | None = None, **extra: Any) -> dict[str, Any]:
+        manifest = manifest or self.corpus / "manifest.tsv"
+        probe_dir = self.out / "probes" / f"{row}-{task}".replace(" ", "_").replace("+", "_")
+        cached = probe_dir / "probe.json"
+        if cached.is_file():
+            meta = json.loads(cached.read_text())
+        else:
+            split = {} if task == "speaker" else {"split_file": self.out / "split.tsv"}
+            started = time.time()
+            result = train_probe_on_corpus(
+                task, manifest, inputs, probe_dir, head=HEADS[task], hidden=self.cfg["hidden"],
+                lrs=LRS, seeds=tuple(range(self.args.seeds)), max_steps=self.cfg["max_steps"],
+                max_minutes=self.cfg["probe_minutes"], eval_every=self.cfg["eval_every"],
+                patience=self.cfg["patience"], device=self.args.device, quiet=True, **split, **extra)
+            meta = result.meta
+            log.info("%s %s: %.0f s, test %s", row, task, time.time() - started,
+                     {k: round(v["mean"], 4) for k, v in meta["test"].items()})
+        self.configurations += len(meta["runs"])
+        self.results.setdefault(row, {})[task] = meta
+        return meta
+
+
+def feature_bitrate(inputs: EncoderInput) -> str:
+    info = inputs.encoder.info
+    return f"{info.frame_rate * info.dim * 16 / 1000:.0f} kb/s (fp16 x {info.dim})"
+
+
+def unit_bitrates(inputs: UnitInput, kind: str, k: int) -> tuple[str, float]:
+    """Bitrate text and mean sequence length of what the probe reads (all utterances)."""
+    from speechunits.measure.metrics import bitrate
+
+    samples = inputs.load().samples
+    tokens = [s.units[:, 0].numpy() for s in samples.values()]
+    frames = sum(s.input_frames for s in samples.values())
+    seconds = frames / inputs.frame_rate
+    vocab = inputs.bpe.vocab_size if inputs.bpe is not None else k
+    counts = np.bincount(np.concatenate(tokens), minlength=vocab)
+    rate = bitrate(sum(len(t) for t in tokens), seconds, vocab, counts, inputs.frame_rate)
+    bits = rate.frame_bitrate if kind == "raw" else rate.uniform
+    return f"{bits:.0f} b/s (entropy {rate.entropy:.0f})", float(np.mean([len(t) for t in tokens]))
+
+
+def fit_units(bench: Bench, features: EncoderInput, layer: int, train_ids: list[str]) -> dict[int, dict[str, Path]]:
+    """K-means codebooks and BPEs on the training split; unit stores of every utterance."""
+    from speechunits.quantize.fit import fit_codebook, memory_source
+    from speechunits.units.bpe import UnitBPE
+    from speechunits.units.store import UnitStore
+
+    out: dict[int, dict[str, Path]] = {}
+    index = features.layers.index(layer)
+    train_feats: dict[str, np.ndarray] = {}
+    for k in KS:
+        cb_dir, store_dir, bpe_dir = (bench.out / f"{name}-k{k}" for name in ("codebook", "units", "bpe"))
+        if not (cb_dir / "codebook.json").is_file():
+            if not train_feats:  # layer L of the training split, from the probe's feature cache
+                train_feats = {u: s.features[index].float().numpy()
+                               for u, s in features.load(train_ids).samples.items()}
+            codebook = fit_codebook(memory_source(train_feats, features.encoder.info, layer), k,
+                                    max_frames=bench.cfg["max_frames"], seed=0, device=bench.args.device)
+            codebook.save(cb_dir)
+        if not store_dir.exists():
+            cli("encode", str(bench.corpus / "manifest.tsv"), "--codebook", str(cb_dir), "-o", str(store_dir),
+                "--device", bench.args.device, "--quiet")
+        if not (bpe_dir / "bpe.json").is_file():
+            store = UnitStore.open(store_dir)
+            train = set(train_ids)
+            sequences = [units.dedup().ids for utt, units in store if utt in train]
+            UnitBPE.train(sequences, store.vocab_size, BPE_FACTOR * k, source_meta=store.meta).save(bpe_dir)
+        out[k] = {"store": store_dir, "bpe": bpe_dir}
+    return out
+
+
+def plot_layer_weights(bench: Bench, row: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    tasks = [t for t in TASKS if bench.results[row].get(t, {}).get("layer_weights")]
+    width = 0.8 / max(len(tasks), 1)
+    top = 0.0
+    for n, task in enumerate(tasks):
+        weights = bench.results[row][task]["layer_weights"]
+        ax.bar(np.arange(len(weights)) + (n - (len(tasks) - 1) / 2) * width, weights, width, label=task)
+        ax.axhline(1.0 / len(weights), color="grey", linestyle="--", linewidth=0.8)
+        top = max(top, max(weights))
+    ax.set_xticks(np.arange(len(weights)))
+    ax.set_ylim(0, top * 1.35)
+    ax.set_xlabel("layer of the tiny model (dashed: uniform)")
+    ax.set_ylabel("softmax weight")
+    ax.set_title("learned weighted-sum layer weights (chosen run)")
+    ax.legend(ncol=len(tasks), loc="upper center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def metric(meta: dict[str, Any] | None, name: str) -> float | None:
+    if not meta or name not in meta.get("test", {}):
+        return None
+    return float(meta["test"][name]["mean"])
+
+
+def fmt(meta: dict[str, Any] | None, name: str) -> str:
+    if not meta or name not in meta.get("test", {}):
+        return "-"
+    value = meta["test"][name]
+    text = f"{100 * value['mean']:.1f}"
+    return text + (f" ± {100 * value['std']:.1f}" if len(value.get("values", [])) > 1 else "")
+
+
+def librispeech_rows(bench: Bench, directory: Path, model: Path) -> list[str]:
+    """Speaker probes on the speakers with 10 utterances, split by utterance: MFCC vs the tiny model."""
+    speakers = read_speakers(directory / "speakers.tsv")
+    counts = Counter(speakers.values())
+    keep = sorted(u for u, s in speakers.items() if counts[s] >= 10)
+    corpus = bench.out / "librispeech"
+    corpus.mkdir(exist_ok=True)
+    with open(corpus / "manifest.jsonl", "w", encoding="utf-8") as handle:
+        for utt in keep:
+            handle.write(json.dumps({"id": utt, "path": str((directory / "flac" / f"{utt}.flac").resolve())}) + "\n")
+    with open(corpus / "speakers.tsv", "w", encoding="utf-8") as handle:
+        handle.writelines(f"{u}\t{speakers[u]}\n" for u in keep)
+    lines = [f"LibriSpeech sample: {len(keep)} utterances of {len({speakers[u] for u in keep})} speakers "
+             "(test-other), speaker probe split by utterance"]
+    for row, name in (("LS mfcc", "mfcc"), ("LS tiny ws", str(model))):
+        inputs = EncoderInput(name, corpus=corpus / "manifest.jsonl", device=bench.args.device, quiet=True)
+        meta = bench.probe(row, "speaker", inputs, manifest=corpus / "manifest.jsonl",
+                           speakers=corpus / "speakers.tsv")
+        lines.append(f"  {row:12s} speaker accuracy {fmt(meta, 'accuracy')} % (chance {fmt(meta, 'chance')} %)")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="bench/out/probe")
+    parser.add_argument("--quick", action="store_true", help="tiny corpus and budgets: proves the script runs")
+    parser.add_argument("--minutes", type=float, help="synthetic corpus length (default 60; quick 3)")
+    parser.add_argument("--speakers", type=int, help="synthetic speakers (default 20; quick 6)")
+    parser.add_argument("--pretrain-minutes", type=float, help="pretraining budget (default 20; quick 1)")
+    parser.add_argument("--pretrained", help="a `speechunits pretrain` model directory instead of pretraining")
+    parser.add_argument("--probe-minutes", type=float, help="budget of each probe's lr x seed sweep (default 15)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="seeds per learning rate (default 1 for a CPU run; the issue's setting is 3)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="for pretraining, features, k-means and probes (default auto)")
+    parser.add_argument("--librispeech", help="librispeech-sample directory for the real-speech speaker row")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for name in ("speechunits",):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    cfg = dict(QUICK if args.quick else FULL)
+    for key in ("minutes", "speakers", "pretrain_minutes", "probe_minutes"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+
+    corpus = ensure_corpus(out, cfg["minutes"], cfg["speakers"])
+    parts = write_split(corpus, out)
+    model = ensure_pretrained(args, out, cfg)
+    bench = Bench(args, cfg, out, corpus)
+    manifest = corpus / "manifest.tsv"
+    bitrates: dict[str, str] = {}
+    lengths: dict[str, float] = {}
+
+    for row, name in (("MFCC", "mfcc"), ("log-mel", "logmel")):
+        inputs = EncoderInput(name, corpus=manifest, device=args.device, quiet=True)
+        bitrates[row] = feature_bitrate(inputs)
+        for task in TASKS:
+            bench.probe(row, task, inputs)
+    tiny = EncoderInput(str(model), corpus=manifest, device=args.device, quiet=True)
+    bitrates["tiny weighted sum"] = feature_bitrate(tiny)
+    for task in TASKS:
+        bench.probe("tiny weighted sum", task, tiny)
+    weights = bench.results["tiny weighted sum"]["phones"]["layer_weights"]
+    layer = tiny.layers[int(np.argmax(weights))]
+    single = f"tiny layer {layer}"
+    bitrates[single] = feature_bitrate(tiny)
+    for task in TASKS:
+        bench.probe(single, task, tiny, interface="single", layer=layer)
+    plot_layer_weights(bench, "tiny weighted sum", out / "layer_weights.png")
+
+    units = fit_units(bench, tiny, layer, parts["train"])
+    for k in KS:
+        for kind in ("raw", "dedup", "dedup+BPE"):
+            row = f"K={k} {kind}"
+            inputs = UnitInput(units[k]["store"], dedup=kind != "raw",
+                               bpe_dir=units[k]["bpe"] if kind == "dedup+BPE" else None)
+            bitrates[row], lengths[row] = unit_bitrates(inputs, kind, k)
+            for task in TASKS:
+                bench.probe(row, task, inputs)
+
+    real = (["real speech: skipped (no --librispeech DIR given)"] if not args.librispeech else
+            (librispeech_rows(bench, Path(args.librispeech), model) if Path(args.librispeech, "speakers.tsv").is_file()
+             else [f"real speech: skipped ({args.librispeech}/speakers.tsv not found)"]))
+
+    # -- report ---------------------------------------------------------------------------------
+    res = bench.results
+    lines = [f"## Probes on a {cfg['minutes']:g}-min synthetic corpus, {cfg['speakers']} speakers, split by speaker "
+             f"(train/dev/test utterances {len(parts['train'])}/{len(parts['dev'])}/{len(parts['test'])})", "",
+             "| input | PER % | WER % | CER % | speaker acc % (chance) | bitrate |", "|---|---|---|---|---|---|"]
+    for row in res:
+        if row.startswith("LS "):
+            continue
+        spk = res[row].get("speaker")
+        chance = metric(spk, "chance")
+        lines.append(f"| {row} | {fmt(res[row].get('phones'), 'per')} | {fmt(res[row].get('asr'), 'wer')} | "
+                     f"{fmt(res[row].get('asr'), 'cer')} | {fmt(spk, 'accuracy')} "
+                     f"({'-' if chance is None else f'{100 * chance:.1f}'}) | {bitrates.get(row, '-')} |")
+    table = "\n".join(lines)
+
+    report = ["", f"units from layer {layer} of the tiny model (largest weighted-sum weight of the phones probe)",
+              "layer weights (phones): " + " ".join(f"{w:.3f}" for w in weights),
+              f"plot: {out / 'layer_weights.png'}"]
+    throughput = res["tiny weighted sum"]["phones"]["throughput"]
+    report.append(f"throughput (tiny weighted sum, phones, features on the fly then cached): training "
+                  f"{throughput['train_utterances_per_s']:.1f} utterances/s = {throughput['train_x_realtime']:.0f}x "
+                  f"real time; feature extraction {throughput['feature_x_realtime']:.0f}x real time")
+    checks: list[tuple[bool, str]] = []
+    per_ws, per_mfcc = metric(res["tiny weighted sum"]["phones"], "per"), metric(res["MFCC"]["phones"], "per")
+    checks.append((per_ws < per_mfcc, f"tiny weighted-sum PER {100 * per_ws:.1f} < MFCC PER {100 * per_mfcc:.1f}"))
+    per_source = metric(res[single]["phones"], "per")
+    for k in KS:
+        raw, bpe = f"K={k} raw", f"K={k} dedup+BPE"
+        for kind in ("raw", "dedup", "dedup+BPE"):
+            per = metric(res[f"K={k} {kind}"]["phones"], "per")
+            checks.append((per <= 1.5 * per_source, f"K={k} {kind} PER {100 * per:.1f} <= 1.5 x {single} PER "
+                                                     f"{100 * per_source:.1f}"))
+        shrink = lengths[raw] / lengths[bpe]
+        report.append(f"K={k}: dedup+BPE sequences {lengths[bpe]:.1f} vs raw {lengths[raw]:.1f} tokens/utterance "
+                      f"({shrink:.2f}x shorter)")
+        checks.append((shrink >= 2.0, f"K={k} dedup+BPE shortens sequences {shrink:.2f}x >= 2x"))
+        for task, name in (("phones", "per"), ("asr", "wer")):
+            a, b = metric(res[raw][task], name), metric(res[bpe][task], name)
+            change = (b - a) / max(a, 1e-9)
+            report.append(f"K={k}: {name.upper()} raw {100 * a:.1f} -> dedup+BPE {100 * b:.1f} ({100 * change:+.1f} % relative)")
+            checks.append((change <= 0.10, f"K={k} dedup+BPE relative {name.upper()} change {100 * change:+.1f} % <= +10 %"))
+    report += [("PASS " if ok else "FAIL ") + text for ok, text in checks]
+    report += real
+    report.append(f"configurations tried: {bench.configurations} training runs ({len(LRS)} learning rates x "
+                  f"{args.seeds} seed(s) per probe, over {sum(len(v) for v in res.values())} probes); every other "
+                  "setting is fixed in the script; test parts read once per seed of the lr chosen on dev")
+    report.append(f"total wall time {time.time() - started:.0f} s")
+    text = table + "\n" + "\n".join(report) + "\n"
+    (out / "table.md").write_text(text, encoding="utf-8")
+    (out / "results.json").write_text(json.dumps({"config": cfg, "seeds": args.seeds, "layer": layer,
+                                                  "bitrates": bitrates, "lengths": lengths,
+                                                  "checks": [[ok, t] for ok, t in checks],
+                                                  "results": {r: {t: {"test": m["test"], "dev": m["dev"],
+                                                                      "selection": m["selection"]}
+                                                                  for t, m in v.items()} for r, v in res.items()}},
+                                                 indent=1, default=str) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
