@@ -2,13 +2,27 @@
 
 Ray is the optional ``[ray]`` extra: this module imports it only inside functions, and
 :func:`require_ray` turns a missing install into a clear :class:`SpeechUnitsError`.
+
+An embedded Ray lives exactly as long as the :func:`ray_session` block: it is shut down on a
+normal exit, an exception, Ctrl-C and SIGTERM (Ray's own driver handler turns SIGTERM into
+``SystemExit``; an application that installed its own SIGTERM handler gets it back after
+``ray.init``), and what it left behind a ``SIGKILL`` of the driver is ended by the next run
+(:mod:`speechunits.scale.ray_leftovers`).
+
+Ray's messages to the driver (a worker died, objects spilled, out of memory) are printed by Ray
+straight to stdout/stderr; :func:`ray_session` routes them through :func:`translate_ray_message`
+instead: each kind once per session as a warning in our words, everything else at debug level
+(``-v`` shows it).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-from typing import Any, Iterator
+import re
+import signal
+import threading
+from typing import Any, Callable, Iterator
 
 from speechunits.errors import SpeechUnitsError
 
@@ -75,6 +89,71 @@ def configure_data_context(verbose: bool = False) -> None:
     _quiet_python_loggers(verbose)
 
 
+#: (pattern, our words) for the messages Ray pushes to the driver that matter to a user.
+RAY_MESSAGE_KINDS: tuple[tuple[str, str], ...] = (
+    (r"(?i)spill", "Ray's object store is full and spills objects to disk: slower, still correct "
+     "(docs/scaling.md, Object-store sizing)"),
+    (r"(?i)out of memory|OutOfMemory|memory monitor|killed due to memory",
+     "Ray killed a worker for lack of memory; its work is retried (see --max-retries)"),
+    (r"(?i)worker died|was killed|died unexpectedly|exited unexpectedly|node .* (died|dead)|SYSTEM_ERROR",
+     "a Ray worker process died; its work is retried (see --max-retries)"),
+)
+
+
+def translate_ray_message(text: str, seen: set[str], logger: logging.Logger = log) -> None:
+    """Log one message Ray printed for the driver: the first of each known kind as a warning in
+    our words (the original at debug level), everything else at debug level."""
+    for pattern, words in RAY_MESSAGE_KINDS:
+        if re.search(pattern, text):
+            if words not in seen:
+                seen.add(words)
+                logger.warning("%s", words)
+            break
+    logger.debug("ray: %s", text.strip())
+
+
+@contextlib.contextmanager
+def _ray_messages_translated(verbose: bool) -> Iterator[None]:
+    """Route what Ray's driver threads print (``ray._private.worker.print_to_stdstream``) through
+    :func:`translate_ray_message` (``verbose``: Ray's own printing stays, untouched)."""
+    try:
+        import ray._private.worker as ray_worker
+    except ImportError:  # pragma: no cover - Ray's layout changed: keep its printing
+        yield
+        return
+    original: Callable[..., Any] | None = getattr(ray_worker, "print_to_stdstream", None)
+    if verbose or original is None:
+        yield
+        return
+    seen: set[str] = set()
+
+    def translated(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        for line in data.get("lines", []):
+            translate_ray_message(str(line), seen)
+
+    ray_worker.print_to_stdstream = translated
+    try:
+        yield
+    finally:
+        ray_worker.print_to_stdstream = original
+
+
+def _start_embedded(ray: Any, **kwargs: Any) -> Any:
+    """``ray.init`` of a local Ray, keeping an application's own SIGTERM handler (Ray replaces it
+    with ``sys.exit``); returns Ray's context."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    context = ray.init(**kwargs)
+    if main and callable(previous) and previous not in (signal.SIG_DFL, signal.SIG_IGN):
+        signal.signal(signal.SIGTERM, previous)
+    return context
+
+
+def _session_dir(context: Any) -> str | None:
+    info = getattr(context, "address_info", None)
+    return info.get("session_dir") if isinstance(info, dict) else None
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
                 object_store_memory: int | None = None, verbose: bool = False) -> Iterator[Any]:
@@ -88,7 +167,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
         verbose: let Ray's own logs through (otherwise only errors).
 
     If Ray is already initialised in this process (a test fixture, a notebook), that session is
-    used and left running; otherwise the session started here is shut down at the end.
+    used and left running; otherwise the session started here is shut down at the end, also on
+    an exception, Ctrl-C or SIGTERM. Before an embedded Ray starts, the processes of embedded
+    sessions whose driver was killed are ended (:func:`~speechunits.scale.ray_leftovers.reap_leftovers`).
     """
     ray = require_ray()
     _quiet_python_loggers(verbose)
@@ -109,22 +190,33 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
     )
     if forwarded_env():
         kwargs["runtime_env"] = {"env_vars": forwarded_env()}
-    if address:
-        log.info("connecting to the Ray cluster at %s", address)
+    from speechunits.scale import ray_leftovers
+
+    record = session_dir = None
+    with _ray_messages_translated(verbose):
+        if address:
+            log.info("connecting to the Ray cluster at %s", address)
+            try:
+                ray.init(address=address, **kwargs)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise SpeechUnitsError(f"--ray-address {address}: cannot connect to a Ray cluster ({exc})") from exc
+        else:
+            ray_leftovers.reap_leftovers()
+            cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
+            log.info("starting a local Ray with %d CPU(s)", cpus)
+            context = _start_embedded(ray, num_cpus=cpus, num_gpus=num_gpus,
+                                      object_store_memory=object_store_memory, **kwargs)
+            session_dir = _session_dir(context)
+            if session_dir:
+                record = ray_leftovers.register(session_dir)
         try:
-            ray.init(address=address, **kwargs)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise SpeechUnitsError(f"--ray-address {address}: cannot connect to a Ray cluster ({exc})") from exc
-    else:
-        cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
-        log.info("starting a local Ray with %d CPU(s)", cpus)
-        ray.init(num_cpus=cpus, num_gpus=num_gpus, object_store_memory=object_store_memory, **kwargs)
-    _quiet_python_loggers(verbose)
-    configure_data_context(verbose)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
+            _quiet_python_loggers(verbose)
+            configure_data_context(verbose)
+            yield ray
+        finally:
+            ray.shutdown()
+            if record is not None and session_dir:
+                ray_leftovers.release(record, session_dir)
 
 
 def cluster_resources() -> dict[str, float]:

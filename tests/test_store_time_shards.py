@@ -1,0 +1,130 @@
+"""Time-bounded shards: a shard is written every N rows or T seconds, whichever comes first, so a
+killed run loses at most about T seconds of finished work; resuming stays exact."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from speechunits.corpus import Utterance
+from speechunits.errors import SpeechUnitsError
+from speechunits.units import Units
+from speechunits.units.encode_corpus import UnitResult, write_results
+from speechunits.units.store import UnitStore, UnitWriter, store_meta
+from test_store import K, RATE, codebook_meta
+
+
+class FakeClock:
+    """Monotonic seconds that only move when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rows_per_shard(path: Path) -> list[int]:
+    return [pq.ParquetFile(p).metadata.num_rows for p in UnitStore.open(path).shards]
+
+
+def units(i: int) -> Units:
+    return Units(np.arange(i % 5 + 1) % K, RATE, K)
+
+
+def test_writer_flushes_on_rows_or_seconds(tmp_path: Path) -> None:
+    clock = FakeClock()
+    writer = UnitWriter(tmp_path / "u", store_meta(codebook_meta(), False), rows_per_file=4, shard_seconds=60.0,
+                        clock=clock)
+    # rows finish at t = 25, 50, ..., 250 s: by time every 3rd row (75 s, 150 s, 225 s)
+    for i in range(10):
+        clock.now = 25.0 * (i + 1)
+        writer.add(f"u{i}", units(i))
+    assert rows_per_shard(tmp_path / "u") == [3, 3, 3]
+    # rows finish fast (1 s apart): by rows, 4 per shard; the clock restarts at every shard
+    for i in range(10, 19):
+        clock.now += 1.0
+        writer.add(f"u{i}", units(i))
+    assert rows_per_shard(tmp_path / "u") == [3, 3, 3, 4, 4]
+    writer.close()
+    assert rows_per_shard(tmp_path / "u") == [3, 3, 3, 4, 4, 2]
+
+
+def test_without_shard_seconds_only_rows_count(tmp_path: Path) -> None:
+    clock = FakeClock()
+    writer = UnitWriter(tmp_path / "u", store_meta(codebook_meta(), False), rows_per_file=4, clock=clock)
+    for i in range(6):
+        clock.now += 1000.0
+        writer.add(f"u{i}", units(i))
+    assert rows_per_shard(tmp_path / "u") == [4]
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0])
+def test_bad_shard_seconds_are_refused(tmp_path: Path, seconds: float) -> None:
+    with pytest.raises(SpeechUnitsError, match="shard seconds must be > 0"):
+        UnitWriter(tmp_path / "u", store_meta(codebook_meta(), False), shard_seconds=seconds)
+
+
+class FakeTokenizer:
+    """What write_results needs of a UnitTokenizer: one codebook's metadata and the dedup flag."""
+
+    codebooks = [SimpleNamespace(k=K)]
+    stream_layers = [2]
+    dedup = False
+
+    @staticmethod
+    def store_codebook_meta(index: int) -> dict:
+        return codebook_meta()
+
+
+def test_write_loop_bounds_lost_work_by_time(tmp_path: Path) -> None:
+    """Each utterance takes 25 s; with 60 s shards a row is on disk at most ~60 s after it was
+    finished, and what a kill would lose (the rows in memory) never spans 60 s of work."""
+    clock = FakeClock()
+    corpus = [Utterance(f"u{i}", f"/audio/u{i}.wav") for i in range(10)]
+    out = tmp_path / "u"
+    on_disk_before: list[int] = []
+
+    def results(todo):
+        for utt in todo:
+            stored = UnitStore.open(out).ids() if UnitStore.open(out).shards else []
+            on_disk_before.append(len(stored))
+            clock.now += 25.0  # encoding takes 25 s
+            yield UnitResult(utt, [units(int(utt.id[1:]))], None, 1.0)
+
+    report = write_results(results, corpus, FakeTokenizer(), out, rows_per_file=500, shard_seconds=60.0,
+                           clock=clock, quiet=True)
+    assert report.encoded == 10 and rows_per_shard(out) == [3, 3, 3, 1]
+    # before utterance i is encoded, the store holds the rows of every shard finished so far
+    assert on_disk_before == [0, 0, 0, 3, 3, 3, 6, 6, 6, 9]
+    # finished work not yet on disk when utterance i starts: at most 2 rows = 50 s < 60 s
+    assert max(i - stored for i, stored in enumerate(on_disk_before)) == 2
+    # a rerun skips everything, an interrupted one (simulated by a fresh corpus of more rows) resumes
+    more = corpus + [Utterance("u10", "/audio/u10.wav")]
+    again = write_results(results, more, FakeTokenizer(), out, rows_per_file=500, shard_seconds=60.0,
+                          clock=clock, quiet=True)
+    assert (again.encoded, again.already_stored) == (1, 10)
+    assert sorted(UnitStore.open(out).ids()) == sorted(u.id for u in more)
+
+
+def test_write_loop_closes_the_results_stream_on_error(tmp_path: Path) -> None:
+    """An error in the loop still closes the backend's stream (its ``finally`` - Ray's shutdown -
+    runs) and keeps the complete rows already received."""
+    closed: list[bool] = []
+    corpus = [Utterance(f"u{i}", f"/audio/u{i}.wav") for i in range(3)]
+
+    def results(todo):
+        try:
+            yield UnitResult(corpus[0], [units(0)], None, 1.0)
+            yield UnitResult(corpus[1], None, "/audio/u1.wav: broken", 1.0)
+            yield UnitResult(corpus[2], [units(2)], None, 1.0)
+        finally:
+            closed.append(True)
+
+    with pytest.raises(SpeechUnitsError, match="broken"):
+        write_results(results, corpus, FakeTokenizer(), tmp_path / "u", on_error="fail", quiet=True)
+    assert closed == [True]
+    assert UnitStore.open(tmp_path / "u").ids() == ["u0"]
