@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import tempfile
 import time
@@ -69,17 +70,18 @@ def _pids() -> Iterator[int]:
             yield int(name)
 
 
-def _mentions(pid: int, session_dir: str) -> bool:
+def _mentions(pid: int, session_dir: str, pattern: re.Pattern[bytes]) -> bool:
     """Whether ``pid`` (a process of this user) names ``session_dir`` in its command line or open files."""
     proc = Path(f"/proc/{pid}")
     try:
         if proc.stat().st_uid != os.getuid():
             return False
-        if session_dir.encode() in (proc / "cmdline").read_bytes():
+        if pattern.search((proc / "cmdline").read_bytes()):
             return True
         for fd in (proc / "fd").iterdir():
             try:
-                if os.readlink(fd).startswith(session_dir):
+                target = os.readlink(fd)
+                if target == session_dir or target.startswith(session_dir + "/"):
                     return True
             except OSError:
                 continue
@@ -94,7 +96,9 @@ def session_processes(session_dir: str) -> list[int]:
     if not session_dir:
         return []
     me = os.getpid()
-    return sorted(pid for pid in _pids() if pid != me and _mentions(pid, session_dir))
+    # the directory itself or a path inside it, not another session whose name starts alike
+    pattern = re.compile(re.escape(session_dir.encode()) + rb"(?=/|\x00|$|[\s'\"])")
+    return sorted(pid for pid in _pids() if pid != me and _mentions(pid, session_dir, pattern))
 
 
 def end_processes(pids: list[int], grace_s: float = TERM_GRACE_S) -> list[int]:

@@ -100,20 +100,38 @@ RAY_MESSAGE_KINDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def translate_ray_message(text: str, seen: set[str], logger: logging.Logger = log) -> None:
+def translate_ray_message(text: str, seen: set[str], logger: logging.Logger = log) -> bool:
     """Log one message Ray printed for the driver: the first of each known kind as a warning in
-    our words (the original at debug level), everything else at debug level."""
+    our words (the original at debug level), everything else at debug level. Returns whether the
+    message was of a known kind."""
+    known = False
     for pattern, words in RAY_MESSAGE_KINDS:
         if re.search(pattern, text):
+            known = True
             if words not in seen:
                 seen.add(words)
                 logger.warning("%s", words)
             break
     logger.debug("ray: %s", text.strip())
+    return known
+
+
+class RayLogTranslator(logging.Filter):
+    """On the handlers of Ray's own loggers: a record of a known kind (:data:`RAY_MESSAGE_KINDS`)
+    is replaced by our words (once per session); other records pass unchanged."""
+
+    def __init__(self, seen: set[str]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("speechunits"):
+            return True
+        return not translate_ray_message(record.getMessage(), self.seen)
 
 
 @contextlib.contextmanager
-def _ray_messages_translated(verbose: bool) -> Iterator[None]:
+def _ray_messages_translated(verbose: bool, seen: set[str]) -> Iterator[None]:
     """Route what Ray's driver threads print (``ray._private.worker.print_to_stdstream``) through
     :func:`translate_ray_message` (``verbose``: Ray's own printing stays, untouched)."""
     try:
@@ -125,7 +143,6 @@ def _ray_messages_translated(verbose: bool) -> Iterator[None]:
     if verbose or original is None:
         yield
         return
-    seen: set[str] = set()
 
     def translated(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         for line in data.get("lines", []):
@@ -136,6 +153,23 @@ def _ray_messages_translated(verbose: bool) -> Iterator[None]:
         yield
     finally:
         ray_worker.print_to_stdstream = original
+
+
+@contextlib.contextmanager
+def _ray_logs_translated(verbose: bool, seen: set[str]) -> Iterator[None]:
+    """A :class:`RayLogTranslator` on every handler of Ray's loggers for the block (not with ``verbose``)."""
+    if verbose:
+        yield
+        return
+    translator = RayLogTranslator(seen)
+    handlers = {handler for name in ("ray", *RAY_LOGGERS) for handler in logging.getLogger(name).handlers}
+    for handler in handlers:
+        handler.addFilter(translator)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(translator)
 
 
 def _start_embedded(ray: Any, **kwargs: Any) -> Any:
@@ -193,7 +227,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
     from speechunits.scale import ray_leftovers
 
     record = session_dir = None
-    with _ray_messages_translated(verbose):
+    seen: set[str] = set()  # kinds of Ray messages already shown in our words
+    with _ray_messages_translated(verbose, seen):
         if address:
             log.info("connecting to the Ray cluster at %s", address)
             try:
@@ -212,7 +247,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
         try:
             _quiet_python_loggers(verbose)
             configure_data_context(verbose)
-            yield ray
+            with _ray_logs_translated(verbose, seen):
+                yield ray
         finally:
             ray.shutdown()
             if record is not None and session_dir:

@@ -99,19 +99,26 @@ class AttemptLedger:
     """Attempts of calls and files in one run; a Ray actor owned by the driver (plain object in tests).
 
     Keys: ``(stage, idx, ...)`` for calls, ``(stage, idx)`` for files (``idx`` = plan position).
+    Only open attempts and failures are kept, so memory follows the calls in flight, not the corpus.
     """
 
     def __init__(self) -> None:
-        self._calls: dict[tuple[Any, ...], int] = {}
+        self._open_calls: dict[tuple[Any, ...], int] = {}
+        self._retried_calls = 0
         self._open: dict[tuple[Any, ...], str] = {}
         self._failures: dict[tuple[Any, ...], list[str]] = {}
         self._given_up: list[tuple[Any, ...]] = []
 
     def begin_call(self, key: tuple[Any, ...]) -> int:
-        """Count an attempt of a call; returns how many attempts came before."""
-        before = self._calls.get(key, 0)
-        self._calls[key] = before + 1
+        """Open an attempt of a call; returns how many earlier attempts of it never ended (their
+        process died)."""
+        before = self._open_calls.get(key, 0)
+        self._open_calls[key] = before + 1
+        self._retried_calls += bool(before)
         return before
+
+    def end_call(self, key: tuple[Any, ...]) -> None:
+        self._open_calls.pop(key, None)
 
     def begin(self, key: tuple[Any, ...]) -> list[str]:
         """Open an attempt of one file; returns the reasons its earlier attempts ended the process."""
@@ -134,7 +141,7 @@ class AttemptLedger:
     def summary(self) -> dict[str, int]:
         """``retried_calls`` (calls run again after their process ended), ``failures`` (file
         attempts that ended a process) and ``given_up`` (files recorded as errors)."""
-        return {"retried_calls": sum(n - 1 for n in self._calls.values()),
+        return {"retried_calls": self._retried_calls,
                 "failures": sum(len(v) for v in self._failures.values()), "given_up": len(self._given_up)}
 
 
@@ -147,6 +154,16 @@ def _ask(ledger: Any, method: str, *args: Any) -> Any:
     import ray
 
     return ray.get(remote(*args))
+
+
+def _tell(ledger: Any, method: str, *args: Any) -> None:
+    """Like :func:`_ask`, without waiting for the answer (calls from one worker stay in order)."""
+    bound = getattr(ledger, method)
+    remote = getattr(bound, "remote", None)
+    if remote is None:
+        bound(*args)
+    else:
+        remote(*args)
 
 
 @contextlib.contextmanager
@@ -198,9 +215,12 @@ def guarded(batch: Batch, process: Callable[[Batch], Batch], *, ledger: Any = No
         with watchdog(None if timeout_s is None else timeout_s * len(batch["idx"])):
             return process(batch)
     idxs = [int(i) for i in batch["idx"]]
-    if _ask(ledger, "begin_call", (stage, *idxs)) == 0:
+    call = (stage, *idxs)
+    if _ask(ledger, "begin_call", call) == 0:
         with watchdog(None if timeout_s is None else timeout_s * len(idxs)):
-            return process(batch)
+            out = process(batch)
+        _tell(ledger, "end_call", call)
+        return out
     parts = []
     for i, idx in enumerate(idxs):
         one = {name: column[i:i + 1] for name, column in batch.items()}
@@ -218,6 +238,7 @@ def guarded(batch: Batch, process: Callable[[Batch], Batch], *, ledger: Any = No
         with watchdog(timeout_s, ledger, key):
             parts.append(process(one))
         _ask(ledger, "end", key)
+    _tell(ledger, "end_call", call)
     return _concat(parts)
 
 
