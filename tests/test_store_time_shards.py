@@ -37,20 +37,22 @@ def units(i: int) -> Units:
 
 def test_writer_flushes_on_rows_or_seconds(tmp_path: Path) -> None:
     clock = FakeClock()
-    writer = UnitWriter(tmp_path / "u", store_meta(codebook_meta(), False), rows_per_file=4, shard_seconds=60.0,
+    clock.now = 1000.0  # a slow start-up: the first shard's time counts from its first row
+    writer = UnitWriter(tmp_path / "u", store_meta(codebook_meta(), False), rows_per_file=10, shard_seconds=60.0,
                         clock=clock)
-    # rows finish at t = 25, 50, ..., 250 s: by time every 3rd row (75 s, 150 s, 225 s)
+    # rows finish 25 s apart from t = 1025 s: the first shard closes with the row at 1100 s
+    # (75 s after the first row), the next ones 75 s after the previous shard
     for i in range(10):
-        clock.now = 25.0 * (i + 1)
+        clock.now = 1025.0 + 25.0 * i
         writer.add(f"u{i}", units(i))
-    assert rows_per_shard(tmp_path / "u") == [3, 3, 3]
-    # rows finish fast (1 s apart): by rows, 4 per shard; the clock restarts at every shard
-    for i in range(10, 19):
+    assert rows_per_shard(tmp_path / "u") == [4, 3, 3]
+    # rows finish fast (1 s apart): by rows, 10 per shard
+    for i in range(10, 22):
         clock.now += 1.0
         writer.add(f"u{i}", units(i))
-    assert rows_per_shard(tmp_path / "u") == [3, 3, 3, 4, 4]
+    assert rows_per_shard(tmp_path / "u") == [4, 3, 3, 10]
     writer.close()
-    assert rows_per_shard(tmp_path / "u") == [3, 3, 3, 4, 4, 2]
+    assert rows_per_shard(tmp_path / "u") == [4, 3, 3, 10, 2]
 
 
 def test_without_shard_seconds_only_rows_count(tmp_path: Path) -> None:
@@ -81,8 +83,8 @@ class FakeTokenizer:
 
 
 def test_write_loop_bounds_lost_work_by_time(tmp_path: Path) -> None:
-    """Each utterance takes 25 s; with 60 s shards a row is on disk at most ~60 s after it was
-    finished, and what a kill would lose (the rows in memory) never spans 60 s of work."""
+    """Each utterance takes 25 s; with 60 s shards the finished rows waiting in memory (what a
+    kill would lose) never span 60 s or more of the run."""
     clock = FakeClock()
     corpus = [Utterance(f"u{i}", f"/audio/u{i}.wav") for i in range(10)]
     out = tmp_path / "u"
@@ -97,11 +99,11 @@ def test_write_loop_bounds_lost_work_by_time(tmp_path: Path) -> None:
 
     report = write_results(results, corpus, FakeTokenizer(), out, rows_per_file=500, shard_seconds=60.0,
                            clock=clock, quiet=True)
-    assert report.encoded == 10 and rows_per_shard(out) == [3, 3, 3, 1]
+    assert report.encoded == 10 and rows_per_shard(out) == [4, 3, 3]
     # before utterance i is encoded, the store holds the rows of every shard finished so far
-    assert on_disk_before == [0, 0, 0, 3, 3, 3, 6, 6, 6, 9]
-    # finished work not yet on disk when utterance i starts: at most 2 rows = 50 s < 60 s
-    assert max(i - stored for i, stored in enumerate(on_disk_before)) == 2
+    assert on_disk_before == [0, 0, 0, 0, 4, 4, 4, 7, 7, 7]
+    # finished rows in memory when utterance i starts: at most 3, finished within 50 s (25, 50, 75 s)
+    assert max(i - stored for i, stored in enumerate(on_disk_before)) == 3
     # a rerun skips everything, an interrupted one (simulated by a fresh corpus of more rows) resumes
     more = corpus + [Utterance("u10", "/audio/u10.wav")]
     again = write_results(results, more, FakeTokenizer(), out, rows_per_file=500, shard_seconds=60.0,

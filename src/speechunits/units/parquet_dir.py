@@ -143,7 +143,8 @@ def check_same(expected: dict[str, Any], found: dict[str, Any], keys: Iterable[s
 class ShardWriter:
     """Appends rows to a shard directory, one atomically written Parquet file per ``rows_per_file``
     rows, or sooner: when a row arrives ``max_seconds`` or more after the last shard was written
-    (or the writer was opened), the buffer including that row becomes a shard.
+    (before the first shard: after the first row arrived, so a slow start-up - loading a model,
+    starting Ray - does not close a shard early), the buffer including that row becomes a shard.
 
     Args:
         directory: the shard directory (created if missing).
@@ -191,7 +192,7 @@ class ShardWriter:
         self._remove_own_temps()
         self.done: set[str] = self._recover()
         self._seq = self._next_seq()
-        self._last_shard = clock()
+        self._last_shard: float | None = None  # clock() of the last shard, or of the first row
 
     # -- start-up --------------------------------------------------------------------------------
     def _remove_own_temps(self) -> None:
@@ -254,8 +255,13 @@ class ShardWriter:
             raise SpeechUnitsError(f"{self.directory}: {self.key_column} {key!r} is already stored")
         self._rows.append(row)
         self.done.add(key)
-        if len(self._rows) >= self.rows_per_file or (
-                self.max_seconds is not None and self._clock() - self._last_shard >= self.max_seconds):
+        due = False
+        if self.max_seconds is not None:
+            now = self._clock()
+            if self._last_shard is None:
+                self._last_shard = now
+            due = now - self._last_shard >= self.max_seconds
+        if due or len(self._rows) >= self.rows_per_file:
             self.flush()
 
     def flush(self) -> None:
