@@ -2,6 +2,8 @@
 killed run loses at most about T seconds of finished work; resuming stays exact."""
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -98,7 +100,7 @@ def test_write_loop_bounds_lost_work_by_time(tmp_path: Path) -> None:
             yield UnitResult(utt, [units(int(utt.id[1:]))], None, 1.0)
 
     report = write_results(results, corpus, FakeTokenizer(), out, rows_per_file=500, shard_seconds=60.0,
-                           clock=clock, quiet=True)
+                           clock=clock, quiet=True, flush_in_background=False)
     assert report.encoded == 10 and rows_per_shard(out) == [4, 3, 3]
     # before utterance i is encoded, the store holds the rows of every shard finished so far
     assert on_disk_before == [0, 0, 0, 0, 4, 4, 4, 7, 7, 7]
@@ -107,7 +109,7 @@ def test_write_loop_bounds_lost_work_by_time(tmp_path: Path) -> None:
     # a rerun skips everything, an interrupted one (simulated by a fresh corpus of more rows) resumes
     more = corpus + [Utterance("u10", "/audio/u10.wav")]
     again = write_results(results, more, FakeTokenizer(), out, rows_per_file=500, shard_seconds=60.0,
-                          clock=clock, quiet=True)
+                          clock=clock, quiet=True, flush_in_background=False)
     assert (again.encoded, again.already_stored) == (1, 10)
     assert sorted(UnitStore.open(out).ids()) == sorted(u.id for u in more)
 
@@ -130,3 +132,38 @@ def test_write_loop_closes_the_results_stream_on_error(tmp_path: Path) -> None:
         write_results(results, corpus, FakeTokenizer(), tmp_path / "u", on_error="fail", quiet=True)
     assert closed == [True]
     assert UnitStore.open(tmp_path / "u").ids() == ["u0"]
+
+
+def test_rows_reach_disk_while_the_results_stream_stalls(tmp_path: Path) -> None:
+    """The background flusher writes finished rows once the time bound passed, although no
+    further result arrives (a worker stuck on a slow file): a kill then would lose nothing."""
+    corpus = [Utterance(f"u{i}", f"/audio/u{i}.wav") for i in range(3)]
+    out = tmp_path / "u"
+    release = threading.Event()
+    seen_on_disk: list[list[str]] = []
+
+    def results(todo):
+        todo = list(todo)
+        yield UnitResult(todo[0], [units(0)], None, 1.0)
+        yield UnitResult(todo[1], [units(1)], None, 1.0)
+        deadline = time.monotonic() + 60  # stalled on u2 until its predecessors are on disk
+        while len(UnitStore.open(out).ids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen_on_disk.append(UnitStore.open(out).ids())
+        release.set()
+        yield UnitResult(todo[2], [units(2)], None, 1.0)
+
+    report = write_results(results, corpus, FakeTokenizer(), out, rows_per_file=500, shard_seconds=0.2, quiet=True)
+    assert release.is_set() and seen_on_disk == [["u0", "u1"]]
+    assert report.encoded == 3 and sorted(UnitStore.open(out).ids()) == ["u0", "u1", "u2"]
+
+
+def test_flush_if_due(tmp_path: Path) -> None:
+    clock = FakeClock()
+    writer = UnitWriter(tmp_path / "u", store_meta(codebook_meta(), False), shard_seconds=10.0, clock=clock)
+    assert writer.flush_if_due() is False  # nothing buffered
+    writer.add("u0", units(0))
+    clock.now = 9.9
+    assert writer.flush_if_due() is False and not UnitStore.open(tmp_path / "u").shards
+    clock.now = 10.0
+    assert writer.flush_if_due() is True and UnitStore.open(tmp_path / "u").ids() == ["u0"]

@@ -28,12 +28,12 @@ from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
 
-#: Environment set before Ray starts in this process (unless the user already set it):
-#: no log deduplication messages, and the C++ core only reports fatal problems, so CI
-#: logs and terminals stay readable. Worker logs stay in Ray's session directory.
+#: Environment set before Ray starts in this process (unless the user already set it): no log
+#: deduplication messages, no Ray Data progress bars. Worker and C++ core logs stay in Ray's
+#: session directory. (Not ``RAY_BACKEND_LOG_LEVEL``: the C++ core writes its logs to files
+#: anyway, and setting it prints a line of its own to the terminal, "Set ray log level ...".)
 QUIET_ENV = {
     "RAY_DEDUP_LOGS": "0",
-    "RAY_BACKEND_LOG_LEVEL": "fatal",
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
 }
 #: Python loggers of Ray that we turn down to warnings-only (errors still show).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -71,6 +72,40 @@ class EncodeReport:
     def realtime_factor(self) -> float:
         """Audio seconds encoded per wall second (x real time)."""
         return self.audio_seconds / max(self.wall_seconds, 1e-9)
+
+
+class TimedFlusher:
+    """A daemon thread that writes the writers' buffered rows as soon as their ``shard_seconds``
+    have passed, also while the results stream is stalled (a slow file, a restarting worker), so
+    a finished utterance reaches disk within ``shard_seconds`` + ``interval_s``. Use as a context
+    manager; a write error in the thread is raised on exit."""
+
+    def __init__(self, writers: list[UnitWriter], interval_s: float):
+        self._writers = writers
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="speechunits-shard-flusher", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                for writer in self._writers:
+                    writer.flush_if_due()
+            except Exception as exc:  # e.g. a full disk: stop flushing here, report it on exit
+                log.error("writing a shard failed: %s", exc)
+                self._error = exc
+                return
+
+    def __enter__(self) -> "TimedFlusher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._error is not None and exc_type is None:
+            raise self._error
 
 
 def stream_dirs(out_dir: str | os.PathLike[str], tokenizer: UnitTokenizer) -> list[Path]:
@@ -132,12 +167,13 @@ def write_results(results: ResultsFn, corpus: Iterable[Utterance], tokenizer: Un
                   shard_seconds: float | None = DEFAULT_SHARD_SECONDS, on_error: str = "skip",
                   quiet: bool = False, total_seconds: float | None = None, desc: str = "encode",
                   sync: Callable[[], Any] | None = None, sync_interval_s: float = 10.0,
-                  clock: Callable[[], float] = time.monotonic) -> EncodeReport:
+                  clock: Callable[[], float] = time.monotonic, flush_in_background: bool = True) -> EncodeReport:
     """The write loop every backend shares: open one :class:`UnitWriter` per stream, skip what
     every stream already holds, feed the rest to ``results`` and store what comes back.
 
     Shards hold ``rows_per_file`` utterances, or fewer when ``shard_seconds`` passed since the
-    last one (``clock``: monotonic seconds, injectable for tests). ``sync`` (if given) is called
+    last one (``clock``: monotonic seconds, injectable for tests); with ``flush_in_background``
+    a :class:`TimedFlusher` writes them on time also while ``results`` is stalled. ``sync`` (if given) is called
     every ``sync_interval_s`` seconds, e.g. to upload finished shards of a staged remote output.
     The ``results`` stream is closed on the way out, also on an exception or an interrupt (so a
     backend's ``finally`` - e.g. shutting its Ray down - runs before this returns or raises).
@@ -156,6 +192,8 @@ def write_results(results: ResultsFn, corpus: Iterable[Utterance], tokenizer: Un
                                                       job=job, rows_per_file=rows_per_file or DEFAULT_ROWS_PER_FILE,
                                                       shard_seconds=shard_seconds, clock=clock))
                        for j, d in enumerate(dirs)]
+            if shard_seconds is not None and flush_in_background:
+                stack.enter_context(TimedFlusher(writers, min(1.0, shard_seconds / 4)))
             complete = set.intersection(*(w.done for w in writers))
             if isinstance(corpus, Corpus):
                 todo: Iterable[Utterance] = corpus.filter(lambda utt: utt.id not in complete)

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -193,6 +194,7 @@ class ShardWriter:
         self.done: set[str] = self._recover()
         self._seq = self._next_seq()
         self._last_shard: float | None = None  # clock() of the last shard, or of the first row
+        self._lock = threading.RLock()  # add/flush may be called from a flushing thread too
 
     # -- start-up --------------------------------------------------------------------------------
     def _remove_own_temps(self) -> None:
@@ -251,37 +253,48 @@ class ShardWriter:
         """Buffer one complete row; writes a shard when ``rows_per_file`` rows are buffered or
         ``max_seconds`` have passed since the last shard."""
         key = row[self.key_column]
-        if key in self.done:
-            raise SpeechUnitsError(f"{self.directory}: {self.key_column} {key!r} is already stored")
-        self._rows.append(row)
-        self.done.add(key)
-        due = False
-        if self.max_seconds is not None:
-            now = self._clock()
-            if self._last_shard is None:
-                self._last_shard = now
-            due = now - self._last_shard >= self.max_seconds
-        if due or len(self._rows) >= self.rows_per_file:
+        with self._lock:
+            if key in self.done:
+                raise SpeechUnitsError(f"{self.directory}: {self.key_column} {key!r} is already stored")
+            self._rows.append(row)
+            self.done.add(key)
+            if self._last_shard is None and self.max_seconds is not None:
+                self._last_shard = self._clock()
+            if len(self._rows) >= self.rows_per_file or self._due():
+                self.flush()
+
+    def _due(self) -> bool:
+        return (self.max_seconds is not None and self._last_shard is not None
+                and self._clock() - self._last_shard >= self.max_seconds)
+
+    def flush_if_due(self) -> bool:
+        """Write the buffered rows if ``max_seconds`` have passed since the last shard (for a
+        thread that calls this while the producer of rows is slow); returns whether it wrote."""
+        with self._lock:
+            if not self._rows or not self._due():
+                return False
             self.flush()
+            return True
 
     def flush(self) -> None:
         """Write buffered rows as one shard (temp name, fsync, atomic rename)."""
-        if not self._rows:
-            return
-        table = pa.Table.from_pylist(self._rows, schema=self.schema)
-        tmp = self.directory / f".{self._stem}-{self._seq:06d}.parquet.{os.getpid()}.tmp"
-        pq.write_table(table, tmp, compression=COMPRESSION)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        while True:  # never overwrite a shard (a duplicate job may have taken the name)
-            final = self.directory / f"{self._stem}-{self._seq:06d}.parquet"
-            self._seq += 1
-            if _publish(tmp, final):
-                break
-        log.debug("wrote %s (%d rows)", final, table.num_rows)
-        self.files_written += 1
-        self._rows = []
-        self._last_shard = self._clock()
+        with self._lock:
+            if not self._rows:
+                return
+            table = pa.Table.from_pylist(self._rows, schema=self.schema)
+            tmp = self.directory / f".{self._stem}-{self._seq:06d}.parquet.{os.getpid()}.tmp"
+            pq.write_table(table, tmp, compression=COMPRESSION)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            while True:  # never overwrite a shard (a duplicate job may have taken the name)
+                final = self.directory / f"{self._stem}-{self._seq:06d}.parquet"
+                self._seq += 1
+                if _publish(tmp, final):
+                    break
+            log.debug("wrote %s (%d rows)", final, table.num_rows)
+            self.files_written += 1
+            self._rows = []
+            self._last_shard = self._clock()
 
     def close(self) -> None:
         self.flush()

@@ -242,6 +242,10 @@ class UnitWriter:
     def flush(self) -> None:
         self._writer.flush()
 
+    def flush_if_due(self) -> bool:
+        """Write buffered rows if ``shard_seconds`` have passed since the last shard (thread-safe)."""
+        return self._writer.flush_if_due()
+
     def close(self) -> None:
         self._writer.close()
 
