@@ -106,8 +106,8 @@ import speechunits.cli.fit as fit
 from speechunits.cli.main import main
 
 def run(args):
-    print("ready", flush=True)
     try:
+        print("ready", flush=True)
         time.sleep(60)
     finally:
         print("cleaned up", flush=True)

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between SIGTERM and SIGKILL when ending leftovers.
 TERM_GRACE_S = 5.0
+#: Rounds of find-and-end: a dying raylet may still start a process while its session is ended.
+END_ROUNDS = 4
 
 
 def registry_dir() -> Path:
@@ -153,12 +155,26 @@ def reap_leftovers() -> int:
             continue
         if driver_alive(record):
             continue
-        pids = session_processes(str(record.get("session_dir", "")))
+        session_dir = str(record.get("session_dir", ""))
+        pids = session_processes(session_dir)
         if pids:
             log.warning("ending %d process(es) left by an embedded Ray whose driver (pid %s) was killed",
                         len(pids), record.get("driver_pid"))
-            ended += len(end_processes(pids))
+            ended += end_session(session_dir, pids)
         path.unlink(missing_ok=True)
+    return ended
+
+
+def end_session(session_dir: str, pids: list[int] | None = None, grace_s: float = TERM_GRACE_S) -> int:
+    """End every process of ``session_dir``, again until none is left (at most :data:`END_ROUNDS`
+    rounds); returns how many processes were signalled."""
+    ended = 0
+    for _ in range(END_ROUNDS):
+        pids = session_processes(session_dir) if pids is None else pids
+        if not pids:
+            break
+        ended += len(end_processes(pids, grace_s))
+        pids = None
     return ended
 
 
@@ -170,8 +186,8 @@ def release(record: Path, session_dir: str, wait_s: float = TERM_GRACE_S) -> int
     while pids and time.monotonic() < deadline:
         time.sleep(0.2)
         pids = [pid for pid in pids if _alive(pid)]
-    ended = end_processes(pids, grace_s=1.0) if pids else []
+    ended = end_session(session_dir, pids, grace_s=1.0) if pids else 0
     if ended:
-        log.debug("ended %d Ray process(es) that outlived ray.shutdown(): %s", len(ended), ended)
+        log.debug("ended %d Ray process(es) that outlived ray.shutdown()", ended)
     record.unlink(missing_ok=True)
-    return len(ended)
+    return ended

@@ -29,11 +29,12 @@ from speechunits.errors import SpeechUnitsError
 log = logging.getLogger(__name__)
 
 #: Environment set before Ray starts in this process (unless the user already set it): no log
-#: deduplication messages, no Ray Data progress bars. Worker and C++ core logs stay in Ray's
-#: session directory. (Not ``RAY_BACKEND_LOG_LEVEL``: the C++ core writes its logs to files
-#: anyway, and setting it prints a line of its own to the terminal, "Set ray log level ...".)
+#: deduplication messages, the C++ core only reports fatal problems (it writes errors such as
+#: "constructor arguments in the object store" to the driver's terminal otherwise), no Ray Data
+#: progress bars. Worker logs stay in Ray's session directory.
 QUIET_ENV = {
     "RAY_DEDUP_LOGS": "0",
+    "RAY_BACKEND_LOG_LEVEL": "fatal",
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
 }
 #: Python loggers of Ray that we turn down to warnings-only (errors still show).
@@ -172,12 +173,48 @@ def _ray_logs_translated(verbose: bool, seen: set[str]) -> Iterator[None]:
             handler.removeFilter(translator)
 
 
-def _start_embedded(ray: Any, **kwargs: Any) -> Any:
+@contextlib.contextmanager
+def _native_stderr_logged(verbose: bool) -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2 during the block (Ray's C++ core
+    announces its log level there while ``ray.init`` starts it) and log it: lines of Ray's
+    error (``E``) or fatal (``F``) level as warnings, the rest at debug level. Nothing is
+    captured with ``verbose``."""
+    if verbose:
+        yield
+        return
+    import sys
+    import tempfile
+
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (embedded interpreters)
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", errors="replace").splitlines():
+                if line.strip():
+                    severe = re.match(r"^\[[^\]]* [EF] \d+ \d+\]", line) is not None
+                    log.log(logging.WARNING if severe else logging.DEBUG, "ray: %s", line)
+
+
+def _start_embedded(ray: Any, verbose: bool, **kwargs: Any) -> Any:
     """``ray.init`` of a local Ray, keeping an application's own SIGTERM handler (Ray replaces it
     with ``sys.exit``); returns Ray's context."""
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
-    context = ray.init(**kwargs)
+    with _native_stderr_logged(verbose):
+        context = ray.init(**kwargs)
     if main and callable(previous) and previous not in (signal.SIG_DFL, signal.SIG_IGN):
         signal.signal(signal.SIGTERM, previous)
     return context
@@ -232,14 +269,15 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
         if address:
             log.info("connecting to the Ray cluster at %s", address)
             try:
-                ray.init(address=address, **kwargs)
+                with _native_stderr_logged(verbose):
+                    ray.init(address=address, **kwargs)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise SpeechUnitsError(f"--ray-address {address}: cannot connect to a Ray cluster ({exc})") from exc
         else:
             ray_leftovers.reap_leftovers()
             cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
             log.info("starting a local Ray with %d CPU(s)", cpus)
-            context = _start_embedded(ray, num_cpus=cpus, num_gpus=num_gpus,
+            context = _start_embedded(ray, verbose, num_cpus=cpus, num_gpus=num_gpus,
                                       object_store_memory=object_store_memory, **kwargs)
             session_dir = _session_dir(context)
             if session_dir:
