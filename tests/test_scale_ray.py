@@ -362,3 +362,207 @@ def test_plan_is_length_sorted_within_windows_only(tmp_path: Path) -> None:
     got = [row["idx"] for row in length_sorted(rows, 3)]
     assert got == [1, 2, 0, 4, 3, 5, 7, 6]
     assert [row["idx"] for row in length_sorted(rows, 1)] == list(range(8))
+
+
+# -- long runs: finite retries, time-bounded shards, no leftover processes ----------------------
+class CrashOnUttWorker(UnitsWorker):
+    """Ends its own process (as a native crash would) whenever it encodes ``POISON_ID``."""
+
+    POISON_ID = "spk1/u04"
+
+    def process(self, batch):
+        for utt, error in zip(batch["id"], batch["error"]):
+            if str(utt) == self.POISON_ID and not error:
+                os._exit(1)
+        return super().process(batch)
+
+
+class HangOnUttWorker(UnitsWorker):
+    """Hangs (in a sleep, like a deadlocked native call) whenever it encodes ``POISON_ID``."""
+
+    POISON_ID = "spk1/u04"
+
+    def process(self, batch):
+        for utt, error in zip(batch["id"], batch["error"]):
+            if str(utt) == self.POISON_ID and not error:
+                time.sleep(600)
+        return super().process(batch)
+
+
+def _check_poison_recorded(out: Path, report, local_reference: Path, reason: str) -> None:
+    poison = CrashOnUttWorker.POISON_ID
+    assert (report.encoded, report.failed) == (11, 2)
+    errors = {e["id"]: e["error"] for e in map(json.loads, (out / ".errors.jsonl").read_text().splitlines())}
+    assert sorted(errors) == ["spk0/bad", poison]
+    assert reason in errors[poison] and "given up" in errors[poison] and "--max-retries 1" in errors[poison]
+    assert _stored(out) == [row for row in _stored(local_reference) if row[0] != poison]
+    assert ray_backend.LAST_RUN.extra["given_up"] == 1
+
+
+def test_a_file_that_crashes_its_worker_is_recorded_and_the_run_goes_on(
+        ray_cluster, tokenizer, corpus_dir: Path, local_reference: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ray_backend.WORKERS, "units", CrashOnUttWorker)
+    report = ray_encode_corpus(open_corpus(corpus_dir), tokenizer, tmp_path / "out",
+                               options=RayOptions(num_workers=1, rows_per_call=3, max_retries=1),
+                               rows_per_file=ROWS_PER_FILE, quiet=True)
+    _check_poison_recorded(tmp_path / "out", report, local_reference, "ended the worker process")
+    # the batch died once, then the file alone once: two calls ran again
+    assert ray_backend.LAST_RUN.extra["retried_calls"] == 2
+
+
+@pytest.mark.slow
+def test_a_file_that_hangs_its_worker_times_out_and_is_recorded(
+        ray_cluster, tokenizer, corpus_dir: Path, local_reference: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ray_backend.WORKERS, "units", HangOnUttWorker)
+    report = ray_encode_corpus(open_corpus(corpus_dir), tokenizer, tmp_path / "out",
+                               options=RayOptions(num_workers=1, rows_per_call=2, max_retries=1,
+                                                  utterance_timeout_s=5.0),
+                               rows_per_file=ROWS_PER_FILE, quiet=True)
+    _check_poison_recorded(tmp_path / "out", report, local_reference, "timed out after 5 s (--utterance-timeout)")
+
+
+@pytest.mark.slow
+def test_killed_driver_keeps_its_time_bounded_shards(ray_cluster, tokenizer, corpus_dir: Path,
+                                                    local_reference: Path, tiny_hubert_dir: Path,
+                                                    tmp_path: Path) -> None:
+    """500 rows per shard, but a shard every 0.5 s: the driver, killed once the first shard exists
+    (while a stalled utterance keeps the run from ending), kept its rows; the rerun skips them."""
+    out, marker = tmp_path / "out", tmp_path / "release"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER_SCRIPT.format(
+        tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"), marker=str(marker),
+        model=str(tiny_hubert_dir), corpus=str(corpus_dir), out=str(out),
+        address=ray_cluster.get_runtime_context().gcs_address).replace(
+            "rows_per_file=t.ROWS_PER_FILE", "rows_per_file=500, shard_seconds=0.5"))
+    log_path = tmp_path / "driver.log"
+    with open(log_path, "wb") as log_file:
+        driver = subprocess.Popen([sys.executable, str(script)], stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 240
+            while not list(out.glob("*.parquet")):
+                assert driver.poll() is None, log_path.read_text()[-3000:]
+                assert time.time() < deadline, "the driver wrote no shard in time"
+                time.sleep(0.05)
+            driver.send_signal(signal.SIGKILL)
+        finally:
+            driver.wait(timeout=30)
+    stored = UnitStore.open(out).ids()
+    assert 1 <= len(stored) < 12  # the run never reached 500 rows: time closed the shards it kept
+    reference = {row[0]: row for row in _stored(local_reference)}
+    assert all(row == reference[row[0]] for row in _stored(out))
+    report = ray_encode_corpus(open_corpus(corpus_dir), tokenizer, out, options=RayOptions(num_workers=1),
+                               rows_per_file=500, quiet=True)
+    assert report.already_stored == len(stored) and report.encoded == 12 - len(stored)
+    assert sorted(_stored(out)) == sorted(_stored(local_reference))
+
+
+@pytest.fixture(scope="module")
+def saved_codebook(encoder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_tokenizer import make_codebook
+
+    rng = np.random.default_rng(0)
+    wave = (0.3 * np.sin(np.arange(24000) / 7.0) + 0.05 * rng.standard_normal(24000)).astype(np.float32)
+    feats = encoder.extract(wave, [3])[3]
+    return make_codebook(feats[rng.choice(len(feats), 7, replace=False)], 3, encoder.info).save(
+        tmp_path_factory.mktemp("cb") / "cb")
+
+
+CLI_DRIVER = """
+import sys
+sys.path[:0] = [{tests!r}, {src!r}]
+import ray.cloudpickle
+import test_scale_ray as t
+from speechunits.cli.main import main
+from speechunits.scale import ray_backend
+ray.cloudpickle.register_pickle_by_value(t)
+ray_backend.SORT_WINDOW_CALLS = 1  # calls of 2 keep corpus order: spk2/u11 comes last
+ray_backend.DEFAULT_ROWS_PER_CALL = 2
+if {stall!r}:
+    ray_backend.WORKERS["units"] = type("StallT", (t.StallOnUttWorker,), {{"STALL_ID": "spk2/u11",
+                                                                          "MARKER": "/nonexistent"}})
+sys.exit(main(["encode", {corpus!r}, "--codebook", {codebook!r}, "-o", {out!r}, "--backend", "ray",
+               "--num-workers", "1", "--shard-seconds", "0.5", "--device", "cpu", "--quiet"]))
+"""
+
+
+def _cli_driver(tmp_path: Path, ray_tmp: Path, corpus_dir: Path, codebook: Path, stall: bool) -> subprocess.Popen:
+    script = tmp_path / "cli_driver.py"
+    script.write_text(CLI_DRIVER.format(tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"),
+                                        corpus=str(corpus_dir), codebook=str(codebook), out=str(tmp_path / "out"),
+                                        stall=stall))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_TMPDIR=str(ray_tmp), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, text=True)
+
+
+def _sessions(ray_tmp: Path) -> list[str]:
+    return [str(p) for p in ray_tmp.rglob("session_2*") if p.is_dir()]
+
+
+@pytest.fixture()
+def ray_tmp():
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_no_ray_process_outlives_a_normal_quiet_run(corpus_dir: Path, saved_codebook: Path, tmp_path: Path,
+                                                    ray_tmp: Path) -> None:
+    from speechunits.scale import ray_leftovers
+
+    driver = _cli_driver(tmp_path, ray_tmp, corpus_dir, saved_codebook, stall=False)
+    out, err = driver.communicate(timeout=400)
+    assert driver.returncode == 0, err[-3000:]
+    sessions = _sessions(ray_tmp)
+    assert len(sessions) == 1
+    assert ray_leftovers.session_processes(sessions[0]) == []
+    assert not (ray_leftovers.registry_dir() / f"{driver.pid}.json").exists()
+    assert len(UnitStore.open(tmp_path / "out").ids()) == 12
+    # --quiet: nothing from Ray; our warnings (the bad file, the summary naming the errors file) and,
+    # not Ray's, transformers' weight-loading bar of the driver's encoder
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("Loading weights")]
+    assert len(lines) == 2 and all(line.startswith("WARNING speechunits") for line in lines), err[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_no_ray_process_outlives_sigterm_or_the_next_run_after_sigkill(
+        corpus_dir: Path, saved_codebook: Path, tmp_path: Path, ray_tmp: Path, sig: int) -> None:
+    from speechunits.scale import ray_leftovers
+
+    driver = _cli_driver(tmp_path, ray_tmp, corpus_dir, saved_codebook, stall=True)
+    try:
+        deadline = time.time() + 300
+        while not list((tmp_path / "out").glob("*.parquet")):  # Ray and its actor are up and working
+            assert driver.poll() is None, driver.communicate()[1][-3000:]
+            assert time.time() < deadline, "the driver wrote no shard in time"
+            time.sleep(0.1)
+        sessions = _sessions(ray_tmp)
+        assert len(sessions) == 1
+        assert ray_leftovers.session_processes(sessions[0])  # the embedded Ray's processes
+        driver.send_signal(sig)
+        _, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    record = ray_leftovers.registry_dir() / f"{driver.pid}.json"
+    if sig == signal.SIGTERM:
+        assert driver.returncode == 143, err[-3000:]
+        assert "terminated (SIGTERM)" in err
+        assert not record.exists()
+    else:
+        assert driver.returncode == -signal.SIGKILL and record.exists()
+        time.sleep(2)  # what the killed driver's Ray does on its own, before a next run
+        left = ray_leftovers.session_processes(sessions[0])
+        print(f"after SIGKILL of the driver: {len(left)} process(es) of its Ray still alive")
+        ray_leftovers.reap_leftovers()  # what the next run does before it starts its Ray
+        assert not record.exists()
+    assert ray_leftovers.session_processes(sessions[0]) == []

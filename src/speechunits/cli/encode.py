@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE
+    from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE, DEFAULT_SHARD_SECONDS
 
     parser = subparsers.add_parser(
         "encode",
@@ -33,8 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-batch-seconds", type=float, default=None,
                         help="padded audio seconds per encoder call (default: as for `features`)")
     parser.add_argument("--rows-per-file", type=int, default=DEFAULT_ROWS_PER_FILE,
-                        help="utterances per Parquet shard; an interruption loses at most this many "
-                        "(default %(default)s)")
+                        help="utterances per Parquet shard at most (default %(default)s)")
+    parser.add_argument("--shard-seconds", type=float, default=DEFAULT_SHARD_SECONDS, metavar="T",
+                        help="also write a shard when T seconds passed since the last one, so an interruption "
+                        "loses at most about T seconds of finished work (default %(default)g; 0: by rows only)")
     add_corpus_job_options(parser)
     parser.set_defaults(func=run)
 
@@ -50,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise SpeechUnitsError(f"--max-batch-seconds must be positive, got {args.max_batch_seconds}")
     if args.channel is not None and args.channel < 0:
         raise SpeechUnitsError(f"--channel must be >= 0, got {args.channel}")
+    if args.shard_seconds < 0:
+        raise SpeechUnitsError(f"--shard-seconds must be >= 0, got {args.shard_seconds}")
     job = parse_shard(args.shard)
     options = scale_options(args)
     layers = None
@@ -73,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder(first.encoder_name, device=args.device, dtype=args.dtype)
     tokenizer = UnitTokenizer(encoder, codebooks, dedup=args.dedup, layers=layers)
     report = encode_corpus(corpus, tokenizer, args.out, options=options, device=args.device, job=job,
-                           rows_per_file=args.rows_per_file, max_batch_seconds=args.max_batch_seconds,
+                           rows_per_file=args.rows_per_file, shard_seconds=args.shard_seconds or None,
+                           max_batch_seconds=args.max_batch_seconds,
                            on_error=args.on_error, channel=args.channel, quiet=args.quiet)
     if report.failed and not (report.encoded or report.already_stored):
         log.error("%s: every utterance failed (%d); see %s", args.out, report.failed, report.errors_path)

@@ -3,7 +3,8 @@
 Every module in :mod:`speechunits.cli` that defines ``register(subparsers)`` adds its
 command(s); ``register`` sets ``func`` on its parser, called with the parsed args and
 returning an exit status. Library errors (:class:`SpeechUnitsError`) become a one-line
-message and exit status 2.
+message and exit status 2; Ctrl-C exits with 130 and SIGTERM with 143, both after the same
+cleanup (finished shards kept, an embedded Ray shut down).
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import importlib
 import logging
 import os
 import pkgutil
+import signal
 import sys
+import threading
 
 import speechunits.cli as cli_package
 from speechunits import __version__
@@ -21,6 +24,15 @@ from speechunits.errors import SpeechUnitsError
 log = logging.getLogger("speechunits")
 #: speechunits.encoders.cpu.DISABLE_ENV, spelled out so that building the parser imports no torch.
 NO_CPU_KERNELS_ENV = "SPEECHUNITS_NO_CPU_KERNELS"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds (and cleans up) like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,15 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     previous = os.environ.get(NO_CPU_KERNELS_ENV)
     if getattr(args, "no_cpu_kernels", False):  # every encoder this run builds (a local Ray's workers too)
         os.environ[NO_CPU_KERNELS_ENV] = "1"
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         return int(args.func(args) or 0)
     except SpeechUnitsError as exc:
         log.error("%s", exc)
         return 2
+    except Terminated:
+        log.error("terminated (SIGTERM)")
+        return 143
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
-    finally:  # in-process callers (tests, scripts) get their logger and environment back
+    finally:  # in-process callers (tests, scripts) get their logger, environment and handlers back
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm if previous_sigterm is not None else signal.SIG_DFL)
         log.setLevel(saved_level)
         if previous is None:
             os.environ.pop(NO_CPU_KERNELS_ENV, None)

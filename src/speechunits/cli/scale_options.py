@@ -8,7 +8,8 @@ from speechunits.scale.options import BACKENDS, ScaleOptions
 
 def add_scale_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--backend``, ``--ray-address``, ``--num-workers``, ``--gpus-per-worker``,
-    ``--cpus-per-worker`` and ``--loader-workers`` (see docs/scaling.md)."""
+    ``--cpus-per-worker``, ``--max-retries``, ``--utterance-timeout`` and ``--loader-workers``
+    (see docs/scaling.md)."""
     group = parser.add_argument_group("scale-out (docs/scaling.md)")
     group.add_argument("--backend", choices=BACKENDS, default="local",
                        help="local: this process; ray: a Ray cluster (needs the [ray] extra)")
@@ -21,6 +22,12 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
                        help="ray: GPUs per encoder actor (default 1 when the cluster has GPUs, else 0)")
     group.add_argument("--cpus-per-worker", type=float, default=None, metavar="C",
                        help="ray: CPUs (torch threads) per encoder actor (default 1)")
+    group.add_argument("--max-retries", type=int, default=None, metavar="N",
+                       help="ray: retries of a file that crashed, hung or got its worker killed; then it is "
+                       "recorded as failed and the run goes on (default 2)")
+    group.add_argument("--utterance-timeout", type=float, default=None, metavar="SECONDS",
+                       help="ray: seconds a worker may spend on one file before it is ended and the file "
+                       "retried (default: no limit)")
     group.add_argument("--loader-workers", type=int, default=None, metavar="N",
                        help="local: threads decoding ahead of the encoder (default min(4, cores); 0 = serial); "
                        "ray: decode tasks in flight")
@@ -34,4 +41,5 @@ def scale_options(args: argparse.Namespace) -> ScaleOptions:
     """
     return ScaleOptions(backend=args.backend, ray_address=args.ray_address, num_workers=args.num_workers,
                         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                        max_retries=args.max_retries, utterance_timeout=args.utterance_timeout,
                         loader_workers=args.loader_workers, verbose=bool(getattr(args, "verbose", False)))

@@ -6,7 +6,10 @@
 * :mod:`speechunits.scale.prefetch` - decode + resample ahead of the encoder (threads or
   processes, bounded queue, corpus order). Never imports Ray.
 * :mod:`speechunits.scale.ray_backend` - the same jobs on a Ray cluster (the optional ``[ray]``
-  extra), imported only when ``backend="ray"`` is asked for.
+  extra), imported only when ``backend="ray"`` is asked for; :mod:`~speechunits.scale.ray_workers`
+  (decode tasks, encoder actors, the bounded-retry guard), :mod:`~speechunits.scale.ray_session`
+  (joining/starting Ray, quiet logs), :mod:`~speechunits.scale.ray_leftovers` (processes of an
+  embedded Ray whose driver was killed).
 
 The command-line options (``--backend`` ...) live in :mod:`speechunits.cli.scale_options`.
 """

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from speechunits.corpus import Utterance
 from speechunits.units.encode_corpus import ResultsFn, UnitResult, write_results
+from speechunits.units.parquet_dir import DEFAULT_SHARD_SECONDS
 
 __all__ = ["ResultsFn", "UnitResult", "local_results", "run_encode"]
 
@@ -38,7 +39,8 @@ def local_results(tokenizer: Any, *, loader_workers: int | None, max_batch_secon
 
 
 def run_encode(results: ResultsFn, corpus: Iterable[Utterance], tokenizer: Any, out_dir: str | os.PathLike[str], *,
-               job: tuple[int, int] = (0, 1), rows_per_file: int | None = None, on_error: str = "skip",
+               job: tuple[int, int] = (0, 1), rows_per_file: int | None = None,
+               shard_seconds: float | None = DEFAULT_SHARD_SECONDS, on_error: str = "skip",
                quiet: bool = False, total_seconds: float | None = None, desc: str = "encode") -> Any:
     """Encode what ``out_dir`` does not hold yet; returns an ``EncodeReport``.
 
@@ -46,7 +48,7 @@ def run_encode(results: ResultsFn, corpus: Iterable[Utterance], tokenizer: Any, 
     """
     from speechunits.scale.remote import StagedDirectory, is_uri
 
-    kwargs = dict(job=job, rows_per_file=rows_per_file, on_error=on_error, quiet=quiet,
+    kwargs = dict(job=job, rows_per_file=rows_per_file, shard_seconds=shard_seconds, on_error=on_error, quiet=quiet,
                   total_seconds=total_seconds, desc=desc)
     if not is_uri(out_dir):
         return write_results(results, corpus, tokenizer, Path(out_dir), **kwargs)

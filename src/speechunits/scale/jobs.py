@@ -26,6 +26,7 @@ from speechunits.features.defaults import (
 )
 from speechunits.quantize.options import DEFAULT_MAX_FRAMES
 from speechunits.scale.options import ScaleOptions
+from speechunits.units.parquet_dir import DEFAULT_SHARD_SECONDS
 
 if TYPE_CHECKING:
     from speechunits.audio import RawFormat
@@ -71,15 +72,19 @@ def feature_items(encoder: Encoder, corpus: Iterable[Utterance], layers: Sequenc
 
 def encode_corpus(corpus: Iterable[Utterance], tokenizer: UnitTokenizer, out_dir: str | os.PathLike[str], *,
                   options: ScaleOptions = LOCAL, device: str = "auto", job: tuple[int, int] = (0, 1),
-                  rows_per_file: int | None = None, max_batch_seconds: float | None = None, on_error: str = "skip",
+                  rows_per_file: int | None = None, shard_seconds: float | None = DEFAULT_SHARD_SECONDS,
+                  max_batch_seconds: float | None = None, on_error: str = "skip",
                   channel: int | None = None, quiet: bool = False,
                   total_seconds: float | None = None) -> EncodeReport:
     """:func:`speechunits.units.encode_corpus.encode_corpus` on the chosen backend (``out_dir`` may be
-    a filesystem URI except with the plain serial loop). With a URI, the report's paths are URIs."""
+    a filesystem URI except with the plain serial loop). With a URI, the report's paths are URIs.
+    Every backend writes a shard per ``rows_per_file`` utterances or ``shard_seconds`` seconds,
+    whichever comes first (``None``: rows only)."""
     from speechunits.scale.encode_job import local_results, run_encode
     from speechunits.scale.remote import is_uri
 
-    common = dict(job=job, rows_per_file=rows_per_file, on_error=on_error, quiet=quiet, total_seconds=total_seconds)
+    common = dict(job=job, rows_per_file=rows_per_file, shard_seconds=shard_seconds, on_error=on_error, quiet=quiet,
+                  total_seconds=total_seconds)
     if options.is_ray:
         from speechunits.scale.ray_backend import ray_encode_corpus
 
@@ -91,7 +96,7 @@ def encode_corpus(corpus: Iterable[Utterance], tokenizer: UnitTokenizer, out_dir
         from speechunits.units.encode_corpus import encode_corpus as serial_encode_corpus
 
         return serial_encode_corpus(corpus, tokenizer, out_dir, job=job,  # type: ignore[arg-type]
-                                    rows_per_file=rows_per_file or DEFAULT_ROWS_PER_FILE,
+                                    rows_per_file=rows_per_file or DEFAULT_ROWS_PER_FILE, shard_seconds=shard_seconds,
                                     max_batch_seconds=max_batch_seconds, on_error=on_error, channel=channel,
                                     quiet=quiet, total_seconds=total_seconds)
     results = local_results(tokenizer, loader_workers=workers, max_batch_seconds=max_batch_seconds,

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 #: Where a job runs: ``local`` (this process, audio decoded ahead by threads) or ``ray``.
 BACKENDS = ("local", "ray")
 #: Fields that only mean something with ``backend="ray"``.
-RAY_ONLY = ("ray_address", "num_workers", "gpus_per_worker", "cpus_per_worker", "rows_per_call")
+RAY_ONLY = ("ray_address", "num_workers", "gpus_per_worker", "cpus_per_worker", "rows_per_call", "max_retries",
+            "utterance_timeout")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class ScaleOptions:
         cpus_per_worker: CPUs (torch threads) per encoder actor (default 1). Ray only.
         rows_per_call: utterances per decode task and actor call (default
             :data:`~speechunits.scale.ray_backend.DEFAULT_ROWS_PER_CALL`). Ray only.
+        max_retries: retries of a file whose processing ended its worker process (default
+            :data:`~speechunits.scale.ray_workers.DEFAULT_MAX_RETRIES`), then it is recorded as
+            failed and the run goes on. Ray only.
+        utterance_timeout: seconds a worker may spend on one file before it is ended and the
+            file retried (default: no limit). Ray only.
         loader_workers: local: threads decoding ahead of the encoder (``None``:
             :func:`~speechunits.scale.prefetch.default_loader_workers`; ``0``: the plain serial
             loop); Ray: decode tasks in flight.
@@ -45,6 +51,8 @@ class ScaleOptions:
     gpus_per_worker: float | None = None
     cpus_per_worker: float | None = None
     rows_per_call: int | None = None
+    max_retries: int | None = None
+    utterance_timeout: float | None = None
     loader_workers: int | None = None
     verbose: bool = False
 
@@ -75,12 +83,15 @@ class ScaleOptions:
         """The checked :class:`~speechunits.scale.ray_backend.RayOptions`; ``device`` is the
         requested encoder device (``auto``/``cpu``/``cuda``) of the actors."""
         from speechunits.scale.ray_backend import DEFAULT_ROWS_PER_CALL, RayOptions
+        from speechunits.scale.ray_workers import DEFAULT_MAX_RETRIES
 
         options = RayOptions(address=self.ray_address, num_workers=self.num_workers,
                              gpus_per_worker=self.gpus_per_worker,
                              cpus_per_worker=1.0 if self.cpus_per_worker is None else self.cpus_per_worker,
                              loader_workers=self.loader_workers or None,
                              rows_per_call=self.rows_per_call or DEFAULT_ROWS_PER_CALL,
+                             max_retries=DEFAULT_MAX_RETRIES if self.max_retries is None else self.max_retries,
+                             utterance_timeout_s=self.utterance_timeout,
                              device=device or "auto", verbose=self.verbose)
         options.check()
         return options

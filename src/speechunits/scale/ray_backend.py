@@ -7,7 +7,9 @@ Pipeline (one Ray Data dataset per run)::
       -> map_batches(<Worker> actor pool) encoder (+ codebooks) per actor (--num-workers,
                                           --gpus-per-worker); Ray Data restarts a dead actor
                                           and retries its calls (max_restarts=-1,
-                                          max_task_retries=-1 are its defaults)
+                                          max_task_retries=-1 are its defaults); the run's
+                                          AttemptLedger actor bounds the retries per file
+                                          (ray_workers.guarded, --max-retries)
       -> driver: results put back in corpus order (keyed by idx; a retried task's duplicate
          output is dropped) and written by the same writers as the local backend.
 
@@ -23,6 +25,7 @@ The functions here mirror the local ones (:func:`speechunits.features.iter_featu
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -38,6 +41,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.progress import AudioProgress
 from speechunits.scale import ray_workers
 from speechunits.scale.ray_session import cluster_resources, ray_session
+from speechunits.units.parquet_dir import DEFAULT_SHARD_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,11 @@ class RayOptions:
             encoder and rides along with the actors.
         rows_per_call: utterances per decode task and per actor call.
         num_cpus: size of an embedded Ray (ignored with ``address``).
+        max_retries: retries of a file whose processing ended its worker process (a native
+            crash, an out-of-memory kill, a timeout); then it is recorded as failed and the run
+            goes on (see :func:`~speechunits.scale.ray_workers.guarded`).
+        utterance_timeout_s: seconds a worker may spend on one file before it is ended and the
+            file retried (``None``: no limit; a batch of n files gets n times this).
         verbose: let Ray's logs through.
     """
 
@@ -83,6 +92,8 @@ class RayOptions:
     rows_per_call: int = DEFAULT_ROWS_PER_CALL
     num_cpus: int | None = None
     device: str = "auto"
+    max_retries: int = ray_workers.DEFAULT_MAX_RETRIES
+    utterance_timeout_s: float | None = None
     verbose: bool = False
 
     def check(self) -> None:
@@ -99,6 +110,10 @@ class RayOptions:
             raise SpeechUnitsError(f"--device: expected auto, cpu or cuda, got {self.device!r}")
         if self.rows_per_call < 1:
             raise SpeechUnitsError(f"rows per call must be >= 1, got {self.rows_per_call}")
+        if self.max_retries < 0:
+            raise SpeechUnitsError(f"--max-retries must be >= 0, got {self.max_retries}")
+        if self.utterance_timeout_s is not None and not self.utterance_timeout_s > 0:
+            raise SpeechUnitsError(f"--utterance-timeout must be > 0, got {self.utterance_timeout_s}")
 
 
 @dataclass
@@ -160,22 +175,24 @@ def _resolve(options: RayOptions) -> _Resolved:
 
 def _build(ray: Any, rows: list[dict[str, Any]], worker_cls: type | None, worker_kwargs: dict[str, Any], *,
            decoder: Any, sample_rate: int, min_samples: int, channel: int | None, options: RayOptions,
-           resolved: _Resolved) -> Any:
-    """The Ray Data dataset: plan rows -> decode tasks -> encoder actor pool (if ``worker_cls``)."""
+           resolved: _Resolved, guard: dict[str, Any]) -> Any:
+    """The Ray Data dataset: plan rows -> decode tasks -> encoder actor pool (if ``worker_cls``);
+    both stages run under :func:`~speechunits.scale.ray_workers.guarded` with ``guard``."""
     import ray.data
 
     per_call = options.rows_per_call
     ds = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / per_call)))
     ds = ds.map_batches(
-        decoder,
-        fn_kwargs={"sample_rate": sample_rate, "min_samples": min_samples, "channel": channel},
+        ray_workers.guarded_task,
+        fn_kwargs={"fn": decoder, "guard": guard,
+                   "fn_kwargs": {"sample_rate": sample_rate, "min_samples": min_samples, "channel": channel}},
         batch_size=per_call, batch_format="numpy",
         compute=ray.data.TaskPoolStrategy(size=resolved.loaders), num_cpus=resolved.decode_cpus,
     )
     if worker_cls is None:
         return ds
     return ds.map_batches(
-        worker_cls, fn_constructor_kwargs=worker_kwargs,
+        worker_cls, fn_constructor_kwargs={**worker_kwargs, "guard": guard},
         batch_size=per_call, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=resolved.workers),
         num_cpus=options.cpus_per_worker, num_gpus=resolved.gpus or None,
@@ -258,12 +275,27 @@ def _execute(utts: Sequence[Utterance], worker_cls: type | None, worker_kwargs: 
         rows = [{"idx": i, "id": u.id, "path": u.path, **({"raw_format": str(u.raw_format)} if u.raw_format else {}),
                  **(extra[i] if extra is not None else {})} for i, u in enumerate(utts)]
         rows = length_sorted(rows, options.rows_per_call * SORT_WINDOW_CALLS)
+        ledger = ray.remote(num_cpus=0)(ray_workers.AttemptLedger).remote()
+        guard = {"ledger": ledger, "max_retries": options.max_retries, "timeout_s": options.utterance_timeout_s}
         ds = _build(ray, rows, worker_cls, worker_kwargs, decoder=decoder, sample_rate=sample_rate,
-                    min_samples=min_samples, channel=channel, options=options, resolved=resolved)
+                    min_samples=min_samples, channel=channel, options=options, resolved=resolved, guard=guard)
         try:
             yield from _in_order(ds.iter_batches(batch_size=None, batch_format="numpy"), len(utts), stats)
+            _report_retries(ray, ledger, stats)
         finally:
             stats.wall_s = time.perf_counter() - started
+            with contextlib.suppress(Exception):  # Ray may already be going down (an interrupt)
+                ray.kill(ledger)
+
+
+def _report_retries(ray: Any, ledger: Any, stats: RunStats) -> None:
+    """Tell the user once, in our words, that worker processes died and what it cost."""
+    summary = ray.get(ledger.summary.remote())
+    stats.extra.update(summary)
+    if summary["retried_calls"]:
+        log.warning("Ray: %d call(s) were run again because their worker process ended (a native crash, out of "
+                    "memory, a timeout or a lost node); %d file(s) given up after --max-retries (listed with the "
+                    "errors)", summary["retried_calls"], summary["given_up"])
 
 
 def _extract_kwargs(max_batch_seconds: float | None, batch_size: int | None, chunk_seconds: float | None,
@@ -351,7 +383,7 @@ def ray_results(tokenizer: Any, *, options: RayOptions, max_batch_seconds: float
 
 def ray_encode_corpus(corpus: Iterable[Utterance], tokenizer: Any, out_dir: str | os.PathLike[str], *,
                       options: RayOptions, job: tuple[int, int] = (0, 1), rows_per_file: int | None = None,
-                      max_batch_seconds: float | None = None, on_error: str = "skip", channel: int | None = None,
+                      shard_seconds: float | None = DEFAULT_SHARD_SECONDS, max_batch_seconds: float | None = None, on_error: str = "skip", channel: int | None = None,
                       quiet: bool = False, total_seconds: float | None = None) -> Any:
     """Ray counterpart of :func:`speechunits.units.encode_corpus.encode_corpus`: the same stores
     and report; ``out_dir`` may also be a filesystem URI (``s3://...``, ``file://...``)."""
@@ -359,7 +391,7 @@ def ray_encode_corpus(corpus: Iterable[Utterance], tokenizer: Any, out_dir: str 
 
     results = ray_results(tokenizer, options=options, max_batch_seconds=max_batch_seconds, channel=channel)
     return run_encode(results, corpus, tokenizer, out_dir, job=job, rows_per_file=rows_per_file,
-                      on_error=on_error, quiet=quiet, total_seconds=total_seconds, desc="encode (ray)")
+                      shard_seconds=shard_seconds, on_error=on_error, quiet=quiet, total_seconds=total_seconds, desc="encode (ray)")
 
 
 # -- fit -----------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 With one codebook the output directory *is* the store; with several, each stream gets its own
 store ``OUT/stream{j}-layer{L}-k{K}``. Utterances already stored (in every stream) are skipped,
 so the same command run again after a crash (even ``kill -9``) finishes the job, and the
-result equals an uninterrupted run. Unreadable files are recorded in ``OUT/.errors.jsonl``
+result equals an uninterrupted run. A shard is written every ``rows_per_file`` utterances or
+``shard_seconds`` seconds, whichever comes first, so a crash loses at most about
+``shard_seconds`` of finished work (plus what was in flight). Unreadable files are recorded in ``OUT/.errors.jsonl``
 (hidden, so Parquet readers of ``OUT`` ignore it) and tried again on the next run.
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 from speechunits.corpus import Corpus, Utterance, total_audio_seconds
 from speechunits.errors import SpeechUnitsError
 from speechunits.progress import AudioProgress
-from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE
+from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE, DEFAULT_SHARD_SECONDS
 from speechunits.units.store import UnitWriter, store_meta
 from speechunits.units.tokenizer import UnitTokenizer
 
@@ -71,6 +74,40 @@ class EncodeReport:
         return self.audio_seconds / max(self.wall_seconds, 1e-9)
 
 
+class TimedFlusher:
+    """A daemon thread that writes the writers' buffered rows as soon as their ``shard_seconds``
+    have passed, also while the results stream is stalled (a slow file, a restarting worker), so
+    a finished utterance reaches disk within ``shard_seconds`` + ``interval_s``. Use as a context
+    manager; a write error in the thread is raised on exit."""
+
+    def __init__(self, writers: list[UnitWriter], interval_s: float):
+        self._writers = writers
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="speechunits-shard-flusher", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                for writer in self._writers:
+                    writer.flush_if_due()
+            except Exception as exc:  # e.g. a full disk: stop flushing here, report it on exit
+                log.error("writing a shard failed: %s", exc)
+                self._error = exc
+                return
+
+    def __enter__(self) -> "TimedFlusher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._error is not None and exc_type is None:
+            raise self._error
+
+
 def stream_dirs(out_dir: str | os.PathLike[str], tokenizer: UnitTokenizer) -> list[Path]:
     """Store directory of each stream: ``out_dir`` itself for a single codebook."""
     out = Path(out_dir)
@@ -101,6 +138,7 @@ def local_results(tokenizer: UnitTokenizer, *, max_batch_seconds: float | None =
 
 def encode_corpus(corpus: Corpus, tokenizer: UnitTokenizer, out_dir: str | os.PathLike[str], *,
                   job: tuple[int, int] = (0, 1), rows_per_file: int = DEFAULT_ROWS_PER_FILE,
+                  shard_seconds: float | None = DEFAULT_SHARD_SECONDS,
                   max_batch_seconds: float | None = None, on_error: str = "skip", channel: int | None = None,
                   quiet: bool = False, total_seconds: float | None = None) -> EncodeReport:
     """Encode every utterance of ``corpus`` not yet stored into the stream stores under ``out_dir``.
@@ -109,7 +147,10 @@ def encode_corpus(corpus: Corpus, tokenizer: UnitTokenizer, out_dir: str | os.Pa
         corpus: the utterances of this job (already sharded by the caller).
         tokenizer: encoder + codebooks (+ dedup flag).
         job: ``(i, n)`` of this job, used to name its shard files.
-        rows_per_file: utterances per Parquet shard (a crash loses at most this many).
+        rows_per_file: utterances per Parquet shard at most.
+        shard_seconds: a shard is also written when an utterance finishes this long after the
+            last one (``None``: by rows only); a crash loses at most the utterances finished in
+            the last ``shard_seconds`` plus those in flight.
         max_batch_seconds: padded audio per encoder call (default: the features default).
         on_error: ``"skip"`` records bad files and goes on; ``"fail"`` raises at the first one
             (after writing what was complete).
@@ -118,18 +159,24 @@ def encode_corpus(corpus: Corpus, tokenizer: UnitTokenizer, out_dir: str | os.Pa
     """
     results = local_results(tokenizer, max_batch_seconds=max_batch_seconds, on_error=on_error, channel=channel)
     return write_results(results, corpus, tokenizer, Path(out_dir), job=job, rows_per_file=rows_per_file,
-                         on_error=on_error, quiet=quiet, total_seconds=total_seconds)
+                         shard_seconds=shard_seconds, on_error=on_error, quiet=quiet, total_seconds=total_seconds)
 
 
 def write_results(results: ResultsFn, corpus: Iterable[Utterance], tokenizer: UnitTokenizer, out_dir: Path, *,
-                  job: tuple[int, int] = (0, 1), rows_per_file: int | None = None, on_error: str = "skip",
+                  job: tuple[int, int] = (0, 1), rows_per_file: int | None = None,
+                  shard_seconds: float | None = DEFAULT_SHARD_SECONDS, on_error: str = "skip",
                   quiet: bool = False, total_seconds: float | None = None, desc: str = "encode",
-                  sync: Callable[[], Any] | None = None, sync_interval_s: float = 10.0) -> EncodeReport:
+                  sync: Callable[[], Any] | None = None, sync_interval_s: float = 10.0,
+                  clock: Callable[[], float] = time.monotonic, flush_in_background: bool = True) -> EncodeReport:
     """The write loop every backend shares: open one :class:`UnitWriter` per stream, skip what
     every stream already holds, feed the rest to ``results`` and store what comes back.
 
-    ``sync`` (if given) is called every ``sync_interval_s`` seconds, e.g. to upload finished
-    shards of a staged remote output.
+    Shards hold ``rows_per_file`` utterances, or fewer when ``shard_seconds`` passed since the
+    last one (``clock``: monotonic seconds, injectable for tests); with ``flush_in_background``
+    a :class:`TimedFlusher` writes them on time also while ``results`` is stalled. ``sync`` (if given) is called
+    every ``sync_interval_s`` seconds, e.g. to upload finished shards of a staged remote output.
+    The ``results`` stream is closed on the way out, also on an exception or an interrupt (so a
+    backend's ``finally`` - e.g. shutting its Ray down - runs before this returns or raises).
     """
     if on_error not in ("skip", "fail"):
         raise SpeechUnitsError(f"--on-error: expected skip or fail, got {on_error!r}")
@@ -138,38 +185,48 @@ def write_results(results: ResultsFn, corpus: Iterable[Utterance], tokenizer: Un
     encoded = failed = 0
     seconds = 0.0
     last_sync = time.perf_counter()
-    with ExitStack() as stack:
-        writers = [stack.enter_context(UnitWriter(d, store_meta(tokenizer.store_codebook_meta(j), tokenizer.dedup),
-                                                  job=job, rows_per_file=rows_per_file or DEFAULT_ROWS_PER_FILE))
-                   for j, d in enumerate(dirs)]
-        complete = set.intersection(*(w.done for w in writers))
-        if isinstance(corpus, Corpus):
-            todo: Iterable[Utterance] = corpus.filter(lambda utt: utt.id not in complete)
-        else:
-            todo = [utt for utt in corpus if utt.id not in complete]
-        already_stored = sum(1 for utt in corpus if utt.id in complete)
-        if total_seconds is None and not quiet:
-            total_seconds = total_audio_seconds(todo)
-        start = time.perf_counter()
-        with AudioProgress(total_seconds, desc=desc, quiet=quiet) as progress:
-            for result in results(todo):
-                if result.streams is None:
-                    if on_error == "fail":
-                        raise SpeechUnitsError(result.error or f"{result.utt.path}: failed")
-                    failed += 1
-                    log.warning("skipped %s", result.error)
-                    with open(errors_path, "a", encoding="utf-8") as handle:
-                        handle.write(json.dumps({"id": result.utt.id, "path": result.utt.path,
-                                                 "error": result.error}) + "\n")
-                    continue
-                for writer, units in zip(writers, result.streams):
-                    if result.utt.id not in writer.done:
-                        writer.add(result.utt.id, units, result.duration_s)
-                encoded += 1
-                seconds += result.duration_s
-                progress.update(result.duration_s)
-                if sync is not None and time.perf_counter() - last_sync > sync_interval_s:
-                    sync()
-                    last_sync = time.perf_counter()
-        wall = time.perf_counter() - start
+    stream: Iterator[UnitResult] | None = None
+    try:
+        with ExitStack() as stack:
+            writers = [stack.enter_context(UnitWriter(d, store_meta(tokenizer.store_codebook_meta(j), tokenizer.dedup),
+                                                      job=job, rows_per_file=rows_per_file or DEFAULT_ROWS_PER_FILE,
+                                                      shard_seconds=shard_seconds, clock=clock))
+                       for j, d in enumerate(dirs)]
+            if shard_seconds is not None and flush_in_background:
+                stack.enter_context(TimedFlusher(writers, min(1.0, shard_seconds / 4)))
+            complete = set.intersection(*(w.done for w in writers))
+            if isinstance(corpus, Corpus):
+                todo: Iterable[Utterance] = corpus.filter(lambda utt: utt.id not in complete)
+            else:
+                todo = [utt for utt in corpus if utt.id not in complete]
+            already_stored = sum(1 for utt in corpus if utt.id in complete)
+            if total_seconds is None and not quiet:
+                total_seconds = total_audio_seconds(todo)
+            start = time.perf_counter()
+            stream = results(todo)
+            with AudioProgress(total_seconds, desc=desc, quiet=quiet) as progress:
+                for result in stream:
+                    if result.streams is None:
+                        if on_error == "fail":
+                            raise SpeechUnitsError(result.error or f"{result.utt.path}: failed")
+                        failed += 1
+                        log.warning("skipped %s", result.error)
+                        with open(errors_path, "a", encoding="utf-8") as handle:
+                            handle.write(json.dumps({"id": result.utt.id, "path": result.utt.path,
+                                                     "error": result.error}) + "\n")
+                        continue
+                    for writer, units in zip(writers, result.streams):
+                        if result.utt.id not in writer.done:
+                            writer.add(result.utt.id, units, result.duration_s)
+                    encoded += 1
+                    seconds += result.duration_s
+                    progress.update(result.duration_s)
+                    if sync is not None and time.perf_counter() - last_sync > sync_interval_s:
+                        sync()
+                        last_sync = time.perf_counter()
+            wall = time.perf_counter() - start
+    finally:  # the writers have flushed; now the backend stops (e.g. its Ray shuts down)
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
     return EncodeReport(encoded, already_stored, failed, seconds, wall, dirs, errors_path)

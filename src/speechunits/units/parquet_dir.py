@@ -22,6 +22,8 @@ import json
 import logging
 import os
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -38,6 +40,9 @@ META_KEY = b"speechunits"
 SIDECAR = ".speechunits.json"
 #: Rows per shard file unless told otherwise (a killed run loses at most this many rows).
 DEFAULT_ROWS_PER_FILE = 500
+#: Seconds after which a corpus run writes a shard however few rows it holds (``encode
+#: --shard-seconds``): a killed run loses at most about this much finished work.
+DEFAULT_SHARD_SECONDS = 60.0
 COMPRESSION = "zstd"
 
 _SHARD_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9_]+)-(?P<i>\d+)of(?P<n>\d+)-(?P<seq>\d+)\.parquet$")
@@ -137,7 +142,10 @@ def check_same(expected: dict[str, Any], found: dict[str, Any], keys: Iterable[s
 
 
 class ShardWriter:
-    """Appends rows to a shard directory, one atomically written Parquet file per ``rows_per_file`` rows.
+    """Appends rows to a shard directory, one atomically written Parquet file per ``rows_per_file``
+    rows, or sooner: when a row arrives ``max_seconds`` or more after the last shard was written
+    (before the first shard: after the first row arrived, so a slow start-up - loading a model,
+    starting Ray - does not close a shard early), the buffer including that row becomes a shard.
 
     Args:
         directory: the shard directory (created if missing).
@@ -148,15 +156,22 @@ class ShardWriter:
         job: ``(i, n)`` of this writer; files are named after it so concurrent jobs never clash.
         prefix: file name prefix.
         rows_per_file: rows buffered before a shard is written.
+        max_seconds: time bound of a shard (``None``: rows only). Rows that finish within
+            ``max_seconds`` of the last shard wait in memory; so a killed writer loses the rows
+            finished in the last ``max_seconds`` at most (plus whatever its producer had in flight).
+        clock: monotonic seconds (injectable for tests).
 
     After construction, :attr:`done` holds the keys already stored (by any job).
     """
 
     def __init__(self, directory: str | os.PathLike[str], schema: pa.Schema, meta: dict[str, Any], *,
                  match_keys: Iterable[str], key_column: str = "id", job: tuple[int, int] = (0, 1),
-                 prefix: str = "part", rows_per_file: int = DEFAULT_ROWS_PER_FILE):
+                 prefix: str = "part", rows_per_file: int = DEFAULT_ROWS_PER_FILE,
+                 max_seconds: float | None = None, clock: Callable[[], float] = time.monotonic):
         if rows_per_file < 1:
             raise SpeechUnitsError(f"rows per file must be >= 1, got {rows_per_file}")
+        if max_seconds is not None and not max_seconds > 0:
+            raise SpeechUnitsError(f"shard seconds must be > 0, got {max_seconds}")
         if not re.fullmatch(r"[A-Za-z0-9_]+", prefix):
             raise SpeechUnitsError(f"shard prefix must be alphanumeric, got {prefix!r}")
         self.directory = Path(directory)
@@ -170,12 +185,16 @@ class ShardWriter:
         self.job = job
         self.prefix = prefix
         self.rows_per_file = rows_per_file
+        self.max_seconds = max_seconds
+        self._clock = clock
         self._rows: list[dict[str, Any]] = []
         self.files_written = 0
         self._stem = f"{prefix}-{job[0]:05d}of{job[1]:05d}"
         self._remove_own_temps()
         self.done: set[str] = self._recover()
         self._seq = self._next_seq()
+        self._last_shard: float | None = None  # clock() of the last shard, or of the first row
+        self._lock = threading.RLock()  # add/flush may be called from a flushing thread too
 
     # -- start-up --------------------------------------------------------------------------------
     def _remove_own_temps(self) -> None:
@@ -231,32 +250,51 @@ class ShardWriter:
 
     # -- writing ---------------------------------------------------------------------------------
     def add(self, row: dict[str, Any]) -> None:
-        """Buffer one complete row; writes a shard when ``rows_per_file`` rows are buffered."""
+        """Buffer one complete row; writes a shard when ``rows_per_file`` rows are buffered or
+        ``max_seconds`` have passed since the last shard."""
         key = row[self.key_column]
-        if key in self.done:
-            raise SpeechUnitsError(f"{self.directory}: {self.key_column} {key!r} is already stored")
-        self._rows.append(row)
-        self.done.add(key)
-        if len(self._rows) >= self.rows_per_file:
+        with self._lock:
+            if key in self.done:
+                raise SpeechUnitsError(f"{self.directory}: {self.key_column} {key!r} is already stored")
+            self._rows.append(row)
+            self.done.add(key)
+            if self._last_shard is None and self.max_seconds is not None:
+                self._last_shard = self._clock()
+            if len(self._rows) >= self.rows_per_file or self._due():
+                self.flush()
+
+    def _due(self) -> bool:
+        return (self.max_seconds is not None and self._last_shard is not None
+                and self._clock() - self._last_shard >= self.max_seconds)
+
+    def flush_if_due(self) -> bool:
+        """Write the buffered rows if ``max_seconds`` have passed since the last shard (for a
+        thread that calls this while the producer of rows is slow); returns whether it wrote."""
+        with self._lock:
+            if not self._rows or not self._due():
+                return False
             self.flush()
+            return True
 
     def flush(self) -> None:
         """Write buffered rows as one shard (temp name, fsync, atomic rename)."""
-        if not self._rows:
-            return
-        table = pa.Table.from_pylist(self._rows, schema=self.schema)
-        tmp = self.directory / f".{self._stem}-{self._seq:06d}.parquet.{os.getpid()}.tmp"
-        pq.write_table(table, tmp, compression=COMPRESSION)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        while True:  # never overwrite a shard (a duplicate job may have taken the name)
-            final = self.directory / f"{self._stem}-{self._seq:06d}.parquet"
-            self._seq += 1
-            if _publish(tmp, final):
-                break
-        log.debug("wrote %s (%d rows)", final, table.num_rows)
-        self.files_written += 1
-        self._rows = []
+        with self._lock:
+            if not self._rows:
+                return
+            table = pa.Table.from_pylist(self._rows, schema=self.schema)
+            tmp = self.directory / f".{self._stem}-{self._seq:06d}.parquet.{os.getpid()}.tmp"
+            pq.write_table(table, tmp, compression=COMPRESSION)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            while True:  # never overwrite a shard (a duplicate job may have taken the name)
+                final = self.directory / f"{self._stem}-{self._seq:06d}.parquet"
+                self._seq += 1
+                if _publish(tmp, final):
+                    break
+            log.debug("wrote %s (%d rows)", final, table.num_rows)
+            self.files_written += 1
+            self._rows = []
+            self._last_shard = self._clock()
 
     def close(self) -> None:
         self.flush()

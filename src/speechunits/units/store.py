@@ -15,8 +15,9 @@ the single-stream readers (:meth:`UnitStore.iter_rows`, iteration) refuse it.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -201,14 +202,17 @@ class UnitWriter:
 
     On construction it refuses a store made with another codebook or dedup setting, cleans
     what a killed run of the same job left, and fills :attr:`done` with the ids already stored
-    (by any job); callers skip those.
+    (by any job); callers skip those. ``shard_seconds`` also bounds a shard by time (see
+    :class:`~speechunits.units.parquet_dir.ShardWriter`'s ``max_seconds``).
     """
 
     def __init__(self, path: str | os.PathLike[str], meta: dict[str, Any], *, job: tuple[int, int] = (0, 1),
-                 rows_per_file: int = DEFAULT_ROWS_PER_FILE):
+                 rows_per_file: int = DEFAULT_ROWS_PER_FILE, shard_seconds: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.meta = meta
         self._writer = ShardWriter(path, store_schema(meta["dedup"]), meta, match_keys=MATCH_KEYS, job=job,
-                                   prefix=SHARD_PREFIX, rows_per_file=rows_per_file)
+                                   prefix=SHARD_PREFIX, rows_per_file=rows_per_file, max_seconds=shard_seconds,
+                                   clock=clock)
         self.path = self._writer.directory
 
     @property
@@ -237,6 +241,10 @@ class UnitWriter:
 
     def flush(self) -> None:
         self._writer.flush()
+
+    def flush_if_due(self) -> bool:
+        """Write buffered rows if ``shard_seconds`` have passed since the last shard (thread-safe)."""
+        return self._writer.flush_if_due()
 
     def close(self) -> None:
         self._writer.close()
