@@ -244,19 +244,45 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
         SpeechUnitsError: no such file, or a line that is not two non-empty tab-separated
             fields, or an utterance listed twice (the message names the file and line).
     """
+    return read_pairs(path, what="speakers file", key_name="utt_id", value_name="speaker")
+
+
+def iter_text_lines(path: str | os.PathLike[str], what: str) -> Iterator[tuple[int, str]]:
+    """``(line_no, line)`` of a UTF-8 text file (a leading BOM dropped, line ends stripped, blank lines skipped).
+
+    Raises:
+        SpeechUnitsError: the file is missing (``"{path}: {what} not found"``) or not UTF-8.
+    """
     path = Path(path)
     if not path.is_file():
-        raise SpeechUnitsError(f"{path}: speakers file not found")
-    speakers: dict[str, str] = {}
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            cols = line.rstrip("\r\n").split("\t")
-            if len(cols) != 2 or not cols[0].strip() or not cols[1].strip():
-                raise SpeechUnitsError(f"{path}:{lineno}: expected utt_id<TAB>speaker, got {line.rstrip()!r}")
-            utt_id, speaker = cols[0].strip(), cols[1].strip()
-            if utt_id in speakers:
-                raise SpeechUnitsError(f"{path}:{lineno}: utterance {utt_id!r} listed twice")
-            speakers[utt_id] = speaker
-    return speakers
+        raise SpeechUnitsError(f"{path}: {what} not found")
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            for line_no, line in enumerate(handle, start=1):
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield line_no, line
+    except UnicodeDecodeError as exc:
+        raise SpeechUnitsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_pairs(path: str | os.PathLike[str], *, what: str, value_name: str, key_name: str = "utt",
+               allow_empty: bool = False) -> dict[str, str]:
+    """``{key: value}`` from ``key<TAB>value`` lines: the one reader of two-column TSV files
+    (speakers, utterance labels, phone transcripts). Both fields are stripped.
+
+    Raises:
+        SpeechUnitsError: see :func:`iter_text_lines`; a line that is not exactly two tab-separated
+            fields with a non-empty key (and value, unless ``allow_empty``), or a key listed twice,
+            naming ``file:line``.
+    """
+    result: dict[str, str] = {}
+    for line_no, line in iter_text_lines(path, what):
+        cols = line.split("\t")
+        if len(cols) != 2 or not cols[0].strip() or (not allow_empty and not cols[1].strip()):
+            raise SpeechUnitsError(f"{path}:{line_no}: expected {key_name}<TAB>{value_name}, got {line[:80]!r}")
+        key = cols[0].strip()
+        if key in result:
+            raise SpeechUnitsError(f"{path}:{line_no}: utterance {key!r} listed twice")
+        result[key] = cols[1].strip()
+    return result

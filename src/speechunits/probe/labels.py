@@ -29,10 +29,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from speechunits.corpus import iter_text_lines, read_pairs
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
 from speechunits.probe.vocab import Vocabulary, class_vocabulary
@@ -55,35 +56,10 @@ SYNTH_MARKER = "corpus.json"
 
 
 # -- readers -----------------------------------------------------------------------------------
-def _open_lines(path: Path, what: str) -> Iterator[tuple[int, str]]:
-    """``(line_no, line)`` of a UTF-8 text file (a leading BOM is dropped) without the line end; blank lines skipped."""
-    if not path.is_file():
-        raise SpeechUnitsError(f"{path}: {what} not found")
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                line = line.rstrip("\r\n")
-                if line.strip():
-                    yield line_no, line
-    except UnicodeDecodeError as exc:
-        raise SpeechUnitsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
 def _add(result: dict[str, Any], path: Path, line_no: int, utt: str, value: Any) -> None:
     if utt in result:
         raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt!r} listed twice")
     result[utt] = value
-
-
-def _read_two_columns(path: Path, what: str, value_name: str, allow_empty: bool) -> dict[str, str]:
-    """``utt<TAB>value`` lines: exactly two tab-separated fields, a non-empty id."""
-    result: dict[str, str] = {}
-    for line_no, line in _open_lines(path, what):
-        parts = line.split("\t")
-        if len(parts) != 2 or not parts[0].strip() or (not allow_empty and not parts[1].strip()):
-            raise SpeechUnitsError(f"{path}:{line_no}: expected utt<TAB>{value_name}, got {line[:80]!r}")
-        _add(result, path, line_no, parts[0].strip(), parts[1].strip())
-    return result
 
 
 def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -104,7 +80,7 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
     if path.suffix.lower() in MANIFEST_SUFFIXES:
         result = _read_jsonl_text(path)
     else:
-        lines = _open_lines(path, "transcripts")
+        lines = iter_text_lines(path, "transcripts")
         first = next(lines, None)
         if first is None:
             raise SpeechUnitsError(f"{path}: empty transcript file")
@@ -127,7 +103,7 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
 
 def _read_jsonl_text(path: Path) -> dict[str, str]:
     result: dict[str, str] = {}
-    for line_no, line in _open_lines(path, "JSONL manifest"):
+    for line_no, line in iter_text_lines(path, "JSONL manifest"):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -156,7 +132,7 @@ def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
             an utterance listed twice (naming ``file:line``), no label at all.
     """
     path = Path(path)
-    result = _read_two_columns(path, "label file", "label", allow_empty=False)
+    result = read_pairs(path, what="label file", value_name="label")
     if not result:
         raise SpeechUnitsError(f"{path}: no labels")
     return result
@@ -195,7 +171,7 @@ def read_phone_transcripts(path: str | os.PathLike[str],
     """
     path = Path(path)
     lowered = _lowered(drop)
-    columns = _read_two_columns(path, "phone transcripts", "p1 p2 ...", allow_empty=True)
+    columns = read_pairs(path, what="phone transcripts", value_name="p1 p2 ...", allow_empty=True)
     if not columns:
         raise SpeechUnitsError(f"{path}: no phone transcripts")
     return {utt: [p for p in text.split() if not _is_silence(p, lowered)] for utt, text in columns.items()}
@@ -387,7 +363,7 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 def _jsonl_has_text(path: Path) -> bool:
-    for _, line in _open_lines(path, "JSONL manifest"):
+    for _, line in iter_text_lines(path, "JSONL manifest"):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

@@ -171,10 +171,9 @@ def make_split(ids: Sequence[str], *, by: str = "utterance", speakers: Mapping[s
             groups.setdefault(speakers[u], []).append(u)
         for number, name in enumerate(sorted(groups)):
             members = _shuffled(groups[name], seed, number)
-            train, dev, test = _counts(len(members), shares, 0)
+            train, dev, _ = _counts(len(members), shares, 0)  # the rest of the group is test
             if train < 1:  # tiny group: training first
-                train, dev, test = 1, max(0, min(dev, len(members) - 1)), 0
-                test = len(members) - train - dev
+                train, dev = 1, max(0, min(dev, len(members) - 1))
             part_of.update({u: _part_at(i, train, dev) for i, u in enumerate(members)})
     split = Split(*([u for u in ids if part_of[u] == name] for name in PARTS),
                   info={"by": by, "fractions": list(shares), "seed": seed,
@@ -199,26 +198,21 @@ def split_from_file(path: str | os.PathLike[str]) -> Split:
         SpeechUnitsError: missing file, a line that is not ``utt<TAB>part``, an unknown part, an
             utterance twice (naming ``file:line``), or no training utterance.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SpeechUnitsError(f"{path}: split file not found")
+    from speechunits.corpus import iter_text_lines
+
     parts: dict[str, list[str]] = {name: [] for name in PARTS}
     seen: set[str] = set()
-    with open(path, encoding="utf-8-sig") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if len(cols) != 2 or not cols[0].strip():
-                raise SpeechUnitsError(f"{path}:{line_no}: expected utt<TAB>train|dev|test, got {line[:80]!r}")
-            utt, name = cols[0].strip(), cols[1].strip()
-            if name not in PARTS:
-                raise SpeechUnitsError(f"{path}:{line_no}: unknown part {name!r} (train, dev or test)")
-            if utt in seen:
-                raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt!r} listed twice")
-            seen.add(utt)
-            parts[name].append(utt)
+    for line_no, line in iter_text_lines(path, "split file"):
+        cols = line.split("\t")
+        if len(cols) != 2 or not cols[0].strip():
+            raise SpeechUnitsError(f"{path}:{line_no}: expected utt<TAB>train|dev|test, got {line[:80]!r}")
+        utt, name = cols[0].strip(), cols[1].strip()
+        if name not in PARTS:
+            raise SpeechUnitsError(f"{path}:{line_no}: unknown part {name!r} (train, dev or test)")
+        if utt in seen:
+            raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt!r} listed twice")
+        seen.add(utt)
+        parts[name].append(utt)
     if not parts["train"]:
         raise SpeechUnitsError(f"{path}: no training utterance")
     return Split(parts["train"], parts["dev"], parts["test"], info={"by": "file", "file": str(path)})
