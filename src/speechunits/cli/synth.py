@@ -30,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "`synth parallel OUT --source es --target en`: two aligned corpora and OUT/pairs.tsv. "
         "Same arguments, same bytes. Needs the [synth] extra.",
     )
-    parser.add_argument("positional", nargs="+", metavar="[lexical|syntactic|parallel] OUT",
-                        help="output directory (must be new or empty), after the kind of set to write")
+    parser.add_argument("first", metavar="OUT | {lexical,syntactic,parallel}",
+                        help="the output directory of a corpus (must be new or empty), or the kind of set to write")
+    parser.add_argument("out", nargs="?", metavar="OUT", help="the output directory of a lexical/syntactic/parallel set")
     parser.add_argument("--minutes", type=float, default=None, help="corpus/parallel: audio to synthesise (default 5)")
     parser.add_argument("--speakers", type=int, default=None,
                         help="corpus: speakers in total; parallel: speakers per language (default 4)")
@@ -40,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--pairs", type=int, default=None,
                         help="lexical/syntactic: pairs per split, dev and test (default 300 / 350)")
     parser.add_argument("--voices", type=int, default=None, help="lexical/syntactic: unseen voices (default 2)")
-    parser.add_argument("--source", default=None, help="parallel: source language (default es)")
-    parser.add_argument("--target", dest="target_language", default=None,
+    parser.add_argument("--source", default=None, metavar="LANG", help="parallel: source language (default es)")
+    parser.add_argument("--target", dest="target_language", default=None, metavar="LANG",
                         help="parallel: target language (default en)")
     parser.add_argument("--seed", type=int, default=0, help="seed for speakers, sentences and pairs")
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
@@ -59,7 +60,7 @@ def _kind_and_out(positional: list[str]) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    kind, out = _kind_and_out(args.positional)
+    kind, out = _kind_and_out([args.first] + ([args.out] if args.out is not None else []))
     values = {name: getattr(args, "target_language" if name == "target" else name) for name in _OPTIONS}
     stray = [name for name, value in values.items() if value is not None and name not in KINDS[kind]]
     if stray:

@@ -299,7 +299,8 @@ def _speak_set(out: Path, kind: str, items: list[_Item], columns: Sequence[str],
 
     from speechunits.measure.alignments import write_segments_tsv
     from speechunits.progress import AudioProgress
-    from speechunits.synth.corpus import SAMPLE_RATE, _warm_up, speak, write_speaker_info  # noqa: F401
+    from speechunits.synth.align import segments_from_events  # noqa: F401  (imported before forking, as soxr)
+    from speechunits.synth.corpus import SAMPLE_RATE, _warm_up, write_speaker_info
     from speechunits.synth.forking import map_forked
 
     if len({i.filename for i in items}) != len(items):

@@ -104,6 +104,7 @@ def parallel_here(out_dir: str, source: str, target: str, minutes: float, speake
     import soxr  # noqa: F401  (imported before forking, so that forks do not import it)
 
     from speechunits.progress import AudioProgress
+    from speechunits.synth.align import segments_from_events  # noqa: F401  (imported before forking, as soxr)
     from speechunits.synth.corpus import (SAMPLE_RATE, _remove_extra_files, _Task, _synthesise_task, _warm_up,
                                           _write_tables)
     from speechunits.synth.espeak import initialise
