@@ -1,4 +1,8 @@
-"""``speechunits synth``: a phone-aligned, multi-speaker synthetic corpus (espeak-ng, GPL-3 extra)."""
+"""``speechunits synth``: a phone-aligned, multi-speaker synthetic corpus (espeak-ng, GPL-3 extra).
+
+``speechunits synth OUT`` writes a corpus; ``speechunits synth lexical|syntactic|parallel OUT``
+writes a benchmark set or a bilingual corpus (see docs/synth-benchmarks.md).
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,32 +10,82 @@ import argparse
 from speechunits.cli.common import add_quiet
 from speechunits.errors import SpeechUnitsError
 
+#: Sub-commands, and the options each one takes besides --seed, --workers and --quiet.
+KINDS = {
+    "corpus": ("minutes", "speakers", "languages"),
+    "lexical": ("language", "pairs", "voices"),
+    "syntactic": ("language", "pairs", "voices"),
+    "parallel": ("source", "target", "minutes", "speakers"),
+}
+_OPTIONS = ("minutes", "speakers", "languages", "language", "pairs", "voices", "source", "target")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "synth",
-        help="synthesise a phone-aligned multi-speaker corpus with espeak-ng",
-        description="Write OUT/wavs/*.wav (16 kHz), manifest.tsv, phones.tsv, words.tsv, textgrids/, "
-        "speakers.tsv, speaker_info.tsv, text.tsv. Same arguments, same bytes. Needs the [synth] extra.",
+        help="synthesise a phone-aligned multi-speaker corpus, minimal-pair benchmarks or a parallel corpus",
+        description="`synth OUT`: OUT/wavs/*.wav (16 kHz), manifest.tsv, phones.tsv, words.tsv, textgrids/, "
+        "speakers.tsv, speaker_info.tsv, text.tsv. `synth lexical OUT` / `synth syntactic OUT`: sWUGGY/sBLIMP-like "
+        "pairs in ZeroSpeech 2021 layout (OUT/lexical, OUT/syntactic) spoken by voices no corpus has. "
+        "`synth parallel OUT --source es --target en`: two aligned corpora and OUT/pairs.tsv. "
+        "Same arguments, same bytes. Needs the [synth] extra.",
     )
-    parser.add_argument("out", help="output directory (must be new or empty)")
-    parser.add_argument("--minutes", type=float, default=5.0, help="total audio to synthesise (default 5)")
-    parser.add_argument("--speakers", type=int, default=4, help="number of speakers in total (default 4)")
-    parser.add_argument("--languages", default="en", help="comma-separated languages, speakers spread round-robin")
-    parser.add_argument("--seed", type=int, default=0, help="seed for speakers and sentence order")
+    parser.add_argument("first", metavar="OUT | {lexical,syntactic,parallel}",
+                        help="the output directory of a corpus (must be new or empty), or the kind of set to write")
+    parser.add_argument("out", nargs="?", metavar="OUT", help="the output directory of a lexical/syntactic/parallel set")
+    parser.add_argument("--minutes", type=float, default=None, help="corpus/parallel: audio to synthesise (default 5)")
+    parser.add_argument("--speakers", type=int, default=None,
+                        help="corpus: speakers in total; parallel: speakers per language (default 4)")
+    parser.add_argument("--languages", default=None, help="corpus: comma-separated languages (default en)")
+    parser.add_argument("--language", default=None, help="lexical/syntactic: language (default en)")
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="lexical/syntactic: pairs per split, dev and test (default 300 / 350)")
+    parser.add_argument("--voices", type=int, default=None, help="lexical/syntactic: unseen voices (default 2)")
+    parser.add_argument("--source", default=None, metavar="LANG", help="parallel: source language (default es)")
+    parser.add_argument("--target", dest="target_language", default=None, metavar="LANG",
+                        help="parallel: target language (default en)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for speakers, sentences and pairs")
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     add_quiet(parser)
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from speechunits.synth import synthesize_corpus
+def _kind_and_out(positional: list[str]) -> tuple[str, str]:
+    if len(positional) == 1:
+        return "corpus", positional[0]
+    if len(positional) == 2 and positional[0] in KINDS and positional[0] != "corpus":
+        return positional[0], positional[1]
+    raise SpeechUnitsError(f"synth: expected OUT or one of {', '.join(k for k in KINDS if k != 'corpus')} "
+                           f"then OUT, got {' '.join(positional)}")
 
-    languages = [x.strip() for x in args.languages.split(",") if x.strip()]
+
+def run(args: argparse.Namespace) -> int:
+    kind, out = _kind_and_out([args.first] + ([args.out] if args.out is not None else []))
+    values = {name: getattr(args, "target_language" if name == "target" else name) for name in _OPTIONS}
+    stray = [name for name, value in values.items() if value is not None and name not in KINDS[kind]]
+    if stray:
+        raise SpeechUnitsError(f"synth {kind}: --{', --'.join(stray)} does not apply")
     if args.workers is not None and args.workers < 1:
         raise SpeechUnitsError(f"--workers must be >= 1, got {args.workers}")
-    if args.speakers < 1:
-        raise SpeechUnitsError(f"--speakers must be >= 1, got {args.speakers}")
-    synthesize_corpus(args.out, args.minutes, args.speakers, languages, seed=args.seed,
-                      workers=args.workers, quiet=args.quiet)
+    common = dict(seed=args.seed, workers=args.workers, quiet=args.quiet)
+    speakers = values["speakers"] if values["speakers"] is not None else 4
+    if speakers < 1:
+        raise SpeechUnitsError(f"--speakers must be >= 1, got {speakers}")
+    minutes = values["minutes"] if values["minutes"] is not None else 5.0
+    if kind == "corpus":
+        from speechunits.synth import synthesize_corpus
+
+        languages = [x.strip() for x in (values["languages"] or "en").split(",") if x.strip()]
+        synthesize_corpus(out, minutes, speakers, languages, **common)
+    elif kind in ("lexical", "syntactic"):
+        from speechunits.synth.benchmarks import write_lexical, write_syntactic
+
+        write = write_lexical if kind == "lexical" else write_syntactic
+        options = {k: values[k] for k in ("pairs", "voices") if values[k] is not None}
+        write(out, language=values["language"] or "en", **options, **common)
+    else:
+        from speechunits.synth.parallel import synthesize_parallel
+
+        synthesize_parallel(out, source=values["source"] or "es", target=values["target"] or "en",
+                            minutes=minutes, speakers=speakers, **common)
     return 0

@@ -94,17 +94,32 @@ def _plan(speakers: Sequence[Speaker], seed: int) -> Iterator[_Task]:
         yield _Task(f"{speaker.name}_{index:04d}", speaker, text, seed * 1_000_003 + n)
 
 
-def _synthesise_task(task: _Task, out: Path) -> _Result:
-    """Run in a fresh fork: speak, align, resample to 16 kHz int16, write wav and TextGrid."""
+@dataclass(frozen=True)
+class Spoken:
+    """One utterance: int16 ``samples [T]`` at :data:`SAMPLE_RATE`, its phone and word segments
+    (phones cover the whole audio) and the labels of espeak's phone events (stress-free, pauses
+    left out), which keep phones the alignment drops as zero-length."""
+
+    samples: np.ndarray
+    phones: list[Segment]
+    words: list[Segment]
+    phone_events: tuple[str, ...]
+
+
+def speak(text: str, speaker: Speaker, seed: int, *, phonemes: bool = False) -> Spoken:
+    """Speak and align one utterance (call it in a fresh fork, see the module docstring).
+
+    ``phonemes=True`` reads ``[[...]]`` as espeak phoneme mnemonics (see
+    :func:`speechunits.synth.espeak.phoneme_input`).
+    """
     import soxr
 
-    from speechunits.synth.align import segments_from_events
+    from speechunits.synth.align import clean_label, segments_from_events
     from speechunits.synth.espeak import synthesise
 
-    speaker = task.speaker
-    synthesis = synthesise(task.text, speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
-                           pitch_range=speaker.pitch_range, seed=task.seed)
-    phones, words = segments_from_events(synthesis, task.text)
+    synthesis = synthesise(text, speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
+                           pitch_range=speaker.pitch_range, seed=seed, phonemes=phonemes)
+    phones, words = segments_from_events(synthesis, text)
     audio = soxr.resample(synthesis.samples.astype(np.float32) / 32768.0, synthesis.sample_rate, SAMPLE_RATE, "HQ")
     samples = np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
     duration = samples.size / SAMPLE_RATE
@@ -112,9 +127,15 @@ def _synthesise_task(task: _Task, out: Path) -> _Result:
     if phones:  # phones cover the whole audio: end exactly where the 16 kHz audio ends
         last = phones[-1]
         phones[-1] = Segment(last.start, round(duration, 5), last.label)
-    words = _clip(words, duration)
-    result = _Result(task.utt_id, speaker.name, task.text, int(samples.size), phones, words)
-    _write_utterance(out, result, samples)
+    events = tuple(label for label in (clean_label(e.label) for e in synthesis.phones) if label)
+    return Spoken(samples, phones, _clip(words, duration), events)
+
+
+def _synthesise_task(task: _Task, out: Path) -> _Result:
+    """Run in a fresh fork: speak, align, resample to 16 kHz int16, write wav and TextGrid."""
+    spoken = speak(task.text, task.speaker, task.seed)
+    result = _Result(task.utt_id, task.speaker.name, task.text, int(spoken.samples.size), spoken.phones, spoken.words)
+    _write_utterance(out, result, spoken.samples)
     return result
 
 
@@ -148,26 +169,12 @@ def synthesize_corpus(
         SpeechUnitsError: bad arguments, unknown language, non-empty output directory,
             espeak-ng not installed, or a failure inside the synthesis process.
     """
-    import subprocess
-    import sys
+    from speechunits.synth.process import run_in_fresh_process
 
     out = Path(out_dir)
     _validate(out, minutes, speakers, list(languages), seed, workers)
-    request = dict(out_dir=str(out), minutes=minutes, speakers=speakers, languages=list(languages), seed=seed,
-                   workers=workers, quiet=quiet)
-    import speechunits
-
-    env = dict(os.environ)  # the child must import this very copy of speechunits
-    package_root = str(Path(speechunits.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-m", "speechunits.synth", json.dumps(request)],
-                          stdout=subprocess.PIPE, text=True, check=False, env=env)
-    try:
-        reply = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        reply = {"error": f"synthesis process exited with status {proc.returncode} (see messages above)"}
-    if proc.returncode != 0 or "error" in reply:
-        raise SpeechUnitsError(str(reply.get("error", f"synthesis process exited with status {proc.returncode}")))
+    reply = run_in_fresh_process("corpus", dict(out_dir=str(out), minutes=minutes, speakers=speakers,
+                                                languages=list(languages), seed=seed, workers=workers, quiet=quiet))
     log.info("synth: %d utterances, %.1f min of audio, %d speakers in %s (%.0fx real time)",
              reply["utterances"], reply["duration_s"] / 60.0, reply["speakers"], out, reply["realtime_factor"])
     return out
@@ -257,15 +264,20 @@ def _warm_up(speakers: Sequence[Speaker]) -> None:
         soxr.resample(result.samples.astype(np.float32), result.sample_rate, SAMPLE_RATE, "HQ")
 
 
-def _write_utterance(out: Path, result: _Result, samples: np.ndarray) -> None:
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    """Write int16 ``samples [T]`` as a 16 kHz mono PCM_16 wav."""
     import wave
 
     # The stdlib writer: soundfile's close() fsyncs every file (about 10 ms each here).
-    with wave.open(str(out / "wavs" / f"{result.utt_id}.wav"), "wb") as handle:
+    with wave.open(str(path), "wb") as handle:
         handle.setnchannels(1)
         handle.setsampwidth(2)
         handle.setframerate(SAMPLE_RATE)
         handle.writeframes(samples.astype("<i2").tobytes())
+
+
+def _write_utterance(out: Path, result: _Result, samples: np.ndarray) -> None:
+    write_wav(out / "wavs" / f"{result.utt_id}.wav", samples)
     duration = round(samples.size / SAMPLE_RATE, 5)
     tiers = [
         Tier("words", 0.0, duration, fill_tier([(s.start, s.end, s.label) for s in result.words], 0.0, duration)),
@@ -285,10 +297,7 @@ def _write_tables(out: Path, results: list[_Result], speakers: list[Speaker], ar
     with open(out / "speakers.tsv", "w", encoding="utf-8") as handle:
         for r in results:
             handle.write(f"{r.utt_id}\t{r.speaker}\n")
-    with open(out / "speaker_info.tsv", "w", encoding="utf-8") as handle:
-        handle.write("speaker\tlanguage\tvoice\tpitch\tpitch_range\trate\n")
-        for s in speakers:
-            handle.write(f"{s.name}\t{s.language}\t{s.voice}\t{s.pitch}\t{s.pitch_range}\t{s.rate}\n")
+    write_speaker_info(out / "speaker_info.tsv", speakers)
     with open(out / "text.tsv", "w", encoding="utf-8") as handle:
         for r in results:
             handle.write(f"{r.utt_id}\t{r.text}\n")
@@ -298,6 +307,14 @@ def _write_tables(out: Path, results: list[_Result], speakers: list[Speaker], ar
     (out / "corpus.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if not results:
         raise SpeechUnitsError(f"{out}: no utterance was synthesised")
+
+
+def write_speaker_info(path: Path, speakers: Sequence[Speaker]) -> None:
+    """``speaker, language, voice, pitch, pitch_range, rate`` with a header, one speaker per line."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("speaker\tlanguage\tvoice\tpitch\tpitch_range\trate\n")
+        for s in speakers:
+            handle.write(f"{s.name}\t{s.language}\t{s.voice}\t{s.pitch}\t{s.pitch_range}\t{s.rate}\n")
 
 
 def _write_other_transcripts(out: Path, results: list[_Result]) -> None:

@@ -9,6 +9,9 @@ How it is used (facts measured on these machines, see ``docs/measure-synth.md``)
 * :func:`synthesise` sets the voice and prosody, speaks one text and returns the int16
   samples plus the phone and word events, each with a sample index counted from the start
   of the utterance.
+* :func:`phonemise` gives espeak-ng's own phonemisation of a word, one phoneme per item, in
+  its ASCII mnemonics (what phoneme input ``[[...]]`` takes) or in IPA (what phone events
+  report); :func:`phoneme_input` builds the ``[[...]]`` text that speaks given mnemonics.
 * espeak-ng keeps state between utterances, so audio depends on what the same process
   synthesised before. Callers that need byte-identical output initialise in the parent
   and synthesise every utterance in a fresh fork (see :mod:`speechunits.synth.corpus`).
@@ -31,6 +34,13 @@ _EVENT_LIST_TERMINATED = 0
 _EVENT_WORD = 1
 _EVENT_PHONEME = 7
 _CHARS_UTF8 = 1
+#: espeak_Synth flag: text inside ``[[ ]]`` is read as phoneme mnemonics.
+_SSML_PHONEMES = 0x100
+#: espeak_TextToPhonemes: bit 1 asks for IPA; bits 8-23 hold the character put between phonemes.
+_PHONEMES_IPA = 0x02
+_PHONEME_SEPARATOR = "_"
+#: Separates phoneme mnemonics inside ``[[ ]]`` (so that e.g. ``a`` + ``I`` is not read as ``aI``).
+PHONEME_INPUT_SEPARATOR = "|"
 _POS_CHARACTER = 1
 # espeak_PARAMETER values.
 _PARAM_RATE = 1
@@ -109,6 +119,8 @@ def _library() -> ctypes.CDLL:
         ]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
         _state["lib"] = lib
         _state["data_path"] = espeakng_loader.get_data_path()
     return _state["lib"]  # type: ignore[return-value]
@@ -139,13 +151,41 @@ def _seed_random(seed: int) -> None:
     libc.srand(ctypes.c_uint(seed & 0xFFFFFFFF))
 
 
-def synthesise(text: str, voice: str, *, rate: int, pitch: int, pitch_range: int, seed: int = 0) -> Synthesis:
+def phonemise(word: str, voice: str, *, ipa: bool = False) -> list[str]:
+    """espeak-ng's phonemes of one word (stress marks stay on their vowel, e.g. ``'aI``).
+
+    ``ipa=False`` gives the ASCII mnemonics that :func:`phoneme_input` speaks, ``ipa=True`` the
+    IPA that phone events report; both lists have one item per phoneme. Empty for no phonemes.
+    """
+    initialise()
+    lib = _library()
+    if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        raise SpeechUnitsError(f"espeak-ng: unknown voice {voice!r}")
+    mode = (ord(_PHONEME_SEPARATOR) << 8) | (_PHONEMES_IPA if ipa else 0)
+    buffer = ctypes.create_string_buffer(word.encode("utf-8") + b"\0")
+    pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+    pieces: list[str] = []
+    while pointer.value:  # one clause per call; a single word is one clause
+        out = lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, mode)
+        if out:
+            pieces.append(out.decode("utf-8"))
+    return [p for p in " ".join(pieces).replace(" ", _PHONEME_SEPARATOR).split(_PHONEME_SEPARATOR) if p]
+
+
+def phoneme_input(mnemonics: list[str]) -> str:
+    """The text that makes :func:`synthesise` (with ``phonemes=True``) speak these mnemonics."""
+    return "[[" + PHONEME_INPUT_SEPARATOR.join(mnemonics) + "]]"
+
+
+def synthesise(text: str, voice: str, *, rate: int, pitch: int, pitch_range: int, seed: int = 0,
+               phonemes: bool = False) -> Synthesis:
     """Speak ``text`` with ``voice`` (e.g. ``"en-us+m3"``) and return samples and events.
 
     Args:
         rate: words per minute (espeak-ng accepts 80–450).
         pitch: base pitch 0–100; pitch_range: 0–100 (0 is monotone).
         seed: seed of espeak's noise generator (breathy variants such as ``+f2`` use noise).
+        phonemes: read text inside ``[[ ]]`` as phoneme mnemonics (see :func:`phoneme_input`).
     """
     sample_rate = initialise()
     lib = _library()
@@ -177,7 +217,8 @@ def synthesise(text: str, voice: str, *, rate: int, pitch: int, pitch_range: int
     lib.espeak_SetSynthCallback(callback)
     encoded = text.encode("utf-8") + b"\0"
     buffer = ctypes.create_string_buffer(encoded, len(encoded))
-    status = lib.espeak_Synth(buffer, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+    flags = _CHARS_UTF8 | (_SSML_PHONEMES if phonemes else 0)
+    status = lib.espeak_Synth(buffer, len(encoded), 0, _POS_CHARACTER, 0, flags, None, None)
     lib.espeak_Synchronize()
     if status != 0:
         raise SpeechUnitsError(f"espeak-ng: synthesis failed (status {status}) for {text!r}")

@@ -74,3 +74,54 @@ def sample_speakers(count: int, languages: list[str], seed: int) -> list[Speaker
             )
         )
     return speakers
+
+
+#: Voice variants that :func:`sample_speakers` never uses: benchmark voices built on them are
+#: unseen by any corpus, whatever its seed (espeak-ng formant variants, no klatt/echo/robot).
+UNSEEN_MALE_VARIANTS = ("m8", "Mike", "paul", "robert")
+UNSEEN_FEMALE_VARIANTS = ("Andrea", "steph", "Annie")
+
+
+def is_corpus_speaker(speaker: Speaker) -> bool:
+    """Whether :func:`sample_speakers` could produce this voice and prosody (for some seed).
+
+    A corpus speaker has a variant of :data:`MALE_VARIANTS` (pitch in ``PITCH_RANGE["m"]``) or
+    :data:`FEMALE_VARIANTS` (pitch in ``PITCH_RANGE["f"]``), with range and rate in their ranges.
+    """
+    base, _, variant = speaker.voice.partition("+")
+    sex = "m" if variant in MALE_VARIANTS else "f" if variant in FEMALE_VARIANTS else None
+    if sex is None or base not in LANGUAGE_VOICES.values():
+        return False
+    return (PITCH_RANGE[sex][0] <= speaker.pitch <= PITCH_RANGE[sex][1]
+            and INTONATION_RANGE[0] <= speaker.pitch_range <= INTONATION_RANGE[1]
+            and RATE_RANGE[0] <= speaker.rate <= RATE_RANGE[1])
+
+
+def sample_unseen_speakers(count: int, language: str, seed: int) -> list[Speaker]:
+    """``count`` benchmark voices of ``language`` that no synthetic corpus contains.
+
+    Variants come from :data:`UNSEEN_MALE_VARIANTS` / :data:`UNSEEN_FEMALE_VARIANTS` (alternating,
+    male first), which :func:`sample_speakers` never uses; pitch, range and rate are drawn from the
+    corpus ranges, so only the voice is new. Names are ``v{index:02d}``; deterministic for ``seed``.
+    """
+    if count < 1:
+        raise SpeechUnitsError(f"--voices must be >= 1, got {count}")
+    if language not in LANGUAGE_VOICES:
+        raise SpeechUnitsError(f"--language: unsupported {language!r} (supported: {', '.join(LANGUAGE_VOICES)})")
+    limit = 2 * min(len(UNSEEN_MALE_VARIANTS), len(UNSEEN_FEMALE_VARIANTS))
+    if count > limit:
+        raise SpeechUnitsError(f"--voices: at most {limit} distinct unseen voices, got {count}")
+    rng = np.random.default_rng([seed, 2])
+    male = list(rng.permutation(UNSEEN_MALE_VARIANTS))
+    female = list(rng.permutation(UNSEEN_FEMALE_VARIANTS))
+    voices = []
+    for i in range(count):
+        sex = "m" if i % 2 == 0 else "f"
+        variant = (male if sex == "m" else female)[i // 2]
+        low, high = PITCH_RANGE[sex]
+        voices.append(Speaker(
+            name=f"v{i:02d}", language=language, voice=f"{LANGUAGE_VOICES[language]}+{variant}",
+            pitch=int(rng.integers(low, high + 1)),
+            pitch_range=int(rng.integers(INTONATION_RANGE[0], INTONATION_RANGE[1] + 1)),
+            rate=int(rng.integers(RATE_RANGE[0], RATE_RANGE[1] + 1))))
+    return voices
