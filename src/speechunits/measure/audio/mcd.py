@@ -13,11 +13,12 @@ Definitions (the SPTK convention behind the usual MCD constant):
   SPTK's/pysptk's ``sp2mc`` (cepstrum then ``freqt``) computes, up to the integration.
 - **MCD** of a frame pair (``c_0``, the energy, excluded):
   ``MCD = (10 / ln 10) * sqrt(2 * sum_{d=1..D} (c_d - c'_d)^2)`` dB; the constant
-  ``10 / ln 10 * sqrt(2) = 6.1415`` makes it the RMS difference of the two log spectra in dB over the
+  ``10 / ln 10 * sqrt(2) = 6.1419`` makes it the RMS difference of the two log spectra in dB over the
   warped frequency axis (Parseval). The utterance MCD is the mean over the frame pairs of the DTW path
   (:func:`speechunits.measure.abx.dtw_batch`, steps (1,0), (0,1), (1,1), minimising the summed MCD).
 - **Silence**: frames whose envelope power is more than ``silence_db`` (40 dB) below the utterance's
-  loudest frame are left out of each utterance before DTW (digital silence would otherwise dominate).
+  loudest frame, or below -120 dB (digital silence), are left out of each utterance before DTW (silence
+  would otherwise dominate).
 
 Both utterances are resampled to 16 kHz first, so outputs at different rates compare on one band.
 """
@@ -40,6 +41,9 @@ ALPHA = 0.42
 NUM_COEFFICIENTS = 13
 HOP_S = 0.005
 SILENCE_DB = 40.0
+#: Envelope power (dB re a full-scale sine's order of magnitude) below which a frame is silent whatever the
+#: utterance's loudest frame: WORLD gives about -159 dB for digital zeros, -78 dB for noise at 1e-4.
+DIGITAL_SILENCE_DB = -120.0
 #: Rows of the distance matrix computed at once (bounds the [rows, M, D] difference array).
 _ROWS_PER_BLOCK = 128
 
@@ -110,7 +114,7 @@ def mel_cepstrum(audio: Audio, *, order: int = NUM_COEFFICIENTS, alpha: float = 
     power = world_envelope(audio, hop_s=hop_s)
     if silence_db is not None:
         level = 10.0 * np.log10(np.maximum(power.mean(axis=1), 1e-30))
-        power = power[level > level.max() - silence_db]
+        power = power[(level > level.max() - silence_db) & (level > DIGITAL_SILENCE_DB)]
     return spectrum_to_mel_cepstrum(power, order, alpha)
 
 
