@@ -14,7 +14,8 @@ from speechunits.synth.testing import small_corpus
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return small_corpus(tmp_path_factory.mktemp("audio-probe-corpus"), minutes=1.5, speakers=3)  # enough for a speaker split
+    # 1.5 min: enough utterances per speaker for a speaker probe's split (the same corpus as test_probe_cli)
+    return small_corpus(tmp_path_factory.mktemp("audio-probe-corpus"), minutes=1.5, speakers=3)
 
 
 def _train(task: str, corpus: Path, out: Path) -> Path:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.audio.deps import EXTRA_HINT, require
-from speechunits.measure.audio.pairing import UtterancePair, match_utterances
+from speechunits.measure.audio.pairing import match_utterances
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def evaluate_audio(ref: str | Path, hyp: str | Path, *, text: str | Path | None 
             for whose package is missing, ids without text.
     """
     from speechunits.audio import Audio
-    from speechunits.corpus import read_pairs
+    from speechunits.corpus import read_pairs, total_audio_seconds
     from speechunits.progress import AudioProgress
 
     pairs, unmatched = match_utterances(ref, hyp)
@@ -172,7 +172,8 @@ def evaluate_audio(ref: str | Path, hyp: str | Path, *, text: str | Path | None 
     runners = _build_runners(judges, f0_method=f0_method, device=device)
 
     rows: list[dict[str, Any]] = []
-    with AudioProgress(None, desc="evaluate-audio", quiet=quiet) as progress:
+    total = None if quiet else total_audio_seconds(p.hyp for p in pairs)
+    with AudioProgress(total, desc="evaluate-audio", quiet=quiet) as progress:
         for pair in pairs:
             ref_audio, hyp_audio = Audio.load(pair.ref.path), Audio.load(pair.hyp.path)
             row: dict[str, Any] = {"id": pair.id, "ref": pair.ref.path, "hyp": pair.hyp.path,
@@ -269,9 +270,11 @@ def _asr_metrics(rows: list[dict[str, Any]], transcripts: dict[str, str] | None)
     if transcripts is None:
         return {"wer_asr": between["wer"], "cer_asr": between["cer"], "asr_words": between["reference_words"]}
     truth = [r["text"] for r in done]
-    hyp_rates, ref_rates = error_rates(truth, [r["asr_hyp"] for r in done]), error_rates(truth, [r["asr_ref"] for r in done])
+    hyp_rates = error_rates(truth, [r["asr_hyp"] for r in done])
+    ref_rates = error_rates(truth, [r["asr_ref"] for r in done])
     return {"wer_asr": hyp_rates["wer"], "cer_asr": hyp_rates["cer"], "wer_asr_ref": ref_rates["wer"],
-            "cer_asr_ref": ref_rates["cer"], "wer_asr_ref_hyp": between["wer"], "asr_words": hyp_rates["reference_words"]}
+            "cer_asr_ref": ref_rates["cer"], "wer_asr_ref_hyp": between["wer"],
+            "asr_words": hyp_rates["reference_words"]}
 
 
 def _speaker_probe(probe: str | Path, ref: str | Path, hyp: str | Path, speakers: str | Path | None,
