@@ -234,7 +234,12 @@ def _build_runners(judges: Sequence[str], *, f0_method: str, device: str
         from speechunits.measure.audio.pitch_errors import pitch_errors
         from speechunits.pitch import extract_f0
 
-        runners["pitch"] = lambda r, h: pitch_errors(extract_f0(r, method=f0_method), extract_f0(h, method=f0_method))
+        def pitch(r: Any, h: Any) -> dict[str, Any]:
+            found = pitch_errors(extract_f0(r, method=f0_method), extract_f0(h, method=f0_method))
+            found["pitch_frames"] = found.pop("frames")
+            return found
+
+        runners["pitch"] = pitch
     if "speaker" in judges:
         from speechunits.measure.audio.speaker import SpeakerEmbedder, cosine_similarity
 
