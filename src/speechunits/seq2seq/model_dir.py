@@ -139,7 +139,8 @@ class TTSBundle:
         """Symbol ids of ``text`` (phonemised with the recorded voice unless ``voice`` is given)."""
         from speechunits.seq2seq.text import text_tokens
 
-        symbols = text_tokens(text, self.input_kind, voice or self.meta["input"].get("voice"))
+        symbols = text_tokens(text, self.input_kind, voice or self.meta["input"].get("voice"),
+                              self.meta["input"].get("rate"))
         return self.symbols.encode(symbols, source=f"{self.path} (text {text[:40]!r})")
 
     @torch.no_grad()

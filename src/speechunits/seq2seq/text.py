@@ -14,7 +14,7 @@ from speechunits.errors import SpeechUnitsError
 PHONES = "phones"
 CHARS = "chars"
 INPUT_KINDS = (PHONES, CHARS)
-#: espeak-ng settings of the phonemiser (the phone labels do not depend on pitch; rate changes pauses little).
+#: Default speaking rate (words/min) of the phonemiser; models record their corpus's median rate (labels do not depend on pitch).
 PHONEMIZER_RATE = 175
 
 
@@ -23,14 +23,17 @@ def base_voice(voice: str) -> str:
     return voice.split("+", 1)[0]
 
 
-def phonemize(text: str, voice: str) -> list[str]:
-    """espeak-ng's phone labels of ``text`` in ``voice`` (stress stripped, pauses ``sil``)."""
+def phonemize(text: str, voice: str, rate: int = PHONEMIZER_RATE) -> list[str]:
+    """espeak-ng's phone labels of ``text`` in ``voice`` at ``rate`` words/min (stress stripped, pauses ``sil``).
+
+    espeak-ng drops or merges a few phones at higher rates: phonemise at the training corpus's rate.
+    """
     from speechunits.synth.align import segments_from_events
     from speechunits.synth.espeak import synthesise
 
     if not text.strip():
         raise SpeechUnitsError("empty text: nothing to say")
-    synthesis = synthesise(text, voice, rate=PHONEMIZER_RATE, pitch=50, pitch_range=50)
+    synthesis = synthesise(text, voice, rate=int(rate), pitch=50, pitch_range=50)
     phones, _ = segments_from_events(synthesis, text)
     return [segment.label for segment in phones]
 
@@ -45,12 +48,12 @@ def text_chars(text: str) -> list[str]:
     return [WORD_BOUNDARY, *chars, WORD_BOUNDARY]
 
 
-def text_tokens(text: str, kind: str, voice: str | None = None) -> list[str]:
+def text_tokens(text: str, kind: str, voice: str | None = None, rate: int | None = None) -> list[str]:
     """Input symbols of ``text`` for a TTS model reading ``kind``."""
     if kind == CHARS:
         return text_chars(text)
     if kind == PHONES:
         if not voice:
             raise SpeechUnitsError("phone input needs an espeak-ng voice to phonemise with")
-        return phonemize(text, voice)
+        return phonemize(text, voice, rate or PHONEMIZER_RATE)
     raise SpeechUnitsError(f"--input must be one of {INPUT_KINDS}, got {kind!r}")

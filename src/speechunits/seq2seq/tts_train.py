@@ -87,22 +87,23 @@ def _corpus_labels(corpus: str | Path, input_kind: str, alignments: str | Path |
     return labels
 
 
-def corpus_voice(corpus: str | Path) -> str | None:
-    """The espeak-ng voice (variant stripped) of a synth corpus's first speaker, from ``speaker_info.tsv``."""
+def corpus_voice(corpus: str | Path) -> tuple[str | None, int | None]:
+    """The espeak-ng voice (variant stripped) of a synth corpus's first speaker and the median speaking
+    rate of its speakers, from ``speaker_info.tsv``; ``(None, None)`` without one."""
     from speechunits.corpus import iter_text_lines
     from speechunits.seq2seq.data import corpus_root
     from speechunits.seq2seq.text import base_voice
 
     path = corpus_root(corpus) / "speaker_info.tsv"
     if not path.is_file():
-        return None
+        return None, None
     lines = list(iter_text_lines(path, "speaker info"))
-    if len(lines) < 2:
-        return None
-    header = lines[0][1].split("\t")
-    if "voice" not in header:
-        return None
-    return base_voice(lines[1][1].split("\t")[header.index("voice")])
+    header = lines[0][1].split("\t") if lines else []
+    if len(lines) < 2 or "voice" not in header:
+        return None, None
+    rows = [line.split("\t") for _, line in lines[1:]]
+    rates = [int(r[header.index("rate")]) for r in rows if "rate" in header and r[header.index("rate")].isdigit()]
+    return base_voice(rows[0][header.index("voice")]), (int(np.median(rates)) if rates else None)
 
 
 def encode_examples(examples: Sequence[TTSExample], symbols: Any, speakers: Sequence[str]) -> list[Any]:
@@ -211,8 +212,10 @@ def train_tts(corpus: str | Path, codebook: str | Path, out_dir: str | Path, *, 
         config = TTSConfig(**{"vocab_size": len(symbols), "num_units": cb.k, "num_speakers": len(speakers),
                               **dict(model or {})})
     items = encode_examples(train_examples, symbols, speakers)
+    found_voice, found_rate = corpus_voice(corpus)
     meta = {"kind": "tts", "config": config.to_dict(),
-            "input": {"kind": input_kind, "symbols": symbols.to_json(), "voice": voice or corpus_voice(corpus)},
+            "input": {"kind": input_kind, "symbols": symbols.to_json(), "voice": voice or found_voice,
+                      "rate": found_rate},
             "speakers": speakers, "units": {**record, "dedup_output": True}, "codebook_meta": cb.meta,
             "data": {"corpus": str(corpus), "train_utterances": len(train_examples),
                      "heldout_utterances": len(held_examples), "skipped": len(skipped) + len(errors),
