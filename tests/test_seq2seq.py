@@ -124,6 +124,25 @@ def test_s2ut_model_overfits_four_pairs_exactly():
         assert best.ids == target.tolist()
 
 
+def test_cached_decoding_steps_equal_the_full_decoder():
+    from speechunits.seq2seq.symbols import BOS
+
+    model = _seq2seq().eval()
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.standard_normal((2, 18, 8)).astype(np.float32))
+    lengths = torch.tensor([18, 11])
+    prev = torch.from_numpy(np.concatenate([[[BOS], [BOS]], rng.integers(4, 12, size=(2, 6))], axis=1))
+    with torch.no_grad():
+        memory, memory_lengths = model.encode(x, lengths)
+        full = model.decode(prev, memory, memory_lengths)
+        state = model.start_decoding(memory, memory_lengths)
+        steps = torch.stack([model.decode_step(prev[:, i], state) for i in range(prev.shape[1])], dim=1)
+        reordered = model.start_decoding(memory, memory_lengths).select(torch.tensor([1, 1, 0]))
+        first = model.decode_step(prev[[1, 1, 0], 0], reordered)
+    assert torch.allclose(steps, full, atol=1e-5)
+    assert torch.allclose(first, full[[1, 1, 0], 0], atol=1e-5)
+
+
 @pytest.mark.parametrize("source", ["features", "tokens"])
 def test_beam_one_equals_greedy(source):
     from speechunits.seq2seq.beam import beam_search, greedy_decode

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.seq2seq.layers import (ConvSubsampler, causal_mask, decoder_stack, encoder_stack, padding_mask,
-                                        sinusoidal_positions)
+from speechunits.seq2seq.decoder import CachedDecoder, DecoderState
+from speechunits.seq2seq.layers import ConvSubsampler, encoder_stack, padding_mask, sinusoidal_positions
 from speechunits.seq2seq.symbols import PAD
 from speechunits.training.config import config_from_dict, config_to_dict
 
@@ -80,7 +80,7 @@ class Seq2SeqModel(nn.Module):
             self.source_embed = nn.Embedding(c.source_vocab, c.dim, padding_idx=PAD)
         self.encoder = encoder_stack(c.dim, c.heads, c.ffn, c.encoder_layers, c.dropout)
         self.target_embed = nn.Embedding(c.target_vocab, c.dim, padding_idx=PAD)
-        self.decoder = decoder_stack(c.dim, c.heads, c.ffn, c.decoder_layers, c.dropout)
+        self.decoder = CachedDecoder(c.dim, c.heads, c.ffn, c.decoder_layers, c.dropout)
         self.out = nn.Linear(c.dim, c.target_vocab)
         self.ctc = nn.Linear(c.dim, c.ctc_vocab) if c.ctc_vocab else None
         self.dropout = nn.Dropout(c.dropout)
@@ -99,11 +99,17 @@ class Seq2SeqModel(nn.Module):
         """Logits ``[B, U, V]`` of the next symbol after each prefix of ``prev`` (int ``[B, U]``, ``<s>`` first)."""
         x = self.target_embed(prev) * (self.config.dim ** 0.5)
         x = self.dropout(x + sinusoidal_positions(prev.shape[1], self.config.dim, prev.device))
-        h = self.decoder(x, memory, tgt_mask=causal_mask(prev.shape[1], prev.device),
-                         tgt_key_padding_mask=prev == PAD,
-                         memory_key_padding_mask=padding_mask(memory_lengths, memory.shape[1]),
-                         tgt_is_causal=True)
-        return self.out(h)
+        return self.out(self.decoder(x, memory, padding_mask(memory_lengths, memory.shape[1])))
+
+    def start_decoding(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> DecoderState:
+        """A decoding cache over ``memory`` (see :mod:`speechunits.seq2seq.decoder`)."""
+        return self.decoder.start(memory, padding_mask(memory_lengths, memory.shape[1]))
+
+    def decode_step(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """Logits ``[B, V]`` of the symbol after ``tokens [B]`` (the last symbol of each prefix); ``state`` grows."""
+        position = sinusoidal_positions(state.length + 1, self.config.dim, tokens.device)[state.length]
+        x = self.target_embed(tokens) * (self.config.dim ** 0.5) + position
+        return self.out(self.decoder.step(x, state))
 
     def forward(self, source: torch.Tensor, lengths: torch.Tensor,
                 prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
