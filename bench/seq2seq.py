@@ -106,12 +106,14 @@ def get_vocoder(args: argparse.Namespace, corpus: Path, codebook: Path) -> Any:
 
 
 def speak(vocoder: Any, units: list[Any], speakers: list[str | None], out: Path) -> tuple[list[Path], float]:
-    """Vocoded wavs of ``units`` into ``out`` and the seconds the vocoder took."""
+    """Vocoded wavs of ``units`` into ``out`` and the seconds the vocoder took (a speaker the vocoder does
+    not know, e.g. a voice of the parallel corpus, is spoken by its first speaker)."""
     out.mkdir(parents=True, exist_ok=True)
     paths, spent = [], 0.0
     for i, (unit, speaker) in enumerate(zip(units, speakers)):
         started = time.perf_counter()
-        audio = vocoder.synthesize(unit, speaker=speaker if speaker in vocoder.speakers else None)
+        known = vocoder.speakers
+        audio = vocoder.synthesize(unit, speaker=speaker if speaker in known else (known[0] if known else None))
         spent += time.perf_counter() - started
         paths.append(out / f"{i:05d}.wav")
         audio.save(paths[-1])
@@ -151,8 +153,10 @@ def bench_tts(args: argparse.Namespace, corpus: Path, codebook: Path, vocoder: A
     result["units_x_real_time_note"] = "espeak-ng phonemisation included"
     if vocoder is None:
         return result, out
-    split = write_split(args.out / "tts_split.tsv", {"train": [u for u in texts if u not in set(held)],
-                                                      "dev": held[: max(1, len(held) // 2)], "test": held})
+    rest = [u for u in texts if u not in set(held)]
+    dev_count = max(1, len(rest) // 10)  # the judge's dev part: training-side utterances (never the held-out ones)
+    split = write_split(args.out / "tts_split.tsv", {"train": rest[dev_count:], "dev": rest[:dev_count],
+                                                      "test": held})
     judge = train_judge("phones", corpus, split, args.out / "judge_phones_en", args.judge_minutes, args.quick)
     from speechunits.probe.evaluate import corpus_labels, reference, transcribe
 
