@@ -179,3 +179,41 @@ def test_s2ut_on_source_units_refuses_another_source_codebook(tmp_path, codebook
     assert "--source-codebook" in cli_error(["translate", str(source_audio), "--s2ut", str(out), "-o",
                                              str(tmp_path / "tr3")], caplog)
     assert np.isfinite(json.loads((out / "s2ut.json").read_text())["decoding"]["max_len_a"])
+
+
+def test_text_translator_for_the_cascade(tmp_path):
+    from speechunits.seq2seq.infer import translate_texts
+    from speechunits.seq2seq.model_dir import load_s2ut
+    from speechunits.seq2seq.s2ut_train import train_s2ut
+    from speechunits.seq2seq.testing import tiny_pairs
+    from speechunits.training import OptimConfig
+
+    torch.set_num_threads(1)
+    pairs = tiny_pairs(tmp_path / "pairs", dev_every=4)
+    summary = train_s2ut(pairs, tmp_path / "mt", source_input="text", target="text",
+                         model={"dim": 32, "heads": 2, "ffn": 64, "encoder_layers": 1, "decoder_layers": 1},
+                         optim=OptimConfig(steps=2, warmup_steps=1, bf16=False), device="cpu", quiet=True)
+    assert set(summary["scores"]["dev"]) == {"cer", "bleu", "diversity"}
+    bundle = load_s2ut(tmp_path / "mt")
+    out = translate_texts(bundle, ["El panadero compró pan fresco.", ""], beam=2)
+    assert len(out) == 2 and all(isinstance(t, str) for t in out)
+    from types import SimpleNamespace
+
+    from speechunits.errors import SpeechUnitsError
+
+    speech_model = SimpleNamespace(path="S2UT", source={"kind": "features"}, target={"kind": "units"})
+    with pytest.raises(SpeechUnitsError, match="not a text translator"):
+        translate_texts(speech_model, ["hola"])
+
+
+def test_a_unit_store_of_another_codebook_is_refused(tmp_path, corpus, codebook, caplog):
+    from speechunits.quantize import Codebook
+    from speechunits.units.store import write_units
+    from speechunits.units.units import Units
+
+    cb = Codebook.load(codebook)
+    other = Codebook(cb.centroids.flip(0), dict(cb.meta))
+    write_units(tmp_path / "store", [("en00_0000", Units(np.array([1, 2, 3]), 100.0, cb.k))], other.meta)
+    message = cli_error(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(tmp_path / "t"),
+                         "--units", str(tmp_path / "store"), *FAST], caplog)
+    assert other.sha256 in message and cb.sha256 in message
