@@ -1,4 +1,4 @@
-"""Building blocks shared by the TTS and S2UT models: positions, masks, transformer stacks."""
+"""Building blocks of the TTS and S2UT models: positions, padding masks, encoder stacks, convolutions."""
 from __future__ import annotations
 
 import math
@@ -23,21 +23,10 @@ def padding_mask(lengths: torch.Tensor, length: int | None = None) -> torch.Tens
     return torch.arange(total, device=lengths.device)[None, :] >= lengths[:, None]
 
 
-def causal_mask(length: int, device: torch.device) -> torch.Tensor:
-    """Bool ``[T, T]``: True above the diagonal (a position may not attend to later ones)."""
-    return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
-
-
 def encoder_stack(dim: int, heads: int, ffn: int, layers: int, dropout: float) -> nn.TransformerEncoder:
     """Pre-LN transformer encoder layers (batch first) with a final layer norm."""
     layer = nn.TransformerEncoderLayer(dim, heads, ffn, dropout, activation="gelu", batch_first=True, norm_first=True)
     return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
-
-
-def decoder_stack(dim: int, heads: int, ffn: int, layers: int, dropout: float) -> nn.TransformerDecoder:
-    """Pre-LN transformer decoder layers (batch first) with a final layer norm."""
-    layer = nn.TransformerDecoderLayer(dim, heads, ffn, dropout, activation="gelu", batch_first=True, norm_first=True)
-    return nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(dim))
 
 
 class ConvSubsampler(nn.Module):
