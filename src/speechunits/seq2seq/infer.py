@@ -1,0 +1,232 @@
+"""Using trained sequence models: text -> units -> speech (:func:`say`), speech -> units -> speech
+(:func:`translate`), and text -> text (:func:`translate_texts`, the cascade's translator).
+
+Units go to the vocoder of contract A (``speechunits.vocoder.load_vocoder(...).synthesize``)
+after :func:`speechunits.seq2seq.model_dir.check_vocoder` has made sure it speaks the
+model's codebook:
+
+* a deduplicating vocoder gets deduplicated units: with the TTS model's durations, or (S2UT,
+  which predicts no durations) without, for its own duration predictor;
+* a frame-level vocoder gets the TTS units expanded by their durations; S2UT units cannot
+  be expanded, and such a vocoder is refused.
+
+Unit stores written here are deduplicated; S2UT stores carry duration 1 for every unit (the
+model does not predict durations).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from speechunits.errors import SpeechUnitsError
+
+log = logging.getLogger(__name__)
+
+
+def vocoder_units(units: Any, vocoder: Any, *, model: str) -> Any:
+    """``units`` in the form ``vocoder`` reads (see the module docstring)."""
+    if bool(vocoder.meta.get("dedup")):
+        return units
+    if units.durations is None:
+        raise SpeechUnitsError(f"{model} predicts deduplicated units without durations; this vocoder reads "
+                               "frame-level units: use a vocoder trained on deduplicated units (it predicts durations)")
+    return units.expand()
+
+
+def _load_vocoder(path: str | Path, device: str) -> Any:
+    try:
+        from speechunits.vocoder import load_vocoder
+    except ImportError:
+        raise SpeechUnitsError("speech output needs speechunits.vocoder (unit vocoders), not in this install") from None
+    return load_vocoder(path, device=device)
+
+
+def _write_store(path: Path, ids: Sequence[str], units: Sequence[Any], codebook_meta: dict | None) -> None:
+    from speechunits.units.store import write_units
+    from speechunits.units.units import Units
+
+    if codebook_meta is None:
+        raise SpeechUnitsError("the model does not record its codebook's metadata: cannot write a unit store")
+    rows = [(i, u if u.durations is not None else Units(u.ids, u.frame_rate, u.vocab_size, np.ones(len(u), np.int64)))
+            for i, u in zip(ids, units)]
+    write_units(path, rows, codebook_meta, dedup=True)
+
+
+def say(tts: str | Path, texts: Sequence[str], *, ids: Sequence[str] | None = None, out: str | Path | None = None,
+        units_out: str | Path | None = None, vocoder: str | Path | None = None, speaker: str | None = None,
+        vocoder_speaker: str | None = None, voice: str | None = None, duration_scale: float = 1.0,
+        device: str = "auto") -> dict[str, Any]:
+    """Speak ``texts`` with a TTS model and a vocoder.
+
+    Args:
+        out: a ``.wav`` path for one text, or a directory for several (``<id>.wav``); needs ``vocoder``.
+        units_out: a new unit store of the predicted (deduplicated) units.
+        speaker: the TTS speaker; vocoder_speaker: the vocoder's (default: the same name).
+
+    Returns:
+        ``{"units": [Units], "wavs": [paths]}``.
+    """
+    from speechunits.device import resolve_device
+    from speechunits.seq2seq.model_dir import check_vocoder, load_tts
+
+    if not texts:
+        raise SpeechUnitsError("no text to say")
+    if out is None and units_out is None:
+        raise SpeechUnitsError("say: give an output (-o out.wav or a directory) or a unit store (--units-out)")
+    ids = list(ids) if ids is not None else [f"{i:04d}" for i in range(len(texts))]
+    dev = resolve_device(device)
+    bundle = load_tts(tts, device=dev)
+    bundle.speaker_row(speaker)  # an unknown speaker fails before any work
+    voc = None
+    if out is not None:
+        if vocoder is None:
+            raise SpeechUnitsError("audio output needs a vocoder (--vocoder)")
+        voc = _load_vocoder(vocoder, str(dev))
+        check_vocoder(voc, bundle.units, model=str(tts), vocoder_path=str(vocoder))
+    units = bundle.units_of(texts, speaker, voice=voice, duration_scale=duration_scale, device=dev)
+    if units_out is not None:
+        _write_store(Path(units_out), ids, units, bundle.meta.get("codebook_meta"))
+    wavs: list[Path] = []
+    if voc is not None and out is not None:
+        paths = _wav_paths(Path(out), ids)
+        for path, unit in zip(paths, units):
+            audio = voc.synthesize(vocoder_units(unit, voc, model=str(tts)), speaker=vocoder_speaker or speaker)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            audio.save(path)
+            wavs.append(path)
+    return {"units": units, "wavs": wavs}
+
+
+def _wav_paths(out: Path, ids: Sequence[str]) -> list[Path]:
+    if out.suffix.lower() == ".wav":
+        if len(ids) != 1:
+            raise SpeechUnitsError(f"{out}: one .wav file for {len(ids)} texts; give a directory")
+        return [out]
+    return [out / f"{i}.wav" for i in ids]
+
+
+def read_text_file(path: str | Path) -> tuple[list[str], list[str]]:
+    """``(ids, texts)`` of a text file: ``id<TAB>text`` lines, or plain lines (ids ``0000``, ``0001`` ...)."""
+    from speechunits.corpus import iter_text_lines
+
+    ids, texts = [], []
+    for n, (line_no, line) in enumerate(iter_text_lines(path, "text file")):
+        if "\t" in line:
+            utt, text = line.split("\t", 1)
+        else:
+            utt, text = f"{n:04d}", line
+        if not text.strip():
+            raise SpeechUnitsError(f"{path}:{line_no}: empty text")
+        ids.append(utt.strip())
+        texts.append(text.strip())
+    if not texts:
+        raise SpeechUnitsError(f"{path}: no text")
+    if len(set(ids)) != len(ids):
+        raise SpeechUnitsError(f"{path}: an id is listed twice")
+    return ids, texts
+
+
+def source_inputs(bundle: Any, corpus: Any, *, source_codebook: str | Path | None = None,
+                  encoder: str | None = None, device: str = "auto", quiet: bool = False
+                  ) -> tuple[dict[str, Any], dict[str, str], float]:
+    """What the S2UT model reads of each utterance of ``corpus``: ``(sources, errors, audio seconds)``.
+
+    The source is checked against the model's record: encoder identity and layers, or codebook sha256.
+    """
+    from speechunits.seq2seq.data import corpus_units, load_codebook
+    from speechunits.seq2seq.model_dir import check_codebook
+    from speechunits.seq2seq.symbols import units_to_ids
+
+    record = bundle.source
+    if record["kind"] == "features":
+        from speechunits.probe.inputs import EncoderInput, check_identity
+
+        inputs = EncoderInput(encoder or record["encoder"], record["layers"], corpus=corpus, device=device,
+                              quiet=quiet)
+        check_identity({**record, "kind": "features"}, inputs.identity())
+        loaded = inputs.load()
+        sources = {i: s.features[0] for i, s in loaded.samples.items()}
+        seconds = sum(s.shape[0] for s in sources.values()) / inputs.frame_rate
+        return sources, loaded.errors, seconds
+    if record["kind"] == "units":
+        if source_codebook is None:
+            raise SpeechUnitsError(f"{bundle.path} reads units of codebook {str(record['sha256'])[:12]}: give that "
+                                   "codebook (--source-codebook) to turn the audio into them")
+        codebook = load_codebook(source_codebook)
+        check_codebook(record, codebook.sha256, model=bundle.path, role="reads", source=str(source_codebook))
+        units, errors = corpus_units(corpus, codebook, device=device, quiet=quiet)
+        sources = {i: np.asarray(units_to_ids(u.dedup().ids), dtype=np.int64) for i, u in units.items()}
+        return sources, errors, sum(u.duration_s for u in units.values())
+    raise SpeechUnitsError(f"{bundle.path} reads {record['kind']}, not audio")
+
+
+def translate(inputs: str | Path, s2ut: str | Path, out_dir: str | Path, *, vocoder: str | Path | None = None,
+              speaker: str | None = None, beam: int | None = None, source_codebook: str | Path | None = None,
+              encoder: str | None = None, device: str = "auto", quiet: bool = False) -> dict[str, Any]:
+    """Translate audio: ``OUT/units/`` (unit store), ``OUT/wavs/<id>.wav`` (with ``vocoder``), ``OUT/errors.tsv``.
+
+    Returns:
+        ``{"utterances", "errors", "audio_seconds", "decode_seconds", "units": {id: Units}}``.
+    """
+    import time
+
+    from speechunits.device import resolve_device
+    from speechunits.seq2seq.data import open_audio_corpus
+    from speechunits.seq2seq.model_dir import check_vocoder, load_s2ut
+    from speechunits.seq2seq.symbols import ids_to_units
+    from speechunits.units.units import Units
+
+    out = Path(out_dir)
+    if (out / "units").exists():
+        raise SpeechUnitsError(f"{out}/units exists: translate into a new directory")
+    dev = resolve_device(device)
+    bundle = load_s2ut(s2ut, device=dev)
+    target = bundle.target
+    if target["kind"] != "units":
+        raise SpeechUnitsError(f"{s2ut} predicts {target['kind']}, not units")
+    voc = None
+    if vocoder is not None:
+        voc = _load_vocoder(vocoder, str(dev))
+        check_vocoder(voc, target, model=str(s2ut), vocoder_path=str(vocoder))
+        if not bool(voc.meta.get("dedup")):
+            raise SpeechUnitsError(f"{s2ut} predicts deduplicated units without durations; the vocoder {vocoder} "
+                                   "reads frame-level units: use a vocoder trained on deduplicated units")
+    sources, errors, seconds = source_inputs(bundle, open_audio_corpus(inputs), source_codebook=source_codebook,
+                                             encoder=encoder, device=str(dev), quiet=quiet)
+    if not sources:
+        raise SpeechUnitsError(f"{inputs}: no utterance could be read ({len(errors)} errors)")
+    ids = list(sources)
+    started = time.perf_counter()
+    decoded = bundle.decode([sources[i] for i in ids], beam=beam, device=dev)
+    decode_seconds = time.perf_counter() - started
+    units = [Units(np.asarray(ids_to_units(h), dtype=np.int64), float(target["frame_rate"]), int(target["k"]))
+             for h in decoded]
+    out.mkdir(parents=True, exist_ok=True)
+    _write_store(out / "units", ids, units, bundle.meta.get("codebook_meta"))
+    if errors:
+        (out / "errors.tsv").write_text("".join(f"{k}\t{v}\n" for k, v in errors.items()), encoding="utf-8")
+    if voc is not None:
+        (out / "wavs").mkdir(exist_ok=True)
+        for utt, unit in zip(ids, units):
+            if len(unit) == 0:
+                log.warning("%s: empty translation, no audio written", utt)
+                continue
+            path = out / "wavs" / f"{utt.replace('/', '_')}.wav"
+            voc.synthesize(unit, speaker=speaker).save(path)
+    return {"utterances": len(ids), "errors": len(errors), "audio_seconds": seconds,
+            "decode_seconds": decode_seconds, "units": dict(zip(ids, units))}
+
+
+def translate_texts(s2ut: Any, texts: Sequence[str], *, beam: int | None = None, device: str = "cpu") -> list[str]:
+    """Text -> text with a translator trained on ``source_input="text"``, ``target="text"`` (a loaded bundle)."""
+    from speechunits.seq2seq.s2ut_train import symbols_text, text_symbols
+
+    if s2ut.source["kind"] != "text" or s2ut.target["kind"] != "text":
+        raise SpeechUnitsError(f"{s2ut.path} is not a text translator (source {s2ut.source['kind']}, "
+                               f"target {s2ut.target['kind']})")
+    sources = [np.asarray(s2ut.source_symbols.encode(text_symbols(t) or ["|"], unknown="unk"), dtype=np.int64)
+               for t in texts]
+    return [symbols_text(s2ut.target_symbols.decode(h)) for h in s2ut.decode(sources, beam=beam, device=device)]

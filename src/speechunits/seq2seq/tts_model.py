@@ -1,0 +1,153 @@
+"""A non-autoregressive text-to-units model in the FastSpeech mould (as ESPnet's tts2).
+
+::
+
+    tokens [B, N] --embed + positions--> encoder (transformer) --+ speaker--> h [B, N, D]
+    h --duration predictor (convs)--> log(1 + frames) per token [B, N]
+    h --length regulator (token i repeated d_i times)--> [B, T, D] --+ positions + speaker-->
+      decoder (transformer) --> unit logits [B, T, K]
+
+Training uses the reference durations (frames of each token from the corpus's alignments)
+and scores every frame's unit by cross-entropy plus the durations by a squared error in the
+log domain; inference rounds the predicted durations (a token may get 0 frames) and takes
+the argmax unit of every frame. The frame-level units are then deduplicated (ids + run
+lengths) for a unit vocoder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.seq2seq.layers import ConvStack, encoder_stack, padding_mask, sinusoidal_positions
+from speechunits.seq2seq.symbols import PAD
+from speechunits.training.config import config_from_dict, config_to_dict
+
+
+@dataclass
+class TTSConfig:
+    """Shape of a :class:`TTSModel`.
+
+    Attributes:
+        vocab_size: input symbols (specials included). num_units: the codebook's K.
+        num_speakers: rows of the speaker table (0: a single-voice model).
+        dim, heads, ffn: transformer width, attention heads, feed-forward width.
+        encoder_layers, decoder_layers: transformer blocks before and after the length regulator.
+        duration_hidden, duration_kernel, duration_layers: the duration predictor's convolutions.
+        dropout: everywhere.
+    """
+
+    vocab_size: int
+    num_units: int
+    num_speakers: int = 0
+    dim: int = 192
+    heads: int = 2
+    ffn: int = 768
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    duration_hidden: int = 192
+    duration_kernel: int = 3
+    duration_layers: int = 2
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 1 or self.num_units < 1 or self.num_speakers < 0:
+            raise SpeechUnitsError(f"TTS config: bad sizes {config_to_dict(self)}")
+        if self.dim % self.heads or self.dim % 2:
+            raise SpeechUnitsError(f"TTS config: dim {self.dim} must be even and divisible by heads {self.heads}")
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TTSConfig":
+        return config_from_dict(cls, data, "TTS config")
+
+
+def length_regulate(h: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Repeat token ``i`` of ``h [B, N, D]`` ``durations[b, i]`` times (int ``[B, N]``, >= 0, 0 on padding).
+
+    Returns:
+        ``(frames [B, T, D], frame_lengths [B])`` with ``T = max_b sum_i durations[b, i]`` (at least 1);
+        frames past an utterance's length are zero.
+    """
+    durations = durations.clamp(min=0).long()
+    ends = durations.cumsum(-1)  # [B, N]
+    lengths = ends[:, -1] if ends.shape[1] else torch.zeros(h.shape[0], dtype=torch.long, device=h.device)
+    total = max(int(lengths.max()) if lengths.numel() else 0, 1)
+    grid = torch.arange(total, device=h.device).expand(h.shape[0], total).contiguous()
+    index = torch.searchsorted(ends, grid, right=True).clamp(max=max(h.shape[1] - 1, 0))  # [B, T]
+    frames = torch.gather(h, 1, index[..., None].expand(-1, -1, h.shape[2]))
+    frames = frames.masked_fill(padding_mask(lengths, total)[..., None], 0.0)
+    return frames, lengths
+
+
+class TTSModel(nn.Module):
+    """Tokens (+ speaker) to frame-level unit logits and token durations; see the module docstring."""
+
+    def __init__(self, config: TTSConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.embed = nn.Embedding(c.vocab_size, c.dim, padding_idx=PAD)
+        self.speakers = nn.Embedding(c.num_speakers, c.dim) if c.num_speakers else None
+        self.encoder = encoder_stack(c.dim, c.heads, c.ffn, c.encoder_layers, c.dropout)
+        self.duration_body = ConvStack(c.dim, c.duration_hidden, c.duration_kernel, c.duration_layers, c.dropout)
+        self.duration_out = nn.Linear(c.duration_hidden, 1)
+        self.decoder = encoder_stack(c.dim, c.heads, c.ffn, c.decoder_layers, c.dropout)
+        self.out = nn.Linear(c.dim, c.num_units)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def _speaker(self, speakers: torch.Tensor | None, batch: int) -> torch.Tensor | float:
+        if self.speakers is None:
+            return 0.0
+        if speakers is None:
+            raise SpeechUnitsError("this TTS model has a speaker table: give a speaker")
+        return self.speakers(speakers)[:, None, :]
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor,
+               speakers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token states ``[B, N, D]`` (speaker added), predicted ``log(1 + frames)`` ``[B, N]``, pad mask ``[B, N]``."""
+        pad = padding_mask(lengths, tokens.shape[1])
+        x = self.embed(tokens) * (self.config.dim ** 0.5)
+        x = self.dropout(x + sinusoidal_positions(tokens.shape[1], self.config.dim, tokens.device))
+        h = self.encoder(x, src_key_padding_mask=pad)
+        h = (h + self._speaker(speakers, tokens.shape[0])).masked_fill(pad[..., None], 0.0)
+        log_durations = self.duration_out(self.duration_body(h, pad)).squeeze(-1).masked_fill(pad, 0.0)
+        return h, log_durations, pad
+
+    def decode(self, h: torch.Tensor, durations: torch.Tensor,
+               speakers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit logits ``[B, T, K]`` and frame counts ``[B]`` of token states expanded by ``durations``."""
+        frames, frame_lengths = length_regulate(h, durations)
+        pad = padding_mask(frame_lengths, frames.shape[1])
+        x = frames + sinusoidal_positions(frames.shape[1], self.config.dim, frames.device)
+        x = self.dropout(x + self._speaker(speakers, frames.shape[0]))
+        return self.out(self.decoder(x, src_key_padding_mask=pad)), frame_lengths
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, durations: torch.Tensor,
+                speakers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher-forced pass: ``(unit logits [B, T, K], predicted log durations [B, N], frame counts [B])``."""
+        h, log_durations, _ = self.encode(tokens, lengths, speakers)
+        logits, frame_lengths = self.decode(h, durations, speakers)
+        return logits, log_durations, frame_lengths
+
+    @torch.no_grad()
+    def infer(self, tokens: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor | None = None,
+              duration_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Units from tokens: ``(unit ids [B, T], frame counts [B], token durations [B, N])``.
+
+        Durations are ``round(scale * (exp(pred) - 1))`` clamped at 0; an utterance whose
+        durations sum to 0 gets one frame on its longest-predicted token.
+        """
+        h, log_durations, pad = self.encode(tokens, lengths, speakers)
+        durations = torch.round(duration_scale * (torch.exp(log_durations.float()) - 1.0)).clamp(min=0).long()
+        durations = durations.masked_fill(pad, 0)
+        empty = durations.sum(-1) == 0
+        if empty.any():
+            best = log_durations.masked_fill(pad, float("-inf")).argmax(-1)
+            durations[empty, best[empty]] = 1
+        logits, frame_lengths = self.decode(h, durations, speakers)
+        return logits.argmax(-1), frame_lengths, durations

@@ -1,0 +1,245 @@
+"""Training a TTS model (text or phones -> units) on a corpus, on the one training loop.
+
+``train_tts(corpus, codebook, out_dir, ...)``:
+
+1. units of every utterance: the codebook's encoder and layer over the corpus (frame level),
+   or a unit store of that codebook (``units``);
+2. symbols and durations from the corpus's alignments (:func:`speechunits.seq2seq.data.tts_examples`);
+   a corpus without alignments is refused with what to do about it (TTS needs durations);
+3. a held-out share of the *sentences* (``holdout``; every utterance of a held-out sentence)
+   is kept out of training and scored at the end: unit error rate, unit BLEU, diversity of
+   the predicted deduplicated units against the reference ones;
+4. the :class:`~speechunits.seq2seq.tasks.TTSTask` on :class:`speechunits.training.Trainer`
+   (AdamW, warmup + decay, bf16, time budget, DDP, exact resume from ``out_dir/training``),
+   the model directory (:mod:`speechunits.seq2seq.model_dir`) exported at every checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.seq2seq.data import TTSExample
+
+log = logging.getLogger(__name__)
+
+SPEAKER_MODES = ("table", "none")
+DEFAULT_HOLDOUT = 0.05
+
+
+def sentence_holdout(ids: Sequence[str], texts: Mapping[str, str] | None, fraction: float,
+                     seed: int = 0) -> tuple[list[str], list[str]]:
+    """``(train, held_out)`` ids: a ``fraction`` of the distinct sentences (all their utterances) held out.
+
+    Without transcripts the utterances themselves are drawn. ``fraction`` 0 holds out nothing.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise SpeechUnitsError(f"--holdout must lie in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return list(ids), []
+    key = {i: (" ".join(texts[i].lower().split()) if texts and i in texts else i) for i in ids}
+    distinct = sorted(set(key.values()))
+    count = max(1, int(round(fraction * len(distinct)))) if len(distinct) > 1 else 0
+    rng = np.random.default_rng(seed)
+    held = {distinct[j] for j in rng.permutation(len(distinct))[:count].tolist()}
+    return [i for i in ids if key[i] not in held], [i for i in ids if key[i] in held]
+
+
+def _corpus_labels(corpus: str | Path, input_kind: str, alignments: str | Path | None,
+                   speaker_mode: str) -> dict[str, Any]:
+    """Alignments, transcripts and speakers of a corpus, or a SpeechUnitsError saying what is missing."""
+    from speechunits.corpus import read_speakers
+    from speechunits.measure.alignments import load_alignments
+    from speechunits.probe.labels import find_label_files, read_transcripts
+    from speechunits.seq2seq.data import corpus_root
+    from speechunits.seq2seq.text import CHARS, PHONES
+
+    found = find_label_files(corpus)
+    source = Path(alignments) if alignments is not None else found.get("alignments")
+    if source is None:
+        raise SpeechUnitsError(
+            f"{corpus}: no alignments (phones.tsv, textgrids/ or --alignments): TTS training needs the duration "
+            "of every phone in unit frames. Align the corpus first (e.g. Montreal Forced Aligner TextGrids with "
+            "'phones' and 'words' tiers) and pass them with --alignments")
+    labels: dict[str, Any] = {"texts": read_transcripts(found["transcripts"]) if "transcripts" in found else None}
+    if input_kind == PHONES:
+        labels["phones"] = load_alignments(source, tier="phones")
+    elif input_kind == CHARS:
+        words_source = source if source.suffix.lower() == ".textgrid" or source.is_dir() else corpus_root(corpus)
+        labels["words"] = load_alignments(words_source, tier="words", silence=None)
+        if labels["texts"] is None:
+            raise SpeechUnitsError(f"{corpus}: --input chars needs transcripts (text.tsv, a JSONL manifest with "
+                                   "'text', or a Kaldi text file)")
+    else:
+        raise SpeechUnitsError(f"--input must be phones or chars, got {input_kind!r}")
+    labels["speakers"] = None
+    if speaker_mode == "table":
+        if "speakers" not in found:
+            raise SpeechUnitsError(f"{corpus}: --speaker table needs speakers.tsv (utt<TAB>speaker); "
+                                   "use --speaker none for a single-voice model")
+        labels["speakers"] = read_speakers(found["speakers"])
+    elif speaker_mode != "none":
+        raise SpeechUnitsError(f"--speaker must be one of {SPEAKER_MODES}, got {speaker_mode!r}")
+    return labels
+
+
+def corpus_voice(corpus: str | Path) -> tuple[str | None, int | None]:
+    """The espeak-ng voice (variant stripped) of a synth corpus's first speaker and the median speaking
+    rate of its speakers, from ``speaker_info.tsv``; ``(None, None)`` without one."""
+    from speechunits.corpus import iter_text_lines
+    from speechunits.seq2seq.data import corpus_root
+    from speechunits.seq2seq.text import base_voice
+
+    path = corpus_root(corpus) / "speaker_info.tsv"
+    if not path.is_file():
+        return None, None
+    lines = list(iter_text_lines(path, "speaker info"))
+    header = lines[0][1].split("\t") if lines else []
+    if len(lines) < 2 or "voice" not in header:
+        return None, None
+    rows = [line.split("\t") for _, line in lines[1:]]
+    rates = [int(r[header.index("rate")]) for r in rows if "rate" in header and r[header.index("rate")].isdigit()]
+    return base_voice(rows[0][header.index("voice")]), (int(np.median(rates)) if rates else None)
+
+
+def encode_examples(examples: Sequence[TTSExample], symbols: Any, speakers: Sequence[str]) -> list[Any]:
+    """Examples as :class:`~speechunits.seq2seq.tasks.TTSItem` (symbol ids, speaker rows)."""
+    from speechunits.seq2seq.tasks import TTSItem
+
+    rows = {name: i for i, name in enumerate(speakers)}
+    items = []
+    for ex in examples:
+        if speakers and ex.speaker not in rows:
+            raise SpeechUnitsError(f"{ex.utt_id}: speaker {ex.speaker!r} is not in the model's speaker table")
+        items.append(TTSItem(np.asarray(symbols.encode(ex.tokens, source=ex.utt_id), dtype=np.int64),
+                             ex.durations, ex.units, rows[ex.speaker] if speakers else None))
+    return items
+
+
+def score_tts(bundle: Any, examples: Sequence[TTSExample], *, device: Any = "cpu") -> dict[str, float]:
+    """Sequence scores of the units ``bundle`` predicts from the examples' symbols against their units (deduplicated)."""
+    from speechunits.measure.sequences import sequence_scores
+    from speechunits.units.units import Units
+
+    if not examples:
+        return {}
+    k, rate = int(bundle.units["k"]), float(bundle.units["frame_rate"])
+    hyps, refs = [], []
+    for ex in examples:
+        ids = bundle.symbols.encode(ex.tokens, unknown="unk")
+        hyps.append(bundle.units_of_tokens([ids], ex.speaker if bundle.speakers else None, device=device)[0].ids)
+        refs.append(Units(ex.units, rate, k).dedup().ids)
+    return sequence_scores(refs, hyps)
+
+
+def train_tts(corpus: str | Path, codebook: str | Path, out_dir: str | Path, *, units: str | Path | None = None,
+              input_kind: str = "phones", speaker: str = "table", alignments: str | Path | None = None,
+              voice: str | None = None, holdout: float = DEFAULT_HOLDOUT, model: Mapping[str, Any] | None = None,
+              optim: Any = None, batch_frames: int = 6000, duration_weight: float = 1.0, resume: bool = False,
+              device: str = "auto", dtype: str = "fp32", quiet: bool = False) -> dict[str, Any] | None:
+    """Train a TTS model into ``out_dir`` (see the module docstring); the summary (None on ranks other than 0).
+
+    Args:
+        corpus: audio corpus with alignments, transcripts and speakers beside it (a synth corpus).
+        codebook: the codebook whose units the model predicts. units: a store of those units (else encoded).
+        input_kind: ``"phones"`` or ``"chars"``. speaker: ``"table"`` or ``"none"``.
+        voice: espeak-ng voice to phonemise new text with (default: the corpus's).
+        model: :class:`~speechunits.seq2seq.tts_model.TTSConfig` fields to override.
+        optim: an :class:`~speechunits.training.OptimConfig` (default: 4000 steps, lr 1e-3).
+    """
+    from speechunits.seq2seq.data import codebook_record, corpus_units, load_codebook, open_audio_corpus, store_units
+    from speechunits.seq2seq.data import tts_examples
+    from speechunits.seq2seq.model_dir import TTS_FILE, load_tts, read_meta, write_model_dir
+    from speechunits.seq2seq.symbols import SymbolTable, symbols_of
+    from speechunits.seq2seq.tasks import TTSTask
+    from speechunits.seq2seq.tts_model import TTSConfig, TTSModel
+    from speechunits.training import OptimConfig, Trainer, init_distributed
+    from speechunits.training.checkpoint import has_checkpoint
+
+    out = Path(out_dir)
+    if has_checkpoint(out) and not resume:
+        raise SpeechUnitsError(f"{out}: holds a training checkpoint; pass --resume to continue it, or another -o")
+    if resume and not has_checkpoint(out):
+        raise SpeechUnitsError(f"{out}: no checkpoint to resume")
+    optim = optim or OptimConfig(steps=4000, lr=1e-3, warmup_steps=200, schedule="cosine")
+    dist, dev = init_distributed(device)
+    cb = load_codebook(codebook)
+    record = codebook_record(cb)
+    labels = _corpus_labels(corpus, input_kind, alignments, speaker)
+    utterances = open_audio_corpus(corpus)
+    if units is not None:
+        unit_map = store_units(units, cb.sha256)
+        errors: dict[str, str] = {}
+    else:
+        unit_map, errors = corpus_units(utterances, cb, device=str(dev), dtype=dtype, quiet=quiet or not dist.is_main)
+    if not unit_map:
+        raise SpeechUnitsError(f"{corpus}: no utterance gave units ({len(errors)} errors)")
+    examples, skipped = tts_examples(unit_map, input_kind=input_kind, frame_offset_s=record["frame_offset_s"],
+                                     phones=labels.get("phones"), words=labels.get("words"), texts=labels["texts"],
+                                     speakers=labels["speakers"])
+    if labels["speakers"] is not None:
+        missing = [ex.utt_id for ex in examples if ex.speaker is None]
+        if missing:
+            raise SpeechUnitsError(f"{corpus}: {len(missing)} utterances have no speaker (first: {missing[0]})")
+    if not examples:
+        reasons = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
+        raise SpeechUnitsError(f"{corpus}: no utterance has both units and alignments ({reasons})")
+    if skipped:
+        log.warning("%d utterances skipped (first: %s)", len(skipped),
+                    "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3]))
+    train_ids, held_ids = sentence_holdout([ex.utt_id for ex in examples], labels["texts"], holdout, optim.seed)
+    by_id = {ex.utt_id: ex for ex in examples}
+    train_examples = [by_id[i] for i in train_ids]
+    held_examples = [by_id[i] for i in held_ids]
+    if not train_examples:
+        raise SpeechUnitsError(f"{corpus}: nothing left to train on after holding out {len(held_ids)} utterances")
+
+    if resume:
+        old = read_meta(out, TTS_FILE, "TTS model")
+        if old["units"]["sha256"] != cb.sha256:
+            raise SpeechUnitsError(f"{out} predicts units of codebook {old['units']['sha256'][:12]}; "
+                                   f"{codebook} is {cb.sha256[:12]}")
+        symbols = SymbolTable.from_json(old["input"]["symbols"], str(out))
+        speakers = list(old.get("speakers") or [])
+        config = TTSConfig.from_dict(old["config"])
+    else:
+        symbols = symbols_of((ex.tokens for ex in examples), input_kind)
+        speakers = sorted({ex.speaker for ex in examples if ex.speaker is not None}) if speaker == "table" else []
+        config = TTSConfig(**{"vocab_size": len(symbols), "num_units": cb.k, "num_speakers": len(speakers),
+                              **dict(model or {})})
+    items = encode_examples(train_examples, symbols, speakers)
+    found_voice, found_rate = corpus_voice(corpus)
+    meta = {"kind": "tts", "config": config.to_dict(),
+            "input": {"kind": input_kind, "symbols": symbols.to_json(), "voice": voice or found_voice,
+                      "rate": found_rate},
+            "speakers": speakers, "units": {**record, "dedup_output": True}, "codebook_meta": cb.meta,
+            "data": {"corpus": str(corpus), "train_utterances": len(train_examples),
+                     "heldout_utterances": len(held_examples), "skipped": len(skipped) + len(errors),
+                     "train_seconds": float(sum(len(ex.units) for ex in train_examples) / record["frame_rate"]),
+                     "heldout_ids": held_ids},
+            "training": {"batch_frames": batch_frames, "duration_weight": duration_weight}}
+    net = TTSModel(config).to(dev)
+    task = TTSTask(items, frame_rate=record["frame_rate"], batch_frames=batch_frames, seed=optim.seed,
+                   duration_weight=duration_weight)
+    trainer = Trainer(net, task, optim, out, device=dev, dist=dist,
+                      state={"consumes": {"input": input_kind, "codebook_sha256": cb.sha256}, "tts": meta["training"]},
+                      export=lambda m, d: write_model_dir(d, m, meta, TTS_FILE), desc="tts", amount_unit="s audio",
+                      quiet=quiet)
+    start = trainer.restore()["step"] if resume else 0
+    started = time.perf_counter()
+    result = trainer.run(start)
+    if not dist.is_main:
+        return None
+    bundle = load_tts(out, device=dev)
+    scores = score_tts(bundle, held_examples, device=dev)
+    meta["heldout"] = scores
+    meta["result"] = {"steps_done": result.steps_done, "steps_max": result.steps_max,
+                      "stop_reason": result.stop_reason, "train_minutes": (time.perf_counter() - started) / 60.0,
+                      "final_loss": result.history[-1].loss if result.history else None}
+    write_model_dir(out, bundle.model, meta, TTS_FILE)
+    return {"tts": str(out), "train_utterances": len(train_examples), "heldout_utterances": len(held_examples),
+            "skipped": len(skipped) + len(errors), "speakers": len(speakers), **meta["result"], "heldout": scores}

@@ -1,0 +1,219 @@
+"""``speechunits tts train|say``, ``s2ut train`` and ``translate`` end to end on tiny synthetic corpora."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import cli_error
+from test_seq2seq import FakeVocoder
+
+TINY_TTS = "dim=32,heads=2,ffn=64,encoder_layers=1,decoder_layers=1,duration_hidden=32"
+TINY_S2UT = "dim=32,heads=2,ffn=64,encoder_layers=1,decoder_layers=1"
+FAST = ["--no-bf16", "--threads", "1", "--quiet", "--device", "cpu", "--warmup-steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    from speechunits.synth.testing import small_corpus
+
+    return small_corpus(tmp_path_factory.mktemp("tts-corpus"), minutes=0.5, speakers=3)
+
+
+@pytest.fixture(scope="module")
+def codebook(tmp_path_factory, corpus) -> Path:
+    """K=16 MFCC codebook from frames of the corpus (every 7th frame as a centroid)."""
+    from speechunits.audio import Audio
+    from speechunits.corpus import open_corpus
+    from speechunits.encoders import load_encoder
+    from speechunits.quantize import Codebook
+    from speechunits.quantize.codebook import encoder_meta
+
+    mfcc = load_encoder("mfcc")
+    utt = next(iter(open_corpus(corpus / "manifest.tsv")))
+    feats = mfcc.extract(Audio.load(utt.path), [0])[0]
+    out = tmp_path_factory.mktemp("cb") / "cb"
+    Codebook(torch.from_numpy(feats[::7][:16].copy()), {"layer": 0, **encoder_meta(mfcc.info)}).save(out)
+    return out
+
+
+def _run(argv: list[str], capsys) -> dict:
+    from speechunits.cli.main import main
+
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.fixture()
+def fake_vocoder(monkeypatch, codebook):
+    from speechunits.quantize import Codebook
+    from speechunits.seq2seq import infer
+
+    voc = FakeVocoder(Codebook.load(codebook).sha256, speakers=("en00", "en01", "en02"))
+    made = {}
+
+    def load(path, device):
+        made["path"] = path
+        return FakeVocoder("f" * 64) if "other" in str(path) else voc
+
+    monkeypatch.setattr(infer, "_load_vocoder", load)
+    return voc
+
+
+def test_tts_train_say_and_resume(tmp_path, corpus, codebook, fake_vocoder, capsys, caplog):
+    from speechunits.units.store import UnitStore
+
+    out = tmp_path / "tts"
+    summary = _run(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(out), "--steps", "3",
+                    "--model", TINY_TTS, "--holdout", "0.2", *FAST], capsys)
+    assert summary["steps_done"] == 3 and summary["speakers"] == 3 and summary["heldout_utterances"] >= 1
+    meta = json.loads((out / "tts.json").read_text())
+    assert meta["units"]["sha256"] == json.loads((codebook / "codebook.json").read_text())["sha256"]
+    assert meta["input"]["voice"] == "en-us" and set(meta["heldout"]) >= {"uer", "unit_bleu", "diversity"}
+    held = set(meta["data"]["heldout_ids"])
+    texts = dict(line.split("\t", 1) for line in (corpus / "text.tsv").read_text().splitlines())
+    assert not {texts[i] for i in held} & {t for i, t in texts.items() if i not in held}  # sentences held out
+
+    resumed = _run(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(out), "--steps", "5",
+                    "--resume", *FAST], capsys)
+    assert resumed["steps_done"] == 5
+    assert "--resume" in cli_error(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(out),
+                                    "--steps", "5", *FAST], caplog)
+
+    text = texts[sorted(texts)[0]]
+    said = _run(["tts", "say", text, "--tts", str(out), "--vocoder", "VOC", "--speaker", "en01", "-o",
+                 str(tmp_path / "a.wav"), "--units-out", str(tmp_path / "units"), "--device", "cpu"], capsys)
+    assert said["wavs"] == [str(tmp_path / "a.wav")] and (tmp_path / "a.wav").is_file()
+    store = UnitStore.open(tmp_path / "units", codebook_sha256=meta["units"]["sha256"])
+    (_, units), = list(store)
+    assert store.dedup and units == fake_vocoder.calls[-1]  # the vocoder got the units with their durations
+
+    lines = tmp_path / "texts.tsv"
+    lines.write_text(f"x1\t{text}\nx2\t{texts[sorted(texts)[1]]}\n", encoding="utf-8")
+    said = _run(["tts", "say", "--text-file", str(lines), "--tts", str(out), "--vocoder", "VOC", "--speaker",
+                 "en00", "-o", str(tmp_path / "many"), "--device", "cpu"], capsys)
+    assert sorted(Path(p).name for p in said["wavs"]) == ["x1.wav", "x2.wav"]
+
+    assert "unknown speaker 'nobody'" in cli_error(["tts", "say", text, "--tts", str(out), "--vocoder", "VOC",
+                                                    "--speaker", "nobody", "-o", str(tmp_path / "b.wav")], caplog)
+    message = cli_error(["tts", "say", text, "--tts", str(out), "--vocoder", "other", "--speaker", "en00",
+                         "-o", str(tmp_path / "c.wav")], caplog)
+    assert "ffffffffffff" in message and meta["units"]["sha256"][:12] in message
+
+
+def test_tts_train_bad_corpora(tmp_path, corpus, codebook, caplog):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no alignments" in cli_error(["tts", "train", str(empty), "--codebook", str(codebook), "-o",
+                                         str(tmp_path / "t0"), *FAST], caplog)
+    unaligned = tmp_path / "unaligned"
+    shutil.copytree(corpus, unaligned)
+    (unaligned / "phones.tsv").unlink()
+    shutil.rmtree(unaligned / "textgrids")
+    assert "no alignments" in cli_error(["tts", "train", str(unaligned / "manifest.tsv"), "--codebook",
+                                         str(codebook), "-o", str(tmp_path / "t1"), *FAST], caplog)
+    nospeakers = tmp_path / "nospeakers"
+    shutil.copytree(corpus, nospeakers)
+    (nospeakers / "speakers.tsv").unlink()
+    (nospeakers / "manifest.jsonl").unlink()
+    assert "speakers.tsv" in cli_error(["tts", "train", str(nospeakers), "--codebook", str(codebook), "-o",
+                                        str(tmp_path / "t2"), *FAST], caplog)
+
+
+def test_tts_chars_input_and_no_speaker(tmp_path, corpus, codebook, capsys):
+    from speechunits.seq2seq.model_dir import load_tts
+
+    out = tmp_path / "tts"
+    _run(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(out), "--steps", "2", "--input",
+          "chars", "--speaker", "none", "--model", TINY_TTS, *FAST], capsys)
+    bundle = load_tts(out)
+    assert bundle.speakers == [] and bundle.symbols.kind == "chars" and "|" in bundle.symbols.symbols
+    (units,) = bundle.units_of(["a cat"])
+    assert units.durations is not None and units.vocab_size == 16
+
+
+def test_s2ut_train_and_translate(tmp_path, codebook, fake_vocoder, capsys, caplog):
+    from speechunits.seq2seq.testing import tiny_pairs
+    from speechunits.units.store import UnitStore
+
+    pairs = tiny_pairs(tmp_path / "pairs", dev_every=4)
+    out = tmp_path / "s2ut"
+    summary = _run(["s2ut", "train", str(pairs), "-o", str(out), "--encoder", "mfcc", "--layer", "0",
+                    "--target-codebook", str(codebook), "--ctc-text", "--steps", "3", "--beam", "2",
+                    "--model", TINY_S2UT, "--batch-frames", "3000", *FAST], capsys)
+    assert summary["steps_done"] == 3 and summary["train_pairs"] > 0
+    assert set(summary["scores"]["dev"]) >= {"uer", "unit_bleu", "diversity"}
+    meta = json.loads((out / "s2ut.json").read_text())
+    assert meta["source"]["encoder"] == "mfcc" and meta["source"]["layers"] == [0] and meta["ctc"]
+
+    result = _run(["translate", str(tmp_path / "pairs" / "src"), "--s2ut", str(out), "--vocoder", "VOC",
+                   "--speaker", "en00", "-o", str(tmp_path / "tr"), "--beam", "1", "--device", "cpu"], capsys)
+    store = UnitStore.open(tmp_path / "tr" / "units", codebook_sha256=meta["target"]["sha256"])
+    assert len(store) == result["utterances"] > 0
+    assert len(list((tmp_path / "tr" / "wavs").glob("*.wav"))) == sum(1 for _, u in store if len(u))
+    assert all(u.durations is None for u in fake_vocoder.calls)  # no durations: the vocoder predicts them
+    message = cli_error(["translate", str(tmp_path / "pairs" / "src"), "--s2ut", str(out), "--vocoder", "other",
+                         "-o", str(tmp_path / "tr2")], caplog)
+    assert "ffffffffffff" in message and meta["target"]["sha256"][:12] in message
+
+
+def test_s2ut_on_source_units_refuses_another_source_codebook(tmp_path, codebook, capsys, caplog):
+    from speechunits.quantize import Codebook
+    from speechunits.seq2seq.testing import tiny_pairs
+
+    pairs = tiny_pairs(tmp_path / "pairs")
+    source_audio = tmp_path / "pairs" / "src"
+    out = tmp_path / "s2ut"
+    _run(["s2ut", "train", str(pairs), "-o", str(out), "--source-input", "units", "--source-codebook",
+          str(codebook), "--target-codebook", str(codebook), "--steps", "2", "--model", TINY_S2UT, *FAST], capsys)
+    other = tmp_path / "other-cb"
+    cb = Codebook.load(codebook)
+    Codebook(cb.centroids.flip(0), dict(cb.meta)).save(other)
+    message = cli_error(["translate", str(source_audio), "--s2ut", str(out), "--source-codebook",
+                         str(other), "-o", str(tmp_path / "tr")], caplog)
+    assert cb.sha256[:12] in message and Codebook.load(other).sha256[:12] in message
+    assert "--source-codebook" in cli_error(["translate", str(source_audio), "--s2ut", str(out), "-o",
+                                             str(tmp_path / "tr3")], caplog)
+    assert np.isfinite(json.loads((out / "s2ut.json").read_text())["decoding"]["max_len_a"])
+
+
+def test_text_translator_for_the_cascade(tmp_path):
+    from speechunits.seq2seq.infer import translate_texts
+    from speechunits.seq2seq.model_dir import load_s2ut
+    from speechunits.seq2seq.s2ut_train import train_s2ut
+    from speechunits.seq2seq.testing import tiny_pairs
+    from speechunits.training import OptimConfig
+
+    torch.set_num_threads(1)
+    pairs = tiny_pairs(tmp_path / "pairs", dev_every=4)
+    summary = train_s2ut(pairs, tmp_path / "mt", source_input="text", target="text",
+                         model={"dim": 32, "heads": 2, "ffn": 64, "encoder_layers": 1, "decoder_layers": 1},
+                         optim=OptimConfig(steps=2, warmup_steps=1, bf16=False), device="cpu", quiet=True)
+    assert set(summary["scores"]["dev"]) == {"cer", "bleu", "diversity"}
+    bundle = load_s2ut(tmp_path / "mt")
+    out = translate_texts(bundle, ["El panadero compró pan fresco.", ""], beam=2)
+    assert len(out) == 2 and all(isinstance(t, str) for t in out)
+    from types import SimpleNamespace
+
+    from speechunits.errors import SpeechUnitsError
+
+    speech_model = SimpleNamespace(path="S2UT", source={"kind": "features"}, target={"kind": "units"})
+    with pytest.raises(SpeechUnitsError, match="not a text translator"):
+        translate_texts(speech_model, ["hola"])
+
+
+def test_a_unit_store_of_another_codebook_is_refused(tmp_path, corpus, codebook, caplog):
+    from speechunits.quantize import Codebook
+    from speechunits.units.store import write_units
+    from speechunits.units.units import Units
+
+    cb = Codebook.load(codebook)
+    other = Codebook(cb.centroids.flip(0), dict(cb.meta))
+    write_units(tmp_path / "store", [("en00_0000", Units(np.array([1, 2, 3]), 100.0, cb.k))], other.meta)
+    message = cli_error(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(tmp_path / "t"),
+                         "--units", str(tmp_path / "store"), *FAST], caplog)
+    assert other.sha256 in message and cb.sha256 in message
