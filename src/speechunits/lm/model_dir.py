@@ -112,6 +112,7 @@ def load_lm(path: str | os.PathLike[str], device: str = "auto", *, objective: st
 
     from speechunits.device import resolve_device
 
+    transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar per load
     path = Path(path)
     meta = read_meta(path)
     if objective is not None and meta["objective"] != objective:
