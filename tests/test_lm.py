@@ -228,3 +228,39 @@ def test_cli_train_score_sample(tmp_path, capsys, caplog):
     assert "bpe:DIR" in cli_error(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "x"), "--tokens",
                                    "words"], caplog)
     assert "holds no codebook" in cli_error(["lm", "score", str(tmp_path / "lm"), str(tmp_path / "x.wav")], caplog)
+
+
+def test_sample_through_a_vocoder_of_contract_a(trained, tmp_path, monkeypatch, caplog):
+    """A stand-in for speechunits.vocoder (contract A): the codebook check is called with the LM's
+    codebook, a mismatch is the vocoder's clear error, and samples become wavs."""
+    import sys
+    import types
+
+    from conftest import cli_error
+    from speechunits.audio import Audio
+    from speechunits.cli.main import main
+
+    calls = []
+
+    class FakeVocoder:
+        def check_codebook(self, sha256s, *, source):
+            calls.append((sha256s, source))
+            if sha256s != "c" * 64:
+                raise SpeechUnitsError(f"{source}: units of codebook {sha256s}, vocoder trained on {'c' * 64}")
+
+        def synthesize(self, units, *, speaker=None, reference=None, f0=None):
+            assert units.durations is None
+            return Audio(np.zeros(160 * len(units), dtype=np.float32), 16000)
+
+    module = types.ModuleType("speechunits.vocoder")
+    module.load_vocoder = lambda path, device="auto": FakeVocoder()
+    monkeypatch.setitem(sys.modules, "speechunits.vocoder", module)
+    argv = ["lm", "sample", str(trained / "causal"), "--seconds", "0.1", "--num-samples", "2", "--vocoder", "voc"]
+    error = cli_error(argv + ["-o", str(tmp_path / "a")], caplog)
+    assert "a" * 64 in error and "c" * 64 in error and str(trained / "causal") in error
+    assert not (tmp_path / "a").exists()
+    monkeypatch.setattr(FakeVocoder, "check_codebook", lambda self, sha256s, *, source: calls.append(sha256s))
+    assert main(argv + ["-o", str(tmp_path / "b"), "--quiet"]) == 0
+    wavs = sorted((tmp_path / "b" / "wavs").glob("*.wav"))
+    assert [w.name for w in wavs] == ["sample0000.wav", "sample0001.wav"]
+    assert Audio.load(wavs[0]).num_samples == 160 * 5  # 0.1 s at 50 Hz = 5 frame-level units
