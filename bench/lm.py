@@ -442,7 +442,8 @@ def render(results: dict[str, Any]) -> str:
     s = results["sampling"]
     lines += ["", f"correction (masked dedup LM): UED to reference speakers {c['ued_before']:.4f} -> "
               f"{c['ued_after']:.4f} (drop {num(c['drop'], '.1%')}, {c['utterances_with_references']} utterances)",
-              f"sampling (dedup LM): {s['tokens_per_s']:.1f} tokens/s, {s['audio_seconds_per_s']:.2f} s of speech/s", ""]
+              f"sampling (dedup LM): {s['tokens_per_s']:.1f} tokens/s, "
+              f"{s['audio_seconds_per_s']:.2f} s of speech/s", ""]
     lms = {name: row for name, row in results["rows"].items() if name in ("units", "dedup", "bpe", "dedup+text")}
 
     def headline(task: str) -> float | None:

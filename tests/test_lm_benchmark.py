@@ -44,7 +44,8 @@ def _reorder(csv_text: str) -> str:
     """Same rows, columns in another order plus an extra column."""
     lines = [line.split(",") for line in csv_text.strip().splitlines()]
     order = [6, 0, 7, 4, 2, 1, 5, 3]
-    return "\n".join(",".join([line[i] for i in order] + ["x" if n else "extra"]) for n, line in enumerate(lines)) + "\n"
+    rows = (",".join([line[i] for i in order] + ["x" if n else "extra"]) for n, line in enumerate(lines))
+    return "\n".join(rows) + "\n"
 
 
 def test_lexical_accuracy_by_hand(tmp_path):
@@ -113,7 +114,8 @@ def test_run_benchmark_sum_and_normalised_and_submission(tmp_path):
     assert lexical["sum"]["accuracy"] == pytest.approx((0.75 + 2 / 3 + 0.0) / 3)
     lines = (tmp_path / "sub" / "sum" / "lexical" / "dev.txt").read_text().splitlines()
     assert len(lines) == 12 and "w1a -10.0" in lines
-    norm = dict(line.split() for line in (tmp_path / "sub" / "normalised" / "syntactic" / "dev.txt").read_text().splitlines())
+    norm_file = tmp_path / "sub" / "normalised" / "syntactic" / "dev.txt"
+    norm = dict(line.split() for line in norm_file.read_text().splitlines())
     assert float(norm["g1a"]) == pytest.approx(-0.3) and float(norm["b1a"]) == pytest.approx(-1.0)
 
 

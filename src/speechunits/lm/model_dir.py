@@ -39,7 +39,8 @@ CODEBOOK_DIR = "codebook"
 def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(directory) / META_FILE
     if not path.is_file():
-        raise SpeechUnitsError(f"{directory}: not a unit LM directory (no {META_FILE}; written by `speechunits lm train`)")
+        raise SpeechUnitsError(f"{directory}: not a unit LM directory (no {META_FILE}; written by "
+                               "`speechunits lm train`)")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -85,7 +85,8 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
         saved = read_meta(out)
         if saved["consumes"].get("codebook_sha256") != store.meta.get("codebook_sha256"):
             raise SpeechUnitsError(f"{store_path}: units of codebook {store.meta.get('codebook_sha256')}, but the "
-                                   f"checkpoint in {out} trained on codebook {saved['consumes'].get('codebook_sha256')}")
+                                   f"checkpoint in {out} trained on codebook "
+                                   f"{saved['consumes'].get('codebook_sha256')}")
         steps, minutes = cfg.steps, cfg.max_minutes
         cfg = LMConfig.from_dict(saved["config"])
         cfg.steps, cfg.max_minutes = steps, minutes
