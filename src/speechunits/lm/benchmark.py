@@ -72,9 +72,14 @@ def read_gold(path: str | Path) -> list[GoldRow]:
     return rows
 
 
-def frequency_band(frequency: float) -> str:
+def frequency_band(frequency: str | float) -> str:
+    """The band of a word count (``oov`` for 0 or empty); a non-numeric value is its own band."""
+    try:
+        value = float(frequency or 0)
+    except ValueError:
+        return str(frequency)
     for low, high, name in FREQUENCY_BANDS:
-        if low <= frequency <= high:
+        if low <= value <= high:
             return name
     return "oov"
 
@@ -148,7 +153,7 @@ def task_groups(task: str) -> dict[str, Callable[[Pair], str]]:
         return {"type": lambda p: p.correct.fields.get("type", "?"),
                 "subtype": lambda p: p.correct.fields.get("subtype", "?")}
     return {"length": lambda p: p.correct.fields.get("length", "?"),
-            "frequency": lambda p: frequency_band(float(p.correct.fields.get("frequency") or 0))}
+            "frequency": lambda p: frequency_band(p.correct.fields.get("frequency", ""))}
 
 
 def find_sets(directory: str | Path, set_name: str) -> dict[str, Path]:
