@@ -223,6 +223,10 @@ def test_cli_train_score_sample(tmp_path, capsys, caplog):
 
     samples = UnitStore.open(tmp_path / "samples", codebook_sha256="a" * 64)
     assert len(samples) == 8 and not samples.dedup
+    assert main(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "lm"), "--steps", "5", "--resume",
+                 "--quiet"]) == 0
+    state = json.loads((tmp_path / "lm" / "training" / "state.json").read_text())
+    assert state["step"] == 5 and state["lm"]["bf16"] is False  # the checkpoint's config (--fp32) is kept
     toy_store(tmp_path / "b", toy_sequences(2), sha="b" * 64)
     assert "b" * 64 in cli_error(["lm", "score", str(tmp_path / "lm"), str(tmp_path / "b")], caplog)
     assert "bpe:DIR" in cli_error(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "x"), "--tokens",

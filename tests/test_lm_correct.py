@@ -135,3 +135,13 @@ def test_interleaved_pieces_and_training(tmp_path):
     toy_store(tmp_path / "other", [frames], prefix="zz")
     with pytest.raises(SpeechUnitsError, match="no word alignments"):
         train_lm(tmp_path / "other", tmp_path / "lm2", tiny_config(steps=1), interleave=words, quiet=True)
+
+
+def test_interleaved_dedup_runs_cut_by_a_word_boundary_merge_again():
+    from speechunits.lm.interleave import InterleavedUtterance
+
+    utt = InterleavedUtterance([np.array([5, 7]), np.array([7, 8]), np.array([8])], [-1, 20, -1], merge_runs=True)
+    assert utt.tokens(np.array([False, False, False])).tolist() == [5, 7, 8]  # = whole-utterance dedup
+    assert utt.tokens(np.array([False, True, False])).tolist() == [5, 7, 20, 8]
+    plain = InterleavedUtterance(utt.pieces, utt.words)
+    assert plain.tokens(np.array([False, False, False])).tolist() == [5, 7, 7, 8, 8]

@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-tokens", type=int, default=None, help="padded tokens per batch")
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--fp32", action="store_true", help="train in fp32 (default: bf16 autocast)")
-    train.add_argument("--resume", action="store_true", help="continue the checkpoint in LM")
+    train.add_argument("--resume", action="store_true", help="continue the checkpoint in LM (its config and tokens; --steps / --minutes may extend the budget)")
     _add_device(train)
     add_quiet(train)
     train.set_defaults(func=run_train)
@@ -108,10 +108,20 @@ def run_train(args: argparse.Namespace) -> int:
     tokens, bpe_dir = parse_tokens_option(args.tokens)
     if not 0.0 < args.interleave_prob <= 1.0:
         raise SpeechUnitsError(f"--interleave-prob must lie in (0, 1], got {args.interleave_prob}")
-    cfg = preset(args.config, objective=args.objective, steps=args.steps, max_minutes=args.minutes, lr=args.lr,
-                 batch_tokens=args.batch_tokens, seed=args.seed, bf16=False if args.fp32 else None)
-    if args.minutes is not None and args.steps is None:
-        cfg.steps = 10 ** 7  # the budget decides
+    if args.resume:  # the checkpoint's config; only the budget may change
+        from speechunits.lm.config import LMConfig
+        from speechunits.lm.model_dir import read_meta
+
+        saved = LMConfig.from_dict(read_meta(args.output)["config"])
+        from dataclasses import replace
+
+        cfg = replace(saved, steps=args.steps or saved.steps,
+                      max_minutes=args.minutes if args.minutes is not None else saved.max_minutes)
+    else:
+        cfg = preset(args.config, objective=args.objective, steps=args.steps, max_minutes=args.minutes, lr=args.lr,
+                     batch_tokens=args.batch_tokens, seed=args.seed, bf16=False if args.fp32 else None)
+        if args.minutes is not None and args.steps is None:
+            cfg.steps = 10 ** 7  # the budget decides
     result = train_lm(args.store, args.output, cfg, tokens=tokens, bpe_dir=bpe_dir, codebook_dir=args.codebook,
                       interleave=args.interleave, interleave_prob=args.interleave_prob, resume=args.resume,
                       device=args.device, quiet=args.quiet)

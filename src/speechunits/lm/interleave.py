@@ -22,14 +22,27 @@ from speechunits.units.units import Units
 @dataclass
 class InterleavedUtterance:
     """Token pieces of one utterance: ``pieces[i]`` (token ids) and ``words[i]`` (the word token
-    that may replace it, or -1 for a piece between words)."""
+    that may replace it, or -1 for a piece between words). ``merge_runs`` (deduplicated units):
+    a run of equal units cut by a word boundary is one token again when both sides stay units."""
 
     pieces: list[np.ndarray]
     words: list[int]
+    merge_runs: bool = False
 
     def tokens(self, swap: np.ndarray) -> np.ndarray:
         """Token ids with the words where ``swap`` (bool per piece) is true shown as text."""
-        parts = [np.array([w]) if (w >= 0 and s) else p for p, w, s in zip(self.pieces, self.words, swap)]
+        parts: list[np.ndarray] = []
+        last_unit: int | None = None  # the last token emitted, while it is a unit token
+        for piece, word, shown in zip(self.pieces, self.words, swap):
+            if word >= 0 and shown:
+                parts.append(np.array([word], dtype=np.int64))
+                last_unit = None
+                continue
+            if self.merge_runs and last_unit is not None and piece.size and int(piece[0]) == last_unit:
+                piece = piece[1:]
+            if piece.size:
+                parts.append(piece)
+                last_unit = int(piece[-1])
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     @property
@@ -75,7 +88,7 @@ def split_units(units: Units, segments: list, frame_offset_s: float, vocab: LMVo
         index = int(owner[a])
         word = normalise_word(segments[index].label) if index >= 0 else ""
         words.append(vocab.word_id(word) if word else -1)
-    return InterleavedUtterance(pieces, words)
+    return InterleavedUtterance(pieces, words, merge_runs=vocab.tokenisation == "dedup")
 
 
 def check_coverage(store_ids: list[str], alignments: dict[str, list], source: str) -> None:
