@@ -257,9 +257,13 @@ def main() -> int:
             training = {"steps": result.training.steps_done, "minutes": (time.perf_counter() - started) / 60,
                         "tokens_per_s": float(np.mean([h.amount_per_second for h in hist])) if hist else None,
                         "final_loss": hist[-1].loss if hist else None}
+            (lm_dir / "bench-training.json").write_text(json.dumps(training) + "\n")
         else:
-            training = results["rows"].get(name, {}).get("training")
+            saved = lm_dir / "bench-training.json"
+            training = json.loads(saved.read_text()) if saved.is_file() else {}
         lm = load_lm(lm_dir, args.device)
+        if training.get("tokens_per_s"):  # comparable across tokenisations: seconds of speech learnt per second
+            training["audio_s_per_s"] = training["tokens_per_s"] * lm.meta["frames_per_token"] / lm.frame_rate
         t0 = time.perf_counter()
         held = score_store(lm, held_store)
         nll = -sum(s.logprob for s in held)
@@ -429,7 +433,7 @@ def render(results: dict[str, Any]) -> str:
     lines = [f"corpus: {results['corpus']['hours']:.2f} h, {results['corpus']['utterances']} utterances, "
              f"held-out speakers {', '.join(results['corpus']['held_out_speakers'])}", "",
              "| LM | lexical sum | lexical norm | syntactic sum | syntactic norm | ppl/token | bits/s | train tok/s "
-             "| steps | score utt/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| train audio s/s | steps | score utt/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def acc(row: dict[str, Any], task: str, scoring: str) -> str:
         bench = row.get("benchmark", {})
@@ -446,7 +450,8 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"| {name} | {acc(row, 'lexical', 'sum')} | {acc(row, 'lexical', 'normalised')} | "
                      f"{acc(row, 'syntactic', 'sum')} | {acc(row, 'syntactic', 'normalised')} | "
                      f"{num(row.get('ppl_per_token'), '.2f')} | {num(row.get('bits_per_second'), '.1f')} | "
-                     f"{num(training.get('tokens_per_s'), '.0f')} | {num(training.get('steps'), 'd')} | "
+                     f"{num(training.get('tokens_per_s'), '.0f')} | {num(training.get('audio_s_per_s'), '.1f')} | "
+                     f"{num(training.get('steps'), 'd')} | "
                      f"{num((row.get('timing') or {}).get('benchmark_utts_per_s'), '.1f')} |")
     c = results["correction"]
     s = results["sampling"]
