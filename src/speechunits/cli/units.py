@@ -1,5 +1,5 @@
-"""``speechunits units export|import|info|decode``: unit stores to and from the field's text formats;
-dMel stores back to log-mel (and a Griffin-Lim audio preview)."""
+"""``speechunits units export|import|info|decode|correct``: unit stores to and from the field's text formats;
+dMel stores back to log-mel (and a Griffin-Lim audio preview); correction by a masked unit LM."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +60,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     decode.add_argument("--codebook", default=None, metavar="CB",
                         help="refuse the store unless its units come from this dMel codebook directory")
     decode.set_defaults(func=run_decode)
+
+    correct = commands.add_parser(
+        "correct", help="correct improbable units with a masked unit LM",
+        description="Iterative mask-and-repredict: units whose probability given the rest (under a masked LM "
+        "of `speechunits lm train --objective masked`) is below --threshold are masked and replaced by the LM's "
+        "most probable unit, at most --max-fraction of each utterance. Writes a store of the same codebook.")
+    correct.add_argument("store", metavar="UNITS_DIR")
+    correct.add_argument("--lm", required=True, metavar="MLM", help="masked unit LM directory")
+    correct.add_argument("-o", "--out", required=True, help="new unit store directory")
+    correct.add_argument("--threshold", type=float, default=0.05, help="default %(default)s")
+    correct.add_argument("--iterations", type=int, default=3, help="default %(default)s")
+    correct.add_argument("--max-fraction", type=float, default=0.2,
+                         help="most units changed per utterance (default %(default)s)")
+    correct.add_argument("--stride", type=int, default=8,
+                         help="positions masked together when estimating probabilities: every STRIDE-th "
+                         "(1 = exact, one at a time; default %(default)s)")
+    correct.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    correct.set_defaults(func=run_correct)
 
 
 def read_codebook_meta(path: str) -> dict[str, Any]:
@@ -129,4 +147,16 @@ def run_decode(args: argparse.Namespace) -> int:
     report = decode_store(args.store, args.out, audio=args.audio, iters=args.iters, expected_sha256=expected)
     log.info("%s: %d utterances, %d frames decoded%s", args.out, report.utterances, report.frames,
              " (with Griffin-Lim audio previews)" if report.audio else "")
+    return 0
+
+
+def run_correct(args: argparse.Namespace) -> int:
+    from speechunits.lm.correct import CorrectOptions, correct_store
+    from speechunits.lm.model_dir import load_lm
+
+    options = CorrectOptions(threshold=args.threshold, iterations=args.iterations, max_fraction=args.max_fraction,
+                             stride=args.stride)
+    report = correct_store(load_lm(args.lm, args.device, objective="masked"), args.store, args.out, options)
+    log.info("%s: %d utterances, %d of %d positions changed", args.out, report.utterances, report.changed,
+             report.positions)
     return 0
