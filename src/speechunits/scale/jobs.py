@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from speechunits.audio import RawFormat
     from speechunits.encoders.base import Encoder, EncoderInfo
     from speechunits.features import FeatureItem
+    from speechunits.features.write import FeaturesReport
     from speechunits.quantize.codebook import Codebook
     from speechunits.quantize.fit import FeatureSource
     from speechunits.units.encode_corpus import EncodeReport
@@ -68,6 +69,37 @@ def feature_items(encoder: Encoder, corpus: Iterable[Utterance], layers: Sequenc
     info = encoder.info
     items = prefetch_audio_items(corpus, info.sample_rate, info.receptive_field, channel=channel, workers=workers)
     return iter_features(encoder, corpus, layers, audio_items=items, **extract)  # type: ignore[arg-type]
+
+
+def extract_features(encoder: Encoder, corpus: Iterable[Utterance], layers: Sequence[int],
+                     out_dir: str | os.PathLike[str], *, options: ScaleOptions = LOCAL, device: str = "auto",
+                     rows_per_part: int | None = None, shard_seconds: float | None = DEFAULT_SHARD_SECONDS,
+                     max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS, batch_size: int | None = None,
+                     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+                     chunk_context_seconds: float = DEFAULT_CHUNK_CONTEXT_SECONDS, on_error: str = "skip",
+                     channel: int | None = None, quiet: bool = False,
+                     extra_meta: dict | None = None) -> FeaturesReport:
+    """``speechunits features`` on the chosen backend: the features directory ``out_dir`` of
+    ``corpus`` (fairseq layout), resumable (:func:`speechunits.features.write.write_features`):
+    finished utterances are kept in parts closed at ``rows_per_part`` utterances or
+    ``shard_seconds``, a rerun skips them, and the directory equals an uninterrupted run's."""
+    from speechunits.corpus import total_audio_seconds
+    from speechunits.features.write import write_features
+
+    layers = encoder.check_layers(layers)
+
+    def items(todo: Iterable[Utterance]) -> Iterator[FeatureItem]:
+        total = None if quiet else total_audio_seconds(todo)
+        return feature_items(encoder, todo, layers, options=options, device=device,
+                             max_batch_seconds=max_batch_seconds, batch_size=batch_size, chunk_seconds=chunk_seconds,
+                             chunk_context_seconds=chunk_context_seconds, on_error=on_error, channel=channel,
+                             quiet=quiet, total_seconds=total)
+
+    settings = {"channel": channel, "chunk_seconds": None if encoder.supports_long_input else chunk_seconds,
+                "chunk_context_seconds": None if encoder.supports_long_input else chunk_context_seconds}
+    return write_features(items, corpus, out_dir, encoder.info, layers, dtype=encoder.dtype, settings=settings,
+                          rows_per_part=rows_per_part, shard_seconds=shard_seconds, on_error=on_error,
+                          extra_meta=extra_meta)
 
 
 def encode_corpus(corpus: Iterable[Utterance], tokenizer: UnitTokenizer, out_dir: str | os.PathLike[str], *,
