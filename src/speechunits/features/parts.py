@@ -275,13 +275,13 @@ class FeatureParts:
         except BaseException:
             writer.abort()
             raise
-        writer.close({**(extra_meta or {}), "settings": self.meta["settings"]})
+        writer.close({**(extra_meta or {}), "dtype": self.dtype, "settings": self.meta["settings"]})
 
     def _rewrite_meta(self, errors: list[dict[str, str]], extra_meta: dict[str, Any] | None) -> None:
         """A rerun that kept nothing new: the arrays stay, errors and metadata are this run's."""
         meta = read_features_meta(self.out_dir)
         meta.update(extra_meta or {})
-        meta["settings"] = self.meta["settings"]
+        meta["dtype"], meta["settings"] = self.dtype, self.meta["settings"]
         meta["num_errors"] = len(errors)
         meta["ids"] = meta.pop("ids")  # last, as FeaturesWriter writes it
         tmp = self.out_dir / "errors.jsonl.partial"
