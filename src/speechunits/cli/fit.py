@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from speechunits.cli.common import add_corpus_job_options
-from speechunits.cli.scale_options import scale_options
+from speechunits.cli.scale_options import add_part_options, check_part_options, scale_options
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fit",
         help="fit a k-means codebook (CODEBOOK/codebook.safetensors + codebook.json)",
         description="Sample up to --max-frames frames of one layer (uniformly, seeded) from the features of "
-        "INPUT, streamed through the encoder, or from a features directory (--from-features), and fit k-means.",
+        "INPUT, streamed through the encoder, or from a features directory (--from-features), and fit k-means. "
+        "The sampling pass over INPUT keeps its state in CODEBOOK/.fit-sample every --shard-seconds: run the "
+        "same command again after an interruption and it continues to the same codebook.",
     )
     parser.add_argument("input", nargs="?", default=None,
                         help="audio directory, fairseq .tsv, .jsonl manifest or audio file (omit with --from-features)")
@@ -35,15 +38,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iters", type=int, default=20, help="maximum Lloyd iterations (default %(default)s)")
     parser.add_argument("--from-features", default=None, metavar="DIR",
                         help="read frames from a `speechunits features` directory instead of INPUT")
+    add_part_options(parser)
     add_corpus_job_options(parser, channel=False)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from speechunits.quantize.fit import check_fit_options, features_dir_source, sample_source
-    from speechunits.scale.jobs import LOCAL, fit_sample, fit_source
+    from speechunits.quantize.fit_checkpoint import CHECKPOINT_DIR
+    from speechunits.scale.jobs import LOCAL, fit_sample, fit_source, remove_fit_checkpoint
 
     check_fit_options(args.k, args.max_frames)
+    check_part_options(args)
+    checkpoint = None
     options = scale_options(args)
     if args.from_features is not None:
         if args.input is not None:
@@ -56,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
         from speechunits.encoders import load_encoder
 
         encoder = load_encoder(args.encoder, device=args.device, dtype=args.dtype)
+        checkpoint = Path(args.out) / CHECKPOINT_DIR
         source = fit_source(args.input, encoder, args.layer, options=options, device=args.device,
                             max_frames=args.max_frames, seed=args.seed, on_error=args.on_error, quiet=args.quiet,
-                            shard=args.shard, raw_format=args.raw_format)
+                            shard=args.shard, raw_format=args.raw_format, checkpoint_dir=checkpoint,
+                            shard_seconds=args.shard_seconds or None)
     sample = sample_source(source, args.max_frames, args.seed)
     if source.all_failed:
         log.error("%s: every utterance failed (%d); the first: %s", args.input, len(source.skipped),
@@ -67,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     codebook = fit_sample(sample, args.k, source.encoder_info, source.layer, options=options, device=args.device,
                           seed=args.seed, init=args.init, iters=args.iters)
     codebook.save(args.out)
+    if checkpoint is not None:
+        remove_fit_checkpoint(checkpoint)
     log.info("%s: K=%d, D=%d, layer %s, inertia %.6g per frame on %s frames%s", args.out, codebook.k, codebook.dim,
              codebook.layer, codebook.meta["inertia"], codebook.meta["training_frames"],
              f"; {len(source.skipped)} utterance(s) skipped" if source.skipped else "")

@@ -138,6 +138,11 @@ class FeatureParts:
         self._offset = 0
         self.parts_written = 0
 
+    @property
+    def shard_seconds(self) -> float | None:
+        """The time bound of a part (``None``: by rows only)."""
+        return self._index.max_seconds
+
     # -- start-up --------------------------------------------------------------------------------
     def _complete_dir(self) -> list[str]:
         """Ids of a complete features directory of the same settings at ``out_dir`` (else []: one

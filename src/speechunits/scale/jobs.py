@@ -139,25 +139,56 @@ def encode_corpus(corpus: Iterable[Utterance], tokenizer: UnitTokenizer, out_dir
 def fit_source(input_path: str | os.PathLike[str], encoder: Encoder, layer: int | None, *,
                options: ScaleOptions = LOCAL, device: str = "auto", max_frames: int = DEFAULT_MAX_FRAMES,
                seed: int = 0, on_error: str = "skip", quiet: bool = False, shard: str | None = None,
-               raw_format: RawFormat | None = None) -> FeatureSource:
+               raw_format: RawFormat | None = None, checkpoint_dir: str | os.PathLike[str] | None = None,
+               shard_seconds: float | None = DEFAULT_SHARD_SECONDS) -> FeatureSource:
     """:func:`speechunits.quantize.fit.corpus_source` on the chosen backend: the same frames for
     the same ``seed`` and ``max_frames`` whichever backend runs (Ray returns only the sample).
-    ``raw_format``: how to read headerless PCM (see :func:`speechunits.corpus.open_corpus`)."""
-    from speechunits.corpus import open_corpus
-    from speechunits.quantize.fit import choose_layer, corpus_source, items_source
+    ``raw_format``: how to read headerless PCM (see :func:`speechunits.corpus.open_corpus`).
 
-    if not options.is_ray and options.local_loader_workers() == 0:
+    With ``checkpoint_dir`` the sampling pass is resumable
+    (:mod:`speechunits.quantize.fit_checkpoint`): its state is written there every
+    ``shard_seconds``, and a rerun with the same settings continues from the last snapshot to
+    the same sample; the returned source then holds the finished sample as one block.
+    Remove the snapshots (:func:`remove_fit_checkpoint`) once the codebook is saved."""
+    from speechunits.corpus import open_corpus
+    from speechunits.quantize.fit import FeatureSource, choose_layer, corpus_source, items_source, sample_items
+
+    if checkpoint_dir is None and not options.is_ray and options.local_loader_workers() == 0:
         return corpus_source(input_path, encoder, layer, on_error=on_error, quiet=quiet, shard=shard,
                              raw_format=raw_format)
     corpus = open_corpus(str(input_path), shard=shard, raw_format=raw_format)
+    checkpoint = None
+    chosen = encoder.check_layers([choose_layer(encoder.info, layer)])[0]
+    if checkpoint_dir is not None:
+        from speechunits.quantize.fit_checkpoint import SampleCheckpoint, ids_digest
+
+        corpus = list(corpus)
+        meta = {"kind": "fit-sample-ray" if options.is_ray else "fit-sample", "encoder": encoder.info.name,
+                "encoder_identity": encoder.info.identity, "layer": chosen, "dtype": encoder.dtype,
+                "max_frames": int(max_frames), "seed": int(seed), "corpus": ids_digest(u.id for u in corpus)}
+        checkpoint = SampleCheckpoint(checkpoint_dir, meta, shard_seconds=shard_seconds)
     if options.is_ray:
         from speechunits.scale.ray_backend import ray_fit_source
 
-        return ray_fit_source(encoder, corpus, layer, options=options.ray_options(device), max_frames=max_frames,
-                              seed=seed, on_error=on_error, quiet=quiet)
-    chosen = choose_layer(encoder.info, layer)
-    items = feature_items(encoder, corpus, [chosen], options=options, on_error=on_error, quiet=quiet)
-    return items_source(items, encoder.info, chosen)
+        return ray_fit_source(encoder, corpus, chosen, options=options.ray_options(device), max_frames=max_frames,
+                              seed=seed, on_error=on_error, quiet=quiet, checkpoint=checkpoint)
+    if checkpoint is None:
+        items = feature_items(encoder, corpus, [chosen], options=options, on_error=on_error, quiet=quiet)
+        return items_source(items, encoder.info, chosen)
+    _, progress = checkpoint.load(max_frames, seed)
+    todo = corpus[progress.consumed:]  # type: ignore[index]
+    items = feature_items(encoder, todo, [chosen], options=options, on_error=on_error, quiet=quiet)
+    sample, seen, progress = sample_items(items, chosen, max_frames, seed, checkpoint=checkpoint)
+    log.info("sampled %d of %d frames (layer %d) from %d utterance(s)", sample.shape[0], seen, chosen, progress.used)
+    return FeatureSource(iter([("frame sample", sample)]), encoder.info, chosen, used=progress.used,
+                         skipped=list(progress.skipped))
+
+
+def remove_fit_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> None:
+    """Delete the sampling snapshots of a finished ``fit`` (see :func:`fit_source`)."""
+    import shutil
+
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 def fit_sample(sample: np.ndarray, k: int, encoder_info: EncoderInfo, layer: int, *, options: ScaleOptions = LOCAL,
