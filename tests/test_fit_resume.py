@@ -153,7 +153,7 @@ def _fit_command(corpus: Path, model: Path, out: Path) -> list[str]:
 
     return [sys.executable, "-m", "speechunits.cli.main", "fit", str(corpus), "--encoder", str(model), "--layer", "2",
             "--k", "5", "--max-frames", "400", "--iters", "5", "--seed", "1", "-o", str(out), "--shard-seconds",
-            "0.05", "--loader-workers", "0", "--quiet", "--device", "cpu"]
+            "0.05", "--max-batch-seconds", "1", "--loader-workers", "0", "--quiet", "--device", "cpu"]
 
 
 @pytest.mark.slow

@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (sampling and init)")
     parser.add_argument("--init", default="kmeans++", choices=["kmeans++", "random"], help="centroid init")
     parser.add_argument("--iters", type=int, default=20, help="maximum Lloyd iterations (default %(default)s)")
+    parser.add_argument("--max-batch-seconds", type=float, default=None,
+                        help="padded audio seconds per encoder call (default: as for `features`)")
     parser.add_argument("--from-features", default=None, metavar="DIR",
                         help="read frames from a `speechunits features` directory instead of INPUT")
     add_part_options(parser)
@@ -50,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_fit_options(args.k, args.max_frames)
     check_part_options(args)
+    if args.max_batch_seconds is not None and args.max_batch_seconds <= 0:
+        raise SpeechUnitsError(f"--max-batch-seconds must be positive, got {args.max_batch_seconds}")
     checkpoint = None
     options = scale_options(args)
     if args.from_features is not None:
@@ -67,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         source = fit_source(args.input, encoder, args.layer, options=options, device=args.device,
                             max_frames=args.max_frames, seed=args.seed, on_error=args.on_error, quiet=args.quiet,
                             shard=args.shard, raw_format=args.raw_format, checkpoint_dir=checkpoint,
-                            shard_seconds=args.shard_seconds or None)
+                            shard_seconds=args.shard_seconds or None,
+                            max_batch_seconds=args.max_batch_seconds)
     sample = sample_source(source, args.max_frames, args.seed)
     if source.all_failed:
         log.error("%s: every utterance failed (%d); the first: %s", args.input, len(source.skipped),

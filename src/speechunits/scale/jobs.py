@@ -140,7 +140,8 @@ def fit_source(input_path: str | os.PathLike[str], encoder: Encoder, layer: int 
                options: ScaleOptions = LOCAL, device: str = "auto", max_frames: int = DEFAULT_MAX_FRAMES,
                seed: int = 0, on_error: str = "skip", quiet: bool = False, shard: str | None = None,
                raw_format: RawFormat | None = None, checkpoint_dir: str | os.PathLike[str] | None = None,
-               shard_seconds: float | None = DEFAULT_SHARD_SECONDS) -> FeatureSource:
+               shard_seconds: float | None = DEFAULT_SHARD_SECONDS,
+               max_batch_seconds: float | None = None) -> FeatureSource:
     """:func:`speechunits.quantize.fit.corpus_source` on the chosen backend: the same frames for
     the same ``seed`` and ``max_frames`` whichever backend runs (Ray returns only the sample).
     ``raw_format``: how to read headerless PCM (see :func:`speechunits.corpus.open_corpus`).
@@ -149,11 +150,13 @@ def fit_source(input_path: str | os.PathLike[str], encoder: Encoder, layer: int 
     (:mod:`speechunits.quantize.fit_checkpoint`): its state is written there every
     ``shard_seconds``, and a rerun with the same settings continues from the last snapshot to
     the same sample; the returned source then holds the finished sample as one block.
-    Remove the snapshots (:func:`remove_fit_checkpoint`) once the codebook is saved."""
+    Remove the snapshots (:func:`remove_fit_checkpoint`) once the codebook is saved.
+    ``max_batch_seconds``: padded audio per encoder call (default: the features default)."""
     from speechunits.corpus import open_corpus
     from speechunits.quantize.fit import FeatureSource, choose_layer, corpus_source, items_source, sample_items
 
-    if checkpoint_dir is None and not options.is_ray and options.local_loader_workers() == 0:
+    batching = {} if max_batch_seconds is None else {"max_batch_seconds": max_batch_seconds}
+    if checkpoint_dir is None and not options.is_ray and options.local_loader_workers() == 0 and not batching:
         return corpus_source(input_path, encoder, layer, on_error=on_error, quiet=quiet, shard=shard,
                              raw_format=raw_format)
     corpus = open_corpus(str(input_path), shard=shard, raw_format=raw_format)
@@ -171,13 +174,16 @@ def fit_source(input_path: str | os.PathLike[str], encoder: Encoder, layer: int 
         from speechunits.scale.ray_backend import ray_fit_source
 
         return ray_fit_source(encoder, corpus, chosen, options=options.ray_options(device), max_frames=max_frames,
-                              seed=seed, on_error=on_error, quiet=quiet, checkpoint=checkpoint)
+                              seed=seed, on_error=on_error, quiet=quiet, checkpoint=checkpoint,
+                              max_batch_seconds=max_batch_seconds)
     if checkpoint is None:
-        items = feature_items(encoder, corpus, [chosen], options=options, on_error=on_error, quiet=quiet)
+        items = feature_items(encoder, corpus, [chosen], options=options, on_error=on_error, quiet=quiet,
+                              **batching)  # type: ignore[arg-type]
         return items_source(items, encoder.info, chosen)
     _, progress = checkpoint.load(max_frames, seed)
     todo = corpus[progress.consumed:]  # type: ignore[index]
-    items = feature_items(encoder, todo, [chosen], options=options, on_error=on_error, quiet=quiet)
+    items = feature_items(encoder, todo, [chosen], options=options, on_error=on_error, quiet=quiet,
+                          **batching)  # type: ignore[arg-type]
     sample, seen, progress = sample_items(items, chosen, max_frames, seed, checkpoint=checkpoint)
     log.info("sampled %d of %d frames (layer %d) from %d utterance(s)", sample.shape[0], seen, chosen, progress.used)
     return FeatureSource(iter([("frame sample", sample)]), encoder.info, chosen, used=progress.used,

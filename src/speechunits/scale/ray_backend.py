@@ -401,7 +401,7 @@ _MAX_EXACT_POSITION = 2 ** 24
 
 def ray_fit_source(encoder: Encoder, corpus: Iterable[Utterance], layer: int | None, *, options: RayOptions,
                    max_frames: int, seed: int = 0, on_error: str = "skip", channel: int | None = None,
-                   quiet: bool = False, checkpoint: Any = None) -> Any:
+                   quiet: bool = False, checkpoint: Any = None, max_batch_seconds: float | None = None) -> Any:
     """Ray counterpart of :func:`speechunits.quantize.fit.corpus_source`: the *same* frame sample.
 
     Pass 1 (decode tasks only) counts every utterance's frames; the driver then runs the local
@@ -444,7 +444,7 @@ def ray_fit_source(encoder: Encoder, corpus: Iterable[Utterance], layer: int | N
                  for j in range(len(owners))]
         log.info("fit (ray): %d frames picked from %d utterances (%d frames in all)", len(picked), len(subset), seen)
         kwargs = {"encoder_name": info.name, "encoder_identity": info.identity, "dtype": encoder.dtype,
-                  "layer": chosen, "extract_kwargs": {}}
+                  "layer": chosen, "extract_kwargs": _extract_kwargs(max_batch_seconds, None, None, None)}
         parts = None
         if checkpoint is not None:
             from speechunits.features.parts import FeatureParts
