@@ -64,7 +64,8 @@ def test_a_killed_pass_resumes_from_its_last_snapshot(tmp_path: Path) -> None:
     def until_killed():
         for n, item in enumerate(stream):
             if n == 20:
-                raise KeyboardInterrupt  # stands for a kill: nothing is saved on the way out
+                checkpoint.save = lambda: None  # a kill: nothing is saved on the way out
+                raise KeyboardInterrupt
             clock.now += 25.0  # an utterance takes 25 s
             yield item
 
@@ -82,6 +83,33 @@ def test_a_killed_pass_resumes_from_its_last_snapshot(tmp_path: Path) -> None:
     third = SampleCheckpoint(tmp_path / CHECKPOINT_DIR, META, shard_seconds=60.0)
     assert third.load(50, 3)[1].consumed == 30
     np.testing.assert_array_equal(sample_items([], 0, 50, 3, checkpoint=third)[0], expected)
+
+
+def test_ctrl_c_keeps_every_consumed_utterance_unless_it_cut_an_update_short(tmp_path: Path) -> None:
+    stream = items(blocks(10))
+    checkpoint = SampleCheckpoint(tmp_path / "a", META, shard_seconds=None)
+
+    def interrupted():
+        yield from stream[:7]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sample_items(interrupted(), 0, 50, 3, checkpoint=checkpoint)
+    assert SampleCheckpoint(tmp_path / "a", META, shard_seconds=None).load(50, 3)[1].consumed == 7
+    # an interrupt inside an update leaves a reservoir that may be half-changed: it is never written
+    cut = SampleCheckpoint(tmp_path / "b", META, shard_seconds=None)
+    reservoir, _ = cut.load(50, 3)
+    real_add = reservoir.add
+
+    def add_cut_short(block, source="features"):
+        if source == "b5":
+            raise KeyboardInterrupt
+        real_add(block, source)
+
+    reservoir.add = add_cut_short
+    with pytest.raises(KeyboardInterrupt):
+        sample_items(stream, 0, 50, 3, checkpoint=cut)
+    assert cut.save() is None and not (tmp_path / "b").exists()
 
 
 def test_snapshots_of_other_settings_are_refused(tmp_path: Path) -> None:

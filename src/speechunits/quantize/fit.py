@@ -200,15 +200,20 @@ def sample_items(items: Iterable[Any], layer: int, max_frames: int, seed: int, *
         seconds = checkpoint.shard_seconds
         flusher = TimedFlusher.for_seconds([checkpoint], seconds) if seconds else contextlib.nullcontext()
     with flusher:
-        for item in items:
-            with updating():
-                if item.features is None:
-                    progress.skipped.append((str(item.utt.path), str(item.error)))
-                    log.warning("%s: skipped (%s)", item.utt.path, item.error)
-                else:
-                    reservoir.add(item.features[layer], str(item.utt.path))
-                    progress.used += 1
-                progress.consumed += 1
+        try:
+            for item in items:
+                with updating():
+                    if item.features is None:
+                        progress.skipped.append((str(item.utt.path), str(item.error)))
+                        log.warning("%s: skipped (%s)", item.utt.path, item.error)
+                    else:
+                        reservoir.add(item.features[layer], str(item.utt.path))
+                        progress.used += 1
+                    progress.consumed += 1
+        except BaseException:  # Ctrl-C, SIGTERM, an error: keep what was consumed
+            if checkpoint is not None:
+                checkpoint.save()
+            raise
     if checkpoint is not None:  # the pass is complete: its last state is kept until the codebook is saved
         checkpoint.save()
     return reservoir.sample(), reservoir.seen, progress

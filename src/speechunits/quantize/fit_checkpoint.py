@@ -84,6 +84,7 @@ class SampleCheckpoint:
         self.progress = SampleProgress()
         self.snapshots_written = 0
         self._dirty = False
+        self._broken = False
 
     @property
     def shard_seconds(self) -> float | None:
@@ -130,7 +131,11 @@ class SampleCheckpoint:
         """Hold the snapshot lock while the caller changes the reservoir and progress of one
         utterance; then write a snapshot if one is due."""
         with self._lock:
-            yield
+            try:
+                yield
+            except BaseException:  # an update cut short (Ctrl-C inside it): this state is never written
+                self._broken = True
+                raise
             self._dirty = True
             self._timer.row()
             self.flush_if_due()
@@ -144,9 +149,10 @@ class SampleCheckpoint:
             return True
 
     def save(self) -> Path | None:
-        """Write a snapshot now (temp directory, fsync, rename), then drop the older ones."""
+        """Write a snapshot now (temp directory, fsync, rename), then drop the older ones. Nothing
+        is written once an update was cut short (the reservoir may be half-changed)."""
         with self._lock:
-            if self.reservoir is None:
+            if self.reservoir is None or self._broken:
                 return None
             arrays, info = self.reservoir.state()
             self.directory.mkdir(parents=True, exist_ok=True)
