@@ -18,7 +18,7 @@ from speechunits.corpus import open_corpus
 from speechunits.encoders import load_encoder
 from speechunits.errors import SpeechUnitsError
 from speechunits.features import iter_features, read_features_dir, read_features_meta
-from speechunits.features.parts import PARTS_DIR, FeatureParts
+from speechunits.features.parts import PARTS_DIR
 from speechunits.features.write import write_features
 from test_store_time_shards import FakeClock
 

@@ -37,7 +37,6 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from speechunits.corpus import Utterance
 from speechunits.encoders.base import EncoderInfo
@@ -114,7 +113,8 @@ class FeatureParts:
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], info: EncoderInfo, layers: list[int], dtype: str, *,
-                 settings: dict[str, Any] | None = None, rows_per_part: int = DEFAULT_ROWS_PER_FILE, shard_seconds: float | None = None,
+                 settings: dict[str, Any] | None = None, rows_per_part: int = DEFAULT_ROWS_PER_FILE,
+                 shard_seconds: float | None = None,
                  job: tuple[int, int] = (0, 1), clock: Callable[[], float] = time.monotonic):
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():

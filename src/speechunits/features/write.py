@@ -80,7 +80,8 @@ def write_features(items: ItemsFn, corpus: Iterable[Utterance], out_dir: str | o
     if on_error not in ("skip", "fail"):
         raise SpeechUnitsError(f"--on-error: expected skip or fail, got {on_error!r}")
     out = Path(out_dir)
-    parts = FeatureParts(out, info, layers, dtype, settings=settings, rows_per_part=rows_per_part or DEFAULT_ROWS_PER_FILE,
+    parts = FeatureParts(out, info, layers, dtype, settings=settings,
+                         rows_per_part=rows_per_part or DEFAULT_ROWS_PER_FILE,
                          shard_seconds=shard_seconds, clock=clock)
     done = set(parts.done)
     if isinstance(corpus, Corpus):
