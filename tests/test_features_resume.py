@@ -158,6 +158,23 @@ def test_other_settings_are_refused_while_parts_exist(corpus: Path, mfcc, tmp_pa
     assert (out / PARTS_DIR).is_dir() and not (out / "features.json").exists()
 
 
+def test_a_complete_directory_of_another_corpus_is_not_reused(corpus: Path, mfcc, reference: Path,
+                                                              tmp_path: Path) -> None:
+    """Same ids, same settings, other audio files: the old frames are not taken for the new files."""
+    import shutil
+
+    other = tmp_path / "other"
+    for i in range(8):
+        write_tone(other / f"u{i}.wav", 0.3 + 0.1 * i, freq=700 + 20 * i, seed=100 + i)
+    out = tmp_path / "f"
+    shutil.copytree(reference, out)
+    report = write_features(local_items(mfcc), open_corpus(other), out, mfcc.info, [0])
+    assert (report.extracted, report.already_stored) == (8, 0)
+    fresh = tmp_path / "fresh"
+    write_features(local_items(mfcc), open_corpus(other), fresh, mfcc.info, [0])
+    assert files(out) == files(fresh)
+
+
 def test_cli_options_and_a_complete_directory_of_other_settings(corpus: Path, tmp_path: Path,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     from conftest import cli_error

@@ -108,7 +108,8 @@ class FeatureParts:
         job: ``(i, n)`` naming this writer's files.
         clock: monotonic seconds (tests).
 
-    After construction :attr:`done` holds the ids already kept (parts and a complete directory).
+    :meth:`kept` tells which utterances of the corpus are kept already (parts and a complete
+    directory), :meth:`add` keeps more, :meth:`finish` writes the directory.
     Thread-safe: :meth:`flush_if_due` may run in a :class:`~speechunits.timed_parts.TimedFlusher`.
     """
 
@@ -124,15 +125,15 @@ class FeatureParts:
         self.parts_dir = self.out_dir / PARTS_DIR
         self._stem = f"{job[0]:05d}of{job[1]:05d}"
         self._lock = threading.RLock()
-        self._complete = self._complete_dir()
-        self._complete_set = set(self._complete)
+        self._complete = self._complete_dir()  # id -> path of a complete directory's utterances
+        self._reuse: set[str] = set()  # those of them this run keeps (see kept())
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         self._remove_dead_temps()
         self._index = _PartIndex(self.parts_dir, INDEX_SCHEMA, self.meta, match_keys=MATCH_KEYS, job=job,
                                  prefix="index", rows_per_file=rows_per_part, max_seconds=shard_seconds,
                                  clock=clock, before_flush=self._close_data)
         self._remove_orphans()
-        self.done: set[str] = set(self._index.done) | set(self._complete)
+        self._kept_paths = {row["id"]: _norm(row["path"]) for row in self._index_rows()}
         self._data: dict[int, Any] | None = None  # layer -> open temp file of the current part
         self._token = ""
         self._offset = 0
@@ -144,17 +145,45 @@ class FeatureParts:
         return self._index.max_seconds
 
     # -- start-up --------------------------------------------------------------------------------
-    def _complete_dir(self) -> list[str]:
-        """Ids of a complete features directory of the same settings at ``out_dir`` (else []: one
-        of other settings is replaced when this run finishes, as it always was)."""
+    def _complete_dir(self) -> dict[str, str]:
+        """``{id: path}`` of a complete features directory of the same settings at ``out_dir``
+        (else {}: one of other settings is replaced when this run finishes, as it always was)."""
         if not (self.out_dir / META_NAME).is_file():
-            return []
+            return {}
         meta = read_features_meta(self.out_dir)
         found = {**meta, "kind": PARTS_KIND}
         if any(found.get(key) != self.meta.get(key) for key in MATCH_KEYS):
             log.info("%s: holds features of other settings; they are replaced when this run finishes", self.out_dir)
-            return []
-        return [str(x) for x in meta["ids"]]
+            return {}
+        lines = (self.out_dir / "manifest.tsv").read_text(encoding="utf-8").splitlines()
+        paths = [_norm(os.path.join(lines[0], line.split("\t")[0])) for line in lines[1:] if line]
+        ids = [str(x) for x in meta["ids"]]
+        if len(paths) != len(ids):
+            raise SpeechUnitsError(f"{self.out_dir}: {len(ids)} ids in {META_NAME} but {len(paths)} manifest lines")
+        return dict(zip(ids, paths))
+
+    def kept(self, corpus: Iterable[Utterance]) -> set[str]:
+        """Ids of the utterances of ``corpus`` kept already: in the parts, or in a complete directory
+        at the same audio path (a directory of another corpus is not reused for a same-named file).
+
+        Raises:
+            SpeechUnitsError: the parts keep an id of ``corpus`` from another audio file (the
+                parts belong to another corpus).
+        """
+        done: set[str] = set()
+        with self._lock:
+            for utt in corpus:
+                path = _norm(utt.path)
+                if utt.id in self._kept_paths:
+                    if self._kept_paths[utt.id] != path:
+                        raise SpeechUnitsError(f"{self.parts_dir}: keeps {utt.id!r} from {self._kept_paths[utt.id]}, "
+                                               f"but this corpus has it at {path}; finish the run of that corpus "
+                                               "or delete the parts")
+                    done.add(utt.id)
+                elif self._complete.get(utt.id) == path:
+                    done.add(utt.id)
+                    self._reuse.add(utt.id)
+        return done
 
     def _remove_dead_temps(self) -> None:
         for path in self.parts_dir.iterdir():
@@ -207,7 +236,7 @@ class FeatureParts:
             raise ValueError(f"{utt.id}: layers have different frame counts {sorted(counts)}")
         frames = counts.pop()
         with self._lock:
-            if utt.id in self.done:
+            if utt.id in self._kept_paths or utt.id in self._reuse:
                 raise SpeechUnitsError(f"{self.out_dir}: {utt.id!r} is already kept")
             if self._data is None:
                 self._open_data()
@@ -221,7 +250,7 @@ class FeatureParts:
             row = {"id": utt.id, "path": utt.path, "num_samples": int(num_samples), "frames": frames,
                    "part": self._token, "offset": self._offset}
             self._offset += frames
-            self.done.add(utt.id)
+            self._kept_paths[utt.id] = _norm(utt.path)
             self._index.add(row)
 
     def flush_if_due(self) -> bool:
@@ -241,8 +270,8 @@ class FeatureParts:
         ``errors`` as ``errors.jsonl``; then remove the parts. Returns ``out_dir``."""
         self.close()
         rows = {row["id"]: row for row in self._index_rows()}
-        order = [utt for utt in corpus if utt.id in rows or utt.id in self._complete_set]
-        if not rows and [u.id for u in order] == self._complete:  # nothing new: keep the arrays
+        order = [utt for utt in corpus if utt.id in rows or utt.id in self._reuse]
+        if not rows and [u.id for u in order] == list(self._complete):  # nothing new: keep the arrays
             self._rewrite_meta(errors, extra_meta)
         else:
             self._assemble(order, rows, errors, extra_meta)
@@ -295,6 +324,10 @@ class FeatureParts:
         tmp = self.out_dir / (META_NAME + ".partial")
         tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, self.out_dir / META_NAME)
+
+
+def _norm(path: str) -> str:
+    return os.path.normpath(os.path.abspath(path))
 
 
 class _CompleteDir:

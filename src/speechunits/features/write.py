@@ -83,11 +83,12 @@ def write_features(items: ItemsFn, corpus: Iterable[Utterance], out_dir: str | o
     parts = FeatureParts(out, info, layers, dtype, settings=settings,
                          rows_per_part=rows_per_part or DEFAULT_ROWS_PER_FILE,
                          shard_seconds=shard_seconds, clock=clock)
-    done = set(parts.done)
+    if not isinstance(corpus, Corpus):
+        corpus = list(corpus)
+    done = parts.kept(corpus)
     if isinstance(corpus, Corpus):
         todo: Iterable[Utterance] = corpus.filter(lambda utt: utt.id not in done)
     else:
-        corpus = list(corpus)
         todo = [utt for utt in corpus if utt.id not in done]
     already = sum(1 for utt in corpus if utt.id in done)
     if already:

@@ -487,7 +487,7 @@ def _picked_frames(subset: list[Utterance], extra: list[dict[str, Any]], kwargs:
 
     from speechunits.timed_parts import TimedFlusher
 
-    kept = parts.done if parts is not None else set()
+    kept = parts.kept(subset) if parts is not None else set()
     todo = [j for j, utt in enumerate(subset) if utt.id not in kept]
     frames: dict[str, np.ndarray] = {}
     flusher: Any = _contextlib.nullcontext()
