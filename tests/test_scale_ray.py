@@ -642,9 +642,12 @@ def _same_features(got: Path, expected: Path, without: set[str] = frozenset()) -
 def test_a_file_that_crashes_a_features_worker_is_recorded_and_the_rest_stored(
         ray_cluster, encoder, corpus_dir: Path, local_features: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray.cloudpickle
+
     from speechunits.scale.jobs import extract_features
     from speechunits.scale.options import ScaleOptions
 
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
     monkeypatch.setitem(ray_backend.WORKERS, "features", CrashOnUttFeaturesWorker)
     out = tmp_path / "f"
     report = extract_features(encoder, open_corpus(corpus_dir), [1, 3], out, quiet=True, rows_per_part=2,
