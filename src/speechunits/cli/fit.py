@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from speechunits.cli.common import add_corpus_job_options
 from speechunits.cli.scale_options import add_part_options, check_part_options, scale_options
@@ -46,33 +47,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechunits.quantize.fit import check_fit_options, features_dir_source, sample_source
+    from speechunits.quantize.fit import check_fit_options, features_dir_source
     from speechunits.quantize.fit_checkpoint import CHECKPOINT_DIR
-    from speechunits.scale.jobs import LOCAL, fit_sample, fit_source, remove_fit_checkpoint
+    from speechunits.scale.jobs import LOCAL, fit_source, remove_fit_checkpoint
 
     check_fit_options(args.k, args.max_frames)
     check_part_options(args)
     if args.max_batch_seconds is not None and args.max_batch_seconds <= 0:
         raise SpeechUnitsError(f"--max-batch-seconds must be positive, got {args.max_batch_seconds}")
-    checkpoint = None
     options = scale_options(args)
     if args.from_features is not None:
         if args.input is not None:
             raise SpeechUnitsError("give either INPUT or --from-features DIR, not both")
         source = features_dir_source(args.from_features, args.layer, args.encoder)
-        options = LOCAL  # the frames are here: k-means runs here
-    else:
-        if args.input is None or args.encoder is None:
-            raise SpeechUnitsError("fit needs INPUT and --encoder (or --from-features DIR)")
-        from speechunits.encoders import load_encoder
+        return _fit(args, source, LOCAL)  # the frames are here: k-means runs here
+    if args.input is None or args.encoder is None:
+        raise SpeechUnitsError("fit needs INPUT and --encoder (or --from-features DIR)")
+    from speechunits.encoders import load_encoder
 
-        encoder = load_encoder(args.encoder, device=args.device, dtype=args.dtype)
-        checkpoint = Path(args.out) / CHECKPOINT_DIR
+    encoder = load_encoder(args.encoder, device=args.device, dtype=args.dtype)
+    out = Path(args.out)
+    created = not out.exists()
+    checkpoint = out / CHECKPOINT_DIR
+
+    def done() -> None:
+        """The sampling snapshots are dropped once the command has its answer (a codebook, a user
+        error); an interrupt or a crash keeps them, so that the rerun resumes."""
+        remove_fit_checkpoint(checkpoint)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+
+    try:
         source = fit_source(args.input, encoder, args.layer, options=options, device=args.device,
                             max_frames=args.max_frames, seed=args.seed, on_error=args.on_error, quiet=args.quiet,
                             shard=args.shard, raw_format=args.raw_format, checkpoint_dir=checkpoint,
-                            shard_seconds=args.shard_seconds or None,
-                            max_batch_seconds=args.max_batch_seconds)
+                            shard_seconds=args.shard_seconds or None, max_batch_seconds=args.max_batch_seconds)
+        status = _fit(args, source, options)
+    except SpeechUnitsError:
+        done()
+        raise
+    done()
+    return status
+
+
+def _fit(args: argparse.Namespace, source: Any, options: Any) -> int:
+    """k-means on the sample of ``source``; the exit status."""
+    from speechunits.quantize.fit import sample_source
+    from speechunits.scale.jobs import fit_sample
+
     sample = sample_source(source, args.max_frames, args.seed)
     if source.all_failed:
         log.error("%s: every utterance failed (%d); the first: %s", args.input, len(source.skipped),
@@ -81,8 +103,6 @@ def run(args: argparse.Namespace) -> int:
     codebook = fit_sample(sample, args.k, source.encoder_info, source.layer, options=options, device=args.device,
                           seed=args.seed, init=args.init, iters=args.iters)
     codebook.save(args.out)
-    if checkpoint is not None:
-        remove_fit_checkpoint(checkpoint)
     log.info("%s: K=%d, D=%d, layer %s, inertia %.6g per frame on %s frames%s", args.out, codebook.k, codebook.dim,
              codebook.layer, codebook.meta["inertia"], codebook.meta["training_frames"],
              f"; {len(source.skipped)} utterance(s) skipped" if source.skipped else "")

@@ -271,7 +271,7 @@ class FeatureParts:
         self.close()
         rows = {row["id"]: row for row in self._index_rows()}
         order = [utt for utt in corpus if utt.id in rows or utt.id in self._reuse]
-        if not rows and [u.id for u in order] == list(self._complete):  # nothing new: keep the arrays
+        if self._complete and not rows and [u.id for u in order] == list(self._complete):  # nothing new
             self._rewrite_meta(errors, extra_meta)
         else:
             self._assemble(order, rows, errors, extra_meta)

@@ -216,6 +216,8 @@ def sample_items(items: Iterable[Any], layer: int, max_frames: int, seed: int, *
             raise
     if checkpoint is not None:  # the pass is complete: its last state is kept until the codebook is saved
         checkpoint.save()
+    if progress.skipped:
+        log.warning("%d utterance(s) skipped", len(progress.skipped))
     return reservoir.sample(), reservoir.seen, progress
 
 
