@@ -480,22 +480,37 @@ ray.cloudpickle.register_pickle_by_value(t)
 ray_backend.SORT_WINDOW_CALLS = 1  # calls of 2 keep corpus order: spk2/u11 comes last
 ray_backend.DEFAULT_ROWS_PER_CALL = 2
 if {stall!r}:
-    ray_backend.WORKERS["units"] = type("StallT", (t.StallOnUttWorker,), {{"STALL_ID": "spk2/u11",
-                                                                          "MARKER": "/nonexistent"}})
-sys.exit(main(["encode", {corpus!r}, "--codebook", {codebook!r}, "-o", {out!r}, "--backend", "ray",
-               "--num-workers", "1", "--shard-seconds", "0.5", "--device", "cpu", "--quiet"]))
+    base = t.StallOnUttWorker if {command!r} == "encode" else t.StallOnUttFeaturesWorker
+    ray_backend.WORKERS[{worker!r}] = type("StallT", (base,), {{"STALL_ID": "spk2/u11", "MARKER": "/nonexistent"}})
+job = (["encode", {corpus!r}, "--codebook", {codebook!r}] if {command!r} == "encode" else
+       ["features", {corpus!r}, "--encoder", {model!r}, "--layer", "3"])
+sys.exit(main(job + ["-o", {out!r}, "--backend", "ray", "--num-workers", "1", "--shard-seconds", "0.5",
+                     "--device", "cpu", "--quiet"]))
 """
 
 
-def _cli_driver(tmp_path: Path, ray_tmp: Path, corpus_dir: Path, codebook: Path, stall: bool) -> subprocess.Popen:
+def _cli_driver(tmp_path: Path, ray_tmp: Path, corpus_dir: Path, codebook: Path, stall: bool,
+                command: str = "encode") -> subprocess.Popen:
+    """``speechunits encode`` or ``features`` with an embedded Ray in a child process (``stall``: its
+    actor hangs on spk2/u11, the last utterance, so the run cannot end by itself)."""
     script = tmp_path / "cli_driver.py"
     script.write_text(CLI_DRIVER.format(tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"),
                                         corpus=str(corpus_dir), codebook=str(codebook), out=str(tmp_path / "out"),
-                                        stall=stall))
+                                        stall=stall, command=command, model=str(_encoder_of(codebook)),
+                                        worker="units" if command == "encode" else "features"))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_TMPDIR=str(ray_tmp), OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, text=True)
+
+
+def _encoder_of(codebook: Path) -> str:
+    return json.loads((codebook / "codebook.json").read_text())["encoder"]
+
+
+def _kept(out: Path, command: str) -> bool:
+    """Whether the run kept its first shard (encode) or part (features)."""
+    return bool(list(out.glob("*.parquet")) if command == "encode" else list(out.glob(".parts/index-*.parquet")))
 
 
 def _sessions(ray_tmp: Path) -> list[str]:
@@ -513,34 +528,39 @@ def ray_tmp():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("command", ["encode", "features"])
 def test_no_ray_process_outlives_a_normal_quiet_run(corpus_dir: Path, saved_codebook: Path, tmp_path: Path,
-                                                    ray_tmp: Path) -> None:
+                                                    ray_tmp: Path, command: str) -> None:
+    from speechunits.features import read_features_meta
     from speechunits.scale import ray_leftovers
 
-    driver = _cli_driver(tmp_path, ray_tmp, corpus_dir, saved_codebook, stall=False)
+    driver = _cli_driver(tmp_path, ray_tmp, corpus_dir, saved_codebook, stall=False, command=command)
     out, err = driver.communicate(timeout=400)
     assert driver.returncode == 0, err[-3000:]
     sessions = _sessions(ray_tmp)
     assert len(sessions) == 1
     assert ray_leftovers.session_processes(sessions[0]) == []
     assert not (ray_leftovers.registry_dir() / f"{driver.pid}.json").exists()
-    assert len(UnitStore.open(tmp_path / "out").ids()) == 12
-    # --quiet: nothing from Ray; our warnings (the bad file, the summary naming the errors file) and,
-    # not Ray's, transformers' weight-loading bar of the driver's encoder
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("Loading weights")]
+    if command == "encode":
+        assert len(UnitStore.open(tmp_path / "out").ids()) == 12
+    else:
+        assert len(read_features_meta(tmp_path / "out")["ids"]) == 12 and not (tmp_path / "out" / ".parts").exists()
+    # --quiet: nothing from Ray or transformers; our warnings (the bad file, the summary naming the errors file)
+    lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 2 and all(line.startswith("WARNING speechunits") for line in lines), err[-3000:]
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("command", ["encode", "features"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_no_ray_process_outlives_sigterm_or_the_next_run_after_sigkill(
-        corpus_dir: Path, saved_codebook: Path, tmp_path: Path, ray_tmp: Path, sig: int) -> None:
+        corpus_dir: Path, saved_codebook: Path, tmp_path: Path, ray_tmp: Path, sig: int, command: str) -> None:
     from speechunits.scale import ray_leftovers
 
-    driver = _cli_driver(tmp_path, ray_tmp, corpus_dir, saved_codebook, stall=True)
+    driver = _cli_driver(tmp_path, ray_tmp, corpus_dir, saved_codebook, stall=True, command=command)
     try:
         deadline = time.time() + 300
-        while not list((tmp_path / "out").glob("*.parquet")):  # Ray and its actor are up and working
+        while not _kept(tmp_path / "out", command):  # Ray and its actor are up and working
             assert driver.poll() is None, driver.communicate()[1][-3000:]
             assert time.time() < deadline, "the driver wrote no shard in time"
             time.sleep(0.1)
@@ -566,3 +586,156 @@ def test_no_ray_process_outlives_sigterm_or_the_next_run_after_sigkill(
         ray_leftovers.reap_leftovers()  # what the next run does before it starts its Ray
         assert not record.exists()
     assert ray_leftovers.session_processes(sessions[0]) == []
+
+
+# -- features and fit on Ray: retries, resumable parts ------------------------------------------
+class CrashOnUttFeaturesWorker(FeaturesWorker):
+    """Ends its own process (as a native crash would) whenever it extracts ``POISON_ID``."""
+
+    POISON_ID = CrashOnUttWorker.POISON_ID
+
+    def process(self, batch):
+        for utt, error in zip(batch["id"], batch["error"]):
+            if str(utt) == self.POISON_ID and not error:
+                os._exit(1)
+        return super().process(batch)
+
+
+class StallOnUttFeaturesWorker(FeaturesWorker):
+    """Hangs on utterance ``STALL_ID`` until ``MARKER`` exists (so a driver can be killed mid-run)."""
+
+    STALL_ID = ""
+    MARKER = ""
+
+    def __call__(self, batch):
+        while self.STALL_ID in list(batch["id"]) and not os.path.exists(self.MARKER):
+            time.sleep(0.2)
+        return super().__call__(batch)
+
+
+@pytest.fixture(scope="module")
+def local_features(encoder, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local backend's features directory of the corpus (layers 1 and 3)."""
+    from speechunits.scale.jobs import extract_features
+
+    out = tmp_path_factory.mktemp("local_features") / "f"
+    report = extract_features(encoder, open_corpus(corpus_dir), [1, 3], out, quiet=True)
+    assert (report.extracted, report.failed) == (12, 1)
+    return out
+
+
+def _features(path: Path) -> dict[str, np.ndarray]:
+    from speechunits.features import read_features_dir
+
+    return {utt: np.concatenate([np.array(x) for x in layers], axis=1)
+            for utt, *layers in ((u, a, b) for (u, a), (_, b) in zip(read_features_dir(path, 1),
+                                                                     read_features_dir(path, 3)))}
+
+
+def _same_features(got: Path, expected: Path, without: set[str] = frozenset()) -> None:
+    a, b = _features(got), _features(expected)
+    assert list(a) == [utt for utt in b if utt not in without]  # corpus order
+    for utt in a:
+        np.testing.assert_allclose(a[utt], b[utt], rtol=0, atol=1e-5)
+
+
+def test_a_file_that_crashes_a_features_worker_is_recorded_and_the_rest_stored(
+        ray_cluster, encoder, corpus_dir: Path, local_features: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray.cloudpickle
+
+    from speechunits.scale.jobs import extract_features
+    from speechunits.scale.options import ScaleOptions
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
+    monkeypatch.setitem(ray_backend.WORKERS, "features", CrashOnUttFeaturesWorker)
+    out = tmp_path / "f"
+    report = extract_features(encoder, open_corpus(corpus_dir), [1, 3], out, quiet=True, rows_per_part=2,
+                              options=ScaleOptions(backend="ray", num_workers=1, rows_per_call=3, max_retries=1))
+    poison = CrashOnUttFeaturesWorker.POISON_ID
+    assert (report.extracted, report.failed) == (11, 2)
+    errors = {e["id"]: e["reason"] for e in map(json.loads, (out / "errors.jsonl").read_text().splitlines())}
+    assert sorted(errors) == ["spk0/bad", poison]
+    assert "ended the worker process" in errors[poison] and "given up" in errors[poison]
+    _same_features(out, local_features, without={poison})
+    assert ray_backend.LAST_RUN.extra["given_up"] == 1 and not (out / ".parts").exists()
+
+
+FEATURES_DRIVER = """
+import sys
+sys.path[:0] = [{tests!r}, {src!r}]
+import torch
+torch.set_num_threads(1)
+import ray.cloudpickle
+import test_scale_ray as t
+from speechunits.corpus import open_corpus
+from speechunits.encoders import load_encoder
+from speechunits.scale import ray_backend
+from speechunits.scale.jobs import extract_features
+from speechunits.scale.options import ScaleOptions
+ray.cloudpickle.register_pickle_by_value(t)
+ray_backend.WORKERS["features"] = type("StallT", (t.StallOnUttFeaturesWorker,),
+                                       {{"STALL_ID": "spk2/u11", "MARKER": {marker!r}}})
+ray_backend.SORT_WINDOW_CALLS = 1  # calls keep corpus order, so the stall lands after the first parts
+extract_features(load_encoder({model!r}, device="cpu"), open_corpus({corpus!r}), [1, 3], {out!r}, quiet=True,
+                 rows_per_part=500, shard_seconds=0.5,
+                 options=ScaleOptions(backend="ray", ray_address={address!r}, num_workers=1, rows_per_call=2))
+"""
+
+
+@pytest.mark.slow
+def test_killed_features_driver_keeps_its_time_bounded_parts(ray_cluster, encoder, corpus_dir: Path,
+                                                            local_features: Path, tiny_hubert_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """500 utterances per part, but a part every 0.5 s: the driver, killed once the first part exists
+    (while a stalled utterance keeps the run from ending), kept it; the rerun skips it and ends equal."""
+    from speechunits.scale.jobs import extract_features
+    from speechunits.scale.options import ScaleOptions
+
+    out, marker = tmp_path / "f", tmp_path / "release"
+    script = tmp_path / "driver.py"
+    script.write_text(FEATURES_DRIVER.format(
+        tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"), marker=str(marker),
+        model=str(tiny_hubert_dir), corpus=str(corpus_dir), out=str(out),
+        address=ray_cluster.get_runtime_context().gcs_address))
+    log_path = tmp_path / "driver.log"
+    with open(log_path, "wb") as log_file:
+        driver = subprocess.Popen([sys.executable, str(script)], stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 240
+            while not _kept(out, "features"):
+                assert driver.poll() is None, log_path.read_text()[-3000:]
+                assert time.time() < deadline, "the driver kept no part in time"
+                time.sleep(0.05)
+            driver.send_signal(signal.SIGKILL)
+        finally:
+            driver.wait(timeout=30)
+    import pyarrow.parquet as pq
+
+    kept = [i for p in sorted(out.glob(".parts/index-*.parquet")) for i in pq.read_table(p)["id"].to_pylist()]
+    assert 1 <= len(kept) < 12 and "spk2/u11" not in kept
+    report = extract_features(encoder, open_corpus(corpus_dir), [1, 3], out, quiet=True,
+                              options=ScaleOptions(backend="ray", num_workers=1))
+    assert report.already_stored == len(kept) and report.extracted == 12 - len(kept)
+    _same_features(out, local_features)
+
+
+def test_ray_fit_with_snapshots_equals_without_and_a_rerun_samples_nothing(ray_cluster, encoder,
+                                                                          corpus_dir: Path, tmp_path: Path) -> None:
+    from speechunits.quantize.fit import sample_source
+    from speechunits.scale.jobs import fit_source
+    from speechunits.scale.options import ScaleOptions
+
+    options = ScaleOptions(backend="ray", num_workers=1)
+    plain = sample_source(fit_source(corpus_dir, encoder, 2, options=options, max_frames=100, seed=3, quiet=True),
+                          100, 3)
+    ckdir = tmp_path / "cb" / ".fit-sample"
+    first = fit_source(corpus_dir, encoder, 2, options=options, max_frames=100, seed=3, quiet=True,
+                       checkpoint_dir=ckdir, shard_seconds=0.01)
+    np.testing.assert_array_equal(sample_source(first, 100, 3), plain)
+    assert (first.used, len(first.skipped)) == (12, 1)
+    # a rerun (say k-means was killed): both passes are kept, nothing is planned on Ray again
+    again = fit_source(corpus_dir, encoder, 2, options=options, max_frames=100, seed=3, quiet=True,
+                       checkpoint_dir=ckdir)
+    assert ray_backend.LAST_RUN.planned == 0
+    np.testing.assert_array_equal(sample_source(again, 100, 3), plain)

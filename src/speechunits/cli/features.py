@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from speechunits.cli.common import add_corpus_job_options, parse_layers
-from speechunits.cli.scale_options import scale_options
-from speechunits.corpus import open_corpus, total_audio_seconds
+from speechunits.cli.scale_options import add_part_options, check_part_options, scale_options
+from speechunits.corpus import open_corpus
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "features",
         help="extract encoder features (fairseq .npy/.len per layer)",
         description="Extract per-layer features of every utterance of INPUT into OUT/layer{L}.npy + .len, "
-        "OUT/manifest.tsv, OUT/errors.jsonl and OUT/features.json (written last).",
+        "OUT/manifest.tsv, OUT/errors.jsonl and OUT/features.json (written last). Finished utterances are "
+        "kept in OUT/.parts while the run goes on: run the same command again after an interruption and "
+        "it extracts only the rest.",
     )
     parser.add_argument("input", help="audio directory, fairseq .tsv, .jsonl manifest or one audio file")
     parser.add_argument("--encoder", required=True, help="mfcc, logmel, a local model directory or a hub id")
@@ -38,14 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="split files longer than this (default %(default)s)")
     parser.add_argument("--chunk-context-seconds", type=float, default=DEFAULT_CHUNK_CONTEXT_SECONDS,
                         help="context encoded around each chunk and dropped (default %(default)s)")
+    add_part_options(parser, "utterances per part of a run in progress (OUT/.parts)")
     add_corpus_job_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from speechunits.encoders import BUILTIN_ENCODERS, load_encoder
-    from speechunits.features import FeaturesWriter
-    from speechunits.scale.jobs import feature_items
+    from speechunits.scale.jobs import extract_features
 
     if args.layer is None:
         if args.encoder not in BUILTIN_ENCODERS:
@@ -55,39 +56,24 @@ def run(args: argparse.Namespace) -> int:
         layers = parse_layers(args.layer)
     if args.channel is not None and args.channel < 0:
         raise SpeechUnitsError(f"--channel must be >= 0, got {args.channel}")
+    check_part_options(args)
     options = scale_options(args)
     corpus = open_corpus(args.input, shard=args.shard, raw_format=args.raw_format)
     encoder = load_encoder(args.encoder, device=args.device, dtype=args.dtype)
     layers = encoder.check_layers(layers)
-    total = None if args.quiet else total_audio_seconds(corpus)
-    writer = FeaturesWriter(args.out, encoder.info, layers)
-    done = skipped = 0
-    seconds = 0.0
-    try:
-        for item in feature_items(
-            encoder, corpus, layers, options=options, device=args.device,
-            max_batch_seconds=args.max_batch_seconds, batch_size=args.batch_size,
-            chunk_seconds=args.chunk_seconds, chunk_context_seconds=args.chunk_context_seconds,
-            on_error=args.on_error, channel=args.channel, quiet=args.quiet, total_seconds=total,
-        ):
-            if item.features is None:
-                log.warning("skipped %s", item.error)
-                writer.add_error(item.utt.id, item.utt.path, item.error or "unknown error")
-                skipped += 1
-                continue
-            writer.add(item.utt.id, item.utt.path, item.num_samples, item.features)
-            done += 1
-            seconds += item.duration_s
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close({"device": encoder.device, "dtype": encoder.dtype, "input": str(args.input),
-                  "shard": args.shard})
-    errors_path = Path(args.out) / "errors.jsonl"
-    if skipped and not done:
-        log.error("%s: every utterance failed (%d); see %s", args.out, skipped, errors_path)
+    report = extract_features(
+        encoder, corpus, layers, args.out, options=options, device=args.device,
+        rows_per_part=args.rows_per_part, shard_seconds=args.shard_seconds or None,
+        max_batch_seconds=args.max_batch_seconds, batch_size=args.batch_size,
+        chunk_seconds=args.chunk_seconds, chunk_context_seconds=args.chunk_context_seconds,
+        on_error=args.on_error, channel=args.channel, quiet=args.quiet,
+        extra_meta={"device": encoder.device, "dtype": encoder.dtype, "input": str(args.input), "shard": args.shard},
+    )
+    if report.failed and not (report.extracted or report.already_stored):
+        log.error("%s: every utterance failed (%d); see %s", args.out, report.failed, report.errors_path)
         return 1
-    summary = log.warning if skipped else log.info
-    summary("%s: %d utterances (%.1f s of audio) extracted, %d skipped%s", args.out, done, seconds, skipped,
-            f" (see {errors_path})" if skipped else "")
+    summary = log.warning if report.failed else log.info
+    summary("%s: %d utterances (%.1f s of audio) extracted, %d kept from an earlier run, %d skipped%s", args.out,
+            report.extracted, report.audio_seconds, report.already_stored, report.failed,
+            f" (see {report.errors_path})" if report.failed else "")
     return 0

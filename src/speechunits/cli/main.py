@@ -9,13 +9,16 @@ cleanup (finished shards kept, an embedded Ray shut down).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import importlib.util
 import logging
 import os
 import pkgutil
 import signal
 import sys
 import threading
+from typing import Iterator
 
 import speechunits.cli as cli_package
 from speechunits import __version__
@@ -33,6 +36,27 @@ class Terminated(KeyboardInterrupt):
 def _on_sigterm(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise Terminated()
+
+
+@contextlib.contextmanager
+def quiet_transformers(quiet: bool) -> Iterator[None]:
+    """Under ``--quiet``, transformers' progress bars (e.g. "Loading weights" when an encoder
+    loads) and its info logs are off for the command, through transformers' own switches; both
+    are restored afterwards. Imports transformers only when quiet (and installed)."""
+    if not quiet or importlib.util.find_spec("transformers") is None:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity(max(verbosity, logging.WARNING))  # warnings still show, as ours do
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
-        return int(args.func(args) or 0)
+        with quiet_transformers(level > logging.INFO):
+            return int(args.func(args) or 0)
     except SpeechUnitsError as exc:
         log.error("%s", exc)
         return 2

@@ -33,6 +33,31 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
                        "ray: decode tasks in flight")
 
 
+def add_part_options(parser: argparse.ArgumentParser, rows_help: str | None = None) -> None:
+    """``--shard-seconds T`` (and ``--rows-per-part N`` when ``rows_help`` is given): how often a
+    long run keeps its finished work (``encode`` has the same ``--shard-seconds``)."""
+    from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE, DEFAULT_SHARD_SECONDS
+
+    if rows_help is not None:
+        parser.add_argument("--rows-per-part", type=int, default=DEFAULT_ROWS_PER_FILE, metavar="N",
+                            help=f"{rows_help} (default %(default)s)")
+    parser.add_argument("--shard-seconds", type=float, default=DEFAULT_SHARD_SECONDS, metavar="T",
+                        help="keep finished work on disk at least every T seconds, so an interruption loses at "
+                        "most about T seconds of it; run the same command again to resume "
+                        "(default %(default)g; 0: by rows only)")
+
+
+def check_part_options(args: argparse.Namespace) -> None:
+    """Refuse a negative ``--shard-seconds`` or a ``--rows-per-part`` below 1."""
+    from speechunits.errors import SpeechUnitsError
+
+    if args.shard_seconds < 0:
+        raise SpeechUnitsError(f"--shard-seconds must be >= 0, got {args.shard_seconds}")
+    rows = getattr(args, "rows_per_part", None)
+    if rows is not None and rows < 1:
+        raise SpeechUnitsError(f"--rows-per-part must be >= 1, got {rows}")
+
+
 def scale_options(args: argparse.Namespace) -> ScaleOptions:
     """The parsed ``--backend`` family as a checked :class:`ScaleOptions` (``-v`` lets Ray's logs through).
 

@@ -9,7 +9,9 @@ Layout (written by ``speechunits features``)::
     features.json   encoder, identity, layers, dim, rates, ids - written last
 
 Everything is first written under temporary names and renamed by :meth:`FeaturesWriter.close`,
-``features.json`` last, so a directory with ``features.json`` is always complete.
+``features.json`` last, so a directory with ``features.json`` is always complete. While
+``speechunits features`` runs, finished utterances are kept in ``.parts/`` so that a killed run
+resumes (:mod:`speechunits.features.parts`).
 """
 from __future__ import annotations
 
@@ -39,8 +41,6 @@ class FeaturesWriter:
                  root: str | None = None):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (META_NAME,):
-            (self.out_dir / stale).unlink(missing_ok=True)
         self.info, self.layers = info, list(layers)
         self.root = root
         self.ids: list[str] = []
@@ -86,7 +86,9 @@ class FeaturesWriter:
         self.errors.append({"id": utt_id, "path": path, "reason": reason})
 
     def close(self, extra_meta: dict[str, Any] | None = None) -> Path:
-        """Finish headers, write manifest/errors, rename everything into place, ``features.json`` last."""
+        """Finish headers, write manifest/errors, rename everything into place, ``features.json`` last
+        (an earlier ``features.json`` is removed before the first rename: until this call, a
+        complete directory already there stays complete and readable)."""
         for layer, handle in self._npy.items():
             handle.seek(0)
             handle.write(self._header(self._frames))
@@ -101,6 +103,7 @@ class FeaturesWriter:
             for record in self.errors:
                 handle.write(json.dumps(record) + "\n")
         names = [f"layer{layer}.npy" for layer in self.layers] + [f"layer{layer}.len" for layer in self.layers]
+        (self.out_dir / META_NAME).unlink(missing_ok=True)
         for name in names + ["manifest.tsv", "errors.jsonl"]:
             os.replace(self._tmp(name), self.out_dir / name)
         meta = {

@@ -13,16 +13,20 @@ corpus (:func:`corpus_source`), a features directory (:func:`features_dir_source
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.quantize.codebook import Codebook
 from speechunits.quantize.options import DEFAULT_MAX_FRAMES
+
+if TYPE_CHECKING:
+    from speechunits.quantize.fit_checkpoint import SampleCheckpoint, SampleProgress
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +115,35 @@ class FrameReservoir:
         if self._filled == self.capacity:
             self._threshold = float(self._key.max())
 
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Everything the sample's future depends on: the kept rows ``x [filled, D]``, their keys
+        and stream positions, and ``{capacity, seen, dim, filled, threshold, rng}`` (the
+        generator's bit state). :meth:`from_state` of it continues exactly where this one is."""
+        self._merge()
+        n = self._filled
+        arrays = {"x": np.array(self._x[:n]) if self._x is not None else np.empty((0, 0), np.float32),
+                  "key": self._key[:n].copy(), "pos": self._pos[:n].copy()}
+        info = {"capacity": self.capacity, "seen": int(self.seen), "dim": self.dim, "filled": n,
+                "threshold": float(self._threshold), "rng": self.rng.bit_generator.state}
+        return arrays, info
+
+    @classmethod
+    def from_state(cls, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> "FrameReservoir":
+        """The reservoir :meth:`state` described."""
+        reservoir = cls(int(info["capacity"]), 0)
+        reservoir.rng.bit_generator.state = info["rng"]
+        reservoir.seen = int(info["seen"])
+        n = int(info["filled"])
+        if info["dim"] is not None:
+            reservoir.dim = int(info["dim"])
+            reservoir._x = np.empty((reservoir.capacity, reservoir.dim), dtype=np.float32)
+            reservoir._x[:n] = arrays["x"]
+        reservoir._key[:n] = arrays["key"]
+        reservoir._pos[:n] = arrays["pos"]
+        reservoir._filled = n
+        reservoir._threshold = float(info["threshold"])
+        return reservoir
+
     def sample(self) -> np.ndarray:
         """The sampled rows ``[min(seen, capacity), D]`` float32, in stream order."""
         self._merge()
@@ -140,6 +173,52 @@ def _permute_rows_in_place(x: np.ndarray, order: np.ndarray) -> None:
                 break
             x[i] = x[j]
             i = j
+
+
+def sample_items(items: Iterable[Any], layer: int, max_frames: int, seed: int, *,
+                 checkpoint: SampleCheckpoint | None = None) -> tuple[np.ndarray, int, SampleProgress]:
+    """The seeded uniform sample of ``layer``'s frames of :class:`~speechunits.features.FeatureItem`
+    records (bad items are logged and counted); returns ``(sample, frames_seen, progress)``.
+
+    With a :class:`~speechunits.quantize.fit_checkpoint.SampleCheckpoint` the pass resumes from
+    its last snapshot (``items`` must then start after the ``progress.consumed`` utterances
+    :meth:`~SampleCheckpoint.load` reported) and snapshots itself every ``shard_seconds``, also
+    from a background thread while ``items`` is stalled; the sample equals an uninterrupted pass's.
+    """
+    from speechunits.quantize.fit_checkpoint import SampleProgress
+    from speechunits.timed_parts import TimedFlusher
+
+    if checkpoint is None:
+        reservoir, progress = FrameReservoir(max_frames, seed), SampleProgress()
+        updating: Any = contextlib.nullcontext
+        flusher: Any = contextlib.nullcontext()
+    else:
+        reservoir, progress = checkpoint.reservoir, checkpoint.progress
+        if reservoir is None:
+            reservoir, progress = checkpoint.load(max_frames, seed)
+        updating = checkpoint.updating
+        seconds = checkpoint.shard_seconds
+        flusher = TimedFlusher.for_seconds([checkpoint], seconds) if seconds else contextlib.nullcontext()
+    with flusher:
+        try:
+            for item in items:
+                with updating():
+                    if item.features is None:
+                        progress.skipped.append((str(item.utt.path), str(item.error)))
+                        log.warning("%s: skipped (%s)", item.utt.path, item.error)
+                    else:
+                        reservoir.add(item.features[layer], str(item.utt.path))
+                        progress.used += 1
+                    progress.consumed += 1
+        except BaseException:  # Ctrl-C, SIGTERM, an error: keep what was consumed
+            if checkpoint is not None:
+                checkpoint.save()
+            raise
+    if checkpoint is not None:  # the pass is complete: its last state is kept until the codebook is saved
+        checkpoint.save()
+    if progress.skipped:
+        log.warning("%d utterance(s) skipped", len(progress.skipped))
+    return reservoir.sample(), reservoir.seen, progress
 
 
 def sample_stream(blocks: Iterable[tuple[str, np.ndarray]], max_frames: int, seed: int) -> tuple[np.ndarray, int]:

@@ -1,8 +1,10 @@
 """Scale-out: the corpus jobs on one machine or a Ray cluster.
 
 * :mod:`speechunits.scale.options` - :class:`ScaleOptions`, the typed backend choice.
-* :mod:`speechunits.scale.jobs` - ``feature_items``, ``encode_corpus``, ``fit_source``,
-  ``fit_sample``: the entry points the ``features`` / ``encode`` / ``fit`` commands call.
+* :mod:`speechunits.scale.jobs` - ``extract_features``, ``feature_items``, ``encode_corpus``,
+  ``fit_source``, ``fit_sample``: the entry points the ``features`` / ``encode`` / ``fit``
+  commands call; every long job keeps its finished work at least every ``shard_seconds``
+  and resumes from it (:mod:`speechunits.timed_parts`).
 * :mod:`speechunits.scale.prefetch` - decode + resample ahead of the encoder (threads or
   processes, bounded queue, corpus order). Never imports Ray.
 * :mod:`speechunits.scale.ray_backend` - the same jobs on a Ray cluster (the optional ``[ray]``

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from speechunits.audio import RawFormat
     from speechunits.encoders.base import Encoder, EncoderInfo
     from speechunits.features import FeatureItem
+    from speechunits.features.write import FeaturesReport
     from speechunits.quantize.codebook import Codebook
     from speechunits.quantize.fit import FeatureSource
     from speechunits.units.encode_corpus import EncodeReport
@@ -68,6 +69,37 @@ def feature_items(encoder: Encoder, corpus: Iterable[Utterance], layers: Sequenc
     info = encoder.info
     items = prefetch_audio_items(corpus, info.sample_rate, info.receptive_field, channel=channel, workers=workers)
     return iter_features(encoder, corpus, layers, audio_items=items, **extract)  # type: ignore[arg-type]
+
+
+def extract_features(encoder: Encoder, corpus: Iterable[Utterance], layers: Sequence[int],
+                     out_dir: str | os.PathLike[str], *, options: ScaleOptions = LOCAL, device: str = "auto",
+                     rows_per_part: int | None = None, shard_seconds: float | None = DEFAULT_SHARD_SECONDS,
+                     max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS, batch_size: int | None = None,
+                     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+                     chunk_context_seconds: float = DEFAULT_CHUNK_CONTEXT_SECONDS, on_error: str = "skip",
+                     channel: int | None = None, quiet: bool = False,
+                     extra_meta: dict | None = None) -> FeaturesReport:
+    """``speechunits features`` on the chosen backend: the features directory ``out_dir`` of
+    ``corpus`` (fairseq layout), resumable (:func:`speechunits.features.write.write_features`):
+    finished utterances are kept in parts closed at ``rows_per_part`` utterances or
+    ``shard_seconds``, a rerun skips them, and the directory equals an uninterrupted run's."""
+    from speechunits.corpus import total_audio_seconds
+    from speechunits.features.write import write_features
+
+    layers = encoder.check_layers(layers)
+
+    def items(todo: Iterable[Utterance]) -> Iterator[FeatureItem]:
+        total = None if quiet else total_audio_seconds(todo)
+        return feature_items(encoder, todo, layers, options=options, device=device,
+                             max_batch_seconds=max_batch_seconds, batch_size=batch_size, chunk_seconds=chunk_seconds,
+                             chunk_context_seconds=chunk_context_seconds, on_error=on_error, channel=channel,
+                             quiet=quiet, total_seconds=total)
+
+    settings = {"channel": channel, "chunk_seconds": None if encoder.supports_long_input else chunk_seconds,
+                "chunk_context_seconds": None if encoder.supports_long_input else chunk_context_seconds}
+    return write_features(items, corpus, out_dir, encoder.info, layers, dtype=encoder.dtype, settings=settings,
+                          rows_per_part=rows_per_part, shard_seconds=shard_seconds, on_error=on_error,
+                          extra_meta=extra_meta)
 
 
 def encode_corpus(corpus: Iterable[Utterance], tokenizer: UnitTokenizer, out_dir: str | os.PathLike[str], *,
@@ -107,25 +139,62 @@ def encode_corpus(corpus: Iterable[Utterance], tokenizer: UnitTokenizer, out_dir
 def fit_source(input_path: str | os.PathLike[str], encoder: Encoder, layer: int | None, *,
                options: ScaleOptions = LOCAL, device: str = "auto", max_frames: int = DEFAULT_MAX_FRAMES,
                seed: int = 0, on_error: str = "skip", quiet: bool = False, shard: str | None = None,
-               raw_format: RawFormat | None = None) -> FeatureSource:
+               raw_format: RawFormat | None = None, checkpoint_dir: str | os.PathLike[str] | None = None,
+               shard_seconds: float | None = DEFAULT_SHARD_SECONDS,
+               max_batch_seconds: float | None = None) -> FeatureSource:
     """:func:`speechunits.quantize.fit.corpus_source` on the chosen backend: the same frames for
     the same ``seed`` and ``max_frames`` whichever backend runs (Ray returns only the sample).
-    ``raw_format``: how to read headerless PCM (see :func:`speechunits.corpus.open_corpus`)."""
-    from speechunits.corpus import open_corpus
-    from speechunits.quantize.fit import choose_layer, corpus_source, items_source
+    ``raw_format``: how to read headerless PCM (see :func:`speechunits.corpus.open_corpus`).
 
-    if not options.is_ray and options.local_loader_workers() == 0:
+    With ``checkpoint_dir`` the sampling pass is resumable
+    (:mod:`speechunits.quantize.fit_checkpoint`): its state is written there every
+    ``shard_seconds``, and a rerun with the same settings continues from the last snapshot to
+    the same sample; the returned source then holds the finished sample as one block.
+    Remove the snapshots (:func:`remove_fit_checkpoint`) once the codebook is saved.
+    ``max_batch_seconds``: padded audio per encoder call (default: the features default)."""
+    from speechunits.corpus import open_corpus
+    from speechunits.quantize.fit import FeatureSource, choose_layer, corpus_source, items_source, sample_items
+
+    batching = {} if max_batch_seconds is None else {"max_batch_seconds": max_batch_seconds}
+    if checkpoint_dir is None and not options.is_ray and options.local_loader_workers() == 0 and not batching:
         return corpus_source(input_path, encoder, layer, on_error=on_error, quiet=quiet, shard=shard,
                              raw_format=raw_format)
     corpus = open_corpus(str(input_path), shard=shard, raw_format=raw_format)
+    checkpoint = None
+    chosen = encoder.check_layers([choose_layer(encoder.info, layer)])[0]
+    if checkpoint_dir is not None:
+        from speechunits.quantize.fit_checkpoint import SampleCheckpoint, ids_digest
+
+        corpus = list(corpus)
+        meta = {"kind": "fit-sample-ray" if options.is_ray else "fit-sample", "encoder": encoder.info.name,
+                "encoder_identity": encoder.info.identity, "layer": chosen, "dtype": encoder.dtype,
+                "max_frames": int(max_frames), "seed": int(seed), "corpus": ids_digest(u.id for u in corpus)}
+        checkpoint = SampleCheckpoint(checkpoint_dir, meta, shard_seconds=shard_seconds)
     if options.is_ray:
         from speechunits.scale.ray_backend import ray_fit_source
 
-        return ray_fit_source(encoder, corpus, layer, options=options.ray_options(device), max_frames=max_frames,
-                              seed=seed, on_error=on_error, quiet=quiet)
-    chosen = choose_layer(encoder.info, layer)
-    items = feature_items(encoder, corpus, [chosen], options=options, on_error=on_error, quiet=quiet)
-    return items_source(items, encoder.info, chosen)
+        return ray_fit_source(encoder, corpus, chosen, options=options.ray_options(device), max_frames=max_frames,
+                              seed=seed, on_error=on_error, quiet=quiet, checkpoint=checkpoint,
+                              max_batch_seconds=max_batch_seconds)
+    if checkpoint is None:
+        items = feature_items(encoder, corpus, [chosen], options=options, on_error=on_error, quiet=quiet,
+                              **batching)  # type: ignore[arg-type]
+        return items_source(items, encoder.info, chosen)
+    _, progress = checkpoint.load(max_frames, seed)
+    todo = corpus[progress.consumed:]  # type: ignore[index]
+    items = feature_items(encoder, todo, [chosen], options=options, on_error=on_error, quiet=quiet,
+                          **batching)  # type: ignore[arg-type]
+    sample, seen, progress = sample_items(items, chosen, max_frames, seed, checkpoint=checkpoint)
+    log.info("sampled %d of %d frames (layer %d) from %d utterance(s)", sample.shape[0], seen, chosen, progress.used)
+    return FeatureSource(iter([("frame sample", sample)]), encoder.info, chosen, used=progress.used,
+                         skipped=list(progress.skipped))
+
+
+def remove_fit_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> None:
+    """Delete the sampling snapshots of a finished ``fit`` (see :func:`fit_source`)."""
+    import shutil
+
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 def fit_sample(sample: np.ndarray, k: int, encoder_info: EncoderInfo, layer: int, *, options: ScaleOptions = LOCAL,

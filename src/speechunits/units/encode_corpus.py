@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 from speechunits.corpus import Corpus, Utterance, total_audio_seconds
 from speechunits.errors import SpeechUnitsError
 from speechunits.progress import AudioProgress
+from speechunits.timed_parts import TimedFlusher
 from speechunits.units.parquet_dir import DEFAULT_ROWS_PER_FILE, DEFAULT_SHARD_SECONDS
 from speechunits.units.store import UnitWriter, store_meta
 from speechunits.units.tokenizer import UnitTokenizer
@@ -72,40 +72,6 @@ class EncodeReport:
     def realtime_factor(self) -> float:
         """Audio seconds encoded per wall second (x real time)."""
         return self.audio_seconds / max(self.wall_seconds, 1e-9)
-
-
-class TimedFlusher:
-    """A daemon thread that writes the writers' buffered rows as soon as their ``shard_seconds``
-    have passed, also while the results stream is stalled (a slow file, a restarting worker), so
-    a finished utterance reaches disk within ``shard_seconds`` + ``interval_s``. Use as a context
-    manager; a write error in the thread is raised on exit."""
-
-    def __init__(self, writers: list[UnitWriter], interval_s: float):
-        self._writers = writers
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="speechunits-shard-flusher", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                for writer in self._writers:
-                    writer.flush_if_due()
-            except Exception as exc:  # e.g. a full disk: stop flushing here, report it on exit
-                log.error("writing a shard failed: %s", exc)
-                self._error = exc
-                return
-
-    def __enter__(self) -> "TimedFlusher":
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        if self._error is not None and exc_type is None:
-            raise self._error
 
 
 def stream_dirs(out_dir: str | os.PathLike[str], tokenizer: UnitTokenizer) -> list[Path]:
@@ -193,7 +159,7 @@ def write_results(results: ResultsFn, corpus: Iterable[Utterance], tokenizer: Un
                                                       shard_seconds=shard_seconds, clock=clock))
                        for j, d in enumerate(dirs)]
             if shard_seconds is not None and flush_in_background:
-                stack.enter_context(TimedFlusher(writers, min(1.0, shard_seconds / 4)))
+                stack.enter_context(TimedFlusher.for_seconds(writers, shard_seconds))
             complete = set.intersection(*(w.done for w in writers))
             if isinstance(corpus, Corpus):
                 todo: Iterable[Utterance] = corpus.filter(lambda utt: utt.id not in complete)
