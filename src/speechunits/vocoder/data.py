@@ -65,13 +65,13 @@ def aligned_audio(samples: np.ndarray, lead: int, num_frames: int, hop: int) -> 
     return out
 
 
-def open_training_corpus(source: str | Path) -> Corpus:
+def open_training_corpus(source: str | Path, raw_format: Any = None) -> Corpus:
     """A corpus; a directory holding ``manifest.tsv`` (a synth corpus) is read through its manifest,
     so utterance ids match its ``speakers.tsv``."""
     path = Path(source)
     if path.is_dir() and (path / "manifest.tsv").is_file():
-        return open_corpus(path / "manifest.tsv")
-    return open_corpus(path)
+        return open_corpus(path / "manifest.tsv", raw_format=raw_format)
+    return open_corpus(path, raw_format=raw_format)
 
 
 def find_speakers_file(source: str | Path) -> Path | None:

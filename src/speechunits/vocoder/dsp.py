@@ -15,15 +15,24 @@ import torch
 from torch import nn
 
 #: (n_fft, hop, window) of the multi-resolution STFT loss at 16 kHz; scaled with the sample rate.
-STFT_RESOLUTIONS_16K: tuple[tuple[int, int, int], ...] = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256),
-                                                         (2048, 512, 2048))
+STFT_RESOLUTIONS_16K: tuple[tuple[int, int, int], ...] = ((256, 64, 256), (512, 128, 512), (1024, 256, 1024))
+
+_WINDOWS: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def hann(size: int, device: torch.device) -> torch.Tensor:
+    """A cached float32 periodic Hann window."""
+    key = (size, str(device))
+    if key not in _WINDOWS:
+        _WINDOWS[key] = torch.hann_window(size, device=device, dtype=torch.float32)
+    return _WINDOWS[key]
 
 
 def stft_magnitude(x: torch.Tensor, n_fft: int, hop: int, win: int) -> torch.Tensor:
-    """``|STFT|`` ``[B, n_fft // 2 + 1, frames]`` of waveforms ``x`` ``[B, T]`` (Hann window, centred)."""
-    window = torch.hann_window(win, device=x.device, dtype=torch.float32)
+    """``|STFT|`` ``[B, n_fft // 2 + 1, frames]`` of waveforms ``x`` ``[B, T]`` (Hann window, centred, zero-padded)."""
+    window = hann(win, x.device)
     spec = torch.stft(x.float(), n_fft, hop_length=hop, win_length=win, window=window, center=True,
-                      return_complex=True)
+                      pad_mode="constant", return_complex=True)  # constant: any length, even under n_fft / 2
     return spec.abs().clamp_min(1e-7)
 
 

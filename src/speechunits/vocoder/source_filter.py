@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from speechunits.vocoder.config import VocoderConfig
+from speechunits.vocoder.dsp import hann
 
 
 #: Initial log-magnitude of both filters (white noise through a 4-hop Hann STFT has |X| ~ 15).
@@ -93,7 +94,6 @@ class SourceFilterGenerator(nn.Module):
         self.head = nn.Linear(cfg.channels, 2 * self.bins)
         nn.init.zeros_(self.head.weight)
         nn.init.constant_(self.head.bias, INITIAL_LOG_GAIN)  # start quiet: about speech level, not 20 dB over
-        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
     def filters(self, cond: torch.Tensor) -> torch.Tensor:
         """Log-magnitude responses ``[B, 2, bins, T + 1]`` at the STFT frames (centred on ``i * hop``)."""
@@ -116,8 +116,8 @@ class SourceFilterGenerator(nn.Module):
             pulses = pulse_train(f0_hz, voiced, self.sample_rate, self.hop)
             if noise is None:
                 noise = torch.randn(b, length, device=cond.device)
-            window = self.window.to(cond.device)
+            window = hann(self.n_fft, cond.device)
             stft = lambda x: torch.stft(x.float(), self.n_fft, hop_length=self.hop, window=window,  # noqa: E731
-                                        center=True, return_complex=True)
+                                        center=True, pad_mode="constant", return_complex=True)
             spec = torch.exp(log_mag[:, 0]) * stft(pulses) + torch.exp(log_mag[:, 1]) * stft(noise)
             return torch.istft(spec, self.n_fft, hop_length=self.hop, window=window, center=True, length=length)
