@@ -27,17 +27,19 @@ def upsample_plan(hop: int) -> tuple[list[int], list[int]]:
     """HiFi-GAN upsampling ``(rates, kernels)`` whose rates multiply to ``hop``.
 
     hop 320 gives speech-resynthesis's ``[5, 4, 4, 2, 2]`` with kernels ``[11, 8, 8, 4, 4]``;
-    other hops take the largest of 5, 4, 3, 2 first (kernel ``2 r``, 11 for 5), any prime
-    factor above 5 as a rate of its own (kernel ``2 r``).
+    in general: every factor 5, then up to two factors 4, then 3s, 2s and any larger prime,
+    largest first, each with kernel ``2 r`` (11 for 5).
     """
     if hop < 1:
         raise SpeechUnitsError(f"hop must be >= 1, got {hop}")
     rates: list[int] = []
     rest = hop
+    for factor, cap in ((5, None), (4, 2), (3, None), (2, None)):
+        while rest % factor == 0 and (cap is None or rates.count(factor) < cap):
+            rates.append(factor)
+            rest //= factor
     while rest > 1:
-        factor = next((f for f in (5, 4, 3, 2) if rest % f == 0), None)
-        if factor is None:
-            factor = next(f for f in range(7, rest + 1) if rest % f == 0)
+        factor = next(f for f in range(7, rest + 1) if rest % f == 0)
         rates.append(factor)
         rest //= factor
     rates.sort(key=lambda r: -r)
