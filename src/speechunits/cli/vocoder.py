@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=float, default=None, help="learning rate (cpu 1e-3, hifigan 2e-4)")
     train.add_argument("--gan-start", type=int, default=None,
                        help="cpu tier: add the discriminators from this step on (default: never)")
+    train.add_argument("--channels", type=int, default=None, help="cpu tier: network width (default 128)")
+    train.add_argument("--blocks", type=int, default=None, help="cpu tier: ConvNeXt blocks (default 4)")
     train.add_argument("--size", default="default", choices=["default", "tiny"],
                        help="tiny: a toy model for smoke tests")
     train.add_argument("--bf16", action="store_true", help="bf16 autocast (losses and STFTs stay in fp32)")
@@ -68,7 +70,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.minutes is not None and args.minutes <= 0:
         raise SpeechUnitsError(f"--minutes must be positive, got {args.minutes}")
     config = dict(TINY) if args.size == "tiny" else {}
-    for key in ("batch_size", "segment_frames", "gan_start"):
+    for key in ("batch_size", "segment_frames", "gan_start", "channels", "blocks"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     options = TrainOptions(steps=args.steps, minutes=args.minutes, lr=args.lr, bf16=args.bf16, seed=args.seed,

@@ -83,8 +83,8 @@ class VocoderConfig:
     unit_dim: int = 128
     f0_dim: int = 32
     speaker_dim: int = 64
-    channels: int = 256
-    blocks: int = 6
+    channels: int = 128
+    blocks: int = 4
     kernel: int = 7
     fft_factor: int = 4
     hifigan_channels: int = 512
