@@ -225,6 +225,16 @@ def librispeech(args: argparse.Namespace, out: Path, size: list[str]) -> dict[st
     return result
 
 
+def export_demo(voc: Path, dest: Path) -> None:
+    """The usable part of a vocoder directory (what ``load_vocoder`` and ``resynth`` need)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in ("vocoder.json", "vocoder.safetensors"):
+        shutil.copy(voc / name, dest / name)
+    shutil.copytree(voc / "codebooks", dest / "codebooks")
+
+
 def _train(train_dir: Path, cb: Path, voc: Path, arch: str, args: argparse.Namespace, size: list[str]) -> dict:
     """``speechunits vocoder train`` (resumed when ``voc`` already holds a checkpoint)."""
     from speechunits.vocoder.config import TINY
@@ -253,6 +263,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the speed measurement")
     parser.add_argument("--librispeech", type=Path, help="e.g. ../shared/data/librispeech-sample")
     parser.add_argument("--no-judges", action="store_true", help="skip probes and evaluate_audio")
+    parser.add_argument("--export-demo", type=Path, default=None, metavar="DIR",
+                        help="copy the trained cpu-tier vocoder (vocoder.json, vocoder.safetensors, codebooks/; "
+                        "no training state or cache) to DIR: the demo vocoder shipped with the package")
     parser.add_argument("--quick", action="store_true", help="tiny everything: checks that the script runs")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet-training", action="store_true")
@@ -331,6 +344,9 @@ def main() -> int:
     if args.librispeech:
         results["librispeech"] = librispeech(args, out, size)
 
+    if args.export_demo:
+        export_demo(vocoders["cpu"], args.export_demo)
+        results["demo_vocoder"] = str(args.export_demo)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     report = render(results)
     (out / "report.md").write_text(report, encoding="utf-8")
