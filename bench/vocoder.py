@@ -260,7 +260,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=45.0, help="training budget of each vocoder")
     parser.add_argument("--probe-minutes", type=float, default=10.0, help="budget of each judge probe")
     parser.add_argument("--checkpoint-every", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the speed measurement")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of training and of the speed measurement")
     parser.add_argument("--librispeech", type=Path, help="e.g. ../shared/data/librispeech-sample")
     parser.add_argument("--no-judges", action="store_true", help="skip probes and evaluate_audio")
     parser.add_argument("--export-demo", type=Path, default=None, metavar="DIR",
@@ -271,6 +271,9 @@ def main() -> int:
     parser.add_argument("--quiet-training", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
     size: list[str] = []
     if args.quick:
         args.corpus_minutes, args.speakers, args.k = min(args.corpus_minutes, 2.0), min(args.speakers, 3), 20

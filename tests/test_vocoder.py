@@ -27,6 +27,12 @@ pytest.importorskip("pyworld")
 TINY_STEPS = 6
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is many times faster than two on a loaded machine (restored by conftest)."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from speechunits.synth.testing import small_corpus
@@ -216,3 +222,26 @@ def test_conversion_moves_log_f0_between_speaker_ranges() -> None:
     out = convert_track(track, source, target).f0
     # z = 0 -> the target's mean; z = 1 -> one target std above it; unvoiced stays unvoiced
     np.testing.assert_allclose(out, [200.0, 0.0, 200.0 * math.exp(0.2)], rtol=1e-5)
+
+
+def test_two_codebooks_are_two_streams(corpus: Path, codebook: Path, other_codebook: Path, tmp_path: Path) -> None:
+    from speechunits.quantize import Codebook
+    from speechunits.vocoder import load_vocoder
+
+    out = tmp_path / "voc2"
+    assert main(["vocoder", "train", str(corpus), "--codebook", str(codebook), "--codebook", str(other_codebook),
+                 "-o", str(out), "--size", "tiny", "--steps", "2", "--checkpoint-every", "2", "--f0", "none",
+                 "--device", "cpu", "--quiet"]) == 0
+    voc = load_vocoder(out, device="cpu")
+    shas = [Codebook.load(codebook).sha256, Codebook.load(other_codebook).sha256]
+    assert voc.meta["k"] == [20, 12] and voc.meta["codebook_sha256"] == shas and voc.meta["f0"] == "none"
+    voc.check_codebook(shas, source="two stores")
+    with pytest.raises(SpeechUnitsError, match="trained on codebook"):
+        voc.check_codebook(shas[:1], source="one store")
+    with pytest.raises(SpeechUnitsError, match="2 unit stream"):
+        voc.synthesize(Units(np.array([1, 2]), 100.0, 20))
+    audio = voc.synthesize([Units(np.array([1, 2, 3]), 100.0, 20), Units(np.array([4, 5, 6]), 100.0, 12)])
+    assert audio.num_samples == 120 + 3 * 160
+    assert main(["resynth", str(corpus / "wavs" / "en00_0000.wav"), "--vocoder", str(out), "-o",
+                 str(tmp_path / "rs"), "--quiet"]) == 0
+    assert (tmp_path / "rs" / "en00_0000.wav").is_file()

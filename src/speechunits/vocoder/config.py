@@ -90,7 +90,7 @@ class VocoderConfig:
     hifigan_channels: int = 512
     resblock_kernels: list[int] = field(default_factory=lambda: [3, 7, 11])
     resblock_dilations: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
-    predictor_channels: int = 256
+    predictor_channels: int = 128
     segment_frames: int = 64
     batch_size: int = 8
     reference_seconds: float = 2.0
