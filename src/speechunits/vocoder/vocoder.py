@@ -211,6 +211,9 @@ class Vocoder:
         unit_tensor = torch.from_numpy(ids)[None].to(self.device)
         with torch.inference_mode():
             if f0 is not None:
+                if abs(float(f0.frame_rate) - self.frame_rate) > 1e-6:
+                    raise SpeechUnitsError(f"F0 track at {f0.frame_rate} frames/s, but vocoder {self.path} runs at "
+                                           f"{self.frame_rate} (extract it with frame_rate=vocoder.frame_rate)")
                 hz = np.zeros(t, dtype=np.float32)
                 n = min(t, len(f0))
                 hz[:n] = f0.f0[:n]
