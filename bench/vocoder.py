@@ -156,10 +156,18 @@ def synthesis_speed(voc_dirs: dict[str, Path], test_dir: Path, threads: int) -> 
     return speeds
 
 
-def judge(ref: Path, hyp: Path, *, text: Path | None, probe: Path | None, speaker_probe: Path | None) -> dict:
+def judge(ref: Path, hyp: Path, *, text: Path | None, probe: Path | None, speaker_probe: Path | None,
+          phones: Path | None = None, target_speakers: Path | None = None) -> dict:
+    """``evaluate_audio`` (contract B); ``phones`` (reference transcripts for the phone probe) and
+    ``target_speakers`` (conversion targets) are passed where the installed version takes them."""
+    import inspect
+
     from speechunits.measure.audio import evaluate_audio  # contract B (helper audioeval)
 
-    return evaluate_audio(ref, hyp, text=text, probe=probe, speaker_probe=speaker_probe, quiet=True)
+    extra = {"phones": phones, "target_speakers": target_speakers}
+    accepted = inspect.signature(evaluate_audio).parameters
+    kwargs = {k: v for k, v in extra.items() if v is not None and k in accepted}
+    return evaluate_audio(ref, hyp, text=text, probe=probe, speaker_probe=speaker_probe, quiet=True, **kwargs)
 
 
 def spectrogram_figure(test_dir: Path, systems: dict[str, Path], out: Path) -> None:
@@ -335,15 +343,14 @@ def main() -> int:
                 cli("probe", "train", task, train_dir / "manifest.tsv", "--encoder", "mfcc", "-o", probes[task],
                     "--max-minutes", args.probe_minutes, "--quiet", *extra)
         text = test_dir / "text.tsv" if (test_dir / "text.tsv").is_file() else None
+        phones = test_dir / "phones.tsv" if (test_dir / "phones.tsv").is_file() else None
         ref = test_dir / "manifest.tsv"
-        results["judges"] = {"original": judge(ref, ref, text=text, probe=probes["phones"],
-                                               speaker_probe=probes["speaker"])}
+        common = dict(text=text, probe=probes["phones"], speaker_probe=probes["speaker"], phones=phones)
+        results["judges"] = {"original": judge(ref, ref, **common)}
         for name, hyp in systems.items():
-            results["judges"][name] = judge(ref, hyp, text=text, probe=probes["phones"],
-                                            speaker_probe=probes["speaker"])
+            results["judges"][name] = judge(ref, hyp, **common)
         for name, hyp in conversions.items():
-            results["judges"][f"convert-{name}"] = judge(ref, hyp, text=text, probe=probes["phones"],
-                                                         speaker_probe=probes["speaker"])
+            results["judges"][f"convert-{name}"] = judge(ref, hyp, **common, target_speakers=hyp / "speakers.tsv")
     if args.librispeech:
         results["librispeech"] = librispeech(args, out, size)
 
@@ -372,11 +379,32 @@ def render(results: dict[str, Any]) -> str:
     lines.append(f"cpu tier synthesis / HiFi-GAN V1 generator: {results['synthesis_speed_ratio_cpu_vs_hifigan']:.1f}x")
     judges = results.get("judges")
     if judges:
-        names = sorted({m for j in judges.values() for m in j.get("metrics", {})})
+        names = sorted({m for j in judges.values() for m, v in j.get("metrics", {}).items()
+                        if isinstance(v, (int, float)) and not m.startswith(("dnsmos_ref", "wer_asr_ref", "cer_asr_ref"))})
         lines += ["", "| system | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for system, j in judges.items():
             values = [j.get("metrics", {}).get(n) for n in names]
-            lines.append(f"| {system} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in values) + " |")
+            lines.append(f"| {system} | " + " | ".join("-" if not isinstance(v, (int, float)) else f"{v:.3f}"
+                                                       for v in values) + " |")
+    if judges and "original" in judges:
+        lines += ["", "Issue 15 targets (cpu tier):"]
+        m = lambda system, name: judges.get(system, {}).get("metrics", {}).get(name)  # noqa: E731
+        per0 = m("original", "probe_per")
+        checks = [
+            ("resynthesis PER <= 1.5 x original", m("cpu", "probe_per"), None if per0 is None else 1.5 * per0, "<="),
+            ("resynthesis GPE <= 10 %", m("cpu", "gpe"), 0.10, "<="),
+            ("conversion: speaker probe assigns >= 80 % to the target", m("convert-cpu", "speaker_probe_accuracy"),
+             0.80, ">="),
+            ("conversion PER <= 2 x original", m("convert-cpu", "probe_per"), None if per0 is None else 2 * per0,
+             "<="),
+            ("synthesis >= 100 x real time", results["synthesis_x_realtime"].get("cpu"), 100.0, ">="),
+        ]
+        for what, value, bound, op in checks:
+            if value is None or bound is None:
+                lines.append(f"- {what}: not measured")
+                continue
+            ok = value <= bound if op == "<=" else value >= bound
+            lines.append(f"- {what}: {value:.3f} vs {bound:.3f} -> {'PASS' if ok else 'FAIL'}")
     if "librispeech" in results:
         ls = results["librispeech"]
         lines += ["", f"LibriSpeech sample: cpu tier {ls['train']['steps_done']} steps, "
