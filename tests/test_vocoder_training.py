@@ -200,3 +200,15 @@ def test_multi_phase_optimizer_checkpoint_is_refused_by_a_single_optimizer(tmp_p
     load_optimizer(tmp_path, optimizers)
     with pytest.raises(SpeechUnitsError, match="shares parameters"):
         make_optimizers({"a": model, "b": model["d"]}, cfg)
+
+
+def test_windows_made_during_synthesis_serve_training() -> None:
+    """A process that synthesises (inference mode) and then trains reuses the cached STFT windows."""
+    from speechunits.vocoder import dsp
+
+    dsp._WINDOWS.clear()
+    with torch.inference_mode():
+        dsp.hann(64, torch.device("cpu"))
+    x = torch.randn(1, 256, requires_grad=True)
+    dsp.stft_magnitude(x, 64, 16, 64).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

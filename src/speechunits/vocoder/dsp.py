@@ -21,10 +21,12 @@ _WINDOWS: dict[tuple[int, str], torch.Tensor] = {}
 
 
 def hann(size: int, device: torch.device) -> torch.Tensor:
-    """A cached float32 periodic Hann window."""
+    """A cached float32 periodic Hann window (a normal tensor even when first asked for under
+    ``torch.inference_mode``, so that training after synthesis can use it)."""
     key = (size, str(device))
     if key not in _WINDOWS:
-        _WINDOWS[key] = torch.hann_window(size, device=device, dtype=torch.float32)
+        with torch.inference_mode(False):
+            _WINDOWS[key] = torch.hann_window(size, device=device, dtype=torch.float32)
     return _WINDOWS[key]
 
 
