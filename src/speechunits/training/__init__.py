@@ -25,6 +25,7 @@ _LAZY = {
     "LengthBucketSampler": "speechunits.training.batching",
     "learning_rate": "speechunits.training.optim",
     "make_optimizer": "speechunits.training.optim",
+    "make_optimizers": "speechunits.training.optim",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

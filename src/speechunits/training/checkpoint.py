@@ -6,7 +6,8 @@ Layout::
                                             and the trainer's own facts: its config, what the model
                                             consumes ("consumes"), data summary ... (written last)
     DIR/training/model.safetensors          state_dict of the trained module (shared tensors once)
-    DIR/training/optimizer.pt               optimizer state (tensors and numbers; loaded weights_only)
+    DIR/training/optimizer.pt               optimizer state (tensors and numbers; loaded weights_only); for a
+                                            multi-phase (GAN) run {"phases": {phase: state}}
     DIR/training/rng-rank{r}.safetensors    torch CPU (and CUDA) RNG state of rank r
     DIR/training/log.jsonl                  one line per optimizer step (written by the loop)
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Union
 
 import torch
 
@@ -34,6 +35,16 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 
 Export = Callable[[torch.nn.Module, Path], None]
+#: One optimizer, or one per phase of a multi-phase task (``{"generator": ..., "discriminator": ...}``).
+Optimizers = Union[torch.optim.Optimizer, Mapping[str, torch.optim.Optimizer]]
+PHASES_KEY = "phases"
+
+
+def optimizer_state(optimizer: Optimizers) -> dict[str, Any]:
+    """What ``optimizer.pt`` holds: the state dict, or ``{"phases": {phase: state dict}}``."""
+    if isinstance(optimizer, Mapping):
+        return {PHASES_KEY: {name: opt.state_dict() for name, opt in optimizer.items()}}
+    return optimizer.state_dict()
 
 
 def training_dir(out_dir: str | Path) -> Path:
@@ -59,7 +70,7 @@ def _rng_path(out_dir: Path, rank: int) -> Path:
     return training_dir(out_dir) / f"rng-rank{rank}.safetensors"
 
 
-def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, optimizer: Optimizers | None,
                     state: dict[str, Any], *, dist: Distributed | None = None, export: Export | None = None) -> None:
     """Write a resumable checkpoint of ``model`` (unwrapped, not the DDP wrapper) to ``out_dir``.
 
@@ -82,7 +93,7 @@ def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, optimizer: torc
     if dist.is_main:
         written.append(_write_tmp(training / MODEL_FILE, lambda p: save_model(model, str(p))))
         if optimizer is not None:
-            written.append(_write_tmp(training / OPTIMIZER_FILE, lambda p: torch.save(optimizer.state_dict(), p)))
+            written.append(_write_tmp(training / OPTIMIZER_FILE, lambda p: torch.save(optimizer_state(optimizer), p)))
         if export is not None:
             export(model, out)
     dist.barrier()
@@ -126,12 +137,25 @@ def load_weights(out_dir: str | Path, model: torch.nn.Module) -> None:
         raise SpeechUnitsError(f"{path}: does not match the model ({str(exc)[:300]})") from exc
 
 
-def load_optimizer(out_dir: str | Path, optimizer: torch.optim.Optimizer) -> None:
-    """Load the optimizer state (``weights_only=True``: tensors and plain values only)."""
+def load_optimizer(out_dir: str | Path, optimizer: Optimizers) -> None:
+    """Load the optimizer state (``weights_only=True``: tensors and plain values only); a dict of
+    optimizers needs a checkpoint with the same phases."""
     path = training_dir(out_dir) / OPTIMIZER_FILE
     if not path.is_file():
         raise SpeechUnitsError(f"{path}: missing (not a complete checkpoint)")
-    optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    phased = isinstance(saved, dict) and set(saved) == {PHASES_KEY}
+    if not isinstance(optimizer, Mapping):
+        if phased:
+            raise SpeechUnitsError(f"{path}: holds optimizers of phases {sorted(saved[PHASES_KEY])}, "
+                                   "but this run has a single optimizer")
+        optimizer.load_state_dict(saved)
+        return
+    if not phased or set(saved[PHASES_KEY]) != set(optimizer):
+        have = sorted(saved[PHASES_KEY]) if phased else "a single optimizer"
+        raise SpeechUnitsError(f"{path}: holds {have}, but this run has phases {sorted(optimizer)}")
+    for name, opt in optimizer.items():
+        opt.load_state_dict(saved[PHASES_KEY][name])
 
 
 def load_rng(out_dir: str | Path, rank: int) -> bool:

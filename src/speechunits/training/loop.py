@@ -13,6 +13,15 @@ Exact resume: batches come from the task's ``(seed, index)`` function, the torch
 the learning rate is a function of the step, so stopping after step ``n`` and resuming
 repeats the uninterrupted run. A ``max_minutes`` budget stops early (``stop_reason
 "time_budget"``) and is measured from the start of this invocation.
+
+Multi-phase tasks (GANs): a task with a ``phases(step) -> Sequence[str]`` method and a
+dict of optimizers ``{phase: optimizer}`` (see :func:`~speechunits.training.optim.make_optimizers`)
+runs, per optimizer step, each named phase in order: zero that phase's gradients, backpropagate
+``task.loss(model, batch, phase)`` over the step's micro-batches (fetched once, shared by the
+phases), clip that optimizer's parameters, update them. Which phases run is a function of the
+step (e.g. the discriminator only after a warm-up), so resume stays exact. The last phase's
+loss is the step's ``loss``; every phase's loss and gradient norm are also logged as
+``loss_<phase>`` / ``grad_norm_<phase>``.
 """
 from __future__ import annotations
 
@@ -24,12 +33,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.training.checkpoint import (Export, load_optimizer, load_rng, load_weights, read_state,
+from speechunits.training.checkpoint import (Export, Optimizers, load_optimizer, load_rng, load_weights, read_state,
                                              save_checkpoint, training_dir)
 from speechunits.training.config import OptimConfig
 from speechunits.training.distributed import Distributed
@@ -92,13 +101,14 @@ class Trainer:
             model reads: e.g. 16 kHz waveforms, features of an encoder, units of a codebook).
         export: called on rank 0 at every checkpoint with ``(model, out_dir)``, to write the
             model in its usable form.
-        optimizer: defaults to :func:`~speechunits.training.optim.make_optimizer`.
+        optimizer: defaults to :func:`~speechunits.training.optim.make_optimizer`; a dict
+            ``{phase: optimizer}`` for a multi-phase task (see the module docstring).
         desc, amount_unit: progress bar label and the unit of :attr:`LossOutput.amount`.
     """
 
     def __init__(self, model: torch.nn.Module, task: Task, cfg: OptimConfig, out_dir: str | Path | None, *,
                  device: torch.device, dist: Distributed | None = None,
-                 optimizer: torch.optim.Optimizer | None = None, state: dict[str, Any] | None = None,
+                 optimizer: Optimizers | None = None, state: dict[str, Any] | None = None,
                  export: Export | None = None, desc: str = "train", amount_unit: str = "items",
                  quiet: bool = False):
         self.model = model
@@ -107,7 +117,11 @@ class Trainer:
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.device = device
         self.dist = dist or Distributed()
-        self.optimizer = optimizer or make_optimizer(model, cfg)
+        self.optimizer: Optimizers = optimizer if optimizer is not None else make_optimizer(model, cfg)
+        self.multi_phase = hasattr(task, "phases")
+        if self.multi_phase != isinstance(self.optimizer, Mapping):
+            raise SpeechUnitsError("a multi-phase task (with phases()) needs a dict of optimizers {phase: optimizer}, "
+                                   "and a dict of optimizers needs a multi-phase task")
         self.state = dict(state or {})
         self.export = export
         self.desc = desc
@@ -117,7 +131,9 @@ class Trainer:
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            # a phase leaves the other phases' parameters without gradients
+            self.wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                   find_unused_parameters=self.multi_phase)
 
     # -- checkpoints -------------------------------------------------------------------------------
 
@@ -148,43 +164,86 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    def _phases(self, step: int) -> list[tuple[str | None, torch.optim.Optimizer]]:
+        """``(phase, optimizer)`` pairs run at ``step`` (one unnamed phase for a plain task)."""
+        if not self.multi_phase:
+            return [(None, self.optimizer)]  # type: ignore[list-item]
+        names = list(self.task.phases(step))  # type: ignore[attr-defined]
+        unknown = [name for name in names if name not in self.optimizer]  # type: ignore[operator]
+        if not names or unknown:
+            raise SpeechUnitsError(f"step {step + 1}: task phases {names} need optimizers among "
+                                   f"{sorted(self.optimizer)}")  # type: ignore[arg-type]
+        return [(name, self.optimizer[name]) for name in names]  # type: ignore[index]
+
     def step(self, step: int, time_fraction: float = 0.0) -> StepLog:
-        """Optimizer step ``step`` (0-based) over ``accumulate`` micro-batches."""
+        """Optimizer step ``step`` (0-based) over ``accumulate`` micro-batches (every phase of a multi-phase task)."""
         start = time.perf_counter()
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
         accumulate, world = self.cfg.accumulate, self.dist.world
-        names: list[str] | None = None
-        totals: list[float] = []
-        for micro in range(accumulate):
+        phases = self._phases(step)
+        lr = learning_rate(step, self.cfg, time_fraction)
+        cached: dict[int, Any] = {}
+
+        def micro_batch(micro: int) -> Any:
+            if micro in cached:
+                return cached[micro]
             index = (step * accumulate + micro) * world + self.dist.rank
             batch = move_to(self.task.batch(index), self.device)
-            no_sync = self.dist.enabled and micro < accumulate - 1
-            with (self.wrapped.no_sync() if no_sync else contextlib.nullcontext()):
-                with self._autocast():
-                    out = self.task.loss(self.wrapped, batch)
-                (out.loss / (out.count if out.count > 0 else 1.0) / accumulate).backward()
-            if names is None:
-                names = sorted(out.metrics)
-                totals = [0.0] * (3 + 2 * len(names))
-            values = [float(out.loss.detach()), float(out.count), float(out.amount)]
-            for name in names:
-                values.extend(float(v) for v in out.metrics[name])
-            totals = [a + b for a, b in zip(totals, values)]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
-        lr = learning_rate(step, self.cfg, time_fraction)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        if math.isfinite(grad_norm):
-            self.optimizer.step()
-        else:
-            log.warning("step %d: non-finite gradient norm, update skipped", step + 1)
+            if len(phases) > 1:
+                cached[micro] = batch
+            return batch
+
+        names: list[str] | None = None
+        totals: list[float] = []
+        extra: dict[str, list[float]] = {}
+        grad_norm = 0.0
+        for phase, optimizer in phases:
+            optimizer.zero_grad(set_to_none=True)
+            phase_loss = [0.0, 0.0]
+            for micro in range(accumulate):
+                batch = micro_batch(micro)
+                no_sync = self.dist.enabled and micro < accumulate - 1
+                with (self.wrapped.no_sync() if no_sync else contextlib.nullcontext()):
+                    with self._autocast():
+                        out = self.task.loss(self.wrapped, batch) if phase is None else \
+                            self.task.loss(self.wrapped, batch, phase)  # type: ignore[call-arg]
+                    (out.loss / (out.count if out.count > 0 else 1.0) / accumulate).backward()
+                phase_loss = [phase_loss[0] + float(out.loss.detach()), phase_loss[1] + float(out.count)]
+                if phase != phases[-1][0]:
+                    for name, (num, den) in out.metrics.items():
+                        pair = extra.setdefault(name, [0.0, 0.0])
+                        pair[0] += float(num)
+                        pair[1] += float(den)
+                    continue
+                if names is None:
+                    names = sorted(out.metrics)
+                    totals = [0.0] * (3 + 2 * len(names))
+                values = [float(out.loss.detach()), float(out.count), float(out.amount)]
+                for name in names:
+                    values.extend(float(v) for v in out.metrics[name])
+                totals = [a + b for a, b in zip(totals, values)]
+            params = self.model.parameters() if phase is None else \
+                [p for group in optimizer.param_groups for p in group["params"]]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            if math.isfinite(grad_norm):
+                optimizer.step()
+            else:
+                log.warning("step %d%s: non-finite gradient norm, update skipped", step + 1,
+                            "" if phase is None else f" ({phase})")
+            if phase is not None:
+                extra[f"loss_{phase}"] = phase_loss
+                extra[f"grad_norm_{phase}"] = [grad_norm, 1.0]
+        extra_names = sorted(name for name in extra if name not in (names or []))
+        totals.extend(v for name in extra_names for v in extra[name])
         summed = torch.tensor(totals, dtype=torch.float64)
         if self.dist.enabled:
             torch.distributed.all_reduce(summed)
         loss_sum, count, amount, *pairs = summed.tolist()
         wall = time.perf_counter() - start
-        metrics = {name: pairs[2 * i] / max(pairs[2 * i + 1], 1e-12) for i, name in enumerate(names or [])}
+        all_names = (names or []) + extra_names
+        metrics = {name: pairs[2 * i] / max(pairs[2 * i + 1], 1e-12) for i, name in enumerate(all_names)}
         return StepLog(step=step + 1, loss=loss_sum / max(count, 1e-12), lr=lr, grad_norm=grad_norm,
                        wall_seconds=wall, amount=amount, amount_per_second=amount / max(wall, 1e-9),
                        metrics=metrics)

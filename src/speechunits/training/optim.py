@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import torch
 
@@ -36,3 +37,19 @@ def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Adam
             (decay if param.ndim >= 2 else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+
+
+def make_optimizers(modules: Mapping[str, torch.nn.Module], cfg: OptimConfig) -> dict[str, torch.optim.AdamW]:
+    """One :func:`make_optimizer` per phase of a multi-phase task (``{"generator": g, "discriminator": d}``).
+
+    The modules must not share parameters (each phase updates only its own).
+    """
+    seen: set[int] = set()
+    for name, module in modules.items():
+        ids = {id(p) for p in module.parameters()}
+        if ids & seen:
+            from speechunits.errors import SpeechUnitsError
+
+            raise SpeechUnitsError(f"phase {name!r} shares parameters with another phase")
+        seen |= ids
+    return {name: make_optimizer(module, cfg) for name, module in modules.items()}

@@ -1,0 +1,140 @@
+"""What a vocoder is built from: :class:`VocoderConfig` (stored in ``vocoder.json``).
+
+Two architecture tiers share the conditioning (unit embeddings of every stream, F0 and a
+speaker vector at the unit frame rate):
+
+* ``cpu``: a harmonic-plus-noise source-filter model (:mod:`speechunits.vocoder.source_filter`);
+* ``hifigan``: HiFi-GAN V1's generator (:mod:`speechunits.vocoder.hifigan`) with multi-period
+  and multi-scale discriminators, in speech-resynthesis's configuration.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.training.config import config_from_dict, config_to_dict
+
+ARCHS = ("cpu", "hifigan")
+F0_MODES = ("none", "continuous", "quantized")
+SPEAKER_MODES = ("none", "table", "embedding")
+#: Quantised F0: normalised log-F0 in [-F0_RANGE, F0_RANGE] cut into this many bins (+1 id for unvoiced).
+F0_BINS = 32
+F0_RANGE = 3.0
+
+
+def upsample_plan(hop: int) -> tuple[list[int], list[int]]:
+    """HiFi-GAN upsampling ``(rates, kernels)`` whose rates multiply to ``hop``.
+
+    hop 320 gives speech-resynthesis's ``[5, 4, 4, 2, 2]`` with kernels ``[11, 8, 8, 4, 4]``;
+    in general: every factor 5, then up to two factors 4, then 3s, 2s and any larger prime,
+    largest first, each with kernel ``2 r`` (11 for 5).
+    """
+    if hop < 1:
+        raise SpeechUnitsError(f"hop must be >= 1, got {hop}")
+    rates: list[int] = []
+    rest = hop
+    for factor, cap in ((5, None), (4, 2), (3, None), (2, None)):
+        while rest % factor == 0 and (cap is None or rates.count(factor) < cap):
+            rates.append(factor)
+            rest //= factor
+    while rest > 1:
+        factor = next(f for f in range(7, rest + 1) if rest % f == 0)
+        rates.append(factor)
+        rest //= factor
+    rates.sort(key=lambda r: -r)
+    kernels = [11 if r == 5 else 2 * r for r in rates]
+    return rates, kernels
+
+
+@dataclass
+class VocoderConfig:
+    """Architecture and conditioning of one vocoder.
+
+    Attributes:
+        arch: ``"cpu"`` or ``"hifigan"``.
+        sample_rate, hop: output rate and samples per unit frame (the codebook's encoder hop).
+        vocab_sizes: K of every unit stream.
+        dedup: the vocoder consumes deduplicated units (a duration predictor is trained).
+        f0: ``"none"``, ``"continuous"`` (normalised log-F0 + voicing) or ``"quantized"``.
+        speaker: ``"none"``, ``"table"`` (one vector per training speaker) or ``"embedding"``
+            (a reference encoder on log-mel, trained jointly).
+        num_speakers: rows of the speaker table (table mode; embedding mode: known speakers).
+        unit_dim, f0_dim, speaker_dim: conditioning widths.
+        channels, blocks, kernel: width, ConvNeXt blocks and kernel of the ``cpu`` tier's
+            frame-rate network; ``fft_factor``: its STFT filter length is ``fft_factor * hop``.
+        hifigan_channels, resblock_kernels, resblock_dilations: HiFi-GAN V1.
+        predictor_channels: F0 and duration predictors.
+        segment_frames, batch_size: random training crops (frames) per item, items per batch.
+        reference_seconds: reference-audio crop of the speaker encoder in training.
+        mel_weight, stft_weight, feature_weight: loss weights (HiFi-GAN: 45 and 2 on mel and
+            feature matching); ``gan_start``: first step with discriminator updates (``cpu``:
+            ``None`` = never); ``disc_width``: discriminator width scale (1 = HiFi-GAN's).
+    """
+
+    arch: str = "cpu"
+    sample_rate: int = 16000
+    hop: int = 160
+    vocab_sizes: list[int] = field(default_factory=lambda: [100])
+    dedup: bool = False
+    f0: str = "continuous"
+    speaker: str = "none"
+    num_speakers: int = 0
+    unit_dim: int = 128
+    f0_dim: int = 32
+    speaker_dim: int = 64
+    channels: int = 128
+    blocks: int = 4
+    kernel: int = 7
+    fft_factor: int = 4
+    hifigan_channels: int = 512
+    resblock_kernels: list[int] = field(default_factory=lambda: [3, 7, 11])
+    resblock_dilations: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+    predictor_channels: int = 128
+    segment_frames: int = 64
+    batch_size: int = 8
+    reference_seconds: float = 2.0
+    mel_weight: float = 45.0
+    stft_weight: float = 1.0
+    feature_weight: float = 2.0
+    gan_start: int | None = None
+    disc_width: float = 1.0
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("--arch", self.arch in ARCHS, f"one of {ARCHS}"),
+            ("--f0", self.f0 in F0_MODES, f"one of {F0_MODES}"),
+            ("--speaker", self.speaker in SPEAKER_MODES, f"one of {SPEAKER_MODES}"),
+            ("hop", self.hop >= 1, ">= 1"),
+            ("vocab sizes", len(self.vocab_sizes) >= 1 and all(k >= 1 for k in self.vocab_sizes), "each >= 1"),
+            ("--dedup", not (self.dedup and len(self.vocab_sizes) > 1), "one unit stream (streams dedup differently)"),
+            ("--segment-frames", self.segment_frames >= 2, ">= 2"),
+            ("--batch-size", self.batch_size >= 1, ">= 1"),
+            ("speakers", self.speaker != "table" or self.num_speakers >= 1, "a speaker table needs speakers"),
+        ]
+        for what, ok, need in checks:
+            if not ok:
+                raise SpeechUnitsError(f"vocoder config: {what} must be {need} (config {config_to_dict(self)})")
+        self.vocab_sizes = [int(k) for k in self.vocab_sizes]
+
+    @property
+    def gan(self) -> bool:
+        """Whether discriminators are trained."""
+        return self.arch == "hifigan" or self.gan_start is not None
+
+    @property
+    def discriminator_start(self) -> int:
+        return 0 if self.gan_start is None else int(self.gan_start)
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VocoderConfig":
+        return config_from_dict(cls, data, "vocoder config")
+
+
+#: A tiny model for tests and smoke runs (``--size tiny``).
+TINY: dict[str, Any] = {"unit_dim": 16, "f0_dim": 8, "speaker_dim": 8, "channels": 32, "blocks": 1,
+                        "hifigan_channels": 16, "resblock_kernels": [3], "resblock_dilations": [[1, 3]],
+                        "predictor_channels": 16, "segment_frames": 16, "batch_size": 2, "disc_width": 0.125}
