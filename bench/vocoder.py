@@ -243,7 +243,8 @@ def export_demo(voc: Path, dest: Path) -> None:
     shutil.copytree(voc / "codebooks", dest / "codebooks")
 
 
-def _train(train_dir: Path, cb: Path, voc: Path, arch: str, args: argparse.Namespace, size: list[str]) -> dict:
+def _train(train_dir: Path, cb: Path, voc: Path, arch: str, args: argparse.Namespace, size: list[str],
+           minutes: float | None = None) -> dict:
     """``speechunits vocoder train`` (resumed when ``voc`` already holds a checkpoint)."""
     from speechunits.vocoder.config import TINY
     from speechunits.vocoder.train import TrainOptions, train_vocoder
@@ -252,7 +253,8 @@ def _train(train_dir: Path, cb: Path, voc: Path, arch: str, args: argparse.Names
     config = dict(TINY) if size else {}
     return train_vocoder(train_dir, [cb], voc, arch=arch, speaker="table", f0="continuous", f0_method="dio",
                          config=config, resume=resume, device=args.device, quiet=args.quiet_training,
-                         options=TrainOptions(minutes=args.minutes, checkpoint_every=args.checkpoint_every,
+                         options=TrainOptions(minutes=args.minutes if minutes is None else minutes,
+                                              checkpoint_every=args.checkpoint_every,
                                               log_every=50))
 
 
@@ -266,6 +268,9 @@ def main() -> int:
     parser.add_argument("--test-per-speaker", type=int, default=5)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--minutes", type=float, default=45.0, help="training budget of each vocoder")
+    parser.add_argument("--hifigan-minutes", type=float, default=None,
+                        help="training budget of the HiFi-GAN tier (default: --minutes, the issue's comparison; "
+                        "less only to measure its synthesis speed)")
     parser.add_argument("--probe-minutes", type=float, default=10.0, help="budget of each judge probe")
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of training and of the speed measurement")
@@ -287,6 +292,7 @@ def main() -> int:
         args.corpus_minutes, args.speakers, args.k = min(args.corpus_minutes, 2.0), min(args.speakers, 3), 20
         args.minutes, args.probe_minutes, args.test_per_speaker = min(args.minutes, 0.3), 0.3, 2
         args.checkpoint_every = 100000
+        args.hifigan_minutes = min(args.hifigan_minutes or args.minutes, args.minutes)
         size = ["tiny"]
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -316,7 +322,8 @@ def main() -> int:
     for arch, voc in vocoders.items():
         summary_path = out / f"train-{arch}.json"
         if not summary_path.is_file():
-            summary_path.write_text(json.dumps(_train(train_dir, cb, voc, arch, args, size)), encoding="utf-8")
+            minutes = args.hifigan_minutes if arch == "hifigan" else None
+            summary_path.write_text(json.dumps(_train(train_dir, cb, voc, arch, args, size, minutes)), encoding="utf-8")
         results["training"][arch] = json.loads(summary_path.read_text(encoding="utf-8"))
 
     systems = {name: out / f"resynth-{name}" for name in vocoders}
