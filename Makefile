@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 install:
 	$(PYTHON) -m pip install --quiet torch==2.13.0
-	$(PIP) -e ".[synth,plot]"
+	$(PIP) -e ".[synth,plot,f0]"
 
 install-dev:
 	$(PYTHON) -m pip install --quiet torch==2.13.0

@@ -46,6 +46,7 @@ from speechunits.units.parquet_dir import (
     DEFAULT_ROWS_PER_FILE,
     ShardWriter,
     iter_record_batches,
+    process_alive,
     shard_files,
 )
 
@@ -84,15 +85,6 @@ def parts_meta(info: EncoderInfo, layers: list[int], dtype: str, settings: dict[
     return {"kind": PARTS_KIND, "encoder": info.name, "encoder_identity": info.identity, "layers": list(layers),
             "dim": int(info.dim), "dtype": dtype, "settings": dict(settings or {})}
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class FeatureParts:
@@ -189,7 +181,7 @@ class FeatureParts:
         for path in self.parts_dir.iterdir():
             match = _TEMP_RE.match(path.name)
             if match and match["stem"] == self._stem and not (int(match["pid"]) != os.getpid()
-                                                               and _alive(int(match["pid"]))):
+                                                               and process_alive(int(match["pid"]))):
                 log.warning("%s: removing the open part of a killed run", path)
                 path.unlink(missing_ok=True)
 

@@ -8,7 +8,9 @@
 3. Hugging Face path: a tiny HuBERT with *random* weights is saved to the output directory
    and swept over all its layers (:func:`speechunits.measure.sweep.run_sweep`) — this exercises
    the real loading and layer code; random weights make no claim about HuBERT's quality.
-4. ``report.md`` and ``demo.png`` in the output directory; :func:`format_table` gives the
+4. Back to audio: demo utterances resynthesised through the vocoder shipped with the package
+   (:mod:`speechunits.recipes.demo_audio`; skipped without the ``[f0]`` extra).
+5. ``report.md`` and ``demo.png`` in the output directory; :func:`format_table` gives the
    table that ``speechunits demo`` prints.
 
 Nothing touches the network. Rerunning reuses the corpus, codebook, units and sweep. Only
@@ -66,6 +68,7 @@ class DemoResult:
     corpus_minutes: float
     speakers: int
     seconds: dict[str, float] = field(default_factory=dict)
+    resynthesis: list[Any] = field(default_factory=list)
 
 
 def build_tiny_hubert(out_dir: Path, seed: int = 0) -> Path:
@@ -132,8 +135,14 @@ def run_demo(out_dir: str | Path = "speechunits-demo", *, minutes: float = DEFAU
         t = time.perf_counter()
         rows += _hf_rows(out, manifest, corpus_dir, k, seed, quiet, hf_layers)
         _timed(seconds, "hf", t)
-    write_demo_report(out, rows, corpus_seconds / 60.0, len(set(speaker_of.values())), seconds)
-    return DemoResult(out, rows, corpus_seconds / 60.0, len(set(speaker_of.values())), seconds)
+    from speechunits.recipes.demo_audio import report_lines, resynthesize_demo
+
+    t = time.perf_counter()
+    resynthesis = resynthesize_demo(out, manifest)
+    _timed(seconds, "resynthesis", t)
+    write_demo_report(out, rows, corpus_seconds / 60.0, len(set(speaker_of.values())), seconds,
+                      extra_lines=report_lines(resynthesis))
+    return DemoResult(out, rows, corpus_seconds / 60.0, len(set(speaker_of.values())), seconds, resynthesis)
 
 
 def _mfcc_rows(out: Path, manifest: Path, alignments: Mapping[str, Sequence[Segment]],
@@ -265,7 +274,7 @@ def plot_demo(rows: Sequence[DemoRow], path: Path) -> None:
 
 
 def write_demo_report(out: Path, rows: Sequence[DemoRow], minutes: float, speakers: int,
-                      seconds: Mapping[str, float]) -> Path:
+                      seconds: Mapping[str, float], extra_lines: Sequence[str] = ()) -> Path:
     plot_demo(rows, out / "demo.png")
     lines = [
         "# speechunits demo",
@@ -289,6 +298,7 @@ def write_demo_report(out: Path, rows: Sequence[DemoRow], minutes: float, speake
         "- Synthetic speech is far more regular than real speech (espeak-ng says a word the same way every",
         "  time), so these numbers are not comparable with published LibriSpeech figures; compare rows.",
         "- Stage times: " + ", ".join(f"{name} {sec:.1f} s" for name, sec in seconds.items()) + ".",
+        *extra_lines,
     ]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -51,7 +51,8 @@ _SHARD_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9_]+)-(?P<i>\d+)of(?P<n>\d+)-(?P<s
 _TEMP_RE = re.compile(r"^\..+\.parquet\.(?P<pid>\d+)\.tmp$")
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -204,7 +205,7 @@ class ShardWriter:
             if not match or not path.name.startswith(f".{self._stem}-"):
                 continue
             pid = int(match["pid"])
-            if pid != os.getpid() and _process_alive(pid):
+            if pid != os.getpid() and process_alive(pid):
                 log.warning("%s: another live process (%d) is writing job %d/%d into this directory",
                             path, pid, *self.job)
                 continue
