@@ -247,6 +247,9 @@ def test_sample_through_a_vocoder_of_contract_a(trained, tmp_path, monkeypatch, 
     calls = []
 
     class FakeVocoder:
+        meta = {"speaker": "none"}
+        speakers: list[str] = []
+
         def check_codebook(self, sha256s, *, source):
             calls.append((sha256s, source))
             if sha256s != "c" * 64:
@@ -268,3 +271,24 @@ def test_sample_through_a_vocoder_of_contract_a(trained, tmp_path, monkeypatch, 
     wavs = sorted((tmp_path / "b" / "wavs").glob("*.wav"))
     assert [w.name for w in wavs] == ["sample0000.wav", "sample0001.wav"]
     assert Audio.load(wavs[0]).num_samples == 160 * 5  # 0.1 s at 50 Hz = 5 frame-level units
+    # a speaker-table vocoder needs a voice it knows: refused before anything is sampled or written
+    monkeypatch.setattr(FakeVocoder, "meta", {"speaker": "table"})
+    monkeypatch.setattr(FakeVocoder, "speakers", ["spk1", "spk2"])
+    error = cli_error(argv + ["-o", str(tmp_path / "c"), "--speaker", "nobody"], caplog)
+    assert "spk1, spk2" in error and "nobody" in error and not (tmp_path / "c").exists()
+    assert main(argv + ["-o", str(tmp_path / "d"), "--speaker", "spk2", "--quiet"]) == 0
+
+
+def test_the_shipped_vocoder_refuses_units_of_another_codebook(trained, tmp_path, caplog):
+    """The real vocoder of the package (MFCC K=100) and an LM of another codebook: a clear error naming both."""
+    from conftest import cli_error
+    from speechunits.recipes.demo_audio import shipped_vocoder
+
+    vocoder = shipped_vocoder()
+    assert vocoder is not None
+    argv = ["lm", "sample", str(trained / "causal"), "--seconds", "0.1", "--vocoder", str(vocoder), "-o",
+            str(tmp_path / "x")]
+    error = cli_error(argv, caplog)
+    lm_sha = json.loads((trained / "causal" / "lm.json").read_text())["consumes"]["codebook_sha256"]
+    shipped_sha = json.loads((vocoder / "vocoder.json").read_text())["codebook_sha256"][0]
+    assert lm_sha[:12] in error and shipped_sha[:12] in error and not (tmp_path / "x").exists()

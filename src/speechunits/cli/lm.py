@@ -167,6 +167,10 @@ def run_sample(args: argparse.Namespace) -> int:
         raise SpeechUnitsError(f"--num-samples must be >= 1, got {args.num_samples}")
     lm = load_lm(args.lm, args.device, objective="causal")
     vocoder = vocoder_for(args.vocoder, lm, args.device) if args.vocoder else None
+    if vocoder is not None and vocoder.meta.get("speaker") == "table" and args.speaker not in vocoder.speakers:
+        # refused before any sampling or writing (contract A: table vocoders need a known voice)
+        raise SpeechUnitsError(f"vocoder {args.vocoder} has a speaker table: give --speaker, one of "
+                               f"{', '.join(vocoder.speakers)} (got {args.speaker!r})")
     prompts = prompts_from(lm, args.prompt, num_samples=args.num_samples, prompt_seconds=args.prompt_seconds,
                            codebook=args.codebook, encoder=args.encoder)
     samples = sample_units(lm, prompts, options)
