@@ -371,6 +371,10 @@ def main() -> int:
     return 0
 
 
+#: A phone probe whose PER on the original audio is this high has not learned: it cannot judge.
+JUDGE_USELESS_PER = 0.9
+
+
 def render(results: dict[str, Any]) -> str:
     """Markdown tables of the run."""
     lines = ["# Unit vocoders (bench/vocoder.py)", ""]
@@ -406,8 +410,12 @@ def render(results: dict[str, Any]) -> str:
              "<="),
             ("synthesis >= 100 x real time", results["synthesis_x_realtime"].get("cpu"), 100.0, ">="),
         ]
+        judge_failed = per0 is not None and per0 >= JUDGE_USELESS_PER
+        if judge_failed:
+            lines.append(f"- the phone-probe judge did not learn (PER {per0:.3f} on the ORIGINAL audio): every PER "
+                         "target below is not measured; train it longer (--probe-minutes)")
         for what, value, bound, op in checks:
-            if value is None or bound is None:
+            if value is None or bound is None or (judge_failed and "PER" in what):
                 lines.append(f"- {what}: not measured")
                 continue
             ok = value <= bound if op == "<=" else value >= bound
