@@ -64,15 +64,9 @@ def read_meta(model_dir: str | Path, meta_file: str, what: str) -> dict[str, Any
 
 
 def load_weights(model_dir: str | Path, model: torch.nn.Module) -> None:
-    from safetensors.torch import load_model
+    from speechunits.training.checkpoint import load_safetensors
 
-    path = Path(model_dir) / MODEL_FILE
-    if not path.is_file():
-        raise SpeechUnitsError(f"{path}: missing")
-    try:
-        load_model(model, str(path), strict=True)
-    except RuntimeError as exc:
-        raise SpeechUnitsError(f"{path}: does not match the model described beside it ({str(exc)[:200]})") from None
+    load_safetensors(Path(model_dir) / MODEL_FILE, model, "the model described beside it")
 
 
 def short(sha: str | None) -> str:

@@ -124,17 +124,31 @@ def read_state(out_dir: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_weights(out_dir: str | Path, model: torch.nn.Module) -> None:
-    """Load the checkpoint's weights into ``model`` in place, exactly (every key must match)."""
+def load_safetensors(path: str | Path, model: torch.nn.Module, what: str = "the model") -> None:
+    """Load a safetensors file into ``model`` in place, exactly (every key and shape must match).
+
+    The one strict weight loader of every trained model (checkpoints, probes, vocoders, seq2seq).
+
+    Raises:
+        SpeechUnitsError: the file is missing, unreadable, or does not match ``what``.
+    """
     from safetensors.torch import load_model
 
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechUnitsError(f"{path}: missing")
+    try:
+        load_model(model, str(path), strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise SpeechUnitsError(f"{path}: does not match {what} ({str(exc)[:300]})") from exc
+
+
+def load_weights(out_dir: str | Path, model: torch.nn.Module) -> None:
+    """Load the checkpoint's weights into ``model`` in place, exactly (every key must match)."""
     path = training_dir(out_dir) / MODEL_FILE
     if not path.is_file():
         raise SpeechUnitsError(f"{path}: missing (not a complete checkpoint)")
-    try:
-        load_model(model, str(path), strict=True)
-    except RuntimeError as exc:
-        raise SpeechUnitsError(f"{path}: does not match the model ({str(exc)[:300]})") from exc
+    load_safetensors(path, model)
 
 
 def load_optimizer(out_dir: str | Path, optimizer: Optimizers) -> None:

@@ -249,17 +249,12 @@ class Vocoder:
 
 def load_vocoder(path: str | Path, device: str = "auto") -> Vocoder:
     """Load a directory written by ``speechunits vocoder train`` (contract A)."""
-    from safetensors.torch import load_model
-
     from speechunits.device import resolve_device
+    from speechunits.training.checkpoint import load_safetensors
     from speechunits.vocoder.model import VocoderModel
 
     meta = read_meta(path)
     dev = resolve_device(device)
     model = VocoderModel(VocoderConfig.from_dict(meta["config"]), discriminators=False)
-    weights = Path(path) / WEIGHTS_FILE
-    try:
-        load_model(model, str(weights), strict=True)
-    except (OSError, RuntimeError) as exc:
-        raise SpeechUnitsError(f"{weights}: missing or does not match {META_FILE} ({str(exc)[:300]})") from exc
+    load_safetensors(Path(path) / WEIGHTS_FILE, model, f"the model of {META_FILE}")
     return Vocoder(model.to(dev), meta, path, dev)
