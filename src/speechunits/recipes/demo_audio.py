@@ -138,5 +138,8 @@ def report_lines(rows: Sequence[ResynthesisRow], vocoder_dir: Path | None = None
         lines.append(f"| {r.utt_id} | {r.voice} | {g} | {r.mcd_db:.2f} |")
     lines += ["", "![original vs resynthesis](resynthesis.png)", "",
               "- MCD compares timbre, so a resynthesis in another voice than the original's is penalised for the "
-              "voice as well as for the content; GPE compares the F0 the vocoder produced with the source's."]
+              "voice as well as for the content; GPE compares the F0 the vocoder produced with the source's.",
+              "- The demo corpus and the vocoder's training corpus come from the same synthesiser and seed, so these "
+              "utterances may be among those it was trained on: this shows the path works, it does not measure "
+              "generalisation (bench/vocoder.py scores held-out utterances; docs/vocoder.md)."]
     return lines
