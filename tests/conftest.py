@@ -17,8 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +205,31 @@ def cli_error(argv: list[str], caplog: pytest.LogCaptureFixture) -> str:
     errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
     assert status == 2 and errors, (status, errors)
     return errors[-1]
+
+
+#: Environment of the CLI subprocesses the kill tests start (one thread each: predictable on 2 cores).
+SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run_alone(command: list[str]) -> int:
+    """Run ``command`` to the end in a subprocess; its return code."""
+    return subprocess.run(command, env=dict(os.environ, **SUBPROCESS_ENV), stdout=subprocess.DEVNULL,
+                          timeout=600).returncode
+
+
+def kill_when(command: list[str], ready, timeout: float = 240.0) -> int:
+    """Start ``command``, SIGKILL it as soon as ``ready()``; its return code."""
+    proc = subprocess.Popen(command, env=dict(os.environ, **SUBPROCESS_ENV), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if ready():
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        return proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -2,9 +2,7 @@
 a rerun skips them, and the directory ends equal (byte for byte here) to an uninterrupted run's."""
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_tone
+from conftest import kill_when, run_alone, write_tone
 from speechunits.cli.main import main
 from speechunits.corpus import open_corpus
 from speechunits.encoders import load_encoder
@@ -204,31 +202,6 @@ def _features_command(corpus: Path, model: Path, out: Path) -> list[str]:
 
 
 #: Every run of a command compared byte for byte gets the same torch threads (reduction order).
-SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def run_alone(command: list[str]) -> int:
-    return subprocess.run(command, env=dict(os.environ, **SUBPROCESS_ENV), stdout=subprocess.DEVNULL,
-                          timeout=600).returncode
-
-
-def kill_when(command: list[str], ready, timeout: float = 240.0) -> int:
-    """Start ``command``, SIGKILL it as soon as ``ready()``; its return code."""
-    proc = subprocess.Popen(command, env=dict(os.environ, **SUBPROCESS_ENV), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            if ready():
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.002)
-        return proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.mark.slow
 def test_kill_9_after_the_first_time_bounded_part_then_rerun(tmp_path: Path, tiny_hubert_dir: Path) -> None:
     """500 utterances per part, but a part every 0.05 s: the driver, killed once the first part

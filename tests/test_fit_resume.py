@@ -15,7 +15,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.quantize import Codebook
 from speechunits.quantize.fit import FrameReservoir, fit_sample, sample_items, sample_stream
 from speechunits.quantize.fit_checkpoint import CHECKPOINT_DIR, SampleCheckpoint
-from test_features_resume import kill_when, run_alone
+from conftest import kill_when, run_alone
 from test_store_time_shards import FakeClock
 
 META = {"kind": "fit-sample", "encoder_identity": "x", "layer": 0, "max_frames": 50, "seed": 3, "corpus": "c"}

@@ -5,13 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import write_tone
+from conftest import kill_when, write_tone
 from speechunits.cli.main import main
 from speechunits.encoders import load_encoder
 from speechunits.errors import SpeechUnitsError
@@ -71,24 +70,6 @@ def _encode_command(corpus: Path, codebook: Path, out: Path) -> list[str]:
             "-o", str(out), "--rows-per-file", "1", "--max-batch-seconds", "1", "--quiet", "--device", "cpu"]
 
 
-def _kill_after_shards(command: list[str], out: Path, shards: int, timeout: float = 120.0) -> int:
-    """Start ``command``, SIGKILL it as soon as ``out`` holds ``shards`` complete shards; its return code."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            if out.is_dir() and len(list(out.glob("*.parquet"))) >= shards:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.002)
-        return proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.mark.slow
 def test_kill_9_then_rerun_equals_uninterrupted_run(tmp_path: Path, saved_codebooks: list[Path]) -> None:
     corpus = tmp_path / "audio"
@@ -103,7 +84,8 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(tmp_path: Path, saved_codebo
     out = tmp_path / "killed"
     command = _encode_command(corpus, saved_codebooks[0], out)
     for shards in (1, 4):  # kill the first run early, the second one later
-        code = _kill_after_shards(command, out, shards)
+        code = kill_when(command, lambda: out.is_dir() and len(list(out.glob("*.parquet"))) >= shards,
+                         timeout=120.0)
         assert code == -signal.SIGKILL, "the run finished before it could be killed"
         stored = contents(out)
         assert 0 < len(stored) < n
