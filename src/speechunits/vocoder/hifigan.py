@@ -80,6 +80,18 @@ class HiFiGANGenerator(nn.Module):
         return x[:, 0].float()
 
 
+def _conv_stack(convs: nn.ModuleList, post: nn.Module, h: torch.Tensor
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A discriminator's body: leaky-ReLU convs then ``post``; ``(scores [B, N], every layer's output)``."""
+    features = []
+    for conv in convs:
+        h = F.leaky_relu(conv(h), LRELU_SLOPE)
+        features.append(h)
+    h = post(h)
+    features.append(h)
+    return h.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     def __init__(self, period: int, width: int = 32):
         super().__init__()
@@ -94,14 +106,7 @@ class PeriodDiscriminator(nn.Module):
         b, t = x.shape
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
-        h = x.view(b, 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            h = F.leaky_relu(conv(h), LRELU_SLOPE)
-            features.append(h)
-        h = self.post(h)
-        features.append(h)
-        return h.flatten(1), features
+        return _conv_stack(self.convs, self.post, x.view(b, 1, -1, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -115,14 +120,7 @@ class ScaleDiscriminator(nn.Module):
         self.post = norm(nn.Conv1d(8 * w, 1, 3, 1, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        h = x[:, None, :]
-        features = []
-        for conv in self.convs:
-            h = F.leaky_relu(conv(h), LRELU_SLOPE)
-            features.append(h)
-        h = self.post(h)
-        features.append(h)
-        return h.flatten(1), features
+        return _conv_stack(self.convs, self.post, x[:, None, :])
 
 
 class Discriminators(nn.Module):
