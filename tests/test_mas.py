@@ -94,3 +94,73 @@ def test_a_model_without_aligner_needs_durations():
     with pytest.raises(SpeechUnitsError, match="no aligner"):
         model(torch.tensor([[4, 5]]), torch.tensor([2]), None, units=torch.tensor([[1, 2, 3]]),
               frame_lengths=torch.tensor([3]))
+
+
+def _even_split(frames: int, tokens: int) -> np.ndarray:
+    """The uniform baseline: ``frames`` shared as evenly as whole frames allow among ``tokens``."""
+    return np.diff(np.floor(np.linspace(0, frames, tokens + 1)).astype(np.int64))
+
+
+def _frame_agreement(durations: np.ndarray, reference: np.ndarray) -> float:
+    """Share of frames given to the same token by two duration vectors of one utterance."""
+    index = np.arange(len(durations))
+    return float(np.mean(np.repeat(index, durations) == np.repeat(index, reference)))
+
+
+@pytest.mark.slow
+def test_learned_durations_follow_the_unused_alignment_better_than_an_even_split(tmp_path):
+    """MAS training on phone *sequences* only; the corpus's phones.tsv durations (never shown to the
+    model) are the independent reference. The learned durations must correlate with them better than
+    an even split of each utterance's frames does, and put more frames on the right phone."""
+    import logging
+
+    from speechunits.audio import Audio
+    from speechunits.corpus import open_corpus
+    from speechunits.encoders import load_encoder
+    from speechunits.measure.alignments import load_alignments
+    from speechunits.quantize.fit import fit_sample
+    from speechunits.seq2seq.data import codebook_record, token_durations
+    from speechunits.seq2seq.symbols import symbols_of
+    from speechunits.seq2seq.tasks import TTSItem, TTSTask, collate_tts
+    from speechunits.seq2seq.tts_model import TTSConfig, TTSModel
+    from speechunits.synth.testing import small_corpus
+    from speechunits.training import OptimConfig, Trainer
+
+    torch.set_num_threads(1)
+    corpus = small_corpus(tmp_path, minutes=0.5, speakers=3)
+    mfcc = load_encoder("mfcc")
+    features = {u.id: mfcc.extract(Audio.load(u.path), [0])[0] for u in open_corpus(corpus / "manifest.tsv")}
+    codebook = fit_sample(np.concatenate(list(features.values())), 64, mfcc.info, 0, seed=0, device="cpu")
+    record = codebook_record(codebook)
+    units = {u: np.asarray(codebook.assign(f, device="cpu"), dtype=np.int64) for u, f in features.items()}
+    alignment = load_alignments(corpus / "phones.tsv", tier="phones")
+    utts = sorted(units)
+    tokens = {u: [s.label for s in alignment[u]] for u in utts}
+    truth = {u: token_durations(alignment[u], len(units[u]), record["frame_rate"], record["frame_offset_s"])
+             for u in utts}
+    symbols = symbols_of(tokens.values(), "phones")
+    items = [TTSItem(np.asarray(symbols.encode(tokens[u]), dtype=np.int64), None, units[u]) for u in utts]
+
+    torch.manual_seed(0)
+    model = TTSModel(TTSConfig(vocab_size=len(symbols), num_units=64, dim=64, heads=2, ffn=128, encoder_layers=1,
+                               decoder_layers=1, duration_hidden=32, dropout=0.0, alignment_dim=64))
+    optim = OptimConfig(steps=400, lr=3e-3, warmup_steps=20, schedule="constant", bf16=False, weight_decay=0.0,
+                        log_every=1000, checkpoint_every=10_000)
+    Trainer(model, TTSTask(items, frame_rate=record["frame_rate"], batch_frames=3000), optim, None,
+            device=torch.device("cpu"), quiet=True).run()
+    batch = collate_tts(items)
+    learned = model.eval().align(batch.tokens, batch.lengths, batch.units, batch.frame_lengths).numpy()
+    learned_by = {u: learned[i, : len(tokens[u])] for i, u in enumerate(utts)}
+    even_by = {u: _even_split(len(units[u]), len(tokens[u])) for u in utts}
+    reference = np.concatenate([truth[u] for u in utts])
+    for u in utts:
+        assert learned_by[u].sum() == len(units[u]) and learned_by[u].min() >= 1
+    r_learned = np.corrcoef(np.concatenate([learned_by[u] for u in utts]), reference)[0, 1]
+    r_even = np.corrcoef(np.concatenate([even_by[u] for u in utts]), reference)[0, 1]
+    agree_learned = np.mean([_frame_agreement(learned_by[u], truth[u]) for u in utts])
+    agree_even = np.mean([_frame_agreement(even_by[u], truth[u]) for u in utts])
+    logging.getLogger(__name__).info("durations vs phones.tsv: r = %.3f learned, %.3f even split; frames on the "
+                                     "right phone %.3f learned, %.3f even split", r_learned, r_even,
+                                     agree_learned, agree_even)
+    assert r_learned > r_even
+    assert agree_learned > agree_even
