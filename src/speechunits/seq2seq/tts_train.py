@@ -269,6 +269,9 @@ def train_tts(corpus: str | Path, codebook: str | Path, out_dir: str | Path, *, 
         aligner = {"alignment_dim": int(overrides.get("dim", TTSConfig.dim))} if source == "mas" else {}
         config = TTSConfig(**{"vocab_size": len(symbols), "num_units": cb.k, "num_speakers": len(speakers),
                               **aligner, **overrides})
+    if source == "mas" and not config.alignment_dim:
+        raise SpeechUnitsError("--durations mas learns the durations with the model's aligner: alignment_dim must "
+                               "be > 0")
     items = encode_examples(train_examples, symbols, speakers)
     meta = {"kind": "tts", "config": config.to_dict(),
             "input": {"kind": input_kind, "symbols": symbols.to_json(), "voice": voice or found_voice,
