@@ -105,23 +105,69 @@ def test_tts_train_say_and_resume(tmp_path, corpus, codebook, fake_vocoder, caps
     assert "ffffffffffff" in message and meta["units"]["sha256"][:12] in message
 
 
+def _unaligned(corpus: Path, out: Path) -> Path:
+    """A copy of the corpus without its alignments (phones.tsv, words.tsv, textgrids/): transcripts only."""
+    shutil.copytree(corpus, out)
+    for name in ("phones.tsv", "words.tsv"):
+        (out / name).unlink()
+    shutil.rmtree(out / "textgrids")
+    return out
+
+
 def test_tts_train_bad_corpora(tmp_path, corpus, codebook, caplog):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no alignments" in cli_error(["tts", "train", str(empty), "--codebook", str(codebook), "-o",
-                                         str(tmp_path / "t0"), *FAST], caplog)
-    unaligned = tmp_path / "unaligned"
-    shutil.copytree(corpus, unaligned)
-    (unaligned / "phones.tsv").unlink()
-    shutil.rmtree(unaligned / "textgrids")
-    assert "no alignments" in cli_error(["tts", "train", str(unaligned / "manifest.tsv"), "--codebook",
-                                         str(codebook), "-o", str(tmp_path / "t1"), *FAST], caplog)
+    assert "neither alignments" in cli_error(["tts", "train", str(empty), "--codebook", str(codebook), "-o",
+                                              str(tmp_path / "t0"), *FAST], caplog)
+    unaligned = _unaligned(corpus, tmp_path / "unaligned")
+    message = cli_error(["tts", "train", str(unaligned / "manifest.tsv"), "--codebook", str(codebook), "-o",
+                         str(tmp_path / "t1"), "--durations", "alignments", *FAST], caplog)
+    assert "no alignments" in message and "--durations mas" in message
+    bare = _unaligned(corpus, tmp_path / "bare")  # neither alignments nor transcripts
+    for name in ("text.tsv", "text", "manifest.jsonl"):
+        (bare / name).unlink()
+    assert "neither alignments" in cli_error(["tts", "train", str(bare), "--codebook", str(codebook), "-o",
+                                              str(tmp_path / "t2"), "--speaker", "none", *FAST], caplog)
+    assert "needs transcripts" in cli_error(["tts", "train", str(bare), "--codebook", str(codebook), "-o",
+                                             str(tmp_path / "t3"), "--speaker", "none", "--durations", "mas",
+                                             *FAST], caplog)
     nospeakers = tmp_path / "nospeakers"
     shutil.copytree(corpus, nospeakers)
     (nospeakers / "speakers.tsv").unlink()
     (nospeakers / "manifest.jsonl").unlink()
     assert "speakers.tsv" in cli_error(["tts", "train", str(nospeakers), "--codebook", str(codebook), "-o",
-                                        str(tmp_path / "t2"), *FAST], caplog)
+                                        str(tmp_path / "t4"), *FAST], caplog)
+
+
+def test_tts_train_from_transcripts_only_learns_durations(tmp_path, corpus, codebook, fake_vocoder, capsys, caplog):
+    """No phones.tsv: --durations mas phonemises text.tsv, learns durations by MAS, and the model speaks."""
+    from speechunits.seq2seq.model_dir import load_tts
+
+    unaligned = _unaligned(corpus, tmp_path / "unaligned")
+    out = tmp_path / "tts"
+    summary = _run(["tts", "train", str(unaligned), "--codebook", str(codebook), "-o", str(out), "--steps", "3",
+                    "--durations", "mas", "--model", TINY_TTS, "--holdout", "0", *FAST], capsys)
+    assert summary["durations"] == "mas" and summary["steps_done"] == 3 and summary["train_utterances"] == 12
+    meta = json.loads((out / "tts.json").read_text())
+    assert meta["training"]["durations"] == "mas" and meta["config"]["alignment_dim"] == 32
+    bundle = load_tts(out)
+    assert bundle.model.aligner is not None
+    texts = dict(line.split("\t", 1) for line in (corpus / "text.tsv").read_text().splitlines())
+    said = _run(["tts", "say", texts[sorted(texts)[0]], "--tts", str(out), "--vocoder", "VOC", "--speaker", "en01",
+                 "-o", str(tmp_path / "a.wav"), "--device", "cpu"], capsys)
+    assert said["units"][0] >= 1 and (tmp_path / "a.wav").is_file()
+
+    # auto picks mas on an unaligned corpus, alignments on an aligned one; a resume keeps its source
+    auto = _run(["tts", "train", str(unaligned), "--codebook", str(codebook), "-o", str(tmp_path / "auto"),
+                 "--steps", "1", "--input", "chars", "--speaker", "none", "--model", TINY_TTS, *FAST], capsys)
+    assert auto["durations"] == "mas"
+    aligned = _run(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(tmp_path / "aligned"),
+                    "--steps", "1", "--model", TINY_TTS, *FAST], capsys)
+    assert aligned["durations"] == "alignments"
+    assert json.loads((tmp_path / "aligned" / "tts.json").read_text())["config"]["alignment_dim"] == 0
+    message = cli_error(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(out), "--steps", "4",
+                         "--durations", "alignments", "--resume", *FAST], caplog)
+    assert "trained with durations from mas" in message
 
 
 def test_tts_chars_input_and_no_speaker(tmp_path, corpus, codebook, capsys):

@@ -60,9 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "deduplicated units with durations; a unit vocoder speaks them.")
     actions = parser.add_subparsers(dest="tts_command", metavar="ACTION", required=True)
 
-    train = actions.add_parser("train", help="train on a corpus with alignments")
-    train.add_argument("corpus", help="corpus directory (manifest.tsv, phones.tsv/textgrids, text, speakers.tsv) "
-                       "or its manifest")
+    train = actions.add_parser("train", help="train on a corpus with alignments, or with transcripts only")
+    train.add_argument("corpus", help="corpus directory (manifest.tsv, phones.tsv/textgrids and/or transcripts, "
+                       "speakers.tsv) or its manifest")
     train.add_argument("--codebook", required=True, metavar="CB", help="the codebook whose units the model predicts")
     train.add_argument("-o", "--output", required=True, metavar="TTS", help="model directory")
     train.add_argument("--units", metavar="STORE", help="a unit store of that codebook over the corpus "
@@ -71,7 +71,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--speaker", default="table", choices=["table", "none"],
                        help="table: one embedding per speaker of speakers.tsv (default); none: one voice")
     train.add_argument("--alignments", metavar="PATH", help="phones.tsv or TextGrids (default: the corpus's)")
-    train.add_argument("--voice", help="espeak-ng voice that phonemises new text (default: the corpus's)")
+    train.add_argument("--durations", default="auto", choices=["auto", "alignments", "mas"],
+                       help="where symbol durations come from: the alignments, or mas: learned from the transcripts "
+                       "by an aligner and monotonic alignment search; auto (default): alignments when the corpus "
+                       "has them, else mas")
+    train.add_argument("--alignment-weight", type=float, default=1.0,
+                       help="weight of the aligner's forward-sum loss (--durations mas; default %(default)s)")
+    train.add_argument("--voice", help="espeak-ng voice that phonemises new text, and the transcripts with "
+                       "--durations mas (default: the corpus's)")
     train.add_argument("--holdout", type=float, default=0.05,
                        help="share of distinct sentences held out and scored at the end (default %(default)s)")
     train.add_argument("--batch-frames", type=int, default=6000, help="padded unit frames per batch")
@@ -103,7 +110,7 @@ def run_train(args: argparse.Namespace) -> int:
     result = train_tts(args.corpus, args.codebook, args.output, units=args.units, input_kind=args.input,
                        speaker=args.speaker, alignments=args.alignments, voice=args.voice, holdout=args.holdout,
                        model=model_options(args.model), optim=optim_config(args), batch_frames=args.batch_frames,
-                       resume=args.resume, device=args.device, dtype=args.dtype, quiet=args.quiet)
+                       durations=args.durations, alignment_weight=args.alignment_weight, resume=args.resume, device=args.device, dtype=args.dtype, quiet=args.quiet)
     if result is not None:
         sys.stdout.write(json.dumps(result) + "\n")
     return 0

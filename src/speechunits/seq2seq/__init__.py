@@ -2,7 +2,8 @@
 
 * :mod:`~speechunits.seq2seq.tts_model` / :mod:`~speechunits.seq2seq.tts_train`: a
   non-autoregressive FastSpeech-like model (symbols -> durations -> frame units), trained on a
-  corpus's alignments;
+  corpus's alignments or on transcripts alone (durations from :mod:`~speechunits.seq2seq.alignment`:
+  a learned aligner and monotonic alignment search);
 * :mod:`~speechunits.seq2seq.s2ut_model` / :mod:`~speechunits.seq2seq.s2ut_train`: a transformer
   encoder-decoder from encoder features, source units or text to deduplicated target units
   (or text), with :mod:`~speechunits.seq2seq.beam` search and an optional auxiliary CTC;

@@ -13,6 +13,11 @@ TTS targets (:func:`tts_examples`). For every utterance with units and alignment
   to the utterance's frame count exactly; a symbol may get 0 frames;
 * the target is the frame-level unit id of every frame.
 
+Without alignments (:func:`transcript_examples`) the input symbols come from the transcript
+(:func:`speechunits.seq2seq.text.transcript_tokens`) and the durations are left to the model
+(monotonic alignment search, :mod:`speechunits.seq2seq.alignment`); an utterance with fewer unit
+frames than symbols cannot give every symbol a frame and is skipped.
+
 Parallel pairs (:func:`read_parallel_pairs`): ``pairs.tsv`` of ``speechunits synth parallel``
 (header ``id source target source_text target_text split``, read by name), with the source and
 target corpora beside it (:func:`find_pair_corpora`).
@@ -158,13 +163,14 @@ class TTSExample:
     """One training utterance of a TTS model.
 
     Attributes:
-        tokens: input symbols ``[N]``; durations: int64 ``[N]`` frames per symbol (sum = frames);
+        tokens: input symbols ``[N]``; durations: int64 ``[N]`` frames per symbol (sum = frames), or None
+        when the model learns them (no alignments);
         units: int64 ``[frames]`` frame-level unit ids; speaker: the speaker's name, or None; text.
     """
 
     utt_id: str
     tokens: list[str]
-    durations: np.ndarray
+    durations: np.ndarray | None
     units: np.ndarray
     speaker: str | None
     text: str | None = None
@@ -208,6 +214,30 @@ def tts_examples(units: Mapping[str, Units], *, input_kind: str, frame_offset_s:
         speaker = None if speakers is None else speakers.get(utt)
         examples.append(TTSExample(utt, [s.label for s in segments], durations, frames.ids, speaker,
                                    None if texts is None else texts.get(utt)))
+    return examples, skipped
+
+
+def transcript_examples(units: Mapping[str, Units], tokens: Mapping[str, list[str]], *,
+                        texts: Mapping[str, str] | None = None,
+                        speakers: Mapping[str, str] | None = None) -> tuple[list[TTSExample], dict[str, str]]:
+    """Examples without durations (to be learned) of every utterance of ``units`` with ``tokens``.
+
+    Returns ``(examples, {id: why skipped})`` in the order of ``units``: utterances without tokens,
+    without frames, or with fewer frames than tokens are skipped.
+    """
+    examples: list[TTSExample] = []
+    skipped: dict[str, str] = {}
+    for utt, unit in units.items():
+        frames = unit.expand()
+        if utt not in tokens:
+            skipped[utt] = "no transcript"
+        elif frames.num_frames < len(tokens[utt]):
+            skipped[utt] = (f"{frames.num_frames} unit frames for {len(tokens[utt])} symbols: every symbol "
+                            "needs at least one frame")
+        else:
+            speaker = None if speakers is None else speakers.get(utt)
+            examples.append(TTSExample(utt, list(tokens[utt]), None, frames.ids, speaker,
+                                       None if texts is None else texts.get(utt)))
     return examples, skipped
 
 

@@ -6,6 +6,9 @@ pure function of ``(seed, index)``, so DDP sharding and exact resume come from t
 * :class:`TTSTask`: budget in padded unit frames; loss = frame cross-entropy summed over frames
   + ``duration_weight`` x mean squared error of ``log(1 + frames)`` per symbol x frames (so
   the loop's per-frame mean is ``CE + w * MSE``); metrics: frame accuracy, duration MSE.
+  Items without durations (a corpus without alignments) take them from the model's monotonic
+  alignment search, and add ``alignment_weight`` x the aligner's forward-sum loss summed over
+  utterances (per frame: a negative log-likelihood per frame); metric ``align``.
 * :class:`Seq2SeqTask`: budget in padded source frames; loss = label-smoothed cross-entropy of
   the target symbols (``</s>`` included) summed over symbols, + ``ctc_weight`` x per-character
   CTC loss of the target text x symbols; metrics: symbol accuracy, CTC loss per character.
@@ -31,12 +34,12 @@ IGNORE = -100
 
 @dataclass
 class TTSBatch:
-    """Padded TTS examples: tokens / durations int64 ``[B, N]``, lengths ``[B]``, units ``[B, T]``
-    (IGNORE padded), frame_lengths ``[B]``, speakers ``[B]`` or None."""
+    """Padded TTS examples: tokens / durations int64 ``[B, N]`` (durations None: to be learned),
+    lengths ``[B]``, units ``[B, T]`` (IGNORE padded), frame_lengths ``[B]``, speakers ``[B]`` or None."""
 
     tokens: torch.Tensor
     lengths: torch.Tensor
-    durations: torch.Tensor
+    durations: torch.Tensor | None
     units: torch.Tensor
     frame_lengths: torch.Tensor
     speakers: torch.Tensor | None = None
@@ -44,10 +47,11 @@ class TTSBatch:
 
 @dataclass
 class TTSItem:
-    """One encoded TTS example: symbol ids, durations, frame unit ids, speaker row."""
+    """One encoded TTS example: symbol ids, durations (None: learned by alignment search), frame unit ids,
+    speaker row."""
 
     tokens: np.ndarray
-    durations: np.ndarray
+    durations: np.ndarray | None
     units: np.ndarray
     speaker: int | None = None
 
@@ -56,20 +60,28 @@ def collate_tts(items: Sequence[TTSItem]) -> TTSBatch:
     n = max(len(i.tokens) for i in items)
     t = max(len(i.units) for i in items)
     tokens = torch.full((len(items), n), PAD, dtype=torch.long)
-    durations = torch.zeros(len(items), n, dtype=torch.long)
+    learned = [item.durations is None for item in items]
+    if any(learned) and not all(learned):
+        raise SpeechUnitsError("a TTS batch mixes examples with and without durations")
+    durations = None if learned[0] else torch.zeros(len(items), n, dtype=torch.long)
     units = torch.full((len(items), t), IGNORE, dtype=torch.long)
     for b, item in enumerate(items):
         tokens[b, : len(item.tokens)] = torch.as_tensor(item.tokens)
-        durations[b, : len(item.durations)] = torch.as_tensor(item.durations)
+        if durations is not None:
+            durations[b, : len(item.durations)] = torch.as_tensor(item.durations)
         units[b, : len(item.units)] = torch.as_tensor(item.units)
     speakers = None if items[0].speaker is None else torch.tensor([int(i.speaker) for i in items], dtype=torch.long)
     return TTSBatch(tokens, torch.tensor([len(i.tokens) for i in items]), durations, units,
                     torch.tensor([len(i.units) for i in items]), speakers)
 
 
-def tts_loss(model: nn.Module, batch: TTSBatch, duration_weight: float) -> tuple[torch.Tensor, float, dict]:
-    logits, log_durations, _ = model(batch.tokens, batch.lengths, batch.durations, batch.speakers)
-    logits = logits.float()
+def tts_loss(model: nn.Module, batch: TTSBatch, duration_weight: float,
+             alignment_weight: float = 1.0) -> tuple[torch.Tensor, float, dict]:
+    from speechunits.seq2seq.alignment import forward_sum_loss
+
+    out = model(batch.tokens, batch.lengths, batch.durations, batch.speakers, units=batch.units,
+                frame_lengths=batch.frame_lengths)
+    logits, log_durations = out.logits.float(), out.log_durations
     t = min(logits.shape[1], batch.units.shape[1])
     targets = batch.units[:, :t]
     flat = logits[:, :t].reshape(-1, logits.shape[-1])
@@ -77,12 +89,17 @@ def tts_loss(model: nn.Module, batch: TTSBatch, duration_weight: float) -> tuple
     valid = targets.reshape(-1) != IGNORE
     frames = float(valid.sum())
     token_mask = batch.tokens != PAD
-    log_target = torch.log1p(batch.durations.float())
+    log_target = torch.log1p(out.durations.detach().float())
     squared = ((log_durations.float() - log_target) ** 2)[token_mask]
     tokens = float(token_mask.sum())
     loss = ce + duration_weight * squared.mean() * frames
     correct = float((flat.argmax(-1)[valid] == targets.reshape(-1)[valid]).sum())
-    return loss, frames, {"acc": (correct, frames), "dur_mse": (float(squared.detach().sum()), tokens)}
+    metrics = {"acc": (correct, frames), "dur_mse": (float(squared.detach().sum()), tokens)}
+    if out.alignment_log_probs is not None:
+        align = forward_sum_loss(out.alignment_log_probs, batch.lengths, batch.frame_lengths).sum()
+        loss = loss + alignment_weight * align
+        metrics["align"] = (float(align.detach()), frames)
+    return loss, frames, metrics
 
 
 class TTSTask:
@@ -90,16 +107,17 @@ class TTSTask:
 
     Args:
         items: encoded examples. frame_rate: unit frames per second (amount logged = audio seconds).
-        batch_frames: padded unit frames per batch. seed: batch order. duration_weight: see above.
+        batch_frames: padded unit frames per batch. seed: batch order. duration_weight, alignment_weight: see above.
     """
 
     def __init__(self, items: Sequence[TTSItem], *, frame_rate: float, batch_frames: int = 6000, seed: int = 0,
-                 duration_weight: float = 1.0, max_batch_size: int | None = None):
+                 duration_weight: float = 1.0, alignment_weight: float = 1.0, max_batch_size: int | None = None):
         if not items:
             raise SpeechUnitsError("no training utterances")
         self.items = list(items)
         self.frame_rate = frame_rate
         self.duration_weight = duration_weight
+        self.alignment_weight = alignment_weight
         self.sampler = LengthBucketSampler([len(i.units) for i in self.items], batch_frames, fit="pad",
                                            max_batch_size=max_batch_size, seed=seed)
 
@@ -107,7 +125,7 @@ class TTSTask:
         return collate_tts([self.items[i] for i in self.sampler.batch(index)])
 
     def loss(self, model: nn.Module, batch: TTSBatch) -> LossOutput:
-        loss, frames, metrics = tts_loss(model, batch, self.duration_weight)
+        loss, frames, metrics = tts_loss(model, batch, self.duration_weight, self.alignment_weight)
         return LossOutput(loss=loss, count=frames, metrics=metrics, amount=frames / self.frame_rate)
 
 

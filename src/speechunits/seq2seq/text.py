@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 from speechunits.errors import SpeechUnitsError
 
 PHONES = "phones"
@@ -46,6 +48,34 @@ def text_chars(text: str) -> list[str]:
     if not chars:
         raise SpeechUnitsError(f"text {text[:60]!r} has no letters or digits")
     return [WORD_BOUNDARY, *chars, WORD_BOUNDARY]
+
+
+def transcript_tokens(texts: Mapping[str, str], kind: str, voice: str | None = None,
+                      rate: int | None = None) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Input symbols of every transcript (``{utt: text}``, e.g. from
+    :func:`speechunits.probe.labels.read_transcripts`): ``({utt: tokens}, {utt: why skipped})``.
+
+    Each distinct text is phonemised once; a text with nothing to say is skipped, not raised.
+    """
+    if kind not in INPUT_KINDS:
+        raise SpeechUnitsError(f"--input must be one of {INPUT_KINDS}, got {kind!r}")
+    if kind == PHONES and not voice:
+        raise SpeechUnitsError("phone input needs an espeak-ng voice to phonemise with")
+    tokens: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
+    seen: dict[str, list[str] | str] = {}
+    for utt, text in texts.items():
+        if text not in seen:
+            try:
+                seen[text] = text_tokens(text, kind, voice, rate)
+            except SpeechUnitsError as exc:
+                seen[text] = str(exc)
+        result = seen[text]
+        if isinstance(result, str):
+            skipped[utt] = result
+        else:
+            tokens[utt] = list(result)
+    return tokens, skipped
 
 
 def text_tokens(text: str, kind: str, voice: str | None = None, rate: int | None = None) -> list[str]:

@@ -9,7 +9,10 @@
 
 Training uses the reference durations (frames of each token from the corpus's alignments)
 and scores every frame's unit by cross-entropy plus the durations by a squared error in the
-log domain; inference rounds the predicted durations (a token may get 0 frames) and takes
+log domain. Without alignments (``alignment_dim > 0``) a :class:`~speechunits.seq2seq.alignment.UnitTextAligner`
+scores every (unit frame, token) pair from ``h`` and the frame's unit, is trained by the forward-sum
+loss, and monotonic alignment search over its prior-weighted log-probabilities gives the hard
+durations that the length regulator and the duration predictor use instead. Inference rounds the predicted durations (a token may get 0 frames) and takes
 the argmax unit of every frame. The frame-level units are then deduplicated (ids + run
 lengths) for a unit vocoder.
 """
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.seq2seq.alignment import UnitTextAligner, alignment_log_probs, monotonic_alignment_search
 from speechunits.seq2seq.layers import ConvStack, encoder_stack, padding_mask, sinusoidal_positions
 from speechunits.seq2seq.symbols import PAD
 from speechunits.training.config import config_from_dict, config_to_dict
@@ -37,6 +41,8 @@ class TTSConfig:
         encoder_layers, decoder_layers: transformer blocks before and after the length regulator.
         duration_hidden, duration_kernel, duration_layers: the duration predictor's convolutions.
         dropout: everywhere.
+        alignment_dim: width of the learned token-to-frame aligner (0: none; durations come from
+            alignments). alignment_prior: scaling of its beta-binomial diagonal prior (0: none).
     """
 
     vocab_size: int
@@ -51,12 +57,17 @@ class TTSConfig:
     duration_kernel: int = 3
     duration_layers: int = 2
     dropout: float = 0.1
+    alignment_dim: int = 0
+    alignment_prior: float = 1.0
 
     def __post_init__(self) -> None:
         if self.vocab_size < 1 or self.num_units < 1 or self.num_speakers < 0:
             raise SpeechUnitsError(f"TTS config: bad sizes {config_to_dict(self)}")
         if self.dim % self.heads or self.dim % 2:
             raise SpeechUnitsError(f"TTS config: dim {self.dim} must be even and divisible by heads {self.heads}")
+        if self.alignment_dim < 0 or self.alignment_prior < 0:
+            raise SpeechUnitsError(f"TTS config: alignment_dim {self.alignment_dim} and alignment_prior "
+                                   f"{self.alignment_prior} must be >= 0")
 
     def to_dict(self) -> dict:
         return config_to_dict(self)
@@ -84,6 +95,19 @@ def length_regulate(h: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Ten
     return frames, lengths
 
 
+@dataclass
+class TTSOutput:
+    """A teacher-forced pass: unit logits ``[B, T, K]``, predicted ``log(1 + frames)`` ``[B, N]``, frame
+    counts ``[B]``, the durations used ``[B, N]`` (given, or from MAS), and the aligner's prior-weighted
+    log-probabilities of the tokens at each frame ``[B, T, N]`` (None when durations were given)."""
+
+    logits: torch.Tensor
+    log_durations: torch.Tensor
+    frame_lengths: torch.Tensor
+    durations: torch.Tensor
+    alignment_log_probs: torch.Tensor | None = None
+
+
 class TTSModel(nn.Module):
     """Tokens (+ speaker) to frame-level unit logits and token durations; see the module docstring."""
 
@@ -99,6 +123,7 @@ class TTSModel(nn.Module):
         self.decoder = encoder_stack(c.dim, c.heads, c.ffn, c.decoder_layers, c.dropout)
         self.out = nn.Linear(c.dim, c.num_units)
         self.dropout = nn.Dropout(c.dropout)
+        self.aligner = UnitTextAligner(c.dim, c.num_units, c.alignment_dim) if c.alignment_dim else None
 
     def _speaker(self, speakers: torch.Tensor | None, batch: int) -> torch.Tensor | float:
         if self.speakers is None:
@@ -127,12 +152,35 @@ class TTSModel(nn.Module):
         x = self.dropout(x + self._speaker(speakers, frames.shape[0]))
         return self.out(self.decoder(x, src_key_padding_mask=pad)), frame_lengths
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, durations: torch.Tensor,
-                speakers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Teacher-forced pass: ``(unit logits [B, T, K], predicted log durations [B, N], frame counts [B])``."""
-        h, log_durations, _ = self.encode(tokens, lengths, speakers)
-        logits, frame_lengths = self.decode(h, durations, speakers)
-        return logits, log_durations, frame_lengths
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, durations: torch.Tensor | None = None,
+                speakers: torch.Tensor | None = None, units: torch.Tensor | None = None,
+                frame_lengths: torch.Tensor | None = None) -> TTSOutput:
+        """Teacher-forced pass (:class:`TTSOutput`) with the given ``durations``, or, when None, with the
+        durations monotonic alignment search finds between the tokens and the frame ``units [B, T]``
+        (needs the aligner and ``frame_lengths``)."""
+        h, log_durations, pad = self.encode(tokens, lengths, speakers)
+        log_probs = None
+        if durations is None:
+            log_probs, durations = self._align(h, pad, lengths, units, frame_lengths)
+        logits, decoded_lengths = self.decode(h, durations, speakers)
+        return TTSOutput(logits, log_durations, decoded_lengths, durations, log_probs)
+
+    def _align(self, h: torch.Tensor, pad: torch.Tensor, lengths: torch.Tensor, units: torch.Tensor | None,
+               frame_lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.aligner is None:
+            raise SpeechUnitsError("this TTS model has no aligner (alignment_dim 0): give durations")
+        if units is None or frame_lengths is None:
+            raise SpeechUnitsError("learning durations needs the frame units and their lengths")
+        scores = self.aligner(h, pad, units, padding_mask(frame_lengths, units.shape[1]))
+        log_probs = alignment_log_probs(scores, lengths, frame_lengths, self.config.alignment_prior)
+        return log_probs, monotonic_alignment_search(log_probs.detach().transpose(1, 2), lengths, frame_lengths)
+
+    @torch.no_grad()
+    def align(self, tokens: torch.Tensor, lengths: torch.Tensor, units: torch.Tensor, frame_lengths: torch.Tensor,
+              speakers: torch.Tensor | None = None) -> torch.Tensor:
+        """Durations ``[B, N]`` (int64, sum = frame_lengths) that MAS finds for tokens and their frame units."""
+        h, _, pad = self.encode(tokens, lengths, speakers)
+        return self._align(h, pad, lengths, units, frame_lengths)[1]
 
     @torch.no_grad()
     def infer(self, tokens: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor | None = None,
