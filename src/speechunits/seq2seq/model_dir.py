@@ -165,7 +165,7 @@ class TTSBundle:
 
 
 def load_tts(path: str | Path, device: str | torch.device = "cpu") -> TTSBundle:
-    """Load a TTS directory written by :func:`speechunits.seq2seq.train.train_tts`."""
+    """Load a TTS directory written by :func:`speechunits.seq2seq.tts_train.train_tts`."""
     from speechunits.seq2seq.tts_model import TTSConfig, TTSModel
 
     meta = read_meta(path, TTS_FILE, "TTS model")
@@ -229,7 +229,7 @@ class S2UTBundle:
 
 
 def load_s2ut(path: str | Path, device: str | torch.device = "cpu") -> S2UTBundle:
-    """Load an S2UT directory written by :func:`speechunits.seq2seq.train.train_s2ut`."""
+    """Load an S2UT directory written by :func:`speechunits.seq2seq.s2ut_train.train_s2ut`."""
     from speechunits.seq2seq.s2ut_model import Seq2SeqConfig, Seq2SeqModel
 
     meta = read_meta(path, S2UT_FILE, "S2UT model")
