@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES
 from speechunits.probe.inputs import Sample
 from speechunits.training.batching import LengthBucketSampler
 from speechunits.training.task import LossOutput, move_to
@@ -33,8 +34,6 @@ UTTERANCE = "utterance"
 #: Task kind -> objective.
 OBJECTIVES = {"phones": CTC, "asr": CTC, "frames": FRAME, "speaker": UTTERANCE, "classify": UTTERANCE}
 IGNORE = -100
-#: Padded frames per batch unless told otherwise.
-DEFAULT_BATCH_FRAMES = 20000
 
 
 def objective_of(task: str) -> str:

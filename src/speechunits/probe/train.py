@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.probe.defaults import DEFAULT_WARMUP_FRACTION
 from speechunits.probe.evaluate import PRIMARY, corpus_labels, decode_logits, score_predictions, selection_score
 from speechunits.probe.heads import FINETUNE_TOP, INTERFACES, Finetune, ProbeModel, build_model, parse_finetune
 from speechunits.probe.inputs import FEATURES, EncoderInput, ProbeInput, Sample, as_corpus, feature_statistics
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 RUNS_DIR = "runs"
 DEFAULT_EVAL_EVERY = 50
 DEFAULT_PATIENCE = 5
-#: Under a time budget, the warmup ends at the latest once this share of a run's budget is spent.
-DEFAULT_WARMUP_FRACTION = 0.1
 
 
 def budget_warmup(requested: int, steps_done: int, elapsed_s: float, budget_s: float | None,
