@@ -48,12 +48,14 @@ log = logging.getLogger("bench.judge_speed")
 CONFIGS: dict[str, dict[str, Any]] = {
     "old": dict(lr=2e-3, batch_frames=20000),
     "std": dict(lr=2e-3, batch_frames=20000, standardize=True),
-    "std-b4k": dict(lr=2e-3, batch_frames=4000, standardize=True),
     "std-s3-b4k": dict(lr=2e-3, batch_frames=4000, standardize=True, stack=3),
-    "std-s3-b4k-l1": dict(lr=2e-3, batch_frames=4000, standardize=True, stack=3, lstm_layers=1),
     "s3-b4k": dict(lr=2e-3, batch_frames=4000, stack=3),
-    "std-s3-b4k-lr5e-3": dict(lr=5e-3, batch_frames=4000, standardize=True, stack=3),
-    "std-s3-b2k": dict(lr=2e-3, batch_frames=2000, standardize=True, stack=3),
+    "std-s3-b4k-l1": dict(lr=2e-3, batch_frames=4000, standardize=True, stack=3, lstm_layers=1),
+    "s3-b4k-l1": dict(lr=2e-3, batch_frames=4000, stack=3, lstm_layers=1),
+    "std-s3-b4k-l1-lr5e-3": dict(lr=5e-3, batch_frames=4000, standardize=True, stack=3, lstm_layers=1),
+    "std-s3-b2k-l1": dict(lr=2e-3, batch_frames=2000, standardize=True, stack=3, lstm_layers=1),
+    "std-b4k-l1": dict(lr=2e-3, batch_frames=4000, standardize=True, lstm_layers=1),
+    "std-b20k-l1": dict(lr=2e-3, batch_frames=20000, standardize=True, lstm_layers=1),
 }
 
 
@@ -101,7 +103,7 @@ def step_costs(data: dict[str, Any], names: list[str], rounds: int) -> dict[str,
                          frame_rate=data["inputs"].frame_rate, batch_frames=options["batch_frames"])
         runs[name] = dict(model=model, task=task, opt=make_optimizer(model, OptimConfig(lr=options["lr"])),
                           wall=0.0, cpu=0.0, audio=0.0, steps=0)
-    for index in range(rounds):
+    for index in range(rounds + 1):  # round 0 warms up (allocator, first-call costs) and is not counted
         for name, run in runs.items():
             batch = run["task"].batch(index)
             wall, cpu = time.perf_counter(), time.process_time()
@@ -110,11 +112,13 @@ def step_costs(data: dict[str, Any], names: list[str], rounds: int) -> dict[str,
             torch.nn.utils.clip_grad_norm_(run["model"].parameters(), 10.0)
             run["opt"].step()
             run["opt"].zero_grad(set_to_none=True)
+            if index == 0:
+                continue
             run["wall"] += time.perf_counter() - wall
             run["cpu"] += time.process_time() - cpu
             run["audio"] += float(batch.lengths.sum()) / data["inputs"].frame_rate
             run["steps"] += 1
-        log.info("step costs: round %d of %d done", index + 1, rounds)
+        log.info("step costs: round %d of %d done", index, rounds)
     return {name: {"wall_s_per_step": r["wall"] / r["steps"], "cpu_s_per_step": r["cpu"] / r["steps"],
                    "audio_s_per_step": r["audio"] / r["steps"], "audio_s_per_cpu_s": r["audio"] / r["cpu"]}
             for name, r in runs.items()}
@@ -168,7 +172,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names of CONFIGS")
     parser.add_argument("--epochs", type=float, default=12.0, help="audio seen by every configuration, in epochs")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved steps per configuration (step costs)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved steps per configuration (step costs), after one uncounted round")
     parser.add_argument("--no-packed", action="store_true", help="skip the packed head's step cost (slow)")
     parser.add_argument("--no-curves", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -190,10 +195,9 @@ def main() -> int:
             cost = result["step_costs"][name]
             reached = next((p for p in curve["curve"] if p["dev_per"] <= args.target), None)
             curve["audio_s_to_target"] = None if reached is None else reached["audio_s"]
-            charged = result["step_costs"]["old-packed" if name == "old" and not args.no_packed else name]
+            charged = result["step_costs"]["old-packed"] if name == "old" and not args.no_packed else cost
             curve["quiet_core_minutes_to_target"] = (None if reached is None else
                                                      reached["audio_s"] / charged["audio_s_per_cpu_s"] / 60.0)
-            del cost
     (args.out / "judge_speed.json").write_text(json.dumps(result, indent=1) + "\n")
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
