@@ -53,6 +53,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "std-s3-b4k-l1": dict(lr=2e-3, batch_frames=4000, standardize=True, stack=3, lstm_layers=1),
     "s3-b4k-l1": dict(lr=2e-3, batch_frames=4000, stack=3, lstm_layers=1),
     "std-s3-b4k-l1-lr5e-3": dict(lr=5e-3, batch_frames=4000, standardize=True, stack=3, lstm_layers=1),
+    "s3-b4k-l1-lr5e-3": dict(lr=5e-3, batch_frames=4000, stack=3, lstm_layers=1),
+    "std-s3-b4k-l1-lr1e-2": dict(lr=1e-2, batch_frames=4000, standardize=True, stack=3, lstm_layers=1),
     "std-s3-b2k-l1": dict(lr=2e-3, batch_frames=2000, standardize=True, stack=3, lstm_layers=1),
     "std-b4k-l1": dict(lr=2e-3, batch_frames=4000, standardize=True, lstm_layers=1),
     "std-b20k-l1": dict(lr=2e-3, batch_frames=20000, standardize=True, lstm_layers=1),

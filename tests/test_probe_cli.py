@@ -115,7 +115,7 @@ def test_the_judge_options_train_record_and_evaluate(corpus: Path, tmp_path: Pat
     assert (model["head"], model["hidden"], model["lstm_layers"], model["stack"], model["standardize"]) == \
         ("bilstm", 128, 1, 3, True)
     assert meta["training"]["batch_frames"] == 4000 and meta["training"]["warmup_fraction"] == 0.2
-    assert meta["selection"]["lr"] == pytest.approx(2e-3) and meta["ctc_too_short"] == 0
+    assert meta["selection"]["lr"] == pytest.approx(1e-2) and meta["ctc_too_short"] == 0
     capsys.readouterr()
     assert main(["probe", "eval", str(out), str(corpus / "manifest.tsv"), "--split", "dev", "--json",
                  "--device", "cpu", "--quiet"]) == 0

@@ -9,4 +9,4 @@ DEFAULT_WARMUP_FRACTION = 0.1
 #: translation benchmarks: a BiLSTM probe on MFCC that learns in minutes on one CPU core (measured
 #: in docs/probe.md, "A judge that learns in minutes on a CPU"). Give --encoder, -o, the budget after them.
 JUDGE_PHONES_ARGS = ("--head", "bilstm", "--hidden", "128", "--lstm-layers", "1", "--stack", "3", "--standardize",
-                     "--batch-frames", "4000", "--lr", "2e-3", "--max-steps", "100000")
+                     "--batch-frames", "4000", "--lr", "1e-2", "--max-steps", "100000")
