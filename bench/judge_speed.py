@@ -18,7 +18,9 @@ From both, the time to a dev PER target on one quiet core is estimated as
 ``audio seconds needed / (audio seconds per CPU second)``: CPU seconds of a single-threaded process
 are what a quiet core would take in wall time, whatever the load when measured.
 
+    speechunits synth /tmp/judge-corpus --minutes 20 --speakers 6 --seed 0
     python bench/judge_speed.py --corpus /tmp/judge-corpus --out bench/out/judge_speed --epochs 12
+    python bench/judge_speed.py ... --configs judge --no-packed --rounds 1 --seed 1   # one curve, seed 1
 """
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ from speechunits.training.optim import make_optimizer
 
 log = logging.getLogger("bench.judge_speed")
 
-#: name -> options of train_probe (head bilstm, hidden 128 throughout: the judges' size).
+#: name -> options of train_probe (head bilstm, hidden 128 throughout: the judges' size); the table of
+#: docs/probe.md. "std": standardize, "s3": stack 3, "b4k": 4000-frame batches, "l1": one LSTM layer.
 CONFIGS: dict[str, dict[str, Any]] = {
     "old": dict(lr=2e-3, batch_frames=20000),
     "std": dict(lr=2e-3, batch_frames=20000, standardize=True),
@@ -54,8 +57,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "s3-b4k-l1": dict(lr=2e-3, batch_frames=4000, stack=3, lstm_layers=1),
     "std-s3-b4k-l1-lr5e-3": dict(lr=5e-3, batch_frames=4000, standardize=True, stack=3, lstm_layers=1),
     "s3-b4k-l1-lr5e-3": dict(lr=5e-3, batch_frames=4000, stack=3, lstm_layers=1),
-    "std-s3-b4k-l1-lr1e-2": dict(lr=1e-2, batch_frames=4000, standardize=True, stack=3, lstm_layers=1),
-    "std-s3-b2k-l1": dict(lr=2e-3, batch_frames=2000, standardize=True, stack=3, lstm_layers=1),
+    "judge": dict(lr=1e-2, batch_frames=4000, standardize=True, stack=3, lstm_layers=1),  # JUDGE_PHONES_ARGS
     "std-b4k-l1": dict(lr=2e-3, batch_frames=4000, standardize=True, lstm_layers=1),
     "std-b20k-l1": dict(lr=2e-3, batch_frames=20000, standardize=True, lstm_layers=1),
 }
