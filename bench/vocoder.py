@@ -342,11 +342,13 @@ def main() -> int:
     spectrogram_figure(test_dir, systems, out / "spectrograms.png")
 
     if not args.no_judges:
+        from speechunits.probe.defaults import JUDGE_PHONES_ARGS
+
         probes = {}
         for task in ("phones", "speaker"):
             probes[task] = out / f"probe-{task}"
             if not (probes[task] / "probe.json").is_file():
-                extra = ["--head", "bilstm", "--hidden", "128"] if task == "phones" else []
+                extra = list(JUDGE_PHONES_ARGS) if task == "phones" else []  # the fast judge (docs/probe.md)
                 cli("probe", "train", task, train_dir / "manifest.tsv", "--encoder", "mfcc", "-o", probes[task],
                     "--max-minutes", args.probe_minutes, "--quiet", *extra)
         text = test_dir / "text.tsv" if (test_dir / "text.tsv").is_file() else None

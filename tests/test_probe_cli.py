@@ -101,6 +101,27 @@ def test_transcribe_refuses_a_speaker_probe(corpus: Path, tmp_path: Path, caplog
     assert "does not transcribe" in caplog.text
 
 
+def test_the_judge_options_train_record_and_evaluate(corpus: Path, tmp_path: Path, capsys):
+    """JUDGE_PHONES_ARGS (the benchmarks' judge) through the CLI: recorded in probe.json, the stacked
+    standardised probe scores the same through `probe eval` and transcribes with phones of its vocabulary."""
+    from speechunits.probe.defaults import JUDGE_PHONES_ARGS
+
+    out = tmp_path / "judge"
+    assert main(["probe", "train", "phones", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
+                 *JUDGE_PHONES_ARGS, "--max-steps", "12", "--eval-every", "6", "--warmup-fraction", "0.2",
+                 "--max-minutes", "30", "--device", "cpu", "--quiet"]) == 0
+    meta = json.loads((out / "probe.json").read_text())
+    model = meta["model"]
+    assert (model["head"], model["hidden"], model["lstm_layers"], model["stack"], model["standardize"]) == \
+        ("bilstm", 128, 1, 3, True)
+    assert meta["training"]["batch_frames"] == 4000 and meta["training"]["warmup_fraction"] == 0.2
+    assert meta["selection"]["lr"] == pytest.approx(1e-2) and meta["ctc_too_short"] == 0
+    capsys.readouterr()
+    assert main(["probe", "eval", str(out), str(corpus / "manifest.tsv"), "--split", "dev", "--json",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["per"] == pytest.approx(meta["dev"]["per"]["mean"], abs=1e-9)
+
+
 def test_asr_probe_on_characters_round_trips(corpus: Path, tmp_path: Path, capsys):
     out = tmp_path / "asr"
     assert main(["probe", "train", "asr", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",

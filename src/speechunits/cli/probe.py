@@ -8,6 +8,7 @@ import sys
 
 from speechunits.cli.common import add_device, add_quiet, parse_layers
 from speechunits.errors import SpeechUnitsError
+from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES, DEFAULT_WARMUP_FRACTION
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--speakers", metavar="FILE", help="utt<TAB>speaker (default: the corpus's speakers.tsv)")
     train.add_argument("--head", default="linear", choices=["linear", "bilstm"])
     train.add_argument("--hidden", type=int, default=256, help="BiLSTM units per direction (default %(default)s)")
+    train.add_argument("--lstm-layers", type=int, default=2, help="BiLSTM layers (default %(default)s)")
+    train.add_argument("--stack", type=int, default=1, metavar="N",
+                       help="concatenate every N adjacent input frames before the head (100 Hz MFCC, N=3: 33 Hz; "
+                       "phones, asr, speaker, classify; default %(default)s)")
+    train.add_argument("--standardize", action="store_true",
+                       help="remove the training part's mean and std of every feature dimension (stored in the "
+                       "probe; features only)")
     train.add_argument("--tokenizer", default="chars", help="asr targets: chars, or a BPE vocabulary size")
     train.add_argument("--split-by", default="utterance", choices=["utterance", "speaker"])
     train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test")
@@ -71,7 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--max-minutes", type=float, default=None, help="time budget of the whole sweep")
     train.add_argument("--eval-every", type=int, default=50, help="steps between dev evaluations")
     train.add_argument("--patience", type=int, default=5, help="dev evaluations without improvement before stopping")
-    train.add_argument("--batch-frames", type=int, default=20000, help="padded frames per batch")
+    train.add_argument("--batch-frames", type=int, default=DEFAULT_BATCH_FRAMES,
+                       help="padded input frames per batch (default %(default)s)")
+    train.add_argument("--warmup-steps", type=int, default=None,
+                       help="learning-rate warmup steps (default min(100, max-steps / 10))")
+    train.add_argument("--warmup-fraction", type=float, default=DEFAULT_WARMUP_FRACTION,
+                       help="with --max-minutes: the warmup ends at the latest once this share of a run's "
+                       "budget is spent (default %(default)s)")
     add_device(train)
     add_quiet(train)
     train.set_defaults(func=run_train)
@@ -148,7 +162,8 @@ def run_train(args: argparse.Namespace) -> int:
         interface=args.interface, head=args.head, combine=args.combine, hidden=args.hidden, tokenizer=tokenizer,
         lrs=_parse_lrs(args.lr), seeds=list(range(args.seeds)), max_steps=args.max_steps,
         max_minutes=args.max_minutes, eval_every=args.eval_every, patience=args.patience,
-        batch_frames=args.batch_frames, finetune=args.finetune,
+        batch_frames=args.batch_frames, warmup_steps=args.warmup_steps, warmup_fraction=args.warmup_fraction,
+        standardize=args.standardize, stack=args.stack, lstm_layers=args.lstm_layers, finetune=args.finetune,
         finetune_layers=None if args.layers == "all" or not args.finetune else parse_layers(args.layers),
         device=args.device, quiet=args.quiet)
     if result is None:  # a torchrun rank other than 0: rank 0 wrote the probe and reports

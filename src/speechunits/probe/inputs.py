@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -132,6 +132,26 @@ class ProbeInput(ABC):
         samples = {i: self._cache[i] for i in keys if i in self._cache}
         errors = {i: self._errors.get(i, "not in this input") for i in keys if i not in self._cache}
         return LoadResult(samples, errors)
+
+
+def feature_statistics(samples: Mapping[str, Sample], ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation ``[L, D]`` (float32) of every layer's dimensions over all frames of
+    the features of ``ids`` (accumulated in float64; a standard deviation under 1e-5 counts as 1e-5)."""
+    total = squares = None
+    frames = 0
+    for utt in ids:
+        features = samples[utt].features
+        if features is None:
+            raise SpeechUnitsError(f"{utt}: units have no feature statistics (standardize applies to features)")
+        x = features.to(torch.float64)
+        total = x.sum(1) if total is None else total + x.sum(1)
+        squares = (x * x).sum(1) if squares is None else squares + (x * x).sum(1)
+        frames += x.shape[1]
+    if total is None or squares is None or frames == 0:
+        raise SpeechUnitsError("feature statistics: no frames")
+    mean = total / frames
+    std = (squares / frames - mean * mean).clamp_min(0.0).sqrt().clamp_min(1e-5)
+    return mean.float(), std.float()
 
 
 # -- identity checks -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES
 from speechunits.probe.inputs import Sample
 from speechunits.training.batching import LengthBucketSampler
 from speechunits.training.task import LossOutput, move_to
@@ -33,8 +34,6 @@ UTTERANCE = "utterance"
 #: Task kind -> objective.
 OBJECTIVES = {"phones": CTC, "asr": CTC, "frames": FRAME, "speaker": UTTERANCE, "classify": UTTERANCE}
 IGNORE = -100
-#: Padded frames per batch unless told otherwise.
-DEFAULT_BATCH_FRAMES = 20000
 
 
 def objective_of(task: str) -> str:
@@ -101,16 +100,41 @@ def collate(samples: Sequence[Sample], objective: str, targets: Sequence[Any] | 
     return batch
 
 
+def output_lengths(model: nn.Module, lengths: torch.Tensor) -> torch.Tensor:
+    """Valid output frames of ``model`` (a probe model, possibly DDP-wrapped) for inputs of ``lengths``
+    frames: fewer than the input's when it stacks frames."""
+    inner = getattr(model, "module", model)
+    method = getattr(inner, "output_lengths", None)
+    return lengths if method is None else method(lengths)
+
+
+def ctc_min_frames(target: Sequence[int]) -> int:
+    """The fewest frames a CTC alignment of ``target`` needs: one per label, plus a blank between
+    every two equal neighbours."""
+    ids = list(target)
+    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
+def ctc_too_short(frames: Mapping[str, int], targets: Mapping[str, Sequence[int]]) -> list[str]:
+    """Ids whose output ``frames`` cannot hold a CTC alignment of their targets (their loss is infinite:
+    zeroed in training, so they teach nothing)."""
+    return [i for i, n in frames.items() if i in targets and n < ctc_min_frames(targets[i])]
+
+
 def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str) -> tuple[torch.Tensor, float, dict]:
     """Summed loss, its count and the metrics (``{name: (num, den)}``) of one batch."""
     logits = model(batch.x, batch.lengths, batch.durations).float()
     assert batch.targets is not None
     if objective == CTC:
-        log_probs = torch.log_softmax(logits, dim=-1).transpose(0, 1)  # [T, B, C]
-        loss = nn.functional.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths,
+        log_probs = torch.log_softmax(logits, dim=-1).transpose(0, 1)  # [T', B, C]
+        lengths = output_lengths(model, batch.lengths)
+        loss = nn.functional.ctc_loss(log_probs, batch.targets, lengths, batch.target_lengths,
                                       blank=0, reduction="sum", zero_infinity=True)
         return loss, float(batch.target_lengths.sum()), {}  # type: ignore[union-attr]
     if objective == FRAME:
+        if logits.shape[1] != batch.targets.shape[1]:
+            raise SpeechUnitsError(f"frame labels: {batch.targets.shape[1]} frames, the model gives "
+                                   f"{logits.shape[1]} (a frame task cannot stack frames)")
         flat = logits.reshape(-1, logits.shape[-1])
         targets = batch.targets.reshape(-1)
         loss = nn.functional.cross_entropy(flat, targets, ignore_index=IGNORE, reduction="sum")
@@ -162,7 +186,8 @@ class ProbeTask:
 def predict_logits(model: nn.Module, samples: Mapping[str, Sample], ids: Sequence[str], *,
                    device: torch.device | str = "cpu", batch_frames: int = DEFAULT_BATCH_FRAMES
                    ) -> dict[str, np.ndarray]:
-    """Logits of every id in ``ids``: float32 ``[T, C]`` (frame level, valid frames only) or ``[C]``.
+    """Logits of every id in ``ids``: float32 ``[T', C]`` (frame level, valid output frames only:
+    ``T' = ceil(T / stack)`` for a model that stacks frames) or ``[C]``.
 
     Batches are length-bucketed like training; results do not depend on the batching (padding
     is masked), up to float rounding.
@@ -180,8 +205,9 @@ def predict_logits(model: nn.Module, samples: Mapping[str, Sample], ids: Sequenc
             chosen = [ids[i] for i in sampler.batch(index)]
             batch = move_to(collate([samples[i] for i in chosen], FRAME), device)
             logits = model(batch.x, batch.lengths, batch.durations).float().cpu().numpy()
+            valid = output_lengths(model, batch.lengths).tolist()
             for row, utt_id in enumerate(chosen):
-                out[utt_id] = logits[row, : samples[utt_id].num_frames] if logits.ndim == 3 else logits[row]
+                out[utt_id] = logits[row, : valid[row]] if logits.ndim == 3 else logits[row]
     finally:
         model.train(was_training)
     return out

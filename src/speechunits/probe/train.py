@@ -9,7 +9,9 @@ and reported as mean and standard deviation over seeds (s3prl users' most common
 one hand-tuned learning rate per model and task). The best seed's weights become the probe
 (:mod:`speechunits.probe.model_dir`), with the learned layer weights of every seed.
 
-``max_minutes`` is the budget of the whole sweep, shared equally by its runs. Under torchrun the
+``max_minutes`` is the budget of the whole sweep, shared equally by its runs; under a budget the
+learning-rate warmup also ends once ``warmup_fraction`` of a run's share is spent
+(:func:`budget_warmup`), so a slow machine cannot spend its budget warming up. Under torchrun the
 runs are data-parallel (DDP); rank 0 evaluates, decides early stopping for all and writes the probe.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -25,11 +28,13 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.probe.defaults import DEFAULT_WARMUP_FRACTION
 from speechunits.probe.evaluate import PRIMARY, corpus_labels, decode_logits, score_predictions, selection_score
 from speechunits.probe.heads import FINETUNE_TOP, INTERFACES, Finetune, ProbeModel, build_model, parse_finetune
-from speechunits.probe.inputs import FEATURES, EncoderInput, ProbeInput, Sample, as_corpus
+from speechunits.probe.inputs import FEATURES, EncoderInput, ProbeInput, Sample, as_corpus, feature_statistics
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
-from speechunits.probe.task import CTC, UTTERANCE, ProbeTask, objective_of, predict_logits
+from speechunits.probe.task import (CTC, DEFAULT_BATCH_FRAMES, FRAME, UTTERANCE, ProbeTask, ctc_too_short,
+                                    objective_of, predict_logits)
 from speechunits.training.checkpoint import training_dir
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,20 @@ log = logging.getLogger(__name__)
 RUNS_DIR = "runs"
 DEFAULT_EVAL_EVERY = 50
 DEFAULT_PATIENCE = 5
+
+
+def budget_warmup(requested: int, steps_done: int, elapsed_s: float, budget_s: float | None,
+                  fraction: float = DEFAULT_WARMUP_FRACTION) -> int:
+    """Warmup steps in force after ``steps_done`` steps that took ``elapsed_s`` seconds of a
+    ``budget_s`` run: the ``requested`` steps, cut short to ``steps_done`` (the warmup ends now)
+    once ``fraction`` of the budget is spent. No budget (None): always ``requested``.
+
+    Applied after every step, this bounds the warmup by ``fraction * budget_s`` plus one step,
+    however slow the steps are.
+    """
+    if budget_s is None or steps_done >= requested or elapsed_s < fraction * budget_s:
+        return requested
+    return steps_done
 
 
 @dataclass
@@ -55,11 +74,12 @@ class RunResult:
     layer_weights: list[float] | None
     state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     test: dict[str, float] | None = None
+    warmup_steps: int = 0
 
     def record(self) -> dict[str, Any]:
         return {"lr": self.lr, "seed": self.seed, "dev": self.dev, "test": self.test, "best_step": self.best_step,
                 "steps_done": self.steps_done, "stop_reason": self.stop_reason, "layer_weights": self.layer_weights,
-                "train_seconds": round(self.train_seconds, 3),
+                "warmup_steps": self.warmup_steps, "train_seconds": round(self.train_seconds, 3),
                 "x_realtime": self.audio_seconds / max(self.train_seconds, 1e-9)}
 
 
@@ -86,6 +106,16 @@ def summarize(values: Sequence[Mapping[str, float]]) -> dict[str, dict[str, Any]
     return {name: {"mean": float(np.mean([v[name] for v in values])),
                    "std": float(np.std([v[name] for v in values])),
                    "values": [float(v[name]) for v in values]} for name in names}
+
+
+def _elapsed(started: float, dist: Any) -> float:
+    """Seconds since ``started`` by rank 0's clock (the same on every rank: the warmup ends at the same step)."""
+    elapsed = time.perf_counter() - started
+    if dist.enabled:
+        shared = torch.tensor([elapsed], dtype=torch.float64)
+        torch.distributed.broadcast(shared, 0)
+        elapsed = float(shared[0])
+    return elapsed
 
 
 def make_coder(task: str, train_labels: Sequence[Any], *, tokenizer: str | int = "chars",
@@ -152,13 +182,25 @@ def _finetune_spec(parsed: Finetune, identity: Mapping[str, Any], first: int, re
 def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: str = "weighted-sum",
                head: str = "linear", layer: int | None = None, combine: str = "sum", embed_dim: int = 256,
                hidden: int = 256, normalize: bool = False, finetune: str | None = None,
-               finetune_layers: Sequence[int] | None = None) -> dict[str, Any]:
+               finetune_layers: Sequence[int] | None = None, standardize: bool = False, stack: int = 1,
+               lstm_layers: int = 2) -> dict[str, Any]:
     """The JSON spec of the probe model (see :class:`speechunits.probe.heads.ProbeModel`).
 
-    ``finetune_layers``: the layers a ``lora``/``adapters`` probe weighs (blocks 1..max adapted)."""
+    ``finetune_layers``: the layers a ``lora``/``adapters`` probe weighs (blocks 1..max adapted).
+    ``standardize``, ``stack``, ``lstm_layers``: see ProbeModel (a ``frames`` probe cannot stack)."""
     source = inputs.model_spec()
+    objective = objective_of(task)
+    if int(stack) < 1 or int(lstm_layers) < 1:
+        raise SpeechUnitsError(f"--stack and --lstm-layers must be >= 1, got {stack} and {lstm_layers}")
+    if int(stack) > 1 and objective == FRAME:
+        raise SpeechUnitsError(f"--stack {stack}: task {task!r} labels every input frame; it cannot stack frames")
+    if standardize and (source["kind"] != FEATURES or finetune is not None):
+        raise SpeechUnitsError("--standardize applies to features (--encoder, --features) without --finetune")
     spec: dict[str, Any] = {"input": source, "head": head, "num_classes": int(num_classes), "hidden": int(hidden),
-                            "level": "utterance" if objective_of(task) == UTTERANCE else "frame"}
+                            "level": "utterance" if objective == UTTERANCE else "frame", "stack": int(stack),
+                            "standardize": bool(standardize)}
+    if head == "bilstm":
+        spec["lstm_layers"] = int(lstm_layers)
     parsed = parse_finetune(finetune)
     if parsed is not None and (source["kind"] != FEATURES or source["num_layers"] != 1):
         raise SpeechUnitsError("--finetune reads encoder features of one layer (see finetune_input)")
@@ -194,7 +236,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 combine: str = "sum", embed_dim: int = 256, hidden: int = 256, normalize: bool = False,
                 tokenizer: str | int = "chars", lrs: Sequence[float] = (1e-3,), seeds: Sequence[int] = (0,),
                 max_steps: int = 2000, max_minutes: float | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
-                patience: int = DEFAULT_PATIENCE, batch_frames: int = 20000, warmup_steps: int | None = None,
+                patience: int = DEFAULT_PATIENCE, batch_frames: int = DEFAULT_BATCH_FRAMES,
+                warmup_steps: int | None = None, warmup_fraction: float = DEFAULT_WARMUP_FRACTION,
+                standardize: bool = False, stack: int = 1, lstm_layers: int = 2,
                 bf16: bool = False, finetune: str | None = None, finetune_layers: Sequence[int] | None = None,
                 device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
@@ -209,6 +253,11 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         lrs, seeds: the sweep. max_steps, max_minutes: per-run step cap, whole-sweep time budget.
         eval_every, patience: dev evaluation period (steps) and early-stopping patience (evaluations).
         batch_frames: padded frames per batch. warmup_steps: default ``min(100, max_steps // 10)``.
+        warmup_fraction: under ``max_minutes``, the warmup ends at the latest once this share of a
+            run's budget is spent (:func:`budget_warmup`).
+        standardize, stack, lstm_layers: the judge's speed options (see :func:`model_spec` and
+            docs/probe.md): the training part's feature mean and std removed, ``stack`` frames
+            concatenated before the head, BiLSTM depth.
         finetune: ``"top:N"``: also train the top N blocks of the model (``inputs`` from
             :func:`finetune_input`); the probe then holds those blocks too. ``"lora[:R]"`` /
             ``"adapters[:R]"``: rank-R peft LoRA updates of blocks 1..max(``finetune_layers``)
@@ -234,8 +283,10 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         raise SpeechUnitsError(f"{out}: already holds a probe; pick another -o")
     if not lrs or not seeds:
         raise SpeechUnitsError("--lr and --seeds: at least one of each")
-    if eval_every < 1 or patience < 1 or max_steps < 1:
-        raise SpeechUnitsError("--max-steps, --eval-every and --patience must be >= 1")
+    if eval_every < 1 or patience < 1 or max_steps < 1 or batch_frames < 1:
+        raise SpeechUnitsError("--max-steps, --eval-every, --patience and --batch-frames must be >= 1")
+    if not 0.0 < warmup_fraction <= 1.0:
+        raise SpeechUnitsError(f"--warmup-fraction: expected a share in (0, 1], got {warmup_fraction}")
     objective = objective_of(task)
     dist, dev = init_distributed(device)
     label_map: dict[str, Any] = dict(getattr(labels, "labels", labels))
@@ -253,14 +304,17 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     coder = make_coder(task, [label_map[i] for i in split.train], tokenizer=tokenizer,
                        frame_vocabulary=getattr(labels, "vocabulary", None))
     targets = {i: coder.encode(label_map[i]) for i in split.train}
-    if objective == CTC:
-        short = [i for i in split.train if samples[i].num_frames < len(targets[i])]
-        if short:
-            log.warning("%d training utterances have fewer input frames than targets (CTC cannot emit them; "
-                        "their loss is zeroed), e.g. %s", len(short), short[0])
     spec = model_spec(task, inputs, coder.num_classes, interface=interface, head=head, layer=layer,
                       combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune,
-                      finetune_layers=finetune_layers)
+                      finetune_layers=finetune_layers, standardize=standardize, stack=stack, lstm_layers=lstm_layers)
+    short: list[str] = []
+    if objective == CTC:
+        short = ctc_too_short({i: math.ceil(samples[i].num_frames / stack) for i in split.train}, targets)
+        if short:
+            log.warning("%d of %d training utterances have fewer %sframes than CTC needs for their targets "
+                        "(the loss of those is zeroed: they teach nothing), e.g. %s", len(short), len(split.train),
+                        f"stacked (x{stack}) " if stack > 1 else "input ", short[0])
+    statistics = feature_statistics(samples, split.train) if standardize else None
     warmup = min(100, max_steps // 10) if warmup_steps is None else warmup_steps
     per_run_minutes = None if max_minutes is None else max_minutes / (len(lrs) * len(seeds))
     train_audio = sum(samples[i].input_frames for i in split.train) / inputs.frame_rate
@@ -270,7 +324,10 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         for seed in seeds:
             run_dir = out / RUNS_DIR / f"lr{lr:g}-seed{seed}"
             torch.manual_seed(seed)
-            model = build_model(spec, pretrained=True).to(dev)
+            model = build_model(spec, pretrained=True)
+            if statistics is not None:
+                model.set_input_statistics(*statistics)
+            model = model.to(dev)
             cfg = OptimConfig(steps=max_steps, lr=float(lr), warmup_steps=warmup, schedule="linear", bf16=bf16,
                               max_minutes=per_run_minutes, seed=int(seed), log_every=eval_every,
                               checkpoint_every=max_steps)
@@ -294,11 +351,17 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 best["last"] = step
                 return best["bad"] >= patience
 
+            budget_s = None if per_run_minutes is None else per_run_minutes * 60.0
+
             def on_step(entry: Any) -> bool:  # rank 0 evaluates; the trainer broadcasts its decision
+                if budget_s is not None and entry.step < cfg.warmup_steps:
+                    cfg.warmup_steps = budget_warmup(cfg.warmup_steps, entry.step, _elapsed(started, dist),
+                                                     budget_s, warmup_fraction)
                 if not dist.is_main or (entry.step % eval_every and entry.step != max_steps):
                     return False
                 return evaluate(entry.step)
 
+            started = time.perf_counter()
             result = trainer.run(0, on_step)
             if not dist.is_main:
                 continue
@@ -310,7 +373,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                                   best_step=best["step"], steps_done=result.steps_done,
                                   stop_reason=result.stop_reason, train_seconds=wall,
                                   audio_seconds=sum(h.amount for h in result.history),
-                                  layer_weights=model.layer_weights(), state=best["state"]))
+                                  layer_weights=model.layer_weights(), state=best["state"],
+                                  warmup_steps=cfg.warmup_steps))
 
     if not dist.is_main:
         return None
@@ -353,13 +417,15 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         "runs": [r.record() for r in runs],
         "missing_labels": len(missing),
         "input_errors": len(loaded.errors),
+        "ctc_too_short": len(short),
         "throughput": {"feature_seconds": round(inputs.load_seconds, 3),
                        "feature_x_realtime": inputs.cached_seconds() / max(inputs.load_seconds, 1e-9),
                        "train_x_realtime": sum(r.audio_seconds for r in runs) / max(total_train, 1e-9),
                        "train_utterances_per_s": (sum(r.audio_seconds for r in runs) / max(total_train, 1e-9))
                        * len(split.train) / max(train_audio, 1e-9)},
         "training": {"max_steps": max_steps, "max_minutes": max_minutes, "eval_every": eval_every,
-                     "patience": patience, "batch_frames": batch_frames, "warmup_steps": warmup, "bf16": bf16, "world_size": dist.world},
+                     "patience": patience, "batch_frames": batch_frames, "warmup_steps": warmup,
+                     "warmup_fraction": warmup_fraction, "bf16": bf16, "world_size": dist.world},
         "speechunits_version": __version__,
     }
     save_probe(out, model, coder, meta, split)
