@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.seq2seq.alignment import forward_sum_loss
 from speechunits.seq2seq.symbols import BOS, EOS, PAD
 from speechunits.training.batching import LengthBucketSampler
 from speechunits.training.task import LossOutput
@@ -77,8 +78,6 @@ def collate_tts(items: Sequence[TTSItem]) -> TTSBatch:
 
 def tts_loss(model: nn.Module, batch: TTSBatch, duration_weight: float,
              alignment_weight: float = 1.0) -> tuple[torch.Tensor, float, dict]:
-    from speechunits.seq2seq.alignment import forward_sum_loss
-
     out = model(batch.tokens, batch.lengths, batch.durations, batch.speakers, units=batch.units,
                 frame_lengths=batch.frame_lengths)
     logits, log_durations = out.logits.float(), out.log_durations
