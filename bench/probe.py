@@ -6,17 +6,12 @@ Headline command (one seed per learning rate; what the README table comes from):
         --pretrain-minutes 20 --probe-minutes 15 --seeds 1 \\
         --librispeech ../shared/data/librispeech-sample
 
-Honest duration on one CPU core of this (shared, loaded) machine: synthesis ~1 min, pretraining
-20 min (its budget), features, k-means and two encodings ~10-15 min, then 30 probe sweeps
-(10 inputs x 3 tasks) + 2 LibriSpeech ones. The 20 phones/asr sweeps use a BiLSTM (hidden 128),
-and one training step on 20,000 padded frames costs ~5 s on one loaded core (measured for the
-LSTM alone), so each sweep spends its whole ``--probe-minutes`` budget (3 lrs: 5 min, ~60 steps,
-~7 epochs of the 60-min corpus per run): **about 6 hours** in all, with probes that are
-budget-bound rather than converged. The speaker sweeps (linear head on pooled statistics) take
-a minute or two each (MFCC and log-mel run at 100 Hz: half the epochs). On a GPU
-(``--device cuda``, not measured here) a step is far cheaper and the same budgets buy converged
-probes; ``--seeds 3`` (the issue's setting) splits each
-budget over three times the runs (give ``--probe-minutes 45`` for the same training per run).
+Probe sweeps run ``--jobs`` at a time (default 2, one thread each: one per core of this machine) in
+worker processes; each sweep stops at ``--probe-minutes`` or when every run has stopped early (patience 5
+dev evaluations, 25 steps apart, or 3000 steps). Duration on this 2-core machine: synthesis ~1 min,
+pretraining ``--pretrain-minutes``, codebooks and encodings ~5-10 min beside the first probes, then 32
+sweeps, 2 at a time. On a GPU (``--device cuda``, not measured here) give ``--jobs 1``. ``--seeds 3`` (the
+issue's setting) splits each budget over three times the runs.
 
 What it does, with every setting fixed here (nothing is chosen on test data):
 
@@ -33,8 +28,9 @@ What it does, with every setting fixed here (nothing is chosen on test data):
    and deduplicated + BPE (vocabulary 4K). Codebooks are fitted (``speechunits.quantize.fit``) and
    BPE trained on the training split's utterances only; every utterance is then encoded with
    ``speechunits encode``.
-   Heads (fixed): BiLSTM (hidden 128) for phones/asr (units need context: a BPE token spans
-   several phones), linear (mean+std pooling) for speaker. Every probe
+   Heads (fixed): for phones/asr the phone judge's BiLSTM (one layer, hidden 128; units need
+   context: a BPE token spans several phones), features standardized, 100 Hz inputs stacked 3 frames
+   at a time (:func:`stack_for`); linear (mean+std pooling) for speaker. Every probe
    sweeps ``--lr 1e-4,1e-3,1e-2`` x ``--seeds``; dev picks the lr and the best step; the test
    part is read once per seed of the chosen lr (mean +- std reported when seeds > 1).
 4. Bitrate beside each row: units: frame rate x log2 K (raw), deduplicated tokens/s x log2 K
@@ -54,8 +50,10 @@ import json
 import logging
 import subprocess
 import sys
+import multiprocessing as mp
 import time
 from collections import Counter
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -127,36 +125,100 @@ def ensure_pretrained(args: argparse.Namespace, out: Path, cfg: dict[str, Any]) 
     return model
 
 
+#: Options of the phones/asr BiLSTM heads: the judge's (probe/defaults.py JUDGE_PHONES_ARGS, chosen in
+#: bench/judge_speed.py on another corpus): one layer of 128 per direction, features standardized,
+#: inputs stacked down to about STACKED_RATE positions/s (MFCC and log-mel at 100 Hz: 3 frames at a time, as
+#: the judge; 50 Hz inputs and units: not stacked, since the synthetic corpus has ~15 characters/s and CTC needs
+#: a position per target plus blanks between repeats).
+SEQUENCE_HEAD = dict(lstm_layers=1)
+STACKED_RATE = 33.0
+
+
+def stack_for(frame_rate: float) -> int:
+    """Frames concatenated per BiLSTM position for an input of ``frame_rate`` Hz."""
+    return max(1, int(frame_rate // STACKED_RATE))
+
+
+def input_spec(kind: str, source: str | Path, manifest: Path | None = None, device: str = "auto",
+               dedup: bool = False, bpe: Path | None = None) -> dict[str, Any]:
+    """A picklable description of a probe input, built into the input inside the worker process."""
+    return {"kind": kind, "source": str(source), "manifest": str(manifest) if manifest else None,
+            "device": device, "dedup": dedup, "bpe": str(bpe) if bpe else None}
+
+
+def build_input(spec: dict[str, Any]) -> Any:
+    if spec["kind"] == "encoder":
+        return EncoderInput(spec["source"], corpus=spec["manifest"], device=spec["device"], quiet=True)
+    return UnitInput(spec["source"], dedup=spec["dedup"], bpe_dir=spec["bpe"])
+
+
+def _one_thread() -> None:
+    """Worker initialiser: one intra-op thread per probe, so ``--jobs`` probes share the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+    logging.getLogger("speechunits").setLevel(logging.WARNING)
+
+
+def run_probe(task: str, manifest: str, spec: dict[str, Any], probe_dir: str, options: dict[str, Any]
+              ) -> tuple[dict[str, Any], float]:
+    """Train one probe sweep (in a worker process); its ``probe.json`` and the wall seconds it took."""
+    started = time.time()
+    result = train_probe_on_corpus(task, manifest, build_input(spec), probe_dir, **options)
+    return result.meta, time.time() - started
+
+
 class Bench:
+    """Probe sweeps, ``jobs`` at a time in worker processes (each probe directory is reused when done)."""
+
     def __init__(self, args: argparse.Namespace, cfg: dict[str, Any], out: Path, corpus: Path):
         self.args, self.cfg, self.out, self.corpus = args, cfg, out, corpus
         self.results: dict[str, dict[str, Any]] = {}
         self.configurations = 0
+        self.pending: dict[tuple[str, str], Future] = {}
+        self.pool = ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=mp.get_context("spawn"),
+                                        initializer=_one_thread)
 
-    def probe(self, row: str, task: str, inputs: Any, manifest: Path | None = None, **extra: Any) -> dict[str, Any]:
+    def submit(self, row: str, task: str, spec: dict[str, Any], manifest: Path | None = None,
+               frame_rate: float = 50.0, **extra: Any) -> None:
+        """Start the ``task`` probe of ``row`` (or load it when its directory holds one)."""
         manifest = manifest or self.corpus / "manifest.tsv"
         probe_dir = self.out / "probes" / f"{row}-{task}".replace(" ", "_").replace("+", "_")
         cached = probe_dir / "probe.json"
         if cached.is_file():
-            meta = json.loads(cached.read_text())
-        else:
-            split = {} if task == "speaker" else {"split_file": self.out / "split.tsv"}
-            started = time.time()
-            result = train_probe_on_corpus(
-                task, manifest, inputs, probe_dir, head=HEADS[task], hidden=self.cfg["hidden"],
-                lrs=LRS, seeds=tuple(range(self.args.seeds)), max_steps=self.cfg["max_steps"],
-                max_minutes=self.cfg["probe_minutes"], eval_every=self.cfg["eval_every"],
-                patience=self.cfg["patience"], batch_frames=BATCH_FRAMES, device=self.args.device, quiet=True,
-                **split, **extra)
-            meta = result.meta
-            log.info("%s %s: %.0f s, test %s", row, task, time.time() - started,
+            self._record(row, task, json.loads(cached.read_text()))
+            return
+        options: dict[str, Any] = dict(
+            head=HEADS[task], hidden=self.cfg["hidden"], lrs=LRS, seeds=tuple(range(self.args.seeds)),
+            max_steps=self.cfg["max_steps"], max_minutes=self.cfg["probe_minutes"],
+            eval_every=self.cfg["eval_every"], patience=self.cfg["patience"], batch_frames=BATCH_FRAMES,
+            device=self.args.device, quiet=True, **extra)
+        if task != "speaker":
+            options["split_file"] = self.out / "split.tsv"
+        if HEADS[task] == "bilstm":
+            options.update(SEQUENCE_HEAD)
+            options["standardize"] = spec["kind"] == "encoder"
+            options["stack"] = 1 if spec["dedup"] or spec["bpe"] else stack_for(frame_rate)
+        self.pending[(row, task)] = self.pool.submit(run_probe, task, str(manifest), spec, str(probe_dir), options)
+
+    def wait(self, row: str | None = None, task: str | None = None) -> None:
+        """Collect finished sweeps: all of them, or until the one of ``row``/``task`` is in."""
+        keys = [(row, task)] if row is not None else list(self.pending)
+        for key in keys:
+            if key not in self.pending:
+                continue
+            meta, seconds = self.pending.pop(key).result()
+            log.info("%s %s: %.0f s, test %s", key[0], key[1], seconds,
                      {k: round(v["mean"], 4) for k, v in meta["test"].items()})
+            self._record(*key, meta)
+
+    def _record(self, row: str, task: str, meta: dict[str, Any]) -> None:
         self.configurations += len(meta["runs"])
         self.results.setdefault(row, {})[task] = meta
-        return meta
 
 
 def feature_bitrate(inputs: EncoderInput) -> str:
+    """What a continuous-feature probe reads: frame rate x dimension x 16 bits (float16)."""
     info = inputs.encoder.info
     return f"{info.frame_rate * info.dim * 16 / 1000:.0f} kb/s (fp16 x {info.dim})"
 
@@ -246,8 +308,11 @@ def fmt(meta: dict[str, Any] | None, name: str) -> str:
     return text + (f" ± {100 * value['std']:.1f}" if len(value.get("values", [])) > 1 else "")
 
 
-def librispeech_rows(bench: Bench, directory: Path, model: Path) -> list[str]:
-    """Speaker probes on the speakers with 10 utterances, split by utterance: MFCC vs the tiny model."""
+LS_ROWS = (("LS mfcc", "mfcc"), ("LS tiny ws", None))
+
+
+def librispeech_submit(bench: Bench, directory: Path, model: Path) -> str:
+    """Start speaker probes on the speakers with 10 utterances, split by utterance: MFCC vs the tiny model."""
     speakers = read_speakers(directory / "speakers.tsv")
     counts = Counter(speakers.values())
     keep = sorted(u for u, s in speakers.items() if counts[s] >= 10)
@@ -258,12 +323,17 @@ def librispeech_rows(bench: Bench, directory: Path, model: Path) -> list[str]:
             handle.write(json.dumps({"id": utt, "path": str((directory / "flac" / f"{utt}.flac").resolve())}) + "\n")
     with open(corpus / "speakers.tsv", "w", encoding="utf-8") as handle:
         handle.writelines(f"{u}\t{speakers[u]}\n" for u in keep)
-    lines = [f"LibriSpeech sample: {len(keep)} utterances of {len({speakers[u] for u in keep})} speakers "
-             "(test-other), speaker probe split by utterance"]
-    for row, name in (("LS mfcc", "mfcc"), ("LS tiny ws", str(model))):
-        inputs = EncoderInput(name, corpus=corpus / "manifest.jsonl", device=bench.args.device, quiet=True)
-        meta = bench.probe(row, "speaker", inputs, manifest=corpus / "manifest.jsonl",
-                           speakers=corpus / "speakers.tsv")
+    for row, name in LS_ROWS:
+        spec = input_spec("encoder", name or model, corpus / "manifest.jsonl", bench.args.device)
+        bench.submit(row, "speaker", spec, manifest=corpus / "manifest.jsonl", speakers=corpus / "speakers.tsv")
+    return (f"LibriSpeech sample: {len(keep)} utterances of {len({speakers[u] for u in keep})} speakers "
+            "(test-other), speaker probe split by utterance")
+
+
+def librispeech_lines(bench: Bench, header: str) -> list[str]:
+    lines = [header]
+    for row, _ in LS_ROWS:
+        meta = bench.results[row]["speaker"]
         lines.append(f"  {row:12s} speaker accuracy {fmt(meta, 'accuracy')} % (chance {fmt(meta, 'chance')} %)")
     return lines
 
@@ -282,6 +352,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="for pretraining, features, k-means and probes (default auto)")
     parser.add_argument("--librispeech", help="librispeech-sample directory for the real-speech speaker row")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="probe sweeps trained at once, one thread each (default 2: one per core here)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in ("speechunits",):
@@ -303,44 +375,52 @@ def main() -> int:
     lengths: dict[str, float] = {}
 
     for row, name in (("MFCC", "mfcc"), ("log-mel", "logmel")):
-        inputs = EncoderInput(name, corpus=manifest, device=args.device, quiet=True)
-        bitrates[row] = feature_bitrate(inputs)
+        features = EncoderInput(name, device=args.device, quiet=True)
+        info = features.encoder.info
+        bitrates[row] = feature_bitrate(features)
         for task in TASKS:
-            bench.probe(row, task, inputs)
+            bench.submit(row, task, input_spec("encoder", name, manifest, args.device), frame_rate=info.frame_rate)
     tiny = EncoderInput(str(model), corpus=manifest, device=args.device, quiet=True)
     bitrates["tiny weighted sum"] = feature_bitrate(tiny)
+    tiny_spec = input_spec("encoder", model, manifest, args.device)
     for task in TASKS:
-        bench.probe("tiny weighted sum", task, tiny)
+        bench.submit("tiny weighted sum", task, tiny_spec, frame_rate=tiny.encoder.info.frame_rate)
+    bench.wait("tiny weighted sum", "phones")  # its layer weights choose the layer of the units
     weights = bench.results["tiny weighted sum"]["phones"]["layer_weights"]
     layer = tiny.layers[int(np.argmax(weights))]
     single = f"tiny layer {layer}"
     bitrates[single] = feature_bitrate(tiny)
     for task in TASKS:
-        bench.probe(single, task, tiny, interface="single", layer=layer)
-    plot_layer_weights(bench, "tiny weighted sum", out / "layer_weights.png")
+        bench.submit(single, task, tiny_spec, frame_rate=tiny.encoder.info.frame_rate, interface="single",
+                     layer=layer)
+    ls_header = None
+    if args.librispeech and Path(args.librispeech, "speakers.tsv").is_file():
+        ls_header = librispeech_submit(bench, Path(args.librispeech), model)
 
     units = fit_units(bench, tiny, layer, parts["train"])
     for k in KS:
         for kind in ("raw", "dedup", "dedup+BPE"):
             row = f"K={k} {kind}"
-            inputs = UnitInput(units[k]["store"], dedup=kind != "raw",
-                               bpe_dir=units[k]["bpe"] if kind == "dedup+BPE" else None)
+            bpe = units[k]["bpe"] if kind == "dedup+BPE" else None
+            inputs = UnitInput(units[k]["store"], dedup=kind != "raw", bpe_dir=bpe)
             bitrates[row], lengths[row] = unit_bitrates(inputs, kind, k)
             for task in TASKS:
-                bench.probe(row, task, inputs)
-
+                bench.submit(row, task, input_spec("units", units[k]["store"], dedup=kind != "raw", bpe=bpe))
+    bench.wait()
+    bench.pool.shutdown()
+    plot_layer_weights(bench, "tiny weighted sum", out / "layer_weights.png")
     real = (["real speech: skipped (no --librispeech DIR given)"] if not args.librispeech else
-            (librispeech_rows(bench, Path(args.librispeech), model) if Path(args.librispeech, "speakers.tsv").is_file()
-             else [f"real speech: skipped ({args.librispeech}/speakers.tsv not found)"]))
+            librispeech_lines(bench, ls_header) if ls_header is not None
+            else [f"real speech: skipped ({args.librispeech}/speakers.tsv not found)"])
 
     # -- report ---------------------------------------------------------------------------------
     res = bench.results
     lines = [f"## Probes on a {cfg['minutes']:g}-min synthetic corpus, {cfg['speakers']} speakers, split by speaker "
              f"(train/dev/test utterances {len(parts['train'])}/{len(parts['dev'])}/{len(parts['test'])})", "",
              "| input | PER % | WER % | CER % | speaker acc % (chance) | bitrate |", "|---|---|---|---|---|---|"]
-    for row in res:
-        if row.startswith("LS "):
-            continue
+    order = ["MFCC", "log-mel", "tiny weighted sum", single] + [f"K={k} {kind}" for k in KS
+                                                                for kind in ("raw", "dedup", "dedup+BPE")]
+    for row in order:
         spk = res[row].get("speaker")
         chance = metric(spk, "chance")
         lines.append(f"| {row} | {fmt(res[row].get('phones'), 'per')} | {fmt(res[row].get('asr'), 'wer')} | "
