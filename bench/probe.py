@@ -7,7 +7,7 @@ Headline command (one seed per learning rate; what the README table comes from):
         --librispeech ../shared/data/librispeech-sample
 
 Probe sweeps run ``--jobs`` at a time (default 2, one thread each: one per core of this machine) in
-worker processes; each sweep stops at ``--probe-minutes`` or when every run has stopped early (patience 5
+worker processes; each sweep stops at ``--probe-minutes`` or when every run has stopped early (patience 20
 dev evaluations, 25 steps apart, or 3000 steps). Duration on this 2-core machine: synthesis ~1 min,
 pretraining ``--pretrain-minutes``, codebooks and encodings ~5-10 min beside the first probes, then 32
 sweeps, 2 at a time. On a GPU (``--device cuda``, not measured here) give ``--jobs 1``. ``--seeds 3`` (the
@@ -20,7 +20,7 @@ What it does, with every setting fixed here (nothing is chosen on test data):
    probe; ``speaker`` probes split each speaker's utterances 80/10/10 (a speaker probe needs every
    speaker in training), on the same corpus.
 2. ``speechunits pretrain --config tiny`` on the training speakers' audio only, for
-   ``--pretrain-minutes`` (or ``--pretrained DIR``).
+   ``--pretrain-minutes`` (or ``--pretrained DIR``), with docs/train.md's CPU recipe (run D: :data:`RECIPE`).
 3. Probes (``phones`` -> PER, ``asr`` chars -> WER/CER, ``speaker`` -> accuracy and the
    speaker-leakage figures chance/majority) on: MFCC, log-mel, the tiny model's weighted sum of all
    layers, its layer L alone (L = the layer with the largest learned weight of the weighted-sum
@@ -51,6 +51,7 @@ import logging
 import subprocess
 import sys
 import multiprocessing as mp
+import os
 import time
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -70,7 +71,7 @@ BPE_FACTOR = 4  # BPE vocabulary = 4 K
 HEADS = {"phones": "bilstm", "asr": "bilstm", "speaker": "linear"}
 TASKS = ("phones", "asr", "speaker")
 FULL = dict(minutes=60.0, speakers=20, pretrain_minutes=20.0, probe_minutes=15.0, max_steps=3000, eval_every=25,
-            patience=5, hidden=128, max_frames=200_000, pretrain_steps=100_000)
+            patience=20, hidden=128, max_frames=200_000, pretrain_steps=100_000)
 QUICK = dict(minutes=3.0, speakers=6, pretrain_minutes=0.5, probe_minutes=0.15, max_steps=30, eval_every=10,
              patience=3, hidden=32, max_frames=20_000, pretrain_steps=20)
 #: Padded frames per probe batch: 5x the updates per epoch of the library's 20000, which learns more per
@@ -114,14 +115,21 @@ def write_split(corpus: Path, out: Path) -> dict[str, list[str]]:
     return parts
 
 
+#: docs/train.md's run D, the documented CPU recipe (chosen on bench/pretrain.py's dev corpus, not this one):
+#: 100 Hz frames, lr 1e-3, 16 s batches of 4 s crops, 0.2 s mask spans (about 57 % masked), half-weighted loss on
+#: unmasked frames. The CLI's own defaults are HuBERT's GPU recipe, which learns little in minutes on a CPU.
+RECIPE = ("--frame-rate", "100", "--lr", "1e-3", "--warmup-steps", "100", "--max-batch-seconds", "16",
+          "--crop-seconds", "4", "--mask-length", "20", "--mask-prob", "0.04", "--unmasked-weight", "0.5")
+
+
 def ensure_pretrained(args: argparse.Namespace, out: Path, cfg: dict[str, Any]) -> Path:
     if args.pretrained:
         return Path(args.pretrained)
     model = out / "tiny"
     if not (model / "config.json").is_file():
         cli("pretrain", str(out / "train.tsv"), "-o", str(model), "--config", "tiny", "--steps",
-            str(cfg["pretrain_steps"]), "--max-minutes", str(cfg["pretrain_minutes"]), "--device", args.device,
-            "--quiet", stdout=out / "pretrain.json")
+            str(cfg["pretrain_steps"]), "--max-minutes", str(cfg["pretrain_minutes"]), *RECIPE, "--device",
+            args.device, "--quiet", stdout=out / "pretrain.json")
     return model
 
 
@@ -152,10 +160,20 @@ def build_input(spec: dict[str, Any]) -> Any:
     return UnitInput(spec["source"], dedup=spec["dedup"], bpe_dir=spec["bpe"])
 
 
-def _one_thread() -> None:
-    """Worker initialiser: one intra-op thread per probe, so ``--jobs`` probes share the cores."""
+def _one_thread(parent: int) -> None:
+    """Worker initialiser: one intra-op thread per probe, so ``--jobs`` probes share the cores; the worker
+    exits when the bench process ``parent`` is gone (a killed bench must not leave probes writing into OUT)."""
+    import os
+    import threading
+
     import torch
 
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
     torch.set_num_threads(1)
     logging.getLogger("speechunits").setLevel(logging.WARNING)
 
@@ -177,7 +195,7 @@ class Bench:
         self.configurations = 0
         self.pending: dict[tuple[str, str], Future] = {}
         self.pool = ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=mp.get_context("spawn"),
-                                        initializer=_one_thread)
+                                        initializer=_one_thread, initargs=(os.getpid(),))
 
     def submit(self, row: str, task: str, spec: dict[str, Any], manifest: Path | None = None,
                frame_rate: float = 50.0, **extra: Any) -> None:
@@ -405,7 +423,8 @@ def main() -> int:
             inputs = UnitInput(units[k]["store"], dedup=kind != "raw", bpe_dir=bpe)
             bitrates[row], lengths[row] = unit_bitrates(inputs, kind, k)
             for task in TASKS:
-                bench.submit(row, task, input_spec("units", units[k]["store"], dedup=kind != "raw", bpe=bpe))
+                bench.submit(row, task, input_spec("units", units[k]["store"], dedup=kind != "raw", bpe=bpe),
+                             frame_rate=tiny.encoder.info.frame_rate)
     bench.wait()
     bench.pool.shutdown()
     plot_layer_weights(bench, "tiny weighted sum", out / "layer_weights.png")
