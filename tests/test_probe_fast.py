@@ -15,7 +15,7 @@ from speechunits.probe.labels import LabelSet
 from speechunits.probe.model_dir import load_probe
 from speechunits.probe.splits import Split
 from speechunits.probe.task import ctc_min_frames, ctc_too_short, predict_logits
-from speechunits.probe.train import budget_warmup, train_probe
+from speechunits.probe.train import train_probe
 from speechunits.probe.vocab import class_vocabulary
 
 
@@ -168,24 +168,17 @@ def test_stack_and_standardize_are_refused_where_they_make_no_sense(tmp_path):
 
 # -- warmup under a time budget --------------------------------------------------------------------
 
-def test_budget_warmup_ends_once_its_share_of_the_budget_is_spent():
-    assert budget_warmup(100, 5, elapsed_s=5.0, budget_s=60.0, fraction=0.1) == 100  # 5 s < 6 s: still warming up
-    assert budget_warmup(100, 6, elapsed_s=6.0, budget_s=60.0, fraction=0.1) == 6  # ends now
-    assert budget_warmup(100, 3, elapsed_s=1e9, budget_s=None) == 100  # no budget: the steps decide
-    assert budget_warmup(4, 7, elapsed_s=50.0, budget_s=60.0) == 4  # already over
-
-
 def test_a_slow_run_cannot_spend_its_budget_in_warmup(tmp_path, monkeypatch):
     """Steps of 1 s (a fake clock) under a 60 s budget: a 1000-step warmup ends after 6 steps (10 %)."""
-    import speechunits.probe.train as train_module
+    from speechunits.training.loop import Trainer
 
     calls = []
 
-    def fake_elapsed(started, dist):
+    def fake_fraction(self, started):  # before step s, s steps of 1 s are spent of the 60 s budget
         calls.append(1)
-        return float(len(calls))
+        return (len(calls) - 1) / 60.0
 
-    monkeypatch.setattr(train_module, "_elapsed", fake_elapsed)
+    monkeypatch.setattr(Trainer, "_shared_fraction", fake_fraction)
     features, labels = _spelled_frames(8, seed=1)
     ids = sorted(features)
     result = train_probe("phones", _toy_input(features), LabelSet("phones", labels), Split(ids[:6], ids[6:7], ids[7:]),

@@ -71,6 +71,30 @@ def test_loss_falls():
     assert result.history[-1].metrics["close"] > result.history[0].metrics["close"]
 
 
+def test_warmup_ends_once_its_share_of_the_time_budget_is_spent(monkeypatch):
+    """A fake clock: before step s, s seconds of a 60 s budget are spent; 10 % ends a 1000-step warmup at 6."""
+    monkeypatch.setattr(Trainer, "_shared_fraction", lambda self, started: len(self._seen) / 60.0)
+    trainer = Trainer(make_model(), Regression(), cfg(steps=10, lr=1.0, warmup_steps=1000, max_minutes=1.0,
+                                                      warmup_fraction=0.1), None, device=CPU, quiet=True)
+    trainer._seen = []
+    original = trainer.step
+
+    def step(index, fraction=0.0):
+        trainer._seen.append(index)
+        return original(index, fraction)
+
+    trainer.step = step
+    lrs = [h.lr for h in trainer.run().history]
+    assert lrs[:6] == pytest.approx([(s + 1) / 1000 for s in range(6)])  # warming up for 6 steps (6 s)
+    assert trainer.cfg.warmup_steps == 6
+    # then the linear decay over the rest: progress max((s - 6) / 4, s / 60)
+    assert lrs[6:] == pytest.approx([1 - max((s - 6) / 4, s / 60) for s in range(6, 10)])
+    without = Trainer(make_model(), Regression(), cfg(steps=10, lr=1.0, warmup_steps=1000, max_minutes=1.0), None,
+                      device=CPU, quiet=True)
+    without._seen = []
+    assert [h.lr for h in without.run().history][-1] == pytest.approx(10 / 1000)  # no fraction: all warmup
+
+
 def test_accumulated_step_equals_hand_computed_gradient_and_log():
     """Two micro-batches: the gradient is the mean of their per-item means; the log sums, then divides."""
     task = Regression(batch_size=5)
@@ -254,7 +278,7 @@ def test_schedules_by_hand():
 
 @pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=0), dict(schedule="step"), dict(accumulate=0),
                                  dict(betas=(0.9, 1.0)), dict(max_minutes=0), dict(grad_clip=-1),
-                                 dict(checkpoint_every=0)])
+                                 dict(checkpoint_every=0), dict(warmup_fraction=0.0), dict(warmup_fraction=1.5)])
 def test_optim_config_rejects_bad_values(bad):
     with pytest.raises(SpeechUnitsError, match="invalid value"):
         OptimConfig(**bad)

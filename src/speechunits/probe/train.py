@@ -11,7 +11,7 @@ one hand-tuned learning rate per model and task). The best seed's weights become
 
 ``max_minutes`` is the budget of the whole sweep, shared equally by its runs; under a budget the
 learning-rate warmup also ends once ``warmup_fraction`` of a run's share is spent
-(:func:`budget_warmup`), so a slow machine cannot spend its budget warming up. Under torchrun the
+(``OptimConfig.warmup_fraction`` of the shared training loop), so a slow machine cannot spend its budget warming up. Under torchrun the
 runs are data-parallel (DDP); rank 0 evaluates, decides early stopping for all and writes the probe.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -42,20 +41,6 @@ log = logging.getLogger(__name__)
 RUNS_DIR = "runs"
 DEFAULT_EVAL_EVERY = 50
 DEFAULT_PATIENCE = 5
-
-
-def budget_warmup(requested: int, steps_done: int, elapsed_s: float, budget_s: float | None,
-                  fraction: float = DEFAULT_WARMUP_FRACTION) -> int:
-    """Warmup steps in force after ``steps_done`` steps that took ``elapsed_s`` seconds of a
-    ``budget_s`` run: the ``requested`` steps, cut short to ``steps_done`` (the warmup ends now)
-    once ``fraction`` of the budget is spent. No budget (None): always ``requested``.
-
-    Applied after every step, this bounds the warmup by ``fraction * budget_s`` plus one step,
-    however slow the steps are.
-    """
-    if budget_s is None or steps_done >= requested or elapsed_s < fraction * budget_s:
-        return requested
-    return steps_done
 
 
 @dataclass
@@ -106,16 +91,6 @@ def summarize(values: Sequence[Mapping[str, float]]) -> dict[str, dict[str, Any]
     return {name: {"mean": float(np.mean([v[name] for v in values])),
                    "std": float(np.std([v[name] for v in values])),
                    "values": [float(v[name]) for v in values]} for name in names}
-
-
-def _elapsed(started: float, dist: Any) -> float:
-    """Seconds since ``started`` by rank 0's clock (the same on every rank: the warmup ends at the same step)."""
-    elapsed = time.perf_counter() - started
-    if dist.enabled:
-        shared = torch.tensor([elapsed], dtype=torch.float64)
-        torch.distributed.broadcast(shared, 0)
-        elapsed = float(shared[0])
-    return elapsed
 
 
 def make_coder(task: str, train_labels: Sequence[Any], *, tokenizer: str | int = "chars",
@@ -254,7 +229,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         eval_every, patience: dev evaluation period (steps) and early-stopping patience (evaluations).
         batch_frames: padded frames per batch. warmup_steps: default ``min(100, max_steps // 10)``.
         warmup_fraction: under ``max_minutes``, the warmup ends at the latest once this share of a
-            run's budget is spent (:func:`budget_warmup`).
+            run's budget is spent (``OptimConfig.warmup_fraction``).
         standardize, stack, lstm_layers: the judge's speed options (see :func:`model_spec` and
             docs/probe.md): the training part's feature mean and std removed, ``stack`` frames
             concatenated before the head, BiLSTM depth.
@@ -330,6 +305,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             model = model.to(dev)
             cfg = OptimConfig(steps=max_steps, lr=float(lr), warmup_steps=warmup, schedule="linear", bf16=bf16,
                               max_minutes=per_run_minutes, seed=int(seed), log_every=eval_every,
+                              warmup_fraction=None if per_run_minutes is None else warmup_fraction,
                               checkpoint_every=max_steps)
             probe_task = ProbeTask(task, samples, targets, split.train, frame_rate=inputs.frame_rate,
                                    batch_frames=batch_frames, seed=int(seed))
@@ -351,17 +327,11 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 best["last"] = step
                 return best["bad"] >= patience
 
-            budget_s = None if per_run_minutes is None else per_run_minutes * 60.0
-
             def on_step(entry: Any) -> bool:  # rank 0 evaluates; the trainer broadcasts its decision
-                if budget_s is not None and entry.step < cfg.warmup_steps:
-                    cfg.warmup_steps = budget_warmup(cfg.warmup_steps, entry.step, _elapsed(started, dist),
-                                                     budget_s, warmup_fraction)
                 if not dist.is_main or (entry.step % eval_every and entry.step != max_steps):
                     return False
                 return evaluate(entry.step)
 
-            started = time.perf_counter()
             result = trainer.run(0, on_step)
             if not dist.is_main:
                 continue

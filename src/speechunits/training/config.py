@@ -19,6 +19,8 @@ class OptimConfig:
     ``steps`` is the cap on optimizer steps; ``max_minutes`` (optional) is a wall-clock
     budget that stops the run earlier, in which case the decay follows whichever of
     ``step / steps`` and ``elapsed / max_minutes`` is further along (not step-reproducible).
+    ``warmup_fraction`` (optional, with ``max_minutes``) ends the warmup early once that share
+    of the budget is spent, so a slow machine cannot spend its budget warming up.
     An optimizer step averages ``accumulate`` micro-batches on each of the world's ranks.
     """
 
@@ -33,6 +35,7 @@ class OptimConfig:
     accumulate: int = 1
     bf16: bool = True
     max_minutes: float | None = None
+    warmup_fraction: float | None = None
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 250
@@ -49,6 +52,7 @@ class OptimConfig:
             ("--grad-clip", self.grad_clip > 0),
             ("--accumulate", self.accumulate >= 1),
             ("--max-minutes", self.max_minutes is None or self.max_minutes > 0),
+            ("--warmup-fraction", self.warmup_fraction is None or 0.0 < self.warmup_fraction <= 1.0),
             ("--log-every", self.log_every >= 1),
             ("--checkpoint-every", self.checkpoint_every >= 1),
         ]
