@@ -44,10 +44,14 @@ class PretrainResult:
 
 def saved_config(out: Path) -> PretrainConfig:
     """The config of the pretraining checkpoint in ``out`` (a :class:`SpeechUnitsError` if none)."""
+    return _saved(out)[0]
+
+
+def _saved(out: Path) -> tuple[PretrainConfig, int]:
     state = read_state(out)
     if "pretrain" not in state:
         raise SpeechUnitsError(f"{training_dir(out)}/state.json: not a pretraining checkpoint")
-    return PretrainConfig.from_dict(state["pretrain"])
+    return PretrainConfig.from_dict(state["pretrain"]), int(state["step"])
 
 
 #: Settings a resumed run must repeat exactly (the rest is taken from the checkpoint).
@@ -60,20 +64,21 @@ def _resumed_config(out: Path, train: PretrainConfig) -> tuple[PretrainConfig, i
     Every other setting comes from the checkpoint, except those of :data:`RESUME_MUST_MATCH`:
     a value other than the checkpoint's is refused (``init=None`` means "as the checkpoint").
     """
-    saved = saved_config(out)
+    saved, step = _saved(out)
     for name, option in RESUME_MUST_MATCH.items():
         given, recorded = getattr(train, name), getattr(saved, name)
         if name == "init":
             if given is None:
                 continue
-            given, recorded = str(Path(given).resolve()), recorded and str(Path(recorded).resolve())
+            given = str(Path(given).resolve())
+            recorded = "none (random weights)" if recorded is None else str(Path(recorded).resolve())
         if given != recorded:
             raise SpeechUnitsError(f"{training_dir(out)}/state.json: the checkpoint was trained with {option} "
                                    f"{recorded}, this run asks for {option} {given}; resume with the same "
                                    f"{option} or train into another -o")
     saved.steps = train.steps
     saved.optim()  # validates the new step count against the saved warmup
-    return saved, int(read_state(out)["step"])
+    return saved, step
 
 
 def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig, *, resume: bool = False,
@@ -84,7 +89,8 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig,
     target centroids/projection are reused; a different ``augment`` or ``init`` is refused.
     With ``train.init``, a fresh run starts from that model's encoder (:mod:`.init`); with
     ``train.augment``, the model hears perturbed crops (:class:`CropBatches`). Training runs on
-    :class:`speechunits.training.Trainer`; every checkpoint also exports the ``HubertModel`` into ``out_dir`` (:func:`export_hubert`).
+    :class:`speechunits.training.Trainer`; every checkpoint also exports the ``HubertModel``
+    into ``out_dir`` (:func:`export_hubert`).
     """
     out = Path(out_dir)
     init = None
