@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.measure import augment
+from speechunits import augment
 
 SR = 16000
 
@@ -115,3 +115,65 @@ def test_standard_grid() -> None:
         y = aug.apply(x, SR, 0)
         assert y.dtype == np.float32 and np.isfinite(y).all()
         np.testing.assert_array_equal(y, aug.apply(x, SR, 0))
+
+
+# -- random perturbations for training (pretrain --augment) -------------------------------------------
+
+def test_gain_by_hand() -> None:
+    x = tone(seconds=0.1)
+    np.testing.assert_allclose(augment.gain(x, -6.0), x * 10 ** (-6 / 20), rtol=1e-6)
+    np.testing.assert_array_equal(augment.gain(x, 0.0), x)
+
+
+def test_random_augment_spec_is_canonical() -> None:
+    spec = augment.RandomAugment.parse("noise:5..30, pitch:-3..3,reverb:0.2..0.8,gain:2,p=0.25")
+    assert spec.spec == "pitch:-3..3,reverb:0.2..0.8,noise:5..30,gain:2..2,p=0.25"  # application order, p last
+    assert augment.RandomAugment.parse(spec.spec) == spec  # the canonical form parses to the same thing
+    assert augment.RandomAugment.parse("pitch:-1..1").p == augment.DEFAULT_P
+    assert augment.RandomAugment.parse("none").spec == "none" and not augment.RandomAugment.parse("none")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("chorus:1..2", "unknown kind 'chorus'"),
+    ("pitch:3..-3", "reversed range"),
+    ("pitch:-3..3,p=1.5", r"p must be in \[0, 1\]"),
+    ("noise:5..30,p=-0.1", r"p must be in \[0, 1\]"),
+    ("pitch:-30..3", r"must lie in \[-12, 12\]"),
+    ("reverb:0..0.5", "must lie in"),
+    ("pitch:a..3", "'a' in 'pitch:a..3' is not a number"),
+    ("pitch", "is not pitch:LOW..HIGH"),
+    ("gain:1,gain:2", "'gain' given twice"),
+])
+def test_random_augment_bad_specs(spec: str, message: str) -> None:
+    with pytest.raises(SpeechUnitsError, match=message):
+        augment.RandomAugment.parse(spec)
+
+
+def test_random_augment_keeps_length_and_is_a_function_of_the_generator() -> None:
+    x = tone(seconds=0.5)
+    every = augment.RandomAugment.parse("pitch:-3..3,reverb:0.2..0.8,noise:5..30,gain:-6..6,p=1")
+    y = every(x, SR, np.random.default_rng(7))
+    assert y.dtype == np.float32 and y.shape == x.shape and not np.array_equal(x, y)
+    np.testing.assert_array_equal(y, every(x, SR, np.random.default_rng(7)))
+    assert not np.array_equal(y, every(x, SR, np.random.default_rng(8)))
+    # p=0: nothing applies; the generator is still consumed the same way
+    never = augment.RandomAugment.parse("pitch:-3..3,noise:5..30,p=0")
+    np.testing.assert_array_equal(never(x, SR, np.random.default_rng(7)), x)
+    # the drawn strengths: uniform in the range, in application order, three draws per kind
+    rng = np.random.default_rng(3)
+    drawn = every.draw(np.random.default_rng(3))
+    expected = []
+    for kind, low, high in [("pitch", -3, 3), ("reverb", 0.2, 0.8), ("noise", 5, 30), ("gain", -6, 6)]:
+        rng.random()
+        expected.append((kind, rng.uniform(low, high), int(rng.integers(2**31))))
+    assert drawn == expected
+    # a gain-only draw is exactly that gain (hand check of the applied value)
+    only_gain = augment.RandomAugment.parse("gain:-6..6,p=1")
+    (_, db, _), = only_gain.draw(np.random.default_rng(5))
+    np.testing.assert_allclose(only_gain(x, SR, np.random.default_rng(5)), x * 10 ** (db / 20), rtol=1e-6)
+
+
+def test_random_noise_leaves_digital_silence_alone() -> None:
+    silent = np.zeros(800, dtype=np.float32)
+    noisy = augment.RandomAugment.parse("noise:10..20,p=1")
+    np.testing.assert_array_equal(noisy(silent, SR, np.random.default_rng(0)), silent)

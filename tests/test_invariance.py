@@ -11,7 +11,7 @@ import pytest
 from conftest import cli_error
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure import invariance as inv
-from speechunits.measure.augment import Augmentation, standard_augmentations
+from speechunits.augment import Augmentation, standard_augmentations
 
 SR = 16000
 HOP = 320

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from speechunits.corpus import open_corpus, total_audio_seconds
     from speechunits.encoders import load_encoder
     from speechunits.features import load_audio_items
-    from speechunits.measure.augment import standard_augmentations
+    from speechunits.augment import standard_augmentations
     from speechunits.measure.invariance import measure_invariance
     from speechunits.progress import AudioProgress
     from speechunits.quantize import Codebook

@@ -51,6 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="wall-clock budget: stop early and let the lr decay follow elapsed time (not reproducible)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in MODEL")
+    p.add_argument("--augment", default=None, metavar="SPEC",
+                   help="perturb the model's input, keep the clean audio's targets: comma-separated KIND:LOW..HIGH "
+                   "(pitch semitones, reverb RT60 s, noise SNR dB, gain dB) and p=P, the probability of each, "
+                   "e.g. pitch:-3..3,noise:5..30,reverb:0.2..0.8,p=0.5 (default: none; on --resume: the checkpoint's)")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="start from the encoder weights of this HubertModel directory (e.g. an earlier "
+                   "`speechunits pretrain` model of the same --config/--frame-rate) instead of random weights")
     p.add_argument("--iterate", type=int, default=1,
                    help="HuBERT iterations to chain: after each, fit K-means on --iterate-layer of the model "
                    "and train the next from scratch on those targets (intermediate models: MODEL.iterN)")
@@ -90,18 +97,22 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 def _run(args: argparse.Namespace) -> int:
     from speechunits.pretrain.config import PretrainConfig
     from speechunits.pretrain.iterate import pretrain_iterations
+    from speechunits.pretrain.run import saved_config
 
     if args.iterate < 1:
         raise SpeechUnitsError(f"--iterate: must be >= 1, got {args.iterate}")
     if args.resume and args.iterate > 1:
         raise SpeechUnitsError("--resume: resume one iteration at a time (without --iterate)")
+    augment = args.augment
+    if augment is None:  # not given: the checkpoint's on --resume, none otherwise
+        augment = saved_config(Path(args.output)).augment if args.resume else "none"
     train = PretrainConfig(
         model=args.config, frame_rate=args.frame_rate, targets=args.targets, steps=args.steps,
         max_batch_seconds=args.max_batch_seconds, crop_seconds=args.crop_seconds, lr=args.lr,
         warmup_steps=args.warmup_steps, accumulate=args.accumulate,
         mask_prob=args.mask_prob, mask_length=args.mask_length, unmasked_weight=args.unmasked_weight,
         dropout=args.dropout, attention_dropout=args.attention_dropout, bf16=not args.no_bf16, seed=args.seed,
-        checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes,
+        checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes, augment=augment, init=args.init,
     )
     results = pretrain_iterations(args.input, Path(args.output), train, iterations=args.iterate,
                                   layer=args.iterate_layer, k=args.iterate_k, resume=args.resume,
@@ -111,6 +122,8 @@ def _run(args: argparse.Namespace) -> int:
         "model": str(last.model_dir),
         "iterations": [str(r.model_dir) for r in results],
         "targets": last.targets.spec,
+        "augment": last.config.augment,
+        "init": last.init,
         "steps_done": last.training.steps_done,
         "steps_max": last.training.steps_max,
         "stop_reason": last.training.stop_reason,

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.measure.augment import Augmentation
+from speechunits.augment import Augmentation
 from speechunits.measure.metrics import edit_distance, run_starts
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def measure_invariance(
 
     Args:
         encode: samples ``[T]`` at ``sample_rate`` -> frame-level unit ids ``[N]``.
-        augmentations: e.g. :func:`speechunits.measure.augment.standard_augmentations`.
+        augmentations: e.g. :func:`speechunits.augment.standard_augmentations`.
         seed: base seed; each utterance's augmentations use :func:`utterance_seed`.
         on_progress: called with audio seconds done after each utterance.
 

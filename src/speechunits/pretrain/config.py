@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from speechunits.augment import RandomAugment
 from speechunits.errors import SpeechUnitsError
 from speechunits.training.config import OptimConfig, config_from_dict, config_to_dict
 
@@ -88,6 +89,12 @@ class PretrainConfig:
     budget is spent, and the learning-rate decay follows whichever is further along. Such a
     run depends on the machine's speed, so it is not reproducible step for step.
     ``bf16`` is autocast (weights and optimizer state stay fp32).
+
+    ``augment`` is a :class:`speechunits.augment.RandomAugment` spec (``none``, or e.g.
+    ``pitch:-3..3,noise:5..30,p=0.5``): the model hears perturbed crops and predicts the clean
+    crops' targets. It is stored in canonical form (kinds in application order, ``p`` last).
+    ``init`` is a ``HubertModel`` directory whose encoder weights replace the random
+    initialisation (:mod:`speechunits.pretrain.init`); ``None`` = random.
     """
 
     model: str = "tiny"
@@ -116,6 +123,8 @@ class PretrainConfig:
     log_every: int = 10
     checkpoint_every: int = 250
     max_minutes: float | None = None
+    augment: str = "none"
+    init: str | None = None
     extra_model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -139,6 +148,12 @@ class PretrainConfig:
             if not ok:
                 raise SpeechUnitsError(f"{option}: invalid value in pretraining config {self.to_dict()}")
         self.betas = self.optim().betas  # validates the optimisation fields
+        self.augment = self.random_augment.spec  # validates and canonicalises the spec
+
+    @property
+    def random_augment(self) -> RandomAugment:
+        """The input perturbations of ``augment`` (empty for ``none``)."""
+        return RandomAugment.parse(self.augment)
 
     def optim(self) -> OptimConfig:
         """The training loop's settings (AdamW, linear warmup and decay, eps 1e-6)."""

@@ -9,7 +9,11 @@ the batches an uninterrupted one would:
   starting at the shortest utterance ``u`` takes ``max(1, budget // min(len(u), crop))``
   utterances; the bucket order is shuffled per epoch;
 * each utterance of a bucket is cropped to the bucket's crop length at a random offset
-  that is a multiple of the model hop, so target frames stay aligned.
+  that is a multiple of the model hop, so target frames stay aligned;
+* with ``--augment`` (:class:`speechunits.augment.RandomAugment`), row ``r`` of batch ``i``
+  is replaced by a perturbed copy of its crop, drawn from a generator seeded by
+  ``(seed, i, r)``; the labels stay those of the clean crop (the perturbations keep the
+  length), so the model must predict the clean audio's units from the perturbed audio.
 """
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from speechunits.augment import RandomAugment
 from speechunits.corpus import Corpus
 from speechunits.errors import SpeechUnitsError
+from speechunits.pretrain.export import SAMPLE_RATE
 from speechunits.pretrain.head import IGNORE
 from speechunits.training.batching import LengthBucketSampler, mix_seed
 
@@ -74,10 +80,13 @@ class CropBatches:
         hop: model hop in samples (crop offsets are multiples of it).
         model_frames: frames of the model for a number of samples.
         seed: run seed.
+        augment: perturbations of the model input (the labels stay the clean crop's).
+        sample_rate: of ``waves`` (what the perturbations are told).
     """
 
     def __init__(self, waves: Iterable[tuple[str, np.ndarray]], labels: dict[str, np.ndarray], crop_samples: int,
-                 budget_samples: int, hop: int, model_frames, seed: int):
+                 budget_samples: int, hop: int, model_frames, seed: int, augment: RandomAugment | None = None,
+                 sample_rate: int = SAMPLE_RATE):
         items = [(utt_id, wave) for utt_id, wave in waves if utt_id in labels]
         if not items:
             raise SpeechUnitsError("no training utterance has targets")
@@ -89,6 +98,8 @@ class CropBatches:
         self.hop = hop
         self.model_frames = model_frames
         self.seed = seed
+        self.augment = augment if augment else None
+        self.sample_rate = sample_rate
         self.sampler = LengthBucketSampler([min(len(w), crop_samples) for w in self.waves], budget_samples,
                                            fit="crop", seed=seed)
         self.total_samples = sum(len(w) for w in self.waves)
@@ -111,6 +122,9 @@ class CropBatches:
             max_offset = (len(wave) - length) // self.hop
             offset = int(rng.integers(0, max_offset + 1)) * self.hop
             waves[row] = wave[offset : offset + length]
+            if self.augment is not None:
+                gen = np.random.default_rng(mix_seed(self.seed, index, row, 4))
+                waves[row] = self.augment(waves[row], self.sample_rate, gen)
             first = offset // self.hop
             lab = self.labels[i][first : first + frames]
             labels[row, : len(lab)] = lab

@@ -12,6 +12,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.pretrain.config import PretrainConfig
 from speechunits.pretrain.data import CropBatches, load_waves
 from speechunits.pretrain.export import SAMPLE_RATE, export_hubert
+from speechunits.pretrain.init import apply_init, read_init
 from speechunits.pretrain.model import HubertPretrainer
 from speechunits.pretrain.targets import Targets, build_targets
 from speechunits.pretrain.task import MaskedPrediction
@@ -32,6 +33,8 @@ class PretrainResult:
     model_dir: Path
     targets: Targets
     training: TrainResult
+    config: PretrainConfig | None = None
+    init: dict | None = None  # where the initial weights came from (``--init``), as recorded
 
     @property
     def history(self) -> list[StepLog]:
@@ -39,15 +42,43 @@ class PretrainResult:
         return self.training.history
 
 
-def _resumed_config(out: Path, train: PretrainConfig) -> tuple[PretrainConfig, int]:
-    """The checkpoint's config (with the new ``steps``, which may grow) and its step."""
+def saved_config(out: Path) -> PretrainConfig:
+    """The config of the pretraining checkpoint in ``out`` (a :class:`SpeechUnitsError` if none)."""
+    return _saved(out)[0]
+
+
+def _saved(out: Path) -> tuple[PretrainConfig, int]:
     state = read_state(out)
     if "pretrain" not in state:
         raise SpeechUnitsError(f"{training_dir(out)}/state.json: not a pretraining checkpoint")
-    saved = PretrainConfig.from_dict(state["pretrain"])
+    return PretrainConfig.from_dict(state["pretrain"]), int(state["step"])
+
+
+#: Settings a resumed run must repeat exactly (the rest is taken from the checkpoint).
+RESUME_MUST_MATCH = {"augment": "--augment", "init": "--init"}
+
+
+def _resumed_config(out: Path, train: PretrainConfig) -> tuple[PretrainConfig, int]:
+    """The checkpoint's config (with the new ``steps``, which may grow) and its step.
+
+    Every other setting comes from the checkpoint, except those of :data:`RESUME_MUST_MATCH`:
+    a value other than the checkpoint's is refused (``init=None`` means "as the checkpoint").
+    """
+    saved, step = _saved(out)
+    for name, option in RESUME_MUST_MATCH.items():
+        given, recorded = getattr(train, name), getattr(saved, name)
+        if name == "init":
+            if given is None:
+                continue
+            given = str(Path(given).resolve())
+            recorded = "none (random weights)" if recorded is None else str(Path(recorded).resolve())
+        if given != recorded:
+            raise SpeechUnitsError(f"{training_dir(out)}/state.json: the checkpoint was trained with {option} "
+                                   f"{recorded}, this run asks for {option} {given}; resume with the same "
+                                   f"{option} or train into another -o")
     saved.steps = train.steps
     saved.optim()  # validates the new step count against the saved warmup
-    return saved, int(state["step"])
+    return saved, step
 
 
 def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig, *, resume: bool = False,
@@ -55,16 +86,22 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig,
     """Train (or resume) one HuBERT iteration on ``input_path`` into ``out_dir``.
 
     With ``resume``, the checkpoint's config is used except ``steps`` (which may grow) and its
-    target centroids/projection are reused. Training runs on :class:`speechunits.training.Trainer`;
-    every checkpoint also exports the ``HubertModel`` into ``out_dir`` (:func:`export_hubert`).
+    target centroids/projection are reused; a different ``augment`` or ``init`` is refused.
+    With ``train.init``, a fresh run starts from that model's encoder (:mod:`.init`); with
+    ``train.augment``, the model hears perturbed crops (:class:`CropBatches`). Training runs on
+    :class:`speechunits.training.Trainer`; every checkpoint also exports the ``HubertModel``
+    into ``out_dir`` (:func:`export_hubert`).
     """
     out = Path(out_dir)
+    init = None
     if resume:
         train, start_step = _resumed_config(out, train)
         if start_step >= train.steps:
             log.info("%s: already at step %d of %d", out, start_step, train.steps)
     elif has_checkpoint(out):
         raise SpeechUnitsError(f"{out}: already holds a checkpoint; pass --resume to continue it or pick another -o")
+    elif train.init is not None:
+        init = read_init(train.init, train)  # before the corpus is read: a wrong shape fails fast
     dist, dev = init_distributed(device)
 
     corpus = open_corpus(input_path)
@@ -76,16 +113,22 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig,
     targets = build_targets(train.targets, waves, train.num_frames, SAMPLE_RATE / train.hop_length, seed=train.seed,
                             saved=targets_dir if resume else None)
     batches = CropBatches(waves, targets.labels, int(train.crop_seconds * SAMPLE_RATE),
-                          int(train.max_batch_seconds * SAMPLE_RATE), train.hop_length, train.num_frames, train.seed)
+                          int(train.max_batch_seconds * SAMPLE_RATE), train.hop_length, train.num_frames, train.seed,
+                          augment=train.random_augment, sample_rate=SAMPLE_RATE)
     log.info("targets %s (K=%d); %d batches per epoch", targets.spec.get("kind"), targets.vocab_size, len(batches))
 
     torch.manual_seed(train.seed)
-    model = HubertPretrainer.build(train, targets.vocab_size).to(dev)
+    model = HubertPretrainer.build(train, targets.vocab_size)
+    init_record = apply_init(model, init, targets) if init is not None else None
+    if resume:
+        init_record = read_state(out).get("init")
+    model = model.to(dev)
     state = {
         "pretrain": train.to_dict(),
         "targets": targets.spec,
         "data": {"source": str(input_path), "utterances": len(waves), "seconds": seconds},
         "consumes": {"kind": "waveform", "sample_rate": SAMPLE_RATE, "channels": 1},
+        "init": init_record,
     }
     trainer = Trainer(model, MaskedPrediction(batches, train, SAMPLE_RATE), train.optim(), out, device=dev,
                       dist=dist, state=state, export=export_hubert, desc="pretrain", amount_unit="audio s",
@@ -94,4 +137,4 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig,
     if dist.is_main:
         targets.save(targets_dir)
     result = trainer.run(start_step)
-    return PretrainResult(out, targets, result)
+    return PretrainResult(out, targets, result, train, init_record)

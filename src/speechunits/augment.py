@@ -1,15 +1,23 @@
-"""Audio augmentations for invariance tests: time-stretch, pitch shift, noise at an SNR, reverb.
+"""Audio augmentations: time-stretch, pitch shift, noise at an SNR, reverb, gain.
 
-numpy/scipy/soxr only. Every function takes float32 samples ``[T]`` and returns float32
-samples; the random ones take a ``seed`` and are deterministic for it.
+The one module of augmentation functions: ``speechunits invariance`` measures how units change
+under them (:func:`standard_augmentations`, a fixed grid) and ``speechunits pretrain --augment``
+trains on randomly perturbed copies of the crops (:class:`RandomAugment`, drawn from ranges).
+
+numpy/scipy/soxr only (scipy and soxr imported when used). Every function takes float32
+samples ``[T]`` and returns float32 samples; the random ones take a ``seed`` and are deterministic for it.
 
 * :func:`time_stretch`: phase vocoder; output length ``round(T * factor)``, pitch kept.
 * :func:`pitch_shift`: stretch by ``2 ** (semitones / 12)`` then resample back to ``T``
-  samples, so every frequency is multiplied by that ratio and the duration is kept.
+  samples, so every frequency (pitch and formants) is multiplied by that ratio and the duration is kept.
 * :func:`add_noise`: white Gaussian noise scaled so that the realised SNR is exactly ``snr_db``.
 * :func:`reverb`: convolution with a synthetic room impulse response (direct path plus an
   exponentially decaying noise tail reaching -60 dB at ``rt60``), trimmed to ``T`` samples
   and rescaled to the input's RMS.
+* :func:`gain`: multiply by ``10 ** (db / 20)``.
+
+Every one but :func:`time_stretch` keeps the length ``T``, so frame-aligned labels of the clean
+audio still hold for the perturbed copy.
 """
 from __future__ import annotations
 
@@ -18,8 +26,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import soxr
-from scipy.signal import fftconvolve
 
 from speechunits.errors import SpeechUnitsError
 
@@ -127,6 +133,8 @@ def pitch_shift(samples: np.ndarray, sample_rate: int, semitones: float) -> np.n
     ratio = 2.0 ** (semitones / 12.0)
     if x.size == 0 or semitones == 0:
         return x.copy()
+    import soxr
+
     stretched = time_stretch(x, sample_rate, ratio)
     # Playing `stretched` ratio times faster: resample from rate*ratio to rate.
     out = soxr.resample(stretched.astype(np.float64), sample_rate * ratio, sample_rate, quality="HQ")
@@ -163,6 +171,8 @@ def room_impulse_response(sample_rate: int, rt60: float, seed: int = 0) -> np.nd
 
 def reverb(samples: np.ndarray, sample_rate: int, rt60: float = 0.4, seed: int = 0) -> np.ndarray:
     """Convolve with :func:`room_impulse_response`, keep ``T`` samples, restore the input RMS."""
+    from scipy.signal import fftconvolve
+
     x = _check(samples)
     if x.size == 0:
         return x.copy()
@@ -171,6 +181,14 @@ def reverb(samples: np.ndarray, sample_rate: int, rt60: float = 0.4, seed: int =
     if rms_out > 0:
         wet *= rms_in / rms_out
     return wet.astype(np.float32)
+
+
+def gain(samples: np.ndarray, db: float) -> np.ndarray:
+    """Multiply the samples by ``10 ** (db / 20)`` (no clipping: model inputs are floats)."""
+    x = _check(samples)
+    if not math.isfinite(db):
+        raise SpeechUnitsError(f"gain: dB must be finite, got {db}")
+    return (x * np.float32(10.0 ** (db / 20.0))).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -205,3 +223,130 @@ def standard_augmentations(kinds: list[str]) -> list[Augmentation]:
     for kind in dict.fromkeys(kinds):
         out.extend(makers[kind]())
     return out
+
+
+# -- random perturbations for training (``pretrain --augment``) ---------------------------------------
+
+#: Length-preserving perturbations a :class:`RandomAugment` draws from, in the order they are
+#: applied (speaker, then room, then channel): kind -> (unit, lowest allowed, highest allowed).
+RANDOM_KINDS: dict[str, tuple[str, float, float]] = {
+    "pitch": ("semitones", -12.0, 12.0),
+    "reverb": ("RT60 seconds", 0.05, 2.0),
+    "noise": ("SNR dB", -10.0, 100.0),
+    "gain": ("dB", -40.0, 40.0),
+}
+#: Probability of each perturbation when the spec gives no ``p=``.
+DEFAULT_P = 0.5
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One kind of :data:`RANDOM_KINDS` with its strength drawn uniformly from ``[low, high]``."""
+
+    kind: str
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class RandomAugment:
+    """Random length-preserving perturbations: each applied with probability ``p``, its strength
+    drawn uniformly from its range, in the order of :data:`RANDOM_KINDS`.
+
+    Built by :meth:`parse` from a spec such as ``pitch:-3..3,noise:5..30,reverb:0.2..0.8,p=0.5``
+    (``KIND:LOW..HIGH`` or ``KIND:VALUE``; ``none`` for no perturbation). :attr:`spec` is the
+    canonical form (kinds in application order, ``p`` last), what a trained model records.
+    """
+
+    perturbations: tuple[Perturbation, ...] = ()
+    p: float = DEFAULT_P
+
+    @classmethod
+    def parse(cls, spec: str) -> "RandomAugment":
+        """The augmentation of ``spec``; a :class:`SpeechUnitsError` naming the bad part otherwise."""
+        text = spec.strip()
+        if text.lower() in ("", "none"):
+            return cls()
+        found: dict[str, Perturbation] = {}
+        p = DEFAULT_P
+        for part in (item.strip() for item in text.split(",")):
+            if part.startswith("p="):
+                p = _number(part[2:], spec, part)
+                if not 0.0 <= p <= 1.0:
+                    raise SpeechUnitsError(f"--augment {spec!r}: p must be in [0, 1], got {part!r}")
+                continue
+            kind, sep, value = part.partition(":")
+            if kind not in RANDOM_KINDS:
+                raise SpeechUnitsError(f"--augment {spec!r}: unknown kind {kind!r} in {part!r} "
+                                       f"(kinds: {', '.join(RANDOM_KINDS)}; or p=P)")
+            if not sep:
+                raise SpeechUnitsError(f"--augment {spec!r}: {part!r} is not {kind}:LOW..HIGH or {kind}:VALUE")
+            if kind in found:
+                raise SpeechUnitsError(f"--augment {spec!r}: {kind!r} given twice")
+            low_text, dots, high_text = value.partition("..")
+            low = _number(low_text, spec, part)
+            high = _number(high_text, spec, part) if dots else low
+            unit, floor, ceiling = RANDOM_KINDS[kind]
+            if low > high:
+                raise SpeechUnitsError(f"--augment {spec!r}: reversed range in {part!r} ({low:g} > {high:g})")
+            if low < floor or high > ceiling:
+                raise SpeechUnitsError(f"--augment {spec!r}: {kind} ({unit}) must lie in "
+                                       f"[{floor:g}, {ceiling:g}], got {part!r}")
+            found[kind] = Perturbation(kind, low, high)
+        ordered = tuple(found[kind] for kind in RANDOM_KINDS if kind in found)
+        return cls(ordered, p)
+
+    @property
+    def spec(self) -> str:
+        """Canonical spec: ``none``, or ``kind:low..high,...,p=P`` in application order."""
+        if not self.perturbations:
+            return "none"
+        parts = [f"{x.kind}:{x.low:g}..{x.high:g}" for x in self.perturbations]
+        return ",".join([*parts, f"p={self.p:g}"])
+
+    def __bool__(self) -> bool:
+        return bool(self.perturbations) and self.p > 0
+
+    def draw(self, rng: np.random.Generator) -> list[tuple[str, float, int]]:
+        """``(kind, strength, seed)`` of the perturbations applied this time.
+
+        Every kind always consumes the same three draws (apply?, strength, seed) whether it
+        applies or not, so the draws of one kind do not depend on another's outcome.
+        """
+        chosen = []
+        for x in self.perturbations:
+            applies = rng.random() < self.p
+            strength = float(rng.uniform(x.low, x.high))
+            seed = int(rng.integers(2**31))
+            if applies:
+                chosen.append((x.kind, strength, seed))
+        return chosen
+
+    def __call__(self, samples: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+        """A perturbed copy of ``samples [T]`` (float32 ``[T]``, same length)."""
+        out = _check(samples)
+        for kind, strength, seed in self.draw(rng):
+            out = _apply_random(kind, out, sample_rate, strength, seed)
+        return out
+
+
+def _number(text: str, spec: str, part: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SpeechUnitsError(f"--augment {spec!r}: {text!r} in {part!r} is not a number") from None
+    if not math.isfinite(value):
+        raise SpeechUnitsError(f"--augment {spec!r}: {part!r} is not finite")
+    return value
+
+
+def _apply_random(kind: str, x: np.ndarray, sample_rate: int, strength: float, seed: int) -> np.ndarray:
+    if kind == "pitch":
+        return pitch_shift(x, sample_rate, strength)
+    if kind == "reverb":
+        return reverb(x, sample_rate, strength, seed)
+    if kind == "noise":
+        if not np.any(x):  # an SNR of digital silence is undefined: leave it silent
+            return x
+        return add_noise(x, strength, seed)
+    return gain(x, strength)
