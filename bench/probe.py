@@ -473,6 +473,10 @@ def main() -> int:
             change = (b - a) / max(a, 1e-9)
             report.append(f"K={k}: {name.upper()} raw {100 * a:.1f} -> dedup+BPE {100 * b:.1f} ({100 * change:+.1f} % relative)")
             checks.append((change <= 0.10, f"K={k} dedup+BPE relative {name.upper()} change {100 * change:+.1f} % <= +10 %"))
+    bound = [f"{row} {task}" for row in res for task, meta in res[row].items()
+             if any(r["stop_reason"] == "time_budget" and r["lr"] == meta["selection"]["lr"] for r in meta["runs"])]
+    report.append("chosen runs stopped by the time budget, i.e. still learning (a larger --probe-minutes would "
+                  f"change them): {', '.join(bound) or 'none'}")
     report += [("PASS " if ok else "FAIL ") + text for ok, text in checks]
     report += real
     report.append(f"configurations tried: {bench.configurations} training runs ({len(LRS)} learning rates x "
