@@ -49,10 +49,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
-import sys
 import multiprocessing as mp
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -164,7 +164,6 @@ def build_input(spec: dict[str, Any]) -> Any:
 def _one_thread(parent: int) -> None:
     """Worker initialiser: one intra-op thread per probe, so ``--jobs`` probes share the cores; the worker
     exits when the bench process ``parent`` is gone (a killed bench must not leave probes writing into OUT)."""
-    import os
     import threading
 
     import torch

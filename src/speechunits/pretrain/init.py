@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,6 @@ def _shape(config: Any) -> dict[str, Any]:
 
 
 def _describe(shape: dict[str, Any]) -> str:
-    import math
-
     rate = 16000 / math.prod(shape["conv_stride"]) if shape.get("conv_stride") else None
     return (f"hidden {shape['hidden_size']}, {shape['num_hidden_layers']} layers, conv {shape['conv_dim']}, "
             f"{rate:g} Hz" if rate else str(shape))

@@ -47,24 +47,25 @@ def saved_config(out: Path) -> PretrainConfig:
     return _saved(out)[0]
 
 
-def _saved(out: Path) -> tuple[PretrainConfig, int]:
+def _saved(out: Path) -> tuple[PretrainConfig, dict]:
+    """The checkpoint's config and its whole ``state.json``."""
     state = read_state(out)
     if "pretrain" not in state:
         raise SpeechUnitsError(f"{training_dir(out)}/state.json: not a pretraining checkpoint")
-    return PretrainConfig.from_dict(state["pretrain"]), int(state["step"])
+    return PretrainConfig.from_dict(state["pretrain"]), state
 
 
 #: Settings a resumed run must repeat exactly (the rest is taken from the checkpoint).
 RESUME_MUST_MATCH = {"augment": "--augment", "init": "--init"}
 
 
-def _resumed_config(out: Path, train: PretrainConfig) -> tuple[PretrainConfig, int]:
-    """The checkpoint's config (with the new ``steps``, which may grow) and its step.
+def _resumed_config(out: Path, train: PretrainConfig) -> tuple[PretrainConfig, dict]:
+    """The checkpoint's config (with the new ``steps``, which may grow) and its ``state.json``.
 
     Every other setting comes from the checkpoint, except those of :data:`RESUME_MUST_MATCH`:
     a value other than the checkpoint's is refused (``init=None`` means "as the checkpoint").
     """
-    saved, step = _saved(out)
+    saved, state = _saved(out)
     for name, option in RESUME_MUST_MATCH.items():
         given, recorded = getattr(train, name), getattr(saved, name)
         if name == "init":
@@ -78,7 +79,7 @@ def _resumed_config(out: Path, train: PretrainConfig) -> tuple[PretrainConfig, i
                                    f"{option} or train into another -o")
     saved.steps = train.steps
     saved.optim()  # validates the new step count against the saved warmup
-    return saved, step
+    return saved, state
 
 
 def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig, *, resume: bool = False,
@@ -94,10 +95,11 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig,
     """
     out = Path(out_dir)
     init = None
+    resumed: dict = {}
     if resume:
-        train, start_step = _resumed_config(out, train)
-        if start_step >= train.steps:
-            log.info("%s: already at step %d of %d", out, start_step, train.steps)
+        train, resumed = _resumed_config(out, train)
+        if int(resumed["step"]) >= train.steps:
+            log.info("%s: already at step %d of %d", out, int(resumed["step"]), train.steps)
     elif has_checkpoint(out):
         raise SpeechUnitsError(f"{out}: already holds a checkpoint; pass --resume to continue it or pick another -o")
     elif train.init is not None:
@@ -119,9 +121,8 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig,
 
     torch.manual_seed(train.seed)
     model = HubertPretrainer.build(train, targets.vocab_size)
-    init_record = apply_init(model, init, targets) if init is not None else None
-    if resume:
-        init_record = read_state(out).get("init")
+    # a fresh --init run records its source; a resumed run carries the checkpoint's record over
+    init_record = apply_init(model, init, targets) if init is not None else resumed.get("init")
     model = model.to(dev)
     state = {
         "pretrain": train.to_dict(),
