@@ -346,6 +346,31 @@ def test_cli_pretrain(tmp_path, tone_dir, capsys, caplog):
                                             "bogus:3", "--quiet"], caplog)
 
 
+def test_cli_recipe_sets_run_d_and_options_override_it(tmp_path, tone_dir, capsys, caplog):
+    from speechunits.cli.main import main
+    from speechunits.training.checkpoint import read_state
+
+    extra = ["--steps", "1", "--crop-seconds", "1", "--quiet", "--targets", "random-projection:8"]
+    run_d = {"frame_rate": 100, "lr": 1e-3, "warmup_steps": 100, "max_batch_seconds": 16.0, "mask_length": 20,
+             "mask_prob": 0.04, "unmasked_weight": 0.5}  # docs/train.md's run D, written out by hand
+    assert main(["pretrain", str(tone_dir), "-o", str(tmp_path / "cpu"), "--recipe", "cpu", *extra]) == 0
+    saved = read_state(tmp_path / "cpu")["pretrain"]
+    assert {key: saved[key] for key in run_d} == run_d and saved["crop_seconds"] == 1.0  # the option wins
+    # an explicit option overrides the recipe; the rest of the recipe stays
+    assert main(["pretrain", str(tone_dir), "-o", str(tmp_path / "lr"), "--recipe", "cpu", "--lr", "2e-4",
+                 "--frame-rate", "50", *extra]) == 0
+    saved = read_state(tmp_path / "lr")["pretrain"]
+    assert (saved["lr"], saved["frame_rate"], saved["mask_length"], saved["unmasked_weight"]) == (2e-4, 50, 20, 0.5)
+    # no recipe: HuBERT's defaults, unchanged
+    assert main(["pretrain", str(tone_dir), "-o", str(tmp_path / "hubert"), *extra]) == 0
+    saved = read_state(tmp_path / "hubert")["pretrain"]
+    assert (saved["frame_rate"], saved["lr"], saved["mask_length"], saved["unmasked_weight"]) == (50, 5e-4, 10, 0.0)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["pretrain", str(tone_dir), "-o", str(tmp_path / "bad"), "--recipe", "gpu"])
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
+
+
 # -- schedule, codebook targets and iterations --------------------------------------------------------
 
 def test_learning_rate_schedule():

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from speechunits.pretrain.config import CONV_STRIDES, MODEL_PRESETS, PretrainConfig
+    from speechunits.pretrain.config import CONV_STRIDES, MODEL_PRESETS, RECIPES, PretrainConfig
 
     d = PretrainConfig()
     p = subparsers.add_parser(
@@ -26,21 +26,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", help="audio directory, .tsv or .jsonl manifest")
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="output model directory")
+    p.add_argument("--recipe", default="hubert", choices=sorted(RECIPES),
+                   help="starting settings: hubert (HuBERT-Base's masking and schedule; GPUs, many hours) or cpu "
+                   "(docs/train.md's run D: 100 Hz, 0.2 s spans, lr 1e-3, 16 s batches, unmasked weight 0.5); "
+                   "options given explicitly override the recipe (default %(default)s)")
     p.add_argument("--config", default=d.model, choices=sorted(MODEL_PRESETS), help="model size preset")
-    p.add_argument("--frame-rate", type=int, default=d.frame_rate, choices=sorted(CONV_STRIDES),
-                   help="model frames per second: 50 (HuBERT's CNN) or 100 (last conv stride 1, MFCC's rate)")
+    p.add_argument("--frame-rate", type=int, default=None, choices=sorted(CONV_STRIDES),
+                   help="model frames per second: 50 (HuBERT's CNN) or 100 (last conv stride 1, MFCC's rate); "
+                   "default: the recipe's")
     p.add_argument("--targets", default=d.targets,
                    help="mfcc:K | random-projection:K | CODEBOOK directory | unit store (default %(default)s)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (default %(default)s)")
-    p.add_argument("--max-batch-seconds", type=float, default=d.max_batch_seconds,
-                   help="audio per batch in seconds (default %(default)s)")
-    p.add_argument("--crop-seconds", type=float, default=d.crop_seconds, help="longest random crop")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--max-batch-seconds", type=float, default=None,
+                   help="audio per batch in seconds (default: the recipe's)")
+    p.add_argument("--crop-seconds", type=float, default=None, help="longest random crop")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument("--warmup-steps", type=int, default=None)
     p.add_argument("--accumulate", type=int, default=d.accumulate, help="micro-batches per optimizer step")
-    p.add_argument("--mask-prob", type=float, default=d.mask_prob, help="probability that a frame starts a span")
-    p.add_argument("--mask-length", type=int, default=d.mask_length, help="masked span length in frames")
-    p.add_argument("--unmasked-weight", type=float, default=d.unmasked_weight,
+    p.add_argument("--mask-prob", type=float, default=None, help="probability that a frame starts a span")
+    p.add_argument("--mask-length", type=int, default=None, help="masked span length in frames")
+    p.add_argument("--unmasked-weight", type=float, default=None,
                    help="weight of the loss on unmasked frames (0 = masked frames only)")
     p.add_argument("--dropout", type=float, default=d.dropout, help="dropout on hidden states")
     p.add_argument("--attention-dropout", type=float, default=d.attention_dropout,
@@ -94,6 +99,20 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+#: ``--recipe``-controlled options (default None: the recipe's value) and their config fields.
+RECIPE_OPTIONS = ("frame_rate", "max_batch_seconds", "crop_seconds", "lr", "warmup_steps", "mask_prob", "mask_length",
+                  "unmasked_weight")
+
+
+def _recipe_settings(args: argparse.Namespace) -> dict:
+    """The recipe's values of :data:`RECIPE_OPTIONS`, each replaced by the option when given."""
+    from speechunits.pretrain.config import RECIPES, PretrainConfig
+
+    base = PretrainConfig(**RECIPES[args.recipe])
+    return {name: getattr(base, name) if getattr(args, name) is None else getattr(args, name)
+            for name in RECIPE_OPTIONS}
+
+
 def _run(args: argparse.Namespace) -> int:
     from speechunits.pretrain.config import PretrainConfig
     from speechunits.pretrain.iterate import pretrain_iterations
@@ -107,10 +126,8 @@ def _run(args: argparse.Namespace) -> int:
     if augment is None:  # not given: the checkpoint's on --resume, none otherwise
         augment = saved_config(Path(args.output)).augment if args.resume else "none"
     train = PretrainConfig(
-        model=args.config, frame_rate=args.frame_rate, targets=args.targets, steps=args.steps,
-        max_batch_seconds=args.max_batch_seconds, crop_seconds=args.crop_seconds, lr=args.lr,
-        warmup_steps=args.warmup_steps, accumulate=args.accumulate,
-        mask_prob=args.mask_prob, mask_length=args.mask_length, unmasked_weight=args.unmasked_weight,
+        **_recipe_settings(args), model=args.config, targets=args.targets, steps=args.steps,
+        accumulate=args.accumulate,
         dropout=args.dropout, attention_dropout=args.attention_dropout, bf16=not args.no_bf16, seed=args.seed,
         checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes, augment=augment, init=args.init,
     )

@@ -62,6 +62,18 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 HEAD_DIM = {"tiny": 128, "small": 192, "base": 256}
 
 
+#: Named starting points of a run (``speechunits pretrain --recipe``): overrides of the
+#: :class:`PretrainConfig` defaults; options given explicitly override the recipe.
+#: ``hubert`` is the defaults (HuBERT-Base's masking and schedule, for GPUs and many hours);
+#: ``cpu`` is docs/train.md's run D (100 Hz, 0.2 s spans, lr 1e-3, 16 s batches, half weight on
+#: unmasked frames), the best of the runs measured on a 2-core CPU under a 40-minute budget.
+RECIPES: dict[str, dict[str, Any]] = {
+    "hubert": {},
+    "cpu": dict(frame_rate=100, lr=1e-3, warmup_steps=100, max_batch_seconds=16.0, crop_seconds=4.0,
+                mask_length=20, mask_prob=0.04, unmasked_weight=0.5),
+}
+
+
 #: The fields of :class:`PretrainConfig` that make its :class:`OptimConfig`.
 OPTIM_FIELDS = ("steps", "lr", "warmup_steps", "weight_decay", "betas", "grad_clip", "accumulate", "bf16",
                 "max_minutes", "seed", "log_every", "checkpoint_every")
