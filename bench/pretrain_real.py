@@ -62,6 +62,13 @@ CONFIGS: dict[str, tuple[dict, str]] = {
     "D-aug": ({"augment": AUGMENT}, "+ input perturbation (pitch, noise, reverb), clean targets"),
     "D-synth-init": ({"init": "bench/out/pretrain/iter1"},
                      "+ initialised from the 40-min synthetic run D model (bench/pretrain.py)"),
+    "D-synth-init-aug": ({"init": "bench/out/pretrain/iter1", "augment": AUGMENT},
+                         "synthetic init + input perturbation"),
+    "synth20-then-real": ({"synth_minutes": 20.0},
+                          "20 min on the synthetic training corpus, then the rest of --minutes on real speech "
+                          "from it: all training inside the budget"),
+    "D-synth-init-half": ({"init": "bench/out/pretrain/iter1", "data_fraction": 0.5},
+                          "synthetic init, real stage on half of the training speakers (data-size curve)"),
     "D-50hz": ({"frame_rate": 50, "mask_length": 10, "mask_prob": 0.08},
                "50 Hz (HuBERT's CNN): 4x cheaper attention, more steps"),
 }
@@ -177,25 +184,56 @@ def choose_layer(rows: list[dict]) -> int:
 
 # -- training --------------------------------------------------------------------------------------
 
+def training_manifest(out: Path, fraction: float) -> Path:
+    """The LibriSpeech sample, or the utterances of a random ``fraction`` of its speakers (seed 0)."""
+    root = SHARED / "librispeech-sample" / "flac"
+    if fraction >= 1.0:
+        return root
+    import soundfile
+
+    from speechunits.corpus import write_tsv
+
+    files = sorted(root.glob("*.flac"))
+    speakers = sorted({f.name.split("-")[0] for f in files})
+    keep = set(np.random.default_rng(0).permutation(speakers)[: round(fraction * len(speakers))])
+    path = out / f"train-{fraction:g}.tsv"
+    write_tsv(path, str(root), [(f.name, soundfile.info(str(f)).frames) for f in files
+                                if f.name.split("-")[0] in keep])
+    return path
+
+
 def train(name: str, minutes: float, out: Path, threads: int | None, keep_every: int) -> Path:
     from speechunits.pretrain import pretrain
     from speechunits.pretrain.config import PretrainConfig
 
     overrides, _ = CONFIGS[name]
+    overrides = dict(overrides)
     model_dir = out / f"{name}-{minutes:g}m"
     if (model_dir / "train.json").is_file():
         return model_dir
-    cfg = PretrainConfig(**{**RUN_D, **overrides, "max_minutes": minutes, "checkpoint_every": keep_every})
     if threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
-    result = pretrain(SHARED / "librispeech-sample" / "flac", model_dir, cfg, device="cpu", quiet=True)
+    synth_minutes = overrides.pop("synth_minutes", 0.0)
+    if synth_minutes:  # a synthetic stage inside the budget; the real stage starts from it
+        synth_dir = out / f"synth-{synth_minutes:g}m"
+        if not (synth_dir / "config.json").is_file():
+            corpus = ensure_corpus(Path("bench/out/synth_train"), 62, 8, 0)
+            pretrain(corpus / "manifest.tsv", synth_dir, PretrainConfig(**{**RUN_D, "max_minutes": synth_minutes}),
+                     device="cpu", quiet=True)
+            (synth_dir / "wall.json").write_text(json.dumps({"seconds": time.perf_counter() - start}))
+        overrides["init"] = str(synth_dir)
+    spent = json.loads((synth_dir / "wall.json").read_text())["seconds"] if synth_minutes else 0.0
+    left = minutes - spent / 60  # the real stage gets what the synthetic stage (targets included) left
+    source = training_manifest(out, overrides.pop("data_fraction", 1.0))
+    cfg = PretrainConfig(**{**RUN_D, **overrides, "max_minutes": left, "checkpoint_every": keep_every})
+    result = pretrain(source, model_dir, cfg, device="cpu", quiet=True)
     hist = result.history
     summary = {"config": name, "minutes": minutes, "wall_seconds": time.perf_counter() - start,
                "steps": len(hist), "audio_seconds_seen": sum(h.amount for h in hist),
                "audio_per_second": sum(h.amount for h in hist) / max(sum(h.wall_seconds for h in hist), 1e-9),
                "final_masked_acc": float(np.mean([h.metrics["masked_acc"] for h in hist[-25:]])),
-               "threads": torch.get_num_threads()}
+               "threads": torch.get_num_threads(), "synth_stage_seconds": spent}
     (model_dir / "train.json").write_text(json.dumps(summary, indent=2))
     return model_dir
 
@@ -234,6 +272,43 @@ def print_table(title: str, base: dict, rows: list[dict], mark: str | None = Non
         print(f"{row['system']:40s}{cells}{row['pnmi'] / base['pnmi']:12.3f}{flag}")
 
 
+def plot_curve(out: Path, base: dict, runs: list[Path], synth_only: dict | None) -> Path:
+    """``curve.png``: dev PNMI / MFCC's and unit ABX within / MFCC's at each run's chosen layer
+    against its real-speech training minutes, one line per configuration family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points: dict[str, list[tuple[float, dict]]] = {}
+    for run in runs:
+        info = json.loads((run / "train.json").read_text())
+        rows = json.loads((run / "dev.json").read_text())
+        row = next(r for r in rows if r["layer"] == choose_layer(rows))
+        real_minutes = info["minutes"] - info.get("synth_stage_seconds", 0.0) / 60
+        points.setdefault(info["config"], []).append((real_minutes, row))
+    if synth_only is not None and "D-synth-init" in points:
+        points["D-synth-init"].append((0.0, synth_only))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, pts in sorted(points.items()):
+        pts.sort(key=lambda p: p[0])
+        xs = [p[0] for p in pts]
+        axes[0].plot(xs, [p[1]["pnmi"] / base["pnmi"] for p in pts], "o-", label=name)
+        axes[1].plot(xs, [p[1]["unit_abx_within"] / base["unit_abx_within"] for p in pts], "o-", label=name)
+    for ax, what, goal in ((axes[0], "PNMI / MFCC's (higher is better)", 1.05),
+                           (axes[1], "unit ABX within / MFCC's (lower is better)", 1.0)):
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.axhline(goal, color="red", lw=0.8, ls="--")
+        ax.set_xlabel("minutes of training on real speech")
+        ax.set_title(what, fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "curve.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/out/pretrain_real"))
@@ -264,6 +339,12 @@ def main() -> int:
             title = (f"dev: {run.name}  ({info.get('steps', '?')} steps, masked acc "
                      f"{info.get('final_masked_acc', float('nan')):.3f}; chosen layer {choose_layer(rows)})")
             print_table(title, base["dev"], rows)
+        synth = Path("bench/out/pretrain/iter1/dev.json")
+        synth_rows = json.loads(synth.read_text()) if synth.is_file() else None
+        synth_only = (next(r for r in synth_rows if r["layer"] == choose_layer(synth_rows))
+                      if synth_rows else None)
+        log.info("curve: %s", plot_curve(out, base["dev"], [r for r in runs if (r / "train.json").is_file()],
+                                         synth_only))
     if args.test:
         run = out / args.test
         if (run / "test.json").is_file():
