@@ -11,17 +11,26 @@ Data (nothing here is in the package or needed by the tests):
 * **test** (read once, after the choice, by ``--test``): the odd-numbered ivr utterances and the
   synthetic test corpus (``bench/out/synth_test``).
 
-Every configuration in :data:`CONFIGS` is trained under a wall-clock budget with ``--train NAME``
-(the model lands in ``OUT/NAME-<minutes>m``) and scored on dev at every layer; ``--report`` prints
-all dev rows tried so far; ``--test NAME-<minutes>m`` writes ``test.json`` once (refused a second
-time) and prints the test table with the dev-chosen layer marked. ``--curve NAME`` scores the
-checkpoints a run kept along the way (``--keep-every``) to draw the gap against training time.
+Every configuration in :data:`CONFIGS` is trained under a wall-clock budget with ``--train NAME
+--minutes M`` (the model lands in ``OUT/NAME-Mm``; two runs at ``--threads 1`` side by side on the
+2-core CPU) and scored on dev at every layer; ``--report`` prints all dev rows so far and draws
+``curve.png`` (the chosen layer's PNMI and unit ABX within, relative to MFCC, against minutes of
+training on real speech); ``--test RUN`` writes ``test.json`` once (refused a second time) and prints
+the test table with the dev-chosen layer marked. The transfer runs start from the synthetic model
+of ``bench/pretrain.py`` (:data:`SYNTH_MODEL`; run that first).
 
-Usage::
+The commands of docs/train.md's table (2026-11-30), in order::
 
-    python bench/pretrain_real.py --out bench/out/pretrain_real --train D --minutes 15
-    python bench/pretrain_real.py --out bench/out/pretrain_real --report
-    python bench/pretrain_real.py --out bench/out/pretrain_real --test D-45m
+    python bench/pretrain_real.py --eval bench/out/pretrain/iter1          # synthetic model alone
+    python bench/pretrain_real.py --train D --minutes 20 --threads 1
+    python bench/pretrain_real.py --train D-synth-init --minutes 20 --threads 1
+    python bench/pretrain_real.py --train D-synth-init-aug --minutes 20 --threads 1
+    python bench/pretrain_real.py --train D-synth-init --minutes 45 --threads 1
+    python bench/pretrain_real.py --train synth20-then-real --minutes 45 --threads 1
+    python bench/pretrain_real.py --threads 1 --test D-synth-init-45m    # after the choice
+    python bench/pretrain_real.py --train D-synth-init-half --minutes 45 --threads 1   # curve points
+    python bench/pretrain_real.py --train D-synth-init --minutes 10 --threads 1
+    python bench/pretrain_real.py --report
 """
 from __future__ import annotations
 
@@ -55,22 +64,24 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 #: `speechunits pretrain --recipe cpu` (run D of docs/train.md, chosen on synthetic speech): every configuration's base.
 RUN_D = dict(RECIPES["cpu"], model="tiny", targets=f"mfcc:{K}", steps=100000, log_every=10)
+#: the 40-minute synthetic-speech model of bench/pretrain.py (run it first): the --init of the transfer runs.
+SYNTH_MODEL = "bench/out/pretrain/iter1"
 AUGMENT = "pitch:-3..3,noise:5..30,reverb:0.2..0.8,p=0.5"
 #: name -> (PretrainConfig overrides of RUN_D, what it tests)
 CONFIGS: dict[str, tuple[dict, str]] = {
     "D": ({}, "run D on real speech (the issue's starting point)"),
-    "D-aug": ({"augment": AUGMENT}, "+ input perturbation (pitch, noise, reverb), clean targets"),
-    "D-synth-init": ({"init": "bench/out/pretrain/iter1"},
+    "D-synth-init": ({"init": SYNTH_MODEL},
                      "+ initialised from the 40-min synthetic run D model (bench/pretrain.py)"),
-    "D-synth-init-aug": ({"init": "bench/out/pretrain/iter1", "augment": AUGMENT},
+    "D-synth-init-aug": ({"init": SYNTH_MODEL, "augment": AUGMENT},
                          "synthetic init + input perturbation"),
     "synth20-then-real": ({"synth_minutes": 20.0},
                           "20 min on the synthetic training corpus, then the rest of --minutes on real speech "
                           "from it: all training inside the budget"),
-    "D-synth-init-half": ({"init": "bench/out/pretrain/iter1", "data_fraction": 0.5},
+    "D-synth-init-half": ({"init": SYNTH_MODEL, "data_fraction": 0.5},
                           "synthetic init, real stage on half of the training speakers (data-size curve)"),
-    "D-50hz": ({"frame_rate": 50, "mask_length": 10, "mask_prob": 0.08},
-               "50 Hz (HuBERT's CNN): 4x cheaper attention, more steps"),
+    "iter2-L0": ({"iterate_from": "D-synth-init-45m", "iterate_layer": 0},
+                 "HuBERT's second iteration after the chosen run: targets = K=100 of its layer 0 on the "
+                 "training audio, weights continued from it (a dev-only look after the test was read)"),
 }
 
 
@@ -214,6 +225,17 @@ def train(name: str, minutes: float, out: Path, threads: int | None, keep_every:
     if threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
+    if overrides.get("init") and not (Path(overrides["init"]) / "config.json").is_file():
+        raise SystemExit(f"{name} starts from {overrides['init']}: run `python bench/pretrain.py` first (40 min)")
+    if "iterate_from" in overrides:  # iteration 2: K-means of a layer of an earlier run as targets
+        from speechunits.pretrain.iterate import fit_layer_codebook
+
+        parent, layer = out / overrides.pop("iterate_from"), overrides.pop("iterate_layer")
+        codebook = out / f"{parent.name}-codebook-L{layer}"
+        if not (codebook / "codebook.json").is_file():
+            fit_layer_codebook(parent, load_waves(open_corpus(SHARED / "librispeech-sample" / "flac"), SR, SR),
+                               layer, K, 0, codebook)
+        overrides.update(init=str(parent), targets=str(codebook))
     synth_minutes = overrides.pop("synth_minutes", 0.0)
     if synth_minutes:  # a synthetic stage inside the budget; the real stage starts from it
         synth_dir = out / f"synth-{synth_minutes:g}m"
@@ -315,7 +337,7 @@ def main() -> int:
     parser.add_argument("--train", choices=sorted(CONFIGS), help="train this configuration, then score it on dev")
     parser.add_argument("--minutes", type=float, default=45.0, help="training wall-clock budget")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for training")
-    parser.add_argument("--keep-every", type=int, default=500, help="steps between checkpoints")
+    parser.add_argument("--keep-every", type=int, default=500, help="steps between checkpoints (each replaces the last)")
     parser.add_argument("--eval", type=Path, help="score an existing model directory on dev")
     parser.add_argument("--report", action="store_true", help="print every dev row so far")
     parser.add_argument("--test", help="RUN (a directory under --out): read the test split once")
@@ -339,7 +361,7 @@ def main() -> int:
             title = (f"dev: {run.name}  ({info.get('steps', '?')} steps, masked acc "
                      f"{info.get('final_masked_acc', float('nan')):.3f}; chosen layer {choose_layer(rows)})")
             print_table(title, base["dev"], rows)
-        synth = Path("bench/out/pretrain/iter1/dev.json")
+        synth = Path(SYNTH_MODEL) / "dev.json"  # `--eval bench/out/pretrain/iter1`: the curve's 0-minute point
         synth_rows = json.loads(synth.read_text()) if synth.is_file() else None
         synth_only = (next(r for r in synth_rows if r["layer"] == choose_layer(synth_rows))
                       if synth_rows else None)
