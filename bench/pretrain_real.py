@@ -30,6 +30,8 @@ The commands of docs/train.md's table (2026-11-30), in order::
     python bench/pretrain_real.py --threads 1 --test D-synth-init-45m    # after the choice
     python bench/pretrain_real.py --train D-synth-init-half --minutes 45 --threads 1   # curve points
     python bench/pretrain_real.py --train D-synth-init --minutes 10 --threads 1
+    python bench/pretrain_real.py --train iter2-L0 --minutes 15 --threads 1
+    python bench/pretrain_real.py --train D-synth-init-k500 --minutes 15 --threads 2
     python bench/pretrain_real.py --report
 """
 from __future__ import annotations
@@ -79,6 +81,9 @@ CONFIGS: dict[str, tuple[dict, str]] = {
                           "from it: all training inside the budget"),
     "D-synth-init-half": ({"init": SYNTH_MODEL, "data_fraction": 0.5},
                           "synthetic init, real stage on half of the training speakers (data-size curve)"),
+    "D-synth-init-k500": ({"init": SYNTH_MODEL, "targets": "mfcc:500"},
+                          "synthetic init, MFCC K=500 targets (finer than the K=100 units measured; dev only, "
+                          "after the test was read)"),
     "iter2-L0": ({"iterate_from": "D-synth-init-45m", "iterate_layer": 0},
                  "HuBERT's second iteration after the chosen run: targets = K=100 of its layer 0 on the "
                  "training audio, weights continued from it (a dev-only look after the test was read)"),
