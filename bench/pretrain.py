@@ -116,13 +116,14 @@ def layer_codebooks(model_dir: Path, train_waves: list[tuple[str, np.ndarray]], 
                               seed=0, device="cpu").centroids for layer in layers}
 
 
-def choose_layer(rows: list[dict]) -> int:
-    """The layer of best mean rank over PNMI (higher better), ABX within and across (lower better)."""
+def choose_layer(rows: list[dict], keys: tuple[str, str, str] = ("pnmi", "abx_within", "abx_across")) -> int:
+    """The layer of best mean rank over ``keys``: a PNMI (higher better), then two ABX error rates
+    (lower better); ties go to the lower layer."""
     def ranks(key: str, reverse: bool) -> dict[int, int]:
         ordered = sorted(rows, key=lambda r: r[key], reverse=reverse)
         return {r["layer"]: i for i, r in enumerate(ordered)}
 
-    by = [ranks("pnmi", True), ranks("abx_within", False), ranks("abx_across", False)]
+    by = [ranks(keys[0], True), ranks(keys[1], False), ranks(keys[2], False)]
     return min((sum(r[row["layer"]] for r in by), row["layer"]) for row in rows)[1]
 
 

@@ -37,17 +37,20 @@ The commands of docs/train.md's table (2026-11-30), in order::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrain import ensure_corpus, pnmi  # noqa: E402  (the synthetic corpora and PNMI of bench/pretrain.py)
+from pretrain import choose_layer as choose_by_rank  # noqa: E402  (bench/pretrain.py's layer rule,
+from pretrain import ensure_corpus, pnmi  # noqa: E402   synthetic corpora and PNMI)
 
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers  # noqa: E402
 from speechunits.encoders import load_encoder  # noqa: E402
@@ -113,8 +116,9 @@ def synth_split(name: str) -> tuple[list[tuple[str, np.ndarray]], dict, list]:
     return load_waves(open_corpus(path / "manifest.tsv"), SR, 400), alignments, items
 
 
+@functools.cache
 def fit_waves(minutes: float) -> list[tuple[str, np.ndarray]]:
-    """A fixed random ``minutes`` of the training audio (seed 0) for every K-means fit."""
+    """A fixed random ``minutes`` of the training audio (seed 0) for every K-means fit (read once, when needed)."""
     waves = load_waves(open_corpus(SHARED / "librispeech-sample" / "flac"), SR, 400)
     order = np.random.default_rng(0).permutation(len(waves))
     out, total = [], 0.0
@@ -154,11 +158,12 @@ def mfcc_rows(split_name: str, fit: list, splits: dict) -> list[dict]:
     off = mfcc.info.receptive_field / (2 * SR)
     centroids = fit_kmeans(torch.from_numpy(np.concatenate([mfcc.extract_batch([w], [0])[0][0] for _, w in fit])),
                            K, iters=30, init="k-means++", seed=0, device="cpu").centroids
+    full = {kind: {u: mfcc.extract_batch([w], [0])[0][0] for u, w in split[0]} for kind, split in splits.items()}
     rows = []
     for stride, name in ((1, "MFCC K=100 (100 Hz)"), (2, "MFCC K=100 (every 2nd frame, 50 Hz)")):
         row = {"system": name, "layer": None}
         for kind, split in splits.items():
-            feats = {u: mfcc.extract_batch([w], [0])[0][0][::stride] for u, w in split[0]}
+            feats = {u: f[::stride] for u, f in full[kind].items()}
             units = {u: nearest(torch.from_numpy(f), centroids) for u, f in feats.items()}
             row.update(score(units, feats, mfcc.info.frame_rate / stride, off, split, kind))
         rows.append(row)
@@ -191,11 +196,7 @@ def model_rows(model_dir: Path, fit: list, splits: dict, tag: str) -> list[dict]
 
 def choose_layer(rows: list[dict]) -> int:
     """Best mean rank over ivr PNMI (higher), ivr unit ABX within and synthetic unit ABX across (lower)."""
-    def ranks(key: str, reverse: bool) -> dict[int, int]:
-        return {r["layer"]: i for i, r in enumerate(sorted(rows, key=lambda r: r[key], reverse=reverse))}
-
-    by = [ranks("pnmi", True), ranks("unit_abx_within", False), ranks("synth_unit_abx_across", False)]
-    return min((sum(r[row["layer"]] for r in by), row["layer"]) for row in rows)[1]
+    return choose_by_rank(rows, ("pnmi", "unit_abx_within", "synth_unit_abx_across"))
 
 
 # -- training --------------------------------------------------------------------------------------
@@ -265,22 +266,22 @@ def train(name: str, minutes: float, out: Path, threads: int | None, keep_every:
     return model_dir
 
 
-def dev_eval(model_dir: Path, out: Path, fit: list) -> list[dict]:
+def dev_eval(model_dir: Path, fit: Callable[[], list]) -> list[dict]:
     path = model_dir / "dev.json"
     if path.is_file():
         return json.loads(path.read_text())
     splits = {"ivr": ivr_split("dev"), "synth": synth_split("dev")}
-    rows = model_rows(model_dir, fit, splits, model_dir.name)
+    rows = model_rows(model_dir, fit(), splits, model_dir.name)
     path.write_text(json.dumps(rows, indent=2))
     return rows
 
 
-def baseline(out: Path, split_name: str, fit: list) -> list[dict]:
+def baseline(out: Path, split_name: str, fit: Callable[[], list]) -> list[dict]:
     path = out / f"mfcc-{split_name}.json"
     if path.is_file():
         return json.loads(path.read_text())
     splits = {"ivr": ivr_split(split_name), "synth": synth_split(split_name)}
-    rows = mfcc_rows(split_name, fit, splits)
+    rows = mfcc_rows(split_name, fit(), splits)
     path.write_text(json.dumps(rows, indent=2))
     return rows
 
@@ -352,12 +353,12 @@ def main() -> int:
                         stream=sys.stderr)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    fit = fit_waves(args.fit_minutes)
-    base = {split: baseline(out, split, fit)[0] for split in ("dev",)}
+    fit = functools.partial(fit_waves, args.fit_minutes)
+    dev_base = baseline(out, "dev", fit)[0]
     if args.train:
-        dev_eval(train(args.train, args.minutes, out, args.threads, args.keep_every), out, fit)
+        dev_eval(train(args.train, args.minutes, out, args.threads, args.keep_every), fit)
     if args.eval:
-        dev_eval(args.eval, out, fit)
+        dev_eval(args.eval, fit)
     if args.report or args.train or args.eval:
         runs = sorted(p.parent for p in out.glob("*/dev.json"))
         for run in runs:
@@ -365,12 +366,12 @@ def main() -> int:
             info = json.loads((run / "train.json").read_text()) if (run / "train.json").is_file() else {}
             title = (f"dev: {run.name}  ({info.get('steps', '?')} steps, masked acc "
                      f"{info.get('final_masked_acc', float('nan')):.3f}; chosen layer {choose_layer(rows)})")
-            print_table(title, base["dev"], rows)
+            print_table(title, dev_base, rows)
         synth = Path(SYNTH_MODEL) / "dev.json"  # `--eval bench/out/pretrain/iter1`: the curve's 0-minute point
         synth_rows = json.loads(synth.read_text()) if synth.is_file() else None
         synth_only = (next(r for r in synth_rows if r["layer"] == choose_layer(synth_rows))
                       if synth_rows else None)
-        log.info("curve: %s", plot_curve(out, base["dev"], [r for r in runs if (r / "train.json").is_file()],
+        log.info("curve: %s", plot_curve(out, dev_base, [r for r in runs if (r / "train.json").is_file()],
                                          synth_only))
     if args.test:
         run = out / args.test
@@ -380,7 +381,7 @@ def main() -> int:
         (run / "selection.json").write_text(json.dumps({"layer": chosen, "configs_tried": len(
             list(out.glob("*/dev.json")))}, indent=2))
         test_base = baseline(out, "test", fit)[0]
-        rows = model_rows(run, fit, {"ivr": ivr_split("test"), "synth": synth_split("test")}, run.name)
+        rows = model_rows(run, fit(), {"ivr": ivr_split("test"), "synth": synth_split("test")}, run.name)
         (run / "test.json").write_text(json.dumps(rows, indent=2))
         print_table(f"TEST (read once): {run.name}", test_base, rows, mark=f"{run.name} layer {chosen}")
     return 0
