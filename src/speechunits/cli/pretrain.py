@@ -99,18 +99,15 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-#: ``--recipe``-controlled options (default None: the recipe's value) and their config fields.
-RECIPE_OPTIONS = ("frame_rate", "max_batch_seconds", "crop_seconds", "lr", "warmup_steps", "mask_prob", "mask_length",
-                  "unmasked_weight")
-
-
 def _recipe_settings(args: argparse.Namespace) -> dict:
-    """The recipe's values of :data:`RECIPE_OPTIONS`, each replaced by the option when given."""
+    """Every field some recipe sets: the chosen recipe's value, or the option's when given
+    (those options default to None for this)."""
     from speechunits.pretrain.config import RECIPES, PretrainConfig
 
     base = PretrainConfig(**RECIPES[args.recipe])
-    return {name: getattr(base, name) if getattr(args, name) is None else getattr(args, name)
-            for name in RECIPE_OPTIONS}
+    fields = sorted(set().union(*RECIPES.values()))
+    return {name: getattr(base, name) if getattr(args, name, None) is None else getattr(args, name)
+            for name in fields}
 
 
 def _run(args: argparse.Namespace) -> int:
