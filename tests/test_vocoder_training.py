@@ -212,3 +212,71 @@ def test_windows_made_during_synthesis_serve_training() -> None:
     x = torch.randn(1, 256, requires_grad=True)
     dsp.stft_magnitude(x, 64, 16, 64).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_perturbed_units_are_those_of_the_shifted_audio(corpus: Path, codebook: Path, tmp_path: Path) -> None:
+    """``--perturb-units=-3,3``: the config records the shifts, and the cached copies are the codebook's
+    units of the audio shifted by -3 and +3 semitones, in that order (recomputed here independently)."""
+    from speechunits.audio import Audio
+    from speechunits.augment import pitch_shift
+    from speechunits.quantize import Codebook
+
+    voc = tmp_path / "voc"
+    assert main(["vocoder", "train", str(corpus), "--codebook", str(codebook), "-o", str(voc), "--size", "tiny",
+                 "--speaker", "table", "--steps", "3", "--checkpoint-every", "3", "--perturb-units=-3,3",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert json.loads((voc / "vocoder.json").read_text())["config"]["perturb_semitones"] == [-3.0, 3.0]
+    with np.load(voc / "cache" / "units-f0.npz") as cache:
+        units, copies = cache["en01_0000/units"], cache["en01_0000/perturbed"]
+    assert copies.shape == (2, *units.shape)
+    cb = Codebook.load(codebook)
+    audio = Audio.load(corpus / "wavs" / "en01_0000.wav", sample_rate=16000)
+    from speechunits.encoders import load_encoder
+
+    encoder = load_encoder("mfcc")
+    for copy, shift in zip(copies, (-3.0, 3.0)):
+        shifted = Audio(pitch_shift(audio.samples, 16000, shift), 16000)
+        expected = cb.assign(encoder.extract(shifted, [cb.layer])[cb.layer], device="cpu")
+        n = min(expected.size, copy.shape[1])
+        assert np.array_equal(copy[0, :n], expected[:n])
+    # a shift of a third of an octave moves many frames to other units
+    assert (copies[0, 0] != units[0]).mean() > 0.2 and (copies[1, 0] != units[0]).mean() > 0.2
+
+
+def test_crops_draw_their_units_from_the_original_or_a_copy_uniformly() -> None:
+    """Every crop's units come from one source (original or one copy), each about 1/3 of the time
+    for two copies; audio, F0 and speaker are always the original's."""
+    from speechunits.pitch import F0Stats
+    from speechunits.vocoder.config import VocoderConfig
+    from speechunits.vocoder.data import ALL_SPEAKERS, Utterance
+    from speechunits.vocoder.task import VocoderTask
+
+    cfg = VocoderConfig(speaker="table", num_speakers=1, segment_frames=4, batch_size=8, vocab_sizes=[10],
+                        perturb_semitones=[-2.0, 2.0])
+    frames = 20
+    utt = Utterance("u", "s", np.full((1, frames), 1), np.full(frames, 120.0, dtype=np.float32),
+                    np.arange(frames * 160, dtype=np.float32), np.stack([np.full((1, frames), 2), np.full((1, frames), 3)]))
+    stats = {ALL_SPEAKERS: F0Stats(float(np.log(120)), 0.1, frames), "s": F0Stats(float(np.log(120)), 0.1, frames)}
+    task = VocoderTask(cfg, [utt], stats, ["s"])
+    seen = []
+    for index in range(60):
+        batch = task.batch(index)
+        for row, audio in zip(batch["units"][:, 0], batch["audio"]):
+            assert len(set(row.tolist())) == 1  # one source per crop
+            seen.append(int(row[0]))
+            start = int(audio[0]) // 160
+            assert np.array_equal(audio.numpy(), utt.audio[start * 160:(start + 4) * 160])
+        assert batch["speaker"].tolist() == [0] * 8
+    shares = np.bincount(seen, minlength=4)[1:] / len(seen)
+    assert np.all(np.abs(shares - 1 / 3) < 0.06), shares
+
+
+@pytest.mark.parametrize("value", ["0", "20", "2,2", "a"])
+def test_bad_perturbation_shifts_are_refused(value: str, corpus: Path, codebook: Path, tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    from conftest import cli_error
+
+    message = cli_error(["vocoder", "train", str(corpus), "--codebook", str(codebook), "-o", str(tmp_path / "v"),
+                         "--size", "tiny", f"--perturb-units={value}", "--device", "cpu", "--quiet"], caplog)
+    assert "--perturb-units" in message
+    assert not (tmp_path / "v").exists()

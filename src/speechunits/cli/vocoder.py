@@ -8,6 +8,7 @@ import sys
 
 from speechunits.cli.common import add_quiet
 from speechunits.errors import SpeechUnitsError
+from speechunits.vocoder.config import DEFAULT_PERTURB_SEMITONES
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="cpu tier: add the discriminators from this step on (default: never)")
     train.add_argument("--channels", type=int, default=None, help="cpu tier: network width (default 128)")
     train.add_argument("--blocks", type=int, default=None, help="cpu tier: ConvNeXt blocks (default 4)")
+    train.add_argument("--perturb-units", nargs="?", const=",".join(f"{x:g}" for x in DEFAULT_PERTURB_SEMITONES),
+                       default=None, metavar="SEMITONES",
+                       help="information perturbation for voice conversion: also train on the units of copies "
+                       "shifted in pitch and formants by these semitones (comma-separated; without a list: "
+                       "%(const)s); target audio, F0 and speaker stay the original's (docs/vocoder.md)")
     train.add_argument("--size", default="default", choices=["default", "tiny"],
                        help="tiny: a toy model for smoke tests")
     train.add_argument("--bf16", action="store_true", help="bf16 autocast (losses and STFTs stay in fp32)")
@@ -67,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from speechunits.vocoder.config import TINY
+    from speechunits.vocoder.config import TINY, perturb_semitones
     from speechunits.vocoder.train import TrainOptions, train_vocoder
 
     if args.minutes is not None and args.minutes <= 0:
@@ -82,6 +88,8 @@ def run_train(args: argparse.Namespace) -> int:
     for key in ("batch_size", "segment_frames", "gan_start", "channels", "blocks"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
+    if args.perturb_units is not None:
+        config["perturb_semitones"] = perturb_semitones(x for x in args.perturb_units.split(",") if x.strip())
     options = TrainOptions(steps=args.steps, minutes=args.minutes, lr=args.lr, bf16=args.bf16, seed=args.seed,
                            checkpoint_every=args.checkpoint_every, log_every=args.log_every)
     summary = train_vocoder(args.input, args.codebook, args.out, arch=args.arch, dedup=args.dedup, f0=args.f0,

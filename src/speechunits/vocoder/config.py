@@ -9,6 +9,7 @@ speaker vector at the unit frame rate):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,24 @@ SPEAKER_MODES = ("none", "table", "embedding")
 #: Quantised F0: normalised log-F0 in [-F0_RANGE, F0_RANGE] cut into this many bins (+1 id for unvoiced).
 F0_BINS = 32
 F0_RANGE = 3.0
+#: ``--perturb-units`` without a list: pitch and formants shifted by these semitones.
+DEFAULT_PERTURB_SEMITONES = (-4.0, -2.0, 2.0, 4.0)
+#: Larger shifts (an octave) no longer sound like a voice of the same kind.
+PERTURB_MAX_SEMITONES = 12.0
+
+
+def perturb_semitones(values: Any) -> list[float]:
+    """``values`` as the list of ``--perturb-units`` shifts, checked: each finite, non-zero, at most
+    :data:`PERTURB_MAX_SEMITONES` either way, no repeats."""
+    try:
+        shifts = [float(x) for x in values]
+    except (TypeError, ValueError) as exc:
+        raise SpeechUnitsError(f"--perturb-units: semitone shifts must be numbers, got {values!r}") from exc
+    bad = [x for x in shifts if not math.isfinite(x) or x == 0 or abs(x) > PERTURB_MAX_SEMITONES]
+    if bad or len(set(shifts)) != len(shifts):
+        raise SpeechUnitsError(f"--perturb-units: shifts must be distinct, non-zero and within "
+                               f"+-{PERTURB_MAX_SEMITONES:g} semitones, got {shifts}")
+    return shifts
 
 
 def upsample_plan(hop: int) -> tuple[list[int], list[int]]:
@@ -65,6 +84,12 @@ class VocoderConfig:
             frame-rate network; ``fft_factor``: its STFT filter length is ``fft_factor * hop``.
         hifigan_channels, resblock_kernels, resblock_dilations: HiFi-GAN V1.
         predictor_channels: F0 and duration predictors.
+        perturb_semitones: information perturbation of the training units (ContentVec, NANSY):
+            units are also computed on copies of every training utterance with pitch and
+            formants shifted by these semitones (:func:`speechunits.augment.pitch_shift`), and
+            each training crop takes its units from the original or one copy, uniformly, while
+            its target audio, F0 and speaker stay the original's. Units then say less about who
+            speaks, so the voice comes from the speaker conditioning: what conversion needs.
         segment_frames, batch_size: random training crops (frames) per item, items per batch.
         reference_seconds: reference-audio crop of the speaker encoder in training.
         mel_weight, stft_weight, feature_weight: loss weights (HiFi-GAN: 45 and 2 on mel and
@@ -99,6 +124,7 @@ class VocoderConfig:
     feature_weight: float = 2.0
     gan_start: int | None = None
     disc_width: float = 1.0
+    perturb_semitones: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         checks = [
@@ -116,6 +142,7 @@ class VocoderConfig:
             if not ok:
                 raise SpeechUnitsError(f"vocoder config: {what} must be {need} (config {config_to_dict(self)})")
         self.vocab_sizes = [int(k) for k in self.vocab_sizes]
+        self.perturb_semitones = perturb_semitones(self.perturb_semitones)
 
     @property
     def gan(self) -> bool:

@@ -4,7 +4,9 @@ For every utterance of the corpus: the audio at the encoder's rate, frame-level 
 codebook stream (:class:`speechunits.units.tokenizer.UnitTokenizer`), F0 at the unit frame
 centres (:func:`speechunits.pitch.extract_f0`). Units and F0 are cached in
 ``VOC/cache/units-f0.npz`` (keyed by the codebooks' sha256 and the F0 method) so that a resumed
-or repeated run does not encode again.
+or repeated run does not encode again. With ``perturb_semitones`` (see
+:class:`speechunits.vocoder.config.VocoderConfig`) the units of pitch- and formant-shifted copies
+are computed (and cached) too, into ``Utterance.perturbed``.
 
 Alignment: unit frame ``i`` is centred at ``frame_offset_s + i / frame_rate``; the vocoder
 makes ``hop`` samples per frame, frame ``i`` covering output samples ``[i hop, (i + 1) hop)``.
@@ -38,13 +40,15 @@ ALL_SPEAKERS = "*"
 
 @dataclass
 class Utterance:
-    """One training utterance: ``units`` int64 ``[S, T]``, ``f0`` float32 ``[T]`` Hz, ``audio`` float32 ``[T * hop]``."""
+    """One training utterance: ``units`` int64 ``[S, T]``, ``f0`` float32 ``[T]`` Hz, ``audio`` float32 ``[T * hop]``;
+    ``perturbed``: int64 ``[C, S, T]``, the units of ``C`` shifted copies (None without perturbation)."""
 
     id: str
     speaker: str | None
     units: np.ndarray
     f0: np.ndarray
     audio: np.ndarray
+    perturbed: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -81,14 +85,34 @@ def find_speakers_file(source: str | Path) -> Path | None:
     return find_label_files(source).get("speakers")
 
 
-def _cache_key(codebook_sha256s: Sequence[str], f0_method: str, sample_rate: int) -> dict[str, Any]:
-    return {"codebook_sha256": list(codebook_sha256s), "f0_method": f0_method, "sample_rate": int(sample_rate),
-            "version": 1}
+def _cache_key(codebook_sha256s: Sequence[str], f0_method: str, sample_rate: int,
+               perturb_semitones: Sequence[float] = ()) -> dict[str, Any]:
+    key = {"codebook_sha256": list(codebook_sha256s), "f0_method": f0_method, "sample_rate": int(sample_rate),
+           "version": 1}
+    if perturb_semitones:
+        key["perturb_semitones"] = [float(x) for x in perturb_semitones]
+    return key
+
+
+def perturbed_units(audio: Audio, tokenizer: Any, semitones: Sequence[float], num_frames: int) -> np.ndarray:
+    """Units ``[C, S, num_frames]`` of ``audio`` shifted by each of ``semitones`` (pitch and formants,
+    duration kept: :func:`speechunits.augment.pitch_shift`); cut or edge-padded to ``num_frames``."""
+    from speechunits.augment import pitch_shift
+
+    copies = []
+    for shift in semitones:
+        shifted = Audio(pitch_shift(audio.samples, audio.sample_rate, float(shift)), audio.sample_rate)
+        units = np.stack([s.ids for s in tokenizer.encode_streams(shifted)]).astype(np.int64)[:, :num_frames]
+        if units.shape[1] < num_frames:
+            units = np.pad(units, ((0, 0), (0, num_frames - units.shape[1])), mode="edge")
+        copies.append(units)
+    return np.stack(copies)
 
 
 def load_utterances(corpus: Corpus, tokenizer: Any, *, hop: int, frame_offset_s: float, f0_method: str,
                     speakers: dict[str, str] | None, cache_dir: Path | None,
-                    codebook_sha256s: Sequence[str], quiet: bool = False) -> list[Utterance]:
+                    codebook_sha256s: Sequence[str], perturb_semitones: Sequence[float] = (),
+                    quiet: bool = False) -> list[Utterance]:
     """Every readable utterance of ``corpus`` with units, F0 and aligned audio (see the module docstring).
 
     Units and F0 come from the cache when it was made for the same codebooks and F0 method.
@@ -101,7 +125,7 @@ def load_utterances(corpus: Corpus, tokenizer: Any, *, hop: int, frame_offset_s:
     from speechunits.progress import AudioProgress
 
     sample_rate = int(tokenizer.encoder.info.sample_rate)
-    key = _cache_key(codebook_sha256s, f0_method, sample_rate)
+    key = _cache_key(codebook_sha256s, f0_method, sample_rate, perturb_semitones)
     cached: dict[str, np.ndarray] = {}
     if cache_dir is not None and (cache_dir / CACHE_META).is_file() and (cache_dir / CACHE_FILE).is_file():
         try:
@@ -145,8 +169,14 @@ def load_utterances(corpus: Corpus, tokenizer: Any, *, hop: int, frame_offset_s:
             if units.shape[1] < 2:
                 skipped += 1
                 continue
+            perturbed = None
+            if perturb_semitones:
+                name = f"{utt.id}/perturbed"
+                perturbed = cached[name] if name in cached else perturbed_units(audio, tokenizer, perturb_semitones,
+                                                                                 units.shape[1])
+                fresh[name] = perturbed
             out.append(Utterance(utt.id, speaker, units, f0.astype(np.float32),
-                                 aligned_audio(samples, lead, units.shape[1], hop)))
+                                 aligned_audio(samples, lead, units.shape[1], hop), perturbed))
             progress.update(audio.duration_s)
     if skipped:
         log.warning("%s: %d utterances skipped (unreadable, too short or without a speaker)", corpus.source, skipped)

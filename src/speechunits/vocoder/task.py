@@ -2,7 +2,9 @@
 
 Micro-batch ``index`` draws ``batch_size`` utterances (probability proportional to length, among
 those at least ``segment_frames`` long) and a crop of each, all from a generator seeded by
-``(seed, index)``, so DDP sharding and exact resume come from the loop. GAN configurations are
+``(seed, index)``, so DDP sharding and exact resume come from the loop. With perturbed units
+(``perturb_semitones``) each crop's units come from the original or one shifted copy, uniformly;
+its audio, F0 and speaker are always the original's. GAN configurations are
 multi-phase: ``phases(step)`` is ``("discriminator", "generator")`` from ``gan_start`` on, else
 ``("generator",)``.
 """
@@ -72,7 +74,11 @@ class VocoderTask:
             utt = self.utterances[int(i)]
             start = int(rng.integers(0, utt.num_frames - seg + 1))
             frames = slice(start, start + seg)
-            units.append(utt.units[:, frames])
+            source = utt.units
+            if utt.perturbed is not None:  # information perturbation: the original or one shifted copy
+                copy = int(rng.integers(0, utt.perturbed.shape[0] + 1))
+                source = utt.units if copy == 0 else utt.perturbed[copy - 1]
+            units.append(source[:, frames])
             fz, fv, fh = self.f0[int(i)]
             z.append(fz[frames])
             voiced.append(fv[frames])

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.vocoder.config import ARCHS, VocoderConfig
+from speechunits.vocoder.config import ARCHS, VocoderConfig, perturb_semitones
 from speechunits.vocoder.data import (ALL_SPEAKERS, CACHE_DIR, Utterance, find_speakers_file, load_utterances,
                                       open_training_corpus, speaker_f0_stats)
 from speechunits.vocoder.vocoder import (CODEBOOKS_DIR, FORMAT_VERSION, KIND, META_FILE, SAMPLES_DIR, WEIGHTS_FILE,
@@ -203,15 +203,18 @@ def train_vocoder(input: str | Path, codebook_paths: Sequence[str | Path], out_d
             speakers_map = read_speakers(source)
     corpus = open_training_corpus(input)
     cache = out / CACHE_DIR
+    perturb = perturb_semitones((config or {}).get("perturb_semitones") or [])
     if dist.is_main:
         utterances = load_utterances(corpus, tokenizer, hop=hop, frame_offset_s=encoder.info.frame_offset_s,
                                      f0_method=f0_method, speakers=speakers_map, cache_dir=cache,
-                                     codebook_sha256s=[c.sha256 for c in codebooks], quiet=quiet)
+                                     codebook_sha256s=[c.sha256 for c in codebooks], perturb_semitones=perturb,
+                                     quiet=quiet)
     dist.barrier()
     if not dist.is_main:
         utterances = load_utterances(corpus, tokenizer, hop=hop, frame_offset_s=encoder.info.frame_offset_s,
                                      f0_method=f0_method, speakers=speakers_map, cache_dir=cache,
-                                     codebook_sha256s=[c.sha256 for c in codebooks], quiet=True)
+                                     codebook_sha256s=[c.sha256 for c in codebooks], perturb_semitones=perturb,
+                                     quiet=True)
     speakers = sorted({u.speaker for u in utterances if u.speaker is not None})
     stats = speaker_f0_stats(utterances, sample_rate / hop)
     if resume:

@@ -1,0 +1,121 @@
+"""Dev-split choices of issue 15's vocoder (``--perturb-units``), made before bench/vocoder.py's test is read.
+
+    python bench/vocoder_dev.py --out bench/out/vocoder-dev --minutes 15 \\
+        --config none= --config perturb=-4,-2,2,4
+
+The corpus is bench/vocoder.py's (``synthesize_corpus(minutes=60, speakers=6, seed=0)``, or
+``--corpus``) with the same test utterances (each speaker's last 5) left out entirely; the 5
+before them are the **dev** set, the rest trains. Each ``--config NAME=SEMITONES`` trains the
+cpu tier (MFCC K=100 units of the training part + continuous DIO F0 + a speaker table) for
+``--minutes`` with ``--threads 1``, all configurations side by side (one core each on this
+2-core machine, so give at most two). Then, on the dev utterances: resynthesis and conversion to
+the next speaker, judged by a speaker probe and the phone-probe judge trained on the training
+part's original audio (MFCC, docs/probe.md's judge settings), GPE and MCD. Prints one table;
+writes ``OUT/dev.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vocoder import cli, conversion_targets, convert_all, judge, write_subset  # noqa: E402  (bench/vocoder.py)
+
+log = logging.getLogger("bench.vocoder_dev")
+
+
+def dev_split(speakers: dict[str, str], test_per_speaker: int, dev_per_speaker: int) -> tuple[set, set, set]:
+    """(train, dev, test) ids: per speaker (sorted ids), the last ``test_per_speaker`` are test
+    (bench/vocoder.py's held-out set), the ``dev_per_speaker`` before them dev."""
+    by: dict[str, list[str]] = {}
+    for utt, spk in sorted(speakers.items()):
+        by.setdefault(spk, []).append(utt)
+    test, dev = set(), set()
+    for utts in by.values():
+        test.update(utts[len(utts) - test_per_speaker:])
+        dev.update(utts[len(utts) - test_per_speaker - dev_per_speaker:len(utts) - test_per_speaker])
+    return set(speakers) - test - dev, dev, test
+
+
+def run_all(commands: list[list[str]]) -> None:
+    """Run ``speechunits`` commands side by side; fail if any fails."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one core each
+    procs = [subprocess.Popen([sys.executable, "-m", "speechunits.cli.main", *map(str, c)], env=env) for c in commands]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"failed: {[c for c, code in zip(commands, codes) if code]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--corpus", type=Path, help="bench/vocoder.py's corpus (default: synthesise it again)")
+    parser.add_argument("--config", action="append", required=True, metavar="NAME=SEMITONES",
+                        help="a configuration: its name and --perturb-units list (empty: no perturbation)")
+    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--probe-minutes", type=float, default=8.0)
+    parser.add_argument("--test-per-speaker", type=int, default=5)
+    parser.add_argument("--dev-per-speaker", type=int, default=5)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from speechunits.corpus import read_speakers
+    from speechunits.probe.defaults import JUDGE_PHONES_ARGS
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = args.corpus or out / "corpus"
+    if not (corpus / "corpus.json").is_file():
+        from speechunits.synth.corpus import synthesize_corpus
+
+        synthesize_corpus(corpus, 60.0, 6, seed=0)
+    speakers = read_speakers(corpus / "speakers.tsv")
+    train_ids, dev_ids, _ = dev_split(speakers, args.test_per_speaker, args.dev_per_speaker)
+    train_dir, dev_dir = write_subset(corpus, out / "train", train_ids), write_subset(corpus, out / "dev", dev_ids)
+    cb = out / "cb-mfcc-k100"
+    if not (cb / "codebook.json").is_file():
+        cli("fit", train_dir / "manifest.tsv", "--encoder", "mfcc", "--k", 100, "-o", cb, "--quiet")
+
+    configs = dict(c.split("=", 1) for c in args.config)
+    todo = []
+    for name, shifts in configs.items():
+        voc = out / f"voc-{name}"
+        if not (voc / "vocoder.json").is_file():
+            todo.append(["vocoder", "train", train_dir, "--codebook", cb, "-o", voc, "--speaker", "table",
+                         "--f0", "continuous", "--minutes", args.minutes, "--threads", 1, "--quiet",
+                         *([f"--perturb-units={shifts}"] if shifts else [])])
+    run_all(todo)
+    probes = {task: out / f"probe-{task}" for task in ("phones", "speaker")}
+    run_all([["probe", "train", task, train_dir / "manifest.tsv", "--encoder", "mfcc", "-o", path,
+              "--max-minutes", args.probe_minutes, "--quiet",
+              *(JUDGE_PHONES_ARGS if task == "phones" else [])]
+             for task, path in probes.items() if not (path / "probe.json").is_file()])
+
+    targets = conversion_targets(read_speakers(dev_dir / "speakers.tsv"))
+    ref = dev_dir / "manifest.tsv"
+    common = dict(text=None, probe=probes["phones"], speaker_probe=probes["speaker"], phones=dev_dir / "phones.tsv")
+    results = {"original": judge(ref, ref, **common)["metrics"]}
+    for name in configs:
+        voc = out / f"voc-{name}"
+        resynth, converted = out / f"resynth-{name}", out / f"convert-{name}"
+        cli("resynth", dev_dir, "--vocoder", voc, "-o", resynth, "--quiet")
+        convert_all(voc, dev_dir, targets, converted)
+        results[name] = judge(ref, resynth, **common)["metrics"]
+        results[f"{name} conversion"] = judge(ref, converted, **common,
+                                              target_speakers=converted / "speakers.tsv")["metrics"]
+        results[name]["steps"] = json.loads((voc / "vocoder.json").read_text())["trained"]["steps"]
+    (out / "dev.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    cols = ["probe_per", "speaker_probe_accuracy", "gpe", "mcd", "speaker_similarity", "dnsmos_ovrl", "steps"]
+    print("| dev | " + " | ".join(cols) + " |\n|---" * 1 + "|---" * len(cols) + "|")
+    for system, m in results.items():
+        print(f"| {system} | " + " | ".join(f"{m[c]:.3f}" if isinstance(m.get(c), (int, float)) else "-"
+                                          for c in cols) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
