@@ -4,7 +4,8 @@ Headline command (on a quiet 2-core machine; about 1 h 45 min: the two tiers tra
 one core each, then the LibriSpeech vocoder on one core while the judges train on the other)::
 
     python bench/vocoder.py --out bench/out/vocoder --minutes 45 --corpus-minutes 60 --speakers 6 \\
-        --side-by-side --perturb-units=-2,2 --probe-minutes 8 --librispeech ../shared/data/librispeech-sample
+        --side-by-side --perturb-units=-1,1 --probe-minutes 8 --librispeech ../shared/data/librispeech-sample \\
+        --librispeech-minutes 30
 
 (``--perturb-units`` was chosen on a dev split by ``bench/vocoder_dev.py``; without
 ``--side-by-side`` each vocoder trains alone on ``--threads`` and the run takes about 3 h.)
@@ -208,7 +209,7 @@ def start_librispeech(args: argparse.Namespace, out: Path, size: list[str]) -> s
     work = _librispeech_parts(args, out)
     if (work / "train-summary.json").is_file():
         return None
-    argv = _train_argv(work / "train", work / "cb", work / "voc-cpu", "cpu", args, size)
+    argv = _train_argv(work / "train", work / "cb", work / "voc-cpu", "cpu", args, size, args.librispeech_minutes)
     return start_training(argv, 1, work / "train.log")
 
 
@@ -248,7 +249,8 @@ def librispeech(args: argparse.Namespace, out: Path, size: list[str],
     if running is not None:
         finish_training(running, summary_path)
     elif not summary_path.is_file():
-        finish_training(start_training(_train_argv(work / "train", work / "cb", voc, "cpu", args, size),
+        finish_training(start_training(_train_argv(work / "train", work / "cb", voc, "cpu", args, size,
+                                                   args.librispeech_minutes),
                                        args.threads, work / "train.log"), summary_path)
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     from speechunits.corpus import read_speakers
@@ -347,6 +349,8 @@ def main() -> int:
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of training and of the speed measurement")
     parser.add_argument("--librispeech", type=Path, help="e.g. ../shared/data/librispeech-sample")
+    parser.add_argument("--librispeech-minutes", type=float, default=None,
+                        help="training budget of the LibriSpeech vocoder (default: --minutes)")
     parser.add_argument("--perturb-units", default="", metavar="SEMITONES",
                         help="--perturb-units of every vocoder trained here (e.g. -4,-2,2,4: chosen on the dev split "
                         "by bench/vocoder_dev.py); empty: none")
@@ -372,6 +376,7 @@ def main() -> int:
         args.minutes, args.probe_minutes, args.test_per_speaker = min(args.minutes, 0.3), 0.3, 2
         args.checkpoint_every = 100000
         args.hifigan_minutes = min(args.hifigan_minutes or args.minutes, args.minutes)
+        args.librispeech_minutes = min(args.librispeech_minutes or args.minutes, args.minutes)
         size = ["tiny"]
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
