@@ -1,6 +1,6 @@
 """Must-show of issue 15: unit vocoders trained on a CPU budget, judged by independent tools.
 
-Headline command (on a quiet 2-core machine; about 1 h 45 min: the two tiers train side by side,
+Headline command (on a quiet 2-core machine; about 1 h 30 min: the two tiers train side by side,
 one core each, then the LibriSpeech vocoder on one core while the judges train on the other)::
 
     python bench/vocoder.py --out bench/out/vocoder --minutes 45 --corpus-minutes 60 --speakers 6 \\
