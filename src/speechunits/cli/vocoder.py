@@ -89,7 +89,7 @@ def run_train(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     if args.perturb_units is not None:
-        config["perturb_semitones"] = perturb_semitones(x for x in args.perturb_units.split(",") if x.strip())
+        config["perturb_semitones"] = perturb_semitones([x for x in args.perturb_units.split(",") if x.strip()])
     options = TrainOptions(steps=args.steps, minutes=args.minutes, lr=args.lr, bf16=args.bf16, seed=args.seed,
                            checkpoint_every=args.checkpoint_every, log_every=args.log_every)
     summary = train_vocoder(args.input, args.codebook, args.out, arch=args.arch, dedup=args.dedup, f0=args.f0,
