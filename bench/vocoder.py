@@ -204,13 +204,13 @@ def spectrogram_figure(test_dir: Path, systems: dict[str, Path], out: Path) -> N
     plt.close(fig)
 
 
-def start_librispeech(args: argparse.Namespace, out: Path, size: list[str]) -> subprocess.Popen | None:
-    """Write the LibriSpeech parts and codebook, and start its one-thread training (None when done)."""
+def start_librispeech(args: argparse.Namespace, out: Path, size: list[str], threads: int) -> subprocess.Popen | None:
+    """Write the LibriSpeech parts and codebook, and start its training on ``threads`` (None when done)."""
     work = _librispeech_parts(args, out)
     if (work / "train-summary.json").is_file():
         return None
     argv = _train_argv(work / "train", work / "cb", work / "voc-cpu", "cpu", args, size, args.librispeech_minutes)
-    return start_training(argv, 1, work / "train.log")
+    return start_training(argv, threads, work / "train.log")
 
 
 def _librispeech_parts(args: argparse.Namespace, out: Path) -> Path:
@@ -246,12 +246,10 @@ def librispeech(args: argparse.Namespace, out: Path, size: list[str],
     work = _librispeech_parts(args, out)
     voc = work / "voc-cpu"
     summary_path = work / "train-summary.json"
+    if running is None:
+        running = start_librispeech(args, out, size, args.threads)
     if running is not None:
         finish_training(running, summary_path)
-    elif not summary_path.is_file():
-        finish_training(start_training(_train_argv(work / "train", work / "cb", voc, "cpu", args, size,
-                                                   args.librispeech_minutes),
-                                       args.threads, work / "train.log"), summary_path)
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     from speechunits.corpus import read_speakers
 
@@ -403,19 +401,19 @@ def main() -> int:
 
     vocoders = {"cpu": out / "voc-cpu", "hifigan": out / "voc-hifigan"}
     results["training"] = {}
-    running = {}
+    side_by_side = []
     for arch, voc in vocoders.items():
         summary_path = out / f"train-{arch}.json"
         if summary_path.is_file():
             continue
         argv = _train_argv(train_dir, cb, voc, arch, args, size, args.hifigan_minutes if arch == "hifigan" else None)
         proc = start_training(argv, 1 if args.side_by_side else args.threads, out / f"train-{arch}.log")
-        running[arch] = (proc, summary_path)
-        if not args.side_by_side:
+        if args.side_by_side:
+            side_by_side.append((proc, summary_path))
+        else:
             finish_training(proc, summary_path)
-    for proc, summary_path in running.values():
-        if proc.returncode is None:
-            finish_training(proc, summary_path)
+    for proc, summary_path in side_by_side:
+        finish_training(proc, summary_path)
     for arch in vocoders:
         results["training"][arch] = json.loads((out / f"train-{arch}.json").read_text(encoding="utf-8"))
 
@@ -434,7 +432,7 @@ def main() -> int:
                                                        max(results["synthesis_x_realtime"]["hifigan"], 1e-9))
     spectrogram_figure(test_dir, systems, out / "spectrograms.png")
     # after the speed measurement, which needs both cores
-    libri = start_librispeech(args, out, size) if args.librispeech and args.side_by_side else None
+    libri = start_librispeech(args, out, size, 1) if args.librispeech and args.side_by_side else None
     if libri is not None:
         torch.set_num_threads(1)  # the other core trains the LibriSpeech vocoder
 

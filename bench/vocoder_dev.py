@@ -24,7 +24,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vocoder import cli, conversion_targets, convert_all, judge, write_subset  # noqa: E402  (bench/vocoder.py)
+from vocoder import (cli, conversion_targets, convert_all, judge, split_by_speaker,  # noqa: E402  (bench/vocoder.py)
+                     write_subset)
 
 log = logging.getLogger("bench.vocoder_dev")
 
@@ -32,14 +33,9 @@ log = logging.getLogger("bench.vocoder_dev")
 def dev_split(speakers: dict[str, str], test_per_speaker: int, dev_per_speaker: int) -> tuple[set, set, set]:
     """(train, dev, test) ids: per speaker (sorted ids), the last ``test_per_speaker`` are test
     (bench/vocoder.py's held-out set), the ``dev_per_speaker`` before them dev."""
-    by: dict[str, list[str]] = {}
-    for utt, spk in sorted(speakers.items()):
-        by.setdefault(spk, []).append(utt)
-    test, dev = set(), set()
-    for utts in by.values():
-        test.update(utts[len(utts) - test_per_speaker:])
-        dev.update(utts[len(utts) - test_per_speaker - dev_per_speaker:len(utts) - test_per_speaker])
-    return set(speakers) - test - dev, dev, test
+    rest, test = split_by_speaker(speakers, test_per_speaker)
+    train, dev = split_by_speaker({u: speakers[u] for u in rest}, dev_per_speaker)
+    return train, dev, test
 
 
 def run_all(commands: list[list[str]]) -> None:

@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from speechunits.vocoder.config import TINY, perturb_semitones
+    from speechunits.vocoder.config import TINY
     from speechunits.vocoder.train import TrainOptions, train_vocoder
 
     if args.minutes is not None and args.minutes <= 0:
@@ -89,7 +89,7 @@ def run_train(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     if args.perturb_units is not None:
-        config["perturb_semitones"] = perturb_semitones([x for x in args.perturb_units.split(",") if x.strip()])
+        config["perturb_semitones"] = [x for x in args.perturb_units.split(",") if x.strip()]  # checked by train_vocoder
     options = TrainOptions(steps=args.steps, minutes=args.minutes, lr=args.lr, bf16=args.bf16, seed=args.seed,
                            checkpoint_every=args.checkpoint_every, log_every=args.log_every)
     summary = train_vocoder(args.input, args.codebook, args.out, arch=args.arch, dedup=args.dedup, f0=args.f0,

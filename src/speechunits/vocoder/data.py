@@ -94,6 +94,11 @@ def _cache_key(codebook_sha256s: Sequence[str], f0_method: str, sample_rate: int
     return key
 
 
+def unit_ids(tokenizer: Any, audio: Audio) -> np.ndarray:
+    """Units int64 ``[S, T]`` of ``audio``, one row per codebook stream."""
+    return np.stack([s.ids for s in tokenizer.encode_streams(audio)]).astype(np.int64)
+
+
 def perturbed_units(audio: Audio, tokenizer: Any, semitones: Sequence[float], num_frames: int) -> np.ndarray:
     """Units ``[C, S, num_frames]`` of ``audio`` shifted by each of ``semitones`` (pitch and formants,
     duration kept: :func:`speechunits.augment.pitch_shift`); cut or edge-padded to ``num_frames``."""
@@ -102,7 +107,7 @@ def perturbed_units(audio: Audio, tokenizer: Any, semitones: Sequence[float], nu
     copies = []
     for shift in semitones:
         shifted = Audio(pitch_shift(audio.samples, audio.sample_rate, float(shift)), audio.sample_rate)
-        units = np.stack([s.ids for s in tokenizer.encode_streams(shifted)]).astype(np.int64)[:, :num_frames]
+        units = unit_ids(tokenizer, shifted)[:, :num_frames]
         if units.shape[1] < num_frames:
             units = np.pad(units, ((0, 0), (0, num_frames - units.shape[1])), mode="edge")
         copies.append(units)
@@ -161,8 +166,7 @@ def load_utterances(corpus: Corpus, tokenizer: Any, *, hop: int, frame_offset_s:
                 if samples.size < tokenizer.encoder.info.receptive_field:
                     skipped += 1
                     continue
-                streams = tokenizer.encode_streams(audio)
-                units = np.stack([s.ids for s in streams]).astype(np.int64)
+                units = unit_ids(tokenizer, audio)
                 f0 = extract_f0(audio, frame_rate=frame_rate, offset_s=frame_offset_s, num_frames=units.shape[1],
                                 method=f0_method).f0
             fresh[f"{utt.id}/units"], fresh[f"{utt.id}/f0"] = units, f0

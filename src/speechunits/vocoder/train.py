@@ -10,6 +10,7 @@ beside the training state, with syntheses of a few training utterances in
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -204,17 +205,14 @@ def train_vocoder(input: str | Path, codebook_paths: Sequence[str | Path], out_d
     corpus = open_training_corpus(input)
     cache = out / CACHE_DIR
     perturb = perturb_semitones((config or {}).get("perturb_semitones") or [])
-    if dist.is_main:
-        utterances = load_utterances(corpus, tokenizer, hop=hop, frame_offset_s=encoder.info.frame_offset_s,
-                                     f0_method=f0_method, speakers=speakers_map, cache_dir=cache,
-                                     codebook_sha256s=[c.sha256 for c in codebooks], perturb_semitones=perturb,
-                                     quiet=quiet)
+    load = functools.partial(load_utterances, corpus, tokenizer, hop=hop, frame_offset_s=encoder.info.frame_offset_s,
+                             f0_method=f0_method, speakers=speakers_map, cache_dir=cache,
+                             codebook_sha256s=[c.sha256 for c in codebooks], perturb_semitones=perturb)
+    if dist.is_main:  # computes and caches; the other ranks then read the cache
+        utterances = load(quiet=quiet)
     dist.barrier()
     if not dist.is_main:
-        utterances = load_utterances(corpus, tokenizer, hop=hop, frame_offset_s=encoder.info.frame_offset_s,
-                                     f0_method=f0_method, speakers=speakers_map, cache_dir=cache,
-                                     codebook_sha256s=[c.sha256 for c in codebooks], perturb_semitones=perturb,
-                                     quiet=True)
+        utterances = load(quiet=True)
     speakers = sorted({u.speaker for u in utterances if u.speaker is not None})
     stats = speaker_f0_stats(utterances, sample_rate / hop)
     if resume:
