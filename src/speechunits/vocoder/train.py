@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,7 +22,7 @@ import torch
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.vocoder.config import ARCHS, VocoderConfig, perturb_semitones
-from speechunits.vocoder.data import (ALL_SPEAKERS, CACHE_DIR, Utterance, find_speakers_file, load_utterances,
+from speechunits.vocoder.data import (CACHE_DIR, Utterance, find_speakers_file, load_utterances,
                                       open_training_corpus, speaker_f0_stats)
 from speechunits.vocoder.vocoder import (CODEBOOKS_DIR, FORMAT_VERSION, KIND, META_FILE, SAMPLES_DIR, WEIGHTS_FILE,
                                          Vocoder, codebook_dir)
