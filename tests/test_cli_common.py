@@ -32,3 +32,45 @@ def test_console_script_help_and_version() -> None:
     assert out.returncode == 0 and out.stdout.startswith("speechunits ")
     out = subprocess.run([sys.executable, "-m", "speechunits.cli.main", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "COMMAND" in out.stdout
+
+
+#: Every training command takes --threads (cli.common.add_threads), set once by cli.main.
+TRAINING_COMMANDS = [("pretrain", "run"), ("vocoder train", "run_train"), ("tts train", "run_train"),
+                     ("s2ut train", "run_train"), ("lm train", "run_train"), ("probe train", "run_train")]
+
+
+@pytest.mark.parametrize("command,handler", TRAINING_COMMANDS)
+def test_threads_hold_for_the_command_and_are_restored(command: str, handler: str, monkeypatch) -> None:
+    import importlib
+
+    import torch
+
+    from speechunits.cli.main import main
+
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    seen: list[int] = []
+    module = importlib.import_module(f"speechunits.cli.{command.split()[0]}")
+    monkeypatch.setattr(module, handler, lambda args: seen.append(torch.get_num_threads()) or 0)
+    assert main(_minimal_argv(command, wanted)) == 0
+    assert seen == [wanted]
+    assert torch.get_num_threads() == before
+
+
+def _minimal_argv(command: str, threads: int) -> list[str]:
+    """The fewest arguments each command's parser accepts (the handler is replaced, nothing runs)."""
+    required = {"pretrain": ["in.tsv", "-o", "out"], "vocoder train": ["in", "--codebook", "cb", "-o", "voc"],
+                "tts train": ["corpus", "--codebook", "cb", "-o", "tts"], "s2ut train": ["pairs.tsv", "-o", "s2ut"],
+                "lm train": ["store", "-o", "lm"], "probe train": ["phones", "in.tsv", "-o", "probe", "--encoder", "mfcc"]}
+    return [*command.split(), *required[command], "--threads", str(threads)]
+
+
+def test_threads_below_one_are_refused(caplog) -> None:
+    import torch
+
+    from speechunits.cli.main import main
+
+    before = torch.get_num_threads()
+    assert main(["lm", "train", "store", "-o", "lm", "--threads", "0"]) == 2
+    assert "--threads must be >= 1, got 0" in caplog.text
+    assert torch.get_num_threads() == before

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, Iterator
 
 from speechunits.errors import SpeechUnitsError
 
@@ -12,6 +13,35 @@ if TYPE_CHECKING:
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar; log only warnings and errors")
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch's intra-op threads for the command (set by ``cli.main``, restored after)."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's; on a CPU shared with other jobs, 1 per job is "
+                             "often several times faster)")
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` for the block, then restored (None: unchanged).
+
+    Raises:
+        SpeechUnitsError: ``threads`` < 1.
+    """
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise SpeechUnitsError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def add_device(parser: argparse.ArgumentParser, dtype: bool = True) -> None:

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from speechunits.cli.common import add_quiet
+from speechunits.cli.common import add_quiet, add_threads
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--fp32", action="store_true", help="train in fp32 (default: bf16 autocast)")
     train.add_argument("--resume", action="store_true", help="continue the checkpoint in LM (its config and tokens; --steps / --minutes may extend the budget)")
     _add_device(train)
+    add_threads(train)
     add_quiet(train)
     train.set_defaults(func=run_train)
 

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import speechunits.cli as cli_package
 from speechunits import __version__
+from speechunits.cli.common import torch_threads
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger("speechunits")
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
-        with quiet_transformers(level > logging.INFO):
+        with quiet_transformers(level > logging.INFO), torch_threads(getattr(args, "threads", None)):
             return int(args.func(args) or 0)
     except SpeechUnitsError as exc:
         log.error("%s", exc)

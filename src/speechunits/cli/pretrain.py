@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 from pathlib import Path
-from typing import Iterator
 
-from speechunits.cli.common import add_quiet
+from speechunits.cli.common import add_quiet, add_threads
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -70,33 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="layer clustered for the next iteration (default: the middle layer)")
     p.add_argument("--iterate-k", type=int, default=None, help="K of the next iteration (default: same K)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's; use 1 on a shared, oversubscribed CPU)")
+    add_threads(p)
     add_quiet(p)
     p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.threads is not None and args.threads < 1:
-        raise SpeechUnitsError(f"--threads: must be >= 1, got {args.threads}")
-    with _torch_threads(args.threads):
-        return _run(args)
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``threads`` for the block, then restored."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _recipe_settings(args: argparse.Namespace) -> dict:
@@ -110,7 +84,7 @@ def _recipe_settings(args: argparse.Namespace) -> dict:
             for name in fields}
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from speechunits.pretrain.config import PretrainConfig
     from speechunits.pretrain.iterate import pretrain_iterations
     from speechunits.pretrain.run import saved_config

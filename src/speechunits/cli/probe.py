@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from speechunits.cli.common import add_device, add_quiet, parse_layers
+from speechunits.cli.common import add_device, add_quiet, add_threads, parse_layers
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES, DEFAULT_WARMUP_FRACTION
 
@@ -87,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="with --max-minutes: the warmup ends at the latest once this share of a run's "
                        "budget is spent (default %(default)s)")
     add_device(train)
+    add_threads(train)
     add_quiet(train)
     train.set_defaults(func=run_train)
 

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from speechunits.cli.common import add_device, add_quiet
+from speechunits.cli.common import add_device, add_quiet, add_threads
 from speechunits.errors import SpeechUnitsError
 
 
@@ -21,18 +21,12 @@ def add_optim_options(parser: argparse.ArgumentParser, steps: int, lr: float, wa
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--checkpoint-every", type=int, default=250)
     group.add_argument("--resume", action="store_true", help="continue the checkpoint in the output directory")
-    group.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads(group)
 
 
 def optim_config(args: argparse.Namespace):
     from speechunits.training import OptimConfig
 
-    if args.threads is not None:
-        import torch
-
-        if args.threads < 1:
-            raise SpeechUnitsError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     return OptimConfig(steps=args.steps, lr=args.lr, warmup_steps=args.warmup_steps, schedule="cosine",
                        accumulate=args.accumulate, bf16=not args.no_bf16, max_minutes=args.minutes, seed=args.seed,
                        checkpoint_every=args.checkpoint_every)

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from speechunits.cli.common import add_quiet
+from speechunits.cli.common import add_quiet, add_threads
 from speechunits.errors import SpeechUnitsError
 from speechunits.vocoder.config import DEFAULT_PERTURB_SEMITONES
 
@@ -59,9 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--size", default="default", choices=["default", "tiny"],
                        help="tiny: a toy model for smoke tests")
     train.add_argument("--bf16", action="store_true", help="bf16 autocast (losses and STFTs stay in fp32)")
-    train.add_argument("--threads", type=int, default=None,
-                       help="torch intra-op threads (default: torch's; on a CPU shared with other jobs, 1 can be "
-                       "several times faster than 2)")
+    add_threads(train)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints and samples")
     train.add_argument("--log-every", type=int, default=50)
@@ -78,12 +76,6 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.minutes is not None and args.minutes <= 0:
         raise SpeechUnitsError(f"--minutes must be positive, got {args.minutes}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SpeechUnitsError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
     config = dict(TINY) if args.size == "tiny" else {}
     for key in ("batch_size", "segment_frames", "gan_start", "channels", "blocks"):
         if getattr(args, key) is not None:
