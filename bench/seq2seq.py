@@ -2,18 +2,26 @@
 
 Headline command (CPU, hours; ``--quick`` checks that every step runs, in minutes)::
 
-    python bench/seq2seq.py --out bench/out/seq2seq --tts-minutes 60 --tts-speakers 6 \\
+    python bench/seq2seq.py --out bench/out/seq2seq --tts-minutes 60 --tts-speakers 6 \
         --parallel-minutes 60 --parallel-speakers 4 --train-minutes 45 --vocoder-minutes 45
+
+The trainings are cached in OUT, so ``--stage vocoder|tts|s2ut|mt|judge-phones|judge-asr`` runs one
+of them alone (e.g. two at a time, ``--threads 1`` each, on a 2-core machine) and a last run without
+``--stage`` measures. Start ``--stage vocoder`` first and alone until ``OUT/codebook_mfcc_k100``
+exists, and make the parallel corpus before ``s2ut``/``mt``/``judge-asr`` run side by side (each
+would otherwise write it). ``--corpus DIR`` reuses a synthetic corpus made with the same settings
+(e.g. bench/vocoder.py's).
 
 What it does (every setting fixed here; dev/test never chooses anything):
 
 1. **Data.** ``synthesize_corpus`` (English, ``--tts-minutes``, ``--tts-speakers``) for TTS, and
    ``synthesize_parallel(source="es", target="en")`` (contract C) for S2UT. One MFCC K=100 codebook
-   (``speechunits fit``) fitted on the TTS corpus: the TTS predicts its units, S2UT its units of the
-   English side, so one vocoder speaks both.
-2. **Vocoder.** ``--vocoder DIR`` (a deduplicating vocoder of that codebook), else
-   ``speechunits vocoder train TTS_CORPUS --codebook CB --dedup --speaker table --minutes M``
-   (contract A). Without a vocoder the after-vocoder figures are skipped (and said so).
+   (``speechunits fit``) fitted on the TTS corpus without its held-out sentences (``OUT/voc_train``):
+   the TTS predicts its units, S2UT its units of the English side, so one vocoder speaks both.
+2. **Vocoder.** ``--vocoder DIR`` (a deduplicating vocoder of that codebook), else docs/vocoder.md's
+   recipe with a duration predictor: ``speechunits vocoder train OUT/voc_train --codebook CB --dedup
+   --speaker table --perturb-units=-1,1 --minutes M`` (contract A), so neither the codebook nor the
+   vocoder has heard a held-out sentence. Without a vocoder the after-vocoder figures are skipped.
 3. **Judges** trained on original audio only (MFCC features, BiLSTM head): a ``phones`` probe on the
    TTS corpus's training utterances (PER of synthesised vs resynthesised held-out speech); an ``asr``
    probe on the training pairs' English side (ASR-BLEU of translated speech) and one on their
@@ -28,6 +36,8 @@ What it does (every setting fixed here; dev/test never chooses anything):
 6. **Cascade** in the same run: Spanish ASR probe -> text translator (``train_s2ut`` on
    characters, ``--train-minutes``) -> the TTS of step 4 (its first speaker): text BLEU of the
    translation, unit BLEU / UER of its units against the reference English units, and ASR-BLEU.
+   ASR-BLEU is also given for the reference English speech and for its units resynthesised by the
+   vocoder (the ceiling that the judge and the vocoder leave to any unit predictor).
 
 Results: ``OUT/results.json`` and a markdown table (``OUT/table.md``).
 """
@@ -42,6 +52,11 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("bench.seq2seq")
+
+#: Share of the TTS corpus's sentences held out (all their utterances), seed 0.
+TTS_HOLDOUT = 0.1
+#: ``--stage`` values: one training each (to run them side by side in separate processes), or all.
+STAGES = ("all", "vocoder", "tts", "s2ut", "mt", "judge-phones", "judge-asr")
 
 
 def cli(*argv: str) -> dict[str, Any]:
@@ -89,8 +104,30 @@ def speakers_of(corpus: Path) -> dict[str, str]:
     return read_speakers(corpus / "speakers.tsv")
 
 
-def get_vocoder(args: argparse.Namespace, corpus: Path, codebook: Path) -> Any:
-    """A loaded vocoder (contract A) or None, with the reason logged."""
+def tts_heldout(corpus: Path) -> set[str]:
+    """The utterances ``train_tts`` (holdout ``TTS_HOLDOUT``, seed 0) will hold out: the vocoder and the
+    codebook never see them, so resynthesis and TTS of held-out sentences are both unseen audio."""
+    from speechunits.seq2seq.tts_train import sentence_holdout
+
+    texts = texts_of(corpus)
+    return set(sentence_holdout(sorted(texts), texts, TTS_HOLDOUT, 0)[1])
+
+
+def vocoder_corpus(args: argparse.Namespace, corpus: Path) -> Path:
+    """``OUT/voc_train``: the TTS corpus without the held-out sentences (codebook and vocoder fit here)."""
+    from vocoder import write_subset  # bench/vocoder.py
+
+    out = args.out / "voc_train"
+    if not (out / "manifest.tsv").is_file():
+        held = tts_heldout(corpus)
+        write_subset(corpus, out, set(texts_of(corpus)) - held)
+    return out
+
+
+def get_vocoder(args: argparse.Namespace, corpus: Path, codebook: Path, *, load: bool = True) -> Any:
+    """A loaded vocoder (contract A) or None, with the reason logged. A trained one uses docs/vocoder.md's
+    recipe (cpu tier, ``--perturb-units=-1,1`` as chosen by bench/vocoder_dev.py) plus ``--dedup``, on
+    :func:`vocoder_corpus`."""
     try:
         from speechunits.vocoder import load_vocoder
     except ImportError:
@@ -99,11 +136,14 @@ def get_vocoder(args: argparse.Namespace, corpus: Path, codebook: Path) -> Any:
     path = Path(args.vocoder) if args.vocoder else args.out / "vocoder"
     if not args.vocoder and not (path / "vocoder.json").exists():
         try:
-            cli("vocoder", "train", corpus, "--codebook", codebook, "-o", path, "--dedup", "--speaker", "table",
-                "--minutes", args.vocoder_minutes, *(["--size", "tiny", "--steps", "20"] if args.quick else []))
-        except Exception as exc:  # noqa: BLE001 - the vocoder is another helper's work; report and go on
+            cli("vocoder", "train", vocoder_corpus(args, corpus), "--codebook", codebook, "-o", path, "--dedup",
+                "--speaker", "table", "--perturb-units=-1,1", "--minutes", args.vocoder_minutes,
+                *(["--size", "tiny", "--steps", "20"] if args.quick else []))
+        except Exception as exc:  # noqa: BLE001 - report and go on without the after-vocoder figures
             log.warning("vocoder training failed (%s): after-vocoder figures are skipped", exc)
             return None
+    if not load:
+        return None
     try:
         return load_vocoder(path, device=args.device)
     except Exception as exc:  # noqa: BLE001
@@ -128,28 +168,45 @@ def speak(vocoder: Any, units: list[Any], speakers: list[str | None], out: Path)
 
 # -- TTS -------------------------------------------------------------------------------------------
 
-def bench_tts(args: argparse.Namespace, corpus: Path, codebook: Path, vocoder: Any) -> tuple[dict, Path]:
-    from speechunits.device import resolve_device
-    from speechunits.probe.metrics import error_rate
-    from speechunits.seq2seq.data import store_units
-    from speechunits.seq2seq.model_dir import load_tts
+def train_tts_model(args: argparse.Namespace, corpus: Path, codebook: Path) -> Path:
+    """``OUT/tts`` trained (phones, speaker table, ``--train-minutes``), or the one already there."""
     from speechunits.seq2seq.tts_train import train_tts
     from speechunits.training import OptimConfig
 
     out = args.out / "tts"
     if not (out / "tts.json").is_file() or "heldout" not in json.loads((out / "tts.json").read_text()):
-        summary = train_tts(corpus, codebook, out, input_kind="phones", speaker="table", holdout=0.1,
+        summary = train_tts(corpus, codebook, out, input_kind="phones", speaker="table", holdout=TTS_HOLDOUT,
                             optim=OptimConfig(steps=200_000, lr=1e-3, warmup_steps=200, schedule="cosine",
                                               max_minutes=args.train_minutes, log_every=100,
                                               checkpoint_every=1000),
                             device=args.device, quiet=args.quiet)
         log.info("TTS: %s", json.dumps(summary))
+    return out
+
+
+def tts_judge_split(args: argparse.Namespace, corpus: Path) -> Path:
+    """The phones judge's split of the TTS corpus: test = the held-out sentences, dev = every tenth other
+    utterance (the judge never trains on held-out audio)."""
+    held = tts_heldout(corpus)
+    rest = [u for u in texts_of(corpus) if u not in held]
+    return write_split(args.out / "tts_split.tsv", {"train": [u for i, u in enumerate(rest) if i % 10],
+                                                     "dev": rest[::10], "test": sorted(held)})
+
+
+def bench_tts(args: argparse.Namespace, corpus: Path, codebook: Path, vocoder: Any) -> tuple[dict, Path]:
+    from speechunits.device import resolve_device
+    from speechunits.probe.metrics import error_rate
+    from speechunits.seq2seq.model_dir import load_tts
+
+    out = train_tts_model(args, corpus, codebook)
     bundle = load_tts(out, device=resolve_device(args.device))
     meta = bundle.meta
     result: dict[str, Any] = {"training": meta["result"], "data": {k: v for k, v in meta["data"].items()
                                                                    if k != "heldout_ids"},
                               "heldout_units": meta["heldout"]}
     held = meta["data"]["heldout_ids"]
+    unseen = tts_heldout(corpus)
+    result["heldout_unseen_by_vocoder"] = sum(u in unseen for u in held) / max(len(held), 1)
     texts, speakers = texts_of(corpus), speakers_of(corpus)
     started = time.perf_counter()
     units = [bundle.units_of([texts[u]], speakers[u])[0] for u in held]
@@ -159,10 +216,7 @@ def bench_tts(args: argparse.Namespace, corpus: Path, codebook: Path, vocoder: A
     result["units_x_real_time_note"] = "espeak-ng phonemisation included"
     if vocoder is None:
         return result, out
-    rest = [u for u in texts if u not in set(held)]
-    dev_count = max(1, len(rest) // 10)  # the judge's dev part: training-side utterances (never the held-out ones)
-    split = write_split(args.out / "tts_split.tsv", {"train": rest[dev_count:], "dev": rest[:dev_count],
-                                                      "test": held})
+    split = tts_judge_split(args, corpus)
     judge = train_judge("phones", corpus, split, args.out / "judge_phones_en", args.judge_minutes, args.quick)
     from speechunits.probe.evaluate import corpus_labels, reference, transcribe
 
@@ -213,6 +267,53 @@ def parallel_corpus(args: argparse.Namespace) -> Path:
     return out / "pairs.tsv"
 
 
+def s2ut_optim(args: argparse.Namespace) -> Any:
+    from speechunits.training import OptimConfig
+
+    return OptimConfig(steps=200_000, lr=1e-3, warmup_steps=300, schedule="cosine", max_minutes=args.train_minutes,
+                       log_every=100, checkpoint_every=1000)
+
+
+def trained(path: Path) -> bool:
+    return (path / "s2ut.json").is_file() and "scores" in json.loads((path / "s2ut.json").read_text())
+
+
+def train_direct(args: argparse.Namespace, pairs_path: Path, codebook: Path) -> Path:
+    """``OUT/s2ut``: MFCC features of Spanish speech -> English units, auxiliary CTC on the English text."""
+    from speechunits.seq2seq.s2ut_train import train_s2ut
+
+    out = args.out / "s2ut"
+    if not trained(out):
+        train_s2ut(pairs_path, out, source_input="features", encoder="mfcc", layer=0, target="units",
+                   target_codebook=codebook, ctc_weight=0.3, optim=s2ut_optim(args), device=args.device,
+                   quiet=args.quiet, evaluate=("dev",))
+    return out
+
+
+def train_mt(args: argparse.Namespace, pairs_path: Path) -> Path:
+    """``OUT/mt``: the cascade's character translator (Spanish text -> English text) on the same pairs."""
+    from speechunits.seq2seq.s2ut_train import train_s2ut
+
+    out = args.out / "mt"
+    if not trained(out):
+        train_s2ut(pairs_path, out, source_input="text", target="text", model={"dim": 192, "encoder_layers": 3},
+                   optim=s2ut_optim(args), device=args.device, quiet=args.quiet, evaluate=("dev",))
+    return out
+
+
+def asr_judge(args: argparse.Namespace, pairs_path: Path, side: str) -> Path:
+    """An ``asr`` judge of the parallel corpus's ``side`` ("source": Spanish, "target": English), trained on
+    the training pairs' audio, early-stopped on the dev pairs'."""
+    from speechunits.seq2seq.data import find_pair_corpora, read_parallel_pairs
+
+    pairs = read_parallel_pairs(pairs_path)
+    corpus = find_pair_corpora(pairs_path, pairs)[0 if side == "source" else 1]
+    name = "es" if side == "source" else "en"
+    split = write_split(args.out / f"asr_{name}_split.tsv", {part: [getattr(p, side) for p in pairs if p.split == part]
+                                                             for part in ("train", "dev", "test")})
+    return train_judge("asr", corpus, split, args.out / f"judge_asr_{name}", args.judge_minutes, args.quick)
+
+
 def bench_s2ut(args: argparse.Namespace, pairs_path: Path, codebook: Path, vocoder: Any, tts_dir: Path) -> dict:
     from speechunits.device import resolve_device
     from speechunits.measure.sequences import asr_bleu, sequence_scores
@@ -220,25 +321,14 @@ def bench_s2ut(args: argparse.Namespace, pairs_path: Path, codebook: Path, vocod
     from speechunits.seq2seq.data import find_pair_corpora, read_parallel_pairs
     from speechunits.seq2seq.infer import source_inputs, translate_texts
     from speechunits.seq2seq.model_dir import load_s2ut, load_tts
-    from speechunits.seq2seq.s2ut_train import train_s2ut
     from speechunits.seq2seq.symbols import ids_to_units
-    from speechunits.training import OptimConfig
     from speechunits.units.units import Units
 
     dev = resolve_device(args.device)
     pairs = read_parallel_pairs(pairs_path)
     src_dir, tgt_dir = find_pair_corpora(pairs_path, pairs)
     test = [p for p in pairs if p.split == "test"] or [p for p in pairs if p.split == "dev"]
-    optim = OptimConfig(steps=200_000, lr=1e-3, warmup_steps=300, schedule="cosine", max_minutes=args.train_minutes,
-                        log_every=100, checkpoint_every=1000)
-    direct, mt = args.out / "s2ut", args.out / "mt"
-    if not (direct / "s2ut.json").is_file() or "scores" not in json.loads((direct / "s2ut.json").read_text()):
-        train_s2ut(pairs_path, direct, source_input="features", encoder="mfcc", layer=0, target="units",
-                   target_codebook=codebook, ctc_weight=0.3, optim=optim, device=args.device, quiet=args.quiet,
-                   evaluate=("dev",))
-    if not (mt / "s2ut.json").is_file() or "scores" not in json.loads((mt / "s2ut.json").read_text()):
-        train_s2ut(pairs_path, mt, source_input="text", target="text", model={"dim": 192, "encoder_layers": 3},
-                   optim=optim, device=args.device, quiet=args.quiet, evaluate=("dev",))
+    direct, mt = train_direct(args, pairs_path, codebook), train_mt(args, pairs_path)
     s2ut = load_s2ut(direct, device=dev)
     result: dict[str, Any] = {"pairs": {part: sum(p.split == part for p in pairs) for part in ("train", "dev", "test")},
                               "training": s2ut.meta["result"]}
@@ -259,9 +349,7 @@ def bench_s2ut(args: argparse.Namespace, pairs_path: Path, codebook: Path, vocod
                         "x_real_time": source_seconds / max(spent, 1e-9), "test_pairs": len(kept)}
     # cascade: Spanish ASR probe -> character translator -> TTS
     texts = {p.id: p.source_text for p in pairs}
-    split = write_split(args.out / "asr_es_split.tsv", {part: [p.source for p in pairs if p.split == part]
-                                                          for part in ("train", "dev", "test")})
-    asr_es = train_judge("asr", src_dir, split, args.out / "judge_asr_es", args.judge_minutes, args.quick)
+    asr_es = asr_judge(args, pairs_path, "source")
     heard = transcribe(asr_es, [str(src_dir / "wavs" / f"{p.source}.wav") for p in kept], device=args.device,
                        quiet=True)
     translated = translate_texts(load_s2ut(mt, device=dev), heard, beam=5, device=str(dev))
@@ -282,18 +370,18 @@ def bench_s2ut(args: argparse.Namespace, pairs_path: Path, codebook: Path, vocod
                                                                       [p.source_text for p in kept], beam=5,
                                                                       device=str(dev)))}
     if vocoder is not None:
-        split_en = write_split(args.out / "asr_en_split.tsv", {part: [p.target for p in pairs if p.split == part]
-                                                                for part in ("train", "dev", "test")})
-        asr_en = train_judge("asr", tgt_dir, split_en, args.out / "judge_asr_en", args.judge_minutes, args.quick)
+        asr_en = asr_judge(args, pairs_path, "target")
         target_speakers = speakers_of(tgt_dir)
         voices = [target_speakers.get(p.target) for p in kept]
         direct_paths, _ = speak(vocoder, hyps, voices, args.out / "s2ut_wavs")
         cascade_paths, _ = speak(vocoder, cascade_units, voices, args.out / "cascade_wavs")
+        resynth_paths, _ = speak(vocoder, [refs[p.target] for p in kept], voices, args.out / "s2ut_resynth_wavs")
         reference_paths = [str(tgt_dir / "wavs" / f"{p.target}.wav") for p in kept]
         gold = [p.target_text for p in kept]
         result["asr_bleu"] = {
             "direct": asr_bleu(gold, transcribe(asr_en, direct_paths, device=args.device, quiet=True)),
             "cascade": asr_bleu(gold, transcribe(asr_en, cascade_paths, device=args.device, quiet=True)),
+            "resynthesis": asr_bleu(gold, transcribe(asr_en, resynth_paths, device=args.device, quiet=True)),
             "reference_speech": asr_bleu(gold, transcribe(asr_en, reference_paths, device=args.device, quiet=True))}
     return result
 
@@ -313,24 +401,34 @@ def _wer(refs: list[str], hyps: list[str]) -> float:
 # -- report ----------------------------------------------------------------------------------------
 
 def table(results: dict[str, Any]) -> str:
+    """Markdown tables of ``results``: TTS (units, then the phones judge's PER after the vocoder) and S2UT."""
     tts, s2 = results.get("tts", {}), results.get("s2ut", {})
-    rows = ["| system | unit BLEU | UER | diversity | after the vocoder | x real time |", "|---|---|---|---|---|---|"]
 
     def f(value: Any, digits: int = 3) -> str:
         return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
-    held = tts.get("heldout_units", {})
-    per = tts.get("per", {})
-    after = (f"PER {f(per.get('tts'))} vs resynthesis {f(per.get('resynthesis'))} "
-             f"(x{f(per.get('ratio_tts_to_resynthesis'), 2)})") if per else "no vocoder"
-    rows.append(f"| TTS (held-out sentences) | {f(held.get('unit_bleu'), 1)} | {f(held.get('uer'))} | "
-                f"{f(held.get('diversity'))} | {after} | {f(tts.get('units_x_real_time'), 1)} |")
+    held, per = tts.get("heldout_units", {}), tts.get("per", {})
+    rows = ["| TTS, held-out sentences | unit BLEU | UER | diversity | judge PER | x real time |",
+            "|---|---|---|---|---|---|",
+            f"| original speech | | | | {f(per.get('original'))} | |",
+            f"| reference units -> vocoder | 100 | 0 | | {f(per.get('resynthesis'))} | |",
+            f"| TTS -> vocoder | {f(held.get('unit_bleu'), 1)} | {f(held.get('uer'))} | {f(held.get('diversity'))} | "
+            f"{f(per.get('tts'))} (x{f(per.get('ratio_tts_to_resynthesis'), 2)}) | "
+            f"{f(tts.get('units_x_real_time'), 1)} units, {f(tts.get('tts_plus_vocoder_x_real_time'), 1)} audio |",
+            ""]
     bleu = s2.get("asr_bleu", {})
+    rows += ["| S2UT es -> en, test pairs | unit BLEU | UER | diversity | ASR-BLEU | x real time |",
+             "|---|---|---|---|---|---|",
+             f"| English reference speech | | | | {f(bleu.get('reference_speech'), 1)} | |",
+             f"| reference English units -> vocoder | 100 | 0 | | {f(bleu.get('resynthesis'), 1)} | |"]
     for name in ("direct", "cascade"):
         part = s2.get(name, {})
-        after = f"ASR-BLEU {f(bleu.get(name), 1)}" if bleu else "no vocoder"
-        rows.append(f"| S2UT {name} (test) | {f(part.get('unit_bleu'), 1)} | {f(part.get('uer'))} | "
-                    f"{f(part.get('diversity'))} | {after} | {f(part.get('x_real_time'), 1)} |")
+        rows.append(f"| {name} | {f(part.get('unit_bleu'), 1)} | {f(part.get('uer'))} | {f(part.get('diversity'))} | "
+                    f"{f(bleu.get(name), 1)} | {f(part.get('x_real_time'), 1)} |")
+    cascade = s2.get("cascade", {})
+    if cascade:
+        rows += ["", f"Cascade parts: Spanish ASR WER {f(cascade.get('asr_es_wer'))}, text BLEU of its translations "
+                 f"{f(cascade.get('text_bleu'), 1)} (from the gold Spanish text: {f(cascade.get('oracle_text_bleu'), 1)})."]
     return "\n".join(rows) + "\n"
 
 
@@ -338,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench/out/seq2seq"))
     parser.add_argument("--quick", action="store_true", help="tiny settings: checks that every step runs")
+    parser.add_argument("--corpus", type=Path, help="an existing synthetic corpus for the TTS (else one is made: "
+                        "--tts-minutes, --tts-speakers, seed 0)")
+    parser.add_argument("--stage", choices=STAGES, default="all",
+                        help="train only this (the vocoder, tts, s2ut, mt, the phones judge or the two asr judges) and stop; 'all' trains what is "
+                             "missing and measures")
     parser.add_argument("--tts-minutes", type=float, default=60.0)
     parser.add_argument("--tts-speakers", type=int, default=6)
     parser.add_argument("--parallel-minutes", type=float, default=60.0)
@@ -365,13 +468,31 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     from speechunits.synth import synthesize_corpus
 
-    corpus = args.out / "tts_corpus"
+    corpus = args.corpus or args.out / "tts_corpus"
     if not (corpus / "corpus.json").is_file():
+        if args.corpus:
+            raise SystemExit(f"--corpus {corpus}: not a synthetic corpus (no corpus.json)")
         synthesize_corpus(corpus, args.tts_minutes, args.tts_speakers, seed=0, quiet=args.quiet)
     codebook = args.out / f"codebook_mfcc_k{args.k}"
     if not (codebook / "codebook.json").is_file():
-        cli("fit", corpus / "manifest.tsv", "--encoder", "mfcc", "--layer", "0", "--k", args.k, "-o", codebook,
-            "--quiet")
+        cli("fit", vocoder_corpus(args, corpus) / "manifest.tsv", "--encoder", "mfcc", "--layer", "0", "--k", args.k,
+            "-o", codebook, "--quiet")
+    if args.stage != "all":  # one training, to run the stages side by side in separate processes
+        if args.stage == "vocoder":
+            get_vocoder(args, corpus, codebook, load=False)
+        elif args.stage == "tts":
+            train_tts_model(args, corpus, codebook)
+        elif args.stage == "s2ut":
+            train_direct(args, parallel_corpus(args), codebook)
+        elif args.stage == "mt":
+            train_mt(args, parallel_corpus(args))
+        elif args.stage == "judge-phones":
+            train_judge("phones", corpus, tts_judge_split(args, corpus), args.out / "judge_phones_en",
+                        args.judge_minutes, args.quick)
+        else:
+            for side in ("source", "target"):
+                asr_judge(args, parallel_corpus(args), side)
+        return 0
     vocoder = get_vocoder(args, corpus, codebook)
     results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()}}
     started = time.perf_counter()
