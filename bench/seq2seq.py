@@ -286,7 +286,7 @@ def train_direct(args: argparse.Namespace, pairs_path: Path, codebook: Path) -> 
     if not trained(out):
         train_s2ut(pairs_path, out, source_input="features", encoder="mfcc", layer=0, target="units",
                    target_codebook=codebook, ctc_weight=0.3, optim=s2ut_optim(args), device=args.device,
-                   quiet=args.quiet, evaluate=("dev",))
+                   batch_frames=args.s2ut_batch_frames, quiet=args.quiet, evaluate=("dev",))
     return out
 
 
@@ -297,7 +297,8 @@ def train_mt(args: argparse.Namespace, pairs_path: Path) -> Path:
     out = args.out / "mt"
     if not trained(out):
         train_s2ut(pairs_path, out, source_input="text", target="text", model={"dim": 192, "encoder_layers": 3},
-                   optim=s2ut_optim(args), device=args.device, quiet=args.quiet, evaluate=("dev",))
+                   optim=s2ut_optim(args), batch_frames=args.mt_batch_frames, device=args.device, quiet=args.quiet,
+                   evaluate=("dev",))
     return out
 
 
@@ -446,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel-minutes", type=float, default=60.0)
     parser.add_argument("--parallel-speakers", type=int, default=4)
     parser.add_argument("--train-minutes", type=float, default=45.0, help="budget of each trained model")
+    parser.add_argument("--s2ut-batch-frames", type=int, default=5000,
+                        help="source frames per S2UT batch (20000, train_s2ut's default, gave ~900 steps in 45 min "
+                             "and outputs twice too long on dev)")
+    parser.add_argument("--mt-batch-frames", type=int, default=2000,
+                        help="source characters per batch of the cascade's translator (20000 gave ~530 steps and "
+                             "a dev CER of 0.77)")
     parser.add_argument("--judge-minutes", type=float, default=10.0, help="budget of each probe judge")
     parser.add_argument("--vocoder", help="a deduplicating vocoder of the bench's codebook (else one is trained)")
     parser.add_argument("--vocoder-minutes", type=float, default=45.0)
