@@ -286,13 +286,26 @@ def units_per(train_dir: Path, test_dir: Path, cb: Path, out: Path, minutes: flo
     return {"probe_per": result["metrics"]["probe_per"]}
 
 
+def trained_on(meta: dict[str, Any]) -> str:
+    """One line on what a vocoder was trained on, from its ``vocoder.json`` (the demo report quotes it)."""
+    trained, config = meta["trained"], meta["config"]
+    shifts = config.get("perturb_semitones") or []
+    perturb = f", units of copies shifted by {'/'.join(f'{x:+g}' for x in shifts)} semitones" if shifts else ""
+    return (f"{trained['corpus_audio_seconds'] / 60:.0f} min of synthetic speech ({len(meta['speakers'])} voices; "
+            f"{trained['utterances']} training utterances), {meta['encoder'].upper()} K={meta['k'][0]} units{perturb} "
+            f"+ {meta['f0_method'].upper()} F0 + a speaker table, {trained['steps']:,} steps, bench/vocoder.py")
+
+
 def export_demo(voc: Path, dest: Path) -> None:
-    """The usable part of a vocoder directory (what ``load_vocoder`` and ``resynth`` need)."""
+    """The usable part of a vocoder directory (what ``load_vocoder`` and ``resynth`` need), its
+    ``vocoder.json`` with a ``trained_on`` line added (:func:`trained_on`)."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for name in ("vocoder.json", "vocoder.safetensors"):
-        shutil.copy(voc / name, dest / name)
+    meta = json.loads((voc / "vocoder.json").read_text(encoding="utf-8"))
+    (dest / "vocoder.json").write_text(json.dumps({**meta, "trained_on": trained_on(meta)}, indent=2) + "\n",
+                                       encoding="utf-8")
+    shutil.copy(voc / "vocoder.safetensors", dest / "vocoder.safetensors")
     shutil.copytree(voc / "codebooks", dest / "codebooks")
 
 
