@@ -2,7 +2,7 @@
 
 Headline command (CPU, hours; ``--quick`` checks that every step runs, in minutes)::
 
-    python bench/seq2seq.py --out bench/out/seq2seq --tts-minutes 60 --tts-speakers 6 \
+    python bench/seq2seq.py --out bench/out/seq2seq --tts-minutes 60 --tts-speakers 6 \\
         --parallel-minutes 60 --parallel-speakers 4 --train-minutes 45 --vocoder-minutes 45
 
 The trainings are cached in OUT, so ``--stage vocoder|tts|s2ut|mt|judge-phones|judge-asr`` runs one
