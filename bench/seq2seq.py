@@ -34,7 +34,8 @@ What it does (every setting fixed here; dev/test never chooses anything):
    unit BLEU / UER / diversity (>= 0.9 wanted) on the test pairs, beam 5; ASR-BLEU of the vocoded
    output; decoding x real time.
 6. **Cascade** in the same run: Spanish ASR probe -> text translator (``train_s2ut`` on
-   characters, ``--train-minutes``) -> the TTS of step 4 (its first speaker): text BLEU of the
+   characters, ``--train-minutes``) -> the TTS of step 4 (in the reference's voice where the TTS
+   knows it, else its first speaker): text BLEU of the
    translation, unit BLEU / UER of its units against the reference English units, and ASR-BLEU.
    ASR-BLEU is also given for the reference English speech and for its units resynthesised by the
    vocoder (the ceiling that the judge and the vocoder leave to any unit predictor).
@@ -355,9 +356,11 @@ def bench_s2ut(args: argparse.Namespace, pairs_path: Path, codebook: Path, vocod
                        quiet=True)
     translated = translate_texts(load_s2ut(mt, device=dev), heard, beam=5, device=str(dev))
     tts = load_tts(tts_dir, device=dev)
-    speaker = tts.speakers[0] if tts.speakers else None
+    target_speakers = speakers_of(tgt_dir)
+    voices = [target_speakers.get(p.target) for p in kept]  # the reference's voice, where the TTS knows it
     cascade_units = []
-    for text in translated:
+    for text, voice in zip(translated, voices):
+        speaker = voice if voice in tts.speakers else (tts.speakers[0] if tts.speakers else None)
         try:
             cascade_units.append(tts.units_of([text or "a"], speaker)[0])
         except Exception as exc:  # noqa: BLE001 - a phone the TTS never saw: an empty output
@@ -372,8 +375,6 @@ def bench_s2ut(args: argparse.Namespace, pairs_path: Path, codebook: Path, vocod
                                                                       device=str(dev)))}
     if vocoder is not None:
         asr_en = asr_judge(args, pairs_path, "target")
-        target_speakers = speakers_of(tgt_dir)
-        voices = [target_speakers.get(p.target) for p in kept]
         direct_paths, _ = speak(vocoder, hyps, voices, args.out / "s2ut_wavs")
         cascade_paths, _ = speak(vocoder, cascade_units, voices, args.out / "cascade_wavs")
         resynth_paths, _ = speak(vocoder, [refs[p.target] for p in kept], voices, args.out / "s2ut_resynth_wavs")
