@@ -210,7 +210,7 @@ def bench_tts(args: argparse.Namespace, corpus: Path, codebook: Path, vocoder: A
     result["heldout_unseen_by_vocoder"] = sum(u in unseen for u in held) / max(len(held), 1)
     texts, speakers = texts_of(corpus), speakers_of(corpus)
     started = time.perf_counter()
-    units = [bundle.units_of([texts[u]], speakers[u])[0] for u in held]
+    units = [bundle.units_of([texts[u]], speakers[u], temperature=args.tts_temperature)[0] for u in held]
     spent = time.perf_counter() - started
     seconds = sum(u.duration_s for u in units)
     result["units_x_real_time"] = seconds / max(spent, 1e-9)
@@ -362,7 +362,7 @@ def bench_s2ut(args: argparse.Namespace, pairs_path: Path, codebook: Path, vocod
     for text, voice in zip(translated, voices):
         speaker = voice if voice in tts.speakers else (tts.speakers[0] if tts.speakers else None)
         try:
-            cascade_units.append(tts.units_of([text or "a"], speaker)[0])
+            cascade_units.append(tts.units_of([text or "a"], speaker, temperature=args.tts_temperature)[0])
         except Exception as exc:  # noqa: BLE001 - a phone the TTS never saw: an empty output
             log.warning("cascade TTS failed on %r (%s)", text, exc)
             cascade_units.append(Units([], rate, k))
@@ -454,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mt-batch-frames", type=int, default=2000,
                         help="source characters per batch of the cascade's translator (20000 gave ~530 steps and "
                              "a dev CER of 0.77)")
+    parser.add_argument("--tts-temperature", type=float, default=0.0,
+                        help="the TTS's (and the cascade's) frame units drawn at this temperature, seed 0 (0: argmax)")
     parser.add_argument("--judge-minutes", type=float, default=10.0, help="budget of each probe judge")
     parser.add_argument("--vocoder", help="a deduplicating vocoder of the bench's codebook (else one is trained)")
     parser.add_argument("--vocoder-minutes", type=float, default=45.0)

@@ -92,6 +92,37 @@ def test_tts_model_overfits_three_utterances_exactly():
         assert ids[0, : int(lengths[0])].tolist() == item.units.tolist()
 
 
+
+def test_tts_sampling_draws_each_frame_from_its_tempered_softmax():
+    """At temperature T each frame's unit is a draw from softmax(logits / T) of that frame (frequencies over
+    4000 copies of one utterance against the softmax computed here); T = 0 is the argmax; the generator's
+    seed repeats the draws."""
+    from speechunits.seq2seq.tts_model import TTSConfig, TTSModel
+
+    torch.manual_seed(0)
+    model = TTSModel(TTSConfig(vocab_size=10, num_units=4, dim=16, heads=2, ffn=32, encoder_layers=1,
+                               decoder_layers=1, duration_hidden=16, dropout=0.0)).eval()
+    copies = 4000
+    tokens = torch.tensor([[4, 5, 6]]).repeat(copies, 1)
+    lengths = torch.full((copies,), 3)
+    argmax, frame_lengths, durations = model.infer(tokens[:1], lengths[:1])
+    with torch.no_grad():
+        h, _, _ = model.encode(tokens[:1], lengths[:1])
+        logits, _ = model.decode(h, durations)
+    temperature = 2.0
+    expected = torch.softmax(logits[0] / temperature, -1)  # [T, K]
+    drawn, _, _ = model.infer(tokens, lengths, temperature=temperature,
+                              generator=torch.Generator().manual_seed(1))
+    frames = int(frame_lengths[0])
+    assert frames >= 1
+    counts = torch.stack([torch.bincount(drawn[:, t], minlength=4) for t in range(frames)]).float() / copies
+    assert torch.allclose(counts, expected[:frames], atol=0.04)
+    assert argmax[0].tolist() == logits[0].argmax(-1).tolist()
+    again, _, _ = model.infer(tokens, lengths, temperature=temperature, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again, drawn)
+    with pytest.raises(SpeechUnitsError, match="temperature"):
+        model.infer(tokens[:1], lengths[:1], temperature=-1.0)
+
 # -- S2UT ------------------------------------------------------------------------------------------
 
 def _toy_pairs(seed=0):

@@ -92,6 +92,11 @@ def test_tts_train_say_and_resume(tmp_path, corpus, codebook, fake_vocoder, caps
     (_, units), = list(store)
     assert store.dedup and units == fake_vocoder.calls[-1]  # the vocoder got the units with their durations
 
+    drawn = [_run(["tts", "say", text, "--tts", str(out), "--speaker", "en01", "--temperature", "1", "--seed", "7",
+                   "--units-out", str(tmp_path / f"drawn{i}"), "--device", "cpu"], capsys) for i in (1, 2)]
+    stores = [list(UnitStore.open(tmp_path / f"drawn{i}")) for i in (1, 2)]
+    assert drawn[0] == drawn[1] and stores[0] == stores[1]  # the seed repeats the draws
+
     lines = tmp_path / "texts.tsv"
     lines.write_text(f"x1\t{text}\nx2\t{texts[sorted(texts)[1]]}\n", encoding="utf-8")
     said = _run(["tts", "say", "--text-file", str(lines), "--tts", str(out), "--vocoder", "VOC", "--speaker",

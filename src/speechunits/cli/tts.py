@@ -91,6 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     say.add_argument("--vocoder-speaker", help="the vocoder's speaker (default: --speaker)")
     say.add_argument("--voice", help="espeak-ng voice for phonemes (default: the model's)")
     say.add_argument("--duration-scale", type=float, default=1.0, help="slower > 1 > faster")
+    say.add_argument("--temperature", type=float, default=0.0,
+                     help="draw each frame's unit at this temperature (0: the argmax unit)")
+    say.add_argument("--seed", type=int, default=0, help="seed of the draws (--temperature > 0)")
     say.add_argument("-o", "--output", metavar="OUT", help="out.wav, or a directory for --text-file")
     say.add_argument("--units-out", metavar="STORE", help="also write the units to a new unit store")
     add_device(say, dtype=False)
@@ -118,7 +121,8 @@ def run_say(args: argparse.Namespace) -> int:
     ids, texts = read_text_file(args.text_file) if args.text_file else (None, [args.text])
     result = say(args.tts, texts, ids=ids, out=args.output, units_out=args.units_out, vocoder=args.vocoder,
                  speaker=args.speaker, vocoder_speaker=args.vocoder_speaker, voice=args.voice,
-                 duration_scale=args.duration_scale, device=args.device)
+                 duration_scale=args.duration_scale, temperature=args.temperature, seed=args.seed,
+                 device=args.device)
     sys.stdout.write(json.dumps({"texts": len(texts), "wavs": [str(p) for p in result["wavs"]],
                                  "units": [len(u) for u in result["units"]]}) + "\n")
     return 0

@@ -139,14 +139,22 @@ class TTSBundle:
 
     @torch.no_grad()
     def units_of(self, texts: Sequence[str], speaker: str | None = None, *, voice: str | None = None,
-                 duration_scale: float = 1.0, device: torch.device | str = "cpu") -> list[Any]:
-        """Deduplicated :class:`~speechunits.units.Units` (with durations) of each text."""
+                 duration_scale: float = 1.0, temperature: float = 0.0, seed: int = 0,
+                 device: torch.device | str = "cpu") -> list[Any]:
+        """Deduplicated :class:`~speechunits.units.Units` (with durations) of each text.
+
+        ``temperature`` 0 takes each frame's argmax unit; above 0 each frame's unit is drawn at that
+        temperature, from a generator seeded with ``seed`` afresh for every text (so a text's units do
+        not depend on the texts before it).
+        """
         return self.units_of_tokens([self.tokens(t, voice) for t in texts], speaker,
-                                    duration_scale=duration_scale, device=device)
+                                    duration_scale=duration_scale, temperature=temperature, seed=seed,
+                                    device=device)
 
     @torch.no_grad()
     def units_of_tokens(self, token_ids: Sequence[Sequence[int]], speaker: str | None = None, *,
-                        duration_scale: float = 1.0, device: torch.device | str = "cpu") -> list[Any]:
+                        duration_scale: float = 1.0, temperature: float = 0.0, seed: int = 0,
+                        device: torch.device | str = "cpu") -> list[Any]:
         from speechunits.seq2seq.tasks import collate_sources
         from speechunits.units.units import Units
 
@@ -157,8 +165,10 @@ class TTSBundle:
         for ids in token_ids:  # one at a time: padding-free, so batch size never changes a result
             tokens, lengths = collate_sources([np.asarray(ids, dtype=np.int64)])
             speakers = None if row is None else torch.tensor([row], device=device)
+            generator = torch.Generator(device=device).manual_seed(seed) if temperature > 0 else None
             frames, frame_lengths, _ = self.model.infer(tokens.to(device), lengths.to(device), speakers,
-                                                        duration_scale=duration_scale)
+                                                        duration_scale=duration_scale, temperature=temperature,
+                                                        generator=generator)
             ids_out = frames[0, : int(frame_lengths[0])].cpu().numpy()
             out.append(Units(ids_out, float(self.units["frame_rate"]), int(self.units["k"])).dedup())
         return out

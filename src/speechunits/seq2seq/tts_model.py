@@ -12,9 +12,12 @@ and scores every frame's unit by cross-entropy plus the durations by a squared e
 log domain. Without alignments (``alignment_dim > 0``) a :class:`~speechunits.seq2seq.alignment.UnitTextAligner`
 scores every (unit frame, token) pair from ``h`` and the frame's unit, is trained by the forward-sum
 loss, and monotonic alignment search over its prior-weighted log-probabilities gives the hard
-durations that the length regulator and the duration predictor use instead. Inference rounds the predicted durations (a token may get 0 frames) and takes
-the argmax unit of every frame. The frame-level units are then deduplicated (ids + run
-lengths) for a unit vocoder.
+durations that the length regulator and the duration predictor use instead. Inference rounds the
+predicted durations (a token may get 0 frames) and takes the argmax unit of every frame, or draws
+it from the frame's distribution at a temperature (``temperature > 0``): the per-frame argmax of a
+non-autoregressive model keeps only the likeliest unit of each stretch and so drops the short runs
+that real unit sequences have. The frame-level units are then deduplicated (ids + run lengths)
+for a unit vocoder.
 """
 from __future__ import annotations
 
@@ -184,12 +187,17 @@ class TTSModel(nn.Module):
 
     @torch.no_grad()
     def infer(self, tokens: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor | None = None,
-              duration_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              duration_scale: float = 1.0, temperature: float = 0.0,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Units from tokens: ``(unit ids [B, T], frame counts [B], token durations [B, N])``.
 
         Durations are ``round(scale * (exp(pred) - 1))`` clamped at 0; an utterance whose
-        durations sum to 0 gets one frame on its longest-predicted token.
+        durations sum to 0 gets one frame on its longest-predicted token. Each frame's unit is the
+        argmax of its logits (``temperature`` 0) or a draw from ``softmax(logits / temperature)``
+        with ``generator`` (a generator on the model's device, for repeatable draws).
         """
+        if temperature < 0:
+            raise SpeechUnitsError(f"TTS: temperature must be >= 0 (0: argmax), got {temperature}")
         h, log_durations, pad = self.encode(tokens, lengths, speakers)
         durations = torch.round(duration_scale * (torch.exp(log_durations.float()) - 1.0)).clamp(min=0).long()
         durations = durations.masked_fill(pad, 0)
@@ -198,4 +206,8 @@ class TTSModel(nn.Module):
             best = log_durations.masked_fill(pad, float("-inf")).argmax(-1)
             durations[empty, best[empty]] = 1
         logits, frame_lengths = self.decode(h, durations, speakers)
-        return logits.argmax(-1), frame_lengths, durations
+        if temperature == 0:
+            return logits.argmax(-1), frame_lengths, durations
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        drawn = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+        return drawn.reshape(probs.shape[:2]), frame_lengths, durations

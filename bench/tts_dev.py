@@ -1,0 +1,133 @@
+"""Dev-split choice of issue 17's TTS decoding, made before bench/seq2seq.py's TTS test is read again.
+
+    python bench/tts_dev.py --out bench/out/seq2seq --stage train --threads 1   # 45 min, one core
+    python bench/tts_dev.py --out bench/out/seq2seq --config argmax=0 --config t1=1.0 ...
+
+bench/seq2seq.py's held-out (test) sentences never reach this script: it works on ``OUT/voc_train``
+(the TTS corpus without them, which the codebook and vocoder were fitted on). A second TTS
+(``OUT/tts_dev``) is trained there with bench/seq2seq.py's exact recipe and budget, holding out
+10 % of *those* sentences (seed 0): the **dev** sentences. Each ``--config NAME=TEMPERATURE``
+decodes the dev sentences (each in its own speaker's voice) with that sampling temperature (0:
+argmax per frame, the model's default), and the table gives unit BLEU / UER / diversity / length
+ratio against the reference units, and the phones judge's PER of the vocoded speech, against
+resynthesis of the reference units. The judge and the vocoder are bench/seq2seq.py's (trained on
+``voc_train`` audio, dev sentences included, so dev PER is optimistic for every row alike).
+Writes ``OUT/tts_dev.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seq2seq import TTS_HOLDOUT, speak, speakers_of, store_units_for, texts_of  # noqa: E402  (bench/seq2seq.py)
+
+log = logging.getLogger("bench.tts_dev")
+
+
+def train_dev_tts(out: Path, minutes: float, device: str, quiet: bool) -> Path:
+    """``OUT/tts_dev``: bench/seq2seq.py's TTS recipe on ``OUT/voc_train`` (10 % of its sentences held out)."""
+    from speechunits.seq2seq.tts_train import train_tts
+    from speechunits.training import OptimConfig
+
+    path = out / "tts_dev"
+    if not (path / "tts.json").is_file():
+        train_tts(out / "voc_train", out / "codebook_mfcc_k100", path, input_kind="phones", speaker="table",
+                  holdout=TTS_HOLDOUT,
+                  optim=OptimConfig(steps=200_000, lr=1e-3, warmup_steps=200, schedule="cosine",
+                                    max_minutes=minutes, log_every=100, checkpoint_every=1000),
+                  device=device, quiet=quiet)
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/out/seq2seq"),
+                        help="bench/seq2seq.py's OUT (voc_train, codebook, vocoder, judge_phones_en)")
+    parser.add_argument("--stage", choices=("train", "measure"), default="measure")
+    parser.add_argument("--config", action="append", default=[], metavar="NAME=TEMPERATURE")
+    parser.add_argument("--minutes", type=float, default=45.0, help="the dev TTS's budget (bench/seq2seq.py's)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    path = train_dev_tts(args.out, args.minutes, args.device, args.quiet)
+    if args.stage == "train":
+        return 0
+    configs = [parse_config(c) for c in args.config] or [("argmax", 0.0)]
+    results = measure(args, path, configs)
+    (args.out / "tts_dev.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    sys.stdout.write(table(results))
+    return 0
+
+
+def parse_config(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    if not name or not value:
+        raise SystemExit(f"--config {text!r}: expected NAME=TEMPERATURE")
+    return name, float(value)
+
+
+def measure(args: argparse.Namespace, path: Path, configs: list[tuple[str, float]]) -> dict:
+    """Dev rows: resynthesis of the reference units, then each configuration's TTS units through the vocoder."""
+    from speechunits.measure.sequences import sequence_scores
+    from speechunits.probe.evaluate import corpus_labels, reference, transcribe
+    from speechunits.probe.metrics import error_rate
+    from speechunits.seq2seq.model_dir import load_tts
+    from speechunits.vocoder import load_vocoder
+
+    corpus, codebook = args.out / "voc_train", args.out / "codebook_mfcc_k100"
+    bundle = load_tts(path, device=args.device)
+    dev = bundle.meta["data"]["heldout_ids"]
+    # voc_train carries no corpus.json, so the dev TTS did not record the espeak-ng voice: bench/seq2seq.py's
+    # TTS (same corpus) did.
+    voice = bundle.meta["input"].get("voice") or json.loads((args.out / "tts" / "tts.json").read_text())["input"]["voice"]
+    texts, speakers = texts_of(corpus), speakers_of(corpus)
+    refs_units = store_units_for(corpus, codebook, dev, args)
+    vocoder = load_vocoder(args.out / "vocoder", device=args.device)
+    judge = args.out / "judge_phones_en"
+    labels = corpus_labels("phones", corpus / "manifest.tsv", dev).labels
+    refs = [reference("phones", labels[u]) for u in dev]
+    voices = [speakers[u] for u in dev]
+
+    def judged(units: list, name: str) -> float:
+        wavs, _ = speak(vocoder, units, voices, args.out / "tts_dev_wavs" / name)
+        return error_rate(refs, [p.split() for p in transcribe(judge, wavs, device=args.device, quiet=True)])
+
+    ref_units = [refs_units[u] for u in dev]
+    rows = {"resynthesis": {"per": judged(ref_units, "resynthesis")}}
+    for name, temperature in configs:
+        units = [bundle.units_of([texts[u]], speakers[u], voice=voice, temperature=temperature, seed=0)[0]
+                 for u in dev]
+        rows[name] = {"temperature": temperature, **sequence_scores([r.ids for r in ref_units], [h.ids for h in units]),
+                      "per": judged(units, name)}
+        rows[name]["ratio_to_resynthesis"] = rows[name]["per"] / max(rows["resynthesis"]["per"], 1e-9)
+        log.info("%s: %s", name, json.dumps(rows[name]))
+    return {"dev_utterances": len(dev), "dev_sentences": len({texts[u] for u in dev}),
+            "tts_training": bundle.meta["result"], "rows": rows}
+
+
+def table(results: dict) -> str:
+    lines = [f"dev: {results['dev_utterances']} utterances, {results['dev_sentences']} sentences\n",
+             "| decoding | temperature | unit BLEU | UER | diversity | length ratio | judge PER | x resynthesis |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in results["rows"].items():
+        if name == "resynthesis":
+            lines.append(f"| reference units (resynthesis) | | 100 | 0 | | 1 | {100 * row['per']:.1f} % | 1 |")
+            continue
+        lines.append(f"| {name} | {row['temperature']:g} | {row['unit_bleu']:.1f} | {row['uer']:.3f} | "
+                     f"{row['diversity']:.3f} | {row['length_ratio']:.2f} | {100 * row['per']:.1f} % | "
+                     f"{row['ratio_to_resynthesis']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
