@@ -12,7 +12,8 @@ exists, and make the parallel corpus before ``s2ut``/``mt``/``judge-asr`` run si
 would otherwise write it). ``--corpus DIR`` reuses a synthetic corpus made with the same settings
 (e.g. bench/vocoder.py's).
 
-What it does (every setting fixed here; dev/test never chooses anything):
+What it does (every setting fixed here; the TTS's head and decoding were chosen on dev sentences by
+bench/tts_dev.py, and the test never chooses anything):
 
 1. **Data.** ``synthesize_corpus`` (English, ``--tts-minutes``, ``--tts-speakers``) for TTS, and
    ``synthesize_parallel(source="es", target="en")`` (contract C) for S2UT. One MFCC K=100 codebook
@@ -26,8 +27,9 @@ What it does (every setting fixed here; dev/test never chooses anything):
    TTS corpus's training utterances (PER of synthesised vs resynthesised held-out speech); an ``asr``
    probe on the training pairs' English side (ASR-BLEU of translated speech) and one on their
    Spanish side (the cascade's source ASR).
-4. **TTS** (``train_tts``, phones, speaker table, ``--train-minutes``; 10 % of the sentences held
-   out): unit error rate / unit BLEU / diversity of the held-out units; with a vocoder, the judge's
+4. **TTS** (``train_tts``, phones, speaker table, the autoregressive unit head of width
+   ``--tts-ar-hidden``, argmax unless ``--tts-temperature``, ``--train-minutes``; 10 % of the
+   sentences held out): unit error rate / unit BLEU / diversity of the held-out units; with a vocoder, the judge's
    PER on held-out sentences spoken by their own speaker, against resynthesis of the reference units
    (the must-show: ratio <= 2); inference x real time (units only, and units + vocoder).
 5. **S2UT** (``train_s2ut``: MFCC features -> English units, auxiliary CTC, ``--train-minutes``):
@@ -169,14 +171,20 @@ def speak(vocoder: Any, units: list[Any], speakers: list[str | None], out: Path)
 
 # -- TTS -------------------------------------------------------------------------------------------
 
+def tts_dir(out: Path, ar_hidden: int, name: str = "tts") -> Path:
+    """``OUT/tts`` (parallel head) or ``OUT/tts_ar<N>`` (autoregressive head of width N)."""
+    return out / (f"{name}_ar{ar_hidden}" if ar_hidden else name)
+
+
 def train_tts_model(args: argparse.Namespace, corpus: Path, codebook: Path) -> Path:
-    """``OUT/tts`` trained (phones, speaker table, ``--train-minutes``), or the one already there."""
+    """:func:`tts_dir` trained (phones, speaker table, ``--tts-ar-hidden``, ``--train-minutes``), or the one there."""
     from speechunits.seq2seq.tts_train import train_tts
     from speechunits.training import OptimConfig
 
-    out = args.out / "tts"
+    out = tts_dir(args.out, args.tts_ar_hidden)
     if not (out / "tts.json").is_file() or "heldout" not in json.loads((out / "tts.json").read_text()):
         summary = train_tts(corpus, codebook, out, input_kind="phones", speaker="table", holdout=TTS_HOLDOUT,
+                            model={"ar_hidden": args.tts_ar_hidden},
                             optim=OptimConfig(steps=200_000, lr=1e-3, warmup_steps=200, schedule="cosine",
                                               max_minutes=args.train_minutes, log_every=100,
                                               checkpoint_every=1000),
@@ -454,8 +462,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mt-batch-frames", type=int, default=2000,
                         help="source characters per batch of the cascade's translator (20000 gave ~530 steps and "
                              "a dev CER of 0.77)")
+    parser.add_argument("--tts-ar-hidden", type=int, default=256,
+                        help="width of the TTS's autoregressive unit head (0: units from its parallel head; 256 was "
+                             "chosen by bench/tts_dev.py on dev sentences)")
     parser.add_argument("--tts-temperature", type=float, default=0.0,
-                        help="the TTS's (and the cascade's) frame units drawn at this temperature, seed 0 (0: argmax)")
+                        help="the TTS's (and the cascade's) frame units drawn at this temperature, seed 0 (0: argmax, "
+                             "the best of 0 / 0.5 / 0.7 / 1.0 on dev)")
     parser.add_argument("--judge-minutes", type=float, default=10.0, help="budget of each probe judge")
     parser.add_argument("--vocoder", help="a deduplicating vocoder of the bench's codebook (else one is trained)")
     parser.add_argument("--vocoder-minutes", type=float, default=45.0)

@@ -12,7 +12,7 @@ argmax per frame, the model's default), and the table gives unit BLEU / UER / di
 ratio against the reference units, and the phones judge's PER of the vocoded speech, against
 resynthesis of the reference units. The judge and the vocoder are bench/seq2seq.py's (trained on
 ``voc_train`` audio, dev sentences included, so dev PER is optimistic for every row alike).
-Writes ``OUT/tts_dev.json``.
+Writes ``OUT/<model dir>.json`` (e.g. ``OUT/tts_dev.json``).
 """
 from __future__ import annotations
 
@@ -21,22 +21,25 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seq2seq import TTS_HOLDOUT, speak, speakers_of, store_units_for, texts_of  # noqa: E402  (bench/seq2seq.py)
+from seq2seq import TTS_HOLDOUT, speak, speakers_of, store_units_for, texts_of, tts_dir  # noqa: E402  (bench/seq2seq.py)
 
 log = logging.getLogger("bench.tts_dev")
 
 
-def train_dev_tts(out: Path, minutes: float, device: str, quiet: bool) -> Path:
-    """``OUT/tts_dev``: bench/seq2seq.py's TTS recipe on ``OUT/voc_train`` (10 % of its sentences held out)."""
+def train_dev_tts(out: Path, minutes: float, ar_hidden: int, device: str, quiet: bool) -> Path:
+    """``OUT/tts_dev[_ar<N>]``: bench/seq2seq.py's TTS recipe on ``OUT/voc_train`` (10 % of its sentences held out)."""
     from speechunits.seq2seq.tts_train import train_tts
     from speechunits.training import OptimConfig
 
-    path = out / "tts_dev"
-    if not (path / "tts.json").is_file():
+    path = tts_dir(out, ar_hidden, "tts_dev")
+    if not (path / "tts.json").is_file() or "result" not in json.loads((path / "tts.json").read_text()):
         train_tts(out / "voc_train", out / "codebook_mfcc_k100", path, input_kind="phones", speaker="table",
-                  holdout=TTS_HOLDOUT,
+                  holdout=TTS_HOLDOUT, model={"ar_hidden": ar_hidden},
                   optim=OptimConfig(steps=200_000, lr=1e-3, warmup_steps=200, schedule="cosine",
                                     max_minutes=minutes, log_every=100, checkpoint_every=1000),
                   device=device, quiet=quiet)
@@ -50,6 +53,12 @@ def main() -> int:
     parser.add_argument("--stage", choices=("train", "measure"), default="measure")
     parser.add_argument("--config", action="append", default=[], metavar="NAME=TEMPERATURE")
     parser.add_argument("--minutes", type=float, default=45.0, help="the dev TTS's budget (bench/seq2seq.py's)")
+    parser.add_argument("--ar-hidden", type=int, default=0,  # 0 keeps the first dev model's name, OUT/tts_dev
+                        help="the TTS's autoregressive unit head (bench/seq2seq.py's --tts-ar-hidden; 0: none)")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="also: the TTS with the reference phone durations (argmax), and the reference units "
+                             "with their runs shorter than 2 or 3 frames merged into the run before (what the vocoder "
+                             "makes of right but over-smoothed units)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quiet", action="store_true")
@@ -59,12 +68,12 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    path = train_dev_tts(args.out, args.minutes, args.device, args.quiet)
+    path = train_dev_tts(args.out, args.minutes, args.ar_hidden, args.device, args.quiet)
     if args.stage == "train":
         return 0
     configs = [parse_config(c) for c in args.config] or [("argmax", 0.0)]
-    results = measure(args, path, configs)
-    (args.out / "tts_dev.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    results = measure(args, path, configs, diagnose=args.diagnose)
+    (args.out / f"{path.name}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     sys.stdout.write(table(results))
     return 0
 
@@ -76,7 +85,46 @@ def parse_config(text: str) -> tuple[str, float]:
     return name, float(value)
 
 
-def measure(args: argparse.Namespace, path: Path, configs: list[tuple[str, float]]) -> dict:
+def merge_short_runs(units: Any, shortest: int) -> Any:
+    """Deduplicated ``units`` with every run shorter than ``shortest`` frames added to the run before it."""
+    from speechunits.units.units import Units
+
+    ids, durations = [], []
+    for unit, frames in zip(units.ids.tolist(), units.durations.tolist()):
+        if frames < shortest and ids:
+            durations[-1] += frames
+        else:
+            ids.append(unit)
+            durations.append(frames)
+    return Units(np.repeat(ids, durations), units.frame_rate, units.vocab_size).dedup()
+
+
+def reference_duration_units(bundle: Any, corpus: Path, codebook: Path, ids: list[str], voice: str) -> list[Any]:
+    """The TTS's argmax units of ``ids`` with each phone lasting its reference (alignment) frames."""
+    import torch
+
+    from speechunits.seq2seq.data import codebook_record, corpus_units, load_codebook, open_audio_corpus
+    from speechunits.seq2seq.tts_train import _corpus_labels, corpus_examples
+    from speechunits.units.units import Units
+
+    cb, chosen = load_codebook(codebook), set(ids)
+    units, _ = corpus_units(open_audio_corpus(corpus).filter(lambda u: u.id in chosen), cb, device="cpu", quiet=True)
+    examples, _ = corpus_examples(units, _corpus_labels(corpus, "phones", None, "table"), input_kind="phones",
+                                  frame_offset_s=codebook_record(cb)["frame_offset_s"], voice=voice, rate=None)
+    by_id = {ex.utt_id: ex for ex in examples}
+    out = []
+    for u in ids:
+        ex = by_id[u]
+        tokens = torch.tensor([bundle.symbols.encode(ex.tokens)])
+        row = bundle.speaker_row(ex.speaker)
+        frames, lengths, _ = bundle.model.infer(tokens, torch.tensor([tokens.shape[1]]), torch.tensor([row]),
+                                                durations=torch.as_tensor(np.asarray(ex.durations))[None])
+        out.append(Units(frames[0, : int(lengths[0])].numpy(), float(bundle.units["frame_rate"]),
+                         int(bundle.units["k"])).dedup())
+    return out
+
+
+def measure(args: argparse.Namespace, path: Path, configs: list[tuple[str, float]], *, diagnose: bool = False) -> dict:
     """Dev rows: resynthesis of the reference units, then each configuration's TTS units through the vocoder."""
     from speechunits.measure.sequences import sequence_scores
     from speechunits.probe.evaluate import corpus_labels, reference, transcribe
@@ -99,7 +147,7 @@ def measure(args: argparse.Namespace, path: Path, configs: list[tuple[str, float
     voices = [speakers[u] for u in dev]
 
     def judged(units: list, name: str) -> float:
-        wavs, _ = speak(vocoder, units, voices, args.out / "tts_dev_wavs" / name)
+        wavs, _ = speak(vocoder, units, voices, args.out / "tts_dev_wavs" / path.name / name)
         return error_rate(refs, [p.split() for p in transcribe(judge, wavs, device=args.device, quiet=True)])
 
     ref_units = [refs_units[u] for u in dev]
@@ -111,6 +159,16 @@ def measure(args: argparse.Namespace, path: Path, configs: list[tuple[str, float
                       "per": judged(units, name)}
         rows[name]["ratio_to_resynthesis"] = rows[name]["per"] / max(rows["resynthesis"]["per"], 1e-9)
         log.info("%s: %s", name, json.dumps(rows[name]))
+    if diagnose:
+        refs_ids = [r.ids for r in ref_units]
+        variants = {"argmax, reference durations": reference_duration_units(bundle, corpus, codebook, dev, voice),
+                    **{f"reference units, runs < {n} frames merged": [merge_short_runs(r, n) for r in ref_units]
+                       for n in (2, 3)}}
+        for name, units in variants.items():
+            rows[name] = {"temperature": 0.0, **sequence_scores(refs_ids, [h.ids for h in units]),
+                          "per": judged(units, name.replace(" ", "_").replace(",", "").replace("<", "lt"))}
+            rows[name]["ratio_to_resynthesis"] = rows[name]["per"] / max(rows["resynthesis"]["per"], 1e-9)
+            log.info("%s: %s", name, json.dumps(rows[name]))
     return {"dev_utterances": len(dev), "dev_sentences": len({texts[u] for u in dev}),
             "tts_training": bundle.meta["result"], "rows": rows}
 

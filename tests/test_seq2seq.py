@@ -69,8 +69,10 @@ def test_symbol_table_round_trip_and_unknown_symbols():
 
 # -- TTS -------------------------------------------------------------------------------------------
 
-def test_tts_model_overfits_three_utterances_exactly():
-    """Units and durations of 3 toy utterances come back exactly from the symbols and speaker alone."""
+@pytest.mark.parametrize("ar_hidden", [0, 48])
+def test_tts_model_overfits_three_utterances_exactly(ar_hidden):
+    """Units and durations of 3 toy utterances come back exactly from the symbols and speaker alone (with the
+    parallel head, and with the autoregressive head generating frame by frame)."""
     from speechunits.seq2seq.tasks import TTSItem, TTSTask
     from speechunits.seq2seq.tts_model import TTSConfig, TTSModel
 
@@ -83,13 +85,18 @@ def test_tts_model_overfits_three_utterances_exactly():
         units = np.repeat(rng.integers(0, 8, size=n), durations)  # one unit per token
         items.append(TTSItem(tokens, durations, units, speaker))
     model = TTSModel(TTSConfig(vocab_size=10, num_units=8, num_speakers=2, dim=32, heads=2, ffn=64,
-                               encoder_layers=1, decoder_layers=1, duration_hidden=32, dropout=0.0))
-    _train(model, TTSTask(items, frame_rate=50.0, batch_frames=100), steps=150)
+                               encoder_layers=1, decoder_layers=1, duration_hidden=32, dropout=0.0,
+                               ar_hidden=ar_hidden, ar_unit_dim=16))
+    _train(model, TTSTask(items, frame_rate=50.0, batch_frames=100), steps=150 if not ar_hidden else 250)
     for item in items:
         ids, lengths, durations = model.infer(torch.as_tensor(item.tokens)[None], torch.tensor([len(item.tokens)]),
                                               torch.tensor([item.speaker]))
         assert durations[0].tolist() == item.durations.tolist()
         assert ids[0, : int(lengths[0])].tolist() == item.units.tolist()
+    stretched = items[0].durations * 2  # given durations replace the predicted ones
+    ids, lengths, durations = model.infer(torch.as_tensor(items[0].tokens)[None], torch.tensor([len(items[0].tokens)]),
+                                          torch.tensor([items[0].speaker]), durations=torch.as_tensor(stretched)[None])
+    assert durations[0].tolist() == stretched.tolist() and int(lengths[0]) == int(stretched.sum())
 
 
 
@@ -122,6 +129,29 @@ def test_tts_sampling_draws_each_frame_from_its_tempered_softmax():
     assert torch.equal(again, drawn)
     with pytest.raises(SpeechUnitsError, match="temperature"):
         model.infer(tokens[:1], lengths[:1], temperature=-1.0)
+
+
+def test_tts_autoregressive_head_generates_what_teacher_forcing_scores():
+    """Frame-by-frame generation and the teacher-forced pass are the same network: fed back the generated
+    units, the teacher-forced logits' argmax is those units (no future frame leaks in), also when padded."""
+    from speechunits.seq2seq.tts_model import FrameUnitAR
+
+    torch.manual_seed(0)
+    head = FrameUnitAR(dim=8, num_units=5, hidden=16, unit_dim=4, unit_dropout=0.5).eval()
+    states = torch.randn(2, 7, 8)
+    generated = head.generate(states)
+    assert generated.shape == (2, 7)
+    assert torch.equal(head(states, generated).argmax(-1), generated)
+    padded = torch.cat([generated, torch.full((2, 3), -100)], dim=1)  # units longer than the states: cut
+    assert torch.equal(head(states, padded).argmax(-1), generated)
+    short = head(torch.cat([states, torch.zeros(2, 2, 8)], dim=1), generated)  # states padded at the end
+    assert torch.equal(short[:, :7].argmax(-1), generated)
+    drawn = head.generate(states, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(drawn, head.generate(states, temperature=1.0, generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(SpeechUnitsError, match="ar_hidden"):
+        from speechunits.seq2seq.tts_model import TTSConfig
+
+        TTSConfig(vocab_size=4, num_units=4, ar_hidden=-1)
 
 # -- S2UT ------------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import torch
 from conftest import cli_error
 from test_seq2seq import FakeVocoder
 
-TINY_TTS = "dim=32,heads=2,ffn=64,encoder_layers=1,decoder_layers=1,duration_hidden=32"
+TINY_TTS = "dim=32,heads=2,ffn=64,encoder_layers=1,decoder_layers=1,duration_hidden=32,ar_hidden=32"
 TINY_S2UT = "dim=32,heads=2,ffn=64,encoder_layers=1,decoder_layers=1"
 FAST = ["--no-bf16", "--threads", "1", "--quiet", "--device", "cpu", "--warmup-steps", "2"]
 
@@ -166,10 +166,17 @@ def test_tts_train_from_transcripts_only_learns_durations(tmp_path, corpus, code
     auto = _run(["tts", "train", str(unaligned), "--codebook", str(codebook), "-o", str(tmp_path / "auto"),
                  "--steps", "1", "--input", "chars", "--speaker", "none", "--model", TINY_TTS, *FAST], capsys)
     assert auto["durations"] == "mas"
+    parallel_only = TINY_TTS.replace("ar_hidden=32", "ar_hidden=0")
     aligned = _run(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(tmp_path / "aligned"),
-                    "--steps", "1", "--model", TINY_TTS, *FAST], capsys)
+                    "--steps", "1", "--model", parallel_only, *FAST], capsys)
     assert aligned["durations"] == "alignments"
-    assert json.loads((tmp_path / "aligned" / "tts.json").read_text())["config"]["alignment_dim"] == 0
+    config = json.loads((tmp_path / "aligned" / "tts.json").read_text())["config"]
+    assert config["alignment_dim"] == 0 and config["ar_hidden"] == 0  # the parallel head alone, when asked
+    assert json.loads((out / "tts.json").read_text())["config"]["ar_hidden"] == 32
+    default = _run(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(tmp_path / "default"),
+                    "--steps", "1", "--model", TINY_TTS.replace(",ar_hidden=32", ""), *FAST], capsys)
+    assert default["steps_done"] == 1
+    assert json.loads((tmp_path / "default" / "tts.json").read_text())["config"]["ar_hidden"] == 256  # the default head
     message = cli_error(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(out), "--steps", "4",
                          "--durations", "alignments", "--resume", *FAST], caplog)
     assert "trained with durations from mas" in message

@@ -4,8 +4,10 @@ Both batch with :class:`~speechunits.training.batching.LengthBucketSampler` (``f
 pure function of ``(seed, index)``, so DDP sharding and exact resume come from the loop.
 
 * :class:`TTSTask`: budget in padded unit frames; loss = frame cross-entropy summed over frames
+  (of the parallel head, plus the autoregressive head's teacher-forced one when the model has it)
   + ``duration_weight`` x mean squared error of ``log(1 + frames)`` per symbol x frames (so
-  the loop's per-frame mean is ``CE + w * MSE``); metrics: frame accuracy, duration MSE.
+  the loop's per-frame mean is ``CE + w * MSE``); metrics: frame accuracy (``ar_acc`` for the
+  autoregressive head), duration MSE.
   Items without durations (a corpus without alignments) take them from the model's monotonic
   alignment search, and add ``alignment_weight`` x the aligner's forward-sum loss summed over
   utterances (per frame: a negative log-likelihood per frame); metric ``align``.
@@ -94,6 +96,10 @@ def tts_loss(model: nn.Module, batch: TTSBatch, duration_weight: float,
     loss = ce + duration_weight * squared.mean() * frames
     correct = float((flat.argmax(-1)[valid] == targets.reshape(-1)[valid]).sum())
     metrics = {"acc": (correct, frames), "dur_mse": (float(squared.detach().sum()), tokens)}
+    if out.ar_logits is not None:
+        ar_flat = out.ar_logits.float()[:, :t].reshape(-1, logits.shape[-1])
+        loss = loss + nn.functional.cross_entropy(ar_flat, targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
+        metrics["ar_acc"] = (float((ar_flat.argmax(-1)[valid] == targets.reshape(-1)[valid]).sum()), frames)
     if out.alignment_log_probs is not None:
         align = forward_sum_loss(out.alignment_log_probs, batch.lengths, batch.frame_lengths).sum()
         loss = loss + alignment_weight * align

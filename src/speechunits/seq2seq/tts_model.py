@@ -16,8 +16,12 @@ durations that the length regulator and the duration predictor use instead. Infe
 predicted durations (a token may get 0 frames) and takes the argmax unit of every frame, or draws
 it from the frame's distribution at a temperature (``temperature > 0``): the per-frame argmax of a
 non-autoregressive model keeps only the likeliest unit of each stretch and so drops the short runs
-that real unit sequences have. The frame-level units are then deduplicated (ids + run lengths)
-for a unit vocoder.
+that real unit sequences have. With ``ar_hidden > 0`` a small autoregressive head
+(:class:`FrameUnitAR`, a GRU over the decoder's frame states and the previous frame's unit) predicts
+each frame's unit given the units before it, and inference runs it frame by frame: the joint
+distribution of the units inside a phone, which per-frame argmax or independent draws of the
+non-autoregressive head cannot give (their deduplicated sequences keep too few, or random, short
+runs). The frame-level units are then deduplicated (ids + run lengths) for a unit vocoder.
 """
 from __future__ import annotations
 
@@ -46,6 +50,10 @@ class TTSConfig:
         dropout: everywhere.
         alignment_dim: width of the learned token-to-frame aligner (0: none; durations come from
             alignments). alignment_prior: scaling of its beta-binomial diagonal prior (0: none).
+        ar_hidden: GRU width of the autoregressive unit head (0: none, units from the parallel head).
+        ar_unit_dim: its embedding of the previous unit. ar_unit_dropout: share of training frames
+            whose previous unit is hidden (replaced by the start symbol), so the head keeps listening
+            to the frame states rather than only copying the unit before.
     """
 
     vocab_size: int
@@ -62,6 +70,9 @@ class TTSConfig:
     dropout: float = 0.1
     alignment_dim: int = 0
     alignment_prior: float = 1.0
+    ar_hidden: int = 0
+    ar_unit_dim: int = 64
+    ar_unit_dropout: float = 0.3
 
     def __post_init__(self) -> None:
         if self.vocab_size < 1 or self.num_units < 1 or self.num_speakers < 0:
@@ -71,6 +82,9 @@ class TTSConfig:
         if self.alignment_dim < 0 or self.alignment_prior < 0:
             raise SpeechUnitsError(f"TTS config: alignment_dim {self.alignment_dim} and alignment_prior "
                                    f"{self.alignment_prior} must be >= 0")
+        if self.ar_hidden < 0 or self.ar_unit_dim < 1 or not 0 <= self.ar_unit_dropout < 1:
+            raise SpeechUnitsError(f"TTS config: ar_hidden {self.ar_hidden} must be >= 0, ar_unit_dim "
+                                   f"{self.ar_unit_dim} >= 1 and ar_unit_dropout {self.ar_unit_dropout} in [0, 1)")
 
     def to_dict(self) -> dict:
         return config_to_dict(self)
@@ -98,17 +112,67 @@ def length_regulate(h: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Ten
     return frames, lengths
 
 
+class FrameUnitAR(nn.Module):
+    """``p(unit_t | unit_<t, state_t)``: a GRU over frame states ``[B, T, D]`` and the previous frame's unit.
+
+    Index ``num_units`` of the unit embedding is the start symbol (before frame 0, and the hidden
+    unit of ``unit_dropout``'s frames in training). The GRU is causal, so frames padded at the end
+    change nothing before them.
+    """
+
+    def __init__(self, dim: int, num_units: int, hidden: int, unit_dim: int, unit_dropout: float):
+        super().__init__()
+        self.start = num_units
+        self.unit_dropout = unit_dropout
+        self.embed = nn.Embedding(num_units + 1, unit_dim)
+        self.rnn = nn.GRU(dim + unit_dim, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, num_units)
+
+    def forward(self, states: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits ``[B, T, K]`` of frame units ``units [B, T']`` (negative = padding)."""
+        t = states.shape[1]
+        units = units[:, :t].clamp(min=-1)
+        if units.shape[1] < t:
+            units = torch.cat([units, units.new_full((units.shape[0], t - units.shape[1]), -1)], dim=1)
+        prev = torch.cat([units.new_full((units.shape[0], 1), self.start), units[:, :-1]], dim=1)
+        prev = prev.masked_fill(prev < 0, self.start)
+        if self.training and self.unit_dropout > 0:
+            hide = torch.rand(prev.shape, device=prev.device) < self.unit_dropout
+            prev = prev.masked_fill(hide, self.start)
+        y, _ = self.rnn(torch.cat([states, self.embed(prev)], dim=-1))
+        return self.out(y)
+
+    def generate(self, states: torch.Tensor, temperature: float = 0.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Units ``[B, T]`` frame by frame: argmax (``temperature`` 0) or drawn at ``temperature``."""
+        batch, frames, _ = states.shape
+        prev = torch.full((batch,), self.start, dtype=torch.long, device=states.device)
+        hidden = None
+        chosen = []
+        for t in range(frames):
+            y, hidden = self.rnn(torch.cat([states[:, t: t + 1], self.embed(prev)[:, None]], dim=-1), hidden)
+            logits = self.out(y[:, 0]).float()
+            if temperature == 0:
+                prev = logits.argmax(-1)
+            else:
+                prev = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
+            chosen.append(prev)
+        return torch.stack(chosen, dim=1) if chosen else states.new_zeros((batch, 0), dtype=torch.long)
+
+
 @dataclass
 class TTSOutput:
     """A teacher-forced pass: unit logits ``[B, T, K]``, predicted ``log(1 + frames)`` ``[B, N]``, frame
     counts ``[B]``, the durations used ``[B, N]`` (given, or from MAS), and the aligner's prior-weighted
-    log-probabilities of the tokens at each frame ``[B, T, N]`` (None when durations were given)."""
+    log-probabilities of the tokens at each frame ``[B, T, N]`` (None when durations were given), and the
+    autoregressive head's teacher-forced logits ``[B, T, K]`` (None without the head or the units)."""
 
     logits: torch.Tensor
     log_durations: torch.Tensor
     frame_lengths: torch.Tensor
     durations: torch.Tensor
     alignment_log_probs: torch.Tensor | None = None
+    ar_logits: torch.Tensor | None = None
 
 
 class TTSModel(nn.Module):
@@ -127,6 +191,8 @@ class TTSModel(nn.Module):
         self.out = nn.Linear(c.dim, c.num_units)
         self.dropout = nn.Dropout(c.dropout)
         self.aligner = UnitTextAligner(c.dim, c.num_units, c.alignment_dim) if c.alignment_dim else None
+        self.ar = (FrameUnitAR(c.dim, c.num_units, c.ar_hidden, c.ar_unit_dim, c.ar_unit_dropout)
+                   if c.ar_hidden else None)
 
     def _speaker(self, speakers: torch.Tensor | None, batch: int) -> torch.Tensor | float:
         if self.speakers is None:
@@ -146,14 +212,20 @@ class TTSModel(nn.Module):
         log_durations = self.duration_out(self.duration_body(h, pad)).squeeze(-1).masked_fill(pad, 0.0)
         return h, log_durations, pad
 
-    def decode(self, h: torch.Tensor, durations: torch.Tensor,
-               speakers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unit logits ``[B, T, K]`` and frame counts ``[B]`` of token states expanded by ``durations``."""
+    def decode_states(self, h: torch.Tensor, durations: torch.Tensor,
+                      speakers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder frame states ``[B, T, D]`` and frame counts ``[B]`` of token states expanded by ``durations``."""
         frames, frame_lengths = length_regulate(h, durations)
         pad = padding_mask(frame_lengths, frames.shape[1])
         x = frames + sinusoidal_positions(frames.shape[1], self.config.dim, frames.device)
         x = self.dropout(x + self._speaker(speakers, frames.shape[0]))
-        return self.out(self.decoder(x, src_key_padding_mask=pad)), frame_lengths
+        return self.decoder(x, src_key_padding_mask=pad), frame_lengths
+
+    def decode(self, h: torch.Tensor, durations: torch.Tensor,
+               speakers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parallel-head unit logits ``[B, T, K]`` and frame counts ``[B]`` (see :meth:`decode_states`)."""
+        states, frame_lengths = self.decode_states(h, durations, speakers)
+        return self.out(states), frame_lengths
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, durations: torch.Tensor | None = None,
                 speakers: torch.Tensor | None = None, units: torch.Tensor | None = None,
@@ -165,8 +237,9 @@ class TTSModel(nn.Module):
         log_probs = None
         if durations is None:
             log_probs, durations = self._align(h, pad, lengths, units, frame_lengths)
-        logits, decoded_lengths = self.decode(h, durations, speakers)
-        return TTSOutput(logits, log_durations, decoded_lengths, durations, log_probs)
+        states, decoded_lengths = self.decode_states(h, durations, speakers)
+        ar_logits = self.ar(states, units) if self.ar is not None and units is not None else None
+        return TTSOutput(self.out(states), log_durations, decoded_lengths, durations, log_probs, ar_logits)
 
     def _align(self, h: torch.Tensor, pad: torch.Tensor, lengths: torch.Tensor, units: torch.Tensor | None,
                frame_lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,24 +260,30 @@ class TTSModel(nn.Module):
 
     @torch.no_grad()
     def infer(self, tokens: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor | None = None,
-              duration_scale: float = 1.0, temperature: float = 0.0,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              duration_scale: float = 1.0, temperature: float = 0.0, generator: torch.Generator | None = None,
+              durations: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Units from tokens: ``(unit ids [B, T], frame counts [B], token durations [B, N])``.
 
         Durations are ``round(scale * (exp(pred) - 1))`` clamped at 0; an utterance whose
         durations sum to 0 gets one frame on its longest-predicted token. Each frame's unit is the
         argmax of its logits (``temperature`` 0) or a draw from ``softmax(logits / temperature)``
-        with ``generator`` (a generator on the model's device, for repeatable draws).
+        with ``generator`` (a generator on the model's device, for repeatable draws); with the
+        autoregressive head, of its logits given the units chosen before. Given ``durations`` (int
+        ``[B, N]``, e.g. a reference's) are used instead of the predicted ones.
         """
         if temperature < 0:
             raise SpeechUnitsError(f"TTS: temperature must be >= 0 (0: argmax), got {temperature}")
         h, log_durations, pad = self.encode(tokens, lengths, speakers)
-        durations = torch.round(duration_scale * (torch.exp(log_durations.float()) - 1.0)).clamp(min=0).long()
-        durations = durations.masked_fill(pad, 0)
+        if durations is None:
+            durations = torch.round(duration_scale * (torch.exp(log_durations.float()) - 1.0)).clamp(min=0).long()
+        durations = durations.to(h.device).long().masked_fill(pad, 0)
         empty = durations.sum(-1) == 0
         if empty.any():
             best = log_durations.masked_fill(pad, float("-inf")).argmax(-1)
             durations[empty, best[empty]] = 1
+        if self.ar is not None:
+            states, frame_lengths = self.decode_states(h, durations, speakers)
+            return self.ar.generate(states, temperature, generator), frame_lengths, durations
         logits, frame_lengths = self.decode(h, durations, speakers)
         if temperature == 0:
             return logits.argmax(-1), frame_lengths, durations
