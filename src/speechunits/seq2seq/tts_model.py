@@ -232,7 +232,8 @@ class TTSModel(nn.Module):
                 frame_lengths: torch.Tensor | None = None) -> TTSOutput:
         """Teacher-forced pass (:class:`TTSOutput`) with the given ``durations``, or, when None, with the
         durations monotonic alignment search finds between the tokens and the frame ``units [B, T]``
-        (needs the aligner and ``frame_lengths``)."""
+        (needs the aligner and ``frame_lengths``). ``units`` are also what the autoregressive head, if
+        any, is teacher-forced with (its logits are None without them)."""
         h, log_durations, pad = self.encode(tokens, lengths, speakers)
         log_probs = None
         if durations is None:
