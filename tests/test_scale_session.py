@@ -27,8 +27,14 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def sleeper(session_dir: Path) -> subprocess.Popen:
-    """A stand-in for a Ray process: names the session directory on its command line."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", str(session_dir)])
+    """A stand-in for a Ray process: names the session directory on its command line. Returns once the
+    process shows it there (right after fork, /proc still shows the parent's command line)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", str(session_dir)])
+    deadline = time.monotonic() + 30
+    while proc.pid not in ray_leftovers.session_processes(str(session_dir)):
+        assert time.monotonic() < deadline, "the stand-in process never showed its session directory"
+        time.sleep(0.02)
+    return proc
 
 
 def dead_pid() -> int:
@@ -44,10 +50,6 @@ def test_leftovers_of_a_dead_driver_are_ended(registry: Path, tmp_path: Path) ->
     try:
         ray_leftovers.register(str(session), pid=dead_pid())
         ray_leftovers.register(str(other), pid=os.getpid())  # a live driver: its session stays
-        deadline = time.monotonic() + 30
-        while orphan.pid not in ray_leftovers.session_processes(str(session)):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
         assert ray_leftovers.reap_leftovers() == 1
         assert orphan.wait(timeout=30) == -signal.SIGTERM
         assert bystander.poll() is None
