@@ -146,6 +146,13 @@ def test_tts_autoregressive_head_generates_what_teacher_forcing_scores():
     assert torch.equal(head(states, padded).argmax(-1), generated)
     short = head(torch.cat([states, torch.zeros(2, 2, 8)], dim=1), generated)  # states padded at the end
     assert torch.equal(short[:, :7].argmax(-1), generated)
+    inputs = torch.cat([states, head.embed(torch.cat([torch.full((2, 1), 5), generated[:, :-1]], 1))], -1)
+    expected, _ = head.rnn(inputs)  # torch's GRU over the same inputs: the hand-written steps must agree
+    w_ih, hidden = head.rnn.weight_ih_l0, torch.zeros(2, 16)
+    for t in range(7):
+        hidden = head._step(torch.nn.functional.linear(inputs[:, t], w_ih, head.rnn.bias_ih_l0), hidden,
+                            head.rnn.weight_hh_l0)
+        assert torch.allclose(hidden, expected[:, t], atol=1e-6)
     drawn = head.generate(states, temperature=1.0, generator=torch.Generator().manual_seed(3))
     assert torch.equal(drawn, head.generate(states, temperature=1.0, generator=torch.Generator().manual_seed(3)))
     with pytest.raises(SpeechUnitsError, match="ar_hidden"):

@@ -145,19 +145,35 @@ class FrameUnitAR(nn.Module):
     def generate(self, states: torch.Tensor, temperature: float = 0.0,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Units ``[B, T]`` frame by frame: argmax (``temperature`` 0) or drawn at ``temperature``."""
-        batch, frames, _ = states.shape
+        batch, frames, dim = states.shape
+        # The GRU's input projection split in two and hoisted out of the loop: the states' part for all
+        # frames in one matmul, the unit part as a table over the K + 1 units. Each step is then one
+        # hidden matmul and the gates (about 3x faster than calling nn.GRU per frame; same equations).
+        w_ih, w_hh = self.rnn.weight_ih_l0, self.rnn.weight_hh_l0
+        from_states = torch.nn.functional.linear(states, w_ih[:, :dim], self.rnn.bias_ih_l0)  # [B, T, 3H]
+        from_units = torch.nn.functional.linear(self.embed.weight, w_ih[:, dim:])  # [K + 1, 3H]
         prev = torch.full((batch,), self.start, dtype=torch.long, device=states.device)
-        hidden = None
+        hidden = states.new_zeros((batch, self.rnn.hidden_size))
         chosen = []
         for t in range(frames):
-            y, hidden = self.rnn(torch.cat([states[:, t: t + 1], self.embed(prev)[:, None]], dim=-1), hidden)
-            logits = self.out(y[:, 0]).float()
+            hidden = self._step(from_states[:, t] + from_units[prev], hidden, w_hh)
+            logits = self.out(hidden).float()
             if temperature == 0:
                 prev = logits.argmax(-1)
             else:
                 prev = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
             chosen.append(prev)
         return torch.stack(chosen, dim=1) if chosen else states.new_zeros((batch, 0), dtype=torch.long)
+
+    def _step(self, x_gates: torch.Tensor, hidden: torch.Tensor, w_hh: torch.Tensor) -> torch.Tensor:
+        """One GRU step (PyTorch's gate order r, z, n) from the input's gate pre-activations ``[B, 3H]``."""
+        h_gates = torch.nn.functional.linear(hidden, w_hh, self.rnn.bias_hh_l0)
+        x_r, x_z, x_n = x_gates.chunk(3, dim=-1)
+        h_r, h_z, h_n = h_gates.chunk(3, dim=-1)
+        reset = torch.sigmoid(x_r + h_r)
+        update = torch.sigmoid(x_z + h_z)
+        candidate = torch.tanh(x_n + reset * h_n)
+        return candidate + update * (hidden - candidate)
 
 
 @dataclass
