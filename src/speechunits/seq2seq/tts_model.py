@@ -112,6 +112,17 @@ def length_regulate(h: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Ten
     return frames, lengths
 
 
+def choose_units(logits: torch.Tensor, temperature: float = 0.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Unit ids ``[...]`` from logits ``[..., K]``: the argmax (``temperature`` 0) or one draw from
+    ``softmax(logits / temperature)`` per position, with ``generator``."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    drawn = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+    return drawn.reshape(probs.shape[:-1])
+
+
 class FrameUnitAR(nn.Module):
     """``p(unit_t | unit_<t, state_t)``: a GRU over frame states ``[B, T, D]`` and the previous frame's unit.
 
@@ -157,11 +168,7 @@ class FrameUnitAR(nn.Module):
         chosen = []
         for t in range(frames):
             hidden = self._step(from_states[:, t] + from_units[prev], hidden, w_hh)
-            logits = self.out(hidden).float()
-            if temperature == 0:
-                prev = logits.argmax(-1)
-            else:
-                prev = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
+            prev = choose_units(self.out(hidden).float(), temperature, generator)
             chosen.append(prev)
         return torch.stack(chosen, dim=1) if chosen else states.new_zeros((batch, 0), dtype=torch.long)
 
@@ -302,8 +309,4 @@ class TTSModel(nn.Module):
             states, frame_lengths = self.decode_states(h, durations, speakers)
             return self.ar.generate(states, temperature, generator), frame_lengths, durations
         logits, frame_lengths = self.decode(h, durations, speakers)
-        if temperature == 0:
-            return logits.argmax(-1), frame_lengths, durations
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
-        drawn = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
-        return drawn.reshape(probs.shape[:2]), frame_lengths, durations
+        return choose_units(logits, temperature, generator), frame_lengths, durations
