@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seq2seq import TTS_HOLDOUT, speak, speakers_of, store_units_for, texts_of, tts_dir  # noqa: E402  (bench/seq2seq.py)
+from seq2seq import TTS_HOLDOUT, speak, speakers_of, texts_of, tts_dir  # noqa: E402  (bench/seq2seq.py)
 
 log = logging.getLogger("bench.tts_dev")
 
@@ -99,29 +99,19 @@ def merge_short_runs(units: Any, shortest: int) -> Any:
     return Units(np.repeat(ids, durations), units.frame_rate, units.vocab_size).dedup()
 
 
-def reference_duration_units(bundle: Any, corpus: Path, codebook: Path, ids: list[str], voice: str) -> list[Any]:
-    """The TTS's argmax units of ``ids`` with each phone lasting its reference (alignment) frames."""
-    import torch
-
-    from speechunits.seq2seq.data import codebook_record, corpus_units, load_codebook, open_audio_corpus
+def reference_duration_units(bundle: Any, frame_units: dict[str, Any], corpus: Path, codebook: Path,
+                             ids: list[str], voice: str) -> list[Any]:
+    """The TTS's argmax units of ``ids`` with each phone lasting its reference (alignment) frames
+    (``frame_units``: the reference frame-level units of ``ids``)."""
+    from speechunits.seq2seq.data import codebook_record, load_codebook
     from speechunits.seq2seq.tts_train import _corpus_labels, corpus_examples
-    from speechunits.units.units import Units
 
-    cb, chosen = load_codebook(codebook), set(ids)
-    units, _ = corpus_units(open_audio_corpus(corpus).filter(lambda u: u.id in chosen), cb, device="cpu", quiet=True)
-    examples, _ = corpus_examples(units, _corpus_labels(corpus, "phones", None, "table"), input_kind="phones",
-                                  frame_offset_s=codebook_record(cb)["frame_offset_s"], voice=voice, rate=None)
+    examples, _ = corpus_examples(frame_units, _corpus_labels(corpus, "phones", None, "table"), input_kind="phones",
+                                  frame_offset_s=codebook_record(load_codebook(codebook))["frame_offset_s"],
+                                  voice=voice, rate=None)
     by_id = {ex.utt_id: ex for ex in examples}
-    out = []
-    for u in ids:
-        ex = by_id[u]
-        tokens = torch.tensor([bundle.symbols.encode(ex.tokens)])
-        row = bundle.speaker_row(ex.speaker)
-        frames, lengths, _ = bundle.model.infer(tokens, torch.tensor([tokens.shape[1]]), torch.tensor([row]),
-                                                durations=torch.as_tensor(np.asarray(ex.durations))[None])
-        out.append(Units(frames[0, : int(lengths[0])].numpy(), float(bundle.units["frame_rate"]),
-                         int(bundle.units["k"])).dedup())
-    return out
+    return [bundle.units_of_tokens([bundle.symbols.encode(by_id[u].tokens)], by_id[u].speaker,
+                                   durations=[by_id[u].durations])[0] for u in ids]
 
 
 def measure(args: argparse.Namespace, path: Path, configs: list[tuple[str, float]], *, diagnose: bool = False) -> dict:
@@ -129,6 +119,7 @@ def measure(args: argparse.Namespace, path: Path, configs: list[tuple[str, float
     from speechunits.measure.sequences import sequence_scores
     from speechunits.probe.evaluate import corpus_labels, reference, transcribe
     from speechunits.probe.metrics import error_rate
+    from speechunits.seq2seq.data import corpus_units, load_codebook, open_audio_corpus
     from speechunits.seq2seq.model_dir import load_tts
     from speechunits.vocoder import load_vocoder
 
@@ -139,7 +130,10 @@ def measure(args: argparse.Namespace, path: Path, configs: list[tuple[str, float
     # TTS (same corpus) did.
     voice = bundle.meta["input"].get("voice") or json.loads((args.out / "tts" / "tts.json").read_text())["input"]["voice"]
     texts, speakers = texts_of(corpus), speakers_of(corpus)
-    refs_units = store_units_for(corpus, codebook, dev, args)
+    chosen = set(dev)
+    frame_units, _ = corpus_units(open_audio_corpus(corpus).filter(lambda u: u.id in chosen), load_codebook(codebook),
+                                  device=args.device, quiet=True)
+    ref_units = [frame_units[u].dedup() for u in dev]
     vocoder = load_vocoder(args.out / "vocoder", device=args.device)
     judge = args.out / "judge_phones_en"
     labels = corpus_labels("phones", corpus / "manifest.tsv", dev).labels
@@ -150,25 +144,20 @@ def measure(args: argparse.Namespace, path: Path, configs: list[tuple[str, float
         wavs, _ = speak(vocoder, units, voices, args.out / "tts_dev_wavs" / path.name / name)
         return error_rate(refs, [p.split() for p in transcribe(judge, wavs, device=args.device, quiet=True)])
 
-    ref_units = [refs_units[u] for u in dev]
+    candidates = {name: (temperature, [bundle.units_of([texts[u]], speakers[u], voice=voice, temperature=temperature,
+                                                       seed=0)[0] for u in dev])
+                  for name, temperature in configs}
+    if diagnose:
+        candidates["argmax, reference durations"] = (
+            0.0, reference_duration_units(bundle, frame_units, corpus, codebook, dev, voice))
+        for n in (2, 3):
+            candidates[f"reference units, runs < {n} frames merged"] = (0.0, [merge_short_runs(r, n) for r in ref_units])
     rows = {"resynthesis": {"per": judged(ref_units, "resynthesis")}}
-    for name, temperature in configs:
-        units = [bundle.units_of([texts[u]], speakers[u], voice=voice, temperature=temperature, seed=0)[0]
-                 for u in dev]
+    for name, (temperature, units) in candidates.items():
         rows[name] = {"temperature": temperature, **sequence_scores([r.ids for r in ref_units], [h.ids for h in units]),
-                      "per": judged(units, name)}
+                      "per": judged(units, name.replace(" ", "_").replace(",", "").replace("<", "lt"))}
         rows[name]["ratio_to_resynthesis"] = rows[name]["per"] / max(rows["resynthesis"]["per"], 1e-9)
         log.info("%s: %s", name, json.dumps(rows[name]))
-    if diagnose:
-        refs_ids = [r.ids for r in ref_units]
-        variants = {"argmax, reference durations": reference_duration_units(bundle, corpus, codebook, dev, voice),
-                    **{f"reference units, runs < {n} frames merged": [merge_short_runs(r, n) for r in ref_units]
-                       for n in (2, 3)}}
-        for name, units in variants.items():
-            rows[name] = {"temperature": 0.0, **sequence_scores(refs_ids, [h.ids for h in units]),
-                          "per": judged(units, name.replace(" ", "_").replace(",", "").replace("<", "lt"))}
-            rows[name]["ratio_to_resynthesis"] = rows[name]["per"] / max(rows["resynthesis"]["per"], 1e-9)
-            log.info("%s: %s", name, json.dumps(rows[name]))
     return {"dev_utterances": len(dev), "dev_sentences": len({texts[u] for u in dev}),
             "tts_training": bundle.meta["result"], "rows": rows}
 

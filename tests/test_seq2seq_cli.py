@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import cli_error
+from speechunits.errors import SpeechUnitsError
 from test_seq2seq import FakeVocoder
 
 TINY_TTS = "dim=32,heads=2,ffn=64,encoder_layers=1,decoder_layers=1,duration_hidden=32,ar_hidden=32"
@@ -91,6 +92,16 @@ def test_tts_train_say_and_resume(tmp_path, corpus, codebook, fake_vocoder, caps
     store = UnitStore.open(tmp_path / "units", codebook_sha256=meta["units"]["sha256"])
     (_, units), = list(store)
     assert store.dedup and units == fake_vocoder.calls[-1]  # the vocoder got the units with their durations
+
+    from speechunits.seq2seq.model_dir import load_tts
+
+    bundle = load_tts(out)
+    ids = bundle.tokens(text)
+    given = [2] * len(ids)
+    (timed,) = bundle.units_of_tokens([ids], "en01", durations=[given])  # durations replace the predicted ones
+    assert int(timed.durations.sum()) == 2 * len(ids)
+    with pytest.raises(SpeechUnitsError, match="2 duration lists for 1 texts"):
+        bundle.units_of_tokens([ids], "en01", durations=[given, given])
 
     drawn = [_run(["tts", "say", text, "--tts", str(out), "--speaker", "en01", "--temperature", "1", "--seed", "7",
                    "--units-out", str(tmp_path / f"drawn{i}"), "--device", "cpu"], capsys) for i in (1, 2)]
@@ -256,8 +267,6 @@ def test_text_translator_for_the_cascade(tmp_path):
     out = translate_texts(bundle, ["El panadero compró pan fresco.", ""], beam=2)
     assert len(out) == 2 and all(isinstance(t, str) for t in out)
     from types import SimpleNamespace
-
-    from speechunits.errors import SpeechUnitsError
 
     speech_model = SimpleNamespace(path="S2UT", source={"kind": "features"}, target={"kind": "units"})
     with pytest.raises(SpeechUnitsError, match="not a text translator"):

@@ -154,7 +154,10 @@ class TTSBundle:
     @torch.no_grad()
     def units_of_tokens(self, token_ids: Sequence[Sequence[int]], speaker: str | None = None, *,
                         duration_scale: float = 1.0, temperature: float = 0.0, seed: int = 0,
+                        durations: Sequence[Sequence[int]] | None = None,
                         device: torch.device | str = "cpu") -> list[Any]:
+        """:meth:`units_of` from symbol ids; ``durations`` (frames per symbol of each text, e.g. a
+        reference's) replace the predicted ones."""
         from speechunits.seq2seq.tasks import collate_sources
         from speechunits.units.units import Units
 
@@ -162,13 +165,16 @@ class TTSBundle:
         device = torch.device(device)
         self.model.to(device).eval()
         out = []
-        for ids in token_ids:  # one at a time: padding-free, so batch size never changes a result
+        if durations is not None and len(durations) != len(token_ids):
+            raise SpeechUnitsError(f"{len(durations)} duration lists for {len(token_ids)} texts")
+        for i, ids in enumerate(token_ids):  # one at a time: padding-free, so batch size never changes a result
             tokens, lengths = collate_sources([np.asarray(ids, dtype=np.int64)])
             speakers = None if row is None else torch.tensor([row], device=device)
             generator = torch.Generator(device=device).manual_seed(seed) if temperature > 0 else None
+            given = None if durations is None else torch.as_tensor(np.asarray(durations[i], dtype=np.int64))[None]
             frames, frame_lengths, _ = self.model.infer(tokens.to(device), lengths.to(device), speakers,
                                                         duration_scale=duration_scale, temperature=temperature,
-                                                        generator=generator)
+                                                        generator=generator, durations=given)
             ids_out = frames[0, : int(frame_lengths[0])].cpu().numpy()
             out.append(Units(ids_out, float(self.units["frame_rate"]), int(self.units["k"])).dedup())
         return out
