@@ -18,7 +18,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seq2seq import speak, speakers_of, store_units_for  # noqa: E402  (bench/seq2seq.py)
@@ -29,7 +28,7 @@ log = logging.getLogger("bench.s2ut_dev")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench/out/seq2seq"), help="bench/seq2seq.py's OUT")
-    parser.add_argument("--scales", type=float, nargs="*", default=[1.0, 1.17, 1.3],
+    parser.add_argument("--scales", type=float, nargs="*", default=[1.17, 1.3],
                         help="also voice them with the vocoder's predicted run lengths times each scale")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
@@ -56,39 +55,24 @@ def main() -> int:
     gold = [p.target_text for p in dev]
     timed = [refs[p.target] for p in dev]
     untimed = [Units(u.ids, u.frame_rate, u.vocab_size) for u in timed]  # ids only: the vocoder predicts durations
-    rows = {"true durations": timed, "vocoder's predicted durations": untimed}
+    rows = {"true durations": timed, "vocoder's predicted durations": untimed}  # the second: synthesize predicts
+    predicted = [vocoder.predicted_durations(u, vocoder.target(v)[0]) for u, v in zip(untimed, voices)]
     for scale in args.scales:
-        rows[f"vocoder's predicted durations x {scale:g}"] = [scaled(vocoder, u, v, scale) for u, v in zip(timed, voices)]
-    results: dict = {"dev_pairs": len(dev), "asr_bleu": {}}
+        rows[f"vocoder's predicted durations x {scale:g}"] = [
+            vocoder.predicted_durations(u, vocoder.target(v)[0], scale) for u, v in zip(untimed, voices)]
+    results: dict = {"dev_pairs": len(dev), "asr_bleu": {},
+                     "predicted_over_true_frames": (sum(int(u.durations.sum()) for u in predicted)
+                                                    / max(sum(int(u.durations.sum()) for u in timed), 1))}
     for i, (name, units) in enumerate(rows.items()):
         wavs, _ = speak(vocoder, units, voices, args.out / "s2ut_dev_wavs" / str(i))
         results["asr_bleu"][name] = asr_bleu(gold, transcribe(args.out / "judge_asr_en", wavs, device=args.device,
                                                               quiet=True))
-    results["predicted_over_true_frames"] = (sum(int(u.durations.sum()) for u in rows["vocoder's predicted durations x 1"])
-                                             / max(sum(int(u.durations.sum()) for u in timed), 1)
-                                             if 1.0 in args.scales else None)
     (args.out / "s2ut_dev.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     sys.stdout.write(f"dev pairs: {len(dev)}; ASR-BLEU of the reference English units spoken with\n")
     for name, value in results["asr_bleu"].items():
         sys.stdout.write(f"  {name}: {value:.1f}\n")
-    if results["predicted_over_true_frames"] is not None:
-        sys.stdout.write(f"predicted / true frames: {results['predicted_over_true_frames']:.3f}\n")
+    sys.stdout.write(f"predicted / true frames: {results['predicted_over_true_frames']:.3f}\n")
     return 0
-
-
-def scaled(vocoder: Any, units: Any, voice: str | None, scale: float) -> Any:
-    """``units``' ids with the vocoder's predicted run lengths times ``scale`` (rounded, at least 1)."""
-    import numpy as np
-    import torch
-
-    from speechunits.units.units import Units
-
-    speaker_vec, _ = vocoder.target(voice)
-    with torch.inference_mode():
-        log_frames = vocoder.model.duration_predictor(torch.from_numpy(units.ids)[None, None].to(vocoder.device),
-                                                      speaker_vec)[0].float().cpu().numpy()
-    frames = np.maximum(np.round(scale * np.expm1(log_frames)), 1).astype(np.int64)
-    return Units(units.ids, units.frame_rate, units.vocab_size, frames)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ def test_vocoder_directory_records_what_it_consumes(table_vocoder: Path, codeboo
     assert meta["layer"] == 0 and meta["dedup"] is False and meta["sample_rate"] == 16000
     assert (meta["f0"], meta["f0_method"], meta["speaker"], meta["arch"]) == ("continuous", "dio", "table", "cpu")
     assert voc.speakers == ["en00", "en01", "en02"]
+    with pytest.raises(SpeechUnitsError, match="no duration predictor"):  # frame-level units only
+        voc.predicted_durations(Units(np.array([1, 2]), 100.0, 20), None)
     # F0 statistics per speaker and overall, computed by the tool
     assert set(meta["f0_stats"]) == {"*", "en00", "en01", "en02"}
     assert all(60 < math.exp(s["mean_log"]) < 400 for s in meta["f0_stats"].values())

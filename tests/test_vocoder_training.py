@@ -114,6 +114,12 @@ def test_dedup_vocoder_with_duration_predictor(corpus: Path, codebook: Path, tmp
     assert Units(predicted[0], 100.0, 20).dedup().ids.tolist() == dedup.ids.tolist()
     bare = voc.synthesize(Units(dedup.ids, 100.0, 20), speaker="en00")
     assert bare.num_samples == lead + 160 * predicted.shape[1]
+    timed = voc.predicted_durations(Units(dedup.ids, 100.0, 20), speaker_vec)  # the same run lengths, as Units
+    assert timed.ids.tolist() == dedup.ids.tolist() and timed.expand().ids.tolist() == predicted[0].tolist()
+    with torch.inference_mode():
+        log_frames = voc.model.duration_predictor(torch.from_numpy(dedup.ids)[None, None], speaker_vec)[0].numpy()
+    doubled = voc.predicted_durations(Units(dedup.ids, 100.0, 20), speaker_vec, scale=2.0)
+    assert doubled.durations.tolist() == np.maximum(np.round(2 * np.expm1(log_frames)), 1).tolist()
     # one-shot: an embedding vocoder takes reference audio of any voice
     from speechunits.audio import Audio
 

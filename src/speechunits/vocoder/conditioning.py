@@ -141,6 +141,6 @@ class DurationPredictor(nn.Module):
         return self.net(units, speaker_vec)[..., 0]
 
     @staticmethod
-    def frames(log_durations: torch.Tensor) -> torch.Tensor:
-        """Whole frames (>= 1) from predicted ``log(1 + frames)``."""
-        return torch.clamp(torch.round(torch.expm1(log_durations.float())), min=1).long()
+    def frames(log_durations: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """Whole frames (>= 1) from predicted ``log(1 + frames)``, times ``scale`` before rounding."""
+        return torch.clamp(torch.round(scale * torch.expm1(log_durations.float())), min=1).long()

@@ -172,15 +172,30 @@ class Vocoder:
         with torch.inference_mode():
             return cond.speaker_vector(index), stats
 
+    def predicted_durations(self, units: Units, speaker_vec: torch.Tensor | None, scale: float = 1.0) -> Units:
+        """``units``' ids with the run lengths this deduplicating vocoder's duration predictor gives them
+        (times ``scale`` before rounding; at least one frame each). ``speaker_vec``: from :meth:`target`.
+
+        Raises:
+            SpeechUnitsError: the vocoder does not deduplicate (it has no duration predictor).
+        """
+        if not self.meta["dedup"]:
+            raise SpeechUnitsError(f"vocoder {self.path} takes frame-level units: it has no duration predictor")
+        frames = np.zeros(0, dtype=np.int64)
+        if len(units.ids):
+            ids = torch.from_numpy(np.asarray(units.ids, dtype=np.int64))[None, None].to(self.device)
+            with torch.inference_mode():
+                log_frames = self.model.duration_predictor(ids, speaker_vec)
+                frames = self.model.duration_predictor.frames(log_frames, scale)[0].cpu().numpy()
+        return Units(units.ids, units.frame_rate, units.vocab_size, frames)
+
     def expand(self, streams: Sequence[Units], speaker_vec: torch.Tensor | None) -> np.ndarray:
         """Frame-level ids ``[S, T]``: durations applied, predicted for a dedup vocoder's bare ids."""
         if self.meta["dedup"] and all(s.durations is None for s in streams):
-            ids = torch.from_numpy(streams[0].ids)[None, None].to(self.device)
-            if ids.shape[-1] == 0:
+            if len(streams[0].ids) == 0:
                 return np.zeros((1, 0), dtype=np.int64)
-            with torch.inference_mode():
-                frames = self.model.duration_predictor.frames(self.model.duration_predictor(ids, speaker_vec))[0]
-            return np.repeat(streams[0].ids, frames.cpu().numpy())[None]
+            timed = self.predicted_durations(streams[0], speaker_vec)
+            return np.repeat(streams[0].ids, timed.durations)[None]
         expanded = [s.expand().ids for s in streams]
         if len({e.size for e in expanded}) > 1:
             raise SpeechUnitsError(f"unit streams have different frame counts {[e.size for e in expanded]}")
