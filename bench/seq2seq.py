@@ -176,21 +176,27 @@ def tts_dir(out: Path, ar_hidden: int, name: str = "tts") -> Path:
     return out / (f"{name}_ar{ar_hidden}" if ar_hidden else name)
 
 
-def train_tts_model(args: argparse.Namespace, corpus: Path, codebook: Path) -> Path:
-    """:func:`tts_dir` trained (phones, speaker table, ``--tts-ar-hidden``, ``--train-minutes``), or the one there."""
+def train_tts_recipe(corpus: Path, codebook: Path, out: Path, *, ar_hidden: int, minutes: float, device: str,
+                     quiet: bool) -> Path:
+    """``out`` trained with the bench's TTS recipe (phones, speaker table, ``TTS_HOLDOUT`` of the sentences
+    held out, the given head and budget), unless a finished model is there (bench/tts_dev.py uses it too)."""
     from speechunits.seq2seq.tts_train import train_tts
     from speechunits.training import OptimConfig
 
-    out = tts_dir(args.out, args.tts_ar_hidden)
     if not (out / "tts.json").is_file() or "heldout" not in json.loads((out / "tts.json").read_text()):
         summary = train_tts(corpus, codebook, out, input_kind="phones", speaker="table", holdout=TTS_HOLDOUT,
-                            model={"ar_hidden": args.tts_ar_hidden},
+                            model={"ar_hidden": ar_hidden},
                             optim=OptimConfig(steps=200_000, lr=1e-3, warmup_steps=200, schedule="cosine",
-                                              max_minutes=args.train_minutes, log_every=100,
-                                              checkpoint_every=1000),
-                            device=args.device, quiet=args.quiet)
+                                              max_minutes=minutes, log_every=100, checkpoint_every=1000),
+                            device=device, quiet=quiet)
         log.info("TTS: %s", json.dumps(summary))
     return out
+
+
+def train_tts_model(args: argparse.Namespace, corpus: Path, codebook: Path) -> Path:
+    """:func:`tts_dir` trained by :func:`train_tts_recipe` (``--tts-ar-hidden``, ``--train-minutes``)."""
+    return train_tts_recipe(corpus, codebook, tts_dir(args.out, args.tts_ar_hidden), ar_hidden=args.tts_ar_hidden,
+                            minutes=args.train_minutes, device=args.device, quiet=args.quiet)
 
 
 def tts_judge_split(args: argparse.Namespace, corpus: Path) -> Path:

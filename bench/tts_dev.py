@@ -26,24 +26,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seq2seq import TTS_HOLDOUT, speak, speakers_of, texts_of, tts_dir  # noqa: E402  (bench/seq2seq.py)
+from seq2seq import speak, speakers_of, texts_of, train_tts_recipe, tts_dir  # noqa: E402  (bench/seq2seq.py)
 
 log = logging.getLogger("bench.tts_dev")
 
 
 def train_dev_tts(out: Path, minutes: float, ar_hidden: int, device: str, quiet: bool) -> Path:
     """``OUT/tts_dev[_ar<N>]``: bench/seq2seq.py's TTS recipe on ``OUT/voc_train`` (10 % of its sentences held out)."""
-    from speechunits.seq2seq.tts_train import train_tts
-    from speechunits.training import OptimConfig
-
-    path = tts_dir(out, ar_hidden, "tts_dev")
-    if not (path / "tts.json").is_file() or "result" not in json.loads((path / "tts.json").read_text()):
-        train_tts(out / "voc_train", out / "codebook_mfcc_k100", path, input_kind="phones", speaker="table",
-                  holdout=TTS_HOLDOUT, model={"ar_hidden": ar_hidden},
-                  optim=OptimConfig(steps=200_000, lr=1e-3, warmup_steps=200, schedule="cosine",
-                                    max_minutes=minutes, log_every=100, checkpoint_every=1000),
-                  device=device, quiet=quiet)
-    return path
+    return train_tts_recipe(out / "voc_train", out / "codebook_mfcc_k100", tts_dir(out, ar_hidden, "tts_dev"),
+                            ar_hidden=ar_hidden, minutes=minutes, device=device, quiet=quiet)
 
 
 def main() -> int:
