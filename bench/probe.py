@@ -265,7 +265,12 @@ def fit_units(bench: Bench, features: EncoderInput, layer: int, train_ids: list[
     train_feats: dict[str, np.ndarray] = {}
     for k in KS:
         cb_dir, store_dir, bpe_dir = (bench.out / f"{name}-k{k}" for name in ("codebook", "units", "bpe"))
-        if not (cb_dir / "codebook.json").is_file():
+        if (cb_dir / "codebook.json").is_file():
+            fitted_on = json.loads((cb_dir / "codebook.json").read_text()).get("layer")
+            if fitted_on != layer:  # a rerun whose weighted-sum probe now prefers another layer
+                raise SystemExit(f"{cb_dir} was fitted on layer {fitted_on}, this run chose layer {layer}: remove "
+                                 f"{bench.out}/{{codebook,units,bpe}}-k* and the K=* probe directories, then rerun")
+        else:
             if not train_feats:  # layer L of the training split, from the probe's feature cache
                 train_feats = {u: s.features[index].float().numpy()
                                for u, s in features.load(train_ids).samples.items()}

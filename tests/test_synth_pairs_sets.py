@@ -3,6 +3,7 @@ sentences, pairs.tsv, half-written outputs and CLI errors (tiny sets, a few seco
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from speechunits.measure.alignments import SILENCE, load_alignments
 from speechunits.synth.benchmarks import write_lexical, write_syntactic
 from speechunits.synth.lexicon import training_vocabulary
 from speechunits.synth.parallel import read_parallel_pairs, synthesize_parallel
-from speechunits.synth.speakers import Speaker, is_corpus_speaker
+from speechunits.synth.speakers import (SPEAKER_INFO_COLUMNS, Speaker, is_corpus_speaker, read_speaker_info,
+                                        sample_speakers, write_speaker_info)
 
 LEXICAL_HEADER = ["id", "filename", "word", "correct", "voice", "frequency", "length", "phones"]
 SYNTACTIC_HEADER = ["id", "filename", "type", "subtype", "correct", "voice", "transcription"]
@@ -179,3 +181,49 @@ def test_cli_sets_and_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     assert "at most 6 distinct unseen voices" in cli_error(["synth", "lexical", str(tmp_path / "x"), "--voices",
                                                              "9"], caplog)
     assert not (tmp_path / "x").exists() and not (tmp_path / "p").exists()
+
+
+def test_speaker_info_round_trip_and_bad_files(tmp_path: Path) -> None:
+    speakers = sample_speakers(5, ["en", "es"], seed=3)
+    write_speaker_info(tmp_path / "info.tsv", speakers)
+    assert read_speaker_info(tmp_path / "info.tsv") == speakers
+    bad = tmp_path / "bad.tsv"
+    for text, message in (("speaker\tvoice\nx\ty\n", "the header must be"),
+                          ("\t".join(SPEAKER_INFO_COLUMNS) + "\nen00\ten\ten-us+m1\t40\t50\n", "expected 6"),
+                          ("\t".join(SPEAKER_INFO_COLUMNS) + "\nen00\ten\ten-us+m1\thigh\t50\t160\n", "integers"),
+                          ("\t".join(SPEAKER_INFO_COLUMNS) + "\n", "no speakers")):
+        bad.write_text(text)
+        with pytest.raises(SpeechUnitsError, match=message):
+            read_speaker_info(bad)
+    with pytest.raises(SpeechUnitsError, match="no such speaker info file"):
+        read_speaker_info(tmp_path / "missing.tsv")
+
+
+def test_sets_in_voices_of_a_corpus(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    corpus_speakers = sample_speakers(3, ["en"], seed=1)
+    info = tmp_path / "speaker_info.tsv"
+    write_speaker_info(info, corpus_speakers)
+    write_lexical(tmp_path / "zr", pairs=2, voices=2, seed=0, workers=2, quiet=True, voices_from=info)
+    _, rows = _gold(tmp_path / "zr" / "lexical" / "dev" / "gold.csv")
+    _check_pairing(rows, {"en00", "en01"})
+    assert read_speaker_info(tmp_path / "zr" / "lexical" / "voices.tsv") == corpus_speakers[:2]
+    assert all(is_corpus_speaker(s) for s in corpus_speakers)
+    meta = json.loads((tmp_path / "zr" / "lexical" / "lexical.json").read_text())
+    assert meta["voices_from"] == str(info)
+    # the same words and non-words as the set in unseen voices of the same seed
+    write_lexical(tmp_path / "unseen", pairs=2, voices=2, seed=0, workers=2, quiet=True)
+    _, unseen = _gold(tmp_path / "unseen" / "lexical" / "dev" / "gold.csv")
+    assert {(r["id"], r["word"]) for r in rows} == {(r["id"], r["word"]) for r in unseen}
+    assert main(["synth", "syntactic", str(tmp_path / "s"), "--pairs", "1", "--voices", "1", "--voices-from",
+                 str(info), "--quiet"]) == 0
+    _, rows = _gold(tmp_path / "s" / "syntactic" / "test" / "gold.csv")
+    assert {r["voice"] for r in rows} == {"en00"}
+    assert "lists only 3 speakers" in cli_error(["synth", "lexical", str(tmp_path / "x"), "--voices", "4",
+                                                 "--voices-from", str(info)], caplog)
+    mixed = tmp_path / "mixed.tsv"
+    write_speaker_info(mixed, sample_speakers(2, ["es", "en"], seed=0))
+    assert "speak another language than 'en'" in cli_error(["synth", "lexical", str(tmp_path / "x"),
+                                                             "--voices-from", str(mixed)], caplog)
+    assert "--voices-from does not apply" in cli_error(["synth", str(tmp_path / "x"), "--voices-from",
+                                                         str(info)], caplog)
+    assert not (tmp_path / "x").exists()

@@ -13,11 +13,11 @@ from speechunits.errors import SpeechUnitsError
 #: Sub-commands, and the options each one takes besides --seed, --workers and --quiet.
 KINDS = {
     "corpus": ("minutes", "speakers", "languages"),
-    "lexical": ("language", "pairs", "voices"),
-    "syntactic": ("language", "pairs", "voices"),
+    "lexical": ("language", "pairs", "voices", "voices_from"),
+    "syntactic": ("language", "pairs", "voices", "voices_from"),
     "parallel": ("source", "target", "minutes", "speakers"),
 }
-_OPTIONS = ("minutes", "speakers", "languages", "language", "pairs", "voices", "source", "target")
+_OPTIONS = ("minutes", "speakers", "languages", "language", "pairs", "voices", "voices_from", "source", "target")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--pairs", type=int, default=None,
                         help="lexical/syntactic: pairs per split, dev and test (default 300 / 350)")
     parser.add_argument("--voices", type=int, default=None, help="lexical/syntactic: unseen voices (default 2)")
+    parser.add_argument("--voices-from", default=None, metavar="SPEAKER_INFO_TSV",
+                        help="lexical/syntactic: speak the set in the first --voices speakers of a corpus's "
+                        "speaker_info.tsv instead (e.g. its training voices: a diagnosis, not the benchmark)")
     parser.add_argument("--source", default=None, metavar="LANG", help="parallel: source language (default es)")
     parser.add_argument("--target", dest="target_language", default=None, metavar="LANG",
                         help="parallel: target language (default en)")
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     values = {name: getattr(args, "target_language" if name == "target" else name) for name in _OPTIONS}
     stray = [name for name, value in values.items() if value is not None and name not in KINDS[kind]]
     if stray:
-        raise SpeechUnitsError(f"synth {kind}: --{', --'.join(stray)} does not apply")
+        raise SpeechUnitsError(f"synth {kind}: --{', --'.join(n.replace('_', '-') for n in stray)} does not apply")
     if args.workers is not None and args.workers < 1:
         raise SpeechUnitsError(f"--workers must be >= 1, got {args.workers}")
     common = dict(seed=args.seed, workers=args.workers, quiet=args.quiet)
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         from speechunits.synth.benchmarks import write_lexical, write_syntactic
 
         write = write_lexical if kind == "lexical" else write_syntactic
-        options = {k: values[k] for k in ("pairs", "voices") if values[k] is not None}
+        options = {k: values[k] for k in ("pairs", "voices", "voices_from") if values[k] is not None}
         write(out, language=values["language"] or "en", **options, **common)
     else:
         from speechunits.synth.parallel import synthesize_parallel

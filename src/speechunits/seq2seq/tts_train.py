@@ -136,21 +136,20 @@ def corpus_examples(units: Mapping[str, Any], labels: Mapping[str, Any], *, inpu
 
 def corpus_voice(corpus: str | Path) -> tuple[str | None, int | None]:
     """The espeak-ng voice (variant stripped) of a synth corpus's first speaker and the median speaking
-    rate of its speakers, from ``speaker_info.tsv``; ``(None, None)`` without one."""
-    from speechunits.corpus import iter_text_lines
+    rate of its speakers, from ``speaker_info.tsv``; ``(None, None)`` without one.
+
+    Raises:
+        SpeechUnitsError: a ``speaker_info.tsv`` that is there but malformed.
+    """
     from speechunits.seq2seq.data import corpus_root
     from speechunits.seq2seq.text import base_voice
+    from speechunits.synth.speakers import read_speaker_info
 
     path = corpus_root(corpus) / "speaker_info.tsv"
     if not path.is_file():
         return None, None
-    lines = list(iter_text_lines(path, "speaker info"))
-    header = lines[0][1].split("\t") if lines else []
-    if len(lines) < 2 or "voice" not in header:
-        return None, None
-    rows = [line.split("\t") for _, line in lines[1:]]
-    rates = [int(r[header.index("rate")]) for r in rows if "rate" in header and r[header.index("rate")].isdigit()]
-    return base_voice(rows[0][header.index("voice")]), (int(np.median(rates)) if rates else None)
+    speakers = read_speaker_info(path)
+    return base_voice(speakers[0].voice), int(np.median([s.rate for s in speakers]))
 
 
 def encode_examples(examples: Sequence[TTSExample], symbols: Any, speakers: Sequence[str]) -> list[Any]:

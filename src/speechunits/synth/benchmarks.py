@@ -19,7 +19,10 @@ them: ``{dev,test}/phones.tsv`` (the phone alignment of every file, keyed by fil
   non-word spoken as a lexicon word is an error).
 * Syntactic: pairs from :mod:`speechunits.synth.syntax`, subtypes in turn; dev and test share
   no grammatical sentence. Both members are spoken from text.
-* Voices: :func:`speechunits.synth.speakers.sample_unseen_speakers` (variants no corpus uses).
+* Voices: :func:`speechunits.synth.speakers.sample_unseen_speakers` (variants no corpus uses), or
+  with ``voices_from`` the first ``voices`` speakers of a corpus's ``speaker_info.tsv``: a set in the
+  training voices separates what an LM cannot model from what a new voice changes (a diagnosis,
+  not the benchmark).
 
 The whole set is built in ``OUT/.lexical.partial`` (or ``.syntactic.partial``) and renamed into
 place at the end, so ``OUT/lexical`` is either complete or absent; a leftover partial directory
@@ -43,7 +46,7 @@ import numpy as np
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import Segment
 from speechunits.synth.lexicon import Pronunciation
-from speechunits.synth.speakers import LANGUAGE_VOICES, Speaker, sample_unseen_speakers
+from speechunits.synth.speakers import LANGUAGE_VOICES, Speaker, read_speaker_info, sample_unseen_speakers
 
 log = logging.getLogger(__name__)
 
@@ -148,41 +151,57 @@ def _filename(kind: str, language: str, seed: int, split: str, pair_id: int, voi
 
 
 def write_lexical(out_dir: str | os.PathLike[str], *, language: str = "en", pairs: int = LEXICAL_PAIRS,
-                  voices: int = VOICES, seed: int = 0, workers: int | None = None, quiet: bool = False) -> Path:
+                  voices: int = VOICES, seed: int = 0, workers: int | None = None, quiet: bool = False,
+                  voices_from: str | os.PathLike[str] | None = None) -> Path:
     """Write the lexical set to ``out_dir/lexical`` (see the module docstring); returns that directory.
+
+    ``voices_from``: a ``speaker_info.tsv`` whose first ``voices`` speakers speak the set instead of
+    unseen voices.
 
     Raises:
         SpeechUnitsError: unknown language, bad counts, more pairs than the vocabulary allows,
-            ``out_dir/lexical`` already there, or espeak-ng missing.
+            ``out_dir/lexical`` already there, a bad ``voices_from`` (see :func:`_check_common`), or
+            espeak-ng missing.
     """
     from speechunits.synth.lexicon import training_vocabulary
 
-    _check_common(out_dir, "lexical", language, pairs, voices, seed, workers)
+    voices_from = None if voices_from is None else str(voices_from)
+    _check_common(out_dir, "lexical", language, pairs, voices, seed, workers, voices_from)
     vocabulary = training_vocabulary(language)
     if pairs * len(SPLITS) > len(vocabulary):
         raise SpeechUnitsError(f"--pairs {pairs}: {language} has {len(vocabulary)} distinct words in its training "
                                f"sentences, fewer than {len(SPLITS)} x {pairs}")
     return _run("lexical", out_dir, language=language, pairs=pairs, voices=voices, seed=seed, workers=workers,
-                quiet=quiet)
+                quiet=quiet, voices_from=voices_from)
 
 
 def write_syntactic(out_dir: str | os.PathLike[str], *, language: str = "en", pairs: int = SYNTACTIC_PAIRS,
-                    voices: int = VOICES, seed: int = 0, workers: int | None = None, quiet: bool = False) -> Path:
+                    voices: int = VOICES, seed: int = 0, workers: int | None = None, quiet: bool = False,
+                    voices_from: str | os.PathLike[str] | None = None) -> Path:
     """Write the syntactic set to ``out_dir/syntactic`` (see the module docstring); returns that directory.
+
+    ``voices_from`` as :func:`write_lexical`.
 
     Raises:
         SpeechUnitsError: a language without a grammar (only ``en``), bad counts, ``out_dir/syntactic``
-            already there, or espeak-ng missing.
+            already there, a bad ``voices_from``, or espeak-ng missing.
     """
-    _check_common(out_dir, "syntactic", language, pairs, voices, seed, workers)
+    voices_from = None if voices_from is None else str(voices_from)
+    _check_common(out_dir, "syntactic", language, pairs, voices, seed, workers, voices_from)
     if language != "en":
         raise SpeechUnitsError(f"--language {language!r}: the syntactic grammar exists for en only")
     return _run("syntactic", out_dir, language=language, pairs=pairs, voices=voices, seed=seed, workers=workers,
-                quiet=quiet)
+                quiet=quiet, voices_from=voices_from)
 
 
 def _check_common(out_dir: str | os.PathLike[str], kind: str, language: str, pairs: int, voices: int, seed: int,
-                  workers: int | None) -> list[Speaker]:
+                  workers: int | None, voices_from: str | None = None) -> list[Speaker]:
+    """Check the arguments; the speakers of the set.
+
+    Raises:
+        SpeechUnitsError: also when ``voices_from`` cannot be read, has fewer than ``voices``
+            speakers, or one of the first ``voices`` speaks another language than ``language``.
+    """
     from speechunits.synth.sentences import available_languages
 
     if language not in available_languages() or language not in LANGUAGE_VOICES:
@@ -195,7 +214,18 @@ def _check_common(out_dir: str | os.PathLike[str], kind: str, language: str, pai
     target = Path(out_dir) / kind
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise SpeechUnitsError(f"{target}: already exists (remove it to rebuild)")
-    return sample_unseen_speakers(voices, language, seed)
+    if voices_from is None:
+        return sample_unseen_speakers(voices, language, seed)
+    if voices < 1:
+        raise SpeechUnitsError(f"--voices must be >= 1, got {voices}")
+    speakers = read_speaker_info(voices_from)
+    if len(speakers) < voices:
+        raise SpeechUnitsError(f"--voices {voices}: {voices_from} lists only {len(speakers)} speakers")
+    other = [s.name for s in speakers[:voices] if s.language != language]
+    if other:
+        raise SpeechUnitsError(f"--voices-from {voices_from}: {', '.join(other)} speak another language than "
+                               f"{language!r}")
+    return speakers[:voices]
 
 
 def _run(kind: str, out_dir: str | os.PathLike[str], **request: Any) -> Path:
@@ -211,13 +241,13 @@ def _run(kind: str, out_dir: str | os.PathLike[str], **request: Any) -> Path:
 
 
 def lexical_here(out_dir: str, language: str, pairs: int, voices: int, seed: int, workers: int | None,
-                 quiet: bool) -> dict[str, Any]:
+                 quiet: bool, voices_from: str | None = None) -> dict[str, Any]:
     """Plan and speak the lexical set in this process (``python -m speechunits.synth``)."""
     from speechunits.synth.espeak import initialise, phoneme_input
     from speechunits.synth.lexicon import pronounce, training_vocabulary
     from speechunits.synth.nonwords import NonwordGenerator
 
-    speakers = _check_common(out_dir, "lexical", language, pairs, voices, seed, workers)
+    speakers = _check_common(out_dir, "lexical", language, pairs, voices, seed, workers, voices_from)
     initialise()
     vocabulary = training_vocabulary(language)
     lexicon = pronounce(sorted(vocabulary), LANGUAGE_VOICES[language])
@@ -248,16 +278,17 @@ def lexical_here(out_dir: str, language: str, pairs: int, voices: int, seed: int
              "distinct_words": len({p.word.spelling for c in plan.values() for p in c}),
              "min_word_phones": MIN_WORD_PHONES}
     return _speak_set(Path(out_dir), "lexical", items, LEXICAL_COLUMNS, speakers, workers, quiet,
-                      dict(language=language, pairs=pairs, voices=voices, seed=seed), extra, finalize)
+                      dict(language=language, pairs=pairs, voices=voices, seed=seed, voices_from=voices_from), extra,
+                      finalize)
 
 
 def syntactic_here(out_dir: str, language: str, pairs: int, voices: int, seed: int, workers: int | None,
-                   quiet: bool) -> dict[str, Any]:
+                   quiet: bool, voices_from: str | None = None) -> dict[str, Any]:
     """Plan and speak the syntactic set in this process (``python -m speechunits.synth``)."""
     from speechunits.synth.espeak import initialise
     from speechunits.synth.syntax import spoken_text
 
-    speakers = _check_common(out_dir, "syntactic", language, pairs, voices, seed, workers)
+    speakers = _check_common(out_dir, "syntactic", language, pairs, voices, seed, workers, voices_from)
     initialise()
     plan = choose_syntactic_pairs(pairs, seed)
     items: list[_Item] = []
@@ -273,7 +304,7 @@ def syntactic_here(out_dir: str, language: str, pairs: int, voices: int, seed: i
                     row = (pair_id, name, pair.type, pair.subtype, correct, speaker.name, text)
                     items.append(_Item(split, name, text, False, speaker, seed * 1_000_003 + len(items), None, row))
     return _speak_set(Path(out_dir), "syntactic", items, SYNTACTIC_COLUMNS, speakers, workers, quiet,
-                      dict(language=language, pairs=pairs, voices=voices, seed=seed),
+                      dict(language=language, pairs=pairs, voices=voices, seed=seed, voices_from=voices_from),
                       {"pairs_by_subtype": subtype_counts}, lambda item, spoken: item.row)
 
 
@@ -300,7 +331,8 @@ def _speak_set(out: Path, kind: str, items: list[_Item], columns: Sequence[str],
     from speechunits.measure.alignments import write_segments_tsv
     from speechunits.progress import AudioProgress
     from speechunits.synth.align import segments_from_events  # noqa: F401  (imported before forking, as soxr)
-    from speechunits.synth.corpus import SAMPLE_RATE, _warm_up, write_speaker_info
+    from speechunits.synth.corpus import SAMPLE_RATE, _warm_up
+    from speechunits.synth.speakers import write_speaker_info
     from speechunits.synth.forking import map_forked
 
     if len({i.filename for i in items}) != len(items):

@@ -41,7 +41,7 @@ from speechunits.measure.textgrid import Tier, fill_tier, write_textgrid
 from speechunits.progress import AudioProgress
 from speechunits.synth.forking import map_forked
 from speechunits.synth.sentences import sentences
-from speechunits.synth.speakers import Speaker, sample_speakers
+from speechunits.synth.speakers import Speaker, sample_speakers, write_speaker_info
 
 log = logging.getLogger(__name__)
 
@@ -307,14 +307,6 @@ def _write_tables(out: Path, results: list[_Result], speakers: list[Speaker], ar
     (out / "corpus.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if not results:
         raise SpeechUnitsError(f"{out}: no utterance was synthesised")
-
-
-def write_speaker_info(path: Path, speakers: Sequence[Speaker]) -> None:
-    """``speaker, language, voice, pitch, pitch_range, rate`` with a header, one speaker per line."""
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("speaker\tlanguage\tvoice\tpitch\tpitch_range\trate\n")
-        for s in speakers:
-            handle.write(f"{s.name}\t{s.language}\t{s.voice}\t{s.pitch}\t{s.pitch_range}\t{s.rate}\n")
 
 
 def _write_other_transcripts(out: Path, results: list[_Result]) -> None:

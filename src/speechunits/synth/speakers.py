@@ -1,7 +1,10 @@
 """Synthetic speakers: an espeak-ng voice variant plus pitch, pitch range and rate."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -26,6 +29,8 @@ FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
 PITCH_RANGE = {"m": (25, 60), "f": (50, 85)}
 INTONATION_RANGE = (30, 80)
 RATE_RANGE = (135, 205)
+#: Header of ``speaker_info.tsv`` (a corpus) and ``voices.tsv`` (a benchmark set).
+SPEAKER_INFO_COLUMNS = ("speaker", "language", "voice", "pitch", "pitch_range", "rate")
 
 
 @dataclass(frozen=True)
@@ -125,3 +130,44 @@ def sample_unseen_speakers(count: int, language: str, seed: int) -> list[Speaker
             pitch_range=int(rng.integers(INTONATION_RANGE[0], INTONATION_RANGE[1] + 1)),
             rate=int(rng.integers(RATE_RANGE[0], RATE_RANGE[1] + 1))))
     return voices
+
+
+def write_speaker_info(path: str | os.PathLike[str], speakers: Sequence[Speaker]) -> None:
+    """:data:`SPEAKER_INFO_COLUMNS` with a header, one speaker per line."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\t".join(SPEAKER_INFO_COLUMNS) + "\n")
+        for s in speakers:
+            handle.write(f"{s.name}\t{s.language}\t{s.voice}\t{s.pitch}\t{s.pitch_range}\t{s.rate}\n")
+
+
+def read_speaker_info(path: str | os.PathLike[str]) -> list[Speaker]:
+    """The speakers of a ``speaker_info.tsv`` / ``voices.tsv``, in file order.
+
+    Raises:
+        SpeechUnitsError: a missing file, another header, a short row, a non-integer pitch, range
+            or rate, a repeated speaker name, or no speaker at all.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechUnitsError(f"{path}: no such speaker info file (a synth corpus's speaker_info.tsv)")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or tuple(lines[0].split("\t")) != SPEAKER_INFO_COLUMNS:
+        raise SpeechUnitsError(f"{path}: the header must be {' '.join(SPEAKER_INFO_COLUMNS)} (tab-separated)")
+    speakers: list[Speaker] = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != len(SPEAKER_INFO_COLUMNS):
+            raise SpeechUnitsError(f"{path}:{number}: expected {len(SPEAKER_INFO_COLUMNS)} tab-separated fields, "
+                                   f"got {len(fields)}")
+        try:
+            speakers.append(Speaker(fields[0], fields[1], fields[2], int(fields[3]), int(fields[4]), int(fields[5])))
+        except ValueError:
+            raise SpeechUnitsError(f"{path}:{number}: pitch, pitch_range and rate must be integers") from None
+    names = [s.name for s in speakers]
+    if len(set(names)) != len(names):
+        raise SpeechUnitsError(f"{path}: a speaker is listed twice")
+    if not speakers:
+        raise SpeechUnitsError(f"{path}: no speakers")
+    return speakers

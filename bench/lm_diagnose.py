@@ -1,0 +1,298 @@
+"""Why do unit LMs sit at chance on the lexical set (issue 16)? A diagnosis on bench/lm.py's data, dev sets only.
+
+Run after ``bench/lm.py`` (it reads that run's corpus, codebook, unit stores and benchmark sets)::
+
+    python bench/lm_diagnose.py --lm-out bench/out/lm            # ~3 min; writes bench/out/lm/diagnosis/
+
+bench/lm.py's first run blamed the speaker dependence of the units. This script tests that, with count
+models (which no training budget limits) on the lexical **dev** set (the test set is not read):
+
+1. **Seen voices.** The same lexical pairs (same seed, same words and non-words) spoken by two *training*
+   voices (``write_lexical(voices_from=corpus/speaker_info.tsv)``), scored by dedup unit 3/5-grams trained
+   on all training speakers, and by 2/3/5/8-grams trained on that one voice's utterances only. If
+   speaker dependence were the cause, these would be well above chance.
+2. **Word in isolation vs in a sentence.** For each seen-voice word that the same voice says in the
+   corpus: UED between the isolated word's units and its units cut out of the sentence (word
+   alignment), between two in-sentence occurrences, and between the word and its non-word.
+3. **Front ends.** MFCC K=100 as they are, after per-utterance or per-speaker mean/variance normalisation, and with
+   +-2 / +-4 frames of context stacked (per-utterance normalised cepstra, PCA to 39): PNMI on the
+   held-out speakers, cross-speaker UED (held-out speakers against the first 3 training speakers,
+   same sentence) and the dedup 5-gram's lexical accuracy on unseen and seen voices. Each front end
+   fits its own k-means (1500 training utterances, standardised, 30 Lloyd iterations); the first
+   row instead uses bench/lm.py's own codebook and stores (``speechunits fit``, no standardisation). An
+   upper bound closes the table: the phone labels of the alignments as units (what the phone 5-gram
+   topline of bench/lm.py sees, but at the frame rate and deduplicated like the units).
+
+Prints a markdown report and writes ``OUT/results.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger("bench.lm_diagnose")
+
+K = 100
+SEEN_VOICES = 2
+REFERENCE_SPEAKERS = 3
+HELD_SPEAKERS = 4  # bench/lm.py holds out the last 10 % of 40 speakers
+FIT_UTTERANCES = 1500
+FRONT_ENDS = ("standardised", "utterance CMVN", "speaker CMVN", "stack +-2", "stack +-4")
+
+
+def lexical_accuracy(score: Callable[[np.ndarray], tuple[float, int]], units: dict[str, np.ndarray],
+                     gold: list[Any]) -> dict[str, float]:
+    """Lexical accuracy (summed and length-normalised) of ``score`` over the files of ``gold``."""
+    from speechunits.lm.benchmark import evaluate_scores
+
+    raw = {utt: score(ids) for utt, ids in units.items()}
+    tables = {"sum": {u: s for u, (s, _) in raw.items()}, "normalised": {u: s / n for u, (s, n) in raw.items()}}
+    result = evaluate_scores("lexical", gold, tables, "diagnosis")
+    return {"sum": result["sum"]["accuracy"], "normalised": result["normalised"]["accuracy"]}
+
+
+def normalised_features(features: dict[str, np.ndarray], mode: str, speaker_of: Callable[[str], str]
+                        ) -> dict[str, np.ndarray]:
+    """MFCC ``[T, 39]`` per utterance after one of :data:`FRONT_ENDS` (``standardised``: as they are; the
+    quantizer standardises every front end with training statistics)."""
+    if mode == "standardised":
+        return features
+    if mode == "utterance CMVN":
+        return {u: (x - x.mean(0)) / (x.std(0) + 1e-5) for u, x in features.items()}
+    if mode == "speaker CMVN":
+        groups: dict[str, list[np.ndarray]] = defaultdict(list)
+        for utt, x in features.items():
+            groups[speaker_of(utt)].append(x)
+        stats = {s: (np.concatenate(v).mean(0), np.concatenate(v).std(0) + 1e-5) for s, v in groups.items()}
+        return {u: (x - stats[speaker_of(u)][0]) / stats[speaker_of(u)][1] for u, x in features.items()}
+    context = int(mode.split("+-")[1])
+    cepstra = normalised_features({u: x[:, :13] for u, x in features.items()}, "utterance CMVN", speaker_of)
+    out = {}
+    for utt, x in cepstra.items():
+        padded = np.pad(x, ((context, context), (0, 0)), mode="edge")
+        out[utt] = np.concatenate([padded[i:i + len(x)] for i in range(2 * context + 1)], axis=1)
+    return out
+
+
+class Quantizer:
+    """Standardise (and for stacked inputs project onto 39 principal axes), then nearest k-means centroid."""
+
+    def __init__(self, sample: np.ndarray):
+        import torch
+
+        from speechunits.quantize.kmeans import fit_kmeans
+
+        self.mean, self.std = sample.mean(0), sample.std(0) + 1e-5
+        z = (sample - self.mean) / self.std
+        self.projection = None
+        if z.shape[1] > 39:
+            self.projection = np.linalg.svd(z[::5], full_matrices=False)[2][:39].T
+            z = z @ self.projection
+        self.centroids = fit_kmeans(torch.from_numpy(z.astype(np.float32)), K, iters=30, seed=0,
+                                    device="cpu").centroids
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        z = (x - self.mean) / self.std
+        if self.projection is not None:
+            z = z @ self.projection
+        return torch.cdist(torch.from_numpy(z.astype(np.float32)), self.centroids).argmin(1).numpy()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lm-out", type=Path, default=Path("bench/out/lm"), help="the --out of a bench/lm.py run")
+    parser.add_argument("--out", type=Path, help="default LM_OUT/diagnosis")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("speechunits").setLevel(logging.WARNING)
+    import soundfile as sf
+    import torch
+
+    from speechunits.encoders import load_encoder
+    from speechunits.lm.benchmark import read_gold
+    from speechunits.lm.ngram import NGramLM
+    from speechunits.measure.alignments import load_alignments, frame_label_ids
+    from speechunits.measure.invariance import dedup_ids, unit_edit_distance
+    from speechunits.measure.metrics import contingency, phone_unit_scores
+    from speechunits.quantize.codebook import Codebook
+    from speechunits.synth.benchmarks import write_lexical
+    from speechunits.units.store import UnitStore
+
+    torch.set_num_threads(1)
+    lm_out: Path = args.lm_out
+    out: Path = args.out or lm_out / "diagnosis"
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = lm_out / "corpus"
+    speaker_of = {line.split("\t")[0]: line.split("\t")[1].strip() for line in open(corpus / "speakers.tsv")}
+    text_of = {line.split("\t")[0]: line.rstrip("\n").split("\t")[1] for line in open(corpus / "text.tsv")}
+    speakers = sorted(set(speaker_of.values()))
+    train_speakers, held = speakers[:-HELD_SPEAKERS], speakers[-HELD_SPEAKERS:]
+    results: dict[str, Any] = {"held_out_speakers": held}
+
+    # -- the seen-voice lexical set (same seed as bench/lm.py's: the same pairs) -------------------------
+    seen_root = out / "zr-seen"
+    if not (seen_root / "lexical").is_dir():
+        write_lexical(seen_root, language="en", voices=SEEN_VOICES, seed=0, voices_from=corpus / "speaker_info.tsv")
+    sets = {"unseen voices": lm_out / "zr2021" / "lexical" / "dev", "seen voices": seen_root / "lexical" / "dev"}
+    gold = {name: read_gold(d / "gold.csv") for name, d in sets.items()}
+    voice_of = {name: {row.filename: row.voice for row in rows} for name, rows in gold.items()}
+    seen_voices = sorted({row.voice for row in gold["seen voices"]})
+    assert set(seen_voices) <= set(train_speakers), seen_voices
+
+    # -- features of the corpus and of both sets ---------------------------------------------------------
+    mfcc = load_encoder("mfcc", "cpu")
+
+    def features_of(paths: list[Path]) -> dict[str, np.ndarray]:
+        return {p.stem: mfcc.extract_batch([sf.read(p, dtype="float32")[0]])[0][0] for p in paths}
+
+    started = time.perf_counter()
+    corpus_feats = features_of(sorted((corpus / "wavs").glob("*.wav")))
+    set_feats = {name: features_of(sorted(d.glob("*.wav"))) for name, d in sets.items()}
+    log.info("MFCC of %d + %d files in %.0f s", len(corpus_feats), sum(map(len, set_feats.values())),
+             time.perf_counter() - started)
+    alignments = load_alignments(str(corpus / "phones.tsv"))
+    phones = sorted({s.label for segs in alignments.values() for s in segs})
+    phone_id = {p: i for i, p in enumerate(phones)}
+    train_utts = sorted(u for u in corpus_feats if speaker_of[u] in train_speakers)
+
+    def measures(units: dict[str, np.ndarray], set_units: dict[str, dict[str, np.ndarray]], vocab: int = K
+                 ) -> dict[str, Any]:
+        labels, ids = [], []
+        for utt, u in units.items():
+            if speaker_of[utt] in held and utt in alignments:
+                lab = frame_label_ids(alignments[utt], len(u), mfcc.info.frame_rate, mfcc.info.frame_offset_s, phone_id)
+                keep = lab >= 0
+                labels.append(lab[keep])
+                ids.append(u[keep])
+        pnmi = phone_unit_scores(contingency(np.concatenate(labels), np.concatenate(ids), len(phone_id), vocab)).pnmi
+        by_text: dict[str, dict[str, str]] = defaultdict(dict)
+        for utt in units:
+            by_text[text_of[utt]][speaker_of[utt]] = utt
+        edits = length = 0
+        for spoken in by_text.values():
+            for h in held:
+                for ref in speakers[:REFERENCE_SPEAKERS]:
+                    if h in spoken and ref in spoken:
+                        e, n = unit_edit_distance(units[spoken[ref]], units[spoken[h]])
+                        edits, length = edits + e, length + n
+        ngram = NGramLM(5, vocab).fit(dedup_ids(units[u]) for u in train_utts)
+        lexical = {name: lexical_accuracy(lambda x: ngram.score(dedup_ids(x)), set_units[name], gold[name])
+                   for name in sets}
+        return {"pnmi": pnmi, "cross_speaker_ued": edits / length, "lexical_5gram": lexical}
+
+    # -- 1. bench/lm.py's own units ---------------------------------------------------------------------
+    codebook = Codebook.load(lm_out / "codebook")
+
+    def encode(feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {u: codebook.assign(x, device="cpu") for u, x in feats.items()}
+
+    units = {u: x.ids for u, x in UnitStore.open(lm_out / "units")}
+    set_units = {name: encode(f) for name, f in set_feats.items()}
+    front_ends: dict[str, Any] = {"bench/lm.py's MFCC K=100": measures(units, set_units)}
+    ngram_rows: dict[str, Any] = {}
+    for order in (3, 5):
+        ngram = NGramLM(order, K).fit(dedup_ids(units[u]) for u in train_utts)
+        ngram_rows[f"all training speakers, {order}-gram"] = {
+            name: lexical_accuracy(lambda x, n=ngram: n.score(dedup_ids(x)), set_units[name], gold[name])
+            for name in sets}
+    for voice in seen_voices:
+        own = [u for u in train_utts if speaker_of[u] == voice]
+        files = {f: x for f, x in set_units["seen voices"].items() if voice_of["seen voices"][f] == voice}
+        rows = [r for r in gold["seen voices"] if r.voice == voice]
+        for order in (2, 3, 5, 8):
+            ngram = NGramLM(order, K).fit(dedup_ids(units[u]) for u in own)
+            ngram_rows[f"{voice}'s {len(own)} utterances only, {order}-gram, {voice}'s files"] = {
+                "seen voices": lexical_accuracy(lambda x, n=ngram: n.score(dedup_ids(x)), files, rows)}
+    results["ngrams"] = ngram_rows
+
+    # -- 2. isolated word vs the word in a sentence (seen voices, same voice) --------------------------
+    occurrences: dict[tuple[str, str], list[tuple[str, float, float]]] = defaultdict(list)
+    for line in open(corpus / "words.tsv", encoding="utf-8"):
+        utt, start, end, word = line.rstrip("\n").split("\t")
+        occurrences[(speaker_of[utt], word.lower())].append((utt, float(start), float(end)))
+    pairs: dict[tuple[str, str], dict[int, Any]] = defaultdict(dict)
+    for row in gold["seen voices"]:
+        pairs[(row.id, row.voice)][row.correct] = row
+    iso = set_units["seen voices"]
+    rate = mfcc.info.frame_rate
+
+    def cut(utt: str, start: float, end: float) -> np.ndarray:
+        return units[utt][int(start * rate):int(end * rate)]
+
+    distances: dict[str, list[float]] = defaultdict(list)
+    for (_, voice), pair in pairs.items():
+        said = occurrences.get((voice, pair[1].fields["word"]))
+        if not said:
+            continue
+        word = iso[pair[1].filename]
+        e, n = unit_edit_distance(word, cut(*said[0]))
+        distances["isolated word vs the same word in a sentence"].append(e / n)
+        e, n = unit_edit_distance(word, iso[pair[0].filename])
+        distances["isolated word vs its isolated non-word"].append(e / n)
+        if len(said) > 1:
+            e, n = unit_edit_distance(cut(*said[0]), cut(*said[1]))
+            distances["two in-sentence occurrences of the word"].append(e / n)
+    results["isolation_ued"] = {k: {"mean": float(np.mean(v)), "count": len(v)} for k, v in distances.items()}
+
+    # -- 3. front ends ----------------------------------------------------------------------------------
+    rng = np.random.default_rng(0)
+    fit_utts = rng.choice(train_utts, min(FIT_UTTERANCES, len(train_utts)), replace=False)
+    for mode in FRONT_ENDS:
+        feats = normalised_features(corpus_feats, mode, speaker_of.__getitem__)
+        quantize = Quantizer(np.concatenate([feats[u] for u in fit_utts]))
+        mode_units = {u: quantize(x) for u, x in feats.items()}
+        mode_sets = {name: {u: quantize(x) for u, x in normalised_features(f, mode, voice_of[name].__getitem__).items()}
+                     for name, f in set_feats.items()}
+        front_ends[f"MFCC, {mode}"] = measures(mode_units, mode_sets)
+        log.info("%s: %s", mode, front_ends[f"MFCC, {mode}"])
+    no_label = len(phone_id)  # frames outside every phone segment (silence)
+
+    def phone_units(segments: Any, num_frames: int) -> np.ndarray:
+        ids = frame_label_ids(segments, num_frames, mfcc.info.frame_rate, mfcc.info.frame_offset_s, phone_id)
+        return np.where(ids >= 0, ids, no_label)
+
+    oracle = {u: phone_units(alignments[u], len(x)) for u, x in corpus_feats.items()}
+    oracle_sets = {}
+    for name, d in sets.items():
+        set_alignments = load_alignments(str(d / "phones.tsv"))
+        oracle_sets[name] = {u: phone_units(set_alignments[u], len(x)) for u, x in set_feats[name].items()}
+    if len(phone_id) >= no_label + 1:
+        raise SystemExit("the benchmark sets hold phones the corpus lacks")  # phone_id grew: ids would collide
+    front_ends["upper bound: phone labels as units"] = measures(oracle, oracle_sets, vocab=no_label + 1)
+    results["front_ends"] = front_ends
+
+    # -- report -----------------------------------------------------------------------------------------
+    def acc(value: dict[str, float]) -> str:
+        return f"{value['sum']:.3f} / {value['normalised']:.3f}"
+
+    lines = ["## Lexical dev set, dedup unit n-grams (accuracy sum / normalised; chance 0.5)", "",
+             "| n-gram trained on | unseen voices | seen voices |", "|---|---|---|"]
+    for name, row in ngram_rows.items():
+        lines.append(f"| {name} | {acc(row['unseen voices']) if 'unseen voices' in row else '-'} | "
+                     f"{acc(row['seen voices'])} |")
+    lines += ["", "## Unit edit distance, seen voices (same voice)", "", "| pair | mean UED | count |", "|---|---|---|"]
+    lines += [f"| {k} | {v['mean']:.3f} | {v['count']} |" for k, v in results["isolation_ued"].items()]
+    lines += ["", "## Front ends (K=100)", "",
+              "| front end | PNMI (held-out speakers) | cross-speaker UED | 5-gram lexical, unseen voices | seen voices |",
+              "|---|---|---|---|---|"]
+    for name, row in front_ends.items():
+        lines.append(f"| {name} | {row['pnmi']:.3f} | {row['cross_speaker_ued']:.3f} | "
+                     f"{acc(row['lexical_5gram']['unseen voices'])} | {acc(row['lexical_5gram']['seen voices'])} |")
+    report = "\n".join(lines)
+    print(report)
+    (out / "report.md").write_text(report + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
