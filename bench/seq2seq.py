@@ -221,7 +221,9 @@ def bench_tts(args: argparse.Namespace, corpus: Path, codebook: Path, vocoder: A
                               "heldout_units": meta["heldout"]}
     held = meta["data"]["heldout_ids"]
     unseen = tts_heldout(corpus)
-    result["heldout_unseen_by_vocoder"] = sum(u in unseen for u in held) / max(len(held), 1)
+    # the share of held-out utterances that the bench's own vocoder never trained on (unknown for a --vocoder)
+    result["heldout_unseen_by_vocoder"] = (None if args.vocoder else
+                                           sum(u in unseen for u in held) / max(len(held), 1))
     texts, speakers = texts_of(corpus), speakers_of(corpus)
     started = time.perf_counter()
     units = [bundle.units_of([texts[u]], speakers[u], temperature=args.tts_temperature)[0] for u in held]

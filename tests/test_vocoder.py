@@ -14,7 +14,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechunits.audio import Audio
 from speechunits.cli.main import main
 from speechunits.errors import SpeechUnitsError
 from speechunits.pitch import F0Stats, F0Track
