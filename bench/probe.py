@@ -1,10 +1,10 @@
 """Must-show of issue 14: SUPERB-style probes on features and on units, in one script.
 
-Command of docs/probe.md's table (one seed per learning rate; ~1 h 45 min here; the tiny and most unit rows
-are budget-bound at 8 minutes per sweep, the report lists them; about ``--probe-minutes 25`` lets them converge)::
+Command of docs/probe.md's table (one seed per learning rate; ~3-4 h here; at ``--probe-minutes 8`` the
+tiny and most unit rows are budget-bound, the report lists them; at 25 every chosen run converged)::
 
     python bench/probe.py --out bench/out/probe --minutes 60 --speakers 20 \\
-        --pretrain-minutes 20 --probe-minutes 8 --seeds 1 \\
+        --pretrain-minutes 20 --probe-minutes 25 --seeds 1 \\
         --librispeech ../shared/data/librispeech-sample
 
 Probe sweeps run ``--jobs`` at a time (default 2, one thread each: one per core of this machine) in
