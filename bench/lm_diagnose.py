@@ -42,7 +42,6 @@ log = logging.getLogger("bench.lm_diagnose")
 K = 100
 SEEN_VOICES = 2
 REFERENCE_SPEAKERS = 3
-HELD_SPEAKERS = 4  # bench/lm.py holds out the last 10 % of 40 speakers
 FIT_UTTERANCES = 1500
 FRONT_ENDS = ("standardised", "utterance CMVN", "speaker CMVN", "stack +-2", "stack +-4")
 
@@ -135,7 +134,8 @@ def main() -> int:
     speaker_of = {line.split("\t")[0]: line.split("\t")[1].strip() for line in open(corpus / "speakers.tsv")}
     text_of = {line.split("\t")[0]: line.rstrip("\n").split("\t")[1] for line in open(corpus / "text.tsv")}
     speakers = sorted(set(speaker_of.values()))
-    train_speakers, held = speakers[:-HELD_SPEAKERS], speakers[-HELD_SPEAKERS:]
+    held_count = max(1, len(speakers) // 10)  # bench/lm.py's rule: the last 10 % (at least 1) are held out
+    train_speakers, held = speakers[:-held_count], speakers[-held_count:]
     results: dict[str, Any] = {"held_out_speakers": held}
 
     # -- the seen-voice lexical set (same seed as bench/lm.py's: the same pairs) -------------------------
@@ -146,7 +146,8 @@ def main() -> int:
     gold = {name: read_gold(d / "gold.csv") for name, d in sets.items()}
     voice_of = {name: {row.filename: row.voice for row in rows} for name, rows in gold.items()}
     seen_voices = sorted({row.voice for row in gold["seen voices"]})
-    assert set(seen_voices) <= set(train_speakers), seen_voices
+    if not set(seen_voices) <= set(train_speakers):
+        raise SystemExit(f"the first {SEEN_VOICES} speakers of speaker_info.tsv ({seen_voices}) must be training speakers")
 
     # -- features of the corpus and of both sets ---------------------------------------------------------
     mfcc = load_encoder("mfcc", "cpu")
@@ -187,7 +188,7 @@ def main() -> int:
         ngram = NGramLM(5, vocab).fit(dedup_ids(units[u]) for u in train_utts)
         lexical = {name: lexical_accuracy(lambda x: ngram.score(dedup_ids(x)), set_units[name], gold[name])
                    for name in sets}
-        return {"pnmi": pnmi, "cross_speaker_ued": edits / length, "lexical_5gram": lexical}
+        return {"pnmi": pnmi, "cross_speaker_ued": edits / length if length else None, "lexical_5gram": lexical}
 
     # -- 1. bench/lm.py's own units ---------------------------------------------------------------------
     codebook = Codebook.load(lm_out / "codebook")
@@ -285,7 +286,8 @@ def main() -> int:
               "| front end | PNMI (held-out speakers) | cross-speaker UED | 5-gram lexical, unseen voices | seen voices |",
               "|---|---|---|---|---|"]
     for name, row in front_ends.items():
-        lines.append(f"| {name} | {row['pnmi']:.3f} | {row['cross_speaker_ued']:.3f} | "
+        ued = "-" if row["cross_speaker_ued"] is None else f"{row['cross_speaker_ued']:.3f}"  # no shared sentence
+        lines.append(f"| {name} | {row['pnmi']:.3f} | {ued} | "
                      f"{acc(row['lexical_5gram']['unseen voices'])} | {acc(row['lexical_5gram']['seen voices'])} |")
     report = "\n".join(lines)
     print(report)
