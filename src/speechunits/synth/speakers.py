@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from speechunits.corpus import iter_text_lines
 from speechunits.errors import SpeechUnitsError
 
 #: espeak-ng base voice per language (any espeak voice name works here).
@@ -144,19 +144,15 @@ def read_speaker_info(path: str | os.PathLike[str]) -> list[Speaker]:
     """The speakers of a ``speaker_info.tsv`` / ``voices.tsv``, in file order.
 
     Raises:
-        SpeechUnitsError: a missing file, another header, a short row, a non-integer pitch, range
+        SpeechUnitsError: a missing or non-UTF-8 file, another header, a short row, a non-integer pitch, range
             or rate, a repeated speaker name, or no speaker at all.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SpeechUnitsError(f"{path}: no such speaker info file (a synth corpus's speaker_info.tsv)")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines or tuple(lines[0].split("\t")) != SPEAKER_INFO_COLUMNS:
+    lines = iter_text_lines(path, "speaker info file (a synth corpus's speaker_info.tsv)")
+    header = next(lines, (1, ""))[1]
+    if tuple(header.split("\t")) != SPEAKER_INFO_COLUMNS:
         raise SpeechUnitsError(f"{path}: the header must be {' '.join(SPEAKER_INFO_COLUMNS)} (tab-separated)")
     speakers: list[Speaker] = []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
+    for number, line in lines:
         fields = line.split("\t")
         if len(fields) != len(SPEAKER_INFO_COLUMNS):
             raise SpeechUnitsError(f"{path}:{number}: expected {len(SPEAKER_INFO_COLUMNS)} tab-separated fields, "
