@@ -137,18 +137,26 @@ def test_asr_probe_on_characters_round_trips(corpus: Path, tmp_path: Path, capsy
 
 
 def test_unit_probe_with_bpe_transcribes_through_its_codebook(corpus: Path, tmp_path: Path, capsys, caplog):
-    """MFCC K=30 units, deduplicated + BPE: train, transcribe with the codebook, refuse without it."""
+    """MFCC K=30 units, deduplicated + BPE, tables from the centroids: train, transcribe with the codebook,
+    refuse without it."""
     manifest = str(corpus / "manifest.tsv")
     assert main(["fit", manifest, "--encoder", "mfcc", "--k", "30", "-o", str(tmp_path / "cb"), "--quiet"]) == 0
     assert main(["encode", manifest, "--codebook", str(tmp_path / "cb"), "-o", str(tmp_path / "units"),
                  "--quiet"]) == 0
     assert main(["bpe", "train", str(tmp_path / "units"), "--vocab", "50", "-o", str(tmp_path / "bpe")]) == 0
     out = tmp_path / "probe"
-    assert main(["probe", "train", "phones", manifest, "--units", str(tmp_path / "units"), "--dedup", "--bpe",
-                 str(tmp_path / "bpe"), "-o", str(out), "--lr", "1e-2", "--max-steps", "40", "--eval-every", "20",
-                 "--device", "cpu", "--quiet"]) == 0
-    identity = json.loads((out / "probe.json").read_text())["input"]
+    train = ["probe", "train", "phones", manifest, "--units", str(tmp_path / "units"), "--dedup", "--bpe",
+             str(tmp_path / "bpe"), "--embed-init", "centroids", "--lr", "1e-2", "--max-steps", "40",
+             "--eval-every", "20", "--device", "cpu", "--quiet"]
+    with caplog.at_level(logging.ERROR):
+        assert main([*train, "-o", str(tmp_path / "no-codebook")]) == 2
+    assert "--codebook" in caplog.text
+    caplog.clear()
+    assert main([*train, "--codebook", str(tmp_path / "cb"), "-o", str(out)]) == 0
+    meta = json.loads((out / "probe.json").read_text())
+    identity = meta["input"]
     assert identity["dedup"] is True and identity["bpe_sha256"]
+    assert meta["model"]["embed_init"] == "centroids" and meta["model"]["table_dims"] == [39]
     wav = str(sorted((corpus / "wavs").glob("*.wav"))[0])
     capsys.readouterr()
     assert main(["transcribe", wav, "--probe", str(out), "--codebook", str(tmp_path / "cb"), "--json",

@@ -348,3 +348,99 @@ def test_time_budget_stops_runs_and_still_scores_them(tmp_path):
     assert [r.stop_reason for r in result.runs] == ["time_budget", "time_budget"]
     assert all(r.steps_done < 100_000 and "frame_accuracy" in r.dev for r in result.runs)
     assert len(result.test["frame_accuracy"]["values"]) == 2
+
+
+# -- unit embedding tables from the codebook centroids (DASB's initialisation) ---------------------
+
+def _centroid_store(tmp_path: Path, centroids: np.ndarray, items: list) -> tuple[Path, Path]:
+    from speechunits.quantize.codebook import Codebook
+
+    codebook = Codebook(centroids, {"frame_rate": 50.0, "encoder": "toy", "layer": 3, "receptive_field": 400,
+                                    "sample_rate": 16000})
+    codebook.save(tmp_path / "cb")
+    store = write_units(tmp_path / "units", items, codebook.meta)
+    return tmp_path / "cb", store.path
+
+
+def test_centroid_tables_are_the_codebook_and_bpe_tokens_average_their_units(tmp_path):
+    from speechunits.units.bpe import UnitBPE
+
+    centroids = np.arange(12, dtype=np.float32).reshape(4, 3) ** 1.5
+    items = [(f"u{i}", Units(np.array([0, 0, 1, 2, 3, 3, 1, 2]), 50.0, 4)) for i in range(6)]
+    cb, store = _centroid_store(tmp_path, centroids, items)
+    tables = UnitInput(store, codebooks=[cb]).centroid_tables()
+    assert len(tables) == 1 and np.array_equal(tables[0].numpy(), centroids)
+    bpe = UnitBPE.train([np.array([0, 1, 2, 3, 1, 2])] * 6, 4, 6)
+    bpe.save(tmp_path / "bpe")
+    table = UnitInput(store, bpe_dir=tmp_path / "bpe", codebooks=[cb]).centroid_tables()[0].numpy()
+    assert table.shape == (bpe.vocab_size, 3)
+    merged = [t for t in range(bpe.vocab_size) if len(bpe.decode([t])) > 1]
+    assert merged  # the frequent pair (1, 2) became a token
+    for token in merged:  # by hand: the mean of its units' centroids
+        assert np.allclose(table[token], centroids[bpe.decode([token])].mean(0))
+    with pytest.raises(SpeechUnitsError, match="--codebook"):
+        UnitInput(store).centroid_tables()
+    other, _ = _centroid_store(tmp_path / "other", centroids + 1.0, items)
+    with pytest.raises(SpeechUnitsError, match="holds units of codebook"):
+        UnitInput(store, codebooks=[other])
+
+
+def test_embedding_from_centroids_is_standardised_then_projected():
+    centroids = torch.tensor([[1.0, 10.0], [3.0, 30.0], [5.0, 20.0]])
+    emb = UnitEmbedding([3], 4, table_dims=[2])
+    emb.load_centroids([centroids])
+    c = centroids.numpy()
+    expected_table = (c - c.mean(0)) / c.std(0)  # numpy's population std, computed independently
+    assert np.allclose(emb.tables[0].weight.detach().numpy(), expected_table, atol=1e-6)
+    ids = torch.tensor([[[2], [0]]])
+    projection = emb.projections[0]
+    by_hand = torch.from_numpy(expected_table[[2, 0]]).float() @ projection.weight.T + projection.bias
+    assert torch.allclose(emb(ids)[0], by_hand, atol=1e-6)
+    with pytest.raises(SpeechUnitsError, match="centroid table"):
+        emb.load_centroids([centroids[:2]])
+    with pytest.raises(SpeechUnitsError, match="not built for centroid tables"):
+        UnitEmbedding([3], 4).load_centroids([centroids])
+
+
+def test_centroid_probe_trains_frozen_or_not_and_round_trips(tmp_path):
+    """Units that spell phones: a probe whose tables start from the centroids learns them; frozen tables
+    stay the standardised centroids; the saved probe predicts the same without the codebook."""
+    rng = np.random.default_rng(1)
+    phones = ["a", "b", "c", "d"]
+    items, labels = [], {}
+    for i in range(24):
+        seq = [int(rng.integers(0, 4))]
+        while len(seq) < int(rng.integers(3, 7)):
+            seq.append(int((seq[-1] + rng.integers(1, 4)) % 4))
+        items.append((f"u{i:02d}", Units(np.repeat(seq, rng.integers(2, 5, size=len(seq))), 50.0, 4)))
+        labels[f"u{i:02d}"] = [phones[p] for p in seq]
+    centroids = rng.normal(size=(4, 5)).astype(np.float32)
+    cb, store = _centroid_store(tmp_path, centroids, items)
+    ids = sorted(labels)
+    split = Split(ids[:16], ids[16:20], ids[20:])
+    standardised = (centroids - centroids.mean(0)) / centroids.std(0)
+    for init in ("centroids", "centroids-frozen"):
+        inputs = UnitInput(store, dedup=True, codebooks=[cb])
+        out = tmp_path / init
+        result = train_probe("phones", inputs, LabelSet("phones", labels), split, out, head="linear", embed_dim=16,
+                             lrs=(3e-2,), max_steps=200, eval_every=50, batch_frames=200, quiet=True, device="cpu",
+                             embed_init=init)
+        assert result.test["per"]["mean"] < 0.2
+        meta = read_probe_meta(out)
+        probe = load_probe(out)  # no codebook needed: the tables are in head.safetensors
+        table = probe.model.featurizer.tables[0].weight.detach().numpy()
+        assert table.shape == (4, 5)
+        assert np.allclose(table, standardised, atol=1e-5) == (init == "centroids-frozen")
+        assert meta["model"]["embed_init"] == init and meta["model"]["table_dims"] == [5]
+        test_ids = split.test
+        predictions = probe.predict(UnitInput(store, dedup=True).load(test_ids).samples)
+        per = error_rate([labels[i] for i in test_ids], [predictions[i] for i in test_ids])
+        assert per == pytest.approx(result.test["per"]["mean"])
+    with pytest.raises(SpeechUnitsError, match="--codebook"):
+        train_probe("phones", UnitInput(store, dedup=True), LabelSet("phones", labels), split, tmp_path / "none",
+                    head="linear", max_steps=2, quiet=True, device="cpu", embed_init="centroids")
+    features = ArrayInput({i: np.zeros((1, 6, 2), np.float32) for i in ids}, encoder="toy", encoder_identity="e",
+                          layers=[0], frame_rate=50.0)
+    with pytest.raises(SpeechUnitsError, match="applies to units"):
+        train_probe("phones", features, LabelSet("phones", labels), split, tmp_path / "feats", head="linear",
+                    max_steps=2, quiet=True, device="cpu", embed_init="centroids")

@@ -38,6 +38,12 @@ def _add_input_options(parser: argparse.ArgumentParser, training: bool) -> None:
         group.add_argument("--dedup", action="store_true", help="deduplicate the units, keeping durations")
         group.add_argument("--combine", default="sum", choices=["sum", "attention"],
                            help="how the streams' embeddings are combined (default %(default)s)")
+        group.add_argument("--embed-init", default="random", choices=["random", "centroids", "centroids-frozen"],
+                           help="unit embedding tables: learned from random, started from the codebook's "
+                           "standardised centroids (DASB), or fixed to them (default %(default)s)")
+        group.add_argument("--codebook", metavar="DIR", action="append",
+                           help="the codebook of each --units store, in order (checked by sha256; needed by "
+                           "--embed-init centroids*)")
 
 
 def _add_label_options(parser: argparse.ArgumentParser) -> None:
@@ -124,9 +130,9 @@ def _make_input(args: argparse.Namespace):
     if args.units:
         if args.finetune:
             raise SpeechUnitsError("--finetune needs --encoder (the blocks to train come from the model)")
-        return UnitInput(args.units, dedup=args.dedup, bpe_dir=args.bpe)
-    if args.bpe or args.dedup:
-        raise SpeechUnitsError("--dedup and --bpe apply to --units")
+        return UnitInput(args.units, dedup=args.dedup, bpe_dir=args.bpe, codebooks=args.codebook)
+    if args.bpe or args.dedup or args.codebook or args.embed_init != "random":
+        raise SpeechUnitsError("--dedup, --bpe, --codebook and --embed-init apply to --units")
     if args.features:
         if args.finetune:
             raise SpeechUnitsError("--finetune needs --encoder (the blocks to train come from the model)")
@@ -164,7 +170,8 @@ def run_train(args: argparse.Namespace) -> int:
         lrs=_parse_lrs(args.lr), seeds=list(range(args.seeds)), max_steps=args.max_steps,
         max_minutes=args.max_minutes, eval_every=args.eval_every, patience=args.patience,
         batch_frames=args.batch_frames, warmup_steps=args.warmup_steps, warmup_fraction=args.warmup_fraction,
-        standardize=args.standardize, stack=args.stack, lstm_layers=args.lstm_layers, finetune=args.finetune,
+        standardize=args.standardize, stack=args.stack, lstm_layers=args.lstm_layers, embed_init=args.embed_init,
+        finetune=args.finetune,
         finetune_layers=None if args.layers == "all" or not args.finetune else parse_layers(args.layers),
         device=args.device, quiet=args.quiet)
     if result is None:  # a torchrun rank other than 0: rank 0 wrote the probe and reports

@@ -13,7 +13,11 @@ Featurizers of continuous features ``x [B, L, T, D]`` (the L requested layers st
 
 Units ``ids [B, T, S]`` go through :class:`UnitEmbedding`: one ``nn.Embedding`` per stream,
 combined by sum or by attention over streams (DASB), plus a duration embedding when the units
-are deduplicated (durations clamped to :data:`~speechunits.probe.inputs.MAX_DURATION`).
+are deduplicated (durations clamped to :data:`~speechunits.probe.inputs.MAX_DURATION`). With
+``embed_init`` ``centroids`` (DASB's initialisation from the k-means centres), each stream's table
+has the codebook's dimension, starts from its standardised centroids (a BPE token: the mean of
+its units' centroids) and is followed by a linear map to ``embed_dim``; ``centroids-frozen``
+keeps the tables fixed (the probe then reads the quantised features).
 
 Heads (SUPERB's two): :class:`LinearHead` and :class:`BiLSTMHead`, giving frame logits
 ``[B, T, C]`` (CTC or frame classification) or utterance logits ``[B, C]`` through statistics
@@ -41,6 +45,9 @@ from speechunits.probe.inputs import FEATURES, MAX_DURATION, UNITS
 
 INTERFACES = ("weighted-sum", "hierarchical-conv", "single")
 COMBINES = ("sum", "attention")
+#: How unit embedding tables start: learned from random, from the codebook centroids, or fixed to them.
+EMBED_RANDOM, EMBED_CENTROIDS, EMBED_FROZEN = "random", "centroids", "centroids-frozen"
+EMBED_INITS = (EMBED_RANDOM, EMBED_CENTROIDS, EMBED_FROZEN)
 HEADS = ("linear", "bilstm")
 LEVELS = ("frame", "utterance")
 
@@ -118,22 +125,55 @@ class UnitEmbedding(nn.Module):
         combine: "sum" of the stream embeddings, or "attention": per frame, softmax over
             streams of a learned score of each stream's embedding (DASB's attention combiner).
         durations: add an embedding of each unit's duration (deduplicated units).
+        table_dims: per stream, the width of a table initialised from codebook centroids
+            (:meth:`load_centroids`), mapped to ``dim`` by a linear layer; None: ``[K, dim]``
+            tables learned from a random start (the weights of older probes).
+        frozen: the centroid tables are not trained.
     """
 
-    def __init__(self, vocab_sizes: list[int], dim: int, combine: str = "sum", durations: bool = False):
+    def __init__(self, vocab_sizes: list[int], dim: int, combine: str = "sum", durations: bool = False,
+                 table_dims: list[int] | None = None, frozen: bool = False):
         super().__init__()
         if combine not in COMBINES:
             raise SpeechUnitsError(f"--combine: expected one of {COMBINES}, got {combine!r}")
-        self.tables = nn.ModuleList(nn.Embedding(int(k), dim) for k in vocab_sizes)
+        if table_dims is not None and len(table_dims) != len(vocab_sizes):
+            raise SpeechUnitsError(f"{len(table_dims)} centroid table widths for {len(vocab_sizes)} unit streams")
+        widths = [dim] * len(vocab_sizes) if table_dims is None else [int(d) for d in table_dims]
+        self.tables = nn.ModuleList(nn.Embedding(int(k), width) for k, width in zip(vocab_sizes, widths))
+        self.projections = None if table_dims is None else nn.ModuleList(nn.Linear(w, dim) for w in widths)
+        if frozen:
+            if table_dims is None:
+                raise SpeechUnitsError("frozen unit embeddings need tables initialised from centroids")
+            for table in self.tables:
+                table.weight.requires_grad_(False)
         self.combine = combine
         self.score = nn.Linear(dim, 1) if combine == "attention" else None
         self.duration = nn.Embedding(MAX_DURATION + 1, dim) if durations else None
         self.out_dim = dim
 
+    @torch.no_grad()
+    def load_centroids(self, tables: list[torch.Tensor]) -> None:
+        """Start each stream's table from ``tables[s]`` ``[K_s, D_s]`` (a token's row: the mean of its
+        units' centroids), every dimension standardised over the table's rows."""
+        if self.projections is None:
+            raise SpeechUnitsError("this unit embedding was not built for centroid tables (table_dims)")
+        if len(tables) != len(self.tables):
+            raise SpeechUnitsError(f"{len(tables)} centroid tables for {len(self.tables)} unit streams")
+        for s, (table, values) in enumerate(zip(self.tables, tables)):
+            values = torch.as_tensor(values, dtype=torch.float32)
+            if tuple(values.shape) != tuple(table.weight.shape):
+                raise SpeechUnitsError(f"stream {s}: centroid table {tuple(values.shape)}, the embedding expects "
+                                       f"{tuple(table.weight.shape)}")
+            std = values.std(0, unbiased=False).clamp_min(1e-6)
+            table.weight.copy_((values - values.mean(0)) / std)
+
     def forward(self, ids: torch.Tensor, durations: torch.Tensor | None = None) -> torch.Tensor:
         if ids.shape[-1] != len(self.tables):
             raise SpeechUnitsError(f"unit embedding of {len(self.tables)} streams got {ids.shape[-1]}")
-        stacked = torch.stack([table(ids[..., s]) for s, table in enumerate(self.tables)], dim=2)  # [B, T, S, dim]
+        embedded = [table(ids[..., s]) for s, table in enumerate(self.tables)]
+        if self.projections is not None:
+            embedded = [project(e) for project, e in zip(self.projections, embedded)]
+        stacked = torch.stack(embedded, dim=2)  # [B, T, S, dim]
         if self.score is not None:
             weights = torch.softmax(self.score(stacked).squeeze(-1), dim=-1)  # [B, T, S]
             out = (weights.unsqueeze(-1) * stacked).sum(2)
@@ -447,8 +487,13 @@ class ProbeModel(nn.Module):
             else:
                 raise SpeechUnitsError(f"--interface: expected one of {INTERFACES}, got {interface!r}")
         elif source["kind"] == UNITS:
+            init = spec.get("embed_init", EMBED_RANDOM)
+            if init not in EMBED_INITS:
+                raise SpeechUnitsError(f"--embed-init: expected one of {EMBED_INITS}, got {init!r}")
             self.featurizer = UnitEmbedding(source["vocab_sizes"], int(spec.get("embed_dim", 256)),
-                                            spec.get("combine", "sum"), bool(source.get("durations")))
+                                            spec.get("combine", "sum"), bool(source.get("durations")),
+                                            table_dims=None if init == EMBED_RANDOM else list(spec["table_dims"]),
+                                            frozen=init == EMBED_FROZEN)
             dim = self.featurizer.out_dim
         else:
             raise SpeechUnitsError(f"probe input kind {source['kind']!r} is not features or units")

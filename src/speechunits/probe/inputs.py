@@ -380,12 +380,14 @@ class UnitInput(ProbeInput):
             deduplicated store read with ``dedup=False`` is expanded back to frames.
         bpe_dir: a ``speechunits bpe train`` directory: the deduplicated units become BPE tokens
             (implies ``dedup``), durations are frames per token.
+        codebooks: the codebook directory of each store, in order (checked by sha256): only needed
+            for embedding tables that start from the centroids (:meth:`centroid_tables`).
     """
 
     kind = UNITS
 
     def __init__(self, stores: str | Path | Sequence[str | Path], *, dedup: bool = False,
-                 bpe_dir: str | Path | None = None):
+                 bpe_dir: str | Path | None = None, codebooks: Sequence[str | Path] | None = None):
         super().__init__()
         from speechunits.units.store import UnitStore
 
@@ -416,6 +418,45 @@ class UnitInput(ProbeInput):
                                        f"(K={self.bpe.unit_vocab_size}), but {store.path} holds codebook "
                                        f"{str(store.meta.get('codebook_sha256'))[:12]} (K={store.vocab_size})")
         self.bpe_dir = None if bpe_dir is None else Path(bpe_dir)
+        self.codebooks = None if not codebooks else self._check_codebooks(codebooks)
+
+    def _check_codebooks(self, paths: Sequence[str | Path]) -> list[Any]:
+        from speechunits.quantize.codebook import Codebook
+
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        if len(paths) != len(self.stores):
+            raise SpeechUnitsError(f"--codebook: {len(paths)} given for {len(self.stores)} unit stores (one each, "
+                                   "in the order of --units)")
+        loaded = []
+        for path, store in zip(paths, self.stores):
+            codebook = Codebook.load(path)
+            held = store.meta.get("codebook_sha256")
+            if codebook.sha256 != held:
+                raise SpeechUnitsError(f"{path}: codebook {codebook.sha256[:12]}, but {store.path} holds units of "
+                                       f"codebook {str(held)[:12]}")
+            if store.streams != 1 or codebook.centroids.ndim != 2 or codebook.k != store.vocab_size:
+                raise SpeechUnitsError(f"{path}: centroid tables need one [K, D] codebook per single-stream store "
+                                       f"({store.path}: {store.streams} streams, K={store.vocab_size})")
+            loaded.append(codebook)
+        return loaded
+
+    def centroid_tables(self) -> list[torch.Tensor]:
+        """Per stream, ``[K, D]`` float32 codebook centroids (``[V, D]`` with BPE: each token's row is the
+        mean of its units' centroids), for :meth:`UnitEmbedding.load_centroids`.
+
+        Raises:
+            SpeechUnitsError: no codebooks were given.
+        """
+        if self.codebooks is None:
+            raise SpeechUnitsError("embedding tables from centroids need the codebook of every unit store "
+                                   "(--codebook DIR, in the order of --units)")
+        tables = [torch.as_tensor(np.asarray(cb.centroids, dtype=np.float32)) for cb in self.codebooks]
+        if self.bpe is None:
+            return tables
+        units = tables[0]
+        rows = [units[torch.as_tensor(self.bpe.decode([token]))].mean(0) for token in range(self.bpe.vocab_size)]
+        return [torch.stack(rows)]
 
     def _stream_vocab_sizes(self) -> list[int]:
         return [store.vocab_size for store in self.stores for _ in range(store.streams)]

@@ -29,8 +29,10 @@ import torch
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.defaults import DEFAULT_WARMUP_FRACTION
 from speechunits.probe.evaluate import PRIMARY, corpus_labels, decode_logits, score_predictions, selection_score
-from speechunits.probe.heads import FINETUNE_TOP, INTERFACES, Finetune, ProbeModel, build_model, parse_finetune
-from speechunits.probe.inputs import FEATURES, EncoderInput, ProbeInput, Sample, as_corpus, feature_statistics
+from speechunits.probe.heads import (EMBED_INITS, EMBED_RANDOM, FINETUNE_TOP, INTERFACES, Finetune, ProbeModel,
+                                     build_model, parse_finetune)
+from speechunits.probe.inputs import (FEATURES, UNITS, EncoderInput, ProbeInput, Sample, as_corpus,
+                                      feature_statistics)
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
 from speechunits.probe.task import (CTC, DEFAULT_BATCH_FRAMES, FRAME, UTTERANCE, ProbeTask, ctc_too_short,
                                     objective_of, predict_logits)
@@ -158,11 +160,13 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
                head: str = "linear", layer: int | None = None, combine: str = "sum", embed_dim: int = 256,
                hidden: int = 256, normalize: bool = False, finetune: str | None = None,
                finetune_layers: Sequence[int] | None = None, standardize: bool = False, stack: int = 1,
-               lstm_layers: int = 2) -> dict[str, Any]:
+               lstm_layers: int = 2, embed_init: str = EMBED_RANDOM) -> dict[str, Any]:
     """The JSON spec of the probe model (see :class:`speechunits.probe.heads.ProbeModel`).
 
     ``finetune_layers``: the layers a ``lora``/``adapters`` probe weighs (blocks 1..max adapted).
-    ``standardize``, ``stack``, ``lstm_layers``: see ProbeModel (a ``frames`` probe cannot stack)."""
+    ``standardize``, ``stack``, ``lstm_layers``: see ProbeModel (a ``frames`` probe cannot stack).
+    ``embed_init``: unit tables from random, from the codebook centroids, or fixed to them (units
+    read with their codebooks: :meth:`~speechunits.probe.inputs.UnitInput.centroid_tables`)."""
     source = inputs.model_spec()
     objective = objective_of(task)
     if int(stack) < 1 or int(lstm_layers) < 1:
@@ -196,6 +200,12 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
             spec["layer_index"] = layers.index(chosen)
     else:
         spec.update(interface="embedding", combine=combine, embed_dim=int(embed_dim))
+        if embed_init not in EMBED_INITS:
+            raise SpeechUnitsError(f"--embed-init: expected one of {EMBED_INITS}, got {embed_init!r}")
+        if embed_init != EMBED_RANDOM:
+            spec.update(embed_init=embed_init, table_dims=[int(t.shape[1]) for t in inputs.centroid_tables()])
+    if source["kind"] != UNITS and embed_init != EMBED_RANDOM:
+        raise SpeechUnitsError(f"--embed-init {embed_init}: applies to units (--units with --codebook)")
     return spec
 
 
@@ -213,7 +223,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 max_steps: int = 2000, max_minutes: float | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
                 patience: int = DEFAULT_PATIENCE, batch_frames: int = DEFAULT_BATCH_FRAMES,
                 warmup_steps: int | None = None, warmup_fraction: float = DEFAULT_WARMUP_FRACTION,
-                standardize: bool = False, stack: int = 1, lstm_layers: int = 2,
+                standardize: bool = False, stack: int = 1, lstm_layers: int = 2, embed_init: str = EMBED_RANDOM,
                 bf16: bool = False, finetune: str | None = None, finetune_layers: Sequence[int] | None = None,
                 device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
@@ -233,6 +243,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         standardize, stack, lstm_layers: the judge's speed options (see :func:`model_spec` and
             docs/probe.md): the training part's feature mean and std removed, ``stack`` frames
             concatenated before the head, BiLSTM depth.
+        embed_init: unit probes: ``random`` tables, or tables that start from (``centroids``) or stay at
+            (``centroids-frozen``) the standardised codebook centroids (DASB's initialisation; the
+            input needs its ``codebooks``).
         finetune: ``"top:N"``: also train the top N blocks of the model (``inputs`` from
             :func:`finetune_input`); the probe then holds those blocks too. ``"lora[:R]"`` /
             ``"adapters[:R]"``: rank-R peft LoRA updates of blocks 1..max(``finetune_layers``)
@@ -281,7 +294,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     targets = {i: coder.encode(label_map[i]) for i in split.train}
     spec = model_spec(task, inputs, coder.num_classes, interface=interface, head=head, layer=layer,
                       combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune,
-                      finetune_layers=finetune_layers, standardize=standardize, stack=stack, lstm_layers=lstm_layers)
+                      finetune_layers=finetune_layers, standardize=standardize, stack=stack, lstm_layers=lstm_layers,
+                      embed_init=embed_init)
+    centroids = inputs.centroid_tables() if spec.get("embed_init", EMBED_RANDOM) != EMBED_RANDOM else None
     short: list[str] = []
     if objective == CTC:
         short = ctc_too_short({i: math.ceil(samples[i].num_frames / stack) for i in split.train}, targets)
@@ -302,6 +317,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             model = build_model(spec, pretrained=True)
             if statistics is not None:
                 model.set_input_statistics(*statistics)
+            if centroids is not None:
+                model.featurizer.load_centroids(centroids)
             model = model.to(dev)
             cfg = OptimConfig(steps=max_steps, lr=float(lr), warmup_steps=warmup, schedule="linear", bf16=bf16,
                               max_minutes=per_run_minutes, seed=int(seed), log_every=eval_every,
