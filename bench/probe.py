@@ -1,7 +1,8 @@
 """Must-show of issue 14: SUPERB-style probes on features and on units, in one script.
 
 Command of docs/probe.md's table (one seed per learning rate; ~3-4 h here; at ``--probe-minutes 8`` the
-tiny and most unit rows are budget-bound, the report lists them; at 25 every chosen run converged)::
+tiny and most unit rows are budget-bound, the report lists them; at 25 every chosen run converged). That
+table was made before the unit rows' BPE vocabulary and embedding tables changed (:data:`BPE_FACTOR`)::
 
     python bench/probe.py --out bench/out/probe --minutes 60 --speakers 20 \\
         --pretrain-minutes 20 --probe-minutes 25 --seeds 1 \\
@@ -26,9 +27,11 @@ What it does, with every setting fixed here (nothing is chosen on test data):
    speaker-leakage figures chance/majority) on: MFCC, log-mel, the tiny model's weighted sum of all
    layers, its layer L alone (L = the layer with the largest learned weight of the weighted-sum
    phones probe: chosen on train/dev), and its K=100 / K=500 units of layer L raw, deduplicated
-   and deduplicated + BPE (vocabulary 4K). Codebooks are fitted (``speechunits.quantize.fit``) and
+   and deduplicated + BPE (vocabulary 1.5 K). Codebooks are fitted (``speechunits.quantize.fit``) and
    BPE trained on the training split's utterances only; every utterance is then encoded with
-   ``speechunits encode``.
+   ``speechunits encode``. Unit embedding tables start from the codebook's centroids
+   (``--embed-init centroids``). The BPE vocabulary and the tables were chosen on another corpus's dev
+   split by ``bench/probe_units_dev.py``.
    Heads (fixed): for phones/asr the phone judge's BiLSTM (one layer, hidden 128; units need
    context: a BPE token spans several phones), features standardized, 100 Hz inputs stacked 3 frames
    at a time (:func:`stack_for`); linear (mean+std pooling) for speaker. Every probe
@@ -68,7 +71,12 @@ log = logging.getLogger("bench.probe")
 
 LRS = (1e-4, 1e-3, 1e-2)
 KS = (100, 500)
-BPE_FACTOR = 4  # BPE vocabulary = 4 K
+#: BPE vocabulary = BPE_FACTOR x K and how unit embedding tables start: chosen on dev by bench/probe_units_dev.py
+#: (MFCC K=100 units of its own seed-1 corpus, docs/probe.md): the centroid tables beat random ones in every
+#: row there; no vocabulary tried (1.5, 2, 4 x K) kept PER within 10 % of raw units, 1.5 K lost least. The
+#: converged table of 2026-12-01 was made with the former settings, 4 x K and random tables.
+BPE_FACTOR = 1.5
+UNIT_EMBED_INIT = "centroids"
 HEADS = {"phones": "bilstm", "asr": "bilstm", "speaker": "linear"}
 TASKS = ("phones", "asr", "speaker")
 FULL = dict(minutes=60.0, speakers=20, pretrain_minutes=20.0, probe_minutes=15.0, max_steps=3000, eval_every=25,
@@ -147,16 +155,19 @@ def stack_for(frame_rate: float) -> int:
 
 
 def input_spec(kind: str, source: str | Path, manifest: Path | None = None, device: str = "auto",
-               dedup: bool = False, bpe: Path | None = None) -> dict[str, Any]:
-    """A picklable description of a probe input, built into the input inside the worker process."""
+               dedup: bool = False, bpe: Path | None = None, codebook: Path | None = None) -> dict[str, Any]:
+    """A picklable description of a probe input, built into the input inside the worker process
+    (``codebook``: the units' codebook, for embedding tables that start from its centroids)."""
     return {"kind": kind, "source": str(source), "manifest": str(manifest) if manifest else None,
-            "device": device, "dedup": dedup, "bpe": str(bpe) if bpe else None}
+            "device": device, "dedup": dedup, "bpe": str(bpe) if bpe else None,
+            "codebook": str(codebook) if codebook else None}
 
 
 def build_input(spec: dict[str, Any]) -> Any:
     if spec["kind"] == "encoder":
         return EncoderInput(spec["source"], corpus=spec["manifest"], device=spec["device"], quiet=True)
-    return UnitInput(spec["source"], dedup=spec["dedup"], bpe_dir=spec["bpe"])
+    return UnitInput(spec["source"], dedup=spec["dedup"], bpe_dir=spec["bpe"],
+                     codebooks=[spec["codebook"]] if spec.get("codebook") else None)
 
 
 def _one_thread(parent: int) -> None:
@@ -208,13 +219,14 @@ class Bench:
             head=HEADS[task], hidden=self.cfg["hidden"], lrs=LRS, seeds=tuple(range(self.args.seeds)),
             max_steps=self.cfg["max_steps"], max_minutes=self.cfg["probe_minutes"],
             eval_every=self.cfg["eval_every"], patience=self.cfg["patience"], batch_frames=BATCH_FRAMES,
-            device=self.args.device, quiet=True, **extra)
+            device=self.args.device, quiet=True)
         if task != "speaker":
             options["split_file"] = self.out / "split.tsv"
         if HEADS[task] == "bilstm":
             options.update(SEQUENCE_HEAD)
             options["standardize"] = spec["kind"] == "encoder"
             options["stack"] = 1 if spec["dedup"] or spec["bpe"] else stack_for(frame_rate)
+        options.update(extra)  # the caller's settings win (e.g. lrs, split_file, embed_init)
         self.pending[(row, task)] = self.pool.submit(run_probe, task, str(manifest), spec, str(probe_dir), options)
 
     def wait(self, row: str | None = None, task: str | None = None) -> None:
@@ -264,7 +276,8 @@ def fit_units(bench: Bench, features: EncoderInput, layer: int, train_ids: list[
     index = features.layers.index(layer)
     train_feats: dict[str, np.ndarray] = {}
     for k in KS:
-        cb_dir, store_dir, bpe_dir = (bench.out / f"{name}-k{k}" for name in ("codebook", "units", "bpe"))
+        cb_dir, store_dir = (bench.out / f"{name}-k{k}" for name in ("codebook", "units"))
+        bpe_dir = bench.out / f"bpe-k{k}-v{round(BPE_FACTOR * k)}"
         if (cb_dir / "codebook.json").is_file():
             fitted_on = json.loads((cb_dir / "codebook.json").read_text()).get("layer")
             if fitted_on != layer:  # a rerun whose weighted-sum probe now prefers another layer
@@ -284,8 +297,8 @@ def fit_units(bench: Bench, features: EncoderInput, layer: int, train_ids: list[
             store = UnitStore.open(store_dir)
             train = set(train_ids)
             sequences = [units.dedup().ids for utt, units in store if utt in train]
-            UnitBPE.train(sequences, store.vocab_size, BPE_FACTOR * k, source_meta=store.meta).save(bpe_dir)
-        out[k] = {"store": store_dir, "bpe": bpe_dir}
+            UnitBPE.train(sequences, store.vocab_size, round(BPE_FACTOR * k), source_meta=store.meta).save(bpe_dir)
+        out[k] = {"store": store_dir, "bpe": bpe_dir, "codebook": cb_dir}
     return out
 
 
@@ -425,9 +438,11 @@ def main() -> int:
             bpe = units[k]["bpe"] if kind == "dedup+BPE" else None
             inputs = UnitInput(units[k]["store"], dedup=kind != "raw", bpe_dir=bpe)
             bitrates[row], lengths[row] = unit_bitrates(inputs, kind, k)
+            codebook = units[k]["codebook"] if UNIT_EMBED_INIT != "random" else None
             for task in TASKS:
-                bench.submit(row, task, input_spec("units", units[k]["store"], dedup=kind != "raw", bpe=bpe),
-                             frame_rate=tiny.encoder.info.frame_rate)
+                bench.submit(row, task, input_spec("units", units[k]["store"], dedup=kind != "raw", bpe=bpe,
+                                                   codebook=codebook),
+                             frame_rate=tiny.encoder.info.frame_rate, embed_init=UNIT_EMBED_INIT)
     bench.wait()
     bench.pool.shutdown()
     plot_layer_weights(bench, "tiny weighted sum", out / "layer_weights.png")
@@ -468,8 +483,8 @@ def main() -> int:
             checks.append((per <= 1.5 * per_source, f"K={k} {kind} PER {100 * per:.1f} <= 1.5 x {single} PER "
                                                      f"{100 * per_source:.1f}"))
         shrink = lengths[raw] / lengths[bpe]
-        report.append(f"K={k}: dedup+BPE sequences {lengths[bpe]:.1f} vs raw {lengths[raw]:.1f} tokens/utterance "
-                      f"({shrink:.2f}x shorter)")
+        report.append(f"K={k}: dedup+BPE (vocabulary {round(BPE_FACTOR * k)}) sequences {lengths[bpe]:.1f} vs raw "
+                      f"{lengths[raw]:.1f} tokens/utterance ({shrink:.2f}x shorter)")
         checks.append((shrink >= 2.0, f"K={k} dedup+BPE shortens sequences {shrink:.2f}x >= 2x"))
         for task, name in (("phones", "per"), ("asr", "wer")):
             a, b = metric(res[raw][task], name), metric(res[bpe][task], name)
@@ -484,7 +499,8 @@ def main() -> int:
     report += real
     report.append(f"configurations tried: {bench.configurations} training runs ({len(LRS)} learning rates x "
                   f"{args.seeds} seed(s) per probe, over {sum(len(v) for v in res.values())} probes); every other "
-                  "setting is fixed in the script; test parts read once per seed of the lr chosen on dev")
+                  f"setting is fixed in the script (unit tables: {UNIT_EMBED_INIT}; BPE vocabulary {BPE_FACTOR:g} x K); "
+                  "test parts read once per seed of the lr chosen on dev")
     report.append(f"total wall time {time.time() - started:.0f} s")
     text = table + "\n" + "\n".join(report) + "\n"
     (out / "table.md").write_text(text, encoding="utf-8")
