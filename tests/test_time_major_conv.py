@@ -137,3 +137,34 @@ def test_cpu_encoder_bf16_packs_linears_and_fuses_gelus(tmp_path, norm: str) -> 
     conv = bf16.model.feature_extractor.conv_layers[1].conv
     assert conv._packed is not None
     assert conv.gelu is (norm == "group")  # layer-norm CNN layers: the norm sits between conv and GELU
+
+
+def test_fragile_grouped_convs_stay_fp32_under_bf16() -> None:
+    """Grouped convolutions with < 16 channels per group (torch's CPU bf16 kernel is wrong for them on
+    some CPUs) run in fp32 on bf16-rounded weights; others, and fp32 models, are left alone."""
+    from speechunits.encoders.cpu.grouped_conv import Fp32Conv1d, is_fragile_grouped_conv
+    from speechunits.encoders.hf import prepare_model
+
+    assert is_fragile_grouped_conv(torch.nn.Conv1d(32, 32, 16, groups=4))
+    assert not is_fragile_grouped_conv(torch.nn.Conv1d(64, 64, 16, groups=4))  # 16 per group
+    assert not is_fragile_grouped_conv(torch.nn.Conv1d(32, 32, 16, groups=32))  # depthwise
+    assert not is_fragile_grouped_conv(torch.nn.Conv1d(32, 32, 16))
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(32, 32, 16, padding=8, groups=4)
+    weight, bias = conv.weight.detach().clone(), conv.bias.detach().clone()
+    wrapped = Fp32Conv1d(conv).to(torch.bfloat16)  # the model's .to(bf16) rounds, but does not lower, it
+    assert wrapped.conv.weight.dtype == torch.float32
+    x = torch.randn(1, 32, 200).to(torch.bfloat16)
+    with torch.inference_mode():
+        out = wrapped(x)
+    assert out.dtype == torch.bfloat16
+    rounded = torch.nn.functional.conv1d(x.double(), weight.bfloat16().double(), bias.bfloat16().double(),
+                                         padding=8, groups=4)
+    assert torch.allclose(out.double(), rounded, rtol=1e-2, atol=1e-2)
+
+    for dtype, wraps in ((torch.bfloat16, True), (torch.float32, False)):
+        config = tf.HubertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                 conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+        model = prepare_model(tf.HubertModel(config), torch.device("cpu"), dtype)
+        assert isinstance(model.encoder.pos_conv_embed.conv, Fp32Conv1d) == wraps

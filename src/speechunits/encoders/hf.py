@@ -296,12 +296,19 @@ def prepare_model(model: nn.Module, device: torch.device, dtype: torch.dtype) ->
 
     Low precision stores the weights in ``dtype`` (faster on CPU than autocast, which re-casts
     every weight at every call); LayerNorm/GroupNorm statistics are still accumulated in fp32
-    by torch's kernels and by :func:`~speechunits.encoders.front_end.masked_group_norm`.
+    by torch's kernels and by :func:`~speechunits.encoders.front_end.masked_group_norm`. bf16 on
+    CPU keeps grouped convolutions with few channels per group in fp32, where torch's bf16 kernel
+    is wrong (:mod:`speechunits.encoders.cpu.grouped_conv`).
     """
     from torch.nn.utils import parametrize
+
+    from speechunits.encoders.cpu.grouped_conv import keep_fragile_grouped_convs_fp32
 
     model = model.eval()
     for module in model.modules():
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-    return model.to(device=device, dtype=dtype)
+    model = model.to(device=device, dtype=dtype)
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        keep_fragile_grouped_convs_fp32(model)
+    return model

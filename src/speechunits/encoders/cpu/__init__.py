@@ -12,6 +12,8 @@ front end. Each module has one job:
 * ``attention.py``: attention as matmul-softmax-matmul for bf16/fp16 (registered with transformers'
   attention interface: the only process-wide state);
 * ``kernels.py``: :func:`optimize_for_cpu`, :class:`CpuKernels`, the opt-out.
+* ``grouped_conv.py`` (not a kernel: a guard that ``hf.prepare_model`` applies to every bf16 CPU model):
+  grouped convolutions with few channels per group kept in fp32, where torch's bf16 kernel is wrong.
 
 What each one buys, as measured: docs/performance.md.
 """
