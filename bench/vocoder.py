@@ -32,8 +32,9 @@ What it does (every setting fixed here; nothing chosen on test data):
    original training audio) give PER/WER and speaker accuracy; GPE/VDE/FFE against the source,
    MCD, DNSMOS, speaker similarity. Conversions are judged against the *target* speakers listed
    in ``HYP/speakers.tsv``. A third probe reads the K=100 units themselves (trained like the
-   judge on the training part's unit store): its PER on the test utterances is what the units
-   keep of the phones, the floor of any vocoder's resynthesis PER.
+   judge on the training part's unit store, its embedding tables starting from the codebook's
+   centroids): its PER on the test utterances is what the units keep of the phones, an estimate
+   (from above) of the floor of any vocoder's resynthesis PER.
 7. Speed: synthesis x real time of the cpu tier vs the HiFi-GAN V1 generator on the same units
    (``--threads`` torch threads, default 2), and training throughput in audio seconds per second.
 8. ``--librispeech DIR``: the cpu tier trained ``--minutes`` on the real-speech sample minus 2
@@ -279,7 +280,8 @@ def units_per(train_dir: Path, test_dir: Path, cb: Path, out: Path, minutes: flo
         cli("encode", train_dir / "manifest.tsv", "--codebook", cb, "-o", store, "--quiet")
     if not (probe / "probe.json").is_file():
         cli("probe", "train", "phones", train_dir / "manifest.tsv", "--units", store, "-o", probe,
-            "--max-minutes", minutes, "--quiet", *(a for a in JUDGE_PHONES_ARGS if a != "--standardize"))
+            "--embed-init", "centroids", "--codebook", cb, "--max-minutes", minutes, "--quiet",
+            *(a for a in JUDGE_PHONES_ARGS if a != "--standardize"))
     ref = test_dir / "manifest.tsv"
     result = evaluate_audio(ref, ref, probe=probe, phones=test_dir / "phones.tsv", codebooks=[cb],
                             metrics=["probe"], quiet=True)
@@ -511,8 +513,8 @@ def render(results: dict[str, Any]) -> str:
                                                        for v in values) + " |")
     if "units_per" in results:
         lines += ["", f"A phone probe reading the K={results['settings'].get('k')} units themselves (the judge's "
-                  f"settings, trained on the training part's units): PER {results['units_per']['probe_per']:.3f} "
-                  "on the test utterances: what the units keep of the phones."]
+                  f"settings, trained on the training part's units, tables from the centroids): PER "
+                  f"{results['units_per']['probe_per']:.3f} on the test utterances: what the units keep of the phones."]
     if judges and "original" in judges:
         lines += ["", "Issue 15 targets (cpu tier):"]
         m = lambda system, name: judges.get(system, {}).get("metrics", {}).get(name)  # noqa: E731
