@@ -266,38 +266,53 @@ def unit_bitrates(inputs: UnitInput, kind: str, k: int) -> tuple[str, float]:
     return f"{bits:.0f} b/s (entropy {rate.entropy:.0f})", float(np.mean([len(t) for t in tokens]))
 
 
-def fit_units(bench: Bench, features: EncoderInput, layer: int, train_ids: list[str]) -> dict[int, dict[str, Path]]:
-    """K-means codebooks and BPEs on the training split; unit stores of every utterance."""
+def train_layer_frames(features: EncoderInput, layer: int, train_ids: list[str]) -> dict[str, np.ndarray]:
+    """Layer ``layer`` of the training utterances, ``{utt: float32 [T, D]}``, from the input's feature cache."""
+    index = features.layers.index(layer)
+    return {u: s.features[index].float().numpy() for u, s in features.load(train_ids).samples.items()}
+
+
+def ensure_codebook_and_units(cb_dir: Path, store_dir: Path, features: EncoderInput, layer: int, k: int,
+                              train_ids: list[str], manifest: Path, max_frames: int, device: str) -> None:
+    """A K-means codebook of ``layer`` fitted on the training utterances, then ``speechunits encode`` of every
+    utterance of ``manifest`` (each skipped when its directory is already there)."""
     from speechunits.quantize.fit import fit_codebook, memory_source
+
+    if not (cb_dir / "codebook.json").is_file():
+        frames = train_layer_frames(features, layer, train_ids)
+        fit_codebook(memory_source(frames, features.encoder.info, layer), k, max_frames=max_frames, seed=0,
+                     device=device).save(cb_dir)
+    if not store_dir.exists():
+        cli("encode", str(manifest), "--codebook", str(cb_dir), "-o", str(store_dir), "--device", device, "--quiet")
+
+
+def ensure_bpe(bpe_dir: Path, store_dir: Path, train_ids: list[str], vocab: int) -> Path:
+    """A BPE of ``vocab`` tokens on the training utterances' deduplicated units (skipped when it exists)."""
     from speechunits.units.bpe import UnitBPE
     from speechunits.units.store import UnitStore
 
+    if not (bpe_dir / "bpe.json").is_file():
+        store = UnitStore.open(store_dir)
+        train = set(train_ids)
+        sequences = [units.dedup().ids for utt, units in store if utt in train]
+        UnitBPE.train(sequences, store.vocab_size, vocab, source_meta=store.meta).save(bpe_dir)
+    return bpe_dir
+
+
+def fit_units(bench: Bench, features: EncoderInput, layer: int, train_ids: list[str]) -> dict[int, dict[str, Path]]:
+    """K-means codebooks and BPEs on the training split; unit stores of every utterance."""
     out: dict[int, dict[str, Path]] = {}
-    index = features.layers.index(layer)
-    train_feats: dict[str, np.ndarray] = {}
     for k in KS:
         cb_dir, store_dir = (bench.out / f"{name}-k{k}" for name in ("codebook", "units"))
-        bpe_dir = bench.out / f"bpe-k{k}-v{round(BPE_FACTOR * k)}"
         if (cb_dir / "codebook.json").is_file():
             fitted_on = json.loads((cb_dir / "codebook.json").read_text()).get("layer")
             if fitted_on != layer:  # a rerun whose weighted-sum probe now prefers another layer
                 raise SystemExit(f"{cb_dir} was fitted on layer {fitted_on}, this run chose layer {layer}: remove "
                                  f"{bench.out}/{{codebook,units,bpe}}-k* and the K=* probe directories, then rerun")
-        else:
-            if not train_feats:  # layer L of the training split, from the probe's feature cache
-                train_feats = {u: s.features[index].float().numpy()
-                               for u, s in features.load(train_ids).samples.items()}
-            codebook = fit_codebook(memory_source(train_feats, features.encoder.info, layer), k,
-                                    max_frames=bench.cfg["max_frames"], seed=0, device=bench.args.device)
-            codebook.save(cb_dir)
-        if not store_dir.exists():
-            cli("encode", str(bench.corpus / "manifest.tsv"), "--codebook", str(cb_dir), "-o", str(store_dir),
-                "--device", bench.args.device, "--quiet")
-        if not (bpe_dir / "bpe.json").is_file():
-            store = UnitStore.open(store_dir)
-            train = set(train_ids)
-            sequences = [units.dedup().ids for utt, units in store if utt in train]
-            UnitBPE.train(sequences, store.vocab_size, round(BPE_FACTOR * k), source_meta=store.meta).save(bpe_dir)
+        ensure_codebook_and_units(cb_dir, store_dir, features, layer, k, train_ids, bench.corpus / "manifest.tsv",
+                                  bench.cfg["max_frames"], bench.args.device)
+        vocab = round(BPE_FACTOR * k)
+        bpe_dir = ensure_bpe(bench.out / f"bpe-k{k}-v{vocab}", store_dir, train_ids, vocab)
         out[k] = {"store": store_dir, "bpe": bpe_dir, "codebook": cb_dir}
     return out
 

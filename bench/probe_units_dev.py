@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probe import Bench, cli, input_spec, unit_bitrates  # noqa: E402  (bench/probe.py)
+from probe import Bench, ensure_bpe, ensure_codebook_and_units, input_spec, unit_bitrates  # noqa: E402
 
 from speechunits.corpus import open_corpus, read_speakers  # noqa: E402
 from speechunits.probe import EncoderInput, UnitInput  # noqa: E402
@@ -64,28 +64,10 @@ def dev_split(corpus: Path, out: Path) -> dict[str, list[str]]:
 def fit_mfcc_units(out: Path, corpus: Path, k: int, vocabs: list[int], train_ids: list[str],
                    cfg: dict[str, Any]) -> tuple[Path, Path, dict[int, Path]]:
     """MFCC K-means codebook on the training speakers, the unit store of every utterance, one BPE per vocabulary."""
-    from speechunits.quantize.fit import fit_codebook, memory_source
-    from speechunits.units.bpe import UnitBPE
-    from speechunits.units.store import UnitStore
-
     codebook, store = out / f"codebook-k{k}", out / f"units-k{k}"
-    if not (codebook / "codebook.json").is_file():
-        mfcc = EncoderInput("mfcc", corpus=corpus / "manifest.tsv", quiet=True)
-        frames = {u: s.features[0].float().numpy() for u, s in mfcc.load(train_ids).samples.items()}
-        fit_codebook(memory_source(frames, mfcc.encoder.info, 0), k, max_frames=cfg["max_frames"],
-                     seed=0).save(codebook)
-    if not store.exists():
-        cli("encode", str(corpus / "manifest.tsv"), "--codebook", str(codebook), "-o", str(store), "--quiet")
-    bpes: dict[int, Path] = {}
-    opened = UnitStore.open(store)
-    train = set(train_ids)
-    sequences = None
-    for vocab in vocabs:
-        bpes[vocab] = out / f"bpe-k{k}-v{vocab}"
-        if not (bpes[vocab] / "bpe.json").is_file():
-            if sequences is None:
-                sequences = [units.dedup().ids for utt, units in opened if utt in train]
-            UnitBPE.train(sequences, opened.vocab_size, vocab, source_meta=opened.meta).save(bpes[vocab])
+    mfcc = EncoderInput("mfcc", corpus=corpus / "manifest.tsv", quiet=True)
+    ensure_codebook_and_units(codebook, store, mfcc, 0, k, train_ids, corpus / "manifest.tsv", cfg["max_frames"], "cpu")
+    bpes = {vocab: ensure_bpe(out / f"bpe-k{k}-v{vocab}", store, train_ids, vocab) for vocab in vocabs}
     return codebook, store, bpes
 
 

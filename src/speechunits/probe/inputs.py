@@ -419,6 +419,7 @@ class UnitInput(ProbeInput):
                                        f"{str(store.meta.get('codebook_sha256'))[:12]} (K={store.vocab_size})")
         self.bpe_dir = None if bpe_dir is None else Path(bpe_dir)
         self.codebooks = None if not codebooks else self._check_codebooks(codebooks)
+        self._centroid_tables: list[torch.Tensor] | None = None
 
     def _check_codebooks(self, paths: Sequence[str | Path]) -> list[Any]:
         from speechunits.quantize.codebook import Codebook
@@ -443,7 +444,7 @@ class UnitInput(ProbeInput):
 
     def centroid_tables(self) -> list[torch.Tensor]:
         """Per stream, ``[K, D]`` float32 codebook centroids (``[V, D]`` with BPE: each token's row is the
-        mean of its units' centroids), for :meth:`UnitEmbedding.load_centroids`.
+        mean of its units' centroids), for :meth:`UnitEmbedding.load_centroids`; computed once.
 
         Raises:
             SpeechUnitsError: no codebooks were given.
@@ -451,12 +452,14 @@ class UnitInput(ProbeInput):
         if self.codebooks is None:
             raise SpeechUnitsError("embedding tables from centroids need the codebook of every unit store "
                                    "(--codebook DIR, in the order of --units)")
-        tables = [torch.as_tensor(np.asarray(cb.centroids, dtype=np.float32)) for cb in self.codebooks]
-        if self.bpe is None:
-            return tables
-        units = tables[0]
-        rows = [units[torch.as_tensor(self.bpe.decode([token]))].mean(0) for token in range(self.bpe.vocab_size)]
-        return [torch.stack(rows)]
+        if self._centroid_tables is None:
+            tables = [torch.as_tensor(np.asarray(cb.centroids, dtype=np.float32)) for cb in self.codebooks]
+            if self.bpe is not None:
+                units = tables[0]
+                tables = [torch.stack([units[torch.as_tensor(self.bpe.decode([token]))].mean(0)
+                                       for token in range(self.bpe.vocab_size)])]
+            self._centroid_tables = tables
+        return self._centroid_tables
 
     def _stream_vocab_sizes(self) -> list[int]:
         return [store.vocab_size for store in self.stores for _ in range(store.streams)]
