@@ -2,10 +2,12 @@
 
     python bench/vocoder_dev.py --out bench/out/vocoder-dev --minutes 15 \\
         --config none= --config perturb=-4,-2,2,4
+    python bench/vocoder_dev.py --out bench/out/vocoder-dev --minutes 15 \\
+        --config small=-1,1 --config "small-centroids=-1,1 --embed-init centroids"
 
 The corpus is bench/vocoder.py's (``synthesize_corpus(minutes=60, speakers=6, seed=0)``, or
 ``--corpus``) with the same test utterances (each speaker's last 5) left out entirely; the 5
-before them are the **dev** set, the rest trains. Each ``--config NAME=SEMITONES`` trains the
+before them are the **dev** set, the rest trains. Each ``--config NAME=SEMITONES [OPTIONS]`` trains the
 cpu tier (MFCC K=100 units of the training part + continuous DIO F0 + a speaker table) for
 ``--minutes`` with ``--threads 1``, all configurations side by side (one core each on this
 2-core machine, so give at most two). Then, on the dev utterances: resynthesis and conversion to
@@ -51,8 +53,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--corpus", type=Path, help="bench/vocoder.py's corpus (default: synthesise it again)")
-    parser.add_argument("--config", action="append", required=True, metavar="NAME=SEMITONES",
-                        help="a configuration: its name and --perturb-units list (empty: no perturbation)")
+    parser.add_argument("--config", action="append", required=True, metavar="NAME=SEMITONES [OPTIONS]",
+                        help="a configuration: its name, --perturb-units list (empty: no perturbation) and any "
+                             "further `vocoder train` options, e.g. 'cent=-1,1 --embed-init centroids'")
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--probe-minutes", type=float, default=8.0)
     parser.add_argument("--test-per-speaker", type=int, default=5)
@@ -78,12 +81,15 @@ def main() -> int:
 
     configs = dict(c.split("=", 1) for c in args.config)
     todo = []
-    for name, shifts in configs.items():
+    for name, spec in configs.items():
         voc = out / f"voc-{name}"
+        shifts, *extra = spec.split() or [""]
+        if shifts.startswith("--"):  # no shifts, only options
+            shifts, extra = "", [shifts, *extra]
         if not (voc / "vocoder.json").is_file():
             todo.append(["vocoder", "train", train_dir, "--codebook", cb, "-o", voc, "--speaker", "table",
                          "--f0", "continuous", "--minutes", args.minutes, "--threads", 1, "--quiet",
-                         *([f"--perturb-units={shifts}"] if shifts else [])])
+                         *([f"--perturb-units={shifts}"] if shifts else []), *extra])
     run_all(todo)
     probes = {task: out / f"probe-{task}" for task in ("phones", "speaker")}
     run_all([["probe", "train", task, train_dir / "manifest.tsv", "--encoder", "mfcc", "-o", path,

@@ -246,3 +246,48 @@ def test_two_codebooks_are_two_streams(corpus: Path, codebook: Path, other_codeb
     assert main(["resynth", str(corpus / "wavs" / "en00_0000.wav"), "--vocoder", str(out), "-o",
                  str(tmp_path / "rs"), "--quiet"]) == 0
     assert (tmp_path / "rs" / "en00_0000.wav").is_file()
+
+
+def test_unit_tables_from_centroids(corpus: Path, codebook: Path, other_codebook: Path, tmp_path: Path) -> None:
+    """--embed-init centroids: each stream's table is its codebook's centroids, every dimension standardised
+    over the K rows (checked against numpy), then projected; training moves them from there."""
+    from speechunits.quantize import Codebook
+    from speechunits.vocoder import load_vocoder
+    from speechunits.vocoder.conditioning import Conditioner
+    from speechunits.vocoder.config import TINY, VocoderConfig
+
+    cbs = [Codebook.load(codebook), Codebook.load(other_codebook)]
+    cfg = VocoderConfig(**TINY, vocab_sizes=[20, 12], embed_init="centroids", unit_table_dims=[39, 39], f0="none")
+    cond = Conditioner(cfg)
+    cond.load_centroids([torch.as_tensor(np.asarray(c.centroids)) for c in cbs])
+    for table, cb in zip(cond.units, cbs):
+        c = np.asarray(cb.centroids, dtype=np.float64)
+        expected = (c - c.mean(0)) / c.std(0)  # population std
+        np.testing.assert_allclose(table.weight.detach().numpy(), expected, rtol=1e-4, atol=1e-5)
+    ids = torch.tensor([[[3, 7]], [[5, 1]]]).reshape(1, 2, 2)  # [B=1, S=2, T=2]
+    want = sum(proj(table.weight[ids[0, s]]) for s, (table, proj) in enumerate(zip(cond.units, cond.unit_projections)))
+    torch.testing.assert_close(cond.embed_units(ids)[0], want)
+    with pytest.raises(SpeechUnitsError, match="centroids"):
+        cond.load_centroids([torch.zeros(20, 13), torch.zeros(12, 39)])
+    with pytest.raises(SpeechUnitsError, match="random"):
+        Conditioner(VocoderConfig(**TINY)).load_centroids([torch.zeros(100, 39)])
+    with pytest.raises(SpeechUnitsError, match="--embed-init"):
+        VocoderConfig(embed_init="kmeans")
+    with pytest.raises(SpeechUnitsError, match="unit table dims"):
+        VocoderConfig(unit_table_dims=[39])  # only with centroid tables
+    with pytest.raises(SpeechUnitsError, match="unit table dims"):
+        VocoderConfig(vocab_sizes=[20, 12], embed_init="centroids", unit_table_dims=[39])
+
+    out = tmp_path / "voc-c"
+    lr, steps = 1e-3, 2
+    assert main(["vocoder", "train", str(corpus), "--codebook", str(codebook), "-o", str(out), "--size", "tiny",
+                 "--speaker", "table", "--embed-init", "centroids", "--steps", str(steps), "--lr", str(lr),
+                 "--checkpoint-every", str(steps), "--device", "cpu", "--quiet"]) == 0
+    voc = load_vocoder(out, device="cpu")
+    assert voc.meta["config"]["embed_init"] == "centroids" and voc.meta["config"]["unit_table_dims"] == [39]
+    table = voc.model.conditioner.units[0].weight.detach().numpy()
+    c = np.asarray(cbs[0].centroids, dtype=np.float64)
+    moved = np.abs(table - (c - c.mean(0)) / c.std(0))
+    assert 0 < moved.max() < 3 * lr * steps  # Adam moves a weight by about lr per step
+    audio = voc.synthesize(Units(np.array([1, 2, 3]), 100.0, 20), speaker="en00")
+    assert audio.num_samples == 120 + 3 * 160 and np.isfinite(audio.samples).all()

@@ -56,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="information perturbation for voice conversion: also train on the units of copies "
                        "shifted in pitch and formants by these semitones (comma-separated; without a list: "
                        "%(const)s); target audio, F0 and speaker stay the original's (docs/vocoder.md)")
+    train.add_argument("--embed-init", default="random", choices=["random", "centroids"],
+                       help="unit embedding tables: learned from random (default) or started from the codebooks' "
+                            "centroids, standardised, with a learned map to the embedding width (as probes do)")
     train.add_argument("--size", default="default", choices=["default", "tiny"],
                        help="tiny: a toy model for smoke tests")
     train.add_argument("--bf16", action="store_true", help="bf16 autocast (losses and STFTs stay in fp32)")
@@ -80,6 +83,8 @@ def run_train(args: argparse.Namespace) -> int:
     for key in ("batch_size", "segment_frames", "gan_start", "channels", "blocks"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
+    if args.embed_init != "random":
+        config["embed_init"] = args.embed_init
     if args.perturb_units is not None:
         config["perturb_semitones"] = [x for x in args.perturb_units.split(",") if x.strip()]  # checked by train_vocoder
     options = TrainOptions(steps=args.steps, minutes=args.minutes, lr=args.lr, bf16=args.bf16, seed=args.seed,

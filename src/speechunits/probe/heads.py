@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.quantize.codebook import standardised_rows
 from speechunits.probe.inputs import FEATURES, MAX_DURATION, UNITS
 
 INTERFACES = ("weighted-sum", "hierarchical-conv", "single")
@@ -164,8 +165,7 @@ class UnitEmbedding(nn.Module):
             if tuple(values.shape) != tuple(table.weight.shape):
                 raise SpeechUnitsError(f"stream {s}: centroid table {tuple(values.shape)}, the embedding expects "
                                        f"{tuple(table.weight.shape)}")
-            std = values.std(0, unbiased=False).clamp_min(1e-6)
-            table.weight.copy_((values - values.mean(0)) / std)
+            table.weight.copy_(standardised_rows(values))
 
     def forward(self, ids: torch.Tensor, durations: torch.Tensor | None = None) -> torch.Tensor:
         if ids.shape[-1] != len(self.tables):

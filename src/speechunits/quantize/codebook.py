@@ -62,6 +62,16 @@ def centroid_sha256(centroids: torch.Tensor | np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr, dtype="<f4").tobytes()).hexdigest()
 
 
+def standardised_rows(table: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A centroid table ``[K, D]`` with every dimension shifted to mean 0 and scaled to standard
+    deviation 1 over the K rows (population std; a constant dimension becomes 0), float32: the
+    starting point of unit embedding tables initialised from centroids (probes, vocoders)."""
+    values = torch.as_tensor(table, dtype=torch.float32)
+    if values.ndim != 2:
+        raise SpeechUnitsError(f"a centroid table must be [K, D], got shape {tuple(values.shape)}")
+    return (values - values.mean(0)) / values.std(0, unbiased=False).clamp_min(1e-6)
+
+
 def encoder_meta(info: Any) -> dict[str, Any]:
     """Codebook metadata fields taken from an :class:`~speechunits.encoders.base.EncoderInfo`."""
     return {

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from speechunits.errors import SpeechUnitsError
+from speechunits.quantize.codebook import standardised_rows
 from speechunits.vocoder.config import F0_BINS, F0_RANGE, VocoderConfig
 from speechunits.vocoder.dsp import LogMel
 
@@ -54,12 +56,19 @@ class ReferenceEncoder(nn.Module):
 
 
 class Conditioner(nn.Module):
-    """Units (+ F0, + speaker vector) -> frame features ``[B, out_dim, T]``."""
+    """Units (+ F0, + speaker vector) -> frame features ``[B, out_dim, T]``.
+
+    Unit tables are ``[K, unit_dim]``, or with ``embed_init="centroids"`` ``[K, D]`` (the codebook's
+    dimension, filled by :meth:`load_centroids`) followed by a learned ``D -> unit_dim`` linear map.
+    """
 
     def __init__(self, cfg: VocoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.units = nn.ModuleList(nn.Embedding(k, cfg.unit_dim) for k in cfg.vocab_sizes)
+        centroids = cfg.embed_init == "centroids"
+        widths = cfg.unit_table_dims if centroids else [cfg.unit_dim] * len(cfg.vocab_sizes)
+        self.units = nn.ModuleList(nn.Embedding(k, d) for k, d in zip(cfg.vocab_sizes, widths))
+        self.unit_projections = nn.ModuleList(nn.Linear(d, cfg.unit_dim) for d in widths) if centroids else None
         self.f0_continuous = nn.Linear(2, cfg.f0_dim) if cfg.f0 == "continuous" else None
         self.f0_quantized = nn.Embedding(F0_BINS + 1, cfg.f0_dim) if cfg.f0 == "quantized" else None
         self.speaker_table = nn.Embedding(cfg.num_speakers, cfg.speaker_dim) if cfg.speaker == "table" else None
@@ -69,6 +78,27 @@ class Conditioner(nn.Module):
         self.register_buffer("speaker_means", torch.zeros(known, cfg.speaker_dim))
         self.out_dim = cfg.unit_dim + (cfg.f0_dim if cfg.f0 != "none" else 0) + \
             (cfg.speaker_dim if cfg.speaker != "none" else 0)
+
+    @torch.no_grad()
+    def load_centroids(self, tables: list[torch.Tensor]) -> None:
+        """Start every stream's table from its codebook's centroids ``[K_s, D_s]``, standardised
+        (:func:`~speechunits.quantize.codebook.standardised_rows`)."""
+        if self.unit_projections is None:
+            raise SpeechUnitsError("this vocoder's unit tables were not built for centroids (embed_init random)")
+        if len(tables) != len(self.units):
+            raise SpeechUnitsError(f"{len(tables)} centroid tables for {len(self.units)} unit streams")
+        for s, (table, values) in enumerate(zip(self.units, tables)):
+            values = standardised_rows(values)
+            if tuple(values.shape) != tuple(table.weight.shape):
+                raise SpeechUnitsError(f"stream {s}: centroids {tuple(values.shape)}, the table is "
+                                       f"{tuple(table.weight.shape)}")
+            table.weight.copy_(values)
+
+    def embed_units(self, units: torch.Tensor) -> torch.Tensor:
+        """``[B, S, T]`` ids -> ``[B, T, unit_dim]``: the sum over streams."""
+        if self.unit_projections is None:
+            return sum(emb(units[:, j]) for j, emb in enumerate(self.units))
+        return sum(proj(emb(units[:, j])) for j, (emb, proj) in enumerate(zip(self.units, self.unit_projections)))
 
     def speaker_vector(self, speaker: torch.Tensor | None = None, reference: torch.Tensor | None = None
                        ) -> torch.Tensor | None:
@@ -84,7 +114,7 @@ class Conditioner(nn.Module):
     def forward(self, units: torch.Tensor, f0_z: torch.Tensor | None, voiced: torch.Tensor | None,
                 speaker_vec: torch.Tensor | None) -> torch.Tensor:
         """``units`` ``[B, S, T]``; ``f0_z``, ``voiced`` ``[B, T]``; ``speaker_vec`` ``[B, D]``."""
-        h = sum(emb(units[:, j]) for j, emb in enumerate(self.units))  # [B, T, unit_dim]
+        h = self.embed_units(units)  # [B, T, unit_dim]
         parts = [h]
         if self.f0_continuous is not None:
             parts.append(self.f0_continuous(torch.stack([f0_z * voiced, voiced.float()], dim=-1).to(h.dtype)))

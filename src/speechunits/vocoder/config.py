@@ -19,6 +19,8 @@ from speechunits.training.config import config_from_dict, config_to_dict
 ARCHS = ("cpu", "hifigan")
 F0_MODES = ("none", "continuous", "quantized")
 SPEAKER_MODES = ("none", "table", "embedding")
+#: How the unit embedding tables start: learned from random, or from the codebooks' centroids.
+EMBED_INITS = ("random", "centroids")
 #: Quantised F0: normalised log-F0 in [-F0_RANGE, F0_RANGE] cut into this many bins (+1 id for unvoiced).
 F0_BINS = 32
 F0_RANGE = 3.0
@@ -80,6 +82,10 @@ class VocoderConfig:
             (a reference encoder on log-mel, trained jointly).
         num_speakers: rows of the speaker table (table mode; embedding mode: known speakers).
         unit_dim, f0_dim, speaker_dim: conditioning widths.
+        embed_init: ``"random"`` (tables of ``unit_dim`` learned from scratch) or ``"centroids"``:
+            each stream's table has its codebook's dimension (``unit_table_dims``), starts from the
+            standardised centroids and is followed by a learned linear map to ``unit_dim``.
+        unit_table_dims: with ``"centroids"``, the codebook dimension D of every stream.
         channels, blocks, kernel: width, ConvNeXt blocks and kernel of the ``cpu`` tier's
             frame-rate network; ``fft_factor``: its STFT filter length is ``fft_factor * hop``.
         hifigan_channels, resblock_kernels, resblock_dilations: HiFi-GAN V1.
@@ -125,6 +131,8 @@ class VocoderConfig:
     gan_start: int | None = None
     disc_width: float = 1.0
     perturb_semitones: list[float] = field(default_factory=list)
+    embed_init: str = "random"
+    unit_table_dims: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         checks = [
@@ -137,11 +145,16 @@ class VocoderConfig:
             ("--segment-frames", self.segment_frames >= 2, ">= 2"),
             ("--batch-size", self.batch_size >= 1, ">= 1"),
             ("speakers", self.speaker != "table" or self.num_speakers >= 1, "a speaker table needs speakers"),
+            ("--embed-init", self.embed_init in EMBED_INITS, f"one of {EMBED_INITS}"),
+            ("unit table dims", (len(self.unit_table_dims) == len(self.vocab_sizes)
+                                 and all(int(d) >= 1 for d in self.unit_table_dims)) if self.embed_init == "centroids"
+             else not self.unit_table_dims, "one codebook dimension per stream, with --embed-init centroids only"),
         ]
         for what, ok, need in checks:
             if not ok:
                 raise SpeechUnitsError(f"vocoder config: {what} must be {need} (config {config_to_dict(self)})")
         self.vocab_sizes = [int(k) for k in self.vocab_sizes]
+        self.unit_table_dims = [int(d) for d in self.unit_table_dims]
         self.perturb_semitones = perturb_semitones(self.perturb_semitones)
 
     @property

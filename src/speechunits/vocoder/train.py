@@ -137,7 +137,9 @@ def train_vocoder(input: str | Path, codebook_paths: Sequence[str | Path], out_d
     """Train a vocoder for the units of ``codebook_paths`` on the corpus ``input`` into ``out_dir``.
 
     Args:
-        config: :class:`VocoderConfig` fields overriding the tier's defaults (e.g. ``TINY``).
+        config: :class:`VocoderConfig` fields overriding the tier's defaults (e.g. ``TINY``);
+            ``{"embed_init": "centroids"}`` starts the unit tables from the codebooks' centroids
+            (``unit_table_dims`` is then taken from the codebooks).
         resume: continue the checkpoint in ``out_dir`` (its stored config and options win;
             ``options.steps`` / ``minutes`` may extend the run).
 
@@ -220,7 +222,10 @@ def train_vocoder(input: str | Path, codebook_paths: Sequence[str | Path], out_d
             raise SpeechUnitsError(f"{out}: trained on speakers {stored['speakers']}, the corpus now has {speakers}")
         speakers = stored["speakers"]
     else:
-        cfg = default_config(arch, hop, **(config or {}), sample_rate=sample_rate,
+        overrides = dict(config or {})
+        if overrides.get("embed_init") == "centroids":
+            overrides["unit_table_dims"] = [int(c.dim) for c in codebooks]
+        cfg = default_config(arch, hop, **overrides, sample_rate=sample_rate,
                              vocab_sizes=[int(c.k) for c in codebooks], dedup=dedup, f0=f0, speaker=speaker,
                              num_speakers=len(speakers))
     if cfg.sample_rate != sample_rate or cfg.hop != hop:
@@ -230,7 +235,10 @@ def train_vocoder(input: str | Path, codebook_paths: Sequence[str | Path], out_d
         raise SpeechUnitsError("--dedup: one codebook only (several streams deduplicate differently)")
 
     torch.manual_seed(options.seed)
-    model = VocoderModel(cfg).to(dev)
+    model = VocoderModel(cfg)
+    if cfg.embed_init == "centroids" and not resume:  # a resumed run loads its trained tables
+        model.conditioner.load_centroids([torch.as_tensor(np.asarray(c.centroids)) for c in codebooks])
+    model = model.to(dev)
     phases = {GENERATOR: model.generator_modules()}
     if model.discriminators is not None:
         phases[DISCRIMINATOR] = model.discriminators
