@@ -25,6 +25,9 @@ The machine is shared: throughput and wall time depend on what else runs; the PN
 comparison does not. Usage::
 
     python bench/pretrain.py [--out bench/out/pretrain] [--train-minutes 40] [--iteration2-layer 3]
+    # compare a configuration on dev only (the test corpus is neither made nor read)
+    python bench/pretrain.py --out bench/out/pretrain-aug --train-minutes 30 --threads 1 --dev-only \
+        --augment pitch:-4..4,p=0.5
 """
 from __future__ import annotations
 
@@ -309,7 +312,7 @@ def main() -> int:
                  "ties to the lower layer", "model": "tiny iter1", "layer": chosen,
                  "configurations_tried": CONFIGURATIONS_TRIED, "dev_corpus": str(dev_dir)}
     (out / "selection.json").write_text(json.dumps(selection, indent=2))
-    log.info("chosen on dev: layer %d (written before the test corpus is read)", chosen)
+    log.info("chosen on dev: layer %d%s", chosen, "" if args.dev_only else " (written before the test corpus is read)")
     test_rows = [] if args.dev_only else rows_for("test")
     results.update(dev_rows=dev_rows, test_rows=test_rows, selection=selection)
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -329,8 +332,10 @@ def main() -> int:
             print(f"{row['system']:45s} {row['pnmi']:7.4f} {row['pnmi'] / base['pnmi']:6.2f} "
                   f"{100 * row['abx_within']:6.2f} {row['abx_within'] / base['abx_within']:6.2f} "
                   f"{100 * row['abx_across']:6.2f} {row['abx_across'] / base['abx_across']:6.2f}{mark}")
+    read = ("--dev-only: the test corpus was not read." if args.dev_only
+            else "the test corpus was read once, after the choice.")
     print(f"\nlayer {chosen} chosen on dev ({selection['rule']}); {CONFIGURATIONS_TRIED} training configurations "
-          "were compared on dev before these defaults; the test corpus was read once, after the choice.")
+          f"were compared on dev before these defaults; {read}")
 
     for key in ("train", "train2"):
         if key not in results:
