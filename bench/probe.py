@@ -2,7 +2,8 @@
 
 Command of docs/probe.md's table (one seed per learning rate; ~3-4 h here; at ``--probe-minutes 8`` the
 tiny and most unit rows are budget-bound, the report lists them; at 25 every chosen run converged). That
-table was made before the unit rows' BPE vocabulary and embedding tables changed (:data:`BPE_FACTOR`)::
+table was made before the unit rows' BPE vocabulary and embedding tables changed (:data:`BPE_FACTOR`) and
+before the tiny model's pretraining took voice perturbation (:data:`RECIPE`)::
 
     python bench/probe.py --out bench/out/probe --minutes 60 --speakers 20 \\
         --pretrain-minutes 20 --probe-minutes 25 --seeds 1 \\
@@ -22,7 +23,8 @@ What it does, with every setting fixed here (nothing is chosen on test data):
    probe; ``speaker`` probes split each speaker's utterances 80/10/10 (a speaker probe needs every
    speaker in training), on the same corpus.
 2. ``speechunits pretrain --config tiny`` on the training speakers' audio only, for
-   ``--pretrain-minutes`` (or ``--pretrained DIR``), with docs/train.md's CPU recipe (run D: :data:`RECIPE`).
+   ``--pretrain-minutes`` (or ``--pretrained DIR``), with docs/train.md's CPU recipe (run D) and voice
+   perturbation ``--augment pitch:-4..4,p=0.5`` (:data:`RECIPE`; chosen on bench/pretrain.py's dev corpus).
 3. Probes (``phones`` -> PER, ``asr`` chars -> WER/CER, ``speaker`` -> accuracy and the
    speaker-leakage figures chance/majority) on: MFCC, log-mel, the tiny model's weighted sum of all
    layers, its layer L alone (L = the layer with the largest learned weight of the weighted-sum
@@ -125,8 +127,10 @@ def write_split(corpus: Path, out: Path) -> dict[str, list[str]]:
 
 
 #: docs/train.md's CPU recipe (`speechunits pretrain --recipe cpu`, run D, chosen on bench/pretrain.py's dev corpus,
-#: not this one). The CLI's own defaults are HuBERT's GPU recipe, which learns little in minutes on a CPU.
-RECIPE = ("--recipe", "cpu")
+#: not this one) with ContentVec-style voice perturbation of the input (targets from the clean audio), chosen on the
+#: same dev corpus by bench/pretrain_probe.py (unseen voices: features PER 3.6 -> 1.8 %, K=100 units 13.6 -> 11.6 %).
+#: The CLI's own defaults are HuBERT's GPU recipe, which learns little in minutes on a CPU.
+RECIPE = ("--recipe", "cpu", "--augment", "pitch:-4..4,p=0.5")
 
 
 def ensure_pretrained(args: argparse.Namespace, out: Path, cfg: dict[str, Any]) -> Path:

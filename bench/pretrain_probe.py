@@ -1,0 +1,138 @@
+"""Dev-only phone probes of ``bench/pretrain.py`` runs: how well their units read for unseen voices.
+
+``bench/pretrain.py --dev-only`` scores every layer's K=100 units by PNMI and ABX. This script adds
+the measure issue 14 cares about: a phone probe's PER on voices it never heard. For every
+``--run NAME=DIR`` (a ``bench/pretrain.py`` output directory), it takes the layer that the run's
+``selection.json`` chose and
+
+1. fits K=100 on that layer over the training corpus (``speechunits fit``, 200k frames, seed 0)
+   and encodes the training and dev corpora (``speechunits encode``);
+2. trains bench/probe.py's phones probe (the judge's one-layer BiLSTM of 128, unit tables from the
+   centroids, ``--lr 1e-3,1e-2``, early stopping, 3000 steps at most, 12 minutes per sweep) on
+   the training corpus's 8 voices, choosing the learning rate and step on the dev corpus's 6
+   unseen voices, and reports that dev PER.
+
+MFCC K=100 units are always a row. ``--features`` adds the same probe on each chosen layer's
+features and on MFCC (features standardised, 3 frames stacked), for the "units within 1.5x of
+their features" question. There is no test part: bench/pretrain.py's test corpus is not read.
+
+    python bench/pretrain_probe.py --out bench/out/pretrain-probe \\
+        --run base=bench/out/pretrain-base --run aug=bench/out/pretrain-aug --features   # ~45 min here
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from probe import Bench, cli, input_spec  # noqa: E402  (bench/probe.py)
+from probe_units_dev import FULL  # noqa: E402
+from vocoder import read_manifest  # noqa: E402  (bench/vocoder.py)
+
+log = logging.getLogger("bench.pretrain_probe")
+PARTS = (("tr", "train"), ("dv", "dev"))
+LRS = (1e-3, 1e-2)
+
+
+def joint_corpus(out: Path, train: Path, dev: Path) -> Path:
+    """One corpus of both (their utterance ids overlap: prefixed ``tr_`` / ``dv_``, audio symlinked),
+    with ``phones.tsv``, ``speakers.tsv`` and ``split.tsv`` (train / dev)."""
+    corpus = out / "corpus"
+    if (corpus / "split.tsv").is_file():
+        return corpus
+    (corpus / "wavs").mkdir(parents=True, exist_ok=True)
+    manifest, phones, speakers, split = [str((corpus / "wavs").resolve())], [], [], []
+    for (tag, part), source in zip(PARTS, (train, dev)):
+        root, rows = read_manifest(source / "manifest.tsv")
+        root_path = Path(root) if Path(root).is_absolute() else (source / root).resolve()
+        for rel, samples in rows:
+            link = corpus / "wavs" / f"{tag}_{Path(rel).name}"
+            if not link.exists():
+                link.symlink_to(root_path / rel)
+            manifest.append(f"{link.name}\t{samples}")
+            split.append(f"{tag}_{Path(rel).with_suffix('').name}\t{part}")
+        phones += [f"{tag}_{line}" for line in (source / "phones.tsv").read_text().splitlines() if line.strip()]
+        for line in (source / "speakers.tsv").read_text().splitlines():
+            if line.strip():
+                utt, speaker = line.split("\t")[:2]
+                speakers.append(f"{tag}_{utt}\t{tag}_{speaker}")
+    for name, lines in (("manifest.tsv", manifest), ("phones.tsv", phones), ("speakers.tsv", speakers),
+                        ("split.tsv", split)):
+        (corpus / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return corpus
+
+
+def chosen_layer(run: Path) -> int:
+    selection = run / "selection.json"
+    if not selection.is_file():
+        raise SystemExit(f"{selection} missing: run bench/pretrain.py --out {run} --dev-only first")
+    return int(json.loads(selection.read_text())["layer"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/out/pretrain-probe"))
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=DIR",
+                        help="a bench/pretrain.py output directory (its iter1 model and selection.json)")
+    parser.add_argument("--train-corpus", type=Path, default=Path("bench/out/synth_train"))
+    parser.add_argument("--dev-corpus", type=Path, default=Path("bench/out/synth_heldout"))
+    parser.add_argument("--features", action="store_true", help="also probe each chosen layer's features and MFCC")
+    parser.add_argument("--jobs", type=int, default=2, help="probe sweeps at once, one thread each")
+    args = parser.parse_args()
+    args.seeds, args.device = 1, "cpu"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("speechunits").setLevel(logging.WARNING)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = joint_corpus(out, args.train_corpus, args.dev_corpus)
+    manifest = corpus / "manifest.tsv"
+    sources: list[tuple[str, str, int | None]] = [("MFCC", "mfcc", None)]
+    for spec in args.run:
+        name, _, directory = spec.partition("=")
+        sources.append((name, str(Path(directory) / "iter1"), chosen_layer(Path(directory))))
+
+    bench = Bench(args, dict(FULL), out, corpus)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, encoder, layer in sources:
+        tag = name.replace(" ", "_")
+        label = name if layer is None else f"{name} layer {layer}"
+        if args.features:
+            extra = {} if layer is None else {"interface": "single", "layer": layer}
+            bench.submit(f"{tag} features", "phones", input_spec("encoder", encoder, manifest, "cpu"),
+                         frame_rate=100.0, lrs=LRS, split_file=corpus / "split.tsv", **extra)
+            rows[f"{tag} features"] = {"row": f"{label} features"}
+        codebook, store = out / f"codebook-{tag}", out / f"units-{tag}"
+        if not (codebook / "codebook.json").is_file():
+            cli("fit", str(args.train_corpus / "manifest.tsv"), "--encoder", encoder,
+                *(["--layer", str(layer)] if layer is not None else []), "--k", "100", "-o", str(codebook),
+                "--max-frames", "200000", "--seed", "0", "--device", "cpu", "--quiet")
+        if not store.exists():
+            cli("encode", str(manifest), "--codebook", str(codebook), "-o", str(store), "--device", "cpu", "--quiet")
+        bench.submit(f"{tag} units", "phones", input_spec("units", store, codebook=codebook), frame_rate=100.0,
+                     lrs=LRS, split_file=corpus / "split.tsv", embed_init="centroids")
+        rows[f"{tag} units"] = {"row": f"{label} K=100 units"}
+    bench.wait()
+    bench.pool.shutdown()
+
+    lines = ["| input | dev PER % (6 unseen voices) | lr | best step | stopped by |", "|---|---|---|---|---|"]
+    for key, row in rows.items():
+        meta = bench.results[key]["phones"]
+        lr = meta["selection"]["lr"]
+        run = next(r for r in meta["runs"] if r["lr"] == lr)
+        row.update(per=meta["dev"]["per"]["mean"], lr=lr, best_step=run.get("best_step"), stop=run["stop_reason"])
+        lines.append(f"| {row['row']} | {100 * row['per']:.1f} | {lr:g} | {row['best_step']} | {row['stop']} |")
+    lines.append(f"\n{bench.configurations} training runs; no test part (the dev corpus chooses lr and step, "
+                 "and is the figure)")
+    text = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(text, encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
