@@ -128,7 +128,7 @@ def write_split(corpus: Path, out: Path) -> dict[str, list[str]]:
 
 #: docs/train.md's CPU recipe (`speechunits pretrain --recipe cpu`, run D, chosen on bench/pretrain.py's dev corpus,
 #: not this one) with ContentVec-style voice perturbation of the input (targets from the clean audio), chosen on the
-#: same dev corpus by bench/pretrain_probe.py (unseen voices: features PER 3.6 -> 1.8 %, K=100 units 13.6 -> 11.6 %).
+#: same dev corpus by bench/pretrain_probe.py (unseen voices: features PER 3.6-4.2 -> 1.8 %, K=100 units 13.4-13.6 -> 11.6-11.8 %).
 #: The CLI's own defaults are HuBERT's GPU recipe, which learns little in minutes on a CPU.
 RECIPE = ("--recipe", "cpu", "--augment", "pitch:-4..4,p=0.5")
 
