@@ -318,8 +318,7 @@ def main() -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
     for split, rows in (("dev", dev_rows), ("test", test_rows)):
-        if not rows:
-            print("\n--dev-only: the test corpus was not read")
+        if not rows:  # --dev-only: said below
             continue
         held, _, items = splits[split]
         base = rows[0]

@@ -13,11 +13,11 @@ the measure issue 14 cares about: a phone probe's PER on voices it never heard. 
    unseen voices, and reports that dev PER.
 
 MFCC K=100 units are always a row. ``--features`` adds the same probe on each chosen layer's
-features and on MFCC (features standardised, 3 frames stacked), for the "units within 1.5x of
+features and on MFCC (features standardised, 100 Hz inputs stacked 3 frames at a time), for the "units within 1.5x of
 their features" question. There is no test part: bench/pretrain.py's test corpus is not read.
 
     python bench/pretrain_probe.py --out bench/out/pretrain-probe \\
-        --run base=bench/out/pretrain-base --run aug=bench/out/pretrain-aug --features   # ~45 min here
+        --run base=bench/out/pretrain-base --run aug=bench/out/pretrain-aug --features   # ~40 min here
 """
 from __future__ import annotations
 
@@ -100,19 +100,20 @@ def main() -> int:
     for name, encoder, layer in sources:
         tag = name.replace(" ", "_")
         label = name if layer is None else f"{name} layer {layer}"
-        if args.features:
-            extra = {} if layer is None else {"interface": "single", "layer": layer}
-            bench.submit(f"{tag} features", "phones", input_spec("encoder", encoder, manifest, "cpu"),
-                         frame_rate=100.0, lrs=LRS, split_file=corpus / "split.tsv", **extra)
-            rows[f"{tag} features"] = {"row": f"{label} features"}
         codebook, store = out / f"codebook-{tag}", out / f"units-{tag}"
         if not (codebook / "codebook.json").is_file():
             cli("fit", str(args.train_corpus / "manifest.tsv"), "--encoder", encoder,
                 *(["--layer", str(layer)] if layer is not None else []), "--k", "100", "-o", str(codebook),
                 "--max-frames", "200000", "--seed", "0", "--device", "cpu", "--quiet")
+        frame_rate = float(json.loads((codebook / "codebook.json").read_text())["frame_rate"])  # the encoder's
+        if args.features:
+            extra = {} if layer is None else {"interface": "single", "layer": layer}
+            bench.submit(f"{tag} features", "phones", input_spec("encoder", encoder, manifest, "cpu"),
+                         frame_rate=frame_rate, lrs=LRS, split_file=corpus / "split.tsv", **extra)
+            rows[f"{tag} features"] = {"row": f"{label} features"}
         if not store.exists():
             cli("encode", str(manifest), "--codebook", str(codebook), "-o", str(store), "--device", "cpu", "--quiet")
-        bench.submit(f"{tag} units", "phones", input_spec("units", store, codebook=codebook), frame_rate=100.0,
+        bench.submit(f"{tag} units", "phones", input_spec("units", store, codebook=codebook), frame_rate=frame_rate,
                      lrs=LRS, split_file=corpus / "split.tsv", embed_init="centroids")
         rows[f"{tag} units"] = {"row": f"{label} K=100 units"}
     bench.wait()
