@@ -10,7 +10,9 @@ Quick check that everything runs (minutes on a loaded machine)::
 
 What it does, every setting fixed here (nothing is chosen on benchmark data):
 
-1. ``speechunits.synth.synthesize_corpus`` (``--minutes``, ``--speakers``), speakers split: the last
+1. ``speechunits.synth.synthesize_corpus`` (``--minutes``, ``--speakers``, ``--text``: since
+   2026-12-01 ``mixed``, the sentence list and the syntactic benchmark's grammar in turn; the first
+   run used ``list``, whose sentences never show the grammar's agreement), speakers split: the last
    10 % (at least 1) are held out (perplexity, correction); the LMs train on the rest.
 2. MFCC units, K=100: ``speechunits fit`` on the training speakers' audio, ``speechunits encode``
    of every utterance.
@@ -54,9 +56,9 @@ from speechunits.errors import SpeechUnitsError
 log = logging.getLogger("bench.lm")
 
 FULL = dict(minutes=300.0, speakers=40, lm_minutes=45.0, mlm_minutes=20.0, config="small", bpe_vocab=1000,
-            max_frames=300_000, prompts=10)
+            max_frames=300_000, prompts=10, text="mixed")
 QUICK = dict(minutes=3.0, speakers=5, lm_minutes=0.3, mlm_minutes=0.3, config="tiny", bpe_vocab=150,
-             max_frames=20_000, prompts=2)
+             max_frames=20_000, prompts=2, text="mixed")
 K = 100
 REFERENCE_SPEAKERS = 3
 
@@ -217,7 +219,8 @@ def main() -> int:
     if not (corpus / "corpus.json").is_file():
         from speechunits.synth import synthesize_corpus
 
-        synthesize_corpus(corpus, minutes=cfg["minutes"], speakers=cfg["speakers"], seed=0, quiet=True)
+        synthesize_corpus(corpus, minutes=cfg["minutes"], speakers=cfg["speakers"], seed=0, quiet=True,
+                          text=cfg["text"])
     speaker_of, train_speakers, held_speakers = speakers_split(corpus)
     codebook = out / "codebook"
     if not (codebook / "codebook.json").is_file():

@@ -175,6 +175,17 @@ def test_cli_synth_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "--minutes must be positive" in cli_error(["synth", str(tmp_path / "y"), "--minutes", "0",
                                                       "--quiet"], caplog)
     assert "--workers must be >= 1" in cli_error(["synth", str(tmp_path / "z"), "--workers", "0", "--quiet"], caplog)
+    assert "no sentence grammar for es" in cli_error(["synth", str(tmp_path / "g"), "--languages", "en,es", "--text",
+                                                     "mixed", "--quiet"], caplog)
+    assert "--text does not apply" in cli_error(["synth", "lexical", str(tmp_path / "l"), "--text", "grammar",
+                                                 "--quiet"], caplog)
+    with pytest.raises(SpeechUnitsError, match="--text must be one of list, grammar, mixed"):
+        synthesize_corpus(tmp_path / "t", 0.05, 1, text="random")
+    grammar = tmp_path / "grammar"
+    assert main(["synth", str(grammar), "--minutes", "0.1", "--speakers", "2", "--text", "grammar", "--quiet"]) == 0
+    texts = [line.split("\t")[1] for line in (grammar / "text.tsv").read_text().splitlines()]
+    assert texts and not set(texts) & set(sentences("en"))
+    assert '"text": "grammar"' in (grammar / "corpus.json").read_text()
 
 
 def _square_or_fail(x: int) -> int:

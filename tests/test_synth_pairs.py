@@ -138,6 +138,50 @@ def test_syntactic_pairs_are_minimal_and_parse() -> None:
                 assert sorted(pair.grammatical) == sorted(pair.ungrammatical)
 
 
+def test_grammar_training_text_parses_and_never_meets_a_benchmark_sentence() -> None:
+    from itertools import islice
+
+    from speechunits.synth.corpus import _plan
+    from speechunits.synth.speakers import sample_speakers
+
+    rng = np.random.default_rng(0)
+    samples = [syntax.make_sentence(rng) for _ in range(3000)]
+    again = np.random.default_rng(0)
+    assert [syntax.make_sentence(again) for _ in range(50)] == samples[:50]  # deterministic for a seed
+    assert all(syntax.parses(s) for s in samples)
+    assert not any(syntax.reserved_for_benchmarks(s) for s in samples)
+    assert len(set(samples)) > 2900  # nearly every training sentence is new
+    # every construction of the grammar occurs: present, copula, past transitive, intransitive, adverbial
+    words = {w for s in samples for w in s}
+    assert {"keeps", "keep", "is", "were", "repaired", "sneezed", "dusk", "several", "this"} <= words
+    # the benchmark draws its grammatical members from the reserved quarter only, for any seed
+    reserved = sum(syntax.reserved_for_benchmarks((f"w{i}",)) for i in range(4000)) / 4000
+    assert 0.2 < reserved < 0.3
+    for seed in (0, 1):
+        pairs = [p for split in choose_syntactic_pairs(pairs=35, seed=seed).values() for p in split]
+        assert all(syntax.reserved_for_benchmarks(p.grammatical) for p in pairs)
+        assert not {p.grammatical for p in pairs} & set(samples)
+    # mixed corpus text: each speaker alternates list sentences and grammar sentences
+    speakers = sample_speakers(3, ["en"], 0)
+    plan = list(islice(_plan(speakers, 0, "mixed"), 60))
+    listed = set(sentences_en())
+    for speaker in speakers:
+        kinds = ["list" if t.text in listed else "grammar" for t in plan if t.speaker == speaker]
+        assert kinds[0::2] == [kinds[0]] * 10 and set(kinds[1::2]) == {"grammar", "list"} - {kinds[0]}
+        for t in plan:
+            if t.speaker == speaker and t.text not in listed:
+                assert syntax.parses(t.text)
+    assert [t.text for t in islice(_plan(speakers, 0, "grammar"), 20)] == \
+        [t.text for t in islice(_plan(speakers, 0, "grammar"), 20)]
+    assert all(t.text in listed for t in islice(_plan(speakers, 0, "list"), 30))
+
+
+def sentences_en() -> tuple[str, ...]:
+    from speechunits.synth.sentences import sentences
+
+    return sentences("en")
+
+
 # ----------------------------------------------------------------------------- bilingual grammar
 
 

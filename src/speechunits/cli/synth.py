@@ -12,12 +12,12 @@ from speechunits.errors import SpeechUnitsError
 
 #: Sub-commands, and the options each one takes besides --seed, --workers and --quiet.
 KINDS = {
-    "corpus": ("minutes", "speakers", "languages"),
+    "corpus": ("minutes", "speakers", "languages", "text"),
     "lexical": ("language", "pairs", "voices", "voices_from"),
     "syntactic": ("language", "pairs", "voices", "voices_from"),
     "parallel": ("source", "target", "minutes", "speakers"),
 }
-_OPTIONS = ("minutes", "speakers", "languages", "language", "pairs", "voices", "voices_from", "source", "target")
+_OPTIONS = ("minutes", "speakers", "languages", "text", "language", "pairs", "voices", "voices_from", "source", "target")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--speakers", type=int, default=None,
                         help="corpus: speakers in total; parallel: speakers per language (default 4)")
     parser.add_argument("--languages", default=None, help="corpus: comma-separated languages (default en)")
+    parser.add_argument("--text", default=None, choices=("list", "grammar", "mixed"),
+                        help="corpus: the built-in sentence list (default; each sentence in many voices), "
+                        "sentences sampled from the English agreement grammar of `synth syntactic` (never its "
+                        "benchmark sentences), or the two in turn (what a unit LM needs for both benchmarks)")
     parser.add_argument("--language", default=None, help="lexical/syntactic: language (default en)")
     parser.add_argument("--pairs", type=int, default=None,
                         help="lexical/syntactic: pairs per split, dev and test (default 300 / 350)")
@@ -79,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         from speechunits.synth import synthesize_corpus
 
         languages = [x.strip() for x in (values["languages"] or "en").split(",") if x.strip()]
-        synthesize_corpus(out, minutes, speakers, languages, **common)
+        synthesize_corpus(out, minutes, speakers, languages, text=values["text"] or "list", **common)
     elif kind in ("lexical", "syntactic"):
         from speechunits.synth.benchmarks import write_lexical, write_syntactic
 

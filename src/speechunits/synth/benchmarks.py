@@ -118,8 +118,12 @@ def choose_lexical_pairs(lexicon: dict[str, Pronunciation], frequencies: dict[st
 
 
 def choose_syntactic_pairs(pairs: int, seed: int) -> dict[str, list[Any]]:
-    """``pairs`` minimal pairs per split, subtypes in turn, no grammatical sentence twice."""
-    from speechunits.synth.syntax import SUBTYPES, make_pair
+    """``pairs`` minimal pairs per split, subtypes in turn, no grammatical sentence twice.
+
+    Every grammatical member is one of the grammar's benchmark-reserved sentences
+    (:func:`speechunits.synth.syntax.reserved_for_benchmarks`), which no training text contains.
+    """
+    from speechunits.synth.syntax import SUBTYPES, make_pair, reserved_for_benchmarks
 
     seen: set[tuple[str, ...]] = set()
     out: dict[str, list[Any]] = {}
@@ -130,7 +134,7 @@ def choose_syntactic_pairs(pairs: int, seed: int) -> dict[str, list[Any]]:
             type_, subtype = SUBTYPES[k % len(SUBTYPES)]
             for _ in range(MAX_DRAWS):
                 pair = make_pair(type_, subtype, rng)
-                if pair.grammatical not in seen:
+                if pair.grammatical not in seen and reserved_for_benchmarks(pair.grammatical):
                     break
             else:
                 raise SpeechUnitsError(f"--pairs {pairs}: the grammar ran out of distinct {type_}/{subtype} "

@@ -13,6 +13,12 @@ Layout of ``out_dir``::
     manifest.jsonl           one ``{"id", "path" (relative to the file), "num_samples", "speaker", "text"}`` per line
     corpus.json              the arguments, for the record
 
+Text (``text``): ``list``, the language's built-in sentences (:mod:`speechunits.synth.sentences`),
+each spoken by many voices; ``grammar``, sentences sampled from the English agreement grammar of
+:mod:`speechunits.synth.syntax` (nearly all distinct; the quarter reserved for syntactic benchmarks
+is never used); ``mixed``, the two in turn, so a unit LM hears both the list's vocabulary (the
+lexical benchmark's words) and the grammar (the syntactic benchmark's). Only English has the grammar.
+
 Determinism: espeak-ng is initialised (and warmed up the same way) in one process and every
 utterance is synthesised in a fresh fork of it, so the same arguments give byte-identical
 files whatever ``workers``. Utterances are planned in a fixed order (speakers round-robin,
@@ -52,6 +58,10 @@ CORPUS_FORMAT_VERSION = 1
 WARM_UP_TEXT = "a e i o u"
 WARM_UP_RATE = 175
 WARM_UP_PITCH = 50
+#: Where a corpus's sentences come from (module docstring).
+TEXT_SOURCES = ("list", "grammar", "mixed")
+#: Languages that have a sentence grammar for ``grammar``/``mixed`` text.
+GRAMMAR_LANGUAGES = ("en",)
 
 
 @dataclass(frozen=True)
@@ -72,26 +82,40 @@ class _Result:
     words: list[Segment]
 
 
-def _plan(speakers: Sequence[Speaker], seed: int) -> Iterator[_Task]:
-    """Endless deterministic utterance plan: speakers round-robin, sentences shuffled per language."""
+def _plan(speakers: Sequence[Speaker], seed: int, text: str = "list") -> Iterator[_Task]:
+    """Endless deterministic utterance plan: speakers round-robin; per language, the built-in
+    sentences shuffled (``list``), grammar samples (``grammar``), or the two in turn (``mixed``)."""
+    from speechunits.synth.syntax import make_sentence, spoken_text
+
     orders: dict[str, list[str]] = {}
     positions: dict[str, int] = {}
     rounds: dict[str, int] = {}
+    grammar_rngs: dict[str, np.random.Generator] = {}
     per_speaker = {s.name: 0 for s in speakers}
-    for n in count_from():
-        speaker = speakers[n % len(speakers)]
-        lang = speaker.language
+
+    def from_list(lang: str) -> str:
         if positions.get(lang, 0) >= len(orders.get(lang, [])):
             pool = sentences(lang)
             rng = np.random.default_rng([seed, rounds.get(lang, 0), sum(map(ord, lang))])
             orders[lang] = [pool[i] for i in rng.permutation(len(pool))]
             positions[lang] = 0
             rounds[lang] = rounds.get(lang, 0) + 1
-        text = orders[lang][positions[lang]]
         positions[lang] += 1
+        return orders[lang][positions[lang] - 1]
+
+    def from_grammar(lang: str) -> str:
+        rng = grammar_rngs.setdefault(lang, np.random.default_rng([seed, 6, sum(map(ord, lang))]))
+        return spoken_text(make_sentence(rng))
+
+    for n in count_from():
+        speaker = speakers[n % len(speakers)]
+        lang = speaker.language
         index = per_speaker[speaker.name]
         per_speaker[speaker.name] += 1
-        yield _Task(f"{speaker.name}_{index:04d}", speaker, text, seed * 1_000_003 + n)
+        # mixed: each speaker alternates, neighbouring speakers in opposite phase
+        grammar = text == "grammar" or (text == "mixed" and (index + n % len(speakers)) % 2 == 1)
+        sentence = from_grammar(lang) if grammar else from_list(lang)
+        yield _Task(f"{speaker.name}_{index:04d}", speaker, sentence, seed * 1_000_003 + n)
 
 
 @dataclass(frozen=True)
@@ -157,8 +181,11 @@ def synthesize_corpus(
     seed: int = 0,
     workers: int | None = None,
     quiet: bool = False,
+    text: str = "list",
 ) -> Path:
     """Synthesise about ``minutes`` of speech by ``speakers`` voices into ``out_dir``.
+
+    ``text`` is one of :data:`TEXT_SOURCES` (module docstring).
 
     The work runs in a fresh ``python -m speechunits.synth`` process (see module docstring).
 
@@ -172,16 +199,17 @@ def synthesize_corpus(
     from speechunits.synth.process import run_in_fresh_process
 
     out = Path(out_dir)
-    _validate(out, minutes, speakers, list(languages), seed, workers)
+    _validate(out, minutes, speakers, list(languages), seed, workers, text)
     reply = run_in_fresh_process("corpus", dict(out_dir=str(out), minutes=minutes, speakers=speakers,
-                                                languages=list(languages), seed=seed, workers=workers, quiet=quiet))
+                                                languages=list(languages), seed=seed, workers=workers, quiet=quiet,
+                                                text=text))
     log.info("synth: %d utterances, %.1f min of audio, %d speakers in %s (%.0fx real time)",
              reply["utterances"], reply["duration_s"] / 60.0, reply["speakers"], out, reply["realtime_factor"])
     return out
 
 
 def _validate(out: Path, minutes: float, speakers: int, languages: list[str], seed: int,
-              workers: int | None) -> list[Speaker]:
+              workers: int | None, text: str = "list") -> list[Speaker]:
     if not minutes > 0 or not np.isfinite(minutes):
         raise SpeechUnitsError(f"--minutes must be positive, got {minutes}")
     if workers is not None and workers < 1:
@@ -190,6 +218,12 @@ def _validate(out: Path, minutes: float, speakers: int, languages: list[str], se
         raise SpeechUnitsError("--languages: empty list")
     for lang in languages:
         sentences(lang)  # raises for an unknown language
+    if text not in TEXT_SOURCES:
+        raise SpeechUnitsError(f"--text must be one of {', '.join(TEXT_SOURCES)}, got {text!r}")
+    no_grammar = [lang for lang in languages if lang not in GRAMMAR_LANGUAGES]
+    if text != "list" and no_grammar:
+        raise SpeechUnitsError(f"--text {text}: no sentence grammar for {', '.join(no_grammar)} "
+                               f"(only {', '.join(GRAMMAR_LANGUAGES)}); use --text list")
     speaker_list = sample_speakers(speakers, languages, seed)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SpeechUnitsError(f"{out}: output directory exists and is not empty")
@@ -197,7 +231,7 @@ def _validate(out: Path, minutes: float, speakers: int, languages: list[str], se
 
 
 def synthesize_here(out_dir: str | os.PathLike[str], minutes: float, speakers: int, languages: Sequence[str],
-                    seed: int, workers: int | None, quiet: bool) -> dict[str, float]:
+                    seed: int, workers: int | None, quiet: bool, text: str = "list") -> dict[str, float]:
     """The synthesis itself, in this process (called by ``python -m speechunits.synth``).
 
     Returns:
@@ -211,7 +245,7 @@ def synthesize_here(out_dir: str | os.PathLike[str], minutes: float, speakers: i
     from speechunits.synth.espeak import initialise
 
     out = Path(out_dir)
-    speaker_list = _validate(out, minutes, speakers, list(languages), seed, workers)
+    speaker_list = _validate(out, minutes, speakers, list(languages), seed, workers, text)
     workers = workers if workers is not None else (os.cpu_count() or 1)
     (out / "wavs").mkdir(parents=True, exist_ok=True)
     (out / "textgrids").mkdir(exist_ok=True)
@@ -221,7 +255,7 @@ def synthesize_here(out_dir: str | os.PathLike[str], minutes: float, speakers: i
     target_s = minutes * 60.0
     done_s = 0.0
     results: list[_Result] = []
-    results_iter = map_forked(partial(_synthesise_task, out=out), _plan(speaker_list, seed), workers)
+    results_iter = map_forked(partial(_synthesise_task, out=out), _plan(speaker_list, seed, text), workers)
     with AudioProgress(target_s, desc="synth", quiet=quiet) as progress:
         for result in results_iter:
             results.append(result)
@@ -233,8 +267,10 @@ def synthesize_here(out_dir: str | os.PathLike[str], minutes: float, speakers: i
         results_iter.close()  # stops the forks still running
         speed = progress.realtime_factor
     _remove_extra_files(out, {r.utt_id for r in results})
-    _write_tables(out, results, speaker_list, dict(minutes=minutes, speakers=speakers, languages=list(languages),
-                                                   seed=seed))
+    args: dict[str, object] = dict(minutes=minutes, speakers=speakers, languages=list(languages), seed=seed)
+    if text != "list":  # corpus.json of a list corpus stays as it was
+        args["text"] = text
+    _write_tables(out, results, speaker_list, args)
     return {"utterances": len(results), "duration_s": done_s, "speakers": len(speaker_list),
             "realtime_factor": speed}
 

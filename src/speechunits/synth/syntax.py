@@ -24,9 +24,15 @@ Minimal pairs (type/subtype; the ungrammatical member differs by one or two word
 * ``word_order/verb_object``: the verb moves behind its object;
 * ``argument_structure/transitive_missing_object``: an obligatorily transitive verb loses its object;
 * ``argument_structure/intransitive_extra_object``: an intransitive verb gets an object.
+
+Training text: :func:`make_sentence` samples grammatical sentences for ``speechunits synth
+--text grammar|mixed``. A fixed quarter of the grammar's sentences (:func:`reserved_for_benchmarks`,
+by a hash of the words) never becomes training text, and every syntactic pair takes its grammatical
+member from that quarter, so no benchmark sentence is a training sentence, for any seed.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -120,6 +126,11 @@ def spoken_text(words: tuple[str, ...]) -> str:
 # ----------------------------------------------------------------------------- generation
 
 
+def reserved_for_benchmarks(words: tuple[str, ...]) -> bool:
+    """Whether a grammatical sentence (lowercase words) belongs to the benchmarks' quarter of the grammar."""
+    return hashlib.sha256(" ".join(words).encode("utf-8")).digest()[0] % 4 == 0
+
+
 def _pick(rng: np.random.Generator, items: tuple[str, ...] | list[str]) -> str:
     return items[int(rng.integers(len(items)))]
 
@@ -148,6 +159,33 @@ def _present_predicate(rng: np.random.Generator, number: str) -> list[str]:
     forms = _pick(rng, list(VERBS_PRESENT))
     obj, _ = _object(rng, VERBS_PRESENT[forms], False)
     return [forms[0] if number == "sg" else forms[1]] + obj
+
+
+def make_sentence(rng: np.random.Generator) -> tuple[str, ...]:
+    """One grammatical sentence (lowercase words): ``NP[n] VP[n] ADV?`` with the module's productions.
+
+    Reserved sentences (:func:`reserved_for_benchmarks`) are never returned: this is training text.
+    """
+    while True:
+        number = _pick(rng, ("sg", "pl"))
+        subject = _subject(rng, number, rng.random() < 0.3)
+        kind = rng.random()
+        if kind < 0.4:
+            forms = _pick(rng, list(VERBS_PRESENT))
+            obj, _ = _object(rng, VERBS_PRESENT[forms], rng.random() < 0.5)
+            predicate = [forms[0 if number == "sg" else 1]] + obj
+        elif kind < 0.55:
+            forms = COPULAS[int(rng.integers(len(COPULAS)))]
+            predicate = [forms[0 if number == "sg" else 1], _pick(rng, ADJECTIVES)]
+        elif kind < 0.85:
+            verb = _pick(rng, list(VERBS_PAST_TRANSITIVE))
+            obj, _ = _object(rng, VERBS_PAST_TRANSITIVE[verb], rng.random() < 0.5)
+            predicate = [verb] + obj
+        else:
+            predicate = [_pick(rng, VERBS_PAST_INTRANSITIVE)]
+        words = tuple(subject + predicate + _adverbial(rng))
+        if not reserved_for_benchmarks(words):
+            return words
 
 
 def make_pair(type_: str, subtype: str, rng: np.random.Generator) -> SentencePair:
