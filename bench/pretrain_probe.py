@@ -18,6 +18,9 @@ their features" question. There is no test part: bench/pretrain.py's test corpus
 
     python bench/pretrain_probe.py --out bench/out/pretrain-probe \\
         --run base=bench/out/pretrain-base --run aug=bench/out/pretrain-aug --features   # ~40 min here
+    # the weighted sum of all layers too (issue 14 compares that with MFCC), a longer budget for new probes
+    python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --features \\
+        --weighted-sum --probe-minutes 25
 """
 from __future__ import annotations
 
@@ -81,6 +84,11 @@ def main() -> int:
     parser.add_argument("--train-corpus", type=Path, default=Path("bench/out/synth_train"))
     parser.add_argument("--dev-corpus", type=Path, default=Path("bench/out/synth_heldout"))
     parser.add_argument("--features", action="store_true", help="also probe each chosen layer's features and MFCC")
+    parser.add_argument("--weighted-sum", action="store_true",
+                        help="also probe each run's weighted sum of all its layers (s3prl's featurizer: issue 14's "
+                        "feature row)")
+    parser.add_argument("--probe-minutes", type=float, default=None,
+                        help=f"time budget per sweep for probes not yet in OUT (default {FULL['probe_minutes']:g})")
     parser.add_argument("--jobs", type=int, default=2, help="probe sweeps at once, one thread each")
     args = parser.parse_args()
     args.seeds, args.device = 1, "cpu"
@@ -95,7 +103,10 @@ def main() -> int:
         name, _, directory = spec.partition("=")
         sources.append((name, str(Path(directory) / "iter1"), chosen_layer(Path(directory))))
 
-    bench = Bench(args, dict(FULL), out, corpus)
+    cfg = dict(FULL)
+    if args.probe_minutes is not None:
+        cfg["probe_minutes"] = args.probe_minutes
+    bench = Bench(args, cfg, out, corpus)
     rows: dict[str, dict[str, Any]] = {}
     for name, encoder, layer in sources:
         tag = name.replace(" ", "_")
@@ -111,6 +122,10 @@ def main() -> int:
             bench.submit(f"{tag} features", "phones", input_spec("encoder", encoder, manifest, "cpu"),
                          frame_rate=frame_rate, lrs=LRS, split_file=corpus / "split.tsv", **extra)
             rows[f"{tag} features"] = {"row": f"{label} features"}
+        if args.weighted_sum and layer is not None:  # no interface option: the weighted sum of all layers
+            bench.submit(f"{tag} weighted sum", "phones", input_spec("encoder", encoder, manifest, "cpu"),
+                         frame_rate=frame_rate, lrs=LRS, split_file=corpus / "split.tsv")
+            rows[f"{tag} weighted sum"] = {"row": f"{name} weighted sum of all layers"}
         if not store.exists():
             cli("encode", str(manifest), "--codebook", str(codebook), "-o", str(store), "--device", "cpu", "--quiet")
         bench.submit(f"{tag} units", "phones", input_spec("units", store, codebook=codebook), frame_rate=frame_rate,
@@ -119,13 +134,16 @@ def main() -> int:
     bench.wait()
     bench.pool.shutdown()
 
-    lines = ["| input | dev PER % (6 unseen voices) | lr | best step | stopped by |", "|---|---|---|---|---|"]
+    lines = ["| input | dev PER % (6 unseen voices) | lr | best step | stopped by | budget |", "|---|---|---|---|---|---|"]
     for key, row in rows.items():
         meta = bench.results[key]["phones"]
         lr = meta["selection"]["lr"]
         run = next(r for r in meta["runs"] if r["lr"] == lr)
-        row.update(per=meta["dev"]["per"]["mean"], lr=lr, best_step=run.get("best_step"), stop=run["stop_reason"])
-        lines.append(f"| {row['row']} | {100 * row['per']:.1f} | {lr:g} | {row['best_step']} | {row['stop']} |")
+        budget = meta.get("training", {}).get("max_minutes")
+        row.update(per=meta["dev"]["per"]["mean"], lr=lr, best_step=run.get("best_step"), stop=run["stop_reason"],
+                   budget_minutes=budget)
+        lines.append(f"| {row['row']} | {100 * row['per']:.1f} | {lr:g} | {row['best_step']} | {row['stop']} "
+                     f"| {'-' if budget is None else f'{budget:g} min'} |")
     lines.append(f"\n{bench.configurations} training runs; no test part (the dev corpus chooses lr and step, "
                  "and is the figure)")
     text = "\n".join(lines) + "\n"
