@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import selectors
+import signal
 import traceback
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -97,7 +98,9 @@ def map_forked(fn: Callable[[T], R], tasks: Iterable[T], workers: int) -> Iterat
             selector.unregister(fd)
             os.close(fd)
             try:
-                os.kill(pid, 15)
+                # SIGKILL, not SIGTERM: a fork inherits the parent's Python signal handlers (Ray's, in a
+                # process that ran Ray), and such a handler can hang in the child, and waitpid with it
+                os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except OSError:
                 pass
