@@ -134,7 +134,8 @@ def main() -> int:
     bench.wait()
     bench.pool.shutdown()
 
-    lines = ["| input | dev PER % (6 unseen voices) | lr | best step | stopped by | budget |", "|---|---|---|---|---|---|"]
+    lines = ["| input | dev PER % (6 unseen voices) | lr | best step | stopped by | budget |",
+             "|---|---|---|---|---|---|"]
     for key, row in rows.items():
         meta = bench.results[key]["phones"]
         lr = meta["selection"]["lr"]

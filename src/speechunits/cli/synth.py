@@ -17,7 +17,8 @@ KINDS = {
     "syntactic": ("language", "pairs", "voices", "voices_from"),
     "parallel": ("source", "target", "minutes", "speakers"),
 }
-_OPTIONS = ("minutes", "speakers", "languages", "text", "language", "pairs", "voices", "voices_from", "source", "target")
+_OPTIONS = ("minutes", "speakers", "languages", "text", "language", "pairs", "voices", "voices_from", "source",
+            "target")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
