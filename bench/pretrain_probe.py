@@ -31,10 +31,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers, write_tsv
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probe import Bench, cli, input_spec  # noqa: E402  (bench/probe.py)
 from probe_units_dev import FULL  # noqa: E402
-from vocoder import read_manifest  # noqa: E402  (bench/vocoder.py)
 
 log = logging.getLogger("bench.pretrain_probe")
 PARTS = (("tr", "train"), ("dv", "dev"))
@@ -48,23 +49,19 @@ def joint_corpus(out: Path, train: Path, dev: Path) -> Path:
     if (corpus / "split.tsv").is_file():
         return corpus
     (corpus / "wavs").mkdir(parents=True, exist_ok=True)
-    manifest, phones, speakers, split = [str((corpus / "wavs").resolve())], [], [], []
+    rows, phones, speakers, split = [], [], [], []
     for (tag, part), source in zip(PARTS, (train, dev)):
-        root, rows = read_manifest(source / "manifest.tsv")
-        root_path = Path(root) if Path(root).is_absolute() else (source / root).resolve()
-        for rel, samples in rows:
-            link = corpus / "wavs" / f"{tag}_{Path(rel).name}"
+        speaker_of = read_speakers(source / SPEAKERS_FILE)
+        for utt in open_corpus(source / "manifest.tsv"):
+            link = corpus / "wavs" / f"{tag}_{Path(utt.path).name}"
             if not link.exists():
-                link.symlink_to(root_path / rel)
-            manifest.append(f"{link.name}\t{samples}")
-            split.append(f"{tag}_{Path(rel).with_suffix('').name}\t{part}")
+                link.symlink_to(Path(utt.path).resolve())
+            rows.append((link.name, utt.num_samples))
+            split.append(f"{tag}_{utt.id}\t{part}")
+            speakers.append(f"{tag}_{utt.id}\t{tag}_{speaker_of[utt.id]}")
         phones += [f"{tag}_{line}" for line in (source / "phones.tsv").read_text().splitlines() if line.strip()]
-        for line in (source / "speakers.tsv").read_text().splitlines():
-            if line.strip():
-                utt, speaker = line.split("\t")[:2]
-                speakers.append(f"{tag}_{utt}\t{tag}_{speaker}")
-    for name, lines in (("manifest.tsv", manifest), ("phones.tsv", phones), ("speakers.tsv", speakers),
-                        ("split.tsv", split)):
+    write_tsv(corpus / "manifest.tsv", str((corpus / "wavs").resolve()), rows)
+    for name, lines in (("phones.tsv", phones), ("speakers.tsv", speakers), ("split.tsv", split)):
         (corpus / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return corpus
 
@@ -117,19 +114,19 @@ def main() -> int:
                 *(["--layer", str(layer)] if layer is not None else []), "--k", "100", "-o", str(codebook),
                 "--max-frames", "200000", "--seed", "0", "--device", "cpu", "--quiet")
         frame_rate = float(json.loads((codebook / "codebook.json").read_text())["frame_rate"])  # the encoder's
+        sweep = dict(frame_rate=frame_rate, lrs=LRS, split_file=corpus / "split.tsv")
+        features = input_spec("encoder", encoder, manifest, "cpu")
         if args.features:
             extra = {} if layer is None else {"interface": "single", "layer": layer}
-            bench.submit(f"{tag} features", "phones", input_spec("encoder", encoder, manifest, "cpu"),
-                         frame_rate=frame_rate, lrs=LRS, split_file=corpus / "split.tsv", **extra)
+            bench.submit(f"{tag} features", "phones", features, **sweep, **extra)
             rows[f"{tag} features"] = {"row": f"{label} features"}
         if args.weighted_sum and layer is not None:  # no interface option: the weighted sum of all layers
-            bench.submit(f"{tag} weighted sum", "phones", input_spec("encoder", encoder, manifest, "cpu"),
-                         frame_rate=frame_rate, lrs=LRS, split_file=corpus / "split.tsv")
+            bench.submit(f"{tag} weighted sum", "phones", features, **sweep)
             rows[f"{tag} weighted sum"] = {"row": f"{name} weighted sum of all layers"}
         if not store.exists():
             cli("encode", str(manifest), "--codebook", str(codebook), "-o", str(store), "--device", "cpu", "--quiet")
-        bench.submit(f"{tag} units", "phones", input_spec("units", store, codebook=codebook), frame_rate=frame_rate,
-                     lrs=LRS, split_file=corpus / "split.tsv", embed_init="centroids")
+        bench.submit(f"{tag} units", "phones", input_spec("units", store, codebook=codebook), **sweep,
+                     embed_init="centroids")
         rows[f"{tag} units"] = {"row": f"{label} K=100 units"}
     bench.wait()
     bench.pool.shutdown()

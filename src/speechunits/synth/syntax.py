@@ -154,10 +154,11 @@ def _adverbial(rng: np.random.Generator) -> list[str]:
     return _pick(rng, ADVERBIALS).split() if rng.random() < 0.5 else []
 
 
-def _present_predicate(rng: np.random.Generator, number: str) -> list[str]:
-    """A present-tense transitive verb agreeing with ``number``, and its object."""
+def _present_predicate(rng: np.random.Generator, number: str, marked_share: float = 0.0) -> list[str]:
+    """A present-tense transitive verb agreeing with ``number``, and its object (whose determiner is
+    number-marked with probability ``marked_share``; 0 draws nothing for it)."""
     forms = _pick(rng, list(VERBS_PRESENT))
-    obj, _ = _object(rng, VERBS_PRESENT[forms], False)
+    obj, _ = _object(rng, VERBS_PRESENT[forms], bool(marked_share) and rng.random() < marked_share)
     return [forms[0] if number == "sg" else forms[1]] + obj
 
 
@@ -171,9 +172,7 @@ def make_sentence(rng: np.random.Generator) -> tuple[str, ...]:
         subject = _subject(rng, number, rng.random() < 0.3)
         kind = rng.random()
         if kind < 0.4:
-            forms = _pick(rng, list(VERBS_PRESENT))
-            obj, _ = _object(rng, VERBS_PRESENT[forms], rng.random() < 0.5)
-            predicate = [forms[0 if number == "sg" else 1]] + obj
+            predicate = _present_predicate(rng, number, marked_share=0.5)
         elif kind < 0.55:
             forms = COPULAS[int(rng.integers(len(COPULAS)))]
             predicate = [forms[0 if number == "sg" else 1], _pick(rng, ADJECTIVES)]
