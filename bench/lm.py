@@ -14,8 +14,9 @@ What it does, every setting fixed here (nothing is chosen on benchmark data):
    2026-12-01 ``mixed``, the sentence list and the syntactic benchmark's grammar in turn; the first
    run used ``list``, whose sentences never show the grammar's agreement), speakers split: the last
    10 % (at least 1) are held out (perplexity, correction); the LMs train on the rest.
-2. MFCC units, K=100: ``speechunits fit`` on the training speakers' audio, ``speechunits encode``
-   of every utterance.
+2. Units, K=100: ``speechunits fit`` on the training speakers' audio (``--encoder``: MFCC by default
+   or a model directory with ``--layer``; the first two runs fitted on every speaker's audio),
+   ``speechunits encode`` of every utterance.
 3. Benchmarks: ``speechunits.synth.benchmarks.write_lexical`` / ``write_syntactic`` (ZeroSpeech
    2021 layout, voices unseen in any synthetic corpus), encoded once with the same codebook.
 4. Causal LMs (``--config``, ``--lm-minutes`` each) on raw units, deduplicated units, BPE over
@@ -90,6 +91,17 @@ def speakers_split(corpus: Path) -> tuple[dict[str, str], list[str], list[str]]:
     speakers = sorted(set(speaker_of.values()))
     held = max(1, len(speakers) // 10)
     return speaker_of, speakers[:-held], speakers[-held:]
+
+
+def train_manifest(corpus: Path, train_speakers: set[str], speaker_of: dict[str, str], out: Path) -> Path:
+    """The training speakers' part of the corpus manifest (the codebook never sees held-out voices)."""
+    from speechunits.corpus import open_corpus, write_tsv
+
+    path = out / "train-manifest.tsv"
+    rows = [(Path(u.path).name, u.num_samples) for u in open_corpus(corpus / "manifest.tsv")
+            if speaker_of[u.id] in train_speakers]
+    write_tsv(path, str((corpus / "wavs").resolve()), rows)
+    return path
 
 
 # -- benchmarks -------------------------------------------------------------------------------------
@@ -198,10 +210,17 @@ def main() -> int:
     for name, value in FULL.items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=None,
                             help=f"default {value} (quick: {QUICK[name]})")
+    parser.add_argument("--encoder", default="mfcc",
+                        help="what the units come from: mfcc (default) or a model directory (e.g. bench/pretrain.py's "
+                             "OUT/iter2)")
+    parser.add_argument("--layer", type=int, default=None, help="the encoder's layer (required for a model)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    if args.encoder != "mfcc" and args.layer is None:
+        parser.error("--layer is required with a model --encoder")
     cfg = dict(QUICK if args.quick else FULL)
     cfg.update({k: getattr(args, k) for k in FULL if getattr(args, k) is not None})
+    cfg.update(encoder=args.encoder, layer=args.layer)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -224,7 +243,8 @@ def main() -> int:
     speaker_of, train_speakers, held_speakers = speakers_split(corpus)
     codebook = out / "codebook"
     if not (codebook / "codebook.json").is_file():
-        su("fit", str(corpus / "manifest.tsv"), "--encoder", "mfcc", "--k", str(K), "--max-frames",
+        su("fit", str(train_manifest(corpus, set(train_speakers), speaker_of, out)), "--encoder", args.encoder,
+           *(["--layer", str(args.layer)] if args.layer is not None else []), "--k", str(K), "--max-frames",
            str(cfg["max_frames"]), "-o", str(codebook), "--quiet")
     units_dir = out / "units"
     if not (units_dir / ".speechunits.json").is_file():
@@ -434,7 +454,9 @@ def correction(out: Path, cfg: dict[str, Any], corpus: Path, store: Any, train_s
 
 def render(results: dict[str, Any]) -> str:
     lines = [f"corpus: {results['corpus']['hours']:.2f} h, {results['corpus']['utterances']} utterances, "
-             f"held-out speakers {', '.join(results['corpus']['held_out_speakers'])}", "",
+             f"held-out speakers {', '.join(results['corpus']['held_out_speakers'])}; units: K={K} of "
+             f"{results['settings'].get('encoder', 'mfcc')}"
+             + ("" if results['settings'].get('layer') is None else f" layer {results['settings']['layer']}"), "",
              "| LM | lexical sum | lexical norm | syntactic sum | syntactic norm | ppl/token | bits/s | train tok/s "
              "| train audio s/s | steps | score utt/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
 
