@@ -93,17 +93,6 @@ def speakers_split(corpus: Path) -> tuple[dict[str, str], list[str], list[str]]:
     return speaker_of, speakers[:-held], speakers[-held:]
 
 
-def train_manifest(corpus: Path, train_speakers: set[str], speaker_of: dict[str, str], out: Path) -> Path:
-    """The training speakers' part of the corpus manifest (the codebook never sees held-out voices)."""
-    from speechunits.corpus import open_corpus, write_tsv
-
-    path = out / "train-manifest.tsv"
-    rows = [(Path(u.path).name, u.num_samples) for u in open_corpus(corpus / "manifest.tsv")
-            if speaker_of[u.id] in train_speakers]
-    write_tsv(path, str((corpus / "wavs").resolve()), rows)
-    return path
-
-
 # -- benchmarks -------------------------------------------------------------------------------------
 def write_benchmarks(out: Path) -> Path | None:
     """The synthetic ZeroSpeech 2021 sets (from the synthpairs helper's speechunits.synth.benchmarks)."""
@@ -226,6 +215,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"settings": cfg, "rows": {}}
 
+    from speechunits.corpus import write_tsv_subset
     from speechunits.lm.config import preset
     from speechunits.lm.model_dir import load_lm
     from speechunits.lm.ngram import NGramLM
@@ -241,17 +231,19 @@ def main() -> int:
         synthesize_corpus(corpus, minutes=cfg["minutes"], speakers=cfg["speakers"], seed=0, quiet=True,
                           text=cfg["text"])
     speaker_of, train_speakers, held_speakers = speakers_split(corpus)
+    train_ids = {u for u, s in speaker_of.items() if s in train_speakers}
+    held_ids = {u for u, s in speaker_of.items() if s in held_speakers}
     codebook = out / "codebook"
     if not (codebook / "codebook.json").is_file():
-        su("fit", str(train_manifest(corpus, set(train_speakers), speaker_of, out)), "--encoder", args.encoder,
+        train_manifest = out / "train-manifest.tsv"  # the codebook never sees held-out voices
+        write_tsv_subset(corpus / "manifest.tsv", train_ids, train_manifest)
+        su("fit", str(train_manifest), "--encoder", args.encoder,
            *(["--layer", str(args.layer)] if args.layer is not None else []), "--k", str(K), "--max-frames",
            str(cfg["max_frames"]), "-o", str(codebook), "--quiet")
     units_dir = out / "units"
     if not (units_dir / ".speechunits.json").is_file():
         su("encode", str(corpus / "manifest.tsv"), "--codebook", str(codebook), "-o", str(units_dir), "--quiet")
     store = UnitStore.open(units_dir)
-    train_ids = {u for u, s in speaker_of.items() if s in train_speakers}
-    held_ids = {u for u, s in speaker_of.items() if s in held_speakers}
     train_store = sub_store(store, train_ids, out / "units-train")
     held_store = sub_store(store, held_ids, out / "units-held")
     hours = sum(secs for _, _, secs in store.iter_rows()) / 3600

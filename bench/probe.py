@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from speechunits.corpus import open_corpus, read_speakers, write_tsv
+from speechunits.corpus import open_corpus, read_speakers, write_tsv_subset
 from speechunits.probe import EncoderInput, UnitInput, make_split, train_probe_on_corpus
 
 log = logging.getLogger("bench.probe")
@@ -120,9 +120,7 @@ def write_split(corpus: Path, out: Path) -> dict[str, list[str]]:
         for name, ids in parts.items():
             for utt in ids:
                 handle.write(f"{utt}\t{name}\n")
-    train = set(split.train)
-    write_tsv(out / "train.tsv", str((corpus / "wavs").resolve()),
-              [(Path(u.path).name, int(u.num_samples or 0)) for u in utts if u.id in train])
+    write_tsv_subset(corpus / "manifest.tsv", set(split.train), out / "train.tsv")
     return parts
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from speechunits.corpus import open_corpus, parse_shard, write_tsv
+from speechunits.corpus import open_corpus, parse_shard, write_tsv, write_tsv_subset
 from speechunits.errors import SpeechUnitsError
 
 
@@ -58,6 +58,20 @@ def test_fairseq_tsv_relative_root_and_lengths(tmp_path: Path) -> None:
     utts = list(open_corpus(tmp_path / "train.tsv"))
     assert [(u.id, u.num_samples) for u in utts] == [("spk1/u1", 16000), ("spk2/u2", 32000)]
     assert utts[0].path == str(tmp_path / "audio" / "spk1/u1.flac")
+
+
+def test_tsv_subset_keeps_ids_paths_and_lengths_under_a_new_folder(tmp_path: Path) -> None:
+    (tmp_path / "m.tsv").write_text("audio\nspk1/u1.flac\t16000\nspk2/u2.wav\nspk1/u3.wav\t8000\n")
+    (tmp_path / "out").mkdir()
+    written = write_tsv_subset(tmp_path / "m.tsv", {"spk2/u2", "spk1/u3", "not/there"}, tmp_path / "out" / "s.tsv")
+    subset = list(open_corpus(tmp_path / "out" / "s.tsv"))
+    # Opened from another folder, the relative root "audio" must still point at tmp_path/audio.
+    assert written == 2
+    assert [(u.id, u.path, u.num_samples) for u in subset] == [
+        ("spk2/u2", str((tmp_path / "audio" / "spk2/u2.wav").resolve()), None),
+        ("spk1/u3", str((tmp_path / "audio" / "spk1/u3.wav").resolve()), 8000)]
+    with pytest.raises(SpeechUnitsError, match="fairseq .tsv"):
+        write_tsv_subset(tmp_path / "m.jsonl", {"x"}, tmp_path / "s.tsv")
 
 
 def test_tsv_bad_length_names_line(tmp_path: Path) -> None:

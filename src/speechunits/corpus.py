@@ -155,14 +155,17 @@ def _iter_directory(root: Path) -> Iterator[Utterance]:
                 yield Utterance(rel.with_suffix("").as_posix(), str(full))
 
 
+def _tsv_root(manifest: Path, root_line: str) -> Path:
+    """The audio root of a fairseq manifest from its first line (relative roots are from the manifest's folder)."""
+    if not root_line:
+        raise SpeechUnitsError(f"{manifest}: empty manifest (expected a root directory on line 1)")
+    root = Path(root_line.rstrip("\n"))
+    return root if root.is_absolute() else manifest.parent / root
+
+
 def _iter_tsv(manifest: Path) -> Iterator[Utterance]:
     with open(manifest, encoding="utf-8") as handle:
-        root_line = handle.readline()
-        if not root_line:
-            raise SpeechUnitsError(f"{manifest}: empty manifest (expected a root directory on line 1)")
-        root = Path(root_line.rstrip("\n"))
-        if not root.is_absolute():
-            root = manifest.parent / root
+        root = _tsv_root(manifest, handle.readline())
         for line_no, line in enumerate(handle, start=2):
             line = line.rstrip("\n")
             if not line:
@@ -229,6 +232,23 @@ def write_tsv(path: str | os.PathLike[str], root: str, rows: list[tuple[str, int
         handle.write(f"{root}\n")
         for rel, num_samples in rows:
             handle.write(f"{rel}\t{num_samples}\n")
+
+
+def write_tsv_subset(source: str | os.PathLike[str], ids: set[str], path: str | os.PathLike[str]) -> int:
+    """Write the rows of the fairseq manifest ``source`` whose utterance id is in ``ids`` to ``path``,
+    under the same (absolute) root, so ids and sample counts are unchanged. Returns the rows written."""
+    source = Path(source)
+    if source.suffix != ".tsv":
+        raise SpeechUnitsError(f"{source}: expected a fairseq .tsv manifest")
+    with open(source, encoding="utf-8") as handle:
+        root = _tsv_root(source, handle.readline()).resolve()
+    rows = [(Path(u.path).resolve().relative_to(root).as_posix(), u.num_samples)
+            for u in _iter_tsv(source) if u.id in ids]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"{root}\n")
+        for rel, num_samples in rows:
+            handle.write(f"{rel}\t{'' if num_samples is None else num_samples}\n")
+    return len(rows)
 
 
 #: The speaker list a corpus may carry (``speechunits synth`` writes one): ``utt_id<TAB>speaker`` lines.
