@@ -19,7 +19,8 @@ What it does (every setting fixed here; nothing chosen on test data):
 1. A synthetic corpus (``speechunits.synth.synthesize_corpus``, >= 60 min, >= 6 speakers) or
    ``--corpus DIR``; every speaker's last ``--test-per-speaker`` utterances are held out (test:
    held-out utterances of training speakers), the rest is ``train/manifest.tsv``.
-2. An MFCC K=100 codebook fitted on the training part with ``speechunits fit``.
+2. A K=100 codebook fitted on the training part with ``speechunits fit``: MFCC, or ``--encoder
+   DIR --layer L`` (a pretrained model's layer; ``--corpus-seed`` gives voices it never heard).
 3. ``speechunits vocoder train`` for the ``cpu`` tier and the ``hifigan`` tier, each for
    ``--minutes`` of wall clock, on K=100 units + continuous F0 (DIO) + a speaker table
    (+ ``--perturb-units``), in its own process.
@@ -70,6 +71,22 @@ def cli(*argv: str) -> None:
     code = main([str(a) for a in argv])
     if code:
         raise SystemExit(f"speechunits {' '.join(map(str, argv))} failed with {code}")
+
+
+def fit_units(manifest: Path, cb: Path, encoder: str, layer: int | None, k: int) -> Path:
+    """``speechunits fit`` a K-means codebook on ``manifest``'s audio into ``cb`` (kept if present):
+    MFCC, or layer ``layer`` of a model directory / hub name."""
+    if encoder != "mfcc" and layer is None:
+        raise SystemExit(f"encoder {encoder}: a layer is required")
+    if not (cb / "codebook.json").is_file():
+        cli("fit", manifest, "--encoder", encoder, *(["--layer", layer] if layer is not None else []),
+            "--k", k, "-o", cb, "--quiet")
+    return cb
+
+
+def units_name(encoder: str, layer: int | None, k: int) -> str:
+    """``mfcc-k100`` or ``<model folder>-l<layer>-k<k>``: the codebook folder of those units."""
+    return f"mfcc-k{k}" if encoder == "mfcc" else f"{Path(encoder).name}-l{layer}-k{k}"
 
 
 def read_manifest(path: Path) -> tuple[str, list[tuple[str, str]]]:
@@ -233,9 +250,7 @@ def _librispeech_parts(args: argparse.Namespace, out: Path) -> Path:
         (d / "manifest.tsv").write_text(str((root / "flac").resolve()) + "\n" +
                                         "".join(f"{p.name}\t\n" for p in files), encoding="utf-8")
         (d / "speakers.tsv").write_text("".join(f"{u}\t{speakers[u]}\n" for u in sorted(ids)), encoding="utf-8")
-    cb = work / "cb"
-    if not (cb / "codebook.json").is_file():
-        cli("fit", work / "train" / "manifest.tsv", "--encoder", "mfcc", "--k", args.k, "-o", cb, "--quiet")
+    fit_units(work / "train" / "manifest.tsv", work / "cb", args.encoder, args.layer, args.k)
     return work
 
 
@@ -294,7 +309,7 @@ def trained_on(meta: dict[str, Any]) -> str:
     shifts = config.get("perturb_semitones") or []
     perturb = f", units of copies shifted by {'/'.join(f'{x:+g}' for x in shifts)} semitones" if shifts else ""
     return (f"{trained['corpus_audio_seconds'] / 60:.0f} min of synthetic speech ({len(meta['speakers'])} voices; "
-            f"{trained['utterances']} training utterances), {meta['encoder'].upper()} K={meta['k'][0]} units{perturb} "
+            f"{trained['utterances']} training utterances), {'MFCC' if meta['encoder'] == 'mfcc' else meta['encoder']} K={meta['k'][0]} units{perturb} "
             f"+ {meta['f0_method'].upper()} F0 + a speaker table, {trained['steps']:,} steps, bench/vocoder.py")
 
 
@@ -353,7 +368,12 @@ def main() -> int:
     parser.add_argument("--corpus-minutes", type=float, default=60.0)
     parser.add_argument("--speakers", type=int, default=6)
     parser.add_argument("--test-per-speaker", type=int, default=5)
+    parser.add_argument("--corpus-seed", type=int, default=0, help="seed of the synthesised corpus")
     parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--encoder", default="mfcc",
+                        help="units: mfcc, or a model directory / hub name with --layer (e.g. a `speechunits "
+                             "pretrain` model); the LibriSpeech part uses the same")
+    parser.add_argument("--layer", type=int, default=None, help="the model's layer (required with a model --encoder)")
     parser.add_argument("--minutes", type=float, default=45.0, help="training budget of each vocoder")
     parser.add_argument("--hifigan-minutes", type=float, default=None,
                         help="training budget of the HiFi-GAN tier (default: --minutes, the issue's comparison; "
@@ -379,6 +399,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet-training", action="store_true")
     args = parser.parse_args()
+    if args.encoder != "mfcc" and args.layer is None:
+        parser.error("--layer is required with a model --encoder")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
 
@@ -403,16 +425,16 @@ def main() -> int:
         if not (corpus / "corpus.json").is_file():
             from speechunits.synth.corpus import synthesize_corpus
 
-            synthesize_corpus(corpus, args.corpus_minutes, args.speakers, seed=0)
+            synthesize_corpus(corpus, args.corpus_minutes, args.speakers, seed=args.corpus_seed)
     speakers = read_speakers(corpus / "speakers.tsv")
     train_ids, test_ids = split_by_speaker(speakers, args.test_per_speaker)
     train_dir = write_subset(corpus, out / "train", train_ids)
     test_dir = write_subset(corpus, out / "test", test_ids)
     results["corpus"] = {"path": str(corpus), "speakers": len(set(speakers.values())), "train": len(train_ids),
                          "test": len(test_ids)}
-    cb = out / f"cb-mfcc-k{args.k}"
-    if not (cb / "codebook.json").is_file():
-        cli("fit", train_dir / "manifest.tsv", "--encoder", "mfcc", "--k", args.k, "-o", cb, "--quiet")
+    cb = fit_units(train_dir / "manifest.tsv", out / f"cb-{units_name(args.encoder, args.layer, args.k)}",
+                   args.encoder, args.layer, args.k)
+    results["units"] = {"encoder": args.encoder, "layer": args.layer, "k": args.k}
 
     vocoders = {"cpu": out / "voc-cpu", "hifigan": out / "voc-hifigan"}
     results["training"] = {}
@@ -495,6 +517,8 @@ def render(results: dict[str, Any]) -> str:
     c = results["corpus"]
     lines.append(f"Corpus {c['path']}: {c['speakers']} speakers, {c['train']} training / {c['test']} held-out "
                  "utterances of the training speakers.")
+    u = results.get("units") or {"encoder": "mfcc", "layer": None, "k": "?"}  # runs before --encoder: MFCC
+    lines.append(f"Units: K={u['k']} of {'MFCC' if u['encoder'] == 'mfcc' else u['encoder'] + ' layer ' + str(u['layer'])}.")
     lines += ["", "| tier | steps | stop | audio s/s trained | synthesis x RT |", "|---|---|---|---|---|"]
     for arch, t in results["training"].items():
         lines.append(f"| {arch} | {t['steps_done']} | {t['stop_reason']} | {t['audio_seconds_per_second']:.1f} | "

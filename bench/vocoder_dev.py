@@ -4,6 +4,9 @@
         --config none= --config perturb=-4,-2,2,4
     python bench/vocoder_dev.py --out bench/out/vocoder-dev --minutes 15 \\
         --config small=-1,1 --config "small-centroids=-1,1 --embed-init centroids"
+    python bench/vocoder_dev.py --out bench/out/vocoder-seed2 --corpus-seed 2 --minutes 45 \\
+        --units-probe-minutes 10 --config mfcc=-1,1 \\
+        --config "iter2=-1,1 --units bench/out/pretrain-aug/iter2:3"
 
 The corpus is bench/vocoder.py's (``synthesize_corpus(minutes=60, speakers=6, seed=0)``, or
 ``--corpus``) with the same test utterances (each speaker's last 5) left out entirely; the 5
@@ -14,6 +17,13 @@ cpu tier (MFCC K=100 units of the training part + continuous DIO F0 + a speaker 
 the next speaker, judged by a speaker probe and the phone-probe judge trained on the training
 part's original audio (MFCC, docs/probe.md's judge settings), GPE and MCD. Prints one table;
 writes ``OUT/dev.json``.
+
+A configuration's options may include ``--units ENCODER:LAYER`` (e.g. a ``speechunits pretrain``
+model directory and its layer): its K=100 codebook is then fitted on that layer of the training
+part instead of MFCC, so MFCC and model units can be compared side by side under the same judges.
+``--units-probe-minutes M`` also trains, for every codebook, a phone probe that reads the units
+themselves (bench/vocoder.py's floor estimate). ``--corpus-seed`` synthesises another corpus
+(other voices and sentence order), e.g. one that a pretrained encoder never heard.
 """
 from __future__ import annotations
 
@@ -27,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vocoder import (cli, conversion_targets, convert_all, judge, split_by_speaker,  # noqa: E402  (bench/vocoder.py)
-                     write_subset)
+                     fit_units, units_name, units_per, write_subset)
 
 log = logging.getLogger("bench.vocoder_dev")
 
@@ -38,6 +48,27 @@ def dev_split(speakers: dict[str, str], test_per_speaker: int, dev_per_speaker: 
     rest, test = split_by_speaker(speakers, test_per_speaker)
     train, dev = split_by_speaker({u: speakers[u] for u in rest}, dev_per_speaker)
     return train, dev, test
+
+
+def pop_units(options: list[str]) -> tuple[str, list[str]]:
+    """(``ENCODER:LAYER`` of a ``--units`` option or ``"mfcc"``, the other options)."""
+    if "--units" not in options:
+        return "mfcc", options
+    i = options.index("--units")
+    if i + 1 >= len(options):
+        raise SystemExit("--units needs ENCODER:LAYER")
+    return options[i + 1], options[:i] + options[i + 2:]
+
+
+def fit_codebook(units: str, train_dir: Path, out: Path) -> Path:
+    """The K=100 codebook of ``units`` (``mfcc`` or ``ENCODER:LAYER``) fitted on the training part."""
+    encoder, layer = "mfcc", None
+    if units != "mfcc":
+        encoder, _, digits = units.rpartition(":")
+        if not encoder or not digits.isdigit():
+            raise SystemExit(f"--units {units!r}: expected ENCODER:LAYER, e.g. bench/out/pretrain-aug/iter2:3")
+        layer = int(digits)
+    return fit_units(train_dir / "manifest.tsv", out / f"cb-{units_name(encoder, layer, 100)}", encoder, layer, 100)
 
 
 def run_all(commands: list[list[str]]) -> None:
@@ -60,6 +91,9 @@ def main() -> int:
     parser.add_argument("--probe-minutes", type=float, default=8.0)
     parser.add_argument("--test-per-speaker", type=int, default=5)
     parser.add_argument("--dev-per-speaker", type=int, default=5)
+    parser.add_argument("--corpus-seed", type=int, default=0, help="seed of the synthesised corpus (bench/vocoder.py: 0)")
+    parser.add_argument("--units-probe-minutes", type=float, default=0.0,
+                        help="also train a phone probe on every codebook's units (0: skip)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from speechunits.corpus import read_speakers
@@ -71,21 +105,20 @@ def main() -> int:
     if not (corpus / "corpus.json").is_file():
         from speechunits.synth.corpus import synthesize_corpus
 
-        synthesize_corpus(corpus, 60.0, 6, seed=0)
+        synthesize_corpus(corpus, 60.0, 6, seed=args.corpus_seed)
     speakers = read_speakers(corpus / "speakers.tsv")
     train_ids, dev_ids, _ = dev_split(speakers, args.test_per_speaker, args.dev_per_speaker)
     train_dir, dev_dir = write_subset(corpus, out / "train", train_ids), write_subset(corpus, out / "dev", dev_ids)
-    cb = out / "cb-mfcc-k100"
-    if not (cb / "codebook.json").is_file():
-        cli("fit", train_dir / "manifest.tsv", "--encoder", "mfcc", "--k", 100, "-o", cb, "--quiet")
 
     configs = dict(c.split("=", 1) for c in args.config)
-    todo = []
+    todo, codebooks = [], {}
     for name, spec in configs.items():
         voc = out / f"voc-{name}"
         shifts, *extra = spec.split() or [""]
         if shifts.startswith("--"):  # no shifts, only options
             shifts, extra = "", [shifts, *extra]
+        units, extra = pop_units(extra)
+        cb = codebooks[units] = codebooks.get(units) or fit_codebook(units, train_dir, out)
         if not (voc / "vocoder.json").is_file():
             todo.append(["vocoder", "train", train_dir, "--codebook", cb, "-o", voc, "--speaker", "table",
                          "--f0", "continuous", "--minutes", args.minutes, "--threads", 1, "--quiet",
@@ -110,6 +143,12 @@ def main() -> int:
         results[f"{name} conversion"] = judge(ref, converted, **common,
                                               target_speakers=converted / "speakers.tsv")["metrics"]
         results[name]["steps"] = json.loads((voc / "vocoder.json").read_text())["trained"]["steps"]
+    if args.units_probe_minutes > 0:
+        for units, cb in codebooks.items():
+            floor = out / f"floor-{cb.name}"
+            floor.mkdir(exist_ok=True)
+            results[f"a phone probe reading {cb.name}"] = units_per(train_dir, dev_dir, cb, floor,
+                                                                   args.units_probe_minutes)
     (out / "dev.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     cols = ["probe_per", "speaker_probe_accuracy", "gpe", "mcd", "speaker_similarity", "dnsmos_ovrl", "steps"]
     print("| dev | " + " | ".join(cols) + " |\n|---" * 1 + "|---" * len(cols) + "|")
