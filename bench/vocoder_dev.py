@@ -21,6 +21,7 @@ writes ``OUT/dev.json``.
 A configuration's options may include ``--units ENCODER:LAYER`` (e.g. a ``speechunits pretrain``
 model directory and its layer): its K=100 codebook is then fitted on that layer of the training
 part instead of MFCC, so MFCC and model units can be compared side by side under the same judges.
+``@K`` sets another codebook size (``--units mfcc@500``).
 ``--units-probe-minutes M`` also trains, for every codebook, a phone probe that reads the units
 themselves (bench/vocoder.py's floor estimate). ``--corpus-seed`` synthesises another corpus
 (other voices and sentence order), e.g. one that a pretrained encoder never heard.
@@ -61,14 +62,19 @@ def pop_units(options: list[str]) -> tuple[str, list[str]]:
 
 
 def fit_codebook(units: str, train_dir: Path, out: Path) -> Path:
-    """The K=100 codebook of ``units`` (``mfcc`` or ``ENCODER:LAYER``) fitted on the training part."""
+    """The codebook of ``units`` (``mfcc`` or ``ENCODER:LAYER``, either with ``@K``; K=100 by
+    default) fitted on the training part."""
+    units, _, k = units.partition("@")
+    if k and not k.isdigit():
+        raise SystemExit(f"--units ...@{k}: K must be a whole number")
     encoder, layer = "mfcc", None
     if units != "mfcc":
         encoder, _, digits = units.rpartition(":")
         if not encoder or not digits.isdigit():
-            raise SystemExit(f"--units {units!r}: expected ENCODER:LAYER, e.g. bench/out/pretrain-aug/iter2:3")
+            raise SystemExit(f"--units {units!r}: expected mfcc or ENCODER:LAYER, e.g. bench/out/pretrain-aug/iter2:3")
         layer = int(digits)
-    return fit_units(train_dir / "manifest.tsv", out / f"cb-{units_name(encoder, layer, 100)}", encoder, layer, 100)
+    size = int(k or 100)
+    return fit_units(train_dir / "manifest.tsv", out / f"cb-{units_name(encoder, layer, size)}", encoder, layer, size)
 
 
 def run_all(commands: list[list[str]]) -> None:
