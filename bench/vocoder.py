@@ -75,9 +75,8 @@ def cli(*argv: str) -> None:
 
 def fit_units(manifest: Path, cb: Path, encoder: str, layer: int | None, k: int) -> Path:
     """``speechunits fit`` a K-means codebook on ``manifest``'s audio into ``cb`` (kept if present):
-    MFCC, or layer ``layer`` of a model directory / hub name."""
-    if encoder != "mfcc" and layer is None:
-        raise SystemExit(f"encoder {encoder}: a layer is required")
+    MFCC, or layer ``layer`` of a model directory / hub name (``speechunits fit`` refuses a model
+    without a layer)."""
     if not (cb / "codebook.json").is_file():
         cli("fit", manifest, "--encoder", encoder, *(["--layer", layer] if layer is not None else []),
             "--k", k, "-o", cb, "--quiet")

@@ -124,7 +124,8 @@ def main() -> int:
         if shifts.startswith("--"):  # no shifts, only options
             shifts, extra = "", [shifts, *extra]
         units, extra = pop_units(extra)
-        cb = codebooks[units] = codebooks.get(units) or fit_codebook(units, train_dir, out)
+        cb = fit_codebook(units, train_dir, out)  # fitted once: a fitted codebook is kept
+        codebooks[cb.name] = cb  # by folder, so `mfcc` and `mfcc@100` probe one codebook
         if not (voc / "vocoder.json").is_file():
             todo.append(["vocoder", "train", train_dir, "--codebook", cb, "-o", voc, "--speaker", "table",
                          "--f0", "continuous", "--minutes", args.minutes, "--threads", 1, "--quiet",
@@ -150,7 +151,7 @@ def main() -> int:
                                               target_speakers=converted / "speakers.tsv")["metrics"]
         results[name]["steps"] = json.loads((voc / "vocoder.json").read_text())["trained"]["steps"]
     if args.units_probe_minutes > 0:
-        for units, cb in codebooks.items():
+        for cb in codebooks.values():
             floor = out / f"floor-{cb.name}"
             floor.mkdir(exist_ok=True)
             results[f"a phone probe reading {cb.name}"] = units_per(train_dir, dev_dir, cb, floor,
