@@ -89,6 +89,13 @@ def test_unit_embedding_sum_and_attention_and_durations():
     assert att(ids).shape == (1, 2, 3)
     dur = UnitEmbedding([4], 3, "sum", durations=True)
     one = torch.tensor([[[1]]])
+    # durations start neutral (zero rows): the unit's own row, whatever the duration
+    assert torch.equal(dur(one, torch.tensor([[2]]))[0, 0], dur.tables[0].weight[1])
+    assert torch.equal(dur(one, torch.tensor([[1]])), dur(one, torch.tensor([[2]])))
+    # ... and learn: one step on a loss of duration 2's output separates it from duration 1
+    dur(one, torch.tensor([[2]])).sum().backward()
+    with torch.no_grad():
+        dur.duration.weight -= 0.1 * dur.duration.weight.grad
     assert not torch.allclose(dur(one, torch.tensor([[1]])), dur(one, torch.tensor([[2]])))
     with pytest.raises(SpeechUnitsError, match="durations"):
         dur(one)
