@@ -21,6 +21,8 @@ their features" question. There is no test part: bench/pretrain.py's test corpus
     # the weighted sum of all layers too (issue 14 compares that with MFCC), a longer budget for new probes
     python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --features \\
         --weighted-sum --probe-minutes 25
+    # units of several layers at once, one embedding table per stream (DASB), after the runs above
+    python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --streams 0-6
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from speechunits.cli.common import parse_layers
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers, write_tsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,6 +89,11 @@ def main() -> int:
                         "feature row)")
     parser.add_argument("--probe-minutes", type=float, default=None,
                         help=f"time budget per sweep for probes not yet in OUT (default {FULL['probe_minutes']:g})")
+    parser.add_argument("--streams", metavar="LAYERS", default=None,
+                        help="also probe each run's multi-stream units: K=100 on each of these layers (e.g. 0-6), "
+                        "one embedding table per stream (DASB's multi-layer tokens)")
+    parser.add_argument("--combine", choices=("sum", "attention"), default="sum",
+                        help="how --streams' embeddings are combined (default %(default)s)")
     parser.add_argument("--jobs", type=int, default=2, help="probe sweeps at once, one thread each")
     args = parser.parse_args()
     args.seeds, args.device = 1, "cpu"
@@ -128,6 +136,23 @@ def main() -> int:
         bench.submit(f"{tag} units", "phones", input_spec("units", store, codebook=codebook), **sweep,
                      embed_init="centroids")
         rows[f"{tag} units"] = {"row": f"{label} K=100 units"}
+        if args.streams and layer is not None:
+            layers = parse_layers(args.streams)
+            codebooks = [out / f"codebook-{tag}-L{lay}" for lay in layers]
+            for lay, path in zip(layers, codebooks):
+                if not (path / "codebook.json").is_file():
+                    cli("fit", str(args.train_corpus / "manifest.tsv"), "--encoder", encoder, "--layer", str(lay),
+                        "--k", "100", "-o", str(path), "--max-frames", "200000", "--seed", "0", "--device", "cpu",
+                        "--quiet")
+            streams = out / f"streams-{tag}-{args.streams}"
+            if not streams.exists():  # one encoder pass, one store per codebook
+                cli("encode", str(manifest), *[a for path in codebooks for a in ("--codebook", str(path))],
+                    "-o", str(streams), "--device", "cpu", "--quiet")
+            stores = [streams / f"stream{j}-layer{lay}-k100" for j, lay in enumerate(layers)]
+            key = f"{tag} streams {args.streams} {args.combine}"
+            bench.submit(key, "phones", input_spec("units", stores, codebook=codebooks), **sweep,
+                         embed_init="centroids", combine=args.combine)
+            rows[key] = {"row": f"{name} layers {args.streams} K=100 units, {len(layers)} streams ({args.combine})"}
     bench.wait()
     bench.pool.shutdown()
 

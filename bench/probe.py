@@ -156,20 +156,26 @@ def stack_for(frame_rate: float) -> int:
     return max(1, int(frame_rate // STACKED_RATE))
 
 
-def input_spec(kind: str, source: str | Path, manifest: Path | None = None, device: str = "auto",
-               dedup: bool = False, bpe: Path | None = None, codebook: Path | None = None) -> dict[str, Any]:
+def input_spec(kind: str, source: str | Path | list[Path], manifest: Path | None = None, device: str = "auto",
+               dedup: bool = False, bpe: Path | None = None, codebook: Path | list[Path] | None = None
+               ) -> dict[str, Any]:
     """A picklable description of a probe input, built into the input inside the worker process
-    (``codebook``: the units' codebook, for embedding tables that start from its centroids)."""
-    return {"kind": kind, "source": str(source), "manifest": str(manifest) if manifest else None,
+    (``codebook``: the units' codebook, for embedding tables that start from its centroids). Units: a
+    list of stores (and of their codebooks, in the same order) is one stream per store."""
+    def text(value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
+
+    return {"kind": kind, "source": text(source), "manifest": str(manifest) if manifest else None,
             "device": device, "dedup": dedup, "bpe": str(bpe) if bpe else None,
-            "codebook": str(codebook) if codebook else None}
+            "codebook": text(codebook) if codebook else None}
 
 
 def build_input(spec: dict[str, Any]) -> Any:
     if spec["kind"] == "encoder":
         return EncoderInput(spec["source"], corpus=spec["manifest"], device=spec["device"], quiet=True)
+    codebook = spec.get("codebook")
     return UnitInput(spec["source"], dedup=spec["dedup"], bpe_dir=spec["bpe"],
-                     codebooks=[spec["codebook"]] if spec.get("codebook") else None)
+                     codebooks=None if not codebook else codebook if isinstance(codebook, list) else [codebook])
 
 
 def _one_thread(parent: int) -> None:
