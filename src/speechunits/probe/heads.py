@@ -152,8 +152,8 @@ class UnitEmbedding(nn.Module):
         self.duration = nn.Embedding(MAX_DURATION + 1, dim) if durations else None
         if self.duration is not None:
             # Start neutral: nn.Embedding's N(0, 1) rows are ~3x the scale of a projected centroid
-            # row and drowned the unit identity (dev PER of deduplicated units 18.9 -> 16.0 %
-            # with zeros, docs/probe.md); the rows still learn from the first step.
+            # row and drowned the unit identity (docs/probe.md, "Durations that start at zero");
+            # the rows still learn from the first step.
             nn.init.zeros_(self.duration.weight)
         self.out_dim = dim
 
