@@ -33,6 +33,7 @@ What it does, every setting fixed here (nothing is chosen on benchmark data):
    units; UED (``speechunits.measure.invariance.unit_edit_distance``) of each held-out utterance to
    every reference-speaker utterance (first 3 training speakers) of the same sentence, before and
    after (thresholds 0.01, 0.05 = the default and headline, 0.2); the drop must be >= 20 %.
+   ``--mlm-speakers reference`` trains that masked LM on the reference speakers alone.
 7. Sampling: 5 s continuations of 3 s prompts (held-out utterances) with the dedup LM: tokens/s.
 8. A markdown table (``OUT/table.md``), ``OUT/results.json`` and the issue's targets as PASS/FAIL.
 """
@@ -203,6 +204,9 @@ def main() -> int:
                         help="what the units come from: mfcc (default) or a model directory (e.g. bench/pretrain.py's "
                              "OUT/iter2)")
     parser.add_argument("--layer", type=int, default=None, help="the encoder's layer (required for a model)")
+    parser.add_argument("--mlm-speakers", choices=("train", "reference"), default="train",
+                        help="the correcting masked LM trains on every training speaker (default) or on the "
+                        f"{REFERENCE_SPEAKERS} reference speakers alone (the accent-adaptation setup: pull towards them)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     if args.encoder != "mfcc" and args.layer is None:
@@ -368,7 +372,7 @@ def main() -> int:
 
     # 6. correction
     results["correction"] = correction(out, cfg, corpus, store, train_store, held_store, speaker_of,
-                                       train_speakers, args.device)
+                                       train_speakers, args.device, args.mlm_speakers)
 
     # 7. sampling speed
     from speechunits.lm.sample import SampleOptions, prompts_from, sample_units
@@ -390,8 +394,11 @@ def main() -> int:
 
 
 def correction(out: Path, cfg: dict[str, Any], corpus: Path, store: Any, train_store: Path, held_store: Path,
-               speaker_of: dict[str, str], train_speakers: list[str], device: str) -> dict[str, Any]:
-    """UED of held-out utterances to reference speakers' utterances of the same sentence, before/after."""
+               speaker_of: dict[str, str], train_speakers: list[str], device: str,
+               mlm_speakers: str = "train") -> dict[str, Any]:
+    """UED of held-out utterances to reference speakers' utterances of the same sentence, before/after
+    (the masked LM trained on every training speaker, or with ``mlm_speakers="reference"`` on the
+    reference speakers alone)."""
     from speechunits.corpus import read_pairs
     from speechunits.lm.config import preset
     from speechunits.lm.correct import CorrectOptions, correct_store
@@ -400,12 +407,15 @@ def correction(out: Path, cfg: dict[str, Any], corpus: Path, store: Any, train_s
     from speechunits.measure.invariance import unit_edit_distance
     from speechunits.units.store import UnitStore
 
-    mlm_dir = out / "lms" / "masked-dedup"
-    if not (mlm_dir / "config.json").is_file():
-        train_lm(train_store, mlm_dir, preset(cfg["config"], objective="masked", max_minutes=cfg["mlm_minutes"],
-                                              steps=10 ** 7), tokens="dedup", quiet=True, device=device)
-    text = read_pairs(corpus / "text.tsv", what="transcripts", value_name="text")
     references = set(train_speakers[:REFERENCE_SPEAKERS])
+    suffix = "" if mlm_speakers == "train" else "-reference"
+    mlm_store = train_store if mlm_speakers == "train" else sub_store(
+        store, {u for u, s in speaker_of.items() if s in references}, out / "units-reference")
+    mlm_dir = out / "lms" / f"masked-dedup{suffix}"
+    if not (mlm_dir / "config.json").is_file():
+        train_lm(mlm_store, mlm_dir, preset(cfg["config"], objective="masked", max_minutes=cfg["mlm_minutes"],
+                                            steps=10 ** 7), tokens="dedup", quiet=True, device=device)
+    text = read_pairs(corpus / "text.tsv", what="transcripts", value_name="text")
     all_units = store.to_dict()
     by_text: dict[str, list[np.ndarray]] = defaultdict(list)
     for utt, units in all_units.items():
@@ -430,7 +440,7 @@ def correction(out: Path, cfg: dict[str, Any], corpus: Path, store: Any, train_s
     sweep: dict[str, Any] = {}
     default = CorrectOptions().threshold
     for threshold in sorted({0.01, default, 0.2}):
-        corrected = out / f"units-held-corrected-{threshold:g}"
+        corrected = out / f"units-held-corrected{suffix}-{threshold:g}"
         t0 = time.perf_counter()
         if not (corrected / ".speechunits.json").is_file():
             report = correct_store(mlm, subset, corrected, CorrectOptions(threshold=threshold)).to_dict()
@@ -441,7 +451,8 @@ def correction(out: Path, cfg: dict[str, Any], corpus: Path, store: Any, train_s
                                    "report": report, "seconds": time.perf_counter() - t0}
     headline = sweep[f"{default:g}"]
     return {"ued_before": before, "ued_after": headline["ued_after"], "drop": headline["drop"],
-            "threshold": default, "utterances_with_references": len(with_refs), "sweep": sweep}
+            "threshold": default, "utterances_with_references": len(with_refs), "sweep": sweep,
+            "mlm_speakers": mlm_speakers}
 
 
 def render(results: dict[str, Any]) -> str:
