@@ -69,6 +69,14 @@ def joint_corpus(out: Path, train: Path, dev: Path) -> Path:
     return corpus
 
 
+def fit_k100(train_corpus: Path, encoder: str, layer: int | None, codebook: Path) -> None:
+    """K=100 on ``layer`` of ``encoder`` over the training corpus (200k frames, seed 0), unless ``codebook`` exists."""
+    if not (codebook / "codebook.json").is_file():
+        cli("fit", str(train_corpus / "manifest.tsv"), "--encoder", encoder,
+            *(["--layer", str(layer)] if layer is not None else []), "--k", "100", "-o", str(codebook),
+            "--max-frames", "200000", "--seed", "0", "--device", "cpu", "--quiet")
+
+
 def chosen_layer(run: Path) -> int:
     selection = run / "selection.json"
     if not selection.is_file():
@@ -117,10 +125,7 @@ def main() -> int:
         tag = name.replace(" ", "_")
         label = name if layer is None else f"{name} layer {layer}"
         codebook, store = out / f"codebook-{tag}", out / f"units-{tag}"
-        if not (codebook / "codebook.json").is_file():
-            cli("fit", str(args.train_corpus / "manifest.tsv"), "--encoder", encoder,
-                *(["--layer", str(layer)] if layer is not None else []), "--k", "100", "-o", str(codebook),
-                "--max-frames", "200000", "--seed", "0", "--device", "cpu", "--quiet")
+        fit_k100(args.train_corpus, encoder, layer, codebook)
         frame_rate = float(json.loads((codebook / "codebook.json").read_text())["frame_rate"])  # the encoder's
         sweep = dict(frame_rate=frame_rate, lrs=LRS, split_file=corpus / "split.tsv")
         features = input_spec("encoder", encoder, manifest, "cpu")
@@ -138,12 +143,10 @@ def main() -> int:
         rows[f"{tag} units"] = {"row": f"{label} K=100 units"}
         if args.streams and layer is not None:
             layers = parse_layers(args.streams)
-            codebooks = [out / f"codebook-{tag}-L{lay}" for lay in layers]
+            # the chosen layer's codebook above is the same fit: reuse it
+            codebooks = [codebook if lay == layer else out / f"codebook-{tag}-L{lay}" for lay in layers]
             for lay, path in zip(layers, codebooks):
-                if not (path / "codebook.json").is_file():
-                    cli("fit", str(args.train_corpus / "manifest.tsv"), "--encoder", encoder, "--layer", str(lay),
-                        "--k", "100", "-o", str(path), "--max-frames", "200000", "--seed", "0", "--device", "cpu",
-                        "--quiet")
+                fit_k100(args.train_corpus, encoder, lay, path)
             streams = out / f"streams-{tag}-{args.streams}"
             if not streams.exists():  # one encoder pass, one store per codebook
                 cli("encode", str(manifest), *[a for path in codebooks for a in ("--codebook", str(path))],
