@@ -213,3 +213,23 @@ def test_fit_cli_hubert_layer(tone_dir: Path, tmp_path: Path, tiny_hubert_dir: P
     assert cb.frame_rate == encoder.info.frame_rate
     feats = encoder.extract_batch([np.zeros(16000, np.float32)], [2])[0][2]
     assert cb.assign(feats).shape == (feats.shape[0],)
+
+
+def test_codebook_of_a_relative_encoder_path_encodes_from_elsewhere(tiny_hubert_dir: Path, tone_dir: Path,
+                                                                      tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fit --encoder ./model` records the model's absolute path: `encode` (which has no --encoder and
+    loads the codebook's) then works from any working directory."""
+    import shutil
+
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    shutil.copytree(tiny_hubert_dir, home / "model")
+    elsewhere.mkdir()
+    monkeypatch.chdir(home)
+    assert main(["fit", str(tone_dir), "--encoder", "model", "--layer", "1", "--k", "4", "-o", "cb",
+                 "--max-frames", "300", "--device", "cpu", "--quiet"]) == 0
+    assert json.loads((home / "cb" / "codebook.json").read_text())["encoder"] == str(home / "model")
+    monkeypatch.chdir(elsewhere)
+    assert main(["encode", str(tone_dir), "--codebook", str(home / "cb"), "-o", "units", "--device", "cpu",
+                 "--quiet"]) == 0
+    assert list((elsewhere / "units").glob("*.parquet"))

@@ -1,6 +1,8 @@
 """Encoders: audio to per-layer frame features (see :mod:`speechunits.encoders.base`)."""
 from __future__ import annotations
 
+import os
+
 from speechunits.encoders.base import Encoder, EncoderInfo
 from speechunits.device import resolve_device, resolve_dtype
 
@@ -24,6 +26,10 @@ def load_encoder(name: str, device: str = "auto", dtype: str = "fp32", cpu_kerne
             ``SPEECHUNITS_NO_CPU_KERNELS`` is set to a non-empty value other than ``0``.
             Ignored by the built-in encoders.
 
+    A local directory is named by its absolute path (``info.name``; symbolic links are kept), so
+    that codebooks, feature directories and trained models that record it load the encoder again
+    from any working directory. Hub ids are kept as given.
+
     Raises:
         SpeechUnitsError: unknown name, unloadable model, unavailable device or bad dtype.
     """
@@ -35,4 +41,6 @@ def load_encoder(name: str, device: str = "auto", dtype: str = "fp32", cpu_kerne
         return SpectralEncoder(BUILTIN_SPECTRAL[name])
     from speechunits.encoders.hf import HFEncoder
 
+    if os.path.isdir(name):
+        name = os.path.abspath(name)
     return HFEncoder.from_pretrained(name, device=device, dtype=dtype, cpu_kernels=cpu_kernels)
