@@ -55,6 +55,9 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from su import fit_codebook, su  # noqa: E402  (bench/su.py)
+
 log = logging.getLogger("bench.lm")
 
 FULL = dict(minutes=300.0, speakers=40, lm_minutes=45.0, mlm_minutes=20.0, config="small", bpe_vocab=1000,
@@ -63,16 +66,6 @@ QUICK = dict(minutes=3.0, speakers=5, lm_minutes=0.3, mlm_minutes=0.3, config="t
              max_frames=20_000, prompts=2, text="mixed")
 K = 100
 REFERENCE_SPEAKERS = 3
-
-
-def su(*argv: str) -> None:
-    """Run a ``speechunits`` command in this process; a non-zero status stops the bench."""
-    from speechunits.cli.main import main
-
-    log.info("$ speechunits %s", " ".join(argv))
-    status = main(list(argv))
-    if status != 0:
-        raise SystemExit(f"speechunits {' '.join(argv)} failed with status {status}")
 
 
 def sub_store(store: Any, ids: set[str], path: Path) -> Path:
@@ -241,9 +234,7 @@ def main() -> int:
     if not (codebook / "codebook.json").is_file():
         train_manifest = out / "train-manifest.tsv"  # the codebook never sees held-out voices
         write_tsv_subset(corpus / "manifest.tsv", train_ids, train_manifest)
-        su("fit", str(train_manifest), "--encoder", args.encoder,
-           *(["--layer", str(args.layer)] if args.layer is not None else []), "--k", str(K), "--max-frames",
-           str(cfg["max_frames"]), "-o", str(codebook), "--quiet")
+        fit_codebook(train_manifest, codebook, args.encoder, K, args.layer, "--max-frames", cfg["max_frames"])
     units_dir = out / "units"
     if not (units_dir / ".speechunits.json").is_file():
         su("encode", str(corpus / "manifest.tsv"), "--codebook", str(codebook), "-o", str(units_dir), "--quiet")

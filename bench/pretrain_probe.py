@@ -37,12 +37,15 @@ from speechunits.cli.common import parse_layers
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers, write_tsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probe import Bench, cli, input_spec  # noqa: E402  (bench/probe.py)
+from probe import Bench, input_spec  # noqa: E402  (bench/probe.py)
+from su import fit_codebook, su  # noqa: E402  (bench/su.py)
 from probe_units_dev import FULL  # noqa: E402
 
 log = logging.getLogger("bench.pretrain_probe")
 PARTS = (("tr", "train"), ("dv", "dev"))
 LRS = (1e-3, 1e-2)
+#: Every codebook: fitted on the training corpus, 200k frames, seed 0.
+FIT_OPTIONS = ("--max-frames", 200000, "--seed", 0, "--device", "cpu")
 
 
 def joint_corpus(out: Path, train: Path, dev: Path) -> Path:
@@ -67,14 +70,6 @@ def joint_corpus(out: Path, train: Path, dev: Path) -> Path:
     for name, lines in (("phones.tsv", phones), ("speakers.tsv", speakers), ("split.tsv", split)):
         (corpus / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return corpus
-
-
-def fit_k100(train_corpus: Path, encoder: str, layer: int | None, codebook: Path) -> None:
-    """K=100 on ``layer`` of ``encoder`` over the training corpus (200k frames, seed 0), unless ``codebook`` exists."""
-    if not (codebook / "codebook.json").is_file():
-        cli("fit", str(train_corpus / "manifest.tsv"), "--encoder", encoder,
-            *(["--layer", str(layer)] if layer is not None else []), "--k", "100", "-o", str(codebook),
-            "--max-frames", "200000", "--seed", "0", "--device", "cpu", "--quiet")
 
 
 def chosen_layer(run: Path) -> int:
@@ -102,9 +97,17 @@ def main() -> int:
                         "one embedding table per stream (DASB's multi-layer tokens)")
     parser.add_argument("--combine", choices=("sum", "attention"), default="sum",
                         help="how --streams' embeddings are combined (default %(default)s)")
+    parser.add_argument("--k", type=int, default=100,
+                        help="clusters of every codebook (default %(default)s; other values get their own "
+                        "codebook-*-kK / units-*-kK folders in OUT)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="seeds per learning rate (default %(default)s); above 1 the probes get their own "
+                        "'seedsN' keys in OUT and the table gives mean +- std over seeds")
+    parser.add_argument("--no-units", action="store_true",
+                        help="only the feature rows (--features, --weighted-sum): no unit probes")
     parser.add_argument("--jobs", type=int, default=2, help="probe sweeps at once, one thread each")
     args = parser.parse_args()
-    args.seeds, args.device = 1, "cpu"
+    args.device = "cpu"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("speechunits").setLevel(logging.WARNING)
     out: Path = args.out
@@ -124,38 +127,42 @@ def main() -> int:
     for name, encoder, layer in sources:
         tag = name.replace(" ", "_")
         label = name if layer is None else f"{name} layer {layer}"
-        codebook, store = out / f"codebook-{tag}", out / f"units-{tag}"
-        fit_k100(args.train_corpus, encoder, layer, codebook)
+        suffix = "" if args.k == 100 else f"-k{args.k}"  # K=100 keeps the folder names of the first runs
+        seeds = "" if args.seeds == 1 else f" seeds{args.seeds}"
+        codebook, store = out / f"codebook-{tag}{suffix}", out / f"units-{tag}{suffix}"
+        fit_codebook(args.train_corpus / "manifest.tsv", codebook, encoder, args.k, layer, *FIT_OPTIONS, child=True)
         frame_rate = float(json.loads((codebook / "codebook.json").read_text())["frame_rate"])  # the encoder's
         sweep = dict(frame_rate=frame_rate, lrs=LRS, split_file=corpus / "split.tsv")
         features = input_spec("encoder", encoder, manifest, "cpu")
         if args.features:
             extra = {} if layer is None else {"interface": "single", "layer": layer}
-            bench.submit(f"{tag} features", "phones", features, **sweep, **extra)
-            rows[f"{tag} features"] = {"row": f"{label} features"}
+            bench.submit(f"{tag} features{seeds}", "phones", features, **sweep, **extra)
+            rows[f"{tag} features{seeds}"] = {"row": f"{label} features"}
         if args.weighted_sum and layer is not None:  # no interface option: the weighted sum of all layers
-            bench.submit(f"{tag} weighted sum", "phones", features, **sweep)
-            rows[f"{tag} weighted sum"] = {"row": f"{name} weighted sum of all layers"}
+            bench.submit(f"{tag} weighted sum{seeds}", "phones", features, **sweep)
+            rows[f"{tag} weighted sum{seeds}"] = {"row": f"{name} weighted sum of all layers"}
+        if args.no_units:
+            continue
         if not store.exists():
-            cli("encode", str(manifest), "--codebook", str(codebook), "-o", str(store), "--device", "cpu", "--quiet")
-        bench.submit(f"{tag} units", "phones", input_spec("units", store, codebook=codebook), **sweep,
+            su("encode", manifest, "--codebook", codebook, "-o", store, "--device", "cpu", "--quiet", child=True)
+        bench.submit(f"{tag} units{suffix}{seeds}", "phones", input_spec("units", store, codebook=codebook), **sweep,
                      embed_init="centroids")
-        rows[f"{tag} units"] = {"row": f"{label} K=100 units"}
+        rows[f"{tag} units{suffix}{seeds}"] = {"row": f"{label} K={args.k} units"}
         if args.streams and layer is not None:
             layers = parse_layers(args.streams)
             # the chosen layer's codebook above is the same fit: reuse it
-            codebooks = [codebook if lay == layer else out / f"codebook-{tag}-L{lay}" for lay in layers]
+            codebooks = [codebook if lay == layer else out / f"codebook-{tag}-L{lay}{suffix}" for lay in layers]
             for lay, path in zip(layers, codebooks):
-                fit_k100(args.train_corpus, encoder, lay, path)
-            streams = out / f"streams-{tag}-{args.streams}"
+                fit_codebook(args.train_corpus / "manifest.tsv", path, encoder, args.k, lay, *FIT_OPTIONS, child=True)
+            streams = out / f"streams-{tag}-{args.streams}{suffix}"
             if not streams.exists():  # one encoder pass, one store per codebook
-                cli("encode", str(manifest), *[a for path in codebooks for a in ("--codebook", str(path))],
-                    "-o", str(streams), "--device", "cpu", "--quiet")
-            stores = [streams / f"stream{j}-layer{lay}-k100" for j, lay in enumerate(layers)]
-            key = f"{tag} streams {args.streams} {args.combine}"
+                su("encode", manifest, *[a for path in codebooks for a in ("--codebook", path)],
+                   "-o", streams, "--device", "cpu", "--quiet", child=True)
+            stores = [streams / f"stream{j}-layer{lay}-k{args.k}" for j, lay in enumerate(layers)]
+            key = f"{tag} streams {args.streams} {args.combine}{suffix}{seeds}"
             bench.submit(key, "phones", input_spec("units", stores, codebook=codebooks), **sweep,
                          embed_init="centroids", combine=args.combine)
-            rows[key] = {"row": f"{name} layers {args.streams} K=100 units, {len(layers)} streams ({args.combine})"}
+            rows[key] = {"row": f"{name} layers {args.streams} K={args.k} units, {len(layers)} streams ({args.combine})"}
     bench.wait()
     bench.pool.shutdown()
 
@@ -164,17 +171,21 @@ def main() -> int:
     for key, row in rows.items():
         meta = bench.results[key]["phones"]
         lr = meta["selection"]["lr"]
-        run = next(r for r in meta["runs"] if r["lr"] == lr)
+        runs = [r for r in meta["runs"] if r["lr"] == lr]  # one per seed
         budget = meta.get("training", {}).get("max_minutes")
-        row.update(per=meta["dev"]["per"]["mean"], lr=lr, best_step=run.get("best_step"), stop=run["stop_reason"],
-                   budget_minutes=budget)
-        lines.append(f"| {row['row']} | {100 * row['per']:.1f} | {lr:g} | {row['best_step']} | {row['stop']} "
+        per = meta["dev"]["per"]
+        row.update(per=per["mean"], per_std=per["std"], per_values=per["values"], lr=lr,
+                   best_step=",".join(str(r.get("best_step")) for r in runs),
+                   stop=",".join(r["stop_reason"] for r in runs), budget_minutes=budget)
+        spread = "" if len(per["values"]) == 1 else f" ± {100 * per['std']:.2f} ({len(per['values'])} seeds)"
+        lines.append(f"| {row['row']} | {100 * row['per']:.2f}{spread} | {lr:g} | {row['best_step']} | {row['stop']} "
                      f"| {'-' if budget is None else f'{budget:g} min'} |")
     lines.append(f"\n{bench.configurations} training runs; no test part (the dev corpus chooses lr and step, "
                  "and is the figure)")
     text = "\n".join(lines) + "\n"
-    (out / "table.md").write_text(text, encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    tables = ("" if args.k == 100 else f"-k{args.k}") + ("" if args.seeds == 1 else f"-seeds{args.seeds}")
+    (out / f"table{tables}.md").write_text(text, encoding="utf-8")
+    (out / f"results{tables}.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print(text)
     return 0
 

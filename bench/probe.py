@@ -56,7 +56,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -68,6 +67,9 @@ import numpy as np
 
 from speechunits.corpus import open_corpus, read_speakers, write_tsv_subset
 from speechunits.probe import EncoderInput, UnitInput, make_split, train_probe_on_corpus
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from su import su  # noqa: E402  (bench/su.py)
 
 log = logging.getLogger("bench.probe")
 
@@ -88,17 +90,6 @@ QUICK = dict(minutes=3.0, speakers=6, pretrain_minutes=0.5, probe_minutes=0.15, 
 #: Padded frames per probe batch: 5x the updates per epoch of the library's 20000, which learns more per
 #: audio second seen (bench/judge_speed.py, docs/probe.md); the same for every row, so rows stay comparable.
 BATCH_FRAMES = 4000
-
-
-def cli(*argv: str, stdout: Path | None = None) -> None:
-    """Run a ``speechunits`` command in a child process (this very copy of the package)."""
-    cmd = [sys.executable, "-m", "speechunits.cli.main", *argv]
-    log.info("$ %s%s", " ".join(cmd), f" > {stdout}" if stdout else "")
-    if stdout is None:
-        subprocess.run(cmd, check=True)
-    else:
-        with open(stdout, "w", encoding="utf-8") as handle:
-            subprocess.run(cmd, check=True, stdout=handle)
 
 
 def ensure_corpus(out: Path, minutes: float, speakers: int) -> Path:
@@ -136,9 +127,9 @@ def ensure_pretrained(args: argparse.Namespace, out: Path, cfg: dict[str, Any]) 
         return Path(args.pretrained)
     model = out / "tiny"
     if not (model / "config.json").is_file():
-        cli("pretrain", str(out / "train.tsv"), "-o", str(model), "--config", "tiny", "--steps",
-            str(cfg["pretrain_steps"]), "--max-minutes", str(cfg["pretrain_minutes"]), *RECIPE, "--device",
-            args.device, "--quiet", stdout=out / "pretrain.json")
+        su("pretrain", str(out / "train.tsv"), "-o", str(model), "--config", "tiny", "--steps",
+           str(cfg["pretrain_steps"]), "--max-minutes", str(cfg["pretrain_minutes"]), *RECIPE, "--device",
+           args.device, "--quiet", child=True, stdout=out / "pretrain.json")
     return model
 
 
@@ -291,7 +282,8 @@ def ensure_codebook_and_units(cb_dir: Path, store_dir: Path, features: EncoderIn
         fit_codebook(memory_source(frames, features.encoder.info, layer), k, max_frames=max_frames, seed=0,
                      device=device).save(cb_dir)
     if not store_dir.exists():
-        cli("encode", str(manifest), "--codebook", str(cb_dir), "-o", str(store_dir), "--device", device, "--quiet")
+        su("encode", str(manifest), "--codebook", str(cb_dir), "-o", str(store_dir), "--device", device, "--quiet",
+           child=True)
 
 
 def ensure_bpe(bpe_dir: Path, store_dir: Path, train_ids: list[str], vocab: int) -> Path:

@@ -54,28 +54,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from su import fit_codebook, su  # noqa: E402  (bench/su.py)
+
 log = logging.getLogger("bench.seq2seq")
 
 #: Share of the TTS corpus's sentences held out (all their utterances), seed 0.
 TTS_HOLDOUT = 0.1
 #: ``--stage`` values: one training each (to run them side by side in separate processes), or all.
 STAGES = ("all", "vocoder", "tts", "s2ut", "mt", "judge-phones", "judge-asr")
-
-
-def cli(*argv: str) -> dict[str, Any]:
-    """``speechunits ARGV`` in this process; its last JSON line (or {})."""
-    import contextlib
-    import io
-
-    from speechunits.cli.main import main
-
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        status = main([str(a) for a in argv])
-    if status != 0:
-        raise RuntimeError(f"speechunits {' '.join(map(str, argv))} exited with {status}")
-    lines = [line for line in buffer.getvalue().splitlines() if line.startswith("{")]
-    return json.loads(lines[-1]) if lines else {}
 
 
 def write_split(path: Path, parts: dict[str, list[str]]) -> Path:
@@ -90,7 +77,7 @@ def train_judge(task: str, corpus: Path, split: Path, out: Path, minutes: float,
     from speechunits.probe.defaults import JUDGE_PHONES_ARGS
 
     if not (out / "probe.json").is_file():
-        cli("probe", "train", task, corpus / "manifest.tsv", "-o", out, "--encoder", "mfcc", "--layers", "0",
+        su("probe", "train", task, corpus / "manifest.tsv", "-o", out, "--encoder", "mfcc", "--layers", "0",
             "--interface", "single", *JUDGE_PHONES_ARGS, *(["--stack", "2"] if task == "asr" else []),
             "--hidden", "64" if quick else "128", "--split-file", split,
             "--max-minutes", minutes, "--max-steps", "30" if quick else "100000", "--quiet")
@@ -139,7 +126,7 @@ def get_vocoder(args: argparse.Namespace, corpus: Path, codebook: Path, *, load:
     path = Path(args.vocoder) if args.vocoder else args.out / "vocoder"
     if not args.vocoder and not (path / "vocoder.json").exists():
         try:
-            cli("vocoder", "train", vocoder_corpus(args, corpus), "--codebook", codebook, "-o", path, "--dedup",
+            su("vocoder", "train", vocoder_corpus(args, corpus), "--codebook", codebook, "-o", path, "--dedup",
                 "--speaker", "table", "--perturb-units=-1,1", "--minutes", args.vocoder_minutes,
                 *(["--size", "tiny", "--steps", "20"] if args.quick else []))
         except Exception as exc:  # noqa: BLE001 - report and go on without the after-vocoder figures
@@ -503,10 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.corpus:
             raise SystemExit(f"--corpus {corpus}: not a synthetic corpus (no corpus.json)")
         synthesize_corpus(corpus, args.tts_minutes, args.tts_speakers, seed=0, quiet=args.quiet)
-    codebook = args.out / f"codebook_mfcc_k{args.k}"
-    if not (codebook / "codebook.json").is_file():
-        cli("fit", vocoder_corpus(args, corpus) / "manifest.tsv", "--encoder", "mfcc", "--layer", "0", "--k", args.k,
-            "-o", codebook, "--quiet")
+    codebook = fit_codebook(vocoder_corpus(args, corpus) / "manifest.tsv", args.out / f"codebook_mfcc_k{args.k}",
+                            "mfcc", args.k, 0)
     if args.stage != "all":  # one training, to run the stages side by side in separate processes
         if args.stage == "vocoder":
             get_vocoder(args, corpus, codebook, load=False)

@@ -61,26 +61,10 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from su import fit_codebook, su  # noqa: E402  (bench/su.py)
+
 log = logging.getLogger("bench.vocoder")
-
-
-def cli(*argv: str) -> None:
-    """Run a ``speechunits`` command in this process (the user's path)."""
-    from speechunits.cli.main import main
-
-    code = main([str(a) for a in argv])
-    if code:
-        raise SystemExit(f"speechunits {' '.join(map(str, argv))} failed with {code}")
-
-
-def fit_units(manifest: Path, cb: Path, encoder: str, layer: int | None, k: int) -> Path:
-    """``speechunits fit`` a K-means codebook on ``manifest``'s audio into ``cb`` (kept if present):
-    MFCC, or layer ``layer`` of a model directory / hub name (``speechunits fit`` refuses a model
-    without a layer)."""
-    if not (cb / "codebook.json").is_file():
-        cli("fit", manifest, "--encoder", encoder, *(["--layer", layer] if layer is not None else []),
-            "--k", k, "-o", cb, "--quiet")
-    return cb
 
 
 def units_name(encoder: str, layer: int | None, k: int) -> str:
@@ -249,7 +233,7 @@ def _librispeech_parts(args: argparse.Namespace, out: Path) -> Path:
         (d / "manifest.tsv").write_text(str((root / "flac").resolve()) + "\n" +
                                         "".join(f"{p.name}\t\n" for p in files), encoding="utf-8")
         (d / "speakers.tsv").write_text("".join(f"{u}\t{speakers[u]}\n" for u in sorted(ids)), encoding="utf-8")
-    fit_units(work / "train" / "manifest.tsv", work / "cb", args.encoder, args.layer, args.k)
+    fit_codebook(work / "train" / "manifest.tsv", work / "cb", args.encoder, args.k, args.layer)
     return work
 
 
@@ -270,7 +254,7 @@ def librispeech(args: argparse.Namespace, out: Path, size: list[str],
 
     test = read_speakers(work / "test" / "speakers.tsv")
     hyp = work / "resynth-cpu"
-    cli("resynth", work / "test", "--vocoder", voc, "-o", hyp, "--quiet")
+    su("resynth", work / "test", "--vocoder", voc, "-o", hyp, "--quiet")
     examples = out / "examples"
     examples.mkdir(exist_ok=True)
     for wav in sorted(hyp.glob("*.wav"))[:3]:
@@ -291,9 +275,9 @@ def units_per(train_dir: Path, test_dir: Path, cb: Path, out: Path, minutes: flo
 
     store, probe = out / "units-train", out / "probe-phones-units"
     if not store.exists():
-        cli("encode", train_dir / "manifest.tsv", "--codebook", cb, "-o", store, "--quiet")
+        su("encode", train_dir / "manifest.tsv", "--codebook", cb, "-o", store, "--quiet")
     if not (probe / "probe.json").is_file():
-        cli("probe", "train", "phones", train_dir / "manifest.tsv", "--units", store, "-o", probe,
+        su("probe", "train", "phones", train_dir / "manifest.tsv", "--units", store, "-o", probe,
             "--embed-init", "centroids", "--codebook", cb, "--max-minutes", minutes, "--quiet",
             *(a for a in JUDGE_PHONES_ARGS if a != "--standardize"))
     ref = test_dir / "manifest.tsv"
@@ -431,8 +415,8 @@ def main() -> int:
     test_dir = write_subset(corpus, out / "test", test_ids)
     results["corpus"] = {"path": str(corpus), "speakers": len(set(speakers.values())), "train": len(train_ids),
                          "test": len(test_ids)}
-    cb = fit_units(train_dir / "manifest.tsv", out / f"cb-{units_name(args.encoder, args.layer, args.k)}",
-                   args.encoder, args.layer, args.k)
+    cb = fit_codebook(train_dir / "manifest.tsv", out / f"cb-{units_name(args.encoder, args.layer, args.k)}",
+                      args.encoder, args.k, args.layer)
     results["units"] = {"encoder": args.encoder, "layer": args.layer, "k": args.k}
 
     vocoders = {"cpu": out / "voc-cpu", "hifigan": out / "voc-hifigan"}
@@ -455,7 +439,7 @@ def main() -> int:
 
     systems = {name: out / f"resynth-{name}" for name in vocoders}
     for name, voc in vocoders.items():
-        cli("resynth", test_dir, "--vocoder", voc, "-o", systems[name], "--quiet")
+        su("resynth", test_dir, "--vocoder", voc, "-o", systems[name], "--quiet")
     systems["world"] = out / "resynth-world"
     results["world_x_realtime"] = world_resynthesis(test_dir, systems["world"])
     test_speakers = read_speakers(test_dir / "speakers.tsv")
@@ -480,7 +464,7 @@ def main() -> int:
             probes[task] = out / f"probe-{task}"
             if not (probes[task] / "probe.json").is_file():
                 extra = list(JUDGE_PHONES_ARGS) if task == "phones" else []  # the fast judge (docs/probe.md)
-                cli("probe", "train", task, train_dir / "manifest.tsv", "--encoder", "mfcc", "-o", probes[task],
+                su("probe", "train", task, train_dir / "manifest.tsv", "--encoder", "mfcc", "-o", probes[task],
                     "--max-minutes", args.probe_minutes, "--quiet", *extra)
         text = test_dir / "text.tsv" if (test_dir / "text.tsv").is_file() else None
         phones = test_dir / "phones.tsv" if (test_dir / "phones.tsv").is_file() else None

@@ -37,8 +37,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vocoder import (cli, conversion_targets, convert_all, judge, split_by_speaker,  # noqa: E402  (bench/vocoder.py)
-                     fit_units, units_name, units_per, write_subset)
+from su import fit_codebook, su  # noqa: E402  (bench/su.py)
+from vocoder import (conversion_targets, convert_all, judge, split_by_speaker,  # noqa: E402  (bench/vocoder.py)
+                     units_name, units_per, write_subset)
 
 log = logging.getLogger("bench.vocoder_dev")
 
@@ -61,7 +62,7 @@ def pop_units(options: list[str]) -> tuple[str, list[str]]:
     return options[i + 1], options[:i] + options[i + 2:]
 
 
-def fit_codebook(units: str, train_dir: Path, out: Path) -> Path:
+def units_codebook(units: str, train_dir: Path, out: Path) -> Path:
     """The codebook of ``units`` (``mfcc`` or ``ENCODER:LAYER``, either with ``@K``; K=100 by
     default) fitted on the training part."""
     units, _, k = units.partition("@")
@@ -74,7 +75,8 @@ def fit_codebook(units: str, train_dir: Path, out: Path) -> Path:
             raise SystemExit(f"--units {units!r}: expected mfcc or ENCODER:LAYER, e.g. bench/out/pretrain-aug/iter2:3")
         layer = int(digits)
     size = int(k or 100)
-    return fit_units(train_dir / "manifest.tsv", out / f"cb-{units_name(encoder, layer, size)}", encoder, layer, size)
+    return fit_codebook(train_dir / "manifest.tsv", out / f"cb-{units_name(encoder, layer, size)}", encoder,
+                        size, layer)
 
 
 def run_all(commands: list[list[str]]) -> None:
@@ -124,7 +126,7 @@ def main() -> int:
         if shifts.startswith("--"):  # no shifts, only options
             shifts, extra = "", [shifts, *extra]
         units, extra = pop_units(extra)
-        cb = fit_codebook(units, train_dir, out)  # fitted once: a fitted codebook is kept
+        cb = units_codebook(units, train_dir, out)  # fitted once: a fitted codebook is kept
         codebooks[cb.name] = cb  # by folder, so `mfcc` and `mfcc@100` probe one codebook
         if not (voc / "vocoder.json").is_file():
             todo.append(["vocoder", "train", train_dir, "--codebook", cb, "-o", voc, "--speaker", "table",
@@ -144,7 +146,7 @@ def main() -> int:
     for name in configs:
         voc = out / f"voc-{name}"
         resynth, converted = out / f"resynth-{name}", out / f"convert-{name}"
-        cli("resynth", dev_dir, "--vocoder", voc, "-o", resynth, "--quiet")
+        su("resynth", dev_dir, "--vocoder", voc, "-o", resynth, "--quiet")
         convert_all(voc, dev_dir, targets, converted)
         results[name] = judge(ref, resynth, **common)["metrics"]
         results[f"{name} conversion"] = judge(ref, converted, **common,
