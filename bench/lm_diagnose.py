@@ -23,6 +23,12 @@ models (which no training budget limits) on the lexical **dev** set (the test se
    upper bound closes the table: the phone labels of the alignments as units (what the phone 5-gram
    topline of bench/lm.py sees, but at the frame rate and deduplicated like the units).
 
+The units of parts 1-2 are bench/lm.py's, whatever encoder and layer its codebook quantises (MFCC in the
+first two runs, a pretrained model's layer with ``bench/lm.py --encoder``). ``--k-extra 500`` adds front-end
+rows with other K on that same layer; ``--no-mfcc-front-ends`` skips the MFCC rows of part 3::
+
+    python bench/lm_diagnose.py --lm-out bench/out/lm-iter2 --k-extra 500 --no-mfcc-front-ends   # ~15 min
+
 Prints a markdown report and writes ``OUT/results.json``.
 """
 from __future__ import annotations
@@ -81,9 +87,9 @@ def normalised_features(features: dict[str, np.ndarray], mode: str, speaker_of: 
 
 
 class Quantizer:
-    """Standardise (and for stacked inputs project onto 39 principal axes), then nearest k-means centroid."""
+    """Standardise (and for stacked MFCC, ``project``, onto 39 principal axes), then nearest of ``k`` k-means centroids."""
 
-    def __init__(self, sample: np.ndarray):
+    def __init__(self, sample: np.ndarray, k: int = K, project: bool = False):
         import torch
 
         from speechunits.quantize.kmeans import fit_kmeans
@@ -91,10 +97,10 @@ class Quantizer:
         self.mean, self.std = sample.mean(0), sample.std(0) + 1e-5
         z = (sample - self.mean) / self.std
         self.projection = None
-        if z.shape[1] > 39:
+        if project:
             self.projection = np.linalg.svd(z[::5], full_matrices=False)[2][:39].T
             z = z @ self.projection
-        self.centroids = fit_kmeans(torch.from_numpy(z.astype(np.float32)), K, iters=30, seed=0,
+        self.centroids = fit_kmeans(torch.from_numpy(z.astype(np.float32)), k, iters=30, seed=0,
                                     device="cpu").centroids
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -110,6 +116,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lm-out", type=Path, default=Path("bench/out/lm"), help="the --out of a bench/lm.py run")
     parser.add_argument("--out", type=Path, help="default LM_OUT/diagnosis")
+    parser.add_argument("--k-extra", default="", help="also fit these K (e.g. 500) on the features of bench/lm.py's "
+                        "codebook (its encoder and layer; standardised, 1500 training utterances) as front-end rows")
+    parser.add_argument("--no-mfcc-front-ends", action="store_true",
+                        help="skip the normalised / stacked MFCC rows (they do not depend on bench/lm.py's units)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("speechunits").setLevel(logging.WARNING)
@@ -151,17 +161,26 @@ def main() -> int:
     if not set(seen_voices) <= set(train_speakers):
         raise SystemExit(f"the first {SEEN_VOICES} speakers of speaker_info.tsv ({seen_voices}) must be training speakers")
 
-    # -- features of the corpus and of both sets ---------------------------------------------------------
+    # -- features of the corpus and of both sets: MFCC, and the layer bench/lm.py's codebook quantises --
+    codebook = Codebook.load(lm_out / "codebook")
     mfcc = load_encoder("mfcc", "cpu")
+    unit_encoder = mfcc if codebook.encoder_name == "mfcc" else load_encoder(codebook.encoder_name, "cpu")
+    codebook.check_compatible(unit_encoder.info, codebook.layer)
+    frame_offset = unit_encoder.info.frame_offset_s
 
-    def features_of(paths: list[Path]) -> dict[str, np.ndarray]:
-        return {p.stem: mfcc.extract_batch([sf.read(p, dtype="float32")[0]])[0][0] for p in paths}
+    def features_of(paths: list[Path], encoder: Any, layer: int) -> dict[str, np.ndarray]:
+        return {p.stem: encoder.extract_batch([sf.read(p, dtype="float32")[0]], [layer])[0][layer] for p in paths}
 
     started = time.perf_counter()
-    corpus_feats = features_of(sorted((corpus / "wavs").glob("*.wav")))
-    set_feats = {name: features_of(sorted(d.glob("*.wav"))) for name, d in sets.items()}
-    log.info("MFCC of %d + %d files in %.0f s", len(corpus_feats), sum(map(len, set_feats.values())),
-             time.perf_counter() - started)
+    wavs = {"corpus": sorted((corpus / "wavs").glob("*.wav")), **{n: sorted(d.glob("*.wav")) for n, d in sets.items()}}
+    feats = {}
+    if not args.no_mfcc_front_ends:
+        feats["mfcc"] = {part: features_of(paths, mfcc, 0) for part, paths in wavs.items()}
+    feats["units"] = feats["mfcc"] if unit_encoder is mfcc and "mfcc" in feats else {
+        part: features_of(paths, unit_encoder, codebook.layer) for part, paths in wavs.items()}
+    log.info("features of %d files in %.0f s", sum(map(len, wavs.values())), time.perf_counter() - started)
+    corpus_feats = feats["units"]["corpus"]
+    set_feats = {name: feats["units"][name] for name in sets}
     alignments = load_alignments(str(corpus / "phones.tsv"))
     phones = sorted({s.label for segs in alignments.values() for s in segs})
     phone_id = {p: i for i, p in enumerate(phones)}
@@ -172,7 +191,7 @@ def main() -> int:
         labels, ids = [], []
         for utt, u in units.items():
             if speaker_of[utt] in held and utt in alignments:
-                lab = frame_label_ids(alignments[utt], len(u), mfcc.info.frame_rate, mfcc.info.frame_offset_s, phone_id)
+                lab = frame_label_ids(alignments[utt], len(u), unit_encoder.info.frame_rate, frame_offset, phone_id)
                 keep = lab >= 0
                 labels.append(lab[keep])
                 ids.append(u[keep])
@@ -193,27 +212,26 @@ def main() -> int:
         return {"pnmi": pnmi, "cross_speaker_ued": edits / length if length else None, "lexical_5gram": lexical}
 
     # -- 1. bench/lm.py's own units ---------------------------------------------------------------------
-    codebook = Codebook.load(lm_out / "codebook")
-
     def encode(feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {u: codebook.assign(x, device="cpu") for u, x in feats.items()}
 
     units = {u: x.ids for u, x in UnitStore.open(lm_out / "units")}
     set_units = {name: encode(f) for name, f in set_feats.items()}
-    front_ends: dict[str, Any] = {"bench/lm.py's MFCC K=100": measures(units, set_units)}
+    own = f"bench/lm.py's units ({Path(codebook.encoder_name).name} layer {codebook.layer}, K={codebook.k})"
+    front_ends: dict[str, Any] = {own: measures(units, set_units, codebook.k)}
     deduped = {u: dedup_ids(ids) for u, ids in units.items()}
-    ngram = NGramLM(3, K).fit(deduped[u] for u in train_utts)
+    ngram = NGramLM(3, codebook.k).fit(deduped[u] for u in train_utts)
     ngram_rows: dict[str, Any] = {
         "all training speakers, 3-gram": {
             name: lexical_accuracy(lambda x: ngram.score(dedup_ids(x)), set_units[name], gold[name]) for name in sets},
-        "all training speakers, 5-gram": front_ends["bench/lm.py's MFCC K=100"]["lexical_5gram"]}
+        "all training speakers, 5-gram": front_ends[own]["lexical_5gram"]}
     for voice in seen_voices:
-        own = [u for u in train_utts if speaker_of[u] == voice]
+        voice_utts = [u for u in train_utts if speaker_of[u] == voice]
         files = {f: x for f, x in set_units["seen voices"].items() if voice_of["seen voices"][f] == voice}
         rows = [r for r in gold["seen voices"] if r.voice == voice]
         for order in (2, 3, 5, 8):
-            ngram = NGramLM(order, K).fit(deduped[u] for u in own)
-            ngram_rows[f"{voice}'s {len(own)} utterances only, {order}-gram, {voice}'s files"] = {
+            ngram = NGramLM(order, codebook.k).fit(deduped[u] for u in voice_utts)
+            ngram_rows[f"{voice}'s {len(voice_utts)} utterances only, {order}-gram, {voice}'s files"] = {
                 "seen voices": lexical_accuracy(lambda x, n=ngram: n.score(dedup_ids(x)), files, rows)}
     results["ngrams"] = ngram_rows
 
@@ -226,7 +244,7 @@ def main() -> int:
     for row in gold["seen voices"]:
         pairs[(row.id, row.voice)][row.correct] = row
     iso = set_units["seen voices"]
-    rate = mfcc.info.frame_rate
+    rate = unit_encoder.info.frame_rate
 
     def cut(utt: str, start: float, end: float) -> np.ndarray:
         return units[utt][int(start * rate):int(end * rate)]
@@ -249,18 +267,25 @@ def main() -> int:
     # -- 3. front ends ----------------------------------------------------------------------------------
     rng = np.random.default_rng(0)
     fit_utts = rng.choice(train_utts, min(FIT_UTTERANCES, len(train_utts)), replace=False)
-    for mode in FRONT_ENDS:
-        feats = normalised_features(corpus_feats, mode, speaker_of.__getitem__)
-        quantize = Quantizer(np.concatenate([feats[u] for u in fit_utts]))
-        mode_units = {u: quantize(x) for u, x in feats.items()}
-        mode_sets = {name: {u: quantize(x) for u, x in normalised_features(f, mode, voice_of[name].__getitem__).items()}
-                     for name, f in set_feats.items()}
+    for k in [int(k) for k in args.k_extra.split(",") if k]:
+        quantize = Quantizer(np.concatenate([corpus_feats[u] for u in fit_utts]), k)
+        name = f"{Path(codebook.encoder_name).name} layer {codebook.layer}, standardised, K={k}"
+        front_ends[name] = measures({u: quantize(x) for u, x in corpus_feats.items()},
+                                    {n: {u: quantize(x) for u, x in f.items()} for n, f in set_feats.items()}, k)
+        log.info("%s: %s", name, front_ends[name])
+    for mode in () if args.no_mfcc_front_ends else FRONT_ENDS:
+        mode_feats = normalised_features(feats["mfcc"]["corpus"], mode, speaker_of.__getitem__)
+        quantize = Quantizer(np.concatenate([mode_feats[u] for u in fit_utts]), project=mode.startswith("stack"))
+        mode_units = {u: quantize(x) for u, x in mode_feats.items()}
+        mode_sets = {name: {u: quantize(x) for u, x in
+                            normalised_features(feats["mfcc"][name], mode, voice_of[name].__getitem__).items()}
+                     for name in sets}
         front_ends[f"MFCC, {mode}"] = measures(mode_units, mode_sets)
         log.info("%s: %s", mode, front_ends[f"MFCC, {mode}"])
     no_label = len(phone_id)  # frames outside every phone segment (silence)
 
     def phone_units(segments: Any, num_frames: int) -> np.ndarray:
-        ids = frame_label_ids(segments, num_frames, mfcc.info.frame_rate, mfcc.info.frame_offset_s, phone_id)
+        ids = frame_label_ids(segments, num_frames, unit_encoder.info.frame_rate, frame_offset, phone_id)
         return np.where(ids >= 0, ids, no_label)
 
     oracle = {u: phone_units(alignments[u], len(x)) for u, x in corpus_feats.items()}
@@ -284,7 +309,7 @@ def main() -> int:
                      f"{acc(row['seen voices'])} |")
     lines += ["", "## Unit edit distance, seen voices (same voice)", "", "| pair | mean UED | count |", "|---|---|---|"]
     lines += [f"| {k} | {v['mean']:.3f} | {v['count']} |" for k, v in results["isolation_ued"].items()]
-    lines += ["", "## Front ends (K=100)", "",
+    lines += ["", "## Front ends", "",
               "| front end | PNMI (held-out speakers) | cross-speaker UED | 5-gram lexical, unseen voices | seen voices |",
               "|---|---|---|---|---|"]
     for name, row in front_ends.items():
