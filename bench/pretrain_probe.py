@@ -98,7 +98,7 @@ def main() -> int:
     parser.add_argument("--probe-minutes", type=float, default=None,
                         help=f"time budget per sweep for probes not yet in OUT (default {FULL['probe_minutes']:g})")
     parser.add_argument("--streams", metavar="LAYERS", default=None,
-                        help="also probe each run's multi-stream units: K=100 on each of these layers (e.g. 0-6), "
+                        help="also probe each run's multi-stream units: K-means (--k) on each of these layers (e.g. 0-6), "
                         "one embedding table per stream (DASB's multi-layer tokens)")
     parser.add_argument("--combine", choices=("sum", "attention"), default="sum",
                         help="how --streams' embeddings are combined (default %(default)s)")
