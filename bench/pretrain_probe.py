@@ -108,6 +108,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=1,
                         help="seeds per learning rate (default %(default)s); above 1 the probes get their own "
                         "'seedsN' keys in OUT and the table gives mean +- std over seeds")
+    parser.add_argument("--dedup", action="store_true",
+                        help="unit rows read deduplicated units with their durations (own ' dedup' keys)")
     parser.add_argument("--no-units", action="store_true",
                         help="only the feature rows (--features, --weighted-sum): no unit probes")
     parser.add_argument("--jobs", type=int, default=2, help="probe sweeps at once, one thread each")
@@ -134,6 +136,7 @@ def main() -> int:
         label = name if layer is None else f"{name} layer {layer}"
         suffix = "" if args.k == 100 else f"-k{args.k}"  # K=100 keeps the folder names of the first runs
         seeds = "" if args.seeds == 1 else f" seeds{args.seeds}"
+        unit_key = suffix + seeds + (" dedup" if args.dedup else "")  # the unit rows' own keys
         codebook, store = out / f"codebook-{tag}{suffix}", out / f"units-{tag}{suffix}"
         fit_codebook(args.train_corpus / "manifest.tsv", codebook, encoder, args.k, layer, *FIT_OPTIONS, child=True)
         frame_rate = float(json.loads((codebook / "codebook.json").read_text())["frame_rate"])  # the encoder's
@@ -150,9 +153,9 @@ def main() -> int:
             continue
         if not store.exists():
             su("encode", manifest, "--codebook", codebook, "-o", store, "--device", "cpu", "--quiet", child=True)
-        bench.submit(f"{tag} units{suffix}{seeds}", "phones", input_spec("units", store, codebook=codebook), **sweep,
-                     embed_init="centroids")
-        rows[f"{tag} units{suffix}{seeds}"] = {"row": f"{label} K={args.k} units"}
+        bench.submit(f"{tag} units{unit_key}", "phones",
+                     input_spec("units", store, codebook=codebook, dedup=args.dedup), **sweep, embed_init="centroids")
+        rows[f"{tag} units{unit_key}"] = {"row": f"{label} K={args.k} {'dedup ' if args.dedup else ''}units"}
         if args.streams and layer is not None:
             layers = parse_layers(args.streams)
             # the chosen layer's codebook above is the same fit: reuse it
@@ -164,8 +167,8 @@ def main() -> int:
                 su("encode", manifest, *[a for path in codebooks for a in ("--codebook", path)],
                    "-o", streams, "--device", "cpu", "--quiet", child=True)
             stores = [streams / f"stream{j}-layer{lay}-k{args.k}" for j, lay in enumerate(layers)]
-            key = f"{tag} streams {args.streams} {args.combine}{suffix}{seeds}"
-            bench.submit(key, "phones", input_spec("units", stores, codebook=codebooks), **sweep,
+            key = f"{tag} streams {args.streams} {args.combine}{unit_key}"
+            bench.submit(key, "phones", input_spec("units", stores, codebook=codebooks, dedup=args.dedup), **sweep,
                          embed_init="centroids", combine=args.combine)
             rows[key] = {"row": f"{name} layers {args.streams} K={args.k} units, {len(layers)} streams ({args.combine})"}
     bench.wait()
@@ -188,7 +191,8 @@ def main() -> int:
     lines.append(f"\n{bench.configurations} training runs; no test part (the dev corpus chooses lr and step, "
                  "and is the figure)")
     text = "\n".join(lines) + "\n"
-    tables = ("" if args.k == 100 else f"-k{args.k}") + ("" if args.seeds == 1 else f"-seeds{args.seeds}")
+    tables = (("" if args.k == 100 else f"-k{args.k}") + ("" if args.seeds == 1 else f"-seeds{args.seeds}")
+              + ("-dedup" if args.dedup else ""))
     (out / f"table{tables}.md").write_text(text, encoding="utf-8")
     (out / f"results{tables}.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print(text)
