@@ -23,8 +23,8 @@ their features" question. There is no test part: bench/pretrain.py's test corpus
         --weighted-sum --probe-minutes 25
     # units of several layers at once, one embedding table per stream (DASB), after the runs above
     python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --streams 0-6
-    # K=500 codebooks instead of K=100 (their own folders and table-k500.md)
-    python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --k 500
+    # K=500 codebooks instead of K=100 (their own folders and table-k500.md); --dedup: deduplicated units
+    python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --k 500 [--dedup]
     # the spread over seeds of the feature rows (MFCC, the chosen layer, the weighted sum), no unit probes
     python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --features \
         --weighted-sum --no-units --seeds 3 --probe-minutes 40
