@@ -7,7 +7,7 @@ This script fits each of these on one layer of a model over the training part of
 the same transform is applied to the dev frames before assignment) and scores the units on the dev
 part's unseen voices: PNMI against the phone alignments and ABX within/across speakers (Hamming).
 
-    python bench/kmeans_prep_dev.py --model bench/out/pretrain-aug/iter2 --layer 3   # ~10 min here
+    python bench/kmeans_prep_dev.py --model bench/out/pretrain-aug/iter2 --layer 3   # ~2 min here
 
 Prints a markdown table and writes ``OUT/kmeans-prep-L<layer>.json``. No test part exists in this split.
 """
@@ -25,7 +25,7 @@ import torch
 
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers
 from speechunits.encoders import load_encoder
-from speechunits.measure.abx import build_items, compute_abx
+from speechunits.measure.abx import build_items
 from speechunits.measure.alignments import load_alignments
 from speechunits.pretrain.data import load_waves
 from speechunits.pretrain.iterate import layer_features
@@ -33,9 +33,8 @@ from speechunits.pretrain.targets import nearest
 from speechunits.quantize.kmeans import fit_kmeans
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrain import pnmi  # noqa: E402  (bench/pretrain.py)
+from pretrain import evaluate_units  # noqa: E402  (bench/pretrain.py)
 
-log = logging.getLogger("bench.kmeans_prep_dev")
 SR = 16000
 MAX_FRAMES = 200_000
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -44,6 +43,7 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 def transforms(x: torch.Tensor) -> dict[str, Transform]:
     """Feature maps fitted on the training sample ``x`` ``[N, D]``: name -> map of ``[n, D]`` frames."""
     mean, std = x.mean(0), x.std(0).clamp_min(1e-5)
+    torch.manual_seed(0)  # pca_lowrank is randomised: the same seed, the same axes
     _, s, v = torch.pca_lowrank(x - mean, q=min(128, x.shape[1]), center=False)
     scale = s / len(x) ** 0.5  # the standard deviation along each principal direction
 
@@ -75,8 +75,8 @@ def main() -> int:
     items = build_items({u: alignments[u] for u, _ in dev}, {u: speakers[u] for u, _ in dev})
     info = load_encoder(str(args.model), device="cpu").info
     offset = info.receptive_field / (2 * SR)
-    train_feats = np.concatenate(layer_features(args.model, train, [args.layer])[args.layer])
-    dev_feats = layer_features(args.model, dev, [args.layer])[args.layer]
+    feats = layer_features(args.model, train + dev, [args.layer])[args.layer]  # one encoder load, in that order
+    train_feats, dev_feats = np.concatenate(feats[:len(train)]), feats[len(train):]
     pick = np.random.default_rng(0).choice(len(train_feats), min(MAX_FRAMES, len(train_feats)), replace=False)
     x = torch.from_numpy(train_feats[pick])
     rows = []
@@ -84,10 +84,8 @@ def main() -> int:
         for k in ks if name.startswith(("raw", "standardised")) else ks[:1]:
             centroids = fit_kmeans(transform(x), k, iters=30, init="kmeans++", seed=0, device="cpu").centroids
             units = {u: nearest(transform(torch.from_numpy(f)), centroids) for (u, _), f in zip(dev, dev_feats)}
-            abx = compute_abx(items, units.items(), info.frame_rate, offset, distance="hamming")
-            rows.append({"features": name, "k": k, "pnmi": pnmi(units, alignments, info.frame_rate, offset, k),
-                         "abx_within": abx.abx_within, "abx_across": abx.abx_across})
-            log.info("%s", rows[-1])
+            row = evaluate_units(f"{name} K={k}", units, info.frame_rate, offset, k, alignments, items)
+            rows.append({"features": name, "k": k, **row})
     out = args.out or args.corpus.parent
     result = {"model": str(args.model), "layer": args.layer, "train_frames": len(x), "dev_utterances": len(dev),
               "rows": rows}
