@@ -131,12 +131,13 @@ def main() -> int:
         cfg["probe_minutes"] = args.probe_minutes
     bench = Bench(args, cfg, out, corpus)
     rows: dict[str, dict[str, Any]] = {}
+    suffix = "" if args.k == 100 else f"-k{args.k}"  # K=100 keeps the folder names of the first runs
+    seeds = "" if args.seeds == 1 else f" seeds{args.seeds}"
+    unit_key = suffix + seeds + (" dedup" if args.dedup else "")  # the unit rows' own keys
+    units_label = f"K={args.k} {'dedup ' if args.dedup else ''}units"
     for name, encoder, layer in sources:
         tag = name.replace(" ", "_")
         label = name if layer is None else f"{name} layer {layer}"
-        suffix = "" if args.k == 100 else f"-k{args.k}"  # K=100 keeps the folder names of the first runs
-        seeds = "" if args.seeds == 1 else f" seeds{args.seeds}"
-        unit_key = suffix + seeds + (" dedup" if args.dedup else "")  # the unit rows' own keys
         codebook, store = out / f"codebook-{tag}{suffix}", out / f"units-{tag}{suffix}"
         fit_codebook(args.train_corpus / "manifest.tsv", codebook, encoder, args.k, layer, *FIT_OPTIONS, child=True)
         frame_rate = float(json.loads((codebook / "codebook.json").read_text())["frame_rate"])  # the encoder's
@@ -155,7 +156,7 @@ def main() -> int:
             su("encode", manifest, "--codebook", codebook, "-o", store, "--device", "cpu", "--quiet", child=True)
         bench.submit(f"{tag} units{unit_key}", "phones",
                      input_spec("units", store, codebook=codebook, dedup=args.dedup), **sweep, embed_init="centroids")
-        rows[f"{tag} units{unit_key}"] = {"row": f"{label} K={args.k} {'dedup ' if args.dedup else ''}units"}
+        rows[f"{tag} units{unit_key}"] = {"row": f"{label} {units_label}"}
         if args.streams and layer is not None:
             layers = parse_layers(args.streams)
             # the chosen layer's codebook above is the same fit: reuse it
@@ -170,7 +171,7 @@ def main() -> int:
             key = f"{tag} streams {args.streams} {args.combine}{unit_key}"
             bench.submit(key, "phones", input_spec("units", stores, codebook=codebooks, dedup=args.dedup), **sweep,
                          embed_init="centroids", combine=args.combine)
-            rows[key] = {"row": f"{name} layers {args.streams} K={args.k} units, {len(layers)} streams ({args.combine})"}
+            rows[key] = {"row": f"{name} layers {args.streams} {units_label}, {len(layers)} streams ({args.combine})"}
     bench.wait()
     bench.pool.shutdown()
 
@@ -191,8 +192,7 @@ def main() -> int:
     lines.append(f"\n{bench.configurations} training runs; no test part (the dev corpus chooses lr and step, "
                  "and is the figure)")
     text = "\n".join(lines) + "\n"
-    tables = (("" if args.k == 100 else f"-k{args.k}") + ("" if args.seeds == 1 else f"-seeds{args.seeds}")
-              + ("-dedup" if args.dedup else ""))
+    tables = unit_key.replace(" ", "-")  # table-k500.md, table-seeds3.md, table-k500-dedup.md, ...
     (out / f"table{tables}.md").write_text(text, encoding="utf-8")
     (out / f"results{tables}.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print(text)
