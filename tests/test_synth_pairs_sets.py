@@ -227,3 +227,37 @@ def test_sets_in_voices_of_a_corpus(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert "--voices-from does not apply" in cli_error(["synth", str(tmp_path / "x"), "--voices-from",
                                                          str(info)], caplog)
     assert not (tmp_path / "x").exists()
+
+
+def test_lexical_set_in_a_carrier_phrase(sets: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert main(["synth", "lexical", str(tmp_path / "c"), "--pairs", "4", "--voices", "2", "--carrier",
+                 "She said {} twice.", "--quiet"]) == 0
+    meta = json.loads((tmp_path / "c" / "lexical" / "lexical.json").read_text())
+    assert meta["carrier"] == "She said {} twice."
+    assert meta["carrier_phones_before"] == ["ʃ", "iː", "s", "ɛ", "d"]  # espeak-ng's "she said", by hand
+    assert meta["carrier_phones_after"] == ["t", "w", "aɪ", "s"]
+    for split in ("dev", "test"):
+        _, alone = _gold(sets / "lexical" / split / "gold.csv")
+        _, framed = _gold(tmp_path / "c" / "lexical" / split / "gold.csv")
+        # the same items and gold columns (the item's own phones); only the file names differ
+        drop = lambda rows: [{k: v for k, v in r.items() if k != "filename"} for r in rows]  # noqa: E731
+        assert drop(framed) == drop(alone)
+        assert not {r["filename"] for r in framed} & {r["filename"] for r in alone}
+        alignments = load_alignments(tmp_path / "c" / "lexical" / split / "phones.tsv")
+        for a, f in zip(alone, framed):
+            seconds = {row["filename"]: sf.info(folder / f"{row['filename']}.wav").duration
+                       for row, folder in ((a, sets / "lexical" / split), (f, tmp_path / "c" / "lexical" / split))}
+            assert seconds[f["filename"]] > seconds[a["filename"]] + 0.4  # five + four more phones
+            spoken = [s.label for s in alignments[f["filename"]] if s.label != SILENCE]
+            assert spoken[:5] == meta["carrier_phones_before"] and spoken[-4:] == meta["carrier_phones_after"]
+    # "her" before a word that starts with a vowel ("enormous") gets espeak-ng's linking r: refused
+    assert "choose another --carrier" in cli_error(["synth", "lexical", str(tmp_path / "x"), "--pairs", "4",
+                                                    "--voices", "1", "--carrier", "her {}"], caplog)
+    assert not any((tmp_path / "x").iterdir())  # no half-written set left behind
+    (tmp_path / "x").rmdir()
+    for carrier, message in (("no slot", "needs exactly one"), ("{} and {}", "needs exactly one"),
+                             ("{} 42!", "has no word besides")):
+        assert message in cli_error(["synth", "lexical", str(tmp_path / "x"), "--carrier", carrier], caplog)
+    assert "--carrier does not apply" in cli_error(["synth", "syntactic", str(tmp_path / "x"), "--carrier",
+                                                    "a {}"], caplog)
+    assert not (tmp_path / "x").exists()

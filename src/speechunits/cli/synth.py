@@ -13,12 +13,12 @@ from speechunits.errors import SpeechUnitsError
 #: Sub-commands, and the options each one takes besides --seed, --workers and --quiet.
 KINDS = {
     "corpus": ("minutes", "speakers", "languages", "text"),
-    "lexical": ("language", "pairs", "voices", "voices_from"),
+    "lexical": ("language", "pairs", "voices", "voices_from", "carrier"),
     "syntactic": ("language", "pairs", "voices", "voices_from"),
     "parallel": ("source", "target", "minutes", "speakers"),
 }
-_OPTIONS = ("minutes", "speakers", "languages", "text", "language", "pairs", "voices", "voices_from", "source",
-            "target")
+_OPTIONS = ("minutes", "speakers", "languages", "text", "language", "pairs", "voices", "voices_from", "carrier",
+            "source", "target")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--voices-from", default=None, metavar="SPEAKER_INFO_TSV",
                         help="lexical/syntactic: speak the set in the first --voices speakers of a corpus's "
                         "speaker_info.tsv instead (e.g. its training voices: a diagnosis, not the benchmark)")
+    parser.add_argument("--carrier", default=None, metavar="PHRASE",
+                        help="lexical: speak every word and non-word inside this phrase, its {} where the item goes "
+                        "(e.g. 'she said {} twice'; default: alone, as ZeroSpeech's sWUGGY)")
     parser.add_argument("--source", default=None, metavar="LANG", help="parallel: source language (default es)")
     parser.add_argument("--target", dest="target_language", default=None, metavar="LANG",
                         help="parallel: target language (default en)")
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         from speechunits.synth.benchmarks import write_lexical, write_syntactic
 
         write = write_lexical if kind == "lexical" else write_syntactic
-        options = {k: values[k] for k in ("pairs", "voices", "voices_from") if values[k] is not None}
+        options = {k: values[k] for k in ("pairs", "voices", "voices_from", "carrier") if values[k] is not None}
         write(out, language=values["language"] or "en", **options, **common)
     else:
         from speechunits.synth.parallel import synthesize_parallel

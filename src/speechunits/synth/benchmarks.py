@@ -17,6 +17,11 @@ them: ``{dev,test}/phones.tsv`` (the phone alignment of every file, keyed by fil
   flap ``ɾ``, ``ɔː`` as ``ɔːɹ``): those are listed in ``lexical.json`` (``phone_mismatches``), the
   phone count never changes, and the spoken form is checked against the lexicon again (a
   non-word spoken as a lexicon word is an error).
+  With a ``carrier`` (e.g. ``"she said {} twice"``) every word and non-word is spoken inside the
+  same phrase instead of alone, so that it has the stress and timing of running speech (a unit LM
+  trained on sentences has never heard words in citation form). The carrier's words are spoken
+  from their espeak-ng mnemonics too; ``phones`` and ``length`` stay the item's own phones, and
+  ``phones.tsv`` aligns the whole file.
 * Syntactic: pairs from :mod:`speechunits.synth.syntax`, subtypes in turn; dev and test share
   no grammatical sentence. Both members are spoken from text.
 * Voices: :func:`speechunits.synth.speakers.sample_unseen_speakers` (variants no corpus uses), or
@@ -62,6 +67,8 @@ VOICES = 2
 MIN_WORD_PHONES = 3
 #: Draws of a minimal pair before the grammar counts as exhausted.
 MAX_DRAWS = 2000
+#: Where the word goes in a lexical ``carrier`` phrase.
+CARRIER_SLOT = "{}"
 
 
 @dataclass(frozen=True)
@@ -145,10 +152,29 @@ def choose_syntactic_pairs(pairs: int, seed: int) -> dict[str, list[Any]]:
     return out
 
 
-def _filename(kind: str, language: str, seed: int, split: str, pair_id: int, voice: str, correct: int) -> str:
+def _filename(kind: str, language: str, seed: int, split: str, pair_id: int, voice: str, correct: int,
+              carrier: str | None = None) -> str:
     """An opaque, deterministic file name (it must not tell the word from the non-word)."""
     key = f"{kind}|{language}|{seed}|{split}|{pair_id}|{voice}|{correct}"
+    if carrier is not None:
+        key += f"|{carrier}"
     return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def carrier_words(carrier: str) -> tuple[list[str], list[str]]:
+    """The words before and after the slot of a lexical carrier phrase (lowercased, punctuation dropped).
+
+    Raises:
+        SpeechUnitsError: the phrase has no ``{}`` slot, more than one, or no word besides it.
+    """
+    from speechunits.synth.lexicon import words_of
+
+    if carrier.count(CARRIER_SLOT) != 1:
+        raise SpeechUnitsError(f"--carrier {carrier!r}: needs exactly one {CARRIER_SLOT} where the word goes")
+    before, after = (words_of(part) for part in carrier.split(CARRIER_SLOT))
+    if not before and not after:
+        raise SpeechUnitsError(f"--carrier {carrier!r}: has no word besides the {CARRIER_SLOT} slot")
+    return before, after
 
 
 # ----------------------------------------------------------------------------- public entry points
@@ -156,27 +182,31 @@ def _filename(kind: str, language: str, seed: int, split: str, pair_id: int, voi
 
 def write_lexical(out_dir: str | os.PathLike[str], *, language: str = "en", pairs: int = LEXICAL_PAIRS,
                   voices: int = VOICES, seed: int = 0, workers: int | None = None, quiet: bool = False,
-                  voices_from: str | os.PathLike[str] | None = None) -> Path:
+                  voices_from: str | os.PathLike[str] | None = None, carrier: str | None = None) -> Path:
     """Write the lexical set to ``out_dir/lexical`` (see the module docstring); returns that directory.
 
     ``voices_from``: a ``speaker_info.tsv`` whose first ``voices`` speakers speak the set instead of
-    unseen voices.
+    unseen voices. ``carrier``: a phrase with one ``{}`` (``"she said {} twice"``) that every item is
+    spoken in; ``None`` speaks items alone (ZeroSpeech's sWUGGY design).
 
     Raises:
         SpeechUnitsError: unknown language, bad counts, more pairs than the vocabulary allows,
-            ``out_dir/lexical`` already there, a bad ``voices_from`` (see :func:`_check_common`), or
+            ``out_dir/lexical`` already there, a bad ``voices_from`` (see :func:`_check_common`), a bad
+            ``carrier`` (see :func:`carrier_words`; also a carrier word espeak-ng cannot pronounce), or
             espeak-ng missing.
     """
     from speechunits.synth.lexicon import training_vocabulary
 
     voices_from = None if voices_from is None else str(voices_from)
+    if carrier is not None:
+        carrier_words(carrier)
     _check_common(out_dir, "lexical", language, pairs, voices, seed, workers, voices_from)
     vocabulary = training_vocabulary(language)
     if pairs * len(SPLITS) > len(vocabulary):
         raise SpeechUnitsError(f"--pairs {pairs}: {language} has {len(vocabulary)} distinct words in its training "
                                f"sentences, fewer than {len(SPLITS)} x {pairs}")
     return _run("lexical", out_dir, language=language, pairs=pairs, voices=voices, seed=seed, workers=workers,
-                quiet=quiet, voices_from=voices_from)
+                quiet=quiet, voices_from=voices_from, carrier=carrier)
 
 
 def write_syntactic(out_dir: str | os.PathLike[str], *, language: str = "en", pairs: int = SYNTACTIC_PAIRS,
@@ -245,7 +275,7 @@ def _run(kind: str, out_dir: str | os.PathLike[str], **request: Any) -> Path:
 
 
 def lexical_here(out_dir: str, language: str, pairs: int, voices: int, seed: int, workers: int | None,
-                 quiet: bool, voices_from: str | None = None) -> dict[str, Any]:
+                 quiet: bool, voices_from: str | None = None, carrier: str | None = None) -> dict[str, Any]:
     """Plan and speak the lexical set in this process (``python -m speechunits.synth``)."""
     from speechunits.synth.espeak import initialise, phoneme_input
     from speechunits.synth.lexicon import pronounce, training_vocabulary
@@ -256,23 +286,36 @@ def lexical_here(out_dir: str, language: str, pairs: int, voices: int, seed: int
     vocabulary = training_vocabulary(language)
     lexicon = pronounce(sorted(vocabulary), LANGUAGE_VOICES[language])
     plan = choose_lexical_pairs(lexicon, dict(vocabulary), pairs, seed)
+    before, after = ([], []) if carrier is None else carrier_words(carrier)
+    frame = pronounce(before + after, LANGUAGE_VOICES[language])
+    unspoken = sorted(set(before + after) - set(frame))
+    if unspoken:
+        raise SpeechUnitsError(f"--carrier {carrier!r}: espeak-ng has no pronunciation of {', '.join(unspoken)}")
+    head, tail = [frame[w] for w in before], [frame[w] for w in after]
+    head_ipa = tuple(p for w in head for p in w.ipa)
+    tail_ipa = tuple(p for w in tail for p in w.ipa)
     items: list[_Item] = []
     for split, chosen in plan.items():
         for pair_id, pair in enumerate(chosen, start=1):
             for speaker in speakers:
                 for correct, pron in ((1, pair.word), (0, pair.nonword)):
-                    name = _filename("lexical", language, seed, split, pair_id, speaker.name, correct)
+                    name = _filename("lexical", language, seed, split, pair_id, speaker.name, correct, carrier)
                     row = (pair_id, name, pron.spelling, correct, speaker.name, pair.frequency if correct else 0,
                            len(pron.ipa), " ".join(pron.ipa))
-                    items.append(_Item(split, name, phoneme_input(list(pron.mnemonics)), True, speaker,
-                                       seed * 1_000_003 + len(items), pron.ipa, row))
+                    text = " ".join(phoneme_input(list(w.mnemonics)) for w in [*head, pron, *tail])
+                    items.append(_Item(split, name, text, True, speaker, seed * 1_000_003 + len(items),
+                                       head_ipa + pron.ipa + tail_ipa, row))
     generator = NonwordGenerator(lexicon)
 
     def finalize(item: _Item, spoken: tuple[str, ...]) -> tuple[object, ...]:
         word_phones = plan[item.split][int(item.row[0]) - 1].word.ipa  # type: ignore[call-overload]
-        if len(spoken) != len(word_phones):
+        if len(spoken) != len(head_ipa) + len(word_phones) + len(tail_ipa):
             raise SpeechUnitsError(f"{item.split}/{item.filename}: espeak spoke {len(spoken)} phones for "
-                                   f"{item.row[2]!r}, its word has {len(word_phones)} (choose another --seed)")
+                                   f"{item.row[2]!r}, its word has {len(word_phones)}"
+                                   + (" (choose another --seed)" if carrier is None else
+                                      f" and the carrier {len(head_ipa) + len(tail_ipa)}: espeak-ng joined them (a "
+                                      "linking r before a vowel, say); choose another --carrier"))
+        spoken = spoken[len(head_ipa):len(spoken) - len(tail_ipa)]  # the item's own phones
         if item.row[3] == 0 and generator.is_lexical(Pronunciation(str(item.row[2]), (), spoken)):
             raise SpeechUnitsError(f"{item.split}/{item.filename}: non-word {item.row[2]!r} was spoken as a word "
                                    f"of the lexicon ({' '.join(spoken)}; choose another --seed)")
@@ -280,10 +323,11 @@ def lexical_here(out_dir: str, language: str, pairs: int, voices: int, seed: int
 
     extra = {"vocabulary_words": len(vocabulary), "pronounced_words": len(lexicon),
              "distinct_words": len({p.word.spelling for c in plan.values() for p in c}),
-             "min_word_phones": MIN_WORD_PHONES}
+             "min_word_phones": MIN_WORD_PHONES, "carrier_phones_before": list(head_ipa),
+             "carrier_phones_after": list(tail_ipa)}
     return _speak_set(Path(out_dir), "lexical", items, LEXICAL_COLUMNS, speakers, workers, quiet,
-                      dict(language=language, pairs=pairs, voices=voices, seed=seed, voices_from=voices_from), extra,
-                      finalize)
+                      dict(language=language, pairs=pairs, voices=voices, seed=seed, voices_from=voices_from,
+                           carrier=carrier), extra, finalize)
 
 
 def syntactic_here(out_dir: str, language: str, pairs: int, voices: int, seed: int, workers: int | None,
@@ -360,7 +404,11 @@ def _speak_set(out: Path, kind: str, items: list[_Item], columns: Sequence[str],
             seconds = num_samples / SAMPLE_RATE
             duration += seconds
             progress.update(seconds)
-            rows[item.split].append(finalize(item, spoken))
+            try:
+                rows[item.split].append(finalize(item, spoken))
+            except SpeechUnitsError:  # the set cannot be finished with these arguments: leave nothing behind
+                shutil.rmtree(building)
+                raise
             if item.expected_phones is not None and spoken != item.expected_phones:
                 mismatches.append({"filename": f"{item.split}/{item.filename}", "requested": " ".join(item.expected_phones),
                                    "spoken": " ".join(spoken)})
