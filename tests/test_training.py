@@ -16,7 +16,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.training.batching import LengthBucketSampler, mix_seed
 from speechunits.training.checkpoint import load_weights, read_state, training_dir
 from speechunits.training.config import OptimConfig
-from speechunits.training.loop import Trainer
+from speechunits.training.loop import Trainer, cpu_denormals_flushed
 from speechunits.training.optim import learning_rate
 from speechunits.training.task import LossOutput, Task, move_to
 
@@ -167,6 +167,24 @@ def test_on_step_can_stop_the_run(tmp_path: Path):
         on_step=lambda entry: entry.step == 3)
     assert (result.steps_done, result.steps_max, result.stop_reason) == (3, 10, "requested")
     assert read_state(tmp_path / "m")["step"] == 3
+
+
+def _subnormal_survives() -> bool:
+    """Whether float32 arithmetic on this thread keeps a subnormal (1e-39 < the smallest normal 1.18e-38)."""
+    return bool((torch.tensor([1e-39]) * 1.0).item() != 0.0)
+
+
+def test_cpu_training_flushes_subnormals_only_while_it_runs():
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormal floats")
+    assert _subnormal_survives()  # torch's default
+    seen = []
+    Trainer(make_model(), Regression(), cfg(steps=3), None, device=CPU, quiet=True).run(
+        on_step=lambda entry: seen.append(_subnormal_survives()))
+    assert seen == [False, False, False]  # flushed to zero during the steps (and dev evaluations)
+    assert _subnormal_survives()  # and back to the default afterwards
+    with cpu_denormals_flushed(torch.device("meta")):  # another device: untouched
+        assert _subnormal_survives()
 
 
 def test_non_finite_gradient_skips_the_update(caplog):

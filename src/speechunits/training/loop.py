@@ -22,6 +22,10 @@ phases), clip that optimizer's parameters, update them. Which phases run is a fu
 step (e.g. the discriminator only after a warm-up), so resume stays exact. The last phase's
 loss is the step's ``loss``; every phase's loss and gradient norm are also logged as
 ``loss_<phase>`` / ``grad_norm_<phase>``.
+
+On CPU, :meth:`Trainer.run` flushes subnormal floats to zero while it trains
+(:func:`cpu_denormals_flushed`): a saturating LSTM makes subnormal activations and gradients,
+and x86 arithmetic on them is many times slower (docs/train.md, "The shared training loop").
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -51,6 +55,23 @@ LOG_FILE = "log.jsonl"
 STOP_MAX_STEPS = "max_steps"
 STOP_TIME_BUDGET = "time_budget"
 STOP_REQUESTED = "requested"
+
+
+@contextlib.contextmanager
+def cpu_denormals_flushed(device: torch.device) -> Iterator[None]:
+    """On a CPU ``device``, flush subnormal floats to zero (``torch.set_flush_denormal``) for the block.
+
+    The flag lives in each thread's floating-point state: it covers the calling thread and the
+    intra-op threads torch starts later, not those already running (so all of them with one
+    thread, ``--threads 1``). Afterwards it is off again, torch's default. Elsewhere it is a no-op.
+    """
+    if device.type != "cpu" or not torch.set_flush_denormal(True):  # False: this CPU cannot flush
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 @dataclass
@@ -287,8 +308,13 @@ class Trainer:
         every ``checkpoint_every`` steps and at the end (also when the time budget stops it).
         ``on_step(entry)`` runs after every step on every rank (e.g. a dev-set evaluation every
         N steps); when it returns True on rank 0, the run checkpoints and stops
-        (``stop_reason "requested"``: early stopping).
+        (``stop_reason "requested"``: early stopping). On CPU, subnormal floats are flushed to zero
+        meanwhile (:func:`cpu_denormals_flushed`).
         """
+        with cpu_denormals_flushed(self.device):
+            return self._run(start_step, on_step)
+
+    def _run(self, start_step: int, on_step: Callable[[StepLog], bool | None] | None) -> TrainResult:
         from tqdm import tqdm
 
         cfg = self.cfg
