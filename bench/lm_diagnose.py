@@ -29,6 +29,14 @@ rows with other K on that same layer; ``--no-mfcc-front-ends`` skips the MFCC ro
 
     python bench/lm_diagnose.py --lm-out bench/out/lm-iter2 --k-extra 500 --no-mfcc-front-ends   # ~15 min
 
+``--carrier PHRASE`` speaks both lexical sets (unseen and seen voices, the same pairs) inside a carrier phrase
+(``write_lexical(carrier=...)``) instead of alone, in their own folders (default output ``LM_OUT/diagnosis-carrier``);
+part 2 then cuts the word out of its carrier phrase (phone alignment) before comparing, and adds a check of the
+benchmark's path through espeak-ng: 40 whole carrier phrases spoken from text against from mnemonics (as the
+benchmark speaks them) and against the same text with another seed of espeak's noise generator::
+
+    python bench/lm_diagnose.py --lm-out bench/out/lm-iter2 --no-mfcc-front-ends --carrier "she said {} again"
+
 Prints a markdown report and writes ``OUT/results.json``.
 """
 from __future__ import annotations
@@ -49,6 +57,8 @@ K = 100
 SEEN_VOICES = 2
 REFERENCE_SPEAKERS = 3
 FIT_UTTERANCES = 1500
+#: Words of part 2b (--carrier): each spoken three times.
+PATH_WORDS = 40
 FRONT_ENDS = ("standardised", "utterance CMVN", "speaker CMVN", "stack +-2", "stack +-4")
 
 
@@ -112,6 +122,41 @@ class Quantizer:
         return torch.cdist(torch.from_numpy(z.astype(np.float32)), self.centroids).argmin(1).numpy()
 
 
+def spoken_path_ued(carrier: str, rows: list[Any], speaker_info: Path, units_of: Callable[[np.ndarray], np.ndarray],
+                    words: int = PATH_WORDS) -> dict[str, list[float]]:
+    """Dedup-unit UED between whole carrier phrases of the first seen voice's first ``words`` real words,
+    spoken three ways: from text (espeak noise seed 1) against from mnemonics (seed 1, as the benchmark
+    speaks them) and against from text again (seed 2; only espeak's noise generator differs)."""
+    from speechunits.measure.invariance import dedup_ids, unit_edit_distance
+    from speechunits.synth.benchmarks import carrier_words
+    from speechunits.synth.corpus import _warm_up, speak
+    from speechunits.synth.espeak import initialise, phoneme_input
+    from speechunits.synth.lexicon import pronounce
+    from speechunits.synth.speakers import LANGUAGE_VOICES, read_speaker_info
+
+    initialise()
+    speaker = read_speaker_info(speaker_info)[0]
+    _warm_up([speaker])
+    chosen = [r.fields["word"] for r in rows if r.correct == 1 and r.voice == speaker.name][:words]
+    before, after = carrier_words(carrier)
+    lexicon = pronounce(sorted(set(chosen + before + after)), LANGUAGE_VOICES["en"])
+
+    def units(text: str, seed: int, phonemes: bool = False) -> np.ndarray:
+        spoken = speak(text, speaker, seed, phonemes=phonemes).samples.astype(np.float32) / 32768.0
+        return dedup_ids(units_of(spoken))
+
+    out: dict[str, list[float]] = defaultdict(list)
+    for word in chosen:
+        text = carrier.replace("{}", word)
+        mnemonics = " ".join(phoneme_input(list(lexicon[w].mnemonics)) for w in [*before, word, *after])
+        reference = units(text, 1)
+        for name, other in (("carrier phrase from text vs from mnemonics", units(mnemonics, 1, True)),
+                            ("carrier phrase from text, espeak noise seed 1 vs 2", units(text, 2))):
+            e, n = unit_edit_distance(reference, other)
+            out[name].append(e / n)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lm-out", type=Path, default=Path("bench/out/lm"), help="the --out of a bench/lm.py run")
@@ -120,6 +165,8 @@ def main() -> int:
                         "codebook (its encoder and layer; standardised, 1500 training utterances) as front-end rows")
     parser.add_argument("--no-mfcc-front-ends", action="store_true",
                         help="skip the normalised / stacked MFCC rows (they do not depend on bench/lm.py's units)")
+    parser.add_argument("--carrier", default=None, metavar="PHRASE",
+                        help="speak the lexical sets inside this phrase ('she said {} again'), both written here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("speechunits").setLevel(logging.WARNING)
@@ -140,7 +187,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     lm_out: Path = args.lm_out
-    out: Path = args.out or lm_out / "diagnosis"
+    out: Path = args.out or lm_out / ("diagnosis" if args.carrier is None else "diagnosis-carrier")
     out.mkdir(parents=True, exist_ok=True)
     corpus = lm_out / "corpus"
     speaker_of = read_speakers(corpus / "speakers.tsv")
@@ -148,13 +195,19 @@ def main() -> int:
     speakers = sorted(set(speaker_of.values()))
     held_count = max(1, len(speakers) // 10)  # bench/lm.py's rule: the last 10 % (at least 1) are held out
     train_speakers, held = speakers[:-held_count], speakers[-held_count:]
-    results: dict[str, Any] = {"held_out_speakers": held}
+    results: dict[str, Any] = {"held_out_speakers": held, "carrier": args.carrier}
 
     # -- the seen-voice lexical set (same seed as bench/lm.py's: the same pairs) -------------------------
     seen_root = out / "zr-seen"
     if not (seen_root / "lexical").is_dir():
-        write_lexical(seen_root, language="en", voices=SEEN_VOICES, seed=0, voices_from=corpus / "speaker_info.tsv")
-    sets = {"unseen voices": lm_out / "zr2021" / "lexical" / "dev", "seen voices": seen_root / "lexical" / "dev"}
+        write_lexical(seen_root, language="en", voices=SEEN_VOICES, seed=0, voices_from=corpus / "speaker_info.tsv",
+                      carrier=args.carrier)
+    unseen_root = lm_out / "zr2021"
+    if args.carrier is not None:  # bench/lm.py's set speaks the words alone: the same pairs in the carrier
+        unseen_root = out / "zr-unseen"
+        if not (unseen_root / "lexical").is_dir():
+            write_lexical(unseen_root, language="en", seed=0, carrier=args.carrier)
+    sets = {"unseen voices": unseen_root / "lexical" / "dev", "seen voices": seen_root / "lexical" / "dev"}
     gold = {name: read_gold(d / "gold.csv") for name, d in sets.items()}
     voice_of = {name: {row.filename: row.voice for row in rows} for name, rows in gold.items()}
     seen_voices = sorted({row.voice for row in gold["seen voices"]})
@@ -243,12 +296,21 @@ def main() -> int:
     pairs: dict[tuple[str, str], dict[int, Any]] = defaultdict(dict)
     for row in gold["seen voices"]:
         pairs[(row.id, row.voice)][row.correct] = row
-    iso = set_units["seen voices"]
     rate = unit_encoder.info.frame_rate
 
-    def cut(utt: str, start: float, end: float) -> np.ndarray:
-        return units[utt][int(start * rate):int(end * rate)]
+    def cut(utt: str, start: float, end: float, source: dict[str, np.ndarray] = units) -> np.ndarray:
+        return source[utt][int(start * rate):int(end * rate)]
 
+    iso = set_units["seen voices"]
+    form = "isolated"
+    if args.carrier is not None:  # the item's own span: between the carrier's phones before and after it
+        form = "in-carrier"
+        meta = json.loads((seen_root / "lexical" / "lexical.json").read_text())
+        head, tail = len(meta["carrier_phones_before"]), len(meta["carrier_phones_after"])
+        spoken = {f: [s for s in segs if s.label != "sil"]  # the alignment may merge a phone: count the carrier's
+                  for f, segs in load_alignments(str(sets["seen voices"] / "phones.tsv")).items()}
+        iso = {f: cut(f, spoken[f][head - 1].end if head else 0.0,
+                      spoken[f][-tail].start if tail else len(x) / rate, iso) for f, x in iso.items()}
     distances: dict[str, list[float]] = defaultdict(list)
     for (_, voice), pair in pairs.items():
         said = occurrences.get((voice, pair[1].fields["word"]))
@@ -256,12 +318,16 @@ def main() -> int:
             continue
         word = iso[pair[1].filename]
         e, n = unit_edit_distance(word, cut(*said[0]))
-        distances["isolated word vs the same word in a sentence"].append(e / n)
+        distances[f"{form} word vs the same word in a sentence"].append(e / n)
         e, n = unit_edit_distance(word, iso[pair[0].filename])
-        distances["isolated word vs its isolated non-word"].append(e / n)
+        distances[f"{form} word vs its {form} non-word"].append(e / n)
         if len(said) > 1:
             e, n = unit_edit_distance(cut(*said[0]), cut(*said[1]))
             distances["two in-sentence occurrences of the word"].append(e / n)
+    if args.carrier is not None:  # 2b. does the phoneme-input path change the units? whole carrier phrases
+        distances.update(spoken_path_ued(args.carrier, gold["seen voices"], corpus / "speaker_info.tsv",
+                                         lambda samples: codebook.assign(unit_encoder.extract_batch(
+                                             [samples], [codebook.layer])[0][codebook.layer], device="cpu")))
     results["isolation_ued"] = {k: {"mean": float(np.mean(v)), "count": len(v)} for k, v in distances.items()}
 
     # -- 3. front ends ----------------------------------------------------------------------------------

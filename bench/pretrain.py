@@ -28,6 +28,11 @@ comparison does not. Usage::
     # compare a configuration on dev only (the test corpus is neither made nor read)
     python bench/pretrain.py --out bench/out/pretrain-aug --train-minutes 30 --threads 1 --dev-only \
         --augment pitch:-4..4,p=0.5
+    # a third iteration: OUT/iter1 a link to the first run's iter1 (its MFCC rows and layers), targets from the
+    # first run's iteration 2
+    mkdir -p bench/out/pretrain-aug-iter3 && ln -s "$PWD/bench/out/pretrain-aug/iter1" bench/out/pretrain-aug-iter3/
+    python bench/pretrain.py --out bench/out/pretrain-aug-iter3 --train-minutes 30 --threads 1 --dev-only \
+        --augment pitch:-4..4,p=0.5 --iteration2-layer 3 --targets-model bench/out/pretrain-aug/iter2
 """
 from __future__ import annotations
 
@@ -199,17 +204,20 @@ def timed_pretrain(train_dir: Path, model_dir: Path, cfg: PretrainConfig) -> dic
 
 
 def train_iteration2(args: argparse.Namespace, train_dir: Path, model1: Path, model2: Path) -> dict:
-    """HuBERT's iteration 2: K-means on layer ``--iteration2-layer`` of iteration 1 over the training corpus."""
+    """HuBERT's iteration 2: K-means on layer ``--iteration2-layer`` of iteration 1 (or of ``--targets-model``)
+    over the training corpus."""
     from speechunits.pretrain.iterate import fit_layer_codebook
 
     summary_path = model2.parent / "train2.json"
     if (model2 / "training" / "state.json").is_file() and summary_path.is_file():
         return json.loads(summary_path.read_text())
     layer, start = args.iteration2_layer, time.perf_counter()
-    codebook = model1 / f"codebook-L{layer}-K{args.k}"
+    source = args.targets_model or model1
+    codebook = (model1 / f"codebook-L{layer}-K{args.k}" if args.targets_model is None
+                else model2.parent / f"targets-L{layer}-K{args.k}")  # never written into another run's model
     if not (codebook / "codebook.json").is_file():
         waves = load_waves(open_corpus(train_dir / "manifest.tsv"), SR, SR)
-        fit_layer_codebook(model1, waves, layer, args.k, 0, codebook)
+        fit_layer_codebook(source, waves, layer, args.k, 0, codebook)
     targets_seconds = time.perf_counter() - start
     cfg = PretrainConfig.from_dict({**iteration1_config(args).to_dict(), "targets": str(codebook)})
     summary = {**timed_pretrain(train_dir, model2, cfg), "codebook_seconds": targets_seconds}
@@ -240,6 +248,9 @@ def main() -> int:
     parser.add_argument("--iteration2-layer", type=int, default=None,
                         help="also run HuBERT's iteration 2: K-means on this layer of iteration 1 as targets "
                         "(another --train-minutes of training)")
+    parser.add_argument("--targets-model", type=Path, default=None, metavar="DIR",
+                        help="take iteration 2's targets from this model instead of iter1 (another run's iter2: a "
+                        "third iteration); iter1 stays this run's own, for the MFCC rows and its layer rows")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--fit-minutes", type=float, default=15.0, help="training audio for the evaluation k-means")
     parser.add_argument("--augment", default="none",
@@ -280,7 +291,8 @@ def main() -> int:
     models = [(model1, "tiny iter1")]
     if args.iteration2_layer is not None:
         results["train2"] = train_iteration2(args, train_dir, model1, out / "iter2")
-        models.append((out / "iter2", f"tiny iter2 (L{args.iteration2_layer} targets)"))
+        source = "" if args.targets_model is None else f" of {args.targets_model}"
+        models.append((out / "iter2", f"tiny iter2 (L{args.iteration2_layer} targets{source})"))
     codebooks = {tag: layer_codebooks(model_dir, train_waves, args.k) for model_dir, tag in models}
 
     def rows_for(split: str) -> list[dict]:

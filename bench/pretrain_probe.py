@@ -25,6 +25,10 @@ their features" question. There is no test part: bench/pretrain.py's test corpus
     python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --streams 0-6
     # K=500 codebooks instead of K=100 (their own folders and table-k500.md); --dedup: deduplicated units
     python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --k 500 [--dedup]
+    # BPE over the deduplicated units (bench/probe.py's ensure_bpe, trained on the training corpus); --no-mfcc: the
+    # pretrained runs' rows only (the MFCC unit rows of the same K are in the earlier tables)
+    python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --k 500 --dedup \
+        --bpe-vocab 1000 --no-mfcc
     # the spread over seeds of the feature rows (MFCC, the chosen layer, the weighted sum), no unit probes
     python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --features \
         --weighted-sum --no-units --seeds 3 --probe-minutes 40
@@ -42,7 +46,7 @@ from speechunits.cli.common import parse_layers
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers, write_tsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probe import Bench, input_spec  # noqa: E402  (bench/probe.py)
+from probe import Bench, ensure_bpe, input_spec, unit_bitrates  # noqa: E402  (bench/probe.py)
 from su import fit_codebook, su  # noqa: E402  (bench/su.py)
 from probe_units_dev import FULL  # noqa: E402
 
@@ -84,6 +88,15 @@ def chosen_layer(run: Path) -> int:
     return int(json.loads(selection.read_text())["layer"])
 
 
+def unit_lengths(store: Path, dedup: bool, bpe_dir: Path | None, k: int) -> dict[str, float]:
+    """Mean tokens per utterance (every utterance) of what a unit row reads, and of the raw units."""
+    from speechunits.probe.inputs import UnitInput
+
+    raw = unit_bitrates(UnitInput(store), "raw", k)[1]
+    read = raw if not dedup else unit_bitrates(UnitInput(store, dedup=True, bpe_dir=bpe_dir), "dedup", k)[1]
+    return {"raw": raw, "read": read, "shorter": raw / read}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench/out/pretrain-probe"))
@@ -110,10 +123,17 @@ def main() -> int:
                         "'seedsN' keys in OUT and the table gives mean +- std over seeds")
     parser.add_argument("--dedup", action="store_true",
                         help="unit rows read deduplicated units with their durations (own ' dedup' keys)")
+    parser.add_argument("--bpe-vocab", type=int, default=None, metavar="V",
+                        help="unit rows read BPE tokens (vocabulary V) over the deduplicated units (needs --dedup)")
+    parser.add_argument("--no-mfcc", action="store_true", help="leave out the MFCC rows")
     parser.add_argument("--no-units", action="store_true",
                         help="only the feature rows (--features, --weighted-sum): no unit probes")
     parser.add_argument("--jobs", type=int, default=2, help="probe sweeps at once, one thread each")
     args = parser.parse_args()
+    if args.bpe_vocab is not None and not args.dedup:
+        parser.error("--bpe-vocab needs --dedup (BPE runs over deduplicated units)")
+    if args.bpe_vocab is not None and args.streams:
+        parser.error("--bpe-vocab reads one stream: leave out --streams")
     args.device = "cpu"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("speechunits").setLevel(logging.WARNING)
@@ -121,7 +141,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     corpus = joint_corpus(out, args.train_corpus, args.dev_corpus)
     manifest = corpus / "manifest.tsv"
-    sources: list[tuple[str, str, int | None]] = [("MFCC", "mfcc", None)]
+    sources: list[tuple[str, str, int | None]] = [] if args.no_mfcc else [("MFCC", "mfcc", None)]
     for spec in args.run:
         name, _, directory = spec.partition("=")
         sources.append((name, str(Path(directory) / "iter1"), chosen_layer(Path(directory))))
@@ -133,8 +153,9 @@ def main() -> int:
     rows: dict[str, dict[str, Any]] = {}
     suffix = "" if args.k == 100 else f"-k{args.k}"  # K=100 keeps the folder names of the first runs
     seeds = "" if args.seeds == 1 else f" seeds{args.seeds}"
-    unit_key = suffix + seeds + (" dedup" if args.dedup else "")  # the unit rows' own keys
-    units_label = f"K={args.k} {'dedup ' if args.dedup else ''}units"
+    bpe = "" if args.bpe_vocab is None else f" bpe{args.bpe_vocab}"
+    unit_key = suffix + seeds + (" dedup" if args.dedup else "") + bpe  # the unit rows' own keys
+    units_label = f"K={args.k} {'dedup ' if args.dedup else ''}{f'+BPE {args.bpe_vocab} ' if bpe else ''}units"
     for name, encoder, layer in sources:
         tag = name.replace(" ", "_")
         label = name if layer is None else f"{name} layer {layer}"
@@ -154,9 +175,16 @@ def main() -> int:
             continue
         if not store.exists():
             su("encode", manifest, "--codebook", codebook, "-o", store, "--device", "cpu", "--quiet", child=True)
+        bpe_dir = None
+        if args.bpe_vocab is not None:  # trained on the training corpus's utterances only
+            train_ids = [line.split("\t")[0] for line in (corpus / "split.tsv").read_text().splitlines()
+                         if line.endswith("\ttrain")]
+            bpe_dir = ensure_bpe(out / f"bpe-{tag}{suffix}-v{args.bpe_vocab}", store, train_ids, args.bpe_vocab)
         bench.submit(f"{tag} units{unit_key}", "phones",
-                     input_spec("units", store, codebook=codebook, dedup=args.dedup), **sweep, embed_init="centroids")
-        rows[f"{tag} units{unit_key}"] = {"row": f"{label} {units_label}"}
+                     input_spec("units", store, codebook=codebook, dedup=args.dedup, bpe=bpe_dir), **sweep,
+                     embed_init="centroids")
+        rows[f"{tag} units{unit_key}"] = {"row": f"{label} {units_label}",
+                                          "tokens_per_utt": unit_lengths(store, args.dedup, bpe_dir, args.k)}
         if args.streams and layer is not None:
             layers = parse_layers(args.streams)
             # the chosen layer's codebook above is the same fit: reuse it
@@ -175,8 +203,8 @@ def main() -> int:
     bench.wait()
     bench.pool.shutdown()
 
-    lines = ["| input | dev PER % (6 unseen voices) | lr | best step | stopped by | budget |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| input | dev PER % (6 unseen voices) | tokens/utt (shorter than raw) | lr | best step | stopped by "
+             "| budget |", "|---|---|---|---|---|---|---|"]
     for key, row in rows.items():
         meta = bench.results[key]["phones"]
         lr = meta["selection"]["lr"]
@@ -187,7 +215,10 @@ def main() -> int:
                    best_step=",".join(str(r.get("best_step")) for r in runs),
                    stop=",".join(r["stop_reason"] for r in runs), budget_minutes=budget)
         spread = "" if len(per["values"]) == 1 else f" ± {100 * per['std']:.2f} ({len(per['values'])} seeds)"
-        lines.append(f"| {row['row']} | {100 * row['per']:.2f}{spread} | {lr:g} | {row['best_step']} | {row['stop']} "
+        length = row.get("tokens_per_utt")
+        tokens = "-" if length is None else f"{length['read']:.1f} ({length['shorter']:.2f}x)"
+        lines.append(f"| {row['row']} | {100 * row['per']:.2f}{spread} | {tokens} | {lr:g} | {row['best_step']} "
+                     f"| {row['stop']} "
                      f"| {'-' if budget is None else f'{budget:g} min'} |")
     lines.append(f"\n{bench.configurations} training runs; no test part (the dev corpus chooses lr and step, "
                  "and is the figure)")
