@@ -35,7 +35,7 @@ part 2 then cuts the word out of its carrier phrase (phone alignment) before com
 benchmark's path through espeak-ng: 40 whole carrier phrases spoken from text against from mnemonics (as the
 benchmark speaks them) and against the same text with another seed of espeak's noise generator::
 
-    python bench/lm_diagnose.py --lm-out bench/out/lm-iter2 --no-mfcc-front-ends --carrier "she said {} again"
+    python bench/lm_diagnose.py --lm-out bench/out/lm-iter2 --no-mfcc-front-ends --carrier "she said {} twice"
 
 Prints a markdown report and writes ``OUT/results.json``.
 """
@@ -166,7 +166,7 @@ def main() -> int:
     parser.add_argument("--no-mfcc-front-ends", action="store_true",
                         help="skip the normalised / stacked MFCC rows (they do not depend on bench/lm.py's units)")
     parser.add_argument("--carrier", default=None, metavar="PHRASE",
-                        help="speak the lexical sets inside this phrase ('she said {} again'), both written here")
+                        help="speak the lexical sets inside this phrase ('she said {} twice'), both written here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("speechunits").setLevel(logging.WARNING)
