@@ -39,6 +39,11 @@ def child(flush: bool, probe_argv: list[str]) -> int:
     return main(probe_argv)
 
 
+def logged_steps(log: Path) -> list[str]:
+    """The step lines a probe's ``log.jsonl`` holds so far (none before it exists)."""
+    return log.read_text().splitlines() if log.is_file() else []
+
+
 def main() -> int:
     if sys.argv[1:2] == ["--child"]:  # --child on|off PROBE_ARGV...
         return child(sys.argv[2] == "on", sys.argv[3:])
@@ -65,14 +70,15 @@ def main() -> int:
                 try:
                     process.wait(timeout=5)
                 except subprocess.TimeoutExpired:
-                    if log.is_file() and sum(1 for _ in log.open()) >= args.steps:
+                    if len(logged_steps(log)) >= args.steps:
                         break
         finally:
             process.terminate()
             process.wait()
-        if not log.is_file() or sum(1 for _ in log.open()) < args.steps:
+        lines = logged_steps(log)
+        if len(lines) < args.steps:
             raise SystemExit(f"flush {arm}: the probe ended before {args.steps} steps (exit {process.returncode})")
-        rows = [json.loads(line) for line in log.read_text().splitlines()[:args.steps]]
+        rows = [json.loads(line) for line in lines[:args.steps]]
         seconds = [r["wall_seconds"] for r in rows]
         results[arm] = {"first": float(np.median(seconds[:WINDOW])), "last": float(np.median(seconds[-WINDOW:])),
                         "losses": [r["loss"] for r in rows]}

@@ -128,9 +128,9 @@ def spoken_path_ued(carrier: str, rows: list[Any], speaker_info: Path, units_of:
     spoken three ways: from text (espeak noise seed 1) against from mnemonics (seed 1, as the benchmark
     speaks them) and against from text again (seed 2; only espeak's noise generator differs)."""
     from speechunits.measure.invariance import dedup_ids, unit_edit_distance
-    from speechunits.synth.benchmarks import carrier_words
+    from speechunits.synth.benchmarks import CARRIER_SLOT, carrier_words
     from speechunits.synth.corpus import _warm_up, speak
-    from speechunits.synth.espeak import initialise, phoneme_input
+    from speechunits.synth.espeak import initialise, phoneme_phrase
     from speechunits.synth.lexicon import pronounce
     from speechunits.synth.speakers import LANGUAGE_VOICES, read_speaker_info
 
@@ -147,8 +147,8 @@ def spoken_path_ued(carrier: str, rows: list[Any], speaker_info: Path, units_of:
 
     out: dict[str, list[float]] = defaultdict(list)
     for word in chosen:
-        text = carrier.replace("{}", word)
-        mnemonics = " ".join(phoneme_input(list(lexicon[w].mnemonics)) for w in [*before, word, *after])
+        text = carrier.replace(CARRIER_SLOT, word)
+        mnemonics = phoneme_phrase([lexicon[w].mnemonics for w in [*before, word, *after]])
         reference = units(text, 1)
         for name, other in (("carrier phrase from text vs from mnemonics", units(mnemonics, 1, True)),
                             ("carrier phrase from text, espeak noise seed 1 vs 2", units(text, 2))):
@@ -177,7 +177,7 @@ def main() -> int:
     from speechunits.encoders import load_encoder
     from speechunits.lm.benchmark import read_gold
     from speechunits.lm.ngram import NGramLM
-    from speechunits.measure.alignments import load_alignments, frame_label_ids
+    from speechunits.measure.alignments import SILENCE, frame_label_ids, load_alignments
     from speechunits.measure.invariance import dedup_ids, unit_edit_distance
     from speechunits.measure.metrics import contingency, phone_unit_scores
     from speechunits.probe.labels import read_transcripts
@@ -307,7 +307,7 @@ def main() -> int:
         form = "in-carrier"
         meta = json.loads((seen_root / "lexical" / "lexical.json").read_text())
         head, tail = len(meta["carrier_phones_before"]), len(meta["carrier_phones_after"])
-        spoken = {f: [s for s in segs if s.label != "sil"]  # the alignment may merge a phone: count the carrier's
+        spoken = {f: [s for s in segs if s.label != SILENCE]  # the alignment may merge a phone: count the carrier's
                   for f, segs in load_alignments(str(sets["seen voices"] / "phones.tsv")).items()}
         iso = {f: cut(f, spoken[f][head - 1].end if head else 0.0,
                       spoken[f][-tail].start if tail else len(x) / rate, iso) for f, x in iso.items()}

@@ -277,7 +277,7 @@ def _run(kind: str, out_dir: str | os.PathLike[str], **request: Any) -> Path:
 def lexical_here(out_dir: str, language: str, pairs: int, voices: int, seed: int, workers: int | None,
                  quiet: bool, voices_from: str | None = None, carrier: str | None = None) -> dict[str, Any]:
     """Plan and speak the lexical set in this process (``python -m speechunits.synth``)."""
-    from speechunits.synth.espeak import initialise, phoneme_input
+    from speechunits.synth.espeak import initialise, phoneme_phrase
     from speechunits.synth.lexicon import pronounce, training_vocabulary
     from speechunits.synth.nonwords import NonwordGenerator
 
@@ -302,7 +302,7 @@ def lexical_here(out_dir: str, language: str, pairs: int, voices: int, seed: int
                     name = _filename("lexical", language, seed, split, pair_id, speaker.name, correct, carrier)
                     row = (pair_id, name, pron.spelling, correct, speaker.name, pair.frequency if correct else 0,
                            len(pron.ipa), " ".join(pron.ipa))
-                    text = " ".join(phoneme_input(list(w.mnemonics)) for w in [*head, pron, *tail])
+                    text = phoneme_phrase([w.mnemonics for w in [*head, pron, *tail]])
                     items.append(_Item(split, name, text, True, speaker, seed * 1_000_003 + len(items),
                                        head_ipa + pron.ipa + tail_ipa, row))
     generator = NonwordGenerator(lexicon)

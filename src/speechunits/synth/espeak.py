@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -172,9 +173,14 @@ def phonemise(word: str, voice: str, *, ipa: bool = False) -> list[str]:
     return [p for p in " ".join(pieces).replace(" ", _PHONEME_SEPARATOR).split(_PHONEME_SEPARATOR) if p]
 
 
-def phoneme_input(mnemonics: list[str]) -> str:
+def phoneme_input(mnemonics: Sequence[str]) -> str:
     """The text that makes :func:`synthesise` (with ``phonemes=True``) speak these mnemonics."""
     return "[[" + PHONEME_INPUT_SEPARATOR.join(mnemonics) + "]]"
+
+
+def phoneme_phrase(words: Sequence[Sequence[str]]) -> str:
+    """:func:`phoneme_input` of several words (each its mnemonics), spoken as one phrase."""
+    return " ".join(phoneme_input(mnemonics) for mnemonics in words)
 
 
 def synthesise(text: str, voice: str, *, rate: int, pitch: int, pitch_range: int, seed: int = 0,
