@@ -129,6 +129,8 @@ def main() -> int:
     parser.add_argument("--no-units", action="store_true",
                         help="only the feature rows (--features, --weighted-sum): no unit probes")
     parser.add_argument("--jobs", type=int, default=2, help="probe sweeps at once, one thread each")
+    parser.add_argument("--step-schedule", action="store_true",
+                        help="probes' warmup and decay follow steps only; the budget only stops (give a new --out)")
     args = parser.parse_args()
     if args.bpe_vocab is not None and not args.dedup:
         parser.error("--bpe-vocab needs --dedup (BPE runs over deduplicated units)")

@@ -218,7 +218,7 @@ class Bench:
             head=HEADS[task], hidden=self.cfg["hidden"], lrs=LRS, seeds=tuple(range(self.args.seeds)),
             max_steps=self.cfg["max_steps"], max_minutes=self.cfg["probe_minutes"],
             eval_every=self.cfg["eval_every"], patience=self.cfg["patience"], batch_frames=BATCH_FRAMES,
-            device=self.args.device, quiet=True)
+            step_schedule=getattr(self.args, "step_schedule", False), device=self.args.device, quiet=True)
         if task != "speaker":
             options["split_file"] = self.out / "split.tsv"
         if HEADS[task] == "bilstm":
@@ -401,6 +401,9 @@ def main() -> int:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="for pretraining, features, k-means and probes (default auto)")
     parser.add_argument("--librispeech", help="librispeech-sample directory for the real-speech speaker row")
+    parser.add_argument("--step-schedule", action="store_true",
+                        help="probes' warmup and decay follow steps only; the budget only stops (repeatable "
+                        "sweeps on a loaded machine; give a new --out: finished probes are reused)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="probe sweeps trained at once, one thread each (default 2: one per core here)")
     args = parser.parse_args()

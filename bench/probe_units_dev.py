@@ -80,6 +80,8 @@ def main() -> int:
     parser.add_argument("--lr", default="1e-3,1e-2", help="learning rates of every sweep (default %(default)s)")
     parser.add_argument("--probe-minutes", type=float, help="budget of each sweep (default 12)")
     parser.add_argument("--jobs", type=int, default=2, help="sweeps at once, one thread each (default 2)")
+    parser.add_argument("--step-schedule", action="store_true",
+                        help="probes' warmup and decay follow steps only; the budget only stops (give a new --out)")
     args = parser.parse_args()
     args.seeds, args.device = 1, "cpu"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -95,6 +95,29 @@ def test_warmup_ends_once_its_share_of_the_time_budget_is_spent(monkeypatch):
     assert [h.lr for h in without.run().history][-1] == pytest.approx(10 / 1000)  # no fraction: all warmup
 
 
+def test_step_schedule_ignores_the_clock_but_the_budget_still_stops(monkeypatch):
+    """The fake clock above (s seconds spent before step s): with decay_by_time False the warmup runs
+    its 2 steps and the decay follows (s - 2) / 8, as without a budget; at 12 s of a 12 s budget it stops."""
+    monkeypatch.setattr(Trainer, "_shared_fraction", lambda self, started: len(self._seen) / 12.0)
+    trainer = Trainer(make_model(), Regression(), cfg(steps=20, lr=1.0, warmup_steps=2, max_minutes=0.2,
+                                                      warmup_fraction=0.05, decay_by_time=False),
+                      None, device=CPU, quiet=True)
+    trainer._seen = []
+    original = trainer.step
+
+    def step(index, fraction=0.0):
+        trainer._seen.append(index)
+        return original(index, fraction)
+
+    trainer.step = step
+    result = trainer.run()
+    by_steps = [learning_rate(s, OptimConfig(steps=20, warmup_steps=2, lr=1.0)) for s in range(12)]
+    assert [h.lr for h in result.history] == pytest.approx(by_steps)
+    assert by_steps[:3] == pytest.approx([0.5, 1.0, 1.0]) and by_steps[11] == pytest.approx(1 - 9 / 18)
+    assert result.stop_reason == "time_budget" and result.steps_done == 12
+    assert trainer.cfg.warmup_steps == 2  # the warmup was not cut by the clock
+
+
 def test_accumulated_step_equals_hand_computed_gradient_and_log():
     """Two micro-batches: the gradient is the mean of their per-item means; the log sums, then divides."""
     task = Regression(batch_size=5)
@@ -292,6 +315,8 @@ def test_schedules_by_hand():
     # a spent time budget decays further than the step count says
     assert learning_rate(3, linear, time_fraction=0.5) == pytest.approx(0.5)
     assert learning_rate(3, linear, time_fraction=1.0) == 0.0
+    by_steps = OptimConfig(steps=10, warmup_steps=2, lr=1.0, decay_by_time=False)
+    assert learning_rate(3, by_steps, time_fraction=0.9) == pytest.approx(0.875)
 
 
 @pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=0), dict(schedule="step"), dict(accumulate=0),

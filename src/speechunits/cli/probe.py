@@ -92,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--warmup-fraction", type=float, default=DEFAULT_WARMUP_FRACTION,
                        help="with --max-minutes: the warmup ends at the latest once this share of a run's "
                        "budget is spent (default %(default)s)")
+    train.add_argument("--step-schedule", action="store_true",
+                       help="warmup and learning-rate decay follow the steps alone; --max-minutes only stops a "
+                       "run (runs that end before the budget repeat step for step whatever the machine's load)")
     add_device(train)
     add_threads(train)
     add_quiet(train)
@@ -170,6 +173,7 @@ def run_train(args: argparse.Namespace) -> int:
         lrs=_parse_lrs(args.lr), seeds=list(range(args.seeds)), max_steps=args.max_steps,
         max_minutes=args.max_minutes, eval_every=args.eval_every, patience=args.patience,
         batch_frames=args.batch_frames, warmup_steps=args.warmup_steps, warmup_fraction=args.warmup_fraction,
+        step_schedule=args.step_schedule,
         standardize=args.standardize, stack=args.stack, lstm_layers=args.lstm_layers, embed_init=args.embed_init,
         finetune=args.finetune,
         finetune_layers=None if args.layers == "all" or not args.finetune else parse_layers(args.layers),

@@ -11,7 +11,9 @@ one hand-tuned learning rate per model and task). The best seed's weights become
 
 ``max_minutes`` is the budget of the whole sweep, shared equally by its runs; under a budget the
 learning-rate warmup also ends once ``warmup_fraction`` of a run's share is spent
-(``OptimConfig.warmup_fraction`` of the shared training loop), so a slow machine cannot spend its budget warming up. Under torchrun the
+(``OptimConfig.warmup_fraction`` of the shared training loop), so a slow machine cannot spend its
+budget warming up, and the decay follows the elapsed share when that is further along than the
+steps. ``step_schedule`` makes both follow the steps alone (the budget only stops). Under torchrun the
 runs are data-parallel (DDP); rank 0 evaluates, decides early stopping for all and writes the probe.
 """
 from __future__ import annotations
@@ -223,7 +225,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 max_steps: int = 2000, max_minutes: float | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
                 patience: int = DEFAULT_PATIENCE, batch_frames: int = DEFAULT_BATCH_FRAMES,
                 warmup_steps: int | None = None, warmup_fraction: float = DEFAULT_WARMUP_FRACTION,
-                standardize: bool = False, stack: int = 1, lstm_layers: int = 2, embed_init: str = EMBED_RANDOM,
+                step_schedule: bool = False, standardize: bool = False, stack: int = 1, lstm_layers: int = 2,
+                embed_init: str = EMBED_RANDOM,
                 bf16: bool = False, finetune: str | None = None, finetune_layers: Sequence[int] | None = None,
                 device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
@@ -240,6 +243,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         batch_frames: padded frames per batch. warmup_steps: default ``min(100, max_steps // 10)``.
         warmup_fraction: under ``max_minutes``, the warmup ends at the latest once this share of a
             run's budget is spent (``OptimConfig.warmup_fraction``).
+        step_schedule: warmup and decay follow the steps alone; ``max_minutes`` only stops a run
+            (``OptimConfig.decay_by_time`` False). A sweep that no budget stops then repeats
+            step for step on a loaded machine.
         standardize, stack, lstm_layers: the judge's speed options (see :func:`model_spec` and
             docs/probe.md): the training part's feature mean and std removed, ``stack`` frames
             concatenated before the head, BiLSTM depth.
@@ -322,8 +328,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             model = model.to(dev)
             cfg = OptimConfig(steps=max_steps, lr=float(lr), warmup_steps=warmup, schedule="linear", bf16=bf16,
                               max_minutes=per_run_minutes, seed=int(seed), log_every=eval_every,
-                              warmup_fraction=None if per_run_minutes is None else warmup_fraction,
-                              checkpoint_every=max_steps)
+                              warmup_fraction=None if per_run_minutes is None or step_schedule else warmup_fraction,
+                              decay_by_time=not step_schedule, checkpoint_every=max_steps)
             probe_task = ProbeTask(task, samples, targets, split.train, frame_rate=inputs.frame_rate,
                                    batch_frames=batch_frames, seed=int(seed))
             trainer = Trainer(model, probe_task, cfg, run_dir, device=dev, dist=dist,
@@ -412,7 +418,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                        * len(split.train) / max(train_audio, 1e-9)},
         "training": {"max_steps": max_steps, "max_minutes": max_minutes, "eval_every": eval_every,
                      "patience": patience, "batch_frames": batch_frames, "warmup_steps": warmup,
-                     "warmup_fraction": warmup_fraction, "bf16": bf16, "world_size": dist.world},
+                     "warmup_fraction": warmup_fraction, "step_schedule": step_schedule, "bf16": bf16,
+                     "world_size": dist.world},
         "speechunits_version": __version__,
     }
     save_probe(out, model, coder, meta, split)

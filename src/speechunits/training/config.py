@@ -18,9 +18,12 @@ class OptimConfig:
 
     ``steps`` is the cap on optimizer steps; ``max_minutes`` (optional) is a wall-clock
     budget that stops the run earlier, in which case the decay follows whichever of
-    ``step / steps`` and ``elapsed / max_minutes`` is further along (not step-reproducible).
+    ``step / steps`` and ``elapsed / max_minutes`` is further along (not step-reproducible);
+    with ``decay_by_time`` False it follows the steps alone and the budget only stops the run
+    (a run that the budget does not stop then repeats step for step, whatever the machine's load).
     ``warmup_fraction`` (optional, with ``max_minutes``) ends the warmup early once that share
-    of the budget is spent, so a slow machine cannot spend its budget warming up.
+    of the budget is spent, so a slow machine cannot spend its budget warming up (not with
+    ``decay_by_time`` False).
     An optimizer step averages ``accumulate`` micro-batches on each of the world's ranks.
     """
 
@@ -36,6 +39,7 @@ class OptimConfig:
     bf16: bool = True
     max_minutes: float | None = None
     warmup_fraction: float | None = None
+    decay_by_time: bool = True
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 250

@@ -337,7 +337,7 @@ class Trainer:
                     reason = STOP_TIME_BUDGET
                     self.checkpoint(step)
                     break
-                if (cfg.warmup_fraction is not None and step < cfg.warmup_steps
+                if (cfg.warmup_fraction is not None and cfg.decay_by_time and step < cfg.warmup_steps
                         and fraction >= cfg.warmup_fraction):
                     log.info("warmup cut to %d steps: %g of the time budget spent", step, cfg.warmup_fraction)
                     cfg.warmup_steps = step

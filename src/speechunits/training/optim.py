@@ -15,7 +15,7 @@ def learning_rate(step: int, cfg: OptimConfig, time_fraction: float = 0.0) -> fl
     Linear warmup to ``lr`` over ``warmup_steps`` (step ``s`` gets ``lr * (s + 1) / warmup``),
     then ``lr * f(progress)`` with ``progress`` the decay's share done: ``(step - warmup) /
     (steps - warmup)``, or ``time_fraction`` (elapsed / ``max_minutes``) when that is further
-    along. ``f`` is ``1 - p`` (linear), ``(1 + cos(pi p)) / 2`` (cosine) or 1 (constant).
+    along and ``cfg.decay_by_time``. ``f`` is ``1 - p`` (linear), ``(1 + cos(pi p)) / 2`` (cosine) or 1 (constant).
     """
     if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -23,7 +23,8 @@ def learning_rate(step: int, cfg: OptimConfig, time_fraction: float = 0.0) -> fl
         return cfg.lr
     span = max(cfg.steps - cfg.warmup_steps, 1)
     progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
-    progress = min(max(progress, time_fraction), 1.0)
+    if cfg.decay_by_time:
+        progress = min(max(progress, time_fraction), 1.0)
     if cfg.schedule == "cosine":
         return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
     return cfg.lr * (1.0 - progress)
