@@ -208,6 +208,12 @@ def test_cpu_training_flushes_subnormals_only_while_it_runs():
     assert _subnormal_survives()  # and back to the default afterwards
     with cpu_denormals_flushed(torch.device("meta")):  # another device: untouched
         assert _subnormal_survives()
+    torch.set_flush_denormal(True)  # already on (the CLI's training commands): still on after the run
+    try:
+        Trainer(make_model(), Regression(), cfg(steps=1), None, device=CPU, quiet=True).run()
+        assert not _subnormal_survives()
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_non_finite_gradient_skips_the_update(caplog):

@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_device(train)
     add_threads(train)
     add_quiet(train)
-    train.set_defaults(func=run_train)
+    train.set_defaults(func=run_train, trains=True)
 
     score = actions.add_parser("score", help="log-probability of every utterance of a unit store or audio")
     score.add_argument("lm", metavar="LM")

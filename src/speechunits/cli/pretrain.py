@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_threads(p)
     add_quiet(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, trains=True)
 
 
 def _recipe_settings(args: argparse.Namespace) -> dict:

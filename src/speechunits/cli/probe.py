@@ -98,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device(train)
     add_threads(train)
     add_quiet(train)
-    train.set_defaults(func=run_train)
+    train.set_defaults(func=run_train, trains=True)
 
     evaluate = actions.add_parser("eval", help="score a probe on a labelled corpus")
     evaluate.add_argument("probe", metavar="PROBE")

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_optim_options(train, steps=6000, lr=1e-3, warmup=300)
     add_device(train)
     add_quiet(train)
-    train.set_defaults(func=run_train)
+    train.set_defaults(func=run_train, trains=True)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_optim_options(train, steps=4000, lr=1e-3, warmup=200)
     add_device(train)
     add_quiet(train)
-    train.set_defaults(func=run_train)
+    train.set_defaults(func=run_train, trains=True)
 
     say = actions.add_parser("say", help="speak text (or a text file) through a vocoder")
     say.add_argument("text", nargs="?", help="the text (or --text-file)")

@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     train.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_quiet(train)
-    train.set_defaults(func=run_train)
+    train.set_defaults(func=run_train, trains=True)
 
 
 def run_train(args: argparse.Namespace) -> int:

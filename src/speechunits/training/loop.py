@@ -57,15 +57,25 @@ STOP_TIME_BUDGET = "time_budget"
 STOP_REQUESTED = "requested"
 
 
+def subnormals_flushed() -> bool:
+    """Whether float32 arithmetic on the calling thread flushes subnormal floats to zero."""
+    return bool((torch.tensor([1e-39]) * 1.0).item() == 0.0)  # 1e-39 < the smallest normal float32
+
+
 @contextlib.contextmanager
 def cpu_denormals_flushed(device: torch.device) -> Iterator[None]:
     """On a CPU ``device``, flush subnormal floats to zero (``torch.set_flush_denormal``) for the block.
 
     The flag lives in each thread's floating-point state: it covers the calling thread and the
     intra-op threads torch starts later, not those already running (so all of them with one
-    thread, ``--threads 1``). Afterwards it is off again, torch's default. Elsewhere it is a no-op.
+    thread, ``--threads 1``, or when set before torch's first parallel operation, as the CLI's
+    training commands do). Afterwards the calling thread's flag is as before. Elsewhere a no-op.
     """
-    if device.type != "cpu" or not torch.set_flush_denormal(True):  # False: this CPU cannot flush
+    if device.type != "cpu":
+        yield
+        return
+    before = subnormals_flushed()
+    if before or not torch.set_flush_denormal(True):  # already on, or this CPU cannot flush
         yield
         return
     try:
