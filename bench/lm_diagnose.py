@@ -29,6 +29,13 @@ rows with other K on that same layer; ``--no-mfcc-front-ends`` skips the MFCC ro
 
     python bench/lm_diagnose.py --lm-out bench/out/lm-iter2 --k-extra 500 --no-mfcc-front-ends   # ~15 min
 
+``--pool 1,2`` repeats those rows on features averaged over every 2 frames before k-means (half the frame
+rate: 50 Hz for the 100 Hz tiny models, HuBERT's rate); PNMI then labels each pooled frame at its window's
+centre::
+
+    python bench/lm_diagnose.py --lm-out bench/out/lm-iter2 --out bench/out/lm-iter2/diagnosis-pool \
+        --k-extra 100,500 --pool 1,2 --no-mfcc-front-ends   # ~20 min
+
 ``--carrier PHRASE`` speaks both lexical sets (unseen and seen voices, the same pairs) inside a carrier phrase
 (``write_lexical(carrier=...)``) instead of alone, in their own folders (default output ``LM_OUT/diagnosis-carrier``);
 part 2 then cuts the word out of its carrier phrase (phone alignment) before comparing, and adds a check of the
@@ -122,6 +129,14 @@ class Quantizer:
         return torch.cdist(torch.from_numpy(z.astype(np.float32)), self.centroids).argmin(1).numpy()
 
 
+def pooled_frames(x: np.ndarray, pool: int) -> np.ndarray:
+    """``[T, D]`` -> ``[ceil(T / pool), D]``: the mean of every ``pool`` frames (the last window may be shorter)."""
+    if pool == 1:
+        return x
+    starts = np.arange(0, len(x), pool)
+    return np.add.reduceat(x, starts, axis=0) / np.diff(np.r_[starts, len(x)])[:, None]
+
+
 def spoken_path_ued(carrier: str, rows: list[Any], speaker_info: Path, units_of: Callable[[np.ndarray], np.ndarray],
                     words: int = PATH_WORDS) -> dict[str, list[float]]:
     """Dedup-unit UED between whole carrier phrases of the first seen voice's first ``words`` real words,
@@ -163,6 +178,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="default LM_OUT/diagnosis")
     parser.add_argument("--k-extra", default="", help="also fit these K (e.g. 500) on the features of bench/lm.py's "
                         "codebook (its encoder and layer; standardised, 1500 training utterances) as front-end rows")
+    parser.add_argument("--pool", default="1", help="--k-extra rows at these frame poolings (e.g. 1,2: 2 = the mean "
+                        "of every 2 frames before k-means, half the frame rate)")
     parser.add_argument("--no-mfcc-front-ends", action="store_true",
                         help="skip the normalised / stacked MFCC rows (they do not depend on bench/lm.py's units)")
     parser.add_argument("--carrier", default=None, metavar="PHRASE",
@@ -239,12 +256,14 @@ def main() -> int:
     phone_id = {p: i for i, p in enumerate(phones)}
     train_utts = sorted(u for u in corpus_feats if speaker_of[u] in train_speakers)
 
-    def measures(units: dict[str, np.ndarray], set_units: dict[str, dict[str, np.ndarray]], vocab: int = K
-                 ) -> dict[str, Any]:
+    def measures(units: dict[str, np.ndarray], set_units: dict[str, dict[str, np.ndarray]], vocab: int = K,
+                 pool: int = 1) -> dict[str, Any]:
         labels, ids = [], []
+        rate = unit_encoder.info.frame_rate / pool
+        offset = frame_offset + (pool - 1) / (2 * unit_encoder.info.frame_rate)  # a window's centre
         for utt, u in units.items():
             if speaker_of[utt] in held and utt in alignments:
-                lab = frame_label_ids(alignments[utt], len(u), unit_encoder.info.frame_rate, frame_offset, phone_id)
+                lab = frame_label_ids(alignments[utt], len(u), rate, offset, phone_id)
                 keep = lab >= 0
                 labels.append(lab[keep])
                 ids.append(u[keep])
@@ -333,11 +352,15 @@ def main() -> int:
     # -- 3. front ends ----------------------------------------------------------------------------------
     rng = np.random.default_rng(0)
     fit_utts = rng.choice(train_utts, min(FIT_UTTERANCES, len(train_utts)), replace=False)
-    for k in [int(k) for k in args.k_extra.split(",") if k]:
-        quantize = Quantizer(np.concatenate([corpus_feats[u] for u in fit_utts]), k)
+    for pool, k in [(int(p), int(k)) for p in args.pool.split(",") for k in args.k_extra.split(",") if k]:
+        pooled = {u: pooled_frames(x, pool) for u, x in corpus_feats.items()}
+        quantize = Quantizer(np.concatenate([pooled[u] for u in fit_utts]), k)
         name = f"{Path(codebook.encoder_name).name} layer {codebook.layer}, standardised, K={k}"
-        front_ends[name] = measures({u: quantize(x) for u, x in corpus_feats.items()},
-                                    {n: {u: quantize(x) for u, x in f.items()} for n, f in set_feats.items()}, k)
+        if pool > 1:
+            name += f", mean of every {pool} frames"
+        front_ends[name] = measures({u: quantize(x) for u, x in pooled.items()},
+                                    {n: {u: quantize(pooled_frames(x, pool)) for u, x in f.items()}
+                                     for n, f in set_feats.items()}, k, pool)
         log.info("%s: %s", name, front_ends[name])
     for mode in () if args.no_mfcc_front_ends else FRONT_ENDS:
         mode_feats = normalised_features(feats["mfcc"]["corpus"], mode, speaker_of.__getitem__)
