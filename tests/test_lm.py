@@ -232,6 +232,12 @@ def test_cli_train_score_sample(tmp_path, capsys, caplog):
     assert "bpe:DIR" in cli_error(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "x"), "--tokens",
                                    "words"], caplog)
     assert "holds no codebook" in cli_error(["lm", "score", str(tmp_path / "lm"), str(tmp_path / "x.wav")], caplog)
+    assert main(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "lm-dev"), "--steps", "4", "--dev",
+                 str(tmp_path / "s"), "--eval-every", "2", "--patience", "3", "--quiet"]) == 0
+    dev = json.loads((tmp_path / "lm-dev" / "lm.json").read_text())["dev"]
+    assert [h["step"] for h in dev["history"]] == [2, 4] and dev["patience"] == 3
+    assert "codebook" in cli_error(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "y"), "--dev",
+                                    str(tmp_path / "b")], caplog)
 
 
 def test_sample_through_a_vocoder_of_contract_a(trained, tmp_path, monkeypatch, caplog):

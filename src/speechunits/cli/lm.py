@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-tokens", type=int, default=None, help="padded tokens per batch")
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--fp32", action="store_true", help="train in fp32 (default: bf16 autocast)")
+    train.add_argument("--dev", default=None, metavar="STORE",
+                       help="held-out unit store (same codebook): its loss every --eval-every steps; the LM keeps "
+                       "the weights with the lowest one")
+    train.add_argument("--eval-every", type=int, default=250, help="steps between held-out evaluations (--dev)")
+    train.add_argument("--patience", type=int, default=None,
+                       help="with --dev: stop after this many evaluations without improvement (default: never)")
     train.add_argument("--resume", action="store_true", help="continue the checkpoint in LM (its config and tokens; --steps / --minutes may extend the budget)")
     _add_device(train)
     add_threads(train)
@@ -125,6 +131,7 @@ def run_train(args: argparse.Namespace) -> int:
             cfg.steps = 10 ** 7  # the budget decides
     result = train_lm(args.store, args.output, cfg, tokens=tokens, bpe_dir=bpe_dir, codebook_dir=args.codebook,
                       interleave=args.interleave, interleave_prob=args.interleave_prob, resume=args.resume,
+                      dev_store=args.dev, eval_every=args.eval_every, patience=args.patience,
                       device=args.device, quiet=args.quiet)
     last = result.training.history[-1] if result.training.history else None
     log.info("%s: %d steps (%s)%s", args.output, result.training.steps_done, result.training.stop_reason,

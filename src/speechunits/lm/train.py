@@ -65,6 +65,7 @@ def _copy_codebook(codebook_dir: str | Path, sha256: str | None, out: Path) -> N
 def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, tokens: str = "units",
              bpe_dir: str | Path | None = None, codebook_dir: str | Path | None = None,
              interleave: str | Path | None = None, interleave_prob: float = 0.3, resume: bool = False,
+             dev_store: str | Path | None = None, eval_every: int = 250, patience: int | None = None,
              device: str = "auto", quiet: bool = False) -> LMTrainResult:
     """Train (or resume) a causal or masked unit LM on ``store_path`` into ``out_dir``.
 
@@ -74,10 +75,15 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
         interleave: word alignments (``words.tsv``, TextGrids) for interleaved unit-text training;
             each word is shown as text with probability ``interleave_prob``.
         resume: continue ``out_dir``'s checkpoint (its config, except ``steps`` / ``max_minutes``).
+        dev_store: a held-out unit store of the same codebook, scored every ``eval_every`` steps; the
+            LM directory then holds the weights with the lowest held-out loss, and ``patience``
+            evaluations without improvement stop the run (:mod:`speechunits.lm.validation`).
     """
     from speechunits.units.store import UnitStore
 
     out = Path(out_dir)
+    if eval_every < 1 or (patience is not None and patience < 1):
+        raise SpeechUnitsError("--eval-every and --patience must be >= 1")
     store = UnitStore.open(store_path)
     if store.streams > 1:
         raise SpeechUnitsError(f"{store_path}: a {store.streams}-stream store; unit LMs read one stream")
@@ -92,6 +98,9 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
         cfg.steps, cfg.max_minutes = steps, minutes
         tokens = saved["vocab"]["tokenisation"]
         bpe_dir = out / BPE_DIR if tokens == "bpe" else None
+        if dev_store is None and saved.get("dev"):  # keep scoring the held-out store the run started with
+            dev_store, eval_every, patience = (saved["dev"]["store"], saved["dev"]["eval_every"],
+                                               saved["dev"]["patience"])
     elif has_checkpoint(out):
         raise SpeechUnitsError(f"{out}: already holds a checkpoint; pass --resume to continue it or pick another -o")
     bpe = None
@@ -154,6 +163,8 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
         "interleave": None if interleave is None else {"words": str(interleave), "prob": interleave_prob,
                                                        "utterances": n_interleaved},
     }
+    if dev_store is not None:  # completed by BestByDevLoss.finish when the run ends
+        meta["dev"] = {"store": str(dev_store), "eval_every": eval_every, "patience": patience}
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if bpe is not None and not resume:
@@ -169,6 +180,22 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
     state = {"lm": cfg.to_dict(), "consumes": meta["consumes"], "vocab": vocab.to_dict()}
     trainer = Trainer(model, task, cfg.optim(), out, device=dev, dist=dist, state=state, export=_export(vocab),
                       desc=f"lm {cfg.objective}", amount_unit="tok", quiet=quiet)
+    keeper = None
+    if dev_store is not None:
+        from speechunits.lm.validation import BestByDevLoss, dev_sequences
+
+        keeper = BestByDevLoss(model, dev_sequences(dev_store, vocab, cfg.max_tokens, store.meta.get("codebook_sha256")),
+                               out, objective=cfg.objective, vocab_size=vocab.size, mask_prob=cfg.mask_prob,
+                               device=dev, eval_every=eval_every, patience=patience, is_main=dist.is_main,
+                               store=str(dev_store))
     start = int(trainer.restore()["step"]) if resume else 0
-    result = trainer.run(start)
+    if keeper is not None:
+        keeper.restore(start)
+    result = trainer.run(start, on_step=None if keeper is None else keeper.on_step)
+    if keeper is not None and dist.is_main:
+        meta["dev"] = keeper.finish(result.steps_done)
+        _export(vocab)(model, out)  # the best weights, over the last checkpoint's
+        write_meta(out, meta)
+        log.info("%s: best held-out loss %.4f nats/token at step %d of %d", out, keeper.best_loss, keeper.best_step,
+                 result.steps_done)
     return LMTrainResult(out, result, meta)
