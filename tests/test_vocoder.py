@@ -291,3 +291,25 @@ def test_unit_tables_from_centroids(corpus: Path, codebook: Path, other_codebook
     assert 0 < moved.max() < 3 * lr * steps  # Adam moves a weight by about lr per step
     audio = voc.synthesize(Units(np.array([1, 2, 3]), 100.0, 20), speaker="en00")
     assert audio.num_samples == 120 + 3 * 160 and np.isfinite(audio.samples).all()
+
+
+def test_kernel_widens_the_context_and_must_be_odd():
+    """A change at frame 40 reaches the log-magnitude filters (kernel - 1) / 2 frames further per layer
+    (the input convolution and each block): 5 layers of kernel 7 -> frames 25-55, of kernel 11 -> 15-65."""
+    from speechunits.vocoder.config import TINY, VocoderConfig
+    from speechunits.vocoder.source_filter import SourceFilterGenerator
+
+    with pytest.raises(SpeechUnitsError, match="--kernel"):
+        VocoderConfig(kernel=6)
+    for kernel, reach in ((7, 15), (11, 25)):
+        torch.manual_seed(0)
+        gen = SourceFilterGenerator(VocoderConfig(**{**TINY, "blocks": 4, "kernel": kernel}), 8).eval()
+        torch.nn.init.normal_(gen.head.weight)  # the head starts at zero: make the filters depend on the input
+        cond = torch.randn(1, 8, 81)
+        changed = cond.clone()
+        changed[..., 40] += 1.0
+        with torch.no_grad():
+            diff = (gen.filters(changed) - gen.filters(cond)).abs().amax(dim=(0, 1, 2))  # per STFT frame
+        moved = torch.nonzero(diff > 0).flatten()  # outside the context the arithmetic is identical
+        # STFT frame j averages unit frames j - 1 and j
+        assert (int(moved.min()), int(moved.max())) == (40 - reach, 41 + reach)

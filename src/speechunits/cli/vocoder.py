@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="cpu tier: add the discriminators from this step on (default: never)")
     train.add_argument("--channels", type=int, default=None, help="cpu tier: network width (default 128)")
     train.add_argument("--blocks", type=int, default=None, help="cpu tier: ConvNeXt blocks (default 4)")
+    train.add_argument("--kernel", type=int, default=None,
+                       help="cpu tier: convolution kernel in frames, odd (default 7; each block widens the context by "
+                       "kernel - 1 frames)")
     train.add_argument("--perturb-units", nargs="?", const=",".join(f"{x:g}" for x in DEFAULT_PERTURB_SEMITONES),
                        default=None, metavar="SEMITONES",
                        help="information perturbation for voice conversion: also train on the units of copies "
@@ -80,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.minutes is not None and args.minutes <= 0:
         raise SpeechUnitsError(f"--minutes must be positive, got {args.minutes}")
     config = dict(TINY) if args.size == "tiny" else {}
-    for key in ("batch_size", "segment_frames", "gan_start", "channels", "blocks"):
+    for key in ("batch_size", "segment_frames", "gan_start", "channels", "blocks", "kernel"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     if args.embed_init != "random":

@@ -144,6 +144,7 @@ class VocoderConfig:
             ("--dedup", not (self.dedup and len(self.vocab_sizes) > 1), "one unit stream (streams dedup differently)"),
             ("--segment-frames", self.segment_frames >= 2, ">= 2"),
             ("--batch-size", self.batch_size >= 1, ">= 1"),
+            ("--kernel", self.kernel >= 1 and self.kernel % 2 == 1, "odd and >= 1 (the frames stay centred)"),
             ("speakers", self.speaker != "table" or self.num_speakers >= 1, "a speaker table needs speakers"),
             ("--embed-init", self.embed_init in EMBED_INITS, f"one of {EMBED_INITS}"),
             ("unit table dims", (len(self.unit_table_dims) == len(self.vocab_sizes)
