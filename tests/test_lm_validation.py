@@ -90,6 +90,7 @@ def test_held_out_store_of_another_codebook_and_bad_options_refused(tmp_path):
     train, other = _store(tmp_path, "train"), _store(tmp_path, "other", sha="b" * 64, n=4)
     with pytest.raises(SpeechUnitsError, match="codebook"):
         train_lm(train, tmp_path / "lm", tiny_config(steps=5), dev_store=other, device="cpu", quiet=True)
+    assert not (tmp_path / "lm").exists()  # refused before anything was written
     with pytest.raises(SpeechUnitsError, match="--eval-every"):
         train_lm(train, tmp_path / "lm2", tiny_config(steps=5), dev_store=train, eval_every=0, device="cpu",
                  quiet=True)

@@ -150,6 +150,12 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
              tokens, len(sequences), longest,
              f", {n_interleaved} with word alignments" if alignments is not None else "")
 
+    held_out: list[np.ndarray] = []
+    if dev_store is not None:  # checked before anything is written
+        from speechunits.lm.validation import dev_sequences
+
+        held_out = dev_sequences(dev_store, vocab, cfg.max_tokens, store.meta.get("codebook_sha256"))
+
     dist, dev = init_distributed(device)
     meta = {
         "format_version": LM_FORMAT_VERSION,
@@ -182,10 +188,9 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
                       desc=f"lm {cfg.objective}", amount_unit="tok", quiet=quiet)
     keeper = None
     if dev_store is not None:
-        from speechunits.lm.validation import BestByDevLoss, dev_sequences
+        from speechunits.lm.validation import BestByDevLoss
 
-        keeper = BestByDevLoss(model, dev_sequences(dev_store, vocab, cfg.max_tokens, store.meta.get("codebook_sha256")),
-                               out, objective=cfg.objective, vocab_size=vocab.size, mask_prob=cfg.mask_prob,
+        keeper = BestByDevLoss(model, held_out, out, objective=cfg.objective, vocab_size=vocab.size, mask_prob=cfg.mask_prob,
                                device=dev, eval_every=eval_every, patience=patience, is_main=dist.is_main,
                                store=str(dev_store))
     start = int(trainer.restore()["step"]) if resume else 0
