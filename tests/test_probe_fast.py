@@ -168,8 +168,9 @@ def test_stack_and_standardize_are_refused_where_they_make_no_sense(tmp_path):
 
 # -- warmup under a time budget --------------------------------------------------------------------
 
-def test_a_slow_run_cannot_spend_its_budget_in_warmup(tmp_path, monkeypatch):
-    """Steps of 1 s (a fake clock) under a 60 s budget: a 1000-step warmup ends after 6 steps (10 %)."""
+def _probe_on_fake_clock(tmp_path, monkeypatch, **options):
+    """A 12-step phones probe whose steps take 1 s of a 60 s budget (a fake clock), with a 1000-step
+    warmup: the result and the learning rate of every step."""
     from speechunits.training.loop import Trainer
 
     calls = []
@@ -183,34 +184,24 @@ def test_a_slow_run_cannot_spend_its_budget_in_warmup(tmp_path, monkeypatch):
     ids = sorted(features)
     result = train_probe("phones", _toy_input(features), LabelSet("phones", labels), Split(ids[:6], ids[6:7], ids[7:]),
                          tmp_path / "p", interface="single", lrs=(1e-2,), max_steps=12, max_minutes=1.0,
-                         warmup_steps=1000, eval_every=100, batch_frames=200, quiet=True, device="cpu")
-    assert result.runs[0].warmup_steps == 6
+                         warmup_steps=1000, eval_every=100, batch_frames=200, quiet=True, device="cpu", **options)
     lrs = [json.loads(line)["lr"] for line in
            (tmp_path / "p" / "runs" / "lr0.01-seed0" / "training" / "log.jsonl").read_text().splitlines()]
+    return result, lrs
+
+
+def test_a_slow_run_cannot_spend_its_budget_in_warmup(tmp_path, monkeypatch):
+    """The fake clock: a 1000-step warmup ends after 6 steps (10 % of the budget)."""
+    result, lrs = _probe_on_fake_clock(tmp_path, monkeypatch)
+    assert result.runs[0].warmup_steps == 6
     assert lrs[5] == pytest.approx(1e-2 * 6 / 1000)  # step 6: still warming up
     assert lrs[6] > 0.5e-2  # step 7: the full rate, decaying over the rest of the budget
 
 
 def test_step_schedule_keeps_warmup_and_decay_on_the_steps(tmp_path, monkeypatch):
-    """The same fake clock and budget with ``step_schedule``: the 1000-step warmup is not cut, so every
-    one of the 12 steps gets lr * (s + 1) / 1000, and the probe records the setting."""
-    from speechunits.training.loop import Trainer
-
-    calls = []
-
-    def fake_fraction(self, started):
-        calls.append(1)
-        return (len(calls) - 1) / 60.0
-
-    monkeypatch.setattr(Trainer, "_shared_fraction", fake_fraction)
-    features, labels = _spelled_frames(8, seed=1)
-    ids = sorted(features)
-    result = train_probe("phones", _toy_input(features), LabelSet("phones", labels), Split(ids[:6], ids[6:7], ids[7:]),
-                         tmp_path / "p", interface="single", lrs=(1e-2,), max_steps=12, max_minutes=1.0,
-                         warmup_steps=1000, eval_every=100, batch_frames=200, step_schedule=True, quiet=True,
-                         device="cpu")
+    """The same clock with ``step_schedule``: the warmup is not cut, so every one of the 12 steps gets
+    lr * (s + 1) / 1000, and the probe records the setting."""
+    result, lrs = _probe_on_fake_clock(tmp_path, monkeypatch, step_schedule=True)
     assert result.runs[0].warmup_steps == 1000
-    lrs = [json.loads(line)["lr"] for line in
-           (tmp_path / "p" / "runs" / "lr0.01-seed0" / "training" / "log.jsonl").read_text().splitlines()]
     assert lrs == pytest.approx([1e-2 * (s + 1) / 1000 for s in range(12)])
     assert result.meta["training"]["step_schedule"] is True

@@ -71,11 +71,10 @@ def test_loss_falls():
     assert result.history[-1].metrics["close"] > result.history[0].metrics["close"]
 
 
-def test_warmup_ends_once_its_share_of_the_time_budget_is_spent(monkeypatch):
-    """A fake clock: before step s, s seconds of a 60 s budget are spent; 10 % ends a 1000-step warmup at 6."""
-    monkeypatch.setattr(Trainer, "_shared_fraction", lambda self, started: len(self._seen) / 60.0)
-    trainer = Trainer(make_model(), Regression(), cfg(steps=10, lr=1.0, warmup_steps=1000, max_minutes=1.0,
-                                                      warmup_fraction=0.1), None, device=CPU, quiet=True)
+def _clocked_trainer(monkeypatch, budget_s: float, **overrides) -> Trainer:
+    """A trainer on a fake clock: before step s, s seconds of a ``budget_s`` budget are spent."""
+    monkeypatch.setattr(Trainer, "_shared_fraction", lambda self, started: len(self._seen) / budget_s)
+    trainer = Trainer(make_model(), Regression(), cfg(**overrides), None, device=CPU, quiet=True)
     trainer._seen = []
     original = trainer.step
 
@@ -84,32 +83,27 @@ def test_warmup_ends_once_its_share_of_the_time_budget_is_spent(monkeypatch):
         return original(index, fraction)
 
     trainer.step = step
+    return trainer
+
+
+def test_warmup_ends_once_its_share_of_the_time_budget_is_spent(monkeypatch):
+    """A fake clock: before step s, s seconds of a 60 s budget are spent; 10 % ends a 1000-step warmup at 6."""
+    trainer = _clocked_trainer(monkeypatch, 60.0, steps=10, lr=1.0, warmup_steps=1000, max_minutes=1.0,
+                               warmup_fraction=0.1)
     lrs = [h.lr for h in trainer.run().history]
     assert lrs[:6] == pytest.approx([(s + 1) / 1000 for s in range(6)])  # warming up for 6 steps (6 s)
     assert trainer.cfg.warmup_steps == 6
     # then the linear decay over the rest: progress max((s - 6) / 4, s / 60)
     assert lrs[6:] == pytest.approx([1 - max((s - 6) / 4, s / 60) for s in range(6, 10)])
-    without = Trainer(make_model(), Regression(), cfg(steps=10, lr=1.0, warmup_steps=1000, max_minutes=1.0), None,
-                      device=CPU, quiet=True)
-    without._seen = []
+    without = _clocked_trainer(monkeypatch, 60.0, steps=10, lr=1.0, warmup_steps=1000, max_minutes=1.0)
     assert [h.lr for h in without.run().history][-1] == pytest.approx(10 / 1000)  # no fraction: all warmup
 
 
 def test_step_schedule_ignores_the_clock_but_the_budget_still_stops(monkeypatch):
-    """The fake clock above (s seconds spent before step s): with decay_by_time False the warmup runs
-    its 2 steps and the decay follows (s - 2) / 8, as without a budget; at 12 s of a 12 s budget it stops."""
-    monkeypatch.setattr(Trainer, "_shared_fraction", lambda self, started: len(self._seen) / 12.0)
-    trainer = Trainer(make_model(), Regression(), cfg(steps=20, lr=1.0, warmup_steps=2, max_minutes=0.2,
-                                                      warmup_fraction=0.05, decay_by_time=False),
-                      None, device=CPU, quiet=True)
-    trainer._seen = []
-    original = trainer.step
-
-    def step(index, fraction=0.0):
-        trainer._seen.append(index)
-        return original(index, fraction)
-
-    trainer.step = step
+    """The fake clock above, 12 s of budget: with decay_by_time False the warmup runs its 2 steps and
+    the decay follows (s - 2) / 18, as without a budget; at 12 s it stops."""
+    trainer = _clocked_trainer(monkeypatch, 12.0, steps=20, lr=1.0, warmup_steps=2, max_minutes=0.2,
+                               warmup_fraction=0.05, decay_by_time=False)
     result = trainer.run()
     by_steps = [learning_rate(s, OptimConfig(steps=20, warmup_steps=2, lr=1.0)) for s in range(12)]
     assert [h.lr for h in result.history] == pytest.approx(by_steps)
