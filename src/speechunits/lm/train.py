@@ -190,16 +190,17 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
     if dev_store is not None:
         from speechunits.lm.validation import BestByDevLoss
 
-        keeper = BestByDevLoss(model, held_out, out, objective=cfg.objective, vocab_size=vocab.size, mask_prob=cfg.mask_prob,
-                               device=dev, eval_every=eval_every, patience=patience, is_main=dist.is_main,
-                               store=str(dev_store))
+        keeper = BestByDevLoss(model, held_out, out, objective=cfg.objective, vocab_size=vocab.size,
+                               mask_prob=cfg.mask_prob, device=dev, eval_every=eval_every, patience=patience,
+                               is_main=dist.is_main, store=str(dev_store))
     start = int(trainer.restore()["step"]) if resume else 0
     if keeper is not None:
         keeper.restore(start)
     result = trainer.run(start, on_step=None if keeper is None else keeper.on_step)
     if keeper is not None and dist.is_main:
         meta["dev"] = keeper.finish(result.steps_done)
-        _export(vocab)(model, out)  # the best weights, over the last checkpoint's
+        if keeper.best_step != result.steps_done:  # the last checkpoint exported the last step's weights
+            _export(vocab)(model, out)
         write_meta(out, meta)
         log.info("%s: best held-out loss %.4f nats/token at step %d of %d", out, keeper.best_loss, keeper.best_step,
                  result.steps_done)

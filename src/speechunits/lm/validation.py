@@ -21,15 +21,16 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.lm.data import IGNORE, cut, mask_tokens, pad_batch, with_specials
-from speechunits.lm.score import DEFAULT_BATCH_TOKENS, _batches, causal_logprobs
+from speechunits.lm.data import LMTask, cut, with_specials
+from speechunits.lm.score import DEFAULT_BATCH_TOKENS
 from speechunits.lm.vocab import LMVocab
 from speechunits.training.checkpoint import load_safetensors, training_dir
 from speechunits.training.loop import StepLog
+from speechunits.training.task import move_to
 
 BEST_FILE = "best.safetensors"
 DEV_FILE = "dev.json"
-#: The masked LM's held-out draw of masked positions.
+#: The seed of the held-out batches (for a masked LM: its one draw of masked positions).
 MASK_SEED = 1234
 
 
@@ -59,25 +60,17 @@ def dev_sequences(store_path: str | Path, vocab: LMVocab, max_tokens: int, codeb
 @torch.inference_mode()
 def dev_loss(model: torch.nn.Module, sequences: Sequence[np.ndarray], *, objective: str, vocab_size: int,
              mask_prob: float, device: torch.device, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> float:
-    """Mean negative log-likelihood (nats) per predicted token of ``sequences`` (see the module docstring)."""
+    """Mean negative log-likelihood (nats) per predicted token of ``sequences`` (see the module docstring):
+    the training objective (:class:`LMTask`) over one epoch of its batches, with a fixed seed."""
+    task = LMTask(list(sequences), objective=objective, vocab_size=vocab_size, batch_tokens=batch_tokens,
+                  seed=MASK_SEED, mask_prob=mask_prob)
     was_training = model.training
     model.eval()
+    total = count = 0.0
     try:
-        if objective == "causal":
-            scored = causal_logprobs(model, sequences, device, batch_tokens=batch_tokens)
-            total, count = -sum(s for s, _ in scored), sum(n for _, n in scored)
-        else:
-            generator = torch.Generator().manual_seed(MASK_SEED)
-            total = count = 0.0
-            for batch in _batches([len(s) for s in sequences], batch_tokens):
-                ids, attention = pad_batch([sequences[i] for i in batch])
-                inputs, labels = mask_tokens(ids, attention, mask_prob, vocab_size, generator)
-                logits = model(input_ids=inputs.to(device), attention_mask=attention.to(device)).logits.float()
-                labels = labels.to(device)
-                total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                                 labels.reshape(-1), ignore_index=IGNORE,
-                                                                 reduction="sum"))
-                count += float((labels != IGNORE).sum())
+        for index in range(len(task.sampler)):  # epoch 0: every sequence once
+            out = task.loss(model, move_to(task.batch(index), device))
+            total, count = total + float(out.loss), count + out.count
     finally:
         model.train(was_training)
     if count == 0:

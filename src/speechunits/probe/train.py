@@ -328,7 +328,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             model = model.to(dev)
             cfg = OptimConfig(steps=max_steps, lr=float(lr), warmup_steps=warmup, schedule="linear", bf16=bf16,
                               max_minutes=per_run_minutes, seed=int(seed), log_every=eval_every,
-                              warmup_fraction=None if per_run_minutes is None or step_schedule else warmup_fraction,
+                              warmup_fraction=None if per_run_minutes is None else warmup_fraction,
                               decay_by_time=not step_schedule, checkpoint_every=max_steps)
             probe_task = ProbeTask(task, samples, targets, split.train, frame_rate=inputs.frame_rate,
                                    batch_frames=batch_frames, seed=int(seed))

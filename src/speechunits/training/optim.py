@@ -15,7 +15,8 @@ def learning_rate(step: int, cfg: OptimConfig, time_fraction: float = 0.0) -> fl
     Linear warmup to ``lr`` over ``warmup_steps`` (step ``s`` gets ``lr * (s + 1) / warmup``),
     then ``lr * f(progress)`` with ``progress`` the decay's share done: ``(step - warmup) /
     (steps - warmup)``, or ``time_fraction`` (elapsed / ``max_minutes``) when that is further
-    along and ``cfg.decay_by_time``. ``f`` is ``1 - p`` (linear), ``(1 + cos(pi p)) / 2`` (cosine) or 1 (constant).
+    along and ``cfg.decay_by_time``. ``f`` is ``1 - p`` (linear), ``(1 + cos(pi p)) / 2``
+    (cosine) or 1 (constant).
     """
     if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
