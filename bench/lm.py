@@ -26,6 +26,8 @@ What it does, every setting fixed here (nothing is chosen on benchmark data):
    (``phones.tsv``): a 5-gram and a causal LM of the same config. Benchmark items are scored by
    their phones: lexical gold ``phones``; syntactic ``transcription`` through a word -> phones
    lexicon read off the training alignments (pairs with an unknown word are left out and counted).
+   Since 2026-12-02 the causal LMs train with ``--crop-prob`` 0.5 (random spans of utterances,
+   so that a word spoken alone is in distribution; the runs before used whole utterances, 0).
 5. Per LM: lexical and syntactic accuracy (summed and length-normalised scores), perplexity per
    token and bits per second of held-out speech (comparable across tokenisations), training
    tokens/s and steps in the budget, scoring throughput (utterances/s).
@@ -61,9 +63,9 @@ from su import fit_codebook, su  # noqa: E402  (bench/su.py)
 log = logging.getLogger("bench.lm")
 
 FULL = dict(minutes=300.0, speakers=40, lm_minutes=45.0, mlm_minutes=20.0, config="small", bpe_vocab=1000,
-            max_frames=300_000, prompts=10, text="mixed")
+            max_frames=300_000, prompts=10, text="mixed", crop_prob=0.5)
 QUICK = dict(minutes=3.0, speakers=5, lm_minutes=0.3, mlm_minutes=0.3, config="tiny", bpe_vocab=150,
-             max_frames=20_000, prompts=2, text="mixed")
+             max_frames=20_000, prompts=2, text="mixed", crop_prob=0.5)
 K = 100
 REFERENCE_SPEAKERS = 3
 
@@ -258,7 +260,8 @@ def main() -> int:
 
     def transformer_row(name: str, **kwargs: Any) -> None:
         lm_dir = out / "lms" / name
-        lm_cfg = preset(cfg["config"], objective="causal", max_minutes=cfg["lm_minutes"], steps=10 ** 7)
+        lm_cfg = preset(cfg["config"], objective="causal", max_minutes=cfg["lm_minutes"], steps=10 ** 7,
+                        crop_prob=cfg["crop_prob"])
         started = time.perf_counter()
         if not (lm_dir / "config.json").is_file():
             result = train_lm(kwargs.pop("store", train_store), lm_dir, lm_cfg, codebook_dir=codebook, quiet=True,
@@ -354,7 +357,8 @@ def main() -> int:
                     phone_meta)
     phone_lm_dir = out / "lms" / "phones"
     if not (phone_lm_dir / "config.json").is_file():
-        train_lm(phone_store, phone_lm_dir, preset(cfg["config"], max_minutes=cfg["lm_minutes"], steps=10 ** 7),
+        train_lm(phone_store, phone_lm_dir, preset(cfg["config"], max_minutes=cfg["lm_minutes"], steps=10 ** 7,
+                                                   crop_prob=cfg["crop_prob"]),
                  quiet=True, device=args.device)
     phone_lm = load_lm(phone_lm_dir, args.device)
     results["rows"]["phone LM (topline)"] = {"benchmark": benchmark_with(

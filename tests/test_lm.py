@@ -212,7 +212,7 @@ def test_cli_train_score_sample(tmp_path, capsys, caplog):
 
     toy_store(tmp_path / "s", toy_sequences(8))
     assert main(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "lm"), "--steps", "3", "--fp32",
-                 "--quiet"]) == 0
+                 "--crop-prob", "0.5", "--quiet"]) == 0
     capsys.readouterr()
     assert main(["lm", "score", str(tmp_path / "lm"), str(tmp_path / "s"), "--json", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -227,6 +227,7 @@ def test_cli_train_score_sample(tmp_path, capsys, caplog):
                  "--quiet"]) == 0
     state = json.loads((tmp_path / "lm" / "training" / "state.json").read_text())
     assert state["step"] == 5 and state["lm"]["bf16"] is False  # the checkpoint's config (--fp32) is kept
+    assert state["lm"]["crop_prob"] == 0.5
     toy_store(tmp_path / "b", toy_sequences(2), sha="b" * 64)
     assert "b" * 64 in cli_error(["lm", "score", str(tmp_path / "lm"), str(tmp_path / "b")], caplog)
     assert "bpe:DIR" in cli_error(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "x"), "--tokens",
@@ -238,6 +239,8 @@ def test_cli_train_score_sample(tmp_path, capsys, caplog):
     assert [h["step"] for h in dev["history"]] == [2, 4] and dev["patience"] == 3
     assert "codebook" in cli_error(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "y"), "--dev",
                                     str(tmp_path / "b")], caplog)
+    assert "crop_prob" in cli_error(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "z"), "--crop-prob",
+                                     "2"], caplog)
 
 
 def test_sample_through_a_vocoder_of_contract_a(trained, tmp_path, monkeypatch, caplog):

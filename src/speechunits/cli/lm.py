@@ -43,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="word alignments (words.tsv, TextGrids): interleaved unit-text training")
     train.add_argument("--interleave-prob", type=float, default=0.3,
                        help="probability that a word is shown as text (default %(default)s)")
+    train.add_argument("--crop-prob", type=float, default=None,
+                       help="share of training utterances replaced at each batch by a random span of themselves, so "
+                       "that a word spoken alone (the lexical benchmark) is not out of distribution (default: the "
+                       "config's, 0)")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the config's)")
     train.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
     train.add_argument("--lr", type=float, default=None)
@@ -126,7 +130,8 @@ def run_train(args: argparse.Namespace) -> int:
                       max_minutes=args.minutes if args.minutes is not None else saved.max_minutes)
     else:
         cfg = preset(args.config, objective=args.objective, steps=args.steps, max_minutes=args.minutes, lr=args.lr,
-                     batch_tokens=args.batch_tokens, seed=args.seed, bf16=False if args.fp32 else None)
+                     batch_tokens=args.batch_tokens, seed=args.seed, bf16=False if args.fp32 else None,
+                     crop_prob=args.crop_prob)
         if args.minutes is not None and args.steps is None:
             cfg.steps = 10 ** 7  # the budget decides
     result = train_lm(args.store, args.output, cfg, tokens=tokens, bpe_dir=bpe_dir, codebook_dir=args.codebook,

@@ -26,7 +26,9 @@ class LMConfig:
 
     ``batch_tokens``: padded tokens per micro-batch (length-bucketed); ``max_tokens``: longer
     utterances are cut into pieces of this many tokens for training; ``mask_prob``: share of
-    tokens a masked LM predicts (BERT's 80 % ``<mask>`` / 10 % random / 10 % kept).
+    tokens a masked LM predicts (BERT's 80 % ``<mask>`` / 10 % random / 10 % kept);
+    ``crop_prob``: share of training sequences replaced by a random span of themselves (see
+    :class:`speechunits.lm.data.LMTask`), so that the LM also scores a word spoken alone.
     """
 
     name: str = "tiny"
@@ -40,6 +42,7 @@ class LMConfig:
     batch_tokens: int = 8192
     max_tokens: int = 1024
     mask_prob: float = 0.15
+    crop_prob: float = 0.0
     steps: int = 2000
     lr: float = 1e-3
     warmup_steps: int = 100
@@ -57,6 +60,8 @@ class LMConfig:
             raise SpeechUnitsError(f"hidden size {self.hidden} is not a multiple of {self.heads} heads")
         if not 0.0 < self.mask_prob < 1.0:
             raise SpeechUnitsError(f"mask_prob must lie in (0, 1), got {self.mask_prob}")
+        if not 0.0 <= self.crop_prob <= 1.0:
+            raise SpeechUnitsError(f"crop_prob must lie in [0, 1], got {self.crop_prob}")
         if self.max_tokens < 2 or self.batch_tokens < self.max_tokens:
             raise SpeechUnitsError(f"need 2 <= max_tokens ({self.max_tokens}) <= batch_tokens ({self.batch_tokens})")
 

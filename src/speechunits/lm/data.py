@@ -45,6 +45,20 @@ def cut(tokens: np.ndarray, max_tokens: int) -> list[np.ndarray]:
     return [tokens[i:i + step] for i in range(0, tokens.size, step)]
 
 
+def random_span(seq: np.ndarray, generator: torch.Generator) -> np.ndarray:
+    """``<s> x_i .. x_j`` of ``seq = <s> x_1 .. x_n </s>``: start uniform over the n tokens, end
+    uniform after it; ``</s>`` is kept only when the span reaches ``x_n``."""
+    inner = seq[1:-1]
+    n = inner.size
+    if n < 2:
+        return seq
+    start = int(torch.randint(n, (1,), generator=generator))
+    stop = start + 1 + int(torch.randint(n - start, (1,), generator=generator))
+    span = inner[start:stop]
+    tail = [EOS_ID] if stop == n else []
+    return np.concatenate(([BOS_ID], span, tail)).astype(np.int64)
+
+
 def pad_batch(sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ``input_ids [B, L]`` and ``attention_mask [B, L]``."""
     longest = max(len(s) for s in sequences)
@@ -85,12 +99,16 @@ class LMTask:
         interleaved: per item, an :class:`InterleavedUtterance` (its words swapped to text with
             ``interleave_prob`` at every batch) or None; when given, its length is ``sequences``'.
         objective: "causal" or "masked".
+        crop_prob: at every batch, each item is replaced with this probability by a random span
+            ``<s> x_i .. x_j`` (start and end uniform, ``</s>`` only when the span reaches the
+            utterance's end). An LM trained on whole utterances only meets ``<s>`` before an
+            utterance's first token; the lexical benchmark scores words spoken alone.
     Logged: ``acc`` (next-token or masked-token accuracy); amount: tokens.
     """
 
     def __init__(self, sequences: list[np.ndarray], *, objective: str, vocab_size: int, batch_tokens: int,
                  seed: int, mask_prob: float = 0.15, interleaved: list[InterleavedUtterance | None] | None = None,
-                 interleave_prob: float = 0.0):
+                 interleave_prob: float = 0.0, crop_prob: float = 0.0):
         if not sequences:
             raise SpeechUnitsError("no training sequences")
         self.sequences = sequences
@@ -100,14 +118,19 @@ class LMTask:
         self.mask_prob = mask_prob
         self.interleaved = interleaved
         self.interleave_prob = interleave_prob
+        self.crop_prob = crop_prob
         self.sampler = LengthBucketSampler([len(s) for s in sequences], batch_tokens, fit="pad", seed=seed)
 
     def item(self, i: int, generator: torch.Generator) -> np.ndarray:
         if self.interleaved is None or self.interleaved[i] is None or self.interleave_prob <= 0:
-            return self.sequences[i]
-        utt = self.interleaved[i]
-        swap = torch.rand(len(utt.words), generator=generator).numpy() < self.interleave_prob
-        return with_specials(utt.tokens(swap))
+            seq = self.sequences[i]
+        else:
+            utt = self.interleaved[i]
+            swap = torch.rand(len(utt.words), generator=generator).numpy() < self.interleave_prob
+            seq = with_specials(utt.tokens(swap))
+        if self.crop_prob > 0 and float(torch.rand((), generator=generator)) < self.crop_prob:
+            seq = random_span(seq, generator)
+        return seq
 
     def batch(self, index: int) -> LMBatch:
         gen = torch.Generator().manual_seed(mix_seed(self.seed, index, 11))

@@ -182,7 +182,8 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
     model = build_model(cfg, vocab.size).to(dev)
     task = LMTask(sequences, objective=cfg.objective, vocab_size=vocab.size, batch_tokens=cfg.batch_tokens,
                   seed=cfg.seed, mask_prob=cfg.mask_prob,
-                  interleaved=interleaved if alignments is not None else None, interleave_prob=interleave_prob)
+                  interleaved=interleaved if alignments is not None else None, interleave_prob=interleave_prob,
+                  crop_prob=cfg.crop_prob)
     state = {"lm": cfg.to_dict(), "consumes": meta["consumes"], "vocab": vocab.to_dict()}
     trainer = Trainer(model, task, cfg.optim(), out, device=dev, dist=dist, state=state, export=_export(vocab),
                       desc=f"lm {cfg.objective}", amount_unit="tok", quiet=quiet)
