@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--gan-start", type=int, default=None,
                        help="cpu tier: add the discriminators from this step on (default: never)")
     train.add_argument("--channels", type=int, default=None, help="cpu tier: network width (default 128)")
-    train.add_argument("--blocks", type=int, default=None, help="cpu tier: ConvNeXt blocks (default 4)")
+    train.add_argument("--blocks", type=int, default=None, help="cpu tier: ConvNeXt blocks (default 8)")
     train.add_argument("--kernel", type=int, default=None,
                        help="cpu tier: convolution kernel in frames, odd (default 7; each block widens the context by "
                        "kernel - 1 frames)")

@@ -115,7 +115,7 @@ class VocoderConfig:
     f0_dim: int = 32
     speaker_dim: int = 64
     channels: int = 128
-    blocks: int = 4
+    blocks: int = 8
     kernel: int = 7
     fft_factor: int = 4
     hifigan_channels: int = 512
