@@ -44,6 +44,13 @@ benchmark speaks them) and against the same text with another seed of espeak's n
 
     python bench/lm_diagnose.py --lm-out bench/out/lm-iter2 --no-mfcc-front-ends --carrier "she said {} twice"
 
+``--smooth 3,5`` repeats the first row with every unit replaced by the most frequent unit of the W frames
+around it (a majority filter; ties keep the frame's own unit) before deduplication: one-frame blips between
+two runs disappear, so jitter that is not phone content should go::
+
+    python bench/lm_diagnose.py --lm-out bench/out/lm-iter2 --out bench/out/lm-iter2/diagnosis-smooth \
+        --smooth 3,5,9 --no-mfcc-front-ends
+
 Prints a markdown report and writes ``OUT/results.json``.
 """
 from __future__ import annotations
@@ -137,6 +144,21 @@ def pooled_frames(x: np.ndarray, pool: int) -> np.ndarray:
     return np.add.reduceat(x, starts, axis=0) / np.diff(np.r_[starts, len(x)])[:, None]
 
 
+def majority_filter(ids: np.ndarray, width: int, k: int) -> np.ndarray:
+    """``[T]`` unit ids -> the most frequent id of the ``width`` (odd) frames centred on each frame (the
+    window shrinks at the edges); ties keep the frame's own id."""
+    if width <= 1 or ids.size == 0:
+        return ids
+    half = width // 2
+    onehot = np.zeros((ids.size + 1, k), dtype=np.float32)
+    onehot[np.arange(1, ids.size + 1), ids] = 1.0
+    counts = np.cumsum(onehot, axis=0)
+    t = np.arange(ids.size)
+    window = counts[np.minimum(t + half + 1, ids.size)] - counts[np.maximum(t - half, 0)]
+    window[t, ids] += 0.5  # a tie goes to the frame's own unit
+    return window.argmax(1)
+
+
 def spoken_path_ued(carrier: str, rows: list[Any], speaker_info: Path, units_of: Callable[[np.ndarray], np.ndarray],
                     words: int = PATH_WORDS) -> dict[str, list[float]]:
     """Dedup-unit UED between whole carrier phrases of the first seen voice's first ``words`` real words,
@@ -182,6 +204,8 @@ def main() -> int:
                         "of every 2 frames before k-means, half the frame rate)")
     parser.add_argument("--no-mfcc-front-ends", action="store_true",
                         help="skip the normalised / stacked MFCC rows (they do not depend on bench/lm.py's units)")
+    parser.add_argument("--smooth", default="", help="also measure bench/lm.py's units after a majority filter of "
+                        "these odd widths in frames (e.g. 3,5)")
     parser.add_argument("--carrier", default=None, metavar="PHRASE",
                         help="speak the lexical sets inside this phrase ('she said {} twice'), both written here")
     args = parser.parse_args()
@@ -291,6 +315,13 @@ def main() -> int:
     set_units = {name: encode(f) for name, f in set_feats.items()}
     own = f"bench/lm.py's units ({Path(codebook.encoder_name).name} layer {codebook.layer}, K={codebook.k})"
     front_ends: dict[str, Any] = {own: measures(units, set_units, codebook.k)}
+    for width in [int(w) for w in args.smooth.split(",") if w]:
+        if width < 3 or width % 2 == 0:
+            raise SystemExit(f"--smooth widths must be odd and >= 3, got {width}")
+        smooth = {u: majority_filter(x, width, codebook.k) for u, x in units.items()}
+        smooth_sets = {n: {u: majority_filter(x, width, codebook.k) for u, x in f.items()} for n, f in set_units.items()}
+        front_ends[f"{own}, majority of {width} frames"] = measures(smooth, smooth_sets, codebook.k)
+        log.info("majority of %d: %s", width, front_ends[f"{own}, majority of {width} frames"])
     deduped = {u: dedup_ids(ids) for u, ids in units.items()}
     ngram = NGramLM(3, codebook.k).fit(deduped[u] for u in train_utts)
     ngram_rows: dict[str, Any] = {
