@@ -7,6 +7,8 @@ import torch
 
 from lm_helpers import cyclic, tiny_config, toy_store
 from speechunits.errors import SpeechUnitsError
+
+
 # -- random spans ----------------------------------------------------------------------------------
 def test_random_spans_are_contiguous_and_end_only_at_the_end():
     from speechunits.lm.data import random_span
@@ -55,10 +57,14 @@ def test_spans_teach_the_lm_a_fragment_spoken_alone(tmp_path):
     from speechunits.lm.score import score_tokens
     from speechunits.lm.train import train_lm
 
-    torch.set_num_threads(1)
-    toy_store(tmp_path / "s", [np.concatenate(([10, 11], cyclic(0, 30))) for _ in range(20)])
-    for name, crop in (("whole", 0.0), ("spans", 0.5)):
-        train_lm(tmp_path / "s", tmp_path / name, tiny_config(steps=200, crop_prob=crop), quiet=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared machine
+    try:
+        toy_store(tmp_path / "s", [np.concatenate(([10, 11], cyclic(0, 30))) for _ in range(20)])
+        for name, crop in (("whole", 0.0), ("spans", 0.5)):
+            train_lm(tmp_path / "s", tmp_path / name, tiny_config(steps=200, crop_prob=crop), quiet=True)
+    finally:
+        torch.set_num_threads(threads)
     fragment, shuffled = cyclic(3, 4), np.array([3, 5, 4, 0])
     scores = {}
     for name in ("whole", "spans"):
