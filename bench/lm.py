@@ -21,9 +21,10 @@ What it does, every setting fixed here (nothing is chosen on benchmark data):
    2021 layout, voices unseen in any synthetic corpus), encoded once with the same codebook.
 4. Causal LMs (``--config``, ``--lm-minutes`` each) on raw units, deduplicated units, BPE over
    deduplicated units (vocabulary ``--bpe-vocab``), and deduplicated units interleaved with text
-   words (``words.tsv``, p = 0.3: issue point 6); a unit n-gram baseline (interpolated
-   Witten-Bell, orders 3 and 5, deduplicated units); toplines on the phone transcripts
-   (``phones.tsv``): a 5-gram and a causal LM of the same config. Benchmark items are scored by
+   words (``words.tsv``, p = 0.3: issue point 6); unit n-gram baselines on deduplicated units
+   (interpolated modified Kneser-Ney, kenlm's ``lmplz`` recipe, orders 3 and 5; since 2026-12-02, the
+   runs before used interpolated Witten-Bell, kept as a 5-gram row); toplines on the phone transcripts
+   (``phones.tsv``): 5-grams (Kneser-Ney and Witten-Bell) and a causal LM of the same config. Benchmark items are scored by
    their phones: lexical gold ``phones``; syntactic ``transcription`` through a word -> phones
    lexicon read off the training alignments (pairs with an unknown word are left out and counted).
    Since 2026-12-02 the causal LMs train with ``--crop-prob`` 0.5 (random spans of utterances,
@@ -309,9 +310,9 @@ def main() -> int:
 
     dedup_vocab = LMVocab("dedup", K)
     train_seqs = [dedup_vocab.unit_sequence(u.ids, u.durations) for _, u in UnitStore.open(train_store)]
-    for order in (3, 5):
+    for order, smoothing in ((3, "kneser-ney"), (5, "kneser-ney"), (5, "witten-bell")):
         t0 = time.perf_counter()
-        ngram = NGramLM(order, K).fit(train_seqs)
+        ngram = NGramLM(order, K, smoothing=smoothing).fit(train_seqs)
         fit_s = time.perf_counter() - t0
         held = [ngram.score(dedup_vocab.unit_sequence(u.ids, u.durations)) for _, u in UnitStore.open(held_store)]
         nll = -sum(h[0] for h in held)
@@ -320,7 +321,7 @@ def main() -> int:
             return {u: ngram.score(dedup_vocab.unit_sequence(x.ids, x.durations))
                     for u, x in UnitStore.open(set_stores[set_dir])}
 
-        results["rows"][f"unit {order}-gram (dedup)"] = {
+        results["rows"][f"unit {order}-gram (dedup{', Witten-Bell' if smoothing == 'witten-bell' else ''})"] = {
             "training": {"seconds": fit_s}, "ppl_per_token": math.exp(nll / sum(h[1] for h in held)),
             "bits_per_second": nll / math.log(2) / held_seconds, "benchmark": benchmark_with(ngram_fn, zr)}
 
@@ -336,7 +337,6 @@ def main() -> int:
 
     items = phone_items(zr, lexicon)
     skipped = {str(d): sum(1 for v in t.values() if v is None) for d, t in items.items()}
-    phone_ngram = NGramLM(5, n_phones).fit(phone_ids(s) for s in sequences.values())
 
     def complete(table: dict[str, list[str] | None], score: Callable[[list[np.ndarray]], list[tuple[float, int]]],
                  ) -> dict[str, tuple[float, int]]:
@@ -345,8 +345,12 @@ def main() -> int:
         # items without phones tie (0.5) rather than vanish, so the gold pairs stay complete
         return {k: scored.get(k, (0.0, 1)) for k in table}
 
-    results["rows"]["phone 5-gram (topline)"] = {"benchmark": benchmark_with(
-        lambda d: complete(items[d], lambda xs: [phone_ngram.score(x) for x in xs]), zr), "unscorable_items": skipped}
+    for smoothing, name in (("kneser-ney", "phone 5-gram (topline)"), ("witten-bell", "phone 5-gram WB (topline)")):
+        phone_ngram = NGramLM(5, n_phones, smoothing=smoothing).fit(phone_ids(s) for s in sequences.values())
+        results["rows"][name] = {"benchmark": benchmark_with(
+            lambda d, lm=phone_ngram: complete(items[d], lambda xs: [lm.score(x) for x in xs]), zr),
+            "unscorable_items": skipped}
+
     from speechunits.units import Units
 
     phone_meta = {"k": n_phones, "frame_rate": 1.0, "encoder": "phone transcripts", "layer": None,

@@ -206,6 +206,8 @@ def main() -> int:
                         help="skip the normalised / stacked MFCC rows (they do not depend on bench/lm.py's units)")
     parser.add_argument("--smooth", default="", help="also measure bench/lm.py's units after a majority filter of "
                         "these odd widths in frames (e.g. 3,5)")
+    parser.add_argument("--smoothing", default="kneser-ney", choices=("kneser-ney", "witten-bell"),
+                        help="the count models' smoothing (the runs in docs/lm.md before 2026-12-02 used witten-bell)")
     parser.add_argument("--carrier", default=None, metavar="PHRASE",
                         help="speak the lexical sets inside this phrase ('she said {} twice'), both written here")
     args = parser.parse_args()
@@ -302,7 +304,7 @@ def main() -> int:
                     if h in spoken and ref in spoken:
                         e, n = unit_edit_distance(units[spoken[ref]], units[spoken[h]])
                         edits, length = edits + e, length + n
-        ngram = NGramLM(5, vocab).fit(dedup_ids(units[u]) for u in train_utts)
+        ngram = NGramLM(5, vocab, smoothing=args.smoothing).fit(dedup_ids(units[u]) for u in train_utts)
         lexical = {name: lexical_accuracy(lambda x: ngram.score(dedup_ids(x)), set_units[name], gold[name])
                    for name in sets}
         return {"pnmi": pnmi, "cross_speaker_ued": edits / length if length else None, "lexical_5gram": lexical}
@@ -323,7 +325,7 @@ def main() -> int:
         front_ends[f"{own}, majority of {width} frames"] = measures(smooth, smooth_sets, codebook.k)
         log.info("majority of %d: %s", width, front_ends[f"{own}, majority of {width} frames"])
     deduped = {u: dedup_ids(ids) for u, ids in units.items()}
-    ngram = NGramLM(3, codebook.k).fit(deduped[u] for u in train_utts)
+    ngram = NGramLM(3, codebook.k, smoothing=args.smoothing).fit(deduped[u] for u in train_utts)
     ngram_rows: dict[str, Any] = {
         "all training speakers, 3-gram": {
             name: lexical_accuracy(lambda x: ngram.score(dedup_ids(x)), set_units[name], gold[name]) for name in sets},
@@ -333,7 +335,7 @@ def main() -> int:
         files = {f: x for f, x in set_units["seen voices"].items() if voice_of["seen voices"][f] == voice}
         rows = [r for r in gold["seen voices"] if r.voice == voice]
         for order in (2, 3, 5, 8):
-            ngram = NGramLM(order, codebook.k).fit(deduped[u] for u in voice_utts)
+            ngram = NGramLM(order, codebook.k, smoothing=args.smoothing).fit(deduped[u] for u in voice_utts)
             ngram_rows[f"{voice}'s {len(voice_utts)} utterances only, {order}-gram, {voice}'s files"] = {
                 "seen voices": lexical_accuracy(lambda x, n=ngram: n.score(dedup_ids(x)), files, rows)}
     results["ngrams"] = ngram_rows

@@ -1,7 +1,5 @@
-"""Unit correction by a masked LM, the n-gram baseline and interleaved unit-text data."""
+"""Unit correction by a masked LM and interleaved unit-text data."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -75,26 +73,6 @@ def test_cli_units_correct(masked_lm, tmp_path, caplog):
     assert np.array_equal(dict(UnitStore.open(tmp_path / "out"))["utt000"].ids, cyclic(1, 20))
     assert "not a unit LM directory" in cli_error(["units", "correct", str(tmp_path / "in"), "--lm",
                                                    str(tmp_path / "in"), "-o", str(tmp_path / "x")], caplog)
-
-
-# -- n-gram ----------------------------------------------------------------------------------------
-def test_ngram_normalises_and_matches_a_hand_computed_bigram():
-    from speechunits.lm.ngram import NGramLM
-
-    lm = NGramLM(2, vocab_size=3).fit([[0, 1], [0, 2], [0, 1]])
-    for history in ([], [0], [1], [2], [-1]):
-        assert sum(lm.prob(w, history) for w in range(4)) == pytest.approx(1.0)
-    # unigram: tokens 0,1,2,</s> counted 3,2,1,3 (N=9, T=4, V=4): P(1) = (2 + 4/4) / 13
-    p1 = (2 + 1) / 13
-    # bigram after 0: c(0)=3, T(0)=2 (1 twice, 2 once): P(1|0) = (2 + 2 * P(1)) / 5
-    assert lm.prob(1, [0]) == pytest.approx((2 + 2 * p1) / 5)
-    total, n = lm.score([0, 1])
-    p_start0 = (3 + 1 * (3 + 1) / 13) / (3 + 1)  # after <s>: 0 three times, one type
-    p_end = (2 + 1 * (3 + 1) / 13) / (2 + 1)      # after 1: </s> twice, one type
-    assert n == 3 and total == pytest.approx(math.log(p_start0) + math.log((2 + 2 * p1) / 5) + math.log(p_end))
-    assert lm.score([0, 1])[0] > lm.score([1, 0])[0]
-    with pytest.raises(SpeechUnitsError):
-        lm.score([5])
 
 
 # -- interleaving ----------------------------------------------------------------------------------

@@ -65,6 +65,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_quiet(train)
     train.set_defaults(func=run_train, trains=True)
 
+    ngram = actions.add_parser("ngram", help="count an n-gram unit LM (the baseline; written as ARPA for kenlm)")
+    ngram.add_argument("store", metavar="STORE", help="unit store (`speechunits encode`)")
+    ngram.add_argument("-o", "--output", required=True, metavar="LM", help="LM directory (lm.arpa + lm.json)")
+    ngram.add_argument("--tokens", default="units", metavar="units|dedup|bpe:DIR",
+                       help="as for `lm train` (default %(default)s)")
+    ngram.add_argument("--order", type=int, default=5, help="n (default %(default)s)")
+    ngram.add_argument("--smoothing", default="kneser-ney", choices=["kneser-ney", "witten-bell"],
+                       help="interpolated modified Kneser-Ney (kenlm's lmplz) or Witten-Bell (default %(default)s)")
+    ngram.add_argument("--codebook", default=None, metavar="CB",
+                       help="the store's codebook: copied into the LM so that it can read audio")
+    add_quiet(ngram)
+    ngram.set_defaults(func=run_ngram)
+
     score = actions.add_parser("score", help="log-probability of every utterance of a unit store or audio")
     score.add_argument("lm", metavar="LM")
     score.add_argument("input", metavar="INPUT", help="unit store, audio file/directory or .tsv/.jsonl manifest")
@@ -141,6 +154,17 @@ def run_train(args: argparse.Namespace) -> int:
     last = result.training.history[-1] if result.training.history else None
     log.info("%s: %d steps (%s)%s", args.output, result.training.steps_done, result.training.stop_reason,
              f", loss {last.loss:.3f}, acc {last.metrics.get('acc', float('nan')):.3f}" if last else "")
+    return 0
+
+
+def run_ngram(args: argparse.Namespace) -> int:
+    from speechunits.lm.ngram_dir import train_ngram_lm
+    from speechunits.lm.vocab import parse_tokens_option
+
+    tokens, bpe_dir = parse_tokens_option(args.tokens)
+    meta = train_ngram_lm(args.store, args.output, order=args.order, smoothing=args.smoothing, tokens=tokens,
+                          bpe_dir=bpe_dir, codebook_dir=args.codebook)
+    log.info("%s: n-grams per order %s", args.output, meta["ngram"]["ngrams"])
     return 0
 
 

@@ -1,7 +1,8 @@
 """Unit language models: train, score, sample, benchmark (ZeroSpeech 2021 sWUGGY/sBLIMP layout), correct.
 
 A unit LM is a Hugging Face model directory (``LlamaForCausalLM`` or ``BertForMaskedLM``) with
-its tokenizer and ``lm.json`` (what it consumes: codebook sha256, K, tokenisation); see docs/lm.md.
+its tokenizer and ``lm.json`` (what it consumes: codebook sha256, K, tokenisation); the n-gram
+baseline is the same directory with an ARPA file instead (``lm.arpa``); see docs/lm.md.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ _LAZY = {
     "pair_accuracy": "speechunits.lm.benchmark",
     "correct_store": "speechunits.lm.correct",
     "NGramLM": "speechunits.lm.ngram",
+    "train_ngram_lm": "speechunits.lm.ngram_dir",
+    "read_arpa": "speechunits.lm.arpa",
+    "ArpaLM": "speechunits.lm.arpa",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

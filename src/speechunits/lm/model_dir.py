@@ -14,7 +14,8 @@ Layout of ``LM/``::
 ``frame_offset_s``, ``encoder``, ``layer``, ``tokenisation``, ``codebook``: the codebook's
 JSON), ``data`` (source store, utterances, tokens), ``frames_per_unit`` and
 ``frames_per_token`` (means over the training data: sampling lengths and durations),
-``interleave`` (words file and probability, or null).
+``interleave`` (words file and probability, or null). n-gram LMs (``objective: "ngram"``) hold
+``lm.arpa`` instead of the transformers files (:mod:`speechunits.lm.ngram_dir`).
 """
 from __future__ import annotations
 
@@ -108,7 +109,8 @@ class UnitLM:
 
 
 def load_lm(path: str | os.PathLike[str], device: str = "auto", *, objective: str | None = None) -> UnitLM:
-    """Load ``LM/`` with ``AutoModelForCausalLM`` / ``AutoModelForMaskedLM`` (``objective`` refuses the other)."""
+    """Load ``LM/`` with ``AutoModelForCausalLM`` / ``AutoModelForMaskedLM``, or an n-gram LM's ARPA file
+    (:mod:`speechunits.lm.ngram_dir`); ``objective`` refuses the others."""
     import transformers
 
     from speechunits.device import resolve_device
@@ -117,8 +119,12 @@ def load_lm(path: str | os.PathLike[str], device: str = "auto", *, objective: st
     path = Path(path)
     meta = read_meta(path)
     if objective is not None and meta["objective"] != objective:
-        raise SpeechUnitsError(f"{path}: a {meta['objective']} LM; this needs a {objective} one "
-                               f"(`speechunits lm train --objective {objective}`)")
+        raise SpeechUnitsError(f"{path}: a{'n' if meta['objective'] == 'ngram' else ''} {meta['objective']} LM; "
+                               f"this needs a {objective} one (`speechunits lm train --objective {objective}`)")
+    if meta["objective"] == "ngram":
+        from speechunits.lm.ngram_dir import load_ngram_lm
+
+        return load_ngram_lm(path, meta)
     if not (path / "config.json").is_file():
         raise SpeechUnitsError(f"{path}: no model yet (config.json missing: training has not reached a checkpoint)")
     vocab = LMVocab.from_dict(meta["vocab"], path / BPE_DIR if meta["vocab"]["tokenisation"] == "bpe" else None)

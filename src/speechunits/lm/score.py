@@ -4,7 +4,8 @@ Causal LMs: ``log P(x_1..x_n, </s> | <s>) = sum_t log p(x_t | x_<t)``, over the 
 end token (so an utterance that stops where the LM expects more is penalised); ``tokens`` =
 n + 1 positions scored. Masked LMs: the pseudo-log-likelihood (Salazar et al., 2020)
 ``sum_t log p(x_t | x without x_t)`` with ``<s> ... </s>`` around, each token masked in turn
-(n forward rows per utterance, batched); ``tokens`` = n. ``normalised`` = ``logprob / tokens``.
+(n forward rows per utterance, batched); ``tokens`` = n. n-gram LMs: as causal ones, from their
+ARPA file. ``normalised`` = ``logprob / tokens``.
 All in natural log, fp32 unless ``dtype="bf16"``.
 """
 from __future__ import annotations
@@ -108,6 +109,10 @@ def masked_logprobs(model: Any, sequences: Sequence[np.ndarray], device: torch.d
 def score_tokens(lm: UnitLM, tokens: Sequence[np.ndarray], *, batch_tokens: int = DEFAULT_BATCH_TOKENS,
                  dtype: str = "fp32") -> list[tuple[float, int]]:
     """``(sum log p, positions scored)`` of token sequences without specials (see the module docstring)."""
+    if lm.objective == "ngram":
+        from speechunits.lm.ngram_dir import score_ngram
+
+        return score_ngram(lm, list(tokens))
     sequences = [with_specials(t) for t in tokens]
     scorer = causal_logprobs if lm.objective == "causal" else masked_logprobs
     return scorer(lm.model, sequences, lm.device, batch_tokens=batch_tokens, dtype=dtype)
