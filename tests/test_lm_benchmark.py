@@ -139,14 +139,17 @@ def test_cli_benchmark_on_audio_equals_scores_of_the_same_files(tmp_path, capsys
                  "--quiet"]) == 0
     assert main(["lm", "train", str(tmp_path / "u"), "-o", str(tmp_path / "lm"), "--steps", "3", "--fp32",
                  "--codebook", str(codebook), "--quiet"]) == 0
+    assert main(["lm", "ngram", str(tmp_path / "u"), "-o", str(tmp_path / "ng"), "--order", "3",
+                 "--codebook", str(codebook), "--quiet"]) == 0  # the n-gram baseline through the same commands
     shutil.rmtree(tmp_path / "u")
-    capsys.readouterr()
-    assert main(["lm", "score", str(tmp_path / "lm"), str(audio), "--json", "--quiet"]) == 0
-    scored = json.loads(capsys.readouterr().out)["utterances"]
-    table = {s["id"]: s["logprob"] for s in scored}
-    expected = evaluate_scores("lexical", read_gold(audio / "gold.csv"), {"sum": table}, "gold")["sum"]["accuracy"]
-    assert main(["lm", "benchmark", str(tmp_path / "lm"), str(tmp_path / "zr"), "--json", "--quiet"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["lexical"]["sum"]["accuracy"] == pytest.approx(expected)
-    assert "syntactic" not in result and result["lexical"]["files"] == 12
-    assert np.isfinite(result["lexical"]["normalised"]["accuracy"])
+    for lm in ("lm", "ng"):
+        capsys.readouterr()
+        assert main(["lm", "score", str(tmp_path / lm), str(audio), "--json", "--quiet"]) == 0
+        scored = json.loads(capsys.readouterr().out)["utterances"]
+        table = {s["id"]: s["logprob"] for s in scored}
+        expected = evaluate_scores("lexical", read_gold(audio / "gold.csv"), {"sum": table}, "gold")["sum"]["accuracy"]
+        assert main(["lm", "benchmark", str(tmp_path / lm), str(tmp_path / "zr"), "--json", "--quiet"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["lexical"]["sum"]["accuracy"] == pytest.approx(expected)
+        assert "syntactic" not in result and result["lexical"]["files"] == 12
+        assert np.isfinite(result["lexical"]["normalised"]["accuracy"])
