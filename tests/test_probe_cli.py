@@ -134,6 +134,31 @@ def test_asr_probe_on_characters_round_trips(corpus: Path, tmp_path: Path, capsy
     meta = json.loads((out / "probe.json").read_text())
     assert result["wer"] == pytest.approx(meta["dev"]["wer"]["mean"], abs=1e-9)
     assert set(result) >= {"wer", "cer", "utterances", "missing_labels"}
+    # a word 3-gram of the training part's transcripts, then the beam search with it
+    arpa = tmp_path / "words.arpa"
+    assert main(["lm", "text-ngram", str(corpus / "text.tsv"), "-o", str(arpa), "--exclude", str(out),
+                 "--quiet"]) == 0
+    assert arpa.read_text().startswith("\\data\\")
+    assert main(["probe", "eval", str(out), str(corpus / "manifest.tsv"), "--split", "dev", "--json",
+                 "--lm", str(arpa), "--alpha", "0.8", "--beam", "8", "--device", "cpu", "--quiet"]) == 0
+    with_lm = json.loads(capsys.readouterr().out)
+    assert with_lm["lm"]["alpha"] == 0.8 and with_lm["lm"]["beam"] == 8 and 0 <= with_lm["wer"]
+    assert with_lm["utterances"] == result["utterances"]
+    assert main(["transcribe", str(corpus / "wavs"), "--probe", str(out), "--lm", str(arpa), "--json",
+                 "--device", "cpu", "--quiet"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines and all(set(line) == {"id", "text"} for line in lines)
+
+
+def test_lm_decoding_is_refused_for_probes_it_cannot_serve(phones_probe: Path, corpus: Path, tmp_path: Path, caplog):
+    arpa = tmp_path / "words.arpa"
+    assert main(["lm", "text-ngram", str(corpus / "text.tsv"), "-o", str(arpa), "--quiet"]) == 0
+    caplog.clear()
+    assert main(["probe", "eval", str(phones_probe), str(corpus / "manifest.tsv"), "--lm", str(arpa),
+                 "--device", "cpu", "--quiet"]) != 0
+    assert "needs an asr probe" in caplog.text
+    assert main(["lm", "text-ngram", str(corpus / "text.tsv"), "-o", str(tmp_path / "x.arpa"),
+                 "--exclude", str(tmp_path / "no-probe"), "--quiet"]) != 0
 
 
 def test_unit_probe_with_bpe_transcribes_through_its_codebook(corpus: Path, tmp_path: Path, capsys, caplog):

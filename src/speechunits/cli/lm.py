@@ -78,6 +78,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_quiet(ngram)
     ngram.set_defaults(func=run_ngram)
 
+    words = actions.add_parser("text-ngram", help="count a word n-gram of transcripts (ARPA) for the CTC beam search "
+                               "of asr probes (`probe eval --lm`)")
+    words.add_argument("text", metavar="TEXT", help="transcripts: text.tsv, Kaldi text, a JSONL manifest with text "
+                       "fields, or a .txt file with one sentence per line")
+    words.add_argument("-o", "--output", required=True, metavar="ARPA", help="the ARPA file to write")
+    words.add_argument("--order", type=int, default=3, help="n (default %(default)s)")
+    words.add_argument("--smoothing", default="kneser-ney", choices=["kneser-ney", "witten-bell"])
+    words.add_argument("--exclude", default=None, metavar="PROBE",
+                       help="leave out the utterances of this probe's dev and test parts (the sentences it is "
+                       "scored on)")
+    add_quiet(words)
+    words.set_defaults(func=run_text_ngram)
+
     score = actions.add_parser("score", help="log-probability of every utterance of a unit store or audio")
     score.add_argument("lm", metavar="LM")
     score.add_argument("input", metavar="INPUT", help="unit store, audio file/directory or .tsv/.jsonl manifest")
@@ -165,6 +178,35 @@ def run_ngram(args: argparse.Namespace) -> int:
     meta = train_ngram_lm(args.store, args.output, order=args.order, smoothing=args.smoothing, tokens=tokens,
                           bpe_dir=bpe_dir, codebook_dir=args.codebook)
     log.info("%s: n-grams per order %s", args.output, meta["ngram"]["ngrams"])
+    return 0
+
+
+def run_text_ngram(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from speechunits.lm.ngram_dir import train_word_ngram
+
+    path = Path(args.text)
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise SpeechUnitsError(f"{path}: no such file")
+        texts = {str(i): line for i, line in enumerate(path.read_text(encoding="utf-8").splitlines())}
+        if args.exclude:
+            raise SpeechUnitsError("--exclude needs utterance ids: give text.tsv, Kaldi text or JSONL, not .txt")
+    else:
+        from speechunits.probe.labels import read_transcripts
+
+        texts = read_transcripts(path)
+    if args.exclude:
+        from speechunits.probe.model_dir import read_split
+
+        split = read_split(args.exclude)
+        held = set(split.part("dev")) | set(split.part("test"))
+        texts = {u: t for u, t in texts.items() if u not in held}
+        log.info("%s: %d utterances of the probe's dev and test parts left out", args.text, len(held))
+    stats = train_word_ngram(list(texts.values()), args.output, order=args.order, smoothing=args.smoothing)
+    log.info("%s: %d-gram (%s) on %d sentences, %d words, vocabulary %d", args.output, args.order, args.smoothing,
+             stats["sentences"], stats["words"], stats["vocabulary"])
     return 0
 
 

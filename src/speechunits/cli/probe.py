@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+from typing import Any
 
 from speechunits.cli.common import add_device, add_quiet, add_threads, parse_layers
 from speechunits.errors import SpeechUnitsError
@@ -108,6 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", choices=["train", "dev", "test"], default=None,
                           help="only the utterances of this part of the probe's split")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    add_beam_options(evaluate)
     add_device(evaluate)
     add_quiet(evaluate)
     evaluate.set_defaults(func=run_eval)
@@ -189,12 +191,32 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_beam_options(parser: argparse.ArgumentParser) -> None:
+    """``--lm`` and its search settings (asr probes over characters)."""
+    parser.add_argument("--lm", default=None, metavar="ARPA",
+                        help="asr probes over characters: a word n-gram (`speechunits lm text-ngram`, kenlm) for a "
+                        "CTC prefix beam search instead of greedy decoding")
+    parser.add_argument("--alpha", type=float, default=0.5, help="--lm: LM weight (choose on dev; default %(default)s)")
+    parser.add_argument("--beta", type=float, default=1.0,
+                        help="--lm: bonus per word (choose on dev; default %(default)s)")
+    parser.add_argument("--beam", type=int, default=32, help="--lm: beam width (default %(default)s)")
+
+
+def beam_options(args: argparse.Namespace) -> Any:
+    from speechunits.probe.lm_decode import BeamOptions
+
+    if args.lm is None:
+        return None
+    return BeamOptions(alpha=args.alpha, beta=args.beta, beam=args.beam)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from speechunits.probe.evaluate import evaluate_probe
 
     result = evaluate_probe(args.probe, args.input, features=args.features, units=args.units, bpe=args.bpe,
                             labels=args.labels, alignments=args.alignments, subset=args.split,
-                            encoder=args.encoder, device=args.device, quiet=args.quiet)
+                            encoder=args.encoder, device=args.device, lm=args.lm, beam=beam_options(args),
+                            quiet=args.quiet)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:

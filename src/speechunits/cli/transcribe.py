@@ -6,6 +6,7 @@ import json
 import sys
 
 from speechunits.cli.common import add_device, add_quiet
+from speechunits.cli.probe import add_beam_options, beam_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the one recorded at training)")
     parser.add_argument("--encoder", help="the encoder's name or directory, if it moved since training")
     parser.add_argument("--json", action="store_true", help="JSON lines {id, text}")
+    add_beam_options(parser)
     add_device(parser, dtype=False)
     add_quiet(parser)
     parser.set_defaults(func=run)
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     utts = list(open_corpus(args.input))
     texts = transcribe(args.probe, [u.path for u in utts], codebooks=args.codebook, bpe=args.bpe,
-                       encoder=args.encoder, device=args.device, quiet=args.quiet)
+                       encoder=args.encoder, device=args.device, lm=args.lm, beam=beam_options(args),
+                       quiet=args.quiet)
     for utt, text in zip(utts, texts):
         line = json.dumps({"id": utt.id, "text": text}, ensure_ascii=False) if args.json else f"{utt.id}\t{text}"
         sys.stdout.write(line + "\n")

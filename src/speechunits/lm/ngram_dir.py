@@ -111,3 +111,28 @@ def load_ngram_lm(path: Path, meta: dict[str, Any]) -> UnitLM:
 def score_ngram(lm: UnitLM, tokens: list[Any]) -> list[tuple[float, int]]:
     """``(sum ln p, positions)`` of token sequences without specials, under an n-gram :class:`UnitLM`."""
     return [lm.model.score([str(int(t) - NUM_SPECIAL) for t in seq]) for seq in tokens]
+
+
+def train_word_ngram(sentences: list[str], out_path: str | Path, *, order: int = 3,
+                     smoothing: str = "kneser-ney") -> dict[str, Any]:
+    """Count a word n-gram on ``sentences`` (normalised as ``asr`` probes normalise text) into an ARPA file.
+
+    The LM of :mod:`speechunits.probe.lm_decode`; returns ``{"sentences", "words", "vocabulary", "ngrams"}``.
+    """
+    from speechunits.probe.vocab import normalize_text
+
+    if order < 1:
+        raise SpeechUnitsError(f"--order must be >= 1, got {order}")
+    tokenised = [normalize_text(s).split() for s in sentences]
+    tokenised = [t for t in tokenised if t]
+    if not tokenised:
+        raise SpeechUnitsError("no words in the text: nothing to count")
+    words = sorted({w for t in tokenised for w in t})
+    index = {w: i for i, w in enumerate(words)}
+    model = NGramLM(order, len(words), smoothing=smoothing).fit([index[w] for w in t] for t in tokenised)
+    path = Path(out_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = model.to_arpa(path.with_name(path.name + ".tmp"), names=words)
+    tmp.replace(path)
+    return {"sentences": len(tokenised), "words": sum(len(t) for t in tokenised), "vocabulary": len(words),
+            "ngrams": [sum(len(c) for c in level.values()) for level in model.counts]}

@@ -15,6 +15,7 @@ the files given.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -34,11 +35,14 @@ PRIMARY = {"phones": ("per", True), "asr": ("wer", True), "frames": ("frame_accu
 
 # -- decoding and metrics --------------------------------------------------------------------------
 
-def decode_logits(coder: Any, logits: np.ndarray) -> Any:
+def decode_logits(coder: Any, logits: np.ndarray, decoder: Any = None) -> Any:
     """One utterance's logits (``[T, C]`` or ``[C]``) to its prediction through ``coder``
-    (a :class:`~speechunits.probe.model_dir.LabelCoder`): greedy CTC, per-frame or class argmax."""
+    (a :class:`~speechunits.probe.model_dir.LabelCoder`): greedy CTC, per-frame or class argmax;
+    ``decoder`` (a :class:`~speechunits.probe.lm_decode.WordLMDecoder`) replaces greedy CTC."""
     from speechunits.probe.metrics import ctc_greedy
 
+    if decoder is not None:
+        return decoder.decode(logits)
     if coder.objective == CTC:
         return coder.decode(ctc_greedy(logits, blank=0))
     if coder.objective == FRAME:
@@ -192,7 +196,7 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
                    units: str | Path | Sequence[str | Path] | None = None, bpe: str | Path | None = None,
                    labels: str | Path | None = None, alignments: str | Path | None = None,
                    subset: str | None = None, encoder: str | None = None, device: str = "auto",
-                   quiet: bool = False) -> dict[str, Any]:
+                   lm: str | Path | None = None, beam: Any = None, quiet: bool = False) -> dict[str, Any]:
     """Score the probe in ``probe_dir`` on the labelled utterances of ``corpus``.
 
     Args:
@@ -201,6 +205,9 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
         features, units, bpe, encoder: where the input comes from (see :func:`probe_input`).
         subset: ``"train"``, ``"dev"`` or ``"test"``: only the utterances of that part of the
             probe's split (None: every labelled utterance of the corpus).
+        lm, beam: ``asr`` probes over characters: a word n-gram (ARPA) and the
+            :class:`~speechunits.probe.lm_decode.BeamOptions` of the prefix beam search that
+            replaces greedy decoding.
 
     Returns:
         ``{"probe", "task", "input", "utterances", <metrics>, "missing_labels", "input_errors"}``.
@@ -229,23 +236,41 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
         log.warning("%d utterances have no input and are skipped (first: %s)", len(loaded.errors),
                     "; ".join(f"{k}: {v}" for k, v in list(loaded.errors.items())[:3]))
     scored = [i for i in label_set.labels if i in loaded.samples]
-    predictions = probe.predict(loaded.samples, scored, device=dev)
+    predictions = probe.predict(loaded.samples, scored, device=dev, decoder=_decoder(probe, lm, beam))
     metrics = score_predictions(probe.task, label_set.labels, predictions)
-    return {"probe": str(probe_dir), "task": probe.task, "input": describe_identity(probe.identity),
-            "utterances": len(scored), **metrics, "missing_labels": len(label_set.missing),
-            "input_errors": len(loaded.errors)}
+    result = {"probe": str(probe_dir), "task": probe.task, "input": describe_identity(probe.identity),
+              "utterances": len(scored), **metrics, "missing_labels": len(label_set.missing),
+              "input_errors": len(loaded.errors)}
+    if lm is not None:
+        result["lm"] = {"arpa": str(lm), **asdict(beam or _default_beam())}
+    return result
+
+
+def _default_beam() -> Any:
+    from speechunits.probe.lm_decode import BeamOptions
+
+    return BeamOptions()
+
+
+def _decoder(probe: Any, lm: str | Path | None, beam: Any) -> Any:
+    if lm is None:
+        return None
+    from speechunits.probe.lm_decode import word_lm_decoder
+
+    return word_lm_decoder(probe, str(lm), beam or _default_beam())
 
 
 # -- audio -> text ---------------------------------------------------------------------------------
 
 def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks: Sequence[str | Path] | None = None,
                bpe: str | Path | None = None, encoder: str | None = None, device: str = "auto",
-               quiet: bool = False) -> list[str]:
+               lm: str | Path | None = None, beam: Any = None, quiet: bool = False) -> list[str]:
     """Audio files to text (``asr`` probes) or space-separated phones (``phones`` probes), in order.
 
     A probe on encoder features runs its encoder on the audio. A probe on units needs the
     codebook(s) its unit store was encoded with (``codebooks``; checked by sha256) and, for BPE
-    units, the BPE directory (default: the one recorded at training).
+    units, the BPE directory (default: the one recorded at training). ``lm``/``beam``: as for
+    :func:`evaluate_probe`.
 
     Raises:
         SpeechUnitsError: another task, a unit probe without its codebooks, unreadable audio.
@@ -271,7 +296,7 @@ def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks:
         samples = loaded.samples
     else:
         samples = _unit_samples(identity, paths, codebooks, bpe, encoder, device)
-    predictions = probe.predict(samples, ids, device=dev)
+    predictions = probe.predict(samples, ids, device=dev, decoder=_decoder(probe, lm, beam))
     return [p if isinstance(p, str) else " ".join(p) for p in (predictions[i] for i in ids)]
 
 

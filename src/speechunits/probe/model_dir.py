@@ -141,12 +141,14 @@ class Probe:
         return predict_logits(self.model, samples, list(samples) if ids is None else ids, device=device)
 
     def predict(self, samples: Mapping[str, Sample], ids: Sequence[str] | None = None, *,
-                device: torch.device | str = "cpu") -> dict[str, Any]:
+                device: torch.device | str = "cpu", decoder: Any = None) -> dict[str, Any]:
         """Decoded predictions: phone lists (``phones``), text (``asr``), frame id arrays
-        (``frames``), label strings (``speaker``, ``classify``)."""
+        (``frames``), label strings (``speaker``, ``classify``); ``decoder``: an LM beam search
+        instead of greedy CTC (:mod:`speechunits.probe.lm_decode`)."""
         from speechunits.probe.evaluate import decode_logits
 
-        return {utt: decode_logits(self.coder, out) for utt, out in self.logits(samples, ids, device=device).items()}
+        return {utt: decode_logits(self.coder, out, decoder)
+                for utt, out in self.logits(samples, ids, device=device).items()}
 
 
 def save_probe(directory: str | os.PathLike[str], model: ProbeModel, coder: LabelCoder, meta: dict[str, Any],

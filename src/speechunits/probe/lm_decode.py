@@ -1,0 +1,155 @@
+"""CTC prefix beam search over characters with a word n-gram LM (shallow fusion), for ``asr`` probes.
+
+The score of a hypothesis is ``log P_ctc(prefix) + alpha * log P_lm(words) + beta * |words|``
+(natural log; Hannun et al. 2014's prefix search). A word is scored when the word boundary that
+ends it is emitted, and the last word together with ``</s>`` when the frames end. Words outside
+the LM's vocabulary get its ``<unk>`` probability. ``alpha`` and ``beta`` are to be chosen on dev.
+
+pyctcdecode is the usual tool for this, but it pins numpy < 2 and cannot be installed beside this
+project's numpy; torchaudio's flashlight decoder has no build for torch 2.13. So the search is
+written here; the LM is any ARPA file (:mod:`speechunits.lm.arpa`, e.g. from
+``speechunits lm text-ngram`` or kenlm's ``lmplz``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from speechunits.errors import SpeechUnitsError
+
+NEG_INF = -math.inf
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == NEG_INF:
+        return b
+    if b == NEG_INF:
+        return a
+    return max(a, b) + math.log1p(math.exp(-abs(a - b)))
+
+
+@dataclass(frozen=True)
+class BeamOptions:
+    """Search settings: LM weight, word bonus, beam width, and the pruning of unlikely tokens/prefixes."""
+
+    alpha: float = 0.5
+    beta: float = 1.0
+    beam: int = 32
+    token_min_logp: float = -10.0
+    prune_logp: float = -20.0
+
+    def __post_init__(self) -> None:
+        if self.beam < 1:
+            raise SpeechUnitsError(f"--beam must be >= 1, got {self.beam}")
+        if self.alpha < 0:
+            raise SpeechUnitsError(f"--alpha must be >= 0, got {self.alpha}")
+
+
+class WordLMDecoder:
+    """Decode ``[T, V]`` CTC log-probabilities over ``tokens`` (``tokens[blank]`` the blank,
+    ``tokens[boundary]`` the word boundary) into normalised text with an :class:`ArpaLM` of words."""
+
+    def __init__(self, tokens: Sequence[str], boundary: str, lm: object, options: BeamOptions = BeamOptions(),
+                 blank: int = 0):
+        if boundary not in tokens:
+            raise SpeechUnitsError(f"the probe's characters have no word boundary {boundary!r}; an LM needs words")
+        self.tokens = list(tokens)
+        self.blank = blank
+        self.boundary = self.tokens.index(boundary)
+        self.lm = lm
+        self.options = options
+        self._word_cache: dict[tuple[str, ...], float] = {}
+
+    # -- LM ------------------------------------------------------------------------------------------
+    def _lm_word(self, history: tuple[str, ...], word: str) -> float:
+        key = history + (word,)
+        value = self._word_cache.get(key)
+        if value is None:
+            value = self.lm.log10_prob(word, list(history)) * math.log(10.0)
+            self._word_cache[key] = value
+        return value
+
+    def _context(self, words: tuple[str, ...]) -> tuple[str, ...]:
+        keep = max(0, self.lm.order - 1)
+        return (("<s>",) + words)[-keep:] if keep else ()
+
+    # -- search --------------------------------------------------------------------------------------
+    def decode(self, log_probs: np.ndarray) -> str:
+        """The best hypothesis' text (words joined by single spaces) for one utterance's ``[T, V]``."""
+        log_probs = np.asarray(log_probs, dtype=np.float64)
+        if log_probs.ndim != 2 or log_probs.shape[1] != len(self.tokens):
+            raise SpeechUnitsError(f"expected log-probabilities [T, {len(self.tokens)}], got {log_probs.shape}")
+        # normalise in case raw logits come in
+        log_probs = log_probs - np.logaddexp.reduce(log_probs, axis=1, keepdims=True)
+        opts = self.options
+        # a beam entry: (words done, partial word, last token) -> [p_blank, p_nonblank, lm score]
+        beams: dict[tuple[tuple[str, ...], str, int], list[float]] = {((), "", -1): [0.0, NEG_INF, 0.0]}
+        for frame in log_probs:
+            best_token = int(frame.argmax())
+            candidates = [int(c) for c in np.flatnonzero(frame >= opts.token_min_logp)]
+            if best_token not in candidates:
+                candidates.append(best_token)
+            nxt: dict[tuple[tuple[str, ...], str, int], list[float]] = {}
+
+            def add(key: tuple[tuple[str, ...], str, int], p_blank: float, p_nonblank: float, lm: float) -> None:
+                entry = nxt.get(key)
+                if entry is None:
+                    nxt[key] = [p_blank, p_nonblank, lm]
+                else:
+                    entry[0] = _logaddexp(entry[0], p_blank)
+                    entry[1] = _logaddexp(entry[1], p_nonblank)
+
+            for (words, partial, last), (pb, pnb, lm) in beams.items():
+                total = _logaddexp(pb, pnb)
+                for c in candidates:
+                    p = float(frame[c])
+                    if c == self.blank:
+                        add((words, partial, last), total + p, NEG_INF, lm)
+                        continue
+                    if c == last:  # repeat: stays the same prefix, unless a blank separated the two
+                        add((words, partial, last), NEG_INF, pnb + p, lm)
+                        if pb == NEG_INF:
+                            continue
+                        source = pb + p
+                    else:
+                        source = total + p
+                    if c == self.boundary:
+                        if not partial:  # a boundary without a word before it changes nothing
+                            add((words, partial, c), NEG_INF, source, lm)
+                            continue
+                        gain = opts.alpha * self._lm_word(self._context(words), partial) + opts.beta
+                        add((words + (partial,), "", c), NEG_INF, source, lm + gain)
+                    else:
+                        add((words, partial + self.tokens[c], c), NEG_INF, source, lm)
+            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]) + kv[1][2], reverse=True)
+            top = _logaddexp(ranked[0][1][0], ranked[0][1][1]) + ranked[0][1][2]
+            beams = {k: v for k, v in ranked[:opts.beam]
+                     if _logaddexp(v[0], v[1]) + v[2] >= top + opts.prune_logp}
+        # a trailing boundary or none spells the same words: their paths are summed
+        finals: dict[tuple[str, ...], list[float]] = {}
+        for (words, partial, _), (pb, pnb, lm) in beams.items():
+            if partial:
+                lm += opts.alpha * self._lm_word(self._context(words), partial) + opts.beta
+                words = words + (partial,)
+            entry = finals.setdefault(words, [NEG_INF, lm + opts.alpha * self._lm_word(self._context(words), "</s>")])
+            entry[0] = _logaddexp(entry[0], _logaddexp(pb, pnb))
+        best = max(finals.items(), key=lambda kv: kv[1][0] + kv[1][1])
+        return " ".join(best[0])
+
+
+def word_lm_decoder(probe: object, lm_path: str, options: BeamOptions = BeamOptions()) -> WordLMDecoder:
+    """The decoder of a loaded ``asr`` probe (a character tokenizer) with the word LM in ``lm_path`` (ARPA)."""
+    from speechunits.lm.arpa import read_arpa
+    from speechunits.probe.vocab import WORD_BOUNDARY
+
+    coder = probe.coder  # type: ignore[attr-defined]
+    if probe.task != "asr":  # type: ignore[attr-defined]
+        raise SpeechUnitsError(f"--lm decodes words: it needs an asr probe, not a {probe.task!r} one")  # type: ignore[attr-defined]
+    if coder.tokenizer is None or coder.tokenizer.kind != "chars":
+        raise SpeechUnitsError("--lm needs an asr probe over characters (--tokenizer chars); BPE probes decode "
+                               "greedily")
+    return WordLMDecoder(coder.tokenizer.tokens, WORD_BOUNDARY, read_arpa(lm_path), options,
+                         blank=coder.tokenizer.blank)
