@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip install --quiet -c constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev demo test test-all bench-deps
+.PHONY: install install-dev demo test test-all bench-deps bench-pyctcdecode
 
 install:
 	$(PYTHON) -m pip install --quiet torch==2.13.0
@@ -30,3 +30,9 @@ bench-deps:
 	$(PYTHON) -m pip install --quiet torch==2.13.0
 	$(PIP) -e ".[bench]"
 	$(PIP) --no-deps "zerospeech-libriabx2>=0.9.8"
+
+# bench/probe_lm.py's baseline: pyctcdecode + kenlm pin numpy < 2, so they get a venv of their own.
+bench-pyctcdecode:
+	$(PYTHON) -m venv .venv-pyctcdecode
+	.venv-pyctcdecode/bin/python -m pip install --quiet "numpy<2" "pyctcdecode==0.5.0" "kenlm>=0.2"
+
