@@ -16,9 +16,11 @@ What it does, every setting fixed here:
 2. ``speechunits probe train asr`` on MFCC (BiLSTM of 128, 3 frames stacked, standardised, characters,
    split by speaker: dev and test speakers unseen, lr 1e-3, one seed, at most ``--max-steps``), the
    settings of bench/probe.py's judge, unless OUT/asr-mfcc exists.
+   The same on units: MFCC K=100 fitted on the training part, deduplicated, embedding tables from the
+   centroids, not stacked (bench/probe.py's unit rows), on the MFCC probe's split.
 3. ``speechunits lm text-ngram`` of the corpus's transcripts without the probe's dev and test
    utterances, orders 2, 3 and 4 (Kneser-Ney).
-4. The probe's logits of dev and test, computed once; greedy CTC; our beam search over a grid of
+4. Per probe: its logits of dev and test, computed once; greedy CTC; our beam search over a grid of
    order x alpha x beta on **dev**, the best by dev WER; **test read once** for greedy and that best.
    Also: decoding speed (utterances/s and x real time, decoding alone), the test words outside the
    LM's vocabulary, the test sentences the LM was trained on.
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from su import su  # noqa: E402  (bench/su.py)
+from su import fit_codebook, su  # noqa: E402  (bench/su.py)
 
 log = logging.getLogger("bench.probe_lm")
 
@@ -60,13 +62,9 @@ def main() -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 
-    from speechunits.corpus import open_corpus
     from speechunits.lm.arpa import read_arpa
-    from speechunits.probe.evaluate import corpus_labels, decode_logits, probe_input, score_predictions
-    from speechunits.probe.inputs import as_corpus
     from speechunits.probe.labels import read_transcripts
-    from speechunits.probe.lm_decode import BeamOptions, word_lm_decoder
-    from speechunits.probe.model_dir import load_probe, read_split
+    from speechunits.probe.model_dir import read_split
     from speechunits.probe.vocab import normalize_text
 
     corpus = out / "corpus"
@@ -86,17 +84,86 @@ def main() -> int:
             su("lm", "text-ngram", str(corpus / "text.tsv"), "-o", str(arpas[order]), "--order", order,
                "--exclude", str(probe_dir), "--quiet")
 
+    # the same probe on units: MFCC K=100 fitted on the training part, deduplicated, tables from the centroids
+    split = read_split(probe_dir)
+    split_file = out / "split.tsv"
+    split_file.write_text("".join(f"{u}\t{part}\n" for part in ("train", "dev", "test") for u in split.part(part)))
+    codebook, store, units_probe = out / "codebook-k100", out / "units-k100", out / "asr-units"
+    if not (units_probe / "probe.json").is_file():
+        from speechunits.corpus import write_tsv_subset
+
+        write_tsv_subset(corpus / "manifest.tsv", set(split.part("train")), out / "train-manifest.tsv")
+        fit_codebook(out / "train-manifest.tsv", codebook, "mfcc", 100)
+        if not (store / ".speechunits.json").is_file():
+            su("encode", str(corpus / "manifest.tsv"), "--codebook", str(codebook), "-o", str(store), "--quiet")
+        su("probe", "train", "asr", str(corpus / "manifest.tsv"), "--units", str(store), "--dedup", "--codebook",
+           str(codebook), "--embed-init", "centroids", "--head", "bilstm", "--hidden", 128, "--tokenizer", "chars",
+           "--split-file", str(split_file), "--lr", "1e-3", "--seeds", 1, "--max-steps", cfg["max_steps"],
+           "--eval-every", 25, "--patience", 20, "--step-schedule", "--threads", 1, "-o", str(units_probe), "--quiet")
+
+    texts = read_transcripts(corpus / "text.tsv")
+    results: dict[str, Any] = {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+                               "probes": {}}
+    for name, directory, inputs in (("MFCC features", probe_dir, {}), ("MFCC K=100 units, dedup", units_probe,
+                                                                       {"units": str(store)})):
+        results["probes"][name] = measure(name, directory, inputs, corpus, arpas, cfg, args.pyctcdecode_python,
+                                          out / directory.name)
+    test_ids = split.part("test")
+    lm_words = {g[0] for g in read_arpa(arpas[max(arpas)]).prob if len(g) == 1}
+    test_words = [w for u in test_ids for w in normalize_text(texts[u]).split()]
+    train_sentences = {normalize_text(texts[u]) for u in split.part("train")}
+    results["oov_rate"] = sum(w not in lm_words for w in test_words) / max(len(test_words), 1)
+    results["test_sentences_in_lm_text"] = sum(normalize_text(texts[u]) in train_sentences
+                                               for u in test_ids) / max(len(test_ids), 1)
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+
+    print(f"\nasr probes (BiLSTM, characters), test speakers unseen; settings chosen on dev "
+          f"({len(cfg['orders']) * len(cfg['alphas']) * len(cfg['betas'])} per decoder and probe), test read once\n")
+    print("| input | decoding | dev WER % | test WER % | test CER % | utterances/s | x real time |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results["probes"].items():
+        rows = [("greedy CTC", r["dev"]["greedy"], r["test"]["greedy"])]
+        b = r["test"]["lm"]
+        rows.append((f"beam {cfg['beam']} + word {b['order']}-gram (alpha {b['alpha']}, beta {b['beta']})",
+                     r["dev"]["best"], b))
+        if "pyctcdecode" in r:
+            p = r["pyctcdecode"]["test"]
+            rows.append((f"pyctcdecode + kenlm, beam {cfg['beam']}, word {p['order']}-gram (alpha {p['alpha']}, "
+                         f"beta {p['beta']})", r["pyctcdecode"]["dev_best"], p))
+        else:
+            rows.append(("pyctcdecode + kenlm: not run (make bench-pyctcdecode)", None, None))
+        for label, dev, test in rows:
+            if test is None:
+                print(f"| {name} | {label} | | | | | |")
+                continue
+            print(f"| {name} | {label} | {100 * dev['wer']:.1f} | {100 * test['wer']:.1f} | {100 * test['cer']:.1f} | "
+                  f"{test['utts_per_s']:.1f} | {test['x_realtime']:.1f} |")
+    print(f"\ntest words outside the LM: {100 * results['oov_rate']:.1f} %; test sentences in the LM's text: "
+          f"{100 * results['test_sentences_in_lm_text']:.1f} %")
+    return 0
+
+
+def measure(name: str, probe_dir: Path, inputs: dict[str, Any], corpus: Path, arpas: dict[int, Path],
+            cfg: dict[str, Any], pyctcdecode_python: Path, work: Path) -> dict[str, Any]:
+    """Greedy, our beam search and pyctcdecode on one probe's dev (grid) and test (once) logits."""
+    import soundfile as sf
+
+    from speechunits.corpus import open_corpus
+    from speechunits.probe.evaluate import corpus_labels, decode_logits, probe_input, score_predictions
+    from speechunits.probe.inputs import as_corpus
+    from speechunits.probe.lm_decode import BeamOptions, word_lm_decoder
+    from speechunits.probe.model_dir import load_probe, read_split
+
     probe = load_probe(probe_dir)
     split = read_split(probe_dir)
-    made = probe_input(probe.identity, as_corpus(str(corpus / "manifest.tsv")), quiet=True)
-    texts = read_transcripts(corpus / "text.tsv")
+    made = probe_input(probe.identity, as_corpus(str(corpus / "manifest.tsv")), quiet=True, **inputs)
     logits: dict[str, dict[str, Any]] = {}
     labels: dict[str, dict[str, str]] = {}
     for part in ("dev", "test"):
-        ids = split.part(part)
-        labels[part] = corpus_labels("asr", str(corpus / "manifest.tsv"), ids).labels
+        labels[part] = corpus_labels("asr", str(corpus / "manifest.tsv"), split.part(part)).labels
         loaded = made.load(list(labels[part]))
         logits[part] = probe.logits(loaded.samples, list(loaded.samples))
+    audio_s = sum(sf.info(u.path).duration for u in open_corpus(corpus / "manifest.tsv") if u.id in logits["test"])
 
     def score_hyps(part: str, hyps: dict[str, str]) -> dict[str, float]:
         return score_predictions("asr", labels[part], hyps)
@@ -107,65 +174,33 @@ def main() -> int:
         wall = time.perf_counter() - t0
         return score_predictions("asr", labels[part], predictions), wall
 
-    results: dict[str, Any] = {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-                               "probe": str(probe_dir), "utterances": {p: len(logits[p]) for p in logits}}
+    def timed(metrics: dict[str, float], wall: float) -> dict[str, float]:
+        return {**metrics, "utts_per_s": len(logits["test"]) / wall, "x_realtime": audio_s / wall}
+
     greedy_dev, _ = decode("dev", None)
     grid = []
     for order, alpha, beta in itertools.product(cfg["orders"], cfg["alphas"], cfg["betas"]):
         options = BeamOptions(alpha=alpha, beta=beta, beam=cfg["beam"])
         metrics, wall = decode("dev", word_lm_decoder(probe, str(arpas[order]), options))
         grid.append({"order": order, "alpha": alpha, "beta": beta, **metrics, "seconds": wall})
-        log.info("dev order %d alpha %.2f beta %.1f: WER %.4f CER %.4f (%.1f s)", order, alpha, beta,
+        log.info("%s, dev, order %d alpha %.2f beta %.1f: WER %.4f CER %.4f (%.1f s)", name, order, alpha, beta,
                  metrics["wer"], metrics["cer"], wall)
     best = min(grid, key=lambda g: (g["wer"], g["cer"]))
-    results["dev"] = {"greedy": greedy_dev, "grid": grid, "best": best}
-
     # test, read once: greedy and the dev-chosen search
-    greedy_test, greedy_wall = decode("test", None)
+    greedy_test = timed(*decode("test", None))
     chosen = BeamOptions(alpha=best["alpha"], beta=best["beta"], beam=cfg["beam"])
-    lm_test, lm_wall = decode("test", word_lm_decoder(probe, str(arpas[best["order"]]), chosen))
-    import soundfile as sf
-
-    audio_s = sum(sf.info(u.path).duration for u in open_corpus(corpus / "manifest.tsv") if u.id in logits["test"])
-    lm_words = {g[0] for g in read_arpa(arpas[best["order"]]).prob if len(g) == 1}
-    test_words = [w for u in logits["test"] for w in normalize_text(texts[u]).split()]
-    train_sentences = {normalize_text(texts[u]) for u in split.part("train")}
-    results["test"] = {
-        "greedy": {**greedy_test, "utts_per_s": len(logits["test"]) / greedy_wall,
-                   "x_realtime": audio_s / greedy_wall},
-        "lm": {**lm_test, "utts_per_s": len(logits["test"]) / lm_wall, "x_realtime": audio_s / lm_wall,
-               "order": best["order"], "alpha": best["alpha"], "beta": best["beta"], "beam": cfg["beam"]},
-        "oov_rate": sum(w not in lm_words for w in test_words) / max(len(test_words), 1),
-        "sentences_in_lm_text": sum(normalize_text(texts[u]) in train_sentences for u in logits["test"])
-        / max(len(logits["test"]), 1),
-    }
-    baseline = pyctcdecode_rows(args.pyctcdecode_python, out, probe, logits, arpas, cfg, decode_hyps=score_hyps,
+    lm_test = timed(*decode("test", word_lm_decoder(probe, str(arpas[best["order"]]), chosen)))
+    result: dict[str, Any] = {
+        "probe": str(probe_dir), "utterances": {p: len(logits[p]) for p in logits},
+        "dev": {"greedy": greedy_dev, "grid": grid, "best": best},
+        "test": {"greedy": greedy_test, "lm": {**lm_test, "order": best["order"], "alpha": best["alpha"],
+                                                "beta": best["beta"], "beam": cfg["beam"]}}}
+    work.mkdir(parents=True, exist_ok=True)
+    baseline = pyctcdecode_rows(pyctcdecode_python, work, probe, logits, arpas, cfg, decode_hyps=score_hyps,
                                 audio_s=audio_s)
     if baseline is not None:
-        results["pyctcdecode"] = baseline
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-
-    g, b = results["test"]["greedy"], results["test"]["lm"]
-    print(f"\nasr probe (MFCC, BiLSTM, characters), {results['utterances']['test']} test utterances of unseen "
-          f"speakers; {len(grid)} decoder settings tried on dev\n")
-    print("| decoding | dev WER % | test WER % | test CER % | utterances/s | x real time |")
-    print("|---|---|---|---|---|---|")
-    print(f"| greedy CTC | {100 * greedy_dev['wer']:.1f} | {100 * g['wer']:.1f} | {100 * g['cer']:.1f} | "
-          f"{g['utts_per_s']:.0f} | {g['x_realtime']:.0f} |")
-    print(f"| beam {cfg['beam']} + word {b['order']}-gram (alpha {b['alpha']}, beta {b['beta']}) | "
-          f"{100 * best['wer']:.1f} | {100 * b['wer']:.1f} | {100 * b['cer']:.1f} | {b['utts_per_s']:.1f} | "
-          f"{b['x_realtime']:.1f} |")
-    if baseline is not None:
-        p = baseline["test"]
-        print(f"| pyctcdecode + kenlm, beam {cfg['beam']}, word {p['order']}-gram (alpha {p['alpha']}, beta {p['beta']}) | "
-              f"{100 * baseline['dev_best']['wer']:.1f} | {100 * p['wer']:.1f} | {100 * p['cer']:.1f} | "
-              f"{p['utts_per_s']:.1f} | {p['x_realtime']:.1f} |")
-    else:
-        print("| pyctcdecode + kenlm | not run: no venv (make bench-pyctcdecode) | | | | |")
-    print(f"\nrelative test WER change: {100 * (b['wer'] - g['wer']) / g['wer']:+.1f} %; test words outside the LM: "
-          f"{100 * results['test']['oov_rate']:.1f} %; test sentences in the LM's text: "
-          f"{100 * results['test']['sentences_in_lm_text']:.1f} %")
-    return 0
+        result["pyctcdecode"] = baseline
+    return result
 
 
 def pyctcdecode_rows(python: Path, out: Path, probe: Any, logits: dict[str, dict[str, Any]], arpas: dict[int, Path],

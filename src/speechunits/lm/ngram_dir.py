@@ -38,7 +38,7 @@ def train_ngram_lm(store_path: str | Path, out_dir: str | Path, *, order: int = 
         smoothing: "kneser-ney" (interpolated modified Kneser-Ney) or "witten-bell".
         codebook_dir: the store's codebook, copied into ``LM/codebook`` so that the LM can read audio.
     """
-    from speechunits.lm.train import _copy_codebook, consumes_of
+    from speechunits.lm.train import _copy_codebook, consumes_of, training_rows, unit_bpe_for
     from speechunits.units.store import UnitStore
 
     if order < 1:
@@ -51,17 +51,8 @@ def train_ngram_lm(store_path: str | Path, out_dir: str | Path, *, order: int = 
     store = UnitStore.open(store_path)
     if store.streams > 1:
         raise SpeechUnitsError(f"{store_path}: a {store.streams}-stream store; unit LMs read one stream")
-    bpe = None
-    if tokens == "bpe":
-        from speechunits.units.bpe import UnitBPE, _check_source
-
-        if bpe_dir is None:
-            raise SpeechUnitsError("--tokens bpe needs the BPE directory: --tokens bpe:DIR")
-        bpe = UnitBPE.load(bpe_dir)
-        _check_source(bpe, store)
-    rows = list(store.iter_rows())
-    if not rows:
-        raise SpeechUnitsError(f"{store_path}: the unit store is empty; nothing to train on")
+    bpe = unit_bpe_for(tokens, bpe_dir, store)
+    rows = training_rows(store, store_path)
     vocab = LMVocab(tokens, store.vocab_size, bpe, [])
     encoded = vocab.encode_units_batch([vocab.unit_sequence(u.ids, u.durations) for _, u, _ in rows])
     token_count = sum(t.size for t in encoded)

@@ -38,6 +38,27 @@ def consumes_of(store: Any, tokenisation: str) -> dict[str, Any]:
             "layer": codebook.get("layer"), "tokenisation": tokenisation, "codebook": codebook}
 
 
+def unit_bpe_for(tokens: str, bpe_dir: str | Path | None, store: Any) -> Any:
+    """The unit BPE that ``--tokens bpe:DIR`` names, checked against ``store`` (None for other tokens)."""
+    if tokens != "bpe":
+        return None
+    from speechunits.units.bpe import UnitBPE, _check_source
+
+    if bpe_dir is None:
+        raise SpeechUnitsError("--tokens bpe needs the BPE directory: --tokens bpe:DIR")
+    bpe = UnitBPE.load(bpe_dir)
+    _check_source(bpe, store)
+    return bpe
+
+
+def training_rows(store: Any, store_path: str | Path) -> list[Any]:
+    """Every ``(id, Units, seconds)`` row of ``store``; an empty store is an error."""
+    rows = list(store.iter_rows())
+    if not rows:
+        raise SpeechUnitsError(f"{store_path}: the unit store is empty; nothing to train on")
+    return rows
+
+
 def _export(vocab: LMVocab):
     def export(model: torch.nn.Module, out_dir: Path) -> None:
         import transformers
@@ -103,18 +124,8 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
                                                saved["dev"]["patience"])
     elif has_checkpoint(out):
         raise SpeechUnitsError(f"{out}: already holds a checkpoint; pass --resume to continue it or pick another -o")
-    bpe = None
-    if tokens == "bpe":
-        from speechunits.units.bpe import UnitBPE, _check_source
-
-        if bpe_dir is None:
-            raise SpeechUnitsError("--tokens bpe needs the BPE directory: --tokens bpe:DIR")
-        bpe = UnitBPE.load(bpe_dir)
-        _check_source(bpe, store)
-
-    rows = list(store.iter_rows())
-    if not rows:
-        raise SpeechUnitsError(f"{store_path}: the unit store is empty; nothing to train on")
+    bpe = unit_bpe_for(tokens, bpe_dir, store)
+    rows = training_rows(store, store_path)
     alignments = None
     words: list[str] = []
     if interleave is not None:
