@@ -27,15 +27,19 @@ def test_equals_conv1d(kwargs: dict, dtype: torch.dtype) -> None:
     torch.manual_seed(0)
     conv = torch.nn.Conv1d(**kwargs).to(dtype)
     hidden = torch.randn(3, 41, kwargs["in_channels"], dtype=dtype).transpose(1, 2)  # [B, C, T] view, time-major
+    module = TimeMajorConv1d(conv)
     with torch.inference_mode():
         want = conv(hidden)
-        got = TimeMajorConv1d(conv)(hidden)
-        from_channel_major = TimeMajorConv1d(conv)(hidden.contiguous())
+        got = module(hidden)
+        from_channel_major = module(hidden.contiguous())
     assert got.shape == want.shape
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
     torch.testing.assert_close(got, want, **tol)
     torch.testing.assert_close(from_channel_major, want, **tol)
-    assert got.transpose(1, 2).is_contiguous()  # output stored [B, T', C]: the encoder's layout
+    if module._packed is not None:  # oneDNN's path (a CPU without bf16 support falls back to conv1d, any layout)
+        assert got.transpose(1, 2).is_contiguous()  # output stored [B, T', C]: the encoder's layout
+    else:
+        assert dtype == torch.bfloat16 and not onednn.supports(torch.bfloat16)
 
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason="torch built without oneDNN: no packed path")
@@ -125,7 +129,8 @@ def test_cpu_encoder_swaps_and_still_matches_transformers(tmp_path, norm: str) -
         assert BF16_MIN_REL_L2 < rel < BF16_MAX_REL_L2, (layer, rel)
 
 
-@needs_onednn
+@pytest.mark.skipif(not onednn.supports(torch.bfloat16),
+                    reason="this CPU has no oneDNN bf16 (AVX512-BF16, AMX or AVX-NE-CONVERT)")
 @pytest.mark.parametrize("norm", ["group", "layer"])
 def test_cpu_encoder_bf16_packs_linears_and_fuses_gelus(tmp_path, norm: str) -> None:
     """bf16 on CPU with oneDNN: packed linears and packed CNN convolutions, GELUs fused where nothing sits between."""
@@ -137,6 +142,24 @@ def test_cpu_encoder_bf16_packs_linears_and_fuses_gelus(tmp_path, norm: str) -> 
     conv = bf16.model.feature_extractor.conv_layers[1].conv
     assert conv._packed is not None
     assert conv.gelu is (norm == "group")  # layer-norm CNN layers: the norm sits between conv and GELU
+
+
+def test_cpu_encoder_bf16_without_onednn_bf16_keeps_plain_linears(tmp_path, monkeypatch) -> None:
+    """A CPU without bf16 instructions (plain AVX2): no packed linears or fused GELUs, and bf16 still encodes."""
+    from speechunits.encoders import load_encoder
+
+    monkeypatch.setattr(onednn, "supports", lambda dtype: False)
+    model = _tiny_hubert(tmp_path, "group")
+    wave = np.random.default_rng(0).standard_normal(16000 * 3).astype(np.float32) * 0.1
+    with torch.inference_mode():
+        want = model(torch.from_numpy(wave)[None], output_hidden_states=True).hidden_states
+    bf16 = load_encoder(str(tmp_path), device="cpu", dtype="bf16")
+    assert isinstance(bf16.model.encoder.layers[0].feed_forward.intermediate_dense, torch.nn.Linear)
+    assert not isinstance(bf16.model.encoder.layers[0].feed_forward.intermediate_dense, onednn.PackedLinear)
+    assert bf16.model.feature_extractor.conv_layers[1].conv.gelu is False
+    low = bf16.extract(wave, [2])
+    rel = np.linalg.norm(low[2] - want[2][0].numpy()) / np.linalg.norm(want[2][0].numpy())
+    assert rel < BF16_MAX_REL_L2
 
 
 def test_fragile_grouped_convs_stay_fp32_under_bf16() -> None:

@@ -70,7 +70,8 @@ class FirstLayerPlan:
         conv: nn.Conv1d = layer.conv
         self.layer = layer
         self.time_major = time_major
-        self.fuse_gelu = (time_major and fuse_gelu and onednn.available() and onednn.is_exact_gelu(layer.activation)
+        self.fuse_gelu = (time_major and fuse_gelu and onednn.supports(batch.dtype)
+                          and onednn.is_exact_gelu(layer.activation)
                           and not isinstance(getattr(layer, "layer_norm", None), nn.LayerNorm))
         self.kernel, self.stride = conv.kernel_size[0], conv.stride[0]
         self.weight = conv.weight[:, 0, :]  # [C, k]

@@ -81,7 +81,8 @@ def optimize_for_cpu(model: nn.Module, dtype: torch.dtype) -> CpuKernels:
     ``feature_projection`` and ``encoder`` parts). In every dtype: the encoder's zero-padded
     temporal convolutions become channels-last ones, and the CNN's first layer a matmul run over
     time in pieces (when its shape allows). In bf16/fp16: the CNN's later layers channels-last and
-    attention as matmul-softmax-matmul. In bf16 with oneDNN: packed linears and fused GELUs.
+    attention as matmul-softmax-matmul. In bf16 with oneDNN on a CPU that has bf16 instructions
+    (:func:`onednn.supports`): packed linears and fused GELUs.
     The swapped modules fall back to plain ops under autograd. fp32 keeps transformers'
     arithmetic up to summation order.
     """
@@ -94,7 +95,7 @@ def optimize_for_cpu(model: nn.Module, dtype: torch.dtype) -> CpuKernels:
     cnn_in_pieces = first_layer_matmul and all(_unpadded_conv(getattr(layer, "conv", None))
                                                for layer in conv_layers[1:])
     time_major_cnn = cnn_in_pieces and dtype != torch.float32
-    fused_gelu = dtype == torch.bfloat16 and onednn.available()
+    fused_gelu = dtype == torch.bfloat16 and onednn.supports(dtype)
     attention = use_cpu_attention(model) if dtype != torch.float32 else None
     use_time_major_convs(model.encoder, padded_only=True)
     if time_major_cnn:

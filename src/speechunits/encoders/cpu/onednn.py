@@ -10,7 +10,8 @@
 torch.compile's CPU backend emits for the same patterns. Results equal the unfused ops up to the
 output dtype's rounding (oneDNN's erf differs from torch's in the last bf16 bit), so these swaps
 are made for bf16 only. Under autograd, or without oneDNN, every module falls back to the plain
-ops. Measured effects: docs/performance.md.
+ops, and where the CPU lacks bf16 support (:func:`supports`), to plain bf16 ops. Measured effects:
+docs/performance.md.
 """
 from __future__ import annotations
 
@@ -40,6 +41,26 @@ def available() -> bool:
         )
     except RuntimeError:  # pragma: no cover - torch.ops raises for unknown namespaces on some builds
         return False
+
+
+@functools.lru_cache(maxsize=None)
+def supports(dtype: torch.dtype) -> bool:
+    """Whether this CPU runs oneDNN's packed, GELU-fused linear in ``dtype``.
+
+    The ops exist in every oneDNN build (:func:`available`), but bf16 ones need AVX512-BF16, AMX
+    or AVX-NE-CONVERT: on a plain AVX2 CPU they raise. Probed once per dtype with a tiny call.
+    """
+    if not available():
+        return False
+    try:
+        with torch.no_grad():
+            weight = torch.zeros(4, 8, dtype=dtype)
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS)
+            linear(torch.zeros(2, 8, dtype=dtype), packed, None, gelu=True)
+    except (RuntimeError, NotImplementedError) as exc:
+        log.debug("oneDNN packed/fused linear unavailable in %s on this CPU (%s)", dtype, exc)
+        return False
+    return True
 
 
 def is_exact_gelu(module: nn.Module) -> bool:
