@@ -17,7 +17,9 @@ What it does, every setting fixed here:
    split by speaker: dev and test speakers unseen, lr 1e-3, one seed, at most ``--max-steps``), the
    settings of bench/probe.py's judge, unless OUT/asr-mfcc exists.
    The same on units: MFCC K=100 fitted on the training part, deduplicated, embedding tables from the
-   centroids, not stacked (bench/probe.py's unit rows), on the MFCC probe's split.
+   centroids, not stacked (bench/probe.py's unit rows), on the MFCC probe's split; at most
+   ``units_minutes`` (a step reads about 2.5x the audio of an MFCC step: the batch counts positions,
+   and deduplicated units have 2.5x fewer per second than 3-frame stacks), the weights best on dev kept.
 3. ``speechunits lm text-ngram`` of the corpus's transcripts without the probe's dev and test
    utterances, orders 2, 3 and 4 (Kneser-Ney).
 4. Per probe: its logits of dev and test, computed once; greedy CTC; our beam search over a grid of
@@ -45,9 +47,10 @@ from su import fit_codebook, su  # noqa: E402  (bench/su.py)
 
 log = logging.getLogger("bench.probe_lm")
 
-FULL = dict(minutes=60.0, speakers=20, max_steps=2000, orders=(2, 3, 4), alphas=(0.25, 0.5, 1.0, 1.5),
-            betas=(0.0, 1.0, 2.0), beam=32)
-QUICK = dict(minutes=2.0, speakers=4, max_steps=30, orders=(2, 3), alphas=(0.5, 1.0), betas=(0.0, 1.0), beam=8)
+FULL = dict(minutes=60.0, speakers=20, max_steps=2000, units_minutes=32.0, orders=(2, 3, 4),
+            alphas=(0.25, 0.5, 1.0, 1.5), betas=(0.0, 1.0, 2.0), beam=32)
+QUICK = dict(minutes=2.0, speakers=4, max_steps=30, units_minutes=0.5, orders=(2, 3), alphas=(0.5, 1.0),
+             betas=(0.0, 1.0), beam=8)
 
 
 def main() -> int:
@@ -99,7 +102,8 @@ def main() -> int:
         su("probe", "train", "asr", str(corpus / "manifest.tsv"), "--units", str(store), "--dedup", "--codebook",
            str(codebook), "--embed-init", "centroids", "--head", "bilstm", "--hidden", 128, "--tokenizer", "chars",
            "--split-file", str(split_file), "--lr", "1e-3", "--seeds", 1, "--max-steps", cfg["max_steps"],
-           "--eval-every", 25, "--patience", 20, "--step-schedule", "--threads", 1, "-o", str(units_probe), "--quiet")
+           "--eval-every", 25, "--patience", 20, "--step-schedule", "--max-minutes", cfg["units_minutes"],
+           "--threads", 1, "-o", str(units_probe), "--quiet")
 
     texts = read_transcripts(corpus / "text.tsv")
     results: dict[str, Any] = {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
