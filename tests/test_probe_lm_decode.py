@@ -39,7 +39,8 @@ def brute_force_best_text(log_probs: np.ndarray) -> str:
 
 def test_without_lm_weight_the_search_finds_the_most_probable_text(word_lm):
     rng = np.random.default_rng(0)
-    exhaustive = BeamOptions(alpha=0.0, beta=0.0, beam=10_000, token_min_logp=-math.inf, prune_logp=-math.inf)
+    exhaustive = BeamOptions(alpha=0.0, beta=0.0, beam=10_000, token_min_logp=-math.inf, prune_logp=-math.inf,
+                             unk_offset=0.0)
     decoder = WordLMDecoder(TOKENS, "|", word_lm, exhaustive)
     differs_from_best_path = 0
     for _ in range(30):
@@ -58,16 +59,18 @@ def test_the_word_lm_picks_the_word_it_knows(tmp_path):
     # "ab" or "bb": the acoustics lean to "bb" (0.6 / 0.4 on the first letter), the LM knows only "ab"
     lm = lm_of(["ab"] * 5 + ["ab ab"] * 5, tmp_path / "w.arpa")
     frames = np.log(np.array([[0.0, 0.4, 0.6, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]) + 1e-12)
-    assert WordLMDecoder(TOKENS, "|", lm, BeamOptions(alpha=0.0, beta=0.0)).decode(frames) == "bb"
-    assert WordLMDecoder(TOKENS, "|", lm, BeamOptions(alpha=1.0, beta=0.0)).decode(frames) == "ab"
+    assert WordLMDecoder(TOKENS, "|", lm, BeamOptions(alpha=0.0, beta=0.0, unk_offset=0.0)).decode(frames) == "bb"
+    assert WordLMDecoder(TOKENS, "|", lm, BeamOptions(alpha=1.0, beta=0.0, unk_offset=0.0)).decode(frames) == "ab"
+    # without the LM's probabilities, the vocabulary alone: "b" begins no LM word, "bb" is none
+    assert WordLMDecoder(TOKENS, "|", lm, BeamOptions(alpha=0.0, beta=0.0, unk_offset=-10.0)).decode(frames) == "ab"
 
 
 def test_word_bonus_and_end_of_sentence(tmp_path):
     lm = lm_of(["a b", "a b"], tmp_path / "w.arpa")
     # "a|b": the boundary is faint; a large word bonus keeps two words, none merges them into "ab"
     frames = np.log(np.array([[0.0, 1.0, 0.0, 0.0], [0.7, 0.0, 0.0, 0.3], [0.0, 0.0, 1.0, 0.0]]) + 1e-12)
-    assert WordLMDecoder(TOKENS, "|", lm, BeamOptions(alpha=0.0, beta=0.0)).decode(frames) == "ab"
-    assert WordLMDecoder(TOKENS, "|", lm, BeamOptions(alpha=0.0, beta=5.0)).decode(frames) == "a b"
+    assert WordLMDecoder(TOKENS, "|", lm, BeamOptions(alpha=0.0, beta=0.0, unk_offset=0.0)).decode(frames) == "ab"
+    assert WordLMDecoder(TOKENS, "|", lm, BeamOptions(alpha=0.0, beta=5.0, unk_offset=0.0)).decode(frames) == "a b"
     empty = np.log(np.array([[1.0, 0.0, 0.0, 0.0]] * 3) + 1e-12)
     assert WordLMDecoder(TOKENS, "|", lm, BeamOptions(alpha=1.0)).decode(empty) == ""
 

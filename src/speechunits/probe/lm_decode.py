@@ -3,7 +3,9 @@
 The score of a hypothesis is ``log P_ctc(prefix) + alpha * log P_lm(words) + beta * |words|``
 (natural log; Hannun et al. 2014's prefix search). A word is scored when the word boundary that
 ends it is emitted, and the last word together with ``</s>`` when the frames end. Words outside
-the LM's vocabulary get its ``<unk>`` probability. ``alpha`` and ``beta`` are to be chosen on dev.
+the LM's vocabulary get its ``<unk>`` probability plus ``unk_offset``, and while a word is being
+spelled, a hypothesis whose letters so far begin no LM word ranks ``unk_offset`` lower (the
+vocabulary-prefix check pyctcdecode also makes). ``alpha`` and ``beta`` are to be chosen on dev.
 
 pyctcdecode is the usual tool for this, but it pins numpy < 2 and cannot be installed beside this
 project's numpy; torchaudio's flashlight decoder has no build for torch 2.13. So the search is
@@ -38,8 +40,11 @@ class BeamOptions:
     alpha: float = 0.5
     beta: float = 1.0
     beam: int = 32
-    token_min_logp: float = -10.0
-    prune_logp: float = -20.0
+    token_min_logp: float = -5.0
+    prune_logp: float = -10.0
+    #: added to a hypothesis whose unfinished word is no prefix of an LM word, and to every word the
+    #: LM does not know (beside its <unk> probability): keeps the beam on spellable words
+    unk_offset: float = -10.0
 
     def __post_init__(self) -> None:
         if self.beam < 1:
@@ -62,15 +67,24 @@ class WordLMDecoder:
         self.lm = lm
         self.options = options
         self._word_cache: dict[tuple[str, ...], float] = {}
+        words = [g[0] for g in getattr(lm, "prob", {}) if len(g) == 1 and g[0] not in ("<s>", "</s>", "<unk>")]
+        self.vocabulary = frozenset(words)
+        self.prefixes = frozenset(w[:i] for w in words for i in range(1, len(w) + 1))
 
     # -- LM ------------------------------------------------------------------------------------------
-    def _lm_word(self, history: tuple[str, ...], word: str) -> float:
+    def _word_gain(self, history: tuple[str, ...], word: str) -> float:
+        """``alpha * ln P(word | history)``, plus ``unk_offset`` for a word the LM does not know (no ``beta``)."""
         key = history + (word,)
         value = self._word_cache.get(key)
         if value is None:
-            value = self.lm.log10_prob(word, list(history)) * math.log(10.0)
+            value = self.options.alpha * self.lm.log10_prob(word, list(history)) * math.log(10.0)
+            if word != "</s>" and self.vocabulary and word not in self.vocabulary:
+                value += self.options.unk_offset
             self._word_cache[key] = value
         return value
+
+    def _partial_penalty(self, partial: str) -> float:
+        return self.options.unk_offset if partial and self.prefixes and partial not in self.prefixes else 0.0
 
     def _context(self, words: tuple[str, ...]) -> tuple[str, ...]:
         keep = max(0, self.lm.order - 1)
@@ -120,21 +134,21 @@ class WordLMDecoder:
                         if not partial:  # a boundary without a word before it changes nothing
                             add((words, partial, c), NEG_INF, source, lm)
                             continue
-                        gain = opts.alpha * self._lm_word(self._context(words), partial) + opts.beta
+                        gain = self._word_gain(self._context(words), partial) + opts.beta
                         add((words + (partial,), "", c), NEG_INF, source, lm + gain)
                     else:
                         add((words, partial + self.tokens[c], c), NEG_INF, source, lm)
-            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]) + kv[1][2], reverse=True)
-            top = _logaddexp(ranked[0][1][0], ranked[0][1][1]) + ranked[0][1][2]
-            beams = {k: v for k, v in ranked[:opts.beam]
-                     if _logaddexp(v[0], v[1]) + v[2] >= top + opts.prune_logp}
+            scored = sorted(((_logaddexp(v[0], v[1]) + v[2] + self._partial_penalty(k[1]), k, v)
+                             for k, v in nxt.items()), key=lambda item: item[0], reverse=True)
+            top = scored[0][0]
+            beams = {k: v for score, k, v in scored[:opts.beam] if score >= top + opts.prune_logp}
         # a trailing boundary or none spells the same words: their paths are summed
         finals: dict[tuple[str, ...], list[float]] = {}
         for (words, partial, _), (pb, pnb, lm) in beams.items():
             if partial:
-                lm += opts.alpha * self._lm_word(self._context(words), partial) + opts.beta
+                lm += self._word_gain(self._context(words), partial) + opts.beta
                 words = words + (partial,)
-            entry = finals.setdefault(words, [NEG_INF, lm + opts.alpha * self._lm_word(self._context(words), "</s>")])
+            entry = finals.setdefault(words, [NEG_INF, lm + self._word_gain(self._context(words), "</s>")])
             entry[0] = _logaddexp(entry[0], _logaddexp(pb, pnb))
         best = max(finals.items(), key=lambda kv: kv[1][0] + kv[1][1])
         return " ".join(best[0])
