@@ -113,7 +113,7 @@ def main() -> int:
         results["probes"][name] = measure(name, directory, inputs, corpus, arpas, cfg, args.pyctcdecode_python,
                                           out / directory.name)
     test_ids = split.part("test")
-    lm_words = {g[0] for g in read_arpa(arpas[max(arpas)]).prob if len(g) == 1}
+    lm_words = read_arpa(arpas[max(arpas)]).vocabulary
     test_words = [w for u in test_ids for w in normalize_text(texts[u]).split()]
     train_sentences = {normalize_text(texts[u]) for u in split.part("train")}
     results["oov_rate"] = sum(w not in lm_words for w in test_words) / max(len(test_words), 1)
@@ -155,6 +155,7 @@ def measure(name: str, probe_dir: Path, inputs: dict[str, Any], corpus: Path, ar
     from speechunits.corpus import open_corpus
     from speechunits.probe.evaluate import corpus_labels, decode_logits, probe_input, score_predictions
     from speechunits.probe.inputs import as_corpus
+    from speechunits.lm.arpa import read_arpa
     from speechunits.probe.lm_decode import BeamOptions, word_lm_decoder
     from speechunits.probe.model_dir import load_probe, read_split
 
@@ -182,10 +183,11 @@ def measure(name: str, probe_dir: Path, inputs: dict[str, Any], corpus: Path, ar
         return {**metrics, "utts_per_s": len(logits["test"]) / wall, "x_realtime": audio_s / wall}
 
     greedy_dev, _ = decode("dev", None)
+    word_lms = {order: read_arpa(path) for order, path in arpas.items()}  # read once, searched 12 times each
     grid = []
     for order, alpha, beta in itertools.product(cfg["orders"], cfg["alphas"], cfg["betas"]):
         options = BeamOptions(alpha=alpha, beta=beta, beam=cfg["beam"])
-        metrics, wall = decode("dev", word_lm_decoder(probe, str(arpas[order]), options))
+        metrics, wall = decode("dev", word_lm_decoder(probe, word_lms[order], options))
         grid.append({"order": order, "alpha": alpha, "beta": beta, **metrics, "seconds": wall})
         log.info("%s, dev, order %d alpha %.2f beta %.1f: WER %.4f CER %.4f (%.1f s)", name, order, alpha, beta,
                  metrics["wer"], metrics["cer"], wall)
@@ -193,7 +195,7 @@ def measure(name: str, probe_dir: Path, inputs: dict[str, Any], corpus: Path, ar
     # test, read once: greedy and the dev-chosen search
     greedy_test = timed(*decode("test", None))
     chosen = BeamOptions(alpha=best["alpha"], beta=best["beta"], beam=cfg["beam"])
-    lm_test = timed(*decode("test", word_lm_decoder(probe, str(arpas[best["order"]]), chosen)))
+    lm_test = timed(*decode("test", word_lm_decoder(probe, word_lms[best["order"]], chosen)))
     result: dict[str, Any] = {
         "probe": str(probe_dir), "utterances": {p: len(logits[p]) for p in logits},
         "dev": {"greedy": greedy_dev, "grid": grid, "best": best},

@@ -26,6 +26,8 @@ class ArpaLM:
         self.prob = prob
         self.backoff = backoff
         self.has_unk = ("<unk>",) in prob
+        #: the words the model spells (its unigrams but <s>, </s> and <unk>)
+        self.vocabulary = frozenset(g[0] for g in prob if len(g) == 1 and g[0] not in ("<s>", "</s>", "<unk>"))
 
     def log10_prob(self, word: str, context: Sequence[str]) -> float:
         """``log10 P(word | context)`` (only the last ``order - 1`` words of ``context`` matter)."""

@@ -38,8 +38,7 @@ def train_ngram_lm(store_path: str | Path, out_dir: str | Path, *, order: int = 
         smoothing: "kneser-ney" (interpolated modified Kneser-Ney) or "witten-bell".
         codebook_dir: the store's codebook, copied into ``LM/codebook`` so that the LM can read audio.
     """
-    from speechunits.lm.train import _copy_codebook, consumes_of, training_rows, unit_bpe_for
-    from speechunits.units.store import UnitStore
+    from speechunits.lm.train import _copy_codebook, consumes_of, open_training_store, training_rows, unit_bpe_for
 
     if order < 1:
         raise SpeechUnitsError(f"--order must be >= 1, got {order}")
@@ -48,9 +47,7 @@ def train_ngram_lm(store_path: str | Path, out_dir: str | Path, *, order: int = 
     out = Path(out_dir)
     if (out / ARPA_FILE).exists():
         raise SpeechUnitsError(f"{out}: already holds an n-gram LM; pick another -o")
-    store = UnitStore.open(store_path)
-    if store.streams > 1:
-        raise SpeechUnitsError(f"{store_path}: a {store.streams}-stream store; unit LMs read one stream")
+    store = open_training_store(store_path)
     bpe = unit_bpe_for(tokens, bpe_dir, store)
     rows = training_rows(store, store_path)
     vocab = LMVocab(tokens, store.vocab_size, bpe, [])

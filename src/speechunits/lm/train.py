@@ -38,6 +38,16 @@ def consumes_of(store: Any, tokenisation: str) -> dict[str, Any]:
             "layer": codebook.get("layer"), "tokenisation": tokenisation, "codebook": codebook}
 
 
+def open_training_store(store_path: str | Path) -> Any:
+    """The :class:`UnitStore` an LM trains on; a multi-stream store is refused (unit LMs read one stream)."""
+    from speechunits.units.store import UnitStore
+
+    store = UnitStore.open(store_path)
+    if store.streams > 1:
+        raise SpeechUnitsError(f"{store_path}: a {store.streams}-stream store; unit LMs read one stream")
+    return store
+
+
 def unit_bpe_for(tokens: str, bpe_dir: str | Path | None, store: Any) -> Any:
     """The unit BPE that ``--tokens bpe:DIR`` names, checked against ``store`` (None for other tokens)."""
     if tokens != "bpe":
@@ -100,14 +110,10 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
             LM directory then holds the weights with the lowest held-out loss, and ``patience``
             evaluations without improvement stop the run (:mod:`speechunits.lm.validation`).
     """
-    from speechunits.units.store import UnitStore
-
     out = Path(out_dir)
     if eval_every < 1 or (patience is not None and patience < 1):
         raise SpeechUnitsError("--eval-every and --patience must be >= 1")
-    store = UnitStore.open(store_path)
-    if store.streams > 1:
-        raise SpeechUnitsError(f"{store_path}: a {store.streams}-stream store; unit LMs read one stream")
+    store = open_training_store(store_path)
     if resume:
         saved = read_meta(out)
         if saved["consumes"].get("codebook_sha256") != store.meta.get("codebook_sha256"):

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.lm.arpa import ArpaLM, read_arpa
 
 NEG_INF = -math.inf
 
@@ -57,7 +59,7 @@ class WordLMDecoder:
     """Decode ``[T, V]`` CTC log-probabilities over ``tokens`` (``tokens[blank]`` the blank,
     ``tokens[boundary]`` the word boundary) into normalised text with an :class:`ArpaLM` of words."""
 
-    def __init__(self, tokens: Sequence[str], boundary: str, lm: object, options: BeamOptions = BeamOptions(),
+    def __init__(self, tokens: Sequence[str], boundary: str, lm: ArpaLM, options: BeamOptions = BeamOptions(),
                  blank: int = 0):
         if boundary not in tokens:
             raise SpeechUnitsError(f"the probe's characters have no word boundary {boundary!r}; an LM needs words")
@@ -67,9 +69,8 @@ class WordLMDecoder:
         self.lm = lm
         self.options = options
         self._word_cache: dict[tuple[str, ...], float] = {}
-        words = [g[0] for g in getattr(lm, "prob", {}) if len(g) == 1 and g[0] not in ("<s>", "</s>", "<unk>")]
-        self.vocabulary = frozenset(words)
-        self.prefixes = frozenset(w[:i] for w in words for i in range(1, len(w) + 1))
+        self.vocabulary = lm.vocabulary
+        self.prefixes = frozenset(w[:i] for w in lm.vocabulary for i in range(1, len(w) + 1))
 
     # -- LM ------------------------------------------------------------------------------------------
     def _word_gain(self, history: tuple[str, ...], word: str) -> float:
@@ -154,9 +155,8 @@ class WordLMDecoder:
         return " ".join(best[0])
 
 
-def word_lm_decoder(probe: object, lm_path: str, options: BeamOptions = BeamOptions()) -> WordLMDecoder:
-    """The decoder of a loaded ``asr`` probe (a character tokenizer) with the word LM in ``lm_path`` (ARPA)."""
-    from speechunits.lm.arpa import read_arpa
+def word_lm_decoder(probe: object, lm: str | Path | ArpaLM, options: BeamOptions = BeamOptions()) -> WordLMDecoder:
+    """The decoder of a loaded ``asr`` probe (a character tokenizer) with a word LM: an ARPA path or a read one."""
     from speechunits.probe.vocab import WORD_BOUNDARY
 
     coder = probe.coder  # type: ignore[attr-defined]
@@ -165,5 +165,6 @@ def word_lm_decoder(probe: object, lm_path: str, options: BeamOptions = BeamOpti
     if coder.tokenizer is None or coder.tokenizer.kind != "chars":
         raise SpeechUnitsError("--lm needs an asr probe over characters (--tokenizer chars); BPE probes decode "
                                "greedily")
-    return WordLMDecoder(coder.tokenizer.tokens, WORD_BOUNDARY, read_arpa(lm_path), options,
+    return WordLMDecoder(coder.tokenizer.tokens, WORD_BOUNDARY, lm if isinstance(lm, ArpaLM) else read_arpa(lm),
+                         options,
                          blank=coder.tokenizer.blank)
