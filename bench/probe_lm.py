@@ -48,19 +48,24 @@ from su import fit_codebook, su  # noqa: E402  (bench/su.py)
 log = logging.getLogger("bench.probe_lm")
 
 FULL = dict(minutes=60.0, speakers=20, max_steps=2000, units_minutes=32.0, orders=(2, 3, 4),
-            alphas=(0.25, 0.5, 1.0, 1.5), betas=(0.0, 1.0, 2.0), beam=32)
+            alphas=(0.25, 0.5, 1.0, 1.5), betas=(0.0, 1.0, 2.0), beam=32, text_bpe=64)
 QUICK = dict(minutes=2.0, speakers=4, max_steps=30, units_minutes=0.5, orders=(2, 3), alphas=(0.5, 1.0),
-             betas=(0.0, 1.0), beam=8)
+             betas=(0.0, 1.0), beam=8, text_bpe=40)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--targets", default="chars,bpe",
+                        help="which probes' rows: chars, bpe (text BPE of FULL['text_bpe'] tokens), or both")
     parser.add_argument("--pyctcdecode-python", type=Path, default=Path(".venv-pyctcdecode/bin/python"),
                         help="the interpreter of the pyctcdecode venv (`make bench-pyctcdecode`)")
     args = parser.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
+    args.targets = {t.strip() for t in args.targets.split(",") if t.strip()}
+    if not args.targets or not args.targets <= {"chars", "bpe"}:
+        parser.error("--targets: chars, bpe or both")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -76,10 +81,7 @@ def main() -> int:
            "--seed", 5, "--quiet")
     probe_dir = out / "asr-mfcc"
     if not (probe_dir / "probe.json").is_file():
-        su("probe", "train", "asr", str(corpus / "manifest.tsv"), "--encoder", "mfcc", "--head", "bilstm",
-           "--hidden", 128, "--stack", 3, "--standardize", "--tokenizer", "chars", "--split-by", "speaker",
-           "--lr", "1e-3", "--seeds", 1, "--max-steps", cfg["max_steps"], "--eval-every", 25, "--patience", 20,
-           "--step-schedule", "--threads", 1, "-o", str(probe_dir), "--quiet")
+        train_mfcc_probe(corpus, probe_dir, "chars", cfg)
     arpas = {}
     for order in cfg["orders"]:
         arpas[order] = out / f"words-{order}gram.arpa"
@@ -87,29 +89,40 @@ def main() -> int:
             su("lm", "text-ngram", str(corpus / "text.tsv"), "-o", str(arpas[order]), "--order", order,
                "--exclude", str(probe_dir), "--quiet")
 
-    # the same probe on units: MFCC K=100 fitted on the training part, deduplicated, tables from the centroids
+    # the same probes on units: MFCC K=100 fitted on the training part, deduplicated, tables from the centroids
     split = read_split(probe_dir)
     split_file = out / "split.tsv"
     split_file.write_text("".join(f"{u}\t{part}\n" for part in ("train", "dev", "test") for u in split.part(part)))
-    codebook, store, units_probe = out / "codebook-k100", out / "units-k100", out / "asr-units"
-    if not (units_probe / "probe.json").is_file():
+    codebook, store = out / "codebook-k100", out / "units-k100"
+    if not (store / ".speechunits.json").is_file():
         from speechunits.corpus import write_tsv_subset
 
         write_tsv_subset(corpus / "manifest.tsv", set(split.part("train")), out / "train-manifest.tsv")
-        fit_codebook(out / "train-manifest.tsv", codebook, "mfcc", 100)
-        if not (store / ".speechunits.json").is_file():
-            su("encode", str(corpus / "manifest.tsv"), "--codebook", str(codebook), "-o", str(store), "--quiet")
-        su("probe", "train", "asr", str(corpus / "manifest.tsv"), "--units", str(store), "--dedup", "--codebook",
-           str(codebook), "--embed-init", "centroids", "--head", "bilstm", "--hidden", 128, "--tokenizer", "chars",
-           "--split-file", str(split_file), "--lr", "1e-3", "--seeds", 1, "--max-steps", cfg["max_steps"],
-           "--eval-every", 25, "--patience", 20, "--step-schedule", "--max-minutes", cfg["units_minutes"],
-           "--threads", 1, "-o", str(units_probe), "--quiet")
+        if not (codebook / "codebook.json").is_file():
+            fit_codebook(out / "train-manifest.tsv", codebook, "mfcc", 100)
+        su("encode", str(corpus / "manifest.tsv"), "--codebook", str(codebook), "-o", str(store), "--quiet")
+    bpe = str(cfg["text_bpe"])
+    rows = []
+    for target, tokenizer, suffix, label in (("chars", "chars", "", "characters"),
+                                             ("bpe", bpe, f"-bpe{bpe}", f"BPE {bpe}")):
+        if target not in args.targets:
+            continue
+        mfcc_probe, units_probe = out / f"asr-mfcc{suffix}", out / f"asr-units{suffix}"
+        if not (mfcc_probe / "probe.json").is_file():
+            train_mfcc_probe(corpus, mfcc_probe, tokenizer, cfg, split_file)
+        if not (units_probe / "probe.json").is_file():
+            su("probe", "train", "asr", str(corpus / "manifest.tsv"), "--units", str(store), "--dedup",
+               "--codebook", str(codebook), "--embed-init", "centroids", "--head", "bilstm", "--hidden", 128,
+               "--tokenizer", tokenizer, "--split-file", str(split_file), "--lr", "1e-3", "--seeds", 1,
+               "--max-steps", cfg["max_steps"], "--eval-every", 25, "--patience", 20, "--step-schedule",
+               "--max-minutes", cfg["units_minutes"], "--threads", 1, "-o", str(units_probe), "--quiet")
+        rows += [(f"MFCC features, {label}", mfcc_probe, {}),
+                 (f"MFCC K=100 units, dedup, {label}", units_probe, {"units": str(store)})]
 
     texts = read_transcripts(corpus / "text.tsv")
     results: dict[str, Any] = {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
                                "probes": {}}
-    for name, directory, inputs in (("MFCC features", probe_dir, {}), ("MFCC K=100 units, dedup", units_probe,
-                                                                       {"units": str(store)})):
+    for name, directory, inputs in rows:
         results["probes"][name] = measure(name, directory, inputs, corpus, arpas, cfg, args.pyctcdecode_python,
                                           out / directory.name)
     test_ids = split.part("test")
@@ -121,7 +134,7 @@ def main() -> int:
                                                for u in test_ids) / max(len(test_ids), 1)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
 
-    print(f"\nasr probes (BiLSTM, characters), test speakers unseen; settings chosen on dev "
+    print(f"\nasr probes (BiLSTM; characters or a BPE of the text), test speakers unseen; settings chosen on dev "
           f"({len(cfg['orders']) * len(cfg['alphas']) * len(cfg['betas'])} per decoder and probe), test read once\n")
     print("| input | decoding | dev WER % | test WER % | test CER % | utterances/s | x real time |")
     print("|---|---|---|---|---|---|---|")
@@ -145,6 +158,16 @@ def main() -> int:
     print(f"\ntest words outside the LM: {100 * results['oov_rate']:.1f} %; test sentences in the LM's text: "
           f"{100 * results['test_sentences_in_lm_text']:.1f} %")
     return 0
+
+
+def train_mfcc_probe(corpus: Path, out: Path, tokenizer: str, cfg: dict[str, Any],
+                     split_file: Path | None = None) -> None:
+    """The MFCC asr probe (bench/probe.py's judge settings); split by speaker, or by ``split_file``."""
+    split = ["--split-file", str(split_file)] if split_file is not None else ["--split-by", "speaker"]
+    su("probe", "train", "asr", str(corpus / "manifest.tsv"), "--encoder", "mfcc", "--head", "bilstm",
+       "--hidden", 128, "--stack", 3, "--standardize", "--tokenizer", tokenizer, *split,
+       "--lr", "1e-3", "--seeds", 1, "--max-steps", cfg["max_steps"], "--eval-every", 25, "--patience", 20,
+       "--step-schedule", "--threads", 1, "-o", str(out), "--quiet")
 
 
 def measure(name: str, probe_dir: Path, inputs: dict[str, Any], corpus: Path, arpas: dict[int, Path],

@@ -150,6 +150,40 @@ def test_asr_probe_on_characters_round_trips(corpus: Path, tmp_path: Path, capsy
     assert lines and all(set(line) == {"id", "text"} for line in lines)
 
 
+def test_asr_probe_on_bpe_tokens_decodes_with_a_word_lm(corpus: Path, tmp_path: Path, capsys):
+    """--tokenizer N: a BPE of the training text (tokenizer.json, loadable by HF tokenizers); --lm searches
+    its word pieces; the words it prints are words of the LM's vocabulary or spelled by the pieces."""
+    from tokenizers import Tokenizer
+
+    from speechunits.lm.arpa import read_arpa
+
+    out = tmp_path / "asr-bpe"
+    assert main(["probe", "train", "asr", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
+                 "--tokenizer", "40", "--lr", "1e-2", "--max-steps", "20", "--eval-every", "10", "--device", "cpu",
+                 "--quiet"]) == 0
+    hf = Tokenizer.from_file(str(out / "tokenizer" / "tokenizer.json"))
+    assert hf.get_vocab_size() <= 40 and any(t.startswith("\u2581") for t in hf.get_vocab())
+    arpa = tmp_path / "words.arpa"
+    assert main(["lm", "text-ngram", str(corpus / "text.tsv"), "-o", str(arpa), "--exclude", str(out),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["probe", "eval", str(out), str(corpus / "manifest.tsv"), "--split", "dev", "--json",
+                 "--lm", str(arpa), "--alpha", "1.0", "--beam", "8", "--device", "cpu", "--quiet"]) == 0
+    with_lm = json.loads(capsys.readouterr().out)
+    assert with_lm["lm"]["alpha"] == 1.0 and 0 <= with_lm["wer"]
+    vocabulary = read_arpa(arpa).vocabulary
+
+    def known_share(extra: list[str]) -> float:
+        assert main(["transcribe", str(corpus / "wavs"), "--probe", str(out), "--json", "--device", "cpu",
+                     "--quiet", *extra]) == 0
+        words = [w for line in capsys.readouterr().out.splitlines() for w in json.loads(line)["text"].split()]
+        return sum(w in vocabulary for w in words) / max(len(words), 1)
+
+    # a probe of 20 steps spells mostly non-words; the search with the LM turns them into the LM's words
+    greedy, searched = known_share([]), known_share(["--lm", str(arpa), "--alpha", "1.0", "--beam", "16"])
+    assert searched > greedy + 0.2
+
+
 def test_lm_decoding_is_refused_for_probes_it_cannot_serve(phones_probe: Path, corpus: Path, tmp_path: Path, caplog):
     arpa = tmp_path / "words.arpa"
     assert main(["lm", "text-ngram", str(corpus / "text.tsv"), "-o", str(arpa), "--quiet"]) == 0

@@ -192,14 +192,17 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_beam_options(parser: argparse.ArgumentParser) -> None:
-    """``--lm`` and its search settings (asr probes over characters)."""
+    """``--lm`` and its search settings (asr probes over characters or BPE)."""
     parser.add_argument("--lm", default=None, metavar="ARPA",
-                        help="asr probes over characters: a word n-gram (`speechunits lm text-ngram`, kenlm) for a "
+                        help="asr probes (characters or BPE): a word n-gram (`speechunits lm text-ngram`, kenlm) for a "
                         "CTC prefix beam search instead of greedy decoding")
     parser.add_argument("--alpha", type=float, default=0.5, help="--lm: LM weight (choose on dev; default %(default)s)")
     parser.add_argument("--beta", type=float, default=1.0,
                         help="--lm: bonus per word (choose on dev; default %(default)s)")
     parser.add_argument("--beam", type=int, default=32, help="--lm: beam width (default %(default)s)")
+    parser.add_argument("--unk-offset", type=float, default=-10.0,
+                        help="--lm: natural-log penalty of a word outside the LM (and of a partial word that begins "
+                        "none of its words), beside the LM's <unk> probability (default %(default)s)")
 
 
 def beam_options(args: argparse.Namespace) -> Any:
@@ -207,7 +210,7 @@ def beam_options(args: argparse.Namespace) -> Any:
 
     if args.lm is None:
         return None
-    return BeamOptions(alpha=args.alpha, beta=args.beta, beam=args.beam)
+    return BeamOptions(alpha=args.alpha, beta=args.beta, beam=args.beam, unk_offset=args.unk_offset)
 
 
 def run_eval(args: argparse.Namespace) -> int:

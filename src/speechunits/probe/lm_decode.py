@@ -1,8 +1,12 @@
-"""CTC prefix beam search over characters with a word n-gram LM (shallow fusion), for ``asr`` probes.
+"""CTC prefix beam search with a word n-gram LM (shallow fusion), for ``asr`` probes over characters or BPE.
 
 The score of a hypothesis is ``log P_ctc(prefix) + alpha * log P_lm(words) + beta * |words|``
-(natural log; Hannun et al. 2014's prefix search). A word is scored when the word boundary that
-ends it is emitted, and the last word together with ``</s>`` when the frames end. Words outside
+(natural log; Hannun et al. 2014's prefix search). Tokens spell words in one of two ways: a
+character vocabulary has a word-boundary token (``|``), a BPE vocabulary marks the tokens that
+begin a word (``▁ab``; the Metaspace convention of :func:`speechunits.probe.vocab.bpe_tokenizer`).
+Both are one rule here: a token that begins with the boundary string closes the word being spelled
+and begins a new one with the rest of the token. A word is scored when the token that closes it is
+emitted, and the last word together with ``</s>`` when the frames end. Words outside
 the LM's vocabulary get its ``<unk>`` probability plus ``unk_offset``, and while a word is being
 spelled, a hypothesis whose letters so far begin no LM word ranks ``unk_offset`` lower (the
 vocabulary-prefix check pyctcdecode also makes). ``alpha`` and ``beta`` are to be chosen on dev.
@@ -56,16 +60,25 @@ class BeamOptions:
 
 
 class WordLMDecoder:
-    """Decode ``[T, V]`` CTC log-probabilities over ``tokens`` (``tokens[blank]`` the blank,
-    ``tokens[boundary]`` the word boundary) into normalised text with an :class:`ArpaLM` of words."""
+    """Decode ``[T, V]`` CTC log-probabilities over ``tokens`` into normalised text with an :class:`ArpaLM` of words.
+
+    ``tokens[blank]`` is the blank; a token that starts with ``boundary`` begins a word (``"|"``
+    for characters: the boundary itself, spelling nothing; ``"▁"`` for BPE: ``"▁ab"`` begins a
+    word with ``ab``); any other token continues the word being spelled.
+    """
 
     def __init__(self, tokens: Sequence[str], boundary: str, lm: ArpaLM, options: BeamOptions = BeamOptions(),
                  blank: int = 0):
-        if boundary not in tokens:
-            raise SpeechUnitsError(f"the probe's characters have no word boundary {boundary!r}; an LM needs words")
+        if not boundary:
+            raise SpeechUnitsError("the word boundary must be a non-empty string")
         self.tokens = list(tokens)
         self.blank = blank
-        self.boundary = self.tokens.index(boundary)
+        #: per token: does it begin a word, and the letters it spells
+        self._opens = [i != blank and t.startswith(boundary) for i, t in enumerate(self.tokens)]
+        self._letters = [t[len(boundary):] if opens else t for t, opens in zip(self.tokens, self._opens)]
+        if not any(self._opens):
+            raise SpeechUnitsError(f"no token of the probe begins with the word boundary {boundary!r}; "
+                                   "an LM needs words")
         self.lm = lm
         self.options = options
         self._word_cache: dict[tuple[str, ...], float] = {}
@@ -131,14 +144,13 @@ class WordLMDecoder:
                         source = pb + p
                     else:
                         source = total + p
-                    if c == self.boundary:
-                        if not partial:  # a boundary without a word before it changes nothing
-                            add((words, partial, c), NEG_INF, source, lm)
-                            continue
-                        gain = self._word_gain(self._context(words), partial) + opts.beta
-                        add((words + (partial,), "", c), NEG_INF, source, lm + gain)
+                    if not self._opens[c]:
+                        add((words, partial + self._letters[c], c), NEG_INF, source, lm)
+                    elif not partial:  # nothing spelled yet: no word to close
+                        add((words, self._letters[c], c), NEG_INF, source, lm)
                     else:
-                        add((words, partial + self.tokens[c], c), NEG_INF, source, lm)
+                        gain = self._word_gain(self._context(words), partial) + opts.beta
+                        add((words + (partial,), self._letters[c], c), NEG_INF, source, lm + gain)
             scored = sorted(((_logaddexp(v[0], v[1]) + v[2] + self._partial_penalty(k[1]), k, v)
                              for k, v in nxt.items()), key=lambda item: item[0], reverse=True)
             top = scored[0][0]
@@ -156,15 +168,15 @@ class WordLMDecoder:
 
 
 def word_lm_decoder(probe: object, lm: str | Path | ArpaLM, options: BeamOptions = BeamOptions()) -> WordLMDecoder:
-    """The decoder of a loaded ``asr`` probe (a character tokenizer) with a word LM: an ARPA path or a read one."""
-    from speechunits.probe.vocab import WORD_BOUNDARY
+    """The decoder of a loaded ``asr`` probe (characters or BPE) with a word LM: an ARPA path or a read one."""
+    from speechunits.probe.vocab import BPE_WORD_START, WORD_BOUNDARY
 
     coder = probe.coder  # type: ignore[attr-defined]
     if probe.task != "asr":  # type: ignore[attr-defined]
         raise SpeechUnitsError(f"--lm decodes words: it needs an asr probe, not a {probe.task!r} one")  # type: ignore[attr-defined]
-    if coder.tokenizer is None or coder.tokenizer.kind != "chars":
-        raise SpeechUnitsError("--lm needs an asr probe over characters (--tokenizer chars); BPE probes decode "
-                               "greedily")
-    return WordLMDecoder(coder.tokenizer.tokens, WORD_BOUNDARY, lm if isinstance(lm, ArpaLM) else read_arpa(lm),
-                         options,
-                         blank=coder.tokenizer.blank)
+    tokenizer = coder.tokenizer
+    if tokenizer is None or tokenizer.kind not in ("chars", "bpe"):
+        raise SpeechUnitsError("--lm needs an asr probe whose tokenizer is characters or a BPE")
+    boundary = WORD_BOUNDARY if tokenizer.kind == "chars" else BPE_WORD_START
+    return WordLMDecoder(tokenizer.tokens, boundary, lm if isinstance(lm, ArpaLM) else read_arpa(lm), options,
+                         blank=tokenizer.blank)

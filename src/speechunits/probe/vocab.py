@@ -34,6 +34,8 @@ BLANK = "<blank>"
 BLANK_ID = 0
 #: Character vocabularies write the space between words as this token.
 WORD_BOUNDARY = "|"
+#: BPE tokens that begin a word start with this mark (``Metaspace``'s replacement character).
+BPE_WORD_START = "\u2581"
 #: The unknown-token of BPE tokenizers (characters never seen in training text).
 UNK = "<unk>"
 #: File names inside a tokenizer directory.
@@ -328,8 +330,8 @@ def bpe_tokenizer(texts: Iterable[str], vocab_size: int, *, min_frequency: int =
         raise SpeechUnitsError(f"BPE vocabulary size {vocab_size} is smaller than the {len(alphabet)} characters "
                                f"of the text + the word-start mark + {UNK}; use at least {smallest} (or characters)")
     tokenizer = Tokenizer(models.BPE(unk_token=UNK))
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always")
-    tokenizer.decoder = decoders.Metaspace(prepend_scheme="always")
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=BPE_WORD_START, prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement=BPE_WORD_START, prepend_scheme="always")
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[UNK],
                                   initial_alphabet=alphabet, show_progress=False)
     tokenizer.train_from_iterator(normalised, trainer)
