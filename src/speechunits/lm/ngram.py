@@ -141,6 +141,25 @@ class NGramLM:
             total += math.log(self.prob(tokens[i], tokens[max(0, i - self.order + 1):i]))
         return total, len(tokens) - 1
 
+    def _seen_probs(self) -> list[dict[tuple[int, ...], float]]:
+        """``P(w | h)`` of every counted n-gram ``h + (w,)``, per history length ``k``.
+
+        Level ``k`` is computed from level ``k - 1`` (every suffix of a counted n-gram is counted),
+        so each n-gram costs one step instead of :meth:`prob`'s walk up from the unigram.
+        """
+        levels: list[dict[tuple[int, ...], float]] = []
+        for k in range(self.order):
+            below = levels[k - 1] if k else None
+            probs: dict[tuple[int, ...], float] = {}
+            for h, numer in self._numer[k].items():
+                total, weight = self._denom[k][h]
+                suffix = h[1:]
+                for w, d in numer.items():
+                    lower = below[suffix + (w,)] if below is not None else 1.0 / self.V
+                    probs[h + (w,)] = (d + weight * lower) / total
+            levels.append(probs)
+        return levels
+
     def to_arpa(self, path: str | Path, names: Sequence[str] | None = None) -> Path:
         """Write the model as an ARPA file; ``names[i]`` spells id ``i`` (default ``str(i)``).
 
@@ -173,12 +192,13 @@ class NGramLM:
         for w in range(self.V):
             unigrams.append(f"{_log10(self.prob(w, ())):.7g}\t{spell[w]}{backoff((w,))}")
         levels.append(unigrams)
+        probs = self._seen_probs()
         for k in range(1, self.order):
             lines = []
             for h in sorted(self._numer[k]):
                 for w in sorted(self._numer[k][h]):
                     ngram = h + (w,)
-                    lines.append(f"{_log10(self.prob(w, h)):.7g}\t{' '.join(spell[t] for t in ngram)}"
+                    lines.append(f"{_log10(probs[k][ngram]):.7g}\t{' '.join(spell[t] for t in ngram)}"
                                  f"{backoff(ngram)}")
             levels.append(lines)
         path = Path(path)
