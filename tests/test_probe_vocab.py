@@ -83,7 +83,7 @@ def test_vocabulary_save_load_round_trip_and_sha256(tmp_path: Path) -> None:
     with pytest.raises(SpeechUnitsError, match="sha256 does not match"):
         Vocabulary.load(path)
     (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(SpeechUnitsError, match="invalid JSON"):
+    with pytest.raises(SpeechUnitsError, match="not valid JSON"):
         Vocabulary.load(tmp_path / "bad.json")
 
 

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,7 @@ def read_codebook_meta(path: str) -> dict[str, Any]:
     file = Path(path)
     if file.is_dir():
         file = file / "codebook.json"
-    if not file.is_file():
-        raise SpeechUnitsError(f"--codebook {path}: no codebook.json")
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SpeechUnitsError(f"{file}: invalid JSON ({exc.msg})") from None
+    return read_json_object(file, missing=f"--codebook {path}: no codebook.json")
 
 
 def run_export(args: argparse.Namespace) -> int:

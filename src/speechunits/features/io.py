@@ -24,6 +24,7 @@ import numpy as np
 
 from speechunits.encoders.base import EncoderInfo
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 
 META_NAME = "features.json"
 FORMAT_VERSION = 1
@@ -145,10 +146,8 @@ def _common_root(paths: list[str]) -> str:
 
 def read_features_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``features.json`` of a complete features directory."""
-    meta_path = Path(path) / META_NAME
-    if not meta_path.is_file():
-        raise SpeechUnitsError(f"{path}: not a complete features directory (no {META_NAME})")
-    return json.loads(meta_path.read_text(encoding="utf-8"))
+    return read_json_object(Path(path) / META_NAME,
+                            missing=f"{path}: not a complete features directory (no {META_NAME})")
 
 
 def read_features_dir(path: str | os.PathLike[str], layer: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
@@ -181,7 +180,9 @@ def read_features_dir(path: str | os.PathLike[str], layer: int | None = None) ->
 def _read_ids(root: Path, expected: int) -> list[str]:
     meta_path = root / META_NAME
     if meta_path.is_file():
-        ids = json.loads(meta_path.read_text(encoding="utf-8"))["ids"]
+        ids = read_json_object(meta_path).get("ids")
+        if not isinstance(ids, list):
+            raise SpeechUnitsError(f"{meta_path}: no 'ids' list")
     elif (root / "manifest.tsv").is_file():
         lines = (root / "manifest.tsv").read_text(encoding="utf-8").splitlines()[1:]
         ids = [os.path.splitext(line.split("\t")[0])[0] for line in lines if line]

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 from speechunits.lm.config import LMConfig
 from speechunits.lm.vocab import LMVocab
 
@@ -39,13 +40,8 @@ CODEBOOK_DIR = "codebook"
 
 def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(directory) / META_FILE
-    if not path.is_file():
-        raise SpeechUnitsError(f"{directory}: not a unit LM directory (no {META_FILE}; written by "
-                               "`speechunits lm train`)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SpeechUnitsError(f"{path}: invalid JSON ({exc.msg})") from None
+    meta = read_json_object(path, missing=f"{directory}: not a unit LM directory (no {META_FILE}; written by "
+                                          "`speechunits lm train`)")
     if meta.get("format_version") != LM_FORMAT_VERSION:
         raise SpeechUnitsError(f"{path}: format_version {meta.get('format_version')} is not {LM_FORMAT_VERSION}")
     return meta

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 from speechunits.lm.data import LMTask, cut, with_specials
 from speechunits.lm.score import DEFAULT_BATCH_TOKENS
 from speechunits.lm.vocab import LMVocab
@@ -104,8 +105,8 @@ class BestByDevLoss:
         path = training_dir(self.out) / DEV_FILE
         if not path.is_file():
             return
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        self.history = [h for h in saved["history"] if h["step"] <= step]
+        saved = read_json_object(path)
+        self.history = [h for h in saved.get("history", []) if h["step"] <= step]
         for entry in self.history:
             self._note(entry["step"], entry["loss"], save=False)
 

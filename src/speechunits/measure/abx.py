@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -617,11 +618,7 @@ def open_frame_source(path: str | Path, layer: int | None = None, frame_rate: fl
         from speechunits.features import read_features_dir
 
         meta_path = path / "features.json"
-        meta = {}
-        if meta_path.is_file():
-            import json
-
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json_object(meta_path) if meta_path.is_file() else {}
         rate = frame_rate if frame_rate is not None else meta.get("frame_rate")
         if frame_offset_s is not None:
             offset = frame_offset_s

@@ -31,6 +31,7 @@ import numpy as np
 
 from speechunits.corpus import SPEAKERS_FILE, read_speakers
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 from speechunits.measure.alignments import Segment, load_alignments
 from speechunits.quantize.fit import fit_sample, memory_source, sample_source
 
@@ -177,7 +178,7 @@ def _check_settings(out_dir: Path, settings: SweepSettings) -> None:
     path = out_dir / SETTINGS_FILE
     current = asdict(settings)
     if path.is_file():
-        previous = json.loads(path.read_text(encoding="utf-8"))
+        previous = read_json_object(path)
         changed = [k for k in RESUME_KEYS if previous.get(k) != current.get(k)]
         if changed:
             raise SpeechUnitsError(

@@ -18,7 +18,6 @@ The new model's ``training/state.json`` records :meth:`InitModel.identity` under
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 from speechunits.pretrain.config import PretrainConfig, hubert_config
 from speechunits.pretrain.model import HubertPretrainer
 from speechunits.pretrain.targets import Targets
@@ -117,11 +117,11 @@ def read_init(path: str | Path, train: PretrainConfig) -> InitModel:
         full = load_file(str(training / WEIGHTS_FILE))
         head = {k[len(HEAD_PREFIX):]: v for k, v in full.items() if k.startswith(HEAD_PREFIX)} or None
     if (training / "targets" / "targets.json").is_file():
-        spec = json.loads((training / "targets" / "targets.json").read_text())
+        spec = read_json_object(training / "targets" / "targets.json")
         if (training / "targets" / "targets.safetensors").is_file():
             tensors = load_file(str(training / "targets" / "targets.safetensors"))
     if (training / "state.json").is_file():
-        recorded = json.loads((training / "state.json").read_text()).get("pretrain")
+        recorded = read_json_object(training / "state.json").get("pretrain")
     return InitModel(root, file_sha256(weights_file), encoder, head, spec, tensors, recorded)
 
 

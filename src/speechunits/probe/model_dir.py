@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 from speechunits.probe.heads import ProbeModel, build_model
 from speechunits.probe.inputs import Sample, check_identity
 from speechunits.probe.task import CTC, FRAME, objective_of, predict_logits
@@ -178,12 +179,7 @@ def save_probe(directory: str | os.PathLike[str], model: ProbeModel, coder: Labe
 def read_probe_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """``probe.json`` of a probe directory (SpeechUnitsError when missing, invalid or too new)."""
     path = Path(directory) / PROBE_FILE
-    if not path.is_file():
-        raise SpeechUnitsError(f"{directory}: not a probe directory (no {PROBE_FILE})")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SpeechUnitsError(f"{path}: unreadable ({exc})") from None
+    meta = read_json_object(path, missing=f"{directory}: not a probe directory (no {PROBE_FILE})")
     if meta.get("kind") != PROBE_KIND:
         raise SpeechUnitsError(f"{path}: not a speechunits probe")
     if int(meta.get("format_version", 0)) > PROBE_FORMAT_VERSION:

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 
 SPLIT_FORMAT_VERSION = 1
 PARTS = ("train", "dev", "test")
@@ -80,13 +81,8 @@ class Split:
     def load(cls, path: str | os.PathLike[str]) -> "Split":
         """Read a split written by :meth:`save`."""
         path = Path(path)
-        if not path.is_file():
-            raise SpeechUnitsError(f"{path}: split file not found")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SpeechUnitsError(f"{path}: invalid JSON ({exc})") from None
-        if not isinstance(data, dict) or not all(isinstance(data.get(n), list) for n in PARTS):
+        data = read_json_object(path, missing=f"{path}: split file not found")
+        if not all(isinstance(data.get(n), list) for n in PARTS):
             raise SpeechUnitsError(f"{path}: not a split file (needs 'train', 'dev' and 'test' lists)")
         version = data.get("format_version", 0)
         if not isinstance(version, int) or version > SPLIT_FORMAT_VERSION:

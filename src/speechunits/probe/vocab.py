@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 
 VOCAB_FORMAT_VERSION = 1
 #: The CTC blank's token and id in CTC vocabularies and tokenizers.
@@ -159,7 +160,7 @@ class Vocabulary:
     def load(cls, path: str | os.PathLike[str]) -> "Vocabulary":
         """Read a file written by :meth:`save`; a changed file (sha256 mismatch) is refused."""
         path = Path(path)
-        data = _read_json(path)
+        data = read_json_object(path)
         try:
             version = int(data["format_version"])
             vocab = cls(tuple(str(t) for t in data["tokens"]), data["blank"], str(data["kind"]))
@@ -171,18 +172,6 @@ class Vocabulary:
         if data.get("sha256") is not None and data["sha256"] != vocab.sha256:
             raise SpeechUnitsError(f"{path}: sha256 does not match the labels (file edited?)")
         return vocab
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise SpeechUnitsError(f"{path}: not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SpeechUnitsError(f"{path}: invalid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise SpeechUnitsError(f"{path}: expected a JSON object")
-    return data
 
 
 def _sorted_labels(labels: Iterable[str], what: str) -> list[str]:

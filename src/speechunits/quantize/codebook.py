@@ -24,6 +24,7 @@ import torch
 
 from speechunits import __version__
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 from speechunits.device import resolve_device
 from speechunits.quantize.assign import Precision, PreparedCentroids, assign, prepare_centroids
 
@@ -257,12 +258,7 @@ class Codebook:
         for p in (tensors_path, meta_path):
             if not p.is_file():
                 raise SpeechUnitsError(f"{p}: missing (a codebook dir holds {CENTROIDS_FILE} and {META_FILE})")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SpeechUnitsError(f"{meta_path}: not valid JSON ({exc})") from None
-        if not isinstance(meta, dict):
-            raise SpeechUnitsError(f"{meta_path}: expected a JSON object")
+        meta = read_json_object(meta_path)
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
             raise SpeechUnitsError(f"{meta_path}: unsupported codebook format_version {version!r} (expected {FORMAT_VERSION})")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 from speechunits.seq2seq.symbols import SymbolTable
 
 FORMAT_VERSION = 1
@@ -52,13 +53,8 @@ def write_model_dir(out_dir: str | Path, model: torch.nn.Module, meta: dict[str,
 
 def read_meta(model_dir: str | Path, meta_file: str, what: str) -> dict[str, Any]:
     path = Path(model_dir) / meta_file
-    if not path.is_file():
-        raise SpeechUnitsError(f"{model_dir}: not a {what} directory ({meta_file} missing)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SpeechUnitsError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format_version", 0) > FORMAT_VERSION:
+    meta = read_json_object(path, missing=f"{model_dir}: not a {what} directory ({meta_file} missing)")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
         raise SpeechUnitsError(f"{path}: not a {what} description this speechunits version reads")
     return meta
 

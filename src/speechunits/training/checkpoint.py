@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Union
 import torch
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 from speechunits.training.distributed import Distributed
 
 FORMAT_VERSION = 2
@@ -112,12 +113,7 @@ def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, optimizer: Opti
 def read_state(out_dir: str | Path) -> dict[str, Any]:
     """The ``state.json`` of a checkpoint, or a :class:`SpeechUnitsError` naming the problem."""
     path = training_dir(out_dir) / STATE_FILE
-    if not path.is_file():
-        raise SpeechUnitsError(f"{out_dir}: no checkpoint to resume ({path} missing)")
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SpeechUnitsError(f"{path}: unreadable checkpoint state ({exc})") from exc
+    state = read_json_object(path, missing=f"{out_dir}: no checkpoint to resume ({path} missing)")
     if state.get("format_version") != FORMAT_VERSION:
         raise SpeechUnitsError(f"{path}: checkpoint format {state.get('format_version')!r} is not this version's "
                                f"{FORMAT_VERSION} (written by another speechunits version; cannot resume it)")

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 from speechunits.units.parquet_dir import (
     DEFAULT_ROWS_PER_FILE,
     ShardWriter,
@@ -161,10 +162,7 @@ class UnitBPE:
             if not path.is_file():
                 raise SpeechUnitsError(f"{path}: missing (not a speechunits BPE directory?)")
         text = tok_path.read_text(encoding="utf-8")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SpeechUnitsError(f"{meta_path}: invalid JSON ({exc.msg})") from None
+        meta = read_json_object(meta_path)
         if hashlib.sha256(text.encode()).hexdigest() != meta.get("sha256"):
             raise SpeechUnitsError(f"{tok_path}: sha256 does not match {META_FILE} (file changed or truncated)")
         try:

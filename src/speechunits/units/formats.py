@@ -32,6 +32,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 from speechunits.units.store import UnitStore, store_meta, write_units
 from speechunits.units.units import Units
 
@@ -208,10 +209,7 @@ def _guess_name(src: Path, suffix: str, fmt: str) -> str:
 def _import_meta(src: Path, codebook_meta: dict[str, Any] | None) -> dict[str, Any]:
     meta_path = src / META_FILE
     if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SpeechUnitsError(f"{meta_path}: invalid JSON ({exc.msg})") from None
+        meta = read_json_object(meta_path)
         if codebook_meta is not None and codebook_meta.get("sha256") != meta.get("codebook_sha256"):
             raise SpeechUnitsError(f"{meta_path}: units were made with codebook {meta.get('codebook_sha256')}, "
                                    f"not the given one ({codebook_meta.get('sha256')})")

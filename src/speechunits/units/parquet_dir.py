@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,7 @@ def read_sidecar(directory: Path) -> dict[str, Any] | None:
     path = directory / SIDECAR
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SpeechUnitsError(f"{path}: invalid JSON ({exc.msg})") from exc
+    return read_json_object(path)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

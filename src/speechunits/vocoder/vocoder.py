@@ -16,7 +16,6 @@ stream), ``encoder``/``encoder_identity``, ``frame_rate``, ``frame_offset_s``, `
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +25,7 @@ import torch
 
 from speechunits.audio import Audio
 from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
 from speechunits.pitch import F0Stats, F0Track, extract_f0, f0_stats
 from speechunits.units.units import Units
 from speechunits.vocoder.config import VocoderConfig
@@ -51,13 +51,8 @@ def codebook_dir(root: str | Path, stream: int) -> Path:
 def read_meta(path: str | Path) -> dict[str, Any]:
     """``vocoder.json`` of the vocoder directory ``path``."""
     meta_path = Path(path) / META_FILE
-    if not meta_path.is_file():
-        raise SpeechUnitsError(f"{path}: not a vocoder directory ({META_FILE} missing; "
-                               "train one with `speechunits vocoder train`)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SpeechUnitsError(f"{meta_path}: unreadable ({exc})") from exc
+    meta = read_json_object(meta_path, missing=f"{path}: not a vocoder directory ({META_FILE} missing; "
+                                               "train one with `speechunits vocoder train`)")
     if meta.get("kind") != KIND or meta.get("format_version") != FORMAT_VERSION:
         raise SpeechUnitsError(f"{meta_path}: not a speechunits vocoder of format {FORMAT_VERSION} "
                                f"(kind {meta.get('kind')!r}, format {meta.get('format_version')!r})")

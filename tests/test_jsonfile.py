@@ -1,0 +1,48 @@
+"""One reader of artefact JSON files: every failure is a SpeechUnitsError naming the file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from speechunits.errors import SpeechUnitsError
+from speechunits.jsonfile import read_json_object
+
+
+def test_reads_an_object(tmp_path: Path):
+    (tmp_path / "a.json").write_text(json.dumps({"k": [1, 2], "s": "é"}), encoding="utf-8")
+    assert read_json_object(tmp_path / "a.json") == {"k": [1, 2], "s": "é"}
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"{not json", "a.json: unreadable, not valid JSON"),
+    (b"", "a.json: unreadable, not valid JSON"),
+    (b"\xff\xfe{}", "a.json: unreadable"),
+    (b"[1, 2]", "a.json: expected a JSON object, got list"),
+    (b"null", "a.json: expected a JSON object, got NoneType"),
+])
+def test_bad_files_are_clear_errors(tmp_path: Path, content: bytes, message: str):
+    (tmp_path / "a.json").write_bytes(content)
+    with pytest.raises(SpeechUnitsError, match=message):
+        read_json_object(tmp_path / "a.json")
+
+
+def test_missing_file_message(tmp_path: Path):
+    with pytest.raises(SpeechUnitsError, match="b.json: not found"):
+        read_json_object(tmp_path / "b.json")
+    (tmp_path / "d.json").mkdir()  # there, but not a file
+    with pytest.raises(SpeechUnitsError, match="^no model here$"):
+        read_json_object(tmp_path / "d.json", missing="no model here")
+
+
+def test_artefact_readers_that_used_to_raise_bare_errors(tmp_path: Path):
+    """features.json and a pretraining checkpoint's files were read without any check before."""
+    from speechunits.features.io import read_features_meta
+
+    (tmp_path / "features.json").write_text("{truncated", encoding="utf-8")
+    with pytest.raises(SpeechUnitsError, match="features.json: unreadable"):
+        read_features_meta(tmp_path)
+    (tmp_path / "features.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(SpeechUnitsError, match="features.json: expected a JSON object"):
+        read_features_meta(tmp_path)
