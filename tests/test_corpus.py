@@ -119,3 +119,28 @@ def test_missing_and_unknown_inputs(tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_text("")
     with pytest.raises(SpeechUnitsError, match="not an audio directory"):
         open_corpus(tmp_path / "x.csv")
+
+
+def test_a_corpus_without_audio_is_refused_but_an_empty_shard_is_not(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no audio here")
+    with pytest.raises(SpeechUnitsError, match=r"empty: no audio files .*\.wav"):
+        open_corpus(tmp_path / "empty").require_utterances()
+    (tmp_path / "empty.tsv").write_text(f"{tmp_path}\n")  # a fairseq header and no rows
+    with pytest.raises(SpeechUnitsError, match="no audio files"):
+        open_corpus(tmp_path / "empty.tsv").require_utterances()
+    _touch(tmp_path / "one" / "a.wav")
+    last_of_three = open_corpus(tmp_path / "one", shard="2/3").require_utterances()
+    assert list(last_of_three) == []
+
+
+@pytest.mark.parametrize("command", [["features", "--encoder", "mfcc"], ["segment"], ["transcribe", "--probe", "p"]])
+def test_commands_refuse_a_directory_without_audio(tmp_path: Path, command: list[str], caplog) -> None:
+    from speechunits.cli.main import main
+
+    (tmp_path / "in").mkdir()
+    argv = [command[0], str(tmp_path / "in"), *command[1:]]
+    if command[0] != "transcribe":
+        argv += ["-o", str(tmp_path / "out")]
+    assert main(argv + ["--quiet"]) == 2
+    assert "no audio files" in caplog.text

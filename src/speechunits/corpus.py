@@ -95,6 +95,17 @@ class Corpus:
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def require_utterances(self) -> "Corpus":
+        """``self``, or a :class:`SpeechUnitsError` when the source holds no utterance at all.
+
+        Shards are not looked at: a shard of a small corpus may be empty, the corpus may not.
+        Reads up to the first utterance only.
+        """
+        if next(iter(self._make_iter()), None) is None:
+            raise SpeechUnitsError(f"{self.source}: no audio files (directories are scanned for "
+                                   f"{', '.join(_SCANNED_EXTENSIONS)}; manifests need at least one row)")
+        return self
+
     def __repr__(self) -> str:
         return f"Corpus({self.source!r}, shard={self._shard[0]}/{self._shard[1]})"
 

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if not first.encoder_name:
         raise SpeechUnitsError(f"--codebook {args.codebook[0]}: the codebook does not name its encoder; "
                                "re-import it with `speechunits codebook import ... --encoder E`")
-    corpus = open_corpus(args.input, shard=args.shard, raw_format=args.raw_format)
+    corpus = open_corpus(args.input, shard=args.shard, raw_format=args.raw_format).require_utterances()
     encoder = load_encoder(first.encoder_name, device=args.device, dtype=args.dtype)
     tokenizer = UnitTokenizer(encoder, codebooks, dedup=args.dedup, layers=layers)
     report = encode_corpus(corpus, tokenizer, args.out, options=options, device=args.device, job=job,

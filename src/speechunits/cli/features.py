@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise SpeechUnitsError(f"--channel must be >= 0, got {args.channel}")
     check_part_options(args)
     options = scale_options(args)
-    corpus = open_corpus(args.input, shard=args.shard, raw_format=args.raw_format)
+    corpus = open_corpus(args.input, shard=args.shard, raw_format=args.raw_format).require_utterances()
     encoder = load_encoder(args.encoder, device=args.device, dtype=args.dtype)
     layers = encoder.check_layers(layers)
     report = extract_features(

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         pad_s=args.pad,
         max_seconds=args.max_seconds or None,
     )
-    corpus = open_corpus(args.input, shard=args.shard)
+    corpus = open_corpus(args.input, shard=args.shard).require_utterances()
     report = segment_corpus(
         corpus, args.out, SileroVAD.load(), options,
         write_audio=not args.no_audio, channel=args.channel, on_error=args.on_error, quiet=args.quiet,

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from speechunits.corpus import open_corpus
     from speechunits.probe.evaluate import transcribe
 
-    utts = list(open_corpus(args.input))
+    utts = list(open_corpus(args.input).require_utterances())
     texts = transcribe(args.probe, [u.path for u in utts], codebooks=args.codebook, bpe=args.bpe,
                        encoder=args.encoder, device=args.device, lm=args.lm, beam=beam_options(args),
                        quiet=args.quiet)
