@@ -135,6 +135,19 @@ def test_mismatched_codebook_and_empty_store_refused(trained, tmp_path):
         train_lm(trained / "store", trained / "causal", tiny_config(steps=2), quiet=True)
 
 
+@pytest.mark.parametrize("damaged", ["config.json", "model.safetensors"])
+def test_damaged_model_files_are_a_clear_error(trained, tmp_path, damaged):
+    import shutil
+
+    from speechunits.lm.model_dir import load_lm
+
+    shutil.copytree(trained / "causal", tmp_path / "lm")
+    path = tmp_path / "lm" / damaged
+    path.write_bytes(path.read_bytes()[:30])
+    with pytest.raises(SpeechUnitsError, match="lm: unreadable model files"):
+        load_lm(tmp_path / "lm", "cpu")
+
+
 def test_sampling_is_reproducible_for_a_seed(trained):
     from speechunits.lm.model_dir import load_lm
     from speechunits.lm.sample import SampleOptions, prompts_from, sample_units

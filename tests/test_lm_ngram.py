@@ -178,6 +178,9 @@ def test_read_arpa_refuses_broken_files(tmp_path):
     bad.write_text("hello\n")
     with pytest.raises(SpeechUnitsError, match="not an ARPA file"):
         read_arpa(bad)
+    bad.write_bytes(b"\\data\\\nngram 1=1\n\xff\xfe\x00")
+    with pytest.raises(SpeechUnitsError, match="not an ARPA file .not UTF-8"):
+        read_arpa(bad)
     bad.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\t</s>\n\\end\\\n")
     with pytest.raises(SpeechUnitsError, match="declares 2 1-grams"):
         read_arpa(bad)

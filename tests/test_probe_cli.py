@@ -72,6 +72,17 @@ def test_transcribe_prints_phones_of_the_vocabulary(phones_probe: Path, corpus: 
     assert phones.split() and all(p in vocab[1:] for p in phones.split())
 
 
+def test_eval_refuses_a_damaged_probe(phones_probe: Path, corpus: Path, tmp_path: Path, caplog):
+    import shutil
+
+    shutil.copytree(phones_probe, tmp_path / "probe")
+    head = tmp_path / "probe" / "head.safetensors"
+    head.write_bytes(head.read_bytes()[:50])
+    assert main(["probe", "eval", str(tmp_path / "probe"), str(corpus / "manifest.tsv"), "--device", "cpu",
+                 "--quiet"]) == 2
+    assert "head.safetensors: unreadable safetensors file" in caplog.text
+
+
 def test_eval_refuses_features_of_another_encoder(phones_probe: Path, corpus: Path, tmp_path: Path, caplog):
     features = tmp_path / "logmel"
     assert main(["features", str(corpus / "manifest.tsv"), "--encoder", "logmel", "-o", str(features),

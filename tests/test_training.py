@@ -14,7 +14,7 @@ import torch
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.training.batching import LengthBucketSampler, mix_seed
-from speechunits.training.checkpoint import load_weights, read_state, training_dir
+from speechunits.training.checkpoint import load_optimizer, load_weights, read_state, training_dir
 from speechunits.training.config import OptimConfig
 from speechunits.training.loop import Trainer, cpu_denormals_flushed
 from speechunits.training.optim import learning_rate
@@ -153,8 +153,8 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path: Path):
         Trainer(make_model(), Regression(), cfg(checkpoint_every=2), tmp_path / "part", device=CPU,
                 quiet=True).run(on_step=crash_at_3)
     assert read_state(tmp_path / "part")["step"] == 2
-    with open(training_dir(tmp_path / "part") / "log.jsonl", "a") as torn:  # a line cut by the crash
-        torn.write('{"step": 4, "lo')
+    with open(training_dir(tmp_path / "part") / "log.jsonl", "ab") as torn:  # a line cut by the crash, bytes lost
+        torn.write(b'{"step": 4, "lo\n\xff\x00{"st')
     resumed_model = make_model(seed=99)  # other initial weights: the checkpoint must replace them
     trainer = Trainer(resumed_model, Regression(), cfg(checkpoint_every=2), tmp_path / "part", device=CPU,
                       quiet=True)
@@ -295,6 +295,15 @@ def test_checkpoint_errors(tmp_path: Path):
     state_path.write_text("{not json")
     with pytest.raises(SpeechUnitsError, match="unreadable"):
         read_state(tmp_path / "m")
+    # damaged weights and optimizer state: errors that name the file, not safetensors' or pickle's tracebacks
+    weights_path = training_dir(tmp_path / "m") / "model.safetensors"
+    weights_path.write_bytes(weights_path.read_bytes()[:40])
+    with pytest.raises(SpeechUnitsError, match="model.safetensors: unreadable safetensors file"):
+        load_weights(tmp_path / "m", make_model())
+    optimizer_path = training_dir(tmp_path / "m") / "optimizer.pt"
+    optimizer_path.write_bytes(optimizer_path.read_bytes()[:100])
+    with pytest.raises(SpeechUnitsError, match="optimizer.pt: unreadable optimizer state"):
+        load_optimizer(tmp_path / "m", torch.optim.AdamW(make_model().parameters()))
     with pytest.raises(SpeechUnitsError, match="no checkpoint directory"):
         Trainer(make_model(), Regression(), cfg(), None, device=CPU).restore()
 

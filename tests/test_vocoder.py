@@ -313,3 +313,18 @@ def test_kernel_widens_the_context_and_must_be_odd():
         moved = torch.nonzero(diff > 0).flatten()  # outside the context the arithmetic is identical
         # STFT frame j averages unit frames j - 1 and j
         assert (int(moved.min()), int(moved.max())) == (40 - reach, 41 + reach)
+
+
+def test_a_damaged_vocoder_is_a_clear_error(tmp_path: Path):
+    from speechunits.errors import SpeechUnitsError
+    from speechunits.recipes.demo_audio import shipped_vocoder
+    from speechunits.vocoder.vocoder import load_vocoder
+
+    shutil.copytree(shipped_vocoder(), tmp_path / "voc")
+    weights = tmp_path / "voc" / "vocoder.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(SpeechUnitsError, match="vocoder.safetensors: unreadable safetensors file"):
+        load_vocoder(tmp_path / "voc", "cpu")
+    (tmp_path / "voc" / "vocoder.json").write_text("{cut")
+    with pytest.raises(SpeechUnitsError, match="vocoder.json: unreadable, not valid JSON"):
+        load_vocoder(tmp_path / "voc", "cpu")

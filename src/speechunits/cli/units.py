@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from speechunits.encoders.base import EncoderInfo
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 
 META_NAME = "features.json"
 FORMAT_VERSION = 1

@@ -68,41 +68,44 @@ def read_arpa(path: str | Path) -> ArpaLM:
     backoff: dict[tuple[str, ...], float] = {}
     n = 0  # the section being read; 0 = header
     seen_data = False
-    with open(path, encoding="utf-8") as f:
-        for number, raw in enumerate(f, 1):
-            line = raw.strip()
-            if not line:
-                continue
-            if line == "\\data\\":
-                seen_data = True
-                continue
-            if line == "\\end\\":
-                break
-            if not seen_data:
-                continue  # free text before \data\ is allowed
-            section = _SECTION.match(line)
-            if section:
-                n = int(section.group(1))
-                continue
-            if n == 0:
-                m = re.match(r"^ngram (\d+)=(\d+)$", line)
-                if not m:
-                    raise SpeechUnitsError(f"{path}:{number}: expected 'ngram N=COUNT' in the header, got {line!r}")
-                declared[int(m.group(1))] = int(m.group(2))
-                continue
-            fields = line.split()
-            if len(fields) not in (n + 1, n + 2):
-                raise SpeechUnitsError(f"{path}:{number}: a {n}-gram line needs {n + 1} or {n + 2} fields, "
-                                       f"got {len(fields)}")
-            try:
-                value = float(fields[0])
-                bow = float(fields[n + 1]) if len(fields) == n + 2 else None
-            except ValueError:
-                raise SpeechUnitsError(f"{path}:{number}: not a number in {line!r}") from None
-            ngram = tuple(fields[1:n + 1])
-            prob[ngram] = value
-            if bow is not None:
-                backoff[ngram] = bow
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, raw in enumerate(f, 1):
+                line = raw.strip()
+                if not line:
+                    continue
+                if line == "\\data\\":
+                    seen_data = True
+                    continue
+                if line == "\\end\\":
+                    break
+                if not seen_data:
+                    continue  # free text before \data\ is allowed
+                section = _SECTION.match(line)
+                if section:
+                    n = int(section.group(1))
+                    continue
+                if n == 0:
+                    m = re.match(r"^ngram (\d+)=(\d+)$", line)
+                    if not m:
+                        raise SpeechUnitsError(f"{path}:{number}: expected 'ngram N=COUNT' in the header, got {line!r}")
+                    declared[int(m.group(1))] = int(m.group(2))
+                    continue
+                fields = line.split()
+                if len(fields) not in (n + 1, n + 2):
+                    raise SpeechUnitsError(f"{path}:{number}: a {n}-gram line needs {n + 1} or {n + 2} fields, "
+                                           f"got {len(fields)}")
+                try:
+                    value = float(fields[0])
+                    bow = float(fields[n + 1]) if len(fields) == n + 2 else None
+                except ValueError:
+                    raise SpeechUnitsError(f"{path}:{number}: not a number in {line!r}") from None
+                ngram = tuple(fields[1:n + 1])
+                prob[ngram] = value
+                if bow is not None:
+                    backoff[ngram] = bow
+    except UnicodeDecodeError as exc:
+        raise SpeechUnitsError(f"{path}: not an ARPA file (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
     if not seen_data or not declared:
         raise SpeechUnitsError(f"{path}: not an ARPA file (no \\data\\ header with 'ngram N=COUNT' lines)")
     for k, count in declared.items():

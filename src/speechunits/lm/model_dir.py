@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 from speechunits.lm.config import LMConfig
 from speechunits.lm.vocab import LMVocab
 
@@ -126,7 +126,12 @@ def load_lm(path: str | os.PathLike[str], device: str = "auto", *, objective: st
     vocab = LMVocab.from_dict(meta["vocab"], path / BPE_DIR if meta["vocab"]["tokenisation"] == "bpe" else None)
     auto = transformers.AutoModelForCausalLM if meta["objective"] == "causal" else transformers.AutoModelForMaskedLM
     dev = resolve_device(device)
-    model = auto.from_pretrained(str(path)).to(dev).eval()
+    try:
+        model = auto.from_pretrained(str(path))
+    except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, SafetensorError ... on bad files
+        raise SpeechUnitsError(f"{path}: unreadable model files, config.json or model.safetensors damaged "
+                               f"({type(exc).__name__}: {str(exc)[:300]})") from None
+    model = model.to(dev).eval()
     if model.config.vocab_size != vocab.size:
         raise SpeechUnitsError(f"{path}: model vocabulary {model.config.vocab_size} != tokenizer's {vocab.size}")
     return UnitLM(model, vocab, meta, path, dev)

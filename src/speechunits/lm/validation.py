@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 from speechunits.lm.data import LMTask, cut, with_specials
 from speechunits.lm.score import DEFAULT_BATCH_TOKENS
 from speechunits.lm.vocab import LMVocab

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from speechunits.corpus import SPEAKERS_FILE, read_speakers
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 from speechunits.measure.alignments import Segment, load_alignments
 from speechunits.quantize.fit import fit_sample, memory_source, sample_source
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 from speechunits.pretrain.config import PretrainConfig, hubert_config
 from speechunits.pretrain.model import HubertPretrainer
 from speechunits.pretrain.targets import Targets
@@ -92,7 +92,8 @@ def read_init(path: str | Path, train: PretrainConfig) -> InitModel:
             other than ``train``'s (the message names both).
     """
     import transformers
-    from safetensors.torch import load_file
+
+    from speechunits.files import read_safetensors
 
     root = Path(path)
     config_file, weights_file = root / "config.json", root / WEIGHTS_FILE
@@ -110,16 +111,16 @@ def read_init(path: str | Path, train: PretrainConfig) -> InitModel:
         raise SpeechUnitsError(
             f"--init {root}: its model ({_describe(theirs)}) does not match --config {train.model} "
             f"--frame-rate {train.frame_rate} ({_describe(ours)}); differing: {diff}")
-    encoder = load_file(str(weights_file))
+    encoder = read_safetensors(weights_file)
     head, spec, tensors, recorded = None, None, {}, None
     training = root / "training"
     if (training / WEIGHTS_FILE).is_file():
-        full = load_file(str(training / WEIGHTS_FILE))
+        full = read_safetensors(training / WEIGHTS_FILE)
         head = {k[len(HEAD_PREFIX):]: v for k, v in full.items() if k.startswith(HEAD_PREFIX)} or None
     if (training / "targets" / "targets.json").is_file():
         spec = read_json_object(training / "targets" / "targets.json")
         if (training / "targets" / "targets.safetensors").is_file():
-            tensors = load_file(str(training / "targets" / "targets.safetensors"))
+            tensors = read_safetensors(training / "targets" / "targets.safetensors")
     if (training / "state.json").is_file():
         recorded = read_json_object(training / "state.json").get("pretrain")
     return InitModel(root, file_sha256(weights_file), encoder, head, spec, tensors, recorded)

@@ -171,9 +171,9 @@ def _mfcc_targets(k: int, waves: Waves, model_frames: FramesFn, model_rate: floa
     ratio = frame_ratio(info.frame_rate, model_rate, "mfcc targets")
     feats = _encoder_features(encoder, waves, 0)
     if saved is not None and (saved / "targets.safetensors").is_file():
-        from safetensors.torch import load_file
+        from speechunits.files import read_safetensors
 
-        centroids = load_file(str(saved / "targets.safetensors"))["centroids"]
+        centroids = read_safetensors(saved / "targets.safetensors")["centroids"]
         inertia = None
     else:
         from speechunits.quantize.kmeans import fit_kmeans

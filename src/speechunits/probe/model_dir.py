@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 from speechunits.probe.heads import ProbeModel, build_model
 from speechunits.probe.inputs import Sample, check_identity
 from speechunits.probe.task import CTC, FRAME, objective_of, predict_logits
@@ -193,7 +193,8 @@ def load_probe(directory: str | os.PathLike[str], base: str | None = None) -> Pr
 
     A LoRA/adapters probe loads its base encoder (``base``: from there instead of the recorded
     name) and refuses one whose identity is not the recorded one (SpeechUnitsError)."""
-    from safetensors.torch import load_file, load_model
+    from speechunits.files import read_safetensors
+    from speechunits.training.checkpoint import load_safetensors
 
     directory = Path(directory)
     meta = read_probe_meta(directory)
@@ -201,14 +202,14 @@ def load_probe(directory: str | os.PathLike[str], base: str | None = None) -> Pr
         model = build_model(meta["model"], base=base)
     except SpeechUnitsError as exc:
         raise SpeechUnitsError(f"{directory}: {exc}") from None
-    try:
-        if model.low_rank:
-            model.load_saved(load_file(str(directory / meta.get("head", HEAD_FILE))))
-        else:
-            load_model(model, str(directory / meta.get("head", HEAD_FILE)), strict=True)
-    except (OSError, RuntimeError) as exc:
-        raise SpeechUnitsError(f"{directory / HEAD_FILE}: does not match the model in {PROBE_FILE} "
-                               f"({str(exc)[:300]})") from None
+    head = directory / meta.get("head", HEAD_FILE)
+    if model.low_rank:
+        try:
+            model.load_saved(read_safetensors(head))
+        except RuntimeError as exc:
+            raise SpeechUnitsError(f"{head}: does not match the model in {PROBE_FILE} ({str(exc)[:300]})") from None
+    else:
+        load_safetensors(head, model, f"the model in {PROBE_FILE}")
     model.eval()
     coder = LabelCoder.load(directory, meta["task"], meta["labels"])
     return Probe(model, coder, meta, directory)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 
 VOCAB_FORMAT_VERSION = 1
 #: The CTC blank's token and id in CTC vocabularies and tokenizers.

@@ -24,7 +24,7 @@ import torch
 
 from speechunits import __version__
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object, read_safetensors
 from speechunits.device import resolve_device
 from speechunits.quantize.assign import Precision, PreparedCentroids, assign, prepare_centroids
 
@@ -246,9 +246,6 @@ class Codebook:
     def load(cls, path: str | Path) -> "Codebook":
         """Read a codebook directory of any kind (dispatching on ``kind``, see :data:`CODEBOOK_KINDS`);
         verifies the file structure and the content sha256."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         root = Path(path)
         if root.is_file() and root.name in (CENTROIDS_FILE, META_FILE):
             root = root.parent
@@ -266,10 +263,7 @@ class Codebook:
         if not isinstance(kind, str):
             raise SpeechUnitsError(f"{meta_path}: 'kind' must be a string, got {kind!r}")
         target = codebook_class(kind, str(meta_path))
-        try:
-            tensors = load_file(str(tensors_path))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise SpeechUnitsError(f"{tensors_path}: unreadable or truncated safetensors file ({exc})") from None
+        tensors = read_safetensors(tensors_path)
         codebook = target.from_tensors(tensors, meta, str(tensors_path))
         if codebook.sha256 != meta.get("sha256"):
             raise SpeechUnitsError(

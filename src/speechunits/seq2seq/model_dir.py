@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 from speechunits.seq2seq.symbols import SymbolTable
 
 FORMAT_VERSION = 1

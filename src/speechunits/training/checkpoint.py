@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Union
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import UNREADABLE_SAFETENSORS, read_json_object, read_safetensors
 from speechunits.training.distributed import Distributed
 
 FORMAT_VERSION = 2
@@ -128,6 +128,7 @@ def load_safetensors(path: str | Path, model: torch.nn.Module, what: str = "the 
     Raises:
         SpeechUnitsError: the file is missing, unreadable, or does not match ``what``.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     path = Path(path)
@@ -135,6 +136,8 @@ def load_safetensors(path: str | Path, model: torch.nn.Module, what: str = "the 
         raise SpeechUnitsError(f"{path}: missing")
     try:
         load_model(model, str(path), strict=True)
+    except SafetensorError as exc:
+        raise SpeechUnitsError(f"{path}: {UNREADABLE_SAFETENSORS} ({exc})") from None
     except (OSError, RuntimeError) as exc:
         raise SpeechUnitsError(f"{path}: does not match {what} ({str(exc)[:300]})") from exc
 
@@ -153,7 +156,12 @@ def load_optimizer(out_dir: str | Path, optimizer: Optimizers) -> None:
     path = training_dir(out_dir) / OPTIMIZER_FILE
     if not path.is_file():
         raise SpeechUnitsError(f"{path}: missing (not a complete checkpoint)")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError ... on a bad file
+        raise SpeechUnitsError(f"{path}: unreadable optimizer state, truncated or not torch.save's "
+                               f"({type(exc).__name__}: {str(exc)[:200]}); resume from another checkpoint or start "
+                               "a new run") from None
     phased = isinstance(saved, dict) and set(saved) == {PHASES_KEY}
     if not isinstance(optimizer, Mapping):
         if phased:
@@ -170,12 +178,10 @@ def load_optimizer(out_dir: str | Path, optimizer: Optimizers) -> None:
 
 def load_rng(out_dir: str | Path, rank: int) -> bool:
     """Restore rank ``rank``'s torch RNG state; False when the checkpoint has none for it."""
-    from safetensors.torch import load_file
-
     path = _rng_path(Path(out_dir), rank)
     if not path.is_file():
         return False
-    saved = load_file(str(path))
+    saved = read_safetensors(path)
     torch.set_rng_state(saved["cpu"])
     if "cuda" in saved and torch.cuda.is_available():
         torch.cuda.set_rng_state(saved["cuda"])

@@ -288,7 +288,8 @@ class Trainer:
         path = training_dir(self.out_dir) / LOG_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_file():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _logged_step(line) <= start_step]
+            text = path.read_text(encoding="utf-8", errors="replace")  # torn or damaged lines are dropped below
+            kept = [line for line in text.splitlines() if _logged_step(line) <= start_step]
             path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         return open(path, "a", encoding="utf-8")
 

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 from speechunits.units.parquet_dir import (
     DEFAULT_ROWS_PER_FILE,
     ShardWriter,

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import torch
 
 from speechunits.audio import Audio
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object
 from speechunits.pitch import F0Stats, F0Track, extract_f0, f0_stats
 from speechunits.units.units import Units
 from speechunits.vocoder.config import VocoderConfig

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.jsonfile import read_json_object
+from speechunits.files import read_json_object, read_safetensors
 
 
 def test_reads_an_object(tmp_path: Path):
@@ -46,3 +46,18 @@ def test_artefact_readers_that_used_to_raise_bare_errors(tmp_path: Path):
     (tmp_path / "features.json").write_text("[]", encoding="utf-8")
     with pytest.raises(SpeechUnitsError, match="features.json: expected a JSON object"):
         read_features_meta(tmp_path)
+
+
+def test_safetensors_round_trip_and_damaged_files(tmp_path: Path):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.arange(6.0).reshape(2, 3)}, str(tmp_path / "t.safetensors"))
+    assert torch.equal(read_safetensors(tmp_path / "t.safetensors")["w"], torch.arange(6.0).reshape(2, 3))
+    data = (tmp_path / "t.safetensors").read_bytes()
+    for damaged in (data[: len(data) - 5], b"", b"\x00garbage\xff" * 4):
+        (tmp_path / "t.safetensors").write_bytes(damaged)
+        with pytest.raises(SpeechUnitsError, match="t.safetensors: unreadable safetensors file"):
+            read_safetensors(tmp_path / "t.safetensors")
+    with pytest.raises(SpeechUnitsError, match="u.safetensors: missing"):
+        read_safetensors(tmp_path / "u.safetensors")

@@ -1,0 +1,60 @@
+"""The readers of artefact files: the JSON objects that describe them and their safetensors tensors.
+
+Every artefact directory (codebook, probe, LM, vocoder, checkpoint ...) holds a JSON object of
+metadata, read by :func:`read_json_object`, and most hold tensors, read as a dict by
+:func:`read_safetensors` (``speechunits.training.checkpoint.load_safetensors`` loads them into a
+model). A missing, unreadable, truncated or malformed file is always a
+:class:`~speechunits.errors.SpeechUnitsError` that names the file, never a bare ``JSONDecodeError``
+or ``SafetensorError`` traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from speechunits.errors import SpeechUnitsError
+
+if TYPE_CHECKING:
+    import torch
+
+#: how an unreadable safetensors file is described (also by ``load_safetensors``)
+UNREADABLE_SAFETENSORS = "unreadable safetensors file, truncated or not safetensors"
+
+
+def read_json_object(path: str | os.PathLike[str], *, missing: str | None = None) -> dict[str, Any]:
+    """The JSON object stored in ``path``.
+
+    Raises :class:`SpeechUnitsError`: ``missing`` (default ``"<path>: not found"``) when ``path`` is
+    not a file; ``"<path>: unreadable ..."`` when it cannot be read or is not valid JSON;
+    ``"<path>: expected a JSON object ..."`` when the JSON is not an object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechUnitsError(missing if missing is not None else f"{path}: not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpeechUnitsError(f"{path}: unreadable ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpeechUnitsError(f"{path}: unreadable, not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise SpeechUnitsError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> "dict[str, torch.Tensor]":
+    """The tensors of a safetensors file (on the CPU), or a :class:`SpeechUnitsError` when it is missing or unreadable."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechUnitsError(f"{path}: missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise SpeechUnitsError(f"{path}: {UNREADABLE_SAFETENSORS} ({exc})") from None
