@@ -13,7 +13,8 @@ What it does, every setting fixed here:
 1. ``speechunits synth`` (``--minutes``, ``--speakers``, ``--text grammar``: sentences sampled from a
    grammar, so that test sentences are almost never training sentences and the LM cannot recite
    them; seed 5), unless OUT/corpus exists.
-2. ``speechunits probe train asr`` on MFCC (BiLSTM of 128, 3 frames stacked, standardised, characters,
+2. ``speechunits probe train asr`` on MFCC (BiLSTM of 128, 3 frames stacked, standardised, characters
+   and, with ``--targets`` including ``bpe``, also a 64-token BPE of the text,
    split by speaker: dev and test speakers unseen, lr 1e-3, one seed, at most ``--max-steps``), the
    settings of bench/probe.py's judge, unless OUT/asr-mfcc exists.
    The same on units: MFCC K=100 fitted on the training part, deduplicated, embedding tables from the
