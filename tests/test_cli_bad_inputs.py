@@ -73,3 +73,32 @@ def test_bad_inputs_are_refused_without_a_traceback(command: tuple[str, ...], tm
         if (command, kind) in ACCEPTS:
             continue
         assert status in (1, 2), f"{' '.join(argv)}: exit {status}"
+
+
+def test_no_option_takes_nan_or_infinity(capsys):
+    """Every float option parses through finite_float: NaN reached int() or a model before."""
+    from speechunits.cli.main import finite_float
+
+    floats = [(command, action.option_strings[-1]) for command, parser in leaf_parsers(build_parser())
+              for action in parser._actions if action.type in (float, finite_float)]
+    assert floats and all(action_type is finite_float for action_type in
+                          (a.type for _, p in leaf_parsers(build_parser()) for a in p._actions
+                           if a.type in (float, finite_float)))
+    for text in ("nan", "inf", "-inf"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["lm", "sample", "lm", "--prompt", "x", f"--seconds={text}", "-o", "out"])
+        assert exit_info.value.code == 2 and "expected a finite number" in capsys.readouterr().err
+    assert finite_float("1e-3") == 1e-3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["synth", "{tmp}/new", "--seed", "-1"], "--seed must be >= 0"),
+    (["probe", "train", "phones", "{tmp}/c", "--encoder", "mfcc", "--hidden", "0", "-o", "{tmp}/p"], "--hidden must be"),
+])
+def test_out_of_range_values_are_refused(argv: list[str], message: str, tmp_path: Path, caplog):
+    from speechunits.synth.testing import small_corpus
+
+    corpus = small_corpus(tmp_path / "corpus", minutes=0.3, speakers=2) / "manifest.tsv"
+    argv = [a.replace("{tmp}/c", str(corpus)).replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv + ["--quiet"]) == 2
+    assert message in caplog.text

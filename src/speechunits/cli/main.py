@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import math
 import os
 import pkgutil
 import signal
@@ -60,6 +61,23 @@ def quiet_transformers(quiet: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def finite_float(text: str) -> float:
+    """``type=float`` of every option: NaN and infinities are refused (they would reach int() or a model)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _refuse_non_finite_floats(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if action.type is float:
+            action.type = finite_float
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _refuse_non_finite_floats(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechunits", description="Self-supervised discrete speech units.")
     parser.add_argument("--version", action="version", version=f"speechunits {__version__}")
@@ -71,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"speechunits.cli.{module_info.name}")
         if hasattr(module, "register"):
             module.register(subparsers)
+    _refuse_non_finite_floats(parser)
     return parser
 
 

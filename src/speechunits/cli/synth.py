@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise SpeechUnitsError(f"synth {kind}: --{', --'.join(n.replace('_', '-') for n in stray)} does not apply")
     if args.workers is not None and args.workers < 1:
         raise SpeechUnitsError(f"--workers must be >= 1, got {args.workers}")
+    if args.seed < 0:
+        raise SpeechUnitsError(f"--seed must be >= 0, got {args.seed}")
     common = dict(seed=args.seed, workers=args.workers, quiet=args.quiet)
     speakers = values["speakers"] if values["speakers"] is not None else 4
     if speakers < 1:

@@ -44,6 +44,8 @@ class UtteranceScore:
 
 def _batches(lengths: Sequence[int], budget: int) -> Iterator[list[int]]:
     """Indices in length order, cut so that ``len(batch) * longest <= budget`` (a long one alone)."""
+    if budget < 1:
+        raise SpeechUnitsError(f"--batch-tokens must be >= 1, got {budget}")
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batch: list[int] = []
     for i in order:

@@ -173,6 +173,10 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
     objective = objective_of(task)
     if int(stack) < 1 or int(lstm_layers) < 1:
         raise SpeechUnitsError(f"--stack and --lstm-layers must be >= 1, got {stack} and {lstm_layers}")
+    if int(hidden) < 1:
+        raise SpeechUnitsError(f"--hidden must be >= 1, got {hidden}")
+    if int(embed_dim) < 1:
+        raise SpeechUnitsError(f"embed_dim must be >= 1, got {embed_dim}")
     if int(stack) > 1 and objective == FRAME:
         raise SpeechUnitsError(f"--stack {stack}: task {task!r} labels every input frame; it cannot stack frames")
     if standardize and (source["kind"] != FEATURES or finetune is not None):
