@@ -72,6 +72,26 @@ def test_transcribe_prints_phones_of_the_vocabulary(phones_probe: Path, corpus: 
     assert phones.split() and all(p in vocab[1:] for p in phones.split())
 
 
+def test_transcribe_skips_files_it_cannot_read_and_fails_when_all_are(phones_probe: Path, corpus: Path,
+                                                                      tmp_path: Path, capsys, caplog):
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(sorted((corpus / "wavs").glob("*.wav"))[0], tmp_path / "in" / "good.wav")
+    sf.write(tmp_path / "in" / "short.wav", np.zeros(100, dtype=np.float32), 16000)  # shorter than one MFCC window
+    (tmp_path / "in" / "broken.wav").write_bytes(b"RIFF....not a wave")
+    capsys.readouterr()
+    assert main(["transcribe", str(tmp_path / "in"), "--probe", str(phones_probe), "--device", "cpu", "--quiet"]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["good"]
+    assert "short: skipped" in caplog.text and "broken: skipped" in caplog.text
+    (tmp_path / "in" / "good.wav").unlink()
+    assert main(["transcribe", str(tmp_path / "in"), "--probe", str(phones_probe), "--device", "cpu", "--quiet"]) == 1
+    assert capsys.readouterr().out == "" and "every file failed (2)" in caplog.text
+
+
 def test_eval_refuses_a_damaged_probe(phones_probe: Path, corpus: Path, tmp_path: Path, caplog):
     import shutil
 

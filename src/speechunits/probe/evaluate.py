@@ -264,16 +264,19 @@ def _decoder(probe: Any, lm: str | Path | None, beam: Any) -> Any:
 
 def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks: Sequence[str | Path] | None = None,
                bpe: str | Path | None = None, encoder: str | None = None, device: str = "auto",
-               lm: str | Path | None = None, beam: Any = None, quiet: bool = False) -> list[str]:
+               lm: str | Path | None = None, beam: Any = None, quiet: bool = False,
+               errors: dict[str, str] | None = None) -> list[str | None]:
     """Audio files to text (``asr`` probes) or space-separated phones (``phones`` probes), in order.
 
     A probe on encoder features runs its encoder on the audio. A probe on units needs the
     codebook(s) its unit store was encoded with (``codebooks``; checked by sha256) and, for BPE
     units, the BPE directory (default: the one recorded at training). ``lm``/``beam``: as for
-    :func:`evaluate_probe`.
+    :func:`evaluate_probe`. ``errors``: when given, a file that cannot be read or is too short is
+    recorded there (path -> reason) and its entry is ``None``; otherwise it raises.
 
     Raises:
-        SpeechUnitsError: another task, a unit probe without its codebooks, unreadable audio.
+        SpeechUnitsError: another task, a unit probe without its codebooks, unreadable audio
+        (without ``errors``).
     """
     from speechunits.device import resolve_device
     from speechunits.probe.model_dir import load_probe
@@ -287,22 +290,30 @@ def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks:
 
     corpus = as_corpus([Utterance(str(i), str(p)) for i, p in enumerate(paths)])
     ids = [str(i) for i in range(len(paths))]
+    failed: dict[str, str] = {}
     if identity.get("kind") == FEATURES:
         made = probe_input(identity, corpus, encoder=encoder, device=device, quiet=quiet)
         loaded = made.load(ids)
-        if loaded.errors:
-            first = next(iter(loaded.errors))
-            raise SpeechUnitsError(f"{paths[int(first)]}: {loaded.errors[first]}")
+        failed = dict(loaded.errors)
         samples = loaded.samples
     else:
-        samples = _unit_samples(identity, paths, codebooks, bpe, encoder, device)
-    predictions = probe.predict(samples, ids, device=dev, decoder=_decoder(probe, lm, beam))
-    return [p if isinstance(p, str) else " ".join(p) for p in (predictions[i] for i in ids)]
+        samples = _unit_samples(identity, paths, codebooks, bpe, encoder, device, failed)
+    if failed:
+        if errors is None:
+            first = next(iter(failed))
+            raise SpeechUnitsError(failed[first])
+        errors.update({str(paths[int(i)]): reason for i, reason in failed.items()})
+    good = [i for i in ids if i not in failed]
+    predictions = probe.predict(samples, good, device=dev, decoder=_decoder(probe, lm, beam)) if good else {}
+    return [None if i in failed else (p if isinstance(p, str) else " ".join(p))
+            for i, p in ((i, predictions.get(i)) for i in ids)]
 
 
 def _unit_samples(identity: Mapping[str, Any], paths: Sequence[str | Path], codebooks: Sequence[str | Path] | None,
-                  bpe: str | Path | None, encoder: str | None, device: str) -> dict[str, Sample]:
-    """Units of audio files through the probe's codebooks (checked by sha256), as samples."""
+                  bpe: str | Path | None, encoder: str | None, device: str,
+                  failed: dict[str, str]) -> dict[str, Sample]:
+    """Units of audio files through the probe's codebooks (checked by sha256), as samples keyed by
+    position; files that cannot be read or are too short go to ``failed`` (position -> reason)."""
     from speechunits.audio import Audio
     from speechunits.encoders import load_encoder
     from speechunits.quantize import Codebook
@@ -335,6 +346,10 @@ def _unit_samples(identity: Mapping[str, Any], paths: Sequence[str | Path], code
                                    f"{str(identity['bpe_sha256'])[:12]}")
     samples = {}
     for i, path in enumerate(paths):
-        streams = tokenizer.encode_streams(Audio.load(path))
+        try:
+            streams = tokenizer.encode_streams(Audio.load(path))
+        except SpeechUnitsError as exc:
+            failed[str(i)] = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            continue
         samples[str(i)] = unit_sample(streams, dedup=bool(identity.get("dedup")), bpe=bpe_model)
     return samples
