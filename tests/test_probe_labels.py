@@ -59,7 +59,7 @@ def test_read_transcripts_kaldi(tmp_path: Path) -> None:
     ("text.tsv", "a\thello\tworld\n", 1, "expected utt<TAB>text"),
     ("text.tsv", "a\thi\n\na\tho\n", 3, "'a' listed twice"),
     ("text", "a hi\nb ho\na again\n", 3, "'a' listed twice"),
-    ("m.jsonl", '{"id": "a", "text": "hi"}\n{"id": "b", "text": \n', 2, "invalid JSON"),
+    ("m.jsonl", '{"id": "a", "text": "hi"}\n{"id": "b", "text": \n', 2, "not valid JSON"),
     ("m.jsonl", '["a", "hi"]\n', 1, "expected a JSON object"),
     ("m.jsonl", '{"id": "a", "text": 3}\n', 1, "'text' must be a string"),
     ("m.jsonl", '{"text": "hi"}\n', 1, "neither 'id' nor 'path'"),

@@ -293,7 +293,7 @@ def test_checkpoint_errors(tmp_path: Path):
     with pytest.raises(SpeechUnitsError, match="format 1"):
         read_state(tmp_path / "m")
     state_path.write_text("{not json")
-    with pytest.raises(SpeechUnitsError, match="unreadable"):
+    with pytest.raises(SpeechUnitsError, match="state.json: not valid JSON"):
         read_state(tmp_path / "m")
     # damaged weights and optimizer state: errors that name the file, not safetensors' or pickle's tracebacks
     weights_path = training_dir(tmp_path / "m") / "model.safetensors"

@@ -326,5 +326,5 @@ def test_a_damaged_vocoder_is_a_clear_error(tmp_path: Path):
     with pytest.raises(SpeechUnitsError, match="vocoder.safetensors: unreadable safetensors file"):
         load_vocoder(tmp_path / "voc", "cpu")
     (tmp_path / "voc" / "vocoder.json").write_text("{cut")
-    with pytest.raises(SpeechUnitsError, match="vocoder.json: unreadable, not valid JSON"):
+    with pytest.raises(SpeechUnitsError, match="vocoder.json: not valid JSON"):
         load_vocoder(tmp_path / "voc", "cpu")

@@ -17,7 +17,6 @@ at the i-th (0-based), so shards are disjoint, cover the corpus, and do not depe
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from speechunits.audio import AUDIO_EXTENSIONS, RAW_EXTENSIONS, RawFormat
 from speechunits.errors import SpeechUnitsError
+from speechunits.files import parse_json_object
 
 
 @dataclass(frozen=True)
@@ -193,22 +193,15 @@ def _iter_tsv(manifest: Path) -> Iterator[Utterance]:
 
 
 def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
-    with open(manifest, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SpeechUnitsError(f"{manifest}:{line_no}: invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or "path" not in record:
-                raise SpeechUnitsError(f"{manifest}:{line_no}: each line needs an object with a 'path'")
-            audio_path = Path(record.pop("path"))
-            if not audio_path.is_absolute():
-                audio_path = manifest.parent / audio_path
-            utt_id = str(record.pop("id", audio_path.stem))
-            num_samples = record.pop("num_samples", None)
-            yield Utterance(utt_id, str(audio_path), int(num_samples) if num_samples is not None else None, record)
+    for line_no, record in iter_jsonl_objects(manifest, "JSONL manifest"):
+        if "path" not in record:
+            raise SpeechUnitsError(f"{manifest}:{line_no}: each line needs an object with a 'path'")
+        audio_path = Path(record.pop("path"))
+        if not audio_path.is_absolute():
+            audio_path = manifest.parent / audio_path
+        utt_id = str(record.pop("id", audio_path.stem))
+        num_samples = record.pop("num_samples", None)
+        yield Utterance(utt_id, str(audio_path), int(num_samples) if num_samples is not None else None, record)
 
 
 #: Above this many utterances :func:`total_audio_seconds` gives up (reading headers would take long).
@@ -295,6 +288,17 @@ def iter_text_lines(path: str | os.PathLike[str], what: str) -> Iterator[tuple[i
                     yield line_no, line
     except UnicodeDecodeError as exc:
         raise SpeechUnitsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def iter_jsonl_objects(path: str | os.PathLike[str], what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line_no, object)`` of a JSON-lines file (blank lines skipped): the one JSONL parser.
+
+    Raises:
+        SpeechUnitsError: missing or not UTF-8 (as :func:`iter_text_lines`), a line that is not
+        valid JSON or not a JSON object (naming ``path:line``).
+    """
+    for line_no, line in iter_text_lines(path, what):
+        yield line_no, parse_json_object(line, f"{path}:{line_no}")
 
 
 def read_pairs(path: str | os.PathLike[str], *, what: str, value_name: str, key_name: str = "utt",

@@ -27,7 +27,7 @@ def read_json_object(path: str | os.PathLike[str], *, missing: str | None = None
     """The JSON object stored in ``path``.
 
     Raises :class:`SpeechUnitsError`: ``missing`` (default ``"<path>: not found"``) when ``path`` is
-    not a file; ``"<path>: unreadable ..."`` when it cannot be read or is not valid JSON;
+    not a file; ``"<path>: unreadable ..."`` when it cannot be read, ``"<path>: not valid JSON ..."``;
     ``"<path>: expected a JSON object ..."`` when the JSON is not an object.
     """
     path = Path(path)
@@ -37,12 +37,17 @@ def read_json_object(path: str | os.PathLike[str], *, missing: str | None = None
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpeechUnitsError(f"{path}: unreadable ({exc})") from None
+    return parse_json_object(text, str(path))
+
+
+def parse_json_object(text: str, where: str) -> dict[str, Any]:
+    """The JSON object in ``text`` (a file's content or one JSONL line); errors begin with ``where``."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SpeechUnitsError(f"{path}: unreadable, not valid JSON ({exc})") from None
+        raise SpeechUnitsError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise SpeechUnitsError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        raise SpeechUnitsError(f"{where}: expected a JSON object, got {type(data).__name__}")
     return data
 
 

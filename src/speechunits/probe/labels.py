@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from speechunits.corpus import iter_text_lines, read_pairs
+from speechunits.corpus import iter_jsonl_objects, iter_text_lines, read_pairs
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
 from speechunits.probe.vocab import Vocabulary, class_vocabulary
@@ -103,13 +103,7 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
 
 def _read_jsonl_text(path: Path) -> dict[str, str]:
     result: dict[str, str] = {}
-    for line_no, line in iter_text_lines(path, "JSONL manifest"):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SpeechUnitsError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise SpeechUnitsError(f"{path}:{line_no}: expected a JSON object")
+    for line_no, record in iter_jsonl_objects(path, "JSONL manifest"):
         if "id" in record:
             utt = str(record["id"])
         elif "path" in record:
