@@ -89,6 +89,9 @@ def test_no_option_takes_nan_or_infinity(capsys):
             main(["lm", "sample", "lm", "--prompt", "x", f"--seconds={text}", "-o", "out"])
         assert exit_info.value.code == 2 and "expected a finite number" in capsys.readouterr().err
     assert finite_float("1e-3") == 1e-3
+    with pytest.raises(SystemExit):
+        main(["lm", "sample", "lm", "--prompt", "x", "--seconds", "abc", "-o", "out"])
+    assert "--seconds: expected a number, got 'abc'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

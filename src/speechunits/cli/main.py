@@ -63,7 +63,10 @@ def quiet_transformers(quiet: bool) -> Iterator[None]:
 
 def finite_float(text: str) -> float:
     """``type=float`` of every option: NaN and infinities are refused (they would reach int() or a model)."""
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
