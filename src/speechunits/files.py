@@ -61,5 +61,5 @@ def read_safetensors(path: str | os.PathLike[str]) -> "dict[str, torch.Tensor]":
         raise SpeechUnitsError(f"{path}: missing")
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:  # what a damaged file raises, by version
         raise SpeechUnitsError(f"{path}: {UNREADABLE_SAFETENSORS} ({exc})") from None
