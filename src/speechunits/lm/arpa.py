@@ -8,6 +8,7 @@ words outside the unigram list read as ``<unk>``. A sentence is scored as ``<s> 
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -28,6 +29,11 @@ class ArpaLM:
         self.has_unk = ("<unk>",) in prob
         #: the words the model spells (its unigrams but <s>, </s> and <unk>)
         self.vocabulary = frozenset(g[0] for g in prob if len(g) == 1 and g[0] not in ("<s>", "</s>", "<unk>"))
+
+    @functools.cached_property
+    def word_prefixes(self) -> frozenset[str]:
+        """Every non-empty prefix of a vocabulary word (the beam search's spelling check); built once."""
+        return frozenset(w[:i] for w in self.vocabulary for i in range(1, len(w) + 1))
 
     def log10_prob(self, word: str, context: Sequence[str]) -> float:
         """``log10 P(word | context)`` (only the last ``order - 1`` words of ``context`` matter)."""

@@ -83,7 +83,7 @@ class WordLMDecoder:
         self.options = options
         self._word_cache: dict[tuple[str, ...], float] = {}
         self.vocabulary = lm.vocabulary
-        self.prefixes = frozenset(w[:i] for w in lm.vocabulary for i in range(1, len(w) + 1))
+        self.prefixes = lm.word_prefixes
 
     # -- LM ------------------------------------------------------------------------------------------
     def _word_gain(self, history: tuple[str, ...], word: str) -> float:
