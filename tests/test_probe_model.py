@@ -11,8 +11,8 @@ import torch
 from speechunits.encoders.base import EncoderInfo
 from speechunits.errors import SpeechUnitsError
 from speechunits.features.io import FeaturesWriter
-from speechunits.probe.heads import (BiLSTMHead, HierarchicalConv, ProbeModel, UnitEmbedding, WeightedSum,
-                                     statistics_pooling)
+from speechunits.probe.heads import (BiLSTMHead, HierarchicalConv, LinearHead, ProbeModel, UnitEmbedding,
+                                     WeightedSum, statistics_pooling)
 from speechunits.probe.inputs import ArrayInput, FeaturesDirInput, Sample, UnitInput, check_identity
 from speechunits.probe.labels import IGNORE_INDEX, LabelSet
 from speechunits.probe.metrics import error_rate
@@ -77,6 +77,28 @@ def test_bilstm_frame_logits_do_not_depend_on_padding():
     alone = head(x, torch.tensor([6]))
     with_pad = head(padded, torch.tensor([6]))[:, :6]
     assert torch.allclose(alone, with_pad, atol=1e-6)
+
+
+def test_head_dropout_acts_only_while_training_and_zero_adds_nothing():
+    torch.manual_seed(0)
+    plain = BiLSTMHead(3, 5, hidden=4, num_layers=2)
+    dropped = BiLSTMHead(3, 5, hidden=4, num_layers=2, dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())  # dropout holds no weights: the same state dict
+    assert plain.dropout is None and set(plain.state_dict()) == set(dropped.state_dict())
+    x, lengths = torch.randn(2, 7, 3), torch.tensor([7, 5])
+    plain.eval(), dropped.eval()
+    assert torch.equal(plain(x, lengths), dropped(x, lengths))  # inference: identical
+    dropped.train()
+    first, second = dropped(x, lengths), dropped(x, lengths)
+    assert not torch.allclose(first, second)  # training: a fresh mask each call
+    linear = LinearHead(4, 2, dropout=0.25).train()
+    ones = torch.ones(1, 4000, 4)
+    kept = linear.dropout(ones)
+    assert torch.allclose(torch.unique(kept), torch.tensor([0.0, 1 / 0.75]))  # inverted dropout's scale
+    assert abs(float((kept == 0).float().mean()) - 0.25) < 0.02
+    for bad in (-0.1, 1.0):
+        with pytest.raises(SpeechUnitsError, match="--dropout"):
+            BiLSTMHead(3, 5, dropout=bad)
 
 
 def test_unit_embedding_sum_and_attention_and_durations():
@@ -174,7 +196,7 @@ def test_two_unit_stores_are_two_streams(tmp_path):
 def test_save_load_gives_identical_predictions(tmp_path):
     torch.manual_seed(0)
     spec = {"input": {"kind": "features", "num_layers": 3, "dim": 4}, "interface": "weighted-sum",
-            "head": "bilstm", "hidden": 5, "level": "utterance", "num_classes": 3}
+            "head": "bilstm", "hidden": 5, "level": "utterance", "num_classes": 3, "dropout": 0.3}
     model = ProbeModel(spec).eval()
     with torch.no_grad():
         model.featurizer.logits.copy_(torch.tensor([0.3, -0.2, 1.0]))

@@ -71,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--head", default="linear", choices=["linear", "bilstm"])
     train.add_argument("--hidden", type=int, default=256, help="BiLSTM units per direction (default %(default)s)")
     train.add_argument("--lstm-layers", type=int, default=2, help="BiLSTM layers (default %(default)s)")
+    train.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                       help="the head's dropout while training: on the input of every BiLSTM layer and on its "
+                       "output (linear head: on its input); default %(default)s")
     train.add_argument("--stack", type=int, default=1, metavar="N",
                        help="concatenate every N adjacent input frames before the head (100 Hz MFCC, N=3: 33 Hz; "
                        "phones, asr, speaker, classify; default %(default)s)")
@@ -177,6 +180,7 @@ def run_train(args: argparse.Namespace) -> int:
         batch_frames=args.batch_frames, warmup_steps=args.warmup_steps, warmup_fraction=args.warmup_fraction,
         step_schedule=args.step_schedule,
         standardize=args.standardize, stack=args.stack, lstm_layers=args.lstm_layers, embed_init=args.embed_init,
+        dropout=args.dropout,
         finetune=args.finetune,
         finetune_layers=None if args.layers == "all" or not args.finetune else parse_layers(args.layers),
         device=args.device, quiet=args.quiet)

@@ -229,15 +229,26 @@ def stack_frames(x: torch.Tensor, lengths: torch.Tensor, stack: int) -> tuple[to
     return x.reshape(b, (t + extra) // stack, stack * d), stacked_lengths(lengths, stack)
 
 
-class LinearHead(nn.Module):
-    """A linear map per frame, or of the pooled statistics (``level="utterance"``)."""
+def make_dropout(p: float) -> nn.Module | None:
+    """``nn.Dropout(p)``, or None for ``p == 0`` (no module: a head without dropout draws no random
+    numbers, so probes trained before the option repeat exactly)."""
+    if not 0.0 <= float(p) < 1.0:
+        raise SpeechUnitsError(f"--dropout: expected a probability in [0, 1), got {p}")
+    return nn.Dropout(float(p)) if p > 0 else None
 
-    def __init__(self, in_dim: int, num_classes: int, level: str = "frame"):
+
+class LinearHead(nn.Module):
+    """A linear map per frame, or of the pooled statistics (``level="utterance"``); ``dropout`` on its input."""
+
+    def __init__(self, in_dim: int, num_classes: int, level: str = "frame", dropout: float = 0.0):
         super().__init__()
         self.level = level
+        self.dropout = make_dropout(dropout)
         self.proj = nn.Linear(in_dim * (2 if level == "utterance" else 1), num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.dropout is not None:
+            x = self.dropout(x)
         if self.level == "utterance":
             return self.proj(statistics_pooling(x, lengths))
         return self.proj(x)
@@ -262,13 +273,18 @@ class BiLSTMHead(nn.Module):
     of that direction: forwards as is (padding at the end cannot reach the valid frames), backwards
     on every sequence reversed within its own length (:func:`reverse_padded`), then reversed back.
     Outputs on valid frames equal the packed LSTM's (tested), whatever the padding.
+
+    ``dropout`` (training only) applies to the input of every LSTM layer and to the last layer's
+    output, as s3prl's RNN downstream does between its layers.
     """
 
-    def __init__(self, in_dim: int, num_classes: int, level: str = "frame", hidden: int = 256, num_layers: int = 2):
+    def __init__(self, in_dim: int, num_classes: int, level: str = "frame", hidden: int = 256, num_layers: int = 2,
+                 dropout: float = 0.0):
         super().__init__()
         if num_layers < 1:
             raise SpeechUnitsError(f"--lstm-layers: must be >= 1, got {num_layers}")
         self.level = level
+        self.dropout = make_dropout(dropout)
         self.lstm = nn.LSTM(in_dim, hidden, num_layers=num_layers, batch_first=True, bidirectional=True)
         self.proj = nn.Linear(2 * hidden * (2 if level == "utterance" else 1), num_classes)
         # weightless shells that run one direction with the weights above (a list: not submodules)
@@ -289,10 +305,12 @@ class BiLSTMHead(nn.Module):
         """``[B, T, D] -> [B, T, 2 * hidden]`` (frames past ``lengths`` hold no meaning)."""
         lengths = lengths.clamp_min(1)
         for layer in range(self.lstm.num_layers):
+            if self.dropout is not None:
+                x = self.dropout(x)
             forward = self._direction(x, layer, "")
             backward = reverse_padded(self._direction(reverse_padded(x, lengths), layer, "_reverse"), lengths)
             x = torch.cat([forward, backward], dim=-1)
-        return x
+        return x if self.dropout is None else self.dropout(x)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         y = self.encode(x, lengths)
@@ -450,6 +468,7 @@ class ProbeModel(nn.Module):
     mean and standard deviation, kept as buffers ``input_mean``/``input_std [L, D]`` and set with
     :meth:`set_input_statistics`), ``stack`` (the featurizer's frames concatenated ``stack`` at a
     time before the head: :func:`stack_frames`) and ``lstm_layers`` (BiLSTM depth, default 2).
+    ``dropout`` (default 0): the head's dropout while training (:class:`LinearHead`, :class:`BiLSTMHead`).
     """
 
     def __init__(self, spec: dict[str, Any], pretrained: bool = False, base: str | None = None):
@@ -516,10 +535,12 @@ class ProbeModel(nn.Module):
                                        "(not units, not --finetune)")
             self.register_buffer("input_mean", torch.zeros(int(source["num_layers"]), int(source["dim"])))
             self.register_buffer("input_std", torch.ones(int(source["num_layers"]), int(source["dim"])))
+        dropout = float(spec.get("dropout", 0.0))
         if head == "linear":
-            self.head: nn.Module = LinearHead(dim, classes, level)
+            self.head: nn.Module = LinearHead(dim, classes, level, dropout)
         elif head == "bilstm":
-            self.head = BiLSTMHead(dim, classes, level, int(spec.get("hidden", 256)), int(spec.get("lstm_layers", 2)))
+            self.head = BiLSTMHead(dim, classes, level, int(spec.get("hidden", 256)), int(spec.get("lstm_layers", 2)),
+                                   dropout)
         else:
             raise SpeechUnitsError(f"--head: expected one of {HEADS}, got {head!r}")
 

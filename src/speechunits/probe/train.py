@@ -162,13 +162,14 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
                head: str = "linear", layer: int | None = None, combine: str = "sum", embed_dim: int = 256,
                hidden: int = 256, normalize: bool = False, finetune: str | None = None,
                finetune_layers: Sequence[int] | None = None, standardize: bool = False, stack: int = 1,
-               lstm_layers: int = 2, embed_init: str = EMBED_RANDOM) -> dict[str, Any]:
+               lstm_layers: int = 2, embed_init: str = EMBED_RANDOM, dropout: float = 0.0) -> dict[str, Any]:
     """The JSON spec of the probe model (see :class:`speechunits.probe.heads.ProbeModel`).
 
     ``finetune_layers``: the layers a ``lora``/``adapters`` probe weighs (blocks 1..max adapted).
     ``standardize``, ``stack``, ``lstm_layers``: see ProbeModel (a ``frames`` probe cannot stack).
     ``embed_init``: unit tables from random, from the codebook centroids, or fixed to them (units
-    read with their codebooks: :meth:`~speechunits.probe.inputs.UnitInput.centroid_tables`)."""
+    read with their codebooks: :meth:`~speechunits.probe.inputs.UnitInput.centroid_tables`).
+    ``dropout``: the head's, while training (recorded only when above 0)."""
     source = inputs.model_spec()
     objective = objective_of(task)
     if int(stack) < 1 or int(lstm_layers) < 1:
@@ -186,6 +187,10 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
                             "standardize": bool(standardize)}
     if head == "bilstm":
         spec["lstm_layers"] = int(lstm_layers)
+    if not 0.0 <= float(dropout) < 1.0:
+        raise SpeechUnitsError(f"--dropout: expected a probability in [0, 1), got {dropout}")
+    if dropout > 0:
+        spec["dropout"] = float(dropout)
     parsed = parse_finetune(finetune)
     if parsed is not None and (source["kind"] != FEATURES or source["num_layers"] != 1):
         raise SpeechUnitsError("--finetune reads encoder features of one layer (see finetune_input)")
@@ -230,7 +235,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 patience: int = DEFAULT_PATIENCE, batch_frames: int = DEFAULT_BATCH_FRAMES,
                 warmup_steps: int | None = None, warmup_fraction: float = DEFAULT_WARMUP_FRACTION,
                 step_schedule: bool = False, standardize: bool = False, stack: int = 1, lstm_layers: int = 2,
-                embed_init: str = EMBED_RANDOM,
+                embed_init: str = EMBED_RANDOM, dropout: float = 0.0,
                 bf16: bool = False, finetune: str | None = None, finetune_layers: Sequence[int] | None = None,
                 device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
@@ -253,6 +258,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         standardize, stack, lstm_layers: the judge's speed options (see :func:`model_spec` and
             docs/probe.md): the training part's feature mean and std removed, ``stack`` frames
             concatenated before the head, BiLSTM depth.
+        dropout: the head's dropout while training (0: none; see docs/probe.md).
         embed_init: unit probes: ``random`` tables, or tables that start from (``centroids``) or stay at
             (``centroids-frozen``) the standardised codebook centroids (DASB's initialisation; the
             input needs its ``codebooks``).
@@ -305,7 +311,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     spec = model_spec(task, inputs, coder.num_classes, interface=interface, head=head, layer=layer,
                       combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune,
                       finetune_layers=finetune_layers, standardize=standardize, stack=stack, lstm_layers=lstm_layers,
-                      embed_init=embed_init)
+                      embed_init=embed_init, dropout=dropout)
     centroids = inputs.centroid_tables() if spec.get("embed_init", EMBED_RANDOM) != EMBED_RANDOM else None
     short: list[str] = []
     if objective == CTC:
