@@ -40,8 +40,8 @@ def child(flush: bool, probe_argv: list[str]) -> int:
 
 
 def logged_steps(log: Path) -> list[str]:
-    """The step lines a probe's ``log.jsonl`` holds so far (none before it exists)."""
-    return log.read_text().splitlines() if log.is_file() else []
+    """The step lines a probe's ``log.jsonl`` holds so far (none before it exists; dev lines have no loss)."""
+    return [line for line in log.read_text().splitlines() if '"loss"' in line] if log.is_file() else []
 
 
 def main() -> int:

@@ -161,9 +161,10 @@ def learning_curve(data: dict[str, Any], name: str, epochs: float, out: Path, se
     finally:
         logger.removeHandler(handler)
     cpu = time.process_time() - cpu
-    amounts = [json.loads(line)["amount"] for line in
-               (out / f"{name}-seed{seed}" / "runs" / f"lr{lr:g}-seed{seed}" / "training" / "log.jsonl")
-               .read_text().splitlines()]
+    logged = [json.loads(line) for line in
+              (out / f"{name}-seed{seed}" / "runs" / f"lr{lr:g}-seed{seed}" / "training" / "log.jsonl")
+              .read_text().splitlines()]
+    amounts = [record["amount"] for record in logged if "loss" in record]  # step lines, not dev lines
     seen = [sum(amounts[:step]) for step, _ in handler.points]
     return {"steps": steps, "steps_per_epoch": per_epoch, "cpu_s": cpu,
             "curve": [{"step": s, "audio_s": round(a, 1), "epochs": round(a / data["train_audio"], 2), "dev_per": p}

@@ -145,13 +145,15 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path: Path):
     class Crash(RuntimeError):
         pass
 
+    crashing = Trainer(make_model(), Regression(), cfg(checkpoint_every=2), tmp_path / "part", device=CPU, quiet=True)
+
     def crash_at_3(entry):
+        crashing.record(entry.step, dev={"score": float(entry.step)})  # a trainer's own line beside the step's
         if entry.step == 3:
             raise Crash
 
     with pytest.raises(Crash):
-        Trainer(make_model(), Regression(), cfg(checkpoint_every=2), tmp_path / "part", device=CPU,
-                quiet=True).run(on_step=crash_at_3)
+        crashing.run(on_step=crash_at_3)
     assert read_state(tmp_path / "part")["step"] == 2
     with open(training_dir(tmp_path / "part") / "log.jsonl", "ab") as torn:  # a line cut by the crash, bytes lost
         torn.write(b'{"step": 4, "lo\n\xff\x00{"st')
@@ -167,7 +169,9 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path: Path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     # the log holds every step once: the steps redone after the resume replace the lost ones
     logged = [json.loads(line) for line in (training_dir(tmp_path / "part") / "log.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in logged] == [1, 2, 3, 4, 5, 6]
+    # the dev lines of steps 1-2 stay, that of step 3 (redone) goes with its step line
+    assert [e["step"] for e in logged] == [1, 1, 2, 2, 3, 4, 5, 6]
+    assert [e["dev"]["score"] for e in logged if "dev" in e] == [1.0, 2.0]
     assert logged[-1]["loss"] == resumed.history[-1].loss and "close" in logged[-1]
 
 

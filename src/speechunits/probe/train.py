@@ -352,6 +352,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 value = selection_score(task, metrics)
                 log.info("lr %g seed %d step %d dev %s", lr, seed, step,
                          " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                trainer.record(step, dev=metrics)
                 if value > best["score"]:
                     best.update(score=value, step=step, metrics=metrics, bad=0,
                                 state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})

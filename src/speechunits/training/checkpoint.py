@@ -9,7 +9,8 @@ Layout::
     DIR/training/optimizer.pt               optimizer state (tensors and numbers; loaded weights_only); for a
                                             multi-phase (GAN) run {"phases": {phase: state}}
     DIR/training/rng-rank{r}.safetensors    torch CPU (and CUDA) RNG state of rank r
-    DIR/training/log.jsonl                  one line per optimizer step (written by the loop)
+    DIR/training/log.jsonl                  one line per optimizer step (written by the loop), and
+                                            the lines a trainer adds (Trainer.record: dev scores)
 
 Every file is written to a temporary name first; once all are written, ``state.json`` is
 removed, the files are renamed into place and ``state.json`` is written last: a directory

@@ -158,6 +158,7 @@ class Trainer:
         self.desc = desc
         self.amount_unit = amount_unit
         self.quiet = quiet
+        self._log_file: Any = None  # log.jsonl while run() runs (rank 0)
         self.wrapped: torch.nn.Module = model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -335,7 +336,7 @@ class Trainer:
         window: list[StepLog] = []
         done = start_step
         reason = STOP_MAX_STEPS
-        log_file = self._open_log(start_step)
+        log_file = self._log_file = self._open_log(start_step)
         bar = tqdm(total=cfg.steps, initial=min(start_step, cfg.steps), desc=self.desc, unit="step",
                    file=sys.stderr, disable=self.quiet or not self.dist.is_main, dynamic_ncols=True,
                    mininterval=1.0)
@@ -371,7 +372,22 @@ class Trainer:
             bar.close()
             if log_file is not None:
                 log_file.close()
+            self._log_file = None
         return TrainResult(history=history, steps_done=done, steps_max=cfg.steps, stop_reason=reason)
+
+    def record(self, step: int, **values: Any) -> None:
+        """Append ``{"step": step, **values}`` to ``log.jsonl`` (rank 0 of a trainer with an output
+        directory; elsewhere nothing): e.g. a dev evaluation, ``record(250, dev={"per": 0.12})``.
+        Such lines have no ``loss``; a resume drops those past its step like the step lines."""
+        line = json.dumps({"step": int(step), **values}) + "\n"
+        if self._log_file is not None:
+            self._log_file.write(line)
+            self._log_file.flush()
+        elif self.dist.is_main and self.out_dir is not None:
+            path = training_dir(self.out_dir) / LOG_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(line)
 
     def _report(self, bar: Any, log_file: Any, entry: StepLog, window: list[StepLog]) -> None:
         shown = " ".join(f"{name} {value:.3f}" for name, value in entry.metrics.items())
