@@ -2,8 +2,9 @@
 
 Command of docs/probe.md's table (one seed per learning rate; ~3-4 h here; at ``--probe-minutes 8`` the
 tiny and most unit rows are budget-bound, the report lists them; at 25 every chosen run converged). That
-table was made before the unit rows' BPE vocabulary and embedding tables changed (:data:`BPE_FACTOR`) and
-before the tiny model's pretraining took voice perturbation (:data:`RECIPE`)::
+table was made before the unit rows' BPE vocabulary, embedding tables and head dropout changed
+(:data:`BPE_FACTOR`, :data:`UNIT_DROPOUT`) and before the tiny model's pretraining took voice perturbation
+(:data:`RECIPE`)::
 
     python bench/probe.py --out bench/out/probe --minutes 60 --speakers 20 \\
         --pretrain-minutes 20 --probe-minutes 25 --seeds 1 \\
@@ -81,6 +82,9 @@ KS = (100, 500)
 #: converged table of 2026-12-01 was made with the former settings, 4 x K and random tables.
 BPE_FACTOR = 1.5
 UNIT_EMBED_INIT = "centroids"
+#: Dropout of the unit rows' BiLSTM heads (phones, asr): chosen on dev phones probes of two other corpora
+#: (docs/probe.md, "Dropout in the head"); feature rows and the speaker probes keep none (not measured there).
+UNIT_DROPOUT = 0.5
 HEADS = {"phones": "bilstm", "asr": "bilstm", "speaker": "linear"}
 TASKS = ("phones", "asr", "speaker")
 FULL = dict(minutes=60.0, speakers=20, pretrain_minutes=20.0, probe_minutes=15.0, max_steps=3000, eval_every=25,
@@ -458,9 +462,10 @@ def main() -> int:
             bitrates[row], lengths[row] = unit_bitrates(inputs, kind, k)
             codebook = units[k]["codebook"] if UNIT_EMBED_INIT != "random" else None
             for task in TASKS:
+                dropout = UNIT_DROPOUT if HEADS[task] == "bilstm" else 0.0
                 bench.submit(row, task, input_spec("units", units[k]["store"], dedup=kind != "raw", bpe=bpe,
                                                    codebook=codebook),
-                             frame_rate=tiny.encoder.info.frame_rate, embed_init=UNIT_EMBED_INIT)
+                             frame_rate=tiny.encoder.info.frame_rate, embed_init=UNIT_EMBED_INIT, dropout=dropout)
     bench.wait()
     bench.pool.shutdown()
     plot_layer_weights(bench, "tiny weighted sum", out / "layer_weights.png")
@@ -517,7 +522,8 @@ def main() -> int:
     report += real
     report.append(f"configurations tried: {bench.configurations} training runs ({len(LRS)} learning rates x "
                   f"{args.seeds} seed(s) per probe, over {sum(len(v) for v in res.values())} probes); every other "
-                  f"setting is fixed in the script (unit tables: {UNIT_EMBED_INIT}; BPE vocabulary {BPE_FACTOR:g} x K); "
+                  f"setting is fixed in the script (unit tables: {UNIT_EMBED_INIT}; BPE vocabulary {BPE_FACTOR:g} x K; "
+                  f"unit BiLSTM dropout {UNIT_DROPOUT:g}); "
                   "test parts read once per seed of the lr chosen on dev")
     report.append(f"total wall time {time.time() - started:.0f} s")
     text = table + "\n" + "\n".join(report) + "\n"
