@@ -229,12 +229,18 @@ def stack_frames(x: torch.Tensor, lengths: torch.Tensor, stack: int) -> tuple[to
     return x.reshape(b, (t + extra) // stack, stack * d), stacked_lengths(lengths, stack)
 
 
+def check_dropout(p: float) -> float:
+    """``p`` as a float when it is a dropout probability in [0, 1); else SpeechUnitsError."""
+    if not 0.0 <= float(p) < 1.0:
+        raise SpeechUnitsError(f"--dropout: expected a probability in [0, 1), got {p}")
+    return float(p)
+
+
 def make_dropout(p: float) -> nn.Module | None:
     """``nn.Dropout(p)``, or None for ``p == 0`` (no module: a head without dropout draws no random
     numbers, so probes trained before the option repeat exactly)."""
-    if not 0.0 <= float(p) < 1.0:
-        raise SpeechUnitsError(f"--dropout: expected a probability in [0, 1), got {p}")
-    return nn.Dropout(float(p)) if p > 0 else None
+    p = check_dropout(p)
+    return nn.Dropout(p) if p > 0 else None
 
 
 class LinearHead(nn.Module):

@@ -32,7 +32,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.probe.defaults import DEFAULT_WARMUP_FRACTION
 from speechunits.probe.evaluate import PRIMARY, corpus_labels, decode_logits, score_predictions, selection_score
 from speechunits.probe.heads import (EMBED_INITS, EMBED_RANDOM, FINETUNE_TOP, INTERFACES, Finetune, ProbeModel,
-                                     build_model, parse_finetune)
+                                     build_model, check_dropout, parse_finetune)
 from speechunits.probe.inputs import (FEATURES, UNITS, EncoderInput, ProbeInput, Sample, as_corpus,
                                       feature_statistics)
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
@@ -187,9 +187,7 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
                             "standardize": bool(standardize)}
     if head == "bilstm":
         spec["lstm_layers"] = int(lstm_layers)
-    if not 0.0 <= float(dropout) < 1.0:
-        raise SpeechUnitsError(f"--dropout: expected a probability in [0, 1), got {dropout}")
-    if dropout > 0:
+    if check_dropout(dropout) > 0:  # checked here, before any input is loaded
         spec["dropout"] = float(dropout)
     parsed = parse_finetune(finetune)
     if parsed is not None and (source["kind"] != FEATURES or source["num_layers"] != 1):
