@@ -16,7 +16,6 @@ the slowdown was seen)::
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -39,12 +38,9 @@ def child(flush: bool, probe_argv: list[str]) -> int:
     return main(probe_argv)
 
 
-def logged_steps(log: Path) -> list[str]:
-    """The step lines a probe's ``log.jsonl`` holds so far (none before it exists; dev lines have no loss)."""
-    return [line for line in log.read_text().splitlines() if '"loss"' in line] if log.is_file() else []
-
-
 def main() -> int:
+    from speechunits.training.loop import step_records
+
     if sys.argv[1:2] == ["--child"]:  # --child on|off PROBE_ARGV...
         return child(sys.argv[2] == "on", sys.argv[3:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -70,15 +66,15 @@ def main() -> int:
                 try:
                     process.wait(timeout=5)
                 except subprocess.TimeoutExpired:
-                    if len(logged_steps(log)) >= args.steps:
+                    if len(step_records(log)) >= args.steps:
                         break
         finally:
             process.terminate()
             process.wait()
-        lines = logged_steps(log)
-        if len(lines) < args.steps:
+        rows = step_records(log)
+        if len(rows) < args.steps:
             raise SystemExit(f"flush {arm}: the probe ended before {args.steps} steps (exit {process.returncode})")
-        rows = [json.loads(line) for line in lines[:args.steps]]
+        rows = rows[:args.steps]
         seconds = [r["wall_seconds"] for r in rows]
         results[arm] = {"first": float(np.median(seconds[:WINDOW])), "last": float(np.median(seconds[-WINDOW:])),
                         "losses": [r["loss"] for r in rows]}

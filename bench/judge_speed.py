@@ -42,6 +42,7 @@ from speechunits.probe.inputs import as_corpus, feature_statistics
 from speechunits.probe.task import ProbeTask, batch_loss
 from speechunits.probe.train import make_coder, model_spec, train_probe
 from speechunits.training.config import OptimConfig
+from speechunits.training.loop import step_records
 from speechunits.training.optim import make_optimizer
 
 log = logging.getLogger("bench.judge_speed")
@@ -161,10 +162,8 @@ def learning_curve(data: dict[str, Any], name: str, epochs: float, out: Path, se
     finally:
         logger.removeHandler(handler)
     cpu = time.process_time() - cpu
-    logged = [json.loads(line) for line in
-              (out / f"{name}-seed{seed}" / "runs" / f"lr{lr:g}-seed{seed}" / "training" / "log.jsonl")
-              .read_text().splitlines()]
-    amounts = [record["amount"] for record in logged if "loss" in record]  # step lines, not dev lines
+    amounts = [record["amount"] for record in
+               step_records(out / f"{name}-seed{seed}" / "runs" / f"lr{lr:g}-seed{seed}" / "training" / "log.jsonl")]
     seen = [sum(amounts[:step]) for step, _ in handler.points]
     return {"steps": steps, "steps_per_epoch": per_epoch, "cpu_s": cpu,
             "curve": [{"step": s, "audio_s": round(a, 1), "epochs": round(a / data["train_audio"], 2), "dev_per": p}

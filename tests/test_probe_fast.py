@@ -17,6 +17,7 @@ from speechunits.probe.splits import Split
 from speechunits.probe.task import ctc_min_frames, ctc_too_short, predict_logits
 from speechunits.probe.train import train_probe
 from speechunits.probe.vocab import class_vocabulary
+from speechunits.training.loop import step_records
 
 
 # -- the padded BiLSTM is the packed one -----------------------------------------------------------
@@ -185,9 +186,7 @@ def _probe_on_fake_clock(tmp_path, monkeypatch, **options):
     result = train_probe("phones", _toy_input(features), LabelSet("phones", labels), Split(ids[:6], ids[6:7], ids[7:]),
                          tmp_path / "p", interface="single", lrs=(1e-2,), max_steps=12, max_minutes=1.0,
                          warmup_steps=1000, eval_every=100, batch_frames=200, quiet=True, device="cpu", **options)
-    logged = [json.loads(line) for line in
-              (tmp_path / "p" / "runs" / "lr0.01-seed0" / "training" / "log.jsonl").read_text().splitlines()]
-    lrs = [record["lr"] for record in logged if "loss" in record]  # step lines; dev lines have no loss
+    lrs = [record["lr"] for record in step_records(tmp_path / "p" / "runs" / "lr0.01-seed0" / "training" / "log.jsonl")]
     return result, lrs
 
 

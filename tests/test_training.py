@@ -16,7 +16,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.training.batching import LengthBucketSampler, mix_seed
 from speechunits.training.checkpoint import load_optimizer, load_weights, read_state, training_dir
 from speechunits.training.config import OptimConfig
-from speechunits.training.loop import Trainer, cpu_denormals_flushed
+from speechunits.training.loop import Trainer, cpu_denormals_flushed, step_records
 from speechunits.training.optim import learning_rate
 from speechunits.training.task import LossOutput, Task, move_to
 
@@ -172,6 +172,8 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path: Path):
     # the dev lines of steps 1-2 stay, that of step 3 (redone) goes with its step line
     assert [e["step"] for e in logged] == [1, 1, 2, 2, 3, 4, 5, 6]
     assert [e["dev"]["score"] for e in logged if "dev" in e] == [1.0, 2.0]
+    assert [e["step"] for e in step_records(training_dir(tmp_path / "part") / "log.jsonl")] == [1, 2, 3, 4, 5, 6]
+    assert step_records(tmp_path / "nowhere" / "log.jsonl") == []
     assert logged[-1]["loss"] == resumed.history[-1].loss and "close" in logged[-1]
 
 

@@ -408,6 +408,16 @@ class Trainer:
                      self.amount_unit)
 
 
+def step_records(path: str | Path) -> list[dict[str, Any]]:
+    """The optimizer-step lines of a ``log.jsonl``, parsed (a trainer's own :meth:`Trainer.record`
+    lines, which have no ``loss``, left out); none when the file does not exist yet."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return [record for record in records if "loss" in record]
+
+
 def _logged_step(line: str) -> float:
     """The step of a ``log.jsonl`` line; infinity for a blank or torn line (dropped on resume)."""
     try:
