@@ -120,6 +120,13 @@ def test_train_needs_exactly_one_input(corpus: Path, tmp_path: Path, caplog):
     assert rc == 2 and "--encoder" in caplog.text
 
 
+def test_a_bad_time_mask_is_refused_before_any_input_is_read(tmp_path: Path, caplog):
+    with caplog.at_level(logging.ERROR):
+        rc = main(["probe", "train", "phones", str(tmp_path / "no-such-corpus.tsv"), "--encoder", "mfcc",
+                   "--time-mask", "5:0.9", "-o", str(tmp_path / "p"), "--quiet"])
+    assert rc == 2 and "--time-mask" in caplog.text and "(0, 0.5]" in caplog.text
+
+
 def test_transcribe_refuses_a_speaker_probe(corpus: Path, tmp_path: Path, caplog):
     out = tmp_path / "spk"
     assert main(["probe", "train", "speaker", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
@@ -140,11 +147,12 @@ def test_the_judge_options_train_record_and_evaluate(corpus: Path, tmp_path: Pat
     out = tmp_path / "judge"
     assert main(["probe", "train", "phones", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
                  *JUDGE_PHONES_ARGS, "--max-steps", "12", "--eval-every", "6", "--warmup-fraction", "0.2",
-                 "--max-minutes", "30", "--device", "cpu", "--quiet"]) == 0
+                 "--max-minutes", "30", "--time-mask", "3:0.1", "--device", "cpu", "--quiet"]) == 0
     meta = json.loads((out / "probe.json").read_text())
     model = meta["model"]
     assert (model["head"], model["hidden"], model["lstm_layers"], model["stack"], model["standardize"]) == \
         ("bilstm", 128, 1, 3, True)
+    assert model["time_mask"] == {"masks": 3, "max_ratio": 0.1}  # masks while training; `probe eval` below sees all
     assert meta["training"]["batch_frames"] == 4000 and meta["training"]["warmup_fraction"] == 0.2
     assert meta["selection"]["lr"] == pytest.approx(1e-2) and meta["ctc_too_short"] == 0
     capsys.readouterr()

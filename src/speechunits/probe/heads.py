@@ -43,6 +43,8 @@ from torch import nn
 from speechunits.errors import SpeechUnitsError
 from speechunits.quantize.codebook import standardised_rows
 from speechunits.probe.inputs import FEATURES, MAX_DURATION, UNITS
+from speechunits.probe.specaug import apply_time_mask
+from speechunits.probe.specaug import from_spec as time_mask_from_spec
 
 INTERFACES = ("weighted-sum", "hierarchical-conv", "single")
 COMBINES = ("sum", "attention")
@@ -475,6 +477,8 @@ class ProbeModel(nn.Module):
     :meth:`set_input_statistics`), ``stack`` (the featurizer's frames concatenated ``stack`` at a
     time before the head: :func:`stack_frames`) and ``lstm_layers`` (BiLSTM depth, default 2).
     ``dropout`` (default 0): the head's dropout while training (:class:`LinearHead`, :class:`BiLSTMHead`).
+    ``time_mask`` (default none): SpecAugment time masks on the featurizer's output while training
+    (:mod:`speechunits.probe.specaug`).
     """
 
     def __init__(self, spec: dict[str, Any], pretrained: bool = False, base: str | None = None):
@@ -541,6 +545,7 @@ class ProbeModel(nn.Module):
                                        "(not units, not --finetune)")
             self.register_buffer("input_mean", torch.zeros(int(source["num_layers"]), int(source["dim"])))
             self.register_buffer("input_std", torch.ones(int(source["num_layers"]), int(source["dim"])))
+        self.time_mask = time_mask_from_spec(spec.get("time_mask"))
         dropout = float(spec.get("dropout", 0.0))
         if head == "linear":
             self.head: nn.Module = LinearHead(dim, classes, level, dropout)
@@ -565,7 +570,10 @@ class ProbeModel(nn.Module):
             x = self.top(x[:, 0], lengths)
             if self.select is not None:
                 x = x[:, self.select]
-        features, lengths = stack_frames(self.features(x, durations), lengths, self.stack)
+        features = self.features(x, durations)
+        if self.training and self.time_mask is not None:
+            features = apply_time_mask(features, lengths, self.time_mask)
+        features, lengths = stack_frames(features, lengths, self.stack)
         return self.head(features, lengths)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
