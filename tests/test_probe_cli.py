@@ -127,6 +127,15 @@ def test_a_bad_time_mask_is_refused_before_any_input_is_read(tmp_path: Path, cap
     assert rc == 2 and "--time-mask" in caplog.text and "(0, 0.5]" in caplog.text
 
 
+def test_unit_noise_is_refused_for_features_and_for_random_unit_tables(corpus: Path, tmp_path: Path, caplog):
+    manifest = str(corpus / "manifest.tsv")
+    with caplog.at_level(logging.ERROR):
+        assert main(["probe", "train", "phones", manifest, "--encoder", "mfcc", "--unit-noise", "0.1",
+                     "--max-steps", "2", "-o", str(tmp_path / "p"), "--device", "cpu", "--quiet"]) == 2
+    assert "--unit-noise" in caplog.text and "--embed-init centroids" in caplog.text
+    assert not (tmp_path / "p" / "probe.json").exists()
+
+
 def test_transcribe_refuses_a_speaker_probe(corpus: Path, tmp_path: Path, caplog):
     out = tmp_path / "spk"
     assert main(["probe", "train", "speaker", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
@@ -250,11 +259,12 @@ def test_unit_probe_with_bpe_transcribes_through_its_codebook(corpus: Path, tmp_
         assert main([*train, "-o", str(tmp_path / "no-codebook")]) == 2
     assert "--codebook" in caplog.text
     caplog.clear()
-    assert main([*train, "--codebook", str(tmp_path / "cb"), "-o", str(out)]) == 0
+    assert main([*train, "--codebook", str(tmp_path / "cb"), "--unit-noise", "0.1:3", "-o", str(out)]) == 0
     meta = json.loads((out / "probe.json").read_text())
     identity = meta["input"]
     assert identity["dedup"] is True and identity["bpe_sha256"]
     assert meta["model"]["embed_init"] == "centroids" and meta["model"]["table_dims"] == [39]
+    assert meta["model"]["unit_noise"] == {"prob": 0.1, "neighbours": 3}
     wav = str(sorted((corpus / "wavs").glob("*.wav"))[0])
     capsys.readouterr()
     assert main(["transcribe", wav, "--probe", str(out), "--codebook", str(tmp_path / "cb"), "--json",

@@ -78,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="SpecAugment time masks while training: N masks per utterance on the embedded units or "
                        "the weighted features, each up to a share R of the utterance (ESPnet-style, e.g. 5:0.05); "
                        "default none")
+    train.add_argument("--unit-noise", metavar="P[:N]",
+                       help="units with --embed-init centroids: while training, replace each unit with probability P "
+                       "by one of its N nearest units by centroid distance (default N 5); default none")
     train.add_argument("--stack", type=int, default=1, metavar="N",
                        help="concatenate every N adjacent input frames before the head (100 Hz MFCC, N=3: 33 Hz; "
                        "phones, asr, speaker, classify; default %(default)s)")
@@ -171,9 +174,10 @@ def run_train(args: argparse.Namespace) -> int:
             raise SpeechUnitsError(f"--tokenizer: chars or a BPE vocabulary size, got {tokenizer!r}")
         tokenizer = int(tokenizer)
     from speechunits.probe.heads import check_dropout
-    from speechunits.probe.specaug import parse_time_mask
+    from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 
-    check_dropout(args.dropout), parse_time_mask(args.time_mask)  # before the corpus and input are read
+    # bad values fail before the corpus and input are read
+    check_dropout(args.dropout), parse_time_mask(args.time_mask), parse_unit_noise(args.unit_noise)
     from speechunits.training.distributed import init_distributed
 
     _, rank_device = init_distributed(args.device)  # under torchrun: this rank's device, for the encoder too
@@ -188,7 +192,7 @@ def run_train(args: argparse.Namespace) -> int:
         batch_frames=args.batch_frames, warmup_steps=args.warmup_steps, warmup_fraction=args.warmup_fraction,
         step_schedule=args.step_schedule,
         standardize=args.standardize, stack=args.stack, lstm_layers=args.lstm_layers, embed_init=args.embed_init,
-        dropout=args.dropout, time_mask=args.time_mask,
+        dropout=args.dropout, time_mask=args.time_mask, unit_noise=args.unit_noise,
         finetune=args.finetune,
         finetune_layers=None if args.layers == "all" or not args.finetune else parse_layers(args.layers),
         device=args.device, quiet=args.quiet)

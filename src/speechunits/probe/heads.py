@@ -43,8 +43,8 @@ from torch import nn
 from speechunits.errors import SpeechUnitsError
 from speechunits.quantize.codebook import standardised_rows
 from speechunits.probe.inputs import FEATURES, MAX_DURATION, UNITS
-from speechunits.probe.specaug import apply_time_mask
-from speechunits.probe.specaug import from_spec as time_mask_from_spec
+from speechunits.probe.augment import (UnitNoise, apply_time_mask, nearest_units, substitute_units,
+                                       time_mask_from_spec, unit_noise_from_spec)
 
 INTERFACES = ("weighted-sum", "hierarchical-conv", "single")
 COMBINES = ("sum", "attention")
@@ -132,11 +132,20 @@ class UnitEmbedding(nn.Module):
             (:meth:`load_centroids`), mapped to ``dim`` by a linear layer; None: ``[K, dim]``
             tables learned from a random start (the weights of older probes).
         frozen: the centroid tables are not trained.
+        noise: while training, substitute units by their nearest units by centroid distance
+            (:class:`~speechunits.probe.augment.UnitNoise`; needs centroid tables, and the
+            neighbours come from :meth:`load_centroids`).
     """
 
     def __init__(self, vocab_sizes: list[int], dim: int, combine: str = "sum", durations: bool = False,
-                 table_dims: list[int] | None = None, frozen: bool = False):
+                 table_dims: list[int] | None = None, frozen: bool = False, noise: UnitNoise | None = None):
         super().__init__()
+        if noise is not None and table_dims is None:
+            raise SpeechUnitsError("--unit-noise substitutes units by their nearest centroids: it needs "
+                                   "--embed-init centroids or centroids-frozen")
+        self.noise = noise
+        # per stream [K, N] nearest units (set by load_centroids; not saved: only training uses them)
+        self.neighbours: list[torch.Tensor] | None = None
         if combine not in COMBINES:
             raise SpeechUnitsError(f"--combine: expected one of {COMBINES}, got {combine!r}")
         if table_dims is not None and len(table_dims) != len(vocab_sizes):
@@ -173,10 +182,18 @@ class UnitEmbedding(nn.Module):
                 raise SpeechUnitsError(f"stream {s}: centroid table {tuple(values.shape)}, the embedding expects "
                                        f"{tuple(table.weight.shape)}")
             table.weight.copy_(standardised_rows(values))
+        if self.noise is not None:
+            self.neighbours = [nearest_units(table.weight, self.noise.neighbours) for table in self.tables]
 
     def forward(self, ids: torch.Tensor, durations: torch.Tensor | None = None) -> torch.Tensor:
         if ids.shape[-1] != len(self.tables):
             raise SpeechUnitsError(f"unit embedding of {len(self.tables)} streams got {ids.shape[-1]}")
+        if self.training and self.noise is not None:
+            if self.neighbours is None:
+                raise SpeechUnitsError("--unit-noise: the neighbour lists come from the centroids "
+                                       "(load_centroids) and were not computed")
+            ids = torch.stack([substitute_units(ids[..., s], near, self.noise.prob)
+                               for s, near in enumerate(self.neighbours)], dim=-1)
         embedded = [table(ids[..., s]) for s, table in enumerate(self.tables)]
         if self.projections is not None:
             embedded = [project(e) for project, e in zip(self.projections, embedded)]
@@ -477,8 +494,9 @@ class ProbeModel(nn.Module):
     :meth:`set_input_statistics`), ``stack`` (the featurizer's frames concatenated ``stack`` at a
     time before the head: :func:`stack_frames`) and ``lstm_layers`` (BiLSTM depth, default 2).
     ``dropout`` (default 0): the head's dropout while training (:class:`LinearHead`, :class:`BiLSTMHead`).
-    ``time_mask`` (default none): SpecAugment time masks on the featurizer's output while training
-    (:mod:`speechunits.probe.specaug`).
+    ``time_mask`` (default none): SpecAugment time masks on the featurizer's output while training;
+    ``unit_noise`` (units): substitution of units by their nearest ones while training
+    (:mod:`speechunits.probe.augment`).
     """
 
     def __init__(self, spec: dict[str, Any], pretrained: bool = False, base: str | None = None):
@@ -527,7 +545,8 @@ class ProbeModel(nn.Module):
             self.featurizer = UnitEmbedding(source["vocab_sizes"], int(spec.get("embed_dim", 256)),
                                             spec.get("combine", "sum"), bool(source.get("durations")),
                                             table_dims=None if init == EMBED_RANDOM else list(spec["table_dims"]),
-                                            frozen=init == EMBED_FROZEN)
+                                            frozen=init == EMBED_FROZEN,
+                                            noise=unit_noise_from_spec(spec.get("unit_noise")))
             dim = self.featurizer.out_dim
         else:
             raise SpeechUnitsError(f"probe input kind {source['kind']!r} is not features or units")

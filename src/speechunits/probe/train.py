@@ -36,7 +36,7 @@ from speechunits.probe.heads import (EMBED_INITS, EMBED_RANDOM, FINETUNE_TOP, IN
 from speechunits.probe.inputs import (FEATURES, UNITS, EncoderInput, ProbeInput, Sample, as_corpus,
                                       feature_statistics)
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
-from speechunits.probe.specaug import parse_time_mask
+from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.task import (CTC, DEFAULT_BATCH_FRAMES, FRAME, UTTERANCE, ProbeTask, ctc_too_short,
                                     objective_of, predict_logits)
 from speechunits.training.checkpoint import training_dir
@@ -164,7 +164,7 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
                hidden: int = 256, normalize: bool = False, finetune: str | None = None,
                finetune_layers: Sequence[int] | None = None, standardize: bool = False, stack: int = 1,
                lstm_layers: int = 2, embed_init: str = EMBED_RANDOM, dropout: float = 0.0,
-               time_mask: str | None = None) -> dict[str, Any]:
+               time_mask: str | None = None, unit_noise: str | None = None) -> dict[str, Any]:
     """The JSON spec of the probe model (see :class:`speechunits.probe.heads.ProbeModel`).
 
     ``finetune_layers``: the layers a ``lora``/``adapters`` probe weighs (blocks 1..max adapted).
@@ -172,8 +172,9 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
     ``embed_init``: unit tables from random, from the codebook centroids, or fixed to them (units
     read with their codebooks: :meth:`~speechunits.probe.inputs.UnitInput.centroid_tables`).
     ``dropout``: the head's, while training (recorded only when above 0). ``time_mask``: ``"N:R"``
-    SpecAugment time masks while training (:func:`~speechunits.probe.specaug.parse_time_mask`;
-    recorded only when given)."""
+    SpecAugment time masks while training (:func:`~speechunits.probe.augment.parse_time_mask`;
+    recorded only when given). ``unit_noise``: ``"P[:N]"`` substitution of units by their N nearest
+    while training (:func:`~speechunits.probe.augment.parse_unit_noise`; units with centroid tables)."""
     source = inputs.model_spec()
     objective = objective_of(task)
     if int(stack) < 1 or int(lstm_layers) < 1:
@@ -196,6 +197,12 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
     masks = parse_time_mask(time_mask)
     if masks is not None:
         spec["time_mask"] = masks.spec()
+    noise = parse_unit_noise(unit_noise)
+    if noise is not None:
+        if source["kind"] != UNITS or embed_init == EMBED_RANDOM:
+            raise SpeechUnitsError("--unit-noise substitutes units by their nearest centroids: it applies to "
+                                   "--units with --embed-init centroids or centroids-frozen")
+        spec["unit_noise"] = noise.spec()
     parsed = parse_finetune(finetune)
     if parsed is not None and (source["kind"] != FEATURES or source["num_layers"] != 1):
         raise SpeechUnitsError("--finetune reads encoder features of one layer (see finetune_input)")
@@ -241,7 +248,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 warmup_steps: int | None = None, warmup_fraction: float = DEFAULT_WARMUP_FRACTION,
                 step_schedule: bool = False, standardize: bool = False, stack: int = 1, lstm_layers: int = 2,
                 embed_init: str = EMBED_RANDOM, dropout: float = 0.0, time_mask: str | None = None,
-                bf16: bool = False, finetune: str | None = None, finetune_layers: Sequence[int] | None = None,
+                unit_noise: str | None = None, bf16: bool = False, finetune: str | None = None,
+                finetune_layers: Sequence[int] | None = None,
                 device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
 
@@ -265,7 +273,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             concatenated before the head, BiLSTM depth.
         dropout: the head's dropout while training (0: none; see docs/probe.md).
         time_mask: ``"N:R"``: N SpecAugment time masks per utterance while training, each up to a
-            share R of it (:mod:`speechunits.probe.specaug`); None: none.
+            share R of it (:mod:`speechunits.probe.augment`); None: none.
+        unit_noise: ``"P[:N]"``: units replaced with probability P by one of their N nearest units
+            (centroid distance) while training; unit inputs with centroid tables only.
         embed_init: unit probes: ``random`` tables, or tables that start from (``centroids``) or stay at
             (``centroids-frozen``) the standardised codebook centroids (DASB's initialisation; the
             input needs its ``codebooks``).
@@ -298,7 +308,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         raise SpeechUnitsError("--max-steps, --eval-every, --patience and --batch-frames must be >= 1")
     if not 0.0 < warmup_fraction <= 1.0:
         raise SpeechUnitsError(f"--warmup-fraction: expected a share in (0, 1], got {warmup_fraction}")
-    check_dropout(dropout), parse_time_mask(time_mask)  # library callers: fail before any input is loaded
+    # library callers: bad values fail before any input is loaded
+    check_dropout(dropout), parse_time_mask(time_mask), parse_unit_noise(unit_noise)
     objective = objective_of(task)
     dist, dev = init_distributed(device)
     label_map: dict[str, Any] = dict(getattr(labels, "labels", labels))
@@ -319,7 +330,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     spec = model_spec(task, inputs, coder.num_classes, interface=interface, head=head, layer=layer,
                       combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune,
                       finetune_layers=finetune_layers, standardize=standardize, stack=stack, lstm_layers=lstm_layers,
-                      embed_init=embed_init, dropout=dropout, time_mask=time_mask)
+                      embed_init=embed_init, dropout=dropout, time_mask=time_mask,
+                      unit_noise=unit_noise)
     centroids = inputs.centroid_tables() if spec.get("embed_init", EMBED_RANDOM) != EMBED_RANDOM else None
     short: list[str] = []
     if objective == CTC:
