@@ -133,7 +133,7 @@ def test_a_probe_substitutes_units_only_while_training_and_only_with_centroid_ta
     model.featurizer.load_centroids([centroids])
     # each unit's one nearest: 0<->1, 2<->3, 4<->5
     assert model.featurizer.neighbours[0].tolist() == [[1], [0], [3], [2], [5], [4]]
-    ids, lengths = torch.tensor([[[0], [2], [4]] * 40]), torch.tensor([120])
+    ids = torch.tensor([[[0], [2], [4]] * 40])
     table = model.featurizer.projections[0](model.featurizer.tables[0].weight).detach()
     model.train()
     embedded = model.features(ids)[0].detach()
