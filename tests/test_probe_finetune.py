@@ -22,7 +22,7 @@ from speechunits.probe.heads import ADAPTER_TARGETS, LORA_TARGETS, Finetune, Top
 from speechunits.probe.model_dir import load_probe  # noqa: E402
 from speechunits.probe.train import finetune_input, train_probe_on_corpus  # noqa: E402
 from speechunits.synth.testing import small_corpus  # noqa: E402
-from speechunits.training.loop import step_records  # noqa: E402
+from speechunits.training.loop import recorded_values, step_records  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +71,7 @@ def test_lora_probe_trains_saves_only_updates_and_checks_its_base(corpus, tiny_h
     assert record["encoder_identity"] == meta["input"]["encoder_identity"] and meta["input"]["layers"] == [0]
     assert meta["layers"] == [2, 3] and len(meta["layer_weights"]) == 2
     losses = [record["loss"] for record in step_records(out / "training" / "log.jsonl")]
-    logged = [json.loads(line) for line in (out / "training" / "log.jsonl").read_text().splitlines()]
-    assert [record["step"] for record in logged if "dev" in record]  # the dev evaluations are logged too
+    assert recorded_values(out / "training" / "log.jsonl", "dev")  # the dev evaluations are logged too
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
     from safetensors import safe_open
 

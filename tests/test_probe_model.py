@@ -21,6 +21,7 @@ from speechunits.probe.splits import Split
 from speechunits.probe.task import collate, predict_logits
 from speechunits.probe.train import train_probe
 from speechunits.probe.vocab import class_vocabulary, phone_vocabulary
+from speechunits.training.loop import recorded_values
 from speechunits.units.store import write_units
 from speechunits.units.units import Units
 
@@ -254,10 +255,12 @@ def test_linear_probe_learns_separable_frames(tmp_path):
     assert meta["split"]["test"] == 4  # the two unlabelled test utterances left the split
     assert meta["layer_weights"] == [1.0]
     assert (tmp_path / "probe" / "training" / "state.json").is_file()
-    logged = [json.loads(line) for line in (tmp_path / "probe" / "training" / "log.jsonl").read_text().splitlines()]
-    dev_lines = [r for r in logged if "dev" in r]  # every dev evaluation, beside the step lines
+    log_file = tmp_path / "probe" / "training" / "log.jsonl"
+    logged = [json.loads(line) for line in log_file.read_text().splitlines()]
+    dev_lines = recorded_values(log_file, "dev")  # every dev evaluation, beside the step lines
     assert [r["step"] for r in dev_lines] == list(range(25, 151, 25)) and all("dev" not in r for r in logged
                                                                               if "loss" in r)
+    assert dev_lines == [r for r in logged if "dev" in r]
     assert max(r["dev"]["frame_accuracy"] for r in dev_lines) == result.dev["frame_accuracy"]["mean"]
     probe = load_probe(tmp_path / "probe")
     samples = inputs.load(ids[24:]).samples

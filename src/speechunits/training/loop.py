@@ -408,14 +408,24 @@ class Trainer:
                      self.amount_unit)
 
 
-def step_records(path: str | Path) -> list[dict[str, Any]]:
-    """The optimizer-step lines of a ``log.jsonl``, parsed (a trainer's own :meth:`Trainer.record`
-    lines, which have no ``loss``, left out); none when the file does not exist yet."""
+def _log_lines(path: str | Path) -> list[dict[str, Any]]:
+    """Every line of a ``log.jsonl``, parsed; none when the file does not exist yet."""
     path = Path(path)
     if not path.is_file():
         return []
-    records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return [record for record in records if "loss" in record]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def step_records(path: str | Path) -> list[dict[str, Any]]:
+    """The optimizer-step lines of a ``log.jsonl``, parsed (a trainer's own :meth:`Trainer.record`
+    lines, which have no ``loss``, left out); none when the file does not exist yet."""
+    return [record for record in _log_lines(path) if "loss" in record]
+
+
+def recorded_values(path: str | Path, key: str) -> list[dict[str, Any]]:
+    """The :meth:`Trainer.record` lines of a ``log.jsonl`` that carry ``key``, in order, e.g. a probe's
+    dev evaluations: ``recorded_values(log, "dev") -> [{"step": 25, "dev": {"per": 0.4}}, ...]``."""
+    return [record for record in _log_lines(path) if key in record and "loss" not in record]
 
 
 def _logged_step(line: str) -> float:
