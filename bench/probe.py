@@ -3,7 +3,7 @@
 Command of docs/probe.md's table (one seed per learning rate; ~3-4 h here; at ``--probe-minutes 8`` the
 tiny and most unit rows are budget-bound, the report lists them; at 25 every chosen run converged). That
 table was made before the unit rows' BPE vocabulary, embedding tables and head dropout changed
-(:data:`BPE_FACTOR`, :data:`UNIT_DROPOUT`) and before the tiny model's pretraining took voice perturbation
+(:data:`BPE_FACTOR`, :data:`UNIT_DROPOUT`, :data:`UNIT_TIME_MASK`) and before the tiny model's pretraining took voice perturbation
 (:data:`RECIPE`)::
 
     python bench/probe.py --out bench/out/probe --minutes 60 --speakers 20 \\
@@ -85,6 +85,10 @@ UNIT_EMBED_INIT = "centroids"
 #: Dropout of the unit rows' BiLSTM heads (phones, asr): chosen on dev phones probes of two other corpora
 #: (docs/probe.md, "Dropout in the head"); feature rows and the speaker probes keep none (not measured there).
 UNIT_DROPOUT = 0.5
+#: Time masks of the same heads, on the embedded units (``--time-mask``): chosen on dev phones probes of
+#: bench/probe_augment_dev.py's corpus (docs/probe.md, "Time masks and unit substitution"), against dropout
+#: alone and against unit substitution; the asr rows take it unmeasured.
+UNIT_TIME_MASK = "5:0.05"
 HEADS = {"phones": "bilstm", "asr": "bilstm", "speaker": "linear"}
 TASKS = ("phones", "asr", "speaker")
 FULL = dict(minutes=60.0, speakers=20, pretrain_minutes=20.0, probe_minutes=15.0, max_steps=3000, eval_every=25,
@@ -462,10 +466,12 @@ def main() -> int:
             bitrates[row], lengths[row] = unit_bitrates(inputs, kind, k)
             codebook = units[k]["codebook"] if UNIT_EMBED_INIT != "random" else None
             for task in TASKS:
-                dropout = UNIT_DROPOUT if HEADS[task] == "bilstm" else 0.0
+                sequence = HEADS[task] == "bilstm"
                 bench.submit(row, task, input_spec("units", units[k]["store"], dedup=kind != "raw", bpe=bpe,
                                                    codebook=codebook),
-                             frame_rate=tiny.encoder.info.frame_rate, embed_init=UNIT_EMBED_INIT, dropout=dropout)
+                             frame_rate=tiny.encoder.info.frame_rate, embed_init=UNIT_EMBED_INIT,
+                             dropout=UNIT_DROPOUT if sequence else 0.0,
+                             time_mask=UNIT_TIME_MASK if sequence else None)
     bench.wait()
     bench.pool.shutdown()
     plot_layer_weights(bench, "tiny weighted sum", out / "layer_weights.png")
@@ -523,7 +529,7 @@ def main() -> int:
     report.append(f"configurations tried: {bench.configurations} training runs ({len(LRS)} learning rates x "
                   f"{args.seeds} seed(s) per probe, over {sum(len(v) for v in res.values())} probes); every other "
                   f"setting is fixed in the script (unit tables: {UNIT_EMBED_INIT}; BPE vocabulary {BPE_FACTOR:g} x K; "
-                  f"unit BiLSTM dropout {UNIT_DROPOUT:g}); "
+                  f"unit BiLSTM dropout {UNIT_DROPOUT:g}, time masks {UNIT_TIME_MASK}); "
                   "test parts read once per seed of the lr chosen on dev")
     report.append(f"total wall time {time.time() - started:.0f} s")
     text = table + "\n" + "\n".join(report) + "\n"

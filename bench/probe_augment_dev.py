@@ -9,7 +9,8 @@ how the run ended:
 * ``d05-tm5``: and SpecAugment time masks, 5 per utterance of up to 5 % each (``--time-mask 5:0.05``,
   the kind ESPnet's asr2 recipes put on embedded tokens);
 * ``d05-un10``: and unit substitution, each unit swapped with probability 0.1 for one of its 5 nearest
-  units by centroid distance (``--unit-noise 0.1:5``).
+  units by centroid distance (``--unit-noise 0.1:5``);
+* ``d05-tm5-un10``: both.
 
 Each setting was fixed before its run; none was tuned on this split. The corpus is
 bench/probe_lm.py's (``speechunits synth``, 60 min, 20 speakers, grammar text, seed 5), split by
@@ -19,7 +20,7 @@ from the centroids. Head: the judge's (one BiLSTM layer of 128), lr 1e-3, one se
 with the learning rate decaying over them (``--step-schedule``: no time budget, so a run repeats step
 for step), dev every 25 steps, patience 20. Arms run ``--jobs`` at a time, one thread each.
 
-    python bench/probe_augment_dev.py --out bench/out/probe-augment-dev    # ~1.5 h here (3 arms, 2 cores)
+    python bench/probe_augment_dev.py --out bench/out/probe-augment-dev    # ~2 h here (4 arms, 2 cores)
     python bench/probe_augment_dev.py --quick                               # checks the script (~2 min)
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ ARMS: dict[str, list[str]] = {
     "d05": ["--dropout", "0.5"],
     "d05-tm5": ["--dropout", "0.5", "--time-mask", "5:0.05"],
     "d05-un10": ["--dropout", "0.5", "--unit-noise", "0.1:5"],
+    "d05-tm5-un10": ["--dropout", "0.5", "--time-mask", "5:0.05", "--unit-noise", "0.1:5"],
 }
 FULL = dict(minutes=60.0, speakers=20, max_steps=3000, eval_every=25, patience=20, hidden=128)
 QUICK = dict(minutes=3.0, speakers=6, max_steps=30, eval_every=10, patience=3, hidden=32)
