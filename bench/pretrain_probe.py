@@ -44,6 +44,7 @@ from typing import Any
 
 from speechunits.cli.common import parse_layers
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers, write_tsv
+from speechunits.probe.augment import parse_time_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probe import Bench, ensure_bpe, input_spec, unit_bitrates  # noqa: E402  (bench/probe.py)
@@ -125,6 +126,12 @@ def main() -> int:
                         help="unit rows read deduplicated units with their durations (own ' dedup' keys)")
     parser.add_argument("--bpe-vocab", type=int, default=None, metavar="V",
                         help="unit rows read BPE tokens (vocabulary V) over the deduplicated units (needs --dedup)")
+    parser.add_argument("--unit-dropout", type=float, default=None, metavar="P",
+                        help="the unit rows' head dropout (probe train --dropout; own ' dP' keys)")
+    parser.add_argument("--unit-time-mask", default=None, metavar="N:R",
+                        help="the unit rows' time masks (probe train --time-mask; own ' tmNxR' keys)")
+    parser.add_argument("--unit-lrs", default=None, metavar="LR,LR",
+                        help=f"the unit rows' learning rates (default {','.join(f'{x:g}' for x in LRS)}; own ' lrLR' keys)")
     parser.add_argument("--no-mfcc", action="store_true", help="leave out the MFCC rows")
     parser.add_argument("--no-units", action="store_true",
                         help="only the feature rows (--features, --weighted-sum): no unit probes")
@@ -156,7 +163,20 @@ def main() -> int:
     suffix = "" if args.k == 100 else f"-k{args.k}"  # K=100 keeps the folder names of the first runs
     seeds = "" if args.seeds == 1 else f" seeds{args.seeds}"
     bpe = "" if args.bpe_vocab is None else f" bpe{args.bpe_vocab}"
-    unit_key = suffix + seeds + (" dedup" if args.dedup else "") + bpe  # the unit rows' own keys
+    # the unit rows' own probe settings, each in their keys (so their probes never reuse other rows')
+    unit_options: dict[str, Any] = {"embed_init": "centroids"}
+    reg_key = ""
+    if args.unit_lrs is not None:
+        unit_options["lrs"] = tuple(float(x) for x in args.unit_lrs.split(","))
+        reg_key += f" lr{args.unit_lrs}"
+    if args.unit_dropout is not None:
+        unit_options["dropout"] = args.unit_dropout
+        reg_key += f" d{args.unit_dropout:g}"
+    if args.unit_time_mask is not None:
+        parse_time_mask(args.unit_time_mask)  # a bad value fails here, not in a worker
+        unit_options["time_mask"] = args.unit_time_mask
+        reg_key += f" tm{args.unit_time_mask.replace(':', 'x')}"
+    unit_key = suffix + seeds + (" dedup" if args.dedup else "") + bpe + reg_key  # the unit rows' own keys
     units_label = f"K={args.k} {'dedup ' if args.dedup else ''}{f'+BPE {args.bpe_vocab} ' if bpe else ''}units"
     for name, encoder, layer in sources:
         tag = name.replace(" ", "_")
@@ -183,8 +203,8 @@ def main() -> int:
                          if line.endswith("\ttrain")]
             bpe_dir = ensure_bpe(out / f"bpe-{tag}{suffix}-v{args.bpe_vocab}", store, train_ids, args.bpe_vocab)
         bench.submit(f"{tag} units{unit_key}", "phones",
-                     input_spec("units", store, codebook=codebook, dedup=args.dedup, bpe=bpe_dir), **sweep,
-                     embed_init="centroids")
+                     input_spec("units", store, codebook=codebook, dedup=args.dedup, bpe=bpe_dir),
+                     **{**sweep, **unit_options})
         rows[f"{tag} units{unit_key}"] = {"row": f"{label} {units_label}",
                                           "tokens_per_utt": unit_lengths(store, args.dedup, bpe_dir, args.k)}
         if args.streams and layer is not None:
@@ -199,8 +219,8 @@ def main() -> int:
                    "-o", streams, "--device", "cpu", "--quiet", child=True)
             stores = [streams / f"stream{j}-layer{lay}-k{args.k}" for j, lay in enumerate(layers)]
             key = f"{tag} streams {args.streams} {args.combine}{unit_key}"
-            bench.submit(key, "phones", input_spec("units", stores, codebook=codebooks, dedup=args.dedup), **sweep,
-                         embed_init="centroids", combine=args.combine)
+            bench.submit(key, "phones", input_spec("units", stores, codebook=codebooks, dedup=args.dedup),
+                         **{**sweep, **unit_options}, combine=args.combine)
             rows[key] = {"row": f"{name} layers {args.streams} {units_label}, {len(layers)} streams ({args.combine})"}
     bench.wait()
     bench.pool.shutdown()
