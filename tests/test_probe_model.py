@@ -97,6 +97,14 @@ def test_head_dropout_acts_only_while_training_and_zero_adds_nothing():
     kept = linear.dropout(ones)
     assert torch.allclose(torch.unique(kept), torch.tensor([0.0, 1 / 0.75]))  # inverted dropout's scale
     assert abs(float((kept == 0).float().mean()) - 0.25) < 0.02
+    x = torch.ones(1, 4000, 4, requires_grad=True)
+    dropped = linear.dropout(x)
+    dropped.sum().backward()
+    assert torch.equal(x.grad, dropped.detach())  # the gradient passes the same mask and scale
+    torch.manual_seed(3)
+    first = linear.dropout(ones)
+    torch.manual_seed(3)
+    assert torch.equal(first, linear.dropout(ones))  # torch's seed repeats the mask
     for bad in (-0.1, 1.0):
         with pytest.raises(SpeechUnitsError, match="--dropout"):
             BiLSTMHead(3, 5, dropout=bad)

@@ -94,6 +94,7 @@ def apply_time_mask(x: torch.Tensor, lengths: torch.Tensor, mask: TimeMask,
 #: Default ``N`` of ``--unit-noise P[:N]``.
 DEFAULT_NEIGHBOURS = 5
 
+
 @dataclass(frozen=True)
 class UnitNoise:
     """While training, each unit is replaced with probability ``prob`` by one of its ``neighbours``

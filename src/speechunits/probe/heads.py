@@ -255,11 +255,34 @@ def check_dropout(p: float) -> float:
     return float(p)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout (training only): each element zeroed with probability ``p``, the rest scaled by
+    ``1 / (1 - p)``, as ``nn.Dropout``. On CPU the mask is drawn with ``torch.rand_like`` instead of
+    torch's Bernoulli sampler, which is slow there: on one thread and a [200, 100, 256] batch, forward
+    and backward take about half of ``F.dropout``'s time, which was a tenth of a unit probe's step.
+    On other devices it is ``F.dropout``."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu":
+            return nn.functional.dropout(x, self.p, training=True)
+        scale = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))  # 0 or 1 / (1 - p)
+        return x * scale
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def make_dropout(p: float) -> nn.Module | None:
-    """``nn.Dropout(p)``, or None for ``p == 0`` (no module: a head without dropout draws no random
+    """:class:`Dropout` ``(p)``, or None for ``p == 0`` (no module: a head without dropout draws no random
     numbers, so probes trained before the option repeat exactly)."""
     p = check_dropout(p)
-    return nn.Dropout(p) if p > 0 else None
+    return Dropout(p) if p > 0 else None
 
 
 class LinearHead(nn.Module):
