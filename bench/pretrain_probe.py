@@ -44,7 +44,7 @@ from typing import Any
 
 from speechunits.cli.common import parse_layers
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers, write_tsv
-from speechunits.probe.augment import parse_time_mask
+from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probe import Bench, ensure_bpe, input_spec, unit_bitrates  # noqa: E402  (bench/probe.py)
@@ -130,8 +130,10 @@ def main() -> int:
                         help="the unit rows' head dropout (probe train --dropout; own ' dP' keys)")
     parser.add_argument("--unit-time-mask", default=None, metavar="N:R",
                         help="the unit rows' time masks (probe train --time-mask; own ' tmNxR' keys)")
-    parser.add_argument("--unit-lrs", default=None, metavar="LR,LR",
-                        help=f"the unit rows' learning rates (default {','.join(f'{x:g}' for x in LRS)}; own ' lrLR' keys)")
+    parser.add_argument("--unit-noise", default=None, metavar="P:N",
+                        help="the unit rows' unit substitution (probe train --unit-noise; own ' unPxN' keys)")
+    parser.add_argument("--lrs", default=None, metavar="LR,LR",
+                        help=f"every probe's learning rates (default {','.join(f'{x:g}' for x in LRS)}; own ' lrLR' keys)")
     parser.add_argument("--no-mfcc", action="store_true", help="leave out the MFCC rows")
     parser.add_argument("--no-units", action="store_true",
                         help="only the feature rows (--features, --weighted-sum): no unit probes")
@@ -166,9 +168,9 @@ def main() -> int:
     # the unit rows' own probe settings, each in their keys (so their probes never reuse other rows')
     unit_options: dict[str, Any] = {"embed_init": "centroids"}
     reg_key = ""
-    if args.unit_lrs is not None:
-        unit_options["lrs"] = tuple(float(x) for x in args.unit_lrs.split(","))
-        reg_key += f" lr{args.unit_lrs}"
+    lrs = LRS if args.lrs is None else tuple(float(x) for x in args.lrs.split(","))
+    lr_key = "" if args.lrs is None else f" lr{args.lrs}"
+    reg_key += lr_key
     if args.unit_dropout is not None:
         unit_options["dropout"] = args.unit_dropout
         reg_key += f" d{args.unit_dropout:g}"
@@ -176,6 +178,10 @@ def main() -> int:
         parse_time_mask(args.unit_time_mask)  # a bad value fails here, not in a worker
         unit_options["time_mask"] = args.unit_time_mask
         reg_key += f" tm{args.unit_time_mask.replace(':', 'x')}"
+    if args.unit_noise is not None:
+        parse_unit_noise(args.unit_noise)
+        unit_options["unit_noise"] = args.unit_noise
+        reg_key += f" un{args.unit_noise.replace(':', 'x')}"
     unit_key = suffix + seeds + (" dedup" if args.dedup else "") + bpe + reg_key  # the unit rows' own keys
     units_label = f"K={args.k} {'dedup ' if args.dedup else ''}{f'+BPE {args.bpe_vocab} ' if bpe else ''}units"
     for name, encoder, layer in sources:
@@ -184,15 +190,15 @@ def main() -> int:
         codebook, store = out / f"codebook-{tag}{suffix}", out / f"units-{tag}{suffix}"
         fit_codebook(args.train_corpus / "manifest.tsv", codebook, encoder, args.k, layer, *FIT_OPTIONS, child=True)
         frame_rate = float(json.loads((codebook / "codebook.json").read_text())["frame_rate"])  # the encoder's
-        sweep = dict(frame_rate=frame_rate, lrs=LRS, split_file=corpus / "split.tsv")
+        sweep = dict(frame_rate=frame_rate, lrs=lrs, split_file=corpus / "split.tsv")
         features = input_spec("encoder", encoder, manifest, "cpu")
         if args.features:
             extra = {} if layer is None else {"interface": "single", "layer": layer}
-            bench.submit(f"{tag} features{seeds}", "phones", features, **sweep, **extra)
-            rows[f"{tag} features{seeds}"] = {"row": f"{label} features"}
+            bench.submit(f"{tag} features{seeds}{lr_key}", "phones", features, **sweep, **extra)
+            rows[f"{tag} features{seeds}{lr_key}"] = {"row": f"{label} features"}
         if args.weighted_sum and layer is not None:  # no interface option: the weighted sum of all layers
-            bench.submit(f"{tag} weighted sum{seeds}", "phones", features, **sweep)
-            rows[f"{tag} weighted sum{seeds}"] = {"row": f"{name} weighted sum of all layers"}
+            bench.submit(f"{tag} weighted sum{seeds}{lr_key}", "phones", features, **sweep)
+            rows[f"{tag} weighted sum{seeds}{lr_key}"] = {"row": f"{name} weighted sum of all layers"}
         if args.no_units:
             continue
         if not store.exists():
