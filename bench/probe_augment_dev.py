@@ -18,7 +18,9 @@ speaker with the probes' default split (80/10/10, seed 0). Its test part is drop
 file, so no probe here reads it. Units: MFCC K=100 fitted on the training part, deduplicated, tables
 from the centroids. Head: the judge's (one BiLSTM layer of 128), lr 1e-3, one seed, 3000 steps at most
 with the learning rate decaying over them (``--step-schedule``: no time budget, so a run repeats step
-for step), dev every 25 steps, patience 20. Arms run ``--jobs`` at a time, one thread each.
+for step), dev every 25 steps, patience 20, batches of the CLI's default 20,000 padded frames (with
+bench/probe.py's 4,000 the regularisers raise the PER instead: docs/probe.md, "The same regularisers at
+bench/probe.py's batch size"). Arms run ``--jobs`` at a time, one thread each.
 
     python bench/probe_augment_dev.py --out bench/out/probe-augment-dev    # ~2 h here (4 arms, 2 cores)
     python bench/probe_augment_dev.py --quick                               # checks the script (~2 min)
