@@ -165,12 +165,11 @@ def main() -> int:
     suffix = "" if args.k == 100 else f"-k{args.k}"  # K=100 keeps the folder names of the first runs
     seeds = "" if args.seeds == 1 else f" seeds{args.seeds}"
     bpe = "" if args.bpe_vocab is None else f" bpe{args.bpe_vocab}"
+    lrs = LRS if args.lrs is None else tuple(float(x) for x in args.lrs.split(","))
+    lr_key = "" if args.lrs is None else f" lr{args.lrs}"  # in every row's key
     # the unit rows' own probe settings, each in their keys (so their probes never reuse other rows')
     unit_options: dict[str, Any] = {"embed_init": "centroids"}
-    reg_key = ""
-    lrs = LRS if args.lrs is None else tuple(float(x) for x in args.lrs.split(","))
-    lr_key = "" if args.lrs is None else f" lr{args.lrs}"
-    reg_key += lr_key
+    reg_key = lr_key
     if args.unit_dropout is not None:
         unit_options["dropout"] = args.unit_dropout
         reg_key += f" d{args.unit_dropout:g}"
