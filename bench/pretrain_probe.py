@@ -32,6 +32,14 @@ their features" question. There is no test part: bench/pretrain.py's test corpus
     # the spread over seeds of the feature rows (MFCC, the chosen layer, the weighted sum), no unit probes
     python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --features \
         --weighted-sum --no-units --seeds 3 --probe-minutes 40
+    # probe train's default batch (20,000 padded frames) instead of bench/probe.py's 4,000, and regularisers:
+    # unit rows and feature rows each take their own (all in the probes' keys)
+    python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --k 500 --dedup \
+        --no-mfcc --lrs 1e-3 --step-schedule --batch-frames 20000 --unit-dropout 0.5 --unit-time-mask 5:0.05 \
+        --unit-noise 0.1:5 --probe-minutes 150
+    python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --features \
+        --no-units --no-mfcc --lrs 1e-3 --step-schedule --batch-frames 20000 [--feature-time-mask 5:0.05] \
+        --probe-minutes 150
 """
 from __future__ import annotations
 
@@ -134,6 +142,13 @@ def main() -> int:
                         help="the unit rows' unit substitution (probe train --unit-noise; own ' unPxN' keys)")
     parser.add_argument("--lrs", default=None, metavar="LR,LR",
                         help=f"every probe's learning rates (default {','.join(f'{x:g}' for x in LRS)}; own ' lrLR' keys)")
+    parser.add_argument("--batch-frames", type=int, default=None, metavar="N",
+                        help="every probe's batch in padded frames (default bench/probe.py's BATCH_FRAMES; "
+                        "own ' bfN' keys)")
+    parser.add_argument("--feature-dropout", type=float, default=None, metavar="P",
+                        help="the feature rows' head dropout (own ' dP' keys)")
+    parser.add_argument("--feature-time-mask", default=None, metavar="N:R",
+                        help="the feature rows' time masks (own ' tmNxR' keys)")
     parser.add_argument("--no-mfcc", action="store_true", help="leave out the MFCC rows")
     parser.add_argument("--no-units", action="store_true",
                         help="only the feature rows (--features, --weighted-sum): no unit probes")
@@ -167,6 +182,22 @@ def main() -> int:
     bpe = "" if args.bpe_vocab is None else f" bpe{args.bpe_vocab}"
     lrs = LRS if args.lrs is None else tuple(float(x) for x in args.lrs.split(","))
     lr_key = "" if args.lrs is None else f" lr{args.lrs}"  # in every row's key
+    common: dict[str, Any] = {}
+    if args.batch_frames is not None:
+        if args.batch_frames < 1:
+            parser.error("--batch-frames must be positive")
+        common["batch_frames"] = args.batch_frames
+        lr_key += f" bf{args.batch_frames}"
+    # the feature rows' own probe settings, in their keys
+    feature_options: dict[str, Any] = {}
+    feature_key = lr_key
+    if args.feature_dropout is not None:
+        feature_options["dropout"] = args.feature_dropout
+        feature_key += f" d{args.feature_dropout:g}"
+    if args.feature_time_mask is not None:
+        parse_time_mask(args.feature_time_mask)
+        feature_options["time_mask"] = args.feature_time_mask
+        feature_key += f" tm{args.feature_time_mask.replace(':', 'x')}"
     # the unit rows' own probe settings, each in their keys (so their probes never reuse other rows')
     unit_options: dict[str, Any] = {"embed_init": "centroids"}
     reg_key = lr_key
@@ -189,15 +220,16 @@ def main() -> int:
         codebook, store = out / f"codebook-{tag}{suffix}", out / f"units-{tag}{suffix}"
         fit_codebook(args.train_corpus / "manifest.tsv", codebook, encoder, args.k, layer, *FIT_OPTIONS, child=True)
         frame_rate = float(json.loads((codebook / "codebook.json").read_text())["frame_rate"])  # the encoder's
-        sweep = dict(frame_rate=frame_rate, lrs=lrs, split_file=corpus / "split.tsv")
+        sweep = dict(frame_rate=frame_rate, lrs=lrs, split_file=corpus / "split.tsv", **common)
         features = input_spec("encoder", encoder, manifest, "cpu")
         if args.features:
             extra = {} if layer is None else {"interface": "single", "layer": layer}
-            bench.submit(f"{tag} features{seeds}{lr_key}", "phones", features, **sweep, **extra)
-            rows[f"{tag} features{seeds}{lr_key}"] = {"row": f"{label} features"}
+            bench.submit(f"{tag} features{seeds}{feature_key}", "phones", features, **sweep, **extra,
+                         **feature_options)
+            rows[f"{tag} features{seeds}{feature_key}"] = {"row": f"{label} features"}
         if args.weighted_sum and layer is not None:  # no interface option: the weighted sum of all layers
-            bench.submit(f"{tag} weighted sum{seeds}{lr_key}", "phones", features, **sweep)
-            rows[f"{tag} weighted sum{seeds}{lr_key}"] = {"row": f"{name} weighted sum of all layers"}
+            bench.submit(f"{tag} weighted sum{seeds}{feature_key}", "phones", features, **sweep, **feature_options)
+            rows[f"{tag} weighted sum{seeds}{feature_key}"] = {"row": f"{name} weighted sum of all layers"}
         if args.no_units:
             continue
         if not store.exists():
@@ -250,7 +282,7 @@ def main() -> int:
     lines.append(f"\n{bench.configurations} training runs; no test part (the dev corpus chooses lr and step, "
                  "and is the figure)")
     text = "\n".join(lines) + "\n"
-    tables = unit_key.replace(" ", "-")  # table-k500.md, table-seeds3.md, table-k500-dedup.md, ...
+    tables = (f" features{seeds}{feature_key}" if args.no_units else unit_key).replace(" ", "-")  # table-k500.md, table-seeds3.md, table-k500-dedup.md, ...
     (out / f"table{tables}.md").write_text(text, encoding="utf-8")
     (out / f"results{tables}.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print(text)
