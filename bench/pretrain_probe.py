@@ -218,8 +218,14 @@ def main() -> int:
         tag = name.replace(" ", "_")
         label = name if layer is None else f"{name} layer {layer}"
         codebook, store = out / f"codebook-{tag}{suffix}", out / f"units-{tag}{suffix}"
-        fit_codebook(args.train_corpus / "manifest.tsv", codebook, encoder, args.k, layer, *FIT_OPTIONS, child=True)
-        frame_rate = float(json.loads((codebook / "codebook.json").read_text())["frame_rate"])  # the encoder's
+        if args.no_units:  # feature rows only: no codebook to fit, the encoder gives its frame rate
+            from speechunits.encoders import load_encoder
+
+            frame_rate = float(load_encoder(encoder, device="cpu").info.frame_rate)
+        else:
+            fit_codebook(args.train_corpus / "manifest.tsv", codebook, encoder, args.k, layer, *FIT_OPTIONS,
+                         child=True)
+            frame_rate = float(json.loads((codebook / "codebook.json").read_text())["frame_rate"])  # the encoder's
         sweep = dict(frame_rate=frame_rate, lrs=lrs, split_file=corpus / "split.tsv", **common)
         features = input_spec("encoder", encoder, manifest, "cpu")
         if args.features:
