@@ -52,6 +52,7 @@ from typing import Any
 
 from speechunits.cli.common import parse_layers
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers, write_tsv
+from speechunits.encoders import load_encoder
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -218,14 +219,10 @@ def main() -> int:
         tag = name.replace(" ", "_")
         label = name if layer is None else f"{name} layer {layer}"
         codebook, store = out / f"codebook-{tag}{suffix}", out / f"units-{tag}{suffix}"
-        if args.no_units:  # feature rows only: no codebook to fit, the encoder gives its frame rate
-            from speechunits.encoders import load_encoder
-
-            frame_rate = float(load_encoder(encoder, device="cpu").info.frame_rate)
-        else:
+        frame_rate = float(load_encoder(encoder, device="cpu").info.frame_rate)
+        if not args.no_units:  # feature rows need no codebook
             fit_codebook(args.train_corpus / "manifest.tsv", codebook, encoder, args.k, layer, *FIT_OPTIONS,
                          child=True)
-            frame_rate = float(json.loads((codebook / "codebook.json").read_text())["frame_rate"])  # the encoder's
         sweep = dict(frame_rate=frame_rate, lrs=lrs, split_file=corpus / "split.tsv", **common)
         features = input_spec("encoder", encoder, manifest, "cpu")
         if args.features:
