@@ -40,6 +40,9 @@ their features" question. There is no test part: bench/pretrain.py's test corpus
     python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --features \
         --no-units --no-mfcc --lrs 1e-3 --step-schedule --batch-frames 20000 [--feature-time-mask 5:0.05] \
         --probe-minutes 150
+    # a larger BiLSTM head for every probe (two layers of 256, nearer SUPERB's ASR downstream than the judge's)
+    python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --k 500 --dedup \
+        --features --no-mfcc --lrs 1e-3 --step-schedule --head 256x2 --probe-minutes 150
 """
 from __future__ import annotations
 
@@ -146,6 +149,9 @@ def main() -> int:
     parser.add_argument("--batch-frames", type=int, default=None, metavar="N",
                         help="every probe's batch in padded frames (default bench/probe.py's BATCH_FRAMES; "
                         "own ' bfN' keys)")
+    parser.add_argument("--head", default=None, metavar="HIDDENxLAYERS",
+                        help="every probe's BiLSTM head, e.g. 256x2 (default bench/probe.py's judge head, 128x1; "
+                        "own ' hdHIDDENxLAYERS' keys)")
     parser.add_argument("--feature-dropout", type=float, default=None, metavar="P",
                         help="the feature rows' head dropout (own ' dP' keys)")
     parser.add_argument("--feature-time-mask", default=None, metavar="N:R",
@@ -161,6 +167,12 @@ def main() -> int:
         parser.error("--bpe-vocab needs --dedup (BPE runs over deduplicated units)")
     if args.bpe_vocab is not None and args.streams:
         parser.error("--bpe-vocab reads one stream: leave out --streams")
+    head = None
+    if args.head is not None:
+        hidden, _, layers = args.head.partition("x")
+        if not (hidden.isdigit() and layers.isdigit() and int(hidden) > 0 and int(layers) > 0):
+            parser.error(f"--head wants HIDDENxLAYERS with positive integers (e.g. 256x2), got {args.head!r}")
+        head = (int(hidden), int(layers))
     args.device = "cpu"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("speechunits").setLevel(logging.WARNING)
@@ -189,6 +201,9 @@ def main() -> int:
             parser.error("--batch-frames must be positive")
         common["batch_frames"] = args.batch_frames
         lr_key += f" bf{args.batch_frames}"
+    if head is not None:
+        common.update(hidden=head[0], lstm_layers=head[1])
+        lr_key += f" hd{head[0]}x{head[1]}"
     # the feature rows' own probe settings, in their keys
     feature_options: dict[str, Any] = {}
     feature_key = lr_key
