@@ -7,7 +7,7 @@ the measure issue 14 cares about: a phone probe's PER on voices it never heard. 
 
 1. fits K=100 on that layer over the training corpus (``speechunits fit``, 200k frames, seed 0)
    and encodes the training and dev corpora (``speechunits encode``);
-2. trains bench/probe.py's phones probe (the judge's one-layer BiLSTM of 128, unit tables from the
+2. trains a phones probe (by default the judge's one-layer BiLSTM of 128, ``--head`` for another; unit tables from the
    centroids, ``--lr 1e-3,1e-2``, early stopping, 3000 steps at most, 12 minutes per sweep) on
    the training corpus's 8 voices, choosing the learning rate and step on the dev corpus's 6
    unseen voices, and reports that dev PER.
@@ -67,6 +67,9 @@ log = logging.getLogger("bench.pretrain_probe")
 PARTS = (("tr", "train"), ("dv", "dev"))
 LRS = (1e-3, 1e-2)
 #: Every codebook: fitted on the training corpus, 200k frames, seed 0.
+#: The phone judge's BiLSTM (hidden, layers): this script's default head, which every study before 2026-12-04 used
+#: (bench/probe.py's head then; it now uses probe train's two layers of 256, ``--head 256x2`` here).
+JUDGE_HEAD = (128, 1)
 FIT_OPTIONS = ("--max-frames", 200000, "--seed", 0, "--device", "cpu")
 
 
@@ -150,7 +153,8 @@ def main() -> int:
                         help="every probe's batch in padded frames (default bench/probe.py's BATCH_FRAMES; "
                         "own ' bfN' keys)")
     parser.add_argument("--head", default=None, metavar="HIDDENxLAYERS",
-                        help="every probe's BiLSTM head, e.g. 256x2 (default bench/probe.py's judge head, 128x1; "
+                        help="every probe's BiLSTM head, e.g. 256x2 (bench/probe.py's since 2026-12-04; default the phone "
+                        "judge's 128x1, which every earlier study here used; "
                         "own ' hdHIDDENxLAYERS' keys)")
     parser.add_argument("--feature-dropout", type=float, default=None, metavar="P",
                         help="the feature rows' head dropout (own ' dP' keys)")
@@ -201,8 +205,8 @@ def main() -> int:
             parser.error("--batch-frames must be positive")
         common["batch_frames"] = args.batch_frames
         lr_key += f" bf{args.batch_frames}"
-    if head is not None:
-        common.update(hidden=head[0], lstm_layers=head[1])
+    common.update(hidden=(head or JUDGE_HEAD)[0], lstm_layers=(head or JUDGE_HEAD)[1])
+    if head is not None:  # keys without ' hd' are the judge's head, whatever bench/probe.py uses now
         lr_key += f" hd{head[0]}x{head[1]}"
     # the feature rows' own probe settings, in their keys
     feature_options: dict[str, Any] = {}
