@@ -7,8 +7,8 @@ the measure issue 14 cares about: a phone probe's PER on voices it never heard. 
 
 1. fits K=100 on that layer over the training corpus (``speechunits fit``, 200k frames, seed 0)
    and encodes the training and dev corpora (``speechunits encode``);
-2. trains a phones probe (by default the judge's one-layer BiLSTM of 128, ``--head`` for another; unit tables from the
-   centroids, ``--lr 1e-3,1e-2``, early stopping, 3000 steps at most, 12 minutes per sweep) on
+2. trains a phones probe (by default the judge's one-layer BiLSTM of 128, ``--head`` for another;
+   unit tables from the centroids, ``--lr 1e-3,1e-2``, early stopping, 3000 steps at most, 12 minutes per sweep) on
    the training corpus's 8 voices, choosing the learning rate and step on the dev corpus's 6
    unseen voices, and reports that dev PER.
 
@@ -66,10 +66,10 @@ from probe_units_dev import FULL  # noqa: E402
 log = logging.getLogger("bench.pretrain_probe")
 PARTS = (("tr", "train"), ("dv", "dev"))
 LRS = (1e-3, 1e-2)
-#: Every codebook: fitted on the training corpus, 200k frames, seed 0.
 #: The phone judge's BiLSTM (hidden, layers): this script's default head, which every study before 2026-12-04 used
 #: (bench/probe.py's head then; it now uses probe train's two layers of 256, ``--head 256x2`` here).
 JUDGE_HEAD = (128, 1)
+#: Every codebook: fitted on the training corpus, 200k frames, seed 0.
 FIT_OPTIONS = ("--max-frames", 200000, "--seed", 0, "--device", "cpu")
 
 

@@ -152,9 +152,9 @@ def ensure_pretrained(args: argparse.Namespace, out: Path, cfg: dict[str, Any]) 
 #: (MFCC and log-mel at 100 Hz: 3 frames at a time; 50 Hz inputs and deduplicated units: not stacked, since the
 #: synthetic corpus has ~15 characters/s and CTC needs a position per target plus blanks between repeats). Until
 #: 2026-12-04 this was the phone judge's one layer of 128 (probe/defaults.py JUDGE_PHONES_ARGS, chosen for speed);
-#: on bench/pretrain.py's dev voices the larger head lowered every phones row or left it level (MFCC 1.53 -> 0.72 %,
-#: K=500 units of a pretrained layer 5.3 -> 2.9-3.1 %, that layer's features 1.58 -> 1.57 %; docs/probe.md,
-#: "A larger head").
+#: on bench/pretrain.py's dev voices the larger head lowered every phones row it was tried on (MFCC 1.53 -> 0.72 %,
+#: K=500 units of a pretrained layer 5.3 -> 2.9-3.1 %, that layer's features 1.58 -> 1.26 %; docs/probe.md,
+#: "Three seeds, and a larger head").
 STACKED_RATE = 33.0
 
 
@@ -409,7 +409,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny corpus and budgets: proves the script runs")
     parser.add_argument("--minutes", type=float, help="synthetic corpus length (default 60; quick 3)")
     parser.add_argument("--speakers", type=int, help="synthetic speakers (default 20; quick 6)")
-    parser.add_argument("--pretrain-minutes", type=float, help="pretraining budget of each of the two iterations (default 30; quick 0.5)")
+    parser.add_argument("--pretrain-minutes", type=float,
+                        help="pretraining budget of each of the two iterations (default 30; quick 0.5)")
     parser.add_argument("--pretrained", help="a `speechunits pretrain` model directory instead of pretraining")
     parser.add_argument("--probe-minutes", type=float, help="budget of each probe's lr x seed sweep (default 15)")
     parser.add_argument("--seeds", type=int, default=1,
