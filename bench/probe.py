@@ -152,8 +152,8 @@ def ensure_pretrained(args: argparse.Namespace, out: Path, cfg: dict[str, Any]) 
 #: (MFCC and log-mel at 100 Hz: 3 frames at a time; 50 Hz inputs and deduplicated units: not stacked, since the
 #: synthetic corpus has ~15 characters/s and CTC needs a position per target plus blanks between repeats). Until
 #: 2026-12-04 this was the phone judge's one layer of 128 (probe/defaults.py JUDGE_PHONES_ARGS, chosen for speed);
-#: on bench/pretrain.py's dev voices the larger head lowered every phones row it was tried on (MFCC 1.53 -> 0.72 %,
-#: K=500 units of a pretrained layer 5.3 -> 2.9-3.1 %, that layer's features 1.58 -> 1.26 %; docs/probe.md,
+#: on bench/pretrain.py's dev voices the larger head lowered every phones row it was tried on (MFCC 1.53 -> 0.81 %,
+#: K=500 units of a pretrained layer 5.3 -> 2.75-3.09 %, that layer's features 1.58 -> 1.26 %; docs/probe.md,
 #: "Three seeds, and a larger head").
 STACKED_RATE = 33.0
 
