@@ -66,9 +66,6 @@ from probe_units_dev import FULL  # noqa: E402
 log = logging.getLogger("bench.pretrain_probe")
 PARTS = (("tr", "train"), ("dv", "dev"))
 LRS = (1e-3, 1e-2)
-#: The phone judge's BiLSTM (hidden, layers): this script's default head, which every study before 2026-12-04 used
-#: (bench/probe.py's head then; it now uses probe train's two layers of 256, ``--head 256x2`` here).
-JUDGE_HEAD = (128, 1)
 #: Every codebook: fitted on the training corpus, 200k frames, seed 0.
 FIT_OPTIONS = ("--max-frames", 200000, "--seed", 0, "--device", "cpu")
 
@@ -153,9 +150,8 @@ def main() -> int:
                         help="every probe's batch in padded frames (default bench/probe.py's BATCH_FRAMES; "
                         "own ' bfN' keys)")
     parser.add_argument("--head", default=None, metavar="HIDDENxLAYERS",
-                        help="every probe's BiLSTM head, e.g. 256x2 (bench/probe.py's since 2026-12-04; default the phone "
-                        "judge's 128x1, which every earlier study here used; "
-                        "own ' hdHIDDENxLAYERS' keys)")
+                        help="every probe's BiLSTM head, e.g. 256x2 (bench/probe.py's since 2026-12-04; default "
+                        "the phone judge's 128x1, which every earlier study here used; own ' hdHIDDENxLAYERS' keys)")
     parser.add_argument("--feature-dropout", type=float, default=None, metavar="P",
                         help="the feature rows' head dropout (own ' dP' keys)")
     parser.add_argument("--feature-time-mask", default=None, metavar="N:R",
@@ -192,6 +188,8 @@ def main() -> int:
     cfg = dict(FULL)
     if args.probe_minutes is not None:
         cfg["probe_minutes"] = args.probe_minutes
+    if head is not None:  # every probe's BiLSTM (the default is FULL's: the judge's 128 x 1)
+        cfg.update(hidden=head[0], lstm_layers=head[1])
     bench = Bench(args, cfg, out, corpus)
     rows: dict[str, dict[str, Any]] = {}
     suffix = "" if args.k == 100 else f"-k{args.k}"  # K=100 keeps the folder names of the first runs
@@ -205,8 +203,7 @@ def main() -> int:
             parser.error("--batch-frames must be positive")
         common["batch_frames"] = args.batch_frames
         lr_key += f" bf{args.batch_frames}"
-    common.update(hidden=(head or JUDGE_HEAD)[0], lstm_layers=(head or JUDGE_HEAD)[1])
-    if head is not None:  # keys without ' hd' are the judge's head, whatever bench/probe.py uses now
+    if head is not None:  # keys without ' hd' are FULL's head (the judge's), whatever bench/probe.py uses now
         lr_key += f" hd{head[0]}x{head[1]}"
     # the feature rows' own probe settings, in their keys
     feature_options: dict[str, Any] = {}
