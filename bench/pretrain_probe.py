@@ -40,6 +40,9 @@ their features" question. There is no test part: bench/pretrain.py's test corpus
     python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --features \
         --no-units --no-mfcc --lrs 1e-3 --step-schedule --batch-frames 20000 [--feature-time-mask 5:0.05] \
         --probe-minutes 150
+    # unit tables fixed at the centroids: the probe reads the quantised features
+    python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --k 2000 --no-mfcc \
+        --lrs 1e-3 --step-schedule --head 256x2 --embed-init centroids-frozen --probe-minutes 60
     # a larger BiLSTM head for every probe (two layers of 256, nearer SUPERB's ASR downstream than the judge's)
     python bench/pretrain_probe.py --out bench/out/pretrain-probe --run aug=bench/out/pretrain-aug --k 500 --dedup \
         --features --no-mfcc --lrs 1e-3 --step-schedule --head 256x2 --probe-minutes 150
@@ -156,6 +159,9 @@ def main() -> int:
                         help="the feature rows' head dropout (own ' dP' keys)")
     parser.add_argument("--feature-time-mask", default=None, metavar="N:R",
                         help="the feature rows' time masks (own ' tmNxR' keys)")
+    parser.add_argument("--embed-init", choices=("centroids", "centroids-frozen"), default="centroids",
+                        help="unit tables: from the centroids and trained (default), or fixed at them, so the probe "
+                        "reads the quantised features (runs get a ' frozen' key)")
     parser.add_argument("--no-mfcc", action="store_true", help="leave out the MFCC rows")
     parser.add_argument("--no-units", action="store_true",
                         help="only the feature rows (--features, --weighted-sum): no unit probes")
@@ -216,8 +222,8 @@ def main() -> int:
         feature_options["time_mask"] = args.feature_time_mask
         feature_key += f" tm{args.feature_time_mask.replace(':', 'x')}"
     # the unit rows' own probe settings, each in their keys (so their probes never reuse other rows')
-    unit_options: dict[str, Any] = {"embed_init": "centroids"}
-    reg_key = lr_key
+    unit_options: dict[str, Any] = {"embed_init": args.embed_init}
+    reg_key = lr_key + (" frozen" if args.embed_init == "centroids-frozen" else "")
     if args.unit_dropout is not None:
         unit_options["dropout"] = args.unit_dropout
         reg_key += f" d{args.unit_dropout:g}"
