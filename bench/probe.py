@@ -59,6 +59,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -234,6 +235,8 @@ class Bench:
         if cached.is_file():
             self._record(row, task, json.loads(cached.read_text()))
             return
+        if probe_dir.exists():  # a sweep that a killed run left unfinished starts again from nothing
+            shutil.rmtree(probe_dir)
         options: dict[str, Any] = dict(
             head=HEADS[task], hidden=self.cfg["hidden"], lrs=LRS, seeds=tuple(range(self.args.seeds)),
             max_steps=self.cfg["max_steps"], max_minutes=self.cfg["probe_minutes"],
