@@ -60,6 +60,7 @@ from speechunits.cli.common import parse_layers
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers, write_tsv
 from speechunits.encoders import load_encoder
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
+from speechunits.probe.heads import EMBED_CENTROIDS, EMBED_FROZEN
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probe import Bench, ensure_bpe, input_spec, unit_bitrates  # noqa: E402  (bench/probe.py)
@@ -159,7 +160,7 @@ def main() -> int:
                         help="the feature rows' head dropout (own ' dP' keys)")
     parser.add_argument("--feature-time-mask", default=None, metavar="N:R",
                         help="the feature rows' time masks (own ' tmNxR' keys)")
-    parser.add_argument("--embed-init", choices=("centroids", "centroids-frozen"), default="centroids",
+    parser.add_argument("--embed-init", choices=(EMBED_CENTROIDS, EMBED_FROZEN), default=EMBED_CENTROIDS,
                         help="unit tables: from the centroids and trained (default), or fixed at them, so the probe "
                         "reads the quantised features (runs get a ' frozen' key)")
     parser.add_argument("--no-mfcc", action="store_true", help="leave out the MFCC rows")
@@ -223,7 +224,7 @@ def main() -> int:
         feature_key += f" tm{args.feature_time_mask.replace(':', 'x')}"
     # the unit rows' own probe settings, each in their keys (so their probes never reuse other rows')
     unit_options: dict[str, Any] = {"embed_init": args.embed_init}
-    reg_key = lr_key + (" frozen" if args.embed_init == "centroids-frozen" else "")
+    reg_key = lr_key + (" frozen" if args.embed_init == EMBED_FROZEN else "")
     if args.unit_dropout is not None:
         unit_options["dropout"] = args.unit_dropout
         reg_key += f" d{args.unit_dropout:g}"
