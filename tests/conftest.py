@@ -157,6 +157,36 @@ def make_tiny_hf_model(out_dir: Path, family: str = "hubert", norm: str = "group
     return out_dir
 
 
+def make_tiny_conformer(out_dir: Path, family: str = "w2v-bert", position: str = "relative_key", seed: int = 0,
+                        num_layers: int = 3, hidden: int = 32, stride: int = 2) -> Path:
+    """Save a tiny random-initialised conformer SSL model + its feature extractor to ``out_dir``.
+
+    Args:
+        family: ``"w2v-bert"`` (``Wav2Vec2BertModel``: filterbank input, ``stride`` frames stacked;
+            positions ``relative_key``, ``rotary`` or ``relative``) or ``"wav2vec2-conformer"``
+            (waveform CNN; positions ``relative`` or ``rotary``).
+    """
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    common = dict(hidden_size=hidden, num_hidden_layers=num_layers, num_attention_heads=2, intermediate_size=2 * hidden,
+                  conv_depthwise_kernel_size=5, position_embeddings_type=position, hidden_dropout=0.0,
+                  activation_dropout=0.0, attention_dropout=0.0, feat_proj_dropout=0.0, layerdrop=0.0)
+    if family == "w2v-bert":
+        config = tf.Wav2Vec2BertConfig(**common, feature_projection_input_dim=80 * stride,
+                                       left_max_position_embeddings=8, right_max_position_embeddings=4)
+        model, extractor = tf.Wav2Vec2BertModel(config), tf.SeamlessM4TFeatureExtractor(stride=stride)
+    else:
+        config = tf.Wav2Vec2ConformerConfig(**common, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
+                                            num_conv_pos_embedding_groups=2)
+        model, extractor = tf.Wav2Vec2ConformerModel(config), tf.Wav2Vec2FeatureExtractor()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out_dir)
+    extractor.save_pretrained(out_dir)
+    return out_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_hubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Group-norm HuBERT (HuBERT-base style), 4 layers, dim 32."""

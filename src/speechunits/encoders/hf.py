@@ -1,5 +1,8 @@
 """Any transformers speech SSL model (HuBERT, wav2vec 2.0, WavLM, data2vec-audio, UniSpeech-SAT, XLS-R ...).
 
+(Models that read filterbank frames instead of waveforms, w2v-BERT 2.0, are
+:class:`speechunits.encoders.hf_fbank.HFFbankEncoder`; :meth:`HFEncoder.from_pretrained` picks it.)
+
 The model is run piece by piece rather than through ``model(...)`` so that
 
 * only the transformer blocks up to the deepest requested layer run (a forward hook stops
@@ -56,6 +59,11 @@ def model_identity(model: nn.Module, config_json: str) -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def takes_filterbanks(model: nn.Module) -> bool:
+    """Whether ``model`` reads log-mel filterbank frames (w2v-BERT 2.0's ``input_features``), not waveforms."""
+    return not hasattr(model, "feature_extractor") and hasattr(model.config, "feature_projection_input_dim")
 
 
 #: The feature-extractor file of a transformers speech model.
@@ -170,6 +178,10 @@ class HFEncoder(Encoder):
             model = AutoModel.from_pretrained(name)
         except (OSError, ValueError, KeyError) as exc:
             raise SpeechUnitsError(f"{name}: cannot load a transformers model ({exc})") from exc
+        if takes_filterbanks(model):
+            from speechunits.encoders.hf_fbank import HFFbankEncoder
+
+            return HFFbankEncoder.from_model(model, name, device=device, dtype=dtype)
         prep = read_preprocessor(name)
         return cls(model, name, do_normalize=prep.do_normalize, sample_rate=prep.sample_rate,
                    device=device, dtype=dtype, cpu_kernels=cpu_kernels)
@@ -213,16 +225,19 @@ class HFEncoder(Encoder):
                 f"{self.info.name}: input of {short[0]} samples is shorter than the receptive field "
                 f"({self.info.receptive_field} samples)"
             )
-        batch = self._pad(waves if prepared else [self.prepare(w) for w in waves], lengths)
         frames = [self.info.num_frames(n) for n in lengths]
         with torch.inference_mode():
-            hidden = self.hidden_states(batch, lengths, layers)
+            hidden = self._batch_states(waves if prepared else [self.prepare(w) for w in waves], lengths, layers)
         out: list[dict[int, np.ndarray]] = [{} for _ in waves]
         for layer in layers:
             values = hidden[layer].float().cpu().numpy()
             for i, count in enumerate(frames):
                 out[i][layer] = np.ascontiguousarray(values[i, :count])
         return out
+
+    def _batch_states(self, waves: Sequence[np.ndarray], lengths: list[int], layers: Sequence[int]) -> dict[int, torch.Tensor]:
+        """``{layer: [B, F_max, dim]}`` of prepared waves (the front end's part of :meth:`extract_batch`)."""
+        return self.hidden_states(self._pad(waves, lengths), lengths, layers)
 
     def _pad(self, waves: Sequence[np.ndarray], lengths: list[int]) -> torch.Tensor:
         """Right-pad with zeros: ``[B, T_max]``."""
