@@ -16,9 +16,10 @@ import torch
 
 pytest.importorskip("peft")
 
-from conftest import make_tiny_hf_model  # noqa: E402
+from conftest import make_tiny_conformer, make_tiny_hf_model  # noqa: E402
 from speechunits.errors import SpeechUnitsError  # noqa: E402
-from speechunits.probe.heads import ADAPTER_TARGETS, LORA_TARGETS, Finetune, TopBlocks, parse_finetune  # noqa: E402
+from speechunits.probe.heads import (ADAPTER_TARGETS, CONFORMER_ADAPTER_TARGETS, CONFORMER_LORA_TARGETS,  # noqa: E402
+                                     LORA_TARGETS, Finetune, TopBlocks, parse_finetune)
 from speechunits.probe.model_dir import load_probe  # noqa: E402
 from speechunits.probe.train import finetune_input, train_probe_on_corpus  # noqa: E402
 from speechunits.synth.testing import small_corpus  # noqa: E402
@@ -40,11 +41,14 @@ def test_parse_finetune():
             parse_finetune(bad)
 
 
-@pytest.mark.parametrize("kind,targets", [("lora", LORA_TARGETS), ("adapters", ADAPTER_TARGETS)])
-def test_only_the_low_rank_updates_train_and_they_start_at_zero(tiny_hubert_dir, kind, targets):
+@pytest.mark.parametrize("model,kind,targets", [("hubert", "lora", LORA_TARGETS), ("hubert", "adapters", ADAPTER_TARGETS),
+                                                ("w2v-bert", "lora", CONFORMER_LORA_TARGETS),
+                                                ("w2v-bert", "adapters", CONFORMER_ADAPTER_TARGETS)])
+def test_only_the_low_rank_updates_train_and_they_start_at_zero(tiny_hubert_dir, tmp_path, model, kind, targets):
     """Blocks 1-3 with rank-4 updates on exactly the target layers; the output equals the plain blocks'."""
-    adapted = TopBlocks(str(tiny_hubert_dir), 3, first=0, low_rank=(kind, 4)).eval()
-    plain = TopBlocks(str(tiny_hubert_dir), 3, first=0).eval()
+    base = str(tiny_hubert_dir) if model == "hubert" else str(make_tiny_conformer(tmp_path / model, model))
+    adapted = TopBlocks(base, 3, first=0, low_rank=(kind, 4)).eval()
+    plain = TopBlocks(base, 3, first=0).eval()
     trainable = {n for n, p in adapted.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     wrapped = {n.rsplit(".lora_A", 1)[0] for n in trainable if ".lora_A" in n}
@@ -137,13 +141,18 @@ def test_cli_lora_probe_trains_and_evaluates_against_a_moved_base(corpus, tiny_h
     assert result["frame_accuracy"] == pytest.approx(meta["dev"]["frame_accuracy"]["mean"], abs=0.02)
 
 
-@pytest.mark.parametrize("family,norm", [("wav2vec2", "layer"), ("wavlm", "group")])
+@pytest.mark.parametrize("family,norm", [("wav2vec2", "layer"), ("wavlm", "group"), ("w2v-bert", "relative_key"),
+                                         ("w2v-bert", "rotary"), ("wav2vec2-conformer", "relative")])
 def test_adapted_and_top_blocks_reproduce_the_encoders_layers(family, norm, tmp_path):
     """Before training (updates at zero) blocks 1-4 on layer 0, and blocks 3-4 on layer 2, give the
-    encoder's own layers inside a padded batch; WavLM's relative position bias is carried along."""
+    encoder's own layers inside a padded batch; WavLM's relative position bias is carried along, and
+    conformer blocks get their position embeddings and padded frames zeroed before their convolutions."""
     from speechunits.encoders import load_encoder
 
-    model_dir = make_tiny_hf_model(tmp_path / family, family, norm)
+    if family in ("w2v-bert", "wav2vec2-conformer"):
+        model_dir = make_tiny_conformer(tmp_path / family, family, norm, num_layers=4)
+    else:
+        model_dir = make_tiny_hf_model(tmp_path / family, family, norm)
     encoder = load_encoder(str(model_dir), device="cpu")
     rng = np.random.default_rng(0)
     waves = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (8000, 12000)]

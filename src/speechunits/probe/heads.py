@@ -33,6 +33,8 @@ A :class:`ProbeModel` is built from a JSON *spec* (:func:`build_model`), stored 
 """
 from __future__ import annotations
 
+import inspect
+
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -381,6 +383,16 @@ LOW_RANK_MARK = "lora_"
 LORA_TARGETS = ("attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.out_proj")
 #: ... and that ``adapters`` adapts (the feed-forward; see docs/probe.md).
 ADAPTER_TARGETS = ("feed_forward.intermediate_dense", "feed_forward.output_dense")
+#: The same two sets in a conformer block (wav2vec 2.0-conformer, w2v-BERT 2.0): attention and both
+#: macaron feed-forwards.
+CONFORMER_LORA_TARGETS = ("self_attn.linear_q", "self_attn.linear_k", "self_attn.linear_v", "self_attn.linear_out")
+CONFORMER_ADAPTER_TARGETS = ("ffn1.intermediate_dense", "ffn1.output_dense", "ffn2.intermediate_dense",
+                             "ffn2.output_dense")
+
+
+def is_conformer_block(layer: nn.Module) -> bool:
+    """Whether ``layer`` is a conformer block (has a convolution module between attention and feed-forward)."""
+    return hasattr(layer, "conv_module")
 
 
 @dataclass(frozen=True)
@@ -396,8 +408,10 @@ class Finetune:
         """LoRA or adapters: the encoder's weights stay frozen; only low-rank updates train."""
         return self.kind in (FINETUNE_LORA, FINETUNE_ADAPTERS)
 
-    @property
-    def targets(self) -> tuple[str, ...]:
+    def targets(self, conformer: bool = False) -> tuple[str, ...]:
+        """The linear layers adapted in each block (conformer blocks name them differently)."""
+        if conformer:
+            return CONFORMER_LORA_TARGETS if self.kind == FINETUNE_LORA else CONFORMER_ADAPTER_TARGETS
         return LORA_TARGETS if self.kind == FINETUNE_LORA else ADAPTER_TARGETS
 
 
@@ -417,7 +431,7 @@ def parse_finetune(text: str | None) -> Finetune | None:
 
 def add_low_rank(layers: nn.Module, kind: str, rank: int) -> None:
     """Wrap the :data:`LORA_TARGETS` (``lora``) or :data:`ADAPTER_TARGETS` (``adapters``) linear layers
-    of ``layers`` with peft LoRA modules of ``rank`` (alpha ``2 * rank``, no dropout; the update
+    of ``layers`` (the ``CONFORMER_`` ones in conformer blocks) with peft LoRA modules of ``rank`` (alpha ``2 * rank``, no dropout; the update
     starts at zero, so the blocks start as the encoder's). Only the ``lora_`` parameters train."""
     try:
         from peft import LoraConfig, inject_adapter_in_model
@@ -428,7 +442,7 @@ def add_low_rank(layers: nn.Module, kind: str, rank: int) -> None:
         raise SpeechUnitsError("--finetune lora: this model's attention (WavLM's gated relative position "
                                "attention) reads its projection weights directly, so LoRA there would have no "
                                "effect; use --finetune adapters (feed-forward) or top:N")
-    targets = Finetune(kind).targets
+    targets = Finetune(kind).targets(conformer=any(is_conformer_block(layer) for layer in layers))
     pattern = r".*\.(" + "|".join(t.replace(".", r"\.") for t in targets) + ")"
     inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=pattern),
                             layers)
@@ -475,13 +489,34 @@ class TopBlocks(nn.Module):
         # WavLM: block 1 computes a relative position bias that the later blocks take along; a
         # copy that starts higher borrows block 1's (frozen) bias table, and attention takes the
         # [B, T] mask of valid frames.
-        self.relative = hasattr(layers[0].attention, "rel_attn_embed")
+        self.relative = hasattr(getattr(layers[0], "attention", None), "rel_attn_embed")
         if self.relative and first > 0:
             table = layers[0].attention.rel_attn_embed
             table.weight.requires_grad = False
             self.layers[0].attention.rel_attn_embed = table
+        # Conformer blocks: relative (sinusoidal) or rotary position embeddings come from the encoder
+        # (no parameters), and padded frames must be zeroed before each depthwise convolution:
+        # w2v-BERT's blocks take the mask (``conv_attention_mask``), wav2vec 2.0-conformer's get it
+        # through a hook on their zero-padded convolutions.
+        self.conformer = is_conformer_block(layers[0])
+        self.embed_positions = getattr(model.encoder, "embed_positions", None) if self.conformer else None
+        self._takes_conv_mask = self.conformer and "conv_attention_mask" in inspect.signature(
+            layers[0].forward).parameters
+        self._conv_mask: torch.Tensor | None = None
+        if self.conformer and not self._takes_conv_mask:
+            from speechunits.encoders.cpu import is_temporal_padded
+
+            for module in self.layers.modules():
+                if is_temporal_padded(module):
+                    module.register_forward_pre_hook(self._zero_padded_frames)
         if low_rank is not None:
             add_low_rank(self.layers, *low_rank)
+
+    def _zero_padded_frames(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+        mask = self._conv_mask
+        if mask is None or args[0].shape[-1] != mask.shape[-1]:
+            return None
+        return (args[0] * mask[:, None, :].to(args[0].dtype),) + tuple(args[1:])
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
@@ -495,10 +530,19 @@ class TopBlocks(nn.Module):
                 states.append(hidden)
             return torch.stack(states, dim=1)
         attention = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=mask)
-        for layer in self.layers:
-            out = layer(hidden, attention_mask=attention)
-            hidden = out[0] if isinstance(out, tuple) else out
-            states.append(hidden)
+        extra: dict[str, torch.Tensor] = {}
+        if self.embed_positions is not None:
+            extra["relative_position_embeddings"] = self.embed_positions(x)
+        if self._takes_conv_mask:
+            extra["conv_attention_mask"] = mask
+        self._conv_mask = mask if self.conformer else None
+        try:
+            for layer in self.layers:
+                out = layer(hidden, attention_mask=attention, **extra)
+                hidden = out[0] if isinstance(out, tuple) else out
+                states.append(hidden)
+        finally:
+            self._conv_mask = None
         return torch.stack(states, dim=1)
 
 

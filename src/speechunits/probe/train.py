@@ -32,7 +32,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.probe.defaults import DEFAULT_WARMUP_FRACTION
 from speechunits.probe.evaluate import PRIMARY, corpus_labels, decode_logits, score_predictions, selection_score
 from speechunits.probe.heads import (EMBED_INITS, EMBED_RANDOM, FINETUNE_TOP, INTERFACES, Finetune, ProbeModel,
-                                     build_model, check_dropout, parse_finetune)
+                                     build_model, check_dropout, is_conformer_block, parse_finetune)
 from speechunits.probe.inputs import (FEATURES, UNITS, EncoderInput, ProbeInput, Sample, as_corpus,
                                       feature_statistics)
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
@@ -135,9 +135,10 @@ def finetune_input(encoder_name: str, finetune: str, *, corpus: Any, device: str
 
 
 def _finetune_spec(parsed: Finetune, identity: Mapping[str, Any], first: int, read_layers: Sequence[int] | None,
-                   num_layers: int | None) -> tuple[dict[str, Any], list[int]]:
+                   num_layers: int | None, conformer: bool = False) -> tuple[dict[str, Any], list[int]]:
     """``spec["finetune"]`` and the layers the featurizer weighs, for an input caching layer ``first``
-    of an encoder of ``num_layers`` blocks (``read_layers`` None: all of them)."""
+    of an encoder of ``num_layers`` blocks (``read_layers`` None: all of them; ``conformer``: its
+    blocks are conformer blocks, whose adapted layers have other names)."""
     record: dict[str, Any] = {"kind": parsed.kind, "blocks": parsed.blocks, "encoder": identity["encoder"]}
     if not parsed.low_rank:
         if read_layers is not None:
@@ -154,7 +155,7 @@ def _finetune_spec(parsed: Finetune, identity: Mapping[str, Any], first: int, re
     if deepest is None or deepest < 1:
         raise SpeechUnitsError(f"--finetune {parsed.kind}: give the layers to read (--layers), the deepest >= 1; "
                                "blocks 1..deepest are adapted")
-    record.update(blocks=deepest, first=0, rank=parsed.rank, targets=list(parsed.targets), select=layers,
+    record.update(blocks=deepest, first=0, rank=parsed.rank, targets=list(parsed.targets(conformer)), select=layers,
                   encoder_identity=identity.get("encoder_identity"))
     return record, layers
 
@@ -213,8 +214,10 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
         layers = list(getattr(inputs, "layers", range(source["num_layers"])))
         if parsed is not None:
             encoder = getattr(inputs, "encoder", None)
+            blocks = getattr(getattr(getattr(encoder, "model", None), "encoder", None), "layers", None)
             spec["finetune"], layers = _finetune_spec(parsed, inputs.identity(), layers[0], finetune_layers,
-                                                      None if encoder is None else encoder.info.num_layers)
+                                                      None if encoder is None else encoder.info.num_layers,
+                                                      conformer=bool(blocks) and is_conformer_block(blocks[0]))
         spec["layers"] = layers
         if interface == "single":
             chosen = layers[0] if layer is None and len(layers) == 1 else layer
