@@ -177,11 +177,11 @@ def profile_step(out: Path, batch_seconds: float, frame_rate: int) -> list[dict]
 def iteration1_config(args: argparse.Namespace) -> PretrainConfig:
     """The tiny config with MFCC K targets; masked spans of ``--mask-seconds`` at either frame rate."""
     mask_length = max(1, round(args.mask_seconds * args.frame_rate))
-    return PretrainConfig(model="tiny", frame_rate=args.frame_rate, targets=f"mfcc:{args.k}", steps=args.steps,
-                       lr=args.lr, warmup_steps=args.warmup, max_batch_seconds=args.batch_seconds,
-                       crop_seconds=4.0, max_minutes=args.train_minutes, log_every=10, checkpoint_every=500,
-                       unmasked_weight=args.unmasked_weight, mask_length=mask_length,
-                       mask_prob=0.08 * 10 / mask_length, augment=args.augment)
+    return PretrainConfig(model="tiny", frame_rate=args.frame_rate, frontend=args.frontend, targets=f"mfcc:{args.k}",
+                          steps=args.steps, lr=args.lr, warmup_steps=args.warmup, max_batch_seconds=args.batch_seconds,
+                          crop_seconds=4.0, max_minutes=args.train_minutes, log_every=10, checkpoint_every=500,
+                          unmasked_weight=args.unmasked_weight, mask_length=mask_length,
+                          mask_prob=0.08 * 10 / mask_length, augment=args.augment)
 
 
 def timed_pretrain(train_dir: Path, model_dir: Path, cfg: PretrainConfig) -> dict:
@@ -242,6 +242,8 @@ def main() -> int:
                         help="loss weight of unmasked frames (0: HuBERT's masked-only loss, run A in docs/train.md)")
     parser.add_argument("--frame-rate", type=int, default=100, choices=(50, 100),
                         help="model frame rate (100: MFCC's rate, so ABX compares equal frame rates; 50: run C)")
+    parser.add_argument("--frontend", default="cnn", choices=("cnn", "fbank"),
+                        help="the model's front end (pretrain --frontend; default cnn, as every run before 2026-12-04)")
     parser.add_argument("--mask-seconds", type=float, default=0.2,
                         help="masked span length in seconds (HuBERT's 10 frames at 50 Hz); the start probability "
                         "scales with it so that about 57 %% of frames are masked at either frame rate")

@@ -32,20 +32,29 @@ def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _reference(model_dir: Path, wave: np.ndarray) -> tuple[tuple[torch.Tensor, ...], int]:
-    """transformers' hidden states for its own feature extractor's output, and the valid frames."""
+    """transformers' hidden states for its own feature extractor's output, and the valid frames.
+
+    At stride 1 transformers' attention mask comes out empty, so that input goes unpadded and unmasked."""
     from transformers import AutoFeatureExtractor, AutoModel
 
     model = AutoModel.from_pretrained(str(model_dir)).eval()
-    inputs = AutoFeatureExtractor.from_pretrained(str(model_dir))(wave, sampling_rate=16000, return_tensors="pt")
+    extractor = AutoFeatureExtractor.from_pretrained(str(model_dir))
+    if extractor.stride == 1:
+        inputs = extractor(wave, sampling_rate=16000, return_tensors="pt", pad_to_multiple_of=None)
+        inputs.pop("attention_mask")
+        valid = inputs["input_features"].shape[1]
+    else:
+        inputs = extractor(wave, sampling_rate=16000, return_tensors="pt")
+        valid = int(inputs["attention_mask"].sum())
     with torch.no_grad():
         hidden = model(**inputs, output_hidden_states=True).hidden_states
-    return hidden, int(inputs["attention_mask"].sum())
+    return hidden, valid
 
 
-@pytest.mark.parametrize("position", ["relative_key", "rotary", "relative"])
-def test_layers_equal_transformers_and_batch_exactly(tmp_path: Path, position: str) -> None:
+@pytest.mark.parametrize("position,stride", [("relative_key", 2), ("rotary", 2), ("relative", 2), ("rotary", 1)])
+def test_layers_equal_transformers_and_batch_exactly(tmp_path: Path, position: str, stride: int) -> None:
     torch.set_num_threads(1)
-    model_dir = _save_tiny_w2v_bert(tmp_path / position, position)
+    model_dir = _save_tiny_w2v_bert(tmp_path / position, position, stride=stride)
     enc = load_encoder(str(model_dir), device="cpu")
     assert isinstance(enc, HFFbankEncoder)
     layers = [0, 1, 2, 3]
@@ -58,6 +67,7 @@ def test_layers_equal_transformers_and_batch_exactly(tmp_path: Path, position: s
         for layer in layers:
             expected = reference[layer][0, :valid].numpy()
             assert alone[layer].shape == expected.shape == (enc.info.num_frames(len(wave)), 32)
+            assert enc.info.num_frames(len(wave)) == ((len(wave) - 400) // 160 + 1) // stride
             np.testing.assert_allclose(alone[layer], expected, atol=1e-5)
             scale = np.abs(expected).max()
             assert np.abs(got[layer] - expected).max() <= 1e-4 * scale, (len(wave), layer)

@@ -155,7 +155,7 @@ def test_init_end_to_end_recorded_and_refused_when_shapes_differ(tmp_path, tone_
     assert read_state(tmp_path / "child")["init"] == state["init"]
     # shape mismatches name both sides
     stride_diff = r"differing: conv_stride \[5, 2, 2, 2, 2, 2, 2\] vs \[5, 2, 2, 2, 2, 2, 1\]"
-    with pytest.raises(SpeechUnitsError, match=r"does not match --config tiny --frame-rate 100 \(.*100 Hz\); "
+    with pytest.raises(SpeechUnitsError, match=r"does not match --config tiny --frame-rate 100 --frontend cnn \(.*100 Hz\); "
                                                 + stride_diff):
         pretrain(tone_dir, tmp_path / "x", small_config(frame_rate=100, init=src), quiet=True)
     wider = dict(small_config().extra_model, hidden_size=64)

@@ -13,13 +13,14 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from speechunits.pretrain.config import CONV_STRIDES, MODEL_PRESETS, RECIPES, PretrainConfig
+    from speechunits.pretrain.config import CONV_STRIDES, FRONTENDS, MODEL_PRESETS, RECIPES, PretrainConfig
 
     d = PretrainConfig()
     p = subparsers.add_parser(
         "pretrain",
         help="train a HuBERT-style model (HF HubertModel directory) by masked unit prediction",
-        description="Masked prediction of unit targets (HuBERT). MODEL is a Hugging Face HubertModel "
+        description="Masked prediction of unit targets (HuBERT). MODEL is a Hugging Face HubertModel (or "
+        "Wav2Vec2BertModel with --frontend fbank) "
         "directory usable by every other command; training state lives in MODEL/training/.",
     )
     p.add_argument("input", help="audio directory, .tsv or .jsonl manifest")
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frame-rate", type=int, default=None, choices=sorted(CONV_STRIDES),
                    help="model frames per second: 50 (HuBERT's CNN) or 100 (last conv stride 1, MFCC's rate); "
                    "default: the recipe's")
+    p.add_argument("--frontend", default=d.frontend, choices=FRONTENDS,
+                   help="cnn: HuBERT's waveform CNN (a HubertModel); fbank: log-mel filterbanks read by "
+                   "conformer blocks (a Wav2Vec2BertModel, w2v-BERT 2.0's layout) (default %(default)s)")
     p.add_argument("--targets", default=d.targets,
                    help="mfcc:K | random-projection:K | CODEBOOK directory | unit store (default %(default)s)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (default %(default)s)")
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if augment is None:  # not given: the checkpoint's on --resume, none otherwise
         augment = saved_config(Path(args.output)).augment if args.resume else "none"
     train = PretrainConfig(
-        **_recipe_settings(args), model=args.config, targets=args.targets, steps=args.steps,
+        **_recipe_settings(args), model=args.config, frontend=args.frontend, targets=args.targets, steps=args.steps,
         accumulate=args.accumulate,
         dropout=args.dropout, attention_dropout=args.attention_dropout, bf16=not args.no_bf16, seed=args.seed,
         checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes, augment=augment, init=args.init,

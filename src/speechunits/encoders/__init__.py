@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 from speechunits.encoders.base import Encoder, EncoderInfo
-from speechunits.device import resolve_device, resolve_dtype
 
 __all__ = ["Encoder", "EncoderInfo", "load_encoder", "BUILTIN_ENCODERS"]
 
@@ -33,6 +32,8 @@ def load_encoder(name: str, device: str = "auto", dtype: str = "fp32", cpu_kerne
     Raises:
         SpeechUnitsError: unknown name, unloadable model, unavailable device or bad dtype.
     """
+    from speechunits.device import resolve_device, resolve_dtype  # torch: imported when an encoder is loaded
+
     resolve_dtype(dtype)
     resolve_device(device)
     if name in BUILTIN_ENCODERS:

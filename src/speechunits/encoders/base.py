@@ -16,6 +16,12 @@ import numpy as np
 from speechunits.audio import Audio
 
 
+#: Window and hop in samples of the Kaldi-style 16 kHz filterbanks that w2v-BERT 2.0-style models read
+#: (transformers' ``SeamlessM4TFeatureExtractor`` fixes them: 25 ms every 10 ms).
+FBANK_WINDOW = 400
+FBANK_HOP = 160
+
+
 @dataclass(frozen=True)
 class EncoderInfo:
     """Static facts about an encoder.

@@ -27,13 +27,10 @@ import torch
 from torch import nn
 
 from speechunits.device import resolve_device, resolve_dtype
-from speechunits.encoders.base import EncoderInfo
+from speechunits.encoders.base import FBANK_HOP, FBANK_WINDOW, EncoderInfo
 from speechunits.encoders.hf import HFEncoder, model_identity, prepare_model
 from speechunits.errors import SpeechUnitsError
 
-#: ``SeamlessM4TFeatureExtractor``'s filterbank window and hop in samples (fixed in transformers; 16 kHz).
-FBANK_WINDOW = 400
-FBANK_HOP = 160
 #: The only input rate whose window and hop are 25 ms and 10 ms.
 FBANK_SAMPLE_RATE = 16000
 
@@ -103,7 +100,8 @@ class HFFbankEncoder(HFEncoder):
     def filterbanks(self, wave: np.ndarray) -> np.ndarray:
         """The model's ``input_features`` of one input: float32 ``[num_frames(T), num_mel_bins * stride]``."""
         out = self.extractor(wave, sampling_rate=FBANK_SAMPLE_RATE, return_tensors="np")
-        valid = int(out["attention_mask"][0].sum())
+        # the frames of whole stacks; not the attention mask's count, which transformers leaves empty at stride 1
+        valid = self.info.num_frames(len(wave))
         return np.ascontiguousarray(out["input_features"][0, :valid], dtype=np.float32)
 
     def _batch_states(self, waves: Sequence[np.ndarray], lengths: list[int], layers: Sequence[int]) -> dict[int, torch.Tensor]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speechunits.augment import RandomAugment
+from speechunits.encoders.base import FBANK_HOP, FBANK_WINDOW
 from speechunits.errors import SpeechUnitsError
 from speechunits.training.config import OptimConfig, config_from_dict, config_to_dict
 
@@ -58,6 +59,27 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
+#: Front ends: HuBERT's waveform CNN, or log-mel filterbanks read by conformer blocks (w2v-BERT 2.0's
+#: layout: the model is a ``Wav2Vec2BertModel``, its input ``SeamlessM4TFeatureExtractor``'s 80 bins
+#: every 10 ms, ``stride`` frames stacked to reach the frame rate).
+FRONTEND_CNN = "cnn"
+FRONTEND_FBANK = "fbank"
+FRONTENDS = (FRONTEND_CNN, FRONTEND_FBANK)
+#: Filterbank frames stacked into one model frame, per frame rate (Hz).
+FBANK_STRIDES = {50: 2, 100: 1}
+#: ``Wav2Vec2BertConfig`` fields per preset of the ``fbank`` front end. ``tiny`` matches the CNN
+#: preset's width, depth and parameter count (two macaron feed-forwards of 512 instead of one of
+#: 1024), rotary positions (relative_key's distance tables cost 2x a step on CPU) and a 15-frame
+#: depthwise convolution; ``base`` is w2v-BERT 2.0's block at HuBERT-Base's size.
+FBANK_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=512,
+                 conv_depthwise_kernel_size=15, position_embeddings_type="rotary"),
+    "small": dict(hidden_size=384, num_hidden_layers=8, num_attention_heads=6, intermediate_size=768,
+                  conv_depthwise_kernel_size=15, position_embeddings_type="rotary"),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                 conv_depthwise_kernel_size=31, position_embeddings_type="relative_key"),
+}
+
 #: Embedding dimension of the prediction head (fairseq ``final_dim``) per preset.
 HEAD_DIM = {"tiny": 128, "small": 192, "base": 256}
 
@@ -93,6 +115,11 @@ class PretrainConfig:
     HuBERT's; 100 Hz doubles the transformer's frames (about twice its cost) and matches the
     frame rate of MFCC and log-mel features.
 
+    ``frontend``: ``cnn`` (a ``HubertModel``, waveform in) or ``fbank`` (a ``Wav2Vec2BertModel``:
+    log-mel filterbanks in, conformer blocks; :data:`FBANK_PRESETS`, :data:`FBANK_STRIDES`).
+    Either way the model consumes 16 kHz waveforms: the filterbanks are computed by the exported
+    model's own feature extractor, in training as at inference.
+
     ``dropout`` applies to hidden states and the feature projection; ``attention_dropout`` (on
     attention weights, 0.1 in HuBERT-Base) defaults to 0 because any value forces PyTorch's
     unfused attention (measured: a 100 Hz ``tiny`` step takes 1.25x as long with 0.05).
@@ -111,6 +138,7 @@ class PretrainConfig:
 
     model: str = "tiny"
     frame_rate: int = 50
+    frontend: str = FRONTEND_CNN
     targets: str = "mfcc:100"
     steps: int = 1000
     max_batch_seconds: float = 64.0
@@ -146,6 +174,8 @@ class PretrainConfig:
             raise SpeechUnitsError(
                 f"--frame-rate: {self.frame_rate!r} Hz is not supported (choose from {', '.join(map(str, CONV_STRIDES))})"
             )
+        if self.frontend not in FRONTENDS:
+            raise SpeechUnitsError(f"--frontend: unknown front end {self.frontend!r} (choose from {', '.join(FRONTENDS)})")
         checks = [
             ("--max-batch-seconds", self.max_batch_seconds > 0),
             ("--crop-seconds", self.crop_seconds > 0),
@@ -181,18 +211,32 @@ class PretrainConfig:
         """Strides of the CNN layers (set by ``frame_rate``)."""
         return CONV_STRIDES[self.frame_rate]
 
+    @property
+    def fbank_stride(self) -> int:
+        """Filterbank frames per model frame (``fbank`` front end)."""
+        return FBANK_STRIDES[self.frame_rate]
+
     def num_frames(self, num_samples: int) -> int:
         """Model frames for ``num_samples`` inputs at 16 kHz."""
+        if self.frontend == FRONTEND_FBANK:
+            if num_samples < self.receptive_field:
+                return 0
+            return (num_samples - self.receptive_field) // self.hop_length + 1
         return conv_frames(num_samples, self.conv_kernel, self.conv_stride)
 
     @property
     def hop_length(self) -> int:
         """Input samples per model frame (320 at 50 Hz, 160 at 100 Hz)."""
+        if self.frontend == FRONTEND_FBANK:
+            return FBANK_HOP * self.fbank_stride
         return hop_length(self.conv_stride)
 
     @property
     def receptive_field(self) -> int:
-        """Input samples behind one model frame (400 at both rates)."""
+        """Input samples behind one model frame (400 for the CNN at both rates and for filterbanks at
+        100 Hz; 560 for two stacked filterbank frames at 50 Hz)."""
+        if self.frontend == FRONTEND_FBANK:
+            return FBANK_WINDOW + FBANK_HOP * (self.fbank_stride - 1)
         return receptive_field(self.conv_kernel, self.conv_stride)
 
     @property
@@ -240,6 +284,39 @@ def hubert_config(train: PretrainConfig) -> "transformers.HubertConfig":  # noqa
     )
     fields_.update(preset)
     return transformers.HubertConfig(conv_dim=conv_dim, **fields_)
+
+
+def model_config(train: PretrainConfig) -> Any:
+    """The transformers config of ``train``'s model: :func:`hubert_config` or :func:`w2v_bert_config`."""
+    return w2v_bert_config(train) if train.frontend == FRONTEND_FBANK else hubert_config(train)
+
+
+def w2v_bert_config(train: PretrainConfig) -> "transformers.Wav2Vec2BertConfig":  # noqa: F821
+    """The ``Wav2Vec2BertConfig`` of a preset of the ``fbank`` front end (masking recorded as in
+    :func:`hubert_config`; no adapter, no intermediate feed-forward: the blocks' outputs are the layers)."""
+    import transformers
+
+    preset = dict(FBANK_PRESETS[train.model])
+    preset.update(train.extra_model)
+    fields_ = dict(
+        feature_projection_input_dim=80 * train.fbank_stride,
+        hidden_dropout=train.dropout,
+        attention_dropout=train.attention_dropout,
+        activation_dropout=0.0,
+        feat_proj_dropout=train.dropout,
+        conformer_conv_dropout=train.dropout,
+        final_dropout=0.0,
+        layerdrop=0.0,
+        apply_spec_augment=True,
+        mask_time_prob=train.mask_prob,
+        mask_time_length=train.mask_length,
+        mask_time_min_masks=train.min_masks,
+        mask_feature_prob=0.0,
+        add_adapter=False,
+        use_intermediate_ffn_before_adapter=False,
+    )
+    fields_.update(preset)
+    return transformers.Wav2Vec2BertConfig(**fields_)
 
 
 def conv_frames(num_samples: int, kernels: tuple[int, ...] = CONV_KERNEL, strides: tuple[int, ...] = CONV_STRIDE) -> int:

@@ -1,11 +1,12 @@
-"""``--init MODEL``: start pretraining from the encoder of an existing ``HubertModel`` directory.
+"""``--init MODEL``: start pretraining from the encoder of an existing ``HubertModel`` (or, for
+``--frontend fbank``, ``Wav2Vec2BertModel``) directory.
 
 Transfer, e.g. from a model pretrained on a large synthetic corpus to a few hours of real
 speech. ``MODEL`` is a directory written by ``speechunits pretrain`` (or any Hugging Face
 ``HubertModel`` directory with ``model.safetensors``) whose shape (:data:`SHAPE_FIELDS`, which
 include the CNN strides, i.e. the frame rate) equals the new run's ``--config``/``--frame-rate``.
 
-* The encoder (the whole ``HubertModel``, ``MODEL/model.safetensors``) is loaded.
+* The encoder (the whole model, ``MODEL/model.safetensors``) is loaded.
 * The prediction head (final projection and unit embeddings, from ``MODEL/training/``) is
   loaded only when the new targets are the init model's targets: same kind and K and the same
   quantizer (equal centroids / projection tensors, or the same codebook sha256 for a unit
@@ -28,16 +29,18 @@ import torch
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_json_object
-from speechunits.pretrain.config import PretrainConfig, hubert_config
+from speechunits.pretrain.config import PretrainConfig, model_config
 from speechunits.pretrain.model import HubertPretrainer
 from speechunits.pretrain.targets import Targets
 
 log = logging.getLogger(__name__)
 
-#: ``HubertConfig`` fields that fix the shape of the weights (and the frame rate).
-SHAPE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "conv_dim",
-                "conv_kernel", "conv_stride", "conv_bias", "feat_extract_norm", "num_conv_pos_embeddings",
-                "num_conv_pos_embedding_groups", "do_stable_layer_norm")
+#: Config fields that fix the shape of the weights (and the frame rate): the model type, then
+#: ``HubertConfig``'s and ``Wav2Vec2BertConfig``'s (a field the other type lacks reads as None).
+SHAPE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "conv_dim", "conv_kernel", "conv_stride", "conv_bias", "feat_extract_norm", "num_conv_pos_embeddings",
+                "num_conv_pos_embedding_groups", "do_stable_layer_norm", "feature_projection_input_dim",
+                "conv_depthwise_kernel_size", "position_embeddings_type")
 WEIGHTS_FILE = "model.safetensors"
 HEAD_PREFIX = "head."
 
@@ -71,9 +74,13 @@ def _shape(config: Any) -> dict[str, Any]:
 
 
 def _describe(shape: dict[str, Any]) -> str:
+    if shape.get("feature_projection_input_dim"):
+        rate = 100 * 80 / shape["feature_projection_input_dim"]
+        return (f"{shape['model_type']}: hidden {shape['hidden_size']}, {shape['num_hidden_layers']} layers, "
+                f"filterbanks, {rate:g} Hz")
     rate = 16000 / math.prod(shape["conv_stride"]) if shape.get("conv_stride") else None
-    return (f"hidden {shape['hidden_size']}, {shape['num_hidden_layers']} layers, conv {shape['conv_dim']}, "
-            f"{rate:g} Hz" if rate else str(shape))
+    return (f"{shape['model_type']}: hidden {shape['hidden_size']}, {shape['num_hidden_layers']} layers, "
+            f"conv {shape['conv_dim']}, {rate:g} Hz" if rate else str(shape))
 
 
 def file_sha256(path: Path) -> str:
@@ -88,7 +95,7 @@ def read_init(path: str | Path, train: PretrainConfig) -> InitModel:
     """Read ``path`` and check that its shape is the one ``train`` builds.
 
     Raises:
-        SpeechUnitsError: not a ``HubertModel`` directory with safetensors weights, or a shape
+        SpeechUnitsError: not a model directory with safetensors weights, or a shape
             other than ``train``'s (the message names both).
     """
     import transformers
@@ -99,18 +106,18 @@ def read_init(path: str | Path, train: PretrainConfig) -> InitModel:
     config_file, weights_file = root / "config.json", root / WEIGHTS_FILE
     for needed in (config_file, weights_file):
         if not needed.is_file():
-            raise SpeechUnitsError(f"--init {root}: {needed.name} missing (need a HubertModel directory, e.g. "
+            raise SpeechUnitsError(f"--init {root}: {needed.name} missing (need a HubertModel/Wav2Vec2BertModel directory, e.g. "
                                    f"one written by `speechunits pretrain`, with safetensors weights)")
     try:
-        config = transformers.HubertConfig.from_pretrained(str(root))
+        config = transformers.AutoConfig.from_pretrained(str(root))
     except Exception as exc:  # noqa: BLE001 - any unreadable config is the user's file
-        raise SpeechUnitsError(f"--init {config_file}: not a HubertConfig ({exc})") from exc
-    theirs, ours = _shape(config), _shape(hubert_config(train))
+        raise SpeechUnitsError(f"--init {config_file}: not a transformers model config ({exc})") from exc
+    theirs, ours = _shape(config), _shape(model_config(train))
     if theirs != ours:
         diff = ", ".join(f"{k} {theirs[k]} vs {ours[k]}" for k in SHAPE_FIELDS if theirs[k] != ours[k])
         raise SpeechUnitsError(
             f"--init {root}: its model ({_describe(theirs)}) does not match --config {train.model} "
-            f"--frame-rate {train.frame_rate} ({_describe(ours)}); differing: {diff}")
+            f"--frame-rate {train.frame_rate} --frontend {train.frontend} ({_describe(ours)}); differing: {diff}")
     encoder = read_safetensors(weights_file)
     head, spec, tensors, recorded = None, None, {}, None
     training = root / "training"

@@ -1,4 +1,4 @@
-"""``pretrain``: corpus + target spec -> a trained HubertModel directory (library entry point)."""
+"""``pretrain``: corpus + target spec -> a trained Hugging Face model directory (library entry point)."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +11,7 @@ from speechunits.corpus import open_corpus
 from speechunits.errors import SpeechUnitsError
 from speechunits.pretrain.config import PretrainConfig
 from speechunits.pretrain.data import CropBatches, load_waves
-from speechunits.pretrain.export import SAMPLE_RATE, export_hubert
+from speechunits.pretrain.export import SAMPLE_RATE, exporter
 from speechunits.pretrain.init import apply_init, read_init
 from speechunits.pretrain.model import HubertPretrainer
 from speechunits.pretrain.targets import Targets, build_targets
@@ -90,8 +90,8 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig,
     target centroids/projection are reused; a different ``augment`` or ``init`` is refused.
     With ``train.init``, a fresh run starts from that model's encoder (:mod:`.init`); with
     ``train.augment``, the model hears perturbed crops (:class:`CropBatches`). Training runs on
-    :class:`speechunits.training.Trainer`; every checkpoint also exports the ``HubertModel``
-    into ``out_dir`` (:func:`export_hubert`).
+    :class:`speechunits.training.Trainer`; every checkpoint also exports the model (``HubertModel``,
+    or ``Wav2Vec2BertModel`` for the ``fbank`` front end) into ``out_dir`` (:func:`exporter`).
     """
     out = Path(out_dir)
     init = None
@@ -132,7 +132,7 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig,
         "init": init_record,
     }
     trainer = Trainer(model, MaskedPrediction(batches, train, SAMPLE_RATE), train.optim(), out, device=dev,
-                      dist=dist, state=state, export=export_hubert, desc="pretrain", amount_unit="audio s",
+                      dist=dist, state=state, export=exporter(train), desc="pretrain", amount_unit="audio s",
                       quiet=quiet)
     start_step = int(trainer.restore()["step"]) if resume else 0
     if dist.is_main:

@@ -7,6 +7,7 @@ import torch
 
 from speechunits.pretrain.config import PretrainConfig
 from speechunits.pretrain.data import CropBatches
+from speechunits.pretrain.front_end import model_inputs
 from speechunits.pretrain.head import masked_prediction_loss
 from speechunits.pretrain.masking import span_mask
 from speechunits.training.batching import mix_seed
@@ -15,11 +16,13 @@ from speechunits.training.task import LossOutput
 
 @dataclass
 class MaskedBatch:
-    """``waves [B, L]`` float32, ``labels [B, F]`` int64 (IGNORE where none), ``mask [B, F]`` bool."""
+    """``inputs`` (the encoder's: :func:`~speechunits.pretrain.front_end.model_inputs`), ``labels [B, F]``
+    int64 (IGNORE where none), ``mask [B, F]`` bool; ``seconds``: audio in the batch."""
 
-    waves: torch.Tensor
+    inputs: torch.Tensor
     labels: torch.Tensor
     mask: torch.Tensor
+    seconds: float
 
 
 class MaskedPrediction:
@@ -40,15 +43,16 @@ class MaskedPrediction:
         gen = torch.Generator().manual_seed(mix_seed(self.cfg.seed, index, 3))
         mask = span_mask(crops.labels.shape[0], crops.labels.shape[1], mask_prob=self.cfg.mask_prob,
                          mask_length=self.cfg.mask_length, min_masks=self.cfg.min_masks, generator=gen)
-        return MaskedBatch(crops.waves, crops.labels, mask)
+        return MaskedBatch(model_inputs(crops.waves, self.cfg), crops.labels, mask,
+                           crops.waves.numel() / self.sample_rate)
 
     def loss(self, model: torch.nn.Module, batch: MaskedBatch) -> LossOutput:
-        logits = model(batch.waves, batch.mask)
+        logits = model(batch.inputs, batch.mask)
         loss, stats = masked_prediction_loss(logits, batch.labels, batch.mask, self.cfg.unmasked_weight)
         return LossOutput(
             loss=loss,
             count=stats.masked_frames,
             metrics={"masked_acc": (stats.masked_correct, stats.masked_frames),
                      "unmasked_acc": (stats.unmasked_correct, stats.unmasked_frames)},
-            amount=batch.waves.numel() / self.sample_rate,
+            amount=batch.seconds,
         )
