@@ -215,23 +215,25 @@ def test_no_usable_audio(tmp_path):
 
 # -- loop ------------------------------------------------------------------------------------------
 
-def test_tiny_config_loss_falls_on_fixed_batch():
+@pytest.mark.parametrize("frontend", ["cnn", "fbank"])
+def test_tiny_config_loss_falls_on_fixed_batch(frontend):
+    from speechunits.pretrain.front_end import model_inputs
     from speechunits.pretrain.model import HubertPretrainer
     from speechunits.training.optim import make_optimizer
 
     torch.manual_seed(0)
-    train = PretrainConfig(model="tiny", lr=1e-3, dropout=0.0)
+    train = PretrainConfig(model="tiny", lr=1e-3, dropout=0.0, frontend=frontend)
     model = HubertPretrainer.build(train, num_units=20).train()
     opt = make_optimizer(model, train.optim())
-    waves = torch.randn(1, 16000) * 0.1
-    frames = conv_frames(16000)
+    inputs = model_inputs(torch.randn(1, 16000) * 0.1, train)
+    frames = train.num_frames(16000)
     labels = torch.randint(0, 20, (1, frames))
     mask = span_mask(1, frames, mask_prob=0.08, mask_length=10, generator=torch.Generator().manual_seed(0))
     losses = []
     for _ in range(12):
         opt.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(waves, mask)
+            logits = model(inputs, mask)
         loss, stats = masked_prediction_loss(logits, labels, mask)
         (loss / stats.masked_frames).backward()
         opt.step()

@@ -265,25 +265,19 @@ def hubert_config(train: PretrainConfig) -> "transformers.HubertConfig":  # noqa
     conv_dim = tuple(preset.pop("conv_dim"))
     if len(conv_dim) != len(CONV_KERNEL):
         raise SpeechUnitsError(f"conv_dim needs {len(CONV_KERNEL)} entries, got {len(conv_dim)}")
-    fields_ = dict(
-        conv_kernel=train.conv_kernel,
-        conv_stride=train.conv_stride,
-        conv_bias=False,
-        feat_extract_norm="group",
-        hidden_dropout=train.dropout,
-        attention_dropout=train.attention_dropout,
-        activation_dropout=0.0,
-        feat_proj_dropout=train.dropout,
-        final_dropout=0.0,
-        layerdrop=0.0,
-        apply_spec_augment=True,
-        mask_time_prob=train.mask_prob,
-        mask_time_length=train.mask_length,
-        mask_time_min_masks=train.min_masks,
-        mask_feature_prob=0.0,
-    )
+    fields_ = dict(conv_kernel=train.conv_kernel, conv_stride=train.conv_stride, conv_bias=False,
+                   feat_extract_norm="group", **_run_fields(train))
     fields_.update(preset)
     return transformers.HubertConfig(conv_dim=conv_dim, **fields_)
+
+
+def _run_fields(train: PretrainConfig) -> dict[str, Any]:
+    """Config fields set by the run rather than the preset: dropout, and the masking recorded so that
+    ``masked_spec_embed`` exists (the loop passes its own ``mask_time_indices``)."""
+    return dict(hidden_dropout=train.dropout, attention_dropout=train.attention_dropout, activation_dropout=0.0,
+                feat_proj_dropout=train.dropout, final_dropout=0.0, layerdrop=0.0, apply_spec_augment=True,
+                mask_time_prob=train.mask_prob, mask_time_length=train.mask_length,
+                mask_time_min_masks=train.min_masks, mask_feature_prob=0.0)
 
 
 def model_config(train: PretrainConfig) -> Any:
@@ -298,23 +292,8 @@ def w2v_bert_config(train: PretrainConfig) -> "transformers.Wav2Vec2BertConfig":
 
     preset = dict(FBANK_PRESETS[train.model])
     preset.update(train.extra_model)
-    fields_ = dict(
-        feature_projection_input_dim=80 * train.fbank_stride,
-        hidden_dropout=train.dropout,
-        attention_dropout=train.attention_dropout,
-        activation_dropout=0.0,
-        feat_proj_dropout=train.dropout,
-        conformer_conv_dropout=train.dropout,
-        final_dropout=0.0,
-        layerdrop=0.0,
-        apply_spec_augment=True,
-        mask_time_prob=train.mask_prob,
-        mask_time_length=train.mask_length,
-        mask_time_min_masks=train.min_masks,
-        mask_feature_prob=0.0,
-        add_adapter=False,
-        use_intermediate_ffn_before_adapter=False,
-    )
+    fields_ = dict(feature_projection_input_dim=80 * train.fbank_stride, conformer_conv_dropout=train.dropout,
+                   add_adapter=False, use_intermediate_ffn_before_adapter=False, **_run_fields(train))
     fields_.update(preset)
     return transformers.Wav2Vec2BertConfig(**fields_)
 
