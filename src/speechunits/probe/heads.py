@@ -34,7 +34,6 @@ A :class:`ProbeModel` is built from a JSON *spec* (:func:`build_model`), stored 
 from __future__ import annotations
 
 import inspect
-
 import math
 from dataclasses import dataclass
 from typing import Any
