@@ -1,7 +1,7 @@
 """transformers speech SSL models that read log-mel filterbank frames: w2v-BERT 2.0 (``Wav2Vec2BertModel``).
 
-w2v-BERT 2.0 is the speech encoder of SeamlessM4T v2, whose discrete units are k-means of one of
-its layers. Its input is not the waveform but ``input_features`` from
+w2v-BERT 2.0 is the speech encoder of SeamlessM4T v2 (its own units came from another model, XLS-R
+1B). Its input is not the waveform but ``input_features`` from
 ``SeamlessM4TFeatureExtractor`` (the model's ``preprocessor_config.json``): Kaldi-style 80-bin
 log-mel filterbanks (25 ms windows every 10 ms at 16 kHz), each bin normalised to zero mean and
 unit variance over the utterance, and ``stride`` (2) consecutive frames stacked into one
