@@ -30,7 +30,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -134,20 +134,9 @@ class HFEncoder(Encoder):
     def __init__(self, model: nn.Module, name: str, *, do_normalize: bool, sample_rate: int,
                  device: str = "auto", dtype: str = "fp32", identity: str | None = None,
                  cpu_kernels: bool | None = None):
-        for part in ("feature_extractor", "feature_projection", "encoder"):
-            if not hasattr(model, part):
-                raise SpeechUnitsError(
-                    f"{name}: {type(model).__name__} is not a wav2vec 2.0-style speech SSL model (no {part})"
-                )
-        if not hasattr(model.encoder, "layers"):
-            raise SpeechUnitsError(f"{name}: {type(model).__name__} encoder has no transformer layers")
-        config = model.config
-        self.torch_device = resolve_device(device)
-        self.torch_dtype = resolve_dtype(dtype)
-        self.device, self.dtype = self.torch_device.type, dtype
-        identity = identity or model_identity(model, config.to_json_string())
-        self.model = prepare_model(model, self.torch_device, self.torch_dtype)
-        self.cpu_kernels: CpuKernels | None = None
+        identity = self._adopt(model, name, ("feature_extractor", "feature_projection", "encoder"), device, dtype,
+                               identity)
+        config = self.model.config
         if self.torch_device.type == "cpu" and cpu_kernels_wanted(cpu_kernels):
             self.cpu_kernels = optimize_for_cpu(self.model, self.torch_dtype)
         self.do_normalize = bool(do_normalize)
@@ -164,8 +153,27 @@ class HFEncoder(Encoder):
         #: Run the CNN front end on the padded batch (GPU) or one utterance at a time (CPU: no
         #: padding and smaller tensors, measured faster there).
         self.batch_cnn = self.torch_device.type != "cpu"
-        self._pos_mask: torch.Tensor | None = None
         self._install_pos_conv_masking()  # after the swaps: on the modules that run
+
+    def _adopt(self, model: nn.Module, name: str, parts: Sequence[str], device: str, dtype: str,
+               identity: str | None) -> str:
+        """Check that ``model`` has ``parts`` and transformer layers, then set the device, dtype and
+        :attr:`model` (:func:`prepare_model`; no CPU kernels yet). Returns the identity: the given one,
+        or :func:`model_identity` of the weights before conversion."""
+        for part in parts:
+            if not hasattr(model, part):
+                raise SpeechUnitsError(
+                    f"{name}: {type(model).__name__} is not a wav2vec 2.0-style speech SSL model (no {part})"
+                )
+        if not hasattr(model.encoder, "layers"):
+            raise SpeechUnitsError(f"{name}: {type(model).__name__} encoder has no transformer layers")
+        self.torch_device = resolve_device(device)
+        self.torch_dtype = resolve_dtype(dtype)
+        self.device, self.dtype = self.torch_device.type, dtype
+        identity = identity or model_identity(model, model.config.to_json_string())
+        self.model = prepare_model(model, self.torch_device, self.torch_dtype)
+        self.cpu_kernels: CpuKernels | None = None
+        return identity
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -187,22 +195,10 @@ class HFEncoder(Encoder):
                    device=device, dtype=dtype, cpu_kernels=cpu_kernels)
 
     def _install_pos_conv_masking(self) -> None:
-        """Zero padded frames at the input of every zero-padded temporal convolution of the encoder.
-
-        Such convolutions (the positional convolution, each layer of data2vec-audio's
-        multi-layer one, conformer blocks' depthwise convolutions) see zeros beyond the end of
-        a lone utterance; in a padded batch they must see zeros there too.
-        """
-
-        def zero_padding(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
-            mask = self._pos_mask
-            if mask is None or args[0].shape[-1] != mask.shape[-1]:
-                return None
-            return (args[0] * mask.to(args[0].dtype),) + tuple(args[1:])
-
-        for module in self.model.encoder.modules():
-            if is_temporal_padded(module):
-                module.register_forward_pre_hook(zero_padding)
+        """Zero padded frames at the input of every zero-padded temporal convolution of the encoder
+        (:func:`zero_padded_frames_in_convs`, with the mask of the batch being run)."""
+        self._pos_mask = None
+        zero_padded_frames_in_convs(self.model.encoder, lambda: self._pos_mask)
 
     # -- extraction -----------------------------------------------------------------------------
     def prepare(self, wave: np.ndarray) -> np.ndarray:
@@ -291,7 +287,7 @@ class HFEncoder(Encoder):
 
         handles = [blocks[0].register_forward_pre_hook(take_input, with_kwargs=True)]
         handles += [blocks[i - 1].register_forward_hook(make_output_hook(i)) for i in range(1, deepest + 1)]
-        self._pos_mask = None if mask is None else mask[:, None, :]
+        self._pos_mask = mask
         try:
             self.model.encoder(hidden, attention_mask=mask)
         except _EnoughLayers:
@@ -304,6 +300,26 @@ class HFEncoder(Encoder):
         if missing:  # pragma: no cover - would mean an unexpected encoder structure
             raise RuntimeError(f"{self.info.name}: layers {sorted(missing)} were not produced")
         return captured
+
+
+def zero_padded_frames_in_convs(root: nn.Module, current_mask: Callable[[], torch.Tensor | None]) -> None:
+    """Before every zero-padded temporal convolution under ``root``, multiply its input ``[B, C, F]`` by
+    ``current_mask()`` (bool ``[B, F]``, True on valid frames; None or another length: left as is).
+
+    Such convolutions (the positional convolution, each layer of data2vec-audio's multi-layer one,
+    conformer blocks' depthwise convolutions) see zeros beyond the end of a lone utterance; in a
+    padded batch they must see zeros there too.
+    """
+
+    def zero_padding(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+        mask = current_mask()
+        if mask is None or args[0].shape[-1] != mask.shape[-1]:
+            return None
+        return (args[0] * mask[:, None, :].to(args[0].dtype),) + tuple(args[1:])
+
+    for module in root.modules():
+        if is_temporal_padded(module):
+            module.register_forward_pre_hook(zero_padding)
 
 
 def prepare_model(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:

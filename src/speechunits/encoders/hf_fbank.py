@@ -26,13 +26,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from speechunits.device import resolve_device, resolve_dtype
 from speechunits.encoders.base import FBANK_HOP, FBANK_WINDOW, EncoderInfo
-from speechunits.encoders.hf import HFEncoder, model_identity, prepare_model
+from speechunits.encoders.hf import HFEncoder
 from speechunits.errors import SpeechUnitsError
 
 #: The only input rate whose window and hop are 25 ms and 10 ms.
 FBANK_SAMPLE_RATE = 16000
+
+
+def filterbank_frames(extractor: Any, wave: np.ndarray, frames: int) -> np.ndarray:
+    """``extractor``'s (a ``SeamlessM4TFeatureExtractor``) ``input_features`` of one 16 kHz input, its first
+    ``frames`` stacked frames: float32 ``[frames, num_mel_bins * stride]``. The count comes from the caller's
+    geometry, not from the extractor's attention mask, which transformers leaves empty at stride 1."""
+    out = extractor(np.asarray(wave, dtype=np.float32), sampling_rate=FBANK_SAMPLE_RATE, return_tensors="np")
+    return np.ascontiguousarray(out["input_features"][0, :frames], dtype=np.float32)
 
 
 class HFFbankEncoder(HFEncoder):
@@ -44,11 +51,6 @@ class HFFbankEncoder(HFEncoder):
 
     def __init__(self, model: nn.Module, name: str, extractor: Any, *, device: str = "auto",
                  dtype: str = "fp32", identity: str | None = None):
-        for part in ("feature_projection", "encoder"):
-            if not hasattr(model, part):
-                raise SpeechUnitsError(f"{name}: {type(model).__name__} has no {part}")
-        if not hasattr(model.encoder, "layers"):
-            raise SpeechUnitsError(f"{name}: {type(model).__name__} encoder has no transformer layers")
         for attribute in ("stride", "num_mel_bins", "sampling_rate"):
             if not hasattr(extractor, attribute):
                 raise SpeechUnitsError(f"{name}: its feature extractor {type(extractor).__name__} is not a "
@@ -61,12 +63,7 @@ class HFFbankEncoder(HFEncoder):
         if int(extractor.sampling_rate) != FBANK_SAMPLE_RATE:
             raise SpeechUnitsError(f"{name}: filterbank models read {FBANK_SAMPLE_RATE} Hz audio; its feature "
                                    f"extractor says {extractor.sampling_rate}")
-        self.torch_device = resolve_device(device)
-        self.torch_dtype = resolve_dtype(dtype)
-        self.device, self.dtype = self.torch_device.type, dtype
-        identity = identity or model_identity(model, config.to_json_string())
-        self.model = prepare_model(model, self.torch_device, self.torch_dtype)
-        self.cpu_kernels = None
+        identity = self._adopt(model, name, ("feature_projection", "encoder"), device, dtype, identity)
         self.do_normalize = False
         self.extractor = extractor
         self.batch_cnn = False
@@ -79,7 +76,6 @@ class HFFbankEncoder(HFEncoder):
             dim=int(config.hidden_size),
             identity=identity,
         )
-        self._pos_mask: torch.Tensor | None = None
         self._install_pos_conv_masking()
 
     @classmethod
@@ -99,10 +95,7 @@ class HFFbankEncoder(HFEncoder):
 
     def filterbanks(self, wave: np.ndarray) -> np.ndarray:
         """The model's ``input_features`` of one input: float32 ``[num_frames(T), num_mel_bins * stride]``."""
-        out = self.extractor(wave, sampling_rate=FBANK_SAMPLE_RATE, return_tensors="np")
-        # the frames of whole stacks; not the attention mask's count, which transformers leaves empty at stride 1
-        valid = self.info.num_frames(len(wave))
-        return np.ascontiguousarray(out["input_features"][0, :valid], dtype=np.float32)
+        return filterbank_frames(self.extractor, wave, self.info.num_frames(len(wave)))
 
     def _batch_states(self, waves: Sequence[np.ndarray], lengths: list[int], layers: Sequence[int]) -> dict[int, torch.Tensor]:
         features = [torch.from_numpy(self.filterbanks(wave)) for wave in waves]

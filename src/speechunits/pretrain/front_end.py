@@ -40,10 +40,8 @@ def model_inputs(waves: torch.Tensor, train: PretrainConfig) -> torch.Tensor:
     ``[B, num_frames(L), 80 * stride]`` float32 filterbanks for ``fbank``."""
     if train.frontend != FRONTEND_FBANK:
         return waves
+    from speechunits.encoders.hf_fbank import filterbank_frames
+
     extractor = _extractor(train.fbank_stride)
     frames = train.num_frames(waves.shape[1])
-    rows = []
-    for wave in waves.numpy():
-        out = extractor(wave, sampling_rate=SAMPLE_RATE, return_tensors="np")
-        rows.append(out["input_features"][0, :frames])
-    return torch.from_numpy(np.ascontiguousarray(np.stack(rows), dtype=np.float32))
+    return torch.from_numpy(np.stack([filterbank_frames(extractor, wave, frames) for wave in waves.numpy()]))

@@ -503,19 +503,11 @@ class TopBlocks(nn.Module):
             layers[0].forward).parameters
         self._conv_mask: torch.Tensor | None = None
         if self.conformer and not self._takes_conv_mask:
-            from speechunits.encoders.cpu import is_temporal_padded
+            from speechunits.encoders.hf import zero_padded_frames_in_convs
 
-            for module in self.layers.modules():
-                if is_temporal_padded(module):
-                    module.register_forward_pre_hook(self._zero_padded_frames)
+            zero_padded_frames_in_convs(self.layers, lambda: self._conv_mask)
         if low_rank is not None:
             add_low_rank(self.layers, *low_rank)
-
-    def _zero_padded_frames(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
-        mask = self._conv_mask
-        if mask is None or args[0].shape[-1] != mask.shape[-1]:
-            return None
-        return (args[0] * mask[:, None, :].to(args[0].dtype),) + tuple(args[1:])
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
