@@ -51,6 +51,9 @@ What it does, with every setting fixed here (nothing is chosen on test data):
    ``OUT/results.json``).
 6. ``--librispeech DIR`` (e.g. ``../shared/data/librispeech-sample``): speaker probes on its
    10 speakers x 10 utterances of test-other, split by utterance, MFCC vs the tiny model.
+7. ``--report`` (same ``--out`` and options): the table of the sweeps that are done, starting none and
+   deleting nothing (safe beside a running bench), written to ``OUT/table-partial.md``: a run of 6-7 h
+   spans sessions here, and every finished sweep is kept.
 """
 from __future__ import annotations
 
@@ -117,16 +120,20 @@ def ensure_corpus(out: Path, minutes: float, speakers: int) -> Path:
 
 
 def write_split(corpus: Path, out: Path) -> dict[str, list[str]]:
-    """Speaker split of the corpus, ``split.tsv`` (utt<TAB>part) and a train-only manifest."""
+    """Speaker split of the corpus, ``split.tsv`` (utt<TAB>part) and a train-only manifest (each written only
+    when missing or different, so a rerun or ``--report`` beside a running bench never rewrites a file that
+    its sweeps are reading)."""
     speakers = read_speakers(corpus / "speakers.tsv")
     utts = list(open_corpus(corpus / "manifest.tsv"))
     split = make_split([u.id for u in utts], by="speaker", speakers=speakers, seed=0)
     parts = {"train": split.train, "dev": split.dev, "test": split.test}
-    with open(out / "split.tsv", "w", encoding="utf-8") as handle:
-        for name, ids in parts.items():
-            for utt in ids:
-                handle.write(f"{utt}\t{name}\n")
-    write_tsv_subset(corpus / "manifest.tsv", set(split.train), out / "train.tsv")
+    text = "".join(f"{utt}\t{name}\n" for name, ids in parts.items() for utt in ids)
+    path = out / "split.tsv"
+    changed = not path.is_file() or path.read_text(encoding="utf-8") != text
+    if changed:
+        path.write_text(text, encoding="utf-8")
+    if changed or not (out / "train.tsv").is_file():
+        write_tsv_subset(corpus / "manifest.tsv", set(split.train), out / "train.tsv")
     return parts
 
 
@@ -235,6 +242,8 @@ class Bench:
         if cached.is_file():
             self._record(row, task, json.loads(cached.read_text()))
             return
+        if self.args.report:  # not done yet: reported as missing, nothing started or deleted
+            return
         if probe_dir.exists():  # a sweep that a killed run left unfinished starts again from nothing
             shutil.rmtree(probe_dir)
         options: dict[str, Any] = dict(
@@ -250,6 +259,9 @@ class Bench:
             options["stack"] = 1 if spec["dedup"] or spec["bpe"] else stack_for(frame_rate)
         options.update(extra)  # the caller's settings win (e.g. lrs, split_file, embed_init)
         self.pending[(row, task)] = self.pool.submit(run_probe, task, str(manifest), spec, str(probe_dir), options)
+
+    def done(self, row: str, task: str) -> bool:
+        return task in self.results.get(row, {})
 
     def wait(self, row: str | None = None, task: str | None = None) -> None:
         """Collect finished sweeps: all of them, or until the one of ``row``/``task`` is in."""
@@ -405,7 +417,7 @@ def librispeech_submit(bench: Bench, directory: Path, model: Path) -> str:
 def librispeech_lines(bench: Bench, header: str) -> list[str]:
     lines = [header]
     for row, _ in LS_ROWS:
-        meta = bench.results[row]["speaker"]
+        meta = bench.results.get(row, {}).get("speaker")
         lines.append(f"  {row:12s} speaker accuracy {fmt(meta, 'accuracy')} % (chance {fmt(meta, 'chance')} %)")
     return lines
 
@@ -430,6 +442,9 @@ def main() -> int:
                         "sweeps on a loaded machine; give a new --out: finished probes are reused)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="probe sweeps trained at once, one thread each (default 2: one per core here)")
+    parser.add_argument("--report", action="store_true",
+                        help="only report the sweeps already done under --out (starts and deletes nothing; "
+                        "writes OUT/table-partial.md)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in ("speechunits",):
@@ -439,6 +454,8 @@ def main() -> int:
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     out = Path(args.out)
+    if args.report and not (out / "probes").is_dir():
+        raise SystemExit(f"--report: {out}/probes does not exist (no sweep has finished under this --out)")
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
@@ -462,6 +479,8 @@ def main() -> int:
     for task in TASKS:
         bench.submit("tiny weighted sum", task, tiny_spec, frame_rate=tiny.encoder.info.frame_rate)
     bench.wait("tiny weighted sum", "phones")  # its layer weights choose the layer of the units
+    if not bench.done("tiny weighted sum", "phones"):
+        raise SystemExit("--report: the tiny weighted-sum phones sweep (it chooses the units' layer) is not done yet")
     weights = bench.results["tiny weighted sum"]["phones"]["layer_weights"]
     layer = tiny.layers[int(np.argmax(weights))]
     single = f"tiny layer {layer}"
@@ -473,8 +492,12 @@ def main() -> int:
     if args.librispeech and Path(args.librispeech, "speakers.tsv").is_file():
         ls_header = librispeech_submit(bench, Path(args.librispeech), model)
 
-    units = fit_units(bench, tiny, layer, parts["train"])
+    units = fit_units(bench, tiny, layer, parts["train"]) if not args.report else {
+        k: {"store": out / f"units-k{k}", "bpe": out / f"bpe-k{k}-v{round(BPE_FACTOR * k)}", "codebook": out / f"codebook-k{k}"}
+        for k in KS}
     for k in KS:
+        if args.report and not any(bench.out.joinpath("probes").glob(f"K={k}_*-*/probe.json")):
+            continue  # no K=k sweep done: nothing to report, and its store or BPE may not exist yet
         for kind in ("raw", "dedup", "dedup+BPE"):
             row = f"K={k} {kind}"
             bpe = units[k]["bpe"] if kind == "dedup+BPE" else None
@@ -504,10 +527,11 @@ def main() -> int:
     order = ["MFCC", "log-mel", "tiny weighted sum", single] + [f"K={k} {kind}" for k in KS
                                                                 for kind in ("raw", "dedup", "dedup+BPE")]
     for row in order:
-        spk = res[row].get("speaker")
+        got = res.get(row, {})
+        spk = got.get("speaker")
         chance = metric(spk, "chance")
-        lines.append(f"| {row} | {fmt(res[row].get('phones'), 'per')} | {fmt(res[row].get('asr'), 'wer')} | "
-                     f"{fmt(res[row].get('asr'), 'cer')} | {fmt(spk, 'accuracy')} "
+        lines.append(f"| {row} | {fmt(got.get('phones'), 'per')} | {fmt(got.get('asr'), 'wer')} | "
+                     f"{fmt(got.get('asr'), 'cer')} | {fmt(spk, 'accuracy')} "
                      f"({'-' if chance is None else f'{100 * chance:.1f}'}) | {bitrates.get(row, '-')} |")
     table = "\n".join(lines)
 
@@ -519,21 +543,31 @@ def main() -> int:
                   f"{throughput['train_utterances_per_s']:.1f} utterances/s = {throughput['train_x_realtime']:.0f}x "
                   f"real time; feature extraction {throughput['feature_x_realtime']:.0f}x real time")
     checks: list[tuple[bool, str]] = []
-    per_ws, per_mfcc = metric(res["tiny weighted sum"]["phones"], "per"), metric(res["MFCC"]["phones"], "per")
-    checks.append((per_ws < per_mfcc, f"tiny weighted-sum PER {100 * per_ws:.1f} < MFCC PER {100 * per_mfcc:.1f}"))
-    per_source = metric(res[single]["phones"], "per")
+
+    def test_metric(row: str, task: str, name: str) -> float | None:
+        return metric(res.get(row, {}).get(task), name)
+
+    per_ws, per_mfcc = test_metric("tiny weighted sum", "phones", "per"), test_metric("MFCC", "phones", "per")
+    if per_ws is not None and per_mfcc is not None:
+        checks.append((per_ws < per_mfcc, f"tiny weighted-sum PER {100 * per_ws:.1f} < MFCC PER {100 * per_mfcc:.1f}"))
+    per_source = test_metric(single, "phones", "per")
     for k in KS:
         raw, bpe = f"K={k} raw", f"K={k} dedup+BPE"
         for kind in ("raw", "dedup", "dedup+BPE"):
-            per = metric(res[f"K={k} {kind}"]["phones"], "per")
-            checks.append((per <= 1.5 * per_source, f"K={k} {kind} PER {100 * per:.1f} <= 1.5 x {single} PER "
-                                                     f"{100 * per_source:.1f}"))
+            per = test_metric(f"K={k} {kind}", "phones", "per")
+            if per is not None and per_source is not None:
+                checks.append((per <= 1.5 * per_source, f"K={k} {kind} PER {100 * per:.1f} <= 1.5 x {single} PER "
+                                                         f"{100 * per_source:.1f}"))
+        if raw not in lengths or bpe not in lengths:
+            continue
         shrink = lengths[raw] / lengths[bpe]
         report.append(f"K={k}: dedup+BPE (vocabulary {round(BPE_FACTOR * k)}) sequences {lengths[bpe]:.1f} vs raw "
                       f"{lengths[raw]:.1f} tokens/utterance ({shrink:.2f}x shorter)")
         checks.append((shrink >= 2.0, f"K={k} dedup+BPE shortens sequences {shrink:.2f}x >= 2x"))
         for task, name in (("phones", "per"), ("asr", "wer")):
-            a, b = metric(res[raw][task], name), metric(res[bpe][task], name)
+            a, b = test_metric(raw, task, name), test_metric(bpe, task, name)
+            if a is None or b is None:
+                continue
             change = (b - a) / max(a, 1e-9)
             report.append(f"K={k}: {name.upper()} raw {100 * a:.1f} -> dedup+BPE {100 * b:.1f} ({100 * change:+.1f} % relative)")
             checks.append((change <= 0.10, f"K={k} dedup+BPE relative {name.upper()} change {100 * change:+.1f} % <= +10 %"))
@@ -549,10 +583,18 @@ def main() -> int:
                   f"unit BiLSTM dropout {UNIT_DROPOUT:g}, time masks {UNIT_TIME_MASK or 'none'}, unit substitution "
                   f"{UNIT_NOISE or 'none'}); "
                   "test parts read once per seed of the lr chosen on dev")
-    report.append(f"total wall time {time.time() - started:.0f} s")
+    if args.report:
+        wanted = [(row, task) for row in order for task in TASKS]
+        wanted += [(row, "speaker") for row, _ in LS_ROWS] if args.librispeech else []
+        missing = [f"{row} {task}" for row, task in wanted if not bench.done(row, task)]
+        report.append(f"not done yet ({len(missing)} sweeps; rerun without --report to train them): "
+                      f"{', '.join(missing) or 'none'}")
+    else:
+        report.append(f"total wall time {time.time() - started:.0f} s")
     text = table + "\n" + "\n".join(report) + "\n"
-    (out / "table.md").write_text(text, encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"config": cfg, "seeds": args.seeds, "layer": layer,
+    suffix = "-partial" if args.report else ""
+    (out / f"table{suffix}.md").write_text(text, encoding="utf-8")
+    (out / f"results{suffix}.json").write_text(json.dumps({"config": cfg, "seeds": args.seeds, "layer": layer,
                                                   "bitrates": bitrates, "lengths": lengths,
                                                   "checks": [[ok, t] for ok, t in checks],
                                                   "results": {r: {t: {"test": m["test"], "dev": m["dev"],
