@@ -432,7 +432,8 @@ def main() -> int:
     parser.add_argument("--pretrain-minutes", type=float,
                         help="pretraining budget of each of the two iterations (default 30; quick 0.5)")
     parser.add_argument("--pretrained", help="a `speechunits pretrain` model directory instead of pretraining")
-    parser.add_argument("--probe-minutes", type=float, help="budget of each probe's lr x seed sweep, shared equally by its runs (default 120)")
+    parser.add_argument("--probe-minutes", type=float,
+                        help="budget of each probe's lr x seed sweep, shared equally by its runs (default 120)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="seeds per learning rate (default 1 for a CPU run; the issue's setting is 3)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -494,8 +495,8 @@ def main() -> int:
         ls_header = librispeech_submit(bench, Path(args.librispeech), model)
 
     units = fit_units(bench, tiny, layer, parts["train"]) if not args.report else {
-        k: {"store": out / f"units-k{k}", "bpe": out / f"bpe-k{k}-v{round(BPE_FACTOR * k)}", "codebook": out / f"codebook-k{k}"}
-        for k in KS}
+        k: {"store": out / f"units-k{k}", "bpe": out / f"bpe-k{k}-v{round(BPE_FACTOR * k)}",
+            "codebook": out / f"codebook-k{k}"} for k in KS}
     for k in KS:
         if args.report and not any(bench.out.joinpath("probes").glob(f"K={k}_*-*/probe.json")):
             continue  # no K=k sweep done: nothing to report, and its store or BPE may not exist yet
@@ -570,8 +571,10 @@ def main() -> int:
             if a is None or b is None:
                 continue
             change = (b - a) / max(a, 1e-9)
-            report.append(f"K={k}: {name.upper()} raw {100 * a:.1f} -> dedup+BPE {100 * b:.1f} ({100 * change:+.1f} % relative)")
-            checks.append((change <= 0.10, f"K={k} dedup+BPE relative {name.upper()} change {100 * change:+.1f} % <= +10 %"))
+            report.append(f"K={k}: {name.upper()} raw {100 * a:.1f} -> dedup+BPE {100 * b:.1f} "
+                          f"({100 * change:+.1f} % relative)")
+            checks.append((change <= 0.10,
+                           f"K={k} dedup+BPE relative {name.upper()} change {100 * change:+.1f} % <= +10 %"))
     bound = [f"{row} {task}" for row in res for task, meta in res[row].items()
              if any(r["stop_reason"] == "time_budget" and r["lr"] == meta["selection"]["lr"] for r in meta["runs"])]
     report.append("chosen runs stopped by the time budget, i.e. still learning (a larger --probe-minutes would "
