@@ -335,11 +335,18 @@ def ensure_bpe(bpe_dir: Path, store_dir: Path, train_ids: list[str], vocab: int)
     return bpe_dir
 
 
+def unit_paths(out: Path, k: int) -> dict[str, Path]:
+    """Where the K=``k`` codebook, unit store and BPE of a run under ``out`` live."""
+    return {"codebook": out / f"codebook-k{k}", "store": out / f"units-k{k}",
+            "bpe": out / f"bpe-k{k}-v{round(BPE_FACTOR * k)}"}
+
+
 def fit_units(bench: Bench, features: EncoderInput, layer: int, train_ids: list[str]) -> dict[int, dict[str, Path]]:
     """K-means codebooks and BPEs on the training split; unit stores of every utterance."""
     out: dict[int, dict[str, Path]] = {}
     for k in KS:
-        cb_dir, store_dir = (bench.out / f"{name}-k{k}" for name in ("codebook", "units"))
+        paths = unit_paths(bench.out, k)
+        cb_dir, store_dir = paths["codebook"], paths["store"]
         if (cb_dir / "codebook.json").is_file():
             fitted_on = json.loads((cb_dir / "codebook.json").read_text()).get("layer")
             if fitted_on != layer:  # a rerun whose weighted-sum probe now prefers another layer
@@ -347,9 +354,8 @@ def fit_units(bench: Bench, features: EncoderInput, layer: int, train_ids: list[
                                  f"{bench.out}/{{codebook,units,bpe}}-k* and the K=* probe directories, then rerun")
         ensure_codebook_and_units(cb_dir, store_dir, features, layer, k, train_ids, bench.corpus / "manifest.tsv",
                                   bench.cfg["max_frames"], bench.args.device)
-        vocab = round(BPE_FACTOR * k)
-        bpe_dir = ensure_bpe(bench.out / f"bpe-k{k}-v{vocab}", store_dir, train_ids, vocab)
-        out[k] = {"store": store_dir, "bpe": bpe_dir, "codebook": cb_dir}
+        ensure_bpe(paths["bpe"], store_dir, train_ids, round(BPE_FACTOR * k))
+        out[k] = paths
     return out
 
 
@@ -494,12 +500,11 @@ def main() -> int:
     if args.librispeech and Path(args.librispeech, "speakers.tsv").is_file():
         ls_header = librispeech_submit(bench, Path(args.librispeech), model)
 
-    units = fit_units(bench, tiny, layer, parts["train"]) if not args.report else {
-        k: {"store": out / f"units-k{k}", "bpe": out / f"bpe-k{k}-v{round(BPE_FACTOR * k)}",
-            "codebook": out / f"codebook-k{k}"} for k in KS}
+    units = (fit_units(bench, tiny, layer, parts["train"]) if not args.report
+             else {k: unit_paths(out, k) for k in KS})
     for k in KS:
-        if args.report and not any(bench.out.joinpath("probes").glob(f"K={k}_*-*/probe.json")):
-            continue  # no K=k sweep done: nothing to report, and its store or BPE may not exist yet
+        if args.report and not (units[k]["store"].is_dir() and (units[k]["bpe"] / "bpe.json").is_file()):
+            continue  # not fitted yet: no K=k sweep can have run
         for kind in ("raw", "dedup", "dedup+BPE"):
             row = f"K={k} {kind}"
             bpe = units[k]["bpe"] if kind == "dedup+BPE" else None
