@@ -2,14 +2,15 @@
 
 The full run (one seed per learning rate; the sweeps' learning-rate schedule
 follows steps, so the budget only stops a sweep: with the two-layer head an MFCC phones sweep takes ~24 min of one
-core, and a deduplicated or BPE unit run ~0.58 s a step, ~29 min for 3,000 steps, with two sweeps at a time, so
-120 minutes (a third per run) leaves every input room to converge; ~10-11 h here in all). docs/probe.md's converged
+core; a deduplicated or BPE unit run ~0.58-0.68 s a step beside a stacked sweep but up to 1.05 s beside another
+deduplicated one, ~55 min for 3,000 steps with its dev evaluations, so 240 minutes (a third per run) leaves every
+input room to converge; ~12 h here in all). docs/probe.md's converged
 table of 2026-12-01 came from ``--pretrain-minutes 20 --probe-minutes 25`` before the unit rows' BPE vocabulary and
 embedding tables changed (:data:`BPE_FACTOR`, :data:`UNIT_EMBED_INIT`), the tiny model's pretraining took voice
 perturbation (:data:`RECIPE`) and a second iteration (:data:`ITERATIONS`), and the heads grew (:data:`FULL`)::
 
     python bench/probe.py --out bench/out/probe2 --minutes 60 --speakers 20 \\
-        --pretrain-minutes 30 --probe-minutes 120 --step-schedule --seeds 1 \\
+        --pretrain-minutes 30 --probe-minutes 240 --step-schedule --seeds 1 \\
         --librispeech ../shared/data/librispeech-sample
 
 Probe sweeps run ``--jobs`` at a time (default 2, one thread each: one per core of this machine) in
@@ -102,7 +103,7 @@ TASKS = ("phones", "asr", "speaker")
 #: Early-stopping patience 40 dev evaluations (1000 steps): with the two-layer head, 20 stopped one of three seeds of
 #: a pretrained layer's features at step 1200 (dev PER 1.57 %) while the other two kept improving past step 2000
 #: (1.10-1.12 %; bench/pretrain.py's dev voices, docs/probe.md "Three seeds, and a larger head").
-FULL = dict(minutes=60.0, speakers=20, pretrain_minutes=30.0, probe_minutes=120.0, max_steps=3000, eval_every=25,
+FULL = dict(minutes=60.0, speakers=20, pretrain_minutes=30.0, probe_minutes=240.0, max_steps=3000, eval_every=25,
             patience=40, hidden=256, lstm_layers=2, max_frames=200_000, pretrain_steps=100_000)
 QUICK = dict(minutes=3.0, speakers=6, pretrain_minutes=0.5, probe_minutes=0.15, max_steps=30, eval_every=10,
              patience=3, hidden=32, lstm_layers=2, max_frames=20_000, pretrain_steps=20)
@@ -439,7 +440,7 @@ def main() -> int:
                         help="pretraining budget of each of the two iterations (default 30; quick 0.5)")
     parser.add_argument("--pretrained", help="a `speechunits pretrain` model directory instead of pretraining")
     parser.add_argument("--probe-minutes", type=float,
-                        help="budget of each probe's lr x seed sweep, shared equally by its runs (default 120)")
+                        help="budget of each probe's lr x seed sweep, shared equally by its runs (default 240)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="seeds per learning rate (default 1 for a CPU run; the issue's setting is 3)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
