@@ -64,7 +64,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -246,13 +245,12 @@ class Bench:
             return
         if self.args.report:  # not done yet: reported as missing, nothing started or deleted
             return
-        if probe_dir.exists():  # a sweep that a killed run left unfinished starts again from nothing
-            shutil.rmtree(probe_dir)
         options: dict[str, Any] = dict(
             head=HEADS[task], hidden=self.cfg["hidden"], lrs=LRS, seeds=tuple(range(self.args.seeds)),
             max_steps=self.cfg["max_steps"], max_minutes=self.cfg["probe_minutes"],
             eval_every=self.cfg["eval_every"], patience=self.cfg["patience"], batch_frames=BATCH_FRAMES,
-            step_schedule=getattr(self.args, "step_schedule", False), device=self.args.device, quiet=True)
+            step_schedule=getattr(self.args, "step_schedule", False), device=self.args.device, quiet=True,
+            resume=probe_dir.exists())  # a sweep that a killed bench left unfinished goes on where it stopped
         if task != "speaker":
             options["split_file"] = self.out / "split.tsv"
         if HEADS[task] == "bilstm":

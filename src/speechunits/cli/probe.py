@@ -106,6 +106,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--step-schedule", action="store_true",
                        help="warmup and learning-rate decay follow the steps alone; --max-minutes only stops a "
                        "run (runs that end before the budget repeat step for step whatever the machine's load)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the unfinished sweep in PROBE with the same input, labels, split and "
+                       "settings: ended runs are reused, the others go on from their last dev evaluation")
     add_device(train)
     add_threads(train)
     add_quiet(train)
@@ -195,7 +198,7 @@ def run_train(args: argparse.Namespace) -> int:
         dropout=args.dropout, time_mask=args.time_mask, unit_noise=args.unit_noise,
         finetune=args.finetune,
         finetune_layers=None if args.layers == "all" or not args.finetune else parse_layers(args.layers),
-        device=args.device, quiet=args.quiet)
+        resume=args.resume, device=args.device, quiet=args.quiet)
     if result is None:  # a torchrun rank other than 0: rank 0 wrote the probe and reports
         return 0
     summary = {"probe": str(result.probe_dir), "task": result.task, "lr": result.lr, "seed": result.seed,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -39,7 +40,10 @@ from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.task import (CTC, DEFAULT_BATCH_FRAMES, FRAME, UTTERANCE, ProbeTask, ctc_too_short,
                                     objective_of, predict_logits)
-from speechunits.training.checkpoint import training_dir
+from speechunits.probe.resume import (RUN_KEY, SWEEP_KEY, check_fingerprint, load_best, prune_best, read_result,
+                                      save_best, save_result, split_digest)
+from speechunits.training.checkpoint import has_checkpoint, read_state, training_dir
+from speechunits.training.loop import STOP_MAX_STEPS, STOP_REQUESTED, STOP_TIME_BUDGET
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +246,35 @@ def _dev_metrics(task: str, model: ProbeModel, coder: LabelCoder, samples: Mappi
     return score_predictions(task, labels, {i: decode_logits(coder, out) for i, out in logits.items()})
 
 
+def _minutes_left(per_run_minutes: float | None, elapsed_seconds: float) -> float | None:
+    """What remains of a run's time budget (None: no budget; 0.0: spent)."""
+    if per_run_minutes is None:
+        return None
+    return max(0.0, per_run_minutes - elapsed_seconds / 60.0)
+
+
+def _nothing_left(saved: Mapping[str, Any] | None, max_steps: int, patience: int,
+                  budget_left: float | None) -> str | None:
+    """Why a resumed run has no step left to train (its stop reason), or None when it goes on."""
+    if saved is None:
+        return None
+    if saved["last"] >= max_steps:
+        return STOP_MAX_STEPS
+    if saved["bad"] >= patience:
+        return STOP_REQUESTED
+    return STOP_TIME_BUDGET if budget_left == 0.0 else None
+
+
+def _ended_run(run_dir: Path, record: Mapping[str, Any]) -> RunResult:
+    """The :class:`RunResult` of a run that ended in an earlier (killed) sweep."""
+    return RunResult(lr=float(record["lr"]), seed=int(record["seed"]), dev=dict(record["dev"]),
+                     dev_score=float(record["dev_score"]), best_step=int(record["best_step"]),
+                     steps_done=int(record["steps_done"]), stop_reason=str(record["stop_reason"]),
+                     train_seconds=float(record["train_seconds"]), audio_seconds=float(record["audio_seconds"]),
+                     layer_weights=record["layer_weights"], state=load_best(run_dir, int(record["best_step"])),
+                     warmup_steps=int(record["warmup_steps"]))
+
+
 def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir: str | Path, *,
                 interface: str = "weighted-sum", head: str = "linear", layer: int | None = None,
                 combine: str = "sum", embed_dim: int = 256, hidden: int = 256, normalize: bool = False,
@@ -252,7 +285,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 step_schedule: bool = False, standardize: bool = False, stack: int = 1, lstm_layers: int = 2,
                 embed_init: str = EMBED_RANDOM, dropout: float = 0.0, time_mask: str | None = None,
                 unit_noise: str | None = None, bf16: bool = False, finetune: str | None = None,
-                finetune_layers: Sequence[int] | None = None,
+                finetune_layers: Sequence[int] | None = None, resume: bool = False,
                 device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
 
@@ -287,6 +320,11 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             ``"adapters[:R]"``: rank-R peft LoRA updates of blocks 1..max(``finetune_layers``)
             (attention or feed-forward); the probe holds only the updates and the base's identity.
         finetune_layers: the layers a ``lora``/``adapters`` probe weighs.
+        resume: continue the unfinished sweep in ``out_dir`` (:mod:`speechunits.probe.resume`): runs
+            that ended are reused, runs with a checkpoint continue from their last dev evaluation
+            (exactly, under ``step_schedule`` or without ``max_minutes``; a run whose schedule
+            follows the clock starts again), the others start. The time budget counts the time a
+            run has already spent; a run the budget stopped continues if the budget is now larger.
 
     Under torchrun (``WORLD_SIZE > 1``) every rank loads the input and trains on its share of
     each step's batches (:class:`~speechunits.training.Trainer`'s DDP); rank 0 alone evaluates
@@ -294,8 +332,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     test part and writes the probe. Other ranks return None.
 
     Raises:
-        SpeechUnitsError: an existing probe in ``out_dir``, no labelled training or dev utterance,
-            bad options.
+        SpeechUnitsError: an existing probe in ``out_dir``, an unfinished sweep there without
+            ``resume`` (or one of another input, labels, split or settings), no labelled training
+            or dev utterance, bad options.
     """
     from speechunits import __version__
     from speechunits.training.config import OptimConfig
@@ -305,6 +344,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     out = Path(out_dir)
     if (out / PROBE_FILE).exists():
         raise SpeechUnitsError(f"{out}: already holds a probe; pick another -o")
+    if not resume and (out / RUNS_DIR).is_dir() and any((out / RUNS_DIR).iterdir()):
+        raise SpeechUnitsError(f"{out}: holds an unfinished sweep ({RUNS_DIR}/); pass --resume to continue it "
+                               "or pick another -o")
     if not lrs or not seeds:
         raise SpeechUnitsError("--lr and --seeds: at least one of each")
     if eval_every < 1 or patience < 1 or max_steps < 1 or batch_frames < 1:
@@ -348,10 +390,27 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     per_run_minutes = None if max_minutes is None else max_minutes / (len(lrs) * len(seeds))
     train_audio = sum(samples[i].input_frames for i in split.train) / inputs.frame_rate
 
+    fingerprint = {"task": task, "spec": spec, "consumes": inputs.identity(), "labels": coder.record(),
+                   "split": split_digest(split.train, split.dev, split.test), "max_steps": int(max_steps),
+                   "eval_every": int(eval_every), "patience": int(patience), "batch_frames": int(batch_frames),
+                   "warmup_steps": int(warmup), "step_schedule": bool(step_schedule), "bf16": bool(bf16),
+                   "world_size": dist.world}
+    clock_schedule = per_run_minutes is not None and not step_schedule
+    if clock_schedule:  # the schedule follows the budget: a resumed run must have the same one
+        fingerprint.update(max_minutes=float(max_minutes), runs=len(lrs) * len(seeds),
+                           warmup_fraction=float(warmup_fraction))
+
     runs: list[RunResult] = []
     for lr in lrs:
         for seed in seeds:
             run_dir = out / RUNS_DIR / f"lr{lr:g}-seed{seed}"
+            ended = read_result(run_dir, fingerprint) if resume else None
+            more = _minutes_left(per_run_minutes, ended["elapsed_seconds"] if ended else 0.0)
+            if ended is not None and (ended["stop_reason"] != STOP_TIME_BUDGET or clock_schedule
+                                      or not more or more < 0.01 * per_run_minutes):
+                if dist.is_main:
+                    runs.append(_ended_run(run_dir, ended))
+                continue
             torch.manual_seed(seed)
             model = build_model(spec, pretrained=True)
             if statistics is not None:
@@ -359,16 +418,40 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             if centroids is not None:
                 model.featurizer.load_centroids(centroids)
             model = model.to(dev)
+            saved: dict[str, Any] | None = None
+            if resume and has_checkpoint(run_dir) and not clock_schedule:
+                state = read_state(run_dir)
+                check_fingerprint(state.get(SWEEP_KEY), fingerprint, run_dir)
+                # an ended run that continues (a larger budget) keeps its final evaluation too
+                saved = dict(ended["best"] if ended is not None else state[RUN_KEY])
+            elif run_dir.exists():  # nothing to continue (killed before its first evaluation, or a clock schedule)
+                if dist.is_main:
+                    shutil.rmtree(run_dir)
+                dist.barrier()
+            budget_left = _minutes_left(per_run_minutes, saved["elapsed_seconds"] if saved else 0.0)
+            left = _nothing_left(saved, max_steps, patience, budget_left)
             cfg = OptimConfig(steps=max_steps, lr=float(lr), warmup_steps=warmup, schedule="linear", bf16=bf16,
-                              max_minutes=per_run_minutes, seed=int(seed), log_every=eval_every,
+                              max_minutes=budget_left or None, seed=int(seed), log_every=eval_every,
                               warmup_fraction=None if per_run_minutes is None else warmup_fraction,
-                              decay_by_time=not step_schedule, checkpoint_every=max_steps)
+                              decay_by_time=not step_schedule, checkpoint_every=eval_every)
             probe_task = ProbeTask(task, samples, targets, split.train, frame_rate=inputs.frame_rate,
                                    batch_frames=batch_frames, seed=int(seed))
             trainer = Trainer(model, probe_task, cfg, run_dir, device=dev, dist=dist,
-                              state={"probe": {"task": task, "spec": spec}, "consumes": inputs.identity()},
+                              state={"probe": {"task": task, "spec": spec}, "consumes": inputs.identity(),
+                                     SWEEP_KEY: fingerprint},
                               desc=f"probe {task} lr {lr:g} seed {seed}", amount_unit="audio s", quiet=quiet)
-            best: dict[str, Any] = {"score": -math.inf, "step": 0, "metrics": {}, "state": {}, "bad": 0}
+            best: dict[str, Any] = {"score": -math.inf, "step": 0, "metrics": {}, "bad": 0, "last": None,
+                                    "elapsed_seconds": 0.0, "train_seconds": 0.0, "audio_seconds": 0.0}
+            start = 0
+            if saved is not None:
+                start = int(trainer.restore()["step"])
+                best.update(saved)
+            best["state"] = load_best(run_dir, best["step"]) if saved is not None and best["last"] else {}
+            if left is not None:  # it ended before its result was written
+                log.info("lr %g seed %d: resumed at step %d, nothing left to train (%s)", lr, seed, start, left)
+            elif start:
+                log.info("lr %g seed %d: resumed at step %d (best dev step %d)", lr, seed, start, best["step"])
+            clock = {"started": time.perf_counter(), "elapsed": best["elapsed_seconds"]}
 
             def evaluate(step: int) -> bool:
                 metrics = _dev_metrics(task, model, coder, samples, label_map, split.dev, dev, batch_frames)
@@ -377,31 +460,45 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                          " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                 trainer.record(step, dev=metrics)
                 if value > best["score"]:
+                    previous = best["step"] if best["last"] else None
                     best.update(score=value, step=step, metrics=metrics, bad=0,
                                 state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+                    save_best(run_dir, step, best["state"], keep=previous)
                 else:
                     best["bad"] += 1
                 best["last"] = step
+                best["elapsed_seconds"] = clock["elapsed"] + time.perf_counter() - clock["started"]
+                # the checkpoint that follows this evaluation stores the record
+                trainer.state[RUN_KEY] = {k: v for k, v in best.items() if k != "state"}
                 return best["bad"] >= patience
 
             def on_step(entry: Any) -> bool:  # rank 0 evaluates; the trainer broadcasts its decision
+                best["train_seconds"] += entry.wall_seconds
+                best["audio_seconds"] += entry.amount
                 if not dist.is_main or (entry.step % eval_every and entry.step != max_steps):
                     return False
                 return evaluate(entry.step)
 
-            result = trainer.run(0, on_step)
+            if left is not None:
+                steps_done, stop_reason = start, left
+            else:
+                result = trainer.run(start, on_step)
+                steps_done, stop_reason = result.steps_done, result.stop_reason
             if not dist.is_main:
                 continue
-            if best.get("last") != result.steps_done:
-                evaluate(result.steps_done)
+            if best.get("last") != steps_done:
+                evaluate(steps_done)
             model.load_state_dict(best["state"])
-            wall = sum(h.wall_seconds for h in result.history)
-            runs.append(RunResult(lr=float(lr), seed=int(seed), dev=best["metrics"], dev_score=best["score"],
-                                  best_step=best["step"], steps_done=result.steps_done,
-                                  stop_reason=result.stop_reason, train_seconds=wall,
-                                  audio_seconds=sum(h.amount for h in result.history),
-                                  layer_weights=model.layer_weights(), state=best["state"],
-                                  warmup_steps=cfg.warmup_steps))
+            run = RunResult(lr=float(lr), seed=int(seed), dev=best["metrics"], dev_score=best["score"],
+                            best_step=best["step"], steps_done=steps_done, stop_reason=stop_reason,
+                            train_seconds=best["train_seconds"], audio_seconds=best["audio_seconds"],
+                            layer_weights=model.layer_weights(), state=best["state"], warmup_steps=cfg.warmup_steps)
+            prune_best(run_dir, {run.best_step})
+            save_result(run_dir, {**run.record(), "dev_score": run.dev_score,
+                                  "audio_seconds": run.audio_seconds, "train_seconds": run.train_seconds,
+                                  "elapsed_seconds": best["elapsed_seconds"],
+                                  "best": {k: v for k, v in best.items() if k != "state"}}, fingerprint)
+            runs.append(run)
 
     if not dist.is_main:
         return None
