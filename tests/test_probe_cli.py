@@ -352,3 +352,34 @@ def test_finetune_top_blocks(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path
         assert main(["probe", "train", "frames", manifest, "--encoder", "mfcc", "--finetune", "lora", "-o",
                      str(tmp_path / "x"), "--quiet"]) == 2
     assert "no transformer blocks" in caplog.text
+
+
+def test_a_killed_sweep_is_refused_without_resume_and_finished_with_it(corpus: Path, tmp_path: Path, caplog,
+                                                                        monkeypatch):
+    from speechunits.training.loop import Trainer
+
+    out = tmp_path / "p"
+    argv = ["probe", "train", "phones", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
+            "--lr", "1e-3,1e-2", "--max-steps", "20", "--eval-every", "5", "--step-schedule", "--device", "cpu",
+            "--quiet"]
+    original, calls = Trainer.step, []
+
+    def killed_at_step_28(self, index, time_fraction=0.0):  # the second run's step 8 (its checkpoint: step 5)
+        if len(calls) == 27:
+            raise KeyboardInterrupt
+        calls.append(index)
+        return original(self, index, time_fraction)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "step", killed_at_step_28)
+        assert main(argv) == 130  # Ctrl-C
+    with caplog.at_level(logging.ERROR):
+        assert main(argv) == 2 and "unfinished sweep" in caplog.text and "--resume" in caplog.text
+    calls.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "step", lambda self, index, time_fraction=0.0: calls.append(index) or original(
+            self, index, time_fraction))
+        assert main(argv + ["--resume"]) == 0
+    assert calls == list(range(5, 20))
+    meta = json.loads((out / "probe.json").read_text())
+    assert [r["steps_done"] for r in meta["runs"]] == [20, 20]
