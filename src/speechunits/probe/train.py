@@ -422,12 +422,14 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             if resume and has_checkpoint(run_dir) and not clock_schedule:
                 state = read_state(run_dir)
                 check_fingerprint(state.get(SWEEP_KEY), fingerprint, run_dir)
-                # an ended run that continues (a larger budget) keeps its final evaluation too
-                saved = dict(ended["best"] if ended is not None else state[RUN_KEY])
-            elif run_dir.exists():  # nothing to continue (killed before its first evaluation, or a clock schedule)
-                if dist.is_main:
+                # an ended run that continues (a larger budget) keeps its final evaluation too; a
+                # checkpoint of a budget stop before the first evaluation has no record
+                record = ended["best"] if ended is not None else state.get(RUN_KEY)
+                saved = None if record is None else dict(record)
+            if resume and saved is None:  # nothing to continue (no evaluation yet, or a clock schedule)
+                if dist.is_main and run_dir.exists():
                     shutil.rmtree(run_dir)
-                dist.barrier()
+                dist.barrier()  # every rank, whatever it saw on disk: no rank may wait alone
             budget_left = _minutes_left(per_run_minutes, saved["elapsed_seconds"] if saved else 0.0)
             left = _nothing_left(saved, max_steps, patience, budget_left)
             cfg = OptimConfig(steps=max_steps, lr=float(lr), warmup_steps=warmup, schedule="linear", bf16=bf16,
@@ -446,7 +448,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             if saved is not None:
                 start = int(trainer.restore()["step"])
                 best.update(saved)
-            best["state"] = load_best(run_dir, best["step"]) if saved is not None and best["last"] else {}
+            best["state"] = load_best(run_dir, best["step"]) if best["last"] is not None else {}
             if left is not None:  # it ended before its result was written
                 log.info("lr %g seed %d: resumed at step %d, nothing left to train (%s)", lr, seed, start, left)
             elif start:
@@ -460,7 +462,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                          " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                 trainer.record(step, dev=metrics)
                 if value > best["score"]:
-                    previous = best["step"] if best["last"] else None
+                    previous = best["step"] if best["last"] is not None else None
                     best.update(score=value, step=step, metrics=metrics, bad=0,
                                 state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
                     save_best(run_dir, step, best["state"], keep=previous)
