@@ -75,6 +75,7 @@ import numpy as np
 
 from speechunits.corpus import open_corpus, read_speakers, write_tsv_subset
 from speechunits.probe import EncoderInput, UnitInput, make_split, train_probe_on_corpus
+from speechunits.probe.resume import sweep_progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from su import su  # noqa: E402  (bench/su.py)
@@ -238,7 +239,7 @@ class Bench:
                frame_rate: float = 50.0, **extra: Any) -> None:
         """Start the ``task`` probe of ``row`` (or load it when its directory holds one)."""
         manifest = manifest or self.corpus / "manifest.tsv"
-        probe_dir = self.out / "probes" / f"{row}-{task}".replace(" ", "_").replace("+", "_")
+        probe_dir = self.probe_dir(row, task)
         cached = probe_dir / "probe.json"
         if cached.is_file():
             self._record(row, task, json.loads(cached.read_text()))
@@ -259,6 +260,9 @@ class Bench:
             options["stack"] = 1 if spec["dedup"] or spec["bpe"] else stack_for(frame_rate)
         options.update(extra)  # the caller's settings win (e.g. lrs, split_file, embed_init)
         self.pending[(row, task)] = self.pool.submit(run_probe, task, str(manifest), spec, str(probe_dir), options)
+
+    def probe_dir(self, row: str, task: str) -> Path:
+        return self.out / "probes" / f"{row}-{task}".replace(" ", "_").replace("+", "_")
 
     def done(self, row: str, task: str) -> bool:
         return task in self.results.get(row, {})
@@ -597,6 +601,10 @@ def main() -> int:
         missing = [f"{row} {task}" for row, task in wanted if not bench.done(row, task)]
         report.append(f"not done yet ({len(missing)} sweeps; rerun without --report to train them): "
                       f"{', '.join(missing) or 'none'}")
+        for row, task in wanted:  # where the unfinished sweeps stand (they resume from there)
+            runs = sweep_progress(bench.probe_dir(row, task)) if not bench.done(row, task) else {}
+            if runs:
+                report.append(f"  {row} {task}: " + "; ".join(f"{name} {state}" for name, state in runs.items()))
     else:
         report.append(f"total wall time {time.time() - started:.0f} s")
     text = table + "\n" + "\n".join(report) + "\n"

@@ -11,6 +11,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.probe.inputs import ArrayInput
 from speechunits.probe.labels import LabelSet
 from speechunits.probe.model_dir import load_probe
+from speechunits.probe.resume import sweep_progress
 from speechunits.probe.splits import Split
 from speechunits.probe.train import train_probe
 from speechunits.training.loop import Trainer, step_records
@@ -78,6 +79,8 @@ def test_a_sweep_killed_in_its_second_run_resumes_from_the_last_dev_evaluation(t
     with pytest.raises(Killed):
         _sweep(tmp_path / "killed")
     assert not (tmp_path / "killed" / "probe.json").exists()
+    assert sweep_progress(tmp_path / "killed") == {"lr0.003-seed0": f"ended at step {RUN_STEPS} (max_steps)",
+                                                   "lr0.03-seed0": "at step 30"}
     with pytest.raises(SpeechUnitsError, match="unfinished sweep.*--resume"):
         _sweep(tmp_path / "killed")
     monkeypatch.undo()

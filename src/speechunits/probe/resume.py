@@ -117,3 +117,25 @@ def read_result(run_dir: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any]
     record = read_json_object(path, missing=f"{path}: missing")
     check_fingerprint(record.pop(SWEEP_KEY, None), fingerprint, Path(run_dir))
     return record
+
+
+def sweep_progress(out_dir: Path) -> dict[str, str]:
+    """``{run name: "ended at step N (reason)" | "at step N" | "not started"}`` of the runs under
+    ``out_dir/runs/`` (for reports beside a running or killed sweep; reads, never writes)."""
+    from speechunits.training.checkpoint import STATE_FILE, training_dir
+
+    progress: dict[str, str] = {}
+    runs = Path(out_dir) / "runs"
+    for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
+        try:
+            if (run_dir / RESULT_FILE).is_file():
+                record = read_json_object(run_dir / RESULT_FILE)
+                progress[run_dir.name] = f"ended at step {record['steps_done']} ({record['stop_reason']})"
+            elif (training_dir(run_dir) / STATE_FILE).is_file():
+                step = read_json_object(training_dir(run_dir) / STATE_FILE).get("step")
+                progress[run_dir.name] = f"at step {step}"
+            else:
+                progress[run_dir.name] = "not started"
+        except (SpeechUnitsError, KeyError):  # a file being replaced as we read: say so, do not fail
+            progress[run_dir.name] = "unreadable now"
+    return progress
