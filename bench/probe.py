@@ -54,8 +54,9 @@ What it does, with every setting fixed here (nothing is chosen on test data):
 6. ``--librispeech DIR`` (e.g. ``../shared/data/librispeech-sample``): speaker probes on its
    10 speakers x 10 utterances of test-other, split by utterance, MFCC vs the tiny model.
 7. ``--report`` (same ``--out`` and options): the table of the sweeps that are done, starting none and
-   deleting nothing (safe beside a running bench), written to ``OUT/table-partial.md``: a run of ~12 h
-   spans sessions here, and every finished sweep is kept.
+   deleting nothing (safe beside a running bench), written to ``OUT/table-partial.md``, with where each
+   unfinished sweep stands: a run of ~12 h spans sessions here; every finished sweep is kept and an
+   unfinished one resumes (its ended runs reused, the others from their last dev evaluation).
 """
 from __future__ import annotations
 
