@@ -81,6 +81,9 @@ def test_a_sweep_killed_in_its_second_run_resumes_from_the_last_dev_evaluation(t
     assert not (tmp_path / "killed" / "probe.json").exists()
     assert sweep_progress(tmp_path / "killed") == {"lr0.003-seed0": f"ended at step {RUN_STEPS} (max_steps)",
                                                    "lr0.03-seed0": "at step 30"}
+    (tmp_path / "killed" / "runs" / "lr0.03-seed0" / "training" / "state.json").rename(tmp_path / "state.json")
+    assert sweep_progress(tmp_path / "killed")["lr0.03-seed0"] == "started, no checkpoint now"  # one being written
+    (tmp_path / "state.json").rename(tmp_path / "killed" / "runs" / "lr0.03-seed0" / "training" / "state.json")
     with pytest.raises(SpeechUnitsError, match="unfinished sweep.*--resume"):
         _sweep(tmp_path / "killed")
     monkeypatch.undo()

@@ -120,8 +120,8 @@ def read_result(run_dir: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any]
 
 
 def sweep_progress(out_dir: Path) -> dict[str, str]:
-    """``{run name: "ended at step N (reason)" | "at step N" | "not started"}`` of the runs under
-    ``out_dir/runs/`` (for reports beside a running or killed sweep; reads, never writes)."""
+    """``{run name: "ended at step N (reason)" | "at step N" | "started, no checkpoint now" | "not started"}``
+    of the runs under ``out_dir/runs/`` (for reports beside a running or killed sweep; reads, never writes)."""
     from speechunits.training.checkpoint import STATE_FILE, training_dir
 
     progress: dict[str, str] = {}
@@ -134,6 +134,8 @@ def sweep_progress(out_dir: Path) -> dict[str, str]:
             elif (training_dir(run_dir) / STATE_FILE).is_file():
                 step = read_json_object(training_dir(run_dir) / STATE_FILE).get("step")
                 progress[run_dir.name] = f"at step {step}"
+            elif training_dir(run_dir).is_dir():  # before its first checkpoint, or while one is written
+                progress[run_dir.name] = "started, no checkpoint now"
             else:
                 progress[run_dir.name] = "not started"
         except (SpeechUnitsError, KeyError):  # a file being replaced as we read: say so, do not fail
