@@ -51,6 +51,14 @@ def parse_json_object(text: str, where: str) -> dict[str, Any]:
     return data
 
 
+def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON through a temp name and an atomic rename (a reader sees the old or the new file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def read_safetensors(path: str | os.PathLike[str]) -> "dict[str, torch.Tensor]":
     """The tensors of a safetensors file (on the CPU), or a :class:`SpeechUnitsError` when it is missing or unreadable."""
     from safetensors import SafetensorError

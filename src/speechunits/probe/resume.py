@@ -26,8 +26,9 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.files import read_json_object, read_safetensors
+from speechunits.files import read_json_object, read_safetensors, write_json_atomic
 
+RUNS_DIR = "runs"
 RESULT_FILE = "result.json"
 BEST_PREFIX = "best-step"
 #: keys of a checkpoint's state.json written by a sweep
@@ -103,10 +104,7 @@ def load_best(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
 
 def save_result(run_dir: Path, record: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> None:
     """Write ``result.json`` (the ended run's record beside the sweep fingerprint), atomically."""
-    path = Path(run_dir) / RESULT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({**record, SWEEP_KEY: fingerprint}, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(Path(run_dir) / RESULT_FILE, {**record, SWEEP_KEY: fingerprint})
 
 
 def read_result(run_dir: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -121,11 +119,12 @@ def read_result(run_dir: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any]
 
 def sweep_progress(out_dir: Path) -> dict[str, str]:
     """``{run name: "ended at step N (reason)" | "at step N" | "started, no checkpoint now" | "not started"}``
-    of the runs under ``out_dir/runs/`` (for reports beside a running or killed sweep; reads, never writes)."""
+    of the runs under ``out_dir/runs/`` (:data:`RUNS_DIR`), for reports beside a running or killed sweep
+    (reads, never writes)."""
     from speechunits.training.checkpoint import STATE_FILE, training_dir
 
     progress: dict[str, str] = {}
-    runs = Path(out_dir) / "runs"
+    runs = Path(out_dir) / RUNS_DIR
     for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
         try:
             if (run_dir / RESULT_FILE).is_file():

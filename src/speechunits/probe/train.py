@@ -40,14 +40,13 @@ from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.task import (CTC, DEFAULT_BATCH_FRAMES, FRAME, UTTERANCE, ProbeTask, ctc_too_short,
                                     objective_of, predict_logits)
-from speechunits.probe.resume import (RUN_KEY, SWEEP_KEY, check_fingerprint, load_best, prune_best, read_result,
-                                      save_best, save_result, split_digest)
+from speechunits.probe.resume import (RUN_KEY, RUNS_DIR, SWEEP_KEY, check_fingerprint, load_best, prune_best,
+                                      read_result, save_best, save_result, split_digest)
 from speechunits.training.checkpoint import has_checkpoint, read_state, training_dir
 from speechunits.training.loop import STOP_MAX_STEPS, STOP_REQUESTED, STOP_TIME_BUDGET
 
 log = logging.getLogger(__name__)
 
-RUNS_DIR = "runs"
 DEFAULT_EVAL_EVERY = 50
 DEFAULT_PATIENCE = 5
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.files import read_json_object
+from speechunits.files import read_json_object, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +114,6 @@ def read_sidecar(directory: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return read_json_object(path)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON through a temp name and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def directory_meta(directory: Path, shards: list[Path] | None = None) -> dict[str, Any] | None:
