@@ -79,6 +79,7 @@ from speechunits.probe import EncoderInput, UnitInput, make_split, train_probe_o
 from speechunits.probe.resume import sweep_progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from probe_state import round_weights_to_half  # noqa: E402  (bench/probe_state.py)
 from su import su  # noqa: E402  (bench/su.py)
 
 log = logging.getLogger("bench.probe")
@@ -156,9 +157,15 @@ def ensure_pretrained(args: argparse.Namespace, out: Path, cfg: dict[str, Any]) 
         return Path(args.pretrained)
     model = out / "tiny"
     if not (model / "config.json").is_file():
-        su("pretrain", str(out / "train.tsv"), "-o", str(model), "--config", "tiny", "--steps",
-           str(cfg["pretrain_steps"]), "--max-minutes", str(cfg["pretrain_minutes"]), *RECIPE, *ITERATIONS, "--device",
-           args.device, "--quiet", child=True, stdout=out / "pretrain.json")
+        # --pretrain-steps: a step budget, so the model does not depend on the machine's load (the lr decay
+        # follows the steps); otherwise the --pretrain-minutes budget stops each iteration and its decay follows it
+        budget = (["--steps", str(args.pretrain_steps)] if args.pretrain_steps else
+                  ["--steps", str(cfg["pretrain_steps"]), "--max-minutes", str(cfg["pretrain_minutes"])])
+        su("pretrain", str(out / "train.tsv"), "-o", str(model), "--config", "tiny", *budget, *RECIPE, *ITERATIONS,
+           "--device", args.device, "--quiet", child=True, stdout=out / "pretrain.json")
+    # float16-exact weights, so bench/probe_state.py carries the model to the next session in half the bytes
+    # and restores the very model the finished sweeps read (a no-op once rounded)
+    round_weights_to_half(model / "model.safetensors")
     return model
 
 
@@ -441,6 +448,9 @@ def main() -> int:
     parser.add_argument("--speakers", type=int, help="synthetic speakers (default 20; quick 6)")
     parser.add_argument("--pretrain-minutes", type=float,
                         help="pretraining budget of each of the two iterations (default 30; quick 0.5)")
+    parser.add_argument("--pretrain-steps", type=int,
+                        help="optimizer steps of each pretraining iteration instead of the --pretrain-minutes budget "
+                        "(the model then does not depend on the machine's load)")
     parser.add_argument("--pretrained", help="a `speechunits pretrain` model directory instead of pretraining")
     parser.add_argument("--probe-minutes", type=float,
                         help="budget of each probe's lr x seed sweep, shared equally by its runs (default 240)")
