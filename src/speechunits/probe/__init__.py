@@ -9,7 +9,9 @@ Model side: :mod:`~speechunits.probe.inputs` (what a probe reads: encoder featur
 a features directory, unit stores; identities), :mod:`~speechunits.probe.heads` (weighted-sum /
 hierarchical-conv / single featurizers, unit embeddings, linear and BiLSTM heads),
 :mod:`~speechunits.probe.task` (the training-loop task of each objective),
-:mod:`~speechunits.probe.train` (lr x seed sweep, early stopping), :mod:`~speechunits.probe.model_dir`
+:mod:`~speechunits.probe.train` (the lr x seed sweep, best by dev, test once),
+:mod:`~speechunits.probe.run` (one run of it: dev evaluations, early stopping, the best weights),
+:mod:`~speechunits.probe.resume` (a killed sweep's state on disk), :mod:`~speechunits.probe.model_dir`
 (the probe directory) and :mod:`~speechunits.probe.evaluate` (metrics, ``evaluate_probe``, ``transcribe``).
 Names below are imported on first use, so ``import speechunits.probe`` stays light.
 """

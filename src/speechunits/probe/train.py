@@ -3,7 +3,8 @@
 For every ``lr`` in ``lrs`` and ``seed`` in ``seeds`` a fresh model (featurizer + head) trains on
 :class:`speechunits.training.Trainer` over the training part of the split, evaluating on dev
 every ``eval_every`` steps (through ``on_step``) and keeping the best weights; ``patience``
-evaluations without improvement stop the run (early stopping). The learning rate with the best
+evaluations without improvement stop the run (early stopping; one run is
+:func:`speechunits.probe.run.train_run`). The learning rate with the best
 mean dev metric over seeds is chosen; only then is the test part read, once per seed of that lr,
 and reported as mean and standard deviation over seeds (s3prl users' most common complaint:
 one hand-tuned learning rate per model and task). The best seed's weights become the probe
@@ -21,59 +22,29 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.defaults import DEFAULT_WARMUP_FRACTION
-from speechunits.probe.evaluate import PRIMARY, corpus_labels, decode_logits, score_predictions, selection_score
-from speechunits.probe.heads import (EMBED_INITS, EMBED_RANDOM, FINETUNE_TOP, INTERFACES, Finetune, ProbeModel,
-                                     build_model, check_dropout, is_conformer_block, parse_finetune)
-from speechunits.probe.inputs import (FEATURES, UNITS, EncoderInput, ProbeInput, Sample, as_corpus,
-                                      feature_statistics)
+from speechunits.probe.evaluate import PRIMARY, corpus_labels
+from speechunits.probe.heads import (EMBED_INITS, EMBED_RANDOM, FINETUNE_TOP, INTERFACES, Finetune, build_model,
+                                     check_dropout, is_conformer_block, parse_finetune)
+from speechunits.probe.inputs import FEATURES, UNITS, EncoderInput, ProbeInput, as_corpus, feature_statistics
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
-from speechunits.probe.task import (CTC, DEFAULT_BATCH_FRAMES, FRAME, UTTERANCE, ProbeTask, ctc_too_short,
-                                    objective_of, predict_logits)
-from speechunits.probe.resume import (RUN_KEY, RUNS_DIR, SWEEP_KEY, check_fingerprint, load_best, prune_best,
-                                      read_result, save_best, save_result, split_digest)
-from speechunits.training.checkpoint import has_checkpoint, read_state, training_dir
-from speechunits.training.loop import STOP_MAX_STEPS, STOP_REQUESTED, STOP_TIME_BUDGET
+from speechunits.probe.resume import RUNS_DIR, split_digest
+from speechunits.probe.run import RunResult, SweepRun, dev_metrics, train_run
+from speechunits.probe.task import CTC, DEFAULT_BATCH_FRAMES, FRAME, UTTERANCE, ctc_too_short, objective_of
+from speechunits.training.checkpoint import training_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EVAL_EVERY = 50
 DEFAULT_PATIENCE = 5
-
-
-@dataclass
-class RunResult:
-    """One ``(lr, seed)`` run: its best dev metrics and where it stopped."""
-
-    lr: float
-    seed: int
-    dev: dict[str, float]
-    dev_score: float
-    best_step: int
-    steps_done: int
-    stop_reason: str
-    train_seconds: float
-    audio_seconds: float
-    layer_weights: list[float] | None
-    state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
-    test: dict[str, float] | None = None
-    warmup_steps: int = 0
-
-    def record(self) -> dict[str, Any]:
-        return {"lr": self.lr, "seed": self.seed, "dev": self.dev, "test": self.test, "best_step": self.best_step,
-                "steps_done": self.steps_done, "stop_reason": self.stop_reason, "layer_weights": self.layer_weights,
-                "warmup_steps": self.warmup_steps, "train_seconds": round(self.train_seconds, 3),
-                "x_realtime": self.audio_seconds / max(self.train_seconds, 1e-9)}
 
 
 @dataclass
@@ -238,42 +209,6 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
     return spec
 
 
-def _dev_metrics(task: str, model: ProbeModel, coder: LabelCoder, samples: Mapping[str, Sample],
-                 labels: Mapping[str, Any], ids: Sequence[str], device: torch.device,
-                 batch_frames: int) -> dict[str, float]:
-    logits = predict_logits(model, samples, ids, device=device, batch_frames=batch_frames)
-    return score_predictions(task, labels, {i: decode_logits(coder, out) for i, out in logits.items()})
-
-
-def _minutes_left(per_run_minutes: float | None, elapsed_seconds: float) -> float | None:
-    """What remains of a run's time budget (None: no budget; 0.0: spent)."""
-    if per_run_minutes is None:
-        return None
-    return max(0.0, per_run_minutes - elapsed_seconds / 60.0)
-
-
-def _nothing_left(saved: Mapping[str, Any] | None, max_steps: int, patience: int,
-                  budget_left: float | None) -> str | None:
-    """Why a resumed run has no step left to train (its stop reason), or None when it goes on."""
-    if saved is None:
-        return None
-    if saved["last"] >= max_steps:
-        return STOP_MAX_STEPS
-    if saved["bad"] >= patience:
-        return STOP_REQUESTED
-    return STOP_TIME_BUDGET if budget_left == 0.0 else None
-
-
-def _ended_run(run_dir: Path, record: Mapping[str, Any]) -> RunResult:
-    """The :class:`RunResult` of a run that ended in an earlier (killed) sweep."""
-    return RunResult(lr=float(record["lr"]), seed=int(record["seed"]), dev=dict(record["dev"]),
-                     dev_score=float(record["dev_score"]), best_step=int(record["best_step"]),
-                     steps_done=int(record["steps_done"]), stop_reason=str(record["stop_reason"]),
-                     train_seconds=float(record["train_seconds"]), audio_seconds=float(record["audio_seconds"]),
-                     layer_weights=record["layer_weights"], state=load_best(run_dir, int(record["best_step"])),
-                     warmup_steps=int(record["warmup_steps"]))
-
-
 def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir: str | Path, *,
                 interface: str = "weighted-sum", head: str = "linear", layer: int | None = None,
                 combine: str = "sum", embed_dim: int = 256, hidden: int = 256, normalize: bool = False,
@@ -336,9 +271,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             or dev utterance, bad options.
     """
     from speechunits import __version__
-    from speechunits.training.config import OptimConfig
     from speechunits.training.distributed import init_distributed
-    from speechunits.training.loop import Trainer
 
     out = Path(out_dir)
     if (out / PROBE_FILE).exists():
@@ -399,107 +332,13 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         fingerprint.update(max_minutes=float(max_minutes), runs=len(lrs) * len(seeds),
                            warmup_fraction=float(warmup_fraction))
 
-    runs: list[RunResult] = []
-    for lr in lrs:
-        for seed in seeds:
-            run_dir = out / RUNS_DIR / f"lr{lr:g}-seed{seed}"
-            ended = read_result(run_dir, fingerprint) if resume else None
-            more = _minutes_left(per_run_minutes, ended["elapsed_seconds"] if ended else 0.0)
-            if ended is not None and (ended["stop_reason"] != STOP_TIME_BUDGET or clock_schedule
-                                      or not more or more < 0.01 * per_run_minutes):
-                if dist.is_main:
-                    runs.append(_ended_run(run_dir, ended))
-                continue
-            torch.manual_seed(seed)
-            model = build_model(spec, pretrained=True)
-            if statistics is not None:
-                model.set_input_statistics(*statistics)
-            if centroids is not None:
-                model.featurizer.load_centroids(centroids)
-            model = model.to(dev)
-            saved: dict[str, Any] | None = None
-            if resume and has_checkpoint(run_dir) and not clock_schedule:
-                state = read_state(run_dir)
-                check_fingerprint(state.get(SWEEP_KEY), fingerprint, run_dir)
-                # an ended run that continues (a larger budget) keeps its final evaluation too; a
-                # checkpoint of a budget stop before the first evaluation has no record
-                record = ended["best"] if ended is not None else state.get(RUN_KEY)
-                saved = None if record is None else dict(record)
-            if resume and saved is None:  # nothing to continue (no evaluation yet, or a clock schedule)
-                if dist.is_main and run_dir.exists():
-                    shutil.rmtree(run_dir)
-                dist.barrier()  # every rank, whatever it saw on disk: no rank may wait alone
-            budget_left = _minutes_left(per_run_minutes, saved["elapsed_seconds"] if saved else 0.0)
-            left = _nothing_left(saved, max_steps, patience, budget_left)
-            cfg = OptimConfig(steps=max_steps, lr=float(lr), warmup_steps=warmup, schedule="linear", bf16=bf16,
-                              max_minutes=budget_left or None, seed=int(seed), log_every=eval_every,
-                              warmup_fraction=None if per_run_minutes is None else warmup_fraction,
-                              decay_by_time=not step_schedule, checkpoint_every=eval_every)
-            probe_task = ProbeTask(task, samples, targets, split.train, frame_rate=inputs.frame_rate,
-                                   batch_frames=batch_frames, seed=int(seed))
-            trainer = Trainer(model, probe_task, cfg, run_dir, device=dev, dist=dist,
-                              state={"probe": {"task": task, "spec": spec}, "consumes": inputs.identity(),
-                                     SWEEP_KEY: fingerprint},
-                              desc=f"probe {task} lr {lr:g} seed {seed}", amount_unit="audio s", quiet=quiet)
-            best: dict[str, Any] = {"score": -math.inf, "step": 0, "metrics": {}, "bad": 0, "last": None,
-                                    "elapsed_seconds": 0.0, "train_seconds": 0.0, "audio_seconds": 0.0}
-            start = 0
-            if saved is not None:
-                start = int(trainer.restore()["step"])
-                best.update(saved)
-            best["state"] = load_best(run_dir, best["step"]) if best["last"] is not None else {}
-            if left is not None:  # it ended before its result was written
-                log.info("lr %g seed %d: resumed at step %d, nothing left to train (%s)", lr, seed, start, left)
-            elif start:
-                log.info("lr %g seed %d: resumed at step %d (best dev step %d)", lr, seed, start, best["step"])
-            clock = {"started": time.perf_counter(), "elapsed": best["elapsed_seconds"]}
-
-            def evaluate(step: int) -> bool:
-                metrics = _dev_metrics(task, model, coder, samples, label_map, split.dev, dev, batch_frames)
-                value = selection_score(task, metrics)
-                log.info("lr %g seed %d step %d dev %s", lr, seed, step,
-                         " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-                trainer.record(step, dev=metrics)
-                if value > best["score"]:
-                    previous = best["step"] if best["last"] is not None else None
-                    best.update(score=value, step=step, metrics=metrics, bad=0,
-                                state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-                    save_best(run_dir, step, best["state"], keep=previous)
-                else:
-                    best["bad"] += 1
-                best["last"] = step
-                best["elapsed_seconds"] = clock["elapsed"] + time.perf_counter() - clock["started"]
-                # the checkpoint that follows this evaluation stores the record
-                trainer.state[RUN_KEY] = {k: v for k, v in best.items() if k != "state"}
-                return best["bad"] >= patience
-
-            def on_step(entry: Any) -> bool:  # rank 0 evaluates; the trainer broadcasts its decision
-                best["train_seconds"] += entry.wall_seconds
-                best["audio_seconds"] += entry.amount
-                if not dist.is_main or (entry.step % eval_every and entry.step != max_steps):
-                    return False
-                return evaluate(entry.step)
-
-            if left is not None:
-                steps_done, stop_reason = start, left
-            else:
-                result = trainer.run(start, on_step)
-                steps_done, stop_reason = result.steps_done, result.stop_reason
-            if not dist.is_main:
-                continue
-            if best.get("last") != steps_done:
-                evaluate(steps_done)
-            model.load_state_dict(best["state"])
-            run = RunResult(lr=float(lr), seed=int(seed), dev=best["metrics"], dev_score=best["score"],
-                            best_step=best["step"], steps_done=steps_done, stop_reason=stop_reason,
-                            train_seconds=best["train_seconds"], audio_seconds=best["audio_seconds"],
-                            layer_weights=model.layer_weights(), state=best["state"], warmup_steps=cfg.warmup_steps)
-            prune_best(run_dir, {run.best_step})
-            save_result(run_dir, {**run.record(), "dev_score": run.dev_score,
-                                  "audio_seconds": run.audio_seconds, "train_seconds": run.train_seconds,
-                                  "elapsed_seconds": best["elapsed_seconds"],
-                                  "best": {k: v for k, v in best.items() if k != "state"}}, fingerprint)
-            runs.append(run)
+    sweep = SweepRun(out=out, task=task, spec=spec, inputs=inputs, samples=samples, targets=targets,
+                     labels=label_map, coder=coder, split=split, fingerprint=fingerprint, resume=resume, dist=dist,
+                     device=dev, statistics=statistics, centroids=centroids, per_run_minutes=per_run_minutes,
+                     clock_schedule=clock_schedule, max_steps=max_steps, eval_every=eval_every, patience=patience,
+                     warmup_steps=warmup, warmup_fraction=warmup_fraction, batch_frames=batch_frames,
+                     step_schedule=step_schedule, bf16=bf16, quiet=quiet)
+    runs = [run for lr in lrs for seed in seeds if (run := train_run(sweep, float(lr), int(seed))) is not None]
 
     if not dist.is_main:
         return None
@@ -513,7 +352,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     for run in finalists:  # the test part is read here, once per seed of the chosen lr
         model.load_state_dict(run.state)
         if test_ids:
-            run.test = _dev_metrics(task, model, coder, samples, label_map, test_ids, dev, batch_frames)
+            run.test = dev_metrics(task, model, coder, samples, label_map, test_ids, dev, batch_frames)
     chosen = max(finalists, key=lambda r: r.dev_score)
     model.load_state_dict(chosen.state)
     name, lower = PRIMARY[task]
