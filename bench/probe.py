@@ -114,6 +114,28 @@ QUICK = dict(minutes=3.0, speakers=6, pretrain_minutes=0.5, probe_minutes=0.15, 
 BATCH_FRAMES = 4000
 
 
+#: Options that change what a sweep measures; ``--jobs``, ``--device`` and ``--report`` do not.
+RUN_OPTIONS = ("quick", "pretrain_steps", "pretrained", "seeds", "step_schedule", "librispeech")
+OPTIONS_FILE = "options.json"
+
+
+def check_options(out: Path, args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    """Refuse to add to ``out`` under other options than those it was started with (``OUT/options.json``,
+    written by the first run; finished sweeps are reused as they are, so a changed option would mix
+    two configurations in one table)."""
+    options = {"config": {k: cfg[k] for k in sorted(cfg)}, **{k: getattr(args, k) for k in RUN_OPTIONS}}
+    path = out / OPTIONS_FILE
+    if not path.is_file():
+        if not args.report:
+            path.write_text(json.dumps(options, indent=1) + "\n", encoding="utf-8")
+        return
+    before = json.loads(path.read_text(encoding="utf-8"))
+    changed = sorted(k for k in set(before) | set(options) if before.get(k) != options.get(k))
+    if changed:
+        raise SystemExit(f"{out} was started with other options ({', '.join(changed)}: {path}); rerun with "
+                         "those, or give a new --out")
+
+
 def ensure_corpus(out: Path, minutes: float, speakers: int) -> Path:
     corpus = out / "corpus"
     if not (corpus / "corpus.json").is_file():
@@ -479,6 +501,7 @@ def main() -> int:
     if args.report and not (out / "probes").is_dir():
         raise SystemExit(f"--report: {out}/probes does not exist (no sweep has finished under this --out)")
     out.mkdir(parents=True, exist_ok=True)
+    check_options(out, args, cfg)
     started = time.time()
 
     corpus = ensure_corpus(out, cfg["minutes"], cfg["speakers"])

@@ -26,7 +26,7 @@ from pathlib import Path
 #: The model's own files (its training checkpoints stay behind); the rest of OUT's top level that is kept.
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "speechunits.json")
 WEIGHTS = "model.safetensors"
-TOP_FILES = ("split.tsv", "pretrain.json")
+TOP_FILES = ("options.json", "split.tsv", "pretrain.json")
 TOP_DIRS = ("codebook-k*", "units-k*", "bpe-k*")
 STATE_FILE = "state.json"
 
