@@ -9,14 +9,18 @@ table of 2026-12-01 came from ``--pretrain-minutes 20 --probe-minutes 25`` befor
 embedding tables changed (:data:`BPE_FACTOR`, :data:`UNIT_EMBED_INIT`), the tiny model's pretraining took voice
 perturbation (:data:`RECIPE`) and a second iteration (:data:`ITERATIONS`), and the heads grew (:data:`FULL`)::
 
-    python bench/probe.py --out bench/out/probe2 --minutes 60 --speakers 20 \\
-        --pretrain-minutes 30 --probe-minutes 240 --step-schedule --seeds 1 \\
+    python bench/probe.py --out bench/out/probe3 --minutes 60 --speakers 20 \\
+        --pretrain-steps 4000 --probe-minutes 240 --step-schedule --seeds 1 \\
         --librispeech ../shared/data/librispeech-sample
+
+The run outlasts a session's machine: bench/probe_state.py saves its small lasting part (model,
+codebooks, unit stores, BPEs, finished sweeps' records) to a committed folder and restores it on
+the next machine.
 
 Probe sweeps run ``--jobs`` at a time (default 2, one thread each: one per core of this machine) in
 worker processes; each sweep stops at ``--probe-minutes`` or when every run has stopped early (patience 40
 dev evaluations, 25 steps apart: :data:`FULL`; or 3000 steps). Duration on this 2-core machine: synthesis ~1 min,
-pretraining ``--pretrain-minutes``, codebooks and encodings ~5-10 min beside the first probes, then 32
+pretraining ``--pretrain-minutes`` (or ``--pretrain-steps``: 4,000 took ~30 idle minutes), codebooks and encodings ~5-10 min beside the first probes, then 32
 sweeps, 2 at a time. On a GPU (``--device cuda``, not measured here) give ``--jobs 1``. ``--seeds 3`` (the
 issue's setting) splits each budget over three times the runs.
 
@@ -27,7 +31,7 @@ What it does, with every setting fixed here (nothing is chosen on test data):
    probe; ``speaker`` probes split each speaker's utterances 80/10/10 (a speaker probe needs every
    speaker in training), on the same corpus.
 2. ``speechunits pretrain --config tiny`` on the training speakers' audio only, for
-   ``--pretrain-minutes`` per iteration (or ``--pretrained DIR``), with docs/train.md's CPU recipe (run D),
+   ``--pretrain-minutes`` or ``--pretrain-steps`` per iteration (or ``--pretrained DIR``), with docs/train.md's CPU recipe (run D),
    voice perturbation ``--augment pitch:-4..4,p=0.5`` (:data:`RECIPE`) and a second HuBERT iteration on
    K=100 units of the first one's layer 2 (:data:`ITERATIONS`); both chosen on bench/pretrain.py's dev corpus.
 3. Probes (``phones`` -> PER, ``asr`` chars -> WER/CER, ``speaker`` -> accuracy and the
