@@ -20,9 +20,9 @@ the next machine.
 Probe sweeps run ``--jobs`` at a time (default 2, one thread each: one per core of this machine) in
 worker processes; each sweep stops at ``--probe-minutes`` or when every run has stopped early (patience 40
 dev evaluations, 25 steps apart: :data:`FULL`; or 3000 steps). Duration on this 2-core machine: synthesis ~1 min,
-pretraining ``--pretrain-minutes`` (or ``--pretrain-steps``: 4,000 took ~30 idle minutes), codebooks and encodings ~5-10 min beside the first probes, then 32
-sweeps, 2 at a time. On a GPU (``--device cuda``, not measured here) give ``--jobs 1``. ``--seeds 3`` (the
-issue's setting) splits each budget over three times the runs.
+pretraining ``--pretrain-minutes`` (or ``--pretrain-steps``: 4,000 took ~30 idle minutes), codebooks and
+encodings ~5-10 min beside the first probes, then 32 sweeps, 2 at a time. On a GPU (``--device cuda``, not
+measured here) give ``--jobs 1``. ``--seeds 3`` (the issue's setting) splits each budget over three times the runs.
 
 What it does, with every setting fixed here (nothing is chosen on test data):
 
@@ -31,7 +31,8 @@ What it does, with every setting fixed here (nothing is chosen on test data):
    probe; ``speaker`` probes split each speaker's utterances 80/10/10 (a speaker probe needs every
    speaker in training), on the same corpus.
 2. ``speechunits pretrain --config tiny`` on the training speakers' audio only, for
-   ``--pretrain-minutes`` or ``--pretrain-steps`` per iteration (or ``--pretrained DIR``), with docs/train.md's CPU recipe (run D),
+   ``--pretrain-minutes`` or ``--pretrain-steps`` per iteration (or ``--pretrained DIR``), with docs/train.md's
+   CPU recipe (run D),
    voice perturbation ``--augment pitch:-4..4,p=0.5`` (:data:`RECIPE`) and a second HuBERT iteration on
    K=100 units of the first one's layer 2 (:data:`ITERATIONS`); both chosen on bench/pretrain.py's dev corpus.
 3. Probes (``phones`` -> PER, ``asr`` chars -> WER/CER, ``speaker`` -> accuracy and the

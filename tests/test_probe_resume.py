@@ -153,5 +153,10 @@ def test_a_resume_with_other_settings_is_refused_naming_them(tmp_path, monkeypat
         train_probe("phones", other, labels, split, tmp_path / "p", resume=True, interface="single", head="linear",
                     lrs=(3e-3, 3e-2), max_steps=RUN_STEPS, eval_every=10, patience=100, batch_frames=120,
                     step_schedule=True, quiet=True, device="cpu")
-    # the same settings go on
-    assert _sweep(tmp_path / "p", resume=True).lr in (3e-3, 3e-2)
+    # the same features under another name or path (another working directory) go on
+    inputs, labels, split = _corpus()
+    moved = ArrayInput(inputs.features, encoder="../elsewhere/toy", encoder_identity="enc-a", layers=[0],
+                       frame_rate=100.0)
+    assert train_probe("phones", moved, labels, split, tmp_path / "p", resume=True, interface="single",
+                       head="linear", lrs=(3e-3, 3e-2), max_steps=RUN_STEPS, eval_every=10, patience=100,
+                       batch_frames=120, step_schedule=True, quiet=True, device="cpu").lr in (3e-3, 3e-2)

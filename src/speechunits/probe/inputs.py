@@ -173,6 +173,13 @@ def describe_identity(identity: dict[str, Any]) -> str:
     return repr(identity)
 
 
+def identity_facts(identity: dict[str, Any]) -> dict[str, Any]:
+    """The part of an identity that :func:`check_identity` compares (its kind and :data:`_MATCH` keys):
+    no names or paths, so the same input read from another folder or working directory agrees."""
+    return {"kind": identity.get("kind"),
+            **{key: identity.get(key) for key in _MATCH.get(str(identity.get("kind")), ())}}
+
+
 def check_identity(expected: dict[str, Any], got: dict[str, Any]) -> None:
     """Raise SpeechUnitsError unless ``got`` gives what ``expected`` describes."""
     if expected.get("kind") != got.get("kind"):

@@ -33,7 +33,8 @@ from speechunits.probe.defaults import DEFAULT_WARMUP_FRACTION
 from speechunits.probe.evaluate import PRIMARY, corpus_labels
 from speechunits.probe.heads import (EMBED_INITS, EMBED_RANDOM, FINETUNE_TOP, INTERFACES, Finetune, build_model,
                                      check_dropout, is_conformer_block, parse_finetune)
-from speechunits.probe.inputs import FEATURES, UNITS, EncoderInput, ProbeInput, as_corpus, feature_statistics
+from speechunits.probe.inputs import (FEATURES, UNITS, EncoderInput, ProbeInput, as_corpus, feature_statistics,
+                                      identity_facts)
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.resume import RUNS_DIR, split_digest
@@ -322,7 +323,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     per_run_minutes = None if max_minutes is None else max_minutes / (len(lrs) * len(seeds))
     train_audio = sum(samples[i].input_frames for i in split.train) / inputs.frame_rate
 
-    fingerprint = {"task": task, "spec": spec, "consumes": inputs.identity(), "labels": coder.record(),
+    # what the input is, not where it was read from: a sweep resumes from another working directory
+    fingerprint = {"task": task, "spec": spec, "consumes": identity_facts(inputs.identity()), "labels": coder.record(),
                    "split": split_digest(split.train, split.dev, split.test), "max_steps": int(max_steps),
                    "eval_every": int(eval_every), "patience": int(patience), "batch_frames": int(batch_frames),
                    "warmup_steps": int(warmup), "step_schedule": bool(step_schedule), "bf16": bool(bf16),
