@@ -83,6 +83,20 @@ def corpus_digest(corpus: Path) -> str:
     return digest.hexdigest()
 
 
+def finished(folder: Path) -> bool:
+    """Whether a codebook, unit store or BPE folder of OUT is complete: a codebook has its
+    ``codebook.json``, a BPE its ``bpe.json``, and a unit store is complete once the bench has fitted
+    the BPE of the same K on it (it does so right after the store is written; a store being encoded
+    already holds files)."""
+    name = folder.name
+    if name.startswith("codebook-"):
+        return (folder / "codebook.json").is_file()
+    if name.startswith("bpe-"):
+        return (folder / "bpe.json").is_file()
+    k = name.removeprefix("units-")
+    return any((bpe / "bpe.json").is_file() for bpe in folder.parent.glob(f"bpe-{k}-*"))
+
+
 def save(out: Path, state: Path) -> list[str]:
     """Copy OUT's small lasting part into STATE (replacing what was there); returns what was kept."""
     corpus_info = json.loads((out / "corpus" / "corpus.json").read_text())
@@ -106,7 +120,7 @@ def save(out: Path, state: Path) -> list[str]:
             kept.append(name)
     for pattern in TOP_DIRS:
         for folder in sorted(out.glob(pattern)):
-            if folder.is_dir() and any(folder.iterdir()):
+            if folder.is_dir() and finished(folder):
                 shutil.copytree(folder, state / folder.name)
                 kept.append(folder.name + "/")
     for record in sorted((out / "probes").glob("*/probe.json")):
