@@ -22,6 +22,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 #: The model's own files (its training checkpoints stay behind); the rest of OUT's top level that is kept.
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "speechunits.json")
@@ -31,17 +32,22 @@ TOP_DIRS = ("codebook-k*", "units-k*", "bpe-k*")
 STATE_FILE = "state.json"
 
 
+def _read_weights(path: Path) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """A safetensors file's tensors and metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return {name: handle.get_tensor(name) for name in handle.keys()}, handle.metadata()
+
+
 def round_weights_to_half(path: Path) -> bool:
     """Round a safetensors file's float32 tensors to float16 values, kept as float32 (the file is rewritten
     atomically only when some value changes). The model then loses nothing when its state is stored in
     float16. Returns whether the file changed."""
     import torch
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    tensors, metadata = _read_weights(path)
     rounded = {name: t.half().float() if t.dtype == torch.float32 else t for name, t in tensors.items()}
     if all(rounded[name].equal(tensors[name]) for name in tensors):
         return False
@@ -54,13 +60,10 @@ def round_weights_to_half(path: Path) -> bool:
 def convert_weights(source: Path, target: Path, dtype: str) -> None:
     """Write ``source``'s safetensors with its float tensors as ``dtype`` ("float16" or "float32")."""
     import torch
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
     wanted = getattr(torch, dtype)
-    with safe_open(str(source), framework="pt") as handle:
-        metadata = handle.metadata()
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    tensors, metadata = _read_weights(source)
     for name, tensor in tensors.items():
         if tensor.is_floating_point():
             if dtype == "float16" and not tensor.half().float().equal(tensor.float()):
@@ -107,13 +110,12 @@ def save(out: Path, state: Path) -> list[str]:
     model = out / "tiny"
     if (model / "config.json").is_file():
         (state / "tiny").mkdir()
-        for name in MODEL_FILES:
-            if name == WEIGHTS and (model / name).is_file():  # float16 on disk, restored to the same float32
+        for name in (n for n in MODEL_FILES if (model / n).is_file()):
+            if name == WEIGHTS:  # float16 on disk, restored to the same float32
                 convert_weights(model / name, state / "tiny" / name, "float16")
-                kept.append(f"tiny/{name}")
-            elif (model / name).is_file():
+            else:
                 shutil.copy2(model / name, state / "tiny" / name)
-                kept.append(f"tiny/{name}")
+            kept.append(f"tiny/{name}")
     for name in TOP_FILES:
         if (out / name).is_file():
             shutil.copy2(out / name, state / name)
