@@ -354,6 +354,37 @@ def test_finetune_top_blocks(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path
     assert "no transformer blocks" in caplog.text
 
 
+def test_a_lora_asr_probe_decodes_with_a_word_lm(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path, capsys):
+    """--lm serves a fine-tuned probe as it serves a frozen one: eval and transcribe run the encoder with the
+    probe's low-rank updates, then the beam search turns spelled non-words into the LM's words."""
+    from speechunits.lm.arpa import read_arpa
+
+    manifest = str(corpus / "manifest.tsv")
+    out = tmp_path / "asr-lora"
+    assert main(["probe", "train", "asr", manifest, "--encoder", str(tiny_hubert_dir), "--finetune", "lora:2",
+                 "-o", str(out), "--lr", "1e-2", "--max-steps", "20", "--eval-every", "10", "--batch-frames", "3000",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert json.loads((out / "probe.json").read_text())["finetune"]["kind"] == "lora"
+    arpa = tmp_path / "words.arpa"
+    assert main(["lm", "text-ngram", str(corpus / "text.tsv"), "-o", str(arpa), "--exclude", str(out),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["probe", "eval", str(out), manifest, "--split", "dev", "--json", "--lm", str(arpa),
+                 "--alpha", "1.0", "--beam", "8", "--device", "cpu", "--quiet"]) == 0
+    with_lm = json.loads(capsys.readouterr().out)
+    assert with_lm["lm"]["beam"] == 8 and 0 <= with_lm["wer"] and with_lm["utterances"] > 0
+    vocabulary = read_arpa(arpa).vocabulary
+
+    def known_share(extra: list[str]) -> float:
+        assert main(["transcribe", str(corpus / "wavs"), "--probe", str(out), "--json", "--device", "cpu",
+                     "--quiet", *extra]) == 0
+        words = [w for line in capsys.readouterr().out.splitlines() for w in json.loads(line)["text"].split()]
+        return sum(w in vocabulary for w in words) / max(len(words), 1)
+
+    greedy, searched = known_share([]), known_share(["--lm", str(arpa), "--alpha", "1.0", "--beam", "16"])
+    assert searched > greedy + 0.2
+
+
 def test_a_killed_sweep_is_refused_without_resume_and_finished_with_it(corpus: Path, tmp_path: Path, caplog,
                                                                         monkeypatch):
     from speechunits.training.loop import Trainer
