@@ -37,7 +37,8 @@ import torch
 
 from speechunits.probe import EncoderInput, make_split
 from speechunits.probe.evaluate import corpus_labels
-from speechunits.probe.heads import build_model, statistics_pooling
+from speechunits.probe.heads import statistics_pooling
+from speechunits.probe.model import build_model
 from speechunits.probe.inputs import as_corpus, feature_statistics
 from speechunits.probe.task import ProbeTask, batch_loss
 from speechunits.probe.train import make_coder, model_spec, train_probe

@@ -60,7 +60,7 @@ from speechunits.cli.common import parse_layers
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers, write_tsv
 from speechunits.encoders import load_encoder
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
-from speechunits.probe.heads import EMBED_CENTROIDS, EMBED_FROZEN
+from speechunits.probe.featurizers import EMBED_CENTROIDS, EMBED_FROZEN
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probe import Bench, ensure_bpe, input_spec, unit_bitrates  # noqa: E402  (bench/probe.py)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.heads import ProbeModel
+from speechunits.probe.model import ProbeModel
 from speechunits.probe.augment import (TimeMask, UnitNoise, apply_time_mask, nearest_units, parse_time_mask,
                                        parse_unit_noise, substitute_units, time_mask)
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.heads import BiLSTMHead, ProbeModel, reverse_padded, stack_frames
+from speechunits.probe.heads import BiLSTMHead, reverse_padded, stack_frames
+from speechunits.probe.model import ProbeModel
 from speechunits.probe.inputs import ArrayInput, Sample, UnitInput, feature_statistics
 from speechunits.probe.labels import LabelSet
 from speechunits.probe.model_dir import load_probe

@@ -18,8 +18,8 @@ pytest.importorskip("peft")
 
 from conftest import make_tiny_conformer, make_tiny_hf_model  # noqa: E402
 from speechunits.errors import SpeechUnitsError  # noqa: E402
-from speechunits.probe.heads import (ADAPTER_TARGETS, CONFORMER_ADAPTER_TARGETS, CONFORMER_LORA_TARGETS,  # noqa: E402
-                                     LORA_TARGETS, Finetune, TopBlocks, parse_finetune)
+from speechunits.probe.finetune import (ADAPTER_TARGETS, CONFORMER_ADAPTER_TARGETS, CONFORMER_LORA_TARGETS,  # noqa: E402
+                                        LORA_TARGETS, Finetune, TopBlocks, parse_finetune)
 from speechunits.probe.model_dir import load_probe  # noqa: E402
 from speechunits.probe.train import finetune_input, train_probe_on_corpus  # noqa: E402
 from speechunits.synth.testing import small_corpus  # noqa: E402

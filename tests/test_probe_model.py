@@ -11,8 +11,9 @@ import torch
 from speechunits.encoders.base import EncoderInfo
 from speechunits.errors import SpeechUnitsError
 from speechunits.features.io import FeaturesWriter
-from speechunits.probe.heads import (BiLSTMHead, HierarchicalConv, LinearHead, ProbeModel, UnitEmbedding,
-                                     WeightedSum, statistics_pooling)
+from speechunits.probe.featurizers import HierarchicalConv, UnitEmbedding, WeightedSum
+from speechunits.probe.heads import BiLSTMHead, LinearHead, statistics_pooling
+from speechunits.probe.model import ProbeModel
 from speechunits.probe.inputs import ArrayInput, FeaturesDirInput, Sample, UnitInput, check_identity
 from speechunits.probe.labels import IGNORE_INDEX, LabelSet
 from speechunits.probe.metrics import error_rate
@@ -361,7 +362,7 @@ def test_check_identity_refuses_units_for_a_features_probe():
 def test_top_blocks_reproduce_the_encoders_upper_layers(tiny_hubert_dir):
     """Blocks 3-4 re-run on layer 2 give the encoder's own layers 3 and 4, also inside a padded batch."""
     from speechunits.encoders import load_encoder
-    from speechunits.probe.heads import TopBlocks, parse_finetune
+    from speechunits.probe.finetune import TopBlocks, parse_finetune
 
     encoder = load_encoder(str(tiny_hubert_dir), device="cpu")
     rng = np.random.default_rng(0)

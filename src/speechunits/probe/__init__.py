@@ -6,8 +6,10 @@ Data side: :mod:`~speechunits.probe.labels` (task labels and their readers),
 :mod:`~speechunits.probe.metrics` (CTC greedy decoding, PER, WER/CER, accuracy, speaker leakage).
 
 Model side: :mod:`~speechunits.probe.inputs` (what a probe reads: encoder features on the fly,
-a features directory, unit stores; identities), :mod:`~speechunits.probe.heads` (weighted-sum /
-hierarchical-conv / single featurizers, unit embeddings, linear and BiLSTM heads),
+a features directory, unit stores; identities), :mod:`~speechunits.probe.featurizers` (weighted-sum /
+hierarchical-conv / single featurizers, unit embeddings), :mod:`~speechunits.probe.heads` (linear and
+BiLSTM heads), :mod:`~speechunits.probe.finetune` (``--finetune`` blocks: top N, LoRA, adapters),
+:mod:`~speechunits.probe.model` (the probe model built from its spec),
 :mod:`~speechunits.probe.task` (the training-loop task of each objective),
 :mod:`~speechunits.probe.train` (the lr x seed sweep, best by dev, test once),
 :mod:`~speechunits.probe.run` (one run of it: dev evaluations, early stopping, the best weights),
@@ -35,8 +37,8 @@ _LAZY = {
     "FeaturesDirInput": "speechunits.probe.inputs",
     "UnitInput": "speechunits.probe.inputs",
     "ArrayInput": "speechunits.probe.inputs",
-    "ProbeModel": "speechunits.probe.heads",
-    "WeightedSum": "speechunits.probe.heads",
+    "ProbeModel": "speechunits.probe.model",
+    "WeightedSum": "speechunits.probe.featurizers",
     "train_probe": "speechunits.probe.train",
     "train_probe_on_corpus": "speechunits.probe.train",
     "ProbeResult": "speechunits.probe.train",

@@ -32,7 +32,7 @@ import torch
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_json_object
-from speechunits.probe.heads import ProbeModel, build_model
+from speechunits.probe.model import ProbeModel, build_model
 from speechunits.probe.inputs import Sample, check_identity
 from speechunits.probe.task import CTC, FRAME, objective_of, predict_logits
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from speechunits.probe.evaluate import decode_logits, score_predictions, selection_score
-from speechunits.probe.heads import ProbeModel, build_model
+from speechunits.probe.model import ProbeModel, build_model
 from speechunits.probe.inputs import ProbeInput, Sample
 from speechunits.probe.model_dir import LabelCoder
 from speechunits.probe.resume import (RUN_KEY, RUNS_DIR, SWEEP_KEY, check_fingerprint, load_best, prune_best,

@@ -31,10 +31,12 @@ import numpy as np
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.defaults import DEFAULT_WARMUP_FRACTION
 from speechunits.probe.evaluate import PRIMARY, corpus_labels
-from speechunits.probe.heads import (EMBED_INITS, EMBED_RANDOM, FINETUNE_TOP, INTERFACES, Finetune, build_model,
-                                     check_dropout, is_conformer_block, parse_finetune)
+from speechunits.probe.featurizers import EMBED_INITS, EMBED_RANDOM, INTERFACES
+from speechunits.probe.finetune import FINETUNE_TOP, Finetune, is_conformer_block, parse_finetune
+from speechunits.probe.heads import check_dropout
 from speechunits.probe.inputs import (FEATURES, UNITS, EncoderInput, ProbeInput, as_corpus, feature_statistics,
                                       identity_facts)
+from speechunits.probe.model import build_model
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.resume import RUNS_DIR, split_digest
@@ -141,7 +143,7 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
                finetune_layers: Sequence[int] | None = None, standardize: bool = False, stack: int = 1,
                lstm_layers: int = 2, embed_init: str = EMBED_RANDOM, dropout: float = 0.0,
                time_mask: str | None = None, unit_noise: str | None = None) -> dict[str, Any]:
-    """The JSON spec of the probe model (see :class:`speechunits.probe.heads.ProbeModel`).
+    """The JSON spec of the probe model (see :class:`speechunits.probe.model.ProbeModel`).
 
     ``finetune_layers``: the layers a ``lora``/``adapters`` probe weighs (blocks 1..max adapted).
     ``standardize``, ``stack``, ``lstm_layers``: see ProbeModel (a ``frames`` probe cannot stack).
@@ -229,7 +231,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         split: a :class:`~speechunits.probe.splits.Split`; utterances without a label or an
             input are dropped from it (and reported).
         interface, head, layer, combine, embed_dim, hidden, normalize: the model (see
-            :mod:`speechunits.probe.heads`); ``layer`` is the layer number of ``single``.
+            :mod:`speechunits.probe.model`); ``layer`` is the layer number of ``single``.
         tokenizer: ``asr`` targets: ``"chars"`` or a BPE vocabulary size.
         lrs, seeds: the sweep. max_steps, max_minutes: per-run step cap, whole-sweep time budget.
         eval_every, patience: dev evaluation period (steps) and early-stopping patience (evaluations).
