@@ -198,6 +198,14 @@ def test_asr_probe_on_characters_round_trips(corpus: Path, tmp_path: Path, capsy
     assert lines and all(set(line) == {"id", "text"} for line in lines)
 
 
+def _known_word_share(corpus: Path, probe: Path, vocabulary: frozenset[str], extra: list[str], capsys) -> float:
+    """The share of the words ``transcribe`` prints for the corpus's wavs that are in ``vocabulary``."""
+    assert main(["transcribe", str(corpus / "wavs"), "--probe", str(probe), "--json", "--device", "cpu",
+                 "--quiet", *extra]) == 0
+    words = [w for line in capsys.readouterr().out.splitlines() for w in json.loads(line)["text"].split()]
+    return sum(w in vocabulary for w in words) / max(len(words), 1)
+
+
 def test_asr_probe_on_bpe_tokens_decodes_with_a_word_lm(corpus: Path, tmp_path: Path, capsys):
     """--tokenizer N: a BPE of the training text (tokenizer.json, loadable by HF tokenizers); --lm searches
     its word pieces; the words it prints are words of the LM's vocabulary or spelled by the pieces."""
@@ -222,10 +230,7 @@ def test_asr_probe_on_bpe_tokens_decodes_with_a_word_lm(corpus: Path, tmp_path: 
     vocabulary = read_arpa(arpa).vocabulary
 
     def known_share(extra: list[str]) -> float:
-        assert main(["transcribe", str(corpus / "wavs"), "--probe", str(out), "--json", "--device", "cpu",
-                     "--quiet", *extra]) == 0
-        words = [w for line in capsys.readouterr().out.splitlines() for w in json.loads(line)["text"].split()]
-        return sum(w in vocabulary for w in words) / max(len(words), 1)
+        return _known_word_share(corpus, out, vocabulary, extra, capsys)
 
     # a probe of 20 steps spells mostly non-words; the search with the LM turns them into the LM's words
     greedy, searched = known_share([]), known_share(["--lm", str(arpa), "--alpha", "1.0", "--beam", "16"])
@@ -376,10 +381,7 @@ def test_a_lora_asr_probe_decodes_with_a_word_lm(corpus: Path, tiny_hubert_dir: 
     vocabulary = read_arpa(arpa).vocabulary
 
     def known_share(extra: list[str]) -> float:
-        assert main(["transcribe", str(corpus / "wavs"), "--probe", str(out), "--json", "--device", "cpu",
-                     "--quiet", *extra]) == 0
-        words = [w for line in capsys.readouterr().out.splitlines() for w in json.loads(line)["text"].split()]
-        return sum(w in vocabulary for w in words) / max(len(words), 1)
+        return _known_word_share(corpus, out, vocabulary, extra, capsys)
 
     greedy, searched = known_share([]), known_share(["--lm", str(arpa), "--alpha", "1.0", "--beam", "16"])
     assert searched > greedy + 0.2
