@@ -15,7 +15,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.probe.augment import apply_time_mask, time_mask_from_spec, unit_noise_from_spec
 from speechunits.probe.featurizers import (EMBED_FROZEN, EMBED_INITS, EMBED_RANDOM, INTERFACES, HierarchicalConv,
                                            Single, UnitEmbedding, WeightedSum)
-from speechunits.probe.finetune import FINETUNE_ADAPTERS, FINETUNE_LORA, LOW_RANK_MARK, TopBlocks
+from speechunits.probe.finetune import LOW_RANK_MARK, Finetune, TopBlocks
 from speechunits.probe.heads import HEADS, LEVELS, BiLSTMHead, LinearHead, stack_frames, stacked_lengths
 from speechunits.probe.inputs import FEATURES, UNITS
 
@@ -48,7 +48,7 @@ class ProbeModel(nn.Module):
         if finetune is not None:
             if source["kind"] != FEATURES or source["num_layers"] != 1:
                 raise SpeechUnitsError("--finetune reads one layer of encoder features (the input of the blocks)")
-            low_rank = finetune["kind"] in (FINETUNE_LORA, FINETUNE_ADAPTERS)
+            low_rank = Finetune(finetune["kind"]).low_rank
             self.top = TopBlocks(base or finetune["encoder"], int(finetune["blocks"]), pretrained or low_rank,
                                  first=finetune.get("first"),
                                  low_rank=(finetune["kind"], int(finetune["rank"])) if low_rank else None)
@@ -157,7 +157,7 @@ class ProbeModel(nn.Module):
     @property
     def low_rank(self) -> bool:
         """LoRA or adapters: the encoder blocks are frozen and not saved, only their updates."""
-        return self.top is not None and self.spec["finetune"]["kind"] in (FINETUNE_LORA, FINETUNE_ADAPTERS)
+        return self.top is not None and Finetune(self.spec["finetune"]["kind"]).low_rank
 
     def saved_state(self) -> dict[str, torch.Tensor]:
         """What ``head.safetensors`` holds: every weight, except the frozen encoder weights of a
