@@ -25,7 +25,7 @@ import torch
 
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers
 from speechunits.encoders import load_encoder
-from speechunits.measure.abx import build_items
+from speechunits.measure.abx_items import build_items
 from speechunits.measure.alignments import load_alignments
 from speechunits.pretrain.data import load_waves
 from speechunits.pretrain.iterate import layer_features

@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 
 from speechunits.corpus import SPEAKERS_FILE, read_speakers
-from speechunits.measure import abx
+from speechunits.measure import abx, abx_items
 from speechunits.measure.alignments import Segment, load_alignments
 from speechunits.measure.evaluate import evaluate_units
 from speechunits.units.units import Units
@@ -130,11 +130,11 @@ def bench_abx(minutes: float, dim: int, signal: float, workdir: Path, repeats: i
     for utt, x in feats.items():
         np.save(feat_dir / f"{utt}.npy", x)
     item_file = workdir / "abx.item"
-    abx.write_items(item_file, abx.build_items(alignments, speakers))
+    abx_items.write_items(item_file, abx_items.build_items(alignments, speakers))
     audio_s = sum(f.shape[0] for f in feats.values()) / FRAME_RATE
 
     def ours():
-        items = abx.read_items(item_file)
+        items = abx_items.read_items(item_file)
         frames = ((p.stem, np.load(p)) for p in sorted(feat_dir.glob("*.npy")))
         return abx.compute_abx(items, frames, FRAME_RATE, ABX_FRAME_OFFSET_S, distance="angular",
                                max_size_group=10, max_x_across=5)
@@ -176,7 +176,7 @@ def bench_abx(minutes: float, dim: int, signal: float, workdir: Path, repeats: i
     # floor(r*offset - 0.5)); what remains between the two is then only group/X-speaker sampling.
     rate = FRAME_RATE
     cut = [dataclasses.replace(it, offset=(math.floor(rate * it.offset - 0.5) + 0.5) / rate - 1e-4)
-           for it in abx.read_items(item_file)]
+           for it in abx_items.read_items(item_file)]
     cut = [it for it in cut if it.offset > it.onset]
     cut_result = abx.compute_abx(cut, feats.items(), rate, ABX_FRAME_OFFSET_S, distance="angular",
                                  max_size_group=10, max_x_across=5)

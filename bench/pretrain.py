@@ -48,7 +48,8 @@ import torch
 
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers
 from speechunits.encoders import load_encoder
-from speechunits.measure.abx import build_items, compute_abx
+from speechunits.measure.abx import compute_abx
+from speechunits.measure.abx_items import build_items
 from speechunits.measure.alignments import frame_label_ids, load_alignments
 from speechunits.measure.metrics import contingency, phone_unit_scores
 from speechunits.quantize.kmeans import fit_kmeans

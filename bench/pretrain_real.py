@@ -54,7 +54,8 @@ from pretrain import ensure_corpus, pnmi  # noqa: E402   synthetic corpora and P
 
 from speechunits.corpus import SPEAKERS_FILE, open_corpus, read_speakers  # noqa: E402
 from speechunits.encoders import load_encoder  # noqa: E402
-from speechunits.measure.abx import build_items, compute_abx  # noqa: E402
+from speechunits.measure.abx import compute_abx  # noqa: E402
+from speechunits.measure.abx_items import build_items  # noqa: E402
 from speechunits.measure.alignments import load_alignments  # noqa: E402
 from speechunits.pretrain.config import RECIPES  # noqa: E402
 from speechunits.pretrain.data import load_waves  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.measure import abx
+from speechunits.measure import abx, abx_items, dtw
 
 FRAME_RATE = 50.0
 OFFSET = 0.0125
@@ -56,31 +56,31 @@ def test_dtw_batch_matches_loop_reference_including_ties() -> None:
             dist[k, : x.shape[0], : x.shape[1]] = torch.from_numpy(x)
         n = torch.tensor([x.shape[0] for x in mats])
         m = torch.tensor([x.shape[1] for x in mats])
-        np.testing.assert_allclose(abx.dtw_batch(dist, n, m).numpy(), [abx.dtw_reference(x) for x in mats], atol=1e-12)
+        np.testing.assert_allclose(dtw.dtw_batch(dist, n, m).numpy(), [dtw.dtw_reference(x) for x in mats], atol=1e-12)
 
 
 def test_dtw_by_hand() -> None:
     # Diagonal path costs 0 + 0 over 2 cells.
-    assert abx.dtw_reference(np.array([[0.0, 1.0], [1.0, 0.0]])) == 0.0
+    assert dtw.dtw_reference(np.array([[0.0, 1.0], [1.0, 0.0]])) == 0.0
     # 1x3: the only path visits all three cells: (1 + 2 + 3) / 3.
-    assert abx.dtw_reference(np.array([[1.0, 2.0, 3.0]])) == pytest.approx(2.0)
-    out = abx.dtw_batch(torch.tensor([[[1.0, 2.0, 3.0]]]), torch.tensor([1]), torch.tensor([3]))
+    assert dtw.dtw_reference(np.array([[1.0, 2.0, 3.0]])) == pytest.approx(2.0)
+    out = dtw.dtw_batch(torch.tensor([[[1.0, 2.0, 3.0]]]), torch.tensor([1]), torch.tensor([3]))
     assert out.item() == pytest.approx(2.0)
 
 
 def test_angular_distance_by_hand() -> None:
     a = np.array([[1.0, 0.0], [0.0, 2.0]])
     b = np.array([[1.0, 1.0], [-3.0, 0.0]])
-    np.testing.assert_allclose(abx.angular_distance_matrix(a, b), [[0.25, 1.0], [0.25, 0.5]], atol=1e-7)
+    np.testing.assert_allclose(dtw.angular_distance_matrix(a, b), [[0.25, 1.0], [0.25, 0.5]], atol=1e-7)
 
 
 def test_build_items_skips_silence_and_spans_triphones() -> None:
     segs = [Seg(0.0, 0.1, "sil"), Seg(0.1, 0.2, "k"), Seg(0.2, 0.3, "a"), Seg(0.3, 0.4, "t"), Seg(0.4, 0.5, "s"),
             Seg(0.5, 0.6, "sil")]
-    items = abx.build_items({"u1": segs}, {"u1": "alice"})
-    assert items == [abx.AbxItem("u1", 0.1, 0.4, "a", "k", "t", "alice"), abx.AbxItem("u1", 0.2, 0.5, "t", "a", "s", "alice")]
-    assert abx.build_items({"u2": segs[:3]})[0:1] == []
-    assert abx.build_items({"u1": segs})[0].speaker == abx.UNKNOWN_SPEAKER
+    items = abx_items.build_items({"u1": segs}, {"u1": "alice"})
+    assert items == [abx_items.AbxItem("u1", 0.1, 0.4, "a", "k", "t", "alice"), abx_items.AbxItem("u1", 0.2, 0.5, "t", "a", "s", "alice")]
+    assert abx_items.build_items({"u2": segs[:3]})[0:1] == []
+    assert abx_items.build_items({"u1": segs})[0].speaker == abx_items.UNKNOWN_SPEAKER
 
 
 def test_item_file_round_trip_and_reference_format(tmp_path: Path) -> None:
@@ -89,12 +89,12 @@ def test_item_file_round_trip_and_reference_format(tmp_path: Path) -> None:
     ref.write_text("#file onset offset #phone prev-phone next-phone speaker\n"
                    "6295-244435-0009 0.2925 0.4725 IH L NG 6295\n"
                    "6295-244435-0009 0.3725 0.5325 NG IH K 6295\n")
-    items = abx.read_items(ref)
-    assert items[0] == abx.AbxItem("6295-244435-0009", 0.2925, 0.4725, "IH", "L", "NG", "6295")
+    items = abx_items.read_items(ref)
+    assert items[0] == abx_items.AbxItem("6295-244435-0009", 0.2925, 0.4725, "IH", "L", "NG", "6295")
     out = tmp_path / "out.item"
-    abx.write_items(out, items)
-    assert out.read_text().splitlines()[0] == abx.ITEM_HEADER
-    assert abx.read_items(out) == items
+    abx_items.write_items(out, items)
+    assert out.read_text().splitlines()[0] == abx_items.ITEM_HEADER
+    assert abx_items.read_items(out) == items
 
 
 @pytest.mark.parametrize("body, message", [
@@ -105,25 +105,25 @@ def test_item_file_round_trip_and_reference_format(tmp_path: Path) -> None:
 ])
 def test_item_file_errors(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "bad.item"
-    path.write_text(abx.ITEM_HEADER + "\n" + body)
+    path.write_text(abx_items.ITEM_HEADER + "\n" + body)
     with pytest.raises(SpeechUnitsError, match=message):
-        abx.read_items(path)
+        abx_items.read_items(path)
     with pytest.raises(SpeechUnitsError, match="not found"):
-        abx.read_items(tmp_path / "nope.item")
+        abx_items.read_items(tmp_path / "nope.item")
     headerless = tmp_path / "headerless.item"
     headerless.write_text("u 0.1 0.2 a b c s\n")
     with pytest.raises(SpeechUnitsError, match="header"):
-        abx.read_items(headerless)
+        abx_items.read_items(headerless)
 
 
 def test_write_items_rejects_whitespace_labels(tmp_path: Path) -> None:
     with pytest.raises(SpeechUnitsError, match="whitespace"):
-        abx.write_items(tmp_path / "x.item", [abx.AbxItem("u", 0.0, 1.0, "a b", "c", "d", "s")])
+        abx_items.write_items(tmp_path / "x.item", [abx_items.AbxItem("u", 0.0, 1.0, "a b", "c", "d", "s")])
 
 
 def test_phone_identity_features_give_zero_error_and_random_features_half() -> None:
     alignments, speakers, frame_phones = make_corpus()
-    items = abx.build_items(alignments, speakers)
+    items = abx_items.build_items(alignments, speakers)
     rng = np.random.default_rng(1)
     onehot = {u: np.eye(len(PHONES))[p] + 0.05 * rng.standard_normal((p.size, len(PHONES))) for u, p in frame_phones.items()}
     good = abx.compute_abx(items, onehot.items(), FRAME_RATE, OFFSET)
@@ -137,7 +137,7 @@ def test_phone_identity_features_give_zero_error_and_random_features_half() -> N
 
 def test_units_equal_to_phones_give_zero_error_with_hamming() -> None:
     alignments, speakers, frame_phones = make_corpus(seed=3)
-    items = abx.build_items(alignments, speakers)
+    items = abx_items.build_items(alignments, speakers)
     res = abx.compute_abx(items, frame_phones.items(), FRAME_RATE, OFFSET, distance="hamming")
     assert res.abx_within == pytest.approx(0.0) and res.abx_across == pytest.approx(0.0)
     rng = np.random.default_rng(0)
@@ -154,7 +154,7 @@ def _brute_force(items, feats, modes):
         return f[(centres >= it.onset - 1e-9) & (centres < it.offset - 1e-9)]
 
     def d(i, j):
-        return abx.dtw_reference(abx.angular_distance_matrix(frames(items[i]), frames(items[j])))
+        return dtw.dtw_reference(dtw.angular_distance_matrix(frames(items[i]), frames(items[j])))
 
     groups = defaultdict(list)
     for k, it in enumerate(items):
@@ -182,7 +182,7 @@ def _brute_force(items, feats, modes):
 
 def test_matches_brute_force_protocol() -> None:
     alignments, speakers, frame_phones = make_corpus(num_speakers=3, utts_per_speaker=2, phones_per_utt=14, seed=5)
-    items = abx.build_items(alignments, speakers)
+    items = abx_items.build_items(alignments, speakers)
     rng = np.random.default_rng(2)
     feats = {u: np.eye(len(PHONES))[p] + 0.8 * rng.standard_normal((p.size, len(PHONES))) for u, p in frame_phones.items()}
     res = abx.compute_abx(items, feats.items(), FRAME_RATE, OFFSET, max_size_group=1000, max_x_across=1000)
@@ -192,7 +192,7 @@ def test_matches_brute_force_protocol() -> None:
 
 def test_deterministic_for_seed_and_subsampling_changes_with_seed() -> None:
     alignments, speakers, frame_phones = make_corpus(num_speakers=2, utts_per_speaker=12, seed=4)
-    items = abx.build_items(alignments, speakers)
+    items = abx_items.build_items(alignments, speakers)
     rng = np.random.default_rng(0)
     feats = {u: rng.standard_normal((p.size, 8)) for u, p in frame_phones.items()}
     runs = [abx.compute_abx(items, feats.items(), FRAME_RATE, OFFSET, max_size_group=2, seed=s) for s in (0, 0, 1)]
@@ -202,7 +202,7 @@ def test_deterministic_for_seed_and_subsampling_changes_with_seed() -> None:
 
 def test_bad_inputs() -> None:
     alignments, speakers, frame_phones = make_corpus(num_speakers=1, utts_per_speaker=2)
-    items = abx.build_items(alignments, speakers)
+    items = abx_items.build_items(alignments, speakers)
     with pytest.raises(SpeechUnitsError, match="share no utterance"):
         abx.compute_abx(items, [("other", np.zeros((10, 4)))], FRAME_RATE, OFFSET)
     with pytest.raises(SpeechUnitsError, match="no items"):
@@ -222,7 +222,7 @@ def test_bad_inputs() -> None:
 
 
 def test_items_past_the_end_are_empty_and_counted() -> None:
-    items = [abx.AbxItem("u", 5.0, 6.0, "a", "b", "c", "s")] * 2 + [abx.AbxItem("u", 0.0, 0.1, "a", "b", "c", "s")] * 2
+    items = [abx_items.AbxItem("u", 5.0, 6.0, "a", "b", "c", "s")] * 2 + [abx_items.AbxItem("u", 0.0, 0.1, "a", "b", "c", "s")] * 2
     res = abx.compute_abx(items, [("u", np.ones((10, 3)))], FRAME_RATE, OFFSET)
     assert res.num_items_empty == 2 and res.num_items_used == 2
     assert res.abx_within is None  # a single phone per context: no triplet

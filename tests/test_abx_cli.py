@@ -106,7 +106,7 @@ def test_abx_cli_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Non
 
 def test_frame_source_timing_and_layers(tmp_path: Path) -> None:
     from speechunits.errors import SpeechUnitsError
-    from speechunits.measure.abx import open_frame_source
+    from speechunits.measure.frame_source import open_frame_source
 
     _, frame_phones = _corpus(tmp_path)
     feats = _features_dir(tmp_path, frame_phones)

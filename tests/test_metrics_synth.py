@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from speechunits.corpus import SPEAKERS_FILE, read_speakers
-from speechunits.measure import abx
+from speechunits.measure import abx, abx_items
 from speechunits.measure.alignments import load_alignments
 from speechunits.measure.evaluate import evaluate_units
 from speechunits.units.units import Units
@@ -89,7 +89,7 @@ def test_mfcc_units_beat_random_units_and_shifted_alignments(mfcc_corpus) -> Non
 
 def test_abx_mfcc_beats_noise_on_synth(mfcc_corpus_abx) -> None:
     root, info, feats = mfcc_corpus_abx
-    items = abx.build_items(load_alignments(root), read_speakers(root / SPEAKERS_FILE))
+    items = abx_items.build_items(load_alignments(root), read_speakers(root / SPEAKERS_FILE))
     offset = info.receptive_field / (2 * info.sample_rate)
     mfcc = abx.compute_abx(items, feats.items(), info.frame_rate, offset)
     rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ from speechunits.corpus import SPEAKERS_FILE, read_speakers
 from speechunits.errors import SpeechUnitsError
 
 if TYPE_CHECKING:
-    from speechunits.measure.abx import AbxItem
+    from speechunits.measure.abx_items import AbxItem
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,10 @@ def _speakers_path(args: argparse.Namespace) -> Path | None:
 
 
 def _items(args: argparse.Namespace) -> list[AbxItem]:
-    from speechunits.measure import abx
+    from speechunits.measure import abx_items
 
     if args.items:
-        return abx.read_items(args.items)
+        return abx_items.read_items(args.items)
     if not args.alignments:
         raise SpeechUnitsError("abx: give --alignments (to build items) or --items FILE")
     from speechunits.measure.alignments import load_alignments
@@ -71,7 +71,7 @@ def _items(args: argparse.Namespace) -> list[AbxItem]:
     speakers = read_speakers(speakers_path) if speakers_path else None
     if speakers is None:
         log.warning("no speakers file: every utterance counts as one speaker (no across-speaker score)")
-    items = abx.build_items(alignments, speakers)
+    items = abx_items.build_items(alignments, speakers)
     if not items:
         raise SpeechUnitsError(f"{args.alignments}: no triphone without silence to build ABX items from")
     return items
@@ -79,13 +79,15 @@ def _items(args: argparse.Namespace) -> list[AbxItem]:
 
 def run(args: argparse.Namespace) -> int:
     from speechunits.measure import abx
+    from speechunits.measure.abx_items import write_items
+    from speechunits.measure.frame_source import open_frame_source
 
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
     items = _items(args)
     if args.write_items:
-        abx.write_items(args.write_items, items)
+        write_items(args.write_items, items)
         log.info("wrote %d items to %s", len(items), args.write_items)
-    source = abx.open_frame_source(args.input, args.layer, args.frame_rate, args.frame_offset)
+    source = open_frame_source(args.input, args.layer, args.frame_rate, args.frame_offset)
     result = abx.compute_abx(items, source.frames, source.frame_rate, source.frame_offset_s, distance=source.distance,
                              max_size_group=abx.DEFAULT_MAX_SIZE_GROUP if args.max_size_group is None else args.max_size_group,
                              max_x_across=abx.DEFAULT_MAX_X_ACROSS if args.max_x_across is None else args.max_x_across,

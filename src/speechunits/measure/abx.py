@@ -1,7 +1,7 @@
-"""ABX phone discriminability (Libri-Light / ZeroSpeech protocol), batched DTW.
+"""ABX phone discriminability (Libri-Light / ZeroSpeech protocol) of triphone items.
 
-Items are triphone occurrences: an item spans ``prev + centre + next`` phones and carries
-the centre phone, its context (prev, next) and the speaker. A triplet (A, B, X) has A, B
+Items (:mod:`speechunits.measure.abx_items`) are triphone occurrences with a centre phone,
+its context (prev, next) and the speaker. A triplet (A, B, X) has A, B
 and X in the same context, A and X with the same centre phone, B with another one; the
 error is ``[d(A, X) > d(B, X)] + 0.5 [d(A, X) = d(B, X)]``.
 
@@ -14,14 +14,12 @@ Errors are averaged per cell (context, speaker(s), phone a, phone b), then over 
 Groups (context, speaker, phone) larger than ``max_size_group`` are subsampled once,
 deterministically for a seed.
 
-d is the DTW-aligned average frame distance: the cumulative cost of the best path with
-moves (1,0), (0,1), (1,1) divided by the path's length; the frame distance is the angle
+d is the DTW-aligned average frame distance (:func:`speechunits.measure.dtw.dtw_batch`);
+the frame distance is the angle
 ``arccos(cos) / pi`` for dense features and ``[u != v]`` (0/1) for units. A frame belongs
 to an item when its centre time ``frame_offset_s + i / frame_rate`` lies in
-``[onset, offset)``.
-
-The Libri-Light ``.item`` format: a header line, then
-``file onset offset phone prev-phone next-phone speaker`` per line.
+``[onset, offset)``. :mod:`speechunits.measure.frame_source` opens the frames of a
+features directory or a unit store.
 """
 from __future__ import annotations
 
@@ -29,21 +27,17 @@ import logging
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Iterable, Literal, Mapping, Protocol, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.files import read_json_object
+from speechunits.measure.abx_items import AbxItem
+from speechunits.measure.dtw import Distance, dtw_batch
 
 log = logging.getLogger(__name__)
 
-ITEM_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
-ITEM_COLUMNS = 7
-#: Labels treated as silence/non-speech: no triphone item contains them.
-SILENCE_LABELS = frozenset({"", "sil", "sp", "spn", "SIL", "SP", "SPN", "<sil>", "<eps>", "_", "_:", "_!", "pau", "h#"})
 DEFAULT_MAX_SIZE_GROUP = 10
 DEFAULT_MAX_X_ACROSS = 5
 #: Elements of one batched DTW cost tensor ``[pairs, N, M]`` (bounds memory).
@@ -56,28 +50,6 @@ GRAM_BUDGET_ELEMENTS = 1 << 25
 ABX_TORCH_THREADS = 1
 #: Tolerance (s) when comparing frame centres with item boundaries (float rounding).
 TIME_EPS = 1e-6
-UNKNOWN_SPEAKER = "unknown"
-
-Distance = Literal["angular", "hamming"]
-
-
-class SegmentLike(Protocol):
-    start: float
-    end: float
-    label: str
-
-
-@dataclass(frozen=True)
-class AbxItem:
-    """One triphone occurrence: ``[onset, offset)`` spans prev + phone + next."""
-
-    utt_id: str
-    onset: float
-    offset: float
-    phone: str
-    prev: str
-    next: str
-    speaker: str
 
 
 @dataclass(frozen=True)
@@ -98,161 +70,6 @@ class AbxResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ----------------------------------------------------------------------------------------- items
-
-
-def build_items(alignments: Mapping[str, Sequence[SegmentLike]], speakers: Mapping[str, str] | None = None,
-                silence_labels: frozenset[str] = SILENCE_LABELS) -> list[AbxItem]:
-    """Triphone items from phone alignments, in sorted utterance order then time.
-
-    Every run of three consecutive segments without silence gives one item centred on the
-    middle segment. Utterances without a speaker get ``"unknown"``.
-    """
-    items: list[AbxItem] = []
-    if speakers is not None:
-        unknown = [u for u in alignments if u not in speakers]
-        if unknown:
-            log.warning("%d aligned utterance(s) have no speaker (e.g. %s): they count as speaker %r",
-                        len(unknown), unknown[0], UNKNOWN_SPEAKER)
-    for utt_id in sorted(alignments):
-        segs = list(alignments[utt_id])
-        speaker = (speakers or {}).get(utt_id, UNKNOWN_SPEAKER)
-        for prev, mid, nxt in zip(segs, segs[1:], segs[2:]):
-            if prev.label in silence_labels or mid.label in silence_labels or nxt.label in silence_labels:
-                continue
-            items.append(AbxItem(utt_id, float(prev.start), float(nxt.end), mid.label, prev.label, nxt.label, speaker))
-    return items
-
-
-def write_items(path: str | Path, items: Iterable[AbxItem]) -> None:
-    """Write Libri-Light's ``.item`` format."""
-    lines = [ITEM_HEADER]
-    for it in items:
-        for name, value in (("file", it.utt_id), ("phone", it.phone), ("prev", it.prev), ("next", it.next), ("speaker", it.speaker)):
-            if not value or any(ch.isspace() for ch in value):
-                raise SpeechUnitsError(f"{path}: item {name} {value!r} is empty or holds whitespace")
-        lines.append(f"{it.utt_id} {it.onset:.6f} {it.offset:.6f} {it.phone} {it.prev} {it.next} {it.speaker}")
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def read_items(path: str | Path) -> list[AbxItem]:
-    """Read Libri-Light's ``.item`` format (first line is a header and is skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpeechUnitsError(f"{path}: item file not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines or not lines[0].startswith("#"):
-        raise SpeechUnitsError(f"{path}: expected the header line {ITEM_HEADER!r}")
-    items = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        cols = line.split()
-        if len(cols) != ITEM_COLUMNS:
-            raise SpeechUnitsError(f"{path}:{lineno}: expected {ITEM_COLUMNS} columns "
-                                   f"(file onset offset phone prev next speaker), got {len(cols)}")
-        try:
-            onset, offset = float(cols[1]), float(cols[2])
-        except ValueError:
-            raise SpeechUnitsError(f"{path}:{lineno}: onset/offset are not numbers: {cols[1]!r} {cols[2]!r}") from None
-        if not (math.isfinite(onset) and math.isfinite(offset)) or offset <= onset or onset < 0:
-            raise SpeechUnitsError(f"{path}:{lineno}: need 0 <= onset < offset, got {onset} {offset}")
-        items.append(AbxItem(cols[0], onset, offset, cols[3], cols[4], cols[5], cols[6]))
-    if not items:
-        raise SpeechUnitsError(f"{path}: no items")
-    return items
-
-
-# ------------------------------------------------------------------------------------------- DTW
-
-
-def dtw_batch(dist: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Path-length-normalised DTW cost of many padded distance matrices.
-
-    Args:
-        dist: float ``[P, N, M]`` frame distances; pair p uses ``dist[p, :n[p], :m[p]]``
-            (padding is never read by the cells that matter).
-        n, m: int64 ``[P]`` true lengths (>= 1).
-
-    Returns:
-        float ``[P]``: cost of the cheapest path from (0, 0) to (n-1, m-1) divided by its
-        number of cells. Ties prefer the diagonal, then (i, j-1), then (i-1, j) (the same
-        path a backtrack from the end would pick).
-
-    The recursion runs over anti-diagonals k = i + j, stored skewed as ``[P, N]`` rows indexed
-    by i, so every predecessor is a contiguous (shifted) slice of the previous two diagonals.
-    """
-    p, big_n, big_m = dist.shape
-    num_diag = big_n + big_m - 1
-    rows = torch.arange(big_n, device=dist.device)
-    diags = torch.arange(num_diag, device=dist.device)
-    cols = diags[:, None] - rows[None, :]  # [K, N]: j of cell (i, k - i)
-    valid = (cols >= 0) & (cols < big_m)
-    flat = (rows[None, :] * big_m + cols.clamp(0, big_m - 1)).reshape(-1)
-    # [K, P, N]: diagonal-major so that each step reads and writes contiguous blocks.
-    skew = dist.reshape(p, big_n * big_m)[:, flat].reshape(p, num_diag, big_n).transpose(0, 1).contiguous()
-    skew.masked_fill_(~valid[:, None, :], math.inf)
-
-    # Column 0 is a sentinel (cost inf, length 0) so that "row i - 1" is a plain shifted view.
-    cost = torch.empty((num_diag, p, big_n + 1), dtype=dist.dtype, device=dist.device)
-    length = torch.empty_like(cost)
-    cost[:, :, 0] = math.inf
-    length[:, :, 0] = 0.0
-    cost[0, :, 1:] = skew[0]
-    length[0, :, 1:] = 1.0
-    no_diag = torch.full((p, big_n), math.inf, dtype=dist.dtype, device=dist.device)
-    zeros = torch.zeros((p, big_n), dtype=dist.dtype, device=dist.device)
-    for k in range(1, num_diag):
-        left, left_len = cost[k - 1, :, 1:], length[k - 1, :, 1:]  # (i, j - 1)
-        up, up_len = cost[k - 1, :, :-1], length[k - 1, :, :-1]  # (i - 1, j)
-        if k >= 2:
-            diag, diag_len = cost[k - 2, :, :-1], length[k - 2, :, :-1]  # (i - 1, j - 1)
-        else:
-            diag, diag_len = no_diag, zeros
-        best = torch.minimum(diag, left)
-        best_len = torch.where(left < diag, left_len, diag_len)
-        best_len = torch.where(up < best, up_len, best_len)
-        torch.minimum(best, up, out=best)
-        torch.add(skew[k], best, out=cost[k, :, 1:])
-        torch.add(best_len, 1.0, out=length[k, :, 1:])
-    idx = torch.arange(p, device=dist.device)
-    last_k = n + m - 2
-    return cost[last_k, idx, n] / length[last_k, idx, n]
-
-
-def dtw_reference(dist: np.ndarray) -> float:
-    """Straightforward per-pair DTW (python loops) with backtracking; the test/bench baseline."""
-    n, m = dist.shape
-    cost = np.empty((n, m))
-    cost[0, 0] = dist[0, 0]
-    for i in range(1, n):
-        cost[i, 0] = dist[i, 0] + cost[i - 1, 0]
-    for j in range(1, m):
-        cost[0, j] = dist[0, j] + cost[0, j - 1]
-    for i in range(1, n):
-        for j in range(1, m):
-            cost[i, j] = dist[i, j] + min(cost[i - 1, j], cost[i - 1, j - 1], cost[i, j - 1])
-    i, j, steps = n - 1, m - 1, 1
-    while i > 0 and j > 0:
-        diag, left, up = cost[i - 1, j - 1], cost[i, j - 1], cost[i - 1, j]
-        if diag <= left and diag <= up:
-            i, j = i - 1, j - 1
-        elif left <= up:
-            j -= 1
-        else:
-            i -= 1
-        steps += 1
-    steps += i + j
-    return float(cost[n - 1, m - 1] / steps)
-
-
-def angular_distance_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``arccos(cos(a_i, b_j)) / pi`` for ``a [N, D]``, ``b [M, D]`` (zero rows count as cos 0)."""
-    an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return np.arccos(np.clip(an @ bn.T, -1.0, 1.0)) / math.pi
 
 
 # --------------------------------------------------------------------------------- frame tables
@@ -588,55 +405,3 @@ def compute_abx(items: Sequence[AbxItem], frames: Iterable[tuple[str, np.ndarray
         distance=distance,
         missing_utterances=table.missing,
     )
-
-
-# --------------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class FrameSource:
-    """Per-utterance frames of a features directory or a unit store, with their timing."""
-
-    path: Path
-    frames: Iterable[tuple[str, np.ndarray]]
-    frame_rate: float
-    frame_offset_s: float
-    distance: Distance
-
-
-def open_frame_source(path: str | Path, layer: int | None = None, frame_rate: float | None = None,
-                      frame_offset_s: float | None = None) -> FrameSource:
-    """Open a features directory (angular distance) or a unit store (0/1 distance).
-
-    Timing comes from ``features.json`` / the store metadata; ``frame_rate`` and
-    ``frame_offset_s`` override it (and are required for a bare fairseq ``.npy``/``.len`` dump).
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise SpeechUnitsError(f"{path}: not a directory (expected a features directory or a unit store)")
-    if any(path.glob("layer*.npy")):
-        from speechunits.features import read_features_dir
-
-        meta_path = path / "features.json"
-        meta = read_json_object(meta_path) if meta_path.is_file() else {}
-        rate = frame_rate if frame_rate is not None else meta.get("frame_rate")
-        if frame_offset_s is not None:
-            offset = frame_offset_s
-        elif meta.get("receptive_field") and meta.get("sample_rate"):
-            offset = meta["receptive_field"] / (2 * meta["sample_rate"])
-        else:
-            offset = None
-        if rate is None or offset is None:
-            raise SpeechUnitsError(f"{path}: no features.json with frame timing; give --frame-rate and --frame-offset")
-        if layer is None and meta.get("layers") and len(meta["layers"]) > 1:
-            raise SpeechUnitsError(f"{path}: holds layers {meta['layers']}; choose one with --layer")
-        return FrameSource(path, read_features_dir(path, layer), float(rate), float(offset), "angular")
-    from speechunits.units.store import UnitStore
-
-    store = UnitStore.open(path)
-    if layer is not None and store.meta.get("codebook", {}).get("layer") not in (None, layer):
-        raise SpeechUnitsError(f"{path}: units are from layer {store.meta['codebook']['layer']}, not --layer {layer}")
-    frames = ((utt_id, units.expand().ids) for utt_id, units in store)
-    rate = frame_rate if frame_rate is not None else store.frame_rate
-    offset = frame_offset_s if frame_offset_s is not None else float(store.meta.get("frame_offset_s") or 0.0)
-    return FrameSource(path, frames, float(rate), float(offset), "hamming")

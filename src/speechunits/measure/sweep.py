@@ -266,7 +266,7 @@ def run_sweep(settings: SweepSettings, out_dir: str | os.PathLike[str], *, quiet
     speakers = find_speakers(Path(settings.input), Path(settings.alignments), settings.speakers) if settings.abx else None
     items = None
     if settings.abx:
-        from speechunits.measure.abx import build_items
+        from speechunits.measure.abx_items import build_items
 
         items = build_items({u.id: alignments[u.id] for u in aligned}, speakers)
 

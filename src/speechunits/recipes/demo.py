@@ -150,7 +150,8 @@ def _mfcc_rows(out: Path, manifest: Path, alignments: Mapping[str, Sequence[Segm
     from speechunits.corpus import open_corpus
     from speechunits.encoders import load_encoder
     from speechunits.features import iter_features
-    from speechunits.measure.abx import build_items, compute_abx
+    from speechunits.measure.abx import compute_abx
+    from speechunits.measure.abx_items import build_items
     from speechunits.measure.evaluate import evaluate_store, evaluate_units
     from speechunits.units.encode_corpus import encode_corpus
     from speechunits.units.store import UnitStore

@@ -15,7 +15,7 @@ Definitions (the SPTK convention behind the usual MCD constant):
   ``MCD = (10 / ln 10) * sqrt(2 * sum_{d=1..D} (c_d - c'_d)^2)`` dB; the constant
   ``10 / ln 10 * sqrt(2) = 6.1419`` makes it the RMS difference of the two log spectra in dB over the
   warped frequency axis (Parseval). The utterance MCD is the mean over the frame pairs of the DTW path
-  (:func:`speechunits.measure.abx.dtw_batch`, steps (1,0), (0,1), (1,1), minimising the summed MCD).
+  (:func:`speechunits.measure.dtw.dtw_batch`, steps (1,0), (0,1), (1,1), minimising the summed MCD).
 - **Silence**: frames whose envelope power is more than ``silence_db`` (40 dB) below the utterance's
   loudest frame, or below -120 dB (digital silence), are left out of each utterance before DTW (silence
   would otherwise dominate).
@@ -132,7 +132,7 @@ def mcd_dtw_cepstra(ref: np.ndarray, hyp: np.ndarray) -> float:
     """Mean MCD (dB) along the DTW path between two mel-cepstrum sequences ``[N, D+1]``, ``[M, D+1]``."""
     import torch
 
-    from speechunits.measure.abx import dtw_batch
+    from speechunits.measure.dtw import dtw_batch
 
     if len(ref) == 0 or len(hyp) == 0:
         raise SpeechUnitsError("MCD: an utterance has no non-silent frame")
