@@ -131,10 +131,10 @@ def test_cli_refuses_ray_options_without_ray_backend(tone_dir: Path, tmp_path: P
 ])
 def test_worker_counts_follow_the_cluster(monkeypatch: pytest.MonkeyPatch, resources: dict, kwargs: dict,
                                           expected: tuple) -> None:
-    from speechunits.scale import ray_backend
+    from speechunits.scale import ray_pipeline
 
-    monkeypatch.setattr(ray_backend, "cluster_resources", lambda: resources)
-    got = ray_backend._resolve(ray_backend.RayOptions(**kwargs))
+    monkeypatch.setattr(ray_pipeline, "cluster_resources", lambda: resources)
+    got = ray_pipeline.resolve_resources(ray_pipeline.RayOptions(**kwargs))
     assert (got.workers, got.gpus, got.loaders, got.decode_cpus, got.device) == expected
 
 
@@ -144,8 +144,8 @@ def test_worker_counts_follow_the_cluster(monkeypatch: pytest.MonkeyPatch, resou
 ])
 def test_impossible_resources_are_refused(monkeypatch: pytest.MonkeyPatch, resources: dict, kwargs: dict,
                                           match: str) -> None:
-    from speechunits.scale import ray_backend
+    from speechunits.scale import ray_pipeline
 
-    monkeypatch.setattr(ray_backend, "cluster_resources", lambda: resources)
+    monkeypatch.setattr(ray_pipeline, "cluster_resources", lambda: resources)
     with pytest.raises(SpeechUnitsError, match=match):
-        ray_backend._resolve(ray_backend.RayOptions(**kwargs))
+        ray_pipeline.resolve_resources(ray_pipeline.RayOptions(**kwargs))

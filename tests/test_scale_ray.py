@@ -19,8 +19,9 @@ pytest.importorskip("ray.data")
 
 from conftest import write_tone  # noqa: E402
 from speechunits.corpus import open_corpus  # noqa: E402
-from speechunits.scale import ray_backend  # noqa: E402
-from speechunits.scale.ray_backend import RayOptions, ray_encode_corpus, ray_iter_features  # noqa: E402
+from speechunits.scale import ray_fit, ray_pipeline  # noqa: E402
+from speechunits.scale.ray_encode import ray_encode_corpus, ray_iter_features  # noqa: E402
+from speechunits.scale.ray_pipeline import RayOptions  # noqa: E402
 from speechunits.scale.ray_workers import FeaturesWorker, UnitsWorker  # noqa: E402
 from speechunits.units.encode_corpus import encode_corpus  # noqa: E402
 from speechunits.units.store import UnitStore  # noqa: E402
@@ -120,7 +121,7 @@ def test_ray_features_equal_local(ray_cluster, encoder, corpus_dir: Path) -> Non
         if b.features is not None:
             for layer in (1, 4):
                 np.testing.assert_allclose(a.features[layer], b.features[layer], rtol=0, atol=1e-5)
-    assert ray_backend.LAST_RUN.workers == 1 and ray_backend.LAST_RUN.results == len(local)
+    assert ray_pipeline.LAST_RUN.workers == 1 and ray_pipeline.LAST_RUN.results == len(local)
 
 
 class BuggyEncoderWorker(FeaturesWorker):
@@ -144,7 +145,7 @@ def test_encoder_bug_in_an_actor_fails_the_run(ray_cluster, encoder, corpus_dir:
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    monkeypatch.setitem(ray_backend.WORKERS, "features", BuggyEncoderWorker)
+    monkeypatch.setitem(ray_pipeline.WORKERS, "features", BuggyEncoderWorker)
     from speechunits.errors import SpeechUnitsError
 
     with pytest.raises(Exception) as raised:
@@ -174,7 +175,7 @@ def test_ray_encode_to_file_uri_equals_local_store(ray_cluster, tokenizer, corpu
     report = ray_encode_corpus(open_corpus(corpus_dir), tokenizer, out.as_uri(), options=OPTS,
                                rows_per_file=ROWS_PER_FILE, quiet=True)
     assert (report.encoded, report.failed, report.already_stored) == (12, 1, 0)
-    assert report.stores == [out.as_uri()] and ray_backend.LAST_RUN.workers == 2
+    assert report.stores == [out.as_uri()] and ray_pipeline.LAST_RUN.workers == 2
     assert _stored(out) == _stored(local_reference)
     assert UnitStore.open(out).meta == UnitStore.open(local_reference).meta
     names = lambda d: sorted(p.name for p in d.iterdir())  # noqa: E731
@@ -203,7 +204,7 @@ def test_killed_worker_is_restarted_and_store_is_complete(ray_cluster, tokenizer
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     pid_file, marker = tmp_path / "actor.pid", tmp_path / "killed"
     worker = type("StallOnceWorkerT", (StallOnceWorker,), {"PID_FILE": str(pid_file), "MARKER": str(marker)})
-    monkeypatch.setitem(ray_backend.WORKERS, "units", worker)
+    monkeypatch.setitem(ray_pipeline.WORKERS, "units", worker)
     killed: list[int] = []
 
     def killer() -> None:
@@ -247,13 +248,13 @@ torch.set_num_threads(1)
 import test_scale_ray as t
 from speechunits.corpus import open_corpus
 from speechunits.encoders import load_encoder
-from speechunits.scale import ray_backend
+from speechunits.scale import ray_encode, ray_pipeline
 worker = type("StallT", (t.StallOnUttWorker,), {{"STALL_ID": "spk2/u11", "MARKER": {marker!r}}})
-ray_backend.WORKERS["units"] = worker
-ray_backend.SORT_WINDOW_CALLS = 1  # calls keep corpus order, so the stall lands after the first shards
+ray_pipeline.WORKERS["units"] = worker
+ray_pipeline.SORT_WINDOW_CALLS = 1  # calls keep corpus order, so the stall lands after the first shards
 tok = t.make_tokenizer(load_encoder({model!r}, device="cpu"))
-ray_backend.ray_encode_corpus(open_corpus({corpus!r}), tok, {out!r}, rows_per_file=t.ROWS_PER_FILE, quiet=True,
-                              options=ray_backend.RayOptions(address={address!r}, num_workers=1, rows_per_call=2))
+ray_encode.ray_encode_corpus(open_corpus({corpus!r}), tok, {out!r}, rows_per_file=t.ROWS_PER_FILE, quiet=True,
+                             options=ray_pipeline.RayOptions(address={address!r}, num_workers=1, rows_per_call=2))
 """
 
 
@@ -289,7 +290,7 @@ def test_killed_driver_rerun_resumes_from_finished_shards(ray_cluster, tokenizer
 
 def test_ray_fit_samples_the_same_frames_as_local(ray_cluster, encoder, corpus_dir: Path) -> None:
     from speechunits.quantize.fit import corpus_source, fit_codebook, sample_stream
-    from speechunits.scale.ray_backend import ray_fit_source
+    from speechunits.scale.ray_fit import ray_fit_source
 
     max_frames, seed = 100, 3
     local, seen = sample_stream(corpus_source(corpus_dir, encoder, 2, quiet=True).blocks, max_frames, seed)
@@ -306,10 +307,10 @@ def test_ray_fit_samples_the_same_frames_as_local(ray_cluster, encoder, corpus_d
     np.testing.assert_allclose(codebook_ray.centroids.numpy(), codebook_local.centroids.numpy(), atol=1e-4)
     # k-means through the Ray entry point (the driver here: no GPU in the cluster) and as a Ray task
     # (what a GPU cluster runs, here with device=cpu): the same codebook.
-    on_driver = ray_backend.ray_fit_sample(blocks[0][1], 5, source.encoder_info, 2, options=RayOptions(device="cpu"),
-                                           seed=seed, iters=10)
+    on_driver = ray_fit.ray_fit_sample(blocks[0][1], 5, source.encoder_info, 2, options=RayOptions(device="cpu"),
+                                       seed=seed, iters=10)
     fit_kwargs = dict(seed=seed, iters=10, device="cpu")
-    remote = ray_cluster.remote(ray_backend._fit_on_worker)
+    remote = ray_cluster.remote(ray_fit._fit_on_worker)
     in_task = ray_cluster.get(remote.remote(blocks[0][1], source.encoder_info, 2, 5, fit_kwargs))
     for codebook in (on_driver, in_task):
         np.testing.assert_array_equal(codebook.centroids.numpy(), codebook_ray.centroids.numpy())
@@ -350,7 +351,7 @@ def test_cli_fit_and_encode_with_ray_backend(ray_cluster, tiny_hubert_dir: Path,
 
 
 def test_plan_is_length_sorted_within_windows_only(tmp_path: Path) -> None:
-    from speechunits.scale.ray_backend import length_sorted
+    from speechunits.scale.ray_pipeline import length_sorted
 
     sizes = [50, 10, 40, 30, 20, 60, 5]
     rows = []
@@ -396,26 +397,26 @@ def _check_poison_recorded(out: Path, report, local_reference: Path, reason: str
     assert sorted(errors) == ["spk0/bad", poison]
     assert reason in errors[poison] and "given up" in errors[poison] and "--max-retries 1" in errors[poison]
     assert _stored(out) == [row for row in _stored(local_reference) if row[0] != poison]
-    assert ray_backend.LAST_RUN.extra["given_up"] == 1
+    assert ray_pipeline.LAST_RUN.extra["given_up"] == 1
 
 
 def test_a_file_that_crashes_its_worker_is_recorded_and_the_run_goes_on(
         ray_cluster, tokenizer, corpus_dir: Path, local_reference: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(ray_backend.WORKERS, "units", CrashOnUttWorker)
+    monkeypatch.setitem(ray_pipeline.WORKERS, "units", CrashOnUttWorker)
     report = ray_encode_corpus(open_corpus(corpus_dir), tokenizer, tmp_path / "out",
                                options=RayOptions(num_workers=1, rows_per_call=3, max_retries=1),
                                rows_per_file=ROWS_PER_FILE, quiet=True)
     _check_poison_recorded(tmp_path / "out", report, local_reference, "ended the worker process")
     # the batch died once, then the file alone once: two calls ran again
-    assert ray_backend.LAST_RUN.extra["retried_calls"] == 2
+    assert ray_pipeline.LAST_RUN.extra["retried_calls"] == 2
 
 
 @pytest.mark.slow
 def test_a_file_that_hangs_its_worker_times_out_and_is_recorded(
         ray_cluster, tokenizer, corpus_dir: Path, local_reference: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(ray_backend.WORKERS, "units", HangOnUttWorker)
+    monkeypatch.setitem(ray_pipeline.WORKERS, "units", HangOnUttWorker)
     report = ray_encode_corpus(open_corpus(corpus_dir), tokenizer, tmp_path / "out",
                                options=RayOptions(num_workers=1, rows_per_call=2, max_retries=1,
                                                   utterance_timeout_s=5.0),
@@ -475,13 +476,13 @@ sys.path[:0] = [{tests!r}, {src!r}]
 import ray.cloudpickle
 import test_scale_ray as t
 from speechunits.cli.main import main
-from speechunits.scale import ray_backend
+from speechunits.scale import ray_pipeline
 ray.cloudpickle.register_pickle_by_value(t)
-ray_backend.SORT_WINDOW_CALLS = 1  # calls of 2 keep corpus order: spk2/u11 comes last
-ray_backend.DEFAULT_ROWS_PER_CALL = 2
+ray_pipeline.SORT_WINDOW_CALLS = 1  # calls of 2 keep corpus order: spk2/u11 comes last
+ray_pipeline.DEFAULT_ROWS_PER_CALL = 2
 if {stall!r}:
     base = t.StallOnUttWorker if {command!r} == "encode" else t.StallOnUttFeaturesWorker
-    ray_backend.WORKERS[{worker!r}] = type("StallT", (base,), {{"STALL_ID": "spk2/u11", "MARKER": "/nonexistent"}})
+    ray_pipeline.WORKERS[{worker!r}] = type("StallT", (base,), {{"STALL_ID": "spk2/u11", "MARKER": "/nonexistent"}})
 job = (["encode", {corpus!r}, "--codebook", {codebook!r}] if {command!r} == "encode" else
        ["features", {corpus!r}, "--encoder", {model!r}, "--layer", "3"])
 sys.exit(main(job + ["-o", {out!r}, "--backend", "ray", "--num-workers", "1", "--shard-seconds", "0.5",
@@ -648,7 +649,7 @@ def test_a_file_that_crashes_a_features_worker_is_recorded_and_the_rest_stored(
     from speechunits.scale.options import ScaleOptions
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
-    monkeypatch.setitem(ray_backend.WORKERS, "features", CrashOnUttFeaturesWorker)
+    monkeypatch.setitem(ray_pipeline.WORKERS, "features", CrashOnUttFeaturesWorker)
     out = tmp_path / "f"
     report = extract_features(encoder, open_corpus(corpus_dir), [1, 3], out, quiet=True, rows_per_part=2,
                               options=ScaleOptions(backend="ray", num_workers=1, rows_per_call=3, max_retries=1))
@@ -658,7 +659,7 @@ def test_a_file_that_crashes_a_features_worker_is_recorded_and_the_rest_stored(
     assert sorted(errors) == ["spk0/bad", poison]
     assert "ended the worker process" in errors[poison] and "given up" in errors[poison]
     _same_features(out, local_features, without={poison})
-    assert ray_backend.LAST_RUN.extra["given_up"] == 1 and not (out / ".parts").exists()
+    assert ray_pipeline.LAST_RUN.extra["given_up"] == 1 and not (out / ".parts").exists()
 
 
 FEATURES_DRIVER = """
@@ -670,13 +671,13 @@ import ray.cloudpickle
 import test_scale_ray as t
 from speechunits.corpus import open_corpus
 from speechunits.encoders import load_encoder
-from speechunits.scale import ray_backend
+from speechunits.scale import ray_pipeline
 from speechunits.scale.jobs import extract_features
 from speechunits.scale.options import ScaleOptions
 ray.cloudpickle.register_pickle_by_value(t)
-ray_backend.WORKERS["features"] = type("StallT", (t.StallOnUttFeaturesWorker,),
-                                       {{"STALL_ID": "spk2/u11", "MARKER": {marker!r}}})
-ray_backend.SORT_WINDOW_CALLS = 1  # calls keep corpus order, so the stall lands after the first parts
+ray_pipeline.WORKERS["features"] = type("StallT", (t.StallOnUttFeaturesWorker,),
+                                        {{"STALL_ID": "spk2/u11", "MARKER": {marker!r}}})
+ray_pipeline.SORT_WINDOW_CALLS = 1  # calls keep corpus order, so the stall lands after the first parts
 extract_features(load_encoder({model!r}, device="cpu"), open_corpus({corpus!r}), [1, 3], {out!r}, quiet=True,
                  rows_per_part=500, shard_seconds=0.5,
                  options=ScaleOptions(backend="ray", ray_address={address!r}, num_workers=1, rows_per_call=2))
@@ -737,5 +738,5 @@ def test_ray_fit_with_snapshots_equals_without_and_a_rerun_samples_nothing(ray_c
     # a rerun (say k-means was killed): both passes are kept, nothing is planned on Ray again
     again = fit_source(corpus_dir, encoder, 2, options=options, max_frames=100, seed=3, quiet=True,
                        checkpoint_dir=ckdir)
-    assert ray_backend.LAST_RUN.planned == 0
+    assert ray_pipeline.LAST_RUN.planned == 0
     np.testing.assert_array_equal(sample_source(again, 100, 3), plain)

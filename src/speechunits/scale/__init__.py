@@ -7,8 +7,11 @@
   and resumes from it (:mod:`speechunits.timed_parts`).
 * :mod:`speechunits.scale.prefetch` - decode + resample ahead of the encoder (threads or
   processes, bounded queue, corpus order). Never imports Ray.
-* :mod:`speechunits.scale.ray_backend` - the same jobs on a Ray cluster (the optional ``[ray]``
-  extra), imported only when ``backend="ray"`` is asked for; :mod:`~speechunits.scale.ray_workers`
+* :mod:`speechunits.scale.ray_encode` (features, units) and :mod:`~speechunits.scale.ray_fit`
+  (frame sample, k-means) - the same jobs on a Ray cluster (the optional ``[ray]`` extra),
+  imported only when ``backend="ray"`` is asked for; :mod:`~speechunits.scale.ray_pipeline`
+  (the Ray Data pipeline they share: options, resources, results in corpus order),
+  :mod:`~speechunits.scale.ray_workers`
   (decode tasks, encoder actors, the bounded-retry guard), :mod:`~speechunits.scale.ray_session`
   (joining/starting Ray, quiet logs), :mod:`~speechunits.scale.ray_leftovers` (processes of an
   embedded Ray whose driver was killed).

@@ -3,7 +3,7 @@
 The write loop is :func:`speechunits.units.encode_corpus.write_results`, the one every backend
 shares (same stores, same skip-what-is-stored rule, same errors file and report); this module only
 chooses where units come from (:func:`local_results` with prefetching threads, or
-``ray_backend.ray_results``) and stages a filesystem-URI output (:mod:`speechunits.scale.remote`).
+``ray_encode.ray_results``) and stages a filesystem-URI output (:mod:`speechunits.scale.remote`).
 """
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ Each entry point takes typed parameters and a :class:`~speechunits.scale.options
 
 * ``backend="local"`` (default): the local loop, with audio decoded ahead of the encoder by
   ``loader_workers`` threads (``0``: the plain serial loop). Ray is never imported.
-* ``backend="ray"``: :mod:`speechunits.scale.ray_backend` on ``ray_address`` or an embedded
-  local Ray.
+* ``backend="ray"``: :mod:`speechunits.scale.ray_encode` / :mod:`~speechunits.scale.ray_fit` on
+  ``ray_address`` or an embedded local Ray.
 
 ``device`` is the *requested* encoder device (``auto``/``cpu``/``cuda``): Ray actors resolve it
 on their own node (the driver's encoder may sit on a CPU-only head node).
@@ -57,7 +57,7 @@ def feature_items(encoder: Encoder, corpus: Iterable[Utterance], layers: Sequenc
                    chunk_context_seconds=chunk_context_seconds, on_error=on_error, channel=channel, quiet=quiet,
                    total_seconds=total_seconds)
     if options.is_ray:
-        from speechunits.scale.ray_backend import ray_iter_features
+        from speechunits.scale.ray_encode import ray_iter_features
 
         return ray_iter_features(encoder, corpus, layers, options=options.ray_options(device),
                                  **extract)  # type: ignore[arg-type]
@@ -118,7 +118,7 @@ def encode_corpus(corpus: Iterable[Utterance], tokenizer: UnitTokenizer, out_dir
     common = dict(job=job, rows_per_file=rows_per_file, shard_seconds=shard_seconds, on_error=on_error, quiet=quiet,
                   total_seconds=total_seconds)
     if options.is_ray:
-        from speechunits.scale.ray_backend import ray_encode_corpus
+        from speechunits.scale.ray_encode import ray_encode_corpus
 
         return ray_encode_corpus(corpus, tokenizer, out_dir, options=options.ray_options(device),
                                  max_batch_seconds=max_batch_seconds, channel=channel, **common)  # type: ignore[arg-type]
@@ -171,7 +171,7 @@ def fit_source(input_path: str | os.PathLike[str], encoder: Encoder, layer: int 
                 "max_frames": int(max_frames), "seed": int(seed), "corpus": ids_digest(u.id for u in corpus)}
         checkpoint = SampleCheckpoint(checkpoint_dir, meta, shard_seconds=shard_seconds)
     if options.is_ray:
-        from speechunits.scale.ray_backend import ray_fit_source
+        from speechunits.scale.ray_fit import ray_fit_source
 
         return ray_fit_source(encoder, corpus, chosen, options=options.ray_options(device), max_frames=max_frames,
                               seed=seed, on_error=on_error, quiet=quiet, checkpoint=checkpoint,
@@ -202,7 +202,7 @@ def fit_sample(sample: np.ndarray, k: int, encoder_info: EncoderInfo, layer: int
     """:func:`speechunits.quantize.fit.fit_sample`; with the Ray backend the k-means runs on one GPU
     of the cluster when it has one (else here, as locally)."""
     if options.is_ray:
-        from speechunits.scale.ray_backend import ray_fit_sample
+        from speechunits.scale.ray_fit import ray_fit_sample
 
         return ray_fit_sample(sample, k, encoder_info, layer, options=options.ray_options(device), seed=seed,
                               init=init, iters=iters)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from speechunits.errors import SpeechUnitsError
 
 if TYPE_CHECKING:
-    from speechunits.scale.ray_backend import RayOptions
+    from speechunits.scale.ray_pipeline import RayOptions
 
 #: Where a job runs: ``local`` (this process, audio decoded ahead by threads) or ``ray``.
 BACKENDS = ("local", "ray")
@@ -28,7 +28,7 @@ class ScaleOptions:
         gpus_per_worker: GPUs per encoder actor (default 1 when the cluster has GPUs). Ray only.
         cpus_per_worker: CPUs (torch threads) per encoder actor (default 1). Ray only.
         rows_per_call: utterances per decode task and actor call (default
-            :data:`~speechunits.scale.ray_backend.DEFAULT_ROWS_PER_CALL`). Ray only.
+            :data:`~speechunits.scale.ray_pipeline.DEFAULT_ROWS_PER_CALL`). Ray only.
         max_retries: retries of a file whose processing ended its worker process (default
             :data:`~speechunits.scale.ray_workers.DEFAULT_MAX_RETRIES`), then it is recorded as
             failed and the run goes on. Ray only.
@@ -80,9 +80,9 @@ class ScaleOptions:
         return default_loader_workers() if self.loader_workers is None else int(self.loader_workers)
 
     def ray_options(self, device: str = "auto") -> RayOptions:
-        """The checked :class:`~speechunits.scale.ray_backend.RayOptions`; ``device`` is the
+        """The checked :class:`~speechunits.scale.ray_pipeline.RayOptions`; ``device`` is the
         requested encoder device (``auto``/``cpu``/``cuda``) of the actors."""
-        from speechunits.scale.ray_backend import DEFAULT_ROWS_PER_CALL, RayOptions
+        from speechunits.scale.ray_pipeline import DEFAULT_ROWS_PER_CALL, RayOptions
         from speechunits.scale.ray_workers import DEFAULT_MAX_RETRIES
 
         options = RayOptions(address=self.ray_address, num_workers=self.num_workers,
