@@ -107,7 +107,7 @@ def chosen_layer(run: Path) -> int:
 
 def unit_lengths(store: Path, dedup: bool, bpe_dir: Path | None, k: int) -> dict[str, float]:
     """Mean tokens per utterance (every utterance) of what a unit row reads, and of the raw units."""
-    from speechunits.probe.inputs import UnitInput
+    from speechunits.probe.unit_inputs import UnitInput
 
     raw = unit_bitrates(UnitInput(store), "raw", k)[1]
     read = raw if not dedup else unit_bitrates(UnitInput(store, dedup=True, bpe_dir=bpe_dir), "dedup", k)[1]

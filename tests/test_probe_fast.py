@@ -11,7 +11,9 @@ import torch
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.heads import BiLSTMHead, reverse_padded, stack_frames
 from speechunits.probe.model import ProbeModel
-from speechunits.probe.inputs import ArrayInput, Sample, UnitInput, feature_statistics
+from speechunits.probe.feature_inputs import ArrayInput
+from speechunits.probe.inputs import Sample, feature_statistics
+from speechunits.probe.unit_inputs import UnitInput
 from speechunits.probe.labels import LabelSet
 from speechunits.probe.model_dir import load_probe
 from speechunits.probe.splits import Split

@@ -14,7 +14,9 @@ from speechunits.features.io import FeaturesWriter
 from speechunits.probe.featurizers import HierarchicalConv, UnitEmbedding, WeightedSum
 from speechunits.probe.heads import BiLSTMHead, LinearHead, statistics_pooling
 from speechunits.probe.model import ProbeModel
-from speechunits.probe.inputs import ArrayInput, FeaturesDirInput, Sample, UnitInput, check_identity
+from speechunits.probe.feature_inputs import ArrayInput, FeaturesDirInput
+from speechunits.probe.inputs import Sample, check_identity
+from speechunits.probe.unit_inputs import UnitInput
 from speechunits.probe.labels import IGNORE_INDEX, LabelSet
 from speechunits.probe.metrics import error_rate
 from speechunits.probe.model_dir import LabelCoder, load_probe, read_probe_meta, save_probe

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.inputs import ArrayInput
+from speechunits.probe.feature_inputs import ArrayInput
 from speechunits.probe.labels import LabelSet
 from speechunits.probe.model_dir import load_probe
 from speechunits.probe.resume import sweep_progress

@@ -139,7 +139,8 @@ def _parse_lrs(text: str) -> list[float]:
 
 
 def _make_input(args: argparse.Namespace):
-    from speechunits.probe.inputs import EncoderInput, FeaturesDirInput, UnitInput
+    from speechunits.probe.feature_inputs import EncoderInput, FeaturesDirInput
+    from speechunits.probe.unit_inputs import UnitInput
 
     chosen = [name for name in ("encoder", "features", "units") if getattr(args, name)]
     if len(chosen) != 1:

@@ -22,8 +22,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.inputs import (FEATURES, UNITS, EncoderInput, FeaturesDirInput, ProbeInput, Sample,
-                                      UnitInput, as_corpus, describe_identity, unit_sample)
+from speechunits.probe.feature_inputs import EncoderInput, FeaturesDirInput
+from speechunits.probe.inputs import FEATURES, UNITS, ProbeInput, Sample, as_corpus, describe_identity
+from speechunits.probe.unit_inputs import UnitInput, unit_sample
 from speechunits.probe.task import CTC, FRAME, objective_of
 
 log = logging.getLogger(__name__)

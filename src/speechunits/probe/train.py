@@ -34,8 +34,8 @@ from speechunits.probe.evaluate import PRIMARY, corpus_labels
 from speechunits.probe.featurizers import EMBED_INITS, EMBED_RANDOM, INTERFACES
 from speechunits.probe.finetune import FINETUNE_TOP, Finetune, is_conformer_block, parse_finetune
 from speechunits.probe.heads import check_dropout
-from speechunits.probe.inputs import (FEATURES, UNITS, EncoderInput, ProbeInput, as_corpus, feature_statistics,
-                                      identity_facts)
+from speechunits.probe.feature_inputs import EncoderInput
+from speechunits.probe.inputs import FEATURES, UNITS, ProbeInput, as_corpus, feature_statistics, identity_facts
 from speechunits.probe.model import build_model
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
@@ -148,7 +148,7 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
     ``finetune_layers``: the layers a ``lora``/``adapters`` probe weighs (blocks 1..max adapted).
     ``standardize``, ``stack``, ``lstm_layers``: see ProbeModel (a ``frames`` probe cannot stack).
     ``embed_init``: unit tables from random, from the codebook centroids, or fixed to them (units
-    read with their codebooks: :meth:`~speechunits.probe.inputs.UnitInput.centroid_tables`).
+    read with their codebooks: :meth:`~speechunits.probe.unit_inputs.UnitInput.centroid_tables`).
     ``dropout``: the head's, while training (recorded only when above 0). ``time_mask``: ``"N:R"``
     SpecAugment time masks while training (:func:`~speechunits.probe.augment.parse_time_mask`;
     recorded only when given). ``unit_noise``: ``"P[:N]"`` substitution of units by their N nearest

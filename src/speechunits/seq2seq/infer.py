@@ -144,7 +144,8 @@ def source_inputs(bundle: Any, corpus: Any, *, source_codebook: str | Path | Non
 
     record = bundle.source
     if record["kind"] == "features":
-        from speechunits.probe.inputs import EncoderInput, check_identity
+        from speechunits.probe.feature_inputs import EncoderInput
+        from speechunits.probe.inputs import check_identity
 
         inputs = EncoderInput(encoder or record["encoder"], record["layers"], corpus=corpus, device=device,
                               quiet=quiet)

@@ -4,7 +4,7 @@
 and its two corpora, then:
 
 * source (``source_input``): ``"features"`` (an encoder's layer, computed once and cached in
-  float16, :class:`speechunits.probe.inputs.EncoderInput`), ``"units"`` (a source codebook's
+  float16, :class:`speechunits.probe.feature_inputs.EncoderInput`), ``"units"`` (a source codebook's
   deduplicated units) or ``"text"`` (the source text's characters: the cascade's translator);
 * target (``target``): ``"units"`` (the target codebook's deduplicated units of the target
   utterance) or ``"text"`` (characters of the target text);
@@ -68,7 +68,7 @@ def prepare_sources(kind: str, pairs: Sequence[Any], corpus: Any, *, encoder: st
 
     wanted = {p.source for p in pairs}
     if kind == "features":
-        from speechunits.probe.inputs import EncoderInput
+        from speechunits.probe.feature_inputs import EncoderInput
 
         if encoder is None or layer is None:
             raise SpeechUnitsError("--source-input features needs --encoder and --layer")
