@@ -5,8 +5,9 @@ Data side: :mod:`~speechunits.probe.labels` (task labels and their readers),
 :mod:`~speechunits.probe.splits` (train/dev/test, by utterance or speaker),
 :mod:`~speechunits.probe.metrics` (CTC greedy decoding, PER, WER/CER, accuracy, speaker leakage).
 
-Model side: :mod:`~speechunits.probe.inputs` (what a probe reads: encoder features on the fly,
-a features directory, unit stores; identities), :mod:`~speechunits.probe.featurizers` (weighted-sum /
+Model side: :mod:`~speechunits.probe.inputs` (what a probe reads and its identity), with
+:mod:`~speechunits.probe.feature_inputs` (encoder features on the fly, a features directory) and
+:mod:`~speechunits.probe.unit_inputs` (unit stores), :mod:`~speechunits.probe.featurizers` (weighted-sum /
 hierarchical-conv / single featurizers, unit embeddings), :mod:`~speechunits.probe.heads` (linear and
 BiLSTM heads), :mod:`~speechunits.probe.finetune` (``--finetune`` blocks: top N, LoRA, adapters),
 :mod:`~speechunits.probe.model` (the probe model built from its spec),
@@ -33,10 +34,10 @@ _LAZY = {
     "Split": "speechunits.probe.splits",
     "make_split": "speechunits.probe.splits",
     "split_from_file": "speechunits.probe.splits",
-    "EncoderInput": "speechunits.probe.inputs",
-    "FeaturesDirInput": "speechunits.probe.inputs",
-    "UnitInput": "speechunits.probe.inputs",
-    "ArrayInput": "speechunits.probe.inputs",
+    "EncoderInput": "speechunits.probe.feature_inputs",
+    "FeaturesDirInput": "speechunits.probe.feature_inputs",
+    "UnitInput": "speechunits.probe.unit_inputs",
+    "ArrayInput": "speechunits.probe.feature_inputs",
     "ProbeModel": "speechunits.probe.model",
     "WeightedSum": "speechunits.probe.featurizers",
     "train_probe": "speechunits.probe.train",
