@@ -206,7 +206,7 @@ def assign_bench(data: Path, k: int) -> dict:
     import torch
     from sklearn.metrics import pairwise_distances_argmin
 
-    from speechunits.quantize.assign import assign, prepare_centroids
+    from speechunits.quantize.nearest import assign, prepare_centroids
     from speechunits.quantize.kmeans import fit_kmeans
 
     x = np.load(data)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechunits.quantize.assign import assign, prepare_centroids
+from speechunits.quantize.nearest import assign, prepare_centroids
 
 
 def _numpy_nearest(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

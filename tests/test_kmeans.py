@@ -8,7 +8,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import pairwise_distances_argmin
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.quantize.assign import assign, bf16_supported, prepare_centroids
+from speechunits.quantize.nearest import assign, bf16_supported, prepare_centroids
 from speechunits.quantize.kmeans import fit_kmeans, kmeans_plus_plus, lloyd
 
 
@@ -113,10 +113,10 @@ def test_assign_bad_input() -> None:
 def test_bf16_detection_reads_capability_and_cpu_flags(monkeypatch, capability, cpuinfo, expected) -> None:
     import io
 
-    import speechunits.quantize.assign as assign_module
+    import speechunits.quantize.nearest as nearest_module
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    monkeypatch.setattr(assign_module, "open", lambda *a, **k: io.StringIO(cpuinfo), raising=False)
+    monkeypatch.setattr(nearest_module, "open", lambda *a, **k: io.StringIO(cpuinfo), raising=False)
     assert bf16_supported(torch.device("cpu")) is expected
     assert bf16_supported(torch.device("meta")) is False
 
@@ -216,7 +216,7 @@ def test_fit_bad_input() -> None:
 
 def test_cuda_bf16_matmuls_are_told_to_accumulate_in_fp32() -> None:
     """The bf16 error bound assumes fp32 accumulation; cuBLAS may reduce in bf16 unless told not to."""
-    from speechunits.quantize.assign import _fp32_accumulation
+    from speechunits.quantize.nearest import _fp32_accumulation
 
     flags = torch.backends.cuda.matmul
     before = flags.allow_bf16_reduced_precision_reduction

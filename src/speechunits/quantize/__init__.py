@@ -10,7 +10,7 @@ from speechunits._lazy import lazy_getattr
 
 # Imported lazily: torch loads only when one of these is used, so the CLI parser stays fast.
 _LAZY = {
-    "assign": "speechunits.quantize.assign",
+    "assign": "speechunits.quantize.nearest",
     "Codebook": "speechunits.quantize.codebook",
     "KMeansResult": "speechunits.quantize.kmeans",
     "fit_kmeans": "speechunits.quantize.kmeans",

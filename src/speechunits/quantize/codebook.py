@@ -26,7 +26,7 @@ from speechunits import __version__
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_json_object, read_safetensors
 from speechunits.device import resolve_device
-from speechunits.quantize.assign import Precision, PreparedCentroids, assign, prepare_centroids
+from speechunits.quantize.nearest import Precision, PreparedCentroids, assign, prepare_centroids
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class Codebook:
         return x
 
     def prepared(self, device: str | torch.device | None = "auto", precision: Precision = "auto") -> PreparedCentroids:
-        """Centroids laid out for :func:`~speechunits.quantize.assign.assign` (cached per device)."""
+        """Centroids laid out for :func:`~speechunits.quantize.nearest.assign` (cached per device)."""
         dev = resolve_device(device)
         key = (str(dev), precision)
         if key not in self._prepared:

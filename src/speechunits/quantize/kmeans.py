@@ -9,7 +9,7 @@
   sklearn's count, which on 500 blobs lowered the final inertia from 796-808 to 785-793 per
   frame (bench/kmeans.py, 4 seeds; 3x: 782-783 but 0.5 s slower, as the step turns
   compute-bound) and let the subsample shrink from 40 K to 30 K frames.
-* **Lloyd.** Assignment through :mod:`speechunits.quantize.assign` (bf16 matmuls with an
+* **Lloyd.** Assignment through :mod:`speechunits.quantize.nearest` (bf16 matmuls with an
   fp32 re-check of near ties, so labels are exact), centroid sums with ``index_add_``,
   empty clusters moved to the frames farthest from their centroid. Every iteration's labels
   are exact (unchecked bf16 labels flip on near ties and stall convergence on trained SSL
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.quantize.assign import (
+from speechunits.quantize.nearest import (
     DEFAULT_CHUNK,
     Precision,
     _assign_chunk,
