@@ -133,6 +133,9 @@ LAST_RUN = RunStats()
 
 @dataclass(frozen=True)
 class ResolvedResources:
+    """What a run gets on the connected cluster: encoder actors, GPUs per actor, decode tasks in
+    flight, CPUs per decode task and the actors' device."""
+
     workers: int
     gpus: float
     loaders: int
@@ -295,7 +298,8 @@ def _report_retries(ray: Any, ledger: Any, stats: RunStats) -> None:
 
 
 def extract_kwargs(max_batch_seconds: float | None, batch_size: int | None, chunk_seconds: float | None,
-                    chunk_context_seconds: float | None) -> dict[str, Any]:
+                   chunk_context_seconds: float | None) -> dict[str, Any]:
+    """The encoder's ``extract_batch`` options the caller set (``None`` ones are left to its defaults)."""
     kwargs = {"max_batch_seconds": max_batch_seconds, "batch_size": batch_size, "chunk_seconds": chunk_seconds,
               "chunk_context_seconds": chunk_context_seconds}
     return {key: value for key, value in kwargs.items() if value is not None}
