@@ -279,7 +279,7 @@ class Bench:
         if cached.is_file():
             self._record(row, task, json.loads(cached.read_text()))
             return
-        if self.args.report:  # not done yet: reported as missing, nothing started or deleted
+        if getattr(self.args, "report", False):  # not done yet: reported as missing, nothing started or deleted
             return
         options: dict[str, Any] = dict(
             head=HEADS[task], hidden=self.cfg["hidden"], lrs=LRS, seeds=tuple(range(self.args.seeds)),

@@ -8,7 +8,10 @@ tables start from random, and the BPE vocabulary is 4 x K. This script measures,
   codebook's standardised centroids, DASB's initialisation; a BPE token starts from the mean of its
   units' centroids), for raw, deduplicated and BPE units;
 * BPE vocabularies ``--bpe-vocab`` (default 150, 200, 400 for K=100) on deduplicated units, with the
-  sequence shortening each gives against raw units and the relative PER/WER change.
+  sequence shortening each gives against raw units and the relative PER/WER change;
+* ``--text-bpe N``: ``asr`` probes of the deduplicated and dedup+BPE rows again with a BPE of the text
+  (N pieces) as CTC targets instead of characters. Characters need ~1.55x the CTC positions of phones,
+  and dedup+BPE units leave few (docs/probe.md), so the targets may be what costs their WER.
 
 Units are MFCC K-means units (no pretraining needed, the units of issues 15 and 16 too) on a
 synthetic corpus of its own seed (1: not bench/probe.py's seed-0 corpus, whose dev and test speakers
@@ -81,6 +84,8 @@ def main() -> int:
     parser.add_argument("--lr", default="1e-3,1e-2", help="learning rates of every sweep (default %(default)s)")
     parser.add_argument("--probe-minutes", type=float, help="budget of each sweep (default 12)")
     parser.add_argument("--jobs", type=int, default=2, help="sweeps at once, one thread each (default 2)")
+    parser.add_argument("--text-bpe", type=int, default=0,
+                        help="also train the dedup and dedup+BPE rows' asr probes on a text BPE of this size")
     parser.add_argument("--step-schedule", action="store_true",
                         help="probes' warmup and decay follow steps only; the budget only stops (give a new --out)")
     args = parser.parse_args()
@@ -123,6 +128,9 @@ def main() -> int:
         spec = input_spec("units", store, dedup=dedup, bpe=bpe, codebook=codebook if init != "random" else None)
         for task in TASKS:
             bench.submit(name, task, spec, frame_rate=inputs.frame_rate, lrs=lrs, embed_init=init)
+        if args.text_bpe and kind != "raw":
+            bench.submit(f"{name} text-BPE{args.text_bpe}", "asr", spec, frame_rate=inputs.frame_rate, lrs=lrs,
+                         embed_init=init, tokenizer=args.text_bpe)
     bench.wait()
     bench.pool.shutdown()
 
@@ -151,6 +159,15 @@ def main() -> int:
         change = {m: (summary[name]["dev"][m] - raw[m]) / max(raw[m], 1e-9) for m in ("per", "wer")}
         notes.append(f"{name}: {summary[name]['shorter']:.2f}x shorter than raw {init}; relative dev PER "
                      f"{100 * change['per']:+.1f} %, WER {100 * change['wer']:+.1f} %")
+    for name, kind, _, _, init in rows:
+        text_row = f"{name} text-BPE{args.text_bpe}"
+        if text_row not in res:
+            continue
+        chars, pieces = res[name]["asr"]["dev"], res[text_row]["asr"]["dev"]
+        summary[name]["dev_text_bpe"] = {m: pieces[m]["mean"] for m in ("wer", "cer")}
+        notes.append(f"{name}: asr targets characters -> text BPE {args.text_bpe}: dev WER "
+                     f"{100 * chars['wer']['mean']:.1f} -> {100 * pieces['wer']['mean']:.1f}, CER "
+                     f"{100 * chars['cer']['mean']:.1f} -> {100 * pieces['cer']['mean']:.1f}")
     for kind in ("raw", "dedup"):
         a, b = summary[f"{kind} random"]["dev"], summary[f"{kind} centroids"]["dev"]
         notes.append(f"{kind}: centroid tables vs random: dev PER {100 * a['per']:.1f} -> {100 * b['per']:.1f}, "
@@ -159,7 +176,8 @@ def main() -> int:
              if any(r["stop_reason"] == "time_budget" and r["lr"] == meta["selection"]["lr"] for r in meta["runs"])]
     notes.append("chosen runs stopped by the time budget (still learning): " + (", ".join(bound) or "none"))
     notes.append(f"configurations tried: {bench.configurations} training runs ({len(lrs)} learning rates x "
-                 f"{len(res)} rows x {len(TASKS)} tasks); the test part does not exist here")
+                 f"{len(rows)} rows x {len(TASKS)} tasks, plus {len(res) - len(rows)} text-BPE asr sweeps); "
+                 "the test part does not exist here")
     notes.append(f"total wall time {time.time() - started:.0f} s")
     text = "\n".join(lines + notes) + "\n"
     (out / "table.md").write_text(text, encoding="utf-8")
