@@ -109,7 +109,8 @@ def summary(probe: Path, steps: list[int]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("bench/out/probe-augment-dev"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default bench/out/probe-augment-dev (/tmp/probe-augment-dev-quick with --quick)")
     parser.add_argument("--quick", action="store_true", help="a 3-minute corpus and 30 steps: checks the script")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"which arms (default all: {','.join(ARMS)})")
     parser.add_argument("--jobs", type=int, default=2, help="arms trained at a time (default %(default)s)")
@@ -121,7 +122,7 @@ def main() -> int:
     if args.jobs < 1:
         parser.error("--jobs must be >= 1")
     cfg = QUICK if args.quick else FULL
-    out = Path("/tmp/probe-augment-dev-quick") if args.quick else args.out
+    out = args.out or Path("/tmp/probe-augment-dev-quick" if args.quick else "bench/out/probe-augment-dev")
     out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     paths = prepare(out, cfg)

@@ -1,0 +1,32 @@
+"""Each benchmark script's ``--quick`` mode runs to the end (slow: ``make test-all``).
+
+The scripts under bench/ are not imported by the library or its other tests, so a change to a
+helper they share (bench/probe.py's ``Bench``, say) can break one unseen until someone needs its
+figures. ``--quick`` shrinks corpus, models and budgets to prove every step still runs; the
+figures it prints mean nothing and are not checked here.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("espeakng_loader")  # every script synthesises its corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ["lm", "probe", "probe_augment_dev", "probe_lm", "probe_units_dev", "seq2seq", "vocoder"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)  # bench/vocoder.py --quick takes ~10 min beside other work on 2 cores
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bench_script_quick_mode_runs(script: str, tmp_path: Path) -> None:
+    out = tmp_path / script
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), "--quick", "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, f"bench/{script}.py --quick failed:\n{done.stderr[-3000:]}"
+    assert out.is_dir() and any(out.iterdir()), f"bench/{script}.py --quick wrote nothing under --out"
