@@ -166,6 +166,25 @@ def local_reference(tokenizer, corpus_dir: Path, tmp_path_factory: pytest.TempPa
     return out
 
 
+def _run_driver_and_kill(script_text: str, tmp_path: Path, ready, what: str, poll_s: float) -> None:
+    """Run ``script_text`` as a driver process and SIGKILL it once ``ready()`` holds (240 s at most).
+
+    Fails with the driver's log if it exits first, and with ``what`` if ``ready()`` never holds."""
+    script, log_path = tmp_path / "driver.py", tmp_path / "driver.log"
+    script.write_text(script_text)
+    with open(log_path, "wb") as log_file:
+        driver = subprocess.Popen([sys.executable, str(script)], stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 240
+            while not ready():
+                assert driver.poll() is None, log_path.read_text()[-3000:]
+                assert time.time() < deadline, f"the driver {what} in time"
+                time.sleep(poll_s)
+            driver.send_signal(signal.SIGKILL)
+        finally:
+            driver.wait(timeout=30)
+
+
 ROWS_PER_FILE = 2
 
 
@@ -262,23 +281,11 @@ def test_killed_driver_rerun_resumes_from_finished_shards(ray_cluster, tokenizer
                                                           local_reference: Path, tiny_hubert_dir: Path,
                                                           tmp_path: Path) -> None:
     out, marker = tmp_path / "out", tmp_path / "release"
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER_SCRIPT.format(
+    script = DRIVER_SCRIPT.format(
         tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"), marker=str(marker),
         model=str(tiny_hubert_dir), corpus=str(corpus_dir), out=str(out),
-        address=ray_cluster.get_runtime_context().gcs_address))
-    log_path = tmp_path / "driver.log"
-    with open(log_path, "wb") as log_file:
-        driver = subprocess.Popen([sys.executable, str(script)], stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.time() + 240
-            while len(list(out.glob("*.parquet"))) < 2:
-                assert driver.poll() is None, log_path.read_text()[-3000:]
-                assert time.time() < deadline, "the driver wrote no shards in time"
-                time.sleep(0.2)
-            driver.send_signal(signal.SIGKILL)
-        finally:
-            driver.wait(timeout=30)
+        address=ray_cluster.get_runtime_context().gcs_address)
+    _run_driver_and_kill(script, tmp_path, lambda: len(list(out.glob("*.parquet"))) >= 2, "wrote no shards", 0.2)
     finished = len(list(out.glob("*.parquet")))
     assert 2 <= finished < 6  # killed mid-run: the shard holding spk2/u11 was never written
     report = ray_encode_corpus(open_corpus(corpus_dir), tokenizer, out, options=RayOptions(num_workers=1),
@@ -431,24 +438,12 @@ def test_killed_driver_keeps_its_time_bounded_shards(ray_cluster, tokenizer, cor
     """500 rows per shard, but a shard every 0.5 s: the driver, killed once the first shard exists
     (while a stalled utterance keeps the run from ending), kept its rows; the rerun skips them."""
     out, marker = tmp_path / "out", tmp_path / "release"
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER_SCRIPT.format(
+    script = DRIVER_SCRIPT.format(
         tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"), marker=str(marker),
         model=str(tiny_hubert_dir), corpus=str(corpus_dir), out=str(out),
         address=ray_cluster.get_runtime_context().gcs_address).replace(
-            "rows_per_file=t.ROWS_PER_FILE", "rows_per_file=500, shard_seconds=0.5"))
-    log_path = tmp_path / "driver.log"
-    with open(log_path, "wb") as log_file:
-        driver = subprocess.Popen([sys.executable, str(script)], stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.time() + 240
-            while not list(out.glob("*.parquet")):
-                assert driver.poll() is None, log_path.read_text()[-3000:]
-                assert time.time() < deadline, "the driver wrote no shard in time"
-                time.sleep(0.05)
-            driver.send_signal(signal.SIGKILL)
-        finally:
-            driver.wait(timeout=30)
+            "rows_per_file=t.ROWS_PER_FILE", "rows_per_file=500, shard_seconds=0.5")
+    _run_driver_and_kill(script, tmp_path, lambda: bool(list(out.glob("*.parquet"))), "wrote no shard", 0.05)
     stored = UnitStore.open(out).ids()
     assert 1 <= len(stored) < 12  # the run never reached 500 rows: time closed the shards it kept
     reference = {row[0]: row for row in _stored(local_reference)}
@@ -694,23 +689,11 @@ def test_killed_features_driver_keeps_its_time_bounded_parts(ray_cluster, encode
     from speechunits.scale.options import ScaleOptions
 
     out, marker = tmp_path / "f", tmp_path / "release"
-    script = tmp_path / "driver.py"
-    script.write_text(FEATURES_DRIVER.format(
+    script = FEATURES_DRIVER.format(
         tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"), marker=str(marker),
         model=str(tiny_hubert_dir), corpus=str(corpus_dir), out=str(out),
-        address=ray_cluster.get_runtime_context().gcs_address))
-    log_path = tmp_path / "driver.log"
-    with open(log_path, "wb") as log_file:
-        driver = subprocess.Popen([sys.executable, str(script)], stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.time() + 240
-            while not _kept(out, "features"):
-                assert driver.poll() is None, log_path.read_text()[-3000:]
-                assert time.time() < deadline, "the driver kept no part in time"
-                time.sleep(0.05)
-            driver.send_signal(signal.SIGKILL)
-        finally:
-            driver.wait(timeout=30)
+        address=ray_cluster.get_runtime_context().gcs_address)
+    _run_driver_and_kill(script, tmp_path, lambda: _kept(out, "features"), "kept no part", 0.05)
     import pyarrow.parquet as pq
 
     kept = [i for p in sorted(out.glob(".parts/index-*.parquet")) for i in pq.read_table(p)["id"].to_pylist()]
