@@ -247,19 +247,25 @@ def run_alone(command: list[str]) -> int:
                           timeout=600).returncode
 
 
-def kill_when(command: list[str], ready, timeout: float = 240.0) -> int:
-    """Start ``command``, SIGKILL it as soon as ``ready()``; its return code."""
-    proc = subprocess.Popen(command, env=dict(os.environ, **SUBPROCESS_ENV), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            if ready():
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.002)
-        return proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+def kill_when(command: list[str], ready, timeout: float = 240.0, log: Path | None = None) -> int:
+    """Start ``command``, SIGKILL it as soon as ``ready()``; its return code (-SIGKILL when killed).
+
+    With ``log``, its stdout and stderr go to that file. Fails if ``ready()`` does not hold within
+    ``timeout`` seconds while it still runs (the message ends with the log's tail)."""
+    with open(log or os.devnull, "wb") as out:
+        proc = subprocess.Popen(command, env=dict(os.environ, **SUBPROCESS_ENV), stdout=out,
+                                stderr=subprocess.STDOUT if log else subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        try:
+            while proc.poll() is None:
+                if ready():
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+                assert time.monotonic() < deadline, (f"{command}: not ready after {timeout:g} s\n"
+                                                     + (log.read_text()[-3000:] if log else ""))
+                time.sleep(0.002)
+            return proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from conftest import write_tone  # noqa: E402
+from conftest import kill_when, write_tone  # noqa: E402
 from speechunits.corpus import open_corpus  # noqa: E402
 from speechunits.scale import ray_fit, ray_pipeline  # noqa: E402
 from speechunits.scale.ray_encode import ray_encode_corpus, ray_iter_features  # noqa: E402
@@ -166,23 +166,13 @@ def local_reference(tokenizer, corpus_dir: Path, tmp_path_factory: pytest.TempPa
     return out
 
 
-def _run_driver_and_kill(script_text: str, tmp_path: Path, ready, what: str, poll_s: float) -> None:
-    """Run ``script_text`` as a driver process and SIGKILL it once ``ready()`` holds (240 s at most).
-
-    Fails with the driver's log if it exits first, and with ``what`` if ``ready()`` never holds."""
+def _run_driver_and_kill(script_text: str, tmp_path: Path, ready) -> None:
+    """Run ``script_text`` as a driver process and SIGKILL it once ``ready()`` holds (240 s at most);
+    fails with the driver's log if it ends by itself first."""
     script, log_path = tmp_path / "driver.py", tmp_path / "driver.log"
     script.write_text(script_text)
-    with open(log_path, "wb") as log_file:
-        driver = subprocess.Popen([sys.executable, str(script)], stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.time() + 240
-            while not ready():
-                assert driver.poll() is None, log_path.read_text()[-3000:]
-                assert time.time() < deadline, f"the driver {what} in time"
-                time.sleep(poll_s)
-            driver.send_signal(signal.SIGKILL)
-        finally:
-            driver.wait(timeout=30)
+    code = kill_when([sys.executable, str(script)], ready, log=log_path)
+    assert code == -signal.SIGKILL, log_path.read_text()[-3000:]
 
 
 ROWS_PER_FILE = 2
@@ -285,7 +275,7 @@ def test_killed_driver_rerun_resumes_from_finished_shards(ray_cluster, tokenizer
         tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"), marker=str(marker),
         model=str(tiny_hubert_dir), corpus=str(corpus_dir), out=str(out),
         address=ray_cluster.get_runtime_context().gcs_address)
-    _run_driver_and_kill(script, tmp_path, lambda: len(list(out.glob("*.parquet"))) >= 2, "wrote no shards", 0.2)
+    _run_driver_and_kill(script, tmp_path, lambda: len(list(out.glob("*.parquet"))) >= 2)
     finished = len(list(out.glob("*.parquet")))
     assert 2 <= finished < 6  # killed mid-run: the shard holding spk2/u11 was never written
     report = ray_encode_corpus(open_corpus(corpus_dir), tokenizer, out, options=RayOptions(num_workers=1),
@@ -443,7 +433,7 @@ def test_killed_driver_keeps_its_time_bounded_shards(ray_cluster, tokenizer, cor
         model=str(tiny_hubert_dir), corpus=str(corpus_dir), out=str(out),
         address=ray_cluster.get_runtime_context().gcs_address).replace(
             "rows_per_file=t.ROWS_PER_FILE", "rows_per_file=500, shard_seconds=0.5")
-    _run_driver_and_kill(script, tmp_path, lambda: bool(list(out.glob("*.parquet"))), "wrote no shard", 0.05)
+    _run_driver_and_kill(script, tmp_path, lambda: bool(list(out.glob("*.parquet"))))
     stored = UnitStore.open(out).ids()
     assert 1 <= len(stored) < 12  # the run never reached 500 rows: time closed the shards it kept
     reference = {row[0]: row for row in _stored(local_reference)}
@@ -693,7 +683,7 @@ def test_killed_features_driver_keeps_its_time_bounded_parts(ray_cluster, encode
         tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"), marker=str(marker),
         model=str(tiny_hubert_dir), corpus=str(corpus_dir), out=str(out),
         address=ray_cluster.get_runtime_context().gcs_address)
-    _run_driver_and_kill(script, tmp_path, lambda: _kept(out, "features"), "kept no part", 0.05)
+    _run_driver_and_kill(script, tmp_path, lambda: _kept(out, "features"))
     import pyarrow.parquet as pq
 
     kept = [i for p in sorted(out.glob(".parts/index-*.parquet")) for i in pq.read_table(p)["id"].to_pylist()]
