@@ -26,6 +26,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from speechunits.corpus import disjoint_ids_hint
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure import metrics
 from speechunits.measure.alignments import Segment
@@ -145,7 +146,8 @@ def evaluate_units(
         log.warning("%d utterance(s) have units but no alignments and are skipped (e.g. %s)", len(missing), missing[0])
     if not seen:
         raise SpeechUnitsError("the units and the alignments have no utterance in common "
-                               f"(units e.g. {missing[:3]}, alignments e.g. {sorted(alignments)[:3]})")
+                               f"(units e.g. {missing[:3]}, alignments e.g. {sorted(alignments)[:3]})"
+                               + disjoint_ids_hint(missing, alignments))
     labels = np.concatenate(label_chunks)
     unit_ids = np.concatenate(unit_chunks)
     tokens = np.concatenate(token_chunks)

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from speechunits.corpus import SPEAKERS_FILE, read_speakers
+from speechunits.corpus import SPEAKERS_FILE, disjoint_ids_hint, read_speakers
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_json_object
 from speechunits.measure.alignments import Segment, load_alignments
@@ -255,6 +255,7 @@ def run_sweep(settings: SweepSettings, out_dir: str | os.PathLike[str], *, quiet
         raise SpeechUnitsError(
             f"{settings.input} and {settings.alignments}: no utterance in common "
             f"(corpus ids like {utts[0].id!r}, alignment ids like {next(iter(alignments))!r})"
+            + disjoint_ids_hint((u.id for u in utts), alignments)
             if utts else f"{settings.input}: empty corpus"
         )
     if len(aligned) < len(utts):

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from speechunits.corpus import disjoint_ids_hint
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.defaults import DEFAULT_WARMUP_FRACTION
 from speechunits.probe.evaluate import PRIMARY, corpus_labels
@@ -302,8 +303,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     samples = loaded.samples
     split = split.restrict(set(samples))
     if not split.train or not split.dev:
+        hint = disjoint_ids_hint(label_map, inputs.available_ids()) if not samples else ""
         raise SpeechUnitsError(f"probe {task}: the split has {len(split.train)} training and {len(split.dev)} dev "
-                               "utterances with labels and inputs; both must be non-empty")
+                               "utterances with labels and inputs; both must be non-empty" + hint)
     coder = make_coder(task, [label_map[i] for i in split.train], tokenizer=tokenizer,
                        frame_vocabulary=getattr(labels, "vocabulary", None))
     targets = {i: coder.encode(label_map[i]) for i in split.train}
