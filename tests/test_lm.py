@@ -259,9 +259,6 @@ def test_cli_train_score_sample(tmp_path, capsys, caplog):
 def test_sample_through_a_vocoder_of_contract_a(trained, tmp_path, monkeypatch, caplog):
     """A stand-in for speechunits.vocoder (contract A): the codebook check is called with the LM's
     codebook, a mismatch is the vocoder's clear error, and samples become wavs."""
-    import sys
-    import types
-
     from conftest import cli_error
     from speechunits.audio import Audio
     from speechunits.cli.main import main
@@ -281,9 +278,10 @@ def test_sample_through_a_vocoder_of_contract_a(trained, tmp_path, monkeypatch, 
             assert units.durations is None
             return Audio(np.zeros(160 * len(units), dtype=np.float32), 16000)
 
-    module = types.ModuleType("speechunits.vocoder")
-    module.load_vocoder = lambda path, device="auto": FakeVocoder()
-    monkeypatch.setitem(sys.modules, "speechunits.vocoder", module)
+    import speechunits.vocoder
+
+    # the real package stays importable (the CLI imports its other modules); only its loader is replaced
+    monkeypatch.setattr(speechunits.vocoder, "load_vocoder", lambda path, device="auto": FakeVocoder())
     argv = ["lm", "sample", str(trained / "causal"), "--seconds", "0.1", "--num-samples", "2", "--vocoder", "voc"]
     error = cli_error(argv + ["-o", str(tmp_path / "a")], caplog)
     assert "a" * 64 in error and "c" * 64 in error and str(trained / "causal") in error
@@ -299,6 +297,39 @@ def test_sample_through_a_vocoder_of_contract_a(trained, tmp_path, monkeypatch, 
     error = cli_error(argv + ["-o", str(tmp_path / "c"), "--speaker", "nobody"], caplog)
     assert "spk1, spk2" in error and "nobody" in error and not (tmp_path / "c").exists()
     assert main(argv + ["-o", str(tmp_path / "d"), "--speaker", "spk2", "--quiet"]) == 0
+
+
+def test_a_dedup_lm_refuses_a_frame_level_vocoder(trained, tmp_path, monkeypatch, caplog):
+    """Deduplicated samples carry no durations: a vocoder that reads frame-level units would voice
+    every unit as one frame, so it is refused before anything is sampled; a --dedup vocoder is used."""
+    from conftest import cli_error
+    from speechunits.audio import Audio
+    from speechunits.cli.main import main
+    from speechunits.lm.train import train_lm
+
+    train_lm(trained / "store", tmp_path / "dedup_lm", tiny_config(steps=2), tokens="dedup", quiet=True)
+
+    class FakeVocoder:
+        meta = {"speaker": "none", "dedup": False}
+        speakers: list[str] = []
+
+        def check_codebook(self, sha256s, *, source):
+            pass
+
+        def synthesize(self, units, *, speaker=None, reference=None, f0=None):
+            assert units.durations is None
+            return Audio(np.zeros(160 * 2 * len(units), dtype=np.float32), 16000)
+
+    import speechunits.vocoder
+
+    # the real package stays importable (the CLI imports its other modules); only its loader is replaced
+    monkeypatch.setattr(speechunits.vocoder, "load_vocoder", lambda path, device="auto": FakeVocoder())
+    argv = ["lm", "sample", str(tmp_path / "dedup_lm"), "--seconds", "0.2", "--vocoder", "voc"]
+    error = cli_error(argv + ["-o", str(tmp_path / "a")], caplog)
+    assert "frame-level" in error and "--dedup" in error and not (tmp_path / "a").exists()
+    monkeypatch.setattr(FakeVocoder, "meta", {"speaker": "none", "dedup": True})
+    assert main(argv + ["-o", str(tmp_path / "b"), "--quiet"]) == 0
+    assert len(list((tmp_path / "b" / "wavs").glob("*.wav"))) == 1
 
 
 def test_the_shipped_vocoder_refuses_units_of_another_codebook(trained, tmp_path, caplog):

@@ -7,7 +7,8 @@ Length: ``seconds`` of speech = ``seconds * frame_rate / frames_per_token`` new 
 Output units: a frame-level LM (``--tokens units``) gives a frame-level store. A ``dedup`` or
 ``bpe`` LM gives a *deduplicated* store whose durations are placeholders: every unit lasts the
 training data's mean run length (``frames_per_unit``, rounded, at least 1 frame). A vocoder
-is given the ids without durations, so a deduplicated vocoder predicts them.
+is given the ids without durations, so a deduplicated vocoder predicts them; a frame-level vocoder
+is refused for such an LM (as ``translate`` refuses it for S2UT).
 Seeds: sample ``i`` is drawn with ``torch.manual_seed(mix_seed(seed, i))`` - the same seed and
 settings give the same units.
 """
@@ -145,6 +146,10 @@ def vocoder_for(path: str, lm: UnitLM, device: str = "auto") -> Any:
                                "installation does not have") from None
     vocoder = load_vocoder(path, device=device)
     vocoder.check_codebook(lm.consumes["codebook_sha256"], source=f"the unit LM {lm.path}")
+    if not lm.vocab.frame_level and not vocoder.meta.get("dedup"):
+        raise SpeechUnitsError(f"the unit LM {lm.path} samples deduplicated units without durations; the vocoder "
+                               f"{path} reads frame-level units and would give every unit one frame: use a vocoder "
+                               "trained with --dedup (it predicts durations)")
     return vocoder
 
 
