@@ -1,4 +1,4 @@
-"""Every ``speechunits ...`` command in the README's and the docs' shell blocks parses.
+"""Every ``speechunits ...`` command in the README's and the docs' shell (and plain) code blocks parses.
 
 Parsing only (nothing runs): an option renamed or removed in the code, or mistyped in the text,
 fails here instead of on a user's machine. What the commands do together is checked by running
@@ -19,7 +19,7 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _shell_blocks(text: str) -> list[str]:
-    return re.findall(r"```(?:bash|sh|shell)\n(.*?)```", text, flags=re.S)
+    return re.findall(r"```(?:bash|sh|shell)?\n(.*?)```", text, flags=re.S)
 
 
 def _commands(block: str) -> list[str]:
@@ -38,8 +38,11 @@ def _commands(block: str) -> list[str]:
                 words = words[:words.index("|")]
             if ">" in words:
                 words = words[:words.index(">")]
-            # usage synopses write optional parts as "[--seed 0]": check them as if given
-            words = [w.strip("[]") for w in words]
+            # usage synopses write optional parts as "[--seed 0]" and values as metavars ("--layer L"):
+            # check them as if given, with 1 for a metavar
+            words = [w.strip("[]") for w in words if w != "..."]
+            words = [("1" if re.fullmatch(r"[A-Z][A-Z_]*", w) and i and words[i - 1].startswith("--") else w)
+                     for i, w in enumerate(words)]
             commands.append(shlex.join(w.split("|")[0] if "|" in w else w for w in words if w))
     return commands
 
