@@ -272,6 +272,19 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, tone_dir):
         pretrain(tone_dir, tmp_path / "none", small_config(steps=4), resume=True, quiet=True)
 
 
+def test_loader_workers_build_the_same_augmented_batches(tmp_path, tone_dir):
+    """Pitch-shifted crops built by two worker processes: the same run as building them inline."""
+    from speechunits.pretrain import pretrain
+
+    config = small_config(steps=3, augment="pitch:-4..4,p=0.5")
+    inline = pretrain(tone_dir, tmp_path / "inline", config, quiet=True)
+    workers = pretrain(tone_dir, tmp_path / "workers", config, quiet=True, loader_workers=2)
+    assert [h.loss for h in workers.history] == [h.loss for h in inline.history]
+    a, b = _final_weights(tmp_path / "inline"), _final_weights(tmp_path / "workers")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
 def test_checkpoint_round_trip_and_hf_load(tmp_path, tone_dir):
     import transformers
 

@@ -177,6 +177,46 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path: Path):
     assert logged[-1]["loss"] == resumed.history[-1].loss and "close" in logged[-1]
 
 
+def test_batches_built_by_loader_workers_give_the_same_run(tmp_path: Path):
+    """Prefetching processes change where batches are built, not the run: the same losses and weights,
+    with accumulation (so the prefetcher's index sequence has gaps of one step's micro-batches) and after
+    a resume from a checkpoint (its first index is not 0)."""
+    inline_model = make_model()
+    inline = Trainer(inline_model, Regression(), cfg(accumulate=2), None, device=CPU, quiet=True).run()
+    workers_model = make_model()
+    workers = Trainer(workers_model, Regression(), cfg(accumulate=2), None, device=CPU, quiet=True,
+                      loader_workers=2).run()
+    assert [h.loss for h in workers.history] == [h.loss for h in inline.history]
+    a, b = weights(inline_model), weights(workers_model)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    part = Trainer(make_model(), Regression(), cfg(accumulate=2), tmp_path / "part", device=CPU, quiet=True)
+    part.run(on_step=lambda entry: entry.step == 3)  # stops and checkpoints after step 3
+    resumed = Trainer(make_model(seed=5), Regression(), cfg(accumulate=2), tmp_path / "part", device=CPU,
+                      quiet=True, loader_workers=1)
+    rest = resumed.run(int(resumed.restore()["step"]))
+    assert [h.loss for h in rest.history] == [h.loss for h in inline.history[3:]]
+    with pytest.raises(SpeechUnitsError, match="--loader-workers"):
+        Trainer(make_model(), Regression(), cfg(), None, device=CPU, loader_workers=-1)
+
+
+def test_prefetcher_hands_over_batches_in_order_and_builds_any_other_inline(caplog):
+    from speechunits.training.prefetch import BatchPrefetcher
+
+    task = Regression()
+    with BatchPrefetcher(task, first=1, stride=2, workers=2) as prefetcher:
+        for index in (1, 3, 5):
+            torch.testing.assert_close(prefetcher.get(index), task.batch(index), rtol=0, atol=0)
+        with caplog.at_level(logging.WARNING):
+            torch.testing.assert_close(prefetcher.get(4), task.batch(4), rtol=0, atol=0)  # not in its sequence
+        assert "built inline" in caplog.text
+        torch.testing.assert_close(prefetcher.get(7), task.batch(7), rtol=0, atol=0)  # the sequence goes on
+    for bad in (dict(workers=0), dict(stride=0), dict(first=-1)):
+        args = dict(first=0, stride=1, workers=1) | bad
+        with pytest.raises(SpeechUnitsError):
+            BatchPrefetcher(task, **args)
+
+
 def test_time_budget_reports_steps_done(tmp_path: Path):
     result = Trainer(make_model(), Regression(), cfg(steps=50, max_minutes=1e-9), tmp_path / "m", device=CPU,
                      quiet=True).run()

@@ -72,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="layer clustered for the next iteration (default: the middle layer)")
     p.add_argument("--iterate-k", type=int, default=None, help="K of the next iteration (default: same K)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--loader-workers", type=int, default=0, metavar="N",
+                   help="processes that build training batches ahead of the steps (the same batches; worth it when "
+                        "--augment makes building them as slow as a step, as on a GPU); 0: built inline")
     add_threads(p)
     add_quiet(p)
     p.set_defaults(func=run, trains=True)
@@ -108,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     )
     results = pretrain_iterations(args.input, Path(args.output), train, iterations=args.iterate,
                                   layer=args.iterate_layer, k=args.iterate_k, resume=args.resume,
-                                  device=args.device, quiet=args.quiet)
+                                  device=args.device, quiet=args.quiet, loader_workers=args.loader_workers)
     last = results[-1]
     summary = {
         "model": str(last.model_dir),

@@ -76,7 +76,7 @@ def fit_layer_codebook(model_dir: Path, waves: list[tuple[str, np.ndarray]], lay
 
 def pretrain_iterations(input_path: str | Path, out_dir: Path, train: PretrainConfig, *, iterations: int = 1,
                         layer: int | None = None, k: int | None = None, resume: bool = False,
-                        device: str = "auto", quiet: bool = False) -> list[PretrainResult]:
+                        device: str = "auto", quiet: bool = False, loader_workers: int = 0) -> list[PretrainResult]:
     """Run ``iterations`` HuBERT iterations; returns one result per iteration."""
     if iterations < 1:
         raise SpeechUnitsError(f"--iterate: must be >= 1, got {iterations}")
@@ -84,7 +84,8 @@ def pretrain_iterations(input_path: str | Path, out_dir: Path, train: PretrainCo
     current = train
     for i in range(1, iterations + 1):
         target_dir = out_dir if i == iterations else out_dir.with_name(f"{out_dir.name}.iter{i}")
-        result = pretrain(input_path, target_dir, current, resume=resume, device=device, quiet=quiet)
+        result = pretrain(input_path, target_dir, current, resume=resume, device=device, quiet=quiet,
+                          loader_workers=loader_workers)
         results.append(result)
         if i == iterations:
             break

@@ -83,14 +83,15 @@ def _resumed_config(out: Path, train: PretrainConfig) -> tuple[PretrainConfig, d
 
 
 def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig, *, resume: bool = False,
-             device: str = "auto", quiet: bool = False) -> PretrainResult:
+             device: str = "auto", quiet: bool = False, loader_workers: int = 0) -> PretrainResult:
     """Train (or resume) one HuBERT iteration on ``input_path`` into ``out_dir``.
 
     With ``resume``, the checkpoint's config is used except ``steps`` (which may grow) and its
     target centroids/projection are reused; a different ``augment`` or ``init`` is refused.
     With ``train.init``, a fresh run starts from that model's encoder (:mod:`.init`); with
     ``train.augment``, the model hears perturbed crops (:class:`CropBatches`). Training runs on
-    :class:`speechunits.training.Trainer`; every checkpoint also exports the model (``HubertModel``,
+    :class:`speechunits.training.Trainer` (``loader_workers`` processes build the batches ahead of it: the same
+    batches, for when building them is as slow as the step, e.g. augmented crops on a GPU); every checkpoint also exports the model (``HubertModel``,
     or ``Wav2Vec2BertModel`` for the ``fbank`` front end) into ``out_dir`` (:func:`exporter`).
     """
     out = Path(out_dir)
@@ -133,7 +134,7 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig,
     }
     trainer = Trainer(model, MaskedPrediction(batches, train, SAMPLE_RATE), train.optim(), out, device=dev,
                       dist=dist, state=state, export=exporter(train), desc="pretrain", amount_unit="audio s",
-                      quiet=quiet)
+                      quiet=quiet, loader_workers=loader_workers)
     start_step = int(trainer.restore()["step"]) if resume else 0
     if dist.is_main:
         targets.save(targets_dir)

@@ -47,6 +47,7 @@ from speechunits.training.checkpoint import (Export, Optimizers, load_optimizer,
 from speechunits.training.config import OptimConfig
 from speechunits.training.distributed import Distributed
 from speechunits.training.optim import learning_rate, make_optimizer
+from speechunits.training.prefetch import BatchPrefetcher
 from speechunits.training.task import Task, move_to
 
 log = logging.getLogger(__name__)
@@ -135,13 +136,18 @@ class Trainer:
         optimizer: defaults to :func:`~speechunits.training.optim.make_optimizer`; a dict
             ``{phase: optimizer}`` for a multi-phase task (see the module docstring).
         desc, amount_unit: progress bar label and the unit of :attr:`LossOutput.amount`.
+        loader_workers: processes that build the micro-batches of :meth:`run` ahead of the steps
+            (:class:`~speechunits.training.prefetch.BatchPrefetcher`; 0: built inline). The
+            batches, and so the run, are the same either way.
     """
 
     def __init__(self, model: torch.nn.Module, task: Task, cfg: OptimConfig, out_dir: str | Path | None, *,
                  device: torch.device, dist: Distributed | None = None,
                  optimizer: Optimizers | None = None, state: dict[str, Any] | None = None,
                  export: Export | None = None, desc: str = "train", amount_unit: str = "items",
-                 quiet: bool = False):
+                 quiet: bool = False, loader_workers: int = 0):
+        if loader_workers < 0:
+            raise SpeechUnitsError(f"--loader-workers: must be >= 0, got {loader_workers}")
         self.model = model
         self.task = task
         self.cfg = cfg
@@ -159,6 +165,8 @@ class Trainer:
         self.amount_unit = amount_unit
         self.quiet = quiet
         self._log_file: Any = None  # log.jsonl while run() runs (rank 0)
+        self.loader_workers = loader_workers
+        self._prefetcher: BatchPrefetcher | None = None  # while run() runs with loader_workers
         self.wrapped: torch.nn.Module = model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -220,7 +228,8 @@ class Trainer:
             if micro in cached:
                 return cached[micro]
             index = (step * accumulate + micro) * world + self.dist.rank
-            batch = move_to(self.task.batch(index), self.device)
+            made = self._prefetcher.get(index) if self._prefetcher is not None else self.task.batch(index)
+            batch = move_to(made, self.device)
             if len(phases) > 1:
                 cached[micro] = batch
             return batch
@@ -341,6 +350,10 @@ class Trainer:
                    file=sys.stderr, disable=self.quiet or not self.dist.is_main, dynamic_ncols=True,
                    mininterval=1.0)
         started = time.perf_counter()
+        if self.loader_workers:
+            world = self.dist.world
+            self._prefetcher = BatchPrefetcher(self.task, start_step * cfg.accumulate * world + self.dist.rank, world,
+                                               self.loader_workers, pin_memory=self.device.type == "cuda")
         try:
             for step in range(start_step, cfg.steps):
                 fraction = self._shared_fraction(started)
@@ -369,6 +382,9 @@ class Trainer:
                 if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                     self.checkpoint(done)
         finally:
+            if self._prefetcher is not None:
+                self._prefetcher.close()
+                self._prefetcher = None
             bar.close()
             if log_file is not None:
                 log_file.close()
