@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip install --quiet -c constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev demo test test-all bench-deps bench-pyctcdecode
+.PHONY: install install-dev demo test test-all bench-deps bench-pyctcdecode device-wheels
 
 install:
 	$(PYTHON) -m pip install --quiet torch==2.13.0
@@ -36,3 +36,11 @@ bench-pyctcdecode:
 	$(PYTHON) -m venv .venv-pyctcdecode
 	.venv-pyctcdecode/bin/python -m pip install --quiet "numpy<2" "pyctcdecode==0.5.0" "kenlm>=0.2"
 
+
+# The wheels a lent GPU machine lacks (its image has torch, transformers, pyarrow, tokenizers ...; Python 3.12,
+# no network): carried as .whl/ by bench/gpu_pretrain.py's device command (docs/train.md, "On a lent GPU").
+DEVICE_WHEELS := cffi==2.0.0 pycparser==3.0 soundfile==0.14.0 soxr==1.1.0 rapidfuzz==3.14.6 jiwer==4.0.0 espeakng-loader==0.2.4
+device-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 --platform any -d .whl $(DEVICE_WHEELS)
