@@ -30,3 +30,28 @@ def test_bench_script_quick_mode_runs(script: str, tmp_path: Path) -> None:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, f"bench/{script}.py --quick failed:\n{done.stderr[-3000:]}"
     assert out.is_dir() and any(out.iterdir()), f"bench/{script}.py --quick wrote nothing under --out"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_gpu_pretrain_script_runs_on_the_cpu_and_its_model_comes_back(tmp_path: Path) -> None:
+    """bench/gpu_pretrain.py is spent in one device call: its CPU rehearsal must run, and the float16 model it
+    returns must restore to a model directory that loads and encodes."""
+    import numpy as np
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out, work = tmp_path / "device_out", tmp_path / "work"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_pretrain.py"), "--out", str(out), "--work",
+                           str(work), "--device", "cpu", "--corpus-minutes", "2", "--speakers", "3", "--minutes", "0.1",
+                           "--loader-workers", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1100,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "model" / "model.safetensors").stat().st_size < 16 * 2**20  # the device tool's file limit
+    restored = tmp_path / "model"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_pretrain.py"), "--restore", str(out), "-o",
+                           str(restored)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from speechunits import load_encoder
+
+    features = load_encoder(str(restored), device="cpu").extract(np.zeros(16000, np.float32), layers=[2])[2]
+    assert features.shape[0] > 0 and np.isfinite(features).all()
