@@ -34,6 +34,18 @@ def test_console_script_help_and_version() -> None:
     assert out.returncode == 0 and "COMMAND" in out.stdout
 
 
+def test_a_reader_that_closes_stdout_ends_the_command_without_a_traceback(tmp_path) -> None:
+    """`speechunits ... | head`: once head has read enough, writing fails with EPIPE; the command exits with
+    SIGPIPE's 141 and no traceback (stdout closed before anything is written makes that deterministic)."""
+    command = [sys.executable, "-m", "speechunits.cli.main"]
+    assert subprocess.run(command + ["codebook", "dmel", "-o", str(tmp_path / "dmel")], capture_output=True).returncode == 0
+    proc = subprocess.Popen(command + ["codebook", "info", str(tmp_path / "dmel"), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 141 and "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+
+
 #: Every training command takes --threads (cli.common.add_threads), set once by cli.main.
 TRAINING_COMMANDS = [("pretrain", "run"), ("vocoder train", "run_train"), ("tts train", "run_train"),
                      ("s2ut train", "run_train"), ("lm train", "run_train"), ("probe train", "run_train")]

@@ -4,7 +4,8 @@ Every module in :mod:`speechunits.cli` that defines ``register(subparsers)`` add
 command(s); ``register`` sets ``func`` on its parser, called with the parsed args and
 returning an exit status. Library errors (:class:`SpeechUnitsError`) become a one-line
 message and exit status 2; Ctrl-C exits with 130 and SIGTERM with 143, both after the same
-cleanup (finished shards kept, an embedded Ray shut down).
+cleanup (finished shards kept, an embedded Ray shut down); a closed stdout (``| head``) with 141,
+quietly, as a program ended by SIGPIPE.
 """
 from __future__ import annotations
 
@@ -113,6 +114,16 @@ def training_process(trains: bool) -> Iterator[None]:
         yield
 
 
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # an in-process caller's stdout without a file descriptor
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -139,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except BrokenPipeError:  # whoever read stdout went away (`| head`): stop as SIGPIPE would, without a traceback
+        _detach_stdout()
+        return 141
     finally:  # in-process callers (tests, scripts) get their logger, environment and handlers back
         if main_thread:
             signal.signal(signal.SIGTERM, previous_sigterm if previous_sigterm is not None else signal.SIG_DFL)
