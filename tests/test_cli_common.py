@@ -46,6 +46,19 @@ def test_a_reader_that_closes_stdout_ends_the_command_without_a_traceback(tmp_pa
     assert proc.wait() == 141 and "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
 
 
+def test_a_broken_pipe_that_is_not_stdout_is_a_bug_with_its_traceback(monkeypatch, capsys) -> None:
+    """Only a closed stdout is the reader going away; any other broken pipe (a worker's) propagates."""
+    import speechunits.cli.codebook as codebook_cli
+    from speechunits.cli.main import main
+
+    def broken(args):
+        raise BrokenPipeError("a worker's pipe")
+
+    monkeypatch.setattr(codebook_cli, "run_info", broken)
+    with pytest.raises(BrokenPipeError, match="worker"):
+        main(["codebook", "info", "anything"])
+
+
 #: Every training command takes --threads (cli.common.add_threads), set once by cli.main.
 TRAINING_COMMANDS = [("pretrain", "run"), ("vocoder train", "run_train"), ("tts train", "run_train"),
                      ("s2ut train", "run_train"), ("lm train", "run_train"), ("probe train", "run_train")]

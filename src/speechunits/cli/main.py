@@ -114,6 +114,18 @@ def training_process(trains: bool) -> Iterator[None]:
         yield
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll reports an error on the writing end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no descriptor (an in-process caller's stdout) or no poll()
+        return False
+
+
 def _detach_stdout() -> None:
     """Point stdout at /dev/null, so that the interpreter's last flush does not fail on the closed pipe again."""
     try:
@@ -150,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
-    except BrokenPipeError:  # whoever read stdout went away (`| head`): stop as SIGPIPE would, without a traceback
-        _detach_stdout()
+    except BrokenPipeError:
+        if not _stdout_reader_gone():  # another pipe broke (a worker's): a bug, with its traceback
+            raise
+        _detach_stdout()  # whoever read stdout went away (`| head`): stop as SIGPIPE would, without a traceback
         return 141
     finally:  # in-process callers (tests, scripts) get their logger, environment and handlers back
         if main_thread:
