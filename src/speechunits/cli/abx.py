@@ -8,6 +8,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from speechunits.cli.common import add_quiet
 from speechunits.corpus import SPEAKERS_FILE, read_speakers
 from speechunits.errors import SpeechUnitsError
 
@@ -43,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frame-offset", type=float, default=None,
                         help="override the input's first frame centre time (s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_quiet(parser)
     parser.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from speechunits.cli.common import add_quiet
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MIN_FREQUENCY = 2
@@ -21,18 +23,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--min-frequency", type=int, default=DEFAULT_MIN_FREQUENCY,
                        help="merge only pairs seen at least this often (default %(default)s)")
     train.add_argument("-o", "--out", required=True, help="BPE directory (tokenizer.json + bpe.json)")
+    add_quiet(train)
     train.set_defaults(func=run_train)
 
     encode = commands.add_parser("encode", help="unit store to a BPE token store")
     encode.add_argument("store", metavar="UNITS_DIR")
     encode.add_argument("--bpe", required=True, help="BPE directory")
     encode.add_argument("-o", "--out", required=True, help="token store directory (resumable)")
+    add_quiet(encode)
     encode.set_defaults(func=run_encode)
 
     decode = commands.add_parser("decode", help="BPE token store back to the exact unit store")
     decode.add_argument("tokens", metavar="TOKENS_DIR")
     decode.add_argument("--bpe", required=True, help="BPE directory the tokens were made with")
     decode.add_argument("-o", "--out", required=True, help="new unit store directory")
+    add_quiet(decode)
     decode.set_defaults(func=run_decode)
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 
+from speechunits.cli.common import add_quiet
 from speechunits.errors import SpeechUnitsError
 
 log = logging.getLogger(__name__)
@@ -33,17 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--allow-pickle", action="store_true",
                      help="permit a full unpickle (sklearn km.bin, SpeechBrain .pt, torch files the safe load refuses): "
                      "this runs code stored in the file")
+    add_quiet(imp)
     imp.set_defaults(func=run_import)
 
     exp = sub.add_parser("export", help="write a codebook as sklearn km.bin (fairseq) or faiss centroids.npy")
     exp.add_argument("codebook", metavar="CODEBOOK")
     exp.add_argument("--format", default="sklearn", choices=list(EXPORT_FORMATS))
     exp.add_argument("-o", "--out", required=True, help="output file (e.g. km.bin)")
+    add_quiet(exp)
     exp.set_defaults(func=run_export)
 
     info = sub.add_parser("info", help="print a codebook's metadata")
     info.add_argument("codebook", metavar="CODEBOOK")
     info.add_argument("--json", action="store_true", help="print codebook.json as JSON")
+    add_quiet(info)
     info.set_defaults(func=run_info)
 
     register_made(sub)
@@ -51,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def register_made(sub: argparse._SubParsersAction) -> None:
     """The ``random-projection`` and ``dmel`` actions: codebooks drawn or defined, not fitted."""
-    from speechunits.cli.common import add_device, add_on_error, add_quiet, add_shard
+    from speechunits.cli.common import add_device, add_on_error, add_shard
     from speechunits.quantize.options import DEFAULT_MAX_FRAMES
 
     rpq = sub.add_parser(

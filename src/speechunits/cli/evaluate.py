@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 
+from speechunits.cli.common import add_quiet
 from speechunits.measure.alignments import load_alignments
 from speechunits.measure.evaluate import EvaluationReport, evaluate_store
 
@@ -53,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frame-rate", type=float, default=None,
                         help="frame rate of a fairseq frame-level phone file")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_quiet(parser)
     parser.set_defaults(func=run)
 
 

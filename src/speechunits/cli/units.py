@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from speechunits.cli.common import add_quiet
 from speechunits.files import read_json_object
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--name", default=None, help="file name stem (default: the --order file's stem or 'units')")
     export.add_argument("--order", default=None, metavar="FILE",
                         help="write lines in this order: a fairseq .tsv / .jsonl manifest or a list of ids")
+    add_quiet(export)
     export.set_defaults(func=run_export)
 
     imp = commands.add_parser("import", help="text files to a unit store",
@@ -42,10 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="codebook the units come from (needed when SRC has no speechunits.json)")
     imp.add_argument("--dedup", default=None, action=argparse.BooleanOptionalAction,
                      help="deduplicate (default: as exported, or when durations are present)")
+    add_quiet(imp)
     imp.set_defaults(func=run_import)
 
     info = commands.add_parser("info", help="print a unit store's summary as JSON")
     info.add_argument("store", metavar="UNITS_DIR")
+    add_quiet(info)
     info.set_defaults(func=run_info)
 
     decode = commands.add_parser(
@@ -59,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     decode.add_argument("--iters", type=int, default=32, help="Griffin-Lim iterations (default %(default)s)")
     decode.add_argument("--codebook", default=None, metavar="CB",
                         help="refuse the store unless its units come from this dMel codebook directory")
+    add_quiet(decode)
     decode.set_defaults(func=run_decode)
 
     correct = commands.add_parser(
@@ -77,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="positions masked together when estimating probabilities: every STRIDE-th "
                          "(1 = exact, one at a time; default %(default)s)")
     correct.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_quiet(correct)
     correct.set_defaults(func=run_correct)
 
 
