@@ -249,8 +249,8 @@ def test_lm_decoding_is_refused_for_probes_it_cannot_serve(phones_probe: Path, c
 
 
 def test_unit_probe_with_bpe_transcribes_through_its_codebook(corpus: Path, tmp_path: Path, capsys, caplog):
-    """MFCC K=30 units, deduplicated + BPE, tables from the centroids: train, transcribe with the codebook,
-    refuse without it."""
+    """MFCC K=30 units, deduplicated + BPE, tables from the centroids: train, transcribe with the codebook or the
+    probe's own copy of it; a probe without a copy refuses audio without the codebook."""
     manifest = str(corpus / "manifest.tsv")
     assert main(["fit", manifest, "--encoder", "mfcc", "--k", "30", "-o", str(tmp_path / "cb"), "--quiet"]) == 0
     assert main(["encode", manifest, "--codebook", str(tmp_path / "cb"), "-o", str(tmp_path / "units"),
@@ -276,9 +276,23 @@ def test_unit_probe_with_bpe_transcribes_through_its_codebook(corpus: Path, tmp_
                  "--device", "cpu", "--quiet"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert set(record) == {"id", "text"}
+    # the probe keeps copies of the codebook and BPE it was given: without them, and with the originals
+    # gone, it transcribes the same
+    (tmp_path / "cb").rename(tmp_path / "cb-moved")
+    (tmp_path / "bpe").rename(tmp_path / "bpe-moved")
+    assert main(["transcribe", wav, "--probe", str(out), "--json", "--device", "cpu", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out) == record
+    # a unit probe trained without --codebook has no copy: audio needs the codebook
+    plain = tmp_path / "plain"
+    assert main(["probe", "train", "phones", manifest, "--units", str(tmp_path / "units"), "--dedup", "--lr", "1e-2",
+                 "--max-steps", "2", "--device", "cpu", "--quiet", "-o", str(plain)]) == 0
+    assert not (plain / "codebooks").exists()
     with caplog.at_level(logging.ERROR):
-        assert main(["transcribe", wav, "--probe", str(out), "--device", "cpu", "--quiet"]) == 2
-    assert "--codebook" in caplog.text
+        assert main(["transcribe", wav, "--probe", str(plain), "--device", "cpu", "--quiet"]) == 2
+    assert "--codebook" in caplog.text and "keeps a copy" in caplog.text
+    capsys.readouterr()
+    assert main(["transcribe", wav, "--probe", str(plain), "--codebook", str(tmp_path / "cb-moved"), "--device", "cpu",
+                 "--quiet"]) == 0
 
 
 def test_hf_encoder_all_layers_and_its_features_directory(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path,

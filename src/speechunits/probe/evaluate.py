@@ -270,8 +270,9 @@ def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks:
     """Audio files to text (``asr`` probes) or space-separated phones (``phones`` probes), in order.
 
     A probe on encoder features runs its encoder on the audio. A probe on units needs the
-    codebook(s) its unit store was encoded with (``codebooks``; checked by sha256) and, for BPE
-    units, the BPE directory (default: the one recorded at training). ``lm``/``beam``: as for
+    codebook(s) its unit store was encoded with (``codebooks``; checked by sha256; default: the
+    copies the probe keeps when it was trained with them) and, for BPE units, the BPE directory
+    (default: the probe's copy, else the one recorded at training). ``lm``/``beam``: as for
     :func:`evaluate_probe`. ``errors``: when given, a file that cannot be read or is too short is
     recorded there (path -> reason) and its entry is ``None``; otherwise it raises.
 
@@ -280,9 +281,11 @@ def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks:
         (without ``errors``).
     """
     from speechunits.device import resolve_device
-    from speechunits.probe.model_dir import load_probe
+    from speechunits.probe.model_dir import bundled_bpe, bundled_codebooks, load_probe
 
     probe = load_probe(probe_dir, base=encoder)
+    codebooks = codebooks or bundled_codebooks(probe_dir)  # a copy kept at training (--codebook), if any
+    bpe = bpe if bpe is not None else bundled_bpe(probe_dir)
     if probe.task not in ("asr", "phones"):
         raise SpeechUnitsError(f"{probe_dir}: a {probe.task!r} probe does not transcribe (asr and phones probes do)")
     dev = resolve_device(device)
@@ -324,7 +327,8 @@ def _unit_samples(identity: Mapping[str, Any], paths: Sequence[str | Path], code
     if not codebooks:
         shas = ", ".join(str(s)[:12] for s in expected)
         raise SpeechUnitsError(f"this probe reads units of codebook(s) {shas}: give the codebook directory of each "
-                               "stream (--codebook DIR) to turn audio into those units")
+                               "stream (--codebook DIR) to turn audio into those units (a probe trained with "
+                               "--codebook keeps a copy and needs none)")
     loaded = [Codebook.load(path) for path in codebooks]
     got = [c.sha256 for c in loaded]
     if got != expected:

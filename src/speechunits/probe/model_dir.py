@@ -15,6 +15,8 @@ Layout::
     PROBE/training/           the chosen run's training-loop checkpoint (its last step; resumable
                               with :class:`speechunits.training.Trainer`)
     PROBE/runs/lr*-seed*/     every run's checkpoint and log.jsonl
+    PROBE/codebooks/0 ...     unit probes given ``--codebook``: a copy of each stream's codebook, and
+    PROBE/bpe/                of the BPE it read, so ``transcribe`` turns audio into its units unaided
 
 ``probe.json`` is written last: a directory without it is not a probe. :func:`load_probe`
 rebuilds the model from the spec, loads the weights exactly and gives the same predictions.
@@ -43,6 +45,8 @@ HEAD_FILE = "head.safetensors"
 VOCAB_FILE = "vocab.json"
 TOKENIZER_DIR = "tokenizer"
 SPLIT_FILE = "split.json"
+CODEBOOKS_DIR = "codebooks"
+BPE_DIR = "bpe"
 
 
 class LabelCoder:
@@ -174,6 +178,29 @@ def save_probe(directory: str | os.PathLike[str], model: ProbeModel, coder: Labe
     tmp.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     os.replace(tmp, directory / PROBE_FILE)
     return directory
+
+
+def save_unit_models(directory: str | os.PathLike[str], codebooks: Sequence[Any] | None, bpe: Any = None) -> None:
+    """Copies of a unit probe's codebooks (``codebooks/<stream>``) and BPE (``bpe/``), when it has them."""
+    directory = Path(directory)
+    for i, codebook in enumerate(codebooks or []):
+        codebook.save(directory / CODEBOOKS_DIR / str(i))
+    if bpe is not None:
+        bpe.save(directory / BPE_DIR)
+
+
+def bundled_codebooks(directory: str | os.PathLike[str]) -> list[Path]:
+    """The codebook copies :func:`save_unit_models` wrote, in stream order (empty when none)."""
+    root = Path(directory) / CODEBOOKS_DIR
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def bundled_bpe(directory: str | os.PathLike[str]) -> Path | None:
+    """The BPE copy :func:`save_unit_models` wrote, or None."""
+    path = Path(directory) / BPE_DIR
+    return path if path.is_dir() else None
 
 
 def read_probe_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:

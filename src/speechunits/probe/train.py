@@ -36,9 +36,10 @@ from speechunits.probe.featurizers import EMBED_INITS, EMBED_RANDOM, INTERFACES
 from speechunits.probe.finetune import FINETUNE_TOP, Finetune, is_conformer_block, parse_finetune
 from speechunits.probe.heads import check_dropout
 from speechunits.probe.feature_inputs import EncoderInput
+from speechunits.probe.unit_inputs import UnitInput
 from speechunits.probe.inputs import FEATURES, UNITS, ProbeInput, as_corpus, feature_statistics, identity_facts
 from speechunits.probe.model import build_model
-from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe
+from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe, save_unit_models
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.resume import RUNS_DIR, split_digest
 from speechunits.probe.run import RunResult, SweepRun, dev_metrics, train_run
@@ -399,6 +400,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                      "world_size": dist.world},
         "speechunits_version": __version__,
     }
+    if isinstance(inputs, UnitInput):
+        save_unit_models(out, inputs.codebooks, inputs.bpe)
     save_probe(out, model, coder, meta, split)
     return ProbeResult(out, task, chosen.lr, chosen.seed, dev_summary, test_summary, chosen.layer_weights, runs,
                        missing, dict(loaded.errors), meta)
