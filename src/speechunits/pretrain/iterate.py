@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from speechunits.corpus import open_corpus
+from speechunits.device import resolve_device
 from speechunits.errors import SpeechUnitsError
 from speechunits.pretrain.config import PretrainConfig
 from speechunits.pretrain.data import load_waves
@@ -28,12 +29,13 @@ log = logging.getLogger(__name__)
 EXTRACT_BATCH_SECONDS = 40.0
 
 
-def layer_features(model_dir: Path, waves: list[tuple[str, np.ndarray]], layers: Sequence[int]
-                   ) -> dict[int, list[np.ndarray]]:
-    """Features ``[F_i, D]`` of every wave at each of ``layers``, through ``load_encoder(model_dir)``."""
+def layer_features(model_dir: Path, waves: list[tuple[str, np.ndarray]], layers: Sequence[int],
+                   device: str = "cpu") -> dict[int, list[np.ndarray]]:
+    """Features ``[F_i, D]`` of every wave at each of ``layers``, through ``load_encoder(model_dir)``
+    on ``device`` (the pretraining run's: a GPU run's next targets are computed on the GPU)."""
     from speechunits.encoders import load_encoder
 
-    encoder = load_encoder(str(model_dir), device="cpu")
+    encoder = load_encoder(str(model_dir), device=device)
     layers = encoder.check_layers(list(layers))
     out: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
     budget = int(EXTRACT_BATCH_SECONDS * SAMPLE_RATE)
@@ -55,18 +57,19 @@ def layer_features(model_dir: Path, waves: list[tuple[str, np.ndarray]], layers:
 
 
 def fit_layer_codebook(model_dir: Path, waves: list[tuple[str, np.ndarray]], layer: int, k: int, seed: int,
-                       out_dir: Path) -> Path:
-    """Fit K-means on layer ``layer`` of ``model_dir`` and save it as a codebook directory."""
+                       out_dir: Path, device: str = "cpu") -> Path:
+    """Fit K-means on layer ``layer`` of ``model_dir`` (features and k-means on ``device``) and save it as a
+    codebook directory."""
     from speechunits.encoders import load_encoder
     from speechunits.quantize import Codebook
     from speechunits.quantize.kmeans import fit_kmeans
 
-    feats = torch.from_numpy(np.concatenate(layer_features(model_dir, waves, [layer])[layer]))
+    feats = torch.from_numpy(np.concatenate(layer_features(model_dir, waves, [layer], device=device)[layer]))
     if feats.shape[0] > MAX_KMEANS_FRAMES:
         gen = torch.Generator().manual_seed(seed)
         feats = feats[torch.randperm(feats.shape[0], generator=gen)[:MAX_KMEANS_FRAMES]]
     log.info("fitting K=%d on layer %d of %s (%d frames)", k, layer, model_dir, feats.shape[0])
-    result = fit_kmeans(feats, k, iters=KMEANS_ITERS, init="k-means++", seed=seed, device="cpu")
+    result = fit_kmeans(feats, k, iters=KMEANS_ITERS, init="k-means++", seed=seed, device=device)
     encoder = load_encoder(str(model_dir), device="cpu")
     codebook = Codebook.from_fit(result, encoder.info, layer, training_frames=int(feats.shape[0]), seed=seed,
                                  iters=KMEANS_ITERS, init="k-means++")
@@ -96,7 +99,8 @@ def pretrain_iterations(input_path: str | Path, out_dir: Path, train: PretrainCo
         next_k = k or result.targets.vocab_size
         waves = load_waves(open_corpus(input_path), SAMPLE_RATE, int(current.min_seconds * SAMPLE_RATE))
         codebook_dir = fit_layer_codebook(result.model_dir, waves, chosen, next_k, current.seed,
-                                          result.model_dir / f"codebook-L{chosen}-K{next_k}")
+                                          result.model_dir / f"codebook-L{chosen}-K{next_k}",
+                                          device=str(resolve_device(device)))
         parse_spec(str(codebook_dir))
         current = PretrainConfig.from_dict({**current.to_dict(), "targets": str(codebook_dir)})
     return results

@@ -114,7 +114,7 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig,
     log.info("%s: %d utterances, %.1f min of audio", input_path, len(waves), seconds / 60)
     targets_dir = training_dir(out) / TARGETS_DIR
     targets = build_targets(train.targets, waves, train.num_frames, SAMPLE_RATE / train.hop_length, seed=train.seed,
-                            saved=targets_dir if resume else None)
+                            saved=targets_dir if resume else None, device=str(dev))
     batches = CropBatches(waves, targets.labels, int(train.crop_seconds * SAMPLE_RATE),
                           int(train.max_batch_seconds * SAMPLE_RATE), train.hop_length, train.num_frames, train.seed,
                           augment=train.random_augment, sample_rate=SAMPLE_RATE)

@@ -136,6 +136,7 @@ def build_targets(
     *,
     seed: int = 0,
     saved: Path | None = None,
+    device: str = "cpu",
 ) -> Targets:
     """Compute labels for ``waves`` (id, float32 ``[T]`` at 16 kHz) from a target spec.
 
@@ -144,6 +145,7 @@ def build_targets(
         model_rate: model frames per second.
         saved: a directory written by :meth:`Targets.save` (resume): its centroids/projection
             are reused instead of fitting again.
+        device: where a codebook's encoder computes the features it quantises (the run's device).
     """
     kind, arg = parse_spec(spec)
     if kind == "mfcc":
@@ -151,7 +153,7 @@ def build_targets(
     if kind == "random-projection":
         return _random_projection_targets(arg, waves, model_frames, model_rate, seed)
     if kind == "codebook":
-        return _codebook_targets(arg, waves, model_frames, model_rate)
+        return _codebook_targets(arg, waves, model_frames, model_rate, device)
     return _store_targets(arg, waves, model_frames, model_rate)
 
 
@@ -221,13 +223,14 @@ def _random_projection_targets(k: int, waves: Waves, model_frames: FramesFn, mod
     return Targets(labels, k, spec, {"projection": projection, "codebook": codebook})
 
 
-def _codebook_targets(path: Path, waves: Waves, model_frames: FramesFn, model_rate: float) -> Targets:
+def _codebook_targets(path: Path, waves: Waves, model_frames: FramesFn, model_rate: float,
+                      device: str = "cpu") -> Targets:
     from speechunits.encoders import load_encoder
     from speechunits.quantize import Codebook
 
     codebook = Codebook.load(path)
     ratio = frame_ratio(float(codebook.frame_rate), model_rate, f"{path}")
-    encoder = load_encoder(codebook.encoder_name, device="cpu")
+    encoder = load_encoder(codebook.encoder_name, device=device)
     codebook.check_compatible(encoder.info, codebook.layer)
     labels = {}
     for utt_id, wave in waves:
