@@ -55,3 +55,14 @@ def test_gpu_pretrain_script_runs_on_the_cpu_and_its_model_comes_back(tmp_path: 
 
     features = load_encoder(str(restored), device="cpu").extract(np.zeros(16000, np.float32), layers=[2])[2]
     assert features.shape[0] > 0 and np.isfinite(features).all()
+    # run again on the same machine with no time for iteration 2: iteration 1 alone comes back and restores
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_pretrain.py"), "--out", str(tmp_path / "again"),
+                           "--work", str(work), "--device", "cpu", "--minutes", "0.1", "--deadline", "0.01",
+                           "--loader-workers", "0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "again" / "iter1" / "config.json").is_file() and not (tmp_path / "again" / "model").exists()
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_pretrain.py"), "--restore",
+                           str(tmp_path / "again"), "-o", str(tmp_path / "model1")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and (tmp_path / "model1" / "model.safetensors").is_file(), done.stderr[-3000:]
