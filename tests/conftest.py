@@ -14,6 +14,7 @@ Tests leave no process-wide state behind:
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shutil
@@ -269,3 +270,13 @@ def kill_when(command: list[str], ready, timeout: float = 240.0, log: Path | Non
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def leaf_parsers(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+    """``(command words, parser)`` of every leaf command under ``parser`` (``("units", "export")`` ...)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield prefix, parser
+    for sub in subs:
+        for name, child in sub.choices.items():
+            yield from leaf_parsers(child, prefix + (name,))

@@ -13,21 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import leaf_parsers
 from speechunits.cli.main import build_parser, main
 
 #: commands that take no input to be wrong about (the demo builds its own corpus)
 SKIPPED = {("demo",)}
 #: commands that accept the "bad" input kind (a text file is a sentence file for `lm text-ngram`)
 ACCEPTS = {(("lm", "text-ngram"), "text_as_wav")}
-
-
-def leaf_parsers(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs:
-        yield prefix, parser
-    for sub in subs:
-        for name, child in sub.choices.items():
-            yield from leaf_parsers(child, prefix + (name,))
 
 
 COMMANDS = [cmd for cmd, _ in leaf_parsers(build_parser()) if cmd and cmd not in SKIPPED]

@@ -53,22 +53,12 @@ def test_quiet_stderr_of_the_real_command(corpus: Path, tmp_path: Path) -> None:
     assert "INFO" not in quiet.stderr and "DEBUG" not in quiet.stderr
 
 
-def _leaf_commands(parser, prefix=()):
-    import argparse
-
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs:
-        yield prefix, parser
-    for action in subs:
-        for name, sub in action.choices.items():
-            yield from _leaf_commands(sub, prefix + (name,))
-
-
 def test_every_command_takes_quiet() -> None:
     """Scripts pass --quiet to whatever they call; a command without it stops such a script."""
+    from conftest import leaf_parsers
     from speechunits.cli.main import build_parser
 
-    leaves = list(_leaf_commands(build_parser()))
+    leaves = list(leaf_parsers(build_parser()))
     assert len(leaves) > 40
     missing = [" ".join(name) for name, parser in leaves
                if "--quiet" not in {o for a in parser._actions for o in a.option_strings}]
