@@ -61,3 +61,10 @@ def test_probe_on_a_folder_encoding_says_why_no_utterance_has_input(encoded, tmp
     message = cli_error(["probe", "train", "phones", str(corpus / "manifest.tsv"), "--units", str(by_folder),
                          "-o", str(tmp_path / "probe"), "--max-steps", "2", "--device", "cpu", "--quiet"], caplog)
     assert "0 training and 0 dev" in message and "behind the folder 'wavs/'" in message
+
+
+def test_probe_on_a_corpus_folder_says_why_no_utterance_has_a_label(encoded, tmp_path: Path, caplog) -> None:
+    corpus = encoded[0]
+    message = cli_error(["probe", "train", "phones", str(corpus), "--encoder", "mfcc", "-o", str(tmp_path / "p"),
+                         "--max-steps", "2", "--device", "cpu", "--quiet"], caplog)
+    assert "has a phones label" in message and "behind the folder 'wavs/'" in message

@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from speechunits.corpus import iter_jsonl_objects, iter_text_lines, read_pairs
+from speechunits.corpus import disjoint_ids_hint, iter_jsonl_objects, iter_text_lines, read_pairs
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
 from speechunits.probe.vocab import Vocabulary, class_vocabulary
@@ -320,7 +320,8 @@ def _match(task: str, corpus_ids: Sequence[str], found: dict[str, Any], source: 
         file_shown = ", ".join(repr(u) for u in list(found)[:3]) or "none"
         raise SpeechUnitsError(
             f"{source}: none of the corpus's {len(corpus_ids)} utterances has a {task} label "
-            f"(corpus ids such as {corpus_shown}; label file ids such as {file_shown})")
+            f"(corpus ids such as {corpus_shown}; label file ids such as {file_shown})"
+            + disjoint_ids_hint(corpus_ids, found))
     if missing:
         log.warning("%s: %d of %d utterances have no %s label and are skipped (first: %s)", source, len(missing),
                     len(corpus_ids), task, ", ".join(missing[:5]))
