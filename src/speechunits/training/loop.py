@@ -350,11 +350,11 @@ class Trainer:
                    file=sys.stderr, disable=self.quiet or not self.dist.is_main, dynamic_ncols=True,
                    mininterval=1.0)
         started = time.perf_counter()
-        if self.loader_workers:
-            world = self.dist.world
-            self._prefetcher = BatchPrefetcher(self.task, start_step * cfg.accumulate * world + self.dist.rank, world,
-                                               self.loader_workers, pin_memory=self.device.type == "cuda")
         try:
+            if self.loader_workers:
+                world = self.dist.world
+                self._prefetcher = BatchPrefetcher(self.task, start_step * cfg.accumulate * world + self.dist.rank,
+                                                   world, self.loader_workers, pin_memory=self.device.type == "cuda")
             for step in range(start_step, cfg.steps):
                 fraction = self._shared_fraction(started)
                 if fraction >= 1.0 and step > start_step:
