@@ -282,6 +282,8 @@ def test_unit_probe_with_bpe_transcribes_through_its_codebook(corpus: Path, tmp_
     (tmp_path / "bpe").rename(tmp_path / "bpe-moved")
     assert main(["transcribe", wav, "--probe", str(out), "--json", "--device", "cpu", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out) == record
+    assert main(["probe", "eval", str(out), manifest, "--split", "test", "--json", "--device", "cpu", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["per"] == pytest.approx(meta["test"]["per"]["mean"], abs=1e-9)
     # a unit probe trained without --codebook has no copy: audio needs the codebook
     plain = tmp_path / "plain"
     assert main(["probe", "train", "phones", manifest, "--units", str(tmp_path / "units"), "--dedup", "--lr", "1e-2",

@@ -214,10 +214,11 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
         ``{"probe", "task", "input", "utterances", <metrics>, "missing_labels", "input_errors"}``.
     """
     from speechunits.device import resolve_device
-    from speechunits.probe.model_dir import load_probe, read_split
+    from speechunits.probe.model_dir import bundled_bpe, load_probe, read_split
 
     probe = load_probe(probe_dir, base=encoder)
     dev = resolve_device(device)
+    bpe = bpe if bpe is not None else bundled_bpe(probe_dir)  # the probe's copy, as transcribe reads it
     made = probe_input(probe.identity, corpus, features=features, units=units, bpe=bpe, encoder=encoder,
                        device=device, quiet=quiet)
     ids = [utt.id for utt in as_corpus(corpus)]
