@@ -47,6 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probe_state import convert_weights, round_weights_to_half  # noqa: E402
 from su import su  # noqa: E402
 
+from speechunits.pretrain.iterate import fit_next_targets  # noqa: E402
+from speechunits.pretrain.run import saved_config  # noqa: E402
+
 log = logging.getLogger("bench.gpu_pretrain")
 
 #: bench/probe.py's pretraining recipe (RECIPE, ITERATIONS there), so the GPU model differs in compute only.
@@ -87,18 +90,6 @@ def export_model(model: Path, target: Path) -> None:
             convert_weights(model / name, target / name, "float16")
         elif (model / name).is_file():
             shutil.copy2(model / name, target / name)
-
-
-def fit_next_targets(model: Path, manifest: str, device: str) -> Path:
-    """K=ITERATE_K codebook of ``model``'s layer ITERATE_LAYER, by the function ``pretrain --iterate`` uses."""
-    from speechunits.corpus import open_corpus
-    from speechunits.pretrain.data import load_waves
-    from speechunits.pretrain.export import SAMPLE_RATE
-    from speechunits.pretrain.iterate import fit_layer_codebook
-
-    waves = load_waves(open_corpus(manifest), SAMPLE_RATE, SAMPLE_RATE)  # 1 s at least, as the recipe's min_seconds
-    return fit_layer_codebook(model, waves, ITERATE_LAYER, ITERATE_K, 0, model / f"codebook-L{ITERATE_LAYER}-K{ITERATE_K}",
-                              device=device)
 
 
 def save_report(out: Path, report: dict, started: float) -> None:
@@ -174,7 +165,7 @@ def main() -> int:
     save_report(args.out, report, started)
     # iteration 2: K=100 of iteration 1's layer ITERATE_LAYER, fitted as `pretrain --iterate` fits it, on the GPU
     t = time.monotonic()
-    codebook = fit_next_targets(first, manifest, args.device)
+    codebook = fit_next_targets(first, manifest, ITERATE_LAYER, ITERATE_K, saved_config(first), device=args.device)
     report["targets_seconds"] = round(time.monotonic() - t, 1)
     left = args.deadline - (time.monotonic() - started) / 60 - EXPORT_MARGIN_MINUTES - TARGETS_ESTIMATE_MINUTES
     minutes = min(args.minutes, left)

@@ -77,6 +77,15 @@ def fit_layer_codebook(model_dir: Path, waves: list[tuple[str, np.ndarray]], lay
     return out_dir
 
 
+def fit_next_targets(model_dir: Path, input_path: str | Path, layer: int, k: int, train: PretrainConfig,
+                     device: str = "cpu") -> Path:
+    """The next iteration's targets: K-means on ``layer`` of ``model_dir`` over ``input_path`` (utterances of at
+    least ``train.min_seconds``, seed ``train.seed``), saved as ``model_dir/codebook-L{layer}-K{k}``."""
+    waves = load_waves(open_corpus(input_path), SAMPLE_RATE, int(train.min_seconds * SAMPLE_RATE))
+    return fit_layer_codebook(model_dir, waves, layer, k, train.seed, model_dir / f"codebook-L{layer}-K{k}",
+                              device=device)
+
+
 def pretrain_iterations(input_path: str | Path, out_dir: Path, train: PretrainConfig, *, iterations: int = 1,
                         layer: int | None = None, k: int | None = None, resume: bool = False,
                         device: str = "auto", quiet: bool = False, loader_workers: int = 0) -> list[PretrainResult]:
@@ -97,10 +106,8 @@ def pretrain_iterations(input_path: str | Path, out_dir: Path, train: PretrainCo
         if not 0 <= chosen <= num_layers:
             raise SpeechUnitsError(f"--iterate-layer: {chosen} out of range 0..{num_layers}")
         next_k = k or result.targets.vocab_size
-        waves = load_waves(open_corpus(input_path), SAMPLE_RATE, int(current.min_seconds * SAMPLE_RATE))
-        codebook_dir = fit_layer_codebook(result.model_dir, waves, chosen, next_k, current.seed,
-                                          result.model_dir / f"codebook-L{chosen}-K{next_k}",
-                                          device=str(resolve_device(device)))
+        codebook_dir = fit_next_targets(result.model_dir, input_path, chosen, next_k, current,
+                                        device=str(resolve_device(device)))
         parse_spec(str(codebook_dir))
         current = PretrainConfig.from_dict({**current.to_dict(), "targets": str(codebook_dir)})
     return results

@@ -90,9 +90,10 @@ def pretrain(input_path: str | Path, out_dir: str | Path, train: PretrainConfig,
     target centroids/projection are reused; a different ``augment`` or ``init`` is refused.
     With ``train.init``, a fresh run starts from that model's encoder (:mod:`.init`); with
     ``train.augment``, the model hears perturbed crops (:class:`CropBatches`). Training runs on
-    :class:`speechunits.training.Trainer` (``loader_workers`` processes build the batches ahead of it: the same
-    batches, for when building them is as slow as the step, e.g. augmented crops on a GPU); every checkpoint also exports the model (``HubertModel``,
-    or ``Wav2Vec2BertModel`` for the ``fbank`` front end) into ``out_dir`` (:func:`exporter`).
+    :class:`speechunits.training.Trainer` (``loader_workers`` processes build the batches ahead of it: the
+    same batches, for when building them is as slow as the step, e.g. augmented crops on a GPU); every
+    checkpoint also exports the model (``HubertModel``, or ``Wav2Vec2BertModel`` for the ``fbank`` front
+    end) into ``out_dir`` (:func:`exporter`).
     """
     out = Path(out_dir)
     init = None
