@@ -214,6 +214,23 @@ def test_tsv_bad_input(tmp_path: Path, body: str, message: str) -> None:
         load_alignments(path)
 
 
+def test_binary_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "phones.tsv"
+    path.write_bytes(b"RIFF\x9f\x00\xff\xfeWAVEfmt ")  # audio passed where alignments are expected
+    with pytest.raises(SpeechUnitsError, match=r"phones\.tsv: not UTF-8 text"):
+        load_alignments(path)
+
+
+def test_windows_line_ends_and_bom(tmp_path: Path) -> None:
+    """A TSV saved by a Windows editor reads as the same alignments (no '\\r' in the last column)."""
+    path = tmp_path / "a.tsv"
+    path.write_bytes("\ufeffu1\t0\t0.5\ta\r\nu1\t0.5\t0.7\tb\r\n".encode("utf-8"))
+    assert load_alignments(path) == {"u1": [Segment(0, 0.5, "a"), Segment(0.5, 0.7, "b")]}
+    frames = tmp_path / "f.tsv"
+    frames.write_bytes(b"u1\tsil,AH\r\n")
+    assert load_alignments(frames, frame_rate=100.0)["u1"] == [Segment(0.0, 0.01, "sil"), Segment(0.01, 0.02, "AH")]
+
+
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(SpeechUnitsError, match="alignments not found"):
         load_alignments(tmp_path / "nope.tsv")

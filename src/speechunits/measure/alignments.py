@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from speechunits.corpus import iter_text_lines
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.textgrid import read_textgrid
 
@@ -89,19 +90,16 @@ def load_alignments(
 
 def _sniff(path: Path) -> str:
     """``"frames"`` for ``uid<TAB>a,b,c`` lines, ``"segments"`` for 4-column TSV."""
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            parts = line.rstrip("\n").split("\t")
-            if not line.strip():
-                continue
-            if len(parts) == 2:
-                return "frames"
-            if len(parts) == 4:
-                return "segments"
-            raise SpeechUnitsError(
-                f"{path}: unknown alignment format (expected utt_id<TAB>start<TAB>end<TAB>label, "
-                f"or uid<TAB>ph1,ph2,... frame labels); first line has {len(parts)} columns"
-            )
+    for _, line in iter_text_lines(path, "alignment file"):
+        parts = line.split("\t")
+        if len(parts) == 2:
+            return "frames"
+        if len(parts) == 4:
+            return "segments"
+        raise SpeechUnitsError(
+            f"{path}: unknown alignment format (expected utt_id<TAB>start<TAB>end<TAB>label, "
+            f"or uid<TAB>ph1,ph2,... frame labels); first line has {len(parts)} columns"
+        )
     raise SpeechUnitsError(f"{path}: empty alignment file")
 
 
@@ -121,33 +119,29 @@ def _check_order(path: Path | str, utt: str, segments: Sequence[Segment]) -> Non
 
 def _read_segment_tsv(path: Path, silence: str | None) -> Alignments:
     result: Alignments = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
+    for line_no, line in iter_text_lines(path, "alignment file"):
+        parts = line.split("\t")
+        if len(parts) != 4:
+            raise SpeechUnitsError(
+                f"{path}:{line_no}: expected 4 tab-separated columns utt_id, start_s, end_s, label; got {len(parts)}"
+            )
+        utt, start_text, end_text, label = parts
+        try:
+            start, end = float(start_text), float(end_text)
+        except ValueError:
+            if line_no == 1:
+                continue  # header line
+            raise SpeechUnitsError(f"{path}:{line_no}: start/end {start_text!r}, {end_text!r} are not numbers") from None
+        if not (np.isfinite(start) and np.isfinite(end)) or end < start or start < 0:
+            raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt!r}: bad interval [{start_text}, {end_text}]")
+        if not label.strip():
+            if silence is None:
                 continue
-            parts = line.split("\t")
-            if len(parts) != 4:
-                raise SpeechUnitsError(
-                    f"{path}:{line_no}: expected 4 tab-separated columns utt_id, start_s, end_s, label; got {len(parts)}"
-                )
-            utt, start_text, end_text, label = parts
-            try:
-                start, end = float(start_text), float(end_text)
-            except ValueError:
-                if line_no == 1:
-                    continue  # header line
-                raise SpeechUnitsError(f"{path}:{line_no}: start/end {start_text!r}, {end_text!r} are not numbers") from None
-            if not (np.isfinite(start) and np.isfinite(end)) or end < start or start < 0:
-                raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt!r}: bad interval [{start_text}, {end_text}]")
-            if not label.strip():
-                if silence is None:
-                    continue
-                label = silence
-            segments = result.setdefault(utt, [])
-            if segments:
-                _check_order(f"{path}:{line_no}", utt, [segments[-1], Segment(start, end, label)])
-            segments.append(Segment(start, end, label))
+            label = silence
+        segments = result.setdefault(utt, [])
+        if segments:
+            _check_order(f"{path}:{line_no}", utt, [segments[-1], Segment(start, end, label)])
+        segments.append(Segment(start, end, label))
     if not result:
         raise SpeechUnitsError(f"{path}: no segments")
     return result
@@ -195,29 +189,25 @@ def _read_textgrid_dir(root: Path, tier: str, silence: str | None) -> Alignments
 def _read_frame_file(path: Path, frame_rate: float, silence: str | None) -> Alignments:
     result: Alignments = {}
     step = 1.0 / frame_rate
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 2:
-                raise SpeechUnitsError(f"{path}:{line_no}: expected uid<TAB>ph1,ph2,...; got {len(parts)} columns")
-            utt, labels_text = parts
-            if utt in result:
-                raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt!r} appears twice")
-            labels = [x.strip() for x in labels_text.split(",")]
-            segments: list[Segment] = []
-            run_start = 0
-            for i in range(1, len(labels) + 1):
-                if i == len(labels) or labels[i] != labels[run_start]:
-                    label = labels[run_start] or silence
-                    if label is not None:
-                        segments.append(Segment(round(run_start * step, 9), round(i * step, 9), label))
-                    run_start = i
-            if not segments:
-                raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt!r} has no labelled frame")
-            result[utt] = segments
+    for line_no, line in iter_text_lines(path, "alignment file"):
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise SpeechUnitsError(f"{path}:{line_no}: expected uid<TAB>ph1,ph2,...; got {len(parts)} columns")
+        utt, labels_text = parts
+        if utt in result:
+            raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt!r} appears twice")
+        labels = [x.strip() for x in labels_text.split(",")]
+        segments: list[Segment] = []
+        run_start = 0
+        for i in range(1, len(labels) + 1):
+            if i == len(labels) or labels[i] != labels[run_start]:
+                label = labels[run_start] or silence
+                if label is not None:
+                    segments.append(Segment(round(run_start * step, 9), round(i * step, 9), label))
+                run_start = i
+        if not segments:
+            raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt!r} has no labelled frame")
+        result[utt] = segments
     if not result:
         raise SpeechUnitsError(f"{path}: no utterances")
     return result
