@@ -243,10 +243,11 @@ def bench_tts(args: argparse.Namespace, corpus: Path, codebook: Path, vocoder: A
 
 def store_units_for(corpus: Path, codebook: Path, ids: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Reference deduplicated units (with durations) of ``ids``."""
-    from speechunits.seq2seq.data import corpus_units, load_codebook, open_audio_corpus
+    from speechunits.corpus import open_corpus_via_manifest
+    from speechunits.seq2seq.data import corpus_units, load_codebook
 
     chosen = set(ids)
-    units, _ = corpus_units(open_audio_corpus(corpus).filter(lambda u: u.id in chosen), load_codebook(codebook),
+    units, _ = corpus_units(open_corpus_via_manifest(corpus).filter(lambda u: u.id in chosen), load_codebook(codebook),
                             device=args.device, quiet=True)
     return {u: x.dedup() for u, x in units.items()}
 
@@ -339,9 +340,9 @@ def bench_s2ut(args: argparse.Namespace, pairs_path: Path, codebook: Path, vocod
                               "training": s2ut.meta["result"]}
     # direct: test sources -> units
     src_ids = {p.source for p in test}
-    from speechunits.seq2seq.data import open_audio_corpus
+    from speechunits.corpus import open_corpus_via_manifest
 
-    sources, _, source_seconds = source_inputs(s2ut, open_audio_corpus(src_dir).filter(lambda u: u.id in src_ids),
+    sources, _, source_seconds = source_inputs(s2ut, open_corpus_via_manifest(src_dir).filter(lambda u: u.id in src_ids),
                                                device=str(dev), quiet=True)
     refs = store_units_for(tgt_dir, codebook, [p.target for p in test], args)
     kept = [p for p in test if p.source in sources and p.target in refs]

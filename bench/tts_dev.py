@@ -110,7 +110,8 @@ def measure(args: argparse.Namespace, path: Path, configs: list[tuple[str, float
     from speechunits.measure.sequences import sequence_scores
     from speechunits.probe.evaluate import corpus_labels, reference, transcribe
     from speechunits.probe.metrics import error_rate
-    from speechunits.seq2seq.data import corpus_units, load_codebook, open_audio_corpus
+    from speechunits.corpus import open_corpus_via_manifest
+    from speechunits.seq2seq.data import corpus_units, load_codebook
     from speechunits.seq2seq.model_dir import load_tts
     from speechunits.vocoder import load_vocoder
 
@@ -122,7 +123,7 @@ def measure(args: argparse.Namespace, path: Path, configs: list[tuple[str, float
     voice = bundle.meta["input"].get("voice") or json.loads((args.out / "tts" / "tts.json").read_text())["input"]["voice"]
     texts, speakers = texts_of(corpus), speakers_of(corpus)
     chosen = set(dev)
-    frame_units, _ = corpus_units(open_audio_corpus(corpus).filter(lambda u: u.id in chosen), load_codebook(codebook),
+    frame_units, _ = corpus_units(open_corpus_via_manifest(corpus).filter(lambda u: u.id in chosen), load_codebook(codebook),
                                   device=args.device, quiet=True)
     ref_units = [frame_units[u].dedup() for u in dev]
     vocoder = load_vocoder(args.out / "vocoder", device=args.device)

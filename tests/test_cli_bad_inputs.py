@@ -32,9 +32,11 @@ def bad_inputs(root: Path) -> dict[str, str]:
     (root / "garbage.json").write_text("{nope")
     (root / "dir_of_garbage").mkdir()
     (root / "dir_of_garbage" / "a.wav").write_bytes(b"RIFF\x00\x00garbage")
+    (root / "binary.tsv").write_bytes(b"\x9f\xff\x00RIFF\t\x80\n")  # not UTF-8: where a text file is read
     return {"missing": str(root / "does-not-exist"), "empty_dir": str(root / "empty_dir"),
             "text_as_wav": str(root / "text_as_wav.wav"), "empty_tsv": str(root / "empty.tsv"),
-            "garbage_json": str(root / "garbage.json"), "dir_of_garbage": str(root / "dir_of_garbage")}
+            "garbage_json": str(root / "garbage.json"), "dir_of_garbage": str(root / "dir_of_garbage"),
+            "binary_tsv": str(root / "binary.tsv")}
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=["-".join(c) for c in COMMANDS])

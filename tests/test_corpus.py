@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from speechunits.corpus import open_corpus, parse_shard, write_tsv, write_tsv_subset
+from speechunits.corpus import open_corpus, open_corpus_via_manifest, parse_shard, write_tsv, write_tsv_subset
 from speechunits.errors import SpeechUnitsError
 
 
@@ -22,6 +22,24 @@ def test_directory_is_recursive_sorted_with_relative_ids(tmp_path: Path) -> None
     ids = [u.id for u in open_corpus(tmp_path)]
     # Exact order: files of a directory (sorted) before its sorted subdirectories (os.walk top-down).
     assert ids == ["b", "c", "a/z", "a/b/c"]
+
+
+def test_a_synth_folder_is_read_through_its_manifest(tmp_path: Path) -> None:
+    """A folder holding manifest.tsv (speechunits synth's layout) gives the manifest's ids, which its
+    label files use; any other folder or path reads as open_corpus reads it."""
+    for name in ("en00_0000", "en01_0000"):
+        _touch(tmp_path / "corpus" / "wavs" / f"{name}.wav")
+    assert [u.id for u in open_corpus(tmp_path / "corpus")] == ["wavs/en00_0000", "wavs/en01_0000"]
+    (tmp_path / "corpus" / "manifest.tsv").write_text("wavs\nen00_0000.wav\t16000\nen01_0000.wav\t16000\n")
+    via = open_corpus_via_manifest(tmp_path / "corpus")
+    assert [u.id for u in via] == [u.id for u in open_corpus(tmp_path / "corpus" / "manifest.tsv")]
+    assert [u.id for u in via] == ["en00_0000", "en01_0000"]
+    assert [u.path for u in via] == [str(tmp_path / "corpus" / "wavs" / f"{n}.wav") for n in ("en00_0000", "en01_0000")]
+    plain = tmp_path / "corpus" / "wavs"
+    assert [u.id for u in open_corpus_via_manifest(plain)] == ["en00_0000", "en01_0000"]
+    assert [u.id for u in open_corpus_via_manifest(plain / "en00_0000.wav")] == ["en00_0000"]
+    with pytest.raises(SpeechUnitsError, match="no such file"):
+        open_corpus_via_manifest(tmp_path / "nope")
 
 
 def test_duplicate_ids_are_an_error_naming_both_files_and_the_fix(tmp_path: Path) -> None:
@@ -144,3 +162,16 @@ def test_commands_refuse_a_directory_without_audio(tmp_path: Path, command: list
         argv += ["-o", str(tmp_path / "out")]
     assert main(argv + ["--quiet"]) == 2
     assert "no audio files" in caplog.text
+
+
+def test_a_manifest_saved_with_windows_line_ends_or_a_bom_reads_the_same(tmp_path: Path) -> None:
+    (tmp_path / "m.tsv").write_bytes("\ufeff/data/wavs\r\na/x.wav\t16000\r\nb.flac\r\n".encode("utf-8"))
+    utts = list(open_corpus(tmp_path / "m.tsv"))
+    assert [(u.id, u.path, u.num_samples) for u in utts] == [("a/x", "/data/wavs/a/x.wav", 16000),
+                                                            ("b", "/data/wavs/b.flac", None)]
+
+
+def test_a_manifest_that_is_not_text_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "m.tsv").write_bytes(b"\x9f\xff\x00RIFF\n")
+    with pytest.raises(SpeechUnitsError, match=r"m\.tsv: not UTF-8 text"):
+        list(open_corpus(tmp_path / "m.tsv"))

@@ -245,6 +245,9 @@ def test_cli_train_score_sample(tmp_path, capsys, caplog):
     assert "b" * 64 in cli_error(["lm", "score", str(tmp_path / "lm"), str(tmp_path / "b")], caplog)
     assert "bpe:DIR" in cli_error(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "x"), "--tokens",
                                    "words"], caplog)
+    assert "no such file" in cli_error(["lm", "score", str(tmp_path / "lm"), str(tmp_path / "x.wav")], caplog)
+    import soundfile as sf
+    sf.write(tmp_path / "x.wav", np.zeros(1600, dtype=np.float32), 16000)
     assert "holds no codebook" in cli_error(["lm", "score", str(tmp_path / "lm"), str(tmp_path / "x.wav")], caplog)
     assert main(["lm", "train", str(tmp_path / "s"), "-o", str(tmp_path / "lm-dev"), "--steps", "4", "--dev",
                  str(tmp_path / "s"), "--eval-every", "2", "--patience", "3", "--quiet"]) == 0

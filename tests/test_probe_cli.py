@@ -89,7 +89,7 @@ def test_transcribe_skips_files_it_cannot_read_and_fails_when_all_are(phones_pro
     assert "short: skipped" in caplog.text and "broken: skipped" in caplog.text
     (tmp_path / "in" / "good.wav").unlink()
     assert main(["transcribe", str(tmp_path / "in"), "--probe", str(phones_probe), "--device", "cpu", "--quiet"]) == 1
-    assert capsys.readouterr().out == "" and "every file failed (2)" in caplog.text
+    assert capsys.readouterr().out == "" and f"{tmp_path / 'in'}: every file failed (2); the first: " in caplog.text
 
 
 def test_eval_refuses_a_damaged_probe(phones_probe: Path, corpus: Path, tmp_path: Path, caplog):

@@ -133,8 +133,11 @@ def _unaligned(corpus: Path, out: Path) -> Path:
 def test_tts_train_bad_corpora(tmp_path, corpus, codebook, caplog):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "neither alignments" in cli_error(["tts", "train", str(empty), "--codebook", str(codebook), "-o",
-                                              str(tmp_path / "t0"), *FAST], caplog)
+    # a folder without audio is named as such before its label files are looked for
+    assert "no audio files" in cli_error(["tts", "train", str(empty), "--codebook", str(codebook), "-o",
+                                          str(tmp_path / "t0"), *FAST], caplog)
+    assert "no such file or directory" in cli_error(["tts", "train", str(tmp_path / "nope"), "--codebook",
+                                                     str(codebook), "-o", str(tmp_path / "t5"), *FAST], caplog)
     unaligned = _unaligned(corpus, tmp_path / "unaligned")
     message = cli_error(["tts", "train", str(unaligned / "manifest.tsv"), "--codebook", str(codebook), "-o",
                          str(tmp_path / "t1"), "--durations", "alignments", *FAST], caplog)

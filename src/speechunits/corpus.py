@@ -152,6 +152,16 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
     return corpus.shard(index, count) if count > 1 else corpus
 
 
+def open_corpus_via_manifest(source: str | os.PathLike[str], raw_format: RawFormat | str | None = None) -> Corpus:
+    """:func:`open_corpus`, except that a directory holding ``manifest.tsv`` (a ``speechunits synth``
+    corpus) is read through that manifest, so utterance ids match its label files (``speakers.tsv``,
+    ``phones.tsv``, ``text.tsv``) and not the ``wavs/...`` paths a folder scan would give."""
+    path = Path(source)
+    if path.is_dir() and (path / "manifest.tsv").is_file():
+        return open_corpus(path / "manifest.tsv", raw_format=raw_format)
+    return open_corpus(path, raw_format=raw_format)
+
+
 #: What a directory scan picks up: files with a header, and headerless PCM (loadable with a raw format).
 _SCANNED_EXTENSIONS = AUDIO_EXTENSIONS + RAW_EXTENSIONS
 
@@ -170,26 +180,30 @@ def _tsv_root(manifest: Path, root_line: str) -> Path:
     """The audio root of a fairseq manifest from its first line (relative roots are from the manifest's folder)."""
     if not root_line:
         raise SpeechUnitsError(f"{manifest}: empty manifest (expected a root directory on line 1)")
-    root = Path(root_line.rstrip("\n"))
+    root = Path(root_line.rstrip("\r\n"))
     return root if root.is_absolute() else manifest.parent / root
 
 
 def _iter_tsv(manifest: Path) -> Iterator[Utterance]:
-    with open(manifest, encoding="utf-8") as handle:
-        root = _tsv_root(manifest, handle.readline())
-        for line_no, line in enumerate(handle, start=2):
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            parts = line.split("\t")
-            rel = parts[0]
-            num_samples = None
-            if len(parts) > 1 and parts[1]:
-                try:
-                    num_samples = int(parts[1])
-                except ValueError:
-                    raise SpeechUnitsError(f"{manifest}:{line_no}: num_samples {parts[1]!r} is not an integer") from None
-            yield Utterance(Path(rel).with_suffix("").as_posix(), str(root / rel), num_samples)
+    try:
+        with open(manifest, encoding="utf-8-sig") as handle:
+            root = _tsv_root(manifest, handle.readline())
+            for line_no, line in enumerate(handle, start=2):
+                line = line.rstrip("\r\n")
+                if not line:
+                    continue
+                parts = line.split("\t")
+                rel = parts[0]
+                num_samples = None
+                if len(parts) > 1 and parts[1]:
+                    try:
+                        num_samples = int(parts[1])
+                    except ValueError:
+                        raise SpeechUnitsError(
+                            f"{manifest}:{line_no}: num_samples {parts[1]!r} is not an integer") from None
+                yield Utterance(Path(rel).with_suffix("").as_posix(), str(root / rel), num_samples)
+    except UnicodeDecodeError as exc:
+        raise SpeechUnitsError(f"{manifest}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:

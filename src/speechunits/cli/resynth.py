@@ -54,7 +54,7 @@ def run_over_corpus(args: argparse.Namespace, make, what: str) -> int:
     from pathlib import Path
 
     from speechunits.audio import Audio
-    from speechunits.vocoder.data import open_training_corpus
+    from speechunits.corpus import open_corpus_via_manifest
     from speechunits.progress import AudioProgress
     from speechunits.vocoder import load_vocoder
 
@@ -64,7 +64,7 @@ def run_over_corpus(args: argparse.Namespace, make, what: str) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failed = done = 0
     with AudioProgress(total_seconds=None, desc=what, quiet=args.quiet) as progress:
-        for utt in open_training_corpus(args.input, raw_format=args.raw_format):
+        for utt in open_corpus_via_manifest(args.input, raw_format=args.raw_format):
             try:
                 audio = Audio.load(utt.path, raw_format=utt.raw_format)
             except SpeechUnitsError as exc:

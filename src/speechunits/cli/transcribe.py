@@ -48,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
         line = json.dumps({"id": utt.id, "text": text}, ensure_ascii=False) if args.json else f"{utt.id}\t{text}"
         sys.stdout.write(line + "\n")
     if errors and len(errors) == len(utts):
-        log.error("every file failed (%d)", len(errors))
+        log.error("%s: every file failed (%d); the first: %s", args.input, len(errors), next(iter(errors.values())))
         return 1
     return 0

@@ -38,10 +38,11 @@ def encode_audio(lm: UnitLM, corpus_path: str | Path, *, codebook: str | Path | 
     from speechunits.corpus import open_corpus
     from speechunits.units.encode_corpus import local_results
 
+    corpus = open_corpus(corpus_path).require_utterances()  # a wrong path is named before the codebook is looked for
     tokenizer = lm_tokenizer(lm, codebook=codebook, encoder=encoder)
     units: list[tuple[str, Any]] = []
     errors: dict[str, str] = {}
-    for result in local_results(tokenizer)(open_corpus(corpus_path)):
+    for result in local_results(tokenizer)(corpus):
         if result.streams is None:
             errors[result.utt.id] = str(result.error)
         else:

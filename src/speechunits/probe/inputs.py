@@ -198,7 +198,7 @@ def as_corpus(source: str | Path | Corpus | Iterable[Utterance]) -> Corpus:
     if isinstance(source, Corpus):
         return source
     if isinstance(source, (str, Path)):
-        return open_corpus(source)
+        return open_corpus(source).require_utterances()
     utts = list(source)
     return Corpus("<utterances>", lambda: iter(utts))
 

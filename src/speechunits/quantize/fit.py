@@ -293,7 +293,7 @@ def corpus_source(input_path: str | Path, encoder: Any, layer: int | None, *, on
 
     info = encoder.info
     chosen = choose_layer(info, layer)
-    corpus = open_corpus(str(input_path), shard=shard, raw_format=raw_format)
+    corpus = open_corpus(str(input_path), shard=shard, raw_format=raw_format).require_utterances()
     return items_source(iter_features(encoder, corpus, [chosen], on_error=on_error, quiet=quiet), info, chosen)
 
 

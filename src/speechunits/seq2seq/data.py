@@ -45,14 +45,6 @@ SPLITS = ("train", "dev", "test")
 
 # -- corpora and their units -----------------------------------------------------------------------
 
-def open_audio_corpus(path: str | Path) -> Corpus:
-    """A corpus from a directory holding ``manifest.tsv`` (a synth corpus), a manifest, or audio files."""
-    path = Path(path)
-    if path.is_dir() and (path / MANIFEST).is_file():
-        return open_corpus(path / MANIFEST)
-    return open_corpus(path)
-
-
 def corpus_root(path: str | Path) -> Path:
     """Where a corpus's label files live: the directory itself, or a manifest's directory."""
     path = Path(path)

@@ -177,7 +177,7 @@ def translate(inputs: str | Path, s2ut: str | Path, out_dir: str | Path, *, voco
     import time
 
     from speechunits.device import resolve_device
-    from speechunits.seq2seq.data import open_audio_corpus
+    from speechunits.corpus import open_corpus_via_manifest
     from speechunits.seq2seq.model_dir import check_vocoder, load_s2ut
     from speechunits.seq2seq.symbols import ids_to_units
     from speechunits.units.units import Units
@@ -197,7 +197,7 @@ def translate(inputs: str | Path, s2ut: str | Path, out_dir: str | Path, *, voco
         if not bool(voc.meta.get("dedup")):
             raise SpeechUnitsError(f"{s2ut} predicts deduplicated units without durations; the vocoder {vocoder} "
                                    "reads frame-level units: use a vocoder trained on deduplicated units")
-    sources, errors, seconds = source_inputs(bundle, open_audio_corpus(inputs), source_codebook=source_codebook,
+    sources, errors, seconds = source_inputs(bundle, open_corpus_via_manifest(inputs), source_codebook=source_codebook,
                                              encoder=encoder, device=str(dev), quiet=quiet)
     if not sources:
         raise SpeechUnitsError(f"{inputs}: no utterance could be read ({len(errors)} errors)")

@@ -148,7 +148,8 @@ def train_s2ut(pairs_path: str | Path, out_dir: str | Path, *, source_input: str
                evaluate: Sequence[str] = ("dev", "test"), resume: bool = False, device: str = "auto",
                dtype: str = "fp32", quiet: bool = False) -> dict[str, Any] | None:
     """Train into ``out_dir`` (see the module docstring); the summary (None on ranks other than 0)."""
-    from speechunits.seq2seq.data import find_pair_corpora, load_codebook, open_audio_corpus, read_parallel_pairs
+    from speechunits.corpus import open_corpus_via_manifest
+    from speechunits.seq2seq.data import find_pair_corpora, load_codebook, read_parallel_pairs
     from speechunits.seq2seq.model_dir import S2UT_FILE, load_s2ut, read_meta, write_model_dir
     from speechunits.seq2seq.s2ut_model import SOURCE_FEATURES, SOURCE_TOKENS, Seq2SeqConfig, Seq2SeqModel
     from speechunits.seq2seq.symbols import SymbolTable
@@ -174,10 +175,10 @@ def train_s2ut(pairs_path: str | Path, out_dir: str | Path, *, source_input: str
     old_src = SymbolTable.from_json(old["source"]["symbols"], str(out)) if old and old["source"].get("symbols") else None
     old_tgt = SymbolTable.from_json(old["target"]["symbols"], str(out)) if old else None
     sources, seconds, source_record, source_symbols = prepare_sources(
-        source_input, pairs, open_audio_corpus(src_dir) if source_input != "text" else None, encoder=encoder,
+        source_input, pairs, open_corpus_via_manifest(src_dir) if source_input != "text" else None, encoder=encoder,
         layer=layer, codebook=src_cb, device=str(dev), dtype=dtype, quiet=quiet_here, symbols=old_src)
     targets, target_record, target_symbols = prepare_targets(
-        target, pairs, open_audio_corpus(tgt_dir) if target == "units" else None, codebook=tgt_cb, device=str(dev),
+        target, pairs, open_corpus_via_manifest(tgt_dir) if target == "units" else None, codebook=tgt_cb, device=str(dev),
         dtype=dtype, quiet=quiet_here, symbols=old_tgt)
     if old is not None:
         for side, got in (("source", source_record), ("target", target_record)):

@@ -201,7 +201,8 @@ def train_tts(corpus: str | Path, codebook: str | Path, out_dir: str | Path, *, 
         model: :class:`~speechunits.seq2seq.tts_model.TTSConfig` fields to override.
         optim: an :class:`~speechunits.training.OptimConfig` (default: 4000 steps, lr 1e-3).
     """
-    from speechunits.seq2seq.data import codebook_record, corpus_units, load_codebook, open_audio_corpus, store_units
+    from speechunits.corpus import open_corpus_via_manifest
+    from speechunits.seq2seq.data import codebook_record, corpus_units, load_codebook, store_units
     from speechunits.seq2seq.model_dir import TTS_FILE, load_tts, read_meta, write_model_dir
     from speechunits.seq2seq.symbols import SymbolTable, symbols_of
     from speechunits.seq2seq.tasks import TTSTask
@@ -218,9 +219,9 @@ def train_tts(corpus: str | Path, codebook: str | Path, out_dir: str | Path, *, 
     dist, dev = init_distributed(device)
     cb = load_codebook(codebook)
     record = codebook_record(cb)
+    utterances = open_corpus_via_manifest(corpus).require_utterances()  # a missing corpus before its label files
     labels = _corpus_labels(corpus, input_kind, alignments, speaker, durations)
     source = labels["durations"]
-    utterances = open_audio_corpus(corpus)
     if units is not None:
         unit_map = store_units(units, cb.sha256)
         errors: dict[str, str] = {}

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from speechunits.audio import Audio
-from speechunits.corpus import Corpus, open_corpus
+from speechunits.corpus import Corpus
 from speechunits.errors import SpeechUnitsError
 from speechunits.pitch import F0Stats, F0Track, extract_f0, f0_stats
 
@@ -67,15 +67,6 @@ def aligned_audio(samples: np.ndarray, lead: int, num_frames: int, hop: int) -> 
     if stop > start:
         out[start - lead:stop - lead] = samples[start:stop]
     return out
-
-
-def open_training_corpus(source: str | Path, raw_format: Any = None) -> Corpus:
-    """A corpus; a directory holding ``manifest.tsv`` (a synth corpus) is read through its manifest,
-    so utterance ids match its ``speakers.tsv``."""
-    path = Path(source)
-    if path.is_dir() and (path / "manifest.tsv").is_file():
-        return open_corpus(path / "manifest.tsv", raw_format=raw_format)
-    return open_corpus(path, raw_format=raw_format)
 
 
 def find_speakers_file(source: str | Path) -> Path | None:

@@ -20,10 +20,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from speechunits.corpus import open_corpus_via_manifest
 from speechunits.errors import SpeechUnitsError
 from speechunits.vocoder.config import ARCHS, VocoderConfig, perturb_semitones
-from speechunits.vocoder.data import (CACHE_DIR, Utterance, find_speakers_file, load_utterances,
-                                      open_training_corpus, speaker_f0_stats)
+from speechunits.vocoder.data import CACHE_DIR, Utterance, find_speakers_file, load_utterances, speaker_f0_stats
 from speechunits.vocoder.vocoder import (CODEBOOKS_DIR, FORMAT_VERSION, KIND, META_FILE, SAMPLES_DIR, WEIGHTS_FILE,
                                          Vocoder, codebook_dir)
 
@@ -203,7 +203,7 @@ def train_vocoder(input: str | Path, codebook_paths: Sequence[str | Path], out_d
             from speechunits.corpus import read_speakers
 
             speakers_map = read_speakers(source)
-    corpus = open_training_corpus(input)
+    corpus = open_corpus_via_manifest(input)
     cache = out / CACHE_DIR
     perturb = perturb_semitones((config or {}).get("perturb_semitones") or [])
     load = functools.partial(load_utterances, corpus, tokenizer, hop=hop, frame_offset_s=encoder.info.frame_offset_s,
