@@ -98,6 +98,17 @@ def test_too_short_utterances_are_skipped_and_nothing_encoded_is_reported() -> N
         inv.measure_invariance([], SR, toy_encode, [])
 
 
+def test_a_silent_utterance_is_skipped_not_fatal() -> None:
+    """Noise at an SNR of digital silence is undefined: that utterance is left out of every row (so all
+    rows average the same utterances), and the others are measured as if it were not there."""
+    grid = standard_augmentations(["noise", "stretch"])
+    alone = inv.measure_invariance([("ok", melody(0.5))], SR, toy_encode, grid, seed=3)
+    mixed = inv.measure_invariance([("quiet", np.zeros(SR, dtype=np.float32)), ("ok", melody(0.5))], SR, toy_encode,
+                                   grid, seed=3)
+    assert mixed.skipped == ["quiet"] and mixed.utterances == 1
+    assert mixed.rows == alone.rows
+
+
 def test_utterance_seed_depends_on_id_not_order() -> None:
     # the same in another process with another string-hash seed: a rerun augments identically
     code = "from speechunits.measure.invariance import utterance_seed as s; print(s(0, 'a'), s(3, 'spk/utt-7'))"

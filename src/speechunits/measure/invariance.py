@@ -82,7 +82,8 @@ def measure_invariance(
         on_progress: called with audio seconds done after each utterance.
 
     Returns:
-        The report; utterances too short to give a unit are listed in ``skipped``. When none
+        The report; utterances too short to give a unit, or that an augmentation cannot apply to
+        (noise at an SNR of digital silence), are listed in ``skipped``. When none
         could be encoded, ``utterances`` is 0 and every row's UED is NaN.
 
     Raises:
@@ -104,8 +105,14 @@ def measure_invariance(
             skipped.append(utt_id)
             continue
         useed = utterance_seed(seed, utt_id)
-        for k, aug in enumerate(augmentations):
-            units = np.asarray(encode(aug.apply(samples, sample_rate, useed))).reshape(-1)
+        try:  # every augmentation or none, so that all rows average over the same utterances
+            augmented = [aug.apply(samples, sample_rate, useed) for aug in augmentations]
+        except SpeechUnitsError as exc:  # e.g. noise at an SNR of digital silence
+            log.warning("%s: skipped (%s)", utt_id, exc)
+            skipped.append(utt_id)
+            continue
+        for k, audio_k in enumerate(augmented):
+            units = np.asarray(encode(audio_k)).reshape(-1)
             e, n = unit_edit_distance(clean, units)
             edits[k] += e
             lengths[k] += n
