@@ -253,6 +253,13 @@ def test_reads_plain_fairseq_dump(tmp_path: Path) -> None:
     (tmp_path / "layer6.len").write_text("4\n7\n")
     with pytest.raises(SpeechUnitsError, match="does not match"):
         list(read_features_dir(tmp_path, 6))
+    (tmp_path / "layer6.len").write_text("4\nsix\n")
+    with pytest.raises(SpeechUnitsError, match=r"layer6\.len: expected one frame count"):
+        list(read_features_dir(tmp_path, 6))
+    (tmp_path / "layer6.len").write_text("4\n6\n")
+    (tmp_path / "layer6.npy").write_bytes(b"\x93NUMPY not really")
+    with pytest.raises(SpeechUnitsError, match=r"layer6\.npy: unreadable"):
+        list(read_features_dir(tmp_path, 6))
 
 
 def test_reads_lazily_within_a_bounded_window(tiny_hubert_dir: Path) -> None:

@@ -119,6 +119,9 @@ def test_bad_text_is_refused(tmp_path: Path) -> None:
         import_units("textless", src, tmp_path / "o5", codebook_meta=codebook_meta())
     with pytest.raises(SpeechUnitsError, match="--format"):
         import_units("json", src, tmp_path / "o6", codebook_meta=codebook_meta())
+    (src / "y.txt").write_bytes(b"\xff\xfe u|1 2\n")  # UTF-16 or binary, not the UTF-8 the formats are
+    with pytest.raises(SpeechUnitsError, match=r"y\.txt: unreadable"):
+        import_units("gslm", src, tmp_path / "o7", codebook_meta=codebook_meta())
 
 
 def test_unrepresentable_ids_are_refused(tmp_path: Path) -> None:

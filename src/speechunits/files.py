@@ -1,4 +1,4 @@
-"""The readers of artefact files: the JSON objects that describe them and their safetensors tensors.
+"""The readers of artefact files: the JSON objects that describe them, their safetensors tensors, text.
 
 Every artefact directory (codebook, probe, LM, vocoder, checkpoint ...) holds a JSON object of
 metadata, read by :func:`read_json_object`, and most hold tensors, read as a dict by
@@ -30,14 +30,22 @@ def read_json_object(path: str | os.PathLike[str], *, missing: str | None = None
     not a file; ``"<path>: unreadable ..."`` when it cannot be read, ``"<path>: not valid JSON ..."``;
     ``"<path>: expected a JSON object ..."`` when the JSON is not an object.
     """
+    return parse_json_object(read_text_file(path, missing=missing), str(Path(path)))
+
+
+def read_text_file(path: str | os.PathLike[str], *, missing: str | None = None) -> str:
+    """The whole UTF-8 text of ``path`` (a leading byte-order mark dropped).
+
+    Raises :class:`SpeechUnitsError`: ``missing`` (default ``"<path>: not found"``) when ``path`` is
+    not a file; ``"<path>: unreadable ..."`` when it cannot be read or is not UTF-8 text.
+    """
     path = Path(path)
     if not path.is_file():
         raise SpeechUnitsError(missing if missing is not None else f"{path}: not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpeechUnitsError(f"{path}: unreadable ({exc})") from None
-    return parse_json_object(text, str(path))
 
 
 def parse_json_object(text: str, where: str) -> dict[str, Any]:

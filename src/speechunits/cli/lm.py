@@ -188,9 +188,10 @@ def run_text_ngram(args: argparse.Namespace) -> int:
 
     path = Path(args.text)
     if path.suffix.lower() == ".txt":
-        if not path.is_file():
-            raise SpeechUnitsError(f"{path}: no such file")
-        texts = {str(i): line for i, line in enumerate(path.read_text(encoding="utf-8").splitlines())}
+        from speechunits.files import read_text_file
+
+        text = read_text_file(path, missing=f"{path}: no such file")
+        texts = {str(i): line for i, line in enumerate(text.splitlines())}
         if args.exclude:
             raise SpeechUnitsError("--exclude needs utterance ids: give text.tsv, Kaldi text or JSONL, not .txt")
     else:

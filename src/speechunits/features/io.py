@@ -24,7 +24,7 @@ import numpy as np
 
 from speechunits.encoders.base import EncoderInfo
 from speechunits.errors import SpeechUnitsError
-from speechunits.files import read_json_object
+from speechunits.files import read_json_object, read_text_file
 
 META_NAME = "features.json"
 FORMAT_VERSION = 1
@@ -166,9 +166,15 @@ def read_features_dir(path: str | os.PathLike[str], layer: int | None = None) ->
     npy, lens = root / f"layer{layer}.npy", root / f"layer{layer}.len"
     if not npy.is_file() or not lens.is_file():
         raise SpeechUnitsError(f"{path}: no features for layer {layer} ({npy.name}/{lens.name} missing)")
-    counts = [int(line) for line in lens.read_text(encoding="utf-8").split()]
+    try:
+        counts = [int(line) for line in read_text_file(lens).split()]
+    except ValueError:
+        raise SpeechUnitsError(f"{lens}: expected one frame count (an integer) per line") from None
     ids = _read_ids(root, len(counts))
-    data = np.load(npy, mmap_mode="r")
+    try:
+        data = np.load(npy, mmap_mode="r")
+    except (OSError, ValueError) as exc:  # truncated, not .npy, or pickled objects (never loaded)
+        raise SpeechUnitsError(f"{npy}: unreadable as a float .npy array ({exc})") from None
     if data.ndim != 2 or data.shape[0] != sum(counts):
         raise SpeechUnitsError(f"{npy}: shape {data.shape} does not match {lens.name} (total {sum(counts)} frames)")
     offset = 0
@@ -184,7 +190,7 @@ def _read_ids(root: Path, expected: int) -> list[str]:
         if not isinstance(ids, list):
             raise SpeechUnitsError(f"{meta_path}: no 'ids' list")
     elif (root / "manifest.tsv").is_file():
-        lines = (root / "manifest.tsv").read_text(encoding="utf-8").splitlines()[1:]
+        lines = read_text_file(root / "manifest.tsv").splitlines()[1:]
         ids = [os.path.splitext(line.split("\t")[0])[0] for line in lines if line]
     else:
         ids = [str(i) for i in range(expected)]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Protocol, Sequence
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.files import read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,7 @@ def write_items(path: str | Path, items: Iterable[AbxItem]) -> None:
 def read_items(path: str | Path) -> list[AbxItem]:
     """Read Libri-Light's ``.item`` format (first line is a header and is skipped)."""
     path = Path(path)
-    if not path.is_file():
-        raise SpeechUnitsError(f"{path}: item file not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text_file(path, missing=f"{path}: item file not found").splitlines()
     if not lines or not lines[0].startswith("#"):
         raise SpeechUnitsError(f"{path}: expected the header line {ITEM_HEADER!r}")
     items = []

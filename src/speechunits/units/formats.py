@@ -32,7 +32,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.files import read_json_object
+from speechunits.files import read_json_object, read_text_file
 from speechunits.units.store import UnitStore, store_meta, write_units
 from speechunits.units.units import Units
 
@@ -80,9 +80,7 @@ def read_order(path: str | os.PathLike[str]) -> list[str]:
         from speechunits.corpus import open_corpus
 
         return [utt.id for utt in open_corpus(path)]
-    if not path.is_file():
-        raise SpeechUnitsError(f"{path}: no such id list")
-    return [line for line in path.read_text(encoding="utf-8").split("\n") if line]
+    return [line for line in read_text_file(path, missing=f"{path}: no such id list").splitlines() if line]
 
 
 def _ordered(store: UnitStore, order: list[str] | None) -> Iterator[tuple[str, Units, float]]:
@@ -230,9 +228,7 @@ def _write_lines(path: Path, lines: Iterable[str]) -> Path:
 
 def _read_lines(path: Path, separator: str | None) -> tuple[list[str], list[str]]:
     """Lines of ``path`` split into (ids, rest); ids are empty without a separator."""
-    if not path.is_file():
-        raise SpeechUnitsError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, missing=f"{path}: no such file")
     if text and not text.endswith("\n"):
         text += "\n"
     lines = text.split("\n")[:-1]
@@ -273,7 +269,7 @@ def _read_utt2dur(path: Path) -> dict[str, float]:
     if not path.is_file():
         return {}
     seconds: dict[str, float] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(read_text_file(path).splitlines(), start=1):
         parts = line.split()
         if len(parts) != 2:
             raise SpeechUnitsError(f"{path}:{line_no}: expected 'id seconds', got {line[:60]!r}")
