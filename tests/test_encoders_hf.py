@@ -214,6 +214,28 @@ def test_errors(tmp_path: Path, tiny_hubert_dir: Path) -> None:
             load_encoder(str(tiny_hubert_dir), device="cuda")
 
 
+@pytest.mark.parametrize("name", ["hubert", "mfcc"])
+def test_batches_take_audio_objects_at_any_rate(tiny_hubert_dir: Path, name: str) -> None:
+    """extract_batch, like extract, resamples an Audio (here 8 kHz) to the encoder's rate; an array is
+    taken to be at that rate already; anything else is a clear error."""
+    import soxr
+
+    from speechunits.audio import Audio
+
+    enc = load_encoder(str(tiny_hubert_dir) if name == "hubert" else name, device="cpu")
+    rng = np.random.default_rng(0)
+    low = Audio(rng.standard_normal(4000).astype(np.float32) * 0.1, 8000)
+    at_rate = soxr.resample(low.samples, 8000, 16000).astype(np.float32)
+    other = rng.standard_normal(9000).astype(np.float32) * 0.1
+    got = enc.extract_batch([low, other], [0])
+    want = enc.extract_batch([at_rate, other], [0])
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g[0], w[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(enc.extract(low, [0])[0], want[0][0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(SpeechUnitsError, match="wave 1 is a str"):
+        enc.extract_batch([other, "a.wav"], [0])
+
+
 def test_rejects_non_ssl_model(tmp_path: Path) -> None:
     from transformers import BertConfig, BertModel
 

@@ -102,13 +102,35 @@ class Encoder(ABC):
         """
         return wave
 
+    def as_waves(self, waves: Sequence[Audio | np.ndarray]) -> list[np.ndarray]:
+        """float32 ``[T_i]`` arrays at ``info.sample_rate``: an :class:`Audio` is resampled, an array
+        is taken to be at that rate already.
+
+        Raises:
+            SpeechUnitsError: an item that is neither (naming its position and type).
+        """
+        from speechunits.errors import SpeechUnitsError
+
+        out = []
+        for i, wave in enumerate(waves):
+            if isinstance(wave, Audio):
+                wave = wave.resample(self.info.sample_rate).samples
+            kind = type(wave).__name__
+            wave = np.asarray(wave)
+            if not (np.issubdtype(wave.dtype, np.floating) or np.issubdtype(wave.dtype, np.integer)):
+                raise SpeechUnitsError(f"{self.info.name}: wave {i} is a {kind}; expected an Audio "
+                                       f"or a numeric array at {self.info.sample_rate} Hz")
+            out.append(wave.astype(np.float32, copy=False))
+        return out
+
     @abstractmethod
     def extract_batch(self, waves: Sequence[np.ndarray], layers: Sequence[int], *,
                       prepared: bool = False) -> list[dict[int, np.ndarray]]:
         """Features of several utterances at ``info.sample_rate``.
 
         Args:
-            waves: float32 arrays ``[T_i]`` (already at the encoder's rate).
+            waves: float32 arrays ``[T_i]`` (already at the encoder's rate) or :class:`Audio`
+                (resampled; see :meth:`as_waves`).
             layers: layer numbers to return (see module docstring).
             prepared: the waves already went through :meth:`prepare`.
 
@@ -118,9 +140,7 @@ class Encoder(ABC):
 
     def extract(self, audio: Audio | np.ndarray, layers: Sequence[int] = (0,)) -> dict[int, np.ndarray]:
         """Features of one utterance (resampled to the encoder's rate if an :class:`Audio`)."""
-        if isinstance(audio, Audio):
-            audio = audio.resample(self.info.sample_rate).samples
-        return self.extract_batch([np.asarray(audio, dtype=np.float32)], layers)[0]
+        return self.extract_batch(self.as_waves([audio]), layers)[0]
 
     def num_frames(self, num_samples: int) -> int:
         return self.info.num_frames(num_samples)

@@ -212,6 +212,7 @@ class HFEncoder(Encoder):
                       prepared: bool = False) -> list[dict[int, np.ndarray]]:
         """Features ``{layer: float32 [num_frames(T_i), dim]}`` of each wave ``[T_i]`` in one padded batch."""
         layers = self.check_layers(layers)
+        waves = self.as_waves(waves)
         if not waves:
             return []
         lengths = [int(np.asarray(w).shape[0]) for w in waves]

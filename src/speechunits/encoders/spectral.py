@@ -170,6 +170,7 @@ class SpectralEncoder(Encoder):
                       prepared: bool = False) -> list[dict[int, np.ndarray]]:
         """Features of each wave (computed one by one: cheap and trivially exact)."""
         layers = self.check_layers(layers)
+        waves = self.as_waves(waves)
         out = []
         with torch.inference_mode():
             for wave in waves:
