@@ -32,6 +32,12 @@ def test_console_script_help_and_version() -> None:
     assert out.returncode == 0 and out.stdout.startswith("speechunits ")
     out = subprocess.run([sys.executable, "-m", "speechunits.cli.main", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "COMMAND" in out.stdout
+    # python -m speechunits: the same command line, the same exit statuses
+    out = subprocess.run([sys.executable, "-m", "speechunits", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("speechunits ")
+    out = subprocess.run([sys.executable, "-m", "speechunits", "codebook", "info", "/does/not/exist"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "codebook directory not found" in out.stderr
 
 
 def test_a_reader_that_closes_stdout_ends_the_command_without_a_traceback(tmp_path) -> None:
