@@ -15,7 +15,7 @@ install-dev:
 
 # Quick start 1: install and run the main job on the built-in demo.
 demo: install
-	speechunits demo -o demo_out
+	$(PYTHON) -m speechunits demo -o demo_out
 
 # Quick start 2: install test requirements and run the CI subset (slow end-to-end checks excluded).
 test: install-dev
