@@ -52,12 +52,9 @@ class F0Track:
 
 
 def _require(module: str):
-    import importlib
+    from speechunits.extras import require_extra
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:  # optional extra
-        raise SpeechUnitsError(f"F0 extraction needs {module!r}: pip install 'speechunits[f0]'") from exc
+    return require_extra(module, "f0", "F0 extraction")
 
 
 def _track(samples: np.ndarray, sample_rate: int, method: str, floor: float, ceiling: float

@@ -58,11 +58,9 @@ def unit_error_rate(refs: Sequence[UnitSequence], hyps: Sequence[UnitSequence]) 
 
 
 def _sacrebleu():
-    try:
-        import sacrebleu
-    except ImportError:
-        raise SpeechUnitsError("BLEU needs sacrebleu: pip install 'speechunits[seq2seq]'") from None
-    return sacrebleu
+    from speechunits.extras import require_extra
+
+    return require_extra("sacrebleu", "seq2seq", "BLEU")
 
 
 def unit_bleu(refs: Sequence[UnitSequence], hyps: Sequence[UnitSequence]) -> float:

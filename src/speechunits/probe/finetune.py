@@ -80,10 +80,10 @@ def add_low_rank(layers: nn.Module, kind: str, rank: int) -> None:
     """Wrap the :data:`LORA_TARGETS` (``lora``) or :data:`ADAPTER_TARGETS` (``adapters``) linear layers
     of ``layers`` (the ``CONFORMER_`` ones in conformer blocks) with peft LoRA modules of ``rank`` (alpha ``2 * rank``, no dropout; the update
     starts at zero, so the blocks start as the encoder's). Only the ``lora_`` parameters train."""
-    try:
-        from peft import LoraConfig, inject_adapter_in_model
-    except ImportError:
-        raise SpeechUnitsError(f"--finetune {kind}: needs peft (pip install 'speechunits[finetune]')") from None
+    from speechunits.extras import require_extra
+
+    peft = require_extra("peft", "finetune", f"--finetune {kind}")
+    LoraConfig, inject_adapter_in_model = peft.LoraConfig, peft.inject_adapter_in_model
     if kind == FINETUNE_LORA and any(hasattr(getattr(layer, "attention", None), "gru_rel_pos_linear")
                                      for layer in layers):
         raise SpeechUnitsError("--finetune lora: this model's attention (WavLM's gated relative position "

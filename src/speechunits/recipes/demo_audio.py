@@ -61,10 +61,13 @@ def resynthesize_demo(out: Path, manifest: Path, *, vocoder_dir: Path | None = N
     if vocoder_dir is None:
         log.info("demo: no vocoder shipped with this install; skipping resynthesis")
         return []
+    from speechunits.errors import SpeechUnitsError
+    from speechunits.extras import require_extra
+
     try:
-        import pyworld  # noqa: F401  (the vocoder's F0 and the MCD need WORLD)
-    except ImportError:
-        log.warning("demo: resynthesis skipped: pip install 'speechunits[f0]' for F0 tracking")
+        require_extra("pyworld", "f0", "the demo's resynthesis (the vocoder's F0 and the MCD)")
+    except SpeechUnitsError as exc:
+        log.warning("demo: resynthesis skipped: %s", exc)
         return []
     from speechunits.audio import Audio
     from speechunits.corpus import open_corpus

@@ -1,12 +1,11 @@
 """The optional packages of each audio judge, and the message when one is missing."""
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from speechunits.errors import SpeechUnitsError
+from speechunits.extras import install_hint, require_extra
 
-EXTRA_HINT = "pip install 'speechunits[eval]'"
+EXTRA_HINT = install_hint("eval")
 
 
 def require(module: str, judge: str) -> Any:
@@ -15,8 +14,4 @@ def require(module: str, judge: str) -> Any:
     Any import-time failure of the package counts as missing (Resemblyzer, for one, fails to import
     when setuptools >= 81 removed the ``pkg_resources`` it needs).
     """
-    try:
-        return importlib.import_module(module)
-    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken install failing at import
-        raise SpeechUnitsError(f"{judge} needs the package {module.split('.')[0]!r} ({type(exc).__name__}: "
-                               f"{str(exc)[:200]}): {EXTRA_HINT}") from exc
+    return require_extra(module, "eval", judge)

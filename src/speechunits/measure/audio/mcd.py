@@ -49,11 +49,9 @@ _ROWS_PER_BLOCK = 128
 
 
 def _pyworld():
-    try:
-        import pyworld
-    except ImportError as exc:
-        raise SpeechUnitsError("MCD needs pyworld (WORLD's CheapTrick): pip install 'speechunits[eval]'") from exc
-    return pyworld
+    from speechunits.extras import require_extra
+
+    return require_extra("pyworld", "eval", "MCD (WORLD's CheapTrick)")
 
 
 @lru_cache(maxsize=8)
