@@ -8,6 +8,7 @@ that is already installed.
 from __future__ import annotations
 
 import importlib
+import warnings
 from types import ModuleType
 
 from speechunits.errors import SpeechUnitsError
@@ -26,7 +27,9 @@ def require_extra(module: str, extra: str, needed_for: str) -> ModuleType:
     'pkg_resources'): pip install 'speechunits[f0]'``.
     """
     try:
-        return importlib.import_module(module)
+        with warnings.catch_warnings():  # pyworld's own import warns that pkg_resources is deprecated
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            return importlib.import_module(module)
     except Exception as exc:  # noqa: BLE001 - ImportError, or a broken install failing at import
         raise SpeechUnitsError(f"{needed_for} needs {module.split('.')[0]!r} ({type(exc).__name__}: "
                                f"{str(exc)[:200]}): {install_hint(extra)}") from exc
