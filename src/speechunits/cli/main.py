@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def training_process(trains: bool) -> Iterator[None]:
-    """For a command that trains (its parser sets ``trains``): subnormal floats flushed to zero on CPU
+def training_process(trains: bool, output: str | None = None) -> Iterator[None]:
+    """For a command that trains (its parser sets ``trains``): its ``-o`` directory held by this
+    process alone (:func:`~speechunits.training.exclusive.exclusive_output`), and subnormal floats flushed to zero on CPU
     from before torch's first parallel operation, so that every intra-op thread it starts is covered
     (a flag set later reaches only the calling thread; saturated LSTM gates make subnormals, and
     arithmetic on them is ~10x slower on x86). Restored afterwards. Other commands import no torch here."""
@@ -108,9 +109,11 @@ def training_process(trains: bool) -> Iterator[None]:
         return
     import torch
 
+    from speechunits.training.exclusive import exclusive_output
     from speechunits.training.loop import cpu_denormals_flushed
 
-    with cpu_denormals_flushed(torch.device("cpu")):
+    lock = exclusive_output(output) if output else contextlib.nullcontext()
+    with lock, cpu_denormals_flushed(torch.device("cpu")):
         yield
 
 
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
-        with quiet_transformers(level > logging.INFO), training_process(getattr(args, "trains", False)), \
+        trains = getattr(args, "trains", False)
+        with quiet_transformers(level > logging.INFO), training_process(trains, getattr(args, "output", None)), \
                 torch_threads(getattr(args, "threads", None)):
             return int(args.func(args) or 0)
     except SpeechUnitsError as exc:

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("input", help="corpus: audio directory, synth corpus directory, .tsv or .jsonl manifest")
     train.add_argument("--codebook", action="append", required=True, metavar="CB",
                        help="codebook directory (repeat for several unit streams of one encoder)")
-    train.add_argument("-o", "--out", required=True, metavar="VOC", help="vocoder directory")
+    train.add_argument("-o", "--out", dest="output", required=True, metavar="VOC", help="vocoder directory")
     train.add_argument("--arch", default="cpu", choices=["cpu", "hifigan"],
                        help="cpu: harmonic-plus-noise source-filter (trains in minutes on a CPU); hifigan: "
                        "HiFi-GAN V1 generator with multi-period/multi-scale discriminators (default %(default)s)")
@@ -92,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
         config["perturb_semitones"] = [x for x in args.perturb_units.split(",") if x.strip()]  # checked by train_vocoder
     options = TrainOptions(steps=args.steps, minutes=args.minutes, lr=args.lr, bf16=args.bf16, seed=args.seed,
                            checkpoint_every=args.checkpoint_every, log_every=args.log_every)
-    summary = train_vocoder(args.input, args.codebook, args.out, arch=args.arch, dedup=args.dedup, f0=args.f0,
+    summary = train_vocoder(args.input, args.codebook, args.output, arch=args.arch, dedup=args.dedup, f0=args.f0,
                             f0_method=args.f0_method, speaker=args.speaker, speakers_file=args.speakers,
                             config=config, options=options, resume=args.resume, device=args.device, quiet=args.quiet)
     if args.json:
