@@ -126,6 +126,7 @@ def test_resume_skips_stored_and_recovers_from_crash_leftovers(tmp_path: Path) -
     shards[-1].write_bytes(data[: len(data) // 2])
     with pytest.raises(SpeechUnitsError, match="unreadable"):
         list(UnitStore.open(path))
+    del writer  # "killed": its job lock goes with it, as with a dead process
 
     resumed = UnitWriter(path, meta, rows_per_file=2)
     assert resumed.done == {items[0][0], items[1][0]}  # the truncated shard's rows are gone
@@ -201,7 +202,39 @@ def test_open_errors(tmp_path: Path) -> None:
         store_meta({"sha256": "x"}, dedup=False)
 
 
-def test_duplicate_job_never_overwrites(tmp_path: Path) -> None:
+def test_a_second_writer_of_the_same_job_is_refused_while_the_first_writes(tmp_path: Path) -> None:
+    """Two writers of one job would both skip nothing and store every row twice (two `encode`
+    commands into one store, found by running them): the second is refused until the first ends."""
+    meta = store_meta(codebook_meta(), dedup=False)
+    items = make_items(4)
+    a = UnitWriter(tmp_path / "u", meta, rows_per_file=10)
+    with pytest.raises(SpeechUnitsError, match=r"job 0/1 is being written by another process now"):
+        UnitWriter(tmp_path / "u", meta, rows_per_file=10)
+    other_job = UnitWriter(tmp_path / "u", meta, rows_per_file=10, job=(1, 2))  # other --shard: welcome
+    other_job.close()
+    for utt, units in items[:2]:
+        a.add(utt, units)
+    a.close()
+    with UnitWriter(tmp_path / "u", meta, rows_per_file=10) as b:  # free again, and resumes
+        assert b.done == {u for u, _ in items[:2]}
+        for utt, units in items[2:]:
+            b.add(utt, units)
+    assert sorted(UnitStore.open(tmp_path / "u").ids()) == sorted(u for u, _ in items)
+
+
+def test_duplicate_job_never_overwrites(tmp_path: Path, monkeypatch) -> None:
+    """Where locks do not hold (no fcntl, some network filesystems), file names still keep two writers of
+    one job from overwriting each other's shards."""
+    import speechunits.units.parquet_dir as parquet_dir
+
+    class NoLock:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def release(self) -> None:
+            pass
+
+    monkeypatch.setattr(parquet_dir, "ExclusiveLock", NoLock)
     meta = store_meta(codebook_meta(), dedup=False)
     items = make_items(4)
     a = UnitWriter(tmp_path / "u", meta, rows_per_file=10)

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_json_object, write_json_atomic
+from speechunits.locks import ExclusiveLock
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +183,18 @@ class ShardWriter:
         self._rows: list[dict[str, Any]] = []
         self.files_written = 0
         self._stem = f"{prefix}-{job[0]:05d}of{job[1]:05d}"
-        self._remove_own_temps()
-        self.done: set[str] = self._recover()
-        self._seq = self._next_seq()
+        # one writer per job: two would both skip nothing and store every row twice
+        self._job_lock = ExclusiveLock(
+            self.directory / f".{self._stem}.lock",
+            f"{self.directory}: job {job[0]}/{job[1]} is being written by another process now; wait for it "
+            "to end, or give concurrent jobs different --shard values")
+        try:
+            self._remove_own_temps()
+            self.done: set[str] = self._recover()
+            self._seq = self._next_seq()
+        except BaseException:  # refused (other settings, ...): no lock outlives the refusal
+            self._job_lock.release()
+            raise
         self._last_shard: float | None = None  # clock() of the last shard, or of the first row
         self._lock = threading.RLock()  # add/flush may be called from a flushing thread too
 
@@ -289,7 +299,11 @@ class ShardWriter:
             self._last_shard = self._clock()
 
     def close(self) -> None:
-        self.flush()
+        """Write what is buffered, then let another writer of this job in."""
+        try:
+            self.flush()
+        finally:
+            self._job_lock.release()
 
     def __enter__(self) -> "ShardWriter":
         return self
