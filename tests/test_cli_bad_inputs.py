@@ -99,3 +99,40 @@ def test_out_of_range_values_are_refused(argv: list[str], message: str, tmp_path
     argv = [a.replace("{tmp}/c", str(corpus)).replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(argv + ["--quiet"]) == 2
     assert message in caplog.text
+
+
+def test_an_output_that_is_a_file_is_one_line_not_a_traceback(tmp_path, caplog):
+    """-o naming an existing file: the filesystem's refusal is reported as a user error (exit 2)."""
+    from lm_helpers import cyclic, toy_store
+
+    toy_store(tmp_path / "store", [cyclic(0, 40), cyclic(3, 40)])
+    taken = tmp_path / "taken"
+    taken.write_text("keep me\n")
+    for argv in (["lm", "train", str(tmp_path / "store"), "-o", str(taken), "--steps", "2", "--config", "tiny"],
+                 ["lm", "ngram", str(tmp_path / "store"), "-o", str(taken)],
+                 ["bpe", "train", str(tmp_path / "store"), "--vocab", "12", "-o", str(taken)],
+                 ["units", "export", str(tmp_path / "store"), "--format", "fairseq", "-o", str(taken)]):
+        caplog.clear()
+        assert main(argv + ["--quiet"]) == 2, argv
+        assert f"{taken}: File exists" in caplog.text, argv
+    assert taken.read_text() == "keep me\n"
+
+
+def test_filesystem_conditions_are_user_errors_and_other_os_errors_stay_bugs(monkeypatch, caplog):
+    import errno
+    import os
+
+    import speechunits.cli.units as units_cli
+
+    def full_disk(args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(units_cli, "run_info", full_disk)
+    assert main(["units", "info", "x"]) == 2 and "No space left on device" in caplog.text
+
+    def io_error(args):
+        raise OSError(errno.EIO, os.strerror(errno.EIO), "/dev/sdz")
+
+    monkeypatch.setattr(units_cli, "run_info", io_error)
+    with pytest.raises(OSError):
+        main(["units", "info", "x"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import importlib.util
 import logging
@@ -139,6 +140,16 @@ def _detach_stdout() -> None:
         pass
 
 
+#: errno values of a filesystem refusing a path or a write: the user's environment, not a bug
+_PATH_ERRNOS = {errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.ENOENT,
+                errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG}
+
+
+def _is_path_condition(exc: OSError) -> bool:
+    """True for an error about a named path that the filesystem refused (see :data:`_PATH_ERRNOS`)."""
+    return exc.errno in _PATH_ERRNOS and (exc.filename is not None or exc.errno in (errno.ENOSPC, errno.EDQUOT))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -171,6 +182,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _detach_stdout()  # whoever read stdout went away (`| head`): stop as SIGPIPE would, without a traceback
         return 141
+    except OSError as exc:
+        if not _is_path_condition(exc):
+            raise
+        # the filesystem said no (-o names a file, no space left, no permission ...): a user's
+        # condition, said in one line; the traceback only with -v
+        log.error("%s", f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else exc)
+        log.debug("where it was raised", exc_info=True)
+        return 2
     finally:  # in-process callers (tests, scripts) get their logger, environment and handlers back
         if main_thread:
             signal.signal(signal.SIGTERM, previous_sigterm if previous_sigterm is not None else signal.SIG_DFL)
