@@ -231,6 +231,14 @@ def test_s2ut_train_and_translate(tmp_path, codebook, fake_vocoder, capsys, capl
     message = cli_error(["translate", str(tmp_path / "pairs" / "src"), "--s2ut", str(out), "--vocoder", "other",
                          "-o", str(tmp_path / "tr2")], caplog)
     assert "ffffffffffff" in message and meta["target"]["sha256"][:12] in message
+    # the source corpus's own folder, or its manifest with OUT where its wavs/ are: refused before decoding
+    src = tmp_path / "pairs" / "src"
+    before = {p.name: p.read_bytes() for p in (src / "wavs").glob("*.wav")}
+    assert "inside the input directory" in cli_error(["translate", str(src), "--s2ut", str(out), "--vocoder",
+                                                      "VOC", "--speaker", "en00", "-o", str(src)], caplog)
+    assert "is an input file" in cli_error(["translate", str(src / "manifest.tsv"), "--s2ut", str(out),
+                                            "--vocoder", "VOC", "--speaker", "en00", "-o", str(src)], caplog)
+    assert {p.name: p.read_bytes() for p in (src / "wavs").glob("*.wav")} == before and before
 
 
 def test_s2ut_on_source_units_refuses_another_source_codebook(tmp_path, codebook, capsys, caplog):

@@ -197,6 +197,24 @@ def test_resynth_and_convert_cli(table_vocoder: Path, corpus: Path, tmp_path: Pa
     assert "speaker table" in message
 
 
+def test_resynthesis_never_writes_over_its_input(table_vocoder: Path, corpus: Path, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """`resynth wavs/ -o wavs/` overwrote the originals with their resynthesis (found by trying it)."""
+    wavs = tmp_path / "wavs"
+    shutil.copytree(corpus / "wavs", wavs)
+    before = {p.name: p.read_bytes() for p in wavs.glob("*.wav")}
+    for out in (wavs, wavs / "sub"):
+        assert "inside the input directory" in cli_error(
+            ["resynth", str(wavs), "--vocoder", str(table_vocoder), "--speaker", "en00", "-o", str(out)], caplog)
+    # a manifest whose audio lies where the outputs would go
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text(f"{wavs}\nen00_0000.wav\n")
+    assert "is an input file" in cli_error(
+        ["resynth", str(manifest), "--vocoder", str(table_vocoder), "--speaker", "en00", "-o", str(wavs)], caplog)
+    assert {p.name: p.read_bytes() for p in wavs.glob("*.wav")} == before
+    assert not (wavs / "sub").exists()
+
+
 def test_existing_vocoder_needs_resume(table_vocoder: Path, corpus: Path, codebook: Path,
                                        caplog: pytest.LogCaptureFixture) -> None:
     message = cli_error(["vocoder", "train", str(corpus), "--codebook", str(codebook), "-o", str(table_vocoder),

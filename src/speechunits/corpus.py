@@ -162,6 +162,33 @@ def open_corpus_via_manifest(source: str | os.PathLike[str], raw_format: RawForm
     return open_corpus(path, raw_format=raw_format)
 
 
+def refuse_output_in_input(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """Refuse an output directory that is the input directory or lies inside it.
+
+    Files written there would overwrite input files of the same name, and the next scan of the
+    input would read them as input. (A manifest's audio may lie anywhere: writers also check each
+    file with :func:`refuse_overwriting_input`.)
+
+    Raises:
+        SpeechUnitsError: naming both directories.
+    """
+    source_path = Path(source)
+    if source_path.is_dir() and Path(out).resolve().is_relative_to(source_path.resolve()):
+        raise SpeechUnitsError(f"{out}: inside the input directory {source}; writing there would overwrite or "
+                               "add to the input (its next scan would read the outputs as input): choose another -o")
+
+
+def refuse_overwriting_input(target: str | os.PathLike[str], input_path: str | os.PathLike[str]) -> None:
+    """Refuse to write ``target`` when it is the input file ``input_path`` itself.
+
+    Raises:
+        SpeechUnitsError: naming the file.
+    """
+    target = Path(target)
+    if target.exists() and Path(input_path).exists() and target.samefile(input_path):
+        raise SpeechUnitsError(f"{target}: is an input file; writing it would destroy the input: choose another -o")
+
+
 #: What a directory scan picks up: files with a header, and headerless PCM (loadable with a raw format).
 _SCANNED_EXTENSIONS = AUDIO_EXTENSIONS + RAW_EXTENSIONS
 

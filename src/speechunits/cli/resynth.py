@@ -54,13 +54,14 @@ def run_over_corpus(args: argparse.Namespace, make, what: str) -> int:
     from pathlib import Path
 
     from speechunits.audio import Audio
-    from speechunits.corpus import open_corpus_via_manifest
+    from speechunits.corpus import open_corpus_via_manifest, refuse_output_in_input, refuse_overwriting_input
     from speechunits.progress import AudioProgress
     from speechunits.vocoder import load_vocoder
 
     vocoder = load_vocoder(args.vocoder, device=args.device)
     tokenizer = vocoder.tokenizer(device=args.device)
     out = Path(args.out)
+    refuse_output_in_input(args.input, out)
     out.mkdir(parents=True, exist_ok=True)
     failed = done = 0
     with AudioProgress(total_seconds=None, desc=what, quiet=args.quiet) as progress:
@@ -71,8 +72,9 @@ def run_over_corpus(args: argparse.Namespace, make, what: str) -> int:
                 log.warning("skipping %s: %s", utt.id, exc)
                 failed += 1
                 continue
-            result = make(vocoder, tokenizer, audio, utt.id)
             target = out / f"{utt.id}.wav"
+            refuse_overwriting_input(target, utt.path)  # a manifest's audio may lie under -o
+            result = make(vocoder, tokenizer, audio, utt.id)
             target.parent.mkdir(parents=True, exist_ok=True)
             result.save(target)
             done += 1

@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from speechunits.audio import Audio
-from speechunits.corpus import Corpus, Utterance, total_audio_seconds
+from speechunits.corpus import Corpus, Utterance, refuse_output_in_input, total_audio_seconds
 from speechunits.errors import SpeechUnitsError
 from speechunits.progress import AudioProgress
 from speechunits.segment.segments import SegmentOptions, SpeechSegment, find_segments
@@ -206,10 +206,7 @@ def segment_corpus(corpus: Corpus, out_dir: str | os.PathLike[str], vad: SileroV
     if on_error not in ("skip", "fail"):
         raise SpeechUnitsError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     out = Path(out_dir)
-    source = Path(corpus.source)
-    if source.is_dir() and out.resolve().is_relative_to(source.resolve()):
-        raise SpeechUnitsError(
-            f"{out}: inside the input directory {source}, whose scan would then read the segments as input")
+    refuse_output_in_input(corpus.source, out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {
         "input": str(input_name if input_name is not None else corpus.source),

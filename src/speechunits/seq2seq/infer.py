@@ -102,6 +102,11 @@ def say(tts: str | Path, texts: Sequence[str], *, ids: Sequence[str] | None = No
     return {"units": units, "wavs": wavs}
 
 
+def _translation_wav(out: Path, utt_id: str) -> Path:
+    """Where ``translate`` writes the audio of ``utt_id``."""
+    return out / "wavs" / f"{utt_id.replace('/', '_')}.wav"
+
+
 def _wav_paths(out: Path, ids: Sequence[str]) -> list[Path]:
     if out.suffix.lower() == ".wav":
         if len(ids) != 1:
@@ -177,7 +182,7 @@ def translate(inputs: str | Path, s2ut: str | Path, out_dir: str | Path, *, voco
     import time
 
     from speechunits.device import resolve_device
-    from speechunits.corpus import open_corpus_via_manifest
+    from speechunits.corpus import open_corpus_via_manifest, refuse_output_in_input, refuse_overwriting_input
     from speechunits.seq2seq.model_dir import check_vocoder, load_s2ut
     from speechunits.seq2seq.symbols import ids_to_units
     from speechunits.units.units import Units
@@ -185,6 +190,7 @@ def translate(inputs: str | Path, s2ut: str | Path, out_dir: str | Path, *, voco
     out = Path(out_dir)
     if (out / "units").exists():
         raise SpeechUnitsError(f"{out}/units exists: translate into a new directory")
+    refuse_output_in_input(inputs, out)
     dev = resolve_device(device)
     bundle = load_s2ut(s2ut, device=dev)
     target = bundle.target
@@ -197,11 +203,16 @@ def translate(inputs: str | Path, s2ut: str | Path, out_dir: str | Path, *, voco
         if not bool(voc.meta.get("dedup")):
             raise SpeechUnitsError(f"{s2ut} predicts deduplicated units without durations; the vocoder {vocoder} "
                                    "reads frame-level units: use a vocoder trained on deduplicated units")
-    sources, errors, seconds = source_inputs(bundle, open_corpus_via_manifest(inputs), source_codebook=source_codebook,
+    corpus = open_corpus_via_manifest(inputs)
+    sources, errors, seconds = source_inputs(bundle, corpus, source_codebook=source_codebook,
                                              encoder=encoder, device=str(dev), quiet=quiet)
     if not sources:
         raise SpeechUnitsError(f"{inputs}: no utterance could be read ({len(errors)} errors)")
     ids = list(sources)
+    if voc is not None:  # a manifest's audio may lie under OUT/wavs: check every target before any is written
+        input_paths = {utt.id: utt.path for utt in corpus}
+        for utt in ids:
+            refuse_overwriting_input(_translation_wav(out, utt), input_paths[utt])
     started = time.perf_counter()
     decoded = bundle.decode([sources[i] for i in ids], beam=beam, device=dev)
     decode_seconds = time.perf_counter() - started
@@ -217,8 +228,7 @@ def translate(inputs: str | Path, s2ut: str | Path, out_dir: str | Path, *, voco
             if len(unit) == 0:
                 log.warning("%s: empty translation, no audio written", utt)
                 continue
-            path = out / "wavs" / f"{utt.replace('/', '_')}.wav"
-            voc.synthesize(unit, speaker=speaker).save(path)
+            voc.synthesize(unit, speaker=speaker).save(_translation_wav(out, utt))
     return {"utterances": len(ids), "errors": len(errors), "audio_seconds": seconds,
             "decode_seconds": decode_seconds, "units": dict(zip(ids, units))}
 
