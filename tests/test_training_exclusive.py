@@ -64,3 +64,18 @@ def test_a_refused_command_leaves_no_empty_directory(tmp_path):
     out.mkdir(parents=True)
     assert main(["lm", "train", str(tmp_path / "no-such-store"), "-o", str(out)]) == 2
     assert out.is_dir()  # it was there before: kept
+
+
+def test_a_filesystem_that_cannot_lock_goes_on_unlocked(tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+
+    from speechunits.locks import ExclusiveLock
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    lock = ExclusiveLock(tmp_path / "x.lock", "busy")
+    assert "cannot lock here (No locks available)" in caplog.text
+    lock.release()

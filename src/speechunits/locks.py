@@ -2,14 +2,18 @@
 
 :class:`ExclusiveLock` holds a non-blocking ``flock`` on a file (created if missing) or a directory.
 The kernel drops it when the holder closes it or ends, however it ends, so a killed run never
-leaves a stale lock behind. Where ``fcntl`` is missing (Windows) nothing is locked.
+leaves a stale lock behind. Where ``fcntl`` is missing (Windows) or the filesystem cannot lock,
+nothing is locked (the latter with a warning).
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from speechunits.errors import SpeechUnitsError
+
+log = logging.getLogger(__name__)
 
 
 class ExclusiveLock:
@@ -33,6 +37,10 @@ class ExclusiveLock:
         except BlockingIOError:
             os.close(fd)
             raise SpeechUnitsError(busy) from None
+        except OSError as exc:  # a filesystem without flock (ENOLCK, EOPNOTSUPP): go on unlocked, as on Windows
+            os.close(fd)
+            log.warning("%s: cannot lock here (%s); nothing keeps a second writer out", self.path, exc.strerror)
+            return
         self._fd = fd
 
     def release(self) -> None:
