@@ -14,7 +14,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.training.exclusive import exclusive_output
 
 HOLD = textwrap.dedent("""
-    import sys, time
+    import sys
     from speechunits.training.exclusive import exclusive_output
     with exclusive_output(sys.argv[1]):
         print("held", flush=True)

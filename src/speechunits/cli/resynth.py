@@ -58,10 +58,10 @@ def run_over_corpus(args: argparse.Namespace, make, what: str) -> int:
     from speechunits.progress import AudioProgress
     from speechunits.vocoder import load_vocoder
 
+    out = Path(args.out)
+    refuse_output_in_input(args.input, out)  # before the vocoder and its encoder are loaded
     vocoder = load_vocoder(args.vocoder, device=args.device)
     tokenizer = vocoder.tokenizer(device=args.device)
-    out = Path(args.out)
-    refuse_output_in_input(args.input, out)
     out.mkdir(parents=True, exist_ok=True)
     failed = done = 0
     with AudioProgress(total_seconds=None, desc=what, quiet=args.quiet) as progress:
