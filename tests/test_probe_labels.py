@@ -143,11 +143,17 @@ def test_missing_labels_are_listed_and_skipped(tmp_path: Path) -> None:
 
 
 def test_no_label_at_all_is_an_error_naming_the_file(tmp_path: Path) -> None:
-    path = _write(tmp_path / "speakers.tsv", "wavs/a\tspk1\nwavs/b\tspk2\n")
+    path = _write(tmp_path / "speakers.tsv", "wavs/c\tspk1\nwavs/d\tspk2\n")
     with pytest.raises(SpeechUnitsError, match="none of the corpus's 2 utterances has a speaker label") as raised:
         load_task_labels("speaker", ["a", "b"], speakers=path)
     assert str(raised.value).startswith(str(path))
-    assert "'wavs/a'" in str(raised.value)  # shows ids of both sides
+    assert "'wavs/c'" in str(raised.value) and "'a'" in str(raised.value)  # shows ids of both sides
+
+
+def test_labels_named_by_file_name_match_ids_with_a_folder(tmp_path: Path) -> None:
+    path = _write(tmp_path / "speakers.tsv", "wavs/a\tspk1\nwavs/b\tspk2\n")
+    found = load_task_labels("speaker", ["a", "b", "c"], speakers=path)
+    assert found.labels == {"a": "spk1", "b": "spk2"} and found.missing == ["c"] and found.unused == []
 
 
 def test_load_task_labels_each_task(tmp_path: Path) -> None:

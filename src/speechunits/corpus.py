@@ -249,32 +249,6 @@ def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
 MAX_PRESCAN = 50_000
 
 
-def disjoint_ids_hint(ours: Iterable[str], theirs: Iterable[str]) -> str:
-    """Why two id sets that share no id may still name the same utterances, or ``""``.
-
-    Utterance ids are paths relative to the folder a command was given, so encoding a
-    ``speechunits synth`` corpus folder gives ``wavs/en00_0000`` where its ``phones.tsv``,
-    ``text.tsv`` and ``manifest.tsv`` say ``en00_0000``. When the ids of one side are those of
-    the other behind a common leading folder, the hint names that folder and the fix.
-    """
-    ours_set, theirs_set = set(ours), set(theirs)
-    for longer, shorter in ((ours_set, theirs_set), (theirs_set, ours_set)):
-        prefixes: dict[str, str] = {}
-        for utt_id in sorted(longer):
-            parts = utt_id.split("/")
-            for cut in range(1, len(parts)):
-                tail = "/".join(parts[cut:])
-                if tail in shorter:
-                    prefixes.setdefault("/".join(parts[:cut]) + "/", utt_id)
-                    break
-        if prefixes:
-            prefix, example = sorted(prefixes.items())[0]
-            return (f"; ids like {example!r} are {example[len(prefix):]!r} behind the folder {prefix!r}: "
-                    f"ids are paths relative to the audio folder read, so read {prefix!r} itself or a manifest "
-                    f"(a synth corpus's manifest.tsv) wherever the ids are made (encode, features, sweep ...)")
-    return ""
-
-
 def total_audio_seconds(utterances: Iterable[Utterance], limit: int = MAX_PRESCAN) -> float | None:
     """Audio seconds from file headers, for progress bars' ETA; ``None`` above ``limit`` utterances.
 

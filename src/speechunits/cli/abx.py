@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 from speechunits.cli.common import add_quiet
 from speechunits.corpus import SPEAKERS_FILE, read_speakers
 from speechunits.errors import SpeechUnitsError
+from speechunits.id_match import match_ids
 
 if TYPE_CHECKING:
     from speechunits.measure.abx_items import AbxItem
@@ -79,6 +81,17 @@ def _items(args: argparse.Namespace) -> list[AbxItem]:
     return items
 
 
+def _items_named_as(items: list[AbxItem], ids: list[str]) -> list[AbxItem]:
+    """``items`` with their utterances named by ``ids`` (the input's) where the two name them
+    differently (:func:`~speechunits.id_match.match_ids`: a store of ``corpus/`` says ``flac/u1``,
+    an ``.item`` file or ``phones.tsv`` says ``u1``); items of unmatched utterances keep their name."""
+    label_of = match_ids(ids, {item.utt_id for item in items}, "the ABX items")
+    ours_of = {label: utt for utt, label in label_of.items() if utt != label}
+    if not ours_of:
+        return items
+    return [replace(item, utt_id=ours_of.get(item.utt_id, item.utt_id)) for item in items]
+
+
 def run(args: argparse.Namespace) -> int:
     from speechunits.measure import abx
     from speechunits.measure.abx_items import write_items
@@ -90,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         write_items(args.write_items, items)
         log.info("wrote %d items to %s", len(items), args.write_items)
     source = open_frame_source(args.input, args.layer, args.frame_rate, args.frame_offset)
+    items = _items_named_as(items, source.ids)
     result = abx.compute_abx(items, source.frames, source.frame_rate, source.frame_offset_s, distance=source.distance,
                              max_size_group=abx.DEFAULT_MAX_SIZE_GROUP if args.max_size_group is None else args.max_size_group,
                              max_x_across=abx.DEFAULT_MAX_X_ACROSS if args.max_x_across is None else args.max_x_across,

@@ -39,11 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate-audio",
         help="judge synthesised speech against its source: ASR WER, probe PER, GPE/VDE/FFE, MCD, "
         "speaker similarity, DNSMOS",
-        description="Utterances of HYP are matched with those of REF by id (else file stem). Judges whose "
+        description="Utterances of HYP are matched with those of REF by id (else by their file path endings). Judges whose "
         "packages are missing are skipped with a warning (pip install 'speechunits[eval]'); see "
         "docs/evaluate-audio.md for every definition.")
     parser.add_argument("ref", help="reference audio: a directory, .tsv/.jsonl manifest or file")
-    parser.add_argument("hyp", help="synthesised audio (same ids or file stems)")
+    parser.add_argument("hyp", help="synthesised audio (same ids or file names)")
     parser.add_argument("--text", metavar="TSV", help="id<TAB>text transcripts of the references "
                         "(default: pocketsphinx's transcripts of REF are the reference)")
     parser.add_argument("--probe", metavar="DIR", help="an asr or phones probe trained on original audio")

@@ -38,12 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechunits.corpus import read_speakers
+    from speechunits.corpus import open_corpus_via_manifest, read_speakers
+    from speechunits.id_match import rekey
     from speechunits.vocoder.data import find_speakers_file
     from speechunits.vocoder.resynth import resynthesize
 
     source = args.speakers or (None if args.speaker else find_speakers_file(args.input))
-    speakers = read_speakers(source) if source else {}
+    speakers = rekey(read_speakers(source), (u.id for u in open_corpus_via_manifest(args.input)), str(source)) \
+        if source else {}
     return run_over_corpus(args, lambda voc, tok, audio, utt_id: resynthesize(
         voc, tok, audio, speaker=args.speaker or (speakers.get(utt_id) if voc.meta["speaker"] == "table" else None)),
         what="resynthesised")

@@ -137,7 +137,12 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
     if interleave is not None:
         from speechunits.lm.interleave import check_coverage, read_words, word_vocabulary
 
-        alignments = read_words(interleave)
+        from speechunits.id_match import rekey
+
+        by_file = read_words(interleave)
+        alignments = rekey(by_file, (r[0] for r in rows), str(interleave))  # a store of a folder: flac/u1 = u1
+        if not alignments or all(utt in by_file for utt in alignments):  # ids in common: the file as it is
+            alignments = by_file
         check_coverage([r[0] for r in rows], alignments, str(interleave))
         words = word_vocabulary(alignments)
     vocab = LMVocab(tokens, store.vocab_size, bpe, words)

@@ -14,7 +14,9 @@ What is counted over what (always the same set of utterances: those with units A
   (they describe the unit stream, which needs no labels); bitrate divides by audio seconds.
 
 Utterances of the store without alignments are skipped, counted and named in the report;
-alignments without units are counted. No utterance in common is an error.
+alignments without units are counted. When no id is in common, ids are matched by their file
+path endings (:func:`~speechunits.id_match.match_ids`: a store of ``corpus/`` says ``wavs/u1``, its
+``phones.tsv`` says ``u1``); none matching then either is an error.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from speechunits.corpus import disjoint_ids_hint
+from speechunits.id_match import match_ids
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure import metrics
 from speechunits.measure.alignments import Segment
@@ -122,32 +124,45 @@ def evaluate_units(
     label_chunks: list[np.ndarray] = []
     unit_chunks: list[np.ndarray] = []
     token_chunks: list[np.ndarray] = []
-    missing: list[str] = []
+    unaligned: list[tuple[str, Units, float | None]] = []
     seen: set[str] = set()
     past_end = 0
     seconds = 0.0
-    for row in units:
-        utt_id, utt_units = row[0], row[1]
-        segments = alignments.get(utt_id)
-        if segments is None:
-            missing.append(utt_id)
-            continue
-        seen.add(utt_id)
+
+    def add(utt_id: str, utt_units: Units, audio_seconds: float | None, segments: Sequence[Segment]) -> None:
+        nonlocal past_end, seconds
         ids = utt_units.ids if utt_units.durations is None else np.repeat(utt_units.ids, utt_units.durations)
         if ids.size and (ids.max() >= vocab_size):
             raise SpeechUnitsError(f"{utt_id}: unit id {ids.max()} >= vocab size {vocab_size}")
-        seconds += float(row[2]) if len(row) > 2 else ids.size / frame_rate
+        seconds += audio_seconds if audio_seconds is not None else ids.size / frame_rate
         labels, beyond = _label_frames(segments, ids.size, frame_rate, frame_offset_s, vocabulary)
         past_end += beyond
         label_chunks.append(labels)
         unit_chunks.append(ids)
         token_chunks.append(ids[metrics.run_starts(ids)])
+
+    for row in units:
+        utt_id, utt_units = row[0], row[1]
+        audio_seconds = float(row[2]) if len(row) > 2 else None
+        segments = alignments.get(utt_id)
+        if segments is None:
+            unaligned.append((utt_id, utt_units, audio_seconds))
+            continue
+        seen.add(utt_id)
+        add(utt_id, utt_units, audio_seconds, segments)
+    if not seen and unaligned:  # no id in common: match ids by their file path endings (store of a folder)
+        aligned_as = match_ids([row[0] for row in unaligned], alignments, "the alignments")
+        for utt_id, utt_units, audio_seconds in unaligned:
+            if utt_id in aligned_as:
+                seen.add(utt_id)
+                add(utt_id, utt_units, audio_seconds, alignments[aligned_as[utt_id]])
+        unaligned = [row for row in unaligned if row[0] not in aligned_as]
+    missing = [row[0] for row in unaligned]
     if missing:
         log.warning("%d utterance(s) have units but no alignments and are skipped (e.g. %s)", len(missing), missing[0])
     if not seen:
         raise SpeechUnitsError("the units and the alignments have no utterance in common "
-                               f"(units e.g. {missing[:3]}, alignments e.g. {sorted(alignments)[:3]})"
-                               + disjoint_ids_hint(missing, alignments))
+                               f"(units e.g. {missing[:3]}, alignments e.g. {sorted(alignments)[:3]})")
     labels = np.concatenate(label_chunks)
     unit_ids = np.concatenate(unit_chunks)
     tokens = np.concatenate(token_chunks)
@@ -190,7 +205,7 @@ def evaluate_units(
         frame_offset_s=frame_offset_s,
         utterances=len(seen),
         utterances_missing_alignments=len(missing),
-        alignments_without_units=len(set(alignments) - seen),
+        alignments_without_units=len(alignments) - len(seen),
         frames=int(unit_ids.size),
         labelled_frames=int(labelled.sum()),
         unlabelled_frames=int((~labelled).sum()),

@@ -21,6 +21,8 @@ class FrameSource:
     frame_rate: float
     frame_offset_s: float
     distance: Distance
+    #: The utterance ids ``frames`` gives, in its order.
+    ids: list[str]
 
 
 def open_frame_source(path: str | Path, layer: int | None = None, frame_rate: float | None = None,
@@ -49,7 +51,8 @@ def open_frame_source(path: str | Path, layer: int | None = None, frame_rate: fl
             raise SpeechUnitsError(f"{path}: no features.json with frame timing; give --frame-rate and --frame-offset")
         if layer is None and meta.get("layers") and len(meta["layers"]) > 1:
             raise SpeechUnitsError(f"{path}: holds layers {meta['layers']}; choose one with --layer")
-        return FrameSource(path, read_features_dir(path, layer), float(rate), float(offset), "angular")
+        ids = [utt_id for utt_id, _ in read_features_dir(path, layer)]  # (memory-mapped: no frame is read)
+        return FrameSource(path, read_features_dir(path, layer), float(rate), float(offset), "angular", ids)
     from speechunits.units.store import UnitStore
 
     store = UnitStore.open(path)
@@ -58,4 +61,4 @@ def open_frame_source(path: str | Path, layer: int | None = None, frame_rate: fl
     frames = ((utt_id, units.expand().ids) for utt_id, units in store)
     rate = frame_rate if frame_rate is not None else store.frame_rate
     offset = frame_offset_s if frame_offset_s is not None else float(store.meta.get("frame_offset_s") or 0.0)
-    return FrameSource(path, frames, float(rate), float(offset), "hamming")
+    return FrameSource(path, frames, float(rate), float(offset), "hamming", store.ids())

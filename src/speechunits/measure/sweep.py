@@ -29,7 +29,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from speechunits.corpus import SPEAKERS_FILE, disjoint_ids_hint, read_speakers
+from speechunits.corpus import SPEAKERS_FILE, read_speakers
+from speechunits.id_match import match_ids, rekey
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_json_object
 from speechunits.measure.alignments import Segment, load_alignments
@@ -250,12 +251,14 @@ def run_sweep(settings: SweepSettings, out_dir: str | os.PathLike[str], *, quiet
     alignments = load_alignments(settings.alignments, tier=settings.tier, frame_rate=settings.frame_rate)
     corpus = open_corpus(settings.input)
     utts = list(corpus)
-    aligned = [u for u in utts if u.id in alignments]
+    label_of = match_ids([u.id for u in utts], alignments, str(settings.alignments))
+    if any(utt != label for utt, label in label_of.items()):  # matched by file path endings: the corpus's ids
+        alignments = {utt: alignments[label] for utt, label in label_of.items()}
+    aligned = [u for u in utts if u.id in label_of]
     if not aligned:
         raise SpeechUnitsError(
             f"{settings.input} and {settings.alignments}: no utterance in common "
             f"(corpus ids like {utts[0].id!r}, alignment ids like {next(iter(alignments))!r})"
-            + disjoint_ids_hint((u.id for u in utts), alignments)
             if utts else f"{settings.input}: empty corpus"
         )
     if len(aligned) < len(utts):
@@ -265,6 +268,8 @@ def run_sweep(settings: SweepSettings, out_dir: str | os.PathLike[str], *, quiet
     info = encoder.info
     frame_offset_s = info.frame_offset_s
     speakers = find_speakers(Path(settings.input), Path(settings.alignments), settings.speakers) if settings.abx else None
+    if speakers is not None:
+        speakers = rekey(speakers, [u.id for u in aligned], "the speakers file")
     items = None
     if settings.abx:
         from speechunits.measure.abx_items import build_items

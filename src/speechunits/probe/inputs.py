@@ -33,6 +33,7 @@ import torch
 
 from speechunits.corpus import Corpus, Utterance, open_corpus
 from speechunits.errors import SpeechUnitsError
+from speechunits.id_match import match_ids
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,18 @@ class ProbeInput(ABC):
     def load(self, ids: Sequence[str] | None = None) -> LoadResult:
         """Samples of ``ids`` (default: all), each computed once and cached for this object's life.
 
-        ``load_seconds`` grows by the time spent; ``cached_seconds()`` is the audio cached so far."""
-        wanted = None if ids is None else set(ids)
-        todo = None if wanted is None else wanted - set(self._cache) - set(self._errors)
+        ``ids`` are the caller's (a corpus's): when none of them is an id of this input, they are
+        matched to its ids by their file path endings (:func:`~speechunits.id_match.match_ids`;
+        a store encoded from ``corpus/`` says ``wavs/u1`` where the corpus's manifest says ``u1``).
+        Results are keyed by the caller's ids. ``load_seconds`` grows by the time spent;
+        ``cached_seconds()`` is the audio cached so far."""
+        if ids is None:
+            own_of = None
+        else:
+            names = list(dict.fromkeys(ids))
+            available = self.available_ids()  # (none listed: the input says what it lacks when asked)
+            own_of = match_ids(names, available, "the probe's input") if available else {i: i for i in names}
+        todo = None if own_of is None else set(own_of.values()) - set(self._cache) - set(self._errors)
         if todo is None or todo:
             started = time.perf_counter()
             for utt_id, sample, error in self._load(todo):
@@ -131,9 +141,13 @@ class ProbeInput(ABC):
                 else:
                     self._cache[utt_id] = sample
             self.load_seconds += time.perf_counter() - started
-        keys = self.available_ids() if wanted is None else list(ids or [])
-        samples = {i: self._cache[i] for i in keys if i in self._cache}
-        errors = {i: self._errors.get(i, "not in this input") for i in keys if i not in self._cache}
+        if own_of is None:
+            keys = self.available_ids()
+            own_of = {i: i for i in keys}
+        else:
+            keys = names
+        samples = {i: self._cache[own_of[i]] for i in keys if own_of.get(i) in self._cache}
+        errors = {i: self._errors.get(own_of.get(i, ""), "not in this input") for i in keys if i not in samples}
         return LoadResult(samples, errors)
 
 

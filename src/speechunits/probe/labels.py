@@ -33,8 +33,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from speechunits.corpus import disjoint_ids_hint, iter_jsonl_objects, iter_text_lines, read_pairs
+from speechunits.corpus import iter_jsonl_objects, iter_text_lines, read_pairs
 from speechunits.errors import SpeechUnitsError
+from speechunits.id_match import match_ids, rekey
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
 from speechunits.probe.vocab import Vocabulary, class_vocabulary
 
@@ -248,7 +249,7 @@ def load_task_labels(
     num_frames: Mapping[str, int] | None = None,
     vocabulary: Vocabulary | None = None,
 ) -> LabelSet:
-    """Read the labels ``task`` needs and match them to ``corpus_ids``.
+    """Read the labels ``task`` needs and match them to ``corpus_ids`` (:func:`~speechunits.id_match.match_ids`).
 
     What each task reads:
         ``phones``: ``alignments`` (a path for ``load_alignments`` or its output), or else
@@ -301,9 +302,8 @@ def load_task_labels(
         if frame_rate is None or frame_offset_s is None or num_frames is None:
             raise SpeechUnitsError("task 'frames' needs the input's frame rate, frame offset and frame counts")
         aligned, source = _as_alignments(alignments)
-        ids = set(corpus_ids)
-        # (all of them when none matches, so that _match reports the id mismatch)
-        aligned = {utt: segs for utt, segs in aligned.items() if utt in ids} or aligned
+        # keyed by the corpus's ids (all of them when none matches, so that _match reports the mismatch)
+        aligned = rekey(aligned, corpus_ids, source) or aligned
         frame_vocab = vocabulary if vocabulary is not None else frame_vocabulary(aligned)
         found = frame_targets(aligned, num_frames, frame_rate, frame_offset_s, frame_vocab)
     return _match(task, corpus_ids, found, source, frame_vocab)
@@ -311,17 +311,17 @@ def load_task_labels(
 
 def _match(task: str, corpus_ids: Sequence[str], found: dict[str, Any], source: str,
            vocabulary: Vocabulary | None) -> LabelSet:
-    matched = {utt: found[utt] for utt in corpus_ids if utt in found}
-    missing = [utt for utt in corpus_ids if utt not in found]
-    corpus_set = set(corpus_ids)
-    unused = sorted(utt for utt in found if utt not in corpus_set)
+    label_of = match_ids(corpus_ids, found, source)
+    matched = {utt: found[label_of[utt]] for utt in corpus_ids if utt in label_of}
+    missing = [utt for utt in corpus_ids if utt not in label_of]
+    used = set(label_of.values())
+    unused = sorted(utt for utt in found if utt not in used)
     if not matched:
         corpus_shown = ", ".join(repr(u) for u in list(corpus_ids)[:3]) or "none"
         file_shown = ", ".join(repr(u) for u in list(found)[:3]) or "none"
         raise SpeechUnitsError(
             f"{source}: none of the corpus's {len(corpus_ids)} utterances has a {task} label "
-            f"(corpus ids such as {corpus_shown}; label file ids such as {file_shown})"
-            + disjoint_ids_hint(corpus_ids, found))
+            f"(corpus ids such as {corpus_shown}; label file ids such as {file_shown})")
     if missing:
         log.warning("%s: %d of %d utterances have no %s label and are skipped (first: %s)", source, len(missing),
                     len(corpus_ids), task, ", ".join(missing[:5]))

@@ -28,7 +28,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from speechunits.corpus import disjoint_ids_hint
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.defaults import DEFAULT_WARMUP_FRACTION
 from speechunits.probe.evaluate import PRIMARY, corpus_labels
@@ -304,7 +303,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     samples = loaded.samples
     split = split.restrict(set(samples))
     if not split.train or not split.dev:
-        hint = disjoint_ids_hint(label_map, inputs.available_ids()) if not samples else ""
+        hint = (f" (labelled ids such as {sorted(label_map)[:3]}; the input's such as {inputs.available_ids()[:3]})"
+                if not samples else "")
         raise SpeechUnitsError(f"probe {task}: the split has {len(split.train)} training and {len(split.dev)} dev "
                                "utterances with labels and inputs; both must be non-empty" + hint)
     coder = make_coder(task, [label_map[i] for i in split.train], tokenizer=tokenizer,
@@ -418,6 +418,7 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     ``split_by="speaker"`` keeps dev and test speakers out of training (other tasks).
     """
     from speechunits.corpus import read_speakers
+    from speechunits.id_match import rekey
     from speechunits.probe.labels import find_label_files
     from speechunits.probe.splits import make_split, split_from_file
 
@@ -439,7 +440,7 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
             source = speakers or find_label_files(corpus).get("speakers")
             if source is None:
                 raise SpeechUnitsError(f"{corpus}: no speakers.tsv to split by speaker (give --speakers)")
-            speaker_map = read_speakers(source)
+            speaker_map = rekey(read_speakers(source), list(label_set.labels), str(source))
         split = make_split(list(label_set.labels), by=split_by, speakers=speaker_map, fractions=fractions,
                            seed=split_seed)
     return train_probe(task, inputs, label_set, split, out_dir, **options)

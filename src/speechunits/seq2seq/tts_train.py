@@ -119,9 +119,13 @@ def _corpus_labels(corpus: str | Path, input_kind: str, alignments: str | Path |
 def corpus_examples(units: Mapping[str, Any], labels: Mapping[str, Any], *, input_kind: str, frame_offset_s: float,
                     voice: str | None, rate: int | None) -> tuple[list[TTSExample], dict[str, str]]:
     """TTS examples of the utterances with units, by the labels' duration source: ``(examples, {id: why skipped})``."""
+    from speechunits.id_match import rekey
     from speechunits.seq2seq.data import transcript_examples, tts_examples
     from speechunits.seq2seq.text import PHONES, transcript_tokens
 
+    # keyed by the units' ids (a corpus folder's flac/u1 is its phones.tsv's u1: speechunits.id_match)
+    labels = {**labels, **{key: rekey(labels[key], units, f"the corpus's {key}")
+                           for key in ("phones", "words", "texts", "speakers") if labels.get(key) is not None}}
     if labels["durations"] == "alignments":
         return tts_examples(units, input_kind=input_kind, frame_offset_s=frame_offset_s, phones=labels.get("phones"),
                             words=labels.get("words"), texts=labels["texts"], speakers=labels["speakers"])

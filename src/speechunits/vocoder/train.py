@@ -193,6 +193,7 @@ def train_vocoder(input: str | Path, codebook_paths: Sequence[str | Path], out_d
     encoder = load_encoder(codebooks[0].encoder_name, device=str(dev))
     tokenizer = UnitTokenizer(encoder, codebooks)
     sample_rate, hop = int(encoder.info.sample_rate), int(encoder.info.hop_length)
+    corpus = open_corpus_via_manifest(input)
     speakers_map = None
     if speaker == "table" or speaker == "embedding":
         source = speakers_file or find_speakers_file(input)
@@ -201,9 +202,9 @@ def train_vocoder(input: str | Path, codebook_paths: Sequence[str | Path], out_d
                                    "speakers.tsv, or --speakers FILE)")
         if source is not None:
             from speechunits.corpus import read_speakers
+            from speechunits.id_match import rekey
 
-            speakers_map = read_speakers(source)
-    corpus = open_corpus_via_manifest(input)
+            speakers_map = rekey(read_speakers(source), (utt.id for utt in corpus), str(source))
     cache = out / CACHE_DIR
     perturb = perturb_semitones((config or {}).get("perturb_semitones") or [])
     load = functools.partial(load_utterances, corpus, tokenizer, hop=hop, frame_offset_s=encoder.info.frame_offset_s,

@@ -136,7 +136,7 @@ def evaluate_audio(ref: str | Path, hyp: str | Path, *, text: str | Path | None 
 
     Args:
         ref, hyp: audio directories, manifests (``.tsv``/``.jsonl``) or files; matched by corpus id,
-            else by file stem (:func:`~speechunits.measure.audio.pairing.match_utterances`).
+            else by file path ending (:func:`~speechunits.measure.audio.pairing.match_utterances`).
         text: ``id<TAB>text`` transcripts of the reference ids (for ``wer_asr`` and asr probes).
         probe: an ``asr`` or ``phones`` probe directory (trained on original audio).
         speaker_probe: a ``speaker`` probe directory, scored on ``hyp`` against ``target_speakers``
@@ -159,13 +159,15 @@ def evaluate_audio(ref: str | Path, hyp: str | Path, *, text: str | Path | None 
     """
     from speechunits.audio import Audio
     from speechunits.corpus import read_pairs, total_audio_seconds
+    from speechunits.id_match import rekey
     from speechunits.progress import AudioProgress
 
     pairs, unmatched = match_utterances(ref, hyp)
     judges, skipped = select_judges(metrics, probe=probe, speaker_probe=speaker_probe, f0_method=f0_method)
     transcripts = None
     if text is not None:
-        transcripts = read_pairs(text, what="transcripts", value_name="text", key_name="id")
+        transcripts = rekey(read_pairs(text, what="transcripts", value_name="text", key_name="id"),
+                            [p.id for p in pairs], str(text))
         lacking = [p.id for p in pairs if p.id not in transcripts]
         if lacking:
             raise SpeechUnitsError(f"{text}: no transcript for {len(lacking)} utterances, e.g. {lacking[:5]}")

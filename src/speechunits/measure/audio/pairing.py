@@ -1,4 +1,4 @@
-"""Pairs of reference and synthesised utterances: matched by corpus id, else by file stem."""
+"""Pairs of reference and synthesised utterances: matched by corpus id, else by their file path endings."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +6,7 @@ from pathlib import Path
 
 from speechunits.corpus import Utterance, open_corpus
 from speechunits.errors import SpeechUnitsError
+from speechunits.id_match import match_ids
 
 #: How many offending ids an error message lists.
 _SHOWN = 5
@@ -32,24 +33,13 @@ def _utterances(source: str | Path, role: str) -> list[Utterance]:
     return utts
 
 
-def _by_stem(utts: list[Utterance]) -> dict[str, Utterance] | None:
-    """``{file stem: utterance}``, or None when two utterances share a stem."""
-    out: dict[str, Utterance] = {}
-    for utt in utts:
-        stem = Path(utt.id).name
-        if stem in out:
-            return None
-        out[stem] = utt
-    return out
-
-
 def match_utterances(ref: str | Path, hyp: str | Path) -> tuple[list[UtterancePair], int]:
     """Every utterance of ``hyp`` with its reference in ``ref``, in ``hyp``'s order.
 
     Utterances match by corpus id (the path below the directory without extension, or a manifest's
-    id); when no id matches, by file stem (the last path component), provided stems are unique.
-    References without a hypothesis are allowed (their count is returned); a hypothesis without a
-    reference is an error.
+    id); when no id matches, by their file path endings (:func:`~speechunits.id_match.match_ids`:
+    ``wavs/u1`` = ``u1``, ``out/u1`` = ``u1``). References without a hypothesis are allowed (their count
+    is returned); a hypothesis without a reference is an error.
 
     Returns:
         (pairs, number of reference utterances left without a hypothesis).
@@ -60,17 +50,12 @@ def match_utterances(ref: str | Path, hyp: str | Path) -> tuple[list[UtterancePa
     """
     refs, hyps = _utterances(ref, "reference"), _utterances(hyp, "hypothesis")
     ref_index = {u.id: u for u in refs}
-    key_of = lambda u: u.id  # noqa: E731
-    if not any(u.id in ref_index for u in hyps):
-        ref_stems, hyp_stems = _by_stem(refs), _by_stem(hyps)
-        if ref_stems is not None and hyp_stems is not None and any(s in ref_stems for s in hyp_stems):
-            ref_index = ref_stems
-            key_of = lambda u: Path(u.id).name  # noqa: E731
-    missing = [u.id for u in hyps if key_of(u) not in ref_index]
+    ref_of = match_ids([u.id for u in hyps], ref_index, "the references")
+    missing = [u.id for u in hyps if u.id not in ref_of]
     if missing:
         raise SpeechUnitsError(f"{hyp}: {len(missing)} of {len(hyps)} utterances have no reference in {ref} "
-                               f"(matched by id or file stem): {_shown(missing)}")
-    pairs = [UtterancePair(ref_index[key_of(u)].id, ref_index[key_of(u)], u) for u in hyps]
+                               f"(matched by id or file path ending): {_shown(missing)}")
+    pairs = [UtterancePair(ref_of[u.id], ref_index[ref_of[u.id]], u) for u in hyps]
     absent = [p for pair in pairs for p in (pair.ref.path, pair.hyp.path) if not Path(p).is_file()]
     if absent:
         raise SpeechUnitsError(f"{len(absent)} audio files listed do not exist: {_shown(absent)}")

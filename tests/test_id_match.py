@@ -1,0 +1,177 @@
+"""Label files that name utterances differently from the audio (``flac/u1`` against ``u1``).
+
+A folder scan names an utterance by its path below the folder (``wavs/en00_0000`` for a synth
+corpus folder, ``19/198/19-198-0001`` for LibriSpeech), while label files name it by file name. The
+expectations here are hand-made id lists and, for the commands, the same command run on ids that
+match exactly (a store encoded from the corpus's manifest): both must give the same figures.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from speechunits.cli.main import main
+from speechunits.id_match import match_ids, rekey
+from speechunits.synth.testing import small_corpus
+from conftest import cli_error
+
+
+def test_exact_ids_win_and_nothing_else_is_tried_when_one_is_shared() -> None:
+    # 'wavs/b' would match 'b' by its ending, but 'a' is shared: only exact ids match
+    assert match_ids(["a", "wavs/b"], ["a", "b"]) == {"a": "a"}
+    assert match_ids(["a", "b"], ["b", "c"]) == {"b": "b"}
+
+
+def test_endings_match_either_way_round_and_across_folders() -> None:
+    assert match_ids(["flac/x", "flac/y"], ["y", "x", "z"]) == {"flac/x": "x", "flac/y": "y"}
+    assert match_ids(["x"], ["wavs/x"]) == {"x": "wavs/x"}
+    assert match_ids(["flac/x"], ["wavs/x"]) == {"flac/x": "wavs/x"}
+    librispeech = ["19/198/19-198-0001", "19/198/19-198-0002", "84/121123/84-121123-0000"]
+    assert match_ids(librispeech, ["19-198-0001", "84-121123-0000"]) == {
+        "19/198/19-198-0001": "19-198-0001", "84/121123/84-121123-0000": "84-121123-0000"}
+
+
+def test_the_longest_shared_ending_is_taken() -> None:
+    # TIMIT-like: 'SA1' ends every speaker's file; 'DR1/FCJF0/SA1' is one of them
+    ours = ["TRAIN/DR1/FCJF0/SA1", "TRAIN/DR1/MDAB0/SA1"]
+    assert match_ids(ours, ["DR1/FCJF0/SA1", "DR1/MDAB0/SA1"]) == {
+        "TRAIN/DR1/FCJF0/SA1": "DR1/FCJF0/SA1", "TRAIN/DR1/MDAB0/SA1": "DR1/MDAB0/SA1"}
+
+
+def test_an_ending_shared_by_several_ids_matches_none(caplog) -> None:
+    # two of ours end in 'x': neither may take the label of 'x'; 'y' is unambiguous
+    with caplog.at_level(logging.WARNING, logger="speechunits.id_match"):
+        assert match_ids(["a/x", "b/x", "a/y"], ["x", "y"]) == {"a/y": "y"}
+    # two label ids end in 'x': ours matches neither
+    assert match_ids(["flac/x"], ["a/x", "b/x"]) == {}
+    assert "2 id(s) end like several utterances and match none (e.g. 'a/x', 'b/x')" in caplog.text
+    # an ending is made of whole path parts, not characters
+    assert match_ids(["wavs/ab"], ["b"]) == {} and match_ids(["wavs/a"], ["avs/a"]) == {"wavs/a": "avs/a"}
+    assert match_ids(["a", "b"], ["c", "d"]) == {} and match_ids([], ["a"]) == {} and match_ids(["a"], []) == {}
+
+
+def test_the_log_says_when_ids_were_matched_by_their_endings(caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="speechunits.id_match"):
+        match_ids(["flac/x"], ["x"], "phones.tsv")
+    assert "phones.tsv: no utterance id in common; 1 of 1 matched" in caplog.text and "'flac/x' = 'x'" in caplog.text
+
+
+def test_rekey_gives_the_table_under_our_ids() -> None:
+    assert rekey({"x": 1, "y": 2, "z": 3}, ["wavs/y", "wavs/x", "wavs/q"]) == {"wavs/y": 2, "wavs/x": 1}
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(corpus, store of the corpus folder, store of its manifest), MFCC K=8."""
+    corpus = small_corpus(tmp_path_factory.mktemp("id-match"), minutes=0.5, speakers=2)
+    out = corpus.parent
+    assert main(["fit", str(corpus / "manifest.tsv"), "--encoder", "mfcc", "--layer", "0", "--k", "8",
+                 "-o", str(out / "cb"), "--quiet"]) == 0
+    for name, source in (("by_folder", corpus), ("by_manifest", corpus / "manifest.tsv")):
+        assert main(["encode", str(source), "--codebook", str(out / "cb"), "-o", str(out / name), "--quiet"]) == 0
+    return corpus, out / "by_folder", out / "by_manifest"
+
+
+def _json_out(argv: list[str], capsys) -> dict:
+    capsys.readouterr()
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_evaluate_of_a_folder_encoding_equals_that_of_the_manifest(encoded, capsys) -> None:
+    corpus, by_folder, by_manifest = encoded
+    folder = _json_out(["evaluate", str(by_folder), "--alignments", str(corpus / "phones.tsv"), "--json"], capsys)
+    manifest = _json_out(["evaluate", str(by_manifest), "--alignments", str(corpus / "phones.tsv"), "--json"], capsys)
+    assert folder["utterances"] > 0 and folder == pytest.approx(manifest, rel=1e-12)  # (phones met in another order)
+
+
+def test_abx_of_a_folder_encoding_equals_that_of_the_manifest(encoded, capsys) -> None:
+    corpus, by_folder, by_manifest = encoded
+    argv = ["--alignments", str(corpus / "phones.tsv"), "--json", "--quiet"]
+    folder = _json_out(["abx", str(by_folder), *argv], capsys)
+    manifest = _json_out(["abx", str(by_manifest), *argv], capsys)
+    assert folder["num_items_used"] > 0 and folder == manifest
+
+
+def test_sweep_on_the_corpus_folder_reads_every_utterance_with_its_labels(encoded, tmp_path: Path) -> None:
+    # (the folder and the manifest list the utterances in another order, so k-means samples other
+    # frames: the counts agree, the figures need not)
+    corpus = encoded[0]
+    rows = {}
+    for name, source in (("folder", corpus), ("manifest", corpus / "manifest.tsv")):
+        assert main(["sweep", str(source), "--encoder", "mfcc", "--layers", "0", "--k", "4", "--abx",
+                     "--alignments", str(corpus / "phones.tsv"), "-o", str(tmp_path / name), "--quiet"]) == 0
+        with open(tmp_path / name / "results.csv") as handle:
+            rows[name] = next(csv.DictReader(handle))
+        assert "(12 aligned utterances)" in (tmp_path / name / "report.md").read_text()
+    for column in ("labelled_frames", "fit_frames", "h_phone"):
+        assert rows["folder"][column] == rows["manifest"][column]
+    assert rows["folder"]["abx_across"] != ""  # the speakers file matched too
+
+
+def test_a_probe_reads_units_of_the_corpus_folder(encoded, tmp_path: Path, capsys) -> None:
+    corpus, by_folder, by_manifest = encoded
+    results = {}
+    for name, store in (("folder", by_folder), ("manifest", by_manifest)):
+        assert main(["probe", "train", "phones", str(corpus / "manifest.tsv"), "--units", str(store),
+                     "-o", str(tmp_path / name), "--max-steps", "4", "--device", "cpu", "--quiet"]) == 0
+        results[name] = json.loads((tmp_path / name / "probe.json").read_text())["dev"]
+    assert results["folder"] == results["manifest"]
+
+
+def test_a_probe_on_the_corpus_folder_finds_its_labels(encoded, tmp_path: Path) -> None:
+    corpus = encoded[0]
+    assert main(["probe", "train", "speaker", str(corpus), "--encoder", "mfcc", "-o", str(tmp_path / "p"),
+                 "--max-steps", "2", "--device", "cpu", "--quiet"]) == 0
+
+
+def test_nothing_in_common_is_still_an_error(encoded, tmp_path: Path, caplog) -> None:
+    by_folder = encoded[1]
+    other = tmp_path / "phones.tsv"
+    other.write_text("elsewhere\t0.0\t0.5\ta\nelsewhere\t0.5\t1.0\tb\n")
+    message = cli_error(["evaluate", str(by_folder), "--alignments", str(other)], caplog)
+    assert "no utterance in common" in message and "elsewhere" in message
+
+
+@pytest.fixture(scope="module")
+def folder_corpus(encoded, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The corpus without its manifest: audio under wavs/, label files beside it (ivr-prompts-en's layout)."""
+    corpus = encoded[0]
+    out = tmp_path_factory.mktemp("folder") / "corpus"
+    shutil.copytree(corpus, out)
+    (out / "manifest.tsv").unlink()
+    return out
+
+
+def test_tts_trains_on_a_folder_whose_labels_name_files(encoded, folder_corpus: Path, tmp_path: Path, capsys) -> None:
+    codebook = encoded[1].parent / "cb"
+    capsys.readouterr()
+    assert main(["tts", "train", str(folder_corpus), "--codebook", str(codebook), "-o", str(tmp_path / "tts"),
+                 "--steps", "2", "--model", "dim=32,heads=2,ffn=64,encoder_layers=1,decoder_layers=1,"
+                 "duration_hidden=32,ar_hidden=32", "--no-bf16", "--threads", "1", "--quiet", "--device", "cpu",
+                 "--warmup-steps", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["speakers"] == 2 and summary["train_utterances"] + summary["heldout_utterances"] == 12
+
+
+def test_vocoder_speaker_table_of_a_folder_whose_speakers_file_names_files(encoded, folder_corpus: Path,
+                                                                           tmp_path: Path) -> None:
+    codebook = encoded[1].parent / "cb"
+    assert main(["vocoder", "train", str(folder_corpus), "--codebook", str(codebook), "-o", str(tmp_path / "voc"),
+                 "--size", "tiny", "--speaker", "table", "--steps", "2", "--device", "cpu", "--quiet"]) == 0
+    assert json.loads((tmp_path / "voc" / "vocoder.json").read_text())["speakers"] == ["en00", "en01"]
+
+
+def test_lm_interleaves_words_of_a_folder_encoding(encoded, tmp_path: Path) -> None:
+    corpus, by_folder, by_manifest = encoded
+    for name, store in (("folder", by_folder), ("manifest", by_manifest)):
+        assert main(["lm", "train", str(store), "-o", str(tmp_path / name), "--config", "tiny", "--steps", "1",
+                     "--interleave", str(corpus / "textgrids"), "--device", "cpu", "--quiet"]) == 0
+    metas = [json.loads((tmp_path / name / "lm.json").read_text())["interleave"]
+             for name in ("folder", "manifest")]
+    assert metas[0]["utterances"] == metas[1]["utterances"] == 12
