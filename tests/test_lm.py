@@ -167,6 +167,27 @@ def test_sampling_is_reproducible_for_a_seed(trained):
         sample_units(load_lm(trained / "masked", "cpu"), prompts, options)
 
 
+def test_a_prompt_longer_than_the_training_length_continues_its_end(trained, caplog):
+    import logging
+
+    from speechunits.lm.model_dir import load_lm
+    from speechunits.lm.sample import SampleOptions, sample_units
+    from speechunits.units import Units
+
+    lm = load_lm(trained / "causal", "cpu")  # trained on sequences of at most 256 tokens, 256 positions
+    long = Units(cyclic(0, 400), 50.0, K)  # 400 frames, one token each
+    with caplog.at_level(logging.WARNING, logger="speechunits.lm.sample"):
+        sample, = sample_units(lm, [("long", long)], SampleOptions(seconds=0.5, seed=7, temperature=0.8, top_k=4,
+                                                                   keep_prompt=True))
+    # 256 - <s> - 25 new tokens = 230 prompt tokens go in; the whole prompt stays in the output
+    assert "1 of 1 prompts were longer than the 230 tokens" in caplog.text
+    assert sample.new_tokens == 25 and len(sample.units) == 425
+    assert np.array_equal(sample.units.ids[:400], long.ids)
+    assert np.mean(np.diff(sample.units.ids[399:]) % 6 == 1) > 0.8  # it continues where the prompt ends
+    with pytest.raises(SpeechUnitsError, match=r"do not fit the LM's 256 positions after a prompt; ask for at most 3\.8 s"):
+        sample_units(lm, [("long", long)], SampleOptions(seconds=5.0))
+
+
 def test_resume_continues_the_checkpoint(tmp_path):
     from speechunits.lm.train import train_lm
 

@@ -13,6 +13,7 @@ from speechunits.probe.labels import load_task_labels
 from speechunits.probe.metrics import error_rate
 from speechunits.probe.splits import Split
 from speechunits.synth.testing import small_corpus
+from conftest import cli_error
 
 
 @pytest.fixture(scope="module")
@@ -348,6 +349,20 @@ def test_classify_split_by_speaker_reports_unlabelled_utterances(corpus: Path, t
     split = json.loads((out / "split.json").read_text())
     train_speakers = {speakers[u] for u in split["train"]}
     assert not train_speakers & {speakers[u] for u in split["dev"] + split["test"]}
+
+
+def test_a_classifier_of_one_class_is_refused(corpus: Path, tmp_path: Path, caplog):
+    # one speaker (or one label) everywhere: a probe would score 100 % having learned nothing
+    one = tmp_path / "one.tsv"
+    one.write_text("".join(f"{line.split(chr(9))[0]}\tsame\n"
+                           for line in (corpus / "speakers.tsv").read_text().splitlines() if line))
+    for task in ("speaker", "classify"):
+        option = "--speakers" if task == "speaker" else "--labels"
+        message = cli_error(["probe", "train", task, str(corpus / "manifest.tsv"), "--encoder", "mfcc", option,
+                             str(one), "-o", str(tmp_path / task), "--max-steps", "2", "--device", "cpu", "--quiet"],
+                            caplog)
+        assert f"task {task!r}: the training part has 1 class(es) ('same')" in message
+        assert not (tmp_path / task / "probe.json").exists()
 
 
 def test_finetune_top_blocks(corpus: Path, tiny_hubert_dir: Path, tmp_path: Path, capsys, caplog):

@@ -80,12 +80,16 @@ def sample_units(lm: UnitLM, prompts: Sequence[tuple[str, Units | None]], option
     if lm.objective != "causal":
         raise SpeechUnitsError(f"{lm.path}: a masked LM cannot sample continuations; use a causal LM")
     count = new_token_count(lm, options.seconds)
+    room = prompt_room(lm, count, options.seconds)
     suppress = [t for t in range(NUM_SPECIAL) if options.stop_at_eos is False or t != EOS_ID]
     suppress += list(range(lm.vocab.word_offset, lm.vocab.size))
     samples = []
+    cut = 0
     for index, (utt_id, prompt) in enumerate(prompts):
         prompt_tokens = np.zeros(0, np.int64) if prompt is None else lm.tokens(prompt.ids, prompt.durations)
-        ids = torch.from_numpy(np.concatenate(([BOS_ID], prompt_tokens))).unsqueeze(0).to(lm.device)
+        context = prompt_tokens[-room:] if prompt_tokens.size > room else prompt_tokens  # the prompt's end goes on
+        cut += int(context.size < prompt_tokens.size)
+        ids = torch.from_numpy(np.concatenate(([BOS_ID], context))).unsqueeze(0).to(lm.device)
         torch.manual_seed(mix_seed(options.seed, index))
         out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
                                 max_new_tokens=count, min_new_tokens=0 if options.stop_at_eos else count,
@@ -98,7 +102,36 @@ def sample_units(lm: UnitLM, prompts: Sequence[tuple[str, Units | None]], option
         kept = np.concatenate((prompt_tokens, generated)) if options.keep_prompt else generated
         units = _units(lm, kept)
         samples.append(Sample(utt_id, units, int(generated.size), units.duration_s))
+    if cut:
+        log.warning("%d of %d prompts were longer than the %d tokens that fit before %d new ones in the LM's "
+                    "training length (%d): each continues its last %d tokens", cut, len(prompts), room, count,
+                    trained_length(lm), room)
     return samples
+
+
+def trained_length(lm: UnitLM) -> int:
+    """The longest sequence (in tokens, ``<s>`` and ``</s>`` included) the LM was trained on."""
+    return int((lm.meta.get("config") or {}).get("max_tokens") or lm.model.config.max_position_embeddings)
+
+
+def prompt_room(lm: UnitLM, count: int, seconds: float) -> int:
+    """How many prompt tokens go before ``count`` new ones: what fits in the training length after ``<s>``,
+    but at least a quarter of it (a longer sample then runs past the trained length, with a warning).
+
+    Raises:
+        SpeechUnitsError: ``count`` new tokens (plus ``<s>`` and that quarter) exceed the model's positions.
+    """
+    trained, positions = trained_length(lm), int(lm.model.config.max_position_embeddings)
+    room = max(trained - 1 - count, trained // 4)
+    if 1 + room + count > positions:
+        most = (positions - 1 - trained // 4) * float(lm.meta.get("frames_per_token") or 1.0) / lm.frame_rate
+        raise SpeechUnitsError(f"--seconds {seconds:g}: {count} new tokens do not fit the LM's {positions} positions "
+                               f"after a prompt; ask for at most {most:.1f} s")
+    if 1 + room + count > trained:
+        log.warning("--seconds %g: %d new tokens run past the %d tokens of the LM's training sequences; the end "
+                    "of each sample is generated from longer contexts than the model has seen", seconds, count,
+                    trained)
+    return room
 
 
 def prompts_from(lm: UnitLM, source: str | None, *, num_samples: int = 1, prompt_seconds: float | None = None,
