@@ -295,3 +295,28 @@ def test_a_unit_store_of_another_codebook_is_refused(tmp_path, corpus, codebook,
     message = cli_error(["tts", "train", str(corpus), "--codebook", str(codebook), "-o", str(tmp_path / "t"),
                          "--units", str(tmp_path / "store"), *FAST], caplog)
     assert other.sha256 in message and cb.sha256 in message
+
+
+def test_a_model_of_foreign_alignments_says_phones(tmp_path, corpus, codebook, capsys, caplog):
+    """A corpus aligned by another tool (no espeak-ng voice known): training warns, `say` of text names
+    --phones, and phones of the model's own inventory are spoken; unknown phones are named."""
+    import logging
+
+    bare = tmp_path / "corpus"
+    shutil.copytree(corpus, bare)
+    (bare / "speaker_info.tsv").unlink()  # what a synth corpus has and a forced aligner's corpus lacks
+    out = tmp_path / "tts"
+    with caplog.at_level(logging.WARNING):
+        _run(["tts", "train", str(bare), "--codebook", str(codebook), "-o", str(out), "--steps", "2",
+              "--model", TINY_TTS, "--speaker", "none", *FAST], capsys)
+    assert "knows no espeak-ng voice" in caplog.text and "--phones" in caplog.text
+    message = cli_error(["tts", "say", "hello there", "--tts", str(out), "--units-out", str(tmp_path / "u0"),
+                         "--device", "cpu"], caplog)
+    assert "reads phones and knows no espeak-ng voice" in message and "--phones" in message
+    first = (bare / "phones.tsv").read_text().splitlines()[:6]
+    phones = " ".join(line.split("\t")[3] for line in first)
+    said = _run(["tts", "say", phones, "--phones", "--tts", str(out), "--units-out", str(tmp_path / "u1"),
+                 "--device", "cpu"], capsys)
+    assert said["texts"] == 1 and said["units"][0] > 0
+    assert "'zz9' never occurred" in cli_error(["tts", "say", "zz9", "--phones", "--tts", str(out), "--units-out",
+                                               str(tmp_path / "u2"), "--device", "cpu"], caplog)

@@ -90,6 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     say.add_argument("--speaker", help="TTS speaker (a name of its speaker table)")
     say.add_argument("--vocoder-speaker", help="the vocoder's speaker (default: --speaker)")
     say.add_argument("--voice", help="espeak-ng voice for phonemes (default: the model's)")
+    say.add_argument("--phones", action="store_true",
+                     help="the text is space-separated phones of the model's inventory (a model trained on "
+                     "alignments whose phones are not espeak-ng's, e.g. ARPAbet: 'p l iy z')")
     say.add_argument("--duration-scale", type=float, default=1.0, help="slower > 1 > faster")
     say.add_argument("--temperature", type=float, default=0.0,
                      help="draw each frame's unit at this temperature (0: the argmax unit)")
@@ -120,7 +123,7 @@ def run_say(args: argparse.Namespace) -> int:
         raise SpeechUnitsError("give the text or --text-file (one of them)")
     ids, texts = read_text_file(args.text_file) if args.text_file else (None, [args.text])
     result = say(args.tts, texts, ids=ids, out=args.output, units_out=args.units_out, vocoder=args.vocoder,
-                 speaker=args.speaker, vocoder_speaker=args.vocoder_speaker, voice=args.voice,
+                 speaker=args.speaker, vocoder_speaker=args.vocoder_speaker, voice=args.voice, phones=args.phones,
                  duration_scale=args.duration_scale, temperature=args.temperature, seed=args.seed,
                  device=args.device)
     sys.stdout.write(json.dumps({"texts": len(texts), "wavs": [str(p) for p in result["wavs"]],

@@ -57,8 +57,8 @@ def _write_store(path: Path, ids: Sequence[str], units: Sequence[Any], codebook_
 
 def say(tts: str | Path, texts: Sequence[str], *, ids: Sequence[str] | None = None, out: str | Path | None = None,
         units_out: str | Path | None = None, vocoder: str | Path | None = None, speaker: str | None = None,
-        vocoder_speaker: str | None = None, voice: str | None = None, duration_scale: float = 1.0,
-        temperature: float = 0.0, seed: int = 0, device: str = "auto") -> dict[str, Any]:
+        vocoder_speaker: str | None = None, voice: str | None = None, phones: bool = False,
+        duration_scale: float = 1.0, temperature: float = 0.0, seed: int = 0, device: str = "auto") -> dict[str, Any]:
     """Speak ``texts`` with a TTS model and a vocoder.
 
     Args:
@@ -66,6 +66,7 @@ def say(tts: str | Path, texts: Sequence[str], *, ids: Sequence[str] | None = No
         units_out: a new unit store of the predicted (deduplicated) units.
         speaker: the TTS speaker; vocoder_speaker: the vocoder's (default: the same name).
         temperature, seed: frame units drawn at this temperature (0: argmax), see ``TTSBundle.units_of``.
+        phones: ``texts`` are space-separated phone symbols of the model's inventory, not text.
 
     Returns:
         ``{"units": [Units], "wavs": [paths]}``.
@@ -87,8 +88,8 @@ def say(tts: str | Path, texts: Sequence[str], *, ids: Sequence[str] | None = No
             raise SpeechUnitsError("audio output needs a vocoder (--vocoder)")
         voc = _load_vocoder(vocoder, str(dev))
         check_vocoder(voc, bundle.units, model=str(tts), vocoder_path=str(vocoder))
-    units = bundle.units_of(texts, speaker, voice=voice, duration_scale=duration_scale, temperature=temperature,
-                            seed=seed, device=dev)
+    units = bundle.units_of(texts, speaker, voice=voice, phones=phones, duration_scale=duration_scale,
+                            temperature=temperature, seed=seed, device=dev)
     if units_out is not None:
         _write_store(Path(units_out), ids, units, bundle.meta.get("codebook_meta"))
     wavs: list[Path] = []

@@ -125,25 +125,40 @@ class TTSBundle:
             raise SpeechUnitsError(f"{self.path}: unknown speaker {speaker!r}; known: {', '.join(self.speakers)}")
         return self.speakers.index(speaker)
 
-    def tokens(self, text: str, voice: str | None = None) -> list[int]:
-        """Symbol ids of ``text`` (phonemised with the recorded voice unless ``voice`` is given)."""
-        from speechunits.seq2seq.text import text_tokens
+    def tokens(self, text: str, voice: str | None = None, *, phones: bool = False) -> list[int]:
+        """Symbol ids of ``text``: phonemised with the recorded voice unless ``voice`` is given, or, with
+        ``phones``, read as space-separated phone symbols of the model's own inventory (a model trained
+        on alignments whose phones are not espeak-ng's, e.g. ARPAbet from a forced aligner)."""
+        from speechunits.seq2seq.text import PHONES, text_tokens
 
-        symbols = text_tokens(text, self.input_kind, voice or self.meta["input"].get("voice"),
-                              self.meta["input"].get("rate"))
-        return self.symbols.encode(symbols, source=f"{self.path} (text {text[:40]!r})")
+        if phones:
+            if self.input_kind != PHONES:
+                raise SpeechUnitsError(f"{self.path} reads {self.input_kind}, not phones: give text, not --phones")
+            symbols = text.split()
+            if not symbols:
+                raise SpeechUnitsError("empty phone sequence: nothing to say")
+        else:
+            voice = voice or self.meta["input"].get("voice")
+            if self.input_kind == PHONES and not voice:
+                shown = " ".join(self.symbols.symbols[:8])
+                raise SpeechUnitsError(
+                    f"{self.path} reads phones and knows no espeak-ng voice to phonemise text with (its phones came "
+                    f"from alignments, e.g. {shown}): give the phones themselves with --phones, or --voice when "
+                    "they are espeak-ng's")
+            symbols = text_tokens(text, self.input_kind, voice, self.meta["input"].get("rate"))
+        return self.symbols.encode(symbols, source=f"{self.path} ({'phones' if phones else 'text'} {text[:40]!r})")
 
     @torch.no_grad()
     def units_of(self, texts: Sequence[str], speaker: str | None = None, *, voice: str | None = None,
-                 duration_scale: float = 1.0, temperature: float = 0.0, seed: int = 0,
+                 phones: bool = False, duration_scale: float = 1.0, temperature: float = 0.0, seed: int = 0,
                  device: torch.device | str = "cpu") -> list[Any]:
         """Deduplicated :class:`~speechunits.units.Units` (with durations) of each text.
 
         ``temperature`` 0 takes each frame's argmax unit; above 0 each frame's unit is drawn at that
         temperature, from a generator seeded with ``seed`` afresh for every text (so a text's units do
-        not depend on the texts before it).
+        not depend on the texts before it). ``phones``: each text is a phone sequence (:meth:`tokens`).
         """
-        return self.units_of_tokens([self.tokens(t, voice) for t in texts], speaker,
+        return self.units_of_tokens([self.tokens(t, voice, phones=phones) for t in texts], speaker,
                                     duration_scale=duration_scale, temperature=temperature, seed=seed,
                                     device=device)
 

@@ -210,6 +210,7 @@ def train_tts(corpus: str | Path, codebook: str | Path, out_dir: str | Path, *, 
     from speechunits.seq2seq.model_dir import TTS_FILE, load_tts, read_meta, write_model_dir
     from speechunits.seq2seq.symbols import SymbolTable, symbols_of
     from speechunits.seq2seq.tasks import TTSTask
+    from speechunits.seq2seq.text import PHONES
     from speechunits.seq2seq.tts_model import TTSConfig, TTSModel
     from speechunits.training import OptimConfig, Trainer, init_distributed
     from speechunits.training.checkpoint import has_checkpoint
@@ -234,6 +235,10 @@ def train_tts(corpus: str | Path, codebook: str | Path, out_dir: str | Path, *, 
     if not unit_map:
         raise SpeechUnitsError(f"{corpus}: no utterance gave units ({len(errors)} errors)")
     found_voice, found_rate = corpus_voice(corpus)
+    if input_kind == PHONES and source == "alignments" and not (voice or found_voice) and not resume:
+        log.warning("%s: the model reads the phones of its alignments and knows no espeak-ng voice: `tts say` will "
+                    "need phones (--phones 'p l iy z'); give --voice if the alignments' phones are espeak-ng's, or "
+                    "train on characters (--input chars) to read text", corpus)
     examples, skipped = corpus_examples(unit_map, labels, input_kind=input_kind,
                                         frame_offset_s=record["frame_offset_s"], voice=voice or found_voice,
                                         rate=found_rate)
