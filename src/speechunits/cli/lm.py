@@ -7,7 +7,7 @@ import logging
 import sys
 
 from speechunits.cli.common import add_quiet, add_threads
-from speechunits.errors import SpeechUnitsError
+from speechunits.errors import SpeechUnitsError, some_of
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if vocoder is not None and vocoder.meta.get("speaker") == "table" and args.speaker not in vocoder.speakers:
         # refused before any sampling or writing (contract A: table vocoders need a known voice)
         raise SpeechUnitsError(f"vocoder {args.vocoder} has a speaker table: give --speaker, one of "
-                               f"{', '.join(vocoder.speakers)} (got {args.speaker!r})")
+                               f"{some_of(vocoder.speakers)} (got {args.speaker!r})")
     prompts = prompts_from(lm, args.prompt, num_samples=args.num_samples, prompt_seconds=args.prompt_seconds,
                            codebook=args.codebook, encoder=args.encoder)
     samples = sample_units(lm, prompts, options)

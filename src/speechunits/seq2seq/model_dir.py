@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from speechunits.errors import SpeechUnitsError
+from speechunits.errors import SpeechUnitsError, some_of
 from speechunits.files import read_json_object
 from speechunits.seq2seq.symbols import SymbolTable
 
@@ -120,9 +120,9 @@ class TTSBundle:
         if speaker is None:
             if len(self.speakers) == 1:
                 return 0
-            raise SpeechUnitsError(f"{self.path}: give a speaker (--speaker), one of {', '.join(self.speakers)}")
+            raise SpeechUnitsError(f"{self.path}: give a speaker (--speaker), one of {some_of(self.speakers)}")
         if speaker not in self.speakers:
-            raise SpeechUnitsError(f"{self.path}: unknown speaker {speaker!r}; known: {', '.join(self.speakers)}")
+            raise SpeechUnitsError(f"{self.path}: unknown speaker {speaker!r}; known: {some_of(self.speakers)}")
         return self.speakers.index(speaker)
 
     def tokens(self, text: str, voice: str | None = None, *, phones: bool = False) -> list[int]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from speechunits.audio import Audio
-from speechunits.errors import SpeechUnitsError
+from speechunits.errors import SpeechUnitsError, some_of
 from speechunits.pitch import F0Track, extract_f0, f0_stats
 from speechunits.units.units import Units
 from speechunits.vocoder.f0 import convert_track
@@ -66,7 +66,7 @@ def resynthesize(vocoder: Vocoder, tokenizer: Any, audio: Audio, *, speaker: str
     if mode == "table":
         if speaker is None:
             raise SpeechUnitsError(f"vocoder {vocoder.path} has a speaker table: give --speaker "
-                                   f"(one of: {', '.join(vocoder.speakers)})")
+                                   f"(one of: {some_of(vocoder.speakers)})")
         kwargs["speaker"] = speaker
     elif mode == "embedding":
         if speaker is not None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from speechunits.audio import Audio
-from speechunits.errors import SpeechUnitsError
+from speechunits.errors import SpeechUnitsError, some_of
 from speechunits.files import read_json_object
 from speechunits.pitch import F0Stats, F0Track, extract_f0, f0_stats
 from speechunits.units.units import Units
@@ -120,7 +120,7 @@ class Vocoder:
     def speaker_stats(self, speaker: str) -> F0Stats:
         """F0 statistics of a known speaker (unknown: :class:`SpeechUnitsError` listing the known ones)."""
         if speaker not in self.speakers:
-            known = ", ".join(self.speakers) or "none"
+            known = some_of(self.speakers)
             raise SpeechUnitsError(f"unknown speaker {speaker!r} for vocoder {self.path} (known speakers: {known})")
         return self.stats.get(speaker, self.stats[ALL_SPEAKERS])
 
@@ -150,7 +150,7 @@ class Vocoder:
                 raise SpeechUnitsError(f"vocoder {self.path} has a speaker table, not a reference encoder "
                                        "(train with --speaker embedding for one-shot conversion)")
             if speaker is None:
-                raise SpeechUnitsError(f"vocoder {self.path} needs a speaker (one of: {', '.join(self.speakers)})")
+                raise SpeechUnitsError(f"vocoder {self.path} needs a speaker (one of: {some_of(self.speakers)})")
             stats = self.speaker_stats(speaker)
             index = torch.tensor([self.speakers.index(speaker)], device=self.device)
             with torch.inference_mode():
@@ -161,7 +161,7 @@ class Vocoder:
                 return cond.speaker_vector(reference=wave), self.reference_stats(reference)
         if speaker is None:
             raise SpeechUnitsError(f"vocoder {self.path} needs reference audio or a known speaker "
-                                   f"(known: {', '.join(self.speakers) or 'none'})")
+                                   f"(known: {some_of(self.speakers)})")
         stats = self.speaker_stats(speaker)
         index = torch.tensor([self.speakers.index(speaker)], device=self.device)
         with torch.inference_mode():
