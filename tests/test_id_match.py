@@ -175,3 +175,61 @@ def test_lm_interleaves_words_of_a_folder_encoding(encoded, tmp_path: Path) -> N
     metas = [json.loads((tmp_path / name / "lm.json").read_text())["interleave"]
              for name in ("folder", "manifest")]
     assert metas[0]["utterances"] == metas[1]["utterances"] == 12
+
+
+@pytest.fixture(scope="module")
+def librispeech_tree(encoded, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The corpus laid out as LibriSpeech is: SPEAKER/CHAPTER/SPEAKER-CHAPTER-NNNN.wav beside
+    SPEAKER-CHAPTER.trans.txt (upper-case Kaldi lines); returns (root, {LibriSpeech id: text})."""
+    corpus = encoded[0]
+    texts = dict(line.split("\t", 1) for line in (corpus / "text.tsv").read_text().splitlines() if line)
+    speakers = dict(line.split("\t", 1) for line in (corpus / "speakers.tsv").read_text().splitlines() if line)
+    root = tmp_path_factory.mktemp("LibriSpeech") / "dev-clean"
+    expected: dict[str, str] = {}
+    for number, (speaker_name, utts) in enumerate(sorted(
+            {s: sorted(u for u in speakers if speakers[u] == s) for s in set(speakers.values())}.items())):
+        speaker, chapter = str(100 + number), "2000"
+        folder = root / speaker / chapter
+        folder.mkdir(parents=True)
+        lines = []
+        for index, utt in enumerate(utts):
+            name = f"{speaker}-{chapter}-{index:04d}"
+            shutil.copy(corpus / "wavs" / f"{utt}.wav", folder / f"{name}.wav")
+            lines.append(f"{name} {texts[utt].upper()}")
+            expected[name] = " ".join(texts[utt].upper().split())
+        (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
+    return root, expected
+
+
+def test_librispeech_transcripts_are_read_from_the_tree(librispeech_tree) -> None:
+    from speechunits.probe.labels import find_label_files, read_transcripts
+
+    root, expected = librispeech_tree
+    assert find_label_files(root)["transcripts"] == root
+    assert read_transcripts(root) == expected
+
+
+def test_an_asr_probe_trains_on_a_librispeech_tree(librispeech_tree, tmp_path: Path) -> None:
+    root, expected = librispeech_tree
+    assert main(["probe", "train", "asr", str(root), "--encoder", "mfcc", "-o", str(tmp_path / "asr"),
+                 "--max-steps", "2", "--device", "cpu", "--quiet"]) == 0
+    meta = json.loads((tmp_path / "asr" / "probe.json").read_text())
+    assert meta["missing_labels"] == 0
+    split = json.loads((tmp_path / "asr" / "split.json").read_text())
+    assert sorted(u.rsplit("/", 1)[-1] for part in split.values() if isinstance(part, list) for u in part) == \
+        sorted(expected)
+
+
+def test_a_chapter_listed_twice_is_named(tmp_path: Path) -> None:
+    from speechunits.errors import SpeechUnitsError
+    from speechunits.probe.labels import read_transcripts
+
+    for chapter in ("1", "2"):
+        (tmp_path / chapter).mkdir()
+        (tmp_path / chapter / f"19-{chapter}.trans.txt").write_text("19-198-0001 HELLO\n")
+    with pytest.raises(SpeechUnitsError, match=r"2/19-2.trans.txt: utterance '19-198-0001' is also in another"):
+        read_transcripts(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SpeechUnitsError, match="no LibriSpeech transcripts"):
+        read_transcripts(empty)

@@ -29,7 +29,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -52,6 +52,8 @@ ALIGNMENT_FILES = ("phones.tsv", "textgrids")
 TRANSCRIPT_FILES = ("text.tsv", "text")
 SPEAKER_FILES = ("speakers.tsv",)
 MANIFEST_SUFFIXES = (".jsonl", ".json")
+#: The ending of LibriSpeech's per-chapter transcript files (``19-198.trans.txt``: ``19-198-0001 TEXT``).
+LIBRISPEECH_TRANSCRIPTS = ".trans.txt"
 #: The file that marks a ``speechunits synth`` corpus directory.
 SYNTH_MARKER = "corpus.json"
 
@@ -64,7 +66,8 @@ def _add(result: dict[str, Any], path: Path, line_no: int, utt: str, value: Any)
 
 
 def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``{utt: text}`` from ``text.tsv``, a JSONL manifest or a Kaldi ``text`` file.
+    """``{utt: text}`` from ``text.tsv``, a JSONL manifest, a Kaldi ``text`` file, or a directory
+    holding LibriSpeech's per-chapter ``*.trans.txt`` files (Kaldi lines, read recursively).
 
     Format: ``.jsonl``/``.json`` → JSONL (one object per line, ``text`` field; the id is ``id``,
     else the stem of ``path`` as in :func:`speechunits.corpus.open_corpus`; lines without
@@ -78,7 +81,16 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
             tab, a non-string ``text``, an utterance twice (all naming ``file:line``), no transcript.
     """
     path = Path(path)
-    if path.suffix.lower() in MANIFEST_SUFFIXES:
+    if path.is_dir():
+        result = {}
+        for chapter in iter_librispeech_transcripts(path):
+            for utt, text in read_transcripts(chapter).items():
+                if utt in result:
+                    raise SpeechUnitsError(f"{chapter}: utterance {utt!r} is also in another *{LIBRISPEECH_TRANSCRIPTS}")
+                result[utt] = text
+        if not result:
+            raise SpeechUnitsError(f"{path}: no LibriSpeech transcripts (*{LIBRISPEECH_TRANSCRIPTS}) in this directory")
+    elif path.suffix.lower() in MANIFEST_SUFFIXES:
         result = _read_jsonl_text(path)
     else:
         lines = iter_text_lines(path, "transcripts")
@@ -100,6 +112,16 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
     if not result:
         raise SpeechUnitsError(f"{path}: no transcripts")
     return result
+
+
+def iter_librispeech_transcripts(root: Path) -> Iterator[Path]:
+    """LibriSpeech's ``SPEAKER-CHAPTER.trans.txt`` files under ``root``, in sorted walk order (lazily:
+    the first one is found without walking the whole tree)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.endswith(LIBRISPEECH_TRANSCRIPTS):
+                yield Path(dirpath) / name
 
 
 def _read_jsonl_text(path: Path) -> dict[str, str]:
@@ -335,7 +357,8 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     the parent of an audio directory whose parent is a synth corpus (holds ``corpus.json``),
     so that ``CORPUS/wavs`` finds ``CORPUS/text.tsv``. What: ``phones.tsv`` or ``textgrids/``
     (alignments); a JSONL manifest whose first record has ``text``, else ``text.tsv``, else a
-    Kaldi ``text`` file (transcripts); ``speakers.tsv``. Keys without a file are left out.
+    Kaldi ``text`` file, else, for a directory, the directory itself when LibriSpeech ``*.trans.txt``
+    files lie under it (transcripts); ``speakers.tsv``. Keys without a file are left out.
     """
     root = Path(corpus_root)
     if root.is_dir():
@@ -354,6 +377,8 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
             if hit is not None:
                 found[key] = hit
                 break
+    if "transcripts" not in found and root.is_dir() and next(iter_librispeech_transcripts(root), None) is not None:
+        found["transcripts"] = root  # a LibriSpeech tree: its *.trans.txt files (read_transcripts reads a directory)
     return found
 
 
