@@ -1,14 +1,16 @@
 """Corpora: where utterances come from.
 
-Three inputs are understood (see :func:`open_corpus`):
+Four inputs are understood (see :func:`open_corpus`):
 
 * an audio directory, scanned recursively in sorted order;
+* a Kaldi/ESPnet ``wav.scp`` (``utt_id path`` lines; a data directory holding one is read
+  through it; piped commands and ``segments`` files are refused by name);
 * a fairseq ``.tsv`` manifest (first line: root dir; then ``relpath<TAB>num_samples``);
 * a JSONL manifest, one ``{"id": ..., "path": ...}`` object per line plus optional fields
   (``num_samples``, ``speaker``, ``text`` ...); relative paths are relative to the file.
 
 A single audio file is a corpus of one. The utterance id is the path relative to the root
-without its extension (JSONL gives it explicitly); duplicate ids are an error (naming both
+without its extension (JSONL and wav.scp give it explicitly); duplicate ids are an error (naming both
 files). Directory scans pick up the extensions libsndfile reads (:data:`AUDIO_EXTENSIONS`,
 SPHERE ``.sph`` included) and headerless ``.raw``/``.pcm``, which load only when the corpus is
 opened with a :class:`~speechunits.audio.RawFormat` (``--raw-format``). Iteration is
@@ -124,7 +126,8 @@ def _duplicate_message(source: str, utt_id: str, first: str, second: str) -> str
 
 def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | None = None,
                 raw_format: RawFormat | str | None = None) -> Corpus:
-    """Open an audio directory, a fairseq ``.tsv``, a ``.jsonl`` manifest or a single audio file.
+    """Open an audio directory, a Kaldi ``wav.scp`` (or a data directory holding one), a fairseq
+    ``.tsv``, a ``.jsonl`` manifest or a single audio file.
 
     ``raw_format`` (``"s16le:16000"`` or a :class:`RawFormat`) tells how to read the corpus's
     headerless PCM files; it rides on every :class:`Utterance`.
@@ -134,8 +137,13 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
         raw_format = RawFormat.parse(raw_format)
     if not path.exists():
         raise SpeechUnitsError(f"{path}: no such file or directory")
+    if path.is_dir() and (path / KALDI_WAV_SCP).is_file():  # a Kaldi/ESPnet data directory
+        path = path / KALDI_WAV_SCP
     if path.is_dir():
         make_iter: Callable[[], Iterator[Utterance]] = lambda: _iter_directory(path)  # noqa: E731
+    elif path.suffix == ".scp":
+        _refuse_kaldi_segments(path)
+        make_iter = lambda: _iter_scp(path)  # noqa: E731
     elif path.suffix == ".tsv":
         make_iter = lambda: _iter_tsv(path)  # noqa: E731
     elif path.suffix in (".jsonl", ".json"):
@@ -143,7 +151,7 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
     elif path.suffix.lower() in _SCANNED_EXTENSIONS or raw_format is not None:
         make_iter = lambda: iter([Utterance(path.stem, str(path))])  # noqa: E731
     else:
-        raise SpeechUnitsError(f"{path}: not an audio directory, .tsv/.jsonl manifest or audio file")
+        raise SpeechUnitsError(f"{path}: not an audio directory, wav.scp, .tsv/.jsonl manifest or audio file")
     if raw_format is not None:
         plain_iter = make_iter
         make_iter = lambda: (replace(utt, raw_format=raw_format) for utt in plain_iter())  # noqa: E731
@@ -245,6 +253,46 @@ def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
         yield Utterance(utt_id, str(audio_path), int(num_samples) if num_samples is not None else None, record)
 
 
+#: A Kaldi/ESPnet data directory's list of recordings: ``utt_id path`` lines.
+KALDI_WAV_SCP = "wav.scp"
+
+
+def _refuse_kaldi_segments(scp: Path) -> None:
+    segments = scp.parent / "segments"
+    if segments.is_file():
+        raise SpeechUnitsError(f"{segments}: this data directory's utterances are time ranges of the recordings in "
+                               f"{scp.name}; speechunits reads whole files: cut them first (Kaldi's extract-segments, "
+                               "ESPnet's format_wav_scp.sh --segments, or `speechunits segment`)")
+
+
+def _scp_base(scp: Path, first_path: str) -> Path:
+    """Where an ``.scp`` file's relative paths start: the working directory (Kaldi's and ESPnet's
+    convention: the recipe directory), else the first folder above the ``.scp`` where the first path exists."""
+    if Path(first_path).exists():
+        return Path(".")
+    for base in scp.resolve().parents:
+        if (base / first_path).exists():
+            return base
+    return Path(".")
+
+
+def _iter_scp(scp: Path) -> Iterator[Utterance]:
+    base: Path | None = None
+    for line_no, line in iter_text_lines(scp, "Kaldi wav.scp"):
+        fields = line.split(None, 1)
+        if len(fields) != 2:
+            raise SpeechUnitsError(f"{scp}:{line_no}: expected 'utt_id path', got {line[:80]!r}")
+        utt_id, where = fields[0], fields[1].strip()
+        if where.endswith("|"):
+            raise SpeechUnitsError(f"{scp}:{line_no}: {utt_id} is a shell command ({where[:60]!r}); speechunits reads "
+                                   "audio files only: write them out first (ESPnet's format_wav_scp.sh, Kaldi's "
+                                   "wav-copy) and give the wav.scp that lists the files")
+        if base is None:
+            base = _scp_base(scp, where)
+        path = Path(where)
+        yield Utterance(utt_id, str(path if path.is_absolute() else base / path))
+
+
 #: Above this many utterances :func:`total_audio_seconds` gives up (reading headers would take long).
 MAX_PRESCAN = 50_000
 
@@ -298,10 +346,13 @@ def write_tsv_subset(source: str | os.PathLike[str], ids: set[str], path: str | 
 
 #: The speaker list a corpus may carry (``speechunits synth`` writes one): ``utt_id<TAB>speaker`` lines.
 SPEAKERS_FILE = "speakers.tsv"
+#: A Kaldi/ESPnet data directory's speaker list: ``utt_id speaker`` lines.
+KALDI_UTT2SPK = "utt2spk"
 
 
 def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``{utt_id: speaker}`` from a ``utt_id<TAB>speaker`` file such as ``speakers.tsv``.
+    """``{utt_id: speaker}`` from a ``utt_id<TAB>speaker`` file such as ``speakers.tsv``, or from a
+    Kaldi ``utt2spk`` (``utt_id speaker``, separated by any whitespace).
 
     Blank lines are ignored; surrounding whitespace of the speaker is dropped.
 
@@ -309,6 +360,16 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
         SpeechUnitsError: no such file, or a line that is not two non-empty tab-separated
             fields, or an utterance listed twice (the message names the file and line).
     """
+    if Path(path).name == KALDI_UTT2SPK:
+        result: dict[str, str] = {}
+        for line_no, line in iter_text_lines(path, "Kaldi utt2spk"):
+            fields = line.split()
+            if len(fields) != 2:
+                raise SpeechUnitsError(f"{path}:{line_no}: expected 'utt_id speaker', got {line[:80]!r}")
+            if fields[0] in result:
+                raise SpeechUnitsError(f"{path}:{line_no}: utterance {fields[0]!r} listed twice")
+            result[fields[0]] = fields[1]
+        return result
     return read_pairs(path, what="speakers file", key_name="utt_id", value_name="speaker")
 
 

@@ -50,7 +50,7 @@ IGNORE_INDEX = -100
 #: Files a corpus may carry, looked up by :func:`find_label_files` in this order.
 ALIGNMENT_FILES = ("phones.tsv", "textgrids")
 TRANSCRIPT_FILES = ("text.tsv", "text")
-SPEAKER_FILES = ("speakers.tsv",)
+SPEAKER_FILES = ("speakers.tsv", "utt2spk")
 MANIFEST_SUFFIXES = (".jsonl", ".json")
 #: The ending of LibriSpeech's per-chapter transcript files (``19-198.trans.txt``: ``19-198-0001 TEXT``).
 LIBRISPEECH_TRANSCRIPTS = ".trans.txt"
@@ -357,8 +357,8 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     the parent of an audio directory whose parent is a synth corpus (holds ``corpus.json``),
     so that ``CORPUS/wavs`` finds ``CORPUS/text.tsv``. What: ``phones.tsv`` or ``textgrids/``
     (alignments); a JSONL manifest whose first record has ``text``, else ``text.tsv``, else a
-    Kaldi ``text`` file, else, for a directory, the directory itself when LibriSpeech ``*.trans.txt``
-    files lie under it (transcripts); ``speakers.tsv``. Keys without a file are left out.
+    Kaldi ``text`` file (a Kaldi data directory's), else, for a directory, the directory itself when LibriSpeech ``*.trans.txt``
+    files lie under it (transcripts); ``speakers.tsv``, else Kaldi's ``utt2spk``. Keys without a file are left out.
     """
     root = Path(corpus_root)
     if root.is_dir():
