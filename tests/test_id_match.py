@@ -204,9 +204,19 @@ def librispeech_tree(encoded, tmp_path_factory: pytest.TempPathFactory) -> tuple
 def test_librispeech_transcripts_are_read_from_the_tree(librispeech_tree) -> None:
     from speechunits.probe.labels import find_label_files, read_transcripts
 
+    from speechunits.corpus import read_speakers
+
     root, expected = librispeech_tree
-    assert find_label_files(root)["transcripts"] == root
+    assert find_label_files(root)["transcripts"] == find_label_files(root)["speakers"] == root
     assert read_transcripts(root) == expected
+    assert read_speakers(root) == {utt: utt.split("-")[0] for utt in expected}
+
+
+def test_a_speaker_probe_trains_on_a_librispeech_tree(librispeech_tree, tmp_path: Path) -> None:
+    root = librispeech_tree[0]
+    assert main(["probe", "train", "speaker", str(root), "--encoder", "mfcc", "-o", str(tmp_path / "spk"),
+                 "--max-steps", "2", "--device", "cpu", "--quiet"]) == 0
+    assert json.loads((tmp_path / "spk" / "probe.json").read_text())["missing_labels"] == 0
 
 
 def test_an_asr_probe_trains_on_a_librispeech_tree(librispeech_tree, tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ utterance ids are the ``wav.scp``'s, the labels those of ``text`` and ``utt2spk`
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -350,9 +350,24 @@ SPEAKERS_FILE = "speakers.tsv"
 KALDI_UTT2SPK = "utt2spk"
 
 
+#: The ending of LibriSpeech's per-chapter transcript files (``19-198.trans.txt``: ``19-198-0001 TEXT``).
+LIBRISPEECH_TRANSCRIPTS = ".trans.txt"
+
+
+def iter_librispeech_transcripts(root: str | os.PathLike[str]) -> Iterator[Path]:
+    """LibriSpeech's ``SPEAKER-CHAPTER.trans.txt`` files under ``root``, in sorted walk order (lazily:
+    the first one is found without walking the whole tree)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.endswith(LIBRISPEECH_TRANSCRIPTS):
+                yield Path(dirpath) / name
+
+
 def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt_id: speaker}`` from a ``utt_id<TAB>speaker`` file such as ``speakers.tsv``, or from a
-    Kaldi ``utt2spk`` (``utt_id speaker``, separated by any whitespace).
+    Kaldi ``utt2spk`` (``utt_id speaker``, separated by any whitespace), or of a LibriSpeech tree (a
+    directory: the ids of its ``*.trans.txt`` files, ``SPEAKER-CHAPTER-N``, give the speakers).
 
     Blank lines are ignored; surrounding whitespace of the speaker is dropped.
 
@@ -360,8 +375,17 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
         SpeechUnitsError: no such file, or a line that is not two non-empty tab-separated
             fields, or an utterance listed twice (the message names the file and line).
     """
+    result: dict[str, str] = {}
+    if Path(path).is_dir():
+        for chapter in iter_librispeech_transcripts(path):
+            for _, line in iter_text_lines(chapter, "LibriSpeech transcripts"):
+                utt_id = line.split(None, 1)[0]
+                result[utt_id] = utt_id.split("-", 1)[0]
+        if not result:
+            raise SpeechUnitsError(f"{path}: no speakers file, and no LibriSpeech transcripts (*{LIBRISPEECH_TRANSCRIPTS}) "
+                                   "whose ids name the speakers")
+        return result
     if Path(path).name == KALDI_UTT2SPK:
-        result: dict[str, str] = {}
         for line_no, line in iter_text_lines(path, "Kaldi utt2spk"):
             fields = line.split()
             if len(fields) != 2:

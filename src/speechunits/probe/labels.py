@@ -29,11 +29,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from speechunits.corpus import iter_jsonl_objects, iter_text_lines, read_pairs
+from speechunits.corpus import (LIBRISPEECH_TRANSCRIPTS, iter_jsonl_objects, iter_librispeech_transcripts,
+                                iter_text_lines, read_pairs)
 from speechunits.errors import SpeechUnitsError
 from speechunits.id_match import match_ids, rekey
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
@@ -52,8 +53,6 @@ ALIGNMENT_FILES = ("phones.tsv", "textgrids")
 TRANSCRIPT_FILES = ("text.tsv", "text")
 SPEAKER_FILES = ("speakers.tsv", "utt2spk")
 MANIFEST_SUFFIXES = (".jsonl", ".json")
-#: The ending of LibriSpeech's per-chapter transcript files (``19-198.trans.txt``: ``19-198-0001 TEXT``).
-LIBRISPEECH_TRANSCRIPTS = ".trans.txt"
 #: The file that marks a ``speechunits synth`` corpus directory.
 SYNTH_MARKER = "corpus.json"
 
@@ -112,16 +111,6 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
     if not result:
         raise SpeechUnitsError(f"{path}: no transcripts")
     return result
-
-
-def iter_librispeech_transcripts(root: Path) -> Iterator[Path]:
-    """LibriSpeech's ``SPEAKER-CHAPTER.trans.txt`` files under ``root``, in sorted walk order (lazily:
-    the first one is found without walking the whole tree)."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.endswith(LIBRISPEECH_TRANSCRIPTS):
-                yield Path(dirpath) / name
 
 
 def _read_jsonl_text(path: Path) -> dict[str, str]:
@@ -358,7 +347,8 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     so that ``CORPUS/wavs`` finds ``CORPUS/text.tsv``. What: ``phones.tsv`` or ``textgrids/``
     (alignments); a JSONL manifest whose first record has ``text``, else ``text.tsv``, else a
     Kaldi ``text`` file (a Kaldi data directory's), else, for a directory, the directory itself when LibriSpeech ``*.trans.txt``
-    files lie under it (transcripts); ``speakers.tsv``, else Kaldi's ``utt2spk``. Keys without a file are left out.
+    files lie under it (transcripts); ``speakers.tsv``, else Kaldi's ``utt2spk``, else that LibriSpeech
+    directory (speakers from its ids). Keys without a file are left out.
     """
     root = Path(corpus_root)
     if root.is_dir():
@@ -377,8 +367,12 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
             if hit is not None:
                 found[key] = hit
                 break
-    if "transcripts" not in found and root.is_dir() and next(iter_librispeech_transcripts(root), None) is not None:
-        found["transcripts"] = root  # a LibriSpeech tree: its *.trans.txt files (read_transcripts reads a directory)
+    if root.is_dir() and not {"transcripts", "speakers"} <= set(found) \
+            and next(iter_librispeech_transcripts(root), None) is not None:
+        # a LibriSpeech tree: its *.trans.txt files give the transcripts, their ids the speakers
+        # (read_transcripts and read_speakers read such a directory)
+        found.setdefault("transcripts", root)
+        found.setdefault("speakers", root)
     return found
 
 
