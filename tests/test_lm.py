@@ -101,6 +101,58 @@ def test_scores_equal_direct_transformers_forward(trained, name, auto):
         assert s.normalised == pytest.approx(s.logprob / s.tokens)
 
 
+def test_causal_windows_score_every_target_once_with_half_a_window_of_context():
+    from speechunits.lm.score import causal_windows
+
+    seq = np.arange(100, 110)  # <s> f1 .. f8 </s> stand-ins: 10 tokens, windows of 5, stride 2
+    windows = causal_windows(seq, 5)
+    assert [(w.tolist(), first) for w, first in windows] == [
+        ([1, 101, 102, 103, 104], 1),   # targets f1..f4
+        ([1, 103, 104, 105, 106], 3),   # f5, f6 (after f3 f4)
+        ([1, 105, 106, 107, 108], 3),   # f7, f8
+        ([1, 107, 108, 109], 3)]        # f9 (</s>)
+    (whole, first), = causal_windows(seq, 10)  # it fits: the sequence itself, every target
+    assert whole is seq and first == 1
+
+
+@pytest.mark.parametrize("name,auto", [("causal", "AutoModelForCausalLM"), ("masked", "AutoModelForMaskedLM")])
+def test_an_utterance_longer_than_the_training_length_is_scored_in_windows(trained, name, auto):
+    """Each target predicted from <s> and at most the training length (256 here) of its neighbours, by a
+    direct transformers forward per target; and the toy language stays as probable per token as in
+    short utterances (one pass over 700 tokens would run past the model's 256 positions)."""
+    import transformers
+
+    from speechunits.lm.model_dir import load_lm
+    from speechunits.lm.score import score_tokens
+    from speechunits.lm.vocab import MASK_ID
+
+    lm = load_lm(trained / name, "cpu")
+    assert lm.trained_length == 256
+    long, short = cyclic(0, 700), cyclic(0, 30)
+    (total, count), (short_total, short_count) = score_tokens(lm, [long + 5, short + 5])  # +5: unit ids to tokens
+    full = np.concatenate(([1], long + 5, [2]))
+    model = getattr(transformers, auto).from_pretrained(str(trained / name)).eval()
+    expected = 0.0
+    with torch.no_grad():
+        if name == "causal":  # target t sees <s> + f[a..t-1], a = 1 + 127 j for the window j holding t
+            for t in range(1, len(full)):
+                j = 0 if t < 256 else (t - 256) // 127 + 1
+                a = 1 + 127 * j
+                ids = torch.tensor([[1, *full[a:t]]])
+                expected += float(model(ids).logits[0, -1].log_softmax(-1)[full[t]])
+            assert count == 701
+        else:  # token t masked among the 254 inner tokens around it
+            for t in range(1, len(full) - 1):
+                start = min(max(t - 127, 1), len(full) - 2 - 254 + 1)
+                ids = torch.tensor([[1, *full[start:start + 254], 2]])
+                position = t - start + 1
+                ids[0, position] = MASK_ID
+                expected += float(model(ids).logits[0, position].log_softmax(-1)[full[t]])
+            assert count == 700
+    assert total == pytest.approx(expected, abs=1e-2)
+    assert abs(total / count - short_total / short_count) < 0.1
+
+
 @pytest.mark.parametrize("name", ["causal", "masked"])
 def test_trained_lm_prefers_the_toy_language_to_a_shuffle(trained, name):
     from speechunits.lm.model_dir import load_lm

@@ -89,6 +89,12 @@ class UnitLM:
         return float(self.consumes["frame_rate"])
 
     @property
+    def trained_length(self) -> int:
+        """The longest sequence the LM was trained on, ``<s>`` and ``</s>`` included (its config's
+        ``max_tokens``): scoring and sampling never give it a longer context."""
+        return int((self.meta.get("config") or {}).get("max_tokens") or self.model.config.max_position_embeddings)
+
+    @property
     def codebook_dir(self) -> Path | None:
         path = self.path / CODEBOOK_DIR
         return path if (path / "codebook.json").is_file() else None

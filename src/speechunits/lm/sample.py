@@ -105,13 +105,8 @@ def sample_units(lm: UnitLM, prompts: Sequence[tuple[str, Units | None]], option
     if cut:
         log.warning("%d of %d prompts were longer than the %d tokens that fit before %d new ones in the LM's "
                     "training length (%d): each continues its last %d tokens", cut, len(prompts), room, count,
-                    trained_length(lm), room)
+                    lm.trained_length, room)
     return samples
-
-
-def trained_length(lm: UnitLM) -> int:
-    """The longest sequence (in tokens, ``<s>`` and ``</s>`` included) the LM was trained on."""
-    return int((lm.meta.get("config") or {}).get("max_tokens") or lm.model.config.max_position_embeddings)
 
 
 def prompt_room(lm: UnitLM, count: int, seconds: float) -> int:
@@ -121,7 +116,7 @@ def prompt_room(lm: UnitLM, count: int, seconds: float) -> int:
     Raises:
         SpeechUnitsError: ``count`` new tokens (plus ``<s>`` and that quarter) exceed the model's positions.
     """
-    trained, positions = trained_length(lm), int(lm.model.config.max_position_embeddings)
+    trained, positions = lm.trained_length, int(lm.model.config.max_position_embeddings)
     room = max(trained - 1 - count, trained // 4)
     if 1 + room + count > positions:
         most = (positions - 1 - trained // 4) * float(lm.meta.get("frames_per_token") or 1.0) / lm.frame_rate
