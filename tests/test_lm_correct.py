@@ -42,6 +42,23 @@ def test_correction_repairs_a_corrupted_unit(masked_lm, tmp_path):
         assert report.changed == 2 and report.utterances == 2
 
 
+def test_a_sequence_longer_than_the_training_length_is_corrected_window_by_window(masked_lm):
+    from speechunits.lm.correct import CorrectOptions, correct_sequence
+    from speechunits.lm.model_dir import load_lm
+
+    lm = load_lm(masked_lm / "mlm", "cpu")
+    assert lm.trained_length == 256  # 254 units per window, cores of 127
+    clean = cyclic(1, 700)
+    noisy = clean.copy()
+    for where in (5, 126, 127, 300, 511, 699):  # core edges, the middle, both ends
+        noisy[where] = (noisy[where] + 3) % 6
+    # threshold 0.05: this toy LM saw only 20-40-token sequences; at 0.2 it also rewrites three clean
+    # neighbours of the corruptions in 254-unit windows (measured), a weakness of the LM, not of the windows
+    options = CorrectOptions(threshold=0.05, iterations=2)
+    assert np.array_equal(correct_sequence(lm, noisy, options), clean)
+    assert np.array_equal(correct_sequence(lm, clean, options), clean)
+
+
 def test_correction_respects_max_fraction_and_refuses_wrong_inputs(masked_lm, tmp_path):
     from speechunits.lm.correct import CorrectOptions, correct_sequence, correct_store
     from speechunits.lm.model_dir import load_lm

@@ -87,17 +87,42 @@ def own_probabilities(lm: UnitLM, units: np.ndarray, stride: int) -> np.ndarray:
 
 @torch.inference_mode()
 def correct_sequence(lm: UnitLM, units: np.ndarray, options: CorrectOptions) -> np.ndarray:
-    """The corrected unit sequence (same length; positions as the LM's tokenisation defines them)."""
+    """The corrected unit sequence (same length; positions as the LM's tokenisation defines them).
+
+    A sequence longer than the LM's training length (``max_tokens - 2`` units between ``<s>`` and
+    ``</s>``) is corrected in cores of half that length, left to right, each read with a quarter
+    window of context on either side (corrections already made to its left included), so no
+    position is predicted from a longer context than the model was trained on.
+    """
     units = np.asarray(units, dtype=np.int64).copy()
+    n, width = units.size, lm.trained_length - 2
+    if n <= width:
+        return _correct_window(lm, units, options, 0, n)
+    core = max(1, width // 2)
+    margin = (width - core) // 2
+    for start in range(0, n, core):
+        stop = min(n, start + core)
+        left, right = max(0, start - margin), min(n, stop + margin)
+        units[left:right] = _correct_window(lm, units[left:right], options, start - left, stop - left)
+    return units
+
+
+def _correct_window(lm: UnitLM, units: np.ndarray, options: CorrectOptions, core_start: int,
+                    core_stop: int) -> np.ndarray:
+    """``units`` with positions ``[core_start, core_stop)`` corrected (the rest is context), iteratively:
+    the least probable units under ``options.threshold`` re-predicted, at most ``max_fraction`` of the core."""
+    units = units.copy()
     n = units.size
-    budget = int(np.floor(options.max_fraction * n))
+    budget = int(np.floor(options.max_fraction * (core_stop - core_start)))
     changed = np.zeros(n, dtype=bool)
+    in_core = np.zeros(n, dtype=bool)
+    in_core[core_start:core_stop] = True
     for _ in range(options.iterations):
         if n == 0 or changed.sum() >= budget:
             break
         probs = own_probabilities(lm, units, options.stride)
         order = np.argsort(probs, kind="stable")
-        picks = [int(i) for i in order if probs[i] < options.threshold and not changed[i]]
+        picks = [int(i) for i in order if in_core[i] and probs[i] < options.threshold and not changed[i]]
         picks = picks[:budget - int(changed.sum())]
         if not picks:
             break
