@@ -1,10 +1,12 @@
 """Corpora: where utterances come from.
 
-Four inputs are understood (see :func:`open_corpus`):
+Five inputs are understood (see :func:`open_corpus`):
 
 * an audio directory, scanned recursively in sorted order;
 * a Kaldi/ESPnet ``wav.scp`` (``utt_id path`` lines; a data directory holding one is read
   through it; piped commands and ``segments`` files are refused by name);
+* a Common Voice TSV (a header naming ``client_id``, ``path``, ``sentence``; clips under ``clips/``
+  beside it, ids their file names without extension);
 * a fairseq ``.tsv`` manifest (first line: root dir; then ``relpath<TAB>num_samples``);
 * a JSONL manifest, one ``{"id": ..., "path": ...}`` object per line plus optional fields
   (``num_samples``, ``speaker``, ``text`` ...); relative paths are relative to the file.
@@ -219,7 +221,57 @@ def _tsv_root(manifest: Path, root_line: str) -> Path:
     return root if root.is_absolute() else manifest.parent / root
 
 
+#: The columns that mark a Common Voice TSV (``validated.tsv``, ``train.tsv`` ...): a header line
+#: naming ``path`` (the clip, under ``clips/``), ``sentence`` and ``client_id`` (the speaker).
+COMMON_VOICE_COLUMNS = ("client_id", "path", "sentence")
+
+
+def common_voice_columns(path: str | os.PathLike[str]) -> list[str] | None:
+    """The header of a Common Voice TSV, or ``None`` for any other file (a fairseq manifest's first
+    line is a directory, a label TSV's an utterance: neither names all of :data:`COMMON_VOICE_COLUMNS`)."""
+    path = Path(path)
+    if path.suffix != ".tsv" or not path.is_file():
+        return None
+    first = next(iter_text_lines(path, "TSV"), None)
+    columns = first[1].split("\t") if first else []
+    return columns if set(COMMON_VOICE_COLUMNS) <= set(columns) else None
+
+
+def iter_common_voice(manifest: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line_no, {column: value})`` of every clip of a Common Voice TSV.
+
+    Raises:
+        SpeechUnitsError: not a Common Voice TSV, or a row with another number of columns (named).
+    """
+    columns = common_voice_columns(manifest)
+    if columns is None:
+        raise SpeechUnitsError(f"{manifest}: not a Common Voice TSV (a header with {', '.join(COMMON_VOICE_COLUMNS)})")
+    lines = iter_text_lines(manifest, "Common Voice TSV")
+    next(lines)
+    for line_no, line in lines:
+        values = line.split("\t")
+        if len(values) != len(columns):
+            raise SpeechUnitsError(f"{manifest}:{line_no}: {len(values)} columns, the header has {len(columns)}")
+        yield line_no, dict(zip(columns, values))
+
+
+def common_voice_id(clip: str) -> str:
+    """The utterance id of a Common Voice clip: its file name without extension."""
+    return Path(clip).stem
+
+
+def _iter_common_voice_clips(manifest: Path) -> Iterator[Utterance]:
+    clips = manifest.parent / "clips"
+    root = clips if clips.is_dir() else manifest.parent
+    for _, row in iter_common_voice(manifest):
+        fields = {"text": row["sentence"], "speaker": row["client_id"]}
+        yield Utterance(common_voice_id(row["path"]), str(root / row["path"]), None, fields)
+
+
 def _iter_tsv(manifest: Path) -> Iterator[Utterance]:
+    if common_voice_columns(manifest) is not None:
+        yield from _iter_common_voice_clips(manifest)
+        return
     try:
         with open(manifest, encoding="utf-8-sig") as handle:
             root = _tsv_root(manifest, handle.readline())
@@ -367,7 +419,8 @@ def iter_librispeech_transcripts(root: str | os.PathLike[str]) -> Iterator[Path]
 def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt_id: speaker}`` from a ``utt_id<TAB>speaker`` file such as ``speakers.tsv``, or from a
     Kaldi ``utt2spk`` (``utt_id speaker``, separated by any whitespace), or of a LibriSpeech tree (a
-    directory: the ids of its ``*.trans.txt`` files, ``SPEAKER-CHAPTER-N``, give the speakers).
+    directory: the ids of its ``*.trans.txt`` files, ``SPEAKER-CHAPTER-N``, give the speakers), or of a
+    Common Voice TSV (``client_id`` of each clip).
 
     Blank lines are ignored; surrounding whitespace of the speaker is dropped.
 
@@ -376,6 +429,8 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
             fields, or an utterance listed twice (the message names the file and line).
     """
     result: dict[str, str] = {}
+    if common_voice_columns(path) is not None:
+        return {common_voice_id(row["path"]): row["client_id"] for _, row in iter_common_voice(path)}
     if Path(path).is_dir():
         for chapter in iter_librispeech_transcripts(path):
             for _, line in iter_text_lines(chapter, "LibriSpeech transcripts"):

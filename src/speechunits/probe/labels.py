@@ -33,8 +33,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from speechunits.corpus import (LIBRISPEECH_TRANSCRIPTS, iter_jsonl_objects, iter_librispeech_transcripts,
-                                iter_text_lines, read_pairs)
+from speechunits.corpus import (LIBRISPEECH_TRANSCRIPTS, common_voice_columns, common_voice_id, iter_common_voice,
+                                iter_jsonl_objects, iter_librispeech_transcripts, iter_text_lines, read_pairs)
 from speechunits.errors import SpeechUnitsError
 from speechunits.id_match import match_ids, rekey
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
@@ -65,8 +65,9 @@ def _add(result: dict[str, Any], path: Path, line_no: int, utt: str, value: Any)
 
 
 def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``{utt: text}`` from ``text.tsv``, a JSONL manifest, a Kaldi ``text`` file, or a directory
-    holding LibriSpeech's per-chapter ``*.trans.txt`` files (Kaldi lines, read recursively).
+    """``{utt: text}`` from ``text.tsv``, a JSONL manifest, a Kaldi ``text`` file, a Common Voice TSV
+    (``sentence``), or a directory holding LibriSpeech's per-chapter ``*.trans.txt`` files (Kaldi
+    lines, read recursively).
 
     Format: ``.jsonl``/``.json`` → JSONL (one object per line, ``text`` field; the id is ``id``,
     else the stem of ``path`` as in :func:`speechunits.corpus.open_corpus`; lines without
@@ -91,6 +92,8 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
             raise SpeechUnitsError(f"{path}: no LibriSpeech transcripts (*{LIBRISPEECH_TRANSCRIPTS}) in this directory")
     elif path.suffix.lower() in MANIFEST_SUFFIXES:
         result = _read_jsonl_text(path)
+    elif common_voice_columns(path) is not None:
+        result = {common_voice_id(row["path"]): " ".join(row["sentence"].split()) for _, row in iter_common_voice(path)}
     else:
         lines = iter_text_lines(path, "transcripts")
         first = next(lines, None)
@@ -358,6 +361,8 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES and _jsonl_has_text(root):
         found["transcripts"] = root
+    if common_voice_columns(root) is not None:  # a Common Voice TSV: sentences and client ids
+        found["transcripts"] = found["speakers"] = root
     for key, names in (("alignments", ALIGNMENT_FILES), ("transcripts", TRANSCRIPT_FILES),
                        ("speakers", SPEAKER_FILES)):
         if key in found:
