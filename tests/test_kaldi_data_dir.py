@@ -78,3 +78,23 @@ def test_pipes_segments_and_bad_lines_are_named(tmp_path: Path, caplog) -> None:
     (data / "utt2spk").write_text("u1 a b\n")
     with pytest.raises(SpeechUnitsError, match=r"utt2spk:1: expected 'utt_id speaker'"):
         read_speakers(data / "utt2spk")
+
+
+def test_a_nemo_manifest_gives_audio_text_and_speakers(recipe, tmp_path: Path) -> None:
+    """NeMo's JSONL (audio_filepath, duration, text, speaker): ids from the file names."""
+    from speechunits.probe.labels import find_label_files, read_transcripts
+
+    recipe_dir = recipe[0]
+    wavs = sorted((recipe_dir / "downloads" / "wavs").glob("*.wav"))
+    texts = dict(line.split("\t", 1) for line in (recipe_dir / "downloads" / "text.tsv").read_text().splitlines()
+                 if line)
+    speakers = read_speakers(recipe_dir / "downloads" / "speakers.tsv")
+    manifest = tmp_path / "train_manifest.json"
+    manifest.write_text("".join(json.dumps({"audio_filepath": str(w), "duration": 1.0, "text": texts[w.stem],
+                                            "speaker": speakers[w.stem]}) + "\n" for w in wavs))
+    assert [u.id for u in open_corpus(manifest)] == [w.stem for w in wavs]
+    assert find_label_files(manifest) == {"transcripts": manifest, "speakers": manifest}
+    assert read_speakers(manifest) == {w.stem: speakers[w.stem] for w in wavs}
+    assert read_transcripts(manifest) == {w.stem: " ".join(texts[w.stem].split()) for w in wavs}
+    assert main(["probe", "train", "speaker", str(manifest), "--encoder", "mfcc", "-o", str(tmp_path / "spk"),
+                 "--max-steps", "2", "--device", "cpu", "--quiet"]) == 0

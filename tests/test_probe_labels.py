@@ -62,7 +62,7 @@ def test_read_transcripts_kaldi(tmp_path: Path) -> None:
     ("m.jsonl", '{"id": "a", "text": "hi"}\n{"id": "b", "text": \n', 2, "not valid JSON"),
     ("m.jsonl", '["a", "hi"]\n', 1, "expected a JSON object"),
     ("m.jsonl", '{"id": "a", "text": 3}\n', 1, "'text' must be a string"),
-    ("m.jsonl", '{"text": "hi"}\n', 1, "neither 'id' nor 'path'"),
+    ("m.jsonl", '{"text": "hi"}\n', 1, "neither 'id' nor an audio path"),
 ])
 def test_malformed_transcripts_name_file_and_line(tmp_path: Path, name: str, text: str, line: int,
                                                   match: str) -> None:

@@ -9,7 +9,8 @@ Five inputs are understood (see :func:`open_corpus`):
   beside it, ids their file names without extension);
 * a fairseq ``.tsv`` manifest (first line: root dir; then ``relpath<TAB>num_samples``);
 * a JSONL manifest, one ``{"id": ..., "path": ...}`` object per line plus optional fields
-  (``num_samples``, ``speaker``, ``text`` ...); relative paths are relative to the file.
+  (``num_samples``, ``speaker``, ``text`` ...; NeMo's ``audio_filepath`` for ``path``); relative
+  paths are relative to the file.
 
 A single audio file is a corpus of one. The utterance id is the path relative to the root
 without its extension (JSONL and wav.scp give it explicitly); duplicate ids are an error (naming both
@@ -293,14 +294,34 @@ def _iter_tsv(manifest: Path) -> Iterator[Utterance]:
         raise SpeechUnitsError(f"{manifest}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
+#: The keys of a JSONL manifest's audio path: ours and NeMo's.
+JSONL_PATH_KEYS = ("path", "audio_filepath")
+
+
+def jsonl_audio_key(record: dict[str, Any]) -> str | None:
+    """Which of :data:`JSONL_PATH_KEYS` a JSONL record holds (the first), or ``None``."""
+    return next((key for key in JSONL_PATH_KEYS if key in record), None)
+
+
+def jsonl_record_id(record: dict[str, Any]) -> str | None:
+    """A JSONL record's utterance id: ``id``, else its audio path's stem; ``None`` without either."""
+    if "id" in record:
+        return str(record["id"])
+    key = jsonl_audio_key(record)
+    return None if key is None else Path(str(record[key])).stem
+
+
 def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
     for line_no, record in iter_jsonl_objects(manifest, "JSONL manifest"):
-        if "path" not in record:
-            raise SpeechUnitsError(f"{manifest}:{line_no}: each line needs an object with a 'path'")
-        audio_path = Path(record.pop("path"))
+        key = jsonl_audio_key(record)
+        if key is None:
+            raise SpeechUnitsError(f"{manifest}:{line_no}: each line needs an object with a 'path' "
+                                   "(or NeMo's 'audio_filepath')")
+        utt_id = str(jsonl_record_id(record))
+        audio_path = Path(record.pop(key))
+        record.pop("id", None)
         if not audio_path.is_absolute():
             audio_path = manifest.parent / audio_path
-        utt_id = str(record.pop("id", audio_path.stem))
         num_samples = record.pop("num_samples", None)
         yield Utterance(utt_id, str(audio_path), int(num_samples) if num_samples is not None else None, record)
 
@@ -420,7 +441,7 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt_id: speaker}`` from a ``utt_id<TAB>speaker`` file such as ``speakers.tsv``, or from a
     Kaldi ``utt2spk`` (``utt_id speaker``, separated by any whitespace), or of a LibriSpeech tree (a
     directory: the ids of its ``*.trans.txt`` files, ``SPEAKER-CHAPTER-N``, give the speakers), or of a
-    Common Voice TSV (``client_id`` of each clip).
+    Common Voice TSV (``client_id`` of each clip), or of a JSONL manifest (``speaker`` fields).
 
     Blank lines are ignored; surrounding whitespace of the speaker is dropped.
 
@@ -429,6 +450,16 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
             fields, or an utterance listed twice (the message names the file and line).
     """
     result: dict[str, str] = {}
+    if Path(path).suffix.lower() in (".jsonl", ".json"):  # a JSONL manifest's 'speaker' fields
+        for line_no, record in iter_jsonl_objects(path, "JSONL manifest"):
+            utt_id = jsonl_record_id(record)
+            if utt_id is None:
+                raise SpeechUnitsError(f"{path}:{line_no}: object has neither 'id' nor an audio path")
+            if record.get("speaker") is not None:
+                result[utt_id] = str(record["speaker"])
+        if not result:
+            raise SpeechUnitsError(f"{path}: no line has a 'speaker'")
+        return result
     if common_voice_columns(path) is not None:
         return {common_voice_id(row["path"]): row["client_id"] for _, row in iter_common_voice(path)}
     if Path(path).is_dir():

@@ -34,7 +34,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from speechunits.corpus import (LIBRISPEECH_TRANSCRIPTS, common_voice_columns, common_voice_id, iter_common_voice,
-                                iter_jsonl_objects, iter_librispeech_transcripts, iter_text_lines, read_pairs)
+                                iter_jsonl_objects, iter_librispeech_transcripts, iter_text_lines, jsonl_record_id,
+                                read_pairs)
 from speechunits.errors import SpeechUnitsError
 from speechunits.id_match import match_ids, rekey
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
@@ -70,7 +71,8 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
     lines, read recursively).
 
     Format: ``.jsonl``/``.json`` → JSONL (one object per line, ``text`` field; the id is ``id``,
-    else the stem of ``path`` as in :func:`speechunits.corpus.open_corpus`; lines without
+    else the stem of its audio path (``path`` or NeMo's ``audio_filepath``) as in
+    :func:`speechunits.corpus.open_corpus`; lines without
     ``text`` are utterances without a transcript); otherwise ``utt<TAB>text`` when the first
     non-blank line holds a tab (or the name ends in ``.tsv``), else Kaldi ``uttid word ...``
     (split at the first whitespace; a line with only an id is an empty transcript).
@@ -119,12 +121,9 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
 def _read_jsonl_text(path: Path) -> dict[str, str]:
     result: dict[str, str] = {}
     for line_no, record in iter_jsonl_objects(path, "JSONL manifest"):
-        if "id" in record:
-            utt = str(record["id"])
-        elif "path" in record:
-            utt = Path(str(record["path"])).stem
-        else:
-            raise SpeechUnitsError(f"{path}:{line_no}: object has neither 'id' nor 'path'")
+        utt = jsonl_record_id(record)
+        if utt is None:
+            raise SpeechUnitsError(f"{path}:{line_no}: object has neither 'id' nor an audio path")
         if "text" not in record or record["text"] is None:
             continue
         if not isinstance(record["text"], str):
@@ -348,10 +347,11 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     Where: ``corpus_root`` itself when it is a directory, else the manifest's directory; also
     the parent of an audio directory whose parent is a synth corpus (holds ``corpus.json``),
     so that ``CORPUS/wavs`` finds ``CORPUS/text.tsv``. What: ``phones.tsv`` or ``textgrids/``
-    (alignments); a JSONL manifest whose first record has ``text``, else ``text.tsv``, else a
-    Kaldi ``text`` file (a Kaldi data directory's), else, for a directory, the directory itself when LibriSpeech ``*.trans.txt``
-    files lie under it (transcripts); ``speakers.tsv``, else Kaldi's ``utt2spk``, else that LibriSpeech
-    directory (speakers from its ids). Keys without a file are left out.
+    (alignments); a JSONL manifest whose first record has ``text``, else ``text.tsv``, else a Kaldi
+    ``text`` file (a Kaldi data directory's), else, for a directory, the directory itself when
+    LibriSpeech ``*.trans.txt`` files lie under it (transcripts); a JSONL manifest whose first record
+    has ``speaker``, else ``speakers.tsv``, else Kaldi's ``utt2spk``, else that LibriSpeech directory
+    (speakers from its ids). A Common Voice TSV gives both. Keys without a file are left out.
     """
     root = Path(corpus_root)
     if root.is_dir():
@@ -359,8 +359,11 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     else:
         places = [root.parent]
     found: dict[str, Path] = {}
-    if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES and _jsonl_has_text(root):
-        found["transcripts"] = root
+    if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
+        if _jsonl_has(root, "text"):
+            found["transcripts"] = root
+        if _jsonl_has(root, "speaker"):
+            found["speakers"] = root
     if common_voice_columns(root) is not None:  # a Common Voice TSV: sentences and client ids
         found["transcripts"] = found["speakers"] = root
     for key, names in (("alignments", ALIGNMENT_FILES), ("transcripts", TRANSCRIPT_FILES),
@@ -381,11 +384,12 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     return found
 
 
-def _jsonl_has_text(path: Path) -> bool:
+def _jsonl_has(path: Path, field: str) -> bool:
+    """Whether the first record of a JSONL manifest has ``field``."""
     for _, line in iter_text_lines(path, "JSONL manifest"):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             return False
-        return isinstance(record, dict) and "text" in record
+        return isinstance(record, dict) and field in record
     return False
