@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from speechunits.cli.main import main
+from speechunits.corpus import read_speakers
 from speechunits.id_match import match_ids, rekey
 from speechunits.synth.testing import small_corpus
 from conftest import cli_error
@@ -199,6 +200,26 @@ def librispeech_tree(encoded, tmp_path_factory: pytest.TempPathFactory) -> tuple
             expected[name] = " ".join(texts[utt].upper().split())
         (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
     return root, expected
+
+
+def test_sweep_on_a_librispeech_tree_scores_abx_across_its_speakers(encoded, librispeech_tree, tmp_path: Path) -> None:
+    """Speakers from the tree's ids (no speakers.tsv anywhere), alignments named by LibriSpeech ids."""
+    corpus = encoded[0]
+    root = librispeech_tree[0]
+    by_speaker: dict[str, list[str]] = {}
+    for utt, speaker in sorted(read_speakers(corpus / "speakers.tsv").items()):
+        by_speaker.setdefault(speaker, []).append(utt)
+    renamed = {utt: f"{100 + number}-2000-{index:04d}" for number, (_, utts) in enumerate(sorted(by_speaker.items()))
+               for index, utt in enumerate(utts)}
+    lines = [line.split("\t") for line in (corpus / "phones.tsv").read_text().splitlines() if line]
+    alignments = tmp_path / "alignments" / "phones.tsv"
+    alignments.parent.mkdir()
+    alignments.write_text("".join("\t".join([renamed[f[0]], *f[1:]]) + "\n" for f in lines))
+    assert main(["sweep", str(root), "--encoder", "mfcc", "--layers", "0", "--k", "4", "--abx", "--alignments",
+                 str(alignments), "-o", str(tmp_path / "report"), "--quiet"]) == 0
+    with open(tmp_path / "report" / "results.csv") as handle:
+        row = next(csv.DictReader(handle))
+    assert row["abx_across"] != ""  # (within-speaker ABX has too few items in this small corpus)
 
 
 def test_librispeech_transcripts_are_read_from_the_tree(librispeech_tree) -> None:

@@ -204,10 +204,17 @@ def _absolute(settings: SweepSettings) -> SweepSettings:
 
 
 def find_speakers(input_path: Path, alignments: Path, explicit: str | None) -> dict[str, str] | None:
-    """``{utt: speaker}`` from ``explicit`` or a ``speakers.tsv`` next to the input or alignments
-    (or in their parent folders); ``None`` when there is none."""
+    """``{utt: speaker}`` from ``explicit``, else the speakers the corpus carries
+    (:func:`~speechunits.probe.labels.find_label_files`: ``speakers.tsv``, ``utt2spk``, a LibriSpeech
+    tree's ids, a Common Voice TSV ...), else a ``speakers.tsv`` beside the alignments (or in their
+    parent folder); ``None`` when there is none."""
+    from speechunits.probe.labels import find_label_files
+
     if explicit:
         return read_speakers(explicit)
+    carried = find_label_files(input_path).get("speakers")
+    if carried is not None:
+        return read_speakers(carried)
     for base in (input_path, alignments):
         folder = base if base.is_dir() else base.parent
         for path in (folder / SPEAKERS_FILE, folder.parent / SPEAKERS_FILE):
