@@ -440,7 +440,9 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
         split = split_from_file(split_file)
     else:
         speaker_map = None
-        if split_by == "speaker" or task == "speaker":
+        if task == "speaker":  # the speakers the probe classifies (matched to the corpus's ids already)
+            speaker_map = {utt: str(label) for utt, label in label_set.labels.items()}
+        elif split_by == "speaker":
             source = speakers or find_label_files(corpus).get("speakers")
             if source is None:
                 raise SpeechUnitsError(f"{corpus}: no speakers.tsv to split by speaker (give --speakers)")
