@@ -311,6 +311,27 @@ def jsonl_record_id(record: dict[str, Any]) -> str | None:
     return None if key is None else Path(str(record[key])).stem
 
 
+def iter_jsonl_field(path: str | os.PathLike[str], field: str) -> Iterator[tuple[int, str, Any]]:
+    """``(line_no, utterance id, value)`` of every record of a JSONL manifest whose ``field`` is set
+    (ids by :func:`jsonl_record_id`); records without it are utterances without that label.
+
+    Raises:
+        SpeechUnitsError: see :func:`iter_jsonl_objects`; a record with neither an id nor an audio
+            path, or an utterance whose ``field`` is given twice (naming ``file:line``).
+    """
+    seen: set[str] = set()
+    for line_no, record in iter_jsonl_objects(path, "JSONL manifest"):
+        utt_id = jsonl_record_id(record)
+        if utt_id is None:
+            raise SpeechUnitsError(f"{path}:{line_no}: object has neither 'id' nor an audio path")
+        if record.get(field) is None:
+            continue
+        if utt_id in seen:
+            raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt_id!r} listed twice")
+        seen.add(utt_id)
+        yield line_no, utt_id, record[field]
+
+
 def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
     for line_no, record in iter_jsonl_objects(manifest, "JSONL manifest"):
         key = jsonl_audio_key(record)
@@ -451,12 +472,7 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
     """
     result: dict[str, str] = {}
     if Path(path).suffix.lower() in (".jsonl", ".json"):  # a JSONL manifest's 'speaker' fields
-        for line_no, record in iter_jsonl_objects(path, "JSONL manifest"):
-            utt_id = jsonl_record_id(record)
-            if utt_id is None:
-                raise SpeechUnitsError(f"{path}:{line_no}: object has neither 'id' nor an audio path")
-            if record.get("speaker") is not None:
-                result[utt_id] = str(record["speaker"])
+        result = {utt_id: str(speaker) for _, utt_id, speaker in iter_jsonl_field(path, "speaker")}
         if not result:
             raise SpeechUnitsError(f"{path}: no line has a 'speaker'")
         return result
@@ -472,14 +488,7 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
                                    "whose ids name the speakers")
         return result
     if Path(path).name == KALDI_UTT2SPK:
-        for line_no, line in iter_text_lines(path, "Kaldi utt2spk"):
-            fields = line.split()
-            if len(fields) != 2:
-                raise SpeechUnitsError(f"{path}:{line_no}: expected 'utt_id speaker', got {line[:80]!r}")
-            if fields[0] in result:
-                raise SpeechUnitsError(f"{path}:{line_no}: utterance {fields[0]!r} listed twice")
-            result[fields[0]] = fields[1]
-        return result
+        return read_pairs(path, what="Kaldi utt2spk", key_name="utt_id", value_name="speaker", whitespace=True)
     return read_pairs(path, what="speakers file", key_name="utt_id", value_name="speaker")
 
 
@@ -514,20 +523,21 @@ def iter_jsonl_objects(path: str | os.PathLike[str], what: str) -> Iterator[tupl
 
 
 def read_pairs(path: str | os.PathLike[str], *, what: str, value_name: str, key_name: str = "utt",
-               allow_empty: bool = False) -> dict[str, str]:
-    """``{key: value}`` from ``key<TAB>value`` lines: the one reader of two-column TSV files
-    (speakers, utterance labels, phone transcripts). Both fields are stripped.
+               allow_empty: bool = False, whitespace: bool = False) -> dict[str, str]:
+    """``{key: value}`` from ``key<TAB>value`` lines: the one reader of two-column files (speakers,
+    utterance labels, phone transcripts); with ``whitespace``, Kaldi's ``key value`` lines split at
+    any whitespace (``utt2spk``). Both fields are stripped.
 
     Raises:
-        SpeechUnitsError: see :func:`iter_text_lines`; a line that is not exactly two tab-separated
-            fields with a non-empty key (and value, unless ``allow_empty``), or a key listed twice,
-            naming ``file:line``.
+        SpeechUnitsError: see :func:`iter_text_lines`; a line that is not exactly two fields with a
+            non-empty key (and value, unless ``allow_empty``), or a key listed twice, naming ``file:line``.
     """
     result: dict[str, str] = {}
+    expected = f"'{key_name} {value_name}'" if whitespace else f"{key_name}<TAB>{value_name}"
     for line_no, line in iter_text_lines(path, what):
-        cols = line.split("\t")
+        cols = line.split() if whitespace else line.split("\t")
         if len(cols) != 2 or not cols[0].strip() or (not allow_empty and not cols[1].strip()):
-            raise SpeechUnitsError(f"{path}:{line_no}: expected {key_name}<TAB>{value_name}, got {line[:80]!r}")
+            raise SpeechUnitsError(f"{path}:{line_no}: expected {expected}, got {line[:80]!r}")
         key = cols[0].strip()
         if key in result:
             raise SpeechUnitsError(f"{path}:{line_no}: utterance {key!r} listed twice")

@@ -34,8 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from speechunits.corpus import (LIBRISPEECH_TRANSCRIPTS, common_voice_columns, common_voice_id, iter_common_voice,
-                                iter_jsonl_objects, iter_librispeech_transcripts, iter_text_lines, jsonl_record_id,
-                                read_pairs)
+                                iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines, read_pairs)
 from speechunits.errors import SpeechUnitsError
 from speechunits.id_match import match_ids, rekey
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
@@ -120,15 +119,10 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
 
 def _read_jsonl_text(path: Path) -> dict[str, str]:
     result: dict[str, str] = {}
-    for line_no, record in iter_jsonl_objects(path, "JSONL manifest"):
-        utt = jsonl_record_id(record)
-        if utt is None:
-            raise SpeechUnitsError(f"{path}:{line_no}: object has neither 'id' nor an audio path")
-        if "text" not in record or record["text"] is None:
-            continue
-        if not isinstance(record["text"], str):
-            raise SpeechUnitsError(f"{path}:{line_no}: 'text' must be a string, got {type(record['text']).__name__}")
-        _add(result, path, line_no, utt, " ".join(record["text"].split()))
+    for line_no, utt, text in iter_jsonl_field(path, "text"):
+        if not isinstance(text, str):
+            raise SpeechUnitsError(f"{path}:{line_no}: 'text' must be a string, got {type(text).__name__}")
+        result[utt] = " ".join(text.split())
     return result
 
 
