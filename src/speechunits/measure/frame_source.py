@@ -51,8 +51,8 @@ def open_frame_source(path: str | Path, layer: int | None = None, frame_rate: fl
             raise SpeechUnitsError(f"{path}: no features.json with frame timing; give --frame-rate and --frame-offset")
         if layer is None and meta.get("layers") and len(meta["layers"]) > 1:
             raise SpeechUnitsError(f"{path}: holds layers {meta['layers']}; choose one with --layer")
-        ids = [utt_id for utt_id, _ in read_features_dir(path, layer)]  # (memory-mapped: no frame is read)
-        return FrameSource(path, read_features_dir(path, layer), float(rate), float(offset), "angular", ids)
+        frames = list(read_features_dir(path, layer))  # memory-mapped slices: no frame is read here
+        return FrameSource(path, frames, float(rate), float(offset), "angular", [utt_id for utt_id, _ in frames])
     from speechunits.units.store import UnitStore
 
     store = UnitStore.open(path)

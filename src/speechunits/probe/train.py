@@ -92,11 +92,11 @@ def make_coder(task: str, train_labels: Sequence[Any], *, tokenizer: str | int =
             raise SpeechUnitsError("task 'frames': the labels carry no frame vocabulary")
         return LabelCoder(task, vocabulary=frame_vocabulary)
     objective_of(task)
-    classes = sorted({str(label) for label in train_labels})
-    if len(classes) < 2:  # a classifier of one class learns nothing and scores 100 %
-        raise SpeechUnitsError(f"task {task!r}: the training part has {len(classes)} class(es) "
-                               f"({', '.join(repr(c) for c in classes) or 'none'}); a {task} probe needs at least two")
-    return LabelCoder(task, vocabulary=vocab.class_vocabulary(str(label) for label in train_labels))
+    classes = vocab.class_vocabulary(str(label) for label in train_labels)
+    if len(classes.tokens) < 2:  # a classifier of one class learns nothing and scores 100 %
+        raise SpeechUnitsError(f"task {task!r}: the training part has {len(classes.tokens)} class(es) "
+                               f"({', '.join(repr(c) for c in classes.tokens)}); a {task} probe needs at least two")
+    return LabelCoder(task, vocabulary=classes)
 
 
 def finetune_input(encoder_name: str, finetune: str, *, corpus: Any, device: str = "auto", dtype: str = "fp32",
