@@ -17,7 +17,7 @@ import pytest
 
 from speechunits.cli.main import main
 from speechunits.corpus import read_speakers
-from speechunits.id_match import match_ids, rekey
+from speechunits.id_match import match_ids, named_by, rekey
 from speechunits.synth.testing import small_corpus
 from conftest import cli_error
 
@@ -64,6 +64,13 @@ def test_the_log_says_when_ids_were_matched_by_their_endings(caplog) -> None:
 
 def test_rekey_gives_the_table_under_our_ids() -> None:
     assert rekey({"x": 1, "y": 2, "z": 3}, ["wavs/y", "wavs/x", "wavs/q"]) == {"wavs/y": 2, "wavs/x": 1}
+
+
+def test_named_by_keeps_a_table_whose_ids_are_ours_whole() -> None:
+    table = {"x": 1, "y": 2, "z": 3}
+    assert named_by(table, ["x", "q"]) == table  # ids in common: every row kept, 'y' and 'z' too
+    assert named_by(table, ["p", "q"]) == table  # nothing matches: the caller reports it
+    assert named_by(table, ["wavs/y", "wavs/x"]) == {"wavs/y": 2, "wavs/x": 1}
 
 
 @pytest.fixture(scope="module")

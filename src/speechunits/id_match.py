@@ -74,3 +74,13 @@ def match_ids(ours: Iterable[str], theirs: Iterable[str], what: str = "labels") 
 def rekey(table: Mapping[str, V], ours: Iterable[str], what: str = "labels") -> dict[str, V]:
     """``table`` (keyed by label ids) keyed by ``ours`` through :func:`match_ids`; unmatched ids are left out."""
     return {utt: table[target] for utt, target in match_ids(ours, table.keys(), what).items()}
+
+
+def named_by(table: Mapping[str, V], ours: Iterable[str], what: str = "labels") -> dict[str, V]:
+    """``table`` as it is when its ids are ours (ids in common, or none matching: the caller reports
+    that); keyed by ``ours`` through :func:`match_ids` when they matched by their endings (the
+    unmatched left out)."""
+    mapping = match_ids(ours, table.keys(), what)
+    if all(utt == label for utt, label in mapping.items()):
+        return dict(table)
+    return {utt: table[label] for utt, label in mapping.items()}

@@ -137,12 +137,9 @@ def train_lm(store_path: str | Path, out_dir: str | Path, cfg: LMConfig, *, toke
     if interleave is not None:
         from speechunits.lm.interleave import check_coverage, read_words, word_vocabulary
 
-        from speechunits.id_match import rekey
+        from speechunits.id_match import named_by
 
-        by_file = read_words(interleave)
-        alignments = rekey(by_file, (r[0] for r in rows), str(interleave))  # a store of a folder: flac/u1 = u1
-        if not alignments or all(utt in by_file for utt in alignments):  # ids in common: the file as it is
-            alignments = by_file
+        alignments = named_by(read_words(interleave), (r[0] for r in rows), str(interleave))  # flac/u1 = u1
         check_coverage([r[0] for r in rows], alignments, str(interleave))
         words = word_vocabulary(alignments)
     vocab = LMVocab(tokens, store.vocab_size, bpe, words)

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from speechunits.corpus import SPEAKERS_FILE, read_speakers
-from speechunits.id_match import match_ids, rekey
+from speechunits.id_match import named_by, rekey
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_json_object
 from speechunits.measure.alignments import Segment, load_alignments
@@ -258,10 +258,8 @@ def run_sweep(settings: SweepSettings, out_dir: str | os.PathLike[str], *, quiet
     alignments = load_alignments(settings.alignments, tier=settings.tier, frame_rate=settings.frame_rate)
     corpus = open_corpus(settings.input)
     utts = list(corpus)
-    label_of = match_ids([u.id for u in utts], alignments, str(settings.alignments))
-    if any(utt != label for utt, label in label_of.items()):  # matched by file path endings: the corpus's ids
-        alignments = {utt: alignments[label] for utt, label in label_of.items()}
-    aligned = [u for u in utts if u.id in label_of]
+    alignments = named_by(alignments, [u.id for u in utts], str(settings.alignments))
+    aligned = [u for u in utts if u.id in alignments]
     if not aligned:
         raise SpeechUnitsError(
             f"{settings.input} and {settings.alignments}: no utterance in common "
