@@ -12,6 +12,7 @@ LDC releases) is refused with the command that converts it. Headerless PCM (``.r
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.hf_datasets import parse_row_path, read_row_audio, row_audio_file
 
 #: File extensions with a header (read through libsndfile). ``.opus`` is Ogg/Opus, ``.sph`` NIST SPHERE.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph")
@@ -99,6 +101,9 @@ def _open_sound_file(path: Path, raw_format: RawFormat | str | None):
     """
     import soundfile as sf
 
+    row = parse_row_path(path)
+    if row is not None:  # a row of a Hugging Face table (speechunits.hf_datasets)
+        return _open_table_row(path, *row)
     if isinstance(raw_format, str):
         raw_format = RawFormat.parse(raw_format)
     suffix = path.suffix.lower()
@@ -124,6 +129,31 @@ def _open_sound_file(path: Path, raw_format: RawFormat | str | None):
         raise
     except _DECODE_ERRORS as exc:  # not MemoryError: running out of memory is no bad input
         raise SpeechUnitsError(_sphere_problem(path) or f"{path}: unreadable or corrupt audio ({exc})") from exc
+
+
+def _open_table_row(where: Path, table: Path, row: int):
+    """Open the audio of row ``row`` of ``table``: its encoded bytes, else the file its path names."""
+    import soundfile as sf
+
+    encoded, stored_path = read_row_audio(table, row)
+    if encoded is None:
+        if not stored_path:
+            raise SpeechUnitsError(f"{where}: the row has no audio (null bytes and path)")
+        return _open_sound_file(row_audio_file(table, stored_path), None)
+    try:
+        return sf.SoundFile(io.BytesIO(encoded))
+    except _DECODE_ERRORS as exc:
+        raise SpeechUnitsError(f"{where}: unreadable or corrupt audio in the table ({exc})") from exc
+
+
+def open_sound_file(path: str | Path, raw_format: RawFormat | str | None = None):
+    """A ``soundfile.SoundFile`` open on ``path``: an audio file, headerless PCM through
+    ``raw_format``, or a Hugging Face table row (:func:`speechunits.hf_datasets.row_path`).
+
+    Raises:
+        SpeechUnitsError: as :meth:`Audio.load`.
+    """
+    return _open_sound_file(Path(path), raw_format)
 
 
 def _mono(data: np.ndarray, channel: int | None, path: Path) -> np.ndarray:

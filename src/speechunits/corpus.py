@@ -1,6 +1,6 @@
 """Corpora: where utterances come from.
 
-Five inputs are understood (see :func:`open_corpus`):
+Six inputs are understood (see :func:`open_corpus`):
 
 * an audio directory, scanned recursively in sorted order;
 * a Kaldi/ESPnet ``wav.scp`` (``utt_id path`` lines; a data directory holding one is read
@@ -10,7 +10,9 @@ Five inputs are understood (see :func:`open_corpus`):
 * a fairseq ``.tsv`` manifest (first line: root dir; then ``relpath<TAB>num_samples``);
 * a JSONL manifest, one ``{"id": ..., "path": ...}`` object per line plus optional fields
   (``num_samples``, ``speaker``, ``text`` ...; NeMo's ``audio_filepath`` for ``path``); relative
-  paths are relative to the file.
+  paths are relative to the file;
+* Hugging Face ``datasets`` tables: Parquet shards (the Hub's, ``to_parquet``'s) or Arrow files
+  (``save_to_disk``, the cache), one split at a time (:mod:`speechunits.hf_datasets`).
 
 A single audio file is a corpus of one. The utterance id is the path relative to the root
 without its extension (JSONL and wav.scp give it explicitly); duplicate ids are an error (naming both
@@ -30,6 +32,8 @@ from typing import Any, Callable, Iterable, Iterator
 from speechunits.audio import AUDIO_EXTENSIONS, RAW_EXTENSIONS, RawFormat
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import parse_json_object
+from speechunits.hf_datasets import (SPEAKER_COLUMNS, is_table_source, iter_table_utterances, parse_row_path,
+                                     read_column, table_files)
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,8 @@ def _duplicate_message(source: str, utt_id: str, first: str, second: str) -> str
 def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | None = None,
                 raw_format: RawFormat | str | None = None) -> Corpus:
     """Open an audio directory, a Kaldi ``wav.scp`` (or a data directory holding one), a fairseq
-    ``.tsv``, a ``.jsonl`` manifest or a single audio file.
+    ``.tsv``, a ``.jsonl`` manifest, Hugging Face Parquet/Arrow tables (a file, a quoted glob, a
+    directory of one split's shards) or a single audio file.
 
     ``raw_format`` (``"s16le:16000"`` or a :class:`RawFormat`) tells how to read the corpus's
     headerless PCM files; it rides on every :class:`Utterance`.
@@ -138,11 +143,14 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
     path = Path(source)
     if isinstance(raw_format, str):
         raw_format = RawFormat.parse(raw_format)
-    if not path.exists():
+    if not path.exists() and not is_table_source(path):  # a quoted glob of Parquet shards exists only as shards
         raise SpeechUnitsError(f"{path}: no such file or directory")
     if path.is_dir() and (path / KALDI_WAV_SCP).is_file():  # a Kaldi/ESPnet data directory
         path = path / KALDI_WAV_SCP
-    if path.is_dir():
+    if is_table_source(path):  # Hugging Face datasets: Parquet/Arrow shards with an audio column
+        table_files(path)  # one split, or an error naming them
+        make_iter = lambda: iter_table_utterances(path)  # noqa: E731
+    elif path.is_dir():
         make_iter: Callable[[], Iterator[Utterance]] = lambda: _iter_directory(path)  # noqa: E731
     elif path.suffix == ".scp":
         _refuse_kaldi_segments(path)
@@ -154,7 +162,8 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
     elif path.suffix.lower() in _SCANNED_EXTENSIONS or raw_format is not None:
         make_iter = lambda: iter([Utterance(path.stem, str(path))])  # noqa: E731
     else:
-        raise SpeechUnitsError(f"{path}: not an audio directory, wav.scp, .tsv/.jsonl manifest or audio file")
+        raise SpeechUnitsError(f"{path}: not an audio directory, wav.scp, .tsv/.jsonl manifest, Hugging Face "
+                               "Parquet/Arrow table or audio file")
     if raw_format is not None:
         plain_iter = make_iter
         make_iter = lambda: (replace(utt, raw_format=raw_format) for utt in plain_iter())  # noqa: E731
@@ -402,6 +411,8 @@ def total_audio_seconds(utterances: Iterable[Utterance], limit: int = MAX_PRESCA
     for count, utt in enumerate(utterances):
         if count >= limit:
             return None
+        if parse_row_path(utt.path) is not None:
+            return None  # a table row: its length is known only once decoded
         try:
             if utt.raw_format is not None and Path(utt.path).suffix.lower() not in AUDIO_EXTENSIONS:
                 total += utt.raw_format.num_frames(utt.path) / utt.raw_format.sample_rate
@@ -471,6 +482,8 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
             fields, or an utterance listed twice (the message names the file and line).
     """
     result: dict[str, str] = {}
+    if is_table_source(path):  # a Hugging Face table's speaker column
+        return read_column(path, SPEAKER_COLUMNS, "speaker")
     if Path(path).suffix.lower() in (".jsonl", ".json"):  # a JSONL manifest's 'speaker' fields
         result = {utt_id: str(speaker) for _, utt_id, speaker in iter_jsonl_field(path, "speaker")}
         if not result:

@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from speechunits.audio import Audio
+from speechunits.audio import Audio, open_sound_file
 from speechunits.corpus import Corpus, Utterance, refuse_output_in_input, total_audio_seconds
 from speechunits.errors import SpeechUnitsError
 from speechunits.progress import AudioProgress
@@ -161,10 +161,7 @@ def write_segment_audio(source: str | os.PathLike[str], rows: list[SegmentRow], 
     import soundfile as sf
 
     out_dir = Path(out_dir)
-    try:
-        handle = sf.SoundFile(str(source))
-    except Exception as exc:  # noqa: BLE001 - libsndfile raises several types
-        raise SpeechUnitsError(f"{source}: unreadable or corrupt audio ({exc})") from exc
+    handle = open_sound_file(source)
     written: list[Path] = []
     with handle:
         subtype = "PCM_24" if handle.subtype in _DEEP_SUBTYPES else "PCM_16"

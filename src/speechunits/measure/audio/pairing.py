@@ -6,6 +6,7 @@ from pathlib import Path
 
 from speechunits.corpus import Utterance, open_corpus
 from speechunits.errors import SpeechUnitsError
+from speechunits.hf_datasets import audio_path_exists
 from speechunits.id_match import match_ids
 
 #: How many offending ids an error message lists.
@@ -56,7 +57,7 @@ def match_utterances(ref: str | Path, hyp: str | Path) -> tuple[list[UtterancePa
         raise SpeechUnitsError(f"{hyp}: {len(missing)} of {len(hyps)} utterances have no reference in {ref} "
                                f"(matched by id or file path ending): {_shown(missing)}")
     pairs = [UtterancePair(ref_of[u.id], ref_index[ref_of[u.id]], u) for u in hyps]
-    absent = [p for pair in pairs for p in (pair.ref.path, pair.hyp.path) if not Path(p).is_file()]
+    absent = [p for pair in pairs for p in (pair.ref.path, pair.hyp.path) if not audio_path_exists(p)]
     if absent:
         raise SpeechUnitsError(f"{len(absent)} audio files listed do not exist: {_shown(absent)}")
     return pairs, len(refs) - len(pairs)

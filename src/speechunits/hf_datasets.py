@@ -1,0 +1,464 @@
+"""Hugging Face ``datasets`` audio tables as corpora and label sources.
+
+What is read (``pyarrow`` only; the ``datasets`` package is not needed):
+
+* Parquet shards as the Hub serves them (``data/train-00000-of-00004.parquet``, the
+  ``refs/convert/parquet`` branch's ``default/train/0000.parquet``) or as ``Dataset.to_parquet`` writes;
+* ``Dataset.save_to_disk`` directories (``state.json`` lists the Arrow shards) and the Arrow files
+  of the ``datasets`` cache (Arrow IPC streams).
+
+A source is one such file, a quoted glob of them (``'DIR/data/train-*.parquet'``), or a directory
+holding the shards of **one** split; a directory holding several (a ``DatasetDict``, a Hub snapshot
+with train and test shards) is refused with the paths of its splits.
+
+The audio column is the one the table's ``huggingface`` metadata calls ``Audio``, else the one
+struct column with ``bytes`` and ``path`` fields (the ``Audio`` feature's storage). A row's audio
+is its encoded bytes (any format libsndfile reads) or, where ``bytes`` is null, the file at
+``path`` (as written, else relative to the table's directory).
+
+Utterance ids: the ``id`` column when there is one; else the stems of the rows' audio paths when
+every row has one and they are unique over the source; else ``{file stem}/{row}``. An utterance's
+``path`` is :func:`row_path` (``FILE#row=N``), which :func:`read_row_audio` (and through it
+:meth:`speechunits.audio.Audio.load`) reads. Transcripts (:data:`TEXT_COLUMNS`), speakers
+(:data:`SPEAKER_COLUMNS`) and class labels (``label``, ``ClassLabel`` ids given their names) are
+read from the same rows, keyed by the same ids.
+"""
+from __future__ import annotations
+
+import bisect
+import glob
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from speechunits.errors import SpeechUnitsError
+
+#: Suffixes of the tables read here.
+TABLE_SUFFIXES = (".parquet", ".arrow")
+#: Transcript columns, first present wins (LibriSpeech/most: text; Common Voice: sentence).
+TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text", "text_normalized")
+#: Speaker columns, first present wins (LibriSpeech: speaker_id; Common Voice: client_id).
+SPEAKER_COLUMNS = ("speaker_id", "speaker", "client_id")
+#: The class-label column ``classify`` reads when none is named (``PATH::COLUMN`` names one).
+LABEL_COLUMN = "label"
+
+_ROW_MARK = "#row="
+_ROW_PATH = re.compile(r"^(?P<file>.+\.(?:parquet|arrow))#row=(?P<row>\d+)$")
+_SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}$")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def row_path(file: str | os.PathLike[str], row: int) -> str:
+    """The ``path`` of row ``row`` (0-based, within ``file``) as a corpus records it."""
+    return f"{file}{_ROW_MARK}{row}"
+
+
+def parse_row_path(path: str | os.PathLike[str]) -> tuple[Path, int] | None:
+    """``(file, row)`` of a :func:`row_path`, else ``None`` (an ordinary audio path)."""
+    hit = _ROW_PATH.match(str(path))
+    return (Path(hit["file"]), int(hit["row"])) if hit else None
+
+
+def audio_path_exists(path: str | os.PathLike[str]) -> bool:
+    """Whether an utterance's ``path`` names something to read: a file, or a row of a table that exists."""
+    row = parse_row_path(path)
+    return row[0].is_file() if row is not None else Path(path).is_file()
+
+
+# -- finding the tables of a source ------------------------------------------------------------
+def _is_glob(source: str) -> bool:
+    return bool(_GLOB_CHARS.search(source)) and not Path(source).exists()
+
+
+def _tables_under(root: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / n for n in sorted(filenames)
+                  if not n.startswith(".") and Path(n).suffix in TABLE_SUFFIXES]
+    return found
+
+
+def is_table_source(source: str | os.PathLike[str]) -> bool:
+    """Whether ``source`` names Hugging Face tables: a ``.parquet``/``.arrow`` file (optionally
+    ``::COLUMN``), a glob of them, or a directory saved by ``datasets`` (``state.json``,
+    ``dataset_dict.json``) or holding tables and no audio file."""
+    text = _strip_column(str(source))[0]
+    path = Path(text)
+    if path.suffix in TABLE_SUFFIXES and (path.is_file() or _is_glob(text)):
+        return True
+    if _is_glob(text):
+        return any(Path(p).suffix in TABLE_SUFFIXES for p in glob.glob(text))
+    if not path.is_dir():
+        return False
+    if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+        return True
+    from speechunits.corpus import _iter_directory
+
+    return next(_iter_directory(path), None) is None and bool(_tables_under(path))
+
+
+def table_files(source: str | os.PathLike[str]) -> list[Path]:
+    """The table files of ``source`` (see the module docstring), in reading order.
+
+    Raises:
+        SpeechUnitsError: no table, a ``DatasetDict`` directory or a directory holding several
+            splits (naming the path of each), a ``state.json`` that does not list its files.
+    """
+    text = str(source)
+    path = Path(text)
+    if _is_glob(text):
+        files = sorted(Path(p) for p in glob.glob(text) if Path(p).suffix in TABLE_SUFFIXES)
+        if not files:
+            raise SpeechUnitsError(f"{text}: matches no .parquet or .arrow file")
+        return files
+    if path.is_file():
+        return [path]
+    if (path / "dataset_dict.json").is_file():
+        splits = _json_field(path / "dataset_dict.json", "splits")
+        names = ", ".join(str(path / s) for s in splits) if isinstance(splits, list) else "its split directories"
+        raise SpeechUnitsError(f"{path}: a DatasetDict saved with save_to_disk; give one split: {names}")
+    if (path / "state.json").is_file():
+        listed = _json_field(path / "state.json", "_data_files")
+        if not isinstance(listed, list) or not all(isinstance(e, dict) and "filename" in e for e in listed):
+            raise SpeechUnitsError(f"{path / 'state.json'}: no '_data_files' list of {{'filename': ...}}")
+        return [path / e["filename"] for e in listed]
+    files = _tables_under(path)
+    if not files:
+        raise SpeechUnitsError(f"{path}: no .parquet or .arrow file")
+    splits: dict[str, list[Path]] = {}
+    for file in files:
+        shard = _SHARD_NAME.match(file.stem)
+        where = file.parent.relative_to(path).as_posix()
+        key = f"{where}/{shard['split']}-*{file.suffix}" if shard else f"{where}/*{file.suffix}"
+        splits.setdefault(key.lstrip("./") if where == "." else key, []).append(file)
+    if len(splits) > 1:
+        shown = ", ".join(f"'{path / key}'" for key in splits)
+        raise SpeechUnitsError(f"{path}: holds the shards of {len(splits)} splits; give one of them "
+                               f"(quoted, so the shell leaves the * alone): {shown}")
+    return files
+
+
+def _json_field(path: Path, key: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SpeechUnitsError(f"{path}: unreadable ({exc})") from exc
+
+
+# -- one table file ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _TableInfo:
+    """What is known of one file before reading rows."""
+
+    schema: Any  # pyarrow.Schema
+    features: dict[str, Any]  # the huggingface metadata's features, {} when absent
+    num_rows: int
+    row_group_starts: tuple[int, ...]  # Parquet: first row of each row group; Arrow: (0,)
+
+
+def _is_parquet(file: Path) -> bool:
+    return file.suffix == ".parquet"
+
+
+def _read_arrow(file: Path) -> Any:
+    """The whole Arrow file as a memory-mapped (zero-copy) table: IPC stream (what ``datasets``
+    writes) or IPC file format."""
+    import pyarrow as pa
+
+    try:
+        return pa.ipc.open_stream(pa.memory_map(str(file))).read_all()
+    except pa.ArrowInvalid:
+        try:
+            return pa.ipc.open_file(pa.memory_map(str(file))).read_all()
+        except pa.ArrowInvalid as exc:
+            raise SpeechUnitsError(f"{file}: not an Arrow IPC stream or file ({exc})") from exc
+
+
+@lru_cache(maxsize=64)
+def _info(file: Path, mtime_ns: int) -> _TableInfo:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if _is_parquet(file):
+            meta = pq.ParquetFile(str(file)).metadata
+            schema = meta.schema.to_arrow_schema()
+            starts, row = [], 0
+            for i in range(meta.num_row_groups):
+                starts.append(row)
+                row += meta.row_group(i).num_rows
+            num_rows = meta.num_rows
+        else:
+            table = _read_arrow(file)
+            schema, num_rows, starts = table.schema, table.num_rows, [0]
+    except (OSError, pa.ArrowException) as exc:
+        raise SpeechUnitsError(f"{file}: unreadable table ({exc})") from exc
+    features: dict[str, Any] = {}
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if raw:
+        try:
+            features = json.loads(raw).get("info", {}).get("features", {}) or {}
+        except ValueError:
+            features = {}
+    return _TableInfo(schema, features if isinstance(features, dict) else {}, num_rows, tuple(starts))
+
+
+def table_info(file: Path) -> _TableInfo:
+    try:
+        mtime = file.stat().st_mtime_ns
+    except OSError as exc:
+        raise SpeechUnitsError(f"{file}: no such table ({exc.strerror})") from exc
+    return _info(file, mtime)
+
+
+def audio_column(file: Path) -> str:
+    """The audio column of ``file`` (see the module docstring).
+
+    Raises:
+        SpeechUnitsError: no audio column, or several struct columns and no metadata saying which.
+    """
+    import pyarrow as pa
+
+    info = table_info(file)
+    tagged = [name for name, feature in info.features.items()
+              if isinstance(feature, dict) and feature.get("_type") == "Audio" and name in info.schema.names]
+    if len(tagged) == 1:
+        return tagged[0]
+    shaped = [f.name for f in info.schema
+              if pa.types.is_struct(f.type) and {"bytes", "path"} <= {c.name for c in f.type}]
+    candidates = tagged or shaped
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise SpeechUnitsError(f"{file}: no audio column (an Audio feature, stored as a struct of 'bytes' and "
+                               f"'path'); its columns: {', '.join(info.schema.names)}")
+    raise SpeechUnitsError(f"{file}: several audio columns ({', '.join(candidates)}); keep one "
+                           "(dataset.remove_columns) and save it again")
+
+
+def _scalar_columns(info: _TableInfo, skip: str) -> list[str]:
+    import pyarrow as pa
+
+    return [f.name for f in info.schema if f.name != skip and (
+        pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_integer(f.type)
+        or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type))]
+
+
+def _iter_columns(file: Path, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Row dicts of ``columns`` (``"audio.path"`` reads one field of a struct, keyed ``"audio.path"``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if _is_parquet(file):
+            for batch in pq.ParquetFile(str(file)).iter_batches(columns=list(columns), batch_size=4096):
+                yield from _flat_rows(batch.to_pylist(), columns)
+        else:
+            table = _read_arrow(file)
+            for batch in table.select([c.split(".")[0] for c in dict.fromkeys(columns)]).to_batches(4096):
+                yield from _flat_rows(batch.to_pylist(), columns)
+    except pa.ArrowException as exc:
+        raise SpeechUnitsError(f"{file}: unreadable table ({exc})") from exc
+
+
+def _flat_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        flat = {}
+        for column in columns:
+            head, _, field = column.partition(".")
+            value = row.get(head)
+            flat[column] = (value or {}).get(field) if field else value
+        yield flat
+
+
+# -- rows as utterances ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TableRow:
+    """One row of a source: its utterance id, where it is, and the scalar columns asked for."""
+
+    id: str
+    file: Path
+    row: int
+    values: dict[str, Any]
+
+
+def iter_rows(source: str | os.PathLike[str], columns: Sequence[str] = ()) -> Iterator[TableRow]:
+    """Every row of ``source`` with its utterance id (the module docstring's rule), in order.
+
+    ``columns``: scalar columns to return in ``values`` (absent ones are left out).
+
+    Raises:
+        SpeechUnitsError: see :func:`table_files` and :func:`audio_column`.
+    """
+    files = table_files(source)
+    audio = audio_column(files[0])
+    names = set(table_info(files[0]).schema.names)
+    id_rule = "id" if "id" in names else _path_rule(tuple((f, table_info(f).num_rows, f.stat().st_mtime_ns) for f in files),
+                                                    audio)
+    for file in files:
+        info = table_info(file)
+        needed = [audio] + (["id"] if id_rule == "id" else [])
+        if file != files[0] and not set(needed) <= set(info.schema.names):
+            raise SpeechUnitsError(f"{file}: lacks the column(s) {', '.join(sorted(set(needed) - set(info.schema.names)))} "
+                                   f"that {files[0]} has; give the shards of one dataset")
+        present = [c for c in columns if c in info.schema.names]
+        wanted = list(dict.fromkeys(present + (["id"] if id_rule == "id" else [f"{audio}.path"])))
+        for row, values in enumerate(_iter_columns(file, wanted)):
+            if id_rule == "id":
+                utt_id = "" if values["id"] is None else str(values["id"]).strip()
+                if not utt_id:
+                    raise SpeechUnitsError(f"{file}: row {row} has an empty 'id'")
+            elif id_rule == "path":
+                utt_id = Path(values[f"{audio}.path"]).stem
+            else:
+                utt_id = f"{file.stem}/{row}"
+            yield TableRow(utt_id, file, row, {c: values[c] for c in present})
+
+
+@lru_cache(maxsize=16)
+def _path_rule(files: tuple[tuple[Path, int, int], ...], audio: str) -> str:
+    """``"path"`` when every row's audio path has a stem and the stems are unique, else ``"row"``
+    (``files``: ``(file, rows, mtime)``, so that a rewritten table is looked at again)."""
+    seen: set[str] = set()
+    for file, _, _ in files:
+        for values in _iter_columns(file, [f"{audio}.path"]):
+            stem = Path(values[f"{audio}.path"] or "").stem
+            if not stem or stem in seen:
+                return "row"
+            seen.add(stem)
+    return "path"
+
+
+def iter_table_utterances(source: str | os.PathLike[str]) -> Iterator[Any]:
+    """The rows of ``source`` as :class:`speechunits.corpus.Utterance` records (path: :func:`row_path`;
+    fields: the scalar columns)."""
+    from speechunits.corpus import Utterance
+
+    files = table_files(source)
+    scalars = _scalar_columns(table_info(files[0]), audio_column(files[0]))
+    for item in iter_rows(source, scalars):
+        yield Utterance(item.id, row_path(item.file, item.row), fields=item.values)
+
+
+# -- reading one row's audio -------------------------------------------------------------------
+class _ChunkCache:
+    """The last few decoded row groups (Parquet) or tables (Arrow), so a pass in row order
+    decodes each once."""
+
+    def __init__(self, size: int = 2):
+        self._size = size
+        self._chunks: OrderedDict[tuple[Path, int, int], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Path, int, int], load: Any) -> Any:
+        with self._lock:
+            if key in self._chunks:
+                self._chunks.move_to_end(key)
+                return self._chunks[key]
+        chunk = load()
+        with self._lock:
+            self._chunks[key] = chunk
+            while len(self._chunks) > self._size:
+                self._chunks.popitem(last=False)
+        return chunk
+
+
+_CHUNKS = _ChunkCache()
+
+
+def read_row_audio(file: Path, row: int) -> tuple[bytes | None, str | None]:
+    """``(encoded bytes, path)`` of row ``row`` of ``file``'s audio column (either may be null).
+
+    Raises:
+        SpeechUnitsError: a row past the table's end, an unreadable table.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    info = table_info(file)
+    if not 0 <= row < info.num_rows:
+        raise SpeechUnitsError(f"{row_path(file, row)}: the table has rows 0..{info.num_rows - 1}")
+    column = audio_column(file)
+    group = bisect.bisect_right(info.row_group_starts, row) - 1
+
+    def load() -> Any:
+        if _is_parquet(file):
+            return pq.ParquetFile(str(file)).read_row_group(group, columns=[column]).column(column)
+        return _read_arrow(file).column(column)
+
+    try:
+        values = _CHUNKS.get((file, file.stat().st_mtime_ns, group), load)  # a rewritten table is read again
+        cell = values[row - info.row_group_starts[group]].as_py() or {}
+    except pa.ArrowException as exc:
+        raise SpeechUnitsError(f"{row_path(file, row)}: unreadable table ({exc})") from exc
+    return cell.get("bytes"), cell.get("path")
+
+
+def row_audio_file(file: Path, path: str) -> Path:
+    """Where the audio of a row that stores only a path lies: ``path`` as written, else relative
+    to the table's directory.
+
+    Raises:
+        SpeechUnitsError: found in neither place.
+    """
+    for candidate in (Path(path), file.parent / path):
+        if candidate.is_file():
+            return candidate
+    raise SpeechUnitsError(f"{file}: a row's audio is stored as the path {path!r}, which is not a file here "
+                           f"(nor under {file.parent}); save the dataset with its audio embedded")
+
+
+# -- labels ------------------------------------------------------------------------------------
+def _strip_column(source: str) -> tuple[str, str | None]:
+    """``"PATH::COLUMN"`` → ``(PATH, COLUMN)``; anything else → ``(source, None)``."""
+    head, sep, column = source.rpartition("::")
+    return (head, column) if sep and head and column else (source, None)
+
+
+def has_column(source: str | os.PathLike[str], names: Sequence[str]) -> str | None:
+    """The first of ``names`` that is a column of ``source``'s first table, else ``None``."""
+    present = set(table_info(table_files(source)[0]).schema.names)
+    return next((n for n in names if n in present), None)
+
+
+def read_column(source: str | os.PathLike[str], names: Sequence[str], what: str) -> dict[str, str]:
+    """``{utterance id: value}`` of the first of ``names`` that ``source`` has (``PATH::COLUMN`` names
+    the column instead). Nulls and empty strings are left out; ``ClassLabel`` ids become their
+    names; strings are whitespace-normalised.
+
+    Raises:
+        SpeechUnitsError: no such column (naming the columns there), an id twice, no value at all.
+    """
+    path, named = _strip_column(str(source))
+    files = table_files(path)
+    info = table_info(files[0])
+    column = named if named is not None else has_column(path, names)
+    if column is None or column not in info.schema.names:
+        wanted = repr(named) if named is not None else " or ".join(repr(n) for n in names)
+        raise SpeechUnitsError(f"{path}: no {what} column {wanted}; its columns: {', '.join(info.schema.names)} "
+                               f"(name one as {path}::COLUMN)")
+    feature = info.features.get(column) or {}
+    class_names = feature.get("names") if feature.get("_type") == "ClassLabel" else None
+    result: dict[str, str] = {}
+    for item in iter_rows(path, [column]):
+        value = item.values.get(column)
+        if value is None:
+            continue
+        if class_names is not None and isinstance(value, int) and 0 <= value < len(class_names):
+            value = class_names[value]
+        text = " ".join(str(value).split())
+        if not text:
+            continue
+        if item.id in result:
+            raise SpeechUnitsError(f"{item.file}: utterance {item.id!r} appears twice")
+        result[item.id] = text
+    if not result:
+        raise SpeechUnitsError(f"{path}: column {column!r} holds no {what}")
+    return result
