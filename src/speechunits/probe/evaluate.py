@@ -122,7 +122,7 @@ def corpus_labels(task: str, corpus: str | Path, ids: Sequence[str], *, labels: 
 
     Files given win over those the corpus carries. ``phones``: ``alignments`` or ``labels``
     (phone transcripts ``utt<TAB>p1 p2 ...``); ``asr``: ``labels`` or the corpus's transcripts;
-    ``speaker``: ``labels``/``speakers``; ``classify``: ``labels`` (required); ``frames``:
+    ``speaker``: ``labels``/``speakers``; ``classify``: ``labels`` or a table's ``label`` column; ``frames``:
     alignments, with frame counts and timing from ``inputs``/``samples``, ids in ``vocabulary``
     when given (a probe's; labels it lacks count as wrong, never as ignored).
     """
@@ -143,8 +143,8 @@ def corpus_labels(task: str, corpus: str | Path, ids: Sequence[str], *, labels: 
         if source is not None:
             kwargs["speakers"] = source
     elif task == "classify":
-        if labels is not None:
-            kwargs["labels"] = labels
+        if labels is not None or "labels" in found:  # found: a Hugging Face table's 'label' column
+            kwargs["labels"] = labels or found["labels"]
     elif task == "frames":
         if alignments is not None or labels is not None or "alignments" in found:
             kwargs["alignments"] = alignments or labels or found["alignments"]

@@ -36,6 +36,7 @@ import numpy as np
 from speechunits.corpus import (LIBRISPEECH_TRANSCRIPTS, common_voice_columns, common_voice_id, iter_common_voice,
                                 iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines, read_pairs)
 from speechunits.errors import SpeechUnitsError
+from speechunits.hf_datasets import LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source, read_column
 from speechunits.id_match import match_ids, rekey
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
 from speechunits.probe.vocab import Vocabulary, class_vocabulary
@@ -81,6 +82,8 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
         SpeechUnitsError: missing file, not UTF-8, bad JSON, a ``.tsv`` line without exactly one
             tab, a non-string ``text``, an utterance twice (all naming ``file:line``), no transcript.
     """
+    if is_table_source(path):  # a Hugging Face table's text column
+        return read_column(path, TEXT_COLUMNS, "transcript")
     path = Path(path)
     if path.is_dir():
         result = {}
@@ -133,6 +136,8 @@ def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
         SpeechUnitsError: missing file, a line that is not two non-empty tab-separated fields,
             an utterance listed twice (naming ``file:line``), no label at all.
     """
+    if is_table_source(path):  # a Hugging Face table's 'label' column, or PATH::COLUMN
+        return read_column(path, (LABEL_COLUMN,), "label")
     path = Path(path)
     result = read_pairs(path, what="label file", value_name="label")
     if not result:
@@ -301,7 +306,8 @@ def load_task_labels(
             found, source = read_speakers(speakers), str(speakers)
     elif task == "classify":
         if labels is None:
-            raise SpeechUnitsError("task 'classify' needs a label file (utt<TAB>label)")
+            raise SpeechUnitsError("task 'classify' needs a label file (utt<TAB>label; a Hugging Face table's "
+                                   "'label' column, or TABLE::COLUMN for another)")
         found, source = read_utterance_labels(labels), str(labels)
     else:  # frames
         if alignments is None:
@@ -336,7 +342,7 @@ def _match(task: str, corpus_ids: Sequence[str], found: dict[str, Any], source: 
 
 
 def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
-    """Label files a corpus carries by convention, as ``{"alignments", "transcripts", "speakers": path}``.
+    """Label files a corpus carries by convention, as ``{"alignments", "transcripts", "speakers", "labels": path}``.
 
     Where: ``corpus_root`` itself when it is a directory, else the manifest's directory; also
     the parent of an audio directory whose parent is a synth corpus (holds ``corpus.json``),
@@ -345,14 +351,23 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     ``text`` file (a Kaldi data directory's), else, for a directory, the directory itself when
     LibriSpeech ``*.trans.txt`` files lie under it (transcripts); a JSONL manifest whose first record
     has ``speaker``, else ``speakers.tsv``, else Kaldi's ``utt2spk``, else that LibriSpeech directory
-    (speakers from its ids). A Common Voice TSV gives both. Keys without a file are left out.
+    (speakers from its ids). A Common Voice TSV gives both. A Hugging Face table
+    (:mod:`speechunits.hf_datasets`) is its own ``transcripts``, ``speakers`` and ``labels``
+    (``classify``) source when it has such a column. Keys without a file are left out.
     """
     root = Path(corpus_root)
+    found: dict[str, Path] = {}
+    if is_table_source(root):  # a Hugging Face table: its text and speaker columns
+        if has_column(root, TEXT_COLUMNS):
+            found["transcripts"] = root
+        if has_column(root, SPEAKER_COLUMNS):
+            found["speakers"] = root
+        if has_column(root, (LABEL_COLUMN,)):
+            found["labels"] = root
     if root.is_dir():
         places = [root] + ([root.parent] if (root.parent / SYNTH_MARKER).is_file() else [])
     else:
         places = [root.parent]
-    found: dict[str, Path] = {}
     if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
         if _jsonl_has(root, "text"):
             found["transcripts"] = root
@@ -369,7 +384,7 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
             if hit is not None:
                 found[key] = hit
                 break
-    if root.is_dir() and not {"transcripts", "speakers"} <= set(found) \
+    if root.is_dir() and not {"transcripts", "speakers"} <= set(found) and not is_table_source(root) \
             and next(iter_librispeech_transcripts(root), None) is not None:
         # a LibriSpeech tree: its *.trans.txt files give the transcripts, their ids the speakers
         # (read_transcripts and read_speakers read such a directory)
