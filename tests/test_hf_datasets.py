@@ -177,6 +177,10 @@ def test_features_of_a_table_equal_those_of_its_wav_directory(source: Path, tmp_
     ours = dict(read_features_dir(tmp_path / "from-table"))
     expected = dict(read_features_dir(tmp_path / "from-wavs"))
     assert ours.keys() == expected.keys() and all(np.array_equal(ours[k], expected[k]) for k in expected)
+    # the directory's fairseq manifest lists the rows (FILE#row=N): read back, each is its own utterance
+    listed = list(open_corpus(tmp_path / "from-table" / "manifest.tsv"))
+    assert [u.id for u in listed] == [f"train/{i}" for i in range(len(expected))]
+    assert Audio.load(listed[-1].path) == Audio.load(source / "wavs" / f"{sorted(expected)[-1]}.wav")
 
 
 def test_probes_train_on_a_table_with_its_own_labels(source: Path, tmp_path: Path) -> None:

@@ -298,9 +298,18 @@ def _iter_tsv(manifest: Path) -> Iterator[Utterance]:
                     except ValueError:
                         raise SpeechUnitsError(
                             f"{manifest}:{line_no}: num_samples {parts[1]!r} is not an integer") from None
-                yield Utterance(Path(rel).with_suffix("").as_posix(), str(root / rel), num_samples)
+                yield Utterance(_tsv_id(rel), str(root / rel), num_samples)
     except UnicodeDecodeError as exc:
         raise SpeechUnitsError(f"{manifest}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _tsv_id(rel: str) -> str:
+    """A fairseq manifest row's id: its path without extension; a table row's (``FILE#row=N``,
+    as a features directory of a Hugging Face table lists them) is ``FILE-without-extension/N``."""
+    row = parse_row_path(rel)
+    if row is not None:
+        return f"{row[0].with_suffix('').as_posix()}/{row[1]}"
+    return Path(rel).with_suffix("").as_posix()
 
 
 #: The keys of a JSONL manifest's audio path: ours and NeMo's.
