@@ -190,3 +190,18 @@ def test_probes_train_on_a_table_with_its_own_labels(source: Path, tmp_path: Pat
         assert main(["probe", "train", task, str(saved), "--encoder", "mfcc", "-o", str(tmp_path / task),
                      "--max-steps", "2", "--device", "cpu", "--quiet", *extra]) == 0
         assert json.loads((tmp_path / task / "probe.json").read_text())["missing_labels"] == 0
+
+
+def test_resynthesis_pairs_with_table_references(source: Path, tmp_path: Path) -> None:
+    from speechunits.measure.audio.pairing import match_utterances
+
+    table = tmp_path / "refs.parquet"
+    _dataset(source).to_parquet(str(table))
+    hyps = tmp_path / "hyp"
+    hyps.mkdir()
+    ids = sorted(_pairs(source / "text.tsv"))[:2]
+    for utt in ids:
+        (hyps / f"{utt}.wav").write_bytes((source / "wavs" / f"{utt}.wav").read_bytes())
+    pairs, unmatched = match_utterances(table, hyps)
+    assert [p.id for p in pairs] == ids and unmatched == len(_pairs(source / "text.tsv")) - 2
+    assert all(Audio.load(p.ref.path) == Audio.load(p.hyp.path) for p in pairs)

@@ -112,7 +112,7 @@ class Corpus:
         """
         if next(iter(self._make_iter()), None) is None:
             raise SpeechUnitsError(f"{self.source}: no audio files (directories are scanned for "
-                                   f"{', '.join(_SCANNED_EXTENSIONS)}; manifests need at least one row)")
+                                   f"{', '.join(_SCANNED_EXTENSIONS)}; manifests and tables need at least one row)")
         return self
 
     def __repr__(self) -> str:

@@ -135,9 +135,8 @@ def table_files(source: str | os.PathLike[str]) -> list[Path]:
     splits: dict[str, list[Path]] = {}
     for file in files:
         shard = _SHARD_NAME.match(file.stem)
-        where = file.parent.relative_to(path).as_posix()
-        key = f"{where}/{shard['split']}-*{file.suffix}" if shard else f"{where}/*{file.suffix}"
-        splits.setdefault(key.lstrip("./") if where == "." else key, []).append(file)
+        pattern = f"{shard['split']}-*{file.suffix}" if shard else f"*{file.suffix}"
+        splits.setdefault((file.parent.relative_to(path) / pattern).as_posix(), []).append(file)
     if len(splits) > 1:
         shown = ", ".join(f"'{path / key}'" for key in splits)
         raise SpeechUnitsError(f"{path}: holds the shards of {len(splits)} splits; give one of them "
