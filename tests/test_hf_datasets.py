@@ -129,6 +129,20 @@ def test_shards_of_one_split_are_read_in_order_and_several_splits_refused(source
     with pytest.raises(SpeechUnitsError, match=r"holds the shards of 2 splits.*data/train-\*\.parquet"):
         open_corpus(hub.parent)
     assert [u.id for u in open_corpus(str(hub / "train-*.parquet"))] == ids
+    cache = tmp_path / "cache"  # the datasets cache: one Arrow file per unsharded split
+    cache.mkdir()
+    for split, rows in (("validation", ids[:1]), ("test", ids[1:2])):
+        _dataset(source, rows=rows).save_to_disk(str(tmp_path / split))
+        (tmp_path / split / "data-00000-of-00001.arrow").rename(cache / f"librispeech_asr-{split}.arrow")
+    with pytest.raises(SpeechUnitsError, match=r"2 splits.*'.*cache/librispeech_asr-test.arrow', "
+                                              r"'.*cache/librispeech_asr-validation.arrow'"):
+        open_corpus(cache)
+    assert [u.id for u in open_corpus(cache / "librispeech_asr-test.arrow")] == ids[1:2]
+    converted = tmp_path / "converted" / "default" / "train"  # the Hub's refs/convert/parquet layout
+    converted.mkdir(parents=True)
+    _dataset(source, rows=ids[:half]).to_parquet(str(converted / "0000.parquet"))
+    _dataset(source, rows=ids[half:]).to_parquet(str(converted / "0001.parquet"))
+    assert [u.id for u in open_corpus(converted.parent)] == ids
     dataset_dict = tmp_path / "dict"
     datasets.DatasetDict({"train": _dataset(source, rows=ids[:1]),
                           "test": _dataset(source, rows=ids[1:2])}).save_to_disk(str(dataset_dict))

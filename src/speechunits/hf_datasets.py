@@ -135,7 +135,12 @@ def table_files(source: str | os.PathLike[str]) -> list[Path]:
     splits: dict[str, list[Path]] = {}
     for file in files:
         shard = _SHARD_NAME.match(file.stem)
-        pattern = f"{shard['split']}-*{file.suffix}" if shard else f"*{file.suffix}"
+        if shard:  # train-00000-of-00004.parquet: the shards of split "train"
+            pattern = f"{shard['split']}-*{file.suffix}"
+        elif file.stem.isdigit():  # default/train/0000.parquet (the Hub's converted branch): the directory's
+            pattern = f"*{file.suffix}"
+        else:  # the cache's librispeech_asr-validation.arrow: a split of its own
+            pattern = file.name
         splits.setdefault((file.parent.relative_to(path) / pattern).as_posix(), []).append(file)
     if len(splits) > 1:
         shown = ", ".join(f"'{path / key}'" for key in splits)
