@@ -9,8 +9,9 @@ Six inputs are understood (see :func:`open_corpus`):
   beside it, ids their file names without extension);
 * a fairseq ``.tsv`` manifest (first line: root dir; then ``relpath<TAB>num_samples``);
 * a JSONL manifest, one ``{"id": ..., "path": ...}`` object per line plus optional fields
-  (``num_samples``, ``speaker``, ``text`` ...; NeMo's ``audio_filepath`` for ``path``); relative
-  paths are relative to the file;
+  (``num_samples``, ``speaker``, ``text`` ...; NeMo's ``audio_filepath`` for ``path``), or a
+  ``datasets`` AudioFolder's ``metadata.jsonl``/``metadata.csv`` (``file_name``; ids its path
+  without extension); relative paths are relative to the file;
 * Hugging Face ``datasets`` tables: Parquet shards (the Hub's, ``to_parquet``'s) or Arrow files
   (``save_to_disk``, the cache), one split at a time (:mod:`speechunits.hf_datasets`).
 
@@ -157,13 +158,14 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
         make_iter = lambda: _iter_scp(path)  # noqa: E731
     elif path.suffix == ".tsv":
         make_iter = lambda: _iter_tsv(path)  # noqa: E731
-    elif path.suffix in (".jsonl", ".json"):
-        make_iter = lambda: _iter_jsonl(path)  # noqa: E731
+    elif path.suffix in (".jsonl", ".json") or (path.suffix == ".csv" and _csv_names_files(path)):
+        make_iter = lambda: _iter_jsonl(path)  # noqa: E731 - .csv: an AudioFolder's metadata.csv
     elif path.suffix.lower() in _SCANNED_EXTENSIONS or raw_format is not None:
         make_iter = lambda: iter([Utterance(path.stem, str(path))])  # noqa: E731
     else:
-        raise SpeechUnitsError(f"{path}: not an audio directory, wav.scp, .tsv/.jsonl manifest, Hugging Face "
-                               "Parquet/Arrow table or audio file")
+        raise SpeechUnitsError(f"{path}: not an audio directory, wav.scp, .tsv/.jsonl manifest, AudioFolder "
+                               f"metadata.csv (a '{AUDIOFOLDER_PATH_KEY}' column), Hugging Face Parquet/Arrow table "
+                               "or audio file")
     if raw_format is not None:
         plain_iter = make_iter
         make_iter = lambda: (replace(utt, raw_format=raw_format) for utt in plain_iter())  # noqa: E731
@@ -312,8 +314,14 @@ def _tsv_id(rel: str) -> str:
     return Path(rel).with_suffix("").as_posix()
 
 
-#: The keys of a JSONL manifest's audio path: ours and NeMo's.
-JSONL_PATH_KEYS = ("path", "audio_filepath")
+#: The keys of a JSONL manifest's audio path: ours, NeMo's, and the ``file_name`` of a ``datasets``
+#: AudioFolder's ``metadata.jsonl``/``metadata.csv``.
+AUDIOFOLDER_PATH_KEY = "file_name"
+JSONL_PATH_KEYS = ("path", "audio_filepath", AUDIOFOLDER_PATH_KEY)
+#: A ``datasets`` AudioFolder's metadata files, beside the audio they describe.
+AUDIOFOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
+#: Fields of manifest records that name speakers, first present wins.
+SPEAKER_FIELDS = ("speaker",) + tuple(c for c in SPEAKER_COLUMNS if c != "speaker")
 
 
 def jsonl_audio_key(record: dict[str, Any]) -> str | None:
@@ -322,11 +330,67 @@ def jsonl_audio_key(record: dict[str, Any]) -> str | None:
 
 
 def jsonl_record_id(record: dict[str, Any]) -> str | None:
-    """A JSONL record's utterance id: ``id``, else its audio path's stem; ``None`` without either."""
-    if "id" in record:
+    """A manifest record's utterance id: ``id``, else its audio path's stem (an AudioFolder's
+    ``file_name``: the path without extension, as a scan of its directory names the file);
+    ``None`` without either."""
+    if record.get("id") is not None:
         return str(record["id"])
     key = jsonl_audio_key(record)
-    return None if key is None else Path(str(record[key])).stem
+    if key is None:
+        return None
+    audio = Path(str(record[key]))
+    return audio.with_suffix("").as_posix() if key == AUDIOFOLDER_PATH_KEY else audio.stem
+
+
+def iter_manifest_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line_no, record)`` of a JSONL manifest, or of an AudioFolder ``metadata.csv`` (a header
+    naming ``file_name``; empty cells are absent values).
+
+    Raises:
+        SpeechUnitsError: as :func:`iter_jsonl_objects`; a CSV without ``file_name``, a row with
+            more cells than the header (naming ``file:line``).
+    """
+    if Path(path).suffix.lower() != ".csv":
+        yield from iter_jsonl_objects(path, "JSONL manifest")
+        return
+    import csv
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if AUDIOFOLDER_PATH_KEY not in (reader.fieldnames or []):
+                raise SpeechUnitsError(f"{path}: a CSV manifest (an AudioFolder's metadata.csv) needs a "
+                                       f"'{AUDIOFOLDER_PATH_KEY}' column; its columns: {', '.join(reader.fieldnames or [])}")
+            for row in reader:
+                if None in row:
+                    raise SpeechUnitsError(f"{path}:{reader.line_num}: more cells than the header has columns")
+                yield reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}
+    except FileNotFoundError:
+        raise SpeechUnitsError(f"{path}: manifest not found") from None
+    except UnicodeDecodeError as exc:
+        raise SpeechUnitsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _csv_names_files(path: Path) -> bool:
+    """Whether a CSV's header has the AudioFolder ``file_name`` column."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            return AUDIOFOLDER_PATH_KEY in next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+
+
+def first_record_field(path: str | os.PathLike[str], names: Iterable[str]) -> str | None:
+    """The first of ``names`` that the first record of a manifest (JSONL, AudioFolder CSV) holds, else
+    ``None`` (also for a file that is not such a manifest)."""
+    try:
+        for _, record in iter_manifest_records(path):
+            return next((n for n in names if n in record), None)
+    except SpeechUnitsError:
+        return None
+    return None
 
 
 def iter_jsonl_field(path: str | os.PathLike[str], field: str) -> Iterator[tuple[int, str, Any]]:
@@ -338,7 +402,7 @@ def iter_jsonl_field(path: str | os.PathLike[str], field: str) -> Iterator[tuple
             path, or an utterance whose ``field`` is given twice (naming ``file:line``).
     """
     seen: set[str] = set()
-    for line_no, record in iter_jsonl_objects(path, "JSONL manifest"):
+    for line_no, record in iter_manifest_records(path):
         utt_id = jsonl_record_id(record)
         if utt_id is None:
             raise SpeechUnitsError(f"{path}:{line_no}: object has neither 'id' nor an audio path")
@@ -351,11 +415,11 @@ def iter_jsonl_field(path: str | os.PathLike[str], field: str) -> Iterator[tuple
 
 
 def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
-    for line_no, record in iter_jsonl_objects(manifest, "JSONL manifest"):
+    for line_no, record in iter_manifest_records(manifest):
         key = jsonl_audio_key(record)
         if key is None:
             raise SpeechUnitsError(f"{manifest}:{line_no}: each line needs an object with a 'path' "
-                                   "(or NeMo's 'audio_filepath')")
+                                   "(or NeMo's 'audio_filepath', an AudioFolder's 'file_name')")
         utt_id = str(jsonl_record_id(record))
         audio_path = Path(record.pop(key))
         record.pop("id", None)
@@ -493,10 +557,11 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
     result: dict[str, str] = {}
     if is_table_source(path):  # a Hugging Face table's speaker column
         return read_column(path, SPEAKER_COLUMNS, "speaker")
-    if Path(path).suffix.lower() in (".jsonl", ".json"):  # a JSONL manifest's 'speaker' fields
-        result = {utt_id: str(speaker) for _, utt_id, speaker in iter_jsonl_field(path, "speaker")}
+    if Path(path).suffix.lower() in (".jsonl", ".json", ".csv"):  # a manifest's speaker fields
+        field = first_record_field(path, SPEAKER_FIELDS) or SPEAKER_FIELDS[0]
+        result = {utt_id: str(speaker).strip() for _, utt_id, speaker in iter_jsonl_field(path, field)}
         if not result:
-            raise SpeechUnitsError(f"{path}: no line has a 'speaker'")
+            raise SpeechUnitsError(f"{path}: no record has a '{field}'")
         return result
     if common_voice_columns(path) is not None:
         return {common_voice_id(row["path"]): row["client_id"] for _, row in iter_common_voice(path)}

@@ -24,7 +24,6 @@ utterance listed twice is an error (file:line).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -33,10 +32,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from speechunits.corpus import (LIBRISPEECH_TRANSCRIPTS, common_voice_columns, common_voice_id, iter_common_voice,
-                                iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines, read_pairs)
+from speechunits.corpus import (AUDIOFOLDER_METADATA, LIBRISPEECH_TRANSCRIPTS, SPEAKER_FIELDS, common_voice_columns,
+                                common_voice_id, first_record_field, iter_common_voice, iter_jsonl_field,
+                                iter_librispeech_transcripts, iter_text_lines, read_pairs)
 from speechunits.errors import SpeechUnitsError
-from speechunits.hf_datasets import LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source, read_column
+from speechunits.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
+                                     read_column)
 from speechunits.id_match import match_ids, rekey
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
 from speechunits.probe.vocab import Vocabulary, class_vocabulary
@@ -53,7 +54,7 @@ IGNORE_INDEX = -100
 ALIGNMENT_FILES = ("phones.tsv", "textgrids")
 TRANSCRIPT_FILES = ("text.tsv", "text")
 SPEAKER_FILES = ("speakers.tsv", "utt2spk")
-MANIFEST_SUFFIXES = (".jsonl", ".json")
+MANIFEST_SUFFIXES = (".jsonl", ".json", ".csv")  # .csv: an AudioFolder's metadata.csv
 #: The file that marks a ``speechunits synth`` corpus directory.
 SYNTH_MARKER = "corpus.json"
 
@@ -122,9 +123,10 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
 
 def _read_jsonl_text(path: Path) -> dict[str, str]:
     result: dict[str, str] = {}
-    for line_no, utt, text in iter_jsonl_field(path, "text"):
+    field = first_record_field(path, TEXT_COLUMNS) or TEXT_COLUMNS[0]
+    for line_no, utt, text in iter_jsonl_field(path, field):
         if not isinstance(text, str):
-            raise SpeechUnitsError(f"{path}:{line_no}: 'text' must be a string, got {type(text).__name__}")
+            raise SpeechUnitsError(f"{path}:{line_no}: '{field}' must be a string, got {type(text).__name__}")
         result[utt] = " ".join(text.split())
     return result
 
@@ -139,6 +141,11 @@ def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
     if is_table_source(path):  # a Hugging Face table's 'label' column, or PATH::COLUMN
         return read_column(path, (LABEL_COLUMN,), "label")
     path = Path(path)
+    if path.suffix.lower() in MANIFEST_SUFFIXES:  # a manifest's (an AudioFolder's metadata) 'label' fields
+        result = {utt: " ".join(str(label).split()) for _, utt, label in iter_jsonl_field(path, LABEL_COLUMN)}
+        if not result:
+            raise SpeechUnitsError(f"{path}: no record has a '{LABEL_COLUMN}'")
+        return result
     result = read_pairs(path, what="label file", value_name="label")
     if not result:
         raise SpeechUnitsError(f"{path}: no labels")
@@ -368,11 +375,13 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
         places = [root] + ([root.parent] if (root.parent / SYNTH_MARKER).is_file() else [])
     else:
         places = [root.parent]
-    if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
-        if _jsonl_has(root, "text"):
-            found["transcripts"] = root
-        if _jsonl_has(root, "speaker"):
-            found["speakers"] = root
+    manifests = [root] if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES else \
+        [place / name for place in places for name in AUDIOFOLDER_METADATA if (place / name).is_file()]
+    for manifest in manifests[:1]:  # a JSONL manifest, or the AudioFolder metadata beside the audio
+        for key, fields in (("transcripts", TEXT_COLUMNS), ("speakers", SPEAKER_FIELDS),
+                            ("labels", (LABEL_COLUMN,))):
+            if key not in found and first_record_field(manifest, fields) is not None:
+                found[key] = manifest
     if common_voice_columns(root) is not None:  # a Common Voice TSV: sentences and client ids
         found["transcripts"] = found["speakers"] = root
     for key, names in (("alignments", ALIGNMENT_FILES), ("transcripts", TRANSCRIPT_FILES),
@@ -393,12 +402,3 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     return found
 
 
-def _jsonl_has(path: Path, field: str) -> bool:
-    """Whether the first record of a JSONL manifest has ``field``."""
-    for _, line in iter_text_lines(path, "JSONL manifest"):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            return False
-        return isinstance(record, dict) and field in record
-    return False
