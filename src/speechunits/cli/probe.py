@@ -49,7 +49,8 @@ def _add_input_options(parser: argparse.ArgumentParser, training: bool) -> None:
 
 def _add_label_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("labels (default: the files the corpus carries)")
-    group.add_argument("--labels", metavar="FILE", help="utt<TAB>label (classify), transcripts (asr), "
+    group.add_argument("--labels", metavar="FILE", help="utt<TAB>label (classify; or a directory: the folder of "
+                       "each file, or a Hugging Face table's column as TABLE::COLUMN), transcripts (asr), "
                        "phone transcripts utt<TAB>p1 p2 ... (phones), speakers (speaker)")
     group.add_argument("--alignments", metavar="PATH", help="phones.tsv or TextGrids (phones, frames)")
 
@@ -89,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "probe; features only)")
     train.add_argument("--tokenizer", default="chars", help="asr targets: chars, or a BPE vocabulary size")
     train.add_argument("--split-by", default="utterance", choices=["utterance", "speaker"])
-    train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test")
+    train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test, or a directory with "
+                       "validation_list.txt and testing_list.txt (Speech Commands; used unasked when INPUT has them)")
     train.add_argument("--lr", default="1e-3", help="learning rates to sweep, e.g. 1e-4,1e-3,1e-2")
     train.add_argument("--seeds", type=int, default=1, help="seeds per learning rate (0..N-1)")
     train.add_argument("--max-steps", type=int, default=2000, help="steps per run (default %(default)s)")

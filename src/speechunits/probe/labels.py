@@ -40,6 +40,7 @@ from speechunits.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS
                                      read_column)
 from speechunits.id_match import match_ids, rekey
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
+from speechunits.probe.splits import split_lists_of
 from speechunits.probe.vocab import Vocabulary, class_vocabulary
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,31 @@ def _read_jsonl_text(path: Path) -> dict[str, str]:
     return result
 
 
+def folder_labels(root: str | os.PathLike[str]) -> dict[str, str]:
+    """``{utt: label}`` for the audio files under ``root``: the name of the folder holding each file
+    (Speech Commands' ``yes/0a7c2a8d_nohash_0.wav``, a ``datasets`` AudioFolder's class folders),
+    ids as a scan of ``root`` gives them. Files directly in ``root`` and folders whose name starts
+    with ``_`` (Speech Commands' ``_background_noise_``) give no label.
+
+    Raises:
+        SpeechUnitsError: no audio file in a labelling folder.
+    """
+    from speechunits.corpus import open_corpus
+
+    result = {}
+    for utt in open_corpus(root):
+        folder = Path(utt.id).parent.name
+        if folder and not folder.startswith("_"):
+            result[utt.id] = folder
+    if not result:
+        raise SpeechUnitsError(f"{root}: no audio file in a sub-folder to take its label from")
+    return result
+
+
 def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``{utt: label}`` from ``utt<TAB>label`` lines (``classify``: keyword, emotion, caller ...).
+    """``{utt: label}`` from ``utt<TAB>label`` lines (``classify``: keyword, emotion, caller ...), a
+    manifest's ``label`` fields, a Hugging Face table's ``label`` column, or, for a directory, the
+    folders its files are in (:func:`folder_labels`).
 
     Raises:
         SpeechUnitsError: missing file, a line that is not two non-empty tab-separated fields,
@@ -141,6 +165,8 @@ def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
     if is_table_source(path):  # a Hugging Face table's 'label' column, or PATH::COLUMN
         return read_column(path, (LABEL_COLUMN,), "label")
     path = Path(path)
+    if path.is_dir():
+        return folder_labels(path)
     if path.suffix.lower() in MANIFEST_SUFFIXES:  # a manifest's (an AudioFolder's metadata) 'label' fields
         result = {utt: " ".join(str(label).split()) for _, utt, label in iter_jsonl_field(path, LABEL_COLUMN)}
         if not result:
@@ -360,7 +386,9 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     has ``speaker``, else ``speakers.tsv``, else Kaldi's ``utt2spk``, else that LibriSpeech directory
     (speakers from its ids). A Common Voice TSV gives both. A Hugging Face table
     (:mod:`speechunits.hf_datasets`) is its own ``transcripts``, ``speakers`` and ``labels``
-    (``classify``) source when it has such a column. Keys without a file are left out.
+    (``classify``) source when it has such a column; so is an AudioFolder's ``metadata.csv`` or
+    ``metadata.jsonl`` beside the audio. A directory shipping Speech Commands' dev/test lists is its
+    own ``labels`` source (:func:`folder_labels`). Keys without a file are left out.
     """
     root = Path(corpus_root)
     found: dict[str, Path] = {}
@@ -393,6 +421,8 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
             if hit is not None:
                 found[key] = hit
                 break
+    if "labels" not in found and split_lists_of(root) is not None:  # Speech Commands: the folders are the keywords
+        found["labels"] = root
     if root.is_dir() and not {"transcripts", "speakers"} <= set(found) and not is_table_source(root) \
             and next(iter_librispeech_transcripts(root), None) is not None:
         # a LibriSpeech tree: its *.trans.txt files give the transcripts, their ids the speakers

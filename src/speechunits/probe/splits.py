@@ -15,7 +15,9 @@ train = the rest (at least one), for ``n`` speakers (``by="speaker"``) or uttera
 (``by="utterance"`` without speakers). Stratified splits use ``round`` per speaker without the
 minimum and only require each part non-empty overall.
 
-:func:`split_from_file` reads a user's own split (``utt<TAB>train|dev|test``); :meth:`Split.save`
+:func:`split_from_file` reads a user's own split (``utt<TAB>train|dev|test``);
+:func:`split_from_lists` the split a corpus ships as lists of its dev and test files (Speech
+Commands' ``validation_list.txt`` and ``testing_list.txt``; the rest is training); :meth:`Split.save`
 and :meth:`Split.load` keep a split as JSON in the probe directory.
 """
 from __future__ import annotations
@@ -212,3 +214,41 @@ def split_from_file(path: str | os.PathLike[str]) -> Split:
     if not parts["train"]:
         raise SpeechUnitsError(f"{path}: no training utterance")
     return Split(parts["train"], parts["dev"], parts["test"], info={"by": "file", "file": str(path)})
+
+
+#: The lists of dev and test files a corpus may ship (Speech Commands' names; paths relative to the root).
+SPLIT_LISTS = {"dev": "validation_list.txt", "test": "testing_list.txt"}
+
+
+def split_lists_of(root: str | os.PathLike[str]) -> Path | None:
+    """``root`` when it is a directory holding both of :data:`SPLIT_LISTS`, else ``None``."""
+    path = Path(root)
+    return path if path.is_dir() and all((path / name).is_file() for name in SPLIT_LISTS.values()) else None
+
+
+def split_from_lists(root: str | os.PathLike[str], ids: Sequence[str]) -> Split:
+    """The split ``root`` ships: ids (file paths without extension) in ``validation_list.txt`` are
+    dev, in ``testing_list.txt`` test, every other id of ``ids`` train; listed files that are not in
+    ``ids`` are left out (counted in ``info["unlisted"]``).
+
+    Raises:
+        SpeechUnitsError: a list missing or not UTF-8, a file in both lists, no training utterance.
+    """
+    from speechunits.corpus import iter_text_lines
+
+    root = Path(root)
+    part_of: dict[str, str] = {}
+    for part, name in SPLIT_LISTS.items():
+        for line_no, line in iter_text_lines(root / name, "split list"):
+            utt = Path(line.strip()).with_suffix("").as_posix()
+            if part_of.get(utt, part) != part:
+                raise SpeechUnitsError(f"{root / name}:{line_no}: {line.strip()!r} is also in "
+                                       f"{SPLIT_LISTS[part_of[utt]]}")
+            part_of[utt] = part
+    known = set(ids)
+    split = Split(*([u for u in ids if part_of.get(u, "train") == name] for name in PARTS),
+                  info={"by": "lists", "lists": [str(root / n) for n in SPLIT_LISTS.values()],
+                        "unlisted": sum(1 for u in part_of if u not in known)})
+    if not split.train:
+        raise SpeechUnitsError(f"{root}: every utterance is in {' or '.join(SPLIT_LISTS.values())}; none left to train on")
+    return split

@@ -419,12 +419,15 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     """Labels and split from ``corpus`` (its conventional files unless given), then :func:`train_probe`.
 
     A ``speaker`` probe splits by utterance within each speaker (every speaker is in training);
-    ``split_by="speaker"`` keeps dev and test speakers out of training (other tasks).
+    ``split_by="speaker"`` keeps dev and test speakers out of training (other tasks). A corpus
+    directory that ships lists of its dev and test files (Speech Commands' ``validation_list.txt``,
+    ``testing_list.txt``) is split by them unless ``split_file`` or ``split_by="speaker"`` says
+    otherwise; ``split_file`` may also be such a directory.
     """
     from speechunits.corpus import read_speakers
     from speechunits.id_match import rekey
     from speechunits.probe.labels import find_label_files
-    from speechunits.probe.splits import make_split, split_from_file
+    from speechunits.probe.splits import SPLIT_LISTS, make_split, split_from_file, split_from_lists, split_lists_of
 
     if task == "speaker" and split_by == "speaker":
         raise SpeechUnitsError("task 'speaker' needs every speaker in training: use --split-by utterance")
@@ -436,7 +439,12 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
         label_set.missing = [i for i in ids if i not in label_set.labels]
     else:
         label_set = corpus_labels(task, corpus, ids, labels=labels, alignments=alignments, speakers=speakers)
-    if split_file is not None:
+    shipped = split_lists_of(split_file) if split_file is not None else \
+        (split_lists_of(corpus) if split_by == "utterance" and task != "speaker" else None)
+    if shipped is not None:  # the corpus's own dev/test lists (Speech Commands)
+        split = split_from_lists(shipped, list(label_set.labels))
+        log.info("split: %s's %s (dev) and %s (test), the rest training", shipped, *SPLIT_LISTS.values())
+    elif split_file is not None:
         split = split_from_file(split_file)
     else:
         speaker_map = None
