@@ -72,9 +72,10 @@ def test_pipes_segments_and_bad_lines_are_named(tmp_path: Path, caplog) -> None:
     (data / "wav.scp").write_text("lonely\n")
     with pytest.raises(SpeechUnitsError, match=r"wav.scp:1: expected 'utt_id path'"):
         list(open_corpus(data))
-    (data / "segments").write_text("u1 rec1 0.0 1.0\n")
-    assert "utterances are time ranges" in cli_error(["fit", str(data), "--encoder", "mfcc", "--k", "2", "-o",
-                                                      str(tmp_path / "cb")], caplog)
+    (data / "wav.scp").write_text("rec1 /x/rec1.wav\n")
+    (data / "segments").write_text("u1 rec2 0.0 1.0\n")
+    assert "segments:1: recording 'rec2' is not in" in cli_error(
+        ["fit", str(data), "--encoder", "mfcc", "--k", "2", "-o", str(tmp_path / "cb")], caplog)
     (data / "utt2spk").write_text("u1 a b\n")
     with pytest.raises(SpeechUnitsError, match=r"utt2spk:1: expected 'utt_id speaker'"):
         read_speakers(data / "utt2spk")

@@ -22,6 +22,7 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.hf_datasets import parse_row_path, read_row_audio, row_audio_file
+from speechunits.spans import SoundSpan, parse_span_path
 
 #: File extensions with a header (read through libsndfile). ``.opus`` is Ogg/Opus, ``.sph`` NIST SPHERE.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph")
@@ -101,6 +102,9 @@ def _open_sound_file(path: Path, raw_format: RawFormat | str | None):
     """
     import soundfile as sf
 
+    span = parse_span_path(path)
+    if span is not None:  # a time range of a recording (speechunits.spans)
+        return SoundSpan(_open_sound_file(Path(span[0]), raw_format), span[1], span[2], str(path))
     row = parse_row_path(path)
     if row is not None:  # a row of a Hugging Face table (speechunits.hf_datasets)
         return _open_table_row(path, *row)
@@ -148,7 +152,8 @@ def _open_table_row(where: Path, table: Path, row: int):
 
 def open_sound_file(path: str | Path, raw_format: RawFormat | str | None = None):
     """A ``soundfile.SoundFile`` open on ``path``: an audio file, headerless PCM through
-    ``raw_format``, or a Hugging Face table row (:func:`speechunits.hf_datasets.row_path`).
+    ``raw_format``, a Hugging Face table row (:func:`speechunits.hf_datasets.row_path`), or a time
+    range of any of these (a :class:`speechunits.spans.SoundSpan`, :func:`speechunits.spans.span_path`).
 
     Raises:
         SpeechUnitsError: as :meth:`Audio.load`.

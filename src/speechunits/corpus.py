@@ -4,12 +4,14 @@ Six inputs are understood (see :func:`open_corpus`):
 
 * an audio directory, scanned recursively in sorted order;
 * a Kaldi/ESPnet ``wav.scp`` (``utt_id path`` lines; a data directory holding one is read
-  through it; piped commands and ``segments`` files are refused by name);
+  through it; with a ``segments`` file beside it, the utterances are its time ranges of the
+  recordings, :mod:`speechunits.spans`; piped commands are refused by name);
 * a Common Voice TSV (a header naming ``client_id``, ``path``, ``sentence``; clips under ``clips/``
   beside it, ids their file names without extension);
 * a fairseq ``.tsv`` manifest (first line: root dir; then ``relpath<TAB>num_samples``);
 * a JSONL manifest, one ``{"id": ..., "path": ...}`` object per line plus optional fields
-  (``num_samples``, ``speaker``, ``text`` ...; NeMo's ``audio_filepath`` for ``path``), or a
+  (``num_samples``, ``speaker``, ``text`` ...; NeMo's ``audio_filepath`` for ``path``, its
+  ``offset``/``duration`` for a time range), or a
   ``datasets`` AudioFolder's ``metadata.jsonl``/``metadata.csv`` (``file_name``; ids its path
   without extension); relative paths are relative to the file;
 * Hugging Face ``datasets`` tables: Parquet shards (the Hub's, ``to_parquet``'s) or Arrow files
@@ -35,6 +37,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.files import parse_json_object
 from speechunits.hf_datasets import (SPEAKER_COLUMNS, is_table_source, iter_table_utterances, parse_row_path,
                                      read_column, table_files)
+from speechunits.spans import parse_span_path, span_path, span_seconds
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,9 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
         make_iter = lambda: iter_table_utterances(path)  # noqa: E731
     elif path.is_dir():
         make_iter: Callable[[], Iterator[Utterance]] = lambda: _iter_directory(path)  # noqa: E731
+    elif path.suffix == ".scp" and (path.parent / KALDI_SEGMENTS).is_file():  # utterances are time ranges
+        make_iter = lambda: _iter_kaldi_segments(path, path.parent / KALDI_SEGMENTS)  # noqa: E731
     elif path.suffix == ".scp":
-        _refuse_kaldi_segments(path)
         make_iter = lambda: _iter_scp(path)  # noqa: E731
     elif path.suffix == ".tsv":
         make_iter = lambda: _iter_tsv(path)  # noqa: E731
@@ -331,15 +335,38 @@ def jsonl_audio_key(record: dict[str, Any]) -> str | None:
 
 def jsonl_record_id(record: dict[str, Any]) -> str | None:
     """A manifest record's utterance id: ``id``, else its audio path's stem (an AudioFolder's
-    ``file_name``: the path without extension, as a scan of its directory names the file);
-    ``None`` without either."""
+    ``file_name``: the path without extension, as a scan of its directory names the file; a NeMo
+    record with an ``offset``: ``STEM_OOOOOOO``, the offset in centiseconds as Kaldi names
+    segments); ``None`` without either."""
     if record.get("id") is not None:
         return str(record["id"])
     key = jsonl_audio_key(record)
     if key is None:
         return None
     audio = Path(str(record[key]))
-    return audio.with_suffix("").as_posix() if key == AUDIOFOLDER_PATH_KEY else audio.stem
+    if key == AUDIOFOLDER_PATH_KEY:
+        return audio.with_suffix("").as_posix()
+    if isinstance(record.get(NEMO_OFFSET), (int, float)):
+        return f"{audio.stem}_{round(record[NEMO_OFFSET] * 100):07d}"
+    return audio.stem
+
+
+#: NeMo's fields of a stretch of a recording: where it starts and how long it lasts (seconds).
+NEMO_OFFSET, NEMO_DURATION = "offset", "duration"
+
+
+def _record_audio_path(manifest: Path, line_no: int, record: dict[str, Any], audio_path: Path) -> str:
+    """The utterance path of a manifest record: the file, or with NeMo's ``offset`` (and
+    ``duration``) the time range of it (:func:`speechunits.spans.span_path`)."""
+    if NEMO_OFFSET not in record:
+        return str(audio_path)
+    offset, duration = record.pop(NEMO_OFFSET), record.get(NEMO_DURATION)
+    if not isinstance(offset, (int, float)) or not (duration is None or isinstance(duration, (int, float))):
+        raise SpeechUnitsError(f"{manifest}:{line_no}: 'offset' and 'duration' must be seconds (numbers)")
+    try:
+        return span_path(audio_path, float(offset), None if duration is None else float(offset) + float(duration))
+    except SpeechUnitsError as exc:
+        raise SpeechUnitsError(f"{manifest}:{line_no}: {exc}") from None
 
 
 def iter_manifest_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -426,19 +453,36 @@ def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
         if not audio_path.is_absolute():
             audio_path = manifest.parent / audio_path
         num_samples = record.pop("num_samples", None)
-        yield Utterance(utt_id, str(audio_path), int(num_samples) if num_samples is not None else None, record)
+        path = _record_audio_path(manifest, line_no, record, audio_path)
+        yield Utterance(utt_id, path, int(num_samples) if num_samples is not None else None, record)
 
 
 #: A Kaldi/ESPnet data directory's list of recordings: ``utt_id path`` lines.
 KALDI_WAV_SCP = "wav.scp"
 
 
-def _refuse_kaldi_segments(scp: Path) -> None:
-    segments = scp.parent / "segments"
-    if segments.is_file():
-        raise SpeechUnitsError(f"{segments}: this data directory's utterances are time ranges of the recordings in "
-                               f"{scp.name}; speechunits reads whole files: cut them first (Kaldi's extract-segments, "
-                               "ESPnet's format_wav_scp.sh --segments, or `speechunits segment`)")
+#: A Kaldi/ESPnet data directory's time ranges: ``utt_id recording_id start_s end_s`` lines.
+KALDI_SEGMENTS = "segments"
+
+
+def _iter_kaldi_segments(scp: Path, segments: Path) -> Iterator[Utterance]:
+    """The utterances of a ``segments`` file: time ranges (:mod:`speechunits.spans`) of the recordings
+    ``wav.scp`` lists (an end of ``-1``: to the recording's end)."""
+    recordings = {utt.id: utt.path for utt in _iter_scp(scp)}
+    for line_no, line in iter_text_lines(segments, "Kaldi segments"):
+        fields = line.split()
+        if len(fields) != 4:
+            raise SpeechUnitsError(f"{segments}:{line_no}: expected 'utt_id recording_id start end', got {line[:80]!r}")
+        utt_id, recording, start_text, end_text = fields
+        if recording not in recordings:
+            raise SpeechUnitsError(f"{segments}:{line_no}: recording {recording!r} is not in {scp}")
+        try:
+            start, end = float(start_text), float(end_text)
+        except ValueError:
+            raise SpeechUnitsError(f"{segments}:{line_no}: start and end must be seconds, got {line[:80]!r}") from None
+        if start < 0 or (end != -1 and end <= start):
+            raise SpeechUnitsError(f"{segments}:{line_no}: needs 0 <= start < end (or end -1), got {start_text} {end_text}")
+        yield Utterance(utt_id, span_path(recordings[recording], start, None if end == -1 else end))
 
 
 def _scp_base(scp: Path, first_path: str) -> Path:
@@ -484,8 +528,12 @@ def total_audio_seconds(utterances: Iterable[Utterance], limit: int = MAX_PRESCA
     for count, utt in enumerate(utterances):
         if count >= limit:
             return None
-        if parse_row_path(utt.path) is not None:
-            return None  # a table row: its length is known only once decoded
+        seconds = span_seconds(utt.path)
+        if seconds is not None:  # a closed time range: its length is in its path
+            total += seconds
+            continue
+        if parse_row_path(utt.path) is not None or parse_span_path(utt.path) is not None:
+            return None  # a table row or an open time range: its length is known only once decoded
         try:
             if utt.raw_format is not None and Path(utt.path).suffix.lower() not in AUDIO_EXTENSIONS:
                 total += utt.raw_format.num_frames(utt.path) / utt.raw_format.sample_rate
