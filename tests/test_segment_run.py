@@ -14,6 +14,7 @@ if find_spec("silero_vad") is None:  # not importorskip: importing silero_vad se
 pytest.importorskip("espeakng_loader")
 
 from conftest import cli_error
+from speechunits.audio import Audio  # noqa: E402
 from speechunits.cli.main import main  # noqa: E402
 from speechunits.corpus import open_corpus  # noqa: E402
 from speechunits.errors import SpeechUnitsError  # noqa: E402
@@ -97,6 +98,11 @@ def test_no_audio_writes_the_same_segments_only(recordings, tmp_path):
     assert read_segments(tmp_path / "bare") == read_segments(tmp_path / "full")
     assert not (tmp_path / "bare" / "manifest.tsv").exists()
     assert not list((tmp_path / "bare").rglob("*.flac"))
+    # its manifest.jsonl lists the same segments as time ranges of the sources: the same samples
+    spans = list(open_corpus(tmp_path / "bare" / "manifest.jsonl"))
+    files = list(open_corpus(tmp_path / "full" / "manifest.tsv"))
+    assert [u.id for u in spans] == [u.id for u in files] and len(spans) > 3
+    assert all(Audio.load(a.path) == Audio.load(b.path) for a, b in zip(spans, files))
 
 
 def test_max_seconds_and_channel(recordings, tmp_path):

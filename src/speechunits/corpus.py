@@ -100,6 +100,10 @@ class Corpus:
         # Shard of a shard: positions p with p % old_count == old_index, then every count-th of those.
         return Corpus(self.source, self._make_iter, (old_index + index * old_count, old_count * count))
 
+    def whole(self) -> "Corpus":
+        """The same source without sharding."""
+        return Corpus(self.source, self._make_iter)
+
     def filter(self, keep: Callable[[Utterance], bool]) -> "Corpus":
         """Lazily keep only utterances for which ``keep`` is true."""
         parent = self

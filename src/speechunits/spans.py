@@ -30,7 +30,13 @@ def span_path(file: str | os.PathLike[str], start_s: float, end_s: float | None)
     """
     if start_s < 0 or (end_s is not None and end_s <= start_s):
         raise SpeechUnitsError(f"{file}: a time range needs 0 <= start < end, got {start_s}-{end_s}")
-    return f"{file}#t={start_s:g},{'' if end_s is None else f'{end_s:g}'}"
+    return f"{file}#t={_seconds(start_s)},{'' if end_s is None else _seconds(end_s)}"
+
+
+def _seconds(value: float) -> str:
+    """Seconds to the microsecond, without trailing zeros (exact enough to find the sample at any rate
+    up to 192 kHz again with ``round(seconds * rate)``)."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def parse_span_path(path: str | os.PathLike[str]) -> tuple[str, float, float | None] | None:

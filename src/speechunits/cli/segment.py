@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-seconds", type=float, default=30.0,
                         help="cut longer speech at its least speech-like window; 0: no limit (default %(default)s)")
     parser.add_argument("--no-audio", action="store_true",
-                        help="write OUT/segments.tsv only (no segment files, no manifest)")
+                        help="no segment files: OUT/segments.tsv, and OUT/manifest.jsonl listing the segments as "
+                        "time ranges of the sources (read by seeking in them)")
     parser.add_argument("--channel", type=int, default=None,
                         help="use channel N (0-based) instead of the downmix, and write only it")
     add_shard(parser)

@@ -6,6 +6,8 @@ Output directory layout::
                                                (its rate and channels; 24-bit if the source has
                                                more than 16 bits); <name> = last part of utt_id
     manifest.tsv    fairseq manifest of the segment files (absolute root = OUT), open_corpus reads it
+    manifest.jsonl  instead, without audio (``write_audio=False``): {"id", "path", "source"} per segment,
+                    its path the time range of the source (``SOURCE#t=START,END``, speechunits.spans)
     segments.tsv    segment_id<TAB>source_utt<TAB>start_s<TAB>end_s (Kaldi ``segments`` column order)
     errors.jsonl    {"id", "path", "reason"} per source file skipped in the last run
     segment.json    the settings (options, VAD model, input) and the summary of the last run
@@ -37,6 +39,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.progress import AudioProgress
 from speechunits.segment.segments import SegmentOptions, SpeechSegment, find_segments
 from speechunits.segment.vad import SAMPLE_RATE, WINDOW_S, SileroVAD
+from speechunits.spans import span_path
 
 #: Seconds of source audio read at a time.
 DEFAULT_BLOCK_SECONDS = 60.0
@@ -44,6 +47,7 @@ DEFAULT_BLOCK_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.tsv"
+SPAN_MANIFEST = "manifest.jsonl"
 SEGMENTS = "segments.tsv"
 ERRORS = "errors.jsonl"
 SETTINGS = "segment.json"
@@ -191,7 +195,8 @@ def segment_corpus(corpus: Corpus, out_dir: str | os.PathLike[str], vad: SileroV
     """Segment every utterance of ``corpus`` into ``out_dir`` (layout in the module docstring).
 
     Args:
-        write_audio: write segment files and ``manifest.tsv``; ``False`` writes ``segments.tsv`` only.
+        write_audio: write segment files and ``manifest.tsv``; ``False`` writes ``segments.tsv`` and
+            ``manifest.jsonl``, whose paths are the time ranges of the sources (:mod:`speechunits.spans`).
         channel: use this channel (0-based) for the VAD and the segment files instead of the
             downmix (VAD) and all channels (files).
         on_error: ``"skip"`` records bad input in ``errors.jsonl`` and goes on; ``"fail"`` raises.
@@ -222,7 +227,9 @@ def segment_corpus(corpus: Corpus, out_dir: str | os.PathLike[str], vad: SileroV
         journal.close()
         raise
     report = replace(report, wall_seconds=time.perf_counter() - started)
-    _write_outputs(out, journal, errors, write_audio, settings, report)
+    # without audio, the segments are listed as time ranges of the sources (of every shard run so far)
+    sources = None if write_audio else {utt.id: utt.path for utt in corpus.whole()}
+    _write_outputs(out, journal, errors, write_audio, settings, report, sources)
     return report
 
 
@@ -309,28 +316,32 @@ class Journal:
 
 
 def _write_outputs(out: Path, journal: Journal, errors: list[dict[str, str]], write_audio: bool,
-                   settings: dict, report: SegmentReport) -> None:
-    """manifest.tsv (with audio), segments.tsv, errors.jsonl, then segment.json's summary."""
+                   settings: dict, report: SegmentReport, sources: dict[str, str] | None = None) -> None:
+    """manifest.tsv (with audio) or manifest.jsonl (without: time ranges of ``sources``, id -> path),
+    segments.tsv, errors.jsonl, then segment.json's summary."""
+    manifest_name = MANIFEST if write_audio else SPAN_MANIFEST
     try:
         manifest = segments = None
         try:
             segments = open(out / (SEGMENTS + ".partial"), "w", encoding="utf-8")
+            manifest = open(out / (manifest_name + ".partial"), "w", encoding="utf-8")
             if write_audio:
-                manifest = open(out / (MANIFEST + ".partial"), "w", encoding="utf-8")
                 manifest.write(f"{out.resolve()}\n")
             count = 0
             for row in journal.rows():
                 segments.write(f"{row.segment_id}\t{row.source_id}\t{row.start_s:.6f}\t{row.end_s:.6f}\n")
-                if manifest is not None:
+                if write_audio:
                     manifest.write(f"{row.relpath}\t{row.end_sample - row.start_sample}\n")
+                elif sources is not None and row.source_id in sources:
+                    path = span_path(os.path.abspath(sources[row.source_id]), row.start_s, row.end_s)
+                    manifest.write(json.dumps({"id": row.segment_id, "path": path, "source": row.source_id}) + "\n")
                 count += 1
         finally:
             for handle in (segments, manifest):
                 if handle is not None:
                     handle.close()
         os.replace(out / (SEGMENTS + ".partial"), out / SEGMENTS)
-        if write_audio:
-            os.replace(out / (MANIFEST + ".partial"), out / MANIFEST)
+        os.replace(out / (manifest_name + ".partial"), out / manifest_name)
         _atomic_write(out / ERRORS, "".join(json.dumps(e) + "\n" for e in errors))
         summary = {
             "segments_total": count,
