@@ -117,3 +117,10 @@ def test_nemo_offsets_are_time_ranges(recordings, tmp_path: Path) -> None:
     from speechunits.probe.labels import read_transcripts
 
     assert read_transcripts(manifest) == {"rec1_0000025": "one", "rec1_0000100": "two", "rec2": "whole"}
+
+
+def test_span_times_find_their_sample_again_in_long_recordings() -> None:
+    for rate in (8000, 16000, 44100, 48000):
+        for sample in (0, 1, 19_753_085, 3 * 3600 * rate + 7):  # up to three hours in
+            _, start, _ = parse_span_path(span_path("x.wav", sample / rate, None))
+            assert round(start * rate) == sample
