@@ -1,6 +1,6 @@
 """Corpora: where utterances come from.
 
-Six inputs are understood (see :func:`open_corpus`):
+Seven inputs are understood (see :func:`open_corpus`):
 
 * an audio directory, scanned recursively in sorted order;
 * a Kaldi/ESPnet ``wav.scp`` (``utt_id path`` lines; a data directory holding one is read
@@ -14,6 +14,8 @@ Six inputs are understood (see :func:`open_corpus`):
   ``offset``/``duration`` for a time range), or a
   ``datasets`` AudioFolder's ``metadata.jsonl``/``metadata.csv`` (``file_name``; ids its path
   without extension); relative paths are relative to the file;
+* Lhotse manifests (a CutSet, or a SupervisionSet with its RecordingSet; ``.jsonl[.gz]``,
+  :mod:`speechunits.lhotse_manifests`);
 * Hugging Face ``datasets`` tables: Parquet shards (the Hub's, ``to_parquet``'s) or Arrow files
   (``save_to_disk``, the cache), one split at a time (:mod:`speechunits.hf_datasets`).
 
@@ -37,6 +39,8 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.files import parse_json_object
 from speechunits.hf_datasets import (SPEAKER_COLUMNS, is_table_source, iter_table_utterances, parse_row_path,
                                      read_column, table_files)
+from speechunits.lhotse_manifests import iter_entries, manifest_kind
+from speechunits.lhotse_manifests import read_labels as read_lhotse_labels
 from speechunits.spans import parse_span_path, span_path, span_seconds
 
 
@@ -166,6 +170,9 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
         make_iter = lambda: _iter_scp(path)  # noqa: E731
     elif path.suffix == ".tsv":
         make_iter = lambda: _iter_tsv(path)  # noqa: E731
+    elif manifest_kind(path) is not None:  # a Lhotse CutSet, SupervisionSet or RecordingSet
+        make_iter = lambda: (Utterance(utt, audio, fields=labels)  # noqa: E731
+                             for utt, audio, labels in iter_entries(path))
     elif path.suffix in (".jsonl", ".json") or (path.suffix == ".csv" and _csv_names_files(path)):
         make_iter = lambda: _iter_jsonl(path)  # noqa: E731 - .csv: an AudioFolder's metadata.csv
     elif path.suffix.lower() in _SCANNED_EXTENSIONS or raw_format is not None:
@@ -609,6 +616,8 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
     result: dict[str, str] = {}
     if is_table_source(path):  # a Hugging Face table's speaker column
         return read_column(path, SPEAKER_COLUMNS, "speaker")
+    if manifest_kind(path) is not None:  # a Lhotse manifest's supervisions
+        return read_lhotse_labels(path, "speaker")
     if Path(path).suffix.lower() in (".jsonl", ".json", ".csv"):  # a manifest's speaker fields
         field = first_record_field(path, SPEAKER_FIELDS) or SPEAKER_FIELDS[0]
         result = {utt_id: str(speaker).strip() for _, utt_id, speaker in iter_jsonl_field(path, field)}

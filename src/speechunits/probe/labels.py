@@ -39,6 +39,9 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
                                      read_column)
 from speechunits.id_match import match_ids, rekey
+from speechunits.lhotse_manifests import has_labels as has_lhotse_labels
+from speechunits.lhotse_manifests import manifest_kind
+from speechunits.lhotse_manifests import read_labels as read_lhotse_labels
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
 from speechunits.probe.splits import split_lists_of
 from speechunits.probe.vocab import Vocabulary, class_vocabulary
@@ -86,6 +89,8 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
     """
     if is_table_source(path):  # a Hugging Face table's text column
         return read_column(path, TEXT_COLUMNS, "transcript")
+    if manifest_kind(path) is not None:  # a Lhotse manifest's supervisions
+        return read_lhotse_labels(path, "text")
     path = Path(path)
     if path.is_dir():
         result = {}
@@ -399,6 +404,10 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
             found["speakers"] = root
         if has_column(root, (LABEL_COLUMN,)):
             found["labels"] = root
+    if manifest_kind(root) is not None:  # a Lhotse manifest: its supervisions' texts and speakers
+        for key, label in (("transcripts", "text"), ("speakers", "speaker")):
+            if has_lhotse_labels(root, label):
+                found[key] = root
     if root.is_dir():
         places = [root] + ([root.parent] if (root.parent / SYNTH_MARKER).is_file() else [])
     else:

@@ -1,0 +1,220 @@
+"""Lhotse manifests (k2/icefall's and NeMo's data format) as corpora and label sources.
+
+Read without the ``lhotse`` package, from the JSON-lines files it writes (``.jsonl`` or
+``.jsonl.gz``), whichever of its three manifests is given:
+
+* a **CutSet** (``cuts.jsonl.gz``): each ``MonoCut`` is an utterance, the stretch ``[start,
+  start + duration)`` of its recording; its supervisions give the transcript (their texts joined)
+  and the speaker (the first one's);
+* a **SupervisionSet** (``supervisions.jsonl.gz``): each supervision is an utterance, a stretch of
+  the recording the **RecordingSet** beside it lists (the same name with ``supervisions`` →
+  ``recordings``);
+* a **RecordingSet** alone: each recording is an utterance, the whole file.
+
+Stretches shorter than their recording are time ranges (:mod:`speechunits.spans`), read by
+seeking in the file. Ids are the manifest's. Recordings whose audio is not a local file (URLs,
+shell commands, in-memory or Lhotse Shar audio) and cuts of multi-channel recordings are refused
+by name.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from speechunits.errors import SpeechUnitsError
+
+#: A stretch this close to its recording's length is the whole recording.
+_WHOLE_TOLERANCE_S = 1e-3
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line_no, object)`` of a JSON-lines file, gzip-compressed or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for line_no, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise SpeechUnitsError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
+                if not isinstance(record, dict):
+                    raise SpeechUnitsError(f"{path}:{line_no}: not a JSON object")
+                yield line_no, record
+    except FileNotFoundError:
+        raise SpeechUnitsError(f"{path}: no such file") from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise SpeechUnitsError(f"{path}: unreadable ({exc})") from None
+
+
+def manifest_kind(path: str | os.PathLike[str]) -> str | None:
+    """``"cuts"``, ``"supervisions"`` or ``"recordings"`` for a Lhotse manifest (by its first record),
+    else ``None``."""
+    path = Path(path)
+    if not path.is_file() or not (path.name.endswith((".jsonl", ".jsonl.gz", ".json.gz"))):
+        return None
+    try:
+        first = next(_records(path), None)
+    except SpeechUnitsError:
+        return None
+    if first is None:
+        return None
+    record = first[1]
+    if "recording" in record and "start" in record and "duration" in record:
+        return "cuts"
+    if {"recording_id", "start", "duration"} <= set(record) and "sources" not in record:
+        return "supervisions"
+    if {"sources", "sampling_rate", "num_samples"} <= set(record):
+        return "recordings"
+    return None
+
+
+def _audio_file(recording: dict[str, Any], where: str, base: Path) -> str:
+    """The local file of a recording (a single ``file`` source of all its channels)."""
+    sources = recording.get("sources") or []
+    if len(sources) != 1 or not isinstance(sources[0], dict):
+        raise SpeechUnitsError(f"{where}: recording {recording.get('id')!r} has {len(sources)} sources (one file per "
+                               "channel?); speechunits reads recordings stored as one file")
+    kind, source = sources[0].get("type"), sources[0].get("source")
+    if kind != "file" or not isinstance(source, str):
+        raise SpeechUnitsError(f"{where}: recording {recording.get('id')!r} is a {kind!r} source; speechunits reads "
+                               "local files (save the audio to files first, e.g. cuts.save_audios(...))")
+    path = Path(source)
+    return str(path if path.is_absolute() or path.exists() else base / path)
+
+
+def _channels(recording: dict[str, Any]) -> int:
+    return len(recording.get("channel_ids") or [0])
+
+
+def _stretch(file: str, start: float, duration: float, total: float | None) -> str:
+    from speechunits.spans import span_path
+
+    if start <= _WHOLE_TOLERANCE_S and (total is None or abs(duration - total) <= _WHOLE_TOLERANCE_S):
+        return file
+    return span_path(file, start, start + duration)
+
+
+def _recordings(path: Path) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for line_no, record in _records(path):
+        if "id" not in record:
+            raise SpeechUnitsError(f"{path}:{line_no}: a recording without 'id'")
+        found[str(record["id"])] = record
+    return found
+
+
+def recordings_beside(supervisions: Path) -> Path:
+    """The RecordingSet that goes with a SupervisionSet (``supervisions`` → ``recordings`` in its name).
+
+    Raises:
+        SpeechUnitsError: no such file.
+    """
+    name = supervisions.name.replace("supervisions", "recordings")
+    candidate = supervisions.with_name(name)
+    if name == supervisions.name or not candidate.is_file():
+        raise SpeechUnitsError(f"{supervisions}: a Lhotse SupervisionSet needs its RecordingSet beside it "
+                               f"({candidate.name}), or give the CutSet")
+    return candidate
+
+
+def iter_entries(path: str | os.PathLike[str]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(utterance id, audio path, labels)`` of every entry of a Lhotse manifest; ``labels`` holds
+    ``text`` and ``speaker`` where the manifest gives them.
+
+    Raises:
+        SpeechUnitsError: not a Lhotse manifest, an entry without id, a supervision of a recording
+            the RecordingSet lacks, a non-file or multi-file source, a multi-channel cut.
+    """
+    path = Path(path)
+    kind = manifest_kind(path)
+    if kind is None:
+        raise SpeechUnitsError(f"{path}: not a Lhotse CutSet, SupervisionSet or RecordingSet")
+    entries = _iter_kind(path, kind)
+    while True:
+        try:
+            entry = next(entries)
+        except StopIteration:
+            return
+        except (KeyError, TypeError, ValueError) as exc:  # a field missing or of the wrong type
+            raise SpeechUnitsError(f"{path}: an entry lacks a field or has one of the wrong type ({exc!r})") from None
+        yield entry
+
+
+def _iter_kind(path: Path, kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    base = path.parent
+    if kind == "recordings":
+        for line_no, record in _records(path):
+            yield str(record["id"]), _audio_file(record, f"{path}:{line_no}", base), {}
+        return
+    if kind == "supervisions":
+        recordings_path = recordings_beside(path)
+        recordings = _recordings(recordings_path)
+        for line_no, sup in _records(path):
+            recording = recordings.get(str(sup["recording_id"]))
+            if recording is None:
+                raise SpeechUnitsError(f"{path}:{line_no}: recording {sup['recording_id']!r} is not in {recordings_path}")
+            _refuse_channels(recording, f"{path}:{line_no}", sup.get("channel"))
+            file = _audio_file(recording, f"{path}:{line_no}", base)
+            yield (str(sup["id"]), _stretch(file, float(sup["start"]), float(sup["duration"]), recording.get("duration")),
+                   _labels([sup]))
+        return
+    for line_no, cut in _records(path):
+        if cut.get("type", "MonoCut") != "MonoCut":
+            raise SpeechUnitsError(f"{path}:{line_no}: a {cut.get('type')} (speechunits reads MonoCuts: one stretch "
+                                   "of one recording); cut.to_mono() or save the mixed audio first")
+        recording = cut.get("recording")
+        if not isinstance(recording, dict):
+            raise SpeechUnitsError(f"{path}:{line_no}: cut {cut.get('id')!r} has no recording (features only?); "
+                                   "speechunits reads audio")
+        _refuse_channels(recording, f"{path}:{line_no}", cut.get("channel"))
+        file = _audio_file(recording, f"{path}:{line_no}", base)
+        yield (str(cut["id"]), _stretch(file, float(cut["start"]), float(cut["duration"]), recording.get("duration")),
+               _labels(cut.get("supervisions") or []))
+
+
+def _refuse_channels(recording: dict[str, Any], where: str, channel: Any) -> None:
+    if _channels(recording) > 1:
+        raise SpeechUnitsError(f"{where}: recording {recording.get('id')!r} has {_channels(recording)} channels "
+                               f"(this entry uses channel {channel}); speechunits reads one stream per file: "
+                               "save the channel's audio first")
+
+
+def _labels(supervisions: list[dict[str, Any]]) -> dict[str, Any]:
+    texts = [s["text"] for s in supervisions if isinstance(s.get("text"), str) and s["text"].strip()]
+    speakers = [s["speaker"] for s in supervisions if s.get("speaker") is not None]
+    labels: dict[str, Any] = {}
+    if texts:
+        labels["text"] = " ".join(" ".join(t.split()) for t in texts)
+    if speakers:
+        labels["speaker"] = str(speakers[0])
+    return labels
+
+
+def has_labels(path: str | os.PathLike[str], key: str) -> bool:
+    """Whether the first entry of a Lhotse manifest carries ``key`` (``text`` or ``speaker``)."""
+    for _, _, labels in iter_entries(path):
+        return key in labels
+    return False
+
+
+def read_labels(path: str | os.PathLike[str], key: str) -> dict[str, str]:
+    """``{utterance id: value}`` of ``key`` (``text`` or ``speaker``) over a Lhotse manifest.
+
+    Raises:
+        SpeechUnitsError: as :func:`iter_entries`; an id twice; no entry with ``key``.
+    """
+    result: dict[str, str] = {}
+    for utt, _, labels in iter_entries(path):
+        if key not in labels:
+            continue
+        if utt in result:
+            raise SpeechUnitsError(f"{path}: utterance {utt!r} appears twice")
+        result[utt] = labels[key]
+    if not result:
+        raise SpeechUnitsError(f"{path}: no entry has a {key}")
+    return result
