@@ -641,22 +641,29 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def iter_text_lines(path: str | os.PathLike[str], what: str) -> Iterator[tuple[int, str]]:
-    """``(line_no, line)`` of a UTF-8 text file (a leading BOM dropped, line ends stripped, blank lines skipped).
+    """``(line_no, line)`` of a UTF-8 text file, gzip-compressed when its name ends in ``.gz`` (a
+    leading BOM dropped, line ends stripped, blank lines skipped).
 
     Raises:
-        SpeechUnitsError: the file is missing (``"{path}: {what} not found"``) or not UTF-8.
+        SpeechUnitsError: the file is missing (``"{path}: {what} not found"``), not UTF-8, or a
+            ``.gz`` that is not gzip.
     """
+    import gzip
+
     path = Path(path)
     if not path.is_file():
         raise SpeechUnitsError(f"{path}: {what} not found")
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with open(path, encoding="utf-8-sig") as handle:
+        with opener(path, "rt", encoding="utf-8-sig") as handle:
             for line_no, line in enumerate(handle, start=1):
                 line = line.rstrip("\r\n")
                 if line.strip():
                     yield line_no, line
     except UnicodeDecodeError as exc:
         raise SpeechUnitsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise SpeechUnitsError(f"{path}: not a whole gzip file ({exc})") from None
 
 
 def iter_jsonl_objects(path: str | os.PathLike[str], what: str) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -18,8 +18,6 @@ by name.
 """
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,23 +30,9 @@ _WHOLE_TOLERANCE_S = 1e-3
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line_no, object)`` of a JSON-lines file, gzip-compressed or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise SpeechUnitsError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
-                if not isinstance(record, dict):
-                    raise SpeechUnitsError(f"{path}:{line_no}: not a JSON object")
-                yield line_no, record
-    except FileNotFoundError:
-        raise SpeechUnitsError(f"{path}: no such file") from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise SpeechUnitsError(f"{path}: unreadable ({exc})") from None
+    from speechunits.corpus import iter_jsonl_objects
+
+    return iter_jsonl_objects(path, "Lhotse manifest")
 
 
 def manifest_kind(path: str | os.PathLike[str]) -> str | None:
