@@ -242,6 +242,19 @@ def cli_error(argv: list[str], caplog: pytest.LogCaptureFixture) -> str:
 SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def probes_train_on(source: Path | str, out: Path, tasks: dict[str, list[str]]) -> None:
+    """Train a two-step MFCC probe of each task on ``source`` with the labels it carries (plus the task's
+    extra arguments) and check that every utterance had its label: an input layout's labels test."""
+    import json
+
+    from speechunits.cli.main import main
+
+    for task, extra in tasks.items():
+        assert main(["probe", "train", task, str(source), "--encoder", "mfcc", "-o", str(out / task),
+                     "--max-steps", "2", "--device", "cpu", "--quiet", *extra]) == 0
+        assert json.loads((out / task / "probe.json").read_text())["missing_labels"] == 0
+
+
 def run_alone(command: list[str]) -> int:
     """Run ``command`` to the end in a subprocess; its return code."""
     return subprocess.run(command, env=dict(os.environ, **SUBPROCESS_ENV), stdout=subprocess.DEVNULL,

@@ -6,13 +6,13 @@ the same features, its text and speakers files.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import probes_train_on
 from speechunits.audio import Audio
 from speechunits.cli.main import main
 from speechunits.corpus import open_corpus, read_speakers
@@ -200,10 +200,7 @@ def test_features_of_a_table_equal_those_of_its_wav_directory(source: Path, tmp_
 def test_probes_train_on_a_table_with_its_own_labels(source: Path, tmp_path: Path) -> None:
     saved = tmp_path / "saved"
     _dataset(source).save_to_disk(str(saved))
-    for task, extra in (("asr", []), ("speaker", []), ("classify", ["--labels", f"{saved}::gender"])):
-        assert main(["probe", "train", task, str(saved), "--encoder", "mfcc", "-o", str(tmp_path / task),
-                     "--max-steps", "2", "--device", "cpu", "--quiet", *extra]) == 0
-        assert json.loads((tmp_path / task / "probe.json").read_text())["missing_labels"] == 0
+    probes_train_on(saved, tmp_path, {"asr": [], "speaker": [], "classify": ["--labels", f"{saved}::gender"]})
 
 
 def test_resynthesis_pairs_with_table_references(source: Path, tmp_path: Path) -> None:
