@@ -31,6 +31,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(corpus / "wavs" / f"{utt}.wav", root / word[speaker] / f"{utt}_nohash_0.wav")
     (root / "_background_noise_").mkdir()
     shutil.copy(corpus / "wavs" / f"{sorted(speakers)[0]}.wav", root / "_background_noise_" / "white_noise.wav")
+    (root / "_silence_").mkdir()  # as in SUPERB's test set (speech_commands_test_set_v0.01)
+    shutil.copy(corpus / "wavs" / f"{sorted(speakers)[1]}.wav", root / "_silence_" / "silence_0.wav")
     files = {w: sorted(p.relative_to(root).as_posix() for p in (root / w).glob("*.wav")) for w in ("yes", "no")}
     (root / "validation_list.txt").write_text("".join(f"{files[w][0]}\n" for w in files))
     (root / "testing_list.txt").write_text("".join(f"{files[w][1]}\n" for w in files))
@@ -39,7 +41,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_folders_are_the_labels_and_the_lists_the_split(tree: Path) -> None:
     labels = read_utterance_labels(tree)
-    files = sorted(p.relative_to(tree).with_suffix("").as_posix() for w in ("yes", "no") for p in (tree / w).glob("*"))
+    files = sorted(p.relative_to(tree).with_suffix("").as_posix()
+                   for w in ("yes", "no", "_silence_") for p in (tree / w).glob("*"))
     assert labels == {f: f.split("/")[0] for f in files}  # _background_noise_ gives no label
     assert find_label_files(tree)["labels"] == tree
     split = split_from_lists(tree, list(labels))

@@ -137,11 +137,16 @@ def _read_jsonl_text(path: Path) -> dict[str, str]:
     return result
 
 
+#: Speech Commands' folder of background noise recordings.
+NOISE_FOLDER = "_background_noise_"
+
+
 def folder_labels(root: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt: label}`` for the audio files under ``root``: the name of the folder holding each file
     (Speech Commands' ``yes/0a7c2a8d_nohash_0.wav``, a ``datasets`` AudioFolder's class folders),
-    ids as a scan of ``root`` gives them. Files directly in ``root`` and folders whose name starts
-    with ``_`` (Speech Commands' ``_background_noise_``) give no label.
+    ids as a scan of ``root`` gives them. Files directly in ``root`` and in Speech Commands'
+    ``_background_noise_`` (long noise recordings, not utterances) give no label; its test set's
+    ``_silence_`` and ``_unknown_`` folders are classes like any other.
 
     Raises:
         SpeechUnitsError: no audio file in a labelling folder.
@@ -151,7 +156,7 @@ def folder_labels(root: str | os.PathLike[str]) -> dict[str, str]:
     result = {}
     for utt in open_corpus(root):
         folder = Path(utt.id).parent.name
-        if folder and not folder.startswith("_"):
+        if folder and folder != NOISE_FOLDER:
             result[utt.id] = folder
     if not result:
         raise SpeechUnitsError(f"{root}: no audio file in a sub-folder to take its label from")
