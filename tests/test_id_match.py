@@ -19,7 +19,7 @@ from speechunits.cli.main import main
 from speechunits.corpus import read_speakers
 from speechunits.id_match import match_ids, named_by, rekey
 from speechunits.synth.testing import small_corpus
-from conftest import cli_error
+from conftest import cli_error, write_tone
 
 
 def test_exact_ids_win_and_nothing_else_is_tried_when_one_is_shared() -> None:
@@ -269,5 +269,32 @@ def test_a_chapter_listed_twice_is_named(tmp_path: Path) -> None:
         read_transcripts(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(SpeechUnitsError, match="no LibriSpeech transcripts"):
+    with pytest.raises(SpeechUnitsError, match="no LibriSpeech or LibriTTS transcripts"):
         read_transcripts(empty)
+
+
+def test_a_libritts_tree_and_ljspeech_metadata(tmp_path: Path) -> None:
+    """LibriTTS: ``SPK/CHAP/SPK_CHAP_*.wav`` with ``SPK_CHAP.trans.tsv`` (id, original, normalised text);
+    LJSpeech: ``wavs/*.wav`` with ``metadata.csv`` (id|text|normalised text)."""
+    from speechunits.corpus import read_speakers
+    from speechunits.probe.labels import find_label_files, read_transcripts
+
+    libritts = tmp_path / "LibriTTS" / "dev-clean"
+    chapter = libritts / "84" / "121123"
+    chapter.mkdir(parents=True)
+    for utt in ("84_121123_000007_000001", "84_121123_000008_000000"):
+        write_tone(chapter / f"{utt}.wav", 0.3)
+    (chapter / "84_121123.trans.tsv").write_text("84_121123_000007_000001\tDr. Smith's 2 cats.\tDoctor Smith's two cats.\n"
+                                                 "84_121123_000008_000000\tHe left.\tHe left.\n")
+    assert find_label_files(libritts) == {"transcripts": libritts, "speakers": libritts}
+    assert read_transcripts(libritts) == {"84_121123_000007_000001": "Doctor Smith's two cats.",
+                                          "84_121123_000008_000000": "He left."}
+    assert set(read_speakers(libritts).values()) == {"84"}
+    lj = tmp_path / "LJSpeech-1.1"
+    (lj / "wavs").mkdir(parents=True)
+    write_tone(lj / "wavs" / "LJ001-0001.wav", 0.3)
+    (lj / "metadata.csv").write_text("LJ001-0001|Printing, in 1450, began|Printing, in fourteen fifty, began\n"
+                                     "LJ001-0002|in being comparatively modern.|\n")
+    assert find_label_files(lj) == {"transcripts": lj / "metadata.csv"}
+    assert read_transcripts(lj / "metadata.csv") == {"LJ001-0001": "Printing, in fourteen fifty, began",
+                                                     "LJ001-0002": "in being comparatively modern."}

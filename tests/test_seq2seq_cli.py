@@ -155,7 +155,14 @@ def test_tts_train_bad_corpora(tmp_path, corpus, codebook, caplog):
     (nospeakers / "speakers.tsv").unlink()
     (nospeakers / "manifest.jsonl").unlink()
     assert "speakers.tsv" in cli_error(["tts", "train", str(nospeakers), "--codebook", str(codebook), "-o",
-                                        str(tmp_path / "t4"), *FAST], caplog)
+                                        str(tmp_path / "t4"), "--speaker", "table", *FAST], caplog)
+    # the default (auto): a speaker table where the corpus names its speakers, else one voice (LJSpeech)
+    from speechunits.corpus import read_speakers
+    from speechunits.seq2seq.tts_train import _corpus_labels
+
+    assert _corpus_labels(nospeakers, "phones", None, "auto")["speakers"] is None
+    assert set(_corpus_labels(corpus, "phones", None, "auto")["speakers"].values()) == \
+        set(read_speakers(corpus / "speakers.tsv").values())
 
 
 def test_tts_train_from_transcripts_only_learns_durations(tmp_path, corpus, codebook, fake_vocoder, capsys, caplog):

@@ -30,6 +30,7 @@ at the i-th (0-based), so shards are disjoint, cover the corpus, and do not depe
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -589,22 +590,34 @@ KALDI_UTT2SPK = "utt2spk"
 
 #: The ending of LibriSpeech's per-chapter transcript files (``19-198.trans.txt``: ``19-198-0001 TEXT``).
 LIBRISPEECH_TRANSCRIPTS = ".trans.txt"
+#: The ending of LibriTTS's (and LibriTTS-R's) per-chapter transcript files (``19_198.trans.tsv``:
+#: ``19_198_000000_000000<TAB>original text<TAB>normalised text``).
+LIBRITTS_TRANSCRIPTS = ".trans.tsv"
+#: Both, the per-chapter transcripts of a Libri* tree.
+CHAPTER_TRANSCRIPTS = (LIBRISPEECH_TRANSCRIPTS, LIBRITTS_TRANSCRIPTS)
 
 
 def iter_librispeech_transcripts(root: str | os.PathLike[str]) -> Iterator[Path]:
-    """LibriSpeech's ``SPEAKER-CHAPTER.trans.txt`` files under ``root``, in sorted walk order (lazily:
-    the first one is found without walking the whole tree)."""
+    """The per-chapter transcript files of a LibriSpeech (``SPEAKER-CHAPTER.trans.txt``) or LibriTTS
+    (``SPEAKER_CHAPTER.trans.tsv``) tree under ``root``, in sorted walk order (lazily: the first one
+    is found without walking the whole tree)."""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
         for name in sorted(filenames):
-            if name.endswith(LIBRISPEECH_TRANSCRIPTS):
+            if name.endswith(CHAPTER_TRANSCRIPTS):
                 yield Path(dirpath) / name
+
+
+def libri_speaker(utt_id: str) -> str:
+    """The speaker in a LibriSpeech (``19-198-0001``) or LibriTTS (``19_198_000000_000000``) id."""
+    return re.split(r"[-_]", utt_id, maxsplit=1)[0]
 
 
 def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt_id: speaker}`` from a ``utt_id<TAB>speaker`` file such as ``speakers.tsv``, or from a
-    Kaldi ``utt2spk`` (``utt_id speaker``, separated by any whitespace), or of a LibriSpeech tree (a
-    directory: the ids of its ``*.trans.txt`` files, ``SPEAKER-CHAPTER-N``, give the speakers), or of a
+    Kaldi ``utt2spk`` (``utt_id speaker``, separated by any whitespace), or of a LibriSpeech or
+    LibriTTS tree (a directory: the ids of its ``*.trans.txt``/``*.trans.tsv`` files,
+    ``SPEAKER-CHAPTER-N``/``SPEAKER_CHAPTER_...``, give the speakers), or of a
     Common Voice TSV (``client_id`` of each clip), or of a JSONL manifest (``speaker`` fields).
 
     Blank lines are ignored; surrounding whitespace of the speaker is dropped.
@@ -630,10 +643,10 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
         for chapter in iter_librispeech_transcripts(path):
             for _, line in iter_text_lines(chapter, "LibriSpeech transcripts"):
                 utt_id = line.split(None, 1)[0]
-                result[utt_id] = utt_id.split("-", 1)[0]
+                result[utt_id] = libri_speaker(utt_id)
         if not result:
-            raise SpeechUnitsError(f"{path}: no speakers file, and no LibriSpeech transcripts (*{LIBRISPEECH_TRANSCRIPTS}) "
-                                   "whose ids name the speakers")
+            raise SpeechUnitsError(f"{path}: no speakers file, and no LibriSpeech or LibriTTS transcripts "
+                                   f"(*{LIBRISPEECH_TRANSCRIPTS}, *{LIBRITTS_TRANSCRIPTS}) whose ids name the speakers")
         return result
     if Path(path).name == KALDI_UTT2SPK:
         return read_pairs(path, what="Kaldi utt2spk", key_name="utt_id", value_name="speaker", whitespace=True)

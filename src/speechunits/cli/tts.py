@@ -62,8 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--units", metavar="STORE", help="a unit store of that codebook over the corpus "
                        "(default: encode the corpus with the codebook's encoder)")
     train.add_argument("--input", default="phones", choices=["phones", "chars"])
-    train.add_argument("--speaker", default="table", choices=["table", "none"],
-                       help="table: one embedding per speaker of speakers.tsv (default); none: one voice")
+    train.add_argument("--speaker", default="auto", choices=["auto", "table", "none"],
+                       help="table: one embedding per speaker of speakers.tsv; none: one voice; auto (default): "
+                       "table when the corpus has a speakers file, else none")
     train.add_argument("--alignments", metavar="PATH", help="phones.tsv or TextGrids (default: the corpus's)")
     train.add_argument("--durations", default="auto", choices=["auto", "alignments", "mas"],
                        help="where symbol durations come from: the alignments, or mas: learned from the transcripts "

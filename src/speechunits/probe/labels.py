@@ -32,9 +32,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from speechunits.corpus import (AUDIOFOLDER_METADATA, LIBRISPEECH_TRANSCRIPTS, SPEAKER_FIELDS, common_voice_columns,
-                                common_voice_id, first_record_field, iter_common_voice, iter_jsonl_field,
-                                iter_librispeech_transcripts, iter_text_lines, read_pairs)
+from speechunits.corpus import (AUDIOFOLDER_METADATA, LIBRISPEECH_TRANSCRIPTS, LIBRITTS_TRANSCRIPTS, SPEAKER_FIELDS,
+                                common_voice_columns, common_voice_id, first_record_field, iter_common_voice,
+                                iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines, read_pairs)
 from speechunits.errors import SpeechUnitsError
 from speechunits.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
                                      read_column)
@@ -58,6 +58,8 @@ IGNORE_INDEX = -100
 ALIGNMENT_FILES = ("phones.tsv", "textgrids")
 TRANSCRIPT_FILES = ("text.tsv", "text")
 SPEAKER_FILES = ("speakers.tsv", "utt2spk")
+#: LJSpeech's transcripts beside its wavs/ folder.
+LJSPEECH_METADATA = "metadata.csv"
 MANIFEST_SUFFIXES = (".jsonl", ".json", ".csv")  # .csv: an AudioFolder's metadata.csv
 #: The file that marks a ``speechunits synth`` corpus directory.
 SYNTH_MARKER = "corpus.json"
@@ -72,8 +74,10 @@ def _add(result: dict[str, Any], path: Path, line_no: int, utt: str, value: Any)
 
 def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt: text}`` from ``text.tsv``, a JSONL manifest, a Kaldi ``text`` file, a Common Voice TSV
-    (``sentence``), or a directory holding LibriSpeech's per-chapter ``*.trans.txt`` files (Kaldi
-    lines, read recursively).
+    (``sentence``), LJSpeech's ``metadata.csv`` (``id|text|normalised``: the normalised text), a
+    LibriTTS ``*.trans.tsv`` (``id<TAB>original<TAB>normalised``: the normalised text), a directory
+    holding LibriSpeech's per-chapter ``*.trans.txt`` files (Kaldi lines) or LibriTTS's (read
+    recursively), a Hugging Face table or a Lhotse manifest.
 
     Format: ``.jsonl``/``.json`` → JSONL (one object per line, ``text`` field; the id is ``id``,
     else the stem of its audio path (``path`` or NeMo's ``audio_filepath``) as in
@@ -100,7 +104,12 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
                     raise SpeechUnitsError(f"{chapter}: utterance {utt!r} is also in another *{LIBRISPEECH_TRANSCRIPTS}")
                 result[utt] = text
         if not result:
-            raise SpeechUnitsError(f"{path}: no LibriSpeech transcripts (*{LIBRISPEECH_TRANSCRIPTS}) in this directory")
+            raise SpeechUnitsError(f"{path}: no LibriSpeech or LibriTTS transcripts (*{LIBRISPEECH_TRANSCRIPTS}, "
+                                   f"*{LIBRITTS_TRANSCRIPTS}) in this directory")
+    elif path.name.endswith(LIBRITTS_TRANSCRIPTS):  # id<TAB>original<TAB>normalised
+        result = _read_columns(path, "\t", 3, "LibriTTS transcripts")
+    elif is_ljspeech_metadata(path):  # id|text|normalised text
+        result = _read_columns(path, "|", 3, "LJSpeech metadata")
     elif path.suffix.lower() in MANIFEST_SUFFIXES:
         result = _read_jsonl_text(path)
     elif common_voice_columns(path) is not None:
@@ -124,6 +133,32 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
             _add(result, path, line_no, utt.strip(), " ".join(text.split()))
     if not result:
         raise SpeechUnitsError(f"{path}: no transcripts")
+    return result
+
+
+def is_ljspeech_metadata(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is LJSpeech's ``metadata.csv``: ``id|text|normalised text`` lines, no header."""
+    path = Path(path)
+    if path.name != LJSPEECH_METADATA or not path.is_file():
+        return False
+    try:
+        first = next(iter_text_lines(path, "LJSpeech metadata"), None)
+    except SpeechUnitsError:
+        return False
+    return first is not None and len(first[1].split("|")) in (2, 3) and "file_name" not in first[1]
+
+
+def _read_columns(path: Path, separator: str, columns: int, what: str) -> dict[str, str]:
+    """``{id: text}`` of ``id SEP text [SEP normalised text]`` lines: the normalised text where given
+    (numbers and abbreviations spelled out), else the text."""
+    result: dict[str, str] = {}
+    for line_no, line in iter_text_lines(path, what):
+        fields = line.split(separator)
+        if not 2 <= len(fields) <= columns or not fields[0].strip():
+            raise SpeechUnitsError(f"{path}:{line_no}: expected id{separator}text{separator}normalised text, "
+                                   f"got {line[:80]!r}")
+        text = fields[2] if len(fields) == 3 and fields[2].strip() else fields[1]
+        _add(result, path, line_no, fields[0].strip(), " ".join(text.split()))
     return result
 
 
@@ -435,6 +470,9 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
             if hit is not None:
                 found[key] = hit
                 break
+    if "transcripts" not in found:  # LJSpeech: metadata.csv beside wavs/
+        found.update({"transcripts": place / LJSPEECH_METADATA for place in places[:1]
+                      if is_ljspeech_metadata(place / LJSPEECH_METADATA)})
     if "labels" not in found and split_lists_of(root) is not None:  # Speech Commands: the folders are the keywords
         found["labels"] = root
     if root.is_dir() and not {"transcripts", "speakers"} <= set(found) and not is_table_source(root) \

@@ -32,7 +32,7 @@ from speechunits.seq2seq.data import TTSExample
 
 log = logging.getLogger(__name__)
 
-SPEAKER_MODES = ("table", "none")
+SPEAKER_MODES = ("auto", "table", "none")
 DEFAULT_HOLDOUT = 0.05
 #: Model settings under the caller's ``model`` overrides: the autoregressive unit head, which
 #: nearly halved the judge's PER of synthesised dev sentences against the parallel head's argmax
@@ -106,6 +106,10 @@ def _corpus_labels(corpus: str | Path, input_kind: str, alignments: str | Path |
             raise SpeechUnitsError(f"{corpus}: --input chars needs transcripts (text.tsv, a JSONL manifest with "
                                    "'text', or a Kaldi text file)")
     labels["speakers"] = None
+    if speaker_mode == "auto":  # a table when the corpus names its speakers, else one voice (LJSpeech)
+        speaker_mode = "table" if "speakers" in found else "none"
+        if speaker_mode == "none":
+            log.info("%s: no speakers file: one voice (--speaker none)", corpus)
     if speaker_mode == "table":
         if "speakers" not in found:
             raise SpeechUnitsError(f"{corpus}: --speaker table needs speakers.tsv (utt<TAB>speaker); "
@@ -187,7 +191,7 @@ def score_tts(bundle: Any, examples: Sequence[TTSExample], *, device: Any = "cpu
 
 
 def train_tts(corpus: str | Path, codebook: str | Path, out_dir: str | Path, *, units: str | Path | None = None,
-              input_kind: str = "phones", speaker: str = "table", alignments: str | Path | None = None,
+              input_kind: str = "phones", speaker: str = "auto", alignments: str | Path | None = None,
               voice: str | None = None, holdout: float = DEFAULT_HOLDOUT, model: Mapping[str, Any] | None = None,
               optim: Any = None, batch_frames: int = 6000, duration_weight: float = 1.0, durations: str = "auto",
               alignment_weight: float = 1.0, resume: bool = False, device: str = "auto", dtype: str = "fp32",
@@ -197,7 +201,8 @@ def train_tts(corpus: str | Path, codebook: str | Path, out_dir: str | Path, *, 
     Args:
         corpus: audio corpus with alignments or transcripts, and speakers, beside it (a synth corpus).
         codebook: the codebook whose units the model predicts. units: a store of those units (else encoded).
-        input_kind: ``"phones"`` or ``"chars"``. speaker: ``"table"`` or ``"none"``.
+        input_kind: ``"phones"`` or ``"chars"``. speaker: ``"table"``, ``"none"``, or ``"auto"`` (a table
+            when the corpus has a speakers file, else one voice).
         voice: espeak-ng voice to phonemise new text with (default: the corpus's); also the
             transcripts' when the durations are learned.
         durations: ``"alignments"``, ``"mas"`` (learned from transcripts) or ``"auto"`` (see the module docstring).
@@ -274,7 +279,8 @@ def train_tts(corpus: str | Path, codebook: str | Path, out_dir: str | Path, *, 
         config = TTSConfig.from_dict(old["config"])
     else:
         symbols = symbols_of((ex.tokens for ex in examples), input_kind)
-        speakers = sorted({ex.speaker for ex in examples if ex.speaker is not None}) if speaker == "table" else []
+        speakers = sorted({ex.speaker for ex in examples if ex.speaker is not None}) \
+            if labels["speakers"] is not None else []
         overrides = {**DEFAULT_MODEL, **dict(model or {})}
         if source == "alignments" and overrides.get("alignment_dim"):
             raise SpeechUnitsError("alignment_dim: the aligner learns durations, which this corpus's alignments "
