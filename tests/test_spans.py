@@ -90,6 +90,10 @@ def test_features_of_segments_equal_those_of_the_cut_files(recordings, tmp_path:
     assert main(["features", str(cut), "-o", str(tmp_path / "f-cut"), *common]) == 0
     ours, theirs = dict(read_features_dir(tmp_path / "f-seg")), dict(read_features_dir(tmp_path / "f-cut"))
     assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    # the features directory's fairseq manifest lists the time ranges: each read back as its own utterance
+    listed = list(open_corpus(tmp_path / "f-seg" / "manifest.tsv"))
+    assert [u.id for u in listed] == ["rec1_0000010-0000120", "rec1_0000150-0000290", "rec2_0000000-end"]
+    assert Audio.load(listed[1].path) == Audio.load(list(open_corpus(data))[1].path)
 
 
 def test_bad_segments_lines_are_named(recordings, tmp_path: Path) -> None:

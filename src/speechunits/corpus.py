@@ -146,9 +146,10 @@ def _duplicate_message(source: str, utt_id: str, first: str, second: str) -> str
 
 def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | None = None,
                 raw_format: RawFormat | str | None = None) -> Corpus:
-    """Open an audio directory, a Kaldi ``wav.scp`` (or a data directory holding one), a fairseq
-    ``.tsv``, a ``.jsonl`` manifest, Hugging Face Parquet/Arrow tables (a file, a quoted glob, a
-    directory of one split's shards) or a single audio file.
+    """Open an audio directory, a Kaldi ``wav.scp`` (or a data directory holding one, with its
+    ``segments``), a fairseq ``.tsv``, a ``.jsonl`` manifest (NeMo's too), an AudioFolder
+    ``metadata.csv``, a Lhotse manifest, Hugging Face Parquet/Arrow tables (a file, a quoted glob, a
+    directory of one split's shards) or a single audio file (see the module docstring).
 
     ``raw_format`` (``"s16le:16000"`` or a :class:`RawFormat`) tells how to read the corpus's
     headerless PCM files; it rides on every :class:`Utterance`.
@@ -322,8 +323,14 @@ def _iter_tsv(manifest: Path) -> Iterator[Utterance]:
 
 
 def _tsv_id(rel: str) -> str:
-    """A fairseq manifest row's id: its path without extension; a table row's (``FILE#row=N``,
-    as a features directory of a Hugging Face table lists them) is ``FILE-without-extension/N``."""
+    """A fairseq manifest row's id: its path without extension. Rows a features directory lists for
+    other inputs: a table row's (``FILE#row=N``) is ``FILE-without-extension/N``; a time range's
+    (``FILE#t=START,END``) is ``FILE-without-extension_SSSSSSS-EEEEEEE`` (centiseconds, as Kaldi
+    names segments; ``end`` for an open end)."""
+    span = parse_span_path(rel)
+    if span is not None:
+        end = "end" if span[2] is None else f"{round(span[2] * 100):07d}"
+        return f"{_tsv_id(span[0])}_{round(span[1] * 100):07d}-{end}"
     row = parse_row_path(rel)
     if row is not None:
         return f"{row[0].with_suffix('').as_posix()}/{row[1]}"
