@@ -220,6 +220,12 @@ def _info(file: Path, mtime_ns: int) -> _TableInfo:
 
 
 def table_info(file: Path) -> _TableInfo:
+    """Schema, ``datasets`` features, row count and row-group starts of one table file (cached
+    until the file changes).
+
+    Raises:
+        SpeechUnitsError: a missing or unreadable file.
+    """
     try:
         mtime = file.stat().st_mtime_ns
     except OSError as exc:
