@@ -6,6 +6,7 @@ the same features, its text and speakers files.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,29 @@ def test_resynthesis_pairs_with_table_references(source: Path, tmp_path: Path) -
     pairs, unmatched = match_utterances(table, hyps)
     assert [p.id for p in pairs] == ids and unmatched == len(_pairs(source / "text.tsv")) - 2
     assert all(Audio.load(p.ref.path) == Audio.load(p.hyp.path) for p in pairs)
+
+
+def test_split_names_of_the_three_layouts() -> None:
+    from speechunits.hf_datasets import part_of_split, split_name
+
+    assert split_name(Path("data/validation-00000-of-00002.parquet")) == "validation"
+    assert split_name(Path("default/test/0000.parquet")) == "test"
+    assert split_name(Path("librispeech_asr-train.clean.100-00003-of-00014.arrow")) == "train.clean.100"
+    assert split_name(Path("librispeech_asr-validation.clean.arrow")) == "validation.clean"
+    assert [part_of_split(n) for n in ("train.clean.100", "validation.clean", "dev", "test.other", "extra")] == \
+        ["train", "dev", "dev", "test", None]
+
+
+def test_a_probe_over_a_datasets_splits_keeps_them(source: Path, tmp_path: Path) -> None:
+    ids = sorted(_pairs(source / "text.tsv"))
+    data = tmp_path / "repo" / "data"
+    data.mkdir(parents=True)
+    parts = {"train": ids[:-4], "validation": ids[-4:-2], "test": ids[-2:]}
+    for name, rows in parts.items():
+        _dataset(source, rows=rows).to_parquet(str(data / f"{name}-00000-of-00001.parquet"))
+    probes_train_on(f"{data}/*.parquet", tmp_path, {"asr": []})
+    saved = json.loads((tmp_path / "asr" / "split.json").read_text())
+    assert saved["info"]["by"] == "dataset"
+    assert [sorted(saved[p]) for p in ("train", "dev", "test")] == [parts["train"], parts["validation"], parts["test"]]
+    with pytest.raises(SpeechUnitsError, match=r"a probe given a glob over a train, a validation and a test"):
+        open_corpus(data)

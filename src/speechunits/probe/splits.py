@@ -252,3 +252,17 @@ def split_from_lists(root: str | os.PathLike[str], ids: Sequence[str]) -> Split:
     if not split.train:
         raise SpeechUnitsError(f"{root}: every utterance is in {' or '.join(SPLIT_LISTS.values())}; none left to train on")
     return split
+
+
+def split_from_parts(parts: Mapping[str, str], ids: Sequence[str], source: str) -> Split:
+    """The split given by ``parts`` (``{id: train|dev|test}``, e.g. the dataset's own splits) over ``ids``;
+    ids without a part are left out.
+
+    Raises:
+        SpeechUnitsError: a part left empty.
+    """
+    split = Split(*([u for u in ids if parts.get(u) == name] for name in PARTS), info={"by": "dataset", "source": source})
+    empty = [name for name, size in split.sizes().items() if size == 0]
+    if empty:
+        raise SpeechUnitsError(f"{source}: the dataset's splits leave {', '.join(empty)} without a labelled utterance")
+    return split

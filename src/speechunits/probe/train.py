@@ -427,7 +427,9 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     from speechunits.corpus import read_speakers
     from speechunits.id_match import rekey
     from speechunits.probe.labels import find_label_files
-    from speechunits.probe.splits import SPLIT_LISTS, make_split, split_from_file, split_from_lists, split_lists_of
+    from speechunits.hf_datasets import split_parts
+    from speechunits.probe.splits import (SPLIT_LISTS, make_split, split_from_file, split_from_lists, split_from_parts,
+                                          split_lists_of)
 
     if task == "speaker" and split_by == "speaker":
         raise SpeechUnitsError("task 'speaker' needs every speaker in training: use --split-by utterance")
@@ -441,9 +443,14 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
         label_set = corpus_labels(task, corpus, ids, labels=labels, alignments=alignments, speakers=speakers)
     shipped = split_lists_of(split_file) if split_file is not None else \
         (split_lists_of(corpus) if split_by == "utterance" and task != "speaker" else None)
+    dataset_parts = split_parts(corpus) if shipped is None and split_file is None and split_by == "utterance" \
+        and task != "speaker" and isinstance(corpus, (str, Path)) else None
     if shipped is not None:  # the corpus's own dev/test lists (Speech Commands)
         split = split_from_lists(shipped, list(label_set.labels))
         log.info("split: %s's %s (dev) and %s (test), the rest training", shipped, *SPLIT_LISTS.values())
+    elif dataset_parts is not None:  # tables of a dataset's train, validation and test splits
+        split = split_from_parts(dataset_parts, list(label_set.labels), str(corpus))
+        log.info("split: the dataset's own train, validation (dev) and test tables")
     elif split_file is not None:
         split = split_from_file(split_file)
     else:
