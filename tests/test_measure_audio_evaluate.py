@@ -157,3 +157,17 @@ def test_cli_json_and_table(corpus: Path, hyp_copy: Path, capsys, caplog):
     with caplog.at_level(logging.ERROR):
         assert main(["evaluate-audio", str(corpus / "wavs"), str(hyp_copy), "--metrics", "pesq", "--quiet"]) == 2
     assert "unknown metric" in caplog.text
+
+
+def test_worker_processes_give_the_same_rows(corpus: Path, tmp_path: Path):
+    """jobs=2: the pairs judged in two processes (their own models) give the rows of one, in order."""
+    hyp = tmp_path / "hyp"
+    hyp.mkdir()
+    for wav in sorted((corpus / "wavs").glob("*.wav"))[:4]:
+        shutil.copy(wav, hyp / wav.name)
+    common = dict(metrics=["asr", "pitch", "mcd"], device="cpu", quiet=True)
+    serial = evaluate_audio(corpus / "wavs", hyp, **common)
+    parallel = evaluate_audio(corpus / "wavs", hyp, jobs=2, **common)
+    assert parallel == serial and len(parallel["per_utterance"]) == 4
+    with pytest.raises(SpeechUnitsError, match="--jobs must be at least 1"):
+        evaluate_audio(corpus / "wavs", hyp, jobs=0, **common)

@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "dnsmos (default: all that can run)")
     parser.add_argument("--f0-method", default="dio", choices=["dio", "harvest", "praat"],
                         help="F0 tracker of GPE/VDE/FFE (default %(default)s)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="worker processes for the per-utterance judges (asr, pitch, speaker, mcd, dnsmos); "
+                        "each loads its own models (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the whole result (with per-utterance rows) as JSON")
     add_device(parser, dtype=False)
     add_quiet(parser)
@@ -87,6 +90,6 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_audio(args.ref, args.hyp, text=args.text, probe=args.probe, speaker_probe=args.speaker_probe,
                             metrics=metrics, f0_method=args.f0_method, device=args.device, quiet=args.quiet,
                             phones=args.phones, speakers=args.speakers, target_speakers=args.target_speakers,
-                            codebooks=args.codebooks)
+                            codebooks=args.codebooks, jobs=args.jobs)
     print(json.dumps(result, ensure_ascii=False) if args.json else format_table(result))
     return 0

@@ -21,10 +21,12 @@ defined (GPE needs frames voiced in both; NaN-valued rows are ``None`` and left 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.audio.deps import EXTRA_HINT, require
@@ -43,6 +45,8 @@ JUDGES: dict[str, tuple[str, ...]] = {
     "mcd": ("mcd",),
     "dnsmos": tuple(f"dnsmos_{k}" for k in DNSMOS_KEYS) + tuple(f"dnsmos_ref_{k}" for k in DNSMOS_KEYS),
 }
+#: Judges that score each pair on its own (run by :func:`_build_runners`, in worker processes with ``jobs``).
+PER_PAIR_JUDGES = ("asr", "pitch", "speaker", "mcd", "dnsmos")
 #: Judges that run only when their model is given.
 _NEED_INPUT = {"probe": "probe", "speaker_probe": "speaker_probe"}
 
@@ -130,8 +134,8 @@ def evaluate_audio(ref: str | Path, hyp: str | Path, *, text: str | Path | None 
                    probe: str | Path | None = None, speaker_probe: str | Path | None = None,
                    metrics: Sequence[str] | None = None, f0_method: str = "dio", device: str = "auto",
                    quiet: bool = False, phones: str | Path | None = None, speakers: str | Path | None = None,
-                   target_speakers: str | Path | None = None, codebooks: Sequence[str | Path] | None = None
-                   ) -> dict[str, Any]:
+                   target_speakers: str | Path | None = None, codebooks: Sequence[str | Path] | None = None,
+                   jobs: int = 1) -> dict[str, Any]:
     """Judge the synthesised utterances of ``hyp`` against their references in ``ref``.
 
     Args:
@@ -146,6 +150,8 @@ def evaluate_audio(ref: str | Path, hyp: str | Path, *, text: str | Path | None 
         phones: the references' phone transcripts or alignments (phones probes; default: the probe's
             transcript of the reference audio).
         codebooks: the codebook directories of a probe on units.
+        jobs: worker processes for the per-utterance judges (asr, pitch, speaker, mcd, dnsmos), each
+            with its own models; the rows are the same as with one, in the same order.
 
     Returns:
         JSON-able ``{"ref", "hyp", "utterances", "metrics": {name: value}, "per_utterance": [row, ...],
@@ -157,7 +163,6 @@ def evaluate_audio(ref: str | Path, hyp: str | Path, *, text: str | Path | None 
         SpeechUnitsError: empty or mismatched corpora, missing files, an unknown metric, a judge asked
             for whose package is missing, ids without text.
     """
-    from speechunits.audio import Audio
     from speechunits.corpus import read_pairs, total_audio_seconds
     from speechunits.id_match import rekey
     from speechunits.progress import AudioProgress
@@ -171,33 +176,37 @@ def evaluate_audio(ref: str | Path, hyp: str | Path, *, text: str | Path | None 
         lacking = [p.id for p in pairs if p.id not in transcripts]
         if lacking:
             raise SpeechUnitsError(f"{text}: no transcript for {len(lacking)} utterances, e.g. {lacking[:5]}")
-    runners = _build_runners(judges, f0_method=f0_method, device=device)
 
+    if jobs < 1:
+        raise SpeechUnitsError(f"--jobs must be at least 1, got {jobs}")
+    per_pair = [judge for judge in judges if judge in PER_PAIR_JUDGES]
+    work = [(p.id, p.ref.path, p.hyp.path, None if transcripts is None else transcripts[p.id]) for p in pairs]
+    if jobs == 1:
+        runners = _build_runners(per_pair, f0_method=f0_method, device=device)
+        judged: Iterator[dict[str, Any]] = (_judge_pair(item, runners) for item in work)
+    else:  # one process per job, each with its own judges (pocketsphinx, pitch trackers and MCD hold the GIL)
+        from speechunits.scale.prefetch import ordered_map
+
+        judged = ordered_map(functools.partial(_judge_pair_in_worker, judges=tuple(per_pair), f0_method=f0_method,
+                                               device=device, threads=max(1, (os.cpu_count() or 1) // jobs)),
+                             work, workers=jobs, mode="process", prefetch=2 * jobs)
     rows: list[dict[str, Any]] = []
     total = None if quiet else total_audio_seconds(p.hyp for p in pairs)
     with AudioProgress(total, desc="evaluate-audio", quiet=quiet) as progress:
-        for pair in pairs:
-            ref_audio, hyp_audio = Audio.load(pair.ref.path), Audio.load(pair.hyp.path)
-            row: dict[str, Any] = {"id": pair.id, "ref": pair.ref.path, "hyp": pair.hyp.path,
-                                   "ref_duration_s": round(ref_audio.duration_s, 4),
-                                   "hyp_duration_s": round(hyp_audio.duration_s, 4)}
-            if transcripts is not None:
-                row["text"] = transcripts[pair.id]
-            for judge, runner in runners.items():
-                _try(row, judge, lambda: runner(ref_audio, hyp_audio))
+        for row in judged:
             rows.append(row)
-            progress.update(hyp_audio.duration_s)
+            progress.update(row["hyp_duration_s"])
 
     result_metrics: dict[str, Any] = {}
     asr_reference = None
-    if "asr" in runners:
+    if "asr" in per_pair:
         asr_reference = "text" if transcripts is not None else "ref_transcripts"
         result_metrics.update(_asr_metrics(rows, transcripts))
     for judge in ("pitch", "speaker", "mcd", "dnsmos"):
-        if judge in runners:
+        if judge in per_pair:
             for name in JUDGES[judge]:
                 result_metrics[name] = _mean(rows, name)
-    if "pitch" in runners:
+    if "pitch" in per_pair:
         result_metrics["pitch_truncated_utterances"] = sum(1 for r in rows if r.get("truncated_frames"))
     if "probe" in judges:
         from speechunits.measure.audio.probes import probe_transcript_errors
@@ -221,6 +230,39 @@ def evaluate_audio(ref: str | Path, hyp: str | Path, *, text: str | Path | None 
             "metrics": {k: _finite(v) for k, v in result_metrics.items()}, "per_utterance": rows,
             "skipped": skipped, "judges": judges, "asr_reference": asr_reference,
             "unmatched_references": unmatched, "failures": failures}
+
+
+def _judge_pair(item: tuple[str, str, str, str | None], runners: dict[str, Callable[[Any, Any], dict[str, Any]]]
+                ) -> dict[str, Any]:
+    """The row of one ``(id, ref path, hyp path, text)`` pair: durations and every runner's fields."""
+    from speechunits.audio import Audio
+
+    pair_id, ref_path, hyp_path, text = item
+    ref_audio, hyp_audio = Audio.load(ref_path), Audio.load(hyp_path)
+    row: dict[str, Any] = {"id": pair_id, "ref": ref_path, "hyp": hyp_path,
+                           "ref_duration_s": round(ref_audio.duration_s, 4),
+                           "hyp_duration_s": round(hyp_audio.duration_s, 4)}
+    if text is not None:
+        row["text"] = text
+    for judge, runner in runners.items():
+        _try(row, judge, lambda: runner(ref_audio, hyp_audio))
+    return row
+
+
+#: A worker process's judges, built on its first pair (models loaded once per process).
+_WORKER_RUNNERS: dict[tuple[Any, ...], dict[str, Callable[[Any, Any], dict[str, Any]]]] = {}
+
+
+def _judge_pair_in_worker(item: tuple[str, str, str, str | None], *, judges: tuple[str, ...], f0_method: str,
+                          device: str, threads: int) -> dict[str, Any]:
+    """:func:`_judge_pair` in a worker process (``evaluate_audio(jobs > 1)``)."""
+    key = (judges, f0_method, device)
+    if key not in _WORKER_RUNNERS:
+        import torch
+
+        torch.set_num_threads(threads)  # the workers share the machine's cores
+        _WORKER_RUNNERS[key] = _build_runners(judges, f0_method=f0_method, device=device)
+    return _judge_pair(item, _WORKER_RUNNERS[key])
 
 
 def _build_runners(judges: Sequence[str], *, f0_method: str, device: str
