@@ -298,3 +298,35 @@ def test_a_libritts_tree_and_ljspeech_metadata(tmp_path: Path) -> None:
     assert find_label_files(lj) == {"transcripts": lj / "metadata.csv"}
     assert read_transcripts(lj / "metadata.csv") == {"LJ001-0001": "Printing, in fourteen fifty, began",
                                                      "LJ001-0002": "in being comparatively modern."}
+
+
+def test_a_vctk_corpus_labels_both_microphones(tmp_path: Path) -> None:
+    """VCTK 0.92: ``wav48_silence_trimmed/SPK/SPK_NNN_mic{1,2}.flac`` and ``txt/SPK/SPK_NNN.txt``; a sentence
+    without text (p315) is unlabelled. 0.80: ``wav48/SPK/SPK_NNN.wav``."""
+    from speechunits.corpus import open_corpus, read_speakers
+    from speechunits.probe.labels import find_label_files, read_transcripts
+
+    root = tmp_path / "VCTK-Corpus-0.92"
+    for speaker, sentences in (("p225", {"p225_001": "Please call Stella.", "p225_002": "Ask her to bring these."}),
+                               ("p315", {"p315_001": None})):
+        (root / "wav48_silence_trimmed" / speaker).mkdir(parents=True)
+        (root / "txt" / speaker).mkdir(parents=True, exist_ok=True)
+        for sentence, text in sentences.items():
+            for mic in (1, 2):
+                write_tone(root / "wav48_silence_trimmed" / speaker / f"{sentence}_mic{mic}.flac", 0.2)
+            if text is not None:
+                (root / "txt" / speaker / f"{sentence}.txt").write_text(text + "\n")
+    assert find_label_files(root) == {"transcripts": root, "speakers": root}
+    assert read_transcripts(root) == {"p225_001_mic1": "Please call Stella.", "p225_001_mic2": "Please call Stella.",
+                                      "p225_002_mic1": "Ask her to bring these.",
+                                      "p225_002_mic2": "Ask her to bring these."}
+    speakers = read_speakers(root)
+    assert speakers["p315_001_mic2"] == "p315" and len(speakers) == 6
+    ids = [u.id for u in open_corpus(root)]
+    assert match_ids(ids, read_transcripts(root), "vctk")["wav48_silence_trimmed/p225/p225_002_mic2"] == "p225_002_mic2"
+    old = tmp_path / "VCTK-Corpus"
+    (old / "wav48" / "p225").mkdir(parents=True)
+    (old / "txt" / "p225").mkdir(parents=True)
+    write_tone(old / "wav48" / "p225" / "p225_001.wav", 0.2)
+    (old / "txt" / "p225" / "p225_001.txt").write_text("Please call Stella.\n")
+    assert read_transcripts(old) == {"p225_001": "Please call Stella."}

@@ -620,12 +620,41 @@ def libri_speaker(utt_id: str) -> str:
     return re.split(r"[-_]", utt_id, maxsplit=1)[0]
 
 
+#: VCTK's audio folders (0.92, 0.80) beside its ``txt/`` folder of one transcript file per sentence.
+VCTK_AUDIO_DIRS = ("wav48_silence_trimmed", "wav48")
+
+
+def vctk_audio_dir(root: str | os.PathLike[str]) -> Path | None:
+    """The audio folder of a VCTK corpus at ``root`` (``txt/`` beside ``wav48_silence_trimmed/`` or
+    ``wav48/``), else ``None``."""
+    root = Path(root)
+    if not (root / "txt").is_dir():
+        return None
+    return next((root / name for name in VCTK_AUDIO_DIRS if (root / name).is_dir()), None)
+
+
+def iter_vctk(root: str | os.PathLike[str]) -> Iterator[tuple[str, str, Path | None]]:
+    """``(audio stem, speaker, transcript file or None)`` of every audio file of a VCTK corpus: both
+    microphones of 0.92 (``p225_001_mic1``, ``p225_001_mic2``) share ``txt/p225/p225_001.txt``;
+    sentences without one (p315's, the spontaneous ``_000`` ones) give ``None``."""
+    audio_dir = vctk_audio_dir(root)
+    if audio_dir is None:
+        return
+    for utt in _iter_directory(audio_dir):
+        stem = Path(utt.id).name
+        sentence = re.sub(r"_mic\d$", "", stem)
+        speaker = sentence.split("_", 1)[0]
+        text = Path(root) / "txt" / speaker / f"{sentence}.txt"
+        yield stem, speaker, text if text.is_file() else None
+
+
 def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt_id: speaker}`` from a ``utt_id<TAB>speaker`` file such as ``speakers.tsv``, or from a
     Kaldi ``utt2spk`` (``utt_id speaker``, separated by any whitespace), or of a LibriSpeech or
     LibriTTS tree (a directory: the ids of its ``*.trans.txt``/``*.trans.tsv`` files,
     ``SPEAKER-CHAPTER-N``/``SPEAKER_CHAPTER_...``, give the speakers), or of a
-    Common Voice TSV (``client_id`` of each clip), or of a JSONL manifest (``speaker`` fields).
+    Common Voice TSV (``client_id`` of each clip), or of a JSONL manifest (``speaker`` fields), or of
+    a VCTK corpus (its root: each audio file's speaker prefix, keyed by the file's stem).
 
     Blank lines are ignored; surrounding whitespace of the speaker is dropped.
 
@@ -646,6 +675,8 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
         return result
     if common_voice_columns(path) is not None:
         return {common_voice_id(row["path"]): row["client_id"] for _, row in iter_common_voice(path)}
+    if Path(path).is_dir() and vctk_audio_dir(path) is not None:  # VCTK: the speaker prefix of each file
+        return {stem: speaker for stem, speaker, _ in iter_vctk(path)}
     if Path(path).is_dir():
         for chapter in iter_librispeech_transcripts(path):
             for _, line in iter_text_lines(chapter, "LibriSpeech transcripts"):

@@ -34,8 +34,10 @@ import numpy as np
 
 from speechunits.corpus import (AUDIOFOLDER_METADATA, LIBRISPEECH_TRANSCRIPTS, LIBRITTS_TRANSCRIPTS, SPEAKER_FIELDS,
                                 common_voice_columns, common_voice_id, first_record_field, iter_common_voice,
-                                iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines, read_pairs)
+                                iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines, iter_vctk, read_pairs,
+                                vctk_audio_dir)
 from speechunits.errors import SpeechUnitsError
+from speechunits.files import read_text_file
 from speechunits.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
                                      read_column)
 from speechunits.id_match import match_ids, rekey
@@ -96,6 +98,8 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
     if manifest_kind(path) is not None:  # a Lhotse manifest's supervisions
         return read_lhotse_labels(path, "text")
     path = Path(path)
+    if path.is_dir() and vctk_audio_dir(path) is not None:  # VCTK: txt/SPK/SENTENCE.txt, keyed by each audio file
+        return _read_vctk_text(path)
     if path.is_dir():
         result = {}
         for chapter in iter_librispeech_transcripts(path):
@@ -133,6 +137,21 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
             _add(result, path, line_no, utt.strip(), " ".join(text.split()))
     if not result:
         raise SpeechUnitsError(f"{path}: no transcripts")
+    return result
+
+
+def _read_vctk_text(root: Path) -> dict[str, str]:
+    """``{audio stem: text}`` of a VCTK corpus: both microphones' files get their sentence's text."""
+    texts: dict[Path, str] = {}
+    result = {}
+    for stem, _, text_file in iter_vctk(root):
+        if text_file is None:
+            continue
+        if text_file not in texts:
+            texts[text_file] = " ".join(read_text_file(text_file).split())
+        result[stem] = texts[text_file]
+    if not result:
+        raise SpeechUnitsError(f"{root}: no audio file of txt/ has a transcript")
     return result
 
 
@@ -475,6 +494,9 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
                       if is_ljspeech_metadata(place / LJSPEECH_METADATA)})
     if "labels" not in found and split_lists_of(root) is not None:  # Speech Commands: the folders are the keywords
         found["labels"] = root
+    if root.is_dir() and vctk_audio_dir(root) is not None:  # VCTK: txt/ and the speaker folders
+        found.setdefault("transcripts", root)
+        found.setdefault("speakers", root)
     if root.is_dir() and not {"transcripts", "speakers"} <= set(found) and not is_table_source(root) \
             and next(iter_librispeech_transcripts(root), None) is not None:
         # a LibriSpeech tree: its *.trans.txt files give the transcripts, their ids the speakers
