@@ -42,7 +42,7 @@ from speechunits.hf_datasets import (SPEAKER_COLUMNS, is_table_source, iter_tabl
                                      read_column, table_files)
 from speechunits.lhotse_manifests import iter_entries, manifest_kind
 from speechunits.lhotse_manifests import read_labels as read_lhotse_labels
-from speechunits.spans import parse_span_path, span_path, span_seconds
+from speechunits.spans import parse_span_path, span_path
 
 
 @dataclass(frozen=True)
@@ -157,11 +157,12 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
     path = Path(source)
     if isinstance(raw_format, str):
         raw_format = RawFormat.parse(raw_format)
-    if not path.exists() and not is_table_source(path):  # a quoted glob of Parquet shards exists only as shards
+    table = is_table_source(path)  # Hugging Face datasets: Parquet/Arrow shards with an audio column
+    if not path.exists() and not table:  # a quoted glob of Parquet shards exists only as shards
         raise SpeechUnitsError(f"{path}: no such file or directory")
     if path.is_dir() and (path / KALDI_WAV_SCP).is_file():  # a Kaldi/ESPnet data directory
-        path = path / KALDI_WAV_SCP
-    if is_table_source(path):  # Hugging Face datasets: Parquet/Arrow shards with an audio column
+        path, table = path / KALDI_WAV_SCP, False
+    if table:
         table_files(path)  # one split, or an error naming them
         make_iter = lambda: iter_table_utterances(path)  # noqa: E731
     elif path.is_dir():
@@ -547,11 +548,11 @@ def total_audio_seconds(utterances: Iterable[Utterance], limit: int = MAX_PRESCA
     for count, utt in enumerate(utterances):
         if count >= limit:
             return None
-        seconds = span_seconds(utt.path)
-        if seconds is not None:  # a closed time range: its length is in its path
-            total += seconds
+        span = parse_span_path(utt.path)
+        if span is not None and span[2] is not None:  # a closed time range: its length is in its path
+            total += span[2] - span[1]
             continue
-        if parse_row_path(utt.path) is not None or parse_span_path(utt.path) is not None:
+        if span is not None or parse_row_path(utt.path) is not None:
             return None  # a table row or an open time range: its length is known only once decoded
         try:
             if utt.raw_format is not None and Path(utt.path).suffix.lower() not in AUDIO_EXTENSIONS:

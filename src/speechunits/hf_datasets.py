@@ -30,8 +30,6 @@ import glob
 import json
 import os
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -364,29 +362,15 @@ def iter_table_utterances(source: str | os.PathLike[str]) -> Iterator[Any]:
 
 
 # -- reading one row's audio -------------------------------------------------------------------
-class _ChunkCache:
-    """The last few decoded row groups (Parquet) or tables (Arrow), so a pass in row order
-    decodes each once."""
+@lru_cache(maxsize=2)
+def _audio_chunk(file: Path, mtime_ns: int, group: int, column: str) -> Any:
+    """The audio column of one row group (Parquet) or of the whole file (Arrow), cached so that a pass
+    in row order decodes each once (``mtime_ns``: a rewritten table is read again)."""
+    import pyarrow.parquet as pq
 
-    def __init__(self, size: int = 2):
-        self._size = size
-        self._chunks: OrderedDict[tuple[Path, int, int], Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[Path, int, int], load: Any) -> Any:
-        with self._lock:
-            if key in self._chunks:
-                self._chunks.move_to_end(key)
-                return self._chunks[key]
-        chunk = load()
-        with self._lock:
-            self._chunks[key] = chunk
-            while len(self._chunks) > self._size:
-                self._chunks.popitem(last=False)
-        return chunk
-
-
-_CHUNKS = _ChunkCache()
+    if _is_parquet(file):
+        return pq.ParquetFile(str(file)).read_row_group(group, columns=[column]).column(column)
+    return _read_arrow(file).column(column)
 
 
 def read_row_audio(file: Path, row: int) -> tuple[bytes | None, str | None]:
@@ -396,21 +380,13 @@ def read_row_audio(file: Path, row: int) -> tuple[bytes | None, str | None]:
         SpeechUnitsError: a row past the table's end, an unreadable table.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     info = table_info(file)
     if not 0 <= row < info.num_rows:
         raise SpeechUnitsError(f"{row_path(file, row)}: the table has rows 0..{info.num_rows - 1}")
-    column = audio_column(file)
     group = bisect.bisect_right(info.row_group_starts, row) - 1
-
-    def load() -> Any:
-        if _is_parquet(file):
-            return pq.ParquetFile(str(file)).read_row_group(group, columns=[column]).column(column)
-        return _read_arrow(file).column(column)
-
     try:
-        values = _CHUNKS.get((file, file.stat().st_mtime_ns, group), load)  # a rewritten table is read again
+        values = _audio_chunk(file, file.stat().st_mtime_ns, group, audio_column(file))
         cell = values[row - info.row_group_starts[group]].as_py() or {}
     except pa.ArrowException as exc:
         raise SpeechUnitsError(f"{row_path(file, row)}: unreadable table ({exc})") from exc

@@ -142,10 +142,7 @@ def _iter_kind(path: Path, kind: str) -> Iterator[tuple[str, str, dict[str, Any]
             recording = recordings.get(str(sup["recording_id"]))
             if recording is None:
                 raise SpeechUnitsError(f"{path}:{line_no}: recording {sup['recording_id']!r} is not in {recordings_path}")
-            _refuse_channels(recording, f"{path}:{line_no}", sup.get("channel"))
-            file = _audio_file(recording, f"{path}:{line_no}", base)
-            yield (str(sup["id"]), _stretch(file, float(sup["start"]), float(sup["duration"]), recording.get("duration")),
-                   _labels([sup]))
+            yield _entry(f"{path}:{line_no}", base, recording, sup, [sup])
         return
     for line_no, cut in _records(path):
         if cut.get("type", "MonoCut") != "MonoCut":
@@ -155,10 +152,17 @@ def _iter_kind(path: Path, kind: str) -> Iterator[tuple[str, str, dict[str, Any]
         if not isinstance(recording, dict):
             raise SpeechUnitsError(f"{path}:{line_no}: cut {cut.get('id')!r} has no recording (features only?); "
                                    "speechunits reads audio")
-        _refuse_channels(recording, f"{path}:{line_no}", cut.get("channel"))
-        file = _audio_file(recording, f"{path}:{line_no}", base)
-        yield (str(cut["id"]), _stretch(file, float(cut["start"]), float(cut["duration"]), recording.get("duration")),
-               _labels(cut.get("supervisions") or []))
+        yield _entry(f"{path}:{line_no}", base, recording, cut, cut.get("supervisions") or [])
+
+
+def _entry(where: str, base: Path, recording: dict[str, Any], stretch: dict[str, Any],
+           supervisions: list[dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
+    """``(id, audio path, labels)`` of a cut or supervision (``stretch``: its ``id``, ``start``,
+    ``duration`` and ``channel``) of ``recording``."""
+    _refuse_channels(recording, where, stretch.get("channel"))
+    file = _audio_file(recording, where, base)
+    audio = _stretch(file, float(stretch["start"]), float(stretch["duration"]), recording.get("duration"))
+    return str(stretch["id"]), audio, _labels(supervisions)
 
 
 def _refuse_channels(recording: dict[str, Any], where: str, channel: Any) -> None:
@@ -179,11 +183,11 @@ def _labels(supervisions: list[dict[str, Any]]) -> dict[str, Any]:
     return labels
 
 
-def has_labels(path: str | os.PathLike[str], key: str) -> bool:
-    """Whether the first entry of a Lhotse manifest carries ``key`` (``text`` or ``speaker``)."""
+def label_keys(path: str | os.PathLike[str]) -> set[str]:
+    """The labels (``text``, ``speaker``) the first entry of a Lhotse manifest carries."""
     for _, _, labels in iter_entries(path):
-        return key in labels
-    return False
+        return set(labels)
+    return set()
 
 
 def read_labels(path: str | os.PathLike[str], key: str) -> dict[str, str]:

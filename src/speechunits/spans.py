@@ -47,12 +47,6 @@ def parse_span_path(path: str | os.PathLike[str]) -> tuple[str, float, float | N
     return hit["file"], float(hit["start"]), float(hit["end"]) if hit["end"] else None
 
 
-def span_seconds(path: str | os.PathLike[str]) -> float | None:
-    """The length of a closed span from its path alone, else ``None``."""
-    span = parse_span_path(path)
-    return None if span is None or span[2] is None else span[2] - span[1]
-
-
 class SoundSpan:
     """A stretch of an open ``soundfile.SoundFile``, read like one: ``samplerate``, ``channels``,
     ``subtype``, ``frames`` (of the stretch), ``seek`` and ``read`` relative to its start."""

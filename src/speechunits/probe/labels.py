@@ -41,7 +41,7 @@ from speechunits.files import read_text_file
 from speechunits.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
                                      read_column)
 from speechunits.id_match import match_ids, rekey
-from speechunits.lhotse_manifests import has_labels as has_lhotse_labels
+from speechunits.lhotse_manifests import label_keys as lhotse_label_keys
 from speechunits.lhotse_manifests import manifest_kind
 from speechunits.lhotse_manifests import read_labels as read_lhotse_labels
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
@@ -456,7 +456,8 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     """
     root = Path(corpus_root)
     found: dict[str, Path] = {}
-    if is_table_source(root):  # a Hugging Face table: its text and speaker columns
+    table = is_table_source(root)
+    if table:  # a Hugging Face table: its text and speaker columns
         if has_column(root, TEXT_COLUMNS):
             found["transcripts"] = root
         if has_column(root, SPEAKER_COLUMNS):
@@ -464,9 +465,9 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
         if has_column(root, (LABEL_COLUMN,)):
             found["labels"] = root
     if manifest_kind(root) is not None:  # a Lhotse manifest: its supervisions' texts and speakers
-        for key, label in (("transcripts", "text"), ("speakers", "speaker")):
-            if has_lhotse_labels(root, label):
-                found[key] = root
+        carried = lhotse_label_keys(root)
+        found.update({key: root for key, label in (("transcripts", "text"), ("speakers", "speaker"))
+                      if label in carried})
     if root.is_dir():
         places = [root] + ([root.parent] if (root.parent / SYNTH_MARKER).is_file() else [])
     else:
@@ -497,7 +498,7 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     if root.is_dir() and vctk_audio_dir(root) is not None:  # VCTK: txt/ and the speaker folders
         found.setdefault("transcripts", root)
         found.setdefault("speakers", root)
-    if root.is_dir() and not {"transcripts", "speakers"} <= set(found) and not is_table_source(root) \
+    if root.is_dir() and not {"transcripts", "speakers"} <= set(found) and not table \
             and next(iter_librispeech_transcripts(root), None) is not None:
         # a LibriSpeech tree: its *.trans.txt files give the transcripts, their ids the speakers
         # (read_transcripts and read_speakers read such a directory)

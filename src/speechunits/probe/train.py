@@ -441,10 +441,10 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
         label_set.missing = [i for i in ids if i not in label_set.labels]
     else:
         label_set = corpus_labels(task, corpus, ids, labels=labels, alignments=alignments, speakers=speakers)
-    shipped = split_lists_of(split_file) if split_file is not None else \
-        (split_lists_of(corpus) if split_by == "utterance" and task != "speaker" else None)
-    dataset_parts = split_parts(corpus) if shipped is None and split_file is None and split_by == "utterance" \
-        and task != "speaker" and isinstance(corpus, (str, Path)) else None
+    # unasked, a corpus that ships its split is split by it (not a speaker probe's, nor one split by speaker)
+    own_split = split_file is None and split_by == "utterance" and task != "speaker" and isinstance(corpus, (str, Path))
+    shipped = split_lists_of(split_file) if split_file is not None else (split_lists_of(corpus) if own_split else None)
+    dataset_parts = split_parts(corpus) if own_split and shipped is None else None
     if shipped is not None:  # the corpus's own dev/test lists (Speech Commands)
         split = split_from_lists(shipped, list(label_set.labels))
         log.info("split: %s's %s (dev) and %s (test), the rest training", shipped, *SPLIT_LISTS.values())
