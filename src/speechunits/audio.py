@@ -23,6 +23,7 @@ import numpy as np
 from speechunits.errors import SpeechUnitsError
 from speechunits.hf_datasets import parse_row_path, read_row_audio, row_audio_file
 from speechunits.spans import SoundSpan, parse_span_path
+from speechunits.tar_shards import parse_member_path, read_member
 
 #: File extensions with a header (read through libsndfile). ``.opus`` is Ogg/Opus, ``.sph`` NIST SPHERE.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph")
@@ -108,6 +109,9 @@ def _open_sound_file(path: Path, raw_format: RawFormat | str | None):
     row = parse_row_path(path)
     if row is not None:  # a row of a Hugging Face table (speechunits.hf_datasets)
         return _open_table_row(path, *row)
+    member = parse_member_path(path)
+    if member is not None:  # a member of a tar archive (speechunits.tar_shards)
+        return _open_encoded(read_member(*member), path, "the archive")
     if isinstance(raw_format, str):
         raw_format = RawFormat.parse(raw_format)
     suffix = path.suffix.lower()
@@ -137,22 +141,28 @@ def _open_sound_file(path: Path, raw_format: RawFormat | str | None):
 
 def _open_table_row(where: Path, table: Path, row: int):
     """Open the audio of row ``row`` of ``table``: its encoded bytes, else the file its path names."""
-    import soundfile as sf
-
     encoded, stored_path = read_row_audio(table, row)
     if encoded is None:
         if not stored_path:
             raise SpeechUnitsError(f"{where}: the row has no audio (null bytes and path)")
         return _open_sound_file(row_audio_file(table, stored_path), None)
+    return _open_encoded(encoded, where, "the table")
+
+
+def _open_encoded(encoded: bytes, where: Path, container: str):
+    """Open an encoded audio file held in memory (``container`` names where it was stored, for errors)."""
+    import soundfile as sf
+
     try:
         return sf.SoundFile(io.BytesIO(encoded))
     except _DECODE_ERRORS as exc:
-        raise SpeechUnitsError(f"{where}: unreadable or corrupt audio in the table ({exc})") from exc
+        raise SpeechUnitsError(f"{where}: unreadable or corrupt audio in {container} ({exc})") from exc
 
 
 def open_sound_file(path: str | Path, raw_format: RawFormat | str | None = None):
     """A ``soundfile.SoundFile`` open on ``path``: an audio file, headerless PCM through
-    ``raw_format``, a Hugging Face table row (:func:`speechunits.hf_datasets.row_path`), or a time
+    ``raw_format``, a Hugging Face table row (:func:`speechunits.hf_datasets.row_path`), a member of a
+    tar archive (:func:`speechunits.tar_shards.member_path`), or a time
     range of any of these (a :class:`speechunits.spans.SoundSpan`, :func:`speechunits.spans.span_path`).
 
     Raises:

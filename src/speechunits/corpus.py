@@ -1,6 +1,6 @@
 """Corpora: where utterances come from.
 
-Seven inputs are understood (see :func:`open_corpus`):
+Nine inputs are understood (see :func:`open_corpus`):
 
 * an audio directory, scanned recursively in sorted order;
 * a Kaldi/ESPnet ``wav.scp`` (``utt_id path`` lines; a data directory holding one is read
@@ -15,7 +15,10 @@ Seven inputs are understood (see :func:`open_corpus`):
   ``datasets`` AudioFolder's ``metadata.jsonl``/``metadata.csv`` (``file_name``; ids its path
   without extension); relative paths are relative to the file;
 * Lhotse manifests (a CutSet, or a SupervisionSet with its RecordingSet; ``.jsonl[.gz]``,
-  :mod:`speechunits.lhotse_manifests`);
+  :mod:`speechunits.lhotse_manifests`), a Lhotse Shar directory;
+* WebDataset ``.tar`` shards (a file, a quoted glob or brace pattern, a directory of them;
+  :mod:`speechunits.tar_shards`) and NeMo tarred datasets (``tarred_audio_manifest.json`` with its
+  ``audio_N.tar`` shards, or their directory);
 * Hugging Face ``datasets`` tables: Parquet shards (the Hub's, ``to_parquet``'s) or Arrow files
   (``save_to_disk``, the cache), one split at a time (:mod:`speechunits.hf_datasets`).
 
@@ -43,6 +46,8 @@ from speechunits.hf_datasets import (SPEAKER_COLUMNS, is_table_source, iter_tabl
 from speechunits.lhotse_manifests import iter_entries, manifest_kind
 from speechunits.lhotse_manifests import read_labels as read_lhotse_labels
 from speechunits.spans import parse_span_path, span_path
+from speechunits.tar_shards import is_tar_source, iter_samples, member_path, parse_member_path
+from speechunits.tar_shards import read_labels as read_tar_labels
 
 
 @dataclass(frozen=True)
@@ -148,8 +153,9 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
                 raw_format: RawFormat | str | None = None) -> Corpus:
     """Open an audio directory, a Kaldi ``wav.scp`` (or a data directory holding one, with its
     ``segments``), a fairseq ``.tsv``, a ``.jsonl`` manifest (NeMo's too), an AudioFolder
-    ``metadata.csv``, a Lhotse manifest, Hugging Face Parquet/Arrow tables (a file, a quoted glob, a
-    directory of one split's shards) or a single audio file (see the module docstring).
+    ``metadata.csv``, a Lhotse manifest or Shar directory, WebDataset ``.tar`` shards, a NeMo tarred
+    dataset, Hugging Face Parquet/Arrow tables (a file, a quoted glob, a directory of one split's
+    shards) or a single audio file (see the module docstring).
 
     ``raw_format`` (``"s16le:16000"`` or a :class:`RawFormat`) tells how to read the corpus's
     headerless PCM files; it rides on every :class:`Utterance`.
@@ -158,14 +164,20 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
     if isinstance(raw_format, str):
         raw_format = RawFormat.parse(raw_format)
     table = is_table_source(path)  # Hugging Face datasets: Parquet/Arrow shards with an audio column
-    if not path.exists() and not table:  # a quoted glob of Parquet shards exists only as shards
+    shar = not table and manifest_kind(path) == "shar"  # a Lhotse Shar directory (tars of cuts' audio)
+    tars = not (table or shar) and is_tar_source(source)  # WebDataset shards
+    if not path.exists() and not (table or tars):  # a quoted glob of shards exists only as shards
         raise SpeechUnitsError(f"{path}: no such file or directory")
     if path.is_dir() and (path / KALDI_WAV_SCP).is_file():  # a Kaldi/ESPnet data directory
         path, table = path / KALDI_WAV_SCP, False
+    if path.is_dir() and (path / NEMO_TARRED_MANIFEST).is_file() and not table:  # a NeMo tarred dataset
+        path, tars = path / NEMO_TARRED_MANIFEST, False
     if table:
         table_files(path)  # one split, or an error naming them
         make_iter = lambda: iter_table_utterances(path)  # noqa: E731
-    elif path.is_dir():
+    elif tars:
+        make_iter = lambda: (Utterance(utt, audio) for utt, audio in iter_samples(source))  # noqa: E731
+    elif path.is_dir() and not shar:
         make_iter: Callable[[], Iterator[Utterance]] = lambda: _iter_directory(path)  # noqa: E731
     elif path.suffix == ".scp" and (path.parent / KALDI_SEGMENTS).is_file():  # utterances are time ranges
         make_iter = lambda: _iter_kaldi_segments(path, path.parent / KALDI_SEGMENTS)  # noqa: E731
@@ -182,8 +194,8 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
         make_iter = lambda: iter([Utterance(path.stem, str(path))])  # noqa: E731
     else:
         raise SpeechUnitsError(f"{path}: not an audio directory, wav.scp, .tsv/.jsonl manifest, AudioFolder "
-                               f"metadata.csv (a '{AUDIOFOLDER_PATH_KEY}' column), Hugging Face Parquet/Arrow table "
-                               "or audio file")
+                               f"metadata.csv (a '{AUDIOFOLDER_PATH_KEY}' column), Hugging Face Parquet/Arrow table, "
+                               "WebDataset .tar shard, Lhotse manifest or audio file")
     if raw_format is not None:
         plain_iter = make_iter
         make_iter = lambda: (replace(utt, raw_format=raw_format) for utt in plain_iter())  # noqa: E731
@@ -335,6 +347,9 @@ def _tsv_id(rel: str) -> str:
     row = parse_row_path(rel)
     if row is not None:
         return f"{row[0].with_suffix('').as_posix()}/{row[1]}"
+    member = parse_member_path(rel)
+    if member is not None:  # a member of a tar archive: its name without extension
+        return Path(member[1]).with_suffix("").as_posix()
     return Path(rel).with_suffix("").as_posix()
 
 
@@ -373,6 +388,20 @@ def jsonl_record_id(record: dict[str, Any]) -> str | None:
 
 #: NeMo's fields of a stretch of a recording: where it starts and how long it lasts (seconds).
 NEMO_OFFSET, NEMO_DURATION = "offset", "duration"
+#: A NeMo tarred dataset: its manifest, the field naming a record's shard, and the shards' names.
+NEMO_TARRED_MANIFEST, NEMO_SHARD_ID, NEMO_SHARD_NAME = "tarred_audio_manifest.json", "shard_id", "audio_{}.tar"
+
+
+def _nemo_tarred_member(manifest: Path, line_no: int, record: dict[str, Any], name: str) -> str:
+    """The utterance path of a NeMo tarred-dataset record: member ``name`` of ``audio_{shard_id}.tar``
+    beside the manifest (NeMo's ``convert_to_tarred_audio_dataset.py`` layout)."""
+    shard = record.pop(NEMO_SHARD_ID)
+    archive = manifest.parent / NEMO_SHARD_NAME.format(shard)
+    if not isinstance(shard, int) or not archive.is_file():
+        raise SpeechUnitsError(f"{manifest}:{line_no}: {name!r} is in tarred shard {shard!r}, but "
+                               f"{archive.name} is not beside the manifest (NeMo names shards "
+                               f"{NEMO_SHARD_NAME.format('N')}; give the manifest in the shards' directory)")
+    return member_path(archive, name)
 
 
 def _record_audio_path(manifest: Path, line_no: int, record: dict[str, Any], audio_path: Path) -> str:
@@ -468,10 +497,13 @@ def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
             raise SpeechUnitsError(f"{manifest}:{line_no}: each line needs an object with a 'path' "
                                    "(or NeMo's 'audio_filepath', an AudioFolder's 'file_name')")
         utt_id = str(jsonl_record_id(record))
-        audio_path = Path(record.pop(key))
+        listed = str(record.pop(key))
+        audio_path = Path(listed)
         record.pop("id", None)
         if not audio_path.is_absolute():
             audio_path = manifest.parent / audio_path
+        if NEMO_SHARD_ID in record and not audio_path.is_file():  # audio inside a NeMo tarred shard
+            audio_path = Path(_nemo_tarred_member(manifest, line_no, record, listed))
         num_samples = record.pop("num_samples", None)
         path = _record_audio_path(manifest, line_no, record, audio_path)
         yield Utterance(utt_id, path, int(num_samples) if num_samples is not None else None, record)
@@ -552,8 +584,8 @@ def total_audio_seconds(utterances: Iterable[Utterance], limit: int = MAX_PRESCA
         if span is not None and span[2] is not None:  # a closed time range: its length is in its path
             total += span[2] - span[1]
             continue
-        if span is not None or parse_row_path(utt.path) is not None:
-            return None  # a table row or an open time range: its length is known only once decoded
+        if span is not None or parse_row_path(utt.path) is not None or parse_member_path(utt.path) is not None:
+            return None  # a table row, tar member or open time range: its length is known only once decoded
         try:
             if utt.raw_format is not None and Path(utt.path).suffix.lower() not in AUDIO_EXTENSIONS:
                 total += utt.raw_format.num_frames(utt.path) / utt.raw_format.sample_rate
@@ -668,6 +700,8 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
         return read_column(path, SPEAKER_COLUMNS, "speaker")
     if manifest_kind(path) is not None:  # a Lhotse manifest's supervisions
         return read_lhotse_labels(path, "speaker")
+    if is_tar_source(path):  # WebDataset samples' .json speaker fields
+        return read_tar_labels(path, "speaker")
     if Path(path).suffix.lower() in (".jsonl", ".json", ".csv"):  # a manifest's speaker fields
         field = first_record_field(path, SPEAKER_FIELDS) or SPEAKER_FIELDS[0]
         result = {utt_id: str(speaker).strip() for _, utt_id, speaker in iter_jsonl_field(path, field)}

@@ -64,12 +64,16 @@ def parse_row_path(path: str | os.PathLike[str]) -> tuple[Path, int] | None:
 
 
 def audio_path_exists(path: str | os.PathLike[str]) -> bool:
-    """Whether an utterance's ``path`` names something to read: a file, or a row of a table that exists."""
+    """Whether an utterance's ``path`` names something to read: a file, a row of a table or a member of
+    a tar archive that exists."""
     from speechunits.spans import parse_span_path
+    from speechunits.tar_shards import member_exists, parse_member_path
 
     span = parse_span_path(path)
     if span is not None:
         return audio_path_exists(span[0])
+    if parse_member_path(path) is not None:
+        return member_exists(path)
     row = parse_row_path(path)
     return row[0].is_file() if row is not None else Path(path).is_file()
 

@@ -11,14 +11,18 @@ Read without the ``lhotse`` package, from the JSON-lines files it writes (``.jso
   ``recordings``);
 * a **RecordingSet** alone: each recording is an utterance, the whole file.
 
+A **Lhotse Shar** directory (``cuts.000000.jsonl.gz`` ... with ``recording.000000.tar`` ... beside
+them, as ``CutSet.to_shar`` writes it; or one of its ``cuts`` files) is a CutSet whose audio lies
+in the tar of the same shard, one member ``CUT_ID.EXT`` per cut (:mod:`speechunits.tar_shards`).
+
 Stretches shorter than their recording are time ranges (:mod:`speechunits.spans`), read by
 seeking in the file. Ids are the manifest's. Recordings whose audio is not a local file (URLs,
-shell commands, in-memory or Lhotse Shar audio) and cuts of multi-channel recordings are refused
-by name.
+shell commands, in-memory audio) and cuts of multi-channel recordings are refused by name.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,6 +30,9 @@ from speechunits.errors import SpeechUnitsError
 
 #: A stretch this close to its recording's length is the whole recording.
 _WHOLE_TOLERANCE_S = 1e-3
+#: A Lhotse Shar shard's cuts file, and the name of the archive holding its recordings.
+_SHAR_CUTS = re.compile(r"^cuts\.(?P<shard>\d+)\.jsonl(?:\.gz)?$")
+_SHAR_RECORDINGS = "recording.{shard}.tar"
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -35,10 +42,32 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     return iter_jsonl_objects(path, "Lhotse manifest")
 
 
+def shar_cut_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """The ``cuts.NNNNNN.jsonl[.gz]`` files of a Lhotse Shar directory in shard order (``[]``: not one)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if _SHAR_CUTS.match(p.name)]
+    return sorted(found, key=lambda p: int(_SHAR_CUTS.match(p.name)["shard"]))
+
+
+def _shar_archive(cuts_file: Path, where: str) -> Path:
+    """The ``recording.NNNNNN.tar`` of the Shar shard whose cuts are ``cuts_file``."""
+    hit = _SHAR_CUTS.match(cuts_file.name)
+    archive = cuts_file.with_name(_SHAR_RECORDINGS.format(shard=hit["shard"])) if hit else None
+    if archive is None or not archive.is_file():
+        expected = archive.name if archive is not None else "recording.NNNNNN.tar beside cuts.NNNNNN.jsonl.gz"
+        raise SpeechUnitsError(f"{where}: a Lhotse Shar cut; its audio is read from {expected}, which is missing "
+                               "(was the Shar written with fields={'recording': ...}?)")
+    return archive
+
+
 def manifest_kind(path: str | os.PathLike[str]) -> str | None:
     """``"cuts"``, ``"supervisions"`` or ``"recordings"`` for a Lhotse manifest (by its first record),
-    else ``None``."""
+    ``"shar"`` for a Lhotse Shar directory, else ``None``."""
     path = Path(path)
+    if shar_cut_files(path):
+        return "shar"
     if not path.is_file() or not (path.name.endswith((".jsonl", ".jsonl.gz", ".json.gz"))):
         return None
     try:
@@ -57,18 +86,28 @@ def manifest_kind(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def _audio_file(recording: dict[str, Any], where: str, base: Path) -> str:
-    """The local file of a recording (a single ``file`` source of all its channels)."""
+def _audio_file(recording: dict[str, Any], where: str, manifest: Path, cut_id: str) -> str:
+    """The local file of a recording (a single ``file`` source of all its channels), or for a Shar
+    cut (``shar`` source) its member ``cut_id.EXT`` of the shard's recording archive."""
+    from speechunits.tar_shards import AUDIO_MEMBER_EXTENSIONS, member_path, members
+
     sources = recording.get("sources") or []
     if len(sources) != 1 or not isinstance(sources[0], dict):
         raise SpeechUnitsError(f"{where}: recording {recording.get('id')!r} has {len(sources)} sources (one file per "
                                "channel?); speechunits reads recordings stored as one file")
     kind, source = sources[0].get("type"), sources[0].get("source")
+    if kind == "shar":
+        archive = _shar_archive(manifest, where)
+        index = members(archive)
+        name = next((f"{cut_id}.{ext}" for ext in AUDIO_MEMBER_EXTENSIONS if f"{cut_id}.{ext}" in index), None)
+        if name is None:
+            raise SpeechUnitsError(f"{where}: cut {cut_id!r} has no audio member in {archive}")
+        return member_path(archive, name)
     if kind != "file" or not isinstance(source, str):
         raise SpeechUnitsError(f"{where}: recording {recording.get('id')!r} is a {kind!r} source; speechunits reads "
                                "local files (save the audio to files first, e.g. cuts.save_audios(...))")
     path = Path(source)
-    return str(path if path.is_absolute() or path.exists() else base / path)
+    return str(path if path.is_absolute() or path.exists() else manifest.parent / path)
 
 
 def _channels(recording: dict[str, Any]) -> int:
@@ -130,10 +169,13 @@ def iter_entries(path: str | os.PathLike[str]) -> Iterator[tuple[str, str, dict[
 
 
 def _iter_kind(path: Path, kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    base = path.parent
+    if kind == "shar":
+        for cuts in shar_cut_files(path):
+            yield from _iter_kind(cuts, "cuts")
+        return
     if kind == "recordings":
         for line_no, record in _records(path):
-            yield str(record["id"]), _audio_file(record, f"{path}:{line_no}", base), {}
+            yield str(record["id"]), _audio_file(record, f"{path}:{line_no}", path, str(record["id"])), {}
         return
     if kind == "supervisions":
         recordings_path = recordings_beside(path)
@@ -142,7 +184,7 @@ def _iter_kind(path: Path, kind: str) -> Iterator[tuple[str, str, dict[str, Any]
             recording = recordings.get(str(sup["recording_id"]))
             if recording is None:
                 raise SpeechUnitsError(f"{path}:{line_no}: recording {sup['recording_id']!r} is not in {recordings_path}")
-            yield _entry(f"{path}:{line_no}", base, recording, sup, [sup])
+            yield _entry(f"{path}:{line_no}", path, recording, sup, [sup])
         return
     for line_no, cut in _records(path):
         if cut.get("type", "MonoCut") != "MonoCut":
@@ -152,15 +194,15 @@ def _iter_kind(path: Path, kind: str) -> Iterator[tuple[str, str, dict[str, Any]
         if not isinstance(recording, dict):
             raise SpeechUnitsError(f"{path}:{line_no}: cut {cut.get('id')!r} has no recording (features only?); "
                                    "speechunits reads audio")
-        yield _entry(f"{path}:{line_no}", base, recording, cut, cut.get("supervisions") or [])
+        yield _entry(f"{path}:{line_no}", path, recording, cut, cut.get("supervisions") or [])
 
 
-def _entry(where: str, base: Path, recording: dict[str, Any], stretch: dict[str, Any],
+def _entry(where: str, manifest: Path, recording: dict[str, Any], stretch: dict[str, Any],
            supervisions: list[dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
     """``(id, audio path, labels)`` of a cut or supervision (``stretch``: its ``id``, ``start``,
-    ``duration`` and ``channel``) of ``recording``."""
+    ``duration`` and ``channel``) of ``recording``, listed in ``manifest``."""
     _refuse_channels(recording, where, stretch.get("channel"))
-    file = _audio_file(recording, where, base)
+    file = _audio_file(recording, where, manifest, str(stretch["id"]))
     audio = _stretch(file, float(stretch["start"]), float(stretch["duration"]), recording.get("duration"))
     return str(stretch["id"]), audio, _labels(supervisions)
 

@@ -44,6 +44,9 @@ from speechunits.id_match import match_ids, rekey
 from speechunits.lhotse_manifests import label_keys as lhotse_label_keys
 from speechunits.lhotse_manifests import manifest_kind
 from speechunits.lhotse_manifests import read_labels as read_lhotse_labels
+from speechunits.tar_shards import is_tar_source
+from speechunits.tar_shards import label_keys as tar_label_keys
+from speechunits.tar_shards import read_labels as read_tar_labels
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
 from speechunits.probe.splits import split_lists_of
 from speechunits.probe.vocab import Vocabulary, class_vocabulary
@@ -97,6 +100,8 @@ def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
         return read_column(path, TEXT_COLUMNS, "transcript")
     if manifest_kind(path) is not None:  # a Lhotse manifest's supervisions
         return read_lhotse_labels(path, "text")
+    if is_tar_source(path):  # WebDataset samples' .txt members or .json text fields
+        return read_tar_labels(path, "text")
     path = Path(path)
     if path.is_dir() and vctk_audio_dir(path) is not None:  # VCTK: txt/SPK/SENTENCE.txt, keyed by each audio file
         return _read_vctk_text(path)
@@ -228,6 +233,8 @@ def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
     """
     if is_table_source(path):  # a Hugging Face table's 'label' column, or PATH::COLUMN
         return read_column(path, (LABEL_COLUMN,), "label")
+    if is_tar_source(path):  # WebDataset samples' .cls members or .json label fields
+        return read_tar_labels(path, "label")
     path = Path(path)
     if path.is_dir():
         return folder_labels(path)
@@ -468,6 +475,10 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
         carried = lhotse_label_keys(root)
         found.update({key: root for key, label in (("transcripts", "text"), ("speakers", "speaker"))
                       if label in carried})
+    elif not table and is_tar_source(root):  # WebDataset shards: their samples' text, speaker, label
+        carried = tar_label_keys(root)
+        found.update({key: root for key, label in (("transcripts", "text"), ("speakers", "speaker"),
+                                                   ("labels", "label")) if label in carried})
     if root.is_dir():
         places = [root] + ([root.parent] if (root.parent / SYNTH_MARKER).is_file() else [])
     else:
