@@ -22,7 +22,8 @@ Nine inputs are understood (see :func:`open_corpus`):
 * Hugging Face ``datasets`` tables: Parquet shards (the Hub's, ``to_parquet``'s) or Arrow files
   (``save_to_disk``, the cache), one split at a time (:mod:`speechunits.hf_datasets`).
 
-A single audio file is a corpus of one. The utterance id is the path relative to the root
+A quoted glob or brace pattern over any of these (``'data/{train,dev,test}'``) is their
+concatenation (:mod:`speechunits.sources`). A single audio file is a corpus of one. The utterance id is the path relative to the root
 without its extension (JSONL and wav.scp give it explicitly); duplicate ids are an error (naming both
 files). Directory scans pick up the extensions libsndfile reads (:data:`AUDIO_EXTENSIONS`,
 SPHERE ``.sph`` included) and headerless ``.raw``/``.pcm``, which load only when the corpus is
@@ -45,6 +46,7 @@ from speechunits.hf_datasets import (SPEAKER_COLUMNS, is_table_source, iter_tabl
                                      read_column, table_files)
 from speechunits.lhotse_manifests import iter_entries, manifest_kind
 from speechunits.lhotse_manifests import read_labels as read_lhotse_labels
+from speechunits.sources import expand_source, merged_over_sources
 from speechunits.spans import parse_span_path, span_path
 from speechunits.tar_shards import is_tar_source, iter_samples, member_path, parse_member_path
 from speechunits.tar_shards import read_labels as read_tar_labels
@@ -155,14 +157,18 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
     ``segments``), a fairseq ``.tsv``, a ``.jsonl`` manifest (NeMo's too), an AudioFolder
     ``metadata.csv``, a Lhotse manifest or Shar directory, WebDataset ``.tar`` shards, a NeMo tarred
     dataset, Hugging Face Parquet/Arrow tables (a file, a quoted glob, a directory of one split's
-    shards) or a single audio file (see the module docstring).
+    shards) or a single audio file (see the module docstring); or a quoted glob or brace pattern
+    naming several of these, read one after the other (:mod:`speechunits.sources`).
 
     ``raw_format`` (``"s16le:16000"`` or a :class:`RawFormat`) tells how to read the corpus's
     headerless PCM files; it rides on every :class:`Utterance`.
     """
-    path = Path(source)
     if isinstance(raw_format, str):
         raw_format = RawFormat.parse(raw_format)
+    parts = expand_source(source)
+    if parts is not None:  # several corpora named by one pattern (speechunits.sources)
+        return _union(str(source), [open_corpus(part, raw_format=raw_format) for part in parts], shard)
+    path = Path(source)
     table = is_table_source(path)  # Hugging Face datasets: Parquet/Arrow shards with an audio column
     shar = not table and manifest_kind(path) == "shar"  # a Lhotse Shar directory (tars of cuts' audio)
     tars = not (table or shar) and is_tar_source(source)  # WebDataset shards
@@ -199,15 +205,26 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
     if raw_format is not None:
         plain_iter = make_iter
         make_iter = lambda: (replace(utt, raw_format=raw_format) for utt in plain_iter())  # noqa: E731
-    corpus = Corpus(str(path), make_iter)
+    return _sharded(Corpus(str(path), make_iter), shard)
+
+
+def _sharded(corpus: Corpus, shard: str | tuple[int, int] | None) -> Corpus:
     index, count = parse_shard(shard) if (shard is None or isinstance(shard, str)) else shard
     return corpus.shard(index, count) if count > 1 else corpus
+
+
+def _union(source: str, corpora: list[Corpus], shard: str | tuple[int, int] | None) -> Corpus:
+    """The corpora one after the other (their ids must differ: a duplicate names both files)."""
+    return _sharded(Corpus(source, lambda: (utt for corpus in corpora for utt in corpus)), shard)
 
 
 def open_corpus_via_manifest(source: str | os.PathLike[str], raw_format: RawFormat | str | None = None) -> Corpus:
     """:func:`open_corpus`, except that a directory holding ``manifest.tsv`` (a ``speechunits synth``
     corpus) is read through that manifest, so utterance ids match its label files (``speakers.tsv``,
     ``phones.tsv``, ``text.tsv``) and not the ``wavs/...`` paths a folder scan would give."""
+    parts = expand_source(source)
+    if parts is not None:  # several corpora named by one pattern, each read so
+        return _union(str(source), [open_corpus_via_manifest(part, raw_format) for part in parts], None)
     path = Path(source)
     if path.is_dir() and (path / "manifest.tsv").is_file():
         return open_corpus(path / "manifest.tsv", raw_format=raw_format)
@@ -224,10 +241,11 @@ def refuse_output_in_input(source: str | os.PathLike[str], out: str | os.PathLik
     Raises:
         SpeechUnitsError: naming both directories.
     """
-    source_path = Path(source)
-    if source_path.is_dir() and Path(out).resolve().is_relative_to(source_path.resolve()):
-        raise SpeechUnitsError(f"{out}: inside the input directory {source}; writing there would overwrite or "
-                               "add to the input (its next scan would read the outputs as input): choose another -o")
+    for part in expand_source(source) or [source]:  # each input a pattern names
+        source_path = Path(part)
+        if source_path.is_dir() and Path(out).resolve().is_relative_to(source_path.resolve()):
+            raise SpeechUnitsError(f"{out}: inside the input directory {part}; writing there would overwrite or "
+                                   "add to the input (its next scan would read the outputs as input): choose another -o")
 
 
 def refuse_overwriting_input(target: str | os.PathLike[str], input_path: str | os.PathLike[str]) -> None:
@@ -681,6 +699,7 @@ def iter_vctk(root: str | os.PathLike[str]) -> Iterator[tuple[str, str, Path | N
         yield stem, speaker, text if text.is_file() else None
 
 
+@merged_over_sources
 def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt_id: speaker}`` from a ``utt_id<TAB>speaker`` file such as ``speakers.tsv``, or from a
     Kaldi ``utt2spk`` (``utt_id speaker``, separated by any whitespace), or of a LibriSpeech or

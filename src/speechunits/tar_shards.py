@@ -19,7 +19,6 @@ several, ``SOURCE::EXT`` names the one to read). Labels ride in the sample's oth
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.sources import is_pattern, pattern_matches
 
 TAR_SUFFIX = ".tar"
 #: Names of archives, compressed ones included (these are recognised so as to be refused by name).
@@ -43,7 +43,6 @@ AUDIO_MEMBER_EXTENSIONS = ("flac", "wav", "mp3", "ogg", "opus", "sph")
 #: A sample's members that carry labels, by extension: transcript and class label.
 TEXT_EXTENSIONS = ("txt", "text", "transcript")
 CLASS_EXTENSIONS = ("cls", "label")
-_BRACE = re.compile(r"\{[^{}]*(?:\.\.|,)[^{}]*\}")
 
 
 # -- one archive -------------------------------------------------------------------------------
@@ -150,27 +149,14 @@ def _strip_extension_choice(source: str) -> tuple[str, str | None]:
     return (head, ext.lower().lstrip(".")) if sep and head and ext else (source, None)
 
 
-def _expand(pattern: str) -> list[str]:
-    """A quoted glob or WebDataset brace pattern to the files it names (braces through braceexpand)."""
-    if _BRACE.search(pattern):
-        from braceexpand import braceexpand
-
-        return [p for part in braceexpand(pattern) for p in (sorted(glob.glob(part)) or [part])]
-    return sorted(glob.glob(pattern))
-
-
-def _is_pattern(text: str) -> bool:
-    return not Path(text).exists() and (bool(_BRACE.search(text)) or any(c in text for c in "*?["))
-
-
 def is_tar_source(source: str | os.PathLike[str]) -> bool:
     """Whether ``source`` names WebDataset shards: a ``.tar`` file (optionally ``::EXT``), a glob or
     brace pattern of them, or a directory holding ``.tar`` files and no audio file (and not a Lhotse
     Shar or NeMo tarred dataset, whose manifests say what the tars hold)."""
     text = _strip_extension_choice(str(source))[0]
     path = Path(text)
-    if _is_pattern(text):
-        return any(p.endswith(ARCHIVE_NAME_ENDINGS) for p in _expand(text))
+    if is_pattern(text):
+        return any(p.endswith(ARCHIVE_NAME_ENDINGS) for p in pattern_matches(text, keep_missing=True))
     if path.name.endswith(ARCHIVE_NAME_ENDINGS):
         return path.is_file()
     if not path.is_dir():
@@ -199,8 +185,8 @@ def tar_files(source: str | os.PathLike[str]) -> list[Path]:
             directory without any.
     """
     text = _strip_extension_choice(str(source))[0]
-    if _is_pattern(text):
-        files = [Path(p) for p in _expand(text)]
+    if is_pattern(text):
+        files = [Path(p) for p in pattern_matches(text, keep_missing=True)]
         missing = [p for p in files if not p.is_file()]
         if missing:
             raise SpeechUnitsError(f"{text}: names {len(missing)} shard(s) that do not exist, e.g. {missing[0]}")

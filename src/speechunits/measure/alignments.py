@@ -26,6 +26,7 @@ import numpy as np
 
 from speechunits.corpus import iter_text_lines
 from speechunits.errors import SpeechUnitsError
+from speechunits.sources import merged_over_sources
 from speechunits.measure.textgrid import read_textgrid
 
 #: Label given to silence (TextGrid empty intervals, espeak pauses).
@@ -47,6 +48,7 @@ class Segment:
 Alignments = dict[str, list[Segment]]
 
 
+@merged_over_sources
 def load_alignments(
     path: str | os.PathLike[str],
     tier: str = "phones",

@@ -44,6 +44,7 @@ from speechunits.id_match import match_ids, rekey
 from speechunits.lhotse_manifests import label_keys as lhotse_label_keys
 from speechunits.lhotse_manifests import manifest_kind
 from speechunits.lhotse_manifests import read_labels as read_lhotse_labels
+from speechunits.sources import expand_source, merged_over_sources, union_pattern
 from speechunits.tar_shards import is_tar_source
 from speechunits.tar_shards import label_keys as tar_label_keys
 from speechunits.tar_shards import read_labels as read_tar_labels
@@ -77,6 +78,7 @@ def _add(result: dict[str, Any], path: Path, line_no: int, utt: str, value: Any)
     result[utt] = value
 
 
+@merged_over_sources
 def read_transcripts(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt: text}`` from ``text.tsv``, a JSONL manifest, a Kaldi ``text`` file, a Common Voice TSV
     (``sentence``), LJSpeech's ``metadata.csv`` (``id|text|normalised``: the normalised text), a
@@ -222,6 +224,7 @@ def folder_labels(root: str | os.PathLike[str]) -> dict[str, str]:
     return result
 
 
+@merged_over_sources
 def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt: label}`` from ``utt<TAB>label`` lines (``classify``: keyword, emotion, caller ...), a
     manifest's ``label`` fields, a Hugging Face table's ``label`` column, or, for a directory, the
@@ -270,6 +273,7 @@ def phone_sequences(alignments: Mapping[str, Sequence[Segment]],
             for utt, segments in alignments.items()}
 
 
+@merged_over_sources
 def read_phone_transcripts(path: str | os.PathLike[str],
                            drop: Sequence[str] | frozenset[str] = SILENCE_LABELS) -> dict[str, list[str]]:
     """``{utt: [phone, ...]}`` from ``utt<TAB>p1 p2 ...`` lines (phones split on whitespace).
@@ -459,8 +463,16 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     (:mod:`speechunits.hf_datasets`) is its own ``transcripts``, ``speakers`` and ``labels``
     (``classify``) source when it has such a column; so is an AudioFolder's ``metadata.csv`` or
     ``metadata.jsonl`` beside the audio. A directory shipping Speech Commands' dev/test lists is its
-    own ``labels`` source (:func:`folder_labels`). Keys without a file are left out.
+    own ``labels`` source (:func:`folder_labels`). For a pattern naming several corpora
+    (:mod:`speechunits.sources`), each key that every corpus has, as a brace pattern over their
+    files (which the label readers merge). Keys without a file are left out.
     """
+    parts = expand_source(corpus_root)
+    if parts is not None:  # several corpora: each label source that all of them carry, as one pattern
+        per_part = [find_label_files(part) for part in parts]
+        together = {key: union_pattern([found[key] for found in per_part]) for key in per_part[0]
+                    if all(key in found for found in per_part)}
+        return {key: pattern for key, pattern in together.items() if pattern is not None}
     root = Path(corpus_root)
     found: dict[str, Path] = {}
     table = is_table_source(root)

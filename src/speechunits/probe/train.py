@@ -422,12 +422,15 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     ``split_by="speaker"`` keeps dev and test speakers out of training (other tasks). A corpus
     directory that ships lists of its dev and test files (Speech Commands' ``validation_list.txt``,
     ``testing_list.txt``) is split by them unless ``split_file`` or ``split_by="speaker"`` says
-    otherwise; ``split_file`` may also be such a directory.
+    otherwise; ``split_file`` may also be such a directory. So is a corpus given as a dataset's train,
+    dev/validation and test parts: a glob over Hugging Face tables or WebDataset shards of those
+    splits, or a pattern over one input per split (``'data/{train,dev,test}'``, :mod:`speechunits.sources`).
     """
     from speechunits.corpus import read_speakers
     from speechunits.id_match import rekey
     from speechunits.probe.labels import find_label_files
     from speechunits.hf_datasets import split_parts
+    from speechunits.sources import split_parts as named_split_parts
     from speechunits.tar_shards import split_parts as shard_split_parts
     from speechunits.probe.splits import (SPLIT_LISTS, make_split, split_from_file, split_from_lists, split_from_parts,
                                           split_lists_of)
@@ -445,13 +448,14 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     # unasked, a corpus that ships its split is split by it (not a speaker probe's, nor one split by speaker)
     own_split = split_file is None and split_by == "utterance" and task != "speaker" and isinstance(corpus, (str, Path))
     shipped = split_lists_of(split_file) if split_file is not None else (split_lists_of(corpus) if own_split else None)
-    dataset_parts = (split_parts(corpus) or shard_split_parts(corpus)) if own_split and shipped is None else None
+    dataset_parts = (split_parts(corpus) or shard_split_parts(corpus) or named_split_parts(corpus)) \
+        if own_split and shipped is None else None
     if shipped is not None:  # the corpus's own dev/test lists (Speech Commands)
         split = split_from_lists(shipped, list(label_set.labels))
         log.info("split: %s's %s (dev) and %s (test), the rest training", shipped, *SPLIT_LISTS.values())
     elif dataset_parts is not None:  # tables of a dataset's train, validation and test splits
         split = split_from_parts(dataset_parts, list(label_set.labels), str(corpus))
-        log.info("split: the dataset's own train, validation (dev) and test tables or shards")
+        log.info("split: the dataset's own train, validation (dev) and test parts")
     elif split_file is not None:
         split = split_from_file(split_file)
     else:

@@ -1,0 +1,124 @@
+"""Several inputs given as one: a quoted glob or brace pattern over corpora or label files.
+
+Corpora often come as one folder or manifest per split: Kaldi/ESPnet ``data/train``, ``data/dev``,
+``data/test``; LibriSpeech's ``train-clean-100/``, ``dev-clean/``, ``test-clean/``; Lhotse's
+``librispeech_cuts_train-clean-100.jsonl.gz`` ...; Common Voice's ``train.tsv``, ``dev.tsv``,
+``test.tsv``; NeMo's ``train_manifest.json`` .... A pattern such as ``'data/{train,dev,test}'`` or
+``'cv/*.tsv'`` (quoted, so that the shell leaves it alone) names them together: the corpus is the
+concatenation of the matches in the pattern's order (brace order as written; glob matches sorted),
+each read as it would be alone, and every label reader given a pattern merges what it reads from
+each match. A probe given such a pattern keeps the parts' own split when their names say train,
+dev/validation and test (:func:`split_parts`).
+
+Patterns over Hugging Face tables and WebDataset shards are not expanded here: their matches are
+shards of one corpus, read by :mod:`speechunits.hf_datasets` and :mod:`speechunits.tar_shards`.
+"""
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from speechunits.errors import SpeechUnitsError
+
+_BRACE = re.compile(r"\{[^{}]*(?:\.\.|,)[^{}]*\}")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_NAME_TOKENS = re.compile(r"[^a-z]+")
+#: Words of input names that say which part of a dataset's split an input is.
+_SPLIT_WORDS = {"train": "train", "training": "train", "dev": "dev", "devel": "dev", "development": "dev",
+                "valid": "dev", "validation": "dev", "test": "test", "testing": "test"}
+
+
+def is_pattern(text: str) -> bool:
+    """Whether ``text`` is a glob or brace pattern (and not a path that exists as written)."""
+    return (bool(_BRACE.search(text)) or bool(_GLOB_CHARS.search(text))) and not Path(text).exists()
+
+
+def pattern_matches(pattern: str, keep_missing: bool = False) -> list[str]:
+    """The paths a glob or brace pattern names, in its order (brace order as written, the glob
+    matches of each alternative sorted), each once; ``keep_missing``: also the brace alternatives
+    without glob characters that do not exist (so that a reader can name a missing shard)."""
+    from braceexpand import braceexpand
+
+    found: list[str] = []
+    for part in braceexpand(pattern) if _BRACE.search(pattern) else [pattern]:
+        if _GLOB_CHARS.search(part):
+            hits = sorted(glob.glob(part))
+        else:
+            hits = [part] if keep_missing or Path(part).exists() else []
+        found += [h for h in hits if h not in found]
+    return found
+
+
+def expand_source(source: str | os.PathLike[str]) -> list[str] | None:
+    """The inputs a pattern ``source`` names (see the module docstring), or ``None`` when ``source``
+    is not such a pattern: an existing path, a pattern over Hugging Face tables or WebDataset shards,
+    or one that matches nothing (then the reader says what is missing).
+    """
+    text = str(source)
+    if not is_pattern(text):
+        return None
+    from speechunits.hf_datasets import is_table_source
+    from speechunits.tar_shards import is_tar_source
+
+    if is_table_source(text) or is_tar_source(text):
+        return None
+    found = pattern_matches(text)
+    return found or None
+
+
+def merged_over_sources(reader: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Make a label reader (``path -> {utterance id: label}``) read a pattern by merging what it reads
+    from each match; an utterance labelled by two matches is an error naming both."""
+
+    @functools.wraps(reader)
+    def read(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        parts = expand_source(path) if isinstance(path, (str, os.PathLike)) else None
+        if parts is None:
+            return reader(path, *args, **kwargs)
+        merged: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+        for part in parts:
+            for utt, value in reader(part, *args, **kwargs).items():
+                if utt in merged:
+                    raise SpeechUnitsError(f"{path}: utterance {utt!r} is labelled in both {origin[utt]} and {part}")
+                merged[utt], origin[utt] = value, part
+        return merged
+
+    return read
+
+
+def union_pattern(paths: list[Path]) -> Path | None:
+    """The brace pattern naming ``paths`` together (what :func:`expand_source` gives back), or ``None``
+    when a path holds a character that would need escaping (``{``, ``}``, ``,``)."""
+    texts = [str(p) for p in paths]
+    if any(c in t for t in texts for c in "{},"):
+        return None
+    return Path(texts[0]) if len(texts) == 1 else Path("{" + ",".join(texts) + "}")
+
+
+def part_of_name(path: str | os.PathLike[str]) -> str | None:
+    """``train``, ``dev`` or ``test`` when exactly one of those (``validation``/``valid`` for dev) is
+    among the words of ``path``'s file name (``librispeech_cuts_dev-clean.jsonl.gz`` → dev,
+    ``data/test`` → test), else ``None``."""
+    words = _NAME_TOKENS.split(Path(path).name.lower())
+    parts = {_SPLIT_WORDS[w] for w in words if w in _SPLIT_WORDS}
+    return parts.pop() if len(parts) == 1 else None
+
+
+def split_parts(source: str | os.PathLike[str]) -> dict[str, str] | None:
+    """``{utterance id: "train" | "dev" | "test"}`` when ``source`` is a pattern whose matches are a
+    dataset's train, dev and test inputs by name, else ``None``."""
+    parts = expand_source(source)
+    if parts is None:
+        return None
+    named = {part: part_of_name(part) for part in parts}
+    if None in named.values() or set(named.values()) != {"train", "dev", "test"}:
+        return None
+    from speechunits.corpus import open_corpus_via_manifest
+
+    return {utt.id: str(named[part]) for part in parts for utt in open_corpus_via_manifest(part)}
+
