@@ -2,7 +2,8 @@
 
 Nine inputs are understood (see :func:`open_corpus`):
 
-* an audio directory, scanned recursively in sorted order;
+* an audio directory, scanned recursively in sorted order (a Speech Commands tree's
+  ``_background_noise_`` recordings as one-second clips, :mod:`speechunits.speech_commands`);
 * a Kaldi/ESPnet ``wav.scp`` (``utt_id path`` lines; a data directory holding one is read
   through it; with a ``segments`` file beside it, the utterances are its time ranges of the
   recordings, :mod:`speechunits.spans`; piped commands are refused by name);
@@ -264,11 +265,17 @@ _SCANNED_EXTENSIONS = AUDIO_EXTENSIONS + RAW_EXTENSIONS
 
 
 def _iter_directory(root: Path) -> Iterator[Utterance]:
+    from speechunits.speech_commands import NOISE_FOLDER, is_speech_commands_tree, noise_clips
+
+    noise = root / NOISE_FOLDER if is_speech_commands_tree(root) else None  # its recordings as 1-s clips
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
         for name in sorted(filenames):
             if Path(name).suffix.lower() in _SCANNED_EXTENSIONS:
                 full = Path(dirpath) / name
+                if noise is not None and full.parent == noise:
+                    yield from (Utterance(utt, path) for utt, path in noise_clips(root, full))
+                    continue
                 rel = full.relative_to(root)
                 yield Utterance(rel.with_suffix("").as_posix(), str(full))
 

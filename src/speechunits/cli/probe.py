@@ -88,6 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--standardize", action="store_true",
                        help="remove the training part's mean and std of every feature dimension (stored in the "
                        "probe; features only)")
+    train.add_argument("--keywords", metavar="WORDS|superb",
+                       help="classify: keep these classes (comma-separated; 'superb': yes,no,up,down,left,right,on,"
+                       "off,stop,go), every other one but _silence_ becomes _unknown_ (SUPERB's keyword spotting)")
     train.add_argument("--tokenizer", default="chars", help="asr targets: chars, or a BPE vocabulary size")
     train.add_argument("--split-by", default="utterance", choices=["utterance", "speaker"])
     train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test, or a directory with "
@@ -171,6 +174,7 @@ def _make_input(args: argparse.Namespace):
 
 def run_train(args: argparse.Namespace) -> int:
     from speechunits.probe.train import train_probe_on_corpus
+    from speechunits.speech_commands import parse_keywords
 
     if args.seeds < 1:
         raise SpeechUnitsError(f"--seeds: must be >= 1, got {args.seeds}")
@@ -184,6 +188,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     # bad values fail before the corpus and input are read
     check_dropout(args.dropout), parse_time_mask(args.time_mask), parse_unit_noise(args.unit_noise)
+    keywords = parse_keywords(args.keywords) if args.keywords else None
     from speechunits.training.distributed import init_distributed
 
     _, rank_device = init_distributed(args.device)  # under torchrun: this rank's device, for the encoder too
@@ -192,6 +197,7 @@ def run_train(args: argparse.Namespace) -> int:
     result = train_probe_on_corpus(
         args.task, args.input, inputs, args.output, labels=args.labels, alignments=args.alignments,
         speakers=args.speakers, split_by=args.split_by, split_file=args.split_file,
+        keywords=keywords,
         interface=args.interface, head=args.head, combine=args.combine, hidden=args.hidden, tokenizer=tokenizer,
         lrs=_parse_lrs(args.lr), seeds=list(range(args.seeds)), max_steps=args.max_steps,
         max_minutes=args.max_minutes, eval_every=args.eval_every, patience=args.patience,

@@ -233,6 +233,10 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
                                   inputs=made, samples=loaded.samples, vocabulary=probe.coder.vocabulary)
     else:
         label_set = corpus_labels(probe.task, corpus, ids, labels=labels, alignments=alignments)
+        if probe.meta.get("keywords"):  # the probe's keywords: the other words are _unknown_
+            from speechunits.speech_commands import keyword_labels
+
+            label_set.labels = keyword_labels(label_set.labels, probe.meta["keywords"])
         loaded = made.load(list(label_set.labels))
     if loaded.errors:
         log.warning("%d utterances have no input and are skipped (first: %s)", len(loaded.errors),
@@ -243,6 +247,12 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
     result = {"probe": str(probe_dir), "task": probe.task, "input": describe_identity(probe.identity),
               "utterances": len(scored), **metrics, "missing_labels": len(label_set.missing),
               "input_errors": len(loaded.errors)}
+    if probe.task in ("speaker", "classify"):  # references the probe cannot predict: always wrong
+        strangers = sorted({str(label_set.labels[i]) for i in scored} - set(probe.coder.vocabulary.tokens))
+        result["unknown_classes"] = {str(c): sum(1 for i in scored if str(label_set.labels[i]) == c) for c in strangers}
+        if strangers:
+            log.warning("%s: %d scored utterances have classes the probe does not know (%s); they count as wrong",
+                        corpus, sum(result["unknown_classes"].values()), ", ".join(strangers[:5]))
     if lm is not None:
         result["lm"] = {"arpa": str(lm), **asdict(beam or _default_beam())}
     return result

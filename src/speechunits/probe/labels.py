@@ -199,25 +199,30 @@ def _read_jsonl_text(path: Path) -> dict[str, str]:
 
 
 #: Speech Commands' folder of background noise recordings.
-NOISE_FOLDER = "_background_noise_"
 
 
 def folder_labels(root: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt: label}`` for the audio files under ``root``: the name of the folder holding each file
     (Speech Commands' ``yes/0a7c2a8d_nohash_0.wav``, a ``datasets`` AudioFolder's class folders),
-    ids as a scan of ``root`` gives them. Files directly in ``root`` and in Speech Commands'
-    ``_background_noise_`` (long noise recordings, not utterances) give no label; its test set's
-    ``_silence_`` and ``_unknown_`` folders are classes like any other.
+    ids as a scan of ``root`` gives them. Files directly in ``root`` give no label. The one-second
+    clips a Speech Commands tree's ``_background_noise_`` recordings are scanned as are ``_silence_``
+    (:mod:`speechunits.speech_commands`; whole noise recordings elsewhere give no label); its test
+    set's ``_silence_`` and ``_unknown_`` folders are classes like any other.
 
     Raises:
         SpeechUnitsError: no audio file in a labelling folder.
     """
     from speechunits.corpus import open_corpus
+    from speechunits.speech_commands import NOISE_FOLDER, SILENCE
+    from speechunits.spans import parse_span_path
 
     result = {}
     for utt in open_corpus(root):
         folder = Path(utt.id).parent.name
-        if folder and folder != NOISE_FOLDER:
+        if folder == NOISE_FOLDER:
+            if parse_span_path(utt.path) is not None:  # a clip of a noise recording
+                result[utt.id] = SILENCE
+        elif folder:
             result[utt.id] = folder
     if not result:
         raise SpeechUnitsError(f"{root}: no audio file in a sub-folder to take its label from")

@@ -33,6 +33,7 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_json_object
+from speechunits.speech_commands import SPLIT_LISTS
 
 SPLIT_FORMAT_VERSION = 1
 PARTS = ("train", "dev", "test")
@@ -217,7 +218,6 @@ def split_from_file(path: str | os.PathLike[str]) -> Split:
 
 
 #: The lists of dev and test files a corpus may ship (Speech Commands' names; paths relative to the root).
-SPLIT_LISTS = {"dev": "validation_list.txt", "test": "testing_list.txt"}
 
 
 def split_lists_of(root: str | os.PathLike[str]) -> Path | None:
@@ -228,8 +228,9 @@ def split_lists_of(root: str | os.PathLike[str]) -> Path | None:
 
 def split_from_lists(root: str | os.PathLike[str], ids: Sequence[str]) -> Split:
     """The split ``root`` ships: ids (file paths without extension) in ``validation_list.txt`` are
-    dev, in ``testing_list.txt`` test, every other id of ``ids`` train; listed files that are not in
-    ``ids`` are left out (counted in ``info["unlisted"]``).
+    dev, in ``testing_list.txt`` test, the ``_background_noise_`` clips as
+    :func:`speechunits.speech_commands.noise_clip_part` assigns them, every other id of ``ids``
+    train; listed files that are not in ``ids`` are left out (counted in ``info["unlisted"]``).
 
     Raises:
         SpeechUnitsError: a list missing or not UTF-8, a file in both lists, no training utterance.
@@ -245,7 +246,10 @@ def split_from_lists(root: str | os.PathLike[str], ids: Sequence[str]) -> Split:
                 raise SpeechUnitsError(f"{root / name}:{line_no}: {line.strip()!r} is also in "
                                        f"{SPLIT_LISTS[part_of[utt]]}")
             part_of[utt] = part
+    from speechunits.speech_commands import noise_clip_part
+
     known = set(ids)
+    part_of.update({u: part for u in ids if u not in part_of and (part := noise_clip_part(u)) is not None})
     split = Split(*([u for u in ids if part_of.get(u, "train") == name] for name in PARTS),
                   info={"by": "lists", "lists": [str(root / n) for n in SPLIT_LISTS.values()],
                         "unlisted": sum(1 for u in part_of if u not in known)})

@@ -228,6 +228,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 embed_init: str = EMBED_RANDOM, dropout: float = 0.0, time_mask: str | None = None,
                 unit_noise: str | None = None, bf16: bool = False, finetune: str | None = None,
                 finetune_layers: Sequence[int] | None = None, resume: bool = False,
+                keywords: Sequence[str] | None = None,
                 device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
 
@@ -379,6 +380,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         "input": identity,
         "interface": spec.get("interface"),
         "head": head,
+        "keywords": list(keywords) if keywords is not None else None,
         "split": {**split.info, **split.sizes()},
         "selection": {"metric": name, "lower_is_better": lower, "lr": chosen.lr, "seed": chosen.seed,
                       "lrs": [float(x) for x in lrs], "seeds": [int(s) for s in seeds],
@@ -415,8 +417,13 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
                           labels: str | Path | None = None, alignments: str | Path | None = None,
                           speakers: str | Path | None = None, split_by: str = "utterance",
                           split_file: str | Path | None = None, split_seed: int = 0,
-                          fractions: Sequence[float] = (0.8, 0.1, 0.1), **options: Any) -> ProbeResult | None:
+                          fractions: Sequence[float] = (0.8, 0.1, 0.1), keywords: Sequence[str] | None = None,
+                          **options: Any) -> ProbeResult | None:
     """Labels and split from ``corpus`` (its conventional files unless given), then :func:`train_probe`.
+
+    ``keywords`` (``classify``): every other class but ``_silence_`` becomes ``_unknown_``
+    (SUPERB's keyword spotting, :func:`speechunits.speech_commands.keyword_labels`); recorded in
+    the probe, which ``probe eval`` applies to the labels it scores against.
 
     A ``speaker`` probe splits by utterance within each speaker (every speaker is in training);
     ``split_by="speaker"`` keeps dev and test speakers out of training (other tasks). A corpus
@@ -435,6 +442,8 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     from speechunits.probe.splits import (SPLIT_LISTS, make_split, split_from_file, split_from_lists, split_from_parts,
                                           split_lists_of)
 
+    if keywords is not None and task != "classify":
+        raise SpeechUnitsError(f"--keywords applies to task 'classify', not {task!r}")
     if task == "speaker" and split_by == "speaker":
         raise SpeechUnitsError("task 'speaker' needs every speaker in training: use --split-by utterance")
     ids = [utt.id for utt in as_corpus(corpus)]
@@ -445,6 +454,10 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
         label_set.missing = [i for i in ids if i not in label_set.labels]
     else:
         label_set = corpus_labels(task, corpus, ids, labels=labels, alignments=alignments, speakers=speakers)
+    if keywords is not None:
+        from speechunits.speech_commands import keyword_labels
+
+        label_set.labels = keyword_labels(label_set.labels, keywords)
     # unasked, a corpus that ships its split is split by it (not a speaker probe's, nor one split by speaker)
     own_split = split_file is None and split_by == "utterance" and task != "speaker" and isinstance(corpus, (str, Path))
     shipped = split_lists_of(split_file) if split_file is not None else (split_lists_of(corpus) if own_split else None)
@@ -469,4 +482,4 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
             speaker_map = rekey(read_speakers(source), list(label_set.labels), str(source))
         split = make_split(list(label_set.labels), by=split_by, speakers=speaker_map, fractions=fractions,
                            seed=split_seed)
-    return train_probe(task, inputs, label_set, split, out_dir, **options)
+    return train_probe(task, inputs, label_set, split, out_dir, keywords=keywords, **options)
