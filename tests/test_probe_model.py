@@ -492,3 +492,49 @@ def test_centroid_probe_trains_frozen_or_not_and_round_trips(tmp_path):
     with pytest.raises(SpeechUnitsError, match="applies to units"):
         train_probe("phones", features, LabelSet("phones", labels), split, tmp_path / "feats", head="linear",
                     max_steps=2, quiet=True, device="cpu", embed_init="centroids")
+
+
+# -- class-balanced loss ---------------------------------------------------------------------------
+
+def test_balanced_class_weights_and_the_weighted_loss_match_a_hand_computation():
+    from speechunits.probe.task import UTTERANCE, batch_loss
+    from speechunits.probe.train import balanced_class_weights
+
+    assert balanced_class_weights([0, 0, 0, 1], 3) == pytest.approx([4 / 6, 2.0, 0.0])  # n / (seen * n_c)
+    logits = torch.tensor([[2.0, 0.0], [0.5, 1.0], [0.0, 3.0]])
+    targets = torch.tensor([0, 0, 1])
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x, lengths, durations):
+            return logits
+
+    batch = collate([Sample(torch.zeros(1, 2, 1))] * 3, UTTERANCE, [0, 0, 1])
+    batch.targets = targets
+    weights = torch.tensor([0.75, 1.5])
+    loss, count, metrics = batch_loss(Fixed(), batch, UTTERANCE, weights)
+    nll = -np.log(np.exp(logits.numpy()) / np.exp(logits.numpy()).sum(1, keepdims=True))[[0, 1, 2], [0, 0, 1]]
+    assert float(loss) == pytest.approx(float((nll * np.array([0.75, 0.75, 1.5])).sum()), rel=1e-6)
+    assert count == pytest.approx(3.0) and metrics["acc"] == (2.0, 3.0)
+
+
+def test_a_balanced_classify_probe_records_its_weights_and_frame_tasks_refuse_it(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = [f"u{i:02d}" for i in range(24)]
+    labels = {u: ("rare" if i % 4 == 0 else "common") for i, u in enumerate(ids)}
+    features = {u: (rng.standard_normal((12, 4)) + (2.0 if labels[u] == "rare" else 0.0)).astype(np.float32)
+                for u in ids}
+    inputs = ArrayInput(features, encoder="toy", encoder_identity="enc-a", layers=[0], frame_rate=100.0)
+    split = Split(ids[:16], ids[16:20], ids[20:])
+    train_probe("classify", inputs, LabelSet("classify", labels), split, tmp_path / "p", max_steps=5, eval_every=5,
+                balance=True, quiet=True, device="cpu")
+    meta = json.loads((tmp_path / "p" / "probe.json").read_text())
+    classes = json.loads((tmp_path / "p" / meta["labels"]["vocabulary"]).read_text())["tokens"]
+    counts = {"rare": 4, "common": 12}  # the training part: every fourth utterance is rare
+    expected = {c: 16 / (2 * n) for c, n in counts.items()}
+    assert meta["class_weights"] == pytest.approx([expected[c] for c in classes])
+    features_f, frame_labels = _separable_frames(8)
+    frame_inputs = ArrayInput(features_f, encoder="toy", encoder_identity="enc-a", layers=[0], frame_rate=100.0)
+    with pytest.raises(SpeechUnitsError, match=r"--balance applies to tasks 'speaker' and 'classify', not 'frames'"):
+        train_probe("frames", frame_inputs, LabelSet("frames", frame_labels, vocabulary=class_vocabulary(["a", "b", "c"])),
+                    Split(sorted(frame_labels)[:6], sorted(frame_labels)[6:7], sorted(frame_labels)[7:]),
+                    tmp_path / "f", balance=True, quiet=True, device="cpu")

@@ -91,6 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--keywords", metavar="WORDS|superb",
                        help="classify: keep these classes (comma-separated; 'superb': yes,no,up,down,left,right,on,"
                        "off,stop,go), every other one but _silence_ becomes _unknown_ (SUPERB's keyword spotting)")
+    train.add_argument("--balance", action="store_true",
+                       help="speaker, classify: weigh each class alike in the loss (n / (classes x n_class)), for "
+                       "skewed classes such as keyword spotting's _unknown_")
     train.add_argument("--tokenizer", default="chars", help="asr targets: chars, or a BPE vocabulary size")
     train.add_argument("--split-by", default="utterance", choices=["utterance", "speaker"])
     train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test, or a directory with "
@@ -197,7 +200,7 @@ def run_train(args: argparse.Namespace) -> int:
     result = train_probe_on_corpus(
         args.task, args.input, inputs, args.output, labels=args.labels, alignments=args.alignments,
         speakers=args.speakers, split_by=args.split_by, split_file=args.split_file,
-        keywords=keywords,
+        keywords=keywords, balance=args.balance,
         interface=args.interface, head=args.head, combine=args.combine, hidden=args.hidden, tokenizer=tokenizer,
         lrs=_parse_lrs(args.lr), seeds=list(range(args.seeds)), max_steps=args.max_steps,
         max_minutes=args.max_minutes, eval_every=args.eval_every, patience=args.patience,

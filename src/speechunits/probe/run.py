@@ -102,6 +102,7 @@ class SweepRun:
     raw ones (dev scoring). ``statistics``/``centroids``: feature mean/std and unit tables to load into
     each fresh model (None: none). ``per_run_minutes``: a run's share of the budget (None: no budget);
     ``clock_schedule``: the schedule follows that budget, so a run cannot be continued exactly.
+    ``class_weights``: the loss weight of each class (utterance tasks; None: all 1).
     """
 
     out: Path
@@ -130,6 +131,7 @@ class SweepRun:
     step_schedule: bool
     bf16: bool
     quiet: bool
+    class_weights: list[float] | None = None
 
     def run_dir(self, lr: float, seed: int) -> Path:
         return self.out / RUNS_DIR / f"lr{lr:g}-seed{seed}"
@@ -175,7 +177,7 @@ def train_run(sweep: SweepRun, lr: float, seed: int) -> RunResult | None:
                       warmup_fraction=None if s.per_run_minutes is None else s.warmup_fraction,
                       decay_by_time=not s.step_schedule, checkpoint_every=s.eval_every)
     probe_task = ProbeTask(s.task, s.samples, s.targets, s.split.train, frame_rate=s.inputs.frame_rate,
-                           batch_frames=s.batch_frames, seed=seed)
+                           batch_frames=s.batch_frames, seed=seed, class_weights=s.class_weights)
     trainer = Trainer(model, probe_task, cfg, run_dir, device=s.device, dist=dist,
                       state={"probe": {"task": s.task, "spec": s.spec}, "consumes": s.inputs.identity(),
                              SWEEP_KEY: s.fingerprint},

@@ -121,8 +121,11 @@ def ctc_too_short(frames: Mapping[str, int], targets: Mapping[str, Sequence[int]
     return [i for i, n in frames.items() if i in targets and n < ctc_min_frames(targets[i])]
 
 
-def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str) -> tuple[torch.Tensor, float, dict]:
-    """Summed loss, its count and the metrics (``{name: (num, den)}``) of one batch."""
+def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str,
+               class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, float, dict]:
+    """Summed loss, its count and the metrics (``{name: (num, den)}``) of one batch; with
+    ``class_weights`` ``[C]`` (utterance tasks) each utterance's loss is weighted by its class's
+    weight and the count is the sum of those weights."""
     logits = model(batch.x, batch.lengths, batch.durations).float()
     assert batch.targets is not None
     if objective == CTC:
@@ -142,9 +145,14 @@ def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str) -> tuple[tor
         correct = float((flat.argmax(-1)[valid] == targets[valid]).sum())
         count = float(valid.sum())
         return loss, count, {"acc": (correct, count)}
-    loss = nn.functional.cross_entropy(logits, batch.targets, reduction="sum")
     correct = float((logits.argmax(-1) == batch.targets).sum())
-    return loss, float(len(batch.targets)), {"acc": (correct, float(len(batch.targets)))}
+    metrics = {"acc": (correct, float(len(batch.targets)))}
+    if class_weights is not None:
+        weights = class_weights.to(logits.device)
+        loss = nn.functional.cross_entropy(logits, batch.targets, weight=weights, reduction="sum")
+        return loss, float(weights[batch.targets].sum()), metrics
+    loss = nn.functional.cross_entropy(logits, batch.targets, reduction="sum")
+    return loss, float(len(batch.targets)), metrics
 
 
 class ProbeTask:
@@ -157,12 +165,16 @@ class ProbeTask:
         ids: the training utterances.
         frame_rate: input frames per second (for the amount logged: audio seconds).
         batch_frames: padded frames per batch. seed: batch order.
+        class_weights: the loss weight of each class id (``speaker``, ``classify``; None: all 1).
     """
 
     def __init__(self, task: str, samples: Mapping[str, Sample], targets: Mapping[str, Any], ids: Sequence[str], *,
                  frame_rate: float, batch_frames: int = DEFAULT_BATCH_FRAMES, seed: int = 0,
-                 max_batch_size: int | None = None):
+                 max_batch_size: int | None = None, class_weights: Sequence[float] | None = None):
         self.objective = objective_of(task)
+        if class_weights is not None and self.objective != UTTERANCE:
+            raise SpeechUnitsError(f"class weights apply to utterance-level tasks (speaker, classify), not {task!r}")
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.ids = [i for i in ids if i in samples and i in targets]
         if not self.ids:
             raise SpeechUnitsError("no training utterance has both an input and a label")
@@ -177,7 +189,7 @@ class ProbeTask:
         return collate([self.samples[i] for i in chosen], self.objective, [self.targets[i] for i in chosen])
 
     def loss(self, model: nn.Module, batch: ProbeBatch) -> LossOutput:
-        loss, count, metrics = batch_loss(model, batch, self.objective)
+        loss, count, metrics = batch_loss(model, batch, self.objective, self.class_weights)
         frames = batch.durations.sum() if batch.durations is not None else batch.lengths.sum()
         return LossOutput(loss=loss, count=count, metrics=metrics, amount=float(frames) / self.frame_rate)
 

@@ -228,7 +228,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 embed_init: str = EMBED_RANDOM, dropout: float = 0.0, time_mask: str | None = None,
                 unit_noise: str | None = None, bf16: bool = False, finetune: str | None = None,
                 finetune_layers: Sequence[int] | None = None, resume: bool = False,
-                keywords: Sequence[str] | None = None,
+                keywords: Sequence[str] | None = None, balance: bool = False,
                 device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
 
@@ -263,6 +263,10 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             ``"adapters[:R]"``: rank-R peft LoRA updates of blocks 1..max(``finetune_layers``)
             (attention or feed-forward); the probe holds only the updates and the base's identity.
         finetune_layers: the layers a ``lora``/``adapters`` probe weighs.
+        keywords: recorded in the probe (the classes ``classify`` labels were mapped to).
+        balance: ``speaker``/``classify``: weigh each training utterance's loss by
+            ``n / (C * n_c)`` (its class's share of the training part), so that every class counts
+            alike (the effect of s3prl's class-balanced sampling of keyword-spotting batches).
         resume: continue the unfinished sweep in ``out_dir`` (:mod:`speechunits.probe.resume`): runs
             that ended are reused, runs with a checkpoint continue from their last dev evaluation
             (exactly, under ``step_schedule`` or without ``max_minutes``; a run whose schedule
@@ -297,6 +301,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     # library callers: bad values fail before any input is loaded
     check_dropout(dropout), parse_time_mask(time_mask), parse_unit_noise(unit_noise)
     objective = objective_of(task)
+    if balance and objective != UTTERANCE:
+        raise SpeechUnitsError(f"--balance applies to tasks 'speaker' and 'classify', not {task!r}")
     dist, dev = init_distributed(device)
     label_map: dict[str, Any] = dict(getattr(labels, "labels", labels))
     missing = list(getattr(labels, "missing", []))
@@ -315,6 +321,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     coder = make_coder(task, [label_map[i] for i in split.train], tokenizer=tokenizer,
                        frame_vocabulary=getattr(labels, "vocabulary", None))
     targets = {i: coder.encode(label_map[i]) for i in split.train}
+    class_weights = balanced_class_weights(list(targets.values()), coder.num_classes) if balance else None
     spec = model_spec(task, inputs, coder.num_classes, interface=interface, head=head, layer=layer,
                       combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune,
                       finetune_layers=finetune_layers, standardize=standardize, stack=stack, lstm_layers=lstm_layers,
@@ -338,6 +345,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                    "split": split_digest(split.train, split.dev, split.test), "max_steps": int(max_steps),
                    "eval_every": int(eval_every), "patience": int(patience), "batch_frames": int(batch_frames),
                    "warmup_steps": int(warmup), "step_schedule": bool(step_schedule), "bf16": bool(bf16),
+                   "class_weights": class_weights,
                    "world_size": dist.world}
     clock_schedule = per_run_minutes is not None and not step_schedule
     if clock_schedule:  # the schedule follows the budget: a resumed run must have the same one
@@ -349,7 +357,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                      device=dev, statistics=statistics, centroids=centroids, per_run_minutes=per_run_minutes,
                      clock_schedule=clock_schedule, max_steps=max_steps, eval_every=eval_every, patience=patience,
                      warmup_steps=warmup, warmup_fraction=warmup_fraction, batch_frames=batch_frames,
-                     step_schedule=step_schedule, bf16=bf16, quiet=quiet)
+                     step_schedule=step_schedule, bf16=bf16, quiet=quiet, class_weights=class_weights)
     runs = [run for lr in lrs for seed in seeds if (run := train_run(sweep, float(lr), int(seed))) is not None]
 
     if not dist.is_main:
@@ -381,6 +389,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         "interface": spec.get("interface"),
         "head": head,
         "keywords": list(keywords) if keywords is not None else None,
+        "class_weights": class_weights,
         "split": {**split.info, **split.sizes()},
         "selection": {"metric": name, "lower_is_better": lower, "lr": chosen.lr, "seed": chosen.seed,
                       "lrs": [float(x) for x in lrs], "seeds": [int(s) for s in seeds],
@@ -411,6 +420,21 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     save_probe(out, model, coder, meta, split)
     return ProbeResult(out, task, chosen.lr, chosen.seed, dev_summary, test_summary, chosen.layer_weights, runs,
                        missing, dict(loaded.errors), meta)
+
+
+def balanced_class_weights(class_ids: Sequence[int], num_classes: int) -> list[float]:
+    """``n / (C * n_c)`` for each class ``c`` of ``class_ids`` (``n`` utterances, ``C`` classes seen;
+    classes never seen get 0): weights under which every class carries the same total loss.
+
+    Raises:
+        SpeechUnitsError: no class id.
+    """
+    counts = np.bincount(np.asarray(class_ids, dtype=np.int64), minlength=num_classes)
+    seen = int((counts > 0).sum())
+    if seen == 0:
+        raise SpeechUnitsError("class weights: no training label")
+    total = float(counts.sum())
+    return [total / (seen * float(n)) if n else 0.0 for n in counts]
 
 
 def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out_dir: str | Path, *,
