@@ -130,3 +130,14 @@ def test_what_a_pattern_cannot_give_is_named(corpus: Path, tmp_path: Path) -> No
     from speechunits.sources import split_parts
 
     assert split_parts(f"{data}/{{dev,test}}") is None and split_parts(f"{data}/{{train,dev,again}}") is None
+
+
+def test_a_glob_of_audio_files_is_one_corpus_of_them(corpus: Path, tmp_path: Path) -> None:
+    wavs = sorted((corpus / "wavs").glob("*.wav"))
+    utts = list(open_corpus(f"{corpus}/wavs/*_000[0-2].wav"))
+    assert [(u.id, u.path) for u in utts] == [(w.stem, str(w)) for w in wavs if w.stem[-4:] in ("0000", "0001", "0002")]
+    probes_train_on(f"{corpus}/wavs/*.wav", tmp_path, {"asr": ["--labels", str(corpus / "text.tsv")]})
+    (tmp_path / "again").mkdir()
+    (tmp_path / "again" / wavs[0].name).write_bytes(wavs[0].read_bytes())
+    with pytest.raises(SpeechUnitsError, match=rf"utterance id '{wavs[0].stem}' is claimed by two files"):
+        list(open_corpus(f"{{{corpus}/wavs,{tmp_path}/again}}/*.wav"))

@@ -167,6 +167,10 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
     if isinstance(raw_format, str):
         raw_format = RawFormat.parse(raw_format)
     parts = expand_source(source)
+    if parts is not None and all(Path(p).suffix.lower() in _SCANNED_EXTENSIONS and Path(p).is_file() for p in parts):
+        files = [Path(p) for p in parts]  # a glob of audio files: one corpus of them, ids their names
+        utterances = lambda: (Utterance(f.stem, str(f), raw_format=raw_format) for f in files)  # noqa: E731
+        return _sharded(Corpus(str(source), utterances), shard)
     if parts is not None:  # several corpora named by one pattern (speechunits.sources)
         return _union(str(source), [open_corpus(part, raw_format=raw_format) for part in parts], shard)
     path = Path(source)
