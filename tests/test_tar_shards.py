@@ -207,3 +207,25 @@ def test_nemo_tarred_datasets_read_through_their_manifest(source: Path, tmp_path
     (out / "audio_1.tar").unlink()
     with pytest.raises(SpeechUnitsError, match=r"tarred_audio_manifest.json:7: .* in tarred shard 1, but audio_1.tar"):
         list(open_corpus(out))
+
+
+def test_an_emilia_like_shard_of_mp3_and_json_reads(tmp_path: Path) -> None:
+    """Emilia's layout on the Hub: ``EN_B00000_S00000_W000000.mp3`` with a ``.json`` of its text and speaker."""
+    rng = np.random.default_rng(0)
+    clips = {}
+    with wds.TarWriter(str(tmp_path / "EN-B000000.tar")) as writer:
+        for i in range(3):
+            out = io.BytesIO()
+            sf.write(out, (rng.standard_normal(16000) * 0.1).astype(np.float32), 16000, format="MP3")
+            key = f"EN_B00000_S0000{i}_W000000"
+            clips[key] = out.getvalue()
+            writer.write({"__key__": key, "mp3": clips[key],
+                          "json": {"id": key, "wav": f"{key}.mp3", "text": f" Words number {i}.", "duration": 1.0,
+                                   "speaker": f"EN_B00000_S0000{i}", "language": "en", "dnsmos": 3.2}})
+    utts = list(open_corpus(tmp_path / "EN-B000000.tar"))
+    assert [u.id for u in utts] == list(clips)
+    for utt in utts:
+        expected = sf.read(io.BytesIO(clips[utt.id]))[0]  # mp3 decodes to floats: equal up to float32 rounding
+        assert np.allclose(Audio.load(utt.path).samples, expected, atol=1e-6, rtol=0)
+    assert read_transcripts(tmp_path / "EN-B000000.tar") == {k: f"Words number {i}." for i, k in enumerate(clips)}
+    assert read_speakers(tmp_path / "EN-B000000.tar")[list(clips)[1]] == "EN_B00000_S00001"
