@@ -229,3 +229,15 @@ def test_an_emilia_like_shard_of_mp3_and_json_reads(tmp_path: Path) -> None:
         assert np.allclose(Audio.load(utt.path).samples, expected, atol=1e-6, rtol=0)
     assert read_transcripts(tmp_path / "EN-B000000.tar") == {k: f"Words number {i}." for i, k in enumerate(clips)}
     assert read_speakers(tmp_path / "EN-B000000.tar")[list(clips)[1]] == "EN_B00000_S00001"
+
+
+def test_size_hints_order_members_spans_and_files_without_decoding(source: Path, tmp_path: Path) -> None:
+    from speechunits.audio import size_hint
+
+    ids = sorted(_pairs(source / "text.tsv"))[:2]
+    shard = _write_shards(source, tmp_path, {"h.tar": ids})[0]
+    flac = _flac(source / "wavs" / f"{ids[0]}.wav")
+    assert size_hint(member_path(shard, f"{ids[0]}.flac")) == len(flac)
+    assert size_hint(f"{source / 'wavs' / ids[0]}.wav#t=0.5,1.5") == 32000
+    assert size_hint(source / "wavs" / f"{ids[0]}.wav") == (source / "wavs" / f"{ids[0]}.wav").stat().st_size
+    assert size_hint(tmp_path / "missing.wav") == 0 and size_hint(member_path(shard, "nope.flac")) == 0

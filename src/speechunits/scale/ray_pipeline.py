@@ -27,13 +27,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from speechunits.audio import size_hint
 from speechunits.corpus import Utterance
 from speechunits.errors import SpeechUnitsError
 from speechunits.scale import ray_workers
@@ -199,7 +199,8 @@ def _build(ray: Any, rows: list[dict[str, Any]], worker_cls: type | None, worker
 
 
 def length_sorted(rows: list[dict[str, Any]], window: int) -> list[dict[str, Any]]:
-    """``rows`` sorted by file size (a proxy for duration: no header is read) within
+    """``rows`` sorted by stored size (:func:`speechunits.audio.size_hint`, a proxy for duration: no
+    header is read) within
     consecutive windows of ``window`` rows.
 
     Without it an actor call of 8 utterances in corpus order padded its batch to the longest
@@ -208,10 +209,7 @@ def length_sorted(rows: list[dict[str, Any]], window: int) -> list[dict[str, Any
     reorder buffer stays at about one window of results.
     """
     def size(row: dict[str, Any]) -> int:
-        try:
-            return os.path.getsize(row["path"])
-        except OSError:  # decoding reports it; where it sits in the window does not matter
-            return 0
+        return size_hint(row["path"])
 
     out: list[dict[str, Any]] = []
     for start in range(0, len(rows), max(1, window)):
