@@ -243,3 +243,16 @@ def test_a_probe_over_a_datasets_splits_keeps_them(source: Path, tmp_path: Path)
     assert [sorted(saved[p]) for p in ("train", "dev", "test")] == [parts["train"], parts["validation"], parts["test"]]
     with pytest.raises(SpeechUnitsError, match=r"a probe given a glob over a train, a validation and a test"):
         open_corpus(data)
+
+
+def test_speaker_columns_and_fields_are_read_in_one_order(source: Path, tmp_path: Path) -> None:
+    """A table and a manifest naming speakers twice (``speaker`` and ``speaker_id``) give the same answer."""
+    ids = sorted(_pairs(source / "text.tsv"))[:2]
+    table = tmp_path / "both.parquet"
+    data = _dataset(source, rows=ids)
+    data = data.add_column("speaker", [f"name-{i}" for i in range(len(ids))])
+    data.to_parquet(str(table))
+    manifest = tmp_path / "both.jsonl"
+    manifest.write_text("".join(json.dumps({"id": u, "path": str(source / "wavs" / f"{u}.wav"), "speaker_id": 100 + i,
+                                            "speaker": f"name-{i}"}) + "\n" for i, u in enumerate(ids)))
+    assert read_speakers(table) == read_speakers(manifest) == {u: f"name-{i}" for i, u in enumerate(ids)}

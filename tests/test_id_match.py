@@ -324,6 +324,10 @@ def test_a_vctk_corpus_labels_both_microphones(tmp_path: Path) -> None:
     assert speakers["p315_001_mic2"] == "p315" and len(speakers) == 6
     ids = [u.id for u in open_corpus(root)]
     assert match_ids(ids, read_transcripts(root), "vctk")["wav48_silence_trimmed/p225/p225_002_mic2"] == "p225_002_mic2"
+    # one microphone: a glob of its files is the corpus, the root the labels
+    one_mic = [u.id for u in open_corpus(f"{root}/wav48_silence_trimmed/*/*_mic2.flac")]
+    assert one_mic == ["p225_001_mic2", "p225_002_mic2", "p315_001_mic2"]
+    assert read_transcripts(root)["p225_002_mic2"] == "Ask her to bring these." and read_speakers(root)["p225_001_mic2"] == "p225"
     old = tmp_path / "VCTK-Corpus"
     (old / "wav48" / "p225").mkdir(parents=True)
     (old / "txt" / "p225").mkdir(parents=True)

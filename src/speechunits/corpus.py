@@ -389,7 +389,7 @@ JSONL_PATH_KEYS = ("path", "audio_filepath", AUDIOFOLDER_PATH_KEY)
 #: A ``datasets`` AudioFolder's metadata files, beside the audio they describe.
 AUDIOFOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
 #: Fields of manifest records that name speakers, first present wins.
-SPEAKER_FIELDS = ("speaker",) + tuple(c for c in SPEAKER_COLUMNS if c != "speaker")
+SPEAKER_FIELDS = SPEAKER_COLUMNS  # one order for tables, manifests and WebDataset samples
 
 
 def jsonl_audio_key(record: dict[str, Any]) -> str | None:

@@ -41,8 +41,8 @@ from speechunits.errors import SpeechUnitsError
 TABLE_SUFFIXES = (".parquet", ".arrow")
 #: Transcript columns, first present wins (LibriSpeech/most: text; Common Voice: sentence).
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text", "text_normalized")
-#: Speaker columns, first present wins (LibriSpeech: speaker_id; Common Voice: client_id).
-SPEAKER_COLUMNS = ("speaker_id", "speaker", "client_id")
+#: Speaker columns (and manifest fields), first present wins (LibriSpeech: speaker_id; Common Voice: client_id).
+SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id")
 #: The class-label column ``classify`` reads when none is named (``PATH::COLUMN`` names one).
 LABEL_COLUMN = "label"
 
