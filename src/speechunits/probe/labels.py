@@ -198,9 +198,6 @@ def _read_jsonl_text(path: Path) -> dict[str, str]:
     return result
 
 
-#: Speech Commands' folder of background noise recordings.
-
-
 def folder_labels(root: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt: label}`` for the audio files under ``root``: the name of the folder holding each file
     (Speech Commands' ``yes/0a7c2a8d_nohash_0.wav``, a ``datasets`` AudioFolder's class folders),
