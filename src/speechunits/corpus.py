@@ -686,6 +686,21 @@ def libri_speaker(utt_id: str) -> str:
 VCTK_AUDIO_DIRS = ("wav48_silence_trimmed", "wav48")
 
 
+#: VoxCeleb's speaker folders (``wav/id10001/VIDEO/00001.wav``).
+_VOXCELEB_SPEAKER = re.compile(r"^id\d{5}$")
+
+
+def is_voxceleb_tree(root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` is a VoxCeleb ``wav/`` folder: every sub-folder a speaker (``idNNNNN``) holding
+    video folders."""
+    path = Path(root)
+    if not path.is_dir():
+        return False
+    folders = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    return bool(folders) and all(_VOXCELEB_SPEAKER.match(d.name) for d in folders) and \
+        any(child.is_dir() for child in folders[0].iterdir())
+
+
 def vctk_audio_dir(root: str | os.PathLike[str]) -> Path | None:
     """The audio folder of a VCTK corpus at ``root`` (``txt/`` beside ``wav48_silence_trimmed/`` or
     ``wav48/``), else ``None``."""
@@ -717,7 +732,8 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
     LibriTTS tree (a directory: the ids of its ``*.trans.txt``/``*.trans.tsv`` files,
     ``SPEAKER-CHAPTER-N``/``SPEAKER_CHAPTER_...``, give the speakers), or of a
     Common Voice TSV (``client_id`` of each clip), or of a JSONL manifest (``speaker`` fields), or of
-    a VCTK corpus (its root: each audio file's speaker prefix, keyed by the file's stem).
+    a VCTK corpus (its root: each audio file's speaker prefix, keyed by the file's stem), or of a
+    VoxCeleb ``wav/`` folder (each file's speaker folder).
 
     Blank lines are ignored; surrounding whitespace of the speaker is dropped.
 
@@ -742,6 +758,8 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
         return {common_voice_id(row["path"]): row["client_id"] for _, row in iter_common_voice(path)}
     if Path(path).is_dir() and vctk_audio_dir(path) is not None:  # VCTK: the speaker prefix of each file
         return {stem: speaker for stem, speaker, _ in iter_vctk(path)}
+    if is_voxceleb_tree(path):  # VoxCeleb: SPEAKER/VIDEO/NNNNN, the speaker its first folder
+        return {utt.id: utt.id.split("/", 1)[0] for utt in open_corpus(path)}
     if Path(path).is_dir():
         for chapter in iter_librispeech_transcripts(path):
             for _, line in iter_text_lines(chapter, "LibriSpeech transcripts"):

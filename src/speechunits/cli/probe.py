@@ -96,8 +96,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "skewed classes such as keyword spotting's _unknown_")
     train.add_argument("--tokenizer", default="chars", help="asr targets: chars, or a BPE vocabulary size")
     train.add_argument("--split-by", default="utterance", choices=["utterance", "speaker"])
-    train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test, or a directory with "
-                       "validation_list.txt and testing_list.txt (Speech Commands; used unasked when INPUT has them)")
+    train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test, VoxCeleb1's iden_split.txt, or a "
+                       "directory with validation_list.txt and testing_list.txt (Speech Commands; used unasked when "
+                       "INPUT has them)")
     train.add_argument("--lr", default="1e-3", help="learning rates to sweep, e.g. 1e-4,1e-3,1e-2")
     train.add_argument("--seeds", type=int, default=1, help="seeds per learning rate (0..N-1)")
     train.add_argument("--max-steps", type=int, default=2000, help="steps per run (default %(default)s)")

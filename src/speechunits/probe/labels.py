@@ -34,8 +34,8 @@ import numpy as np
 
 from speechunits.corpus import (AUDIOFOLDER_METADATA, LIBRISPEECH_TRANSCRIPTS, LIBRITTS_TRANSCRIPTS, SPEAKER_FIELDS,
                                 common_voice_columns, common_voice_id, first_record_field, iter_common_voice,
-                                iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines, iter_vctk, read_pairs,
-                                vctk_audio_dir)
+                                is_voxceleb_tree, iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines,
+                                iter_vctk, read_pairs, vctk_audio_dir)
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_text_file
 from speechunits.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
@@ -522,6 +522,8 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
         found["labels"] = root
     if root.is_dir() and vctk_audio_dir(root) is not None:  # VCTK: txt/ and the speaker folders
         found.setdefault("transcripts", root)
+        found.setdefault("speakers", root)
+    if is_voxceleb_tree(root):  # VoxCeleb: the speaker folders
         found.setdefault("speakers", root)
     if root.is_dir() and not {"transcripts", "speakers"} <= set(found) and not table \
             and next(iter_librispeech_transcripts(root), None) is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -190,19 +191,34 @@ def _part_at(position: int, train: int, dev: int) -> str:
     return "dev" if position < train + dev else "test"
 
 
+#: VoxCeleb1's identification split (``iden_split.txt``): ``N id10001/1zcIwhmdeo4/00001.wav`` lines.
+_VOXCELEB_LINE = re.compile(r"^(?P<part>[123]) (?P<path>\S+)$")
+_VOXCELEB_PARTS = {"1": "train", "2": "dev", "3": "test"}
+
+
 def split_from_file(path: str | os.PathLike[str]) -> Split:
-    """A user's split from ``utt<TAB>train|dev|test`` lines (no header; blank lines skipped).
+    """A user's split from ``utt<TAB>train|dev|test`` lines (no header; blank lines skipped), or
+    VoxCeleb1's ``iden_split.txt`` (``1|2|3 SPEAKER/VIDEO/NNNNN.wav``: train, dev, test; ids the paths
+    without extension, as a scan of the ``wav/`` folder names the files; SUPERB's speaker-identification split).
 
     Raises:
-        SpeechUnitsError: missing file, a line that is not ``utt<TAB>part``, an unknown part, an
-            utterance twice (naming ``file:line``), or no training utterance.
+        SpeechUnitsError: missing file, a line that is not ``utt<TAB>part`` (or all VoxCeleb lines), an
+            unknown part, an utterance twice (naming ``file:line``), or no training utterance.
     """
     from speechunits.corpus import iter_text_lines
 
     parts: dict[str, list[str]] = {name: [] for name in PARTS}
     seen: set[str] = set()
-    for line_no, line in iter_text_lines(path, "split file"):
-        cols = line.split("\t")
+    lines = list(iter_text_lines(path, "split file"))
+    voxceleb = bool(lines) and _VOXCELEB_LINE.match(lines[0][1].strip()) is not None
+    for line_no, line in lines:
+        if voxceleb:
+            hit = _VOXCELEB_LINE.match(line.strip())
+            if hit is None:
+                raise SpeechUnitsError(f"{path}:{line_no}: expected VoxCeleb's '1|2|3 PATH', got {line[:80]!r}")
+            cols = [Path(hit["path"]).with_suffix("").as_posix(), _VOXCELEB_PARTS[hit["part"]]]
+        else:
+            cols = line.split("\t")
         if len(cols) != 2 or not cols[0].strip():
             raise SpeechUnitsError(f"{path}:{line_no}: expected utt<TAB>train|dev|test, got {line[:80]!r}")
         utt, name = cols[0].strip(), cols[1].strip()
@@ -214,10 +230,8 @@ def split_from_file(path: str | os.PathLike[str]) -> Split:
         parts[name].append(utt)
     if not parts["train"]:
         raise SpeechUnitsError(f"{path}: no training utterance")
-    return Split(parts["train"], parts["dev"], parts["test"], info={"by": "file", "file": str(path)})
-
-
-#: The lists of dev and test files a corpus may ship (Speech Commands' names; paths relative to the root).
+    return Split(parts["train"], parts["dev"], parts["test"],
+                 info={"by": "file", "file": str(path), **({"format": "voxceleb"} if voxceleb else {})})
 
 
 def split_lists_of(root: str | os.PathLike[str]) -> Path | None:
