@@ -58,10 +58,10 @@ def test_metadata_jsonl_with_a_transcription_field(folder: Path) -> None:
 
 def test_bad_metadata_is_named(folder: Path) -> None:
     bad = folder / "metadata.csv"
-    bad.write_text("path,transcription\na.wav,hi\n")
-    with pytest.raises(SpeechUnitsError, match=r"not an audio directory.*AudioFolder metadata.csv \(a 'file_name'"):
+    bad.write_text("audio,transcription\na.wav,hi\n")
+    with pytest.raises(SpeechUnitsError, match=r"not an audio directory.*CSV manifest \(a 'file_name' or 'path'"):
         open_corpus(bad)
-    with pytest.raises(SpeechUnitsError, match=r"needs a 'file_name' column; its columns: path, transcription"):
+    with pytest.raises(SpeechUnitsError, match=r"needs a 'file_name' or 'path' column; its columns: audio, transcription"):
         read_transcripts(bad)
     bad.write_text("file_name,transcription\na.wav,hi,extra\n")
     with pytest.raises(SpeechUnitsError, match=r"metadata.csv:2: more cells than the header"):

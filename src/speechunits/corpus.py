@@ -38,7 +38,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from speechunits.audio import AUDIO_EXTENSIONS, RAW_EXTENSIONS, RawFormat
 from speechunits.errors import SpeechUnitsError
@@ -205,7 +205,8 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
         make_iter = lambda: iter([Utterance(path.stem, str(path))])  # noqa: E731
     else:
         raise SpeechUnitsError(f"{path}: not an audio directory, wav.scp, .tsv/.jsonl manifest, AudioFolder "
-                               f"metadata.csv (a '{AUDIOFOLDER_PATH_KEY}' column), Hugging Face Parquet/Arrow table, "
+                               f"metadata.csv or CSV manifest (a '{AUDIOFOLDER_PATH_KEY}' or 'path' column), Hugging Face "
+                               "Parquet/Arrow table, "
                                "WebDataset .tar shard, Lhotse manifest or audio file")
     if raw_format is not None:
         plain_iter = make_iter
@@ -449,10 +450,10 @@ def _record_audio_path(manifest: Path, line_no: int, record: dict[str, Any], aud
 
 def iter_manifest_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line_no, record)`` of a JSONL manifest, or of an AudioFolder ``metadata.csv`` (a header
-    naming ``file_name``; empty cells are absent values).
+    naming ``file_name`` or ``path``; empty cells are absent values, unnamed columns left out).
 
     Raises:
-        SpeechUnitsError: as :func:`iter_jsonl_objects`; a CSV without ``file_name``, a row with
+        SpeechUnitsError: as :func:`iter_jsonl_objects`; a CSV without ``file_name`` or ``path``, a row with
             more cells than the header (naming ``file:line``).
     """
     if Path(path).suffix.lower() != ".csv":
@@ -463,13 +464,15 @@ def iter_manifest_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, d
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
-            if AUDIOFOLDER_PATH_KEY not in (reader.fieldnames or []):
+            if not set(JSONL_PATH_KEYS) & set(reader.fieldnames or []):
                 raise SpeechUnitsError(f"{path}: a CSV manifest (an AudioFolder's metadata.csv) needs a "
-                                       f"'{AUDIOFOLDER_PATH_KEY}' column; its columns: {', '.join(reader.fieldnames or [])}")
+                                       f"'{AUDIOFOLDER_PATH_KEY}' or 'path' column; its columns: "
+                                       f"{', '.join(reader.fieldnames or [])}")
             for row in reader:
                 if None in row:
                     raise SpeechUnitsError(f"{path}:{reader.line_num}: more cells than the header has columns")
-                yield reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}
+                # unnamed columns (a pandas index written with to_csv) are no fields
+                yield reader.line_num, {k: v for k, v in row.items() if k and v not in (None, "")}
     except FileNotFoundError:
         raise SpeechUnitsError(f"{path}: manifest not found") from None
     except UnicodeDecodeError as exc:
@@ -477,12 +480,12 @@ def iter_manifest_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, d
 
 
 def _csv_names_files(path: Path) -> bool:
-    """Whether a CSV's header has the AudioFolder ``file_name`` column."""
+    """Whether a CSV's header has an audio path column (AudioFolder's ``file_name``, or ``path``)."""
     import csv
 
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            return AUDIOFOLDER_PATH_KEY in next(csv.reader(handle), [])
+            return bool(set(JSONL_PATH_KEYS) & set(next(csv.reader(handle), [])))
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
 
@@ -519,7 +522,38 @@ def iter_jsonl_field(path: str | os.PathLike[str], field: str) -> Iterator[tuple
         yield line_no, utt_id, record[field]
 
 
+def _manifest_base(manifest: Path, first_path: str) -> Path:
+    """Where a manifest's relative audio paths start: its own folder, else the first folder above it
+    where the first path exists (Fluent Speech Commands' ``data/train_data.csv`` names
+    ``wavs/speakers/...`` from the dataset's root)."""
+    if (manifest.parent / first_path).exists():
+        return manifest.parent
+    return next((base for base in manifest.resolve().parents[1:] if (base / first_path).exists()), manifest.parent)
+
+
+def read_manifest_columns(path: str | os.PathLike[str], columns: Sequence[str]) -> dict[str, str]:
+    """``{utterance id: value}`` of a manifest's (JSONL, CSV) ``columns``, joined with ``+`` (Fluent
+    Speech Commands' intent: ``action+object+location``); records lacking one of them are left out.
+
+    Raises:
+        SpeechUnitsError: as :func:`iter_manifest_records`; an utterance twice; no record with them all.
+    """
+    result: dict[str, str] = {}
+    for line_no, record in iter_manifest_records(path):
+        utt_id = jsonl_record_id(record)
+        values = [" ".join(str(record[c]).split()) for c in columns if record.get(c) not in (None, "")]
+        if utt_id is None or len(values) != len(columns) or not all(values):
+            continue
+        if utt_id in result:
+            raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt_id!r} listed twice")
+        result[utt_id] = "+".join(values)
+    if not result:
+        raise SpeechUnitsError(f"{path}: no record has {' and '.join(repr(c) for c in columns)}")
+    return result
+
+
 def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
+    base: Path | None = None
     for line_no, record in iter_manifest_records(manifest):
         key = jsonl_audio_key(record)
         if key is None:
@@ -530,7 +564,8 @@ def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
         audio_path = Path(listed)
         record.pop("id", None)
         if not audio_path.is_absolute():
-            audio_path = manifest.parent / audio_path
+            base = base if base is not None else _manifest_base(manifest, listed)
+            audio_path = base / audio_path
         if NEMO_SHARD_ID in record and not audio_path.is_file():  # audio inside a NeMo tarred shard
             audio_path = Path(_nemo_tarred_member(manifest, line_no, record, listed))
         num_samples = record.pop("num_samples", None)

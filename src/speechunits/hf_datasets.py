@@ -42,7 +42,7 @@ TABLE_SUFFIXES = (".parquet", ".arrow")
 #: Transcript columns, first present wins (LibriSpeech/most: text; Common Voice: sentence).
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text", "text_normalized")
 #: Speaker columns (and manifest fields), first present wins (LibriSpeech: speaker_id; Common Voice: client_id).
-SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id")
+SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id", "speakerId")  # speakerId: Fluent Speech Commands
 #: The class-label column ``classify`` reads when none is named (``PATH::COLUMN`` names one).
 LABEL_COLUMN = "label"
 
@@ -426,8 +426,9 @@ def has_column(source: str | os.PathLike[str], names: Sequence[str]) -> str | No
 
 def read_column(source: str | os.PathLike[str], names: Sequence[str], what: str) -> dict[str, str]:
     """``{utterance id: value}`` of the first of ``names`` that ``source`` has (``PATH::COLUMN`` names
-    the column instead). Nulls and empty strings are left out; ``ClassLabel`` ids become their
-    names; strings are whitespace-normalised.
+    the column instead; ``PATH::A+B+C`` joins several with ``+``, a row lacking one of them left out).
+    Nulls and empty strings are left out; ``ClassLabel`` ids become their names; strings are
+    whitespace-normalised.
 
     Raises:
         SpeechUnitsError: no such column (naming the columns there), an id twice, no value at all.
@@ -435,28 +436,32 @@ def read_column(source: str | os.PathLike[str], names: Sequence[str], what: str)
     path, named = _strip_column(str(source))
     files = table_files(path)
     info = table_info(files[0])
-    column = named if named is not None else has_column(path, names)
-    if column is None or column not in info.schema.names:
-        wanted = repr(named) if named is not None else " or ".join(repr(n) for n in names)
+    columns = named.split("+") if named is not None else [c for c in [has_column(path, names)] if c is not None]
+    absent = [c for c in columns if c not in info.schema.names]
+    if not columns or absent:
+        wanted = " + ".join(repr(c) for c in absent) if named is not None else " or ".join(repr(n) for n in names)
         raise SpeechUnitsError(f"{path}: no {what} column {wanted}; its columns: {', '.join(info.schema.names)} "
                                f"(name one as {path}::COLUMN)")
-    feature = info.features.get(column) or {}
-    class_names = feature.get("names") if feature.get("_type") == "ClassLabel" else None
+    class_names = {c: (info.features.get(c) or {}).get("names") for c in columns
+                   if (info.features.get(c) or {}).get("_type") == "ClassLabel"}
     result: dict[str, str] = {}
-    for item in iter_rows(path, [column]):
-        value = item.values.get(column)
-        if value is None:
-            continue
-        if class_names is not None and isinstance(value, int) and 0 <= value < len(class_names):
-            value = class_names[value]
-        text = " ".join(str(value).split())
-        if not text:
-            continue
-        if item.id in result:
-            raise SpeechUnitsError(f"{item.file}: utterance {item.id!r} appears twice")
-        result[item.id] = text
+    for item in iter_rows(path, columns):
+        parts = []
+        for column in columns:
+            value = item.values.get(column)
+            names_of = class_names.get(column)
+            if names_of is not None and isinstance(value, int) and 0 <= value < len(names_of):
+                value = names_of[value]
+            text = " ".join(str(value).split()) if value is not None else ""
+            if not text:
+                break
+            parts.append(text)
+        else:
+            if item.id in result:
+                raise SpeechUnitsError(f"{item.file}: utterance {item.id!r} appears twice")
+            result[item.id] = "+".join(parts)
     if not result:
-        raise SpeechUnitsError(f"{path}: column {column!r} holds no {what}")
+        raise SpeechUnitsError(f"{path}: column {' + '.join(repr(c) for c in columns)} holds no {what}")
     return result
 
 

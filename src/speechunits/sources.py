@@ -76,7 +76,7 @@ def merged_over_sources(reader: Callable[..., dict[str, Any]]) -> Callable[..., 
 
     @functools.wraps(reader)
     def read(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        parts = expand_source(path) if isinstance(path, (str, os.PathLike)) else None
+        parts = _label_parts(path) if isinstance(path, (str, os.PathLike)) else None
         if parts is None:
             return reader(path, *args, **kwargs)
         merged: dict[str, Any] = {}
@@ -89,6 +89,16 @@ def merged_over_sources(reader: Callable[..., dict[str, Any]]) -> Callable[..., 
         return merged
 
     return read
+
+
+def _label_parts(path: str | os.PathLike[str]) -> list[str] | None:
+    """The label sources a pattern names; a ``::COLUMN`` after the pattern goes to each of them."""
+    parts = expand_source(path)
+    if parts is not None:
+        return parts
+    head, sep, column = str(path).rpartition("::")
+    parts = expand_source(head) if sep and head and column else None
+    return None if parts is None else [f"{part}::{column}" for part in parts]
 
 
 def union_pattern(paths: list[Path]) -> Path | None:

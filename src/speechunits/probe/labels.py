@@ -33,9 +33,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from speechunits.corpus import (AUDIOFOLDER_METADATA, LIBRISPEECH_TRANSCRIPTS, LIBRITTS_TRANSCRIPTS, SPEAKER_FIELDS,
-                                common_voice_columns, common_voice_id, first_record_field, iter_common_voice,
-                                is_voxceleb_tree, iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines,
-                                iter_vctk, read_pairs, vctk_audio_dir)
+                                common_voice_columns, common_voice_id, first_record_field, is_voxceleb_tree,
+                                iter_common_voice, iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines,
+                                iter_vctk, read_manifest_columns, read_pairs, vctk_audio_dir)
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_text_file
 from speechunits.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
@@ -229,8 +229,9 @@ def folder_labels(root: str | os.PathLike[str]) -> dict[str, str]:
 @merged_over_sources
 def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt: label}`` from ``utt<TAB>label`` lines (``classify``: keyword, emotion, caller ...), a
-    manifest's ``label`` fields, a Hugging Face table's ``label`` column, or, for a directory, the
-    folders its files are in (:func:`folder_labels`).
+    manifest's ``label`` fields (``MANIFEST::COLUMN`` another; ``MANIFEST::A+B`` several joined with
+    ``+``), a Hugging Face table's ``label`` column (``TABLE::COLUMN`` likewise), WebDataset samples'
+    labels, or, for a directory, the folders its files are in (:func:`folder_labels`).
 
     Raises:
         SpeechUnitsError: missing file, a line that is not two non-empty tab-separated fields,
@@ -240,6 +241,9 @@ def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
         return read_column(path, (LABEL_COLUMN,), "label")
     if is_tar_source(path):  # WebDataset samples' .cls members or .json label fields
         return read_tar_labels(path, "label")
+    head, named, columns = str(path).rpartition("::")
+    if named and head and columns and Path(head).suffix.lower() in MANIFEST_SUFFIXES:  # MANIFEST::COLUMN[+COLUMN]
+        return read_manifest_columns(head, columns.split("+"))
     path = Path(path)
     if path.is_dir():
         return folder_labels(path)
