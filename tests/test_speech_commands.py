@@ -90,17 +90,18 @@ def test_keyword_probe_trains_on_the_tree_with_its_split(tree: Path, tmp_path: P
 
 
 def test_superb_keywords_map_the_other_words_to_unknown(tree: Path, tmp_path: Path, capsys) -> None:
-    from speechunits.speech_commands import keyword_labels, parse_keywords
+    from speechunits.probe.classes import ClassMap
 
-    assert keyword_labels({"a": "yes", "b": "marvin", "c": "_silence_", "d": "_unknown_"}, parse_keywords("superb")) == \
+    superb = ClassMap.parse("superb-ks")
+    assert superb.apply({"a": "yes", "b": "marvin", "c": "_silence_", "d": "_unknown_"}) == \
         {"a": "yes", "b": "_unknown_", "c": "_silence_", "d": "_unknown_"}
-    assert parse_keywords(" yes, no ,yes") == ("yes", "no")
     out = tmp_path / "ks12"
-    assert main(["probe", "train", "classify", str(tree), "--encoder", "mfcc", "-o", str(out), "--keywords", "superb",
+    assert main(["probe", "train", "classify", str(tree), "--encoder", "mfcc", "-o", str(out), "--classes", "superb-ks",
                  "--max-steps", "2", "--device", "cpu", "--quiet"]) == 0
     meta = json.loads((out / "probe.json").read_text())
-    assert meta["keywords"] == ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
-    # a test set laid out as SUPERB's: the probe's keywords are applied to its folders too
+    assert meta["classes"] == "yes,no,up,down,left,right,on,off,stop,go,_silence_,*=_unknown_"
+    assert meta["missing_labels"] == 0
+    # a test set laid out as SUPERB's: the probe's classes are applied to its folders too
     test_set = tmp_path / "speech_commands_test_set_v0.01"
     for word, source in (("yes", "yes"), ("cat", "marvin"), ("_silence_", "_silence_")):
         (test_set / word).mkdir(parents=True)
@@ -112,7 +113,7 @@ def test_superb_keywords_map_the_other_words_to_unknown(tree: Path, tmp_path: Pa
     scored = json.loads(capsys.readouterr().out)
     assert scored["utterances"] == len(list(test_set.rglob("*.wav"))) and scored["missing_labels"] == 0
     assert scored["unknown_classes"] == {}  # 'cat' was scored as _unknown_, a class of the probe
-    with pytest.raises(SpeechUnitsError, match=r"--keywords applies to task 'classify', not 'speaker'"):
+    with pytest.raises(SpeechUnitsError, match=r"--classes applies to task 'classify', not 'speaker'"):
         from speechunits.probe.train import train_probe_on_corpus
 
-        train_probe_on_corpus("speaker", tree, None, tmp_path / "x", keywords=("yes",))
+        train_probe_on_corpus("speaker", tree, None, tmp_path / "x", classes="superb-ks")

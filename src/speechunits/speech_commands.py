@@ -8,15 +8,16 @@ one-second clips (time ranges, :mod:`speechunits.spans`; ids ``_background_noise
 centiseconds), labelled ``_silence_``; clip ``k`` of a recording goes to dev when ``k % 10 == 8``, to
 test when ``k % 10 == 9``, else to training.
 
-SUPERB's task (s3prl's ``speech_commands`` downstream) keeps ten keywords and maps every other word
-to ``_unknown_``: :func:`keyword_labels` with :data:`SUPERB_KEYWORDS`. Its reported accuracy is on
-the separate ``speech_commands_test_set_v0.01``, whose folders are already the twelve classes.
+SUPERB's task (s3prl's ``speech_commands`` downstream) keeps ten keywords (:data:`SUPERB_KEYWORDS`)
+and maps every other word to ``_unknown_`` (the probes' ``--classes superb-ks``,
+:mod:`speechunits.probe.classes`). Its reported accuracy is on the separate
+``speech_commands_test_set_v0.01``, whose folders are already the twelve classes.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator
 
 NOISE_FOLDER = "_background_noise_"
 SILENCE, UNKNOWN = "_silence_", "_unknown_"
@@ -64,21 +65,3 @@ def noise_clip_part(utt_id: str) -> str | None:
         return None
     position = int(round(int(start) / (CLIP_SECONDS * 100))) % 10
     return "dev" if position == _DEV_CLIP else "test" if position == _TEST_CLIP else "train"
-
-
-def parse_keywords(text: str) -> tuple[str, ...]:
-    """``superb`` (:data:`SUPERB_KEYWORDS`) or a comma-separated list of keywords."""
-    if text.strip().lower() == "superb":
-        return SUPERB_KEYWORDS
-    words = tuple(dict.fromkeys(w.strip() for w in text.split(",") if w.strip()))
-    from speechunits.errors import SpeechUnitsError
-
-    if not words:
-        raise SpeechUnitsError(f"--keywords: 'superb' or a comma-separated list of words, got {text!r}")
-    return words
-
-
-def keyword_labels(labels: Mapping[str, str], keywords: Sequence[str]) -> dict[str, str]:
-    """Labels with every class outside ``keywords`` (and other than ``_silence_``) as ``_unknown_``."""
-    kept = set(keywords) | {SILENCE}
-    return {utt: label if label in kept else UNKNOWN for utt, label in labels.items()}

@@ -88,9 +88,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--standardize", action="store_true",
                        help="remove the training part's mean and std of every feature dimension (stored in the "
                        "probe; features only)")
-    train.add_argument("--keywords", metavar="WORDS|superb",
-                       help="classify: keep these classes (comma-separated; 'superb': yes,no,up,down,left,right,on,"
-                       "off,stop,go), every other one but _silence_ becomes _unknown_ (SUPERB's keyword spotting)")
+    train.add_argument("--classes", metavar="SPEC",
+                       help="classify: the classes to learn: NAME keeps one, FROM=TO renames or merges, *=TO maps the "
+                       "rest (else dropped); presets superb-ks (ten keywords, _silence_, *=_unknown_) and superb-er "
+                       "(neu,hap,ang,sad,exc=hap)")
     train.add_argument("--balance", action="store_true",
                        help="speaker, classify: weigh each class alike in the loss (n / (classes x n_class)), for "
                        "skewed classes such as keyword spotting's _unknown_")
@@ -178,7 +179,7 @@ def _make_input(args: argparse.Namespace):
 
 def run_train(args: argparse.Namespace) -> int:
     from speechunits.probe.train import train_probe_on_corpus
-    from speechunits.speech_commands import parse_keywords
+    from speechunits.probe.classes import ClassMap
 
     if args.seeds < 1:
         raise SpeechUnitsError(f"--seeds: must be >= 1, got {args.seeds}")
@@ -192,7 +193,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     # bad values fail before the corpus and input are read
     check_dropout(args.dropout), parse_time_mask(args.time_mask), parse_unit_noise(args.unit_noise)
-    keywords = parse_keywords(args.keywords) if args.keywords else None
+    if args.classes:
+        ClassMap.parse(args.classes)  # a bad spec fails before the input is read
     from speechunits.training.distributed import init_distributed
 
     _, rank_device = init_distributed(args.device)  # under torchrun: this rank's device, for the encoder too
@@ -201,7 +203,7 @@ def run_train(args: argparse.Namespace) -> int:
     result = train_probe_on_corpus(
         args.task, args.input, inputs, args.output, labels=args.labels, alignments=args.alignments,
         speakers=args.speakers, split_by=args.split_by, split_file=args.split_file,
-        keywords=keywords, balance=args.balance,
+        classes=args.classes, balance=args.balance,
         interface=args.interface, head=args.head, combine=args.combine, hidden=args.hidden, tokenizer=tokenizer,
         lrs=_parse_lrs(args.lr), seeds=list(range(args.seeds)), max_steps=args.max_steps,
         max_minutes=args.max_minutes, eval_every=args.eval_every, patience=args.patience,

@@ -233,10 +233,12 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
                                   inputs=made, samples=loaded.samples, vocabulary=probe.coder.vocabulary)
     else:
         label_set = corpus_labels(probe.task, corpus, ids, labels=labels, alignments=alignments)
-        if probe.meta.get("keywords"):  # the probe's keywords: the other words are _unknown_
-            from speechunits.speech_commands import keyword_labels
+        if probe.meta.get("classes"):  # the classes the probe learnt, from the corpus's labels
+            from speechunits.probe.classes import ClassMap
 
-            label_set.labels = keyword_labels(label_set.labels, probe.meta["keywords"])
+            kept = ClassMap.parse(probe.meta["classes"]).apply(label_set.labels)
+            label_set.missing += [i for i in label_set.labels if i not in kept]
+            label_set.labels = kept
         loaded = made.load(list(label_set.labels))
     if loaded.errors:
         log.warning("%d utterances have no input and are skipped (first: %s)", len(loaded.errors),

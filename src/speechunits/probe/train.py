@@ -228,7 +228,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 embed_init: str = EMBED_RANDOM, dropout: float = 0.0, time_mask: str | None = None,
                 unit_noise: str | None = None, bf16: bool = False, finetune: str | None = None,
                 finetune_layers: Sequence[int] | None = None, resume: bool = False,
-                keywords: Sequence[str] | None = None, balance: bool = False,
+                classes: str | None = None, balance: bool = False,
                 device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
 
@@ -263,7 +263,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             ``"adapters[:R]"``: rank-R peft LoRA updates of blocks 1..max(``finetune_layers``)
             (attention or feed-forward); the probe holds only the updates and the base's identity.
         finetune_layers: the layers a ``lora``/``adapters`` probe weighs.
-        keywords: recorded in the probe (the classes ``classify`` labels were mapped to).
+        classes: recorded in the probe: the spec ``classify`` labels were mapped with
+            (:mod:`speechunits.probe.classes`), which ``probe eval`` applies too.
         balance: ``speaker``/``classify``: weigh each training utterance's loss by
             ``n / (C * n_c)`` (its class's share of the training part), so that every class counts
             alike (the effect of s3prl's class-balanced sampling of keyword-spotting batches).
@@ -388,7 +389,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         "input": identity,
         "interface": spec.get("interface"),
         "head": head,
-        "keywords": list(keywords) if keywords is not None else None,
+        "classes": classes,
         "class_weights": class_weights,
         "split": {**split.info, **split.sizes()},
         "selection": {"metric": name, "lower_is_better": lower, "lr": chosen.lr, "seed": chosen.seed,
@@ -441,13 +442,13 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
                           labels: str | Path | None = None, alignments: str | Path | None = None,
                           speakers: str | Path | None = None, split_by: str = "utterance",
                           split_file: str | Path | None = None, split_seed: int = 0,
-                          fractions: Sequence[float] = (0.8, 0.1, 0.1), keywords: Sequence[str] | None = None,
+                          fractions: Sequence[float] = (0.8, 0.1, 0.1), classes: str | None = None,
                           **options: Any) -> ProbeResult | None:
     """Labels and split from ``corpus`` (its conventional files unless given), then :func:`train_probe`.
 
-    ``keywords`` (``classify``): every other class but ``_silence_`` becomes ``_unknown_``
-    (SUPERB's keyword spotting, :func:`speechunits.speech_commands.keyword_labels`); recorded in
-    the probe, which ``probe eval`` applies to the labels it scores against.
+    ``classes`` (``classify``): a spec or preset of :mod:`speechunits.probe.classes` (keep, rename,
+    merge or drop classes; ``superb-ks``, ``superb-er``); utterances whose class is dropped count as
+    unlabelled. Recorded in the probe, which ``probe eval`` applies to the labels it scores against.
 
     A ``speaker`` probe splits by utterance within each speaker (every speaker is in training);
     ``split_by="speaker"`` keeps dev and test speakers out of training (other tasks). A corpus
@@ -466,8 +467,13 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     from speechunits.probe.splits import (SPLIT_LISTS, make_split, split_from_file, split_from_lists, split_from_parts,
                                           split_lists_of)
 
-    if keywords is not None and task != "classify":
-        raise SpeechUnitsError(f"--keywords applies to task 'classify', not {task!r}")
+    class_map = None
+    if classes is not None:
+        if task != "classify":
+            raise SpeechUnitsError(f"--classes applies to task 'classify', not {task!r}")
+        from speechunits.probe.classes import ClassMap
+
+        class_map = ClassMap.parse(classes)
     if task == "speaker" and split_by == "speaker":
         raise SpeechUnitsError("task 'speaker' needs every speaker in training: use --split-by utterance")
     ids = [utt.id for utt in as_corpus(corpus)]
@@ -478,10 +484,10 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
         label_set.missing = [i for i in ids if i not in label_set.labels]
     else:
         label_set = corpus_labels(task, corpus, ids, labels=labels, alignments=alignments, speakers=speakers)
-    if keywords is not None:
-        from speechunits.speech_commands import keyword_labels
-
-        label_set.labels = keyword_labels(label_set.labels, keywords)
+    if class_map is not None:
+        kept = class_map.apply(label_set.labels)
+        label_set.missing += [i for i in label_set.labels if i not in kept]
+        label_set.labels = kept
     # unasked, a corpus that ships its split is split by it (not a speaker probe's, nor one split by speaker)
     own_split = split_file is None and split_by == "utterance" and task != "speaker" and isinstance(corpus, (str, Path))
     shipped = split_lists_of(split_file) if split_file is not None else (split_lists_of(corpus) if own_split else None)
@@ -506,4 +512,4 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
             speaker_map = rekey(read_speakers(source), list(label_set.labels), str(source))
         split = make_split(list(label_set.labels), by=split_by, speakers=speaker_map, fractions=fractions,
                            seed=split_seed)
-    return train_probe(task, inputs, label_set, split, out_dir, keywords=keywords, **options)
+    return train_probe(task, inputs, label_set, split, out_dir, classes=class_map and class_map.spec, **options)
