@@ -3,7 +3,8 @@
 Nine inputs are understood (see :func:`open_corpus`):
 
 * an audio directory, scanned recursively in sorted order (a Speech Commands tree's
-  ``_background_noise_`` recordings as one-second clips, :mod:`speechunits.speech_commands`);
+  ``_background_noise_`` recordings as one-second clips, :mod:`speechunits.speech_commands`; an
+  IEMOCAP release's utterances, not its dialogues, :mod:`speechunits.iemocap`);
 * a Kaldi/ESPnet ``wav.scp`` (``utt_id path`` lines; a data directory holding one is read
   through it; with a ``segments`` file beside it, the utterances are its time ranges of the
   recordings, :mod:`speechunits.spans`; piped commands are refused by name);
@@ -51,6 +52,7 @@ from speechunits.sources import expand_source, merged_over_sources
 from speechunits.spans import parse_span_path, span_path
 from speechunits.tar_shards import is_tar_source, iter_samples, member_path, parse_member_path
 from speechunits.tar_shards import read_labels as read_tar_labels
+from speechunits.iemocap import is_iemocap_tree, speaker_of
 
 
 @dataclass(frozen=True)
@@ -270,10 +272,12 @@ _SCANNED_EXTENSIONS = AUDIO_EXTENSIONS + RAW_EXTENSIONS
 
 
 def _iter_directory(root: Path) -> Iterator[Utterance]:
+    from speechunits.iemocap import SENTENCES, sessions
     from speechunits.speech_commands import NOISE_FOLDER, is_speech_commands_tree, noise_clips
 
     noise = root / NOISE_FOLDER if is_speech_commands_tree(root) else None  # its recordings as 1-s clips
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    tops = [session / SENTENCES for session in sessions(root)] or [root]  # IEMOCAP: its utterances only
+    for dirpath, dirnames, filenames in (walked for top in tops for walked in os.walk(top, followlinks=True)):
         dirnames.sort()
         for name in sorted(filenames):
             if Path(name).suffix.lower() in _SCANNED_EXTENSIONS:
@@ -768,7 +772,8 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
     ``SPEAKER-CHAPTER-N``/``SPEAKER_CHAPTER_...``, give the speakers), or of a
     Common Voice TSV (``client_id`` of each clip), or of a JSONL manifest (``speaker`` fields), or of
     a VCTK corpus (its root: each audio file's speaker prefix, keyed by the file's stem), or of a
-    VoxCeleb ``wav/`` folder (each file's speaker folder).
+    VoxCeleb ``wav/`` folder (each file's speaker folder), or of an IEMOCAP release (each utterance's
+    actor).
 
     Blank lines are ignored; surrounding whitespace of the speaker is dropped.
 
@@ -795,6 +800,8 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
         return {stem: speaker for stem, speaker, _ in iter_vctk(path)}
     if is_voxceleb_tree(path):  # VoxCeleb: SPEAKER/VIDEO/NNNNN, the speaker its first folder
         return {utt.id: utt.id.split("/", 1)[0] for utt in open_corpus(path)}
+    if Path(path).is_dir() and is_iemocap_tree(path):  # IEMOCAP: the session and actor in each name
+        return {utt.id: speaker for utt in open_corpus(path) if (speaker := speaker_of(utt.id)) is not None}
     if Path(path).is_dir():
         for chapter in iter_librispeech_transcripts(path):
             for _, line in iter_text_lines(chapter, "LibriSpeech transcripts"):

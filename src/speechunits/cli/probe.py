@@ -100,6 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test, VoxCeleb1's iden_split.txt, or a "
                        "directory with validation_list.txt and testing_list.txt (Speech Commands; used unasked when "
                        "INPUT has them)")
+    train.add_argument("--fold", type=int, metavar="K", help="IEMOCAP: test on session K, train on the others with a "
+                       "random fifth of them as dev (SUPERB's emotion folds)")
     train.add_argument("--lr", default="1e-3", help="learning rates to sweep, e.g. 1e-4,1e-3,1e-2")
     train.add_argument("--seeds", type=int, default=1, help="seeds per learning rate (0..N-1)")
     train.add_argument("--max-steps", type=int, default=2000, help="steps per run (default %(default)s)")
@@ -203,7 +205,7 @@ def run_train(args: argparse.Namespace) -> int:
     result = train_probe_on_corpus(
         args.task, args.input, inputs, args.output, labels=args.labels, alignments=args.alignments,
         speakers=args.speakers, split_by=args.split_by, split_file=args.split_file,
-        classes=args.classes, balance=args.balance,
+        classes=args.classes, balance=args.balance, fold=args.fold,
         interface=args.interface, head=args.head, combine=args.combine, hidden=args.hidden, tokenizer=tokenizer,
         lrs=_parse_lrs(args.lr), seeds=list(range(args.seeds)), max_steps=args.max_steps,
         max_minutes=args.max_minutes, eval_every=args.eval_every, patience=args.patience,

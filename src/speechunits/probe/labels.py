@@ -45,6 +45,7 @@ from speechunits.lhotse_manifests import label_keys as lhotse_label_keys
 from speechunits.lhotse_manifests import manifest_kind
 from speechunits.lhotse_manifests import read_labels as read_lhotse_labels
 from speechunits.sources import expand_source, merged_over_sources, union_pattern
+from speechunits.iemocap import is_iemocap_tree, read_emotions
 from speechunits.tar_shards import is_tar_source
 from speechunits.tar_shards import label_keys as tar_label_keys
 from speechunits.tar_shards import read_labels as read_tar_labels
@@ -231,7 +232,8 @@ def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt: label}`` from ``utt<TAB>label`` lines (``classify``: keyword, emotion, caller ...), a
     manifest's ``label`` fields (``MANIFEST::COLUMN`` another; ``MANIFEST::A+B`` several joined with
     ``+``), a Hugging Face table's ``label`` column (``TABLE::COLUMN`` likewise), WebDataset samples'
-    labels, or, for a directory, the folders its files are in (:func:`folder_labels`).
+    labels, an IEMOCAP release's emotions, or, for a directory, the folders its files are in
+    (:func:`folder_labels`).
 
     Raises:
         SpeechUnitsError: missing file, a line that is not two non-empty tab-separated fields,
@@ -241,6 +243,8 @@ def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
         return read_column(path, (LABEL_COLUMN,), "label")
     if is_tar_source(path):  # WebDataset samples' .cls members or .json label fields
         return read_tar_labels(path, "label")
+    if is_iemocap_tree(path):  # IEMOCAP: the emotions of its EmoEvaluation files
+        return read_emotions(path)
     head, named, columns = str(path).rpartition("::")
     if named and head and columns and Path(head).suffix.lower() in MANIFEST_SUFFIXES:  # MANIFEST::COLUMN[+COLUMN]
         return read_manifest_columns(head, columns.split("+"))
@@ -528,6 +532,9 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
         found.setdefault("transcripts", root)
         found.setdefault("speakers", root)
     if is_voxceleb_tree(root):  # VoxCeleb: the speaker folders
+        found.setdefault("speakers", root)
+    if is_iemocap_tree(root):  # IEMOCAP: emotions and actors
+        found.setdefault("labels", root)
         found.setdefault("speakers", root)
     if root.is_dir() and not {"transcripts", "speakers"} <= set(found) and not table \
             and next(iter_librispeech_transcripts(root), None) is not None:

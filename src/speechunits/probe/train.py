@@ -443,12 +443,15 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
                           speakers: str | Path | None = None, split_by: str = "utterance",
                           split_file: str | Path | None = None, split_seed: int = 0,
                           fractions: Sequence[float] = (0.8, 0.1, 0.1), classes: str | None = None,
+                          fold: int | None = None,
                           **options: Any) -> ProbeResult | None:
     """Labels and split from ``corpus`` (its conventional files unless given), then :func:`train_probe`.
 
     ``classes`` (``classify``): a spec or preset of :mod:`speechunits.probe.classes` (keep, rename,
     merge or drop classes; ``superb-ks``, ``superb-er``); utterances whose class is dropped count as
     unlabelled. Recorded in the probe, which ``probe eval`` applies to the labels it scores against.
+    ``fold``: an IEMOCAP release's SUPERB fold (:func:`speechunits.iemocap.session_fold_split`: that
+    session is the test part, a random fifth of the others dev, seeded by ``split_seed``).
 
     A ``speaker`` probe splits by utterance within each speaker (every speaker is in training);
     ``split_by="speaker"`` keeps dev and test speakers out of training (other tasks). A corpus
@@ -493,7 +496,13 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     shipped = split_lists_of(split_file) if split_file is not None else (split_lists_of(corpus) if own_split else None)
     dataset_parts = (split_parts(corpus) or shard_split_parts(corpus) or named_split_parts(corpus)) \
         if own_split and shipped is None else None
-    if shipped is not None:  # the corpus's own dev/test lists (Speech Commands)
+    if fold is not None:  # IEMOCAP: one session is the test part
+        from speechunits.iemocap import session_fold_split
+
+        if split_file is not None or split_by != "utterance":
+            raise SpeechUnitsError("--fold draws the split itself: drop --split-file and --split-by")
+        split = session_fold_split(list(label_set.labels), fold, seed=split_seed)
+    elif shipped is not None:  # the corpus's own dev/test lists (Speech Commands)
         split = split_from_lists(shipped, list(label_set.labels))
         log.info("split: %s's %s (dev) and %s (test), the rest training", shipped, *SPLIT_LISTS.values())
     elif dataset_parts is not None:  # tables of a dataset's train, validation and test splits
