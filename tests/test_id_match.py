@@ -334,3 +334,27 @@ def test_a_vctk_corpus_labels_both_microphones(tmp_path: Path) -> None:
     write_tone(old / "wav48" / "p225" / "p225_001.wav", 0.2)
     (old / "txt" / "p225" / "p225_001.txt").write_text("Please call Stella.\n")
     assert read_transcripts(old) == {"p225_001": "Please call Stella."}
+
+
+def test_librispeech_splits_given_as_one_pattern_keep_their_split(librispeech_tree, tmp_path: Path) -> None:
+    """``'LibriSpeech/{train-clean-100,dev-clean,test-clean}'``: three trees, each with its transcripts."""
+    import json
+
+    from conftest import probes_train_on
+
+    root, expected = librispeech_tree
+    part_of = {name: ("dev-clean" if int(name[-4:]) % 5 == 3 else "test-clean" if int(name[-4:]) % 5 == 4
+                      else "train-clean-100") for name in expected}
+    books = tmp_path / "LibriSpeech"
+    for name, part in part_of.items():
+        speaker, chapter, _ = name.split("-")
+        folder = books / part / speaker / chapter
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / speaker / chapter / f"{name}.wav", folder / f"{name}.wav")
+        with (folder / f"{speaker}-{chapter}.trans.txt").open("a") as handle:
+            handle.write(f"{name} {expected[name]}\n")
+    pattern = f"{books}/{{train-clean-100,dev-clean,test-clean}}"
+    probes_train_on(pattern, tmp_path, {"asr": []})
+    saved = json.loads((tmp_path / "asr" / "split.json").read_text())
+    assert saved["info"]["by"] == "dataset"
+    assert sorted(u.rsplit("/", 1)[1] for u in saved["test"]) == sorted(n for n, p in part_of.items() if p == "test-clean")
