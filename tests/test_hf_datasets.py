@@ -220,7 +220,7 @@ def test_resynthesis_pairs_with_table_references(source: Path, tmp_path: Path) -
 
 
 def test_split_names_of_the_three_layouts() -> None:
-    from speechunits.hf_datasets import part_of_split, split_name
+    from speechunits.layouts.hf_datasets import part_of_split, split_name
 
     assert split_name(Path("data/validation-00000-of-00002.parquet")) == "validation"
     assert split_name(Path("default/test/0000.parquet")) == "test"

@@ -15,7 +15,7 @@ import pytest
 from speechunits.cli.main import main
 from speechunits.corpus import open_corpus, read_speakers
 from speechunits.errors import SpeechUnitsError
-from speechunits.iemocap import session_fold_split
+from speechunits.layouts.iemocap import session_fold_split
 from speechunits.probe.labels import find_label_files, read_utterance_labels
 from speechunits.synth.testing import small_corpus
 

@@ -28,7 +28,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.features.io import read_features_dir
 from speechunits.probe.labels import find_label_files, read_transcripts, read_utterance_labels
 from speechunits.synth.testing import small_corpus
-from speechunits.tar_shards import member_path, members, sample_key
+from speechunits.layouts.tar_shards import member_path, members, sample_key
 
 wds = pytest.importorskip("webdataset")
 

@@ -21,9 +21,9 @@ from typing import Iterator
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.hf_datasets import parse_row_path, read_row_audio, row_audio_file
+from speechunits.layouts.hf_datasets import parse_row_path, read_row_audio, row_audio_file
 from speechunits.spans import SoundSpan, parse_span_path
-from speechunits.tar_shards import parse_member_path, read_member
+from speechunits.layouts.tar_shards import parse_member_path, read_member
 
 #: File extensions with a header (read through libsndfile). ``.opus`` is Ogg/Opus, ``.sph`` NIST SPHERE.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph")
@@ -107,10 +107,10 @@ def _open_sound_file(path: Path, raw_format: RawFormat | str | None):
     if span is not None:  # a time range of a recording (speechunits.spans)
         return SoundSpan(_open_sound_file(Path(span[0]), raw_format), span[1], span[2], str(path))
     row = parse_row_path(path)
-    if row is not None:  # a row of a Hugging Face table (speechunits.hf_datasets)
+    if row is not None:  # a row of a Hugging Face table (speechunits.layouts.hf_datasets)
         return _open_table_row(path, *row)
     member = parse_member_path(path)
-    if member is not None:  # a member of a tar archive (speechunits.tar_shards)
+    if member is not None:  # a member of a tar archive (speechunits.layouts.tar_shards)
         return _open_encoded(read_member(*member), path, "the archive")
     if isinstance(raw_format, str):
         raw_format = RawFormat.parse(raw_format)
@@ -161,8 +161,8 @@ def _open_encoded(encoded: bytes, where: Path, container: str):
 
 def open_sound_file(path: str | Path, raw_format: RawFormat | str | None = None):
     """A ``soundfile.SoundFile`` open on ``path``: an audio file, headerless PCM through
-    ``raw_format``, a Hugging Face table row (:func:`speechunits.hf_datasets.row_path`), a member of a
-    tar archive (:func:`speechunits.tar_shards.member_path`), or a time
+    ``raw_format``, a Hugging Face table row (:func:`speechunits.layouts.hf_datasets.row_path`), a member of a
+    tar archive (:func:`speechunits.layouts.tar_shards.member_path`), or a time
     range of any of these (a :class:`speechunits.spans.SoundSpan`, :func:`speechunits.spans.span_path`).
 
     Raises:
@@ -182,7 +182,7 @@ def size_hint(path: str | Path) -> int:
     member = parse_member_path(path)
     if member is not None:
         try:
-            from speechunits.tar_shards import members
+            from speechunits.layouts.tar_shards import members
 
             return members(member[0]).get(member[1], (0, 0))[1]
         except SpeechUnitsError:

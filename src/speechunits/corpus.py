@@ -3,8 +3,8 @@
 Nine inputs are understood (see :func:`open_corpus`):
 
 * an audio directory, scanned recursively in sorted order (a Speech Commands tree's
-  ``_background_noise_`` recordings as one-second clips, :mod:`speechunits.speech_commands`; an
-  IEMOCAP release's utterances, not its dialogues, :mod:`speechunits.iemocap`);
+  ``_background_noise_`` recordings as one-second clips, :mod:`speechunits.layouts.speech_commands`; an
+  IEMOCAP release's utterances, not its dialogues, :mod:`speechunits.layouts.iemocap`);
 * a Kaldi/ESPnet ``wav.scp`` (``utt_id path`` lines; a data directory holding one is read
   through it; with a ``segments`` file beside it, the utterances are its time ranges of the
   recordings, :mod:`speechunits.spans`; piped commands are refused by name);
@@ -17,12 +17,12 @@ Nine inputs are understood (see :func:`open_corpus`):
   ``datasets`` AudioFolder's ``metadata.jsonl``/``metadata.csv`` (``file_name``; ids its path
   without extension); relative paths are relative to the file;
 * Lhotse manifests (a CutSet, or a SupervisionSet with its RecordingSet; ``.jsonl[.gz]``,
-  :mod:`speechunits.lhotse_manifests`), a Lhotse Shar directory;
+  :mod:`speechunits.layouts.lhotse_manifests`), a Lhotse Shar directory;
 * WebDataset ``.tar`` shards (a file, a quoted glob or brace pattern, a directory of them;
-  :mod:`speechunits.tar_shards`) and NeMo tarred datasets (``tarred_audio_manifest.json`` with its
+  :mod:`speechunits.layouts.tar_shards`) and NeMo tarred datasets (``tarred_audio_manifest.json`` with its
   ``audio_N.tar`` shards, or their directory);
 * Hugging Face ``datasets`` tables: Parquet shards (the Hub's, ``to_parquet``'s) or Arrow files
-  (``save_to_disk``, the cache), one split at a time (:mod:`speechunits.hf_datasets`).
+  (``save_to_disk``, the cache), one split at a time (:mod:`speechunits.layouts.hf_datasets`).
 
 A quoted glob or brace pattern over any of these (``'data/{train,dev,test}'``) is their
 concatenation (:mod:`speechunits.sources`). A single audio file is a corpus of one. The utterance id is the path relative to the root
@@ -44,15 +44,15 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from speechunits.audio import AUDIO_EXTENSIONS, RAW_EXTENSIONS, RawFormat
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import parse_json_object
-from speechunits.hf_datasets import (SPEAKER_COLUMNS, is_table_source, iter_table_utterances, parse_row_path,
+from speechunits.layouts.hf_datasets import (SPEAKER_COLUMNS, is_table_source, iter_table_utterances, parse_row_path,
                                      read_column, table_files)
-from speechunits.lhotse_manifests import iter_entries, manifest_kind
-from speechunits.lhotse_manifests import read_labels as read_lhotse_labels
+from speechunits.layouts.lhotse_manifests import iter_entries, manifest_kind
+from speechunits.layouts.lhotse_manifests import read_labels as read_lhotse_labels
 from speechunits.sources import expand_source, merged_over_sources
 from speechunits.spans import parse_span_path, span_path
-from speechunits.tar_shards import is_tar_source, iter_samples, member_path, parse_member_path
-from speechunits.tar_shards import read_labels as read_tar_labels
-from speechunits.iemocap import is_iemocap_tree, speaker_of
+from speechunits.layouts.tar_shards import is_tar_source, iter_samples, member_path, parse_member_path
+from speechunits.layouts.tar_shards import read_labels as read_tar_labels
+from speechunits.layouts.iemocap import is_iemocap_tree, speaker_of
 
 
 @dataclass(frozen=True)
@@ -272,8 +272,8 @@ _SCANNED_EXTENSIONS = AUDIO_EXTENSIONS + RAW_EXTENSIONS
 
 
 def _iter_directory(root: Path) -> Iterator[Utterance]:
-    from speechunits.iemocap import SENTENCES, sessions
-    from speechunits.speech_commands import NOISE_FOLDER, is_speech_commands_tree, noise_clips
+    from speechunits.layouts.iemocap import SENTENCES, sessions
+    from speechunits.layouts.speech_commands import NOISE_FOLDER, is_speech_commands_tree, noise_clips
 
     noise = root / NOISE_FOLDER if is_speech_commands_tree(root) else None  # its recordings as 1-s clips
     tops = [session / SENTENCES for session in sessions(root)] or [root]  # IEMOCAP: its utterances only

@@ -11,7 +11,7 @@ each match. A probe given such a pattern keeps the parts' own split when their n
 dev/validation and test (:func:`split_parts`).
 
 Patterns over Hugging Face tables and WebDataset shards are not expanded here: their matches are
-shards of one corpus, read by :mod:`speechunits.hf_datasets` and :mod:`speechunits.tar_shards`.
+shards of one corpus, read by :mod:`speechunits.layouts.hf_datasets` and :mod:`speechunits.layouts.tar_shards`.
 """
 from __future__ import annotations
 
@@ -61,8 +61,8 @@ def expand_source(source: str | os.PathLike[str]) -> list[str] | None:
     text = str(source)
     if not is_pattern(text):
         return None
-    from speechunits.hf_datasets import is_table_source
-    from speechunits.tar_shards import is_tar_source
+    from speechunits.layouts.hf_datasets import is_table_source
+    from speechunits.layouts.tar_shards import is_tar_source
 
     if is_table_source(text) or is_tar_source(text):
         return None

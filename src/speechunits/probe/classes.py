@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.speech_commands import SILENCE, SUPERB_KEYWORDS, UNKNOWN
+from speechunits.layouts.speech_commands import SILENCE, SUPERB_KEYWORDS, UNKNOWN
 
 PRESETS = {
     "superb-ks": ",".join((*SUPERB_KEYWORDS, SILENCE, f"*={UNKNOWN}")),

@@ -38,17 +38,17 @@ from speechunits.corpus import (AUDIOFOLDER_METADATA, LIBRISPEECH_TRANSCRIPTS, L
                                 iter_vctk, read_manifest_columns, read_pairs, vctk_audio_dir)
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_text_file
-from speechunits.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
+from speechunits.layouts.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
                                      read_column)
 from speechunits.id_match import match_ids, rekey
-from speechunits.lhotse_manifests import label_keys as lhotse_label_keys
-from speechunits.lhotse_manifests import manifest_kind
-from speechunits.lhotse_manifests import read_labels as read_lhotse_labels
+from speechunits.layouts.lhotse_manifests import label_keys as lhotse_label_keys
+from speechunits.layouts.lhotse_manifests import manifest_kind
+from speechunits.layouts.lhotse_manifests import read_labels as read_lhotse_labels
 from speechunits.sources import expand_source, merged_over_sources, union_pattern
-from speechunits.iemocap import is_iemocap_tree, read_emotions
-from speechunits.tar_shards import is_tar_source
-from speechunits.tar_shards import label_keys as tar_label_keys
-from speechunits.tar_shards import read_labels as read_tar_labels
+from speechunits.layouts.iemocap import is_iemocap_tree, read_emotions
+from speechunits.layouts.tar_shards import is_tar_source
+from speechunits.layouts.tar_shards import label_keys as tar_label_keys
+from speechunits.layouts.tar_shards import read_labels as read_tar_labels
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
 from speechunits.probe.splits import split_lists_of
 from speechunits.probe.vocab import Vocabulary, class_vocabulary
@@ -204,14 +204,14 @@ def folder_labels(root: str | os.PathLike[str]) -> dict[str, str]:
     (Speech Commands' ``yes/0a7c2a8d_nohash_0.wav``, a ``datasets`` AudioFolder's class folders),
     ids as a scan of ``root`` gives them. Files directly in ``root`` give no label. The one-second
     clips a Speech Commands tree's ``_background_noise_`` recordings are scanned as are ``_silence_``
-    (:mod:`speechunits.speech_commands`; whole noise recordings elsewhere give no label); its test
+    (:mod:`speechunits.layouts.speech_commands`; whole noise recordings elsewhere give no label); its test
     set's ``_silence_`` and ``_unknown_`` folders are classes like any other.
 
     Raises:
         SpeechUnitsError: no audio file in a labelling folder.
     """
     from speechunits.corpus import open_corpus
-    from speechunits.speech_commands import NOISE_FOLDER, SILENCE
+    from speechunits.layouts.speech_commands import NOISE_FOLDER, SILENCE
     from speechunits.spans import parse_span_path
 
     result = {}
@@ -470,7 +470,7 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     LibriSpeech ``*.trans.txt`` files lie under it (transcripts); a JSONL manifest whose first record
     has ``speaker``, else ``speakers.tsv``, else Kaldi's ``utt2spk``, else that LibriSpeech directory
     (speakers from its ids). A Common Voice TSV gives both. A Hugging Face table
-    (:mod:`speechunits.hf_datasets`) is its own ``transcripts``, ``speakers`` and ``labels``
+    (:mod:`speechunits.layouts.hf_datasets`) is its own ``transcripts``, ``speakers`` and ``labels``
     (``classify``) source when it has such a column; so is an AudioFolder's ``metadata.csv`` or
     ``metadata.jsonl`` beside the audio. A directory shipping Speech Commands' dev/test lists is its
     own ``labels`` source (:func:`folder_labels`). For a pattern naming several corpora

@@ -34,7 +34,7 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_json_object
-from speechunits.speech_commands import SPLIT_LISTS
+from speechunits.layouts.speech_commands import SPLIT_LISTS
 
 SPLIT_FORMAT_VERSION = 1
 PARTS = ("train", "dev", "test")
@@ -243,7 +243,7 @@ def split_lists_of(root: str | os.PathLike[str]) -> Path | None:
 def split_from_lists(root: str | os.PathLike[str], ids: Sequence[str]) -> Split:
     """The split ``root`` ships: ids (file paths without extension) in ``validation_list.txt`` are
     dev, in ``testing_list.txt`` test, the ``_background_noise_`` clips as
-    :func:`speechunits.speech_commands.noise_clip_part` assigns them, every other id of ``ids``
+    :func:`speechunits.layouts.speech_commands.noise_clip_part` assigns them, every other id of ``ids``
     train; listed files that are not in ``ids`` are left out (counted in ``info["unlisted"]``).
 
     Raises:
@@ -260,7 +260,7 @@ def split_from_lists(root: str | os.PathLike[str], ids: Sequence[str]) -> Split:
                 raise SpeechUnitsError(f"{root / name}:{line_no}: {line.strip()!r} is also in "
                                        f"{SPLIT_LISTS[part_of[utt]]}")
             part_of[utt] = part
-    from speechunits.speech_commands import noise_clip_part
+    from speechunits.layouts.speech_commands import noise_clip_part
 
     known = set(ids)
     part_of.update({u: part for u in ids if u not in part_of and (part := noise_clip_part(u)) is not None})

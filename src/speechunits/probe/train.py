@@ -450,7 +450,7 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     ``classes`` (``classify``): a spec or preset of :mod:`speechunits.probe.classes` (keep, rename,
     merge or drop classes; ``superb-ks``, ``superb-er``); utterances whose class is dropped count as
     unlabelled. Recorded in the probe, which ``probe eval`` applies to the labels it scores against.
-    ``fold``: an IEMOCAP release's SUPERB fold (:func:`speechunits.iemocap.session_fold_split`: that
+    ``fold``: an IEMOCAP release's SUPERB fold (:func:`speechunits.layouts.iemocap.session_fold_split`: that
     session is the test part, a random fifth of the others dev, seeded by ``split_seed``).
 
     A ``speaker`` probe splits by utterance within each speaker (every speaker is in training);
@@ -464,9 +464,9 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     from speechunits.corpus import read_speakers
     from speechunits.id_match import rekey
     from speechunits.probe.labels import find_label_files
-    from speechunits.hf_datasets import split_parts
+    from speechunits.layouts.hf_datasets import split_parts
     from speechunits.sources import split_parts as named_split_parts
-    from speechunits.tar_shards import split_parts as shard_split_parts
+    from speechunits.layouts.tar_shards import split_parts as shard_split_parts
     from speechunits.probe.splits import (SPLIT_LISTS, make_split, split_from_file, split_from_lists, split_from_parts,
                                           split_lists_of)
 
@@ -497,7 +497,7 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     dataset_parts = (split_parts(corpus) or shard_split_parts(corpus) or named_split_parts(corpus)) \
         if own_split and shipped is None else None
     if fold is not None:  # IEMOCAP: one session is the test part
-        from speechunits.iemocap import session_fold_split
+        from speechunits.layouts.iemocap import session_fold_split
 
         if split_file is not None or split_by != "utterance":
             raise SpeechUnitsError("--fold draws the split itself: drop --split-file and --split-by")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from speechunits.corpus import Utterance, open_corpus
 from speechunits.errors import SpeechUnitsError
-from speechunits.hf_datasets import audio_path_exists
+from speechunits.layouts.hf_datasets import audio_path_exists
 from speechunits.id_match import match_ids
 
 #: How many offending ids an error message lists.

@@ -13,7 +13,7 @@ Read without the ``lhotse`` package, from the JSON-lines files it writes (``.jso
 
 A **Lhotse Shar** directory (``cuts.000000.jsonl.gz`` ... with ``recording.000000.tar`` ... beside
 them, as ``CutSet.to_shar`` writes it; or one of its ``cuts`` files) is a CutSet whose audio lies
-in the tar of the same shard, one member ``CUT_ID.EXT`` per cut (:mod:`speechunits.tar_shards`).
+in the tar of the same shard, one member ``CUT_ID.EXT`` per cut (:mod:`speechunits.layouts.tar_shards`).
 
 Stretches shorter than their recording are time ranges (:mod:`speechunits.spans`), read by
 seeking in the file. Ids are the manifest's. Recordings whose audio is not a local file (URLs,
@@ -89,7 +89,7 @@ def manifest_kind(path: str | os.PathLike[str]) -> str | None:
 def _audio_file(recording: dict[str, Any], where: str, manifest: Path, cut_id: str) -> str:
     """The local file of a recording (a single ``file`` source of all its channels), or for a Shar
     cut (``shar`` source) its member ``cut_id.EXT`` of the shard's recording archive."""
-    from speechunits.tar_shards import AUDIO_MEMBER_EXTENSIONS, member_path, members
+    from speechunits.layouts.tar_shards import AUDIO_MEMBER_EXTENSIONS, member_path, members
 
     sources = recording.get("sources") or []
     if len(sources) != 1 or not isinstance(sources[0], dict):

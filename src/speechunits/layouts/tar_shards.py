@@ -162,7 +162,7 @@ def is_tar_source(source: str | os.PathLike[str]) -> bool:
     if not path.is_dir():
         return False
     from speechunits.corpus import NEMO_TARRED_MANIFEST, _iter_directory
-    from speechunits.lhotse_manifests import shar_cut_files
+    from speechunits.layouts.lhotse_manifests import shar_cut_files
 
     if shar_cut_files(path) or (path / NEMO_TARRED_MANIFEST).is_file():  # tars, but read through their manifests
         return False
@@ -255,7 +255,7 @@ def iter_samples(source: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
 def _sample_labels(tar: Path, group: dict[str, str]) -> dict[str, str]:
     """The labels one sample's members carry: ``text``, ``speaker``, ``label``."""
     from speechunits.corpus import SPEAKER_FIELDS
-    from speechunits.hf_datasets import LABEL_COLUMN, TEXT_COLUMNS
+    from speechunits.layouts.hf_datasets import LABEL_COLUMN, TEXT_COLUMNS
 
     labels: dict[str, str] = {}
     if "json" in group:
@@ -320,7 +320,7 @@ def split_parts(source: str | os.PathLike[str]) -> dict[str, str] | None:
     validation and test splits (a pattern over ``train-000000.tar``, ``validation-000000.tar`` ...,
     or over split folders ``train/``, ``dev/``, ``test/``), else ``None``: the split a probe takes
     unasked, as the dataset's authors drew it."""
-    from speechunits.hf_datasets import part_of_split
+    from speechunits.layouts.hf_datasets import part_of_split
 
     if not is_tar_source(source):
         return None

@@ -67,7 +67,7 @@ def audio_path_exists(path: str | os.PathLike[str]) -> bool:
     """Whether an utterance's ``path`` names something to read: a file, a row of a table or a member of
     a tar archive that exists."""
     from speechunits.spans import parse_span_path
-    from speechunits.tar_shards import member_exists, parse_member_path
+    from speechunits.layouts.tar_shards import member_exists, parse_member_path
 
     span = parse_span_path(path)
     if span is not None:
