@@ -43,14 +43,14 @@ def pattern_matches(pattern: str, keep_missing: bool = False) -> list[str]:
     without glob characters that do not exist (so that a reader can name a missing shard)."""
     from braceexpand import braceexpand
 
-    found: list[str] = []
+    found: dict[str, None] = {}  # ordered, each once (a glob of a whole corpus may name 100k files)
     for part in braceexpand(pattern) if _BRACE.search(pattern) else [pattern]:
         if _GLOB_CHARS.search(part):
             hits = sorted(glob.glob(part))
         else:
             hits = [part] if keep_missing or Path(part).exists() else []
-        found += [h for h in hits if h not in found]
-    return found
+        found.update(dict.fromkeys(hits))
+    return list(found)
 
 
 def expand_source(source: str | os.PathLike[str]) -> list[str] | None:
