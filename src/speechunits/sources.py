@@ -104,7 +104,7 @@ def _label_parts(path: str | os.PathLike[str]) -> list[str] | None:
 def union_pattern(paths: list[Path]) -> Path | None:
     """The brace pattern naming ``paths`` together (what :func:`expand_source` gives back), or ``None``
     when a path holds a character that would need escaping (``{``, ``}``, ``,``)."""
-    texts = [str(p) for p in paths]
+    texts = list(dict.fromkeys(str(p) for p in paths))  # inputs sharing a label file name it once
     if any(c in t for t in texts for c in "{},"):
         return None
     return Path(texts[0]) if len(texts) == 1 else Path("{" + ",".join(texts) + "}")

@@ -36,6 +36,7 @@ from speechunits.corpus import (AUDIOFOLDER_METADATA, LIBRISPEECH_TRANSCRIPTS, L
                                 common_voice_columns, common_voice_id, first_record_field, is_voxceleb_tree,
                                 iter_common_voice, iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines,
                                 iter_vctk, read_manifest_columns, read_pairs, vctk_audio_dir)
+from speechunits.audio import AUDIO_EXTENSIONS
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_text_file
 from speechunits.layouts.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
@@ -479,7 +480,13 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     """
     parts = expand_source(corpus_root)
     if parts is not None:  # several corpora: each label source that all of them carry, as one pattern
-        per_part = [find_label_files(part) for part in parts]
+        # an audio file carries what its folder does: looked up once per folder (a glob may name 100k files)
+        lookup_key = {p: str(Path(p).parent) if Path(p).suffix.lower() in AUDIO_EXTENSIONS else p for p in parts}
+        found_by_key: dict[str, dict[str, Path]] = {}
+        for part, key in lookup_key.items():
+            if key not in found_by_key:
+                found_by_key[key] = find_label_files(part)
+        per_part = [found_by_key[lookup_key[part]] for part in parts]
         together = {key: union_pattern([found[key] for found in per_part]) for key in per_part[0]
                     if all(key in found for found in per_part)}
         return {key: pattern for key, pattern in together.items() if pattern is not None}
