@@ -65,3 +65,27 @@ def test_an_intent_probe_over_the_three_csvs_keeps_their_split(fsc, tmp_path: Pa
     saved = json.loads((tmp_path / "classify" / "split.json").read_text())
     assert saved["info"]["by"] == "dataset"
     assert sorted(saved["dev"]) == sorted(intent)[-4:-2] and sorted(saved["test"]) == sorted(intent)[-2:]
+
+
+def test_a_fold_column_gives_cross_validation_folds(tmp_path: Path) -> None:
+    """ESC-50-style: a CSV manifest with ``path``, ``category`` and ``fold``; ``--fold K`` tests on fold K."""
+    corpus = small_corpus(tmp_path / "src", minutes=0.6, speakers=2)
+    wavs = sorted((corpus / "wavs").glob("*.wav"))
+    lines = ["path,category,fold"] + [f"{w},{'dog' if i % 2 else 'rain'},{i % 3 + 1}" for i, w in enumerate(wavs)]
+    manifest = tmp_path / "meta.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    from speechunits.cli.main import main
+
+    assert main(["probe", "train", "classify", str(manifest), "--encoder", "mfcc", "-o", str(tmp_path / "p"),
+                 "--labels", f"{manifest}::category", "--fold", "3", "--max-steps", "2", "--device", "cpu",
+                 "--quiet"]) == 0
+    saved = json.loads((tmp_path / "p" / "split.json").read_text())
+    assert saved["info"]["by"] == "fold" and saved["info"]["fold"] == "3"
+    assert sorted(saved["test"]) == sorted(w.stem for i, w in enumerate(wavs) if i % 3 == 2)
+    assert len(saved["dev"]) == round(0.2 * (len(wavs) - len(saved["test"])))
+    from speechunits.probe.train import train_probe_on_corpus
+
+    with pytest.raises(SpeechUnitsError, match=r"--fold 9: the corpus's folds are 1, 2, 3"):
+        train_probe_on_corpus("classify", manifest, None, tmp_path / "q", labels=f"{manifest}::category", fold=9)
+    with pytest.raises(SpeechUnitsError, match=r"neither an IEMOCAP release nor a manifest or table with a 'fold'"):
+        train_probe_on_corpus("classify", corpus / "wavs", None, tmp_path / "r", labels=f"{manifest}::category", fold=1)

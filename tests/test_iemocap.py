@@ -65,7 +65,7 @@ def test_superb_emotion_fold_tests_on_one_session(release, tmp_path: Path) -> No
                  "--classes", "superb-er", "--fold", "2", "--max-steps", "2", "--device", "cpu", "--quiet"]) == 0
     saved = json.loads((tmp_path / "classify" / "split.json").read_text())
     kept = {u for u, e in emotion.items() if e in ("neu", "exc", "hap", "ang", "sad")}
-    assert saved["info"]["by"] == "session" and saved["info"]["fold"] == 2
+    assert saved["info"]["by"] == "session" and saved["info"]["fold"] == "2"
     assert sorted(Path(u).name for u in saved["test"]) == sorted(u for u in kept if u.startswith("Ses02"))
     others = [Path(u).name for u in saved["train"] + saved["dev"]]
     assert sorted(others) == sorted(u for u in kept if not u.startswith("Ses02"))
@@ -77,7 +77,7 @@ def test_superb_emotion_fold_tests_on_one_session(release, tmp_path: Path) -> No
 def test_a_fold_without_its_session_is_named(release) -> None:
     root, emotion = release
     ids = [u.id for u in open_corpus(root)]
-    with pytest.raises(SpeechUnitsError, match=r"--fold 5: the corpus has sessions 1, 2, 3"):
+    with pytest.raises(SpeechUnitsError, match=r"--fold 5: the corpus.s sessions are 1, 2, 3"):
         session_fold_split(ids, 5)
     with pytest.raises(SpeechUnitsError, match=r"name no IEMOCAP session"):
         session_fold_split(["elsewhere/x"], 1)

@@ -100,8 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test, VoxCeleb1's iden_split.txt, or a "
                        "directory with validation_list.txt and testing_list.txt (Speech Commands; used unasked when "
                        "INPUT has them)")
-    train.add_argument("--fold", type=int, metavar="K", help="IEMOCAP: test on session K, train on the others with a "
-                       "random fifth of them as dev (SUPERB's emotion folds)")
+    train.add_argument("--fold", type=int, metavar="K", help="cross-validation: test on fold K (an IEMOCAP release's "
+                       "session K, SUPERB's emotion folds; else a manifest's or table's 'fold' column), train on the "
+                       "others with a random fifth of them as dev")
     train.add_argument("--lr", default="1e-3", help="learning rates to sweep, e.g. 1e-4,1e-3,1e-2")
     train.add_argument("--seeds", type=int, default=1, help="seeds per learning rate (0..N-1)")
     train.add_argument("--max-steps", type=int, default=2000, help="steps per run (default %(default)s)")

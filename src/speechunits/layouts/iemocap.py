@@ -77,26 +77,16 @@ def session_of(utterance: str) -> int | None:
 
 def session_fold_split(ids: Sequence[str], fold: int, *, dev_share: float = 0.2, seed: int = 0):
     """SUPERB's emotion fold ``fold``: session ``fold`` is the test part; the other sessions'
-    utterances are shuffled (``seed``) and ``dev_share`` of them is dev, the rest training.
+    utterances are shuffled (``seed``) and ``dev_share`` of them is dev, the rest training
+    (:func:`speechunits.probe.splits.split_by_fold`).
 
     Raises:
         SpeechUnitsError: a fold outside the sessions present, ids that name no session.
     """
-    import numpy as np
-
-    from speechunits.probe.splits import Split
+    from speechunits.probe.splits import split_by_fold
 
     session = {utt: session_of(utt) for utt in ids}
     unknown = [utt for utt, s in session.items() if s is None]
     if unknown:
         raise SpeechUnitsError(f"--fold: {len(unknown)} utterances name no IEMOCAP session (e.g. {unknown[0]!r})")
-    present = sorted(set(session.values()))
-    if fold not in present:
-        raise SpeechUnitsError(f"--fold {fold}: the corpus has sessions {', '.join(map(str, present))}")
-    rest = [utt for utt in ids if session[utt] != fold]
-    order = np.random.default_rng(seed).permutation(len(rest))
-    n_dev = int(round(dev_share * len(rest)))
-    dev = sorted(rest[i] for i in order[:n_dev])
-    train = sorted(rest[i] for i in order[n_dev:])
-    test = [utt for utt in ids if session[utt] == fold]
-    return Split(train, dev, test, info={"by": "session", "fold": int(fold), "dev_share": dev_share, "seed": seed})
+    return split_by_fold(ids, session, fold, dev_share=dev_share, seed=seed, by="session")

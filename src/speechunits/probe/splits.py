@@ -234,6 +234,28 @@ def split_from_file(path: str | os.PathLike[str]) -> Split:
                  info={"by": "file", "file": str(path), **({"format": "voxceleb"} if voxceleb else {})})
 
 
+def split_by_fold(ids: Sequence[str], fold_of: Mapping[str, Any], fold: Any, *, dev_share: float = 0.2,
+                  seed: int = 0, by: str = "fold") -> Split:
+    """Cross-validation fold ``fold``: the utterances whose fold (``fold_of``, compared as text) is
+    ``fold`` are the test part; the others are shuffled (``seed``) and ``dev_share`` of them is dev,
+    the rest training (s3prl's emotion folds; ESC-50-style ``fold`` columns). Ids without a fold are left out.
+
+    Raises:
+        SpeechUnitsError: ``fold`` is not one of the folds present.
+    """
+    folds = {utt: str(fold_of[utt]) for utt in ids if utt in fold_of}
+    present = sorted(set(folds.values()), key=lambda f: (len(f), f))
+    if str(fold) not in present:
+        raise SpeechUnitsError(f"--fold {fold}: the corpus's {by}s are {', '.join(present) or 'none'}")
+    rest = [utt for utt in ids if utt in folds and folds[utt] != str(fold)]
+    order = np.random.default_rng(seed).permutation(len(rest))
+    n_dev = int(round(dev_share * len(rest)))
+    dev = sorted(rest[i] for i in order[:n_dev])
+    train = sorted(rest[i] for i in order[n_dev:])
+    test = [utt for utt in ids if folds.get(utt) == str(fold)]
+    return Split(train, dev, test, info={"by": by, "fold": str(fold), "dev_share": dev_share, "seed": seed})
+
+
 def split_lists_of(root: str | os.PathLike[str]) -> Path | None:
     """``root`` when it is a directory holding both of :data:`SPLIT_LISTS`, else ``None``."""
     path = Path(root)

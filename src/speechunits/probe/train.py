@@ -438,6 +438,32 @@ def balanced_class_weights(class_ids: Sequence[int], num_classes: int) -> list[f
     return [total / (seen * float(n)) if n else 0.0 for n in counts]
 
 
+#: The column of a manifest or table that numbers cross-validation folds.
+FOLD_COLUMN = "fold"
+
+
+def _fold_split(corpus: Any, ids: list[str], fold: int, seed: int) -> Any:
+    """Fold ``fold`` of an IEMOCAP release (its sessions) or of a corpus whose manifest or table has
+    a ``fold`` column (ESC-50, UrbanSound8K and many clinical sets ship one)."""
+    from speechunits.corpus import read_manifest_columns
+    from speechunits.id_match import rekey
+    from speechunits.layouts.hf_datasets import has_column, is_table_source, read_column
+    from speechunits.layouts.iemocap import is_iemocap_tree, session_fold_split
+    from speechunits.probe.splits import split_by_fold
+
+    if isinstance(corpus, (str, Path)) and is_iemocap_tree(corpus):
+        return session_fold_split(ids, fold, seed=seed)
+    source = str(getattr(corpus, "source", corpus))
+    if is_table_source(source) and has_column(source, (FOLD_COLUMN,)):
+        folds = read_column(source, (FOLD_COLUMN,), "fold")
+    elif Path(source).suffix.lower() in (".jsonl", ".json", ".csv"):
+        folds = read_manifest_columns(source, [FOLD_COLUMN])
+    else:
+        raise SpeechUnitsError(f"--fold: {source} is neither an IEMOCAP release nor a manifest or table with a "
+                               f"'{FOLD_COLUMN}' column")
+    return split_by_fold(ids, rekey(folds, ids, source), fold, seed=seed)
+
+
 def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out_dir: str | Path, *,
                           labels: str | Path | None = None, alignments: str | Path | None = None,
                           speakers: str | Path | None = None, split_by: str = "utterance",
@@ -450,8 +476,9 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     ``classes`` (``classify``): a spec or preset of :mod:`speechunits.probe.classes` (keep, rename,
     merge or drop classes; ``superb-ks``, ``superb-er``); utterances whose class is dropped count as
     unlabelled. Recorded in the probe, which ``probe eval`` applies to the labels it scores against.
-    ``fold``: an IEMOCAP release's SUPERB fold (:func:`speechunits.layouts.iemocap.session_fold_split`: that
-    session is the test part, a random fifth of the others dev, seeded by ``split_seed``).
+    ``fold``: cross-validation fold K (:func:`speechunits.probe.splits.split_by_fold`): for an IEMOCAP
+    release its session K (SUPERB's emotion folds), else the utterances whose manifest or table
+    ``fold`` column is K, are the test part; a random fifth of the others (``split_seed``) is dev.
 
     A ``speaker`` probe splits by utterance within each speaker (every speaker is in training);
     ``split_by="speaker"`` keeps dev and test speakers out of training (other tasks). A corpus
@@ -492,16 +519,15 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
         label_set.missing += [i for i in label_set.labels if i not in kept]
         label_set.labels = kept
     # unasked, a corpus that ships its split is split by it (not a speaker probe's, nor one split by speaker)
-    own_split = split_file is None and split_by == "utterance" and task != "speaker" and isinstance(corpus, (str, Path))
+    own_split = split_file is None and split_by == "utterance" and task != "speaker" and isinstance(corpus, (str, Path)) \
+        and fold is None
     shipped = split_lists_of(split_file) if split_file is not None else (split_lists_of(corpus) if own_split else None)
     dataset_parts = (split_parts(corpus) or shard_split_parts(corpus) or named_split_parts(corpus)) \
         if own_split and shipped is None else None
-    if fold is not None:  # IEMOCAP: one session is the test part
-        from speechunits.layouts.iemocap import session_fold_split
-
+    if fold is not None:  # one fold (an IEMOCAP session, a manifest's fold column) is the test part
         if split_file is not None or split_by != "utterance":
             raise SpeechUnitsError("--fold draws the split itself: drop --split-file and --split-by")
-        split = session_fold_split(list(label_set.labels), fold, seed=split_seed)
+        split = _fold_split(corpus, list(label_set.labels), fold, split_seed)
     elif shipped is not None:  # the corpus's own dev/test lists (Speech Commands)
         split = split_from_lists(shipped, list(label_set.labels))
         log.info("split: %s's %s (dev) and %s (test), the rest training", shipped, *SPLIT_LISTS.values())
