@@ -497,6 +497,8 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     from speechunits.probe.splits import (SPLIT_LISTS, make_split, split_from_file, split_from_lists, split_from_parts,
                                           split_lists_of)
 
+    if options.get("balance") and objective_of(task) != UTTERANCE:  # before any label or input is read
+        raise SpeechUnitsError(f"--balance applies to tasks 'speaker' and 'classify', not {task!r}")
     class_map = None
     if classes is not None:
         if task != "classify":
