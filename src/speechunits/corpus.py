@@ -387,10 +387,10 @@ def _tsv_id(rel: str) -> str:
     return Path(rel).with_suffix("").as_posix()
 
 
-#: The keys of a JSONL manifest's audio path: ours, NeMo's, and the ``file_name`` of a ``datasets``
-#: AudioFolder's ``metadata.jsonl``/``metadata.csv``.
+#: The keys of a JSONL manifest's audio path: ours, NeMo's, the ``file_name`` of a ``datasets``
+#: AudioFolder's ``metadata.jsonl``/``metadata.csv``, and ESC-50's ``filename``.
 AUDIOFOLDER_PATH_KEY = "file_name"
-JSONL_PATH_KEYS = ("path", "audio_filepath", AUDIOFOLDER_PATH_KEY)
+JSONL_PATH_KEYS = ("path", "audio_filepath", AUDIOFOLDER_PATH_KEY, "filename")
 #: A ``datasets`` AudioFolder's metadata files, beside the audio they describe.
 AUDIOFOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
 #: Fields of manifest records that name speakers, first present wins.
@@ -529,10 +529,19 @@ def iter_jsonl_field(path: str | os.PathLike[str], field: str) -> Iterator[tuple
 def _manifest_base(manifest: Path, first_path: str) -> Path:
     """Where a manifest's relative audio paths start: its own folder, else the first folder above it
     where the first path exists (Fluent Speech Commands' ``data/train_data.csv`` names
-    ``wavs/speakers/...`` from the dataset's root)."""
+    ``wavs/speakers/...`` from the dataset's root), else a folder beside its own where it does
+    (ESC-50's ``meta/esc50.csv`` names the files of ``audio/``)."""
     if (manifest.parent / first_path).exists():
         return manifest.parent
-    return next((base for base in manifest.resolve().parents[1:] if (base / first_path).exists()), manifest.parent)
+    above = next((base for base in manifest.resolve().parents[1:] if (base / first_path).exists()), None)
+    if above is not None:
+        return above
+    beside = manifest.resolve().parent.parent
+    try:
+        siblings = sorted(d for d in beside.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError:
+        siblings = []
+    return next((d for d in siblings if (d / first_path).exists()), manifest.parent)
 
 
 def read_manifest_columns(path: str | os.PathLike[str], columns: Sequence[str]) -> dict[str, str]:
