@@ -22,8 +22,8 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.layouts.hf_datasets import parse_row_path, read_row_audio, row_audio_file
+from speechunits.layouts.tar_shards import members, parse_member_path, read_member
 from speechunits.spans import SoundSpan, parse_span_path
-from speechunits.layouts.tar_shards import parse_member_path, read_member
 
 #: File extensions with a header (read through libsndfile). ``.opus`` is Ogg/Opus, ``.sph`` NIST SPHERE.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph")
@@ -182,8 +182,6 @@ def size_hint(path: str | Path) -> int:
     member = parse_member_path(path)
     if member is not None:
         try:
-            from speechunits.layouts.tar_shards import members
-
             return members(member[0]).get(member[1], (0, 0))[1]
         except SpeechUnitsError:
             return 0

@@ -45,14 +45,14 @@ from speechunits.audio import AUDIO_EXTENSIONS, RAW_EXTENSIONS, RawFormat
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import parse_json_object
 from speechunits.layouts.hf_datasets import (SPEAKER_COLUMNS, is_table_source, iter_table_utterances, parse_row_path,
-                                     read_column, table_files)
+                                             read_column, table_files)
+from speechunits.layouts.iemocap import is_iemocap_tree, speaker_of
 from speechunits.layouts.lhotse_manifests import iter_entries, manifest_kind
 from speechunits.layouts.lhotse_manifests import read_labels as read_lhotse_labels
-from speechunits.sources import expand_source, merged_over_sources
-from speechunits.spans import parse_span_path, span_path
 from speechunits.layouts.tar_shards import is_tar_source, iter_samples, member_path, parse_member_path
 from speechunits.layouts.tar_shards import read_labels as read_tar_labels
-from speechunits.layouts.iemocap import is_iemocap_tree, speaker_of
+from speechunits.sources import expand_source, merged_over_sources
+from speechunits.spans import parse_span_path, span_path
 
 
 @dataclass(frozen=True)

@@ -91,13 +91,20 @@ def merged_over_sources(reader: Callable[..., dict[str, Any]]) -> Callable[..., 
     return read
 
 
+def split_suffix(source: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """``"PATH::WHAT"`` → ``(PATH, WHAT)`` (a table's or manifest's column, a WebDataset member
+    extension); anything else → ``(source, None)``."""
+    head, sep, suffix = str(source).rpartition("::")
+    return (head, suffix) if sep and head and suffix else (str(source), None)
+
+
 def _label_parts(path: str | os.PathLike[str]) -> list[str] | None:
     """The label sources a pattern names; a ``::COLUMN`` after the pattern goes to each of them."""
     parts = expand_source(path)
     if parts is not None:
         return parts
-    head, sep, column = str(path).rpartition("::")
-    parts = expand_source(head) if sep and head and column else None
+    head, column = split_suffix(path)
+    parts = expand_source(head) if column is not None else None
     return None if parts is None else [f"{part}::{column}" for part in parts]
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.sources import split_suffix
 
 #: Suffixes of the tables read here.
 TABLE_SUFFIXES = (".parquet", ".arrow")
@@ -96,7 +97,7 @@ def is_table_source(source: str | os.PathLike[str]) -> bool:
     """Whether ``source`` names Hugging Face tables: a ``.parquet``/``.arrow`` file (optionally
     ``::COLUMN``), a glob of them, or a directory saved by ``datasets`` (``state.json``,
     ``dataset_dict.json``) or holding tables and no audio file."""
-    text = _strip_column(str(source))[0]
+    text = split_suffix(source)[0]
     path = Path(text)
     if path.suffix in TABLE_SUFFIXES and (path.is_file() or _is_glob(text)):
         return True
@@ -412,12 +413,6 @@ def row_audio_file(file: Path, path: str) -> Path:
 
 
 # -- labels ------------------------------------------------------------------------------------
-def _strip_column(source: str) -> tuple[str, str | None]:
-    """``"PATH::COLUMN"`` → ``(PATH, COLUMN)``; anything else → ``(source, None)``."""
-    head, sep, column = source.rpartition("::")
-    return (head, column) if sep and head and column else (source, None)
-
-
 def has_column(source: str | os.PathLike[str], names: Sequence[str]) -> str | None:
     """The first of ``names`` that is a column of ``source``'s first table, else ``None``."""
     present = set(table_info(table_files(source)[0]).schema.names)
@@ -433,7 +428,7 @@ def read_column(source: str | os.PathLike[str], names: Sequence[str], what: str)
     Raises:
         SpeechUnitsError: no such column (naming the columns there), an id twice, no value at all.
     """
-    path, named = _strip_column(str(source))
+    path, named = split_suffix(source)
     files = table_files(path)
     info = table_info(files[0])
     columns = named.split("+") if named is not None else [c for c in [has_column(path, names)] if c is not None]

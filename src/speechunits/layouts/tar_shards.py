@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Iterator
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.sources import is_pattern, pattern_matches
+from speechunits.sources import is_pattern, pattern_matches, split_suffix
 
-TAR_SUFFIX = ".tar"
 #: Names of archives, compressed ones included (these are recognised so as to be refused by name).
 ARCHIVE_NAME_ENDINGS = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar.zst")
 _MEMBER_MARK = "#member="
@@ -143,17 +142,17 @@ def sample_key(name: str) -> tuple[str, str] | None:
     return (f"{folder}/{stem}" if folder else stem), ext.lower()
 
 
-def _strip_extension_choice(source: str) -> tuple[str, str | None]:
-    """``"SOURCE::EXT"`` → ``(SOURCE, EXT)``; anything else → ``(source, None)``."""
-    head, sep, ext = source.rpartition("::")
-    return (head, ext.lower().lstrip(".")) if sep and head and ext else (source, None)
+def _strip_extension_choice(source: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """``"SOURCE::EXT"`` → ``(SOURCE, ext)`` (lower case, no dot); anything else → ``(source, None)``."""
+    head, ext = split_suffix(source)
+    return head, None if ext is None else ext.lower().lstrip(".")
 
 
 def is_tar_source(source: str | os.PathLike[str]) -> bool:
     """Whether ``source`` names WebDataset shards: a ``.tar`` file (optionally ``::EXT``), a glob or
     brace pattern of them, or a directory holding ``.tar`` files and no audio file (and not a Lhotse
     Shar or NeMo tarred dataset, whose manifests say what the tars hold)."""
-    text = _strip_extension_choice(str(source))[0]
+    text = _strip_extension_choice(source)[0]
     path = Path(text)
     if is_pattern(text):
         return any(p.endswith(ARCHIVE_NAME_ENDINGS) for p in pattern_matches(text, keep_missing=True))
@@ -184,7 +183,7 @@ def tar_files(source: str | os.PathLike[str]) -> list[Path]:
         SpeechUnitsError: a pattern that matches no ``.tar`` (or names one that is missing), a
             directory without any.
     """
-    text = _strip_extension_choice(str(source))[0]
+    text = _strip_extension_choice(source)[0]
     if is_pattern(text):
         files = [Path(p) for p in pattern_matches(text, keep_missing=True)]
         missing = [p for p in files if not p.is_file()]
@@ -231,6 +230,16 @@ def _audio_member(tar: Path, key: str, group: dict[str, str], choice: str | None
     return audio[0] if audio else None
 
 
+def _audio_samples(source: str | os.PathLike[str]) -> Iterator[tuple[Path, str, dict[str, str], str]]:
+    """``(shard, key, {extension: member}, audio member)`` of every sample of ``source`` that has audio."""
+    text, choice = _strip_extension_choice(source)
+    for tar in tar_files(text):
+        for key, group in _samples(tar):
+            audio = _audio_member(tar, key, group, choice, text)
+            if audio is not None:
+                yield tar, key, group, audio
+
+
 def iter_samples(source: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
     """``(utterance id, audio path)`` of every sample of WebDataset shards ``source`` that has audio
     (samples without an audio member are skipped, as WebDataset's decoders skip them).
@@ -239,15 +248,12 @@ def iter_samples(source: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
         SpeechUnitsError: as :func:`tar_files` and :func:`members`; a sample with several audio
             members and no ``::EXT`` choice; shards in which no sample has audio.
     """
-    text, choice = _strip_extension_choice(str(source))
     seen_audio = False
-    for tar in tar_files(text):
-        for key, group in _samples(tar):
-            audio = _audio_member(tar, key, group, choice, text)
-            if audio is not None:
-                seen_audio = True
-                yield key, member_path(tar, audio)
+    for tar, key, _, audio in _audio_samples(source):
+        seen_audio = True
+        yield key, member_path(tar, audio)
     if not seen_audio:
+        choice = _strip_extension_choice(source)[1]
         wanted = f"'{choice}'" if choice else "audio (" + ", ".join(AUDIO_MEMBER_EXTENSIONS) + ")"
         raise SpeechUnitsError(f"{source}: no sample has a member with {wanted}")
 
@@ -281,11 +287,8 @@ def _sample_labels(tar: Path, group: dict[str, str]) -> dict[str, str]:
 
 def iter_sample_labels(source: str | os.PathLike[str]) -> Iterator[tuple[str, dict[str, str]]]:
     """``(utterance id, labels)`` of every sample with audio (see :func:`_sample_labels`)."""
-    text, choice = _strip_extension_choice(str(source))
-    for tar in tar_files(text):
-        for key, group in _samples(tar):
-            if _audio_member(tar, key, group, choice, text) is not None:
-                yield key, _sample_labels(tar, group)
+    for tar, key, group, _ in _audio_samples(source):
+        yield key, _sample_labels(tar, group)
 
 
 def label_keys(source: str | os.PathLike[str]) -> set[str]:
@@ -314,7 +317,6 @@ def read_labels(source: str | os.PathLike[str], key: str) -> dict[str, str]:
     return result
 
 
-
 def split_parts(source: str | os.PathLike[str]) -> dict[str, str] | None:
     """``{utterance id: "train" | "dev" | "test"}`` when ``source``'s shards are a dataset's train,
     validation and test splits (a pattern over ``train-000000.tar``, ``validation-000000.tar`` ...,
@@ -324,9 +326,8 @@ def split_parts(source: str | os.PathLike[str]) -> dict[str, str] | None:
 
     if not is_tar_source(source):
         return None
-    text, choice = _strip_extension_choice(str(source))
     try:
-        files = tar_files(text)
+        files = tar_files(_strip_extension_choice(source)[0])
     except SpeechUnitsError:
         return None
     part_of_file = {}
@@ -335,5 +336,4 @@ def split_parts(source: str | os.PathLike[str]) -> dict[str, str] | None:
         part_of_file[tar] = part_of_split(named) or part_of_split(tar.parent.name)
     if None in part_of_file.values() or set(part_of_file.values()) != {"train", "dev", "test"}:
         return None
-    return {key: str(part_of_file[tar]) for tar in files for key, group in _samples(tar)
-            if _audio_member(tar, key, group, choice, text) is not None}
+    return {key: str(part_of_file[tar]) for tar, key, _, _ in _audio_samples(source)}

@@ -12,7 +12,7 @@ The probe records its spec and ``probe eval`` applies it to the labels it scores
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.layouts.speech_commands import SILENCE, SUPERB_KEYWORDS, UNKNOWN
@@ -63,3 +63,10 @@ class ClassMap:
         """``labels`` with each label mapped to its class; utterances whose class is dropped left out."""
         mapped = {utt: self.rename.get(label, self.other) for utt, label in labels.items()}
         return {utt: label for utt, label in mapped.items() if label is not None}
+
+    def apply_to(self, label_set: Any) -> None:
+        """Map a :class:`~speechunits.probe.labels.LabelSet`'s labels in place; the utterances whose
+        class is dropped join its ``missing`` (they are unlabelled for the probe)."""
+        kept = self.apply(label_set.labels)
+        label_set.missing += [utt for utt in label_set.labels if utt not in kept]
+        label_set.labels = kept

@@ -236,9 +236,7 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
         if probe.meta.get("classes"):  # the classes the probe learnt, from the corpus's labels
             from speechunits.probe.classes import ClassMap
 
-            kept = ClassMap.parse(probe.meta["classes"]).apply(label_set.labels)
-            label_set.missing += [i for i in label_set.labels if i not in kept]
-            label_set.labels = kept
+            ClassMap.parse(probe.meta["classes"]).apply_to(label_set)
         loaded = made.load(list(label_set.labels))
     if loaded.errors:
         log.warning("%d utterances have no input and are skipped (first: %s)", len(loaded.errors),

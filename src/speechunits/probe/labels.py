@@ -32,27 +32,27 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from speechunits.audio import AUDIO_EXTENSIONS
 from speechunits.corpus import (AUDIOFOLDER_METADATA, LIBRISPEECH_TRANSCRIPTS, LIBRITTS_TRANSCRIPTS, SPEAKER_FIELDS,
                                 common_voice_columns, common_voice_id, first_record_field, is_voxceleb_tree,
                                 iter_common_voice, iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines,
                                 iter_vctk, read_manifest_columns, read_pairs, vctk_audio_dir)
-from speechunits.audio import AUDIO_EXTENSIONS
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_text_file
-from speechunits.layouts.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
-                                     read_column)
 from speechunits.id_match import match_ids, rekey
+from speechunits.layouts.hf_datasets import (LABEL_COLUMN, SPEAKER_COLUMNS, TEXT_COLUMNS, has_column, is_table_source,
+                                             read_column)
+from speechunits.layouts.iemocap import is_iemocap_tree, read_emotions
 from speechunits.layouts.lhotse_manifests import label_keys as lhotse_label_keys
 from speechunits.layouts.lhotse_manifests import manifest_kind
 from speechunits.layouts.lhotse_manifests import read_labels as read_lhotse_labels
-from speechunits.sources import expand_source, merged_over_sources, union_pattern
-from speechunits.layouts.iemocap import is_iemocap_tree, read_emotions
 from speechunits.layouts.tar_shards import is_tar_source
 from speechunits.layouts.tar_shards import label_keys as tar_label_keys
 from speechunits.layouts.tar_shards import read_labels as read_tar_labels
 from speechunits.measure.alignments import Alignments, Segment, frame_segment_indices, load_alignments
 from speechunits.probe.splits import split_lists_of
 from speechunits.probe.vocab import Vocabulary, class_vocabulary
+from speechunits.sources import expand_source, merged_over_sources, split_suffix, union_pattern
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +246,8 @@ def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
         return read_tar_labels(path, "label")
     if is_iemocap_tree(path):  # IEMOCAP: the emotions of its EmoEvaluation files
         return read_emotions(path)
-    head, named, columns = str(path).rpartition("::")
-    if named and head and columns and Path(head).suffix.lower() in MANIFEST_SUFFIXES:  # MANIFEST::COLUMN[+COLUMN]
+    head, columns = split_suffix(path)
+    if columns is not None and Path(head).suffix.lower() in MANIFEST_SUFFIXES:  # MANIFEST::COLUMN[+COLUMN]
         return read_manifest_columns(head, columns.split("+"))
     path = Path(path)
     if path.is_dir():

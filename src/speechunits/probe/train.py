@@ -302,8 +302,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     # library callers: bad values fail before any input is loaded
     check_dropout(dropout), parse_time_mask(time_mask), parse_unit_noise(unit_noise)
     objective = objective_of(task)
-    if balance and objective != UTTERANCE:
-        raise SpeechUnitsError(f"--balance applies to tasks 'speaker' and 'classify', not {task!r}")
+    _check_balance(task, balance)
     dist, dev = init_distributed(device)
     label_map: dict[str, Any] = dict(getattr(labels, "labels", labels))
     missing = list(getattr(labels, "missing", []))
@@ -423,6 +422,11 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                        missing, dict(loaded.errors), meta)
 
 
+def _check_balance(task: str, balance: bool) -> None:
+    if balance and objective_of(task) != UTTERANCE:
+        raise SpeechUnitsError(f"--balance applies to tasks 'speaker' and 'classify', not {task!r}")
+
+
 def balanced_class_weights(class_ids: Sequence[int], num_classes: int) -> list[float]:
     """``n / (C * n_c)`` for each class ``c`` of ``class_ids`` (``n`` utterances, ``C`` classes seen;
     classes never seen get 0): weights under which every class carries the same total loss.
@@ -492,13 +496,12 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     from speechunits.id_match import rekey
     from speechunits.probe.labels import find_label_files
     from speechunits.layouts.hf_datasets import split_parts
-    from speechunits.sources import split_parts as named_split_parts
     from speechunits.layouts.tar_shards import split_parts as shard_split_parts
+    from speechunits.sources import split_parts as named_split_parts
     from speechunits.probe.splits import (SPLIT_LISTS, make_split, split_from_file, split_from_lists, split_from_parts,
                                           split_lists_of)
 
-    if options.get("balance") and objective_of(task) != UTTERANCE:  # before any label or input is read
-        raise SpeechUnitsError(f"--balance applies to tasks 'speaker' and 'classify', not {task!r}")
+    _check_balance(task, options.get("balance", False))  # before any label or input is read
     class_map = None
     if classes is not None:
         if task != "classify":
@@ -517,9 +520,7 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     else:
         label_set = corpus_labels(task, corpus, ids, labels=labels, alignments=alignments, speakers=speakers)
     if class_map is not None:
-        kept = class_map.apply(label_set.labels)
-        label_set.missing += [i for i in label_set.labels if i not in kept]
-        label_set.labels = kept
+        class_map.apply_to(label_set)
     # unasked, a corpus that ships its split is split by it (not a speaker probe's, nor one split by speaker)
     own_split = split_file is None and split_by == "utterance" and task != "speaker" and isinstance(corpus, (str, Path)) \
         and fold is None
@@ -533,7 +534,7 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     elif shipped is not None:  # the corpus's own dev/test lists (Speech Commands)
         split = split_from_lists(shipped, list(label_set.labels))
         log.info("split: %s's %s (dev) and %s (test), the rest training", shipped, *SPLIT_LISTS.values())
-    elif dataset_parts is not None:  # tables of a dataset's train, validation and test splits
+    elif dataset_parts is not None:  # the dataset's own train, validation and test tables, shards or inputs
         split = split_from_parts(dataset_parts, list(label_set.labels), str(corpus))
         log.info("split: the dataset's own train, validation (dev) and test parts")
     elif split_file is not None:
