@@ -9,11 +9,11 @@ from typing import Any
 
 from speechunits.cli.common import add_device, add_quiet, add_threads, parse_layers
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES, DEFAULT_WARMUP_FRACTION
+from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES, DEFAULT_VERIFICATION, DEFAULT_WARMUP_FRACTION
 
 log = logging.getLogger(__name__)
 
-TASK_CHOICES = ("phones", "asr", "speaker", "classify", "frames")
+TASK_CHOICES = ("phones", "asr", "speaker", "classify", "frames", "verify")
 
 
 def _add_input_options(parser: argparse.ArgumentParser, training: bool) -> None:
@@ -51,14 +51,15 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("labels (default: the files the corpus carries)")
     group.add_argument("--labels", metavar="FILE", help="utt<TAB>label (classify; or a directory: the folder of "
                        "each file, or a Hugging Face table's column as TABLE::COLUMN), transcripts (asr), "
-                       "phone transcripts utt<TAB>p1 p2 ... (phones), speakers (speaker)")
+                       "phone transcripts utt<TAB>p1 p2 ... (phones), speakers (speaker, verify)")
     group.add_argument("--alignments", metavar="PATH", help="phones.tsv or TextGrids (phones, frames)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("probe", help="train and evaluate SUPERB-style probes on features or units",
                                    description="Small models (linear, BiLSTM) trained on frozen features or "
-                                   "units: phones (PER), asr (WER/CER), speaker, classify (accuracy), frames.")
+                                   "units: phones (PER), asr (WER/CER), speaker, classify (accuracy), frames, "
+                                   "verify (speaker verification EER on unseen speakers).")
     actions = parser.add_subparsers(dest="probe_command", metavar="ACTION", required=True)
 
     train = actions.add_parser("train", help="train a probe (lr x seed sweep, best by dev, test once)")
@@ -95,6 +96,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--balance", action="store_true",
                        help="speaker, classify: weigh each class alike in the loss (n / (classes x n_class)), for "
                        "skewed classes such as keyword spotting's _unknown_")
+    verify = train.add_argument_group("verify (speaker embeddings trained with AM-softmax, scored by cosine on "
+                                      "speakers never seen in training; always split by speaker)")
+    verify.add_argument("--speaker-dim", type=int, default=None, metavar="E",
+                        help=f"embedding size (default {DEFAULT_VERIFICATION['embedding_dim']})")
+    verify.add_argument("--margin", type=float, default=None, metavar="M",
+                        help=f"AM-softmax margin (default {DEFAULT_VERIFICATION['margin']:g})")
+    verify.add_argument("--scale", type=float, default=None, metavar="S",
+                        help=f"AM-softmax scale (default {DEFAULT_VERIFICATION['scale']:g})")
     train.add_argument("--tokenizer", default="chars", help="asr targets: chars, or a BPE vocabulary size")
     train.add_argument("--split-by", default="utterance", choices=["utterance", "speaker"])
     train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test, VoxCeleb1's iden_split.txt, or a "
@@ -134,6 +143,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_label_options(evaluate)
     evaluate.add_argument("--split", choices=["train", "dev", "test"], default=None,
                           help="only the utterances of this part of the probe's split")
+    evaluate.add_argument("--trials", metavar="FILE",
+                          help="verify probes: score these trials instead of every pair of INPUT's utterances "
+                          "(VoxCeleb's 'LABEL UTT1 UTT2' or Kaldi's 'UTT1 UTT2 target|nontarget')")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     add_beam_options(evaluate)
     add_device(evaluate)
@@ -198,6 +210,14 @@ def run_train(args: argparse.Namespace) -> int:
     check_dropout(args.dropout), parse_time_mask(args.time_mask), parse_unit_noise(args.unit_noise)
     if args.classes:
         ClassMap.parse(args.classes)  # a bad spec fails before the input is read
+    verification = {key: value for key, value in (("embedding_dim", args.speaker_dim), ("margin", args.margin),
+                                                  ("scale", args.scale)) if value is not None}
+    if verification or args.task == "verify":
+        if args.task != "verify":
+            raise SpeechUnitsError(f"--speaker-dim, --margin and --scale apply to task 'verify', not {args.task!r}")
+        from speechunits.probe.model import check_verification
+
+        check_verification({**DEFAULT_VERIFICATION, **verification})
     from speechunits.training.distributed import init_distributed
 
     _, rank_device = init_distributed(args.device)  # under torchrun: this rank's device, for the encoder too
@@ -216,7 +236,7 @@ def run_train(args: argparse.Namespace) -> int:
         dropout=args.dropout, time_mask=args.time_mask, unit_noise=args.unit_noise,
         finetune=args.finetune,
         finetune_layers=None if args.layers == "all" or not args.finetune else parse_layers(args.layers),
-        resume=args.resume, device=args.device, quiet=args.quiet)
+        verification=verification or None, resume=args.resume, device=args.device, quiet=args.quiet)
     if result is None:  # a torchrun rank other than 0: rank 0 wrote the probe and reports
         return 0
     summary = {"probe": str(result.probe_dir), "task": result.task, "lr": result.lr, "seed": result.seed,
@@ -256,7 +276,7 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate_probe(args.probe, args.input, features=args.features, units=args.units, bpe=args.bpe,
                             labels=args.labels, alignments=args.alignments, subset=args.split,
                             encoder=args.encoder, device=args.device, lm=args.lm, beam=beam_options(args),
-                            quiet=args.quiet)
+                            trials=args.trials, quiet=args.quiet)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:

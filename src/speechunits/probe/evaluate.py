@@ -6,7 +6,9 @@ Metrics (:func:`score`; the first of each is the one dev selection and ``probe.j
 * ``asr``: ``wer`` and ``cer`` (jiwer, corpus level) on :func:`normalize_text`-ed references;
 * ``frames``: ``frame_accuracy`` over labelled frames;
 * ``speaker``, ``classify``: ``accuracy`` (a speaker probe also reports ``chance`` and
-  ``majority``, the speaker-leakage figures of :func:`speechunits.probe.metrics.speaker_leakage`).
+  ``majority``, the speaker-leakage figures of :func:`speechunits.probe.metrics.speaker_leakage`);
+* ``verify``: ``eer`` and ``min_dcf`` of cosine scoring between utterance embeddings, over every
+  pair of the scored utterances or a trial file (:mod:`speechunits.probe.verification`).
 
 Labels of a corpus come from the files it carries (:func:`speechunits.probe.labels.find_label_files`:
 ``phones.tsv``/TextGrids, ``text.tsv``/Kaldi ``text``/JSONL ``text``, ``speakers.tsv``) or from
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: Task -> (primary metric, lower is better).
 PRIMARY = {"phones": ("per", True), "asr": ("wer", True), "frames": ("frame_accuracy", False),
-           "speaker": ("accuracy", False), "classify": ("accuracy", False)}
+           "speaker": ("accuracy", False), "classify": ("accuracy", False), "verify": ("eer", True)}
 
 
 # -- decoding and metrics --------------------------------------------------------------------------
@@ -138,7 +140,7 @@ def corpus_labels(task: str, corpus: str | Path, ids: Sequence[str], *, labels: 
     elif task == "asr":
         if labels is not None or "transcripts" in found:
             kwargs["transcripts"] = labels or found["transcripts"]
-    elif task == "speaker":
+    elif task in ("speaker", "verify"):
         source = labels or speakers or found.get("speakers")
         if source is not None:
             kwargs["speakers"] = source
@@ -197,7 +199,8 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
                    units: str | Path | Sequence[str | Path] | None = None, bpe: str | Path | None = None,
                    labels: str | Path | None = None, alignments: str | Path | None = None,
                    subset: str | None = None, encoder: str | None = None, device: str = "auto",
-                   lm: str | Path | None = None, beam: Any = None, quiet: bool = False) -> dict[str, Any]:
+                   lm: str | Path | None = None, beam: Any = None, trials: str | Path | None = None,
+                   quiet: bool = False) -> dict[str, Any]:
     """Score the probe in ``probe_dir`` on the labelled utterances of ``corpus``.
 
     Args:
@@ -209,6 +212,10 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
         lm, beam: ``asr`` probes over characters: a word n-gram (ARPA) and the
             :class:`~speechunits.probe.lm_decode.BeamOptions` of the prefix beam search that
             replaces greedy decoding.
+        trials: ``verify`` probes: a trial file (:func:`~speechunits.probe.verification.read_trials`)
+            scored instead of every pair of the corpus's utterances; the utterances it names need
+            no speaker label, and trials naming utterances the corpus lacks are left out (counted
+            in ``unmatched_trial_utterances``).
 
     Returns:
         ``{"probe", "task", "input", "utterances", <metrics>, "missing_labels", "input_errors"}``.
@@ -217,6 +224,8 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
     from speechunits.probe.model_dir import bundled_bpe, load_probe, read_split
 
     probe = load_probe(probe_dir, base=encoder)
+    if trials is not None and probe.task != "verify":
+        raise SpeechUnitsError(f"--trials scores a verification probe; {probe_dir} is a {probe.task!r} probe")
     dev = resolve_device(device)
     bpe = bpe if bpe is not None else bundled_bpe(probe_dir)  # the probe's copy, as transcribe reads it
     made = probe_input(probe.identity, corpus, features=features, units=units, bpe=bpe, encoder=encoder,
@@ -227,6 +236,8 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
         ids = [i for i in ids if i in wanted]
         if not ids:
             raise SpeechUnitsError(f"{corpus}: none of its utterances is in the probe's {subset} part")
+    if probe.task == "verify":
+        return _evaluate_verification(probe, probe_dir, corpus, made, ids, labels, trials, dev)
     if probe.task == "frames":
         loaded = made.load(ids)
         label_set = corpus_labels("frames", corpus, list(loaded.samples), labels=labels, alignments=alignments,
@@ -255,6 +266,45 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
                         corpus, sum(result["unknown_classes"].values()), ", ".join(strangers[:5]))
     if lm is not None:
         result["lm"] = {"arpa": str(lm), **asdict(beam or _default_beam())}
+    return result
+
+
+def _evaluate_verification(probe: Any, probe_dir: str | Path, corpus: Any, made: ProbeInput, ids: Sequence[str],
+                           labels: str | Path | None, trials: str | Path | None, device: Any) -> dict[str, Any]:
+    """:func:`evaluate_probe` of a ``verify`` probe: cosine scoring over every pair of the corpus's
+    utterances that have a speaker, or over ``trials``."""
+    from speechunits.probe.verification import match_trials, read_trials, verification_metrics
+
+    speakers: dict[str, str] = {}
+    missing: list[str] = []
+    unmatched: list[str] = []
+    if trials is None:
+        label_set = corpus_labels("verify", corpus, ids, labels=labels)
+        speakers, missing = {u: str(s) for u, s in label_set.labels.items()}, list(label_set.missing)
+        wanted = list(speakers)
+        given = None
+    else:
+        given, unmatched = match_trials(read_trials(trials), ids)
+        if not len(given):
+            raise SpeechUnitsError(f"{trials}: none of its utterances is one of {corpus}'s (such as "
+                                   f"{', '.join(repr(i) for i in list(ids)[:3])})")
+        if unmatched:
+            log.warning("%s: %d utterances it names are not in %s; their trials are left out (first: %s)", trials,
+                        len(unmatched), corpus, unmatched[0])
+        wanted = sorted(set(given.first) | set(given.second))
+    loaded = made.load(wanted)
+    if loaded.errors:
+        log.warning("%d utterances have no input and are skipped (first: %s)", len(loaded.errors),
+                    "; ".join(f"{k}: {v}" for k, v in list(loaded.errors.items())[:3]))
+    embeddings = probe.embeddings(loaded.samples, device=device)
+    if given is not None:
+        given = given.within(embeddings)
+    metrics = verification_metrics(speakers, embeddings, given)
+    result = {"probe": str(probe_dir), "task": probe.task, "input": describe_identity(probe.identity),
+              "utterances": len(embeddings), **metrics, "missing_labels": len(missing),
+              "input_errors": len(loaded.errors)}
+    if trials is not None:
+        result.update(trials_file=str(trials), unmatched_trial_utterances=len(unmatched))
     return result
 
 

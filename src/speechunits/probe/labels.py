@@ -56,7 +56,7 @@ from speechunits.sources import expand_source, merged_over_sources, split_suffix
 
 log = logging.getLogger(__name__)
 
-TASKS = ("phones", "asr", "speaker", "classify", "frames")
+TASKS = ("phones", "asr", "speaker", "classify", "frames", "verify")
 #: Labels dropped from phone sequences (compared after strip and lower-casing): the empty
 #: label, ``sil``/``sp``/``spn`` (Kaldi, MFA, PocketSphinx), espeak-ng's pauses and ``<eps>``.
 SILENCE_LABELS = frozenset({"", "sil", "sp", "spn", "_", "_:", "_!", "<sil>", "<eps>"})
@@ -385,7 +385,7 @@ def load_task_labels(
     What each task reads:
         ``phones``: ``alignments`` (a path for ``load_alignments`` or its output), or else
         ``labels`` as phone transcripts (``utt<TAB>p1 p2 ...``);
-        ``asr``: ``transcripts``; ``speaker``: ``speakers`` (a path or ``{utt: speaker}``);
+        ``asr``: ``transcripts``; ``speaker``, ``verify``: ``speakers`` (a path or ``{utt: speaker}``);
         ``classify``: ``labels``; ``frames``: ``alignments`` + ``frame_rate`` + ``frame_offset_s``
         + ``num_frames`` (an utterance without a frame count counts as missing), ids of
         ``vocabulary`` when given (a trained probe's), else of :func:`frame_vocabulary` over
@@ -414,9 +414,9 @@ def load_task_labels(
             raise SpeechUnitsError("task 'asr' needs transcripts (text.tsv, a JSONL manifest with 'text', or a "
                                    "Kaldi text file)")
         found, source = read_transcripts(transcripts), str(transcripts)
-    elif task == "speaker":
+    elif task in ("speaker", "verify"):
         if speakers is None:
-            raise SpeechUnitsError("task 'speaker' needs a speakers file (utt<TAB>speaker, e.g. speakers.tsv)")
+            raise SpeechUnitsError(f"task {task!r} needs a speakers file (utt<TAB>speaker, e.g. speakers.tsv)")
         if isinstance(speakers, Mapping):
             found, source = dict(speakers), "the given speakers"
         else:

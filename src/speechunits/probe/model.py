@@ -36,6 +36,11 @@ class ProbeModel(nn.Module):
     ``time_mask`` (default none): SpecAugment time masks on the featurizer's output while training;
     ``unit_noise`` (units): substitution of units by their nearest ones while training
     (:mod:`speechunits.probe.augment`).
+
+    ``verification`` (``verify`` probes: ``{"embedding_dim": E, "scale": s, "margin": m}``): the head
+    gives an ``E``-dimensional utterance embedding (:meth:`embed`, unit length), and ``forward`` the
+    logits ``s cos(theta)`` between it and each of the ``num_classes`` training speakers' weight
+    vectors (``speaker_weights [C, E]``); the loss lowers the target's by ``s m`` (:attr:`margin_shift`).
     """
 
     def __init__(self, spec: dict[str, Any], pretrained: bool = False, base: str | None = None):
@@ -90,6 +95,12 @@ class ProbeModel(nn.Module):
         else:
             raise SpeechUnitsError(f"probe input kind {source['kind']!r} is not features or units")
         level, head, classes = spec["level"], spec.get("head", "linear"), int(spec["num_classes"])
+        self.verification = spec.get("verification")
+        if self.verification is not None:  # the head's output is the embedding; speakers are scored by cosine
+            if level != "utterance":
+                raise SpeechUnitsError("a verification probe pools utterances (level 'utterance')")
+            speakers, classes = classes, int(self.verification["embedding_dim"])
+            self.speaker_weights = nn.Parameter(torch.randn(speakers, classes) / classes ** 0.5)
         if level not in LEVELS:
             raise SpeechUnitsError(f"probe level {level!r} is not one of {LEVELS}")
         self.stack = int(spec.get("stack", 1))
@@ -120,6 +131,15 @@ class ProbeModel(nn.Module):
         return self.featurizer(x if torch.is_floating_point(x) else x.float())
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, durations: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.head_output(x, lengths, durations)
+        if self.verification is None:
+            return out
+        weights = nn.functional.normalize(self.speaker_weights, dim=-1)
+        return float(self.verification["scale"]) * nn.functional.normalize(out, dim=-1) @ weights.T
+
+    def head_output(self, x: torch.Tensor, lengths: torch.Tensor, durations: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        """The head's output: the logits, except for a verification probe (its embeddings, not normalised)."""
         if torch.is_floating_point(x):
             x = x.float()  # features may arrive as float16 (the input cache)
         if self.standardize:
@@ -133,6 +153,19 @@ class ProbeModel(nn.Module):
             features = apply_time_mask(features, lengths, self.time_mask)
         features, lengths = stack_frames(features, lengths, self.stack)
         return self.head(features, lengths)
+
+    def embed(self, x: torch.Tensor, lengths: torch.Tensor, durations: torch.Tensor | None = None) -> torch.Tensor:
+        """``verify`` probes: the unit-length utterance embeddings ``[B, E]``."""
+        if self.verification is None:
+            raise SpeechUnitsError("only a verification probe (task 'verify') gives speaker embeddings")
+        return nn.functional.normalize(self.head_output(x, lengths, durations), dim=-1)
+
+    @property
+    def margin_shift(self) -> float:
+        """``s m``: what AM-softmax takes off the target speaker's logit while training."""
+        if self.verification is None:
+            raise SpeechUnitsError("only a verification probe (task 'verify') has a margin")
+        return float(self.verification["scale"]) * float(self.verification["margin"])
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Valid output frames of inputs of ``lengths`` frames (``ceil(n / stack)``)."""
@@ -176,6 +209,19 @@ class ProbeModel(nn.Module):
         missing = [k for k in result.missing_keys if not k.startswith("top.") or LOW_RANK_MARK in k]
         if missing or result.unexpected_keys:
             raise RuntimeError(f"missing weights {missing[:5]}, unexpected weights {result.unexpected_keys[:5]}")
+
+
+def check_verification(settings: dict[str, Any]) -> dict[str, Any]:
+    """``{"embedding_dim", "scale", "margin"}`` of a ``verify`` probe, checked: a positive size and scale,
+    a margin in [0, 1) (SpeechUnitsError otherwise)."""
+    unknown = sorted(set(settings) - {"embedding_dim", "scale", "margin"})
+    if unknown:
+        raise SpeechUnitsError(f"verification settings: unknown {unknown}")
+    dim, scale, margin = int(settings["embedding_dim"]), float(settings["scale"]), float(settings["margin"])
+    if dim < 1 or not scale > 0 or not 0.0 <= margin < 1.0:
+        raise SpeechUnitsError(f"--speaker-dim must be >= 1, --scale > 0 and --margin in [0, 1); got {dim}, "
+                               f"{scale:g} and {margin:g}")
+    return {"embedding_dim": dim, "scale": scale, "margin": margin}
 
 
 def build_model(spec: dict[str, Any], pretrained: bool = False, base: str | None = None) -> ProbeModel:

@@ -145,6 +145,16 @@ class Probe:
         self.model.to(device)
         return predict_logits(self.model, samples, list(samples) if ids is None else ids, device=device)
 
+    def embeddings(self, samples: Mapping[str, Sample], ids: Sequence[str] | None = None, *,
+                   device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+        """``verify`` probes: each utterance's unit-length speaker embedding ``[E]``."""
+        if self.task != "verify":
+            raise SpeechUnitsError(f"{self.path or 'probe'}: a {self.task!r} probe gives no speaker embeddings "
+                                   "(a 'verify' probe does)")
+        self.model.to(device)
+        return predict_logits(self.model, samples, list(samples) if ids is None else ids, device=device,
+                              embeddings=True)
+
     def predict(self, samples: Mapping[str, Sample], ids: Sequence[str] | None = None, *,
                 device: torch.device | str = "cpu", decoder: Any = None) -> dict[str, Any]:
         """Decoded predictions: phone lists (``phones``), text (``asr``), frame id arrays

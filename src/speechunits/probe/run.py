@@ -60,7 +60,13 @@ class RunResult:
 def dev_metrics(task: str, model: ProbeModel, coder: LabelCoder, samples: Mapping[str, Sample],
                 labels: Mapping[str, Any], ids: Sequence[str], device: torch.device,
                 batch_frames: int) -> dict[str, float]:
-    """The task's metrics of ``model`` on the utterances ``ids`` (dev while training, test once)."""
+    """The task's metrics of ``model`` on the utterances ``ids`` (dev while training, test once); a
+    ``verify`` probe's over every pair of them (:func:`~speechunits.probe.verification.verification_metrics`)."""
+    if task == "verify":
+        from speechunits.probe.verification import verification_metrics
+
+        embeddings = predict_logits(model, samples, ids, device=device, batch_frames=batch_frames, embeddings=True)
+        return verification_metrics({i: labels[i] for i in ids}, embeddings)
     logits = predict_logits(model, samples, ids, device=device, batch_frames=batch_frames)
     return score_predictions(task, labels, {i: decode_logits(coder, out) for i, out in logits.items()})
 

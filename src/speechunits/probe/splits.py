@@ -120,7 +120,7 @@ def _shuffled(items: Sequence[str], seed: int, *salt: int) -> list[str]:
 
 
 def make_split(ids: Sequence[str], *, by: str = "utterance", speakers: Mapping[str, str] | None = None,
-               fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0) -> Split:
+               fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0, least_speakers: int = 1) -> Split:
     """Split ``ids`` into train/dev/test (see the module docstring for the rules).
 
     Args:
@@ -129,6 +129,8 @@ def make_split(ids: Sequence[str], *, by: str = "utterance", speakers: Mapping[s
         speakers: ``{utt: speaker}``; with ``by="utterance"`` it stratifies by speaker.
         fractions: train, dev, test shares, positive, summing to 1.
         seed: the shuffle's seed.
+        least_speakers: by speaker: at least this many speakers in dev and in test, whatever the
+            fractions (a ``verify`` probe scores pairs of speakers, so it asks for 2).
 
     Raises:
         SpeechUnitsError: unknown ``by``, bad fractions, duplicate ids, utterances without a
@@ -153,10 +155,12 @@ def make_split(ids: Sequence[str], *, by: str = "utterance", speakers: Mapping[s
     part_of: dict[str, str] = {}
     if by == "speaker" and speakers is not None:
         names = _shuffled(list({speakers[u] for u in ids}), seed)
-        train, dev, test = _counts(len(names), shares, 1)
+        train, dev, test = _counts(len(names), shares, max(1, int(least_speakers)))
         if train < 1:
             raise SpeechUnitsError(f"split by speaker: {len(names)} speakers cannot fill train, dev and test "
-                                   f"(fractions {list(shares)}); need at least 3, and more for these fractions")
+                                   f"(fractions {list(shares)}, at least {max(1, int(least_speakers))} speakers in "
+                                   f"dev and in test); need at least {2 * max(1, int(least_speakers)) + 1}, and more "
+                                   "for these fractions")
         speaker_part = {s: _part_at(i, train, dev) for i, s in enumerate(names)}
         part_of = {u: speaker_part[speakers[u]] for u in ids}
     elif speakers is None:

@@ -7,6 +7,11 @@ Task kinds and their objective (:data:`OBJECTIVES`):
 * ``frames``: cross-entropy per frame; targets ``[T]`` with -100 where a frame has no label
   (the targets are cut or padded with -100 to the input's frame count).
 * ``speaker``, ``classify``: cross-entropy per utterance (statistics pooling in the head).
+* ``verify``: speaker verification. The head pools each utterance into an embedding; training
+  classifies the training speakers with additive-margin softmax (AM-softmax: logits ``s cos(theta)``
+  of the embedding and each speaker's weight vector, the target's lowered by ``s m``), and dev and
+  test score the cosine similarity of embeddings of speakers never seen in training
+  (:mod:`speechunits.probe.verification`).
 
 Batches are length-bucketed (:class:`LengthBucketSampler`, ``fit="pad"``) under a budget of
 padded frames, a pure function of ``(seed, index)``. The task holds the (already computed,
@@ -31,8 +36,10 @@ from speechunits.training.task import LossOutput, move_to
 CTC = "ctc"
 FRAME = "frame"
 UTTERANCE = "utterance"
+MARGIN = "margin"
 #: Task kind -> objective.
-OBJECTIVES = {"phones": CTC, "asr": CTC, "frames": FRAME, "speaker": UTTERANCE, "classify": UTTERANCE}
+OBJECTIVES = {"phones": CTC, "asr": CTC, "frames": FRAME, "speaker": UTTERANCE, "classify": UTTERANCE,
+              "verify": MARGIN}
 IGNORE = -100
 
 
@@ -54,6 +61,7 @@ class ProbeBatch:
         targets: CTC: int64 ``[B, U]`` (padded with 0); frame: ``[B, T]`` (IGNORE padded);
             utterance: ``[B]``; None when predicting.
         target_lengths: int64 ``[B]`` (CTC) or None.
+        (utterance and margin objectives: ``targets`` ``[B]`` class ids)
     """
 
     x: torch.Tensor
@@ -128,6 +136,12 @@ def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str,
     weight and the count is the sum of those weights."""
     logits = model(batch.x, batch.lengths, batch.durations).float()
     assert batch.targets is not None
+    if objective == MARGIN:  # AM-softmax: the model gives s cos(theta); the target's logit loses s m
+        inner = getattr(model, "module", model)
+        correct = float((logits.argmax(-1) == batch.targets).sum())
+        shift = torch.zeros_like(logits).scatter_(1, batch.targets[:, None], inner.margin_shift)
+        loss = nn.functional.cross_entropy(logits - shift, batch.targets, reduction="sum")
+        return loss, float(len(batch.targets)), {"acc": (correct, float(len(batch.targets)))}
     if objective == CTC:
         log_probs = torch.log_softmax(logits, dim=-1).transpose(0, 1)  # [T', B, C]
         lengths = output_lengths(model, batch.lengths)
@@ -196,10 +210,11 @@ class ProbeTask:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, samples: Mapping[str, Sample], ids: Sequence[str], *,
-                   device: torch.device | str = "cpu", batch_frames: int = DEFAULT_BATCH_FRAMES
-                   ) -> dict[str, np.ndarray]:
+                   device: torch.device | str = "cpu", batch_frames: int = DEFAULT_BATCH_FRAMES,
+                   embeddings: bool = False) -> dict[str, np.ndarray]:
     """Logits of every id in ``ids``: float32 ``[T', C]`` (frame level, valid output frames only:
-    ``T' = ceil(T / stack)`` for a model that stacks frames) or ``[C]``.
+    ``T' = ceil(T / stack)`` for a model that stacks frames) or ``[C]``; with ``embeddings``
+    (``verify`` probes) the unit-length utterance embedding ``[E]`` instead.
 
     Batches are length-bucketed like training; results do not depend on the batching (padding
     is masked), up to float rounding.
@@ -216,7 +231,8 @@ def predict_logits(model: nn.Module, samples: Mapping[str, Sample], ids: Sequenc
         for index in range(len(sampler)):
             chosen = [ids[i] for i in sampler.batch(index)]
             batch = move_to(collate([samples[i] for i in chosen], FRAME), device)
-            logits = model(batch.x, batch.lengths, batch.durations).float().cpu().numpy()
+            run = getattr(model, "module", model).embed if embeddings else model
+            logits = run(batch.x, batch.lengths, batch.durations).float().cpu().numpy()
             valid = output_lengths(model, batch.lengths).tolist()
             for row, utt_id in enumerate(chosen):
                 out[utt_id] = logits[row, : valid[row]] if logits.ndim == 3 else logits[row]

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.defaults import DEFAULT_WARMUP_FRACTION
+from speechunits.probe.defaults import DEFAULT_VERIFICATION, DEFAULT_WARMUP_FRACTION
 from speechunits.probe.evaluate import PRIMARY, corpus_labels
 from speechunits.probe.featurizers import EMBED_INITS, EMBED_RANDOM, INTERFACES
 from speechunits.probe.finetune import FINETUNE_TOP, Finetune, is_conformer_block, parse_finetune
@@ -37,12 +37,12 @@ from speechunits.probe.heads import check_dropout
 from speechunits.probe.feature_inputs import EncoderInput
 from speechunits.probe.unit_inputs import UnitInput
 from speechunits.probe.inputs import FEATURES, UNITS, ProbeInput, as_corpus, feature_statistics, identity_facts
-from speechunits.probe.model import build_model
+from speechunits.probe.model import build_model, check_verification
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe, save_unit_models
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.resume import RUNS_DIR, split_digest
 from speechunits.probe.run import RunResult, SweepRun, dev_metrics, train_run
-from speechunits.probe.task import CTC, DEFAULT_BATCH_FRAMES, FRAME, UTTERANCE, ctc_too_short, objective_of
+from speechunits.probe.task import CTC, DEFAULT_BATCH_FRAMES, FRAME, MARGIN, UTTERANCE, ctc_too_short, objective_of
 from speechunits.training.checkpoint import training_dir
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,8 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
                hidden: int = 256, normalize: bool = False, finetune: str | None = None,
                finetune_layers: Sequence[int] | None = None, standardize: bool = False, stack: int = 1,
                lstm_layers: int = 2, embed_init: str = EMBED_RANDOM, dropout: float = 0.0,
-               time_mask: str | None = None, unit_noise: str | None = None) -> dict[str, Any]:
+               time_mask: str | None = None, unit_noise: str | None = None,
+               verification: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The JSON spec of the probe model (see :class:`speechunits.probe.model.ProbeModel`).
 
     ``finetune_layers``: the layers a ``lora``/``adapters`` probe weighs (blocks 1..max adapted).
@@ -157,7 +158,9 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
     ``dropout``: the head's, while training (recorded only when above 0). ``time_mask``: ``"N:R"``
     SpecAugment time masks while training (:func:`~speechunits.probe.augment.parse_time_mask`;
     recorded only when given). ``unit_noise``: ``"P[:N]"`` substitution of units by their N nearest
-    while training (:func:`~speechunits.probe.augment.parse_unit_noise`; units with centroid tables)."""
+    while training (:func:`~speechunits.probe.augment.parse_unit_noise`; units with centroid tables).
+    ``verification``: ``verify`` probes' ``{"embedding_dim", "scale", "margin"}`` (default
+    :data:`DEFAULT_VERIFICATION`)."""
     source = inputs.model_spec()
     objective = objective_of(task)
     if int(stack) < 1 or int(lstm_layers) < 1:
@@ -171,8 +174,12 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
     if standardize and (source["kind"] != FEATURES or finetune is not None):
         raise SpeechUnitsError("--standardize applies to features (--encoder, --features) without --finetune")
     spec: dict[str, Any] = {"input": source, "head": head, "num_classes": int(num_classes), "hidden": int(hidden),
-                            "level": "utterance" if objective == UTTERANCE else "frame", "stack": int(stack),
-                            "standardize": bool(standardize)}
+                            "level": "utterance" if objective in (UTTERANCE, MARGIN) else "frame",
+                            "stack": int(stack), "standardize": bool(standardize)}
+    if objective == MARGIN:
+        spec["verification"] = check_verification({**DEFAULT_VERIFICATION, **dict(verification or {})})
+    elif verification is not None:
+        raise SpeechUnitsError(f"--speaker-dim, --margin and --scale apply to task 'verify', not {task!r}")
     if head == "bilstm":
         spec["lstm_layers"] = int(lstm_layers)
     if check_dropout(dropout) > 0:  # checked here, before any input is loaded
@@ -229,6 +236,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 unit_noise: str | None = None, bf16: bool = False, finetune: str | None = None,
                 finetune_layers: Sequence[int] | None = None, resume: bool = False,
                 classes: str | None = None, balance: bool = False,
+                verification: Mapping[str, float] | None = None,
                 device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
 
@@ -268,6 +276,10 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         balance: ``speaker``/``classify``: weigh each training utterance's loss by
             ``n / (C * n_c)`` (its class's share of the training part), so that every class counts
             alike (the effect of s3prl's class-balanced sampling of keyword-spotting batches).
+        verification: ``verify`` probes: ``{"embedding_dim", "scale", "margin"}``, any of them
+            (the rest from :data:`~speechunits.probe.defaults.DEFAULT_VERIFICATION`). A ``verify``
+            split must keep its dev and test speakers out of training, and dev must hold two
+            speakers and one speaker's two utterances (a target and a non-target trial).
         resume: continue the unfinished sweep in ``out_dir`` (:mod:`speechunits.probe.resume`): runs
             that ended are reused, runs with a checkpoint continue from their last dev evaluation
             (exactly, under ``step_schedule`` or without ``max_minutes``; a run whose schedule
@@ -318,6 +330,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 if not samples else "")
         raise SpeechUnitsError(f"probe {task}: the split has {len(split.train)} training and {len(split.dev)} dev "
                                "utterances with labels and inputs; both must be non-empty" + hint)
+    if objective == MARGIN:
+        check_verification_split(label_map, split)
     coder = make_coder(task, [label_map[i] for i in split.train], tokenizer=tokenizer,
                        frame_vocabulary=getattr(labels, "vocabulary", None))
     targets = {i: coder.encode(label_map[i]) for i in split.train}
@@ -326,7 +340,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                       combine=combine, embed_dim=embed_dim, hidden=hidden, normalize=normalize, finetune=finetune,
                       finetune_layers=finetune_layers, standardize=standardize, stack=stack, lstm_layers=lstm_layers,
                       embed_init=embed_init, dropout=dropout, time_mask=time_mask,
-                      unit_noise=unit_noise)
+                      unit_noise=unit_noise, verification=verification)
     centroids = inputs.centroid_tables() if spec.get("embed_init", EMBED_RANDOM) != EMBED_RANDOM else None
     short: list[str] = []
     if objective == CTC:
@@ -422,6 +436,25 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                        missing, dict(loaded.errors), meta)
 
 
+def check_verification_split(speakers: Mapping[str, Any], split: Any) -> None:
+    """A ``verify`` probe's split: no dev or test speaker in training; dev with at least two speakers,
+    one of them with two utterances (SpeechUnitsError naming what is wrong)."""
+    train = {str(speakers[i]) for i in split.train}
+    for part in ("dev", "test"):
+        seen = sorted(train & {str(speakers[i]) for i in getattr(split, part)})
+        if seen:
+            raise SpeechUnitsError(f"task 'verify' scores speakers never seen in training, but {len(seen)} {part} "
+                                   f"speakers are in the training part too ({', '.join(seen[:3])}); split by "
+                                   "speaker (the default for 'verify') or give a split file that does")
+    counts: dict[str, int] = {}
+    for i in split.dev:
+        counts[str(speakers[i])] = counts.get(str(speakers[i]), 0) + 1
+    if len(counts) < 2 or max(counts.values()) < 2:
+        raise SpeechUnitsError(f"task 'verify': the dev part has {len(counts)} speaker(s) and at most "
+                               f"{max(counts.values(), default=0)} utterance(s) of one; scoring it needs two speakers "
+                               "and two utterances of one of them (more speakers, or larger dev fractions)")
+
+
 def _check_balance(task: str, balance: bool) -> None:
     if balance and objective_of(task) != UTTERANCE:
         raise SpeechUnitsError(f"--balance applies to tasks 'speaker' and 'classify', not {task!r}")
@@ -511,6 +544,8 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
         class_map = ClassMap.parse(classes)
     if task == "speaker" and split_by == "speaker":
         raise SpeechUnitsError("task 'speaker' needs every speaker in training: use --split-by utterance")
+    if task == "verify":  # its dev and test speakers are never seen in training
+        split_by = "speaker"
     ids = [utt.id for utt in as_corpus(corpus)]
     if task == "frames":
         loaded = inputs.load(ids)
@@ -541,7 +576,7 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
         split = split_from_file(split_file)
     else:
         speaker_map = None
-        if task == "speaker":  # the speakers the probe classifies (matched to the corpus's ids already)
+        if task in ("speaker", "verify"):  # the speakers are the labels (matched to the corpus's ids already)
             speaker_map = {utt: str(label) for utt, label in label_set.labels.items()}
         elif split_by == "speaker":
             source = speakers or find_label_files(corpus).get("speakers")
@@ -549,5 +584,5 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
                 raise SpeechUnitsError(f"{corpus}: no speakers.tsv to split by speaker (give --speakers)")
             speaker_map = rekey(read_speakers(source), list(label_set.labels), str(source))
         split = make_split(list(label_set.labels), by=split_by, speakers=speaker_map, fractions=fractions,
-                           seed=split_seed)
+                           seed=split_seed, least_speakers=2 if task == "verify" else 1)
     return train_probe(task, inputs, label_set, split, out_dir, classes=class_map and class_map.spec, **options)

@@ -1,0 +1,220 @@
+"""Speaker verification: trials, cosine scoring of utterance embeddings, EER and minDCF.
+
+A *trial* asks whether two utterances have the same speaker (a target trial) or not. Its score
+is the cosine similarity of the two utterances' embeddings. Two kinds of trial list:
+
+* every pair of the scored utterances (:func:`all_pair_trials`), which is how a ``verify`` probe's
+  dev and test parts are scored, since their speakers are never seen in training;
+* a trial file (:func:`read_trials`), in VoxCeleb's layout (``1 id10270/x6u/00001.wav
+  id10270/8jE/00008.wav``, 1 = same speaker) or Kaldi's (``utt1 utt2 target|nontarget``).
+
+Metrics (:func:`verification_metrics`):
+
+* ``eer``: the equal error rate, where the miss rate (target trials scored below the threshold)
+  equals the false-alarm rate (non-target trials at or above it), linearly interpolated between
+  the two thresholds that bracket the crossing;
+* ``min_dcf``: the minimum over thresholds of the normalised detection cost
+  ``(C_miss P_miss P_target + C_fa P_fa (1 - P_target)) / min(C_miss P_target, C_fa (1 - P_target))``,
+  with P_target 0.01 and both costs 1 (the VoxCeleb challenges' setting).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from speechunits.errors import SpeechUnitsError
+
+#: Words of a Kaldi trial file's third column.
+TARGET_WORDS = {"target": 1, "nontarget": 0}
+
+
+@dataclass
+class Trials:
+    """Pairs of utterance ids and whether each pair has one speaker.
+
+    Attributes:
+        first, second: utterance ids, one pair per position.
+        target: bool ``[N]``, True where the two utterances have the same speaker.
+        source: where the trials came from (a file, or ``"all pairs"``).
+    """
+
+    first: list[str]
+    second: list[str]
+    target: np.ndarray
+    source: str = "all pairs"
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def within(self, ids: Iterable[str]) -> "Trials":
+        """The trials whose two utterances are both in ``ids``."""
+        ids = set(ids)
+        keep = [k for k, (a, b) in enumerate(zip(self.first, self.second)) if a in ids and b in ids]
+        return Trials([self.first[k] for k in keep], [self.second[k] for k in keep], self.target[keep], self.source)
+
+
+def all_pair_trials(speakers: Mapping[str, str]) -> Trials:
+    """Every unordered pair of the utterances of ``{utt: speaker}`` (in sorted id order)."""
+    ids = sorted(speakers)
+    a, b = np.triu_indices(len(ids), k=1)
+    labels = np.array([speakers[i] for i in ids], dtype=object)
+    return Trials([ids[i] for i in a], [ids[j] for j in b], labels[a] == labels[b])
+
+
+def _unit_rows(embeddings: Mapping[str, np.ndarray], ids: Sequence[str]) -> np.ndarray:
+    """float64 ``[N, E]``: the embeddings of ``ids``, each scaled to unit length."""
+    missing = [i for i in ids if i not in embeddings]
+    if missing:
+        raise SpeechUnitsError(f"{len(missing)} utterances of the trials have no embedding (first: {missing[0]!r})")
+    matrix = np.stack([np.asarray(embeddings[i], dtype=np.float64).reshape(-1) for i in ids])
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+def all_pair_scores(speakers: Mapping[str, str], embeddings: Mapping[str, np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The scores and target flags of :func:`all_pair_trials` ``(speakers)``, computed a block of rows
+    at a time without listing the pairs (4,874 utterances, VoxCeleb1's test part, are 11.9 M pairs)."""
+    ids = sorted(speakers)
+    matrix = _unit_rows(embeddings, ids)
+    _, codes = np.unique(np.array([str(speakers[i]) for i in ids]), return_inverse=True)
+    scores, target = [], []
+    block = 512
+    for start in range(0, len(ids), block):
+        rows = slice(start, min(start + block, len(ids)))
+        sims = matrix[rows] @ matrix.T  # [b, N]
+        upper = np.arange(len(ids))[None, :] > np.arange(rows.start, rows.stop)[:, None]
+        scores.append(sims[upper])
+        target.append((codes[rows][:, None] == codes[None, :])[upper])
+    if not scores:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    return np.concatenate(scores), np.concatenate(target)
+
+
+def read_trials(path: str | os.PathLike[str]) -> Trials:
+    """A trial file: VoxCeleb's ``LABEL UTT1 UTT2`` (LABEL 1 or 0) or Kaldi's ``UTT1 UTT2 target|nontarget``.
+
+    Blank lines are skipped. An utterance is named as in the file (a relative audio path such as
+    ``id10270/x6uYqmx31kE/00001.wav`` or a Kaldi id); :func:`match_trials` matches the names to a
+    corpus's ids.
+
+    Raises:
+        SpeechUnitsError: a missing file, a line of neither layout (the message names it), no trial.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechUnitsError(f"{path}: no such trial file")
+    first: list[str] = []
+    second: list[str] = []
+    target: list[bool] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) == 3 and fields[0] in ("0", "1"):
+            first.append(fields[1]), second.append(fields[2]), target.append(fields[0] == "1")
+        elif len(fields) == 3 and fields[2].lower() in TARGET_WORDS:
+            first.append(fields[0]), second.append(fields[1]), target.append(bool(TARGET_WORDS[fields[2].lower()]))
+        else:
+            raise SpeechUnitsError(f"{path}:{number}: expected 'LABEL UTT1 UTT2' (LABEL 1 or 0, VoxCeleb's) or "
+                                   f"'UTT1 UTT2 target|nontarget' (Kaldi's), got {line.strip()!r}")
+    if not first:
+        raise SpeechUnitsError(f"{path}: no trial in the file")
+    return Trials(first, second, np.array(target, dtype=bool), str(path))
+
+
+def match_trials(trials: Trials, ids: Sequence[str]) -> tuple[Trials, list[str]]:
+    """``trials`` with its names replaced by ids of ``ids``, and the names no id matches.
+
+    A name matches the id it equals, else the id it equals once its audio extension is dropped
+    (``id10270/x6uYqmx31kE/00001.wav`` -> ``id10270/x6uYqmx31kE/00001``), else by whole path parts
+    at the end (:func:`speechunits.id_match.match_ids`: a corpus whose ids keep a longer or shorter
+    part of the path). Trials with an unmatched name are left out.
+    """
+    from speechunits.audio import AUDIO_EXTENSIONS
+    from speechunits.id_match import match_ids
+
+    names = sorted(set(trials.first) | set(trials.second))
+    stem_of = {n: n[: -len(Path(n).suffix)] if Path(n).suffix.lower() in AUDIO_EXTENSIONS else n for n in names}
+    wanted = set(ids)
+    keys = {(n if n in wanted else stem_of[n]): n for n in names}  # as written when an id equals it
+    id_of = match_ids(list(ids), keys, trials.source)  # corpus id -> key
+    by_name = {keys[key]: utt for utt, key in id_of.items()}
+    unmatched = [n for n in names if n not in by_name]
+    kept = trials.within(by_name)
+    return Trials([by_name[n] for n in kept.first], [by_name[n] for n in kept.second], kept.target,
+                  trials.source), unmatched
+
+
+def cosine_scores(embeddings: Mapping[str, np.ndarray], trials: Trials) -> np.ndarray:
+    """float64 ``[N]``: the cosine similarity of each trial's two embeddings."""
+    ids = sorted(set(trials.first) | set(trials.second))
+    matrix = _unit_rows(embeddings, ids)
+    row = {utt: k for k, utt in enumerate(ids)}
+    a = np.array([row[i] for i in trials.first], dtype=np.int64)
+    b = np.array([row[i] for i in trials.second], dtype=np.int64)
+    out = np.empty(len(a))
+    for start in range(0, len(a), 1 << 16):  # a chunk at a time: never [N, E] copies of the rows
+        part = slice(start, start + (1 << 16))
+        out[part] = np.einsum("nd,nd->n", matrix[a[part]], matrix[b[part]])
+    return out
+
+
+def _error_curves(scores: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thresholds (the distinct scores, ascending, then +inf) with the miss and false-alarm rates of
+    accepting scores at or above each."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    target = np.asarray(target, dtype=bool).reshape(-1)
+    if scores.shape != target.shape:
+        raise SpeechUnitsError(f"verification: {scores.size} scores but {target.size} trial labels")
+    n_target, n_nontarget = int(target.sum()), int((~target).sum())
+    if n_target == 0 or n_nontarget == 0:
+        raise SpeechUnitsError(f"verification needs target and non-target trials; got {n_target} target and "
+                               f"{n_nontarget} non-target (scored utterances of one speaker each, or of one speaker)")
+    if not np.isfinite(scores).all():
+        raise SpeechUnitsError("verification: scores must be finite")
+    thresholds = np.append(np.unique(scores), np.inf)
+    # misses: targets below the threshold; false alarms: non-targets at or above it
+    misses = np.searchsorted(np.sort(scores[target]), thresholds, side="left") / n_target
+    below = np.searchsorted(np.sort(scores[~target]), thresholds, side="left")
+    false_alarms = (n_nontarget - below) / n_nontarget
+    return thresholds, misses, false_alarms
+
+
+def equal_error_rate(scores: np.ndarray, target: np.ndarray) -> float:
+    """The rate at which misses equal false alarms (see the module docstring), in [0, 1]."""
+    _, misses, false_alarms = _error_curves(scores, target)
+    gap = false_alarms - misses  # falls from 1 (threshold at the lowest score) to -1 (at +inf)
+    k = int(np.argmax(gap <= 0))  # the first threshold where misses reach false alarms
+    if k == 0 or gap[k] == 0:
+        return float((misses[k] + false_alarms[k]) / 2)
+    # between thresholds k-1 and k the two rates cross: interpolate linearly
+    w = gap[k - 1] / (gap[k - 1] - gap[k])
+    return float(misses[k - 1] + w * (misses[k] - misses[k - 1]))
+
+
+def min_dcf(scores: np.ndarray, target: np.ndarray, *, p_target: float = 0.01, c_miss: float = 1.0,
+            c_fa: float = 1.0) -> float:
+    """The minimum normalised detection cost over thresholds (see the module docstring)."""
+    if not 0.0 < p_target < 1.0:
+        raise SpeechUnitsError(f"min_dcf: p_target must be in (0, 1), got {p_target}")
+    _, misses, false_alarms = _error_curves(scores, target)
+    cost = c_miss * misses * p_target + c_fa * false_alarms * (1.0 - p_target)
+    return float(cost.min() / min(c_miss * p_target, c_fa * (1.0 - p_target)))
+
+
+def verification_metrics(speakers: Mapping[str, str], embeddings: Mapping[str, np.ndarray],
+                         trials: Trials | None = None) -> dict[str, float]:
+    """``{"eer", "min_dcf", "trials", "target_trials"}`` of cosine scoring over ``trials`` (default:
+    every pair of the utterances that have both a speaker and an embedding)."""
+    if trials is None:
+        scores, target = all_pair_scores({u: str(s) for u, s in speakers.items() if u in embeddings}, embeddings)
+    else:
+        scores, target = cosine_scores(embeddings, trials), trials.target
+    if len(scores) == 0:
+        raise SpeechUnitsError("verification: no trial to score (fewer than two utterances)")
+    return {"eer": equal_error_rate(scores, target), "min_dcf": min_dcf(scores, target),
+            "trials": float(len(scores)), "target_trials": float(target.sum())}

@@ -1,0 +1,231 @@
+"""Speaker verification: EER/minDCF against hand-computed values and scikit-learn's ROC, trial files,
+and ``probe train verify`` / ``probe eval --trials`` end to end on a synthetic corpus (MFCC)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speechunits.cli.main import main
+from speechunits.errors import SpeechUnitsError
+from speechunits.probe.verification import (Trials, all_pair_scores, all_pair_trials, cosine_scores,
+                                            equal_error_rate, match_trials, min_dcf, read_trials,
+                                            verification_metrics)
+from speechunits.synth.testing import small_corpus
+from conftest import cli_error
+
+# three target trials (0.9, 0.8, 0.3) and three non-target (0.4, 0.2, 0.1)
+SCORES = np.array([0.9, 0.8, 0.3, 0.4, 0.2, 0.1])
+TARGET = np.array([True, True, True, False, False, False])
+
+
+def test_eer_of_a_hand_made_case():
+    # accepting scores >= 0.4 misses 0.3 (1 of 3 targets) and accepts 0.4 (1 of 3 non-targets)
+    assert equal_error_rate(SCORES, TARGET) == pytest.approx(1 / 3)
+    assert equal_error_rate(np.array([0.9, 0.8, 0.2, 0.1]), np.array([True, True, False, False])) == 0.0
+    assert equal_error_rate(np.array([0.1, 0.2, 0.8, 0.9]), np.array([True, True, False, False])) == 1.0
+
+
+def test_min_dcf_of_a_hand_made_case():
+    # p_target 0.5: the cost is misses + false alarms, lowest (1/3) at thresholds 0.8 or 0.3
+    assert min_dcf(SCORES, TARGET, p_target=0.5) == pytest.approx(1 / 3)
+    # p_target 0.01: (0.01 miss + 0.99 fa) / 0.01; threshold 0.8 gives 1/3, rejecting all gives 1
+    assert min_dcf(SCORES, TARGET) == pytest.approx(1 / 3)
+    with pytest.raises(SpeechUnitsError, match="p_target"):
+        min_dcf(SCORES, TARGET, p_target=1.0)
+
+
+def test_eer_matches_scikit_learn_roc():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(0)
+    for n in (40, 700):
+        target = rng.random(n) < 0.3
+        scores = rng.normal(size=n) + target
+        fpr, tpr, _ = roc_curve(target, scores)
+        fnr = 1 - tpr
+        k = int(np.argmax(fnr <= fpr))  # the two ROC points around the crossing, joined by a line
+        g0, g1 = fpr[k - 1] - fnr[k - 1], fpr[k] - fnr[k]
+        expected = fpr[k - 1] + g0 / (g0 - g1) * (fpr[k] - fpr[k - 1])
+        assert equal_error_rate(scores, target) == pytest.approx(expected, abs=1e-12)
+
+
+def test_metrics_refuse_one_sided_trials():
+    with pytest.raises(SpeechUnitsError, match="target and non-target"):
+        equal_error_rate(np.array([0.5, 0.6]), np.array([True, True]))
+    with pytest.raises(SpeechUnitsError, match="2 scores but 3"):
+        equal_error_rate(np.array([0.5, 0.6]), np.array([True, False, True]))
+
+
+def test_all_pairs_blockwise_equal_listed_pairs():
+    rng = np.random.default_rng(1)
+    speakers = {f"u{i:04d}": f"s{i % 7}" for i in range(1100)}  # more rows than one block
+    embeddings = {u: rng.normal(size=8) for u in speakers}
+    trials = all_pair_trials(speakers)
+    assert len(trials) == 1100 * 1099 // 2
+    scores, target = all_pair_scores(speakers, embeddings)
+    np.testing.assert_allclose(np.sort(scores), np.sort(cosine_scores(embeddings, trials)), atol=1e-12)
+    assert target.sum() == trials.target.sum() == sum(n * (n - 1) // 2 for n in [158] * 1 + [157] * 6)
+    # by hand: two speakers, embeddings at known angles
+    emb = {"a1": np.array([1.0, 0.0]), "a2": np.array([2.0, 0.1]), "b1": np.array([0.0, 1.0])}
+    got = verification_metrics({"a1": "A", "a2": "A", "b1": "B"}, emb)
+    assert got["eer"] == 0.0 and got["trials"] == 3 and got["target_trials"] == 1
+
+
+def test_read_trials_in_voxceleb_and_kaldi_layouts(tmp_path: Path):
+    vox = tmp_path / "veri_test.txt"
+    vox.write_text("1 id10270/x6u/00001.wav id10270/8jE/00008.wav\n\n0 id10270/x6u/00001.wav id10300/ize/00001.wav\n")
+    trials = read_trials(vox)
+    assert trials.first == ["id10270/x6u/00001.wav"] * 2 and trials.target.tolist() == [True, False]
+    kaldi = tmp_path / "trials"
+    kaldi.write_text("utt1 utt2 target\nutt1 utt3 nontarget\n")
+    assert read_trials(kaldi).target.tolist() == [True, False]
+    bad = tmp_path / "bad"
+    bad.write_text("utt1 utt2 maybe\n")
+    with pytest.raises(SpeechUnitsError, match=r"bad:1: expected"):
+        read_trials(bad)
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(SpeechUnitsError, match="no trial"):
+        read_trials(empty)
+    with pytest.raises(SpeechUnitsError, match="no such trial file"):
+        read_trials(tmp_path / "absent")
+
+
+def test_match_trials_drops_extensions_and_reports_strangers():
+    trials = Trials(["id1/a/00001.wav", "id1/a/00001.wav"], ["id1/b/00002.wav", "id9/z/00001.wav"],
+                    np.array([True, False]), "t")
+    matched, unmatched = match_trials(trials, ["id1/a/00001", "id1/b/00002", "id2/c/00003"])
+    assert (matched.first, matched.second, matched.target.tolist()) == (["id1/a/00001"], ["id1/b/00002"], [True])
+    assert unmatched == ["id9/z/00001.wav"]
+    # ids that keep a longer path match by their ending
+    matched, _ = match_trials(trials, ["wav/id1/a/00001", "wav/id1/b/00002"])
+    assert matched.first == ["wav/id1/a/00001"]
+
+
+# -- the probe ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_corpus(tmp_path_factory.mktemp("verify-corpus"), minutes=3, speakers=12)
+
+
+@pytest.fixture(scope="module")
+def verify_probe(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("verify") / "probe"
+    assert main(["probe", "train", "verify", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
+                 "--standardize", "--speaker-dim", "64", "--lr", "1e-2", "--max-steps", "200", "--eval-every", "50",
+                 "--device", "cpu", "--quiet"]) == 0
+    return out
+
+
+def _speakers(corpus: Path) -> dict[str, str]:
+    return dict(line.split("\t") for line in (corpus / "speakers.tsv").read_text().splitlines() if line)
+
+
+def test_verify_probe_scores_unseen_speakers(verify_probe: Path, corpus: Path):
+    meta = json.loads((verify_probe / "probe.json").read_text())
+    split = json.loads((verify_probe / "split.json").read_text())
+    speakers = _speakers(corpus)
+    parts = {name: {speakers[u] for u in split[name]} for name in ("train", "dev", "test")}
+    assert not parts["train"] & (parts["dev"] | parts["test"]) and len(parts["dev"]) >= 2 and len(parts["test"]) >= 2
+    assert meta["selection"]["metric"] == "eer" and meta["selection"]["lower_is_better"]
+    assert meta["model"]["verification"] == {"embedding_dim": 64, "scale": 30.0, "margin": 0.2}
+    assert meta["labels"]["num_classes"] == len(parts["train"])
+    n = len(split["test"])
+    assert meta["test"]["trials"]["mean"] == n * (n - 1) // 2
+    # MFCC statistics tell these synthetic voices apart: far below chance (0.5)
+    assert meta["test"]["eer"]["mean"] < 0.25
+
+
+def test_verify_probe_eval_matches_training_and_trial_files(verify_probe: Path, corpus: Path, tmp_path: Path, capsys):
+    meta = json.loads((verify_probe / "probe.json").read_text())
+    assert main(["probe", "eval", str(verify_probe), str(corpus / "manifest.tsv"), "--split", "test", "--json",
+                 "--device", "cpu", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["eer"] == pytest.approx(meta["test"]["eer"]["mean"], abs=1e-9)
+    # the same pairs as a VoxCeleb trial file naming audio files, plus one utterance the corpus lacks
+    speakers = _speakers(corpus)
+    test_ids = sorted(json.loads((verify_probe / "split.json").read_text())["test"])
+    lines = [f"{int(speakers[a] == speakers[b])} {a}.wav {b}.wav"
+             for k, a in enumerate(test_ids) for b in test_ids[k + 1:]]
+    trials = tmp_path / "veri_test.txt"
+    trials.write_text("\n".join(lines + [f"0 {test_ids[0]}.wav nobody/x/00001.wav"]) + "\n")
+    assert main(["probe", "eval", str(verify_probe), str(corpus / "manifest.tsv"), "--trials", str(trials),
+                 "--json", "--device", "cpu", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["eer"] == pytest.approx(meta["test"]["eer"]["mean"], abs=1e-9)
+    assert result["trials"] == len(lines) and result["unmatched_trial_utterances"] == 1
+
+
+def test_verify_probe_embeddings_survive_a_reload(verify_probe: Path, corpus: Path):
+    from speechunits.probe.evaluate import probe_input
+    from speechunits.probe.model_dir import load_probe
+
+    first, second = load_probe(verify_probe), load_probe(verify_probe)
+    made = probe_input(first.identity, str(corpus / "manifest.tsv"), quiet=True)
+    ids = json.loads((verify_probe / "split.json").read_text())["test"][:4]
+    samples = made.load(ids).samples
+    a, b = first.embeddings(samples), second.embeddings(samples)
+    for i in ids:
+        np.testing.assert_array_equal(a[i], b[i])
+        assert np.linalg.norm(a[i]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_am_softmax_loss_by_its_formula():
+    from speechunits.probe.model import build_model
+    from speechunits.probe.task import MARGIN, ProbeBatch, batch_loss
+
+    spec = {"input": {"kind": "features", "num_layers": 1, "dim": 6}, "head": "linear", "num_classes": 3,
+            "level": "utterance", "interface": "weighted-sum",
+            "verification": {"embedding_dim": 4, "scale": 10.0, "margin": 0.3}}
+    torch.manual_seed(0)
+    model = build_model(spec)
+    x, lengths, targets = torch.randn(5, 1, 7, 6), torch.tensor([7, 5, 3, 7, 2]), torch.tensor([0, 2, 1, 1, 0])
+    loss, count, _ = batch_loss(model, ProbeBatch(x, lengths, targets=targets), MARGIN)
+    with torch.no_grad():
+        embedding = model.embed(x, lengths)
+        cosine = embedding @ torch.nn.functional.normalize(model.speaker_weights, dim=-1).T
+        logits = 10.0 * (cosine - 0.3 * torch.nn.functional.one_hot(targets, 3))
+        expected = -torch.log_softmax(logits, -1)[torch.arange(5), targets].sum()
+    assert count == 5 and float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_verify_options_and_bad_input_are_refused(corpus: Path, verify_probe: Path, tmp_path: Path, caplog):
+    manifest = str(corpus / "manifest.tsv")
+    base = ["--encoder", "mfcc", "--max-steps", "5", "--device", "cpu", "--quiet"]
+    assert "apply to task 'verify'" in cli_error(["probe", "train", "phones", manifest, "-o", str(tmp_path / "a"),
+                                                  "--margin", "0.3", *base], caplog)
+    assert "--margin in [0, 1)" in cli_error(["probe", "train", "verify", manifest, "-o", str(tmp_path / "b"),
+                                              "--margin", "1.5", *base], caplog)
+    assert "--balance applies" in cli_error(["probe", "train", "verify", manifest, "-o", str(tmp_path / "c"),
+                                             "--balance", *base], caplog)
+    # a split file that puts a test speaker in training: verification would score seen speakers
+    speakers = _speakers(corpus)
+    ids = sorted(speakers)
+    by_speaker: dict[str, list[str]] = {}
+    for u in ids:
+        by_speaker.setdefault(speakers[u], []).append(u)
+    names = sorted(by_speaker)
+    rows = [f"{u}\ttrain" for s in names[:8] for u in by_speaker[s]]
+    rows += [f"{u}\tdev" for s in names[8:10] for u in by_speaker[s]]
+    rows += [f"{u}\ttest" for s in names[10:] for u in by_speaker[s]] + [f"{by_speaker[names[0]][0]}\ttest"]
+    split = tmp_path / "split.tsv"
+    split.write_text("\n".join(dict((r.split("\t")[0], r) for r in rows).values()) + "\n")
+    message = cli_error(["probe", "train", "verify", manifest, "-o", str(tmp_path / "d"), "--split-file", str(split),
+                         *base], caplog)
+    assert "never seen in training" in message and "test speakers are in the training part" in message
+    # trials for another kind of probe
+    trials = tmp_path / "trials"
+    trials.write_text(f"1 {ids[0]} {ids[1]}\n")
+    phones = tmp_path / "phones"
+    assert main(["probe", "train", "phones", manifest, "-o", str(phones), *base, "--eval-every", "5"]) == 0
+    assert "--trials scores a verification probe" in cli_error(["probe", "eval", str(phones), manifest,
+                                                                "--trials", str(trials)], caplog)
+    with pytest.raises(SpeechUnitsError, match="gives no speaker embeddings"):
+        from speechunits.probe.model_dir import load_probe
+
+        load_probe(phones).embeddings({})
