@@ -229,3 +229,37 @@ def test_verify_options_and_bad_input_are_refused(corpus: Path, verify_probe: Pa
         from speechunits.probe.model_dir import load_probe
 
         load_probe(phones).embeddings({})
+
+
+def test_a_trial_file_as_split_file_makes_its_utterances_the_test_part(corpus: Path, tmp_path: Path):
+    speakers = _speakers(corpus)
+    by_speaker: dict[str, list[str]] = {}
+    for u in sorted(speakers):
+        by_speaker.setdefault(speakers[u], []).append(u)
+    names = sorted(by_speaker)
+    a, b = by_speaker[names[0]], by_speaker[names[1]]
+    chosen = [a[0], a[1], b[0]]  # the speakers' other utterances are left out, not trained on
+    trials = tmp_path / "trials"
+    trials.write_text(f"{a[0]} {a[1]} target\n{a[0]} {b[0]} nontarget\n")
+    out = tmp_path / "p"
+    assert main(["probe", "train", "verify", str(corpus / "manifest.tsv"), "-o", str(out), "--split-file", str(trials),
+                 "--encoder", "mfcc", "--max-steps", "5", "--eval-every", "5", "--device", "cpu", "--quiet"]) == 0
+    split = json.loads((out / "split.json").read_text())
+    assert sorted(split["test"]) == sorted(chosen)
+    trained = {speakers[u] for u in split["train"]} | {speakers[u] for u in split["dev"]}
+    assert not trained & {names[0], names[1]} and len({speakers[u] for u in split["dev"]}) >= 2
+    meta = json.loads((out / "probe.json").read_text())
+    assert meta["split"]["by"] == "trials" and meta["split"]["left_out"] == len(a) + len(b) - 3
+    assert meta["test"]["trials"]["mean"] == 3  # every pair of the test part
+
+
+def test_split_from_trials_refuses_strangers_and_too_few_speakers():
+    from speechunits.probe.splits import split_from_trials
+
+    speakers = {"a1": "A", "a2": "A", "b1": "B", "c1": "C", "d1": "D"}
+    with pytest.raises(SpeechUnitsError, match="none of the utterances"):
+        split_from_trials(["zz"], speakers)
+    with pytest.raises(SpeechUnitsError, match="2 speakers are not in its trials"):
+        split_from_trials(["a1", "a2", "d1"], speakers)
+    split = split_from_trials(["a1"], {**speakers, "e1": "E"})
+    assert split.test == ["a1"] and len(split.dev) == 2 and len(split.train) == 2 and split.info["left_out"] == 1

@@ -108,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--split-by", default="utterance", choices=["utterance", "speaker"])
     train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test, VoxCeleb1's iden_split.txt, or a "
                        "directory with validation_list.txt and testing_list.txt (Speech Commands; used unasked when "
-                       "INPUT has them)")
+                       "INPUT has them); verify: also a trial file (VoxCeleb's veri_test2.txt), whose utterances are "
+                       "the test part")
     train.add_argument("--fold", type=int, metavar="K", help="cross-validation: test on fold K (an IEMOCAP release's "
                        "session K, SUPERB's emotion folds; else a manifest's or table's 'fold' column), train on the "
                        "others with a random fifth of them as dev")

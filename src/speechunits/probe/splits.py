@@ -238,6 +238,34 @@ def split_from_file(path: str | os.PathLike[str]) -> Split:
                  info={"by": "file", "file": str(path), **({"format": "voxceleb"} if voxceleb else {})})
 
 
+def split_from_trials(trial_ids: Sequence[str], speakers: Mapping[str, str], *, dev_share: float = 0.1,
+                      seed: int = 0, source: str = "trials") -> Split:
+    """A speaker-verification split from the utterances a trial list names (``trial_ids``, matched to the
+    corpus's ids already): they are the test part; the other utterances of their speakers are left out;
+    the remaining speakers are shuffled (``seed``) and ``dev_share`` of them (at least 2) are dev, the rest
+    train. VoxCeleb1's ``veri_test2.txt`` over the whole of ``wav/`` gives SUPERB's ASV split (its
+    1,211 dev speakers train, its 40 test speakers test).
+
+    Raises:
+        SpeechUnitsError: no trial utterance among ``speakers``; too few other speakers for a dev and a
+            training part.
+    """
+    test = sorted(set(trial_ids) & set(speakers))
+    if not test:
+        raise SpeechUnitsError(f"{source}: none of the utterances its trials name is a labelled utterance of the corpus")
+    held = {speakers[u] for u in test}
+    names = _shuffled(sorted({s for u, s in speakers.items() if s not in held}), seed)
+    n_dev = max(2, int(round(dev_share * len(names))))
+    if len(names) < n_dev + 1:
+        raise SpeechUnitsError(f"{source}: {len(names)} speakers are not in its trials; a dev part of {n_dev} and "
+                               "a training part need more")
+    dev_speakers = set(names[:n_dev])
+    rest = [u for u in speakers if speakers[u] not in held]
+    return Split([u for u in rest if speakers[u] not in dev_speakers], [u for u in rest if speakers[u] in dev_speakers],
+                 test, info={"by": "trials", "file": source, "dev_share": dev_share, "seed": seed,
+                             "left_out": sum(1 for u in speakers if speakers[u] in held) - len(test)})
+
+
 def split_by_fold(ids: Sequence[str], fold_of: Mapping[str, Any], fold: Any, *, dev_share: float = 0.2,
                   seed: int = 0, by: str = "fold") -> Split:
     """Cross-validation fold ``fold``: the utterances whose fold (``fold_of``, compared as text) is

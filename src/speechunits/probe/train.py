@@ -524,6 +524,10 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     otherwise; ``split_file`` may also be such a directory. So is a corpus given as a dataset's train,
     dev/validation and test parts: a glob over Hugging Face tables or WebDataset shards of those
     splits, or a pattern over one input per split (``'data/{train,dev,test}'``, :mod:`speechunits.sources`).
+
+    A ``verify`` probe is always split by speaker (at least two in dev and in test). Its ``split_file``
+    may be a trial file (VoxCeleb's ``veri_test2.txt``, Kaldi's ``trials``): the utterances it names are
+    the test part (:func:`~speechunits.probe.splits.split_from_trials`).
     """
     from speechunits.corpus import read_speakers
     from speechunits.id_match import rekey
@@ -532,7 +536,8 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     from speechunits.layouts.tar_shards import split_parts as shard_split_parts
     from speechunits.sources import split_parts as named_split_parts
     from speechunits.probe.splits import (SPLIT_LISTS, make_split, split_from_file, split_from_lists, split_from_parts,
-                                          split_lists_of)
+                                          split_from_trials, split_lists_of)
+    from speechunits.probe.verification import is_trial_file, match_trials, read_trials
 
     _check_balance(task, options.get("balance", False))  # before any label or input is read
     class_map = None
@@ -572,6 +577,13 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     elif dataset_parts is not None:  # the dataset's own train, validation and test tables, shards or inputs
         split = split_from_parts(dataset_parts, list(label_set.labels), str(corpus))
         log.info("split: the dataset's own train, validation (dev) and test parts")
+    elif split_file is not None and task == "verify" and is_trial_file(split_file):
+        trials, _ = match_trials(read_trials(split_file), list(label_set.labels))
+        split = split_from_trials(sorted(set(trials.first) | set(trials.second)),
+                                  {u: str(s) for u, s in label_set.labels.items()},
+                                  dev_share=fractions[1] / (fractions[0] + fractions[1]), seed=split_seed,
+                                  source=str(split_file))
+        log.info("split: the %d utterances of %s's trials are the test part", len(split.test), split_file)
     elif split_file is not None:
         split = split_from_file(split_file)
     else:

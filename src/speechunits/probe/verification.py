@@ -126,6 +126,19 @@ def read_trials(path: str | os.PathLike[str]) -> Trials:
     return Trials(first, second, np.array(target, dtype=bool), str(path))
 
 
+def is_trial_file(path: str | os.PathLike[str]) -> bool:
+    """Whether the first non-blank line of ``path`` (a file) is a trial in either layout of :func:`read_trials`."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            fields = line.split()
+            if fields:
+                return len(fields) == 3 and (fields[0] in ("0", "1") or fields[2].lower() in TARGET_WORDS)
+    return False
+
+
 def match_trials(trials: Trials, ids: Sequence[str]) -> tuple[Trials, list[str]]:
     """``trials`` with its names replaced by ids of ``ids``, and the names no id matches.
 
