@@ -220,14 +220,18 @@ def test_resynthesis_pairs_with_table_references(source: Path, tmp_path: Path) -
 
 
 def test_split_names_of_the_three_layouts() -> None:
-    from speechunits.layouts.hf_datasets import part_of_split, split_name
+    from speechunits.layouts.hf_datasets import split_name
+    from speechunits.sources import part_of_name
 
     assert split_name(Path("data/validation-00000-of-00002.parquet")) == "validation"
     assert split_name(Path("default/test/0000.parquet")) == "test"
     assert split_name(Path("librispeech_asr-train.clean.100-00003-of-00014.arrow")) == "train.clean.100"
     assert split_name(Path("librispeech_asr-validation.clean.arrow")) == "validation.clean"
-    assert [part_of_split(n) for n in ("train.clean.100", "validation.clean", "dev", "test.other", "extra")] == \
-        ["train", "dev", "dev", "test", None]
+    # one rule for Hugging Face splits, WebDataset shards and the inputs of a pattern
+    names = ("train.clean.100", "validation.clean", "dev", "test.other", "extra", "trainset", "librispeech-train",
+             "librispeech_cuts_dev-clean", "train_dev", "testament", "devices", "latest")
+    assert [part_of_name(n) for n in names] == \
+        ["train", "dev", "dev", "test", None, "train", "train", "dev", None, "test", "dev", None]
 
 
 def test_a_probe_over_a_datasets_splits_keeps_them(source: Path, tmp_path: Path) -> None:

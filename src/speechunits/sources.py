@@ -30,6 +30,8 @@ _NAME_TOKENS = re.compile(r"[^a-z]+")
 #: Words of input names that say which part of a dataset's split an input is.
 _SPLIT_WORDS = {"train": "train", "training": "train", "dev": "dev", "devel": "dev", "development": "dev",
                 "valid": "dev", "validation": "dev", "test": "test", "testing": "test"}
+#: Beginnings of a name's first word that say its part when no whole word does (``trainset``).
+_SPLIT_PREFIXES = (("train", "train"), ("valid", "dev"), ("dev", "dev"), ("test", "test"))
 
 
 def is_pattern(text: str) -> bool:
@@ -118,12 +120,20 @@ def union_pattern(paths: list[Path]) -> Path | None:
 
 
 def part_of_name(path: str | os.PathLike[str]) -> str | None:
-    """``train``, ``dev`` or ``test`` when exactly one of those (``validation``/``valid`` for dev) is
-    among the words of ``path``'s file name (``librispeech_cuts_dev-clean.jsonl.gz`` → dev,
-    ``data/test`` → test), else ``None``."""
-    words = _NAME_TOKENS.split(Path(path).name.lower())
+    """``train``, ``dev`` or ``test``: the part of a dataset's split that ``path``'s file name says, else ``None``.
+
+    The one rule for every layout (inputs of a pattern, Hugging Face split names, WebDataset shards).
+    The name's words are its runs of letters. When exactly one part is among the words
+    (``validation``/``valid``/``devel`` say dev), it is that part: ``librispeech_cuts_dev-clean.jsonl.gz``
+    → dev, ``train.clean.100`` → train, ``data/test`` → test. When none is, the first word may begin
+    with one (``trainset-000000.tar`` → train, ``validation2`` → dev). Anything else, including a name
+    with words of two parts, is ``None``.
+    """
+    words = [w for w in _NAME_TOKENS.split(Path(path).name.lower()) if w]
     parts = {_SPLIT_WORDS[w] for w in words if w in _SPLIT_WORDS}
-    return parts.pop() if len(parts) == 1 else None
+    if parts:
+        return parts.pop() if len(parts) == 1 else None
+    return next((part for prefix, part in _SPLIT_PREFIXES if words and words[0].startswith(prefix)), None)
 
 
 def split_parts(source: str | os.PathLike[str]) -> dict[str, str] | None:

@@ -462,9 +462,6 @@ def read_column(source: str | os.PathLike[str], names: Sequence[str], what: str)
 
 # -- the splits a set of tables comes in -------------------------------------------------------
 #: A split's name (its start) → the probe part it serves as.
-_PART_OF_SPLIT = (("train", "train"), ("validation", "dev"), ("valid", "dev"), ("dev", "dev"), ("test", "test"))
-
-
 def split_name(file: Path) -> str:
     """The dataset split a table file belongs to: ``train`` of ``train-00000-of-00004.parquet``,
     of ``default/train/0000.parquet`` and of the cache's ``librispeech_asr-train.clean.100-00000-of-00014.arrow``
@@ -472,11 +469,6 @@ def split_name(file: Path) -> str:
     shard = _SHARD_NAME.match(file.stem)
     name = shard["split"] if shard else (file.parent.name if file.stem.isdigit() else file.stem)
     return name.rsplit("-", 1)[-1]
-
-
-def part_of_split(name: str) -> str | None:
-    """``train``, ``dev`` or ``test`` for a split named so (``validation.clean`` → ``dev``), else ``None``."""
-    return next((part for prefix, part in _PART_OF_SPLIT if name.lower().startswith(prefix)), None)
 
 
 def split_parts(source: str | os.PathLike[str]) -> dict[str, str] | None:
@@ -489,7 +481,9 @@ def split_parts(source: str | os.PathLike[str]) -> dict[str, str] | None:
         files = table_files(source)
     except SpeechUnitsError:
         return None
-    part_of_file = {file: part_of_split(split_name(file)) for file in files}
+    from speechunits.sources import part_of_name
+
+    part_of_file = {file: part_of_name(split_name(file)) for file in files}
     if None in part_of_file.values() or set(part_of_file.values()) != {"train", "dev", "test"}:
         return None
     return {item.id: str(part_of_file[item.file]) for item in iter_rows(source)}

@@ -322,7 +322,7 @@ def split_parts(source: str | os.PathLike[str]) -> dict[str, str] | None:
     validation and test splits (a pattern over ``train-000000.tar``, ``validation-000000.tar`` ...,
     or over split folders ``train/``, ``dev/``, ``test/``), else ``None``: the split a probe takes
     unasked, as the dataset's authors drew it."""
-    from speechunits.layouts.hf_datasets import part_of_split
+    from speechunits.sources import part_of_name
 
     if not is_tar_source(source):
         return None
@@ -331,9 +331,8 @@ def split_parts(source: str | os.PathLike[str]) -> dict[str, str] | None:
     except SpeechUnitsError:
         return None
     part_of_file = {}
-    for tar in files:
-        named = re.sub(r"[-_.]?\d+$", "", tar.stem)
-        part_of_file[tar] = part_of_split(named) or part_of_split(tar.parent.name)
+    for tar in files:  # the shard's name (its number is no word), else its folder's
+        part_of_file[tar] = part_of_name(tar.stem) or part_of_name(tar.parent.name)
     if None in part_of_file.values() or set(part_of_file.values()) != {"train", "dev", "test"}:
         return None
     return {key: str(part_of_file[tar]) for tar, key, _, _ in _audio_samples(source)}
