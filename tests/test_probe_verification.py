@@ -203,6 +203,8 @@ def test_verify_options_and_bad_input_are_refused(corpus: Path, verify_probe: Pa
                                               "--margin", "1.5", *base], caplog)
     assert "--balance applies" in cli_error(["probe", "train", "verify", manifest, "-o", str(tmp_path / "c"),
                                              "--balance", *base], caplog)
+    assert "it splits by speaker" in cli_error(["probe", "train", "verify", manifest, "-o", str(tmp_path / "e"),
+                                                "--split-by", "utterance", *base], caplog)
     # a split file that puts a test speaker in training: verification would score seen speakers
     speakers = _speakers(corpus)
     ids = sorted(speakers)

@@ -105,7 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--scale", type=float, default=None, metavar="S",
                         help=f"AM-softmax scale (default {DEFAULT_VERIFICATION['scale']:g})")
     train.add_argument("--tokenizer", default="chars", help="asr targets: chars, or a BPE vocabulary size")
-    train.add_argument("--split-by", default="utterance", choices=["utterance", "speaker"])
+    train.add_argument("--split-by", default=None, choices=["utterance", "speaker"],
+                       help="default utterance (verify: always speaker)")
     train.add_argument("--split-file", metavar="FILE", help="your own split: utt<TAB>train|dev|test, VoxCeleb1's iden_split.txt, or a "
                        "directory with validation_list.txt and testing_list.txt (Speech Commands; used unasked when "
                        "INPUT has them); verify: also a trial file (VoxCeleb's veri_test2.txt), whose utterances are "
@@ -226,7 +227,8 @@ def run_train(args: argparse.Namespace) -> int:
     inputs = _make_input(args)
     result = train_probe_on_corpus(
         args.task, args.input, inputs, args.output, labels=args.labels, alignments=args.alignments,
-        speakers=args.speakers, split_by=args.split_by, split_file=args.split_file,
+        speakers=args.speakers, split_by=args.split_by or ("speaker" if args.task == "verify" else "utterance"),
+        split_file=args.split_file,
         classes=args.classes, balance=args.balance, fold=args.fold,
         interface=args.interface, head=args.head, combine=args.combine, hidden=args.hidden, tokenizer=tokenizer,
         lrs=_parse_lrs(args.lr), seeds=list(range(args.seeds)), max_steps=args.max_steps,

@@ -503,7 +503,7 @@ def _fold_split(corpus: Any, ids: list[str], fold: int, seed: int) -> Any:
 
 def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out_dir: str | Path, *,
                           labels: str | Path | None = None, alignments: str | Path | None = None,
-                          speakers: str | Path | None = None, split_by: str = "utterance",
+                          speakers: str | Path | None = None, split_by: str | None = None,
                           split_file: str | Path | None = None, split_seed: int = 0,
                           fractions: Sequence[float] = (0.8, 0.1, 0.1), classes: str | None = None,
                           fold: int | None = None,
@@ -540,6 +540,8 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     from speechunits.probe.verification import is_trial_file, match_trials, read_trials
 
     _check_balance(task, options.get("balance", False))  # before any label or input is read
+    if split_by is None:
+        split_by = "speaker" if task == "verify" else "utterance"
     class_map = None
     if classes is not None:
         if task != "classify":
@@ -549,8 +551,11 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
         class_map = ClassMap.parse(classes)
     if task == "speaker" and split_by == "speaker":
         raise SpeechUnitsError("task 'speaker' needs every speaker in training: use --split-by utterance")
-    if task == "verify":  # its dev and test speakers are never seen in training
-        split_by = "speaker"
+    if task == "verify" and split_by != "speaker":
+        raise SpeechUnitsError("task 'verify' scores speakers never seen in training: it splits by speaker "
+                               "(drop --split-by utterance)")
+    if task == "verify" and fold is not None:
+        raise SpeechUnitsError("--fold splits utterances by a fold column; task 'verify' splits by speaker")
     ids = [utt.id for utt in as_corpus(corpus)]
     if task == "frames":
         loaded = inputs.load(ids)
