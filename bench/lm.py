@@ -398,7 +398,7 @@ def correction(out: Path, cfg: dict[str, Any], corpus: Path, store: Any, train_s
     """UED of held-out utterances to reference speakers' utterances of the same sentence, before/after
     (the masked LM trained on every training speaker, or with ``mlm_speakers="reference"`` on the
     reference speakers alone)."""
-    from speechunits.corpus import read_pairs
+    from speechunits.files import read_pairs
     from speechunits.lm.config import preset
     from speechunits.lm.correct import CorrectOptions, correct_store
     from speechunits.lm.model_dir import load_lm

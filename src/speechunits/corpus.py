@@ -7,15 +7,15 @@ Nine inputs are understood (see :func:`open_corpus`):
   IEMOCAP release's utterances, not its dialogues, :mod:`speechunits.layouts.iemocap`);
 * a Kaldi/ESPnet ``wav.scp`` (``utt_id path`` lines; a data directory holding one is read
   through it; with a ``segments`` file beside it, the utterances are its time ranges of the
-  recordings, :mod:`speechunits.spans`; piped commands are refused by name);
+  recordings, :mod:`speechunits.spans`; piped commands are refused by name; :mod:`speechunits.layouts.kaldi`);
 * a Common Voice TSV (a header naming ``client_id``, ``path``, ``sentence``; clips under ``clips/``
-  beside it, ids their file names without extension);
+  beside it, ids their file names without extension; :mod:`speechunits.layouts.common_voice`);
 * a fairseq ``.tsv`` manifest (first line: root dir; then ``relpath<TAB>num_samples``);
 * a JSONL manifest, one ``{"id": ..., "path": ...}`` object per line plus optional fields
   (``num_samples``, ``speaker``, ``text`` ...; NeMo's ``audio_filepath`` for ``path``, its
   ``offset``/``duration`` for a time range), or a
   ``datasets`` AudioFolder's ``metadata.jsonl``/``metadata.csv`` (``file_name``; ids its path
-  without extension); relative paths are relative to the file;
+  without extension); relative paths are relative to the file (:mod:`speechunits.layouts.manifests`);
 * Lhotse manifests (a CutSet, or a SupervisionSet with its RecordingSet; ``.jsonl[.gz]``,
   :mod:`speechunits.layouts.lhotse_manifests`), a Lhotse Shar directory;
 * WebDataset ``.tar`` shards (a file, a quoted glob or brace pattern, a directory of them;
@@ -39,20 +39,26 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 from speechunits.audio import AUDIO_EXTENSIONS, RAW_EXTENSIONS, RawFormat
 from speechunits.errors import SpeechUnitsError
-from speechunits.files import parse_json_object
+from speechunits.files import iter_text_lines, read_pairs
 from speechunits.layouts.hf_datasets import (SPEAKER_COLUMNS, is_table_source, iter_table_utterances, parse_row_path,
                                              read_column, table_files)
 from speechunits.layouts.iemocap import is_iemocap_tree, speaker_of
 from speechunits.layouts.lhotse_manifests import iter_entries, manifest_kind
 from speechunits.layouts.lhotse_manifests import read_labels as read_lhotse_labels
-from speechunits.layouts.tar_shards import is_tar_source, iter_samples, member_path, parse_member_path
+from speechunits.layouts.common_voice import common_voice_columns, common_voice_id, iter_clips, iter_common_voice
+from speechunits.layouts.kaldi import KALDI_SEGMENTS, KALDI_UTT2SPK, KALDI_WAV_SCP, iter_scp, iter_segments
+from speechunits.layouts.librispeech import (LIBRISPEECH_TRANSCRIPTS, LIBRITTS_TRANSCRIPTS,
+                                             iter_librispeech_transcripts, libri_speaker)
+from speechunits.layouts.manifests import (AUDIOFOLDER_PATH_KEY, NEMO_TARRED_MANIFEST, SPEAKER_FIELDS, csv_names_files,
+                                           first_record_field, iter_jsonl_field, iter_manifest_utterances)
+from speechunits.layouts.tar_shards import is_tar_source, iter_samples, parse_member_path
 from speechunits.layouts.tar_shards import read_labels as read_tar_labels
 from speechunits.sources import expand_source, merged_over_sources
-from speechunits.spans import parse_span_path, span_path
+from speechunits.spans import parse_span_path
 
 
 @dataclass(frozen=True)
@@ -193,16 +199,18 @@ def open_corpus(source: str | os.PathLike[str], shard: str | tuple[int, int] | N
     elif path.is_dir() and not shar:
         make_iter: Callable[[], Iterator[Utterance]] = lambda: _iter_directory(path)  # noqa: E731
     elif path.suffix == ".scp" and (path.parent / KALDI_SEGMENTS).is_file():  # utterances are time ranges
-        make_iter = lambda: _iter_kaldi_segments(path, path.parent / KALDI_SEGMENTS)  # noqa: E731
+        segments = path.parent / KALDI_SEGMENTS
+        make_iter = lambda: (Utterance(utt, audio) for utt, audio in iter_segments(path, segments))  # noqa: E731
     elif path.suffix == ".scp":
-        make_iter = lambda: _iter_scp(path)  # noqa: E731
+        make_iter = lambda: (Utterance(utt, audio) for utt, audio in iter_scp(path))  # noqa: E731
     elif path.suffix == ".tsv":
         make_iter = lambda: _iter_tsv(path)  # noqa: E731
     elif manifest_kind(path) is not None:  # a Lhotse CutSet, SupervisionSet or RecordingSet
         make_iter = lambda: (Utterance(utt, audio, fields=labels)  # noqa: E731
                              for utt, audio, labels in iter_entries(path))
-    elif path.suffix in (".jsonl", ".json") or (path.suffix == ".csv" and _csv_names_files(path)):
-        make_iter = lambda: _iter_jsonl(path)  # noqa: E731 - .csv: an AudioFolder's metadata.csv
+    elif path.suffix in (".jsonl", ".json") or (path.suffix == ".csv" and csv_names_files(path)):
+        make_iter = lambda: (Utterance(utt, audio, n, fields)  # noqa: E731 - .csv: an AudioFolder's metadata.csv
+                             for utt, audio, n, fields in iter_manifest_utterances(path))
     elif path.suffix.lower() in _SCANNED_EXTENSIONS or raw_format is not None:
         make_iter = lambda: iter([Utterance(path.stem, str(path))])  # noqa: E731
     else:
@@ -297,56 +305,10 @@ def _tsv_root(manifest: Path, root_line: str) -> Path:
     return root if root.is_absolute() else manifest.parent / root
 
 
-#: The columns that mark a Common Voice TSV (``validated.tsv``, ``train.tsv`` ...): a header line
-#: naming ``path`` (the clip, under ``clips/``), ``sentence`` and ``client_id`` (the speaker).
-COMMON_VOICE_COLUMNS = ("client_id", "path", "sentence")
-
-
-def common_voice_columns(path: str | os.PathLike[str]) -> list[str] | None:
-    """The header of a Common Voice TSV, or ``None`` for any other file (a fairseq manifest's first
-    line is a directory, a label TSV's an utterance: neither names all of :data:`COMMON_VOICE_COLUMNS`)."""
-    path = Path(path)
-    if path.suffix != ".tsv" or not path.is_file():
-        return None
-    first = next(iter_text_lines(path, "TSV"), None)
-    columns = first[1].split("\t") if first else []
-    return columns if set(COMMON_VOICE_COLUMNS) <= set(columns) else None
-
-
-def iter_common_voice(manifest: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """``(line_no, {column: value})`` of every clip of a Common Voice TSV.
-
-    Raises:
-        SpeechUnitsError: not a Common Voice TSV, or a row with another number of columns (named).
-    """
-    columns = common_voice_columns(manifest)
-    if columns is None:
-        raise SpeechUnitsError(f"{manifest}: not a Common Voice TSV (a header with {', '.join(COMMON_VOICE_COLUMNS)})")
-    lines = iter_text_lines(manifest, "Common Voice TSV")
-    next(lines)
-    for line_no, line in lines:
-        values = line.split("\t")
-        if len(values) != len(columns):
-            raise SpeechUnitsError(f"{manifest}:{line_no}: {len(values)} columns, the header has {len(columns)}")
-        yield line_no, dict(zip(columns, values))
-
-
-def common_voice_id(clip: str) -> str:
-    """The utterance id of a Common Voice clip: its file name without extension."""
-    return Path(clip).stem
-
-
-def _iter_common_voice_clips(manifest: Path) -> Iterator[Utterance]:
-    clips = manifest.parent / "clips"
-    root = clips if clips.is_dir() else manifest.parent
-    for _, row in iter_common_voice(manifest):
-        fields = {"text": row["sentence"], "speaker": row["client_id"]}
-        yield Utterance(common_voice_id(row["path"]), str(root / row["path"]), None, fields)
-
 
 def _iter_tsv(manifest: Path) -> Iterator[Utterance]:
     if common_voice_columns(manifest) is not None:
-        yield from _iter_common_voice_clips(manifest)
+        yield from (Utterance(utt, clip, None, fields) for utt, clip, fields in iter_clips(manifest))
         return
     try:
         with open(manifest, encoding="utf-8-sig") as handle:
@@ -387,259 +349,6 @@ def _tsv_id(rel: str) -> str:
     return Path(rel).with_suffix("").as_posix()
 
 
-#: The keys of a JSONL manifest's audio path: ours, NeMo's, the ``file_name`` of a ``datasets``
-#: AudioFolder's ``metadata.jsonl``/``metadata.csv``, and ESC-50's ``filename``.
-AUDIOFOLDER_PATH_KEY = "file_name"
-JSONL_PATH_KEYS = ("path", "audio_filepath", AUDIOFOLDER_PATH_KEY, "filename")
-#: A ``datasets`` AudioFolder's metadata files, beside the audio they describe.
-AUDIOFOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
-#: Fields of manifest records that name speakers, first present wins.
-SPEAKER_FIELDS = SPEAKER_COLUMNS  # one order for tables, manifests and WebDataset samples
-
-
-def jsonl_audio_key(record: dict[str, Any]) -> str | None:
-    """Which of :data:`JSONL_PATH_KEYS` a JSONL record holds (the first), or ``None``."""
-    return next((key for key in JSONL_PATH_KEYS if key in record), None)
-
-
-def jsonl_record_id(record: dict[str, Any]) -> str | None:
-    """A manifest record's utterance id: ``id``, else its audio path's stem (an AudioFolder's
-    ``file_name``: the path without extension, as a scan of its directory names the file; a NeMo
-    record with an ``offset``: ``STEM_OOOOOOO``, the offset in centiseconds as Kaldi names
-    segments); ``None`` without either."""
-    if record.get("id") is not None:
-        return str(record["id"])
-    key = jsonl_audio_key(record)
-    if key is None:
-        return None
-    audio = Path(str(record[key]))
-    if key == AUDIOFOLDER_PATH_KEY:
-        return audio.with_suffix("").as_posix()
-    if isinstance(record.get(NEMO_OFFSET), (int, float)):
-        return f"{audio.stem}_{round(record[NEMO_OFFSET] * 100):07d}"
-    return audio.stem
-
-
-#: NeMo's fields of a stretch of a recording: where it starts and how long it lasts (seconds).
-NEMO_OFFSET, NEMO_DURATION = "offset", "duration"
-#: A NeMo tarred dataset: its manifest, the field naming a record's shard, and the shards' names.
-NEMO_TARRED_MANIFEST, NEMO_SHARD_ID, NEMO_SHARD_NAME = "tarred_audio_manifest.json", "shard_id", "audio_{}.tar"
-
-
-def _nemo_tarred_member(manifest: Path, line_no: int, record: dict[str, Any], name: str) -> str:
-    """The utterance path of a NeMo tarred-dataset record: member ``name`` of ``audio_{shard_id}.tar``
-    beside the manifest (NeMo's ``convert_to_tarred_audio_dataset.py`` layout)."""
-    shard = record.pop(NEMO_SHARD_ID)
-    archive = manifest.parent / NEMO_SHARD_NAME.format(shard)
-    if not isinstance(shard, int) or not archive.is_file():
-        raise SpeechUnitsError(f"{manifest}:{line_no}: {name!r} is in tarred shard {shard!r}, but "
-                               f"{archive.name} is not beside the manifest (NeMo names shards "
-                               f"{NEMO_SHARD_NAME.format('N')}; give the manifest in the shards' directory)")
-    return member_path(archive, name)
-
-
-def _record_audio_path(manifest: Path, line_no: int, record: dict[str, Any], audio_path: Path) -> str:
-    """The utterance path of a manifest record: the file, or with NeMo's ``offset`` (and
-    ``duration``) the time range of it (:func:`speechunits.spans.span_path`)."""
-    if NEMO_OFFSET not in record:
-        return str(audio_path)
-    offset, duration = record.pop(NEMO_OFFSET), record.get(NEMO_DURATION)
-    if not isinstance(offset, (int, float)) or not (duration is None or isinstance(duration, (int, float))):
-        raise SpeechUnitsError(f"{manifest}:{line_no}: 'offset' and 'duration' must be seconds (numbers)")
-    try:
-        return span_path(audio_path, float(offset), None if duration is None else float(offset) + float(duration))
-    except SpeechUnitsError as exc:
-        raise SpeechUnitsError(f"{manifest}:{line_no}: {exc}") from None
-
-
-def iter_manifest_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line_no, record)`` of a JSONL manifest, or of an AudioFolder ``metadata.csv`` (a header
-    naming ``file_name`` or ``path``; empty cells are absent values, unnamed columns left out).
-
-    Raises:
-        SpeechUnitsError: as :func:`iter_jsonl_objects`; a CSV without ``file_name`` or ``path``, a row with
-            more cells than the header (naming ``file:line``).
-    """
-    if Path(path).suffix.lower() != ".csv":
-        yield from iter_jsonl_objects(path, "JSONL manifest")
-        return
-    import csv
-
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            if not set(JSONL_PATH_KEYS) & set(reader.fieldnames or []):
-                raise SpeechUnitsError(f"{path}: a CSV manifest (an AudioFolder's metadata.csv) needs a "
-                                       f"'{AUDIOFOLDER_PATH_KEY}' or 'path' column; its columns: "
-                                       f"{', '.join(reader.fieldnames or [])}")
-            for row in reader:
-                if None in row:
-                    raise SpeechUnitsError(f"{path}:{reader.line_num}: more cells than the header has columns")
-                # unnamed columns (a pandas index written with to_csv) are no fields
-                yield reader.line_num, {k: v for k, v in row.items() if k and v not in (None, "")}
-    except FileNotFoundError:
-        raise SpeechUnitsError(f"{path}: manifest not found") from None
-    except UnicodeDecodeError as exc:
-        raise SpeechUnitsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
-def _csv_names_files(path: Path) -> bool:
-    """Whether a CSV's header has an audio path column (AudioFolder's ``file_name``, or ``path``)."""
-    import csv
-
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            return bool(set(JSONL_PATH_KEYS) & set(next(csv.reader(handle), [])))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return False
-
-
-def first_record_field(path: str | os.PathLike[str], names: Iterable[str]) -> str | None:
-    """The first of ``names`` that the first record of a manifest (JSONL, AudioFolder CSV) holds, else
-    ``None`` (also for a file that is not such a manifest)."""
-    try:
-        for _, record in iter_manifest_records(path):
-            return next((n for n in names if n in record), None)
-    except SpeechUnitsError:
-        return None
-    return None
-
-
-def iter_jsonl_field(path: str | os.PathLike[str], field: str) -> Iterator[tuple[int, str, Any]]:
-    """``(line_no, utterance id, value)`` of every record of a JSONL manifest whose ``field`` is set
-    (ids by :func:`jsonl_record_id`); records without it are utterances without that label.
-
-    Raises:
-        SpeechUnitsError: see :func:`iter_jsonl_objects`; a record with neither an id nor an audio
-            path, or an utterance whose ``field`` is given twice (naming ``file:line``).
-    """
-    seen: set[str] = set()
-    for line_no, record in iter_manifest_records(path):
-        utt_id = jsonl_record_id(record)
-        if utt_id is None:
-            raise SpeechUnitsError(f"{path}:{line_no}: object has neither 'id' nor an audio path")
-        if record.get(field) is None:
-            continue
-        if utt_id in seen:
-            raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt_id!r} listed twice")
-        seen.add(utt_id)
-        yield line_no, utt_id, record[field]
-
-
-def _manifest_base(manifest: Path, first_path: str) -> Path:
-    """Where a manifest's relative audio paths start: its own folder, else the first folder above it
-    where the first path exists (Fluent Speech Commands' ``data/train_data.csv`` names
-    ``wavs/speakers/...`` from the dataset's root), else a folder beside its own where it does
-    (ESC-50's ``meta/esc50.csv`` names the files of ``audio/``)."""
-    if (manifest.parent / first_path).exists():
-        return manifest.parent
-    above = next((base for base in manifest.resolve().parents[1:] if (base / first_path).exists()), None)
-    if above is not None:
-        return above
-    beside = manifest.resolve().parent.parent
-    try:
-        siblings = sorted(d for d in beside.iterdir() if d.is_dir() and not d.name.startswith("."))
-    except OSError:
-        siblings = []
-    return next((d for d in siblings if (d / first_path).exists()), manifest.parent)
-
-
-def read_manifest_columns(path: str | os.PathLike[str], columns: Sequence[str]) -> dict[str, str]:
-    """``{utterance id: value}`` of a manifest's (JSONL, CSV) ``columns``, joined with ``+`` (Fluent
-    Speech Commands' intent: ``action+object+location``); records lacking one of them are left out.
-
-    Raises:
-        SpeechUnitsError: as :func:`iter_manifest_records`; an utterance twice; no record with them all.
-    """
-    result: dict[str, str] = {}
-    for line_no, record in iter_manifest_records(path):
-        utt_id = jsonl_record_id(record)
-        values = [" ".join(str(record[c]).split()) for c in columns if record.get(c) not in (None, "")]
-        if utt_id is None or len(values) != len(columns) or not all(values):
-            continue
-        if utt_id in result:
-            raise SpeechUnitsError(f"{path}:{line_no}: utterance {utt_id!r} listed twice")
-        result[utt_id] = "+".join(values)
-    if not result:
-        raise SpeechUnitsError(f"{path}: no record has {' and '.join(repr(c) for c in columns)}")
-    return result
-
-
-def _iter_jsonl(manifest: Path) -> Iterator[Utterance]:
-    base: Path | None = None
-    for line_no, record in iter_manifest_records(manifest):
-        key = jsonl_audio_key(record)
-        if key is None:
-            raise SpeechUnitsError(f"{manifest}:{line_no}: each line needs an object with a 'path' "
-                                   "(or NeMo's 'audio_filepath', an AudioFolder's 'file_name')")
-        utt_id = str(jsonl_record_id(record))
-        listed = str(record.pop(key))
-        audio_path = Path(listed)
-        record.pop("id", None)
-        if not audio_path.is_absolute():
-            base = base if base is not None else _manifest_base(manifest, listed)
-            audio_path = base / audio_path
-        if NEMO_SHARD_ID in record and not audio_path.is_file():  # audio inside a NeMo tarred shard
-            audio_path = Path(_nemo_tarred_member(manifest, line_no, record, listed))
-        num_samples = record.pop("num_samples", None)
-        path = _record_audio_path(manifest, line_no, record, audio_path)
-        yield Utterance(utt_id, path, int(num_samples) if num_samples is not None else None, record)
-
-
-#: A Kaldi/ESPnet data directory's list of recordings: ``utt_id path`` lines.
-KALDI_WAV_SCP = "wav.scp"
-
-
-#: A Kaldi/ESPnet data directory's time ranges: ``utt_id recording_id start_s end_s`` lines.
-KALDI_SEGMENTS = "segments"
-
-
-def _iter_kaldi_segments(scp: Path, segments: Path) -> Iterator[Utterance]:
-    """The utterances of a ``segments`` file: time ranges (:mod:`speechunits.spans`) of the recordings
-    ``wav.scp`` lists (an end of ``-1``: to the recording's end)."""
-    recordings = {utt.id: utt.path for utt in _iter_scp(scp)}
-    for line_no, line in iter_text_lines(segments, "Kaldi segments"):
-        fields = line.split()
-        if len(fields) != 4:
-            raise SpeechUnitsError(f"{segments}:{line_no}: expected 'utt_id recording_id start end', got {line[:80]!r}")
-        utt_id, recording, start_text, end_text = fields
-        if recording not in recordings:
-            raise SpeechUnitsError(f"{segments}:{line_no}: recording {recording!r} is not in {scp}")
-        try:
-            start, end = float(start_text), float(end_text)
-        except ValueError:
-            raise SpeechUnitsError(f"{segments}:{line_no}: start and end must be seconds, got {line[:80]!r}") from None
-        if start < 0 or (end != -1 and end <= start):
-            raise SpeechUnitsError(f"{segments}:{line_no}: needs 0 <= start < end (or end -1), got {start_text} {end_text}")
-        yield Utterance(utt_id, span_path(recordings[recording], start, None if end == -1 else end))
-
-
-def _scp_base(scp: Path, first_path: str) -> Path:
-    """Where an ``.scp`` file's relative paths start: the working directory (Kaldi's and ESPnet's
-    convention: the recipe directory), else the first folder above the ``.scp`` where the first path exists."""
-    if Path(first_path).exists():
-        return Path(".")
-    for base in scp.resolve().parents:
-        if (base / first_path).exists():
-            return base
-    return Path(".")
-
-
-def _iter_scp(scp: Path) -> Iterator[Utterance]:
-    base: Path | None = None
-    for line_no, line in iter_text_lines(scp, "Kaldi wav.scp"):
-        fields = line.split(None, 1)
-        if len(fields) != 2:
-            raise SpeechUnitsError(f"{scp}:{line_no}: expected 'utt_id path', got {line[:80]!r}")
-        utt_id, where = fields[0], fields[1].strip()
-        if where.endswith("|"):
-            raise SpeechUnitsError(f"{scp}:{line_no}: {utt_id} is a shell command ({where[:60]!r}); speechunits reads "
-                                   "audio files only: write them out first (ESPnet's format_wav_scp.sh, Kaldi's "
-                                   "wav-copy) and give the wav.scp that lists the files")
-        if base is None:
-            base = _scp_base(scp, where)
-        path = Path(where)
-        yield Utterance(utt_id, str(path if path.is_absolute() else base / path))
 
 
 #: Above this many utterances :func:`total_audio_seconds` gives up (reading headers would take long).
@@ -701,33 +410,7 @@ def write_tsv_subset(source: str | os.PathLike[str], ids: set[str], path: str | 
 
 #: The speaker list a corpus may carry (``speechunits synth`` writes one): ``utt_id<TAB>speaker`` lines.
 SPEAKERS_FILE = "speakers.tsv"
-#: A Kaldi/ESPnet data directory's speaker list: ``utt_id speaker`` lines.
-KALDI_UTT2SPK = "utt2spk"
 
-
-#: The ending of LibriSpeech's per-chapter transcript files (``19-198.trans.txt``: ``19-198-0001 TEXT``).
-LIBRISPEECH_TRANSCRIPTS = ".trans.txt"
-#: The ending of LibriTTS's (and LibriTTS-R's) per-chapter transcript files (``19_198.trans.tsv``:
-#: ``19_198_000000_000000<TAB>original text<TAB>normalised text``).
-LIBRITTS_TRANSCRIPTS = ".trans.tsv"
-#: Both, the per-chapter transcripts of a Libri* tree.
-CHAPTER_TRANSCRIPTS = (LIBRISPEECH_TRANSCRIPTS, LIBRITTS_TRANSCRIPTS)
-
-
-def iter_librispeech_transcripts(root: str | os.PathLike[str]) -> Iterator[Path]:
-    """The per-chapter transcript files of a LibriSpeech (``SPEAKER-CHAPTER.trans.txt``) or LibriTTS
-    (``SPEAKER_CHAPTER.trans.tsv``) tree under ``root``, in sorted walk order (lazily: the first one
-    is found without walking the whole tree)."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.endswith(CHAPTER_TRANSCRIPTS):
-                yield Path(dirpath) / name
-
-
-def libri_speaker(utt_id: str) -> str:
-    """The speaker in a LibriSpeech (``19-198-0001``) or LibriTTS (``19_198_000000_000000``) id."""
-    return re.split(r"[-_]", utt_id, maxsplit=1)[0]
 
 
 #: VCTK's audio folders (0.92, 0.80) beside its ``txt/`` folder of one transcript file per sentence.
@@ -824,62 +507,3 @@ def read_speakers(path: str | os.PathLike[str]) -> dict[str, str]:
         return read_pairs(path, what="Kaldi utt2spk", key_name="utt_id", value_name="speaker", whitespace=True)
     return read_pairs(path, what="speakers file", key_name="utt_id", value_name="speaker")
 
-
-def iter_text_lines(path: str | os.PathLike[str], what: str) -> Iterator[tuple[int, str]]:
-    """``(line_no, line)`` of a UTF-8 text file, gzip-compressed when its name ends in ``.gz`` (a
-    leading BOM dropped, line ends stripped, blank lines skipped).
-
-    Raises:
-        SpeechUnitsError: the file is missing (``"{path}: {what} not found"``), not UTF-8, or a
-            ``.gz`` that is not gzip.
-    """
-    import gzip
-
-    path = Path(path)
-    if not path.is_file():
-        raise SpeechUnitsError(f"{path}: {what} not found")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8-sig") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                line = line.rstrip("\r\n")
-                if line.strip():
-                    yield line_no, line
-    except UnicodeDecodeError as exc:
-        raise SpeechUnitsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except (gzip.BadGzipFile, EOFError) as exc:
-        raise SpeechUnitsError(f"{path}: not a whole gzip file ({exc})") from None
-
-
-def iter_jsonl_objects(path: str | os.PathLike[str], what: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line_no, object)`` of a JSON-lines file (blank lines skipped): the one JSONL parser.
-
-    Raises:
-        SpeechUnitsError: missing or not UTF-8 (as :func:`iter_text_lines`), a line that is not
-        valid JSON or not a JSON object (naming ``path:line``).
-    """
-    for line_no, line in iter_text_lines(path, what):
-        yield line_no, parse_json_object(line, f"{path}:{line_no}")
-
-
-def read_pairs(path: str | os.PathLike[str], *, what: str, value_name: str, key_name: str = "utt",
-               allow_empty: bool = False, whitespace: bool = False) -> dict[str, str]:
-    """``{key: value}`` from ``key<TAB>value`` lines: the one reader of two-column files (speakers,
-    utterance labels, phone transcripts); with ``whitespace``, Kaldi's ``key value`` lines split at
-    any whitespace (``utt2spk``). Both fields are stripped.
-
-    Raises:
-        SpeechUnitsError: see :func:`iter_text_lines`; a line that is not exactly two fields with a
-            non-empty key (and value, unless ``allow_empty``), or a key listed twice, naming ``file:line``.
-    """
-    result: dict[str, str] = {}
-    expected = f"'{key_name} {value_name}'" if whitespace else f"{key_name}<TAB>{value_name}"
-    for line_no, line in iter_text_lines(path, what):
-        cols = line.split() if whitespace else line.split("\t")
-        if len(cols) != 2 or not cols[0].strip() or (not allow_empty and not cols[1].strip()):
-            raise SpeechUnitsError(f"{path}:{line_no}: expected {expected}, got {line[:80]!r}")
-        key = cols[0].strip()
-        if key in result:
-            raise SpeechUnitsError(f"{path}:{line_no}: utterance {key!r} listed twice")
-        result[key] = cols[1].strip()
-    return result

@@ -46,7 +46,7 @@ def read_emotions(root: str | os.PathLike[str]) -> dict[str, str]:
     Raises:
         SpeechUnitsError: no evaluation file, an utterance twice (naming ``file:line``).
     """
-    from speechunits.corpus import iter_text_lines
+    from speechunits.files import iter_text_lines
 
     result: dict[str, str] = {}
     files = [f for session in sessions(root) for f in sorted((session / EVALUATIONS).glob("*.txt"))]

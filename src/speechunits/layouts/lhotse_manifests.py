@@ -37,7 +37,7 @@ _SHAR_RECORDINGS = "recording.{shard}.tar"
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line_no, object)`` of a JSON-lines file, gzip-compressed or not."""
-    from speechunits.corpus import iter_jsonl_objects
+    from speechunits.files import iter_jsonl_objects
 
     return iter_jsonl_objects(path, "Lhotse manifest")
 

@@ -160,7 +160,8 @@ def is_tar_source(source: str | os.PathLike[str]) -> bool:
         return path.is_file()
     if not path.is_dir():
         return False
-    from speechunits.corpus import NEMO_TARRED_MANIFEST, _iter_directory
+    from speechunits.corpus import _iter_directory
+    from speechunits.layouts.manifests import NEMO_TARRED_MANIFEST
     from speechunits.layouts.lhotse_manifests import shar_cut_files
 
     if shar_cut_files(path) or (path / NEMO_TARRED_MANIFEST).is_file():  # tars, but read through their manifests
@@ -260,7 +261,7 @@ def iter_samples(source: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
 
 def _sample_labels(tar: Path, group: dict[str, str]) -> dict[str, str]:
     """The labels one sample's members carry: ``text``, ``speaker``, ``label``."""
-    from speechunits.corpus import SPEAKER_FIELDS
+    from speechunits.layouts.manifests import SPEAKER_FIELDS
     from speechunits.layouts.hf_datasets import LABEL_COLUMN, TEXT_COLUMNS
 
     labels: dict[str, str] = {}

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from speechunits.corpus import iter_text_lines
+from speechunits.files import iter_text_lines
 from speechunits.errors import SpeechUnitsError
 from speechunits.sources import merged_over_sources
 from speechunits.measure.textgrid import read_textgrid

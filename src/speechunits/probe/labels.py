@@ -33,10 +33,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from speechunits.audio import AUDIO_EXTENSIONS
-from speechunits.corpus import (AUDIOFOLDER_METADATA, LIBRISPEECH_TRANSCRIPTS, LIBRITTS_TRANSCRIPTS, SPEAKER_FIELDS,
-                                common_voice_columns, common_voice_id, first_record_field, is_voxceleb_tree,
-                                iter_common_voice, iter_jsonl_field, iter_librispeech_transcripts, iter_text_lines,
-                                iter_vctk, read_manifest_columns, read_pairs, vctk_audio_dir)
+from speechunits.corpus import is_voxceleb_tree, iter_vctk, vctk_audio_dir
+from speechunits.layouts.manifests import (AUDIOFOLDER_METADATA, SPEAKER_FIELDS, first_record_field, iter_jsonl_field,
+                                           read_manifest_columns)
+from speechunits.layouts.librispeech import LIBRISPEECH_TRANSCRIPTS, LIBRITTS_TRANSCRIPTS, iter_librispeech_transcripts
+from speechunits.layouts.common_voice import common_voice_columns, common_voice_id, iter_common_voice
+from speechunits.files import iter_text_lines, read_pairs
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_text_file
 from speechunits.id_match import match_ids, rekey

@@ -209,7 +209,7 @@ def split_from_file(path: str | os.PathLike[str]) -> Split:
         SpeechUnitsError: missing file, a line that is not ``utt<TAB>part`` (or all VoxCeleb lines), an
             unknown part, an utterance twice (naming ``file:line``), or no training utterance.
     """
-    from speechunits.corpus import iter_text_lines
+    from speechunits.files import iter_text_lines
 
     parts: dict[str, list[str]] = {name: [] for name in PARTS}
     seen: set[str] = set()
@@ -303,7 +303,7 @@ def split_from_lists(root: str | os.PathLike[str], ids: Sequence[str]) -> Split:
     Raises:
         SpeechUnitsError: a list missing or not UTF-8, a file in both lists, no training utterance.
     """
-    from speechunits.corpus import iter_text_lines
+    from speechunits.files import iter_text_lines
 
     root = Path(root)
     part_of: dict[str, str] = {}

@@ -482,7 +482,7 @@ FOLD_COLUMN = "fold"
 def _fold_split(corpus: Any, ids: list[str], fold: int, seed: int) -> Any:
     """Fold ``fold`` of an IEMOCAP release (its sessions) or of a corpus whose manifest or table has
     a ``fold`` column (ESC-50, UrbanSound8K and many clinical sets ship one)."""
-    from speechunits.corpus import read_manifest_columns
+    from speechunits.layouts.manifests import read_manifest_columns
     from speechunits.id_match import rekey
     from speechunits.layouts.hf_datasets import has_column, is_table_source, read_column
     from speechunits.layouts.iemocap import is_iemocap_tree, session_fold_split

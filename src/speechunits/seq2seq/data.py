@@ -253,7 +253,7 @@ def read_parallel_pairs(path: str | Path) -> list[ParallelPair]:
     Raises:
         SpeechUnitsError: missing file or columns, short rows, unknown split, an id twice, no rows.
     """
-    from speechunits.corpus import iter_text_lines
+    from speechunits.files import iter_text_lines
 
     path = Path(path)
     lines = iter_text_lines(path, "pairs file")

@@ -118,7 +118,7 @@ def _wav_paths(out: Path, ids: Sequence[str]) -> list[Path]:
 
 def read_text_file(path: str | Path) -> tuple[list[str], list[str]]:
     """``(ids, texts)`` of a text file: ``id<TAB>text`` lines, or plain lines (ids ``0000``, ``0001`` ...)."""
-    from speechunits.corpus import iter_text_lines
+    from speechunits.files import iter_text_lines
 
     ids, texts = [], []
     for n, (line_no, line) in enumerate(iter_text_lines(path, "text file")):

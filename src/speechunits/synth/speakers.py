@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from speechunits.corpus import iter_text_lines
+from speechunits.files import iter_text_lines
 from speechunits.errors import SpeechUnitsError
 
 #: espeak-ng base voice per language (any espeak voice name works here).

@@ -163,7 +163,8 @@ def evaluate_audio(ref: str | Path, hyp: str | Path, *, text: str | Path | None 
         SpeechUnitsError: empty or mismatched corpora, missing files, an unknown metric, a judge asked
             for whose package is missing, ids without text.
     """
-    from speechunits.corpus import read_pairs, total_audio_seconds
+    from speechunits.corpus import total_audio_seconds
+    from speechunits.files import read_pairs
     from speechunits.id_match import rekey
     from speechunits.progress import AudioProgress
 

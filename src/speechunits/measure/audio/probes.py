@@ -20,7 +20,7 @@ from speechunits.measure.audio.pairing import UtterancePair
 
 def _is_alignment_source(path: Path) -> bool:
     """A TextGrid (directory) or a ``utt<TAB>start<TAB>end<TAB>label`` file, not phone transcripts."""
-    from speechunits.corpus import iter_text_lines
+    from speechunits.files import iter_text_lines
 
     if path.is_dir() or path.suffix.lower() == ".textgrid":
         return True
