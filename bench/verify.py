@@ -19,6 +19,10 @@ What is measured, all on the same test trials, in one run:
    s=30 m=0.2, ``--standardize``, ``--lr 1e-3,1e-2`` chosen on dev EER, best step by dev) on MFCC, log-mel
    and, with ``--tiny DIR``, the weighted sum of a tiny model's layers (e.g. ``bench/state/probe3/tiny``,
    pretrained with ``speechunits pretrain`` on the synthetic corpus only).
+4. With ``--units-k K``: the speaker leakage of units on unseen speakers. A K-means codebook of MFCC
+   (``speechunits fit``, on the training crops only), every utterance encoded (``speechunits encode``), and
+   ``verify`` probes on the raw and the deduplicated units (durations kept), the same settings otherwise.
+   An EER near 50 % would mean the units carry no speaker identity.
 
 Nothing is chosen on test: the probes' learning rate and step are chosen on dev; the settings above are
 fixed, the first tried. ``OUT/results.json`` and ``OUT/table.md`` hold the figures::
@@ -101,11 +105,30 @@ def mfcc_statistics_row(manifest: Path, train_ids: list[str], test: list[dict]) 
     return verification_metrics({r["id"]: r["speaker"] for r in test}, embeddings)
 
 
-def probe_row(manifest: Path, split_file: Path, encoder: str, out: Path, max_minutes: float) -> dict:
-    probe = out / f"probe-{Path(encoder).name}"
+def unit_store(manifest: Path, records: list[dict], train_ids: list[str], k: int, out: Path) -> Path:
+    """MFCC K-means units of every utterance, the codebook fitted on the training crops only."""
+    codebook, store = out / f"codebook-mfcc-k{k}", out / f"units-mfcc-k{k}"
+    if not (codebook / "codebook.json").is_file():
+        wanted = set(train_ids)
+        train_manifest = out / "train.jsonl"
+        train_manifest.write_text("".join(json.dumps(r) + "\n" for r in records if r["id"] in wanted))
+        subprocess.run([sys.executable, "-m", "speechunits", "fit", str(train_manifest), "--encoder", "mfcc",
+                        "--k", str(k), "-o", str(codebook), "--quiet"], check=True, stdout=subprocess.DEVNULL)
+    if not store.is_dir():
+        subprocess.run([sys.executable, "-m", "speechunits", "encode", str(manifest), "--codebook", str(codebook),
+                        "-o", str(store), "--quiet"], check=True, stdout=subprocess.DEVNULL)
+    return store
+
+
+def probe_row(manifest: Path, split_file: Path, encoder: str, out: Path, max_minutes: float,
+              units: Path | None = None, dedup: bool = False) -> dict:
+    name = Path(encoder).name if units is None else units.name + ("-dedup" if dedup else "")
+    probe = out / f"probe-{name}"
     if not (probe / "probe.json").is_file():
+        reads = ["--encoder", encoder, "--standardize"] if units is None else \
+            ["--units", str(units)] + (["--dedup"] if dedup else [])
         command = [sys.executable, "-m", "speechunits", "probe", "train", "verify", str(manifest),
-                   "--split-file", str(split_file), "--encoder", encoder, "--standardize", "--lr", "1e-3,1e-2",
+                   "--split-file", str(split_file), *reads, "--lr", "1e-3,1e-2",
                    "--max-steps", "3000", "--eval-every", "50", "--patience", "10",
                    "--max-minutes", str(max_minutes), "--step-schedule", "--device", "cpu", "--quiet",
                    "-o", str(probe)]
@@ -128,6 +151,7 @@ def main() -> int:
     parser.add_argument("--crops", type=int, default=5, help="crops per pool utterance at most (default %(default)s)")
     parser.add_argument("--dev-speakers", type=int, default=40)
     parser.add_argument("--probe-minutes", type=float, default=20.0, help="time budget of each probe sweep")
+    parser.add_argument("--units-k", type=int, default=None, help="also probe MFCC K-means units (raw, dedup)")
     args = parser.parse_args()
 
     manifest, split_file, sizes = write_corpus(args.data, args.out, args.crop, args.crops, args.dev_speakers)
@@ -147,6 +171,14 @@ def main() -> int:
         row["sweep_seconds"] = time.perf_counter() - start
         rows[f"verify probe on {'tiny weighted sum' if encoder == args.tiny else encoder}"] = row
         print(encoder, row, flush=True)
+    if args.units_k:
+        store = unit_store(manifest, records, train_ids, args.units_k, args.out)
+        for dedup in (False, True):
+            start = time.perf_counter()
+            row = probe_row(manifest, split_file, "mfcc", args.out, args.probe_minutes, units=store, dedup=dedup)
+            row["sweep_seconds"] = time.perf_counter() - start
+            rows[f"verify probe on MFCC K={args.units_k} units{' (dedup)' if dedup else ''}"] = row
+            print(store.name, dedup, row, flush=True)
 
     lines = ["| system | dev EER % | test EER % | test minDCF (0.01) | test trials |", "|---|---|---|---|---|"]
     for name, row in rows.items():
