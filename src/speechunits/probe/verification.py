@@ -220,7 +220,7 @@ def min_dcf(scores: np.ndarray, target: np.ndarray, *, p_target: float = 0.01, c
 
 
 def verification_metrics(speakers: Mapping[str, str], embeddings: Mapping[str, np.ndarray],
-                         trials: Trials | None = None) -> dict[str, float]:
+                         trials: Trials | None = None) -> dict[str, float | int]:
     """``{"eer", "min_dcf", "trials", "target_trials"}`` of cosine scoring over ``trials`` (default:
     every pair of the utterances that have both a speaker and an embedding)."""
     if trials is None:
@@ -230,4 +230,4 @@ def verification_metrics(speakers: Mapping[str, str], embeddings: Mapping[str, n
     if len(scores) == 0:
         raise SpeechUnitsError("verification: no trial to score (fewer than two utterances)")
     return {"eer": equal_error_rate(scores, target), "min_dcf": min_dcf(scores, target),
-            "trials": float(len(scores)), "target_trials": float(target.sum())}
+            "trials": int(len(scores)), "target_trials": int(target.sum())}
