@@ -265,3 +265,31 @@ def test_split_from_trials_refuses_strangers_and_too_few_speakers():
         split_from_trials(["a1", "a2", "d1"], speakers)
     split = split_from_trials(["a1"], {**speakers, "e1": "E"})
     assert split.test == ["a1"] and len(split.dev) == 2 and len(split.train) == 2 and split.info["left_out"] == 1
+
+
+def _kaldi_parts(corpus: Path, root: Path, parts: dict[str, list[str]]) -> str:
+    speakers = _speakers(corpus)
+    for name, ids in parts.items():
+        data = root / name
+        data.mkdir(parents=True)
+        (data / "wav.scp").write_text("".join(f"{u} {corpus / 'wavs' / u}.wav\n" for u in ids))
+        (data / "utt2spk").write_text("".join(f"{u} {speakers[u]}\n" for u in ids))
+    return f"{root}/{{train,dev,test}}"
+
+
+def test_verify_keeps_a_datasets_own_parts_only_when_they_keep_speakers_apart(corpus: Path, tmp_path: Path):
+    speakers = _speakers(corpus)
+    names = sorted(set(speakers.values()))
+    of = {part: [u for u in sorted(speakers) if speakers[u] in chosen]
+          for part, chosen in (("train", names[:8]), ("dev", names[8:10]), ("test", names[10:]))}
+    args = ["--encoder", "mfcc", "--max-steps", "5", "--eval-every", "5", "--device", "cpu", "--quiet"]
+    apart = _kaldi_parts(corpus, tmp_path / "apart", of)
+    assert main(["probe", "train", "verify", apart, "-o", str(tmp_path / "p1"), *args]) == 0
+    split = json.loads((tmp_path / "p1" / "split.json").read_text())
+    assert split["info"]["by"] == "dataset" and sorted(split["test"]) == of["test"]
+    # parts drawn by utterance share speakers: the probe draws its own split by speaker instead
+    ids = sorted(speakers)
+    mixed = _kaldi_parts(corpus, tmp_path / "mixed", {"train": ids[:-8], "dev": ids[-8:-4], "test": ids[-4:]})
+    assert main(["probe", "train", "verify", mixed, "-o", str(tmp_path / "p2"), *args]) == 0
+    split = json.loads((tmp_path / "p2" / "split.json").read_text())
+    assert split["info"]["by"] == "speaker"

@@ -436,6 +436,12 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                        missing, dict(loaded.errors), meta)
 
 
+def speakers_shared(speakers: Mapping[str, Any], split: Any) -> list[str]:
+    """The speakers of ``split``'s dev or test part that are in its training part too (sorted)."""
+    train = {str(speakers[i]) for i in split.train if i in speakers}
+    return sorted(train & {str(speakers[i]) for i in split.dev + split.test if i in speakers})
+
+
 def check_verification_split(speakers: Mapping[str, Any], split: Any) -> None:
     """A ``verify`` probe's split: no dev or test speaker in training; dev with at least two speakers,
     one of them with two utterances (SpeechUnitsError naming what is wrong)."""
@@ -525,7 +531,8 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     dev/validation and test parts: a glob over Hugging Face tables or WebDataset shards of those
     splits, or a pattern over one input per split (``'data/{train,dev,test}'``, :mod:`speechunits.sources`).
 
-    A ``verify`` probe is always split by speaker (at least two in dev and in test). Its ``split_file``
+    A ``verify`` probe is always split by speaker (at least two in dev and in test): by the corpus's own
+    parts when no speaker is in two of them (LibriSpeech's), else by drawing speakers. Its ``split_file``
     may be a trial file (VoxCeleb's ``veri_test2.txt``, Kaldi's ``trials``): the utterances it names are
     the test part (:func:`~speechunits.probe.splits.split_from_trials`).
     """
@@ -566,12 +573,19 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
         label_set = corpus_labels(task, corpus, ids, labels=labels, alignments=alignments, speakers=speakers)
     if class_map is not None:
         class_map.apply_to(label_set)
-    # unasked, a corpus that ships its split is split by it (not a speaker probe's, nor one split by speaker)
-    own_split = split_file is None and split_by == "utterance" and task != "speaker" and isinstance(corpus, (str, Path)) \
-        and fold is None
+    # unasked, a corpus that ships its split is split by it (not a speaker probe's, nor one split by speaker,
+    # except a verify probe's when the shipped parts keep their speakers apart, as LibriSpeech's do)
+    own_split = split_file is None and (split_by == "utterance" or task == "verify") and task != "speaker" \
+        and isinstance(corpus, (str, Path)) and fold is None
     shipped = split_lists_of(split_file) if split_file is not None else (split_lists_of(corpus) if own_split else None)
     dataset_parts = (split_parts(corpus) or shard_split_parts(corpus) or named_split_parts(corpus)) \
         if own_split and shipped is None else None
+    if task == "verify" and split_file is None and (shipped is not None or dataset_parts is not None):
+        offered = split_from_lists(shipped, list(label_set.labels)) if shipped is not None else \
+            split_from_parts(dataset_parts, list(label_set.labels), str(corpus))
+        if speakers_shared(label_set.labels, offered):
+            log.info("split: the corpus's own parts share speakers; a verify probe splits by speaker instead")
+            shipped = dataset_parts = None
     if fold is not None:  # one fold (an IEMOCAP session, a manifest's fold column) is the test part
         if split_file is not None or split_by != "utterance":
             raise SpeechUnitsError("--fold draws the split itself: drop --split-file and --split-by")
