@@ -13,7 +13,7 @@ from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES, DEFAULT_VERIFICATIO
 
 log = logging.getLogger(__name__)
 
-TASK_CHOICES = ("phones", "asr", "speaker", "classify", "frames", "verify")
+TASK_CHOICES = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots")
 
 
 def _add_input_options(parser: argparse.ArgumentParser, training: bool) -> None:
@@ -51,7 +51,8 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("labels (default: the files the corpus carries)")
     group.add_argument("--labels", metavar="FILE", help="utt<TAB>label (classify; or a directory: the folder of "
                        "each file, or a Hugging Face table's column as TABLE::COLUMN), transcripts (asr), "
-                       "phone transcripts utt<TAB>p1 p2 ... (phones), speakers (speaker, verify)")
+                       "phone transcripts utt<TAB>p1 p2 ... (phones), speakers (speaker, verify), a SNIPS all.iob.snips.txt or "
+                       "utt<TAB>text with B-TYPE ... E-TYPE around slots (slots; its intents for classify)")
     group.add_argument("--alignments", metavar="PATH", help="phones.tsv or TextGrids (phones, frames)")
 
 
@@ -59,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("probe", help="train and evaluate SUPERB-style probes on features or units",
                                    description="Small models (linear, BiLSTM) trained on frozen features or "
                                    "units: phones (PER), asr (WER/CER), speaker, classify (accuracy), frames, "
-                                   "verify (speaker verification EER on unseen speakers).")
+                                   "verify (speaker verification EER on unseen speakers), slots (slot filling: slot-type F1, "
+                                   "slot-value CER).")
     actions = parser.add_subparsers(dest="probe_command", metavar="ACTION", required=True)
 
     train = actions.add_parser("train", help="train a probe (lr x seed sweep, best by dev, test once)")

@@ -7,6 +7,8 @@ Metrics (:func:`score`; the first of each is the one dev selection and ``probe.j
 * ``frames``: ``frame_accuracy`` over labelled frames;
 * ``speaker``, ``classify``: ``accuracy`` (a speaker probe also reports ``chance`` and
   ``majority``, the speaker-leakage figures of :func:`speechunits.probe.metrics.speaker_leakage`);
+* ``slots``: ``slot_type_f1``, ``slot_value_cer`` and the words' ``wer``/``cer`` (SUPERB's SF,
+  :mod:`speechunits.probe.slots`);
 * ``verify``: ``eer`` and ``min_dcf`` of cosine scoring between utterance embeddings, over every
   pair of the scored utterances or a trial file (:mod:`speechunits.probe.verification`).
 
@@ -33,7 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Task -> (primary metric, lower is better).
 PRIMARY = {"phones": ("per", True), "asr": ("wer", True), "frames": ("frame_accuracy", False),
-           "speaker": ("accuracy", False), "classify": ("accuracy", False), "verify": ("eer", True)}
+           "speaker": ("accuracy", False), "classify": ("accuracy", False), "verify": ("eer", True),
+           "slots": ("slot_type_f1", False)}
 
 
 # -- decoding and metrics --------------------------------------------------------------------------
@@ -61,7 +64,7 @@ def reference(task: str, label: Any) -> Any:
         return normalize_text(label)
     if task == "phones":
         return list(label)
-    return label
+    return label  # slots: already normalised slot text
 
 
 def score(task: str, refs: Sequence[Any], hyps: Sequence[Any]) -> dict[str, float]:
@@ -78,6 +81,10 @@ def score(task: str, refs: Sequence[Any], hyps: Sequence[Any]) -> dict[str, floa
         return {"wer": metrics.wer(r, h), "cer": metrics.cer(r, h)}
     if task == "frames":
         return {"frame_accuracy": metrics.frame_accuracy(list(refs), list(hyps))}
+    if task == "slots":
+        from speechunits.probe.slots import slot_metrics
+
+        return slot_metrics(list(refs), list(hyps))
     if task == "speaker":
         leakage = metrics.speaker_leakage(list(refs), list(hyps))
         return {"accuracy": float(leakage["accuracy"]), "chance": float(leakage["chance"]),
@@ -147,6 +154,9 @@ def corpus_labels(task: str, corpus: str | Path, ids: Sequence[str], *, labels: 
     elif task == "classify":
         if labels is not None or "labels" in found:  # found: a Hugging Face table's 'label' column
             kwargs["labels"] = labels or found["labels"]
+    elif task == "slots":
+        if labels is not None or "slot_labels" in found:  # found: a SNIPS tree's all.iob.snips.txt
+            kwargs["labels"] = labels or found["slot_labels"]
     elif task == "frames":
         if alignments is not None or labels is not None or "alignments" in found:
             kwargs["alignments"] = alignments or labels or found["alignments"]
@@ -328,7 +338,8 @@ def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks:
                bpe: str | Path | None = None, encoder: str | None = None, device: str = "auto",
                lm: str | Path | None = None, beam: Any = None, quiet: bool = False,
                errors: dict[str, str] | None = None) -> list[str | None]:
-    """Audio files to text (``asr`` probes) or space-separated phones (``phones`` probes), in order.
+    """Audio files to text (``asr`` probes), text with slot tags (``slots``) or space-separated phones
+    (``phones`` probes), in order.
 
     A probe on encoder features runs its encoder on the audio. A probe on units needs the
     codebook(s) its unit store was encoded with (``codebooks``; checked by sha256; default: the
@@ -347,8 +358,9 @@ def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks:
     probe = load_probe(probe_dir, base=encoder)
     codebooks = codebooks or bundled_codebooks(probe_dir)  # a copy kept at training (--codebook), if any
     bpe = bpe if bpe is not None else bundled_bpe(probe_dir)
-    if probe.task not in ("asr", "phones"):
-        raise SpeechUnitsError(f"{probe_dir}: a {probe.task!r} probe does not transcribe (asr and phones probes do)")
+    if probe.task not in ("asr", "phones", "slots"):
+        raise SpeechUnitsError(f"{probe_dir}: a {probe.task!r} probe does not transcribe (asr, phones and slots "
+                               "probes do)")
     dev = resolve_device(device)
     identity = probe.identity
     from speechunits.corpus import Utterance

@@ -48,6 +48,7 @@ from speechunits.layouts.iemocap import is_iemocap_tree, read_emotions
 from speechunits.layouts.lhotse_manifests import label_keys as lhotse_label_keys
 from speechunits.layouts.lhotse_manifests import manifest_kind
 from speechunits.layouts.lhotse_manifests import read_labels as read_lhotse_labels
+from speechunits.layouts.snips import SNIPS_LABELS, is_iob_file, read_iob
 from speechunits.layouts.tar_shards import is_tar_source
 from speechunits.layouts.tar_shards import label_keys as tar_label_keys
 from speechunits.layouts.tar_shards import read_labels as read_tar_labels
@@ -58,7 +59,7 @@ from speechunits.sources import expand_source, merged_over_sources, split_suffix
 
 log = logging.getLogger(__name__)
 
-TASKS = ("phones", "asr", "speaker", "classify", "frames", "verify")
+TASKS = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots")
 #: Labels dropped from phone sequences (compared after strip and lower-casing): the empty
 #: label, ``sil``/``sp``/``spn`` (Kaldi, MFA, PocketSphinx), espeak-ng's pauses and ``<eps>``.
 SILENCE_LABELS = frozenset({"", "sil", "sp", "spn", "_", "_:", "_!", "<sil>", "<eps>"})
@@ -231,12 +232,30 @@ def folder_labels(root: str | os.PathLike[str]) -> dict[str, str]:
 
 
 @merged_over_sources
+def read_slot_labels(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``{utt: slot text}`` (:mod:`speechunits.probe.slots`) from a SNIPS IOB file (``ID BOS w1 .. wn
+    EOS<TAB>O t1 .. tn INTENT``, SUPERB's ``all.iob.snips.txt``) or ``utt<TAB>slot text`` lines
+    (``play B-artist the beatles E-artist``).
+
+    Raises:
+        SpeechUnitsError: see :func:`~speechunits.layouts.snips.read_iob` and
+            :func:`~speechunits.files.read_pairs`; a tag that is not closed or closed twice (naming
+            ``file:utt``).
+    """
+    from speechunits.probe.slots import check_slot_text, slot_text
+
+    if is_iob_file(path):
+        return {utt: slot_text(words, types) for utt, (words, types, _) in read_iob(path).items()}
+    pairs = read_pairs(path, what="slot label file", value_name="slot text")
+    return {utt: check_slot_text(text, f"{path}:{utt}") for utt, text in pairs.items()}
+
+
 def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt: label}`` from ``utt<TAB>label`` lines (``classify``: keyword, emotion, caller ...), a
     manifest's ``label`` fields (``MANIFEST::COLUMN`` another; ``MANIFEST::A+B`` several joined with
     ``+``), a Hugging Face table's ``label`` column (``TABLE::COLUMN`` likewise), WebDataset samples'
-    labels, an IEMOCAP release's emotions, or, for a directory, the folders its files are in
-    (:func:`folder_labels`).
+    labels, an IEMOCAP release's emotions, a SNIPS IOB file's intents, or, for a directory, the folders
+    its files are in (:func:`folder_labels`).
 
     Raises:
         SpeechUnitsError: missing file, a line that is not two non-empty tab-separated fields,
@@ -248,6 +267,8 @@ def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
         return read_tar_labels(path, "label")
     if is_iemocap_tree(path):  # IEMOCAP: the emotions of its EmoEvaluation files
         return read_emotions(path)
+    if is_iob_file(path):  # SNIPS (SUPERB's SF corpus): the intent that ends each line
+        return {utt: intent for utt, (_, _, intent) in read_iob(path).items()}
     head, columns = split_suffix(path)
     if columns is not None and Path(head).suffix.lower() in MANIFEST_SUFFIXES:  # MANIFEST::COLUMN[+COLUMN]
         return read_manifest_columns(head, columns.split("+"))
@@ -388,7 +409,7 @@ def load_task_labels(
         ``phones``: ``alignments`` (a path for ``load_alignments`` or its output), or else
         ``labels`` as phone transcripts (``utt<TAB>p1 p2 ...``);
         ``asr``: ``transcripts``; ``speaker``, ``verify``: ``speakers`` (a path or ``{utt: speaker}``);
-        ``classify``: ``labels``; ``frames``: ``alignments`` + ``frame_rate`` + ``frame_offset_s``
+        ``classify``: ``labels``; ``slots``: ``labels`` (:func:`read_slot_labels`); ``frames``: ``alignments`` + ``frame_rate`` + ``frame_offset_s``
         + ``num_frames`` (an utterance without a frame count counts as missing), ids of
         ``vocabulary`` when given (a trained probe's), else of :func:`frame_vocabulary` over
         the corpus's aligned utterances. ``vocabulary`` is used by ``frames`` only.
@@ -430,6 +451,11 @@ def load_task_labels(
             raise SpeechUnitsError("task 'classify' needs a label file (utt<TAB>label; a Hugging Face table's "
                                    "'label' column, or TABLE::COLUMN for another)")
         found, source = read_utterance_labels(labels), str(labels)
+    elif task == "slots":
+        if labels is None:
+            raise SpeechUnitsError("task 'slots' needs slot labels: a SNIPS IOB file (all.iob.snips.txt) or "
+                                   "utt<TAB>text with B-TYPE ... E-TYPE around each slot's words")
+        found, source = read_slot_labels(labels), str(labels)
     else:  # frames
         if alignments is None:
             raise SpeechUnitsError("task 'frames' needs alignments (phones.tsv, TextGrids)")
@@ -545,6 +571,11 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     if is_iemocap_tree(root):  # IEMOCAP: emotions and actors
         found.setdefault("labels", root)
         found.setdefault("speakers", root)
+    for place in places:  # SNIPS (SUPERB's SF): slots, and intents for classify
+        if is_iob_file(place / SNIPS_LABELS):
+            found.setdefault("slot_labels", place / SNIPS_LABELS)
+            found.setdefault("labels", place / SNIPS_LABELS)
+            break
     if root.is_dir() and not {"transcripts", "speakers"} <= set(found) and not table \
             and next(iter_librispeech_transcripts(root), None) is not None:
         # a LibriSpeech tree: its *.trans.txt files give the transcripts, their ids the speakers

@@ -2,8 +2,9 @@
 
 Task kinds and their objective (:data:`OBJECTIVES`):
 
-* ``phones``, ``asr``: CTC over a label vocabulary whose id 0 is the blank; targets are id
-  sequences; the loss is summed over utterances and counted per target token.
+* ``phones``, ``asr``, ``slots``: CTC over a label vocabulary whose id 0 is the blank; targets are id
+  sequences; the loss is summed over utterances and counted per target token (``slots``: characters
+  and slot tags, :mod:`speechunits.probe.slots`).
 * ``frames``: cross-entropy per frame; targets ``[T]`` with -100 where a frame has no label
   (the targets are cut or padded with -100 to the input's frame count).
 * ``speaker``, ``classify``: cross-entropy per utterance (statistics pooling in the head).
@@ -39,7 +40,7 @@ UTTERANCE = "utterance"
 MARGIN = "margin"
 #: Task kind -> objective.
 OBJECTIVES = {"phones": CTC, "asr": CTC, "frames": FRAME, "speaker": UTTERANCE, "classify": UTTERANCE,
-              "verify": MARGIN}
+              "verify": MARGIN, "slots": CTC}
 IGNORE = -100
 
 

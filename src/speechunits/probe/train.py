@@ -87,6 +87,10 @@ def make_coder(task: str, train_labels: Sequence[Any], *, tokenizer: str | int =
         if tokenizer == "chars":
             return LabelCoder(task, tokenizer=vocab.char_tokenizer(train_labels))
         return LabelCoder(task, tokenizer=vocab.bpe_tokenizer(train_labels, int(tokenizer)))
+    if task == "slots":
+        if tokenizer != "chars":
+            raise SpeechUnitsError("task 'slots' reads characters and slot tags (--tokenizer chars)")
+        return LabelCoder(task, tokenizer=vocab.slot_tokenizer(train_labels))
     if task == "frames":
         if frame_vocabulary is None:
             raise SpeechUnitsError("task 'frames': the labels carry no frame vocabulary")
@@ -542,6 +546,7 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     from speechunits.layouts.hf_datasets import split_parts
     from speechunits.layouts.tar_shards import split_parts as shard_split_parts
     from speechunits.sources import split_parts as named_split_parts
+    from speechunits.layouts.snips import superb_parts
     from speechunits.probe.splits import (SPLIT_LISTS, make_split, split_from_file, split_from_lists, split_from_parts,
                                           split_from_trials, split_lists_of)
     from speechunits.probe.verification import is_trial_file, match_trials, read_trials
@@ -578,8 +583,8 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     own_split = split_file is None and (split_by == "utterance" or task == "verify") and task != "speaker" \
         and isinstance(corpus, (str, Path)) and fold is None
     shipped = split_lists_of(split_file) if split_file is not None else (split_lists_of(corpus) if own_split else None)
-    dataset_parts = (split_parts(corpus) or shard_split_parts(corpus) or named_split_parts(corpus)) \
-        if own_split and shipped is None else None
+    dataset_parts = (split_parts(corpus) or shard_split_parts(corpus) or named_split_parts(corpus)
+                     or superb_parts(corpus, list(label_set.labels))) if own_split and shipped is None else None
     if task == "verify" and split_file is None and (shipped is not None or dataset_parts is not None):
         offered = split_from_lists(shipped, list(label_set.labels)) if shipped is not None else \
             split_from_parts(dataset_parts, list(label_set.labels), str(corpus))

@@ -7,7 +7,7 @@
   Saved as one JSON file; :attr:`Vocabulary.sha256` identifies the content.
 * :class:`TextTokenizer`: text to CTC target ids for ``asr``, either characters
   (:func:`char_tokenizer`) or a BPE trained with Hugging Face ``tokenizers``
-  (:func:`bpe_tokenizer`). Both apply :func:`normalize_text` first, and both keep id 0 for the
+  (:func:`bpe_tokenizer`); for ``slots``, characters and slot tags (:func:`slot_tokenizer`). Both apply :func:`normalize_text` first, and both keep id 0 for the
   CTC blank (a BPE token's id is its ``tokenizers`` id + 1).
 
 Text normalisation (:func:`normalize_text`, the same for references and tokenizers):
@@ -218,7 +218,7 @@ class TextTokenizer:
             raise ValueError("TextTokenizer: give exactly one of chars= or bpe=")
         self._chars = chars
         self._bpe = bpe
-        self.kind = "chars" if chars is not None else "bpe"
+        self.kind = ("slots" if chars.kind == "slots" else "chars") if chars is not None else "bpe"
         if chars is not None:
             self.tokens: list[str] = list(chars.tokens)
         else:
@@ -236,6 +236,10 @@ class TextTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Text to ids (never 0); characters unseen in training raise (chars) or become ``<unk>`` (BPE)."""
+        if self.kind == "slots":
+            from speechunits.probe.slots import slot_tokens
+
+            return self._chars.encode(slot_tokens(text))  # type: ignore[union-attr]
         if self._chars is not None:
             return self._chars.encode(text_to_chars(text))
         normalised = normalize_text(text)
@@ -249,6 +253,10 @@ class TextTokenizer:
         for i in ids:
             if not 0 <= i < self.vocab_size:
                 raise SpeechUnitsError(f"{self.kind} tokenizer: id {i} outside [0, {self.vocab_size})")
+        if self.kind == "slots":
+            from speechunits.probe.slots import tokens_to_slot_text
+
+            return tokens_to_slot_text(self._chars.decode(ids))  # type: ignore[union-attr]
         if self._chars is not None:
             return chars_to_text(self._chars.decode(ids))
         text = self._bpe.decode([i - 1 for i in ids if i != BLANK_ID], skip_special_tokens=False)
@@ -294,6 +302,15 @@ class TextTokenizer:
 def char_tokenizer(texts: Iterable[str]) -> TextTokenizer:
     """Character tokenizer over the normalised characters of ``texts`` (the training split's text)."""
     return TextTokenizer(chars=char_vocabulary(texts))
+
+
+def slot_tokenizer(texts: Iterable[str]) -> TextTokenizer:
+    """Characters and slot tags of slot texts (:mod:`speechunits.probe.slots`; the training split's
+    labels): blank at 0, then the tokens sorted. Saved as ``chars.json`` of kind ``slots``."""
+    from speechunits.probe.slots import slot_tokens
+
+    tokens = _sorted_labels((t for text in texts for t in slot_tokens(text)), "slot tokens")
+    return TextTokenizer(chars=Vocabulary((BLANK, *tokens), BLANK_ID, "slots"))
 
 
 def bpe_tokenizer(texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2) -> TextTokenizer:
