@@ -250,6 +250,7 @@ def read_slot_labels(path: str | os.PathLike[str]) -> dict[str, str]:
     return {utt: check_slot_text(text, f"{path}:{utt}") for utt, text in pairs.items()}
 
 
+@merged_over_sources
 def read_utterance_labels(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{utt: label}`` from ``utt<TAB>label`` lines (``classify``: keyword, emotion, caller ...), a
     manifest's ``label`` fields (``MANIFEST::COLUMN`` another; ``MANIFEST::A+B`` several joined with
