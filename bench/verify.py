@@ -19,7 +19,9 @@ What is measured, all on the same test trials, in one run:
    s=30 m=0.2, ``--standardize``, ``--lr 1e-3,1e-2`` chosen on dev EER, best step by dev) on MFCC, log-mel
    and, with ``--tiny DIR``, the weighted sum of a tiny model's layers (e.g. ``bench/state/probe3/tiny``,
    pretrained with ``speechunits pretrain`` on the synthetic corpus only).
-4. With ``--units-k K``: the speaker leakage of units on unseen speakers. A K-means codebook of MFCC
+4. With ``--xvector``: the same probes on MFCC and log-mel with the x-vector head (``--head xvector
+   --hidden 256``: SUPERB's ASV network at half its 512 channels, for this CPU).
+5. With ``--units-k K``: the speaker leakage of units on unseen speakers. A K-means codebook of MFCC
    (``speechunits fit``, on the training crops only), every utterance encoded (``speechunits encode``), and
    ``verify`` probes on the raw and the deduplicated units (durations kept), the same settings otherwise.
    An EER near 50 % would mean the units carry no speaker identity.
@@ -121,14 +123,15 @@ def unit_store(manifest: Path, records: list[dict], train_ids: list[str], k: int
 
 
 def probe_row(manifest: Path, split_file: Path, encoder: str, out: Path, max_minutes: float,
-              units: Path | None = None, dedup: bool = False) -> dict:
+              units: Path | None = None, dedup: bool = False, head: list[str] | None = None) -> dict:
     name = Path(encoder).name if units is None else units.name + ("-dedup" if dedup else "")
+    name += "-" + "-".join(head) if head else ""
     probe = out / f"probe-{name}"
     if not (probe / "probe.json").is_file():
         reads = ["--encoder", encoder, "--standardize"] if units is None else \
             ["--units", str(units)] + (["--dedup"] if dedup else [])
         command = [sys.executable, "-m", "speechunits", "probe", "train", "verify", str(manifest),
-                   "--split-file", str(split_file), *reads, "--lr", "1e-3,1e-2",
+                   "--split-file", str(split_file), *reads, *(head or []), "--lr", "1e-3,1e-2",
                    "--max-steps", "3000", "--eval-every", "50", "--patience", "10",
                    "--max-minutes", str(max_minutes), "--step-schedule", "--device", "cpu", "--quiet",
                    "-o", str(probe)]
@@ -152,6 +155,8 @@ def main() -> int:
     parser.add_argument("--dev-speakers", type=int, default=40)
     parser.add_argument("--probe-minutes", type=float, default=20.0, help="time budget of each probe sweep")
     parser.add_argument("--units-k", type=int, default=None, help="also probe MFCC K-means units (raw, dedup)")
+    parser.add_argument("--xvector", action="store_true",
+                        help="also the x-vector head (--head xvector --hidden 256) on MFCC and log-mel")
     args = parser.parse_args()
 
     manifest, split_file, sizes = write_corpus(args.data, args.out, args.crop, args.crops, args.dev_speakers)
@@ -171,6 +176,14 @@ def main() -> int:
         row["sweep_seconds"] = time.perf_counter() - start
         rows[f"verify probe on {'tiny weighted sum' if encoder == args.tiny else encoder}"] = row
         print(encoder, row, flush=True)
+    if args.xvector:
+        for encoder in ("mfcc", "logmel"):
+            start = time.perf_counter()
+            row = probe_row(manifest, split_file, encoder, args.out, args.probe_minutes,
+                            head=["--head", "xvector", "--hidden", "256"])
+            row["sweep_seconds"] = time.perf_counter() - start
+            rows[f"verify probe, x-vector head (256 channels), on {encoder}"] = row
+            print(encoder, "xvector", row, flush=True)
     if args.units_k:
         store = unit_store(manifest, records, train_ids, args.units_k, args.out)
         for dedup in (False, True):

@@ -293,3 +293,25 @@ def test_verify_keeps_a_datasets_own_parts_only_when_they_keep_speakers_apart(co
     assert main(["probe", "train", "verify", mixed, "-o", str(tmp_path / "p2"), *args]) == 0
     split = json.loads((tmp_path / "p2" / "split.json").read_text())
     assert split["info"]["by"] == "speaker"
+
+
+def test_xvector_head_ignores_padding_and_serves_utterance_tasks_only(corpus: Path, tmp_path: Path, caplog):
+    from speechunits.probe.heads import XVectorHead
+
+    torch.manual_seed(0)
+    head = XVectorHead(6, 4, hidden=8).eval()
+    x = torch.randn(1, 30, 6)
+    padded = torch.cat([x, torch.randn(1, 20, 6)], dim=1)  # garbage after the valid frames
+    alone = head(x, torch.tensor([30]))
+    in_batch = head(torch.cat([padded, torch.randn(1, 50, 6)]), torch.tensor([30, 50]))[:1]
+    assert torch.allclose(alone, in_batch, atol=1e-6)
+    with pytest.raises(SpeechUnitsError, match="pools utterances"):
+        XVectorHead(6, 4, level="frame")
+    assert "--head xvector pools utterances" in cli_error(
+        ["probe", "train", "phones", str(corpus / "manifest.tsv"), "-o", str(tmp_path / "x"), "--encoder", "mfcc",
+         "--head", "xvector", "--max-steps", "2", "--device", "cpu", "--quiet"], caplog)
+    out = tmp_path / "xv"
+    assert main(["probe", "train", "verify", str(corpus / "manifest.tsv"), "-o", str(out), "--encoder", "mfcc",
+                 "--head", "xvector", "--hidden", "32", "--max-steps", "20", "--eval-every", "10", "--device", "cpu",
+                 "--quiet"]) == 0
+    assert json.loads((out / "probe.json").read_text())["model"]["head"] == "xvector"

@@ -72,8 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_input_options(train, training=True)
     _add_label_options(train)
     train.add_argument("--speakers", metavar="FILE", help="utt<TAB>speaker (default: the corpus's speakers.tsv)")
-    train.add_argument("--head", default="linear", choices=["linear", "bilstm"])
-    train.add_argument("--hidden", type=int, default=256, help="BiLSTM units per direction (default %(default)s)")
+    train.add_argument("--head", default="linear", choices=["linear", "bilstm", "xvector"],
+                       help="linear, bilstm (SUPERB's two), or xvector (speaker, classify, verify: SUPERB's "
+                       "speaker-verification network); default %(default)s")
+    train.add_argument("--hidden", type=int, default=256,
+                       help="BiLSTM units per direction, or x-vector channels (default %(default)s)")
     train.add_argument("--lstm-layers", type=int, default=2, help="BiLSTM layers (default %(default)s)")
     train.add_argument("--dropout", type=float, default=0.0, metavar="P",
                        help="the head's dropout while training: on the input of every BiLSTM layer and on its "

@@ -1,8 +1,10 @@
-"""Probe heads (SUPERB's two) and the sequence helpers they share.
+"""Probe heads (SUPERB's two, and its speaker head) and the sequence helpers they share.
 
 :class:`LinearHead` and :class:`BiLSTMHead` map frames ``[B, T, D]`` to frame logits ``[B, T, C]``
 (CTC or frame classification) or, through statistics pooling (mean and standard deviation over
-the valid frames), to utterance logits ``[B, C]``.
+the valid frames), to utterance logits ``[B, C]``. :class:`XVectorHead` (utterance level only) is
+the x-vector network of SUPERB's speaker verification head: dilated 1-D convolutions over time,
+statistics pooling, then two affine layers.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from torch import nn
 
 from speechunits.errors import SpeechUnitsError
 
-HEADS = ("linear", "bilstm")
+HEADS = ("linear", "bilstm", "xvector")
 LEVELS = ("frame", "utterance")
 
 
@@ -168,3 +170,43 @@ class BiLSTMHead(nn.Module):
         if self.level == "utterance":
             return self.proj(statistics_pooling(y, lengths))
         return self.proj(y)
+
+
+class XVectorHead(nn.Module):
+    """The x-vector network (Snyder et al. 2018) on probe features: five time-delay layers (1-D
+    convolutions, kernel/dilation 5/1, 3/2, 3/3, 1/1, 1/1; ``hidden`` channels, the last ``3 * hidden``)
+    with ReLU, statistics pooling over the valid frames, an affine layer of ``hidden`` with ReLU, then
+    a linear map to ``num_classes`` (a ``verify`` probe's embedding size). Frames past ``lengths`` are
+    zeroed before every convolution, so an utterance's output does not depend on its batch's padding.
+    No batch normalisation: its statistics would mix padding in. ``dropout`` (training only) on the
+    pooled statistics and the affine layer's output."""
+
+    LAYERS = ((5, 1), (3, 2), (3, 3), (1, 1), (1, 1))
+
+    def __init__(self, in_dim: int, num_classes: int, level: str = "utterance", hidden: int = 512,
+                 dropout: float = 0.0):
+        super().__init__()
+        if level != "utterance":
+            raise SpeechUnitsError("--head xvector pools utterances: it serves speaker, classify and verify")
+        self.level = level
+        widths = [in_dim] + [hidden] * (len(self.LAYERS) - 1) + [3 * hidden]
+        self.tdnn = nn.ModuleList(nn.Conv1d(widths[i], widths[i + 1], kernel, dilation=dilation,
+                                            padding=dilation * (kernel - 1) // 2)
+                                  for i, (kernel, dilation) in enumerate(self.LAYERS))
+        self.segment = nn.Linear(2 * widths[-1], hidden)
+        self.dropout = make_dropout(dropout)
+        self.proj = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        lengths = lengths.clamp_min(1)
+        mask = valid_mask(lengths, x.shape[1]).unsqueeze(1).to(x.dtype)  # [B, 1, T]
+        h = x.transpose(1, 2)  # [B, D, T]
+        for conv in self.tdnn:
+            h = torch.relu(conv(h * mask))
+        pooled = statistics_pooling((h * mask).transpose(1, 2), lengths)
+        if self.dropout is not None:
+            pooled = self.dropout(pooled)
+        h = torch.relu(self.segment(pooled))
+        if self.dropout is not None:
+            h = self.dropout(h)
+        return self.proj(h)

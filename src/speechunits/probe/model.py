@@ -16,7 +16,8 @@ from speechunits.probe.augment import apply_time_mask, time_mask_from_spec, unit
 from speechunits.probe.featurizers import (EMBED_FROZEN, EMBED_INITS, EMBED_RANDOM, INTERFACES, HierarchicalConv,
                                            Single, UnitEmbedding, WeightedSum)
 from speechunits.probe.finetune import LOW_RANK_MARK, Finetune, TopBlocks
-from speechunits.probe.heads import HEADS, LEVELS, BiLSTMHead, LinearHead, stack_frames, stacked_lengths
+from speechunits.probe.heads import (HEADS, LEVELS, BiLSTMHead, LinearHead, XVectorHead, stack_frames,
+                                     stacked_lengths)
 from speechunits.probe.inputs import FEATURES, UNITS
 
 
@@ -121,6 +122,8 @@ class ProbeModel(nn.Module):
         elif head == "bilstm":
             self.head = BiLSTMHead(dim, classes, level, int(spec.get("hidden", 256)), int(spec.get("lstm_layers", 2)),
                                    dropout)
+        elif head == "xvector":
+            self.head = XVectorHead(dim, classes, level, int(spec.get("hidden", 512)), dropout)
         else:
             raise SpeechUnitsError(f"--head: expected one of {HEADS}, got {head!r}")
 

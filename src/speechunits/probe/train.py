@@ -173,6 +173,8 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
         raise SpeechUnitsError(f"--hidden must be >= 1, got {hidden}")
     if int(embed_dim) < 1:
         raise SpeechUnitsError(f"embed_dim must be >= 1, got {embed_dim}")
+    if head == "xvector" and objective not in (UTTERANCE, MARGIN):
+        raise SpeechUnitsError(f"--head xvector pools utterances (speaker, classify, verify), not task {task!r}")
     if int(stack) > 1 and objective == FRAME:
         raise SpeechUnitsError(f"--stack {stack}: task {task!r} labels every input frame; it cannot stack frames")
     if standardize and (source["kind"] != FEATURES or finetune is not None):
