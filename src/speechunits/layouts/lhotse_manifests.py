@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.layouts import collect_label
 
 #: A stretch this close to its recording's length is the whole recording.
 _WHOLE_TOLERANCE_S = 1e-3
@@ -238,13 +239,5 @@ def read_labels(path: str | os.PathLike[str], key: str) -> dict[str, str]:
     Raises:
         SpeechUnitsError: as :func:`iter_entries`; an id twice; no entry with ``key``.
     """
-    result: dict[str, str] = {}
-    for utt, _, labels in iter_entries(path):
-        if key not in labels:
-            continue
-        if utt in result:
-            raise SpeechUnitsError(f"{path}: utterance {utt!r} appears twice")
-        result[utt] = labels[key]
-    if not result:
-        raise SpeechUnitsError(f"{path}: no entry has a {key}")
-    return result
+    return collect_label(((utt, labels) for utt, _, labels in iter_entries(path)), key, source=path,
+                         what="utterance", missing=f"{path}: no entry has a {key}")

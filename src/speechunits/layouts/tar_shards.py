@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.layouts import collect_label
 from speechunits.sources import is_pattern, pattern_matches, split_suffix
 
 #: Names of archives, compressed ones included (these are recognised so as to be refused by name).
@@ -305,17 +306,9 @@ def read_labels(source: str | os.PathLike[str], key: str) -> dict[str, str]:
     Raises:
         SpeechUnitsError: as :func:`iter_samples`; a key twice; no sample with ``key``.
     """
-    result: dict[str, str] = {}
-    for utt, labels in iter_sample_labels(source):
-        if key not in labels:
-            continue
-        if utt in result:
-            raise SpeechUnitsError(f"{source}: sample {utt!r} appears twice")
-        result[utt] = labels[key]
-    if not result:
-        raise SpeechUnitsError(f"{source}: no sample carries a {key} (a .json field, or a "
-                               f"{'.txt' if key == 'text' else '.cls' if key == 'label' else '.json'} member)")
-    return result
+    member = ".txt" if key == "text" else ".cls" if key == "label" else ".json"
+    return collect_label(iter_sample_labels(source), key, source=source, what="sample",
+                         missing=f"{source}: no sample carries a {key} (a .json field, or a {member} member)")
 
 
 def split_parts(source: str | os.PathLike[str]) -> dict[str, str] | None:
