@@ -11,7 +11,7 @@ import torch
 
 from speechunits.cli.main import main
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.verification import (Trials, all_pair_scores, all_pair_trials, cosine_scores,
+from speechunits.probe.verification import (Trials, all_pair_scores, cosine_scores,
                                             equal_error_rate, match_trials, min_dcf, read_trials,
                                             verification_metrics)
 from speechunits.synth.testing import small_corpus
@@ -58,6 +58,14 @@ def test_metrics_refuse_one_sided_trials():
         equal_error_rate(np.array([0.5, 0.6]), np.array([True, True]))
     with pytest.raises(SpeechUnitsError, match="2 scores but 3"):
         equal_error_rate(np.array([0.5, 0.6]), np.array([True, False, True]))
+
+
+def all_pair_trials(speakers: dict[str, str]) -> Trials:
+    """Every unordered pair listed, the reference the block-wise scores are checked against."""
+    ids = sorted(speakers)
+    a, b = np.triu_indices(len(ids), k=1)
+    labels = np.array([speakers[i] for i in ids], dtype=object)
+    return Trials([ids[i] for i in a], [ids[j] for j in b], labels[a] == labels[b])
 
 
 def test_all_pairs_blockwise_equal_listed_pairs():

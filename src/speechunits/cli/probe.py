@@ -51,8 +51,9 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("labels (default: the files the corpus carries)")
     group.add_argument("--labels", metavar="FILE", help="utt<TAB>label (classify; or a directory: the folder of "
                        "each file, or a Hugging Face table's column as TABLE::COLUMN), transcripts (asr), "
-                       "phone transcripts utt<TAB>p1 p2 ... (phones), speakers (speaker, verify), a SNIPS all.iob.snips.txt or "
-                       "utt<TAB>text with B-TYPE ... E-TYPE around slots (slots; its intents for classify)")
+                       "phone transcripts utt<TAB>p1 p2 ... (phones), speakers (speaker, verify), a SNIPS "
+                       "all.iob.snips.txt or utt<TAB>text with B-TYPE ... E-TYPE around slots (slots; its intents "
+                       "for classify)")
     group.add_argument("--alignments", metavar="PATH", help="phones.tsv or TextGrids (phones, frames)")
 
 
@@ -60,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("probe", help="train and evaluate SUPERB-style probes on features or units",
                                    description="Small models (linear, BiLSTM) trained on frozen features or "
                                    "units: phones (PER), asr (WER/CER), speaker, classify (accuracy), frames, "
-                                   "verify (speaker verification EER on unseen speakers), slots (slot filling: slot-type F1, "
-                                   "slot-value CER).")
+                                   "verify (speaker verification EER on unseen speakers), slots (slot filling: "
+                                   "slot-type F1, slot-value CER).")
     actions = parser.add_subparsers(dest="probe_command", metavar="ACTION", required=True)
 
     train = actions.add_parser("train", help="train a probe (lr x seed sweep, best by dev, test once)")
@@ -219,9 +220,9 @@ def run_train(args: argparse.Namespace) -> int:
         ClassMap.parse(args.classes)  # a bad spec fails before the input is read
     verification = {key: value for key, value in (("embedding_dim", args.speaker_dim), ("margin", args.margin),
                                                   ("scale", args.scale)) if value is not None}
-    if verification or args.task == "verify":
-        if args.task != "verify":
-            raise SpeechUnitsError(f"--speaker-dim, --margin and --scale apply to task 'verify', not {args.task!r}")
+    if verification and args.task != "verify":
+        raise SpeechUnitsError(f"--speaker-dim, --margin and --scale apply to task 'verify', not {args.task!r}")
+    if args.task == "verify":
         from speechunits.probe.model import check_verification
 
         check_verification({**DEFAULT_VERIFICATION, **verification})

@@ -259,9 +259,7 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
 
             ClassMap.parse(probe.meta["classes"]).apply_to(label_set)
         loaded = made.load(list(label_set.labels))
-    if loaded.errors:
-        log.warning("%d utterances have no input and are skipped (first: %s)", len(loaded.errors),
-                    "; ".join(f"{k}: {v}" for k, v in list(loaded.errors.items())[:3]))
+    loaded.warn_errors()
     scored = [i for i in label_set.labels if i in loaded.samples]
     predictions = probe.predict(loaded.samples, scored, device=dev, decoder=_decoder(probe, lm, beam))
     metrics = score_predictions(probe.task, label_set.labels, predictions)
@@ -303,9 +301,7 @@ def _evaluate_verification(probe: Any, probe_dir: str | Path, corpus: Any, made:
                         len(unmatched), corpus, unmatched[0])
         wanted = sorted(set(given.first) | set(given.second))
     loaded = made.load(wanted)
-    if loaded.errors:
-        log.warning("%d utterances have no input and are skipped (first: %s)", len(loaded.errors),
-                    "; ".join(f"{k}: {v}" for k, v in list(loaded.errors.items())[:3]))
+    loaded.warn_errors()
     embeddings = probe.embeddings(loaded.samples, device=device)
     if given is not None:
         given = given.within(embeddings)

@@ -76,6 +76,12 @@ class LoadResult:
     samples: dict[str, Sample]
     errors: dict[str, str]
 
+    def warn_errors(self) -> None:
+        """Log, as one warning, how many ids have no input, with the first three reasons."""
+        if self.errors:
+            log.warning("%d utterances have no input and are skipped (first: %s)", len(self.errors),
+                        "; ".join(f"{k}: {v}" for k, v in list(self.errors.items())[:3]))
+
 
 class ProbeInput(ABC):
     """A source of :class:`Sample` records with an identity (see the module docstring)."""

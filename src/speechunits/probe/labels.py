@@ -410,7 +410,8 @@ def load_task_labels(
         ``phones``: ``alignments`` (a path for ``load_alignments`` or its output), or else
         ``labels`` as phone transcripts (``utt<TAB>p1 p2 ...``);
         ``asr``: ``transcripts``; ``speaker``, ``verify``: ``speakers`` (a path or ``{utt: speaker}``);
-        ``classify``: ``labels``; ``slots``: ``labels`` (:func:`read_slot_labels`); ``frames``: ``alignments`` + ``frame_rate`` + ``frame_offset_s``
+        ``classify``: ``labels``; ``slots``: ``labels`` (:func:`read_slot_labels`); ``frames``:
+        ``alignments`` + ``frame_rate`` + ``frame_offset_s``
         + ``num_frames`` (an utterance without a frame count counts as missing), ids of
         ``vocabulary`` when given (a trained probe's), else of :func:`frame_vocabulary` over
         the corpus's aligned utterances. ``vocabulary`` is used by ``frames`` only.

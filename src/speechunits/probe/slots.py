@@ -158,7 +158,7 @@ def slot_value_cer(refs: Sequence[str], hyps: Sequence[str]) -> float:
             offered.setdefault(kind, []).append(value)
         for kind, value in parse_slots(ref)[1]:
             candidates = offered.get(kind) or [""]
-            best = min(candidates, key=lambda c: (jiwer.cer(value, c) if value else len(c), candidates.index(c)))
+            best = min(candidates, key=lambda c: jiwer.cer(value, c) if value else len(c))  # the first on ties
             references.append(value)
             hypotheses.append(best)
     if not references:

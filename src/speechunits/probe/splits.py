@@ -155,12 +155,12 @@ def make_split(ids: Sequence[str], *, by: str = "utterance", speakers: Mapping[s
     part_of: dict[str, str] = {}
     if by == "speaker" and speakers is not None:
         names = _shuffled(list({speakers[u] for u in ids}), seed)
-        train, dev, test = _counts(len(names), shares, max(1, int(least_speakers)))
+        least = max(1, int(least_speakers))
+        train, dev, test = _counts(len(names), shares, least)
         if train < 1:
             raise SpeechUnitsError(f"split by speaker: {len(names)} speakers cannot fill train, dev and test "
-                                   f"(fractions {list(shares)}, at least {max(1, int(least_speakers))} speakers in "
-                                   f"dev and in test); need at least {2 * max(1, int(least_speakers)) + 1}, and more "
-                                   "for these fractions")
+                                   f"(fractions {list(shares)}, at least {least} speakers in dev and in test); need "
+                                   f"at least {2 * least + 1}, and more for these fractions")
         speaker_part = {s: _part_at(i, train, dev) for i, s in enumerate(names)}
         part_of = {u: speaker_part[speakers[u]] for u in ids}
     elif speakers is None:

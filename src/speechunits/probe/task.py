@@ -137,12 +137,6 @@ def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str,
     weight and the count is the sum of those weights."""
     logits = model(batch.x, batch.lengths, batch.durations).float()
     assert batch.targets is not None
-    if objective == MARGIN:  # AM-softmax: the model gives s cos(theta); the target's logit loses s m
-        inner = getattr(model, "module", model)
-        correct = float((logits.argmax(-1) == batch.targets).sum())
-        shift = torch.zeros_like(logits).scatter_(1, batch.targets[:, None], inner.margin_shift)
-        loss = nn.functional.cross_entropy(logits - shift, batch.targets, reduction="sum")
-        return loss, float(len(batch.targets)), {"acc": (correct, float(len(batch.targets)))}
     if objective == CTC:
         log_probs = torch.log_softmax(logits, dim=-1).transpose(0, 1)  # [T', B, C]
         lengths = output_lengths(model, batch.lengths)
@@ -162,6 +156,9 @@ def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str,
         return loss, count, {"acc": (correct, count)}
     correct = float((logits.argmax(-1) == batch.targets).sum())
     metrics = {"acc": (correct, float(len(batch.targets)))}
+    if objective == MARGIN:  # AM-softmax: the model gives s cos(theta); the target's logit loses s m
+        shift = getattr(model, "module", model).margin_shift
+        logits = logits - torch.zeros_like(logits).scatter_(1, batch.targets[:, None], shift)
     if class_weights is not None:
         weights = class_weights.to(logits.device)
         loss = nn.functional.cross_entropy(logits, batch.targets, weight=weights, reduction="sum")

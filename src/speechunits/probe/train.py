@@ -326,9 +326,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     missing = list(getattr(labels, "missing", []))
     split = split.restrict(set(label_map))
     loaded = inputs.load(split.train + split.dev + split.test)
-    if loaded.errors:
-        log.warning("%d utterances have no input and are skipped (first: %s)", len(loaded.errors),
-                    "; ".join(f"{k}: {v}" for k, v in list(loaded.errors.items())[:3]))
+    loaded.warn_errors()
     samples = loaded.samples
     split = split.restrict(set(samples))
     if not split.train or not split.dev:
@@ -442,18 +440,17 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                        missing, dict(loaded.errors), meta)
 
 
-def speakers_shared(speakers: Mapping[str, Any], split: Any) -> list[str]:
-    """The speakers of ``split``'s dev or test part that are in its training part too (sorted)."""
+def speakers_shared(speakers: Mapping[str, Any], split: Any, parts: Sequence[str] = ("dev", "test")) -> list[str]:
+    """The speakers of ``split``'s ``parts`` that are in its training part too (sorted)."""
     train = {str(speakers[i]) for i in split.train if i in speakers}
-    return sorted(train & {str(speakers[i]) for i in split.dev + split.test if i in speakers})
+    return sorted(train & {str(speakers[i]) for part in parts for i in getattr(split, part) if i in speakers})
 
 
 def check_verification_split(speakers: Mapping[str, Any], split: Any) -> None:
     """A ``verify`` probe's split: no dev or test speaker in training; dev with at least two speakers,
     one of them with two utterances (SpeechUnitsError naming what is wrong)."""
-    train = {str(speakers[i]) for i in split.train}
     for part in ("dev", "test"):
-        seen = sorted(train & {str(speakers[i]) for i in getattr(split, part)})
+        seen = speakers_shared(speakers, split, (part,))
         if seen:
             raise SpeechUnitsError(f"task 'verify' scores speakers never seen in training, but {len(seen)} {part} "
                                    f"speakers are in the training part too ({', '.join(seen[:3])}); split by "
@@ -587,22 +584,24 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     shipped = split_lists_of(split_file) if split_file is not None else (split_lists_of(corpus) if own_split else None)
     dataset_parts = (split_parts(corpus) or shard_split_parts(corpus) or named_split_parts(corpus)
                      or superb_parts(corpus, list(label_set.labels))) if own_split and shipped is None else None
-    if task == "verify" and split_file is None and (shipped is not None or dataset_parts is not None):
-        offered = split_from_lists(shipped, list(label_set.labels)) if shipped is not None else \
-            split_from_parts(dataset_parts, list(label_set.labels), str(corpus))
-        if speakers_shared(label_set.labels, offered):
-            log.info("split: the corpus's own parts share speakers; a verify probe splits by speaker instead")
-            shipped = dataset_parts = None
+    labelled = list(label_set.labels)
+    own, own_note = None, ""  # the corpus's own split, read once
+    if fold is None and shipped is not None:  # the corpus's own dev/test lists (Speech Commands)
+        own = split_from_lists(shipped, labelled)
+        own_note = f"split: {shipped}'s {SPLIT_LISTS['dev']} (dev) and {SPLIT_LISTS['test']} (test), the rest training"
+    elif fold is None and dataset_parts is not None:  # the dataset's own train, validation and test parts
+        own = split_from_parts(dataset_parts, labelled, str(corpus))
+        own_note = "split: the dataset's own train, validation (dev) and test parts"
+    if own is not None and task == "verify" and split_file is None and speakers_shared(label_set.labels, own):
+        log.info("split: the corpus's own parts share speakers; a verify probe splits by speaker instead")
+        own = None
     if fold is not None:  # one fold (an IEMOCAP session, a manifest's fold column) is the test part
         if split_file is not None or split_by != "utterance":
             raise SpeechUnitsError("--fold draws the split itself: drop --split-file and --split-by")
-        split = _fold_split(corpus, list(label_set.labels), fold, split_seed)
-    elif shipped is not None:  # the corpus's own dev/test lists (Speech Commands)
-        split = split_from_lists(shipped, list(label_set.labels))
-        log.info("split: %s's %s (dev) and %s (test), the rest training", shipped, *SPLIT_LISTS.values())
-    elif dataset_parts is not None:  # the dataset's own train, validation and test tables, shards or inputs
-        split = split_from_parts(dataset_parts, list(label_set.labels), str(corpus))
-        log.info("split: the dataset's own train, validation (dev) and test parts")
+        split = _fold_split(corpus, labelled, fold, split_seed)
+    elif own is not None:
+        split = own
+        log.info(own_note)
     elif split_file is not None and task == "verify" and is_trial_file(split_file):
         trials, _ = match_trials(read_trials(split_file), list(label_set.labels))
         split = split_from_trials(sorted(set(trials.first) | set(trials.second)),

@@ -3,7 +3,7 @@
 A *trial* asks whether two utterances have the same speaker (a target trial) or not. Its score
 is the cosine similarity of the two utterances' embeddings. Two kinds of trial list:
 
-* every pair of the scored utterances (:func:`all_pair_trials`), which is how a ``verify`` probe's
+* every pair of the scored utterances (:func:`all_pair_scores`), which is how a ``verify`` probe's
   dev and test parts are scored, since their speakers are never seen in training;
 * a trial file (:func:`read_trials`), in VoxCeleb's layout (``1 id10270/x6u/00001.wav
   id10270/8jE/00008.wav``, 1 = same speaker) or Kaldi's (``utt1 utt2 target|nontarget``).
@@ -27,6 +27,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.files import iter_text_lines
 
 #: Words of a Kaldi trial file's third column.
 TARGET_WORDS = {"target": 1, "nontarget": 0}
@@ -57,14 +58,6 @@ class Trials:
         return Trials([self.first[k] for k in keep], [self.second[k] for k in keep], self.target[keep], self.source)
 
 
-def all_pair_trials(speakers: Mapping[str, str]) -> Trials:
-    """Every unordered pair of the utterances of ``{utt: speaker}`` (in sorted id order)."""
-    ids = sorted(speakers)
-    a, b = np.triu_indices(len(ids), k=1)
-    labels = np.array([speakers[i] for i in ids], dtype=object)
-    return Trials([ids[i] for i in a], [ids[j] for j in b], labels[a] == labels[b])
-
-
 def _unit_rows(embeddings: Mapping[str, np.ndarray], ids: Sequence[str]) -> np.ndarray:
     """float64 ``[N, E]``: the embeddings of ``ids``, each scaled to unit length."""
     missing = [i for i in ids if i not in embeddings]
@@ -76,8 +69,9 @@ def _unit_rows(embeddings: Mapping[str, np.ndarray], ids: Sequence[str]) -> np.n
 
 def all_pair_scores(speakers: Mapping[str, str], embeddings: Mapping[str, np.ndarray]
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """The scores and target flags of :func:`all_pair_trials` ``(speakers)``, computed a block of rows
-    at a time without listing the pairs (4,874 utterances, VoxCeleb1's test part, are 11.9 M pairs)."""
+    """The scores and target flags of every unordered pair of the utterances of ``{utt: speaker}`` (in
+    sorted id order), computed a block of rows at a time without listing the pairs (4,874 utterances,
+    VoxCeleb1's test part, are 11.9 M pairs)."""
     ids = sorted(speakers)
     matrix = _unit_rows(embeddings, ids)
     _, codes = np.unique(np.array([str(speakers[i]) for i in ids]), return_inverse=True)
@@ -110,33 +104,35 @@ def read_trials(path: str | os.PathLike[str]) -> Trials:
     first: list[str] = []
     second: list[str] = []
     target: list[bool] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) == 3 and fields[0] in ("0", "1"):
-            first.append(fields[1]), second.append(fields[2]), target.append(fields[0] == "1")
-        elif len(fields) == 3 and fields[2].lower() in TARGET_WORDS:
-            first.append(fields[0]), second.append(fields[1]), target.append(bool(TARGET_WORDS[fields[2].lower()]))
-        else:
+    for number, line in iter_text_lines(path, "trial file"):
+        trial = _trial(line.split())
+        if trial is None:
             raise SpeechUnitsError(f"{path}:{number}: expected 'LABEL UTT1 UTT2' (LABEL 1 or 0, VoxCeleb's) or "
                                    f"'UTT1 UTT2 target|nontarget' (Kaldi's), got {line.strip()!r}")
+        first.append(trial[0]), second.append(trial[1]), target.append(trial[2])
     if not first:
         raise SpeechUnitsError(f"{path}: no trial in the file")
     return Trials(first, second, np.array(target, dtype=bool), str(path))
 
 
+def _trial(fields: Sequence[str]) -> tuple[str, str, bool] | None:
+    """``(first, second, same speaker)`` of one trial line's fields in either layout, else ``None``."""
+    if len(fields) == 3 and fields[0] in ("0", "1"):
+        return fields[1], fields[2], fields[0] == "1"
+    if len(fields) == 3 and fields[2].lower() in TARGET_WORDS:
+        return fields[0], fields[1], bool(TARGET_WORDS[fields[2].lower()])
+    return None
+
+
 def is_trial_file(path: str | os.PathLike[str]) -> bool:
     """Whether the first non-blank line of ``path`` (a file) is a trial in either layout of :func:`read_trials`."""
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         return False
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            fields = line.split()
-            if fields:
-                return len(fields) == 3 and (fields[0] in ("0", "1") or fields[2].lower() in TARGET_WORDS)
-    return False
+    try:
+        first = next(iter_text_lines(path, "trial file"), None)
+    except SpeechUnitsError:  # not UTF-8 text, or a broken .gz
+        return False
+    return first is not None and _trial(first[1].split()) is not None
 
 
 def match_trials(trials: Trials, ids: Sequence[str]) -> tuple[Trials, list[str]]:

@@ -7,8 +7,9 @@
   Saved as one JSON file; :attr:`Vocabulary.sha256` identifies the content.
 * :class:`TextTokenizer`: text to CTC target ids for ``asr``, either characters
   (:func:`char_tokenizer`) or a BPE trained with Hugging Face ``tokenizers``
-  (:func:`bpe_tokenizer`); for ``slots``, characters and slot tags (:func:`slot_tokenizer`). Both apply :func:`normalize_text` first, and both keep id 0 for the
-  CTC blank (a BPE token's id is its ``tokenizers`` id + 1).
+  (:func:`bpe_tokenizer`); for ``slots``, characters and slot tags (:func:`slot_tokenizer`). Characters
+  and BPE apply :func:`normalize_text` first (slot texts come normalised, :mod:`speechunits.probe.slots`);
+  all keep id 0 for the CTC blank (a BPE token's id is its ``tokenizers`` id + 1).
 
 Text normalisation (:func:`normalize_text`, the same for references and tokenizers):
 Unicode NFKC, lower case, every character that is not a letter, combining mark, digit or
