@@ -125,10 +125,10 @@ def search(frames: Mapping[str, np.ndarray], queries: Sequence[str], documents: 
     def load(utt: str) -> torch.Tensor:
         f = np.asarray(frames[utt])
         if ids:
-            return torch.from_numpy(f.astype(np.int64))
+            return torch.from_numpy(np.array(f, dtype=np.int64))
         if mean is not None:
             f = (f - mean) / std
-        return torch.from_numpy(np.asarray(f, dtype=np.float32))
+        return torch.from_numpy(np.array(f, dtype=np.float32))  # a copy: memory-mapped frames are read-only
 
     searched = [q for q in queries if len(frames[q]) >= min_query_frames]
     short = [q for q in queries if len(frames[q]) < min_query_frames]
