@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+import torch
 from scipy.spatial import distance as scipy_distance
 
 from speechunits.errors import SpeechUnitsError
@@ -58,7 +59,7 @@ def random_set():
 def test_subsequence_dtw_equals_dtw_python(random_set, kind, minmax):
     dtw = pytest.importorskip("dtw").dtw
     docs, queries = random_set
-    matches = subsequence_dtw(queries, index_documents(docs), distance=kind, minmax=minmax)
+    matches = subsequence_dtw(queries, index_documents(docs), distance=kind, minmax=minmax, locate=True)
     for qi, q in enumerate(queries):
         for di, d in enumerate(docs):
             ref = dtw(_scipy_distances(q, d, kind, minmax), step_pattern="asymmetric", open_begin=True,
@@ -70,7 +71,10 @@ def test_subsequence_dtw_equals_dtw_python(random_set, kind, minmax):
 
 def test_subsequence_dtw_equals_loops(random_set):
     docs, queries = random_set
-    matches = subsequence_dtw(queries, index_documents(docs), distance="cosine", minmax=False)
+    matches = subsequence_dtw(queries, index_documents(docs), distance="cosine", minmax=False, locate=True)
+    fast = subsequence_dtw(queries, index_documents(docs), distance="cosine", minmax=False)
+    assert fast.start is None
+    assert torch.equal(fast.cost, matches.cost) and torch.equal(fast.end, matches.end)
     for qi, q in enumerate(queries):
         for di, d in enumerate(docs):
             cost, start, end = loop_subsequence_dtw(_scipy_distances(q, d, "cosine", False))
@@ -81,7 +85,8 @@ def test_subsequence_dtw_equals_loops(random_set):
 def test_unit_ids_hand_computed():
     # query 1 2 sits at frames 1-2 of document 0; document 1 holds 2 then 1 (no 1 followed by 2)
     docs = [np.array([0, 1, 2, 3]), np.array([2, 5, 1])]
-    matches = subsequence_dtw([np.array([1, 2])], index_documents(docs), distance="hamming", minmax=False)
+    matches = subsequence_dtw([np.array([1, 2])], index_documents(docs), distance="hamming", minmax=False,
+                              locate=True)
     assert matches.cost[0].tolist() == [0.0, 0.5]
     assert (int(matches.start[0, 0]), int(matches.end[0, 0])) == (1, 2)
 
@@ -251,10 +256,10 @@ def _planted(rng, n_docs=30, dim=12):
 def test_search_finds_planted_queries_and_chunks_agree():
     rng = np.random.default_rng(3)
     frames, queries, docs, hits = _planted(rng)
-    result = search(frames, queries, docs, frame_rate=50.0)
+    result = search(frames, queries, docs, frame_rate=50.0, locate=True)
     metrics = evaluate(result, GroundTruth(docs, queries, hits))
     assert metrics["mtwv"] == pytest.approx(1.0) and metrics["map"] == pytest.approx(1.0)
-    chunked = search(frames, queries, docs, frame_rate=50.0, chunk_frames=100)
+    chunked = search(frames, queries, docs, frame_rate=50.0, chunk_frames=100, device="cpu")
     np.testing.assert_allclose(chunked.score, result.score, atol=1e-5)
     # each query's scores are z-normalised over the documents
     np.testing.assert_allclose(result.score.mean(axis=1), 0.0, atol=1e-9)

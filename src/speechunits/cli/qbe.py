@@ -117,7 +117,7 @@ def _search_one(args: argparse.Namespace, truth, layer: int | None, device):  # 
     result = search(frames, queries, documents, frame_rate=source.frame_rate,
                     distance=args.distance or ("hamming" if source.distance == "hamming" else "cosine-exp"),
                     minmax=args.minmax, standardise=not args.no_standardise,
-                    min_query_frames=args.min_query_frames, device=device)
+                    min_query_frames=args.min_query_frames, locate=args.out is not None, device=device)
     metrics = None
     if truth is not None:
         beta = beta_from(P_TARGET if args.p_target is None else args.p_target,

@@ -9,10 +9,14 @@ the document frame by 0, 1 or 2,
     C[i, j] = d[i, j] + min(C[i-1, j], C[i-1, j-1], C[i-1, j-2])
 
 and a query of ``n`` frames costs ``min_j C[n-1, j] / n`` in a document (the path may start and
-end anywhere in it). Documents are laid end to end with two columns of infinite distance between
-them, which no path can cross (a step moves at most two columns), so one row recursion over the
-concatenation serves every document; the frame distances of a row are computed when the row is
-reached, so memory is ``O(queries x document frames)``, not a full distance tensor.
+end anywhere in it). Documents are laid end to end and a step never reaches back over a document's
+first column, so one row recursion over the concatenation serves every document; the frame
+distances of a row are computed when the row is reached, so memory is ``O(queries x document
+frames)``, not a full distance tensor. Queries are run longest first and leave the batch when their
+last frame is done.
+
+Per-document minima and maxima of a row go through numpy's ``reduceat`` on CPU (torch has no
+segment reduction that is not several times slower there) and ``scatter_reduce`` on other devices.
 
 Frame distances (``Distance``): ``cosine-exp`` (``exp(1 - cos) - 1``, SUPERB's default),
 ``cosine`` (``1 - cos``), ``euclidean``, and ``hamming`` (``[u != v]`` of unit ids). With
@@ -34,22 +38,20 @@ from speechunits.errors import SpeechUnitsError
 Distance = Literal["cosine-exp", "cosine", "euclidean", "hamming"]
 DISTANCES: tuple[str, ...] = ("cosine-exp", "cosine", "euclidean", "hamming")
 
-#: columns of infinite distance between two documents (a step moves at most two columns)
-_GAP = 2
-
 
 @dataclass
 class DocumentIndex:
-    """Documents laid end to end, ``_GAP`` blank columns after each.
+    """Documents laid end to end.
 
-    ``frames``: float ``[M, D]`` (dense) or int64 ``[M]`` (unit ids); ``document``: int64 ``[M]``,
-    the document of each column (``-1`` on the gap columns); ``first``: int64 ``[n_docs]`` the
-    first column of each document.
+    ``frames``: float ``[M, D]`` (dense; L2-normalised copies are made for cosine distances) or int64
+    ``[M]`` (unit ids); ``first``/``length``: int64 ``[n_docs]``, each document's first column and
+    frame count; ``owner``: int64 ``[M]``, the document of each column.
     """
 
     frames: torch.Tensor
-    document: torch.Tensor
     first: torch.Tensor
+    length: torch.Tensor
+    owner: torch.Tensor
 
     @property
     def n_docs(self) -> int:
@@ -60,13 +62,13 @@ class DocumentIndex:
 class Matches:
     """Best match of every query in every document.
 
-    ``cost``: float ``[Q, n_docs]``, the path cost divided by the query's length (``inf`` never
-    happens: every document has at least one frame). ``start``/``end``: int64 ``[Q, n_docs]``, the
-    document frames where that path begins and ends (inclusive).
+    ``cost``: float ``[Q, n_docs]``, the path cost divided by the query's length. ``start``/``end``:
+    int64 ``[Q, n_docs]``, the document frames where that path begins and ends (inclusive);
+    ``start`` is ``None`` unless asked for (``locate=True``).
     """
 
     cost: torch.Tensor
-    start: torch.Tensor
+    start: torch.Tensor | None
     end: torch.Tensor
 
 
@@ -74,50 +76,97 @@ def index_documents(documents: Sequence[np.ndarray | torch.Tensor], device: torc
     """Lay ``documents`` (each ``[T, D]`` features or ``[T]`` unit ids, T >= 1) end to end."""
     if not documents:
         raise SpeechUnitsError("no document to search")
-    parts: list[torch.Tensor] = []
-    owner: list[torch.Tensor] = []
-    first: list[int] = []
-    column = 0
-    for number, doc in enumerate(documents):
-        frames = torch.as_tensor(doc)
+    tensors = [torch.as_tensor(doc) for doc in documents]
+    for number, frames in enumerate(tensors):
         if frames.shape[0] == 0:
             raise SpeechUnitsError(f"document {number} has no frame")
-        gap = torch.zeros((_GAP, *frames.shape[1:]), dtype=frames.dtype)
-        parts += [frames, gap]
-        owner += [torch.full((frames.shape[0],), number, dtype=torch.int64), torch.full((_GAP,), -1, dtype=torch.int64)]
-        first.append(column)
-        column += frames.shape[0] + _GAP
-    return DocumentIndex(torch.cat(parts).to(device), torch.cat(owner).to(device),
-                         torch.tensor(first, dtype=torch.int64, device=device))
+    length = torch.tensor([t.shape[0] for t in tensors], dtype=torch.int64)
+    first = torch.cumsum(length, 0) - length
+    owner = torch.repeat_interleave(torch.arange(len(tensors)), length)
+    return DocumentIndex(torch.cat(tensors).to(device), first.to(device), length.to(device), owner.to(device))
+
+
+class _Segments:
+    """Per-document min / max of ``[k, M]`` rows and their expansion back to ``[k, M]``."""
+
+    def __init__(self, docs: DocumentIndex) -> None:
+        self.docs = docs
+        self.cpu = docs.frames.device.type == "cpu"
+        if self.cpu:
+            self.first_np = docs.first.numpy()
+            self.length_np = docs.length.numpy()
+
+    def reduce(self, values: torch.Tensor, how: str) -> torch.Tensor:
+        """``[k, n_docs]`` minimum (``how="min"``) or maximum of each document's columns."""
+        if self.cpu:
+            ufunc = np.minimum if how == "min" else np.maximum
+            return torch.from_numpy(ufunc.reduceat(values.numpy(), self.first_np, axis=1))
+        k = values.shape[0]
+        fill = math.inf if how == "min" else -math.inf
+        out = torch.full((k, self.docs.n_docs), fill, dtype=values.dtype, device=values.device)
+        return out.scatter_reduce(1, self.docs.owner.expand(k, -1), values, reduce="amin" if how == "min" else "amax")
+
+    def expand(self, per_doc: torch.Tensor) -> torch.Tensor:
+        """``[k, n_docs]`` -> ``[k, M]``, each document's value on its columns."""
+        if self.cpu:
+            return torch.from_numpy(np.repeat(per_doc.numpy(), self.length_np, axis=1))
+        return per_doc[:, self.docs.owner]
+
+
+def _prepare(frames: torch.Tensor, distance: Distance) -> torch.Tensor:
+    if distance in ("cosine", "cosine-exp"):
+        return torch.nn.functional.normalize(frames.to(torch.float32), dim=-1, eps=1e-12)
+    return frames if distance == "hamming" else frames.to(torch.float32)
 
 
 def _row_distances(query_rows: torch.Tensor, docs: torch.Tensor, distance: Distance) -> torch.Tensor:
-    """``[Q, M]`` distances of one frame of each query (``[Q, D]`` or ``[Q]`` ids) to every column."""
+    """``[k, M]`` distances of one frame of each query (``[k, D]`` or ``[k]`` ids, prepared) to every column."""
     if distance == "hamming":
         return (query_rows[:, None] != docs[None, :]).to(torch.float32)
     if distance == "euclidean":
         return torch.cdist(query_rows, docs)
-    cos = torch.nn.functional.normalize(query_rows, dim=-1, eps=1e-12) @ torch.nn.functional.normalize(docs, dim=-1, eps=1e-12).T
-    dist = (1.0 - cos).clamp_min(0.0)
-    return torch.expm1(dist) if distance == "cosine-exp" else dist
+    dist = torch.rsub(query_rows @ docs.T, 1.0).clamp_min_(0.0)
+    return torch.expm1_(dist) if distance == "cosine-exp" else dist
 
 
-def _per_document(values: torch.Tensor, document: torch.Tensor, n_docs: int, reduce: str) -> torch.Tensor:
-    """``[Q, n_docs]`` min or max of ``values [Q, M]`` over each document's columns (gaps ignored)."""
-    q = values.shape[0]
-    fill = math.inf if reduce == "amin" else -math.inf
-    out = torch.full((q, n_docs + 1), fill, dtype=values.dtype, device=values.device)
-    slot = torch.where(document < 0, n_docs, document).expand(q, -1)
-    return out.scatter_reduce(1, slot, values, reduce=reduce, include_self=True)[:, :n_docs]
+def _steps(prev: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``min(C[j], C[j-1], C[j-2])`` of the previous row, never reaching back into another document
+    (``first``: each document's first column; ``second``: the second column of documents with two or more)."""
+    best = prev.clone()
+    torch.minimum(best[:, 1:], prev[:, :-1], out=best[:, 1:])
+    best[:, first] = prev[:, first]
+    keep = best[:, second]
+    torch.minimum(best[:, 2:], prev[:, :-2], out=best[:, 2:])
+    best[:, first] = prev[:, first]
+    best[:, second] = keep
+    return best
+
+
+def _located_steps(prev: torch.Tensor, start: torch.Tensor, first: torch.Tensor,
+                   second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_steps` and the start column of the path each cell continues (ties: the longer stay)."""
+    inf = torch.full_like(prev[:, :2], math.inf)
+    one = torch.cat([inf[:, :1], prev[:, :-1]], dim=1)
+    two = torch.cat([inf, prev[:, :-2]], dim=1)
+    one[:, first] = math.inf
+    two[:, first] = math.inf
+    two[:, second] = math.inf
+    one_start = torch.cat([start[:, :1], start[:, :-1]], dim=1)
+    two_start = torch.cat([start[:, :2], start[:, :-2]], dim=1)
+    take_one = one < prev
+    best = torch.where(take_one, one, prev)
+    best_start = torch.where(take_one, one_start, start)
+    take_two = two < best
+    return torch.where(take_two, two, best), torch.where(take_two, two_start, best_start)
 
 
 def subsequence_dtw(queries: Sequence[np.ndarray | torch.Tensor], docs: DocumentIndex, *,
-                    distance: Distance = "cosine-exp", minmax: bool = True) -> Matches:
+                    distance: Distance = "cosine-exp", minmax: bool = True, locate: bool = False) -> Matches:
     """Best subsequence-DTW match of each query (``[n, D]`` features or ``[n]`` ids) in each document.
 
-    All queries run together, one query frame per step (queries padded to the longest; a query's
-    result is read at its own last frame). Raises :class:`SpeechUnitsError` for an empty query or a
-    distance that does not fit the frames (ids need ``hamming``, features the others).
+    All queries run together, one query frame per step. ``locate`` also tracks where each best path
+    starts (slower). Raises :class:`SpeechUnitsError` for an empty query or a distance that does not
+    fit the frames (ids need ``hamming``, features the others).
     """
     if distance not in DISTANCES:
         raise SpeechUnitsError(f"unknown distance {distance!r} (use one of {', '.join(DISTANCES)})")
@@ -129,50 +178,50 @@ def subsequence_dtw(queries: Sequence[np.ndarray | torch.Tensor], docs: Document
     tensors = [torch.as_tensor(q).to(device) for q in queries]
     if not tensors:
         raise SpeechUnitsError("no query to search for")
-    lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.int64, device=device)
+    lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.int64)
     if int(lengths.min()) == 0:
         raise SpeechUnitsError(f"query {int(torch.argmin(lengths))} has no frame")
-    padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True)  # [Q, N(, D)]
-    if not ids:
-        padded = padded.to(docs.frames.dtype)
-    q, n_max, m = padded.shape[0], int(lengths.max()), docs.frames.shape[0]
-    gap = docs.document < 0
-    columns = torch.arange(m, device=device)
-    inf = torch.tensor(math.inf, device=device)
-
-    cost = torch.empty((q, m), device=device)
-    start = columns.expand(q, -1).clone()
-    result_cost = torch.empty((q, docs.n_docs), device=device)
-    result_end = torch.empty((q, docs.n_docs), dtype=torch.int64, device=device)
-    result_start = torch.empty_like(result_end)
-    for i in range(n_max):
-        row = _row_distances(padded[:, i], docs.frames, distance)
+    order = torch.argsort(lengths, descending=True, stable=True)  # active queries are always a prefix
+    sorted_lengths = lengths[order].tolist()
+    padded = _prepare(torch.nn.utils.rnn.pad_sequence([tensors[i] for i in order.tolist()], batch_first=True), distance)
+    doc_frames = _prepare(docs.frames, distance)
+    segments = _Segments(docs)
+    first, second = docs.first, docs.first[docs.length >= 2] + 1
+    columns = torch.arange(doc_frames.shape[0], device=device)
+    q = len(tensors)
+    cost = start = torch.empty(0)
+    out_cost = torch.empty((q, docs.n_docs), device=device)
+    out_end = torch.empty((q, docs.n_docs), dtype=torch.int64, device=device)
+    out_start = torch.empty_like(out_end) if locate else None
+    active = q
+    for i in range(sorted_lengths[0]):
+        while sorted_lengths[active - 1] <= i:  # queries whose last frame is done leave the batch
+            active -= 1
+        row = _row_distances(padded[:active, i], doc_frames, distance)
         if minmax:
-            low = _per_document(row, docs.document, docs.n_docs, "amin")
-            high = _per_document(row, docs.document, docs.n_docs, "amax")
-            slot = docs.document.clamp_min(0)
-            row = (row - low[:, slot]) / (high - low).clamp_min(1e-9)[:, slot]
-        row = row.masked_fill(gap, math.inf)
+            low = segments.reduce(row, "min")
+            scale = (segments.reduce(row, "max") - low).clamp_min_(1e-9)
+            row = (row - segments.expand(low)).div_(segments.expand(scale))
         if i == 0:
             cost = row
+            start = columns.expand(active, -1).to(torch.float32) if locate else start
+        elif locate:
+            best, start = _located_steps(cost[:active], start[:active], first, second)
+            cost = row.add_(best)
         else:
-            stay = cost
-            one = torch.cat([inf.expand(q, 1), cost[:, :-1]], dim=1)
-            two = torch.cat([inf.expand(q, 2), cost[:, :-2]], dim=1)
-            best, which = torch.stack([stay, one, two]).min(dim=0)
-            source = (columns - which).clamp_min(0)
-            start = start.gather(1, source)
-            cost = row + best
-        done = (lengths - 1 == i).nonzero().flatten()
-        if done.numel():
-            final = cost[done]
-            low = _per_document(final, docs.document, docs.n_docs, "amin")  # [k, n_docs]
-            slot = docs.document.clamp_min(0)
-            at_min = (final == low[:, slot]) & ~gap
+            cost = row.add_(_steps(cost[:active], first, second))
+        finished = [k for k in range(active) if sorted_lengths[k] == i + 1]
+        if finished:
+            k0, k1 = finished[0], finished[-1] + 1
+            final = cost[k0:k1]
+            low = segments.reduce(final, "min")
+            at_min = final == segments.expand(low)
             # first column of each document reaching its minimum
-            candidate = torch.where(at_min, columns.expand(len(done), -1).to(final.dtype), inf)
-            end = _per_document(candidate, docs.document, docs.n_docs, "amin").to(torch.int64)
-            result_cost[done] = low / lengths[done, None].to(final.dtype)
-            result_end[done] = end - docs.first
-            result_start[done] = start[done].gather(1, end) - docs.first
-    return Matches(result_cost, result_start, result_end)
+            candidate = torch.where(at_min, columns.to(final.dtype).expand(k1 - k0, -1), math.inf)
+            end = segments.reduce(candidate, "min").to(torch.int64)
+            target = order[k0:k1].to(device)
+            out_cost[target] = low / (i + 1)
+            out_end[target] = end - first
+            if out_start is not None:
+                out_start[target] = start[k0:k1].gather(1, end).to(torch.int64) - first
+    return Matches(out_cost, out_start, out_end)

@@ -43,7 +43,8 @@ class SearchResult:
     """Scores of ``queries x documents`` (``[Q, D]`` arrays).
 
     ``score``: per-query z-normalised ``-cost`` (0 for short queries); ``cost``: subsequence-DTW
-    cost (``nan`` for short queries); ``start_s``/``end_s``: the best match's time span in the document.
+    cost (``nan`` for short queries); ``start_s``/``end_s``: the best match's time span in the
+    document (``start_s`` is ``nan`` unless searched with ``locate``).
     """
 
     queries: list[str]
@@ -94,7 +95,7 @@ def _chunks(documents: Sequence[str], frames: Mapping[str, np.ndarray], limit: i
 
 def search(frames: Mapping[str, np.ndarray], queries: Sequence[str], documents: Sequence[str], *,
            frame_rate: float, distance: Distance = "cosine-exp", minmax: bool | None = None,
-           standardise: bool = True, min_query_frames: int = MIN_QUERY_FRAMES,
+           standardise: bool = True, min_query_frames: int = MIN_QUERY_FRAMES, locate: bool = False,
            device: torch.device | str = "cpu", chunk_frames: int = CHUNK_FRAMES) -> SearchResult:
     """Score every query against every document.
 
@@ -104,6 +105,8 @@ def search(frames: Mapping[str, np.ndarray], queries: Sequence[str], documents: 
         minmax: rescale each query frame's distances within each document (default: on for
             features, off for unit ids).
         standardise: standardise dense features over all their frames first.
+        locate: find where each best match starts (``start_s``; otherwise ``nan``); the end is
+            always found.
 
     Raises:
         SpeechUnitsError: no query or document, an id missing from ``frames``, a document without
@@ -145,10 +148,12 @@ def search(frames: Mapping[str, np.ndarray], queries: Sequence[str], documents: 
         index = index_documents([load(d) for d in chunk], device=device)
         batch = max(1, _CELLS // int(index.frames.shape[0]))
         for b in range(0, len(query_tensors), batch):
-            matches = subsequence_dtw(query_tensors[b:b + batch], index, distance=distance, minmax=minmax)
+            matches = subsequence_dtw(query_tensors[b:b + batch], index, distance=distance, minmax=minmax,
+                                      locate=locate)
             target = rows[b:b + batch]
             cost[target, col:col + len(chunk)] = matches.cost.cpu().numpy()
-            start[target, col:col + len(chunk)] = matches.start.cpu().numpy()
+            if matches.start is not None:
+                start[target, col:col + len(chunk)] = matches.start.cpu().numpy()
             end[target, col:col + len(chunk)] = matches.end.cpu().numpy()
     score = np.zeros((n_q, n_d))
     raw = -cost[rows]
@@ -157,8 +162,8 @@ def search(frames: Mapping[str, np.ndarray], queries: Sequence[str], documents: 
     if short:
         log.warning("%d of %d queries are shorter than %d frames and score 0 everywhere (e.g. %s)",
                     len(short), n_q, min_query_frames, ", ".join(short[:3]))
-    return SearchResult(list(queries), list(documents), score, cost,
-                        start / frame_rate, (end + 1) / frame_rate, short)
+    start_s = start / frame_rate if locate else np.full(start.shape, np.nan)
+    return SearchResult(list(queries), list(documents), score, cost, start_s, (end + 1) / frame_rate, short)
 
 
 def evaluate(result: SearchResult, truth: GroundTruth, *, beta: float | None = None,
