@@ -1,6 +1,6 @@
 """``speechunits synth``: a phone-aligned, multi-speaker synthetic corpus (espeak-ng, GPL-3 extra).
 
-``speechunits synth OUT`` writes a corpus; ``speechunits synth lexical|syntactic|parallel OUT``
+``speechunits synth OUT`` writes a corpus; ``speechunits synth lexical|syntactic|parallel|qbe OUT``
 writes a benchmark set or a bilingual corpus (see docs/synth-benchmarks.md).
 """
 from __future__ import annotations
@@ -16,24 +16,29 @@ KINDS = {
     "lexical": ("language", "pairs", "voices", "voices_from", "carrier"),
     "syntactic": ("language", "pairs", "voices", "voices_from"),
     "parallel": ("source", "target", "minutes", "speakers"),
+    "qbe": ("language", "documents", "queries", "doc_voices", "query_voices", "unmatched_share", "min_phones", "name"),
 }
 _OPTIONS = ("minutes", "speakers", "languages", "text", "language", "pairs", "voices", "voices_from", "carrier",
-            "source", "target")
+            "source", "target", "documents", "queries", "doc_voices", "query_voices", "unmatched_share", "min_phones",
+            "name")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "synth",
-        help="synthesise a phone-aligned multi-speaker corpus, minimal-pair benchmarks or a parallel corpus",
+        help="synthesise a phone-aligned multi-speaker corpus, minimal-pair or QbE benchmarks, or a parallel corpus",
         description="`synth OUT`: OUT/wavs/*.wav (16 kHz), manifest.tsv, phones.tsv, words.tsv, textgrids/, "
         "speakers.tsv, speaker_info.tsv, text.tsv. `synth lexical OUT` / `synth syntactic OUT`: sWUGGY/sBLIMP-like "
         "pairs in ZeroSpeech 2021 layout (OUT/lexical, OUT/syntactic) spoken by voices no corpus has. "
         "`synth parallel OUT --source es --target en`: two aligned corpora and OUT/pairs.tsv. "
+        "`synth qbe OUT`: a query-by-example spoken term detection set in QUESST 2014's layout (OUT/qbe: Audio/, "
+        "dev_queries/, eval_queries/, scoring/ with NIST ground truth), queries spoken by voices no document has. "
         "Same arguments, same bytes. Needs the [synth] extra.",
     )
-    parser.add_argument("first", metavar="OUT | {lexical,syntactic,parallel}",
+    parser.add_argument("first", metavar="OUT | {lexical,syntactic,parallel,qbe}",
                         help="the output directory of a corpus (must be new or empty), or the kind of set to write")
-    parser.add_argument("out", nargs="?", metavar="OUT", help="the output directory of a lexical/syntactic/parallel set")
+    parser.add_argument("out", nargs="?", metavar="OUT",
+                        help="the output directory of a lexical/syntactic/parallel/qbe set")
     parser.add_argument("--minutes", type=float, default=None, help="corpus/parallel: audio to synthesise (default 5)")
     parser.add_argument("--speakers", type=int, default=None,
                         help="corpus: speakers in total; parallel: speakers per language (default 4)")
@@ -42,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="corpus: the built-in sentence list (default; each sentence in many voices), "
                         "sentences sampled from the English agreement grammar of `synth syntactic` (never its "
                         "benchmark sentences), or the two in turn (what a unit LM needs for both benchmarks)")
-    parser.add_argument("--language", default=None, help="lexical/syntactic: language (default en)")
+    parser.add_argument("--language", default=None, help="lexical/syntactic/qbe: language (default en)")
     parser.add_argument("--pairs", type=int, default=None,
                         help="lexical/syntactic: pairs per split, dev and test (default 300 / 350)")
     parser.add_argument("--voices", type=int, default=None, help="lexical/syntactic: unseen voices (default 2)")
@@ -55,6 +60,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--source", default=None, metavar="LANG", help="parallel: source language (default es)")
     parser.add_argument("--target", dest="target_language", default=None, metavar="LANG",
                         help="parallel: target language (default en)")
+    parser.add_argument("--documents", type=int, default=None, help="qbe: documents, one sentence each (default 300)")
+    parser.add_argument("--queries", type=int, default=None, help="qbe: queries per split, dev and eval (default 60)")
+    parser.add_argument("--doc-voices", type=int, default=None, help="qbe: voices of the documents (default 6)")
+    parser.add_argument("--query-voices", type=int, default=None,
+                        help="qbe: unseen voices of the queries, none of them a document voice (default 4, at most 6)")
+    parser.add_argument("--unmatched-share", type=float, default=None,
+                        help="qbe: share of the queries that occur in no document (default 0.2)")
+    parser.add_argument("--min-phones", type=int, default=None, help="qbe: shortest query word in phones (default 4)")
+    parser.add_argument("--name", default=None, help="qbe: the set's name in file names (default qbe_<language>)")
     parser.add_argument("--seed", type=int, default=0, help="seed for speakers, sentences and pairs")
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     add_quiet(parser)
@@ -96,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
         write = write_lexical if kind == "lexical" else write_syntactic
         options = {k: values[k] for k in ("pairs", "voices", "voices_from", "carrier") if values[k] is not None}
         write(out, language=values["language"] or "en", **options, **common)
+    elif kind == "qbe":
+        from speechunits.synth.qbe import write_qbe
+
+        options = {k: values[k] for k in KINDS["qbe"] if k != "language" and values[k] is not None}
+        write_qbe(out, language=values["language"] or "en", **options, **common)
     else:
         from speechunits.synth.parallel import synthesize_parallel
 

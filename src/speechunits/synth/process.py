@@ -24,6 +24,7 @@ JOBS: dict[str, str] = {
     "lexical": "speechunits.synth.benchmarks:lexical_here",
     "syntactic": "speechunits.synth.benchmarks:syntactic_here",
     "parallel": "speechunits.synth.parallel:parallel_here",
+    "qbe": "speechunits.synth.qbe:qbe_here",
 }
 
 
