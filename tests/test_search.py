@@ -13,7 +13,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.search.dtw import index_documents, subsequence_dtw
 from speechunits.search.quesst import (GroundTruth, Occurrence, is_quesst_root, quesst_ground_truth,
                                        read_ground_truth, read_rttm_occurrences, write_ground_truth, write_stdlist)
-from speechunits.search.run import evaluate, search
+from speechunits.search.run import centroid_frames, evaluate, search
 from speechunits.search.twv import average_precisions, beta_from, maximum_twv, twv_at
 
 
@@ -295,3 +295,11 @@ def test_search_unit_ids_use_hamming_without_minmax():
     frames["q"] = docs["d3"][5:15].copy()
     result = search(frames, ["q"], list(docs), frame_rate=50.0)
     assert result.cost[0, 3] == 0.0 and int(np.argmax(result.score[0])) == 3
+
+
+def test_centroid_frames():
+    table = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    out = centroid_frames({"u": np.array([2, 0, 0])}, table)
+    assert out["u"].dtype == np.float32 and out["u"].tolist() == [[4.0, 5.0], [0.0, 1.0], [0.0, 1.0]]
+    with pytest.raises(SpeechUnitsError, match="outside the codebook's 3 units"):
+        centroid_frames({"u": np.array([3])}, table)

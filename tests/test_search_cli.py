@@ -79,7 +79,7 @@ def test_qbe_on_features_finds_each_query_where_it_was_cut(quesst_tree, mfcc_fea
     assert (out / "stdlist.xml").read_text(encoding="utf-8").count("<term ") == 4 * 12
 
 
-def test_qbe_on_units_and_search_only(quesst_tree, mfcc_features, tmp_path, capsys):
+def test_qbe_on_units_and_search_only(quesst_tree, mfcc_features, tmp_path, capsys, caplog):
     root, cut_from = quesst_tree
     codebook, store = tmp_path / "cb", tmp_path / "units"
     assert main(["fit", "--from-features", str(mfcc_features), "--k", "20", "-o", str(codebook), "--quiet"]) == 0
@@ -87,6 +87,17 @@ def test_qbe_on_units_and_search_only(quesst_tree, mfcc_features, tmp_path, caps
     assert main(["qbe", str(store), "--truth", str(root / "scoring" / "groundtruth_quesst14_dev"), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["queries_scored"] == 4 and metrics["map"] > 0.3
+    # the same units compared by their centroids: the store's own codebook, checked
+    assert main(["qbe", str(store), "--truth", str(root / "scoring" / "groundtruth_quesst14_dev"), "--codebook",
+                 str(codebook), "--json"]) == 0
+    by_centroid = json.loads(capsys.readouterr().out)
+    assert by_centroid["queries_scored"] == 4 and by_centroid["map"] > 0.3
+    other = tmp_path / "cb_other"
+    assert main(["fit", "--from-features", str(mfcc_features), "--k", "12", "-o", str(other), "--quiet"]) == 0
+    truth = str(root / "scoring" / "groundtruth_quesst14_dev")
+    assert "holds units of codebook" in cli_error(["qbe", str(store), "--truth", truth, "--codebook", str(other)], caplog)
+    assert "goes with a unit store" in cli_error(["qbe", str(mfcc_features), "--truth", truth, "--codebook",
+                                                  str(codebook)], caplog)
     queries = tmp_path / "queries.txt"
     queries.write_text("".join(f"{q}\n" for q in cut_from))
     out = tmp_path / "search"
@@ -108,3 +119,21 @@ def test_qbe_errors(quesst_tree, mfcc_features, tmp_path, caplog):
     queries.write_text("quesst14_dev_0001\nnot_there\n")
     assert "1 of 2 query ids are not in" in cli_error(["qbe", str(mfcc_features), "--queries", str(queries)], caplog)
     assert "layer number or 'all'" in cli_error(["qbe", str(mfcc_features), "--truth", truth, "--layer", "x"], caplog)
+
+
+def test_qbe_sweeps_the_layers_of_a_features_directory(quesst_tree, tiny_hubert_dir, tmp_path, capsys):
+    root, _ = quesst_tree
+    feats = tmp_path / "tiny"
+    assert main(["features", str(root), "--encoder", str(tiny_hubert_dir), "--layers", "0-2", "-o", str(feats),
+                 "--quiet"]) == 0
+    out = tmp_path / "sweep"
+    assert main(["qbe", str(feats), "--quesst", str(root), "--layer", "all", "-o", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(report["layers"]) == ["0", "1", "2"]
+    best = max(report["layers"], key=lambda k: report["layers"][k]["mtwv"])
+    assert report["best_layer"] == int(best)
+    for layer in (0, 1, 2):
+        assert json.loads((out / f"layer{layer}" / "metrics.json").read_text()) == report["layers"][str(layer)]
+    # one layer of the same directory gives the same figures as its part of the sweep
+    assert main(["qbe", str(feats), "--quesst", str(root), "--layer", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == report["layers"]["1"]

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--minmax", default=None, action=argparse.BooleanOptionalAction,
                         help="rescale each query frame's distances within each document (default: on for features)")
     parser.add_argument("--no-standardise", action="store_true", help="do not standardise features over all frames")
+    parser.add_argument("--codebook", default=None, metavar="CB",
+                        help="with a unit store: compare units by the distance of their codebook centroids (the "
+                             "store's own codebook, checked by sha256) instead of 0/1")
     parser.add_argument("--min-query-frames", type=int, default=5, help="shorter queries score 0 (default 5, SUPERB's)")
     parser.add_argument("--p-target", type=float, default=None, help="TWV prior (default 0.0008)")
     parser.add_argument("--cost-miss", type=float, default=None, help="TWV miss cost (default 1)")
@@ -90,6 +93,21 @@ def _layers(path: Path, layer: str | None) -> list[int | None]:
     return [int(x) for x in layers]
 
 
+def _as_centroids(args: argparse.Namespace, frames: dict):  # -> dict[str, np.ndarray]
+    from speechunits.quantize.codebook import Codebook
+    from speechunits.search.run import centroid_frames
+    from speechunits.units.store import UnitStore
+
+    if any(Path(args.input).glob("layer*.npy")):
+        raise SpeechUnitsError("--codebook goes with a unit store, not a features directory")
+    codebook = Codebook.load(args.codebook)
+    store = UnitStore.open(args.input)
+    if store.meta.get("codebook_sha256") != codebook.sha256:
+        raise SpeechUnitsError(f"{args.input} holds units of codebook {str(store.meta.get('codebook_sha256'))[:12]}..., "
+                               f"not of {args.codebook} ({codebook.sha256[:12]}...)")
+    return centroid_frames(frames, codebook.centroids)
+
+
 def _search_one(args: argparse.Namespace, truth, layer: int | None, device):  # -> (SearchResult, dict | None)
     from speechunits.id_match import match_ids
     from speechunits.measure.frame_source import open_frame_source
@@ -100,6 +118,10 @@ def _search_one(args: argparse.Namespace, truth, layer: int | None, device):  # 
     wanted = [*truth.terms, *truth.documents] if truth is not None else _query_ids(args.queries)
     theirs_of = match_ids(source.ids, wanted, "the ground truth" if truth is not None else "the query list")
     every = dict(source.frames)  # a features directory's are memory-mapped: nothing is read yet
+    dense = source.distance != "hamming"
+    if args.codebook:
+        every = _as_centroids(args, every)
+        dense = True
     frames = {theirs_of.get(utt, utt): f for utt, f in every.items()}
     if truth is not None:
         queries = [t for t in truth.terms if t in frames]
@@ -115,7 +137,7 @@ def _search_one(args: argparse.Namespace, truth, layer: int | None, device):  # 
                                    f"{args.input}")
         documents = [utt for utt in source.ids if utt not in theirs_of]
     result = search(frames, queries, documents, frame_rate=source.frame_rate,
-                    distance=args.distance or ("hamming" if source.distance == "hamming" else "cosine-exp"),
+                    distance=args.distance or ("cosine-exp" if dense else "hamming"),
                     minmax=args.minmax, standardise=not args.no_standardise,
                     min_query_frames=args.min_query_frames, locate=args.out is not None, device=device)
     metrics = None

@@ -76,6 +76,23 @@ def _standardiser(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]
     return mean, np.maximum(std, 1e-9)
 
 
+def centroid_frames(frames: Mapping[str, np.ndarray], centroids: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
+    """Unit ids ``[T]`` -> their codebook centroids ``[T, D]`` (float32): units searched with the
+    distances of the vectors they stand for instead of 0/1.
+
+    Raises:
+        SpeechUnitsError: an id outside the codebook's ``K`` rows.
+    """
+    table = np.asarray(centroids, dtype=np.float32)
+    out = {}
+    for utt, ids in frames.items():
+        ids = np.asarray(ids)
+        if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
+            raise SpeechUnitsError(f"{utt}: unit id {int(ids.max())} is outside the codebook's {table.shape[0]} units")
+        out[utt] = table[ids]
+    return out
+
+
 def _chunks(documents: Sequence[str], frames: Mapping[str, np.ndarray], limit: int) -> list[tuple[int, list[str]]]:
     """``(first column, document ids)`` of consecutive chunks of at most ``limit`` frames (one
     longer document is a chunk of its own)."""
