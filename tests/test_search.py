@@ -82,6 +82,17 @@ def test_subsequence_dtw_equals_loops(random_set):
             assert (int(matches.start[qi, di]), int(matches.end[qi, di])) == (start, end)
 
 
+def test_the_torch_segment_path_other_devices_take_agrees(random_set, monkeypatch):
+    from speechunits.search import dtw as search_dtw
+
+    docs, queries = random_set
+    numpy_path = subsequence_dtw(queries, index_documents(docs), minmax=True, locate=True)
+    monkeypatch.setattr(search_dtw, "NUMPY_SEGMENTS_ON_CPU", False)
+    torch_path = subsequence_dtw(queries, index_documents(docs), minmax=True, locate=True)
+    torch.testing.assert_close(torch_path.cost, numpy_path.cost)
+    assert torch.equal(torch_path.start, numpy_path.start) and torch.equal(torch_path.end, numpy_path.end)
+
+
 def test_unit_ids_hand_computed():
     # query 1 2 sits at frames 1-2 of document 0; document 1 holds 2 then 1 (no 1 followed by 2)
     docs = [np.array([0, 1, 2, 3]), np.array([2, 5, 1])]

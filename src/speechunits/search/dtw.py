@@ -86,12 +86,16 @@ def index_documents(documents: Sequence[np.ndarray | torch.Tensor], device: torc
     return DocumentIndex(torch.cat(tensors).to(device), first.to(device), length.to(device), owner.to(device))
 
 
+#: numpy's reduceat for per-document min / max on CPU (False: the torch path other devices take)
+NUMPY_SEGMENTS_ON_CPU = True
+
+
 class _Segments:
     """Per-document min / max of ``[k, M]`` rows and their expansion back to ``[k, M]``."""
 
     def __init__(self, docs: DocumentIndex) -> None:
         self.docs = docs
-        self.cpu = docs.frames.device.type == "cpu"
+        self.cpu = docs.frames.device.type == "cpu" and NUMPY_SEGMENTS_ON_CPU
         if self.cpu:
             self.first_np = docs.first.numpy()
             self.length_np = docs.length.numpy()
