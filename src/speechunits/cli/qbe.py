@@ -7,9 +7,17 @@ import csv
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speechunits.cli.common import add_quiet
 from speechunits.errors import SpeechUnitsError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from speechunits.search.quesst import GroundTruth
+    from speechunits.search.run import SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(func=run)
 
 
-def _truth(args: argparse.Namespace):  # -> GroundTruth | None
+def _truth(args: argparse.Namespace) -> GroundTruth | None:
     from speechunits.search import quesst
 
     if args.quesst:
@@ -93,7 +101,8 @@ def _layers(path: Path, layer: str | None) -> list[int | None]:
     return [int(x) for x in layers]
 
 
-def _as_centroids(args: argparse.Namespace, frames: dict):  # -> dict[str, np.ndarray]
+def _as_centroids(args: argparse.Namespace, frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A unit store's ids as the centroids of ``--codebook``, which must be the store's codebook."""
     from speechunits.quantize.codebook import Codebook
     from speechunits.search.run import centroid_frames
     from speechunits.units.store import UnitStore
@@ -101,14 +110,13 @@ def _as_centroids(args: argparse.Namespace, frames: dict):  # -> dict[str, np.nd
     if any(Path(args.input).glob("layer*.npy")):
         raise SpeechUnitsError("--codebook goes with a unit store, not a features directory")
     codebook = Codebook.load(args.codebook)
-    store = UnitStore.open(args.input)
-    if store.meta.get("codebook_sha256") != codebook.sha256:
-        raise SpeechUnitsError(f"{args.input} holds units of codebook {str(store.meta.get('codebook_sha256'))[:12]}..., "
-                               f"not of {args.codebook} ({codebook.sha256[:12]}...)")
+    UnitStore.open(args.input, codebook_sha256=codebook.sha256)  # refuses units of another codebook
     return centroid_frames(frames, codebook.centroids)
 
 
-def _search_one(args: argparse.Namespace, truth, layer: int | None, device):  # -> (SearchResult, dict | None)
+def _search_one(args: argparse.Namespace, truth: GroundTruth | None, layer: int | None,
+                device: torch.device) -> tuple[SearchResult, dict | None]:
+    """Search one layer (or the one input) and score it against ``truth`` when there is one."""
     from speechunits.id_match import match_ids
     from speechunits.measure.frame_source import open_frame_source
     from speechunits.search.run import evaluate, search
@@ -131,7 +139,8 @@ def _search_one(args: argparse.Namespace, truth, layer: int | None, device):  # 
             log.warning("%s lacks %d of %d queries and %d of %d documents of the ground truth: they are left out",
                         args.input, lost_q, len(truth.terms), lost_d, len(truth.documents))
     else:
-        queries = [q for q in wanted if q in set(theirs_of.values())]
+        named = set(theirs_of.values())
+        queries = [q for q in wanted if q in named]
         if len(queries) < len(wanted):
             raise SpeechUnitsError(f"{args.queries}: {len(wanted) - len(queries)} of {len(wanted)} query ids are not in "
                                    f"{args.input}")
@@ -149,7 +158,7 @@ def _search_one(args: argparse.Namespace, truth, layer: int | None, device):  # 
     return result, metrics
 
 
-def _write(out: Path, result, metrics: dict | None) -> None:
+def _write(out: Path, result: SearchResult, metrics: dict | None) -> None:
     from speechunits.files import write_json_atomic
     from speechunits.search.quesst import write_stdlist
     from speechunits.search.run import YES_THRESHOLD

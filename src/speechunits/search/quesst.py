@@ -77,34 +77,28 @@ def _xml_root(path: Path, what: str, tag: str) -> ET.Element:
     return root
 
 
+def _stems(path: Path, what: str, root_tag: str, element: str, attribute: str) -> list[str]:
+    """The file stems in ``attribute`` of every ``element`` of an XML file, in file order, each once."""
+    root = _xml_root(path, what, root_tag)
+    stems: dict[str, None] = {}
+    for number, node in enumerate(root.iter(element), 1):
+        value = node.get(attribute)
+        if not value:
+            raise SpeechUnitsError(f"{path}: <{element}> {number} has no {attribute}")
+        stems[file_stem(value)] = None
+    if not stems:
+        raise SpeechUnitsError(f"{path}: {what} lists no <{element}>")
+    return list(stems)
+
+
 def read_ecf(path: str | os.PathLike[str]) -> list[str]:
-    """Document stems of an ``.ecf.xml`` file, in file order, each once."""
-    path = Path(path)
-    root = _xml_root(path, "ECF file", "ecf")
-    documents: dict[str, None] = {}
-    for number, excerpt in enumerate(root.iter("excerpt"), 1):
-        name = excerpt.get("audio_filename")
-        if not name:
-            raise SpeechUnitsError(f"{path}: <excerpt> {number} has no audio_filename")
-        documents[file_stem(name)] = None
-    if not documents:
-        raise SpeechUnitsError(f"{path}: ECF file lists no <excerpt>")
-    return list(documents)
+    """Document stems of an ``.ecf.xml`` file (``<excerpt audio_filename=...>``), in file order, each once."""
+    return _stems(Path(path), "ECF file", "ecf", "excerpt", "audio_filename")
 
 
 def read_tlist(path: str | os.PathLike[str]) -> list[str]:
-    """Term (query) ids of a ``.tlist.xml`` file, in file order, each once."""
-    path = Path(path)
-    root = _xml_root(path, "term list", "termlist")
-    terms: dict[str, None] = {}
-    for number, term in enumerate(root.iter("term"), 1):
-        term_id = term.get("termid")
-        if not term_id:
-            raise SpeechUnitsError(f"{path}: <term> {number} has no termid")
-        terms[file_stem(term_id)] = None
-    if not terms:
-        raise SpeechUnitsError(f"{path}: term list has no <term>")
-    return list(terms)
+    """Term (query) ids of a ``.tlist.xml`` file (``<term termid=...>``), in file order, each once."""
+    return _stems(Path(path), "term list", "termlist", "term", "termid")
 
 
 def read_rttm_occurrences(path: str | os.PathLike[str]) -> list[Occurrence]:
