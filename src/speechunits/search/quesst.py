@@ -25,6 +25,7 @@ from typing import Iterable, Mapping, Sequence
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import iter_text_lines
+from speechunits.rttm import RttmRecord, read_rttm, write_rttm
 
 
 @dataclass(frozen=True)
@@ -102,26 +103,10 @@ def read_tlist(path: str | os.PathLike[str]) -> list[str]:
 
 
 def read_rttm_occurrences(path: str | os.PathLike[str]) -> list[Occurrence]:
-    """The ``LEXEME`` lines of an RTTM file (other types, e.g. ``SPEAKER``, are skipped).
-
-    Raises:
-        SpeechUnitsError: a ``LEXEME`` line with fewer than six fields or non-numeric times,
-            naming the line.
-    """
-    occurrences = []
-    for line_no, line in iter_text_lines(path, "RTTM file"):
-        fields = line.split()
-        if not fields or fields[0] != "LEXEME" or line.lstrip().startswith(";;"):
-            continue
-        if len(fields) < 6:
-            raise SpeechUnitsError(f"{path}:{line_no}: a LEXEME line needs at least 6 fields "
-                                   f"(LEXEME doc channel tbeg dur query ...), got {len(fields)}")
-        try:
-            start, duration = float(fields[3]), float(fields[4])
-        except ValueError:
-            raise SpeechUnitsError(f"{path}:{line_no}: tbeg and dur must be numbers, got {fields[3]!r} {fields[4]!r}") from None
-        occurrences.append(Occurrence(file_stem(fields[1]), file_stem(fields[5]), start, duration))
-    return occurrences
+    """The ``LEXEME`` lines of an RTTM file (other types, e.g. ``SPEAKER``, are skipped), read by
+    :func:`speechunits.rttm.read_rttm` (which names a malformed line)."""
+    return [Occurrence(file_stem(r.file), file_stem(r.ortho), r.start, r.duration)
+            for r in read_rttm(path, {"LEXEME"})]
 
 
 def _one(directory: Path, pattern: str, what: str, required: bool) -> Path | None:
@@ -234,8 +219,8 @@ def write_ground_truth(directory: str | os.PathLike[str], name: str, documents: 
     for element, suffix in ((ecf, ".ecf.xml"), (tlist, ".tlist.xml")):
         ET.indent(element)
         ET.ElementTree(element).write(directory / f"{name}{suffix}", encoding="UTF-8", xml_declaration=True)
-    lines = [f"LEXEME {o.document} 1 {o.start_s:.3f} {o.duration_s:.3f} {o.term} lex <NA> <NA>\n" for o in occurrences]
-    (directory / f"{name}.rttm").write_text("".join(lines), encoding="utf-8")
+    write_rttm(directory / f"{name}.rttm",
+               (RttmRecord("LEXEME", o.document, "1", o.start_s, o.duration_s, ortho=o.term) for o in occurrences))
 
 
 def write_stdlist(path: str | os.PathLike[str], scores: Mapping[str, Sequence[tuple[str, float]]],
