@@ -1,7 +1,8 @@
 """``speechunits synth``: a phone-aligned, multi-speaker synthetic corpus (espeak-ng, GPL-3 extra).
 
 ``speechunits synth OUT`` writes a corpus; ``speechunits synth lexical|syntactic|parallel|qbe OUT``
-writes a benchmark set or a bilingual corpus (see docs/synth-benchmarks.md).
+writes a benchmark set or a bilingual corpus (see docs/synth-benchmarks.md); ``speechunits synth mix
+OUT --corpus CORPUS`` mixes two speakers of a corpus into diarization data (no espeak-ng needed).
 """
 from __future__ import annotations
 
@@ -10,35 +11,40 @@ import argparse
 from speechunits.cli.common import add_quiet
 from speechunits.errors import SpeechUnitsError
 
-#: Sub-commands, and the options each one takes besides --seed, --workers and --quiet.
+#: Sub-commands, and the options each one takes besides --seed, --workers (not mix) and --quiet.
 KINDS = {
     "corpus": ("minutes", "speakers", "languages", "text"),
     "lexical": ("language", "pairs", "voices", "voices_from", "carrier"),
     "syntactic": ("language", "pairs", "voices", "voices_from"),
     "parallel": ("source", "target", "minutes", "speakers"),
     "qbe": ("language", "documents", "queries", "doc_voices", "query_voices", "unmatched_share", "min_phones", "name"),
+    "mix": ("corpus", "mixtures", "max_overlap", "min_pause", "gain_db"),
 }
 _OPTIONS = ("minutes", "speakers", "languages", "text", "language", "pairs", "voices", "voices_from", "carrier",
             "source", "target", "documents", "queries", "doc_voices", "query_voices", "unmatched_share", "min_phones",
-            "name")
+            "name", "corpus", "mixtures", "max_overlap", "min_pause", "gain_db")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "synth",
-        help="synthesise a phone-aligned multi-speaker corpus, minimal-pair or QbE benchmarks, or a parallel corpus",
+        help="synthesise a phone-aligned multi-speaker corpus, minimal-pair or QbE benchmarks, or a parallel corpus; "
+        "mix two speakers of a corpus for diarization",
         description="`synth OUT`: OUT/wavs/*.wav (16 kHz), manifest.tsv, phones.tsv, words.tsv, textgrids/, "
         "speakers.tsv, speaker_info.tsv, text.tsv. `synth lexical OUT` / `synth syntactic OUT`: sWUGGY/sBLIMP-like "
         "pairs in ZeroSpeech 2021 layout (OUT/lexical, OUT/syntactic) spoken by voices no corpus has. "
         "`synth parallel OUT --source es --target en`: two aligned corpora and OUT/pairs.tsv. "
         "`synth qbe OUT`: a query-by-example spoken term detection set in QUESST 2014's layout (OUT/qbe: Audio/, "
         "dev_queries/, eval_queries/, scoring/ with NIST ground truth), queries spoken by voices no document has. "
-        "Same arguments, same bytes. Needs the [synth] extra.",
+        "`synth mix OUT --corpus CORPUS`: two-speaker mixtures of a corpus with speakers.tsv and words.tsv "
+        "(OUT/mix/{train,dev,test}: wavs/, wav.scp, reco2dur, rttm, segments, utt2spk, spk2utt, mixtures.tsv; "
+        "disjoint speakers), SUPERB's LibriMix-style diarization data. "
+        "Same arguments, same bytes. Needs the [synth] extra (except mix).",
     )
-    parser.add_argument("first", metavar="OUT | {lexical,syntactic,parallel,qbe}",
+    parser.add_argument("first", metavar="OUT | {lexical,syntactic,parallel,qbe,mix}",
                         help="the output directory of a corpus (must be new or empty), or the kind of set to write")
     parser.add_argument("out", nargs="?", metavar="OUT",
-                        help="the output directory of a lexical/syntactic/parallel/qbe set")
+                        help="the output directory of a lexical/syntactic/parallel/qbe/mix set")
     parser.add_argument("--minutes", type=float, default=None, help="corpus/parallel: audio to synthesise (default 5)")
     parser.add_argument("--speakers", type=int, default=None,
                         help="corpus: speakers in total; parallel: speakers per language (default 4)")
@@ -69,7 +75,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="qbe: share of the queries that occur in no document (default 0.2)")
     parser.add_argument("--min-phones", type=int, default=None, help="qbe: shortest query word in phones (default 4)")
     parser.add_argument("--name", default=None, help="qbe: the set's name in file names (default qbe_<language>)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for speakers, sentences and pairs")
+    parser.add_argument("--corpus", default=None, metavar="CORPUS",
+                        help="mix: the corpus to mix (a directory with speakers.tsv and words.tsv or phones.tsv, "
+                        "e.g. a `synth` corpus)")
+    parser.add_argument("--mixtures", type=int, default=None,
+                        help="mix: mixtures in all, shared 60/20/20 over train/dev/test (default 300)")
+    parser.add_argument("--max-overlap", type=float, default=None,
+                        help="mix: largest share of the first utterance the second overlaps, drawn uniformly "
+                        "from [0, R] (default 0.5)")
+    parser.add_argument("--min-pause", type=float, default=None,
+                        help="mix: pauses between words shorter than this (seconds) stay inside a speaker turn "
+                        "(default 0.3)")
+    parser.add_argument("--gain-db", type=float, default=None,
+                        help="mix: each source's gain is drawn from [-G/2, G/2] dB (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for speakers, sentences, pairs and mixtures")
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     add_quiet(parser)
     parser.set_defaults(func=run)
@@ -90,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     stray = [name for name, value in values.items() if value is not None and name not in KINDS[kind]]
     if stray:
         raise SpeechUnitsError(f"synth {kind}: --{', --'.join(n.replace('_', '-') for n in stray)} does not apply")
+    if kind == "mix" and args.workers is not None:
+        raise SpeechUnitsError("synth mix: --workers does not apply")
     if args.workers is not None and args.workers < 1:
         raise SpeechUnitsError(f"--workers must be >= 1, got {args.workers}")
     if args.seed < 0:
@@ -110,6 +131,13 @@ def run(args: argparse.Namespace) -> int:
         write = write_lexical if kind == "lexical" else write_syntactic
         options = {k: values[k] for k in ("pairs", "voices", "voices_from", "carrier") if values[k] is not None}
         write(out, language=values["language"] or "en", **options, **common)
+    elif kind == "mix":
+        from speechunits.synth.mixtures import write_mixtures
+
+        if values["corpus"] is None:
+            raise SpeechUnitsError("synth mix: --corpus CORPUS is required (the corpus whose speakers to mix)")
+        options = {k: values[k] for k in KINDS["mix"] if k != "corpus" and values[k] is not None}
+        write_mixtures(values["corpus"], out, seed=args.seed, quiet=args.quiet, **options)
     elif kind == "qbe":
         from speechunits.synth.qbe import write_qbe
 

@@ -1,0 +1,441 @@
+"""Two-speaker mixtures with diarization ground truth (LibriMix-style; SUPERB's speaker diarization data).
+
+``write_mixtures(CORPUS, OUT)`` writes ``OUT/mix/``::
+
+    train/ dev/ test/             disjoint speakers
+        wavs/<mix_id>.wav         16 kHz mono int16, two utterances of two speakers summed
+        wav.scp                   ``mix_id wavs/<mix_id>.wav`` (the path relative to the split directory)
+        reco2dur                  ``mix_id duration_s``
+        rttm                      ``SPEAKER`` turns of every mixture (:mod:`speechunits.rttm`)
+        segments, utt2spk, spk2utt
+                                  the same turns as Kaldi utterances (``<speaker>-<mix_id>-<k>``), what
+                                  s3prl's diarization data loader reads its labels from
+        mixtures.tsv              one row per mixture (header: :data:`MIXTURE_COLUMNS`)
+    mix.json                      the arguments, the corpus and counts per split
+
+Kaldi files are sorted by their first field (``LC_ALL=C`` order, what Kaldi's tools check).
+
+* Corpus: a directory holding ``speakers.tsv`` (``utt<TAB>speaker``), ``words.tsv`` (or, without
+  it, ``phones.tsv``: ``utt<TAB>start<TAB>end<TAB>label``) keyed by the utterance ids of its audio
+  as :func:`speechunits.corpus.open_corpus_via_manifest` reads it (a ``speechunits synth`` corpus).
+  An utterance takes part when it has audio, a speaker and at least one speech segment.
+* Splits: the speakers (sorted, then a seeded permutation) are cut into train/dev/test by the
+  ``split`` shares, largest remainders, at least :data:`MIN_SPEAKERS_PER_SPLIT` each (taken from the
+  largest split); ``mixtures`` is shared out the same way, at least one each.
+* A mixture: two different speakers of the split drawn uniformly, then the next utterance of each
+  in that speaker's own seeded cycle (every utterance of a speaker is used once before any twice).
+  The first starts at 0; the second at ``round(len(first) * (1 - r))`` samples, ``r`` (recorded as
+  ``overlap_ratio``, 4 decimals) uniform in ``[0, max_overlap]``: ``r = 0`` puts them one after the
+  other, and the second may run past the end of the first. Each source is scaled by a gain
+  (recorded, 3 decimals) uniform in ``[-gain_db / 2, gain_db / 2]`` dB, relative to the file as it
+  is (no loudness normalisation); the mixture is their sum times ``scale``: 1, or, where the sum
+  would clip, the largest 6-decimal factor that keeps its peak within int16.
+* Speech activity: a source's word segments (``phones.tsv``: its segments but silence,
+  :data:`SILENCE_LABELS`), merged where the pause between two is shorter than ``min_pause``
+  seconds (touching ones always), clipped to the source's length and shifted by its offset; each becomes a ``SPEAKER``
+  turn named by the corpus speaker id.
+
+Built in ``OUT/.mix.partial`` and renamed into place, so ``OUT/mix`` is complete or absent (a
+leftover partial directory is removed by the next run). ``OUT/mix`` already holding the same set
+(same arguments and corpus in ``mix.json``) is returned as it is; another set is refused. The same
+arguments give the same bytes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from speechunits.audio import RawFormat
+from speechunits.errors import SpeechUnitsError
+from speechunits.measure.alignments import SILENCE, TIME_TOLERANCE_S
+
+log = logging.getLogger(__name__)
+
+KIND = "mix"
+FORMAT_VERSION = 1
+SPLITS = ("train", "dev", "test")
+SAMPLE_RATE = 16000
+#: Defaults.
+MIXTURES = 300
+MAX_OVERLAP = 0.5
+MIN_PAUSE = 0.3
+GAIN_DB = 5.0
+SPLIT = (0.6, 0.2, 0.2)
+MIN_SPEAKERS_PER_SPLIT = 2
+#: Labels of ``phones.tsv`` that are not speech (the synth corpus's ``sil``; Kaldi's and MFA's ``sp``).
+SILENCE_LABELS = frozenset({SILENCE, "sp"})
+#: The arguments recorded in ``mix.json`` that define a set.
+SET_ARGUMENTS = ("corpus", "mixtures", "max_overlap", "min_pause", "gain_db", "split", "seed")
+MIXTURE_COLUMNS = ("mix_id", "utt1", "speaker1", "offset1_s", "gain1_db", "utt2", "speaker2", "offset2_s", "gain2_db",
+                   "overlap_ratio", "duration_s", "scale")
+#: Largest int16 sample over full scale: a mixture's peak stays within it.
+PEAK_LIMIT = 32767 / 32768
+
+
+@dataclass(frozen=True)
+class Source:
+    """One usable utterance: its audio, speaker and speech segments (merged, in seconds)."""
+
+    utt: str
+    speaker: str
+    path: str
+    speech: tuple[tuple[float, float], ...]
+    raw_format: RawFormat | None = None
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The random choices of one mixture: its utterances, overlap ratio and gains."""
+
+    mix_id: str
+    first: Source
+    second: Source
+    overlap_ratio: float
+    gains_db: tuple[float, float]
+
+
+# ----------------------------------------------------------------------------- planning (pure)
+
+
+def apportion(total: int, shares: Sequence[float], minimum: int) -> list[int]:
+    """``total`` shared out by ``shares`` (largest remainders, ties to the earlier share), then raised to
+    ``minimum`` each by taking from the largest count (the earlier one on ties).
+
+    Raises:
+        SpeechUnitsError: ``total < minimum * len(shares)``.
+    """
+    if total < minimum * len(shares):
+        raise SpeechUnitsError(f"cannot share {total} out as {len(shares)} parts of at least {minimum}")
+    weight = float(sum(shares))
+    exact = [total * s / weight for s in shares]
+    counts = [math.floor(x) for x in exact]
+    order = sorted(range(len(shares)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[:total - sum(counts)]:
+        counts[i] += 1
+    for i in range(len(counts)):
+        while counts[i] < minimum:
+            j = max(range(len(counts)), key=lambda k: (counts[k], -k))
+            counts[j] -= 1
+            counts[i] += 1
+    return counts
+
+
+def split_speakers(speakers: Iterable[str], split: Sequence[float], seed: int) -> dict[str, list[str]]:
+    """``{split: sorted speakers}``: disjoint, cut from a seeded permutation by :func:`apportion`.
+
+    Raises:
+        SpeechUnitsError: fewer than :data:`MIN_SPEAKERS_PER_SPLIT` speakers per split.
+    """
+    pool = sorted(set(speakers))
+    needed = MIN_SPEAKERS_PER_SPLIT * len(SPLITS)
+    if len(pool) < needed:
+        raise SpeechUnitsError(f"the corpus has {len(pool)} speaker(s) with usable utterances; mixing needs at least "
+                               f"{needed}, {MIN_SPEAKERS_PER_SPLIT} per split ({', '.join(SPLITS)}), as the splits "
+                               "share no speaker")
+    order = [pool[i] for i in np.random.default_rng([seed, 0]).permutation(len(pool))]
+    result, start = {}, 0
+    for name, count in zip(SPLITS, apportion(len(pool), split, MIN_SPEAKERS_PER_SPLIT)):
+        result[name] = sorted(order[start:start + count])
+        start += count
+    return result
+
+
+def merge_segments(segments: Iterable[tuple[float, float]], min_pause: float) -> list[tuple[float, float]]:
+    """``(start, end)`` segments sorted and merged where the pause between two is shorter than ``min_pause``
+    (by more than :data:`TIME_TOLERANCE_S`, so that 3.3 - 3.0 is not shorter than 0.3); touching or
+    overlapping ones always."""
+    merged: list[list[float]] = []
+    for start, end in sorted(segments):
+        pause = start - merged[-1][1] if merged else math.inf
+        if pause < min_pause - TIME_TOLERANCE_S or pause <= TIME_TOLERANCE_S:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
+
+
+def plan_split(name: str, sources: Sequence[Source], speakers: Sequence[str], count: int, max_overlap: float,
+               gain_db: float, seed: int) -> list[Draw]:
+    """The ``count`` mixtures of one split (ids ``<split>_00001``...): see the module docstring."""
+    rng = np.random.default_rng([seed, 1, SPLITS.index(name)])
+    by_speaker = {s: sorted((x for x in sources if x.speaker == s), key=lambda x: x.utt) for s in speakers}
+    cycles = {s: [by_speaker[s][i] for i in rng.permutation(len(by_speaker[s]))] for s in speakers}
+    used = {s: 0 for s in speakers}
+
+    def next_of(speaker: str) -> Source:
+        cycle = cycles[speaker]
+        used[speaker] += 1
+        return cycle[(used[speaker] - 1) % len(cycle)]
+
+    draws = []
+    for k in range(count):
+        a, b = rng.choice(len(speakers), size=2, replace=False)
+        first, second = next_of(speakers[int(a)]), next_of(speakers[int(b)])
+        ratio = round(float(rng.uniform(0.0, max_overlap)), 4)
+        gains = rng.uniform(-gain_db / 2, gain_db / 2, size=2)
+        draws.append(Draw(f"{name}_{k + 1:05d}", first, second, ratio,
+                          (round(float(gains[0]), 3) + 0.0, round(float(gains[1]), 3) + 0.0)))
+    return draws
+
+
+def second_offset(first_samples: int, overlap_ratio: float) -> int:
+    """Where the second source starts (samples): ``len(first) * (1 - r)``, rounded."""
+    return int(round(first_samples * (1.0 - overlap_ratio)))
+
+
+def mix_sources(first: np.ndarray, second: np.ndarray, offset: int,
+                gains_db: tuple[float, float]) -> tuple[np.ndarray, float]:
+    """``(int16 mixture, scale)`` of two float sources (full scale 1, as int16 / 32768): the first at 0,
+    the second at ``offset`` samples, each times ``10 ** (gain / 20)``; ``scale`` is 1 unless the sum
+    would clip, then the largest 6-decimal factor that keeps it within int16."""
+    total = np.zeros(max(first.size, offset + second.size), dtype=np.float64)
+    total[:first.size] += first.astype(np.float64) * 10.0 ** (gains_db[0] / 20.0)
+    total[offset:offset + second.size] += second.astype(np.float64) * 10.0 ** (gains_db[1] / 20.0)
+    peak = float(np.max(np.abs(total))) if total.size else 0.0
+    scale = 1.0 if peak <= PEAK_LIMIT else math.floor(PEAK_LIMIT / peak * 1e6) / 1e6
+    samples = np.clip(np.rint(total * (scale * 32768.0)), -32768, 32767).astype(np.int16)
+    return samples, scale
+
+
+def overlap_seconds(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> float:
+    """Time two lists of disjoint ``(start, end)`` segments share."""
+    return sum(max(0.0, min(e1, e2) - max(s1, s2)) for s1, e1 in a for s2, e2 in b)
+
+
+# ----------------------------------------------------------------------------- reading the corpus
+
+
+def read_sources(corpus: str | os.PathLike[str], min_pause: float) -> tuple[list[Source], str]:
+    """The usable utterances of ``corpus`` (sorted by id) and the alignment file their speech came from.
+
+    Raises:
+        SpeechUnitsError: ``corpus`` not a directory, no ``speakers.tsv``, no ``words.tsv`` or
+            ``phones.tsv``, a speaker id with whitespace, or no usable utterance.
+    """
+    from speechunits.corpus import SPEAKERS_FILE, open_corpus_via_manifest, read_speakers
+    from speechunits.measure.alignments import load_alignments
+
+    root = Path(corpus)
+    if not root.is_dir():
+        raise SpeechUnitsError(f"{corpus}: not a corpus directory")
+    if not (root / SPEAKERS_FILE).is_file():
+        raise SpeechUnitsError(f"{corpus}: no {SPEAKERS_FILE} (utt<TAB>speaker); mixtures need the speaker "
+                               "of each utterance")
+    speakers = read_speakers(root / SPEAKERS_FILE)
+    bad = next((s for s in speakers.values() if len(s.split()) != 1), None)
+    if bad is not None:
+        raise SpeechUnitsError(f"{root / SPEAKERS_FILE}: speaker {bad!r} has whitespace (it becomes an RTTM field)")
+    if (root / "words.tsv").is_file():
+        alignment = "words.tsv"
+        segments = load_alignments(root / alignment, silence=None)
+    elif (root / "phones.tsv").is_file():
+        alignment = "phones.tsv"
+        segments = {utt: [s for s in segs if s.label not in SILENCE_LABELS]
+                    for utt, segs in load_alignments(root / alignment, silence=None).items()}
+    else:
+        raise SpeechUnitsError(f"{corpus}: no words.tsv or phones.tsv (utt<TAB>start<TAB>end<TAB>label); mixtures "
+                               "take each speaker's speech activity from its word (or phone) alignment")
+    sources, skipped = [], 0
+    for utt in open_corpus_via_manifest(root):
+        speech = merge_segments(((s.start, s.end) for s in segments.get(utt.id, ())), min_pause)
+        if utt.id in speakers and speech:
+            sources.append(Source(utt.id, speakers[utt.id], utt.path, tuple(speech), utt.raw_format))
+        else:
+            skipped += 1
+    if skipped:
+        log.warning("synth mix: %d utterance(s) of %s have no speaker or no speech in %s: left out",
+                    skipped, corpus, alignment)
+    if not sources:
+        raise SpeechUnitsError(f"{corpus}: no utterance has audio, a speaker in {SPEAKERS_FILE} and speech in "
+                               f"{alignment} (do their ids match the audio's?)")
+    return sorted(sources, key=lambda s: s.utt), alignment
+
+
+# ----------------------------------------------------------------------------- public entry point
+
+
+def write_mixtures(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, mixtures: int = MIXTURES,
+                   max_overlap: float = MAX_OVERLAP, min_pause: float = MIN_PAUSE, gain_db: float = GAIN_DB,
+                   split: Sequence[float] = SPLIT, seed: int = 0, quiet: bool = False) -> Path:
+    """Write the two-speaker mixtures of ``corpus`` to ``out_dir/mix`` (see the module docstring);
+    returns that directory.
+
+    ``mixtures`` in all, shared out over train/dev/test by ``split`` (three positive shares) as the
+    speakers are. A complete set with the same arguments and corpus already there is returned as it is.
+
+    Raises:
+        SpeechUnitsError: a bad argument (``mixtures < 3``, ``max_overlap`` outside [0, 1], negative
+            ``min_pause``/``gain_db``/``seed``), a corpus without speakers or alignments or with fewer
+            than 6 speakers, ``out_dir`` inside the corpus, or ``out_dir/mix`` holding another set.
+    """
+    from speechunits.audio import Audio
+    from speechunits.progress import AudioProgress
+
+    request = _arguments(corpus, mixtures, max_overlap, min_pause, gain_db, split, seed)
+    out = Path(out_dir)
+    target = out / KIND
+    if _check(corpus, out, request):
+        log.info("synth mix: %s already holds this set", target)
+        return target
+    sources, alignment = read_sources(corpus, min_pause)
+    by_split = split_speakers((s.speaker for s in sources), split, seed)
+    counts = dict(zip(SPLITS, apportion(mixtures, split, 1)))
+    plans = {name: plan_split(name, sources, by_split[name], counts[name], max_overlap, gain_db, seed)
+             for name in SPLITS}
+    building = out / f".{KIND}.partial"
+    if building.exists():
+        log.warning("%s: removing a half-written set from an interrupted run", building)
+        shutil.rmtree(building)
+    summary: dict[str, Any] = {}
+    with AudioProgress(None, desc="synth mix", quiet=quiet) as progress:
+        for name in SPLITS:
+            folder = building / name
+            (folder / "wavs").mkdir(parents=True)
+            rows = []
+            for draw in plans[name]:
+                first, second = (Audio.load(s.path, sample_rate=SAMPLE_RATE, raw_format=s.raw_format).samples
+                                 for s in (draw.first, draw.second))
+                offset = second_offset(first.size, draw.overlap_ratio)
+                samples, scale = mix_sources(first, second, offset, draw.gains_db)
+                _write_wav(folder / "wavs" / f"{draw.mix_id}.wav", samples)
+                rows.append((draw, offset, first.size, second.size, samples.size, scale))
+                progress.update(samples.size / SAMPLE_RATE)
+            summary[name] = _write_split(folder, rows, by_split[name])
+    meta = {"format_version": FORMAT_VERSION, "kind": KIND, **request, "alignment": alignment,
+            "sample_rate": SAMPLE_RATE, "splits": summary}
+    (building / f"{KIND}.json").write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+    if target.exists():
+        target.rmdir()  # empty (checked before); a non-empty one was refused
+    building.rename(target)
+    log.info("synth mix: %s", ", ".join(f"{n} {summary[n]['mixtures']} mixtures ({summary[n]['minutes']} min)"
+                                        for n in SPLITS))
+    return target
+
+
+def _arguments(corpus: str | os.PathLike[str], mixtures: int, max_overlap: float, min_pause: float, gain_db: float,
+               split: Sequence[float], seed: int) -> dict[str, Any]:
+    return dict(corpus=str(Path(corpus).resolve()), mixtures=mixtures, max_overlap=float(max_overlap),
+                min_pause=float(min_pause), gain_db=float(gain_db), split=[float(s) for s in split], seed=seed)
+
+
+def _check(corpus: str | os.PathLike[str], out: Path, request: dict[str, Any]) -> bool:
+    """Check the arguments; whether ``out/mix`` already holds this very set.
+
+    Raises:
+        SpeechUnitsError: a bad argument, ``out`` inside the corpus, or ``out/mix`` holding something else.
+    """
+    if isinstance(request["mixtures"], bool) or not isinstance(request["mixtures"], int) or \
+            request["mixtures"] < len(SPLITS):
+        raise SpeechUnitsError(f"--mixtures must be an integer >= {len(SPLITS)} (one per split: "
+                               f"{', '.join(SPLITS)}), got {request['mixtures']!r}")
+    if not 0.0 <= request["max_overlap"] <= 1.0:
+        raise SpeechUnitsError(f"--max-overlap must be in [0, 1] (a share of the first utterance), "
+                               f"got {request['max_overlap']}")
+    for option in ("min_pause", "gain_db"):
+        if not (math.isfinite(request[option]) and request[option] >= 0):
+            raise SpeechUnitsError(f"--{option.replace('_', '-')} must be finite and >= 0, got {request[option]}")
+    shares = request["split"]
+    if len(shares) != len(SPLITS) or not all(math.isfinite(s) and s > 0 for s in shares):
+        raise SpeechUnitsError(f"split must be {len(SPLITS)} positive shares ({', '.join(SPLITS)}), got {shares}")
+    if isinstance(request["seed"], bool) or not isinstance(request["seed"], int) or request["seed"] < 0:
+        raise SpeechUnitsError(f"--seed must be an integer >= 0, got {request['seed']!r}")
+    if out.exists() and not out.is_dir():
+        raise SpeechUnitsError(f"{out}: exists and is not a directory")
+    if Path(corpus).is_dir() and out.resolve().is_relative_to(Path(corpus).resolve()):
+        raise SpeechUnitsError(f"{out}: inside the corpus {corpus}; write the mixtures elsewhere")
+    target = out / KIND
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        return False
+    try:
+        meta = json.loads((target / f"{KIND}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise SpeechUnitsError(f"{target}: already exists and is not a mixture set (remove it to rebuild)") from None
+    stored = {key: meta.get(key) for key in SET_ARGUMENTS}
+    if meta.get("format_version") != FORMAT_VERSION or stored != request:
+        differ = [f"{k} {stored[k]!r} (asked {request[k]!r})" for k in SET_ARGUMENTS if stored[k] != request[k]]
+        raise SpeechUnitsError(f"{target}: already holds another mixture set ({', '.join(differ) or 'older format'}); "
+                               "remove it to rebuild")
+    return True
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> None:
+    from speechunits.synth.corpus import write_wav  # the stdlib writer; loads no espeak-ng
+
+    write_wav(path, samples)
+
+
+def _seconds(value: float) -> str:
+    """Seconds with 7 decimals, trailing zeros dropped (a sample is 62.5 us at 16 kHz: exact)."""
+    text = f"{value:.7f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _turns(draw: Draw, offset: int, first_samples: int, second_samples: int) -> list[tuple[str, float, float]]:
+    """``(speaker, start, end)`` of both sources in the mixture, sorted by start then speaker."""
+    turns = []
+    for source, shift, length in ((draw.first, 0, first_samples), (draw.second, offset, second_samples)):
+        duration, start_s = length / SAMPLE_RATE, shift / SAMPLE_RATE
+        for start, end in source.speech:
+            start, end = min(start, duration), min(end, duration)
+            if end > start:
+                turns.append((source.speaker, start_s + start, start_s + end))
+    return sorted(turns, key=lambda t: (t[1], t[0], t[2]))
+
+
+def _write_split(folder: Path, rows: list[tuple[Draw, int, int, int, int, float]],
+                 speakers: list[str]) -> dict[str, Any]:
+    """wav.scp, reco2dur, rttm, segments, utt2spk, spk2utt and mixtures.tsv of one split; its counts."""
+    from speechunits.rttm import speaker_turns, write_rttm
+
+    records, table, kaldi_turns = [], [], []
+    speech = overlap = total = 0.0
+    for draw, offset, n1, n2, n, scale in rows:
+        turns = _turns(draw, offset, n1, n2)
+        records.extend(speaker_turns(draw.mix_id, turns))
+        per_speaker: dict[str, list[tuple[float, float]]] = {}
+        for speaker, start, end in turns:
+            per_speaker.setdefault(speaker, []).append((start, end))
+        for speaker, spans in per_speaker.items():
+            kaldi_turns.extend((f"{speaker}-{draw.mix_id}-{k:03d}", draw.mix_id, speaker, start, end)
+                               for k, (start, end) in enumerate(spans))
+        both = overlap_seconds(per_speaker.get(draw.first.speaker, []), per_speaker.get(draw.second.speaker, []))
+        speech += sum(end - start for _, start, end in turns) - both
+        overlap += both
+        total += n / SAMPLE_RATE
+        table.append((draw.mix_id, draw.first.utt, draw.first.speaker, "0", f"{draw.gains_db[0]:.3f}",
+                      draw.second.utt, draw.second.speaker, _seconds(offset / SAMPLE_RATE),
+                      f"{draw.gains_db[1]:.3f}", f"{draw.overlap_ratio:.4f}", _seconds(n / SAMPLE_RATE),
+                      f"{scale:.6f}".rstrip("0").rstrip(".")))
+    ids = sorted((row[0] for row in table), key=lambda x: x.encode("utf-8"))
+    duration = {row[0]: row[10] for row in table}
+    _write_lines(folder / "wav.scp", [f"{m} wavs/{m}.wav" for m in ids])
+    _write_lines(folder / "reco2dur", [f"{m} {duration[m]}" for m in ids])
+    write_rttm(folder / "rttm", records)
+    kaldi_turns.sort(key=lambda t: t[0].encode("utf-8"))
+    _write_lines(folder / "segments", [f"{u} {m} {start:.3f} {end:.3f}" for u, m, _, start, end in kaldi_turns])
+    _write_lines(folder / "utt2spk", [f"{u} {speaker}" for u, _, speaker, _, _ in kaldi_turns])
+    spk2utt: dict[str, list[str]] = {}
+    for u, _, speaker, _, _ in kaldi_turns:
+        spk2utt.setdefault(speaker, []).append(u)
+    _write_lines(folder / "spk2utt", [f"{s} {' '.join(spk2utt[s])}"
+                                      for s in sorted(spk2utt, key=lambda x: x.encode("utf-8"))])
+    _write_lines(folder / "mixtures.tsv", ["\t".join(MIXTURE_COLUMNS)] + ["\t".join(row) for row in table])
+    return {"mixtures": len(rows), "speakers": len(speakers), "speaker_ids": speakers,
+            "minutes": round(total / 60.0, 3), "overlap_share": round(overlap / speech, 4) if speech else 0.0,
+            "scaled": sum(1 for row in rows if row[5] != 1.0)}
+
+
+def _write_lines(path: Path, lines: Iterable[str]) -> None:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
