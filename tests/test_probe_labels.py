@@ -32,7 +32,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_tasks() -> None:
-    assert TASKS == ("phones", "asr", "speaker", "classify", "frames", "verify", "slots")
+    assert TASKS == ("phones", "asr", "speaker", "classify", "frames", "verify", "slots", "diarize")
 
 
 def test_read_transcripts_tsv(tmp_path: Path) -> None:
@@ -187,7 +187,7 @@ def test_load_task_labels_bad_requests(tmp_path: Path) -> None:
         load_task_labels("pr", ["u1"])
     for task, match in [("phones", "needs alignments"), ("asr", "needs transcripts"),
                         ("speaker", "needs a speakers file"), ("classify", "needs a label file"),
-                        ("frames", "needs alignments")]:
+                        ("frames", "needs alignments"), ("diarize", "needs speaker turns")]:
         with pytest.raises(SpeechUnitsError, match=match):
             load_task_labels(task, ["u1"])
     with pytest.raises(SpeechUnitsError, match="frame rate, frame offset and frame counts"):

@@ -13,7 +13,7 @@ from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES, DEFAULT_VERIFICATIO
 
 log = logging.getLogger(__name__)
 
-TASK_CHOICES = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots")
+TASK_CHOICES = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots", "diarize")
 
 
 def _add_input_options(parser: argparse.ArgumentParser, training: bool) -> None:
@@ -53,7 +53,7 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
                        "each file, or a Hugging Face table's column as TABLE::COLUMN), transcripts (asr), "
                        "phone transcripts utt<TAB>p1 p2 ... (phones), speakers (speaker, verify), a SNIPS "
                        "all.iob.snips.txt or utt<TAB>text with B-TYPE ... E-TYPE around slots (slots; its intents "
-                       "for classify)")
+                       "for classify), an RTTM of speaker turns (diarize; default: the corpus's 'rttm')")
     group.add_argument("--alignments", metavar="PATH", help="phones.tsv or TextGrids (phones, frames)")
 
 
@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Small models (linear, BiLSTM) trained on frozen features or "
                                    "units: phones (PER), asr (WER/CER), speaker, classify (accuracy), frames, "
                                    "verify (speaker verification EER on unseen speakers), slots (slot filling: "
-                                   "slot-type F1, slot-value CER).")
+                                   "slot-type F1, slot-value CER), diarize (speaker diarization: DER).")
     actions = parser.add_subparsers(dest="probe_command", metavar="ACTION", required=True)
 
     train = actions.add_parser("train", help="train a probe (lr x seed sweep, best by dev, test once)")
@@ -110,6 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"AM-softmax margin (default {DEFAULT_VERIFICATION['margin']:g})")
     verify.add_argument("--scale", type=float, default=None, metavar="S",
                         help=f"AM-softmax scale (default {DEFAULT_VERIFICATION['scale']:g})")
+    train.add_argument("--speakers-per-recording", type=int, default=None, metavar="N",
+                       help="diarize: speaker slots of the probe (default: the most speakers of a training recording; "
+                       "at most 4)")
     train.add_argument("--tokenizer", default="chars", help="asr targets: chars, or a BPE vocabulary size")
     train.add_argument("--split-by", default=None, choices=["utterance", "speaker"],
                        help="default utterance (verify: always speaker)")
@@ -154,6 +157,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--trials", metavar="FILE",
                           help="verify probes: score these trials instead of every pair of INPUT's utterances "
                           "(VoxCeleb's 'LABEL UTT1 UTT2' or Kaldi's 'UTT1 UTT2 target|nontarget')")
+    evaluate.add_argument("--rttm-out", metavar="FILE",
+                          help="diarize probes: write the predicted speaker turns as RTTM (speakers slot0, slot1, ...)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     add_beam_options(evaluate)
     add_device(evaluate)
@@ -245,7 +250,8 @@ def run_train(args: argparse.Namespace) -> int:
         dropout=args.dropout, time_mask=args.time_mask, unit_noise=args.unit_noise,
         finetune=args.finetune,
         finetune_layers=None if args.layers == "all" or not args.finetune else parse_layers(args.layers),
-        verification=verification or None, resume=args.resume, device=args.device, quiet=args.quiet)
+        verification=verification or None, speaker_slots=args.speakers_per_recording, resume=args.resume,
+        device=args.device, quiet=args.quiet)
     if result is None:  # a torchrun rank other than 0: rank 0 wrote the probe and reports
         return 0
     summary = {"probe": str(result.probe_dir), "task": result.task, "lr": result.lr, "seed": result.seed,
@@ -285,7 +291,7 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate_probe(args.probe, args.input, features=args.features, units=args.units, bpe=args.bpe,
                             labels=args.labels, alignments=args.alignments, subset=args.split,
                             encoder=args.encoder, device=args.device, lm=args.lm, beam=beam_options(args),
-                            trials=args.trials, quiet=args.quiet)
+                            trials=args.trials, rttm_out=args.rttm_out, quiet=args.quiet)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:

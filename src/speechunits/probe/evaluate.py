@@ -10,7 +10,11 @@ Metrics (:func:`score`; the first of each is the one dev selection and ``probe.j
 * ``slots``: ``slot_type_f1``, ``slot_value_cer`` and the words' ``wer``/``cer`` (SUPERB's SF,
   :mod:`speechunits.probe.slots`);
 * ``verify``: ``eer`` and ``min_dcf`` of cosine scoring between utterance embeddings, over every
-  pair of the scored utterances or a trial file (:mod:`speechunits.probe.verification`).
+  pair of the scored utterances or a trial file (:mod:`speechunits.probe.verification`);
+* ``diarize``: ``der`` (diarization error rate, 0.25 s collar as SUPERB's md-eval), ``der_collar0``
+  and the ``missed``, ``false_alarm`` and ``confusion`` shares, summed over recordings; a slot talks
+  where its sigmoid exceeds 0.5 (:mod:`speechunits.probe.diarize`). References are the frame targets
+  turned back into turns, so they are at frame resolution.
 
 Labels of a corpus come from the files it carries (:func:`speechunits.probe.labels.find_label_files`:
 ``phones.tsv``/TextGrids, ``text.tsv``/Kaldi ``text``/JSONL ``text``, ``speakers.tsv``) or from
@@ -29,14 +33,16 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.probe.feature_inputs import EncoderInput, FeaturesDirInput
 from speechunits.probe.inputs import FEATURES, UNITS, ProbeInput, Sample, as_corpus, describe_identity
 from speechunits.probe.unit_inputs import UnitInput, unit_sample
-from speechunits.probe.task import CTC, FRAME, objective_of
+from speechunits.probe.task import CTC, FRAME, PIT, objective_of
 
 log = logging.getLogger(__name__)
 
 #: Task -> (primary metric, lower is better).
 PRIMARY = {"phones": ("per", True), "asr": ("wer", True), "frames": ("frame_accuracy", False),
            "speaker": ("accuracy", False), "classify": ("accuracy", False), "verify": ("eer", True),
-           "slots": ("slot_type_f1", False)}
+           "slots": ("slot_type_f1", False), "diarize": ("der", True)}
+#: Tasks whose labels are per input frame (they need the input's frame counts and timing).
+FRAME_LABEL_TASKS = ("frames", "diarize")
 
 
 # -- decoding and metrics --------------------------------------------------------------------------
@@ -44,7 +50,8 @@ PRIMARY = {"phones": ("per", True), "asr": ("wer", True), "frames": ("frame_accu
 def decode_logits(coder: Any, logits: np.ndarray, decoder: Any = None) -> Any:
     """One utterance's logits (``[T, C]`` or ``[C]``) to its prediction through ``coder``
     (a :class:`~speechunits.probe.model_dir.LabelCoder`): greedy CTC, per-frame or class argmax;
-    ``decoder`` (a :class:`~speechunits.probe.lm_decode.WordLMDecoder`) replaces greedy CTC."""
+    ``decoder`` (a :class:`~speechunits.probe.lm_decode.WordLMDecoder`) replaces greedy CTC; PIT
+    (``diarize``): uint8 ``[T, S]``, the slots whose sigmoid exceeds 0.5."""
     from speechunits.probe.metrics import ctc_greedy
 
     if decoder is not None:
@@ -53,6 +60,10 @@ def decode_logits(coder: Any, logits: np.ndarray, decoder: Any = None) -> Any:
         return coder.decode(ctc_greedy(logits, blank=0))
     if coder.objective == FRAME:
         return np.asarray(logits).argmax(-1).astype(np.int64)
+    if coder.objective == PIT:
+        from speechunits.probe.diarize import active_slots
+
+        return coder.decode(active_slots(logits))
     return coder.decode(int(np.asarray(logits).argmax()))
 
 
@@ -81,6 +92,10 @@ def score(task: str, refs: Sequence[Any], hyps: Sequence[Any]) -> dict[str, floa
         return {"wer": metrics.wer(r, h), "cer": metrics.cer(r, h)}
     if task == "frames":
         return {"frame_accuracy": metrics.frame_accuracy(list(refs), list(hyps))}
+    if task == "diarize":  # refs: SpeakerActivity; hyps: [T, S] activity at the same frames
+        from speechunits.probe.diarize import diarization_scores
+
+        return diarization_scores(list(refs), list(hyps))
     if task == "slots":
         from speechunits.probe.slots import slot_metrics
 
@@ -126,14 +141,16 @@ def score_predictions(task: str, labels: Mapping[str, Any], predictions: Mapping
 def corpus_labels(task: str, corpus: str | Path, ids: Sequence[str], *, labels: str | Path | None = None,
                   alignments: str | Path | None = None, speakers: str | Path | None = None,
                   inputs: ProbeInput | None = None, samples: Mapping[str, Sample] | None = None,
-                  vocabulary: Any = None) -> Any:
+                  vocabulary: Any = None, speaker_slots: int | None = None) -> Any:
     """The :class:`~speechunits.probe.labels.LabelSet` of ``task`` for ``ids`` of ``corpus``.
 
     Files given win over those the corpus carries. ``phones``: ``alignments`` or ``labels``
     (phone transcripts ``utt<TAB>p1 p2 ...``); ``asr``: ``labels`` or the corpus's transcripts;
     ``speaker``: ``labels``/``speakers``; ``classify``: ``labels`` or a table's ``label`` column; ``frames``:
     alignments, with frame counts and timing from ``inputs``/``samples``, ids in ``vocabulary``
-    when given (a probe's; labels it lacks count as wrong, never as ignored).
+    when given (a probe's; labels it lacks count as wrong, never as ignored); ``diarize``: ``labels``
+    or the corpus's ``rttm``, timed like ``frames``, refusing recordings with more speakers than
+    ``speaker_slots`` when given (a probe's).
     """
     from speechunits.probe.labels import IGNORE_INDEX, find_label_files, load_task_labels
 
@@ -157,13 +174,15 @@ def corpus_labels(task: str, corpus: str | Path, ids: Sequence[str], *, labels: 
     elif task == "slots":
         if labels is not None or "slot_labels" in found:  # found: a SNIPS tree's all.iob.snips.txt
             kwargs["labels"] = labels or found["slot_labels"]
-    elif task == "frames":
-        if alignments is not None or labels is not None or "alignments" in found:
+    elif task in FRAME_LABEL_TASKS:
+        if task == "frames" and (alignments is not None or labels is not None or "alignments" in found):
             kwargs["alignments"] = alignments or labels or found["alignments"]
+        if task == "diarize" and (labels is not None or "rttm" in found):
+            kwargs.update(labels=labels or found["rttm"], speaker_slots=speaker_slots)
         if inputs is None or samples is None:
             raise SpeechUnitsError("frame labels need the input's frame counts")
         if getattr(inputs, "dedup", False):
-            raise SpeechUnitsError("task 'frames' needs frame-level input; deduplicated units have no frame timing")
+            raise SpeechUnitsError(f"task {task!r} needs frame-level input; deduplicated units have no frame timing")
         kwargs.update(frame_rate=inputs.frame_rate, frame_offset_s=inputs.frame_offset_s,
                       num_frames={i: s.num_frames for i, s in samples.items()})
     label_set = load_task_labels(task, list(ids), **kwargs)
@@ -210,7 +229,7 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
                    labels: str | Path | None = None, alignments: str | Path | None = None,
                    subset: str | None = None, encoder: str | None = None, device: str = "auto",
                    lm: str | Path | None = None, beam: Any = None, trials: str | Path | None = None,
-                   quiet: bool = False) -> dict[str, Any]:
+                   rttm_out: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
     """Score the probe in ``probe_dir`` on the labelled utterances of ``corpus``.
 
     Args:
@@ -226,6 +245,8 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
             scored instead of every pair of the corpus's utterances; the utterances it names need
             no speaker label, and trials naming utterances the corpus lacks are left out (counted
             in ``unmatched_trial_utterances``).
+        rttm_out: ``diarize`` probes: write the predicted turns there (RTTM ``SPEAKER`` lines, one
+            recording per scored utterance id, speakers ``slot0``, ``slot1``, ...).
 
     Returns:
         ``{"probe", "task", "input", "utterances", <metrics>, "missing_labels", "input_errors"}``.
@@ -236,6 +257,8 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
     probe = load_probe(probe_dir, base=encoder)
     if trials is not None and probe.task != "verify":
         raise SpeechUnitsError(f"--trials scores a verification probe; {probe_dir} is a {probe.task!r} probe")
+    if rttm_out is not None and probe.task != "diarize":
+        raise SpeechUnitsError(f"--rttm-out writes a diarization probe's turns; {probe_dir} is a {probe.task!r} probe")
     dev = resolve_device(device)
     bpe = bpe if bpe is not None else bundled_bpe(probe_dir)  # the probe's copy, as transcribe reads it
     made = probe_input(probe.identity, corpus, features=features, units=units, bpe=bpe, encoder=encoder,
@@ -248,10 +271,11 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
             raise SpeechUnitsError(f"{corpus}: none of its utterances is in the probe's {subset} part")
     if probe.task == "verify":
         return _evaluate_verification(probe, probe_dir, corpus, made, ids, labels, trials, dev)
-    if probe.task == "frames":
+    if probe.task in FRAME_LABEL_TASKS:
         loaded = made.load(ids)
-        label_set = corpus_labels("frames", corpus, list(loaded.samples), labels=labels, alignments=alignments,
-                                  inputs=made, samples=loaded.samples, vocabulary=probe.coder.vocabulary)
+        label_set = corpus_labels(probe.task, corpus, list(loaded.samples), labels=labels, alignments=alignments,
+                                  inputs=made, samples=loaded.samples, vocabulary=probe.coder.vocabulary,
+                                  speaker_slots=probe.coder.num_classes if probe.task == "diarize" else None)
     else:
         label_set = corpus_labels(probe.task, corpus, ids, labels=labels, alignments=alignments)
         if probe.meta.get("classes"):  # the classes the probe learnt, from the corpus's labels
@@ -263,6 +287,13 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
     scored = [i for i in label_set.labels if i in loaded.samples]
     predictions = probe.predict(loaded.samples, scored, device=dev, decoder=_decoder(probe, lm, beam))
     metrics = score_predictions(probe.task, label_set.labels, predictions)
+    if rttm_out is not None:
+        from speechunits.probe.diarize import activity_turns
+        from speechunits.rttm import speaker_turns, write_rttm
+
+        write_rttm(rttm_out, [record for utt, active in predictions.items()
+                              for record in speaker_turns(utt, activity_turns(active, made.frame_rate,
+                                                                              made.frame_offset_s))])
     result = {"probe": str(probe_dir), "task": probe.task, "input": describe_identity(probe.identity),
               "utterances": len(scored), **metrics, "missing_labels": len(label_set.missing),
               "input_errors": len(loaded.errors)}

@@ -11,7 +11,10 @@ Tasks (:data:`TASKS`) and where their labels come from:
 * ``speaker``: ``speakers.tsv`` (:func:`speechunits.corpus.read_speakers`);
 * ``classify``: any utterance label, ``utt<TAB>label`` (:func:`read_utterance_labels`);
 * ``frames``: one label per frame from alignments (:func:`frame_targets`), silence included
-  as a class; frames no segment covers get :data:`IGNORE_INDEX`.
+  as a class; frames no segment covers get :data:`IGNORE_INDEX`;
+* ``diarize``: who talks in each frame, from an RTTM's ``SPEAKER`` turns (:func:`read_speaker_turns`,
+  a Kaldi/LibriMix data directory's ``rttm``), one
+  :class:`~speechunits.probe.diarize.SpeakerActivity` per recording (the frame-centre rule of ``frames``).
 
 :func:`load_task_labels` reads what a task needs and keeps the corpus's utterances that have a
 label; those without one are listed in :attr:`LabelSet.missing` (and skipped by the probe); a
@@ -59,7 +62,7 @@ from speechunits.sources import expand_source, merged_over_sources, split_suffix
 
 log = logging.getLogger(__name__)
 
-TASKS = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots")
+TASKS = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots", "diarize")
 #: Labels dropped from phone sequences (compared after strip and lower-casing): the empty
 #: label, ``sil``/``sp``/``spn`` (Kaldi, MFA, PocketSphinx), espeak-ng's pauses and ``<eps>``.
 SILENCE_LABELS = frozenset({"", "sil", "sp", "spn", "_", "_:", "_!", "<sil>", "<eps>"})
@@ -69,6 +72,8 @@ IGNORE_INDEX = -100
 ALIGNMENT_FILES = ("phones.tsv", "textgrids")
 TRANSCRIPT_FILES = ("text.tsv", "text")
 SPEAKER_FILES = ("speakers.tsv", "utt2spk")
+#: Speaker turns (``diarize``): a Kaldi/LibriMix data directory's RTTM.
+RTTM_FILES = ("rttm",)
 #: LJSpeech's transcripts beside its wavs/ folder.
 LJSPEECH_METADATA = "metadata.csv"
 MANIFEST_SUFFIXES = (".jsonl", ".json", ".csv")  # .csv: an AudioFolder's metadata.csv
@@ -327,6 +332,23 @@ def read_phone_transcripts(path: str | os.PathLike[str],
     return {utt: [p for p in text.split() if not _is_silence(p, lowered)] for utt, text in columns.items()}
 
 
+@merged_over_sources
+def read_speaker_turns(path: str | os.PathLike[str]) -> dict[str, list[tuple[str, float, float]]]:
+    """``{recording: [(speaker, start_s, end_s)]}`` of an RTTM file's ``SPEAKER`` lines
+    (:func:`speechunits.rttm.read_rttm`); a pattern over several RTTMs merges them.
+
+    Raises:
+        SpeechUnitsError: unreadable or malformed RTTM (naming the line), or one without ``SPEAKER`` lines.
+    """
+    from speechunits.measure.diarization import turns_by_recording
+    from speechunits.rttm import read_rttm
+
+    turns = turns_by_recording(read_rttm(path, types={"SPEAKER"}))
+    if not turns:
+        raise SpeechUnitsError(f"{path}: no SPEAKER lines (an RTTM of speaker turns is expected)")
+    return turns
+
+
 def frame_vocabulary(alignments: Mapping[str, Sequence[Segment]]) -> Vocabulary:
     """Class vocabulary of every segment label of ``alignments`` (silence included), sorted."""
     return class_vocabulary(s.label for segments in alignments.values() for s in segments)
@@ -369,7 +391,8 @@ class LabelSet:
         task: one of :data:`TASKS`.
         labels: ``{utt: label}`` in corpus order, only for utterances that have one: a phone
             list (``phones``), a transcript string (``asr``), a speaker or class string
-            (``speaker``, ``classify``), int64 frame ids ``[T]`` (``frames``).
+            (``speaker``, ``classify``), int64 frame ids ``[T]`` (``frames``), a
+            :class:`~speechunits.probe.diarize.SpeakerActivity` (``diarize``).
         missing: corpus utterances without a label, in corpus order (the probe skips them).
         source: the label file (or a description) the labels came from.
         unused: labelled utterances that are not in the corpus, sorted (a sign of mismatched ids).
@@ -403,6 +426,7 @@ def load_task_labels(
     frame_offset_s: float | None = None,
     num_frames: Mapping[str, int] | None = None,
     vocabulary: Vocabulary | None = None,
+    speaker_slots: int | None = None,
 ) -> LabelSet:
     """Read the labels ``task`` needs and match them to ``corpus_ids`` (:func:`~speechunits.id_match.match_ids`).
 
@@ -415,6 +439,10 @@ def load_task_labels(
         + ``num_frames`` (an utterance without a frame count counts as missing), ids of
         ``vocabulary`` when given (a trained probe's), else of :func:`frame_vocabulary` over
         the corpus's aligned utterances. ``vocabulary`` is used by ``frames`` only.
+        ``diarize``: ``labels`` (an RTTM, :func:`read_speaker_turns`) + ``frame_rate`` +
+        ``frame_offset_s`` + ``num_frames``, as ``frames``; recordings keyed by the corpus's ids
+        (:func:`~speechunits.id_match.rekey`); with ``speaker_slots``, a recording with more
+        speakers than that is an error naming it.
 
     Raises:
         SpeechUnitsError: unknown task, the needed input not given, unreadable label file, or
@@ -458,6 +486,21 @@ def load_task_labels(
             raise SpeechUnitsError("task 'slots' needs slot labels: a SNIPS IOB file (all.iob.snips.txt) or "
                                    "utt<TAB>text with B-TYPE ... E-TYPE around each slot's words")
         found, source = read_slot_labels(labels), str(labels)
+    elif task == "diarize":
+        from speechunits.probe.diarize import check_speaker_slots, speaker_activity
+
+        if labels is None:
+            raise SpeechUnitsError("task 'diarize' needs speaker turns: an RTTM file (--labels FILE.rttm, or a "
+                                   "file named 'rttm' in the corpus's data directory)")
+        if frame_rate is None or frame_offset_s is None or num_frames is None:
+            raise SpeechUnitsError("task 'diarize' needs the input's frame rate, frame offset and frame counts")
+        source = str(labels)
+        turns = read_speaker_turns(labels)
+        turns = rekey(turns, corpus_ids, source) or turns
+        found = {rec: speaker_activity(t, int(num_frames[rec]), frame_rate, frame_offset_s)
+                 for rec, t in turns.items() if rec in num_frames}
+        if speaker_slots is not None:
+            check_speaker_slots(found, speaker_slots, source)
     else:  # frames
         if alignments is None:
             raise SpeechUnitsError("task 'frames' needs alignments (phones.tsv, TextGrids)")
@@ -491,7 +534,8 @@ def _match(task: str, corpus_ids: Sequence[str], found: dict[str, Any], source: 
 
 
 def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
-    """Label files a corpus carries by convention, as ``{"alignments", "transcripts", "speakers", "labels": path}``.
+    """Label files a corpus carries by convention, as ``{"alignments", "transcripts", "speakers", "labels",
+    "rttm", ...: path}``.
 
     Where: ``corpus_root`` itself when it is a directory, else the manifest's directory; also
     the parent of an audio directory whose parent is a synth corpus (holds ``corpus.json``),
@@ -500,7 +544,8 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     ``text`` file (a Kaldi data directory's), else, for a directory, the directory itself when
     LibriSpeech ``*.trans.txt`` files lie under it (transcripts); a JSONL manifest whose first record
     has ``speaker``, else ``speakers.tsv``, else Kaldi's ``utt2spk``, else that LibriSpeech directory
-    (speakers from its ids). A Common Voice TSV gives both. A Hugging Face table
+    (speakers from its ids); a file named ``rttm`` (speaker turns, a LibriMix/Kaldi data directory's).
+    A Common Voice TSV gives both. A Hugging Face table
     (:mod:`speechunits.layouts.hf_datasets`) is its own ``transcripts``, ``speakers`` and ``labels``
     (``classify``) source when it has such a column; so is an AudioFolder's ``metadata.csv`` or
     ``metadata.jsonl`` beside the audio. A directory shipping Speech Commands' dev/test lists is its
@@ -552,7 +597,7 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     if common_voice_columns(root) is not None:  # a Common Voice TSV: sentences and client ids
         found["transcripts"] = found["speakers"] = root
     for key, names in (("alignments", ALIGNMENT_FILES), ("transcripts", TRANSCRIPT_FILES),
-                       ("speakers", SPEAKER_FILES)):
+                       ("speakers", SPEAKER_FILES), ("rttm", RTTM_FILES)):
         if key in found:
             continue
         for place in places:

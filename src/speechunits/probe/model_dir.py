@@ -36,7 +36,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_json_object
 from speechunits.probe.model import ProbeModel, build_model
 from speechunits.probe.inputs import Sample, check_identity
-from speechunits.probe.task import CTC, FRAME, objective_of, predict_logits
+from speechunits.probe.task import CTC, FRAME, PIT, objective_of, predict_logits
 
 PROBE_FORMAT_VERSION = 1
 PROBE_KIND = "speechunits-probe"
@@ -53,7 +53,8 @@ class LabelCoder:
     """Labels <-> model ids: a :class:`~speechunits.probe.vocab.Vocabulary` or, for ``asr``, a
     :class:`~speechunits.probe.vocab.TextTokenizer`.
 
-    ``encode(label)``: a target (id list for CTC, the ids array for frames, an int per utterance);
+    ``encode(label)``: a target (id list for CTC, the ids array for frames, an int per utterance,
+    float32 ``[T, S]`` speaker activity for ``diarize``, whose vocabulary names its ``S`` speaker slots);
     ``decode(output)``: CTC: collapsed ids -> phone list or text; utterance: class id -> label string.
     """
 
@@ -76,6 +77,10 @@ class LabelCoder:
             return self.vocabulary.encode(label)
         if self.objective == FRAME:
             return np.asarray(label, dtype=np.int64)  # frame labels arrive as ids of this vocabulary
+        if self.objective == PIT:
+            from speechunits.probe.diarize import slot_targets
+
+            return slot_targets(label, self.num_classes)
         return self.vocabulary.index(label)
 
     def decode(self, ids: Any) -> Any:
@@ -85,6 +90,8 @@ class LabelCoder:
             return self.vocabulary.decode(ids)
         if self.objective == FRAME:
             return np.asarray(ids, dtype=np.int64)
+        if self.objective == PIT:
+            return np.asarray(ids, dtype=np.uint8)  # [T, S] activity of the slots
         return self.vocabulary.tokens[int(ids)]
 
     def record(self) -> dict[str, Any]:
@@ -92,8 +99,11 @@ class LabelCoder:
         if self.tokenizer is not None:
             return {"tokenizer": TOKENIZER_DIR, "kind": self.tokenizer.kind, "sha256": self.tokenizer.sha256,
                     "num_classes": self.num_classes}
-        return {"vocabulary": VOCAB_FILE, "kind": self.vocabulary.kind, "sha256": self.vocabulary.sha256,
-                "num_classes": self.num_classes}
+        record = {"vocabulary": VOCAB_FILE, "kind": self.vocabulary.kind, "sha256": self.vocabulary.sha256,
+                  "num_classes": self.num_classes}
+        if self.objective == PIT:
+            record["speaker_slots"] = self.num_classes
+        return record
 
     def save(self, directory: Path) -> None:
         if self.tokenizer is not None:
@@ -158,7 +168,8 @@ class Probe:
     def predict(self, samples: Mapping[str, Sample], ids: Sequence[str] | None = None, *,
                 device: torch.device | str = "cpu", decoder: Any = None) -> dict[str, Any]:
         """Decoded predictions: phone lists (``phones``), text (``asr``), frame id arrays
-        (``frames``), label strings (``speaker``, ``classify``); ``decoder``: an LM beam search
+        (``frames``), label strings (``speaker``, ``classify``), uint8 ``[T, S]`` activity of the
+        speaker slots (``diarize``); ``decoder``: an LM beam search
         instead of greedy CTC (:mod:`speechunits.probe.lm_decode`)."""
         from speechunits.probe.evaluate import decode_logits
 

@@ -13,6 +13,10 @@ Task kinds and their objective (:data:`OBJECTIVES`):
   of the embedding and each speaker's weight vector, the target's lowered by ``s m``), and dev and
   test score the cosine similarity of embeddings of speakers never seen in training
   (:mod:`speechunits.probe.verification`).
+* ``diarize``: speaker diarization (SUPERB's SD): one logit per speaker slot and frame; targets
+  float32 ``[T, S]`` (1 where slot ``s`` talks); permutation-invariant binary cross-entropy, the
+  least over the orders of the slots per recording (:func:`speechunits.probe.diarize.pit_bce`),
+  counted per valid frame and slot.
 
 Batches are length-bucketed (:class:`LengthBucketSampler`, ``fit="pad"``) under a budget of
 padded frames, a pure function of ``(seed, index)``. The task holds the (already computed,
@@ -38,9 +42,12 @@ CTC = "ctc"
 FRAME = "frame"
 UTTERANCE = "utterance"
 MARGIN = "margin"
+PIT = "pit"
 #: Task kind -> objective.
 OBJECTIVES = {"phones": CTC, "asr": CTC, "frames": FRAME, "speaker": UTTERANCE, "classify": UTTERANCE,
-              "verify": MARGIN, "slots": CTC}
+              "verify": MARGIN, "slots": CTC, "diarize": PIT}
+#: Objectives that label every input frame (a model that stacks frames cannot serve them).
+FRAME_LEVEL = (FRAME, PIT)
 IGNORE = -100
 
 
@@ -60,6 +67,7 @@ class ProbeBatch:
         lengths: int64 ``[B]`` valid frames.
         durations: int64 ``[B, T]`` (deduplicated units) or None.
         targets: CTC: int64 ``[B, U]`` (padded with 0); frame: ``[B, T]`` (IGNORE padded);
+            PIT: float32 ``[B, T, S]`` (zero padded; ``lengths`` masks the padding);
             utterance: ``[B]``; None when predicting.
         target_lengths: int64 ``[B]`` (CTC) or None.
         (utterance and margin objectives: ``targets`` ``[B]`` class ids)
@@ -104,6 +112,12 @@ def collate(samples: Sequence[Sample], objective: str, targets: Sequence[Any] | 
         for i, (s, y) in enumerate(zip(samples, targets)):
             n = min(s.num_frames, len(y))
             batch.targets[i, :n] = torch.as_tensor(np.asarray(y[:n], dtype=np.int64))
+    elif objective == PIT:
+        slots = np.asarray(targets[0]).shape[1]
+        batch.targets = torch.zeros(len(samples), t, slots, dtype=torch.float32)
+        for i, (s, y) in enumerate(zip(samples, targets)):
+            n = min(s.num_frames, len(y))
+            batch.targets[i, :n] = torch.as_tensor(np.asarray(y[:n], dtype=np.float32))
     else:
         batch.targets = torch.tensor([int(y) for y in targets], dtype=torch.int64)
     return batch
@@ -134,7 +148,8 @@ def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str,
                class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, float, dict]:
     """Summed loss, its count and the metrics (``{name: (num, den)}``) of one batch; with
     ``class_weights`` ``[C]`` (utterance tasks) each utterance's loss is weighted by its class's
-    weight and the count is the sum of those weights."""
+    weight and the count is the sum of those weights. PIT: the count is valid frames x slots and
+    ``acc`` the share of those decisions right under each recording's best order of the slots."""
     logits = model(batch.x, batch.lengths, batch.durations).float()
     assert batch.targets is not None
     if objective == CTC:
@@ -143,10 +158,16 @@ def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str,
         loss = nn.functional.ctc_loss(log_probs, batch.targets, lengths, batch.target_lengths,
                                       blank=0, reduction="sum", zero_infinity=True)
         return loss, float(batch.target_lengths.sum()), {}  # type: ignore[union-attr]
+    if objective in FRAME_LEVEL and logits.shape[1] != batch.targets.shape[1]:
+        raise SpeechUnitsError(f"frame labels: {batch.targets.shape[1]} frames, the model gives "
+                               f"{logits.shape[1]} (a frame task cannot stack frames)")
+    if objective == PIT:
+        from speechunits.probe.diarize import pit_bce
+
+        loss, correct_pit = pit_bce(logits, batch.targets, batch.lengths)
+        count = float(batch.lengths.sum()) * logits.shape[-1]
+        return loss, count, {"acc": (float(correct_pit), count)}
     if objective == FRAME:
-        if logits.shape[1] != batch.targets.shape[1]:
-            raise SpeechUnitsError(f"frame labels: {batch.targets.shape[1]} frames, the model gives "
-                                   f"{logits.shape[1]} (a frame task cannot stack frames)")
         flat = logits.reshape(-1, logits.shape[-1])
         targets = batch.targets.reshape(-1)
         loss = nn.functional.cross_entropy(flat, targets, ignore_index=IGNORE, reduction="sum")

@@ -30,7 +30,7 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.defaults import DEFAULT_VERIFICATION, DEFAULT_WARMUP_FRACTION
-from speechunits.probe.evaluate import PRIMARY, corpus_labels
+from speechunits.probe.evaluate import FRAME_LABEL_TASKS, PRIMARY, corpus_labels
 from speechunits.probe.featurizers import EMBED_INITS, EMBED_RANDOM, INTERFACES
 from speechunits.probe.finetune import FINETUNE_TOP, Finetune, is_conformer_block, parse_finetune
 from speechunits.probe.heads import check_dropout
@@ -42,7 +42,8 @@ from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe, save
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.resume import RUNS_DIR, split_digest
 from speechunits.probe.run import RunResult, SweepRun, dev_metrics, train_run
-from speechunits.probe.task import CTC, DEFAULT_BATCH_FRAMES, FRAME, MARGIN, UTTERANCE, ctc_too_short, objective_of
+from speechunits.probe.task import (CTC, DEFAULT_BATCH_FRAMES, FRAME_LEVEL, MARGIN, PIT, UTTERANCE, ctc_too_short,
+                                    objective_of)
 from speechunits.training.checkpoint import training_dir
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,23 @@ def summarize(values: Sequence[Mapping[str, float]]) -> dict[str, dict[str, Any]
 
 
 def make_coder(task: str, train_labels: Sequence[Any], *, tokenizer: str | int = "chars",
-               frame_vocabulary: Any = None) -> LabelCoder:
-    """The label coder built on the training part's labels (``tokenizer``: ``"chars"`` or a BPE size)."""
+               frame_vocabulary: Any = None, speaker_slots: int | None = None) -> LabelCoder:
+    """The label coder built on the training part's labels (``tokenizer``: ``"chars"`` or a BPE size).
+
+    ``diarize``: ``speaker_slots`` slots (default: the most speakers of any training recording), named
+    ``speaker1``, ``speaker2``, ... in a vocabulary of kind ``speaker-slots``."""
     from speechunits.probe import vocab
+
+    if task == "diarize":
+        from speechunits.probe.diarize import MAX_SPEAKER_SLOTS
+
+        most = max((label.num_speakers for label in train_labels), default=0)
+        slots = most if speaker_slots is None else int(speaker_slots)
+        if not 1 <= slots <= MAX_SPEAKER_SLOTS:
+            raise SpeechUnitsError(f"task 'diarize': {slots} speaker slots (--speakers-per-recording, else the most "
+                                   f"speakers of a training recording); expected 1 to {MAX_SPEAKER_SLOTS}")
+        return LabelCoder(task, vocabulary=vocab.Vocabulary(tuple(f"speaker{k + 1}" for k in range(slots)), None,
+                                                            "speaker-slots"))
 
     if task == "phones":
         return LabelCoder(task, vocabulary=vocab.phone_vocabulary(train_labels))
@@ -175,7 +190,7 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
         raise SpeechUnitsError(f"embed_dim must be >= 1, got {embed_dim}")
     if head == "xvector" and objective not in (UTTERANCE, MARGIN):
         raise SpeechUnitsError(f"--head xvector pools utterances (speaker, classify, verify), not task {task!r}")
-    if int(stack) > 1 and objective == FRAME:
+    if int(stack) > 1 and objective in FRAME_LEVEL:
         raise SpeechUnitsError(f"--stack {stack}: task {task!r} labels every input frame; it cannot stack frames")
     if standardize and (source["kind"] != FEATURES or finetune is not None):
         raise SpeechUnitsError("--standardize applies to features (--encoder, --features) without --finetune")
@@ -242,7 +257,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 unit_noise: str | None = None, bf16: bool = False, finetune: str | None = None,
                 finetune_layers: Sequence[int] | None = None, resume: bool = False,
                 classes: str | None = None, balance: bool = False,
-                verification: Mapping[str, float] | None = None,
+                verification: Mapping[str, float] | None = None, speaker_slots: int | None = None,
                 device: str = "auto", quiet: bool = False) -> ProbeResult | None:
     """Train the probe of ``task`` on ``inputs`` into ``out_dir`` (see the module docstring).
 
@@ -286,6 +301,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             (the rest from :data:`~speechunits.probe.defaults.DEFAULT_VERIFICATION`). A ``verify``
             split must keep its dev and test speakers out of training, and dev must hold two
             speakers and one speaker's two utterances (a target and a non-target trial).
+        speaker_slots: ``diarize`` probes: speaker slots (default: the most speakers of a training
+            recording); a recording of any part with more speakers is an error naming it.
         resume: continue the unfinished sweep in ``out_dir`` (:mod:`speechunits.probe.resume`): runs
             that ended are reused, runs with a checkpoint continue from their last dev evaluation
             (exactly, under ``step_schedule`` or without ``max_minutes``; a run whose schedule
@@ -321,6 +338,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     check_dropout(dropout), parse_time_mask(time_mask), parse_unit_noise(unit_noise)
     objective = objective_of(task)
     _check_balance(task, balance)
+    _check_speaker_slots(task, speaker_slots)
     dist, dev = init_distributed(device)
     label_map: dict[str, Any] = dict(getattr(labels, "labels", labels))
     missing = list(getattr(labels, "missing", []))
@@ -337,7 +355,12 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     if objective == MARGIN:
         check_verification_split(label_map, split)
     coder = make_coder(task, [label_map[i] for i in split.train], tokenizer=tokenizer,
-                       frame_vocabulary=getattr(labels, "vocabulary", None))
+                       frame_vocabulary=getattr(labels, "vocabulary", None), speaker_slots=speaker_slots)
+    if objective == PIT:  # dev and test are scored with the slots the training part gives
+        from speechunits.probe.diarize import check_speaker_slots
+
+        check_speaker_slots({i: label_map[i] for i in split.train + split.dev + split.test}, coder.num_classes,
+                            str(getattr(labels, "source", "") or "the labels"))
     targets = {i: coder.encode(label_map[i]) for i in split.train}
     class_weights = balanced_class_weights(list(targets.values()), coder.num_classes) if balance else None
     spec = model_spec(task, inputs, coder.num_classes, interface=interface, head=head, layer=layer,
@@ -469,6 +492,11 @@ def _check_balance(task: str, balance: bool) -> None:
         raise SpeechUnitsError(f"--balance applies to tasks 'speaker' and 'classify', not {task!r}")
 
 
+def _check_speaker_slots(task: str, speaker_slots: int | None) -> None:
+    if speaker_slots is not None and objective_of(task) != PIT:
+        raise SpeechUnitsError(f"--speakers-per-recording applies to task 'diarize', not {task!r}")
+
+
 def balanced_class_weights(class_ids: Sequence[int], num_classes: int) -> list[float]:
     """``n / (C * n_c)`` for each class ``c`` of ``class_ids`` (``n`` utterances, ``C`` classes seen;
     classes never seen get 0): weights under which every class carries the same total loss.
@@ -551,6 +579,7 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     from speechunits.probe.verification import is_trial_file, match_trials, read_trials
 
     _check_balance(task, options.get("balance", False))  # before any label or input is read
+    _check_speaker_slots(task, options.get("speaker_slots"))
     if split_by is None:
         split_by = "speaker" if task == "verify" else "utterance"
     class_map = None
@@ -568,10 +597,10 @@ def train_probe_on_corpus(task: str, corpus: str | Path, inputs: ProbeInput, out
     if task == "verify" and fold is not None:
         raise SpeechUnitsError("--fold splits utterances by a fold column; task 'verify' splits by speaker")
     ids = [utt.id for utt in as_corpus(corpus)]
-    if task == "frames":
+    if task in FRAME_LABEL_TASKS:
         loaded = inputs.load(ids)
         label_set = corpus_labels(task, corpus, list(loaded.samples), labels=labels, alignments=alignments,
-                                  inputs=inputs, samples=loaded.samples)
+                                  inputs=inputs, samples=loaded.samples, speaker_slots=options.get("speaker_slots"))
         label_set.missing = [i for i in ids if i not in label_set.labels]
     else:
         label_set = corpus_labels(task, corpus, ids, labels=labels, alignments=alignments, speakers=speakers)
