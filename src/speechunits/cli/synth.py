@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "`synth qbe OUT`: a query-by-example spoken term detection set in QUESST 2014's layout (OUT/qbe: Audio/, "
         "dev_queries/, eval_queries/, scoring/ with NIST ground truth), queries spoken by voices no document has. "
         "`synth mix OUT --corpus CORPUS`: two-speaker mixtures of a corpus with speakers.tsv and words.tsv "
-        "(OUT/mix/{train,dev,test}: wavs/, wav.scp, reco2dur, rttm, segments, utt2spk, spk2utt, mixtures.tsv; "
+        "(OUT/mix/{train,dev,test}: wavs/, wav.scp, reco2dur, rttm, mixtures.tsv; "
         "disjoint speakers), SUPERB's LibriMix-style diarization data. "
         "Same arguments, same bytes. Needs the [synth] extra (except mix).",
     )

@@ -7,13 +7,13 @@
         wav.scp                   ``mix_id wavs/<mix_id>.wav`` (the path relative to the split directory)
         reco2dur                  ``mix_id duration_s``
         rttm                      ``SPEAKER`` turns of every mixture (:mod:`speechunits.rttm`)
-        segments, utt2spk, spk2utt
-                                  the same turns as Kaldi utterances (``<speaker>-<mix_id>-<k>``), what
-                                  s3prl's diarization data loader reads its labels from
         mixtures.tsv              one row per mixture (header: :data:`MIXTURE_COLUMNS`)
     mix.json                      the arguments, the corpus and counts per split
 
-Kaldi files are sorted by their first field (``LC_ALL=C`` order, what Kaldi's tools check).
+Kaldi files are sorted by their first field (``LC_ALL=C`` order, what Kaldi's tools check). No
+``segments``/``utt2spk`` are written: in a Kaldi data directory they make the turns the utterances,
+and a diarization corpus's utterances are the recordings (s3prl's loader, which reads its labels from
+them, can have them made from the ``rttm``).
 
 * Corpus: a directory holding ``speakers.tsv`` (``utt<TAB>speaker``), ``words.tsv`` (or, without
   it, ``phones.tsv``: ``utt<TAB>start<TAB>end<TAB>label``) keyed by the utterance ids of its audio
@@ -396,10 +396,10 @@ def _turns(draw: Draw, offset: int, first_samples: int, second_samples: int) -> 
 
 def _write_split(folder: Path, rows: list[tuple[Draw, int, int, int, int, float]],
                  speakers: list[str]) -> dict[str, Any]:
-    """wav.scp, reco2dur, rttm, segments, utt2spk, spk2utt and mixtures.tsv of one split; its counts."""
+    """wav.scp, reco2dur, rttm and mixtures.tsv of one split; its counts."""
     from speechunits.rttm import speaker_turns, write_rttm
 
-    records, table, kaldi_turns = [], [], []
+    records, table = [], []
     speech = overlap = total = 0.0
     for draw, offset, n1, n2, n, scale in rows:
         turns = _turns(draw, offset, n1, n2)
@@ -407,9 +407,6 @@ def _write_split(folder: Path, rows: list[tuple[Draw, int, int, int, int, float]
         per_speaker: dict[str, list[tuple[float, float]]] = {}
         for speaker, start, end in turns:
             per_speaker.setdefault(speaker, []).append((start, end))
-        for speaker, spans in per_speaker.items():
-            kaldi_turns.extend((f"{speaker}-{draw.mix_id}-{k:03d}", draw.mix_id, speaker, start, end)
-                               for k, (start, end) in enumerate(spans))
         both = overlap_seconds(per_speaker.get(draw.first.speaker, []), per_speaker.get(draw.second.speaker, []))
         speech += sum(end - start for _, start, end in turns) - both
         overlap += both
@@ -423,14 +420,6 @@ def _write_split(folder: Path, rows: list[tuple[Draw, int, int, int, int, float]
     _write_lines(folder / "wav.scp", [f"{m} wavs/{m}.wav" for m in ids])
     _write_lines(folder / "reco2dur", [f"{m} {duration[m]}" for m in ids])
     write_rttm(folder / "rttm", records)
-    kaldi_turns.sort(key=lambda t: t[0].encode("utf-8"))
-    _write_lines(folder / "segments", [f"{u} {m} {start:.3f} {end:.3f}" for u, m, _, start, end in kaldi_turns])
-    _write_lines(folder / "utt2spk", [f"{u} {speaker}" for u, _, speaker, _, _ in kaldi_turns])
-    spk2utt: dict[str, list[str]] = {}
-    for u, _, speaker, _, _ in kaldi_turns:
-        spk2utt.setdefault(speaker, []).append(u)
-    _write_lines(folder / "spk2utt", [f"{s} {' '.join(spk2utt[s])}"
-                                      for s in sorted(spk2utt, key=lambda x: x.encode("utf-8"))])
     _write_lines(folder / "mixtures.tsv", ["\t".join(MIXTURE_COLUMNS)] + ["\t".join(row) for row in table])
     return {"mixtures": len(rows), "speakers": len(speakers), "speaker_ids": speakers,
             "minutes": round(total / 60.0, 3), "overlap_share": round(overlap / speech, 4) if speech else 0.0,
