@@ -55,6 +55,7 @@ import numpy as np
 
 from speechunits.audio import RawFormat
 from speechunits.errors import SpeechUnitsError
+from speechunits.synth.set_reuse import holds_same_set
 from speechunits.measure.alignments import SILENCE, TIME_TOLERANCE_S
 
 log = logging.getLogger(__name__)
@@ -353,18 +354,7 @@ def _check(corpus: str | os.PathLike[str], out: Path, request: dict[str, Any]) -
     if Path(corpus).is_dir() and out.resolve().is_relative_to(Path(corpus).resolve()):
         raise SpeechUnitsError(f"{out}: inside the corpus {corpus}; write the mixtures elsewhere")
     target = out / KIND
-    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
-        return False
-    try:
-        meta = json.loads((target / f"{KIND}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise SpeechUnitsError(f"{target}: already exists and is not a mixture set (remove it to rebuild)") from None
-    stored = {key: meta.get(key) for key in SET_ARGUMENTS}
-    if meta.get("format_version") != FORMAT_VERSION or stored != request:
-        differ = [f"{k} {stored[k]!r} (asked {request[k]!r})" for k in SET_ARGUMENTS if stored[k] != request[k]]
-        raise SpeechUnitsError(f"{target}: already holds another mixture set ({', '.join(differ) or 'older format'}); "
-                               "remove it to rebuild")
-    return True
+    return holds_same_set(target, f"{KIND}.json", request, SET_ARGUMENTS, FORMAT_VERSION, "mixture set")
 
 
 # ----------------------------------------------------------------------------- writing

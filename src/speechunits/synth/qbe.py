@@ -59,6 +59,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.synth.set_reuse import holds_same_set
 from speechunits.measure.alignments import Segment
 from speechunits.synth.lexicon import words_of
 from speechunits.synth.speakers import (LANGUAGE_VOICES, UNSEEN_FEMALE_VARIANTS, UNSEEN_MALE_VARIANTS, Speaker,
@@ -308,18 +309,7 @@ def _check(out_dir: str | os.PathLike[str], request: dict[str, Any], workers: in
     target = Path(out_dir) / KIND
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise SpeechUnitsError(f"{out_dir}: exists and is not a directory")
-    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
-        return False
-    try:
-        meta = json.loads((target / f"{KIND}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise SpeechUnitsError(f"{target}: already exists and is not a QbE set (remove it to rebuild)") from None
-    stored = {key: meta.get(key) for key in SET_ARGUMENTS}
-    if meta.get("format_version") != FORMAT_VERSION or stored != request:
-        differ = [f"{k} {stored[k]!r} (asked {request[k]!r})" for k in SET_ARGUMENTS if stored[k] != request[k]]
-        raise SpeechUnitsError(f"{target}: already holds another QbE set ({', '.join(differ) or 'older format'}); "
-                               "remove it to rebuild")
-    return True
+    return holds_same_set(target, f"{KIND}.json", request, SET_ARGUMENTS, FORMAT_VERSION, "QbE set")
 
 
 # ----------------------------------------------------------------------------- in the synthesis process

@@ -1,0 +1,33 @@
+"""The reuse rule of generated sets (``synth qbe``, ``synth mix``): the same set is kept, another refused."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from speechunits.errors import SpeechUnitsError
+
+
+def holds_same_set(target: Path, meta_name: str, request: Mapping[str, Any], keys: Sequence[str],
+                   format_version: int, what: str) -> bool:
+    """Whether ``target`` already holds the set ``request`` asks for.
+
+    ``False`` when ``target`` is absent or an empty directory (build it); ``True`` when its
+    ``meta_name`` records the same ``keys`` and ``format_version`` (keep it).
+
+    Raises:
+        SpeechUnitsError: ``target`` holds something else (not a ``what``, or another one: the
+            differing arguments are named).
+    """
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        return False
+    try:
+        meta = json.loads((target / meta_name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise SpeechUnitsError(f"{target}: already exists and is not a {what} (remove it to rebuild)") from None
+    stored = {key: meta.get(key) for key in keys}
+    if meta.get("format_version") != format_version or stored != dict(request):
+        differ = [f"{k} {stored[k]!r} (asked {request[k]!r})" for k in keys if stored[k] != request[k]]
+        raise SpeechUnitsError(f"{target}: already holds another {what} ({', '.join(differ) or 'older format'}); "
+                               "remove it to rebuild")
+    return True
