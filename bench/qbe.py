@@ -73,7 +73,7 @@ def run(frames: dict[str, np.ndarray], rate: float, truth: GroundTruth, config: 
     started = time.perf_counter()
     result = search(frames, queries, documents, frame_rate=rate, **config)
     seconds = time.perf_counter() - started
-    metrics = evaluate(result, truth.restricted(documents, queries))
+    metrics = evaluate(result, truth)
     return {**config, **{k: metrics[k] for k in ("mtwv", "atwv", "map", "queries_scored", "documents")},
             "seconds": round(seconds, 2)}
 

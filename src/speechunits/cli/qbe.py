@@ -126,10 +126,8 @@ def _search_one(args: argparse.Namespace, truth: GroundTruth | None, layer: int 
     wanted = [*truth.terms, *truth.documents] if truth is not None else _query_ids(args.queries)
     theirs_of = match_ids(source.ids, wanted, "the ground truth" if truth is not None else "the query list")
     every = dict(source.frames)  # a features directory's are memory-mapped: nothing is read yet
-    dense = source.distance != "hamming"
     if args.codebook:
         every = _as_centroids(args, every)
-        dense = True
     frames = {theirs_of.get(utt, utt): f for utt, f in every.items()}
     if truth is not None:
         queries = [t for t in truth.terms if t in frames]
@@ -146,7 +144,7 @@ def _search_one(args: argparse.Namespace, truth: GroundTruth | None, layer: int 
                                    f"{args.input}")
         documents = [utt for utt in source.ids if utt not in theirs_of]
     result = search(frames, queries, documents, frame_rate=source.frame_rate,
-                    distance=args.distance or ("cosine-exp" if dense else "hamming"),
+                    distance=args.distance,
                     minmax=args.minmax, standardise=not args.no_standardise,
                     min_query_frames=args.min_query_frames, locate=args.out is not None, device=device)
     metrics = None
@@ -154,7 +152,7 @@ def _search_one(args: argparse.Namespace, truth: GroundTruth | None, layer: int 
         beta = beta_from(P_TARGET if args.p_target is None else args.p_target,
                          COST_MISS if args.cost_miss is None else args.cost_miss,
                          COST_FA if args.cost_fa is None else args.cost_fa)
-        metrics = evaluate(result, truth.restricted(documents, queries), beta=beta)
+        metrics = evaluate(result, truth, beta=beta)
     return result, metrics
 
 

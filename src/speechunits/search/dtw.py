@@ -197,10 +197,8 @@ def subsequence_dtw(queries: Sequence[np.ndarray | torch.Tensor], docs: Document
     out_cost = torch.empty((q, docs.n_docs), device=device)
     out_end = torch.empty((q, docs.n_docs), dtype=torch.int64, device=device)
     out_start = torch.empty_like(out_end) if locate else None
-    active = q
+    active = q  # queries still running: a prefix, since they are sorted longest first
     for i in range(sorted_lengths[0]):
-        while sorted_lengths[active - 1] <= i:  # queries whose last frame is done leave the batch
-            active -= 1
         row = _row_distances(padded[:active, i], doc_frames, distance)
         if minmax:
             low = segments.reduce(row, "min")
@@ -214,9 +212,10 @@ def subsequence_dtw(queries: Sequence[np.ndarray | torch.Tensor], docs: Document
             cost = row.add_(best)
         else:
             cost = row.add_(_steps(cost[:active], first, second))
-        finished = [k for k in range(active) if sorted_lengths[k] == i + 1]
-        if finished:
-            k0, k1 = finished[0], finished[-1] + 1
+        k0, k1 = active, active  # the queries whose last frame this was: the tail of the running prefix
+        while k0 > 0 and sorted_lengths[k0 - 1] == i + 1:
+            k0 -= 1
+        if k0 < k1:
             final = cost[k0:k1]
             low = segments.reduce(final, "min")
             at_min = final == segments.expand(low)
@@ -228,4 +227,5 @@ def subsequence_dtw(queries: Sequence[np.ndarray | torch.Tensor], docs: Document
             out_end[target] = end - first
             if out_start is not None:
                 out_start[target] = start[k0:k1].gather(1, end).to(torch.int64) - first
+        active = k0  # they leave the batch
     return Matches(out_cost, out_start, out_end)

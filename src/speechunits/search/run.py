@@ -111,14 +111,15 @@ def _chunks(documents: Sequence[str], frames: Mapping[str, np.ndarray], limit: i
 
 
 def search(frames: Mapping[str, np.ndarray], queries: Sequence[str], documents: Sequence[str], *,
-           frame_rate: float, distance: Distance = "cosine-exp", minmax: bool | None = None,
+           frame_rate: float, distance: Distance | None = None, minmax: bool | None = None,
            standardise: bool = True, min_query_frames: int = MIN_QUERY_FRAMES, locate: bool = False,
            device: torch.device | str = "cpu", chunk_frames: int = CHUNK_FRAMES) -> SearchResult:
     """Score every query against every document.
 
     Args:
         frames: ``{id: [T, D] features or [T] unit ids}`` holding every query and document.
-        distance: frame distance; unit ids take ``hamming``.
+        distance: frame distance (default: ``cosine-exp`` for features, ``hamming``, the only one
+            that fits them, for unit ids).
         minmax: rescale each query frame's distances within each document (default: on for
             features, off for unit ids).
         standardise: standardise dense features over all their frames first.
@@ -136,8 +137,7 @@ def search(frames: Mapping[str, np.ndarray], queries: Sequence[str], documents: 
         raise SpeechUnitsError(f"{len(missing)} ids have no frames (e.g. {', '.join(missing[:3])})")
     ids = frames[queries[0]].ndim == 1
     minmax = (not ids) if minmax is None else minmax
-    if ids and distance != "hamming":
-        distance = "hamming"
+    distance = distance or ("hamming" if ids else "cosine-exp")
     mean = std = None
     if standardise and not ids:
         mean, std = _standardiser([frames[i] for i in (*queries, *documents)])
