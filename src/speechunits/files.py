@@ -1,6 +1,6 @@
 """The readers of artefact files: the JSON objects that describe them, their safetensors tensors, text;
 and the one reader of each line-based text format (:func:`iter_text_lines`, :func:`iter_jsonl_objects`,
-:func:`read_pairs` for two-column files).
+:func:`read_pairs` for two-column files); :func:`write_lines`, the writer of line-based files.
 
 Every artefact directory (codebook, probe, LM, vocoder, checkpoint ...) holds a JSON object of
 metadata, read by :func:`read_json_object`, and most hold tensors, read as a dict by
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from speechunits.errors import SpeechUnitsError
 
@@ -59,6 +59,16 @@ def parse_json_object(text: str, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpeechUnitsError(f"{where}: expected a JSON object, got {type(data).__name__}")
     return data
+
+
+def write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> Path:
+    """Write ``lines`` to ``path`` as UTF-8, each ended by ``\\n`` (streamed: a generator is never
+    held in memory); returns the path."""
+    path = Path(path)
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        for line in lines:
+            handle.write(line + "\n")
+    return path
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any]) -> None:

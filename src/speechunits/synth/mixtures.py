@@ -55,6 +55,7 @@ import numpy as np
 
 from speechunits.audio import RawFormat
 from speechunits.errors import SpeechUnitsError
+from speechunits.files import write_lines
 from speechunits.synth.set_reuse import holds_same_set
 from speechunits.measure.alignments import SILENCE, TIME_TOLERANCE_S
 
@@ -407,14 +408,10 @@ def _write_split(folder: Path, rows: list[tuple[Draw, int, int, int, int, float]
                       f"{scale:.6f}".rstrip("0").rstrip(".")))
     ids = sorted((row[0] for row in table), key=lambda x: x.encode("utf-8"))
     duration = {row[0]: row[10] for row in table}
-    _write_lines(folder / "wav.scp", [f"{m} wavs/{m}.wav" for m in ids])
-    _write_lines(folder / "reco2dur", [f"{m} {duration[m]}" for m in ids])
+    write_lines(folder / "wav.scp", [f"{m} wavs/{m}.wav" for m in ids])
+    write_lines(folder / "reco2dur", [f"{m} {duration[m]}" for m in ids])
     write_rttm(folder / "rttm", records)
-    _write_lines(folder / "mixtures.tsv", ["\t".join(MIXTURE_COLUMNS)] + ["\t".join(row) for row in table])
+    write_lines(folder / "mixtures.tsv", ["\t".join(MIXTURE_COLUMNS)] + ["\t".join(row) for row in table])
     return {"mixtures": len(rows), "speakers": len(speakers), "speaker_ids": speakers,
             "minutes": round(total / 60.0, 3), "overlap_share": round(overlap / speech, 4) if speech else 0.0,
             "scaled": sum(1 for row in rows if row[5] != 1.0)}
-
-
-def _write_lines(path: Path, lines: Iterable[str]) -> None:
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")

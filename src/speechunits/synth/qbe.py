@@ -59,6 +59,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.files import write_lines
 from speechunits.synth.set_reuse import holds_same_set
 from speechunits.measure.alignments import Segment
 from speechunits.synth.lexicon import words_of
@@ -414,12 +415,12 @@ def _write_tables(building: Path, request: dict[str, Any], doc_ids: list[str], f
     name, language = request["name"], request["language"]
     scoring = building / "scoring"
     doc_durations = {doc: durations[doc] for doc in doc_ids}
-    _write_lines(scoring / "language_key_utterances.lst", [f"Audio/{doc}.wav {language}" for doc in doc_ids])
+    write_lines(scoring / "language_key_utterances.lst", [f"Audio/{doc}.wav {language}" for doc in doc_ids])
     occurrences: dict[str, int] = {}
     unmatched: dict[str, int] = {}
     for split in SPLITS:
         chosen = [q for q in plan if q.split == split]
-        _write_lines(scoring / f"language_key_{split}.lst",
+        write_lines(scoring / f"language_key_{split}.lst",
                      [f"{split}_queries/{q.query_id}.wav {language}" for q in chosen])
         lines = [Occurrence(doc_ids[index], q.query_id, segment.start, round(segment.end - segment.start, 5))
                  for q in chosen for index, segment in found[q.query_id]]
@@ -427,10 +428,10 @@ def _write_tables(building: Path, request: dict[str, Any], doc_ids: list[str], f
                            terms={q.query_id: q.word for q in chosen}, occurrences=lines, language=language)
         occurrences[split] = len(lines)
         unmatched[split] = sum(1 for q in chosen if not found[q.query_id])
-    _write_lines(building / "documents.tsv", ["\t".join(DOCUMENT_COLUMNS)]
+    write_lines(building / "documents.tsv", ["\t".join(DOCUMENT_COLUMNS)]
                  + [f"{f.stem}\t{f.speaker.name}\t{f.text}" for f in files])
     write_segments_tsv(building / "words.tsv", dict(zip(doc_ids, alignments)))
-    _write_lines(building / "queries.tsv", ["\t".join(QUERY_COLUMNS)]
+    write_lines(building / "queries.tsv", ["\t".join(QUERY_COLUMNS)]
                  + [f"{q.query_id}\t{q.split}\t{q.word}\t{q.voice}\t{len({i for i, _ in found[q.query_id]})}"
                     for q in plan])
     write_speaker_info(building / "voices.tsv", doc_speakers + query_speakers)
@@ -446,7 +447,3 @@ def _write_tables(building: Path, request: dict[str, Any], doc_ids: list[str], f
     (building / f"{KIND}.json").write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                                           encoding="utf-8")
     return meta
-
-
-def _write_lines(path: Path, lines: Iterable[str]) -> None:
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")

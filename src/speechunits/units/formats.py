@@ -27,12 +27,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.files import read_json_object, read_text_file
+from speechunits.files import read_json_object, read_text_file, write_lines
 from speechunits.units.store import UnitStore, store_meta, write_units
 from speechunits.units.units import Units
 
@@ -126,14 +126,14 @@ def export_units(store: UnitStore, fmt: str, out_dir: str | os.PathLike[str], *,
             duration_lines.append(prefix + " ".join(map(str, units.durations.tolist())))
         id_lines.append(utt_id)
         utt2dur.append(f"{utt_id} {float(seconds)!r}")
-    written = [_write_lines(out / f"{name}{layout.units}", unit_lines)]
+    written = [write_lines(out / f"{name}{layout.units}", unit_lines)]
     if write_durations:
-        written.append(_write_lines(out / f"{name}{layout.durations}", duration_lines))
+        written.append(write_lines(out / f"{name}{layout.durations}", duration_lines))
     if layout.ids is not None:
-        written.append(_write_lines(out / f"{name}{layout.ids}", id_lines))
+        written.append(write_lines(out / f"{name}{layout.ids}", id_lines))
     if fmt == "fairseq":
-        written.append(_write_lines(out / "dict.km.txt", [f"{u} 1" for u in range(store.vocab_size)]))
-    written.append(_write_lines(out / UTT2DUR, utt2dur))
+        written.append(write_lines(out / "dict.km.txt", [f"{u} 1" for u in range(store.vocab_size)]))
+    written.append(write_lines(out / UTT2DUR, utt2dur))
     meta_path = out / META_FILE
     meta_path.write_text(json.dumps(store.meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     written.append(meta_path)
@@ -217,13 +217,6 @@ def _import_meta(src: Path, codebook_meta: dict[str, Any] | None) -> dict[str, A
     meta = store_meta(codebook_meta, dedup=False)
     meta.pop("kind")  # marks "no exported store metadata": dedup then follows the files
     return meta
-
-
-def _write_lines(path: Path, lines: Iterable[str]) -> Path:
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        for line in lines:
-            handle.write(line + "\n")
-    return path
 
 
 def _read_lines(path: Path, separator: str | None) -> tuple[list[str], list[str]]:
