@@ -36,7 +36,9 @@ import numpy as np
 import soundfile as sf
 
 from speechunits.measure.diarization import DiarizationErrors, score_recordings, turns_by_recording
+from speechunits.probe.diarize import activity_turns
 from speechunits.rttm import read_rttm, speaker_turns, write_rttm
+from speechunits.synth.mixtures import merge_segments
 
 FRAME_S = 0.01
 
@@ -50,16 +52,6 @@ def der_of(reference: Path, hypothesis: Path, collar: float) -> dict:
     hyp = turns_by_recording(read_rttm(hypothesis, {"SPEAKER"}))
     total = sum(score_recordings(ref, hyp, collar=collar).values(), DiarizationErrors(0.0, 0.0, 0.0, 0.0))
     return total.to_dict()
-
-
-def frames_to_turns(labels: np.ndarray, names: list[str]) -> list[tuple[str, float, float]]:
-    """``labels [T, S]`` bool activity at 10 ms -> ``(name, start, end)`` turns."""
-    turns = []
-    for s, name in enumerate(names):
-        active = np.concatenate([[False], labels[:, s], [False]])
-        edges = np.flatnonzero(active[1:] != active[:-1])
-        turns += [(name, a * FRAME_S, b * FRAME_S) for a, b in zip(edges[::2], edges[1::2])]
-    return turns
 
 
 def speech_frames(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -87,7 +79,7 @@ def resemblyzer_system(split: Path, out: Path) -> Path:
         times = (np.arange(len(speech)) + 0.5) * FRAME_S
         nearest = clusters[np.abs(times[:, None] - centres[None, :]).argmin(axis=1)]
         labels = np.stack([speech & (nearest == k) for k in (0, 1)], axis=1)
-        records += speaker_turns(mix, frames_to_turns(labels, ["c0", "c1"]))
+        records += speaker_turns(mix, activity_turns(labels, 1 / FRAME_S, FRAME_S / 2, ["c0", "c1"]))
     path = out / "resemblyzer.rttm"
     write_rttm(path, records)
     return path
@@ -97,13 +89,7 @@ def everyone_everywhere(reference: Path, out: Path) -> Path:
     """Both reference speakers talking wherever either does (perfect activity, no speaker information)."""
     records = []
     for mix, turns in turns_by_recording(read_rttm(reference, {"SPEAKER"})).items():
-        spans = sorted((a, b) for _, a, b in turns)
-        merged = [list(spans[0])]
-        for a, b in spans[1:]:
-            if a <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], b)
-            else:
-                merged.append([a, b])
+        merged = merge_segments(((a, b) for _, a, b in turns), min_pause=0.0)  # touching or overlapping
         records += speaker_turns(mix, [(name, a, b) for a, b in merged for name in ("x", "y")])
     path = out / "everyone.rttm"
     write_rttm(path, records)
