@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -49,6 +48,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
+from speechunits.synth.set_reuse import write_set_meta
 from speechunits.measure.alignments import Segment
 from speechunits.synth.lexicon import Pronunciation
 from speechunits.synth.speakers import LANGUAGE_VOICES, Speaker, read_speaker_info, sample_unseen_speakers
@@ -423,8 +423,7 @@ def _speak_set(out: Path, kind: str, items: list[_Item], columns: Sequence[str],
             "pairs_per_split": {s: len({i.row[0] for i in items if i.split == s}) for s in SPLITS},
             "duration_s": round(duration, 3), "voices": [s.to_row() for s in speakers], **extra,
             "phone_mismatches": len(mismatches), "phone_mismatch_examples": mismatches[:20]}
-    (building / f"{kind}.json").write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                                           encoding="utf-8")
+    write_set_meta(building / f"{kind}.json", meta)
     target = out / kind
     if target.exists():
         target.rmdir()  # empty (checked before); a non-empty one was refused

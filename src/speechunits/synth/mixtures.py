@@ -42,7 +42,6 @@ arguments give the same bytes.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -56,7 +55,7 @@ import numpy as np
 from speechunits.audio import RawFormat
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import write_lines
-from speechunits.synth.set_reuse import holds_same_set
+from speechunits.synth.set_reuse import holds_same_set, write_set_meta
 from speechunits.measure.alignments import SILENCE, TIME_TOLERANCE_S
 
 log = logging.getLogger(__name__)
@@ -313,8 +312,7 @@ def write_mixtures(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[st
             summary[name] = _write_split(folder, rows, by_split[name])
     meta = {"format_version": FORMAT_VERSION, "kind": KIND, **request, "alignment": alignment,
             "sample_rate": SAMPLE_RATE, "splits": summary}
-    (building / f"{KIND}.json").write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                                          encoding="utf-8")
+    write_set_meta(building / f"{KIND}.json", meta)
     if target.exists():
         target.rmdir()  # empty (checked before); a non-empty one was refused
     building.rename(target)

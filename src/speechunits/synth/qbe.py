@@ -60,7 +60,7 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import write_lines
-from speechunits.synth.set_reuse import holds_same_set
+from speechunits.synth.set_reuse import holds_same_set, write_set_meta
 from speechunits.measure.alignments import Segment
 from speechunits.synth.lexicon import words_of
 from speechunits.synth.speakers import (LANGUAGE_VOICES, UNSEEN_FEMALE_VARIANTS, UNSEEN_MALE_VARIANTS, Speaker,
@@ -444,6 +444,5 @@ def _write_tables(building: Path, request: dict[str, Any], doc_ids: list[str], f
                               "mean": round(sum(query_durations) / len(query_durations), 3)},
             "voices": {"documents": [s.to_row() for s in doc_speakers],
                        "queries": [s.to_row() for s in query_speakers]}}
-    (building / f"{KIND}.json").write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                                          encoding="utf-8")
+    write_set_meta(building / f"{KIND}.json", meta)
     return meta

@@ -1,4 +1,5 @@
-"""The reuse rule of generated sets (``synth qbe``, ``synth mix``): the same set is kept, another refused."""
+"""The record of a generated set (``synth lexical/syntactic/qbe/mix``: ``<kind>.json``) and the reuse
+rule of ``synth qbe`` and ``synth mix``: the same set is kept, another refused."""
 from __future__ import annotations
 
 import json
@@ -31,3 +32,8 @@ def holds_same_set(target: Path, meta_name: str, request: Mapping[str, Any], key
         raise SpeechUnitsError(f"{target}: already holds another {what} ({', '.join(differ) or 'older format'}); "
                                "remove it to rebuild")
     return True
+
+
+def write_set_meta(path: Path, meta: Mapping[str, Any]) -> None:
+    """Write a set's ``<kind>.json``: indented, keys sorted, UTF-8 kept (same arguments, same bytes)."""
+    path.write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
