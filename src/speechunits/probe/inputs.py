@@ -160,20 +160,15 @@ class ProbeInput(ABC):
 def feature_statistics(samples: Mapping[str, Sample], ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation ``[L, D]`` (float32) of every layer's dimensions over all frames of
     the features of ``ids`` (accumulated in float64; a standard deviation under 1e-5 counts as 1e-5)."""
-    total = squares = None
-    frames = 0
-    for utt in ids:
+    from speechunits.features.moments import frame_moments
+
+    def features_of(utt: str) -> torch.Tensor:
         features = samples[utt].features
         if features is None:
             raise SpeechUnitsError(f"{utt}: units have no feature statistics (standardize applies to features)")
-        x = features.to(torch.float64)
-        total = x.sum(1) if total is None else total + x.sum(1)
-        squares = (x * x).sum(1) if squares is None else squares + (x * x).sum(1)
-        frames += x.shape[1]
-    if total is None or squares is None or frames == 0:
-        raise SpeechUnitsError("feature statistics: no frames")
-    mean = total / frames
-    std = (squares / frames - mean * mean).clamp_min(0.0).sqrt().clamp_min(1e-5)
+        return features
+
+    mean, std = frame_moments((features_of(utt) for utt in ids), frame_axis=1, floor=1e-5)
     return mean.float(), std.float()
 
 

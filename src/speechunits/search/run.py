@@ -3,7 +3,7 @@
 :func:`search` scores every query against every document with :mod:`speechunits.search.dtw`:
 
 1. dense features are standardised with the mean and standard deviation of all query and document
-   frames (SUPERB's ``feature_normalization``);
+   frames (SUPERB's ``feature_normalization``; :func:`speechunits.features.moments.frame_moments`);
 2. queries shorter than ``min_query_frames`` (SUPERB: 5) are not searched: they score 0 everywhere;
 3. the raw score of a (query, document) pair is minus the subsequence-DTW cost, and each query's
    scores are standardised over the documents (z-norm), so one threshold serves every query.
@@ -59,21 +59,6 @@ class SearchResult:
         """``(document, score)`` of one query, best first."""
         order = np.argsort(-self.score[query], kind="stable")
         return [(self.documents[j], float(self.score[query, j])) for j in order]
-
-
-def _standardiser(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std (floored at 1e-9) of all rows, accumulated in float64 one array at a time."""
-    total = np.zeros(frames[0].shape[1])
-    squares = np.zeros_like(total)
-    count = 0
-    for f in frames:
-        f64 = np.asarray(f, dtype=np.float64)
-        total += f64.sum(axis=0)
-        squares += np.square(f64).sum(axis=0)
-        count += f64.shape[0]
-    mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-    return mean, np.maximum(std, 1e-9)
 
 
 def centroid_frames(frames: Mapping[str, np.ndarray], centroids: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
@@ -140,7 +125,10 @@ def search(frames: Mapping[str, np.ndarray], queries: Sequence[str], documents: 
     distance = distance or ("hamming" if ids else "cosine-exp")
     mean = std = None
     if standardise and not ids:
-        mean, std = _standardiser([frames[i] for i in (*queries, *documents)])
+        from speechunits.features.moments import frame_moments
+
+        moments = frame_moments((frames[i] for i in (*queries, *documents)), floor=1e-9)
+        mean, std = (m.numpy() for m in moments)
 
     def load(utt: str) -> torch.Tensor:
         f = np.asarray(frames[utt])
