@@ -19,7 +19,8 @@ from speechunits.cli.main import main
 from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import load_alignments
 from speechunits.measure.diarization import diarization_errors, turns_by_recording
-from speechunits.probe.diarize import activity_turns, diarization_scores, pit_bce, speaker_activity
+from speechunits.probe.diarize import (SlotDecision, active_slots, activity_turns, diarization_scores,
+                                       majority_filter, median_frames_for, pit_bce, speaker_activity, tune_decision)
 from speechunits.probe.evaluate import corpus_labels, evaluate_probe, probe_input
 from speechunits.probe.labels import find_label_files, load_task_labels
 from speechunits.probe.model_dir import load_probe
@@ -169,6 +170,60 @@ def test_der_of_frame_activity_is_zero_for_the_reference_and_one_for_nobody():
     assert nobody["der"] == pytest.approx(1.0) and nobody["missed"] == pytest.approx(1.0)
 
 
+# -- the decision: threshold and median filter ----------------------------------------------------
+
+@pytest.mark.parametrize("width", [1, 3, 5, 11])
+def test_majority_filter_is_scipys_zero_padded_median_filter(width):
+    from scipy.signal import medfilt
+
+    rng = np.random.default_rng(width)
+    active = (rng.random((200, 3)) < 0.45).astype(np.uint8)
+    active[:7, 0] = 1  # runs at both ends meet the zero padding
+    active[-4:, 1] = 1
+    expected = medfilt(active.astype(float), (width, 1)).astype(np.uint8)
+    assert np.array_equal(majority_filter(active, width), expected)
+    assert majority_filter(np.zeros((0, 2), np.uint8), width).shape == (0, 2)
+
+
+def test_median_frames_is_the_odd_count_nearest_the_duration():
+    assert median_frames_for(0.11, 100.0) == 11  # s3prl's setting at 10-ms frames
+    assert median_frames_for(0.11, 50.0) == 5
+    assert median_frames_for(0.0, 100.0) == 1 and median_frames_for(0.004, 100.0) == 1
+
+
+def test_a_decision_thresholds_the_sigmoid_then_filters():
+    logits = np.log(np.array([[0.35], [0.45], [0.55], [0.65], [0.45], [0.65], [0.65]]) /
+                    (1 - np.array([[0.35], [0.45], [0.55], [0.65], [0.45], [0.65], [0.65]])))
+    assert active_slots(logits)[:, 0].tolist() == [0, 0, 1, 1, 0, 1, 1]  # default: sigmoid above 0.5
+    assert active_slots(logits, SlotDecision(0.4))[:, 0].tolist() == [0, 1, 1, 1, 1, 1, 1]
+    # thresholded at 0.5, then the median of 3: the lone silent frame between talk is filled in
+    assert active_slots(logits, SlotDecision(0.5, 3))[:, 0].tolist() == [0, 0, 1, 1, 1, 1, 1]
+    for bad, match in (({"threshold": 1.0, "median_frames": 1}, "probability"),
+                       ({"threshold": 0.5, "median_frames": 4}, "odd number"),
+                       ({"threshold": 0.5}, "needs threshold and median_frames")):
+        with pytest.raises(SpeechUnitsError, match=match):
+            SlotDecision.from_record(bad)
+    assert SlotDecision.from_record(None) == SlotDecision(0.5, 1)
+
+
+def test_tune_decision_picks_the_grids_least_der():
+    ref = speaker_activity([("a", 0.0, 1.0), ("b", 0.8, 2.0)], 200, 100.0, 0.005)
+    # slot 0 is speaker a at sigmoid 0.65 with one-frame dropouts every 10 frames; slot 1 is b at 0.35
+    logits = np.full((200, 2), -4.0, np.float32)
+    logits[ref.active[:, 0] > 0, 0] = np.log(0.65 / 0.35)
+    logits[ref.active[:, 1] > 0, 1] = np.log(0.35 / 0.65)
+    logits[5:100:10, 0] = -4.0
+    decision, table = tune_decision([ref], [logits], 100.0)
+    assert len(table) == 10 and set(table) >= {"t0.3-m1", "t0.7-m11"}
+    best = min(v["der"] for v in table.values())
+    assert table[decision.key]["der"] == best
+    # only a threshold below 0.35 finds speaker b, and the filter fills the dropouts (collar 0.25 s
+    # forgives neither a 10-ms gap inside a turn)
+    assert decision == SlotDecision(0.3, 11) and best < table["t0.3-m1"]["der"] < table["t0.5-m1"]["der"]
+    with pytest.raises(SpeechUnitsError, match="at least one recording"):
+        tune_decision([], [], 100.0)
+
+
 # -- training end to end ---------------------------------------------------------------------------
 
 def test_find_label_files_finds_a_data_directorys_rttm(mixset):
@@ -181,7 +236,13 @@ def test_diarize_probe_learns_the_mixtures_and_reloads_exactly(mixset, trained, 
     assert meta["task"] == "diarize" and meta["labels"]["speaker_slots"] == 2 and meta["model"]["num_classes"] == 2
     assert meta["selection"]["metric"] == "der" and meta["selection"]["lower_is_better"] is True
     assert meta["split"]["train"] == 12 and meta["split"]["dev"] == 3 and meta["split"]["test"] == 3  # own parts
+    # the threshold and median filter were chosen on dev, over SUPERB's grid; the probe keeps them
+    grid = meta["decision_grid"]
+    assert len(grid["dev_der"]) == 10 and grid["dev_der"][grid["chosen"]] == min(grid["dev_der"].values())
+    assert SlotDecision.from_record(meta["labels"]["decision"]).key == grid["chosen"]
+    assert meta["dev"]["der"]["mean"] == pytest.approx(grid["dev_der"][grid["chosen"]])
     probe = load_probe(trained)
+    assert probe.coder.decision == SlotDecision.from_record(meta["labels"]["decision"])
     test = mixset / "test"
     made = probe_input(probe.identity, test, device="cpu", quiet=True)
     samples = made.load(_ids(test)).samples

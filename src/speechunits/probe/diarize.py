@@ -6,15 +6,20 @@ the rule of :func:`speechunits.measure.alignments.frame_segment_indices`), speak
 first turn. The probe has ``S`` speaker slots (one logit each per frame); training pads the
 activity to ``S`` columns and takes, per recording, the least summed binary cross-entropy over the
 ``S!`` orders of the slots (permutation-invariant training, :func:`pit_bce`). At inference a slot
-talks where its sigmoid exceeds 0.5 (:func:`active_slots`); frames become turns
+talks where its sigmoid exceeds a threshold, and each slot's 0/1 track is then median-filtered
+(:class:`SlotDecision`, :func:`active_slots`, as EEND's ``make_rttm.py``); frames become turns
 (:func:`activity_turns`) and are scored by the diarization error rate of
 :mod:`speechunits.measure.diarization` (:func:`diarization_scores`).
+
+The decision is chosen on dev after training (:func:`tune_decision`) over SUPERB's grid: thresholds
+0.3 to 0.7 and a median filter of one frame or of about 0.11 s (s3prl's 11 frames of 10 ms). s3prl
+takes the best of that grid on test; here dev picks it and test is read with that one setting.
 """
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,8 +33,69 @@ from speechunits.measure.diarization import DiarizationErrors, Turn, diarization
 MAX_SPEAKER_SLOTS = 4
 #: SUPERB's (NIST md-eval's) forgiveness collar around every reference boundary, seconds.
 DER_COLLAR_S = 0.25
-#: The sigmoid above which a slot talks in a frame.
+#: The sigmoid above which a slot talks in a frame, unless a probe's dev-chosen decision says otherwise.
 THRESHOLD = 0.5
+#: SUPERB's (s3prl ``score.sh``) grid that :func:`tune_decision` searches: thresholds, and median widths in
+#: seconds (0: no filter; 0.11 s: s3prl's 11 frames at 100 frames/s).
+DECISION_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+DECISION_MEDIAN_S = (0.0, 0.11)
+
+
+@dataclass(frozen=True)
+class SlotDecision:
+    """How a slot's logits become activity: it talks where its sigmoid exceeds ``threshold``; then its
+    0/1 track is median-filtered over ``median_frames`` frames (odd; 1 = no filter; frames past either
+    end count as silent, as ``scipy.signal.medfilt``'s zero padding)."""
+
+    threshold: float = THRESHOLD
+    median_frames: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise SpeechUnitsError(f"a diarization threshold is a probability in (0, 1), got {self.threshold}")
+        if int(self.median_frames) != self.median_frames or self.median_frames < 1 or self.median_frames % 2 == 0:
+            raise SpeechUnitsError(f"a median filter spans an odd number of frames >= 1, got {self.median_frames}")
+
+    @property
+    def key(self) -> str:
+        """The setting's name in a grid table, e.g. ``"t0.4-m5"``."""
+        return f"t{self.threshold:g}-m{self.median_frames}"
+
+    def record(self) -> dict[str, Any]:
+        return {"threshold": float(self.threshold), "median_frames": int(self.median_frames)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | None) -> "SlotDecision":
+        """The decision a probe recorded (the default 0.5 and no filter when it recorded none)."""
+        if record is None:
+            return cls()
+        try:
+            threshold, width = float(record["threshold"]), int(record["median_frames"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpeechUnitsError(f"a diarization decision needs threshold and median_frames, got {record!r}") from exc
+        return cls(threshold, width)
+
+
+def median_frames_for(seconds: float, frame_rate: float) -> int:
+    """The odd frame count nearest ``seconds`` at ``frame_rate`` (at least 1): 0.11 s is 11 frames at
+    100 frames/s, 5 at 50."""
+    return max(1, 2 * int(round((seconds * frame_rate - 1) / 2)) + 1)
+
+
+def majority_filter(active: np.ndarray, width: int) -> np.ndarray:
+    """uint8 ``[T, S]``: the median over ``width`` (odd) frames of each column of 0/1 ``active``, frames
+    past the ends counting as 0 (``scipy.signal.medfilt(active, (width, 1))``; a median of 0/1 values
+    is 1 where at least ``(width + 1) / 2`` of them are)."""
+    active = (np.asarray(active) > 0).astype(np.int32)
+    if width == 1 or active.shape[0] == 0:
+        return active.astype(np.uint8)
+    if width < 1 or width % 2 == 0:
+        raise SpeechUnitsError(f"a median filter spans an odd number of frames >= 1, got {width}")
+    half = width // 2
+    padded = np.pad(active, ((half + 1, half), (0, 0)))
+    sums = np.cumsum(padded, axis=0)
+    window = sums[width:] - sums[:-width]  # [T, S]: the ones among frames t-half .. t+half
+    return (window > half).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -118,9 +184,12 @@ def pit_bce(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) 
     return loss, agree.sum()
 
 
-def active_slots(logits: np.ndarray) -> np.ndarray:
-    """uint8 ``[T, S]``: 1 where a slot's sigmoid exceeds :data:`THRESHOLD` (its logit exceeds 0)."""
-    return (np.asarray(logits) > 0.0).astype(np.uint8)
+def active_slots(logits: np.ndarray, decision: SlotDecision | None = None) -> np.ndarray:
+    """uint8 ``[T, S]``: the slots that talk in each frame under ``decision`` (default: sigmoid above
+    :data:`THRESHOLD`, no filter) for float ``[T, S]`` logits."""
+    decision = decision or SlotDecision()
+    cut = float(np.log(decision.threshold / (1.0 - decision.threshold)))  # sigmoid(x) > p <=> x > logit(p)
+    return majority_filter(np.asarray(logits) > cut, decision.median_frames)
 
 
 def activity_turns(active: np.ndarray, frame_rate: float, frame_offset_s: float,
@@ -159,3 +228,25 @@ def diarization_scores(references: Sequence[SpeakerActivity], predictions: Seque
     share = (lambda seconds: seconds / main.reference) if main.reference > 0 else (lambda seconds: float("nan"))
     return {"der": main.der, "der_collar0": totals[0.0].der, "missed": share(main.missed),
             "false_alarm": share(main.false_alarm), "confusion": share(main.confusion)}
+
+
+def tune_decision(references: Sequence[SpeakerActivity], logits: Sequence[np.ndarray],
+                  frame_rate: float) -> tuple[SlotDecision, dict[str, dict[str, float]]]:
+    """The :class:`SlotDecision` of the grid (:data:`DECISION_THRESHOLDS` x :data:`DECISION_MEDIAN_S`)
+    with the least DER (0.25 s collar) of ``logits`` (float ``[T, S]`` each) against ``references``;
+    ties go to the setting nearest the default (threshold 0.5, then the narrower filter).
+
+    Returns the decision and every setting's :func:`diarization_scores`, keyed ``"t0.5-m1"``."""
+    if not references:
+        raise SpeechUnitsError("tuning a diarization decision needs at least one recording")
+    widths = sorted({median_frames_for(s, frame_rate) for s in DECISION_MEDIAN_S})
+    table: dict[str, dict[str, float]] = {}
+    ranked: list[tuple[float, float, int, SlotDecision]] = []
+    for width in widths:
+        for threshold in DECISION_THRESHOLDS:
+            decision = SlotDecision(threshold, width)
+            scores = diarization_scores(references, [active_slots(x, decision) for x in logits])
+            table[decision.key] = scores
+            ranked.append((scores["der"], abs(threshold - THRESHOLD), width, decision))
+    best = min(ranked, key=lambda r: r[:3])
+    return best[3], table

@@ -13,8 +13,8 @@ Metrics (:func:`score`; the first of each is the one dev selection and ``probe.j
   pair of the scored utterances or a trial file (:mod:`speechunits.probe.verification`);
 * ``diarize``: ``der`` (diarization error rate, 0.25 s collar as SUPERB's md-eval), ``der_collar0``
   and the ``missed``, ``false_alarm`` and ``confusion`` shares, summed over recordings; a slot talks
-  where its sigmoid exceeds 0.5 (:mod:`speechunits.probe.diarize`). References are the frame targets
-  turned back into turns, so they are at frame resolution.
+  under the probe's dev-chosen threshold and median filter (:mod:`speechunits.probe.diarize`).
+  References are the frame targets turned back into turns, so they are at frame resolution.
 
 Labels of a corpus come from the files it carries (:func:`speechunits.probe.labels.find_label_files`:
 ``phones.tsv``/TextGrids, ``text.tsv``/Kaldi ``text``/JSONL ``text``, ``speakers.tsv``) or from
@@ -51,7 +51,8 @@ def decode_logits(coder: Any, logits: np.ndarray, decoder: Any = None) -> Any:
     """One utterance's logits (``[T, C]`` or ``[C]``) to its prediction through ``coder``
     (a :class:`~speechunits.probe.model_dir.LabelCoder`): greedy CTC, per-frame or class argmax;
     ``decoder`` (a :class:`~speechunits.probe.lm_decode.WordLMDecoder`) replaces greedy CTC; PIT
-    (``diarize``): uint8 ``[T, S]``, the slots whose sigmoid exceeds 0.5."""
+    (``diarize``): uint8 ``[T, S]``, the slots that talk under the coder's decision (threshold and
+    median filter chosen on dev; sigmoid above 0.5 before that)."""
     from speechunits.probe.metrics import ctc_greedy
 
     if decoder is not None:
@@ -63,7 +64,7 @@ def decode_logits(coder: Any, logits: np.ndarray, decoder: Any = None) -> Any:
     if coder.objective == PIT:
         from speechunits.probe.diarize import active_slots
 
-        return coder.decode(active_slots(logits))
+        return coder.decode(active_slots(logits, coder.decision))
     return coder.decode(int(np.asarray(logits).argmax()))
 
 

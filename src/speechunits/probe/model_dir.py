@@ -56,15 +56,20 @@ class LabelCoder:
     ``encode(label)``: a target (id list for CTC, the ids array for frames, an int per utterance,
     float32 ``[T, S]`` speaker activity for ``diarize``, whose vocabulary names its ``S`` speaker slots);
     ``decode(output)``: CTC: collapsed ids -> phone list or text; utterance: class id -> label string.
+    ``decision``: ``diarize`` only, how slot logits become activity
+    (:class:`~speechunits.probe.diarize.SlotDecision`; None until dev has chosen one: the default).
     """
 
-    def __init__(self, task: str, vocabulary: Any = None, tokenizer: Any = None):
+    def __init__(self, task: str, vocabulary: Any = None, tokenizer: Any = None, decision: Any = None):
         if (vocabulary is None) == (tokenizer is None):
             raise SpeechUnitsError("LabelCoder: give exactly one of vocabulary and tokenizer")
         self.task = task
         self.objective = objective_of(task)
         self.vocabulary = vocabulary
         self.tokenizer = tokenizer
+        if decision is not None and self.objective != PIT:
+            raise SpeechUnitsError(f"LabelCoder: a slot decision belongs to 'diarize' probes, not {task!r}")
+        self.decision = decision
 
     @property
     def num_classes(self) -> int:
@@ -103,6 +108,8 @@ class LabelCoder:
                   "num_classes": self.num_classes}
         if self.objective == PIT:
             record["speaker_slots"] = self.num_classes
+            if self.decision is not None:
+                record["decision"] = self.decision.record()
         return record
 
     def save(self, directory: Path) -> None:
@@ -121,6 +128,10 @@ class LabelCoder:
             coder = cls(task, vocabulary=Vocabulary.load(directory / record.get("vocabulary", VOCAB_FILE)))
         if record.get("sha256") and record["sha256"] != (coder.tokenizer or coder.vocabulary).sha256:
             raise SpeechUnitsError(f"{directory}: the label files do not match {PROBE_FILE} (sha256 differs)")
+        if "decision" in record:
+            from speechunits.probe.diarize import SlotDecision
+
+            coder.decision = SlotDecision.from_record(record["decision"])
         return coder
 
 

@@ -7,7 +7,9 @@ evaluations without improvement stop the run (early stopping; one run is
 :func:`speechunits.probe.run.train_run`). The learning rate with the best
 mean dev metric over seeds is chosen; only then is the test part read, once per seed of that lr,
 and reported as mean and standard deviation over seeds (s3prl users' most common complaint:
-one hand-tuned learning rate per model and task). The best seed's weights become the probe
+one hand-tuned learning rate per model and task). A ``diarize`` probe's threshold and median filter
+are chosen on dev per seed before its test part is read (:func:`slot_decision_on_dev`). The best
+seed's weights become the probe
 (:mod:`speechunits.probe.model_dir`), with the learned layer weights of every seed.
 
 ``max_minutes`` is the budget of the whole sweep, shared equally by its runs; under a budget the
@@ -43,7 +45,7 @@ from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.resume import RUNS_DIR, split_digest
 from speechunits.probe.run import RunResult, SweepRun, dev_metrics, train_run
 from speechunits.probe.task import (CTC, DEFAULT_BATCH_FRAMES, FRAME_LEVEL, MARGIN, PIT, UTTERANCE, ctc_too_short,
-                                    objective_of)
+                                    objective_of, predict_logits)
 from speechunits.training.checkpoint import training_dir
 
 log = logging.getLogger(__name__)
@@ -410,12 +412,20 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     finalists = by_lr[chosen_lr]
     test_ids = split.test
     model = build_model(spec).to(dev)
+    decisions: dict[int, tuple[Any, dict[str, dict[str, float]]]] = {}
     for run in finalists:  # the test part is read here, once per seed of the chosen lr
         model.load_state_dict(run.state)
+        if objective == PIT:  # the threshold and median filter are chosen on dev too, before test
+            decisions[run.seed] = slot_decision_on_dev(model, samples, label_map, split.dev, dev, batch_frames,
+                                                       inputs.frame_rate)
+            coder.decision = decisions[run.seed][0]
+            run.dev = decisions[run.seed][1][coder.decision.key]
         if test_ids:
             run.test = dev_metrics(task, model, coder, samples, label_map, test_ids, dev, batch_frames)
     chosen = max(finalists, key=lambda r: r.dev_score)
     model.load_state_dict(chosen.state)
+    if objective == PIT:
+        coder.decision = decisions[chosen.seed][0]
     name, lower = PRIMARY[task]
     chosen_dir = out / RUNS_DIR / f"lr{chosen.lr:g}-seed{chosen.seed}"
     if training_dir(chosen_dir).is_dir():
@@ -442,6 +452,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         "layer_weights": chosen.layer_weights,
         "layer_weights_by_seed": {str(r.seed): r.layer_weights for r in finalists},
         "runs": [r.record() for r in runs],
+        "decision_grid": ({"chosen": coder.decision.key,
+                           "dev_der": {k: v["der"] for k, v in decisions[chosen.seed][1].items()}}
+                          if objective == PIT else None),
         "missing_labels": len(missing),
         "input_errors": len(loaded.errors),
         "ctc_too_short": len(short),
@@ -461,6 +474,16 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     save_probe(out, model, coder, meta, split)
     return ProbeResult(out, task, chosen.lr, chosen.seed, dev_summary, test_summary, chosen.layer_weights, runs,
                        missing, dict(loaded.errors), meta)
+
+
+def slot_decision_on_dev(model: Any, samples: Mapping[str, Any], labels: Mapping[str, Any], ids: Sequence[str],
+                         device: Any, batch_frames: int, frame_rate: float) -> tuple[Any, dict[str, dict[str, float]]]:
+    """A ``diarize`` model's :class:`~speechunits.probe.diarize.SlotDecision` chosen on the dev
+    utterances ``ids`` and every grid setting's dev metrics (:func:`~speechunits.probe.diarize.tune_decision`)."""
+    from speechunits.probe.diarize import tune_decision
+
+    logits = predict_logits(model, samples, ids, device=device, batch_frames=batch_frames)
+    return tune_decision([labels[i] for i in logits], list(logits.values()), frame_rate)
 
 
 def speakers_shared(speakers: Mapping[str, Any], split: Any, parts: Sequence[str] = ("dev", "test")) -> list[str]:
