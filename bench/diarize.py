@@ -14,12 +14,15 @@ What is measured, on the same test mixtures, in one run:
    speech. One speaker per frame: overlapped speech is half missed by design.
 2. **Trivial systems**: nobody talks (DER 100 %), both speakers talk everywhere there is speech in the
    reference (the upper bound of a system with perfect activity and no speaker information).
-3. ``speechunits probe train diarize`` (BiLSTM head, SUPERB's; learning rate 1e-3 or 1e-2 and step
-   chosen on dev DER) on MFCC, log-mel and, with ``--tiny DIR``, the weighted sum of a tiny model's layers;
-   with ``--units-k K`` on MFCC K-means units (a codebook fitted on the training mixtures).
+3. ``speechunits probe train diarize`` (BiLSTM head, SUPERB's; learning rate 1e-3 or 1e-2, step, then
+   threshold and median filter over SUPERB's 10-setting grid, all chosen on dev DER) on MFCC, log-mel
+   and, with ``--tiny DIR``, the weighted sum of a tiny model's layers; with ``--units-k K`` on MFCC
+   K-means units (a codebook fitted on the training mixtures). A sweep left by an earlier run is resumed.
 
 Every system's turns are written as RTTM and scored by ``speechunits der`` against the mixtures' RTTM
-(exact times), collar 0.25 s and 0. ``OUT/results.json`` and ``OUT/table.md`` hold the figures::
+(exact times), collar 0.25 s and 0. For the probes, the DER of every setting of the decision grid on
+test is also computed (``OUT/test-grid.json``): the grid's best on test is what s3prl's protocol
+reports, an oracle beside the dev choice. ``OUT/results.json`` and ``OUT/table.md`` hold the figures::
 
     python bench/diarize.py --out bench/out/diarize --tiny bench/state/probe3/tiny --units-k 100
 """
@@ -96,6 +99,22 @@ def everyone_everywhere(reference: Path, out: Path) -> Path:
     return path
 
 
+def test_grid(probe_dir: Path, test: Path, units: str | None) -> dict:
+    """Test DER (collar 0.25) of every setting of the decision grid, the oracle s3prl reports."""
+    from speechunits.probe.diarize import tune_decision
+    from speechunits.probe.evaluate import corpus_labels, probe_input
+    from speechunits.probe.model_dir import load_probe
+
+    probe = load_probe(probe_dir)
+    made = probe_input(probe.identity, test, units=units, device="cpu", quiet=True)
+    samples = made.load([line.split()[0] for line in (test / "wav.scp").read_text().splitlines()]).samples
+    labels = corpus_labels("diarize", test, list(samples), inputs=made, samples=samples).labels
+    logits = probe.logits(samples)
+    best, table = tune_decision([labels[i] for i in logits], list(logits.values()), made.frame_rate)
+    return {"best_on_test": best.key, "chosen_on_dev": probe.coder.decision.key,
+            "der": {key: scores["der"] for key, scores in table.items()}}
+
+
 def probe_system(parts: str, test: Path, out: Path, name: str, reads: list[str], minutes: float) -> tuple[Path, dict]:
     """Train a ``diarize`` probe (BiLSTM, lr 1e-3 or 1e-2 by dev DER) and write its test turns as RTTM."""
     probe = out / f"probe-{name}"
@@ -103,15 +122,23 @@ def probe_system(parts: str, test: Path, out: Path, name: str, reads: list[str],
         subprocess.run([sys.executable, "-m", "speechunits", "probe", "train", "diarize", parts, *reads,
                         "--head", "bilstm", "--lr", "1e-3,1e-2", "--max-steps", "4000", "--eval-every", "100",
                         "--patience", "8", "--max-minutes", str(minutes), "--device", "cpu", "--quiet",
-                        "-o", str(probe)], check=True, stdout=subprocess.DEVNULL)
+                        "--resume", "-o", str(probe)], check=True, stdout=subprocess.DEVNULL)
     hyp = out / f"{name}.rttm"
     subprocess.run([sys.executable, "-m", "speechunits", "probe", "eval", str(probe), str(test), "--rttm-out",
                     str(hyp), "--json", "--quiet"], check=True, stdout=subprocess.DEVNULL)
     meta = json.loads((probe / "probe.json").read_text())
     info = {"dev_der": meta["dev"]["der"]["mean"], "lr": meta["selection"]["lr"],
             "stopped": sorted({r["stop_reason"] for r in meta["runs"]}),
+            "decision": meta["labels"].get("decision"),
+            "dev_der_at_0.5": (meta.get("decision_grid") or {}).get("dev_der", {}).get("t0.5-m1"),
             "train_x_realtime": meta.get("throughput", {}).get("train_x_realtime")}
     return hyp, info
+
+
+def oracle(grid: dict | None) -> str:
+    if grid is None:
+        return "-"
+    return f"{100 * grid['der'][grid['best_on_test']]:.1f} ({grid['best_on_test']})"
 
 
 def main() -> None:
@@ -153,19 +180,23 @@ def main() -> None:
         info["seconds"] = round(time.perf_counter() - started, 1)
         systems[f"diarize probe, {name}"] = (hyp, info)
         print(name, info, flush=True)
+    grids = {name: test_grid(args.out / f"probe-{name}", test, reads[1] if reads[0] == "--units" else None)
+             for name, reads in inputs}  # after every test figure: the oracle column only
+    (args.out / "test-grid.json").write_text(json.dumps(grids, indent=1))
     rows = {}
     for name, (hyp, info) in systems.items():
         rows[name] = {"collar_0.25": der_of(reference, hyp, 0.25), "collar_0": der_of(reference, hyp, 0.0), **info}
     (args.out / "results.json").write_text(json.dumps({"set": str(mix), "rows": rows}, indent=1))
-    lines = ["| system | test DER % (collar 0.25) | missed / false alarm / confusion % | test DER % (no collar) | dev DER % |",
-             "|---|---|---|---|---|"]
+    lines = ["| system | test DER % (collar 0.25) | missed / false alarm / confusion % | test DER % (no collar) | dev DER % "
+             "| test DER %, grid's best on test (s3prl) |", "|---|---|---|---|---|---|"]
     for name, row in rows.items():
         c = row["collar_0.25"]
         ref = c["reference_s"]
         dev = row.get("dev_der")
         lines.append(f"| {name} | {100 * c['der']:.1f} | {100 * c['missed_s'] / ref:.1f} / "
                      f"{100 * c['false_alarm_s'] / ref:.1f} / {100 * c['confusion_s'] / ref:.1f} | "
-                     f"{100 * row['collar_0']['der']:.1f} | {'-' if dev is None else f'{100 * dev:.1f}'} |")
+                     f"{100 * row['collar_0']['der']:.1f} | {'-' if dev is None else f'{100 * dev:.1f}'} | "
+                     f"{oracle(grids.get(name.removeprefix('diarize probe, ')))} |")
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
