@@ -74,7 +74,8 @@ def run(frames: dict[str, np.ndarray], rate: float, truth: GroundTruth, config: 
     result = search(frames, queries, documents, frame_rate=rate, **config)
     seconds = time.perf_counter() - started
     metrics = evaluate(result, truth)
-    return {**config, **{k: metrics[k] for k in ("mtwv", "atwv", "map", "queries_scored", "documents")},
+    return {**config, **{k: metrics[k] for k in ("mtwv", "atwv", "map", "min_cnxe", "cnxe", "queries_scored",
+                                                                "documents")},
             "seconds": round(seconds, 2)}
 
 
@@ -239,15 +240,17 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
 
     lines = ["| front end | chosen on dev (distance, min-max, standardised) | dev MTWV | dev MAP | eval MTWV | eval ATWV | eval MAP "
-             "| eval MTWV / MAP, SUPERB recipe | real speech (ivr) MTWV / MAP |", "|---|---|---|---|---|---|---|---|---|"]
-    def pair(m: dict | None) -> str:
-        return f"{m['mtwv']:.3f} / {m['map']:.3f}" if m else "-"
+             "| eval minCnxe / Cnxe | eval MTWV / MAP, SUPERB recipe | real speech (ivr) MTWV / MAP / minCnxe |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    def pair(m: dict | None, cnxe: bool = False) -> str:
+        return (f"{m['mtwv']:.3f} / {m['map']:.3f}" + (f" / {m['min_cnxe']:.3f}" if cnxe else "")) if m else "-"
 
     for r in rows:
         c, d, e = r["chosen"], r["dev"], r["eval"]
         lines.append(f"| {r['front_end']} | {c['distance']}, {'on' if c['minmax'] else 'off'}, "
                      f"{'yes' if c['standardise'] else 'no'} | {d['mtwv']:.3f} | {d['map']:.3f} | {e['mtwv']:.3f} "
-                     f"| {e['atwv']:.3f} | {e['map']:.3f} | {pair(r.get('eval_superb_recipe'))} | {pair(r.get('ivr'))} |")
+                     f"| {e['atwv']:.3f} | {e['map']:.3f} | {e['min_cnxe']:.3f} / {e['cnxe']:.2f} "
+                     f"| {pair(r.get('eval_superb_recipe'))} | {pair(r.get('ivr'), cnxe=True)} |")
     sp = results["speed"]
     lines.append("")
     lines.append(f"Speed (MFCC, dev, {sp['pairs']} query-document pairs): speechunits {sp['speechunits_s']} s, "

@@ -14,6 +14,7 @@ from speechunits.search.dtw import index_documents, subsequence_dtw
 from speechunits.search.quesst import (GroundTruth, Occurrence, is_quesst_root, quesst_ground_truth,
                                        read_ground_truth, read_rttm_occurrences, write_ground_truth, write_stdlist)
 from speechunits.search.run import centroid_frames, evaluate, search
+from speechunits.search.cnxe import cnxe, min_cnxe, prior_of_beta
 from speechunits.search.twv import average_precisions, beta_from, maximum_twv, twv_at
 
 
@@ -160,7 +161,10 @@ def test_mtwv_is_the_best_threshold_and_ap_is_sklearns():
 
 
 def test_twv_bad_inputs():
-    assert beta_from() == pytest.approx(1249.0)
+    # QUESST's score-TWV-Cnxe.sh: P_target 0.0008, C_miss 100, C_fa 1; its scorer gets prior 0.0741289
+    assert beta_from() == pytest.approx(12.49)
+    assert prior_of_beta(beta_from()) == pytest.approx(0.0741289, abs=1e-7)
+    assert beta_from(cost_miss=1.0) == pytest.approx(1249.0)
     with pytest.raises(SpeechUnitsError, match="P_target"):
         beta_from(0.0)
     with pytest.raises(SpeechUnitsError, match="costs"):
@@ -314,3 +318,67 @@ def test_centroid_frames():
     assert out["u"].dtype == np.float32 and out["u"].tolist() == [[4.0, 5.0], [0.0, 1.0], [0.0, 1.0]]
     with pytest.raises(SpeechUnitsError, match="outside the codebook's 3 units"):
         centroid_frames({"u": np.array([3])}, table)
+
+
+# -- normalised cross-entropy ----------------------------------------------------------------------
+
+def _trials(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = rng.random(n) < 0.15
+    truth[:2] = [True, False]
+    return rng.normal(0.0, 1.0, n) + 2.0 * truth, truth
+
+
+def test_cnxe_is_one_for_a_system_that_knows_nothing_and_near_zero_for_a_confident_right_one():
+    _, truth = _trials(0)
+    for prior in (0.0741289, 0.3):
+        assert cnxe(np.zeros(truth.shape), truth, prior) == pytest.approx(1.0, abs=1e-12)
+        assert min_cnxe(np.zeros(truth.shape), truth, prior) == pytest.approx(1.0, abs=1e-12)
+    sure = np.where(truth, 40.0, -40.0)
+    assert cnxe(sure, truth, 0.0741289) < 1e-12 and min_cnxe(sure, truth, 0.0741289) == 0.0
+    assert cnxe(-sure, truth, 0.0741289) > 10  # confidently wrong: far worse than knowing nothing
+
+
+def test_cnxe_equals_sklearns_prior_weighted_log_loss():
+    from sklearn.metrics import log_loss
+
+    prior = 0.0741289
+    for seed in range(3):
+        scores, truth = _trials(seed)
+        weights = np.where(truth, prior / truth.sum(), (1 - prior) / (~truth).sum())
+        posterior = 1.0 / (1.0 + np.exp(-(scores + np.log(prior / (1 - prior)))))
+        entropy = -(prior * np.log2(prior) + (1 - prior) * np.log2(1 - prior))
+        expected = log_loss(truth, posterior, sample_weight=weights) / np.log(2) / entropy
+        assert cnxe(scores, truth, prior) == pytest.approx(expected, rel=1e-9)
+
+
+def test_min_cnxe_is_the_best_monotonic_recalibration():
+    from sklearn.isotonic import IsotonicRegression
+
+    prior = 0.0741289
+    for seed in range(3):
+        scores, truth = _trials(seed)
+        scores = np.round(scores, 1)  # ties: pooled before PAV
+        best = min_cnxe(scores, truth, prior)
+        # a second PAV (scikit-learn's), turned into likelihood ratios the same way
+        p = np.clip(IsotonicRegression().fit(scores, truth.astype(float)).predict(scores), 1e-300, 1 - 1e-16)
+        share = truth.mean()
+        llr = np.log(p / (1 - p)) - np.log(share / (1 - share))
+        assert best == pytest.approx(cnxe(llr, truth, prior), abs=1e-9)
+        # no affine recalibration, nor the scores as they are, beats it; a monotone change of scale changes nothing
+        affine = min(cnxe(a * scores + b, truth, prior) for a in (0.25, 0.5, 1, 2, 4) for b in np.linspace(-6, 2, 17))
+        assert best <= affine + 1e-12 and best <= cnxe(scores, truth, prior)
+        assert min_cnxe(np.exp(scores), truth, prior) == pytest.approx(best, abs=1e-12)
+
+
+def test_cnxe_refuses_what_it_cannot_score():
+    with pytest.raises(SpeechUnitsError, match="target and non-target"):
+        cnxe(np.zeros(3), np.ones(3, bool), 0.1)
+    with pytest.raises(SpeechUnitsError, match="in \\(0, 1\\)"):
+        min_cnxe(np.zeros(2), np.array([True, False]), 1.0)
+    with pytest.raises(SpeechUnitsError, match="NaN"):
+        cnxe(np.array([np.nan, 0.0]), np.array([True, False]), 0.1)
+    with pytest.raises(SpeechUnitsError, match="2 scores for 3"):
+        cnxe(np.zeros(2), np.array([True, False, True]), 0.1)
+    with pytest.raises(SpeechUnitsError, match="beta must be positive"):
+        prior_of_beta(0.0)

@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="with a unit store: compare units by the distance of their codebook centroids (the "
                              "store's own codebook, checked by sha256) instead of 0/1")
     parser.add_argument("--min-query-frames", type=int, default=5, help="shorter queries score 0 (default 5, SUPERB's)")
-    parser.add_argument("--p-target", type=float, default=None, help="TWV prior (default 0.0008)")
-    parser.add_argument("--cost-miss", type=float, default=None, help="TWV miss cost (default 1)")
+    parser.add_argument("--p-target", type=float, default=None, help="TWV and Cnxe target prior (default 0.0008)")
+    parser.add_argument("--cost-miss", type=float, default=None, help="TWV miss cost (default 100, QUESST's)")
     parser.add_argument("--cost-fa", type=float, default=None, help="TWV false-alarm cost (default 1)")
     parser.add_argument("--frame-rate", type=float, default=None, help="override the input's frame rate")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="compute device")
@@ -176,7 +176,8 @@ def _write(out: Path, result: SearchResult, metrics: dict | None) -> None:
 
 def _line(metrics: dict) -> str:
     return (f"MTWV {metrics['mtwv']:.4f} (threshold {metrics['mtwv_threshold']:.2f})  ATWV {metrics['atwv']:.4f}  "
-            f"MAP {metrics['map']:.4f}  ({metrics['queries_scored']} queries with occurrences, "
+            f"MAP {metrics['map']:.4f}  minCnxe {metrics['min_cnxe']:.4f}  Cnxe {metrics['cnxe']:.4f}  "
+            f"({metrics['queries_scored']} queries with occurrences, "
             f"{metrics['documents']} documents)")
 
 

@@ -23,6 +23,7 @@ import torch
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.search.dtw import Distance, index_documents, subsequence_dtw
+from speechunits.search.cnxe import cnxe, min_cnxe, prior_of_beta
 from speechunits.search.quesst import GroundTruth
 from speechunits.search.twv import average_precisions, beta_from, maximum_twv, twv_at
 
@@ -173,7 +174,8 @@ def search(frames: Mapping[str, np.ndarray], queries: Sequence[str], documents: 
 
 def evaluate(result: SearchResult, truth: GroundTruth, *, beta: float | None = None,
              yes_threshold: float = YES_THRESHOLD) -> dict[str, object]:
-    """MTWV (with its threshold, P_miss and P_fa), actual TWV at ``yes_threshold`` and MAP.
+    """MTWV (with its threshold, P_miss and P_fa), actual TWV at ``yes_threshold``, MAP, and the scores'
+    Cnxe and minCnxe at the effective prior ``beta`` stands for (:mod:`speechunits.search.cnxe`).
 
     The truth is taken over the result's queries and documents; queries with no occurrence among
     them are left out of every figure (counted in ``queries_without_occurrence``).
@@ -192,11 +194,14 @@ def evaluate(result: SearchResult, truth: GroundTruth, *, beta: float | None = N
     best = maximum_twv(result.score, truth_matrix, beta)
     actual = twv_at(result.score, truth_matrix, yes_threshold, beta)
     ap = average_precisions(result.score, truth_matrix)
+    prior = prior_of_beta(beta)
+    trials, targets = result.score[scored], truth_matrix[scored]
     return {
         "mtwv": best.value, "mtwv_threshold": best.threshold, "mtwv_p_miss": best.p_miss, "mtwv_p_fa": best.p_fa,
         "atwv": actual.value, "atwv_threshold": yes_threshold,
         "map": float(ap.mean()),
-        "beta": beta,
+        "cnxe": cnxe(trials, targets, prior), "min_cnxe": min_cnxe(trials, targets, prior),
+        "beta": beta, "effective_prior": prior,
         "queries": len(result.queries), "queries_scored": int(scored.sum()),
         "queries_without_occurrence": int((~scored).sum()), "short_queries": len(result.short_queries),
         "documents": len(result.documents), "occurrences": int(truth_matrix.sum()),

@@ -14,9 +14,10 @@ threshold (MTWV) a maximum of prefix sums of the detections sorted by score: exa
 Detecting nothing scores 0, so MTWV >= 0. Queries that occur in no document are left out, as NIST
 leaves them out.
 
-Defaults: ``P_target = 0.0008`` and ``C_miss = C_fa = 1`` (``beta = 1249``), QUESST 2014's prior and
-costs as we read its overview paper; its scoring script is not available here to check them. MAP is
-free of them.
+Defaults: ``P_target = 0.0008``, ``C_miss = 100``, ``C_fa = 1`` (``beta = 12.49``), the settings of
+QUESST's ``score-TWV-Cnxe.sh``, which hands its scorer the effective prior ``C_miss P_target /
+(C_miss P_target + C_fa (1 - P_target)) = 0.0741289`` (``beta = (1 - prior) / prior``). MAP is free
+of them.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import numpy as np
 from speechunits.errors import SpeechUnitsError
 
 P_TARGET = 0.0008
-COST_MISS = 1.0
+COST_MISS = 100.0
 COST_FA = 1.0
 
 
