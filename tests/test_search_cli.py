@@ -68,6 +68,9 @@ def test_qbe_on_features_finds_each_query_where_it_was_cut(quesst_tree, mfcc_fea
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["queries"] == 4 and metrics["documents"] == 12 and metrics["queries_scored"] == 4
     assert metrics["map"] > 0.5 and 0.0 <= metrics["mtwv"] <= 1.0
+    # QUESST's scorer's prior; minCnxe below 1 (the ranking is worth something), never above Cnxe
+    assert metrics["beta"] == pytest.approx(12.49) and metrics["effective_prior"] == pytest.approx(0.0741289, abs=1e-7)
+    assert 0.0 <= metrics["min_cnxe"] < 1.0 and metrics["min_cnxe"] <= metrics["cnxe"]
     assert json.loads((out / "metrics.json").read_text()) == metrics
     rows = list(csv.DictReader(open(out / "scores.tsv", encoding="utf-8"), delimiter="\t"))
     assert len(rows) == 4 * 12
