@@ -291,6 +291,8 @@ def test_diarize_refuses_what_it_cannot_score(mixset, trained, tmp_path, caplog)
                                                "--stack", "2", *args], caplog)
     assert "applies to task 'diarize'" in cli_error(["probe", "train", "frames", corpus, "-o", str(tmp_path / "e"),
                                                      "--speakers-per-recording", "2", *args], caplog)
+    assert "normalises a verification probe" in cli_error(["probe", "eval", str(trained), str(mixset / "dev"),
+                                                           "--score-norm", "s-norm", "--device", "cpu"], caplog)
     # evaluation refuses a recording with more speakers than the probe has slots
     three = tmp_path / "three.rttm"
     write_rttm(three, read_rttm(mixset / "dev" / "rttm") + [RttmRecord("SPEAKER", "mix12", "1", 0.1, 0.5, name="zed")])

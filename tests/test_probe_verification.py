@@ -11,9 +11,9 @@ import torch
 
 from speechunits.cli.main import main
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.verification import (Trials, all_pair_scores, cosine_scores,
+from speechunits.probe.verification import (ScoreNorm, Trials, all_pair_scores, cosine_scores,
                                             equal_error_rate, match_trials, min_dcf, read_trials,
-                                            verification_metrics)
+                                            speaker_cohort, verification_metrics)
 from speechunits.synth.testing import small_corpus
 from conftest import cli_error
 
@@ -114,6 +114,64 @@ def test_match_trials_drops_extensions_and_reports_strangers():
     assert matched.first == ["wav/id1/a/00001"]
 
 
+# -- score normalisation -----------------------------------------------------------------------------
+
+def _normalised_by_hand(x: np.ndarray, y: np.ndarray, cohort: np.ndarray, top: int) -> float:
+    """One trial's (A)S-norm score, written out as the formula reads, one side at a time."""
+    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    s = float(unit(x) @ unit(y))
+    total = 0.0
+    for side in (x, y):
+        sims = sorted((float(unit(side) @ unit(c)) for c in cohort), reverse=True)[:top]
+        total += (s - np.mean(sims)) / np.std(sims)
+    return total / 2
+
+
+def test_score_normalisation_by_its_formula():
+    rng = np.random.default_rng(3)
+    embeddings = {f"u{k}": rng.normal(size=5) for k in range(6)}
+    speakers = {f"u{k}": f"s{k % 3}" for k in range(6)}
+    cohort = rng.normal(size=(8, 5))
+    cohort /= np.linalg.norm(cohort, axis=1, keepdims=True)
+    trials = Trials(["u0", "u1", "u2"], ["u3", "u4", "u5"], np.array([True, True, True]))
+    for norm, top in ((ScoreNorm("s-norm"), 8), (ScoreNorm("as-norm", 3), 3), (ScoreNorm("as-norm", 50), 8)):
+        got = cosine_scores(embeddings, trials, norm=norm, cohort=cohort)
+        expected = [_normalised_by_hand(embeddings[a], embeddings[b], cohort, top) for a, b in zip(trials.first, trials.second)]
+        assert got == pytest.approx(expected, abs=1e-12)
+        # every pair, block by block, scores the same as the listed pairs
+        pairs, target = all_pair_scores(speakers, embeddings, norm=norm, cohort=cohort)
+        ids = sorted(embeddings)
+        listed = [(a, b) for k, a in enumerate(ids) for b in ids[k + 1:]]
+        assert pairs == pytest.approx(cosine_scores(embeddings, Trials([a for a, _ in listed], [b for _, b in listed],
+                                                                       target), norm=norm, cohort=cohort), abs=1e-12)
+    # no normalisation is the plain cosine
+    assert cosine_scores(embeddings, trials, norm=ScoreNorm(), cohort=cohort) == pytest.approx(cosine_scores(embeddings, trials))
+
+
+def test_speaker_cohort_is_each_speakers_mean_direction():
+    embeddings = {"a1": np.array([2.0, 0.0]), "a2": np.array([0.0, 0.5]), "b1": np.array([-3.0, 0.0]), "x": np.ones(2)}
+    cohort = speaker_cohort({"a1": "A", "a2": "A", "b1": "B", "zz": "C"}, embeddings)  # zz has no embedding
+    assert cohort.dtype == np.float32 and cohort.shape == (2, 2)
+    assert cohort[0] == pytest.approx([2 ** -0.5, 2 ** -0.5]) and cohort[1] == pytest.approx([-1.0, 0.0])
+
+
+def test_score_norm_names_and_refusals():
+    assert ScoreNorm.parse("as-norm") == ScoreNorm("as-norm", 300)
+    assert ScoreNorm.parse("as-norm:50").name == "as-norm:50" and ScoreNorm.parse("s-norm").name == "s-norm"
+    assert ScoreNorm.from_record(ScoreNorm("as-norm", 7).record()) == ScoreNorm("as-norm", 7)
+    assert ScoreNorm.from_record(None) == ScoreNorm()
+    for text, match in (("z-norm", "expected one of"), ("as-norm:x", "whole number"), ("s-norm:5", "only as-norm"),
+                        ("as-norm:1", "at least 2")):
+        with pytest.raises(SpeechUnitsError, match=match):
+            ScoreNorm.parse(text)
+    embeddings = {"a": np.ones(3), "b": np.arange(3.0)}
+    trials = Trials(["a"], ["b"], np.array([True]))
+    with pytest.raises(SpeechUnitsError, match="needs a cohort"):
+        cosine_scores(embeddings, trials, norm=ScoreNorm("s-norm"))
+    with pytest.raises(SpeechUnitsError, match="cohort is"):
+        cosine_scores(embeddings, trials, norm=ScoreNorm("s-norm"), cohort=np.ones((1, 3)))
+
+
 # -- the probe ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -147,14 +205,39 @@ def test_verify_probe_scores_unseen_speakers(verify_probe: Path, corpus: Path):
     assert meta["test"]["trials"]["mean"] == n * (n - 1) // 2
     # MFCC statistics tell these synthetic voices apart: far below chance (0.5)
     assert meta["test"]["eer"]["mean"] < 0.25
+    # the normalisation was chosen on dev against a cohort of the training speakers, kept beside the head
+    scoring = meta["scoring"]
+    assert scoring["cohort"] == "cohort.safetensors" and scoring["cohort_speakers"] == len(parts["train"])
+    half = len(parts["train"]) // 2
+    assert set(scoring["dev_eer"]) == {"none", "s-norm", f"as-norm:{half}"}
+    chosen = ScoreNorm.from_record(scoring["norm"]).name
+    assert scoring["dev_eer"][chosen] == min(scoring["dev_eer"].values())
+    assert meta["dev"]["eer"]["mean"] == pytest.approx(scoring["dev_eer"][chosen])
 
 
-def test_verify_probe_eval_matches_training_and_trial_files(verify_probe: Path, corpus: Path, tmp_path: Path, capsys):
+def test_verify_probe_eval_matches_training_and_trial_files(verify_probe: Path, corpus: Path, tmp_path: Path, capsys,
+                                                             caplog):
     meta = json.loads((verify_probe / "probe.json").read_text())
     assert main(["probe", "eval", str(verify_probe), str(corpus / "manifest.tsv"), "--split", "test", "--json",
                  "--device", "cpu", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["eer"] == pytest.approx(meta["test"]["eer"]["mean"], abs=1e-9)
+    assert result["score_norm"] == ScoreNorm.from_record(meta["scoring"]["norm"]).name
+    # every normalisation can be asked for; none is the plain cosine of the embeddings
+    from speechunits.probe.evaluate import probe_input
+    from speechunits.probe.model_dir import load_probe
+
+    probe = load_probe(verify_probe)
+    made = probe_input(probe.identity, str(corpus / "manifest.tsv"), quiet=True)
+    test_ids = json.loads((verify_probe / "split.json").read_text())["test"]
+    plain = verification_metrics({u: _speakers(corpus)[u] for u in test_ids}, probe.embeddings(made.load(test_ids).samples))
+    for norm in ("none", "s-norm", "as-norm:3"):
+        assert main(["probe", "eval", str(verify_probe), str(corpus / "manifest.tsv"), "--split", "test", "--json",
+                     "--device", "cpu", "--quiet", "--score-norm", norm]) == 0
+        asked = json.loads(capsys.readouterr().out)
+        assert asked["score_norm"] == norm and asked["trials"] == result["trials"]
+        if norm == "none":
+            assert asked["eer"] == pytest.approx(plain["eer"], abs=1e-12)
     # the same pairs as a VoxCeleb trial file naming audio files, plus one utterance the corpus lacks
     speakers = _speakers(corpus)
     test_ids = sorted(json.loads((verify_probe / "split.json").read_text())["test"])
@@ -167,6 +250,21 @@ def test_verify_probe_eval_matches_training_and_trial_files(verify_probe: Path, 
     result = json.loads(capsys.readouterr().out)
     assert result["eer"] == pytest.approx(meta["test"]["eer"]["mean"], abs=1e-9)
     assert result["trials"] == len(lines) and result["unmatched_trial_utterances"] == 1
+    # a probe whose cohort file is gone says so; one saved without a cohort can only score plainly
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(verify_probe, bare)
+    (bare / "cohort.safetensors").unlink()
+    args = [str(corpus / "manifest.tsv"), "--split", "test", "--device", "cpu", "--quiet"]
+    assert "cohort.safetensors: missing" in cli_error(["probe", "eval", str(bare), *args, "--score-norm", "s-norm"],
+                                                      caplog)
+    record = json.loads((bare / "probe.json").read_text())
+    record["scoring"] = {"norm": {"kind": "s-norm", "top": None}}
+    (bare / "probe.json").write_text(json.dumps(record))
+    assert "saved without one" in cli_error(["probe", "eval", str(bare), *args], caplog)
+    assert main(["probe", "eval", str(bare), *args, "--score-norm", "none", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["eer"] == pytest.approx(plain["eer"], abs=1e-12)
 
 
 def test_verify_probe_embeddings_survive_a_reload(verify_probe: Path, corpus: Path):

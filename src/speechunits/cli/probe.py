@@ -157,6 +157,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--trials", metavar="FILE",
                           help="verify probes: score these trials instead of every pair of INPUT's utterances "
                           "(VoxCeleb's 'LABEL UTT1 UTT2' or Kaldi's 'UTT1 UTT2 target|nontarget')")
+    evaluate.add_argument("--score-norm", metavar="NORM", default=None,
+                          help="verify probes: none, s-norm, as-norm or as-norm:N (cohort size) instead of the "
+                               "normalisation the probe chose on dev, against its training speakers")
     evaluate.add_argument("--rttm-out", metavar="FILE",
                           help="diarize probes: write the predicted speaker turns as RTTM (speakers slot0, slot1, ...)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -291,7 +294,8 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate_probe(args.probe, args.input, features=args.features, units=args.units, bpe=args.bpe,
                             labels=args.labels, alignments=args.alignments, subset=args.split,
                             encoder=args.encoder, device=args.device, lm=args.lm, beam=beam_options(args),
-                            trials=args.trials, rttm_out=args.rttm_out, quiet=args.quiet)
+                            trials=args.trials, rttm_out=args.rttm_out, score_norm=args.score_norm,
+                            quiet=args.quiet)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:

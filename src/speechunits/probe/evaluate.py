@@ -230,7 +230,8 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
                    labels: str | Path | None = None, alignments: str | Path | None = None,
                    subset: str | None = None, encoder: str | None = None, device: str = "auto",
                    lm: str | Path | None = None, beam: Any = None, trials: str | Path | None = None,
-                   rttm_out: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
+                   rttm_out: str | Path | None = None, score_norm: str | None = None,
+                   quiet: bool = False) -> dict[str, Any]:
     """Score the probe in ``probe_dir`` on the labelled utterances of ``corpus``.
 
     Args:
@@ -248,6 +249,8 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
             in ``unmatched_trial_utterances``).
         rttm_out: ``diarize`` probes: write the predicted turns there (RTTM ``SPEAKER`` lines, one
             recording per scored utterance id, speakers ``slot0``, ``slot1``, ...).
+        score_norm: ``verify`` probes: ``none``, ``s-norm``, ``as-norm`` or ``as-norm:N`` instead of
+            the normalisation the probe chose on dev (:class:`~speechunits.probe.verification.ScoreNorm`).
 
     Returns:
         ``{"probe", "task", "input", "utterances", <metrics>, "missing_labels", "input_errors"}``.
@@ -260,6 +263,9 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
         raise SpeechUnitsError(f"--trials scores a verification probe; {probe_dir} is a {probe.task!r} probe")
     if rttm_out is not None and probe.task != "diarize":
         raise SpeechUnitsError(f"--rttm-out writes a diarization probe's turns; {probe_dir} is a {probe.task!r} probe")
+    if score_norm is not None and probe.task != "verify":
+        raise SpeechUnitsError(f"--score-norm normalises a verification probe's scores; {probe_dir} is a "
+                               f"{probe.task!r} probe")
     dev = resolve_device(device)
     bpe = bpe if bpe is not None else bundled_bpe(probe_dir)  # the probe's copy, as transcribe reads it
     made = probe_input(probe.identity, corpus, features=features, units=units, bpe=bpe, encoder=encoder,
@@ -271,7 +277,7 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
         if not ids:
             raise SpeechUnitsError(f"{corpus}: none of its utterances is in the probe's {subset} part")
     if probe.task == "verify":
-        return _evaluate_verification(probe, probe_dir, corpus, made, ids, labels, trials, dev)
+        return _evaluate_verification(probe, probe_dir, corpus, made, ids, labels, trials, dev, score_norm)
     if probe.task in FRAME_LABEL_TASKS:
         loaded = made.load(ids)
         label_set = corpus_labels(probe.task, corpus, list(loaded.samples), labels=labels, alignments=alignments,
@@ -310,10 +316,19 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
 
 
 def _evaluate_verification(probe: Any, probe_dir: str | Path, corpus: Any, made: ProbeInput, ids: Sequence[str],
-                           labels: str | Path | None, trials: str | Path | None, device: Any) -> dict[str, Any]:
+                           labels: str | Path | None, trials: str | Path | None, device: Any,
+                           score_norm: str | None) -> dict[str, Any]:
     """:func:`evaluate_probe` of a ``verify`` probe: cosine scoring over every pair of the corpus's
-    utterances that have a speaker, or over ``trials``."""
-    from speechunits.probe.verification import match_trials, read_trials, verification_metrics
+    utterances that have a speaker, or over ``trials``, normalised as the probe chose on dev or as
+    ``score_norm`` says."""
+    from speechunits.probe.verification import ScoreNorm, match_trials, read_trials, verification_metrics
+
+    norm, cohort = probe.scoring()
+    if score_norm is not None:
+        norm = ScoreNorm.parse(score_norm)
+    if norm.kind != "none" and cohort is None:
+        raise SpeechUnitsError(f"{probe_dir}: {norm.name} needs the probe's cohort of training speakers, and this "
+                               "probe was saved without one (train it again, or use --score-norm none)")
 
     speakers: dict[str, str] = {}
     missing: list[str] = []
@@ -337,9 +352,9 @@ def _evaluate_verification(probe: Any, probe_dir: str | Path, corpus: Any, made:
     embeddings = probe.embeddings(loaded.samples, device=device)
     if given is not None:
         given = given.within(embeddings)
-    metrics = verification_metrics(speakers, embeddings, given)
+    metrics = verification_metrics(speakers, embeddings, given, norm=norm, cohort=cohort)
     result = {"probe": str(probe_dir), "task": probe.task, "input": describe_identity(probe.identity),
-              "utterances": len(embeddings), **metrics, "missing_labels": len(missing),
+              "utterances": len(embeddings), **metrics, "score_norm": norm.name, "missing_labels": len(missing),
               "input_errors": len(loaded.errors)}
     if trials is not None:
         result.update(trials_file=str(trials), unmatched_trial_utterances=len(unmatched))

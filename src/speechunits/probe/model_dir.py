@@ -45,6 +45,7 @@ HEAD_FILE = "head.safetensors"
 VOCAB_FILE = "vocab.json"
 TOKENIZER_DIR = "tokenizer"
 SPLIT_FILE = "split.json"
+COHORT_FILE = "cohort.safetensors"
 CODEBOOKS_DIR = "codebooks"
 BPE_DIR = "bpe"
 
@@ -176,6 +177,20 @@ class Probe:
         return predict_logits(self.model, samples, list(samples) if ids is None else ids, device=device,
                               embeddings=True)
 
+    def scoring(self) -> tuple[Any, np.ndarray | None]:
+        """``verify`` probes: the dev-chosen :class:`~speechunits.probe.verification.ScoreNorm` and the
+        cohort it normalises against (float32 ``[S, E]``, one row per training speaker; None for a
+        probe saved without one, whose norm is then ``none``)."""
+        from speechunits.probe.verification import ScoreNorm
+
+        if self.task != "verify":
+            raise SpeechUnitsError(f"{self.path or 'probe'}: a {self.task!r} probe has no trial scoring")
+        record = self.meta.get("scoring") or {}
+        norm = ScoreNorm.from_record(record.get("norm"))
+        if not record.get("cohort") or self.path is None:
+            return norm, None
+        return norm, load_cohort(self.path / record["cohort"])
+
     def predict(self, samples: Mapping[str, Sample], ids: Sequence[str] | None = None, *,
                 device: torch.device | str = "cpu", decoder: Any = None) -> dict[str, Any]:
         """Decoded predictions: phone lists (``phones``), text (``asr``), frame id arrays
@@ -210,6 +225,24 @@ def save_probe(directory: str | os.PathLike[str], model: ProbeModel, coder: Labe
     tmp.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     os.replace(tmp, directory / PROBE_FILE)
     return directory
+
+
+def save_cohort(directory: str | os.PathLike[str], cohort: np.ndarray) -> str:
+    """Write a ``verify`` probe's score-normalisation cohort (float32 ``[S, E]``); its file name."""
+    from safetensors.numpy import save_file
+
+    save_file({"cohort": np.ascontiguousarray(cohort, dtype=np.float32)}, str(Path(directory) / COHORT_FILE))
+    return COHORT_FILE
+
+
+def load_cohort(path: str | os.PathLike[str]) -> np.ndarray:
+    """The cohort :func:`save_cohort` wrote (SpeechUnitsError when missing or malformed)."""
+    from speechunits.files import read_safetensors
+
+    tensors = read_safetensors(path)
+    if "cohort" not in tensors:
+        raise SpeechUnitsError(f"{path}: no 'cohort' tensor")
+    return np.asarray(tensors["cohort"], dtype=np.float32)
 
 
 def save_unit_models(directory: str | os.PathLike[str], codebooks: Sequence[Any] | None, bpe: Any = None) -> None:

@@ -59,14 +59,16 @@ class RunResult:
 
 def dev_metrics(task: str, model: ProbeModel, coder: LabelCoder, samples: Mapping[str, Sample],
                 labels: Mapping[str, Any], ids: Sequence[str], device: torch.device,
-                batch_frames: int) -> dict[str, float]:
+                batch_frames: int, scoring: tuple[Any, Any] | None = None) -> dict[str, float]:
     """The task's metrics of ``model`` on the utterances ``ids`` (dev while training, test once); a
-    ``verify`` probe's over every pair of them (:func:`~speechunits.probe.verification.verification_metrics`)."""
+    ``verify`` probe's over every pair of them (:func:`~speechunits.probe.verification.verification_metrics`),
+    its scores normalised by ``scoring = (ScoreNorm, cohort)`` when given."""
     if task == "verify":
         from speechunits.probe.verification import verification_metrics
 
         embeddings = predict_logits(model, samples, ids, device=device, batch_frames=batch_frames, embeddings=True)
-        return verification_metrics({i: labels[i] for i in ids}, embeddings)
+        norm, cohort = scoring if scoring is not None else (None, None)
+        return verification_metrics({i: labels[i] for i in ids}, embeddings, norm=norm, cohort=cohort)
     logits = predict_logits(model, samples, ids, device=device, batch_frames=batch_frames)
     return score_predictions(task, labels, {i: decode_logits(coder, out) for i, out in logits.items()})
 

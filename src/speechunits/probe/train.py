@@ -40,7 +40,7 @@ from speechunits.probe.feature_inputs import EncoderInput
 from speechunits.probe.unit_inputs import UnitInput
 from speechunits.probe.inputs import FEATURES, UNITS, ProbeInput, as_corpus, feature_statistics, identity_facts
 from speechunits.probe.model import build_model, check_verification
-from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_probe, save_unit_models
+from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_cohort, save_probe, save_unit_models
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.resume import RUNS_DIR, split_digest
 from speechunits.probe.run import RunResult, SweepRun, dev_metrics, train_run
@@ -413,19 +413,32 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     test_ids = split.test
     model = build_model(spec).to(dev)
     decisions: dict[int, tuple[Any, dict[str, dict[str, float]]]] = {}
+    scorings: dict[int, VerificationScoring] = {}
     for run in finalists:  # the test part is read here, once per seed of the chosen lr
         model.load_state_dict(run.state)
+        scoring = None
         if objective == PIT:  # the threshold and median filter are chosen on dev too, before test
             decisions[run.seed] = slot_decision_on_dev(model, samples, label_map, split.dev, dev, batch_frames,
                                                        inputs.frame_rate)
             coder.decision = decisions[run.seed][0]
             run.dev = decisions[run.seed][1][coder.decision.key]
+        if objective == MARGIN:  # so is the score normalisation, against the training speakers
+            scorings[run.seed] = scoring_on_dev(model, samples, label_map, split.train, split.dev, dev, batch_frames)
+            run.dev = scorings[run.seed].dev[scorings[run.seed].norm.name]
+            scoring = (scorings[run.seed].norm, scorings[run.seed].cohort)
         if test_ids:
-            run.test = dev_metrics(task, model, coder, samples, label_map, test_ids, dev, batch_frames)
+            run.test = dev_metrics(task, model, coder, samples, label_map, test_ids, dev, batch_frames, scoring)
     chosen = max(finalists, key=lambda r: r.dev_score)
     model.load_state_dict(chosen.state)
     if objective == PIT:
         coder.decision = decisions[chosen.seed][0]
+    scoring_record = None
+    if objective == MARGIN:
+        chosen_scoring = scorings[chosen.seed]
+        out.mkdir(parents=True, exist_ok=True)
+        scoring_record = {"norm": chosen_scoring.norm.record(), "cohort": save_cohort(out, chosen_scoring.cohort),
+                          "cohort_speakers": int(chosen_scoring.cohort.shape[0]),
+                          "dev_eer": {name: m["eer"] for name, m in chosen_scoring.dev.items()}}
     name, lower = PRIMARY[task]
     chosen_dir = out / RUNS_DIR / f"lr{chosen.lr:g}-seed{chosen.seed}"
     if training_dir(chosen_dir).is_dir():
@@ -452,6 +465,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         "layer_weights": chosen.layer_weights,
         "layer_weights_by_seed": {str(r.seed): r.layer_weights for r in finalists},
         "runs": [r.record() for r in runs],
+        "scoring": scoring_record,
         "decision_grid": ({"chosen": coder.decision.key,
                            "dev_der": {k: v["der"] for k, v in decisions[chosen.seed][1].items()}}
                           if objective == PIT else None),
@@ -484,6 +498,35 @@ def slot_decision_on_dev(model: Any, samples: Mapping[str, Any], labels: Mapping
 
     logits = predict_logits(model, samples, ids, device=device, batch_frames=batch_frames)
     return tune_decision([labels[i] for i in logits], list(logits.values()), frame_rate)
+
+
+@dataclass
+class VerificationScoring:
+    """A ``verify`` model's score normalisation chosen on dev, its cohort (float32 ``[S, E]``, one row
+    per training speaker) and the dev metrics of each candidate, by :attr:`ScoreNorm.name`."""
+
+    norm: Any
+    cohort: np.ndarray
+    dev: dict[str, dict[str, float]]
+
+
+def scoring_on_dev(model: Any, samples: Mapping[str, Any], speakers: Mapping[str, Any], train_ids: Sequence[str],
+                   dev_ids: Sequence[str], device: Any, batch_frames: int) -> VerificationScoring:
+    """Embed the training utterances into a cohort (:func:`~speechunits.probe.verification.speaker_cohort`)
+    and choose among no normalisation, S-norm and AS-norm (top 300, or half the cohort when it has
+    fewer than 600 speakers) by dev EER; ties go to the simpler one, in that order."""
+    from speechunits.probe.verification import DEFAULT_AS_NORM_TOP, ScoreNorm, speaker_cohort, verification_metrics
+
+    train = predict_logits(model, samples, train_ids, device=device, batch_frames=batch_frames, embeddings=True)
+    cohort = speaker_cohort({i: str(speakers[i]) for i in train_ids}, train)
+    candidates = [ScoreNorm()]
+    if cohort.shape[0] >= 4:
+        candidates += [ScoreNorm("s-norm"), ScoreNorm("as-norm", min(DEFAULT_AS_NORM_TOP, cohort.shape[0] // 2))]
+    embeddings = predict_logits(model, samples, dev_ids, device=device, batch_frames=batch_frames, embeddings=True)
+    dev = {norm.name: verification_metrics({i: str(speakers[i]) for i in dev_ids}, embeddings, norm=norm, cohort=cohort)
+           for norm in candidates}
+    best = min(candidates, key=lambda norm: dev[norm.name]["eer"])  # min keeps the first of equals
+    return VerificationScoring(best, cohort, dev)
 
 
 def speakers_shared(speakers: Mapping[str, Any], split: Any, parts: Sequence[str] = ("dev", "test")) -> list[str]:

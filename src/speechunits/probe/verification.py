@@ -16,13 +16,20 @@ Metrics (:func:`verification_metrics`):
 * ``min_dcf``: the minimum over thresholds of the normalised detection cost
   ``(C_miss P_miss P_target + C_fa P_fa (1 - P_target)) / min(C_miss P_target, C_fa (1 - P_target))``,
   with P_target 0.01 and both costs 1 (the VoxCeleb challenges' setting).
+
+Score normalisation (:class:`ScoreNorm`) against a *cohort* of impostor embeddings (a ``verify``
+probe keeps one per training speaker: the mean of that speaker's unit-length embeddings, made unit
+length, :func:`speaker_cohort`). Each utterance ``u`` gets the mean ``mu_u`` and standard deviation
+``sigma_u`` of its cosines to the cohort (all of them: S-norm; its ``top`` highest: adaptive S-norm,
+AS-norm), and a trial ``(a, b)`` with cosine ``s`` scores
+``((s - mu_a) / sigma_a + (s - mu_b) / sigma_b) / 2`` (symmetric: the two sides are the same kind).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +38,55 @@ from speechunits.files import iter_text_lines
 
 #: Words of a Kaldi trial file's third column.
 TARGET_WORDS = {"target": 1, "nontarget": 0}
+#: Score normalisations :class:`ScoreNorm` knows.
+NORMS = ("none", "s-norm", "as-norm")
+#: AS-norm's cohort size when none is given (WeSpeaker's VoxCeleb setting).
+DEFAULT_AS_NORM_TOP = 300
+
+
+@dataclass(frozen=True)
+class ScoreNorm:
+    """How trial cosines are normalised: ``none``, ``s-norm`` (the whole cohort) or ``as-norm`` (each
+    utterance's ``top`` closest cohort members; at least the cohort's size means the whole cohort)."""
+
+    kind: str = "none"
+    top: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in NORMS:
+            raise SpeechUnitsError(f"score normalisation {self.kind!r}: expected one of {', '.join(NORMS)}")
+        if self.kind == "as-norm" and (self.top is None or self.top < 2):
+            raise SpeechUnitsError(f"as-norm needs a cohort of at least 2 per utterance, got {self.top}")
+        if self.kind != "as-norm" and self.top is not None:
+            raise SpeechUnitsError(f"only as-norm takes a cohort size ({self.kind} uses the whole cohort)")
+
+    @classmethod
+    def parse(cls, text: str) -> "ScoreNorm":
+        """``none``, ``s-norm``, ``as-norm`` (top :data:`DEFAULT_AS_NORM_TOP`) or ``as-norm:N``."""
+        kind, _, top = text.strip().partition(":")
+        if kind == "as-norm":
+            try:
+                size = int(top) if top else DEFAULT_AS_NORM_TOP
+            except ValueError:
+                raise SpeechUnitsError(f"as-norm:N takes a whole number of cohort members, got {text!r}") from None
+            return cls(kind, size)
+        if top:
+            raise SpeechUnitsError(f"score normalisation {text!r}: only as-norm takes ':N'")
+        return cls(kind)
+
+    @property
+    def name(self) -> str:
+        return f"as-norm:{self.top}" if self.kind == "as-norm" else self.kind
+
+    def record(self) -> dict[str, Any]:
+        return {"kind": self.kind, "top": self.top}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | None) -> "ScoreNorm":
+        if record is None:
+            return cls()
+        top = record.get("top")
+        return cls(str(record.get("kind", "none")), None if top is None else int(top))
 
 
 @dataclass
@@ -67,19 +123,63 @@ def _unit_rows(embeddings: Mapping[str, np.ndarray], ids: Sequence[str]) -> np.n
     return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
 
 
-def all_pair_scores(speakers: Mapping[str, str], embeddings: Mapping[str, np.ndarray]
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def speaker_cohort(speakers: Mapping[str, str], embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
+    """float32 ``[S, E]``: one unit-length row per speaker of ``{utt: speaker}`` (sorted by name), the
+    mean of that speaker's unit-length embeddings."""
+    ids = sorted(u for u in speakers if u in embeddings)
+    if not ids:
+        raise SpeechUnitsError("a score-normalisation cohort needs embedded utterances with speakers")
+    matrix = _unit_rows(embeddings, ids)
+    names, codes = np.unique(np.array([str(speakers[i]) for i in ids]), return_inverse=True)
+    sums = np.zeros((len(names), matrix.shape[1]))
+    np.add.at(sums, codes, matrix)
+    return (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def cohort_statistics(rows: np.ndarray, cohort: np.ndarray, norm: ScoreNorm) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu, sigma)``, float64 ``[N]`` each: the mean and standard deviation of each unit-length row's
+    cosines to the unit-length ``cohort`` ``[S, E]`` (its ``norm.top`` highest for AS-norm)."""
+    cohort = np.asarray(cohort, dtype=np.float64)
+    if cohort.ndim != 2 or cohort.shape[0] < 2 or cohort.shape[1] != rows.shape[1]:
+        raise SpeechUnitsError(f"a score-normalisation cohort is [speakers >= 2, {rows.shape[1]}] embeddings, "
+                               f"got shape {cohort.shape}")
+    mu, sigma = np.empty(len(rows)), np.empty(len(rows))
+    top = cohort.shape[0] if norm.kind != "as-norm" else min(int(norm.top), cohort.shape[0])
+    for start in range(0, len(rows), 1024):
+        part = slice(start, start + 1024)
+        sims = rows[part] @ cohort.T  # [b, S]
+        if top < cohort.shape[0]:
+            sims = np.partition(sims, -top, axis=1)[:, -top:]
+        mu[part], sigma[part] = sims.mean(axis=1), np.maximum(sims.std(axis=1), 1e-9)
+    return mu, sigma
+
+
+def _statistics(matrix: np.ndarray, norm: ScoreNorm | None, cohort: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    if norm is None or norm.kind == "none":
+        return None
+    if cohort is None:
+        raise SpeechUnitsError(f"{norm.name} needs a cohort of impostor embeddings (a verify probe keeps one)")
+    return cohort_statistics(matrix, cohort, norm)
+
+
+def all_pair_scores(speakers: Mapping[str, str], embeddings: Mapping[str, np.ndarray], *,
+                    norm: ScoreNorm | None = None, cohort: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The scores and target flags of every unordered pair of the utterances of ``{utt: speaker}`` (in
     sorted id order), computed a block of rows at a time without listing the pairs (4,874 utterances,
-    VoxCeleb1's test part, are 11.9 M pairs)."""
+    VoxCeleb1's test part, are 11.9 M pairs); normalised by ``norm`` against ``cohort`` when given."""
     ids = sorted(speakers)
     matrix = _unit_rows(embeddings, ids)
+    stats = _statistics(matrix, norm, cohort)
     _, codes = np.unique(np.array([str(speakers[i]) for i in ids]), return_inverse=True)
     scores, target = [], []
     block = 512
     for start in range(0, len(ids), block):
         rows = slice(start, min(start + block, len(ids)))
         sims = matrix[rows] @ matrix.T  # [b, N]
+        if stats is not None:
+            mu, sigma = stats
+            sims = ((sims - mu[rows, None]) / sigma[rows, None] + (sims - mu[None, :]) / sigma[None, :]) / 2
         upper = np.arange(len(ids))[None, :] > np.arange(rows.start, rows.stop)[:, None]
         scores.append(sims[upper])
         target.append((codes[rows][:, None] == codes[None, :])[upper])
@@ -158,10 +258,13 @@ def match_trials(trials: Trials, ids: Sequence[str]) -> tuple[Trials, list[str]]
                   trials.source), unmatched
 
 
-def cosine_scores(embeddings: Mapping[str, np.ndarray], trials: Trials) -> np.ndarray:
-    """float64 ``[N]``: the cosine similarity of each trial's two embeddings."""
+def cosine_scores(embeddings: Mapping[str, np.ndarray], trials: Trials, *, norm: ScoreNorm | None = None,
+                  cohort: np.ndarray | None = None) -> np.ndarray:
+    """float64 ``[N]``: the cosine similarity of each trial's two embeddings, normalised by ``norm``
+    against ``cohort`` when given."""
     ids = sorted(set(trials.first) | set(trials.second))
     matrix = _unit_rows(embeddings, ids)
+    stats = _statistics(matrix, norm, cohort)
     row = {utt: k for k, utt in enumerate(ids)}
     a = np.array([row[i] for i in trials.first], dtype=np.int64)
     b = np.array([row[i] for i in trials.second], dtype=np.int64)
@@ -169,6 +272,9 @@ def cosine_scores(embeddings: Mapping[str, np.ndarray], trials: Trials) -> np.nd
     for start in range(0, len(a), 1 << 16):  # a chunk at a time: never [N, E] copies of the rows
         part = slice(start, start + (1 << 16))
         out[part] = np.einsum("nd,nd->n", matrix[a[part]], matrix[b[part]])
+    if stats is not None:
+        mu, sigma = stats
+        out = ((out - mu[a]) / sigma[a] + (out - mu[b]) / sigma[b]) / 2
     return out
 
 
@@ -216,13 +322,16 @@ def min_dcf(scores: np.ndarray, target: np.ndarray, *, p_target: float = 0.01, c
 
 
 def verification_metrics(speakers: Mapping[str, str], embeddings: Mapping[str, np.ndarray],
-                         trials: Trials | None = None) -> dict[str, float | int]:
+                         trials: Trials | None = None, *, norm: ScoreNorm | None = None,
+                         cohort: np.ndarray | None = None) -> dict[str, float | int]:
     """``{"eer", "min_dcf", "trials", "target_trials"}`` of cosine scoring over ``trials`` (default:
-    every pair of the utterances that have both a speaker and an embedding)."""
+    every pair of the utterances that have both a speaker and an embedding), normalised by ``norm``
+    against ``cohort`` when given."""
     if trials is None:
-        scores, target = all_pair_scores({u: str(s) for u, s in speakers.items() if u in embeddings}, embeddings)
+        scores, target = all_pair_scores({u: str(s) for u, s in speakers.items() if u in embeddings}, embeddings,
+                                         norm=norm, cohort=cohort)
     else:
-        scores, target = cosine_scores(embeddings, trials), trials.target
+        scores, target = cosine_scores(embeddings, trials, norm=norm, cohort=cohort), trials.target
     if len(scores) == 0:
         raise SpeechUnitsError("verification: no trial to score (fewer than two utterances)")
     return {"eer": equal_error_rate(scores, target), "min_dcf": min_dcf(scores, target),
