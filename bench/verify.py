@@ -26,8 +26,10 @@ What is measured, all on the same test trials, in one run:
    ``verify`` probes on the raw and the deduplicated units (durations kept), the same settings otherwise.
    An EER near 50 % would mean the units carry no speaker identity.
 
-Nothing is chosen on test: the probes' learning rate and step are chosen on dev; the settings above are
-fixed, the first tried. ``OUT/results.json`` and ``OUT/table.md`` hold the figures::
+Nothing is chosen on test: the probes' learning rate, step and score normalisation (none, S-norm or
+AS-norm against a cohort of the training speakers) are chosen on dev; the settings above are fixed,
+the first tried. Each probe's test EER without normalisation (``probe eval --score-norm none``) is
+given beside it. A sweep left by an earlier run is resumed (``--resume``). ``OUT/results.json`` and ``OUT/table.md`` hold the figures::
 
     python bench/verify.py ../shared/data/librispeech-sample --out bench/out/verify --tiny bench/state/probe3/tiny
 """
@@ -134,15 +136,22 @@ def probe_row(manifest: Path, split_file: Path, encoder: str, out: Path, max_min
                    "--split-file", str(split_file), *reads, *(head or []), "--lr", "1e-3,1e-2",
                    "--max-steps", "3000", "--eval-every", "50", "--patience", "10",
                    "--max-minutes", str(max_minutes), "--step-schedule", "--device", "cpu", "--quiet",
-                   "-o", str(probe)]
+                   "--resume", "-o", str(probe)]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     meta = json.loads((probe / "probe.json").read_text())
+    reads = ["--encoder", encoder] if units is None else ["--units", str(units)]
+    plain = json.loads(subprocess.run(
+        [sys.executable, "-m", "speechunits", "probe", "eval", str(probe), str(manifest), *reads, "--split", "test",
+         "--score-norm", "none", "--json", "--device", "cpu", "--quiet"],
+        check=True, capture_output=True, text=True).stdout)
     return {"dev_eer": meta["dev"]["eer"]["mean"], "eer": meta["test"]["eer"]["mean"],
             "min_dcf": meta["test"]["min_dcf"]["mean"], "trials": meta["test"]["trials"]["mean"],
             "lr": meta["selection"]["lr"], "best_step": [r["best_step"] for r in meta["runs"]
                                                           if r["lr"] == meta["selection"]["lr"]][0],
             "stopped": sorted({r["stop_reason"] for r in meta["runs"]}),
-            "train_x_realtime": meta["throughput"]["train_x_realtime"]}
+            "train_x_realtime": meta["throughput"]["train_x_realtime"],
+            "score_norm": (meta.get("scoring") or {}).get("norm"), "dev_eer_by_norm": (meta.get("scoring") or {}).get("dev_eer"),
+            "eer_without_norm": plain["eer"], "min_dcf_without_norm": plain["min_dcf"]}
 
 
 def main() -> int:
@@ -193,10 +202,16 @@ def main() -> int:
             rows[f"verify probe on MFCC K={args.units_k} units{' (dedup)' if dedup else ''}"] = row
             print(store.name, dedup, row, flush=True)
 
-    lines = ["| system | dev EER % | test EER % | test minDCF (0.01) | test trials |", "|---|---|---|---|---|"]
+    lines = ["| system | score norm (chosen on dev) | dev EER % | test EER % | test minDCF (0.01) | "
+             "test EER % / minDCF without norm | test trials |", "|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
         dev = f"{100 * row['dev_eer']:.1f}" if "dev_eer" in row else "-"
-        lines.append(f"| {name} | {dev} | {100 * row['eer']:.1f} | {row['min_dcf']:.3f} | {int(row['trials'])} |")
+        norm = row.get("score_norm") or {}
+        chosen = "-" if not norm else (f"as-norm:{norm['top']}" if norm["kind"] == "as-norm" else norm["kind"])
+        plain = (f"{100 * row['eer_without_norm']:.1f} / {row['min_dcf_without_norm']:.3f}"
+                 if "eer_without_norm" in row else "-")
+        lines.append(f"| {name} | {chosen} | {dev} | {100 * row['eer']:.1f} | {row['min_dcf']:.3f} | {plain} | "
+                     f"{int(row['trials'])} |")
     table = "\n".join(lines)
     print(table)
     (args.out / "table.md").write_text(table + "\n")

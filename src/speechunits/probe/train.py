@@ -8,8 +8,8 @@ evaluations without improvement stop the run (early stopping; one run is
 mean dev metric over seeds is chosen; only then is the test part read, once per seed of that lr,
 and reported as mean and standard deviation over seeds (s3prl users' most common complaint:
 one hand-tuned learning rate per model and task). A ``diarize`` probe's threshold and median filter
-are chosen on dev per seed before its test part is read (:func:`slot_decision_on_dev`). The best
-seed's weights become the probe
+and a ``verify`` probe's score normalisation are chosen on dev per seed before its test part is read
+(:func:`slot_decision_on_dev`, :func:`scoring_on_dev`). The best seed's weights become the probe
 (:mod:`speechunits.probe.model_dir`), with the learned layer weights of every seed.
 
 ``max_minutes`` is the budget of the whole sweep, shared equally by its runs; under a budget the
