@@ -246,6 +246,62 @@ def test_s2ut_train_and_translate(tmp_path, codebook, fake_vocoder, capsys, capl
     assert "is an input file" in cli_error(["translate", str(src / "manifest.tsv"), "--s2ut", str(out),
                                             "--vocoder", "VOC", "--speaker", "en00", "-o", str(src)], caplog)
     assert {p.name: p.read_bytes() for p in (src / "wavs").glob("*.wav")} == before and before
+    refs = tmp_path / "refs.tsv"
+    refs.write_text("x\ty\n")
+    assert "scores text translations" in cli_error(["translate", str(src), "--s2ut", str(out), "--references",
+                                                    str(refs), "-o", str(tmp_path / "tr4")], caplog)
+
+
+def test_speech_to_text_translation_writes_and_scores_text(tmp_path, codebook, capsys, caplog):
+    """SUPERB's ST: features -> text with ``s2ut train --target text``; ``translate`` writes text.tsv."""
+    import csv
+
+    from speechunits.seq2seq.testing import tiny_pairs
+
+    pairs = tiny_pairs(tmp_path / "pairs", dev_every=4)
+    # as CoVoST users have it: source audio and target text, no target audio (nor target ids)
+    shutil.rmtree(tmp_path / "pairs" / "tgt")
+    table = [line.split("\t") for line in pairs.read_text(encoding="utf-8").splitlines()]
+    column = table[0].index("target")
+    pairs.write_text("".join("\t".join(row[:column] + ["" if k else row[column]] + row[column + 1:]) + "\n"
+                             for k, row in enumerate(table)), encoding="utf-8")
+    out = tmp_path / "st"
+    summary = _run(["s2ut", "train", str(pairs), "-o", str(out), "--encoder", "mfcc", "--layer", "0",
+                    "--target", "text", "--steps", "3", "--beam", "2", "--model", TINY_S2UT,
+                    "--batch-frames", "3000", *FAST], capsys)
+    assert set(summary["scores"]["dev"]) == {"cer", "bleu", "diversity"}
+    rows = list(csv.DictReader(open(pairs, encoding="utf-8"), delimiter="\t"))
+    refs = tmp_path / "refs.tsv"
+    refs.write_text("".join(f"{r['source']}\t{r['target_text']}\n" for r in rows[1:]), encoding="utf-8")
+    src = tmp_path / "pairs" / "src"
+    result = _run(["translate", str(src), "--s2ut", str(out), "-o", str(tmp_path / "tr"), "--beam", "1",
+                   "--references", str(refs), "--device", "cpu"], capsys)
+    written = dict(line.split("\t") for line in (tmp_path / "tr" / "text.tsv").read_text().splitlines())
+    assert len(written) == result["utterances"] == len(rows) and not (tmp_path / "tr" / "units").exists()
+    assert result["scored"] == len(rows) - 1 and result["unreferenced"] == 1  # the first has no reference
+    assert 0.0 <= result["bleu"] <= 100.0 and result["cer"] >= 0.0
+    assert "exists" in cli_error(["translate", str(src), "--s2ut", str(out), "-o", str(tmp_path / "tr")], caplog)
+    assert "no units for a vocoder" in cli_error(["translate", str(src), "--s2ut", str(out), "--vocoder", "VOC",
+                                                  "-o", str(tmp_path / "tr2")], caplog)
+    other = tmp_path / "other.tsv"
+    other.write_text("nobody\tsome text\n")
+    assert "none of its ids" in cli_error(["translate", str(src), "--s2ut", str(out), "--references", str(other),
+                                           "-o", str(tmp_path / "tr3")], caplog)
+
+
+def test_translation_scores_by_hand():
+    from speechunits.seq2seq.infer import score_translations
+
+    same = score_translations({"a": "The cat sat on the mat.", "b": "hello there"},
+                              {"a": "the cat sat on the mat", "b": "hello there", "c": "extra"}, "refs")
+    assert same == {"bleu": pytest.approx(100.0), "cer": 0.0, "scored": 2, "unreferenced": 1}
+    one_char = score_translations({"a": "abcd"}, {"a": "abed"}, "refs")
+    assert one_char["cer"] == pytest.approx(0.25)  # one substitution in four characters
+    import sacrebleu
+
+    hyps, ref_texts = ["the cat sat on a mat today", "a dog ran"], ["the cat sat on the mat", "the dog ran away"]
+    got = score_translations(dict(zip("xy", ref_texts)), dict(zip("xy", hyps)), "refs")
+    assert got["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [ref_texts]).score)
 
 
 def test_s2ut_on_source_units_refuses_another_source_codebook(tmp_path, codebook, capsys, caplog):

@@ -284,11 +284,13 @@ def read_parallel_pairs(path: str | Path) -> list[ParallelPair]:
 
 
 def find_pair_corpora(pairs_path: str | Path, pairs: Sequence[ParallelPair], *,
-                      source: str | Path | None = None, target: str | Path | None = None) -> tuple[Path, Path]:
+                      source: str | Path | None = None, target: str | Path | None = None,
+                      need_source: bool = True, need_target: bool = True) -> tuple[Path | None, Path | None]:
     """The source and target corpus directories of ``pairs``: given, or the sub-directories of
-    ``pairs.tsv``'s directory whose manifests hold the first pair's source / target id."""
-    if source is not None and target is not None:
-        return Path(source), Path(target)
+    ``pairs.tsv``'s directory whose manifests hold the first pair's source / target id. A side that
+    is not needed (text, not audio: speech-to-text translation has no target audio) is None unless given."""
+    if (source is not None or not need_source) and (target is not None or not need_target):
+        return (Path(source) if source is not None else None), (Path(target) if target is not None else None)
     root = Path(pairs_path).parent
     candidates = sorted(p for p in root.iterdir()
                         if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
@@ -301,5 +303,7 @@ def find_pair_corpora(pairs_path: str | Path, pairs: Sequence[ParallelPair], *,
                                    f"utterance {utt!r}; give --source-corpus and --target-corpus")
         return hits[0]
 
-    return (Path(source) if source is not None else holding(pairs[0].source),
-            Path(target) if target is not None else holding(pairs[0].target))
+    def side(given: str | Path | None, needed: bool, utt: str) -> Path | None:
+        return Path(given) if given is not None else (holding(utt) if needed else None)
+
+    return side(source, need_source, pairs[0].source), side(target, need_target, pairs[0].target)

@@ -1,5 +1,5 @@
 """Using trained sequence models: text -> units -> speech (:func:`say`), speech -> units -> speech
-(:func:`translate`), and text -> text (:func:`translate_texts`, the cascade's translator).
+and speech -> text (:func:`translate`), and text -> text (:func:`translate_texts`, the cascade's translator).
 
 Units go to the vocoder of contract A (``speechunits.vocoder.load_vocoder(...).synthesize``)
 after :func:`speechunits.seq2seq.model_dir.check_vocoder` has made sure it speaks the
@@ -174,11 +174,18 @@ def source_inputs(bundle: Any, corpus: Any, *, source_codebook: str | Path | Non
 
 def translate(inputs: str | Path, s2ut: str | Path, out_dir: str | Path, *, vocoder: str | Path | None = None,
               speaker: str | None = None, beam: int | None = None, source_codebook: str | Path | None = None,
-              encoder: str | None = None, device: str = "auto", quiet: bool = False) -> dict[str, Any]:
-    """Translate audio: ``OUT/units/`` (unit store), ``OUT/wavs/<id>.wav`` (with ``vocoder``), ``OUT/errors.tsv``.
+              encoder: str | None = None, references: str | Path | None = None, device: str = "auto",
+              quiet: bool = False) -> dict[str, Any]:
+    """Translate audio with a model trained on speech sources.
+
+    A unit target gives ``OUT/units/`` (unit store) and, with ``vocoder``, ``OUT/wavs/<id>.wav``; a text
+    target (speech-to-text translation, SUPERB's ST) gives ``OUT/text.tsv`` (``id<TAB>translation``),
+    scored against ``references`` (``id<TAB>text`` lines) by corpus BLEU and CER when given.
+    Utterances that could not be read are listed in ``OUT/errors.tsv``.
 
     Returns:
-        ``{"utterances", "errors", "audio_seconds", "decode_seconds", "units": {id: Units}}``.
+        ``{"utterances", "errors", "audio_seconds", "decode_seconds"}`` and ``"units": {id: Units}`` or
+        ``"texts": {id: str}`` (with ``references``: ``"bleu"``, ``"cer"``, ``"scored"``, ``"unreferenced"``).
     """
     import time
 
@@ -189,14 +196,22 @@ def translate(inputs: str | Path, s2ut: str | Path, out_dir: str | Path, *, voco
     from speechunits.units.units import Units
 
     out = Path(out_dir)
-    if (out / "units").exists():
-        raise SpeechUnitsError(f"{out}/units exists: translate into a new directory")
-    refuse_output_in_input(inputs, out)
     dev = resolve_device(device)
     bundle = load_s2ut(s2ut, device=dev)
     target = bundle.target
-    if target["kind"] != "units":
-        raise SpeechUnitsError(f"{s2ut} predicts {target['kind']}, not units")
+    if target["kind"] not in ("units", "text"):
+        raise SpeechUnitsError(f"{s2ut} predicts {target['kind']}, not units or text")
+    text_out = target["kind"] == "text"
+    if text_out and vocoder is not None:
+        raise SpeechUnitsError(f"{s2ut} translates speech into text: there are no units for a vocoder to voice")
+    if references is not None and not text_out:
+        raise SpeechUnitsError(f"--references scores text translations; {s2ut} predicts units (score them "
+                               "with evaluate-audio's ASR after the vocoder)")
+    written = out / ("text.tsv" if text_out else "units")
+    if written.exists():
+        raise SpeechUnitsError(f"{written} exists: translate into a new directory")
+    refuse_output_in_input(inputs, out)
+    reference_texts = dict(zip(*read_text_file(references))) if references is not None else None  # before decoding
     voc = None
     if vocoder is not None:
         voc = _load_vocoder(vocoder, str(dev))
@@ -217,12 +232,24 @@ def translate(inputs: str | Path, s2ut: str | Path, out_dir: str | Path, *, voco
     started = time.perf_counter()
     decoded = bundle.decode([sources[i] for i in ids], beam=beam, device=dev)
     decode_seconds = time.perf_counter() - started
-    units = [Units(np.asarray(ids_to_units(h), dtype=np.int64), float(target["frame_rate"]), int(target["k"]))
-             for h in decoded]
     out.mkdir(parents=True, exist_ok=True)
-    _write_store(out / "units", ids, units, bundle.meta.get("codebook_meta"))
     if errors:
         (out / "errors.tsv").write_text("".join(f"{k}\t{v}\n" for k, v in errors.items()), encoding="utf-8")
+    result: dict[str, Any] = {"utterances": len(ids), "errors": len(errors), "audio_seconds": seconds,
+                              "decode_seconds": decode_seconds}
+    if text_out:
+        from speechunits.files import write_lines
+        from speechunits.seq2seq.s2ut_train import symbols_text
+
+        texts = {utt: symbols_text(bundle.target_symbols.decode(h)) for utt, h in zip(ids, decoded)}
+        write_lines(written, (f"{utt}\t{text}" for utt, text in texts.items()))
+        result["texts"] = texts
+        if reference_texts is not None:
+            result.update(score_translations(reference_texts, texts, str(references)))
+        return result
+    units = [Units(np.asarray(ids_to_units(h), dtype=np.int64), float(target["frame_rate"]), int(target["k"]))
+             for h in decoded]
+    _write_store(written, ids, units, bundle.meta.get("codebook_meta"))
     if voc is not None:
         (out / "wavs").mkdir(exist_ok=True)
         for utt, unit in zip(ids, units):
@@ -230,8 +257,27 @@ def translate(inputs: str | Path, s2ut: str | Path, out_dir: str | Path, *, voco
                 log.warning("%s: empty translation, no audio written", utt)
                 continue
             voc.synthesize(unit, speaker=speaker).save(_translation_wav(out, utt))
-    return {"utterances": len(ids), "errors": len(errors), "audio_seconds": seconds,
-            "decode_seconds": decode_seconds, "units": dict(zip(ids, units))}
+    result["units"] = dict(zip(ids, units))
+    return result
+
+
+def score_translations(references: dict[str, str], texts: dict[str, str], source: str) -> dict[str, Any]:
+    """Corpus BLEU (sacrebleu, normalised text) and CER of ``texts`` against the ``references`` of the
+    same ids; ids without a reference are counted in ``unreferenced`` (none at all: SpeechUnitsError)."""
+    from speechunits.measure.sequences import asr_bleu
+    from speechunits.probe.metrics import cer
+    from speechunits.probe.vocab import normalize_text
+
+    scored = [utt for utt in texts if utt in references]
+    if not scored:
+        raise SpeechUnitsError(f"{source}: none of its ids is a translated utterance (such as "
+                               f"{', '.join(repr(i) for i in list(texts)[:3])})")
+    unreferenced = len(texts) - len(scored)
+    if unreferenced:
+        log.warning("%s: %d translated utterances have no reference and are not scored", source, unreferenced)
+    refs, hyps = [references[u] for u in scored], [texts[u] for u in scored]
+    return {"bleu": asr_bleu(refs, hyps), "cer": cer([normalize_text(r) for r in refs], [normalize_text(h) for h in hyps]),
+            "scored": len(scored), "unreferenced": unreferenced}
 
 
 def translate_texts(s2ut: Any, texts: Sequence[str], *, beam: int | None = None, device: str = "cpu") -> list[str]:

@@ -168,7 +168,8 @@ def train_s2ut(pairs_path: str | Path, out_dir: str | Path, *, source_input: str
     dist, dev = init_distributed(device)
     quiet_here = quiet or not dist.is_main
     pairs = read_parallel_pairs(pairs_path)
-    src_dir, tgt_dir = find_pair_corpora(pairs_path, pairs, source=source_corpus, target=target_corpus)
+    src_dir, tgt_dir = find_pair_corpora(pairs_path, pairs, source=source_corpus, target=target_corpus,
+                                         need_source=source_input != "text", need_target=target == "units")
     old = read_meta(out, S2UT_FILE, "S2UT model") if resume else None
     src_cb = load_codebook(source_codebook) if source_codebook is not None else None
     tgt_cb = load_codebook(target_codebook) if target_codebook is not None else None
@@ -225,7 +226,8 @@ def train_s2ut(pairs_path: str | Path, out_dir: str | Path, *, source_input: str
             "ctc": {"symbols": ctc_symbols.to_json(), "weight": ctc_weight} if ctc_symbols is not None else None,
             "decoding": old["decoding"] if old else {"max_len_a": 1.5 * ratio, "max_len_b": 10, "beam": beam,
                                                      "length_penalty": length_penalty},
-            "data": {"pairs": str(pairs_path), "source_corpus": str(src_dir), "target_corpus": str(tgt_dir),
+            "data": {"pairs": str(pairs_path), "source_corpus": src_dir and str(src_dir),
+                     "target_corpus": tgt_dir and str(tgt_dir),
                      **{f"{k}_pairs": len(v) for k, v in parts.items()},
                      "train_source_seconds": float(sum(i.seconds for _, i in parts["train"]))},
             "training": {"batch_frames": batch_frames, "label_smoothing": label_smoothing}}
