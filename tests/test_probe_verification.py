@@ -11,7 +11,7 @@ import torch
 
 from speechunits.cli.main import main
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.verification import (ScoreNorm, Trials, all_pair_scores, cosine_scores,
+from speechunits.probe.verification import (ScoreNorm, Trials, all_pair_scores, choose_score_norm, cosine_scores,
                                             equal_error_rate, match_trials, min_dcf, read_trials,
                                             speaker_cohort, verification_metrics)
 from speechunits.synth.testing import small_corpus
@@ -153,6 +153,24 @@ def test_speaker_cohort_is_each_speakers_mean_direction():
     cohort = speaker_cohort({"a1": "A", "a2": "A", "b1": "B", "zz": "C"}, embeddings)  # zz has no embedding
     assert cohort.dtype == np.float32 and cohort.shape == (2, 2)
     assert cohort[0] == pytest.approx([2 ** -0.5, 2 ** -0.5]) and cohort[1] == pytest.approx([-1.0, 0.0])
+
+
+def test_choose_score_norm_takes_devs_least_eer_and_needs_four_cohort_speakers():
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(12, 8))
+    speakers, embeddings = {}, {}
+    for k in range(12):
+        for j in range(4):
+            speakers[f"s{k}-{j}"] = f"s{k}"
+            # an utterance-dependent offset (a "channel") that normalisation can take out
+            embeddings[f"s{k}-{j}"] = centres[k] + rng.normal(scale=0.8, size=8) + (j % 2) * 1.5
+    train = {u: e for u, e in embeddings.items() if int(u[1:].split("-")[0]) < 8}
+    dev = {u: e for u, e in embeddings.items() if u not in train}
+    chosen = choose_score_norm(speakers, train, dev)
+    assert chosen.cohort.shape == (8, 8) and set(chosen.dev) == {"none", "s-norm", "as-norm:4"}
+    assert chosen.dev[chosen.norm.name]["eer"] == min(m["eer"] for m in chosen.dev.values())
+    small = choose_score_norm(speakers, {u: e for u, e in train.items() if int(u[1:].split("-")[0]) < 3}, dev)
+    assert small.norm == ScoreNorm() and set(small.dev) == {"none"}  # 3 cohort speakers: no normalisation offered
 
 
 def test_score_norm_names_and_refusals():

@@ -413,7 +413,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     test_ids = split.test
     model = build_model(spec).to(dev)
     decisions: dict[int, tuple[Any, dict[str, dict[str, float]]]] = {}
-    scorings: dict[int, VerificationScoring] = {}
+    scorings: dict[int, Any] = {}
     for run in finalists:  # the test part is read here, once per seed of the chosen lr
         model.load_state_dict(run.state)
         scoring = None
@@ -500,33 +500,16 @@ def slot_decision_on_dev(model: Any, samples: Mapping[str, Any], labels: Mapping
     return tune_decision([labels[i] for i in logits], list(logits.values()), frame_rate)
 
 
-@dataclass
-class VerificationScoring:
-    """A ``verify`` model's score normalisation chosen on dev, its cohort (float32 ``[S, E]``, one row
-    per training speaker) and the dev metrics of each candidate, by :attr:`ScoreNorm.name`."""
-
-    norm: Any
-    cohort: np.ndarray
-    dev: dict[str, dict[str, float]]
-
-
 def scoring_on_dev(model: Any, samples: Mapping[str, Any], speakers: Mapping[str, Any], train_ids: Sequence[str],
-                   dev_ids: Sequence[str], device: Any, batch_frames: int) -> VerificationScoring:
-    """Embed the training utterances into a cohort (:func:`~speechunits.probe.verification.speaker_cohort`)
-    and choose among no normalisation, S-norm and AS-norm (top 300, or half the cohort when it has
-    fewer than 600 speakers) by dev EER; ties go to the simpler one, in that order."""
-    from speechunits.probe.verification import DEFAULT_AS_NORM_TOP, ScoreNorm, speaker_cohort, verification_metrics
+                   dev_ids: Sequence[str], device: Any, batch_frames: int) -> Any:
+    """A ``verify`` model's :class:`~speechunits.probe.verification.VerificationScoring`: its training
+    utterances' embeddings make the cohort, its dev utterances' choose the normalisation
+    (:func:`~speechunits.probe.verification.choose_score_norm`)."""
+    from speechunits.probe.verification import choose_score_norm
 
     train = predict_logits(model, samples, train_ids, device=device, batch_frames=batch_frames, embeddings=True)
-    cohort = speaker_cohort({i: str(speakers[i]) for i in train_ids}, train)
-    candidates = [ScoreNorm()]
-    if cohort.shape[0] >= 4:
-        candidates += [ScoreNorm("s-norm"), ScoreNorm("as-norm", min(DEFAULT_AS_NORM_TOP, cohort.shape[0] // 2))]
-    embeddings = predict_logits(model, samples, dev_ids, device=device, batch_frames=batch_frames, embeddings=True)
-    dev = {norm.name: verification_metrics({i: str(speakers[i]) for i in dev_ids}, embeddings, norm=norm, cohort=cohort)
-           for norm in candidates}
-    best = min(candidates, key=lambda norm: dev[norm.name]["eer"])  # min keeps the first of equals
-    return VerificationScoring(best, cohort, dev)
+    dev = predict_logits(model, samples, dev_ids, device=device, batch_frames=batch_frames, embeddings=True)
+    return choose_score_norm({i: str(speakers[i]) for i in (*train_ids, *dev_ids)}, train, dev)
 
 
 def speakers_shared(speakers: Mapping[str, Any], split: Any, parts: Sequence[str] = ("dev", "test")) -> list[str]:

@@ -336,3 +336,29 @@ def verification_metrics(speakers: Mapping[str, str], embeddings: Mapping[str, n
         raise SpeechUnitsError("verification: no trial to score (fewer than two utterances)")
     return {"eer": equal_error_rate(scores, target), "min_dcf": min_dcf(scores, target),
             "trials": int(len(scores)), "target_trials": int(target.sum())}
+
+
+@dataclass
+class VerificationScoring:
+    """A score normalisation chosen on dev, its cohort (float32 ``[S, E]``, one row per training
+    speaker) and each candidate's dev metrics, by :attr:`ScoreNorm.name`."""
+
+    norm: ScoreNorm
+    cohort: np.ndarray
+    dev: dict[str, dict[str, float | int]]
+
+
+def choose_score_norm(speakers: Mapping[str, str], train: Mapping[str, np.ndarray],
+                      dev: Mapping[str, np.ndarray]) -> VerificationScoring:
+    """The cohort of the ``train`` embeddings' speakers (:func:`speaker_cohort`) and the normalisation
+    with the least EER over every pair of the ``dev`` embeddings, among none, S-norm and AS-norm
+    (top :data:`DEFAULT_AS_NORM_TOP`, or half the cohort when it has fewer than twice that many
+    speakers; a cohort under 4 speakers offers none). Ties go to the simpler one, in that order."""
+    cohort = speaker_cohort({u: speakers[u] for u in train}, train)
+    candidates = [ScoreNorm()]
+    if cohort.shape[0] >= 4:
+        candidates += [ScoreNorm("s-norm"), ScoreNorm("as-norm", min(DEFAULT_AS_NORM_TOP, cohort.shape[0] // 2))]
+    scores = {norm.name: verification_metrics({u: speakers[u] for u in dev}, dev, norm=norm, cohort=cohort)
+              for norm in candidates}
+    best = min(candidates, key=lambda norm: scores[norm.name]["eer"])  # min keeps the first of equals
+    return VerificationScoring(best, cohort, scores)
