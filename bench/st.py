@@ -7,12 +7,13 @@ test sentences are never trained on). Every setting is fixed here, the S2UT reci
 ``bench/seq2seq.py`` (no choice is made on test):
 
 1. **Direct**: MFCC features of the Spanish speech -> English characters, transformer encoder-decoder,
-   auxiliary CTC on the English text (0.3), ``--minutes`` of training, beam 5. Test: ``speechunits
+   auxiliary CTC on the English text (0.3), 5,000 source frames per batch, ``--minutes`` of training,
+   beam 5. Test: ``speechunits
    translate TEST --s2ut ST --references REFS`` (the command users run).
 2. **Cascade**: the ``asr`` judge recipe of bench/seq2seq.py (MFCC, BiLSTM, 2-frame stacking, early
    stopped on the dev pairs) on the training pairs' Spanish audio, ``--minutes / 2``; a character
-   translator (``s2ut train --source-input text --target text``, dim 192, 3 encoder blocks) on the
-   training pairs' text, ``--minutes / 2``; test Spanish audio -> transcript -> translation, beam 5.
+   translator (``s2ut train --source-input text --target text``, dim 192, 3 encoder blocks, 2,000
+   characters per batch) on the training pairs' text, ``--minutes / 2``; test Spanish audio -> transcript -> translation, beam 5.
    Also the translator on the gold Spanish text (the cascade's ceiling: a perfect ASR).
 
 Both are scored on the same test pairs by corpus BLEU (sacrebleu, lower-cased, no punctuation) and CER.
@@ -69,7 +70,7 @@ def main() -> int:
     if not (direct / "s2ut.json").is_file() or "scores" not in json.loads((direct / "s2ut.json").read_text()):
         started = time.perf_counter()
         su("s2ut", "train", pairs_path, "-o", direct, "--encoder", "mfcc", "--layer", "0", "--target", "text",
-           "--ctc-text", "--steps", "200000", "--minutes", args.minutes, "--quiet")
+           "--ctc-text", "--batch-frames", "5000", "--steps", "200000", "--minutes", args.minutes, "--quiet")
         results["direct_train_seconds"] = round(time.perf_counter() - started, 1)
     test_manifest = write_manifest(out / "test_sources.tsv", src_dir / "wavs", [p.source for p in test])
     refs = out / "test_refs.tsv"
@@ -99,7 +100,8 @@ def main() -> int:
     mt = out / "mt"
     if not (mt / "s2ut.json").is_file() or "scores" not in json.loads((mt / "s2ut.json").read_text()):
         su("s2ut", "train", pairs_path, "-o", mt, "--source-input", "text", "--target", "text",
-           "--model", "dim=192,encoder_layers=3", "--steps", "200000", "--minutes", args.minutes / 2, "--quiet")
+           "--model", "dim=192,encoder_layers=3", "--batch-frames", "2000", "--steps", "200000",
+           "--minutes", args.minutes / 2, "--quiet")
     heard = transcribe(asr, [str(src_dir / "wavs" / f"{p.source}.wav") for p in test], device="cpu", quiet=True)
     translator = load_s2ut(mt, device="cpu")
     gold = {p.source: p.target_text for p in test}
