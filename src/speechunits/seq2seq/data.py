@@ -24,6 +24,7 @@ target corpora beside it (:func:`find_pair_corpora`).
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,21 +290,21 @@ def find_pair_corpora(pairs_path: str | Path, pairs: Sequence[ParallelPair], *,
     """The source and target corpus directories of ``pairs``: given, or the sub-directories of
     ``pairs.tsv``'s directory whose manifests hold the first pair's source / target id. A side that
     is not needed (text, not audio: speech-to-text translation has no target audio) is None unless given."""
-    if (source is not None or not need_source) and (target is not None or not need_target):
-        return (Path(source) if source is not None else None), (Path(target) if target is not None else None)
     root = Path(pairs_path).parent
-    candidates = sorted(p for p in root.iterdir()
-                        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
-    ids = {p: {u.id for u in open_corpus(p / MANIFEST)} for p in candidates}
 
-    def holding(utt: str) -> Path:
-        hits = [p for p in candidates if utt in ids[p]]
+    @functools.cache
+    def corpora() -> dict[Path, set[str]]:  # read only when a side has to be found
+        candidates = sorted(p for p in root.iterdir()
+                            if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
+        return {p: {u.id for u in open_corpus(p / MANIFEST)} for p in candidates}
+
+    def side(given: str | Path | None, needed: bool, utt: str) -> Path | None:
+        if given is not None or not needed:
+            return Path(given) if given is not None else None
+        hits = [p for p, held in corpora().items() if utt in held]
         if len(hits) != 1:
             raise SpeechUnitsError(f"{root}: {'no' if not hits else 'more than one'} corpus directory holds "
                                    f"utterance {utt!r}; give --source-corpus and --target-corpus")
         return hits[0]
-
-    def side(given: str | Path | None, needed: bool, utt: str) -> Path | None:
-        return Path(given) if given is not None else (holding(utt) if needed else None)
 
     return side(source, need_source, pairs[0].source), side(target, need_target, pairs[0].target)
