@@ -61,16 +61,14 @@ class LabelCoder:
     (:class:`~speechunits.probe.diarize.SlotDecision`; None until dev has chosen one: the default).
     """
 
-    def __init__(self, task: str, vocabulary: Any = None, tokenizer: Any = None, decision: Any = None):
+    def __init__(self, task: str, vocabulary: Any = None, tokenizer: Any = None):
         if (vocabulary is None) == (tokenizer is None):
             raise SpeechUnitsError("LabelCoder: give exactly one of vocabulary and tokenizer")
         self.task = task
         self.objective = objective_of(task)
         self.vocabulary = vocabulary
         self.tokenizer = tokenizer
-        if decision is not None and self.objective != PIT:
-            raise SpeechUnitsError(f"LabelCoder: a slot decision belongs to 'diarize' probes, not {task!r}")
-        self.decision = decision
+        self.decision: Any = None
 
     @property
     def num_classes(self) -> int:
