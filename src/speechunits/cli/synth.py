@@ -2,7 +2,8 @@
 
 ``speechunits synth OUT`` writes a corpus; ``speechunits synth lexical|syntactic|parallel|qbe OUT``
 writes a benchmark set or a bilingual corpus (see docs/synth-benchmarks.md); ``speechunits synth mix
-OUT --corpus CORPUS`` mixes two speakers of a corpus into diarization data (no espeak-ng needed).
+OUT --corpus CORPUS`` mixes two speakers of a corpus into diarization data and ``speechunits synth noisy
+OUT --corpus CORPUS`` adds noise to it for speech enhancement (neither needs espeak-ng).
 """
 from __future__ import annotations
 
@@ -19,17 +20,32 @@ KINDS = {
     "parallel": ("source", "target", "minutes", "speakers"),
     "qbe": ("language", "documents", "queries", "doc_voices", "query_voices", "unmatched_share", "min_phones", "name"),
     "mix": ("corpus", "mixtures", "max_overlap", "min_pause", "gain_db"),
+    "noisy": ("corpus", "snrs", "test_snrs", "noise_kinds", "noise"),
 }
+#: Kinds that read a corpus and write no speech themselves (no espeak-ng, no --workers).
+CORPUS_READERS = ("mix", "noisy")
 _OPTIONS = ("minutes", "speakers", "languages", "text", "language", "pairs", "voices", "voices_from", "carrier",
             "source", "target", "documents", "queries", "doc_voices", "query_voices", "unmatched_share", "min_phones",
-            "name", "corpus", "mixtures", "max_overlap", "min_pause", "gain_db")
+            "name", "corpus", "mixtures", "max_overlap", "min_pause", "gain_db", "snrs", "test_snrs", "noise_kinds",
+            "noise")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "synth",
         help="synthesise a phone-aligned multi-speaker corpus, minimal-pair or QbE benchmarks, or a parallel corpus; "
-        "mix two speakers of a corpus for diarization",
+        "mix two speakers of a corpus for diarization, add noise to it for enhancement",
         description="`synth OUT`: OUT/wavs/*.wav (16 kHz), manifest.tsv, phones.tsv, words.tsv, textgrids/, "
         "speakers.tsv, speaker_info.tsv, text.tsv. `synth lexical OUT` / `synth syntactic OUT`: sWUGGY/sBLIMP-like "
         "pairs in ZeroSpeech 2021 layout (OUT/lexical, OUT/syntactic) spoken by voices no corpus has. "
@@ -39,12 +55,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "`synth mix OUT --corpus CORPUS`: two-speaker mixtures of a corpus with speakers.tsv and words.tsv "
         "(OUT/mix/{train,dev,test}: wavs/, wav.scp, reco2dur, rttm, mixtures.tsv; "
         "disjoint speakers), SUPERB's LibriMix-style diarization data. "
-        "Same arguments, same bytes. Needs the [synth] extra (except mix).",
+        "`synth noisy OUT --corpus CORPUS`: each utterance of a corpus with speakers.tsv plus noise at an SNR "
+        "(OUT/noisy/{train,dev,test}: wavs/ (noisy), clean/, wav.scp, spk1.scp, utt2spk, text, noisy.tsv; disjoint "
+        "speakers), VoiceBank-DEMAND-style enhancement data. "
+        "Same arguments, same bytes. Needs the [synth] extra (except mix and noisy).",
     )
-    parser.add_argument("first", metavar="OUT | {lexical,syntactic,parallel,qbe,mix}",
+    parser.add_argument("first", metavar="OUT | {lexical,syntactic,parallel,qbe,mix,noisy}",
                         help="the output directory of a corpus (must be new or empty), or the kind of set to write")
     parser.add_argument("out", nargs="?", metavar="OUT",
-                        help="the output directory of a lexical/syntactic/parallel/qbe/mix set")
+                        help="the output directory of a lexical/syntactic/parallel/qbe/mix/noisy set")
     parser.add_argument("--minutes", type=float, default=None, help="corpus/parallel: audio to synthesise (default 5)")
     parser.add_argument("--speakers", type=int, default=None,
                         help="corpus: speakers in total; parallel: speakers per language (default 4)")
@@ -76,8 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--min-phones", type=int, default=None, help="qbe: shortest query word in phones (default 4)")
     parser.add_argument("--name", default=None, help="qbe: the set's name in file names (default qbe_<language>)")
     parser.add_argument("--corpus", default=None, metavar="CORPUS",
-                        help="mix: the corpus to mix (a directory with speakers.tsv and words.tsv or phones.tsv, "
-                        "e.g. a `synth` corpus)")
+                        help="mix, noisy: the corpus to mix (a directory with speakers.tsv, and for mix words.tsv or "
+                        "phones.tsv, e.g. a `synth` corpus)")
     parser.add_argument("--mixtures", type=int, default=None,
                         help="mix: mixtures in all, shared 60/20/20 over train/dev/test (default 300)")
     parser.add_argument("--max-overlap", type=float, default=None,
@@ -88,6 +107,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "(default 0.3)")
     parser.add_argument("--gain-db", type=float, default=None,
                         help="mix: each source's gain is drawn from [-G/2, G/2] dB (default 5)")
+    parser.add_argument("--snrs", type=_floats, default=None, metavar="DB,DB,...",
+                        help="noisy: SNRs of train and dev, drawn uniformly (default 0,5,10,15, VoiceBank-DEMAND's)")
+    parser.add_argument("--test-snrs", type=_floats, default=None, metavar="DB,DB,...",
+                        help="noisy: SNRs of test (default 2.5,7.5,12.5,17.5, VoiceBank-DEMAND's unseen ones)")
+    parser.add_argument("--noise-kinds", type=_names, default=None, metavar="KIND,KIND,...",
+                        help="noisy: white, pink, brown, hum, babble, file (default: all of them, file only with "
+                        "--noise)")
+    parser.add_argument("--noise", default=None, metavar="DIR",
+                        help="noisy: recordings of noise to draw stretches from (DEMAND, MUSAN, ...; kind 'file')")
     parser.add_argument("--seed", type=int, default=0, help="seed for speakers, sentences, pairs and mixtures")
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     add_quiet(parser)
@@ -109,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
     stray = [name for name, value in values.items() if value is not None and name not in KINDS[kind]]
     if stray:
         raise SpeechUnitsError(f"synth {kind}: --{', --'.join(n.replace('_', '-') for n in stray)} does not apply")
-    if kind == "mix" and args.workers is not None:
-        raise SpeechUnitsError("synth mix: --workers does not apply")
+    if kind in CORPUS_READERS and args.workers is not None:
+        raise SpeechUnitsError(f"synth {kind}: --workers does not apply")
     if args.workers is not None and args.workers < 1:
         raise SpeechUnitsError(f"--workers must be >= 1, got {args.workers}")
     if args.seed < 0:
@@ -138,6 +166,15 @@ def run(args: argparse.Namespace) -> int:
             raise SpeechUnitsError("synth mix: --corpus CORPUS is required (the corpus whose speakers to mix)")
         options = {k: values[k] for k in KINDS["mix"] if k != "corpus" and values[k] is not None}
         write_mixtures(values["corpus"], out, seed=args.seed, quiet=args.quiet, **options)
+    elif kind == "noisy":
+        from speechunits.synth.noisy import write_noisy
+
+        if values["corpus"] is None:
+            raise SpeechUnitsError("synth noisy: --corpus CORPUS is required (the corpus to add noise to)")
+        options = {k: values[k] for k in ("snrs", "test_snrs") if values[k] is not None}
+        if values["noise_kinds"] is not None:
+            options["kinds"] = values["noise_kinds"]
+        write_noisy(values["corpus"], out, noise_dir=values["noise"], seed=args.seed, quiet=args.quiet, **options)
     elif kind == "qbe":
         from speechunits.synth.qbe import write_qbe
 
