@@ -13,7 +13,7 @@ from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES, DEFAULT_VERIFICATIO
 
 log = logging.getLogger(__name__)
 
-TASK_CHOICES = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots", "diarize")
+TASK_CHOICES = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots", "diarize", "enhance")
 
 
 def _add_input_options(parser: argparse.ArgumentParser, training: bool) -> None:
@@ -53,7 +53,9 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
                        "each file, or a Hugging Face table's column as TABLE::COLUMN), transcripts (asr), "
                        "phone transcripts utt<TAB>p1 p2 ... (phones), speakers (speaker, verify), a SNIPS "
                        "all.iob.snips.txt or utt<TAB>text with B-TYPE ... E-TYPE around slots (slots; its intents "
-                       "for classify), an RTTM of speaker turns (diarize; default: the corpus's 'rttm')")
+                       "for classify), an RTTM of speaker turns (diarize; default: the corpus's 'rttm'), clean "
+                       "references (enhance: an scp 'utt path' or a folder of clean files named as the noisy ones; "
+                       "default: the corpus's 'spk1.scp')")
     group.add_argument("--alignments", metavar="PATH", help="phones.tsv or TextGrids (phones, frames)")
 
 
@@ -62,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Small models (linear, BiLSTM) trained on frozen features or "
                                    "units: phones (PER), asr (WER/CER), speaker, classify (accuracy), frames, "
                                    "verify (speaker verification EER on unseen speakers), slots (slot filling: "
-                                   "slot-type F1, slot-value CER), diarize (speaker diarization: DER).")
+                                   "slot-type F1, slot-value CER), diarize (speaker diarization: DER), enhance (speech "
+                                   "enhancement by a spectral mask: PESQ, STOI, SI-SDR).")
     actions = parser.add_subparsers(dest="probe_command", metavar="ACTION", required=True)
 
     train = actions.add_parser("train", help="train a probe (lr x seed sweep, best by dev, test once)")
@@ -162,6 +165,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                "normalisation the probe chose on dev, against its training speakers")
     evaluate.add_argument("--rttm-out", metavar="FILE",
                           help="diarize probes: write the predicted speaker turns as RTTM (speakers slot0, slot1, ...)")
+    evaluate.add_argument("--audio-out", metavar="DIR",
+                          help="enhance probes: write the enhanced audio there (<utt>.wav, 16 kHz)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     add_beam_options(evaluate)
     add_device(evaluate)
@@ -295,7 +300,7 @@ def run_eval(args: argparse.Namespace) -> int:
                             labels=args.labels, alignments=args.alignments, subset=args.split,
                             encoder=args.encoder, device=args.device, lm=args.lm, beam=beam_options(args),
                             trials=args.trials, rttm_out=args.rttm_out, score_norm=args.score_norm,
-                            quiet=args.quiet)
+                            audio_out=args.audio_out, quiet=args.quiet)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:

@@ -14,7 +14,9 @@ Metrics (:func:`score`; the first of each is the one dev selection and ``probe.j
 * ``diarize``: ``der`` (diarization error rate, 0.25 s collar as SUPERB's md-eval), ``der_collar0``
   and the ``missed``, ``false_alarm`` and ``confusion`` shares, summed over recordings; a slot talks
   under the probe's dev-chosen threshold and median filter (:mod:`speechunits.probe.diarize`).
-  References are the frame targets turned back into turns, so they are at frame resolution.
+  References are the frame targets turned back into turns, so they are at frame resolution;
+* ``enhance``: ``pesq`` (wide band), ``stoi`` and ``si_sdr`` of the enhanced audio against the clean
+  reference, and the same of the noisy input (``pesq_noisy`` ...): :mod:`speechunits.probe.enhance`.
 
 Labels of a corpus come from the files it carries (:func:`speechunits.probe.labels.find_label_files`:
 ``phones.tsv``/TextGrids, ``text.tsv``/Kaldi ``text``/JSONL ``text``, ``speakers.tsv``) or from
@@ -33,16 +35,17 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.probe.feature_inputs import EncoderInput, FeaturesDirInput
 from speechunits.probe.inputs import FEATURES, UNITS, ProbeInput, Sample, as_corpus, describe_identity
 from speechunits.probe.unit_inputs import UnitInput, unit_sample
-from speechunits.probe.task import CTC, FRAME, PIT, objective_of
+from speechunits.probe.task import CTC, FRAME, MASK, PIT, objective_of
 
 log = logging.getLogger(__name__)
 
 #: Task -> (primary metric, lower is better).
 PRIMARY = {"phones": ("per", True), "asr": ("wer", True), "frames": ("frame_accuracy", False),
            "speaker": ("accuracy", False), "classify": ("accuracy", False), "verify": ("eer", True),
-           "slots": ("slot_type_f1", False), "diarize": ("der", True)}
+           "slots": ("slot_type_f1", False), "diarize": ("der", True),
+           "enhance": ("pesq", False)}
 #: Tasks whose labels are per input frame (they need the input's frame counts and timing).
-FRAME_LABEL_TASKS = ("frames", "diarize")
+FRAME_LABEL_TASKS = ("frames", "diarize", "enhance")
 
 
 # -- decoding and metrics --------------------------------------------------------------------------
@@ -65,6 +68,10 @@ def decode_logits(coder: Any, logits: np.ndarray, decoder: Any = None) -> Any:
         from speechunits.probe.diarize import active_slots
 
         return coder.decode(active_slots(logits, coder.decision))
+    if coder.objective == MASK:
+        from speechunits.probe.enhance import decode_mask
+
+        return coder.decode(decode_mask(logits, coder.num_classes))
     return coder.decode(int(np.asarray(logits).argmax()))
 
 
@@ -97,6 +104,10 @@ def score(task: str, refs: Sequence[Any], hyps: Sequence[Any]) -> dict[str, floa
         from speechunits.probe.diarize import diarization_scores
 
         return diarization_scores(list(refs), list(hyps))
+    if task == "enhance":  # refs: EnhancementPair; hyps: [T r, F] masks
+        from speechunits.probe.enhance import enhancement_scores
+
+        return enhancement_scores(list(refs), list(hyps))
     if task == "slots":
         from speechunits.probe.slots import slot_metrics
 
@@ -180,6 +191,10 @@ def corpus_labels(task: str, corpus: str | Path, ids: Sequence[str], *, labels: 
             kwargs["alignments"] = alignments or labels or found["alignments"]
         if task == "diarize" and (labels is not None or "rttm" in found):
             kwargs.update(labels=labels or found["rttm"], speaker_slots=speaker_slots)
+        if task == "enhance":
+            if labels is not None or "clean" in found:
+                kwargs["labels"] = labels or found["clean"]
+            kwargs["audio"] = {u.id: (u.path, u.raw_format) for u in as_corpus(corpus) if u.id in set(ids)}
         if inputs is None or samples is None:
             raise SpeechUnitsError("frame labels need the input's frame counts")
         if getattr(inputs, "dedup", False):
@@ -231,7 +246,7 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
                    subset: str | None = None, encoder: str | None = None, device: str = "auto",
                    lm: str | Path | None = None, beam: Any = None, trials: str | Path | None = None,
                    rttm_out: str | Path | None = None, score_norm: str | None = None,
-                   quiet: bool = False) -> dict[str, Any]:
+                   audio_out: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
     """Score the probe in ``probe_dir`` on the labelled utterances of ``corpus``.
 
     Args:
@@ -249,6 +264,8 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
             in ``unmatched_trial_utterances``).
         rttm_out: ``diarize`` probes: write the predicted turns there (RTTM ``SPEAKER`` lines, one
             recording per scored utterance id, speakers ``slot0``, ``slot1``, ...).
+        audio_out: ``enhance`` probes: write each scored utterance's enhanced audio there
+            (``<utt>.wav``, 16 kHz, 16-bit).
         score_norm: ``verify`` probes: ``none``, ``s-norm``, ``as-norm`` or ``as-norm:N`` instead of
             the normalisation the probe chose on dev (:class:`~speechunits.probe.verification.ScoreNorm`).
 
@@ -263,6 +280,9 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
         raise SpeechUnitsError(f"--trials scores a verification probe; {probe_dir} is a {probe.task!r} probe")
     if rttm_out is not None and probe.task != "diarize":
         raise SpeechUnitsError(f"--rttm-out writes a diarization probe's turns; {probe_dir} is a {probe.task!r} probe")
+    if audio_out is not None and probe.task != "enhance":
+        raise SpeechUnitsError(f"--audio-out writes an enhancement probe's audio; {probe_dir} is a "
+                               f"{probe.task!r} probe")
     if score_norm is not None and probe.task != "verify":
         raise SpeechUnitsError(f"--score-norm normalises a verification probe's scores; {probe_dir} is a "
                                f"{probe.task!r} probe")
@@ -294,6 +314,10 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
     scored = [i for i in label_set.labels if i in loaded.samples]
     predictions = probe.predict(loaded.samples, scored, device=dev, decoder=_decoder(probe, lm, beam))
     metrics = score_predictions(probe.task, label_set.labels, predictions)
+    if audio_out is not None:
+        from speechunits.probe.enhance import write_enhanced
+
+        write_enhanced(audio_out, label_set.labels, predictions)
     if rttm_out is not None:
         from speechunits.probe.diarize import activity_turns
         from speechunits.rttm import speaker_turns, write_rttm

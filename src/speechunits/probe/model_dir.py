@@ -36,7 +36,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.files import read_json_object
 from speechunits.probe.model import ProbeModel, build_model
 from speechunits.probe.inputs import Sample, check_identity
-from speechunits.probe.task import CTC, FRAME, PIT, objective_of, predict_logits
+from speechunits.probe.task import CTC, FRAME, MASK, PIT, objective_of, predict_logits
 
 PROBE_FORMAT_VERSION = 1
 PROBE_KIND = "speechunits-probe"
@@ -55,7 +55,8 @@ class LabelCoder:
     :class:`~speechunits.probe.vocab.TextTokenizer`.
 
     ``encode(label)``: a target (id list for CTC, the ids array for frames, an int per utterance,
-    float32 ``[T, S]`` speaker activity for ``diarize``, whose vocabulary names its ``S`` speaker slots);
+    float32 ``[T, S]`` speaker activity for ``diarize``, whose vocabulary names its ``S`` speaker slots,
+    float16 ``[N, 2, F]`` noisy and clean STFT magnitudes for ``enhance``, whose vocabulary names its outputs);
     ``decode(output)``: CTC: collapsed ids -> phone list or text; utterance: class id -> label string.
     ``decision``: ``diarize`` only, how slot logits become activity
     (:class:`~speechunits.probe.diarize.SlotDecision`; None until dev has chosen one: the default).
@@ -85,6 +86,10 @@ class LabelCoder:
             from speechunits.probe.diarize import slot_targets
 
             return slot_targets(label, self.num_classes)
+        if self.objective == MASK:
+            from speechunits.probe.enhance import magnitude_targets
+
+            return magnitude_targets(label)
         return self.vocabulary.index(label)
 
     def decode(self, ids: Any) -> Any:
@@ -96,6 +101,8 @@ class LabelCoder:
             return np.asarray(ids, dtype=np.int64)
         if self.objective == PIT:
             return np.asarray(ids, dtype=np.uint8)  # [T, S] activity of the slots
+        if self.objective == MASK:
+            return np.asarray(ids, dtype=np.float32)  # [T r, F] masks
         return self.vocabulary.tokens[int(ids)]
 
     def record(self) -> dict[str, Any]:
@@ -109,6 +116,10 @@ class LabelCoder:
             record["speaker_slots"] = self.num_classes
             if self.decision is not None:
                 record["decision"] = self.decision.record()
+        if self.objective == MASK:
+            from speechunits.probe.enhance import BINS, STFT
+
+            record.update(stft=STFT.record(), upsample=self.num_classes // BINS)
         return record
 
     def save(self, directory: Path) -> None:

@@ -17,6 +17,10 @@ Task kinds and their objective (:data:`OBJECTIVES`):
   float32 ``[T, S]`` (1 where slot ``s`` talks); permutation-invariant binary cross-entropy, the
   least over the orders of the slots per recording (:func:`speechunits.probe.diarize.pit_bce`),
   counted per valid frame and slot.
+* ``enhance``: speech enhancement (SUPERB's SE): ``r`` sigmoid masks per input frame over the noisy
+  audio's STFT bins; targets float ``[N, 2, F]`` (noisy and clean magnitudes); the L1 distance of the
+  masked noisy magnitude to the clean one, counted per valid STFT frame and bin
+  (:mod:`speechunits.probe.enhance`).
 
 Batches are length-bucketed (:class:`LengthBucketSampler`, ``fit="pad"``) under a budget of
 padded frames, a pure function of ``(seed, index)``. The task holds the (already computed,
@@ -43,11 +47,13 @@ FRAME = "frame"
 UTTERANCE = "utterance"
 MARGIN = "margin"
 PIT = "pit"
+MASK = "mask"
 #: Task kind -> objective.
 OBJECTIVES = {"phones": CTC, "asr": CTC, "frames": FRAME, "speaker": UTTERANCE, "classify": UTTERANCE,
-              "verify": MARGIN, "slots": CTC, "diarize": PIT}
+              "verify": MARGIN, "slots": CTC, "diarize": PIT,
+              "enhance": MASK}
 #: Objectives that label every input frame (a model that stacks frames cannot serve them).
-FRAME_LEVEL = (FRAME, PIT)
+FRAME_LEVEL = (FRAME, PIT, MASK)
 IGNORE = -100
 
 
@@ -68,8 +74,9 @@ class ProbeBatch:
         durations: int64 ``[B, T]`` (deduplicated units) or None.
         targets: CTC: int64 ``[B, U]`` (padded with 0); frame: ``[B, T]`` (IGNORE padded);
             PIT: float32 ``[B, T, S]`` (zero padded; ``lengths`` masks the padding);
+            MASK: float32 ``[B, N, 2, F]`` STFT magnitudes (zero padded);
             utterance: ``[B]``; None when predicting.
-        target_lengths: int64 ``[B]`` (CTC) or None.
+        target_lengths: int64 ``[B]`` (CTC; MASK: valid STFT frames) or None.
         (utterance and margin objectives: ``targets`` ``[B]`` class ids)
     """
 
@@ -118,6 +125,13 @@ def collate(samples: Sequence[Sample], objective: str, targets: Sequence[Any] | 
         for i, (s, y) in enumerate(zip(samples, targets)):
             n = min(s.num_frames, len(y))
             batch.targets[i, :n] = torch.as_tensor(np.asarray(y[:n], dtype=np.float32))
+    elif objective == MASK:
+        arrays = [np.asarray(y) for y in targets]
+        batch.target_lengths = torch.tensor([len(y) for y in arrays], dtype=torch.int64)
+        batch.targets = torch.zeros(len(arrays), max(1, int(batch.target_lengths.max())), *arrays[0].shape[1:],
+                                    dtype=torch.float32)
+        for i, y in enumerate(arrays):
+            batch.targets[i, : len(y)] = torch.as_tensor(y.astype(np.float32))
     else:
         batch.targets = torch.tensor([int(y) for y in targets], dtype=torch.int64)
     return batch
@@ -158,6 +172,13 @@ def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str,
         loss = nn.functional.ctc_loss(log_probs, batch.targets, lengths, batch.target_lengths,
                                       blank=0, reduction="sum", zero_infinity=True)
         return loss, float(batch.target_lengths.sum()), {}  # type: ignore[union-attr]
+    if objective == MASK:
+        from speechunits.probe.enhance import BINS, mask_l1
+
+        upsample = logits.shape[-1] // BINS
+        valid = torch.minimum(batch.lengths * upsample, batch.target_lengths)  # type: ignore[arg-type]
+        loss = mask_l1(logits, batch.targets, valid, upsample)
+        return loss, float(valid.sum()) * BINS, {}
     if objective in FRAME_LEVEL and logits.shape[1] != batch.targets.shape[1]:
         raise SpeechUnitsError(f"frame labels: {batch.targets.shape[1]} frames, the model gives "
                                f"{logits.shape[1]} (a frame task cannot stack frames)")

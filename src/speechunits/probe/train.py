@@ -44,8 +44,8 @@ from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_cohort, sav
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.resume import RUNS_DIR, split_digest
 from speechunits.probe.run import RunResult, SweepRun, dev_metrics, train_run
-from speechunits.probe.task import (CTC, DEFAULT_BATCH_FRAMES, FRAME_LEVEL, MARGIN, PIT, UTTERANCE, ctc_too_short,
-                                    objective_of, predict_logits)
+from speechunits.probe.task import (CTC, DEFAULT_BATCH_FRAMES, FRAME_LEVEL, MARGIN, MASK, PIT, UTTERANCE,
+                                    ctc_too_short, objective_of, predict_logits)
 from speechunits.training.checkpoint import training_dir
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,13 @@ def make_coder(task: str, train_labels: Sequence[Any], *, tokenizer: str | int =
         return LabelCoder(task, vocabulary=vocab.Vocabulary(tuple(f"speaker{k + 1}" for k in range(slots)), None,
                                                             "speaker-slots"))
 
+    if task == "enhance":
+        from speechunits.probe.enhance import mask_tokens
+
+        factors = {int(label.upsample) for label in train_labels}
+        if len(factors) != 1:
+            raise SpeechUnitsError(f"task 'enhance': the labels disagree on the STFT frames per input frame ({factors})")
+        return LabelCoder(task, vocabulary=vocab.Vocabulary(mask_tokens(factors.pop()), None, "stft-mask"))
     if task == "phones":
         return LabelCoder(task, vocabulary=vocab.phone_vocabulary(train_labels))
     if task == "asr":
@@ -339,6 +346,10 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     # library callers: bad values fail before any input is loaded
     check_dropout(dropout), parse_time_mask(time_mask), parse_unit_noise(unit_noise)
     objective = objective_of(task)
+    if objective == MASK:  # its judges must be there before anything trains
+        from speechunits.probe.enhance import check_judges
+
+        check_judges()
     _check_balance(task, balance)
     _check_speaker_slots(task, speaker_slots)
     dist, dev = init_distributed(device)
