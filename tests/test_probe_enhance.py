@@ -14,9 +14,9 @@ import torch
 from conftest import cli_error
 from speechunits.cli.main import main
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.enhance import (BINS, EnhancementPair, audio_scores, decode_mask, enhance_waveform,
-                                       enhancement_scores, load_audio, magnitude_targets, mask_l1, masks_of,
-                                       read_clean_references, si_sdr, stft, upsample_factor)
+from speechunits.probe.masking import (BINS, MaskLabel, apply_mask, audio_scores, decode_mask, enhancement_scores,
+                                       load_audio, magnitude_targets, mask_tokens, masks_of, pit_mask_l1,
+                                       read_references, si_sdr, stft, upsample_factor)
 from speechunits.probe.evaluate import corpus_labels, probe_input
 from speechunits.probe.model_dir import load_probe
 from speechunits.probe.task import MASK, batch_loss, collate
@@ -41,9 +41,13 @@ def trained(noisy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _pair(noisy: Path, part: str = "test") -> tuple[str, EnhancementPair]:
+def _label(noisy: Path, utt: str, part: str = "test") -> MaskLabel:
+    return MaskLabel(str(noisy / part / "wavs" / f"{utt}.wav"), (str(noisy / part / "clean" / f"{utt}.wav"),))
+
+
+def _pair(noisy: Path, part: str = "test") -> tuple[str, MaskLabel]:
     utt = (noisy / part / "wav.scp").read_text().split()[0]
-    return utt, EnhancementPair(str(noisy / part / "wavs" / f"{utt}.wav"), str(noisy / part / "clean" / f"{utt}.wav"))
+    return utt, _label(noisy, utt, part)
 
 
 # -- signal processing -----------------------------------------------------------------------------
@@ -51,8 +55,8 @@ def _pair(noisy: Path, part: str = "test") -> tuple[str, EnhancementPair]:
 def test_a_mask_of_ones_gives_back_the_noisy_audio_and_zeros_silence():
     x = np.random.default_rng(0).standard_normal(16037).astype(np.float32) * 0.1
     assert stft(x).shape == (1 + 16037 // 160, BINS)
-    np.testing.assert_allclose(enhance_waveform(x, np.ones((3, BINS))), x, atol=1e-5)  # last frame repeated
-    assert np.max(np.abs(enhance_waveform(x, np.zeros((200, BINS))))) < 1e-6
+    np.testing.assert_allclose(apply_mask(x, np.ones((3, BINS))), x, atol=1e-5)  # last frame repeated
+    assert np.max(np.abs(apply_mask(x, np.zeros((200, BINS))))) < 1e-6
 
 
 def test_si_sdr_of_hand_made_estimates():
@@ -68,21 +72,20 @@ def test_si_sdr_of_hand_made_estimates():
 
 def test_identical_audio_scores_the_top_of_each_scale(noisy):
     _, pair = _pair(noisy)
-    clean = load_audio(pair.clean)
+    clean = load_audio(pair.references[0])
     scores = audio_scores(clean, clean)
     assert scores["pesq"] == pytest.approx(4.64, abs=0.01)  # P.862.2's ceiling
     assert scores["stoi"] == pytest.approx(1.0, abs=1e-6) and scores["si_sdr"] == math.inf
 
 
 def test_the_oracle_amplitude_mask_enhances_far_beyond_the_noisy_audio(noisy):
-    """min(|S| / |X|, 1) on the noisy STFT: aligned frames and bins give a large gain; one frame off, less."""
+    """min(|S| / |X|, 1) on the noisy STFT: aligned frames and bins give a large gain; five frames off, less."""
     pairs, oracle, shifted = [], [], []
     for line in (noisy / "test" / "wav.scp").read_text().splitlines()[:4]:
         utt = line.split()[0]
-        pair = EnhancementPair(str(noisy / "test" / "wavs" / f"{utt}.wav"),
-                               str(noisy / "test" / "clean" / f"{utt}.wav"))
+        pair = _label(noisy, utt)
         mags = magnitude_targets(pair).astype(np.float32)
-        mask = np.minimum(mags[:, 1] / np.maximum(mags[:, 0], 1e-8), 1.0)
+        mask = np.minimum(mags[:, 1:] / np.maximum(mags[:, :1], 1e-8), 1.0)  # [N, 1, F]
         pairs.append(pair)
         oracle.append(mask)
         shifted.append(np.concatenate([mask[5:], mask[-5:]]))
@@ -97,14 +100,14 @@ def test_masks_interleave_the_sub_frames_and_the_loss_is_hand_computed():
     logits = torch.zeros(1, 2, 2 * BINS)
     logits[0, 0, BINS:] = 100.0  # frame 0's second sub-frame: mask 1
     masks = masks_of(logits, 2)
-    assert masks.shape == (1, 4, BINS)
-    assert torch.allclose(masks[0, 0], torch.full((BINS,), 0.5)) and torch.allclose(masks[0, 1], torch.ones(BINS))
-    assert np.allclose(decode_mask(logits[0].numpy(), 2 * BINS), masks[0].numpy())
+    assert masks.shape == (1, 4, 1, BINS)
+    assert torch.allclose(masks[0, 0, 0], torch.full((BINS,), 0.5)) and torch.allclose(masks[0, 1, 0], torch.ones(BINS))
+    assert np.allclose(decode_mask(logits[0].numpy(), mask_tokens(2, 1)), masks[0].numpy())
     targets = torch.zeros(1, 5, 2, BINS)
     targets[0, :, 0] = 2.0  # noisy magnitude
     targets[0, :, 1] = 0.5  # clean magnitude
     # valid: 3 STFT frames: |0.5*2 - 0.5| + |1*2 - 0.5| + |0.5*2 - 0.5| per bin
-    assert mask_l1(logits, targets, torch.tensor([3]), 2).item() == pytest.approx(BINS * (0.5 + 1.5 + 0.5))
+    assert pit_mask_l1(logits, targets, torch.tensor([3]), 2).item() == pytest.approx(BINS * (0.5 + 1.5 + 0.5))
     batch = collate([_Sample(2)], MASK, [targets[0, :3].numpy()])  # 3 STFT frames, 2 input frames x 2
     assert batch.target_lengths.tolist() == [3]
     loss, count, _ = batch_loss(_Head(logits), batch, MASK)
@@ -142,7 +145,7 @@ def test_a_trained_probe_enhances_unseen_voices_and_reloads_exactly(noisy, train
     meta = json.loads((trained / "probe.json").read_text())
     assert meta["task"] == "enhance" and meta["selection"]["metric"] == "pesq"
     assert meta["selection"]["lower_is_better"] is False
-    assert meta["labels"]["kind"] == "stft-mask" and meta["labels"]["upsample"] == 1
+    assert meta["labels"]["kind"] == "stft-mask" and meta["labels"]["upsample"] == 1 and meta["labels"]["sources"] == 1
     assert meta["labels"]["stft"]["hop_length"] == 160 and meta["model"]["num_classes"] == BINS
     test = meta["test"]
     assert test["si_sdr"]["mean"] > test["si_sdr_noisy"]["mean"] + 3, test
@@ -183,12 +186,12 @@ def test_50_hz_features_predict_two_masks_per_frame(noisy, tiny_hubert_dir, tmp_
     utt, pair = _pair(noisy)
     sample = made.load([utt]).samples[utt]
     masks = probe.predict({utt: sample}, [utt], device="cpu")[utt]
-    assert masks.shape == (2 * sample.num_frames, BINS) and 0 <= masks.min() and masks.max() <= 1
-    assert abs(masks.shape[0] - stft(load_audio(pair.noisy)).shape[0]) <= 4  # the two clocks agree
+    assert masks.shape == (2 * sample.num_frames, 1, BINS) and 0 <= masks.min() and masks.max() <= 1
+    assert abs(masks.shape[0] - stft(load_audio(pair.mixture)).shape[0]) <= 4  # the two clocks agree
 
 
 def test_clean_references_from_a_folder_named_as_the_noisy_files(noisy, trained, capsys):
-    refs = read_clean_references(noisy / "test" / "clean")
+    refs = read_references(noisy / "test" / "clean")
     assert sorted(refs) == sorted(line.split()[0] for line in (noisy / "test" / "wav.scp").read_text().splitlines())
     assert main(["probe", "eval", str(trained), str(noisy / "test" / "wavs"), "--labels", str(noisy / "test" / "clean"),
                  "--json", "--device", "cpu", "--quiet"]) == 0
@@ -214,9 +217,9 @@ def test_enhance_refuses_what_it_cannot_score(noisy, trained, tmp_path, caplog, 
     short = tmp_path / "short"
     short.mkdir()
     utt, pair = _pair(noisy, "dev")
-    sf.write(short / f"{utt}.wav", load_audio(pair.clean)[:8000], 16000)
-    with pytest.raises(SpeechUnitsError, match="a clean reference has the noisy audio's length"):
-        magnitude_targets(EnhancementPair(pair.noisy, str(short / f"{utt}.wav")))
+    sf.write(short / f"{utt}.wav", load_audio(pair.references[0])[:8000], 16000)
+    with pytest.raises(SpeechUnitsError, match="a reference has the length of the noisy audio"):
+        magnitude_targets(MaskLabel(pair.mixture, (str(short / f"{utt}.wav"),)))
     # no PESQ/STOI installed: a clear message before anything trains
     import builtins
 
@@ -233,7 +236,7 @@ def test_enhance_refuses_what_it_cannot_score(noisy, trained, tmp_path, caplog, 
     monkeypatch.undo()
     labels = corpus_labels("enhance", noisy / "dev", [utt], inputs=probe_input(
         load_probe(trained).identity, noisy / "dev", device="cpu", quiet=True), samples={utt: _Sample(10)})
-    assert labels.labels[utt].clean.endswith(f"clean/{utt}.wav")
+    assert labels.labels[utt].references == (str(noisy / "dev" / "clean" / f"{utt}.wav"),)
 
 
 def test_audio_out_is_refused_for_other_tasks(noisy, tmp_path, caplog):
@@ -245,5 +248,5 @@ def test_audio_out_is_refused_for_other_tasks(noisy, tmp_path, caplog):
                  "-o", str(probe), "--max-steps", "1", "--device", "cpu", "--quiet"]) == 0
     message = cli_error(["probe", "eval", str(probe), str(noisy / "train"), "--labels", str(labels), "--audio-out",
                          str(tmp_path / "o"), "--device", "cpu"], caplog)
-    assert "--audio-out writes an enhancement probe's audio" in message and "'classify' probe" in message
+    assert "--audio-out writes an enhancement or separation probe's audio" in message and "'classify' probe" in message
     assert not (tmp_path / "o").exists()

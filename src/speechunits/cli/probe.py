@@ -13,7 +13,7 @@ from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES, DEFAULT_VERIFICATIO
 
 log = logging.getLogger(__name__)
 
-TASK_CHOICES = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots", "diarize", "enhance")
+TASK_CHOICES = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots", "diarize", "enhance", "separate")
 
 
 def _add_input_options(parser: argparse.ArgumentParser, training: bool) -> None:
@@ -55,7 +55,8 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
                        "all.iob.snips.txt or utt<TAB>text with B-TYPE ... E-TYPE around slots (slots; its intents "
                        "for classify), an RTTM of speaker turns (diarize; default: the corpus's 'rttm'), clean "
                        "references (enhance: an scp 'utt path' or a folder of clean files named as the noisy ones; "
-                       "default: the corpus's 'spk1.scp')")
+                       "separate: the first source's scp, its spk2.scp ... siblings read too; default: the "
+                       "corpus's 'spk1.scp')")
     group.add_argument("--alignments", metavar="PATH", help="phones.tsv or TextGrids (phones, frames)")
 
 
@@ -65,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "units: phones (PER), asr (WER/CER), speaker, classify (accuracy), frames, "
                                    "verify (speaker verification EER on unseen speakers), slots (slot filling: "
                                    "slot-type F1, slot-value CER), diarize (speaker diarization: DER), enhance (speech "
-                                   "enhancement by a spectral mask: PESQ, STOI, SI-SDR).")
+                                   "enhancement by a spectral mask: PESQ, STOI, SI-SDR), separate (speech separation "
+                                   "by masks: SI-SDR improvement).")
     actions = parser.add_subparsers(dest="probe_command", metavar="ACTION", required=True)
 
     train = actions.add_parser("train", help="train a probe (lr x seed sweep, best by dev, test once)")
@@ -166,7 +168,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--rttm-out", metavar="FILE",
                           help="diarize probes: write the predicted speaker turns as RTTM (speakers slot0, slot1, ...)")
     evaluate.add_argument("--audio-out", metavar="DIR",
-                          help="enhance probes: write the enhanced audio there (<utt>.wav, 16 kHz)")
+                          help="enhance / separate probes: write the enhanced audio there (<utt>.wav, 16 kHz) / "
+                          "the separated sources (s1/<utt>.wav, s2/<utt>.wav, ...)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     add_beam_options(evaluate)
     add_device(evaluate)

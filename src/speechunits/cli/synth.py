@@ -19,7 +19,7 @@ KINDS = {
     "syntactic": ("language", "pairs", "voices", "voices_from"),
     "parallel": ("source", "target", "minutes", "speakers"),
     "qbe": ("language", "documents", "queries", "doc_voices", "query_voices", "unmatched_share", "min_phones", "name"),
-    "mix": ("corpus", "mixtures", "max_overlap", "min_pause", "gain_db"),
+    "mix": ("corpus", "mixtures", "max_overlap", "min_pause", "gain_db", "sources"),
     "noisy": ("corpus", "snrs", "test_snrs", "noise_kinds", "noise"),
 }
 #: Kinds that read a corpus and write no speech themselves (no espeak-ng, no --workers).
@@ -27,7 +27,7 @@ CORPUS_READERS = ("mix", "noisy")
 _OPTIONS = ("minutes", "speakers", "languages", "text", "language", "pairs", "voices", "voices_from", "carrier",
             "source", "target", "documents", "queries", "doc_voices", "query_voices", "unmatched_share", "min_phones",
             "name", "corpus", "mixtures", "max_overlap", "min_pause", "gain_db", "snrs", "test_snrs", "noise_kinds",
-            "noise")
+            "noise", "sources")
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "`synth qbe OUT`: a query-by-example spoken term detection set in QUESST 2014's layout (OUT/qbe: Audio/, "
         "dev_queries/, eval_queries/, scoring/ with NIST ground truth), queries spoken by voices no document has. "
         "`synth mix OUT --corpus CORPUS`: two-speaker mixtures of a corpus with speakers.tsv and words.tsv "
-        "(OUT/mix/{train,dev,test}: wavs/, wav.scp, reco2dur, rttm, mixtures.tsv; "
+        "(OUT/mix/{train,dev,test}: wavs/, wav.scp, reco2dur, rttm, mixtures.tsv, with --sources s1/, s2/, "
+        "spk1.scp, spk2.scp; "
         "disjoint speakers), SUPERB's LibriMix-style diarization data. "
         "`synth noisy OUT --corpus CORPUS`: each utterance of a corpus with speakers.tsv plus noise at an SNR "
         "(OUT/noisy/{train,dev,test}: wavs/ (noisy), clean/, wav.scp, spk1.scp, utt2spk, text, noisy.tsv; disjoint "
@@ -107,6 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "(default 0.3)")
     parser.add_argument("--gain-db", type=float, default=None,
                         help="mix: each source's gain is drawn from [-G/2, G/2] dB (default 5)")
+    parser.add_argument("--sources", action="store_const", const=True, default=None,
+                        help="mix: also write each mixture's two sources (s1/, s2/, spk1.scp, spk2.scp: separation "
+                        "data; use --max-overlap 1 for fully overlapping speech)")
     parser.add_argument("--snrs", type=_floats, default=None, metavar="DB,DB,...",
                         help="noisy: SNRs of train and dev, drawn uniformly (default 0,5,10,15, VoiceBank-DEMAND's)")
     parser.add_argument("--test-snrs", type=_floats, default=None, metavar="DB,DB,...",
@@ -164,8 +168,9 @@ def run(args: argparse.Namespace) -> int:
 
         if values["corpus"] is None:
             raise SpeechUnitsError("synth mix: --corpus CORPUS is required (the corpus whose speakers to mix)")
-        options = {k: values[k] for k in KINDS["mix"] if k != "corpus" and values[k] is not None}
-        write_mixtures(values["corpus"], out, seed=args.seed, quiet=args.quiet, **options)
+        options = {k: values[k] for k in KINDS["mix"] if k not in ("corpus", "sources") and values[k] is not None}
+        write_mixtures(values["corpus"], out, seed=args.seed, with_sources=bool(values["sources"]), quiet=args.quiet,
+                       **options)
     elif kind == "noisy":
         from speechunits.synth.noisy import write_noisy
 

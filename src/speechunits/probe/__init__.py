@@ -5,8 +5,8 @@ Data side: :mod:`~speechunits.probe.labels` (task labels and their readers),
 :mod:`~speechunits.probe.splits` (train/dev/test, by utterance or speaker),
 :mod:`~speechunits.probe.metrics` (CTC greedy decoding, PER, WER/CER, accuracy, speaker leakage),
 :mod:`~speechunits.probe.diarize` (speaker activity per frame, PIT loss and DER of ``diarize`` probes),
-:mod:`~speechunits.probe.enhance` (spectral masks, their loss, the enhanced audio and PESQ/STOI/SI-SDR of
-``enhance`` probes).
+:mod:`~speechunits.probe.masking` (spectral masks, their PIT loss, the estimated audio, PESQ/STOI/SI-SDR
+of ``enhance`` and SI-SDR improvement of ``separate`` probes).
 
 Model side: :mod:`~speechunits.probe.inputs` (what a probe reads and its identity), with
 :mod:`~speechunits.probe.feature_inputs` (encoder features on the fly, a features directory) and

@@ -16,7 +16,9 @@ Metrics (:func:`score`; the first of each is the one dev selection and ``probe.j
   under the probe's dev-chosen threshold and median filter (:mod:`speechunits.probe.diarize`).
   References are the frame targets turned back into turns, so they are at frame resolution;
 * ``enhance``: ``pesq`` (wide band), ``stoi`` and ``si_sdr`` of the enhanced audio against the clean
-  reference, and the same of the noisy input (``pesq_noisy`` ...): :mod:`speechunits.probe.enhance`.
+  reference, and the same of the noisy input (``pesq_noisy`` ...); ``separate``: ``si_sdri`` (SI-SDR
+  improvement), ``si_sdr`` and ``si_sdr_mixture``, under the best order of the sources
+  (:mod:`speechunits.probe.masking`).
 
 Labels of a corpus come from the files it carries (:func:`speechunits.probe.labels.find_label_files`:
 ``phones.tsv``/TextGrids, ``text.tsv``/Kaldi ``text``/JSONL ``text``, ``speakers.tsv``) or from
@@ -43,9 +45,11 @@ log = logging.getLogger(__name__)
 PRIMARY = {"phones": ("per", True), "asr": ("wer", True), "frames": ("frame_accuracy", False),
            "speaker": ("accuracy", False), "classify": ("accuracy", False), "verify": ("eer", True),
            "slots": ("slot_type_f1", False), "diarize": ("der", True),
-           "enhance": ("pesq", False)}
+           "enhance": ("pesq", False), "separate": ("si_sdri", False)}
 #: Tasks whose labels are per input frame (they need the input's frame counts and timing).
-FRAME_LABEL_TASKS = ("frames", "diarize", "enhance")
+FRAME_LABEL_TASKS = ("frames", "diarize", "enhance", "separate")
+#: Tasks whose predictions are spectral masks (:mod:`speechunits.probe.masking`).
+MASK_TASKS = ("enhance", "separate")
 
 
 # -- decoding and metrics --------------------------------------------------------------------------
@@ -69,9 +73,9 @@ def decode_logits(coder: Any, logits: np.ndarray, decoder: Any = None) -> Any:
 
         return coder.decode(active_slots(logits, coder.decision))
     if coder.objective == MASK:
-        from speechunits.probe.enhance import decode_mask
+        from speechunits.probe.masking import decode_mask
 
-        return coder.decode(decode_mask(logits, coder.num_classes))
+        return coder.decode(decode_mask(logits, coder.vocabulary.tokens))
     return coder.decode(int(np.asarray(logits).argmax()))
 
 
@@ -104,10 +108,10 @@ def score(task: str, refs: Sequence[Any], hyps: Sequence[Any]) -> dict[str, floa
         from speechunits.probe.diarize import diarization_scores
 
         return diarization_scores(list(refs), list(hyps))
-    if task == "enhance":  # refs: EnhancementPair; hyps: [T r, F] masks
-        from speechunits.probe.enhance import enhancement_scores
+    if task in MASK_TASKS:  # refs: MaskLabel; hyps: [T r, S, F] masks
+        from speechunits.probe.masking import enhancement_scores, separation_scores
 
-        return enhancement_scores(list(refs), list(hyps))
+        return (enhancement_scores if task == "enhance" else separation_scores)(list(refs), list(hyps))
     if task == "slots":
         from speechunits.probe.slots import slot_metrics
 
@@ -191,9 +195,9 @@ def corpus_labels(task: str, corpus: str | Path, ids: Sequence[str], *, labels: 
             kwargs["alignments"] = alignments or labels or found["alignments"]
         if task == "diarize" and (labels is not None or "rttm" in found):
             kwargs.update(labels=labels or found["rttm"], speaker_slots=speaker_slots)
-        if task == "enhance":
-            if labels is not None or "clean" in found:
-                kwargs["labels"] = labels or found["clean"]
+        if task in MASK_TASKS:
+            if labels is not None or "references" in found:
+                kwargs["labels"] = labels or found["references"]
             kwargs["audio"] = {u.id: (u.path, u.raw_format) for u in as_corpus(corpus) if u.id in set(ids)}
         if inputs is None or samples is None:
             raise SpeechUnitsError("frame labels need the input's frame counts")
@@ -264,8 +268,8 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
             in ``unmatched_trial_utterances``).
         rttm_out: ``diarize`` probes: write the predicted turns there (RTTM ``SPEAKER`` lines, one
             recording per scored utterance id, speakers ``slot0``, ``slot1``, ...).
-        audio_out: ``enhance`` probes: write each scored utterance's enhanced audio there
-            (``<utt>.wav``, 16 kHz, 16-bit).
+        audio_out: ``enhance`` and ``separate`` probes: write each scored utterance's estimates there
+            (:func:`~speechunits.probe.masking.write_estimates`).
         score_norm: ``verify`` probes: ``none``, ``s-norm``, ``as-norm`` or ``as-norm:N`` instead of
             the normalisation the probe chose on dev (:class:`~speechunits.probe.verification.ScoreNorm`).
 
@@ -280,8 +284,8 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
         raise SpeechUnitsError(f"--trials scores a verification probe; {probe_dir} is a {probe.task!r} probe")
     if rttm_out is not None and probe.task != "diarize":
         raise SpeechUnitsError(f"--rttm-out writes a diarization probe's turns; {probe_dir} is a {probe.task!r} probe")
-    if audio_out is not None and probe.task != "enhance":
-        raise SpeechUnitsError(f"--audio-out writes an enhancement probe's audio; {probe_dir} is a "
+    if audio_out is not None and probe.task not in MASK_TASKS:
+        raise SpeechUnitsError(f"--audio-out writes an enhancement or separation probe's audio; {probe_dir} is a "
                                f"{probe.task!r} probe")
     if score_norm is not None and probe.task != "verify":
         raise SpeechUnitsError(f"--score-norm normalises a verification probe's scores; {probe_dir} is a "
@@ -315,9 +319,9 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
     predictions = probe.predict(loaded.samples, scored, device=dev, decoder=_decoder(probe, lm, beam))
     metrics = score_predictions(probe.task, label_set.labels, predictions)
     if audio_out is not None:
-        from speechunits.probe.enhance import write_enhanced
+        from speechunits.probe.masking import write_estimates
 
-        write_enhanced(audio_out, label_set.labels, predictions)
+        write_estimates(audio_out, label_set.labels, predictions)
     if rttm_out is not None:
         from speechunits.probe.diarize import activity_turns
         from speechunits.rttm import speaker_turns, write_rttm

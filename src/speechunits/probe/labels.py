@@ -62,7 +62,7 @@ from speechunits.sources import expand_source, merged_over_sources, split_suffix
 
 log = logging.getLogger(__name__)
 
-TASKS = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots", "diarize", "enhance")
+TASKS = ("phones", "asr", "speaker", "classify", "frames", "verify", "slots", "diarize", "enhance", "separate")
 #: Labels dropped from phone sequences (compared after strip and lower-casing): the empty
 #: label, ``sil``/``sp``/``spn`` (Kaldi, MFA, PocketSphinx), espeak-ng's pauses and ``<eps>``.
 SILENCE_LABELS = frozenset({"", "sil", "sp", "spn", "_", "_:", "_!", "<sil>", "<eps>"})
@@ -74,8 +74,8 @@ TRANSCRIPT_FILES = ("text.tsv", "text")
 SPEAKER_FILES = ("speakers.tsv", "utt2spk")
 #: Speaker turns (``diarize``): a Kaldi/LibriMix data directory's RTTM.
 RTTM_FILES = ("rttm",)
-#: Clean references (``enhance``): an ESPnet enhancement data directory's first source.
-CLEAN_FILES = ("spk1.scp",)
+#: References (``enhance``, ``separate``): an ESPnet enhancement or separation data directory's first source.
+REFERENCE_FILES = ("spk1.scp",)
 #: LJSpeech's transcripts beside its wavs/ folder.
 LJSPEECH_METADATA = "metadata.csv"
 MANIFEST_SUFFIXES = (".jsonl", ".json", ".csv")  # .csv: an AudioFolder's metadata.csv
@@ -446,9 +446,9 @@ def load_task_labels(
         ``frame_offset_s`` + ``num_frames``, as ``frames``; recordings keyed by the corpus's ids
         (:func:`~speechunits.id_match.rekey`); with ``speaker_slots``, a recording with more
         speakers than that is an error naming it.
-        ``enhance``: ``labels`` (clean references: an scp such as ESPnet's ``spk1.scp``, or a folder)
-        + ``audio`` (``{utt: (noisy audio path, raw format)}``) + ``frame_rate``
-        (:mod:`speechunits.probe.enhance`).
+        ``enhance``, ``separate``: ``labels`` (references: an scp such as ESPnet's ``spk1.scp``, or for
+        ``enhance`` a folder; ``separate`` reads its ``spkK.scp`` siblings too) + ``audio`` (``{utt:
+        (mixture path, raw format)}``) + ``frame_rate`` (:mod:`speechunits.probe.masking`).
 
     Raises:
         SpeechUnitsError: unknown task, the needed input not given, unreadable label file, or
@@ -507,20 +507,21 @@ def load_task_labels(
                  for rec, t in turns.items() if rec in num_frames}
         if speaker_slots is not None:
             check_speaker_slots(found, speaker_slots, source)
-    elif task == "enhance":
-        from speechunits.probe.enhance import enhancement_pairs, read_clean_references
+    elif task in ("enhance", "separate"):
+        from speechunits.probe.masking import mask_labels
 
         if labels is None:
-            raise SpeechUnitsError("task 'enhance' needs clean references: an scp (utt path; a file named "
-                                   "'spk1.scp' in the corpus's data directory, as ESPnet's) or a folder of clean "
-                                   "files named as the noisy ones (--labels)")
+            what = ("clean references: an scp (utt path; a file named 'spk1.scp' in the corpus's data directory, "
+                    "as ESPnet's) or a folder of clean files named as the noisy ones" if task == "enhance" else
+                    "each source's scp: spk1.scp, spk2.scp, ... (utt path) in the corpus's data directory, as "
+                    "ESPnet's, or the first of them")
+            raise SpeechUnitsError(f"task {task!r} needs {what} (--labels)")
         if audio is None or frame_rate is None:
-            raise SpeechUnitsError("task 'enhance' needs the noisy audio of each utterance and the input's frame rate")
+            raise SpeechUnitsError(f"task {task!r} needs the audio of each utterance and the input's frame rate")
         source = str(labels)
-        clean = read_clean_references(labels)
-        found = enhancement_pairs(rekey(clean, corpus_ids, source) or clean, audio, frame_rate)
+        found, first = mask_labels(task, labels, corpus_ids, audio, frame_rate)
         if not found:  # no id matched: keyed by the file's own ids, so that _match reports the mismatch
-            found = dict(clean)
+            found = dict(first)
     else:  # frames
         if alignments is None:
             raise SpeechUnitsError("task 'frames' needs alignments (phones.tsv, TextGrids)")
@@ -555,7 +556,7 @@ def _match(task: str, corpus_ids: Sequence[str], found: dict[str, Any], source: 
 
 def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     """Label files a corpus carries by convention, as ``{"alignments", "transcripts", "speakers", "labels",
-    "rttm", "clean", ...: path}``.
+    "rttm", "references", ...: path}``.
 
     Where: ``corpus_root`` itself when it is a directory, else the manifest's directory; also
     the parent of an audio directory whose parent is a synth corpus (holds ``corpus.json``),
@@ -565,7 +566,7 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
     LibriSpeech ``*.trans.txt`` files lie under it (transcripts); a JSONL manifest whose first record
     has ``speaker``, else ``speakers.tsv``, else Kaldi's ``utt2spk``, else that LibriSpeech directory
     (speakers from its ids); a file named ``rttm`` (speaker turns, a LibriMix/Kaldi data directory's);
-    ``spk1.scp`` (``clean``: the clean references of an ESPnet enhancement data directory).
+    ``spk1.scp`` (``references``: the first source of an ESPnet enhancement or separation data directory).
     A Common Voice TSV gives both. A Hugging Face table
     (:mod:`speechunits.layouts.hf_datasets`) is its own ``transcripts``, ``speakers`` and ``labels``
     (``classify``) source when it has such a column; so is an AudioFolder's ``metadata.csv`` or
@@ -619,7 +620,7 @@ def find_label_files(corpus_root: str | os.PathLike[str]) -> dict[str, Path]:
         found["transcripts"] = found["speakers"] = root
     for key, names in (("alignments", ALIGNMENT_FILES), ("transcripts", TRANSCRIPT_FILES),
                        ("speakers", SPEAKER_FILES), ("rttm", RTTM_FILES),
-                       ("clean", CLEAN_FILES)):
+                       ("references", REFERENCE_FILES)):
         if key in found:
             continue
         for place in places:

@@ -56,7 +56,8 @@ class LabelCoder:
 
     ``encode(label)``: a target (id list for CTC, the ids array for frames, an int per utterance,
     float32 ``[T, S]`` speaker activity for ``diarize``, whose vocabulary names its ``S`` speaker slots,
-    float16 ``[N, 2, F]`` noisy and clean STFT magnitudes for ``enhance``, whose vocabulary names its outputs);
+    float16 ``[N, 1 + S, F]`` mixture and reference STFT magnitudes for ``enhance`` and ``separate``, whose
+    vocabulary names its outputs);
     ``decode(output)``: CTC: collapsed ids -> phone list or text; utterance: class id -> label string.
     ``decision``: ``diarize`` only, how slot logits become activity
     (:class:`~speechunits.probe.diarize.SlotDecision`; None until dev has chosen one: the default).
@@ -87,7 +88,7 @@ class LabelCoder:
 
             return slot_targets(label, self.num_classes)
         if self.objective == MASK:
-            from speechunits.probe.enhance import magnitude_targets
+            from speechunits.probe.masking import magnitude_targets
 
             return magnitude_targets(label)
         return self.vocabulary.index(label)
@@ -102,7 +103,7 @@ class LabelCoder:
         if self.objective == PIT:
             return np.asarray(ids, dtype=np.uint8)  # [T, S] activity of the slots
         if self.objective == MASK:
-            return np.asarray(ids, dtype=np.float32)  # [T r, F] masks
+            return np.asarray(ids, dtype=np.float32)  # [T r, S, F] masks
         return self.vocabulary.tokens[int(ids)]
 
     def record(self) -> dict[str, Any]:
@@ -117,9 +118,10 @@ class LabelCoder:
             if self.decision is not None:
                 record["decision"] = self.decision.record()
         if self.objective == MASK:
-            from speechunits.probe.enhance import BINS, STFT
+            from speechunits.probe.masking import STFT, mask_layout
 
-            record.update(stft=STFT.record(), upsample=self.num_classes // BINS)
+            upsample, sources = mask_layout(self.vocabulary.tokens)
+            record.update(stft=STFT.record(), upsample=upsample, sources=sources)
         return record
 
     def save(self, directory: Path) -> None:

@@ -17,10 +17,11 @@ Task kinds and their objective (:data:`OBJECTIVES`):
   float32 ``[T, S]`` (1 where slot ``s`` talks); permutation-invariant binary cross-entropy, the
   least over the orders of the slots per recording (:func:`speechunits.probe.diarize.pit_bce`),
   counted per valid frame and slot.
-* ``enhance``: speech enhancement (SUPERB's SE): ``r`` sigmoid masks per input frame over the noisy
-  audio's STFT bins; targets float ``[N, 2, F]`` (noisy and clean magnitudes); the L1 distance of the
-  masked noisy magnitude to the clean one, counted per valid STFT frame and bin
-  (:mod:`speechunits.probe.enhance`).
+* ``enhance``, ``separate``: speech enhancement and separation (SUPERB's SE, SS): ``r x S`` sigmoid masks
+  per input frame over the mixture's STFT bins; targets float ``[N, 1 + S, F]`` (mixture and reference
+  magnitudes); the L1 distance of each masked mixture magnitude to its reference's, under the order of
+  the sources that makes it least per utterance, counted per valid STFT frame, bin and source
+  (:mod:`speechunits.probe.masking`).
 
 Batches are length-bucketed (:class:`LengthBucketSampler`, ``fit="pad"``) under a budget of
 padded frames, a pure function of ``(seed, index)``. The task holds the (already computed,
@@ -51,7 +52,7 @@ MASK = "mask"
 #: Task kind -> objective.
 OBJECTIVES = {"phones": CTC, "asr": CTC, "frames": FRAME, "speaker": UTTERANCE, "classify": UTTERANCE,
               "verify": MARGIN, "slots": CTC, "diarize": PIT,
-              "enhance": MASK}
+              "enhance": MASK, "separate": MASK}
 #: Objectives that label every input frame (a model that stacks frames cannot serve them).
 FRAME_LEVEL = (FRAME, PIT, MASK)
 IGNORE = -100
@@ -74,7 +75,7 @@ class ProbeBatch:
         durations: int64 ``[B, T]`` (deduplicated units) or None.
         targets: CTC: int64 ``[B, U]`` (padded with 0); frame: ``[B, T]`` (IGNORE padded);
             PIT: float32 ``[B, T, S]`` (zero padded; ``lengths`` masks the padding);
-            MASK: float32 ``[B, N, 2, F]`` STFT magnitudes (zero padded);
+            MASK: float32 ``[B, N, 1 + S, F]`` STFT magnitudes (zero padded);
             utterance: ``[B]``; None when predicting.
         target_lengths: int64 ``[B]`` (CTC; MASK: valid STFT frames) or None.
         (utterance and margin objectives: ``targets`` ``[B]`` class ids)
@@ -173,12 +174,13 @@ def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str,
                                       blank=0, reduction="sum", zero_infinity=True)
         return loss, float(batch.target_lengths.sum()), {}  # type: ignore[union-attr]
     if objective == MASK:
-        from speechunits.probe.enhance import BINS, mask_l1
+        from speechunits.probe.masking import BINS, pit_mask_l1
 
-        upsample = logits.shape[-1] // BINS
+        sources = batch.targets.shape[2] - 1
+        upsample = logits.shape[-1] // (BINS * sources)
         valid = torch.minimum(batch.lengths * upsample, batch.target_lengths)  # type: ignore[arg-type]
-        loss = mask_l1(logits, batch.targets, valid, upsample)
-        return loss, float(valid.sum()) * BINS, {}
+        loss = pit_mask_l1(logits, batch.targets, valid, upsample)
+        return loss, float(valid.sum()) * BINS * sources, {}
     if objective in FRAME_LEVEL and logits.shape[1] != batch.targets.shape[1]:
         raise SpeechUnitsError(f"frame labels: {batch.targets.shape[1]} frames, the model gives "
                                f"{logits.shape[1]} (a frame task cannot stack frames)")

@@ -98,13 +98,14 @@ def make_coder(task: str, train_labels: Sequence[Any], *, tokenizer: str | int =
         return LabelCoder(task, vocabulary=vocab.Vocabulary(tuple(f"speaker{k + 1}" for k in range(slots)), None,
                                                             "speaker-slots"))
 
-    if task == "enhance":
-        from speechunits.probe.enhance import mask_tokens
+    if task in ("enhance", "separate"):
+        from speechunits.probe.masking import mask_tokens
 
-        factors = {int(label.upsample) for label in train_labels}
-        if len(factors) != 1:
-            raise SpeechUnitsError(f"task 'enhance': the labels disagree on the STFT frames per input frame ({factors})")
-        return LabelCoder(task, vocabulary=vocab.Vocabulary(mask_tokens(factors.pop()), None, "stft-mask"))
+        layouts = {(int(label.upsample), label.sources) for label in train_labels}
+        if len(layouts) != 1:
+            raise SpeechUnitsError(f"task {task!r}: the labels disagree on the STFT frames per input frame or the "
+                                   f"number of sources ((frames, sources): {sorted(layouts)})")
+        return LabelCoder(task, vocabulary=vocab.Vocabulary(mask_tokens(*layouts.pop()), None, "stft-mask"))
     if task == "phones":
         return LabelCoder(task, vocabulary=vocab.phone_vocabulary(train_labels))
     if task == "asr":
@@ -347,9 +348,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     check_dropout(dropout), parse_time_mask(time_mask), parse_unit_noise(unit_noise)
     objective = objective_of(task)
     if objective == MASK:  # its judges must be there before anything trains
-        from speechunits.probe.enhance import check_judges
+        from speechunits.probe.masking import check_judges
 
-        check_judges()
+        check_judges(task)
     _check_balance(task, balance)
     _check_speaker_slots(task, speaker_slots)
     dist, dev = init_distributed(device)

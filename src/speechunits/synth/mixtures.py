@@ -8,6 +8,8 @@
         reco2dur                  ``mix_id duration_s``
         rttm                      ``SPEAKER`` turns of every mixture (:mod:`speechunits.rttm`)
         mixtures.tsv              one row per mixture (header: :data:`MIXTURE_COLUMNS`)
+        s1/ s2/ spk1.scp spk2.scp with ``with_sources``: each source as it lies in the mixture (offset, gain and
+                                  scale applied, the mixture's length; ESPnet's separation layout)
     mix.json                      the arguments, the corpus and counts per split
 
 Kaldi files are sorted by their first field (``LC_ALL=C`` order, what Kaldi's tools check). No
@@ -34,6 +36,10 @@ them, can have them made from the ``rttm``).
   :data:`SILENCE_LABELS`), merged where the pause between two is shorter than ``min_pause``
   seconds (touching ones always), clipped to the source's length and shifted by its offset; each becomes a ``SPEAKER``
   turn named by the corpus speaker id.
+
+With ``with_sources`` (SUPERB's SS, Libri2Mix-style separation data) each mixture's two sources are written
+too, so that ``s1 + s2`` is the mixture up to int16 rounding; separation sets usually overlap fully:
+``max_overlap=1`` lets the second utterance start anywhere in the first.
 
 Built in ``OUT/.mix.partial`` and renamed into place, so ``OUT/mix`` is complete or absent (a
 leftover partial directory is removed by the next run). ``OUT/mix`` already holding the same set
@@ -73,7 +79,7 @@ SPLIT = (0.6, 0.2, 0.2)
 MIN_SPEAKERS_PER_SPLIT = 2
 #: Labels of ``phones.tsv`` that are not speech (the synth corpus's ``sil``; Kaldi's and MFA's ``sp``).
 SILENCE_LABELS = frozenset({SILENCE, "sp"})
-#: The arguments recorded in ``mix.json`` that define a set.
+#: The arguments recorded in ``mix.json`` that define a set (and ``sources``, when asked).
 SET_ARGUMENTS = ("corpus", "mixtures", "max_overlap", "min_pause", "gain_db", "split", "seed")
 MIXTURE_COLUMNS = ("mix_id", "utt1", "speaker1", "offset1_s", "gain1_db", "utt2", "speaker2", "offset2_s", "gain2_db",
                    "overlap_ratio", "duration_s", "scale")
@@ -206,6 +212,18 @@ def mix_sources(first: np.ndarray, second: np.ndarray, offset: int,
     return samples, scale
 
 
+def placed_sources(first: np.ndarray, second: np.ndarray, offset: int, gains_db: tuple[float, float], scale: float,
+                   length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two int16 sources ``[length]`` as :func:`mix_sources` sums them: at 0 and ``offset``, times their
+    gains and ``scale``."""
+    tracks = []
+    for source, start, gain in ((first, 0, gains_db[0]), (second, offset, gains_db[1])):
+        track = np.zeros(length, dtype=np.float64)
+        track[start:start + source.size] = source.astype(np.float64) * 10.0 ** (gain / 20.0)
+        tracks.append(np.clip(np.rint(track * (scale * 32768.0)), -32768, 32767).astype(np.int16))
+    return tracks[0], tracks[1]
+
+
 def overlap_seconds(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> float:
     """Time two lists of disjoint ``(start, end)`` segments share."""
     return sum(max(0.0, min(e1, e2) - max(s1, s2)) for s1, e1 in a for s2, e2 in b)
@@ -265,12 +283,14 @@ def read_sources(corpus: str | os.PathLike[str], min_pause: float) -> tuple[list
 
 def write_mixtures(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, mixtures: int = MIXTURES,
                    max_overlap: float = MAX_OVERLAP, min_pause: float = MIN_PAUSE, gain_db: float = GAIN_DB,
-                   split: Sequence[float] = SPLIT, seed: int = 0, quiet: bool = False) -> Path:
+                   split: Sequence[float] = SPLIT, seed: int = 0, with_sources: bool = False,
+                   quiet: bool = False) -> Path:
     """Write the two-speaker mixtures of ``corpus`` to ``out_dir/mix`` (see the module docstring);
     returns that directory.
 
     ``mixtures`` in all, shared out over train/dev/test by ``split`` (three positive shares) as the
-    speakers are. A complete set with the same arguments and corpus already there is returned as it is.
+    speakers are. ``with_sources``: also write each mixture's two sources (separation data). A complete set with
+    the same arguments and corpus already there is returned as it is.
 
     Raises:
         SpeechUnitsError: a bad argument (``mixtures < 3``, ``max_overlap`` outside [0, 1], negative
@@ -280,7 +300,7 @@ def write_mixtures(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[st
     from speechunits.audio import Audio
     from speechunits.progress import AudioProgress
 
-    request = _arguments(corpus, mixtures, max_overlap, min_pause, gain_db, split, seed)
+    request = _arguments(corpus, mixtures, max_overlap, min_pause, gain_db, split, seed, with_sources)
     out = Path(out_dir)
     target = out / KIND
     if _check(corpus, out, request):
@@ -301,15 +321,22 @@ def write_mixtures(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[st
             folder = building / name
             (folder / "wavs").mkdir(parents=True)
             rows = []
+            if with_sources:
+                (folder / "s1").mkdir()
+                (folder / "s2").mkdir()
             for draw in plans[name]:
                 first, second = (Audio.load(s.path, sample_rate=SAMPLE_RATE, raw_format=s.raw_format).samples
                                  for s in (draw.first, draw.second))
                 offset = second_offset(first.size, draw.overlap_ratio)
                 samples, scale = mix_sources(first, second, offset, draw.gains_db)
                 _write_wav(folder / "wavs" / f"{draw.mix_id}.wav", samples)
+                if with_sources:
+                    for name_k, track in zip(("s1", "s2"), placed_sources(first, second, offset, draw.gains_db,
+                                                                          scale, samples.size)):
+                        _write_wav(folder / name_k / f"{draw.mix_id}.wav", track)
                 rows.append((draw, offset, first.size, second.size, samples.size, scale))
                 progress.update(samples.size / SAMPLE_RATE)
-            summary[name] = _write_split(folder, rows, by_split[name])
+            summary[name] = _write_split(folder, rows, by_split[name], with_sources)
     meta = {"format_version": FORMAT_VERSION, "kind": KIND, **request, "alignment": alignment,
             "sample_rate": SAMPLE_RATE, "splits": summary}
     write_set_meta(building / f"{KIND}.json", meta)
@@ -322,9 +349,12 @@ def write_mixtures(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[st
 
 
 def _arguments(corpus: str | os.PathLike[str], mixtures: int, max_overlap: float, min_pause: float, gain_db: float,
-               split: Sequence[float], seed: int) -> dict[str, Any]:
-    return dict(corpus=str(Path(corpus).resolve()), mixtures=mixtures, max_overlap=float(max_overlap),
-                min_pause=float(min_pause), gain_db=float(gain_db), split=[float(s) for s in split], seed=seed)
+               split: Sequence[float], seed: int, sources: bool = False) -> dict[str, Any]:
+    request = dict(corpus=str(Path(corpus).resolve()), mixtures=mixtures, max_overlap=float(max_overlap),
+                   min_pause=float(min_pause), gain_db=float(gain_db), split=[float(s) for s in split], seed=seed)
+    if sources:  # recorded only when asked, so that sets written before the option stay the same sets
+        request["sources"] = True
+    return request
 
 
 def _check(corpus: str | os.PathLike[str], out: Path, request: dict[str, Any]) -> bool:
@@ -353,7 +383,7 @@ def _check(corpus: str | os.PathLike[str], out: Path, request: dict[str, Any]) -
     if Path(corpus).is_dir() and out.resolve().is_relative_to(Path(corpus).resolve()):
         raise SpeechUnitsError(f"{out}: inside the corpus {corpus}; write the mixtures elsewhere")
     target = out / KIND
-    return holds_same_set(target, f"{KIND}.json", request, SET_ARGUMENTS, FORMAT_VERSION, "mixture set")
+    return holds_same_set(target, f"{KIND}.json", request, tuple(request), FORMAT_VERSION, "mixture set")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -384,8 +414,8 @@ def _turns(draw: Draw, offset: int, first_samples: int, second_samples: int) -> 
 
 
 def _write_split(folder: Path, rows: list[tuple[Draw, int, int, int, int, float]],
-                 speakers: list[str]) -> dict[str, Any]:
-    """wav.scp, reco2dur, rttm and mixtures.tsv of one split; its counts."""
+                 speakers: list[str], sources: bool = False) -> dict[str, Any]:
+    """wav.scp, reco2dur, rttm, mixtures.tsv (and with ``sources`` spk1.scp, spk2.scp) of one split; its counts."""
     from speechunits.rttm import speaker_turns, write_rttm
 
     records, table = [], []
@@ -407,6 +437,9 @@ def _write_split(folder: Path, rows: list[tuple[Draw, int, int, int, int, float]
     ids = sorted((row[0] for row in table), key=lambda x: x.encode("utf-8"))
     duration = {row[0]: row[10] for row in table}
     write_lines(folder / "wav.scp", [f"{m} wavs/{m}.wav" for m in ids])
+    if sources:
+        for k in (1, 2):
+            write_lines(folder / f"spk{k}.scp", [f"{m} s{k}/{m}.wav" for m in ids])
     write_lines(folder / "reco2dur", [f"{m} {duration[m]}" for m in ids])
     write_rttm(folder / "rttm", records)
     write_lines(folder / "mixtures.tsv", ["\t".join(MIXTURE_COLUMNS)] + ["\t".join(row) for row in table])
