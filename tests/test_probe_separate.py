@@ -122,6 +122,17 @@ def test_best_order_si_sdr_matches_each_estimate_to_its_source():
     assert order == (1, 0) and score == pytest.approx(np.mean([si_sdr(a, a + noise), si_sdr(b, b)]))
 
 
+def test_best_order_si_sdr_equals_fast_bss_evals_permutation_solved_si_sdr():
+    import fast_bss_eval  # the [dev] extra's
+    rng = np.random.default_rng(3)
+    for sources in (2, 3):
+        refs = rng.standard_normal((sources, 8000))
+        estimates = refs[::-1] + rng.uniform(0.2, 0.8, (sources, 1)) * rng.standard_normal((sources, 8000))
+        values, perm = fast_bss_eval.si_sdr(refs, estimates, return_perm=True)
+        ours, order = best_order_si_sdr(list(refs), list(estimates))
+        assert order == tuple(int(p) for p in perm) and ours == pytest.approx(float(np.mean(values)), abs=1e-3)
+
+
 def test_oracle_masks_separate_well_in_either_order(mixset):
     test = mixset / "test"
     labels, oracle = [], []
