@@ -167,6 +167,11 @@ def test_a_trained_probe_enhances_unseen_voices_and_reloads_exactly(noisy, train
         assert rate == 16000 and audio.shape == clean.shape
         values.append(pesq(16000, clean, audio, "wb"))
     assert float(np.mean(values)) == pytest.approx(result["pesq"], abs=0.02)
+    # `speechunits enhance` needs no reference and writes the same audio
+    assert main(["enhance", str(noisy / "test" / "wavs"), "--probe", str(trained), "-o", str(tmp_path / "plain"),
+                 "--device", "cpu", "--quiet"]) == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "plain").glob("*.wav")} == {p.name: p.read_bytes()
+                                                                                 for p in written}
     probe = load_probe(trained)
     made = probe_input(probe.identity, noisy / "test", device="cpu", quiet=True)
     samples = made.load([p.stem for p in written]).samples
@@ -250,3 +255,6 @@ def test_audio_out_is_refused_for_other_tasks(noisy, tmp_path, caplog):
                          str(tmp_path / "o"), "--device", "cpu"], caplog)
     assert "--audio-out writes an enhancement or separation probe's audio" in message and "'classify' probe" in message
     assert not (tmp_path / "o").exists()
+    message = cli_error(["enhance", str(noisy / "train"), "--probe", str(probe), "-o", str(tmp_path / "e"),
+                         "--device", "cpu"], caplog)
+    assert "a 'classify' probe gives no audio" in message

@@ -123,7 +123,7 @@ def test_best_order_si_sdr_matches_each_estimate_to_its_source():
 
 
 def test_best_order_si_sdr_equals_fast_bss_evals_permutation_solved_si_sdr():
-    import fast_bss_eval  # the [dev] extra's
+    import fast_bss_eval  # in the [dev] extra
     rng = np.random.default_rng(3)
     for sources in (2, 3):
         refs = rng.standard_normal((sources, 8000))
@@ -169,6 +169,11 @@ def test_a_trained_probe_separates_unseen_voices_and_writes_the_sources(mixset, 
         mixture = sf.read(mixset / "test" / "wavs" / f"{mix}.wav")[0]
         values.append(best_order_si_sdr(refs, estimates)[0] - np.mean([si_sdr(r, mixture) for r in refs]))
     assert float(np.mean(values)) == pytest.approx(result["si_sdri"], abs=0.05)
+    assert main(["enhance", str(mixset / "test"), "--probe", str(trained), "-o", str(tmp_path / "plain"),
+                 "--device", "cpu", "--quiet"]) == 0
+    for k in (1, 2):
+        assert {p.name: p.read_bytes() for p in (tmp_path / "plain" / f"s{k}").glob("*.wav")} == \
+            {p.name: p.read_bytes() for p in (out / f"s{k}").glob("*.wav")}
     probe = load_probe(trained)
     made = probe_input(probe.identity, mixset / "test", device="cpu", quiet=True)
     samples = made.load(_ids(mixset / "test")).samples

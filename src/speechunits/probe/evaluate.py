@@ -423,19 +423,57 @@ def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks:
         SpeechUnitsError: another task, a unit probe without its codebooks, unreadable audio
         (without ``errors``).
     """
-    from speechunits.device import resolve_device
-    from speechunits.probe.model_dir import bundled_bpe, bundled_codebooks, load_probe
+    from speechunits.probe.model_dir import load_probe
 
     probe = load_probe(probe_dir, base=encoder)
-    codebooks = codebooks or bundled_codebooks(probe_dir)  # a copy kept at training (--codebook), if any
-    bpe = bpe if bpe is not None else bundled_bpe(probe_dir)
     if probe.task not in ("asr", "phones", "slots"):
         raise SpeechUnitsError(f"{probe_dir}: a {probe.task!r} probe does not transcribe (asr, phones and slots "
                                "probes do)")
+    predictions = _predict_files(probe, probe_dir, paths, codebooks=codebooks, bpe=bpe, encoder=encoder,
+                                 device=device, quiet=quiet, errors=errors, decoder=_decoder(probe, lm, beam))
+    return [None if p is None else (p if isinstance(p, str) else " ".join(p)) for p in predictions]
+
+
+def enhance_files(probe_dir: str | Path, paths: Sequence[str | Path], names: Sequence[str], out_dir: str | Path, *,
+                  codebooks: Sequence[str | Path] | None = None, bpe: str | Path | None = None,
+                  encoder: str | None = None, device: str = "auto", quiet: bool = False,
+                  errors: dict[str, str] | None = None) -> int:
+    """Enhance (``enhance`` probes) or separate (``separate`` probes) audio files: ``OUT/<name>.wav``, or
+    ``OUT/s1/<name>.wav``, ``OUT/s2/<name>.wav`` ... (:func:`~speechunits.probe.masking.write_estimates`);
+    no reference is needed. Inputs and ``errors`` as :func:`transcribe`. Returns how many files were written.
+
+    Raises:
+        SpeechUnitsError: another task, a unit probe without its codebooks, unreadable audio (without ``errors``).
+    """
+    from speechunits.probe.masking import MaskLabel, write_estimates
+    from speechunits.probe.model_dir import load_probe
+
+    probe = load_probe(probe_dir, base=encoder)
+    if probe.task not in MASK_TASKS:
+        raise SpeechUnitsError(f"{probe_dir}: a {probe.task!r} probe gives no audio (enhance and separate probes do)")
+    if len(set(names)) != len(names):
+        raise SpeechUnitsError("enhance: two inputs have the same name; their outputs would overwrite each other")
+    predictions = _predict_files(probe, probe_dir, paths, codebooks=codebooks, bpe=bpe, encoder=encoder,
+                                 device=device, quiet=quiet, errors=errors)
+    masks = {name: mask for name, mask in zip(names, predictions) if mask is not None}
+    labels = {name: MaskLabel(str(path), ()) for name, path in zip(names, paths)}
+    return write_estimates(out_dir, labels, masks)
+
+
+def _predict_files(probe: Any, probe_dir: str | Path, paths: Sequence[str | Path], *,
+                   codebooks: Sequence[str | Path] | None, bpe: str | Path | None, encoder: str | None, device: str,
+                   quiet: bool, errors: dict[str, str] | None, decoder: Any = None) -> list[Any]:
+    """The prediction of ``probe`` for each audio file of ``paths`` (None for a file recorded in ``errors``):
+    its encoder (features), or its encoder and codebooks (units: ``codebooks``, default the probe's copies;
+    ``bpe``, default the probe's copy)."""
+    from speechunits.corpus import Utterance
+    from speechunits.device import resolve_device
+    from speechunits.probe.model_dir import bundled_bpe, bundled_codebooks
+
+    codebooks = codebooks or bundled_codebooks(probe_dir)  # a copy kept at training (--codebook), if any
+    bpe = bpe if bpe is not None else bundled_bpe(probe_dir)
     dev = resolve_device(device)
     identity = probe.identity
-    from speechunits.corpus import Utterance
-
     corpus = as_corpus([Utterance(str(i), str(p)) for i, p in enumerate(paths)])
     ids = [str(i) for i in range(len(paths))]
     failed: dict[str, str] = {}
@@ -452,9 +490,8 @@ def transcribe(probe_dir: str | Path, paths: Sequence[str | Path], *, codebooks:
             raise SpeechUnitsError(failed[first])
         errors.update({str(paths[int(i)]): reason for i, reason in failed.items()})
     good = [i for i in ids if i not in failed]
-    predictions = probe.predict(samples, good, device=dev, decoder=_decoder(probe, lm, beam)) if good else {}
-    return [None if i in failed else (p if isinstance(p, str) else " ".join(p))
-            for i, p in ((i, predictions.get(i)) for i in ids)]
+    predictions = probe.predict(samples, good, device=dev, decoder=decoder) if good else {}
+    return [None if i in failed else predictions.get(i) for i in ids]
 
 
 def _unit_samples(identity: Mapping[str, Any], paths: Sequence[str | Path], codebooks: Sequence[str | Path] | None,
