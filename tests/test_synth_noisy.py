@@ -73,7 +73,7 @@ def test_the_split_is_a_kaldi_and_espnet_enhancement_directory(corpus, noisy):
     assert ids == sorted(ids, key=lambda x: x.encode()) and ids == [u.id for u in open_corpus(test)]
     assert [line.split()[0] for line in (test / "spk1.scp").read_text().splitlines()] == ids
     found = find_label_files(test)
-    assert found["clean"] == test / "spk1.scp" and found["speakers"] == test / "utt2spk"
+    assert found["references"] == test / "spk1.scp" and found["speakers"] == test / "utt2spk"
     texts = dict(line.split("\t") for line in (corpus / "text.tsv").read_text().splitlines() if line)
     for line in (test / "text").read_text().splitlines():
         utt, text = line.split(" ", 1)

@@ -61,7 +61,7 @@ import numpy as np
 from speechunits.audio import RawFormat
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import write_lines
-from speechunits.synth.set_reuse import holds_same_set, write_set_meta
+from speechunits.synth.set_reuse import check_corpus_set, holds_same_set, write_set_meta
 from speechunits.measure.alignments import SILENCE, TIME_TOLERANCE_S
 
 log = logging.getLogger(__name__)
@@ -373,15 +373,7 @@ def _check(corpus: str | os.PathLike[str], out: Path, request: dict[str, Any]) -
     for option in ("min_pause", "gain_db"):
         if not (math.isfinite(request[option]) and request[option] >= 0):
             raise SpeechUnitsError(f"--{option.replace('_', '-')} must be finite and >= 0, got {request[option]}")
-    shares = request["split"]
-    if len(shares) != len(SPLITS) or not all(math.isfinite(s) and s > 0 for s in shares):
-        raise SpeechUnitsError(f"split must be {len(SPLITS)} positive shares ({', '.join(SPLITS)}), got {shares}")
-    if isinstance(request["seed"], bool) or not isinstance(request["seed"], int) or request["seed"] < 0:
-        raise SpeechUnitsError(f"--seed must be an integer >= 0, got {request['seed']!r}")
-    if out.exists() and not out.is_dir():
-        raise SpeechUnitsError(f"{out}: exists and is not a directory")
-    if Path(corpus).is_dir() and out.resolve().is_relative_to(Path(corpus).resolve()):
-        raise SpeechUnitsError(f"{out}: inside the corpus {corpus}; write the mixtures elsewhere")
+    check_corpus_set(corpus, out, request, SPLITS, "mixtures")
     target = out / KIND
     return holds_same_set(target, f"{KIND}.json", request, tuple(request), FORMAT_VERSION, "mixture set")
 

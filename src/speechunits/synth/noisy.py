@@ -48,7 +48,7 @@ import numpy as np
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import write_lines
 from speechunits.synth.mixtures import PEAK_LIMIT, SAMPLE_RATE, SPLIT, SPLITS, split_speakers
-from speechunits.synth.set_reuse import holds_same_set, write_set_meta
+from speechunits.synth.set_reuse import check_corpus_set, holds_same_set, write_set_meta
 
 log = logging.getLogger(__name__)
 
@@ -313,15 +313,7 @@ def _check(corpus: str | Path, out: Path, request: dict[str, Any], have_files: b
         raise SpeechUnitsError(f"--noise-kinds: expected some of {', '.join(known)}, got {request['kinds']}")
     if FILE_KIND in request["kinds"] and not have_files:
         raise SpeechUnitsError("--noise-kinds file needs --noise DIR (recordings of noise)")
-    shares = request["split"]
-    if len(shares) != len(SPLITS) or not all(math.isfinite(s) and s > 0 for s in shares):
-        raise SpeechUnitsError(f"split must be {len(SPLITS)} positive shares ({', '.join(SPLITS)}), got {shares}")
-    if isinstance(request["seed"], bool) or not isinstance(request["seed"], int) or request["seed"] < 0:
-        raise SpeechUnitsError(f"--seed must be an integer >= 0, got {request['seed']!r}")
-    if out.exists() and not out.is_dir():
-        raise SpeechUnitsError(f"{out}: exists and is not a directory")
-    if Path(corpus).is_dir() and out.resolve().is_relative_to(Path(corpus).resolve()):
-        raise SpeechUnitsError(f"{out}: inside the corpus {corpus}; write the noisy set elsewhere")
+    check_corpus_set(corpus, out, request, SPLITS, "noisy set")
     return holds_same_set(out / KIND, f"{KIND}.json", request, SET_ARGUMENTS, FORMAT_VERSION, "noisy set")
 
 

@@ -1,5 +1,6 @@
-"""The record of a generated set (``synth lexical/syntactic/qbe/mix``: ``<kind>.json``) and the reuse
-rule of ``synth qbe`` and ``synth mix``: the same set is kept, another refused."""
+"""The record of a generated set (``synth lexical/syntactic/qbe/mix/noisy``: ``<kind>.json``), the reuse
+rule of ``synth qbe``, ``mix`` and ``noisy`` (the same set is kept, another refused) and the checks of the
+sets made from a corpus."""
 from __future__ import annotations
 
 import json
@@ -32,6 +33,28 @@ def holds_same_set(target: Path, meta_name: str, request: Mapping[str, Any], key
         raise SpeechUnitsError(f"{target}: already holds another {what} ({', '.join(differ) or 'older format'}); "
                                "remove it to rebuild")
     return True
+
+
+def check_corpus_set(corpus: str | Path, out: Path, request: Mapping[str, Any], parts: Sequence[str],
+                     what: str) -> None:
+    """The checks every set made from a corpus shares (``synth mix``, ``synth noisy``): ``request["split"]``
+    one positive share per part, ``request["seed"]`` an integer >= 0, ``out`` a directory (or absent) and
+    not inside ``corpus`` (``what``: the set's name in the message).
+
+    Raises:
+        SpeechUnitsError: naming the argument.
+    """
+    import math
+
+    shares = request["split"]
+    if len(shares) != len(parts) or not all(math.isfinite(s) and s > 0 for s in shares):
+        raise SpeechUnitsError(f"split must be {len(parts)} positive shares ({', '.join(parts)}), got {shares}")
+    if isinstance(request["seed"], bool) or not isinstance(request["seed"], int) or request["seed"] < 0:
+        raise SpeechUnitsError(f"--seed must be an integer >= 0, got {request['seed']!r}")
+    if out.exists() and not out.is_dir():
+        raise SpeechUnitsError(f"{out}: exists and is not a directory")
+    if Path(corpus).is_dir() and out.resolve().is_relative_to(Path(corpus).resolve()):
+        raise SpeechUnitsError(f"{out}: inside the corpus {corpus}; write the {what} elsewhere")
 
 
 def write_set_meta(path: Path, meta: Mapping[str, Any]) -> None:
