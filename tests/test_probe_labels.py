@@ -32,7 +32,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_tasks() -> None:
-    assert TASKS == ("phones", "asr", "speaker", "classify", "frames", "verify", "slots", "diarize")
+    assert TASKS == ("phones", "asr", "speaker", "classify", "frames", "verify", "slots", "diarize", "enhance", "separate")
 
 
 def test_read_transcripts_tsv(tmp_path: Path) -> None:
