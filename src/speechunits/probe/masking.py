@@ -214,9 +214,8 @@ def apply_mask(mixture: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return istft(spec * torch.as_tensor(m[: spec.shape[0]]), len(mixture))
 
 
-def estimates_of(label: MaskLabel, masks: np.ndarray) -> list[np.ndarray]:
-    """Each source's estimate ``[n]`` from the masks ``[M, S, BINS]`` of ``label``'s mixture."""
-    mixture = load_audio(label.mixture, label.raw_format)
+def estimates_of(mixture: np.ndarray, masks: np.ndarray) -> list[np.ndarray]:
+    """Each source's estimate ``[n]`` from the masks ``[M, S, BINS]`` of the ``mixture`` ``[n]``."""
     return [apply_mask(mixture, masks[:, k]) for k in range(masks.shape[1])]
 
 
@@ -279,7 +278,7 @@ def enhancement_scores(labels: Sequence[MaskLabel], masks: Sequence[np.ndarray])
     input; PESQ over the utterances it could score (``pesq_unscored`` counts the others)."""
     rows, noisy_rows = [], []
     for label, mask in zip(labels, masks):
-        (estimate,) = estimates_of(label, mask)
+        (estimate,) = estimates_of(load_audio(label.mixture, label.raw_format), mask)
         rows.append(audio_scores(load_audio(label.references[0]), estimate))
         noisy_rows.append(dict(_noisy_scores(label.mixture, label.references[0], label.raw_format)))
     if not rows:
@@ -297,9 +296,10 @@ def best_order_si_sdr(references: Sequence[np.ndarray],
                       estimates: Sequence[np.ndarray]) -> tuple[float, tuple[int, ...]]:
     """The mean SI-SDR over sources under the order of the estimates that makes it largest, and that order
     (``order[k]``: the estimate of reference ``k``)."""
+    pairs = [[si_sdr(r, e) for e in estimates] for r in references]  # each pair once, not once per order
     best = max(itertools.permutations(range(len(estimates))),
-               key=lambda order: sum(si_sdr(r, estimates[k]) for r, k in zip(references, order)))
-    return float(np.mean([si_sdr(r, estimates[k]) for r, k in zip(references, best)])), best
+               key=lambda order: sum(pairs[j][k] for j, k in enumerate(order)))
+    return float(np.mean([pairs[j][k] for j, k in enumerate(best)])), best
 
 
 def separation_scores(labels: Sequence[MaskLabel], masks: Sequence[np.ndarray]) -> dict[str, float]:
@@ -310,7 +310,7 @@ def separation_scores(labels: Sequence[MaskLabel], masks: Sequence[np.ndarray]) 
     for label, mask in zip(labels, masks):
         references = [load_audio(path) for path in label.references]
         mixture = load_audio(label.mixture, label.raw_format)
-        separated, _ = best_order_si_sdr(references, estimates_of(label, mask))
+        separated, _ = best_order_si_sdr(references, estimates_of(mixture, mask))
         baseline = float(np.mean([si_sdr(r, mixture) for r in references]))
         rows.append((separated - baseline, separated, baseline))
     if not rows:
@@ -329,7 +329,7 @@ def write_estimates(out_dir: str | os.PathLike[str], labels: Mapping[str, MaskLa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for utt, mask in masks.items():
-        estimates = estimates_of(labels[utt], mask)
+        estimates = estimates_of(load_audio(labels[utt].mixture, labels[utt].raw_format), mask)
         for k, audio in enumerate(estimates):
             target = out / f"{utt}.wav" if len(estimates) == 1 else out / f"s{k + 1}" / f"{utt}.wav"
             target.parent.mkdir(parents=True, exist_ok=True)
