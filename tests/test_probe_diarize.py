@@ -272,6 +272,31 @@ def test_diarize_probe_learns_the_mixtures_and_reloads_exactly(mixset, trained, 
         assert np.array_equal(logits, again[utt]) and logits.shape == (samples[utt].num_frames, 2)
 
 
+def test_eval_decision_override_reproduces_the_dev_grid(mixset, trained, capsys, caplog):
+    """``probe eval --threshold/--median-frames`` scores the dev part as the training-time grid did for
+    that setting (computed there from the logits by tune_decision, here through the CLI)."""
+    grid = json.loads((trained / "probe.json").read_text())["decision_grid"]
+    others = [key for key in grid["dev_der"] if key != grid["chosen"]]
+    for key in (others[0], others[-1]):
+        threshold, width = key[1:].split("-m")
+        assert main(["probe", "eval", str(trained), str(mixset / "dev"), "--device", "cpu", "--json", "--quiet",
+                     "--threshold", threshold, "--median-frames", width]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["decision"] == {"threshold": float(threshold), "median_frames": int(width)}
+        assert result["der"] == pytest.approx(grid["dev_der"][key], abs=1e-12)
+    # one part given: the other stays the probe's choice
+    chosen = SlotDecision.from_record(json.loads((trained / "probe.json").read_text())["labels"]["decision"])
+    assert main(["probe", "eval", str(trained), str(mixset / "dev"), "--device", "cpu", "--json", "--quiet",
+                 "--threshold", "0.45"]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"] == {"threshold": 0.45,
+                                                               "median_frames": chosen.median_frames}
+    dev = str(mixset / "dev")
+    assert "odd number of frames" in cli_error(["probe", "eval", str(trained), dev, "--median-frames", "4",
+                                                "--device", "cpu"], caplog)
+    assert "probability in (0, 1)" in cli_error(["probe", "eval", str(trained), dev, "--threshold", "1.5",
+                                                 "--device", "cpu"], caplog)
+
+
 # -- refusals --------------------------------------------------------------------------------------
 
 def test_diarize_refuses_what_it_cannot_score(mixset, trained, tmp_path, caplog):

@@ -258,3 +258,6 @@ def test_audio_out_is_refused_for_other_tasks(noisy, tmp_path, caplog):
     message = cli_error(["enhance", str(noisy / "train"), "--probe", str(probe), "-o", str(tmp_path / "e"),
                          "--device", "cpu"], caplog)
     assert "a 'classify' probe gives no audio" in message
+    message = cli_error(["probe", "eval", str(probe), str(noisy / "train"), "--labels", str(labels), "--threshold",
+                         "0.4", "--device", "cpu"], caplog)
+    assert "decide a diarization probe's speaker activity" in message and "'classify' probe" in message

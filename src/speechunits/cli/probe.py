@@ -167,6 +167,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                "normalisation the probe chose on dev, against its training speakers")
     evaluate.add_argument("--rttm-out", metavar="FILE",
                           help="diarize probes: write the predicted speaker turns as RTTM (speakers slot0, slot1, ...)")
+    evaluate.add_argument("--threshold", type=float, metavar="P",
+                          help="diarize probes: a slot talks where its sigmoid exceeds P, instead of the threshold "
+                          "the probe chose on dev (for a corpus whose overlap or noise differs from its training)")
+    evaluate.add_argument("--median-frames", type=int, metavar="N",
+                          help="diarize probes: median-filter each slot's activity over N frames (odd; 1: no "
+                          "filter; s3prl's 11 at 100 frames/s) instead of the probe's dev choice")
     evaluate.add_argument("--audio-out", metavar="DIR",
                           help="enhance / separate probes: write the enhanced audio there (<utt>.wav, 16 kHz) / "
                           "the separated sources (s1/<utt>.wav, s2/<utt>.wav, ...)")
@@ -303,7 +309,7 @@ def run_eval(args: argparse.Namespace) -> int:
                             labels=args.labels, alignments=args.alignments, subset=args.split,
                             encoder=args.encoder, device=args.device, lm=args.lm, beam=beam_options(args),
                             trials=args.trials, rttm_out=args.rttm_out, score_norm=args.score_norm,
-                            audio_out=args.audio_out, quiet=args.quiet)
+                            threshold=args.threshold, median_frames=args.median_frames, audio_out=args.audio_out, quiet=args.quiet)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:

@@ -250,6 +250,7 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
                    subset: str | None = None, encoder: str | None = None, device: str = "auto",
                    lm: str | Path | None = None, beam: Any = None, trials: str | Path | None = None,
                    rttm_out: str | Path | None = None, score_norm: str | None = None,
+                   threshold: float | None = None, median_frames: int | None = None,
                    audio_out: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
     """Score the probe in ``probe_dir`` on the labelled utterances of ``corpus``.
 
@@ -272,6 +273,10 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
             (:func:`~speechunits.probe.masking.write_estimates`).
         score_norm: ``verify`` probes: ``none``, ``s-norm``, ``as-norm`` or ``as-norm:N`` instead of
             the normalisation the probe chose on dev (:class:`~speechunits.probe.verification.ScoreNorm`).
+        threshold, median_frames: ``diarize`` probes: the sigmoid above which a slot talks and the
+            median filter's width in frames (odd, 1 = none), each instead of the one the probe chose on
+            dev (:class:`~speechunits.probe.diarize.SlotDecision`); the result's ``decision`` says which
+            was used.
 
     Returns:
         ``{"probe", "task", "input", "utterances", <metrics>, "missing_labels", "input_errors"}``.
@@ -290,6 +295,15 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
     if score_norm is not None and probe.task != "verify":
         raise SpeechUnitsError(f"--score-norm normalises a verification probe's scores; {probe_dir} is a "
                                f"{probe.task!r} probe")
+    if (threshold is not None or median_frames is not None) and probe.task != "diarize":
+        raise SpeechUnitsError(f"--threshold and --median-frames decide a diarization probe's speaker activity; "
+                               f"{probe_dir} is a {probe.task!r} probe")
+    if probe.task == "diarize":
+        from speechunits.probe.diarize import SlotDecision
+
+        chosen = probe.coder.decision or SlotDecision()
+        probe.coder.decision = SlotDecision(chosen.threshold if threshold is None else float(threshold),
+                                            chosen.median_frames if median_frames is None else median_frames)
     dev = resolve_device(device)
     bpe = bpe if bpe is not None else bundled_bpe(probe_dir)  # the probe's copy, as transcribe reads it
     made = probe_input(probe.identity, corpus, features=features, units=units, bpe=bpe, encoder=encoder,
@@ -338,6 +352,8 @@ def evaluate_probe(probe_dir: str | Path, corpus: str | Path, *, features: str |
         if strangers:
             log.warning("%s: %d scored utterances have classes the probe does not know (%s); they count as wrong",
                         corpus, sum(result["unknown_classes"].values()), ", ".join(strangers[:5]))
+    if probe.task == "diarize":
+        result["decision"] = probe.coder.decision.record()
     if lm is not None:
         result["lm"] = {"arpa": str(lm), **asdict(beam or _default_beam())}
     return result
