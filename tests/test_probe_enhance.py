@@ -37,7 +37,7 @@ def trained(noisy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("probe") / "se"
     assert main(["probe", "train", "enhance", str(noisy / "{train,dev,test}"), "--encoder", "logmel", "-o", str(out),
                  "--lr", "1e-2", "--max-steps", "300", "--eval-every", "50", "--batch-frames", "2000",
-                 "--device", "cpu", "--quiet"]) == 0
+                 "--head", "linear", "--device", "cpu", "--quiet"]) == 0
     return out
 
 
@@ -186,6 +186,8 @@ def test_50_hz_features_predict_two_masks_per_frame(noisy, tiny_hubert_dir, tmp_
                  "--quiet"]) == 0
     meta = json.loads((out / "probe.json").read_text())
     assert meta["labels"]["upsample"] == 2 and meta["model"]["num_classes"] == 2 * BINS
+    # no head named: SUPERB's downstream for the task (s3prl's enhancement_stft2), not the linear default
+    assert (meta["model"]["head"], meta["model"]["lstm_layers"], meta["training"]["batch_frames"]) == ("bilstm", 3, 3000)
     probe = load_probe(out)
     made = probe_input(probe.identity, noisy / "test", device="cpu", quiet=True)
     utt, pair = _pair(noisy)

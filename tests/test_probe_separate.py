@@ -41,7 +41,7 @@ def trained(mixset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("probe") / "ss"
     assert main(["probe", "train", "separate", str(mixset / "{train,dev,test}"), "--encoder", "logmel", "-o", str(out),
                  "--lr", "1e-2", "--max-steps", "300", "--eval-every", "50", "--batch-frames", "2000",
-                 "--device", "cpu", "--quiet"]) == 0
+                 "--head", "linear", "--device", "cpu", "--quiet"]) == 0
     return out
 
 
@@ -179,6 +179,15 @@ def test_a_trained_probe_separates_unseen_voices_and_writes_the_sources(mixset, 
     samples = made.load(_ids(mixset / "test")).samples
     masks = probe.predict(samples, list(samples), device="cpu")
     assert all(m.shape == (samples[u].num_frames, 2, BINS) for u, m in masks.items())
+
+
+def test_mask_tasks_default_to_superbs_bilstm_and_each_option_given_wins():
+    from speechunits.probe.defaults import head_defaults
+
+    assert head_defaults("separate", None, None, None) == ("bilstm", 3, 3000)
+    assert head_defaults("separate", "linear", None, 8000) == ("linear", 3, 8000)
+    assert head_defaults("phones", None, None, None) == ("linear", 2, 20000)
+    assert head_defaults("diarize", "bilstm", 1, None) == ("bilstm", 1, 20000)
 
 
 def test_separate_refuses_what_it_cannot_score(corpus, mixset, tmp_path, caplog):

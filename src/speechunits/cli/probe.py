@@ -9,7 +9,8 @@ from typing import Any
 
 from speechunits.cli.common import add_device, add_quiet, add_threads, parse_layers
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES, DEFAULT_VERIFICATION, DEFAULT_WARMUP_FRACTION
+from speechunits.probe.defaults import (DEFAULT_BATCH_FRAMES, DEFAULT_HEAD, DEFAULT_LSTM_LAYERS, DEFAULT_VERIFICATION,
+                                        DEFAULT_WARMUP_FRACTION, TASK_HEAD_DEFAULTS)
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_input_options(train, training=True)
     _add_label_options(train)
     train.add_argument("--speakers", metavar="FILE", help="utt<TAB>speaker (default: the corpus's speakers.tsv)")
-    train.add_argument("--head", default="linear", choices=["linear", "bilstm", "xvector"],
+    train.add_argument("--head", default=None, choices=["linear", "bilstm", "xvector"],
                        help="linear, bilstm (SUPERB's two), or xvector (speaker, classify, verify: SUPERB's "
-                       "speaker-verification network); default %(default)s")
+                       f"speaker-verification network); default {DEFAULT_HEAD}{_by_task('head')}")
     train.add_argument("--hidden", type=int, default=256,
                        help="BiLSTM units per direction, or x-vector channels (default %(default)s)")
-    train.add_argument("--lstm-layers", type=int, default=2, help="BiLSTM layers (default %(default)s)")
+    train.add_argument("--lstm-layers", type=int, default=None,
+                       help=f"BiLSTM layers (default {DEFAULT_LSTM_LAYERS}{_by_task('lstm_layers')})")
     train.add_argument("--dropout", type=float, default=0.0, metavar="P",
                        help="the head's dropout while training: on the input of every BiLSTM layer and on its "
                        "output (linear head: on its input); default %(default)s")
@@ -134,8 +136,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--max-minutes", type=float, default=None, help="time budget of the whole sweep")
     train.add_argument("--eval-every", type=int, default=50, help="steps between dev evaluations")
     train.add_argument("--patience", type=int, default=5, help="dev evaluations without improvement before stopping")
-    train.add_argument("--batch-frames", type=int, default=DEFAULT_BATCH_FRAMES,
-                       help="padded input frames per batch (default %(default)s)")
+    train.add_argument("--batch-frames", type=int, default=None,
+                       help=f"padded input frames per batch (default {DEFAULT_BATCH_FRAMES}{_by_task('batch_frames')})")
     train.add_argument("--warmup-steps", type=int, default=None,
                        help="learning-rate warmup steps (default min(100, max-steps / 10))")
     train.add_argument("--warmup-fraction", type=float, default=DEFAULT_WARMUP_FRACTION,
@@ -181,6 +183,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device(evaluate)
     add_quiet(evaluate)
     evaluate.set_defaults(func=run_eval)
+
+
+def _by_task(option: str) -> str:
+    """``"; enhance, separate: 3"``: the tasks whose own default of ``option`` differs, for a help text."""
+    tasks: dict[Any, list[str]] = {}
+    for task, own in sorted(TASK_HEAD_DEFAULTS.items()):
+        if option in own:
+            tasks.setdefault(own[option], []).append(task)
+    return "".join(f"; {', '.join(names)}: {value} (SUPERB's)" for value, names in tasks.items())
 
 
 def _parse_lrs(text: str) -> list[float]:

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from speechunits.errors import SpeechUnitsError
-from speechunits.probe.defaults import DEFAULT_VERIFICATION, DEFAULT_WARMUP_FRACTION
+from speechunits.probe.defaults import DEFAULT_VERIFICATION, DEFAULT_WARMUP_FRACTION, head_defaults
 from speechunits.probe.evaluate import FRAME_LABEL_TASKS, PRIMARY, corpus_labels
 from speechunits.probe.featurizers import EMBED_INITS, EMBED_RANDOM, INTERFACES
 from speechunits.probe.finetune import FINETUNE_TOP, Finetune, is_conformer_block, parse_finetune
@@ -44,7 +44,7 @@ from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_cohort, sav
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.resume import RUNS_DIR, split_digest
 from speechunits.probe.run import RunResult, SweepRun, dev_metrics, train_run
-from speechunits.probe.task import (CTC, DEFAULT_BATCH_FRAMES, FRAME_LEVEL, MARGIN, MASK, PIT, UTTERANCE,
+from speechunits.probe.task import (CTC, FRAME_LEVEL, MARGIN, MASK, PIT, UTTERANCE,
                                     ctc_too_short, objective_of, predict_logits)
 from speechunits.training.checkpoint import training_dir
 
@@ -256,13 +256,14 @@ def model_spec(task: str, inputs: ProbeInput, num_classes: int, *, interface: st
 
 
 def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir: str | Path, *,
-                interface: str = "weighted-sum", head: str = "linear", layer: int | None = None,
+                interface: str = "weighted-sum", head: str | None = None, layer: int | None = None,
                 combine: str = "sum", embed_dim: int = 256, hidden: int = 256, normalize: bool = False,
                 tokenizer: str | int = "chars", lrs: Sequence[float] = (1e-3,), seeds: Sequence[int] = (0,),
                 max_steps: int = 2000, max_minutes: float | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
-                patience: int = DEFAULT_PATIENCE, batch_frames: int = DEFAULT_BATCH_FRAMES,
+                patience: int = DEFAULT_PATIENCE, batch_frames: int | None = None,
                 warmup_steps: int | None = None, warmup_fraction: float = DEFAULT_WARMUP_FRACTION,
-                step_schedule: bool = False, standardize: bool = False, stack: int = 1, lstm_layers: int = 2,
+                step_schedule: bool = False, standardize: bool = False, stack: int = 1,
+                lstm_layers: int | None = None,
                 embed_init: str = EMBED_RANDOM, dropout: float = 0.0, time_mask: str | None = None,
                 unit_noise: str | None = None, bf16: bool = False, finetune: str | None = None,
                 finetune_layers: Sequence[int] | None = None, resume: bool = False,
@@ -276,7 +277,10 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         split: a :class:`~speechunits.probe.splits.Split`; utterances without a label or an
             input are dropped from it (and reported).
         interface, head, layer, combine, embed_dim, hidden, normalize: the model (see
-            :mod:`speechunits.probe.model`); ``layer`` is the layer number of ``single``.
+            :mod:`speechunits.probe.model`); ``layer`` is the layer number of ``single``. ``head``,
+            ``lstm_layers`` and ``batch_frames`` left None are the task's
+            (:func:`~speechunits.probe.defaults.head_defaults`: SUPERB's 3-layer BiLSTM on 3000-frame
+            batches for ``enhance``/``separate``, else linear, 2 layers, 20000 frames).
         tokenizer: ``asr`` targets: ``"chars"`` or a BPE vocabulary size.
         lrs, seeds: the sweep. max_steps, max_minutes: per-run step cap, whole-sweep time budget.
         eval_every, patience: dev evaluation period (steps) and early-stopping patience (evaluations).
@@ -338,6 +342,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     if not resume and (out / RUNS_DIR).is_dir() and any((out / RUNS_DIR).iterdir()):
         raise SpeechUnitsError(f"{out}: holds an unfinished sweep ({RUNS_DIR}/); pass --resume to continue it "
                                "or pick another -o")
+    head, lstm_layers, batch_frames = head_defaults(task, head, lstm_layers, batch_frames)
     if not lrs or not seeds:
         raise SpeechUnitsError("--lr and --seeds: at least one of each")
     if eval_every < 1 or patience < 1 or max_steps < 1 or batch_frames < 1:
