@@ -18,7 +18,7 @@ import pytest
 from speechunits.cli.main import main
 from speechunits.corpus import read_speakers
 from speechunits.id_match import match_ids, named_by, rekey
-from speechunits.synth.testing import small_corpus
+from speechunits.synth.testing import as_librispeech_tree, small_corpus
 from conftest import cli_error, write_tone
 
 
@@ -187,26 +187,13 @@ def test_lm_interleaves_words_of_a_folder_encoding(encoded, tmp_path: Path) -> N
 
 @pytest.fixture(scope="module")
 def librispeech_tree(encoded, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """The corpus laid out as LibriSpeech is: SPEAKER/CHAPTER/SPEAKER-CHAPTER-NNNN.wav beside
-    SPEAKER-CHAPTER.trans.txt (upper-case Kaldi lines); returns (root, {LibriSpeech id: text})."""
+    """The corpus laid out as LibriSpeech is (:func:`~speechunits.synth.testing.as_librispeech_tree`);
+    returns (root, {LibriSpeech id: text as its transcript says it})."""
     corpus = encoded[0]
     texts = dict(line.split("\t", 1) for line in (corpus / "text.tsv").read_text().splitlines() if line)
-    speakers = dict(line.split("\t", 1) for line in (corpus / "speakers.tsv").read_text().splitlines() if line)
     root = tmp_path_factory.mktemp("LibriSpeech") / "dev-clean"
-    expected: dict[str, str] = {}
-    for number, (speaker_name, utts) in enumerate(sorted(
-            {s: sorted(u for u in speakers if speakers[u] == s) for s in set(speakers.values())}.items())):
-        speaker, chapter = str(100 + number), "2000"
-        folder = root / speaker / chapter
-        folder.mkdir(parents=True)
-        lines = []
-        for index, utt in enumerate(utts):
-            name = f"{speaker}-{chapter}-{index:04d}"
-            shutil.copy(corpus / "wavs" / f"{utt}.wav", folder / f"{name}.wav")
-            lines.append(f"{name} {texts[utt].upper()}")
-            expected[name] = " ".join(texts[utt].upper().split())
-        (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
-    return root, expected
+    original = as_librispeech_tree(corpus, root)
+    return root, {new: " ".join(texts[utt].upper().split()) for new, utt in original.items()}
 
 
 def test_sweep_on_a_librispeech_tree_scores_abx_across_its_speakers(encoded, librispeech_tree, tmp_path: Path) -> None:

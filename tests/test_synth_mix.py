@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.measure.alignments import load_alignments
 from speechunits.rttm import read_rttm
 from speechunits.synth.mixtures import MIXTURE_COLUMNS, SPLITS, apportion, merge_segments, write_mixtures
-from speechunits.synth.testing import small_corpus
+from speechunits.synth.testing import as_librispeech_tree, small_corpus
 
 ARGS = dict(mixtures=12, seed=0, quiet=True)
 #: RTTM and segments files keep milliseconds (an RTTM end is a rounded start plus a rounded duration).
@@ -191,6 +192,50 @@ def test_phones_without_words(corpus: Path, tmp_path: Path) -> None:
     assert len(got) == len(want) and np.allclose(got, want, atol=MS)
 
 
+def _speech_seconds(spans: list[tuple[float, float]], grid: np.ndarray) -> np.ndarray:
+    return np.any([(grid >= a) & (grid < b) for a, b in spans], axis=0) if spans else np.zeros(grid.size, bool)
+
+
+@pytest.mark.skipif(find_spec("silero_vad") is None, reason="needs the [vad] extra (silero-vad)")
+def test_a_librispeech_tree_mixes_with_speakers_from_its_ids_and_turns_from_the_vad(
+        corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Libri2Mix's case: no speakers.tsv and no alignment. The VAD's turns must cover the words the
+    synthesiser spoke (its alignment, which the VAD never sees) and little else."""
+    original = as_librispeech_tree(corpus, tmp_path / "LibriSpeech")
+    out = write_mixtures(tmp_path / "LibriSpeech", tmp_path / "out", mixtures=6, max_overlap=0.0, quiet=True)
+    meta = json.loads((out / "mix.json").read_text())
+    assert meta["alignment"] == "silero-vad" and "activity" not in meta  # auto: not an argument of the set
+    words = load_alignments(corpus / "words.tsv", silence=None)
+    agreement = []
+    for split in SPLITS:
+        records = read_rttm(out / split / "rttm")
+        for row in _table(out / split / "mixtures.tsv"):
+            for k in ("1", "2"):
+                utt = row[f"utt{k}"]
+                new = utt.rsplit("/", 1)[-1]
+                assert utt == f"{row[f'speaker{k}']}/2000/{new}" and new.startswith(row[f"speaker{k}"] + "-")
+                offset, seconds = float(row[f"offset{k}_s"]), sf.info(corpus / "wavs" / f"{original[new]}.wav").duration
+                grid = np.arange(0.0, seconds, 0.01)
+                vad = _speech_seconds([(r.start - offset, r.end - offset) for r in records
+                                       if r.file == row["mix_id"] and r.name == row[f"speaker{k}"]], grid)
+                spoken = _speech_seconds(_merged([(s.start, s.end) for s in words[original[new]]], 0.3), grid)
+                agreement.append((vad & spoken).sum() / (vad | spoken).sum())
+    assert len(agreement) == 12
+    assert np.mean(agreement) > 0.93 and min(agreement) > 0.85, agreement  # 0.96-1.0 with silero-vad 6.2
+    # asked for: the VAD even where alignments exist, recorded as an argument of the set
+    forced = write_mixtures(corpus, tmp_path / "forced", mixtures=3, activity="vad", quiet=True)
+    forced_meta = json.loads((forced / "mix.json").read_text())
+    assert forced_meta["alignment"] == "silero-vad" and forced_meta["activity"] == "vad"
+    with pytest.raises(SpeechUnitsError, match=r"another mixture set \(activity"):
+        write_mixtures(corpus, tmp_path / "forced", mixtures=3, activity="alignments", quiet=True)
+    # without silero-vad: the message names the extra and the alternative
+    from speechunits.segment import vad as vad_module
+
+    monkeypatch.setattr(vad_module, "find_spec", lambda name: None)
+    with pytest.raises(SpeechUnitsError, match=r"no word or phone alignment.*speechunits\[vad\].*words.tsv"):
+        write_mixtures(tmp_path / "LibriSpeech", tmp_path / "novad", mixtures=3, quiet=True)
+
+
 def test_corpus_and_argument_errors(corpus: Path, tmp_path: Path) -> None:
     copy = Path(shutil.copytree(corpus, tmp_path / "corpus"))
     (copy / "manifest.tsv").write_text((copy / "manifest.tsv").read_text().replace(str(corpus), str(copy)))
@@ -205,8 +250,8 @@ def test_corpus_and_argument_errors(corpus: Path, tmp_path: Path) -> None:
     shutil.copy(corpus / "speakers.tsv", copy / "speakers.tsv")
     (copy / "words.tsv").unlink()
     (copy / "phones.tsv").unlink()
-    with pytest.raises(SpeechUnitsError, match="no words.tsv or phones.tsv"):
-        write_mixtures(copy, out, mixtures=3, quiet=True)
+    with pytest.raises(SpeechUnitsError, match="no words.tsv or phones.tsv .* for --activity alignments"):
+        write_mixtures(copy, out, mixtures=3, activity="alignments", quiet=True)
     with pytest.raises(SpeechUnitsError, match="not a corpus directory"):
         write_mixtures(tmp_path / "nothing", out, quiet=True)
     with pytest.raises(SpeechUnitsError, match="inside the corpus"):
@@ -217,7 +262,8 @@ def test_corpus_and_argument_errors(corpus: Path, tmp_path: Path) -> None:
                          (dict(min_pause=-1.0), "--min-pause must be finite and >= 0"),
                          (dict(gain_db=float("nan")), "--gain-db must be finite"),
                          (dict(split=(0.5, 0.5)), "split must be 3 positive shares"),
-                         (dict(seed=-1), "--seed must be an integer >= 0")):
+                         (dict(seed=-1), "--seed must be an integer >= 0"),
+                         (dict(activity="energy"), "--activity must be one of auto, alignments, vad")):
         with pytest.raises(SpeechUnitsError, match=message):
             write_mixtures(corpus, out, **bad)
     assert not out.exists()
@@ -249,6 +295,8 @@ def test_cli_mix_and_errors(corpus: Path, tmp_path: Path, caplog: pytest.LogCapt
                                                    caplog)
     assert "--pairs does not apply" in cli_error(["synth", "mix", x, "--corpus", str(corpus), "--pairs", "2"], caplog)
     assert "--corpus does not apply" in cli_error(["synth", "qbe", x, "--corpus", str(corpus)], caplog)
+    assert "--activity does not apply" in cli_error(["synth", "noisy", x, "--corpus", str(corpus), "--activity",
+                                                     "vad"], caplog)
     assert "already holds another mixture set (mixtures 3 (asked 4)" in cli_error(
         ["synth", "mix", str(out), "--corpus", str(corpus), "--mixtures", "4", "--max-overlap", "0.2",
          "--min-pause", "0.1", "--gain-db", "0", "--seed", "2"], caplog)

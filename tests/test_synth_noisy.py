@@ -19,7 +19,7 @@ from speechunits.errors import SpeechUnitsError
 from speechunits.probe.labels import find_label_files
 from speechunits.synth.mixtures import SPLITS
 from speechunits.synth.noisy import NOISY_COLUMNS, SNRS, TEST_SNRS, coloured_noise, noise_at_snr, write_noisy
-from speechunits.synth.testing import small_corpus
+from speechunits.synth.testing import as_librispeech_tree, small_corpus
 
 
 def _table(path: Path) -> list[dict[str, str]]:
@@ -152,6 +152,21 @@ def test_bad_requests_are_refused(corpus, tmp_path, caplog):
     with pytest.raises(SpeechUnitsError, match="no audio file"):
         write_noisy(corpus, tmp_path / "c", noise_dir=empty, quiet=True)
     assert "--corpus CORPUS is required" in cli_error(["synth", "noisy", str(tmp_path / "d")], caplog)
+
+
+def test_a_librispeech_tree_takes_its_speakers_from_its_ids(corpus, tmp_path):
+    """No speakers.tsv, as LibriSpeech ships: SPEAKER-CHAPTER-N ids name the speakers."""
+    original = as_librispeech_tree(corpus, tmp_path / "LibriSpeech")
+    speakers = dict(line.split("\t") for line in (corpus / "speakers.tsv").read_text().splitlines() if line)
+    out = write_noisy(tmp_path / "LibriSpeech", tmp_path / "out", kinds=("white",), quiet=True)
+    rows = [row for split in SPLITS for row in _table(out / split / "noisy.tsv")]
+    assert len(rows) == len(original)
+    by_number = {}
+    for row in rows:
+        new = row["utt"].rsplit("/", 1)[-1]
+        assert row["utt"] == f"{row['speaker']}/2000/{new}" and new.startswith(row["speaker"] + "-")
+        by_number.setdefault(row["speaker"], set()).add(speakers[original[new]])
+    assert all(len(names) == 1 for names in by_number.values()) and len(by_number) == 6  # one voice per number
 
 
 def test_cli_writes_the_set(corpus, tmp_path):

@@ -19,7 +19,7 @@ KINDS = {
     "syntactic": ("language", "pairs", "voices", "voices_from"),
     "parallel": ("source", "target", "minutes", "speakers"),
     "qbe": ("language", "documents", "queries", "doc_voices", "query_voices", "unmatched_share", "min_phones", "name"),
-    "mix": ("corpus", "mixtures", "max_overlap", "min_pause", "gain_db", "sources"),
+    "mix": ("corpus", "mixtures", "max_overlap", "min_pause", "gain_db", "sources", "activity"),
     "noisy": ("corpus", "snrs", "test_snrs", "noise_kinds", "noise"),
 }
 #: Kinds that read a corpus and write no speech themselves (no espeak-ng, no --workers).
@@ -27,7 +27,7 @@ CORPUS_READERS = ("mix", "noisy")
 _OPTIONS = ("minutes", "speakers", "languages", "text", "language", "pairs", "voices", "voices_from", "carrier",
             "source", "target", "documents", "queries", "doc_voices", "query_voices", "unmatched_share", "min_phones",
             "name", "corpus", "mixtures", "max_overlap", "min_pause", "gain_db", "snrs", "test_snrs", "noise_kinds",
-            "noise", "sources")
+            "noise", "sources", "activity")
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -96,8 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--min-phones", type=int, default=None, help="qbe: shortest query word in phones (default 4)")
     parser.add_argument("--name", default=None, help="qbe: the set's name in file names (default qbe_<language>)")
     parser.add_argument("--corpus", default=None, metavar="CORPUS",
-                        help="mix, noisy: the corpus to mix (a directory with speakers.tsv, and for mix words.tsv or "
-                        "phones.tsv, e.g. a `synth` corpus)")
+                        help="mix, noisy: the corpus to mix (a directory with speakers.tsv: a `synth` corpus, "
+                        "LibriSpeech ...; mix takes speech turns from its words.tsv/phones.tsv where it has one)")
     parser.add_argument("--mixtures", type=int, default=None,
                         help="mix: mixtures in all, shared 60/20/20 over train/dev/test (default 300)")
     parser.add_argument("--max-overlap", type=float, default=None,
@@ -111,6 +111,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--sources", action="store_const", const=True, default=None,
                         help="mix: also write each mixture's two sources (s1/, s2/, spk1.scp, spk2.scp: separation "
                         "data; use --max-overlap 1 for fully overlapping speech)")
+    parser.add_argument("--activity", default=None, choices=["auto", "alignments", "vad"],
+                        help="mix: where each source's speech turns come from: its words.tsv/phones.tsv, or "
+                        "silero-vad ([vad] extra) for corpora without alignments such as LibriSpeech (default auto: "
+                        "the alignment where there is one)")
     parser.add_argument("--snrs", type=_floats, default=None, metavar="DB,DB,...",
                         help="noisy: SNRs of train and dev, drawn uniformly (default 0,5,10,15, VoiceBank-DEMAND's)")
     parser.add_argument("--test-snrs", type=_floats, default=None, metavar="DB,DB,...",

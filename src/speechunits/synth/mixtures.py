@@ -17,10 +17,12 @@ Kaldi files are sorted by their first field (``LC_ALL=C`` order, what Kaldi's to
 and a diarization corpus's utterances are the recordings (s3prl's loader, which reads its labels from
 them, can have them made from the ``rttm``).
 
-* Corpus: a directory holding ``speakers.tsv`` (``utt<TAB>speaker``), ``words.tsv`` (or, without
-  it, ``phones.tsv``: ``utt<TAB>start<TAB>end<TAB>label``) keyed by the utterance ids of its audio
-  as :func:`speechunits.corpus.open_corpus_via_manifest` reads it (a ``speechunits synth`` corpus).
-  An utterance takes part when it has audio, a speaker and at least one speech segment.
+* Corpus: a directory holding ``speakers.tsv`` (``utt<TAB>speaker``) and, where it has them,
+  ``words.tsv`` (or, without it, ``phones.tsv``: ``utt<TAB>start<TAB>end<TAB>label``), keyed by the
+  utterance ids of its audio as :func:`speechunits.corpus.open_corpus_via_manifest` reads it (a
+  ``speechunits synth`` corpus), or by their endings (LibriSpeech's ``103-1240-0000`` for
+  ``flac/103-1240-0000``). An utterance takes part when it has audio, a speaker and at least one
+  speech segment.
 * Splits: the speakers (sorted, then a seeded permutation) are cut into train/dev/test by the
   ``split`` shares, largest remainders, at least :data:`MIN_SPEAKERS_PER_SPLIT` each (taken from the
   largest split); ``mixtures`` is shared out the same way, at least one each.
@@ -32,10 +34,13 @@ them, can have them made from the ``rttm``).
   (recorded, 3 decimals) uniform in ``[-gain_db / 2, gain_db / 2]`` dB, relative to the file as it
   is (no loudness normalisation); the mixture is their sum times ``scale``: 1, or, where the sum
   would clip, the largest 6-decimal factor that keeps its peak within int16.
-* Speech activity: a source's word segments (``phones.tsv``: its segments but silence,
-  :data:`SILENCE_LABELS`), merged where the pause between two is shorter than ``min_pause``
-  seconds (touching ones always), clipped to the source's length and shifted by its offset; each becomes a ``SPEAKER``
-  turn named by the corpus speaker id.
+* Speech activity (``activity``): ``alignments``, a source's word segments (``phones.tsv``: its
+  segments but silence, :data:`SILENCE_LABELS`); ``vad``, silero-vad's speech runs (``[vad]`` extra;
+  :mod:`speechunits.segment`: its hysteresis thresholds, runs under 0.25 s dropped, no padding), for
+  corpora without alignments such as LibriSpeech; ``auto`` (default): the alignment where the corpus has
+  one, else the VAD. Segments are merged where the pause between two is shorter than ``min_pause``
+  seconds (touching ones always), clipped to the source's length and shifted by its offset; each becomes a
+  ``SPEAKER`` turn named by the corpus speaker id. ``mix.json``'s ``alignment`` names the source used.
 
 With ``with_sources`` (SUPERB's SS, Libri2Mix-style separation data) each mixture's two sources are written
 too, so that ``s1 + s2`` is the mixture up to int16 rounding; separation sets usually overlap fully:
@@ -79,7 +84,10 @@ SPLIT = (0.6, 0.2, 0.2)
 MIN_SPEAKERS_PER_SPLIT = 2
 #: Labels of ``phones.tsv`` that are not speech (the synth corpus's ``sil``; Kaldi's and MFA's ``sp``).
 SILENCE_LABELS = frozenset({SILENCE, "sp"})
-#: The arguments recorded in ``mix.json`` that define a set (and ``sources``, when asked).
+#: Where speech activity comes from (see the module docstring), and ``mix.json``'s name for the VAD's.
+ACTIVITIES = ("auto", "alignments", "vad")
+VAD_ACTIVITY = "silero-vad"
+#: The arguments recorded in ``mix.json`` that define a set (and ``sources``, ``activity``, when asked).
 SET_ARGUMENTS = ("corpus", "mixtures", "max_overlap", "min_pause", "gain_db", "split", "seed")
 MIXTURE_COLUMNS = ("mix_id", "utt1", "speaker1", "offset1_s", "gain1_db", "utt2", "speaker2", "offset2_s", "gain2_db",
                    "overlap_ratio", "duration_s", "scale")
@@ -232,39 +240,71 @@ def overlap_seconds(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, f
 # ----------------------------------------------------------------------------- reading the corpus
 
 
-def read_sources(corpus: str | os.PathLike[str], min_pause: float) -> tuple[list[Source], str]:
-    """The usable utterances of ``corpus`` (sorted by id) and the alignment file their speech came from.
+def corpus_speakers(corpus: str | os.PathLike[str], purpose: str,
+                    field: str) -> tuple[list[Any], dict[str, str], str]:
+    """The utterances of the corpus directory ``corpus``, ``{utt id: speaker}`` keyed by their ids, and
+    where the speakers came from: its ``speakers.tsv``, Kaldi ``utt2spk`` or JSONL ``speaker`` fields,
+    else the layout's ids (a LibriSpeech, VCTK ... tree: :func:`speechunits.corpus.read_speakers`), matched
+    to the audio's ids exactly or by their endings (LibriSpeech's ``103-1240-0000`` names
+    ``flac/103-1240-0000``). ``purpose`` and ``field`` (what a speaker id becomes) go into the messages.
 
     Raises:
-        SpeechUnitsError: ``corpus`` not a directory, no ``speakers.tsv``, no ``words.tsv`` or
-            ``phones.tsv``, a speaker id with whitespace, or no usable utterance.
+        SpeechUnitsError: not a directory, no speakers, a speaker id with whitespace.
     """
     from speechunits.corpus import SPEAKERS_FILE, open_corpus_via_manifest, read_speakers
-    from speechunits.measure.alignments import load_alignments
+    from speechunits.id_match import rekey
+    from speechunits.probe.labels import find_label_files
 
     root = Path(corpus)
     if not root.is_dir():
         raise SpeechUnitsError(f"{corpus}: not a corpus directory")
-    if not (root / SPEAKERS_FILE).is_file():
-        raise SpeechUnitsError(f"{corpus}: no {SPEAKERS_FILE} (utt<TAB>speaker); mixtures need the speaker "
-                               "of each utterance")
-    speakers = read_speakers(root / SPEAKERS_FILE)
+    source = find_label_files(root).get("speakers")
+    if source is None:
+        raise SpeechUnitsError(f"{corpus}: no {SPEAKERS_FILE} (utt<TAB>speaker), utt2spk or layout whose ids name "
+                               f"the speakers (LibriSpeech, VCTK ...); {purpose}")
+    speakers = read_speakers(source)
     bad = next((s for s in speakers.values() if len(s.split()) != 1), None)
     if bad is not None:
-        raise SpeechUnitsError(f"{root / SPEAKERS_FILE}: speaker {bad!r} has whitespace (it becomes an RTTM field)")
-    if (root / "words.tsv").is_file():
-        alignment = "words.tsv"
-        segments = load_alignments(root / alignment, silence=None)
-    elif (root / "phones.tsv").is_file():
-        alignment = "phones.tsv"
-        segments = {utt: [s for s in segs if s.label not in SILENCE_LABELS]
-                    for utt, segs in load_alignments(root / alignment, silence=None).items()}
+        raise SpeechUnitsError(f"{source}: speaker {bad!r} has whitespace (it becomes {field})")
+    utterances = list(open_corpus_via_manifest(root))
+    return utterances, rekey(speakers, [u.id for u in utterances], str(source)), str(source)
+
+
+def read_sources(corpus: str | os.PathLike[str], min_pause: float, activity: str = "auto",
+                 quiet: bool = True) -> tuple[list[Source], str]:
+    """The usable utterances of ``corpus`` (sorted by id) and where their speech came from (``words.tsv``,
+    ``phones.tsv`` or :data:`VAD_ACTIVITY`; ``activity`` as the module docstring says).
+
+    Raises:
+        SpeechUnitsError: ``corpus`` not a directory, no ``speakers.tsv``, a speaker id with whitespace,
+            no alignment where ``activity`` asks for one, silero-vad missing where the VAD is needed, or
+            no usable utterance.
+    """
+    from speechunits.id_match import named_by
+    from speechunits.measure.alignments import load_alignments
+
+    if activity not in ACTIVITIES:
+        raise SpeechUnitsError(f"--activity must be one of {', '.join(ACTIVITIES)}, got {activity!r}")
+    root = Path(corpus)
+    utterances, speakers, speaker_source = corpus_speakers(root, "mixtures need the speaker of each utterance",
+                                                           "an RTTM field")
+    ids = [u.id for u in utterances]
+    alignment = next((name for name in ("words.tsv", "phones.tsv") if (root / name).is_file()), None)
+    if activity == "vad" or (activity == "auto" and alignment is None):
+        alignment = VAD_ACTIVITY
+        with_speaker = [u for u in utterances if u.id in speakers]
+        segments = vad_speech(with_speaker, min_pause, quiet)
+    elif alignment is None:
+        raise SpeechUnitsError(f"{corpus}: no words.tsv or phones.tsv (utt<TAB>start<TAB>end<TAB>label) for "
+                               "--activity alignments; --activity vad (or auto) finds the speech with silero-vad")
     else:
-        raise SpeechUnitsError(f"{corpus}: no words.tsv or phones.tsv (utt<TAB>start<TAB>end<TAB>label); mixtures "
-                               "take each speaker's speech activity from its word (or phone) alignment")
+        table = load_alignments(root / alignment, silence=None)
+        speech_only = alignment == "phones.tsv"  # words.tsv holds words alone
+        segments = {utt: [(s.start, s.end) for s in segs if not (speech_only and s.label in SILENCE_LABELS)]
+                    for utt, segs in named_by(table, ids, str(root / alignment)).items()}
     sources, skipped = [], 0
-    for utt in open_corpus_via_manifest(root):
-        speech = merge_segments(((s.start, s.end) for s in segments.get(utt.id, ())), min_pause)
+    for utt in utterances:
+        speech = merge_segments(segments.get(utt.id, ()), min_pause)
         if utt.id in speakers and speech:
             sources.append(Source(utt.id, speakers[utt.id], utt.path, tuple(speech), utt.raw_format))
         else:
@@ -273,9 +313,39 @@ def read_sources(corpus: str | os.PathLike[str], min_pause: float) -> tuple[list
         log.warning("synth mix: %d utterance(s) of %s have no speaker or no speech in %s: left out",
                     skipped, corpus, alignment)
     if not sources:
-        raise SpeechUnitsError(f"{corpus}: no utterance has audio, a speaker in {SPEAKERS_FILE} and speech in "
+        raise SpeechUnitsError(f"{corpus}: no utterance has audio, a speaker in {speaker_source} and speech in "
                                f"{alignment} (do their ids match the audio's?)")
     return sorted(sources, key=lambda s: s.utt), alignment
+
+
+def vad_speech(utterances: Sequence[Any], min_pause: float, quiet: bool = True) -> dict[str, list[tuple[float, float]]]:
+    """``{utt id: [(start_s, end_s), ...]}``: silero-vad's speech runs in each utterance
+    (:class:`~speechunits.segment.vad.SileroVAD`, :func:`~speechunits.segment.segments.find_segments`
+    with its default thresholds and shortest run, pauses under ``min_pause`` bridged, no padding or cap).
+
+    Raises:
+        SpeechUnitsError: silero-vad is not installed (naming the ``[vad]`` extra), unreadable audio.
+    """
+    from speechunits.audio import Audio
+    from speechunits.progress import AudioProgress
+    from speechunits.segment.segments import SegmentOptions, find_segments
+    from speechunits.segment.vad import WINDOW_S, SileroVAD
+
+    try:
+        vad = SileroVAD.load()
+    except SpeechUnitsError as exc:
+        raise SpeechUnitsError(f"the corpus has no word or phone alignment, so speech activity comes from "
+                               f"silero-vad, which is missing ({exc}); or give the corpus a words.tsv") from None
+    options = SegmentOptions(min_silence_s=min_pause, pad_s=0.0, max_seconds=None)
+    found: dict[str, list[tuple[float, float]]] = {}
+    with AudioProgress(None, desc="synth mix: speech activity (silero-vad)", quiet=quiet) as progress:
+        for utt in utterances:
+            audio = Audio.load(utt.path, sample_rate=SAMPLE_RATE, raw_format=utt.raw_format)
+            duration = audio.samples.size / SAMPLE_RATE
+            found[utt.id] = [(seg.start_s, seg.end_s) for seg in
+                             find_segments(vad.speech_probabilities(audio), WINDOW_S, duration, options)]
+            progress.update(duration)
+    return found
 
 
 # ----------------------------------------------------------------------------- public entry point
@@ -284,29 +354,31 @@ def read_sources(corpus: str | os.PathLike[str], min_pause: float) -> tuple[list
 def write_mixtures(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, mixtures: int = MIXTURES,
                    max_overlap: float = MAX_OVERLAP, min_pause: float = MIN_PAUSE, gain_db: float = GAIN_DB,
                    split: Sequence[float] = SPLIT, seed: int = 0, with_sources: bool = False,
-                   quiet: bool = False) -> Path:
+                   activity: str = "auto", quiet: bool = False) -> Path:
     """Write the two-speaker mixtures of ``corpus`` to ``out_dir/mix`` (see the module docstring);
     returns that directory.
 
     ``mixtures`` in all, shared out over train/dev/test by ``split`` (three positive shares) as the
-    speakers are. ``with_sources``: also write each mixture's two sources (separation data). A complete set with
-    the same arguments and corpus already there is returned as it is.
+    speakers are. ``with_sources``: also write each mixture's two sources (separation data). ``activity``:
+    where speech activity comes from (``auto``, ``alignments``, ``vad``; the module docstring). A complete
+    set with the same arguments and corpus already there is returned as it is.
 
     Raises:
         SpeechUnitsError: a bad argument (``mixtures < 3``, ``max_overlap`` outside [0, 1], negative
-            ``min_pause``/``gain_db``/``seed``), a corpus without speakers or alignments or with fewer
-            than 6 speakers, ``out_dir`` inside the corpus, or ``out_dir/mix`` holding another set.
+            ``min_pause``/``gain_db``/``seed``), a corpus without speakers, without alignments where
+            ``activity`` asks for them, or with fewer than 6 speakers, ``out_dir`` inside the corpus, or
+            ``out_dir/mix`` holding another set.
     """
     from speechunits.audio import Audio
     from speechunits.progress import AudioProgress
 
-    request = _arguments(corpus, mixtures, max_overlap, min_pause, gain_db, split, seed, with_sources)
+    request = _arguments(corpus, mixtures, max_overlap, min_pause, gain_db, split, seed, with_sources, activity)
     out = Path(out_dir)
     target = out / KIND
     if _check(corpus, out, request):
         log.info("synth mix: %s already holds this set", target)
         return target
-    sources, alignment = read_sources(corpus, min_pause)
+    sources, alignment = read_sources(corpus, min_pause, activity, quiet)
     by_split = split_speakers((s.speaker for s in sources), split, seed)
     counts = dict(zip(SPLITS, apportion(mixtures, split, 1)))
     plans = {name: plan_split(name, sources, by_split[name], counts[name], max_overlap, gain_db, seed)
@@ -349,11 +421,14 @@ def write_mixtures(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[st
 
 
 def _arguments(corpus: str | os.PathLike[str], mixtures: int, max_overlap: float, min_pause: float, gain_db: float,
-               split: Sequence[float], seed: int, sources: bool = False) -> dict[str, Any]:
+               split: Sequence[float], seed: int, sources: bool = False, activity: str = "auto") -> dict[str, Any]:
     request = dict(corpus=str(Path(corpus).resolve()), mixtures=mixtures, max_overlap=float(max_overlap),
                    min_pause=float(min_pause), gain_db=float(gain_db), split=[float(s) for s in split], seed=seed)
-    if sources:  # recorded only when asked, so that sets written before the option stay the same sets
+    # recorded only when asked, so that sets written before these options stay the same sets
+    if sources:
         request["sources"] = True
+    if activity != "auto":
+        request["activity"] = activity
     return request
 
 
@@ -367,6 +442,8 @@ def _check(corpus: str | os.PathLike[str], out: Path, request: dict[str, Any]) -
             request["mixtures"] < len(SPLITS):
         raise SpeechUnitsError(f"--mixtures must be an integer >= {len(SPLITS)} (one per split: "
                                f"{', '.join(SPLITS)}), got {request['mixtures']!r}")
+    if request.get("activity", "auto") not in ACTIVITIES:
+        raise SpeechUnitsError(f"--activity must be one of {', '.join(ACTIVITIES)}, got {request['activity']!r}")
     if not 0.0 <= request["max_overlap"] <= 1.0:
         raise SpeechUnitsError(f"--max-overlap must be in [0, 1] (a share of the first utterance), "
                                f"got {request['max_overlap']}")

@@ -47,7 +47,7 @@ import numpy as np
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.files import write_lines
-from speechunits.synth.mixtures import PEAK_LIMIT, SAMPLE_RATE, SPLIT, SPLITS, split_speakers
+from speechunits.synth.mixtures import PEAK_LIMIT, SAMPLE_RATE, SPLIT, SPLITS, corpus_speakers, split_speakers
 from speechunits.synth.set_reuse import check_corpus_set, holds_same_set, write_set_meta
 
 log = logging.getLogger(__name__)
@@ -148,26 +148,13 @@ def read_items(corpus: str | Path) -> list[Item]:
     """The utterances of ``corpus`` that have a speaker, sorted by id.
 
     Raises:
-        SpeechUnitsError: ``corpus`` not a directory, no ``speakers.tsv``, or no utterance with a speaker.
+        SpeechUnitsError: ``corpus`` not a directory, no speakers (:func:`~speechunits.synth.mixtures.corpus_speakers`),
+            or no utterance with a speaker.
     """
-    from speechunits.corpus import SPEAKERS_FILE, open_corpus_via_manifest, read_speakers
-    from speechunits.id_match import rekey
-
-    root = Path(corpus)
-    if not root.is_dir():
-        raise SpeechUnitsError(f"{corpus}: not a corpus directory")
-    if not (root / SPEAKERS_FILE).is_file():
-        raise SpeechUnitsError(f"{corpus}: no {SPEAKERS_FILE} (utt<TAB>speaker); the noisy set splits by speaker")
-    speakers = read_speakers(root / SPEAKERS_FILE)
-    bad = next((s for s in speakers.values() if len(s.split()) != 1), None)
-    if bad is not None:
-        raise SpeechUnitsError(f"{root / SPEAKERS_FILE}: speaker {bad!r} has whitespace (it becomes a utt2spk field)")
-    utterances = list(open_corpus_via_manifest(root))
-    # keyed by the corpus's ids (LibriSpeech's speakers.tsv says 103-1240-0000 for flac/103-1240-0000)
-    speakers = rekey(speakers, [u.id for u in utterances], str(root / SPEAKERS_FILE))
+    utterances, speakers, source = corpus_speakers(corpus, "the noisy set splits by speaker", "a utt2spk field")
     items = [Item(u.id, speakers[u.id], u.path, u.raw_format) for u in utterances if u.id in speakers]
     if not items:
-        raise SpeechUnitsError(f"{corpus}: no utterance has audio and a speaker in {SPEAKERS_FILE}")
+        raise SpeechUnitsError(f"{corpus}: no utterance has audio and a speaker in {source}")
     return sorted(items, key=lambda x: x.utt)
 
 

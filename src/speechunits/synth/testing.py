@@ -1,4 +1,4 @@
-"""A cached small synthetic corpus for tests (of any module).
+"""A cached small synthetic corpus for tests (of any module), and the same corpus in other layouts.
 
 ``small_corpus(dir)`` returns a synth corpus directory under ``dir``. The first build of a
 given (minutes, speakers, languages, seed) is cached under ``$SPEECHUNITS_CACHE``
@@ -72,3 +72,28 @@ def _code_digest() -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def as_librispeech_tree(corpus: str | os.PathLike[str], root: str | os.PathLike[str]) -> dict[str, str]:
+    """Copy a synth corpus into ``root`` laid out as LibriSpeech is: ``SPEAKER/CHAPTER/SPEAKER-CHAPTER-NNNN.wav``
+    beside ``SPEAKER-CHAPTER.trans.txt`` (upper-case ``id TEXT`` lines), speakers numbered 100, 101 ...
+    in sorted order, chapter 2000; no speakers.tsv and no alignment, as LibriSpeech ships.
+
+    Returns ``{LibriSpeech id: the corpus's utterance id}``.
+    """
+    corpus, root = Path(corpus), Path(root)
+    texts = dict(line.split("\t", 1) for line in (corpus / "text.tsv").read_text().splitlines() if line)
+    speakers = dict(line.split("\t", 1) for line in (corpus / "speakers.tsv").read_text().splitlines() if line)
+    original: dict[str, str] = {}
+    for number, name in enumerate(sorted(set(speakers.values()))):
+        speaker, chapter = str(100 + number), "2000"
+        folder = root / speaker / chapter
+        folder.mkdir(parents=True)
+        lines = []
+        for index, utt in enumerate(sorted(u for u in speakers if speakers[u] == name)):
+            new = f"{speaker}-{chapter}-{index:04d}"
+            shutil.copy(corpus / "wavs" / f"{utt}.wav", folder / f"{new}.wav")
+            lines.append(f"{new} {texts[utt].upper()}")
+            original[new] = utt
+        (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
+    return original
