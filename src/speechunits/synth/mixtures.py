@@ -17,7 +17,8 @@ Kaldi files are sorted by their first field (``LC_ALL=C`` order, what Kaldi's to
 and a diarization corpus's utterances are the recordings (s3prl's loader, which reads its labels from
 them, can have them made from the ``rttm``).
 
-* Corpus: a directory holding ``speakers.tsv`` (``utt<TAB>speaker``) and, where it has them,
+* Corpus: a directory with speakers (``speakers.tsv``, ``utt2spk`` or a layout's ids:
+  :func:`corpus_speakers`) and, where it has them,
   ``words.tsv`` (or, without it, ``phones.tsv``: ``utt<TAB>start<TAB>end<TAB>label``), keyed by the
   utterance ids of its audio as :func:`speechunits.corpus.open_corpus_via_manifest` reads it (a
   ``speechunits synth`` corpus), or by their endings (LibriSpeech's ``103-1240-0000`` for
@@ -276,7 +277,7 @@ def read_sources(corpus: str | os.PathLike[str], min_pause: float, activity: str
     ``phones.tsv`` or :data:`VAD_ACTIVITY`; ``activity`` as the module docstring says).
 
     Raises:
-        SpeechUnitsError: ``corpus`` not a directory, no ``speakers.tsv``, a speaker id with whitespace,
+        SpeechUnitsError: ``corpus`` not a directory, no speakers, a speaker id with whitespace,
             no alignment where ``activity`` asks for one, silero-vad missing where the VAD is needed, or
             no usable utterance.
     """
