@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,17 +36,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mask_probe import mask_probe_row  # noqa: E402  (bench/mask_probe.py)
+from su import su  # noqa: E402  (bench/su.py)
+
 from speechunits.probe.masking import MaskLabel, apply_mask, audio_scores, load_audio, magnitude_targets
 
 NOISEREDUCE_GRID = [{"stationary": s, "prop_decrease": p} for s in (False, True) for p in (1.0, 0.75)]
-
-
-#: Padded 10-ms frames per batch: about s3prl's 8 utterances of 3 s (its SE/SS train_batchsize).
-BATCH_FRAMES = 3000
-
-
-def cli(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "speechunits", *args, "--quiet"], check=True, stdout=subprocess.DEVNULL)
 
 
 def rows_of(split: Path) -> list[dict[str, str]]:
@@ -125,27 +120,6 @@ def oracle_system(noisy_set: Path, out: Path) -> tuple[Path, dict]:
     return folder, {}
 
 
-def probe_system(noisy_set: Path, out: Path, name: str, reads: list[str], minutes: float) -> tuple[Path, dict]:
-    probe = out / f"probe-{name}"
-    if not (probe / "probe.json").is_file():
-        subprocess.run([sys.executable, "-m", "speechunits", "probe", "train", "enhance",
-                        f"{noisy_set}/{{train,dev,test}}", *reads, "--head", "bilstm", "--lstm-layers", "3",
-                        "--hidden", "256", "--lr", "1e-3,1e-2", "--max-steps", "20000", "--eval-every", "100",
-                        "--batch-frames", str(BATCH_FRAMES),
-                        "--patience", "6", "--max-minutes", str(minutes), "--device", "cpu", "--quiet", "--resume",
-                        "-o", str(probe)], check=True, stdout=subprocess.DEVNULL)
-    folder = out / f"audio-{name}"
-    result = subprocess.run([sys.executable, "-m", "speechunits", "probe", "eval", str(probe), str(noisy_set / "test"),
-                             "--audio-out", str(folder), "--json", "--quiet"], check=True, capture_output=True,
-                            text=True)
-    meta = json.loads((probe / "probe.json").read_text())
-    return folder, {"dev_pesq": meta["dev"]["pesq"]["mean"], "lr": meta["selection"]["lr"],
-                    "probe_eval": json.loads(result.stdout), "test_in_probe_json": meta["test"],
-                    "stopped": sorted({r["stop_reason"] for r in meta["runs"]}),
-                    "steps": [r["steps_done"] for r in meta["runs"]], "layer_weights": meta.get("layer_weights"),
-                    "train_x_realtime": meta.get("throughput", {}).get("train_x_realtime")}
-
-
 def bench_set(name: str, noisy_set: Path, out: Path, tiny: str | None, minutes: float) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     test = noisy_set / "test"
@@ -158,7 +132,7 @@ def bench_set(name: str, noisy_set: Path, out: Path, tiny: str | None, minutes: 
         inputs.append(("tiny", ["--encoder", tiny, "--layers", "all", "--standardize"]))
     for probe_name, reads in inputs:
         started = time.perf_counter()
-        folder, info = probe_system(noisy_set, out, probe_name, reads, minutes)
+        folder, info = mask_probe_row("enhance", noisy_set, out, probe_name, reads, minutes)
         info["seconds"] = round(time.perf_counter() - started, 1)
         systems[f"enhance probe, {probe_name}"] = {"scores": summary(test, score_folder(test, folder)), **info}
         print(name, probe_name, systems[f"enhance probe, {probe_name}"]["scores"]["all"], flush=True)
@@ -198,14 +172,14 @@ def main() -> None:
     if corpus is None:
         corpus = args.out / "corpus"
         if not (corpus / "corpus.json").is_file():
-            cli("synth", str(corpus), "--minutes", "30", "--speakers", "20")
+            su("synth", str(corpus), "--minutes", "30", "--speakers", "20", "--quiet")
     sets = {"synthetic voices": (corpus, args.out / "sets" / "synth")}
     if args.real is not None:
         sets["real read speech (LibriSpeech sample)"] = (args.real, args.out / "sets" / "real")
     lines = []
     for index, (name, (source, where)) in enumerate(sets.items()):
         if not (where / "noisy" / "noisy.json").is_file():
-            cli("synth", "noisy", str(where), "--corpus", str(source))
+            su("synth", "noisy", str(where), "--corpus", str(source), "--quiet")
         systems = bench_set(name, where / "noisy", args.out / ("synth" if index == 0 else "real"), args.tiny,
                             args.probe_minutes)
         lines += table(name, systems)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,17 +40,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mask_probe import mask_probe_row  # noqa: E402  (bench/mask_probe.py)
+from su import su  # noqa: E402  (bench/su.py)
+
 from speechunits.probe.masking import MaskLabel, apply_mask, load_audio, magnitude_targets
 
 OVERLAP_BANDS = ((0.0, 0.5), (0.5, 0.9), (0.9, 1.01))
-
-
-#: Padded 10-ms frames per batch: about s3prl's 8 utterances of 3 s (its SE/SS train_batchsize).
-BATCH_FRAMES = 3000
-
-
-def cli(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "speechunits", *args, "--quiet"], check=True, stdout=subprocess.DEVNULL)
 
 
 def rows_of(split: Path) -> list[dict[str, str]]:
@@ -108,27 +103,6 @@ def oracle_system(test: Path, out: Path) -> Path:
     return folder
 
 
-def probe_system(mixset: Path, out: Path, name: str, reads: list[str], minutes: float) -> tuple[Path, dict]:
-    probe = out / f"probe-{name}"
-    if not (probe / "probe.json").is_file():
-        subprocess.run([sys.executable, "-m", "speechunits", "probe", "train", "separate",
-                        f"{mixset}/{{train,dev,test}}", *reads, "--head", "bilstm", "--lstm-layers", "3",
-                        "--hidden", "256", "--lr", "1e-3,1e-2", "--max-steps", "20000", "--eval-every", "100",
-                        "--batch-frames", str(BATCH_FRAMES),
-                        "--patience", "6", "--max-minutes", str(minutes), "--device", "cpu", "--quiet", "--resume",
-                        "-o", str(probe)], check=True, stdout=subprocess.DEVNULL)
-    folder = out / f"audio-{name}"
-    result = subprocess.run([sys.executable, "-m", "speechunits", "probe", "eval", str(probe), str(mixset / "test"),
-                             "--audio-out", str(folder), "--json", "--quiet"], check=True, capture_output=True,
-                            text=True)
-    meta = json.loads((probe / "probe.json").read_text())
-    return folder, {"dev_si_sdri": meta["dev"]["si_sdri"]["mean"], "lr": meta["selection"]["lr"],
-                    "probe_eval": json.loads(result.stdout), "test_in_probe_json": meta["test"],
-                    "stopped": sorted({r["stop_reason"] for r in meta["runs"]}),
-                    "steps": [r["steps_done"] for r in meta["runs"]], "layer_weights": meta.get("layer_weights"),
-                    "train_x_realtime": meta.get("throughput", {}).get("train_x_realtime")}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench/out/separate"))
@@ -141,11 +115,11 @@ def main() -> None:
     if corpus is None:
         corpus = args.out / "corpus"
         if not (corpus / "corpus.json").is_file():
-            cli("synth", str(corpus), "--minutes", "30", "--speakers", "20")
+            su("synth", str(corpus), "--minutes", "30", "--speakers", "20", "--quiet")
     mixset = args.out / "mixes" / "mix"
     if not (mixset / "mix.json").is_file():
-        cli("synth", "mix", str(mixset.parent), "--corpus", str(corpus), "--mixtures", "600", "--max-overlap", "1",
-            "--sources")
+        su("synth", "mix", str(mixset.parent), "--corpus", str(corpus), "--mixtures", "600", "--max-overlap", "1",
+           "--sources", "--quiet")
     test = mixset / "test"
     systems: dict[str, dict] = {"mixture (no separation)": {"scores": summary(test, score_folder(test, None))}}
     inputs = [("mfcc", ["--encoder", "mfcc", "--standardize"]), ("logmel", ["--encoder", "logmel", "--standardize"])]
@@ -153,7 +127,7 @@ def main() -> None:
         inputs.append(("tiny", ["--encoder", args.tiny, "--layers", "all", "--standardize"]))
     for name, reads in inputs:
         started = time.perf_counter()
-        folder, info = probe_system(mixset, args.out, name, reads, args.probe_minutes)
+        folder, info = mask_probe_row("separate", mixset, args.out, name, reads, args.probe_minutes)
         info["seconds"] = round(time.perf_counter() - started, 1)
         systems[f"separate probe, {name}"] = {"scores": summary(test, score_folder(test, folder)), **info}
         print(name, systems[f"separate probe, {name}"]["scores"]["all"], flush=True)
