@@ -1,7 +1,8 @@
 """One ``(lr, seed)`` run of a probe sweep: train on the one training loop, evaluate on dev, keep the best.
 
 :func:`train_run` is the body of :func:`speechunits.probe.train.train_probe`'s sweep. The run
-evaluates on dev every ``eval_every`` steps (through the loop's ``on_step``), keeps the best weights
+evaluates on dev (or a fixed sample of it, then scores its best step on all of dev once) every
+``eval_every`` steps (through the loop's ``on_step``), keeps the best weights
 (``best-step{S}.safetensors``) and its record in the checkpoint that follows each evaluation, and
 stops after ``patience`` evaluations without improvement, at ``max_steps`` or when its share of the
 sweep's time budget is spent. With ``resume`` it reuses a run that ended, continues one from its
@@ -50,12 +51,16 @@ class RunResult:
     state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     test: dict[str, float] | None = None
     warmup_steps: int = 0
+    dev_watched: dict[str, float] | None = None
 
     def record(self) -> dict[str, Any]:
-        return {"lr": self.lr, "seed": self.seed, "dev": self.dev, "test": self.test, "best_step": self.best_step,
-                "steps_done": self.steps_done, "stop_reason": self.stop_reason, "layer_weights": self.layer_weights,
-                "warmup_steps": self.warmup_steps, "train_seconds": round(self.train_seconds, 3),
-                "x_realtime": self.audio_seconds / max(self.train_seconds, 1e-9)}
+        record = {"lr": self.lr, "seed": self.seed, "dev": self.dev, "test": self.test, "best_step": self.best_step,
+                  "steps_done": self.steps_done, "stop_reason": self.stop_reason, "layer_weights": self.layer_weights,
+                  "warmup_steps": self.warmup_steps, "train_seconds": round(self.train_seconds, 3),
+                  "x_realtime": self.audio_seconds / max(self.train_seconds, 1e-9)}
+        if self.dev_watched is not None:
+            record["dev_watched"] = self.dev_watched
+        return record
 
 def dev_metrics(task: str, model: ProbeModel, coder: LabelCoder, samples: Mapping[str, Sample],
                 labels: Mapping[str, Any], ids: Sequence[str], device: torch.device,
@@ -99,7 +104,7 @@ def _ended_run(run_dir: Path, record: Mapping[str, Any]) -> RunResult:
                      steps_done=int(record["steps_done"]), stop_reason=str(record["stop_reason"]),
                      train_seconds=float(record["train_seconds"]), audio_seconds=float(record["audio_seconds"]),
                      layer_weights=record["layer_weights"], state=load_best(run_dir, int(record["best_step"])),
-                     warmup_steps=int(record["warmup_steps"]))
+                     warmup_steps=int(record["warmup_steps"]), dev_watched=record.get("dev_watched"))
 
 
 @dataclass
@@ -110,7 +115,9 @@ class SweepRun:
     raw ones (dev scoring). ``statistics``/``centroids``: feature mean/std and unit tables to load into
     each fresh model (None: none). ``per_run_minutes``: a run's share of the budget (None: no budget);
     ``clock_schedule``: the schedule follows that budget, so a run cannot be continued exactly.
-    ``class_weights``: the loss weight of each class (utterance tasks; None: all 1).
+    ``class_weights``: the loss weight of each class (utterance tasks; None: all 1). ``watched``: the dev
+    utterances evaluated while training (:func:`~speechunits.probe.splits.dev_sample`; None: all of dev),
+    after which the best step's weights are scored on all of dev once.
     """
 
     out: Path
@@ -140,6 +147,7 @@ class SweepRun:
     bf16: bool
     quiet: bool
     class_weights: list[float] | None = None
+    watched: Sequence[str] | None = None
 
     def run_dir(self, lr: float, seed: int) -> Path:
         return self.out / RUNS_DIR / f"lr{lr:g}-seed{seed}"
@@ -148,7 +156,8 @@ class SweepRun:
 
 def train_run(sweep: SweepRun, lr: float, seed: int) -> RunResult | None:
     """Train (or reuse, or continue) the run ``(lr, seed)`` of ``sweep``; its result on rank 0, None on the
-    others. The result holds the best dev step's weights and metrics; ``test`` is left to the caller."""
+    others. The result holds the best dev step's weights and their metrics on all of dev (with a dev
+    sample, the sample's too: ``dev_watched``); ``test`` is left to the caller."""
     from speechunits.training.config import OptimConfig
     from speechunits.training.loop import Trainer
 
@@ -202,9 +211,10 @@ def train_run(sweep: SweepRun, lr: float, seed: int) -> RunResult | None:
     elif start:
         log.info("lr %g seed %d: resumed at step %d (best dev step %d)", lr, seed, start, best["step"])
     clock = {"started": time.perf_counter(), "elapsed": best["elapsed_seconds"]}
+    watched = s.split.dev if s.watched is None else s.watched
 
     def evaluate(step: int) -> bool:
-        metrics = dev_metrics(s.task, model, s.coder, s.samples, s.labels, s.split.dev, s.device, s.batch_frames)
+        metrics = dev_metrics(s.task, model, s.coder, s.samples, s.labels, watched, s.device, s.batch_frames)
         value = selection_score(s.task, metrics)
         log.info("lr %g seed %d step %d dev %s", lr, seed, step, " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         trainer.record(step, dev=metrics)
@@ -238,10 +248,17 @@ def train_run(sweep: SweepRun, lr: float, seed: int) -> RunResult | None:
     if best.get("last") != steps_done:
         evaluate(steps_done)
     model.load_state_dict(best["state"])
-    run = RunResult(lr=lr, seed=seed, dev=best["metrics"], dev_score=best["score"], best_step=best["step"],
+    dev, dev_score, dev_watched = best["metrics"], best["score"], None
+    if len(watched) < len(s.split.dev):  # the sample chose the step; all of dev scores it (and the lr)
+        dev_watched = dev
+        dev = dev_metrics(s.task, model, s.coder, s.samples, s.labels, s.split.dev, s.device, s.batch_frames)
+        dev_score = selection_score(s.task, dev)
+        log.info("lr %g seed %d step %d all of dev %s", lr, seed, best["step"],
+                 " ".join(f"{k} {v:.4f}" for k, v in dev.items()))
+    run = RunResult(lr=lr, seed=seed, dev=dev, dev_score=dev_score, best_step=best["step"],
                     steps_done=steps_done, stop_reason=stop_reason, train_seconds=best["train_seconds"],
                     audio_seconds=best["audio_seconds"], layer_weights=model.layer_weights(), state=best["state"],
-                    warmup_steps=cfg.warmup_steps)
+                    warmup_steps=cfg.warmup_steps, dev_watched=dev_watched)
     prune_best(run_dir, {run.best_step})
     save_result(run_dir, {**run.record(), "dev_score": run.dev_score, "audio_seconds": run.audio_seconds,
                           "train_seconds": run.train_seconds, "elapsed_seconds": best["elapsed_seconds"],

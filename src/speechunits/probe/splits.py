@@ -18,7 +18,8 @@ minimum and only require each part non-empty overall.
 :func:`split_from_file` reads a user's own split (``utt<TAB>train|dev|test``);
 :func:`split_from_lists` the split a corpus ships as lists of its dev and test files (Speech
 Commands' ``validation_list.txt`` and ``testing_list.txt``; the rest is training); :meth:`Split.save`
-and :meth:`Split.load` keep a split as JSON in the probe directory.
+and :meth:`Split.load` keep a split as JSON in the probe directory. :func:`dev_sample` picks the dev
+utterances a sweep watches while it trains.
 """
 from __future__ import annotations
 
@@ -117,6 +118,20 @@ def _shuffled(items: Sequence[str], seed: int, *salt: int) -> list[str]:
     ordered = sorted(items)
     rng = np.random.default_rng([seed, *salt])
     return [ordered[i] for i in rng.permutation(len(ordered))]
+
+
+def dev_sample(ids: Sequence[str], size: int | None) -> list[str]:
+    """The ``size`` utterances of ``ids`` a sweep evaluates while it trains (``--dev-sample``).
+
+    Deterministic for the set of ids (not their order): a seeded shuffle of the sorted ids, its first
+    ``size``, listed in the order ``ids`` gives them. ``None`` or a size of at least ``len(ids)``: all.
+    """
+    if size is None or size >= len(ids):
+        return list(ids)
+    if size < 1:
+        raise SpeechUnitsError(f"--dev-sample: expected at least 1 utterance, got {size}")
+    chosen = set(_shuffled(ids, 0, 7)[:size])
+    return [i for i in ids if i in chosen]
 
 
 def make_split(ids: Sequence[str], *, by: str = "utterance", speakers: Mapping[str, str] | None = None,

@@ -4,7 +4,8 @@ For every ``lr`` in ``lrs`` and ``seed`` in ``seeds`` a fresh model (featurizer 
 :class:`speechunits.training.Trainer` over the training part of the split, evaluating on dev
 every ``eval_every`` steps (through ``on_step``) and keeping the best weights; ``patience``
 evaluations without improvement stop the run (early stopping; one run is
-:func:`speechunits.probe.run.train_run`). The learning rate with the best
+:func:`speechunits.probe.run.train_run`). With ``dev_sample`` the evaluations while training read a fixed
+sample of dev, and each run's best step is then scored on all of dev once. The learning rate with the best
 mean dev metric over seeds is chosen; only then is the test part read, once per seed of that lr,
 and reported as mean and standard deviation over seeds (s3prl users' most common complaint:
 one hand-tuned learning rate per model and task). A ``diarize`` probe's threshold and median filter
@@ -43,6 +44,7 @@ from speechunits.probe.model import build_model, check_verification
 from speechunits.probe.model_dir import PROBE_FILE, LabelCoder, save_cohort, save_probe, save_unit_models
 from speechunits.probe.augment import parse_time_mask, parse_unit_noise
 from speechunits.probe.resume import RUNS_DIR, split_digest
+from speechunits.probe.splits import dev_sample as dev_sample_of
 from speechunits.probe.run import RunResult, SweepRun, dev_metrics, train_run
 from speechunits.probe.task import (CTC, FRAME_LEVEL, MARGIN, MASK, PIT, UTTERANCE,
                                     ctc_too_short, objective_of, predict_logits)
@@ -260,7 +262,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 combine: str = "sum", embed_dim: int = 256, hidden: int = 256, normalize: bool = False,
                 tokenizer: str | int = "chars", lrs: Sequence[float] = (1e-3,), seeds: Sequence[int] = (0,),
                 max_steps: int = 2000, max_minutes: float | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
-                patience: int = DEFAULT_PATIENCE, batch_frames: int | None = None,
+                patience: int = DEFAULT_PATIENCE, dev_sample: int | None = None, batch_frames: int | None = None,
                 warmup_steps: int | None = None, warmup_fraction: float = DEFAULT_WARMUP_FRACTION,
                 step_schedule: bool = False, standardize: bool = False, stack: int = 1,
                 lstm_layers: int | None = None,
@@ -284,6 +286,10 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         tokenizer: ``asr`` targets: ``"chars"`` or a BPE vocabulary size.
         lrs, seeds: the sweep. max_steps, max_minutes: per-run step cap, whole-sweep time budget.
         eval_every, patience: dev evaluation period (steps) and early-stopping patience (evaluations).
+        dev_sample: evaluate only this many dev utterances while training (a seeded sample, the same
+            for every run: :func:`~speechunits.probe.splits.dev_sample`), then score each run's best step
+            on all of dev, which chooses the lr (None: all of dev every time). For a dev part whose
+            evaluation would eat a short budget; refused for ``verify`` (its trials are dev's pairs).
         batch_frames: padded frames per batch. warmup_steps: default ``min(100, max_steps // 10)``.
         warmup_fraction: under ``max_minutes``, the warmup ends at the latest once this share of a
             run's budget is spent (``OptimConfig.warmup_fraction``).
@@ -347,6 +353,11 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
         raise SpeechUnitsError("--lr and --seeds: at least one of each")
     if eval_every < 1 or patience < 1 or max_steps < 1 or batch_frames < 1:
         raise SpeechUnitsError("--max-steps, --eval-every, --patience and --batch-frames must be >= 1")
+    if dev_sample is not None and dev_sample < 1:
+        raise SpeechUnitsError(f"--dev-sample: expected at least 1 utterance, got {dev_sample}")
+    if dev_sample is not None and task == "verify":
+        raise SpeechUnitsError("--dev-sample: not for 'verify', whose dev score is over every pair of dev "
+                               "utterances; use a smaller dev part (--fractions) instead")
     if not 0.0 < warmup_fraction <= 1.0:
         raise SpeechUnitsError(f"--warmup-fraction: expected a share in (0, 1], got {warmup_fraction}")
     # library callers: bad values fail before any input is loaded
@@ -407,6 +418,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                    "warmup_steps": int(warmup), "step_schedule": bool(step_schedule), "bf16": bool(bf16),
                    "class_weights": class_weights,
                    "world_size": dist.world}
+    watched = dev_sample_of(split.dev, dev_sample)
+    if len(watched) < len(split.dev):  # absent otherwise: sweeps begun before the option resume
+        fingerprint["dev_sample"] = len(watched)
     clock_schedule = per_run_minutes is not None and not step_schedule
     if clock_schedule:  # the schedule follows the budget: a resumed run must have the same one
         fingerprint.update(max_minutes=float(max_minutes), runs=len(lrs) * len(seeds),
@@ -417,7 +431,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                      device=dev, statistics=statistics, centroids=centroids, per_run_minutes=per_run_minutes,
                      clock_schedule=clock_schedule, max_steps=max_steps, eval_every=eval_every, patience=patience,
                      warmup_steps=warmup, warmup_fraction=warmup_fraction, batch_frames=batch_frames,
-                     step_schedule=step_schedule, bf16=bf16, quiet=quiet, class_weights=class_weights)
+                     step_schedule=step_schedule, bf16=bf16, quiet=quiet, class_weights=class_weights,
+                     watched=watched if len(watched) < len(split.dev) else None)
     runs = [run for lr in lrs for seed in seeds if (run := train_run(sweep, float(lr), int(seed))) is not None]
 
     if not dist.is_main:
@@ -495,7 +510,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                        "train_utterances_per_s": (sum(r.audio_seconds for r in runs) / max(total_train, 1e-9))
                        * len(split.train) / max(train_audio, 1e-9)},
         "training": {"max_steps": max_steps, "max_minutes": max_minutes, "eval_every": eval_every,
-                     "patience": patience, "batch_frames": batch_frames, "warmup_steps": warmup,
+                     "patience": patience,
+                     "dev_sample": len(watched) if len(watched) < len(split.dev) else None, "batch_frames": batch_frames, "warmup_steps": warmup,
                      "warmup_fraction": warmup_fraction, "step_schedule": step_schedule, "bf16": bf16,
                      "world_size": dist.world},
         "speechunits_version": __version__,
