@@ -8,31 +8,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from probe_helpers import toy_phone_corpus
+
 from speechunits.cli.main import main
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe import run as run_module
-from speechunits.probe.feature_inputs import ArrayInput
 from speechunits.probe.labels import LabelSet
 from speechunits.probe.model_dir import load_probe
-from speechunits.probe.splits import Split, dev_sample
+from speechunits.probe.splits import dev_sample
 from speechunits.probe.train import train_probe
 
-PHONES = ["a", "b", "c", "d"]
-
-
-def _corpus(n_utts: int = 30, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    features, labels = {}, {}
-    for i in range(n_utts):
-        seq = [int(p) for p in rng.integers(0, 4, size=int(rng.integers(3, 6)))]
-        durations = rng.integers(4, 8, size=len(seq))
-        x = 0.8 * rng.standard_normal((int(durations.sum()), 8))
-        x[np.arange(len(x)), np.repeat(seq, durations)] += 1.5
-        features[f"u{i:02d}"] = x.astype(np.float32)
-        labels[f"u{i:02d}"] = [PHONES[p] for p in seq]
-    ids = sorted(features)
-    inputs = ArrayInput(features, encoder="toy", encoder_identity="enc-a", layers=[0], frame_rate=100.0)
-    return inputs, LabelSet("phones", labels), Split(ids[:16], ids[16:26], ids[26:])
+def _corpus():
+    return toy_phone_corpus(30, noise=0.8, boost=1.5, train=16, dev=10)
 
 
 def _sweep(out, **options):

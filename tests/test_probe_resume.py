@@ -3,20 +3,18 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
+from probe_helpers import toy_phone_corpus
+
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.feature_inputs import ArrayInput
-from speechunits.probe.labels import LabelSet
 from speechunits.probe.model_dir import load_probe
 from speechunits.probe.resume import sweep_progress
-from speechunits.probe.splits import Split
 from speechunits.probe.train import train_probe
 from speechunits.training.loop import Trainer, step_records
 
-PHONES = ["a", "b", "c", "d"]
 RUN_STEPS = 40
 
 
@@ -24,23 +22,8 @@ class Killed(Exception):
     """What the test raises in the middle of a run, as a kill would stop the process."""
 
 
-def _corpus(n_utts: int = 24, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    features, labels = {}, {}
-    for i in range(n_utts):
-        seq = [int(p) for p in rng.integers(0, 4, size=int(rng.integers(3, 6)))]
-        durations = rng.integers(4, 8, size=len(seq))
-        x = 0.5 * rng.standard_normal((int(durations.sum()), 8))
-        x[np.arange(len(x)), np.repeat(seq, durations)] += 2.0
-        features[f"u{i:02d}"] = x.astype(np.float32)
-        labels[f"u{i:02d}"] = [PHONES[p] for p in seq]
-    ids = sorted(features)
-    inputs = ArrayInput(features, encoder="toy", encoder_identity="enc-a", layers=[0], frame_rate=100.0)
-    return inputs, LabelSet("phones", labels), Split(ids[:16], ids[16:20], ids[20:])
-
-
 def _sweep(out, resume: bool = False, **options):
-    inputs, labels, split = _corpus()
+    inputs, labels, split = toy_phone_corpus()
     settings = dict(interface="single", head="linear", lrs=(3e-3, 3e-2), max_steps=RUN_STEPS, eval_every=10,
                     patience=100, batch_frames=120, step_schedule=True, quiet=True, device="cpu")
     settings.update(options)
@@ -148,13 +131,13 @@ def test_a_resume_with_other_settings_is_refused_naming_them(tmp_path, monkeypat
     with pytest.raises(SpeechUnitsError, match="another sweep.*patience: stored 100, now 7"):
         _sweep(tmp_path / "p", patience=7, resume=True)
     with pytest.raises(SpeechUnitsError, match="another sweep.*consumes"):
-        inputs, labels, split = _corpus()
+        inputs, labels, split = toy_phone_corpus()
         other = ArrayInput(inputs.features, encoder="toy", encoder_identity="enc-b", layers=[0], frame_rate=100.0)
         train_probe("phones", other, labels, split, tmp_path / "p", resume=True, interface="single", head="linear",
                     lrs=(3e-3, 3e-2), max_steps=RUN_STEPS, eval_every=10, patience=100, batch_frames=120,
                     step_schedule=True, quiet=True, device="cpu")
     # the same features under another name or path (another working directory) go on
-    inputs, labels, split = _corpus()
+    inputs, labels, split = toy_phone_corpus()
     moved = ArrayInput(inputs.features, encoder="../elsewhere/toy", encoder_identity="enc-a", layers=[0],
                        frame_rate=100.0)
     assert train_probe("phones", moved, labels, split, tmp_path / "p", resume=True, interface="single",
