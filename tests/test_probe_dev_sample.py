@@ -104,7 +104,7 @@ def test_bad_sizes_and_verify_are_refused(tmp_path):
         train_probe("verify", inputs, speakers, split, tmp_path / "v", dev_sample=2, device="cpu", quiet=True)
 
 
-def test_the_cli_passes_the_option(tmp_path, monkeypatch):
+def test_the_cli_passes_dev_sample_and_crop_seconds(tmp_path, monkeypatch):
     seen = {}
 
     def fake(*args, **kwargs):
@@ -114,5 +114,5 @@ def test_the_cli_passes_the_option(tmp_path, monkeypatch):
     monkeypatch.setattr("speechunits.probe.train.train_probe_on_corpus", fake)
     sf.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), 16000)
     code = main(["probe", "train", "phones", str(tmp_path), "--encoder", "mfcc", "-o", str(tmp_path / "p"),
-                 "--dev-sample", "5"])
-    assert code != 0 and seen["dev_sample"] == 5
+                 "--dev-sample", "5", "--crop-seconds", "4"])
+    assert code != 0 and seen["dev_sample"] == 5 and seen["crop_seconds"] == 4.0

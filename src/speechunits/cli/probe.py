@@ -136,6 +136,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--max-minutes", type=float, default=None, help="time budget of the whole sweep")
     train.add_argument("--eval-every", type=int, default=50, help="steps between dev evaluations")
     train.add_argument("--patience", type=int, default=5, help="dev evaluations without improvement before stopping")
+    train.add_argument("--crop-seconds", type=float, default=None, metavar="S",
+                       help="train on random crops of at most S seconds (frames, diarize, enhance, separate: "
+                       "long mixtures then fill a batch; --batch-frames bounds crops x length); dev and test "
+                       "read whole utterances")
     train.add_argument("--dev-sample", type=int, default=None, metavar="N",
                        help="evaluate only N dev utterances while training (a fixed seeded sample), then score "
                        "each run's best step on all of dev, which picks the lr: for a dev part that would eat a "
@@ -276,7 +280,7 @@ def run_train(args: argparse.Namespace) -> int:
         interface=args.interface, head=args.head, combine=args.combine, hidden=args.hidden, tokenizer=tokenizer,
         lrs=_parse_lrs(args.lr), seeds=list(range(args.seeds)), max_steps=args.max_steps,
         max_minutes=args.max_minutes, eval_every=args.eval_every, patience=args.patience,
-        dev_sample=args.dev_sample, batch_frames=args.batch_frames, warmup_steps=args.warmup_steps, warmup_fraction=args.warmup_fraction,
+        dev_sample=args.dev_sample, crop_seconds=args.crop_seconds, batch_frames=args.batch_frames, warmup_steps=args.warmup_steps, warmup_fraction=args.warmup_fraction,
         step_schedule=args.step_schedule,
         standardize=args.standardize, stack=args.stack, lstm_layers=args.lstm_layers, embed_init=args.embed_init,
         dropout=args.dropout, time_mask=args.time_mask, unit_noise=args.unit_noise,

@@ -117,7 +117,8 @@ class SweepRun:
     ``clock_schedule``: the schedule follows that budget, so a run cannot be continued exactly.
     ``class_weights``: the loss weight of each class (utterance tasks; None: all 1). ``watched``: the dev
     utterances evaluated while training (:func:`~speechunits.probe.splits.dev_sample`; None: all of dev),
-    after which the best step's weights are scored on all of dev once.
+    after which the best step's weights are scored on all of dev once. ``crop_frames``: training crops
+    (:class:`~speechunits.probe.task.ProbeTask`; None: whole utterances).
     """
 
     out: Path
@@ -148,6 +149,7 @@ class SweepRun:
     quiet: bool
     class_weights: list[float] | None = None
     watched: Sequence[str] | None = None
+    crop_frames: int | None = None
 
     def run_dir(self, lr: float, seed: int) -> Path:
         return self.out / RUNS_DIR / f"lr{lr:g}-seed{seed}"
@@ -194,7 +196,8 @@ def train_run(sweep: SweepRun, lr: float, seed: int) -> RunResult | None:
                       warmup_fraction=None if s.per_run_minutes is None else s.warmup_fraction,
                       decay_by_time=not s.step_schedule, checkpoint_every=s.eval_every)
     probe_task = ProbeTask(s.task, s.samples, s.targets, s.split.train, frame_rate=s.inputs.frame_rate,
-                           batch_frames=s.batch_frames, seed=seed, class_weights=s.class_weights)
+                           batch_frames=s.batch_frames, seed=seed, class_weights=s.class_weights,
+                           crop_frames=s.crop_frames)
     trainer = Trainer(model, probe_task, cfg, run_dir, device=s.device, dist=dist,
                       state={"probe": {"task": s.task, "spec": s.spec}, "consumes": s.inputs.identity(),
                              SWEEP_KEY: s.fingerprint},

@@ -24,7 +24,11 @@ Task kinds and their objective (:data:`OBJECTIVES`):
   (:mod:`speechunits.probe.masking`).
 
 Batches are length-bucketed (:class:`LengthBucketSampler`, ``fit="pad"``) under a budget of
-padded frames, a pure function of ``(seed, index)``. The task holds the (already computed,
+padded frames, a pure function of ``(seed, index)``. With ``crop_frames`` (frame-level tasks only:
+``frames``, ``diarize``, ``enhance``, ``separate``) they are random crops instead (``fit="crop"``):
+every utterance of a batch is cut to ``min(crop_frames, its shortest)`` input frames at an offset drawn
+from ``(seed, epoch, position)``, its frame targets (``r`` STFT frames per input frame for the masks)
+cut to match, as separation and enhancement recipes train on segments of a few seconds. The task holds the (already computed,
 cached) inputs: the frozen encoder never enters the model, so the loop's checkpoints hold
 only the featurizer and head.
 """
@@ -40,7 +44,7 @@ from torch import nn
 from speechunits.errors import SpeechUnitsError
 from speechunits.probe.defaults import DEFAULT_BATCH_FRAMES
 from speechunits.probe.inputs import Sample
-from speechunits.training.batching import LengthBucketSampler
+from speechunits.training.batching import LengthBucketSampler, mix_seed
 from speechunits.training.task import LossOutput, move_to
 
 CTC = "ctc"
@@ -211,6 +215,25 @@ def batch_loss(model: nn.Module, batch: ProbeBatch, objective: str,
     return loss, float(len(batch.targets)), metrics
 
 
+def crop_sample(sample: Sample, offset: int, frames: int) -> Sample:
+    """Input frames ``[offset, offset + frames)`` of ``sample`` (not deduplicated: frame-aligned inputs)."""
+    if sample.durations is not None:
+        raise SpeechUnitsError("crops need frame-aligned inputs; deduplicated units and BPE tokens are not")
+    if sample.features is not None:
+        return Sample(features=sample.features[:, offset: offset + frames])
+    return Sample(units=sample.units[offset: offset + frames])  # type: ignore[index]
+
+
+def crop_target(target: Any, objective: str, offset: int, frames: int, upsample: int = 1) -> Any:
+    """The frame targets that go with :func:`crop_sample`'s crop: ``FRAME``/``PIT`` rows ``[offset,
+    offset + frames)``; ``MASK`` STFT rows ``[offset * upsample, (offset + frames) * upsample)``."""
+    if objective in (FRAME, PIT):
+        return target[offset: offset + frames]
+    if objective == MASK:
+        return target[offset * upsample: (offset + frames) * upsample]
+    raise SpeechUnitsError(f"crops are for frame-level objectives ({', '.join(FRAME_LEVEL)}), not {objective!r}")
+
+
 class ProbeTask:
     """Training batches of ``ids`` and the loss of ``task`` (see the module docstring).
 
@@ -222,12 +245,18 @@ class ProbeTask:
         frame_rate: input frames per second (for the amount logged: audio seconds).
         batch_frames: padded frames per batch. seed: batch order.
         class_weights: the loss weight of each class id (``speaker``, ``classify``; None: all 1).
+        crop_frames: train on random crops of at most this many input frames (frame-level tasks;
+            None: whole utterances); ``batch_frames`` then bounds ``len(batch) x crop length``.
     """
 
     def __init__(self, task: str, samples: Mapping[str, Sample], targets: Mapping[str, Any], ids: Sequence[str], *,
                  frame_rate: float, batch_frames: int = DEFAULT_BATCH_FRAMES, seed: int = 0,
-                 max_batch_size: int | None = None, class_weights: Sequence[float] | None = None):
+                 max_batch_size: int | None = None, class_weights: Sequence[float] | None = None,
+                 crop_frames: int | None = None):
         self.objective = objective_of(task)
+        if crop_frames is not None and (self.objective not in FRAME_LEVEL or crop_frames < 1):
+            raise SpeechUnitsError(f"--crop-seconds: crops of at least one frame, for frame-level tasks (frames, "
+                                   f"diarize, enhance, separate), not {task!r} with {crop_frames} frames")
         if class_weights is not None and self.objective != UTTERANCE:
             raise SpeechUnitsError(f"class weights apply to utterance-level tasks (speaker, classify), not {task!r}")
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
@@ -237,12 +266,32 @@ class ProbeTask:
         self.samples = samples
         self.targets = targets
         self.frame_rate = frame_rate
-        self.sampler = LengthBucketSampler([samples[i].num_frames for i in self.ids], batch_frames, fit="pad",
-                                           max_batch_size=max_batch_size, seed=seed)
+        self.seed = seed
+        self.crop_frames = crop_frames
+        self.upsample = 1
+        if crop_frames is not None and self.objective == MASK:
+            from speechunits.probe.masking import upsample_factor
+
+            self.upsample = upsample_factor(frame_rate)
+        lengths = [samples[i].num_frames for i in self.ids]
+        if crop_frames is None:
+            self.sampler = LengthBucketSampler(lengths, batch_frames, fit="pad", max_batch_size=max_batch_size,
+                                               seed=seed)
+        else:
+            self.sampler = LengthBucketSampler([min(n, crop_frames) for n in lengths], batch_frames, fit="crop",
+                                               max_batch_size=max_batch_size, seed=seed)
 
     def batch(self, index: int) -> ProbeBatch:
         chosen = [self.ids[i] for i in self.sampler.batch(index)]
-        return collate([self.samples[i] for i in chosen], self.objective, [self.targets[i] for i in chosen])
+        samples = [self.samples[i] for i in chosen]
+        targets = [self.targets[i] for i in chosen]
+        if self.crop_frames is not None:
+            rng = np.random.default_rng(mix_seed(self.seed, *self.sampler.locate(index), 5))
+            frames = min(self.crop_frames, min(s.num_frames for s in samples))
+            offsets = [int(rng.integers(0, s.num_frames - frames + 1)) for s in samples]
+            targets = [crop_target(y, self.objective, a, frames, self.upsample) for y, a in zip(targets, offsets)]
+            samples = [crop_sample(s, a, frames) for s, a in zip(samples, offsets)]
+        return collate(samples, self.objective, targets)
 
     def loss(self, model: nn.Module, batch: ProbeBatch) -> LossOutput:
         loss, count, metrics = batch_loss(model, batch, self.objective, self.class_weights)

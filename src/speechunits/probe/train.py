@@ -263,6 +263,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                 tokenizer: str | int = "chars", lrs: Sequence[float] = (1e-3,), seeds: Sequence[int] = (0,),
                 max_steps: int = 2000, max_minutes: float | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
                 patience: int = DEFAULT_PATIENCE, dev_sample: int | None = None, batch_frames: int | None = None,
+                crop_seconds: float | None = None,
                 warmup_steps: int | None = None, warmup_fraction: float = DEFAULT_WARMUP_FRACTION,
                 step_schedule: bool = False, standardize: bool = False, stack: int = 1,
                 lstm_layers: int | None = None,
@@ -290,6 +291,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
             for every run: :func:`~speechunits.probe.splits.dev_sample`), then score each run's best step
             on all of dev, which chooses the lr (None: all of dev every time). For a dev part whose
             evaluation would eat a short budget; refused for ``verify`` (its trials are dev's pairs).
+        crop_seconds: train on random crops of at most this long (frame-level tasks: ``frames``,
+            ``diarize``, ``enhance``, ``separate``; :class:`~speechunits.probe.task.ProbeTask`); dev and
+            test read whole utterances. None: whole utterances.
         batch_frames: padded frames per batch. warmup_steps: default ``min(100, max_steps // 10)``.
         warmup_fraction: under ``max_minutes``, the warmup ends at the latest once this share of a
             run's budget is spent (``OptimConfig.warmup_fraction``).
@@ -358,6 +362,12 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     if dev_sample is not None and task == "verify":
         raise SpeechUnitsError("--dev-sample: not for 'verify', whose dev score is over every pair of dev "
                                "utterances; use a smaller dev part (--fractions) instead")
+    if crop_seconds is not None and (not crop_seconds > 0 or objective_of(task) not in FRAME_LEVEL
+                                     or finetune is not None):
+        raise SpeechUnitsError(f"--crop-seconds: a length > 0 for frame-level tasks (frames, diarize, enhance, "
+                               f"separate) without --finetune; got {crop_seconds} for {task!r}")
+    if crop_seconds is not None and getattr(inputs, "dedup", False):
+        raise SpeechUnitsError("--crop-seconds: crops need frame-aligned inputs, not deduplicated units or BPE")
     if not 0.0 < warmup_fraction <= 1.0:
         raise SpeechUnitsError(f"--warmup-fraction: expected a share in (0, 1], got {warmup_fraction}")
     # library callers: bad values fail before any input is loaded
@@ -418,6 +428,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                    "warmup_steps": int(warmup), "step_schedule": bool(step_schedule), "bf16": bool(bf16),
                    "class_weights": class_weights,
                    "world_size": dist.world}
+    crop_frames = None if crop_seconds is None else max(1, round(crop_seconds * inputs.frame_rate))
+    if crop_frames is not None:  # absent otherwise: sweeps begun before the option resume
+        fingerprint["crop_frames"] = crop_frames
     watched = dev_sample_of(split.dev, dev_sample)
     if len(watched) < len(split.dev):  # absent otherwise: sweeps begun before the option resume
         fingerprint["dev_sample"] = len(watched)
@@ -432,7 +445,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                      clock_schedule=clock_schedule, max_steps=max_steps, eval_every=eval_every, patience=patience,
                      warmup_steps=warmup, warmup_fraction=warmup_fraction, batch_frames=batch_frames,
                      step_schedule=step_schedule, bf16=bf16, quiet=quiet, class_weights=class_weights,
-                     watched=watched if len(watched) < len(split.dev) else None)
+                     watched=watched if len(watched) < len(split.dev) else None, crop_frames=crop_frames)
     runs = [run for lr in lrs for seed in seeds if (run := train_run(sweep, float(lr), int(seed))) is not None]
 
     if not dist.is_main:
@@ -511,7 +524,8 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                        * len(split.train) / max(train_audio, 1e-9)},
         "training": {"max_steps": max_steps, "max_minutes": max_minutes, "eval_every": eval_every,
                      "patience": patience,
-                     "dev_sample": len(watched) if len(watched) < len(split.dev) else None, "batch_frames": batch_frames, "warmup_steps": warmup,
+                     "dev_sample": len(watched) if len(watched) < len(split.dev) else None,
+                     "crop_seconds": crop_seconds, "batch_frames": batch_frames, "warmup_steps": warmup,
                      "warmup_fraction": warmup_fraction, "step_schedule": step_schedule, "bf16": bf16,
                      "world_size": dist.world},
         "speechunits_version": __version__,
