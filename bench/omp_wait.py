@@ -11,10 +11,10 @@ is imported), once alone and once with two copies running at the same time:
 * ``transformer``: forward passes of a 6-layer transformer encoder (d=256) over 8 x 500 frames, the
   shape of a unit LM or a small SSL encoder at inference.
 
-It prints seconds per step (the mean over the copies when two run) and the ratio of passive to
-active; no assertion. ``--quick`` runs a few steps.
+It prints seconds per step (the mean over the copies when two run); no assertion. ``--quick`` runs a
+few steps; ``--spincount N`` times libgomp's ``GOMP_SPINCOUNT=N`` alone (the default's rows are above).
 
-    python bench/omp_wait.py [--steps 20] [--quick]
+    python bench/omp_wait.py [--steps 20] [--quick] [--spincount N]
 """
 from __future__ import annotations
 
@@ -56,16 +56,16 @@ print(json.dumps({"seconds_per_step": (time.perf_counter() - start) / steps}))
 """
 
 
-def timed(kind: str, steps: int, policy: str | None, copies: int) -> float:
-    """Mean seconds per step of ``copies`` workers started together under ``policy`` (None: unset)."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if policy is not None:
-        env["OMP_WAIT_POLICY"] = policy
+def timed(kind: str, steps: int, setting: dict[str, str], copies: int) -> float:
+    """Mean seconds per step of ``copies`` workers started together with the OpenMP ``setting`` (the
+    environment's own ``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` removed first)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(setting)
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, kind, str(steps)], env=env, stdout=subprocess.PIPE,
                               text=True) for _ in range(copies)]
     results = [json.loads(p.communicate()[0].strip().splitlines()[-1])["seconds_per_step"] for p in procs]
     if any(p.returncode for p in procs):
-        raise SystemExit(f"a worker failed ({kind}, {policy}, {copies} copies)")
+        raise SystemExit(f"a worker failed ({kind}, {setting}, {copies} copies)")
     return sum(results) / len(results)
 
 
@@ -73,17 +73,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="3 steps per worker")
+    parser.add_argument("--spincount", type=int, default=None, metavar="N",
+                        help="time GOMP_SPINCOUNT=N (a spin of N iterations, then sleep) instead of the two "
+                        "policies, beside the default")
     args = parser.parse_args()
     steps = 3 if args.quick else args.steps
+    settings = {"spinning (default)": {}, "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"}}
+    if args.spincount is not None:
+        settings = {f"GOMP_SPINCOUNT={args.spincount}": {"GOMP_SPINCOUNT": str(args.spincount)}}
     print(f"{os.cpu_count()} CPUs; torch threads per process: torch's default; {steps} steps per worker")
-    print("| workload | copies at once | active (unset), s/step | passive, s/step | passive / active |")
-    print("|---|---|---|---|---|")
+    print("| workload | copies at once | " + " | ".join(f"{name}, s/step" for name in settings) + " |")
+    print("|---|---|" + "---|" * len(settings))
     for kind in ("lstm", "transformer"):
         for copies in (1, 2):
             started = time.perf_counter()
-            active = timed(kind, steps, None, copies)
-            passive = timed(kind, steps, "PASSIVE", copies)
-            print(f"| {kind} | {copies} | {active:.3f} | {passive:.3f} | {passive / active:.2f} |"
+            seconds = [timed(kind, steps, setting, copies) for setting in settings.values()]
+            print(f"| {kind} | {copies} | " + " | ".join(f"{t:.3f}" for t in seconds) + " |"
                   f"  ({time.perf_counter() - started:.0f} s)", flush=True)
     return 0
 

@@ -31,6 +31,19 @@ from speechunits.errors import SpeechUnitsError
 log = logging.getLogger("speechunits")
 #: speechunits.encoders.cpu.DISABLE_ENV, spelled out so that building the parser imports no torch.
 NO_CPU_KERNELS_ENV = "SPEECHUNITS_NO_CPU_KERNELS"
+#: libgomp's spin before an idle OpenMP thread sleeps, when the user chose no wait policy (bench/omp_wait.py).
+OPENMP_SPINCOUNT = "1000"
+
+
+def short_openmp_spin() -> None:
+    """Unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``, or torch is already imported (its
+    OpenMP runtime has read them), set ``GOMP_SPINCOUNT`` to :data:`OPENMP_SPINCOUNT`: torch's idle CPU
+    threads then spin briefly and sleep. With libgomp's default spin, two torch jobs on the same cores
+    take each other's cores (a step up to 30x slower); alone the short spin costs nothing measurable.
+    Child processes (Ray workers, torchrun ranks) inherit it. Other OpenMP runtimes ignore it."""
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return
+    os.environ["GOMP_SPINCOUNT"] = OPENMP_SPINCOUNT
 
 
 class Terminated(KeyboardInterrupt):
@@ -151,6 +164,7 @@ def _is_path_condition(exc: OSError) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    short_openmp_spin()
     parser = build_parser()
     args = parser.parse_args(argv)
     # --quiet: only warnings and errors; -v: debug (wins over --quiet).
