@@ -214,10 +214,10 @@ def train_run(sweep: SweepRun, lr: float, seed: int) -> RunResult | None:
     elif start:
         log.info("lr %g seed %d: resumed at step %d (best dev step %d)", lr, seed, start, best["step"])
     clock = {"started": time.perf_counter(), "elapsed": best["elapsed_seconds"]}
-    watched = s.split.dev if s.watched is None else s.watched
 
     def evaluate(step: int) -> bool:
-        metrics = dev_metrics(s.task, model, s.coder, s.samples, s.labels, watched, s.device, s.batch_frames)
+        ids = s.split.dev if s.watched is None else s.watched
+        metrics = dev_metrics(s.task, model, s.coder, s.samples, s.labels, ids, s.device, s.batch_frames)
         value = selection_score(s.task, metrics)
         log.info("lr %g seed %d step %d dev %s", lr, seed, step, " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         trainer.record(step, dev=metrics)
@@ -252,7 +252,7 @@ def train_run(sweep: SweepRun, lr: float, seed: int) -> RunResult | None:
         evaluate(steps_done)
     model.load_state_dict(best["state"])
     dev, dev_score, dev_watched = best["metrics"], best["score"], None
-    if len(watched) < len(s.split.dev):  # the sample chose the step; all of dev scores it (and the lr)
+    if s.watched is not None:  # the sample chose the step; all of dev scores it (and the lr)
         dev_watched = dev
         dev = dev_metrics(s.task, model, s.coder, s.samples, s.labels, s.split.dev, s.device, s.batch_frames)
         dev_score = selection_score(s.task, dev)

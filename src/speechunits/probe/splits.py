@@ -126,10 +126,10 @@ def dev_sample(ids: Sequence[str], size: int | None) -> list[str]:
     Deterministic for the set of ids (not their order): a seeded shuffle of the sorted ids, its first
     ``size``, listed in the order ``ids`` gives them. ``None`` or a size of at least ``len(ids)``: all.
     """
+    if size is not None and size < 1:
+        raise SpeechUnitsError(f"--dev-sample: expected at least 1 utterance, got {size}")
     if size is None or size >= len(ids):
         return list(ids)
-    if size < 1:
-        raise SpeechUnitsError(f"--dev-sample: expected at least 1 utterance, got {size}")
     chosen = set(_shuffled(ids, 0, 7)[:size])
     return [i for i in ids if i in chosen]
 

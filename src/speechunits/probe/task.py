@@ -28,9 +28,9 @@ padded frames, a pure function of ``(seed, index)``. With ``crop_frames`` (frame
 ``frames``, ``diarize``, ``enhance``, ``separate``) they are random crops instead (``fit="crop"``):
 every utterance of a batch is cut to ``min(crop_frames, its shortest)`` input frames at an offset drawn
 from ``(seed, epoch, position)``, its frame targets (``r`` STFT frames per input frame for the masks)
-cut to match, as separation and enhancement recipes train on segments of a few seconds. The task holds the (already computed,
-cached) inputs: the frozen encoder never enters the model, so the loop's checkpoints hold
-only the featurizer and head.
+cut to match, as separation and enhancement recipes train on segments of a few seconds. The task
+holds the (already computed, cached) inputs: the frozen encoder never enters the model, so the
+loop's checkpoints hold only the featurizer and head.
 """
 from __future__ import annotations
 

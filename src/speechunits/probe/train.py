@@ -431,8 +431,9 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
     crop_frames = None if crop_seconds is None else max(1, round(crop_seconds * inputs.frame_rate))
     if crop_frames is not None:  # absent otherwise: sweeps begun before the option resume
         fingerprint["crop_frames"] = crop_frames
-    watched = dev_sample_of(split.dev, dev_sample)
-    if len(watched) < len(split.dev):  # absent otherwise: sweeps begun before the option resume
+    sampled = dev_sample_of(split.dev, dev_sample)
+    watched = sampled if len(sampled) < len(split.dev) else None  # None: every evaluation reads all of dev
+    if watched is not None:  # absent otherwise: sweeps begun before the option resume
         fingerprint["dev_sample"] = len(watched)
     clock_schedule = per_run_minutes is not None and not step_schedule
     if clock_schedule:  # the schedule follows the budget: a resumed run must have the same one
@@ -445,7 +446,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                      clock_schedule=clock_schedule, max_steps=max_steps, eval_every=eval_every, patience=patience,
                      warmup_steps=warmup, warmup_fraction=warmup_fraction, batch_frames=batch_frames,
                      step_schedule=step_schedule, bf16=bf16, quiet=quiet, class_weights=class_weights,
-                     watched=watched if len(watched) < len(split.dev) else None, crop_frames=crop_frames)
+                     watched=watched, crop_frames=crop_frames)
     runs = [run for lr in lrs for seed in seeds if (run := train_run(sweep, float(lr), int(seed))) is not None]
 
     if not dist.is_main:
@@ -524,7 +525,7 @@ def train_probe(task: str, inputs: ProbeInput, labels: Any, split: Any, out_dir:
                        * len(split.train) / max(train_audio, 1e-9)},
         "training": {"max_steps": max_steps, "max_minutes": max_minutes, "eval_every": eval_every,
                      "patience": patience,
-                     "dev_sample": len(watched) if len(watched) < len(split.dev) else None,
+                     "dev_sample": None if watched is None else len(watched),
                      "crop_seconds": crop_seconds, "batch_frames": batch_frames, "warmup_steps": warmup,
                      "warmup_fraction": warmup_fraction, "step_schedule": step_schedule, "bf16": bf16,
                      "world_size": dist.world},
