@@ -1,5 +1,6 @@
-"""``speechunits codebook import|export|info|random-projection|dmel``: foreign k-means files, codebook
-summaries, and the codebooks that are made rather than fitted (BEST-RQ random projection, dMel)."""
+"""``speechunits codebook import|export|info|random-projection|dmel|from-head``: foreign k-means files, codebook
+summaries, and the codebooks that are made rather than fitted (BEST-RQ random projection, dMel, a pretrained
+model's prediction head)."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from speechunits.quantize.options import EXPORT_FORMATS, IMPORT_FORMATS as FORMATS
 
     parser = subparsers.add_parser("codebook", help="import/export foreign k-means files; show a codebook; "
-                                   "make a random-projection or dMel codebook")
+                                   "make a random-projection, dMel or prediction-head codebook")
     sub = parser.add_subparsers(dest="codebook_command", metavar="ACTION", required=True)
 
     imp = sub.add_parser(
@@ -54,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register_made(sub: argparse._SubParsersAction) -> None:
-    """The ``random-projection`` and ``dmel`` actions: codebooks drawn or defined, not fitted."""
+    """The ``random-projection``, ``dmel`` and ``from-head`` actions: codebooks drawn, defined or read from a
+    model, not fitted."""
     from speechunits.cli.common import add_device, add_on_error, add_shard
     from speechunits.quantize.options import DEFAULT_MAX_FRAMES
 
@@ -100,6 +102,18 @@ def register_made(sub: argparse._SubParsersAction) -> None:
     add_on_error(dmel)
     add_quiet(dmel)
     dmel.set_defaults(func=run_dmel)
+
+    head = sub.add_parser(
+        "from-head",
+        help="units from a `speechunits pretrain` model's own prediction head (no k-means)",
+        description="Read the prediction head of MODEL's pretraining checkpoint (MODEL/training/): a frame of the "
+        "last layer gets the unit the model predicts for it, argmax of cos(W LN(h) + b, e_k). Encode with "
+        "`speechunits encode INPUT --codebook DIR`. An exported model without training/ has no head.",
+    )
+    head.add_argument("model", metavar="MODEL", help="a `speechunits pretrain` output directory")
+    head.add_argument("-o", "--out", required=True, metavar="CODEBOOK", help="output codebook directory")
+    add_quiet(head)
+    head.set_defaults(func=run_from_head)
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -206,4 +220,14 @@ def run_dmel(args: argparse.Namespace) -> int:
     dmel = DMel.create(encoder.info, bits=bits, value_range=value_range, range_source=how)
     dmel.save(args.out)
     log.info("%s: dMel %d bits on [%g, %g] (%s), %d streams", args.out, bits, dmel.lo, dmel.hi, how, dmel.streams)
+    return 0
+
+
+def run_from_head(args: argparse.Namespace) -> int:
+    from speechunits.quantize.prediction_head import PredictionHeadCodebook
+
+    codebook = PredictionHeadCodebook.from_pretrained(args.model)
+    codebook.save(args.out)
+    log.info("%s: the prediction head of %s (K=%d, layer %d; targets: %s)", args.out, args.model, codebook.k,
+             codebook.layer, (codebook.meta.get("targets") or {}).get("kind"))
     return 0

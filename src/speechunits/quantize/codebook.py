@@ -43,6 +43,7 @@ CODEBOOK_KINDS = {
     "kmeans": "speechunits.quantize.codebook:Codebook",
     "random-projection": "speechunits.quantize.random_projection:RandomProjectionCodebook",
     "dmel": "speechunits.quantize.dmel:DMel",
+    "prediction-head": "speechunits.quantize.prediction_head:PredictionHeadCodebook",
 }
 
 

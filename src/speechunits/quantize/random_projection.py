@@ -56,13 +56,16 @@ def random_projection(in_dim: int, code_dim: int, k: int, seed: int) -> tuple[to
     return projection, codebook
 
 
-def project_and_assign(x: torch.Tensor, projection: torch.Tensor, codebook: torch.Tensor) -> np.ndarray:
-    """``argmax_k <C_k, xP / |xP|>`` for (already normalised) float32 frames ``x [N, D]``, in chunks of
-    :data:`CHUNK_FRAMES`: int64 ``[N]``. ``codebook`` ``[K, d]`` rows are unit vectors (cosine nearest)."""
+def project_and_assign(x: torch.Tensor, projection: torch.Tensor, codebook: torch.Tensor,
+                       bias: torch.Tensor | None = None) -> np.ndarray:
+    """``argmax_k <C_k, z / |z|>`` with ``z = xP (+ bias [d])`` for (already normalised) float32 frames
+    ``x [N, D]``, in chunks of :data:`CHUNK_FRAMES`: int64 ``[N]``. ``codebook`` ``[K, d]`` rows are unit
+    vectors (cosine nearest)."""
     out = np.empty(x.shape[0], dtype=np.int64)
     codewords_t = codebook.T.contiguous()
     for start in range(0, x.shape[0], CHUNK_FRAMES):
-        z = torch.nn.functional.normalize(x[start:start + CHUNK_FRAMES] @ projection, dim=1)
+        z = x[start:start + CHUNK_FRAMES] @ projection
+        z = torch.nn.functional.normalize(z if bias is None else z + bias, dim=1)
         out[start:start + z.shape[0]] = (z @ codewords_t).argmax(dim=1).numpy()
     return out
 
