@@ -37,7 +37,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mask_probe import mask_probe_row  # noqa: E402  (bench/mask_probe.py)
+from mask_probe import add_training_options, mask_probe_row, training_options  # noqa: E402  (bench/mask_probe.py)
 from su import su  # noqa: E402  (bench/su.py)
 
 from speechunits.probe.masking import MaskLabel, apply_mask, audio_scores, load_audio, magnitude_targets
@@ -120,7 +120,8 @@ def oracle_system(noisy_set: Path, out: Path) -> tuple[Path, dict]:
     return folder, {}
 
 
-def bench_set(name: str, noisy_set: Path, out: Path, tiny: str | None, minutes: float) -> dict:
+def bench_set(name: str, noisy_set: Path, out: Path, tiny: str | None, minutes: float,
+              training: tuple[list[str], str] = ([], "")) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     test = noisy_set / "test"
     systems: dict[str, dict] = {"noisy input": {"scores": summary(test, score_folder(test, None))}}
@@ -132,7 +133,7 @@ def bench_set(name: str, noisy_set: Path, out: Path, tiny: str | None, minutes: 
         inputs.append(("tiny", ["--encoder", tiny, "--layers", "all", "--standardize"]))
     for probe_name, reads in inputs:
         started = time.perf_counter()
-        folder, info = mask_probe_row("enhance", noisy_set, out, probe_name, reads, minutes)
+        folder, info = mask_probe_row("enhance", noisy_set, out, probe_name + training[1], reads, minutes, training[0])
         info["seconds"] = round(time.perf_counter() - started, 1)
         systems[f"enhance probe, {probe_name}"] = {"scores": summary(test, score_folder(test, folder)), **info}
         print(name, probe_name, systems[f"enhance probe, {probe_name}"]["scores"]["all"], flush=True)
@@ -166,6 +167,7 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=None, help="a real-speech corpus with speakers.tsv")
     parser.add_argument("--tiny", default=None, help="a pretrained tiny model directory (weighted sum of its layers)")
     parser.add_argument("--probe-minutes", type=float, default=6.0, help="time budget of each probe sweep")
+    add_training_options(parser)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     corpus = args.corpus
@@ -181,7 +183,7 @@ def main() -> None:
         if not (where / "noisy" / "noisy.json").is_file():
             su("synth", "noisy", str(where), "--corpus", str(source), "--quiet")
         systems = bench_set(name, where / "noisy", args.out / ("synth" if index == 0 else "real"), args.tiny,
-                            args.probe_minutes)
+                            args.probe_minutes, training_options(args))
         lines += table(name, systems)
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

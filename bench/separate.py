@@ -41,7 +41,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mask_probe import mask_probe_row  # noqa: E402  (bench/mask_probe.py)
+from mask_probe import add_training_options, mask_probe_row, training_options  # noqa: E402  (bench/mask_probe.py)
 from su import su  # noqa: E402  (bench/su.py)
 
 from speechunits.probe.masking import MaskLabel, apply_mask, load_audio, magnitude_targets
@@ -109,7 +109,9 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=None, help="a `synth` corpus (made under --out if absent)")
     parser.add_argument("--tiny", default=None, help="a pretrained tiny model directory (weighted sum of its layers)")
     parser.add_argument("--probe-minutes", type=float, default=6.0, help="time budget of each probe sweep")
+    add_training_options(parser)
     args = parser.parse_args()
+    training, suffix = training_options(args)
     args.out.mkdir(parents=True, exist_ok=True)
     corpus = args.corpus
     if corpus is None:
@@ -127,7 +129,7 @@ def main() -> None:
         inputs.append(("tiny", ["--encoder", args.tiny, "--layers", "all", "--standardize"]))
     for name, reads in inputs:
         started = time.perf_counter()
-        folder, info = mask_probe_row("separate", mixset, args.out, name, reads, args.probe_minutes)
+        folder, info = mask_probe_row("separate", mixset, args.out, name + suffix, reads, args.probe_minutes, training)
         info["seconds"] = round(time.perf_counter() - started, 1)
         systems[f"separate probe, {name}"] = {"scores": summary(test, score_folder(test, folder)), **info}
         print(name, systems[f"separate probe, {name}"]["scores"]["all"], flush=True)
