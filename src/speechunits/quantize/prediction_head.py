@@ -31,7 +31,7 @@ import torch
 
 from speechunits.errors import SpeechUnitsError
 from speechunits.quantize.codebook import Codebook, encoder_meta, require_tensor
-from speechunits.quantize.random_projection import project_and_assign
+from speechunits.quantize.random_projection import cpu_frames, project_and_assign
 
 KIND = "prediction-head"
 #: Optional tensors, in the order :func:`head_sha256` hashes them after ``centroids`` and ``projection``.
@@ -155,10 +155,7 @@ class PredictionHeadCodebook(Codebook):
                precision: str = "auto") -> np.ndarray:
         """Unit ids, int64 ``[N]``, of last-layer features ``[N, D]`` (fp32 on CPU; ``device`` and
         ``precision`` are accepted for the :class:`Codebook` interface and not used)."""
-        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)) if isinstance(features, np.ndarray) \
-            else features.detach().to(torch.float32).cpu()
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise SpeechUnitsError(f"features of shape {tuple(x.shape)} do not match codebook dim {self.dim}")
+        x = cpu_frames(features, self.dim)
         with torch.inference_mode():
             if self.final_norm is not None:
                 x = torch.nn.functional.layer_norm(x, (self.dim,), *self.final_norm, eps=self.meta["final_norm_eps"])

@@ -70,6 +70,15 @@ def project_and_assign(x: torch.Tensor, projection: torch.Tensor, codebook: torc
     return out
 
 
+def cpu_frames(features: np.ndarray | torch.Tensor, dim: int) -> torch.Tensor:
+    """Features ``[N, dim]`` as a float32 CPU tensor; SpeechUnitsError for any other shape."""
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)) if isinstance(features, np.ndarray) \
+        else features.detach().to(torch.float32).cpu()
+    if x.dim() != 2 or x.shape[1] != dim:
+        raise SpeechUnitsError(f"features of shape {tuple(x.shape)} do not match codebook dim {dim}")
+    return x
+
+
 def normalisation_stats(sample: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and standard deviation (floored at :data:`MIN_STD`) of frames ``[N, D]``,
     computed in float64, returned as float32 ``[D]``."""
@@ -146,9 +155,5 @@ class RandomProjectionCodebook(Codebook):
                precision: str = "auto") -> np.ndarray:
         """Codeword ids, int64 ``[N]``, of features ``[N, D]`` (fp32 on CPU; ``device`` and
         ``precision`` are accepted for the :class:`Codebook` interface and not used)."""
-        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)) if isinstance(features, np.ndarray) \
-            else features.detach().to(torch.float32).cpu()
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise SpeechUnitsError(f"features of shape {tuple(x.shape)} do not match codebook dim {self.dim}")
         with torch.inference_mode():
-            return project_and_assign(self.normalise(x), self.projection, self.centroids)
+            return project_and_assign(self.normalise(cpu_frames(features, self.dim)), self.projection, self.centroids)
