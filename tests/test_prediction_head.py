@@ -139,6 +139,17 @@ def test_bad_heads_are_refused(models: dict[str, Path], tmp_path: Path) -> None:
                                projection_bias=head.projection_bias, final_norm=(torch.ones(32), torch.zeros(32)))
     with pytest.raises(SpeechUnitsError, match="do not match codebook dim 32"):
         head.assign(np.zeros((4, 31), np.float32))
+    # an exported encoder that is not the training checkpoint's is refused
+    from safetensors.torch import load_file, save_file
+
+    swapped = tmp_path / "swapped"
+    shutil.copytree(models["post-ln"], swapped)
+    weights = load_file(str(swapped / "model.safetensors"))
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + 1e-3
+    save_file(weights, str(swapped / "model.safetensors"))
+    with pytest.raises(SpeechUnitsError, match="exported encoder is not the one in training/"):
+        PredictionHeadCodebook.from_pretrained(swapped)
     # an exported model alone (no training/) has no head
     exported = tmp_path / "exported"
     shutil.copytree(models["post-ln"], exported, ignore=shutil.ignore_patterns("training"))

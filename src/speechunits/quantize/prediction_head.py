@@ -115,6 +115,7 @@ class PredictionHeadCodebook(Codebook):
             raise SpeechUnitsError(f"{checkpoint}: no 'head.unit_embeddings' (not a speechunits pretrain checkpoint)")
         model = HubertPretrainer.build(train, int(embeddings.shape[0]))
         load_weights(root, model)
+        _check_export(root, model.encoder)
         info = load_encoder(str(root), device="cpu").info
         config = model.encoder.config
         final_norm, eps = None, None
@@ -162,3 +163,18 @@ class PredictionHeadCodebook(Codebook):
             return project_and_assign(x, self.projection, self.centroids, bias=self.projection_bias)
 
 
+def _check_export(root: Path, encoder: torch.nn.Module) -> None:
+    """Refuse a model directory whose exported encoder (``MODEL/model.safetensors``, what ``encode`` reads)
+    is not the training checkpoint's: the head would then read another model's last layer."""
+    from speechunits.files import read_safetensors
+
+    path = root / "model.safetensors"
+    if not path.is_file():
+        raise SpeechUnitsError(f"{path}: missing (a `speechunits pretrain` directory holds its exported encoder)")
+    exported, trained = read_safetensors(path), encoder.state_dict()
+    differ = sorted(set(exported) ^ set(trained)) or [key for key in sorted(trained)
+                                                       if not torch.equal(exported[key], trained[key])]
+    if differ:
+        raise SpeechUnitsError(f"{root}: the exported encoder is not the one in training/ ({len(differ)} tensors "
+                               f"differ, e.g. {differ[0]!r}); export the checkpoint again or use the model it came "
+                               "with")
