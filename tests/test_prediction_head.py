@@ -108,7 +108,8 @@ def test_save_load_round_trip_and_tampering(models: dict[str, Path], tmp_path: P
     x = np.random.default_rng(0).standard_normal((50, 32)).astype(np.float32)
     np.testing.assert_array_equal(loaded.assign(x), head.assign(x))
     meta = json.loads((tmp_path / "cb" / "codebook.json").read_text())
-    assert meta["kind"] == "prediction-head" and meta["final_norm_eps"] > 0 and meta["code_dim"] == head.projection.shape[1] == head.centroids.shape[1]
+    assert meta["kind"] == "prediction-head" and meta["final_norm_eps"] > 0
+    assert meta["code_dim"] == head.projection.shape[1] == head.centroids.shape[1]
     # a changed bias is a changed quantiser: the stored sha256 no longer matches
     from safetensors.torch import load_file, save_file
 

@@ -18,7 +18,8 @@ Files: the :class:`~speechunits.quantize.codebook.Codebook` directory with ``kin
 (= ``P``), ``projection_bias`` (= ``b``) and, with a final LayerNorm, ``final_norm_weight`` /
 ``final_norm_bias`` ``[D]`` (``final_norm_eps`` in ``codebook.json``). ``codebook.json`` records the
 encoder, ``layer`` = its last layer, and ``targets``: the checkpoint's description of what the head was
-trained to predict (kind, K, encoder and layer or codebook sha256). ``sha256`` covers every tensor (:func:`head_sha256`).
+trained to predict (kind, K, encoder and layer or codebook sha256). ``sha256`` covers every tensor
+(:func:`head_sha256`).
 """
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ class PredictionHeadCodebook(Codebook):
                  projection: torch.Tensor | np.ndarray, projection_bias: torch.Tensor | np.ndarray,
                  final_norm: tuple[torch.Tensor, torch.Tensor] | None = None):
         if norm_mean is not None or norm_std is not None:
-            raise SpeechUnitsError("a prediction-head codebook has no feature normalisation (it has the final LayerNorm)")
+            raise SpeechUnitsError("a prediction-head codebook has no feature normalisation "
+                                   "(it has the final LayerNorm)")
         super().__init__(_float_tensor(centroids, "centroids"), meta)
         if not torch.allclose(self.centroids.norm(dim=1), torch.ones(self.k), atol=1e-4):
             raise SpeechUnitsError("prediction head: the unit embeddings (centroids) must have unit length")
@@ -99,7 +101,6 @@ class PredictionHeadCodebook(Codebook):
         """The head of a ``speechunits pretrain`` output directory ``MODEL`` (its training checkpoint in
         ``MODEL/training/``; an exported model alone has no head). Raises SpeechUnitsError when absent."""
         from speechunits.encoders import load_encoder
-        from speechunits.files import read_safetensors
         from speechunits.pretrain.model import HubertPretrainer
         from speechunits.pretrain.run import saved_config
         from speechunits.training.checkpoint import MODEL_FILE, load_weights, read_state, training_dir
@@ -109,12 +110,13 @@ class PredictionHeadCodebook(Codebook):
         if not checkpoint.is_file():
             raise SpeechUnitsError(f"{root}: no pretraining checkpoint ({checkpoint} is missing): the head is a "
                                    "training-only part that exported models do not carry")
-        train = saved_config(root)
-        embeddings = read_safetensors(checkpoint).get("head.unit_embeddings")
-        if embeddings is None:
-            raise SpeechUnitsError(f"{checkpoint}: no 'head.unit_embeddings' (not a speechunits pretrain checkpoint)")
-        model = HubertPretrainer.build(train, int(embeddings.shape[0]))
-        load_weights(root, model)
+        train, state = saved_config(root), read_state(root)
+        units = (state.get("targets") or {}).get("k")
+        if not isinstance(units, int) or units < 1:
+            raise SpeechUnitsError(f"{training_dir(root)}/state.json: no targets size 'k' (not a speechunits pretrain "
+                                   "checkpoint)")
+        model = HubertPretrainer.build(train, units)
+        load_weights(root, model)  # every key must match: a head of another size is refused here
         _check_export(root, model.encoder)
         info = load_encoder(str(root), device="cpu").info
         config = model.encoder.config
@@ -122,11 +124,11 @@ class PredictionHeadCodebook(Codebook):
         if getattr(config, "do_stable_layer_norm", False):  # pre-LN HubertModel: last_hidden_state = LN(last layer)
             norm = model.encoder.encoder.layer_norm
             final_norm, eps = (norm.weight.detach(), norm.bias.detach()), float(norm.eps)
-        state = read_state(root)
         meta = {**encoder_meta(info), "layer": int(info.num_layers), "final_norm_eps": eps,
                 "targets": state.get("targets"), "init": f"prediction head at step {state.get('step')}"}
         head = model.head
-        return cls(torch.nn.functional.normalize(head.unit_embeddings.detach().float(), dim=1), meta, projection=head.final_proj.weight.detach().t(),
+        unit_embeddings = torch.nn.functional.normalize(head.unit_embeddings.detach().float(), dim=1)
+        return cls(unit_embeddings, meta, projection=head.final_proj.weight.detach().t(),
                    projection_bias=head.final_proj.bias.detach(), final_norm=final_norm)
 
     @classmethod
